@@ -1,0 +1,68 @@
+#ifndef AUTH_CFG_H               /* cfg.h: configuration from env and .env */
+#define AUTH_CFG_H
+#include <stdbool.h>
+#include <stddef.h>
+
+enum cfg_alg { CFG_ALG_ES256, CFG_ALG_RS256, CFG_ALG_HS256 };
+enum cfg_log_format { CFG_LOG_JSON, CFG_LOG_TEXT };
+
+/* Every AUTH_* variable the daemon knows. Strings are owned by the struct
+ * (NULL when unset and without a default); free with cfg_cleanup(). */
+struct cfg {
+    char *host;                       /* AUTH_HOST */
+    unsigned port;                    /* AUTH_PORT, 0 = any free port */
+    char *data_dir;                   /* AUTH_DATA_DIR */
+    char *database_url;               /* AUTH_DATABASE_URL (secret) */
+    enum cfg_alg jwt_alg;             /* AUTH_JWT_ALG */
+    char *jwt_secret;                 /* AUTH_JWT_SECRET (secret) */
+    char *jwt_key_file;               /* AUTH_JWT_KEY_FILE */
+    char *jwt_issuer, *jwt_audience;
+    unsigned access_ttl, refresh_ttl; /* seconds */
+    unsigned argon2_memory_kib, argon2_iterations;
+    unsigned max_body_bytes;
+    unsigned password_min_length;
+    unsigned hash_workers;            /* 0 in the env = number of cores */
+    unsigned hash_queue;
+    unsigned rate_limit_per_minute;   /* 0 = off */
+    unsigned lockout_threshold, lockout_max_seconds;
+    char *trusted_proxies;
+    unsigned session_cache_seconds;
+    unsigned refresh_reuse_grace_seconds;
+    char *introspection_token;        /* secret */
+    char *cors_origins;
+    unsigned cb_failure_threshold, cb_open_seconds;
+    char *smtp_url, *smtp_from, *smtp_user;
+    char *smtp_password;              /* secret */
+    char *notify_webhook_url;
+    char *notify_webhook_secret;      /* secret */
+    char *public_url;
+    int log_level;                    /* enum log_level from log.h */
+    enum cfg_log_format log_format;
+    /* Beyond API.md: operational limits. */
+    unsigned threads;                 /* AUTH_THREADS, 0 = cores */
+    unsigned max_connections;         /* AUTH_MAX_CONNECTIONS */
+    unsigned max_connections_per_ip;  /* AUTH_MAX_CONNECTIONS_PER_IP */
+    unsigned connection_timeout;      /* AUTH_CONNECTION_TIMEOUT, seconds */
+    unsigned db_pool_size;            /* AUTH_DB_POOL_SIZE */
+    unsigned db_timeout_ms;           /* AUTH_DB_TIMEOUT_MS: busy/statement */
+};
+
+/* Loads defaults, then `env_file` (NULL or a missing file is fine), then
+ * the process environment on top. On a bad value or an unknown AUTH_* name
+ * returns false and writes one line naming the variable into `why`.
+ * On success `out` is filled; free it with cfg_cleanup() either way. */
+bool cfg_load(struct cfg *out, const char *env_file, char *why,
+              size_t why_len);
+/* Same, but from an explicit NULL-terminated "NAME=value" array instead of
+ * the process environment (for tests). */
+bool cfg_load_from(struct cfg *out, const char *env_file,
+                   char *const *envp, char *why, size_t why_len);
+/* Frees the strings of `c` (wiping secrets first); leaves it zeroed. */
+void cfg_cleanup(struct cfg *c);
+/* Emits one "config.loaded" log event with every value, secrets
+ * redacted. */
+void cfg_log(const struct cfg *c);
+/* Name of an algorithm: "ES256", "RS256", "HS256". */
+const char *cfg_alg_name(enum cfg_alg a);
+
+#endif

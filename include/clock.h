@@ -1,0 +1,14 @@
+#ifndef AUTH_CLOCK_H             /* clock.h: the only place that reads time */
+#define AUTH_CLOCK_H
+#include <stddef.h>
+#include <stdint.h>
+
+/* Wall-clock milliseconds since the Unix epoch. */
+int64_t clock_ms(void);
+/* Monotonic milliseconds, for durations and timeouts. */
+uint64_t clock_mono_ms(void);
+/* Formats `ms` as RFC 3339 UTC with second precision ("...T12:00:00Z")
+ * into `out` (at least 21 bytes). */
+void clock_rfc3339(int64_t ms, char out[32]);
+
+#endif

@@ -1,0 +1,55 @@
+#ifndef AUTH_ERR_H               /* err.h: one error enum for the whole daemon */
+#define AUTH_ERR_H
+
+/* X(code, http status, problem "code", problem "title").
+ * Zero is success. Only the router turns a code into a status and body. */
+#define AS_ERR_TABLE(X)                                                       \
+    X(AS_OK,                   200, "ok",                    "OK")            \
+    X(AS_ERR_BAD_REQUEST,      400, "bad_request",           "Bad Request")   \
+    X(AS_ERR_MALFORMED,        400, "malformed_json",        "Bad Request")   \
+    X(AS_ERR_BAD_TOKEN_PARAM,  400, "invalid_token",         "Bad Request")   \
+    X(AS_ERR_INVALID_REQUEST,  400, "invalid_request",       "Bad Request")   \
+    X(AS_ERR_UNAUTHORIZED,     401, "unauthorized",          "Unauthorized")  \
+    X(AS_ERR_BAD_CREDENTIALS,  401, "invalid_credentials",   "Unauthorized")  \
+    X(AS_ERR_INVALID_TOKEN,    401, "invalid_token",         "Unauthorized")  \
+    X(AS_ERR_FORBIDDEN,        403, "forbidden",             "Forbidden")     \
+    X(AS_ERR_DISABLED,         403, "account_disabled",      "Forbidden")     \
+    X(AS_ERR_NOT_FOUND,        404, "not_found",             "Not Found")     \
+    X(AS_ERR_METHOD,           405, "method_not_allowed",                     \
+      "Method Not Allowed")                                                   \
+    X(AS_ERR_CONFLICT,         409, "conflict",              "Conflict")      \
+    X(AS_ERR_EMAIL_TAKEN,      409, "email_taken",           "Conflict")      \
+    X(AS_ERR_LAST_ADMIN,       409, "last_admin",            "Conflict")      \
+    X(AS_ERR_TOO_LARGE,        413, "payload_too_large",                      \
+      "Content Too Large")                                                    \
+    X(AS_ERR_MEDIA_TYPE,       415, "unsupported_media_type",                 \
+      "Unsupported Media Type")                                               \
+    X(AS_ERR_VALIDATION,       422, "validation_error",                       \
+      "Unprocessable Content")                                                \
+    X(AS_ERR_RATE_LIMITED,     429, "too_many_attempts",                      \
+      "Too Many Requests")                                                    \
+    X(AS_ERR_INTERNAL,         500, "internal_error",                         \
+      "Internal Server Error")                                                \
+    X(AS_ERR_NOMEM,            500, "internal_error",                         \
+      "Internal Server Error")                                                \
+    X(AS_ERR_UNAVAILABLE,      503, "service_unavailable",                    \
+      "Service Unavailable")                                                  \
+    X(AS_ERR_OVERLOADED,       503, "overloaded", "Service Unavailable")
+
+enum as_err {
+#define X(code, status, name, title) code,
+    AS_ERR_TABLE(X)
+#undef X
+};
+
+/* HTTP status for `e`; 500 for a value outside the table. */
+int as_err_http_status(enum as_err e);
+/* Stable snake_case problem "code" for `e`; static storage. */
+const char *as_err_code(enum as_err e);
+/* Short human title (RFC 9457 "title"); static storage. */
+const char *as_err_title(enum as_err e);
+/* True for results that mean the infrastructure failed (5xx), which is
+ * what the circuit breaker counts. */
+int as_err_is_infra(enum as_err e);
+
+#endif

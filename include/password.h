@@ -1,0 +1,44 @@
+#ifndef AUTH_PASSWORD_H          /* password.h: Argon2id and the policy */
+#define AUTH_PASSWORD_H
+#include <stdbool.h>
+#include <stddef.h>
+#include "err.h"
+
+#define PW_HASH_MAX 128          /* crypto_pwhash_STRBYTES */
+#define PW_MAX_CHARS 128         /* code points */
+
+struct pw_params {
+    unsigned long long opslimit; /* AUTH_ARGON2_ITERATIONS */
+    size_t memlimit;             /* AUTH_ARGON2_MEMORY_KIB * 1024 */
+};
+
+/* Argon2id PHC string of `pw` into `out`. AS_ERR_NOMEM when libsodium
+ * cannot get the memory. */
+enum as_err pw_hash(const char *pw, const struct pw_params *p,
+                    char out[PW_HASH_MAX]);
+/* AS_OK when `pw` matches `hash`, AS_ERR_BAD_CREDENTIALS otherwise
+ * (a malformed hash included). */
+enum as_err pw_verify(const char *hash, const char *pw);
+/* True when `hash` was made with other parameters than `p`. */
+bool pw_needs_rehash(const char *hash, const struct pw_params *p);
+/* Makes the dummy hash that pw_verify_dummy() uses; call once at start. */
+enum as_err pw_dummy_init(const struct pw_params *p);
+/* Verifies `pw` against the dummy hash and discards the answer, so that an
+ * unknown email costs what a wrong password costs. */
+void pw_verify_dummy(const char *pw);
+
+/* The password policy of API.md. Returns NULL when `pw` is acceptable for
+ * `email` (normalised), else a static message for the 422 "errors" entry:
+ * shorter than `min_chars` code points, longer than PW_MAX_CHARS, not
+ * valid UTF-8 or containing NUL, in the common-password list
+ * (case-insensitively), or equal to / containing the email's local part
+ * when that has 3 characters or more. */
+const char *pw_policy_check(const char *pw, const char *email,
+                            unsigned min_chars);
+/* Number of entries in the embedded common-password list (loaded lazily,
+ * once, thread-safely). */
+size_t pw_common_count(void);
+/* True when `pw` is in the common list, case-insensitively. */
+bool pw_is_common(const char *pw);
+
+#endif

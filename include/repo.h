@@ -1,0 +1,211 @@
+#ifndef AUTH_REPO_H              /* repo.h: the only door to the database */
+#define AUTH_REPO_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "arena.h"
+#include "err.h"
+#include "uuid.h"
+
+struct cfg;
+struct breaker;
+
+enum role { ROLE_USER = 0, ROLE_ADMIN = 1 };
+
+/* Times are Unix milliseconds. Strings are borrowed from the arena passed
+ * to the call that filled the struct (or from the caller, for inputs). */
+struct user {
+    char id[UUID_STR_LEN];
+    const char *email;           /* trimmed, lower-cased */
+    const char *full_name;       /* NULL when unset */
+    const char *password_hash;   /* Argon2id PHC string; never leaves here */
+    enum role role;
+    bool is_active, is_verified;
+    int64_t created_at, updated_at;
+};
+
+struct session {
+    char id[UUID_STR_LEN];
+    char user_id[UUID_STR_LEN];
+    int64_t created_at, last_used_at, expires_at;
+    int64_t revoked_at;          /* 0 while live */
+    const char *ip;              /* NULL when unknown */
+    const char *user_agent;      /* NULL when unknown */
+};
+
+#define REPO_HASH_LEN 32         /* SHA-256 of an opaque token */
+
+enum rotate_result {
+    ROTATE_OK,         /* parent consumed now; child stored; session moved */
+    ROTATE_GRACE,      /* parent consumed within grace: caller re-derives
+                          the same child (already stored) */
+    ROTATE_REUSED,     /* parent consumed before the grace: session revoked */
+    ROTATE_INVALID,    /* unknown token, expired or revoked session, or
+                          inactive user */
+};
+
+/* What repo_session_state() reports for the revocation check. */
+struct session_state {
+    bool live;         /* session exists, not revoked, not expired, and its
+                          user exists and is active */
+    enum role role;
+};
+
+/* Backend vtable: sqlite.c and pg.c each export one. `impl` is the
+ * backend's own state. Every function returns AS_OK or an error; backends
+ * map their own codes once (unique email -> AS_ERR_EMAIL_TAKEN, lost
+ * connection -> AS_ERR_UNAVAILABLE, anything else -> AS_ERR_INTERNAL). */
+struct repo_ops {
+    const char *name;                               /* "sqlite", "postgres" */
+    enum as_err (*migrate)(void *impl);
+    enum as_err (*ping)(void *impl);
+    void (*close)(void *impl);
+
+    enum as_err (*user_insert)(void *impl, const struct user *u);
+    enum as_err (*user_by_id)(void *impl, const char *id, struct user *out,
+                              struct arena *a);
+    enum as_err (*user_by_email)(void *impl, const char *email,
+                                 struct user *out, struct arena *a);
+    enum as_err (*user_update)(void *impl, const struct user *u,
+                               int64_t now);
+    enum as_err (*user_set_password)(void *impl, const char *id,
+                                     const char *hash, const char *keep_sid,
+                                     int64_t now);
+    enum as_err (*user_rehash)(void *impl, const char *id, const char *old,
+                               const char *hash);
+    enum as_err (*user_delete)(void *impl, const char *id);
+    enum as_err (*user_list)(void *impl, const char *q, const char *after,
+                             unsigned limit, struct user *out, size_t *n,
+                             struct arena *a);
+    enum as_err (*user_count)(void *impl, bool admins_only, int64_t *out);
+
+    enum as_err (*session_create)(void *impl, const struct session *s,
+                                  const uint8_t refresh_hash[REPO_HASH_LEN]);
+    enum as_err (*session_get)(void *impl, const char *sid,
+                               struct session *out, struct arena *a);
+    enum as_err (*session_state)(void *impl, const char *sid, int64_t now,
+                                 struct session_state *out);
+    enum as_err (*session_list)(void *impl, const char *user_id, int64_t now,
+                                struct session **out, size_t *n,
+                                struct arena *a);
+    enum as_err (*session_revoke)(void *impl, const char *sid,
+                                  const char *user_id, int64_t now);
+    enum as_err (*session_revoke_all)(void *impl, const char *user_id,
+                                      const char *keep_sid, int64_t now);
+    enum as_err (*refresh_rotate)(void *impl,
+                                  const uint8_t parent[REPO_HASH_LEN],
+                                  const uint8_t child[REPO_HASH_LEN],
+                                  int64_t now, int64_t grace_ms,
+                                  int64_t new_expires,
+                                  enum rotate_result *res,
+                                  struct session *out, struct arena *a);
+    enum as_err (*refresh_session)(void *impl,
+                                   const uint8_t hash[REPO_HASH_LEN],
+                                   int64_t now, struct session *out,
+                                   struct arena *a);
+};
+
+struct repo;                     /* opaque: ops, impl, breaker */
+
+/* Opens the backend named by cfg->database_url ("sqlite:PATH" or
+ * "postgresql://..."/"postgres://..."), creating the SQLite file's folder
+ * when needed. Does not migrate. Caller frees with repo_close(). */
+enum as_err repo_open(const struct cfg *cfg, struct repo **out);
+/* Closes the backend; NULL is a no-op. */
+void repo_close(struct repo *r);
+/* Name of the backend in use ("sqlite" or "postgres"). */
+const char *repo_backend(const struct repo *r);
+/* The breaker every call goes through (borrowed). */
+struct breaker *repo_breaker(struct repo *r);
+
+/* Applies every pending migration in order, each in its own transaction,
+ * recording it in schema_migrations. A failed migration changes nothing. */
+enum as_err repo_migrate(struct repo *r);
+/* A cheap round trip to the database. */
+enum as_err repo_ping(struct repo *r);
+
+/* Inserts `u` (id, email, full_name, password_hash, role, flags, times).
+ * AS_ERR_EMAIL_TAKEN when the email exists. */
+enum as_err repo_user_insert(struct repo *r, const struct user *u);
+/* AS_ERR_NOT_FOUND when absent. Strings of `out` live in `a`. */
+enum as_err repo_user_by_id(struct repo *r, const char *id,
+                            struct user *out, struct arena *a);
+/* `email` already normalised. AS_ERR_NOT_FOUND when absent. */
+enum as_err repo_user_by_email(struct repo *r, const char *email,
+                               struct user *out, struct arena *a);
+/* Writes email, full_name, role, is_active, is_verified of user u->id and
+ * updated_at = now, in one transaction. Deactivation revokes every session
+ * of the user in the same transaction. AS_ERR_NOT_FOUND, EMAIL_TAKEN, or
+ * AS_ERR_LAST_ADMIN when no active admin would remain (and nothing
+ * changed). */
+enum as_err repo_user_update(struct repo *r, const struct user *u,
+                             int64_t now);
+/* Sets a new password hash and revokes every session of the user except
+ * `keep_sid` (NULL: all), in one transaction. AS_ERR_NOT_FOUND. */
+enum as_err repo_user_set_password(struct repo *r, const char *id,
+                                   const char *hash, const char *keep_sid,
+                                   int64_t now);
+/* Replaces the hash only while it still equals `old` (login upgrading
+ * an old cost); not finding it is AS_OK. */
+enum as_err repo_user_rehash(struct repo *r, const char *id, const char *old,
+                             const char *hash);
+/* Deletes the user and (by cascade) its sessions and refresh tokens.
+ * AS_ERR_NOT_FOUND, or AS_ERR_LAST_ADMIN for the last active admin. */
+enum as_err repo_user_delete(struct repo *r, const char *id);
+/* Up to `limit` users ordered by id, ids greater than `after` (NULL: from
+ * the start), whose email or full_name contains `q` literally and
+ * case-insensitively (NULL: all). `out` has room for `limit`; *n gets the
+ * count. */
+enum as_err repo_user_list(struct repo *r, const char *q, const char *after,
+                           unsigned limit, struct user *out, size_t *n,
+                           struct arena *a);
+/* Number of users (or of active admins only). */
+enum as_err repo_user_count(struct repo *r, bool admins_only, int64_t *out);
+
+/* Inserts a session and its first refresh token hash in one transaction. */
+enum as_err repo_session_create(struct repo *r, const struct session *s,
+                                const uint8_t refresh_hash[REPO_HASH_LEN]);
+/* AS_ERR_NOT_FOUND when absent. */
+enum as_err repo_session_get(struct repo *r, const char *sid,
+                             struct session *out, struct arena *a);
+/* Whether a session is live (see struct session_state); an unknown id is
+ * AS_OK with live = false. */
+enum as_err repo_session_state(struct repo *r, const char *sid, int64_t now,
+                               struct session_state *out);
+/* The live sessions of a user, newest first; `*out` is an arena array. */
+enum as_err repo_session_list(struct repo *r, const char *user_id,
+                              int64_t now, struct session **out, size_t *n,
+                              struct arena *a);
+/* Revokes one live session; with `user_id` non-NULL only if it is that
+ * user's. AS_ERR_NOT_FOUND when no such live session. */
+enum as_err repo_session_revoke(struct repo *r, const char *sid,
+                                const char *user_id, int64_t now);
+/* Revokes every live session of a user except `keep_sid` (NULL: all). */
+enum as_err repo_session_revoke_all(struct repo *r, const char *user_id,
+                                    const char *keep_sid, int64_t now);
+/* The atomic check-and-rotate of a refresh token (see enum rotate_result).
+ * On ROTATE_OK the parent is marked used at `now`, the child stored, the
+ * session's last_used_at = now and expires_at = new_expires. On
+ * ROTATE_REUSED the session is revoked. `out` gets the session for OK and
+ * GRACE. Safe against concurrent callers on one database. */
+enum as_err repo_refresh_rotate(struct repo *r,
+                                const uint8_t parent[REPO_HASH_LEN],
+                                const uint8_t child[REPO_HASH_LEN],
+                                int64_t now, int64_t grace_ms,
+                                int64_t new_expires, enum rotate_result *res,
+                                struct session *out, struct arena *a);
+/* The session that an unused refresh token of a live session belongs to;
+ * AS_ERR_NOT_FOUND otherwise. */
+enum as_err repo_refresh_session(struct repo *r,
+                                 const uint8_t hash[REPO_HASH_LEN],
+                                 int64_t now, struct session *out,
+                                 struct arena *a);
+
+/* Backend constructors (repo.c picks one). `url` is what follows
+ * "sqlite:" or the whole libpq URI. */
+enum as_err repo_sqlite_open(const struct cfg *cfg, const char *path,
+                             const struct repo_ops **ops, void **impl);
+enum as_err repo_pg_open(const struct cfg *cfg, const char *url,
+                         const struct repo_ops **ops, void **impl);
+
+#endif

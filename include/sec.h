@@ -1,0 +1,76 @@
+#ifndef AUTH_SEC_H               /* sec.h: JWT, keys, opaque tokens */
+#define AUTH_SEC_H
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "arena.h"
+#include "err.h"
+#include "uuid.h"
+
+struct cfg;
+
+#define SEC_TOKEN_LEN 43         /* base64url of 32 random bytes, no pad */
+#define SEC_MAX_JWT_BYTES 8192   /* longer tokens are refused unparsed */
+#define SEC_LEEWAY_S 30          /* clock skew allowed on exp and nbf */
+
+/* The signing key and every key still accepted for verification.
+ * Immutable once loaded: share it between threads freely. */
+struct sec_keys;
+
+/* Claims of an access token. Strings are borrowed (from the caller for
+ * signing, from the arena for verification). */
+struct sec_claims {
+    char sub[UUID_STR_LEN];      /* user id */
+    char sid[UUID_STR_LEN];      /* session id */
+    char jti[UUID_STR_LEN];
+    const char *email;
+    const char *role;            /* "user" or "admin" */
+    int64_t iat, nbf, exp;       /* seconds */
+};
+
+/* Loads keys for cfg->jwt_alg: HS256 from cfg->jwt_secret; ES256/RS256
+ * from cfg->jwt_key_file, or from cfg->data_dir/keys/ where a missing key
+ * is generated (mode 0600, folder 0700) on first start. Also loads or
+ * makes the refresh-derivation key. Logs which kid signs. Caller frees
+ * with sec_keys_free(); on error *out is NULL and `why` says what. */
+enum as_err sec_keys_load(const struct cfg *cfg, struct sec_keys **out,
+                          char *why, size_t why_len);
+void sec_keys_free(struct sec_keys *k);          /* wipes; NULL is a no-op */
+/* `auth-serve keys generate`: makes a key under data_dir/keys/ unless one
+ * exists. `auth-serve keys rotate`: makes a new key that signs from the
+ * next load; earlier keys stay for verification until tokens they signed
+ * have expired (access TTL + leeway after retirement), then are pruned.
+ * Both print the kid to stdout. Return 0 or exit status 2. */
+int sec_keys_cli(const struct cfg *cfg, const char *verb);
+/* kid of the signing key (borrowed); "" under HS256 without kid. */
+const char *sec_keys_kid(const struct sec_keys *k);
+/* JWKS document {"keys":[...]} of every verification key (empty under
+ * HS256). New reference; caller decrefs. */
+json_t *sec_jwks(const struct sec_keys *k);
+
+/* Signs an access token with every claim of `c` plus iss and aud from the
+ * config, header kid. Caller frees *out with free(). */
+enum as_err sec_jwt_sign(const struct sec_keys *k, const struct cfg *cfg,
+                         const struct sec_claims *c, char **out);
+/* Verifies `token` strictly: length <= SEC_MAX_JWT_BYTES, the configured
+ * alg only (never none), a known kid, signature, then exp/nbf (with
+ * SEC_LEEWAY_S at `now_s`), iss, aud, and every claim present with the
+ * right type. AS_ERR_INVALID_TOKEN on any failure. Claims' strings live
+ * in `a`. */
+enum as_err sec_jwt_verify(const struct sec_keys *k, const struct cfg *cfg,
+                           const char *token, int64_t now_s,
+                           struct sec_claims *out, struct arena *a);
+
+/* A fresh opaque token: SEC_TOKEN_LEN base64url characters and a NUL. */
+void sec_token_new(char out[SEC_TOKEN_LEN + 1]);
+/* SHA-256 of a token's text, the only form stored. */
+void sec_token_hash(const char *token, uint8_t out[32]);
+/* The refresh token that rotation derives from `parent`: a keyed hash
+ * with the refresh-derivation key, so retries get the same child. */
+void sec_token_child(const struct sec_keys *k, const char *parent,
+                     char out[SEC_TOKEN_LEN + 1]);
+/* True when `s` has the shape of an opaque token (length, alphabet). */
+bool sec_token_valid(const char *s);
+
+#endif
