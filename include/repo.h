@@ -117,6 +117,9 @@ void repo_close(struct repo *r);
 const char *repo_backend(const struct repo *r);
 /* The breaker every call goes through (borrowed). */
 struct breaker *repo_breaker(struct repo *r);
+/* Calls that failed with an infrastructure error (or were refused by the
+ * open breaker) since start, for metrics. */
+uint64_t repo_error_count(struct repo *r);
 
 /* Applies every pending migration in order, each in its own transaction,
  * recording it in schema_migrations. A failed migration changes nothing. */

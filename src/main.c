@@ -1,8 +1,227 @@
-/* main.c: command line entry point. */
+/* main.c: the command line. Serving is the default; the other verbs are
+ * what an operator runs before or beside the daemon. */
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
-int main(void)
+#include <sodium.h>
+
+#include "cfg.h"
+#include "cli.h"
+#include "http.h"
+#include "log.h"
+#include "metrics.h"
+#include "password.h"
+#include "repo.h"
+#include "scache.h"
+#include "sec.h"
+#include "workpool.h"
+
+#define EXIT_CONFIG 2
+#define SCACHE_SLOTS 65536
+#define STOP_GRACE_MS 10000
+
+static const char usage[] =
+    "usage: auth-serve [COMMAND]\n"
+    "\n"
+    "commands:\n"
+    "  serve                     run the HTTP daemon (the default)\n"
+    "  migrate                   apply pending database migrations\n"
+    "  config check              validate the configuration and exit\n"
+    "  keys generate             create a signing key if none exists\n"
+    "  keys rotate               create a new signing key (signs from the\n"
+    "                            next start or SIGHUP; old keys stay valid)\n"
+    "  user create --email E [--admin] [--name N]\n"
+    "                            create a user; password read from stdin\n"
+    "  user set-password --email E\n"
+    "                            set a password read from stdin\n"
+    "  user list                 list users\n"
+    "  --version                 print the version\n"
+    "  --help                    print this help\n"
+    "\n"
+    "Configuration comes from AUTH_* environment variables over an\n"
+    "optional .env file in the working directory; see .env.example.\n";
+
+/* Loads the configuration or explains in one line why not. */
+static bool load_config(struct cfg *cfg, bool as_log)
 {
-    puts("auth-serve " AUTH_VERSION);
+    char why[512];
+
+    if (cfg_load(cfg, ".env", why, sizeof why)) {
+        log_init((enum log_level)cfg->log_level,
+                 cfg->log_format == CFG_LOG_JSON);
+        return true;
+    }
+    if (as_log)
+        log_event(LOG_ERROR, "config.invalid", NULL,
+                  json_pack("{s:s}", "message", why));
+    else
+        fprintf(stderr, "auth-serve: %s\n", why);
+    cfg_cleanup(cfg);
+    return false;
+}
+
+/* Opens the repository and applies migrations. */
+static struct repo *open_repo(const struct cfg *cfg)
+{
+    struct repo *r = NULL;
+    enum as_err err = repo_open(cfg, &r);
+
+    if (err == AS_OK)
+        err = repo_migrate(r);
+    if (err != AS_OK) {
+        log_event(LOG_ERROR, "db.unavailable", NULL,
+                  json_pack("{s:s}", "error", as_err_code(err)));
+        repo_close(r);
+        return NULL;
+    }
+    return r;
+}
+
+/* Swaps in freshly loaded keys on SIGHUP; the old set stays allocated
+ * (requests may hold it) and is freed at exit. */
+static void reload_keys(struct app *app, const struct sec_keys ***old,
+                        size_t *nold)
+{
+    struct sec_keys *k = NULL;
+    const struct sec_keys **grown;
+    char why[256];
+
+    if (sec_keys_load(app->cfg, &k, why, sizeof why) != AS_OK) {
+        log_event(LOG_ERROR, "keys.reload_failed", NULL,
+                  json_pack("{s:s}", "message", why));
+        return;
+    }
+    grown = realloc(*old, (*nold + 1) * sizeof **old);
+    if (!grown) {
+        sec_keys_free(k);
+        return;
+    }
+    *old = grown;
+    (*old)[(*nold)++] = atomic_exchange(&app->keys, k);
+    log_event(LOG_INFO, "keys.reloaded", NULL,
+              json_pack("{s:s}", "kid", sec_keys_kid(k)));
+}
+
+static int serve(struct cfg *cfg)
+{
+    struct app app = { .cfg = cfg };
+    struct server *srv = NULL;
+    struct sec_keys *keys = NULL;
+    const struct sec_keys **old = NULL;
+    size_t nold = 0, i;
+    sigset_t set;
+    char why[256];
+    int sig = 0, status = 1;
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);      /* threads inherit it */
+    cfg_log(cfg);
+    if (sec_keys_load(cfg, &keys, why, sizeof why) != AS_OK) {
+        log_event(LOG_ERROR, "keys.invalid", NULL,
+                  json_pack("{s:s}", "message", why));
+        return EXIT_CONFIG;
+    }
+    atomic_store(&app.keys, keys);
+    app.pw.opslimit = cfg->argon2_iterations;
+    app.pw.memlimit = (size_t)cfg->argon2_memory_kib * 1024u;
+    app.repo = open_repo(cfg);
+    app.pool = workpool_new(cfg->hash_workers, cfg->hash_queue);
+    app.scache = scache_new(SCACHE_SLOTS,
+                            (uint64_t)cfg->session_cache_seconds * 1000u);
+    app.metrics = metrics_new();
+    if (app.repo && app.pool && app.scache && app.metrics &&
+        pw_dummy_init(&app.pw) == AS_OK)
+        srv = server_start(&app);
+    while (srv) {
+        if (sigwait(&set, &sig) != 0)
+            continue;
+        if (sig != SIGHUP)
+            break;
+        reload_keys(&app, &old, &nold);
+    }
+    if (srv) {
+        log_event(LOG_INFO, "server.stopping", NULL,
+                  json_pack("{s:s}", "signal", strsignal(sig)));
+        server_stop(srv, STOP_GRACE_MS);
+        status = 0;
+    }
+    workpool_free(app.pool);
+    scache_free(app.scache);
+    metrics_free(app.metrics);
+    repo_close(app.repo);
+    sec_keys_free((struct sec_keys *)atomic_load(&app.keys));
+    for (i = 0; i < nold; i++)
+        sec_keys_free((struct sec_keys *)old[i]);
+    free(old);
+    return status;
+}
+
+static int migrate(struct cfg *cfg)
+{
+    struct repo *r = open_repo(cfg);
+
+    if (!r)
+        return 1;
+    repo_close(r);
+    printf("migrations applied\n");
     return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct cfg cfg;
+    const char *cmd = argc > 1 ? argv[1] : "serve";
+    int status;
+
+    signal(SIGPIPE, SIG_IGN);
+    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0) {
+        printf("auth-serve %s\n", AUTH_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 ||
+        strcmp(cmd, "help") == 0) {
+        fputs(usage, stdout);
+        return 0;
+    }
+    if (sodium_init() < 0) {
+        fprintf(stderr, "auth-serve: libsodium failed to start\n");
+        return 1;
+    }
+    if (strcmp(cmd, "serve") == 0 && argc <= 2) {
+        if (!load_config(&cfg, true))
+            return EXIT_CONFIG;
+        status = serve(&cfg);
+    } else if (strcmp(cmd, "migrate") == 0 && argc == 2) {
+        if (!load_config(&cfg, true))
+            return EXIT_CONFIG;
+        status = migrate(&cfg);
+    } else if (strcmp(cmd, "config") == 0 && argc == 3 &&
+               strcmp(argv[2], "check") == 0) {
+        if (!load_config(&cfg, false))
+            return EXIT_CONFIG;
+        printf("configuration ok\n");
+        status = 0;
+    } else if (strcmp(cmd, "keys") == 0 && argc == 3 &&
+               (strcmp(argv[2], "generate") == 0 ||
+                strcmp(argv[2], "rotate") == 0)) {
+        if (!load_config(&cfg, false))
+            return EXIT_CONFIG;
+        status = sec_keys_cli(&cfg, argv[2]);
+    } else if (strcmp(cmd, "user") == 0) {
+        if (!load_config(&cfg, false))
+            return EXIT_CONFIG;
+        status = cli_user(&cfg, argc - 2, argv + 2);
+    } else {
+        fprintf(stderr, "auth-serve: unknown command or arguments\n\n%s",
+                usage);
+        return EXIT_CONFIG;
+    }
+    cfg_cleanup(&cfg);
+    return status;
 }

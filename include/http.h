@@ -1,0 +1,139 @@
+#ifndef AUTH_HTTP_H              /* http.h: request context for handlers */
+#define AUTH_HTTP_H
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "arena.h"
+#include "err.h"
+#include "password.h"
+#include "sec.h"
+
+struct cfg;
+struct repo;
+struct workpool;
+struct metrics;
+struct scache;
+struct MHD_Connection;
+
+/* Long-lived state shared by every request; made once at start. */
+struct app {
+    const struct cfg *cfg;
+    struct repo *repo;
+    struct pw_params pw;
+    struct workpool *pool;            /* Argon2 and the requests using it */
+    struct metrics *metrics;
+    struct scache *scache;            /* session-revocation cache */
+    const struct sec_keys *_Atomic keys;  /* swapped on SIGHUP */
+};
+
+/* The keys in force (borrowed; kept alive until the daemon exits). */
+const struct sec_keys *app_keys(struct app *a);
+
+/* Who may call a route: the one authorization table is the route table. */
+enum access {
+    ACCESS_PUBLIC,          /* anyone */
+    ACCESS_USER,            /* any valid bearer token of a live session */
+    ACCESS_ADMIN,           /* admins only */
+    ACCESS_SELF_OR_ADMIN,   /* admins, or the user named by {id} */
+    ACCESS_ADMIN_NOT_SELF,  /* admins, on users other than themselves */
+};
+
+enum route_flag {
+    RF_OFFLOAD = 1u,        /* runs on the work pool (Argon2 inside) */
+    RF_NO_STORE = 2u,       /* Cache-Control: no-store */
+    RF_FORM = 4u,           /* accepts application/x-www-form-urlencoded */
+};
+
+#define RES_MAX_HEADERS 8
+
+/* What a handler answers. A handler returning AS_OK sets `status` and
+ * `body`; returning an error, it may set `detail` and field `errors`,
+ * and the router renders the problem document. */
+struct response {
+    unsigned status;
+    json_t *body;                       /* owned; NULL: no body */
+    char *raw;                          /* owned non-JSON body, or NULL */
+    const char *raw_type;               /* its Content-Type */
+    const char *detail;                 /* problem "detail" (static/arena) */
+    json_t *errors;                     /* owned array of {field,message} */
+    struct { const char *name, *value; } hdr[RES_MAX_HEADERS];
+    unsigned nhdr;
+};
+
+struct route;
+
+struct req_ctx {
+    struct app *app;
+    struct arena *arena;                /* everything below lives in it */
+    struct MHD_Connection *conn;
+    const struct route *route;
+    const char *method, *path, *route_pattern;
+    const char *param_id;               /* the {id} segment, if any */
+    char request_id[129];
+    char ip[64];                        /* client address */
+    bool authed;
+    struct sec_claims claims;           /* valid when authed */
+    const char *bearer;                 /* the raw token when authed */
+    char *body;                         /* NUL-terminated, malloc'd */
+    size_t body_len;
+    bool body_form;                     /* form-encoded rather than JSON */
+    struct response res;
+    enum as_err err;
+    uint64_t t0_us;
+    int state;                          /* server.c's state machine */
+};
+
+typedef enum as_err (*handler_fn)(struct req_ctx *rc, struct response *res);
+
+struct route {
+    const char *method;
+    const char *pattern;                /* "/api/v1/users/{id}" */
+    handler_fn fn;
+    enum access access;
+    unsigned flags;                     /* enum route_flag */
+};
+
+/* The body as a JSON object (duplicate keys refused). AS_ERR_MALFORMED
+ * for anything else; `*out` is a new reference the caller decrefs. Form
+ * bodies (RF_FORM routes) come back as an object of strings. */
+enum as_err req_json(struct req_ctx *rc, json_t **out);
+/* A request header (borrowed until the request ends) or NULL. */
+const char *req_header(struct req_ctx *rc, const char *name);
+/* A query argument (borrowed until the request ends) or NULL. */
+const char *req_query(struct req_ctx *rc, const char *name);
+
+/* Sets a success answer; steals `body` (NULL for none). Returns AS_OK. */
+enum as_err res_json(struct response *res, unsigned status, json_t *body);
+/* Adds a header; `value` is copied into the request arena. */
+void res_header(struct req_ctx *rc, const char *name, const char *value);
+/* Records a problem detail and returns `err`, for `return res_fail(...)`. */
+enum as_err res_fail(struct response *res, enum as_err err,
+                     const char *detail);
+/* Adds a field error for a 422 and returns AS_ERR_VALIDATION. */
+enum as_err res_field(struct response *res, const char *field,
+                      const char *message);
+
+/* Starts the HTTP server; returns NULL (after logging why) on failure. */
+struct server *server_start(struct app *app);
+/* The port actually bound (useful with AUTH_PORT=0). */
+unsigned server_port(const struct server *s);
+/* Stops accepting, waits up to `grace_ms` for requests in flight, stops. */
+void server_stop(struct server *s, unsigned grace_ms);
+
+/* Routing: one table (router.c). */
+enum router_result { ROUTE_FOUND, ROUTE_NOT_FOUND, ROUTE_BAD_METHOD };
+/* Matches `method` and `path`. On ROUTE_FOUND sets *route and *param
+ * (arena copy of the {id} segment, or NULL). On ROUTE_BAD_METHOD writes
+ * the Allow list into `allow`. */
+enum router_result router_match(const char *method, const char *path,
+                                struct arena *a, const struct route **route,
+                                const char **param, char *allow,
+                                size_t allow_len);
+/* The table itself, for metrics and the OpenAPI document. */
+const struct route *router_routes(size_t *n);
+/* The problem+json body for `err` (RFC 9457). New reference. */
+json_t *router_problem(enum as_err err, const char *detail,
+                       const char *request_id, json_t *errors);
+
+#endif

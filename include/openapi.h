@@ -1,0 +1,9 @@
+#ifndef AUTH_OPENAPI_H           /* openapi.h: the served API description */
+#define AUTH_OPENAPI_H
+#include <jansson.h>
+
+/* The OpenAPI 3.1 document of API.md (src/openapi.json, embedded at
+ * build time), parsed once. New reference; NULL when out of memory. */
+json_t *openapi_document(void);
+
+#endif

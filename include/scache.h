@@ -1,0 +1,27 @@
+#ifndef AUTH_SCACHE_H            /* scache.h: session-revocation cache */
+#define AUTH_SCACHE_H
+#include <stdint.h>
+#include "err.h"
+#include "repo.h"
+
+/* A bounded, direct-mapped cache of repo_session_state() answers, at most
+ * `ttl_ms` old (0: always ask the database). While the database is
+ * unavailable, answers for sessions seen before are served from it
+ * whatever their age. Thread-safe. */
+struct scache;
+
+/* NULL when out of memory. Free with scache_free(); NULL is a no-op. */
+struct scache *scache_new(unsigned slots, uint64_t ttl_ms);
+void scache_free(struct scache *c);
+/* The state of session `sid` of user `user_id` (the token's sub), from
+ * the cache or the repository. Errors
+ * are the repository's (AS_ERR_UNAVAILABLE when the database is down
+ * and the session was never seen). */
+enum as_err scache_check(struct scache *c, struct repo *r, const char *sid,
+                         const char *user_id, struct session_state *out);
+/* Forgets `sid` (after this instance revoked it). */
+void scache_forget(struct scache *c, const char *sid);
+/* Forgets every cached session of `user_id`. */
+void scache_forget_user(struct scache *c, const char *user_id);
+
+#endif

@@ -1,0 +1,84 @@
+/* authn.c: bearer tokens and the route table's access rules. */
+#include "authn.h"
+
+#include <string.h>
+#include <strings.h>
+
+#include "clock.h"
+#include "repo.h"
+#include "scache.h"
+
+const char *authn_bearer_token(const char *h)
+{
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+        return NULL;
+    h += 7;
+    while (*h == ' ')
+        h++;
+    return *h ? h : NULL;
+}
+
+enum as_err authn_bearer(struct req_ctx *rc)
+{
+    struct app *app = rc->app;
+    const char *tok = authn_bearer_token(req_header(rc, "Authorization"));
+    struct session_state st;
+    enum as_err err;
+
+    if (!tok)
+        return res_fail(&rc->res, AS_ERR_UNAUTHORIZED,
+                        "A bearer access token is required.");
+    err = sec_jwt_verify(app_keys(app), app->cfg, tok, clock_ms() / 1000,
+                         &rc->claims, rc->arena);
+    if (err != AS_OK)
+        return res_fail(&rc->res, AS_ERR_INVALID_TOKEN,
+                        "The access token is invalid or expired.");
+    err = scache_check(app->scache, app->repo, rc->claims.sid,
+                      rc->claims.sub, &st);
+    if (err != AS_OK)
+        return res_fail(&rc->res, err,
+                        "The session store is unavailable; retry shortly.");
+    if (!st.live)
+        return res_fail(&rc->res, AS_ERR_INVALID_TOKEN,
+                        "The session has ended.");
+    rc->claims.role = st.role == ROLE_ADMIN ? "admin" : "user"; /* current */
+    rc->authed = true;
+    rc->bearer = tok;
+    return AS_OK;
+}
+
+enum as_err authn_route(struct req_ctx *rc)
+{
+    enum access acc = rc->route->access;
+    bool admin;
+    enum as_err err;
+
+    if (acc == ACCESS_PUBLIC)
+        return AS_OK;
+    err = authn_bearer(rc);
+    if (err != AS_OK)
+        return err;
+    admin = strcmp(rc->claims.role, "admin") == 0;
+    switch (acc) {
+    case ACCESS_PUBLIC:
+    case ACCESS_USER:
+        return AS_OK;
+    case ACCESS_ADMIN:
+        break;
+    case ACCESS_SELF_OR_ADMIN:
+        if (admin || (rc->param_id &&
+                      strcasecmp(rc->param_id, rc->claims.sub) == 0))
+            return AS_OK;
+        break;
+    case ACCESS_ADMIN_NOT_SELF:
+        if (admin && rc->param_id &&
+            strcasecmp(rc->param_id, rc->claims.sub) == 0)
+            return res_fail(&rc->res, AS_ERR_FORBIDDEN,
+                            "Change your own account through "
+                            "/api/v1/users/me.");
+        break;
+    }
+    return admin ? AS_OK
+                 : res_fail(&rc->res, AS_ERR_FORBIDDEN,
+                            "This resource needs the admin role.");
+}

@@ -1,0 +1,545 @@
+/* cfg.c: configuration from defaults, an optional .env file and the
+ * environment, every value range-checked once before any thread starts. */
+#include "cfg.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "log.h"
+
+enum var_type { T_STR, T_UINT, T_ALG, T_LEVEL, T_FORMAT };
+enum var_check { C_NONE, C_HOST, C_DBURL, C_URL, C_SMTP, C_CIDRS,
+                 C_ORIGINS, C_NONEMPTY };
+
+#define SECRET 1u
+
+struct cfg_var {
+    const char *name;
+    enum var_type type;
+    size_t off;
+    const char *def;              /* NULL: unset */
+    unsigned long min, max;       /* T_UINT */
+    unsigned flags;
+    enum var_check check;
+};
+
+#define F(field) offsetof(struct cfg, field)
+static const struct cfg_var vars[] = {
+    { "AUTH_HOST", T_STR, F(host), "127.0.0.1", 0, 0, 0, C_HOST },
+    { "AUTH_PORT", T_UINT, F(port), "8000", 0, 65535, 0, C_NONE },
+    { "AUTH_DATA_DIR", T_STR, F(data_dir), "./data", 0, 0, 0, C_NONEMPTY },
+    { "AUTH_DATABASE_URL", T_STR, F(database_url), NULL, 0, 0, SECRET,
+      C_DBURL },
+    { "AUTH_JWT_ALG", T_ALG, F(jwt_alg), "ES256", 0, 0, 0, C_NONE },
+    { "AUTH_JWT_SECRET", T_STR, F(jwt_secret), NULL, 0, 0, SECRET, C_NONE },
+    { "AUTH_JWT_KEY_FILE", T_STR, F(jwt_key_file), NULL, 0, 0, 0,
+      C_NONEMPTY },
+    { "AUTH_JWT_ISSUER", T_STR, F(jwt_issuer), "auth-serve", 0, 0, 0,
+      C_NONEMPTY },
+    { "AUTH_JWT_AUDIENCE", T_STR, F(jwt_audience), "auth-serve", 0, 0, 0,
+      C_NONEMPTY },
+    { "AUTH_ACCESS_TOKEN_TTL", T_UINT, F(access_ttl), "900", 30, 86400, 0,
+      C_NONE },
+    { "AUTH_REFRESH_TOKEN_TTL", T_UINT, F(refresh_ttl), "2592000", 60,
+      31536000, 0, C_NONE },
+    { "AUTH_ARGON2_MEMORY_KIB", T_UINT, F(argon2_memory_kib), "19456", 8,
+      4194304, 0, C_NONE },
+    { "AUTH_ARGON2_ITERATIONS", T_UINT, F(argon2_iterations), "2", 1, 64, 0,
+      C_NONE },
+    { "AUTH_MAX_BODY_BYTES", T_UINT, F(max_body_bytes), "16384", 256,
+      1048576, 0, C_NONE },
+    { "AUTH_PASSWORD_MIN_LENGTH", T_UINT, F(password_min_length), "8", 1,
+      128, 0, C_NONE },
+    { "AUTH_HASH_WORKERS", T_UINT, F(hash_workers), "0", 0, 256, 0,
+      C_NONE },
+    { "AUTH_HASH_QUEUE", T_UINT, F(hash_queue), "64", 1, 100000, 0,
+      C_NONE },
+    { "AUTH_RATE_LIMIT_PER_MINUTE", T_UINT, F(rate_limit_per_minute), "30",
+      0, 1000000, 0, C_NONE },
+    { "AUTH_LOCKOUT_THRESHOLD", T_UINT, F(lockout_threshold), "10", 1, 1000,
+      0, C_NONE },
+    { "AUTH_LOCKOUT_MAX_SECONDS", T_UINT, F(lockout_max_seconds), "900", 1,
+      86400, 0, C_NONE },
+    { "AUTH_TRUSTED_PROXIES", T_STR, F(trusted_proxies), NULL, 0, 0, 0,
+      C_CIDRS },
+    { "AUTH_SESSION_CACHE_SECONDS", T_UINT, F(session_cache_seconds), "5",
+      0, 3600, 0, C_NONE },
+    { "AUTH_REFRESH_REUSE_GRACE_SECONDS", T_UINT,
+      F(refresh_reuse_grace_seconds), "10", 0, 3600, 0, C_NONE },
+    { "AUTH_INTROSPECTION_TOKEN", T_STR, F(introspection_token), NULL, 0, 0,
+      SECRET, C_NONEMPTY },
+    { "AUTH_CORS_ORIGINS", T_STR, F(cors_origins), NULL, 0, 0, 0,
+      C_ORIGINS },
+    { "AUTH_CB_FAILURE_THRESHOLD", T_UINT, F(cb_failure_threshold), "5", 1,
+      1000, 0, C_NONE },
+    { "AUTH_CB_OPEN_SECONDS", T_UINT, F(cb_open_seconds), "10", 1, 3600, 0,
+      C_NONE },
+    { "AUTH_SMTP_URL", T_STR, F(smtp_url), NULL, 0, 0, SECRET, C_SMTP },
+    { "AUTH_SMTP_FROM", T_STR, F(smtp_from), NULL, 0, 0, 0, C_NONEMPTY },
+    { "AUTH_SMTP_USER", T_STR, F(smtp_user), NULL, 0, 0, 0, C_NONEMPTY },
+    { "AUTH_SMTP_PASSWORD", T_STR, F(smtp_password), NULL, 0, 0, SECRET,
+      C_NONE },
+    { "AUTH_NOTIFY_WEBHOOK_URL", T_STR, F(notify_webhook_url), NULL, 0, 0,
+      0, C_URL },
+    { "AUTH_NOTIFY_WEBHOOK_SECRET", T_STR, F(notify_webhook_secret), NULL,
+      0, 0, SECRET, C_NONE },
+    { "AUTH_PUBLIC_URL", T_STR, F(public_url), "http://127.0.0.1:8000", 0, 0,
+      0, C_URL },
+    { "AUTH_LOG_LEVEL", T_LEVEL, F(log_level), "info", 0, 0, 0, C_NONE },
+    { "AUTH_LOG_FORMAT", T_FORMAT, F(log_format), "json", 0, 0, 0, C_NONE },
+    { "AUTH_THREADS", T_UINT, F(threads), "0", 0, 256, 0, C_NONE },
+    { "AUTH_MAX_CONNECTIONS", T_UINT, F(max_connections), "1024", 1, 65536,
+      0, C_NONE },
+    { "AUTH_MAX_CONNECTIONS_PER_IP", T_UINT, F(max_connections_per_ip),
+      "128", 0, 65536, 0, C_NONE },
+    { "AUTH_CONNECTION_TIMEOUT", T_UINT, F(connection_timeout), "15", 1,
+      3600, 0, C_NONE },
+    { "AUTH_DB_POOL_SIZE", T_UINT, F(db_pool_size), "8", 1, 256, 0,
+      C_NONE },
+    { "AUTH_DB_TIMEOUT_MS", T_UINT, F(db_timeout_ms), "5000", 100, 600000,
+      0, C_NONE },
+};
+#undef F
+#define NVARS (sizeof vars / sizeof vars[0])
+#define MAX_VALUE 4096            /* longest value accepted for any var */
+
+static const char *const alg_names[] = { "ES256", "RS256", "HS256" };
+
+const char *cfg_alg_name(enum cfg_alg a)
+{
+    return (unsigned)a < 3 ? alg_names[a] : "?";
+}
+
+static const struct cfg_var *find_var(const char *name, size_t len)
+{
+    size_t i;
+
+    for (i = 0; i < NVARS; i++)
+        if (strlen(vars[i].name) == len &&
+            memcmp(vars[i].name, name, len) == 0)
+            return &vars[i];
+    return NULL;
+}
+
+static char **str_at(struct cfg *c, const struct cfg_var *v)
+{
+    return (char **)(void *)((char *)c + v->off);
+}
+
+static unsigned *uint_at(struct cfg *c, const struct cfg_var *v)
+{
+    return (unsigned *)(void *)((char *)c + v->off);
+}
+
+static bool parse_uint(const char *s, unsigned long min, unsigned long max,
+                       unsigned *out)
+{
+    char *end;
+    unsigned long v;
+
+    if (!isdigit((unsigned char)s[0]) || strlen(s) > 10)
+        return false;
+    errno = 0;
+    v = strtoul(s, &end, 10);
+    if (errno || *end || v < min || v > max)
+        return false;
+    *out = (unsigned)v;
+    return true;
+}
+
+static bool valid_host(const char *s)
+{
+    unsigned char buf[sizeof(struct in6_addr)];
+
+    return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1
+           || strcmp(s, "localhost") == 0;
+}
+
+static bool has_prefix(const char *s, const char *p)
+{
+    return strncmp(s, p, strlen(p)) == 0;
+}
+
+static bool valid_http_url(const char *s)
+{
+    const char *rest;
+
+    if (has_prefix(s, "http://"))
+        rest = s + 7;
+    else if (has_prefix(s, "https://"))
+        rest = s + 8;
+    else
+        return false;
+    return *rest && *rest != '/' && !strpbrk(s, " \t\r\n\"<>\\");
+}
+
+/* One address or CIDR: "10.0.0.1", "10.0.0.0/8", "::1", "fd00::/8". */
+static bool valid_cidr(const char *s, size_t len)
+{
+    char tmp[64];
+    unsigned char buf[sizeof(struct in6_addr)];
+    char *slash;
+    unsigned bits, maxbits;
+    bool v4;
+
+    if (len == 0 || len >= sizeof tmp)
+        return false;
+    memcpy(tmp, s, len);
+    tmp[len] = '\0';
+    slash = strchr(tmp, '/');
+    if (slash)
+        *slash = '\0';
+    v4 = inet_pton(AF_INET, tmp, buf) == 1;
+    if (!v4 && inet_pton(AF_INET6, tmp, buf) != 1)
+        return false;
+    maxbits = v4 ? 32 : 128;
+    return !slash || parse_uint(slash + 1, 0, maxbits, &bits);
+}
+
+/* Comma-separated list, each item checked by `item` after trimming. */
+static bool valid_list(const char *s, bool (*item)(const char *, size_t))
+{
+    while (*s) {
+        const char *end = strchr(s, ',');
+        size_t len = end ? (size_t)(end - s) : strlen(s);
+        const char *b = s, *e = s + len;
+
+        while (b < e && isspace((unsigned char)*b))
+            b++;
+        while (e > b && isspace((unsigned char)e[-1]))
+            e--;
+        if (!item(b, (size_t)(e - b)))
+            return false;
+        s = end ? end + 1 : s + len;
+    }
+    return true;
+}
+
+static bool valid_origin(const char *s, size_t len)
+{
+    char tmp[512];
+
+    if (len == 0 || len >= sizeof tmp)
+        return false;
+    if (len == 1 && s[0] == '*')
+        return true;
+    memcpy(tmp, s, len);
+    tmp[len] = '\0';
+    return valid_http_url(tmp) && tmp[len - 1] != '/';
+}
+
+static bool check_value(const struct cfg_var *v, const char *s)
+{
+    switch (v->check) {
+    case C_NONE:
+        return true;
+    case C_NONEMPTY:
+        return *s != '\0';
+    case C_HOST:
+        return valid_host(s);
+    case C_DBURL:
+        return (has_prefix(s, "sqlite:") && s[7] != '\0') ||
+               (has_prefix(s, "postgresql://") ||
+                has_prefix(s, "postgres://"));
+    case C_URL:
+        return valid_http_url(s);
+    case C_SMTP:
+        return (has_prefix(s, "smtp://") && s[7]) ||
+               (has_prefix(s, "smtps://") && s[8]);
+    case C_CIDRS:
+        return valid_list(s, valid_cidr);
+    case C_ORIGINS:
+        return valid_list(s, valid_origin);
+    }
+    return false;
+}
+
+/* Stores one value; false when it does not parse or is out of range. */
+static bool set_var(struct cfg *c, const struct cfg_var *v, const char *s)
+{
+    int n;
+
+    if (strlen(s) > MAX_VALUE)
+        return false;
+    switch (v->type) {
+    case T_STR:
+        if (!check_value(v, s))
+            return false;
+        if (*str_at(c, v)) {
+            sodium_memzero(*str_at(c, v), strlen(*str_at(c, v)));
+            free(*str_at(c, v));
+        }
+        *str_at(c, v) = strdup(s);
+        return *str_at(c, v) != NULL;
+    case T_UINT:
+        return parse_uint(s, v->min, v->max, uint_at(c, v));
+    case T_ALG:
+        for (n = 0; n < 3; n++)
+            if (strcmp(s, alg_names[n]) == 0) {
+                c->jwt_alg = (enum cfg_alg)n;
+                return true;
+            }
+        return false;
+    case T_LEVEL:
+        n = log_level_parse(s);
+        if (n < 0)
+            return false;
+        c->log_level = n;
+        return true;
+    case T_FORMAT:
+        if (strcmp(s, "json") == 0 || strcmp(s, "text") == 0) {
+            c->log_format = s[0] == 'j' ? CFG_LOG_JSON : CFG_LOG_TEXT;
+            return true;
+        }
+        return false;
+    }
+    return false;
+}
+
+static bool fail(char *why, size_t why_len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static bool fail(char *why, size_t why_len, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(why, why_len, fmt, ap);
+    va_end(ap);
+    return false;
+}
+
+/* Applies one NAME=value pair from `origin`. */
+static bool apply(struct cfg *c, const char *name, size_t name_len,
+                  const char *value, const char *origin, char *why,
+                  size_t why_len)
+{
+    const struct cfg_var *v = find_var(name, name_len);
+    char nm[128];
+
+    snprintf(nm, sizeof nm, "%.*s", (int)(name_len < 100 ? name_len : 100),
+             name);
+    if (!v)
+        return fail(why, why_len, "unknown configuration variable %s (%s)",
+                    nm, origin);
+    if (!set_var(c, v, value))
+        return fail(why, why_len, "invalid value for %s (%s)", nm, origin);
+    return true;
+}
+
+/* Strips matching quotes and surrounding blanks from a .env value. */
+static char *dotenv_value(char *s)
+{
+    size_t len;
+
+    while (*s == ' ' || *s == '\t')
+        s++;
+    len = strlen(s);
+    while (len && (s[len - 1] == ' ' || s[len - 1] == '\t' ||
+                   s[len - 1] == '\r'))
+        s[--len] = '\0';
+    if (len >= 2 && (s[0] == '"' || s[0] == '\'') && s[len - 1] == s[0]) {
+        s[len - 1] = '\0';
+        return s + 1;
+    }
+    return s;
+}
+
+/* Applies the AUTH_* lines of a .env file unless `envp` sets them too
+ * (the environment wins). Non-AUTH_ names are left alone. */
+static bool load_dotenv(struct cfg *c, const char *path, char *const *envp,
+                        char *why, size_t why_len)
+{
+    FILE *f = fopen(path, "r");
+    char line[MAX_VALUE + 256];
+    unsigned lineno = 0;
+    bool ok = true;
+
+    if (!f)
+        return true;                           /* optional */
+    while (ok && fgets(line, sizeof line, f)) {
+        char *p = line, *eq, *name_end;
+        size_t i, nlen;
+        bool overridden = false;
+
+        lineno++;
+        if (!strchr(line, '\n') && !feof(f)) {
+            ok = fail(why, why_len, "%s: line %u is too long", path, lineno);
+            break;
+        }
+        line[strcspn(line, "\n")] = '\0';
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (*p == '#' || *p == '\0' || *p == '\r')
+            continue;
+        if (strncmp(p, "export ", 7) == 0)
+            p += 7;
+        eq = strchr(p, '=');
+        if (!eq) {
+            ok = fail(why, why_len, "%s: line %u is not NAME=value", path,
+                      lineno);
+            break;
+        }
+        name_end = eq;
+        while (name_end > p && (name_end[-1] == ' ' || name_end[-1] == '\t'))
+            name_end--;
+        nlen = (size_t)(name_end - p);
+        if (nlen < 5 || strncmp(p, "AUTH_", 5) != 0)
+            continue;
+        for (i = 0; envp[i]; i++)
+            if (strncmp(envp[i], p, nlen) == 0 && envp[i][nlen] == '=')
+                overridden = true;
+        if (!overridden)
+            ok = apply(c, p, nlen, dotenv_value(eq + 1), path, why, why_len);
+    }
+    sodium_memzero(line, sizeof line);
+    fclose(f);
+    return ok;
+}
+
+static bool finish(struct cfg *c, char *why, size_t why_len)
+{
+    if (!c->database_url) {
+        size_t n = strlen(c->data_dir) + sizeof "sqlite:/auth.db";
+
+        c->database_url = malloc(n);
+        if (!c->database_url)
+            return fail(why, why_len, "out of memory");
+        snprintf(c->database_url, n, "sqlite:%s/auth.db", c->data_dir);
+    }
+    if (c->jwt_alg == CFG_ALG_HS256 &&
+        (!c->jwt_secret || strlen(c->jwt_secret) < 32))
+        return fail(why, why_len, "invalid value for AUTH_JWT_SECRET: "
+                    "HS256 needs a secret of at least 32 bytes");
+    if ((c->smtp_user != NULL) != (c->smtp_password != NULL))
+        return fail(why, why_len, "invalid value for AUTH_SMTP_USER: "
+                    "AUTH_SMTP_USER and AUTH_SMTP_PASSWORD go together");
+    if (c->hash_workers == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        c->hash_workers = n > 0 && n < 256 ? (unsigned)n : 2;
+    }
+    if (c->threads == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        c->threads = n > 0 && n < 256 ? (unsigned)n : 2;
+    }
+    return true;
+}
+
+bool cfg_load_from(struct cfg *out, const char *env_file,
+                   char *const *envp, char *why, size_t why_len)
+{
+    size_t i;
+
+    memset(out, 0, sizeof *out);
+    for (i = 0; i < NVARS; i++)
+        if (vars[i].def && !set_var(out, &vars[i], vars[i].def))
+            return fail(why, why_len, "bad default for %s", vars[i].name);
+    if (env_file && !load_dotenv(out, env_file, envp, why, why_len))
+        return false;
+    for (i = 0; envp[i]; i++) {
+        const char *eq = strchr(envp[i], '=');
+
+        if (strncmp(envp[i], "AUTH_", 5) != 0 || !eq)
+            continue;
+        if (!apply(out, envp[i], (size_t)(eq - envp[i]), eq + 1,
+                   "environment", why, why_len))
+            return false;
+    }
+    return finish(out, why, why_len);
+}
+
+extern char **environ;
+
+bool cfg_load(struct cfg *out, const char *env_file, char *why,
+              size_t why_len)
+{
+    return cfg_load_from(out, env_file, environ, why, why_len);
+}
+
+void cfg_cleanup(struct cfg *c)
+{
+    size_t i;
+
+    for (i = 0; i < NVARS; i++) {
+        char **s;
+
+        if (vars[i].type != T_STR)
+            continue;
+        s = str_at(c, &vars[i]);
+        if (*s) {
+            sodium_memzero(*s, strlen(*s));
+            free(*s);
+        }
+    }
+    memset(c, 0, sizeof *c);
+}
+
+/* The database URL with any password replaced, for logs. */
+static json_t *redacted_url(const char *url)
+{
+    const char *scheme = strstr(url, "://");
+    const char *at, *colon;
+
+    if (!scheme)
+        return json_string(url);
+    at = strrchr(scheme + 3, '@');
+    colon = at ? memchr(scheme + 3, ':', (size_t)(at - scheme - 3)) : NULL;
+    if (!colon)
+        return json_stringn(url, strcspn(url, "?"));
+    return json_sprintf("%.*s:***%.*s", (int)(colon - url), url,
+                        (int)strcspn(at, "?"), at);
+}
+
+void cfg_log(const struct cfg *c)
+{
+    json_t *o = json_object();
+    size_t i;
+
+    for (i = 0; i < NVARS; i++) {
+        const struct cfg_var *v = &vars[i];
+        const void *p = (const char *)c + v->off;
+        json_t *val = NULL;
+
+        switch (v->type) {
+        case T_STR: {
+            const char *s = *(char *const *)p;
+
+            if (!s)
+                val = json_null();
+            else if (v->check == C_DBURL || v->check == C_SMTP)
+                val = redacted_url(s);
+            else if (v->flags & SECRET)
+                val = json_string("***");
+            else
+                val = json_string(s);
+            break;
+        }
+        case T_UINT:
+            val = json_integer(*(const unsigned *)p);
+            break;
+        case T_ALG:
+            val = json_string(cfg_alg_name(c->jwt_alg));
+            break;
+        case T_LEVEL:
+            val = json_integer(c->log_level);
+            break;
+        case T_FORMAT:
+            val = json_string(c->log_format == CFG_LOG_JSON ? "json"
+                                                           : "text");
+            break;
+        }
+        json_object_set_new(o, v->name, val);
+    }
+    log_event(LOG_INFO, "config.loaded", NULL, json_pack("{s:o}", "config",
+                                                         o));
+}

@@ -1,0 +1,221 @@
+/* cli.c: `auth-serve user ...`, so an operator can create the first admin
+ * before any HTTP call. */
+#include "cli.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "clock.h"
+#include "log.h"
+#include "password.h"
+#include "repo.h"
+#include "uuid.h"
+#include "validate.h"
+
+#define PW_LINE 1024
+
+struct user_args {
+    const char *email, *name;
+    bool admin;
+};
+
+/* Reads one line from stdin without echo on a terminal. */
+static bool read_password(char *buf, size_t len)
+{
+    struct termios old, quiet;
+    bool tty = isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &old) == 0;
+    bool ok;
+
+    if (tty) {
+        fputs("Password: ", stderr);
+        quiet = old;
+        quiet.c_lflag &= ~(tcflag_t)ECHO;
+        tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+    }
+    ok = fgets(buf, (int)len, stdin) != NULL;
+    if (tty) {
+        tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+        fputc('\n', stderr);
+    }
+    if (!ok)
+        return false;
+    if (!strchr(buf, '\n') && !feof(stdin))
+        return false;                      /* longer than any password */
+    buf[strcspn(buf, "\r\n")] = '\0';
+    return true;
+}
+
+static int parse_args(int argc, char **argv, struct user_args *a)
+{
+    int i;
+
+    memset(a, 0, sizeof *a);
+    for (i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--admin") == 0)
+            a->admin = true;
+        else if (strcmp(argv[i], "--email") == 0 && i + 1 < argc)
+            a->email = argv[++i];
+        else if (strcmp(argv[i], "--name") == 0 && i + 1 < argc)
+            a->name = argv[++i];
+        else
+            return 2;
+    }
+    return 0;
+}
+
+static int fail(const char *what, enum as_err err)
+{
+    fprintf(stderr, "auth-serve: %s: %s\n", what, as_err_code(err));
+    return err == AS_ERR_VALIDATION ? 2 : 1;
+}
+
+/* Reads and checks a password for `email`, then hashes it into `hash`. */
+static int new_password(const struct cfg *cfg, const char *email,
+                        char hash[PW_HASH_MAX])
+{
+    struct pw_params p = { cfg->argon2_iterations,
+                           (size_t)cfg->argon2_memory_kib * 1024u };
+    char pw[PW_LINE];
+    const char *why;
+    int status = 0;
+
+    if (!read_password(pw, sizeof pw)) {
+        fprintf(stderr, "auth-serve: no password on stdin\n");
+        status = 2;
+    } else if ((why = pw_policy_check(pw, email, cfg->password_min_length))) {
+        fprintf(stderr, "auth-serve: password %s\n", why);
+        status = 2;
+    } else if (pw_hash(pw, &p, hash) != AS_OK) {
+        status = fail("hashing failed", AS_ERR_NOMEM);
+    }
+    sodium_memzero(pw, sizeof pw);
+    return status;
+}
+
+static int user_create(const struct cfg *cfg, struct repo *r,
+                       const struct user_args *a, struct arena *ar)
+{
+    struct user u = { .role = a->admin ? ROLE_ADMIN : ROLE_USER,
+                      .is_active = true };
+    char hash[PW_HASH_MAX];
+    enum as_err err;
+    int status;
+
+    u.email = v_email(ar, a->email);
+    if (!u.email || (a->name && !v_full_name(a->name))) {
+        fprintf(stderr, "auth-serve: invalid %s\n",
+                u.email ? "--name" : "--email");
+        return 2;
+    }
+    status = new_password(cfg, u.email, hash);
+    if (status != 0)
+        return status;
+    uuid_v7_new(u.id);
+    u.full_name = a->name;
+    u.password_hash = hash;
+    u.created_at = u.updated_at = clock_ms();
+    err = repo_user_insert(r, &u);
+    sodium_memzero(hash, sizeof hash);
+    if (err != AS_OK)
+        return fail("cannot create the user", err);
+    log_event(LOG_INFO, "audit.user_created", NULL,
+              json_pack("{s:s, s:s, s:s}", "actor", "cli", "user_id", u.id,
+                        "role", v_role_name(u.role)));
+    printf("%s\n", u.id);
+    return 0;
+}
+
+static int user_set_password(const struct cfg *cfg, struct repo *r,
+                             const struct user_args *a, struct arena *ar)
+{
+    const char *email = v_email(ar, a->email);
+    char hash[PW_HASH_MAX];
+    struct user u;
+    enum as_err err;
+    int status;
+
+    if (!email) {
+        fprintf(stderr, "auth-serve: invalid --email\n");
+        return 2;
+    }
+    err = repo_user_by_email(r, email, &u, ar);
+    if (err != AS_OK)
+        return fail("no such user", err);
+    status = new_password(cfg, email, hash);
+    if (status != 0)
+        return status;
+    err = repo_user_set_password(r, u.id, hash, NULL, clock_ms());
+    sodium_memzero(hash, sizeof hash);
+    if (err != AS_OK)
+        return fail("cannot set the password", err);
+    log_event(LOG_INFO, "audit.password_set", NULL,
+              json_pack("{s:s, s:s}", "actor", "cli", "user_id", u.id));
+    return 0;
+}
+
+static int user_list(struct repo *r, struct arena *ar)
+{
+    struct user page[100];
+    const char *after = NULL;
+    size_t n, i;
+    enum as_err err;
+
+    do {
+        err = repo_user_list(r, NULL, after, 100, page, &n, ar);
+        if (err != AS_OK)
+            return fail("cannot list users", err);
+        for (i = 0; i < n; i++)
+            printf("%s\t%s\t%s\t%s\n", page[i].id, page[i].email,
+                   v_role_name(page[i].role),
+                   page[i].is_active ? "active" : "disabled");
+        after = n ? arena_strdup(ar, page[n - 1].id) : NULL;
+    } while (n == 100);
+    return 0;
+}
+
+int cli_user(const struct cfg *cfg, int argc, char **argv)
+{
+    struct user_args a;
+    struct repo *r = NULL;
+    struct arena *ar = NULL;
+    enum as_err err;
+    int status = 2;
+
+    if (argc < 1 || parse_args(argc, argv, &a) != 0)
+        goto usage;
+    if ((strcmp(argv[0], "create") == 0 ||
+         strcmp(argv[0], "set-password") == 0) && !a.email)
+        goto usage;
+    if (strcmp(argv[0], "create") != 0 && (a.admin || a.name) )
+        goto usage;
+    if (strcmp(argv[0], "list") == 0 && a.email)
+        goto usage;
+    err = repo_open(cfg, &r);
+    if (err == AS_OK)
+        err = repo_migrate(r);
+    ar = arena_new();
+    if (err != AS_OK || !ar) {
+        status = fail("database unavailable", err ? err : AS_ERR_NOMEM);
+    } else if (strcmp(argv[0], "create") == 0) {
+        status = user_create(cfg, r, &a, ar);
+    } else if (strcmp(argv[0], "set-password") == 0) {
+        status = user_set_password(cfg, r, &a, ar);
+    } else if (strcmp(argv[0], "list") == 0) {
+        status = user_list(r, ar);
+    } else {
+        status = 2;
+        fputs("auth-serve: unknown user command\n", stderr);
+    }
+    arena_free(ar);
+    repo_close(r);
+    return status;
+usage:
+    fputs("usage: auth-serve user create --email E [--admin] [--name N]\n"
+          "       auth-serve user set-password --email E\n"
+          "       auth-serve user list\n", stderr);
+    return 2;
+}

@@ -1,0 +1,58 @@
+/* ops.c: health, readiness, metrics, JWKS and the OpenAPI document. */
+#include "handlers.h"
+
+#include <microhttpd.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "breaker.h"
+#include "clock.h"
+#include "metrics.h"
+#include "openapi.h"
+#include "repo.h"
+
+enum as_err h_healthz(struct req_ctx *rc, struct response *res)
+{
+    (void)rc;
+    return res_json(res, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+enum as_err h_readyz(struct req_ctx *rc, struct response *res)
+{
+    struct repo *r = rc->app->repo;
+    enum breaker_state st = breaker_state(repo_breaker(r), clock_mono_ms());
+    enum as_err err = st == BREAKER_CLOSED ? repo_ping(r)
+                                           : AS_ERR_UNAVAILABLE;
+
+    if (err != AS_OK)
+        return res_fail(res, AS_ERR_UNAVAILABLE,
+                        "The database is not answering.");
+    return res_json(res, 200, json_pack("{s:s, s:s}", "status", "ready",
+                                        "database", repo_backend(r)));
+}
+
+enum as_err h_metrics(struct req_ctx *rc, struct response *res)
+{
+    char *text = metrics_render(rc->app->metrics, rc->app);
+
+    if (!text)
+        return AS_ERR_NOMEM;
+    res->status = 200;
+    res->raw = text;
+    res->raw_type = "text/plain; version=0.0.4; charset=utf-8";
+    return AS_OK;
+}
+
+enum as_err h_jwks(struct req_ctx *rc, struct response *res)
+{
+    res_header(rc, "Cache-Control", "public, max-age=300");
+    return res_json(res, 200, sec_jwks(app_keys(rc->app)));
+}
+
+enum as_err h_openapi(struct req_ctx *rc, struct response *res)
+{
+    json_t *doc = openapi_document();
+
+    (void)rc;
+    return doc ? res_json(res, 200, doc) : AS_ERR_NOMEM;
+}

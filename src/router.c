@@ -1,0 +1,107 @@
+/* router.c: the route table (which is also the authorization table),
+ * path matching, and the problem documents every error becomes. */
+#include "http.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "handlers.h"
+
+#define P ACCESS_PUBLIC
+#define U ACCESS_USER
+#define NS RF_NO_STORE
+static const struct route routes[] = {
+    { "POST", "/api/v1/auth/register", h_register, P, RF_OFFLOAD },
+    { "POST", "/api/v1/auth/login", h_login, P, RF_OFFLOAD | NS | RF_FORM },
+    { "GET", "/api/v1/users/me", h_me_get, U, 0 },
+    { "GET", "/healthz", h_healthz, P, 0 },
+    { "GET", "/readyz", h_readyz, P, 0 },
+    { "GET", "/metrics", h_metrics, P, 0 },
+    { "GET", "/.well-known/jwks.json", h_jwks, P, 0 },
+    { "GET", "/openapi.json", h_openapi, P, 0 },
+};
+#undef P
+#undef U
+#undef NS
+#define NROUTES (sizeof routes / sizeof routes[0])
+#define MAX_ID 64                 /* longest {id} segment accepted */
+
+const struct route *router_routes(size_t *n)
+{
+    *n = NROUTES;
+    return routes;
+}
+
+/* Matches `path` against `pattern`; a "{...}" segment takes one
+ * non-empty path segment, reported through *param. */
+static bool path_match(const char *pattern, const char *path,
+                       const char **pstart, size_t *plen)
+{
+    while (*pattern && *path) {
+        if (*pattern == '{') {
+            const char *end = strchr(path, '/');
+            size_t n = end ? (size_t)(end - path) : strlen(path);
+
+            if (n == 0 || n > MAX_ID)
+                return false;
+            *pstart = path;
+            *plen = n;
+            path += n;
+            pattern = strchr(pattern, '}') + 1;
+            continue;
+        }
+        if (*pattern++ != *path++)
+            return false;
+    }
+    return *pattern == '\0' && *path == '\0';
+}
+
+enum router_result router_match(const char *method, const char *path,
+                                struct arena *a, const struct route **route,
+                                const char **param, char *allow,
+                                size_t allow_len)
+{
+    bool path_known = false;
+    size_t i, used = 0;
+
+    *route = NULL;
+    *param = NULL;
+    allow[0] = '\0';
+    for (i = 0; i < NROUTES; i++) {
+        const char *ps = NULL;
+        size_t pl = 0;
+
+        if (!path_match(routes[i].pattern, path, &ps, &pl))
+            continue;
+        path_known = true;
+        if (strcmp(routes[i].method, method) == 0 ||
+            (strcmp(method, "HEAD") == 0 &&
+             strcmp(routes[i].method, "GET") == 0)) {
+            *route = &routes[i];
+            *param = ps ? arena_strndup(a, ps, pl) : NULL;
+            return ROUTE_FOUND;
+        }
+        used += (size_t)snprintf(allow + used, allow_len - used, "%s%s",
+                                 used ? ", " : "", routes[i].method);
+        if (used >= allow_len)
+            used = allow_len - 1;
+    }
+    return path_known ? ROUTE_BAD_METHOD : ROUTE_NOT_FOUND;
+}
+
+json_t *router_problem(enum as_err err, const char *detail,
+                       const char *request_id, json_t *errors)
+{
+    int status = as_err_http_status(err);
+    json_t *doc = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s}",
+                            "type", "about:blank",
+                            "title", as_err_title(err),
+                            "status", status,
+                            "detail", detail ? detail : as_err_title(err),
+                            "code", as_err_code(err),
+                            "request_id", request_id);
+
+    if (doc && errors && json_array_size(errors))
+        json_object_set(doc, "errors", errors);
+    return doc;
+}

@@ -1,0 +1,143 @@
+/* scache.c: direct-mapped session-state cache with lock striping. */
+#include "scache.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+
+#define STRIPES 64
+
+struct slot {
+    char sid[UUID_STR_LEN];
+    char user_id[UUID_STR_LEN];
+    struct session_state st;
+    uint64_t at_ms;                       /* 0: empty */
+};
+
+struct scache {
+    uint64_t ttl_ms;
+    unsigned nslots;
+    struct slot *slots;
+    pthread_mutex_t mu[STRIPES];
+};
+
+struct scache *scache_new(unsigned slots, uint64_t ttl_ms)
+{
+    struct scache *c = calloc(1, sizeof *c);
+    unsigned i;
+
+    if (!c)
+        return NULL;
+    c->nslots = slots ? slots : 1;
+    c->ttl_ms = ttl_ms;
+    c->slots = calloc(c->nslots, sizeof *c->slots);
+    if (!c->slots) {
+        free(c);
+        return NULL;
+    }
+    for (i = 0; i < STRIPES; i++)
+        pthread_mutex_init(&c->mu[i], NULL);
+    return c;
+}
+
+void scache_free(struct scache *c)
+{
+    unsigned i;
+
+    if (!c)
+        return;
+    for (i = 0; i < STRIPES; i++)
+        pthread_mutex_destroy(&c->mu[i]);
+    free(c->slots);
+    free(c);
+}
+
+static unsigned slot_of(const struct scache *c, const char *sid)
+{
+    uint32_t h = 2166136261u;                     /* FNV-1a */
+
+    for (; *sid; sid++)
+        h = (h ^ (uint8_t)*sid) * 16777619u;
+    return h % c->nslots;
+}
+
+/* Copies a fresh-enough (or, with `any_age`, any) entry for `sid`. */
+static bool lookup(struct scache *c, const char *sid, bool any_age,
+                   struct session_state *out)
+{
+    unsigned i = slot_of(c, sid);
+    pthread_mutex_t *mu = &c->mu[i % STRIPES];
+    struct slot *s = &c->slots[i];
+    bool hit;
+
+    pthread_mutex_lock(mu);
+    hit = s->at_ms && strcmp(s->sid, sid) == 0 &&
+          (any_age || clock_mono_ms() - s->at_ms < c->ttl_ms);
+    if (hit)
+        *out = s->st;
+    pthread_mutex_unlock(mu);
+    return hit;
+}
+
+static void store(struct scache *c, const char *sid, const char *user_id,
+                  const struct session_state *st)
+{
+    unsigned i = slot_of(c, sid);
+    pthread_mutex_t *mu = &c->mu[i % STRIPES];
+    struct slot *s = &c->slots[i];
+
+    pthread_mutex_lock(mu);
+    snprintf(s->sid, sizeof s->sid, "%s", sid);
+    snprintf(s->user_id, sizeof s->user_id, "%s", user_id ? user_id : "");
+    s->st = *st;
+    s->at_ms = clock_mono_ms() | 1u;
+    pthread_mutex_unlock(mu);
+}
+
+enum as_err scache_check(struct scache *c, struct repo *r, const char *sid,
+                         const char *user_id, struct session_state *out)
+{
+    enum as_err err;
+
+    if (strlen(sid) >= UUID_STR_LEN)
+        return AS_ERR_INVALID_TOKEN;
+    if (c->ttl_ms && lookup(c, sid, false, out))
+        return AS_OK;
+    err = repo_session_state(r, sid, clock_ms(), out);
+    if (err == AS_OK) {
+        store(c, sid, user_id, out);
+        return AS_OK;
+    }
+    if (as_err_is_infra(err) && lookup(c, sid, true, out))
+        return AS_OK;                         /* database down: stale */
+    return err;
+}
+
+void scache_forget(struct scache *c, const char *sid)
+{
+    unsigned i = slot_of(c, sid);
+    pthread_mutex_t *mu = &c->mu[i % STRIPES];
+
+    pthread_mutex_lock(mu);
+    if (strcmp(c->slots[i].sid, sid) == 0)
+        c->slots[i].at_ms = 0;
+    pthread_mutex_unlock(mu);
+}
+
+void scache_forget_user(struct scache *c, const char *user_id)
+{
+    unsigned i;
+
+    for (i = 0; i < c->nslots; i++) {
+        pthread_mutex_t *mu = &c->mu[i % STRIPES];
+
+        pthread_mutex_lock(mu);
+        if (strcmp(c->slots[i].user_id, user_id) == 0)
+            c->slots[i].at_ms = 0;
+        pthread_mutex_unlock(mu);
+    }
+}

@@ -1,0 +1,695 @@
+/* server.c: libmicrohttpd glue. Per-request context, body limits, the
+ * hand-over of slow routes to the work pool, responses and access logs. */
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "authn.h"
+#include "cfg.h"
+#include "clock.h"
+#include "log.h"
+#include "metrics.h"
+#include "uuid.h"
+#include "workpool.h"
+
+enum req_state {
+    ST_BODY,        /* reading the body (or waiting for it to end) */
+    ST_DISCARD,     /* an early error: swallow the rest, then answer */
+    ST_WORKING,     /* on the work pool, connection suspended */
+    ST_DONE,        /* the handler finished: answer */
+    ST_ANSWERED,
+};
+
+struct server {
+    struct MHD_Daemon *d;
+    struct app *app;
+    unsigned port;
+    atomic_uint inflight;
+};
+
+const struct sec_keys *app_keys(struct app *a)
+{
+    return atomic_load_explicit(&a->keys, memory_order_acquire);
+}
+
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* ---- request helpers for handlers ---- */
+
+const char *req_header(struct req_ctx *rc, const char *name)
+{
+    return MHD_lookup_connection_value(rc->conn, MHD_HEADER_KIND, name);
+}
+
+const char *req_query(struct req_ctx *rc, const char *name)
+{
+    return MHD_lookup_connection_value(rc->conn, MHD_GET_ARGUMENT_KIND,
+                                       name);
+}
+
+enum as_err res_json(struct response *res, unsigned status, json_t *body)
+{
+    json_decref(res->body);
+    res->status = status;
+    res->body = body;
+    return AS_OK;
+}
+
+void res_header(struct req_ctx *rc, const char *name, const char *value)
+{
+    struct response *res = &rc->res;
+
+    if (res->nhdr >= RES_MAX_HEADERS)
+        return;
+    res->hdr[res->nhdr].name = name;
+    res->hdr[res->nhdr].value = arena_strdup(rc->arena, value);
+    if (res->hdr[res->nhdr].value)
+        res->nhdr++;
+}
+
+enum as_err res_fail(struct response *res, enum as_err err,
+                     const char *detail)
+{
+    res->detail = detail;
+    return err;
+}
+
+enum as_err res_field(struct response *res, const char *field,
+                      const char *message)
+{
+    if (!res->errors)
+        res->errors = json_array();
+    json_array_append_new(res->errors, json_pack("{s:s, s:s}", "field",
+                                                 field, "message", message));
+    return AS_ERR_VALIDATION;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Decodes one x-www-form-urlencoded component; NULL when malformed. */
+static char *form_decode(struct arena *a, const char *s, size_t len)
+{
+    char *out = arena_alloc(a, len + 1);
+    size_t i, o = 0;
+
+    if (!out)
+        return NULL;
+    for (i = 0; i < len; i++) {
+        if (s[i] == '+') {
+            out[o++] = ' ';
+        } else if (s[i] != '%') {
+            out[o++] = s[i];
+        } else if (len - i < 3 || hexval(s[i + 1]) < 0 ||
+                   hexval(s[i + 2]) < 0) {
+            return NULL;
+        } else {
+            out[o++] = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+            i += 2;
+        }
+    }
+    out[o] = '\0';
+    return strlen(out) == o ? out : NULL;       /* %00 is refused */
+}
+
+/* A form body as a JSON object of strings; duplicate names refused. */
+static json_t *form_parse(struct arena *a, const char *body, size_t len)
+{
+    json_t *obj = json_object();
+    const char *p = body, *end = body + len;
+
+    while (obj && p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *stop = amp ? amp : end;
+        const char *eq = memchr(p, '=', (size_t)(stop - p));
+        char *k, *v;
+
+        if (stop > p) {
+            k = form_decode(a, p, (size_t)((eq ? eq : stop) - p));
+            v = eq ? form_decode(a, eq + 1, (size_t)(stop - eq - 1))
+                   : arena_strdup(a, "");
+            if (!k || !v || !*k || json_object_get(obj, k) ||
+                json_object_set_new(obj, k, json_string(v)) != 0) {
+                json_decref(obj);
+                return NULL;
+            }
+        }
+        p = stop + 1;
+    }
+    return obj;
+}
+
+enum as_err req_json(struct req_ctx *rc, json_t **out)
+{
+    json_error_t jerr;
+    json_t *j;
+
+    *out = NULL;
+    if (rc->body_form)
+        j = form_parse(rc->arena, rc->body ? rc->body : "", rc->body_len);
+    else if (!rc->body)
+        return res_fail(&rc->res, AS_ERR_MALFORMED,
+                        "The request body must be a JSON object.");
+    else
+        j = json_loadb(rc->body, rc->body_len,
+                       JSON_REJECT_DUPLICATES,
+                       &jerr);
+    if (!j || !json_is_object(j)) {
+        json_decref(j);
+        return res_fail(&rc->res, AS_ERR_MALFORMED,
+                        rc->body_form ? "The form body is malformed."
+                                      : "The request body must be a valid "
+                                        "JSON object.");
+    }
+    *out = j;
+    return AS_OK;
+}
+
+/* ---- per-request context ---- */
+
+static bool valid_request_id(const char *s)
+{
+    size_t n = 0;
+
+    for (; s[n]; n++) {
+        char c = s[n];
+
+        if (n >= 128 || !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                          (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+                          c == '-'))
+            return false;
+    }
+    return n > 0;
+}
+
+static void client_ip(struct MHD_Connection *c, char out[64])
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+
+    strcpy(out, "unknown");
+    if (!sa)
+        return;
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)
+                               ->sin_addr, out, 64);
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)
+                                ->sin6_addr, out, 64);
+}
+
+static struct req_ctx *req_new(struct app *app, struct MHD_Connection *conn,
+                               const char *url, const char *method)
+{
+    struct arena *a = arena_new();
+    struct req_ctx *rc = a ? arena_alloc(a, sizeof *rc) : NULL;
+    const char *rid;
+
+    if (!rc) {
+        arena_free(a);
+        return NULL;
+    }
+    rc->app = app;
+    rc->arena = a;
+    rc->conn = conn;
+    rc->t0_us = now_us();
+    rc->method = arena_strdup(a, method);
+    rc->path = arena_strndup(a, url, 2048);
+    rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-ID");
+    if (rid && valid_request_id(rid))
+        strcpy(rc->request_id, rid);
+    else
+        uuid_v7_new(rc->request_id);
+    client_ip(conn, rc->ip);
+    if (!rc->method || !rc->path) {
+        arena_free(a);
+        return NULL;
+    }
+    return rc;
+}
+
+static void req_free(struct req_ctx *rc)
+{
+    json_decref(rc->res.body);
+    json_decref(rc->res.errors);
+    free(rc->res.raw);
+    if (rc->body) {
+        sodium_memzero(rc->body, rc->body_len);
+        free(rc->body);
+    }
+    arena_free(rc->arena);
+}
+
+/* ---- answering ---- */
+
+static void add_common_headers(struct req_ctx *rc, struct MHD_Response *r,
+                               unsigned status)
+{
+    unsigned i;
+
+    MHD_add_response_header(r, "X-Request-ID", rc->request_id);
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    if (rc->route && (rc->route->flags & RF_NO_STORE)) {
+        MHD_add_response_header(r, "Cache-Control", "no-store");
+        MHD_add_response_header(r, "Pragma", "no-cache");
+    }
+    for (i = 0; i < rc->res.nhdr; i++)
+        MHD_add_response_header(r, rc->res.hdr[i].name, rc->res.hdr[i].value);
+    if (status == 401 && !MHD_get_response_header(r, "WWW-Authenticate"))
+        MHD_add_response_header(r, "WWW-Authenticate",
+                                rc->err == AS_ERR_INVALID_TOKEN
+                                    ? "Bearer realm=\"auth-serve\", "
+                                      "error=\"invalid_token\""
+                                    : "Bearer realm=\"auth-serve\"");
+    if (status == 503 && !MHD_get_response_header(r, "Retry-After"))
+        MHD_add_response_header(r, "Retry-After", "1");
+}
+
+/* Renders rc->err / rc->res and queues it. */
+static enum MHD_Result respond(struct req_ctx *rc)
+{
+    struct MHD_Response *r;
+    enum MHD_Result ret;
+    unsigned status;
+    char *text = NULL;
+    const char *ctype = "application/json";
+    json_t *doc;
+
+    if (rc->err != AS_OK) {
+        status = (unsigned)as_err_http_status(rc->err);
+        doc = router_problem(rc->err, rc->res.detail, rc->request_id,
+                             rc->res.errors);
+        ctype = "application/problem+json";
+    } else {
+        status = rc->res.status ? rc->res.status : 200;
+        doc = json_incref(rc->res.body);
+    }
+    if (doc) {
+        text = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    } else if (rc->res.raw && rc->err == AS_OK) {
+        text = rc->res.raw;
+        rc->res.raw = NULL;
+        ctype = rc->res.raw_type;
+    }
+    json_decref(doc);
+    r = MHD_create_response_from_buffer(text ? strlen(text) : 0,
+                                        text ? text : (char *)"",
+                                        text ? MHD_RESPMEM_MUST_FREE
+                                             : MHD_RESPMEM_PERSISTENT);
+    if (!r) {
+        free(text);
+        return MHD_NO;
+    }
+    if (text)
+        MHD_add_response_header(r, "Content-Type", ctype);
+    add_common_headers(rc, r, status);
+    rc->res.status = status;
+    rc->state = ST_ANSWERED;
+    ret = MHD_queue_response(rc->conn, status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static enum MHD_Result fail_now(struct req_ctx *rc, enum as_err err,
+                                const char *detail)
+{
+    rc->err = err;
+    rc->res.detail = detail;
+    return respond(rc);
+}
+
+/* ---- checks made before any body byte is read ---- */
+
+static bool media_is(const char *ctype, const char *want)
+{
+    size_t n = strlen(want);
+
+    return ctype && strncasecmp(ctype, want, n) == 0 &&
+           (ctype[n] == '\0' || ctype[n] == ';' || ctype[n] == ' ');
+}
+
+/* Parses Content-Length strictly (digits only). */
+static bool parse_length(const char *s, uint64_t *out)
+{
+    uint64_t v = 0;
+
+    if (!*s)
+        return false;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9' || v > UINT64_MAX / 10 - 10)
+            return false;
+        v = v * 10 + (uint64_t)(*s - '0');
+    }
+    *out = v;
+    return true;
+}
+
+static enum as_err early_checks(struct req_ctx *rc, const char **detail)
+{
+    const char *te = req_header(rc, "Transfer-Encoding");
+    const char *cl = req_header(rc, "Content-Length");
+    const char *ct = req_header(rc, "Content-Type");
+    uint64_t len = 0;
+    bool has_body;
+
+    if (te && cl) {
+        *detail = "Content-Length and Transfer-Encoding together are "
+                  "refused.";
+        return AS_ERR_BAD_REQUEST;
+    }
+    if (te && strcasecmp(te, "chunked") != 0) {
+        *detail = "Only the chunked transfer coding is supported.";
+        return AS_ERR_BAD_REQUEST;
+    }
+    if (cl && !parse_length(cl, &len)) {
+        *detail = "Content-Length is malformed.";
+        return AS_ERR_BAD_REQUEST;
+    }
+    if (len > rc->app->cfg->max_body_bytes) {
+        *detail = "The request body is larger than the server accepts.";
+        return AS_ERR_TOO_LARGE;
+    }
+    has_body = te || len > 0;
+    if (!has_body)
+        return AS_OK;
+    if (media_is(ct, "application/json"))
+        return AS_OK;
+    if (rc->route && (rc->route->flags & RF_FORM) &&
+        media_is(ct, "application/x-www-form-urlencoded")) {
+        rc->body_form = true;
+        return AS_OK;
+    }
+    *detail = rc->route && (rc->route->flags & RF_FORM)
+                  ? "Send application/json or "
+                    "application/x-www-form-urlencoded."
+                  : "Send application/json.";
+    return AS_ERR_MEDIA_TYPE;
+}
+
+/* Looks the route up and checks headers; returns false when the answer
+ * is already decided (rc->err set). */
+static bool begin(struct req_ctx *rc)
+{
+    char allow[128];
+    const char *detail = NULL;
+    enum router_result m;
+    enum as_err err;
+
+    m = router_match(rc->method, rc->path, rc->arena, &rc->route,
+                     &rc->param_id, allow, sizeof allow);
+    if (m == ROUTE_NOT_FOUND) {
+        rc->err = AS_ERR_NOT_FOUND;
+        rc->res.detail = "No such resource.";
+        return false;
+    }
+    if (m == ROUTE_BAD_METHOD) {
+        rc->err = AS_ERR_METHOD;
+        rc->res.detail = "This method is not allowed on this resource.";
+        res_header(rc, "Allow", allow);
+        return false;
+    }
+    rc->route_pattern = rc->route->pattern;
+    err = early_checks(rc, &detail);
+    if (err != AS_OK) {
+        rc->err = err;
+        rc->res.detail = detail;
+        return false;
+    }
+    return true;
+}
+
+/* Appends upload data; false once the cap is passed. */
+static bool body_append(struct req_ctx *rc, const char *data, size_t n)
+{
+    size_t cap = rc->app->cfg->max_body_bytes;
+    char *p;
+
+    if (n > cap - rc->body_len)
+        return false;
+    if (!rc->body) {
+        rc->body = malloc(cap + 1);
+        if (!rc->body)
+            return false;
+    }
+    p = rc->body + rc->body_len;
+    memcpy(p, data, n);
+    rc->body_len += n;
+    rc->body[rc->body_len] = '\0';
+    return true;
+}
+
+/* ---- running handlers ---- */
+
+static void run_handler(struct req_ctx *rc)
+{
+    rc->err = rc->route->fn(rc, &rc->res);
+}
+
+static void offloaded(void *arg)
+{
+    struct req_ctx *rc = arg;
+
+    run_handler(rc);
+    __atomic_store_n(&rc->state, ST_DONE, __ATOMIC_RELEASE);
+    MHD_resume_connection(rc->conn);
+}
+
+static enum MHD_Result dispatch(struct req_ctx *rc)
+{
+    enum as_err err = authn_route(rc);
+
+    if (err != AS_OK) {
+        rc->err = err;
+        return respond(rc);
+    }
+    if (!(rc->route->flags & RF_OFFLOAD)) {
+        run_handler(rc);
+        return respond(rc);
+    }
+    rc->state = ST_WORKING;
+    MHD_suspend_connection(rc->conn);
+    if (!workpool_submit(rc->app->pool, offloaded, rc)) {
+        rc->err = AS_ERR_OVERLOADED;
+        rc->res.detail = "The server is busy; retry shortly.";
+        rc->state = ST_DONE;
+        MHD_resume_connection(rc->conn);
+    }
+    return MHD_YES;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
+                                  const char *url, const char *method,
+                                  const char *version,
+                                  const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
+{
+    struct req_ctx *rc = *con_cls;
+
+    (void)version;
+    if (!rc) {
+        struct server *srv = cls;
+
+        rc = req_new(srv->app, conn, url, method);
+        if (!rc)
+            return MHD_NO;
+        *con_cls = rc;
+        atomic_fetch_add(&srv->inflight, 1);
+        if (!begin(rc))
+            return respond(rc);
+        rc->state = ST_BODY;
+        return MHD_YES;
+    }
+    switch (__atomic_load_n(&rc->state, __ATOMIC_ACQUIRE)) {
+    case ST_BODY:
+        if (*upload_data_size == 0)
+            return dispatch(rc);
+        if (!body_append(rc, upload_data, *upload_data_size)) {
+            *upload_data_size = 0;
+            return fail_now(rc, AS_ERR_TOO_LARGE,
+                            "The request body is larger than the server "
+                            "accepts.");
+        }
+        *upload_data_size = 0;
+        return MHD_YES;
+    case ST_DONE:
+        return respond(rc);
+    default:                              /* answered: drop the rest */
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn,
+                         void **con_cls, enum MHD_RequestTerminationCode toe)
+{
+    struct server *srv = cls;
+    struct req_ctx *rc = *con_cls;
+    uint64_t us;
+
+    (void)conn;
+    if (!rc)
+        return;
+    us = now_us() - rc->t0_us;
+    metrics_request(srv->app->metrics, rc->route, rc->res.status, us);
+    if (log_enabled(LOG_INFO))
+        log_event(LOG_INFO, "http.access", rc->request_id,
+                  json_pack("{s:s, s:s, s:i, s:f, s:s, s:b}", "method",
+                            rc->method, "route",
+                            rc->route_pattern ? rc->route_pattern
+                                              : "(unmatched)",
+                            "status", (int)rc->res.status, "duration_ms",
+                            (double)us / 1000.0, "ip", rc->ip, "completed",
+                            toe == MHD_REQUEST_TERMINATED_COMPLETED_OK));
+    req_free(rc);
+    *con_cls = NULL;
+    atomic_fetch_sub(&srv->inflight, 1);
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char msg[512];
+    size_t n;
+
+    (void)cls;
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+        msg[--n] = '\0';
+    log_event(LOG_WARN, "http.server", NULL, json_pack("{s:s}", "message",
+                                                       msg));
+}
+
+/* Resolves cfg host/port into a socket address. */
+static bool listen_addr(const struct cfg *cfg, struct sockaddr_storage *ss,
+                        bool *v6)
+{
+    struct sockaddr_in *in4 = (struct sockaddr_in *)(void *)ss;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)(void *)ss;
+    const char *host = strcmp(cfg->host, "localhost") == 0 ? "127.0.0.1"
+                                                           : cfg->host;
+
+    memset(ss, 0, sizeof *ss);
+    if (inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
+        in4->sin_family = AF_INET;
+        in4->sin_port = htons((uint16_t)cfg->port);
+        *v6 = false;
+        return true;
+    }
+    if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons((uint16_t)cfg->port);
+        *v6 = true;
+        return true;
+    }
+    return false;
+}
+
+struct server *server_start(struct app *app)
+{
+    const struct cfg *cfg = app->cfg;
+    struct server *s = calloc(1, sizeof *s);
+    struct sockaddr_storage ss;
+    const union MHD_DaemonInfo *info;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+                     MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_ITC |
+                     MHD_USE_TURBO;
+    bool v6 = false;
+
+    if (!s)
+        return NULL;
+    s->app = app;
+    if (!listen_addr(cfg, &ss, &v6)) {
+        log_event(LOG_ERROR, "server.failed", NULL,
+                  json_pack("{s:s}", "reason", "bad AUTH_HOST"));
+        free(s);
+        return NULL;
+    }
+    if (v6)
+        flags |= MHD_USE_IPv6;
+    s->d = MHD_start_daemon(
+        flags, (uint16_t)cfg->port, NULL, NULL, on_request, s,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        (unsigned)cfg->max_connections_per_ip,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->connection_timeout,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32768,
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+        MHD_OPTION_STRICT_FOR_CLIENT, (int)1,
+        MHD_OPTION_END);
+    if (!s->d) {
+        log_event(LOG_ERROR, "server.failed", NULL,
+                  json_pack("{s:s, s:s, s:i}", "reason",
+                            "cannot listen (address in use?)", "host",
+                            cfg->host, "port", (int)cfg->port));
+        free(s);
+        return NULL;
+    }
+    info = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
+    s->port = info ? info->port : cfg->port;
+    log_event(LOG_INFO, "server.started", NULL,
+              json_pack("{s:s, s:i, s:i, s:s}", "host", cfg->host, "port",
+                        (int)s->port, "threads", (int)cfg->threads,
+                        "version", AUTH_VERSION));
+    return s;
+}
+
+unsigned server_port(const struct server *s)
+{
+    return s->port;
+}
+
+void server_stop(struct server *s, unsigned grace_ms)
+{
+    uint64_t deadline = clock_mono_ms() + grace_ms;
+    MHD_socket fd;
+
+    if (!s)
+        return;
+    fd = MHD_quiesce_daemon(s->d);
+    while (atomic_load(&s->inflight) > 0 && clock_mono_ms() < deadline) {
+        struct timespec ts = { 0, 10 * 1000 * 1000 };
+
+        nanosleep(&ts, NULL);
+    }
+    MHD_stop_daemon(s->d);
+    if (fd != MHD_INVALID_SOCKET)
+        close(fd);
+    log_event(LOG_INFO, "server.stopped", NULL,
+              json_pack("{s:i}", "unfinished", (int)atomic_load(
+                                                   &s->inflight)));
+    free(s);
+}
