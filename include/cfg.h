@@ -62,6 +62,9 @@ void cfg_cleanup(struct cfg *c);
 /* Emits one "config.loaded" log event with every value, secrets
  * redacted. */
 void cfg_log(const struct cfg *c);
+/* Name of the i-th known variable, or NULL past the end (for docs and
+ * tests). */
+const char *cfg_var_name(size_t i);
 /* Name of an algorithm: "ES256", "RS256", "HS256". */
 const char *cfg_alg_name(enum cfg_alg a);
 

@@ -5,7 +5,23 @@
 /* Each answers one route of API.md; see the route table in router.c. */
 enum as_err h_register(struct req_ctx *rc, struct response *res);
 enum as_err h_login(struct req_ctx *rc, struct response *res);
+enum as_err h_refresh(struct req_ctx *rc, struct response *res);
+enum as_err h_logout(struct req_ctx *rc, struct response *res);
+enum as_err h_logout_all(struct req_ctx *rc, struct response *res);
+enum as_err h_verify(struct req_ctx *rc, struct response *res);
+enum as_err h_password_change(struct req_ctx *rc, struct response *res);
+enum as_err h_sessions_list(struct req_ctx *rc, struct response *res);
+enum as_err h_session_delete(struct req_ctx *rc, struct response *res);
+enum as_err h_introspect(struct req_ctx *rc, struct response *res);
+enum as_err h_revoke(struct req_ctx *rc, struct response *res);
 enum as_err h_me_get(struct req_ctx *rc, struct response *res);
+enum as_err h_me_patch(struct req_ctx *rc, struct response *res);
+enum as_err h_me_delete(struct req_ctx *rc, struct response *res);
+enum as_err h_users_list(struct req_ctx *rc, struct response *res);
+enum as_err h_users_create(struct req_ctx *rc, struct response *res);
+enum as_err h_user_get(struct req_ctx *rc, struct response *res);
+enum as_err h_user_patch(struct req_ctx *rc, struct response *res);
+enum as_err h_user_delete(struct req_ctx *rc, struct response *res);
 enum as_err h_healthz(struct req_ctx *rc, struct response *res);
 enum as_err h_readyz(struct req_ctx *rc, struct response *res);
 enum as_err h_metrics(struct req_ctx *rc, struct response *res);

@@ -115,6 +115,11 @@ static const struct cfg_var vars[] = {
 
 static const char *const alg_names[] = { "ES256", "RS256", "HS256" };
 
+const char *cfg_var_name(size_t i)
+{
+    return i < NVARS ? vars[i].name : NULL;
+}
+
 const char *cfg_alg_name(enum cfg_alg a)
 {
     return (unsigned)a < 3 ? alg_names[a] : "?";

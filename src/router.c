@@ -10,16 +10,44 @@
 #define P ACCESS_PUBLIC
 #define U ACCESS_USER
 #define NS RF_NO_STORE
+#define A ACCESS_ADMIN
+#define SA ACCESS_SELF_OR_ADMIN
+#define AN ACCESS_ADMIN_NOT_SELF
+#define OFF RF_OFFLOAD
+#define AUTH "/api/v1/auth"
+#define USERS "/api/v1/users"
 static const struct route routes[] = {
-    { "POST", "/api/v1/auth/register", h_register, P, RF_OFFLOAD },
-    { "POST", "/api/v1/auth/login", h_login, P, RF_OFFLOAD | NS | RF_FORM },
-    { "GET", "/api/v1/users/me", h_me_get, U, 0 },
+    { "POST", AUTH "/register", h_register, P, OFF },
+    { "POST", AUTH "/login", h_login, P, OFF | NS | RF_FORM },
+    { "POST", AUTH "/refresh", h_refresh, P, NS },
+    { "POST", AUTH "/logout", h_logout, P, 0 },
+    { "POST", AUTH "/logout-all", h_logout_all, U, 0 },
+    { "GET", AUTH "/verify", h_verify, U, 0 },
+    { "POST", AUTH "/password/change", h_password_change, U, OFF },
+    { "GET", AUTH "/sessions", h_sessions_list, U, 0 },
+    { "DELETE", AUTH "/sessions/{id}", h_session_delete, U, 0 },
+    { "POST", AUTH "/introspect", h_introspect, P, RF_FORM },
+    { "POST", AUTH "/revoke", h_revoke, P, RF_FORM },
+    { "GET", USERS "/me", h_me_get, U, 0 },
+    { "PATCH", USERS "/me", h_me_patch, U, 0 },
+    { "DELETE", USERS "/me", h_me_delete, U, OFF },
+    { "GET", USERS, h_users_list, A, 0 },
+    { "POST", USERS, h_users_create, A, OFF },
+    { "GET", USERS "/{id}", h_user_get, SA, 0 },
+    { "PATCH", USERS "/{id}", h_user_patch, AN, 0 },
+    { "DELETE", USERS "/{id}", h_user_delete, A, 0 },
     { "GET", "/healthz", h_healthz, P, 0 },
     { "GET", "/readyz", h_readyz, P, 0 },
     { "GET", "/metrics", h_metrics, P, 0 },
     { "GET", "/.well-known/jwks.json", h_jwks, P, 0 },
     { "GET", "/openapi.json", h_openapi, P, 0 },
 };
+#undef A
+#undef SA
+#undef AN
+#undef OFF
+#undef AUTH
+#undef USERS
 #undef P
 #undef U
 #undef NS

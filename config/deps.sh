@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what building, running and testing auth-serve needs on Debian 12,
+# skipping what is already there. Run as root (or with sudo available).
+#   config/deps.sh build   compiler, CMake and the -dev libraries
+#   config/deps.sh test    the above, plus cmocka, PostgreSQL, Python tests
+set -euo pipefail
+
+build_pkgs=(gcc cmake make pkg-config libmicrohttpd-dev libsqlite3-dev
+            libpq-dev libjwt-dev libsodium-dev libjansson-dev libssl-dev)
+test_pkgs=(libcmocka-dev postgresql python3 python3-pytest python3-jwt
+           clang libclang-rt-14-dev)
+
+want=("${build_pkgs[@]}")
+if [ "${1:-build}" = test ]; then
+    want+=("${test_pkgs[@]}")
+fi
+
+missing=()
+for p in "${want[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' ||
+        missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+echo "installing: ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq >&2
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2

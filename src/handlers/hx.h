@@ -1,0 +1,27 @@
+#ifndef AUTH_HX_H                /* hx.h: helpers shared by the handlers */
+#define AUTH_HX_H
+#include "handlers.h"
+#include "repo.h"
+
+#define HX_MAX_PASSWORD_BYTES 512   /* 128 code points of up to 4 bytes */
+
+/* Answers 200 with the token pair of API.md: a new access token for `u`
+ * in session `sid`, and `refresh` (a secret, not kept). */
+enum as_err hx_token_pair(struct req_ctx *rc, const struct user *u,
+                          const char *sid, const char *refresh);
+/* Creates a session for `u` (client IP and user agent recorded) and
+ * answers its first token pair. */
+enum as_err hx_start_session(struct req_ctx *rc, const struct user *u);
+/* Loads the caller's user (rc->claims.sub); a vanished user is 401. */
+enum as_err hx_caller(struct req_ctx *rc, struct user *out);
+/* Verifies `pw` against `u` (AS_ERR_BAD_CREDENTIALS with a detail). */
+enum as_err hx_check_password(struct req_ctx *rc, const struct user *u,
+                              const char *pw);
+/* Logs an audit event: `action` on user `target` by the caller (or
+ * "anonymous"), with optional extra `fields` (stolen). */
+void hx_audit(struct req_ctx *rc, const char *action, const char *target,
+              json_t *fields);
+/* The client's request id, for handlers that log. */
+#define HX_RID(rc) ((rc)->request_id)
+
+#endif

@@ -1,0 +1,355 @@
+/* tokens.c: /api/v1/auth — refresh rotation, logout, verify for gateways,
+ * password change, sessions, RFC 7662 introspection, RFC 7009 revoke. */
+#include "hx.h"
+
+#include <string.h>
+#include <strings.h>
+
+#include <sodium.h>
+
+#include "authn.h"
+#include "cfg.h"
+#include "clock.h"
+#include "log.h"
+#include "password.h"
+#include "scache.h"
+#include "sec.h"
+#include "uuid.h"
+#include "validate.h"
+
+/* Reads the "refresh_token" field: 422 when absent, 401 when shapeless. */
+static enum as_err refresh_field(struct req_ctx *rc, json_t *in,
+                                 const char **out)
+{
+    if (!v_string(&rc->res, in, "refresh_token", true, 512, out))
+        return AS_ERR_VALIDATION;
+    if (!sec_token_valid(*out))
+        return res_fail(&rc->res, AS_ERR_INVALID_TOKEN,
+                        "The refresh token is invalid or expired.");
+    return AS_OK;
+}
+
+static enum as_err rotated(struct req_ctx *rc, const struct session *s,
+                           const char *child)
+{
+    struct user u;
+    enum as_err err = repo_user_by_id(rc->app->repo, s->user_id, &u,
+                                      rc->arena);
+
+    if (err == AS_ERR_NOT_FOUND || (err == AS_OK && !u.is_active))
+        return res_fail(&rc->res, AS_ERR_INVALID_TOKEN,
+                        "The refresh token is invalid or expired.");
+    if (err != AS_OK)
+        return err;
+    return hx_token_pair(rc, &u, s->id, child);
+}
+
+enum as_err h_refresh(struct req_ctx *rc, struct response *res)
+{
+    const struct cfg *cfg = rc->app->cfg;
+    json_t *in = NULL;
+    const char *tok;
+    char child[SEC_TOKEN_LEN + 1] = "";
+    uint8_t ph[REPO_HASH_LEN], ch[REPO_HASH_LEN];
+    enum rotate_result rr = ROTATE_INVALID;
+    struct session s;
+    int64_t now = clock_ms();
+    enum as_err err = req_json(rc, &in);
+
+    if (err == AS_OK)
+        err = refresh_field(rc, in, &tok);
+    if (err != AS_OK)
+        goto out;
+    sec_token_hash(tok, ph);
+    sec_token_child(app_keys(rc->app), tok, child);
+    sec_token_hash(child, ch);
+    err = repo_refresh_rotate(rc->app->repo, ph, ch, now,
+                              (int64_t)cfg->refresh_reuse_grace_seconds *
+                                  1000,
+                              now + (int64_t)cfg->refresh_ttl * 1000, &rr,
+                              &s, rc->arena);
+    if (err != AS_OK)
+        goto out;
+    if (rr == ROTATE_OK || rr == ROTATE_GRACE) {
+        err = rotated(rc, &s, child);
+        goto out;
+    }
+    if (rr == ROTATE_REUSED) {
+        scache_forget(rc->app->scache, s.id);
+        hx_audit(rc, "refresh_reuse_detected", s.user_id,
+                 json_pack("{s:s}", "session_id", s.id));
+    }
+    err = res_fail(res, AS_ERR_INVALID_TOKEN,
+                   "The refresh token is invalid or expired.");
+out:
+    sodium_memzero(child, sizeof child);
+    json_decref(in);
+    return err;
+}
+
+enum as_err h_logout(struct req_ctx *rc, struct response *res)
+{
+    json_t *in = NULL;
+    const char *tok;
+    uint8_t h[REPO_HASH_LEN];
+    struct session s;
+    enum as_err err = req_json(rc, &in);
+
+    if (err == AS_OK)
+        err = refresh_field(rc, in, &tok);
+    if (err != AS_OK)
+        goto out;
+    sec_token_hash(tok, h);
+    err = repo_refresh_session(rc->app->repo, h, clock_ms(), &s, rc->arena);
+    if (err == AS_OK)
+        err = repo_session_revoke(rc->app->repo, s.id, NULL, clock_ms());
+    if (err == AS_ERR_NOT_FOUND) {
+        err = res_fail(res, AS_ERR_INVALID_TOKEN,
+                       "The refresh token is invalid or expired.");
+        goto out;
+    }
+    if (err != AS_OK)
+        goto out;
+    scache_forget(rc->app->scache, s.id);
+    hx_audit(rc, "logout", s.user_id, json_pack("{s:s}", "session_id",
+                                                s.id));
+    res_json(res, 204, NULL);
+out:
+    json_decref(in);
+    return err;
+}
+
+enum as_err h_logout_all(struct req_ctx *rc, struct response *res)
+{
+    enum as_err err = repo_session_revoke_all(rc->app->repo, rc->claims.sub,
+                                              NULL, clock_ms());
+
+    if (err != AS_OK)
+        return err;
+    scache_forget_user(rc->app->scache, rc->claims.sub);
+    hx_audit(rc, "logout_all", rc->claims.sub, NULL);
+    return res_json(res, 204, NULL);
+}
+
+/* The verified claims as JSON (for /verify and introspection). */
+static json_t *claims_json(const struct req_ctx *rc,
+                           const struct sec_claims *c)
+{
+    const struct cfg *cfg = rc->app->cfg;
+
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:s}",
+                     "sub", c->sub, "email", c->email, "role", c->role,
+                     "sid", c->sid, "jti", c->jti, "iss", cfg->jwt_issuer,
+                     "iat", (json_int_t)c->iat, "nbf", (json_int_t)c->nbf,
+                     "exp", (json_int_t)c->exp, "aud", cfg->jwt_audience);
+}
+
+enum as_err h_verify(struct req_ctx *rc, struct response *res)
+{
+    res_header(rc, "X-Auth-User-Id", rc->claims.sub);
+    res_header(rc, "X-Auth-Email", rc->claims.email);
+    res_header(rc, "X-Auth-Role", rc->claims.role);
+    res_header(rc, "Cache-Control", "no-store");
+    return res_json(res, 200, claims_json(rc, &rc->claims));
+}
+
+enum as_err h_password_change(struct req_ctx *rc, struct response *res)
+{
+    json_t *in = NULL;
+    const char *cur = NULL, *fresh = NULL, *why;
+    char hash[PW_HASH_MAX] = "";
+    struct user u;
+    enum as_err err = req_json(rc, &in);
+
+    if (err != AS_OK)
+        goto out;
+    v_string(res, in, "current_password", true, HX_MAX_PASSWORD_BYTES,
+             &cur);
+    v_string(res, in, "new_password", true, HX_MAX_PASSWORD_BYTES, &fresh);
+    if (res->errors) {
+        err = AS_ERR_VALIDATION;
+        goto out;
+    }
+    err = hx_caller(rc, &u);
+    if (err == AS_OK)
+        err = hx_check_password(rc, &u, cur);
+    if (err != AS_OK)
+        goto out;
+    why = pw_policy_check(fresh, u.email,
+                          rc->app->cfg->password_min_length);
+    if (why) {
+        err = res_field(res, "new_password", why);
+        goto out;
+    }
+    err = pw_hash(fresh, &rc->app->pw, hash);
+    if (err == AS_OK)
+        err = repo_user_set_password(rc->app->repo, u.id, hash,
+                                     rc->claims.sid, clock_ms());
+    if (err != AS_OK)
+        goto out;
+    scache_forget_user(rc->app->scache, u.id);
+    hx_audit(rc, "password_changed", u.id, NULL);
+    res_json(res, 204, NULL);
+out:
+    sodium_memzero(hash, sizeof hash);
+    json_decref(in);
+    return err;
+}
+
+enum as_err h_sessions_list(struct req_ctx *rc, struct response *res)
+{
+    struct session *list = NULL;
+    size_t n = 0, i;
+    json_t *items;
+    enum as_err err = repo_session_list(rc->app->repo, rc->claims.sub,
+                                        clock_ms(), &list, &n, rc->arena);
+
+    if (err != AS_OK)
+        return err;
+    items = json_array();
+    for (i = 0; i < n; i++) {
+        char c[32], l[32], e[32];
+
+        clock_rfc3339(list[i].created_at, c);
+        clock_rfc3339(list[i].last_used_at, l);
+        clock_rfc3339(list[i].expires_at, e);
+        json_array_append_new(items, json_pack(
+            "{s:s, s:s, s:s, s:s, s:s?, s:s?, s:b}", "id", list[i].id,
+            "created_at", c, "last_used_at", l, "expires_at", e, "ip",
+            list[i].ip, "user_agent", list[i].user_agent, "current",
+            strcmp(list[i].id, rc->claims.sid) == 0));
+    }
+    return res_json(res, 200, json_pack("{s:o}", "items", items));
+}
+
+enum as_err h_session_delete(struct req_ctx *rc, struct response *res)
+{
+    enum as_err err = AS_ERR_NOT_FOUND;
+
+    if (uuid_valid(rc->param_id))
+        err = repo_session_revoke(rc->app->repo, rc->param_id,
+                                  rc->claims.sub, clock_ms());
+    if (err == AS_ERR_NOT_FOUND)
+        return res_fail(res, err, "You have no such session.");
+    if (err != AS_OK)
+        return err;
+    scache_forget(rc->app->scache, rc->param_id);
+    hx_audit(rc, "session_revoked", rc->claims.sub,
+             json_pack("{s:s}", "session_id", rc->param_id));
+    return res_json(res, 204, NULL);
+}
+
+/* The "token" parameter of a form or JSON body (RFC 7009 / 7662). */
+static enum as_err token_param(struct req_ctx *rc, json_t **in,
+                               const char **tok)
+{
+    enum as_err err = req_json(rc, in);
+
+    if (err != AS_OK)
+        return err;
+    *tok = json_string_value(json_object_get(*in, "token"));
+    if (!*tok || !**tok || strlen(*tok) > SEC_MAX_JWT_BYTES)
+        return res_fail(&rc->res, AS_ERR_INVALID_REQUEST,
+                        "The token parameter is required.");
+    return AS_OK;
+}
+
+/* The live session a token (refresh or access) belongs to. */
+static enum as_err token_session(struct req_ctx *rc, const char *tok,
+                                 struct session *s, struct sec_claims *c,
+                                 bool *is_access)
+{
+    uint8_t h[REPO_HASH_LEN];
+    struct session_state st;
+    enum as_err err;
+
+    *is_access = false;
+    if (sec_token_valid(tok)) {
+        sec_token_hash(tok, h);
+        return repo_refresh_session(rc->app->repo, h, clock_ms(), s,
+                                    rc->arena);
+    }
+    if (sec_jwt_verify(app_keys(rc->app), rc->app->cfg, tok,
+                       clock_ms() / 1000, c, rc->arena) != AS_OK)
+        return AS_ERR_NOT_FOUND;
+    err = repo_session_state(rc->app->repo, c->sid, clock_ms(), &st);
+    if (err != AS_OK)
+        return err;
+    if (!st.live)
+        return AS_ERR_NOT_FOUND;
+    *is_access = true;
+    c->role = v_role_name(st.role);
+    snprintf(s->id, sizeof s->id, "%s", c->sid);
+    snprintf(s->user_id, sizeof s->user_id, "%s", c->sub);
+    return AS_OK;
+}
+
+enum as_err h_introspect(struct req_ctx *rc, struct response *res)
+{
+    const char *want = rc->app->cfg->introspection_token;
+    const char *got = authn_bearer_token(req_header(rc, "Authorization"));
+    json_t *in = NULL;
+    const char *tok;
+    struct session s;
+    struct sec_claims c;
+    struct user u;
+    bool is_access;
+    enum as_err err;
+
+    if (!want)
+        return res_fail(res, AS_ERR_NOT_FOUND,
+                        "Introspection is not enabled on this server.");
+    if (!got || strlen(got) != strlen(want) ||
+        sodium_memcmp(got, want, strlen(want)) != 0)
+        return res_fail(res, AS_ERR_UNAUTHORIZED,
+                        "Introspection needs the configured bearer "
+                        "secret.");
+    err = token_param(rc, &in, &tok);
+    if (err == AS_OK)
+        err = token_session(rc, tok, &s, &c, &is_access);
+    if (err == AS_OK && !is_access)
+        err = repo_user_by_id(rc->app->repo, s.user_id, &u, rc->arena);
+    if (err == AS_ERR_NOT_FOUND || (err == AS_OK && !is_access &&
+                                    !u.is_active)) {
+        err = res_json(res, 200, json_pack("{s:b}", "active", 0));
+    } else if (err == AS_OK && is_access) {
+        json_t *j = claims_json(rc, &c);
+
+        json_object_set_new(j, "active", json_true());
+        json_object_set_new(j, "token_type", json_string("Bearer"));
+        res_json(res, 200, j);
+    } else if (err == AS_OK) {
+        res_json(res, 200, json_pack(
+            "{s:b, s:s, s:s, s:s, s:s, s:I, s:s}", "active", 1, "sub", u.id,
+            "email", u.email, "role", v_role_name(u.role), "sid", s.id,
+            "exp", (json_int_t)(s.expires_at / 1000), "token_type",
+            "refresh_token"));
+    }
+    res_header(rc, "Cache-Control", "no-store");
+    json_decref(in);
+    return err;
+}
+
+enum as_err h_revoke(struct req_ctx *rc, struct response *res)
+{
+    json_t *in = NULL;
+    const char *tok;
+    struct session s;
+    struct sec_claims c;
+    bool is_access;
+    enum as_err err = token_param(rc, &in, &tok);
+
+    if (err == AS_OK)
+        err = token_session(rc, tok, &s, &c, &is_access);
+    if (err == AS_OK)
+        err = repo_session_revoke(rc->app->repo, s.id, NULL, clock_ms());
+    if (err == AS_OK) {
+        scache_forget(rc->app->scache, s.id);
+        hx_audit(rc, "token_revoked", s.user_id,
+                 json_pack("{s:s}", "session_id", s.id));
+    }
+    if (err == AS_ERR_NOT_FOUND || err == AS_OK)  /* RFC 7009 s2.2 */
+        err = res_json(res, 200, NULL);
+    json_decref(in);
+    return err;
+}

@@ -1,0 +1,269 @@
+"""End-to-end harness: starts the real auth-serve on a free loopback port
+with a fresh data folder, and speaks HTTP to it.
+
+Environment:
+  AUTH_E2E_BIN       the daemon binary (default: build/auth-serve)
+  AUTH_E2E_BACKENDS  comma-separated: sqlite, postgres (default: sqlite)
+  AUTH_E2E_PG_URL    admin URL of a throwaway PostgreSQL (for postgres)
+"""
+import http.client
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.parse
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+BIN = os.environ.get("AUTH_E2E_BIN", os.path.join(ROOT, "build",
+                                                  "auth-serve"))
+BACKENDS = [b for b in os.environ.get("AUTH_E2E_BACKENDS",
+                                      "sqlite").split(",") if b]
+PG_URL = os.environ.get("AUTH_E2E_PG_URL")
+START_DEADLINE = 30.0
+
+# Cheap hashing for speed; tests that measure hashing set their own.
+FAST = {
+    "AUTH_ARGON2_MEMORY_KIB": "8192",
+    "AUTH_ARGON2_ITERATIONS": "1",
+    "AUTH_RATE_LIMIT_PER_MINUTE": "0",
+    "AUTH_LOG_LEVEL": "debug",
+}
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def header(self, name):
+        for k, v in self.headers:
+            if k.lower() == name.lower():
+                return v
+        return None
+
+    @property
+    def json(self):
+        return json.loads(self.body)
+
+    def __repr__(self):
+        return "<%d %r>" % (self.status, self.body[:300])
+
+
+def pg_database(admin_url):
+    """Creates a fresh database on the test cluster; returns its URL."""
+    name = "t_" + secrets.token_hex(6)
+    subprocess.run(["psql", admin_url, "-q", "-v", "ON_ERROR_STOP=1", "-c",
+                    "CREATE DATABASE %s" % name], check=True,
+                   stdout=subprocess.DEVNULL)
+    u = urllib.parse.urlsplit(admin_url)
+    return urllib.parse.urlunsplit((u.scheme, u.netloc, "/" + name,
+                                    u.query, ""))
+
+
+class Daemon:
+    """One auth-serve process. Its stderr (JSON logs) is kept in .logs."""
+
+    def __init__(self, backend="sqlite", env=None, data_dir=None,
+                 database_url=None):
+        self.backend = backend
+        self.data_dir = data_dir or tempfile.mkdtemp(prefix="auth-e2e-")
+        self.env = dict(FAST)
+        self.env.update({"AUTH_HOST": "127.0.0.1", "AUTH_PORT": "0",
+                         "AUTH_DATA_DIR": self.data_dir})
+        if database_url:
+            self.env["AUTH_DATABASE_URL"] = database_url
+        elif backend == "postgres":
+            if not PG_URL:
+                pytest.skip("AUTH_E2E_PG_URL is not set")
+            self.env["AUTH_DATABASE_URL"] = pg_database(PG_URL)
+        self.env.update(env or {})
+        self.proc = None
+        self.port = None
+        self.lines = []
+        self._lock = threading.Lock()
+        self._started = threading.Event()
+
+    @property
+    def logs(self):
+        with self._lock:
+            out = []
+            for line in self.lines:
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    out.append({"raw": line})
+            return out
+
+    def _reader(self):
+        for raw in self.proc.stderr:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            with self._lock:
+                self.lines.append(line)
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue
+            if ev.get("event") == "server.started":
+                self.port = ev["port"]
+                self._started.set()
+        self._started.set()
+
+    def command(self, *args, stdin=None, env=None):
+        """Runs `auth-serve ARGS` with this daemon's configuration."""
+        full = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        full.update(self.env)
+        full.update(env or {})
+        return subprocess.run([BIN] + list(args), input=stdin, env=full,
+                              cwd=self.data_dir, capture_output=True,
+                              timeout=120)
+
+    def start(self):
+        full = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"):
+            if k in os.environ:
+                full[k] = os.environ[k]
+        full.update(self.env)
+        self.lines = []
+        self._started.clear()
+        self.port = None
+        self.proc = subprocess.Popen([BIN], env=full, cwd=self.data_dir,
+                                     stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+        threading.Thread(target=self._reader, daemon=True).start()
+        if not self._started.wait(START_DEADLINE) or self.port is None:
+            self.proc.kill()
+            raise RuntimeError("daemon did not start:\n" +
+                               "\n".join(self.lines[-20:]))
+        return self
+
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        if not self.proc or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
+
+    def request(self, method, path, json_body=None, body=None,
+                headers=None, token=None, timeout=30):
+        h = dict(headers or {})
+        if json_body is not None:
+            body = json.dumps(json_body).encode()
+            h.setdefault("Content-Type", "application/json")
+        if token:
+            h["Authorization"] = "Bearer " + token
+        conn = http.client.HTTPConnection("127.0.0.1", self.port,
+                                          timeout=timeout)
+        try:
+            conn.request(method, path, body=body, headers=h)
+            r = conn.getresponse()
+            return Response(r.status, r.getheaders(), r.read())
+        finally:
+            conn.close()
+
+    def raw(self, data, timeout=10):
+        """Sends raw bytes; returns everything the server sent until it
+        closed the connection or `timeout` seconds of silence."""
+        s = socket.create_connection(("127.0.0.1", self.port), timeout)
+        chunks = []
+        try:
+            s.sendall(data)
+            while True:
+                c = s.recv(65536)
+                if not c:
+                    break
+                chunks.append(c)
+        except (socket.timeout, ConnectionResetError, BrokenPipeError):
+            pass
+        finally:
+            s.close()
+        return b"".join(chunks)
+
+    # -- conveniences over the API --
+
+    def register(self, email=None, password=None, **extra):
+        email = email or "u%s@example.com" % secrets.token_hex(5)
+        password = password or "correct horse " + secrets.token_hex(4)
+        body = {"email": email, "password": password}
+        body.update(extra)
+        r = self.request("POST", "/api/v1/auth/register", body)
+        return r, email, password
+
+    def login(self, email, password, **headers):
+        return self.request("POST", "/api/v1/auth/login",
+                            {"email": email, "password": password},
+                            headers=headers)
+
+    def user(self, **extra):
+        """A registered, logged-in user: (email, password, tokens)."""
+        r, email, password = self.register(**extra)
+        assert r.status == 201, r
+        t = self.login(email, password)
+        assert t.status == 200, t
+        return email, password, t.json
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request):
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def daemon(backend):
+    d = Daemon(backend).start()
+    yield d
+    assert d.stop() == 0, "\n".join(d.lines[-20:])
+
+
+@pytest.fixture
+def make_daemon(backend):
+    """Factory for tests that need their own daemon (own settings)."""
+    made = []
+
+    def make(env=None, **kw):
+        d = Daemon(backend, env=env, **kw)
+        made.append(d)
+        return d
+
+    yield make
+    for d in made:
+        d.stop()
+
+
+def assert_problem(r, status, code=None):
+    """Asserts an RFC 9457 problem document with `status` and `code`."""
+    assert r.status == status, r
+    assert r.header("Content-Type").startswith("application/problem+json"), \
+        r.headers
+    p = r.json
+    assert p["status"] == status
+    assert p["type"] == "about:blank"
+    assert isinstance(p["title"], str) and p["title"]
+    assert isinstance(p["detail"], str) and p["detail"]
+    assert p["request_id"] == r.header("X-Request-ID")
+    if code:
+        assert p["code"] == code, p
+    return p
+
+
+def wait_until(fn, timeout=10.0, interval=0.02):
+    """Polls fn() until it returns a truthy value or the deadline passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = fn()
+        if v or time.monotonic() > deadline:
+            return v
+        time.sleep(interval)

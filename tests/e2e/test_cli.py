@@ -1,0 +1,102 @@
+"""The command line and configuration checks."""
+import os
+import tempfile
+
+from conftest import BIN, Daemon
+import subprocess
+
+
+def run(args, env=None, cwd=None, stdin=None):
+    full = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    full.update(env or {})
+    return subprocess.run([BIN] + args, env=full, cwd=cwd or
+                          tempfile.mkdtemp(), input=stdin,
+                          capture_output=True, timeout=60)
+
+
+def test_version_and_help():
+    r = run(["--version"])
+    assert r.returncode == 0 and r.stdout.startswith(b"auth-serve ")
+    r = run(["--help"])
+    assert r.returncode == 0 and b"migrate" in r.stdout
+
+
+def test_unknown_command_exits_2():
+    r = run(["frobnicate"])
+    assert r.returncode == 2 and b"unknown" in r.stderr
+
+
+def test_config_check():
+    r = run(["config", "check"])
+    assert r.returncode == 0, r.stderr
+    r = run(["config", "check"], env={"AUTH_PORT": "70000"})
+    assert r.returncode == 2
+    assert r.stderr.count(b"\n") == 1 and b"AUTH_PORT" in r.stderr
+    r = run(["config", "check"], env={"AUTH_NOT_A_THING": "1"})
+    assert r.returncode == 2 and b"AUTH_NOT_A_THING" in r.stderr
+    r = run(["config", "check"], env={"AUTH_JWT_ALG": "HS256"})
+    assert r.returncode == 2 and b"AUTH_JWT_SECRET" in r.stderr
+    r = run(["config", "check"], env={"AUTH_JWT_ALG": "none"})
+    assert r.returncode == 2 and b"AUTH_JWT_ALG" in r.stderr
+
+
+def test_bad_config_stops_the_daemon_with_2():
+    for env in ({"AUTH_PORT": "abc"}, {"AUTH_BOGUS": "x"},
+                {"AUTH_DATABASE_URL": "mysql://x"},
+                {"AUTH_ACCESS_TOKEN_TTL": "-5"}):
+        r = run([], env=env)
+        assert r.returncode == 2, (env, r.stderr)
+        lines = r.stderr.decode().strip().splitlines()
+        assert len(lines) == 1 and list(env)[0] in lines[0], lines
+
+
+def test_dotenv_and_environment_precedence():
+    cwd = tempfile.mkdtemp()
+    with open(os.path.join(cwd, ".env"), "w") as f:
+        f.write("# comment\nexport AUTH_JWT_ISSUER=from-dotenv\n"
+                "AUTH_JWT_AUDIENCE='quoted-aud'\nAUTH_PORT=99999\n")
+    r = run(["config", "check"], cwd=cwd)
+    assert r.returncode == 2 and b"AUTH_PORT" in r.stderr
+    r = run(["config", "check"], cwd=cwd, env={"AUTH_PORT": "0"})
+    assert r.returncode == 0, r.stderr
+    with open(os.path.join(cwd, ".env"), "a") as f:
+        f.write("AUTH_TYPO=1\n")
+    r = run(["config", "check"], cwd=cwd, env={"AUTH_PORT": "0"})
+    assert r.returncode == 2 and b"AUTH_TYPO" in r.stderr
+
+
+def test_dotenv_values_reach_the_daemon():
+    d = Daemon()
+    with open(os.path.join(d.data_dir, ".env"), "w") as f:
+        f.write("AUTH_JWT_ISSUER=from-dotenv\nAUTH_JWT_AUDIENCE=dotenv-aud\n")
+    d.env["AUTH_JWT_AUDIENCE"] = "env-aud"
+    d.start()
+    try:
+        from jwtutil import parts
+        _, _, t = d.user()
+        claims = parts(t["access_token"])[1]
+        assert claims["iss"] == "from-dotenv"
+        assert claims["aud"] == "env-aud"
+    finally:
+        assert d.stop() == 0
+
+
+def test_config_log_redacts_secrets():
+    d = Daemon(env={"AUTH_INTROSPECTION_TOKEN": "s3cr3t-introspect-tok",
+                    "AUTH_JWT_ALG": "HS256",
+                    "AUTH_JWT_SECRET": "k" * 40})
+    d.start()
+    try:
+        text = "\n".join(d.lines)
+        assert "config.loaded" in text
+        assert "s3cr3t-introspect-tok" not in text and "k" * 40 not in text
+    finally:
+        assert d.stop() == 0
+
+
+def test_migrate_command():
+    d = Daemon()
+    r = d.command("migrate")
+    assert r.returncode == 0, r.stderr
+    r = d.command("migrate")
+    assert r.returncode == 0, r.stderr

@@ -1,0 +1,308 @@
+"""The daemon end to end: HTTP core, register, login, /users/me."""
+import json
+import os
+import re
+import stat
+import time
+
+import pytest
+
+from conftest import Daemon, assert_problem
+from jwtutil import b64e, parts
+
+UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}"
+                  r"-[0-9a-f]{12}$")
+RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+
+
+def test_healthz_and_request_id(daemon):
+    r = daemon.request("GET", "/healthz")
+    assert r.status == 200 and r.json == {"status": "ok"}
+    assert UUID.match(r.header("X-Request-ID"))
+    r = daemon.request("GET", "/healthz", headers={"X-Request-ID": "abc.D-1_"})
+    assert r.header("X-Request-ID") == "abc.D-1_"
+    for bad in ("has space", "x" * 129, "semi;colon", ""):
+        r = daemon.request("GET", "/healthz", headers={"X-Request-ID": bad})
+        assert r.header("X-Request-ID") != bad
+        assert UUID.match(r.header("X-Request-ID"))
+    ok = "y" * 128
+    assert daemon.request("GET", "/healthz", headers={
+        "X-Request-ID": ok}).header("X-Request-ID") == ok
+
+
+def test_request_id_in_every_log_line_of_the_request(daemon):
+    rid = "trace-" + os.urandom(4).hex()
+    daemon.request("POST", "/api/v1/auth/login",
+                   {"email": "nobody@example.com", "password": "whatever1"},
+                   headers={"X-Request-ID": rid})
+    lines = [e for e in daemon.logs if e.get("request_id") == rid]
+    events = {e["event"] for e in lines}
+    assert "http.access" in events and "auth.login_failed" in events
+    access = [e for e in lines if e["event"] == "http.access"][0]
+    assert access["method"] == "POST"
+    assert access["route"] == "/api/v1/auth/login"
+    assert access["status"] == 401
+    assert access["duration_ms"] >= 0
+
+
+def test_readyz(daemon):
+    r = daemon.request("GET", "/readyz")
+    assert r.status == 200 and r.json["status"] == "ready"
+
+
+def test_unknown_route_and_wrong_method(daemon):
+    assert_problem(daemon.request("GET", "/nope"), 404, "not_found")
+    assert_problem(daemon.request("GET", "/api/v1/users/me/"), 404)
+    r = daemon.request("DELETE", "/api/v1/auth/login")
+    assert_problem(r, 405, "method_not_allowed")
+    assert r.header("Allow") == "POST"
+    r = daemon.request("POST", "/healthz")
+    assert_problem(r, 405)
+    assert "GET" in r.header("Allow")
+
+
+def test_register_created(daemon):
+    r, email, _ = daemon.register(email="  Ada.Lovelace@Example.COM ",
+                                  full_name="Ada Lovelace")
+    assert r.status == 201, r
+    u = r.json
+    assert r.header("Location") == "/api/v1/users/" + u["id"]
+    assert UUID.match(u["id"])
+    assert u["email"] == "ada.lovelace@example.com"
+    assert u["full_name"] == "Ada Lovelace"
+    assert u["role"] == "user" and u["is_active"] is True
+    assert u["is_verified"] is False
+    assert RFC3339.match(u["created_at"]) and RFC3339.match(u["updated_at"])
+    assert set(u) == {"id", "email", "full_name", "role", "is_active",
+                      "is_verified", "created_at", "updated_at"}
+    r2, _, _ = daemon.register(email="ADA.lovelace@example.com")
+    assert_problem(r2, 409, "email_taken")
+
+
+def test_register_without_name_has_null_full_name(daemon):
+    r, _, _ = daemon.register()
+    assert r.status == 201 and r.json["full_name"] is None
+
+
+@pytest.mark.parametrize("body,field", [
+    ({"password": "a long passphrase"}, "email"),
+    ({"email": "x@example.com"}, "password"),
+    ({"email": 5, "password": "a long passphrase"}, "email"),
+    ({"email": "x@example.com", "password": ["a"]}, "password"),
+    ({"email": "not-an-email", "password": "a long passphrase"}, "email"),
+    ({"email": "a@b", "password": "a long passphrase"}, "email"),
+    ({"email": "a b@example.com", "password": "a long passphrase"}, "email"),
+    ({"email": "x@example.com", "password": "short"}, "password"),
+    ({"email": "x@example.com", "password": "p" * 129}, "password"),
+    ({"email": "x@example.com", "password": "password"}, "password"),
+    ({"email": "x@example.com", "password": "Qwerty123"}, "password"),
+    ({"email": "marianne@example.com", "password": "xxMARIANNExx"},
+     "password"),
+    ({"email": "x@example.com", "password": "a long passphrase",
+      "full_name": 42}, "full_name"),
+    ({"email": "x@example.com", "password": "a long passphrase",
+      "full_name": ""}, "full_name"),
+])
+def test_register_validation(daemon, body, field):
+    r = daemon.request("POST", "/api/v1/auth/register", body)
+    p = assert_problem(r, 422, "validation_error")
+    assert field in [e["field"] for e in p["errors"]], p
+    assert all(isinstance(e["message"], str) for e in p["errors"])
+
+
+def test_register_password_edges(daemon):
+    r, _, _ = daemon.register(password="\U0001F600" * 128)  # 128 emoji
+    assert r.status == 201, r
+    r, _, _ = daemon.register(password="a b c d e f")       # spaces ok
+    assert r.status == 201, r
+
+
+@pytest.mark.parametrize("body", [b"{", b"[1,2]", b'"str"', b"",
+                                  b'{"email":"a@example.com","email":"b"}',
+                                  b"\xff\xfe{}"])
+def test_register_malformed(daemon, body):
+    r = daemon.request("POST", "/api/v1/auth/register", body=body,
+                       headers={"Content-Type": "application/json"})
+    assert_problem(r, 400)
+
+
+def test_register_media_type(daemon):
+    r = daemon.request("POST", "/api/v1/auth/register", body=b"email=x",
+                       headers={"Content-Type":
+                                "application/x-www-form-urlencoded"})
+    assert_problem(r, 415, "unsupported_media_type")
+    r = daemon.request("POST", "/api/v1/auth/register", body=b"{}",
+                       headers={"Content-Type": "text/plain"})
+    assert_problem(r, 415)
+    r = daemon.request("POST", "/api/v1/auth/register", body=b"{}")
+    assert_problem(r, 415)
+    r = daemon.request("POST", "/api/v1/auth/register",
+                       body=b'{"email":"a"}',
+                       headers={"Content-Type":
+                                "application/json; charset=utf-8"})
+    assert_problem(r, 422)
+
+
+def test_body_cap(daemon):
+    big = json.dumps({"email": "x@example.com",
+                      "password": "p" * 20000}).encode()
+    r = daemon.request("POST", "/api/v1/auth/register", body=big,
+                       headers={"Content-Type": "application/json"})
+    assert_problem(r, 413, "payload_too_large")
+    # Content-Length announced over the cap: refused before the body.
+    raw = daemon.raw(b"POST /api/v1/auth/register HTTP/1.1\r\n"
+                     b"Host: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 999999999\r\n\r\n")
+    assert raw.startswith(b"HTTP/1.1 413"), raw[:200]
+    # Chunked bodies are counted as they arrive.
+    chunk = b"a" * 4000
+    data = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(6))
+    raw = daemon.raw(b"POST /api/v1/auth/register HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Type: application/json\r\n"
+                     b"Transfer-Encoding: chunked\r\nConnection: close\r\n"
+                     b"\r\n" + data + b"0\r\n\r\n")
+    assert raw.startswith(b"HTTP/1.1 413"), raw[:200]
+
+
+def test_framing_ambiguity_refused(daemon):
+    raw = daemon.raw(b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Type: application/json\r\n"
+                     b"Content-Length: 2\r\nTransfer-Encoding: chunked\r\n"
+                     b"Connection: close\r\n\r\n2\r\n{}\r\n0\r\n\r\n")
+    assert raw.startswith(b"HTTP/1.1 400"), raw[:200]
+    raw = daemon.raw(b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Type: application/json\r\n"
+                     b"Transfer-Encoding: gzip\r\nConnection: close\r\n\r\n")
+    assert raw.startswith(b"HTTP/1.1 400"), raw[:200]
+
+
+def test_login_token_pair(daemon):
+    r, email, pw = daemon.register()
+    uid = r.json["id"]
+    t = daemon.login(email.upper(), pw)
+    assert t.status == 200, t
+    assert t.header("Cache-Control") == "no-store"
+    body = t.json
+    assert body["token_type"] == "Bearer"
+    assert body["expires_in"] == 900
+    assert body["refresh_expires_in"] == 2592000
+    assert len(body["refresh_token"]) >= 43
+    assert re.match(r"^[A-Za-z0-9_-]+$", body["refresh_token"])
+    hdr, claims, _ = parts(body["access_token"])
+    assert hdr["alg"] == "ES256" and hdr["kid"]
+    assert claims["sub"] == uid and claims["email"] == email
+    assert claims["role"] == "user"
+    assert claims["iss"] == "auth-serve" and claims["aud"] == "auth-serve"
+    assert UUID.match(claims["sid"]) and UUID.match(claims["jti"])
+    now = time.time()
+    assert abs(claims["iat"] - now) < 60 and claims["nbf"] <= claims["iat"]
+    assert claims["exp"] == claims["iat"] + 900
+
+
+def test_login_form(daemon):
+    _, email, pw = daemon.register()[0:3]
+    from urllib.parse import urlencode
+    form = urlencode({"grant_type": "password", "username": email,
+                      "password": pw, "client_id": "web", "scope": "x y"})
+    r = daemon.request("POST", "/api/v1/auth/login", body=form.encode(),
+                       headers={"Content-Type":
+                                "application/x-www-form-urlencoded"})
+    assert r.status == 200, r
+    assert r.json["token_type"] == "Bearer"
+    form = urlencode({"grant_type": "client_credentials", "username": email,
+                      "password": pw})
+    r = daemon.request("POST", "/api/v1/auth/login", body=form.encode(),
+                       headers={"Content-Type":
+                                "application/x-www-form-urlencoded"})
+    assert_problem(r, 400, "invalid_request")
+    r = daemon.request("POST", "/api/v1/auth/login", body=b"username=%zz",
+                       headers={"Content-Type":
+                                "application/x-www-form-urlencoded"})
+    assert_problem(r, 400)
+
+
+def test_login_failures_look_the_same(daemon):
+    _, email, pw = daemon.register()
+    wrong = daemon.login(email, pw + "x")
+    unknown = daemon.login("nobody-" + email, pw)
+    for r in (wrong, unknown):
+        p = assert_problem(r, 401, "invalid_credentials")
+        assert r.header("WWW-Authenticate").startswith("Bearer")
+    a, b = wrong.json, unknown.json
+    del a["request_id"], b["request_id"]
+    assert a == b
+    assert wrong.headers and sorted(
+        k for k, _ in wrong.headers if k not in ("Date", "X-Request-ID")) == \
+        sorted(k for k, _ in unknown.headers
+               if k not in ("Date", "X-Request-ID"))
+    r = daemon.request("POST", "/api/v1/auth/login", {"email": email})
+    assert_problem(r, 422, "validation_error")
+
+
+def test_me(daemon):
+    email, _, tokens = daemon.user(full_name="Grace Hopper")
+    r = daemon.request("GET", "/api/v1/users/me",
+                       token=tokens["access_token"])
+    assert r.status == 200, r
+    assert r.json["email"] == email and r.json["full_name"] == "Grace Hopper"
+    assert "password_hash" not in r.json
+
+
+def test_me_unauthorized(daemon):
+    r = daemon.request("GET", "/api/v1/users/me")
+    assert_problem(r, 401, "unauthorized")
+    assert r.header("WWW-Authenticate").startswith("Bearer")
+    for bad in ("garbage", "a.b.c", "x" * 9000):
+        r = daemon.request("GET", "/api/v1/users/me", token=bad)
+        assert_problem(r, 401, "invalid_token")
+        assert 'error="invalid_token"' in r.header("WWW-Authenticate")
+    r = daemon.request("GET", "/api/v1/users/me",
+                       headers={"Authorization": "Basic dXNlcjpwYXNz"})
+    assert_problem(r, 401, "unauthorized")
+
+
+def test_me_tampered_token(daemon):
+    _, _, tokens = daemon.user()
+    h, p, s = tokens["access_token"].split(".")
+    claims = parts(tokens["access_token"])[1]
+    claims["role"] = "admin"
+    forged = ".".join([h, b64e(json.dumps(claims).encode()), s])
+    assert_problem(daemon.request("GET", "/api/v1/users/me", token=forged),
+                   401, "invalid_token")
+    none = ".".join([b64e(b'{"alg":"none","typ":"JWT"}'),
+                     b64e(json.dumps(claims).encode()), ""])
+    assert_problem(daemon.request("GET", "/api/v1/users/me", token=none),
+                   401, "invalid_token")
+
+
+def test_secrets_never_logged(daemon):
+    r, email, pw = daemon.register(password="Zebra-Umbrella-%s" %
+                                   os.urandom(3).hex())
+    t = daemon.login(email, pw).json
+    daemon.request("GET", "/api/v1/users/me", token=t["access_token"])
+    daemon.login(email, pw + "-wrong")
+    text = "\n".join(daemon.lines)
+    assert pw not in text
+    assert t["access_token"] not in text
+    assert t["access_token"].split(".")[2] not in text
+    assert t["refresh_token"] not in text
+    assert "$argon2" not in text
+
+
+def test_restart_keeps_users_and_key(backend):
+    d = Daemon(backend).start()
+    try:
+        _, email, pw = d.register()
+        tok = d.login(email, pw).json["access_token"]
+        keys = os.path.join(d.data_dir, "keys")
+        pems = [f for f in os.listdir(keys) if f.endswith(".pem")]
+        assert pems
+        for f in os.listdir(keys):
+            mode = stat.S_IMODE(os.stat(os.path.join(keys, f)).st_mode)
+            assert mode & 0o077 == 0, (f, oct(mode))
+        assert d.stop() == 0
+        d.start()
+        assert d.request("GET", "/api/v1/users/me", token=tok).status == 200
+        assert d.login(email, pw).status == 200
+    finally:
+        d.stop()

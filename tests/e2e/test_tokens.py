@@ -1,0 +1,315 @@
+"""Token lifecycle: refresh rotation, logout, verify, sessions, password
+change, introspection, revocation, JWKS and key rotation."""
+import concurrent.futures
+import json
+import signal
+from urllib.parse import urlencode
+
+import jwt as pyjwt
+import pytest
+
+from conftest import assert_problem, wait_until
+from jwtutil import b64e, parts
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+def me(d, tok):
+    return d.request("GET", "/api/v1/users/me", token=tok)
+
+
+def refresh(d, rt):
+    return d.request("POST", "/api/v1/auth/refresh", {"refresh_token": rt})
+
+
+def test_refresh_rotates(daemon):
+    _, _, t = daemon.user()
+    r = refresh(daemon, t["refresh_token"])
+    assert r.status == 200, r
+    assert r.header("Cache-Control") == "no-store"
+    n = r.json
+    assert n["refresh_token"] != t["refresh_token"]
+    assert parts(n["access_token"])[1]["sid"] == \
+        parts(t["access_token"])[1]["sid"]
+    assert me(daemon, n["access_token"]).status == 200
+    # a retry within the grace window gets the same child
+    again = refresh(daemon, t["refresh_token"])
+    assert again.status == 200
+    assert again.json["refresh_token"] == n["refresh_token"]
+    # and the child rotates on
+    assert refresh(daemon, n["refresh_token"]).status == 200
+
+
+def test_refresh_bad_input(daemon):
+    assert_problem(refresh(daemon, "x" * 43), 401, "invalid_token")
+    assert_problem(refresh(daemon, "short"), 401, "invalid_token")
+    r = daemon.request("POST", "/api/v1/auth/refresh", {})
+    assert_problem(r, 422, "validation_error")
+    r = daemon.request("POST", "/api/v1/auth/refresh", {"refresh_token": 7})
+    assert_problem(r, 422)
+
+
+def test_concurrent_refresh_gets_one_child(daemon):
+    _, _, t = daemon.user()
+    with concurrent.futures.ThreadPoolExecutor(8) as ex:
+        rs = list(ex.map(lambda _: refresh(daemon, t["refresh_token"]),
+                         range(8)))
+    assert all(r.status == 200 for r in rs), rs
+    assert len({r.json["refresh_token"] for r in rs}) == 1
+
+
+def test_replay_after_grace_kills_session(make_daemon):
+    d = make_daemon({"AUTH_REFRESH_REUSE_GRACE_SECONDS": "0",
+                     "AUTH_SESSION_CACHE_SECONDS": "0"}).start()
+    _, _, t = d.user()
+    child = refresh(d, t["refresh_token"]).json
+    assert_problem(refresh(d, t["refresh_token"]), 401, "invalid_token")
+    assert_problem(refresh(d, child["refresh_token"]), 401, "invalid_token")
+    assert_problem(me(d, child["access_token"]), 401, "invalid_token")
+    audits = [e for e in d.logs if e.get("action") ==
+              "refresh_reuse_detected"]
+    assert audits and audits[0]["session_id"] == \
+        parts(t["access_token"])[1]["sid"]
+
+
+def test_logout(daemon):
+    _, _, t = daemon.user()
+    r = daemon.request("POST", "/api/v1/auth/logout",
+                       {"refresh_token": t["refresh_token"]})
+    assert r.status == 204, r
+    assert_problem(refresh(daemon, t["refresh_token"]), 401)
+    assert_problem(me(daemon, t["access_token"]), 401, "invalid_token")
+    r = daemon.request("POST", "/api/v1/auth/logout",
+                       {"refresh_token": t["refresh_token"]})
+    assert_problem(r, 401, "invalid_token")
+
+
+def test_logout_all(daemon):
+    email, pw, t1 = daemon.user()
+    t2 = daemon.login(email, pw).json
+    assert_problem(daemon.request("POST", "/api/v1/auth/logout-all"), 401)
+    r = daemon.request("POST", "/api/v1/auth/logout-all",
+                       token=t1["access_token"])
+    assert r.status == 204
+    for t in (t1, t2):
+        assert_problem(me(daemon, t["access_token"]), 401)
+        assert_problem(refresh(daemon, t["refresh_token"]), 401)
+
+
+def test_verify(daemon):
+    email, _, t = daemon.user()
+    r = daemon.request("GET", "/api/v1/auth/verify", token=t["access_token"])
+    assert r.status == 200, r
+    c = parts(t["access_token"])[1]
+    assert r.header("X-Auth-User-Id") == c["sub"]
+    assert r.header("X-Auth-Email") == email
+    assert r.header("X-Auth-Role") == "user"
+    for k in ("sub", "email", "role", "sid", "exp", "iat", "iss", "aud"):
+        assert r.json[k] == c[k], k
+    r = daemon.request("GET", "/api/v1/auth/verify")
+    assert_problem(r, 401)
+    assert r.header("WWW-Authenticate").startswith("Bearer")
+    r = daemon.request("GET", "/api/v1/auth/verify", token="nope")
+    assert 'error="invalid_token"' in r.header("WWW-Authenticate")
+
+
+def test_password_change(daemon):
+    email, pw, t1 = daemon.user()
+    t2 = daemon.login(email, pw).json
+    path = "/api/v1/auth/password/change"
+    r = daemon.request("POST", path, {"current_password": pw + "x",
+                                      "new_password": "a brand new one"},
+                       token=t1["access_token"])
+    assert_problem(r, 401, "invalid_credentials")
+    r = daemon.request("POST", path, {"current_password": pw,
+                                      "new_password": "password1"},
+                       token=t1["access_token"])
+    p = assert_problem(r, 422, "validation_error")
+    assert p["errors"][0]["field"] == "new_password"
+    r = daemon.request("POST", path, {"current_password": pw},
+                       token=t1["access_token"])
+    assert_problem(r, 422)
+    r = daemon.request("POST", path, {"current_password": pw,
+                                      "new_password": "a brand new one"},
+                       token=t1["access_token"])
+    assert r.status == 204, r
+    assert me(daemon, t1["access_token"]).status == 200
+    assert_problem(me(daemon, t2["access_token"]), 401)
+    assert_problem(refresh(daemon, t2["refresh_token"]), 401)
+    assert daemon.login(email, pw).status == 401
+    assert daemon.login(email, "a brand new one").status == 200
+
+
+def test_sessions(daemon):
+    email, pw, t1 = daemon.user()
+    t2 = daemon.login(email, pw, **{"User-Agent": "second-device/1.0"}).json
+    r = daemon.request("GET", "/api/v1/auth/sessions",
+                       token=t1["access_token"])
+    assert r.status == 200
+    items = r.json["items"]
+    assert len(items) == 2
+    sid1 = parts(t1["access_token"])[1]["sid"]
+    sid2 = parts(t2["access_token"])[1]["sid"]
+    cur = [i for i in items if i["current"]]
+    assert len(cur) == 1 and cur[0]["id"] == sid1
+    other = [i for i in items if i["id"] == sid2][0]
+    assert other["user_agent"] == "second-device/1.0"
+    assert other["ip"] == "127.0.0.1"
+    for k in ("created_at", "last_used_at", "expires_at"):
+        assert other[k].endswith("Z")
+    # someone else cannot revoke it
+    _, _, stranger = daemon.user()
+    r = daemon.request("DELETE", "/api/v1/auth/sessions/" + sid2,
+                       token=stranger["access_token"])
+    assert_problem(r, 404, "not_found")
+    r = daemon.request("DELETE", "/api/v1/auth/sessions/" + sid2,
+                       token=t1["access_token"])
+    assert r.status == 204
+    assert_problem(me(daemon, t2["access_token"]), 401)
+    r = daemon.request("DELETE", "/api/v1/auth/sessions/" + sid2,
+                       token=t1["access_token"])
+    assert_problem(r, 404)
+    r = daemon.request("DELETE", "/api/v1/auth/sessions/not-a-uuid",
+                       token=t1["access_token"])
+    assert_problem(r, 404)
+
+
+def test_introspection_off_by_default(daemon):
+    r = daemon.request("POST", "/api/v1/auth/introspect",
+                       body=b"token=x", headers=FORM)
+    assert_problem(r, 404)
+
+
+def test_introspection(make_daemon):
+    secret = "introspect-" + "z" * 30
+    d = make_daemon({"AUTH_INTROSPECTION_TOKEN": secret}).start()
+    email, _, t = d.user()
+
+    def ask(tok, caller=secret):
+        return d.request("POST", "/api/v1/auth/introspect",
+                         body=urlencode({"token": tok}).encode(),
+                         headers=dict(FORM, Authorization="Bearer " + caller))
+
+    assert_problem(ask(t["access_token"], "wrong"), 401)
+    r = d.request("POST", "/api/v1/auth/introspect", body=b"token=x",
+                  headers=FORM)
+    assert_problem(r, 401)
+    r = ask(t["access_token"])
+    assert r.status == 200
+    j = r.json
+    c = parts(t["access_token"])[1]
+    assert j["active"] is True and j["sub"] == c["sub"]
+    assert j["email"] == email and j["sid"] == c["sid"]
+    assert j["exp"] == c["exp"] and j["iat"] == c["iat"]
+    assert j["role"] == "user" and j["token_type"]
+    r = ask(t["refresh_token"])
+    assert r.json["active"] is True and r.json["sub"] == c["sub"]
+    assert ask("garbage").json == {"active": False}
+    d.request("POST", "/api/v1/auth/logout",
+              {"refresh_token": t["refresh_token"]})
+    assert ask(t["access_token"]).json == {"active": False}
+    assert ask(t["refresh_token"]).json == {"active": False}
+    r = d.request("POST", "/api/v1/auth/introspect", body=b"",
+                  headers=dict(FORM, Authorization="Bearer " + secret))
+    assert_problem(r, 400)
+
+
+def test_revoke(daemon):
+    _, _, t = daemon.user()
+    r = daemon.request("POST", "/api/v1/auth/revoke",
+                       body=urlencode({"token": t["refresh_token"],
+                                       "token_type_hint": "refresh_token"})
+                       .encode(), headers=FORM)
+    assert r.status == 200
+    assert_problem(me(daemon, t["access_token"]), 401)
+    _, _, t = daemon.user()
+    r = daemon.request("POST", "/api/v1/auth/revoke",
+                       {"token": t["access_token"]})
+    assert r.status == 200
+    assert_problem(refresh(daemon, t["refresh_token"]), 401)
+    r = daemon.request("POST", "/api/v1/auth/revoke", {"token": "garbage"})
+    assert r.status == 200
+    r = daemon.request("POST", "/api/v1/auth/revoke", {})
+    assert_problem(r, 400)
+
+
+def test_jwks_verifies_with_independent_library(daemon):
+    _, _, t = daemon.user()
+    r = daemon.request("GET", "/.well-known/jwks.json")
+    assert r.status == 200
+    keys = r.json["keys"]
+    hdr = parts(t["access_token"])[0]
+    k = [k for k in keys if k["kid"] == hdr["kid"]][0]
+    assert k["kty"] == "EC" and k["crv"] == "P-256"
+    assert k["use"] == "sig" and k["alg"] == "ES256"
+    assert "d" not in k
+    key = pyjwt.PyJWK(k).key
+    claims = pyjwt.decode(t["access_token"], key, algorithms=["ES256"],
+                          audience="auth-serve", issuer="auth-serve")
+    assert claims["sid"] and claims["role"] == "user"
+
+
+def test_key_confusion_rejected(daemon):
+    from cryptography.hazmat.primitives import serialization
+    _, _, t = daemon.user()
+    hdr, claims, _ = parts(t["access_token"])
+    jwk = [k for k in daemon.request("GET", "/.well-known/jwks.json")
+           .json["keys"] if k["kid"] == hdr["kid"]][0]
+    pub = pyjwt.PyJWK(jwk).key.public_bytes(
+        serialization.Encoding.PEM,
+        serialization.PublicFormat.SubjectPublicKeyInfo)
+    import hashlib
+    import hmac
+    for secret in (pub, pub.strip()):
+        h = b64e(json.dumps({"alg": "HS256", "typ": "JWT",
+                             "kid": hdr["kid"]}).encode())
+        p = b64e(json.dumps(claims).encode())
+        sig = hmac.new(secret, (h + "." + p).encode(),
+                       hashlib.sha256).digest()
+        forged = h + "." + p + "." + b64e(sig)
+        assert_problem(me(daemon, forged), 401, "invalid_token")
+
+
+@pytest.mark.parametrize("alg", ["RS256", "HS256"])
+def test_other_algorithms(make_daemon, alg):
+    env = {"AUTH_JWT_ALG": alg}
+    if alg == "HS256":
+        env["AUTH_JWT_SECRET"] = "s" * 48
+    d = make_daemon(env).start()
+    _, _, t = d.user()
+    assert me(d, t["access_token"]).status == 200
+    keys = d.request("GET", "/.well-known/jwks.json").json["keys"]
+    if alg == "HS256":
+        assert keys == []
+        key = "s" * 48
+    else:
+        assert keys[0]["kty"] == "RSA" and keys[0]["alg"] == "RS256"
+        assert keys[0]["n"] and keys[0]["e"]
+        key = pyjwt.PyJWK(keys[0]).key
+    c = pyjwt.decode(t["access_token"], key, algorithms=[alg],
+                     audience="auth-serve")
+    assert c["email"]
+
+
+def test_key_rotation_keeps_old_tokens(make_daemon):
+    d = make_daemon().start()
+    email, pw, t_old = d.user()
+    kid_old = parts(t_old["access_token"])[0]["kid"]
+    r = d.command("keys", "rotate")
+    assert r.returncode == 0, r.stderr
+    kid_new = r.stdout.decode().strip()
+    assert kid_new and kid_new != kid_old
+    d.proc.send_signal(signal.SIGHUP)
+    assert wait_until(lambda: any(e.get("event") == "keys.reloaded"
+                                  for e in d.logs))
+    t_new = d.login(email, pw).json
+    assert parts(t_new["access_token"])[0]["kid"] == kid_new
+    assert me(d, t_old["access_token"]).status == 200
+    kids = {k["kid"] for k in d.request("GET", "/.well-known/jwks.json")
+            .json["keys"]}
+    assert {kid_old, kid_new} <= kids
+    # a restart keeps both
+    assert d.stop() == 0
+    d.start()
+    assert me(d, t_old["access_token"]).status == 200
+    assert me(d, t_new["access_token"]).status == 200

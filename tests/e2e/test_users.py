@@ -1,0 +1,261 @@
+"""Users API: self-service, admin management, authorization, CLI."""
+import secrets
+
+import pytest
+
+from conftest import assert_problem
+
+
+def make_admin(d, email=None, password="admin passphrase 1"):
+    email = email or "admin-%s@example.com" % secrets.token_hex(4)
+    r = d.command("user", "create", "--email", email, "--admin", "--name",
+                  "Root", stdin=(password + "\n").encode())
+    assert r.returncode == 0, r.stderr
+    t = d.login(email, password)
+    assert t.status == 200, t
+    return email, password, t.json["access_token"]
+
+
+@pytest.fixture(scope="module")
+def admin(daemon):
+    return make_admin(daemon)
+
+
+def test_cli_user_commands(daemon):
+    email = "cli-%s@example.com" % secrets.token_hex(4)
+    r = daemon.command("user", "create", "--email", email,
+                       stdin=b"cli passphrase 1\n")
+    assert r.returncode == 0, r.stderr
+    uid = r.stdout.decode().strip()
+    assert daemon.login(email, "cli passphrase 1").status == 200
+    r = daemon.command("user", "create", "--email", email,
+                       stdin=b"cli passphrase 1\n")
+    assert r.returncode == 1 and b"email_taken" in r.stderr
+    r = daemon.command("user", "create", "--email", "x" + email,
+                       stdin=b"password\n")
+    assert r.returncode == 2                         # weak password
+    r = daemon.command("user", "set-password", "--email", email,
+                       stdin=b"another passphrase\n")
+    assert r.returncode == 0, r.stderr
+    assert daemon.login(email, "cli passphrase 1").status == 401
+    assert daemon.login(email, "another passphrase").status == 200
+    r = daemon.command("user", "list")
+    assert r.returncode == 0 and uid.encode() in r.stdout
+    assert daemon.command("user", "create").returncode == 2
+    assert daemon.command("user", "frob").returncode == 2
+    assert b"passphrase" not in r.stderr
+
+
+def test_matrix(daemon, admin):
+    _, _, user_tok = daemon.user()
+    r, _, _ = daemon.register()
+    victim = r.json["id"]
+    routes = [
+        ("GET", "/api/v1/users", None, 200),
+        ("POST", "/api/v1/users", {"email": "m-%s@example.com" %
+                                   secrets.token_hex(4),
+                                   "password": "made by admin 1"}, 201),
+        ("GET", "/api/v1/users/" + victim, None, 200),
+        ("PATCH", "/api/v1/users/" + victim, {"full_name": "Renamed"}, 200),
+        ("DELETE", "/api/v1/users/" + victim, None, 204),
+    ]
+    for method, path, body, ok in routes:
+        r = daemon.request(method, path, body)
+        assert_problem(r, 401, "unauthorized")
+        r = daemon.request(method, path, body, token=user_tok)
+        assert_problem(r, 403, "forbidden")
+    for method, path, body, ok in routes:
+        r = daemon.request(method, path, body, token=admin[2])
+        assert r.status == ok, (method, path, r)
+    for method, path in (("GET", "/api/v1/users/me"),
+                         ("PATCH", "/api/v1/users/me"),
+                         ("DELETE", "/api/v1/users/me")):
+        assert_problem(daemon.request(method, path, {}), 401)
+
+
+def test_user_reads_itself_by_id(daemon, admin):
+    _, _, t = daemon.user()
+    me = daemon.request("GET", "/api/v1/users/me", token=t["access_token"])
+    uid = me.json["id"]
+    r = daemon.request("GET", "/api/v1/users/" + uid, token=t["access_token"])
+    assert r.status == 200 and r.json == me.json
+    r, _, _ = daemon.register()
+    r = daemon.request("GET", "/api/v1/users/" + r.json["id"],
+                       token=t["access_token"])
+    assert_problem(r, 403, "forbidden")
+    # an admin cannot PATCH itself through /users/{id}
+    aid = daemon.request("GET", "/api/v1/users/me", token=admin[2]).json["id"]
+    r = daemon.request("PATCH", "/api/v1/users/" + aid, {"role": "user"},
+                       token=admin[2])
+    assert_problem(r, 403)
+
+
+def test_not_found(daemon, admin):
+    for path in ("/api/v1/users/0190c1d2-0000-7000-8000-000000000000",
+                 "/api/v1/users/nope"):
+        for m in ("GET", "DELETE"):
+            assert_problem(daemon.request(m, path, token=admin[2]), 404,
+                           "not_found")
+        assert_problem(daemon.request("PATCH", path, {"full_name": "x"},
+                                      token=admin[2]), 404)
+
+
+def test_me_patch(daemon):
+    _, _, t = daemon.user()
+    tok = t["access_token"]
+    r = daemon.request("PATCH", "/api/v1/users/me",
+                       {"full_name": "New Name", "unknown": 1}, token=tok)
+    assert r.status == 200 and r.json["full_name"] == "New Name"
+    new_email = "New-%s@Example.com" % secrets.token_hex(4)
+    r = daemon.request("PATCH", "/api/v1/users/me", {"email": new_email},
+                       token=tok)
+    assert r.status == 200 and r.json["email"] == new_email.lower()
+    assert r.json["is_verified"] is False
+    r = daemon.request("PATCH", "/api/v1/users/me", {"full_name": None},
+                       token=tok)
+    assert r.status == 200 and r.json["full_name"] is None
+    for body in ({"role": "admin"}, {"is_active": False},
+                 {"role": "user", "full_name": "x"}):
+        assert_problem(daemon.request("PATCH", "/api/v1/users/me", body,
+                                      token=tok), 403, "forbidden")
+    taken, _, _ = daemon.user()
+    assert_problem(daemon.request("PATCH", "/api/v1/users/me",
+                                  {"email": taken.upper()}, token=tok), 409,
+                   "email_taken")
+    for body in ({"email": "nope"}, {"email": 5}, {"full_name": ""},
+                 {"full_name": ["x"]}):
+        assert_problem(daemon.request("PATCH", "/api/v1/users/me", body,
+                                      token=tok), 422, "validation_error")
+
+
+def test_me_delete(daemon):
+    email, pw, t = daemon.user()
+    tok = t["access_token"]
+    assert_problem(daemon.request("DELETE", "/api/v1/users/me",
+                                  {"password": pw + "x"}, token=tok), 401)
+    assert_problem(daemon.request("DELETE", "/api/v1/users/me", {},
+                                  token=tok), 422)
+    r = daemon.request("DELETE", "/api/v1/users/me", {"password": pw},
+                       token=tok)
+    assert r.status == 204
+    assert_problem(daemon.request("GET", "/api/v1/users/me", token=tok), 401)
+    assert daemon.login(email, pw).status == 401
+
+
+def test_admin_create(daemon, admin):
+    email = "made-%s@example.com" % secrets.token_hex(4)
+    body = {"email": email, "password": "made by admin 2",
+            "full_name": "Made", "role": "admin"}
+    r = daemon.request("POST", "/api/v1/users", body, token=admin[2])
+    assert r.status == 201, r
+    assert r.header("Location") == "/api/v1/users/" + r.json["id"]
+    assert r.json["role"] == "admin"
+    assert_problem(daemon.request("POST", "/api/v1/users", body,
+                                  token=admin[2]), 409, "email_taken")
+    for bad in ({"email": "x@example.com"},
+                {"email": "y@example.com", "password": "made by admin 3",
+                 "role": "root"},
+                {"email": "z@example.com", "password": "123456"}):
+        assert_problem(daemon.request("POST", "/api/v1/users", bad,
+                                      token=admin[2]), 422)
+
+
+def test_deactivate_revokes_and_blocks_login(daemon, admin):
+    email, pw, t = daemon.user()
+    uid = daemon.request("GET", "/api/v1/users/me",
+                         token=t["access_token"]).json["id"]
+    r = daemon.request("PATCH", "/api/v1/users/" + uid,
+                       {"is_active": False}, token=admin[2])
+    assert r.status == 200 and r.json["is_active"] is False
+    assert_problem(daemon.request("GET", "/api/v1/users/me",
+                                  token=t["access_token"]), 401)
+    assert_problem(daemon.request("GET", "/api/v1/auth/verify",
+                                  token=t["access_token"]), 401)
+    assert_problem(daemon.request("POST", "/api/v1/auth/refresh",
+                                  {"refresh_token": t["refresh_token"]}),
+                   401)
+    assert_problem(daemon.login(email, pw), 403, "account_disabled")
+    assert_problem(daemon.login(email, pw + "x"), 401)
+    r = daemon.request("PATCH", "/api/v1/users/" + uid,
+                       {"is_active": True, "role": "admin"}, token=admin[2])
+    assert r.status == 200 and r.json["role"] == "admin"
+    assert daemon.login(email, pw).status == 200
+    for bad in ({"is_active": "no"}, {"role": "root"}, {"email": "bad"}):
+        assert_problem(daemon.request("PATCH", "/api/v1/users/" + uid, bad,
+                                      token=admin[2]), 422)
+
+
+def test_last_admin(make_daemon):
+    d = make_daemon().start()
+    _, pw, tok = make_admin(d)
+    aid = d.request("GET", "/api/v1/users/me", token=tok).json["id"]
+    assert_problem(d.request("DELETE", "/api/v1/users/" + aid, token=tok),
+                   409, "last_admin")
+    assert_problem(d.request("DELETE", "/api/v1/users/me",
+                             {"password": pw}, token=tok), 409, "last_admin")
+    # with a second admin, the first may go
+    _, _, tok2 = make_admin(d)
+    r = d.request("DELETE", "/api/v1/users/" + aid, token=tok2)
+    assert r.status == 204
+    aid2 = d.request("GET", "/api/v1/users/me", token=tok2).json["id"]
+    assert_problem(d.request("DELETE", "/api/v1/users/" + aid2, token=tok2),
+                   409, "last_admin")
+
+
+def test_pagination_and_search(make_daemon):
+    d = make_daemon().start()
+    _, _, tok = make_admin(d)
+    tag = secrets.token_hex(3)
+    made = []
+    for i in range(7):
+        r, _, _ = d.register(email="p%d-%s@example.com" % (i, tag))
+        made.append(r.json["id"])
+    seen = []
+    cursor = None
+    inserted = 0
+    while True:
+        q = "/api/v1/users?limit=3" + ("&cursor=" + cursor if cursor else "")
+        r = d.request("GET", q, token=tok)
+        assert r.status == 200, r
+        page = r.json
+        assert len(page["items"]) <= 3
+        seen += [u["id"] for u in page["items"]]
+        if inserted < 2:              # users arrive between pages
+            r2, _, _ = d.register(email="late%d-%s@example.com" %
+                                  (inserted, tag))
+            made.append(r2.json["id"])
+            inserted += 1
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert len(seen) == len(set(seen))
+    assert set(made) <= set(seen)
+    assert seen == sorted(seen)
+    for bad in ("limit=0", "limit=101", "limit=abc", "limit=-1",
+                "cursor=zzz", "cursor=" + "A" * 100):
+        assert_problem(d.request("GET", "/api/v1/users?" + bad, token=tok),
+                       422)
+    r = d.request("GET", "/api/v1/users", token=tok)
+    assert r.status == 200 and len(r.json["items"]) == len(seen)
+
+
+def test_search_is_literal(make_daemon):
+    d = make_daemon().start()
+    _, _, tok = make_admin(d)
+    names = ["100% Real", "under_score", "O'Brien \"Q\"", "plain"]
+    for n in names:
+        d.register(full_name=n)
+    from urllib.parse import quote
+
+    def search(q):
+        r = d.request("GET", "/api/v1/users?q=" + quote(q), token=tok)
+        assert r.status == 200, r
+        return sorted(u["full_name"] or "" for u in r.json["items"])
+
+    assert search("%") == ["100% Real"]
+    assert search("_") == ["under_score"]
+    assert search("'") == ["O'Brien \"Q\""]
+    assert search("\"q\"") == ["O'Brien \"Q\""]
+    assert search("PLAIN") == ["plain"]
+    assert search("EXAMPLE.COM") != []
+    assert search("no-such-thing") == []

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian 12 checkout: installs what is
+# missing, builds the normal and the ASan+UBSan trees, starts a throwaway
+# PostgreSQL, then runs the unit tests and the end-to-end tests against
+# SQLite and PostgreSQL on both builds. Any failure or sanitizer report
+# fails the run; the last line sums it up.
+#   AUTH_TEST_QUICK=1   skip the sanitizer build
+set -uo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+jobs=$(nproc 2>/dev/null || echo 2)
+[ "$jobs" -gt 2 ] && jobs=2
+
+bash config/deps.sh test || exit 1
+py=/usr/bin/python3                  # Debian's, where pytest and PyJWT are
+reports=$(mktemp -d)
+failed_stages=()
+
+build() {                            # build DIR [cmake args...]
+    local dir=$1; shift
+    cmake -S . -B "$dir" -DAUTH_TESTS=ON "$@" >"$reports/cmake-$dir.log" ||
+        { cat "$reports/cmake-$dir.log"; return 1; }
+    cmake --build "$dir" -j"$jobs" 2>&1 | grep -E 'error|warning|Error' ;
+    [ "${PIPESTATUS[0]}" -eq 0 ]
+}
+
+stage() {                            # stage NAME COMMAND...
+    local name=$1; shift
+    echo "=== $name"
+    if ! "$@"; then
+        failed_stages+=("$name")
+        echo "=== $name FAILED"
+    fi
+}
+
+unit() {                             # unit BUILD_DIR TAG
+    (cd "$1" && ctest --output-on-failure --timeout 600 \
+        --output-junit "$reports/unit-$2.xml")
+}
+
+e2e() {                              # e2e BUILD_DIR TAG
+    AUTH_E2E_BIN="$root/$1/auth-serve" \
+    AUTH_E2E_BACKENDS=sqlite,postgres \
+        "$py" -m pytest -q -p no:cacheprovider tests/e2e \
+        --junitxml="$reports/e2e-$2.xml"
+}
+
+pgdir=$(mktemp -d /tmp/auth-pg.XXXXXX)
+cleanup() { bash tests/pg-cluster.sh stop "$pgdir" >/dev/null 2>&1 || true; }
+trap cleanup EXIT INT TERM
+pg_url=$(bash tests/pg-cluster.sh start "$pgdir") || {
+    echo "could not start PostgreSQL"; exit 1; }
+export AUTH_TEST_PG_URL=$pg_url AUTH_E2E_PG_URL=$pg_url
+
+build build-tests -DCMAKE_BUILD_TYPE=RelWithDebInfo || exit 1
+stage unit unit build-tests normal
+stage e2e e2e build-tests normal
+
+if [ -z "${AUTH_TEST_QUICK:-}" ]; then
+    export ASAN_OPTIONS=abort_on_error=1:detect_leaks=1:strict_string_checks=1
+    export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+    build build-asan -DAUTH_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug || exit 1
+    stage unit-asan unit build-asan asan
+    stage e2e-asan e2e build-asan asan
+fi
+
+"$py" - "$reports" <<'PY'
+import glob, sys
+import xml.etree.ElementTree as ET
+passed = failed = skipped = 0
+for f in glob.glob(sys.argv[1] + "/*.xml"):
+    for tc in ET.parse(f).getroot().iter("testcase"):
+        kids = {c.tag for c in tc}
+        if kids & {"failure", "error"}:
+            failed += 1
+        elif "skipped" in kids:
+            skipped += 1
+        else:
+            passed += 1
+print("tests: %d passed, %d failed, %d skipped" % (passed, failed, skipped))
+PY
+if [ ${#failed_stages[@]} -gt 0 ]; then
+    echo "failed stages: ${failed_stages[*]}"
+    exit 1
+fi

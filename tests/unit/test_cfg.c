@@ -1,0 +1,208 @@
+/* Configuration: defaults, ranges, unknown names, .env precedence. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "cfg.h"
+
+#define EXAMPLE SOURCE_DIR "/.env.example"
+
+static char why[512];
+
+static bool load(struct cfg *c, const char *file, char **env)
+{
+    why[0] = '\0';
+    return cfg_load_from(c, file, env, why, sizeof why);
+}
+
+static void test_defaults(void **state)
+{
+    struct cfg c;
+    char *env[] = { NULL };
+
+    (void)state;
+    assert_true(load(&c, NULL, env));
+    assert_string_equal(c.host, "127.0.0.1");
+    assert_int_equal(c.port, 8000);
+    assert_string_equal(c.database_url, "sqlite:./data/auth.db");
+    assert_int_equal(c.jwt_alg, CFG_ALG_ES256);
+    assert_int_equal(c.access_ttl, 900);
+    assert_int_equal(c.refresh_ttl, 2592000);
+    assert_int_equal(c.argon2_memory_kib, 19456);
+    assert_int_equal(c.max_body_bytes, 16384);
+    assert_int_equal(c.session_cache_seconds, 5);
+    assert_true(c.hash_workers >= 1);
+    assert_null(c.introspection_token);
+    cfg_cleanup(&c);
+}
+
+static void test_bad_values_named(void **state)
+{
+    static const char *bad[] = {
+        "AUTH_PORT=65536", "AUTH_PORT=-1", "AUTH_PORT=80x", "AUTH_PORT=",
+        "AUTH_HOST=example.com", "AUTH_JWT_ALG=none", "AUTH_JWT_ALG=es256",
+        "AUTH_DATABASE_URL=mysql://x", "AUTH_DATABASE_URL=sqlite:",
+        "AUTH_ACCESS_TOKEN_TTL=0", "AUTH_ARGON2_ITERATIONS=0",
+        "AUTH_MAX_BODY_BYTES=99999999", "AUTH_LOG_LEVEL=loud",
+        "AUTH_LOG_FORMAT=xml", "AUTH_TRUSTED_PROXIES=10.0.0.0/33",
+        "AUTH_TRUSTED_PROXIES=bogus", "AUTH_PUBLIC_URL=ftp://x",
+        "AUTH_SMTP_URL=http://x", "AUTH_CORS_ORIGINS=https://a/,",
+        "AUTH_PORT=99999999999999999999",
+    };
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct cfg c;
+        char *env[] = { (char *)bad[i], NULL };
+        char name[64];
+
+        snprintf(name, sizeof name, "%.*s", (int)strcspn(bad[i], "="),
+                 bad[i]);
+        assert_false(load(&c, NULL, env));
+        assert_non_null(strstr(why, name));
+        assert_null(strchr(why, '\n'));
+        cfg_cleanup(&c);
+    }
+}
+
+static void test_unknown_name(void **state)
+{
+    struct cfg c;
+    char *env[] = { "AUTH_PROT=8000", "PATH=/bin", "NOT_AUTH_X=1", NULL };
+
+    (void)state;
+    assert_false(load(&c, NULL, env));
+    assert_non_null(strstr(why, "AUTH_PROT"));
+    cfg_cleanup(&c);
+}
+
+static void test_hs256_needs_secret(void **state)
+{
+    struct cfg c;
+    char *short_secret[] = { "AUTH_JWT_ALG=HS256",
+                             "AUTH_JWT_SECRET=0123456789", NULL };
+    char *good[] = { "AUTH_JWT_ALG=HS256",
+                     "AUTH_JWT_SECRET=0123456789abcdef0123456789abcdef",
+                     NULL };
+
+    (void)state;
+    assert_false(load(&c, NULL, short_secret));
+    assert_non_null(strstr(why, "AUTH_JWT_SECRET"));
+    cfg_cleanup(&c);
+    assert_true(load(&c, NULL, good));
+    assert_int_equal(c.jwt_alg, CFG_ALG_HS256);
+    cfg_cleanup(&c);
+}
+
+static char *write_tmp(const char *text)
+{
+    static char path[64];
+    int fd;
+
+    snprintf(path, sizeof path, "/tmp/auth-cfg-XXXXXX");
+    fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    return path;
+}
+
+static void test_dotenv_precedence(void **state)
+{
+    struct cfg c;
+    char *path = write_tmp("# comment\n\nexport AUTH_PORT=9001\n"
+                           "AUTH_JWT_ISSUER = \"from file\"\n"
+                           "AUTH_JWT_AUDIENCE='aud'\nOTHER=ignored\n"
+                           "AUTH_DATA_DIR=/var/lib/x\r\n");
+    char *env[] = { "AUTH_JWT_ISSUER=from-env", NULL };
+
+    (void)state;
+    assert_true(load(&c, path, env));
+    assert_int_equal(c.port, 9001);
+    assert_string_equal(c.jwt_issuer, "from-env");
+    assert_string_equal(c.jwt_audience, "aud");
+    assert_string_equal(c.data_dir, "/var/lib/x");
+    assert_string_equal(c.database_url, "sqlite:/var/lib/x/auth.db");
+    cfg_cleanup(&c);
+    unlink(path);
+}
+
+static void test_dotenv_errors(void **state)
+{
+    struct cfg c;
+    char *env[] = { NULL };
+    char *env_fix[] = { "AUTH_PORT=1", NULL };
+    char *path = write_tmp("AUTH_PORT=abc\n");
+
+    (void)state;
+    assert_false(load(&c, path, env));
+    assert_non_null(strstr(why, "AUTH_PORT"));
+    cfg_cleanup(&c);
+    assert_true(load(&c, path, env_fix));      /* the environment wins */
+    cfg_cleanup(&c);
+    unlink(path);
+    path = write_tmp("AUTH_UNHEARD_OF=1\n");
+    assert_false(load(&c, path, env));
+    assert_non_null(strstr(why, "AUTH_UNHEARD_OF"));
+    cfg_cleanup(&c);
+    unlink(path);
+    path = write_tmp("just words\n");
+    assert_false(load(&c, path, env));
+    cfg_cleanup(&c);
+    unlink(path);
+    assert_true(load(&c, "/nonexistent/.env", env));   /* optional */
+    cfg_cleanup(&c);
+}
+
+/* .env.example documents every variable and is itself a valid file. */
+static void test_example_documents_everything(void **state)
+{
+    FILE *f = fopen(EXAMPLE, "r");
+    char *text;
+    long len;
+    size_t i;
+    struct cfg c;
+    char *env[] = { NULL };
+
+    (void)state;
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    len = ftell(f);
+    rewind(f);
+    text = calloc(1, (size_t)len + 1);
+    assert_int_equal(fread(text, 1, (size_t)len, f), (size_t)len);
+    fclose(f);
+    for (i = 0; cfg_var_name(i); i++) {
+        char needle[80];
+
+        snprintf(needle, sizeof needle, "%s=", cfg_var_name(i));
+        if (!strstr(text, needle))
+            fail_msg("%s is not documented in .env.example",
+                     cfg_var_name(i));
+    }
+    free(text);
+    assert_true(load(&c, EXAMPLE, env));
+    cfg_cleanup(&c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_bad_values_named),
+        cmocka_unit_test(test_unknown_name),
+        cmocka_unit_test(test_hs256_needs_secret),
+        cmocka_unit_test(test_dotenv_precedence),
+        cmocka_unit_test(test_dotenv_errors),
+        cmocka_unit_test(test_example_documents_everything),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,117 @@
+/* Field validation: emails, names, printable copies, the user object. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "validate.h"
+
+static void test_email(void **state)
+{
+    struct arena *a = arena_new();
+    static const char *bad[] = {
+        "", "   ", "plain", "@example.com", "a@", "a@b", "a@@b.com",
+        "a b@example.com", "a@exa mple.com", ".a@example.com",
+        "a.@example.com", "a..b@example.com", "a@-x.com", "a@x-.com",
+        "a@x..com", "a@.x.com", "a;drop@example.com", "\"q\"@example.com",
+        "a@example.com.", "<a@example.com>", "a@ex_ample.com",
+        "caf\xc3\xa9@example.com",
+    };
+    size_t i;
+
+    (void)state;
+    assert_string_equal(v_email(a, "  Ada@Example.COM\t"),
+                        "ada@example.com");
+    assert_string_equal(v_email(a, "o'brien+tag@sub.example.co.uk"),
+                        "o'brien+tag@sub.example.co.uk");
+    for (i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        if (v_email(a, bad[i]))
+            fail_msg("accepted %s", bad[i]);
+    {
+        char big[300];
+
+        memset(big, 'a', sizeof big);
+        memcpy(big + 250, "@x.com", 7);
+        assert_null(v_email(a, big));            /* over 254 bytes */
+    }
+    arena_free(a);
+}
+
+static void test_names_and_printable(void **state)
+{
+    struct arena *a = arena_new();
+    char long_name[220];
+
+    (void)state;
+    assert_true(v_full_name("Ada Lovelace"));
+    assert_true(v_full_name("\xe6\x9d\x8e\xe5\xb0\x8f\xe9\xbe\x99"));
+    assert_false(v_full_name(""));
+    assert_false(v_full_name("tab\there"));
+    memset(long_name, 'n', sizeof long_name);
+    long_name[sizeof long_name - 1] = '\0';
+    assert_false(v_full_name(long_name));
+    assert_string_equal(v_printable(a, "curl/8\x01\xff", 64), "curl/8??");
+    assert_int_equal(strlen(v_printable(a, long_name, 10)), 10);
+    assert_null(v_printable(a, NULL, 10));
+    arena_free(a);
+}
+
+static void test_fields(void **state)
+{
+    json_t *in = json_loads("{\"s\":\"x\",\"n\":1,\"z\":null,\"b\":true,"
+                            "\"nul\":\"a\\u0000b\"}", 0, NULL);
+    struct response res = { 0 };
+    const char *s;
+    bool b, present, is_null;
+
+    (void)state;
+    assert_true(v_string(&res, in, "s", true, 10, &s));
+    assert_string_equal(s, "x");
+    assert_false(v_string(&res, in, "n", true, 10, &s));
+    assert_false(v_string(&res, in, "missing", true, 10, &s));
+    assert_true(v_string(&res, in, "missing", false, 10, &s));
+    assert_null(s);
+    assert_false(v_string(&res, in, "nul", true, 10, &s));
+    assert_false(v_string(&res, in, "s", true, 0, &s));
+    assert_true(v_string_or_null(&res, in, "z", 10, &s, &is_null));
+    assert_true(is_null);
+    assert_true(v_bool(&res, in, "b", &b, &present));
+    assert_true(b && present);
+    assert_false(v_bool(&res, in, "s", &b, &present));
+    assert_int_equal(json_array_size(res.errors), 6);
+    json_decref(res.errors);
+    json_decref(in);
+}
+
+static void test_user_json(void **state)
+{
+    struct user u = { .id = "0190c1d2-0000-7000-8000-000000000000",
+                      .email = "a@example.com", .password_hash = "$argon2",
+                      .role = ROLE_ADMIN, .is_active = true,
+                      .created_at = 1795867200000, .updated_at = 0 };
+    json_t *j = v_user_json(&u);
+
+    (void)state;
+    assert_null(json_object_get(j, "password_hash"));
+    assert_true(json_is_null(json_object_get(j, "full_name")));
+    assert_string_equal(json_string_value(json_object_get(j, "role")),
+                        "admin");
+    assert_string_equal(json_string_value(json_object_get(j, "created_at")),
+                        "2026-11-28T08:00:00Z");
+    assert_int_equal(json_object_size(j), 8);
+    json_decref(j);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_email),
+        cmocka_unit_test(test_names_and_printable),
+        cmocka_unit_test(test_fields),
+        cmocka_unit_test(test_user_json),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
