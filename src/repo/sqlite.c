@@ -1,0 +1,1193 @@
+/* sqlite.c: the embedded backend. A small pool of connections (WAL mode,
+ * one thread per connection at a time), cached prepared statements, and
+ * every write in one BEGIN IMMEDIATE transaction. */
+#include "repo.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cfg.h"
+#include "clock.h"
+#include "log.h"
+#include "migrations.h"
+#include "repo_int.h"
+
+#define DEFAULT_POOL 8u
+#define DEFAULT_TIMEOUT_MS 5000u
+
+#define USER_COLS                                                          \
+    "id, email, full_name, password_hash, role, is_active, is_verified, "  \
+    "created_at, updated_at"
+#define SESSION_COLS                                                       \
+    "s.id, s.user_id, s.created_at, s.last_used_at, s.expires_at, "        \
+    "s.revoked_at, s.ip, s.user_agent"
+/* Session s (of user u) is live at ?2. */
+#define LIVE_AT_2                                                          \
+    "s.revoked_at IS NULL AND s.expires_at > ?2 AND u.is_active = 1"
+
+/* Every statement this backend runs: values are always bound. */
+#define STMT_TABLE(X)                                                      \
+    X(S_BEGIN, "BEGIN IMMEDIATE")                                          \
+    X(S_COMMIT, "COMMIT")                                                  \
+    X(S_PING, "SELECT count(*) FROM sqlite_master")                        \
+    X(S_MIG_HAS, "SELECT 1 FROM schema_migrations WHERE version = ?1")     \
+    X(S_MIG_ADD, "INSERT INTO schema_migrations (version, name, "          \
+      "applied_at) VALUES (?1, ?2, ?3)")                                   \
+    X(S_USER_INSERT, "INSERT INTO users (" USER_COLS ") "                  \
+      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")                       \
+    X(S_USER_BY_ID, "SELECT " USER_COLS " FROM users WHERE id = ?1")       \
+    X(S_USER_BY_EMAIL, "SELECT " USER_COLS " FROM users WHERE email = ?1") \
+    X(S_USER_FLAGS, "SELECT role = 'admin' AND is_active = 1, is_active "  \
+      "FROM users WHERE id = ?1")                                          \
+    X(S_USER_UPDATE, "UPDATE users SET email = ?2, full_name = ?3, "       \
+      "role = ?4, is_active = ?5, is_verified = ?6, updated_at = ?7 "      \
+      "WHERE id = ?1")                                                     \
+    X(S_USER_SET_PW, "UPDATE users SET password_hash = ?2, "               \
+      "updated_at = ?3 WHERE id = ?1")                                     \
+    X(S_USER_REHASH, "UPDATE users SET password_hash = ?3 "                \
+      "WHERE id = ?1 AND password_hash = ?2")                              \
+    X(S_USER_DELETE, "DELETE FROM users WHERE id = ?1")                    \
+    X(S_USER_LIST, "SELECT " USER_COLS " FROM users "                      \
+      "WHERE (?1 IS NULL OR id > ?1) AND (?2 IS NULL "                     \
+      "OR instr(lower(email), lower(?2)) > 0 "                             \
+      "OR instr(lower(full_name), lower(?2)) > 0) "                        \
+      "ORDER BY id LIMIT ?3")                                              \
+    X(S_USER_COUNT, "SELECT count(*) FROM users")                          \
+    X(S_ADMIN_COUNT, "SELECT count(*) FROM users "                         \
+      "WHERE role = 'admin' AND is_active = 1")                            \
+    X(S_SESSION_INSERT, "INSERT INTO sessions (id, user_id, created_at, "  \
+      "last_used_at, expires_at, revoked_at, ip, user_agent) "             \
+      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")                           \
+    X(S_SESSION_GET, "SELECT " SESSION_COLS " FROM sessions s "            \
+      "WHERE s.id = ?1")                                                   \
+    X(S_SESSION_STATE, "SELECT " LIVE_AT_2 ", u.role FROM sessions s "     \
+      "JOIN users u ON u.id = s.user_id WHERE s.id = ?1")                  \
+    X(S_SESSION_LIST, "SELECT " SESSION_COLS " FROM sessions s "           \
+      "WHERE s.user_id = ?1 AND s.revoked_at IS NULL "                     \
+      "AND s.expires_at > ?2 ORDER BY s.created_at DESC, s.id DESC")       \
+    X(S_SESSION_REVOKE, "UPDATE sessions SET revoked_at = ?3 "             \
+      "WHERE id = ?1 AND revoked_at IS NULL AND expires_at > ?3 "          \
+      "AND (?2 IS NULL OR user_id = ?2)")                                  \
+    X(S_SESSION_REVOKE_ALL, "UPDATE sessions SET revoked_at = ?3 "         \
+      "WHERE user_id = ?1 AND revoked_at IS NULL "                         \
+      "AND (?2 IS NULL OR id <> ?2)")                                      \
+    X(S_SESSION_KILL, "UPDATE sessions SET revoked_at = ?2 "               \
+      "WHERE id = ?1 AND revoked_at IS NULL")                              \
+    X(S_SESSION_TOUCH, "UPDATE sessions SET last_used_at = ?2, "           \
+      "expires_at = ?3 WHERE id = ?1")                                     \
+    X(S_TOKEN_INSERT, "INSERT INTO refresh_tokens (hash, session_id, "     \
+      "created_at) VALUES (?1, ?2, ?3)")                                   \
+    X(S_TOKEN_USE, "UPDATE refresh_tokens SET used_at = ?2 "               \
+      "WHERE hash = ?1 AND used_at IS NULL AND session_id IN "             \
+      "(SELECT s.id FROM sessions s JOIN users u ON u.id = s.user_id "     \
+      "WHERE " LIVE_AT_2 ") RETURNING session_id")                         \
+    X(S_TOKEN_LOOK, "SELECT r.used_at, r.session_id, " LIVE_AT_2 " "       \
+      "FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id "      \
+      "JOIN users u ON u.id = s.user_id WHERE r.hash = ?1")                \
+    X(S_TOKEN_SESSION, "SELECT " SESSION_COLS " FROM refresh_tokens r "    \
+      "JOIN sessions s ON s.id = r.session_id "                            \
+      "JOIN users u ON u.id = s.user_id "                                  \
+      "WHERE r.hash = ?1 AND r.used_at IS NULL AND " LIVE_AT_2)
+
+enum stmt_id {
+#define X(id, sql) id,
+    STMT_TABLE(X)
+#undef X
+    S_COUNT
+};
+
+static const char *const stmt_sql[S_COUNT] = {
+#define X(id, sql) [id] = sql,
+    STMT_TABLE(X)
+#undef X
+};
+
+/* One connection, used by one thread at a time. `err` is sticky: once a
+ * step of an operation failed, the helpers below do nothing more, so an
+ * operation reads as a straight line and checks once at the end. */
+struct conn {
+    sqlite3 *db;
+    sqlite3_stmt *st[S_COUNT];   /* prepared on first use */
+    struct conn *next;           /* in the idle list */
+    enum as_err err;             /* first failure of the operation */
+    const char *op;              /* its name, for the log */
+};
+
+struct sq {
+    char *path;
+    int timeout_ms;
+    unsigned max;                /* pool size */
+    unsigned open;               /* connections in existence */
+    struct conn *idle;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;           /* a connection came back */
+};
+
+/* ---- errors ------------------------------------------------------------ */
+
+/* Records sqlite result `rc` of the current operation (first one wins),
+ * mapped to the error table. Logs the sqlite message, which names tables
+ * and columns but never values. */
+static void fail(struct conn *c, int rc)
+{
+    int primary = rc & 0xff;
+    enum as_err e = AS_ERR_INTERNAL;
+    enum log_level lvl = LOG_ERROR;
+
+    if (c->err != AS_OK)
+        return;
+    if ((rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY)
+        && strstr(sqlite3_errmsg(c->db), "users.email")) {
+        c->err = AS_ERR_EMAIL_TAKEN;
+        return;                          /* expected: not worth a line */
+    }
+    if (rc == SQLITE_CONSTRAINT_FOREIGNKEY) {
+        e = AS_ERR_NOT_FOUND;            /* the user or session is gone */
+        lvl = LOG_INFO;
+    } else if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED) {
+        e = AS_ERR_UNAVAILABLE;
+        lvl = LOG_WARN;
+    } else if (primary == SQLITE_NOMEM) {
+        e = AS_ERR_NOMEM;
+    }
+    c->err = e;
+    log_event(lvl, "repo.db_error", NULL,
+              json_pack("{s:s, s:s, s:i, s:s}", "backend", "sqlite", "op",
+                        c->op, "code", rc, "message",
+                        sqlite3_errmsg(c->db)));
+}
+
+/* Records a failure that is not sqlite's (first one wins). */
+static void refuse(struct conn *c, enum as_err e)
+{
+    if (c->err == AS_OK)
+        c->err = e;
+}
+
+/* ---- statements -------------------------------------------------------- */
+
+/* The cached statement `id`, prepared on first use; NULL after a failure
+ * (then the bind and step helpers are no-ops). */
+static sqlite3_stmt *q(struct conn *c, enum stmt_id id)
+{
+    int rc;
+
+    if (c->err != AS_OK)
+        return NULL;
+    if (!c->st[id]) {
+        rc = sqlite3_prepare_v3(c->db, stmt_sql[id], -1,
+                                SQLITE_PREPARE_PERSISTENT, &c->st[id], NULL);
+        if (rc != SQLITE_OK) {
+            fail(c, rc);
+            c->st[id] = NULL;
+        }
+    }
+    return c->st[id];
+}
+
+static void bind_rc(struct conn *c, int rc)
+{
+    if (rc != SQLITE_OK)
+        fail(c, rc);
+}
+
+/* Binds text `s` (NULL binds SQL NULL) to parameter `i`. */
+static void b_text(struct conn *c, sqlite3_stmt *st, int i, const char *s)
+{
+    if (st && c->err == AS_OK)
+        bind_rc(c, s ? sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT)
+                     : sqlite3_bind_null(st, i));
+}
+
+static void b_int(struct conn *c, sqlite3_stmt *st, int i, int64_t v)
+{
+    if (st && c->err == AS_OK)
+        bind_rc(c, sqlite3_bind_int64(st, i, v));
+}
+
+/* Binds `v`, or SQL NULL when it is 0. */
+static void b_time(struct conn *c, sqlite3_stmt *st, int i, int64_t v)
+{
+    if (st && c->err == AS_OK)
+        bind_rc(c, v ? sqlite3_bind_int64(st, i, v)
+                     : sqlite3_bind_null(st, i));
+}
+
+static void b_hash(struct conn *c, sqlite3_stmt *st, int i,
+                   const uint8_t h[REPO_HASH_LEN])
+{
+    if (st && c->err == AS_OK)
+        bind_rc(c, sqlite3_bind_blob(st, i, h, REPO_HASH_LEN,
+                                     SQLITE_TRANSIENT));
+}
+
+/* Steps `st`: true when it produced a row (read it, then done()). Otherwise
+ * the statement is finished and reset. */
+static bool row(struct conn *c, sqlite3_stmt *st)
+{
+    int rc;
+
+    if (!st || c->err != AS_OK)
+        return false;
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        return true;
+    if (rc != SQLITE_DONE)
+        fail(c, rc);
+    sqlite3_reset(st);
+    return false;
+}
+
+/* Ends the use of `st` early, after the rows it was needed for. */
+static void done(sqlite3_stmt *st)
+{
+    if (st)
+        sqlite3_reset(st);
+}
+
+/* Runs a statement that returns no rows. */
+static void run(struct conn *c, sqlite3_stmt *st)
+{
+    if (row(c, st))
+        done(st);
+}
+
+/* Rows changed by the last statement run, or 0 after a failure. */
+static int64_t changed(struct conn *c)
+{
+    return c->err == AS_OK ? sqlite3_changes64(c->db) : 0;
+}
+
+/* Runs fixed SQL text that has no values in it (schema, migrations). */
+static void run_sql(struct conn *c, const char *sql)
+{
+    int rc;
+
+    if (c->err != AS_OK)
+        return;
+    rc = sqlite3_exec(c->db, sql, NULL, NULL, NULL);
+    if (rc != SQLITE_OK)
+        fail(c, rc);
+}
+
+/* Resets every statement still stepping and forgets bound values. */
+static void reset_all(struct conn *c)
+{
+    size_t i;
+
+    for (i = 0; i < S_COUNT; i++)
+        if (c->st[i]) {
+            sqlite3_reset(c->st[i]);
+            sqlite3_clear_bindings(c->st[i]);
+        }
+}
+
+static void begin(struct conn *c)
+{
+    run(c, q(c, S_BEGIN));
+}
+
+/* COMMIT when the operation went well, else (or when COMMIT fails)
+ * ROLLBACK, so a failed operation changes nothing. */
+static void end(struct conn *c)
+{
+    run(c, q(c, S_COMMIT));
+    if (c->err != AS_OK && !sqlite3_get_autocommit(c->db)) {
+        reset_all(c);
+        sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+    }
+}
+
+/* ---- columns ----------------------------------------------------------- */
+
+static int64_t col_int(sqlite3_stmt *st, int i)
+{
+    return sqlite3_column_int64(st, i);
+}
+
+/* A copy of text column `i` in `a`; NULL for SQL NULL. */
+static const char *col_str(struct conn *c, sqlite3_stmt *st, int i,
+                           struct arena *a)
+{
+    const unsigned char *t;
+    char *copy = NULL;
+
+    if (c->err != AS_OK || sqlite3_column_type(st, i) == SQLITE_NULL)
+        return NULL;
+    t = sqlite3_column_text(st, i);
+    if (t)
+        copy = arena_strndup(a, (const char *)t,
+                             (size_t)sqlite3_column_bytes(st, i));
+    if (!copy)
+        refuse(c, AS_ERR_NOMEM);
+    return copy;
+}
+
+/* Copies id column `i` into `out`; a value that cannot be an id is a
+ * corrupt row. */
+static void col_id(struct conn *c, sqlite3_stmt *st, int i,
+                   char out[UUID_STR_LEN])
+{
+    const unsigned char *t = sqlite3_column_text(st, i);
+    int len = sqlite3_column_bytes(st, i);
+
+    out[0] = '\0';
+    if (c->err != AS_OK)
+        return;
+    if (!t || len <= 0 || len >= UUID_STR_LEN) {
+        log_event(LOG_ERROR, "repo.db_error", NULL,
+                  json_pack("{s:s, s:s, s:s}", "backend", "sqlite", "op",
+                            c->op, "message", "malformed id in a row"));
+        refuse(c, AS_ERR_INTERNAL);
+        return;
+    }
+    memcpy(out, t, (size_t)len);
+    out[len] = '\0';
+}
+
+/* Reads USER_COLS. */
+static void read_user(struct conn *c, sqlite3_stmt *st, struct user *u,
+                      struct arena *a)
+{
+    const char *role;
+
+    memset(u, 0, sizeof *u);
+    col_id(c, st, 0, u->id);
+    u->email = col_str(c, st, 1, a);
+    u->full_name = col_str(c, st, 2, a);
+    u->password_hash = col_str(c, st, 3, a);
+    role = (const char *)sqlite3_column_text(st, 4);
+    u->role = repo_role_parse(role);
+    u->is_active = col_int(st, 5) != 0;
+    u->is_verified = col_int(st, 6) != 0;
+    u->created_at = col_int(st, 7);
+    u->updated_at = col_int(st, 8);
+}
+
+/* Reads SESSION_COLS. */
+static void read_session(struct conn *c, sqlite3_stmt *st,
+                         struct session *s, struct arena *a)
+{
+    memset(s, 0, sizeof *s);
+    col_id(c, st, 0, s->id);
+    col_id(c, st, 1, s->user_id);
+    s->created_at = col_int(st, 2);
+    s->last_used_at = col_int(st, 3);
+    s->expires_at = col_int(st, 4);
+    s->revoked_at = col_int(st, 5);      /* NULL reads as 0 */
+    s->ip = col_str(c, st, 6, a);
+    s->user_agent = col_str(c, st, 7, a);
+}
+
+/* ---- the pool ---------------------------------------------------------- */
+
+static void conn_close(struct conn *c)
+{
+    size_t i;
+
+    if (!c)
+        return;
+    for (i = 0; i < S_COUNT; i++)
+        sqlite3_finalize(c->st[i]);
+    sqlite3_close_v2(c->db);
+    free(c);
+}
+
+static enum as_err conn_open(struct sq *s, struct conn **out)
+{
+    static const char setup[] =
+        "PRAGMA journal_mode = WAL;"
+        "PRAGMA synchronous = NORMAL;"
+        "PRAGMA foreign_keys = ON;"
+        "PRAGMA trusted_schema = OFF;";
+    struct conn *c = calloc(1, sizeof *c);
+    int rc;
+
+    *out = NULL;
+    if (!c)
+        return AS_ERR_NOMEM;
+    c->op = "open";
+    rc = sqlite3_open_v2(s->path, &c->db,
+                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
+                             | SQLITE_OPEN_NOMUTEX,
+                         NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_extended_result_codes(c->db, 1);
+        sqlite3_busy_timeout(c->db, s->timeout_ms);
+        sqlite3_db_config(c->db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
+        run_sql(c, setup);
+    } else if (c->db) {
+        fail(c, rc);
+    } else {
+        c->err = AS_ERR_NOMEM;
+    }
+    if (c->err != AS_OK) {
+        enum as_err err = c->err;
+
+        conn_close(c);
+        return err;
+    }
+    *out = c;
+    return AS_OK;
+}
+
+/* Takes an idle connection, opens one while under the pool size, or
+ * waits up to the timeout for one to come back (AS_ERR_UNAVAILABLE). */
+static enum as_err acquire(struct sq *s, const char *op, struct conn **out)
+{
+    struct conn *c = NULL;
+    struct timespec until;
+    enum as_err err = AS_OK;
+    int wait = 0;
+
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += s->timeout_ms / 1000;
+    until.tv_nsec += (long)(s->timeout_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&s->mu);
+    while (!s->idle && s->open >= s->max && wait == 0)
+        wait = pthread_cond_timedwait(&s->cv, &s->mu, &until);
+    if (s->idle) {
+        c = s->idle;
+        s->idle = c->next;
+    } else if (s->open < s->max) {
+        s->open++;                       /* a slot for the one we open */
+    } else {
+        err = AS_ERR_UNAVAILABLE;
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (err != AS_OK) {
+        log_event(LOG_WARN, "repo.pool_timeout", NULL,
+                  json_pack("{s:s, s:s}", "backend", "sqlite", "op", op));
+    } else if (!c) {
+        err = conn_open(s, &c);
+        if (err != AS_OK) {
+            pthread_mutex_lock(&s->mu);
+            s->open--;
+            pthread_cond_signal(&s->cv);
+            pthread_mutex_unlock(&s->mu);
+        }
+    }
+    if (c) {
+        c->err = AS_OK;
+        c->op = op;
+    }
+    *out = c;
+    return err;
+}
+
+/* Gives `c` back to the pool; returns the result of its operation. */
+static enum as_err release(struct sq *s, struct conn *c)
+{
+    enum as_err err = c->err;
+
+    reset_all(c);
+    if (!sqlite3_get_autocommit(c->db))  /* never hand out an open tx */
+        sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+    pthread_mutex_lock(&s->mu);
+    c->next = s->idle;
+    s->idle = c;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    return err;
+}
+
+/* ---- operations -------------------------------------------------------- */
+
+/* Applies migration `m` unless schema_migrations has it. */
+static void apply(struct conn *c, const struct migration *m)
+{
+    sqlite3_stmt *st;
+    bool have;
+
+    begin(c);
+    st = q(c, S_MIG_HAS);
+    b_int(c, st, 1, m->version);
+    have = row(c, st);
+    done(st);
+    if (!have) {
+        run_sql(c, m->sql);
+        st = q(c, S_MIG_ADD);
+        b_int(c, st, 1, m->version);
+        b_text(c, st, 2, m->name);
+        b_int(c, st, 3, clock_ms());
+        run(c, st);
+    }
+    end(c);
+    if (c->err != AS_OK)
+        log_event(LOG_ERROR, "repo.migration_failed", NULL,
+                  json_pack("{s:s, s:s}", "backend", "sqlite", "migration",
+                            m->name));
+    else if (!have)
+        log_event(LOG_INFO, "repo.migrated", NULL,
+                  json_pack("{s:s, s:s}", "backend", "sqlite", "migration",
+                            m->name));
+}
+
+static enum as_err sq_migrate(void *impl)
+{
+    const struct migration *m;
+    struct conn *c;
+    size_t n, i;
+    enum as_err err = acquire(impl, "migrate", &c);
+
+    if (err != AS_OK)
+        return err;
+    run_sql(c, "CREATE TABLE IF NOT EXISTS schema_migrations ("
+               "version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+               "applied_at INTEGER NOT NULL)");
+    m = migrations_for("sqlite", &n);
+    for (i = 0; i < n && c->err == AS_OK; i++)
+        apply(c, &m[i]);
+    return release(impl, c);
+}
+
+static enum as_err sq_ping(void *impl)
+{
+    struct conn *c;
+    sqlite3_stmt *st;
+    enum as_err err = acquire(impl, "ping", &c);
+
+    if (err != AS_OK)
+        return err;
+    st = q(c, S_PING);
+    if (row(c, st))
+        done(st);
+    return release(impl, c);
+}
+
+static enum as_err sq_user_insert(void *impl, const struct user *u)
+{
+    const char *role = repo_role_name(u->role);
+    struct conn *c;
+    sqlite3_stmt *st;
+    enum as_err err = acquire(impl, "user_insert", &c);
+
+    if (err != AS_OK)
+        return err;
+    if (!role || !u->email || !u->password_hash)
+        refuse(c, AS_ERR_BAD_REQUEST);
+    begin(c);
+    st = q(c, S_USER_INSERT);
+    b_text(c, st, 1, u->id);
+    b_text(c, st, 2, u->email);
+    b_text(c, st, 3, u->full_name);
+    b_text(c, st, 4, u->password_hash);
+    b_text(c, st, 5, role);
+    b_int(c, st, 6, u->is_active);
+    b_int(c, st, 7, u->is_verified);
+    b_int(c, st, 8, u->created_at);
+    b_int(c, st, 9, u->updated_at);
+    run(c, st);
+    end(c);
+    return release(impl, c);
+}
+
+/* The one user that statement `id` (bound to `key`) finds. */
+static enum as_err user_get(struct sq *s, enum stmt_id id, const char *key,
+                            const char *op, struct user *out,
+                            struct arena *a)
+{
+    struct conn *c;
+    sqlite3_stmt *st;
+    enum as_err err = acquire(s, op, &c);
+
+    if (err != AS_OK)
+        return err;
+    st = q(c, id);
+    b_text(c, st, 1, key);
+    if (row(c, st))
+        read_user(c, st, out, a);
+    else
+        refuse(c, AS_ERR_NOT_FOUND);
+    done(st);
+    return release(s, c);
+}
+
+static enum as_err sq_user_by_id(void *impl, const char *id,
+                                 struct user *out, struct arena *a)
+{
+    return user_get(impl, S_USER_BY_ID, id, "user_by_id", out, a);
+}
+
+static enum as_err sq_user_by_email(void *impl, const char *email,
+                                    struct user *out, struct arena *a)
+{
+    return user_get(impl, S_USER_BY_EMAIL, email, "user_by_email", out, a);
+}
+
+/* Whether user `id` is an active admin, and whether active;
+ * AS_ERR_NOT_FOUND when there is no such user. */
+static void user_flags(struct conn *c, const char *id, bool *admin,
+                       bool *active)
+{
+    sqlite3_stmt *st = q(c, S_USER_FLAGS);
+
+    *admin = *active = false;
+    b_text(c, st, 1, id);
+    if (row(c, st)) {
+        *admin = col_int(st, 0) != 0;
+        *active = col_int(st, 1) != 0;
+    } else {
+        refuse(c, AS_ERR_NOT_FOUND);
+    }
+    done(st);
+}
+
+/* AS_ERR_LAST_ADMIN unless an active admin remains. */
+static void keep_an_admin(struct conn *c)
+{
+    sqlite3_stmt *st = q(c, S_ADMIN_COUNT);
+
+    if (row(c, st) && col_int(st, 0) == 0)
+        refuse(c, AS_ERR_LAST_ADMIN);
+    done(st);
+}
+
+/* Revokes every unrevoked session of `user_id` but `keep_sid`. */
+static void revoke_all(struct conn *c, const char *user_id,
+                       const char *keep_sid, int64_t now)
+{
+    sqlite3_stmt *st = q(c, S_SESSION_REVOKE_ALL);
+
+    b_text(c, st, 1, user_id);
+    b_text(c, st, 2, keep_sid);
+    b_int(c, st, 3, now);
+    run(c, st);
+}
+
+static enum as_err sq_user_update(void *impl, const struct user *u,
+                                  int64_t now)
+{
+    const char *role = repo_role_name(u->role);
+    struct conn *c;
+    sqlite3_stmt *st;
+    bool was_admin, was_active;
+    enum as_err err = acquire(impl, "user_update", &c);
+
+    if (err != AS_OK)
+        return err;
+    if (!role || !u->email)
+        refuse(c, AS_ERR_BAD_REQUEST);
+    begin(c);
+    user_flags(c, u->id, &was_admin, &was_active);
+    st = q(c, S_USER_UPDATE);
+    b_text(c, st, 1, u->id);
+    b_text(c, st, 2, u->email);
+    b_text(c, st, 3, u->full_name);
+    b_text(c, st, 4, role);
+    b_int(c, st, 5, u->is_active);
+    b_int(c, st, 6, u->is_verified);
+    b_int(c, st, 7, now);
+    run(c, st);
+    if (was_admin && !(u->role == ROLE_ADMIN && u->is_active))
+        keep_an_admin(c);
+    if (was_active && !u->is_active)
+        revoke_all(c, u->id, NULL, now);
+    end(c);
+    return release(impl, c);
+}
+
+static enum as_err sq_user_set_password(void *impl, const char *id,
+                                        const char *hash,
+                                        const char *keep_sid, int64_t now)
+{
+    struct conn *c;
+    sqlite3_stmt *st;
+    enum as_err err = acquire(impl, "user_set_password", &c);
+
+    if (err != AS_OK)
+        return err;
+    if (!hash)
+        refuse(c, AS_ERR_BAD_REQUEST);
+    begin(c);
+    st = q(c, S_USER_SET_PW);
+    b_text(c, st, 1, id);
+    b_text(c, st, 2, hash);
+    b_int(c, st, 3, now);
+    run(c, st);
+    if (changed(c) == 0)
+        refuse(c, AS_ERR_NOT_FOUND);
+    revoke_all(c, id, keep_sid, now);
+    end(c);
+    return release(impl, c);
+}
+
+static enum as_err sq_user_rehash(void *impl, const char *id,
+                                  const char *old, const char *hash)
+{
+    struct conn *c;
+    sqlite3_stmt *st;
+    enum as_err err = acquire(impl, "user_rehash", &c);
+
+    if (err != AS_OK)
+        return err;
+    if (!old || !hash)
+        refuse(c, AS_ERR_BAD_REQUEST);
+    begin(c);
+    st = q(c, S_USER_REHASH);
+    b_text(c, st, 1, id);
+    b_text(c, st, 2, old);
+    b_text(c, st, 3, hash);
+    run(c, st);
+    end(c);
+    return release(impl, c);
+}
+
+static enum as_err sq_user_delete(void *impl, const char *id)
+{
+    struct conn *c;
+    sqlite3_stmt *st;
+    bool was_admin, was_active;
+    enum as_err err = acquire(impl, "user_delete", &c);
+
+    if (err != AS_OK)
+        return err;
+    begin(c);
+    user_flags(c, id, &was_admin, &was_active);
+    st = q(c, S_USER_DELETE);
+    b_text(c, st, 1, id);
+    run(c, st);
+    if (was_admin)
+        keep_an_admin(c);
+    end(c);
+    return release(impl, c);
+}
+
+static enum as_err sq_user_list(void *impl, const char *q_text,
+                                const char *after, unsigned limit,
+                                struct user *out, size_t *n,
+                                struct arena *a)
+{
+    struct conn *c;
+    sqlite3_stmt *st;
+    enum as_err err = acquire(impl, "user_list", &c);
+
+    *n = 0;
+    if (err != AS_OK)
+        return err;
+    st = q(c, S_USER_LIST);
+    b_text(c, st, 1, after);
+    b_text(c, st, 2, q_text);
+    b_int(c, st, 3, limit);
+    while (*n < limit && row(c, st))
+        read_user(c, st, &out[(*n)++], a);
+    done(st);
+    if (c->err != AS_OK)
+        *n = 0;
+    return release(impl, c);
+}
+
+static enum as_err sq_user_count(void *impl, bool admins_only, int64_t *out)
+{
+    struct conn *c;
+    sqlite3_stmt *st;
+    enum as_err err = acquire(impl, "user_count", &c);
+
+    *out = 0;
+    if (err != AS_OK)
+        return err;
+    st = q(c, admins_only ? S_ADMIN_COUNT : S_USER_COUNT);
+    if (row(c, st))
+        *out = col_int(st, 0);
+    done(st);
+    return release(impl, c);
+}
+
+static enum as_err sq_session_create(void *impl, const struct session *s,
+                                     const uint8_t hash[REPO_HASH_LEN])
+{
+    struct conn *c;
+    sqlite3_stmt *st;
+    enum as_err err = acquire(impl, "session_create", &c);
+
+    if (err != AS_OK)
+        return err;
+    begin(c);
+    st = q(c, S_SESSION_INSERT);
+    b_text(c, st, 1, s->id);
+    b_text(c, st, 2, s->user_id);
+    b_int(c, st, 3, s->created_at);
+    b_int(c, st, 4, s->last_used_at);
+    b_int(c, st, 5, s->expires_at);
+    b_time(c, st, 6, s->revoked_at);
+    b_text(c, st, 7, s->ip);
+    b_text(c, st, 8, s->user_agent);
+    run(c, st);
+    st = q(c, S_TOKEN_INSERT);
+    b_hash(c, st, 1, hash);
+    b_text(c, st, 2, s->id);
+    b_int(c, st, 3, s->created_at);
+    run(c, st);
+    end(c);
+    return release(impl, c);
+}
+
+/* Reads session `sid` into `out`; AS_ERR_NOT_FOUND when absent. */
+static void session_load(struct conn *c, const char *sid,
+                         struct session *out, struct arena *a)
+{
+    sqlite3_stmt *st = q(c, S_SESSION_GET);
+
+    b_text(c, st, 1, sid);
+    if (row(c, st))
+        read_session(c, st, out, a);
+    else
+        refuse(c, AS_ERR_NOT_FOUND);
+    done(st);
+}
+
+static enum as_err sq_session_get(void *impl, const char *sid,
+                                  struct session *out, struct arena *a)
+{
+    struct conn *c;
+    enum as_err err = acquire(impl, "session_get", &c);
+
+    if (err != AS_OK)
+        return err;
+    session_load(c, sid, out, a);
+    return release(impl, c);
+}
+
+static enum as_err sq_session_state(void *impl, const char *sid,
+                                    int64_t now, struct session_state *out)
+{
+    struct conn *c;
+    sqlite3_stmt *st;
+    enum as_err err = acquire(impl, "session_state", &c);
+
+    out->live = false;
+    out->role = ROLE_USER;
+    if (err != AS_OK)
+        return err;
+    st = q(c, S_SESSION_STATE);
+    b_text(c, st, 1, sid);
+    b_int(c, st, 2, now);
+    if (row(c, st)) {
+        out->live = col_int(st, 0) != 0;
+        out->role = repo_role_parse((const char *)sqlite3_column_text(st, 1));
+    }
+    done(st);
+    return release(impl, c);
+}
+
+static enum as_err sq_session_list(void *impl, const char *user_id,
+                                   int64_t now, struct session **out,
+                                   size_t *n, struct arena *a)
+{
+    struct session *arr = NULL, *bigger;
+    size_t cap = 0;
+    struct conn *c;
+    sqlite3_stmt *st;
+    enum as_err err = acquire(impl, "session_list", &c);
+
+    *out = NULL;
+    *n = 0;
+    if (err != AS_OK)
+        return err;
+    st = q(c, S_SESSION_LIST);
+    b_text(c, st, 1, user_id);
+    b_int(c, st, 2, now);
+    while (row(c, st)) {
+        if (*n == cap) {                 /* grow: the old copy stays */
+            cap = cap ? cap * 2 : 8;     /* in the arena until it ends */
+            bigger = arena_alloc(a, cap * sizeof *arr);
+            if (!bigger) {
+                refuse(c, AS_ERR_NOMEM);
+                break;
+            }
+            if (*n)
+                memcpy(bigger, arr, *n * sizeof *arr);
+            arr = bigger;
+        }
+        read_session(c, st, &arr[(*n)++], a);
+    }
+    done(st);
+    if (c->err == AS_OK)
+        *out = arr;
+    else
+        *n = 0;
+    return release(impl, c);
+}
+
+static enum as_err sq_session_revoke(void *impl, const char *sid,
+                                     const char *user_id, int64_t now)
+{
+    struct conn *c;
+    sqlite3_stmt *st;
+    enum as_err err = acquire(impl, "session_revoke", &c);
+
+    if (err != AS_OK)
+        return err;
+    begin(c);
+    st = q(c, S_SESSION_REVOKE);
+    b_text(c, st, 1, sid);
+    b_text(c, st, 2, user_id);
+    b_int(c, st, 3, now);
+    run(c, st);
+    if (changed(c) == 0)
+        refuse(c, AS_ERR_NOT_FOUND);
+    end(c);
+    return release(impl, c);
+}
+
+static enum as_err sq_session_revoke_all(void *impl, const char *user_id,
+                                         const char *keep_sid, int64_t now)
+{
+    struct conn *c;
+    enum as_err err = acquire(impl, "session_revoke_all", &c);
+
+    if (err != AS_OK)
+        return err;
+    begin(c);
+    revoke_all(c, user_id, keep_sid, now);
+    end(c);
+    return release(impl, c);
+}
+
+/* now - grace_ms without overflow. */
+static int64_t grace_start(int64_t now, int64_t grace_ms)
+{
+    if (grace_ms <= 0)
+        return now;
+    return now < INT64_MIN + grace_ms ? INT64_MIN : now - grace_ms;
+}
+
+/* The parent could not be consumed: tells why. Fills `out` for GRACE
+ * and, for the audit log, REUSED (revoking the session first). */
+static enum rotate_result judge(struct conn *c,
+                                const uint8_t parent[REPO_HASH_LEN],
+                                int64_t now, int64_t grace_ms,
+                                struct session *out, struct arena *a)
+{
+    sqlite3_stmt *st = q(c, S_TOKEN_LOOK);
+    char sid[UUID_STR_LEN] = "";
+    bool found, used = false, live = false;
+    int64_t used_at = 0;
+
+    b_hash(c, st, 1, parent);
+    b_int(c, st, 2, now);
+    found = row(c, st);
+    if (found) {
+        used = sqlite3_column_type(st, 0) != SQLITE_NULL;
+        used_at = col_int(st, 0);
+        col_id(c, st, 1, sid);
+        live = col_int(st, 2) != 0;
+    }
+    done(st);
+    if (!found || !used || !live || c->err != AS_OK)
+        return ROTATE_INVALID;
+    if (used_at >= grace_start(now, grace_ms)) {
+        session_load(c, sid, out, a);
+        return ROTATE_GRACE;
+    }
+    st = q(c, S_SESSION_KILL);
+    b_text(c, st, 1, sid);
+    b_int(c, st, 2, now);
+    run(c, st);
+    session_load(c, sid, out, a);
+    return ROTATE_REUSED;
+}
+
+static enum as_err sq_refresh_rotate(void *impl,
+                                     const uint8_t parent[REPO_HASH_LEN],
+                                     const uint8_t child[REPO_HASH_LEN],
+                                     int64_t now, int64_t grace_ms,
+                                     int64_t new_expires,
+                                     enum rotate_result *res,
+                                     struct session *out, struct arena *a)
+{
+    char sid[UUID_STR_LEN] = "";
+    struct conn *c;
+    sqlite3_stmt *st;
+    enum as_err err = acquire(impl, "refresh_rotate", &c);
+
+    *res = ROTATE_INVALID;
+    if (err != AS_OK)
+        return err;
+    begin(c);
+    st = q(c, S_TOKEN_USE);              /* consumes a live parent */
+    b_hash(c, st, 1, parent);
+    b_int(c, st, 2, now);
+    if (row(c, st)) {
+        col_id(c, st, 0, sid);
+        done(st);
+        st = q(c, S_TOKEN_INSERT);
+        b_hash(c, st, 1, child);
+        b_text(c, st, 2, sid);
+        b_int(c, st, 3, now);
+        run(c, st);
+        st = q(c, S_SESSION_TOUCH);
+        b_text(c, st, 1, sid);
+        b_int(c, st, 2, now);
+        b_int(c, st, 3, new_expires);
+        run(c, st);
+        session_load(c, sid, out, a);
+        *res = ROTATE_OK;
+    } else {
+        *res = judge(c, parent, now, grace_ms, out, a);
+    }
+    end(c);
+    if (c->err != AS_OK)
+        *res = ROTATE_INVALID;
+    return release(impl, c);
+}
+
+static enum as_err sq_refresh_session(void *impl,
+                                      const uint8_t hash[REPO_HASH_LEN],
+                                      int64_t now, struct session *out,
+                                      struct arena *a)
+{
+    struct conn *c;
+    sqlite3_stmt *st;
+    enum as_err err = acquire(impl, "refresh_session", &c);
+
+    if (err != AS_OK)
+        return err;
+    st = q(c, S_TOKEN_SESSION);
+    b_hash(c, st, 1, hash);
+    b_int(c, st, 2, now);
+    if (row(c, st))
+        read_session(c, st, out, a);
+    else
+        refuse(c, AS_ERR_NOT_FOUND);
+    done(st);
+    return release(impl, c);
+}
+
+static void sq_close(void *impl)
+{
+    struct sq *s = impl;
+    struct conn *c, *next;
+
+    if (!s)
+        return;
+    for (c = s->idle; c; c = next) {
+        next = c->next;
+        conn_close(c);
+    }
+    pthread_cond_destroy(&s->cv);
+    pthread_mutex_destroy(&s->mu);
+    free(s->path);
+    free(s);
+}
+
+static const struct repo_ops sqlite_ops = {
+    .name = "sqlite",
+    .migrate = sq_migrate,
+    .ping = sq_ping,
+    .close = sq_close,
+    .user_insert = sq_user_insert,
+    .user_by_id = sq_user_by_id,
+    .user_by_email = sq_user_by_email,
+    .user_update = sq_user_update,
+    .user_set_password = sq_user_set_password,
+    .user_rehash = sq_user_rehash,
+    .user_delete = sq_user_delete,
+    .user_list = sq_user_list,
+    .user_count = sq_user_count,
+    .session_create = sq_session_create,
+    .session_get = sq_session_get,
+    .session_state = sq_session_state,
+    .session_list = sq_session_list,
+    .session_revoke = sq_session_revoke,
+    .session_revoke_all = sq_session_revoke_all,
+    .refresh_rotate = sq_refresh_rotate,
+    .refresh_session = sq_refresh_session,
+};
+
+/* Creates the database file readable by its owner only, unless it exists
+ * (sqlite gives its -wal and -shm files the same mode). */
+static enum as_err create_private(const char *path)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                  0600);
+
+    if (fd >= 0) {
+        close(fd);
+        return AS_OK;
+    }
+    if (errno == EEXIST)
+        return AS_OK;
+    log_event(LOG_ERROR, "repo.open_failed", NULL,
+              json_pack("{s:s, s:s, s:s}", "backend", "sqlite", "path", path,
+                        "reason", strerror(errno)));
+    return AS_ERR_INTERNAL;
+}
+
+static enum as_err sq_new(const struct cfg *cfg, const char *path,
+                          struct sq **out)
+{
+    bool memory = strcmp(path, ":memory:") == 0;
+    pthread_condattr_t ca;
+    struct sq *s = calloc(1, sizeof *s);
+
+    *out = NULL;
+    if (!s)
+        return AS_ERR_NOMEM;
+    s->path = strdup(path);
+    /* Each connection to ":memory:" is a database of its own. */
+    s->max = memory ? 1 : cfg->db_pool_size ? cfg->db_pool_size
+                                            : DEFAULT_POOL;
+    s->timeout_ms = (int)(cfg->db_timeout_ms && cfg->db_timeout_ms < INT32_MAX
+                              ? cfg->db_timeout_ms
+                              : DEFAULT_TIMEOUT_MS);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    if (!s->path) {
+        sq_close(s);
+        return AS_ERR_NOMEM;
+    }
+    *out = s;
+    return AS_OK;
+}
+
+/* Opens the SQLite backend on the file `path` (created mode 0600 when
+ * missing; ":memory:" gives a private in-memory database), with one
+ * connection opened at once so a bad path or file fails here
+ * (AS_ERR_INTERNAL). *impl belongs to the caller, who frees it with
+ * (*ops)->close after every call on it has returned. */
+enum as_err repo_sqlite_open(const struct cfg *cfg, const char *path,
+                             const struct repo_ops **ops, void **impl)
+{
+    struct sq *s = NULL;
+    struct conn *c = NULL;
+    enum as_err err = AS_OK;
+
+    *ops = NULL;
+    *impl = NULL;
+    if (!sqlite3_threadsafe()) {
+        log_event(LOG_ERROR, "repo.open_failed", NULL,
+                  json_pack("{s:s, s:s}", "backend", "sqlite", "reason",
+                            "libsqlite3 built without thread support"));
+        return AS_ERR_INTERNAL;
+    }
+    if (strcmp(path, ":memory:") != 0)
+        err = create_private(path);
+    if (err == AS_OK)
+        err = sq_new(cfg, path, &s);
+    /* Open one connection now, so a bad path or file shows at start. */
+    if (err == AS_OK)
+        err = acquire(s, "open", &c);
+    if (c)
+        err = release(s, c);
+    if (err != AS_OK) {
+        sq_close(s);
+        return err;
+    }
+    *ops = &sqlite_ops;
+    *impl = s;
+    return AS_OK;
+}

@@ -1,0 +1,1102 @@
+/* test_repo.c: the repository contract, run against SQLite and, when
+ * AUTH_TEST_PG_URL names a disposable PostgreSQL database (its tables are
+ * emptied before each case), against PostgreSQL with the same cases. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <ftw.h>
+#include <libpq-fe.h>
+#include <limits.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "arena.h"
+#include "breaker.h"
+#include "cfg.h"
+#include "clock.h"
+#include "migrations.h"
+#include "repo.h"
+#include "repo/repo_int.h"
+
+#define T0 INT64_C(1700000000000)        /* a fixed "now" in Unix ms */
+#define DAY INT64_C(86400000)
+#define GRACE INT64_C(10000)
+#define DIR_MAX 2048
+
+/* The backend the current group runs on: NULL url means a fresh SQLite
+ * file per case. */
+static const char *pg_url;
+static bool on_pg;
+
+struct fx {
+    struct cfg cfg;
+    struct repo *r;
+    struct arena *a;
+    char dir[DIR_MAX];           /* SQLite: the case's temp folder */
+    char url[PATH_MAX + 32];
+    char db[PATH_MAX];           /* SQLite: the database file */
+};
+
+/* ---- fixture ----------------------------------------------------------- */
+
+static void fill_cfg(struct cfg *c, char *url)
+{
+    memset(c, 0, sizeof *c);
+    c->database_url = url;
+    c->cb_failure_threshold = 3;
+    c->cb_open_seconds = 60;
+    c->db_pool_size = 4;
+    c->db_timeout_ms = 5000;
+}
+
+/* A fresh folder under $AUTH_TEST_TMP (or /tmp) in `out`. */
+static int make_tmp(char out[DIR_MAX])
+{
+    const char *base = getenv("AUTH_TEST_TMP");
+
+    if (!base || !*base)
+        base = "/tmp";
+    if (mkdir(base, 0700) != 0 && errno != EEXIST)
+        return -1;
+    if (snprintf(out, DIR_MAX, "%s/repo-XXXXXX", base) >= DIR_MAX)
+        return -1;
+    return mkdtemp(out) ? 0 : -1;
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag,
+                  struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static void rm_tree(const char *dir)
+{
+    if (dir[0])
+        nftw(dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Empties the PostgreSQL tables (users cascades to the rest). */
+static int pg_wipe(const char *url)
+{
+    PGconn *pc = PQconnectdb(url);
+    PGresult *res = NULL;
+    int rc = -1;
+
+    if (PQstatus(pc) == CONNECTION_OK)
+        res = PQexec(pc, "SET client_min_messages = warning; "
+                         "TRUNCATE users CASCADE");
+    if (res && PQresultStatus(res) == PGRES_COMMAND_OK)
+        rc = 0;
+    else
+        fprintf(stderr, "pg wipe: %s\n", PQerrorMessage(pc));
+    PQclear(res);
+    PQfinish(pc);
+    return rc;
+}
+
+/* Opens the repository of the group (a new SQLite file, or the emptied
+ * PostgreSQL database) without migrating. */
+static int fx_open(struct fx *f)
+{
+    if (on_pg) {
+        snprintf(f->url, sizeof f->url, "%s", pg_url);
+    } else {
+        if (make_tmp(f->dir) != 0)
+            return -1;
+        /* A folder that does not exist yet: repo_open makes it. */
+        snprintf(f->db, sizeof f->db, "%s/data/auth.db", f->dir);
+        snprintf(f->url, sizeof f->url, "sqlite:%s", f->db);
+    }
+    fill_cfg(&f->cfg, f->url);
+    f->a = arena_new();
+    if (!f->a || repo_open(&f->cfg, &f->r) != AS_OK)
+        return -1;
+    return 0;
+}
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof *f);
+
+    *state = f;
+    if (!f || fx_open(f) != 0 || repo_migrate(f->r) != AS_OK)
+        return -1;
+    return on_pg ? pg_wipe(pg_url) : 0;
+}
+
+/* Same, but the database is left without its schema. */
+static int setup_bare(void **state)
+{
+    struct fx *f = calloc(1, sizeof *f);
+
+    *state = f;
+    return f && fx_open(f) == 0 ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+
+    if (!f)
+        return 0;
+    repo_close(f->r);
+    arena_free(f->a);
+    rm_tree(f->dir);
+    free(f);
+    return 0;
+}
+
+/* ---- helpers ----------------------------------------------------------- */
+
+static void new_user(struct fx *f, struct user *u, const char *email,
+                     enum role role, bool active)
+{
+    memset(u, 0, sizeof *u);
+    uuid_v7_new(u->id);
+    u->email = arena_strdup(f->a, email);
+    u->full_name = NULL;
+    u->password_hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA";
+    u->role = role;
+    u->is_active = active;
+    u->is_verified = false;
+    u->created_at = u->updated_at = T0;
+    assert_int_equal(repo_user_insert(f->r, u), AS_OK);
+}
+
+/* A session of `uid` created at `created`, expiring at `expires`, with a
+ * random first refresh hash in `h`. */
+static void new_session(struct fx *f, struct session *s, const char *uid,
+                        int64_t created, int64_t expires,
+                        uint8_t h[REPO_HASH_LEN])
+{
+    memset(s, 0, sizeof *s);
+    uuid_v7_new(s->id);
+    snprintf(s->user_id, sizeof s->user_id, "%s", uid);
+    s->created_at = s->last_used_at = created;
+    s->expires_at = expires;
+    s->ip = "127.0.0.1";
+    s->user_agent = "test/1.0 \"quoted\"";
+    randombytes_buf(h, REPO_HASH_LEN);
+    assert_int_equal(repo_session_create(f->r, s, h), AS_OK);
+}
+
+static bool live(struct fx *f, const char *sid, int64_t now)
+{
+    struct session_state st = { .live = true };
+
+    assert_int_equal(repo_session_state(f->r, sid, now, &st), AS_OK);
+    return st.live;
+}
+
+static int64_t revoked_at(struct fx *f, const char *sid)
+{
+    struct session s;
+
+    assert_int_equal(repo_session_get(f->r, sid, &s, f->a), AS_OK);
+    return s.revoked_at;
+}
+
+/* ---- users ------------------------------------------------------------- */
+
+static void migrate_twice(void **state)
+{
+    struct fx *f = *state;
+    struct user u, got;
+    int64_t n = -1;
+
+    new_user(f, &u, "kept@example.com", ROLE_USER, true);
+    assert_int_equal(repo_migrate(f->r), AS_OK);
+    assert_int_equal(repo_migrate(f->r), AS_OK);
+    assert_int_equal(repo_user_count(f->r, false, &n), AS_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(repo_user_by_id(f->r, u.id, &got, f->a), AS_OK);
+    assert_int_equal(repo_ping(f->r), AS_OK);
+    assert_string_equal(repo_backend(f->r), on_pg ? "postgres" : "sqlite");
+}
+
+static void insert_and_get(void **state)
+{
+    struct fx *f = *state;
+    struct user u, got;
+
+    memset(&u, 0, sizeof u);
+    uuid_v7_new(u.id);
+    u.email = "ada@example.com";
+    u.full_name = "Ada Lovelace";
+    u.password_hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA";
+    u.role = ROLE_ADMIN;
+    u.is_active = true;
+    u.is_verified = true;
+    u.created_at = T0;
+    u.updated_at = T0 + 5;
+    assert_int_equal(repo_user_insert(f->r, &u), AS_OK);
+
+    memset(&got, 0x5a, sizeof got);
+    assert_int_equal(repo_user_by_id(f->r, u.id, &got, f->a), AS_OK);
+    assert_string_equal(got.id, u.id);
+    assert_string_equal(got.email, u.email);
+    assert_string_equal(got.full_name, u.full_name);
+    assert_string_equal(got.password_hash, u.password_hash);
+    assert_int_equal(got.role, ROLE_ADMIN);
+    assert_true(got.is_active);
+    assert_true(got.is_verified);
+    assert_int_equal(got.created_at, T0);
+    assert_int_equal(got.updated_at, T0 + 5);
+    assert_ptr_not_equal(got.email, u.email);       /* copied to arena */
+
+    memset(&got, 0, sizeof got);
+    assert_int_equal(repo_user_by_email(f->r, "ada@example.com", &got, f->a),
+                     AS_OK);
+    assert_string_equal(got.id, u.id);
+    /* The caller normalises; the repository compares exactly. */
+    assert_int_equal(repo_user_by_email(f->r, "Ada@example.com", &got, f->a),
+                     AS_ERR_NOT_FOUND);
+    assert_int_equal(repo_user_by_email(f->r, "bob@example.com", &got, f->a),
+                     AS_ERR_NOT_FOUND);
+    assert_int_equal(
+        repo_user_by_id(f->r, "00000000-0000-7000-8000-000000000000", &got,
+                        f->a),
+        AS_ERR_NOT_FOUND);
+
+    new_user(f, &u, "noname@example.com", ROLE_USER, false);
+    assert_int_equal(repo_user_by_id(f->r, u.id, &got, f->a), AS_OK);
+    assert_null(got.full_name);
+    assert_int_equal(got.role, ROLE_USER);
+    assert_false(got.is_active);
+    assert_false(got.is_verified);
+}
+
+static void duplicate_email(void **state)
+{
+    struct fx *f = *state;
+    struct user u, v;
+    int64_t n = 0;
+
+    new_user(f, &u, "dup@example.com", ROLE_USER, true);
+    memcpy(&v, &u, sizeof v);
+    uuid_v7_new(v.id);
+    assert_int_equal(repo_user_insert(f->r, &v), AS_ERR_EMAIL_TAKEN);
+    assert_int_equal(repo_user_count(f->r, false, &n), AS_OK);
+    assert_int_equal(n, 1);
+}
+
+static void update_fields(void **state)
+{
+    struct fx *f = *state;
+    struct user u, other, got;
+
+    new_user(f, &u, "old@example.com", ROLE_USER, true);
+    new_user(f, &other, "taken@example.com", ROLE_ADMIN, true);
+    u.email = "new@example.com";
+    u.full_name = "New Name";
+    u.role = ROLE_ADMIN;
+    u.is_verified = true;
+    u.password_hash = "ignored by update";
+    assert_int_equal(repo_user_update(f->r, &u, T0 + 100), AS_OK);
+    assert_int_equal(repo_user_by_id(f->r, u.id, &got, f->a), AS_OK);
+    assert_string_equal(got.email, "new@example.com");
+    assert_string_equal(got.full_name, "New Name");
+    assert_int_equal(got.role, ROLE_ADMIN);
+    assert_true(got.is_verified);
+    assert_true(got.is_active);
+    assert_int_equal(got.created_at, T0);
+    assert_int_equal(got.updated_at, T0 + 100);
+    assert_string_not_equal(got.password_hash, "ignored by update");
+    assert_int_equal(repo_user_by_email(f->r, "old@example.com", &got, f->a),
+                     AS_ERR_NOT_FOUND);
+
+    u.full_name = NULL;                              /* clears the name */
+    assert_int_equal(repo_user_update(f->r, &u, T0 + 200), AS_OK);
+    assert_int_equal(repo_user_by_id(f->r, u.id, &got, f->a), AS_OK);
+    assert_null(got.full_name);
+
+    u.email = "taken@example.com";
+    assert_int_equal(repo_user_update(f->r, &u, T0 + 300),
+                     AS_ERR_EMAIL_TAKEN);
+    assert_int_equal(repo_user_by_id(f->r, u.id, &got, f->a), AS_OK);
+    assert_string_equal(got.email, "new@example.com");
+    assert_int_equal(got.updated_at, T0 + 200);
+
+    u.email = "ghost@example.com";
+    uuid_v7_new(u.id);
+    assert_int_equal(repo_user_update(f->r, &u, T0 + 400), AS_ERR_NOT_FOUND);
+}
+
+static void last_admin_is_kept(void **state)
+{
+    struct fx *f = *state;
+    struct user a, b, idle, plain, got;
+    struct session s;
+    uint8_t h[REPO_HASH_LEN];
+    int64_t n = -1;
+
+    new_user(f, &a, "a@example.com", ROLE_ADMIN, true);
+    new_user(f, &idle, "idle@example.com", ROLE_ADMIN, false);
+    new_user(f, &plain, "plain@example.com", ROLE_USER, true);
+    new_session(f, &s, a.id, T0, T0 + DAY, h);
+    assert_int_equal(repo_user_count(f->r, true, &n), AS_OK);
+    assert_int_equal(n, 1);                 /* the inactive one is no help */
+
+    a.role = ROLE_USER;
+    assert_int_equal(repo_user_update(f->r, &a, T0 + 1), AS_ERR_LAST_ADMIN);
+    a.role = ROLE_ADMIN;
+    a.is_active = false;
+    assert_int_equal(repo_user_update(f->r, &a, T0 + 1), AS_ERR_LAST_ADMIN);
+    assert_int_equal(repo_user_delete(f->r, a.id), AS_ERR_LAST_ADMIN);
+    /* Nothing changed, the session included. */
+    assert_int_equal(repo_user_by_id(f->r, a.id, &got, f->a), AS_OK);
+    assert_int_equal(got.role, ROLE_ADMIN);
+    assert_true(got.is_active);
+    assert_int_equal(got.updated_at, T0);
+    assert_int_equal(revoked_at(f, s.id), 0);
+    /* Other changes to the last admin are fine. */
+    a.is_active = true;
+    a.full_name = "Still Admin";
+    assert_int_equal(repo_user_update(f->r, &a, T0 + 2), AS_OK);
+    /* Users other than admins are never held back. */
+    assert_int_equal(repo_user_delete(f->r, plain.id), AS_OK);
+    assert_int_equal(repo_user_delete(f->r, plain.id), AS_ERR_NOT_FOUND);
+    assert_int_equal(repo_user_delete(f->r, idle.id), AS_OK);
+
+    new_user(f, &b, "b@example.com", ROLE_ADMIN, true);
+    a.role = ROLE_USER;
+    assert_int_equal(repo_user_update(f->r, &a, T0 + 3), AS_OK);
+    b.is_active = false;
+    assert_int_equal(repo_user_update(f->r, &b, T0 + 4), AS_ERR_LAST_ADMIN);
+    assert_int_equal(repo_user_delete(f->r, b.id), AS_ERR_LAST_ADMIN);
+    a.role = ROLE_ADMIN;
+    assert_int_equal(repo_user_update(f->r, &a, T0 + 5), AS_OK);
+    assert_int_equal(repo_user_delete(f->r, b.id), AS_OK);
+    assert_int_equal(repo_user_count(f->r, true, &n), AS_OK);
+    assert_int_equal(n, 1);
+}
+
+static void deactivation_revokes_sessions(void **state)
+{
+    struct fx *f = *state;
+    struct user u, admin;
+    struct session s1, s2, other;
+    uint8_t h1[REPO_HASH_LEN], h2[REPO_HASH_LEN], h3[REPO_HASH_LEN];
+    const int64_t now = T0 + 1000;
+
+    new_user(f, &admin, "root@example.com", ROLE_ADMIN, true);
+    new_user(f, &u, "u@example.com", ROLE_USER, true);
+    new_session(f, &s1, u.id, T0, T0 + DAY, h1);
+    new_session(f, &s2, u.id, T0, T0 + DAY, h2);
+    new_session(f, &other, admin.id, T0, T0 + DAY, h3);
+
+    u.full_name = "Renamed";                 /* not a deactivation */
+    assert_int_equal(repo_user_update(f->r, &u, now), AS_OK);
+    assert_true(live(f, s1.id, now));
+
+    u.is_active = false;
+    assert_int_equal(repo_user_update(f->r, &u, now), AS_OK);
+    assert_int_equal(revoked_at(f, s1.id), now);
+    assert_int_equal(revoked_at(f, s2.id), now);
+    assert_int_equal(revoked_at(f, other.id), 0);
+    assert_true(live(f, other.id, now));
+
+    u.is_active = true;                      /* revival does not undo it */
+    assert_int_equal(repo_user_update(f->r, &u, now + 1), AS_OK);
+    assert_false(live(f, s1.id, now + 1));
+    assert_int_equal(revoked_at(f, s2.id), now);
+}
+
+static int cmp_str(const void *x, const void *y)
+{
+    return strcmp(x, y);
+}
+
+static void list_pages(void **state)
+{
+    enum { N = 23, PAGE = 5 };
+    struct fx *f = *state;
+    char ids[N][UUID_STR_LEN], after[UUID_STR_LEN] = "";
+    struct user u, page[PAGE];
+    char email[64];
+    size_t n, seen = 0, i;
+    int guard = 0;
+
+    for (i = 0; i < N; i++) {
+        snprintf(email, sizeof email, "user%02zu@example.com", i);
+        new_user(f, &u, email, ROLE_USER, true);
+        memcpy(ids[i], u.id, UUID_STR_LEN);
+    }
+    qsort(ids, N, UUID_STR_LEN, cmp_str);
+    do {
+        assert_true(++guard <= N / PAGE + 2);
+        n = 99;
+        assert_int_equal(repo_user_list(f->r, NULL, after[0] ? after : NULL,
+                                        PAGE, page, &n, f->a),
+                         AS_OK);
+        assert_true(n <= PAGE);
+        for (i = 0; i < n; i++) {
+            assert_true(seen < N);
+            assert_string_equal(page[i].id, ids[seen]);   /* no gap, dup */
+            assert_non_null(strstr(page[i].email, "@example.com"));
+            seen++;
+        }
+        if (n)
+            memcpy(after, page[n - 1].id, UUID_STR_LEN);
+    } while (n == PAGE);
+    assert_int_equal(seen, N);
+
+    assert_int_equal(repo_user_list(f->r, NULL, NULL, 0, page, &n, f->a),
+                     AS_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(repo_user_list(f->r, NULL, ids[N - 1], PAGE, page, &n,
+                                    f->a),
+                     AS_OK);
+    assert_int_equal(n, 0);
+}
+
+/* How many users match `q`; the first one's email in *first. */
+static size_t count_q(struct fx *f, const char *q, const char **first)
+{
+    struct user out[16];
+    size_t n = 99;
+
+    assert_int_equal(repo_user_list(f->r, q, NULL, 16, out, &n, f->a),
+                     AS_OK);
+    if (first)
+        *first = n ? out[0].email : NULL;
+    return n;
+}
+
+static void list_query_is_literal(void **state)
+{
+    static const char *const emails[] = {
+        "pct%sign@example.com", "pctxsign@example.com",
+        "under_score@example.com", "underxscore@example.com",
+        "o'brien@example.com", "back\\slash@example.com",
+        "quote@example.com",
+    };
+    struct fx *f = *state;
+    struct user u;
+    const char *first;
+    size_t i;
+
+    for (i = 0; i < sizeof emails / sizeof emails[0]; i++) {
+        new_user(f, &u, emails[i], ROLE_USER, true);
+        if (strcmp(emails[i], "quote@example.com") == 0) {
+            u.full_name = "Say \"Hi\" 100%";
+            assert_int_equal(repo_user_update(f->r, &u, T0), AS_OK);
+        }
+    }
+    assert_int_equal(count_q(f, "t%s", &first), 1);
+    assert_string_equal(first, "pct%sign@example.com");
+    assert_int_equal(count_q(f, "PCT%", &first), 1);       /* any case */
+    assert_int_equal(count_q(f, "r_s", &first), 1);
+    assert_string_equal(first, "under_score@example.com");
+    assert_int_equal(count_q(f, "'", &first), 1);
+    assert_string_equal(first, "o'brien@example.com");
+    assert_int_equal(count_q(f, "\\", &first), 1);
+    assert_string_equal(first, "back\\slash@example.com");
+    assert_int_equal(count_q(f, "\"hi\"", &first), 1);     /* full_name */
+    assert_string_equal(first, "quote@example.com");
+    assert_int_equal(count_q(f, "0%", &first), 1);
+    assert_int_equal(count_q(f, "%", NULL), 2);
+    assert_int_equal(count_q(f, "_", NULL), 1);
+    assert_int_equal(count_q(f, "EXAMPLE.COM", NULL), 7);
+    assert_int_equal(count_q(f, "nobody", NULL), 0);
+    assert_int_equal(count_q(f, NULL, NULL), 7);
+}
+
+static void password_set_and_rehash(void **state)
+{
+    struct fx *f = *state;
+    struct user u, got;
+    struct session s1, s2, s3;
+    uint8_t h[3][REPO_HASH_LEN];
+    const int64_t now = T0 + 50;
+
+    new_user(f, &u, "pw@example.com", ROLE_USER, true);
+    new_session(f, &s1, u.id, T0, T0 + DAY, h[0]);
+    new_session(f, &s2, u.id, T0, T0 + DAY, h[1]);
+    new_session(f, &s3, u.id, T0, T0 + DAY, h[2]);
+
+    assert_int_equal(repo_user_set_password(f->r, u.id, "hash-2", s2.id, now),
+                     AS_OK);
+    assert_int_equal(repo_user_by_id(f->r, u.id, &got, f->a), AS_OK);
+    assert_string_equal(got.password_hash, "hash-2");
+    assert_int_equal(revoked_at(f, s1.id), now);
+    assert_int_equal(revoked_at(f, s2.id), 0);
+    assert_int_equal(revoked_at(f, s3.id), now);
+    assert_true(live(f, s2.id, now));
+
+    assert_int_equal(repo_user_set_password(f->r, u.id, "hash-3", NULL,
+                                            now + 1),
+                     AS_OK);
+    assert_int_equal(revoked_at(f, s2.id), now + 1);
+    assert_int_equal(revoked_at(f, s1.id), now);      /* not moved */
+
+    uuid_v7_new(got.id);
+    assert_int_equal(repo_user_set_password(f->r, got.id, "x", NULL, now),
+                     AS_ERR_NOT_FOUND);
+
+    /* Rehash only replaces the hash it was computed from. */
+    assert_int_equal(repo_user_rehash(f->r, u.id, "hash-2", "hash-4"), AS_OK);
+    assert_int_equal(repo_user_by_id(f->r, u.id, &got, f->a), AS_OK);
+    assert_string_equal(got.password_hash, "hash-3");
+    assert_int_equal(repo_user_rehash(f->r, u.id, "hash-3", "hash-4"), AS_OK);
+    assert_int_equal(repo_user_by_id(f->r, u.id, &got, f->a), AS_OK);
+    assert_string_equal(got.password_hash, "hash-4");
+}
+
+static void delete_cascades(void **state)
+{
+    struct fx *f = *state;
+    struct user admin, u;
+    struct session s, got;
+    uint8_t h[REPO_HASH_LEN];
+    int64_t n = 0;
+
+    new_user(f, &admin, "boss@example.com", ROLE_ADMIN, true);
+    new_user(f, &u, "gone@example.com", ROLE_USER, true);
+    new_session(f, &s, u.id, T0, T0 + DAY, h);
+    assert_int_equal(repo_user_delete(f->r, u.id), AS_OK);
+    assert_int_equal(repo_session_get(f->r, s.id, &got, f->a),
+                     AS_ERR_NOT_FOUND);
+    assert_int_equal(repo_refresh_session(f->r, h, T0, &got, f->a),
+                     AS_ERR_NOT_FOUND);
+    assert_int_equal(repo_user_count(f->r, false, &n), AS_OK);
+    assert_int_equal(n, 1);
+}
+
+/* ---- sessions ---------------------------------------------------------- */
+
+static void sessions_lifecycle(void **state)
+{
+    struct fx *f = *state;
+    struct user u, v;
+    struct session s1, s2, s3, old, dead, theirs, got, *list = NULL;
+    uint8_t h[6][REPO_HASH_LEN];
+    const int64_t now = T0 + 10000;
+    size_t n = 99;
+
+    new_user(f, &u, "s@example.com", ROLE_USER, true);
+    new_user(f, &v, "v@example.com", ROLE_USER, true);
+    new_session(f, &s1, u.id, T0 + 1000, now + DAY, h[0]);
+    new_session(f, &s3, u.id, T0 + 3000, now + DAY, h[2]);
+    new_session(f, &s2, u.id, T0 + 2000, now + DAY, h[1]);
+    new_session(f, &old, u.id, T0, now, h[3]);             /* just expired */
+    new_session(f, &dead, u.id, T0 + 4000, now + DAY, h[4]);
+    new_session(f, &theirs, v.id, T0 + 5000, now + DAY, h[5]);
+    assert_int_equal(repo_session_revoke(f->r, dead.id, NULL, now - 1),
+                     AS_OK);
+
+    assert_int_equal(repo_session_get(f->r, s1.id, &got, f->a), AS_OK);
+    assert_string_equal(got.id, s1.id);
+    assert_string_equal(got.user_id, u.id);
+    assert_int_equal(got.created_at, T0 + 1000);
+    assert_int_equal(got.last_used_at, T0 + 1000);
+    assert_int_equal(got.expires_at, now + DAY);
+    assert_int_equal(got.revoked_at, 0);
+    assert_string_equal(got.ip, "127.0.0.1");
+    assert_string_equal(got.user_agent, "test/1.0 \"quoted\"");
+    uuid_v7_new(got.id);
+    assert_int_equal(repo_session_get(f->r, got.id, &got, f->a),
+                     AS_ERR_NOT_FOUND);
+
+    assert_int_equal(repo_session_list(f->r, u.id, now, &list, &n, f->a),
+                     AS_OK);
+    assert_int_equal(n, 3);                               /* newest first */
+    assert_string_equal(list[0].id, s3.id);
+    assert_string_equal(list[1].id, s2.id);
+    assert_string_equal(list[2].id, s1.id);
+    assert_string_equal(list[2].user_agent, "test/1.0 \"quoted\"");
+
+    /* Revoking someone else's session fails; one's own works once. */
+    assert_int_equal(repo_session_revoke(f->r, s1.id, v.id, now),
+                     AS_ERR_NOT_FOUND);
+    assert_int_equal(repo_session_revoke(f->r, s1.id, u.id, now), AS_OK);
+    assert_int_equal(repo_session_revoke(f->r, s1.id, u.id, now),
+                     AS_ERR_NOT_FOUND);
+    assert_int_equal(repo_session_revoke(f->r, old.id, NULL, now),
+                     AS_ERR_NOT_FOUND);                   /* expired */
+    assert_int_equal(revoked_at(f, s1.id), now);
+
+    assert_int_equal(repo_session_revoke_all(f->r, u.id, s2.id, now + 1),
+                     AS_OK);
+    assert_int_equal(repo_session_list(f->r, u.id, now + 1, &list, &n, f->a),
+                     AS_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(list[0].id, s2.id);
+    assert_int_equal(revoked_at(f, s3.id), now + 1);
+    assert_int_equal(revoked_at(f, s1.id), now);            /* not moved */
+    assert_true(live(f, theirs.id, now + 1));
+
+    assert_int_equal(repo_session_revoke_all(f->r, u.id, NULL, now + 2),
+                     AS_OK);
+    assert_int_equal(repo_session_list(f->r, u.id, now + 2, &list, &n, f->a),
+                     AS_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(repo_session_list(f->r, v.id, now + 2, &list, &n, f->a),
+                     AS_OK);
+    assert_int_equal(n, 1);
+}
+
+static void session_state_cases(void **state)
+{
+    struct fx *f = *state;
+    struct user admin, off;
+    struct session s, r, e, o;
+    struct session_state st;
+    uint8_t h[4][REPO_HASH_LEN];
+    const int64_t now = T0 + 100;
+
+    new_user(f, &admin, "adm@example.com", ROLE_ADMIN, true);
+    new_user(f, &off, "off@example.com", ROLE_USER, false);
+    new_session(f, &s, admin.id, T0, T0 + DAY, h[0]);
+    new_session(f, &r, admin.id, T0, T0 + DAY, h[1]);
+    new_session(f, &e, admin.id, T0, now, h[2]);
+    new_session(f, &o, off.id, T0, T0 + DAY, h[3]);
+    assert_int_equal(repo_session_revoke(f->r, r.id, NULL, now), AS_OK);
+
+    memset(&st, 0, sizeof st);
+    assert_int_equal(repo_session_state(f->r, s.id, now, &st), AS_OK);
+    assert_true(st.live);
+    assert_int_equal(st.role, ROLE_ADMIN);
+    assert_false(live(f, r.id, now));                       /* revoked */
+    assert_true(live(f, e.id, now - 1));
+    assert_false(live(f, e.id, now));                       /* expired */
+    assert_false(live(f, o.id, now));                 /* inactive user */
+    assert_int_equal(revoked_at(f, o.id), 0);
+    assert_false(live(f, "00000000-0000-7000-8000-000000000000", now));
+}
+
+/* ---- refresh tokens ---------------------------------------------------- */
+
+static void rotate_ok_then_grace_then_reuse(void **state)
+{
+    struct fx *f = *state;
+    struct user u;
+    struct session s, out;
+    uint8_t p[REPO_HASH_LEN], c1[REPO_HASH_LEN], c2[REPO_HASH_LEN];
+    enum rotate_result res = ROTATE_INVALID;
+    const int64_t t1 = T0 + 60000;
+
+    new_user(f, &u, "rot@example.com", ROLE_USER, true);
+    new_session(f, &s, u.id, T0, T0 + DAY, p);
+    randombytes_buf(c1, sizeof c1);
+    randombytes_buf(c2, sizeof c2);
+
+    assert_int_equal(repo_refresh_session(f->r, p, T0, &out, f->a), AS_OK);
+    assert_string_equal(out.id, s.id);
+
+    memset(&out, 0, sizeof out);
+    assert_int_equal(repo_refresh_rotate(f->r, p, c1, t1, GRACE, t1 + DAY,
+                                         &res, &out, f->a),
+                     AS_OK);
+    assert_int_equal(res, ROTATE_OK);
+    assert_string_equal(out.id, s.id);
+    assert_string_equal(out.user_id, u.id);
+    assert_int_equal(out.last_used_at, t1);
+    assert_int_equal(out.expires_at, t1 + DAY);
+    assert_int_equal(repo_refresh_session(f->r, p, t1, &out, f->a),
+                     AS_ERR_NOT_FOUND);                     /* used */
+    assert_int_equal(repo_refresh_session(f->r, c1, t1, &out, f->a), AS_OK);
+    assert_string_equal(out.id, s.id);
+
+    /* Presented again within the grace: same session, nothing moves. */
+    memset(&out, 0, sizeof out);
+    assert_int_equal(repo_refresh_rotate(f->r, p, c1, t1 + GRACE, GRACE,
+                                         t1 + GRACE + DAY, &res, &out, f->a),
+                     AS_OK);
+    assert_int_equal(res, ROTATE_GRACE);
+    assert_string_equal(out.id, s.id);
+    assert_int_equal(out.expires_at, t1 + DAY);
+    assert_true(live(f, s.id, t1 + GRACE));
+
+    /* After the grace it is a replay: the whole session goes. */
+    assert_int_equal(repo_refresh_rotate(f->r, p, c2, t1 + GRACE + 1, GRACE,
+                                         t1 + DAY, &res, &out, f->a),
+                     AS_OK);
+    assert_int_equal(res, ROTATE_REUSED);
+    assert_int_equal(revoked_at(f, s.id), t1 + GRACE + 1);
+    assert_false(live(f, s.id, t1 + GRACE + 1));
+    assert_int_equal(repo_refresh_rotate(f->r, c1, c2, t1 + GRACE + 2, GRACE,
+                                         t1 + DAY, &res, &out, f->a),
+                     AS_OK);
+    assert_int_equal(res, ROTATE_INVALID);
+    assert_int_equal(repo_refresh_session(f->r, c1, t1 + GRACE + 2, &out,
+                                          f->a),
+                     AS_ERR_NOT_FOUND);
+}
+
+static void rotate_invalid_cases(void **state)
+{
+    struct fx *f = *state;
+    struct user u, off;
+    struct session s, rv, ex, of, out;
+    uint8_t hs[REPO_HASH_LEN], hr[REPO_HASH_LEN], he[REPO_HASH_LEN];
+    uint8_t ho[REPO_HASH_LEN], unknown[REPO_HASH_LEN], c[REPO_HASH_LEN];
+    enum rotate_result res = ROTATE_OK;
+    const int64_t now = T0 + 500;
+
+    new_user(f, &u, "inv@example.com", ROLE_USER, true);
+    new_user(f, &off, "offline@example.com", ROLE_USER, false);
+    new_session(f, &s, u.id, T0, T0 + DAY, hs);
+    new_session(f, &rv, u.id, T0, T0 + DAY, hr);
+    new_session(f, &ex, u.id, T0, now, he);
+    new_session(f, &of, off.id, T0, T0 + DAY, ho);
+    assert_int_equal(repo_session_revoke(f->r, rv.id, NULL, now), AS_OK);
+    randombytes_buf(unknown, sizeof unknown);
+
+#define INVALID(h)                                                         \
+    do {                                                                   \
+        randombytes_buf(c, sizeof c);                                      \
+        res = ROTATE_OK;                                                   \
+        assert_int_equal(repo_refresh_rotate(f->r, h, c, now, GRACE,       \
+                                             now + DAY, &res, &out, f->a), \
+                         AS_OK);                                           \
+        assert_int_equal(res, ROTATE_INVALID);                             \
+        assert_int_equal(repo_refresh_session(f->r, h, now, &out, f->a),   \
+                         AS_ERR_NOT_FOUND);                                \
+    } while (0)
+    INVALID(unknown);
+    INVALID(hr);                                  /* revoked session */
+    INVALID(he);                                  /* expired session */
+    INVALID(ho);                                  /* inactive user */
+#undef INVALID
+    /* None of that touched the good session. */
+    assert_int_equal(repo_refresh_session(f->r, hs, now, &out, f->a), AS_OK);
+    assert_int_equal(revoked_at(f, ex.id), 0);
+}
+
+struct racer {
+    struct repo *r;
+    pthread_barrier_t *go;
+    const uint8_t *parent, *child;
+    int64_t now;
+    enum as_err err;
+    enum rotate_result res;
+    char sid[UUID_STR_LEN];
+};
+
+static void *race(void *arg)
+{
+    struct racer *x = arg;
+    struct arena *a = arena_new();
+    struct session out;
+
+    memset(&out, 0, sizeof out);
+    pthread_barrier_wait(x->go);
+    x->err = a ? repo_refresh_rotate(x->r, x->parent, x->child, x->now,
+                                     GRACE, x->now + DAY, &x->res, &out, a)
+               : AS_ERR_NOMEM;
+    memcpy(x->sid, out.id, UUID_STR_LEN);
+    arena_free(a);
+    return NULL;
+}
+
+static void rotate_races_have_one_winner(void **state)
+{
+    enum { ROUNDS = 20 };
+    struct fx *f = *state;
+    struct user u;
+    struct session s;
+    uint8_t p[REPO_HASH_LEN], c[REPO_HASH_LEN];
+    pthread_barrier_t go;
+    pthread_t t[2];
+    struct racer x[2];
+    int round, i, ok, grace;
+
+    new_user(f, &u, "race@example.com", ROLE_USER, true);
+    for (round = 0; round < ROUNDS; round++) {
+        new_session(f, &s, u.id, T0, T0 + DAY, p);
+        randombytes_buf(c, sizeof c);
+        assert_int_equal(pthread_barrier_init(&go, NULL, 2), 0);
+        for (i = 0; i < 2; i++) {
+            memset(&x[i], 0, sizeof x[i]);
+            x[i].r = f->r;
+            x[i].go = &go;
+            x[i].parent = p;
+            x[i].child = c;
+            x[i].now = T0 + 1000;
+            x[i].res = ROTATE_INVALID;
+            assert_int_equal(pthread_create(&t[i], NULL, race, &x[i]), 0);
+        }
+        ok = grace = 0;
+        for (i = 0; i < 2; i++) {
+            pthread_join(t[i], NULL);
+            assert_int_equal(x[i].err, AS_OK);
+            assert_string_equal(x[i].sid, s.id);
+            ok += x[i].res == ROTATE_OK;
+            grace += x[i].res == ROTATE_GRACE;
+        }
+        pthread_barrier_destroy(&go);
+        assert_int_equal(ok, 1);
+        assert_int_equal(grace, 1);
+        assert_true(live(f, s.id, T0 + 1000));
+    }
+}
+
+/* ---- breaker ----------------------------------------------------------- */
+
+static int fake_calls;
+
+static enum as_err fake_ping(void *impl)
+{
+    (void)impl;
+    fake_calls++;
+    return AS_ERR_UNAVAILABLE;
+}
+
+static enum as_err fake_count(void *impl, bool admins_only, int64_t *out)
+{
+    (void)impl;
+    (void)admins_only;
+    fake_calls++;
+    *out = 7;
+    return AS_ERR_NOT_FOUND;             /* not infra: never opens it */
+}
+
+static void fake_close(void *impl)
+{
+    (void)impl;
+}
+
+static void breaker_guards_backend(void **state)
+{
+    static const struct repo_ops fake = {
+        .name = "fake",
+        .ping = fake_ping,
+        .user_count = fake_count,
+        .close = fake_close,
+    };
+    struct cfg cfg;
+    struct repo *r = NULL;
+    int64_t n = 0;
+    int i;
+
+    (void)state;
+    fill_cfg(&cfg, NULL);
+    fake_calls = 0;
+    assert_int_equal(repo_wrap(&cfg, &fake, NULL, &r), AS_OK);
+    assert_string_equal(repo_backend(r), "fake");
+    for (i = 0; i < 10; i++)
+        assert_int_equal(repo_user_count(r, false, &n), AS_ERR_NOT_FOUND);
+    assert_int_equal(n, 7);
+    assert_int_equal(repo_ping(r), AS_ERR_UNAVAILABLE);
+    assert_int_equal(repo_ping(r), AS_ERR_UNAVAILABLE);
+    assert_int_equal(fake_calls, 12);
+    assert_int_equal(repo_user_count(r, false, &n), AS_ERR_NOT_FOUND);
+    /* That reset the streak: three more failures in a row open it. */
+    for (i = 0; i < 3; i++)
+        assert_int_equal(repo_ping(r), AS_ERR_UNAVAILABLE);
+    assert_int_equal(fake_calls, 16);
+    assert_int_equal(breaker_state(repo_breaker(r), clock_mono_ms()),
+                     BREAKER_OPEN);
+    n = 0;
+    assert_int_equal(repo_user_count(r, false, &n), AS_ERR_UNAVAILABLE);
+    assert_int_equal(repo_ping(r), AS_ERR_UNAVAILABLE);
+    assert_int_equal(fake_calls, 16);                 /* never reached */
+    assert_int_equal(n, 0);
+    repo_close(r);
+}
+
+/* SQLite: a database without its schema fails every call; the breaker
+ * opens and then answers without asking the backend. */
+static void breaker_opens_on_real_failures(void **state)
+{
+    struct fx *f = *state;
+    struct repo *other = NULL;
+    struct user got;
+    int i;
+
+    for (i = 0; i < 3; i++)
+        assert_int_equal(repo_user_by_email(f->r, "x@example.com", &got,
+                                            f->a),
+                         AS_ERR_INTERNAL);
+    /* Mend the database behind its back: only the breaker answers now. */
+    assert_int_equal(repo_open(&f->cfg, &other), AS_OK);
+    assert_int_equal(repo_migrate(other), AS_OK);
+    assert_int_equal(repo_user_by_email(other, "x@example.com", &got, f->a),
+                     AS_ERR_NOT_FOUND);
+    repo_close(other);
+    assert_int_equal(repo_user_by_email(f->r, "x@example.com", &got, f->a),
+                     AS_ERR_UNAVAILABLE);
+    assert_int_equal(repo_ping(f->r), AS_ERR_UNAVAILABLE);
+    assert_int_equal(repo_migrate(f->r), AS_ERR_UNAVAILABLE);
+}
+
+/* ---- SQLite only ------------------------------------------------------- */
+
+static sqlite3 *raw_open(struct fx *f)
+{
+    sqlite3 *db = NULL;
+
+    assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+    return db;
+}
+
+static int64_t raw_count(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t n = -1;
+
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return n;
+}
+
+static void failed_migration_changes_nothing(void **state)
+{
+    struct fx *f = *state;
+    sqlite3 *db = raw_open(f);
+    size_t n = 0;
+
+    migrations_for("sqlite", &n);
+    assert_true(n >= 1);
+    /* 0001 creates login_failures last: make that step fail. */
+    assert_int_equal(sqlite3_exec(db, "CREATE TABLE login_failures (x)",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    assert_int_equal(repo_migrate(f->r), AS_ERR_INTERNAL);
+    assert_int_equal(raw_count(db, "SELECT count(*) FROM sqlite_master "
+                                   "WHERE name IN ('users', 'sessions')"),
+                     0);
+    assert_int_equal(raw_count(db, "SELECT count(*) FROM schema_migrations"),
+                     0);
+    assert_int_equal(sqlite3_exec(db, "DROP TABLE login_failures", NULL, NULL,
+                                  NULL),
+                     SQLITE_OK);
+    assert_int_equal(repo_migrate(f->r), AS_OK);
+    assert_int_equal(repo_migrate(f->r), AS_OK);
+    assert_int_equal(raw_count(db, "SELECT count(*) FROM schema_migrations"),
+                     (int64_t)n);
+    assert_int_equal(raw_count(db, "SELECT journal_mode = 'wal' "
+                                   "FROM pragma_journal_mode"),
+                     1);
+    sqlite3_close(db);
+}
+
+static void file_is_private(void **state)
+{
+    struct fx *f = *state;
+    struct stat st;
+    char parent[PATH_MAX];
+
+    assert_int_equal(stat(f->db, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    snprintf(parent, sizeof parent, "%s/data", f->dir);
+    assert_int_equal(stat(parent, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0700);
+}
+
+static void open_errors(void **state)
+{
+    struct fx *f = *state;
+    char path[PATH_MAX + 64];
+    struct cfg cfg;
+    struct repo *r = (struct repo *)&cfg;
+    FILE *fp;
+
+    fill_cfg(&cfg, "mysql://localhost/db");
+    assert_int_equal(repo_open(&cfg, &r), AS_ERR_INTERNAL);
+    assert_null(r);
+    fill_cfg(&cfg, "sqlite:");
+    assert_int_equal(repo_open(&cfg, &r), AS_ERR_INTERNAL);
+    /* A regular file where a folder should be. */
+    snprintf(path, sizeof path, "%s/plain", f->dir);
+    fp = fopen(path, "w");
+    assert_non_null(fp);
+    fputs("not a folder", fp);
+    fclose(fp);
+    snprintf(path, sizeof path, "sqlite:%s/plain/sub/auth.db", f->dir);
+    fill_cfg(&cfg, path);
+    assert_int_not_equal(repo_open(&cfg, &r), AS_OK);
+    assert_null(r);
+    /* A file that is not a database. */
+    snprintf(path, sizeof path, "sqlite:%s/plain", f->dir);
+    fill_cfg(&cfg, path);
+    assert_int_equal(repo_open(&cfg, &r), AS_ERR_INTERNAL);
+    assert_null(r);
+}
+
+static void memory_database_works(void **state)
+{
+    struct cfg cfg;
+    struct repo *r = NULL;
+    int64_t n = -1;
+
+    (void)state;
+    fill_cfg(&cfg, "sqlite::memory:");
+    assert_int_equal(repo_open(&cfg, &r), AS_OK);
+    assert_int_equal(repo_migrate(r), AS_OK);
+    assert_int_equal(repo_user_count(r, false, &n), AS_OK);
+    assert_int_equal(n, 0);
+    repo_close(r);
+}
+
+static void pg_skipped(void **state)
+{
+    (void)state;
+    print_message("AUTH_TEST_PG_URL is not set: PostgreSQL cases skipped\n");
+    skip();
+}
+
+#define CASE(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define BARE(fn) cmocka_unit_test_setup_teardown(fn, setup_bare, teardown)
+
+int main(void)
+{
+    const struct CMUnitTest common[] = {
+        CASE(migrate_twice),
+        CASE(insert_and_get),
+        CASE(duplicate_email),
+        CASE(update_fields),
+        CASE(last_admin_is_kept),
+        CASE(deactivation_revokes_sessions),
+        CASE(list_pages),
+        CASE(list_query_is_literal),
+        CASE(password_set_and_rehash),
+        CASE(delete_cascades),
+        CASE(sessions_lifecycle),
+        CASE(session_state_cases),
+        CASE(rotate_ok_then_grace_then_reuse),
+        CASE(rotate_invalid_cases),
+        CASE(rotate_races_have_one_winner),
+    };
+    const struct CMUnitTest sqlite_only[] = {
+        cmocka_unit_test(breaker_guards_backend),
+        BARE(breaker_opens_on_real_failures),
+        BARE(failed_migration_changes_nothing),
+        CASE(file_is_private),
+        CASE(open_errors),
+        cmocka_unit_test(memory_database_works),
+    };
+    const struct CMUnitTest pg_off[] = {
+        cmocka_unit_test(pg_skipped),
+    };
+    int failed = 0;
+
+    if (sodium_init() < 0)
+        return 1;
+    failed += cmocka_run_group_tests_name("sqlite", common, NULL, NULL);
+    failed += cmocka_run_group_tests_name("sqlite_only", sqlite_only, NULL,
+                                          NULL);
+    pg_url = getenv("AUTH_TEST_PG_URL");
+    if (pg_url && *pg_url) {
+        on_pg = true;
+        failed += cmocka_run_group_tests_name("postgres", common, NULL, NULL);
+    } else {
+        failed += cmocka_run_group_tests_name("postgres", pg_off, NULL,
+                                              NULL);
+    }
+    return failed ? 1 : 0;
+}
