@@ -189,8 +189,9 @@ enum as_err repo_session_revoke_all(struct repo *r, const char *user_id,
 /* The atomic check-and-rotate of a refresh token (see enum rotate_result).
  * On ROTATE_OK the parent is marked used at `now`, the child stored, the
  * session's last_used_at = now and expires_at = new_expires. On
- * ROTATE_REUSED the session is revoked. `out` gets the session for OK and
- * GRACE. Safe against concurrent callers on one database. */
+ * ROTATE_REUSED the session is revoked. `out` gets the session for OK,
+ * GRACE and REUSED (so the replay can be audited). Safe against
+ * concurrent callers on one database. */
 enum as_err repo_refresh_rotate(struct repo *r,
                                 const uint8_t parent[REPO_HASH_LEN],
                                 const uint8_t child[REPO_HASH_LEN],

@@ -2,6 +2,7 @@
 #include "repo.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -19,6 +20,7 @@ struct repo {
     const struct repo_ops *ops;
     void *impl;
     struct breaker *br;
+    atomic_uint_fast64_t errors;     /* infrastructure failures, refusals */
 };
 
 /* pg.c defines the real repo_pg_open. A weak definition alone would not
@@ -171,6 +173,17 @@ struct breaker *repo_breaker(struct repo *r)
     return r->br;
 }
 
+uint64_t repo_error_count(struct repo *r)
+{
+    return atomic_load_explicit(&r->errors, memory_order_relaxed);
+}
+
+static enum as_err refused(struct repo *r)
+{
+    atomic_fetch_add_explicit(&r->errors, 1, memory_order_relaxed);
+    return AS_ERR_UNAVAILABLE;
+}
+
 /* Feeds the result of a call to the breaker; logs when that moves it. */
 static enum as_err settle(struct repo *r, enum as_err err)
 {
@@ -178,6 +191,8 @@ static enum as_err settle(struct repo *r, enum as_err err)
     enum breaker_state before = breaker_state(r->br, now);
     enum breaker_state after;
 
+    if (as_err_is_infra(err))
+        atomic_fetch_add_explicit(&r->errors, 1, memory_order_relaxed);
     breaker_record(r->br, err, now);
     after = breaker_state(r->br, now);
     if (after != before)
@@ -195,7 +210,7 @@ static enum as_err settle(struct repo *r, enum as_err err)
  * arguments: DISPATCH(r, ping(r->impl)). */
 #define DISPATCH(r, CALL)                                                  \
     (breaker_allow((r)->br, clock_mono_ms()) ? settle((r), (r)->ops->CALL) \
-                                             : AS_ERR_UNAVAILABLE)
+                                             : refused(r))
 
 enum as_err repo_migrate(struct repo *r)
 {
