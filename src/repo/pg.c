@@ -33,6 +33,9 @@
 #define MIGRATION_LOCK "7022344802737369718"     /* "authserv" as int8 */
 #define MAX_PARAMS 10
 #define MAX_KV 64                  /* connection keywords we pass */
+#define SERVER_OPTIONS "-c statement_timeout=%u "                         \
+    "-c idle_in_transaction_session_timeout=%u "                          \
+    "-c client_min_messages=warning"
 
 /* Type OIDs (server catalog/pg_type_d.h; fixed since forever). */
 #define OID_BOOL ((Oid)16)
@@ -1397,7 +1400,7 @@ static enum as_err conninfo_build(struct pg *p, const char *url)
     PQconninfoOption *all = PQconninfoParse(url, &errmsg), *o;
     enum as_err err = AS_ERR_NOMEM;
     unsigned idle_tx;
-    int len;
+    size_t cap;
 
     if (!all) {
         /* The message may quote the URL, which holds a password. */
@@ -1426,16 +1429,11 @@ static enum as_err conninfo_build(struct pg *p, const char *url)
         !kv_add(p, "client_encoding", "UTF8"))
         goto out;
     idle_tx = p->timeout_ms > 6000 ? p->timeout_ms * 10 : 60000;
-    len = snprintf(NULL, 0, "%s%s-c statement_timeout=%u "
-                   "-c idle_in_transaction_session_timeout=%u "
-                   "-c client_min_messages=warning", user_opts,
-                   *user_opts ? " " : "", p->timeout_ms, idle_tx);
-    opts = len > 0 ? malloc((size_t)len + 1) : NULL;
+    cap = strlen(user_opts) + sizeof SERVER_OPTIONS + 32;
+    opts = malloc(cap);
     if (!opts)
         goto out;
-    snprintf(opts, (size_t)len + 1, "%s%s-c statement_timeout=%u "
-             "-c idle_in_transaction_session_timeout=%u "
-             "-c client_min_messages=warning", user_opts,
+    snprintf(opts, cap, "%s%s" SERVER_OPTIONS, user_opts,
              *user_opts ? " " : "", p->timeout_ms, idle_tx);
     if (!kv_add(p, "options", opts))
         goto out;
