@@ -170,13 +170,16 @@ max_connections = 200
 shared_buffers = 32MB
 logging_collector = off
 log_min_messages = warning
+include_if_exists = 'port.conf'
 EOF
 
     # The port can be taken between the probe and the bind: retry.
     for _ in 1 2 3 4 5; do
         port=$(free_port) || die "no free loopback port"
+        # In the configuration, so that a plain pg_ctl restart keeps it.
+        echo "port = $port" | as_owner tee "$data/port.conf" >/dev/null
         if (cd / && as_owner "$bin/pg_ctl" start -D "$data" -l "$log" \
-                -o "-p $port" -w -t "$START_DEADLINE" >/dev/null 2>&1); then
+                -w -t "$START_DEADLINE" >/dev/null 2>&1); then
             break
         fi
         port=

@@ -263,24 +263,29 @@ static struct slot *free_slot(struct pg *p)
 static bool idle_alive(PGconn *c)
 {
     struct pollfd pfd;
-    int rc;
+    int rc, round;
 
     if (PQstatus(c) != CONNECTION_OK ||
         PQtransactionStatus(c) != PQTRANS_IDLE)
         return false;
     pfd.fd = PQsocket(c);
     pfd.events = POLLIN;
-    pfd.revents = 0;
     if (pfd.fd < 0)
         return false;
-    do
-        rc = poll(&pfd, 1, 0);
-    while (rc < 0 && errno == EINTR);
-    if (rc < 0)
-        return false;
-    if (rc > 0 && !PQconsumeInput(c))
-        return false;
-    return PQstatus(c) == CONNECTION_OK;
+    /* The message and the end of file may take more than one read. */
+    for (round = 0; round < 4; round++) {
+        pfd.revents = 0;
+        do
+            rc = poll(&pfd, 1, 0);
+        while (rc < 0 && errno == EINTR);
+        if (rc < 0 || (pfd.revents & (POLLERR | POLLNVAL)))
+            return false;
+        if (rc == 0)
+            break;
+        if (!PQconsumeInput(c) || PQstatus(c) != CONNECTION_OK)
+            return false;
+    }
+    return round < 4 && PQstatus(c) == CONNECTION_OK;
 }
 
 static enum as_err connect_one(struct pg *p, PGconn **out)
@@ -793,18 +798,20 @@ static enum as_err pg_user_by_email(void *impl, const char *email,
 /* Inside a transaction: locks every active admin row, in id order so
  * concurrent callers queue instead of deadlocking. A concurrent demotion
  * that commits first drops its row from the set (READ COMMITTED rechecks
- * the condition on the newest row version). */
+ * the condition on the newest row version). NO KEY UPDATE serialises
+ * every change to admins yet lets logins (foreign-key KEY SHARE) pass. */
 static enum as_err lock_admins(struct conn *c, const char *op)
 {
     return conn_run(c, op,
                     "SELECT id FROM users WHERE role = 'admin' AND is_active "
-                    "ORDER BY id FOR UPDATE", NULL, NULL);
+                    "ORDER BY id FOR NO KEY UPDATE", NULL, NULL);
 }
 
-/* Inside a transaction: locks user `id` and tells whether it is an active
- * admin. AS_ERR_NOT_FOUND when absent. */
+/* Inside a transaction: locks user `id` (for a delete, or else for an
+ * update) and tells whether it is an active admin. AS_ERR_NOT_FOUND when
+ * absent. */
 static enum as_err lock_user(struct conn *c, const char *op, const char *id,
-                             bool *active_admin)
+                             bool for_delete, bool *active_admin)
 {
     struct params q = { 0 };
     PGresult *r;
@@ -812,8 +819,11 @@ static enum as_err lock_user(struct conn *c, const char *op, const char *id,
 
     p_text(&q, id);
     err = conn_exec(c, op,
-                    "SELECT role = 'admin' AND is_active FROM users "
-                    "WHERE id = $1 FOR UPDATE", &q, false, &r);
+                    for_delete ? "SELECT role = 'admin' AND is_active "
+                                 "FROM users WHERE id = $1 FOR UPDATE"
+                               : "SELECT role = 'admin' AND is_active "
+                                 "FROM users WHERE id = $1 "
+                                 "FOR NO KEY UPDATE", &q, false, &r);
     if (err == AS_OK && PQntuples(r) != 1)
         err = AS_ERR_NOT_FOUND;
     if (err == AS_OK)
@@ -867,7 +877,7 @@ static enum as_err pg_user_update(void *impl, const struct user *u,
     if (err == AS_OK && demotes)
         err = lock_admins(&c, op);
     if (err == AS_OK)
-        err = lock_user(&c, op, u->id, &was_admin);
+        err = lock_user(&c, op, u->id, false, &was_admin);
     if (err == AS_OK)
         err = conn_run(&c, op,
                        "UPDATE users SET email = $2, full_name = $3, "
@@ -959,7 +969,7 @@ static enum as_err pg_user_delete(void *impl, const char *id)
     if (err == AS_OK)
         err = lock_admins(&c, op);
     if (err == AS_OK)
-        err = lock_user(&c, op, id, &was_admin);
+        err = lock_user(&c, op, id, true, &was_admin);
     if (err == AS_OK)       /* sessions and refresh tokens go by cascade */
         err = conn_run(&c, op, "DELETE FROM users WHERE id = $1", &q, NULL);
     if (err == AS_OK && was_admin)
