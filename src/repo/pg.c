@@ -1,0 +1,1535 @@
+/* pg.c: the PostgreSQL backend of the repository, over a libpq pool.
+ *
+ * Connections are made lazily, up to the pool size, and handed to one
+ * thread at a time. Every statement is sent asynchronously and waited for
+ * under a deadline, so neither a slow query (statement_timeout) nor a hung
+ * server (client deadline, TCP keepalives) can hold a request thread. A
+ * connection found broken is dropped and a new one is made on next use.
+ * Values only ever travel as parameters (PQsendQueryParams). */
+#include "repo.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <libpq-fe.h>
+#include <sodium.h>
+
+#include "cfg.h"
+#include "clock.h"
+#include "log.h"
+#include "migrations.h"
+
+#define POOL_DEFAULT 8u
+#define POOL_MAX 1024u
+#define TIMEOUT_DEFAULT_MS 5000u
+#define CLIENT_GRACE_MS 2000       /* past statement_timeout: server hung */
+#define MIGRATION_LOCK "7022344802737369718"     /* "authserv" as int8 */
+#define MAX_PARAMS 10
+#define MAX_KV 64                  /* connection keywords we pass */
+#define SERVER_OPTIONS "-c statement_timeout=%u "                         \
+    "-c idle_in_transaction_session_timeout=%u "                          \
+    "-c client_min_messages=warning"
+
+/* Type OIDs (server catalog/pg_type_d.h; fixed since forever). */
+#define OID_BOOL ((Oid)16)
+#define OID_BYTEA ((Oid)17)
+#define OID_INT8 ((Oid)20)
+#define OID_TEXT ((Oid)25)
+
+struct slot {
+    PGconn *conn;                  /* NULL: not connected (yet, or again) */
+    bool busy;
+};
+
+struct pg {
+    pthread_mutex_t mu;
+    pthread_cond_t freed;
+    bool sync_ready;
+    struct slot *slots;
+    unsigned nslots;
+    unsigned timeout_ms;
+    size_t nkv;
+    char *keys[MAX_KV + 1];        /* NULL-terminated, for PQconnectdbParams */
+    char *vals[MAX_KV + 1];        /* may hold a password: wiped on close */
+};
+
+/* One connection checked out of the pool by the calling thread. */
+struct conn {
+    struct pg *pg;
+    struct slot *slot;
+    PGconn *c;
+    bool bad;                      /* drop it instead of returning it */
+};
+
+/* Parameters of one statement; values point into the struct or borrow the
+ * caller's strings, so build it in place and do not copy it. */
+struct params {
+    int n;
+    bool invalid;                  /* text that is not UTF-8, or overflow */
+    const char *val[MAX_PARAMS];
+    int len[MAX_PARAMS];
+    int fmt[MAX_PARAMS];
+    Oid type[MAX_PARAMS];
+    char num[MAX_PARAMS][24];
+};
+
+/* ---------------------------------------------------------------- utils */
+
+static int64_t mono_now(void)
+{
+    return (int64_t)clock_mono_ms();
+}
+
+/* Strict UTF-8 (no overlongs, surrogates or values past U+10FFFF). */
+static bool utf8_ok(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+
+    while (*p) {
+        unsigned need, i;
+        uint32_t cp, min;
+
+        if (*p < 0x80) {
+            p++;
+            continue;
+        }
+        if (*p >= 0xc2 && *p <= 0xdf) {
+            need = 1, cp = *p & 0x1fu, min = 0x80;
+        } else if ((*p & 0xf0) == 0xe0) {
+            need = 2, cp = *p & 0x0fu, min = 0x800;
+        } else if (*p >= 0xf0 && *p <= 0xf4) {
+            need = 3, cp = *p & 0x07u, min = 0x10000;
+        } else {
+            return false;
+        }
+        for (i = 1; i <= need; i++) {
+            if ((p[i] & 0xc0) != 0x80)          /* also stops at the NUL */
+                return false;
+            cp = (cp << 6) | (p[i] & 0x3fu);
+        }
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return false;
+        p += need + 1;
+    }
+    return true;
+}
+
+/* Copies `msg` into `out` on one line, without trailing white space. */
+static void one_line(const char *msg, char *out, size_t cap)
+{
+    size_t i, n = 0;
+
+    for (i = 0; msg && msg[i] && n + 1 < cap; i++)
+        out[n++] = (msg[i] == '\n' || msg[i] == '\r' || msg[i] == '\t')
+                       ? ' ' : msg[i];
+    while (n > 0 && out[n - 1] == ' ')
+        n--;
+    out[n] = '\0';
+}
+
+static void p_add(struct params *q, Oid type, const char *v, int len, int fmt)
+{
+    if (q->n >= MAX_PARAMS) {
+        q->invalid = true;
+        return;
+    }
+    q->val[q->n] = v;
+    q->len[q->n] = len;
+    q->fmt[q->n] = fmt;
+    q->type[q->n] = type;
+    q->n++;
+}
+
+/* A text parameter; NULL is SQL NULL. */
+static void p_text(struct params *q, const char *s)
+{
+    if (s && !utf8_ok(s))
+        q->invalid = true;
+    p_add(q, OID_TEXT, s, 0, 0);
+}
+
+static void p_i64(struct params *q, int64_t v)
+{
+    if (q->n < MAX_PARAMS)
+        snprintf(q->num[q->n], sizeof q->num[0], "%" PRId64, v);
+    p_add(q, OID_INT8, q->n < MAX_PARAMS ? q->num[q->n] : NULL, 0, 0);
+}
+
+static void p_bool(struct params *q, bool b)
+{
+    p_add(q, OID_BOOL, b ? "t" : "f", 0, 0);
+}
+
+/* A binary bytea parameter of REPO_HASH_LEN bytes. */
+static void p_hash(struct params *q, const uint8_t h[REPO_HASH_LEN])
+{
+    p_add(q, OID_BYTEA, (const char *)h, REPO_HASH_LEN, 1);
+}
+
+/* ------------------------------------------------------------- logging */
+
+static void on_notice(void *arg, const char *msg)
+{
+    char line[512];
+
+    (void)arg;
+    if (!log_enabled(LOG_DEBUG))
+        return;
+    one_line(msg, line, sizeof line);
+    log_event(LOG_DEBUG, "db.notice", NULL,
+              json_pack("{s:s, s:s}", "backend", "postgres", "message",
+                        line));
+}
+
+/* Logs a failed statement: the operation, SQLSTATE, constraint and the
+ * server's primary message, which never carries a parameter value except
+ * for data exceptions (class 22), whose message is left out. */
+static void log_failure(const char *op, const PGresult *r, PGconn *c,
+                        enum as_err err)
+{
+    const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    const char *cons = r ? PQresultErrorField(r, PG_DIAG_CONSTRAINT_NAME)
+                         : NULL;
+    const char *msg = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY)
+                        : NULL;
+    enum log_level lvl = err == AS_ERR_EMAIL_TAKEN ? LOG_DEBUG
+                       : err == AS_ERR_UNAVAILABLE ? LOG_WARN : LOG_ERROR;
+    char line[512];
+
+    if (!log_enabled(lvl))
+        return;
+    if (!msg)
+        msg = PQerrorMessage(c);            /* client side: no values */
+    if (st && strncmp(st, "22", 2) == 0)
+        msg = "data exception (message withheld)";
+    one_line(msg, line, sizeof line);
+    log_event(lvl, "db.error", NULL,
+              json_pack("{s:s, s:s, s:s?, s:s?, s:s}", "backend", "postgres",
+                        "op", op, "sqlstate", st, "constraint", cons,
+                        "message", line));
+}
+
+static void log_simple(enum log_level lvl, const char *event, const char *op,
+                       const char *msg)
+{
+    char line[512];
+
+    one_line(msg, line, sizeof line);
+    log_event(lvl, event, NULL,
+              json_pack("{s:s, s:s, s:s}", "backend", "postgres", "op", op,
+                        "message", line));
+}
+
+/* ------------------------------------------------------------- the pool */
+
+static void deadline_after(struct timespec *ts, unsigned ms)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    ts->tv_sec += (time_t)(ms / 1000);
+    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+/* A free slot, preferring one that holds a connection. Under p->mu. */
+static struct slot *free_slot(struct pg *p)
+{
+    struct slot *empty = NULL;
+    unsigned i;
+
+    for (i = 0; i < p->nslots; i++) {
+        if (p->slots[i].busy)
+            continue;
+        if (p->slots[i].conn)
+            return &p->slots[i];
+        if (!empty)
+            empty = &p->slots[i];
+    }
+    return empty;
+}
+
+/* Whether an idle pooled connection still works, without a round trip:
+ * a server that closed it (restart, pg_terminate_backend, idle timeout)
+ * has left an error message and an end of file to read. */
+static bool idle_alive(PGconn *c)
+{
+    struct pollfd pfd;
+    int rc, round;
+
+    if (PQstatus(c) != CONNECTION_OK ||
+        PQtransactionStatus(c) != PQTRANS_IDLE)
+        return false;
+    pfd.fd = PQsocket(c);
+    pfd.events = POLLIN;
+    if (pfd.fd < 0)
+        return false;
+    /* The message and the end of file may take more than one read. */
+    for (round = 0; round < 4; round++) {
+        pfd.revents = 0;
+        do
+            rc = poll(&pfd, 1, 0);
+        while (rc < 0 && errno == EINTR);
+        if (rc < 0 || (pfd.revents & (POLLERR | POLLNVAL)))
+            return false;
+        if (rc == 0)
+            break;
+        if (!PQconsumeInput(c) || PQstatus(c) != CONNECTION_OK)
+            return false;
+    }
+    return round < 4 && PQstatus(c) == CONNECTION_OK;
+}
+
+static enum as_err connect_one(struct pg *p, PGconn **out)
+{
+    PGconn *c = PQconnectdbParams((const char *const *)p->keys,
+                                  (const char *const *)p->vals, 0);
+
+    *out = NULL;
+    if (!c)
+        return AS_ERR_NOMEM;
+    if (PQstatus(c) != CONNECTION_OK) {
+        /* libpq's message names host and port, never the password. */
+        log_simple(LOG_WARN, "db.connect_failed", "connect",
+                   PQerrorMessage(c));
+        PQfinish(c);
+        return AS_ERR_UNAVAILABLE;
+    }
+    PQsetNoticeProcessor(c, on_notice, NULL);
+    *out = c;
+    return AS_OK;
+}
+
+static void pool_put(struct conn *c)
+{
+    if (c->c && (c->bad || PQstatus(c->c) != CONNECTION_OK ||
+                 PQtransactionStatus(c->c) != PQTRANS_IDLE)) {
+        PQfinish(c->c);
+        c->c = NULL;
+    }
+    pthread_mutex_lock(&c->pg->mu);
+    c->slot->conn = c->c;
+    c->slot->busy = false;
+    pthread_cond_signal(&c->pg->freed);
+    pthread_mutex_unlock(&c->pg->mu);
+    c->slot = NULL;
+    c->c = NULL;
+}
+
+/* Checks out a working connection, waiting at most timeout_ms for a free
+ * slot. AS_ERR_UNAVAILABLE when none frees up or the server is down. */
+static enum as_err pool_get(struct pg *p, struct conn *out)
+{
+    struct timespec until;
+    struct slot *s = NULL;
+    enum as_err err = AS_OK;
+    int rc = 0;
+
+    memset(out, 0, sizeof *out);
+    out->pg = p;
+    deadline_after(&until, p->timeout_ms);
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        s = free_slot(p);
+        if (s || rc == ETIMEDOUT)
+            break;
+        rc = pthread_cond_timedwait(&p->freed, &p->mu, &until);
+    }
+    if (s)
+        s->busy = true;
+    pthread_mutex_unlock(&p->mu);
+    if (!s) {
+        log_simple(LOG_WARN, "db.pool_timeout", "acquire",
+                   "no free connection in time");
+        return AS_ERR_UNAVAILABLE;
+    }
+    out->slot = s;
+    out->c = s->conn;
+    if (out->c && !idle_alive(out->c)) {
+        log_simple(LOG_INFO, "db.reconnect", "acquire",
+                   "pooled connection was closed");
+        PQfinish(out->c);
+        out->c = NULL;
+    }
+    if (!out->c)
+        err = connect_one(p, &out->c);
+    if (err != AS_OK)
+        pool_put(out);
+    return err;
+}
+
+/* -------------------------------------------------------- statements */
+
+/* Waits until a result can be read without blocking. False when the
+ * connection failed or `deadline` (monotonic ms; < 0: none) passed. */
+static bool wait_ready(PGconn *c, int64_t deadline, bool *timed_out)
+{
+    while (PQisBusy(c)) {
+        struct pollfd pfd = { .fd = PQsocket(c), .events = POLLIN };
+        int ms = -1, rc;
+
+        if (pfd.fd < 0)
+            return false;
+        if (deadline >= 0) {
+            int64_t left = deadline - mono_now();
+
+            if (left <= 0) {
+                *timed_out = true;
+                return false;
+            }
+            ms = left > INT_MAX ? INT_MAX : (int)left;
+        }
+        rc = poll(&pfd, 1, ms);
+        if (rc < 0 && errno != EINTR)
+            return false;
+        if (rc > 0 && !PQconsumeInput(c))
+            return false;
+    }
+    return true;
+}
+
+static bool state_is(const char *st, const char *want)
+{
+    return st && strcmp(st, want) == 0;
+}
+
+/* Maps a failed result once; marks the connection bad when it is lost. */
+static enum as_err classify(struct conn *c, const PGresult *r)
+{
+    const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    const char *cons = PQresultErrorField(r, PG_DIAG_CONSTRAINT_NAME);
+    bool lost = PQstatus(c->c) != CONNECTION_OK;
+
+    if (!st) {                      /* failed on the client side */
+        c->bad = true;
+        return lost ? AS_ERR_UNAVAILABLE : AS_ERR_INTERNAL;
+    }
+    if (lost || strncmp(st, "08", 2) == 0 || state_is(st, "57P01") ||
+        state_is(st, "57P02") || state_is(st, "57P03")) {
+        c->bad = true;              /* lost, or the server is going away */
+        return AS_ERR_UNAVAILABLE;
+    }
+    if (state_is(st, "23505") && cons && strcmp(cons, "users_email_key") == 0)
+        return AS_ERR_EMAIL_TAKEN;
+    if (strncmp(st, "53", 2) == 0 || state_is(st, "57014"))
+        return AS_ERR_UNAVAILABLE;   /* resources, statement_timeout */
+    return AS_ERR_INTERNAL;
+}
+
+/* Runs one statement (`q` NULL: a parameterless, possibly multi-statement
+ * text through the simple protocol). On AS_OK *out is the result, which
+ * the caller clears. `unbounded` lifts the client deadline (migrations). */
+static enum as_err conn_exec(struct conn *c, const char *op, const char *sql,
+                             const struct params *q, bool unbounded,
+                             PGresult **out)
+{
+    int64_t deadline = unbounded ? -1 : mono_now() + c->pg->timeout_ms +
+                                            CLIENT_GRACE_MS;
+    PGresult *r, *keep = NULL;
+    bool timed_out = false;
+    enum as_err err;
+    int sent;
+
+    *out = NULL;
+    if (q && q->invalid)
+        return AS_ERR_VALIDATION;
+    if (c->bad)
+        return AS_ERR_UNAVAILABLE;
+    sent = q ? PQsendQueryParams(c->c, sql, q->n, q->type, q->val, q->len,
+                                 q->fmt, 0)
+             : PQsendQuery(c->c, sql);
+    if (!sent) {
+        c->bad = true;
+        log_simple(LOG_WARN, "db.connection_lost", op, PQerrorMessage(c->c));
+        return AS_ERR_UNAVAILABLE;
+    }
+    for (;;) {
+        if (!wait_ready(c->c, deadline, &timed_out)) {
+            c->bad = true;
+            PQclear(keep);
+            log_simple(LOG_WARN, timed_out ? "db.timeout"
+                                           : "db.connection_lost", op,
+                       timed_out ? "no answer from the server in time"
+                                 : PQerrorMessage(c->c));
+            return AS_ERR_UNAVAILABLE;
+        }
+        r = PQgetResult(c->c);
+        if (!r)
+            break;
+        if (keep && PQresultStatus(keep) == PGRES_FATAL_ERROR) {
+            PQclear(r);             /* the first error is the one */
+        } else {
+            PQclear(keep);
+            keep = r;
+        }
+    }
+    if (!keep) {
+        c->bad = true;
+        return AS_ERR_INTERNAL;
+    }
+    switch (PQresultStatus(keep)) {
+    case PGRES_COMMAND_OK:
+    case PGRES_TUPLES_OK:
+        *out = keep;
+        return AS_OK;
+    case PGRES_FATAL_ERROR:
+        err = classify(c, keep);
+        break;
+    default:                        /* COPY and the like: never ours */
+        c->bad = true;
+        err = AS_ERR_INTERNAL;
+        break;
+    }
+    log_failure(op, keep, c->c, err);
+    PQclear(keep);
+    return err;
+}
+
+/* Runs a statement and keeps only the number of rows it touched or
+ * returned (`rows` may be NULL). */
+static enum as_err conn_run(struct conn *c, const char *op, const char *sql,
+                            const struct params *q, long *rows)
+{
+    PGresult *r;
+    enum as_err err = conn_exec(c, op, sql, q, false, &r);
+
+    if (err == AS_OK && rows) {
+        if (PQresultStatus(r) == PGRES_TUPLES_OK)
+            *rows = PQntuples(r);
+        else
+            *rows = strtol(PQcmdTuples(r), NULL, 10);
+    }
+    PQclear(r);
+    return err;
+}
+
+static enum as_err tx_begin(struct conn *c, const char *op)
+{
+    return conn_run(c, op, "BEGIN", NULL, NULL);
+}
+
+/* Commits when `err` is AS_OK, else rolls back; returns the outcome. */
+static enum as_err tx_finish(struct conn *c, const char *op, enum as_err err)
+{
+    if (err == AS_OK)
+        return conn_run(c, op, "COMMIT", NULL, NULL);
+    if (!c->bad && conn_run(c, op, "ROLLBACK", NULL, NULL) != AS_OK)
+        c->bad = true;
+    return err;
+}
+
+/* One statement on a pooled connection, outside any transaction. */
+static enum as_err one_shot(struct pg *p, const char *op, const char *sql,
+                            const struct params *q, PGresult **out)
+{
+    struct conn c;
+    enum as_err err;
+
+    *out = NULL;
+    if (q && q->invalid)
+        return AS_ERR_VALIDATION;
+    err = pool_get(p, &c);
+    if (err != AS_OK)
+        return err;
+    err = conn_exec(&c, op, sql, q, false, out);
+    pool_put(&c);
+    return err;
+}
+
+static enum as_err one_shot_rows(struct pg *p, const char *op,
+                                 const char *sql, const struct params *q,
+                                 long *rows)
+{
+    PGresult *r;
+    enum as_err err = one_shot(p, op, sql, q, &r);
+
+    if (err == AS_OK)
+        *rows = PQresultStatus(r) == PGRES_TUPLES_OK
+                    ? PQntuples(r) : strtol(PQcmdTuples(r), NULL, 10);
+    PQclear(r);
+    return err;
+}
+
+/* -------------------------------------------------------------- rows */
+
+static int64_t col_i64(const PGresult *r, int row, int col)
+{
+    if (PQgetisnull(r, row, col))
+        return 0;
+    return strtoll(PQgetvalue(r, row, col), NULL, 10);
+}
+
+static bool col_bool(const PGresult *r, int row, int col)
+{
+    return !PQgetisnull(r, row, col) && PQgetvalue(r, row, col)[0] == 't';
+}
+
+/* Arena copy of a column; NULL for SQL NULL. False when out of memory. */
+static bool col_dup(const PGresult *r, int row, int col, struct arena *a,
+                    const char **out)
+{
+    *out = NULL;
+    if (PQgetisnull(r, row, col))
+        return true;
+    *out = arena_strdup(a, PQgetvalue(r, row, col));
+    return *out != NULL;
+}
+
+static bool col_id(const PGresult *r, int row, int col,
+                   char out[UUID_STR_LEN])
+{
+    const char *v = PQgetvalue(r, row, col);
+    size_t n = strnlen(v, UUID_STR_LEN);
+
+    if (PQgetisnull(r, row, col) || n >= UUID_STR_LEN)
+        return false;
+    memcpy(out, v, n + 1);
+    return true;
+}
+
+#define USER_COLS "id, email, full_name, password_hash, role, is_active, " \
+                  "is_verified, created_at, updated_at"
+
+static enum as_err row_user(const PGresult *r, int i, struct user *u,
+                            struct arena *a)
+{
+    const char *role = PQgetvalue(r, i, 4);
+
+    memset(u, 0, sizeof *u);
+    if (!col_id(r, i, 0, u->id))
+        return AS_ERR_INTERNAL;
+    if (!col_dup(r, i, 1, a, &u->email) ||
+        !col_dup(r, i, 2, a, &u->full_name) ||
+        !col_dup(r, i, 3, a, &u->password_hash))
+        return AS_ERR_NOMEM;
+    if (strcmp(role, "admin") == 0)
+        u->role = ROLE_ADMIN;
+    else if (strcmp(role, "user") == 0)
+        u->role = ROLE_USER;
+    else
+        return AS_ERR_INTERNAL;
+    u->is_active = col_bool(r, i, 5);
+    u->is_verified = col_bool(r, i, 6);
+    u->created_at = col_i64(r, i, 7);
+    u->updated_at = col_i64(r, i, 8);
+    return AS_OK;
+}
+
+#define SESSION_COLS "s.id, s.user_id, s.created_at, s.last_used_at, " \
+                     "s.expires_at, s.revoked_at, s.ip, s.user_agent"
+
+static enum as_err row_session(const PGresult *r, int i, struct session *s,
+                               struct arena *a)
+{
+    memset(s, 0, sizeof *s);
+    if (!col_id(r, i, 0, s->id) || !col_id(r, i, 1, s->user_id))
+        return AS_ERR_INTERNAL;
+    s->created_at = col_i64(r, i, 2);
+    s->last_used_at = col_i64(r, i, 3);
+    s->expires_at = col_i64(r, i, 4);
+    s->revoked_at = col_i64(r, i, 5);
+    if (!col_dup(r, i, 6, a, &s->ip) || !col_dup(r, i, 7, a, &s->user_agent))
+        return AS_ERR_NOMEM;
+    return AS_OK;
+}
+
+static const char *role_name(enum role r)
+{
+    return r == ROLE_ADMIN ? "admin" : "user";
+}
+
+/* --------------------------------------------------------- migrations */
+
+static bool applied(const PGresult *r, unsigned version)
+{
+    int i;
+
+    for (i = 0; i < PQntuples(r); i++)
+        if (strtoul(PQgetvalue(r, i, 0), NULL, 10) == version)
+            return true;
+    return false;
+}
+
+static enum as_err apply_one(struct conn *c, const struct migration *m)
+{
+    static const char op[] = "migrate";
+    struct params q = { 0 };
+    PGresult *r = NULL;
+    enum as_err err;
+
+    p_i64(&q, m->version);
+    p_text(&q, m->name);
+    p_i64(&q, clock_ms());
+    err = tx_begin(c, op);
+    if (err == AS_OK)           /* our own file: trusted, multi-statement */
+        err = conn_exec(c, op, m->sql, NULL, true, &r);
+    PQclear(r);
+    if (err == AS_OK)
+        err = conn_run(c, op,
+                       "INSERT INTO schema_migrations (version, name, "
+                       "applied_at) VALUES ($1, $2, $3)", &q, NULL);
+    err = tx_finish(c, op, err);
+    if (err == AS_OK)
+        log_event(LOG_INFO, "db.migrated", NULL,
+                  json_pack("{s:s, s:i, s:s}", "backend", "postgres",
+                            "version", (int)m->version, "name", m->name));
+    return err;
+}
+
+static enum as_err pg_migrate(void *impl)
+{
+    static const char op[] = "migrate";
+    const struct migration *m;
+    struct conn c;
+    PGresult *done = NULL;
+    bool locked = false;
+    size_t n, i;
+    enum as_err err;
+
+    m = migrations_for("postgres", &n);
+    err = pool_get(impl, &c);
+    if (err != AS_OK)
+        return err;
+    /* Waiting for another instance's migration may take long. */
+    err = conn_run(&c, op, "SET statement_timeout = 0", NULL, NULL);
+    if (err == AS_OK) {
+        err = conn_exec(&c, op, "SELECT pg_advisory_lock(" MIGRATION_LOCK
+                        ")", NULL, true, &done);
+        PQclear(done);
+        done = NULL;
+        locked = err == AS_OK;
+    }
+    if (err == AS_OK)
+        err = conn_run(&c, op,
+                       "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                       "version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+                       "applied_at BIGINT NOT NULL)", NULL, NULL);
+    if (err == AS_OK)
+        err = conn_exec(&c, op, "SELECT version FROM schema_migrations",
+                        NULL, false, &done);
+    for (i = 0; err == AS_OK && i < n; i++)
+        if (!applied(done, m[i].version))
+            err = apply_one(&c, &m[i]);
+    PQclear(done);
+    /* A failure here drops the connection, which releases both. */
+    if (locked && !c.bad &&
+        conn_run(&c, op, "SELECT pg_advisory_unlock(" MIGRATION_LOCK ")",
+                 NULL, NULL) != AS_OK)
+        c.bad = true;
+    if (!c.bad && conn_run(&c, op, "RESET statement_timeout", NULL, NULL)
+                      != AS_OK)
+        c.bad = true;
+    pool_put(&c);
+    return err;
+}
+
+static enum as_err pg_ping(void *impl)
+{
+    PGresult *r;
+    enum as_err err = one_shot(impl, "ping", "SELECT 1", NULL, &r);
+
+    PQclear(r);
+    return err;
+}
+
+/* --------------------------------------------------------------- users */
+
+static enum as_err pg_user_insert(void *impl, const struct user *u)
+{
+    struct params q = { 0 };
+    long rows = 0;
+
+    p_text(&q, u->id);
+    p_text(&q, u->email);
+    p_text(&q, u->full_name);
+    p_text(&q, u->password_hash);
+    p_text(&q, role_name(u->role));
+    p_bool(&q, u->is_active);
+    p_bool(&q, u->is_verified);
+    p_i64(&q, u->created_at);
+    p_i64(&q, u->updated_at);
+    return one_shot_rows(impl, "user_insert",
+                         "INSERT INTO users (" USER_COLS ") VALUES "
+                         "($1, $2, $3, $4, $5, $6, $7, $8, $9)", &q, &rows);
+}
+
+static enum as_err user_by(struct pg *p, const char *op, const char *sql,
+                           const char *key, struct user *out,
+                           struct arena *a)
+{
+    struct params q = { 0 };
+    PGresult *r;
+    enum as_err err;
+
+    if (!key || !utf8_ok(key))
+        return AS_ERR_NOT_FOUND;
+    p_text(&q, key);
+    err = one_shot(p, op, sql, &q, &r);
+    if (err == AS_OK)
+        err = PQntuples(r) == 1 ? row_user(r, 0, out, a) : AS_ERR_NOT_FOUND;
+    PQclear(r);
+    return err;
+}
+
+static enum as_err pg_user_by_id(void *impl, const char *id,
+                                 struct user *out, struct arena *a)
+{
+    return user_by(impl, "user_by_id",
+                   "SELECT " USER_COLS " FROM users WHERE id = $1", id, out,
+                   a);
+}
+
+static enum as_err pg_user_by_email(void *impl, const char *email,
+                                    struct user *out, struct arena *a)
+{
+    return user_by(impl, "user_by_email",
+                   "SELECT " USER_COLS " FROM users WHERE email = $1", email,
+                   out, a);
+}
+
+/* Inside a transaction: locks every active admin row, in id order so
+ * concurrent callers queue instead of deadlocking. A concurrent demotion
+ * that commits first drops its row from the set (READ COMMITTED rechecks
+ * the condition on the newest row version). NO KEY UPDATE serialises
+ * every change to admins yet lets logins (foreign-key KEY SHARE) pass. */
+static enum as_err lock_admins(struct conn *c, const char *op)
+{
+    return conn_run(c, op,
+                    "SELECT id FROM users WHERE role = 'admin' AND is_active "
+                    "ORDER BY id FOR NO KEY UPDATE", NULL, NULL);
+}
+
+/* Inside a transaction: locks user `id` (for a delete, or else for an
+ * update) and tells whether it is an active admin. AS_ERR_NOT_FOUND when
+ * absent. */
+static enum as_err lock_user(struct conn *c, const char *op, const char *id,
+                             bool for_delete, bool *active_admin)
+{
+    struct params q = { 0 };
+    PGresult *r;
+    enum as_err err;
+
+    p_text(&q, id);
+    err = conn_exec(c, op,
+                    for_delete ? "SELECT role = 'admin' AND is_active "
+                                 "FROM users WHERE id = $1 FOR UPDATE"
+                               : "SELECT role = 'admin' AND is_active "
+                                 "FROM users WHERE id = $1 "
+                                 "FOR NO KEY UPDATE", &q, false, &r);
+    if (err == AS_OK && PQntuples(r) != 1)
+        err = AS_ERR_NOT_FOUND;
+    if (err == AS_OK)
+        *active_admin = col_bool(r, 0, 0);
+    PQclear(r);
+    return err;
+}
+
+/* Inside a transaction: AS_ERR_LAST_ADMIN when no active admin is left. */
+static enum as_err check_admins_left(struct conn *c, const char *op)
+{
+    PGresult *r;
+    enum as_err err = conn_exec(c, op,
+                                "SELECT count(*) FROM users "
+                                "WHERE role = 'admin' AND is_active",
+                                NULL, false, &r);
+
+    if (err == AS_OK && col_i64(r, 0, 0) == 0)
+        err = AS_ERR_LAST_ADMIN;
+    PQclear(r);
+    return err;
+}
+
+static enum as_err pg_user_update(void *impl, const struct user *u,
+                                  int64_t now)
+{
+    static const char op[] = "user_update";
+    bool demotes = u->role != ROLE_ADMIN || !u->is_active;
+    bool was_admin = false;
+    struct params q = { 0 }, rq = { 0 };
+    struct conn c;
+    enum as_err err;
+
+    if (!utf8_ok(u->id))
+        return AS_ERR_NOT_FOUND;
+    p_text(&q, u->id);
+    p_text(&q, u->email);
+    p_text(&q, u->full_name);
+    p_text(&q, role_name(u->role));
+    p_bool(&q, u->is_active);
+    p_bool(&q, u->is_verified);
+    p_i64(&q, now);
+    p_text(&rq, u->id);
+    p_i64(&rq, now);
+    if (q.invalid)
+        return AS_ERR_VALIDATION;
+    err = pool_get(impl, &c);
+    if (err != AS_OK)
+        return err;
+    err = tx_begin(&c, op);
+    if (err == AS_OK && demotes)
+        err = lock_admins(&c, op);
+    if (err == AS_OK)
+        err = lock_user(&c, op, u->id, false, &was_admin);
+    if (err == AS_OK)
+        err = conn_run(&c, op,
+                       "UPDATE users SET email = $2, full_name = $3, "
+                       "role = $4, is_active = $5, is_verified = $6, "
+                       "updated_at = $7 WHERE id = $1", &q, NULL);
+    if (err == AS_OK && !u->is_active)
+        err = conn_run(&c, op,
+                       "UPDATE sessions SET revoked_at = $2 "
+                       "WHERE user_id = $1 AND revoked_at IS NULL", &rq,
+                       NULL);
+    if (err == AS_OK && was_admin && demotes)
+        err = check_admins_left(&c, op);
+    err = tx_finish(&c, op, err);
+    pool_put(&c);
+    return err;
+}
+
+static enum as_err pg_user_set_password(void *impl, const char *id,
+                                        const char *hash,
+                                        const char *keep_sid, int64_t now)
+{
+    static const char op[] = "user_set_password";
+    struct params q = { 0 }, rq = { 0 };
+    struct conn c;
+    long rows = 0;
+    enum as_err err;
+
+    if (!id || !utf8_ok(id))
+        return AS_ERR_NOT_FOUND;
+    p_text(&q, id);
+    p_text(&q, hash);
+    p_i64(&q, now);
+    p_text(&rq, id);
+    p_i64(&rq, now);
+    p_text(&rq, keep_sid);
+    if (q.invalid || rq.invalid)
+        return AS_ERR_VALIDATION;
+    err = pool_get(impl, &c);
+    if (err != AS_OK)
+        return err;
+    err = tx_begin(&c, op);
+    if (err == AS_OK)
+        err = conn_run(&c, op,
+                       "UPDATE users SET password_hash = $2, updated_at = $3 "
+                       "WHERE id = $1", &q, &rows);
+    if (err == AS_OK && rows != 1)
+        err = AS_ERR_NOT_FOUND;
+    if (err == AS_OK)
+        err = conn_run(&c, op,
+                       "UPDATE sessions SET revoked_at = $2 "
+                       "WHERE user_id = $1 AND revoked_at IS NULL "
+                       "AND ($3::text IS NULL OR id <> $3)", &rq, NULL);
+    err = tx_finish(&c, op, err);
+    pool_put(&c);
+    return err;
+}
+
+static enum as_err pg_user_rehash(void *impl, const char *id, const char *old,
+                                  const char *hash)
+{
+    struct params q = { 0 };
+    long rows = 0;
+
+    p_text(&q, id);
+    p_text(&q, old);
+    p_text(&q, hash);
+    if (q.invalid)
+        return AS_OK;               /* cannot match anything stored */
+    return one_shot_rows(impl, "user_rehash",
+                         "UPDATE users SET password_hash = $3 "
+                         "WHERE id = $1 AND password_hash = $2", &q, &rows);
+}
+
+static enum as_err pg_user_delete(void *impl, const char *id)
+{
+    static const char op[] = "user_delete";
+    struct params q = { 0 };
+    bool was_admin = false;
+    struct conn c;
+    enum as_err err;
+
+    if (!id || !utf8_ok(id))
+        return AS_ERR_NOT_FOUND;
+    p_text(&q, id);
+    err = pool_get(impl, &c);
+    if (err != AS_OK)
+        return err;
+    err = tx_begin(&c, op);
+    if (err == AS_OK)
+        err = lock_admins(&c, op);
+    if (err == AS_OK)
+        err = lock_user(&c, op, id, true, &was_admin);
+    if (err == AS_OK)       /* sessions and refresh tokens go by cascade */
+        err = conn_run(&c, op, "DELETE FROM users WHERE id = $1", &q, NULL);
+    if (err == AS_OK && was_admin)
+        err = check_admins_left(&c, op);
+    err = tx_finish(&c, op, err);
+    pool_put(&c);
+    return err;
+}
+
+static enum as_err pg_user_list(void *impl, const char *q, const char *after,
+                                unsigned limit, struct user *out, size_t *n,
+                                struct arena *a)
+{
+    struct params p = { 0 };
+    PGresult *r;
+    enum as_err err;
+    int i, rows;
+
+    *n = 0;
+    if (limit == 0 || (q && !utf8_ok(q)) || (after && !utf8_ok(after)))
+        return AS_OK;               /* such text matches nothing stored */
+    p_text(&p, after);
+    p_text(&p, q);
+    p_i64(&p, limit);
+    err = one_shot(impl, "user_list",
+                   "SELECT " USER_COLS " FROM users "
+                   "WHERE ($1::text IS NULL OR id > $1) "
+                   "AND ($2::text IS NULL "
+                   "OR strpos(lower(email), lower($2)) > 0 "
+                   "OR strpos(lower(coalesce(full_name, '')), lower($2)) > 0)"
+                   " ORDER BY id LIMIT $3", &p, &r);
+    rows = err == AS_OK ? PQntuples(r) : 0;
+    if (rows > 0 && (unsigned)rows > limit)
+        err = AS_ERR_INTERNAL;
+    for (i = 0; err == AS_OK && i < rows; i++)
+        err = row_user(r, i, &out[i], a);
+    if (err == AS_OK)
+        *n = (size_t)rows;
+    PQclear(r);
+    return err;
+}
+
+static enum as_err pg_user_count(void *impl, bool admins_only, int64_t *out)
+{
+    PGresult *r;
+    enum as_err err;
+
+    *out = 0;
+    err = one_shot(impl, "user_count",
+                   admins_only ? "SELECT count(*) FROM users "
+                                 "WHERE role = 'admin' AND is_active"
+                               : "SELECT count(*) FROM users", NULL, &r);
+    if (err == AS_OK)
+        *out = col_i64(r, 0, 0);
+    PQclear(r);
+    return err;
+}
+
+/* ------------------------------------------------------------ sessions */
+
+static enum as_err pg_session_create(void *impl, const struct session *s,
+                                     const uint8_t refresh_hash[REPO_HASH_LEN])
+{
+    static const char op[] = "session_create";
+    struct params q = { 0 }, t = { 0 };
+    struct conn c;
+    enum as_err err;
+
+    p_text(&q, s->id);
+    p_text(&q, s->user_id);
+    p_i64(&q, s->created_at);
+    p_i64(&q, s->last_used_at);
+    p_i64(&q, s->expires_at);
+    p_text(&q, s->ip);
+    p_text(&q, s->user_agent);
+    p_hash(&t, refresh_hash);
+    p_text(&t, s->id);
+    p_i64(&t, s->created_at);
+    if (q.invalid)
+        return AS_ERR_VALIDATION;
+    err = pool_get(impl, &c);
+    if (err != AS_OK)
+        return err;
+    err = tx_begin(&c, op);
+    if (err == AS_OK)
+        err = conn_run(&c, op,
+                       "INSERT INTO sessions (id, user_id, created_at, "
+                       "last_used_at, expires_at, ip, user_agent) "
+                       "VALUES ($1, $2, $3, $4, $5, $6, $7)", &q, NULL);
+    if (err == AS_OK)
+        err = conn_run(&c, op,
+                       "INSERT INTO refresh_tokens (hash, session_id, "
+                       "created_at) VALUES ($1, $2, $3)", &t, NULL);
+    err = tx_finish(&c, op, err);
+    pool_put(&c);
+    return err;
+}
+
+static enum as_err pg_session_get(void *impl, const char *sid,
+                                  struct session *out, struct arena *a)
+{
+    struct params q = { 0 };
+    PGresult *r;
+    enum as_err err;
+
+    if (!sid || !utf8_ok(sid))
+        return AS_ERR_NOT_FOUND;
+    p_text(&q, sid);
+    err = one_shot(impl, "session_get",
+                   "SELECT " SESSION_COLS " FROM sessions s WHERE s.id = $1",
+                   &q, &r);
+    if (err == AS_OK)
+        err = PQntuples(r) == 1 ? row_session(r, 0, out, a)
+                                : AS_ERR_NOT_FOUND;
+    PQclear(r);
+    return err;
+}
+
+static enum as_err pg_session_state(void *impl, const char *sid, int64_t now,
+                                    struct session_state *out)
+{
+    struct params q = { 0 };
+    PGresult *r;
+    enum as_err err;
+
+    out->live = false;
+    out->role = ROLE_USER;
+    if (!sid || !utf8_ok(sid))
+        return AS_OK;
+    p_text(&q, sid);
+    p_i64(&q, now);
+    err = one_shot(impl, "session_state",
+                   "SELECT s.revoked_at IS NULL AND s.expires_at > $2 "
+                   "AND u.is_active, u.role = 'admin' "
+                   "FROM sessions s JOIN users u ON u.id = s.user_id "
+                   "WHERE s.id = $1", &q, &r);
+    if (err == AS_OK && PQntuples(r) == 1) {
+        out->live = col_bool(r, 0, 0);
+        out->role = col_bool(r, 0, 1) ? ROLE_ADMIN : ROLE_USER;
+    }
+    PQclear(r);
+    return err;
+}
+
+static enum as_err pg_session_list(void *impl, const char *user_id,
+                                   int64_t now, struct session **out,
+                                   size_t *n, struct arena *a)
+{
+    struct params q = { 0 };
+    PGresult *r;
+    enum as_err err;
+    int i, rows;
+
+    *out = NULL;
+    *n = 0;
+    if (!user_id || !utf8_ok(user_id))
+        return AS_OK;
+    p_text(&q, user_id);
+    p_i64(&q, now);
+    err = one_shot(impl, "session_list",
+                   "SELECT " SESSION_COLS " FROM sessions s "
+                   "WHERE s.user_id = $1 AND s.revoked_at IS NULL "
+                   "AND s.expires_at > $2 "
+                   "ORDER BY s.created_at DESC, s.id DESC", &q, &r);
+    rows = err == AS_OK ? PQntuples(r) : 0;
+    if (rows > 0) {
+        *out = arena_alloc(a, (size_t)rows * sizeof **out);
+        if (!*out)
+            err = AS_ERR_NOMEM;
+    }
+    for (i = 0; err == AS_OK && i < rows; i++)
+        err = row_session(r, i, &(*out)[i], a);
+    if (err == AS_OK)
+        *n = (size_t)rows;
+    else
+        *out = NULL;
+    PQclear(r);
+    return err;
+}
+
+static enum as_err pg_session_revoke(void *impl, const char *sid,
+                                     const char *user_id, int64_t now)
+{
+    struct params q = { 0 };
+    long rows = 0;
+    enum as_err err;
+
+    if (!sid || !utf8_ok(sid) || (user_id && !utf8_ok(user_id)))
+        return AS_ERR_NOT_FOUND;
+    p_text(&q, sid);
+    p_text(&q, user_id);
+    p_i64(&q, now);
+    err = one_shot_rows(impl, "session_revoke",
+                        "UPDATE sessions SET revoked_at = $3 "
+                        "WHERE id = $1 AND revoked_at IS NULL "
+                        "AND expires_at > $3 "
+                        "AND ($2::text IS NULL OR user_id = $2)", &q, &rows);
+    if (err == AS_OK && rows == 0)
+        err = AS_ERR_NOT_FOUND;
+    return err;
+}
+
+static enum as_err pg_session_revoke_all(void *impl, const char *user_id,
+                                         const char *keep_sid, int64_t now)
+{
+    struct params q = { 0 };
+    long rows = 0;
+
+    if (!user_id || !utf8_ok(user_id))
+        return AS_OK;
+    p_text(&q, user_id);
+    p_text(&q, keep_sid);
+    p_i64(&q, now);
+    return one_shot_rows(impl, "session_revoke_all",
+                         "UPDATE sessions SET revoked_at = $3 "
+                         "WHERE user_id = $1 AND revoked_at IS NULL "
+                         "AND ($2::text IS NULL OR id <> $2)", &q, &rows);
+}
+
+/* ------------------------------------------------------ refresh tokens */
+
+/* The winner of a rotation: stores the child and moves the session. */
+static enum as_err rotate_ok(struct conn *c, const char *sid,
+                             const uint8_t child[REPO_HASH_LEN], int64_t now,
+                             int64_t new_expires, struct session *out,
+                             struct arena *a)
+{
+    static const char op[] = "refresh_rotate";
+    struct params t = { 0 }, s = { 0 };
+    PGresult *r = NULL;
+    enum as_err err;
+
+    p_hash(&t, child);
+    p_text(&t, sid);
+    p_i64(&t, now);
+    p_text(&s, sid);
+    p_i64(&s, now);
+    p_i64(&s, new_expires);
+    err = conn_run(c, op,
+                   "INSERT INTO refresh_tokens (hash, session_id, created_at)"
+                   " VALUES ($1, $2, $3) ON CONFLICT (hash) DO NOTHING", &t,
+                   NULL);
+    if (err == AS_OK)
+        err = conn_exec(c, op,
+                        "UPDATE sessions s SET last_used_at = $2, "
+                        "expires_at = $3 WHERE s.id = $1 "
+                        "RETURNING " SESSION_COLS, &s, false, &r);
+    if (err == AS_OK)
+        err = PQntuples(r) == 1 ? row_session(r, 0, out, a)
+                                : AS_ERR_INTERNAL;
+    PQclear(r);
+    return err;
+}
+
+/* The losers: why the parent could not be consumed now. */
+static enum as_err rotate_miss(struct conn *c,
+                               const uint8_t parent[REPO_HASH_LEN],
+                               int64_t now, int64_t grace_ms,
+                               enum rotate_result *res, struct session *out,
+                               struct arena *a)
+{
+    static const char op[] = "refresh_rotate";
+    struct params q = { 0 }, v = { 0 };
+    PGresult *r = NULL;
+    enum as_err err;
+    int64_t used_at;
+
+    p_hash(&q, parent);
+    p_i64(&q, now);
+    err = conn_exec(c, op,
+                    "SELECT " SESSION_COLS ", t.used_at, "
+                    "s.revoked_at IS NULL AND s.expires_at > $2 "
+                    "AND u.is_active "
+                    "FROM refresh_tokens t "
+                    "JOIN sessions s ON s.id = t.session_id "
+                    "JOIN users u ON u.id = s.user_id WHERE t.hash = $1",
+                    &q, false, &r);
+    if (err != AS_OK)
+        goto out;
+    *res = ROTATE_INVALID;
+    if (PQntuples(r) != 1 || !col_bool(r, 0, 9) || PQgetisnull(r, 0, 8))
+        goto out;
+    used_at = col_i64(r, 0, 8);
+    if (used_at >= now - grace_ms) {
+        err = row_session(r, 0, out, a);
+        *res = ROTATE_GRACE;
+        goto out;
+    }
+    p_text(&v, PQgetvalue(r, 0, 0));
+    p_i64(&v, now);
+    err = conn_run(c, op,
+                   "UPDATE sessions SET revoked_at = $2 "
+                   "WHERE id = $1 AND revoked_at IS NULL", &v, NULL);
+    *res = ROTATE_REUSED;
+out:
+    PQclear(r);
+    return err;
+}
+
+static enum as_err pg_refresh_rotate(void *impl,
+                                     const uint8_t parent[REPO_HASH_LEN],
+                                     const uint8_t child[REPO_HASH_LEN],
+                                     int64_t now, int64_t grace_ms,
+                                     int64_t new_expires,
+                                     enum rotate_result *res,
+                                     struct session *out, struct arena *a)
+{
+    static const char op[] = "refresh_rotate";
+    struct params q = { 0 };
+    char sid[UUID_STR_LEN];
+    PGresult *r = NULL;
+    struct conn c;
+    enum as_err err;
+
+    *res = ROTATE_INVALID;
+    p_hash(&q, parent);
+    p_i64(&q, now);
+    err = pool_get(impl, &c);
+    if (err != AS_OK)
+        return err;
+    err = tx_begin(&c, op);
+    /* Consumes the parent only while unused and its session is live;
+     * concurrent callers queue on the row and then see it used. */
+    if (err == AS_OK)
+        err = conn_exec(&c, op,
+                        "UPDATE refresh_tokens SET used_at = $2 "
+                        "WHERE hash = $1 AND used_at IS NULL "
+                        "AND session_id IN (SELECT s.id FROM sessions s "
+                        "JOIN users u ON u.id = s.user_id "
+                        "WHERE s.revoked_at IS NULL AND s.expires_at > $2 "
+                        "AND u.is_active) RETURNING session_id", &q, false,
+                        &r);
+    if (err == AS_OK && PQntuples(r) == 1) {
+        if (!col_id(r, 0, 0, sid))
+            err = AS_ERR_INTERNAL;
+        if (err == AS_OK)
+            err = rotate_ok(&c, sid, child, now, new_expires, out, a);
+        if (err == AS_OK)
+            *res = ROTATE_OK;
+    } else if (err == AS_OK) {
+        err = rotate_miss(&c, parent, now, grace_ms, res, out, a);
+    }
+    PQclear(r);
+    err = tx_finish(&c, op, err);
+    if (err != AS_OK)
+        *res = ROTATE_INVALID;
+    pool_put(&c);
+    return err;
+}
+
+static enum as_err pg_refresh_session(void *impl,
+                                      const uint8_t hash[REPO_HASH_LEN],
+                                      int64_t now, struct session *out,
+                                      struct arena *a)
+{
+    struct params q = { 0 };
+    PGresult *r;
+    enum as_err err;
+
+    p_hash(&q, hash);
+    p_i64(&q, now);
+    err = one_shot(impl, "refresh_session",
+                   "SELECT " SESSION_COLS " FROM refresh_tokens t "
+                   "JOIN sessions s ON s.id = t.session_id "
+                   "JOIN users u ON u.id = s.user_id "
+                   "WHERE t.hash = $1 AND t.used_at IS NULL "
+                   "AND s.revoked_at IS NULL AND s.expires_at > $2 "
+                   "AND u.is_active", &q, &r);
+    if (err == AS_OK)
+        err = PQntuples(r) == 1 ? row_session(r, 0, out, a)
+                                : AS_ERR_NOT_FOUND;
+    PQclear(r);
+    return err;
+}
+
+/* ------------------------------------------------------- open / close */
+
+static void pg_close(void *impl)
+{
+    struct pg *p = impl;
+    size_t i;
+
+    if (!p)
+        return;
+    for (i = 0; p->slots && i < p->nslots; i++)
+        PQfinish(p->slots[i].conn);
+    free(p->slots);
+    for (i = 0; i < p->nkv; i++) {
+        sodium_memzero(p->vals[i], strlen(p->vals[i]));
+        free(p->keys[i]);
+        free(p->vals[i]);
+    }
+    if (p->sync_ready) {
+        pthread_cond_destroy(&p->freed);
+        pthread_mutex_destroy(&p->mu);
+    }
+    free(p);
+}
+
+static bool kv_has(const struct pg *p, const char *key)
+{
+    size_t i;
+
+    for (i = 0; i < p->nkv; i++)
+        if (strcmp(p->keys[i], key) == 0)
+            return true;
+    return false;
+}
+
+static bool kv_add(struct pg *p, const char *key, const char *val)
+{
+    if (p->nkv >= MAX_KV)
+        return false;
+    p->keys[p->nkv] = strdup(key);
+    p->vals[p->nkv] = strdup(val);
+    if (!p->keys[p->nkv] || !p->vals[p->nkv]) {
+        free(p->keys[p->nkv]);
+        free(p->vals[p->nkv]);
+        p->keys[p->nkv] = p->vals[p->nkv] = NULL;
+        return false;
+    }
+    p->nkv++;
+    return true;
+}
+
+static bool kv_default(struct pg *p, const char *key, const char *val)
+{
+    return kv_has(p, key) || kv_add(p, key, val);
+}
+
+/* The URL's own settings, then ours where it has none: bounded connect,
+ * TCP keepalives, UTF-8, and server-side timeouts appended to its
+ * "options" (ours last, so AUTH_DB_TIMEOUT_MS is the one in force). */
+static enum as_err conninfo_build(struct pg *p, const char *url)
+{
+    char *errmsg = NULL, num[24], *opts = NULL;
+    const char *user_opts = "";
+    PQconninfoOption *all = PQconninfoParse(url, &errmsg), *o;
+    enum as_err err = AS_ERR_NOMEM;
+    unsigned idle_tx;
+    size_t cap;
+
+    if (!all) {
+        /* The message may quote the URL, which holds a password. */
+        PQfreemem(errmsg);
+        log_simple(LOG_ERROR, "db.bad_url", "open",
+                   "AUTH_DATABASE_URL is not a valid libpq URI");
+        return AS_ERR_INTERNAL;
+    }
+    for (o = all; o->keyword; o++) {
+        if (!o->val)
+            continue;
+        if (strcmp(o->keyword, "options") == 0)
+            user_opts = o->val;
+        else if (strcmp(o->keyword, "client_encoding") != 0 &&
+                 !kv_add(p, o->keyword, o->val))
+            goto out;
+    }
+    snprintf(num, sizeof num, "%u", p->timeout_ms + 5000);
+    if (!kv_default(p, "connect_timeout", "3") ||
+        !kv_default(p, "keepalives", "1") ||
+        !kv_default(p, "keepalives_idle", "30") ||
+        !kv_default(p, "keepalives_interval", "10") ||
+        !kv_default(p, "keepalives_count", "3") ||
+        !kv_default(p, "tcp_user_timeout", num) ||
+        !kv_default(p, "application_name", "auth-serve") ||
+        !kv_add(p, "client_encoding", "UTF8"))
+        goto out;
+    idle_tx = p->timeout_ms > 6000 ? p->timeout_ms * 10 : 60000;
+    cap = strlen(user_opts) + sizeof SERVER_OPTIONS + 32;
+    opts = malloc(cap);
+    if (!opts)
+        goto out;
+    snprintf(opts, cap, "%s%s" SERVER_OPTIONS, user_opts,
+             *user_opts ? " " : "", p->timeout_ms, idle_tx);
+    if (!kv_add(p, "options", opts))
+        goto out;
+    err = AS_OK;
+out:
+    free(opts);
+    for (o = all; o->keyword; o++)
+        if (o->val)
+            sodium_memzero(o->val, strlen(o->val));
+    PQconninfoFree(all);
+    return err;
+}
+
+static const struct repo_ops pg_ops = {
+    .name = "postgres",
+    .migrate = pg_migrate,
+    .ping = pg_ping,
+    .close = pg_close,
+    .user_insert = pg_user_insert,
+    .user_by_id = pg_user_by_id,
+    .user_by_email = pg_user_by_email,
+    .user_update = pg_user_update,
+    .user_set_password = pg_user_set_password,
+    .user_rehash = pg_user_rehash,
+    .user_delete = pg_user_delete,
+    .user_list = pg_user_list,
+    .user_count = pg_user_count,
+    .session_create = pg_session_create,
+    .session_get = pg_session_get,
+    .session_state = pg_session_state,
+    .session_list = pg_session_list,
+    .session_revoke = pg_session_revoke,
+    .session_revoke_all = pg_session_revoke_all,
+    .refresh_rotate = pg_refresh_rotate,
+    .refresh_session = pg_refresh_session,
+};
+
+/* Sets up the pool for the libpq URI `url` without connecting (the first
+ * call connects). Pool size cfg->db_pool_size (0: 8); cfg->db_timeout_ms
+ * (0: 5000) bounds the wait for a free connection and each statement.
+ * AS_ERR_INTERNAL for a URL libpq cannot parse, AS_ERR_NOMEM. On AS_OK the
+ * caller frees *impl with (*ops)->close. */
+enum as_err repo_pg_open(const struct cfg *cfg, const char *url,
+                         const struct repo_ops **ops, void **impl)
+{
+    pthread_condattr_t ca;
+    struct pg *p;
+    enum as_err err = AS_ERR_NOMEM;
+
+    *ops = NULL;
+    *impl = NULL;
+    if (!url)
+        return AS_ERR_INTERNAL;
+    p = calloc(1, sizeof *p);
+    if (!p)
+        return AS_ERR_NOMEM;
+    p->nslots = cfg && cfg->db_pool_size ? cfg->db_pool_size : POOL_DEFAULT;
+    if (p->nslots > POOL_MAX)
+        p->nslots = POOL_MAX;
+    p->timeout_ms = cfg && cfg->db_timeout_ms ? cfg->db_timeout_ms
+                                              : TIMEOUT_DEFAULT_MS;
+    if (p->timeout_ms > 3600000u)
+        p->timeout_ms = 3600000u;
+    p->slots = calloc(p->nslots, sizeof *p->slots);
+    if (!p->slots)
+        goto out;
+    if (pthread_condattr_init(&ca) != 0)
+        goto out;
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    if (pthread_cond_init(&p->freed, &ca) != 0) {
+        pthread_condattr_destroy(&ca);
+        goto out;
+    }
+    pthread_condattr_destroy(&ca);
+    if (pthread_mutex_init(&p->mu, NULL) != 0) {
+        pthread_cond_destroy(&p->freed);
+        goto out;
+    }
+    p->sync_ready = true;
+    err = conninfo_build(p, url);
+out:
+    if (err != AS_OK) {
+        pg_close(p);
+        return err;
+    }
+    *ops = &pg_ops;
+    *impl = p;
+    return AS_OK;
+}
