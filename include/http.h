@@ -14,6 +14,7 @@ struct repo;
 struct workpool;
 struct metrics;
 struct scache;
+struct netlist;
 struct MHD_Connection;
 
 /* Long-lived state shared by every request; made once at start. */
@@ -24,6 +25,7 @@ struct app {
     struct workpool *pool;            /* Argon2 and the requests using it */
     struct metrics *metrics;
     struct scache *scache;            /* session-revocation cache */
+    struct netlist *trusted;          /* proxies whose XFF is believed */
     const struct sec_keys *_Atomic keys;  /* swapped on SIGHUP */
 };
 

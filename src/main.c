@@ -13,6 +13,7 @@
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
+#include "netaddr.h"
 #include "password.h"
 #include "repo.h"
 #include "scache.h"
@@ -135,7 +136,8 @@ static int serve(struct cfg *cfg)
     app.scache = scache_new(SCACHE_SLOTS,
                             (uint64_t)cfg->session_cache_seconds * 1000u);
     app.metrics = metrics_new();
-    if (app.repo && app.pool && app.scache && app.metrics &&
+    app.trusted = netlist_parse(cfg->trusted_proxies);
+    if (app.repo && app.pool && app.scache && app.metrics && app.trusted &&
         pw_dummy_init(&app.pw) == AS_OK)
         srv = server_start(&app);
     while (srv) {
@@ -154,6 +156,7 @@ static int serve(struct cfg *cfg)
     workpool_free(app.pool);
     scache_free(app.scache);
     metrics_free(app.metrics);
+    netlist_free(app.trusted);
     repo_close(app.repo);
     sec_keys_free((struct sec_keys *)atomic_load(&app.keys));
     for (i = 0; i < nold; i++)

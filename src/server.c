@@ -24,6 +24,7 @@
 #include "clock.h"
 #include "log.h"
 #include "metrics.h"
+#include "netaddr.h"
 #include "uuid.h"
 #include "workpool.h"
 
@@ -211,7 +212,7 @@ static bool valid_request_id(const char *s)
     return n > 0;
 }
 
-static void client_ip(struct MHD_Connection *c, char out[64])
+static void peer_ip(struct MHD_Connection *c, char out[64])
 {
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
@@ -234,6 +235,7 @@ static struct req_ctx *req_new(struct app *app, struct MHD_Connection *conn,
     struct arena *a = arena_new();
     struct req_ctx *rc = a ? arena_alloc(a, sizeof *rc) : NULL;
     const char *rid;
+    char peer[64];
 
     if (!rc) {
         arena_free(a);
@@ -250,7 +252,11 @@ static struct req_ctx *req_new(struct app *app, struct MHD_Connection *conn,
         strcpy(rc->request_id, rid);
     else
         uuid_v7_new(rc->request_id);
-    client_ip(conn, rc->ip);
+    peer_ip(conn, peer);
+    netlist_client_ip(app->trusted, peer,
+                      MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                  "X-Forwarded-For"),
+                      rc->ip, sizeof rc->ip);
     if (!rc->method || !rc->path) {
         arena_free(a);
         return NULL;
@@ -271,6 +277,53 @@ static void req_free(struct req_ctx *rc)
 }
 
 /* ---- answering ---- */
+
+/* The Origin to echo in CORS headers, or NULL when it is not allowed. */
+static const char *cors_origin(struct req_ctx *rc)
+{
+    const char *list = rc->app->cfg->cors_origins;
+    const char *origin = req_header(rc, "Origin");
+    size_t olen;
+
+    if (!list || !origin)
+        return NULL;
+    olen = strlen(origin);
+    while (*list) {
+        size_t n = strcspn(list, ",");
+        const char *b = list, *e = list + n;
+
+        while (b < e && *b == ' ')
+            b++;
+        while (e > b && e[-1] == ' ')
+            e--;
+        if (e - b == 1 && *b == '*')
+            return "*";
+        if ((size_t)(e - b) == olen && strncmp(b, origin, olen) == 0)
+            return origin;
+        list += n + (list[n] == ',');
+    }
+    return NULL;
+}
+
+static void add_cors_headers(struct req_ctx *rc, struct MHD_Response *r)
+{
+    const char *origin = cors_origin(rc);
+
+    if (rc->app->cfg->cors_origins)
+        MHD_add_response_header(r, "Vary", "Origin");
+    if (!origin)
+        return;
+    MHD_add_response_header(r, "Access-Control-Allow-Origin", origin);
+    MHD_add_response_header(r, "Access-Control-Expose-Headers",
+                            "X-Request-ID, Location, Retry-After, "
+                            "WWW-Authenticate");
+    if (strcmp(rc->method, "OPTIONS") == 0) {
+        MHD_add_response_header(r, "Access-Control-Allow-Headers",
+                                "Authorization, Content-Type, "
+                                "X-Request-ID");
+        MHD_add_response_header(r, "Access-Control-Max-Age", "600");
+    }
+}
 
 static void add_common_headers(struct req_ctx *rc, struct MHD_Response *r,
                                unsigned status)
@@ -293,6 +346,7 @@ static void add_common_headers(struct req_ctx *rc, struct MHD_Response *r,
                                     : "Bearer realm=\"auth-serve\"");
     if (status == 503 && !MHD_get_response_header(r, "Retry-After"))
         MHD_add_response_header(r, "Retry-After", "1");
+    add_cors_headers(rc, r);
 }
 
 /* Renders rc->err / rc->res and queues it. */
@@ -430,6 +484,16 @@ static bool begin(struct req_ctx *rc)
     if (m == ROUTE_NOT_FOUND) {
         rc->err = AS_ERR_NOT_FOUND;
         rc->res.detail = "No such resource.";
+        return false;
+    }
+    if (m == ROUTE_BAD_METHOD && strcmp(rc->method, "OPTIONS") == 0) {
+        char full[160];
+
+        snprintf(full, sizeof full, "%s, OPTIONS", allow);
+        res_header(rc, "Allow", full);          /* CORS preflight too */
+        if (cors_origin(rc))
+            res_header(rc, "Access-Control-Allow-Methods", full);
+        rc->res.status = 204;
         return false;
     }
     if (m == ROUTE_BAD_METHOD) {

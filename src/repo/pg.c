@@ -1263,6 +1263,8 @@ static enum as_err rotate_miss(struct conn *c,
     err = conn_run(c, op,
                    "UPDATE sessions SET revoked_at = $2 "
                    "WHERE id = $1 AND revoked_at IS NULL", &v, NULL);
+    if (err == AS_OK)
+        err = row_session(r, 0, out, a);        /* for the audit event */
     *res = ROTATE_REUSED;
 out:
     PQclear(r);

@@ -1,0 +1,24 @@
+#ifndef AUTH_NETADDR_H           /* netaddr.h: addresses and CIDR lists */
+#define AUTH_NETADDR_H
+#include <stdbool.h>
+#include <stddef.h>
+
+/* A parsed list of addresses/CIDRs ("10.0.0.0/8, ::1"). Immutable once
+ * made; share it between threads freely. */
+struct netlist;
+
+/* Parses `spec` (NULL or "" gives an empty list). NULL on a malformed
+ * item or no memory. Free with netlist_free(); NULL is a no-op. */
+struct netlist *netlist_parse(const char *spec);
+void netlist_free(struct netlist *l);
+/* True when the textual address `ip` (IPv4 or IPv6; IPv4-mapped IPv6 is
+ * treated as IPv4) is inside one of the entries of `l`. */
+bool netlist_contains(const struct netlist *l, const char *ip);
+/* The client address behind trusted proxies: walks `xff` (the
+ * X-Forwarded-For value) from the right while the hop is in `trusted`,
+ * and copies the first untrusted hop into `out`. Keeps `peer` when the
+ * peer is not trusted or the header is absent or malformed. */
+void netlist_client_ip(const struct netlist *trusted, const char *peer,
+                       const char *xff, char *out, size_t out_len);
+
+#endif

@@ -1,0 +1,163 @@
+/* netaddr.c: CIDR lists and the X-Forwarded-For walk. */
+#include "netaddr.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct net {
+    uint8_t addr[16];                /* IPv4 stored as ::ffff:a.b.c.d */
+    unsigned bits;                   /* prefix over the 128-bit form */
+};
+
+struct netlist {
+    size_t n;
+    struct net nets[];
+};
+
+/* Parses an address into 16 bytes; *v4 tells which family it was. */
+static bool parse_ip(const char *s, uint8_t out[16], bool *v4)
+{
+    struct in_addr a4;
+
+    if (inet_pton(AF_INET, s, &a4) == 1) {
+        memset(out, 0, 10);
+        out[10] = out[11] = 0xff;
+        memcpy(out + 12, &a4, 4);
+        *v4 = true;
+        return true;
+    }
+    *v4 = false;
+    if (inet_pton(AF_INET6, s, out) != 1)
+        return false;
+    *v4 = memcmp(out, "\0\0\0\0\0\0\0\0\0\0\xff\xff", 12) == 0;
+    return true;
+}
+
+static bool parse_net(const char *s, size_t len, struct net *out)
+{
+    char tmp[64], *slash, *end;
+    unsigned long bits;
+    bool v4;
+
+    if (len == 0 || len >= sizeof tmp)
+        return false;
+    memcpy(tmp, s, len);
+    tmp[len] = '\0';
+    slash = strchr(tmp, '/');
+    if (slash)
+        *slash++ = '\0';
+    if (!parse_ip(tmp, out->addr, &v4))
+        return false;
+    out->bits = 128;
+    if (slash) {
+        bits = strtoul(slash, &end, 10);
+        if (!*slash || *end || bits > (v4 ? 32u : 128u))
+            return false;
+        out->bits = (unsigned)bits + (v4 ? 96u : 0u);
+    }
+    return true;
+}
+
+struct netlist *netlist_parse(const char *spec)
+{
+    size_t cap = 1;
+    struct netlist *l;
+    const char *p;
+
+    for (p = spec; p && *p; p++)
+        cap += *p == ',';
+    l = calloc(1, sizeof *l + cap * sizeof l->nets[0]);
+    if (!l)
+        return NULL;
+    for (p = spec; p && *p;) {
+        size_t n = strcspn(p, ",");
+        const char *b = p, *e = p + n;
+
+        while (b < e && isspace((unsigned char)*b))
+            b++;
+        while (e > b && isspace((unsigned char)e[-1]))
+            e--;
+        if (e > b && !parse_net(b, (size_t)(e - b), &l->nets[l->n++])) {
+            free(l);
+            return NULL;
+        }
+        p += n + (p[n] == ',');
+    }
+    return l;
+}
+
+void netlist_free(struct netlist *l)
+{
+    free(l);
+}
+
+static bool in_net(const struct net *n, const uint8_t a[16])
+{
+    unsigned full = n->bits / 8, rest = n->bits % 8;
+
+    if (memcmp(n->addr, a, full) != 0)
+        return false;
+    if (rest == 0)
+        return true;
+    return ((n->addr[full] ^ a[full]) & (uint8_t)(0xff << (8 - rest))) == 0;
+}
+
+bool netlist_contains(const struct netlist *l, const char *ip)
+{
+    uint8_t a[16];
+    bool v4;
+    size_t i;
+
+    if (!l || !parse_ip(ip, a, &v4))
+        return false;
+    for (i = 0; i < l->n; i++)
+        if (in_net(&l->nets[i], a))
+            return true;
+    return false;
+}
+
+void netlist_client_ip(const struct netlist *trusted, const char *peer,
+                       const char *xff, char *out, size_t out_len)
+{
+    const char *end;
+
+    snprintf(out, out_len, "%s", peer);
+    if (!xff || !netlist_contains(trusted, peer))
+        return;
+    end = xff + strlen(xff);
+    while (end > xff) {
+        const char *start = end;
+        char hop[64];
+        uint8_t a[16];
+        bool v4;
+        size_t n;
+
+        while (start > xff && start[-1] != ',')
+            start--;
+        while (start < end && isspace((unsigned char)*start))
+            start++;
+        n = (size_t)(end - start);
+        while (n && isspace((unsigned char)start[n - 1]))
+            n--;
+        if (n == 0 || n >= sizeof hop)
+            return;                       /* malformed: keep what we have */
+        memcpy(hop, start, n);
+        hop[n] = '\0';
+        if (!parse_ip(hop, a, &v4))
+            return;
+        snprintf(out, out_len, "%s", hop);
+        if (!netlist_contains(trusted, hop))
+            return;
+        end = start;
+        while (end > xff && end[-1] != ',')
+            end--;
+        if (end > xff)
+            end--;                        /* step over the comma */
+        else
+            return;
+    }
+}

@@ -1,0 +1,73 @@
+/* CIDR lists and the client address behind trusted proxies. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "netaddr.h"
+
+static void test_parse_and_contains(void **state)
+{
+    struct netlist *l = netlist_parse(" 10.0.0.0/8 ,127.0.0.1, fd00::/8,"
+                                      "192.168.1.0/24");
+
+    (void)state;
+    assert_non_null(l);
+    assert_true(netlist_contains(l, "10.200.3.4"));
+    assert_true(netlist_contains(l, "127.0.0.1"));
+    assert_false(netlist_contains(l, "127.0.0.2"));
+    assert_true(netlist_contains(l, "::ffff:10.1.1.1"));
+    assert_true(netlist_contains(l, "fd12::1"));
+    assert_false(netlist_contains(l, "fe80::1"));
+    assert_true(netlist_contains(l, "192.168.1.255"));
+    assert_false(netlist_contains(l, "192.168.2.1"));
+    assert_false(netlist_contains(l, "not an ip"));
+    netlist_free(l);
+    assert_null(netlist_parse("10.0.0.0/33"));
+    assert_null(netlist_parse("banana"));
+    assert_null(netlist_parse("::1/129"));
+    l = netlist_parse(NULL);
+    assert_non_null(l);
+    assert_false(netlist_contains(l, "127.0.0.1"));
+    netlist_free(l);
+}
+
+static void test_client_ip(void **state)
+{
+    struct netlist *t = netlist_parse("127.0.0.1, 10.0.0.0/8");
+    char out[64];
+
+    (void)state;
+    /* untrusted peer: the header is ignored */
+    netlist_client_ip(t, "203.0.113.9", "1.2.3.4", out, sizeof out);
+    assert_string_equal(out, "203.0.113.9");
+    /* trusted peer: the right-most untrusted hop */
+    netlist_client_ip(t, "127.0.0.1", "1.2.3.4", out, sizeof out);
+    assert_string_equal(out, "1.2.3.4");
+    netlist_client_ip(t, "127.0.0.1", "6.6.6.6, 1.2.3.4, 10.0.0.7", out,
+                      sizeof out);
+    assert_string_equal(out, "1.2.3.4");           /* 6.6.6.6 is spoofable */
+    netlist_client_ip(t, "127.0.0.1", "10.0.0.1,10.0.0.2", out, sizeof out);
+    assert_string_equal(out, "10.0.0.1");
+    netlist_client_ip(t, "127.0.0.1", "garbage", out, sizeof out);
+    assert_string_equal(out, "127.0.0.1");
+    netlist_client_ip(t, "127.0.0.1", "1.2.3.4, garbage", out, sizeof out);
+    assert_string_equal(out, "127.0.0.1");
+    netlist_client_ip(t, "127.0.0.1", NULL, out, sizeof out);
+    assert_string_equal(out, "127.0.0.1");
+    netlist_client_ip(t, "127.0.0.1", " 2001:db8::1 ", out, sizeof out);
+    assert_string_equal(out, "2001:db8::1");
+    netlist_free(t);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parse_and_contains),
+        cmocka_unit_test(test_client_ip),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
