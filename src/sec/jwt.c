@@ -37,7 +37,9 @@ static bool sign_inputs_ok(const struct sec_keys *k, const struct cfg *cfg,
 {
     return k && cfg && c && k->sign && k->sign_len <= INT_MAX &&
            k->signer < k->n_keys && cfg->jwt_issuer && cfg->jwt_audience &&
-           c->email && c->role && uuid_valid(c->sub) &&
+           c->email && c->role &&
+           (strcmp(c->role, "user") == 0 || strcmp(c->role, "admin") == 0) &&
+           uuid_valid(c->sub) &&
            uuid_valid(c->sid) && uuid_valid(c->jti);
 }
 

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -30,6 +31,18 @@ struct store {
     enum cfg_alg alg;
     int64_t keep_s;              /* how long a retired key still verifies */
 };
+
+/* A keys folder made by hand may let others in: say so, change nothing. */
+static void warn_if_open(const char *dir)
+{
+    struct stat st;
+
+    if (stat(dir, &st) == 0 && (st.st_mode & 077) != 0)
+        log_event(LOG_WARN, "keys.folder_permissions", NULL,
+                  json_pack("{s:s, s:s}", "path", dir, "hint",
+                            "others can open the keys folder; chmod 700 "
+                            "it"));
+}
 
 static enum as_err store_open(const struct cfg *cfg, struct store *s,
                               char *why, size_t why_len)
@@ -54,6 +67,7 @@ static enum as_err store_open(const struct cfg *cfg, struct store *s,
         sec_why(why, why_len, "cannot create %s: %s", s->dir, strerror(rc));
         return AS_ERR_INTERNAL;
     }
+    warn_if_open(s->dir);
     return AS_OK;
 }
 

@@ -379,6 +379,10 @@ static void sign_refuses_incomplete_claims(void **state)
     strcpy(c.sub, "not-a-uuid");
     assert_int_not_equal(sec_jwt_sign(f->kes, &f->es, &c, &token), AS_OK);
     assert_null(token);
+    c = claims_at(f->now);
+    c.role = "root";
+    assert_int_not_equal(sec_jwt_sign(f->kes, &f->es, &c, &token), AS_OK);
+    assert_null(token);
 }
 
 /* ---- tampering ---- */

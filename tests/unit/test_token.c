@@ -11,6 +11,8 @@
 
 #include "cfg.h"
 
+#define B64 sodium_base64_VARIANT_URLSAFE_NO_PADDING
+
 static char secret_a[] = "0123456789abcdef0123456789abcdef-a";
 static char secret_b[] = "0123456789abcdef0123456789abcdef-b";
 
@@ -47,9 +49,7 @@ static void new_tokens_have_the_shape(void **state)
     assert_true(sec_token_valid(b));
     assert_string_not_equal(a, b);
     assert_int_equal(sodium_base642bin(raw, sizeof raw, a, strlen(a), NULL,
-                                       &got, NULL,
-                                       sodium_base64_VARIANT_URLSAFE_NO_PADDING),
-                     0);
+                                       &got, NULL, B64), 0);
     assert_int_equal(got, 32);
 }
 
