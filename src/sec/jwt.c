@@ -1,0 +1,262 @@
+/* jwt.c: access tokens. libjwt signs and checks signatures; everything
+ * libjwt 1.10 leaves open (shape, size, algorithm pinning, kid lookup,
+ * every claim) is checked here before or after it. */
+#include "sec/sec_int.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct segments {                /* header.payload.signature */
+    const char *p[3];
+    size_t n[3];
+};
+
+/* ---- signing ---- */
+
+static int add_claims(jwt_t *jwt, const struct cfg *cfg,
+                      const struct sec_claims *c)
+{
+    int rc = 0;
+
+    rc |= jwt_add_grant(jwt, "iss", cfg->jwt_issuer);
+    rc |= jwt_add_grant(jwt, "aud", cfg->jwt_audience);
+    rc |= jwt_add_grant(jwt, "sub", c->sub);
+    rc |= jwt_add_grant(jwt, "sid", c->sid);
+    rc |= jwt_add_grant(jwt, "jti", c->jti);
+    rc |= jwt_add_grant(jwt, "role", c->role);
+    rc |= jwt_add_grant(jwt, "email", c->email);
+    rc |= jwt_add_grant_int(jwt, "iat", (long)c->iat);
+    rc |= jwt_add_grant_int(jwt, "nbf", (long)c->nbf);
+    rc |= jwt_add_grant_int(jwt, "exp", (long)c->exp);
+    return rc;
+}
+
+static bool sign_inputs_ok(const struct sec_keys *k, const struct cfg *cfg,
+                           const struct sec_claims *c)
+{
+    return k && cfg && c && k->sign && k->sign_len <= INT_MAX &&
+           k->signer < k->n_keys && cfg->jwt_issuer && cfg->jwt_audience &&
+           c->email && c->role &&
+           (strcmp(c->role, "user") == 0 || strcmp(c->role, "admin") == 0) &&
+           uuid_valid(c->sub) &&
+           uuid_valid(c->sid) && uuid_valid(c->jti);
+}
+
+enum as_err sec_jwt_sign(const struct sec_keys *k, const struct cfg *cfg,
+                         const struct sec_claims *c, char **out)
+{
+    jwt_t *jwt = NULL;
+    enum as_err err = AS_ERR_INTERNAL;
+    char *token;
+
+    *out = NULL;
+    if (!sign_inputs_ok(k, cfg, c))
+        return AS_ERR_INTERNAL;
+    if (jwt_new(&jwt) != 0)
+        return AS_ERR_NOMEM;
+    if (jwt_set_alg(jwt, k->jwt_alg, k->sign, (int)k->sign_len) != 0 ||
+        jwt_add_header(jwt, "kid", k->keys[k->signer].kid) != 0 ||
+        add_claims(jwt, cfg, c) != 0)
+        goto out;
+    token = jwt_encode_str(jwt);
+    if (!token)
+        goto out;
+    *out = token;
+    err = AS_OK;
+out:
+    jwt_free(jwt);                       /* libjwt wipes its key copy */
+    return err;
+}
+
+/* ---- verification ---- */
+
+/* Three non-empty base64url segments, nothing else, bounded length. */
+static bool split(const char *token, struct segments *s)
+{
+    size_t len = strnlen(token, SEC_MAX_JWT_BYTES + 1);
+    const char *start = token, *end = token + len;
+    int i;
+
+    if (len > SEC_MAX_JWT_BYTES)
+        return false;
+    for (i = 0; i < 3; i++) {
+        const char *stop = i < 2 ? memchr(start, '.', (size_t)(end - start))
+                                 : end;
+        if (!stop)
+            return false;
+        s->p[i] = start;
+        s->n[i] = (size_t)(stop - start);
+        if (s->n[i] == 0 || !sec_b64url_alphabet(start, s->n[i]))
+            return false;                /* also refuses a fourth '.' */
+        start = stop + 1;
+    }
+    return true;
+}
+
+/* The JSON object a header or payload segment encodes, or NULL. Duplicate
+ * names are refused: two "alg" or two "sub" must not mean two things. */
+static json_t *segment_json(const char *p, size_t n)
+{
+    unsigned char buf[SEC_MAX_JWT_BYTES];
+    size_t got = 0;
+    json_t *j;
+
+    if (!sec_b64url_decode(p, n, buf, sizeof buf, &got))
+        return NULL;
+    j = json_loadb((const char *)buf, got, JSON_REJECT_DUPLICATES, NULL);
+    if (!json_is_object(j)) {
+        json_decref(j);
+        return NULL;
+    }
+    return j;
+}
+
+/* The key the header names, if the header also names the configured alg
+ * and asks for no extension. */
+static const struct sec_key *header_key(const struct sec_keys *k,
+                                        const char *p, size_t n)
+{
+    json_t *hdr = segment_json(p, n);
+    const char *alg = json_string_value(json_object_get(hdr, "alg"));
+    const char *kid = json_string_value(json_object_get(hdr, "kid"));
+    const struct sec_key *key = NULL;
+
+    if (alg && strcmp(alg, sec_alg_name(k->alg)) == 0 &&
+        !json_object_get(hdr, "crit"))
+        key = sec_keys_find(k, kid);
+    json_decref(hdr);
+    return key;
+}
+
+/* Always with a key (without one libjwt skips the signature), and the
+ * algorithm libjwt saw must be the configured one. */
+static bool signature_ok(const struct sec_keys *k, const struct sec_key *key,
+                         const char *token)
+{
+    jwt_t *jwt = NULL;
+    bool ok;
+
+    if (!key->verify || key->verify_len == 0 || key->verify_len > INT_MAX)
+        return false;
+    ok = jwt_decode(&jwt, token, key->verify, (int)key->verify_len) == 0 &&
+         jwt != NULL && jwt_get_alg(jwt) == k->jwt_alg;
+    jwt_free(jwt);
+    return ok;
+}
+
+static bool int_claim(const json_t *p, const char *name, int64_t *v)
+{
+    const json_t *j = json_object_get(p, name);
+
+    if (!json_is_integer(j))
+        return false;
+    *v = (int64_t)json_integer_value(j);
+    return true;
+}
+
+/* A non-empty string claim, or NULL. */
+static const char *str_claim(const json_t *p, const char *name)
+{
+    const char *s = json_string_value(json_object_get(p, name));
+
+    return s && s[0] ? s : NULL;
+}
+
+static bool uuid_claim(const json_t *p, const char *name,
+                       char out[UUID_STR_LEN])
+{
+    const char *s = str_claim(p, name);
+
+    if (!s || !uuid_valid(s))
+        return false;
+    memcpy(out, s, UUID_STR_LEN);
+    return true;
+}
+
+/* "aud" is the audience, or an array of strings holding it. */
+static bool aud_ok(const json_t *aud, const char *want)
+{
+    size_t i, n = json_array_size(aud);
+    bool found = false;
+
+    if (json_is_string(aud))
+        return strcmp(json_string_value(aud), want) == 0;
+    if (!json_is_array(aud) || n == 0)
+        return false;
+    for (i = 0; i < n; i++) {
+        const char *s = json_string_value(json_array_get(aud, i));
+        if (!s)
+            return false;
+        if (strcmp(s, want) == 0)
+            found = true;
+    }
+    return found;
+}
+
+static bool times_ok(const json_t *p, int64_t now, struct sec_claims *out)
+{
+    if (!int_claim(p, "exp", &out->exp) || !int_claim(p, "nbf", &out->nbf) ||
+        !int_claim(p, "iat", &out->iat))
+        return false;
+    return out->exp > now - SEC_LEEWAY_S && out->nbf <= now + SEC_LEEWAY_S &&
+           out->iat <= now + SEC_LEEWAY_S;
+}
+
+static bool parties_ok(const json_t *p, const struct cfg *cfg)
+{
+    const char *iss = str_claim(p, "iss");
+
+    return iss && cfg->jwt_issuer && cfg->jwt_audience &&
+           strcmp(iss, cfg->jwt_issuer) == 0 &&
+           aud_ok(json_object_get(p, "aud"), cfg->jwt_audience);
+}
+
+/* sub, sid, jti, role and email into `out`, strings copied into `a`. */
+static enum as_err subject_take(const json_t *p, struct sec_claims *out,
+                                struct arena *a)
+{
+    const char *role = str_claim(p, "role");
+    const char *email = str_claim(p, "email");
+
+    if (!uuid_claim(p, "sub", out->sub) || !uuid_claim(p, "sid", out->sid) ||
+        !uuid_claim(p, "jti", out->jti) || !email || !role ||
+        (strcmp(role, "user") != 0 && strcmp(role, "admin") != 0))
+        return AS_ERR_INVALID_TOKEN;
+    out->role = arena_strdup(a, role);
+    out->email = arena_strdup(a, email);
+    return out->role && out->email ? AS_OK : AS_ERR_NOMEM;
+}
+
+static enum as_err claims_check(const struct segments *s,
+                                const struct cfg *cfg, int64_t now,
+                                struct sec_claims *out, struct arena *a)
+{
+    json_t *p = segment_json(s->p[1], s->n[1]);
+    enum as_err err = AS_ERR_INVALID_TOKEN;
+
+    if (p && times_ok(p, now, out) && parties_ok(p, cfg))
+        err = subject_take(p, out, a);
+    json_decref(p);
+    return err;
+}
+
+enum as_err sec_jwt_verify(const struct sec_keys *k, const struct cfg *cfg,
+                           const char *token, int64_t now_s,
+                           struct sec_claims *out, struct arena *a)
+{
+    struct segments s;
+    const struct sec_key *key;
+    enum as_err err = AS_ERR_INVALID_TOKEN;
+
+    if (out)
+        memset(out, 0, sizeof *out);
+    if (!k || !cfg || !token || !out || !a || !split(token, &s))
+        return AS_ERR_INVALID_TOKEN;
+    key = header_key(k, s.p[0], s.n[0]);
+    if (key && signature_ok(k, key, token))
+        err = claims_check(&s, cfg, now_s, out, a);
+    if (err != AS_OK)
+        memset(out, 0, sizeof *out);
+    return err;
+}

@@ -1,0 +1,310 @@
+/* keys.c: the key set of one process: loading by mode (HS256 secret, key
+ * file, keys folder), the refresh-derivation key, JWKS. */
+#include "sec/sec_int.h"
+
+#include <errno.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "log.h"
+
+#define HS256_MIN_SECRET 32
+#define HS256_KID_BYTES 16
+#define LABEL_REFRESH "auth-serve refresh-token derivation v1"
+#define LABEL_HS_KID "auth-serve hs256 key id v1"
+
+void sec_why(char *why, size_t why_len, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!why || why_len == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(why, why_len, fmt, ap);
+    va_end(ap);
+}
+
+const char *sec_alg_name(enum cfg_alg a)
+{
+    switch (a) {
+    case CFG_ALG_ES256: return "ES256";
+    case CFG_ALG_RS256: return "RS256";
+    case CFG_ALG_HS256: return "HS256";
+    }
+    return "?";
+}
+
+jwt_alg_t sec_alg_jwt(enum cfg_alg a)
+{
+    switch (a) {
+    case CFG_ALG_ES256: return JWT_ALG_ES256;
+    case CFG_ALG_RS256: return JWT_ALG_RS256;
+    case CFG_ALG_HS256: return JWT_ALG_HS256;
+    }
+    return JWT_ALG_INVAL;
+}
+
+void sec_derive(const void *material, size_t len, const char *label,
+                uint8_t out[32])
+{
+    crypto_auth_hmacsha256_state st;
+
+    crypto_auth_hmacsha256_init(&st, material, len);
+    crypto_auth_hmacsha256_update(&st, (const unsigned char *)label,
+                                  strlen(label));
+    crypto_auth_hmacsha256_final(&st, out);
+    sodium_memzero(&st, sizeof st);
+}
+
+/* Grows `k->keys` by one zeroed slot; its index goes to `*index`. */
+static enum as_err grow(struct sec_keys *k, size_t *index)
+{
+    struct sec_key *more = realloc(k->keys, (k->n_keys + 1) * sizeof *more);
+
+    if (!more)
+        return AS_ERR_NOMEM;
+    k->keys = more;
+    memset(&more[k->n_keys], 0, sizeof *more);
+    *index = k->n_keys;
+    return AS_OK;
+}
+
+enum as_err sec_keys_add(struct sec_keys *k, EVP_PKEY *pk, size_t *index)
+{
+    struct sec_key key = { 0 };
+    enum as_err err = AS_ERR_INTERNAL;
+
+    key.jwk = sec_pkey_jwk(pk, k->alg, key.kid);
+    key.verify = sec_pkey_public_pem(pk, &key.verify_len);
+    if (key.jwk && key.verify)
+        err = grow(k, index);
+    if (err != AS_OK) {
+        json_decref(key.jwk);
+        free(key.verify);
+        return err;
+    }
+    k->keys[k->n_keys++] = key;
+    return AS_OK;
+}
+
+const struct sec_key *sec_keys_find(const struct sec_keys *k,
+                                    const char *kid)
+{
+    size_t i;
+
+    for (i = 0; k && kid && i < k->n_keys; i++)
+        if (strcmp(k->keys[i].kid, kid) == 0)
+            return &k->keys[i];
+    return NULL;
+}
+
+/* A malloc'd copy of `n` secret bytes with a NUL appended. */
+static unsigned char *secret_dup(const void *p, size_t n)
+{
+    unsigned char *out = malloc(n + 1);
+
+    if (out) {
+        memcpy(out, p, n);
+        out[n] = '\0';
+    }
+    return out;
+}
+
+static enum as_err load_hs256(const struct cfg *cfg, struct sec_keys *k,
+                              char *why, size_t why_len)
+{
+    const char *secret = cfg->jwt_secret;
+    size_t n = secret ? strlen(secret) : 0, i = 0;
+    uint8_t id[32];
+    enum as_err err;
+
+    if (n < HS256_MIN_SECRET) {
+        sec_why(why, why_len, "AUTH_JWT_SECRET must be at least %d bytes "
+                "for HS256", HS256_MIN_SECRET);
+        return AS_ERR_INTERNAL;
+    }
+    err = grow(k, &i);
+    if (err != AS_OK)
+        return err;
+    k->n_keys = 1;
+    k->keys[0].verify = secret_dup(secret, n);
+    k->sign = secret_dup(secret, n);
+    if (!k->keys[0].verify || !k->sign)
+        return AS_ERR_NOMEM;
+    k->keys[0].verify_len = k->sign_len = n;
+    sec_derive(secret, n, LABEL_HS_KID, id);
+    sec_b64url_encode(id, HS256_KID_BYTES, k->keys[0].kid, SEC_KID_MAX);
+    sec_derive(secret, n, LABEL_REFRESH, k->refresh_key);
+    return AS_OK;
+}
+
+static void warn_if_readable(const char *path)
+{
+    struct stat st;
+
+    if (stat(path, &st) == 0 && (st.st_mode & 077) != 0)
+        log_event(LOG_WARN, "keys.file_permissions",
+                  NULL, json_pack("{s:s, s:s}", "path", path, "hint",
+                                  "the key file is readable by others; "
+                                  "chmod 600 it"));
+}
+
+/* The refresh-derivation key of a configured key file: derived from the
+ * canonical PKCS#8 form of its private key, so every instance given the
+ * same key agrees whatever PEM flavour the file uses. */
+static enum as_err refresh_from_pkey(EVP_PKEY *pk, struct sec_keys *k)
+{
+    size_t len = 0;
+    unsigned char *pem = sec_pkey_private_pem(pk, &len);
+    uint8_t digest[32];
+
+    if (!pem)
+        return AS_ERR_INTERNAL;
+    crypto_hash_sha256(digest, pem, len);
+    sec_derive(digest, sizeof digest, LABEL_REFRESH, k->refresh_key);
+    sodium_memzero(digest, sizeof digest);
+    sodium_memzero(pem, len);
+    free(pem);
+    return AS_OK;
+}
+
+static enum as_err load_key_file(const struct cfg *cfg, struct sec_keys *k,
+                                 char *why, size_t why_len)
+{
+    const char *path = cfg->jwt_key_file;
+    char fit[200];
+    EVP_PKEY *pk = NULL;
+    enum as_err err = AS_ERR_INTERNAL;
+    int rc = sec_file_read(path, SEC_KEY_FILE_MAX, &k->sign, &k->sign_len);
+
+    if (rc != 0) {
+        sec_why(why, why_len, "AUTH_JWT_KEY_FILE %s: %s", path,
+                strerror(rc));
+        goto out;
+    }
+    pk = sec_pkey_parse(k->sign, k->sign_len);
+    if (!pk) {
+        sec_why(why, why_len, "AUTH_JWT_KEY_FILE %s: not a PEM private "
+                "key", path);
+        goto out;
+    }
+    if (!sec_pkey_fits(pk, k->alg, fit, sizeof fit)) {
+        sec_why(why, why_len, "AUTH_JWT_KEY_FILE %s does not match "
+                "AUTH_JWT_ALG: %s", path, fit);
+        goto out;
+    }
+    err = sec_keys_add(k, pk, &k->signer);
+    if (err == AS_OK)
+        err = refresh_from_pkey(pk, k);
+    if (err != AS_OK)
+        sec_why(why, why_len, "AUTH_JWT_KEY_FILE %s: cannot use the key",
+                path);
+    warn_if_readable(path);
+out:
+    EVP_PKEY_free(pk);
+    return err;
+}
+
+static const char *source_name(const struct cfg *cfg)
+{
+    if (cfg->jwt_alg == CFG_ALG_HS256)
+        return "secret";
+    return cfg->jwt_key_file ? "key_file" : "keys_dir";
+}
+
+static enum as_err load_by_mode(const struct cfg *cfg, struct sec_keys *k,
+                                char *why, size_t why_len)
+{
+    if (sec_alg_jwt(cfg->jwt_alg) == JWT_ALG_INVAL) {
+        sec_why(why, why_len, "unknown AUTH_JWT_ALG");
+        return AS_ERR_INTERNAL;
+    }
+    if (cfg->jwt_alg == CFG_ALG_HS256)
+        return load_hs256(cfg, k, why, why_len);
+    if (cfg->jwt_key_file && cfg->jwt_key_file[0])
+        return load_key_file(cfg, k, why, why_len);
+    return sec_store_load(cfg, k, why, why_len);
+}
+
+enum as_err sec_keys_load(const struct cfg *cfg, struct sec_keys **out,
+                          char *why, size_t why_len)
+{
+    struct sec_keys *k = calloc(1, sizeof *k);
+    enum as_err err = k ? AS_OK : AS_ERR_NOMEM;
+
+    *out = NULL;
+    sec_why(why, why_len, "%s", "");
+    if (err == AS_OK && sodium_init() < 0)
+        err = AS_ERR_INTERNAL;
+    if (err == AS_OK) {
+        k->alg = cfg->jwt_alg;
+        k->jwt_alg = sec_alg_jwt(cfg->jwt_alg);
+        err = load_by_mode(cfg, k, why, why_len);
+    }
+    if (err == AS_OK && k->n_keys == 0)
+        err = AS_ERR_INTERNAL;
+    if (err != AS_OK) {
+        if (why && why_len && !why[0])
+            sec_why(why, why_len, "cannot load the signing keys");
+        sec_keys_free(k);
+        return err;
+    }
+    log_event(LOG_INFO, "keys.loaded", NULL,
+              json_pack("{s:s, s:s, s:s, s:I}", "alg", sec_alg_name(k->alg),
+                        "kid", sec_keys_kid(k), "source", source_name(cfg),
+                        "verification_keys", (json_int_t)k->n_keys));
+    *out = k;
+    return AS_OK;
+}
+
+static void wipe_free(unsigned char *p, size_t n)
+{
+    if (p) {
+        sodium_memzero(p, n);
+        free(p);
+    }
+}
+
+void sec_keys_free(struct sec_keys *k)
+{
+    size_t i;
+
+    if (!k)
+        return;
+    for (i = 0; i < k->n_keys; i++) {
+        wipe_free(k->keys[i].verify, k->keys[i].verify_len);
+        json_decref(k->keys[i].jwk);
+    }
+    free(k->keys);
+    wipe_free(k->sign, k->sign_len);
+    sodium_memzero(k, sizeof *k);
+    free(k);
+}
+
+const char *sec_keys_kid(const struct sec_keys *k)
+{
+    if (!k || k->signer >= k->n_keys)
+        return "";
+    return k->keys[k->signer].kid;
+}
+
+json_t *sec_jwks(const struct sec_keys *k)
+{
+    json_t *keys = json_array();
+    size_t i;
+
+    for (i = 0; keys && k && i < k->n_keys; i++) {
+        if (!k->keys[i].jwk)
+            continue;                     /* HS256: nothing is public */
+        if (json_array_append_new(keys,
+                                  json_deep_copy(k->keys[i].jwk)) != 0) {
+            json_decref(keys);
+            return NULL;
+        }
+    }
+    return keys ? json_pack("{s:o}", "keys", keys) : NULL;
+}

@@ -1,0 +1,334 @@
+/* password.c: Argon2id hashing with libsodium and the password policy of
+ * API.md (length in code points, strict UTF-8, common list, email). */
+#include "password.h"
+
+#include <pthread.h>
+#include <sodium.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+#define ARGON2ID_PREFIX "$argon2id$"
+#define PW_MAX_BYTES (PW_MAX_CHARS * 4)
+#define LOCAL_MIN_CHARS 3
+
+extern const char auth_common_passwords[], auth_common_passwords_end[];
+
+/* ---- hashing ---- */
+
+static bool params_ok(const struct pw_params *p)
+{
+    return p && p->opslimit >= crypto_pwhash_OPSLIMIT_MIN &&
+           p->opslimit <= crypto_pwhash_OPSLIMIT_MAX &&
+           p->memlimit >= crypto_pwhash_MEMLIMIT_MIN &&
+           p->memlimit <= crypto_pwhash_MEMLIMIT_MAX;
+}
+
+enum as_err pw_hash(const char *pw, const struct pw_params *p,
+                    char out[PW_HASH_MAX])
+{
+    out[0] = '\0';
+    if (!pw || !params_ok(p))
+        return AS_ERR_INTERNAL;
+    if (crypto_pwhash_str_alg(out, pw, strlen(pw), p->opslimit, p->memlimit,
+                              crypto_pwhash_ALG_ARGON2ID13) != 0) {
+        out[0] = '\0';
+        return AS_ERR_NOMEM;
+    }
+    return AS_OK;
+}
+
+/* A hash string libsodium may read: NUL-terminated within PW_HASH_MAX. */
+static bool hash_shaped(const char *hash)
+{
+    return hash && strnlen(hash, PW_HASH_MAX) < PW_HASH_MAX;
+}
+
+enum as_err pw_verify(const char *hash, const char *pw)
+{
+    if (!hash_shaped(hash) || !pw)
+        return AS_ERR_BAD_CREDENTIALS;
+    if (crypto_pwhash_str_verify(hash, pw, strlen(pw)) != 0)
+        return AS_ERR_BAD_CREDENTIALS;
+    return AS_OK;
+}
+
+bool pw_needs_rehash(const char *hash, const struct pw_params *p)
+{
+    if (!hash_shaped(hash) || !params_ok(p) ||
+        strncmp(hash, ARGON2ID_PREFIX, strlen(ARGON2ID_PREFIX)) != 0)
+        return true;
+    return crypto_pwhash_str_needs_rehash(hash, p->opslimit,
+                                          p->memlimit) != 0;
+}
+
+static pthread_mutex_t dummy_lock = PTHREAD_MUTEX_INITIALIZER;
+static char dummy_hash[PW_HASH_MAX];
+
+enum as_err pw_dummy_init(const struct pw_params *p)
+{
+    char pw[33], hash[PW_HASH_MAX];
+    uint8_t raw[16];
+    enum as_err err;
+
+    if (sodium_init() < 0)
+        return AS_ERR_INTERNAL;
+    randombytes_buf(raw, sizeof raw);
+    sodium_bin2hex(pw, sizeof pw, raw, sizeof raw);
+    err = pw_hash(pw, p, hash);
+    if (err == AS_OK) {
+        pthread_mutex_lock(&dummy_lock);
+        memcpy(dummy_hash, hash, sizeof hash);
+        pthread_mutex_unlock(&dummy_lock);
+    }
+    sodium_memzero(pw, sizeof pw);
+    return err;
+}
+
+void pw_verify_dummy(const char *pw)
+{
+    char hash[PW_HASH_MAX];
+
+    pthread_mutex_lock(&dummy_lock);
+    memcpy(hash, dummy_hash, sizeof hash);
+    pthread_mutex_unlock(&dummy_lock);
+    if (!hash[0]) {
+        log_event(LOG_ERROR, "password.dummy_missing", NULL, NULL);
+        return;
+    }
+    (void)pw_verify(hash, pw ? pw : "");
+}
+
+/* ---- the common-password set ----
+ * Open addressing over the embedded list: each slot is the offset and
+ * length of one line, hashed and compared with ASCII case folded. */
+
+struct slot {
+    uint32_t off, len;           /* len 0: empty */
+};
+
+static struct {
+    struct slot *slots;
+    size_t mask, count, longest;
+} common;
+static pthread_once_t common_once = PTHREAD_ONCE_INIT;
+
+static unsigned char fold(unsigned char c)
+{
+    return c >= 'A' && c <= 'Z' ? (unsigned char)(c + ('a' - 'A')) : c;
+}
+
+static uint64_t fold_hash(const char *s, size_t n)
+{
+    uint64_t h = 14695981039346656037ULL;        /* FNV-1a */
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        h ^= fold((unsigned char)s[i]);
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+static bool fold_equal(const char *a, const char *b, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        if (fold((unsigned char)a[i]) != fold((unsigned char)b[i]))
+            return false;
+    return true;
+}
+
+/* The slot holding `s`, or the empty slot where it would go. */
+static struct slot *probe(const char *s, size_t n)
+{
+    size_t i = (size_t)fold_hash(s, n) & common.mask;
+
+    for (;; i = (i + 1) & common.mask) {
+        struct slot *sl = &common.slots[i];
+        if (sl->len == 0 ||
+            (sl->len == n &&
+             fold_equal(auth_common_passwords + sl->off, s, n)))
+            return sl;
+    }
+}
+
+static size_t count_lines(const char *p, const char *end)
+{
+    size_t n = 1;
+
+    for (; p < end; p++)
+        n += *p == '\n';
+    return n;
+}
+
+static void insert_line(const char *line, size_t n)
+{
+    struct slot *sl;
+
+    if (n > 0 && line[n - 1] == '\r')
+        n--;
+    if (n == 0 || n > PW_MAX_BYTES)
+        return;
+    sl = probe(line, n);
+    if (sl->len != 0)
+        return;                          /* a duplicate up to case */
+    sl->off = (uint32_t)(line - auth_common_passwords);
+    sl->len = (uint32_t)n;
+    common.count++;
+    if (n > common.longest)
+        common.longest = n;
+}
+
+static void common_load(void)
+{
+    const char *p = auth_common_passwords, *end = auth_common_passwords_end;
+    size_t cap = 16;
+
+    while (cap < 2 * count_lines(p, end))     /* load factor <= 1/2 */
+        cap *= 2;
+    common.slots = calloc(cap, sizeof *common.slots);
+    if (!common.slots) {
+        log_event(LOG_ERROR, "password.common_list_nomem", NULL, NULL);
+        return;
+    }
+    common.mask = cap - 1;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *stop = nl ? nl : end;
+        insert_line(p, (size_t)(stop - p));
+        p = stop + 1;
+    }
+}
+
+size_t pw_common_count(void)
+{
+    pthread_once(&common_once, common_load);
+    return common.count;
+}
+
+bool pw_is_common(const char *pw)
+{
+    size_t n = pw ? strlen(pw) : 0;
+
+    pthread_once(&common_once, common_load);
+    if (!common.slots || n == 0 || n > common.longest)
+        return false;
+    return probe(pw, n)->len != 0;
+}
+
+/* ---- the policy ---- */
+
+/* Length of the strict UTF-8 sequence at `s` (1 to 4), or 0 when it is
+ * malformed: overlong, a surrogate, above U+10FFFF, or truncated. */
+static int utf8_seq(const unsigned char *s)
+{
+    unsigned char c = s[0];
+    uint32_t v, min;
+    int n, i;
+
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF)
+        n = 2, v = c & 0x1Fu, min = 0x80;
+    else if ((c & 0xF0) == 0xE0)
+        n = 3, v = c & 0x0Fu, min = 0x800;
+    else if (c >= 0xF0 && c <= 0xF4)
+        n = 4, v = c & 0x07u, min = 0x10000;
+    else
+        return 0;
+    for (i = 1; i < n; i++) {            /* a NUL stops here: not 10xxxxxx */
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+        v = v << 6 | (s[i] & 0x3Fu);
+    }
+    if (v < min || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF))
+        return 0;
+    return n;
+}
+
+/* Code points of `s`, or -1 when it is not strict UTF-8. */
+static long utf8_count(const char *s, size_t *bytes)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    long count = 0;
+
+    while (*p) {
+        int n = utf8_seq(p);
+        if (n == 0)
+            return -1;
+        p += n;
+        count++;
+    }
+    *bytes = (size_t)(p - (const unsigned char *)s);
+    return count;
+}
+
+static void fold_copy(char *dst, const char *src, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        dst[i] = (char)fold((unsigned char)src[i]);
+}
+
+/* True when the email's local part (before the last '@', or all of it)
+ * has 3 or more characters and occurs in `pw`, ignoring ASCII case. */
+static bool has_local_part(const char *pw, size_t pw_len, const char *email)
+{
+    const char *at = strrchr(email, '@');
+    size_t n = at ? (size_t)(at - email) : strlen(email), i, chars = 0;
+    char lpw[PW_MAX_BYTES], local[PW_MAX_BYTES];
+
+    for (i = 0; i < n; i++)
+        chars += ((unsigned char)email[i] & 0xC0) != 0x80;
+    if (chars < LOCAL_MIN_CHARS || n > pw_len || pw_len > sizeof lpw)
+        return false;
+    fold_copy(lpw, pw, pw_len);
+    fold_copy(local, email, n);
+    return memmem(lpw, pw_len, local, n) != NULL;
+}
+
+static char short_msgs[PW_MAX_CHARS + 1][48];
+static pthread_once_t short_once = PTHREAD_ONCE_INIT;
+
+static void short_msgs_make(void)
+{
+    unsigned i;
+
+    for (i = 0; i <= PW_MAX_CHARS; i++)
+        snprintf(short_msgs[i], sizeof short_msgs[i],
+                 "must be at least %u characters", i);
+}
+
+static const char *too_short(unsigned min_chars)
+{
+    pthread_once(&short_once, short_msgs_make);
+    return short_msgs[min_chars > PW_MAX_CHARS ? PW_MAX_CHARS : min_chars];
+}
+
+const char *pw_policy_check(const char *pw, const char *email,
+                            unsigned min_chars)
+{
+    size_t bytes = 0;
+    long chars;
+
+    if (!pw)
+        return "is required";
+    chars = utf8_count(pw, &bytes);
+    if (chars < 0)
+        return "must be valid UTF-8 without NUL characters";
+    if ((unsigned long)chars < min_chars)
+        return too_short(min_chars);
+    if (chars > PW_MAX_CHARS)
+        return "must be at most 128 characters";
+    if (pw_is_common(pw))
+        return "is too common";
+    if (email && has_local_part(pw, bytes, email))
+        return "must not contain the email address";
+    return NULL;
+}

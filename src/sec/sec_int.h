@@ -1,0 +1,111 @@
+#ifndef AUTH_SEC_INT_H           /* sec_int.h: shared inside src/sec/ only */
+#define AUTH_SEC_INT_H
+#include <jansson.h>
+#include <jwt.h>
+#include <openssl/evp.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "cfg.h"
+#include "sec.h"
+
+#define SEC_KID_MAX 48           /* a thumbprint kid is 43 characters */
+#define SEC_REFRESH_KEY_LEN 32
+#define SEC_KEY_FILE_MAX (64 * 1024)
+#define SEC_RETIRE_GRACE_S 60    /* kept past access TTL after retirement */
+
+struct sec_key {                 /* one key accepted for verification */
+    char kid[SEC_KID_MAX];
+    unsigned char *verify;       /* public PEM, or the HS256 secret */
+    size_t verify_len;
+    json_t *jwk;                 /* public JWK; NULL under HS256 */
+};
+
+struct sec_keys {
+    enum cfg_alg alg;
+    jwt_alg_t jwt_alg;
+    struct sec_key *keys;        /* every verification key */
+    size_t n_keys;
+    size_t signer;               /* index of the signing key in `keys` */
+    unsigned char *sign;         /* private PEM, or the HS256 secret */
+    size_t sign_len;
+    uint8_t refresh_key[SEC_REFRESH_KEY_LEN];
+};
+
+/* Writes a formatted message into `why` (may be NULL or empty). */
+void sec_why(char *why, size_t why_len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- keys.c ---- */
+/* "ES256", "RS256" or "HS256"; the libjwt value of the same. */
+const char *sec_alg_name(enum cfg_alg a);
+jwt_alg_t sec_alg_jwt(enum cfg_alg a);
+/* Appends the public half of `pk` (already checked with sec_pkey_fits) as a
+ * verification key; its index goes to `*index`. AS_ERR_NOMEM or
+ * AS_ERR_INTERNAL on failure, `k` unchanged. Does not take `pk`. */
+enum as_err sec_keys_add(struct sec_keys *k, EVP_PKEY *pk, size_t *index);
+/* The key named `kid`, or NULL. Borrowed from `k`. */
+const struct sec_key *sec_keys_find(const struct sec_keys *k,
+                                    const char *kid);
+/* HMAC-SHA-256 of `label` keyed by `material` (any length) into `out`. */
+void sec_derive(const void *material, size_t len, const char *label,
+                uint8_t out[32]);
+
+/* ---- pkey.c: OpenSSL key handling ---- */
+/* Parses a PEM private key; NULL when it is not one. Free with
+ * EVP_PKEY_free(). */
+EVP_PKEY *sec_pkey_parse(const unsigned char *pem, size_t len);
+/* A fresh P-256 key (ES256) or 2048-bit RSA key (RS256); NULL on
+ * failure. Free with EVP_PKEY_free(). */
+EVP_PKEY *sec_pkey_generate(enum cfg_alg alg);
+/* True when `pk` suits `alg`: P-256 for ES256, RSA of 2048 bits or more
+ * for RS256. Otherwise false and `why` names the mismatch. */
+bool sec_pkey_fits(EVP_PKEY *pk, enum cfg_alg alg, char *why,
+                   size_t why_len);
+/* PKCS#8 PEM of the private key, or SubjectPublicKeyInfo PEM of the public
+ * key, NUL-terminated (not counted in *len); NULL on failure. Caller wipes
+ * the private one with sodium_memzero and frees both with free(). */
+unsigned char *sec_pkey_private_pem(EVP_PKEY *pk, size_t *len);
+unsigned char *sec_pkey_public_pem(EVP_PKEY *pk, size_t *len);
+/* Public JWK of `pk` with "kid" (its RFC 7638 thumbprint, also copied to
+ * `kid`), "use" and "alg"; NULL on failure. Caller decrefs. */
+json_t *sec_pkey_jwk(EVP_PKEY *pk, enum cfg_alg alg, char kid[SEC_KID_MAX]);
+/* RFC 7638 thumbprint of the required members of `jwk` (EC or RSA),
+ * base64url without padding. False when a member is missing. */
+bool sec_jwk_thumbprint(const json_t *jwk, char kid[SEC_KID_MAX]);
+
+/* ---- store.c: the keys folder ---- */
+/* Loads every usable key of data_dir/keys into `k`, generating the first
+ * key and the refresh-derivation key when missing. */
+enum as_err sec_store_load(const struct cfg *cfg, struct sec_keys *k,
+                           char *why, size_t why_len);
+
+/* ---- file.c: small files written atomically ---- */
+/* Reads the regular file `path` (at most `max` bytes) into a malloc'd
+ * buffer with a NUL appended (not counted). Returns 0, or an errno value:
+ * ENOENT when missing, EFBIG when larger than `max`. Caller wipes when
+ * secret and frees with free(). */
+int sec_file_read(const char *path, size_t max, unsigned char **out,
+                  size_t *len);
+/* Writes `data` to a new temporary file beside `path` (O_EXCL, mode 0600),
+ * fsyncs it, then either renames it over `path` (replace) or links it as
+ * `path` only when `path` does not exist yet (EEXIST otherwise). Returns 0
+ * or an errno value; the temporary file never stays behind. */
+int sec_file_put(const char *path, const void *data, size_t len,
+                 bool replace);
+/* Creates the directory `path` with mode 0700 when missing. Returns 0, or
+ * an errno value (ENOTDIR when it exists as something else). */
+int sec_dir_ensure(const char *path);
+
+/* ---- b64.c ---- */
+/* base64url without padding of `n` bytes into `out` (NUL-terminated);
+ * false when `out_len` is too small. */
+bool sec_b64url_encode(const void *in, size_t n, char *out, size_t out_len);
+/* Strict base64url (no padding, no stray characters) of `in[0..n)` into
+ * `out`; false on any malformed input or when it does not fit. */
+bool sec_b64url_decode(const char *in, size_t n, unsigned char *out,
+                       size_t out_len, size_t *got);
+/* True when every one of the `n` bytes is in the base64url alphabet. */
+bool sec_b64url_alphabet(const char *s, size_t n);
+
+#endif

@@ -1,0 +1,548 @@
+/* store.c: the keys folder shared by every instance on one data dir.
+ *
+ * data_dir/keys/ (mode 0700) holds <kid>.pem private keys (0600), the file
+ * `current` naming the signing kid, <kid>.retired with the Unix time a key
+ * stopped signing, and refresh.key (32 random bytes). Every file is written
+ * to a temporary name and then renamed (or linked, when the first writer
+ * must win), so readers never see half a file and two instances starting
+ * together settle on one signing key. Loading only writes on first start. */
+#include "sec/sec_int.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define KID_LEN 43               /* base64url of a SHA-256 thumbprint */
+
+struct store {
+    char dir[PATH_MAX];          /* data_dir/keys */
+    enum cfg_alg alg;
+    int64_t keep_s;              /* how long a retired key still verifies */
+};
+
+/* A keys folder made by hand may let others in: say so, change nothing. */
+static void warn_if_open(const char *dir)
+{
+    struct stat st;
+
+    if (stat(dir, &st) == 0 && (st.st_mode & 077) != 0)
+        log_event(LOG_WARN, "keys.folder_permissions", NULL,
+                  json_pack("{s:s, s:s}", "path", dir, "hint",
+                            "others can open the keys folder; chmod 700 "
+                            "it"));
+}
+
+static enum as_err store_open(const struct cfg *cfg, struct store *s,
+                              char *why, size_t why_len)
+{
+    int rc;
+
+    if (!cfg->data_dir || !cfg->data_dir[0]) {
+        sec_why(why, why_len, "AUTH_DATA_DIR is not set");
+        return AS_ERR_INTERNAL;
+    }
+    s->alg = cfg->jwt_alg;
+    s->keep_s = (int64_t)cfg->access_ttl + SEC_RETIRE_GRACE_S;
+    if (snprintf(s->dir, sizeof s->dir, "%s/keys", cfg->data_dir) >=
+        (int)sizeof s->dir) {
+        sec_why(why, why_len, "AUTH_DATA_DIR is too long");
+        return AS_ERR_INTERNAL;
+    }
+    rc = sec_dir_ensure(cfg->data_dir);
+    if (rc == 0)
+        rc = sec_dir_ensure(s->dir);
+    if (rc != 0) {
+        sec_why(why, why_len, "cannot create %s: %s", s->dir, strerror(rc));
+        return AS_ERR_INTERNAL;
+    }
+    warn_if_open(s->dir);
+    return AS_OK;
+}
+
+/* dir/<name><suffix>; false when it does not fit. */
+static bool store_path(const struct store *s, const char *name,
+                       const char *suffix, char out[PATH_MAX])
+{
+    return snprintf(out, PATH_MAX, "%s/%s%s", s->dir, name, suffix) <
+           PATH_MAX;
+}
+
+static bool kid_shaped(const char *s, size_t n)
+{
+    return n == KID_LEN && sec_b64url_alphabet(s, n);
+}
+
+/* The kid of a directory entry named <kid><suffix>, if it is one. */
+static bool name_kid(const char *name, const char *suffix,
+                     char kid[SEC_KID_MAX])
+{
+    size_t n = strlen(name), sn = strlen(suffix);
+
+    if (n <= sn || strcmp(name + n - sn, suffix) != 0 ||
+        !kid_shaped(name, n - sn))
+        return false;
+    memcpy(kid, name, n - sn);
+    kid[n - sn] = '\0';
+    return true;
+}
+
+/* Reads a one-line file of at most 64 bytes without its newline. */
+static int small_read(const struct store *s, const char *name,
+                      const char *suffix, char out[64])
+{
+    char path[PATH_MAX];
+    unsigned char *data = NULL;
+    size_t len = 0;
+    int rc;
+
+    if (!store_path(s, name, suffix, path))
+        return ENAMETOOLONG;
+    rc = sec_file_read(path, 63, &data, &len);
+    if (rc != 0)
+        return rc == EFBIG ? EINVAL : rc;
+    if (len > 0 && data[len - 1] == '\n')
+        len--;
+    memcpy(out, data, len);
+    out[len] = '\0';
+    free(data);
+    return strlen(out) == len ? 0 : EINVAL;
+}
+
+static int current_read(const struct store *s, char kid[SEC_KID_MAX])
+{
+    char line[64];
+    int rc = small_read(s, "current", "", line);
+
+    if (rc != 0)
+        return rc;
+    if (!kid_shaped(line, strlen(line)))
+        return EINVAL;
+    memcpy(kid, line, strlen(line) + 1);
+    return 0;
+}
+
+static int current_write(const struct store *s, const char *kid,
+                         bool replace)
+{
+    char path[PATH_MAX], line[SEC_KID_MAX + 1];
+    int n = snprintf(line, sizeof line, "%s\n", kid);
+
+    if (!store_path(s, "current", "", path))
+        return ENAMETOOLONG;
+    return sec_file_put(path, line, (size_t)n, replace);
+}
+
+static int retired_read(const struct store *s, const char *kid,
+                        int64_t *when)
+{
+    char line[64], *end = NULL;
+    long long v;
+    int rc = small_read(s, kid, ".retired", line);
+
+    if (rc != 0)
+        return rc;
+    errno = 0;
+    v = strtoll(line, &end, 10);
+    if (errno != 0 || end == line || *end != '\0' || v < 0)
+        return EINVAL;
+    *when = (int64_t)v;
+    return 0;
+}
+
+static int retired_write(const struct store *s, const char *kid,
+                         int64_t when)
+{
+    char path[PATH_MAX], line[32];
+    int n = snprintf(line, sizeof line, "%" PRId64 "\n", when);
+
+    if (!store_path(s, kid, ".retired", path))
+        return ENAMETOOLONG;
+    return sec_file_put(path, line, (size_t)n, true);
+}
+
+/* True when `kid` was retired long enough ago that no token it signed can
+ * still be valid. A malformed .retired file counts as not retired. */
+static bool is_expired(const struct store *s, const char *kid, int64_t now)
+{
+    int64_t when = 0;
+
+    return retired_read(s, kid, &when) == 0 && when + s->keep_s < now;
+}
+
+/* Generates a key, writes it as <kid>.pem, and returns its kid. */
+static enum as_err key_write_new(const struct store *s,
+                                 char kid[SEC_KID_MAX], char *why,
+                                 size_t why_len)
+{
+    EVP_PKEY *pk = sec_pkey_generate(s->alg);
+    json_t *jwk = pk ? sec_pkey_jwk(pk, s->alg, kid) : NULL;
+    size_t len = 0;
+    unsigned char *pem = jwk ? sec_pkey_private_pem(pk, &len) : NULL;
+    char path[PATH_MAX];
+    int rc = pem ? 0 : EIO;
+
+    if (rc == 0 && !store_path(s, kid, ".pem", path))
+        rc = ENAMETOOLONG;
+    if (rc == 0)
+        rc = sec_file_put(path, pem, len, false);
+    if (rc != 0)
+        sec_why(why, why_len, "cannot write a new %s key in %s: %s",
+                sec_alg_name(s->alg), s->dir, strerror(rc));
+    if (pem)
+        sodium_memzero(pem, len);
+    free(pem);
+    json_decref(jwk);
+    EVP_PKEY_free(pk);
+    return rc == 0 ? AS_OK : AS_ERR_INTERNAL;
+}
+
+/* First start: makes a key and links `current` to it, unless another
+ * process got there first, in which case its key is used instead. */
+static enum as_err first_key(const struct store *s, char kid[SEC_KID_MAX],
+                             char *why, size_t why_len)
+{
+    char mine[SEC_KID_MAX], path[PATH_MAX];
+    enum as_err err = key_write_new(s, mine, why, why_len);
+    int rc;
+
+    if (err != AS_OK)
+        return err;
+    rc = current_write(s, mine, false);
+    if (rc == 0) {
+        memcpy(kid, mine, sizeof mine);
+        log_event(LOG_INFO, "keys.generated", NULL,
+                  json_pack("{s:s, s:s}", "kid", kid,
+                            "alg", sec_alg_name(s->alg)));
+        return AS_OK;
+    }
+    if (store_path(s, mine, ".pem", path))
+        unlink(path);                    /* never signed anything */
+    if (rc == EEXIST)
+        rc = current_read(s, kid);
+    if (rc != 0) {
+        sec_why(why, why_len, "cannot set the current key in %s: %s",
+                s->dir, strerror(rc));
+        return AS_ERR_INTERNAL;
+    }
+    return AS_OK;
+}
+
+/* Reads refresh.key, making it (first writer wins) when missing. */
+static enum as_err refresh_key(const struct store *s,
+                               uint8_t out[SEC_REFRESH_KEY_LEN], char *why,
+                               size_t why_len)
+{
+    char path[PATH_MAX];
+    uint8_t fresh[SEC_REFRESH_KEY_LEN];
+    unsigned char *data = NULL;
+    size_t len = 0;
+    int rc = store_path(s, "refresh.key", "", path) ? 0 : ENAMETOOLONG;
+
+    if (rc == 0)
+        rc = sec_file_read(path, SEC_REFRESH_KEY_LEN, &data, &len);
+    if (rc == ENOENT) {
+        randombytes_buf(fresh, sizeof fresh);
+        rc = sec_file_put(path, fresh, sizeof fresh, false);
+        sodium_memzero(fresh, sizeof fresh);
+        if (rc == 0 || rc == EEXIST)
+            rc = sec_file_read(path, SEC_REFRESH_KEY_LEN, &data, &len);
+    }
+    if (rc == 0 && len != SEC_REFRESH_KEY_LEN)
+        rc = EINVAL;
+    if (rc == 0)
+        memcpy(out, data, SEC_REFRESH_KEY_LEN);
+    if (data)
+        sodium_memzero(data, len);
+    free(data);
+    if (rc != 0)
+        sec_why(why, why_len, "%s: %s", path,
+                rc == EFBIG || rc == EINVAL ? "must hold exactly 32 bytes"
+                                            : strerror(rc));
+    return rc == 0 ? AS_OK : AS_ERR_INTERNAL;
+}
+
+/* Makes the parsed key of <kid>.pem a verification key of `k` (and the
+ * signing key when `current`). A key of another type than the configured
+ * algorithm is skipped, unless it is the current one. */
+static enum as_err load_parsed(const struct store *s, struct sec_keys *k,
+                               EVP_PKEY *pk, const char *kid, bool current,
+                               char *why, size_t why_len)
+{
+    char fit[200], got[SEC_KID_MAX];
+    json_t *jwk;
+    size_t index = 0;
+    enum as_err err;
+
+    if (!sec_pkey_fits(pk, s->alg, fit, sizeof fit)) {
+        if (!current)
+            return AS_OK;
+        sec_why(why, why_len, "current key %s in %s: %s (run `auth-serve "
+                "keys rotate` after changing AUTH_JWT_ALG)", kid, s->dir,
+                fit);
+        return AS_ERR_INTERNAL;
+    }
+    jwk = sec_pkey_jwk(pk, s->alg, got);
+    json_decref(jwk);
+    if (!jwk || strcmp(got, kid) != 0) {
+        sec_why(why, why_len, "%s/%s.pem does not hold the key its name "
+                "says", s->dir, kid);
+        return AS_ERR_INTERNAL;
+    }
+    err = sec_keys_add(k, pk, &index);
+    if (err == AS_OK && current)
+        k->signer = index;
+    return err;
+}
+
+/* Loads <kid>.pem into `k`. A file removed meanwhile is skipped. */
+static enum as_err load_one(const struct store *s, struct sec_keys *k,
+                            const char *kid, bool current, char *why,
+                            size_t why_len)
+{
+    char path[PATH_MAX];
+    unsigned char *pem = NULL;
+    size_t len = 0;
+    EVP_PKEY *pk = NULL;
+    enum as_err err = AS_ERR_INTERNAL;
+    int rc = store_path(s, kid, ".pem", path) ? 0 : ENAMETOOLONG;
+
+    if (rc == 0)
+        rc = sec_file_read(path, SEC_KEY_FILE_MAX, &pem, &len);
+    if (rc == ENOENT && !current) {
+        err = AS_OK;
+        goto out;
+    }
+    if (rc != 0) {
+        sec_why(why, why_len, "%s: %s", path, strerror(rc));
+        goto out;
+    }
+    pk = sec_pkey_parse(pem, len);
+    if (!pk) {
+        sec_why(why, why_len, "%s: not a PEM private key", path);
+        goto out;
+    }
+    err = load_parsed(s, k, pk, kid, current, why, why_len);
+    if (err == AS_OK && current) {
+        k->sign = pem;                   /* the signer keeps its PEM */
+        k->sign_len = len;
+        pem = NULL;
+    }
+out:
+    EVP_PKEY_free(pk);
+    if (pem)
+        sodium_memzero(pem, len);
+    free(pem);
+    return err;
+}
+
+/* Loads the current key and every other key not yet past retirement. */
+static enum as_err load_all(const struct store *s, struct sec_keys *k,
+                            const char *current, char *why, size_t why_len)
+{
+    DIR *d = opendir(s->dir);
+    struct dirent *e;
+    char kid[SEC_KID_MAX];
+    int64_t now = (int64_t)time(NULL);
+    enum as_err err = AS_OK;
+
+    if (!d) {
+        sec_why(why, why_len, "%s: %s", s->dir, strerror(errno));
+        return AS_ERR_INTERNAL;
+    }
+    err = load_one(s, k, current, true, why, why_len);
+    while (err == AS_OK && (e = readdir(d)) != NULL) {
+        if (!name_kid(e->d_name, ".pem", kid) || strcmp(kid, current) == 0)
+            continue;
+        if (!is_expired(s, kid, now))
+            err = load_one(s, k, kid, false, why, why_len);
+    }
+    closedir(d);
+    return err;
+}
+
+enum as_err sec_store_load(const struct cfg *cfg, struct sec_keys *k,
+                           char *why, size_t why_len)
+{
+    struct store s;
+    char kid[SEC_KID_MAX];
+    enum as_err err = store_open(cfg, &s, why, why_len);
+    int rc;
+
+    if (err != AS_OK)
+        return err;
+    rc = current_read(&s, kid);
+    if (rc == ENOENT)
+        err = first_key(&s, kid, why, why_len);
+    else if (rc != 0) {
+        sec_why(why, why_len, "%s/current: %s", s.dir,
+                rc == EINVAL ? "not a key id" : strerror(rc));
+        err = AS_ERR_INTERNAL;
+    }
+    if (err == AS_OK)
+        err = refresh_key(&s, k->refresh_key, why, why_len);
+    if (err == AS_OK)
+        err = load_all(&s, k, kid, why, why_len);
+    return err;
+}
+
+/* ---- the `auth-serve keys` verbs ---- */
+
+/* Takes an exclusive lock on the folder for one CLI verb; -1 on error. */
+static int store_lock(const struct store *s, char *why, size_t why_len)
+{
+    char path[PATH_MAX];
+    int fd = -1, rc = ENAMETOOLONG;
+
+    if (store_path(s, ".lock", "", path)) {
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        rc = errno;
+    }
+    if (fd >= 0 && flock(fd, LOCK_EX) != 0) {
+        rc = errno;
+        close(fd);
+        fd = -1;
+    }
+    if (fd < 0)
+        sec_why(why, why_len, "cannot lock %s: %s", s->dir, strerror(rc));
+    return fd;
+}
+
+/* Deletes keys retired long enough ago, never `current`. */
+static void prune(const struct store *s, const char *current, int64_t now)
+{
+    DIR *d = opendir(s->dir);
+    struct dirent *e;
+    char kid[SEC_KID_MAX], path[PATH_MAX];
+
+    while (d && (e = readdir(d)) != NULL) {
+        if (!name_kid(e->d_name, ".retired", kid) ||
+            strcmp(kid, current) == 0 || !is_expired(s, kid, now))
+            continue;
+        if (store_path(s, kid, ".pem", path))
+            unlink(path);
+        if (store_path(s, kid, ".retired", path))
+            unlink(path);
+        log_event(LOG_INFO, "keys.pruned", NULL,
+                  json_pack("{s:s}", "kid", kid));
+    }
+    if (d)
+        closedir(d);
+}
+
+static enum as_err cli_generate(const struct store *s,
+                                char kid[SEC_KID_MAX], char *why,
+                                size_t why_len)
+{
+    int rc = current_read(s, kid);
+
+    if (rc == ENOENT)
+        return first_key(s, kid, why, why_len);
+    if (rc != 0) {
+        sec_why(why, why_len, "%s/current: %s", s->dir,
+                rc == EINVAL ? "not a key id" : strerror(rc));
+        return AS_ERR_INTERNAL;
+    }
+    return AS_OK;
+}
+
+static enum as_err cli_rotate(const struct store *s, char kid[SEC_KID_MAX],
+                              char *why, size_t why_len)
+{
+    char old[SEC_KID_MAX];
+    int64_t now = (int64_t)time(NULL);
+    int had = current_read(s, old), rc = 0;
+    enum as_err err;
+
+    if (had != 0 && had != ENOENT) {
+        sec_why(why, why_len, "%s/current: %s", s->dir, strerror(had));
+        return AS_ERR_INTERNAL;
+    }
+    err = key_write_new(s, kid, why, why_len);
+    if (err != AS_OK)
+        return err;
+    if (had == 0)
+        rc = retired_write(s, old, now);
+    if (rc == 0)
+        rc = current_write(s, kid, true);
+    if (rc != 0) {
+        sec_why(why, why_len, "cannot switch %s to the new key: %s",
+                s->dir, strerror(rc));
+        return AS_ERR_INTERNAL;
+    }
+    log_event(LOG_INFO, "keys.rotated", NULL,
+              json_pack("{s:s, s:s?}", "kid", kid,
+                        "retired", had == 0 ? old : NULL));
+    prune(s, kid, now);
+    return AS_OK;
+}
+
+static enum as_err cli_run(const struct cfg *cfg, const char *verb,
+                           char kid[SEC_KID_MAX], char *why, size_t why_len)
+{
+    struct store s;
+    enum as_err err;
+    int lock;
+
+    if (cfg->jwt_alg == CFG_ALG_HS256) {
+        sec_why(why, why_len, "AUTH_JWT_ALG is HS256: there are no keys "
+                "to manage");
+        return AS_ERR_BAD_REQUEST;
+    }
+    if (cfg->jwt_key_file && cfg->jwt_key_file[0]) {
+        sec_why(why, why_len, "AUTH_JWT_KEY_FILE is set: that file is the "
+                "only key");
+        return AS_ERR_BAD_REQUEST;
+    }
+    err = store_open(cfg, &s, why, why_len);
+    if (err != AS_OK)
+        return err;
+    lock = store_lock(&s, why, why_len);
+    if (lock < 0)
+        return AS_ERR_INTERNAL;
+    if (strcmp(verb, "generate") == 0)
+        err = cli_generate(&s, kid, why, why_len);
+    else
+        err = cli_rotate(&s, kid, why, why_len);
+    if (err == AS_OK) {
+        uint8_t rk[SEC_REFRESH_KEY_LEN];
+        err = refresh_key(&s, rk, why, why_len);
+        sodium_memzero(rk, sizeof rk);
+    }
+    close(lock);
+    return err;
+}
+
+int sec_keys_cli(const struct cfg *cfg, const char *verb)
+{
+    char kid[SEC_KID_MAX], why[512] = "";
+    enum as_err err;
+
+    if (!verb || (strcmp(verb, "generate") != 0 &&
+                  strcmp(verb, "rotate") != 0)) {
+        fprintf(stderr, "auth-serve: keys: expected `generate` or "
+                "`rotate`\n");
+        return 2;
+    }
+    err = sodium_init() < 0 ? AS_ERR_INTERNAL
+                            : cli_run(cfg, verb, kid, why, sizeof why);
+    if (err != AS_OK) {
+        fprintf(stderr, "auth-serve: keys %s: %s\n", verb,
+                why[0] ? why : "failed");
+        return 2;
+    }
+    printf("%s\n", kid);
+    fflush(stdout);
+    return 0;
+}
