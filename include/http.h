@@ -80,6 +80,7 @@ struct req_ctx {
     char *body;                         /* NUL-terminated, malloc'd */
     size_t body_len;
     bool body_form;                     /* form-encoded rather than JSON */
+    size_t discarded;                   /* body bytes dropped after an error */
     struct response res;
     enum as_err err;
     uint64_t t0_us;

@@ -84,35 +84,48 @@ static bool path_match(const char *pattern, const char *path,
     return *pattern == '\0' && *path == '\0';
 }
 
+/* Appends `method` to the Allow list unless it is there already. */
+static void allow_add(char *allow, size_t allow_len, const char *method)
+{
+    size_t used = strlen(allow);
+
+    if (strstr(allow, method))
+        return;
+    snprintf(allow + used, allow_len - used, "%s%s", used ? ", " : "",
+             method);
+}
+
 enum router_result router_match(const char *method, const char *path,
                                 struct arena *a, const struct route **route,
                                 const char **param, char *allow,
                                 size_t allow_len)
 {
     bool path_known = false;
-    size_t i, used = 0;
+    int pass;
+    size_t i;
 
     *route = NULL;
     *param = NULL;
     allow[0] = '\0';
-    for (i = 0; i < NROUTES; i++) {
-        const char *ps = NULL;
-        size_t pl = 0;
+    /* Literal patterns first, so "/users/me" never falls to "{id}". */
+    for (pass = 0; pass < 2 && !path_known; pass++) {
+        for (i = 0; i < NROUTES; i++) {
+            const char *ps = NULL;
+            size_t pl = 0;
 
-        if (!path_match(routes[i].pattern, path, &ps, &pl))
-            continue;
-        path_known = true;
-        if (strcmp(routes[i].method, method) == 0 ||
-            (strcmp(method, "HEAD") == 0 &&
-             strcmp(routes[i].method, "GET") == 0)) {
-            *route = &routes[i];
-            *param = ps ? arena_strndup(a, ps, pl) : NULL;
-            return ROUTE_FOUND;
+            if ((strchr(routes[i].pattern, '{') != NULL) != (pass == 1) ||
+                !path_match(routes[i].pattern, path, &ps, &pl))
+                continue;
+            path_known = true;
+            if (strcmp(routes[i].method, method) == 0 ||
+                (strcmp(method, "HEAD") == 0 &&
+                 strcmp(routes[i].method, "GET") == 0)) {
+                *route = &routes[i];
+                *param = ps ? arena_strndup(a, ps, pl) : NULL;
+                return ROUTE_FOUND;
+            }
+            allow_add(allow, allow_len, routes[i].method);
         }
-        used += (size_t)snprintf(allow + used, allow_len - used, "%s%s",
-                                 used ? ", " : "", routes[i].method);
-        if (used >= allow_len)
-            used = allow_len - 1;
     }
     return path_known ? ROUTE_BAD_METHOD : ROUTE_NOT_FOUND;
 }

@@ -394,14 +394,6 @@ static enum MHD_Result respond(struct req_ctx *rc)
     return ret;
 }
 
-static enum MHD_Result fail_now(struct req_ctx *rc, enum as_err err,
-                                const char *detail)
-{
-    rc->err = err;
-    rc->res.detail = detail;
-    return respond(rc);
-}
-
 /* ---- checks made before any body byte is read ---- */
 
 static bool media_is(const char *ctype, const char *want)
@@ -571,6 +563,22 @@ static enum MHD_Result dispatch(struct req_ctx *rc)
     return MHD_YES;
 }
 
+/* After an early error, the body a client already sent is read and
+ * dropped (up to this much) before answering, so the answer is not lost
+ * to a reset from closing a socket with unread data. */
+#define DISCARD_MAX (1024u * 1024u)
+
+/* True when the request announces a body we can afford to drain. */
+static bool drainable_body(struct req_ctx *rc)
+{
+    const char *cl = req_header(rc, "Content-Length");
+    uint64_t len = 0;
+
+    if (req_header(rc, "Transfer-Encoding"))
+        return rc->err != AS_ERR_BAD_REQUEST;   /* framing is in doubt */
+    return cl && parse_length(cl, &len) && len > 0 && len <= DISCARD_MAX;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
                                   const char *url, const char *method,
                                   const char *version,
@@ -578,6 +586,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
                                   size_t *upload_data_size, void **con_cls)
 {
     struct req_ctx *rc = *con_cls;
+    size_t n = *upload_data_size;
 
     (void)version;
     if (!rc) {
@@ -588,27 +597,36 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
             return MHD_NO;
         *con_cls = rc;
         atomic_fetch_add(&srv->inflight, 1);
-        if (!begin(rc))
+        if (begin(rc)) {
+            rc->state = ST_BODY;
+            return MHD_YES;
+        }
+        if (!drainable_body(rc))
             return respond(rc);
-        rc->state = ST_BODY;
+        rc->state = ST_DISCARD;
         return MHD_YES;
     }
+    *upload_data_size = 0;
     switch (__atomic_load_n(&rc->state, __ATOMIC_ACQUIRE)) {
     case ST_BODY:
-        if (*upload_data_size == 0)
+        if (n == 0)
             return dispatch(rc);
-        if (!body_append(rc, upload_data, *upload_data_size)) {
-            *upload_data_size = 0;
-            return fail_now(rc, AS_ERR_TOO_LARGE,
-                            "The request body is larger than the server "
-                            "accepts.");
-        }
-        *upload_data_size = 0;
+        if (body_append(rc, upload_data, n))
+            return MHD_YES;
+        rc->err = AS_ERR_TOO_LARGE;
+        rc->res.detail = "The request body is larger than the server "
+                         "accepts.";
+        rc->state = ST_DISCARD;
+        rc->discarded = rc->body_len;
+        return MHD_YES;
+    case ST_DISCARD:
+        rc->discarded += n;
+        if (n == 0 || rc->discarded > DISCARD_MAX)
+            return respond(rc);
         return MHD_YES;
     case ST_DONE:
         return respond(rc);
     default:                              /* answered: drop the rest */
-        *upload_data_size = 0;
         return MHD_YES;
     }
 }

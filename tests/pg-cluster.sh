@@ -205,7 +205,7 @@ EOF
     if ! (cd / && as_owner "$bin/psql" -X -q -v ON_ERROR_STOP=1 \
             -h "$root/sock" -p "$port" -U postgres -d postgres \
             -v pass="$pass" >/dev/null 2>"$root/psql.log") <<'EOF'
-CREATE ROLE auth LOGIN PASSWORD :'pass';
+CREATE ROLE auth LOGIN CREATEDB PASSWORD :'pass';
 CREATE DATABASE auth OWNER auth;
 EOF
     then

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import Daemon, assert_problem
+from conftest import Daemon, assert_problem, wait_until
 from jwtutil import b64e, parts
 
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}"
@@ -35,7 +35,13 @@ def test_request_id_in_every_log_line_of_the_request(daemon):
     daemon.request("POST", "/api/v1/auth/login",
                    {"email": "nobody@example.com", "password": "whatever1"},
                    headers={"X-Request-ID": rid})
-    lines = [e for e in daemon.logs if e.get("request_id") == rid]
+    def mine():
+        return [e for e in daemon.logs if e.get("request_id") == rid]
+
+    # the access line is written once the response has gone out
+    assert wait_until(lambda: any(e["event"] == "http.access"
+                                  for e in mine()))
+    lines = mine()
     events = {e["event"] for e in lines}
     assert "http.access" in events and "auth.login_failed" in events
     access = [e for e in lines if e["event"] == "http.access"][0]

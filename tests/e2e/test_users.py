@@ -47,7 +47,7 @@ def test_cli_user_commands(daemon):
 
 
 def test_matrix(daemon, admin):
-    _, _, user_tok = daemon.user()
+    user_tok = daemon.user()[2]["access_token"]
     r, _, _ = daemon.register()
     victim = r.json["id"]
     routes = [
