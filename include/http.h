@@ -26,6 +26,7 @@ struct app {
     struct metrics *metrics;
     struct scache *scache;            /* session-revocation cache */
     struct netlist *trusted;          /* proxies whose XFF is believed */
+    struct vcache *vcache;            /* verified access tokens */
     const struct sec_keys *_Atomic keys;  /* swapped on SIGHUP */
 };
 

@@ -7,6 +7,7 @@
 #include "clock.h"
 #include "repo.h"
 #include "scache.h"
+#include "vcache.h"
 
 const char *authn_bearer_token(const char *h)
 {
@@ -28,8 +29,8 @@ enum as_err authn_bearer(struct req_ctx *rc)
     if (!tok)
         return res_fail(&rc->res, AS_ERR_UNAUTHORIZED,
                         "A bearer access token is required.");
-    err = sec_jwt_verify(app_keys(app), app->cfg, tok, clock_ms() / 1000,
-                         &rc->claims, rc->arena);
+    err = vcache_verify(app->vcache, app_keys(app), app->cfg, tok,
+                        clock_ms() / 1000, &rc->claims, rc->arena);
     if (err != AS_OK)
         return res_fail(&rc->res, AS_ERR_INVALID_TOKEN,
                         "The access token is invalid or expired.");

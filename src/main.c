@@ -18,10 +18,12 @@
 #include "repo.h"
 #include "scache.h"
 #include "sec.h"
+#include "vcache.h"
 #include "workpool.h"
 
 #define EXIT_CONFIG 2
 #define SCACHE_SLOTS 65536
+#define VCACHE_SLOTS 16384
 #define STOP_GRACE_MS 10000
 
 static const char usage[] =
@@ -137,7 +139,9 @@ static int serve(struct cfg *cfg)
                             (uint64_t)cfg->session_cache_seconds * 1000u);
     app.metrics = metrics_new();
     app.trusted = netlist_parse(cfg->trusted_proxies);
+    app.vcache = vcache_new(VCACHE_SLOTS);
     if (app.repo && app.pool && app.scache && app.metrics && app.trusted &&
+        app.vcache &&
         pw_dummy_init(&app.pw) == AS_OK)
         srv = server_start(&app);
     while (srv) {
@@ -157,6 +161,7 @@ static int serve(struct cfg *cfg)
     scache_free(app.scache);
     metrics_free(app.metrics);
     netlist_free(app.trusted);
+    vcache_free(app.vcache);
     repo_close(app.repo);
     sec_keys_free((struct sec_keys *)atomic_load(&app.keys));
     for (i = 0; i < nold; i++)

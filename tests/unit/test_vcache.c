@@ -1,0 +1,129 @@
+/* The verified-token cache: hits, expiry, key sets, tampering. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <sodium.h>
+
+#include "cfg.h"
+#include "vcache.h"
+
+static struct cfg cfg;
+static struct sec_keys *keys, *keys2;
+
+static int setup(void **state)
+{
+    char *env[] = { "AUTH_JWT_ALG=HS256",
+                    "AUTH_JWT_SECRET=0123456789abcdef0123456789abcdef",
+                    NULL };
+    char why[256];
+
+    (void)state;
+    if (sodium_init() < 0 || !cfg_load_from(&cfg, NULL, env, why,
+                                            sizeof why))
+        return -1;
+    if (sec_keys_load(&cfg, &keys, why, sizeof why) != AS_OK ||
+        sec_keys_load(&cfg, &keys2, why, sizeof why) != AS_OK)
+        return -1;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    sec_keys_free(keys);
+    sec_keys_free(keys2);
+    cfg_cleanup(&cfg);
+    return 0;
+}
+
+static char *token(int64_t iat, int64_t ttl)
+{
+    struct sec_claims c = { .sub = "0190c1d2-0000-7000-8000-000000000001",
+                            .sid = "0190c1d2-0000-7000-8000-000000000002",
+                            .jti = "0190c1d2-0000-7000-8000-000000000003",
+                            .email = "a@example.com", .role = "user" };
+    char *out = NULL;
+
+    c.iat = c.nbf = iat;
+    c.exp = iat + ttl;
+    assert_int_equal(sec_jwt_sign(keys, &cfg, &c, &out), AS_OK);
+    return out;
+}
+
+static void test_hit_gives_same_claims(void **state)
+{
+    struct vcache *c = vcache_new(64);
+    struct arena *a = arena_new();
+    struct sec_claims x, y;
+    char *t = token(1000000, 900);
+
+    (void)state;
+    assert_int_equal(vcache_verify(c, keys, &cfg, t, 1000010, &x, a), AS_OK);
+    assert_int_equal(vcache_verify(c, keys, &cfg, t, 1000020, &y, a), AS_OK);
+    assert_string_equal(x.sub, y.sub);
+    assert_string_equal(x.sid, y.sid);
+    assert_string_equal(y.email, "a@example.com");
+    assert_string_equal(y.role, "user");
+    assert_int_equal(x.exp, y.exp);
+    free(t);
+    arena_free(a);
+    vcache_free(c);
+}
+
+static void test_expiry_and_tampering(void **state)
+{
+    struct vcache *c = vcache_new(64);
+    struct arena *a = arena_new();
+    struct sec_claims x;
+    char *t = token(1000000, 900);
+
+    (void)state;
+    assert_int_equal(vcache_verify(c, keys, &cfg, t, 1000010, &x, a), AS_OK);
+    /* cached, but past exp (and leeway) it is refused */
+    assert_int_equal(vcache_verify(c, keys, &cfg, t, 1000000 + 900 + 31, &x,
+                                   a), AS_ERR_INVALID_TOKEN);
+    /* a different token text is a different key */
+    t[strlen(t) - 2] = t[strlen(t) - 2] == 'A' ? 'B' : 'A';
+    assert_int_equal(vcache_verify(c, keys, &cfg, t, 1000010, &x, a),
+                     AS_ERR_INVALID_TOKEN);
+    free(t);
+    arena_free(a);
+    vcache_free(c);
+}
+
+static void test_other_key_set_misses(void **state)
+{
+    struct vcache *c = vcache_new(1);
+    struct arena *a = arena_new();
+    struct sec_claims x;
+    char *t = token(1000000, 900), *u = token(1000001, 900);
+
+    (void)state;
+    assert_int_equal(vcache_verify(c, keys, &cfg, t, 1000010, &x, a), AS_OK);
+    /* same secret, other set: verified afresh, still fine */
+    assert_int_equal(vcache_verify(c, keys2, &cfg, t, 1000010, &x, a), AS_OK);
+    /* one slot: a second token replaces the first, both still verify */
+    assert_int_equal(vcache_verify(c, keys, &cfg, u, 1000010, &x, a), AS_OK);
+    assert_int_equal(vcache_verify(c, keys, &cfg, t, 1000010, &x, a), AS_OK);
+    assert_int_equal(vcache_verify(c, keys, &cfg, "garbage", 1000010, &x, a),
+                     AS_ERR_INVALID_TOKEN);
+    free(t);
+    free(u);
+    arena_free(a);
+    vcache_free(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_hit_gives_same_claims),
+        cmocka_unit_test(test_expiry_and_tampering),
+        cmocka_unit_test(test_other_key_set_misses),
+    };
+
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
