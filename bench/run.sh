@@ -26,10 +26,10 @@ done
 [ -n "$port" ] || { echo "daemon did not start"; cat "$log"; exit 1; }
 base=http://127.0.0.1:$port
 curl -sf "$base/api/v1/auth/register" -H 'Content-Type: application/json' \
-    -d '{"email":"bench@example.com","password":"bench passphrase 1"}' \
+    -d '{"email":"load-test@example.com","password":"correct horse battery"}' \
     >/dev/null
 token=$(curl -sf "$base/api/v1/auth/login" -H 'Content-Type: application/json' \
-    -d '{"email":"bench@example.com","password":"bench passphrase 1"}' |
+    -d '{"email":"load-test@example.com","password":"correct horse battery"}' |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
 
 run() {    # run NAME PATH [wrk args...]
