@@ -27,6 +27,7 @@ struct app {
     struct scache *scache;            /* session-revocation cache */
     struct netlist *trusted;          /* proxies whose XFF is believed */
     const struct sec_keys *_Atomic keys;  /* swapped on SIGHUP */
+    struct mailer *_Atomic mailer;    /* outbox delivery; NULL: none yet */
 };
 
 /* The keys in force (borrowed; kept alive until the daemon exits). */
