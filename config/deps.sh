@@ -6,7 +6,8 @@
 set -euo pipefail
 
 build_pkgs=(gcc cmake make pkg-config libmicrohttpd-dev libsqlite3-dev
-            libpq-dev libjwt-dev libsodium-dev libjansson-dev libssl-dev)
+            libpq-dev libjwt-dev libsodium-dev libjansson-dev libssl-dev
+            libcurl4-openssl-dev)
 test_pkgs=(libcmocka-dev postgresql python3 python3-pytest python3-jwt
            clang libclang-rt-14-dev)
 

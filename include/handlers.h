@@ -14,6 +14,11 @@ enum as_err h_sessions_list(struct req_ctx *rc, struct response *res);
 enum as_err h_session_delete(struct req_ctx *rc, struct response *res);
 enum as_err h_introspect(struct req_ctx *rc, struct response *res);
 enum as_err h_revoke(struct req_ctx *rc, struct response *res);
+enum as_err h_password_forgot(struct req_ctx *rc, struct response *res);
+enum as_err h_password_reset(struct req_ctx *rc, struct response *res);
+enum as_err h_email_verify_request(struct req_ctx *rc,
+                                   struct response *res);
+enum as_err h_email_verify(struct req_ctx *rc, struct response *res);
 enum as_err h_me_get(struct req_ctx *rc, struct response *res);
 enum as_err h_me_patch(struct req_ctx *rc, struct response *res);
 enum as_err h_me_delete(struct req_ctx *rc, struct response *res);

@@ -28,6 +28,7 @@ struct app {
     struct netlist *trusted;          /* proxies whose XFF is believed */
     struct vcache *vcache;            /* verified access tokens */
     const struct sec_keys *_Atomic keys;  /* swapped on SIGHUP */
+    struct mailer *_Atomic mailer;    /* outbox delivery; NULL: none yet */
 };
 
 /* The keys in force (borrowed; kept alive until the daemon exits). */

@@ -51,6 +51,29 @@ struct session_state {
     enum role role;
 };
 
+/* ---- mail: single-use link tokens and the outbox ---------------------- */
+
+enum ott_purpose { OTT_RESET = 0, OTT_VERIFY = 1 };
+
+/* A single-use token of a mailed link, as stored: only its SHA-256, the
+ * email it was made for is the user's at issue time. */
+struct ott {
+    uint8_t hash[REPO_HASH_LEN];
+    enum ott_purpose purpose;
+    int64_t created_at, expires_at;
+};
+
+/* One mail of the outbox. Strings are borrowed (from the caller for
+ * inputs, from the arena for outputs). */
+struct outbox_row {
+    char id[UUID_STR_LEN];
+    const char *kind;            /* "password_reset", "email_verification" */
+    const char *recipient;       /* the user's email at enqueue time */
+    const char *link;            /* a secret; NULL once sent */
+    int64_t created_at;
+    int64_t attempts;            /* failed tries so far */
+};
+
 /* Backend vtable: sqlite.c and pg.c each export one. `impl` is the
  * backend's own state. Every function returns AS_OK or an error; backends
  * map their own codes once (unique email -> AS_ERR_EMAIL_TAKEN, lost
@@ -103,6 +126,27 @@ struct repo_ops {
                                    const uint8_t hash[REPO_HASH_LEN],
                                    int64_t now, struct session *out,
                                    struct arena *a);
+
+    /* mail (see the repo_ott_* and repo_outbox_* wrappers) */
+    enum as_err (*ott_issue)(void *impl, const char *key, const struct ott *t,
+                             const struct outbox_row *m,
+                             char user_id[UUID_STR_LEN]);
+    enum as_err (*ott_reset_user)(void *impl,
+                                  const uint8_t hash[REPO_HASH_LEN],
+                                  int64_t now, struct user *out,
+                                  struct arena *a);
+    enum as_err (*ott_reset)(void *impl, const uint8_t hash[REPO_HASH_LEN],
+                             const char *user_id, const char *pw_hash,
+                             int64_t now);
+    enum as_err (*ott_verify)(void *impl, const uint8_t hash[REPO_HASH_LEN],
+                              int64_t now, char user_id[UUID_STR_LEN]);
+    enum as_err (*outbox_claim)(void *impl, int64_t now, int64_t lease_until,
+                                struct outbox_row *out, struct arena *a);
+    enum as_err (*outbox_sent)(void *impl, const char *id, int64_t now);
+    enum as_err (*outbox_failed)(void *impl, const char *id,
+                                 int64_t next_at, const char *error);
+    enum as_err (*mail_prune)(void *impl, int64_t tokens_before,
+                              int64_t sent_before);
 };
 
 struct repo;                     /* opaque: ops, impl, breaker */
@@ -211,5 +255,56 @@ enum as_err repo_sqlite_open(const struct cfg *cfg, const char *path,
                              const struct repo_ops **ops, void **impl);
 enum as_err repo_pg_open(const struct cfg *cfg, const char *url,
                          const struct repo_ops **ops, void **impl);
+
+/* ---- mail ---- */
+/* In one transaction: finds the active user that `key` names (OTT_RESET:
+ * the normalised email; OTT_VERIFY: the user id, and only while not yet
+ * verified), stores token `t` bound to that user and its current email,
+ * and queues mail `m` (id, kind, link, created_at; the recipient is that
+ * email) due at once. AS_ERR_NOT_FOUND, and nothing stored, when there
+ * is no such user. `user_id` gets the user's id. */
+enum as_err repo_ott_issue(struct repo *r, const char *key,
+                           const struct ott *t, const struct outbox_row *m,
+                           char user_id[UUID_STR_LEN]);
+/* The active user an unused, unexpired reset token (`hash`) belongs to,
+ * while the user's email is still the one the token was made for.
+ * AS_ERR_NOT_FOUND otherwise. Strings of `out` live in `a`. */
+enum as_err repo_ott_reset_user(struct repo *r,
+                                const uint8_t hash[REPO_HASH_LEN],
+                                int64_t now, struct user *out,
+                                struct arena *a);
+/* In one transaction: consumes reset token `hash` of `user_id` (unused,
+ * unexpired, the user active with the token's email), sets the password
+ * hash, revokes every session of the user and consumes the user's other
+ * reset tokens. AS_ERR_NOT_FOUND, and nothing changed, otherwise; of
+ * concurrent callers with one token exactly one succeeds. */
+enum as_err repo_ott_reset(struct repo *r, const uint8_t hash[REPO_HASH_LEN],
+                           const char *user_id, const char *pw_hash,
+                           int64_t now);
+/* In one transaction: consumes verification token `hash` (unused,
+ * unexpired, the user active and its email still the token's) and marks
+ * the user verified, with the user's other verification tokens consumed.
+ * AS_ERR_NOT_FOUND, and nothing changed, otherwise. `user_id` gets the
+ * user's id. */
+enum as_err repo_ott_verify(struct repo *r, const uint8_t hash[REPO_HASH_LEN],
+                            int64_t now, char user_id[UUID_STR_LEN]);
+/* Claims the oldest unsent mail due at `now` whose lease has run out, by
+ * setting its lease to `lease_until`; other instances skip it until then
+ * (PostgreSQL: FOR UPDATE SKIP LOCKED; SQLite: in BEGIN IMMEDIATE).
+ * AS_ERR_NOT_FOUND when none is due. Strings of `out` live in `a`. */
+enum as_err repo_outbox_claim(struct repo *r, int64_t now,
+                              int64_t lease_until, struct outbox_row *out,
+                              struct arena *a);
+/* Marks mail `id` sent at `now`, forgets its link and releases the
+ * lease. A mail already marked sent is left alone (AS_OK). */
+enum as_err repo_outbox_sent(struct repo *r, const char *id, int64_t now);
+/* Records a failed try of unsent mail `id`: attempts + 1, `error` (never
+ * a secret) kept, next try at `next_at`, lease released. */
+enum as_err repo_outbox_failed(struct repo *r, const char *id,
+                               int64_t next_at, const char *error);
+/* Deletes tokens that expired before `tokens_before` and mails sent
+ * before `sent_before`. */
+enum as_err repo_mail_prune(struct repo *r, int64_t tokens_before,
+                            int64_t sent_before);
 
 #endif

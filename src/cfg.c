@@ -16,6 +16,7 @@
 #include <sodium.h>
 
 #include "log.h"
+#include "mail.h"
 
 enum var_type { T_STR, T_UINT, T_ALG, T_LEVEL, T_FORMAT };
 enum var_check { C_NONE, C_HOST, C_DBURL, C_URL, C_SMTP, C_CIDRS,
@@ -258,9 +259,11 @@ static bool check_value(const struct cfg_var *v, const char *s)
                 has_prefix(s, "postgres://"));
     case C_URL:
         return valid_http_url(s);
-    case C_SMTP:
-        return (has_prefix(s, "smtp://") && s[7]) ||
-               (has_prefix(s, "smtps://") && s[8]);
+    case C_SMTP:                 /* plain SMTP only on this machine */
+        return (has_prefix(s, "smtp://") && s[7] && mail_url_loopback(s) &&
+                !strpbrk(s, " \t\r\n\\")) ||
+               (has_prefix(s, "smtps://") && s[8] &&
+                !strpbrk(s, " \t\r\n\\"));
     case C_CIDRS:
         return valid_list(s, valid_cidr);
     case C_ORIGINS:
@@ -412,6 +415,40 @@ static bool load_dotenv(struct cfg *c, const char *path, char *const *envp,
     return ok;
 }
 
+#define MAX_PUBLIC_URL 512        /* links in mails stay one short line */
+
+/* The mail settings together: one transport, complete, and nothing in
+ * clear text beyond this machine. */
+static bool mail_finish(const struct cfg *c, char *why, size_t why_len)
+{
+    char env[512];
+
+    if (strlen(c->public_url) > MAX_PUBLIC_URL)
+        return fail(why, why_len, "invalid value for AUTH_PUBLIC_URL: "
+                    "longer than %d bytes", MAX_PUBLIC_URL);
+    if (c->smtp_url && c->notify_webhook_url)
+        return fail(why, why_len, "invalid value for AUTH_NOTIFY_WEBHOOK_URL: "
+                    "set AUTH_SMTP_URL or AUTH_NOTIFY_WEBHOOK_URL, not both");
+    if (c->smtp_url && !c->smtp_from)
+        return fail(why, why_len, "invalid value for AUTH_SMTP_FROM: "
+                    "AUTH_SMTP_URL needs a sender address");
+    if (c->smtp_from && !mail_envelope(c->smtp_from, env, sizeof env))
+        return fail(why, why_len, "invalid value for AUTH_SMTP_FROM: "
+                    "not an address (addr or Name <addr>, ASCII)");
+    if ((c->notify_webhook_url != NULL) != (c->notify_webhook_secret != NULL))
+        return fail(why, why_len, "invalid value for "
+                    "AUTH_NOTIFY_WEBHOOK_SECRET: AUTH_NOTIFY_WEBHOOK_URL "
+                    "and AUTH_NOTIFY_WEBHOOK_SECRET go together");
+    if (c->notify_webhook_secret && strlen(c->notify_webhook_secret) < 16)
+        return fail(why, why_len, "invalid value for "
+                    "AUTH_NOTIFY_WEBHOOK_SECRET: at least 16 bytes");
+    if (c->notify_webhook_url && has_prefix(c->notify_webhook_url, "http://")
+        && !mail_url_loopback(c->notify_webhook_url))
+        return fail(why, why_len, "invalid value for AUTH_NOTIFY_WEBHOOK_URL: "
+                    "http:// only to a loopback host, else https://");
+    return true;
+}
+
 static bool finish(struct cfg *c, char *why, size_t why_len)
 {
     if (!c->database_url) {
@@ -429,6 +466,8 @@ static bool finish(struct cfg *c, char *why, size_t why_len)
     if ((c->smtp_user != NULL) != (c->smtp_password != NULL))
         return fail(why, why_len, "invalid value for AUTH_SMTP_USER: "
                     "AUTH_SMTP_USER and AUTH_SMTP_PASSWORD go together");
+    if (!mail_finish(c, why, why_len))
+        return false;
     if (c->hash_workers == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         c->hash_workers = n > 0 && n < 256 ? (unsigned)n : 2;

@@ -12,6 +12,7 @@
 #include "cli.h"
 #include "http.h"
 #include "log.h"
+#include "mail.h"
 #include "metrics.h"
 #include "netaddr.h"
 #include "password.h"
@@ -144,6 +145,8 @@ static int serve(struct cfg *cfg)
         app.vcache &&
         pw_dummy_init(&app.pw) == AS_OK)
         srv = server_start(&app);
+    if (srv)
+        atomic_store(&app.mailer, mail_start(cfg, app.repo));
     while (srv) {
         if (sigwait(&set, &sig) != 0)
             continue;
@@ -155,6 +158,7 @@ static int serve(struct cfg *cfg)
         log_event(LOG_INFO, "server.stopping", NULL,
                   json_pack("{s:s}", "signal", strsignal(sig)));
         server_stop(srv, STOP_GRACE_MS);
+        mail_stop(atomic_load(&app.mailer));
         status = 0;
     }
     workpool_free(app.pool);

@@ -1459,6 +1459,301 @@ out:
     return err;
 }
 
+/* ---------------------------------------- mail: link tokens, outbox */
+
+#define OTT_LIVE "used_at IS NULL AND expires_at > $2"
+
+/* Runs statement `sql` inside the transaction of `c` and requires it to
+ * touch exactly one row: AS_ERR_NOT_FOUND otherwise. */
+static enum as_err mail_one_row(struct conn *c, const char *op,
+                                const char *sql, const struct params *q)
+{
+    long rows = 0;
+    enum as_err err = conn_run(c, op, sql, q, &rows);
+
+    return err == AS_OK && rows != 1 ? AS_ERR_NOT_FOUND : err;
+}
+
+static enum as_err pg_ott_issue(void *impl, const char *key,
+                                const struct ott *t,
+                                const struct outbox_row *m,
+                                char user_id[UUID_STR_LEN])
+{
+    static const char op[] = "ott_issue";
+    static const char reset_sql[] =
+        "INSERT INTO one_time_tokens (hash, user_id, purpose, email, "
+        "created_at, expires_at) SELECT $1, id, 'reset', email, $2, $3 "
+        "FROM users WHERE email = $4 AND is_active RETURNING user_id";
+    static const char verify_sql[] =
+        "INSERT INTO one_time_tokens (hash, user_id, purpose, email, "
+        "created_at, expires_at) SELECT $1, id, 'verify', email, $2, $3 "
+        "FROM users WHERE id = $4 AND is_active AND NOT is_verified "
+        "RETURNING user_id";
+    struct params q = { 0 }, o = { 0 };
+    PGresult *r = NULL;
+    struct conn c;
+    enum as_err err;
+
+    user_id[0] = '\0';
+    if (!key || !utf8_ok(key))
+        return AS_ERR_NOT_FOUND;
+    if (!m->kind || !m->link)
+        return AS_ERR_BAD_REQUEST;
+    p_hash(&q, t->hash);
+    p_i64(&q, t->created_at);
+    p_i64(&q, t->expires_at);
+    p_text(&q, key);
+    p_text(&o, m->id);
+    p_text(&o, m->kind);
+    p_text(&o, m->link);
+    p_i64(&o, m->created_at);
+    p_hash(&o, t->hash);
+    if (q.invalid || o.invalid)
+        return AS_ERR_VALIDATION;
+    err = pool_get(impl, &c);
+    if (err != AS_OK)
+        return err;
+    err = tx_begin(&c, op);
+    if (err == AS_OK)
+        err = conn_exec(&c, op, t->purpose == OTT_VERIFY ? verify_sql
+                                                         : reset_sql,
+                        &q, false, &r);
+    if (err == AS_OK && PQntuples(r) != 1)
+        err = AS_ERR_NOT_FOUND;
+    if (err == AS_OK && !col_id(r, 0, 0, user_id))
+        err = AS_ERR_INTERNAL;
+    if (err == AS_OK) {
+        err = mail_one_row(&c, op,
+                           "INSERT INTO outbox (id, user_id, kind, "
+                           "recipient, link, created_at, next_attempt_at) "
+                           "SELECT $1, user_id, $2, email, $3, $4, $4 "
+                           "FROM one_time_tokens WHERE hash = $5", &o);
+        if (err == AS_ERR_NOT_FOUND)    /* the token was just inserted */
+            err = AS_ERR_INTERNAL;
+    }
+    PQclear(r);
+    err = tx_finish(&c, op, err);
+    pool_put(&c);
+    if (err != AS_OK)
+        user_id[0] = '\0';
+    return err;
+}
+
+static enum as_err pg_ott_reset_user(void *impl,
+                                     const uint8_t hash[REPO_HASH_LEN],
+                                     int64_t now, struct user *out,
+                                     struct arena *a)
+{
+    struct params q = { 0 };
+    PGresult *r;
+    enum as_err err;
+
+    p_hash(&q, hash);
+    p_i64(&q, now);
+    err = one_shot(impl, "ott_reset_user",
+                   "SELECT " USER_COLS " FROM users WHERE is_active "
+                   "AND (id, email) IN (SELECT user_id, email "
+                   "FROM one_time_tokens WHERE hash = $1 "
+                   "AND purpose = 'reset' AND " OTT_LIVE ")", &q, &r);
+    if (err == AS_OK)
+        err = PQntuples(r) == 1 ? row_user(r, 0, out, a) : AS_ERR_NOT_FOUND;
+    PQclear(r);
+    return err;
+}
+
+static enum as_err pg_ott_reset(void *impl, const uint8_t hash[REPO_HASH_LEN],
+                                const char *user_id, const char *pw_hash,
+                                int64_t now)
+{
+    static const char op[] = "ott_reset";
+    struct params t = { 0 }, u = { 0 }, s = { 0 };
+    struct conn c;
+    enum as_err err;
+
+    if (!user_id || !utf8_ok(user_id))
+        return AS_ERR_NOT_FOUND;
+    if (!pw_hash)
+        return AS_ERR_BAD_REQUEST;
+    p_hash(&t, hash);
+    p_i64(&t, now);
+    p_text(&t, user_id);
+    p_text(&u, user_id);
+    p_text(&u, pw_hash);
+    p_i64(&u, now);
+    p_hash(&u, hash);
+    p_text(&s, user_id);
+    p_i64(&s, now);
+    if (t.invalid || u.invalid || s.invalid)
+        return AS_ERR_VALIDATION;
+    err = pool_get(impl, &c);
+    if (err != AS_OK)
+        return err;
+    err = tx_begin(&c, op);
+    /* Concurrent callers queue on the token row; the losers then find it
+     * used and change nothing. */
+    if (err == AS_OK)
+        err = mail_one_row(&c, op,
+                           "UPDATE one_time_tokens SET used_at = $2 "
+                           "WHERE hash = $1 AND purpose = 'reset' "
+                           "AND user_id = $3 AND " OTT_LIVE, &t);
+    if (err == AS_OK)
+        err = mail_one_row(&c, op,
+                           "UPDATE users SET password_hash = $2, "
+                           "updated_at = $3 WHERE id = $1 AND is_active "
+                           "AND email = (SELECT email FROM one_time_tokens "
+                           "WHERE hash = $4)", &u);
+    if (err == AS_OK)
+        err = conn_run(&c, op,
+                       "UPDATE sessions SET revoked_at = $2 "
+                       "WHERE user_id = $1 AND revoked_at IS NULL", &s,
+                       NULL);
+    if (err == AS_OK)
+        err = conn_run(&c, op,
+                       "UPDATE one_time_tokens SET used_at = $2 "
+                       "WHERE user_id = $1 AND purpose = 'reset' "
+                       "AND used_at IS NULL", &s, NULL);
+    err = tx_finish(&c, op, err);
+    pool_put(&c);
+    return err;
+}
+
+static enum as_err pg_ott_verify(void *impl,
+                                 const uint8_t hash[REPO_HASH_LEN],
+                                 int64_t now, char user_id[UUID_STR_LEN])
+{
+    static const char op[] = "ott_verify";
+    struct params t = { 0 }, u = { 0 }, s = { 0 };
+    PGresult *r = NULL;
+    struct conn c;
+    enum as_err err;
+
+    user_id[0] = '\0';
+    p_hash(&t, hash);
+    p_i64(&t, now);
+    err = pool_get(impl, &c);
+    if (err != AS_OK)
+        return err;
+    err = tx_begin(&c, op);
+    if (err == AS_OK)
+        err = conn_exec(&c, op,
+                        "UPDATE one_time_tokens SET used_at = $2 "
+                        "WHERE hash = $1 AND purpose = 'verify' AND "
+                        OTT_LIVE " RETURNING user_id", &t, false, &r);
+    if (err == AS_OK && (PQntuples(r) != 1 || !col_id(r, 0, 0, user_id)))
+        err = AS_ERR_NOT_FOUND;
+    PQclear(r);
+    p_text(&u, user_id);
+    p_i64(&u, now);
+    p_hash(&u, hash);
+    p_text(&s, user_id);
+    p_i64(&s, now);
+    if (err == AS_OK)
+        err = mail_one_row(&c, op,
+                           "UPDATE users SET is_verified = true, "
+                           "updated_at = $2 WHERE id = $1 AND is_active "
+                           "AND email = (SELECT email FROM one_time_tokens "
+                           "WHERE hash = $3)", &u);
+    if (err == AS_OK)
+        err = conn_run(&c, op,
+                       "UPDATE one_time_tokens SET used_at = $2 "
+                       "WHERE user_id = $1 AND purpose = 'verify' "
+                       "AND used_at IS NULL", &s, NULL);
+    err = tx_finish(&c, op, err);
+    pool_put(&c);
+    if (err != AS_OK)
+        user_id[0] = '\0';
+    return err;
+}
+
+static enum as_err pg_outbox_claim(void *impl, int64_t now,
+                                   int64_t lease_until,
+                                   struct outbox_row *out, struct arena *a)
+{
+    struct params q = { 0 };
+    PGresult *r;
+    enum as_err err;
+
+    memset(out, 0, sizeof *out);
+    p_i64(&q, now);
+    p_i64(&q, lease_until);
+    /* SKIP LOCKED: instances claiming at once take different rows; the
+     * lease keeps the row theirs until it is marked or released. */
+    err = one_shot(impl, "outbox_claim",
+                   "UPDATE outbox SET locked_until = $2 WHERE id = "
+                   "(SELECT id FROM outbox WHERE sent_at IS NULL "
+                   "AND next_attempt_at <= $1 AND locked_until <= $1 "
+                   "ORDER BY next_attempt_at, id LIMIT 1 "
+                   "FOR UPDATE SKIP LOCKED) "
+                   "RETURNING id, kind, recipient, link, created_at, "
+                   "attempts", &q, &r);
+    if (err == AS_OK && PQntuples(r) != 1)
+        err = AS_ERR_NOT_FOUND;
+    if (err == AS_OK && !col_id(r, 0, 0, out->id))
+        err = AS_ERR_INTERNAL;
+    if (err == AS_OK && (!col_dup(r, 0, 1, a, &out->kind) ||
+                         !col_dup(r, 0, 2, a, &out->recipient) ||
+                         !col_dup(r, 0, 3, a, &out->link)))
+        err = AS_ERR_NOMEM;
+    if (err == AS_OK) {
+        out->created_at = col_i64(r, 0, 4);
+        out->attempts = col_i64(r, 0, 5);
+    }
+    PQclear(r);
+    return err;
+}
+
+static enum as_err pg_outbox_sent(void *impl, const char *id, int64_t now)
+{
+    struct params q = { 0 };
+    long rows = 0;
+
+    if (!id || !utf8_ok(id))
+        return AS_OK;
+    p_text(&q, id);
+    p_i64(&q, now);
+    return one_shot_rows(impl, "outbox_sent",
+                         "UPDATE outbox SET sent_at = $2, link = NULL, "
+                         "locked_until = 0, last_error = NULL "
+                         "WHERE id = $1 AND sent_at IS NULL", &q, &rows);
+}
+
+static enum as_err pg_outbox_failed(void *impl, const char *id,
+                                    int64_t next_at, const char *error)
+{
+    struct params q = { 0 };
+    long rows = 0;
+
+    if (!id || !utf8_ok(id))
+        return AS_OK;
+    p_text(&q, id);
+    p_i64(&q, next_at);
+    p_text(&q, error && utf8_ok(error) ? error : "delivery failed");
+    return one_shot_rows(impl, "outbox_failed",
+                         "UPDATE outbox SET attempts = attempts + 1, "
+                         "next_attempt_at = $2, locked_until = 0, "
+                         "last_error = $3 WHERE id = $1 AND sent_at IS NULL",
+                         &q, &rows);
+}
+
+static enum as_err pg_mail_prune(void *impl, int64_t tokens_before,
+                                 int64_t sent_before)
+{
+    struct params t = { 0 }, s = { 0 };
+    long rows = 0;
+    enum as_err err;
+
+    p_i64(&t, tokens_before);
+    p_i64(&s, sent_before);
+    err = one_shot_rows(impl, "mail_prune",
+                        "DELETE FROM one_time_tokens WHERE expires_at < $1",
+                        &t, &rows);
+    if (err == AS_OK)
+        err = one_shot_rows(impl, "mail_prune",
+                            "DELETE FROM outbox WHERE sent_at < $1", &s,
+                            &rows);
+    return err;
+}
+
 static const struct repo_ops pg_ops = {
     .name = "postgres",
     .migrate = pg_migrate,
@@ -1481,6 +1776,14 @@ static const struct repo_ops pg_ops = {
     .session_revoke_all = pg_session_revoke_all,
     .refresh_rotate = pg_refresh_rotate,
     .refresh_session = pg_refresh_session,
+    .ott_issue = pg_ott_issue,
+    .ott_reset_user = pg_ott_reset_user,
+    .ott_reset = pg_ott_reset,
+    .ott_verify = pg_ott_verify,
+    .outbox_claim = pg_outbox_claim,
+    .outbox_sent = pg_outbox_sent,
+    .outbox_failed = pg_outbox_failed,
+    .mail_prune = pg_mail_prune,
 };
 
 /* Sets up the pool for the libpq URI `url` without connecting (the first

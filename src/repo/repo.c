@@ -330,3 +330,55 @@ enum as_err repo_refresh_session(struct repo *r,
 {
     return DISPATCH(r, refresh_session(r->impl, hash, now, out, a));
 }
+
+enum as_err repo_ott_issue(struct repo *r, const char *key,
+                           const struct ott *t, const struct outbox_row *m,
+                           char user_id[UUID_STR_LEN])
+{
+    return DISPATCH(r, ott_issue(r->impl, key, t, m, user_id));
+}
+
+enum as_err repo_ott_reset_user(struct repo *r,
+                                const uint8_t hash[REPO_HASH_LEN],
+                                int64_t now, struct user *out,
+                                struct arena *a)
+{
+    return DISPATCH(r, ott_reset_user(r->impl, hash, now, out, a));
+}
+
+enum as_err repo_ott_reset(struct repo *r, const uint8_t hash[REPO_HASH_LEN],
+                           const char *user_id, const char *pw_hash,
+                           int64_t now)
+{
+    return DISPATCH(r, ott_reset(r->impl, hash, user_id, pw_hash, now));
+}
+
+enum as_err repo_ott_verify(struct repo *r, const uint8_t hash[REPO_HASH_LEN],
+                            int64_t now, char user_id[UUID_STR_LEN])
+{
+    return DISPATCH(r, ott_verify(r->impl, hash, now, user_id));
+}
+
+enum as_err repo_outbox_claim(struct repo *r, int64_t now,
+                              int64_t lease_until, struct outbox_row *out,
+                              struct arena *a)
+{
+    return DISPATCH(r, outbox_claim(r->impl, now, lease_until, out, a));
+}
+
+enum as_err repo_outbox_sent(struct repo *r, const char *id, int64_t now)
+{
+    return DISPATCH(r, outbox_sent(r->impl, id, now));
+}
+
+enum as_err repo_outbox_failed(struct repo *r, const char *id,
+                               int64_t next_at, const char *error)
+{
+    return DISPATCH(r, outbox_failed(r->impl, id, next_at, error));
+}
+
+enum as_err repo_mail_prune(struct repo *r, int64_t tokens_before,
+                            int64_t sent_before)
+{
+    return DISPATCH(r, mail_prune(r->impl, tokens_before, sent_before));
+}

@@ -1081,6 +1081,298 @@ static void sq_close(void *impl)
     free(s);
 }
 
+/* ---- mail: link tokens and the outbox ---------------------------------- */
+
+#define OTT_LIVE "used_at IS NULL AND expires_at > ?2"
+
+/* Prepares `sql` for this call only (mail statements are too rare to be
+ * worth a cache slot); NULL after a failure, which the bind and step
+ * helpers then skip. Free with sqlite3_finalize(), before end(). */
+static sqlite3_stmt *mail_prepare(struct conn *c, const char *sql)
+{
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    if (c->err != AS_OK)
+        return NULL;
+    rc = sqlite3_prepare_v2(c->db, sql, -1, &st, NULL);
+    if (rc != SQLITE_OK) {
+        fail(c, rc);
+        sqlite3_finalize(st);
+        return NULL;
+    }
+    return st;
+}
+
+/* Runs one-use statement `st` (no rows wanted) and frees it; returns the
+ * number of rows it changed. */
+static int64_t mail_run(struct conn *c, sqlite3_stmt *st)
+{
+    int64_t n;
+
+    run(c, st);
+    n = changed(c);
+    sqlite3_finalize(st);
+    return n;
+}
+
+static enum as_err sq_ott_issue(void *impl, const char *key,
+                                const struct ott *t,
+                                const struct outbox_row *m,
+                                char user_id[UUID_STR_LEN])
+{
+    static const char reset_sql[] =
+        "INSERT INTO one_time_tokens (hash, user_id, purpose, email, "
+        "created_at, expires_at) SELECT ?1, id, 'reset', email, ?2, ?3 "
+        "FROM users WHERE email = ?4 AND is_active = 1 RETURNING user_id";
+    static const char verify_sql[] =
+        "INSERT INTO one_time_tokens (hash, user_id, purpose, email, "
+        "created_at, expires_at) SELECT ?1, id, 'verify', email, ?2, ?3 "
+        "FROM users WHERE id = ?4 AND is_active = 1 AND is_verified = 0 "
+        "RETURNING user_id";
+    struct conn *c;
+    sqlite3_stmt *st;
+    enum as_err err = acquire(impl, "ott_issue", &c);
+
+    user_id[0] = '\0';
+    if (err != AS_OK)
+        return err;
+    if (!key || !m->kind || !m->link)
+        refuse(c, AS_ERR_BAD_REQUEST);
+    begin(c);
+    st = mail_prepare(c, t->purpose == OTT_VERIFY ? verify_sql : reset_sql);
+    b_hash(c, st, 1, t->hash);
+    b_int(c, st, 2, t->created_at);
+    b_int(c, st, 3, t->expires_at);
+    b_text(c, st, 4, key);
+    if (row(c, st))
+        col_id(c, st, 0, user_id);
+    else
+        refuse(c, AS_ERR_NOT_FOUND);
+    sqlite3_finalize(st);
+    st = mail_prepare(c, "INSERT INTO outbox (id, user_id, kind, recipient, "
+                         "link, created_at, next_attempt_at) "
+                         "SELECT ?1, user_id, ?2, email, ?3, ?4, ?4 "
+                         "FROM one_time_tokens WHERE hash = ?5");
+    b_text(c, st, 1, m->id);
+    b_text(c, st, 2, m->kind);
+    b_text(c, st, 3, m->link);
+    b_int(c, st, 4, m->created_at);
+    b_hash(c, st, 5, t->hash);
+    if (mail_run(c, st) != 1)
+        refuse(c, AS_ERR_INTERNAL);
+    end(c);
+    if (c->err != AS_OK)
+        user_id[0] = '\0';
+    return release(impl, c);
+}
+
+static enum as_err sq_ott_reset_user(void *impl,
+                                     const uint8_t hash[REPO_HASH_LEN],
+                                     int64_t now, struct user *out,
+                                     struct arena *a)
+{
+    struct conn *c;
+    sqlite3_stmt *st;
+    enum as_err err = acquire(impl, "ott_reset_user", &c);
+
+    if (err != AS_OK)
+        return err;
+    st = mail_prepare(c, "SELECT " USER_COLS " FROM users "
+                         "WHERE is_active = 1 AND (id, email) IN "
+                         "(SELECT user_id, email FROM one_time_tokens "
+                         "WHERE hash = ?1 AND purpose = 'reset' AND "
+                         OTT_LIVE ")");
+    b_hash(c, st, 1, hash);
+    b_int(c, st, 2, now);
+    if (row(c, st))
+        read_user(c, st, out, a);
+    else
+        refuse(c, AS_ERR_NOT_FOUND);
+    sqlite3_finalize(st);
+    return release(impl, c);
+}
+
+static enum as_err sq_ott_reset(void *impl, const uint8_t hash[REPO_HASH_LEN],
+                                const char *user_id, const char *pw_hash,
+                                int64_t now)
+{
+    struct conn *c;
+    sqlite3_stmt *st;
+    enum as_err err = acquire(impl, "ott_reset", &c);
+
+    if (err != AS_OK)
+        return err;
+    if (!user_id || !pw_hash)
+        refuse(c, AS_ERR_BAD_REQUEST);
+    begin(c);
+    st = mail_prepare(c, "UPDATE one_time_tokens SET used_at = ?2 "
+                         "WHERE hash = ?1 AND purpose = 'reset' "
+                         "AND user_id = ?3 AND " OTT_LIVE);
+    b_hash(c, st, 1, hash);
+    b_int(c, st, 2, now);
+    b_text(c, st, 3, user_id);
+    if (mail_run(c, st) != 1)
+        refuse(c, AS_ERR_NOT_FOUND);
+    st = mail_prepare(c, "UPDATE users SET password_hash = ?2, "
+                         "updated_at = ?3 WHERE id = ?1 AND is_active = 1 "
+                         "AND email = (SELECT email FROM one_time_tokens "
+                         "WHERE hash = ?4)");
+    b_text(c, st, 1, user_id);
+    b_text(c, st, 2, pw_hash);
+    b_int(c, st, 3, now);
+    b_hash(c, st, 4, hash);
+    if (mail_run(c, st) != 1)
+        refuse(c, AS_ERR_NOT_FOUND);
+    revoke_all(c, user_id, NULL, now);
+    st = mail_prepare(c, "UPDATE one_time_tokens SET used_at = ?2 "
+                         "WHERE user_id = ?1 AND purpose = 'reset' "
+                         "AND used_at IS NULL");
+    b_text(c, st, 1, user_id);
+    b_int(c, st, 2, now);
+    mail_run(c, st);
+    end(c);
+    return release(impl, c);
+}
+
+static enum as_err sq_ott_verify(void *impl,
+                                 const uint8_t hash[REPO_HASH_LEN],
+                                 int64_t now, char user_id[UUID_STR_LEN])
+{
+    struct conn *c;
+    sqlite3_stmt *st;
+    enum as_err err = acquire(impl, "ott_verify", &c);
+
+    user_id[0] = '\0';
+    if (err != AS_OK)
+        return err;
+    begin(c);
+    st = mail_prepare(c, "UPDATE one_time_tokens SET used_at = ?2 "
+                         "WHERE hash = ?1 AND purpose = 'verify' AND "
+                         OTT_LIVE " RETURNING user_id");
+    b_hash(c, st, 1, hash);
+    b_int(c, st, 2, now);
+    if (row(c, st))
+        col_id(c, st, 0, user_id);
+    else
+        refuse(c, AS_ERR_NOT_FOUND);
+    sqlite3_finalize(st);
+    st = mail_prepare(c, "UPDATE users SET is_verified = 1, updated_at = ?2 "
+                         "WHERE id = ?1 AND is_active = 1 "
+                         "AND email = (SELECT email FROM one_time_tokens "
+                         "WHERE hash = ?3)");
+    b_text(c, st, 1, user_id);
+    b_int(c, st, 2, now);
+    b_hash(c, st, 3, hash);
+    if (mail_run(c, st) != 1)
+        refuse(c, AS_ERR_NOT_FOUND);
+    st = mail_prepare(c, "UPDATE one_time_tokens SET used_at = ?2 "
+                         "WHERE user_id = ?1 AND purpose = 'verify' "
+                         "AND used_at IS NULL");
+    b_text(c, st, 1, user_id);
+    b_int(c, st, 2, now);
+    mail_run(c, st);
+    end(c);
+    if (c->err != AS_OK)
+        user_id[0] = '\0';
+    return release(impl, c);
+}
+
+static enum as_err sq_outbox_claim(void *impl, int64_t now,
+                                   int64_t lease_until,
+                                   struct outbox_row *out, struct arena *a)
+{
+    struct conn *c;
+    sqlite3_stmt *st;
+    enum as_err err = acquire(impl, "outbox_claim", &c);
+
+    memset(out, 0, sizeof *out);
+    if (err != AS_OK)
+        return err;
+    begin(c);                /* BEGIN IMMEDIATE: one claimer at a time */
+    st = mail_prepare(c, "UPDATE outbox SET locked_until = ?2 WHERE id = "
+                         "(SELECT id FROM outbox WHERE sent_at IS NULL "
+                         "AND next_attempt_at <= ?1 AND locked_until <= ?1 "
+                         "ORDER BY next_attempt_at, id LIMIT 1) "
+                         "RETURNING id, kind, recipient, link, created_at, "
+                         "attempts");
+    b_int(c, st, 1, now);
+    b_int(c, st, 2, lease_until);
+    if (row(c, st)) {
+        col_id(c, st, 0, out->id);
+        out->kind = col_str(c, st, 1, a);
+        out->recipient = col_str(c, st, 2, a);
+        out->link = col_str(c, st, 3, a);
+        out->created_at = col_int(st, 4);
+        out->attempts = col_int(st, 5);
+    } else {
+        refuse(c, AS_ERR_NOT_FOUND);
+    }
+    sqlite3_finalize(st);
+    end(c);
+    return release(impl, c);
+}
+
+static enum as_err sq_outbox_sent(void *impl, const char *id, int64_t now)
+{
+    struct conn *c;
+    sqlite3_stmt *st;
+    enum as_err err = acquire(impl, "outbox_sent", &c);
+
+    if (err != AS_OK)
+        return err;
+    begin(c);
+    st = mail_prepare(c, "UPDATE outbox SET sent_at = ?2, link = NULL, "
+                         "locked_until = 0, last_error = NULL "
+                         "WHERE id = ?1 AND sent_at IS NULL");
+    b_text(c, st, 1, id);
+    b_int(c, st, 2, now);
+    mail_run(c, st);
+    end(c);
+    return release(impl, c);
+}
+
+static enum as_err sq_outbox_failed(void *impl, const char *id,
+                                    int64_t next_at, const char *error)
+{
+    struct conn *c;
+    sqlite3_stmt *st;
+    enum as_err err = acquire(impl, "outbox_failed", &c);
+
+    if (err != AS_OK)
+        return err;
+    begin(c);
+    st = mail_prepare(c, "UPDATE outbox SET attempts = attempts + 1, "
+                         "next_attempt_at = ?2, locked_until = 0, "
+                         "last_error = ?3 WHERE id = ?1 AND sent_at IS NULL");
+    b_text(c, st, 1, id);
+    b_int(c, st, 2, next_at);
+    b_text(c, st, 3, error);
+    mail_run(c, st);
+    end(c);
+    return release(impl, c);
+}
+
+static enum as_err sq_mail_prune(void *impl, int64_t tokens_before,
+                                 int64_t sent_before)
+{
+    struct conn *c;
+    sqlite3_stmt *st;
+    enum as_err err = acquire(impl, "mail_prune", &c);
+
+    if (err != AS_OK)
+        return err;
+    begin(c);
+    st = mail_prepare(c, "DELETE FROM one_time_tokens WHERE expires_at < ?1");
+    b_int(c, st, 1, tokens_before);
+    mail_run(c, st);
+    st = mail_prepare(c, "DELETE FROM outbox WHERE sent_at < ?1");
+    b_int(c, st, 1, sent_before);
+    mail_run(c, st);
+    end(c);
+    return release(impl, c);
+}
+
 static const struct repo_ops sqlite_ops = {
     .name = "sqlite",
     .migrate = sq_migrate,
@@ -1103,6 +1395,14 @@ static const struct repo_ops sqlite_ops = {
     .session_revoke_all = sq_session_revoke_all,
     .refresh_rotate = sq_refresh_rotate,
     .refresh_session = sq_refresh_session,
+    .ott_issue = sq_ott_issue,
+    .ott_reset_user = sq_ott_reset_user,
+    .ott_reset = sq_ott_reset,
+    .ott_verify = sq_ott_verify,
+    .outbox_claim = sq_outbox_claim,
+    .outbox_sent = sq_outbox_sent,
+    .outbox_failed = sq_outbox_failed,
+    .mail_prune = sq_mail_prune,
 };
 
 /* Creates the database file readable by its owner only, unless it exists

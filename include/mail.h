@@ -1,0 +1,79 @@
+#ifndef AUTH_MAIL_H              /* mail.h: the outbox and its delivery */
+#define AUTH_MAIL_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "err.h"
+
+struct cfg;
+struct repo;
+
+/* Kinds of mail; also the webhook event "type" and the outbox "kind". */
+#define MAIL_KIND_RESET "password_reset"
+#define MAIL_KIND_VERIFY "email_verification"
+
+#define MAIL_RESET_TTL_MS INT64_C(3600000)        /* reset links: 1 hour */
+#define MAIL_VERIFY_TTL_MS INT64_C(86400000)      /* verify links: 24 h */
+#define MAIL_RETRY_BASE_MS INT64_C(5000)          /* first retry delay */
+#define MAIL_RETRY_MAX_MS INT64_C(3600000)        /* longest retry delay */
+#define MAIL_MAX_LINK 900         /* bytes: one line of a mail (< 998) */
+#define MAIL_HEX_SIG_LEN 64       /* hex of an HMAC-SHA256 */
+
+/* One mail as delivery sees it. Strings are borrowed. `link` is a secret
+ * (it carries the token): it never goes to a log. */
+struct mail_msg {
+    const char *id;               /* outbox id, a UUID */
+    const char *kind;             /* MAIL_KIND_* */
+    const char *to;               /* the recipient address */
+    const char *link;
+    int64_t created_at;           /* Unix ms */
+};
+
+/* The delivery thread. Opaque; one per process. */
+struct mailer;
+
+/* Starts delivering the outbox of `repo` with the transport of `cfg`
+ * (SMTP or the webhook). Without either, no thread runs: rows stay
+ * queued and one warning says so. Both `cfg` and `repo` must outlive the
+ * mailer. Returns NULL (after logging why) when the thread cannot start;
+ * free with mail_stop(). */
+struct mailer *mail_start(const struct cfg *cfg, struct repo *repo);
+/* Stops the thread promptly (a transfer in progress is aborted and the
+ * mail retried later) and frees the mailer; NULL is a no-op. */
+void mail_stop(struct mailer *m);
+/* Tells the thread that a mail was queued, so it looks at once rather
+ * than at its next poll. Thread-safe; NULL is a no-op. */
+void mail_wake(struct mailer *m);
+
+/* $AUTH_PUBLIC_URL/reset-password?token=T or /verify-email?token=T for
+ * `kind` (a trailing slash of `public_url` is dropped) into `out`. False
+ * when it does not fit or `kind` is unknown. The result is a secret. */
+bool mail_link(const char *public_url, const char *kind, const char *token,
+               char *out, size_t cap);
+/* The whole RFC 5322 message of `m` from `from` ("addr" or
+ * "Name <addr>"), dated `now_ms`: headers (Date, From, To, Subject,
+ * Message-ID, MIME-Version, Content-Type text/plain; charset=utf-8) and a
+ * plain-text body, every line ending in CRLF. NULL when an address or the
+ * link could break the message (control characters, overlong) or out of
+ * memory. Caller wipes (it holds the link) and frees with free(). */
+char *mail_render(const struct mail_msg *m, const char *from,
+                  int64_t now_ms);
+/* The address inside `from` ("addr" or "Name <addr>") as "<addr>", for
+ * the SMTP envelope, into `out`. False when it does not fit or is
+ * malformed. */
+bool mail_envelope(const char *from, char *out, size_t cap);
+/* The webhook event of `m`: compact JSON {"type","to","link","id",
+ * "created_at"}. Caller wipes and frees with free(); NULL on error. */
+char *mail_event_json(const struct mail_msg *m);
+/* Hex HMAC-SHA256 with `secret` over "<timestamp>.<body>", the value of
+ * X-Auth-Signature after "sha256=". */
+void mail_sign(const char *secret, int64_t timestamp, const char *body,
+               size_t body_len, char out[MAIL_HEX_SIG_LEN + 1]);
+/* Delay before the next try after `failures` failed tries (1 or more):
+ * MAIL_RETRY_BASE_MS doubling each time, at most MAIL_RETRY_MAX_MS. */
+int64_t mail_backoff_ms(int64_t failures);
+/* True when the host of `url` (scheme://[userinfo@]host[:port]...) is
+ * loopback: localhost, 127.0.0.0/8 or ::1. */
+bool mail_url_loopback(const char *url);
+
+#endif

@@ -1,0 +1,760 @@
+/* mail.c: delivery of the outbox. One thread claims due rows (a lease
+ * keeps other instances off them), sends each by SMTP or as a signed
+ * webhook through libcurl, then marks it sent or schedules a retry with
+ * exponential backoff. Rows live in the database, so delivery resumes
+ * after a restart. Tokens and links never reach a log. */
+#include "mail.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <curl/curl.h>
+#include <sodium.h>
+
+#include "arena.h"
+#include "cfg.h"
+#include "clock.h"
+#include "log.h"
+#include "repo.h"
+
+#define POLL_MS 2000u                 /* look for due rows this often */
+#define LEASE_MS INT64_C(60000)       /* a claimed row is ours this long */
+#define PRUNE_EVERY_MS 3600000u
+#define KEEP_SENT_MS INT64_C(7 * 86400000)   /* sent rows kept a week */
+#define CONNECT_TIMEOUT_MS 5000L
+#define TOTAL_TIMEOUT_MS 15000L
+#define MAX_UNMARKED 32               /* sent, not yet recorded as sent */
+#define MAX_ADDR 320
+#define MAX_WHY 200
+
+/* ---- pure parts: links, messages, events, signatures ------------------ */
+
+bool mail_url_loopback(const char *url)
+{
+    const char *p = url ? strstr(url, "://") : NULL;
+    const char *end, *at, *h, *he;
+    struct in_addr a4;
+    struct in6_addr a6;
+    char host[256];
+    size_t n;
+
+    if (!p)
+        return false;
+    p += 3;
+    end = p + strcspn(p, "/?#");
+    at = memchr(p, '@', (size_t)(end - p));
+    if (at && memchr(at + 1, '@', (size_t)(end - at - 1)))
+        return false;                 /* ambiguous: parsers disagree */
+    h = at ? at + 1 : p;
+    if (*h == '[') {
+        he = memchr(h, ']', (size_t)(end - h));
+        if (!he || (he + 1 != end && he[1] != ':'))
+            return false;
+        h++;
+    } else {
+        he = memchr(h, ':', (size_t)(end - h));
+        if (!he)
+            he = end;
+    }
+    n = (size_t)(he - h);
+    if (n == 0 || n >= sizeof host)
+        return false;
+    memcpy(host, h, n);
+    host[n] = '\0';
+    if (strcasecmp(host, "localhost") == 0)
+        return true;
+    if (inet_pton(AF_INET, host, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    return inet_pton(AF_INET6, host, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
+}
+
+/* The path of the page a mail of `kind` links to, or NULL. */
+static const char *link_path(const char *kind)
+{
+    if (kind && strcmp(kind, MAIL_KIND_RESET) == 0)
+        return "/reset-password";
+    if (kind && strcmp(kind, MAIL_KIND_VERIFY) == 0)
+        return "/verify-email";
+    return NULL;
+}
+
+bool mail_link(const char *public_url, const char *kind, const char *token,
+               char *out, size_t cap)
+{
+    const char *path = link_path(kind);
+    size_t n = public_url ? strlen(public_url) : 0;
+    int w;
+
+    if (cap)
+        out[0] = '\0';
+    if (!path || !token || n == 0 || n > MAIL_MAX_LINK)
+        return false;
+    while (n > 0 && public_url[n - 1] == '/')
+        n--;
+    w = snprintf(out, cap, "%.*s%s?token=%s", (int)n, public_url, path,
+                 token);
+    if (w < 0 || (size_t)w >= cap) {
+        if (cap)
+            sodium_memzero(out, cap);
+        return false;
+    }
+    return true;
+}
+
+/* True when `s` is 1 to `max` bytes of printable ASCII (no controls, so
+ * nothing can start a new header line). */
+static bool header_safe(const char *s, size_t max)
+{
+    size_t i;
+
+    if (!s || !*s)
+        return false;
+    for (i = 0; s[i]; i++)
+        if (i >= max || (unsigned char)s[i] < 0x20 ||
+            (unsigned char)s[i] >= 0x7f)
+            return false;
+    return true;
+}
+
+bool mail_envelope(const char *from, char *out, size_t cap)
+{
+    const char *b = from, *e, *at;
+    int w;
+
+    if (cap)
+        out[0] = '\0';
+    if (!header_safe(from, MAX_ADDR))
+        return false;
+    if (strchr(from, '<')) {
+        b = strchr(from, '<') + 1;
+        e = strchr(b, '>');
+        if (!e || strchr(e + 1, '<') || strchr(e + 1, '>'))
+            return false;
+    } else {
+        e = b + strlen(b);
+    }
+    while (b < e && *b == ' ')
+        b++;
+    while (e > b && e[-1] == ' ')
+        e--;
+    at = memchr(b, '@', (size_t)(e - b));
+    if (!at || at == b || at + 1 == e ||
+        memchr(at + 1, '@', (size_t)(e - at - 1)) ||
+        memchr(b, ' ', (size_t)(e - b)) || memchr(b, '<', (size_t)(e - b)))
+        return false;
+    w = snprintf(out, cap, "<%.*s>", (int)(e - b), b);
+    return w > 0 && (size_t)w < cap;
+}
+
+/* RFC 5322 date of `ms` (UTC), locale-independent. */
+static void rfc5322_date(int64_t ms, char out[40])
+{
+    static const char days[7][4] = { "Sun", "Mon", "Tue", "Wed", "Thu",
+                                     "Fri", "Sat" };
+    static const char months[12][4] = { "Jan", "Feb", "Mar", "Apr", "May",
+                                         "Jun", "Jul", "Aug", "Sep", "Oct",
+                                         "Nov", "Dec" };
+    time_t s = (time_t)(ms / 1000);
+    struct tm tm;
+
+    gmtime_r(&s, &tm);
+    snprintf(out, 40, "%s, %02d %s %04d %02d:%02d:%02d +0000",
+             days[tm.tm_wday % 7], tm.tm_mday, months[tm.tm_mon % 12],
+             tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+#define CRLF "\r\n"
+
+static const char reset_text[] =
+    "Hello," CRLF CRLF
+    "Someone asked to reset the password of the account registered with" CRLF
+    "this email address. To choose a new password, open this link within" CRLF
+    "one hour:" CRLF CRLF
+    "%s" CRLF CRLF
+    "The link works once. If you did not ask for this, ignore this mail:" CRLF
+    "your password stays as it is." CRLF;
+
+static const char verify_text[] =
+    "Hello," CRLF CRLF
+    "Please confirm that this email address is yours by opening this" CRLF
+    "link within 24 hours:" CRLF CRLF
+    "%s" CRLF CRLF
+    "The link works once. If you did not create an account, ignore this" CRLF
+    "mail." CRLF;
+
+#define MESSAGE_FORMAT                                                     \
+    "Date: %s" CRLF                                                        \
+    "From: %s" CRLF                                                        \
+    "To: %s" CRLF                                                          \
+    "Subject: %s" CRLF                                                     \
+    "Message-ID: <%s@%s>" CRLF                                             \
+    "MIME-Version: 1.0" CRLF                                               \
+    "Content-Type: text/plain; charset=utf-8" CRLF                         \
+    "Content-Transfer-Encoding: 8bit" CRLF                                 \
+    "Auto-Submitted: auto-generated" CRLF                                  \
+    CRLF                                                                   \
+    "%s"
+
+char *mail_render(const struct mail_msg *m, const char *from,
+                  int64_t now_ms)
+{
+    bool reset = m->kind && strcmp(m->kind, MAIL_KIND_RESET) == 0;
+    char date[40], env[MAX_ADDR + 3], domain[MAX_ADDR];
+    char *body = NULL, *out = NULL;
+    const char *at;
+    int blen, len;
+
+    if ((!reset && (!m->kind || strcmp(m->kind, MAIL_KIND_VERIFY) != 0)) ||
+        !header_safe(m->to, MAX_ADDR) || !header_safe(m->id, 64) ||
+        !header_safe(m->link, MAIL_MAX_LINK) || strchr(m->to, '<') ||
+        strchr(m->to, '>') || !strchr(m->to, '@') ||
+        !mail_envelope(from, env, sizeof env))
+        return NULL;
+    at = strchr(env, '@');
+    snprintf(domain, sizeof domain, "%.*s", (int)(strlen(at + 1) - 1),
+             at + 1);                           /* without the '>' */
+    rfc5322_date(now_ms, date);
+    blen = snprintf(NULL, 0, reset ? reset_text : verify_text, m->link);
+    body = blen > 0 ? malloc((size_t)blen + 1) : NULL;
+    if (!body)
+        return NULL;
+    snprintf(body, (size_t)blen + 1, reset ? reset_text : verify_text,
+             m->link);
+    len = snprintf(NULL, 0, MESSAGE_FORMAT, date, from, m->to,
+                   reset ? "Reset your password"
+                         : "Confirm your email address",
+                   m->id, domain, body);
+    out = len > 0 ? malloc((size_t)len + 1) : NULL;
+    if (out)
+        snprintf(out, (size_t)len + 1, MESSAGE_FORMAT, date, from, m->to,
+                 reset ? "Reset your password"
+                       : "Confirm your email address",
+                 m->id, domain, body);
+    sodium_memzero(body, (size_t)blen);
+    free(body);
+    return out;
+}
+
+/* Appends `s` as a JSON string (quotes included) at `out` + *n, when
+ * `out` is not NULL; counts the bytes either way. */
+static void json_str(char *out, size_t *n, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *p = (const unsigned char *)s;
+
+#define PUT(c) do { if (out) out[*n] = (char)(c); (*n)++; } while (0)
+    PUT('"');
+    for (; *p; p++) {
+        if (*p == '"' || *p == '\\') {
+            PUT('\\');
+            PUT(*p);
+        } else if (*p < 0x20) {
+            PUT('\\');
+            PUT('u');
+            PUT('0');
+            PUT('0');
+            PUT(hex[*p >> 4]);
+            PUT(hex[*p & 15]);
+        } else {
+            PUT(*p);
+        }
+    }
+    PUT('"');
+#undef PUT
+}
+
+/* Writes the event into `out` (NULL: only counts); returns its length. */
+static size_t event_write(char *out, const struct mail_msg *m,
+                          const char *created)
+{
+    const char *keys[] = { "type", "to", "link", "id", "created_at" };
+    const char *vals[] = { m->kind, m->to, m->link, m->id, created };
+    size_t n = 0, i;
+
+    if (out)
+        out[n] = '{';
+    n++;
+    for (i = 0; i < 5; i++) {
+        if (i) {
+            if (out)
+                out[n] = ',';
+            n++;
+        }
+        json_str(out, &n, keys[i]);
+        if (out)
+            out[n] = ':';
+        n++;
+        json_str(out, &n, vals[i]);
+    }
+    if (out)
+        out[n] = '}';
+    return n + 1;
+}
+
+char *mail_event_json(const struct mail_msg *m)
+{
+    char created[32];
+    char *out;
+    size_t n;
+
+    if (!m->kind || !m->to || !m->link || !m->id)
+        return NULL;
+    clock_rfc3339(m->created_at, created);
+    /* Written by hand rather than through jansson so that the only copy
+     * of the link is this buffer, which the caller wipes. */
+    n = event_write(NULL, m, created);
+    out = malloc(n + 1);
+    if (!out)
+        return NULL;
+    event_write(out, m, created);
+    out[n] = '\0';
+    return out;
+}
+
+void mail_sign(const char *secret, int64_t timestamp, const char *body,
+               size_t body_len, char out[MAIL_HEX_SIG_LEN + 1])
+{
+    crypto_auth_hmacsha256_state st;
+    unsigned char mac[crypto_auth_hmacsha256_BYTES];
+    char ts[24];
+
+    snprintf(ts, sizeof ts, "%" PRId64 ".", timestamp);
+    crypto_auth_hmacsha256_init(&st, (const unsigned char *)secret,
+                                strlen(secret));
+    crypto_auth_hmacsha256_update(&st, (const unsigned char *)ts,
+                                  strlen(ts));
+    crypto_auth_hmacsha256_update(&st, (const unsigned char *)body,
+                                  body_len);
+    crypto_auth_hmacsha256_final(&st, mac);
+    sodium_bin2hex(out, MAIL_HEX_SIG_LEN + 1, mac, sizeof mac);
+    sodium_memzero(&st, sizeof st);
+}
+
+int64_t mail_backoff_ms(int64_t failures)
+{
+    int64_t d = MAIL_RETRY_BASE_MS;
+
+    while (failures-- > 1 && d < MAIL_RETRY_MAX_MS)
+        d *= 2;
+    return d < MAIL_RETRY_MAX_MS ? d : MAIL_RETRY_MAX_MS;
+}
+
+/* ---- transports -------------------------------------------------------- */
+
+enum transport { TP_NONE, TP_SMTP, TP_WEBHOOK };
+
+struct mailer {
+    const struct cfg *cfg;
+    struct repo *repo;
+    enum transport tp;
+    char envelope[MAX_ADDR + 3];      /* "<from>" for SMTP */
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool woken;                       /* under mu */
+    atomic_bool stop;
+    bool curl_ready;
+    char unmarked[MAX_UNMARKED][UUID_STR_LEN];
+    size_t nunmarked;
+};
+
+/* What the SMTP upload reads from. */
+struct upload {
+    const char *data;
+    size_t len, off;
+};
+
+static size_t upload_read(char *buf, size_t size, size_t nitems, void *arg)
+{
+    struct upload *u = arg;
+    size_t n = size * nitems;
+
+    if (n > u->len - u->off)
+        n = u->len - u->off;
+    memcpy(buf, u->data + u->off, n);
+    u->off += n;
+    return n;
+}
+
+static size_t discard(char *buf, size_t size, size_t nitems, void *arg)
+{
+    (void)buf;
+    (void)arg;
+    return size * nitems;
+}
+
+/* Aborts a transfer in progress when the mailer is stopping. */
+static int on_progress(void *arg, curl_off_t dlt, curl_off_t dln,
+                       curl_off_t ult, curl_off_t uln)
+{
+    struct mailer *m = arg;
+
+    (void)dlt;
+    (void)dln;
+    (void)ult;
+    (void)uln;
+    return atomic_load(&m->stop) ? 1 : 0;
+}
+
+/* Options every transfer gets: bounded time, no signals, abortable,
+ * no proxy on the way to a loopback host. */
+static bool common_options(struct mailer *m, CURL *h, const char *url,
+                           const char *protocols)
+{
+    bool ok = curl_easy_setopt(h, CURLOPT_URL, url) == CURLE_OK &&
+              curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, protocols) ==
+                  CURLE_OK;
+
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, CONNECT_TIMEOUT_MS);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, TOTAL_TIMEOUT_MS);
+    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(h, CURLOPT_XFERINFODATA, m);
+    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+    if (mail_url_loopback(url))
+        curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
+    return ok;
+}
+
+/* The reason of a failed transfer, without URL or content. */
+static void curl_why(CURL *h, CURLcode rc, const char *what, char *why)
+{
+    long code = 0;
+
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
+    if (code)
+        snprintf(why, MAX_WHY, "%s: %s (reply %ld)", what,
+                 curl_easy_strerror(rc), code);
+    else
+        snprintf(why, MAX_WHY, "%s: %s", what, curl_easy_strerror(rc));
+}
+
+static bool send_smtp(struct mailer *m, const struct mail_msg *msg,
+                      char *why)
+{
+    const struct cfg *cfg = m->cfg;
+    char *text = mail_render(msg, cfg->smtp_from, clock_ms());
+    struct upload up = { text, text ? strlen(text) : 0, 0 };
+    struct curl_slist *rcpt = NULL;
+    char to[MAX_ADDR + 3];
+    CURL *h = NULL;
+    CURLcode rc;
+    bool ok = false;
+
+    if (!text) {
+        snprintf(why, MAX_WHY, "smtp: the message cannot be rendered");
+        goto out;
+    }
+    snprintf(to, sizeof to, "<%s>", msg->to);
+    h = curl_easy_init();
+    rcpt = curl_slist_append(NULL, to);
+    if (!h || !rcpt || !common_options(m, h, cfg->smtp_url, "smtp,smtps")) {
+        snprintf(why, MAX_WHY, "smtp: cannot set up the transfer");
+        goto out;
+    }
+    curl_easy_setopt(h, CURLOPT_MAIL_FROM, m->envelope);
+    curl_easy_setopt(h, CURLOPT_MAIL_RCPT, rcpt);
+    curl_easy_setopt(h, CURLOPT_READFUNCTION, upload_read);
+    curl_easy_setopt(h, CURLOPT_READDATA, &up);
+    curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
+    /* Beyond loopback, TLS or nothing (smtps://, else STARTTLS). */
+    if (!mail_url_loopback(cfg->smtp_url))
+        curl_easy_setopt(h, CURLOPT_USE_SSL, (long)CURLUSESSL_ALL);
+    if (cfg->smtp_user) {
+        curl_easy_setopt(h, CURLOPT_USERNAME, cfg->smtp_user);
+        curl_easy_setopt(h, CURLOPT_PASSWORD, cfg->smtp_password);
+    }
+    rc = curl_easy_perform(h);
+    ok = rc == CURLE_OK;
+    if (!ok)
+        curl_why(h, rc, "smtp", why);
+out:
+    curl_slist_free_all(rcpt);
+    curl_easy_cleanup(h);
+    if (text) {
+        sodium_memzero(text, up.len);
+        free(text);
+    }
+    return ok;
+}
+
+/* Adds "name: value" to `list`; NULL (and `list` freed) on failure. */
+static struct curl_slist *add_header(struct curl_slist *list,
+                                     const char *name, const char *value)
+{
+    char line[256];
+    struct curl_slist *more;
+
+    snprintf(line, sizeof line, "%s: %s", name, value);
+    more = curl_slist_append(list, line);
+    if (!more)
+        curl_slist_free_all(list);
+    return more;
+}
+
+static bool send_webhook(struct mailer *m, const struct mail_msg *msg,
+                         char *why)
+{
+    const struct cfg *cfg = m->cfg;
+    char *body = mail_event_json(msg);
+    size_t len = body ? strlen(body) : 0;
+    int64_t ts = clock_ms() / 1000;
+    char sig[MAIL_HEX_SIG_LEN + 8], stamp[24];
+    struct curl_slist *hdr = NULL;
+    CURL *h = NULL;
+    CURLcode rc;
+    long status = 0;
+    bool ok = false;
+
+    if (!body) {
+        snprintf(why, MAX_WHY, "webhook: the event cannot be built");
+        goto out;
+    }
+    memcpy(sig, "sha256=", 7);
+    mail_sign(cfg->notify_webhook_secret, ts, body, len, sig + 7);
+    snprintf(stamp, sizeof stamp, "%" PRId64, ts);
+    hdr = add_header(NULL, "Content-Type", "application/json");
+    if (hdr)
+        hdr = add_header(hdr, "X-Auth-Timestamp", stamp);
+    if (hdr)
+        hdr = add_header(hdr, "X-Auth-Signature", sig);
+    if (hdr)
+        hdr = add_header(hdr, "X-Auth-Event", msg->kind);
+    if (hdr)
+        hdr = add_header(hdr, "Expect", "");   /* no 100-continue wait */
+    h = curl_easy_init();
+    if (!hdr || !h ||
+        !common_options(m, h, cfg->notify_webhook_url, "http,https")) {
+        snprintf(why, MAX_WHY, "webhook: cannot set up the request");
+        goto out;
+    }
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    curl_easy_setopt(h, CURLOPT_USERAGENT, "auth-serve/" AUTH_VERSION);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, discard);
+    rc = curl_easy_perform(h);
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    ok = rc == CURLE_OK && status >= 200 && status < 300;
+    if (rc != CURLE_OK)
+        curl_why(h, rc, "webhook", why);
+    else if (!ok)
+        snprintf(why, MAX_WHY, "webhook: answered HTTP %ld", status);
+out:
+    curl_slist_free_all(hdr);
+    curl_easy_cleanup(h);
+    if (body) {
+        sodium_memzero(body, len);
+        free(body);
+    }
+    return ok;
+}
+
+/* ---- the thread -------------------------------------------------------- */
+
+/* Records sent mails whose first recording failed; keeps those that
+ * still fail for the next round. */
+static void mark_unmarked(struct mailer *m)
+{
+    size_t i = 0;
+
+    while (i < m->nunmarked) {
+        if (repo_outbox_sent(m->repo, m->unmarked[i], clock_ms()) != AS_OK) {
+            i++;
+            continue;
+        }
+        memmove(m->unmarked[i], m->unmarked[i + 1],
+                (m->nunmarked - i - 1) * sizeof m->unmarked[0]);
+        m->nunmarked--;
+    }
+}
+
+/* Sends one claimed row and records the outcome. */
+static void deliver(struct mailer *m, const struct outbox_row *row)
+{
+    struct mail_msg msg = { .id = row->id, .kind = row->kind,
+                            .to = row->recipient, .link = row->link,
+                            .created_at = row->created_at };
+    char why[MAX_WHY] = "";
+    int64_t delay;
+    bool ok;
+
+    if (!row->link || !row->kind || !row->recipient) {
+        snprintf(why, sizeof why, "the row is incomplete");
+        ok = false;
+    } else if (m->tp == TP_SMTP) {
+        ok = send_smtp(m, &msg, why);
+    } else {
+        ok = send_webhook(m, &msg, why);
+    }
+    if (ok) {
+        log_event(LOG_INFO, "mail.sent", NULL,
+                  json_pack("{s:s, s:s, s:I}", "id", row->id, "kind",
+                            row->kind, "attempts",
+                            (json_int_t)row->attempts + 1));
+        if (repo_outbox_sent(m->repo, row->id, clock_ms()) != AS_OK &&
+            m->nunmarked < MAX_UNMARKED)
+            snprintf(m->unmarked[m->nunmarked++], UUID_STR_LEN, "%s",
+                     row->id);
+        return;
+    }
+    delay = mail_backoff_ms(row->attempts + 1);
+    log_event(LOG_WARN, "mail.failed", NULL,
+              json_pack("{s:s, s:s?, s:I, s:s, s:I}", "id", row->id, "kind",
+                        row->kind, "attempt",
+                        (json_int_t)row->attempts + 1, "error", why,
+                        "retry_in_ms", (json_int_t)delay));
+    repo_outbox_failed(m->repo, row->id, clock_ms() + delay, why);
+}
+
+/* Sends every due row, one claim at a time, until none is left, the
+ * database fails or the mailer stops. */
+static void drain(struct mailer *m)
+{
+    struct outbox_row row;
+    enum as_err err = AS_OK;
+
+    mark_unmarked(m);
+    while (err == AS_OK && !atomic_load(&m->stop)) {
+        struct arena *a = arena_new();
+        int64_t now = clock_ms();
+
+        err = a ? repo_outbox_claim(m->repo, now, now + LEASE_MS, &row, a)
+                : AS_ERR_NOMEM;
+        if (err == AS_OK)
+            deliver(m, &row);
+        if (err == AS_OK && row.link)
+            sodium_memzero((char *)row.link, strlen(row.link));
+        arena_free(a);
+    }
+}
+
+/* Waits up to POLL_MS, or until woken or stopped. */
+static void nap(struct mailer *m)
+{
+    struct timespec until;
+
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += POLL_MS / 1000;
+    until.tv_nsec += (long)(POLL_MS % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&m->mu);
+    while (!m->woken && !atomic_load(&m->stop))
+        if (pthread_cond_timedwait(&m->cv, &m->mu, &until) == ETIMEDOUT)
+            break;
+    m->woken = false;
+    pthread_mutex_unlock(&m->mu);
+}
+
+static void *mail_thread(void *arg)
+{
+    struct mailer *m = arg;
+    uint64_t next_prune = 0;
+
+    while (!atomic_load(&m->stop)) {
+        drain(m);
+        if (clock_mono_ms() >= next_prune) {
+            int64_t now = clock_ms();
+
+            repo_mail_prune(m->repo, now, now - KEEP_SENT_MS);
+            next_prune = clock_mono_ms() + PRUNE_EVERY_MS;
+        }
+        nap(m);
+    }
+    mark_unmarked(m);
+    return NULL;
+}
+
+/* ---- start and stop ---------------------------------------------------- */
+
+static void mailer_free(struct mailer *m)
+{
+    pthread_cond_destroy(&m->cv);
+    pthread_mutex_destroy(&m->mu);
+    if (m->curl_ready)
+        curl_global_cleanup();
+    free(m);
+}
+
+struct mailer *mail_start(const struct cfg *cfg, struct repo *repo)
+{
+    struct mailer *m = calloc(1, sizeof *m);
+    pthread_condattr_t ca;
+
+    if (!m) {
+        log_event(LOG_ERROR, "mail.start_failed", NULL,
+                  json_pack("{s:s}", "reason", "out of memory"));
+        return NULL;
+    }
+    m->cfg = cfg;
+    m->repo = repo;
+    atomic_init(&m->stop, false);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_mutex_init(&m->mu, NULL);
+    pthread_cond_init(&m->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    if (cfg->smtp_url && cfg->smtp_from &&
+        mail_envelope(cfg->smtp_from, m->envelope, sizeof m->envelope))
+        m->tp = TP_SMTP;
+    else if (cfg->notify_webhook_url && cfg->notify_webhook_secret)
+        m->tp = TP_WEBHOOK;
+    if (m->tp == TP_NONE) {
+        log_event(LOG_WARN, "mail.disabled", NULL,
+                  json_pack("{s:s}", "message",
+                            "neither AUTH_SMTP_URL nor "
+                            "AUTH_NOTIFY_WEBHOOK_URL is set: mails stay "
+                            "queued until one is"));
+        return m;
+    }
+    m->curl_ready = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK;
+    if (!m->curl_ready ||
+        pthread_create(&m->thread, NULL, mail_thread, m) != 0) {
+        log_event(LOG_ERROR, "mail.start_failed", NULL,
+                  json_pack("{s:s}", "reason", m->curl_ready
+                                                   ? "cannot start a thread"
+                                                   : "libcurl failed"));
+        mailer_free(m);
+        return NULL;
+    }
+    log_event(LOG_INFO, "mail.started", NULL,
+              json_pack("{s:s}", "transport",
+                        m->tp == TP_SMTP ? "smtp" : "webhook"));
+    return m;
+}
+
+void mail_wake(struct mailer *m)
+{
+    if (!m)
+        return;
+    pthread_mutex_lock(&m->mu);
+    m->woken = true;
+    pthread_cond_signal(&m->cv);
+    pthread_mutex_unlock(&m->mu);
+}
+
+void mail_stop(struct mailer *m)
+{
+    if (!m)
+        return;
+    if (m->tp != TP_NONE) {
+        pthread_mutex_lock(&m->mu);
+        atomic_store(&m->stop, true);
+        pthread_cond_broadcast(&m->cv);
+        pthread_mutex_unlock(&m->mu);
+        pthread_join(m->thread, NULL);
+    }
+    mailer_free(m);
+}

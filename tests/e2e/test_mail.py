@@ -1,0 +1,524 @@
+"""Mail: password reset and email verification links, delivered through
+the outbox by SMTP or a signed webhook, retried until they arrive, and
+sent once. An SMTP sink and a webhook sink run inside the test."""
+import concurrent.futures
+import email
+import email.policy
+import hashlib
+import hmac
+import http.server
+import json
+import re
+import socket
+import socketserver
+import threading
+import time
+
+import pytest
+
+from conftest import Daemon, assert_problem, wait_until
+
+PUBLIC = "https://app.example.com"
+FROM = "Auth Serve <auth@mail.example.com>"
+SECRET = "webhook-secret-0123456789"
+TOKEN_RE = re.compile(r"[?&]token=([A-Za-z0-9_-]{43})(?![A-Za-z0-9_-])")
+DEADLINE = 30.0                     # the first retry comes after 5 s
+
+
+class SmtpSink:
+    """Enough of an SMTP server on 127.0.0.1 to accept mail: EHLO/HELO,
+    MAIL, RCPT, DATA (with dot-unstuffing), RSET, NOOP, QUIT."""
+
+    def __init__(self, port=0):
+        self.messages = []
+        self.lock = threading.Lock()
+        sink = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def reply(self, text):
+                self.wfile.write(text.encode() + b"\r\n")
+
+            def data(self):
+                lines = []
+                while True:
+                    line = self.rfile.readline(65536)
+                    if not line:
+                        return None
+                    if line == b".\r\n":
+                        return b"".join(lines)
+                    if line.startswith(b"."):
+                        line = line[1:]
+                    lines.append(line)
+
+            def handle(self):
+                self.reply("220 sink ESMTP")
+                sender, rcpts = None, []
+                while True:
+                    line = self.rfile.readline(4096)
+                    if not line:
+                        return
+                    cmd = line.decode("ascii", "replace").strip()
+                    verb = cmd.split(" ", 1)[0].upper()
+                    if verb == "EHLO":
+                        self.wfile.write(b"250-sink\r\n250 8BITMIME\r\n")
+                    elif verb == "HELO":
+                        self.reply("250 sink")
+                    elif cmd.upper().startswith("MAIL FROM:"):
+                        sender, rcpts = cmd[10:].strip(), []
+                        self.reply("250 OK")
+                    elif cmd.upper().startswith("RCPT TO:"):
+                        rcpts.append(cmd[8:].strip())
+                        self.reply("250 OK")
+                    elif verb == "DATA":
+                        self.reply("354 end with <CRLF>.<CRLF>")
+                        raw = self.data()
+                        if raw is None:
+                            return
+                        with sink.lock:
+                            sink.messages.append({"from": sender,
+                                                  "rcpt": rcpts,
+                                                  "raw": raw})
+                        self.reply("250 queued")
+                    elif verb in ("RSET", "NOOP"):
+                        self.reply("250 OK")
+                    elif verb == "QUIT":
+                        self.reply("221 bye")
+                        return
+                    else:
+                        self.reply("502 not implemented")
+
+        class Server(socketserver.ThreadingTCPServer):
+            allow_reuse_address = True
+            daemon_threads = True
+
+        self.server = Server(("127.0.0.1", port), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever,
+                         daemon=True).start()
+
+    def to(self, addr):
+        """Messages whose envelope recipient is `addr`."""
+        with self.lock:
+            return [m for m in self.messages if m["rcpt"] == ["<%s>" % addr]]
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class WebhookSink:
+    """An HTTP server on 127.0.0.1 that keeps every POST; it answers the
+    statuses of `fail_with` first (one per request), then 204."""
+
+    def __init__(self, fail_with=()):
+        self.requests = []
+        self.lock = threading.Lock()
+        self.fail_with = list(fail_with)
+        sink = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                with sink.lock:
+                    sink.requests.append({"path": self.path,
+                                          "headers": dict(self.headers),
+                                          "body": body})
+                    status = sink.fail_with.pop(0) if sink.fail_with else 204
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                                      Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever,
+                         daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def smtp_env(port):
+    return {"AUTH_SMTP_URL": "smtp://127.0.0.1:%d" % port,
+            "AUTH_SMTP_FROM": FROM, "AUTH_PUBLIC_URL": PUBLIC}
+
+
+def free_port():
+    """A loopback port that nothing listens on (for now)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def same_database(d):
+    """Arguments for another Daemon on the database of `d`."""
+    return {"data_dir": d.data_dir,
+            "database_url": d.env.get("AUTH_DATABASE_URL")}
+
+
+def parse(msg):
+    return email.message_from_bytes(msg["raw"], policy=email.policy.default)
+
+
+def wait_mails(sink, addr, n=1):
+    got = wait_until(lambda: len(sink.to(addr)) >= n and sink.to(addr),
+                     timeout=DEADLINE)
+    assert got, "no mail for %s" % addr
+    return got
+
+
+def token_in(text, page):
+    """The token of the one link to `page` in `text`."""
+    links = re.findall(re.escape(PUBLIC + page) + r"\?token=\S+", text)
+    assert len(links) == 1, text
+    m = TOKEN_RE.search(links[0])
+    assert m and links[0] == PUBLIC + page + "?token=" + m.group(1)
+    return m.group(1)
+
+
+def forgot(d, addr):
+    return d.request("POST", "/api/v1/auth/password/forgot", {"email": addr})
+
+
+def reset(d, token, password):
+    return d.request("POST", "/api/v1/auth/password/reset",
+                     {"token": token, "new_password": password})
+
+
+def me(d, tok):
+    return d.request("GET", "/api/v1/users/me", token=tok)
+
+
+def assert_no_secret_logged(d, *secrets):
+    text = "\n".join(d.lines)
+    for s in secrets:
+        assert s not in text
+
+
+@pytest.fixture(scope="module")
+def sink():
+    s = SmtpSink()
+    yield s
+    s.close()
+
+
+@pytest.fixture(scope="module")
+def md(backend, sink):
+    d = Daemon(backend, env=smtp_env(sink.port)).start()
+    yield d
+    assert d.stop() == 0, "\n".join(d.lines[-20:])
+
+
+def reset_token(d, sink, addr, n=1):
+    """Asks for a reset of `addr` and returns the token of the n-th mail."""
+    r = forgot(d, addr)
+    assert r.status == 202, r
+    return token_in(parse(wait_mails(sink, addr, n)[n - 1])
+                    .get_content(), "/reset-password")
+
+
+# ---- forgot -------------------------------------------------------------
+
+def test_forgot_unknown_email_is_202_and_sends_nothing(md, sink):
+    unknown = "nobody-%s@example.com" % free_port()
+    a = forgot(md, unknown)
+    email_addr, _, _ = md.user()
+    b = forgot(md, email_addr)
+    assert a.status == b.status == 202
+    assert a.body == b.body == b""
+    # Mails go out oldest first: once the later one is here, the unknown
+    # address would have had its mail too.
+    wait_mails(sink, email_addr)
+    assert sink.to(unknown) == []
+
+
+def test_forgot_input(md):
+    r = md.request("POST", "/api/v1/auth/password/forgot", {})
+    assert_problem(r, 422, "validation_error")
+    r = forgot(md, "not an email")
+    assert_problem(r, 422, "validation_error")
+    r = md.request("POST", "/api/v1/auth/password/forgot", body=b"x",
+                   headers={"Content-Type": "text/plain"})
+    assert_problem(r, 415)
+
+
+def test_reset_mail_is_well_formed(md, sink):
+    addr, _, _ = md.user()
+    assert forgot(md, addr).status == 202
+    raw = wait_mails(sink, addr)[0]
+    assert raw["from"] == "<auth@mail.example.com>"
+    assert b"\n" not in raw["raw"].replace(b"\r\n", b"")
+    m = parse(raw)
+    assert m["To"] == addr
+    assert m["From"] == FROM
+    assert m["Subject"] == "Reset your password"
+    assert m["Date"] and m["Message-ID"]
+    assert m["MIME-Version"] == "1.0"
+    assert m.get_content_type() == "text/plain"
+    assert m.get_content_charset() == "utf-8"
+    token = token_in(m.get_content(), "/reset-password")
+    assert_no_secret_logged(md, token)
+
+
+# ---- reset --------------------------------------------------------------
+
+def test_reset_once_and_sessions_revoked(md, sink):
+    addr, old_pw, tokens = md.user()
+    assert me(md, tokens["access_token"]).status == 200
+    token = reset_token(md, sink, addr)
+    new_pw = "new horse battery staple"
+    r = reset(md, token, new_pw)
+    assert r.status == 204, r
+    assert_problem(me(md, tokens["access_token"]), 401)
+    r = md.request("POST", "/api/v1/auth/refresh",
+                   {"refresh_token": tokens["refresh_token"]})
+    assert_problem(r, 401)
+    assert md.login(addr, old_pw).status == 401
+    assert md.login(addr, new_pw).status == 200
+    assert_problem(reset(md, token, "another fine password 42"), 400,
+                   "invalid_token")
+    assert md.login(addr, new_pw).status == 200
+    assert_no_secret_logged(md, token, new_pw)
+
+
+def test_reset_weak_password_is_422_and_keeps_the_token(md, sink):
+    addr, _, _ = md.user()
+    token = reset_token(md, sink, addr)
+    p = assert_problem(reset(md, token, "password"), 422,
+                       "validation_error")
+    assert p["errors"][0]["field"] == "new_password"
+    local = addr.split("@")[0]
+    p = assert_problem(reset(md, token, "xx" + local + "xx"), 422)
+    assert p["errors"][0]["field"] == "new_password"
+    assert reset(md, token, "a much better passphrase").status == 204
+
+
+def test_reset_bad_tokens(md):
+    assert_problem(reset(md, "A" * 43, "a much better passphrase"), 400,
+                   "invalid_token")
+    assert_problem(reset(md, "short", "a much better passphrase"), 400,
+                   "invalid_token")
+    r = md.request("POST", "/api/v1/auth/password/reset",
+                   {"new_password": "a much better passphrase"})
+    assert_problem(r, 422, "validation_error")
+    r = md.request("POST", "/api/v1/auth/password/reset", {"token": "A" * 43})
+    assert_problem(r, 422, "validation_error")
+    r = md.request("POST", "/api/v1/auth/password/reset",
+                   {"token": 7, "new_password": "x"})
+    assert_problem(r, 422)
+
+
+def test_concurrent_resets_have_one_winner(md, sink):
+    addr, _, _ = md.user()
+    token = reset_token(md, sink, addr)
+    with concurrent.futures.ThreadPoolExecutor(8) as ex:
+        rs = list(ex.map(lambda i: reset(md, token, "racing password %d" % i),
+                         range(8)))
+    assert sorted(r.status for r in rs) == [204] + [400] * 7, rs
+    won = [i for i, r in enumerate(rs) if r.status == 204][0]
+    assert md.login(addr, "racing password %d" % won).status == 200
+
+
+def test_new_reset_token_and_reset_retire_older_ones(md, sink):
+    addr, _, _ = md.user()
+    first = reset_token(md, sink, addr, 1)
+    second = reset_token(md, sink, addr, 2)
+    assert first != second
+    assert reset(md, second, "second passphrase wins").status == 204
+    assert_problem(reset(md, first, "first passphrase late"), 400,
+                   "invalid_token")
+
+
+# ---- verification ---------------------------------------------------------
+
+def verify_request(d, tok):
+    return d.request("POST", "/api/v1/auth/email/verify-request", token=tok)
+
+
+def verify(d, token):
+    return d.request("POST", "/api/v1/auth/email/verify", {"token": token})
+
+
+def test_verify_flow(md, sink):
+    addr, _, t = md.user()
+    assert me(md, t["access_token"]).json["is_verified"] is False
+    r = verify_request(md, t["access_token"])
+    assert r.status == 202 and r.body == b"", r
+    m = parse(wait_mails(sink, addr)[0])
+    assert m["Subject"] == "Confirm your email address"
+    token = token_in(m.get_content(), "/verify-email")
+    assert verify(md, token).status == 204
+    assert me(md, t["access_token"]).json["is_verified"] is True
+    assert_problem(verify(md, token), 400, "invalid_token")
+    # Already verified: 202 again, but no mail. A reset mail queued after
+    # it is the marker that the outbox has been worked through.
+    assert verify_request(md, t["access_token"]).status == 202
+    assert forgot(md, addr).status == 202
+    mails = wait_mails(sink, addr, 2)
+    assert [parse(x)["Subject"] for x in mails] == [
+        "Confirm your email address", "Reset your password"]
+    assert_no_secret_logged(md, token)
+
+
+def test_verify_after_email_change_is_400(md, sink):
+    addr, _, t = md.user()
+    assert verify_request(md, t["access_token"]).status == 202
+    token = token_in(parse(wait_mails(sink, addr)[0]).get_content(),
+                     "/verify-email")
+    r = md.request("PATCH", "/api/v1/users/me",
+                   {"email": "moved-" + addr}, token=t["access_token"])
+    assert r.status == 200, r
+    assert_problem(verify(md, token), 400, "invalid_token")
+    assert me(md, t["access_token"]).json["is_verified"] is False
+
+
+def test_verify_input(md):
+    assert_problem(verify_request(md, None), 401)
+    assert_problem(verify(md, "B" * 43), 400, "invalid_token")
+    assert_problem(verify(md, "not a token"), 400, "invalid_token")
+    r = md.request("POST", "/api/v1/auth/email/verify", {})
+    assert_problem(r, 422, "validation_error")
+
+
+# ---- delivery -------------------------------------------------------------
+
+def test_delivery_is_retried_until_the_server_listens(make_daemon):
+    port = free_port()
+    d = make_daemon(smtp_env(port)).start()
+    addr, _, _ = d.user()
+    assert forgot(d, addr).status == 202
+    assert wait_until(lambda: any(e.get("event") == "mail.failed"
+                                  for e in d.logs), timeout=DEADLINE)
+    sink = SmtpSink(port)
+    try:
+        m = parse(wait_mails(sink, addr)[0])
+        token = token_in(m.get_content(), "/reset-password")
+        assert reset(d, token, "retried passphrase ok").status == 204
+        failed = [e for e in d.logs if e.get("event") == "mail.failed"]
+        assert failed and "error" in failed[0]
+        assert_no_secret_logged(d, token)
+        assert len(sink.to(addr)) == 1
+    finally:
+        sink.close()
+    assert d.stop() == 0
+
+
+def test_pending_mail_survives_restart_and_is_sent_once(make_daemon):
+    a = make_daemon({"AUTH_PUBLIC_URL": PUBLIC}).start()
+    assert wait_until(lambda: any(e.get("event") == "mail.disabled"
+                                  for e in a.logs))
+    addr, _, _ = a.user()
+    assert forgot(a, addr).status == 202
+    assert a.stop() == 0
+    sink = SmtpSink()
+    try:
+        b = make_daemon(smtp_env(sink.port), **same_database(a)).start()
+        wait_mails(sink, addr)
+        assert b.stop() == 0
+        c = make_daemon(smtp_env(sink.port), **same_database(a)).start()
+        other, _, _ = c.user()
+        assert forgot(c, other).status == 202
+        wait_mails(sink, other)
+        assert len(sink.to(addr)) == 1
+        assert c.stop() == 0
+    finally:
+        sink.close()
+
+
+def test_two_instances_send_each_mail_once(make_daemon):
+    sink = SmtpSink()
+    try:
+        a = make_daemon(smtp_env(sink.port)).start()
+        b = make_daemon(smtp_env(sink.port), **same_database(a)).start()
+        users = [a.user()[0] for _ in range(6)]
+        for i, addr in enumerate(users):
+            assert forgot(a if i % 2 else b, addr).status == 202
+        for addr in users:
+            wait_mails(sink, addr)
+        # one more round through both instances, then count
+        marker = a.user()[0]
+        assert forgot(b, marker).status == 202
+        wait_mails(sink, marker)
+        assert all(len(sink.to(addr)) == 1 for addr in users)
+        assert a.stop() == 0 and b.stop() == 0
+    finally:
+        sink.close()
+
+
+def test_webhook_is_signed_and_retried(make_daemon):
+    hook = WebhookSink(fail_with=[500])
+    try:
+        d = make_daemon({
+            "AUTH_NOTIFY_WEBHOOK_URL": "http://127.0.0.1:%d/mail" % hook.port,
+            "AUTH_NOTIFY_WEBHOOK_SECRET": SECRET,
+            "AUTH_PUBLIC_URL": PUBLIC}).start()
+        addr, _, _ = d.user()
+        assert forgot(d, addr).status == 202
+        assert wait_until(lambda: len(hook.requests) >= 2,
+                          timeout=DEADLINE), hook.requests
+        first, second = hook.requests[:2]
+        assert first["body"] == second["body"]     # the same event again
+        req = second
+        h = {k.lower(): v for k, v in req["headers"].items()}
+        assert req["path"] == "/mail"
+        assert h["content-type"] == "application/json"
+        assert h["x-auth-event"] == "password_reset"
+        want = hmac.new(SECRET.encode(),
+                        h["x-auth-timestamp"].encode() + b"." + req["body"],
+                        hashlib.sha256).hexdigest()
+        assert hmac.compare_digest(h["x-auth-signature"], "sha256=" + want)
+        wrong = hmac.new(b"another secret value!", h["x-auth-timestamp"]
+                         .encode() + b"." + req["body"],
+                         hashlib.sha256).hexdigest()
+        assert h["x-auth-signature"] != "sha256=" + wrong
+        ev = json.loads(req["body"])
+        assert set(ev) == {"type", "to", "link", "id", "created_at"}
+        assert ev["type"] == "password_reset" and ev["to"] == addr
+        token = token_in(ev["link"], "/reset-password")
+        assert reset(d, token, "hooked passphrase ok").status == 204
+        assert_no_secret_logged(d, token, SECRET)
+        assert d.stop() == 0
+        assert len(hook.requests) == 2
+    finally:
+        hook.close()
+
+
+def test_plain_smtp_to_a_remote_host_is_refused(make_daemon):
+    d = make_daemon()
+    r = d.command("config", "check", env={
+        "AUTH_SMTP_URL": "smtp://mail.example.com:587",
+        "AUTH_SMTP_FROM": "auth@example.com"})
+    assert r.returncode == 2
+    assert b"AUTH_SMTP_URL" in r.stderr
+    r = d.command("config", "check", env={
+        "AUTH_SMTP_URL": "smtps://mail.example.com:465",
+        "AUTH_SMTP_FROM": "auth@example.com"})
+    assert r.returncode == 0, r.stderr
+
+
+def test_stop_aborts_a_hung_transfer(make_daemon):
+    # A server that accepts the connection and then says nothing: the
+    # transfer would wait for its greeting until the 15 s timeout.
+    mute = socket.socket()
+    mute.bind(("127.0.0.1", 0))
+    mute.listen(8)
+    mute.settimeout(DEADLINE)
+    try:
+        d = make_daemon(smtp_env(mute.getsockname()[1])).start()
+        addr, _, _ = d.user()
+        assert forgot(d, addr).status == 202
+        conn, _ = mute.accept()             # the mailer is mid-transfer
+        t0 = time.monotonic()
+        assert d.stop() == 0
+        assert time.monotonic() - t0 < 10.0
+        conn.close()
+        assert not any(e.get("event") == "mail.sent" for e in d.logs)
+    finally:
+        mute.close()

@@ -1,0 +1,564 @@
+/* test_repo_mail.c: the repository side of mailed links, on SQLite and,
+ * when AUTH_TEST_PG_URL is set, on PostgreSQL (each case in a schema of
+ * its own): single-use tokens bound to the user's email, the outbox
+ * lease, retries, marking sent, pruning, and races between callers. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <ftw.h>
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "arena.h"
+#include "cfg.h"
+#include "repo.h"
+#include "uuid.h"
+
+#define T0 INT64_C(1700000000000)
+#define HOUR INT64_C(3600000)
+#define LEASE INT64_C(60000)
+#define DIR_MAX 2048
+#define RACERS 8
+
+static const char *pg_url;        /* NULL: the group runs on SQLite */
+static unsigned seq;
+
+struct fx {
+    struct cfg cfg;
+    struct repo *r;
+    struct arena *a;
+    char dir[DIR_MAX];            /* SQLite: the case's folder */
+    char url[4096];
+    char schema[48];              /* PostgreSQL: the case's schema */
+    PGconn *side;                 /* PostgreSQL: our own view */
+    sqlite3 *raw;                 /* SQLite: our own view */
+};
+
+/* ---- fixture ----------------------------------------------------------- */
+
+static void quiet(void *arg, const char *msg)
+{
+    (void)arg;
+    (void)msg;
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag,
+                  struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static int open_sqlite(struct fx *f)
+{
+    const char *base = getenv("AUTH_TEST_TMP");
+    char db[DIR_MAX + 16];
+
+    if (!base || !*base)
+        base = "/tmp";
+    if ((mkdir(base, 0700) != 0 && errno != EEXIST) ||
+        snprintf(f->dir, sizeof f->dir, "%s/mail-XXXXXX", base) >= DIR_MAX ||
+        !mkdtemp(f->dir))
+        return -1;
+    snprintf(db, sizeof db, "%s/auth.db", f->dir);
+    snprintf(f->url, sizeof f->url, "sqlite:%s", db);
+    f->cfg.database_url = f->url;
+    if (repo_open(&f->cfg, &f->r) != AS_OK || repo_migrate(f->r) != AS_OK)
+        return -1;
+    return sqlite3_open(db, &f->raw) == SQLITE_OK ? 0 : -1;
+}
+
+static int open_pg(struct fx *f)
+{
+    char sql[256];
+    PGresult *res;
+    bool ok;
+
+    snprintf(f->schema, sizeof f->schema, "mail%ld_%u", (long)getpid(),
+             ++seq);
+    f->side = PQconnectdb(pg_url);
+    if (PQstatus(f->side) != CONNECTION_OK)
+        return -1;
+    PQsetNoticeProcessor(f->side, quiet, NULL);
+    snprintf(sql, sizeof sql, "DROP SCHEMA IF EXISTS %s CASCADE; "
+             "CREATE SCHEMA %s; SET search_path TO %s", f->schema,
+             f->schema, f->schema);
+    res = PQexec(f->side, sql);
+    ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+    PQclear(res);
+    snprintf(f->url, sizeof f->url, "%s%soptions=-c%%20search_path%%3D%s",
+             pg_url, strchr(pg_url, '?') ? "&" : "?", f->schema);
+    f->cfg.database_url = f->url;
+    if (!ok || repo_open(&f->cfg, &f->r) != AS_OK ||
+        repo_migrate(f->r) != AS_OK)
+        return -1;
+    return 0;
+}
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof *f);
+
+    *state = f;
+    if (!f)
+        return -1;
+    f->cfg.cb_failure_threshold = 1000;
+    f->cfg.cb_open_seconds = 1;
+    f->cfg.db_pool_size = RACERS + 2;
+    f->cfg.db_timeout_ms = 10000;
+    f->a = arena_new();
+    if (!f->a)
+        return -1;
+    return pg_url ? open_pg(f) : open_sqlite(f);
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    char sql[128];
+
+    if (!f)
+        return 0;
+    repo_close(f->r);
+    if (f->side) {
+        snprintf(sql, sizeof sql, "DROP SCHEMA IF EXISTS %s CASCADE",
+                 f->schema);
+        PQclear(PQexec(f->side, sql));
+        PQfinish(f->side);
+    }
+    sqlite3_close(f->raw);
+    if (f->dir[0])
+        nftw(f->dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+    arena_free(f->a);
+    free(f);
+    return 0;
+}
+
+/* The one integer `sql` (our own text, no outside values) returns. */
+static int64_t count(struct fx *f, const char *sql)
+{
+    int64_t n = -1;
+
+    if (f->side) {
+        PGresult *r = PQexec(f->side, sql);
+
+        if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+            n = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+        else
+            fail_msg("%s: %s", sql, PQerrorMessage(f->side));
+        PQclear(r);
+    } else {
+        sqlite3_stmt *st = NULL;
+
+        assert_int_equal(sqlite3_prepare_v2(f->raw, sql, -1, &st, NULL),
+                         SQLITE_OK);
+        if (sqlite3_step(st) == SQLITE_ROW)
+            n = sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+    }
+    return n;
+}
+
+/* ---- data -------------------------------------------------------------- */
+
+static void new_user(struct fx *f, struct user *u, const char *email)
+{
+    memset(u, 0, sizeof *u);
+    uuid_v7_new(u->id);
+    u->email = arena_strdup(f->a, email);
+    u->password_hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$b2xk";
+    u->role = ROLE_USER;
+    u->is_active = true;
+    u->created_at = u->updated_at = T0;
+    assert_int_equal(repo_user_insert(f->r, u), AS_OK);
+}
+
+static void new_session(struct fx *f, struct session *s, const char *uid)
+{
+    uint8_t h[REPO_HASH_LEN];
+
+    memset(s, 0, sizeof *s);
+    uuid_v7_new(s->id);
+    snprintf(s->user_id, sizeof s->user_id, "%s", uid);
+    s->created_at = s->last_used_at = T0;
+    s->expires_at = T0 + 24 * HOUR;
+    randombytes_buf(h, sizeof h);
+    assert_int_equal(repo_session_create(f->r, s, h), AS_OK);
+}
+
+/* Issues a token of `purpose` for `key` at `now`, queueing a mail. */
+static enum as_err issue(struct fx *f, enum ott_purpose purpose,
+                         const char *key, int64_t now,
+                         uint8_t hash[REPO_HASH_LEN], char *uid)
+{
+    struct ott t = { .purpose = purpose, .created_at = now,
+                     .expires_at = now + HOUR };
+    struct outbox_row m = { .created_at = now };
+    char ignored[UUID_STR_LEN];
+
+    randombytes_buf(t.hash, sizeof t.hash);
+    if (hash)
+        memcpy(hash, t.hash, REPO_HASH_LEN);
+    uuid_v7_new(m.id);
+    m.kind = purpose == OTT_RESET ? "password_reset" : "email_verification";
+    m.link = "https://x.example/page?token=secret";
+    return repo_ott_issue(f->r, key, &t, &m, uid ? uid : ignored);
+}
+
+/* ---- tokens ------------------------------------------------------------ */
+
+static void reset_works_once_and_revokes(void **state)
+{
+    struct fx *f = *state;
+    struct user u, got;
+    struct session s1, s2;
+    struct session_state st;
+    uint8_t h[REPO_HASH_LEN], other[REPO_HASH_LEN];
+    char uid[UUID_STR_LEN];
+
+    new_user(f, &u, "ada@example.com");
+    new_session(f, &s1, u.id);
+    new_session(f, &s2, u.id);
+    assert_int_equal(issue(f, OTT_RESET, "ada@example.com", T0, h, uid),
+                     AS_OK);
+    assert_string_equal(uid, u.id);
+    assert_int_equal(issue(f, OTT_RESET, "ada@example.com", T0, other, NULL),
+                     AS_OK);
+    assert_int_equal(issue(f, OTT_RESET, "nobody@example.com", T0, NULL,
+                           uid), AS_ERR_NOT_FOUND);
+    assert_string_equal(uid, "");
+    assert_int_equal(count(f, "SELECT count(*) FROM outbox"), 2);
+    assert_int_equal(count(f, "SELECT count(*) FROM one_time_tokens"), 2);
+
+    assert_int_equal(repo_ott_reset_user(f->r, h, T0 + 1, &got, f->a),
+                     AS_OK);
+    assert_string_equal(got.id, u.id);
+    assert_string_equal(got.email, "ada@example.com");
+    assert_int_equal(repo_ott_reset(f->r, h, u.id, "$argon2id$new", T0 + 2),
+                     AS_OK);
+    assert_int_equal(repo_user_by_id(f->r, u.id, &got, f->a), AS_OK);
+    assert_string_equal(got.password_hash, "$argon2id$new");
+    assert_int_equal(repo_session_state(f->r, s1.id, T0 + 3, &st), AS_OK);
+    assert_false(st.live);
+    assert_int_equal(repo_session_state(f->r, s2.id, T0 + 3, &st), AS_OK);
+    assert_false(st.live);
+    /* used, and the other reset token of the user went with it */
+    assert_int_equal(repo_ott_reset(f->r, h, u.id, "$argon2id$x", T0 + 4),
+                     AS_ERR_NOT_FOUND);
+    assert_int_equal(repo_ott_reset_user(f->r, h, T0 + 4, &got, f->a),
+                     AS_ERR_NOT_FOUND);
+    assert_int_equal(repo_ott_reset_user(f->r, other, T0 + 4, &got, f->a),
+                     AS_ERR_NOT_FOUND);
+    assert_int_equal(repo_user_by_id(f->r, u.id, &got, f->a), AS_OK);
+    assert_string_equal(got.password_hash, "$argon2id$new");
+}
+
+static void reset_token_limits(void **state)
+{
+    struct fx *f = *state;
+    struct user u, v, got;
+    uint8_t h[REPO_HASH_LEN], h2[REPO_HASH_LEN];
+
+    new_user(f, &u, "bob@example.com");
+    new_user(f, &v, "eve@example.com");
+    assert_int_equal(issue(f, OTT_RESET, "bob@example.com", T0, h, NULL),
+                     AS_OK);
+    /* expired */
+    assert_int_equal(repo_ott_reset_user(f->r, h, T0 + HOUR, &got, f->a),
+                     AS_ERR_NOT_FOUND);
+    assert_int_equal(repo_ott_reset(f->r, h, u.id, "$x", T0 + HOUR),
+                     AS_ERR_NOT_FOUND);
+    /* another user's id */
+    assert_int_equal(repo_ott_reset(f->r, h, v.id, "$x", T0 + 1),
+                     AS_ERR_NOT_FOUND);
+    /* the email moved on since the link was mailed */
+    got = u;
+    got.email = "bob2@example.com";
+    assert_int_equal(repo_user_update(f->r, &got, T0 + 1), AS_OK);
+    assert_int_equal(repo_ott_reset_user(f->r, h, T0 + 2, &got, f->a),
+                     AS_ERR_NOT_FOUND);
+    assert_int_equal(repo_ott_reset(f->r, h, u.id, "$x", T0 + 2),
+                     AS_ERR_NOT_FOUND);
+    /* nothing consumed by the refusals: the email back, it works */
+    got.email = "bob@example.com";
+    assert_int_equal(repo_user_update(f->r, &got, T0 + 3), AS_OK);
+    assert_int_equal(repo_ott_reset(f->r, h, u.id, "$ok", T0 + 4), AS_OK);
+    /* inactive users get no token */
+    got.is_active = false;
+    assert_int_equal(repo_user_update(f->r, &got, T0 + 5), AS_OK);
+    assert_int_equal(issue(f, OTT_RESET, "bob@example.com", T0, h2, NULL),
+                     AS_ERR_NOT_FOUND);
+}
+
+static void verify_binds_the_email(void **state)
+{
+    struct fx *f = *state;
+    struct user u, got;
+    uint8_t h[REPO_HASH_LEN], h2[REPO_HASH_LEN];
+    char uid[UUID_STR_LEN];
+
+    new_user(f, &u, "cy@example.com");
+    assert_int_equal(issue(f, OTT_VERIFY, u.id, T0, h, uid), AS_OK);
+    assert_string_equal(uid, u.id);
+    assert_int_equal(issue(f, OTT_VERIFY, u.id, T0, h2, NULL), AS_OK);
+    /* a reset token is no verification token */
+    assert_int_equal(repo_ott_reset_user(f->r, h, T0 + 1, &got, f->a),
+                     AS_ERR_NOT_FOUND);
+    got = u;
+    got.email = "cy2@example.com";
+    assert_int_equal(repo_user_update(f->r, &got, T0 + 1), AS_OK);
+    assert_int_equal(repo_ott_verify(f->r, h, T0 + 2, uid),
+                     AS_ERR_NOT_FOUND);
+    assert_string_equal(uid, "");
+    assert_int_equal(repo_user_by_id(f->r, u.id, &got, f->a), AS_OK);
+    assert_false(got.is_verified);
+    got.email = "cy@example.com";
+    assert_int_equal(repo_user_update(f->r, &got, T0 + 3), AS_OK);
+    assert_int_equal(repo_ott_verify(f->r, h, T0 + 4, uid), AS_OK);
+    assert_string_equal(uid, u.id);
+    assert_int_equal(repo_user_by_id(f->r, u.id, &got, f->a), AS_OK);
+    assert_true(got.is_verified);
+    assert_int_equal(repo_ott_verify(f->r, h, T0 + 5, uid),
+                     AS_ERR_NOT_FOUND);
+    assert_int_equal(repo_ott_verify(f->r, h2, T0 + 5, uid),
+                     AS_ERR_NOT_FOUND);
+    /* verified: no more verification tokens */
+    assert_int_equal(issue(f, OTT_VERIFY, u.id, T0 + 6, NULL, NULL),
+                     AS_ERR_NOT_FOUND);
+    assert_int_equal(issue(f, OTT_VERIFY, "no-such-id", T0, NULL, NULL),
+                     AS_ERR_NOT_FOUND);
+}
+
+/* ---- the outbox -------------------------------------------------------- */
+
+static void outbox_lease_retry_and_sent(void **state)
+{
+    struct fx *f = *state;
+    struct user u;
+    struct outbox_row a, b, again;
+
+    new_user(f, &u, "dee@example.com");
+    assert_int_equal(issue(f, OTT_RESET, u.email, T0, NULL, NULL), AS_OK);
+    assert_int_equal(issue(f, OTT_VERIFY, u.id, T0 + 1, NULL, NULL), AS_OK);
+    /* not due yet */
+    assert_int_equal(repo_outbox_claim(f->r, T0 - 1, T0 + LEASE, &a, f->a),
+                     AS_ERR_NOT_FOUND);
+    assert_int_equal(repo_outbox_claim(f->r, T0 + 1, T0 + 1 + LEASE, &a,
+                                       f->a), AS_OK);
+    assert_string_equal(a.kind, "password_reset");
+    assert_string_equal(a.recipient, "dee@example.com");
+    assert_string_equal(a.link, "https://x.example/page?token=secret");
+    assert_int_equal(a.created_at, T0);
+    assert_int_equal(a.attempts, 0);
+    assert_int_equal(repo_outbox_claim(f->r, T0 + 1, T0 + 1 + LEASE, &b,
+                                       f->a), AS_OK);
+    assert_string_equal(b.kind, "email_verification");
+    assert_string_not_equal(a.id, b.id);
+    /* both leased */
+    assert_int_equal(repo_outbox_claim(f->r, T0 + 2, T0 + 2 + LEASE, &again,
+                                       f->a), AS_ERR_NOT_FOUND);
+    assert_int_equal(repo_outbox_failed(f->r, a.id, T0 + 5000,
+                                        "smtp: refused"), AS_OK);
+    assert_int_equal(repo_outbox_claim(f->r, T0 + 4999, T0 + LEASE, &again,
+                                       f->a), AS_ERR_NOT_FOUND);
+    assert_int_equal(repo_outbox_claim(f->r, T0 + 5000, T0 + 5000 + LEASE,
+                                       &again, f->a), AS_OK);
+    assert_string_equal(again.id, a.id);
+    assert_int_equal(again.attempts, 1);
+    assert_int_equal(repo_outbox_sent(f->r, a.id, T0 + 5001), AS_OK);
+    assert_int_equal(count(f, "SELECT count(*) FROM outbox WHERE sent_at "
+                              "IS NOT NULL AND link IS NULL AND "
+                              "last_error IS NULL"), 1);
+    /* b's lease runs out: claimable again; a never again */
+    assert_int_equal(repo_outbox_claim(f->r, T0 + 1 + LEASE, T0 + 2 * LEASE,
+                                       &again, f->a), AS_OK);
+    assert_string_equal(again.id, b.id);
+    assert_int_equal(repo_outbox_sent(f->r, b.id, T0 + 2 * LEASE), AS_OK);
+    assert_int_equal(repo_outbox_sent(f->r, b.id, T0 + 2 * LEASE), AS_OK);
+    assert_int_equal(repo_outbox_failed(f->r, b.id, T0, "late"), AS_OK);
+    assert_int_equal(repo_outbox_claim(f->r, T0 + 1000 * HOUR,
+                                       T0 + 1001 * HOUR, &again, f->a),
+                     AS_ERR_NOT_FOUND);
+    assert_int_equal(count(f, "SELECT count(*) FROM outbox WHERE link IS "
+                              "NULL AND sent_at IS NOT NULL"), 2);
+}
+
+static void prune_and_cascade(void **state)
+{
+    struct fx *f = *state;
+    struct user u, v;
+    struct outbox_row a;
+
+    new_user(f, &u, "old@example.com");
+    new_user(f, &v, "gone@example.com");
+    assert_int_equal(issue(f, OTT_RESET, u.email, T0, NULL, NULL), AS_OK);
+    assert_int_equal(issue(f, OTT_RESET, u.email, T0 + HOUR, NULL, NULL),
+                     AS_OK);
+    assert_int_equal(issue(f, OTT_RESET, v.email, T0, NULL, NULL), AS_OK);
+    assert_int_equal(repo_outbox_claim(f->r, T0, T0 + LEASE, &a, f->a),
+                     AS_OK);
+    assert_int_equal(repo_outbox_sent(f->r, a.id, T0 + 1), AS_OK);
+    /* two tokens expire at T0 + HOUR, and the mail was sent at T0 + 1:
+     * "before" is strict */
+    assert_int_equal(repo_mail_prune(f->r, T0 + HOUR, T0 + 1), AS_OK);
+    assert_int_equal(count(f, "SELECT count(*) FROM one_time_tokens"), 3);
+    assert_int_equal(count(f, "SELECT count(*) FROM outbox"), 3);
+    assert_int_equal(repo_mail_prune(f->r, T0 + HOUR + 1, T0 + 2), AS_OK);
+    assert_int_equal(count(f, "SELECT count(*) FROM one_time_tokens"), 1);
+    assert_int_equal(count(f, "SELECT count(*) FROM outbox"), 2);
+    /* a deleted user takes its tokens and pending mails along */
+    assert_int_equal(repo_user_delete(f->r, v.id), AS_OK);
+    assert_int_equal(count(f, "SELECT count(*) FROM outbox"), 1);
+    assert_int_equal(count(f, "SELECT count(*) FROM one_time_tokens"), 1);
+}
+
+/* ---- races ------------------------------------------------------------- */
+
+struct racer {
+    struct repo *r;
+    pthread_barrier_t *go;
+    const uint8_t *hash;
+    const char *uid;
+    int claimed;                  /* outbox rows this racer claimed */
+    char ids[RACERS * 2][UUID_STR_LEN];
+    enum as_err err;
+};
+
+static void *claim_race(void *arg)
+{
+    struct racer *x = arg;
+    struct arena *a = arena_new();
+    struct outbox_row row;
+
+    pthread_barrier_wait(x->go);
+    while (a && repo_outbox_claim(x->r, T0 + 10, T0 + LEASE, &row, a) ==
+                    AS_OK)
+        snprintf(x->ids[x->claimed++], UUID_STR_LEN, "%s", row.id);
+    arena_free(a);
+    return NULL;
+}
+
+static void *reset_race(void *arg)
+{
+    struct racer *x = arg;
+
+    pthread_barrier_wait(x->go);
+    x->err = repo_ott_reset(x->r, x->hash, x->uid, "$argon2id$race",
+                            T0 + 10);
+    return NULL;
+}
+
+/* Runs RACERS threads of `fn` from one barrier. */
+static void run_race(struct fx *f, void *(*fn)(void *), struct racer *x,
+                     const uint8_t *hash, const char *uid)
+{
+    pthread_barrier_t go;
+    pthread_t t[RACERS];
+    int i;
+
+    assert_int_equal(pthread_barrier_init(&go, NULL, RACERS), 0);
+    for (i = 0; i < RACERS; i++) {
+        memset(&x[i], 0, sizeof x[i]);
+        x[i].r = f->r;
+        x[i].go = &go;
+        x[i].hash = hash;
+        x[i].uid = uid;
+        assert_int_equal(pthread_create(&t[i], NULL, fn, &x[i]), 0);
+    }
+    for (i = 0; i < RACERS; i++)
+        pthread_join(t[i], NULL);
+    pthread_barrier_destroy(&go);
+}
+
+static void concurrent_claims_take_each_row_once(void **state)
+{
+    struct fx *f = *state;
+    struct racer x[RACERS];
+    struct user u;
+    char seen[RACERS * 2][UUID_STR_LEN];
+    int i, j, k, total = 0;
+
+    new_user(f, &u, "many@example.com");
+    for (i = 0; i < RACERS * 2; i++)
+        assert_int_equal(issue(f, OTT_RESET, u.email, T0, NULL, NULL),
+                         AS_OK);
+    run_race(f, claim_race, x, NULL, NULL);
+    for (i = 0; i < RACERS; i++)
+        for (j = 0; j < x[i].claimed; j++) {
+            for (k = 0; k < total; k++)
+                assert_string_not_equal(seen[k], x[i].ids[j]);
+            snprintf(seen[total++], UUID_STR_LEN, "%s", x[i].ids[j]);
+        }
+    assert_int_equal(total, RACERS * 2);
+}
+
+static void concurrent_resets_have_one_winner(void **state)
+{
+    struct fx *f = *state;
+    struct racer x[RACERS];
+    struct user u;
+    uint8_t h[REPO_HASH_LEN];
+    int i, ok = 0, lost = 0;
+
+    new_user(f, &u, "race@example.com");
+    assert_int_equal(issue(f, OTT_RESET, u.email, T0, h, NULL), AS_OK);
+    run_race(f, reset_race, x, h, u.id);
+    for (i = 0; i < RACERS; i++) {
+        ok += x[i].err == AS_OK;
+        lost += x[i].err == AS_ERR_NOT_FOUND;
+    }
+    assert_int_equal(ok, 1);
+    assert_int_equal(lost, RACERS - 1);
+}
+
+static void pg_skipped(void **state)
+{
+    (void)state;
+    print_message("AUTH_TEST_PG_URL is not set: PostgreSQL cases skipped\n");
+    skip();
+}
+
+#define CASE(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
+int main(void)
+{
+    const struct CMUnitTest cases[] = {
+        CASE(reset_works_once_and_revokes),
+        CASE(reset_token_limits),
+        CASE(verify_binds_the_email),
+        CASE(outbox_lease_retry_and_sent),
+        CASE(prune_and_cascade),
+        CASE(concurrent_claims_take_each_row_once),
+        CASE(concurrent_resets_have_one_winner),
+    };
+    const struct CMUnitTest pg_off[] = {
+        cmocka_unit_test(pg_skipped),
+    };
+    const char *url = getenv("AUTH_TEST_PG_URL");
+    int failed = 0;
+
+    if (sodium_init() < 0)
+        return 1;
+    failed += cmocka_run_group_tests_name("sqlite", cases, NULL, NULL);
+    if (url && *url && strstr(url, "://")) {
+        pg_url = url;
+        failed += cmocka_run_group_tests_name("postgres", cases, NULL, NULL);
+    } else {
+        failed += cmocka_run_group_tests_name("postgres", pg_off, NULL,
+                                              NULL);
+    }
+    return failed;
+}
