@@ -15,7 +15,8 @@ struct slot {
     char sid[UUID_STR_LEN];
     char user_id[UUID_STR_LEN];
     struct session_state st;
-    uint64_t at_ms;                       /* 0: empty */
+    uint64_t at_ms;                       /* when it was fetched */
+    bool used;
 };
 
 struct scache {
@@ -75,7 +76,7 @@ static bool lookup(struct scache *c, const char *sid, bool any_age,
     bool hit;
 
     pthread_mutex_lock(mu);
-    hit = s->at_ms && strcmp(s->sid, sid) == 0 &&
+    hit = s->used && strcmp(s->sid, sid) == 0 &&
           (any_age || clock_mono_ms() - s->at_ms < c->ttl_ms);
     if (hit)
         *out = s->st;
@@ -94,7 +95,8 @@ static void store(struct scache *c, const char *sid, const char *user_id,
     snprintf(s->sid, sizeof s->sid, "%s", sid);
     snprintf(s->user_id, sizeof s->user_id, "%s", user_id ? user_id : "");
     s->st = *st;
-    s->at_ms = clock_mono_ms() | 1u;
+    s->at_ms = clock_mono_ms();
+    s->used = true;
     pthread_mutex_unlock(mu);
 }
 
@@ -124,7 +126,7 @@ void scache_forget(struct scache *c, const char *sid)
 
     pthread_mutex_lock(mu);
     if (strcmp(c->slots[i].sid, sid) == 0)
-        c->slots[i].at_ms = 0;
+        c->slots[i].used = false;
     pthread_mutex_unlock(mu);
 }
 
@@ -137,7 +139,7 @@ void scache_forget_user(struct scache *c, const char *user_id)
 
         pthread_mutex_lock(mu);
         if (strcmp(c->slots[i].user_id, user_id) == 0)
-            c->slots[i].at_ms = 0;
+            c->slots[i].used = false;
         pthread_mutex_unlock(mu);
     }
 }

@@ -90,7 +90,6 @@ class Daemon:
         self.port = None
         self.lines = []
         self._lock = threading.Lock()
-        self._started = threading.Event()
 
     @property
     def logs(self):
@@ -103,8 +102,8 @@ class Daemon:
                     out.append({"raw": line})
             return out
 
-    def _reader(self):
-        for raw in self.proc.stderr:
+    def _reader(self, proc, started):
+        for raw in proc.stderr:
             line = raw.decode("utf-8", "replace").rstrip("\n")
             with self._lock:
                 self.lines.append(line)
@@ -114,8 +113,8 @@ class Daemon:
                 continue
             if ev.get("event") == "server.started":
                 self.port = ev["port"]
-                self._started.set()
-        self._started.set()
+                started.set()
+        started.set()
 
     def command(self, *args, stdin=None, env=None):
         """Runs `auth-serve ARGS` with this daemon's configuration."""
@@ -133,14 +132,15 @@ class Daemon:
                 full[k] = os.environ[k]
         full.update(self.env)
         self.lines = []
-        self._started.clear()
         self.port = None
+        started = threading.Event()     # this start's own: no stale reader
         self.proc = subprocess.Popen([BIN], env=full, cwd=self.data_dir,
                                      stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE)
-        threading.Thread(target=self._reader, daemon=True).start()
-        if not self._started.wait(START_DEADLINE) or self.port is None:
+        threading.Thread(target=self._reader, args=(self.proc, started),
+                         daemon=True).start()
+        if not started.wait(START_DEADLINE) or self.port is None:
             self.proc.kill()
             raise RuntimeError("daemon did not start:\n" +
                                "\n".join(self.lines[-20:]))
