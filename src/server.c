@@ -20,11 +20,13 @@
 #include <sodium.h>
 
 #include "authn.h"
+#include "breaker.h"
 #include "cfg.h"
 #include "clock.h"
 #include "log.h"
 #include "metrics.h"
 #include "netaddr.h"
+#include "repo.h"
 #include "uuid.h"
 #include "workpool.h"
 
@@ -540,6 +542,23 @@ static void offloaded(void *arg)
     MHD_resume_connection(rc->conn);
 }
 
+/* Offloaded routes hash a password before they reach the database. When
+ * the circuit is not closed, that call would most likely be refused after
+ * the hash: so an open circuit answers now, and a half-open one is probed
+ * first with a ping (which a probe already in flight refuses at once). */
+static bool db_usable(struct repo *r)
+{
+    switch (breaker_state(repo_breaker(r), clock_mono_ms())) {
+    case BREAKER_CLOSED:
+        return true;
+    case BREAKER_HALF_OPEN:
+        return repo_ping(r) == AS_OK;
+    case BREAKER_OPEN:
+        break;
+    }
+    return false;
+}
+
 static enum MHD_Result dispatch(struct req_ctx *rc)
 {
     enum as_err err = authn_route(rc);
@@ -550,6 +569,11 @@ static enum MHD_Result dispatch(struct req_ctx *rc)
     }
     if (!(rc->route->flags & RF_OFFLOAD)) {
         run_handler(rc);
+        return respond(rc);
+    }
+    if (!db_usable(rc->app->repo)) {
+        rc->err = AS_ERR_UNAVAILABLE;
+        rc->res.detail = "The database is unavailable; retry shortly.";
         return respond(rc);
     }
     rc->state = ST_WORKING;
