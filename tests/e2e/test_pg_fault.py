@@ -306,10 +306,15 @@ def test_postgres_dies_and_comes_back(own_cluster, tmp_path):
         assert not [x for x in outage if x["status"] != 503], \
             "a request succeeded while the database was down"
         client_ms = [1000 * (x["t1"] - x["t0"]) for x in open_503]
-        served = {ev.get("request_id"): ev.get("duration_ms")
-                  for ev in d.logs if ev.get("event") == "http.access"}
-        server_ms = [served[x["rid"]] for x in open_503 if x["rid"] in served]
-        assert len(server_ms) == len(open_503), "access log lines missing"
+        served = {}
+
+        def all_logged():         # access lines follow their answers
+            served.update((ev.get("request_id"), ev.get("duration_ms"))
+                          for ev in d.logs
+                          if ev.get("event") == "http.access")
+            return all(x["rid"] in served for x in open_503)
+        assert wait_until(all_logged), "access log lines missing"
+        server_ms = [served[x["rid"]] for x in open_503]
         slow = [(x["rid"], served[x["rid"]]) for x in open_503
                 if served[x["rid"]] >= OPEN_BOUND_MS]
         assert not slow, slow[:10]
@@ -340,10 +345,12 @@ def test_postgres_dies_and_comes_back(own_cluster, tmp_path):
             assert r.status == 201, (x["email"], r)
 
         # -- state changes were logged -------------------------------------
-        moves = [(ev.get("from"), ev.get("to")) for ev in d.logs
-                 if ev.get("event") == "repo.circuit"]
-        assert ("closed", "open") in moves, moves
-        assert moves[-1][1] == "closed", moves
+        def moves():
+            return [(ev.get("from"), ev.get("to")) for ev in d.logs
+                    if ev.get("event") == "repo.circuit"]
+        assert wait_until(lambda: moves() and moves()[-1][1] == "closed"), \
+            moves()
+        assert ("closed", "open") in moves(), moves()
 
         numbers = {
             "first_503_after_kill_ms": round(first_503_s * 1000, 1),
