@@ -20,11 +20,13 @@
 #include <sodium.h>
 
 #include "authn.h"
+#include "breaker.h"
 #include "cfg.h"
 #include "clock.h"
 #include "log.h"
 #include "metrics.h"
 #include "netaddr.h"
+#include "repo.h"
 #include "uuid.h"
 #include "workpool.h"
 
@@ -531,11 +533,38 @@ static void run_handler(struct req_ctx *rc)
     rc->err = rc->route->fn(rc, &rc->res);
 }
 
+/* Offloaded routes hash a password before they reach the database; when
+ * the circuit is not closed, that call would most likely be refused after
+ * the hash. True when such a route should get 503 now: the circuit is
+ * open, or (with `probe`, on a worker, never on a network thread) it is
+ * half-open and a ping, the probe, fails or finds a probe in flight. */
+static bool db_refused(struct repo *r, bool probe)
+{
+    switch (breaker_state(repo_breaker(r), clock_mono_ms())) {
+    case BREAKER_CLOSED:
+        return false;
+    case BREAKER_HALF_OPEN:
+        return probe && repo_ping(r) != AS_OK;
+    case BREAKER_OPEN:
+        break;
+    }
+    return true;
+}
+
+static void refuse_unavailable(struct req_ctx *rc)
+{
+    rc->err = AS_ERR_UNAVAILABLE;
+    rc->res.detail = "The database is unavailable; retry shortly.";
+}
+
 static void offloaded(void *arg)
 {
     struct req_ctx *rc = arg;
 
-    run_handler(rc);
+    if (db_refused(rc->app->repo, true))
+        refuse_unavailable(rc);
+    else
+        run_handler(rc);
     __atomic_store_n(&rc->state, ST_DONE, __ATOMIC_RELEASE);
     MHD_resume_connection(rc->conn);
 }
@@ -550,6 +579,10 @@ static enum MHD_Result dispatch(struct req_ctx *rc)
     }
     if (!(rc->route->flags & RF_OFFLOAD)) {
         run_handler(rc);
+        return respond(rc);
+    }
+    if (db_refused(rc->app->repo, false)) {
+        refuse_unavailable(rc);
         return respond(rc);
     }
     rc->state = ST_WORKING;

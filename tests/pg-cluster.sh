@@ -3,6 +3,11 @@
 #
 #   tests/pg-cluster.sh start DIR   prints postgresql://auth:PASS@127.0.0.1:PORT/auth
 #   tests/pg-cluster.sh stop DIR    stops that cluster and removes DIR
+#   tests/pg-cluster.sh halt DIR    kills its server at once (pg_ctl stop
+#                                   -m immediate), keeping DIR, for fault
+#                                   tests
+#   tests/pg-cluster.sh resume DIR  starts a halted server again on the
+#                                   same port and waits until it is ready
 #
 # `start` installs Debian's postgresql when no server binaries are found,
 # makes a cluster in DIR (owned by the postgres user when run as root) on a
@@ -17,7 +22,7 @@ START_DEADLINE=60                  # seconds
 
 say() { printf 'pg-cluster: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
-usage() { die "usage: $0 start|stop DIR"; }
+usage() { die "usage: $0 start|stop|halt|resume DIR"; }
 
 # Newest server binaries installed, or nothing.
 find_bindir() {
@@ -232,9 +237,44 @@ cmd_stop() {
     stop_cluster "$dir"
 }
 
+# Kills the server of DIR in immediate mode (no shutdown checkpoint, the
+# way a crash or a pulled plug looks to clients); DIR stays for resume.
+cmd_halt() {
+    local dir=$1 root bin
+    [ -f "$dir/$MARK" ] || die "$dir was not made by this script"
+    root=$(mark_get "$dir" root)
+    bin=$(mark_get "$dir" bin)
+    (cd / && as_owner "$bin/pg_ctl" stop -D "$root/data" -m immediate -w \
+        -t 30 >/dev/null 2>&1) || die "pg_ctl stop failed"
+}
+
+# Starts the halted server of DIR again (crash recovery, same port, which
+# port.conf keeps) and waits until it accepts connections.
+cmd_resume() {
+    local dir=$1 root bin port deadline
+    [ -f "$dir/$MARK" ] || die "$dir was not made by this script"
+    root=$(mark_get "$dir" root)
+    bin=$(mark_get "$dir" bin)
+    port=$(mark_get "$dir" port)
+    if ! (cd / && as_owner "$bin/pg_ctl" start -D "$root/data" \
+            -l "$root/postgres.log" -w -t "$START_DEADLINE" \
+            >/dev/null 2>&1); then
+        tail -n 20 "$root/postgres.log" >&2 2>/dev/null || true
+        die "the server did not start again"
+    fi
+    deadline=$((SECONDS + START_DEADLINE))
+    until "$bin/pg_isready" -q -h 127.0.0.1 -p "$port" -d postgres -t 2; do
+        [ "$SECONDS" -lt "$deadline" ] ||
+            die "the server is not ready after ${START_DEADLINE}s"
+        sleep 0.1
+    done
+}
+
 [ $# -eq 2 ] || usage
 case $1 in
 start) cmd_start "$2" ;;
 stop) cmd_stop "$2" ;;
+halt) cmd_halt "$2" ;;
+resume) cmd_resume "$2" ;;
 *) usage ;;
 esac

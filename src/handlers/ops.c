@@ -21,8 +21,10 @@ enum as_err h_readyz(struct req_ctx *rc, struct response *res)
 {
     struct repo *r = rc->app->repo;
     enum breaker_state st = breaker_state(repo_breaker(r), clock_mono_ms());
-    enum as_err err = st == BREAKER_CLOSED ? repo_ping(r)
-                                           : AS_ERR_UNAVAILABLE;
+    /* Half-open: the ping is the probe that may close it again, so a
+     * load balancer polling here brings an idle instance back. */
+    enum as_err err = st != BREAKER_OPEN ? repo_ping(r)
+                                         : AS_ERR_UNAVAILABLE;
 
     if (err != AS_OK)
         return res_fail(res, AS_ERR_UNAVAILABLE,

@@ -1,0 +1,385 @@
+"""Fault test: PostgreSQL dies (immediate mode) while clients register and
+log in, then comes back. The daemon must answer 503 with Retry-After at
+once, keep its database-free routes and the session cache working, never
+crash or hang, recover by itself, and leave no half-written registration.
+
+The test makes its own throwaway cluster (tests/pg-cluster.sh), so killing
+it disturbs no other test. PostgreSQL only: skipped without
+AUTH_E2E_PG_URL. The measured numbers are printed (pytest -s) and written
+to pg-fault-numbers.json in the test's tmp folder.
+"""
+import http.client
+import json
+import os
+import secrets
+import socket
+import statistics
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import BACKENDS, PG_URL, ROOT, Daemon, assert_problem, \
+    wait_until
+
+pytestmark = pytest.mark.skipif(
+    not PG_URL or "postgres" not in BACKENDS,
+    reason="PostgreSQL fault test: needs AUTH_E2E_PG_URL and the postgres "
+           "backend")
+
+CLUSTER = os.path.join(ROOT, "tests", "pg-cluster.sh")
+CONNECT_TIMEOUT_S = 3.0      # libpq connect_timeout set by src/repo/pg.c
+DB_TIMEOUT_MS = 1000         # AUTH_DB_TIMEOUT_MS for this daemon
+CB_OPEN_SECONDS = 1          # AUTH_CB_OPEN_SECONDS for this daemon
+CACHE_SECONDS = 1            # AUTH_SESSION_CACHE_SECONDS for this daemon
+OPEN_BOUND_MS = 50.0         # an open circuit answers faster than this
+# No request may take longer than the worst legitimate wait: a free pool
+# slot (DB_TIMEOUT_MS), a connect (CONNECT_TIMEOUT_S) and a statement's
+# client deadline (DB_TIMEOUT_MS + 2 s), with room for a loaded machine.
+REQUEST_BOUND_S = CONNECT_TIMEOUT_S + 2 * DB_TIMEOUT_MS / 1000 + 2 + 5
+RECOVERY_BOUND_S = 30.0      # from PostgreSQL ready to the daemon ready
+CLIENTS = 3
+MAX_OPS = 4000               # per client: bounds the test's traffic
+# Each client's pace: at most one registration per PACE_S, so the load
+# generator does not itself starve a 2-core machine (a daemon thread
+# waiting for a CPU would show up as a slow 503). A rate, not a wait for
+# anything: the test's waits all poll conditions under deadlines.
+PACE_S = 0.01
+CLIENT_DEADLINE_S = 180.0
+
+
+def cluster(cmd, folder):
+    r = subprocess.run(["bash", CLUSTER, cmd, folder], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, "pg-cluster.sh %s: %s" % (cmd, r.stderr)
+    return r.stdout.strip()
+
+
+@pytest.fixture
+def own_cluster(tmp_path):
+    folder = str(tmp_path / "pg")
+    url = cluster("start", folder)
+    try:
+        yield folder, url
+    finally:
+        subprocess.run(["bash", CLUSTER, "stop", folder],
+                       capture_output=True, timeout=180)
+
+
+def post(port, path, doc, rid):
+    """POSTs JSON with headers and body in one write, so that the daemon's
+    own timing of the request holds no wait for a client thread's second
+    write. Returns (status, Retry-After, body)."""
+    body = json.dumps(doc).encode()
+    head = ("POST %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+            "Content-Type: application/json\r\nContent-Length: %d\r\n"
+            "X-Request-ID: %s\r\nConnection: close\r\n\r\n"
+            % (path, port, len(body), rid)).encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
+        s.sendall(head + body)
+        r = http.client.HTTPResponse(s)
+        r.begin()
+        try:
+            return r.status, r.getheader("Retry-After"), r.read()
+        finally:
+            r.close()
+
+
+class Clients:
+    """Threads that register fresh users and log them in, over and over,
+    recording every answer with its client-side timing."""
+
+    def __init__(self, d):
+        self.d = d
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.records = []
+        self.threads = [threading.Thread(target=self._run, args=(i,),
+                                         daemon=True)
+                        for i in range(CLIENTS)]
+
+    def _call(self, tid, n, op, email, password):
+        rid = "fault-%d-%d-%s" % (tid, n, op)
+        t0 = time.monotonic()
+        try:
+            status, ra, body = post(self.d.port, "/api/v1/auth/" + op,
+                                    {"email": email, "password": password},
+                                    rid)
+            code = json.loads(body).get("code") if status >= 400 else None
+        except Exception as e:        # noqa: BLE001 -- recorded, asserted
+            status, ra, code = None, None, repr(e)
+        rec = {"op": op, "status": status, "t0": t0, "t1": time.monotonic(),
+               "email": email, "password": password, "retry_after": ra,
+               "code": code, "rid": rid}
+        with self.lock:
+            self.records.append(rec)
+        return status
+
+    def _run(self, tid):
+        end = time.monotonic() + CLIENT_DEADLINE_S
+        for n in range(MAX_OPS):
+            if self.stop.wait(PACE_S) or time.monotonic() > end:
+                return
+            email = "fault-%s@example.com" % secrets.token_hex(6)
+            password = "correct horse " + secrets.token_hex(6)
+            if self._call(tid, n, "register", email, password) == 201:
+                self._call(tid, n, "login", email, password)
+
+    def start(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def join(self):
+        self.stop.set()
+        for t in self.threads:
+            t.join(60)
+        assert not any(t.is_alive() for t in self.threads), \
+            "a client is stuck in a request"
+
+    def snapshot(self):
+        with self.lock:
+            return list(self.records)
+
+
+def circuit_state(d):
+    """The state /metrics reports as current."""
+    r = d.request("GET", "/metrics", timeout=10)
+    assert r.status == 200, r
+    for line in r.body.decode().splitlines():
+        if line.startswith("auth_circuit_state{") and line.endswith(" 1"):
+            return line.split('"')[1]
+    return None
+
+
+def db_errors(d):
+    r = d.request("GET", "/metrics", timeout=10)
+    for line in r.body.decode().splitlines():
+        if line.startswith("auth_db_errors_total "):
+            return int(line.split()[1])
+    raise AssertionError("no auth_db_errors_total in /metrics")
+
+
+def verify(d, token):
+    return d.request("GET", "/api/v1/auth/verify", token=token, timeout=10)
+
+
+def assert_unavailable(r):
+    assert_problem(r, 503, "service_unavailable")
+    ra = r.header("Retry-After")
+    assert ra is not None and ra.isdigit() and int(ra) >= 1, r.headers
+
+
+def registered_emails(d):
+    """Every email the users API lists (read with a fresh admin)."""
+    email = "admin-%s@example.com" % secrets.token_hex(4)
+    password = "admin passphrase " + secrets.token_hex(4)
+    r = d.command("user", "create", "--email", email, "--admin",
+                  stdin=(password + "\n").encode())
+    assert r.returncode == 0, r.stderr
+    t = d.login(email, password)
+    assert t.status == 200, t
+    seen, cursor = set(), None
+    for _ in range(100000):
+        q = "/api/v1/users?limit=100" + ("&cursor=" + cursor if cursor
+                                          else "")
+        r = d.request("GET", q, token=t.json["access_token"])
+        assert r.status == 200, r
+        seen.update(u["email"] for u in r.json["items"])
+        cursor = r.json["next_cursor"]
+        if cursor is None:
+            return seen
+    raise AssertionError("the user list does not end")
+
+
+def pct(values, p):
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(p / 100.0 * (len(s) - 1))))]
+
+
+def test_postgres_dies_and_comes_back(own_cluster, tmp_path):
+    folder, url = own_cluster
+    # pg-cluster.sh trades durability for speed (synchronous_commit off),
+    # so a crash may forget the last commits; this test checks that a 201
+    # survives one, so its sessions commit synchronously (passed through
+    # the URL's options, which the daemon keeps).
+    url += "?options=-c%20synchronous_commit%3Don"
+    d = Daemon("postgres", database_url=url, env={
+        "AUTH_DB_TIMEOUT_MS": str(DB_TIMEOUT_MS),
+        "AUTH_CB_OPEN_SECONDS": str(CB_OPEN_SECONDS),
+        "AUTH_CB_FAILURE_THRESHOLD": "3",
+        "AUTH_SESSION_CACHE_SECONDS": str(CACHE_SECONDS),
+        "AUTH_DB_POOL_SIZE": "4",
+    }).start()
+    clients = None
+    try:
+        # A session the daemon has checked (so cached), one it has not.
+        _, _, seen = d.user()
+        _, _, unseen = d.user()
+        assert verify(d, seen["access_token"]).status == 200
+        assert circuit_state(d) == "closed"
+        errors_before = db_errors(d)
+
+        clients = Clients(d).start()
+        assert wait_until(lambda: sum(
+            1 for x in clients.snapshot()
+            if x["op"] == "register" and x["status"] == 201) >= 5,
+            timeout=60), "no registrations before the fault"
+
+        t_kill = time.monotonic()
+        cluster("halt", folder)
+        t_down = time.monotonic()
+
+        def first_503():
+            got = [x["t1"] for x in clients.snapshot() if x["status"] == 503]
+            return min(got) if got else None
+        t_first = wait_until(first_503, timeout=REQUEST_BOUND_S)
+        assert t_first, "no 503 after the database died"
+        first_503_s = t_first - t_kill
+
+        assert wait_until(lambda: circuit_state(d) == "open", timeout=20), \
+            "the circuit did not open"
+        t_open = time.monotonic()
+
+        # Database-free routes keep working; readiness says no.
+        for path in ("/healthz", "/metrics", "/.well-known/jwks.json"):
+            r = d.request("GET", path, timeout=10)
+            assert r.status == 200, (path, r)
+        assert_unavailable(d.request("GET", "/readyz", timeout=10))
+        # The session seen before answers from the cache, also once the
+        # entry is older than AUTH_SESSION_CACHE_SECONDS: keep asking
+        # until well past that age, every answer must be 200.
+        until = time.monotonic() + CACHE_SECONDS + 0.5
+        checks = 0
+        while time.monotonic() < until or checks < 3:
+            r = verify(d, seen["access_token"])
+            assert r.status == 200, r
+            assert r.header("X-Auth-User-Id") == r.json["sub"]
+            checks += 1
+        # A session never checked cannot be vouched for.
+        assert_unavailable(verify(d, unseen["access_token"]))
+        assert circuit_state(d) in ("open", "half_open")
+        assert db_errors(d) > errors_before
+
+        # The clients stop before the restart: with no traffic but a load
+        # balancer's /readyz polls, the daemon must still come back.
+        clients.join()
+        records = clients.snapshot()
+        # All traffic between the circuit opening and the restart.
+        outage = [x for x in records if x["t0"] >= t_open]
+        cluster("resume", folder)
+        t_up = time.monotonic()
+        assert wait_until(
+            lambda: d.request("GET", "/readyz", timeout=10).status == 200,
+            timeout=RECOVERY_BOUND_S, interval=0.05), \
+            "the daemon did not recover"
+        recovery_s = time.monotonic() - t_up
+        assert circuit_state(d) == "closed"
+        r, email, password = d.register()
+        assert r.status == 201, r
+        assert d.login(email, password).status == 200
+        assert verify(d, unseen["access_token"]).status == 200
+        assert d.proc.poll() is None, "the daemon died"
+
+        # -- every answer was an answer, in time ---------------------------
+        broken = [x for x in records if x["status"] is None]
+        assert not broken, broken[:5]
+        slowest = max(x["t1"] - x["t0"] for x in records)
+        assert slowest < REQUEST_BOUND_S, slowest
+        allowed = {"register": {201, 503}, "login": {200, 503}}
+        odd = [x for x in records if x["status"] not in allowed[x["op"]]]
+        assert not odd, odd[:5]
+        early = [x for x in records if x["t1"] < t_kill and
+                 x["status"] == 503]
+        assert not early, early[:5]
+        unavailable = [x for x in records if x["status"] == 503]
+        assert all(x["code"] == "service_unavailable" and
+                   x["retry_after"] and x["retry_after"].isdigit() and
+                   int(x["retry_after"]) >= 1 for x in unavailable), \
+            [x for x in unavailable if not x["retry_after"]][:5]
+        assert first_503_s <= CONNECT_TIMEOUT_S, first_503_s
+
+        # -- an open circuit answers at once -------------------------------
+        open_503 = [x for x in outage if x["status"] == 503]
+        assert len(open_503) >= 10, len(open_503)
+        assert not [x for x in outage if x["status"] != 503], \
+            "a request succeeded while the database was down"
+        client_ms = [1000 * (x["t1"] - x["t0"]) for x in open_503]
+        served = {}
+
+        def all_logged():         # access lines follow their answers
+            served.update((ev.get("request_id"), ev.get("duration_ms"))
+                          for ev in d.logs
+                          if ev.get("event") == "http.access")
+            return all(x["rid"] in served for x in open_503)
+        assert wait_until(all_logged), "access log lines missing"
+        server_ms = [served[x["rid"]] for x in open_503]
+        slow = [(x["rid"], served[x["rid"]]) for x in open_503
+                if served[x["rid"]] >= OPEN_BOUND_MS]
+        assert not slow, slow[:10]
+        assert statistics.median(client_ms) < OPEN_BOUND_MS, client_ms
+
+        # -- nothing lost, nothing half-written ----------------------------
+        stored = registered_emails(d)
+        created = [x for x in records
+                   if x["op"] == "register" and x["status"] == 201]
+        for x in created:
+            assert x["email"] in stored, x["email"]
+            r = d.login(x["email"], x["password"])
+            assert r.status == 200, (x["email"], r)
+        # A 503 may come after the server committed (the connection died
+        # between COMMIT and its answer), so a refused registration is
+        # either entirely there, password included, or entirely absent.
+        refused = [x for x in records
+                   if x["op"] == "register" and x["status"] == 503]
+        present = [x for x in refused if x["email"] in stored]
+        for x in present:
+            r = d.login(x["email"], x["password"])
+            assert r.status == 200, (x["email"], r)
+        # Absent ones can be registered now; the ones that may have reached
+        # the database (before the circuit opened) are all tried.
+        absent = [x for x in refused if x["email"] not in stored]
+        for x in [x for x in absent if x["t0"] < t_open][:40]:
+            r, _, _ = d.register(email=x["email"], password=x["password"])
+            assert r.status == 201, (x["email"], r)
+
+        # -- state changes were logged -------------------------------------
+        def moves():
+            return [(ev.get("from"), ev.get("to")) for ev in d.logs
+                    if ev.get("event") == "repo.circuit"]
+        assert wait_until(lambda: moves() and moves()[-1][1] == "closed"), \
+            moves()
+        assert ("closed", "open") in moves(), moves()
+
+        numbers = {
+            "first_503_after_kill_ms": round(first_503_s * 1000, 1),
+            "pg_ctl_stop_ms": round((t_down - t_kill) * 1000, 1),
+            "open_circuit_503_count": len(open_503),
+            "open_circuit_503_client_p50_ms":
+                round(statistics.median(client_ms), 2),
+            "open_circuit_503_client_p99_ms": round(pct(client_ms, 99), 2),
+            "open_circuit_503_client_max_ms": round(max(client_ms), 2),
+            "open_circuit_503_server_p50_ms":
+                round(statistics.median(server_ms), 3),
+            "open_circuit_503_server_max_ms": round(max(server_ms), 3),
+            "open_circuit_503_server_max_ms_by_route": {
+                op: round(max([served[x["rid"]] for x in open_503
+                               if x["op"] == op] or [0]), 3)
+                for op in ("register", "login")},
+            "recovery_after_pg_ready_ms": round(recovery_s * 1000, 1),
+            "slowest_request_ms": round(slowest * 1000, 1),
+            "requests": len(records),
+            "registered": len(created),
+            "refused_registrations": len(refused),
+            "refused_but_committed": len(present),
+        }
+        text = json.dumps(numbers, indent=2, sort_keys=True)
+        print("\npg fault numbers:\n" + text)
+        (tmp_path / "pg-fault-numbers.json").write_text(text + "\n")
+    finally:
+        if clients:
+            clients.stop.set()
+        code = d.stop()
+        (tmp_path / "daemon.log").write_text("\n".join(d.lines) + "\n")
+    assert code == 0, "\n".join(d.lines[-30:])
