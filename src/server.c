@@ -346,8 +346,16 @@ static void add_common_headers(struct req_ctx *rc, struct MHD_Response *r,
                                     ? "Bearer realm=\"auth-serve\", "
                                       "error=\"invalid_token\""
                                     : "Bearer realm=\"auth-serve\"");
-    if (status == 503 && !MHD_get_response_header(r, "Retry-After"))
-        MHD_add_response_header(r, "Retry-After", "1");
+    if (status == 503 && !MHD_get_response_header(r, "Retry-After")) {
+        /* an open circuit knows when it will let a probe through */
+        uint64_t ms = breaker_retry_after_ms(repo_breaker(rc->app->repo),
+                                             clock_mono_ms());
+        char secs[24];
+
+        snprintf(secs, sizeof secs, "%llu",
+                 (unsigned long long)(ms ? (ms + 999) / 1000 : 1));
+        MHD_add_response_header(r, "Retry-After", secs);
+    }
     add_cors_headers(rc, r);
 }
 
