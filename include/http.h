@@ -45,6 +45,7 @@ enum route_flag {
     RF_OFFLOAD = 1u,        /* runs on the work pool (Argon2 inside) */
     RF_NO_STORE = 2u,       /* Cache-Control: no-store */
     RF_FORM = 4u,           /* accepts application/x-www-form-urlencoded */
+    RF_CREDENTIAL = 8u,     /* per-IP rate limit: AUTH_RATE_LIMIT_PER_MINUTE */
 };
 
 #define RES_MAX_HEADERS 8

@@ -17,13 +17,14 @@
 #define AUTH "/api/v1/auth"
 #define USERS "/api/v1/users"
 static const struct route routes[] = {
-    { "POST", AUTH "/register", h_register, P, OFF },
-    { "POST", AUTH "/login", h_login, P, OFF | NS | RF_FORM },
-    { "POST", AUTH "/refresh", h_refresh, P, NS },
+    { "POST", AUTH "/register", h_register, P, OFF | RF_CREDENTIAL },
+    { "POST", AUTH "/login", h_login, P, OFF | NS | RF_FORM | RF_CREDENTIAL },
+    { "POST", AUTH "/refresh", h_refresh, P, NS | RF_CREDENTIAL },
     { "POST", AUTH "/logout", h_logout, P, 0 },
     { "POST", AUTH "/logout-all", h_logout_all, U, 0 },
     { "GET", AUTH "/verify", h_verify, U, 0 },
-    { "POST", AUTH "/password/change", h_password_change, U, OFF },
+    { "POST", AUTH "/password/change", h_password_change, U,
+      OFF | RF_CREDENTIAL },
     { "GET", AUTH "/sessions", h_sessions_list, U, 0 },
     { "DELETE", AUTH "/sessions/{id}", h_session_delete, U, 0 },
     { "POST", AUTH "/introspect", h_introspect, P, RF_FORM },
