@@ -179,6 +179,16 @@ def test_rate_limit_per_client_address(make_daemon):
                   {"current_password": "x", "new_password": "y"}, headers=h)
     assert_problem(r, 429, "too_many_attempts")
     assert retry_after(r) >= 1
+    # So do the password-reset and email-verification routes.
+    for path, body in (
+            ("/api/v1/auth/password/forgot", {"email": unknown_email()}),
+            ("/api/v1/auth/password/reset", {"token": "x",
+                                             "new_password": "a fine one"}),
+            ("/api/v1/auth/email/verify-request", None),
+            ("/api/v1/auth/email/verify", {"token": "x"})):
+        r = d.request("POST", path, body, headers=h)
+        if r.status != 404:                 # where the route exists
+            assert_problem(r, 429, "too_many_attempts")
     # Other routes and other addresses are not limited.
     assert d.request("GET", "/healthz", headers=h).status == 200
     assert_problem(d.request("GET", "/api/v1/auth/verify", headers=h), 401)
