@@ -23,6 +23,7 @@ struct app {
     struct repo *repo;
     struct pw_params pw;
     struct workpool *pool;            /* Argon2 and the requests using it */
+    struct workpool *db_pool;         /* requests that wait on the database */
     struct metrics *metrics;
     struct scache *scache;            /* session-revocation cache */
     struct netlist *trusted;          /* proxies whose XFF is believed */
@@ -47,6 +48,9 @@ enum route_flag {
     RF_OFFLOAD = 1u,        /* runs on the work pool (Argon2 inside) */
     RF_NO_STORE = 2u,       /* Cache-Control: no-store */
     RF_FORM = 4u,           /* accepts application/x-www-form-urlencoded */
+    RF_CREDENTIAL = 8u,     /* per-IP rate limit: AUTH_RATE_LIMIT_PER_MINUTE */
+    RF_DB = 16u,            /* runs on the database pool: it waits on the
+                               database, never on an HTTP thread */
 };
 
 #define RES_MAX_HEADERS 8

@@ -101,6 +101,19 @@ struct repo_ops {
                              unsigned limit, struct user *out, size_t *n,
                              struct arena *a);
     enum as_err (*user_count)(void *impl, bool admins_only, int64_t *out);
+    enum as_err (*login_failures_get)(void *impl, const char *email,
+                                      const char *ip, int64_t *ip_count,
+                                      int64_t *all_count,
+                                      int64_t *locked_until);
+    enum as_err (*login_failure_add)(void *impl, const char *email,
+                                     const char *ip, int64_t now,
+                                     unsigned threshold,
+                                     unsigned all_threshold,
+                                     int64_t max_delay_ms,
+                                     int64_t forget_before,
+                                     int64_t *locked_until);
+    enum as_err (*login_failures_clear)(void *impl, const char *email,
+                                        const char *ip);
 
     enum as_err (*session_create)(void *impl, const struct session *s,
                                   const uint8_t refresh_hash[REPO_HASH_LEN]);
@@ -208,6 +221,35 @@ enum as_err repo_user_list(struct repo *r, const char *q, const char *after,
                            struct arena *a);
 /* Number of users (or of active admins only). */
 enum as_err repo_user_count(struct repo *r, bool admins_only, int64_t *out);
+
+/* Login lockout. Failed logins are counted per (email, client address)
+ * and per email over every address (stored with ip "*", which no client
+ * address can be). `email` is normalised; `ip` is a client address.
+ * AS_ERR_BAD_REQUEST for a NULL argument or ip "*". */
+
+/* The counts of (email, ip) and of email from everywhere (0 when none),
+ * and the later of both locks in Unix ms (0 when neither was ever
+ * locked; compare with the time). */
+enum as_err repo_login_failures_get(struct repo *r, const char *email,
+                                    const char *ip, int64_t *ip_count,
+                                    int64_t *all_count,
+                                    int64_t *locked_until);
+/* Counts one failed login of `email` from `ip` at `now` in both counts,
+ * in one atomic statement (concurrent failures, on any instance, are all
+ * counted). A count that reaches its threshold (`threshold` for the
+ * address, `all_threshold` for everywhere) locks for 1 s, doubling with
+ * each further failure, at most `max_delay_ms`; each lock runs from
+ * `now`. A count without failures for a day (or twice max_delay_ms, if
+ * longer) starts again from zero, and rows that old are pruned a few at a
+ * time. *locked_until gets the later of both locks (0: none). */
+enum as_err repo_login_failure_add(struct repo *r, const char *email,
+                                   const char *ip, int64_t now,
+                                   unsigned threshold, unsigned all_threshold,
+                                   int64_t max_delay_ms,
+                                   int64_t *locked_until);
+/* Forgets both counts of `email` (a successful login from `ip`). */
+enum as_err repo_login_failures_clear(struct repo *r, const char *email,
+                                      const char *ip);
 
 /* Inserts a session and its first refresh token hash in one transaction. */
 enum as_err repo_session_create(struct repo *r, const struct session *s,

@@ -25,6 +25,7 @@
 #define EXIT_CONFIG 2
 #define SCACHE_SLOTS 65536
 #define VCACHE_SLOTS 16384
+#define DB_QUEUE 1024            /* requests waiting for the database */
 #define STOP_GRACE_MS 10000
 
 static const char usage[] =
@@ -136,14 +137,14 @@ static int serve(struct cfg *cfg)
     app.pw.memlimit = (size_t)cfg->argon2_memory_kib * 1024u;
     app.repo = open_repo(cfg);
     app.pool = workpool_new(cfg->hash_workers, cfg->hash_queue);
+    app.db_pool = workpool_new(cfg->db_pool_size, DB_QUEUE);
     app.scache = scache_new(SCACHE_SLOTS,
                             (uint64_t)cfg->session_cache_seconds * 1000u);
     app.metrics = metrics_new();
     app.trusted = netlist_parse(cfg->trusted_proxies);
     app.vcache = vcache_new(VCACHE_SLOTS);
-    if (app.repo && app.pool && app.scache && app.metrics && app.trusted &&
-        app.vcache &&
-        pw_dummy_init(&app.pw) == AS_OK)
+    if (app.repo && app.pool && app.db_pool && app.scache && app.metrics &&
+        app.trusted && app.vcache && pw_dummy_init(&app.pw) == AS_OK)
         srv = server_start(&app);
     if (srv)
         atomic_store(&app.mailer, mail_start(cfg, app.repo));
@@ -162,6 +163,7 @@ static int serve(struct cfg *cfg)
         status = 0;
     }
     workpool_free(app.pool);
+    workpool_free(app.db_pool);
     scache_free(app.scache);
     metrics_free(app.metrics);
     netlist_free(app.trusted);

@@ -16,30 +16,33 @@
 #define OFF RF_OFFLOAD
 #define AUTH "/api/v1/auth"
 #define USERS "/api/v1/users"
+#define CR RF_CREDENTIAL
+#define DB RF_DB
 static const struct route routes[] = {
-    { "POST", AUTH "/register", h_register, P, OFF },
-    { "POST", AUTH "/login", h_login, P, OFF | NS | RF_FORM },
-    { "POST", AUTH "/refresh", h_refresh, P, NS },
-    { "POST", AUTH "/logout", h_logout, P, 0 },
-    { "POST", AUTH "/logout-all", h_logout_all, U, 0 },
+    { "POST", AUTH "/register", h_register, P, OFF | CR },
+    { "POST", AUTH "/login", h_login, P, OFF | NS | RF_FORM | CR },
+    { "POST", AUTH "/refresh", h_refresh, P, DB | NS | CR },
+    { "POST", AUTH "/logout", h_logout, P, DB },
+    { "POST", AUTH "/logout-all", h_logout_all, U, DB },
     { "GET", AUTH "/verify", h_verify, U, 0 },
-    { "POST", AUTH "/password/change", h_password_change, U, OFF },
-    { "GET", AUTH "/sessions", h_sessions_list, U, 0 },
-    { "DELETE", AUTH "/sessions/{id}", h_session_delete, U, 0 },
-    { "POST", AUTH "/introspect", h_introspect, P, RF_FORM },
-    { "POST", AUTH "/revoke", h_revoke, P, RF_FORM },
-    { "POST", AUTH "/password/forgot", h_password_forgot, P, 0 },
-    { "POST", AUTH "/password/reset", h_password_reset, P, OFF },
-    { "POST", AUTH "/email/verify-request", h_email_verify_request, U, 0 },
-    { "POST", AUTH "/email/verify", h_email_verify, P, 0 },
-    { "GET", USERS "/me", h_me_get, U, 0 },
-    { "PATCH", USERS "/me", h_me_patch, U, 0 },
+    { "POST", AUTH "/password/change", h_password_change, U, OFF | CR },
+    { "GET", AUTH "/sessions", h_sessions_list, U, DB },
+    { "DELETE", AUTH "/sessions/{id}", h_session_delete, U, DB },
+    { "POST", AUTH "/introspect", h_introspect, P, DB | RF_FORM },
+    { "POST", AUTH "/revoke", h_revoke, P, DB | RF_FORM },
+    { "POST", AUTH "/password/forgot", h_password_forgot, P, DB | CR },
+    { "POST", AUTH "/password/reset", h_password_reset, P, OFF | CR },
+    { "POST", AUTH "/email/verify-request", h_email_verify_request, U,
+      DB | CR },
+    { "POST", AUTH "/email/verify", h_email_verify, P, DB | CR },
+    { "GET", USERS "/me", h_me_get, U, DB },
+    { "PATCH", USERS "/me", h_me_patch, U, DB },
     { "DELETE", USERS "/me", h_me_delete, U, OFF },
-    { "GET", USERS, h_users_list, A, 0 },
+    { "GET", USERS, h_users_list, A, DB },
     { "POST", USERS, h_users_create, A, OFF },
-    { "GET", USERS "/{id}", h_user_get, SA, 0 },
-    { "PATCH", USERS "/{id}", h_user_patch, AN, 0 },
-    { "DELETE", USERS "/{id}", h_user_delete, A, 0 },
+    { "GET", USERS "/{id}", h_user_get, SA, DB },
+    { "PATCH", USERS "/{id}", h_user_patch, AN, DB },
+    { "DELETE", USERS "/{id}", h_user_delete, A, DB },
     { "GET", "/healthz", h_healthz, P, 0 },
     { "GET", "/readyz", h_readyz, P, 0 },
     { "GET", "/metrics", h_metrics, P, 0 },
@@ -50,6 +53,8 @@ static const struct route routes[] = {
 #undef SA
 #undef AN
 #undef OFF
+#undef CR
+#undef DB
 #undef AUTH
 #undef USERS
 #undef P

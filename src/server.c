@@ -26,6 +26,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "netaddr.h"
+#include "ratelimit.h"
 #include "repo.h"
 #include "uuid.h"
 #include "workpool.h"
@@ -38,9 +39,14 @@ enum req_state {
     ST_ANSWERED,
 };
 
+/* Client addresses the credential-route rate limiter keeps track of
+ * (16 bytes each, so 1 MiB). */
+#define RATELIMIT_ENTRIES 65536u
+
 struct server {
     struct MHD_Daemon *d;
     struct app *app;
+    struct ratelimit *limiter;    /* credential routes, per client IP */
     unsigned port;
     atomic_uint inflight;
 };
@@ -577,15 +583,36 @@ static void offloaded(void *arg)
     MHD_resume_connection(rc->conn);
 }
 
-static enum MHD_Result dispatch(struct req_ctx *rc)
+/* Takes a token for a credential route; false (rc->err set, Retry-After
+ * added) when the client's bucket is empty. Runs before authentication
+ * and before the work pool, so a flood never reaches Argon2. */
+static bool rate_ok(struct server *srv, struct req_ctx *rc)
 {
-    enum as_err err = authn_route(rc);
+    unsigned retry = 0;
+    char value[16];
 
+    if (!(rc->route->flags & RF_CREDENTIAL) ||
+        ratelimit_take(srv->limiter, rc->ip, clock_mono_ms(), &retry))
+        return true;
+    snprintf(value, sizeof value, "%u", retry);
+    res_header(rc, "Retry-After", value);
+    rc->err = AS_ERR_RATE_LIMITED;
+    rc->res.detail = "Too many requests from this address; retry later.";
+    return false;
+}
+
+static enum MHD_Result dispatch(struct server *srv, struct req_ctx *rc)
+{
+    enum as_err err;
+
+    if (!rate_ok(srv, rc))
+        return respond(rc);
+    err = authn_route(rc);
     if (err != AS_OK) {
         rc->err = err;
         return respond(rc);
     }
-    if (!(rc->route->flags & RF_OFFLOAD)) {
+    if (!(rc->route->flags & (RF_OFFLOAD | RF_DB))) {
         run_handler(rc);
         return respond(rc);
     }
@@ -595,7 +622,9 @@ static enum MHD_Result dispatch(struct req_ctx *rc)
     }
     rc->state = ST_WORKING;
     MHD_suspend_connection(rc->conn);
-    if (!workpool_submit(rc->app->pool, offloaded, rc)) {
+    if (!workpool_submit(rc->route->flags & RF_OFFLOAD ? rc->app->pool
+                                                       : rc->app->db_pool,
+                         offloaded, rc)) {
         rc->err = AS_ERR_OVERLOADED;
         rc->res.detail = "The server is busy; retry shortly.";
         rc->state = ST_DONE;
@@ -626,13 +655,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
                                   const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
 {
+    struct server *srv = cls;
     struct req_ctx *rc = *con_cls;
     size_t n = *upload_data_size;
 
     (void)version;
     if (!rc) {
-        struct server *srv = cls;
-
         rc = req_new(srv->app, conn, url, method);
         if (!rc)
             return MHD_NO;
@@ -651,7 +679,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
     switch (__atomic_load_n(&rc->state, __ATOMIC_ACQUIRE)) {
     case ST_BODY:
         if (n == 0)
-            return dispatch(rc);
+            return dispatch(srv, rc);
         if (body_append(rc, upload_data, n))
             return MHD_YES;
         rc->err = AS_ERR_TOO_LARGE;
@@ -751,9 +779,16 @@ struct server *server_start(struct app *app)
     if (!s)
         return NULL;
     s->app = app;
+    s->limiter = ratelimit_new(cfg->rate_limit_per_minute,
+                               RATELIMIT_ENTRIES);
+    if (!s->limiter) {
+        free(s);
+        return NULL;
+    }
     if (!listen_addr(cfg, &ss, &v6)) {
         log_event(LOG_ERROR, "server.failed", NULL,
                   json_pack("{s:s}", "reason", "bad AUTH_HOST"));
+        ratelimit_free(s->limiter);
         free(s);
         return NULL;
     }
@@ -761,6 +796,7 @@ struct server *server_start(struct app *app)
         flags |= MHD_USE_IPv6;
     s->d = MHD_start_daemon(
         flags, (uint16_t)cfg->port, NULL, NULL, on_request, s,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,      /* first: see MHD */
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
@@ -770,7 +806,6 @@ struct server *server_start(struct app *app)
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32768,
         MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
         MHD_OPTION_STRICT_FOR_CLIENT, (int)1,
         MHD_OPTION_END);
     if (!s->d) {
@@ -778,6 +813,7 @@ struct server *server_start(struct app *app)
                   json_pack("{s:s, s:s, s:i}", "reason",
                             "cannot listen (address in use?)", "host",
                             cfg->host, "port", (int)cfg->port));
+        ratelimit_free(s->limiter);
         free(s);
         return NULL;
     }
@@ -814,5 +850,6 @@ void server_stop(struct server *s, unsigned grace_ms)
     log_event(LOG_INFO, "server.stopped", NULL,
               json_pack("{s:i}", "unfinished", (int)atomic_load(
                                                    &s->inflight)));
+    ratelimit_free(s->limiter);
     free(s);
 }

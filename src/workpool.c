@@ -3,6 +3,14 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+/* Workers run at this nice value: hashing is throughput work, and when it
+ * saturates the cores the request threads (token checks answered in a
+ * millisecond) must still get a core at once. Raising one's own nice
+ * value needs no privilege. */
+#define WORKER_NICE 10
 
 struct job {
     workpool_fn fn;
@@ -23,6 +31,7 @@ static void *worker(void *arg)
 {
     struct workpool *p = arg;
 
+    (void)setpriority(PRIO_PROCESS, (id_t)gettid(), WORKER_NICE);
     for (;;) {
         struct job j;
 

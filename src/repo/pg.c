@@ -1028,6 +1028,125 @@ static enum as_err pg_user_count(void *impl, bool admins_only, int64_t *out)
     return err;
 }
 
+/* ------------------------------------------------------ login failures */
+
+static enum as_err pg_login_failures_get(void *impl, const char *email,
+                                         const char *ip, int64_t *ip_count,
+                                         int64_t *all_count,
+                                         int64_t *locked_until)
+{
+    struct params q = { 0 };
+    PGresult *r;
+    enum as_err err;
+    int i;
+
+    *ip_count = *all_count = *locked_until = 0;
+    p_text(&q, email);
+    p_text(&q, ip);
+    if (q.invalid)
+        return AS_OK;               /* such text was never counted */
+    err = one_shot(impl, "login_failures_get",
+                   "SELECT ip = '*', count, locked_until "
+                   "FROM login_failures "
+                   "WHERE email = $1 AND ip IN ($2, '*')", &q, &r);
+    for (i = 0; err == AS_OK && i < PQntuples(r); i++) {
+        *(col_bool(r, i, 0) ? all_count : ip_count) = col_i64(r, i, 1);
+        if (col_i64(r, i, 2) > *locked_until)
+            *locked_until = col_i64(r, i, 2);
+    }
+    PQclear(r);
+    return err;
+}
+
+/* The stored row f's new count (restarting after $7), and its threshold. */
+#define LOGIN_COUNT "(CASE WHEN f.last_at < $7 THEN 1 ELSE f.count + 1 END)"
+#define LOGIN_LIMIT "(CASE WHEN f.ip = '*' THEN $5 ELSE $4 END)"
+
+/* One statement counts both rows: concurrent failures queue on the row
+ * locks (the address's row first, then the email's, so never in a
+ * cycle), each sees the count the one before left. The prune runs apart,
+ * skipping rows others hold, so it never waits nor deadlocks. */
+static enum as_err pg_login_failure_add(void *impl, const char *email,
+                                        const char *ip, int64_t now,
+                                        unsigned threshold,
+                                        unsigned all_threshold,
+                                        int64_t max_delay_ms,
+                                        int64_t forget_before,
+                                        int64_t *locked_until)
+{
+    struct params q = { 0 }, old = { 0 };
+    PGresult *r;
+    long rows = 0;
+    enum as_err err;
+    int i;
+
+    *locked_until = 0;
+    p_text(&q, email);
+    p_text(&q, ip);
+    p_i64(&q, now);
+    p_i64(&q, threshold);
+    p_i64(&q, all_threshold);
+    p_i64(&q, max_delay_ms);
+    p_i64(&q, forget_before);
+    p_i64(&old, forget_before);
+    if (q.invalid)
+        return AS_ERR_VALIDATION;
+    err = one_shot(impl, "login_failure_add",
+                   "INSERT INTO login_failures AS f (email, ip, count, "
+                   "last_at, locked_until) VALUES "
+                   "($1, $2, 1, $3, CASE WHEN $4 <= 1 "
+                   "THEN $3 + least(1000, $6) ELSE 0 END), "
+                   "($1, '*', 1, $3, CASE WHEN $5 <= 1 "
+                   "THEN $3 + least(1000, $6) ELSE 0 END) "
+                   "ON CONFLICT (email, ip) DO UPDATE SET "
+                   "count = " LOGIN_COUNT ", last_at = $3, "
+                   "locked_until = CASE WHEN " LOGIN_COUNT " >= " LOGIN_LIMIT
+                   " THEN $3 + least(1000::bigint << least(" LOGIN_COUNT
+                   " - " LOGIN_LIMIT ", 20)::int, $6) ELSE 0 END "
+                   "RETURNING f.locked_until", &q, &r);
+    for (i = 0; err == AS_OK && i < PQntuples(r); i++)
+        if (col_i64(r, i, 0) > *locked_until)
+            *locked_until = col_i64(r, i, 0);
+    PQclear(r);
+    if (err == AS_OK)
+        err = one_shot_rows(impl, "login_failure_add",
+                            "DELETE FROM login_failures "
+                            "WHERE last_at < $1 AND (email, ip) IN "
+                            "(SELECT email, ip FROM login_failures "
+                            "WHERE last_at < $1 LIMIT 16 "
+                            "FOR UPDATE SKIP LOCKED)", &old, &rows);
+    if (err != AS_OK)
+        *locked_until = 0;
+    return err;
+}
+
+#undef LOGIN_COUNT
+#undef LOGIN_LIMIT
+
+/* Two statements of one row each: holding one row lock at a time, they
+ * cannot deadlock with a concurrent pg_login_failure_add. */
+static enum as_err pg_login_failures_clear(void *impl, const char *email,
+                                           const char *ip)
+{
+    struct params q = { 0 }, all = { 0 };
+    long rows = 0;
+    enum as_err err;
+
+    p_text(&q, email);
+    p_text(&q, ip);
+    p_text(&all, email);
+    if (q.invalid)
+        return AS_OK;               /* such text was never counted */
+    err = one_shot_rows(impl, "login_failures_clear",
+                        "DELETE FROM login_failures "
+                        "WHERE email = $1 AND ip = $2", &q, &rows);
+    if (err == AS_OK)
+        err = one_shot_rows(impl, "login_failures_clear",
+                            "DELETE FROM login_failures "
+                            "WHERE email = $1 AND ip = '*'", &all, &rows);
+    return err;
+}
+
 /* ------------------------------------------------------------ sessions */
 
 static enum as_err pg_session_create(void *impl, const struct session *s,
@@ -1768,6 +1887,9 @@ static const struct repo_ops pg_ops = {
     .user_delete = pg_user_delete,
     .user_list = pg_user_list,
     .user_count = pg_user_count,
+    .login_failures_get = pg_login_failures_get,
+    .login_failure_add = pg_login_failure_add,
+    .login_failures_clear = pg_login_failures_clear,
     .session_create = pg_session_create,
     .session_get = pg_session_get,
     .session_state = pg_session_state,

@@ -31,6 +31,12 @@
 #define LIVE_AT_2                                                          \
     "s.revoked_at IS NULL AND s.expires_at > ?2 AND u.is_active = 1"
 
+/* Login failures, in the upsert of S_LOGIN_ADD (f: the stored row): the
+ * new count (restarting after ?7) and the threshold of the row. */
+#define LOGIN_COUNT                                                        \
+    "(CASE WHEN f.last_at < ?7 THEN 1 ELSE f.count + 1 END)"
+#define LOGIN_LIMIT "(CASE WHEN f.ip = '*' THEN ?5 ELSE ?4 END)"
+
 /* Every statement this backend runs: values are always bound. */
 #define STMT_TABLE(X)                                                      \
     X(S_BEGIN, "BEGIN IMMEDIATE")                                          \
@@ -61,6 +67,23 @@
     X(S_USER_COUNT, "SELECT count(*) FROM users")                          \
     X(S_ADMIN_COUNT, "SELECT count(*) FROM users "                         \
       "WHERE role = 'admin' AND is_active = 1")                            \
+    X(S_LOGIN_GET, "SELECT ip = '*', count, coalesce(locked_until, 0) "    \
+      "FROM login_failures WHERE email = ?1 AND ip IN (?2, '*')")          \
+    X(S_LOGIN_ADD, "INSERT INTO login_failures AS f (email, ip, count, "   \
+      "last_at, locked_until) VALUES "                                     \
+      "(?1, ?2, 1, ?3, CASE WHEN ?4 <= 1 THEN ?3 + min(1000, ?6) ELSE 0 "  \
+      "END), "                                                             \
+      "(?1, '*', 1, ?3, CASE WHEN ?5 <= 1 THEN ?3 + min(1000, ?6) ELSE 0 " \
+      "END) "                                                              \
+      "ON CONFLICT (email, ip) DO UPDATE SET count = " LOGIN_COUNT ", "    \
+      "last_at = ?3, locked_until = CASE WHEN " LOGIN_COUNT " >= "         \
+      LOGIN_LIMIT " THEN ?3 + min(1000 << min(" LOGIN_COUNT " - "          \
+      LOGIN_LIMIT ", 20), ?6) ELSE 0 END "                                 \
+      "RETURNING locked_until")                                            \
+    X(S_LOGIN_PRUNE, "DELETE FROM login_failures WHERE rowid IN "          \
+      "(SELECT rowid FROM login_failures WHERE last_at < ?1 LIMIT 16)")    \
+    X(S_LOGIN_CLEAR, "DELETE FROM login_failures "                         \
+      "WHERE email = ?1 AND ip IN (?2, '*')")                              \
     X(S_SESSION_INSERT, "INSERT INTO sessions (id, user_id, created_at, "  \
       "last_used_at, expires_at, revoked_at, ip, user_agent) "             \
       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")                           \
@@ -803,6 +826,85 @@ static enum as_err sq_user_count(void *impl, bool admins_only, int64_t *out)
     return release(impl, c);
 }
 
+static enum as_err sq_login_failures_get(void *impl, const char *email,
+                                         const char *ip, int64_t *ip_count,
+                                         int64_t *all_count,
+                                         int64_t *locked_until)
+{
+    struct conn *c;
+    sqlite3_stmt *st;
+    enum as_err err = acquire(impl, "login_failures_get", &c);
+
+    *ip_count = *all_count = *locked_until = 0;
+    if (err != AS_OK)
+        return err;
+    st = q(c, S_LOGIN_GET);
+    b_text(c, st, 1, email);
+    b_text(c, st, 2, ip);
+    while (row(c, st)) {
+        *(col_int(st, 0) ? all_count : ip_count) = col_int(st, 1);
+        if (col_int(st, 2) > *locked_until)
+            *locked_until = col_int(st, 2);
+    }
+    if (c->err != AS_OK)
+        *ip_count = *all_count = *locked_until = 0;
+    return release(impl, c);
+}
+
+static enum as_err sq_login_failure_add(void *impl, const char *email,
+                                        const char *ip, int64_t now,
+                                        unsigned threshold,
+                                        unsigned all_threshold,
+                                        int64_t max_delay_ms,
+                                        int64_t forget_before,
+                                        int64_t *locked_until)
+{
+    struct conn *c;
+    sqlite3_stmt *st;
+    enum as_err err = acquire(impl, "login_failure_add", &c);
+
+    *locked_until = 0;
+    if (err != AS_OK)
+        return err;
+    begin(c);
+    st = q(c, S_LOGIN_ADD);
+    b_text(c, st, 1, email);
+    b_text(c, st, 2, ip);
+    b_int(c, st, 3, now);
+    b_int(c, st, 4, threshold);
+    b_int(c, st, 5, all_threshold);
+    b_int(c, st, 6, max_delay_ms);
+    b_int(c, st, 7, forget_before);
+    while (row(c, st))
+        if (col_int(st, 0) > *locked_until)
+            *locked_until = col_int(st, 0);
+    st = q(c, S_LOGIN_PRUNE);
+    b_int(c, st, 1, forget_before);
+    run(c, st);
+    end(c);
+    if (c->err != AS_OK)
+        *locked_until = 0;
+    return release(impl, c);
+}
+
+static enum as_err sq_login_failures_clear(void *impl, const char *email,
+                                           const char *ip)
+{
+    struct conn *c;
+    sqlite3_stmt *st;
+    enum as_err err = acquire(impl, "login_failures_clear", &c);
+
+    if (err != AS_OK)
+        return err;
+    begin(c);
+    st = q(c, S_LOGIN_CLEAR);
+    b_text(c, st, 1, email);
+    b_text(c, st, 2, ip);
+    run(c, st);
+    end(c);
+    return release(impl, c);
+}
+
 static enum as_err sq_session_create(void *impl, const struct session *s,
                                      const uint8_t hash[REPO_HASH_LEN])
 {
@@ -1387,6 +1489,9 @@ static const struct repo_ops sqlite_ops = {
     .user_delete = sq_user_delete,
     .user_list = sq_user_list,
     .user_count = sq_user_count,
+    .login_failures_get = sq_login_failures_get,
+    .login_failure_add = sq_login_failure_add,
+    .login_failures_clear = sq_login_failures_clear,
     .session_create = sq_session_create,
     .session_get = sq_session_get,
     .session_state = sq_session_state,

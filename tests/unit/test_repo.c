@@ -1050,6 +1050,216 @@ static void pg_skipped(void **state)
     skip();
 }
 
+
+/* ---- login failures (lockout) ------------------------------------------ */
+
+#define LOCK_MAX INT64_C(8000)
+
+/* A fresh email for this case: the PostgreSQL group shares one table of
+ * login failures between cases. */
+static const char *lock_email(struct fx *f, const char *tag)
+{
+    char id[UUID_STR_LEN];
+
+    uuid_v7_new(id);
+    return arena_printf(f->a, "%s-%s@example.com", tag, id);
+}
+
+/* Counts one failure (threshold 3 per address, `all` from everywhere) and
+ * returns the lock it reports. */
+static int64_t fail_at(struct fx *f, const char *email, const char *ip,
+                       int64_t now, unsigned all)
+{
+    int64_t until = -1;
+
+    assert_int_equal(repo_login_failure_add(f->r, email, ip, now, 3, all,
+                                            LOCK_MAX, &until),
+                     AS_OK);
+    return until;
+}
+
+static void counts_of(struct fx *f, const char *email, const char *ip,
+                      int64_t *mine, int64_t *all, int64_t *until)
+{
+    assert_int_equal(repo_login_failures_get(f->r, email, ip, mine, all,
+                                             until),
+                     AS_OK);
+}
+
+static void lockout_delays_double_and_cap(void **state)
+{
+    struct fx *f = *state;
+    const char *e = lock_email(f, "lock");
+    int64_t mine = -1, all = -1, until = -1;
+
+    counts_of(f, e, "10.0.0.1", &mine, &all, &until);
+    assert_true(mine == 0 && all == 0 && until == 0);
+    assert_int_equal(fail_at(f, e, "10.0.0.1", T0, 30), 0);
+    assert_int_equal(fail_at(f, e, "10.0.0.1", T0 + 1, 30), 0);
+    counts_of(f, e, "10.0.0.1", &mine, &all, &until);
+    assert_true(mine == 2 && all == 2 && until == 0);
+    /* The third failure locks for 1 s, each further one doubles it. */
+    assert_int_equal(fail_at(f, e, "10.0.0.1", T0 + 10, 30), T0 + 1010);
+    assert_int_equal(fail_at(f, e, "10.0.0.1", T0 + 20, 30), T0 + 2020);
+    assert_int_equal(fail_at(f, e, "10.0.0.1", T0 + 30, 30), T0 + 4030);
+    assert_int_equal(fail_at(f, e, "10.0.0.1", T0 + 40, 30), T0 + 8040);
+    assert_int_equal(fail_at(f, e, "10.0.0.1", T0 + 50, 30), T0 + 8050);
+    counts_of(f, e, "10.0.0.1", &mine, &all, &until);
+    assert_true(mine == 7 && all == 7 && until == T0 + 8050);
+    /* Another address is not locked, though the email's total shows. */
+    counts_of(f, e, "10.0.0.2", &mine, &all, &until);
+    assert_true(mine == 0 && all == 7 && until == 0);
+    /* Nor is the same address on another email. */
+    counts_of(f, lock_email(f, "other"), "10.0.0.1", &mine, &all, &until);
+    assert_true(mine == 0 && all == 0 && until == 0);
+    /* A success forgets the address's and the total count. */
+    assert_int_equal(repo_login_failures_clear(f->r, e, "10.0.0.1"), AS_OK);
+    counts_of(f, e, "10.0.0.1", &mine, &all, &until);
+    assert_true(mine == 0 && all == 0 && until == 0);
+    assert_int_equal(fail_at(f, e, "10.0.0.1", T0 + 60, 30), 0);
+}
+
+static void lockout_from_everywhere_past_the_total(void **state)
+{
+    struct fx *f = *state;
+    const char *e = lock_email(f, "spread");
+    int64_t mine = -1, all = -1, until = -1;
+    char ip[32];
+    int i;
+
+    /* 2 failures from each of 5 addresses: none reaches 3, the total
+     * reaches 10 on the last one. */
+    for (i = 0; i < 10; i++) {
+        snprintf(ip, sizeof ip, "192.0.2.%d", i / 2);
+        assert_int_equal(fail_at(f, e, ip, T0 + i, 10),
+                         i < 9 ? 0 : T0 + 9 + 1000);
+    }
+    counts_of(f, e, "192.0.2.200", &mine, &all, &until);
+    assert_true(mine == 0 && all == 10 && until == T0 + 1009);
+    /* The next failure, from anywhere, doubles the email's lock. */
+    assert_int_equal(fail_at(f, e, "192.0.2.201", T0 + 20, 10), T0 + 2020);
+    counts_of(f, e, "192.0.2.0", &mine, &all, &until);
+    assert_true(mine == 2 && all == 11 && until == T0 + 2020);
+    /* A success clears the total and its own address only. */
+    assert_int_equal(repo_login_failures_clear(f->r, e, "192.0.2.1"), AS_OK);
+    counts_of(f, e, "192.0.2.0", &mine, &all, &until);
+    assert_true(mine == 2 && all == 0 && until == 0);
+    counts_of(f, e, "192.0.2.1", &mine, &all, &until);
+    assert_true(mine == 0 && all == 0 && until == 0);
+}
+
+static void lockout_threshold_one_and_bad_keys(void **state)
+{
+    struct fx *f = *state;
+    const char *e = lock_email(f, "one");
+    int64_t until = -1, mine, all;
+
+    assert_int_equal(repo_login_failure_add(f->r, e, "::1", T0, 1, 10,
+                                            LOCK_MAX, &until),
+                     AS_OK);
+    assert_int_equal(until, T0 + 1000);
+    assert_int_equal(repo_login_failure_add(f->r, e, "::1", T0, 1, 10,
+                                            LOCK_MAX, &until),
+                     AS_OK);
+    assert_int_equal(until, T0 + 2000);
+    /* "*" is the total's row: no client may use it. */
+    assert_int_equal(repo_login_failure_add(f->r, e, "*", T0, 1, 10,
+                                            LOCK_MAX, &until),
+                     AS_ERR_BAD_REQUEST);
+    assert_int_equal(repo_login_failures_get(f->r, e, "*", &mine, &all,
+                                             &until),
+                     AS_ERR_BAD_REQUEST);
+    assert_int_equal(repo_login_failures_clear(f->r, NULL, "::1"),
+                     AS_ERR_BAD_REQUEST);
+    assert_int_equal(repo_login_failure_add(f->r, e, "::1", T0, 0, 10,
+                                            LOCK_MAX, &until),
+                     AS_ERR_BAD_REQUEST);
+    /* Text that looks like SQL is just text. */
+    assert_int_equal(fail_at(f, "x'); DELETE FROM login_failures; --@a.b",
+                             "' OR 1=1 --", T0, 30),
+                     0);
+    counts_of(f, e, "::1", &mine, &all, &until);
+    assert_true(mine == 2 && all == 2 && until == T0 + 2000);
+}
+
+static void lockout_counts_restart_after_a_quiet_day(void **state)
+{
+    struct fx *f = *state;
+    const char *e = lock_email(f, "quiet"), *gone = lock_email(f, "gone");
+    int64_t mine = -1, all = -1, until = -1;
+    int i;
+
+    for (i = 0; i < 5; i++)
+        fail_at(f, e, "10.9.9.9", T0, 30);
+    fail_at(f, gone, "10.9.9.9", T0, 30);
+    /* A failure a day and a bit later counts from one again. */
+    assert_int_equal(fail_at(f, e, "10.9.9.9", T0 + DAY + 1, 30), 0);
+    counts_of(f, e, "10.9.9.9", &mine, &all, &until);
+    assert_true(mine == 1 && all == 1 && until == 0);
+    /* Idle rows are pruned, a few with each failure. */
+    for (i = 0; i < 50; i++) {
+        counts_of(f, gone, "10.9.9.9", &mine, &all, &until);
+        if (mine == 0 && all == 0)
+            break;
+        fail_at(f, e, "10.9.9.9", T0 + DAY + 2, 30);
+    }
+    assert_true(mine == 0 && all == 0 && until == 0);
+}
+
+struct lock_racer {
+    struct repo *r;
+    pthread_barrier_t *go;
+    const char *email;
+    char ip[32];
+    enum as_err err;
+};
+
+static void *lock_race(void *arg)
+{
+    struct lock_racer *x = arg;
+    int64_t until;
+    int i;
+
+    pthread_barrier_wait(x->go);
+    for (i = 0; i < 25 && x->err == AS_OK; i++)
+        x->err = repo_login_failure_add(x->r, x->email, x->ip, T0 + i, 1000,
+                                        10000, LOCK_MAX, &until);
+    return NULL;
+}
+
+static void lockout_counts_every_concurrent_failure(void **state)
+{
+    enum { N = 4 };
+    struct fx *f = *state;
+    const char *e = lock_email(f, "many");
+    struct lock_racer x[N];
+    pthread_barrier_t go;
+    pthread_t t[N];
+    int64_t mine, all, until;
+    int i;
+
+    assert_int_equal(pthread_barrier_init(&go, NULL, N), 0);
+    for (i = 0; i < N; i++) {
+        x[i].r = f->r;
+        x[i].go = &go;
+        x[i].email = e;
+        x[i].err = AS_OK;
+        /* Two threads share each address. */
+        snprintf(x[i].ip, sizeof x[i].ip, "198.51.100.%d", i / 2);
+        assert_int_equal(pthread_create(&t[i], NULL, lock_race, &x[i]), 0);
+    }
+    for (i = 0; i < N; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(x[i].err, AS_OK);
+    }
+    pthread_barrier_destroy(&go);
+    counts_of(f, e, "198.51.100.0", &mine, &all, &until);
+    assert_int_equal(mine, 50);
+    assert_int_equal(all, 100);
+    counts_of(f, e, "198.51.100.1", &mine, &all, &until);
+    assert_int_equal(mine, 50);
+}
+
 #define CASE(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 #define BARE(fn) cmocka_unit_test_setup_teardown(fn, setup_bare, teardown)
 
@@ -1071,6 +1281,11 @@ int main(void)
         CASE(rotate_ok_then_grace_then_reuse),
         CASE(rotate_invalid_cases),
         CASE(rotate_races_have_one_winner),
+        CASE(lockout_delays_double_and_cap),
+        CASE(lockout_from_everywhere_past_the_total),
+        CASE(lockout_threshold_one_and_bad_keys),
+        CASE(lockout_counts_restart_after_a_quiet_day),
+        CASE(lockout_counts_every_concurrent_failure),
     };
     const struct CMUnitTest sqlite_only[] = {
         cmocka_unit_test(breaker_guards_backend),
