@@ -574,9 +574,13 @@ void cfg_log(const struct cfg *c)
         case T_ALG:
             val = json_string(cfg_alg_name(c->jwt_alg));
             break;
-        case T_LEVEL:
-            val = json_integer(c->log_level);
+        case T_LEVEL: {
+            static const char *const lv[] = { "debug", "info", "warn",
+                                              "error" };
+
+            val = json_string(lv[c->log_level & 3]);
             break;
+        }
         case T_FORMAT:
             val = json_string(c->log_format == CFG_LOG_JSON ? "json"
                                                            : "text");
