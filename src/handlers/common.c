@@ -101,3 +101,68 @@ void hx_audit(struct req_ctx *rc, const char *action, const char *target,
     json_decref(fields);
     log_event(LOG_INFO, "audit", rc->request_id, f);
 }
+
+/* Reads and checks the fields of a new user into `u`; adds field errors. */
+static void new_user_fields(struct req_ctx *rc, json_t *in, bool with_role,
+                            struct user *u, const char **pw)
+{
+    struct response *res = &rc->res;
+    const char *raw = NULL, *name, *role = NULL, *why;
+    bool name_null;
+
+    v_string(res, in, "email", true, 1024, &raw);
+    v_string(res, in, "password", true, HX_MAX_PASSWORD_BYTES, pw);
+    v_string_or_null(res, in, "full_name", 1024, &name, &name_null);
+    if (with_role)
+        v_string(res, in, "role", false, 16, &role);
+    if (raw && !(u->email = v_email(rc->arena, raw)))
+        res_field(res, "email", "is not a valid email address");
+    if (name && !v_full_name(name))
+        res_field(res, "full_name", "must be 1-200 printable characters");
+    u->full_name = name;
+    if (role && !v_role(role, &u->role))
+        res_field(res, "role", "must be \"user\" or \"admin\"");
+    if (*pw && u->email &&
+        (why = pw_policy_check(*pw, u->email,
+                               rc->app->cfg->password_min_length)))
+        res_field(res, "password", why);
+}
+
+enum as_err hx_create_user(struct req_ctx *rc, bool with_role,
+                           const char *action)
+{
+    struct response *res = &rc->res;
+    json_t *in = NULL;
+    const char *pw = NULL;
+    char hash[PW_HASH_MAX] = "";
+    struct user u = { .role = ROLE_USER, .is_active = true };
+    enum as_err err = req_json(rc, &in);
+
+    if (err != AS_OK)
+        goto out;
+    new_user_fields(rc, in, with_role, &u, &pw);
+    if (res->errors) {
+        err = AS_ERR_VALIDATION;
+        goto out;
+    }
+    err = pw_hash(pw, &rc->app->pw, hash);
+    if (err != AS_OK)
+        goto out;
+    uuid_v7_new(u.id);
+    u.password_hash = hash;
+    u.created_at = u.updated_at = clock_ms();
+    err = repo_user_insert(rc->app->repo, &u);
+    if (err == AS_ERR_EMAIL_TAKEN)
+        res_fail(res, err, "An account with this email already exists.");
+    if (err != AS_OK)
+        goto out;
+    hx_audit(rc, action, u.id, json_pack("{s:s}", "role",
+                                         v_role_name(u.role)));
+    res_header(rc, "Location", arena_printf(rc->arena, "/api/v1/users/%s",
+                                            u.id));
+    res_json(res, 201, v_user_json(&u));
+out:
+    sodium_memzero(hash, sizeof hash);
+    json_decref(in);
+    return err;
+}

@@ -12,6 +12,11 @@ enum as_err hx_token_pair(struct req_ctx *rc, const struct user *u,
 /* Creates a session for `u` (client IP and user agent recorded) and
  * answers its first token pair. */
 enum as_err hx_start_session(struct req_ctx *rc, const struct user *u);
+/* Creates a user from the JSON body {email, password, full_name?} (and
+ * role? when `with_role`; otherwise the role is "user"), answering 201
+ * with Location, 409 email_taken or 422; logs `action` as an audit. */
+enum as_err hx_create_user(struct req_ctx *rc, bool with_role,
+                           const char *action);
 /* Loads the caller's user (rc->claims.sub); a vanished user is 401. */
 enum as_err hx_caller(struct req_ctx *rc, struct user *out);
 /* Verifies `pw` against `u` (AS_ERR_BAD_CREDENTIALS with a detail). */

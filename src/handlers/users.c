@@ -211,55 +211,8 @@ enum as_err h_users_list(struct req_ctx *rc, struct response *res)
 
 enum as_err h_users_create(struct req_ctx *rc, struct response *res)
 {
-    json_t *in = NULL;
-    const char *raw = NULL, *pw = NULL, *name, *role, *email = NULL, *why;
-    char hash[PW_HASH_MAX] = "";
-    struct user u = { .is_active = true };
-    bool name_null;
-    enum as_err err = req_json(rc, &in);
-
-    if (err != AS_OK)
-        goto out;
-    v_string(res, in, "email", true, 1024, &raw);
-    v_string(res, in, "password", true, HX_MAX_PASSWORD_BYTES, &pw);
-    v_string_or_null(res, in, "full_name", 1024, &name, &name_null);
-    v_string(res, in, "role", false, 16, &role);
-    if (raw && !(email = v_email(rc->arena, raw)))
-        res_field(res, "email", "is not a valid email address");
-    if (name && !v_full_name(name))
-        res_field(res, "full_name", "must be 1-200 printable characters");
-    if (role && !v_role(role, &u.role))
-        res_field(res, "role", "must be \"user\" or \"admin\"");
-    if (pw && email && (why = pw_policy_check(
-                            pw, email, rc->app->cfg->password_min_length)))
-        res_field(res, "password", why);
-    if (res->errors) {
-        err = AS_ERR_VALIDATION;
-        goto out;
-    }
-    err = pw_hash(pw, &rc->app->pw, hash);
-    if (err != AS_OK)
-        goto out;
-    uuid_v7_new(u.id);
-    u.email = email;
-    u.full_name = name;
-    u.password_hash = hash;
-    u.created_at = u.updated_at = clock_ms();
-    err = repo_user_insert(rc->app->repo, &u);
-    if (err == AS_ERR_EMAIL_TAKEN)
-        err = res_fail(res, err, "An account with this email already "
-                                 "exists.");
-    if (err != AS_OK)
-        goto out;
-    hx_audit(rc, "user.created", u.id, json_pack("{s:s}", "role",
-                                                 v_role_name(u.role)));
-    res_header(rc, "Location", arena_printf(rc->arena, "/api/v1/users/%s",
-                                            u.id));
-    res_json(res, 201, v_user_json(&u));
-out:
-    sodium_memzero(hash, sizeof hash);
-    json_decref(in);
-    return err;
+    (void)res;
+    return hx_create_user(rc, true, "user.created");
 }
 
 /* Loads the user named by {id}; 404 for unknown or malformed ids. */
