@@ -83,7 +83,7 @@ struct req_ctx {
     bool authed;
     struct sec_claims claims;           /* valid when authed */
     const char *bearer;                 /* the raw token when authed */
-    char *body;                         /* NUL-terminated, malloc'd */
+    char *body;                         /* NUL-terminated, in the arena */
     size_t body_len;
     bool body_form;                     /* form-encoded rather than JSON */
     size_t discarded;                   /* body bytes dropped after an error */

@@ -277,10 +277,8 @@ static void req_free(struct req_ctx *rc)
     json_decref(rc->res.body);
     json_decref(rc->res.errors);
     free(rc->res.raw);
-    if (rc->body) {
-        sodium_memzero(rc->body, rc->body_len);
-        free(rc->body);
-    }
+    if (rc->body)
+        sodium_memzero(rc->body, rc->body_len);  /* passwords live here */
     arena_free(rc->arena);
 }
 
@@ -529,7 +527,7 @@ static bool body_append(struct req_ctx *rc, const char *data, size_t n)
     if (n > cap - rc->body_len)
         return false;
     if (!rc->body) {
-        rc->body = malloc(cap + 1);
+        rc->body = arena_alloc(rc->arena, cap + 1);   /* lives as rc does */
         if (!rc->body)
             return false;
     }

@@ -2,7 +2,7 @@
 # The whole test suite, from a fresh Debian 12 checkout: installs what is
 # missing, builds the normal and the ASan+UBSan trees, starts a throwaway
 # PostgreSQL, then runs the unit tests and the end-to-end tests against
-# SQLite and PostgreSQL on both builds. Any failure or sanitizer report
+# SQLite and PostgreSQL on both builds, and gcc's static analyzer. Any failure or sanitizer report
 # fails the run; the last line sums it up.
 #   AUTH_TEST_QUICK=1   skip the sanitizer build
 set -uo pipefail
@@ -55,6 +55,7 @@ export AUTH_TEST_PG_URL=$pg_url AUTH_E2E_PG_URL=$pg_url
 build build-tests -DCMAKE_BUILD_TYPE=RelWithDebInfo || exit 1
 stage unit unit build-tests normal
 stage e2e e2e build-tests normal
+stage analyze build build-analyze -DAUTH_TESTS=OFF -DAUTH_ANALYZE=ON
 
 if [ -z "${AUTH_TEST_QUICK:-}" ]; then
     export ASAN_OPTIONS=abort_on_error=1:detect_leaks=1:strict_string_checks=1

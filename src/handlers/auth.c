@@ -121,7 +121,7 @@ enum as_err h_login(struct req_ctx *rc, struct response *res)
     struct app *app = rc->app;
     json_t *in = NULL;
     const char *raw_email = NULL, *pw = NULL, *email = NULL;
-    struct user u;
+    struct user u = { .is_active = false };
     char fresh[PW_HASH_MAX];
     bool counted = false;
     enum as_err err = req_json(rc, &in);
