@@ -39,6 +39,7 @@ unit() {                             # unit BUILD_DIR TAG
 }
 
 e2e() {                              # e2e BUILD_DIR TAG
+    AUTH_E2E_SANITIZED=$([ "$2" = asan ] && echo 1) \
     AUTH_E2E_BIN="$root/$1/auth-serve" \
     AUTH_E2E_BACKENDS=sqlite,postgres \
         "$py" -m pytest -q -p no:cacheprovider tests/e2e \

@@ -321,7 +321,10 @@ def test_login_storm_keeps_verify_fast(make_daemon):
     print("login storm: %d logins, %d verifies, verify p50 %.2f ms, "
           "p99 %.2f ms, max %.2f ms" % (len(done), len(lat), p50 * 1e3,
                                         p99 * 1e3, max(lat) * 1e3))
-    assert p99 < 0.020, "verify p99 %.1f ms during the storm" % (p99 * 1e3)
+    # The bound is the product's (release build); a sanitizer build runs
+    # every instruction several times slower, so it gets three times it.
+    bound = 0.060 if os.environ.get("AUTH_E2E_SANITIZED") else 0.020
+    assert p99 < bound, "verify p99 %.1f ms during the storm" % (p99 * 1e3)
     assert d.stop() == 0
 
 
