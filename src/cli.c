@@ -122,9 +122,10 @@ static int user_create(const struct cfg *cfg, struct repo *r,
     sodium_memzero(hash, sizeof hash);
     if (err != AS_OK)
         return fail("cannot create the user", err);
-    log_event(LOG_INFO, "audit.user_created", NULL,
-              json_pack("{s:s, s:s, s:s}", "actor", "cli", "user_id", u.id,
-                        "role", v_role_name(u.role)));
+    log_event(LOG_INFO, "audit", NULL,
+              json_pack("{s:s, s:s, s:s, s:s}", "action", "user.created",
+                        "actor", "cli", "user_id", u.id, "role",
+                        v_role_name(u.role)));
     printf("%s\n", u.id);
     return 0;
 }
@@ -152,8 +153,9 @@ static int user_set_password(const struct cfg *cfg, struct repo *r,
     sodium_memzero(hash, sizeof hash);
     if (err != AS_OK)
         return fail("cannot set the password", err);
-    log_event(LOG_INFO, "audit.password_set", NULL,
-              json_pack("{s:s, s:s}", "actor", "cli", "user_id", u.id));
+    log_event(LOG_INFO, "audit", NULL,
+              json_pack("{s:s, s:s, s:s}", "action", "password_set",
+                        "actor", "cli", "user_id", u.id));
     return 0;
 }
 

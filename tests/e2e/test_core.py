@@ -312,3 +312,34 @@ def test_restart_keeps_users_and_key(backend):
         assert d.login(email, pw).status == 200
     finally:
         d.stop()
+
+
+def test_login_upgrades_an_old_hash_cost(backend):
+    """A hash made with an older (cheaper) Argon2 cost is replaced with
+    one at the configured cost on the next successful login."""
+    if backend != "sqlite":
+        pytest.skip("reads the SQLite file directly")
+    import sqlite3
+    d = Daemon(backend, env={"AUTH_ARGON2_MEMORY_KIB": "8192",
+                             "AUTH_ARGON2_ITERATIONS": "1"}).start()
+    try:
+        _, email, pw = d.register()
+        db = os.path.join(d.data_dir, "auth.db")
+
+        def stored():
+            with sqlite3.connect(db) as c:
+                return c.execute("SELECT password_hash FROM users WHERE "
+                                 "email = ?", (email,)).fetchone()[0]
+
+        assert "m=8192,t=1" in stored()
+        assert d.stop() == 0
+        d.env.update({"AUTH_ARGON2_MEMORY_KIB": "19456",
+                      "AUTH_ARGON2_ITERATIONS": "2"})
+        d.start()
+        assert d.login(email, pw + "x").status == 401
+        assert "m=8192,t=1" in stored()            # a failure changes nothing
+        assert d.login(email, pw).status == 200
+        assert "m=19456,t=2" in stored()
+        assert d.login(email, pw).status == 200     # and the new hash works
+    finally:
+        d.stop()
