@@ -44,10 +44,11 @@ fi
 out=build-fuzz
 jobs=$(nproc 2>/dev/null || echo 2)
 [ "$jobs" -gt 2 ] && jobs=2
+conf_log=$(mktemp)
 cmake -S . -B "$out" -DCMAKE_C_COMPILER=clang -DAUTH_FUZZ=ON \
     -DAUTH_TESTS=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    >"$out.cmake.log" 2>&1 || { cat "$out.cmake.log"; exit 1; }
-rm -f "$out.cmake.log"
+    >"$conf_log" 2>&1 || { cat "$conf_log"; rm -f "$conf_log"; exit 1; }
+rm -f "$conf_log"
 cmake --build "$out" -j"$jobs" --target fuzz >"$out/build.log" 2>&1 ||
     { grep -E 'error|warning' "$out/build.log" || tail -30 "$out/build.log"
       exit 1; }
