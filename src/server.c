@@ -23,6 +23,7 @@
 #include "breaker.h"
 #include "cfg.h"
 #include "clock.h"
+#include "form.h"
 #include "log.h"
 #include "metrics.h"
 #include "netaddr.h"
@@ -112,69 +113,6 @@ enum as_err res_field(struct response *res, const char *field,
     json_array_append_new(res->errors, json_pack("{s:s, s:s}", "field",
                                                  field, "message", message));
     return AS_ERR_VALIDATION;
-}
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* Decodes one x-www-form-urlencoded component; NULL when malformed. */
-static char *form_decode(struct arena *a, const char *s, size_t len)
-{
-    char *out = arena_alloc(a, len + 1);
-    size_t i, o = 0;
-
-    if (!out)
-        return NULL;
-    for (i = 0; i < len; i++) {
-        if (s[i] == '+') {
-            out[o++] = ' ';
-        } else if (s[i] != '%') {
-            out[o++] = s[i];
-        } else if (len - i < 3 || hexval(s[i + 1]) < 0 ||
-                   hexval(s[i + 2]) < 0) {
-            return NULL;
-        } else {
-            out[o++] = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
-            i += 2;
-        }
-    }
-    out[o] = '\0';
-    return strlen(out) == o ? out : NULL;       /* %00 is refused */
-}
-
-/* A form body as a JSON object of strings; duplicate names refused. */
-static json_t *form_parse(struct arena *a, const char *body, size_t len)
-{
-    json_t *obj = json_object();
-    const char *p = body, *end = body + len;
-
-    while (obj && p < end) {
-        const char *amp = memchr(p, '&', (size_t)(end - p));
-        const char *stop = amp ? amp : end;
-        const char *eq = memchr(p, '=', (size_t)(stop - p));
-        char *k, *v;
-
-        if (stop > p) {
-            k = form_decode(a, p, (size_t)((eq ? eq : stop) - p));
-            v = eq ? form_decode(a, eq + 1, (size_t)(stop - eq - 1))
-                   : arena_strdup(a, "");
-            if (!k || !v || !*k || json_object_get(obj, k) ||
-                json_object_set_new(obj, k, json_string(v)) != 0) {
-                json_decref(obj);
-                return NULL;
-            }
-        }
-        p = stop + 1;
-    }
-    return obj;
 }
 
 enum as_err req_json(struct req_ctx *rc, json_t **out)
@@ -723,6 +661,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn,
     *con_cls = NULL;
     atomic_fetch_sub(&srv->inflight, 1);
 }
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {

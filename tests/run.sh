@@ -2,7 +2,8 @@
 # The whole test suite, from a fresh Debian 12 checkout: installs what is
 # missing, builds the normal and the ASan+UBSan trees, starts a throwaway
 # PostgreSQL, then runs the unit tests and the end-to-end tests against
-# SQLite and PostgreSQL on both builds, and gcc's static analyzer. Any failure or sanitizer report
+# SQLite and PostgreSQL on both builds, gcc's static analyzer, and a short
+# run of every libFuzzer target (AUTH_FUZZ_SECONDS each, default 20). Any failure or sanitizer report
 # fails the run; the last line sums it up.
 #   AUTH_TEST_QUICK=1   skip the sanitizer build
 set -uo pipefail
@@ -57,6 +58,7 @@ build build-tests -DCMAKE_BUILD_TYPE=RelWithDebInfo || exit 1
 stage unit unit build-tests normal
 stage e2e e2e build-tests normal
 stage analyze build build-analyze -DAUTH_TESTS=OFF -DAUTH_ANALYZE=ON
+stage fuzz bash fuzz/run.sh "${AUTH_FUZZ_SECONDS:-20}"
 
 if [ -z "${AUTH_TEST_QUICK:-}" ]; then
     export ASAN_OPTIONS=abort_on_error=1:detect_leaks=1:strict_string_checks=1
