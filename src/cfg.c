@@ -275,9 +275,10 @@ static bool check_value(const struct cfg_var *v, const char *s)
 /* Replaces the string at `slot` with a copy of `s`, wiping the old one.
  * (gcc 12's analyzer cannot see that the slot lives in the cfg, freed by
  * cfg_cleanup(); LeakSanitizer covers it.) */
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wpragmas"
 #pragma GCC diagnostic ignored "-Wanalyzer-malloc-leak"
+#endif
 static bool replace_str(char **slot, const char *s)
 {
     char *dup = strdup(s);
@@ -291,7 +292,9 @@ static bool replace_str(char **slot, const char *s)
     *slot = dup;
     return true;
 }
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
+#endif
 
 /* Stores one value; false when it does not parse or is out of range. */
 static bool set_var(struct cfg *c, const struct cfg_var *v, const char *s)

@@ -116,9 +116,10 @@ static unsigned char *secret_dup(const void *p, size_t n)
 
 /* gcc 12's analyzer loses track of the copies stored into `k`, which
  * sec_keys_free() releases on every path; LeakSanitizer covers it. */
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wpragmas"
 #pragma GCC diagnostic ignored "-Wanalyzer-malloc-leak"
+#endif
 static enum as_err load_hs256(const struct cfg *cfg, struct sec_keys *k,
                               char *why, size_t why_len)
 {
@@ -146,7 +147,9 @@ static enum as_err load_hs256(const struct cfg *cfg, struct sec_keys *k,
     sec_derive(secret, n, LABEL_REFRESH, k->refresh_key);
     return AS_OK;
 }
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
+#endif
 
 static void warn_if_readable(const char *path)
 {
