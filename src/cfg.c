@@ -16,6 +16,7 @@
 #include <sodium.h>
 
 #include "log.h"
+#include "netaddr.h"
 #include "mail.h"
 
 enum var_type { T_STR, T_UINT, T_ALG, T_LEVEL, T_FORMAT };
@@ -189,27 +190,20 @@ static bool valid_http_url(const char *s)
     return *rest && *rest != '/' && !strpbrk(s, " \t\r\n\"<>\\");
 }
 
-/* One address or CIDR: "10.0.0.1", "10.0.0.0/8", "::1", "fd00::/8". */
+/* One address or CIDR: "10.0.0.1", "10.0.0.0/8", "::1", "fd00::/8",
+ * exactly as the daemon will parse it (netaddr.c). */
 static bool valid_cidr(const char *s, size_t len)
 {
     char tmp[64];
-    unsigned char buf[sizeof(struct in6_addr)];
-    char *slash;
-    unsigned bits, maxbits;
-    bool v4;
+    struct netlist *l;
 
     if (len == 0 || len >= sizeof tmp)
         return false;
     memcpy(tmp, s, len);
     tmp[len] = '\0';
-    slash = strchr(tmp, '/');
-    if (slash)
-        *slash = '\0';
-    v4 = inet_pton(AF_INET, tmp, buf) == 1;
-    if (!v4 && inet_pton(AF_INET6, tmp, buf) != 1)
-        return false;
-    maxbits = v4 ? 32 : 128;
-    return !slash || parse_uint(slash + 1, 0, maxbits, &bits);
+    l = netlist_parse(tmp);
+    netlist_free(l);
+    return l != NULL;
 }
 
 /* Comma-separated list, each item checked by `item` after trimming. */

@@ -54,8 +54,10 @@ static bool parse_net(const char *s, size_t len, struct net *out)
         return false;
     out->bits = 128;
     if (slash) {
+        if (!isdigit((unsigned char)*slash) || strlen(slash) > 3)
+            return false;                 /* no sign, blank or junk */
         bits = strtoul(slash, &end, 10);
-        if (!*slash || *end || bits > (v4 ? 32u : 128u))
+        if (*end || bits > (v4 ? 32u : 128u))
             return false;
         out->bits = (unsigned)bits + (v4 ? 96u : 0u);
     }

@@ -28,6 +28,10 @@ static void test_parse_and_contains(void **state)
     assert_null(netlist_parse("10.0.0.0/33"));
     assert_null(netlist_parse("banana"));
     assert_null(netlist_parse("::1/129"));
+    assert_null(netlist_parse("10.0.0.0/+8"));
+    assert_null(netlist_parse("10.0.0.0/ 8"));
+    assert_null(netlist_parse("10.0.0.0/"));
+    assert_null(netlist_parse("10.0.0.0/0008"));
     l = netlist_parse(NULL);
     assert_non_null(l);
     assert_false(netlist_contains(l, "127.0.0.1"));
