@@ -5,11 +5,11 @@
 #   config/deps.sh test    the above, plus cmocka, PostgreSQL, Python tests
 set -euo pipefail
 
-build_pkgs=(gcc cmake make pkg-config libmicrohttpd-dev libsqlite3-dev
+build_pkgs=(build-essential cmake pkg-config libmicrohttpd-dev libsqlite3-dev
             libpq-dev libjwt-dev libsodium-dev libjansson-dev libssl-dev
             libcurl4-openssl-dev)
 test_pkgs=(libcmocka-dev postgresql python3 python3-pytest python3-jwt
-           clang libclang-rt-14-dev)
+           python3-cryptography clang libclang-rt-14-dev)
 
 want=("${build_pkgs[@]}")
 if [ "${1:-build}" = test ]; then
