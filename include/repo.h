@@ -261,7 +261,10 @@ enum as_err repo_session_get(struct repo *r, const char *sid,
  * AS_OK with live = false. */
 enum as_err repo_session_state(struct repo *r, const char *sid, int64_t now,
                                struct session_state *out);
-/* The live sessions of a user, newest first; `*out` is an arena array. */
+#define REPO_SESSION_LIST_MAX 100
+#define REPO_SESSION_LIST_MAX_STR "100"
+/* The live sessions of a user, newest first, at most
+ * REPO_SESSION_LIST_MAX of them; `*out` is an arena array. */
 enum as_err repo_session_list(struct repo *r, const char *user_id,
                               int64_t now, struct session **out, size_t *n,
                               struct arena *a);

@@ -1252,7 +1252,8 @@ static enum as_err pg_session_list(void *impl, const char *user_id,
                    "SELECT " SESSION_COLS " FROM sessions s "
                    "WHERE s.user_id = $1 AND s.revoked_at IS NULL "
                    "AND s.expires_at > $2 "
-                   "ORDER BY s.created_at DESC, s.id DESC", &q, &r);
+                   "ORDER BY s.created_at DESC, s.id DESC "
+                   "LIMIT " REPO_SESSION_LIST_MAX_STR, &q, &r);
     rows = err == AS_OK ? PQntuples(r) : 0;
     if (rows > 0) {
         *out = arena_alloc(a, (size_t)rows * sizeof **out);

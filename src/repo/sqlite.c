@@ -93,7 +93,8 @@
       "JOIN users u ON u.id = s.user_id WHERE s.id = ?1")                  \
     X(S_SESSION_LIST, "SELECT " SESSION_COLS " FROM sessions s "           \
       "WHERE s.user_id = ?1 AND s.revoked_at IS NULL "                     \
-      "AND s.expires_at > ?2 ORDER BY s.created_at DESC, s.id DESC")       \
+      "AND s.expires_at > ?2 ORDER BY s.created_at DESC, s.id DESC "       \
+      "LIMIT " REPO_SESSION_LIST_MAX_STR)                                  \
     X(S_SESSION_REVOKE, "UPDATE sessions SET revoked_at = ?3 "             \
       "WHERE id = ?1 AND revoked_at IS NULL AND expires_at > ?3 "          \
       "AND (?2 IS NULL OR user_id = ?2)")                                  \
