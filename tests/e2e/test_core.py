@@ -343,3 +343,32 @@ def test_login_upgrades_an_old_hash_cost(backend):
         assert d.login(email, pw).status == 200     # and the new hash works
     finally:
         d.stop()
+
+
+def test_cors(make_daemon):
+    d = make_daemon({"AUTH_CORS_ORIGINS": "https://app.example.com, "
+                                          "https://admin.example.com"}).start()
+    ok = {"Origin": "https://app.example.com"}
+    r = d.request("GET", "/healthz", headers=ok)
+    assert r.header("Access-Control-Allow-Origin") == "https://app.example.com"
+    assert "X-Request-ID" in r.header("Access-Control-Expose-Headers")
+    assert r.header("Vary") == "Origin"
+    r = d.request("OPTIONS", "/api/v1/auth/login", headers=dict(
+        ok, **{"Access-Control-Request-Method": "POST"}))
+    assert r.status == 204
+    assert "POST" in r.header("Access-Control-Allow-Methods")
+    assert "Authorization" in r.header("Access-Control-Allow-Headers")
+    r = d.request("GET", "/healthz",
+                  headers={"Origin": "https://evil.example.com"})
+    assert r.header("Access-Control-Allow-Origin") is None
+    r = d.request("OPTIONS", "/api/v1/auth/login",
+                  headers={"Origin": "https://evil.example.com"})
+    assert r.status == 204 and "POST" in r.header("Allow")
+    assert r.header("Access-Control-Allow-Methods") is None
+    assert_problem(d.request("OPTIONS", "/nope", headers=ok), 404)
+
+
+def test_no_cors_headers_by_default(daemon):
+    r = daemon.request("GET", "/healthz",
+                       headers={"Origin": "https://app.example.com"})
+    assert r.header("Access-Control-Allow-Origin") is None
