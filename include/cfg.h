@@ -38,13 +38,19 @@ struct cfg {
     char *public_url;
     int log_level;                    /* enum log_level from log.h */
     enum cfg_log_format log_format;
-    /* Beyond API.md: operational limits. */
+    /* Operational limits (README, "Configuration"). */
     unsigned threads;                 /* AUTH_THREADS, 0 = cores */
     unsigned max_connections;         /* AUTH_MAX_CONNECTIONS */
     unsigned max_connections_per_ip;  /* AUTH_MAX_CONNECTIONS_PER_IP */
     unsigned connection_timeout;      /* AUTH_CONNECTION_TIMEOUT, seconds */
     unsigned db_pool_size;            /* AUTH_DB_POOL_SIZE */
     unsigned db_timeout_ms;           /* AUTH_DB_TIMEOUT_MS: busy/statement */
+    unsigned session_max_seconds;     /* AUTH_SESSION_MAX_SECONDS */
+    char *metrics_allow;              /* AUTH_METRICS_ALLOW: CIDR list */
+    char *keys_secret;                /* AUTH_KEYS_SECRET (secret) */
+    unsigned key_publish_seconds;     /* AUTH_KEY_PUBLISH_SECONDS */
+    unsigned header_timeout;          /* AUTH_HEADER_TIMEOUT, seconds */
+    unsigned mail_per_recipient_per_hour;
 };
 
 /* Loads defaults, then `env_file` (NULL or a missing file is fine), then

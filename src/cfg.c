@@ -110,6 +110,18 @@ static const struct cfg_var vars[] = {
       C_NONE },
     { "AUTH_DB_TIMEOUT_MS", T_UINT, F(db_timeout_ms), "5000", 100, 600000,
       0, C_NONE },
+    { "AUTH_SESSION_MAX_SECONDS", T_UINT, F(session_max_seconds), "7776000",
+      60, 315360000, 0, C_NONE },
+    { "AUTH_METRICS_ALLOW", T_STR, F(metrics_allow), "127.0.0.0/8,::1", 0, 0,
+      0, C_CIDRS },
+    { "AUTH_KEYS_SECRET", T_STR, F(keys_secret), NULL, 0, 0, SECRET,
+      C_NONE },
+    { "AUTH_KEY_PUBLISH_SECONDS", T_UINT, F(key_publish_seconds), "600", 0,
+      2592000, 0, C_NONE },
+    { "AUTH_HEADER_TIMEOUT", T_UINT, F(header_timeout), "10", 1, 3600, 0,
+      C_NONE },
+    { "AUTH_MAIL_PER_RECIPIENT_PER_HOUR", T_UINT,
+      F(mail_per_recipient_per_hour), "5", 1, 1000, 0, C_NONE },
 };
 #undef F
 #define NVARS (sizeof vars / sizeof vars[0])
@@ -476,6 +488,12 @@ static bool finish(struct cfg *c, char *why, size_t why_len)
         (!c->jwt_secret || strlen(c->jwt_secret) < 32))
         return fail(why, why_len, "invalid value for AUTH_JWT_SECRET: "
                     "HS256 needs a secret of at least 32 bytes");
+    if (c->introspection_token && strlen(c->introspection_token) < 32)
+        return fail(why, why_len, "invalid value for "
+                    "AUTH_INTROSPECTION_TOKEN: at least 32 characters");
+    if (c->keys_secret && strlen(c->keys_secret) < 32)
+        return fail(why, why_len, "invalid value for AUTH_KEYS_SECRET: "
+                    "at least 32 bytes");
     if ((c->smtp_user != NULL) != (c->smtp_password != NULL))
         return fail(why, why_len, "invalid value for AUTH_SMTP_USER: "
                     "AUTH_SMTP_USER and AUTH_SMTP_PASSWORD go together");

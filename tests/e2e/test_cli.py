@@ -82,14 +82,14 @@ def test_dotenv_values_reach_the_daemon():
 
 
 def test_config_log_redacts_secrets():
-    d = Daemon(env={"AUTH_INTROSPECTION_TOKEN": "s3cr3t-introspect-tok",
+    d = Daemon(env={"AUTH_INTROSPECTION_TOKEN": "s3cr3t-introspect-tok-0123456789abcdef",
                     "AUTH_JWT_ALG": "HS256",
                     "AUTH_JWT_SECRET": "k" * 40})
     d.start()
     try:
         text = "\n".join(d.lines)
         assert "config.loaded" in text
-        assert "s3cr3t-introspect-tok" not in text and "k" * 40 not in text
+        assert "s3cr3t-introspect-tok-0123456789abcdef" not in text and "k" * 40 not in text
     finally:
         assert d.stop() == 0
 

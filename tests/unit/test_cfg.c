@@ -39,6 +39,12 @@ static void test_defaults(void **state)
     assert_int_equal(c.session_cache_seconds, 5);
     assert_true(c.hash_workers >= 1);
     assert_null(c.introspection_token);
+    assert_int_equal(c.session_max_seconds, 7776000);
+    assert_string_equal(c.metrics_allow, "127.0.0.0/8,::1");
+    assert_null(c.keys_secret);
+    assert_int_equal(c.key_publish_seconds, 600);
+    assert_int_equal(c.header_timeout, 10);
+    assert_int_equal(c.mail_per_recipient_per_hour, 5);
     cfg_cleanup(&c);
 }
 
@@ -54,6 +60,11 @@ static void test_bad_values_named(void **state)
         "AUTH_TRUSTED_PROXIES=bogus", "AUTH_PUBLIC_URL=ftp://x",
         "AUTH_SMTP_URL=http://x", "AUTH_CORS_ORIGINS=https://a/,",
         "AUTH_PORT=99999999999999999999",
+        "AUTH_INTROSPECTION_TOKEN=x",
+        "AUTH_INTROSPECTION_TOKEN=0123456789abcdef0123456789abcde",
+        "AUTH_KEYS_SECRET=short", "AUTH_HEADER_TIMEOUT=0",
+        "AUTH_METRICS_ALLOW=everyone", "AUTH_SESSION_MAX_SECONDS=1",
+        "AUTH_MAIL_PER_RECIPIENT_PER_HOUR=0",
     };
     size_t i;
 
