@@ -200,3 +200,47 @@ def test_stalled_database_holds_no_http_thread(own_cluster):
         assert d.proc.poll() is None, "the daemon died"
     finally:
         assert d.stop() == 0, "\n".join(d.lines[-20:])
+
+
+def test_readyz_never_waits_on_a_hung_database(own_cluster):
+    """/readyz alone, nothing else waiting: it used to ping on the HTTP
+    thread and took the statement deadline to answer."""
+    folder, url = own_cluster
+    d = Daemon("postgres", database_url=url, env={
+        "AUTH_DB_TIMEOUT_MS": str(DB_TIMEOUT_MS),
+        "AUTH_THREADS": "2",
+    }).start()
+    stopped = []
+    try:
+        try:
+            assert wait_until(
+                lambda: timed_get(d, "/readyz")[0] == 200, timeout=10)
+            stopped = server_pids(folder)
+            signal_all(stopped, signal.SIGSTOP)
+            t_stop = time.monotonic()
+            took, t_503 = [], None
+            while t_503 is None:
+                status, s = timed_get(d, "/readyz", timeout=10)
+                took.append(s)
+                assert s < FAST_BOUND_S, (s, len(took))
+                assert status in (200, 503), status
+                if status == 503:
+                    t_503 = time.monotonic() - t_stop
+                assert time.monotonic() - t_stop < READY_503_BOUND_S, \
+                    "/readyz still 200, database stopped"
+                time.sleep(PACE_S)
+            # And it stays 503 while the database hangs.
+            end = time.monotonic() + 1.0
+            while time.monotonic() < end:
+                status, s = timed_get(d, "/readyz", timeout=10)
+                assert status == 503 and s < FAST_BOUND_S, (status, s)
+                time.sleep(PACE_S)
+            print("\nstall: /readyz alone: 503 %.3f s after SIGSTOP, "
+                  "max %.1f ms" % (t_503, max(took) * 1000))
+        finally:
+            signal_all(stopped, signal.SIGCONT)
+        assert wait_until(
+            lambda: timed_get(d, "/readyz")[0] == 200, timeout=30,
+            interval=0.05), "not ready again after SIGCONT"
+    finally:
+        assert d.stop() == 0, "\n".join(d.lines[-20:])
