@@ -1,5 +1,6 @@
 #ifndef AUTH_SCACHE_H            /* scache.h: session-revocation cache */
 #define AUTH_SCACHE_H
+#include <stdbool.h>
 #include <stdint.h>
 #include "err.h"
 #include "repo.h"
@@ -19,6 +20,11 @@ void scache_free(struct scache *c);
  * and the session was never seen). */
 enum as_err scache_check(struct scache *c, struct repo *r, const char *sid,
                          const char *user_id, struct session_state *out);
+/* The state of `sid` when the cache holds a fresh enough answer (true),
+ * else false; never asks the repository, so it never waits on the
+ * database (the HTTP threads' fast path). */
+bool scache_peek(struct scache *c, const char *sid,
+                 struct session_state *out);
 /* Forgets `sid` (after this instance revoked it). */
 void scache_forget(struct scache *c, const char *sid);
 /* Forgets every cached session of `user_id`. */

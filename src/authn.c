@@ -19,7 +19,10 @@ const char *authn_bearer_token(const char *h)
     return *h ? h : NULL;
 }
 
-enum as_err authn_bearer(struct req_ctx *rc)
+/* authn_bearer's work; without `wait` (on an HTTP thread) the session
+ * is taken from the cache only, and a miss sets *pending instead of
+ * asking the database. */
+static enum as_err bearer(struct req_ctx *rc, bool wait, bool *pending)
 {
     struct app *app = rc->app;
     const char *tok = authn_bearer_token(req_header(rc, "Authorization"));
@@ -34,8 +37,15 @@ enum as_err authn_bearer(struct req_ctx *rc)
     if (err != AS_OK)
         return res_fail(&rc->res, AS_ERR_INVALID_TOKEN,
                         "The access token is invalid or expired.");
-    err = scache_check(app->scache, app->repo, rc->claims.sid,
-                      rc->claims.sub, &st);
+    if (wait)
+        err = scache_check(app->scache, app->repo, rc->claims.sid,
+                           rc->claims.sub, &st);
+    else if (scache_peek(app->scache, rc->claims.sid, &st))
+        err = AS_OK;
+    else {
+        *pending = true;        /* the database must answer: a worker's */
+        return AS_OK;
+    }
     if (err != AS_OK)
         return res_fail(&rc->res, err,
                         "The session store is unavailable; retry shortly.");
@@ -48,7 +58,13 @@ enum as_err authn_bearer(struct req_ctx *rc)
     return AS_OK;
 }
 
-enum as_err authn_route(struct req_ctx *rc)
+enum as_err authn_bearer(struct req_ctx *rc)
+{
+    return bearer(rc, true, NULL);
+}
+
+/* authn_route's work; `wait` and `pending` as for bearer(). */
+static enum as_err route(struct req_ctx *rc, bool wait, bool *pending)
 {
     enum access acc = rc->route->access;
     bool admin;
@@ -56,8 +72,8 @@ enum as_err authn_route(struct req_ctx *rc)
 
     if (acc == ACCESS_PUBLIC)
         return AS_OK;
-    err = authn_bearer(rc);
-    if (err != AS_OK)
+    err = bearer(rc, wait, pending);
+    if (err != AS_OK || (!wait && *pending))
         return err;
     admin = strcmp(rc->claims.role, "admin") == 0;
     switch (acc) {
@@ -82,4 +98,15 @@ enum as_err authn_route(struct req_ctx *rc)
     return admin ? AS_OK
                  : res_fail(&rc->res, AS_ERR_FORBIDDEN,
                             "This resource needs the admin role.");
+}
+
+enum as_err authn_route(struct req_ctx *rc)
+{
+    return route(rc, true, NULL);
+}
+
+enum as_err authn_route_nowait(struct req_ctx *rc, bool *pending)
+{
+    *pending = false;
+    return route(rc, false, pending);
 }

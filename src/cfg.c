@@ -370,40 +370,113 @@ static bool apply(struct cfg *c, const char *name, size_t name_len,
     return true;
 }
 
-/* Strips matching quotes and surrounding blanks from a .env value. */
-static char *dotenv_value(char *s)
+static bool is_blank(char c)
 {
-    size_t len;
+    return c == ' ' || c == '\t';
+}
 
-    while (*s == ' ' || *s == '\t')
-        s++;
-    len = strlen(s);
-    while (len && (s[len - 1] == ' ' || s[len - 1] == '\t' ||
-                   s[len - 1] == '\r'))
-        s[--len] = '\0';
-    if (len >= 2 && (s[0] == '"' || s[0] == '\'') && s[len - 1] == s[0]) {
-        s[len - 1] = '\0';
-        return s + 1;
+/* Decodes a quoted .env value in place: `p` is just past the opening
+ * quote `q`. Inside double quotes \n \r \t \" \' \\ are escapes (any
+ * other backslash stays as it is); inside single quotes nothing is.
+ * Returns the end of the closing quote, or NULL when there is none. */
+static char *dotenv_quoted(char *p, char q)
+{
+    char *out = p;
+
+    for (; *p && *p != q; p++) {
+        if (q == '"' && *p == '\\' && p[1] && strchr("nrt\"'\\", p[1])) {
+            p++;
+            *out++ = *p == 'n' ? '\n' : *p == 'r' ? '\r'
+                                      : *p == 't' ? '\t' : *p;
+        } else {
+            *out++ = *p;
+        }
     }
-    return s;
+    if (*p != q)
+        return NULL;
+    *out = '\0';
+    return p + 1;
+}
+
+/* Parses one .env line (no newline) in place, the common dotenv syntax:
+ * blank or `#` lines; [export <blanks>] NAME [blanks] = [blanks] value,
+ * NAME a shell identifier; the value in double quotes (escapes as
+ * dotenv_quoted says), in single quotes (literal), or bare up to a `#`
+ * that follows a blank, blanks around it trimmed; after a closing quote
+ * only blanks and a `#` comment. Returns 1 with *name (*nlen bytes) and
+ * *value set, 0 for a line without a setting, -1 with *bad saying what
+ * it cannot read. */
+static int dotenv_line(char *p, const char **name, size_t *nlen,
+                       const char **value, const char **bad)
+{
+    size_t len = strlen(p);
+    char *v, *end;
+
+    if (len && p[len - 1] == '\r')
+        p[--len] = '\0';
+    while (is_blank(*p))
+        p++;
+    if (*p == '#' || *p == '\0')
+        return 0;
+    if (strncmp(p, "export", 6) == 0 && is_blank(p[6]))
+        for (p += 6; is_blank(*p);)
+            p++;
+    *name = p;
+    while ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+           (*p == '_') || (p > *name && *p >= '0' && *p <= '9'))
+        p++;
+    *nlen = (size_t)(p - *name);
+    while (is_blank(*p))
+        p++;
+    if (*p != '=' || *nlen == 0) {
+        *bad = strchr(p, '=') ? "the name is not a letter or _ followed "
+                                "by letters, digits or _"
+                              : "it is not NAME=value";
+        return -1;
+    }
+    v = ++p;
+    while (is_blank(*v))
+        v++;
+    if (*v == '"' || *v == '\'') {
+        end = dotenv_quoted(v + 1, *v);
+        while (end && is_blank(*end))
+            end++;
+        if (!end || (*end != '\0' && *end != '#')) {
+            *bad = end ? "text after the closing quote"
+                       : "the quote is not closed on this line";
+            return -1;
+        }
+        *value = v + 1;
+        return 1;
+    }
+    for (end = v; *end && !(*end == '#' && end > p && is_blank(end[-1]));)
+        end++;
+    while (end > v && is_blank(end[-1]))
+        end--;
+    *end = '\0';
+    *value = v;
+    return 1;
 }
 
 /* Applies the AUTH_* lines of a .env file unless `envp` sets them too
- * (the environment wins). Non-AUTH_ names are left alone. */
+ * (the environment wins). Other names are read and left alone; a line
+ * that cannot be read stops the load, naming the file and the line. */
 static bool load_dotenv(struct cfg *c, const char *path, char *const *envp,
                         char *why, size_t why_len)
 {
     FILE *f = fopen(path, "r");
-    char line[MAX_VALUE + 256];
+    char line[MAX_VALUE + 256], origin[PATH_MAX + 32];
     unsigned lineno = 0;
     bool ok = true;
 
     if (!f)
         return true;                           /* optional */
     while (ok && fgets(line, sizeof line, f)) {
-        char *p = line, *eq, *name_end;
-        size_t i, nlen;
+        char *p = line;
+        const char *name = NULL, *value = NULL, *bad = NULL;
+        size_t i, nlen = 0;
         bool overridden = false;
+        int kind;
 
         lineno++;
         if (!strchr(line, '\n') && !feof(f)) {
@@ -411,29 +484,22 @@ static bool load_dotenv(struct cfg *c, const char *path, char *const *envp,
             break;
         }
         line[strcspn(line, "\n")] = '\0';
-        while (*p == ' ' || *p == '\t')
-            p++;
-        if (*p == '#' || *p == '\0' || *p == '\r')
-            continue;
-        if (strncmp(p, "export ", 7) == 0)
-            p += 7;
-        eq = strchr(p, '=');
-        if (!eq) {
-            ok = fail(why, why_len, "%s: line %u is not NAME=value", path,
-                      lineno);
+        if (lineno == 1 && strncmp(p, "\xEF\xBB\xBF", 3) == 0)
+            p += 3;                                /* UTF-8 byte-order mark */
+        kind = dotenv_line(p, &name, &nlen, &value, &bad);
+        if (kind < 0) {
+            ok = fail(why, why_len, "%s: line %u cannot be read: %s", path,
+                      lineno, bad);
             break;
         }
-        name_end = eq;
-        while (name_end > p && (name_end[-1] == ' ' || name_end[-1] == '\t'))
-            name_end--;
-        nlen = (size_t)(name_end - p);
-        if (nlen < 5 || strncmp(p, "AUTH_", 5) != 0)
+        if (kind == 0 || nlen < 5 || strncmp(name, "AUTH_", 5) != 0)
             continue;
         for (i = 0; envp[i]; i++)
-            if (strncmp(envp[i], p, nlen) == 0 && envp[i][nlen] == '=')
+            if (strncmp(envp[i], name, nlen) == 0 && envp[i][nlen] == '=')
                 overridden = true;
+        snprintf(origin, sizeof origin, "%s line %u", path, lineno);
         if (!overridden)
-            ok = apply(c, p, nlen, dotenv_value(eq + 1), path, why, why_len);
+            ok = apply(c, name, nlen, value, origin, why, why_len);
     }
     sodium_memzero(line, sizeof line);
     fclose(f);

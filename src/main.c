@@ -16,6 +16,7 @@
 #include "metrics.h"
 #include "netaddr.h"
 #include "password.h"
+#include "ready.h"
 #include "repo.h"
 #include "scache.h"
 #include "sec.h"
@@ -27,6 +28,8 @@
 #define VCACHE_SLOTS 16384
 #define DB_QUEUE 1024            /* requests waiting for the database */
 #define STOP_GRACE_MS 10000
+#define READY_INTERVAL_MS 1000   /* /readyz's database ping, when idle */
+#define READY_STALL_MS 1000      /* a ping this slow means "not ready" */
 
 static const char usage[] =
     "usage: auth-serve [COMMAND]\n"
@@ -110,6 +113,11 @@ static void reload_keys(struct app *app, const struct sec_keys ***old,
               json_pack("{s:s}", "kid", sec_keys_kid(k)));
 }
 
+static enum as_err ping_repo(void *repo)
+{
+    return repo_ping(repo);
+}
+
 static int serve(struct cfg *cfg)
 {
     struct app app = { .cfg = cfg };
@@ -143,8 +151,12 @@ static int serve(struct cfg *cfg)
     app.metrics = metrics_new();
     app.trusted = netlist_parse(cfg->trusted_proxies);
     app.vcache = vcache_new(VCACHE_SLOTS);
+    if (app.repo)
+        app.ready = ready_new(ping_repo, app.repo, READY_INTERVAL_MS,
+                              READY_STALL_MS);
     if (app.repo && app.pool && app.db_pool && app.scache && app.metrics &&
-        app.trusted && app.vcache && pw_dummy_init(&app.pw) == AS_OK)
+        app.trusted && app.vcache && app.ready &&
+        pw_dummy_init(&app.pw) == AS_OK)
         srv = server_start(&app);
     if (srv)
         atomic_store(&app.mailer, mail_start(cfg, app.repo));
@@ -164,6 +176,7 @@ static int serve(struct cfg *cfg)
     }
     workpool_free(app.pool);
     workpool_free(app.db_pool);
+    ready_free(app.ready);
     scache_free(app.scache);
     metrics_free(app.metrics);
     netlist_free(app.trusted);

@@ -119,6 +119,13 @@ enum as_err scache_check(struct scache *c, struct repo *r, const char *sid,
     return err;
 }
 
+bool scache_peek(struct scache *c, const char *sid,
+                 struct session_state *out)
+{
+    return strlen(sid) < UUID_STR_LEN && c->ttl_ms &&
+           lookup(c, sid, false, out);
+}
+
 void scache_forget(struct scache *c, const char *sid)
 {
     unsigned i = slot_of(c, sid);

@@ -519,6 +519,36 @@ static void offloaded(void *arg)
     MHD_resume_connection(rc->conn);
 }
 
+static void overloaded(struct req_ctx *rc)
+{
+    rc->err = AS_ERR_OVERLOADED;
+    rc->res.detail = "The server is busy; retry shortly.";
+}
+
+/* A request whose session was not in the cache, on a database worker:
+ * authenticated here (this may wait on the database), then run as
+ * dispatch() would have run it. */
+static void authn_offloaded(void *arg)
+{
+    struct req_ctx *rc = arg;
+    enum as_err err = authn_route(rc);
+
+    if (err == AS_OK && (rc->route->flags & RF_OFFLOAD)) {
+        if (workpool_submit(rc->app->pool, offloaded, rc))
+            return;
+        overloaded(rc);
+    } else if (err == AS_OK && (rc->route->flags & RF_DB)) {
+        offloaded(rc);
+        return;
+    } else if (err == AS_OK) {
+        run_handler(rc);
+    } else {
+        rc->err = err;
+    }
+    __atomic_store_n(&rc->state, ST_DONE, __ATOMIC_RELEASE);
+    MHD_resume_connection(rc->conn);
+}
+
 /* Takes a token for a credential route; false (rc->err set, Retry-After
  * added) when the client's bucket is empty. Runs before authentication
  * and before the work pool, so a flood never reaches Argon2. */
@@ -537,32 +567,42 @@ static bool rate_ok(struct server *srv, struct req_ctx *rc)
     return false;
 }
 
+/* An HTTP thread never waits on the database: a request that needs it,
+ * for its route or to check its session (not in the session cache), is
+ * suspended and finished on a worker; a cached session (the fast path of
+ * /verify) is answered here. */
 static enum MHD_Result dispatch(struct server *srv, struct req_ctx *rc)
 {
     enum as_err err;
+    bool pending = false;
+    struct workpool *pool;
+    workpool_fn fn = offloaded;
 
     if (!rate_ok(srv, rc))
         return respond(rc);
-    err = authn_route(rc);
+    err = authn_route_nowait(rc, &pending);
     if (err != AS_OK) {
         rc->err = err;
         return respond(rc);
     }
-    if (!(rc->route->flags & (RF_OFFLOAD | RF_DB))) {
+    if (!pending && !(rc->route->flags & (RF_OFFLOAD | RF_DB))) {
         run_handler(rc);
         return respond(rc);
     }
-    if (db_refused(rc->app->repo, false)) {
+    if ((rc->route->flags & (RF_OFFLOAD | RF_DB)) &&
+        db_refused(rc->app->repo, false)) {
         refuse_unavailable(rc);
         return respond(rc);
     }
+    pool = rc->route->flags & RF_OFFLOAD ? rc->app->pool : rc->app->db_pool;
+    if (pending) {
+        pool = rc->app->db_pool;
+        fn = authn_offloaded;
+    }
     rc->state = ST_WORKING;
     MHD_suspend_connection(rc->conn);
-    if (!workpool_submit(rc->route->flags & RF_OFFLOAD ? rc->app->pool
-                                                       : rc->app->db_pool,
-                         offloaded, rc)) {
-        rc->err = AS_ERR_OVERLOADED;
-        rc->res.detail = "The server is busy; retry shortly.";
+    if (!workpool_submit(pool, fn, rc)) {
+        overloaded(rc);
         rc->state = ST_DONE;
         MHD_resume_connection(rc->conn);
     }

@@ -29,8 +29,9 @@ static int read_all(int fd, unsigned char *buf, size_t want)
     return 0;
 }
 
-int sec_file_read(const char *path, size_t max, unsigned char **out,
-                  size_t *len)
+/* sec_file_read's work; `flags` adds O_NOFOLLOW or not. */
+static int file_read(const char *path, size_t max, unsigned char **out,
+                     size_t *len, int flags)
 {
     struct stat st;
     unsigned char *buf = NULL;
@@ -38,7 +39,7 @@ int sec_file_read(const char *path, size_t max, unsigned char **out,
 
     *out = NULL;
     *len = 0;
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    fd = open(path, O_RDONLY | O_CLOEXEC | flags);
     if (fd < 0)
         return errno;
     if (fstat(fd, &st) != 0)
@@ -62,6 +63,18 @@ int sec_file_read(const char *path, size_t max, unsigned char **out,
     *out = buf;
     *len = (size_t)st.st_size;
     return 0;
+}
+
+int sec_file_read(const char *path, size_t max, unsigned char **out,
+                  size_t *len)
+{
+    return file_read(path, max, out, len, O_NOFOLLOW);
+}
+
+int sec_file_read_linked(const char *path, size_t max, unsigned char **out,
+                         size_t *len)
+{
+    return file_read(path, max, out, len, 0);
 }
 
 static int write_all(int fd, const unsigned char *p, size_t n)

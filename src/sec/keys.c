@@ -188,7 +188,8 @@ static enum as_err load_key_file(const struct cfg *cfg, struct sec_keys *k,
     char fit[200];
     EVP_PKEY *pk = NULL;
     enum as_err err = AS_ERR_INTERNAL;
-    int rc = sec_file_read(path, SEC_KEY_FILE_MAX, &k->sign, &k->sign_len);
+    int rc = sec_file_read_linked(path, SEC_KEY_FILE_MAX, &k->sign,
+                                  &k->sign_len);      /* mounted secrets */
 
     if (rc != 0) {
         sec_why(why, why_len, "AUTH_JWT_KEY_FILE %s: %s", path,

@@ -81,12 +81,17 @@ enum as_err sec_store_load(const struct cfg *cfg, struct sec_keys *k,
                            char *why, size_t why_len);
 
 /* ---- file.c: small files written atomically ---- */
-/* Reads the regular file `path` (at most `max` bytes) into a malloc'd
- * buffer with a NUL appended (not counted). Returns 0, or an errno value:
- * ENOENT when missing, EFBIG when larger than `max`. Caller wipes when
- * secret and frees with free(). */
+/* Reads the regular file `path` (never a symbolic link: ELOOP), at most
+ * `max` bytes, into a malloc'd buffer with a NUL appended (not counted).
+ * Returns 0, or an errno value: ENOENT when missing, EFBIG when larger
+ * than `max`. Caller wipes when secret and frees with free(). */
 int sec_file_read(const char *path, size_t max, unsigned char **out,
                   size_t *len);
+/* sec_file_read, except that `path` may be a symbolic link (to a regular
+ * file): for AUTH_JWT_KEY_FILE, which mounted secrets present as links.
+ * Files of the generated keys folder are read with sec_file_read. */
+int sec_file_read_linked(const char *path, size_t max, unsigned char **out,
+                         size_t *len);
 /* Writes `data` to a new temporary file beside `path` (O_EXCL, mode 0600),
  * fsyncs it, then either renames it over `path` (replace) or links it as
  * `path` only when `path` does not exist yet (EEXIST otherwise). Returns 0

@@ -172,6 +172,89 @@ static void test_dotenv_errors(void **state)
     cfg_cleanup(&c);
 }
 
+/* Loads `text` as the .env file with an empty environment. */
+static bool load_text(struct cfg *c, const char *text)
+{
+    char *env[] = { NULL };
+    char *path = write_tmp(text);
+    bool ok = load(c, path, env);
+
+    unlink(path);
+    return ok;
+}
+
+/* The common dotenv syntax: quotes removed, comments after a closing
+ * quote or a blank, `export` with any blanks, a byte-order mark. */
+static void test_dotenv_syntax(void **state)
+{
+    struct cfg c;
+
+    (void)state;
+    assert_true(load_text(&c, "AUTH_JWT_ISSUER=\"issuer-a\" # prod\n"
+                              "export  AUTH_JWT_AUDIENCE=v\n"
+                              "export\tAUTH_PORT=9003 # a comment\n"
+                              "  # indented comment\n\n"
+                              "AUTH_PUBLIC_URL=http://h/a#b\n"));
+    assert_string_equal(c.jwt_issuer, "issuer-a");
+    assert_string_equal(c.jwt_audience, "v");
+    assert_int_equal(c.port, 9003);
+    assert_string_equal(c.public_url, "http://h/a#b");   /* no blank */
+    cfg_cleanup(&c);
+
+    assert_true(load_text(&c, "AUTH_JWT_ISSUER = 'a \\n \"b\" # c'   \n"
+                              "AUTH_JWT_AUDIENCE=\"q\\\"\\\\\\x\"#c\r\n"
+                              "export=not ours\n"));
+    assert_string_equal(c.jwt_issuer, "a \\n \"b\" # c");  /* literal */
+    assert_string_equal(c.jwt_audience, "q\"\\\\x");
+    cfg_cleanup(&c);
+
+    assert_true(load_text(&c, "AUTH_JWT_ISSUER=\"a\\tb\"\n"
+                              "OTHER= # only a comment\n"
+                              "AUTH_PORT=\"9004\"\n"));
+    assert_string_equal(c.jwt_issuer, "a\tb");
+    assert_int_equal(c.port, 9004);
+    cfg_cleanup(&c);
+
+    /* A byte-order mark hides nothing: the first line is read. */
+    assert_true(load_text(&c, "\xEF\xBB\xBF" "AUTH_PORT=9005\n"));
+    assert_int_equal(c.port, 9005);
+    cfg_cleanup(&c);
+    assert_false(load_text(&c, "\xEF\xBB\xBF" "AUTH_PORT=abc\n"));
+    assert_non_null(strstr(why, "AUTH_PORT"));
+    assert_non_null(strstr(why, "line 1"));
+    cfg_cleanup(&c);
+}
+
+/* A line the parser cannot read stops the load, naming file and line. */
+static void test_dotenv_unreadable_lines(void **state)
+{
+    static const char *const bad[] = {
+        "AUTH_JWT_ISSUER=\"unterminated\n",
+        "AUTH_JWT_ISSUER='unterminated\n",
+        "AUTH_JWT_ISSUER=\"a\" junk\n",
+        "AUTH_JWT_ISSUER='a'b\n",
+        "AUTH_PORT 9000\n",
+        "AUTH-PORT=9000\n",
+        "1AUTH=x\n",
+        "=x\n",
+        "OTHER=\"not ours but unreadable\n",
+        "export  \n",
+    };
+    struct cfg c;
+    char text[256];
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(text, sizeof text, "# one\nAUTH_PORT=9000\n%s", bad[i]);
+        if (load_text(&c, text))
+            fail_msg("read: %s", bad[i]);
+        if (!strstr(why, "line 3") || !strstr(why, "/tmp/auth-cfg-"))
+            fail_msg("%s: %s", bad[i], why);
+        cfg_cleanup(&c);
+    }
+}
+
 /* .env.example documents every variable and is itself a valid file. */
 static void test_example_documents_everything(void **state)
 {
@@ -212,6 +295,8 @@ int main(void)
         cmocka_unit_test(test_hs256_needs_secret),
         cmocka_unit_test(test_dotenv_precedence),
         cmocka_unit_test(test_dotenv_errors),
+        cmocka_unit_test(test_dotenv_syntax),
+        cmocka_unit_test(test_dotenv_unreadable_lines),
         cmocka_unit_test(test_example_documents_everything),
     };
 

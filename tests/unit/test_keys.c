@@ -744,6 +744,64 @@ static void key_file_mismatch_refused(void **state)
     assert_non_null(strstr(load_fails(&f->cfg), missing));
 }
 
+/* AUTH_JWT_KEY_FILE may be a symbolic link, as a mounted secret is
+ * (name -> ..data/name, ..data -> a timestamped folder). */
+static void key_file_may_be_a_link(void **state)
+{
+    struct fx *f = *state;
+    char real_dir[PATH_MAX], real[PATH_MAX], data[PATH_MAX];
+    char link_path[PATH_MAX];
+    struct sec_keys *k1, *k2;
+
+    assert_int_equal(mkdir(f->dir, 0700), 0);
+    path_in(real_dir, f->dir, "..2026_12_01", "");
+    assert_int_equal(mkdir(real_dir, 0700), 0);
+    path_in(real, real_dir, "key", ".pem");
+    write_key(real, "EC", "P-256", true);
+    path_in(data, f->dir, "..data", "");
+    assert_int_equal(symlink("..2026_12_01", data), 0);
+    path_in(link_path, f->dir, "key", ".pem");
+    assert_int_equal(symlink("..data/key.pem", link_path), 0);
+    f->cfg.jwt_key_file = real;
+    k1 = load(&f->cfg);
+    f->cfg.jwt_key_file = link_path;
+    k2 = load(&f->cfg);
+    assert_string_equal(sec_keys_kid(k1), sec_keys_kid(k2));
+    sec_keys_free(k1);
+    sec_keys_free(k2);
+    /* A link to something that is not a regular file is still refused. */
+    assert_int_equal(unlink(link_path), 0);
+    assert_int_equal(symlink("..data", link_path), 0);
+    load_fails(&f->cfg);
+}
+
+/* Inside the generated keys folder a symbolic link is never followed:
+ * not for a key, not for `current`, not for refresh.key. */
+static void keys_folder_links_refused(void **state)
+{
+    struct fx *f = *state;
+    struct sec_keys *k = load(&f->cfg);
+    char path[PATH_MAX], outside[PATH_MAX], kid[SEC_KID_MAX];
+    const char *names[][2] = { { "", ".pem" }, { "current", "" },
+                               { "refresh.key", "" } };
+    size_t i;
+
+    snprintf(kid, sizeof kid, "%s", sec_keys_kid(k));
+    sec_keys_free(k);
+    names[0][0] = kid;
+    for (i = 0; i < 3; i++) {
+        path_in(path, f->keys, names[i][0], names[i][1]);
+        path_in(outside, f->dir, names[i][0], names[i][1]);
+        assert_int_equal(rename(path, outside), 0);
+        assert_int_equal(symlink(outside, path), 0);
+        load_fails(&f->cfg);
+        assert_int_equal(unlink(path), 0);
+        assert_int_equal(rename(outside, path), 0);
+        k = load(&f->cfg);                  /* the real file: fine again */
+        sec_keys_free(k);
+    }
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -763,6 +821,8 @@ int main(void)
         T(key_file_is_used_as_is),
         T(key_file_rs256),
         T(key_file_mismatch_refused),
+        T(key_file_may_be_a_link),
+        T(keys_folder_links_refused),
     };
 #undef T
 

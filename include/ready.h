@@ -1,0 +1,30 @@
+#ifndef AUTH_READY_H             /* ready.h: readiness without waiting */
+#define AUTH_READY_H
+#include <stdbool.h>
+#include <stdint.h>
+#include "err.h"
+
+/* A background prober of the database: its own thread calls `ping`
+ * every `interval_ms` (and soon after a ready_check() asks), and keeps
+ * the outcome, so /readyz answers from it on an HTTP thread without ever
+ * waiting on the database. Thread-safe. */
+struct ready;
+
+/* Checks the database; may wait as long as the database makes it. */
+typedef enum as_err (*ready_ping_fn)(void *arg);
+
+/* Starts the prober; the first ping runs at once. `ping` and `arg` are
+ * borrowed until ready_free(). A ping still running after `stall_ms`
+ * counts as a failure. NULL when out of memory or threads. */
+struct ready *ready_new(ready_ping_fn ping, void *arg, uint64_t interval_ms,
+                        uint64_t stall_ms);
+/* Stops the prober (after the ping in progress, if any, returns) and
+ * frees it; NULL is a no-op. */
+void ready_free(struct ready *r);
+/* True when, at monotonic time `now_ms`, the last finished ping
+ * succeeded and no ping has been running for `stall_ms` or more. Asks
+ * for a new ping at once (at most one every few milliseconds), so that a
+ * caller polling this sees a recovery promptly. Never waits on a ping. */
+bool ready_check(struct ready *r, uint64_t now_ms);
+
+#endif

@@ -1,0 +1,130 @@
+/* ready.c: the database readiness prober behind /readyz. */
+#include "ready.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "clock.h"
+
+/* A ready_check() starts a ping only when the last one ended at least
+ * this long ago, so that a flood of /readyz calls costs the database at
+ * most this many pings a second: 1000 / KICK_GAP_MS. */
+#define KICK_GAP_MS 20u
+
+struct ready {
+    ready_ping_fn ping;
+    void *arg;
+    uint64_t interval_ms, stall_ms;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;                  /* kicks and stop */
+    pthread_t thread;
+    bool stopping, kicked, running;
+    bool last_ok;                       /* the last finished ping's result */
+    uint64_t started_ms, ended_ms;      /* of the running / last ping */
+};
+
+/* Milliseconds from `t` to `now` (0 when `now` is earlier). */
+static uint64_t since(uint64_t now, uint64_t t)
+{
+    return now > t ? now - t : 0;
+}
+
+/* Waits on r->cv until `deadline_ms` (monotonic) or a signal. */
+static void wait_until(struct ready *r, uint64_t deadline_ms)
+{
+    uint64_t now = clock_mono_ms(), left = deadline_ms > now
+                                               ? deadline_ms - now : 0;
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += (time_t)(left / 1000u);
+    ts.tv_nsec += (long)(left % 1000u) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    (void)pthread_cond_timedwait(&r->cv, &r->mu, &ts);
+}
+
+static void *prober(void *arg)
+{
+    struct ready *r = arg;
+    enum as_err err;
+
+    pthread_mutex_lock(&r->mu);
+    while (!r->stopping) {
+        r->running = true;
+        r->kicked = false;
+        r->started_ms = clock_mono_ms();
+        pthread_mutex_unlock(&r->mu);
+        err = r->ping(r->arg);                  /* may wait: no lock held */
+        pthread_mutex_lock(&r->mu);
+        r->running = false;
+        r->last_ok = err == AS_OK;
+        r->ended_ms = clock_mono_ms();
+        while (!r->stopping && !r->kicked &&
+               since(clock_mono_ms(), r->ended_ms) < r->interval_ms)
+            wait_until(r, r->ended_ms + r->interval_ms);
+    }
+    pthread_mutex_unlock(&r->mu);
+    return NULL;
+}
+
+struct ready *ready_new(ready_ping_fn ping, void *arg, uint64_t interval_ms,
+                        uint64_t stall_ms)
+{
+    struct ready *r = calloc(1, sizeof *r);
+    pthread_condattr_t ca;
+
+    if (!r)
+        return NULL;
+    r->ping = ping;
+    r->arg = arg;
+    r->interval_ms = interval_ms ? interval_ms : 1;
+    r->stall_ms = stall_ms;
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&r->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    if (pthread_create(&r->thread, NULL, prober, r) != 0) {
+        pthread_cond_destroy(&r->cv);
+        pthread_mutex_destroy(&r->mu);
+        free(r);
+        return NULL;
+    }
+    return r;
+}
+
+void ready_free(struct ready *r)
+{
+    if (!r)
+        return;
+    pthread_mutex_lock(&r->mu);
+    r->stopping = true;
+    pthread_cond_signal(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    pthread_join(r->thread, NULL);
+    pthread_cond_destroy(&r->cv);
+    pthread_mutex_destroy(&r->mu);
+    free(r);
+}
+
+bool ready_check(struct ready *r, uint64_t now_ms)
+{
+    bool ok;
+
+    pthread_mutex_lock(&r->mu);
+    if (r->running)
+        ok = r->last_ok && since(now_ms, r->started_ms) < r->stall_ms;
+    else
+        ok = r->last_ok;
+    if (!r->running && !r->kicked &&
+        since(now_ms, r->ended_ms) >= KICK_GAP_MS) {
+        r->kicked = true;
+        pthread_cond_signal(&r->cv);
+    }
+    pthread_mutex_unlock(&r->mu);
+    return ok;
+}

@@ -1,0 +1,83 @@
+"""Configuration files as operators write them: `.env` in the common
+dotenv syntax (quotes, comments, `export`, a byte-order mark), lines it
+cannot read refused with exit status 2 naming file and line, and
+AUTH_JWT_KEY_FILE given as a symbolic link the way mounted secrets are."""
+import os
+import subprocess
+import tempfile
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from conftest import BIN, Daemon
+from jwtutil import parts
+
+
+def check(cwd, env=None):
+    full = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    full.update(env or {})
+    return subprocess.run([BIN, "config", "check"], env=full, cwd=cwd,
+                          capture_output=True, timeout=60)
+
+
+def write(path, data):
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def test_config_check_reads_dotenv_syntax_and_names_bad_lines():
+    cwd = tempfile.mkdtemp()
+    env_path = os.path.join(cwd, ".env")
+    write(env_path, b"\xef\xbb\xbfAUTH_PORT=8123\n"
+          b'AUTH_JWT_ISSUER="issuer-a" # prod\n'
+          b"export  AUTH_JWT_AUDIENCE='aud b'   # two blanks after export\n"
+          b"\n   # comment\n")
+    r = check(cwd)
+    assert r.returncode == 0, r.stderr
+    # A byte-order mark no longer hides a bad first line.
+    write(env_path, b"\xef\xbb\xbfAUTH_PORT=abc\n")
+    r = check(cwd)
+    assert r.returncode == 2, r.stderr
+    line = r.stderr.decode().strip()
+    assert "\n" not in line and "AUTH_PORT" in line and "line 1" in line
+    for bad in (b'AUTH_JWT_ISSUER="issuer-a\n',        # unterminated
+                b'AUTH_JWT_ISSUER="issuer-a" prod\n',  # junk after quote
+                b"AUTH_JWT_ISSUER issuer-a\n",         # no =
+                b"AUTH JWT_ISSUER=issuer-a\n"):        # bad name
+        write(env_path, b"# first\nAUTH_PORT=8123\n" + bad)
+        r = check(cwd)
+        assert r.returncode == 2, (bad, r.stderr)
+        line = r.stderr.decode().strip()
+        assert "\n" not in line and ".env" in line and "line 3" in line, \
+            (bad, line)
+
+
+def test_daemon_takes_quoted_value_and_linked_key_file():
+    d = Daemon()
+    # The key as a mounted secret: key.pem -> ..data/key.pem, ..data -> a
+    # timestamped folder.
+    secrets_dir = os.path.join(d.data_dir, "secrets")
+    real_dir = os.path.join(secrets_dir, "..2026_12_01_00_00_00.1")
+    os.makedirs(real_dir, mode=0o700)
+    key = ec.generate_private_key(ec.SECP256R1())
+    write(os.path.join(real_dir, "key.pem"), key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    os.chmod(os.path.join(real_dir, "key.pem"), 0o600)
+    os.symlink("..2026_12_01_00_00_00.1", os.path.join(secrets_dir, "..data"))
+    os.symlink("..data/key.pem", os.path.join(secrets_dir, "key.pem"))
+    write(os.path.join(d.data_dir, ".env"),
+          b'AUTH_JWT_ISSUER="issuer-a" # prod\n'
+          b"export  AUTH_JWT_KEY_FILE=" +
+          os.path.join(secrets_dir, "key.pem").encode() + b"\n")
+    d.start()
+    try:
+        _, _, t = d.user()
+        claims = parts(t["access_token"])[1]
+        assert claims["iss"] == "issuer-a"
+        # Signed with the linked key: its public half verifies the token.
+        jwt.decode(t["access_token"], key.public_key(), algorithms=["ES256"],
+                   audience="auth-serve", issuer="issuer-a")
+    finally:
+        assert d.stop() == 0, "\n".join(d.lines[-20:])

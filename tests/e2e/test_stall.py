@@ -1,0 +1,246 @@
+"""Stall test: the whole PostgreSQL server is stopped with SIGSTOP (it
+accepts TCP connections but never answers, the way a hung host looks)
+while a dozen bearer requests whose sessions are not in the session cache
+wait on it. No HTTP thread may wait on the database: /healthz, /metrics
+and the JWKS keep answering at once, /readyz answers 503 within about a
+second, and once the server continues (SIGCONT) everything answers again.
+
+The test makes its own throwaway cluster (tests/pg-cluster.sh), so
+stopping it disturbs no other test, and continues it in a `finally`.
+PostgreSQL only: skipped without AUTH_E2E_PG_URL. The measured numbers are
+printed (pytest -s).
+"""
+import http.client
+import os
+import signal
+import statistics
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import BACKENDS, PG_URL, ROOT, Daemon, wait_until
+
+pytestmark = pytest.mark.skipif(
+    not PG_URL or "postgres" not in BACKENDS,
+    reason="PostgreSQL stall test: needs AUTH_E2E_PG_URL and the postgres "
+           "backend")
+
+CLUSTER = os.path.join(ROOT, "tests", "pg-cluster.sh")
+BEARERS = 12                 # bearer requests stuck on the database
+FAST_BOUND_S = 0.2           # /healthz, /metrics, JWKS while it is stuck
+READY_503_BOUND_S = 2.5      # from SIGSTOP to /readyz answering 503
+WINDOW_S = 2.0               # how long the database-free routes are probed
+PACE_S = 0.005               # between probe rounds: a rate, not a wait
+# The longest a stuck request may legitimately wait: a statement's
+# client deadline (AUTH_DB_TIMEOUT_MS + 2 s) or a connect (3 s) and a free
+# pool slot, with room for a loaded machine.
+DB_TIMEOUT_MS = 4000
+STUCK_BOUND_S = 2 * DB_TIMEOUT_MS / 1000 + 3 + 2 + 10
+
+
+def cluster(cmd, folder):
+    r = subprocess.run(["bash", CLUSTER, cmd, folder], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, "pg-cluster.sh %s: %s" % (cmd, r.stderr)
+    return r.stdout.strip()
+
+
+@pytest.fixture
+def own_cluster(tmp_path):
+    folder = str(tmp_path / "pg")
+    url = cluster("start", folder)
+    try:
+        yield folder, url
+    finally:
+        subprocess.run(["bash", CLUSTER, "stop", folder],
+                       capture_output=True, timeout=180)
+
+
+def server_pids(folder):
+    """The postmaster of the cluster in `folder` (from its postmaster.pid)
+    and every process it started, postmaster first."""
+    root = None
+    with open(os.path.join(folder, ".pg-cluster")) as f:
+        for line in f:
+            if line.startswith("root="):
+                root = line[5:].strip()
+    with open(os.path.join(root, "data", "postmaster.pid")) as f:
+        postmaster = int(f.readline())
+    children = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name) as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # pid (comm) state ppid ...: comm may hold spaces, so split after
+        # the last ')'.
+        if int(stat.rsplit(")", 1)[1].split()[1]) == postmaster:
+            children.append(int(name))
+    return [postmaster] + children
+
+
+def signal_all(pids, sig):
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def timed_get(d, path, token=None, timeout=30):
+    """(status or None, seconds) of a GET on a fresh connection."""
+    t0 = time.monotonic()
+    conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=timeout)
+    try:
+        h = {"Authorization": "Bearer " + token} if token else {}
+        conn.request("GET", path, headers=h)
+        r = conn.getresponse()
+        r.read()
+        status = r.status
+    except (OSError, http.client.HTTPException):
+        status = None
+    finally:
+        conn.close()
+    return status, time.monotonic() - t0
+
+
+def test_stalled_database_holds_no_http_thread(own_cluster):
+    folder, url = own_cluster
+    d = Daemon("postgres", database_url=url, env={
+        "AUTH_SESSION_CACHE_SECONDS": "0",     # every check asks the DB
+        "AUTH_DB_TIMEOUT_MS": str(DB_TIMEOUT_MS),
+        "AUTH_THREADS": "2",
+        "AUTH_DB_POOL_SIZE": "8",
+    }).start()
+    stopped = []
+    results = []
+    lock = threading.Lock()
+    threads = []
+    try:
+        try:
+            tokens = [d.user()[2]["access_token"] for _ in range(3)]
+            for t in tokens:
+                assert timed_get(d, "/api/v1/auth/verify", t)[0] == 200
+            assert wait_until(
+                lambda: timed_get(d, "/readyz")[0] == 200, timeout=10)
+
+            def bearer(i):
+                path = ("/api/v1/auth/verify" if i % 3
+                        else "/api/v1/users/me")
+                status, took = timed_get(d, path, tokens[i % len(tokens)],
+                                         timeout=STUCK_BOUND_S)
+                with lock:
+                    results.append((path, status, took, time.monotonic()))
+
+            stopped = server_pids(folder)
+            signal_all(stopped, signal.SIGSTOP)
+            t_stop = time.monotonic()
+            threads = [threading.Thread(target=bearer, args=(i,),
+                                        daemon=True)
+                       for i in range(BEARERS)]
+            for t in threads:
+                t.start()
+
+            # While they wait on the database, the database-free routes
+            # answer at once, and readiness turns to 503 without waiting.
+            fast = {"/healthz": [], "/metrics": [],
+                    "/.well-known/jwks.json": []}
+            ready = []
+            t_503 = None
+            end = time.monotonic() + WINDOW_S
+            while time.monotonic() < end or t_503 is None:
+                for path, took in fast.items():
+                    status, s = timed_get(d, path, timeout=10)
+                    assert status == 200, (path, status)
+                    took.append(s)
+                status, s = timed_get(d, "/readyz", timeout=10)
+                ready.append(s)
+                assert status in (200, 503), status
+                if status == 503 and t_503 is None:
+                    t_503 = time.monotonic() - t_stop
+                assert time.monotonic() - t_stop < READY_503_BOUND_S or \
+                    t_503 is not None, "/readyz still 200, database stopped"
+                time.sleep(PACE_S)
+            numbers = {path: (max(v), statistics.median(v), len(v))
+                       for path, v in fast.items()}
+            numbers["/readyz"] = (max(ready), statistics.median(ready),
+                                  len(ready))
+            print("\nstall: first /readyz 503 %.3f s after SIGSTOP" % t_503)
+            for path, (worst, median, n) in numbers.items():
+                print("stall: %-24s n=%3d median %.1f ms, max %.1f ms"
+                      % (path, n, median * 1000, worst * 1000))
+            for path, (worst, _, _) in numbers.items():
+                assert worst < FAST_BOUND_S, (path, numbers)
+            assert t_503 < READY_503_BOUND_S, t_503
+            # The dozen bearer requests were stuck on the database all that
+            # time (no statement can time out that soon).
+            with lock:
+                assert not results, results
+        finally:
+            signal_all(stopped, signal.SIGCONT)
+        # Continued: the stuck requests end (an answer each, in time), and
+        # the daemon is ready and verifies tokens again by itself.
+        for t in threads:
+            t.join(STUCK_BOUND_S + 5)
+        assert len(results) == BEARERS, results
+        for path, status, took, _ in results:
+            assert status in (200, 503), (path, status)
+            assert took < STUCK_BOUND_S, (path, took)
+        assert wait_until(
+            lambda: timed_get(d, "/readyz")[0] == 200, timeout=30,
+            interval=0.05), "not ready again after SIGCONT"
+        assert wait_until(
+            lambda: timed_get(d, "/api/v1/auth/verify", tokens[0])[0] == 200,
+            timeout=30, interval=0.05)
+        assert d.proc.poll() is None, "the daemon died"
+    finally:
+        assert d.stop() == 0, "\n".join(d.lines[-20:])
+
+
+def test_readyz_never_waits_on_a_hung_database(own_cluster):
+    """/readyz alone, nothing else waiting: it used to ping on the HTTP
+    thread and took the statement deadline to answer."""
+    folder, url = own_cluster
+    d = Daemon("postgres", database_url=url, env={
+        "AUTH_DB_TIMEOUT_MS": str(DB_TIMEOUT_MS),
+        "AUTH_THREADS": "2",
+    }).start()
+    stopped = []
+    try:
+        try:
+            assert wait_until(
+                lambda: timed_get(d, "/readyz")[0] == 200, timeout=10)
+            stopped = server_pids(folder)
+            signal_all(stopped, signal.SIGSTOP)
+            t_stop = time.monotonic()
+            took, t_503 = [], None
+            while t_503 is None:
+                status, s = timed_get(d, "/readyz", timeout=10)
+                took.append(s)
+                assert s < FAST_BOUND_S, (s, len(took))
+                assert status in (200, 503), status
+                if status == 503:
+                    t_503 = time.monotonic() - t_stop
+                assert time.monotonic() - t_stop < READY_503_BOUND_S, \
+                    "/readyz still 200, database stopped"
+                time.sleep(PACE_S)
+            # And it stays 503 while the database hangs.
+            end = time.monotonic() + 1.0
+            while time.monotonic() < end:
+                status, s = timed_get(d, "/readyz", timeout=10)
+                assert status == 503 and s < FAST_BOUND_S, (status, s)
+                time.sleep(PACE_S)
+            print("\nstall: /readyz alone: 503 %.3f s after SIGSTOP, "
+                  "max %.1f ms" % (t_503, max(took) * 1000))
+        finally:
+            signal_all(stopped, signal.SIGCONT)
+        assert wait_until(
+            lambda: timed_get(d, "/readyz")[0] == 200, timeout=30,
+            interval=0.05), "not ready again after SIGCONT"
+    finally:
+        assert d.stop() == 0, "\n".join(d.lines[-20:])

@@ -1,0 +1,198 @@
+/* test_ready.c: the readiness prober with a ping the test controls: a
+ * ping that hangs makes ready_check() say "not ready" after the stall
+ * time, and ready_check() never waits for it. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <pthread.h>
+#include <string.h>
+#include <time.h>
+#include <cmocka.h>
+
+#include "clock.h"
+#include "ready.h"
+
+#define INTERVAL_MS 60000u      /* no periodic ping during a test */
+#define STALL_MS 1000u
+#define DEADLINE_MS 10000u      /* polls give up after this */
+
+/* The ping the prober calls: answers `result`, or, while `hold` is set,
+ * blocks until the test clears it. */
+struct fake_db {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool hold;
+    enum as_err result;
+    unsigned calls, inside;
+};
+
+static enum as_err fake_ping(void *arg)
+{
+    struct fake_db *f = arg;
+    enum as_err res;
+
+    pthread_mutex_lock(&f->mu);
+    f->calls++;
+    f->inside++;
+    while (f->hold)
+        pthread_cond_wait(&f->cv, &f->mu);
+    f->inside--;
+    res = f->result;
+    pthread_mutex_unlock(&f->mu);
+    return res;
+}
+
+static void fake_set(struct fake_db *f, bool hold, enum as_err result)
+{
+    pthread_mutex_lock(&f->mu);
+    f->hold = hold;
+    f->result = result;
+    pthread_cond_broadcast(&f->cv);
+    pthread_mutex_unlock(&f->mu);
+}
+
+static unsigned fake_inside(struct fake_db *f)
+{
+    unsigned n;
+
+    pthread_mutex_lock(&f->mu);
+    n = f->inside;
+    pthread_mutex_unlock(&f->mu);
+    return n;
+}
+
+static void nap(void)
+{
+    struct timespec ts = { 0, 2 * 1000 * 1000 };
+
+    nanosleep(&ts, NULL);
+}
+
+/* Polls ready_check() until it answers `want` (each call asks for a
+ * ping); false after DEADLINE_MS. */
+static bool poll_until(struct ready *r, bool want)
+{
+    uint64_t end = clock_mono_ms() + DEADLINE_MS;
+
+    while (clock_mono_ms() < end) {
+        if (ready_check(r, clock_mono_ms()) == want)
+            return true;
+        nap();
+    }
+    return false;
+}
+
+/* Waits until a ping is running, asking `r` (if any) for one. */
+static bool wait_inside(struct fake_db *f, struct ready *r)
+{
+    uint64_t end = clock_mono_ms() + DEADLINE_MS;
+
+    while (clock_mono_ms() < end) {
+        if (fake_inside(f) > 0)
+            return true;
+        if (r)
+            (void)ready_check(r, clock_mono_ms());
+        nap();
+    }
+    return false;
+}
+
+static void hung_ping_is_not_ready_and_never_waited_for(void **state)
+{
+    struct fake_db f = { .result = AS_OK };
+    struct ready *r;
+    uint64_t t0, took;
+
+    (void)state;
+    pthread_mutex_init(&f.mu, NULL);
+    pthread_cond_init(&f.cv, NULL);
+    r = ready_new(fake_ping, &f, INTERVAL_MS, STALL_MS);
+    assert_non_null(r);
+    assert_true(poll_until(r, true));
+
+    /* The database hangs: the next ping never returns. */
+    fake_set(&f, true, AS_OK);
+    assert_true(wait_inside(&f, r));
+    t0 = clock_mono_ms();
+    /* Within the stall time the last answer stands ... */
+    assert_true(ready_check(r, t0));
+    /* ... past it, not ready; and the answer comes at once. */
+    assert_false(ready_check(r, t0 + STALL_MS));
+    took = clock_mono_ms() - t0;
+    assert_true(took < 100);
+    assert_true(poll_until(r, false));            /* on the real clock too */
+
+    /* It answers again, successfully: ready once polled. */
+    fake_set(&f, false, AS_OK);
+    assert_true(poll_until(r, true));
+
+    /* It answers, with a failure: not ready. */
+    fake_set(&f, false, AS_ERR_UNAVAILABLE);
+    assert_true(poll_until(r, false));
+    fake_set(&f, false, AS_OK);
+    assert_true(poll_until(r, true));
+    ready_free(r);
+    pthread_cond_destroy(&f.cv);
+    pthread_mutex_destroy(&f.mu);
+}
+
+static void polls_are_bounded_pings(void **state)
+{
+    struct fake_db f = { .result = AS_OK };
+    struct ready *r;
+    unsigned i, calls;
+    uint64_t t0, ms;
+
+    (void)state;
+    pthread_mutex_init(&f.mu, NULL);
+    pthread_cond_init(&f.cv, NULL);
+    r = ready_new(fake_ping, &f, INTERVAL_MS, STALL_MS);
+    assert_non_null(r);
+    assert_true(poll_until(r, true));
+    /* A flood of checks: at most one ping every few milliseconds. */
+    pthread_mutex_lock(&f.mu);
+    f.calls = 0;
+    pthread_mutex_unlock(&f.mu);
+    t0 = clock_mono_ms();
+    for (i = 0; i < 200000; i++)
+        (void)ready_check(r, clock_mono_ms());
+    ms = clock_mono_ms() - t0;
+    pthread_mutex_lock(&f.mu);
+    calls = f.calls;
+    pthread_mutex_unlock(&f.mu);
+    assert_true(calls <= ms / 10 + 2);
+    ready_free(r);
+    pthread_cond_destroy(&f.cv);
+    pthread_mutex_destroy(&f.mu);
+}
+
+static void not_ready_before_first_ping_ends(void **state)
+{
+    struct fake_db f = { .hold = true, .result = AS_OK };
+    struct ready *r;
+
+    (void)state;
+    pthread_mutex_init(&f.mu, NULL);
+    pthread_cond_init(&f.cv, NULL);
+    r = ready_new(fake_ping, &f, INTERVAL_MS, STALL_MS);
+    assert_non_null(r);
+    assert_true(wait_inside(&f, NULL));
+    assert_false(ready_check(r, clock_mono_ms()));
+    fake_set(&f, false, AS_OK);
+    assert_true(poll_until(r, true));
+    ready_free(r);
+    pthread_cond_destroy(&f.cv);
+    pthread_mutex_destroy(&f.mu);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(hung_ping_is_not_ready_and_never_waited_for),
+        cmocka_unit_test(polls_are_bounded_pings),
+        cmocka_unit_test(not_ready_before_first_ping_ends),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
