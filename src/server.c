@@ -858,7 +858,9 @@ static bool listen_addr(const struct cfg *cfg, struct sockaddr_storage *ss,
 
 /* Raises the open-file limit to its hard limit, so that the connection
  * limits, not the descriptors, decide who waits; warns when even that is
- * too low for AUTH_MAX_CONNECTIONS. */
+ * too low for AUTH_MAX_CONNECTIONS, or when a few addresses at their
+ * per-address limit could hold every connection (README.md,
+ * "Connections"). */
 static void raise_fd_limit(const struct cfg *cfg)
 {
     struct rlimit rl;
@@ -943,9 +945,16 @@ struct server *server_start(struct app *app)
         free(s);
         return NULL;
     }
-    if (!connguard_start(s->guard, 250))
-        log_event(LOG_ERROR, "server.header_deadline", NULL,
-                  json_pack("{s:s}", "reason", "cannot start its thread"));
+    if (!connguard_start(s->guard, 250)) {       /* no deadline: no serving */
+        log_event(LOG_ERROR, "server.failed", NULL,
+                  json_pack("{s:s}", "reason",
+                            "cannot start the header deadline thread"));
+        MHD_stop_daemon(s->d);
+        connguard_free(s->guard);
+        ratelimit_free(s->limiter);
+        free(s);
+        return NULL;
+    }
     info = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
     s->port = info ? info->port : cfg->port;
     log_event(LOG_INFO, "server.started", NULL,

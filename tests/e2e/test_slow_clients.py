@@ -207,3 +207,18 @@ def test_default_limits_leave_room_for_a_ninth_address(make_daemon):
             s.close()
     assert wait_until(lambda: answered_in(d) is not None, timeout=10)
     assert d.stop() == 0
+
+
+def test_limits_that_leave_no_room_are_warned_about(make_daemon):
+    d = make_daemon({"AUTH_MAX_CONNECTIONS": "64",
+                     "AUTH_MAX_CONNECTIONS_PER_IP": "8"}).start()
+    assert wait_until(lambda: any(
+        e.get("event") == "server.connection_limits" for e in d.logs),
+        timeout=5)
+    assert d.stop() == 0
+    d = make_daemon({"AUTH_MAX_CONNECTIONS": "64",
+                     "AUTH_MAX_CONNECTIONS_PER_IP": "7"}).start()
+    assert answered_in(d) is not None
+    assert not any(e.get("event") == "server.connection_limits"
+                   for e in d.logs)
+    assert d.stop() == 0
