@@ -222,3 +222,73 @@ def test_limits_that_leave_no_room_are_warned_about(make_daemon):
     assert not any(e.get("event") == "server.connection_limits"
                    for e in d.logs)
     assert d.stop() == 0
+
+
+def test_deadline_never_cuts_other_connections(make_daemon):
+    """Rounds of trickling connections expire while other clients open
+    fresh connections (their descriptors recycled) and keep one keep-alive
+    connection busy for longer than the deadline: none of those is cut."""
+    import http.client
+    import threading
+
+    d = make_daemon({"AUTH_HEADER_TIMEOUT": "2",
+                     "AUTH_CONNECTION_TIMEOUT": "30",
+                     "AUTH_MAX_CONNECTIONS": "128",
+                     # room for a round's connections while the server
+                     # still finishes closing the last round's
+                     "AUTH_MAX_CONNECTIONS_PER_IP": "12"}).start()
+    stop = threading.Event()
+    fresh = {"ok": 0, "bad": 0}
+    kept = {"ok": 0, "bad": []}
+
+    def fresh_loop():
+        while not stop.is_set():
+            if answered_in(d, 5) is None:
+                fresh["bad"] += 1
+            else:
+                fresh["ok"] += 1
+
+    def keepalive_loop():
+        c = http.client.HTTPConnection("127.0.0.1", d.port, timeout=5)
+        c.connect()
+        sock = c.sock
+        while not stop.is_set():
+            try:
+                c.request("GET", "/healthz")
+                r = c.getresponse()
+                r.read()
+                if r.status != 200 or c.sock is not sock:
+                    kept["bad"].append(r.status)
+                else:
+                    kept["ok"] += 1
+            except (OSError, http.client.HTTPException) as e:
+                kept["bad"].append(repr(e))
+                c.close()
+                c = http.client.HTTPConnection("127.0.0.1", d.port,
+                                               timeout=5)
+                c.connect()
+                sock = c.sock
+            stop.wait(0.05)
+        c.close()
+
+    threads = [threading.Thread(target=fresh_loop),
+               threading.Thread(target=keepalive_loop)]
+    for t in threads:
+        t.start()
+    try:
+        for _ in range(3):                  # 3 rounds of about 2.5 s
+            t = Trickler(d.port, SLOW_ADDRS, 6)
+            try:
+                t.pump(6.0)
+                assert len(t.closed) == len(t.socks)
+                times = sorted(t.closed.values())
+                assert 1.5 <= times[0] and times[-1] <= 4.5, times
+            finally:
+                t.close()
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(10)
+    assert fresh["bad"] == 0 and fresh["ok"] > 20, fresh
+    assert kept["bad"] == [] and kept["ok"] > 20, kept
+    assert d.stop() == 0
