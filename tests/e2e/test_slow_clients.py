@@ -44,10 +44,11 @@ def answered_in(d, timeout=5.0):
 
 
 class Trickler:
-    """Slow connections that send one header line a second and never end
-    their headers; records when the server closed each one."""
+    """Slow connections that send one header line every `interval` seconds
+    and never end their headers; records when the server closed each."""
 
-    def __init__(self, port, addrs, per_addr):
+    def __init__(self, port, addrs, per_addr, interval=1.0):
+        self.interval = interval
         self.sel = selectors.DefaultSelector()
         self.socks = []
         self.t0 = {}
@@ -61,7 +62,7 @@ class Trickler:
             s.send(b"GET /healthz HTTP/1.1\r\n")
             self.t0[s] = time.monotonic()
             self.sel.register(s, selectors.EVENT_READ)
-        self.next_line = time.monotonic() + 1.0
+        self.next_line = time.monotonic() + interval
 
     def pump(self, seconds):
         """Trickles for `seconds` (or until all are closed)."""
@@ -75,7 +76,7 @@ class Trickler:
                             s.send(b"X-Slow: a\r\n")
                         except OSError:
                             self._close(s)
-                self.next_line = now + 1.0
+                self.next_line = now + self.interval
             for key, _ in self.sel.select(timeout=0.05):
                 try:
                     if key.fileobj.recv(4096):
