@@ -293,3 +293,35 @@ def test_deadline_never_cuts_other_connections(make_daemon):
     assert fresh["bad"] == 0 and fresh["ok"] > 20, fresh
     assert kept["bad"] == [] and kept["ok"] > 20, kept
     assert d.stop() == 0
+
+
+def test_ipv6_connections_are_counted(make_daemon):
+    """The per-address limit holds for IPv6 peers (counted per /64)."""
+    if not socket.has_ipv6:
+        import pytest
+        pytest.skip("no IPv6")
+    d = make_daemon({"AUTH_HOST": "::1",
+                     "AUTH_MAX_CONNECTIONS_PER_IP": "3"}).start()
+    socks = []
+    try:
+        for _ in range(4):
+            s = socket.create_connection(("::1", d.port), timeout=5)
+            s.sendall(b"GET /healthz HTTP/1.1\r\n")
+            socks.append(s)
+        s = socks[-1]
+        s.settimeout(2.0)
+        try:
+            refused = s.recv(4096) == b""
+        except socket.timeout:
+            refused = False
+        except ConnectionResetError:
+            refused = True
+        assert refused, "a 4th connection from ::1 was kept"
+        for s in socks[:3]:                 # the first three are served
+            s.sendall(b"Host: x\r\n\r\n")
+            s.settimeout(5.0)
+            assert s.recv(4096).startswith(b"HTTP/1.1 200")
+    finally:
+        for s in socks:
+            s.close()
+    assert d.stop() == 0
