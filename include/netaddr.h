@@ -20,5 +20,11 @@ bool netlist_contains(const struct netlist *l, const char *ip);
  * peer is not trusted or the header is absent or malformed. */
 void netlist_client_ip(const struct netlist *trusted, const char *peer,
                        const char *xff, char *out, size_t out_len);
+/* The same over every X-Forwarded-For header line, `xff[0]` to
+ * `xff[nlines - 1]` in the order received: together they are one list
+ * (the last line's last hop is the nearest), walked from the right. */
+void netlist_client_ip_lines(const struct netlist *trusted, const char *peer,
+                             const char *const *xff, size_t nlines,
+                             char *out, size_t out_len);
 
 #endif

@@ -103,7 +103,7 @@ static const struct cfg_var vars[] = {
     { "AUTH_MAX_CONNECTIONS", T_UINT, F(max_connections), "1024", 1, 65536,
       0, C_NONE },
     { "AUTH_MAX_CONNECTIONS_PER_IP", T_UINT, F(max_connections_per_ip),
-      "128", 0, 65536, 0, C_NONE },
+      "64", 0, 65536, 0, C_NONE },
     { "AUTH_CONNECTION_TIMEOUT", T_UINT, F(connection_timeout), "15", 1,
       3600, 0, C_NONE },
     { "AUTH_DB_POOL_SIZE", T_UINT, F(db_pool_size), "8", 1, 256, 0,

@@ -122,15 +122,14 @@ bool netlist_contains(const struct netlist *l, const char *ip)
     return false;
 }
 
-void netlist_client_ip(const struct netlist *trusted, const char *peer,
-                       const char *xff, char *out, size_t out_len)
+/* Walks one X-Forwarded-For line from the right, copying each hop into
+ * `out`; true when every hop was trusted (go on with the line before),
+ * false once an untrusted or malformed hop ends the walk. */
+static bool walk_line(const struct netlist *trusted, const char *xff,
+                      char *out, size_t out_len)
 {
-    const char *end;
+    const char *end = xff + strlen(xff);
 
-    snprintf(out, out_len, "%s", peer);
-    if (!xff || !netlist_contains(trusted, peer))
-        return;
-    end = xff + strlen(xff);
     while (end > xff) {
         const char *start = end;
         char hop[64];
@@ -146,20 +145,41 @@ void netlist_client_ip(const struct netlist *trusted, const char *peer,
         while (n && isspace((unsigned char)start[n - 1]))
             n--;
         if (n == 0 || n >= sizeof hop)
-            return;                       /* malformed: keep what we have */
+            return false;                 /* malformed: keep what we have */
         memcpy(hop, start, n);
         hop[n] = '\0';
         if (!parse_ip(hop, a, &v4))
-            return;
+            return false;
         snprintf(out, out_len, "%s", hop);
         if (!netlist_contains(trusted, hop))
-            return;
+            return false;
         end = start;
         while (end > xff && end[-1] != ',')
             end--;
         if (end > xff)
             end--;                        /* step over the comma */
         else
-            return;
+            return true;
     }
+    return false;                         /* an empty line is malformed */
+}
+
+void netlist_client_ip_lines(const struct netlist *trusted, const char *peer,
+                             const char *const *xff, size_t nlines,
+                             char *out, size_t out_len)
+{
+    size_t i = nlines;
+
+    snprintf(out, out_len, "%s", peer);
+    if (nlines == 0 || !netlist_contains(trusted, peer))
+        return;
+    while (i > 0 && xff[i - 1] && walk_line(trusted, xff[i - 1], out,
+                                            out_len))
+        i--;
+}
+
+void netlist_client_ip(const struct netlist *trusted, const char *peer,
+                       const char *xff, char *out, size_t out_len)
+{
+    netlist_client_ip_lines(trusted, peer, &xff, xff ? 1 : 0, out, out_len);
 }

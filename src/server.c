@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -23,6 +24,7 @@
 #include "breaker.h"
 #include "cfg.h"
 #include "clock.h"
+#include "connguard.h"
 #include "form.h"
 #include "log.h"
 #include "metrics.h"
@@ -48,6 +50,7 @@ struct server {
     struct MHD_Daemon *d;
     struct app *app;
     struct ratelimit *limiter;    /* credential routes, per client IP */
+    struct connguard *guard;      /* header deadline, per-prefix limit */
     unsigned port;
     atomic_uint inflight;
 };
@@ -175,6 +178,43 @@ static void peer_ip(struct MHD_Connection *c, char out[64])
                                 ->sin6_addr, out, 64);
 }
 
+/* The last XFF_LINES X-Forwarded-For header lines, in the order received:
+ * the nearest hops are in the last ones, so earlier lines beyond this
+ * many cannot push them out. */
+#define XFF_LINES 16u
+
+struct xff_lines {
+    const char *v[XFF_LINES];    /* a ring once more lines came */
+    size_t n;                    /* lines seen */
+};
+
+static enum MHD_Result xff_line(void *cls, enum MHD_ValueKind kind,
+                                const char *key, const char *value)
+{
+    struct xff_lines *x = cls;
+
+    (void)kind;
+    if (key && strcasecmp(key, "X-Forwarded-For") == 0)
+        x->v[x->n++ % XFF_LINES] = value ? value : "";
+    return MHD_YES;
+}
+
+/* The client address behind trusted proxies: every X-Forwarded-For line
+ * together is one list (README.md, "Behind a reverse proxy"). */
+static void client_ip(struct app *app, struct MHD_Connection *conn,
+                      const char *peer, char *out, size_t out_len)
+{
+    struct xff_lines x = { .n = 0 };
+    const char *lines[XFF_LINES];
+    size_t i, n;
+
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, xff_line, &x);
+    n = x.n < XFF_LINES ? x.n : XFF_LINES;
+    for (i = 0; i < n; i++)
+        lines[i] = x.v[(x.n - n + i) % XFF_LINES];
+    netlist_client_ip_lines(app->trusted, peer, lines, n, out, out_len);
+}
+
 static struct req_ctx *req_new(struct app *app, struct MHD_Connection *conn,
                                const char *url, const char *method)
 {
@@ -199,10 +239,7 @@ static struct req_ctx *req_new(struct app *app, struct MHD_Connection *conn,
     else
         uuid_v7_new(rc->request_id);
     peer_ip(conn, peer);
-    netlist_client_ip(app->trusted, peer,
-                      MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                  "X-Forwarded-For"),
-                      rc->ip, sizeof rc->ip);
+    client_ip(app, conn, peer, rc->ip, sizeof rc->ip);
     if (!rc->method || !rc->path) {
         arena_free(a);
         return NULL;
@@ -372,6 +409,51 @@ static bool parse_length(const char *s, uint64_t *out)
     return true;
 }
 
+/* Every Content-Length and Transfer-Encoding line of a request:
+ * libmicrohttpd itself reads only the first of each. */
+struct framing {
+    unsigned ncl, nte;
+    bool cl_bad;                 /* malformed, or two different values */
+    uint64_t cl;
+};
+
+static enum MHD_Result framing_line(void *cls, enum MHD_ValueKind kind,
+                                    const char *key, const char *value)
+{
+    struct framing *f = cls;
+    uint64_t v = 0;
+
+    (void)kind;
+    if (key && strcasecmp(key, "Transfer-Encoding") == 0)
+        f->nte++;
+    if (!key || strcasecmp(key, "Content-Length") != 0)
+        return MHD_YES;
+    if (!value || !parse_length(value, &v) || (f->ncl && v != f->cl))
+        f->cl_bad = true;
+    f->cl = v;
+    f->ncl++;
+    return MHD_YES;
+}
+
+/* Strict framing (src/openapi.json, "Conventions"): one Content-Length
+ * value (repeated lines must agree), or exactly one `chunked`. */
+static enum as_err framing_checks(struct req_ctx *rc, const char **detail)
+{
+    struct framing f = { .ncl = 0 };
+
+    MHD_get_connection_values(rc->conn, MHD_HEADER_KIND, framing_line, &f);
+    if (f.cl_bad) {
+        *detail = "Content-Length is malformed or given twice with "
+                  "different values.";
+        return AS_ERR_BAD_REQUEST;
+    }
+    if (f.nte > 1) {
+        *detail = "Only one Transfer-Encoding line, chunked, is accepted.";
+        return AS_ERR_BAD_REQUEST;
+    }
+    return AS_OK;
+}
+
 static enum as_err early_checks(struct req_ctx *rc, const char **detail)
 {
     const char *te = req_header(rc, "Transfer-Encoding");
@@ -421,8 +503,13 @@ static bool begin(struct req_ctx *rc)
     char allow[128];
     const char *detail = NULL;
     enum router_result m;
-    enum as_err err;
+    enum as_err err = framing_checks(rc, &detail);
 
+    if (err != AS_OK) {                 /* before anything else answers */
+        rc->err = err;
+        rc->res.detail = detail;
+        return false;
+    }
     m = router_match(rc->method, rc->path, rc->arena, &rc->route,
                      &rc->param_id, allow, sizeof allow);
     if (m == ROUTE_NOT_FOUND) {
@@ -620,9 +707,72 @@ static bool drainable_body(struct req_ctx *rc)
     const char *cl = req_header(rc, "Content-Length");
     uint64_t len = 0;
 
+    if (rc->err == AS_ERR_BAD_REQUEST)
+        return false;                           /* framing is in doubt */
     if (req_header(rc, "Transfer-Encoding"))
-        return rc->err != AS_ERR_BAD_REQUEST;   /* framing is in doubt */
+        return true;
     return cl && parse_length(cl, &len) && len > 0 && len <= DISCARD_MAX;
+}
+
+/* True when the client waits for `100 Continue` before its body: an early
+ * answer then goes out at once, and no `100 Continue` is sent. */
+static bool expects_continue(struct req_ctx *rc)
+{
+    const char *e = req_header(rc, "Expect");
+
+    return e && strcasecmp(e, "100-continue") == 0;
+}
+
+/* ---- connections: the header deadline and the per-prefix limit ---- */
+
+static struct cg_conn *conn_guard(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+    return ci ? ci->socket_context : NULL;
+}
+
+static int conn_fd(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+
+    return ci ? (int)ci->connect_fd : -1;
+}
+
+/* Records each new connection, refusing one past the per-address (IPv6:
+ * per /64) limit, and forgets it before libmicrohttpd closes its socket. */
+static void on_connection(void *cls, struct MHD_Connection *conn,
+                          void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    struct server *srv = cls;
+    const union MHD_ConnectionInfo *ci;
+    int fd;
+
+    if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        connguard_close(srv->guard, *socket_context);
+        *socket_context = NULL;
+        return;
+    }
+    fd = conn_fd(conn);
+    ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    *socket_context = connguard_open(srv->guard, ci ? ci->client_addr : NULL,
+                                     fd, connguard_tcp_rx(fd),
+                                     clock_mono_ms());
+    if (!*socket_context && fd >= 0)
+        (void)shutdown(fd, SHUT_RDWR);  /* the server sees EOF and closes */
+}
+
+/* The request line has arrived: the request's first byte came no later. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    struct server *srv = cls;
+
+    (void)uri;
+    connguard_request_line(srv->guard, conn_guard(conn), clock_mono_ms());
+    return NULL;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
@@ -637,6 +787,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 
     (void)version;
     if (!rc) {
+        connguard_headers_done(srv->guard, conn_guard(conn));
         rc = req_new(srv->app, conn, url, method);
         if (!rc)
             return MHD_NO;
@@ -646,7 +797,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
             rc->state = ST_BODY;
             return MHD_YES;
         }
-        if (!drainable_body(rc))
+        if (!drainable_body(rc) || expects_continue(rc))
             return respond(rc);
         rc->state = ST_DISCARD;
         return MHD_YES;
@@ -683,7 +834,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn,
     struct req_ctx *rc = *con_cls;
     uint64_t us;
 
-    (void)conn;
+    connguard_request_done(srv->guard, conn_guard(conn),
+                           connguard_tcp_rx(conn_fd(conn)));
     if (!rc)
         return;
     us = now_us() - rc->t0_us;
@@ -744,6 +896,36 @@ static bool listen_addr(const struct cfg *cfg, struct sockaddr_storage *ss,
     return false;
 }
 
+/* Raises the open-file limit to its hard limit, so that the connection
+ * limits, not the descriptors, decide who waits; warns when even that is
+ * too low for AUTH_MAX_CONNECTIONS, or when a few addresses at their
+ * per-address limit could hold every connection (README.md,
+ * "Connections"). */
+static void raise_fd_limit(const struct cfg *cfg)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &rl);
+        (void)getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur != RLIM_INFINITY &&
+        rl.rlim_cur < (rlim_t)cfg->max_connections + 64u)
+        log_event(LOG_WARN, "server.fd_limit", NULL,
+                  json_pack("{s:I, s:i}", "limit", (json_int_t)rl.rlim_cur,
+                            "max_connections", (int)cfg->max_connections));
+    if (cfg->max_connections_per_ip &&
+        (uint64_t)cfg->max_connections_per_ip * 8u >= cfg->max_connections)
+        log_event(LOG_WARN, "server.connection_limits", NULL,
+                  json_pack("{s:s}", "message",
+                            "AUTH_MAX_CONNECTIONS_PER_IP x 8 is not below "
+                            "AUTH_MAX_CONNECTIONS: a few addresses can "
+                            "hold every connection"));
+}
+
 struct server *server_start(struct app *app)
 {
     const struct cfg *cfg = app->cfg;
@@ -764,13 +946,19 @@ struct server *server_start(struct app *app)
         free(s);
         return NULL;
     }
-    if (!listen_addr(cfg, &ss, &v6)) {
+    s->guard = connguard_new((uint64_t)cfg->header_timeout * 1000u,
+                             cfg->max_connections_per_ip,
+                             cfg->max_connections);
+    if (!s->guard || !listen_addr(cfg, &ss, &v6)) {
         log_event(LOG_ERROR, "server.failed", NULL,
-                  json_pack("{s:s}", "reason", "bad AUTH_HOST"));
+                  json_pack("{s:s}", "reason", s->guard ? "bad AUTH_HOST"
+                                                        : "out of memory"));
+        connguard_free(s->guard);
         ratelimit_free(s->limiter);
         free(s);
         return NULL;
     }
+    raise_fd_limit(cfg);
     if (v6)
         flags |= MHD_USE_IPv6;
     s->d = MHD_start_daemon(
@@ -779,8 +967,8 @@ struct server *server_start(struct app *app)
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-        (unsigned)cfg->max_connections_per_ip,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,  /* per /64 too */
+        MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->connection_timeout,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32768,
         MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,
@@ -792,6 +980,17 @@ struct server *server_start(struct app *app)
                   json_pack("{s:s, s:s, s:i}", "reason",
                             "cannot listen (address in use?)", "host",
                             cfg->host, "port", (int)cfg->port));
+        connguard_free(s->guard);
+        ratelimit_free(s->limiter);
+        free(s);
+        return NULL;
+    }
+    if (!connguard_start(s->guard, 250)) {       /* no deadline: no serving */
+        log_event(LOG_ERROR, "server.failed", NULL,
+                  json_pack("{s:s}", "reason",
+                            "cannot start the header deadline thread"));
+        MHD_stop_daemon(s->d);
+        connguard_free(s->guard);
         ratelimit_free(s->limiter);
         free(s);
         return NULL;
@@ -818,6 +1017,7 @@ void server_stop(struct server *s, unsigned grace_ms)
     if (!s)
         return;
     fd = MHD_quiesce_daemon(s->d);
+    connguard_stop(s->guard);
     while (atomic_load(&s->inflight) > 0 && clock_mono_ms() < deadline) {
         struct timespec ts = { 0, 10 * 1000 * 1000 };
 
@@ -829,6 +1029,7 @@ void server_stop(struct server *s, unsigned grace_ms)
     log_event(LOG_INFO, "server.stopped", NULL,
               json_pack("{s:i}", "unfinished", (int)atomic_load(
                                                    &s->inflight)));
+    connguard_free(s->guard);
     ratelimit_free(s->limiter);
     free(s);
 }

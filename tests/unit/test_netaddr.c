@@ -66,11 +66,45 @@ static void test_client_ip(void **state)
     netlist_free(t);
 }
 
+static void test_client_ip_lines(void **state)
+{
+    struct netlist *t = netlist_parse("127.0.0.1, 10.0.0.0/8");
+    const char *haproxy[] = { "6.6.6.6", "1.2.3.4" };  /* client, proxy */
+    const char *chain[] = { "5.5.5.5, 10.0.0.2", "10.0.0.3" };
+    const char *bad_last[] = { "1.2.3.4", "garbage" };
+    const char *empty_last[] = { "1.2.3.4", "" };
+    const char *untrusted_in_first[] = { "9.9.9.9, 8.8.8.8", "10.0.0.1" };
+    char out[64];
+
+    (void)state;
+    /* the appended line is the nearest hop: the client's own line loses */
+    netlist_client_ip_lines(t, "127.0.0.1", haproxy, 2, out, sizeof out);
+    assert_string_equal(out, "1.2.3.4");
+    /* trusted hops are skipped across lines */
+    netlist_client_ip_lines(t, "127.0.0.1", chain, 2, out, sizeof out);
+    assert_string_equal(out, "5.5.5.5");
+    netlist_client_ip_lines(t, "127.0.0.1", untrusted_in_first, 2, out,
+                            sizeof out);
+    assert_string_equal(out, "8.8.8.8");
+    /* a malformed or empty last line: the peer */
+    netlist_client_ip_lines(t, "127.0.0.1", bad_last, 2, out, sizeof out);
+    assert_string_equal(out, "127.0.0.1");
+    netlist_client_ip_lines(t, "127.0.0.1", empty_last, 2, out, sizeof out);
+    assert_string_equal(out, "127.0.0.1");
+    /* untrusted peer: every line is ignored */
+    netlist_client_ip_lines(t, "203.0.113.9", haproxy, 2, out, sizeof out);
+    assert_string_equal(out, "203.0.113.9");
+    netlist_client_ip_lines(t, "127.0.0.1", NULL, 0, out, sizeof out);
+    assert_string_equal(out, "127.0.0.1");
+    netlist_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_and_contains),
         cmocka_unit_test(test_client_ip),
+        cmocka_unit_test(test_client_ip_lines),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

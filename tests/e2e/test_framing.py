@@ -1,0 +1,159 @@
+"""Strict HTTP framing over raw sockets: conflicting Content-Length values
+and any Transfer-Encoding other than one `chunked` get a problem+json 400,
+and `Expect: 100-continue` with a body over the cap gets 413 at once,
+without `100 Continue`."""
+import json
+import socket
+import time
+
+import pytest
+
+from conftest import wait_until
+
+LOGIN = b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\n" \
+        b"Content-Type: application/json\r\n"
+
+
+def parse(raw):
+    """(status lines, headers of the last response, its body)."""
+    lines = []
+    rest = raw
+    while rest.startswith(b"HTTP/"):
+        head, _, rest = rest.partition(b"\r\n\r\n")
+        first, *hdrs = head.split(b"\r\n")
+        lines.append(first.decode())
+        headers = {}
+        for h in hdrs:
+            k, _, v = h.decode().partition(":")
+            headers[k.strip().lower()] = v.strip()
+        if not first.startswith(b"HTTP/1.1 100"):
+            return lines, headers, rest
+    return lines, {}, rest
+
+
+def assert_raw_problem(raw, status, code):
+    lines, headers, body = parse(raw)
+    assert lines and lines[0].startswith("HTTP/1.1 %d " % status), raw[:300]
+    assert len(lines) == 1, lines           # no 100 Continue, no doubling
+    assert raw.count(b"HTTP/1.1 ") == 1, raw[:300]
+    assert headers["content-type"].startswith("application/problem+json")
+    p = json.loads(body[:int(headers["content-length"])])
+    assert p["status"] == status, p
+    assert code is None or p["code"] == code, p
+    assert p["request_id"] == headers["x-request-id"]
+    return p
+
+
+@pytest.mark.parametrize("lengths", [(b"2", b"5"), (b"5", b"2"),
+                                     (b"2", b"2", b"3")])
+def test_conflicting_content_length(daemon, lengths):
+    raw = daemon.raw(LOGIN + b"".join(b"Content-Length: " + n + b"\r\n"
+                                      for n in lengths) +
+                     b"Connection: close\r\n\r\n{}123", timeout=5)
+    assert_raw_problem(raw, 400, "bad_request")
+
+
+def test_repeated_equal_content_length_is_one_value(daemon):
+    raw = daemon.raw(LOGIN + b"Content-Length: 2\r\nContent-Length: 2\r\n"
+                     b"Connection: close\r\n\r\n{}", timeout=5)
+    lines, _, _ = parse(raw)
+    assert lines[0].startswith("HTTP/1.1 422"), raw[:300]   # reached login
+    raw = daemon.raw(LOGIN + b"Content-Length: 2\r\nContent-Length: 02\r\n"
+                     b"Connection: close\r\n\r\n{}", timeout=5)
+    lines, _, _ = parse(raw)
+    assert lines[0].startswith("HTTP/1.1 422"), raw[:300]
+
+
+def test_conflicting_content_length_before_routing(daemon):
+    """An unknown route must not read a body of doubtful length either."""
+    raw = daemon.raw(b"POST /nowhere HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Length: 0\r\nContent-Length: 40\r\n\r\n"
+                     b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", timeout=5)
+    assert_raw_problem(raw, 400, "bad_request")
+
+
+@pytest.mark.parametrize("te", [
+    [b"chunked, gzip"], [b"gzip, chunked"], [b"gzip"], [b"chunked;x=1"],
+    [b"chunked", b"gzip"], [b"gzip", b"chunked"], [b"chunked", b"chunked"],
+])
+def test_transfer_encoding_other_than_one_chunked(daemon, te):
+    head = LOGIN + b"".join(b"Transfer-Encoding: " + t + b"\r\n" for t in te)
+    raw = daemon.raw(head + b"\r\n2\r\n{}\r\n0\r\n\r\n", timeout=5)
+    assert_raw_problem(raw, 400, "bad_request")
+
+
+def test_one_chunked_is_accepted(daemon):
+    raw = daemon.raw(LOGIN + b"Transfer-Encoding: chunked\r\n"
+                     b"Connection: close\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+                     timeout=5)
+    lines, _, _ = parse(raw)
+    assert lines[0].startswith("HTTP/1.1 422"), raw[:300]
+
+
+def read_response_head(s, timeout):
+    """Bytes the server sent within `timeout` (until it closes or a full
+    response head has arrived)."""
+    s.settimeout(0.2)
+    out = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            c = s.recv(65536)
+        except socket.timeout:
+            if b"\r\n\r\n" in out and not out.startswith(b"HTTP/1.1 100"):
+                break
+            continue
+        except ConnectionResetError:
+            break
+        if not c:
+            break
+        out += c
+    return out
+
+
+def test_expect_continue_over_the_cap_is_refused_at_once(daemon):
+    s = socket.create_connection(("127.0.0.1", daemon.port), timeout=5)
+    try:
+        t0 = time.monotonic()
+        s.sendall(LOGIN + b"Content-Length: 20000\r\n"
+                  b"Expect: 100-continue\r\n\r\n")       # no body: we wait
+        raw = read_response_head(s, 3.0)
+        took = time.monotonic() - t0
+    finally:
+        s.close()
+    assert b"100 Continue" not in raw, raw[:300]
+    assert_raw_problem(raw, 413, "payload_too_large")
+    assert took < 2.0, took
+
+
+def test_expect_continue_within_the_cap_continues(daemon):
+    s = socket.create_connection(("127.0.0.1", daemon.port), timeout=5)
+    try:
+        s.sendall(LOGIN + b"Content-Length: 2\r\nConnection: close\r\n"
+                  b"Expect: 100-continue\r\n\r\n")
+        first = read_response_head(s, 3.0)
+        assert first.startswith(b"HTTP/1.1 100 Continue"), first[:200]
+        s.sendall(b"{}")
+        raw = first + read_response_head(s, 3.0)
+    finally:
+        s.close()
+    lines, _, _ = parse(raw)
+    assert lines[-1].startswith("HTTP/1.1 422"), raw[:300]
+
+
+def test_expect_continue_on_a_refused_media_type(daemon):
+    """Any early answer goes out at once, not after a 100 Continue."""
+    s = socket.create_connection(("127.0.0.1", daemon.port), timeout=5)
+    try:
+        s.sendall(b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\n"
+                  b"Content-Type: text/plain\r\nContent-Length: 10\r\n"
+                  b"Expect: 100-continue\r\n\r\n")
+        raw = read_response_head(s, 3.0)
+    finally:
+        s.close()
+    assert b"100 Continue" not in raw, raw[:300]
+    assert_raw_problem(raw, 415, None)
+
+
+def test_server_still_answers(daemon):
+    assert wait_until(lambda: daemon.request("GET", "/healthz").status == 200)
