@@ -262,6 +262,7 @@ static enum as_err token_session(struct req_ctx *rc, const char *tok,
 {
     uint8_t h[REPO_HASH_LEN];
     struct session_state st;
+    const char *email;
     enum as_err err;
 
     *is_access = false;
@@ -279,7 +280,10 @@ static enum as_err token_session(struct req_ctx *rc, const char *tok,
     if (!st.live)
         return AS_ERR_NOT_FOUND;
     *is_access = true;
-    c->role = v_role_name(st.role);
+    c->role = v_role_name(st.role);                 /* the account's now */
+    email = st.email[0] ? arena_strdup(rc->arena, st.email) : NULL;
+    if (email)
+        c->email = email;
     snprintf(s->id, sizeof s->id, "%s", c->sid);
     snprintf(s->user_id, sizeof s->user_id, "%s", c->sub);
     return AS_OK;

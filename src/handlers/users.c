@@ -95,10 +95,12 @@ static enum as_err save_patch(struct req_ctx *rc, enum account_actor who,
     if (err != AS_OK)
         return err;
     hx_audit(rc, "user.updated", u.id,
-             json_pack("{s:s, s:b, s:b, s:b}", "role", v_role_name(u.role),
-                       "is_active", u.is_active, "email_changed",
-                       (p->set & UF_EMAIL) != 0, "role_or_active_changed",
-                       (p->set & (UF_ROLE | UF_ACTIVE)) != 0));
+             json_pack("{s:s, s:b, s:[s*s*s*s*]}", "role",
+                       v_role_name(u.role), "is_active", u.is_active,
+                       "fields", (p->set & UF_EMAIL) ? "email" : NULL,
+                       (p->set & UF_FULL_NAME) ? "full_name" : NULL,
+                       (p->set & UF_ROLE) ? "role" : NULL,
+                       (p->set & UF_ACTIVE) ? "is_active" : NULL));
     return res_json(res, 200, v_user_json(&u));
 }
 

@@ -18,6 +18,7 @@ from test_users import make_admin
 ROUNDS = 40                     # per kind of admin change
 WRITERS = 4                     # threads editing the profile meanwhile
 WRITES_MAX = 300                # per writer and round, a bound on the load
+INTROSPECTION = "introspection-secret-0123456789abcdef"
 
 
 @pytest.fixture(scope="module")
@@ -166,7 +167,8 @@ def sink():
 def test_email_change_needs_the_password_and_tells_the_old_address(
         make_daemon, sink):
     d = make_daemon(dict(smtp_env(sink.port),
-                         AUTH_SESSION_CACHE_SECONDS="60")).start()
+                         AUTH_SESSION_CACHE_SECONDS="60",
+                         AUTH_INTROSPECTION_TOKEN=INTROSPECTION)).start()
     old, pw, t = d.user()
     tok = t["access_token"]
     new = "moved-" + old
@@ -189,6 +191,13 @@ def test_email_change_needs_the_password_and_tells_the_old_address(
     # /verify answers the account's email at once, not the token's.
     r = d.request("GET", "/api/v1/auth/verify", token=tok)
     assert r.status == 200 and r.header("X-Auth-Email") == new, r
+    assert r.json["email"] == new
+    r = d.request("POST", "/api/v1/auth/introspect",
+                  body=("token=" + tok).encode(),
+                  headers={"Content-Type":
+                           "application/x-www-form-urlencoded",
+                           "Authorization": "Bearer " + INTROSPECTION})
+    assert r.status == 200 and r.json["active"] is True, r
     assert r.json["email"] == new
     # The old address is told, with no link in the mail.
     msg = parse(wait_mails(sink, old)[0])
