@@ -11,6 +11,8 @@ struct repo;
 /* Kinds of mail; also the webhook event "type" and the outbox "kind". */
 #define MAIL_KIND_RESET "password_reset"
 #define MAIL_KIND_VERIFY "email_verification"
+/* To the previous address after an email change; it carries no link. */
+#define MAIL_KIND_EMAIL_CHANGED "email_changed"
 
 #define MAIL_RESET_TTL_MS INT64_C(3600000)        /* reset links: 1 hour */
 #define MAIL_VERIFY_TTL_MS INT64_C(86400000)      /* verify links: 24 h */
@@ -20,7 +22,8 @@ struct repo;
 #define MAIL_HEX_SIG_LEN 64       /* hex of an HMAC-SHA256 */
 
 /* One mail as delivery sees it. Strings are borrowed. `link` is a secret
- * (it carries the token): it never goes to a log. */
+ * (it carries the token): it never goes to a log. It is NULL for
+ * MAIL_KIND_EMAIL_CHANGED. */
 struct mail_msg {
     const char *id;               /* outbox id, a UUID */
     const char *kind;             /* MAIL_KIND_* */

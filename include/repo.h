@@ -44,11 +44,23 @@ enum rotate_result {
                           inactive user */
 };
 
+#define REPO_EMAIL_MAX 254       /* bytes of a stored email */
+
 /* What repo_session_state() reports for the revocation check. */
 struct session_state {
     bool live;         /* session exists, not revoked, not expired, and its
                           user exists and is active */
     enum role role;
+    char email[REPO_EMAIL_MAX + 1];  /* the user's email now ("" if none) */
+};
+
+/* The fields a struct user_patch names (bits of its `set`). */
+enum user_field {
+    UF_EMAIL = 1u,
+    UF_FULL_NAME = 2u,
+    UF_ROLE = 4u,
+    UF_ACTIVE = 8u,
+    UF_VERIFIED = 16u,
 };
 
 /* ---- mail: single-use link tokens and the outbox ---------------------- */
@@ -74,6 +86,19 @@ struct outbox_row {
     int64_t attempts;            /* failed tries so far */
 };
 
+/* A change of some fields of one user: only those named in `set` are
+ * written (see repo_user_patch). Strings are borrowed from the caller. */
+struct user_patch {
+    unsigned set;                /* enum user_field bits */
+    const char *email;           /* normalised */
+    const char *full_name;       /* NULL clears it */
+    enum role role;
+    bool is_active, is_verified;
+    /* With UF_EMAIL: the mail (id, kind, created_at; no link) to queue to
+     * the previous address when the email really changes; NULL: none. */
+    const struct outbox_row *email_notice;
+};
+
 /* Backend vtable: sqlite.c and pg.c each export one. `impl` is the
  * backend's own state. Every function returns AS_OK or an error; backends
  * map their own codes once (unique email -> AS_ERR_EMAIL_TAKEN, lost
@@ -89,8 +114,9 @@ struct repo_ops {
                               struct arena *a);
     enum as_err (*user_by_email)(void *impl, const char *email,
                                  struct user *out, struct arena *a);
-    enum as_err (*user_update)(void *impl, const struct user *u,
-                               int64_t now);
+    enum as_err (*user_patch)(void *impl, const char *id,
+                              const struct user_patch *p, int64_t now,
+                              struct user *out, struct arena *a);
     enum as_err (*user_set_password)(void *impl, const char *id,
                                      const char *hash, const char *keep_sid,
                                      int64_t now);
@@ -132,7 +158,7 @@ struct repo_ops {
                                   const uint8_t parent[REPO_HASH_LEN],
                                   const uint8_t child[REPO_HASH_LEN],
                                   int64_t now, int64_t grace_ms,
-                                  int64_t new_expires,
+                                  int64_t new_expires, int64_t max_life_ms,
                                   enum rotate_result *res,
                                   struct session *out, struct arena *a);
     enum as_err (*refresh_session)(void *impl,
@@ -193,11 +219,20 @@ enum as_err repo_user_by_id(struct repo *r, const char *id,
 /* `email` already normalised. AS_ERR_NOT_FOUND when absent. */
 enum as_err repo_user_by_email(struct repo *r, const char *email,
                                struct user *out, struct arena *a);
-/* Writes email, full_name, role, is_active, is_verified of user u->id and
- * updated_at = now, in one transaction. Deactivation revokes every session
- * of the user in the same transaction. AS_ERR_NOT_FOUND, EMAIL_TAKEN, or
+/* In one transaction, writes only the fields `p` names of user `id`
+ * (the others keep the values they have when the write runs, whatever
+ * was read before) and updated_at = now. A changed email leaves
+ * is_verified false unless `p` names UF_VERIFIED, and queues
+ * p->email_notice (when set) to the previous address. A deactivation
+ * revokes every session of the user. AS_ERR_NOT_FOUND, EMAIL_TAKEN, or
  * AS_ERR_LAST_ADMIN when no active admin would remain (and nothing
- * changed). */
+ * changed). On AS_OK, `out` (may be NULL) gets the user as written, its
+ * strings in `a`. */
+enum as_err repo_user_patch(struct repo *r, const char *id,
+                            const struct user_patch *p, int64_t now,
+                            struct user *out, struct arena *a);
+/* repo_user_patch() of every field of `u` (email, full_name, role,
+ * is_active, is_verified). */
 enum as_err repo_user_update(struct repo *r, const struct user *u,
                              int64_t now);
 /* Sets a new password hash and revokes every session of the user except
@@ -277,7 +312,8 @@ enum as_err repo_session_revoke_all(struct repo *r, const char *user_id,
                                     const char *keep_sid, int64_t now);
 /* The atomic check-and-rotate of a refresh token (see enum rotate_result).
  * On ROTATE_OK the parent is marked used at `now`, the child stored, the
- * session's last_used_at = now and expires_at = new_expires. On
+ * session's last_used_at = now and expires_at = new_expires, but never
+ * past its created_at + max_life_ms (the session ends then). On
  * ROTATE_REUSED the session is revoked. `out` gets the session for OK,
  * GRACE and REUSED (so the replay can be audited). Safe against
  * concurrent callers on one database. */
@@ -285,7 +321,8 @@ enum as_err repo_refresh_rotate(struct repo *r,
                                 const uint8_t parent[REPO_HASH_LEN],
                                 const uint8_t child[REPO_HASH_LEN],
                                 int64_t now, int64_t grace_ms,
-                                int64_t new_expires, enum rotate_result *res,
+                                int64_t new_expires, int64_t max_life_ms,
+                                enum rotate_result *res,
                                 struct session *out, struct arena *a);
 /* The session that an unused refresh token of a live session belongs to;
  * AS_ERR_NOT_FOUND otherwise. */

@@ -25,9 +25,13 @@ enum as_err scache_check(struct scache *c, struct repo *r, const char *sid,
  * database (the HTTP threads' fast path). */
 bool scache_peek(struct scache *c, const char *sid,
                  struct session_state *out);
-/* Forgets `sid` (after this instance revoked it). */
+/* Forgets `sid` (after this instance revoked it). An answer that a
+ * concurrent scache_check() read from the database before this call is
+ * not stored after it. */
 void scache_forget(struct scache *c, const char *sid);
-/* Forgets every cached session of `user_id`. */
+/* Forgets every cached session of `user_id` (after a change to the user
+ * that the check answers: revocation, role, is_active, email, deletion),
+ * with the same guarantee. */
 void scache_forget_user(struct scache *c, const char *user_id);
 
 #endif

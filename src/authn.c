@@ -27,6 +27,7 @@ static enum as_err bearer(struct req_ctx *rc, bool wait, bool *pending)
     struct app *app = rc->app;
     const char *tok = authn_bearer_token(req_header(rc, "Authorization"));
     struct session_state st;
+    const char *email;
     enum as_err err;
 
     if (!tok)
@@ -53,6 +54,9 @@ static enum as_err bearer(struct req_ctx *rc, bool wait, bool *pending)
         return res_fail(&rc->res, AS_ERR_INVALID_TOKEN,
                         "The session has ended.");
     rc->claims.role = st.role == ROLE_ADMIN ? "admin" : "user"; /* current */
+    email = st.email[0] ? arena_strdup(rc->arena, st.email) : NULL;
+    if (email)                            /* the account's email now */
+        rc->claims.email = email;
     rc->authed = true;
     rc->bearer = tok;
     return AS_OK;

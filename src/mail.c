@@ -190,6 +190,42 @@ static const char verify_text[] =
     "The link works once. If you did not create an account, ignore this" CRLF
     "mail." CRLF;
 
+static const char email_changed_text[] =
+    "Hello," CRLF CRLF
+    "The email address of your account was changed from this address to" CRLF
+    "another one. Mail about the account now goes there." CRLF CRLF
+    "If you did not make this change, someone else may have your" CRLF
+    "password: contact the administrator of the service at once." CRLF;
+
+/* True for a kind of mail that carries no link. */
+static bool linkless(const char *kind)
+{
+    return kind && strcmp(kind, MAIL_KIND_EMAIL_CHANGED) == 0;
+}
+
+/* The body and subject of mail `m`, or NULL for an unknown kind. Caller
+ * wipes and frees the body with free(). */
+static char *mail_body(const struct mail_msg *m, const char **subject)
+{
+    bool reset = strcmp(m->kind, MAIL_KIND_RESET) == 0;
+    char *body;
+    int blen;
+
+    if (linkless(m->kind)) {
+        *subject = "Your email address was changed";
+        return strdup(email_changed_text);
+    }
+    if (!reset && strcmp(m->kind, MAIL_KIND_VERIFY) != 0)
+        return NULL;
+    *subject = reset ? "Reset your password" : "Confirm your email address";
+    blen = snprintf(NULL, 0, reset ? reset_text : verify_text, m->link);
+    body = blen > 0 ? malloc((size_t)blen + 1) : NULL;
+    if (body)
+        snprintf(body, (size_t)blen + 1, reset ? reset_text : verify_text,
+                 m->link);
+    return body;
+}
+
 #define MESSAGE_FORMAT                                                     \
     "Date: %s" CRLF                                                        \
     "From: %s" CRLF                                                        \
@@ -206,39 +242,31 @@ static const char verify_text[] =
 char *mail_render(const struct mail_msg *m, const char *from,
                   int64_t now_ms)
 {
-    bool reset = m->kind && strcmp(m->kind, MAIL_KIND_RESET) == 0;
     char date[40], env[MAX_ADDR + 3], domain[MAX_ADDR];
     char *body = NULL, *out = NULL;
-    const char *at;
-    int blen, len;
+    const char *at, *subject = NULL;
+    int len;
 
-    if ((!reset && (!m->kind || strcmp(m->kind, MAIL_KIND_VERIFY) != 0)) ||
-        !header_safe(m->to, MAX_ADDR) || !header_safe(m->id, 64) ||
-        !header_safe(m->link, MAIL_MAX_LINK) || strchr(m->to, '<') ||
-        strchr(m->to, '>') || !strchr(m->to, '@') ||
+    if (!m->kind || !header_safe(m->to, MAX_ADDR) ||
+        !header_safe(m->id, 64) ||
+        (!linkless(m->kind) && !header_safe(m->link, MAIL_MAX_LINK)) ||
+        strchr(m->to, '<') || strchr(m->to, '>') || !strchr(m->to, '@') ||
         !mail_envelope(from, env, sizeof env))
         return NULL;
     at = strchr(env, '@');
     snprintf(domain, sizeof domain, "%.*s", (int)(strlen(at + 1) - 1),
              at + 1);                           /* without the '>' */
     rfc5322_date(now_ms, date);
-    blen = snprintf(NULL, 0, reset ? reset_text : verify_text, m->link);
-    body = blen > 0 ? malloc((size_t)blen + 1) : NULL;
+    body = mail_body(m, &subject);
     if (!body)
         return NULL;
-    snprintf(body, (size_t)blen + 1, reset ? reset_text : verify_text,
-             m->link);
-    len = snprintf(NULL, 0, MESSAGE_FORMAT, date, from, m->to,
-                   reset ? "Reset your password"
-                         : "Confirm your email address",
+    len = snprintf(NULL, 0, MESSAGE_FORMAT, date, from, m->to, subject,
                    m->id, domain, body);
     out = len > 0 ? malloc((size_t)len + 1) : NULL;
     if (out)
         snprintf(out, (size_t)len + 1, MESSAGE_FORMAT, date, from, m->to,
-                 reset ? "Reset your password"
-                       : "Confirm your email address",
-                 m->id, domain, body);
-    sodium_memzero(body, (size_t)blen);
+                 subject, m->id, domain, body);
+    sodium_memzero(body, strlen(body));
     free(body);
     return out;
 }
@@ -292,7 +320,13 @@ static size_t event_write(char *out, const struct mail_msg *m,
         if (out)
             out[n] = ':';
         n++;
-        json_str(out, &n, vals[i]);
+        if (vals[i]) {
+            json_str(out, &n, vals[i]);
+        } else {                      /* a mail without a link */
+            if (out)
+                memcpy(out + n, "null", 4);
+            n += 4;
+        }
     }
     if (out)
         out[n] = '}';
@@ -305,7 +339,7 @@ char *mail_event_json(const struct mail_msg *m)
     char *out;
     size_t n;
 
-    if (!m->kind || !m->to || !m->link || !m->id)
+    if (!m->kind || !m->to || (!m->link && !linkless(m->kind)) || !m->id)
         return NULL;
     clock_rfc3339(m->created_at, created);
     /* Written by hand rather than through jansson so that the only copy
@@ -588,7 +622,8 @@ static void deliver(struct mailer *m, const struct outbox_row *row)
     int64_t delay;
     bool ok;
 
-    if (!row->link || !row->kind || !row->recipient) {
+    if ((!row->link && !linkless(row->kind)) || !row->kind ||
+        !row->recipient) {
         snprintf(why, sizeof why, "the row is incomplete");
         ok = false;
     } else if (m->tp == TP_SMTP) {

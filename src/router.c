@@ -36,7 +36,7 @@ static const struct route routes[] = {
       DB | CR },
     { "POST", AUTH "/email/verify", h_email_verify, P, DB | CR },
     { "GET", USERS "/me", h_me_get, U, DB },
-    { "PATCH", USERS "/me", h_me_patch, U, DB },
+    { "PATCH", USERS "/me", h_me_patch, U, OFF },  /* Argon2 on email */
     { "DELETE", USERS "/me", h_me_delete, U, OFF },
     { "GET", USERS, h_users_list, A, DB },
     { "POST", USERS, h_users_create, A, OFF },

@@ -1,7 +1,10 @@
-/* scache.c: direct-mapped session-state cache with lock striping. */
+/* scache.c: direct-mapped session-state cache with lock striping. A
+ * generation counter, bumped by every forget, keeps an answer read from
+ * the database before a revocation from being stored after it. */
 #include "scache.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +26,7 @@ struct scache {
     uint64_t ttl_ms;
     unsigned nslots;
     struct slot *slots;
+    atomic_uint_fast64_t gen;             /* forgets so far */
     pthread_mutex_t mu[STRIPES];
 };
 
@@ -84,14 +88,20 @@ static bool lookup(struct scache *c, const char *sid, bool any_age,
     return hit;
 }
 
+/* Stores `st`, read from the database while the generation was `gen`;
+ * not when a forget came since (the answer may predate a revocation). */
 static void store(struct scache *c, const char *sid, const char *user_id,
-                  const struct session_state *st)
+                  const struct session_state *st, uint_fast64_t gen)
 {
     unsigned i = slot_of(c, sid);
     pthread_mutex_t *mu = &c->mu[i % STRIPES];
     struct slot *s = &c->slots[i];
 
     pthread_mutex_lock(mu);
+    if (atomic_load(&c->gen) != gen) {
+        pthread_mutex_unlock(mu);
+        return;
+    }
     snprintf(s->sid, sizeof s->sid, "%s", sid);
     snprintf(s->user_id, sizeof s->user_id, "%s", user_id ? user_id : "");
     s->st = *st;
@@ -103,15 +113,17 @@ static void store(struct scache *c, const char *sid, const char *user_id,
 enum as_err scache_check(struct scache *c, struct repo *r, const char *sid,
                          const char *user_id, struct session_state *out)
 {
+    uint_fast64_t gen;
     enum as_err err;
 
     if (strlen(sid) >= UUID_STR_LEN)
         return AS_ERR_INVALID_TOKEN;
     if (c->ttl_ms && lookup(c, sid, false, out))
         return AS_OK;
+    gen = atomic_load(&c->gen);           /* before the read */
     err = repo_session_state(r, sid, clock_ms(), out);
     if (err == AS_OK) {
-        store(c, sid, user_id, out);
+        store(c, sid, user_id, out, gen);
         return AS_OK;
     }
     if (as_err_is_infra(err) && lookup(c, sid, true, out))
@@ -131,6 +143,7 @@ void scache_forget(struct scache *c, const char *sid)
     unsigned i = slot_of(c, sid);
     pthread_mutex_t *mu = &c->mu[i % STRIPES];
 
+    atomic_fetch_add(&c->gen, 1);         /* first: see store() */
     pthread_mutex_lock(mu);
     if (strcmp(c->slots[i].sid, sid) == 0)
         c->slots[i].used = false;
@@ -141,6 +154,7 @@ void scache_forget_user(struct scache *c, const char *user_id)
 {
     unsigned i;
 
+    atomic_fetch_add(&c->gen, 1);         /* first: see store() */
     for (i = 0; i < c->nslots; i++) {
         pthread_mutex_t *mu = &c->mu[i % STRIPES];
 

@@ -14,28 +14,34 @@
 #include "validate.h"
 
 enum as_err hx_token_pair(struct req_ctx *rc, const struct user *u,
-                          const char *sid, const char *refresh)
+                          const char *sid, const char *refresh,
+                          int64_t ends_ms)
 {
     const struct cfg *cfg = rc->app->cfg;
     struct sec_claims c = { .email = u->email,
                             .role = v_role_name(u->role) };
-    int64_t now = clock_ms() / 1000;
+    int64_t now = clock_ms() / 1000, ends = ends_ms / 1000;
     char *jwt = NULL;
     enum as_err err;
 
+    if (ends <= now)                      /* ended in this very second */
+        return res_fail(&rc->res, AS_ERR_INVALID_TOKEN,
+                        "The session has ended; log in again.");
     snprintf(c.sub, sizeof c.sub, "%s", u->id);
     snprintf(c.sid, sizeof c.sid, "%s", sid);
     uuid_v7_new(c.jti);
     c.iat = c.nbf = now;
     c.exp = now + (int64_t)cfg->access_ttl;
+    if (c.exp > ends)                     /* no token outlives its session */
+        c.exp = ends;
     err = sec_jwt_sign(app_keys(rc->app), cfg, &c, &jwt);
     if (err != AS_OK)
         return err;
     res_json(&rc->res, 200,
-             json_pack("{s:s, s:s, s:i, s:s, s:i}", "access_token", jwt,
+             json_pack("{s:s, s:s, s:I, s:s, s:I}", "access_token", jwt,
                        "token_type", "Bearer", "expires_in",
-                       (int)cfg->access_ttl, "refresh_token", refresh,
-                       "refresh_expires_in", (int)cfg->refresh_ttl));
+                       (json_int_t)(c.exp - now), "refresh_token", refresh,
+                       "refresh_expires_in", (json_int_t)(ends - now)));
     sodium_memzero(jwt, strlen(jwt));
     free(jwt);
     return rc->res.body ? AS_OK : AS_ERR_NOMEM;
@@ -52,7 +58,10 @@ enum as_err hx_start_session(struct req_ctx *rc, const struct user *u)
 
     uuid_v7_new(s.id);
     snprintf(s.user_id, sizeof s.user_id, "%s", u->id);
-    s.expires_at = now + (int64_t)cfg->refresh_ttl * 1000;
+    /* The refresh token's life, never past the session's maximum. */
+    s.expires_at = now + (int64_t)(cfg->refresh_ttl < cfg->session_max_seconds
+                                       ? cfg->refresh_ttl
+                                       : cfg->session_max_seconds) * 1000;
     s.ip = rc->ip;
     s.user_agent = v_printable(rc->arena, req_header(rc, "User-Agent"),
                                256);
@@ -60,7 +69,7 @@ enum as_err hx_start_session(struct req_ctx *rc, const struct user *u)
     sec_token_hash(refresh, hash);
     err = repo_session_create(rc->app->repo, &s, hash);
     if (err == AS_OK)
-        err = hx_token_pair(rc, u, s.id, refresh);
+        err = hx_token_pair(rc, u, s.id, refresh, s.expires_at);
     if (err == AS_OK)
         log_event(LOG_INFO, "auth.login", rc->request_id,
                   json_pack("{s:s, s:s, s:s}", "user_id", u->id,
@@ -140,6 +149,12 @@ enum as_err hx_create_user(struct req_ctx *rc, bool with_role,
 
     if (err != AS_OK)
         goto out;
+    if (!with_role &&
+        (json_object_get(in, "role") || json_object_get(in, "is_active"))) {
+        err = res_fail(res, AS_ERR_FORBIDDEN,
+                       "You cannot choose your own role or is_active.");
+        goto out;
+    }
     new_user_fields(rc, in, with_role, &u, &pw);
     if (res->errors) {
         err = AS_ERR_VALIDATION;

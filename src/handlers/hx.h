@@ -6,15 +6,18 @@
 #define HX_MAX_PASSWORD_BYTES 512   /* 128 code points of up to 4 bytes */
 
 /* Answers 200 with the token pair of API.md: a new access token for `u`
- * in session `sid`, and `refresh` (a secret, not kept). */
+ * in session `sid`, and `refresh` (a secret, not kept), both valid at
+ * most until `ends_ms`, the Unix ms at which the session ends. */
 enum as_err hx_token_pair(struct req_ctx *rc, const struct user *u,
-                          const char *sid, const char *refresh);
+                          const char *sid, const char *refresh,
+                          int64_t ends_ms);
 /* Creates a session for `u` (client IP and user agent recorded) and
  * answers its first token pair. */
 enum as_err hx_start_session(struct req_ctx *rc, const struct user *u);
 /* Creates a user from the JSON body {email, password, full_name?} (and
- * role? when `with_role`; otherwise the role is "user"), answering 201
- * with Location, 409 email_taken or 422; logs `action` as an audit. */
+ * role? when `with_role`; otherwise the role is "user" and a body naming
+ * role or is_active is refused with 403), answering 201 with Location,
+ * 409 email_taken or 422; logs `action` as an audit. */
 enum as_err hx_create_user(struct req_ctx *rc, bool with_role,
                            const char *action);
 /* Loads the caller's user (rc->claims.sub); a vanished user is 401. */

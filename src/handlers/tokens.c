@@ -41,7 +41,7 @@ static enum as_err rotated(struct req_ctx *rc, const struct session *s,
                         "The refresh token is invalid or expired.");
     if (err != AS_OK)
         return err;
-    return hx_token_pair(rc, &u, s->id, child);
+    return hx_token_pair(rc, &u, s->id, child, s->expires_at);
 }
 
 enum as_err h_refresh(struct req_ctx *rc, struct response *res)
@@ -66,7 +66,8 @@ enum as_err h_refresh(struct req_ctx *rc, struct response *res)
     err = repo_refresh_rotate(rc->app->repo, ph, ch, now,
                               (int64_t)cfg->refresh_reuse_grace_seconds *
                                   1000,
-                              now + (int64_t)cfg->refresh_ttl * 1000, &rr,
+                              now + (int64_t)cfg->refresh_ttl * 1000,
+                              (int64_t)cfg->session_max_seconds * 1000, &rr,
                               &s, rc->arena);
     if (err != AS_OK)
         goto out;
@@ -261,6 +262,7 @@ static enum as_err token_session(struct req_ctx *rc, const char *tok,
 {
     uint8_t h[REPO_HASH_LEN];
     struct session_state st;
+    const char *email;
     enum as_err err;
 
     *is_access = false;
@@ -278,7 +280,10 @@ static enum as_err token_session(struct req_ctx *rc, const char *tok,
     if (!st.live)
         return AS_ERR_NOT_FOUND;
     *is_access = true;
-    c->role = v_role_name(st.role);
+    c->role = v_role_name(st.role);                 /* the account's now */
+    email = st.email[0] ? arena_strdup(rc->arena, st.email) : NULL;
+    if (email)
+        c->email = email;
     snprintf(s->id, sizeof s->id, "%s", c->sid);
     snprintf(s->user_id, sizeof s->user_id, "%s", c->sub);
     return AS_OK;

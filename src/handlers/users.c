@@ -2,15 +2,17 @@
  * management. Who may call what is in the route table, not here. */
 #include "hx.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <sodium.h>
 
+#include "accounts.h"
 #include "cfg.h"
 #include "clock.h"
+#include "mail.h"
 #include "password.h"
-#include "scache.h"
 #include "uuid.h"
 #include "validate.h"
 
@@ -26,41 +28,58 @@ enum as_err h_me_get(struct req_ctx *rc, struct response *res)
     return err != AS_OK ? err : res_json(res, 200, v_user_json(&u));
 }
 
-/* Applies full_name and email of `in` to `u`; a changed email resets
- * is_verified. Adds field errors. */
-static void patch_profile(struct req_ctx *rc, json_t *in, struct user *u)
+/* The enum user_field bits of the fields a PATCH body names. */
+static unsigned named_fields(json_t *in)
+{
+    return (json_object_get(in, "email") ? UF_EMAIL : 0u) |
+           (json_object_get(in, "full_name") ? UF_FULL_NAME : 0u) |
+           (json_object_get(in, "role") ? UF_ROLE : 0u) |
+           (json_object_get(in, "is_active") ? UF_ACTIVE : 0u);
+}
+
+/* Reads the fields `in` names into `p` (only those, so that a write
+ * never touches the others). Adds field errors. */
+static void read_patch(struct req_ctx *rc, json_t *in, struct user_patch *p)
 {
     struct response *res = &rc->res;
-    const char *name, *raw;
-    bool name_null, unused;
+    const char *name, *raw, *role = NULL;
+    bool name_null, unused, active, present;
 
-    if (v_string_or_null(res, in, "full_name", 1024, &name, &name_null)) {
+    if (v_string_or_null(res, in, "full_name", 1024, &name, &name_null) &&
+        (name || name_null)) {
         if (name && !v_full_name(name))
             res_field(res, "full_name", "must be 1-200 printable "
                                         "characters");
-        else if (name || name_null)
-            u->full_name = name;
+        p->set |= UF_FULL_NAME;
+        p->full_name = name;
     }
-    if (v_string_or_null(res, in, "email", 1024, &raw, &unused) &&
-        json_object_get(in, "email")) {
-        const char *email = raw ? v_email(rc->arena, raw) : NULL;
-
-        if (!email)
+    if (json_object_get(in, "email") &&
+        v_string_or_null(res, in, "email", 1024, &raw, &unused)) {
+        p->email = raw ? v_email(rc->arena, raw) : NULL;
+        if (!p->email)
             res_field(res, "email", "is not a valid email address");
-        else if (strcmp(email, u->email) != 0) {
-            u->email = email;
-            u->is_verified = false;
-        }
+        p->set |= UF_EMAIL;
+    }
+    if (v_string(res, in, "role", false, 16, &role) && role) {
+        if (!v_role(role, &p->role))
+            res_field(res, "role", "must be \"user\" or \"admin\"");
+        p->set |= UF_ROLE;
+    }
+    if (v_bool(res, in, "is_active", &active, &present) && present) {
+        p->is_active = active;
+        p->set |= UF_ACTIVE;
     }
 }
 
-/* Writes `u` and answers it; maps conflicts to their problems. */
-static enum as_err save_user(struct req_ctx *rc, struct user *u,
-                             bool was_active, const char *action)
+/* Writes the fields `p` names of user `id` (account_patch) and answers
+ * the user as written; maps refusals to their problems. */
+static enum as_err save_patch(struct req_ctx *rc, enum account_actor who,
+                              const char *id, const struct user_patch *p)
 {
     struct response *res = &rc->res;
-    int64_t now = clock_ms();
-    enum as_err err = repo_user_update(rc->app->repo, u, now);
+    struct user u;
+    enum as_err err = account_patch(rc->app->repo, rc->app->scache, who, id,
+                                    p, clock_ms(), &u, rc->arena);
 
     if (err == AS_ERR_EMAIL_TAKEN)
         return res_fail(res, err, "An account with this email already "
@@ -70,36 +89,68 @@ static enum as_err save_user(struct req_ctx *rc, struct user *u,
                                   "or deactivated.");
     if (err == AS_ERR_NOT_FOUND)
         return res_fail(res, err, "No such user.");
+    if (err == AS_ERR_FORBIDDEN)
+        return res_fail(res, err, "You cannot change your own role or "
+                                  "is_active.");
     if (err != AS_OK)
         return err;
-    if (was_active && !u->is_active)
-        scache_forget_user(rc->app->scache, u->id);
-    u->updated_at = now;
-    hx_audit(rc, action, u->id, json_pack("{s:s, s:b}", "role",
-                                          v_role_name(u->role), "is_active",
-                                          u->is_active));
-    return res_json(res, 200, v_user_json(u));
+    hx_audit(rc, "user.updated", u.id,
+             json_pack("{s:s, s:b, s:[s*s*s*s*]}", "role",
+                       v_role_name(u.role), "is_active", u.is_active,
+                       "fields", (p->set & UF_EMAIL) ? "email" : NULL,
+                       (p->set & UF_FULL_NAME) ? "full_name" : NULL,
+                       (p->set & UF_ROLE) ? "role" : NULL,
+                       (p->set & UF_ACTIVE) ? "is_active" : NULL));
+    return res_json(res, 200, v_user_json(&u));
+}
+
+/* Checks the password a change needs (account_needs_password): 401 when
+ * it is missing or wrong. Runs on the hash pool (the route's flag). */
+static enum as_err prove_password(struct req_ctx *rc, const struct user *u,
+                                  const struct user_patch *p, const char *pw)
+{
+    if (!account_needs_password(ACCOUNT_SELF, u->email, p))
+        return AS_OK;
+    if (!pw)
+        return res_fail(&rc->res, AS_ERR_BAD_CREDENTIALS,
+                        "Changing the email needs current_password.");
+    return hx_check_password(rc, u, pw);
 }
 
 enum as_err h_me_patch(struct req_ctx *rc, struct response *res)
 {
     json_t *in = NULL;
+    const char *pw = NULL;
+    struct user_patch p = { 0 };
+    struct outbox_row notice = { .kind = MAIL_KIND_EMAIL_CHANGED };
     struct user u;
     enum as_err err = req_json(rc, &in);
 
     if (err != AS_OK)
         goto out;
-    if (json_object_get(in, "role") || json_object_get(in, "is_active")) {
+    if (account_may_change(ACCOUNT_SELF, named_fields(in)) != AS_OK) {
         err = res_fail(res, AS_ERR_FORBIDDEN,
                        "You cannot change your own role or is_active.");
         goto out;
     }
+    read_patch(rc, in, &p);
+    v_string(res, in, "current_password", false, HX_MAX_PASSWORD_BYTES,
+             &pw);
+    if (res->errors) {
+        err = AS_ERR_VALIDATION;
+        goto out;
+    }
     err = hx_caller(rc, &u);
+    if (err == AS_OK)
+        err = prove_password(rc, &u, &p, pw);
     if (err != AS_OK)
         goto out;
-    patch_profile(rc, in, &u);
-    err = res->errors ? AS_ERR_VALIDATION
-                      : save_user(rc, &u, u.is_active, "user.updated");
+    uuid_v7_new(notice.id);
+    notice.created_at = clock_ms();
+    p.email_notice = &notice;
+    err = save_patch(rc, ACCOUNT_SELF, u.id, &p);
+    if (err == AS_OK && (p.set & UF_EMAIL))
+        mail_wake(atomic_load(&rc->app->mailer));
 out:
     json_decref(in);
     return err;
@@ -108,7 +159,7 @@ out:
 /* Deletes user `id` (sessions go with it). */
 static enum as_err delete_user(struct req_ctx *rc, const char *id)
 {
-    enum as_err err = repo_user_delete(rc->app->repo, id);
+    enum as_err err = account_delete(rc->app->repo, rc->app->scache, id);
 
     if (err == AS_ERR_LAST_ADMIN)
         return res_fail(&rc->res, err,
@@ -117,7 +168,6 @@ static enum as_err delete_user(struct req_ctx *rc, const char *id)
         return res_fail(&rc->res, err, "No such user.");
     if (err != AS_OK)
         return err;
-    scache_forget_user(rc->app->scache, id);
     hx_audit(rc, "user.deleted", id, NULL);
     return res_json(&rc->res, 204, NULL);
 }
@@ -238,24 +288,18 @@ enum as_err h_user_get(struct req_ctx *rc, struct response *res)
 enum as_err h_user_patch(struct req_ctx *rc, struct response *res)
 {
     json_t *in = NULL;
-    const char *role;
-    struct user u;
-    bool active, present, was_active;
+    struct user_patch p = { 0 };
     enum as_err err = req_json(rc, &in);
 
-    if (err == AS_OK)
-        err = target(rc, &u);
     if (err != AS_OK)
         goto out;
-    was_active = u.is_active;
-    patch_profile(rc, in, &u);
-    if (v_string(res, in, "role", false, 16, &role) && role &&
-        !v_role(role, &u.role))
-        res_field(res, "role", "must be \"user\" or \"admin\"");
-    if (v_bool(res, in, "is_active", &active, &present) && present)
-        u.is_active = active;
-    err = res->errors ? AS_ERR_VALIDATION
-                      : save_user(rc, &u, was_active, "user.updated");
+    read_patch(rc, in, &p);
+    if (res->errors)
+        err = AS_ERR_VALIDATION;
+    else if (!uuid_valid(rc->param_id))
+        err = res_fail(res, AS_ERR_NOT_FOUND, "No such user.");
+    else
+        err = save_patch(rc, ACCOUNT_ADMIN, rc->param_id, &p);
 out:
     json_decref(in);
     return err;

@@ -847,27 +847,85 @@ static enum as_err check_admins_left(struct conn *c, const char *op)
     return err;
 }
 
-static enum as_err pg_user_update(void *impl, const struct user *u,
-                                  int64_t now)
+_Static_assert(UF_EMAIL == 1 && UF_FULL_NAME == 2 && UF_ROLE == 4 &&
+                   UF_ACTIVE == 8 && UF_VERIFIED == 16,
+               "the bits tested in the SQL of pg_user_patch");
+
+/* Every column is written only when $2 names it (enum user_field bits),
+ * from the row as it is now, never from an earlier read. */
+#define PATCH_SQL                                                          \
+    "UPDATE users SET "                                                    \
+    "email = CASE WHEN $2 & 1 <> 0 THEN $3 ELSE email END, "               \
+    "full_name = CASE WHEN $2 & 2 <> 0 THEN $4 ELSE full_name END, "       \
+    "role = CASE WHEN $2 & 4 <> 0 THEN $5 ELSE role END, "                 \
+    "is_active = CASE WHEN $2 & 8 <> 0 THEN $6 ELSE is_active END, "       \
+    "is_verified = CASE WHEN $2 & 16 <> 0 THEN $7 "                        \
+    "WHEN $2 & 1 <> 0 AND $3 <> email THEN false ELSE is_verified END, "   \
+    "updated_at = $8 WHERE id = $1 RETURNING " USER_COLS
+
+/* Inside a transaction, after the patch: revokes the sessions of a
+ * deactivated user, keeps an admin, queues the email-change notice. */
+static enum as_err patch_after(struct conn *c, const char *op,
+                               const char *id, const struct user_patch *p,
+                               const PGresult *before, const PGresult *after,
+                               int64_t now)
 {
-    static const char op[] = "user_update";
-    bool demotes = u->role != ROLE_ADMIN || !u->is_active;
-    bool was_admin = false;
-    struct params q = { 0 }, rq = { 0 };
+    struct params rq = { 0 }, nq = { 0 };
+    const char *old_email = PQgetvalue(before, 0, 2);
+    bool active = col_bool(after, 0, 5);
+    bool admin = active && strcmp(PQgetvalue(after, 0, 4), "admin") == 0;
+    enum as_err err = AS_OK;
+
+    if (col_bool(before, 0, 1) && !active) {
+        p_text(&rq, id);
+        p_i64(&rq, now);
+        err = conn_run(c, op,
+                       "UPDATE sessions SET revoked_at = $2 "
+                       "WHERE user_id = $1 AND revoked_at IS NULL", &rq,
+                       NULL);
+    }
+    if (err == AS_OK && col_bool(before, 0, 0) && !admin)
+        err = check_admins_left(c, op);
+    if (err == AS_OK && p->email_notice &&
+        strcmp(PQgetvalue(after, 0, 1), old_email) != 0) {
+        p_text(&nq, p->email_notice->id);
+        p_text(&nq, id);
+        p_text(&nq, p->email_notice->kind);
+        p_text(&nq, old_email);
+        p_i64(&nq, p->email_notice->created_at);
+        err = conn_run(c, op,
+                       "INSERT INTO outbox (id, user_id, kind, recipient, "
+                       "link, created_at, next_attempt_at) "
+                       "VALUES ($1, $2, $3, $4, NULL, $5, $5)", &nq, NULL);
+    }
+    return err;
+}
+
+static enum as_err pg_user_patch(void *impl, const char *id,
+                                 const struct user_patch *p, int64_t now,
+                                 struct user *out, struct arena *a)
+{
+    static const char op[] = "user_patch";
+    bool demotes = ((p->set & UF_ROLE) && p->role != ROLE_ADMIN) ||
+                   ((p->set & UF_ACTIVE) && !p->is_active);
+    struct params q = { 0 }, bq = { 0 };
+    PGresult *before = NULL, *after = NULL;
     struct conn c;
     enum as_err err;
 
-    if (!utf8_ok(u->id))
+    if (!id || !utf8_ok(id))
         return AS_ERR_NOT_FOUND;
-    p_text(&q, u->id);
-    p_text(&q, u->email);
-    p_text(&q, u->full_name);
-    p_text(&q, role_name(u->role));
-    p_bool(&q, u->is_active);
-    p_bool(&q, u->is_verified);
+    if (((p->set & UF_EMAIL) && !p->email) || (out && !a))
+        return AS_ERR_BAD_REQUEST;
+    p_text(&q, id);
+    p_i64(&q, (int64_t)p->set);
+    p_text(&q, p->email);
+    p_text(&q, p->full_name);
+    p_text(&q, role_name(p->role));
+    p_bool(&q, p->is_active);
+    p_bool(&q, p->is_verified);
     p_i64(&q, now);
-    p_text(&rq, u->id);
-    p_i64(&rq, now);
+    p_text(&bq, id);
     if (q.invalid)
         return AS_ERR_VALIDATION;
     err = pool_get(impl, &c);
@@ -877,23 +935,28 @@ static enum as_err pg_user_update(void *impl, const struct user *u,
     if (err == AS_OK && demotes)
         err = lock_admins(&c, op);
     if (err == AS_OK)
-        err = lock_user(&c, op, u->id, false, &was_admin);
+        err = conn_exec(&c, op,
+                        "SELECT role = 'admin' AND is_active, is_active, "
+                        "email FROM users WHERE id = $1 FOR NO KEY UPDATE",
+                        &bq, false, &before);
+    if (err == AS_OK && PQntuples(before) != 1)
+        err = AS_ERR_NOT_FOUND;
     if (err == AS_OK)
-        err = conn_run(&c, op,
-                       "UPDATE users SET email = $2, full_name = $3, "
-                       "role = $4, is_active = $5, is_verified = $6, "
-                       "updated_at = $7 WHERE id = $1", &q, NULL);
-    if (err == AS_OK && !u->is_active)
-        err = conn_run(&c, op,
-                       "UPDATE sessions SET revoked_at = $2 "
-                       "WHERE user_id = $1 AND revoked_at IS NULL", &rq,
-                       NULL);
-    if (err == AS_OK && was_admin && demotes)
-        err = check_admins_left(&c, op);
+        err = conn_exec(&c, op, PATCH_SQL, &q, false, &after);
+    if (err == AS_OK && PQntuples(after) != 1)
+        err = AS_ERR_NOT_FOUND;
+    if (err == AS_OK)
+        err = patch_after(&c, op, id, p, before, after, now);
+    if (err == AS_OK && out)
+        err = row_user(after, 0, out, a);
     err = tx_finish(&c, op, err);
+    PQclear(before);
+    PQclear(after);
     pool_put(&c);
     return err;
 }
+
+#undef PATCH_SQL
 
 static enum as_err pg_user_set_password(void *impl, const char *id,
                                         const char *hash,
@@ -1216,18 +1279,20 @@ static enum as_err pg_session_state(void *impl, const char *sid, int64_t now,
 
     out->live = false;
     out->role = ROLE_USER;
+    out->email[0] = '\0';
     if (!sid || !utf8_ok(sid))
         return AS_OK;
     p_text(&q, sid);
     p_i64(&q, now);
     err = one_shot(impl, "session_state",
                    "SELECT s.revoked_at IS NULL AND s.expires_at > $2 "
-                   "AND u.is_active, u.role = 'admin' "
+                   "AND u.is_active, u.role = 'admin', u.email "
                    "FROM sessions s JOIN users u ON u.id = s.user_id "
                    "WHERE s.id = $1", &q, &r);
     if (err == AS_OK && PQntuples(r) == 1) {
         out->live = col_bool(r, 0, 0);
         out->role = col_bool(r, 0, 1) ? ROLE_ADMIN : ROLE_USER;
+        snprintf(out->email, sizeof out->email, "%s", PQgetvalue(r, 0, 2));
     }
     PQclear(r);
     return err;
@@ -1314,8 +1379,8 @@ static enum as_err pg_session_revoke_all(void *impl, const char *user_id,
 /* The winner of a rotation: stores the child and moves the session. */
 static enum as_err rotate_ok(struct conn *c, const char *sid,
                              const uint8_t child[REPO_HASH_LEN], int64_t now,
-                             int64_t new_expires, struct session *out,
-                             struct arena *a)
+                             int64_t new_expires, int64_t max_life_ms,
+                             struct session *out, struct arena *a)
 {
     static const char op[] = "refresh_rotate";
     struct params t = { 0 }, s = { 0 };
@@ -1328,6 +1393,7 @@ static enum as_err rotate_ok(struct conn *c, const char *sid,
     p_text(&s, sid);
     p_i64(&s, now);
     p_i64(&s, new_expires);
+    p_i64(&s, max_life_ms);
     err = conn_run(c, op,
                    "INSERT INTO refresh_tokens (hash, session_id, created_at)"
                    " VALUES ($1, $2, $3) ON CONFLICT (hash) DO NOTHING", &t,
@@ -1335,7 +1401,8 @@ static enum as_err rotate_ok(struct conn *c, const char *sid,
     if (err == AS_OK)
         err = conn_exec(c, op,
                         "UPDATE sessions s SET last_used_at = $2, "
-                        "expires_at = $3 WHERE s.id = $1 "
+                        "expires_at = least($3, s.created_at + $4) "
+                        "WHERE s.id = $1 "
                         "RETURNING " SESSION_COLS, &s, false, &r);
     if (err == AS_OK)
         err = PQntuples(r) == 1 ? row_session(r, 0, out, a)
@@ -1396,6 +1463,7 @@ static enum as_err pg_refresh_rotate(void *impl,
                                      const uint8_t child[REPO_HASH_LEN],
                                      int64_t now, int64_t grace_ms,
                                      int64_t new_expires,
+                                     int64_t max_life_ms,
                                      enum rotate_result *res,
                                      struct session *out, struct arena *a)
 {
@@ -1428,7 +1496,8 @@ static enum as_err pg_refresh_rotate(void *impl,
         if (!col_id(r, 0, 0, sid))
             err = AS_ERR_INTERNAL;
         if (err == AS_OK)
-            err = rotate_ok(&c, sid, child, now, new_expires, out, a);
+            err = rotate_ok(&c, sid, child, now, new_expires, max_life_ms,
+                            out, a);
         if (err == AS_OK)
             *res = ROTATE_OK;
     } else if (err == AS_OK) {
@@ -1882,7 +1951,7 @@ static const struct repo_ops pg_ops = {
     .user_insert = pg_user_insert,
     .user_by_id = pg_user_by_id,
     .user_by_email = pg_user_by_email,
-    .user_update = pg_user_update,
+    .user_patch = pg_user_patch,
     .user_set_password = pg_user_set_password,
     .user_rehash = pg_user_rehash,
     .user_delete = pg_user_delete,

@@ -239,10 +239,23 @@ enum as_err repo_user_by_email(struct repo *r, const char *email,
     return DISPATCH(r, user_by_email(r->impl, email, out, a));
 }
 
+enum as_err repo_user_patch(struct repo *r, const char *id,
+                            const struct user_patch *p, int64_t now,
+                            struct user *out, struct arena *a)
+{
+    return DISPATCH(r, user_patch(r->impl, id, p, now, out, a));
+}
+
 enum as_err repo_user_update(struct repo *r, const struct user *u,
                              int64_t now)
 {
-    return DISPATCH(r, user_update(r->impl, u, now));
+    struct user_patch p = {
+        .set = UF_EMAIL | UF_FULL_NAME | UF_ROLE | UF_ACTIVE | UF_VERIFIED,
+        .email = u->email, .full_name = u->full_name, .role = u->role,
+        .is_active = u->is_active, .is_verified = u->is_verified,
+    };
+
+    return repo_user_patch(r, u->id, &p, now, NULL, NULL);
 }
 
 enum as_err repo_user_set_password(struct repo *r, const char *id,
@@ -363,11 +376,13 @@ enum as_err repo_refresh_rotate(struct repo *r,
                                 const uint8_t parent[REPO_HASH_LEN],
                                 const uint8_t child[REPO_HASH_LEN],
                                 int64_t now, int64_t grace_ms,
-                                int64_t new_expires, enum rotate_result *res,
+                                int64_t new_expires, int64_t max_life_ms,
+                                enum rotate_result *res,
                                 struct session *out, struct arena *a)
 {
     return DISPATCH(r, refresh_rotate(r->impl, parent, child, now, grace_ms,
-                                      new_expires, res, out, a));
+                                      new_expires, max_life_ms, res, out,
+                                      a));
 }
 
 enum as_err repo_refresh_session(struct repo *r,

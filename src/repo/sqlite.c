@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -51,9 +52,19 @@
     X(S_USER_BY_EMAIL, "SELECT " USER_COLS " FROM users WHERE email = ?1") \
     X(S_USER_FLAGS, "SELECT role = 'admin' AND is_active = 1, is_active "  \
       "FROM users WHERE id = ?1")                                          \
-    X(S_USER_UPDATE, "UPDATE users SET email = ?2, full_name = ?3, "       \
-      "role = ?4, is_active = ?5, is_verified = ?6, updated_at = ?7 "      \
-      "WHERE id = ?1")                                                     \
+    X(S_USER_BEFORE, "SELECT role = 'admin' AND is_active = 1, is_active, " \
+      "email FROM users WHERE id = ?1")                                    \
+    X(S_USER_PATCH, "UPDATE users SET "                                    \
+      "email = CASE WHEN ?2 THEN ?3 ELSE email END, "                      \
+      "full_name = CASE WHEN ?4 THEN ?5 ELSE full_name END, "              \
+      "role = CASE WHEN ?6 THEN ?7 ELSE role END, "                        \
+      "is_active = CASE WHEN ?8 THEN ?9 ELSE is_active END, "              \
+      "is_verified = CASE WHEN ?10 THEN ?11 "                              \
+      "WHEN ?2 AND ?3 <> email THEN 0 ELSE is_verified END, "              \
+      "updated_at = ?12 WHERE id = ?1 RETURNING " USER_COLS)               \
+    X(S_OUTBOX_NOTICE, "INSERT INTO outbox (id, user_id, kind, "           \
+      "recipient, link, created_at, next_attempt_at) "                     \
+      "VALUES (?1, ?2, ?3, ?4, NULL, ?5, ?5)")                             \
     X(S_USER_SET_PW, "UPDATE users SET password_hash = ?2, "               \
       "updated_at = ?3 WHERE id = ?1")                                     \
     X(S_USER_REHASH, "UPDATE users SET password_hash = ?3 "                \
@@ -89,7 +100,8 @@
       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")                           \
     X(S_SESSION_GET, "SELECT " SESSION_COLS " FROM sessions s "            \
       "WHERE s.id = ?1")                                                   \
-    X(S_SESSION_STATE, "SELECT " LIVE_AT_2 ", u.role FROM sessions s "     \
+    X(S_SESSION_STATE, "SELECT " LIVE_AT_2 ", u.role, u.email "            \
+      "FROM sessions s "                                                   \
       "JOIN users u ON u.id = s.user_id WHERE s.id = ?1")                  \
     X(S_SESSION_LIST, "SELECT " SESSION_COLS " FROM sessions s "           \
       "WHERE s.user_id = ?1 AND s.revoked_at IS NULL "                     \
@@ -104,7 +116,7 @@
     X(S_SESSION_KILL, "UPDATE sessions SET revoked_at = ?2 "               \
       "WHERE id = ?1 AND revoked_at IS NULL")                              \
     X(S_SESSION_TOUCH, "UPDATE sessions SET last_used_at = ?2, "           \
-      "expires_at = ?3 WHERE id = ?1")                                     \
+      "expires_at = min(?3, created_at + ?4) WHERE id = ?1")               \
     X(S_TOKEN_INSERT, "INSERT INTO refresh_tokens (hash, session_id, "     \
       "created_at) VALUES (?1, ?2, ?3)")                                   \
     X(S_TOKEN_USE, "UPDATE refresh_tokens SET used_at = ?2 "               \
@@ -689,34 +701,94 @@ static void revoke_all(struct conn *c, const char *user_id,
     run(c, st);
 }
 
-static enum as_err sq_user_update(void *impl, const struct user *u,
-                                  int64_t now)
+/* Reads, before a patch of user `id`, whether it is an active admin,
+ * whether active, and its email; AS_ERR_NOT_FOUND when absent. */
+static void user_before(struct conn *c, const char *id, bool *admin,
+                        bool *active, char email[REPO_EMAIL_MAX + 1])
 {
-    const char *role = repo_role_name(u->role);
+    sqlite3_stmt *st = q(c, S_USER_BEFORE);
+    const unsigned char *e;
+
+    *admin = *active = false;
+    email[0] = '\0';
+    b_text(c, st, 1, id);
+    if (row(c, st)) {
+        *admin = col_int(st, 0) != 0;
+        *active = col_int(st, 1) != 0;
+        e = sqlite3_column_text(st, 2);
+        snprintf(email, REPO_EMAIL_MAX + 1, "%s", e ? (const char *)e : "");
+    } else {
+        refuse(c, AS_ERR_NOT_FOUND);
+    }
+    done(st);
+}
+
+/* Queues mail `m` (no link) of user `id` to `to`. */
+static void queue_notice(struct conn *c, const char *id, const char *to,
+                         const struct outbox_row *m)
+{
+    sqlite3_stmt *st = q(c, S_OUTBOX_NOTICE);
+
+    b_text(c, st, 1, m->id);
+    b_text(c, st, 2, id);
+    b_text(c, st, 3, m->kind);
+    b_text(c, st, 4, to);
+    b_int(c, st, 5, m->created_at);
+    run(c, st);
+}
+
+static enum as_err sq_user_patch(void *impl, const char *id,
+                                 const struct user_patch *p, int64_t now,
+                                 struct user *out, struct arena *a)
+{
+    const char *role = repo_role_name(p->role);
+    char old_email[REPO_EMAIL_MAX + 1];
+    const unsigned char *t;
     struct conn *c;
     sqlite3_stmt *st;
-    bool was_admin, was_active;
-    enum as_err err = acquire(impl, "user_update", &c);
+    bool was_admin, was_active, is_admin = false, is_active = false;
+    bool moved = false;
+    enum as_err err = acquire(impl, "user_patch", &c);
 
     if (err != AS_OK)
         return err;
-    if (!role || !u->email)
+    if (!id || ((p->set & UF_ROLE) && !role) ||
+        ((p->set & UF_EMAIL) && !p->email) || (out && !a))
         refuse(c, AS_ERR_BAD_REQUEST);
     begin(c);
-    user_flags(c, u->id, &was_admin, &was_active);
-    st = q(c, S_USER_UPDATE);
-    b_text(c, st, 1, u->id);
-    b_text(c, st, 2, u->email);
-    b_text(c, st, 3, u->full_name);
-    b_text(c, st, 4, role);
-    b_int(c, st, 5, u->is_active);
-    b_int(c, st, 6, u->is_verified);
-    b_int(c, st, 7, now);
-    run(c, st);
-    if (was_admin && !(u->role == ROLE_ADMIN && u->is_active))
+    user_before(c, id, &was_admin, &was_active, old_email);
+    st = q(c, S_USER_PATCH);
+    b_text(c, st, 1, id);
+    b_int(c, st, 2, (p->set & UF_EMAIL) != 0);
+    b_text(c, st, 3, p->email);
+    b_int(c, st, 4, (p->set & UF_FULL_NAME) != 0);
+    b_text(c, st, 5, p->full_name);
+    b_int(c, st, 6, (p->set & UF_ROLE) != 0);
+    b_text(c, st, 7, role);
+    b_int(c, st, 8, (p->set & UF_ACTIVE) != 0);
+    b_int(c, st, 9, p->is_active);
+    b_int(c, st, 10, (p->set & UF_VERIFIED) != 0);
+    b_int(c, st, 11, p->is_verified);
+    b_int(c, st, 12, now);
+    if (row(c, st)) {
+        t = sqlite3_column_text(st, 4);
+        is_active = col_int(st, 5) != 0;
+        is_admin = repo_role_parse((const char *)t) == ROLE_ADMIN &&
+                   is_active;
+        t = sqlite3_column_text(st, 1);
+        moved = t && strcmp((const char *)t, old_email) != 0;
+        if (out)
+            read_user(c, st, out, a);
+    } else {
+        refuse(c, AS_ERR_NOT_FOUND);
+    }
+    done(st);
+    if (was_admin && !is_admin)
         keep_an_admin(c);
-    if (was_active && !u->is_active)
-        revoke_all(c, u->id, NULL, now);
+    if (was_active && !is_active)
+        revoke_all(c, id, NULL, now);
+    if (moved && p->email_notice)
+        queue_notice(c, id, old_email, p->email_notice);
     end(c);
     return release(impl, c);
 }
@@ -964,12 +1036,14 @@ static enum as_err sq_session_get(void *impl, const char *sid,
 static enum as_err sq_session_state(void *impl, const char *sid,
                                     int64_t now, struct session_state *out)
 {
+    const unsigned char *e;
     struct conn *c;
     sqlite3_stmt *st;
     enum as_err err = acquire(impl, "session_state", &c);
 
     out->live = false;
     out->role = ROLE_USER;
+    out->email[0] = '\0';
     if (err != AS_OK)
         return err;
     st = q(c, S_SESSION_STATE);
@@ -978,6 +1052,9 @@ static enum as_err sq_session_state(void *impl, const char *sid,
     if (row(c, st)) {
         out->live = col_int(st, 0) != 0;
         out->role = repo_role_parse((const char *)sqlite3_column_text(st, 1));
+        e = sqlite3_column_text(st, 2);
+        snprintf(out->email, sizeof out->email, "%s",
+                 e ? (const char *)e : "");
     }
     done(st);
     return release(impl, c);
@@ -1106,6 +1183,7 @@ static enum as_err sq_refresh_rotate(void *impl,
                                      const uint8_t child[REPO_HASH_LEN],
                                      int64_t now, int64_t grace_ms,
                                      int64_t new_expires,
+                                     int64_t max_life_ms,
                                      enum rotate_result *res,
                                      struct session *out, struct arena *a)
 {
@@ -1133,6 +1211,7 @@ static enum as_err sq_refresh_rotate(void *impl,
         b_text(c, st, 1, sid);
         b_int(c, st, 2, now);
         b_int(c, st, 3, new_expires);
+        b_int(c, st, 4, max_life_ms);
         run(c, st);
         session_load(c, sid, out, a);
         *res = ROTATE_OK;
@@ -1484,7 +1563,7 @@ static const struct repo_ops sqlite_ops = {
     .user_insert = sq_user_insert,
     .user_by_id = sq_user_by_id,
     .user_by_email = sq_user_by_email,
-    .user_update = sq_user_update,
+    .user_patch = sq_user_patch,
     .user_set_password = sq_user_set_password,
     .user_rehash = sq_user_rehash,
     .user_delete = sq_user_delete,

@@ -368,12 +368,13 @@ def test_verify_flow(md, sink):
 
 
 def test_verify_after_email_change_is_400(md, sink):
-    addr, _, t = md.user()
+    addr, pw, t = md.user()
     assert verify_request(md, t["access_token"]).status == 202
     token = token_in(parse(wait_mails(sink, addr)[0]).get_content(),
                      "/verify-email")
     r = md.request("PATCH", "/api/v1/users/me",
-                   {"email": "moved-" + addr}, token=t["access_token"])
+                   {"email": "moved-" + addr, "current_password": pw},
+                   token=t["access_token"])
     assert r.status == 200, r
     assert_problem(verify(md, token), 400, "invalid_token")
     assert me(md, t["access_token"]).json["is_verified"] is False

@@ -101,13 +101,14 @@ def test_not_found(daemon, admin):
 
 
 def test_me_patch(daemon):
-    _, _, t = daemon.user()
+    _, pw, t = daemon.user()
     tok = t["access_token"]
     r = daemon.request("PATCH", "/api/v1/users/me",
                        {"full_name": "New Name", "unknown": 1}, token=tok)
     assert r.status == 200 and r.json["full_name"] == "New Name"
     new_email = "New-%s@Example.com" % secrets.token_hex(4)
-    r = daemon.request("PATCH", "/api/v1/users/me", {"email": new_email},
+    r = daemon.request("PATCH", "/api/v1/users/me",
+                       {"email": new_email, "current_password": pw},
                        token=tok)
     assert r.status == 200 and r.json["email"] == new_email.lower()
     assert r.json["is_verified"] is False
@@ -120,7 +121,8 @@ def test_me_patch(daemon):
                                       token=tok), 403, "forbidden")
     taken, _, _ = daemon.user()
     assert_problem(daemon.request("PATCH", "/api/v1/users/me",
-                                  {"email": taken.upper()}, token=tok), 409,
+                                  {"email": taken.upper(),
+                                   "current_password": pw}, token=tok), 409,
                    "email_taken")
     for body in ({"email": "nope"}, {"email": 5}, {"full_name": ""},
                  {"full_name": ["x"]}):

@@ -29,6 +29,7 @@
 #define T0 INT64_C(1700000000000)        /* a fixed "now" in Unix ms */
 #define DAY INT64_C(86400000)
 #define GRACE INT64_C(10000)
+#define LIFE (90 * DAY)                 /* AUTH_SESSION_MAX_SECONDS */
 #define DIR_MAX 2048
 
 /* The backend the current group runs on: NULL url means a fresh SQLite
@@ -697,7 +698,7 @@ static void rotate_ok_then_grace_then_reuse(void **state)
 
     memset(&out, 0, sizeof out);
     assert_int_equal(repo_refresh_rotate(f->r, p, c1, t1, GRACE, t1 + DAY,
-                                         &res, &out, f->a),
+                                         LIFE, &res, &out, f->a),
                      AS_OK);
     assert_int_equal(res, ROTATE_OK);
     assert_string_equal(out.id, s.id);
@@ -712,7 +713,8 @@ static void rotate_ok_then_grace_then_reuse(void **state)
     /* Presented again within the grace: same session, nothing moves. */
     memset(&out, 0, sizeof out);
     assert_int_equal(repo_refresh_rotate(f->r, p, c1, t1 + GRACE, GRACE,
-                                         t1 + GRACE + DAY, &res, &out, f->a),
+                                         t1 + GRACE + DAY, LIFE, &res, &out,
+                                         f->a),
                      AS_OK);
     assert_int_equal(res, ROTATE_GRACE);
     assert_string_equal(out.id, s.id);
@@ -721,13 +723,13 @@ static void rotate_ok_then_grace_then_reuse(void **state)
 
     /* After the grace it is a replay: the whole session goes. */
     assert_int_equal(repo_refresh_rotate(f->r, p, c2, t1 + GRACE + 1, GRACE,
-                                         t1 + DAY, &res, &out, f->a),
+                                         t1 + DAY, LIFE, &res, &out, f->a),
                      AS_OK);
     assert_int_equal(res, ROTATE_REUSED);
     assert_int_equal(revoked_at(f, s.id), t1 + GRACE + 1);
     assert_false(live(f, s.id, t1 + GRACE + 1));
     assert_int_equal(repo_refresh_rotate(f->r, c1, c2, t1 + GRACE + 2, GRACE,
-                                         t1 + DAY, &res, &out, f->a),
+                                         t1 + DAY, LIFE, &res, &out, f->a),
                      AS_OK);
     assert_int_equal(res, ROTATE_INVALID);
     assert_int_equal(repo_refresh_session(f->r, c1, t1 + GRACE + 2, &out,
@@ -759,7 +761,8 @@ static void rotate_invalid_cases(void **state)
         randombytes_buf(c, sizeof c);                                      \
         res = ROTATE_OK;                                                   \
         assert_int_equal(repo_refresh_rotate(f->r, h, c, now, GRACE,       \
-                                             now + DAY, &res, &out, f->a), \
+                                             now + DAY, LIFE, &res, &out,  \
+                                             f->a),                        \
                          AS_OK);                                           \
         assert_int_equal(res, ROTATE_INVALID);                             \
         assert_int_equal(repo_refresh_session(f->r, h, now, &out, f->a),   \
@@ -794,7 +797,8 @@ static void *race(void *arg)
     memset(&out, 0, sizeof out);
     pthread_barrier_wait(x->go);
     x->err = a ? repo_refresh_rotate(x->r, x->parent, x->child, x->now,
-                                     GRACE, x->now + DAY, &x->res, &out, a)
+                                     GRACE, x->now + DAY, LIFE, &x->res,
+                                     &out, a)
                : AS_ERR_NOMEM;
     memcpy(x->sid, out.id, UUID_STR_LEN);
     arena_free(a);
@@ -1260,6 +1264,135 @@ static void lockout_counts_every_concurrent_failure(void **state)
     assert_int_equal(mine, 50);
 }
 
+/* ---- patches, session lifetime, the account behind a session --------- */
+
+static int64_t outbox_rows(struct fx *f, const char *kind, const char *to)
+{
+    char sql[512];
+    int64_t n = -1;
+
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM outbox WHERE kind = '%s' "
+             "AND recipient = '%s' AND link IS NULL", kind, to);
+    if (on_pg) {
+        PGconn *pc = PQconnectdb(pg_url);
+        PGresult *res = PQexec(pc, sql);
+
+        if (PQresultStatus(res) == PGRES_TUPLES_OK)
+            n = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        PQclear(res);
+        PQfinish(pc);
+    } else {
+        sqlite3 *db = NULL;
+        sqlite3_stmt *st = NULL;
+
+        if (sqlite3_open(f->db, &db) == SQLITE_OK &&
+            sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK &&
+            sqlite3_step(st) == SQLITE_ROW)
+            n = sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+        sqlite3_close(db);
+    }
+    return n;
+}
+
+/* A patch writes the fields it names and nothing else, even when the
+ * caller's view of the row is stale (the lost update of a full-row
+ * write); a changed email is unverified and mails the old address. */
+static void patch_writes_only_named_fields(void **state)
+{
+    struct fx *f = *state;
+    struct user admin, u, got;
+    struct session s;
+    uint8_t h[REPO_HASH_LEN];
+    struct outbox_row notice = { .kind = "email_changed",
+                                 .created_at = T0 + 5 };
+    struct user_patch name = { .set = UF_FULL_NAME, .full_name = "Ada" };
+    struct user_patch off = { .set = UF_ACTIVE | UF_ROLE,
+                              .is_active = false, .role = ROLE_USER };
+    struct user_patch mail = { .set = UF_EMAIL, .email = "new@example.com",
+                               .email_notice = &notice };
+    struct user_patch verified = { .set = UF_VERIFIED, .is_verified = true };
+
+    new_user(f, &admin, "root@example.com", ROLE_ADMIN, true);
+    new_user(f, &u, "old@example.com", ROLE_ADMIN, true);
+    new_session(f, &s, u.id, T0, T0 + DAY, h);
+    assert_int_equal(repo_user_patch(f->r, u.id, &off, T0 + 1, NULL, NULL),
+                     AS_OK);
+    assert_false(live(f, s.id, T0 + 1));     /* deactivation revoked it */
+    /* A name change written after the deactivation keeps it. */
+    assert_int_equal(repo_user_patch(f->r, u.id, &name, T0 + 2, &got, f->a),
+                     AS_OK);
+    assert_string_equal(got.full_name, "Ada");
+    assert_false(got.is_active);
+    assert_int_equal(got.role, ROLE_USER);
+    assert_int_equal(got.updated_at, T0 + 2);
+    assert_int_equal(repo_user_patch(f->r, u.id, &verified, T0 + 3, NULL,
+                                     NULL), AS_OK);
+    uuid_v7_new(notice.id);
+    assert_int_equal(repo_user_patch(f->r, u.id, &mail, T0 + 4, &got, f->a),
+                     AS_OK);
+    assert_string_equal(got.email, "new@example.com");
+    assert_false(got.is_verified);
+    assert_string_equal(got.full_name, "Ada");
+    assert_int_equal(outbox_rows(f, "email_changed", "old@example.com"), 1);
+    /* The same email again: nothing changes, nothing is mailed. */
+    assert_int_equal(repo_user_patch(f->r, u.id, &verified, T0 + 5, NULL,
+                                     NULL), AS_OK);
+    uuid_v7_new(notice.id);
+    assert_int_equal(repo_user_patch(f->r, u.id, &mail, T0 + 6, &got, f->a),
+                     AS_OK);
+    assert_true(got.is_verified);
+    assert_int_equal(outbox_rows(f, "email_changed", "new@example.com"), 0);
+    /* The last admin rule holds inside the patch. */
+    assert_int_equal(repo_user_patch(f->r, admin.id, &off, T0 + 7, NULL,
+                                     NULL), AS_ERR_LAST_ADMIN);
+    assert_int_equal(repo_user_by_id(f->r, admin.id, &got, f->a), AS_OK);
+    assert_true(got.is_active);
+    assert_int_equal(got.role, ROLE_ADMIN);
+    uuid_v7_new(u.id);
+    assert_int_equal(repo_user_patch(f->r, u.id, &name, T0 + 8, NULL, NULL),
+                     AS_ERR_NOT_FOUND);
+}
+
+/* A session ends max_life_ms after its creation however often it is
+ * refreshed; the state of a session carries its user's email now. */
+static void session_ends_at_its_max_life(void **state)
+{
+    struct fx *f = *state;
+    struct user u;
+    struct session s, out;
+    struct session_state st;
+    uint8_t p[REPO_HASH_LEN], c1[REPO_HASH_LEN], c2[REPO_HASH_LEN];
+    enum rotate_result res = ROTATE_INVALID;
+    struct user_patch mail = { .set = UF_EMAIL, .email = "now@example.com" };
+    const int64_t life = 60000;
+
+    new_user(f, &u, "then@example.com", ROLE_USER, true);
+    new_session(f, &s, u.id, T0, T0 + life, p);
+    randombytes_buf(c1, sizeof c1);
+    randombytes_buf(c2, sizeof c2);
+    /* Refreshed near the end: the new expiry stops at the end. */
+    assert_int_equal(repo_refresh_rotate(f->r, p, c1, T0 + 50000, GRACE,
+                                         T0 + 50000 + DAY, life, &res, &out,
+                                         f->a), AS_OK);
+    assert_int_equal(res, ROTATE_OK);
+    assert_int_equal(out.expires_at, T0 + life);
+    assert_true(live(f, s.id, T0 + life - 1));
+    /* Past the end: refused, and the access check agrees. */
+    assert_int_equal(repo_refresh_rotate(f->r, c1, c2, T0 + life, GRACE,
+                                         T0 + life + DAY, life, &res, &out,
+                                         f->a), AS_OK);
+    assert_int_equal(res, ROTATE_INVALID);
+    assert_false(live(f, s.id, T0 + life));
+
+    assert_int_equal(repo_session_state(f->r, s.id, T0, &st), AS_OK);
+    assert_string_equal(st.email, "then@example.com");
+    assert_int_equal(repo_user_patch(f->r, u.id, &mail, T0 + 1, NULL, NULL),
+                     AS_OK);
+    assert_int_equal(repo_session_state(f->r, s.id, T0, &st), AS_OK);
+    assert_string_equal(st.email, "now@example.com");
+}
+
 #define CASE(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 #define BARE(fn) cmocka_unit_test_setup_teardown(fn, setup_bare, teardown)
 
@@ -1286,6 +1419,8 @@ int main(void)
         CASE(lockout_threshold_one_and_bad_keys),
         CASE(lockout_counts_restart_after_a_quiet_day),
         CASE(lockout_counts_every_concurrent_failure),
+        CASE(patch_writes_only_named_fields),
+        CASE(session_ends_at_its_max_life),
     };
     const struct CMUnitTest sqlite_only[] = {
         cmocka_unit_test(breaker_guards_backend),

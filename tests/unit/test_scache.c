@@ -16,6 +16,9 @@
 static int calls;
 static enum as_err next_err;
 static bool next_live;
+/* Runs inside the database read, after the answer was taken: a
+ * revocation landing between the read and the store. */
+static void (*during_read)(void);
 
 static enum as_err fake_state(void *impl, const char *sid, int64_t now,
                               struct session_state *out)
@@ -28,6 +31,8 @@ static enum as_err fake_state(void *impl, const char *sid, int64_t now,
         return next_err;
     out->live = next_live;
     out->role = ROLE_USER;
+    if (during_read)
+        during_read();
     return AS_OK;
 }
 
@@ -122,6 +127,52 @@ static void test_forget_user_and_database_down(void **state)
     repo_close(r);
 }
 
+static struct scache *revoking_cache;
+static bool revoke_by_user;
+
+/* The revocation: the database says "ended" from now on, and this
+ * instance forgets the session (or every session of its user). */
+static void revoke_now(void)
+{
+    next_live = false;
+    if (revoke_by_user)
+        scache_forget_user(revoking_cache, U1);
+    else
+        scache_forget(revoking_cache, S1);
+}
+
+/* A read that saw the session live, overtaken by a revocation before it
+ * stores its answer, must not put the live answer back in the cache. */
+static void test_revoke_between_read_and_store(void **state)
+{
+    struct repo *r = fake_repo();
+    struct scache *c = scache_new(128, 60000);
+    struct session_state st;
+    int round;
+
+    (void)state;
+    for (round = 0; round < 2; round++) {
+        revoking_cache = c;
+        revoke_by_user = round == 1;
+        calls = 0;
+        next_err = AS_OK;
+        next_live = true;
+        during_read = revoke_now;
+        assert_int_equal(scache_check(c, r, S1, U1, &st), AS_OK);
+        assert_true(st.live);           /* the read predates the revoke */
+        during_read = NULL;
+        assert_int_equal(scache_check(c, r, S1, U1, &st), AS_OK);
+        assert_false(st.live);          /* not served the stale answer */
+        assert_int_equal(calls, 2);
+        /* Without a revocation in between, answers are cached again. */
+        assert_int_equal(scache_check(c, r, S1, U1, &st), AS_OK);
+        assert_int_equal(calls, 2);
+        scache_forget(c, S1);
+    }
+    scache_free(c);
+    repo_close(r);
+}
+
 static int ran;
 
 static void job(void *arg)
@@ -152,6 +203,7 @@ int main(void)
         cmocka_unit_test(test_fresh_answers_are_cached),
         cmocka_unit_test(test_ttl_zero_always_asks),
         cmocka_unit_test(test_forget_user_and_database_down),
+        cmocka_unit_test(test_revoke_between_read_and_store),
         cmocka_unit_test(test_workpool_bounds),
     };
 

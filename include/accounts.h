@@ -1,0 +1,44 @@
+#ifndef AUTH_ACCOUNTS_H          /* accounts.h: the rules of account changes */
+#define AUTH_ACCOUNTS_H
+#include <stdbool.h>
+#include <stdint.h>
+#include "arena.h"
+#include "err.h"
+#include "repo.h"
+
+struct scache;
+
+/* Who asks for a change of an account. */
+enum account_actor {
+    ACCOUNT_SELF,            /* the user itself (/api/v1/users/me) */
+    ACCOUNT_ADMIN,           /* an admin, on another user */
+};
+
+/* Whether `who` may change the fields `fields` (enum user_field bits):
+ * a user changes its own email and full_name, an admin also role and
+ * is_active. AS_OK, or AS_ERR_FORBIDDEN naming none of them. */
+enum as_err account_may_change(enum account_actor who, unsigned fields);
+/* Whether `who` changing `fields` of a user whose email is `current` to
+ * `p` must first prove the current password: a user changing its own
+ * email to another one (a stolen access token alone must not take the
+ * account over). */
+bool account_needs_password(enum account_actor who, const char *current,
+                            const struct user_patch *p);
+/* Changes the fields `p` names of user `id` on behalf of `who`: refuses
+ * fields `who` may not change (AS_ERR_FORBIDDEN, nothing written), then
+ * writes only the named fields in one transaction (repo_user_patch: the
+ * last-admin rule, sessions of a deactivated user revoked, a changed
+ * email unverified). A change of role, is_active or email then takes
+ * effect at once on this instance: the user's cached session states in
+ * `c` are forgotten. `out` (may be NULL) gets the user as written, its
+ * strings in `a`. Errors are the repository's otherwise. */
+enum as_err account_patch(struct repo *r, struct scache *c,
+                          enum account_actor who, const char *id,
+                          const struct user_patch *p, int64_t now,
+                          struct user *out, struct arena *a);
+/* Deletes user `id` (its sessions go with it) and forgets its cached
+ * session states in `c`. AS_ERR_NOT_FOUND, AS_ERR_LAST_ADMIN, or the
+ * repository's error. */
+enum as_err account_delete(struct repo *r, struct scache *c, const char *id);
+
+#endif

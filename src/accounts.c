@@ -1,0 +1,54 @@
+/* accounts.c: the rules of account changes, above both backends: who may
+ * change which field, when a password must be proven, and that a change
+ * reaches this instance's session cache as part of the operation. */
+#include "accounts.h"
+
+#include <string.h>
+
+#include "scache.h"
+
+/* The fields each actor may name (README.md, "Users"). */
+#define SELF_FIELDS (UF_EMAIL | UF_FULL_NAME)
+#define ADMIN_FIELDS (UF_EMAIL | UF_FULL_NAME | UF_ROLE | UF_ACTIVE)
+/* Fields whose change alters what a bearer check answers. */
+#define SESSION_FIELDS (UF_EMAIL | UF_ROLE | UF_ACTIVE)
+
+enum as_err account_may_change(enum account_actor who, unsigned fields)
+{
+    unsigned allowed = who == ACCOUNT_ADMIN ? ADMIN_FIELDS : SELF_FIELDS;
+
+    return (fields & ~allowed) ? AS_ERR_FORBIDDEN : AS_OK;
+}
+
+bool account_needs_password(enum account_actor who, const char *current,
+                            const struct user_patch *p)
+{
+    return who == ACCOUNT_SELF && (p->set & UF_EMAIL) && p->email &&
+           (!current || strcmp(current, p->email) != 0);
+}
+
+enum as_err account_patch(struct repo *r, struct scache *c,
+                          enum account_actor who, const char *id,
+                          const struct user_patch *p, int64_t now,
+                          struct user *out, struct arena *a)
+{
+    enum as_err err = account_may_change(who, p->set);
+
+    if (err == AS_OK)
+        err = repo_user_patch(r, id, p, now, out, a);
+    /* Forgotten after the commit, so no read of the old row can be
+     * cached after this returns (scache's generation covers reads that
+     * were under way). */
+    if (err == AS_OK && (p->set & SESSION_FIELDS))
+        scache_forget_user(c, id);
+    return err;
+}
+
+enum as_err account_delete(struct repo *r, struct scache *c, const char *id)
+{
+    enum as_err err = repo_user_delete(r, id);
+
+    if (err == AS_OK)
+        scache_forget_user(c, id);
+    return err;
+}
