@@ -240,7 +240,7 @@ enum as_err h_user_patch(struct req_ctx *rc, struct response *res)
     json_t *in = NULL;
     const char *role;
     struct user u;
-    bool active, present, was_active;
+    bool active, present, was_active, mfa_on = false, mfa_present = false;
     enum as_err err = req_json(rc, &in);
 
     if (err == AS_OK)
@@ -254,8 +254,15 @@ enum as_err h_user_patch(struct req_ctx *rc, struct response *res)
         res_field(res, "role", "must be \"user\" or \"admin\"");
     if (v_bool(res, in, "is_active", &active, &present) && present)
         u.is_active = active;
+    /* mfa_enabled: false resets the second factor; true is refused */
+    if (v_bool(res, in, "mfa_enabled", &mfa_on, &mfa_present) &&
+        mfa_present && mfa_on)
+        res_field(res, "mfa_enabled", "can only be turned off here; the "
+                                      "user turns it on");
     err = res->errors ? AS_ERR_VALIDATION
                       : save_user(rc, &u, was_active, "user.updated");
+    if (err == AS_OK && mfa_present)
+        err = hx_mfa_reset(rc, &u);
 out:
     json_decref(in);
     return err;
