@@ -630,6 +630,7 @@ static enum as_err row_user(const PGresult *r, int i, struct user *u,
 
 #define SESSION_COLS "s.id, s.user_id, s.created_at, s.last_used_at, " \
                      "s.expires_at, s.revoked_at, s.ip, s.user_agent, s.amr"
+#define SESSION_NCOLS 9
 
 static enum as_err row_session(const PGresult *r, int i, struct session *s,
                                struct arena *a)
@@ -1378,9 +1379,10 @@ static enum as_err rotate_miss(struct conn *c,
     if (err != AS_OK)
         goto out;
     *res = ROTATE_INVALID;
-    if (PQntuples(r) != 1 || !col_bool(r, 0, 9) || PQgetisnull(r, 0, 8))
+    if (PQntuples(r) != 1 || !col_bool(r, 0, SESSION_NCOLS + 1) ||
+        PQgetisnull(r, 0, SESSION_NCOLS))
         goto out;
-    used_at = col_i64(r, 0, 8);
+    used_at = col_i64(r, 0, SESSION_NCOLS);
     if (used_at >= now - grace_ms) {
         err = row_session(r, 0, out, a);
         *res = ROTATE_GRACE;
