@@ -60,7 +60,7 @@ static enum as_err code_failed(struct req_ctx *rc, const char *email,
         return err;
     wait_s = until > now ? (until - now + 999) / 1000 : 0;
     log_event(LOG_INFO, "auth.mfa_failed", rc->request_id,
-              json_pack("{s:s, s:s, s:b, s:I}", "route", rc->route_pattern,
+              json_pack("{s:s?, s:s, s:b, s:I}", "route", rc->route_pattern,
                         "ip", rc->ip, "refused_locked",
                         refusal == AS_ERR_RATE_LIMITED, "locked_s",
                         (json_int_t)wait_s));

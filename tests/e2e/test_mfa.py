@@ -230,15 +230,18 @@ def test_concurrent_uses_of_one_code(daemon):
 
 
 def test_concurrent_uses_of_one_mfa_token(daemon):
-    """One mfa_token with three different right codes at once: one
-    session at most."""
+    """One mfa_token with two different right codes at once: one session
+    at most."""
     for _ in range(3):
         email, password, codes, _ = mfa_user(daemon)
         tok = mfa_token(daemon, email, password)
         cs = [codes.next(), codes.next()]
         with concurrent.futures.ThreadPoolExecutor(2) as ex:
             res = list(ex.map(lambda c: login_mfa(daemon, tok, c), cs))
-        assert sorted(r.status for r in res) == [200, 401], res
+        # the loser either finds the token used (401) or, when the newer
+        # step won first, its older step refused (400)
+        st = sorted(r.status for r in res)
+        assert st[0] == 200 and st[1] in (400, 401), res
 
 
 def test_recovery_codes_once_each_and_renewal(daemon):
