@@ -192,8 +192,9 @@ enum as_err h_mfa_confirm(struct req_ctx *rc, struct response *res)
     memset(&codes, 0, sizeof codes);
     if (err == AS_OK)
         err = hx_caller(rc, &u);
-    if (err == AS_OK)
-        err = lock_until(rc, u.email, &until);
+    if (err != AS_OK)
+        goto out;
+    err = lock_until(rc, u.email, &until);
     if (err == AS_OK && until > e.now_ms) {
         err = code_failed(rc, u.email, AS_ERR_RATE_LIMITED);
         goto out;
