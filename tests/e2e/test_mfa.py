@@ -16,7 +16,7 @@ import time
 import pyotp
 import pytest
 
-from conftest import assert_problem
+from conftest import assert_problem, wait_until
 from jwtutil import parts
 
 SETUP = "/api/v1/auth/mfa/totp/setup"
@@ -404,8 +404,9 @@ def test_admin_reset_and_cli(daemon):
                        {"mfa_enabled": False}, token=admin)
     assert r.status == 200 and r.json["mfa_enabled"] is False, r
     assert daemon.login(email, password).status == 200
-    audit = [e for e in daemon.logs if e.get("event") == "audit" and
-             e.get("action") == "mfa.reset" and e.get("user_id") == uid]
+    audit = wait_until(lambda: [
+        e for e in daemon.logs if e.get("event") == "audit" and
+        e.get("action") == "mfa.reset" and e.get("user_id") == uid])
     assert audit and audit[-1]["was_on"] is True
     # the operator's command does the same
     email2, password2, _, _ = mfa_user(daemon)
@@ -431,11 +432,13 @@ def test_audit_events(daemon):
                                         "code": fresh[0]},
                        token=pair["access_token"])
     assert r.status == 204, r
-    actions = [e["action"] for e in daemon.logs
-               if e.get("event") == "audit" and e.get("user_id") == uid]
-    for a in ("mfa.setup_started", "mfa.enabled",
-              "mfa.recovery_codes_renewed", "mfa.disabled"):
-        assert a in actions, actions
+    want = {"mfa.setup_started", "mfa.enabled",
+            "mfa.recovery_codes_renewed", "mfa.disabled"}
+
+    def actions():                      # the log is read asynchronously
+        return {e["action"] for e in daemon.logs
+                if e.get("event") == "audit" and e.get("user_id") == uid}
+    assert wait_until(lambda: want <= actions()), actions()
     text = "\n".join(daemon.lines)
     for secret in (recovery[2], fresh[1], pair["refresh_token"],
                    codes.secret):
