@@ -94,6 +94,12 @@ enum as_err h_me_patch(struct req_ctx *rc, struct response *res)
                        "You cannot change your own role or is_active.");
         goto out;
     }
+    if (json_object_get(in, "mfa_enabled")) {
+        err = res_fail(res, AS_ERR_FORBIDDEN,
+                       "The second factor is turned on and off through "
+                       "/api/v1/auth/mfa/totp.");
+        goto out;
+    }
     err = hx_caller(rc, &u);
     if (err != AS_OK)
         goto out;

@@ -46,6 +46,15 @@ class Codes:
         self.last = step
         return self.totp.at(step * 30)
 
+    def wrong(self, seed=0):
+        """A well-formed code that no step near now has."""
+        near = {self.totp.at((self.step_now() + d) * 30)
+                for d in range(-2, 3)}
+        n = seed
+        while "%06d" % n in near:
+            n += 1
+        return "%06d" % n
+
     def oathtool(self, step):
         out = subprocess.run(["oathtool", "--totp", "-b", "-N",
                               "@%d" % (step * 30), self.secret],
@@ -74,6 +83,7 @@ def mfa_token(d, email, password, **headers):
     r = d.login(email, password, **headers)
     p = assert_problem(r, 403, "mfa_required")
     assert isinstance(p["mfa_token"], str) and len(p["mfa_token"]) >= 43
+    assert r.header("Cache-Control") == "no-store"
     assert "access_token" not in p
     return p["mfa_token"]
 
@@ -125,9 +135,7 @@ def test_setup_uri_qr_and_confirm(daemon):
     codes = Codes(secret)
     step = codes.step_now()
     assert codes.oathtool(step) == pyotp.TOTP(secret).at(step * 30)
-    r = daemon.request("POST", CONFIRM, {"code": "000000" if
-                                         codes.totp.now() != "000000"
-                                         else "111111"}, token=tok)
+    r = daemon.request("POST", CONFIRM, {"code": codes.wrong()}, token=tok)
     assert_problem(r, 400, "invalid_code")
     r = daemon.request("POST", CONFIRM, {"code": codes.oathtool(step)},
                        token=tok)
@@ -139,6 +147,13 @@ def test_setup_uri_qr_and_confirm(daemon):
     r = daemon.request("POST", SETUP, {"current_password": password},
                        token=tok)
     assert_problem(r, 409)
+    # the user's own PATCH cannot switch it either way
+    for v in (False, True):
+        r = daemon.request("PATCH", "/api/v1/users/me", {"mfa_enabled": v},
+                           token=tok)
+        assert_problem(r, 403, "forbidden")
+    assert daemon.request("GET", "/api/v1/users/me",
+                          token=tok).json["mfa_enabled"] is True
 
 
 def test_confirm_revokes_other_sessions(daemon):
@@ -275,8 +290,7 @@ def test_five_wrong_codes_kill_the_mfa_token(daemon):
     email, password, codes, _ = mfa_user(daemon)
     tok = mfa_token(daemon, email, password)
     for i in range(5):
-        r = login_mfa(daemon, tok, "%06d" % i if codes.totp.now() !=
-                      "%06d" % i else "999999")
+        r = login_mfa(daemon, tok, codes.wrong(i * 1000))
         assert_problem(r, 400, "invalid_code")
     r = login_mfa(daemon, tok, codes.next())
     assert_problem(r, 401, "invalid_token")
@@ -306,8 +320,7 @@ def test_right_password_alone_does_not_reset_the_count(make_daemon):
     email, password, codes, _ = mfa_user(d)
     assert_problem(d.login(email, "wrong password 1"), 401)
     tok = mfa_token(d, email, password)          # the count stays at 1
-    assert_problem(login_mfa(d, tok, "000000" if codes.totp.now() !=
-                             "000000" else "111111"), 400, "invalid_code")
+    assert_problem(login_mfa(d, tok, codes.wrong()), 400, "invalid_code")
     tok = mfa_token(d, email, password)          # still 2
     assert_problem(login_mfa(d, tok, "bad"), 400, "invalid_code")
     # third failure reached the threshold: locked, for the password too
