@@ -37,15 +37,15 @@ char *qr_svg(const char *text)
                       : NULL;
     char *svg = NULL;
     size_t cap, used = 0;
-    int w, x, y, side;
+    int w, x, y, side, run;
     bool ok;
 
     if (!qr)
         return NULL;
     w = qr->width;
     side = w + 2 * QUIET;
-    /* header + one "Mx yh1v1h-1z" (at most 24 bytes) per dark module */
-    cap = 512 + (size_t)w * (size_t)w * 24;
+    /* header + one "Mx yhNv1h-Nz" (at most 28 bytes) per dark run */
+    cap = 512 + (size_t)w * (size_t)w * 28;
     svg = malloc(cap);
     ok = svg != NULL &&
          put(svg, cap, &used,
@@ -56,10 +56,17 @@ char *qr_svg(const char *text)
          put(svg, cap, &used, "<rect width=\"%d\" height=\"%d\" "
              "fill=\"#ffffff\"/><path fill=\"#000000\" d=\"", side, side);
     for (y = 0; ok && y < w; y++)
-        for (x = 0; ok && x < w; x++)
-            if (qr->data[y * w + x] & 1)
-                ok = put(svg, cap, &used, "M%d %dh1v1h-1z", x + QUIET,
-                         y + QUIET);
+        for (x = 0; ok && x < w; x += run) {
+            /* one rectangle per horizontal run of dark modules */
+            for (run = 0; x + run < w && (qr->data[y * w + x + run] & 1);
+                 run++)
+                ;
+            if (run > 0)
+                ok = put(svg, cap, &used, "M%d %dh%dv1h-%dz", x + QUIET,
+                         y + QUIET, run, run);
+            else
+                run = 1;
+        }
     ok = ok && put(svg, cap, &used, "%s", "\"/></svg>");
     QRcode_free(qr);
     if (!ok) {

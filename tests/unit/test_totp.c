@@ -269,7 +269,7 @@ static void qr_svg_document(void **state)
     assert_non_null(svg);
     assert_true(strncmp(svg, "<svg ", 5) == 0);
     assert_non_null(strstr(svg, "</svg>"));
-    assert_non_null(strstr(svg, "h1v1h-1z"));
+    assert_non_null(strstr(svg, "v1h-"));
     free(svg);
     memset(big, 'a', sizeof big - 1);
     big[sizeof big - 1] = '\0';
