@@ -430,6 +430,8 @@ def test_admin_reset_and_cli(daemon):
     r = daemon.command("user", "mfa-reset", "--email",
                        "nobody-%s@example.com" % secrets.token_hex(3))
     assert r.returncode == 1
+    assert daemon.command("user", "mfa-reset").returncode == 2
+    assert b"mfa-reset" in daemon.command("--help").stdout
 
 
 def test_audit_events(daemon):
