@@ -9,11 +9,13 @@
     X(AS_ERR_MALFORMED,        400, "malformed_json",        "Bad Request")   \
     X(AS_ERR_BAD_TOKEN_PARAM,  400, "invalid_token",         "Bad Request")   \
     X(AS_ERR_INVALID_REQUEST,  400, "invalid_request",       "Bad Request")   \
+    X(AS_ERR_INVALID_CODE,     400, "invalid_code",          "Bad Request")   \
     X(AS_ERR_UNAUTHORIZED,     401, "unauthorized",          "Unauthorized")  \
     X(AS_ERR_BAD_CREDENTIALS,  401, "invalid_credentials",   "Unauthorized")  \
     X(AS_ERR_INVALID_TOKEN,    401, "invalid_token",         "Unauthorized")  \
     X(AS_ERR_FORBIDDEN,        403, "forbidden",             "Forbidden")     \
     X(AS_ERR_DISABLED,         403, "account_disabled",      "Forbidden")     \
+    X(AS_ERR_MFA_REQUIRED,     403, "mfa_required",          "Forbidden")     \
     X(AS_ERR_NOT_FOUND,        404, "not_found",             "Not Found")     \
     X(AS_ERR_METHOD,           405, "method_not_allowed",                     \
       "Method Not Allowed")                                                   \

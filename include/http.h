@@ -67,6 +67,8 @@ struct response {
     const char *raw_type;               /* its Content-Type */
     const char *detail;                 /* problem "detail" (static/arena) */
     json_t *errors;                     /* owned array of {field,message} */
+    json_t *extra;                      /* owned object of members the
+                                           problem adds, or NULL */
     struct { const char *name, *value; } hdr[RES_MAX_HEADERS];
     unsigned nhdr;
 };

@@ -22,6 +22,7 @@ struct user {
     enum role role;
     bool is_active, is_verified;
     int64_t created_at, updated_at;
+    bool mfa_enabled;            /* a confirmed second factor (read only) */
 };
 
 struct session {
@@ -31,6 +32,8 @@ struct session {
     int64_t revoked_at;          /* 0 while live */
     const char *ip;              /* NULL when unknown */
     const char *user_agent;      /* NULL when unknown */
+    const char *amr;             /* RFC 8176 methods, space-separated
+                                    ("pwd", "pwd otp"); NULL: "pwd" */
 };
 
 #define REPO_HASH_LEN 32         /* SHA-256 of an opaque token */
@@ -97,6 +100,15 @@ struct user_patch {
     /* With UF_EMAIL: the mail (id, kind, created_at; no link) to queue to
      * the previous address when the email really changes; NULL: none. */
     const struct outbox_row *email_notice;
+};
+
+/* ---- second factor: TOTP and recovery codes -------------------------- */
+
+/* A user's TOTP factor as stored. */
+struct mfa_state {
+    bool enabled;                /* false while pending confirmation */
+    const char *secret;          /* sealed secret (text), in the arena */
+    int64_t last_step;           /* last TOTP step accepted; -1: none */
 };
 
 /* Backend vtable: sqlite.c and pg.c each export one. `impl` is the
@@ -186,6 +198,38 @@ struct repo_ops {
                                  int64_t next_at, const char *error);
     enum as_err (*mail_prune)(void *impl, int64_t tokens_before,
                               int64_t sent_before);
+
+    /* second factor (see the repo_mfa_* wrappers) */
+    enum as_err (*mfa_get)(void *impl, const char *user_id,
+                           struct mfa_state *out, struct arena *a);
+    enum as_err (*mfa_pending)(void *impl, const char *user_id,
+                               const char *sealed, int64_t now);
+    enum as_err (*mfa_enable)(void *impl, const char *user_id, int64_t step,
+                              const uint8_t (*codes)[REPO_HASH_LEN],
+                              size_t n, const char *keep_sid, int64_t now);
+    enum as_err (*mfa_use_step)(void *impl, const char *user_id,
+                                int64_t step);
+    enum as_err (*mfa_use_recovery)(void *impl, const char *user_id,
+                                    const uint8_t hash[REPO_HASH_LEN],
+                                    int64_t now);
+    enum as_err (*mfa_recovery_set)(void *impl, const char *user_id,
+                                    const uint8_t (*codes)[REPO_HASH_LEN],
+                                    size_t n, int64_t now);
+    enum as_err (*mfa_disable)(void *impl, const char *user_id,
+                               bool *was_on);
+    enum as_err (*mfa_token_create)(void *impl,
+                                    const uint8_t hash[REPO_HASH_LEN],
+                                    const char *user_id, int64_t now,
+                                    int64_t expires_at);
+    enum as_err (*mfa_token_user)(void *impl,
+                                  const uint8_t hash[REPO_HASH_LEN],
+                                  int64_t now, unsigned max_failures,
+                                  char user_id[UUID_STR_LEN]);
+    enum as_err (*mfa_token_fail)(void *impl,
+                                  const uint8_t hash[REPO_HASH_LEN]);
+    enum as_err (*mfa_token_use)(void *impl,
+                                 const uint8_t hash[REPO_HASH_LEN],
+                                 int64_t now, unsigned max_failures);
 };
 
 struct repo;                     /* opaque: ops, impl, breaker */
@@ -388,5 +432,66 @@ enum as_err repo_outbox_failed(struct repo *r, const char *id,
  * before `sent_before`. */
 enum as_err repo_mail_prune(struct repo *r, int64_t tokens_before,
                             int64_t sent_before);
+
+/* ---- second factor ---- */
+/* The TOTP factor of `user_id`, pending or on; AS_ERR_NOT_FOUND when it
+ * has none. The sealed secret lives in `a`. */
+enum as_err repo_mfa_get(struct repo *r, const char *user_id,
+                         struct mfa_state *out, struct arena *a);
+/* Stores a new pending secret (sealed) for `user_id`, replacing a pending
+ * one. AS_ERR_CONFLICT, and nothing changed, when the factor is on. */
+enum as_err repo_mfa_pending(struct repo *r, const char *user_id,
+                             const char *sealed, int64_t now);
+/* In one transaction: turns the pending factor on with `step` as the last
+ * step used (only while no later step was used: compare-and-set), stores
+ * the `n` recovery code hashes `codes` and revokes every session of the
+ * user but `keep_sid`. AS_ERR_NOT_FOUND, and nothing changed, when there
+ * is no pending factor or the step was used already. */
+enum as_err repo_mfa_enable(struct repo *r, const char *user_id,
+                            int64_t step,
+                            const uint8_t (*codes)[REPO_HASH_LEN], size_t n,
+                            const char *keep_sid, int64_t now);
+/* Records TOTP step `step` as used by `user_id` (factor on) only while it
+ * is later than the last one used, in one compare-and-set statement: of
+ * concurrent uses of one code exactly one succeeds. AS_ERR_NOT_FOUND
+ * otherwise. */
+enum as_err repo_mfa_use_step(struct repo *r, const char *user_id,
+                              int64_t step);
+/* Marks the unused recovery code `hash` of `user_id` (factor on) used at
+ * `now`; AS_ERR_NOT_FOUND when there is none (once each, atomically). */
+enum as_err repo_mfa_use_recovery(struct repo *r, const char *user_id,
+                                  const uint8_t hash[REPO_HASH_LEN],
+                                  int64_t now);
+/* Replaces every recovery code of `user_id` (factor on) by the `n` hashes
+ * `codes`, in one transaction. AS_ERR_NOT_FOUND when the factor is off. */
+enum as_err repo_mfa_recovery_set(struct repo *r, const char *user_id,
+                                  const uint8_t (*codes)[REPO_HASH_LEN],
+                                  size_t n, int64_t now);
+/* Removes the factor of `user_id` (on or pending), its recovery codes and
+ * its pending login tokens. *was_on tells whether it was on. */
+enum as_err repo_mfa_disable(struct repo *r, const char *user_id,
+                             bool *was_on);
+/* Stores the hash of a token that lets `user_id` finish a login with a
+ * code until `expires_at`; forgets expired and used tokens. */
+enum as_err repo_mfa_token_create(struct repo *r,
+                                  const uint8_t hash[REPO_HASH_LEN],
+                                  const char *user_id, int64_t now,
+                                  int64_t expires_at);
+/* The user of login token `hash` while it is unused, unexpired at `now`
+ * and has had fewer than `max_failures` wrong codes; AS_ERR_NOT_FOUND
+ * otherwise. */
+enum as_err repo_mfa_token_user(struct repo *r,
+                                const uint8_t hash[REPO_HASH_LEN],
+                                int64_t now, unsigned max_failures,
+                                char user_id[UUID_STR_LEN]);
+/* Counts one wrong code against login token `hash` (atomically). */
+enum as_err repo_mfa_token_fail(struct repo *r,
+                                const uint8_t hash[REPO_HASH_LEN]);
+/* Uses login token `hash` (live as for repo_mfa_token_user) in one
+ * compare-and-set statement; AS_ERR_NOT_FOUND when it is not live, so of
+ * concurrent uses exactly one succeeds. */
+enum as_err repo_mfa_token_use(struct repo *r,
+                               const uint8_t hash[REPO_HASH_LEN],
+                               int64_t now, unsigned max_failures);
 
 #endif

@@ -18,6 +18,10 @@ struct cfg;
  * Immutable once loaded: share it between threads freely. */
 struct sec_keys;
 
+/* RFC 8176 authentication methods of a session, as bits of
+ * sec_claims.amr (0 means "pwd" alone, as before the claim existed). */
+enum sec_amr { SEC_AMR_PWD = 1u, SEC_AMR_OTP = 2u };
+
 /* Claims of an access token. Strings are borrowed (from the caller for
  * signing, from the arena for verification). */
 struct sec_claims {
@@ -27,6 +31,7 @@ struct sec_claims {
     const char *email;
     const char *role;            /* "user" or "admin" */
     int64_t iat, nbf, exp;       /* seconds */
+    unsigned amr;                /* enum sec_amr bits */
 };
 
 /* Loads keys for cfg->jwt_alg: HS256 from cfg->jwt_secret; ES256/RS256
@@ -61,6 +66,13 @@ enum as_err sec_jwt_sign(const struct sec_keys *k, const struct cfg *cfg,
 enum as_err sec_jwt_verify(const struct sec_keys *k, const struct cfg *cfg,
                            const char *token, int64_t now_s,
                            struct sec_claims *out, struct arena *a);
+
+/* The amr bits of space-separated RFC 8176 values (a session's record;
+ * NULL or unknown values count as nothing). */
+unsigned sec_amr_parse(const char *text);
+/* The "amr" claim of `amr` bits: a JSON array, ["pwd"] at least. New
+ * reference; NULL when out of memory. */
+json_t *sec_amr_json(unsigned amr);
 
 /* A fresh opaque token: SEC_TOKEN_LEN base64url characters and a NUL. */
 void sec_token_new(char out[SEC_TOKEN_LEN + 1]);

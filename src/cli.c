@@ -11,6 +11,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "mfa.h"
 #include "password.h"
 #include "repo.h"
 #include "uuid.h"
@@ -159,6 +160,35 @@ static int user_set_password(const struct cfg *cfg, struct repo *r,
     return 0;
 }
 
+/* `user mfa-reset`: turns the second factor of a user off (a user who
+ * lost the device), audited like the admin route. */
+static int user_mfa_reset(struct repo *r, const struct user_args *a,
+                          struct arena *ar)
+{
+    struct mfa_env e = { .repo = r, .now_ms = clock_ms() };
+    const char *email = v_email(ar, a->email);
+    struct user u;
+    bool was_on = false;
+    enum as_err err;
+
+    if (!email) {
+        fprintf(stderr, "auth-serve: invalid --email\n");
+        return 2;
+    }
+    err = repo_user_by_email(r, email, &u, ar);
+    if (err != AS_OK)
+        return fail("no such user", err);
+    err = mfa_disable(&e, u.id, &was_on);
+    if (err != AS_OK)
+        return fail("cannot reset the second factor", err);
+    log_event(LOG_INFO, "audit", NULL,
+              json_pack("{s:s, s:s, s:s, s:b}", "action", "mfa.reset",
+                        "actor", "cli", "user_id", u.id, "was_on", was_on));
+    printf("%s\n", was_on ? "second factor turned off"
+                          : "no second factor was on");
+    return 0;
+}
+
 static int user_list(struct repo *r, struct arena *ar)
 {
     struct user page[100];
@@ -190,7 +220,8 @@ int cli_user(const struct cfg *cfg, int argc, char **argv)
     if (argc < 1 || parse_args(argc, argv, &a) != 0)
         goto usage;
     if ((strcmp(argv[0], "create") == 0 ||
-         strcmp(argv[0], "set-password") == 0) && !a.email)
+         strcmp(argv[0], "set-password") == 0 ||
+         strcmp(argv[0], "mfa-reset") == 0) && !a.email)
         goto usage;
     if (strcmp(argv[0], "create") != 0 && (a.admin || a.name) )
         goto usage;
@@ -208,6 +239,8 @@ int cli_user(const struct cfg *cfg, int argc, char **argv)
         status = user_set_password(cfg, r, &a, ar);
     } else if (strcmp(argv[0], "list") == 0) {
         status = user_list(r, ar);
+    } else if (strcmp(argv[0], "mfa-reset") == 0) {
+        status = user_mfa_reset(r, &a, ar);
     } else {
         status = 2;
         fputs("auth-serve: unknown user command\n", stderr);
@@ -218,6 +251,7 @@ int cli_user(const struct cfg *cfg, int argc, char **argv)
 usage:
     fputs("usage: auth-serve user create --email E [--admin] [--name N]\n"
           "       auth-serve user set-password --email E\n"
-          "       auth-serve user list\n", stderr);
+          "       auth-serve user list\n"
+          "       auth-serve user mfa-reset --email E\n", stderr);
     return 2;
 }

@@ -46,6 +46,7 @@ static const char usage[] =
     "  user set-password --email E\n"
     "                            set a password read from stdin\n"
     "  user list                 list users\n"
+    "  user mfa-reset --email E  turn a user's second factor off\n"
     "  --version                 print the version\n"
     "  --help                    print this help\n"
     "\n"

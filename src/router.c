@@ -35,6 +35,12 @@ static const struct route routes[] = {
     { "POST", AUTH "/email/verify-request", h_email_verify_request, U,
       DB | CR },
     { "POST", AUTH "/email/verify", h_email_verify, P, DB | CR },
+    { "POST", AUTH "/mfa/totp/setup", h_mfa_setup, U, OFF | NS | CR },
+    { "POST", AUTH "/mfa/totp/confirm", h_mfa_confirm, U, DB | NS | CR },
+    { "DELETE", AUTH "/mfa/totp", h_mfa_disable, U, OFF | CR },
+    { "POST", AUTH "/mfa/recovery-codes", h_mfa_recovery_codes, U,
+      OFF | NS | CR },
+    { "POST", AUTH "/login/mfa", h_login_mfa, P, DB | NS | CR },
     { "GET", USERS "/me", h_me_get, U, DB },
     { "PATCH", USERS "/me", h_me_patch, U, OFF },  /* Argon2 on email */
     { "DELETE", USERS "/me", h_me_delete, U, OFF },

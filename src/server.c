@@ -251,6 +251,7 @@ static void req_free(struct req_ctx *rc)
 {
     json_decref(rc->res.body);
     json_decref(rc->res.errors);
+    json_decref(rc->res.extra);
     free(rc->res.raw);
     if (rc->body)
         sodium_memzero(rc->body, rc->body_len);  /* passwords live here */
@@ -352,6 +353,8 @@ static enum MHD_Result respond(struct req_ctx *rc)
         status = (unsigned)as_err_http_status(rc->err);
         doc = router_problem(rc->err, rc->res.detail, rc->request_id,
                              rc->res.errors);
+        if (doc && rc->res.extra)
+            json_object_update_missing(doc, rc->res.extra);
         ctype = "application/problem+json";
     } else {
         status = rc->res.status ? rc->res.status : 200;

@@ -141,12 +141,13 @@ enum as_err h_login(struct req_ctx *rc, struct response *res)
     }
     /* A success ends the run of failures (a failure to forget them is
      * logged by the repository and does not cost the user the login). */
-    if (counted)
+    if (counted && !u.mfa_enabled)     /* else only a complete login */
         repo_login_failures_clear(app->repo, email, rc->ip);
     if (pw_needs_rehash(u.password_hash, &app->pw) &&
         pw_hash(pw, &app->pw, fresh) == AS_OK)
         repo_user_rehash(app->repo, u.id, u.password_hash, fresh);
-    err = hx_start_session(rc, &u);
+    err = u.mfa_enabled ? hx_mfa_challenge(rc, &u)
+                        : hx_start_session(rc, &u);
 out:
     sodium_memzero(fresh, sizeof fresh);
     json_decref(in);

@@ -15,11 +15,12 @@
 
 enum as_err hx_token_pair(struct req_ctx *rc, const struct user *u,
                           const char *sid, const char *refresh,
-                          int64_t ends_ms)
+                          int64_t ends_ms, const char *amr)
 {
     const struct cfg *cfg = rc->app->cfg;
     struct sec_claims c = { .email = u->email,
-                            .role = v_role_name(u->role) };
+                            .role = v_role_name(u->role),
+                            .amr = sec_amr_parse(amr) };
     int64_t now = clock_ms() / 1000, ends = ends_ms / 1000;
     char *jwt = NULL;
     enum as_err err;
@@ -49,9 +50,16 @@ enum as_err hx_token_pair(struct req_ctx *rc, const struct user *u,
 
 enum as_err hx_start_session(struct req_ctx *rc, const struct user *u)
 {
+    return hx_start_session_amr(rc, u, NULL);
+}
+
+enum as_err hx_start_session_amr(struct req_ctx *rc, const struct user *u,
+                                 const char *amr)
+{
     const struct cfg *cfg = rc->app->cfg;
     int64_t now = clock_ms();
-    struct session s = { .created_at = now, .last_used_at = now };
+    struct session s = { .created_at = now, .last_used_at = now,
+                         .amr = amr };
     char refresh[SEC_TOKEN_LEN + 1];
     uint8_t hash[REPO_HASH_LEN];
     enum as_err err;
@@ -69,11 +77,12 @@ enum as_err hx_start_session(struct req_ctx *rc, const struct user *u)
     sec_token_hash(refresh, hash);
     err = repo_session_create(rc->app->repo, &s, hash);
     if (err == AS_OK)
-        err = hx_token_pair(rc, u, s.id, refresh, s.expires_at);
+        err = hx_token_pair(rc, u, s.id, refresh, s.expires_at, amr);
     if (err == AS_OK)
         log_event(LOG_INFO, "auth.login", rc->request_id,
-                  json_pack("{s:s, s:s, s:s}", "user_id", u->id,
-                            "session_id", s.id, "ip", rc->ip));
+                  json_pack("{s:s, s:s, s:s, s:s}", "user_id", u->id,
+                            "session_id", s.id, "ip", rc->ip, "amr",
+                            amr ? amr : "pwd"));
     sodium_memzero(refresh, sizeof refresh);
     return err;
 }

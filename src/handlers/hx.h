@@ -7,13 +7,18 @@
 
 /* Answers 200 with the token pair of API.md: a new access token for `u`
  * in session `sid`, and `refresh` (a secret, not kept), both valid at
- * most until `ends_ms`, the Unix ms at which the session ends. */
+ * most until `ends_ms`, the Unix ms at which the session ends; the
+ * session's login used the RFC 8176 methods `amr` (space-separated, as
+ * stored on the session; NULL: "pwd"). */
 enum as_err hx_token_pair(struct req_ctx *rc, const struct user *u,
                           const char *sid, const char *refresh,
-                          int64_t ends_ms);
+                          int64_t ends_ms, const char *amr);
 /* Creates a session for `u` (client IP and user agent recorded) and
  * answers its first token pair. */
 enum as_err hx_start_session(struct req_ctx *rc, const struct user *u);
+/* The same, recording `amr` (see hx_token_pair) on the session. */
+enum as_err hx_start_session_amr(struct req_ctx *rc, const struct user *u,
+                                 const char *amr);
 /* Creates a user from the JSON body {email, password, full_name?} (and
  * role? when `with_role`; otherwise the role is "user" and a body naming
  * role or is_active is refused with 403), answering 201 with Location,
@@ -29,6 +34,13 @@ enum as_err hx_check_password(struct req_ctx *rc, const struct user *u,
  * "anonymous"), with optional extra `fields` (stolen). */
 void hx_audit(struct req_ctx *rc, const char *action, const char *target,
               json_t *fields);
+/* Answers a right password of an account whose second factor is on:
+ * 403 mfa_required with a fresh single-use `mfa_token` in the problem. */
+enum as_err hx_mfa_challenge(struct req_ctx *rc, const struct user *u);
+/* An admin turning off the second factor of `u` (PATCH /users/{id}
+ * {"mfa_enabled": false}): removes it, audits, and sets mfa_enabled false
+ * in the user object already answered. */
+enum as_err hx_mfa_reset(struct req_ctx *rc, struct user *u);
 /* The client's request id, for handlers that log. */
 #define HX_RID(rc) ((rc)->request_id)
 

@@ -41,7 +41,7 @@ static enum as_err rotated(struct req_ctx *rc, const struct session *s,
                         "The refresh token is invalid or expired.");
     if (err != AS_OK)
         return err;
-    return hx_token_pair(rc, &u, s->id, child, s->expires_at);
+    return hx_token_pair(rc, &u, s->id, child, s->expires_at, s->amr);
 }
 
 enum as_err h_refresh(struct req_ctx *rc, struct response *res)
@@ -145,13 +145,26 @@ static json_t *claims_json(const struct req_ctx *rc,
                      "exp", (json_int_t)c->exp, "aud", cfg->jwt_audience);
 }
 
+/* The claims of /verify, with the session's amr. */
+static json_t *verify_json(const struct req_ctx *rc,
+                           const struct sec_claims *c)
+{
+    json_t *doc = claims_json(rc, c);
+
+    if (doc)
+        json_object_set_new(doc, "amr", sec_amr_json(c->amr));
+    return doc;
+}
+
 enum as_err h_verify(struct req_ctx *rc, struct response *res)
 {
     res_header(rc, "X-Auth-User-Id", rc->claims.sub);
     res_header(rc, "X-Auth-Email", rc->claims.email);
     res_header(rc, "X-Auth-Role", rc->claims.role);
+    res_header(rc, "X-Auth-MFA",
+               rc->claims.amr & SEC_AMR_OTP ? "true" : "false");
     res_header(rc, "Cache-Control", "no-store");
-    return res_json(res, 200, claims_json(rc, &rc->claims));
+    return res_json(res, 200, verify_json(rc, &rc->claims));
 }
 
 enum as_err h_password_change(struct req_ctx *rc, struct response *res)

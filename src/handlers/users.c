@@ -133,6 +133,12 @@ enum as_err h_me_patch(struct req_ctx *rc, struct response *res)
                        "You cannot change your own role or is_active.");
         goto out;
     }
+    if (json_object_get(in, "mfa_enabled")) {
+        err = res_fail(res, AS_ERR_FORBIDDEN,
+                       "The second factor is turned on and off through "
+                       "/api/v1/auth/mfa/totp.");
+        goto out;
+    }
     read_patch(rc, in, &p);
     v_string(res, in, "current_password", false, HX_MAX_PASSWORD_BYTES,
              &pw);
@@ -289,17 +295,29 @@ enum as_err h_user_patch(struct req_ctx *rc, struct response *res)
 {
     json_t *in = NULL;
     struct user_patch p = { 0 };
+    bool mfa_on = false, mfa_present = false;
     enum as_err err = req_json(rc, &in);
 
     if (err != AS_OK)
         goto out;
     read_patch(rc, in, &p);
+    /* mfa_enabled: false resets the second factor; true is refused */
+    if (v_bool(res, in, "mfa_enabled", &mfa_on, &mfa_present) &&
+        mfa_present && mfa_on)
+        res_field(res, "mfa_enabled", "can only be turned off here; the "
+                                      "user turns it on");
     if (res->errors)
         err = AS_ERR_VALIDATION;
     else if (!uuid_valid(rc->param_id))
         err = res_fail(res, AS_ERR_NOT_FOUND, "No such user.");
     else
         err = save_patch(rc, ACCOUNT_ADMIN, rc->param_id, &p);
+    if (err == AS_OK && mfa_present) {
+        struct user u = { 0 };
+
+        snprintf(u.id, sizeof u.id, "%s", rc->param_id);
+        err = hx_mfa_reset(rc, &u);
+    }
 out:
     json_decref(in);
     return err;

@@ -182,11 +182,12 @@ json_t *v_user_json(const struct user *u)
 
     clock_rfc3339(u->created_at, created);
     clock_rfc3339(u->updated_at, updated);
-    return json_pack("{s:s, s:s, s:s?, s:s, s:b, s:b, s:s, s:s}",
+    return json_pack("{s:s, s:s, s:s?, s:s, s:b, s:b, s:b, s:s, s:s}",
                      "id", u->id, "email", u->email,
                      "full_name", u->full_name,
                      "role", v_role_name(u->role),
                      "is_active", u->is_active,
                      "is_verified", u->is_verified,
+                     "mfa_enabled", u->mfa_enabled,
                      "created_at", created, "updated_at", updated);
 }

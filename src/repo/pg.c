@@ -597,6 +597,9 @@ static bool col_id(const PGresult *r, int row, int col,
 
 #define USER_COLS "id, email, full_name, password_hash, role, is_active, " \
                   "is_verified, created_at, updated_at"
+/* Whether the user (table users) has its second factor on. */
+#define USER_MFA_COL ", EXISTS (SELECT 1 FROM user_mfa m " \
+                     "WHERE m.user_id = users.id AND m.enabled)"
 
 static enum as_err row_user(const PGresult *r, int i, struct user *u,
                             struct arena *a)
@@ -620,11 +623,14 @@ static enum as_err row_user(const PGresult *r, int i, struct user *u,
     u->is_verified = col_bool(r, i, 6);
     u->created_at = col_i64(r, i, 7);
     u->updated_at = col_i64(r, i, 8);
+    if (PQnfields(r) > 9)                /* USER_MFA_COL */
+        u->mfa_enabled = col_bool(r, i, 9);
     return AS_OK;
 }
 
 #define SESSION_COLS "s.id, s.user_id, s.created_at, s.last_used_at, " \
-                     "s.expires_at, s.revoked_at, s.ip, s.user_agent"
+                     "s.expires_at, s.revoked_at, s.ip, s.user_agent, s.amr"
+#define SESSION_NCOLS 9
 
 static enum as_err row_session(const PGresult *r, int i, struct session *s,
                                struct arena *a)
@@ -636,7 +642,8 @@ static enum as_err row_session(const PGresult *r, int i, struct session *s,
     s->last_used_at = col_i64(r, i, 3);
     s->expires_at = col_i64(r, i, 4);
     s->revoked_at = col_i64(r, i, 5);
-    if (!col_dup(r, i, 6, a, &s->ip) || !col_dup(r, i, 7, a, &s->user_agent))
+    if (!col_dup(r, i, 6, a, &s->ip) || !col_dup(r, i, 7, a, &s->user_agent)
+        || !col_dup(r, i, 8, a, &s->amr))
         return AS_ERR_NOMEM;
     return AS_OK;
 }
@@ -783,16 +790,16 @@ static enum as_err pg_user_by_id(void *impl, const char *id,
                                  struct user *out, struct arena *a)
 {
     return user_by(impl, "user_by_id",
-                   "SELECT " USER_COLS " FROM users WHERE id = $1", id, out,
-                   a);
+                   "SELECT " USER_COLS USER_MFA_COL " FROM users WHERE id = $1",
+                   id, out, a);
 }
 
 static enum as_err pg_user_by_email(void *impl, const char *email,
                                     struct user *out, struct arena *a)
 {
     return user_by(impl, "user_by_email",
-                   "SELECT " USER_COLS " FROM users WHERE email = $1", email,
-                   out, a);
+                   "SELECT " USER_COLS USER_MFA_COL " FROM users "
+                   "WHERE email = $1", email, out, a);
 }
 
 /* Inside a transaction: locks every active admin row, in id order so
@@ -861,7 +868,7 @@ _Static_assert(UF_EMAIL == 1 && UF_FULL_NAME == 2 && UF_ROLE == 4 &&
     "is_active = CASE WHEN $2 & 8 <> 0 THEN $6 ELSE is_active END, "       \
     "is_verified = CASE WHEN $2 & 16 <> 0 THEN $7 "                        \
     "WHEN $2 & 1 <> 0 AND $3 <> email THEN false ELSE is_verified END, "   \
-    "updated_at = $8 WHERE id = $1 RETURNING " USER_COLS
+    "updated_at = $8 WHERE id = $1 RETURNING " USER_COLS USER_MFA_COL
 
 /* Inside a transaction, after the patch: revokes the sessions of a
  * deactivated user, keeps an admin, queues the email-change notice. */
@@ -1058,7 +1065,7 @@ static enum as_err pg_user_list(void *impl, const char *q, const char *after,
     p_text(&p, q);
     p_i64(&p, limit);
     err = one_shot(impl, "user_list",
-                   "SELECT " USER_COLS " FROM users "
+                   "SELECT " USER_COLS USER_MFA_COL " FROM users "
                    "WHERE ($1::text IS NULL OR id > $1) "
                    "AND ($2::text IS NULL "
                    "OR strpos(lower(email), lower($2)) > 0 "
@@ -1227,6 +1234,7 @@ static enum as_err pg_session_create(void *impl, const struct session *s,
     p_i64(&q, s->expires_at);
     p_text(&q, s->ip);
     p_text(&q, s->user_agent);
+    p_text(&q, s->amr);
     p_hash(&t, refresh_hash);
     p_text(&t, s->id);
     p_i64(&t, s->created_at);
@@ -1239,8 +1247,9 @@ static enum as_err pg_session_create(void *impl, const struct session *s,
     if (err == AS_OK)
         err = conn_run(&c, op,
                        "INSERT INTO sessions (id, user_id, created_at, "
-                       "last_used_at, expires_at, ip, user_agent) "
-                       "VALUES ($1, $2, $3, $4, $5, $6, $7)", &q, NULL);
+                       "last_used_at, expires_at, ip, user_agent, amr) "
+                       "VALUES ($1, $2, $3, $4, $5, $6, $7, "
+                       "coalesce($8, 'pwd'))", &q, NULL);
     if (err == AS_OK)
         err = conn_run(&c, op,
                        "INSERT INTO refresh_tokens (hash, session_id, "
@@ -1437,9 +1446,10 @@ static enum as_err rotate_miss(struct conn *c,
     if (err != AS_OK)
         goto out;
     *res = ROTATE_INVALID;
-    if (PQntuples(r) != 1 || !col_bool(r, 0, 9) || PQgetisnull(r, 0, 8))
+    if (PQntuples(r) != 1 || !col_bool(r, 0, SESSION_NCOLS + 1) ||
+        PQgetisnull(r, 0, SESSION_NCOLS))
         goto out;
-    used_at = col_i64(r, 0, 8);
+    used_at = col_i64(r, 0, SESSION_NCOLS);
     if (used_at >= now - grace_ms) {
         err = row_session(r, 0, out, a);
         *res = ROTATE_GRACE;
@@ -1943,6 +1953,295 @@ static enum as_err pg_mail_prune(void *impl, int64_t tokens_before,
     return err;
 }
 
+/* ------------------------------------------------------ second factor */
+
+/* A login token is live: unused, unexpired at $2, fewer than $3 wrong. */
+#define MFA_TOKEN_LIVE "used_at IS NULL AND expires_at > $2 AND failures < $3"
+
+static enum as_err pg_mfa_get(void *impl, const char *user_id,
+                              struct mfa_state *out, struct arena *a)
+{
+    struct params q = { 0 };
+    PGresult *r;
+    enum as_err err;
+
+    memset(out, 0, sizeof *out);
+    p_text(&q, user_id);
+    err = one_shot(impl, "mfa_get",
+                   "SELECT enabled, secret, last_step FROM user_mfa "
+                   "WHERE user_id = $1", &q, &r);
+    if (err == AS_OK && PQntuples(r) != 1)
+        err = AS_ERR_NOT_FOUND;
+    if (err == AS_OK) {
+        out->enabled = col_bool(r, 0, 0);
+        out->last_step = col_i64(r, 0, 2);
+        if (!col_dup(r, 0, 1, a, &out->secret))
+            err = AS_ERR_NOMEM;
+    }
+    PQclear(r);
+    return err;
+}
+
+static enum as_err pg_mfa_pending(void *impl, const char *user_id,
+                                  const char *sealed, int64_t now)
+{
+    struct params q = { 0 };
+    long rows = 0;
+    enum as_err err;
+
+    p_text(&q, user_id);
+    p_text(&q, sealed);
+    p_i64(&q, now);
+    err = one_shot_rows(impl, "mfa_pending",
+                        "INSERT INTO user_mfa AS m (user_id, secret, "
+                        "created_at) VALUES ($1, $2, $3) "
+                        "ON CONFLICT (user_id) DO UPDATE SET "
+                        "secret = excluded.secret, last_step = -1, "
+                        "created_at = excluded.created_at "
+                        "WHERE NOT m.enabled", &q, &rows);
+    return err == AS_OK && rows != 1 ? AS_ERR_CONFLICT : err;
+}
+
+/* Inside a transaction: replaces the recovery codes of `user_id`. */
+static enum as_err recovery_put(struct conn *c, const char *op,
+                                const char *user_id,
+                                const uint8_t (*codes)[REPO_HASH_LEN],
+                                size_t n, int64_t now)
+{
+    struct params d = { 0 };
+    enum as_err err;
+    size_t i;
+
+    p_text(&d, user_id);
+    err = conn_run(c, op, "DELETE FROM mfa_recovery_codes "
+                          "WHERE user_id = $1", &d, NULL);
+    for (i = 0; i < n && err == AS_OK; i++) {
+        struct params q = { 0 };
+
+        p_text(&q, user_id);
+        p_hash(&q, codes[i]);
+        p_i64(&q, now);
+        err = conn_run(c, op, "INSERT INTO mfa_recovery_codes (user_id, "
+                              "hash, created_at) VALUES ($1, $2, $3)", &q,
+                       NULL);
+    }
+    return err;
+}
+
+static enum as_err pg_mfa_enable(void *impl, const char *user_id,
+                                 int64_t step,
+                                 const uint8_t (*codes)[REPO_HASH_LEN],
+                                 size_t n, const char *keep_sid, int64_t now)
+{
+    static const char op[] = "mfa_enable";
+    struct params q = { 0 }, s = { 0 };
+    struct conn c;
+    enum as_err err;
+
+    p_text(&q, user_id);
+    p_i64(&q, step);
+    p_i64(&q, now);
+    p_text(&s, user_id);
+    p_text(&s, keep_sid);
+    p_i64(&s, now);
+    if (q.invalid || s.invalid)
+        return AS_ERR_NOT_FOUND;
+    err = pool_get(impl, &c);
+    if (err != AS_OK)
+        return err;
+    err = tx_begin(&c, op);
+    if (err == AS_OK)
+        err = mail_one_row(&c, op,
+                           "UPDATE user_mfa SET enabled = true, "
+                           "last_step = $2, enabled_at = $3 "
+                           "WHERE user_id = $1 AND NOT enabled "
+                           "AND last_step < $2", &q);
+    if (err == AS_OK)
+        err = recovery_put(&c, op, user_id, codes, n, now);
+    if (err == AS_OK)
+        err = conn_run(&c, op,
+                       "UPDATE sessions SET revoked_at = $3 "
+                       "WHERE user_id = $1 AND revoked_at IS NULL "
+                       "AND ($2::text IS NULL OR id <> $2)", &s, NULL);
+    err = tx_finish(&c, op, err);
+    pool_put(&c);
+    return err;
+}
+
+static enum as_err pg_mfa_use_step(void *impl, const char *user_id,
+                                   int64_t step)
+{
+    struct params q = { 0 };
+    long rows = 0;
+    enum as_err err;
+
+    p_text(&q, user_id);
+    p_i64(&q, step);
+    err = one_shot_rows(impl, "mfa_use_step",
+                        "UPDATE user_mfa SET last_step = $2 "
+                        "WHERE user_id = $1 AND enabled AND last_step < $2",
+                        &q, &rows);
+    return err == AS_OK && rows != 1 ? AS_ERR_NOT_FOUND : err;
+}
+
+static enum as_err pg_mfa_use_recovery(void *impl, const char *user_id,
+                                       const uint8_t hash[REPO_HASH_LEN],
+                                       int64_t now)
+{
+    struct params q = { 0 };
+    long rows = 0;
+    enum as_err err;
+
+    p_text(&q, user_id);
+    p_hash(&q, hash);
+    p_i64(&q, now);
+    err = one_shot_rows(impl, "mfa_use_recovery",
+                        "UPDATE mfa_recovery_codes SET used_at = $3 "
+                        "WHERE user_id = $1 AND hash = $2 "
+                        "AND used_at IS NULL AND user_id IN (SELECT "
+                        "user_id FROM user_mfa WHERE enabled)", &q, &rows);
+    return err == AS_OK && rows != 1 ? AS_ERR_NOT_FOUND : err;
+}
+
+static enum as_err pg_mfa_recovery_set(void *impl, const char *user_id,
+                                       const uint8_t (*codes)[REPO_HASH_LEN],
+                                       size_t n, int64_t now)
+{
+    static const char op[] = "mfa_recovery_set";
+    struct params q = { 0 };
+    struct conn c;
+    enum as_err err;
+
+    p_text(&q, user_id);
+    if (q.invalid)
+        return AS_ERR_NOT_FOUND;
+    err = pool_get(impl, &c);
+    if (err != AS_OK)
+        return err;
+    err = tx_begin(&c, op);
+    /* the row lock orders this against a concurrent disable */
+    if (err == AS_OK)
+        err = mail_one_row(&c, op,
+                           "SELECT 1 FROM user_mfa WHERE user_id = $1 "
+                           "AND enabled FOR UPDATE", &q);
+    if (err == AS_OK)
+        err = recovery_put(&c, op, user_id, codes, n, now);
+    err = tx_finish(&c, op, err);
+    pool_put(&c);
+    return err;
+}
+
+static enum as_err pg_mfa_disable(void *impl, const char *user_id,
+                                  bool *was_on)
+{
+    static const char op[] = "mfa_disable";
+    struct params q = { 0 };
+    PGresult *r = NULL;
+    struct conn c;
+    enum as_err err;
+
+    p_text(&q, user_id);
+    if (q.invalid)
+        return AS_ERR_NOT_FOUND;
+    err = pool_get(impl, &c);
+    if (err != AS_OK)
+        return err;
+    err = tx_begin(&c, op);
+    if (err == AS_OK)
+        err = conn_exec(&c, op, "DELETE FROM user_mfa WHERE user_id = $1 "
+                                "RETURNING enabled", &q, false, &r);
+    if (err == AS_OK && PQntuples(r) == 1)
+        *was_on = col_bool(r, 0, 0);
+    PQclear(r);
+    if (err == AS_OK)
+        err = conn_run(&c, op, "DELETE FROM mfa_recovery_codes "
+                               "WHERE user_id = $1", &q, NULL);
+    if (err == AS_OK)
+        err = conn_run(&c, op, "DELETE FROM mfa_tokens WHERE user_id = $1",
+                       &q, NULL);
+    err = tx_finish(&c, op, err);
+    pool_put(&c);
+    return err;
+}
+
+static enum as_err pg_mfa_token_create(void *impl,
+                                       const uint8_t hash[REPO_HASH_LEN],
+                                       const char *user_id, int64_t now,
+                                       int64_t expires_at)
+{
+    struct params d = { 0 }, q = { 0 };
+    long rows = 0;
+    enum as_err err;
+
+    p_i64(&d, now);
+    p_hash(&q, hash);
+    p_text(&q, user_id);
+    p_i64(&q, now);
+    p_i64(&q, expires_at);
+    err = one_shot_rows(impl, "mfa_token_create",
+                        "DELETE FROM mfa_tokens WHERE hash IN (SELECT hash "
+                        "FROM mfa_tokens WHERE expires_at < $1 OR used_at "
+                        "IS NOT NULL LIMIT 16)", &d, &rows);
+    if (err == AS_OK)
+        err = one_shot_rows(impl, "mfa_token_create",
+                            "INSERT INTO mfa_tokens (hash, user_id, "
+                            "created_at, expires_at) VALUES ($1, $2, $3, $4)",
+                            &q, &rows);
+    return err;
+}
+
+static enum as_err pg_mfa_token_user(void *impl,
+                                     const uint8_t hash[REPO_HASH_LEN],
+                                     int64_t now, unsigned max_failures,
+                                     char user_id[UUID_STR_LEN])
+{
+    struct params q = { 0 };
+    PGresult *r;
+    enum as_err err;
+
+    p_hash(&q, hash);
+    p_i64(&q, now);
+    p_i64(&q, max_failures);
+    err = one_shot(impl, "mfa_token_user",
+                   "SELECT user_id FROM mfa_tokens WHERE hash = $1 AND "
+                   MFA_TOKEN_LIVE, &q, &r);
+    if (err == AS_OK && PQntuples(r) != 1)
+        err = AS_ERR_NOT_FOUND;
+    if (err == AS_OK && !col_id(r, 0, 0, user_id))
+        err = AS_ERR_INTERNAL;
+    PQclear(r);
+    return err;
+}
+
+static enum as_err pg_mfa_token_fail(void *impl,
+                                     const uint8_t hash[REPO_HASH_LEN])
+{
+    struct params q = { 0 };
+    long rows = 0;
+
+    p_hash(&q, hash);
+    return one_shot_rows(impl, "mfa_token_fail",
+                         "UPDATE mfa_tokens SET failures = failures + 1 "
+                         "WHERE hash = $1", &q, &rows);
+}
+
+static enum as_err pg_mfa_token_use(void *impl,
+                                    const uint8_t hash[REPO_HASH_LEN],
+                                    int64_t now, unsigned max_failures)
+{
+    struct params q = { 0 };
+    long rows = 0;
+    enum as_err err;
+
+    p_hash(&q, hash);
+    p_i64(&q, now);
+    p_i64(&q, max_failures);
+    err = one_shot_rows(impl, "mfa_token_use",
+                        "UPDATE mfa_tokens SET used_at = $2 WHERE hash = $1 "
+                        "AND " MFA_TOKEN_LIVE, &q, &rows);
+    return err == AS_OK && rows != 1 ? AS_ERR_NOT_FOUND : err;
+}
+
 static const struct repo_ops pg_ops = {
     .name = "postgres",
     .migrate = pg_migrate,
@@ -1976,6 +2275,17 @@ static const struct repo_ops pg_ops = {
     .outbox_sent = pg_outbox_sent,
     .outbox_failed = pg_outbox_failed,
     .mail_prune = pg_mail_prune,
+    .mfa_get = pg_mfa_get,
+    .mfa_pending = pg_mfa_pending,
+    .mfa_enable = pg_mfa_enable,
+    .mfa_use_step = pg_mfa_use_step,
+    .mfa_use_recovery = pg_mfa_use_recovery,
+    .mfa_recovery_set = pg_mfa_recovery_set,
+    .mfa_disable = pg_mfa_disable,
+    .mfa_token_create = pg_mfa_token_create,
+    .mfa_token_user = pg_mfa_token_user,
+    .mfa_token_fail = pg_mfa_token_fail,
+    .mfa_token_use = pg_mfa_token_use,
 };
 
 /* Sets up the pool for the libpq URI `url` without connecting (the first

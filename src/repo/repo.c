@@ -444,3 +444,85 @@ enum as_err repo_mail_prune(struct repo *r, int64_t tokens_before,
 {
     return DISPATCH(r, mail_prune(r->impl, tokens_before, sent_before));
 }
+
+/* ---- second factor ---- */
+
+enum as_err repo_mfa_get(struct repo *r, const char *user_id,
+                         struct mfa_state *out, struct arena *a)
+{
+    return DISPATCH(r, mfa_get(r->impl, user_id, out, a));
+}
+
+enum as_err repo_mfa_pending(struct repo *r, const char *user_id,
+                             const char *sealed, int64_t now)
+{
+    return DISPATCH(r, mfa_pending(r->impl, user_id, sealed, now));
+}
+
+enum as_err repo_mfa_enable(struct repo *r, const char *user_id,
+                            int64_t step,
+                            const uint8_t (*codes)[REPO_HASH_LEN], size_t n,
+                            const char *keep_sid, int64_t now)
+{
+    return DISPATCH(r, mfa_enable(r->impl, user_id, step, codes, n,
+                                  keep_sid, now));
+}
+
+enum as_err repo_mfa_use_step(struct repo *r, const char *user_id,
+                              int64_t step)
+{
+    return DISPATCH(r, mfa_use_step(r->impl, user_id, step));
+}
+
+enum as_err repo_mfa_use_recovery(struct repo *r, const char *user_id,
+                                  const uint8_t hash[REPO_HASH_LEN],
+                                  int64_t now)
+{
+    return DISPATCH(r, mfa_use_recovery(r->impl, user_id, hash, now));
+}
+
+enum as_err repo_mfa_recovery_set(struct repo *r, const char *user_id,
+                                  const uint8_t (*codes)[REPO_HASH_LEN],
+                                  size_t n, int64_t now)
+{
+    return DISPATCH(r, mfa_recovery_set(r->impl, user_id, codes, n, now));
+}
+
+enum as_err repo_mfa_disable(struct repo *r, const char *user_id,
+                             bool *was_on)
+{
+    *was_on = false;
+    return DISPATCH(r, mfa_disable(r->impl, user_id, was_on));
+}
+
+enum as_err repo_mfa_token_create(struct repo *r,
+                                  const uint8_t hash[REPO_HASH_LEN],
+                                  const char *user_id, int64_t now,
+                                  int64_t expires_at)
+{
+    return DISPATCH(r, mfa_token_create(r->impl, hash, user_id, now,
+                                        expires_at));
+}
+
+enum as_err repo_mfa_token_user(struct repo *r,
+                                const uint8_t hash[REPO_HASH_LEN],
+                                int64_t now, unsigned max_failures,
+                                char user_id[UUID_STR_LEN])
+{
+    user_id[0] = '\0';
+    return DISPATCH(r, mfa_token_user(r->impl, hash, now, max_failures,
+                                      user_id));
+}
+
+enum as_err repo_mfa_token_fail(struct repo *r,
+                                const uint8_t hash[REPO_HASH_LEN])
+{
+    return DISPATCH(r, mfa_token_fail(r->impl, hash));
+}
+
+enum as_err repo_mfa_token_use(struct repo *r,
+                               const uint8_t hash[REPO_HASH_LEN],
+                               int64_t now, unsigned max_failures)
+{
+    return DISPATCH(r, mfa_token_use(r->impl, hash, now, max_failures));
+}

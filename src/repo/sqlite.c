@@ -27,7 +27,11 @@
     "created_at, updated_at"
 #define SESSION_COLS                                                       \
     "s.id, s.user_id, s.created_at, s.last_used_at, s.expires_at, "        \
-    "s.revoked_at, s.ip, s.user_agent"
+    "s.revoked_at, s.ip, s.user_agent, s.amr"
+/* Whether the user (table users) has its second factor on. */
+#define USER_MFA_COL                                                       \
+    ", EXISTS (SELECT 1 FROM user_mfa m WHERE m.user_id = users.id "       \
+    "AND m.enabled = 1)"
 /* Session s (of user u) is live at ?2. */
 #define LIVE_AT_2                                                          \
     "s.revoked_at IS NULL AND s.expires_at > ?2 AND u.is_active = 1"
@@ -48,8 +52,10 @@
       "applied_at) VALUES (?1, ?2, ?3)")                                   \
     X(S_USER_INSERT, "INSERT INTO users (" USER_COLS ") "                  \
       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")                       \
-    X(S_USER_BY_ID, "SELECT " USER_COLS " FROM users WHERE id = ?1")       \
-    X(S_USER_BY_EMAIL, "SELECT " USER_COLS " FROM users WHERE email = ?1") \
+    X(S_USER_BY_ID, "SELECT " USER_COLS USER_MFA_COL " FROM users "        \
+      "WHERE id = ?1")                                                     \
+    X(S_USER_BY_EMAIL, "SELECT " USER_COLS USER_MFA_COL " FROM users "     \
+      "WHERE email = ?1")                                                  \
     X(S_USER_FLAGS, "SELECT role = 'admin' AND is_active = 1, is_active "  \
       "FROM users WHERE id = ?1")                                          \
     X(S_USER_BEFORE, "SELECT role = 'admin' AND is_active = 1, is_active, " \
@@ -61,7 +67,8 @@
       "is_active = CASE WHEN ?8 THEN ?9 ELSE is_active END, "              \
       "is_verified = CASE WHEN ?10 THEN ?11 "                              \
       "WHEN ?2 AND ?3 <> email THEN 0 ELSE is_verified END, "              \
-      "updated_at = ?12 WHERE id = ?1 RETURNING " USER_COLS)               \
+      "updated_at = ?12 WHERE id = ?1 RETURNING " USER_COLS                \
+      USER_MFA_COL)                                                        \
     X(S_OUTBOX_NOTICE, "INSERT INTO outbox (id, user_id, kind, "           \
       "recipient, link, created_at, next_attempt_at) "                     \
       "VALUES (?1, ?2, ?3, ?4, NULL, ?5, ?5)")                             \
@@ -70,7 +77,7 @@
     X(S_USER_REHASH, "UPDATE users SET password_hash = ?3 "                \
       "WHERE id = ?1 AND password_hash = ?2")                              \
     X(S_USER_DELETE, "DELETE FROM users WHERE id = ?1")                    \
-    X(S_USER_LIST, "SELECT " USER_COLS " FROM users "                      \
+    X(S_USER_LIST, "SELECT " USER_COLS USER_MFA_COL " FROM users "         \
       "WHERE (?1 IS NULL OR id > ?1) AND (?2 IS NULL "                     \
       "OR instr(lower(email), lower(?2)) > 0 "                             \
       "OR instr(lower(full_name), lower(?2)) > 0) "                        \
@@ -96,8 +103,8 @@
     X(S_LOGIN_CLEAR, "DELETE FROM login_failures "                         \
       "WHERE email = ?1 AND ip IN (?2, '*')")                              \
     X(S_SESSION_INSERT, "INSERT INTO sessions (id, user_id, created_at, "  \
-      "last_used_at, expires_at, revoked_at, ip, user_agent) "             \
-      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")                           \
+      "last_used_at, expires_at, revoked_at, ip, user_agent, amr) "        \
+      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, coalesce(?9, 'pwd'))")      \
     X(S_SESSION_GET, "SELECT " SESSION_COLS " FROM sessions s "            \
       "WHERE s.id = ?1")                                                   \
     X(S_SESSION_STATE, "SELECT " LIVE_AT_2 ", u.role, u.email "            \
@@ -404,6 +411,8 @@ static void read_user(struct conn *c, sqlite3_stmt *st, struct user *u,
     u->is_verified = col_int(st, 6) != 0;
     u->created_at = col_int(st, 7);
     u->updated_at = col_int(st, 8);
+    if (sqlite3_column_count(st) > 9)    /* USER_MFA_COL */
+        u->mfa_enabled = col_int(st, 9) != 0;
 }
 
 /* Reads SESSION_COLS. */
@@ -419,6 +428,7 @@ static void read_session(struct conn *c, sqlite3_stmt *st,
     s->revoked_at = col_int(st, 5);      /* NULL reads as 0 */
     s->ip = col_str(c, st, 6, a);
     s->user_agent = col_str(c, st, 7, a);
+    s->amr = col_str(c, st, 8, a);
 }
 
 /* ---- the pool ---------------------------------------------------------- */
@@ -997,6 +1007,7 @@ static enum as_err sq_session_create(void *impl, const struct session *s,
     b_time(c, st, 6, s->revoked_at);
     b_text(c, st, 7, s->ip);
     b_text(c, st, 8, s->user_agent);
+    b_text(c, st, 9, s->amr);
     run(c, st);
     st = q(c, S_TOKEN_INSERT);
     b_hash(c, st, 1, hash);
@@ -1555,6 +1566,290 @@ static enum as_err sq_mail_prune(void *impl, int64_t tokens_before,
     return release(impl, c);
 }
 
+/* ---- second factor ----------------------------------------------------- */
+
+/* A login token is live: unused, unexpired at ?2, fewer than ?3 wrong. */
+#define MFA_TOKEN_LIVE                                                     \
+    "used_at IS NULL AND expires_at > ?2 AND failures < ?3"
+
+static enum as_err sq_mfa_get(void *impl, const char *user_id,
+                              struct mfa_state *out, struct arena *a)
+{
+    struct conn *c;
+    sqlite3_stmt *st;
+    enum as_err err = acquire(impl, "mfa_get", &c);
+
+    if (err != AS_OK)
+        return err;
+    memset(out, 0, sizeof *out);
+    st = mail_prepare(c, "SELECT enabled, secret, last_step FROM user_mfa "
+                         "WHERE user_id = ?1");
+    b_text(c, st, 1, user_id);
+    if (row(c, st)) {
+        out->enabled = col_int(st, 0) != 0;
+        out->secret = col_str(c, st, 1, a);
+        out->last_step = col_int(st, 2);
+    } else {
+        refuse(c, AS_ERR_NOT_FOUND);
+    }
+    sqlite3_finalize(st);
+    return release(impl, c);
+}
+
+static enum as_err sq_mfa_pending(void *impl, const char *user_id,
+                                  const char *sealed, int64_t now)
+{
+    struct conn *c;
+    sqlite3_stmt *st;
+    enum as_err err = acquire(impl, "mfa_pending", &c);
+
+    if (err != AS_OK)
+        return err;
+    st = mail_prepare(c, "INSERT INTO user_mfa (user_id, secret, "
+                         "created_at) VALUES (?1, ?2, ?3) "
+                         "ON CONFLICT (user_id) DO UPDATE SET "
+                         "secret = excluded.secret, last_step = -1, "
+                         "created_at = excluded.created_at "
+                         "WHERE enabled = 0");
+    b_text(c, st, 1, user_id);
+    b_text(c, st, 2, sealed);
+    b_int(c, st, 3, now);
+    if (mail_run(c, st) != 1)
+        refuse(c, AS_ERR_CONFLICT);
+    return release(impl, c);
+}
+
+/* Inserts the `n` recovery code hashes of `user_id`. */
+static void recovery_insert(struct conn *c, const char *user_id,
+                            const uint8_t (*codes)[REPO_HASH_LEN], size_t n,
+                            int64_t now)
+{
+    size_t i;
+
+    for (i = 0; i < n && c->err == AS_OK; i++) {
+        sqlite3_stmt *st = mail_prepare(c, "INSERT INTO mfa_recovery_codes "
+                                           "(user_id, hash, created_at) "
+                                           "VALUES (?1, ?2, ?3)");
+        b_text(c, st, 1, user_id);
+        b_hash(c, st, 2, codes[i]);
+        b_int(c, st, 3, now);
+        mail_run(c, st);
+    }
+}
+
+static enum as_err sq_mfa_enable(void *impl, const char *user_id,
+                                 int64_t step,
+                                 const uint8_t (*codes)[REPO_HASH_LEN],
+                                 size_t n, const char *keep_sid, int64_t now)
+{
+    struct conn *c;
+    sqlite3_stmt *st;
+    enum as_err err = acquire(impl, "mfa_enable", &c);
+
+    if (err != AS_OK)
+        return err;
+    begin(c);
+    st = mail_prepare(c, "UPDATE user_mfa SET enabled = 1, last_step = ?2, "
+                         "enabled_at = ?3 WHERE user_id = ?1 "
+                         "AND enabled = 0 AND last_step < ?2");
+    b_text(c, st, 1, user_id);
+    b_int(c, st, 2, step);
+    b_int(c, st, 3, now);
+    if (mail_run(c, st) != 1)
+        refuse(c, AS_ERR_NOT_FOUND);
+    st = mail_prepare(c, "DELETE FROM mfa_recovery_codes WHERE user_id = ?1");
+    b_text(c, st, 1, user_id);
+    mail_run(c, st);
+    recovery_insert(c, user_id, codes, n, now);
+    st = q(c, S_SESSION_REVOKE_ALL);
+    b_text(c, st, 1, user_id);
+    b_text(c, st, 2, keep_sid);
+    b_int(c, st, 3, now);
+    run(c, st);
+    end(c);
+    return release(impl, c);
+}
+
+static enum as_err sq_mfa_use_step(void *impl, const char *user_id,
+                                   int64_t step)
+{
+    struct conn *c;
+    sqlite3_stmt *st;
+    enum as_err err = acquire(impl, "mfa_use_step", &c);
+
+    if (err != AS_OK)
+        return err;
+    st = mail_prepare(c, "UPDATE user_mfa SET last_step = ?2 "
+                         "WHERE user_id = ?1 AND enabled = 1 "
+                         "AND last_step < ?2");
+    b_text(c, st, 1, user_id);
+    b_int(c, st, 2, step);
+    if (mail_run(c, st) != 1)
+        refuse(c, AS_ERR_NOT_FOUND);
+    return release(impl, c);
+}
+
+static enum as_err sq_mfa_use_recovery(void *impl, const char *user_id,
+                                       const uint8_t hash[REPO_HASH_LEN],
+                                       int64_t now)
+{
+    struct conn *c;
+    sqlite3_stmt *st;
+    enum as_err err = acquire(impl, "mfa_use_recovery", &c);
+
+    if (err != AS_OK)
+        return err;
+    st = mail_prepare(c, "UPDATE mfa_recovery_codes SET used_at = ?3 "
+                         "WHERE user_id = ?1 AND hash = ?2 "
+                         "AND used_at IS NULL AND user_id IN (SELECT "
+                         "user_id FROM user_mfa WHERE enabled = 1)");
+    b_text(c, st, 1, user_id);
+    b_hash(c, st, 2, hash);
+    b_int(c, st, 3, now);
+    if (mail_run(c, st) != 1)
+        refuse(c, AS_ERR_NOT_FOUND);
+    return release(impl, c);
+}
+
+static enum as_err sq_mfa_recovery_set(void *impl, const char *user_id,
+                                       const uint8_t (*codes)[REPO_HASH_LEN],
+                                       size_t n, int64_t now)
+{
+    struct conn *c;
+    sqlite3_stmt *st;
+    enum as_err err = acquire(impl, "mfa_recovery_set", &c);
+
+    if (err != AS_OK)
+        return err;
+    begin(c);
+    st = mail_prepare(c, "SELECT 1 FROM user_mfa WHERE user_id = ?1 "
+                         "AND enabled = 1");
+    b_text(c, st, 1, user_id);
+    if (!row(c, st))
+        refuse(c, AS_ERR_NOT_FOUND);
+    sqlite3_finalize(st);
+    st = mail_prepare(c, "DELETE FROM mfa_recovery_codes WHERE user_id = ?1");
+    b_text(c, st, 1, user_id);
+    mail_run(c, st);
+    recovery_insert(c, user_id, codes, n, now);
+    end(c);
+    return release(impl, c);
+}
+
+static enum as_err sq_mfa_disable(void *impl, const char *user_id,
+                                  bool *was_on)
+{
+    struct conn *c;
+    sqlite3_stmt *st;
+    enum as_err err = acquire(impl, "mfa_disable", &c);
+
+    if (err != AS_OK)
+        return err;
+    begin(c);
+    st = mail_prepare(c, "DELETE FROM user_mfa WHERE user_id = ?1 "
+                         "RETURNING enabled");
+    b_text(c, st, 1, user_id);
+    if (row(c, st))
+        *was_on = col_int(st, 0) != 0;
+    sqlite3_finalize(st);
+    st = mail_prepare(c, "DELETE FROM mfa_recovery_codes WHERE user_id = ?1");
+    b_text(c, st, 1, user_id);
+    mail_run(c, st);
+    st = mail_prepare(c, "DELETE FROM mfa_tokens WHERE user_id = ?1");
+    b_text(c, st, 1, user_id);
+    mail_run(c, st);
+    end(c);
+    return release(impl, c);
+}
+
+static enum as_err sq_mfa_token_create(void *impl,
+                                       const uint8_t hash[REPO_HASH_LEN],
+                                       const char *user_id, int64_t now,
+                                       int64_t expires_at)
+{
+    struct conn *c;
+    sqlite3_stmt *st;
+    enum as_err err = acquire(impl, "mfa_token_create", &c);
+
+    if (err != AS_OK)
+        return err;
+    begin(c);
+    st = mail_prepare(c, "DELETE FROM mfa_tokens WHERE rowid IN (SELECT "
+                         "rowid FROM mfa_tokens WHERE expires_at < ?1 OR "
+                         "used_at IS NOT NULL LIMIT 16)");
+    b_int(c, st, 1, now);
+    mail_run(c, st);
+    st = mail_prepare(c, "INSERT INTO mfa_tokens (hash, user_id, "
+                         "created_at, expires_at) VALUES (?1, ?2, ?3, ?4)");
+    b_hash(c, st, 1, hash);
+    b_text(c, st, 2, user_id);
+    b_int(c, st, 3, now);
+    b_int(c, st, 4, expires_at);
+    mail_run(c, st);
+    end(c);
+    return release(impl, c);
+}
+
+static enum as_err sq_mfa_token_user(void *impl,
+                                     const uint8_t hash[REPO_HASH_LEN],
+                                     int64_t now, unsigned max_failures,
+                                     char user_id[UUID_STR_LEN])
+{
+    struct conn *c;
+    sqlite3_stmt *st;
+    enum as_err err = acquire(impl, "mfa_token_user", &c);
+
+    if (err != AS_OK)
+        return err;
+    st = mail_prepare(c, "SELECT user_id FROM mfa_tokens "
+                         "WHERE hash = ?1 AND " MFA_TOKEN_LIVE);
+    b_hash(c, st, 1, hash);
+    b_int(c, st, 2, now);
+    b_int(c, st, 3, max_failures);
+    if (row(c, st))
+        col_id(c, st, 0, user_id);
+    else
+        refuse(c, AS_ERR_NOT_FOUND);
+    sqlite3_finalize(st);
+    return release(impl, c);
+}
+
+static enum as_err sq_mfa_token_fail(void *impl,
+                                     const uint8_t hash[REPO_HASH_LEN])
+{
+    struct conn *c;
+    sqlite3_stmt *st;
+    enum as_err err = acquire(impl, "mfa_token_fail", &c);
+
+    if (err != AS_OK)
+        return err;
+    st = mail_prepare(c, "UPDATE mfa_tokens SET failures = failures + 1 "
+                         "WHERE hash = ?1");
+    b_hash(c, st, 1, hash);
+    mail_run(c, st);
+    return release(impl, c);
+}
+
+static enum as_err sq_mfa_token_use(void *impl,
+                                    const uint8_t hash[REPO_HASH_LEN],
+                                    int64_t now, unsigned max_failures)
+{
+    struct conn *c;
+    sqlite3_stmt *st;
+    enum as_err err = acquire(impl, "mfa_token_use", &c);
+
+    if (err != AS_OK)
+        return err;
+    st = mail_prepare(c, "UPDATE mfa_tokens SET used_at = ?2 "
+                         "WHERE hash = ?1 AND " MFA_TOKEN_LIVE);
+    b_hash(c, st, 1, hash);
+    b_int(c, st, 2, now);
+    b_int(c, st, 3, max_failures);
+    if (mail_run(c, st) != 1)
+        refuse(c, AS_ERR_NOT_FOUND);
+    return release(impl, c);
+}
+
 static const struct repo_ops sqlite_ops = {
     .name = "sqlite",
     .migrate = sq_migrate,
@@ -1588,6 +1883,17 @@ static const struct repo_ops sqlite_ops = {
     .outbox_sent = sq_outbox_sent,
     .outbox_failed = sq_outbox_failed,
     .mail_prune = sq_mail_prune,
+    .mfa_get = sq_mfa_get,
+    .mfa_pending = sq_mfa_pending,
+    .mfa_enable = sq_mfa_enable,
+    .mfa_use_step = sq_mfa_use_step,
+    .mfa_use_recovery = sq_mfa_use_recovery,
+    .mfa_recovery_set = sq_mfa_recovery_set,
+    .mfa_disable = sq_mfa_disable,
+    .mfa_token_create = sq_mfa_token_create,
+    .mfa_token_user = sq_mfa_token_user,
+    .mfa_token_fail = sq_mfa_token_fail,
+    .mfa_token_use = sq_mfa_token_use,
 };
 
 /* Creates the database file readable by its owner only, unless it exists

@@ -12,7 +12,77 @@ struct segments {                /* header.payload.signature */
     size_t n[3];
 };
 
+/* ---- amr (RFC 8176) ---- */
+
+static const struct { unsigned bit; const char *name; } amr_names[] = {
+    { SEC_AMR_PWD, "pwd" },
+    { SEC_AMR_OTP, "otp" },
+};
+#define N_AMR (sizeof amr_names / sizeof amr_names[0])
+
+unsigned sec_amr_parse(const char *text)
+{
+    unsigned bits = 0;
+    size_t i, n;
+
+    while (text && *text) {
+        n = strcspn(text, " ");
+        for (i = 0; i < N_AMR; i++)
+            if (strlen(amr_names[i].name) == n &&
+                strncmp(text, amr_names[i].name, n) == 0)
+                bits |= amr_names[i].bit;
+        text += n;
+        text += strspn(text, " ");
+    }
+    return bits;
+}
+
+json_t *sec_amr_json(unsigned amr)
+{
+    json_t *arr = json_array();
+    size_t i;
+
+    if (!amr)
+        amr = SEC_AMR_PWD;
+    for (i = 0; arr && i < N_AMR; i++)
+        if ((amr & amr_names[i].bit) &&
+            json_array_append_new(arr, json_string(amr_names[i].name)) != 0) {
+            json_decref(arr);
+            arr = NULL;
+        }
+    return arr;
+}
+
+/* The amr bits of an "amr" claim (absent: 0). */
+static unsigned amr_claim(const json_t *p)
+{
+    const json_t *arr = json_object_get(p, "amr");
+    unsigned bits = 0;
+    size_t i, j;
+
+    for (i = 0; i < json_array_size(arr) && i < 8; i++) {
+        const char *s = json_string_value(json_array_get(arr, i));
+
+        for (j = 0; s && j < N_AMR; j++)
+            if (strcmp(s, amr_names[j].name) == 0)
+                bits |= amr_names[j].bit;
+    }
+    return bits;
+}
+
 /* ---- signing ---- */
+
+/* Adds the "amr" array (libjwt 1.10 adds arrays only from JSON text). */
+static int add_amr(jwt_t *jwt, unsigned amr)
+{
+    json_t *doc = json_pack("{s:o}", "amr", sec_amr_json(amr));
+    char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    int rc = text ? jwt_add_grants_json(jwt, text) : 1;
+
+    free(text);
+    json_decref(doc);
+    return rc;
+}
 
 static int add_claims(jwt_t *jwt, const struct cfg *cfg,
                       const struct sec_claims *c)
@@ -29,6 +99,7 @@ static int add_claims(jwt_t *jwt, const struct cfg *cfg,
     rc |= jwt_add_grant_int(jwt, "iat", (long)c->iat);
     rc |= jwt_add_grant_int(jwt, "nbf", (long)c->nbf);
     rc |= jwt_add_grant_int(jwt, "exp", (long)c->exp);
+    rc |= add_amr(jwt, c->amr);
     return rc;
 }
 
@@ -223,6 +294,7 @@ static enum as_err subject_take(const json_t *p, struct sec_claims *out,
         !uuid_claim(p, "jti", out->jti) || !email || !role ||
         (strcmp(role, "user") != 0 && strcmp(role, "admin") != 0))
         return AS_ERR_INVALID_TOKEN;
+    out->amr = amr_claim(p);
     out->role = arena_strdup(a, role);
     out->email = arena_strdup(a, email);
     return out->role && out->email ? AS_OK : AS_ERR_NOMEM;

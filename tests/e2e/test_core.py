@@ -80,7 +80,9 @@ def test_register_created(daemon):
     assert u["is_verified"] is False
     assert RFC3339.match(u["created_at"]) and RFC3339.match(u["updated_at"])
     assert set(u) == {"id", "email", "full_name", "role", "is_active",
-                      "is_verified", "created_at", "updated_at"}
+                      "is_verified", "mfa_enabled", "created_at",
+                      "updated_at"}
+    assert u["mfa_enabled"] is False
     r2, _, _ = daemon.register(email="ADA.lovelace@example.com")
     assert_problem(r2, 409, "email_taken")
 

@@ -102,7 +102,8 @@ static void test_user_json(void **state)
                         "admin");
     assert_string_equal(json_string_value(json_object_get(j, "created_at")),
                         "2026-11-28T12:00:00Z");
-    assert_int_equal(json_object_size(j), 8);
+    assert_true(json_is_false(json_object_get(j, "mfa_enabled")));
+    assert_int_equal(json_object_size(j), 9);
     json_decref(j);
 }
 

@@ -1,0 +1,82 @@
+#ifndef AUTH_MFA_H               /* mfa.h: the rules of the second factor */
+#define AUTH_MFA_H
+#include <stdbool.h>
+#include <stdint.h>
+#include "arena.h"
+#include "err.h"
+#include "repo.h"
+#include "sec.h"
+#include "totp.h"
+
+#define MFA_TOKEN_TTL_MS (5 * 60 * 1000)  /* a login waits 5 min for a code */
+#define MFA_TOKEN_MAX_FAILURES 5u         /* wrong codes before it dies */
+#define MFA_AMR_OTP "pwd otp"             /* a session's amr after a code */
+
+/* What the rules need; everything borrowed. `now_ms` is the time the
+ * rules decide at (injected, so tests can move it). */
+struct mfa_env {
+    struct repo *repo;
+    const struct sec_keys *keys;
+    const char *issuer;          /* AUTH_JWT_ISSUER */
+    int64_t now_ms;
+};
+
+/* What setup hands the user: the secret in base32, the otpauth:// URI and
+ * that URI as an SVG QR code (both strings in the arena given). */
+struct mfa_setup {
+    char secret[TOTP_B32_LEN + 1];
+    const char *uri;
+    const char *qr_svg;
+};
+
+/* The recovery codes given out once, in clear. */
+struct mfa_codes {
+    char code[TOTP_RECOVERY_COUNT][TOTP_RECOVERY_LEN + 1];
+};
+
+/* The otpauth:// URI (Google Authenticator "Key Uri Format") of a base32
+ * `secret` for `email` under `issuer`, label and issuer percent-encoded.
+ * In `a`; NULL when out of memory. */
+const char *mfa_uri(struct arena *a, const char *issuer, const char *email,
+                    const char *secret);
+/* Starts (or restarts) the setup of user `u`: a fresh 160-bit secret is
+ * stored sealed and pending. AS_ERR_CONFLICT when the factor is on. */
+enum as_err mfa_setup_begin(const struct mfa_env *e, const struct user *u,
+                            struct mfa_setup *out, struct arena *a);
+/* Confirms the pending factor of `user_id` with its first `code`: on
+ * success the factor is on, `out` holds the recovery codes (stored only
+ * as hashes) and every session but `keep_sid` is revoked. *ok is false
+ * (and nothing changed) for a wrong code; AS_ERR_NOT_FOUND when nothing
+ * is pending. Caller wipes `out`. */
+enum as_err mfa_confirm(const struct mfa_env *e, const char *user_id,
+                        const char *code, const char *keep_sid,
+                        struct mfa_codes *out, bool *ok);
+/* Checks `code`, a TOTP code (each step accepted once: compare-and-set in
+ * the database) or an unused recovery code (used up by this call), for
+ * user `user_id` whose factor is on. *ok false for a wrong, replayed or
+ * malformed code; AS_ERR_NOT_FOUND when the factor is off. */
+enum as_err mfa_check_code(const struct mfa_env *e, const char *user_id,
+                           const char *code, bool *ok);
+/* Replaces the recovery codes of `user_id` by ten fresh ones in `out`.
+ * Caller wipes `out`. */
+enum as_err mfa_recovery_renew(const struct mfa_env *e, const char *user_id,
+                               struct mfa_codes *out);
+/* Turns the factor of `user_id` off (also a pending one); *was_on tells
+ * whether it was on. */
+enum as_err mfa_disable(const struct mfa_env *e, const char *user_id,
+                        bool *was_on);
+/* A new login token for `user_id` (single use, MFA_TOKEN_TTL_MS, dead after
+ * MFA_TOKEN_MAX_FAILURES wrong codes); only its hash is stored. */
+enum as_err mfa_token_issue(const struct mfa_env *e, const char *user_id,
+                            char out[SEC_TOKEN_LEN + 1]);
+/* The user of a live login token; AS_ERR_INVALID_TOKEN when it is
+ * malformed, unknown, expired, used or dead. */
+enum as_err mfa_token_user(const struct mfa_env *e, const char *token,
+                           char user_id[UUID_STR_LEN]);
+/* Counts a wrong code against login token `token`. */
+enum as_err mfa_token_fail(const struct mfa_env *e, const char *token);
+/* Uses up login token `token`; AS_ERR_INVALID_TOKEN when it is no longer
+ * live (a concurrent use won). */
+enum as_err mfa_token_use(const struct mfa_env *e, const char *token);
+
+#endif

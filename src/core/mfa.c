@@ -1,0 +1,250 @@
+/* mfa.c: the second factor's rules: setup, confirmation, code checks
+ * (TOTP once per step, recovery codes once each), login tokens. No HTTP,
+ * no SQL: the repository stores, src/sec/totp.c computes. */
+#include "mfa.h"
+
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qr.h"
+
+/* Percent-encodes every byte of `s` but RFC 3986 unreserved ones. */
+static char *pct(struct arena *a, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t n = strlen(s), o = 0, i;
+    char *out = arena_alloc(a, 3 * n + 1);
+
+    if (!out)
+        return NULL;
+    for (i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+
+        if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+            (ch >= '0' && ch <= '9') || ch == '-' || ch == '.' ||
+            ch == '_' || ch == '~') {
+            out[o++] = (char)ch;
+        } else {
+            out[o++] = '%';
+            out[o++] = hex[ch >> 4];
+            out[o++] = hex[ch & 15];
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
+const char *mfa_uri(struct arena *a, const char *issuer, const char *email,
+                    const char *secret)
+{
+    const char *iss = pct(a, issuer), *who = pct(a, email);
+
+    if (!iss || !who)
+        return NULL;
+    return arena_printf(a, "otpauth://totp/%s:%s?secret=%s&issuer=%s"
+                           "&algorithm=SHA1&digits=%d&period=%d",
+                        iss, who, secret, iss, TOTP_DIGITS, TOTP_STEP_S);
+}
+
+/* The clear secret of a stored factor. */
+static enum as_err open_secret(const struct mfa_env *e, const char *user_id,
+                               const struct mfa_state *st,
+                               uint8_t secret[TOTP_SECRET_LEN])
+{
+    uint8_t key[TOTP_KEY_LEN];
+    enum as_err err;
+
+    totp_key(e->keys, key);
+    err = totp_open(key, user_id, st->secret, secret);
+    sodium_memzero(key, sizeof key);
+    return err;
+}
+
+enum as_err mfa_setup_begin(const struct mfa_env *e, const struct user *u,
+                            struct mfa_setup *out, struct arena *a)
+{
+    uint8_t secret[TOTP_SECRET_LEN], key[TOTP_KEY_LEN];
+    char sealed[TOTP_SEALED_MAX];
+    char *svg = NULL;
+    enum as_err err = AS_OK;
+
+    memset(out, 0, sizeof *out);
+    if (u->mfa_enabled)
+        return AS_ERR_CONFLICT;
+    totp_secret_new(secret);
+    totp_key(e->keys, key);
+    totp_seal(key, u->id, secret, sealed);
+    totp_base32(secret, sizeof secret, out->secret, sizeof out->secret);
+    out->uri = mfa_uri(a, e->issuer, u->email, out->secret);
+    if (out->uri)
+        svg = qr_svg(out->uri);
+    out->qr_svg = svg ? arena_strdup(a, svg) : NULL;
+    if (!out->qr_svg)
+        err = AS_ERR_NOMEM;
+    if (err == AS_OK)
+        err = repo_mfa_pending(e->repo, u->id, sealed, e->now_ms);
+    if (err != AS_OK)
+        sodium_memzero(out->secret, sizeof out->secret);
+    free(svg);
+    sodium_memzero(secret, sizeof secret);
+    sodium_memzero(key, sizeof key);
+    return err;
+}
+
+/* Ten fresh recovery codes into `out` and their hashes into `h`. */
+static void codes_new(struct mfa_codes *out,
+                      uint8_t h[TOTP_RECOVERY_COUNT][REPO_HASH_LEN])
+{
+    size_t i;
+
+    for (i = 0; i < TOTP_RECOVERY_COUNT; i++) {
+        totp_recovery_new(out->code[i]);
+        totp_recovery_hash(out->code[i], h[i]);
+    }
+}
+
+enum as_err mfa_confirm(const struct mfa_env *e, const char *user_id,
+                        const char *code, const char *keep_sid,
+                        struct mfa_codes *out, bool *ok)
+{
+    uint8_t secret[TOTP_SECRET_LEN];
+    uint8_t h[TOTP_RECOVERY_COUNT][REPO_HASH_LEN];
+    struct mfa_state st;
+    struct arena *a = arena_new();
+    int64_t step = -1;
+    enum as_err err = a ? repo_mfa_get(e->repo, user_id, &st, a)
+                        : AS_ERR_NOMEM;
+
+    *ok = false;
+    memset(out, 0, sizeof *out);
+    if (err == AS_OK && st.enabled)
+        err = AS_ERR_NOT_FOUND;            /* nothing pending */
+    if (err == AS_OK)
+        err = open_secret(e, user_id, &st, secret);
+    if (err == AS_OK &&
+        totp_match(secret, code, e->now_ms / 1000, st.last_step, &step)) {
+        codes_new(out, h);
+        err = repo_mfa_enable(e->repo, user_id, step,
+                              (const uint8_t(*)[REPO_HASH_LEN])h,
+                              TOTP_RECOVERY_COUNT, keep_sid, e->now_ms);
+        *ok = err == AS_OK;
+        if (err == AS_ERR_NOT_FOUND)       /* raced: step used, or turned */
+            err = AS_OK;                   /* on by a concurrent confirm */
+    }
+    if (!*ok)
+        sodium_memzero(out, sizeof *out);
+    sodium_memzero(secret, sizeof secret);
+    arena_free(a);
+    return err;
+}
+
+enum as_err mfa_check_code(const struct mfa_env *e, const char *user_id,
+                           const char *code, bool *ok)
+{
+    uint8_t secret[TOTP_SECRET_LEN], h[REPO_HASH_LEN];
+    struct mfa_state st;
+    struct arena *a = arena_new();
+    int64_t step = -1;
+    enum as_err err = a ? repo_mfa_get(e->repo, user_id, &st, a)
+                        : AS_ERR_NOMEM;
+
+    *ok = false;
+    memset(secret, 0, sizeof secret);
+    if (err != AS_OK || !st.enabled) {
+        arena_free(a);
+        return err != AS_OK ? err : AS_ERR_NOT_FOUND;
+    }
+    if (totp_code_shape(code)) {
+        err = open_secret(e, user_id, &st, secret);
+        if (err == AS_OK &&
+            totp_match(secret, code, e->now_ms / 1000, st.last_step, &step))
+            err = repo_mfa_use_step(e->repo, user_id, step);
+        else if (err == AS_OK)
+            err = AS_ERR_NOT_FOUND;
+        *ok = err == AS_OK;
+    } else if (totp_recovery_hash(code, h)) {
+        err = repo_mfa_use_recovery(e->repo, user_id, h, e->now_ms);
+        *ok = err == AS_OK;
+    } else {
+        err = AS_ERR_NOT_FOUND;
+    }
+    if (err == AS_ERR_NOT_FOUND)
+        err = AS_OK;                       /* a wrong code, not an error */
+    sodium_memzero(secret, sizeof secret);
+    arena_free(a);
+    return err;
+}
+
+enum as_err mfa_recovery_renew(const struct mfa_env *e, const char *user_id,
+                               struct mfa_codes *out)
+{
+    uint8_t h[TOTP_RECOVERY_COUNT][REPO_HASH_LEN];
+    enum as_err err;
+
+    codes_new(out, h);
+    err = repo_mfa_recovery_set(e->repo, user_id,
+                                (const uint8_t(*)[REPO_HASH_LEN])h,
+                                TOTP_RECOVERY_COUNT, e->now_ms);
+    if (err != AS_OK)
+        sodium_memzero(out, sizeof *out);
+    return err;
+}
+
+enum as_err mfa_disable(const struct mfa_env *e, const char *user_id,
+                        bool *was_on)
+{
+    return repo_mfa_disable(e->repo, user_id, was_on);
+}
+
+enum as_err mfa_token_issue(const struct mfa_env *e, const char *user_id,
+                            char out[SEC_TOKEN_LEN + 1])
+{
+    uint8_t h[REPO_HASH_LEN];
+    enum as_err err;
+
+    sec_token_new(out);
+    sec_token_hash(out, h);
+    err = repo_mfa_token_create(e->repo, h, user_id, e->now_ms,
+                                e->now_ms + MFA_TOKEN_TTL_MS);
+    if (err != AS_OK)
+        sodium_memzero(out, SEC_TOKEN_LEN + 1);
+    return err;
+}
+
+enum as_err mfa_token_user(const struct mfa_env *e, const char *token,
+                           char user_id[UUID_STR_LEN])
+{
+    uint8_t h[REPO_HASH_LEN];
+    enum as_err err;
+
+    user_id[0] = '\0';
+    if (!sec_token_valid(token))
+        return AS_ERR_INVALID_TOKEN;
+    sec_token_hash(token, h);
+    err = repo_mfa_token_user(e->repo, h, e->now_ms, MFA_TOKEN_MAX_FAILURES,
+                              user_id);
+    return err == AS_ERR_NOT_FOUND ? AS_ERR_INVALID_TOKEN : err;
+}
+
+enum as_err mfa_token_fail(const struct mfa_env *e, const char *token)
+{
+    uint8_t h[REPO_HASH_LEN];
+
+    if (!sec_token_valid(token))
+        return AS_ERR_INVALID_TOKEN;
+    sec_token_hash(token, h);
+    return repo_mfa_token_fail(e->repo, h);
+}
+
+enum as_err mfa_token_use(const struct mfa_env *e, const char *token)
+{
+    uint8_t h[REPO_HASH_LEN];
+    enum as_err err;
+
+    if (!sec_token_valid(token))
+        return AS_ERR_INVALID_TOKEN;
+    sec_token_hash(token, h);
+    err = repo_mfa_token_use(e->repo, h, e->now_ms, MFA_TOKEN_MAX_FAILURES);
+    return err == AS_ERR_NOT_FOUND ? AS_ERR_INVALID_TOKEN : err;
+}

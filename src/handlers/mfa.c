@@ -1,0 +1,354 @@
+/* mfa.c: /api/v1/auth/mfa/... and /login/mfa: the second factor over
+ * HTTP. The rules are in src/core/mfa.c; this file reads requests, counts
+ * wrong codes toward the login lockout, answers and audits. */
+#include "hx.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "cfg.h"
+#include "clock.h"
+#include "log.h"
+#include "mfa.h"
+#include "scache.h"
+#include "sec.h"
+#include "validate.h"
+
+#define MAX_CODE_BYTES 64            /* a TOTP or recovery code */
+/* Failures of one email from every address together lock it only past
+ * this many times AUTH_LOCKOUT_THRESHOLD (README.md, "Lockout"); the
+ * login handler counts with the same factor. */
+#define LOCKOUT_ALL_FACTOR 10u
+
+static struct mfa_env env_of(struct req_ctx *rc)
+{
+    struct mfa_env e = { .repo = rc->app->repo, .keys = app_keys(rc->app),
+                         .issuer = rc->app->cfg->jwt_issuer,
+                         .now_ms = clock_ms() };
+
+    return e;
+}
+
+/* The lock that runs for (email, client address), in Unix ms (0: none). */
+static enum as_err lock_until(struct req_ctx *rc, const char *email,
+                              int64_t *until)
+{
+    int64_t mine = 0, all = 0;
+
+    *until = 0;
+    return repo_login_failures_get(rc->app->repo, email, rc->ip, &mine,
+                                   &all, until);
+}
+
+/* Counts a wrong code (or an attempt while locked) like a failed login
+ * of `email` from the client, then answers `refusal`: 400 invalid_code,
+ * or 429 with Retry-After for an attempt made while locked. */
+static enum as_err code_failed(struct req_ctx *rc, const char *email,
+                               enum as_err refusal)
+{
+    const struct cfg *cfg = rc->app->cfg;
+    int64_t now = clock_ms(), until = 0, wait_s;
+    char retry[24];
+    enum as_err err = repo_login_failure_add(
+        rc->app->repo, email, rc->ip, now, cfg->lockout_threshold,
+        cfg->lockout_threshold * LOCKOUT_ALL_FACTOR,
+        (int64_t)cfg->lockout_max_seconds * 1000, &until);
+
+    if (err != AS_OK)
+        return err;
+    wait_s = until > now ? (until - now + 999) / 1000 : 0;
+    log_event(LOG_INFO, "auth.mfa_failed", rc->request_id,
+              json_pack("{s:s?, s:s, s:b, s:I}", "route", rc->route_pattern,
+                        "ip", rc->ip, "refused_locked",
+                        refusal == AS_ERR_RATE_LIMITED, "locked_s",
+                        (json_int_t)wait_s));
+    if (refusal != AS_ERR_RATE_LIMITED)
+        return res_fail(&rc->res, AS_ERR_INVALID_CODE,
+                        "The code is wrong, expired or already used.");
+    snprintf(retry, sizeof retry, "%lld", (long long)(wait_s ? wait_s : 1));
+    res_header(rc, "Retry-After", retry);
+    return res_fail(&rc->res, AS_ERR_RATE_LIMITED,
+                    "Too many failed attempts for this account from this "
+                    "address; retry later.");
+}
+
+/* Checks `code` for user `u` (factor on), the lockout first: a locked
+ * account is refused and counted without looking at the code; a wrong
+ * code is counted. AS_OK only for a right code (used up now). */
+static enum as_err check_code(struct req_ctx *rc, const struct user *u,
+                              const char *code)
+{
+    struct mfa_env e = env_of(rc);
+    int64_t until = 0;
+    bool ok = false;
+    enum as_err err = lock_until(rc, u->email, &until);
+
+    if (err != AS_OK)
+        return err;
+    if (until > e.now_ms)
+        return code_failed(rc, u->email, AS_ERR_RATE_LIMITED);
+    err = mfa_check_code(&e, u->id, code, &ok);
+    if (err == AS_ERR_NOT_FOUND)
+        return res_fail(&rc->res, AS_ERR_CONFLICT,
+                        "The second factor is not on for this account.");
+    if (err != AS_OK)
+        return err;
+    return ok ? AS_OK : code_failed(rc, u->email, AS_ERR_INVALID_CODE);
+}
+
+/* The JSON answer holding fresh recovery codes. */
+static json_t *codes_json(const struct mfa_codes *c)
+{
+    json_t *arr = json_array();
+    size_t i;
+
+    for (i = 0; arr && i < TOTP_RECOVERY_COUNT; i++)
+        json_array_append_new(arr, json_string(c->code[i]));
+    return json_pack("{s:o}", "recovery_codes", arr);
+}
+
+/* Reads the body's string fields `a` and `b` (NULL: not wanted). */
+static enum as_err read_fields(struct req_ctx *rc, json_t **in,
+                               const char *a, const char **va,
+                               const char *b, const char **vb)
+{
+    enum as_err err = req_json(rc, in);
+
+    if (err != AS_OK)
+        return err;
+    if (a)
+        v_string(&rc->res, *in, a, true,
+                 strcmp(a, "code") == 0 ? MAX_CODE_BYTES
+                                        : HX_MAX_PASSWORD_BYTES, va);
+    if (b)
+        v_string(&rc->res, *in, b, true, MAX_CODE_BYTES, vb);
+    return rc->res.errors ? AS_ERR_VALIDATION : AS_OK;
+}
+
+enum as_err hx_mfa_challenge(struct req_ctx *rc, const struct user *u)
+{
+    struct mfa_env e = env_of(rc);
+    char tok[SEC_TOKEN_LEN + 1];
+    enum as_err err = mfa_token_issue(&e, u->id, tok);
+
+    if (err != AS_OK)
+        return err;
+    rc->res.extra = json_pack("{s:s}", "mfa_token", tok);
+    sodium_memzero(tok, sizeof tok);
+    if (!rc->res.extra)
+        return AS_ERR_NOMEM;
+    log_event(LOG_INFO, "auth.mfa_required", rc->request_id,
+              json_pack("{s:s, s:s}", "user_id", u->id, "ip", rc->ip));
+    return res_fail(&rc->res, AS_ERR_MFA_REQUIRED,
+                    "The password is right; send a code of the second "
+                    "factor with mfa_token to /api/v1/auth/login/mfa.");
+}
+
+enum as_err h_mfa_setup(struct req_ctx *rc, struct response *res)
+{
+    struct mfa_env e = env_of(rc);
+    struct mfa_setup s;
+    json_t *in = NULL;
+    const char *pw = NULL;
+    struct user u;
+    enum as_err err = read_fields(rc, &in, "current_password", &pw, NULL,
+                                  NULL);
+
+    memset(&s, 0, sizeof s);
+    if (err == AS_OK)
+        err = hx_caller(rc, &u);
+    if (err == AS_OK)
+        err = hx_check_password(rc, &u, pw);
+    if (err == AS_OK)
+        err = mfa_setup_begin(&e, &u, &s, rc->arena);
+    if (err == AS_ERR_CONFLICT)
+        res_fail(res, err, "The second factor is already on; turn it off "
+                           "first.");
+    if (err != AS_OK)
+        goto out;
+    hx_audit(rc, "mfa.setup_started", u.id, NULL);
+    res_json(res, 200, json_pack("{s:s, s:s, s:s}", "secret", s.secret,
+                                 "otpauth_uri", s.uri, "qr_svg", s.qr_svg));
+    err = res->body ? AS_OK : AS_ERR_NOMEM;
+out:
+    sodium_memzero(s.secret, sizeof s.secret);
+    json_decref(in);
+    return err;
+}
+
+enum as_err h_mfa_confirm(struct req_ctx *rc, struct response *res)
+{
+    struct mfa_env e = env_of(rc);
+    struct mfa_codes codes;
+    json_t *in = NULL;
+    const char *code = NULL;
+    struct user u;
+    int64_t until = 0;
+    bool ok = false;
+    enum as_err err = read_fields(rc, &in, "code", &code, NULL, NULL);
+
+    memset(&codes, 0, sizeof codes);
+    if (err == AS_OK)
+        err = hx_caller(rc, &u);
+    if (err != AS_OK)
+        goto out;
+    err = lock_until(rc, u.email, &until);
+    if (err == AS_OK && until > e.now_ms) {
+        err = code_failed(rc, u.email, AS_ERR_RATE_LIMITED);
+        goto out;
+    }
+    if (err == AS_OK)
+        err = mfa_confirm(&e, u.id, code, rc->claims.sid, &codes, &ok);
+    if (err == AS_ERR_NOT_FOUND)
+        err = res_fail(res, AS_ERR_CONFLICT,
+                       "No setup is pending: start with "
+                       "/api/v1/auth/mfa/totp/setup.");
+    if (err == AS_OK && !ok)
+        err = code_failed(rc, u.email, AS_ERR_INVALID_CODE);
+    if (err != AS_OK)
+        goto out;
+    scache_forget_user(rc->app->scache, u.id);
+    hx_audit(rc, "mfa.enabled", u.id, NULL);
+    res_json(res, 200, codes_json(&codes));
+    err = res->body ? AS_OK : AS_ERR_NOMEM;
+out:
+    sodium_memzero(&codes, sizeof codes);
+    json_decref(in);
+    return err;
+}
+
+/* The caller, its password and a code of its factor, checked in that
+ * order (the password first, so a code is never tried without it). */
+static enum as_err caller_with_code(struct req_ctx *rc, json_t **in,
+                                    struct user *u)
+{
+    const char *pw = NULL, *code = NULL;
+    enum as_err err = read_fields(rc, in, "current_password", &pw, "code",
+                                  &code);
+
+    if (err == AS_OK)
+        err = hx_caller(rc, u);
+    if (err == AS_OK)
+        err = hx_check_password(rc, u, pw);
+    if (err == AS_OK && !u->mfa_enabled)
+        err = res_fail(&rc->res, AS_ERR_CONFLICT,
+                       "The second factor is not on for this account.");
+    if (err == AS_OK)
+        err = check_code(rc, u, code);
+    return err;
+}
+
+enum as_err h_mfa_disable(struct req_ctx *rc, struct response *res)
+{
+    struct mfa_env e = env_of(rc);
+    json_t *in = NULL;
+    struct user u;
+    bool was_on = false;
+    enum as_err err = caller_with_code(rc, &in, &u);
+
+    if (err == AS_OK)
+        err = mfa_disable(&e, u.id, &was_on);
+    if (err == AS_OK) {
+        hx_audit(rc, "mfa.disabled", u.id, NULL);
+        res_json(res, 204, NULL);
+    }
+    json_decref(in);
+    return err;
+}
+
+enum as_err h_mfa_recovery_codes(struct req_ctx *rc, struct response *res)
+{
+    struct mfa_env e = env_of(rc);
+    struct mfa_codes codes;
+    json_t *in = NULL;
+    struct user u;
+    enum as_err err = caller_with_code(rc, &in, &u);
+
+    memset(&codes, 0, sizeof codes);
+    if (err == AS_OK)
+        err = mfa_recovery_renew(&e, u.id, &codes);
+    if (err == AS_ERR_NOT_FOUND)
+        err = res_fail(res, AS_ERR_CONFLICT,
+                       "The second factor is not on for this account.");
+    if (err == AS_OK) {
+        hx_audit(rc, "mfa.recovery_codes_renewed", u.id, NULL);
+        res_json(res, 200, codes_json(&codes));
+        err = res->body ? AS_OK : AS_ERR_NOMEM;
+    }
+    sodium_memzero(&codes, sizeof codes);
+    json_decref(in);
+    return err;
+}
+
+/* The user a live login token belongs to, while active with the factor
+ * on; 401 invalid_token or 403 account_disabled otherwise. */
+static enum as_err token_user(struct req_ctx *rc, const char *tok,
+                              struct user *u)
+{
+    struct mfa_env e = env_of(rc);
+    char uid[UUID_STR_LEN];
+    enum as_err err = mfa_token_user(&e, tok, uid);
+
+    if (err == AS_OK)
+        err = repo_user_by_id(rc->app->repo, uid, u, rc->arena);
+    if (err == AS_OK && !u->mfa_enabled)
+        err = AS_ERR_INVALID_TOKEN;       /* turned off since the login */
+    if (err == AS_ERR_INVALID_TOKEN || err == AS_ERR_NOT_FOUND)
+        return res_fail(&rc->res, AS_ERR_INVALID_TOKEN,
+                        "The mfa_token is invalid, expired, used, or "
+                        "refused after too many wrong codes; log in "
+                        "again.");
+    if (err == AS_OK && !u->is_active)
+        return res_fail(&rc->res, AS_ERR_DISABLED,
+                        "This account is disabled.");
+    return err;
+}
+
+enum as_err h_login_mfa(struct req_ctx *rc, struct response *res)
+{
+    struct mfa_env e = env_of(rc);
+    json_t *in = NULL;
+    const char *tok = NULL, *code = NULL;
+    struct user u;
+    enum as_err err = read_fields(rc, &in, "code", &code, "mfa_token",
+                                  &tok);
+
+    if (err == AS_OK)
+        err = token_user(rc, tok, &u);
+    if (err == AS_OK)
+        err = check_code(rc, &u, code);
+    if (err == AS_ERR_INVALID_CODE)
+        mfa_token_fail(&e, tok);          /* the fifth one kills it */
+    if (err != AS_OK)
+        goto out;
+    err = mfa_token_use(&e, tok);
+    if (err == AS_ERR_INVALID_TOKEN) {
+        err = res_fail(res, err, "The mfa_token was used already.");
+        goto out;
+    }
+    /* Only a complete login ends the run of failures. */
+    if (err == AS_OK)
+        repo_login_failures_clear(rc->app->repo, u.email, rc->ip);
+    if (err == AS_OK)
+        err = hx_start_session_amr(rc, &u, MFA_AMR_OTP);
+out:
+    json_decref(in);
+    return err;
+}
+
+enum as_err hx_mfa_reset(struct req_ctx *rc, struct user *u)
+{
+    struct mfa_env e = env_of(rc);
+    bool was_on = false;
+    enum as_err err = mfa_disable(&e, u->id, &was_on);
+
+    if (err != AS_OK)
+        return err;
+    u->mfa_enabled = false;
+    if (json_is_object(rc->res.body))
+        json_object_set_new(rc->res.body, "mfa_enabled", json_false());
+    hx_audit(rc, "mfa.reset", u->id, json_pack("{s:b}", "was_on", was_on));
+    return AS_OK;
+}

@@ -1,0 +1,460 @@
+"""Second factor: TOTP (RFC 6238) and recovery codes, end to end.
+
+Codes come from clients no one here wrote: Debian's python3-pyotp (which
+also parses the otpauth:// URI) and oathtool; the QR code is rendered with
+rsvg-convert and decoded with zbarimg.
+"""
+import base64
+import concurrent.futures
+import os
+import secrets
+import sqlite3
+import subprocess
+import tempfile
+import time
+
+import pyotp
+import pytest
+
+from conftest import assert_problem, wait_until
+from jwtutil import parts
+
+SETUP = "/api/v1/auth/mfa/totp/setup"
+CONFIRM = "/api/v1/auth/mfa/totp/confirm"
+TOTP = "/api/v1/auth/mfa/totp"
+RECOVERY = "/api/v1/auth/mfa/recovery-codes"
+LOGIN_MFA = "/api/v1/auth/login/mfa"
+
+
+class Codes:
+    """Hands out TOTP codes of steps never used before, oldest first: the
+    step before now, then now, then the next one (all inside the server's
+    window whatever the clock does meanwhile)."""
+
+    def __init__(self, secret):
+        self.totp = pyotp.TOTP(secret)
+        self.secret = secret
+        self.last = None
+
+    def step_now(self):
+        return int(time.time()) // 30
+
+    def next(self):
+        now = self.step_now()
+        step = now - 1 if self.last is None else max(self.last + 1, now - 1)
+        assert step <= now + 1, "test used more than three steps"
+        self.last = step
+        return self.totp.at(step * 30)
+
+    def wrong(self, seed=0):
+        """A well-formed code that no step near now has."""
+        near = {self.totp.at((self.step_now() + d) * 30)
+                for d in range(-2, 3)}
+        n = seed
+        while "%06d" % n in near:
+            n += 1
+        return "%06d" % n
+
+    def oathtool(self, step):
+        out = subprocess.run(["oathtool", "--totp", "-b", "-N",
+                              "@%d" % (step * 30), self.secret],
+                             check=True, capture_output=True, text=True)
+        return out.stdout.strip()
+
+
+def setup_mfa(d, email, password, token):
+    """Sets the factor up and confirms it; returns (Codes, recovery)."""
+    r = d.request("POST", SETUP, {"current_password": password}, token=token)
+    assert r.status == 200, r
+    otp = pyotp.parse_uri(r.json["otpauth_uri"])
+    codes = Codes(otp.secret)
+    r = d.request("POST", CONFIRM, {"code": codes.next()}, token=token)
+    assert r.status == 200, r
+    return codes, r.json["recovery_codes"]
+
+
+def mfa_user(d):
+    email, password, tokens = d.user()
+    codes, recovery = setup_mfa(d, email, password, tokens["access_token"])
+    return email, password, codes, recovery
+
+
+def mfa_token(d, email, password, **headers):
+    r = d.login(email, password, **headers)
+    p = assert_problem(r, 403, "mfa_required")
+    assert isinstance(p["mfa_token"], str) and len(p["mfa_token"]) >= 43
+    assert r.header("Cache-Control") == "no-store"
+    assert "access_token" not in p
+    return p["mfa_token"]
+
+
+def login_mfa(d, tok, code, **headers):
+    return d.request("POST", LOGIN_MFA, {"mfa_token": tok, "code": code},
+                     headers=headers)
+
+
+def amr(access_token):
+    return parts(access_token)[1].get("amr")
+
+
+def test_setup_uri_qr_and_confirm(daemon):
+    email, password, tokens = daemon.user()
+    tok = tokens["access_token"]
+    r = daemon.request("POST", SETUP, {"current_password": "wrong one!"},
+                       token=tok)
+    assert_problem(r, 401, "invalid_credentials")
+    r = daemon.request("POST", SETUP, {"current_password": password},
+                       token=tok)
+    assert r.status == 200, r
+    assert r.header("Cache-Control") == "no-store"
+    body = r.json
+    secret = body["secret"]
+    assert len(secret) == 32 and len(base64.b32decode(secret)) == 20
+    uri = body["otpauth_uri"]
+    assert uri == ("otpauth://totp/auth-serve:%s?secret=%s&issuer="
+                   "auth-serve&algorithm=SHA1&digits=6&period=30"
+                   % (email.replace("@", "%40"), secret))
+    otp = pyotp.parse_uri(uri)
+    assert otp.secret == secret and otp.name == email
+    assert otp.issuer == "auth-serve"
+    assert otp.digits == 6 and otp.interval == 30
+    # the QR code, rendered and read back by third-party tools
+    with tempfile.TemporaryDirectory() as tmp:
+        svg, png = os.path.join(tmp, "qr.svg"), os.path.join(tmp, "qr.png")
+        with open(svg, "w") as f:
+            f.write(body["qr_svg"])
+        subprocess.run(["rsvg-convert", "-w", "400", "-o", png, svg],
+                       check=True)
+        out = subprocess.run(["zbarimg", "--quiet", "--raw", png],
+                             check=True, capture_output=True, text=True)
+        assert out.stdout.strip() == uri
+    # still pending: login is not affected, the user object says off
+    assert daemon.login(email, password).status == 200
+    assert daemon.request("GET", "/api/v1/users/me",
+                          token=tok).json["mfa_enabled"] is False
+    codes = Codes(secret)
+    step = codes.step_now()
+    assert codes.oathtool(step) == pyotp.TOTP(secret).at(step * 30)
+    r = daemon.request("POST", CONFIRM, {"code": codes.wrong()}, token=tok)
+    assert_problem(r, 400, "invalid_code")
+    r = daemon.request("POST", CONFIRM, {"code": codes.oathtool(step)},
+                       token=tok)
+    assert r.status == 200, r
+    rc = r.json["recovery_codes"]
+    assert len(rc) == 10 and len(set(rc)) == 10
+    assert daemon.request("GET", "/api/v1/users/me",
+                          token=tok).json["mfa_enabled"] is True
+    r = daemon.request("POST", SETUP, {"current_password": password},
+                       token=tok)
+    assert_problem(r, 409)
+    # the user's own PATCH cannot switch it either way
+    for v in (False, True):
+        r = daemon.request("PATCH", "/api/v1/users/me", {"mfa_enabled": v},
+                           token=tok)
+        assert_problem(r, 403, "forbidden")
+    assert daemon.request("GET", "/api/v1/users/me",
+                          token=tok).json["mfa_enabled"] is True
+
+
+def test_confirm_revokes_other_sessions(daemon):
+    email, password, tokens = daemon.user()
+    other = daemon.login(email, password).json
+    assert daemon.request("GET", "/api/v1/auth/verify",
+                          token=other["access_token"]).status == 200
+    setup_mfa(daemon, email, password, tokens["access_token"])
+    assert daemon.request("GET", "/api/v1/auth/verify",
+                          token=other["access_token"]).status == 401
+    r = daemon.request("POST", "/api/v1/auth/refresh",
+                       {"refresh_token": other["refresh_token"]})
+    assert_problem(r, 401, "invalid_token")
+    r = daemon.request("GET", "/api/v1/auth/verify",
+                       token=tokens["access_token"])
+    assert r.status == 200 and r.header("X-Auth-MFA") == "false"
+
+
+def test_login_with_totp_amr_verify_refresh(daemon):
+    email, password, codes, _ = mfa_user(daemon)
+    # a wrong password and an unknown email answer exactly as before
+    bad = daemon.login(email, "not the password")
+    unknown = daemon.login("nobody-%s@example.com" % secrets.token_hex(4),
+                           "not the password")
+    for r in (bad, unknown):
+        p = assert_problem(r, 401, "invalid_credentials")
+        assert "mfa_token" not in p
+    assert bad.json["detail"] == unknown.json["detail"]
+    # form login is challenged the same way
+    r = daemon.request("POST", "/api/v1/auth/login",
+                       body=("grant_type=password&username=%s&password=%s"
+                             % (email, password)).encode(),
+                       headers={"Content-Type":
+                                "application/x-www-form-urlencoded"})
+    assert_problem(r, 403, "mfa_required")
+    tok = mfa_token(daemon, email, password)
+    r = login_mfa(daemon, tok, codes.next())
+    assert r.status == 200, r
+    assert r.header("Cache-Control") == "no-store"
+    pair = r.json
+    assert amr(pair["access_token"]) == ["pwd", "otp"]
+    v = daemon.request("GET", "/api/v1/auth/verify",
+                       token=pair["access_token"])
+    assert v.status == 200 and v.header("X-Auth-MFA") == "true"
+    assert v.json["amr"] == ["pwd", "otp"]
+    r = daemon.request("POST", "/api/v1/auth/refresh",
+                       {"refresh_token": pair["refresh_token"]})
+    assert r.status == 200, r
+    assert amr(r.json["access_token"]) == ["pwd", "otp"]
+    # the mfa_token is single use, even with a fresh right code
+    r = login_mfa(daemon, tok, codes.next())
+    assert_problem(r, 401, "invalid_token")
+
+
+def test_password_only_session_says_pwd(daemon):
+    email, password, tokens = daemon.user()
+    assert amr(tokens["access_token"]) == ["pwd"]
+    v = daemon.request("GET", "/api/v1/auth/verify",
+                       token=tokens["access_token"])
+    assert v.header("X-Auth-MFA") == "false" and v.json["amr"] == ["pwd"]
+    r = daemon.request("POST", "/api/v1/auth/refresh",
+                       {"refresh_token": tokens["refresh_token"]})
+    assert amr(r.json["access_token"]) == ["pwd"]
+
+
+def test_replay_within_window_refused(daemon):
+    email, password, codes, _ = mfa_user(daemon)
+    code = codes.next()
+    assert login_mfa(daemon, mfa_token(daemon, email, password),
+                     code).status == 200
+    r = login_mfa(daemon, mfa_token(daemon, email, password), code)
+    assert_problem(r, 400, "invalid_code")
+    # an older step than one already used is refused too
+    older = codes.totp.at((codes.last - 1) * 30)
+    r = login_mfa(daemon, mfa_token(daemon, email, password), older)
+    assert_problem(r, 400, "invalid_code")
+
+
+def test_concurrent_uses_of_one_code(daemon):
+    """Many rounds: each round, 8 logins race with one code (each with its
+    own mfa_token); exactly one may pass."""
+    for _ in range(5):
+        email, password, codes, _ = mfa_user(daemon)
+        toks = [mfa_token(daemon, email, password) for _ in range(8)]
+        code = codes.next()
+        with concurrent.futures.ThreadPoolExecutor(8) as ex:
+            res = list(ex.map(lambda t: login_mfa(daemon, t, code), toks))
+        assert sorted(r.status for r in res) == [200] + [400] * 7, res
+
+
+def test_concurrent_uses_of_one_mfa_token(daemon):
+    """One mfa_token with two different right codes at once: one session
+    at most."""
+    for _ in range(3):
+        email, password, codes, _ = mfa_user(daemon)
+        tok = mfa_token(daemon, email, password)
+        cs = [codes.next(), codes.next()]
+        with concurrent.futures.ThreadPoolExecutor(2) as ex:
+            res = list(ex.map(lambda c: login_mfa(daemon, tok, c), cs))
+        # the loser either finds the token used (401) or, when the newer
+        # step won first, its older step refused (400)
+        st = sorted(r.status for r in res)
+        assert st[0] == 200 and st[1] in (400, 401), res
+
+
+def test_recovery_codes_once_each_and_renewal(daemon):
+    email, password, codes, recovery = mfa_user(daemon)
+    r = login_mfa(daemon, mfa_token(daemon, email, password),
+                  recovery[0].upper())
+    assert r.status == 200, r
+    assert amr(r.json["access_token"]) == ["pwd", "otp"]
+    tok = r.json["access_token"]
+    r = login_mfa(daemon, mfa_token(daemon, email, password), recovery[0])
+    assert_problem(r, 400, "invalid_code")
+    # renewal needs the password and a code; the old codes then die
+    r = daemon.request("POST", RECOVERY, {"current_password": "wrong!!!x",
+                                          "code": recovery[1]}, token=tok)
+    assert_problem(r, 401, "invalid_credentials")
+    r = daemon.request("POST", RECOVERY, {"current_password": password,
+                                          "code": "123"}, token=tok)
+    assert_problem(r, 400, "invalid_code")
+    r = daemon.request("POST", RECOVERY, {"current_password": password,
+                                          "code": codes.next()}, token=tok)
+    assert r.status == 200, r
+    fresh = r.json["recovery_codes"]
+    assert len(fresh) == 10 and not set(fresh) & set(recovery)
+    r = login_mfa(daemon, mfa_token(daemon, email, password), recovery[2])
+    assert_problem(r, 400, "invalid_code")
+    assert login_mfa(daemon, mfa_token(daemon, email, password),
+                     fresh[0]).status == 200
+
+
+def test_five_wrong_codes_kill_the_mfa_token(daemon):
+    email, password, codes, _ = mfa_user(daemon)
+    tok = mfa_token(daemon, email, password)
+    for i in range(5):
+        r = login_mfa(daemon, tok, codes.wrong(i * 1000))
+        assert_problem(r, 400, "invalid_code")
+    r = login_mfa(daemon, tok, codes.next())
+    assert_problem(r, 401, "invalid_token")
+    # a new login works, and its token is fresh
+    assert login_mfa(daemon, mfa_token(daemon, email, password),
+                     codes.next()).status == 200
+    for bad in ("x" * 43, "", "not-a-token"):
+        assert_problem(login_mfa(daemon, bad, "123456"), 401,
+                       "invalid_token")
+
+
+def test_wrong_codes_lock_out(make_daemon):
+    d = make_daemon(env={"AUTH_LOCKOUT_THRESHOLD": "3"}).start()
+    email, password, codes, _ = mfa_user(d)
+    tok = mfa_token(d, email, password)
+    for _ in range(3):
+        assert_problem(login_mfa(d, tok, "abc"), 400, "invalid_code")
+    # locked now: the right code is refused, and so is the password
+    r = login_mfa(d, tok, codes.next())
+    assert_problem(r, 429, "too_many_attempts")
+    assert int(r.header("Retry-After")) >= 1
+    assert_problem(d.login(email, password), 429, "too_many_attempts")
+
+
+def test_right_password_alone_does_not_reset_the_count(make_daemon):
+    d = make_daemon(env={"AUTH_LOCKOUT_THRESHOLD": "3"}).start()
+    email, password, codes, _ = mfa_user(d)
+    assert_problem(d.login(email, "wrong password 1"), 401)
+    tok = mfa_token(d, email, password)          # the count stays at 1
+    assert_problem(login_mfa(d, tok, codes.wrong()), 400, "invalid_code")
+    tok = mfa_token(d, email, password)          # still 2
+    assert_problem(login_mfa(d, tok, "bad"), 400, "invalid_code")
+    # third failure reached the threshold: locked, for the password too
+    assert_problem(d.login(email, password), 429, "too_many_attempts")
+
+
+def test_complete_login_resets_the_count(make_daemon):
+    d = make_daemon(env={"AUTH_LOCKOUT_THRESHOLD": "3"}).start()
+    email, password, codes, _ = mfa_user(d)
+    assert_problem(d.login(email, "wrong password 1"), 401)
+    tok = mfa_token(d, email, password)
+    assert_problem(login_mfa(d, tok, "bad"), 400, "invalid_code")
+    assert login_mfa(d, tok, codes.next()).status == 200
+    for _ in range(2):
+        assert_problem(d.login(email, "wrong password 2"), 401)
+    assert_problem(d.login(email, password), 403, "mfa_required")
+
+
+def test_disable_needs_password_and_code(daemon):
+    email, password, codes, recovery = mfa_user(daemon)
+    pair = login_mfa(daemon, mfa_token(daemon, email, password),
+                     codes.next()).json
+    tok = pair["access_token"]
+    r = daemon.request("DELETE", TOTP, {"current_password": password,
+                                        "code": "12345x"}, token=tok)
+    assert_problem(r, 400, "invalid_code")
+    r = daemon.request("DELETE", TOTP, {"current_password": "nope nope",
+                                        "code": recovery[0]}, token=tok)
+    assert_problem(r, 401, "invalid_credentials")
+    r = daemon.request("DELETE", TOTP, {"current_password": password},
+                       token=tok)
+    assert_problem(r, 422, "validation_error")
+    r = daemon.request("DELETE", TOTP, {"current_password": password,
+                                        "code": recovery[0]}, token=tok)
+    assert r.status == 204, r
+    assert daemon.request("GET", "/api/v1/users/me",
+                          token=tok).json["mfa_enabled"] is False
+    t = daemon.login(email, password)
+    assert t.status == 200 and amr(t.json["access_token"]) == ["pwd"]
+    r = daemon.request("DELETE", TOTP, {"current_password": password,
+                                        "code": recovery[1]}, token=tok)
+    assert_problem(r, 409)
+
+
+def test_routes_need_a_bearer(daemon):
+    for method, path in (("POST", SETUP), ("POST", CONFIRM),
+                         ("DELETE", TOTP), ("POST", RECOVERY)):
+        assert_problem(daemon.request(method, path, {}), 401)
+    r = daemon.request("POST", LOGIN_MFA, {"mfa_token": "x"})
+    assert_problem(r, 422, "validation_error")
+
+
+def _sealed_secret(d, uid):
+    url = d.env.get("AUTH_DATABASE_URL")
+    if d.backend == "sqlite":
+        db = sqlite3.connect(os.path.join(d.data_dir, "auth.db"))
+        try:
+            return db.execute("SELECT secret FROM user_mfa WHERE "
+                              "user_id = ?", (uid,)).fetchone()[0]
+        finally:
+            db.close()
+    out = subprocess.run(["psql", url, "-tA", "-c",
+                          "SELECT secret FROM user_mfa WHERE user_id = '%s'"
+                          % uid], check=True, capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+def test_secret_is_sealed_at_rest(daemon):
+    email, password, tokens = daemon.user()
+    uid = parts(tokens["access_token"])[1]["sub"]
+    r = daemon.request("POST", SETUP, {"current_password": password},
+                       token=tokens["access_token"])
+    secret = r.json["secret"]
+    stored = _sealed_secret(daemon, uid)
+    raw = base64.b32decode(secret)
+    assert stored and secret not in stored and secret.lower() not in stored
+    blob = base64.urlsafe_b64decode(stored + "=" * (-len(stored) % 4))
+    assert raw not in blob and raw.hex() not in stored
+
+
+def test_admin_reset_and_cli(daemon):
+    from test_users import make_admin
+    _, _, admin = make_admin(daemon)
+    email, password, codes, _ = mfa_user(daemon)
+    uid = daemon.request("GET", "/api/v1/users?q=" + email,
+                         token=admin).json["items"][0]["id"]
+    r = daemon.request("GET", "/api/v1/users/" + uid, token=admin)
+    assert r.json["mfa_enabled"] is True
+    r = daemon.request("PATCH", "/api/v1/users/" + uid,
+                       {"mfa_enabled": True}, token=admin)
+    p = assert_problem(r, 422, "validation_error")
+    assert p["errors"][0]["field"] == "mfa_enabled"
+    r = daemon.request("PATCH", "/api/v1/users/" + uid,
+                       {"mfa_enabled": False}, token=admin)
+    assert r.status == 200 and r.json["mfa_enabled"] is False, r
+    assert daemon.login(email, password).status == 200
+    audit = wait_until(lambda: [
+        e for e in daemon.logs if e.get("event") == "audit" and
+        e.get("action") == "mfa.reset" and e.get("user_id") == uid])
+    assert audit and audit[-1]["was_on"] is True
+    # the operator's command does the same
+    email2, password2, _, _ = mfa_user(daemon)
+    assert_problem(daemon.login(email2, password2), 403, "mfa_required")
+    r = daemon.command("user", "mfa-reset", "--email", email2)
+    assert r.returncode == 0, r.stderr
+    assert daemon.login(email2, password2).status == 200
+    r = daemon.command("user", "mfa-reset", "--email",
+                       "nobody-%s@example.com" % secrets.token_hex(3))
+    assert r.returncode == 1
+    assert daemon.command("user", "mfa-reset").returncode == 2
+    assert b"mfa-reset" in daemon.command("--help").stdout
+
+
+def test_audit_events(daemon):
+    email, password, codes, recovery = mfa_user(daemon)
+    pair = login_mfa(daemon, mfa_token(daemon, email, password),
+                     codes.next()).json
+    uid = parts(pair["access_token"])[1]["sub"]
+    r = daemon.request("POST", RECOVERY, {"current_password": password,
+                                          "code": recovery[0]},
+                       token=pair["access_token"])
+    fresh = r.json["recovery_codes"]
+    r = daemon.request("DELETE", TOTP, {"current_password": password,
+                                        "code": fresh[0]},
+                       token=pair["access_token"])
+    assert r.status == 204, r
+    want = {"mfa.setup_started", "mfa.enabled",
+            "mfa.recovery_codes_renewed", "mfa.disabled"}
+
+    def actions():                      # the log is read asynchronously
+        return {e["action"] for e in daemon.logs
+                if e.get("event") == "audit" and e.get("user_id") == uid}
+    assert wait_until(lambda: want <= actions()), actions()
+    text = "\n".join(daemon.lines)
+    for secret in (recovery[2], fresh[1], pair["refresh_token"],
+                   codes.secret):
+        assert secret not in text
