@@ -251,7 +251,8 @@ enum as_err repo_login_failure_add(struct repo *r, const char *email,
 enum as_err repo_login_failures_clear(struct repo *r, const char *email,
                                       const char *ip);
 
-/* Inserts a session and its first refresh token hash in one transaction. */
+/* Inserts a session and its first refresh token hash in one transaction.
+ * AS_ERR_NOT_FOUND when the user is gone (deleted meanwhile). */
 enum as_err repo_session_create(struct repo *r, const struct session *s,
                                 const uint8_t refresh_hash[REPO_HASH_LEN]);
 /* AS_ERR_NOT_FOUND when absent. */
