@@ -77,7 +77,9 @@ struct outbox_row {
 /* Backend vtable: sqlite.c and pg.c each export one. `impl` is the
  * backend's own state. Every function returns AS_OK or an error; backends
  * map their own codes once (unique email -> AS_ERR_EMAIL_TAKEN, lost
- * connection -> AS_ERR_UNAVAILABLE, anything else -> AS_ERR_INTERNAL). */
+ * connection -> AS_ERR_UNAVAILABLE, anything else -> AS_ERR_INTERNAL).
+ * AS_ERR_LOCK_CONFLICT (deadlock, serialization failure) means the call
+ * changed nothing, so the dispatcher may run it again from the start. */
 struct repo_ops {
     const char *name;                               /* "sqlite", "postgres" */
     enum as_err (*migrate)(void *impl);

@@ -211,6 +211,7 @@ static enum as_err settle(struct repo *r, enum as_err err)
     return err == AS_ERR_LOCK_CONFLICT ? AS_ERR_UNAVAILABLE : err;
 }
 
+/* The backoff before a retry: see repo_int.h. */
 unsigned repo_retry_delay_ms(unsigned attempt, uint32_t rnd)
 {
     unsigned cap = RETRY_BASE_MS << (attempt < 8 ? attempt : 8);
