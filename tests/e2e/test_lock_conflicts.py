@@ -18,7 +18,7 @@ from test_mail import SmtpSink, parse, smtp_env, token_in
 
 ROUNDS = 30
 LINKS = 8                   # links of one user used at once
-SESSIONS = 6                # sessions refreshing while the user is deleted
+SESSIONS = 20               # sessions refreshing while the user is deleted
 BUDGET = 150.0              # seconds for all rounds of one test
 MAIL_DEADLINE = 60.0
 
