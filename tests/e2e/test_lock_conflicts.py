@@ -204,6 +204,8 @@ def test_verification_links_of_one_user_used_at_once(ld, sink):
 
 
 def test_admin_deletes_a_user_while_it_uses_its_sessions(ld):
+    """Refreshes, logins, a logout, a logout-all and a password change of
+    one user, all at the moment an admin deletes it."""
     admin = make_admin(ld)
     tally = Tally(ld)
     for _ in rounds():
@@ -226,12 +228,16 @@ def test_admin_deletes_a_user_while_it_uses_its_sessions(ld):
                       token=pairs[SESSIONS + 1]["access_token"])
         logout_all = Call(ld, "POST", "/api/v1/auth/logout-all",
                           token=pairs[SESSIONS + 2]["access_token"])
+        logins = [Call(ld, "POST", "/api/v1/auth/login",
+                       {"email": addr, "password": pw}) for _ in range(2)]
         delete = Call(ld, "DELETE", "/api/v1/users/" + uid, token=admin)
-        calls = together(refreshes + [logout, change, logout_all, delete])
+        calls = together(refreshes + logins +
+                         [logout, change, logout_all, delete])
         tally.add(calls)
         tally.expect(delete.status == 204, delete)
         tally.expect(all(c.status in (200, 401) for c in refreshes),
                      refreshes)
+        tally.expect(all(c.status in (200, 401) for c in logins), logins)
         tally.expect(logout.status in (204, 401), logout)
         tally.expect(change.status in (204, 401), change)
         tally.expect(logout_all.status in (204, 401), logout_all)
