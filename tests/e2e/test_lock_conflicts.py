@@ -230,6 +230,8 @@ def test_admin_deletes_a_user_while_it_uses_its_sessions(ld):
                           token=pairs[SESSIONS + 2]["access_token"])
         logins = [Call(ld, "POST", "/api/v1/auth/login",
                        {"email": addr, "password": pw}) for _ in range(2)]
+        logins.append(Call(ld, "POST", "/api/v1/auth/password/forgot",
+                           {"email": addr}))
         delete = Call(ld, "DELETE", "/api/v1/users/" + uid, token=admin)
         calls = together(refreshes + logins +
                          [logout, change, logout_all, delete])
@@ -237,7 +239,8 @@ def test_admin_deletes_a_user_while_it_uses_its_sessions(ld):
         tally.expect(delete.status == 204, delete)
         tally.expect(all(c.status in (200, 401) for c in refreshes),
                      refreshes)
-        tally.expect(all(c.status in (200, 401) for c in logins), logins)
+        tally.expect(all(c.status in (200, 401) for c in logins[:2]) and
+                     logins[2].status == 202, logins)
         tally.expect(logout.status in (204, 401), logout)
         tally.expect(change.status in (204, 401), change)
         tally.expect(logout_all.status in (204, 401), logout_all)
@@ -249,4 +252,67 @@ def test_admin_deletes_a_user_while_it_uses_its_sessions(ld):
                                {"refresh_token":
                                 json.loads(c.data)["refresh_token"]})
                 tally.expect(r.status == 401, r)
+    tally.check()
+
+
+def test_admin_deactivates_a_user_while_it_uses_its_links(ld, sink):
+    """Refreshes, reset links and verification links of one user, all at
+    the moment an admin deactivates it."""
+    admin = make_admin(ld)
+    users = []
+    for _ in range(ROUNDS):
+        addr, pw, t = ld.user()
+        for path in ("/api/v1/auth/password/forgot",) * 2:
+            assert ld.request("POST", path, {"email": addr}).status == 202
+        for _ in range(2):
+            r = ld.request("POST", "/api/v1/auth/email/verify-request",
+                           token=t["access_token"])
+            assert r.status == 202, r
+        users.append((addr, pw, t))
+    tally = Tally(ld)
+    for i in rounds():
+        addr, pw, t = users[i]
+        uid = ld.request("GET", "/api/v1/users/me",
+                         token=t["access_token"]).json["id"]
+        mails = wait_until(lambda: len(sink.to(addr)) >= 4 and sink.to(addr),
+                           timeout=MAIL_DEADLINE)
+        assert mails, addr
+        resets, verifies = [], []
+        for m in mails[:4]:
+            text = parse(m).get_content()
+            if "/reset-password?" in text:
+                resets.append(Call(ld, "POST", "/api/v1/auth/password/reset",
+                                   {"token": token_in(text, "/reset-password"),
+                                    "new_password": "reset passphrase %d"
+                                    % len(resets)}))
+            else:
+                verifies.append(Call(ld, "POST", "/api/v1/auth/email/verify",
+                                     {"token": token_in(text,
+                                                        "/verify-email")}))
+        pairs = [t] + [ld.login(addr, pw).json for _ in range(SESSIONS // 2)]
+        refreshes = [Call(ld, "POST", "/api/v1/auth/refresh",
+                          {"refresh_token": p["refresh_token"]})
+                     for p in pairs]
+        off = Call(ld, "PATCH", "/api/v1/users/" + uid, {"is_active": False},
+                   token=admin)
+        calls = together(refreshes + resets + verifies + [off])
+        tally.add(calls)
+        tally.expect(off.status == 200, off)
+        tally.expect(len(resets) == 2 and len(verifies) == 2, mails)
+        tally.expect(all(c.status in (200, 401) for c in refreshes),
+                     refreshes)
+        tally.expect(sorted(c.status for c in resets) in
+                     ([204, 400], [400, 400]), resets)
+        tally.expect(sorted(c.status for c in verifies) in
+                     ([204, 400], [400, 400]), verifies)
+        # Deactivated, whoever came first: no session survives it.
+        for c in refreshes:
+            if c.status == 200:
+                r = ld.request("POST", "/api/v1/auth/refresh",
+                               {"refresh_token":
+                                json.loads(c.data)["refresh_token"]})
+                tally.expect(r.status == 401, r)
+        won = [k for k, c in enumerate(resets) if c.status == 204]
+        r = ld.login(addr, "reset passphrase %d" % won[0] if won else pw)
+        tally.expect(r.status == 403, r)
     tally.check()
