@@ -36,6 +36,11 @@
       "Internal Server Error")                                                \
     X(AS_ERR_UNAVAILABLE,      503, "service_unavailable",                    \
       "Service Unavailable")                                                  \
+    /* A transaction aborted by a deadlock or serialization failure: the  \
+     * repository retries it and answers AS_ERR_UNAVAILABLE when the      \
+     * retries run out, so no caller sees this code. */                   \
+    X(AS_ERR_LOCK_CONFLICT,    503, "service_unavailable",                    \
+      "Service Unavailable")                                                  \
     X(AS_ERR_OVERLOADED,       503, "overloaded", "Service Unavailable")
 
 enum as_err {
@@ -51,7 +56,8 @@ const char *as_err_code(enum as_err e);
 /* Short human title (RFC 9457 "title"); static storage. */
 const char *as_err_title(enum as_err e);
 /* True for results that mean the infrastructure failed (5xx), which is
- * what the circuit breaker counts. */
+ * what the circuit breaker counts; a lock conflict is not one (the
+ * database answered). */
 int as_err_is_infra(enum as_err e);
 
 #endif

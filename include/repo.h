@@ -114,7 +114,9 @@ struct mfa_state {
 /* Backend vtable: sqlite.c and pg.c each export one. `impl` is the
  * backend's own state. Every function returns AS_OK or an error; backends
  * map their own codes once (unique email -> AS_ERR_EMAIL_TAKEN, lost
- * connection -> AS_ERR_UNAVAILABLE, anything else -> AS_ERR_INTERNAL). */
+ * connection -> AS_ERR_UNAVAILABLE, anything else -> AS_ERR_INTERNAL).
+ * AS_ERR_LOCK_CONFLICT (deadlock, serialization failure) means the call
+ * changed nothing, so the dispatcher may run it again from the start. */
 struct repo_ops {
     const char *name;                               /* "sqlite", "postgres" */
     enum as_err (*migrate)(void *impl);
@@ -330,7 +332,8 @@ enum as_err repo_login_failure_add(struct repo *r, const char *email,
 enum as_err repo_login_failures_clear(struct repo *r, const char *email,
                                       const char *ip);
 
-/* Inserts a session and its first refresh token hash in one transaction. */
+/* Inserts a session and its first refresh token hash in one transaction.
+ * AS_ERR_NOT_FOUND when the user is gone (deleted meanwhile). */
 enum as_err repo_session_create(struct repo *r, const struct session *s,
                                 const uint8_t refresh_hash[REPO_HASH_LEN]);
 /* AS_ERR_NOT_FOUND when absent. */

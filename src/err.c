@@ -39,5 +39,5 @@ const char *as_err_title(enum as_err e)
 
 int as_err_is_infra(enum as_err e)
 {
-    return row(e)->status >= 500;
+    return row(e)->status >= 500 && e != AS_ERR_LOCK_CONFLICT;
 }

@@ -76,6 +76,9 @@ enum as_err hx_start_session_amr(struct req_ctx *rc, const struct user *u,
     sec_token_new(refresh);
     sec_token_hash(refresh, hash);
     err = repo_session_create(rc->app->repo, &s, hash);
+    if (err == AS_ERR_NOT_FOUND)        /* the user was deleted meanwhile */
+        err = res_fail(&rc->res, AS_ERR_BAD_CREDENTIALS,
+                       "The email or password is incorrect.");
     if (err == AS_OK)
         err = hx_token_pair(rc, u, s.id, refresh, s.expires_at, amr);
     if (err == AS_OK)

@@ -199,6 +199,9 @@ enum as_err h_password_change(struct req_ctx *rc, struct response *res)
     if (err == AS_OK)
         err = repo_user_set_password(rc->app->repo, u.id, hash,
                                      rc->claims.sid, clock_ms());
+    if (err == AS_ERR_NOT_FOUND)        /* deleted since hx_caller() */
+        err = res_fail(res, AS_ERR_INVALID_TOKEN,
+                       "The account no longer exists.");
     if (err != AS_OK)
         goto out;
     scache_forget_user(rc->app->scache, u.id);

@@ -200,7 +200,9 @@ static void log_failure(const char *op, const PGresult *r, PGconn *c,
     const char *msg = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY)
                         : NULL;
     enum log_level lvl = err == AS_ERR_EMAIL_TAKEN ? LOG_DEBUG
-                       : err == AS_ERR_UNAVAILABLE ? LOG_WARN : LOG_ERROR;
+                       : err == AS_ERR_NOT_FOUND ? LOG_INFO
+                       : err == AS_ERR_UNAVAILABLE ||
+                         err == AS_ERR_LOCK_CONFLICT ? LOG_WARN : LOG_ERROR;
     char line[512];
 
     if (!log_enabled(lvl))
@@ -419,6 +421,12 @@ static enum as_err classify(struct conn *c, const PGresult *r)
     }
     if (state_is(st, "23505") && cons && strcmp(cons, "users_email_key") == 0)
         return AS_ERR_EMAIL_TAKEN;
+    /* Deadlock, serialization failure: the transaction is rolled back and
+     * the dispatcher (repo.c) runs the call again. */
+    if (state_is(st, "40P01") || state_is(st, "40001"))
+        return AS_ERR_LOCK_CONFLICT;
+    if (state_is(st, "23503"))      /* the user or session was just deleted */
+        return AS_ERR_NOT_FOUND;
     if (strncmp(st, "53", 2) == 0 || state_is(st, "57014"))
         return AS_ERR_UNAVAILABLE;   /* resources, statement_timeout */
     return AS_ERR_INTERNAL;
@@ -801,6 +809,18 @@ static enum as_err pg_user_by_email(void *impl, const char *email,
                    "SELECT " USER_COLS USER_MFA_COL " FROM users "
                    "WHERE email = $1", email, out, a);
 }
+
+/* Lock order. Every transaction takes its row locks in this order, and
+ * may skip a step: (1) the active admin rows, in id order, where the last
+ * admin is at stake (lock_admins); (2) the user's row (lock_user, or an
+ * UPDATE of it first); (3) its sessions; (4) the refresh tokens of a
+ * session, the user's one-time tokens and outbox rows. A transaction that
+ * starts from a token locks the row above it first (the user of a mail
+ * token, the session of a refresh token), so two requests on one user
+ * queue on one row instead of each holding a token the other needs. A
+ * DELETE of a user takes (2) and cascades down in the same order. What
+ * still deadlocks or fails to serialise is retried by the dispatcher
+ * (repo.c), as a whole. */
 
 /* Inside a transaction: locks every active admin row, in id order so
  * concurrent callers queue instead of deadlocking. A concurrent demotion
@@ -1377,9 +1397,12 @@ static enum as_err pg_session_revoke_all(void *impl, const char *user_id,
     p_text(&q, user_id);
     p_text(&q, keep_sid);
     p_i64(&q, now);
+    /* The user's row first (lock order), as a password change does. */
     return one_shot_rows(impl, "session_revoke_all",
                          "UPDATE sessions SET revoked_at = $3 "
-                         "WHERE user_id = $1 AND revoked_at IS NULL "
+                         "WHERE user_id = (SELECT id FROM users "
+                         "WHERE id = $1 FOR NO KEY UPDATE) "
+                         "AND revoked_at IS NULL "
                          "AND ($2::text IS NULL OR id <> $2)", &q, &rows);
 }
 
@@ -1478,7 +1501,7 @@ static enum as_err pg_refresh_rotate(void *impl,
                                      struct session *out, struct arena *a)
 {
     static const char op[] = "refresh_rotate";
-    struct params q = { 0 };
+    struct params q = { 0 }, l = { 0 };
     char sid[UUID_STR_LEN];
     PGresult *r = NULL;
     struct conn c;
@@ -1487,10 +1510,18 @@ static enum as_err pg_refresh_rotate(void *impl,
     *res = ROTATE_INVALID;
     p_hash(&q, parent);
     p_i64(&q, now);
+    p_hash(&l, parent);
     err = pool_get(impl, &c);
     if (err != AS_OK)
         return err;
     err = tx_begin(&c, op);
+    /* The session's row before its tokens (lock order): a concurrent
+     * rotation or delete of the same session waits here. */
+    if (err == AS_OK)
+        err = conn_run(&c, op,
+                       "SELECT id FROM sessions WHERE id = (SELECT "
+                       "session_id FROM refresh_tokens WHERE hash = $1) "
+                       "FOR NO KEY UPDATE", &l, NULL);
     /* Consumes the parent only while unused and its session is live;
      * concurrent callers queue on the row and then see it used. */
     if (err == AS_OK)
@@ -1766,6 +1797,7 @@ static enum as_err pg_ott_reset(void *impl, const uint8_t hash[REPO_HASH_LEN],
 {
     static const char op[] = "ott_reset";
     struct params t = { 0 }, u = { 0 }, s = { 0 };
+    bool admin = false;
     struct conn c;
     enum as_err err;
 
@@ -1788,8 +1820,11 @@ static enum as_err pg_ott_reset(void *impl, const uint8_t hash[REPO_HASH_LEN],
     if (err != AS_OK)
         return err;
     err = tx_begin(&c, op);
-    /* Concurrent callers queue on the token row; the losers then find it
-     * used and change nothing. */
+    /* The user's row first (lock order): concurrent resets of one user,
+     * whichever link they use, queue there; the losers then find their
+     * link used (or retired) and change nothing. */
+    if (err == AS_OK)
+        err = lock_user(&c, op, user_id, false, &admin);
     if (err == AS_OK)
         err = mail_one_row(&c, op,
                            "UPDATE one_time_tokens SET used_at = $2 "
@@ -1821,7 +1856,7 @@ static enum as_err pg_ott_verify(void *impl,
                                  int64_t now, char user_id[UUID_STR_LEN])
 {
     static const char op[] = "ott_verify";
-    struct params t = { 0 }, u = { 0 }, s = { 0 };
+    struct params t = { 0 }, u = { 0 }, s = { 0 }, l = { 0 };
     PGresult *r = NULL;
     struct conn c;
     enum as_err err;
@@ -1829,10 +1864,19 @@ static enum as_err pg_ott_verify(void *impl,
     user_id[0] = '\0';
     p_hash(&t, hash);
     p_i64(&t, now);
+    p_hash(&l, hash);
     err = pool_get(impl, &c);
     if (err != AS_OK)
         return err;
     err = tx_begin(&c, op);
+    /* The user's row before the token's (lock order): concurrent uses of
+     * the user's links queue there, and the losers find theirs retired. */
+    if (err == AS_OK)
+        err = conn_run(&c, op,
+                       "SELECT id FROM users WHERE id = (SELECT user_id "
+                       "FROM one_time_tokens WHERE hash = $1 "
+                       "AND purpose = 'verify') FOR NO KEY UPDATE", &l,
+                       NULL);
     if (err == AS_OK)
         err = conn_exec(&c, op,
                         "UPDATE one_time_tokens SET used_at = $2 "

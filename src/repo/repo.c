@@ -6,6 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
+
+#include <sodium.h>
 
 #include "breaker.h"
 #include "cfg.h"
@@ -15,6 +18,8 @@
 
 #define DEFAULT_CB_THRESHOLD 5u
 #define DEFAULT_CB_OPEN_SECONDS 10u
+#define RETRY_MAX 5u                 /* attempts at a call (see TRIES) */
+#define RETRY_BASE_MS 4u             /* backoff before the 2nd attempt */
 
 struct repo {
     const struct repo_ops *ops;
@@ -184,7 +189,8 @@ static enum as_err refused(struct repo *r)
     return AS_ERR_UNAVAILABLE;
 }
 
-/* Feeds the result of a call to the breaker; logs when that moves it. */
+/* Feeds the result of a call to the breaker; logs when that moves it.
+ * Returns it, a lock conflict (retries ran out) as AS_ERR_UNAVAILABLE. */
 static enum as_err settle(struct repo *r, enum as_err err)
 {
     uint64_t now = clock_mono_ms();
@@ -202,14 +208,72 @@ static enum as_err settle(struct repo *r, enum as_err err)
                             "from", breaker_state_name(before),
                             "to", breaker_state_name(after),
                             "last_error", as_err_code(err)));
-    return err;
+    return err == AS_ERR_LOCK_CONFLICT ? AS_ERR_UNAVAILABLE : err;
 }
 
-/* Runs r->ops->CALL when the breaker allows it, recording the result;
- * AS_ERR_UNAVAILABLE at once otherwise. CALL names the op and its
- * arguments: DISPATCH(r, ping(r->impl)). */
+/* The backoff before a retry: see repo_int.h. */
+unsigned repo_retry_delay_ms(unsigned attempt, uint32_t rnd)
+{
+    unsigned cap = RETRY_BASE_MS << (attempt < 8 ? attempt : 8);
+
+    return cap / 2 + rnd % (cap / 2 + 1);
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = { .tv_sec = ms / 1000,
+                           .tv_nsec = (long)(ms % 1000) * 1000000L };
+
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+/* The result of this thread's latest attempt, which TRIES() yields. */
+static _Thread_local enum as_err last_try;
+
+/* Whether attempt `n` (from 0) of a call, which returned `err`, ends it:
+ * anything but a lock conflict does, and so does the last attempt. Else
+ * sleeps a jittered, doubling backoff before the next attempt. */
+static bool try_done(struct repo *r, enum as_err err, unsigned n)
+{
+    unsigned ms;
+
+    last_try = err;
+    if (err != AS_ERR_LOCK_CONFLICT)
+        return true;
+    if (n + 1 >= RETRY_MAX) {
+        log_event(LOG_WARN, "repo.retries_exhausted", NULL,
+                  json_pack("{s:s, s:i}", "backend", r->ops->name,
+                            "attempts", (int)RETRY_MAX));
+        return true;
+    }
+    ms = repo_retry_delay_ms(n, randombytes_random());
+    log_event(LOG_DEBUG, "repo.retry", NULL,
+              json_pack("{s:s, s:i, s:i}", "backend", r->ops->name,
+                        "attempt", (int)n + 2, "delay_ms", (int)ms));
+    sleep_ms(ms);
+    return false;
+}
+
+/* r->ops->CALL, called again while it reports a lock conflict, at most
+ * RETRY_MAX times in all (unrolled: an expression cannot loop). Every
+ * attempt is the whole call: a backend aborts the transaction it ran
+ * and keeps nothing of it, so the next attempt starts from scratch. */
+_Static_assert(RETRY_MAX == 5, "TRIES unrolls RETRY_MAX attempts");
+#define TRIES(r, CALL)                                                     \
+    ((void)(try_done((r), (r)->ops->CALL, 0) ||                            \
+            try_done((r), (r)->ops->CALL, 1) ||                            \
+            try_done((r), (r)->ops->CALL, 2) ||                            \
+            try_done((r), (r)->ops->CALL, 3) ||                            \
+            try_done((r), (r)->ops->CALL, 4)),                             \
+     last_try)
+
+/* Runs r->ops->CALL (retried on lock conflicts, see TRIES) when the
+ * breaker allows it, recording only the final result; AS_ERR_UNAVAILABLE
+ * at once otherwise, or when the retries ran out. CALL names the op and
+ * its arguments: DISPATCH(r, ping(r->impl)). */
 #define DISPATCH(r, CALL)                                                  \
-    (breaker_allow((r)->br, clock_mono_ms()) ? settle((r), (r)->ops->CALL) \
+    (breaker_allow((r)->br, clock_mono_ms()) ? settle((r), TRIES(r, CALL)) \
                                              : refused(r))
 
 enum as_err repo_migrate(struct repo *r)

@@ -11,6 +11,11 @@
 enum as_err repo_wrap(const struct cfg *cfg, const struct repo_ops *ops,
                       void *impl, struct repo **out);
 
+/* The backoff in ms before attempt `attempt` + 2 of a call that hit a
+ * lock conflict: a random value (from `rnd`) between half and all of
+ * 4 ms doubled `attempt` times. Pure: tests pass `rnd`. */
+unsigned repo_retry_delay_ms(unsigned attempt, uint32_t rnd);
+
 /* "admin" or "user"; NULL for a value outside enum role. */
 const char *repo_role_name(enum role r);
 /* ROLE_ADMIN for "admin", ROLE_USER for anything else. */

@@ -911,6 +911,84 @@ static void breaker_guards_backend(void **state)
     repo_close(r);
 }
 
+/* ---- retries of lock conflicts ------------------------------------------ */
+
+static int conflicts_left;               /* fake_conflict: how many more */
+
+static enum as_err fake_conflict(void *impl, bool admins_only, int64_t *out)
+{
+    (void)impl;
+    (void)admins_only;
+    fake_calls++;
+    *out = fake_calls;                   /* no state kept between attempts */
+    if (conflicts_left > 0) {
+        conflicts_left--;
+        return AS_ERR_LOCK_CONFLICT;
+    }
+    return AS_OK;
+}
+
+/* A call that hits a deadlock is run again, whole, after a short jittered
+ * backoff: a success after retries is a success for the breaker, and when
+ * the retries run out the answer is 503, not 500, and still no breaker
+ * failure (the database answered). */
+static void lock_conflicts_are_retried(void **state)
+{
+    static const struct repo_ops fake = {
+        .name = "fake",
+        .user_count = fake_conflict,
+        .close = fake_close,
+    };
+    struct cfg cfg;
+    struct repo *r = NULL;
+    int64_t n = 0;
+    uint64_t t;
+    int i;
+
+    (void)state;
+    fill_cfg(&cfg, NULL);
+    assert_int_equal(repo_wrap(&cfg, &fake, NULL, &r), AS_OK);
+    fake_calls = 0;
+    conflicts_left = 2;
+    assert_int_equal(repo_user_count(r, false, &n), AS_OK);
+    assert_int_equal(fake_calls, 3);
+    assert_int_equal(n, 3);
+    for (i = 0; i < 6; i++) {            /* more than the threshold (5) */
+        fake_calls = 0;
+        conflicts_left = 1000;
+        t = clock_mono_ms();
+        assert_int_equal(repo_user_count(r, false, &n), AS_ERR_UNAVAILABLE);
+        t = clock_mono_ms() - t;
+        assert_int_equal(fake_calls, 5);
+        assert_true(t >= 2 + 4 + 8 + 16);    /* the backoffs' lower bound */
+        assert_true(t < 2000);
+    }
+    assert_int_equal(breaker_state(repo_breaker(r), clock_mono_ms()),
+                     BREAKER_CLOSED);
+    assert_int_equal(repo_error_count(r), 0);
+    conflicts_left = 0;
+    assert_int_equal(repo_user_count(r, false, &n), AS_OK);
+    assert_false(as_err_is_infra(AS_ERR_LOCK_CONFLICT));
+    assert_int_equal(as_err_http_status(AS_ERR_LOCK_CONFLICT), 503);
+    repo_close(r);
+}
+
+static void retry_delay_is_jittered_and_doubles(void **state)
+{
+    unsigned a, lo, hi;
+
+    (void)state;
+    for (a = 0; a < 4; a++) {
+        lo = repo_retry_delay_ms(a, 0);
+        hi = repo_retry_delay_ms(a, UINT32_MAX);
+        assert_int_equal(lo, (4u << a) / 2);
+        assert_true(hi <= 4u << a);
+        assert_true(repo_retry_delay_ms(a, 1) == lo + 1);
+        assert_true(repo_retry_delay_ms(a, (4u << a) / 2) == 4u << a);
+    }
+    assert_true(repo_retry_delay_ms(1000, UINT32_MAX) <= 4u << 8);
+}
+
 /* SQLite: a database without its schema fails every call; the breaker
  * opens and then answers without asking the backend. */
 static void breaker_opens_on_real_failures(void **state)
@@ -1424,6 +1502,8 @@ int main(void)
     };
     const struct CMUnitTest sqlite_only[] = {
         cmocka_unit_test(breaker_guards_backend),
+        cmocka_unit_test(lock_conflicts_are_retried),
+        cmocka_unit_test(retry_delay_is_jittered_and_doubles),
         BARE(breaker_opens_on_real_failures),
         BARE(failed_migration_changes_nothing),
         CASE(file_is_private),
