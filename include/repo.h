@@ -200,8 +200,9 @@ enum as_err repo_user_by_email(struct repo *r, const char *email,
  * changed). */
 enum as_err repo_user_update(struct repo *r, const struct user *u,
                              int64_t now);
-/* Sets a new password hash and revokes every session of the user except
- * `keep_sid` (NULL: all), in one transaction. AS_ERR_NOT_FOUND. */
+/* Sets a new password hash, revokes every session of the user except
+ * `keep_sid` (NULL: all) and retires every unused reset token of the user,
+ * in one transaction. AS_ERR_NOT_FOUND. */
 enum as_err repo_user_set_password(struct repo *r, const char *id,
                                    const char *hash, const char *keep_sid,
                                    int64_t now);

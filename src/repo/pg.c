@@ -900,7 +900,7 @@ static enum as_err pg_user_set_password(void *impl, const char *id,
                                         const char *keep_sid, int64_t now)
 {
     static const char op[] = "user_set_password";
-    struct params q = { 0 }, rq = { 0 };
+    struct params q = { 0 }, rq = { 0 }, tq = { 0 };
     struct conn c;
     long rows = 0;
     enum as_err err;
@@ -913,7 +913,9 @@ static enum as_err pg_user_set_password(void *impl, const char *id,
     p_text(&rq, id);
     p_i64(&rq, now);
     p_text(&rq, keep_sid);
-    if (q.invalid || rq.invalid)
+    p_text(&tq, id);
+    p_i64(&tq, now);
+    if (q.invalid || rq.invalid || tq.invalid)
         return AS_ERR_VALIDATION;
     err = pool_get(impl, &c);
     if (err != AS_OK)
@@ -930,6 +932,11 @@ static enum as_err pg_user_set_password(void *impl, const char *id,
                        "UPDATE sessions SET revoked_at = $2 "
                        "WHERE user_id = $1 AND revoked_at IS NULL "
                        "AND ($3::text IS NULL OR id <> $3)", &rq, NULL);
+    if (err == AS_OK)                    /* earlier reset links retire */
+        err = conn_run(&c, op,
+                       "UPDATE one_time_tokens SET used_at = $2 "
+                       "WHERE user_id = $1 AND purpose = 'reset' "
+                       "AND used_at IS NULL", &tq, NULL);
     err = tx_finish(&c, op, err);
     pool_put(&c);
     return err;

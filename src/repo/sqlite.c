@@ -117,7 +117,9 @@
     X(S_TOKEN_SESSION, "SELECT " SESSION_COLS " FROM refresh_tokens r "    \
       "JOIN sessions s ON s.id = r.session_id "                            \
       "JOIN users u ON u.id = s.user_id "                                  \
-      "WHERE r.hash = ?1 AND r.used_at IS NULL AND " LIVE_AT_2)
+      "WHERE r.hash = ?1 AND r.used_at IS NULL AND " LIVE_AT_2)          \
+    X(S_OTT_RETIRE_RESETS, "UPDATE one_time_tokens SET used_at = ?2 "      \
+      "WHERE user_id = ?1 AND purpose = 'reset' AND used_at IS NULL")
 
 enum stmt_id {
 #define X(id, sql) id,
@@ -742,6 +744,10 @@ static enum as_err sq_user_set_password(void *impl, const char *id,
     if (changed(c) == 0)
         refuse(c, AS_ERR_NOT_FOUND);
     revoke_all(c, id, keep_sid, now);
+    st = q(c, S_OTT_RETIRE_RESETS);      /* earlier reset links retire */
+    b_text(c, st, 1, id);
+    b_int(c, st, 2, now);
+    run(c, st);
     end(c);
     return release(impl, c);
 }
