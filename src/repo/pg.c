@@ -921,6 +921,13 @@ static enum as_err pg_user_set_password(void *impl, const char *id,
     if (err != AS_OK)
         return err;
     err = tx_begin(&c, op);
+    /* Earlier reset links retire; their rows are locked before the
+     * user's, in the order a reset takes them. */
+    if (err == AS_OK)
+        err = conn_run(&c, op,
+                       "UPDATE one_time_tokens SET used_at = $2 "
+                       "WHERE user_id = $1 AND purpose = 'reset' "
+                       "AND used_at IS NULL", &tq, NULL);
     if (err == AS_OK)
         err = conn_run(&c, op,
                        "UPDATE users SET password_hash = $2, updated_at = $3 "
@@ -932,11 +939,6 @@ static enum as_err pg_user_set_password(void *impl, const char *id,
                        "UPDATE sessions SET revoked_at = $2 "
                        "WHERE user_id = $1 AND revoked_at IS NULL "
                        "AND ($3::text IS NULL OR id <> $3)", &rq, NULL);
-    if (err == AS_OK)                    /* earlier reset links retire */
-        err = conn_run(&c, op,
-                       "UPDATE one_time_tokens SET used_at = $2 "
-                       "WHERE user_id = $1 AND purpose = 'reset' "
-                       "AND used_at IS NULL", &tq, NULL);
     err = tx_finish(&c, op, err);
     pool_put(&c);
     return err;
