@@ -327,15 +327,16 @@ enum as_err repo_pg_open(const struct cfg *cfg, const char *url,
  * account exists. AS_ERR_BAD_REQUEST when a field is missing. */
 enum as_err repo_outbox_add(struct repo *r, const struct outbox_row *m);
 /* In one transaction, readies unresolved mail `m` (as claimed) for
- * delivery. With token `t` (a mail with a link): finds the active user
- * it is for (OTT_RESET: the one whose email is m->recipient; OTT_VERIFY:
- * user m->user_id, still unverified, whose email is still m->recipient),
- * else deletes the row (*fate OUTBOX_NO_USER). Then counts one mail to
- * m->recipient in the hour of `now` (an atomic counter row) and, past
- * `cap`, deletes the row (OUTBOX_CAPPED). Otherwise stores `t` bound to
- * that user and email, marks the row resolved with t->expires_at
- * (OUTBOX_READY), and `user_id` gets the user's id. Without `t` only the
- * count applies. An error changes nothing. */
+ * delivery. With token `t` (a mail with a link) it looks up the active
+ * user the mail is for (OTT_RESET: the one whose email is m->recipient;
+ * OTT_VERIFY: user m->user_id, still unverified, whose email is still
+ * m->recipient). Then, user or not, it counts one mail to m->recipient
+ * in the hour of `now` (an atomic counter row), so that the work does not
+ * depend on whether the account exists. Without the user the row is
+ * deleted (*fate OUTBOX_NO_USER); past `cap` too (OUTBOX_CAPPED).
+ * Otherwise it stores `t` bound to that user and email and marks the row
+ * resolved with t->expires_at (OUTBOX_READY); `user_id` gets the user's
+ * id. Without `t` only the count applies. An error changes nothing. */
 enum as_err repo_outbox_resolve(struct repo *r, const struct outbox_row *m,
                                 const struct ott *t, unsigned cap,
                                 int64_t now, enum outbox_fate *fate,

@@ -693,17 +693,20 @@ static bool resolve(struct mailer *m, struct outbox_row *row,
 }
 
 /* Records a delivery that failed: the row retries after its own
- * jittered backoff, and the whole transport pauses for a while that
- * grows with every failure in a row. */
+ * jittered backoff and, when the transport itself failed (`transport`),
+ * the whole transport pauses for a while that grows with every such
+ * failure in a row. */
 static void failed(struct mailer *m, const struct outbox_row *row,
-                   const char *why)
+                   const char *why, bool transport)
 {
     int64_t delay = mail_backoff_ms(row->attempts + 1, randombytes_random());
-    int64_t pause;
+    int64_t pause = 0;
 
-    m->failures++;
-    pause = mail_pause_ms(m->failures, randombytes_random());
-    m->pause_until = clock_mono_ms() + (uint64_t)pause;
+    if (transport) {
+        m->failures++;
+        pause = mail_pause_ms(m->failures, randombytes_random());
+        m->pause_until = clock_mono_ms() + (uint64_t)pause;
+    }
     log_event(LOG_WARN, "mail.failed", NULL,
               json_pack("{s:s, s:s?, s:I, s:s, s:I, s:I}", "id", row->id,
                         "kind", row->kind, "attempt",
@@ -723,7 +726,7 @@ static void deliver(struct mailer *m, struct outbox_row *row,
                             .to = row->recipient, .link = link,
                             .created_at = row->created_at };
     char why[MAX_WHY] = "";
-    bool ok;
+    bool ok, tried = false;
 
     if (!row->resolved && !resolve(m, row, a))
         return;
@@ -744,12 +747,14 @@ static void deliver(struct mailer *m, struct outbox_row *row,
         ok = false;
     } else if (m->tp == TP_SMTP) {
         ok = send_smtp(m, &msg, why);
+        tried = true;
     } else {
         ok = send_webhook(m, &msg, why);
+        tried = true;
     }
     sodium_memzero(link, sizeof link);
     if (!ok) {
-        failed(m, row, why);
+        failed(m, row, why, tried);
         return;
     }
     m->failures = 0;
@@ -813,7 +818,8 @@ static void *mail_thread(void *arg)
     uint64_t next_prune = 0;
 
     while (!atomic_load(&m->stop)) {
-        drain(m);
+        /* Pruned first, so that requests left unresolved for a day
+         * (queued while no transport was set) are dropped, not sent. */
         if (clock_mono_ms() >= next_prune) {
             int64_t now = clock_ms();
 
@@ -821,6 +827,7 @@ static void *mail_thread(void *arg)
                             now - MAIL_STALE_MS);
             next_prune = clock_mono_ms() + PRUNE_EVERY_MS;
         }
+        drain(m);
         nap(m);
     }
     mark_unmarked(m);

@@ -1718,7 +1718,7 @@ static enum as_err pg_outbox_resolve(void *impl, const struct outbox_row *m,
     struct params d = { 0 };
     struct conn c;
     int64_t n = 0;
-    enum as_err err;
+    enum as_err err, found;
 
     user_id[0] = '\0';
     *fate = OUTBOX_NO_USER;
@@ -1735,15 +1735,21 @@ static enum as_err pg_outbox_resolve(void *impl, const struct outbox_row *m,
     err = tx_begin(&c, op);
     if (err == AS_OK && !t)
         snprintf(user_id, UUID_STR_LEN, "%s", m->user_id);
+    /* The same statements whether or not the user exists: the lookup,
+     * then the count, then the decision. */
     if (err == AS_OK && t)
-        err = resolve_user(&c, op, m, t, user_id);
-    if (err == AS_OK)
+        found = resolve_user(&c, op, m, t, user_id);
+    else
+        found = err;
+    if (found == AS_OK || found == AS_ERR_NOT_FOUND)
         err = count_mail(&c, op, m->recipient, now, &n);
-    if (err == AS_OK && n <= (int64_t)cap) {
+    else
+        err = found;
+    if (err == AS_OK && found == AS_OK && n <= (int64_t)cap) {
         err = resolve_store(&c, op, m, t, user_id);
         *fate = OUTBOX_READY;
-    } else if (err == AS_OK || err == AS_ERR_NOT_FOUND) {
-        *fate = err == AS_OK ? OUTBOX_CAPPED : OUTBOX_NO_USER;
+    } else if (err == AS_OK) {
+        *fate = found == AS_OK ? OUTBOX_CAPPED : OUTBOX_NO_USER;
         err = conn_run(&c, op, "DELETE FROM outbox WHERE id = $1 "
                                "AND sent_at IS NULL", &d, NULL);
     }

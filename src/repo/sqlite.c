@@ -1298,6 +1298,7 @@ static enum as_err sq_outbox_resolve(void *impl, const struct outbox_row *m,
 {
     struct conn *c;
     sqlite3_stmt *st;
+    bool found, capped;
     enum as_err err = acquire(impl, "outbox_resolve", &c);
 
     user_id[0] = '\0';
@@ -1309,11 +1310,14 @@ static enum as_err sq_outbox_resolve(void *impl, const struct outbox_row *m,
     begin(c);
     if (c->err == AS_OK && !t)
         snprintf(user_id, UUID_STR_LEN, "%s", m->user_id);
-    if (c->err == AS_OK && t && !resolve_user(c, m, t, user_id))
-        *fate = OUTBOX_NO_USER;
-    else if (c->err == AS_OK)
-        *fate = count_mail(c, m->recipient, now) > (int64_t)cap
-                    ? OUTBOX_CAPPED : OUTBOX_READY;
+    /* The same statements whether or not the user exists: the lookup,
+     * then the count, then the decision. */
+    found = c->err == AS_OK && (!t || resolve_user(c, m, t, user_id));
+    capped = c->err == AS_OK &&
+             count_mail(c, m->recipient, now) > (int64_t)cap;
+    if (c->err == AS_OK)
+        *fate = !found ? OUTBOX_NO_USER
+                       : capped ? OUTBOX_CAPPED : OUTBOX_READY;
     if (*fate != OUTBOX_READY) {
         st = mail_prepare(c, "DELETE FROM outbox WHERE id = ?1 "
                              "AND sent_at IS NULL");
