@@ -12,6 +12,8 @@ import statistics
 import subprocess
 import time
 
+import pytest
+
 from conftest import assert_problem, wait_until
 from test_mail import (PUBLIC, SECRET, SmtpSink, WebhookSink, forgot,
                        free_port, parse, reset, reset_token, same_database,
@@ -274,11 +276,18 @@ def test_failing_webhook_gets_a_bounded_number_of_posts(make_daemon):
 
 # ---- /password/forgot: the same time for known and unknown emails ----------
 
-def test_forgot_takes_the_same_time_for_known_and_unknown(make_daemon):
+@pytest.mark.parametrize("transport", [True, False],
+                         ids=["mailer_running", "no_transport"])
+def test_forgot_takes_the_same_time_for_known_and_unknown(make_daemon,
+                                                          transport):
+    # With a transport the mailer resolves each request in the background
+    # (the same statements for either); without one only the request
+    # path is timed.
     sink = SmtpSink()
     try:
-        d = make_daemon(dict(smtp_env(sink.port),
-                             AUTH_LOG_LEVEL="info")).start()
+        env = smtp_env(sink.port) if transport else {"AUTH_PUBLIC_URL":
+                                                     PUBLIC}
+        d = make_daemon(dict(env, AUTH_LOG_LEVEL="info")).start()
         known, _, _ = d.user()
 
         def timed(e):
@@ -295,9 +304,12 @@ def test_forgot_takes_the_same_time_for_known_and_unknown(make_daemon):
             timed(known)
             timed(unknown())
         # Rounds of 40 interleaved pairs (drift cancels out); a round that
-        # misses adds samples, up to 160 a side.
+        # misses adds samples, up to 200 a side. Before the request only
+        # queued the mail, a known email was 25-40 % slower on SQLite
+        # (two inserts committed) and more on PostgreSQL.
+        bound = 0.3 if os.environ.get("AUTH_E2E_SANITIZED") else 0.2
         k, u = [], []
-        for _ in range(4):
+        for _ in range(5):
             for i in range(40):
                 if i % 2:
                     k.append(timed(known))
@@ -306,11 +318,11 @@ def test_forgot_takes_the_same_time_for_known_and_unknown(make_daemon):
                     u.append(timed(unknown()))
                     k.append(timed(known))
             mk, mu = statistics.median(k), statistics.median(u)
-            if abs(mk - mu) <= 0.15 * min(mk, mu):
+            if abs(mk - mu) <= bound * min(mk, mu):
                 break
         print("%d pairs: median known %.3f ms, unknown %.3f ms"
               % (len(k), mk * 1e3, mu * 1e3))
-        assert abs(mk - mu) <= 0.15 * min(mk, mu), (mk, mu)
+        assert abs(mk - mu) <= bound * min(mk, mu), (mk, mu)
         assert d.stop() == 0
     finally:
         sink.close()
