@@ -45,7 +45,8 @@ struct sec_keys;
  * fresh seed is stored, from which the mailer makes the link's token at
  * delivery. One insert whatever the recipient; call mail_wake() after.
  * The cap per recipient, the user checks and the token are applied when
- * the mailer resolves the mail (repo_outbox_resolve()). */
+ * the mailer resolves the mail (repo_outbox_resolve()); a mail without a
+ * link (a notice, `user_id` required) is counted but never capped. */
 enum as_err mail_queue(struct repo *repo, const char *kind,
                        const char *user_id, const char *recipient,
                        bool with_link, int64_t now);

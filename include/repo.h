@@ -336,7 +336,9 @@ enum as_err repo_outbox_add(struct repo *r, const struct outbox_row *m);
  * deleted (*fate OUTBOX_NO_USER); past `cap` too (OUTBOX_CAPPED).
  * Otherwise it stores `t` bound to that user and email and marks the row
  * resolved with t->expires_at (OUTBOX_READY); `user_id` gets the user's
- * id. Without `t` only the count applies. An error changes nothing. */
+ * id. Without `t` (a notice without a link, for user m->user_id) the
+ * mail is counted but never capped, so that a flood of links cannot
+ * silence a security notice. An error changes nothing. */
 enum as_err repo_outbox_resolve(struct repo *r, const struct outbox_row *m,
                                 const struct ott *t, unsigned cap,
                                 int64_t now, enum outbox_fate *fate,

@@ -1745,7 +1745,8 @@ static enum as_err pg_outbox_resolve(void *impl, const struct outbox_row *m,
         err = count_mail(&c, op, m->recipient, now, &n);
     else
         err = found;
-    if (err == AS_OK && found == AS_OK && n <= (int64_t)cap) {
+    /* A mail without a link (a notice) counts, but is never held back. */
+    if (err == AS_OK && found == AS_OK && (n <= (int64_t)cap || !t)) {
         err = resolve_store(&c, op, m, t, user_id);
         *fate = OUTBOX_READY;
     } else if (err == AS_OK) {

@@ -1314,7 +1314,8 @@ static enum as_err sq_outbox_resolve(void *impl, const struct outbox_row *m,
      * then the count, then the decision. */
     found = c->err == AS_OK && (!t || resolve_user(c, m, t, user_id));
     capped = c->err == AS_OK &&
-             count_mail(c, m->recipient, now) > (int64_t)cap;
+             count_mail(c, m->recipient, now) > (int64_t)cap &&
+             t;                          /* a notice is never held back */
     if (c->err == AS_OK)
         *fate = !found ? OUTBOX_NO_USER
                        : capped ? OUTBOX_CAPPED : OUTBOX_READY;

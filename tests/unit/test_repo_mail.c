@@ -523,7 +523,9 @@ static void cap_per_recipient_per_hour(void **state)
 {
     struct fx *f = *state;
     struct user u;
-    char id[UUID_STR_LEN];
+    struct outbox_row notice;
+    enum outbox_fate fate;
+    char id[UUID_STR_LEN], uid[UUID_STR_LEN];
     int i, ready = 0, capped = 0;
     enum as_err err;
 
@@ -543,6 +545,22 @@ static void cap_per_recipient_per_hour(void **state)
     queue(f, OTT_VERIFY, u.id, T0 + 9, id);
     assert_int_equal(resolve_cap(f, id, OTT_VERIFY, T0 + 9, 5, NULL, NULL),
                      AS_ERR_RATE_LIMITED);
+    /* a mail without a link (a security notice) is counted, never held
+     * back: a flood of reset requests cannot silence it */
+    memset(&notice, 0, sizeof notice);
+    uuid_v7_new(notice.id);
+    notice.kind = "security_notice";
+    notice.user_id = u.id;
+    notice.recipient = u.email;
+    notice.created_at = T0 + 10;
+    assert_int_equal(repo_outbox_add(f->r, &notice), AS_OK);
+    assert_int_equal(repo_outbox_resolve(f->r, &notice, NULL, 5, T0 + 10,
+                                         &fate, uid), AS_OK);
+    assert_int_equal(fate, OUTBOX_READY);
+    assert_string_equal(uid, u.id);
+    assert_int_equal(count(f, "SELECT count(*) FROM outbox WHERE "
+                              "seed IS NULL AND resolved"), 1);
+    assert_int_equal(count(f, "SELECT count(*) FROM one_time_tokens"), 5);
     /* the next hour starts over; counts of past hours are pruned */
     queue(f, OTT_RESET, u.email, T0 + HOUR, id);
     assert_int_equal(resolve_cap(f, id, OTT_RESET, T0 + HOUR, 5, NULL, NULL),
