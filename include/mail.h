@@ -8,7 +8,10 @@
 struct cfg;
 struct repo;
 
-/* Kinds of mail; also the webhook event "type" and the outbox "kind". */
+/* Kinds of mail; also the webhook event "type" and the outbox "kind".
+ * Adding a kind: a MAIL_KIND_* name here, its subject and text in
+ * mail_render() (and its link page in mail.c when it has a link), and
+ * mail_queue() calls; the outbox takes any kind. */
 #define MAIL_KIND_RESET "password_reset"
 #define MAIL_KIND_VERIFY "email_verification"
 /* To the previous address after an email change; it carries no link. */
@@ -18,6 +21,9 @@ struct repo;
 #define MAIL_VERIFY_TTL_MS INT64_C(86400000)      /* verify links: 24 h */
 #define MAIL_RETRY_BASE_MS INT64_C(5000)          /* first retry delay */
 #define MAIL_RETRY_MAX_MS INT64_C(3600000)        /* longest retry delay */
+#define MAIL_PAUSE_BASE_MS INT64_C(1000)   /* transport pause after a failure */
+#define MAIL_PAUSE_MAX_MS INT64_C(60000)   /* longest transport pause */
+#define MAIL_STALE_MS INT64_C(86400000)    /* unresolved requests kept 24 h */
 #define MAIL_MAX_LINK 900         /* bytes: one line of a mail (< 998) */
 #define MAIL_HEX_SIG_LEN 64       /* hex of an HMAC-SHA256 */
 
@@ -34,13 +40,27 @@ struct mail_msg {
 
 /* The delivery thread. Opaque; one per process. */
 struct mailer;
+struct sec_keys;
+
+/* Queues a mail of `kind` to `recipient` at `now` (Unix ms), for user
+ * `user_id` (NULL when the mail is asked for by email: the mailer finds
+ * the account, or drops the mail when there is none). With `with_link` a
+ * fresh seed is stored, from which the mailer makes the link's token at
+ * delivery. One insert whatever the recipient; call mail_wake() after.
+ * The cap per recipient, the user checks and the token are applied when
+ * the mailer resolves the mail (repo_outbox_resolve()); a mail without a
+ * link (a notice, `user_id` required) is counted but never capped. */
+enum as_err mail_queue(struct repo *repo, const char *kind,
+                       const char *user_id, const char *recipient,
+                       bool with_link, int64_t now);
 
 /* Starts delivering the outbox of `repo` with the transport of `cfg`
- * (SMTP or the webhook). Without either, no thread runs: rows stay
- * queued and one warning says so. Both `cfg` and `repo` must outlive the
- * mailer. Returns NULL (after logging why) when the thread cannot start;
- * free with mail_stop(). */
-struct mailer *mail_start(const struct cfg *cfg, struct repo *repo);
+ * (SMTP or the webhook); links' tokens are derived with `keys`. Without
+ * a transport, no thread runs: rows stay queued and one warning says so.
+ * `cfg`, `repo` and `keys` must outlive the mailer. Returns NULL (after
+ * logging why) when the thread cannot start; free with mail_stop(). */
+struct mailer *mail_start(const struct cfg *cfg, struct repo *repo,
+                          const struct sec_keys *keys);
 /* Stops the thread promptly (a transfer in progress is aborted and the
  * mail retried later) and frees the mailer; NULL is a no-op. */
 void mail_stop(struct mailer *m);
@@ -72,9 +92,15 @@ char *mail_event_json(const struct mail_msg *m);
  * X-Auth-Signature after "sha256=". */
 void mail_sign(const char *secret, int64_t timestamp, const char *body,
                size_t body_len, char out[MAIL_HEX_SIG_LEN + 1]);
-/* Delay before the next try after `failures` failed tries (1 or more):
- * MAIL_RETRY_BASE_MS doubling each time, at most MAIL_RETRY_MAX_MS. */
-int64_t mail_backoff_ms(int64_t failures);
+/* Delay before a row's next try after `failures` failed tries (1 or
+ * more): MAIL_RETRY_BASE_MS doubling each time, at most
+ * MAIL_RETRY_MAX_MS, then jittered down to between half and all of that
+ * by the random number `rnd`, so rows that failed together spread out. */
+int64_t mail_backoff_ms(int64_t failures, uint32_t rnd);
+/* How long the whole transport pauses after `failures` straight failed
+ * deliveries (1 or more): MAIL_PAUSE_BASE_MS doubling, at most
+ * MAIL_PAUSE_MAX_MS, jittered like mail_backoff_ms(). */
+int64_t mail_pause_ms(int64_t failures, uint32_t rnd);
 /* True when the host of `url` (scheme://[userinfo@]host[:port]...) is
  * loopback: localhost, 127.0.0.0/8 or ::1. */
 bool mail_url_loopback(const char *url);

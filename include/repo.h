@@ -78,13 +78,21 @@ struct ott {
     int64_t created_at, expires_at;
 };
 
-/* One mail of the outbox. Strings are borrowed (from the caller for
- * inputs, from the arena for outputs). */
+#define REPO_SEED_LEN 32         /* seed a mailed link's token comes from */
+
+/* One mail of the outbox. Strings and the seed are borrowed (from the
+ * caller for inputs, from the arena for outputs). No row holds a link:
+ * its token is derived from `seed` at delivery with a key the database
+ * does not have (sec_link_token()). */
 struct outbox_row {
     char id[UUID_STR_LEN];
-    const char *kind;            /* "password_reset", "email_verification" */
-    const char *recipient;       /* the user's email at enqueue time */
-    const char *link;            /* a secret; NULL once sent */
+    const char *kind;            /* MAIL_KIND_* of mail.h */
+    const char *user_id;         /* NULL until resolved when queued by
+                                    email (a reset request) */
+    const char *recipient;       /* the address it goes to */
+    const uint8_t *seed;         /* REPO_SEED_LEN bytes; NULL: no link */
+    bool resolved;               /* user found, mail counted, token stored */
+    int64_t expires_at;          /* its link's, once resolved; 0: none */
     int64_t created_at;
     int64_t attempts;            /* failed tries so far */
 };
@@ -109,6 +117,13 @@ struct mfa_state {
     bool enabled;                /* false while pending confirmation */
     const char *secret;          /* sealed secret (text), in the arena */
     int64_t last_step;           /* last TOTP step accepted; -1: none */
+};
+
+/* What repo_outbox_resolve() made of a queued mail. */
+enum outbox_fate {
+    OUTBOX_READY,      /* resolved: deliver it */
+    OUTBOX_NO_USER,    /* no such user (any more): the row is deleted */
+    OUTBOX_CAPPED,     /* past the cap of its recipient: the row is deleted */
 };
 
 /* Backend vtable: sqlite.c and pg.c each export one. `impl` is the
@@ -181,9 +196,12 @@ struct repo_ops {
                                    struct arena *a);
 
     /* mail (see the repo_ott_* and repo_outbox_* wrappers) */
-    enum as_err (*ott_issue)(void *impl, const char *key, const struct ott *t,
-                             const struct outbox_row *m,
-                             char user_id[UUID_STR_LEN]);
+    enum as_err (*outbox_add)(void *impl, const struct outbox_row *m);
+    enum as_err (*outbox_resolve)(void *impl, const struct outbox_row *m,
+                                  const struct ott *t, unsigned cap,
+                                  int64_t now, enum outbox_fate *fate,
+                                  char user_id[UUID_STR_LEN]);
+    enum as_err (*outbox_drop)(void *impl, const char *id);
     enum as_err (*ott_reset_user)(void *impl,
                                   const uint8_t hash[REPO_HASH_LEN],
                                   int64_t now, struct user *out,
@@ -199,7 +217,7 @@ struct repo_ops {
     enum as_err (*outbox_failed)(void *impl, const char *id,
                                  int64_t next_at, const char *error);
     enum as_err (*mail_prune)(void *impl, int64_t tokens_before,
-                              int64_t sent_before);
+                              int64_t sent_before, int64_t stale_before);
 
     /* second factor (see the repo_mfa_* wrappers) */
     enum as_err (*mfa_get)(void *impl, const char *user_id,
@@ -281,8 +299,9 @@ enum as_err repo_user_patch(struct repo *r, const char *id,
  * is_active, is_verified). */
 enum as_err repo_user_update(struct repo *r, const struct user *u,
                              int64_t now);
-/* Sets a new password hash and revokes every session of the user except
- * `keep_sid` (NULL: all), in one transaction. AS_ERR_NOT_FOUND. */
+/* Sets a new password hash, revokes every session of the user except
+ * `keep_sid` (NULL: all) and retires every unused reset token of the user,
+ * in one transaction. AS_ERR_NOT_FOUND. */
 enum as_err repo_user_set_password(struct repo *r, const char *id,
                                    const char *hash, const char *keep_sid,
                                    int64_t now);
@@ -386,15 +405,30 @@ enum as_err repo_pg_open(const struct cfg *cfg, const char *url,
                          const struct repo_ops **ops, void **impl);
 
 /* ---- mail ---- */
-/* In one transaction: finds the active user that `key` names (OTT_RESET:
- * the normalised email; OTT_VERIFY: the user id, and only while not yet
- * verified), stores token `t` bound to that user and its current email,
- * and queues mail `m` (id, kind, link, created_at; the recipient is that
- * email) due at once. AS_ERR_NOT_FOUND, and nothing stored, when there
- * is no such user. `user_id` gets the user's id. */
-enum as_err repo_ott_issue(struct repo *r, const char *key,
-                           const struct ott *t, const struct outbox_row *m,
-                           char user_id[UUID_STR_LEN]);
+/* Queues mail `m` (id, kind, recipient, created_at; user_id and seed
+ * when known), unresolved and due at once. The same single insert
+ * whatever the recipient, so a request's time does not tell whether an
+ * account exists. AS_ERR_BAD_REQUEST when a field is missing. */
+enum as_err repo_outbox_add(struct repo *r, const struct outbox_row *m);
+/* In one transaction, readies unresolved mail `m` (as claimed) for
+ * delivery. With token `t` (a mail with a link) it looks up the active
+ * user the mail is for (OTT_RESET: the one whose email is m->recipient;
+ * OTT_VERIFY: user m->user_id, still unverified, whose email is still
+ * m->recipient). Then, user or not, it counts one mail to m->recipient
+ * in the hour of `now` (an atomic counter row), so that the work does not
+ * depend on whether the account exists. Without the user the row is
+ * deleted (*fate OUTBOX_NO_USER); past `cap` too (OUTBOX_CAPPED).
+ * Otherwise it stores `t` bound to that user and email and marks the row
+ * resolved with t->expires_at (OUTBOX_READY); `user_id` gets the user's
+ * id. Without `t` (a notice without a link, for user m->user_id) the
+ * mail is counted but never capped, so that a flood of links cannot
+ * silence a security notice. An error changes nothing. */
+enum as_err repo_outbox_resolve(struct repo *r, const struct outbox_row *m,
+                                const struct ott *t, unsigned cap,
+                                int64_t now, enum outbox_fate *fate,
+                                char user_id[UUID_STR_LEN]);
+/* Deletes unsent mail `id` (its link expired before delivery). */
+enum as_err repo_outbox_drop(struct repo *r, const char *id);
 /* The active user an unused, unexpired reset token (`hash`) belongs to,
  * while the user's email is still the one the token was made for.
  * AS_ERR_NOT_FOUND otherwise. Strings of `out` live in `a`. */
@@ -420,21 +454,23 @@ enum as_err repo_ott_verify(struct repo *r, const uint8_t hash[REPO_HASH_LEN],
 /* Claims the oldest unsent mail due at `now` whose lease has run out, by
  * setting its lease to `lease_until`; other instances skip it until then
  * (PostgreSQL: FOR UPDATE SKIP LOCKED; SQLite: in BEGIN IMMEDIATE).
- * AS_ERR_NOT_FOUND when none is due. Strings of `out` live in `a`. */
+ * AS_ERR_NOT_FOUND when none is due. Strings and seed of `out` live in
+ * `a`. */
 enum as_err repo_outbox_claim(struct repo *r, int64_t now,
                               int64_t lease_until, struct outbox_row *out,
                               struct arena *a);
-/* Marks mail `id` sent at `now`, forgets its link and releases the
+/* Marks mail `id` sent at `now`, forgets its seed and releases the
  * lease. A mail already marked sent is left alone (AS_OK). */
 enum as_err repo_outbox_sent(struct repo *r, const char *id, int64_t now);
 /* Records a failed try of unsent mail `id`: attempts + 1, `error` (never
  * a secret) kept, next try at `next_at`, lease released. */
 enum as_err repo_outbox_failed(struct repo *r, const char *id,
                                int64_t next_at, const char *error);
-/* Deletes tokens that expired before `tokens_before` and mails sent
- * before `sent_before`. */
+/* Deletes tokens that expired before `tokens_before`, mails sent before
+ * `sent_before`, mails still unresolved that were queued before
+ * `stale_before`, and mail counts of hours that began before it. */
 enum as_err repo_mail_prune(struct repo *r, int64_t tokens_before,
-                            int64_t sent_before);
+                            int64_t sent_before, int64_t stale_before);
 
 /* ---- second factor ---- */
 /* The TOTP factor of `user_id`, pending or on; AS_ERR_NOT_FOUND when it

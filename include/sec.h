@@ -82,6 +82,17 @@ void sec_token_hash(const char *token, uint8_t out[32]);
  * with the refresh-derivation key, so retries get the same child. */
 void sec_token_child(const struct sec_keys *k, const char *parent,
                      char out[SEC_TOKEN_LEN + 1]);
+#define SEC_SEED_LEN 32          /* a mailed link's seed, in bytes */
+/* A fresh random seed for a mailed link. */
+void sec_link_seed(uint8_t out[SEC_SEED_LEN]);
+/* The token of the mailed link made from `seed`: a keyed hash with a key
+ * derived from the refresh-derivation key (kept with the signing keys:
+ * refresh.key, the key file or the HS256 secret). The outbox keeps only
+ * the seed, which is no use without that key; the same seed gives the
+ * same token on every instance sharing the keys. A secret: wipe it. */
+void sec_link_token(const struct sec_keys *k,
+                    const uint8_t seed[SEC_SEED_LEN],
+                    char out[SEC_TOKEN_LEN + 1]);
 /* True when `s` has the shape of an opaque token (length, alphabet). */
 bool sec_token_valid(const char *s);
 

@@ -1,8 +1,11 @@
 /* mail.c: delivery of the outbox. One thread claims due rows (a lease
- * keeps other instances off them), sends each by SMTP or as a signed
- * webhook through libcurl, then marks it sent or schedules a retry with
- * exponential backoff. Rows live in the database, so delivery resumes
- * after a restart. Tokens and links never reach a log. */
+ * keeps other instances off them), resolves a newly queued one (user,
+ * cap per recipient, token), makes its link from the row's seed, sends
+ * it by SMTP or as a signed webhook through libcurl, then marks it sent
+ * or schedules a retry with jittered exponential backoff; while sending
+ * keeps failing the whole transport pauses. Rows live in the database, so
+ * delivery resumes after a restart. Tokens and links never reach a log or
+ * the database. */
 #include "mail.h"
 
 #include <arpa/inet.h>
@@ -24,6 +27,7 @@
 #include "clock.h"
 #include "log.h"
 #include "repo.h"
+#include "sec.h"
 
 #define POLL_MS 2000u                 /* look for due rows this often */
 #define LEASE_MS INT64_C(60000)       /* a claimed row is ours this long */
@@ -372,13 +376,29 @@ void mail_sign(const char *secret, int64_t timestamp, const char *body,
     sodium_memzero(&st, sizeof st);
 }
 
-int64_t mail_backoff_ms(int64_t failures)
+/* `base` doubling per failure after the first, at most `max`, then
+ * between half and all of that as `rnd` says. */
+static int64_t jittered(int64_t failures, int64_t base, int64_t max,
+                        uint32_t rnd)
 {
-    int64_t d = MAIL_RETRY_BASE_MS;
+    int64_t d = base, lo;
 
-    while (failures-- > 1 && d < MAIL_RETRY_MAX_MS)
+    while (failures-- > 1 && d < max)
         d *= 2;
-    return d < MAIL_RETRY_MAX_MS ? d : MAIL_RETRY_MAX_MS;
+    if (d > max)
+        d = max;
+    lo = d / 2;
+    return lo + (int64_t)(rnd % (uint64_t)(d - lo + 1));
+}
+
+int64_t mail_backoff_ms(int64_t failures, uint32_t rnd)
+{
+    return jittered(failures, MAIL_RETRY_BASE_MS, MAIL_RETRY_MAX_MS, rnd);
+}
+
+int64_t mail_pause_ms(int64_t failures, uint32_t rnd)
+{
+    return jittered(failures, MAIL_PAUSE_BASE_MS, MAIL_PAUSE_MAX_MS, rnd);
 }
 
 /* ---- transports -------------------------------------------------------- */
@@ -398,6 +418,9 @@ struct mailer {
     bool curl_ready;
     char unmarked[MAX_UNMARKED][UUID_STR_LEN];
     size_t nunmarked;
+    const struct sec_keys *keys;      /* derive links' tokens */
+    int64_t failures;                 /* straight failed deliveries */
+    uint64_t pause_until;             /* monotonic ms: transport pause */
 };
 
 /* What the SMTP upload reads from. */
@@ -612,84 +635,215 @@ static void mark_unmarked(struct mailer *m)
     }
 }
 
-/* Sends one claimed row and records the outcome. */
-static void deliver(struct mailer *m, const struct outbox_row *row)
+/* The purpose and lifetime of the link of a mail of `kind`; false for a
+ * kind without a link. */
+static bool link_kind(const char *kind, enum ott_purpose *purpose,
+                      int64_t *ttl_ms)
 {
+    if (kind && strcmp(kind, MAIL_KIND_RESET) == 0) {
+        *purpose = OTT_RESET;
+        *ttl_ms = MAIL_RESET_TTL_MS;
+        return true;
+    }
+    if (kind && strcmp(kind, MAIL_KIND_VERIFY) == 0) {
+        *purpose = OTT_VERIFY;
+        *ttl_ms = MAIL_VERIFY_TTL_MS;
+        return true;
+    }
+    return false;
+}
+
+enum as_err mail_queue(struct repo *repo, const char *kind,
+                       const char *user_id, const char *recipient,
+                       bool with_link, int64_t now)
+{
+    uint8_t seed[SEC_SEED_LEN];
+    struct outbox_row m = { .kind = kind, .user_id = user_id,
+                            .recipient = recipient, .created_at = now };
+    enum as_err err;
+
+    uuid_v7_new(m.id);
+    if (with_link) {
+        sec_link_seed(seed);
+        m.seed = seed;
+    }
+    err = repo_outbox_add(repo, &m);
+    sodium_memzero(seed, sizeof seed);
+    return err;
+}
+
+/* Logs what became of a mail that is not sent. */
+static void log_dropped(const struct outbox_row *row, const char *why,
+                        const char *user_id)
+{
+    log_event(LOG_INFO, "mail.dropped", NULL,
+              json_pack("{s:s, s:s?, s:s, s:s?}", "id", row->id, "kind",
+                        row->kind, "reason", why, "user_id",
+                        user_id && *user_id ? user_id : NULL));
+}
+
+/* Resolves a newly queued row (its user, the cap of its recipient, the
+ * token of its link): true when it is to be sent; otherwise the row is
+ * gone or left for its lease to run out, and logged. */
+static bool resolve(struct mailer *m, struct outbox_row *row,
+                    struct arena *a)
+{
+    char token[SEC_TOKEN_LEN + 1], uid[UUID_STR_LEN];
+    struct ott t = { .created_at = clock_ms() };
+    enum outbox_fate fate = OUTBOX_NO_USER;
+    int64_t ttl = 0;
+    bool linked = row->seed &&
+                  link_kind(row->kind, &t.purpose, &ttl);
+    enum as_err err;
+
+    if (linked) {
+        t.expires_at = t.created_at + ttl;
+        sec_link_token(m->keys, row->seed, token);
+        sec_token_hash(token, t.hash);
+        sodium_memzero(token, sizeof token);
+    }
+    err = repo_outbox_resolve(m->repo, row, linked ? &t : NULL,
+                              m->cfg->mail_per_recipient_per_hour,
+                              t.created_at, &fate, uid);
+    if (err == AS_ERR_BAD_REQUEST) {       /* a row that cannot be sent */
+        repo_outbox_drop(m->repo, row->id);
+        log_dropped(row, "incomplete", NULL);
+        return false;
+    }
+    if (err != AS_OK)
+        return false;                      /* retried once the lease ends */
+    if (fate != OUTBOX_READY) {
+        log_dropped(row, fate == OUTBOX_CAPPED ? "recipient_cap"
+                                               : "no_such_user", uid);
+        return false;
+    }
+    row->resolved = true;
+    row->expires_at = linked ? t.expires_at : 0;
+    row->user_id = arena_strdup(a, uid);
+    log_event(LOG_INFO, "mail.resolved", NULL,
+              json_pack("{s:s, s:s, s:s}", "id", row->id, "kind",
+                        row->kind, "user_id", uid));
+    return true;
+}
+
+/* Records a delivery that failed: the row retries after its own
+ * jittered backoff and, when the transport itself failed (`transport`),
+ * the whole transport pauses for a while that grows with every such
+ * failure in a row. */
+static void failed(struct mailer *m, const struct outbox_row *row,
+                   const char *why, bool transport)
+{
+    int64_t delay = mail_backoff_ms(row->attempts + 1, randombytes_random());
+    int64_t pause = 0;
+
+    if (transport) {
+        m->failures++;
+        pause = mail_pause_ms(m->failures, randombytes_random());
+        m->pause_until = clock_mono_ms() + (uint64_t)pause;
+    }
+    log_event(LOG_WARN, "mail.failed", NULL,
+              json_pack("{s:s, s:s?, s:I, s:s, s:I, s:I}", "id", row->id,
+                        "kind", row->kind, "attempt",
+                        (json_int_t)row->attempts + 1, "error", why,
+                        "retry_in_ms", (json_int_t)delay,
+                        "transport_pause_ms", (json_int_t)pause));
+    repo_outbox_failed(m->repo, row->id, clock_ms() + delay, why);
+}
+
+/* Sends one claimed row and records the outcome. */
+static void deliver(struct mailer *m, struct outbox_row *row,
+                    struct arena *a)
+{
+    char token[SEC_TOKEN_LEN + 1] = "";
+    char link[MAIL_MAX_LINK + 1] = "";
     struct mail_msg msg = { .id = row->id, .kind = row->kind,
-                            .to = row->recipient, .link = row->link,
+                            .to = row->recipient, .link = link,
                             .created_at = row->created_at };
     char why[MAX_WHY] = "";
-    int64_t delay;
-    bool ok;
+    bool ok, tried = false;
 
-    if ((!row->link && !linkless(row->kind)) || !row->kind ||
-        !row->recipient) {
+    if (!row->resolved && !resolve(m, row, a))
+        return;
+    if (row->expires_at && row->expires_at <= clock_ms()) {
+        repo_outbox_drop(m->repo, row->id);
+        log_dropped(row, "link_expired", row->user_id);
+        return;
+    }
+    if (row->seed) {
+        sec_link_token(m->keys, row->seed, token);
+        mail_link(m->cfg->public_url, row->kind, token, link, sizeof link);
+        sodium_memzero(token, sizeof token);
+    } else {
+        msg.link = NULL;                 /* a kind without a link */
+    }
+    if ((row->seed && !link[0]) || (!row->seed && !linkless(row->kind)) ||
+        !row->kind || !row->recipient) {
         snprintf(why, sizeof why, "the row is incomplete");
         ok = false;
     } else if (m->tp == TP_SMTP) {
         ok = send_smtp(m, &msg, why);
+        tried = true;
     } else {
         ok = send_webhook(m, &msg, why);
+        tried = true;
     }
-    if (ok) {
-        log_event(LOG_INFO, "mail.sent", NULL,
-                  json_pack("{s:s, s:s, s:I}", "id", row->id, "kind",
-                            row->kind, "attempts",
-                            (json_int_t)row->attempts + 1));
-        if (repo_outbox_sent(m->repo, row->id, clock_ms()) != AS_OK &&
-            m->nunmarked < MAX_UNMARKED)
-            snprintf(m->unmarked[m->nunmarked++], UUID_STR_LEN, "%s",
-                     row->id);
+    sodium_memzero(link, sizeof link);
+    if (!ok) {
+        failed(m, row, why, tried);
         return;
     }
-    delay = mail_backoff_ms(row->attempts + 1);
-    log_event(LOG_WARN, "mail.failed", NULL,
-              json_pack("{s:s, s:s?, s:I, s:s, s:I}", "id", row->id, "kind",
-                        row->kind, "attempt",
-                        (json_int_t)row->attempts + 1, "error", why,
-                        "retry_in_ms", (json_int_t)delay));
-    repo_outbox_failed(m->repo, row->id, clock_ms() + delay, why);
+    m->failures = 0;
+    log_event(LOG_INFO, "mail.sent", NULL,
+              json_pack("{s:s, s:s, s:I}", "id", row->id, "kind", row->kind,
+                        "attempts", (json_int_t)row->attempts + 1));
+    if (repo_outbox_sent(m->repo, row->id, clock_ms()) != AS_OK &&
+        m->nunmarked < MAX_UNMARKED)
+        snprintf(m->unmarked[m->nunmarked++], UUID_STR_LEN, "%s", row->id);
 }
 
 /* Sends every due row, one claim at a time, until none is left, the
- * database fails or the mailer stops. */
+ * database fails, the transport pauses or the mailer stops. */
 static void drain(struct mailer *m)
 {
     struct outbox_row row;
     enum as_err err = AS_OK;
 
     mark_unmarked(m);
-    while (err == AS_OK && !atomic_load(&m->stop)) {
+    while (err == AS_OK && !atomic_load(&m->stop) &&
+           clock_mono_ms() >= m->pause_until) {
         struct arena *a = arena_new();
         int64_t now = clock_ms();
 
         err = a ? repo_outbox_claim(m->repo, now, now + LEASE_MS, &row, a)
                 : AS_ERR_NOMEM;
         if (err == AS_OK)
-            deliver(m, &row);
-        if (err == AS_OK && row.link)
-            sodium_memzero((char *)row.link, strlen(row.link));
+            deliver(m, &row, a);
         arena_free(a);
     }
 }
 
-/* Waits up to POLL_MS, or until woken or stopped. */
+/* Waits up to POLL_MS, or until woken or stopped; while the transport
+ * pauses, until the pause ends (a wake then counts afterwards). */
 static void nap(struct mailer *m)
 {
+    uint64_t now = clock_mono_ms();
+    bool paused = now < m->pause_until;
+    uint64_t ms = paused ? m->pause_until - now : POLL_MS;
     struct timespec until;
 
     clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_sec += POLL_MS / 1000;
-    until.tv_nsec += (long)(POLL_MS % 1000) * 1000000L;
+    until.tv_sec += (time_t)(ms / 1000);
+    until.tv_nsec += (long)(ms % 1000) * 1000000L;
     if (until.tv_nsec >= 1000000000L) {
         until.tv_sec++;
         until.tv_nsec -= 1000000000L;
     }
     pthread_mutex_lock(&m->mu);
-    while (!m->woken && !atomic_load(&m->stop))
+    while ((paused || !m->woken) && !atomic_load(&m->stop))
         if (pthread_cond_timedwait(&m->cv, &m->mu, &until) == ETIMEDOUT)
             break;
-    m->woken = false;
+    if (!paused)
+        m->woken = false;
     pthread_mutex_unlock(&m->mu);
 }
 
@@ -699,13 +853,16 @@ static void *mail_thread(void *arg)
     uint64_t next_prune = 0;
 
     while (!atomic_load(&m->stop)) {
-        drain(m);
+        /* Pruned first, so that requests left unresolved for a day
+         * (queued while no transport was set) are dropped, not sent. */
         if (clock_mono_ms() >= next_prune) {
             int64_t now = clock_ms();
 
-            repo_mail_prune(m->repo, now, now - KEEP_SENT_MS);
+            repo_mail_prune(m->repo, now, now - KEEP_SENT_MS,
+                            now - MAIL_STALE_MS);
             next_prune = clock_mono_ms() + PRUNE_EVERY_MS;
         }
+        drain(m);
         nap(m);
     }
     mark_unmarked(m);
@@ -723,7 +880,8 @@ static void mailer_free(struct mailer *m)
     free(m);
 }
 
-struct mailer *mail_start(const struct cfg *cfg, struct repo *repo)
+struct mailer *mail_start(const struct cfg *cfg, struct repo *repo,
+                          const struct sec_keys *keys)
 {
     struct mailer *m = calloc(1, sizeof *m);
     pthread_condattr_t ca;
@@ -735,6 +893,7 @@ struct mailer *mail_start(const struct cfg *cfg, struct repo *repo)
     }
     m->cfg = cfg;
     m->repo = repo;
+    m->keys = keys;
     atomic_init(&m->stop, false);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);

@@ -160,7 +160,7 @@ static int serve(struct cfg *cfg)
         pw_dummy_init(&app.pw) == AS_OK)
         srv = server_start(&app);
     if (srv)
-        atomic_store(&app.mailer, mail_start(cfg, app.repo));
+        atomic_store(&app.mailer, mail_start(cfg, app.repo, keys));
     while (srv) {
         if (sigwait(&set, &sig) != 0)
             continue;

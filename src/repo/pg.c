@@ -922,8 +922,8 @@ static enum as_err patch_after(struct conn *c, const char *op,
         p_i64(&nq, p->email_notice->created_at);
         err = conn_run(c, op,
                        "INSERT INTO outbox (id, user_id, kind, recipient, "
-                       "link, created_at, next_attempt_at) "
-                       "VALUES ($1, $2, $3, $4, NULL, $5, $5)", &nq, NULL);
+                       "resolved, created_at, next_attempt_at) "
+                       "VALUES ($1, $2, $3, $4, true, $5, $5)", &nq, NULL);
     }
     return err;
 }
@@ -990,7 +990,7 @@ static enum as_err pg_user_set_password(void *impl, const char *id,
                                         const char *keep_sid, int64_t now)
 {
     static const char op[] = "user_set_password";
-    struct params q = { 0 }, rq = { 0 };
+    struct params q = { 0 }, rq = { 0 }, tq = { 0 };
     struct conn c;
     long rows = 0;
     enum as_err err;
@@ -1003,12 +1003,21 @@ static enum as_err pg_user_set_password(void *impl, const char *id,
     p_text(&rq, id);
     p_i64(&rq, now);
     p_text(&rq, keep_sid);
-    if (q.invalid || rq.invalid)
+    p_text(&tq, id);
+    p_i64(&tq, now);
+    if (q.invalid || rq.invalid || tq.invalid)
         return AS_ERR_VALIDATION;
     err = pool_get(impl, &c);
     if (err != AS_OK)
         return err;
     err = tx_begin(&c, op);
+    /* Earlier reset links retire; their rows are locked before the
+     * user's, in the order a reset takes them. */
+    if (err == AS_OK)
+        err = conn_run(&c, op,
+                       "UPDATE one_time_tokens SET used_at = $2 "
+                       "WHERE user_id = $1 AND purpose = 'reset' "
+                       "AND used_at IS NULL", &tq, NULL);
     if (err == AS_OK)
         err = conn_run(&c, op,
                        "UPDATE users SET password_hash = $2, updated_at = $3 "
@@ -1704,69 +1713,177 @@ static enum as_err mail_one_row(struct conn *c, const char *op,
     return err == AS_OK && rows != 1 ? AS_ERR_NOT_FOUND : err;
 }
 
-static enum as_err pg_ott_issue(void *impl, const char *key,
-                                const struct ott *t,
+static enum as_err pg_outbox_add(void *impl, const struct outbox_row *m)
+{
+    struct params q = { 0 };
+    long rows = 0;
+
+    if (!m->kind || !m->recipient)
+        return AS_ERR_BAD_REQUEST;
+    p_text(&q, m->id);
+    p_text(&q, m->user_id);
+    p_text(&q, m->kind);
+    p_text(&q, m->recipient);
+    if (m->seed)
+        p_hash(&q, m->seed);         /* REPO_SEED_LEN == REPO_HASH_LEN */
+    else
+        p_add(&q, OID_BYTEA, NULL, 0, 1);
+    p_i64(&q, m->created_at);
+    if (q.invalid)
+        return AS_ERR_VALIDATION;
+    return one_shot_rows(impl, "outbox_add",
+                         "INSERT INTO outbox (id, user_id, kind, recipient, "
+                         "seed, created_at, next_attempt_at) "
+                         "VALUES ($1, $2, $3, $4, $5, $6, $6)", &q,
+                         &rows);
+}
+
+/* Inside the transaction of `c`: the user `t` is for (see
+ * repo_outbox_resolve()) into `user_id`; AS_ERR_NOT_FOUND when none. */
+static enum as_err resolve_user(struct conn *c, const char *op,
                                 const struct outbox_row *m,
+                                const struct ott *t,
                                 char user_id[UUID_STR_LEN])
 {
-    static const char op[] = "ott_issue";
-    static const char reset_sql[] =
-        "INSERT INTO one_time_tokens (hash, user_id, purpose, email, "
-        "created_at, expires_at) SELECT $1, id, 'reset', email, $2, $3 "
-        "FROM users WHERE email = $4 AND is_active RETURNING user_id";
-    static const char verify_sql[] =
-        "INSERT INTO one_time_tokens (hash, user_id, purpose, email, "
-        "created_at, expires_at) SELECT $1, id, 'verify', email, $2, $3 "
-        "FROM users WHERE id = $4 AND is_active AND NOT is_verified "
-        "RETURNING user_id";
-    struct params q = { 0 }, o = { 0 };
+    struct params q = { 0 };
     PGresult *r = NULL;
-    struct conn c;
     enum as_err err;
 
-    user_id[0] = '\0';
-    if (!key || !utf8_ok(key))
-        return AS_ERR_NOT_FOUND;
-    if (!m->kind || !m->link)
-        return AS_ERR_BAD_REQUEST;
-    p_hash(&q, t->hash);
-    p_i64(&q, t->created_at);
-    p_i64(&q, t->expires_at);
-    p_text(&q, key);
+    p_text(&q, m->recipient);
+    if (t->purpose == OTT_VERIFY)
+        p_text(&q, m->user_id);
+    err = conn_exec(c, op, t->purpose == OTT_VERIFY
+                               ? "SELECT id FROM users WHERE id = $2 "
+                                 "AND email = $1 AND is_active "
+                                 "AND NOT is_verified"
+                               : "SELECT id FROM users WHERE email = $1 "
+                                 "AND is_active", &q, false, &r);
+    if (err == AS_OK && (PQntuples(r) != 1 || !col_id(r, 0, 0, user_id)))
+        err = AS_ERR_NOT_FOUND;
+    PQclear(r);
+    return err;
+}
+
+/* Inside the transaction of `c`: counts one mail to `recipient` in the
+ * hour of `now` into *n (one atomic upsert). */
+static enum as_err count_mail(struct conn *c, const char *op,
+                              const char *recipient, int64_t now, int64_t *n)
+{
+    struct params q = { 0 };
+    PGresult *r = NULL;
+    enum as_err err;
+
+    p_text(&q, recipient);
+    p_i64(&q, now - now % INT64_C(3600000));
+    err = conn_exec(c, op, "INSERT INTO mail_counts AS m (recipient, "
+                           "window_start, n) VALUES ($1, $2, 1) "
+                           "ON CONFLICT (recipient, window_start) "
+                           "DO UPDATE SET n = m.n + 1 RETURNING n",
+                    &q, false, &r);
+    if (err == AS_OK && PQntuples(r) != 1)
+        err = AS_ERR_INTERNAL;
+    if (err == AS_OK)
+        *n = col_i64(r, 0, 0);
+    PQclear(r);
+    return err;
+}
+
+/* Inside the transaction of `c`: stores token `t` of `user_id` and marks
+ * mail `m` resolved. */
+static enum as_err resolve_store(struct conn *c, const char *op,
+                                 const struct outbox_row *m,
+                                 const struct ott *t, const char *user_id)
+{
+    struct params k = { 0 }, o = { 0 };
+    enum as_err err = AS_OK;
+
+    if (t) {
+        p_hash(&k, t->hash);
+        p_text(&k, user_id);
+        p_text(&k, t->purpose == OTT_VERIFY ? "verify" : "reset");
+        p_text(&k, m->recipient);
+        p_i64(&k, t->created_at);
+        p_i64(&k, t->expires_at);
+        err = conn_run(c, op, "INSERT INTO one_time_tokens (hash, user_id, "
+                              "purpose, email, created_at, expires_at) "
+                              "VALUES ($1, $2, $3, $4, $5, $6)", &k, NULL);
+    }
     p_text(&o, m->id);
-    p_text(&o, m->kind);
-    p_text(&o, m->link);
-    p_i64(&o, m->created_at);
-    p_hash(&o, t->hash);
-    if (q.invalid || o.invalid)
+    p_text(&o, user_id);
+    p_i64(&o, t ? t->expires_at : 0);
+    if (err == AS_OK)
+        err = mail_one_row(c, op, "UPDATE outbox SET resolved = true, "
+                                  "user_id = $2, expires_at = $3 "
+                                  "WHERE id = $1 AND NOT resolved "
+                                  "AND sent_at IS NULL", &o);
+    return err;
+}
+
+static enum as_err pg_outbox_resolve(void *impl, const struct outbox_row *m,
+                                     const struct ott *t, unsigned cap,
+                                     int64_t now, enum outbox_fate *fate,
+                                     char user_id[UUID_STR_LEN])
+{
+    static const char op[] = "outbox_resolve";
+    struct params d = { 0 };
+    struct conn c;
+    int64_t n = 0;
+    enum as_err err, found;
+
+    user_id[0] = '\0';
+    *fate = OUTBOX_NO_USER;
+    if (!m->recipient || !utf8_ok(m->recipient) || (!t && !m->user_id) ||
+        (m->user_id && (!utf8_ok(m->user_id) ||
+                        strlen(m->user_id) >= UUID_STR_LEN)))
+        return AS_ERR_BAD_REQUEST;
+    p_text(&d, m->id);
+    if (d.invalid)
         return AS_ERR_VALIDATION;
     err = pool_get(impl, &c);
     if (err != AS_OK)
         return err;
     err = tx_begin(&c, op);
-    if (err == AS_OK)
-        err = conn_exec(&c, op, t->purpose == OTT_VERIFY ? verify_sql
-                                                         : reset_sql,
-                        &q, false, &r);
-    if (err == AS_OK && PQntuples(r) != 1)
-        err = AS_ERR_NOT_FOUND;
-    if (err == AS_OK && !col_id(r, 0, 0, user_id))
-        err = AS_ERR_INTERNAL;
-    if (err == AS_OK) {
-        err = mail_one_row(&c, op,
-                           "INSERT INTO outbox (id, user_id, kind, "
-                           "recipient, link, created_at, next_attempt_at) "
-                           "SELECT $1, user_id, $2, email, $3, $4, $4 "
-                           "FROM one_time_tokens WHERE hash = $5", &o);
-        if (err == AS_ERR_NOT_FOUND)    /* the token was just inserted */
-            err = AS_ERR_INTERNAL;
+    if (err == AS_OK && !t)
+        snprintf(user_id, UUID_STR_LEN, "%s", m->user_id);
+    /* The same statements whether or not the user exists: the lookup,
+     * then the count, then the decision. */
+    if (err == AS_OK && t)
+        found = resolve_user(&c, op, m, t, user_id);
+    else
+        found = err;
+    if (found == AS_OK || found == AS_ERR_NOT_FOUND)
+        err = count_mail(&c, op, m->recipient, now, &n);
+    else
+        err = found;
+    /* A mail without a link (a notice) counts, but is never held back. */
+    if (err == AS_OK && found == AS_OK && (n <= (int64_t)cap || !t)) {
+        err = resolve_store(&c, op, m, t, user_id);
+        *fate = OUTBOX_READY;
+    } else if (err == AS_OK) {
+        *fate = found == AS_OK ? OUTBOX_CAPPED : OUTBOX_NO_USER;
+        err = conn_run(&c, op, "DELETE FROM outbox WHERE id = $1 "
+                               "AND sent_at IS NULL", &d, NULL);
     }
-    PQclear(r);
     err = tx_finish(&c, op, err);
     pool_put(&c);
-    if (err != AS_OK)
+    if (err != AS_OK) {
         user_id[0] = '\0';
+        *fate = OUTBOX_NO_USER;
+    }
     return err;
+}
+
+static enum as_err pg_outbox_drop(void *impl, const char *id)
+{
+    struct params q = { 0 };
+    long rows = 0;
+
+    if (!id || !utf8_ok(id))
+        return AS_OK;
+    p_text(&q, id);
+    return one_shot_rows(impl, "outbox_drop",
+                         "DELETE FROM outbox WHERE id = $1 "
+                         "AND sent_at IS NULL", &q, &rows);
 }
 
 static enum as_err pg_ott_reset_user(void *impl,
@@ -1908,6 +2025,27 @@ static enum as_err pg_ott_verify(void *impl,
     return err;
 }
 
+/* An arena copy of hex seed column `col` into *out (NULL when it is NULL
+ * or not a seed). False when out of memory. */
+static bool col_seed(const PGresult *r, int row, int col, struct arena *a,
+                     const uint8_t **out)
+{
+    const char *hex = PQgetvalue(r, row, col);
+    uint8_t *copy;
+    size_t n = 0;
+
+    *out = NULL;
+    if (PQgetisnull(r, row, col) || strlen(hex) != 2 * REPO_SEED_LEN)
+        return true;
+    copy = arena_alloc(a, REPO_SEED_LEN);
+    if (!copy)
+        return false;
+    if (sodium_hex2bin(copy, REPO_SEED_LEN, hex, 2 * REPO_SEED_LEN, NULL,
+                       &n, NULL) == 0 && n == REPO_SEED_LEN)
+        *out = copy;
+    return true;
+}
+
 static enum as_err pg_outbox_claim(void *impl, int64_t now,
                                    int64_t lease_until,
                                    struct outbox_row *out, struct arena *a)
@@ -1927,7 +2065,8 @@ static enum as_err pg_outbox_claim(void *impl, int64_t now,
                    "AND next_attempt_at <= $1 AND locked_until <= $1 "
                    "ORDER BY next_attempt_at, id LIMIT 1 "
                    "FOR UPDATE SKIP LOCKED) "
-                   "RETURNING id, kind, recipient, link, created_at, "
+                   "RETURNING id, kind, recipient, user_id, "
+                   "encode(seed, 'hex'), resolved, expires_at, created_at, "
                    "attempts", &q, &r);
     if (err == AS_OK && PQntuples(r) != 1)
         err = AS_ERR_NOT_FOUND;
@@ -1935,11 +2074,14 @@ static enum as_err pg_outbox_claim(void *impl, int64_t now,
         err = AS_ERR_INTERNAL;
     if (err == AS_OK && (!col_dup(r, 0, 1, a, &out->kind) ||
                          !col_dup(r, 0, 2, a, &out->recipient) ||
-                         !col_dup(r, 0, 3, a, &out->link)))
+                         !col_dup(r, 0, 3, a, &out->user_id) ||
+                         !col_seed(r, 0, 4, a, &out->seed)))
         err = AS_ERR_NOMEM;
     if (err == AS_OK) {
-        out->created_at = col_i64(r, 0, 4);
-        out->attempts = col_i64(r, 0, 5);
+        out->resolved = col_bool(r, 0, 5);
+        out->expires_at = col_i64(r, 0, 6);
+        out->created_at = col_i64(r, 0, 7);
+        out->attempts = col_i64(r, 0, 8);
     }
     PQclear(r);
     return err;
@@ -1955,7 +2097,7 @@ static enum as_err pg_outbox_sent(void *impl, const char *id, int64_t now)
     p_text(&q, id);
     p_i64(&q, now);
     return one_shot_rows(impl, "outbox_sent",
-                         "UPDATE outbox SET sent_at = $2, link = NULL, "
+                         "UPDATE outbox SET sent_at = $2, seed = NULL, "
                          "locked_until = 0, last_error = NULL "
                          "WHERE id = $1 AND sent_at IS NULL", &q, &rows);
 }
@@ -1979,14 +2121,15 @@ static enum as_err pg_outbox_failed(void *impl, const char *id,
 }
 
 static enum as_err pg_mail_prune(void *impl, int64_t tokens_before,
-                                 int64_t sent_before)
+                                 int64_t sent_before, int64_t stale_before)
 {
-    struct params t = { 0 }, s = { 0 };
+    struct params t = { 0 }, s = { 0 }, o = { 0 };
     long rows = 0;
     enum as_err err;
 
     p_i64(&t, tokens_before);
     p_i64(&s, sent_before);
+    p_i64(&o, stale_before);
     err = one_shot_rows(impl, "mail_prune",
                         "DELETE FROM one_time_tokens WHERE expires_at < $1",
                         &t, &rows);
@@ -1994,6 +2137,15 @@ static enum as_err pg_mail_prune(void *impl, int64_t tokens_before,
         err = one_shot_rows(impl, "mail_prune",
                             "DELETE FROM outbox WHERE sent_at < $1", &s,
                             &rows);
+    if (err == AS_OK)
+        err = one_shot_rows(impl, "mail_prune",
+                            "DELETE FROM outbox WHERE NOT resolved "
+                            "AND sent_at IS NULL AND created_at < $1", &o,
+                            &rows);
+    if (err == AS_OK)
+        err = one_shot_rows(impl, "mail_prune",
+                            "DELETE FROM mail_counts "
+                            "WHERE window_start < $1", &o, &rows);
     return err;
 }
 
@@ -2311,7 +2463,9 @@ static const struct repo_ops pg_ops = {
     .session_revoke_all = pg_session_revoke_all,
     .refresh_rotate = pg_refresh_rotate,
     .refresh_session = pg_refresh_session,
-    .ott_issue = pg_ott_issue,
+    .outbox_add = pg_outbox_add,
+    .outbox_resolve = pg_outbox_resolve,
+    .outbox_drop = pg_outbox_drop,
     .ott_reset_user = pg_ott_reset_user,
     .ott_reset = pg_ott_reset,
     .ott_verify = pg_ott_verify,

@@ -457,11 +457,23 @@ enum as_err repo_refresh_session(struct repo *r,
     return DISPATCH(r, refresh_session(r->impl, hash, now, out, a));
 }
 
-enum as_err repo_ott_issue(struct repo *r, const char *key,
-                           const struct ott *t, const struct outbox_row *m,
-                           char user_id[UUID_STR_LEN])
+enum as_err repo_outbox_add(struct repo *r, const struct outbox_row *m)
 {
-    return DISPATCH(r, ott_issue(r->impl, key, t, m, user_id));
+    return DISPATCH(r, outbox_add(r->impl, m));
+}
+
+enum as_err repo_outbox_resolve(struct repo *r, const struct outbox_row *m,
+                                const struct ott *t, unsigned cap,
+                                int64_t now, enum outbox_fate *fate,
+                                char user_id[UUID_STR_LEN])
+{
+    return DISPATCH(r, outbox_resolve(r->impl, m, t, cap, now, fate,
+                                      user_id));
+}
+
+enum as_err repo_outbox_drop(struct repo *r, const char *id)
+{
+    return DISPATCH(r, outbox_drop(r->impl, id));
 }
 
 enum as_err repo_ott_reset_user(struct repo *r,
@@ -504,9 +516,10 @@ enum as_err repo_outbox_failed(struct repo *r, const char *id,
 }
 
 enum as_err repo_mail_prune(struct repo *r, int64_t tokens_before,
-                            int64_t sent_before)
+                            int64_t sent_before, int64_t stale_before)
 {
-    return DISPATCH(r, mail_prune(r->impl, tokens_before, sent_before));
+    return DISPATCH(r, mail_prune(r->impl, tokens_before, sent_before,
+                                  stale_before));
 }
 
 /* ---- second factor ---- */

@@ -70,8 +70,8 @@
       "updated_at = ?12 WHERE id = ?1 RETURNING " USER_COLS                \
       USER_MFA_COL)                                                        \
     X(S_OUTBOX_NOTICE, "INSERT INTO outbox (id, user_id, kind, "           \
-      "recipient, link, created_at, next_attempt_at) "                     \
-      "VALUES (?1, ?2, ?3, ?4, NULL, ?5, ?5)")                             \
+      "recipient, resolved, created_at, next_attempt_at) "                 \
+      "VALUES (?1, ?2, ?3, ?4, 1, ?5, ?5)")                                \
     X(S_USER_SET_PW, "UPDATE users SET password_hash = ?2, "               \
       "updated_at = ?3 WHERE id = ?1")                                     \
     X(S_USER_REHASH, "UPDATE users SET password_hash = ?3 "                \
@@ -136,7 +136,9 @@
     X(S_TOKEN_SESSION, "SELECT " SESSION_COLS " FROM refresh_tokens r "    \
       "JOIN sessions s ON s.id = r.session_id "                            \
       "JOIN users u ON u.id = s.user_id "                                  \
-      "WHERE r.hash = ?1 AND r.used_at IS NULL AND " LIVE_AT_2)
+      "WHERE r.hash = ?1 AND r.used_at IS NULL AND " LIVE_AT_2)          \
+    X(S_OTT_RETIRE_RESETS, "UPDATE one_time_tokens SET used_at = ?2 "      \
+      "WHERE user_id = ?1 AND purpose = 'reset' AND used_at IS NULL")
 
 enum stmt_id {
 #define X(id, sql) id,
@@ -824,6 +826,10 @@ static enum as_err sq_user_set_password(void *impl, const char *id,
     if (changed(c) == 0)
         refuse(c, AS_ERR_NOT_FOUND);
     revoke_all(c, id, keep_sid, now);
+    st = q(c, S_OTT_RETIRE_RESETS);      /* earlier reset links retire */
+    b_text(c, st, 1, id);
+    b_int(c, st, 2, now);
+    run(c, st);
     end(c);
     return release(impl, c);
 }
@@ -1309,54 +1315,148 @@ static int64_t mail_run(struct conn *c, sqlite3_stmt *st)
     return n;
 }
 
-static enum as_err sq_ott_issue(void *impl, const char *key,
-                                const struct ott *t,
-                                const struct outbox_row *m,
-                                char user_id[UUID_STR_LEN])
+static enum as_err sq_outbox_add(void *impl, const struct outbox_row *m)
 {
-    static const char reset_sql[] =
-        "INSERT INTO one_time_tokens (hash, user_id, purpose, email, "
-        "created_at, expires_at) SELECT ?1, id, 'reset', email, ?2, ?3 "
-        "FROM users WHERE email = ?4 AND is_active = 1 RETURNING user_id";
-    static const char verify_sql[] =
-        "INSERT INTO one_time_tokens (hash, user_id, purpose, email, "
-        "created_at, expires_at) SELECT ?1, id, 'verify', email, ?2, ?3 "
-        "FROM users WHERE id = ?4 AND is_active = 1 AND is_verified = 0 "
-        "RETURNING user_id";
     struct conn *c;
     sqlite3_stmt *st;
-    enum as_err err = acquire(impl, "ott_issue", &c);
+    enum as_err err = acquire(impl, "outbox_add", &c);
 
-    user_id[0] = '\0';
     if (err != AS_OK)
         return err;
-    if (!key || !m->kind || !m->link)
+    if (!m->kind || !m->recipient)
+        refuse(c, AS_ERR_BAD_REQUEST);
+    st = mail_prepare(c, "INSERT INTO outbox (id, user_id, kind, recipient, "
+                         "seed, created_at, next_attempt_at) "
+                         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)");
+    b_text(c, st, 1, m->id);
+    b_text(c, st, 2, m->user_id);
+    b_text(c, st, 3, m->kind);
+    b_text(c, st, 4, m->recipient);
+    if (m->seed)
+        b_hash(c, st, 5, m->seed);   /* REPO_SEED_LEN == REPO_HASH_LEN */
+    b_int(c, st, 6, m->created_at);
+    mail_run(c, st);
+    return release(impl, c);
+}
+
+/* The user `t` is for (see repo_outbox_resolve()) into `user_id`; false
+ * when there is none. */
+static bool resolve_user(struct conn *c, const struct outbox_row *m,
+                         const struct ott *t, char user_id[UUID_STR_LEN])
+{
+    sqlite3_stmt *st;
+    bool found;
+
+    st = mail_prepare(c, t->purpose == OTT_VERIFY
+                             ? "SELECT id FROM users WHERE id = ?2 "
+                               "AND email = ?1 AND is_active = 1 "
+                               "AND is_verified = 0"
+                             : "SELECT id FROM users WHERE email = ?1 "
+                               "AND is_active = 1");
+    b_text(c, st, 1, m->recipient);
+    if (t->purpose == OTT_VERIFY)
+        b_text(c, st, 2, m->user_id);
+    found = row(c, st);
+    if (found)
+        col_id(c, st, 0, user_id);
+    sqlite3_finalize(st);
+    return found;
+}
+
+/* Counts one mail to `recipient` in the hour of `now`; the new count. */
+static int64_t count_mail(struct conn *c, const char *recipient, int64_t now)
+{
+    sqlite3_stmt *st;
+    int64_t n = 0;
+
+    st = mail_prepare(c, "INSERT INTO mail_counts (recipient, window_start, "
+                         "n) VALUES (?1, ?2, 1) ON CONFLICT (recipient, "
+                         "window_start) DO UPDATE SET n = n + 1 "
+                         "RETURNING n");
+    b_text(c, st, 1, recipient);
+    b_int(c, st, 2, now - now % INT64_C(3600000));
+    if (row(c, st))
+        n = col_int(st, 0);
+    sqlite3_finalize(st);
+    return n;
+}
+
+static enum as_err sq_outbox_resolve(void *impl, const struct outbox_row *m,
+                                     const struct ott *t, unsigned cap,
+                                     int64_t now, enum outbox_fate *fate,
+                                     char user_id[UUID_STR_LEN])
+{
+    struct conn *c;
+    sqlite3_stmt *st;
+    bool found, capped;
+    enum as_err err = acquire(impl, "outbox_resolve", &c);
+
+    user_id[0] = '\0';
+    *fate = OUTBOX_NO_USER;
+    if (err != AS_OK)
+        return err;
+    if (!m->recipient || (!t && !m->user_id))
         refuse(c, AS_ERR_BAD_REQUEST);
     begin(c);
-    st = mail_prepare(c, t->purpose == OTT_VERIFY ? verify_sql : reset_sql);
-    b_hash(c, st, 1, t->hash);
-    b_int(c, st, 2, t->created_at);
-    b_int(c, st, 3, t->expires_at);
-    b_text(c, st, 4, key);
-    if (row(c, st))
-        col_id(c, st, 0, user_id);
-    else
-        refuse(c, AS_ERR_NOT_FOUND);
-    sqlite3_finalize(st);
-    st = mail_prepare(c, "INSERT INTO outbox (id, user_id, kind, recipient, "
-                         "link, created_at, next_attempt_at) "
-                         "SELECT ?1, user_id, ?2, email, ?3, ?4, ?4 "
-                         "FROM one_time_tokens WHERE hash = ?5");
-    b_text(c, st, 1, m->id);
-    b_text(c, st, 2, m->kind);
-    b_text(c, st, 3, m->link);
-    b_int(c, st, 4, m->created_at);
-    b_hash(c, st, 5, t->hash);
-    if (mail_run(c, st) != 1)
-        refuse(c, AS_ERR_INTERNAL);
+    if (c->err == AS_OK && !t)
+        snprintf(user_id, UUID_STR_LEN, "%s", m->user_id);
+    /* The same statements whether or not the user exists: the lookup,
+     * then the count, then the decision. */
+    found = c->err == AS_OK && (!t || resolve_user(c, m, t, user_id));
+    capped = c->err == AS_OK &&
+             count_mail(c, m->recipient, now) > (int64_t)cap &&
+             t;                          /* a notice is never held back */
+    if (c->err == AS_OK)
+        *fate = !found ? OUTBOX_NO_USER
+                       : capped ? OUTBOX_CAPPED : OUTBOX_READY;
+    if (*fate != OUTBOX_READY) {
+        st = mail_prepare(c, "DELETE FROM outbox WHERE id = ?1 "
+                             "AND sent_at IS NULL");
+        b_text(c, st, 1, m->id);
+        mail_run(c, st);
+    } else {
+        if (t) {
+            st = mail_prepare(c, "INSERT INTO one_time_tokens (hash, "
+                                 "user_id, purpose, email, created_at, "
+                                 "expires_at) VALUES (?1, ?2, ?3, ?4, ?5, "
+                                 "?6)");
+            b_hash(c, st, 1, t->hash);
+            b_text(c, st, 2, user_id);
+            b_text(c, st, 3, t->purpose == OTT_VERIFY ? "verify" : "reset");
+            b_text(c, st, 4, m->recipient);
+            b_int(c, st, 5, t->created_at);
+            b_int(c, st, 6, t->expires_at);
+            mail_run(c, st);
+        }
+        st = mail_prepare(c, "UPDATE outbox SET resolved = 1, user_id = ?2, "
+                             "expires_at = ?3 WHERE id = ?1 "
+                             "AND resolved = 0 AND sent_at IS NULL");
+        b_text(c, st, 1, m->id);
+        b_text(c, st, 2, user_id);
+        b_int(c, st, 3, t ? t->expires_at : 0);
+        if (mail_run(c, st) != 1)
+            refuse(c, AS_ERR_NOT_FOUND);    /* gone meanwhile */
+    }
     end(c);
-    if (c->err != AS_OK)
+    if (c->err != AS_OK) {
         user_id[0] = '\0';
+        *fate = OUTBOX_NO_USER;
+    }
+    return release(impl, c);
+}
+
+static enum as_err sq_outbox_drop(void *impl, const char *id)
+{
+    struct conn *c;
+    sqlite3_stmt *st;
+    enum as_err err = acquire(impl, "outbox_drop", &c);
+
+    if (err != AS_OK)
+        return err;
+    st = mail_prepare(c, "DELETE FROM outbox WHERE id = ?1 "
+                         "AND sent_at IS NULL");
+    b_text(c, st, 1, id);
+    mail_run(c, st);
     return release(impl, c);
 }
 
@@ -1471,6 +1571,27 @@ static enum as_err sq_ott_verify(void *impl,
     return release(impl, c);
 }
 
+/* A copy in `a` of seed column `i`; NULL when it is NULL or not a
+ * seed. */
+static const uint8_t *col_seed(struct conn *c, sqlite3_stmt *st, int i,
+                               struct arena *a)
+{
+    const void *b;
+    uint8_t *copy;
+
+    if (c->err != AS_OK || sqlite3_column_type(st, i) != SQLITE_BLOB ||
+        sqlite3_column_bytes(st, i) != REPO_SEED_LEN)
+        return NULL;
+    b = sqlite3_column_blob(st, i);
+    copy = b ? arena_alloc(a, REPO_SEED_LEN) : NULL;
+    if (!copy) {
+        refuse(c, AS_ERR_NOMEM);
+        return NULL;
+    }
+    memcpy(copy, b, REPO_SEED_LEN);
+    return copy;
+}
+
 static enum as_err sq_outbox_claim(void *impl, int64_t now,
                                    int64_t lease_until,
                                    struct outbox_row *out, struct arena *a)
@@ -1487,17 +1608,20 @@ static enum as_err sq_outbox_claim(void *impl, int64_t now,
                          "(SELECT id FROM outbox WHERE sent_at IS NULL "
                          "AND next_attempt_at <= ?1 AND locked_until <= ?1 "
                          "ORDER BY next_attempt_at, id LIMIT 1) "
-                         "RETURNING id, kind, recipient, link, created_at, "
-                         "attempts");
+                         "RETURNING id, kind, recipient, user_id, seed, "
+                         "resolved, expires_at, created_at, attempts");
     b_int(c, st, 1, now);
     b_int(c, st, 2, lease_until);
     if (row(c, st)) {
         col_id(c, st, 0, out->id);
         out->kind = col_str(c, st, 1, a);
         out->recipient = col_str(c, st, 2, a);
-        out->link = col_str(c, st, 3, a);
-        out->created_at = col_int(st, 4);
-        out->attempts = col_int(st, 5);
+        out->user_id = col_str(c, st, 3, a);
+        out->seed = col_seed(c, st, 4, a);
+        out->resolved = col_int(st, 5) != 0;
+        out->expires_at = col_int(st, 6);
+        out->created_at = col_int(st, 7);
+        out->attempts = col_int(st, 8);
     } else {
         refuse(c, AS_ERR_NOT_FOUND);
     }
@@ -1515,7 +1639,7 @@ static enum as_err sq_outbox_sent(void *impl, const char *id, int64_t now)
     if (err != AS_OK)
         return err;
     begin(c);
-    st = mail_prepare(c, "UPDATE outbox SET sent_at = ?2, link = NULL, "
+    st = mail_prepare(c, "UPDATE outbox SET sent_at = ?2, seed = NULL, "
                          "locked_until = 0, last_error = NULL "
                          "WHERE id = ?1 AND sent_at IS NULL");
     b_text(c, st, 1, id);
@@ -1547,7 +1671,7 @@ static enum as_err sq_outbox_failed(void *impl, const char *id,
 }
 
 static enum as_err sq_mail_prune(void *impl, int64_t tokens_before,
-                                 int64_t sent_before)
+                                 int64_t sent_before, int64_t stale_before)
 {
     struct conn *c;
     sqlite3_stmt *st;
@@ -1561,6 +1685,13 @@ static enum as_err sq_mail_prune(void *impl, int64_t tokens_before,
     mail_run(c, st);
     st = mail_prepare(c, "DELETE FROM outbox WHERE sent_at < ?1");
     b_int(c, st, 1, sent_before);
+    mail_run(c, st);
+    st = mail_prepare(c, "DELETE FROM outbox WHERE resolved = 0 "
+                         "AND sent_at IS NULL AND created_at < ?1");
+    b_int(c, st, 1, stale_before);
+    mail_run(c, st);
+    st = mail_prepare(c, "DELETE FROM mail_counts WHERE window_start < ?1");
+    b_int(c, st, 1, stale_before);
     mail_run(c, st);
     end(c);
     return release(impl, c);
@@ -1875,7 +2006,9 @@ static const struct repo_ops sqlite_ops = {
     .session_revoke_all = sq_session_revoke_all,
     .refresh_rotate = sq_refresh_rotate,
     .refresh_session = sq_refresh_session,
-    .ott_issue = sq_ott_issue,
+    .outbox_add = sq_outbox_add,
+    .outbox_resolve = sq_outbox_resolve,
+    .outbox_drop = sq_outbox_drop,
     .ott_reset_user = sq_ott_reset_user,
     .ott_reset = sq_ott_reset,
     .ott_verify = sq_ott_verify,

@@ -1,11 +1,13 @@
 /* token.c: opaque random tokens (refresh, reset, verification), their
- * stored hash, and the deterministic child of a refresh token. */
+ * stored hash, the deterministic child of a refresh token, and the token
+ * of a mailed link derived from the seed the outbox keeps. */
 #include "sec/sec_int.h"
 
 #include <sodium.h>
 #include <string.h>
 
 #define TOKEN_BYTES 32
+#define LABEL_LINK "auth-serve mailed link v1"
 
 void sec_token_new(char out[SEC_TOKEN_LEN + 1])
 {
@@ -32,6 +34,28 @@ void sec_token_child(const struct sec_keys *k, const char *parent,
     crypto_auth_hmacsha256(mac, (const unsigned char *)parent,
                            strlen(parent), k->refresh_key);
     sec_b64url_encode(mac, sizeof mac, out, SEC_TOKEN_LEN + 1);
+    sodium_memzero(mac, sizeof mac);
+}
+
+void sec_link_seed(uint8_t out[SEC_SEED_LEN])
+{
+    randombytes_buf(out, SEC_SEED_LEN);
+}
+
+void sec_link_token(const struct sec_keys *k,
+                    const uint8_t seed[SEC_SEED_LEN],
+                    char out[SEC_TOKEN_LEN + 1])
+{
+    uint8_t key[32], mac[crypto_auth_hmacsha256_BYTES];
+
+    out[0] = '\0';
+    if (!k || !seed)
+        return;
+    /* A key of its own, so a link token never equals a refresh child. */
+    sec_derive(k->refresh_key, sizeof k->refresh_key, LABEL_LINK, key);
+    crypto_auth_hmacsha256(mac, seed, SEC_SEED_LEN, key);
+    sec_b64url_encode(mac, sizeof mac, out, SEC_TOKEN_LEN + 1);
+    sodium_memzero(key, sizeof key);
     sodium_memzero(mac, sizeof mac);
 }
 

@@ -233,17 +233,63 @@ static void signature_is_hmac_of_timestamp_and_body(void **state)
 
 /* ---- backoff and the loopback rule -------------------------------------- */
 
+/* With the largest random number the delay is the whole doubling step;
+ * with 0, half of it. */
 static void backoff_doubles_up_to_an_hour(void **state)
 {
     (void)state;
-    assert_int_equal(mail_backoff_ms(1), 5000);
-    assert_int_equal(mail_backoff_ms(2), 10000);
-    assert_int_equal(mail_backoff_ms(3), 20000);
-    assert_int_equal(mail_backoff_ms(10), 2560000);
-    assert_int_equal(mail_backoff_ms(11), 3600000);
-    assert_int_equal(mail_backoff_ms(1000000), 3600000);
-    assert_int_equal(mail_backoff_ms(INT64_MAX), 3600000);
-    assert_int_equal(mail_backoff_ms(0), 5000);
+    assert_int_equal(mail_backoff_ms(1, 2500), 5000);
+    assert_int_equal(mail_backoff_ms(1, 0), 2500);
+    assert_int_equal(mail_backoff_ms(2, 5000), 10000);
+    assert_int_equal(mail_backoff_ms(3, 10000), 20000);
+    assert_int_equal(mail_backoff_ms(10, 1280000), 2560000);
+    assert_int_equal(mail_backoff_ms(11, 1800000), 3600000);
+    assert_int_equal(mail_backoff_ms(11, 0), 1800000);
+    assert_int_equal(mail_backoff_ms(1000000, 1800000), 3600000);
+    assert_int_equal(mail_backoff_ms(INT64_MAX, 1800000), 3600000);
+    assert_int_equal(mail_backoff_ms(0, 2500), 5000);
+}
+
+/* Rows that failed together retry at spread-out times: every delay lies
+ * between half and all of its step, and different random numbers give
+ * different delays. */
+static void backoff_is_jittered(void **state)
+{
+    int64_t d, lo = INT64_MAX, hi = 0;
+    uint32_t rnd = 12345;
+    int i;
+
+    (void)state;
+    for (i = 0; i < 1000; i++) {
+        rnd = rnd * 1103515245u + 12345u;
+        d = mail_backoff_ms(4, rnd);
+        assert_in_range(d, 20000, 40000);
+        lo = d < lo ? d : lo;
+        hi = d > hi ? d : hi;
+    }
+    assert_true(hi - lo > 15000);
+    assert_int_not_equal(mail_backoff_ms(4, 1), mail_backoff_ms(4, 2));
+}
+
+/* The transport pauses 0.5-1 s after one failure, doubling, at most a
+ * minute: a failing receiver gets a handful of tries a minute whatever
+ * the number of queued rows. */
+static void transport_pause_grows_and_is_capped(void **state)
+{
+    int64_t total = 0;
+    int n;
+
+    (void)state;
+    assert_in_range(mail_pause_ms(1, 0), 500, 1000);
+    assert_int_equal(mail_pause_ms(1, 500), 1000);
+    assert_int_equal(mail_pause_ms(2, 1000), 2000);
+    assert_int_equal(mail_pause_ms(7, 0), 30000);
+    assert_int_equal(mail_pause_ms(8, 30000), 60000);
+    assert_int_equal(mail_pause_ms(1000, 30000), 60000);
+    /* the shortest pauses: tries in the first 45 s of an outage */
+    for (n = 1; total < 45000; n++)
+        total += mail_pause_ms(n, 0);
+    assert_in_range(n - 1, 1, 8);
 }
 
 static void loopback_hosts(void **state)
@@ -359,6 +405,8 @@ int main(void)
         cmocka_unit_test(event_escapes_strings),
         cmocka_unit_test(signature_is_hmac_of_timestamp_and_body),
         cmocka_unit_test(backoff_doubles_up_to_an_hour),
+        cmocka_unit_test(backoff_is_jittered),
+        cmocka_unit_test(transport_pause_grows_and_is_capped),
         cmocka_unit_test(loopback_hosts),
         cmocka_unit_test(smtp_plain_only_to_loopback),
         cmocka_unit_test(webhook_settings),

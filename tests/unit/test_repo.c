@@ -1350,7 +1350,7 @@ static int64_t outbox_rows(struct fx *f, const char *kind, const char *to)
     int64_t n = -1;
 
     snprintf(sql, sizeof sql, "SELECT count(*) FROM outbox WHERE kind = '%s' "
-             "AND recipient = '%s' AND link IS NULL", kind, to);
+             "AND recipient = '%s' AND seed IS NULL", kind, to);
     if (on_pg) {
         PGconn *pc = PQconnectdb(pg_url);
         PGresult *res = PQexec(pc, sql);

@@ -172,6 +172,37 @@ static int64_t count(struct fx *f, const char *sql)
     return n;
 }
 
+/* Text column `col` of outbox row `id` (our own values), in the arena;
+ * NULL for SQL NULL. */
+static const char *row_text(struct fx *f, const char *col, const char *id)
+{
+    char sql[200];
+    const char *out = NULL;
+
+    snprintf(sql, sizeof sql, "SELECT %s FROM outbox WHERE id = '%s'", col,
+             id);
+    if (f->side) {
+        PGresult *r = PQexec(f->side, sql);
+
+        if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
+            fail_msg("%s: %s", sql, PQerrorMessage(f->side));
+        if (!PQgetisnull(r, 0, 0))
+            out = arena_strdup(f->a, PQgetvalue(r, 0, 0));
+        PQclear(r);
+    } else {
+        sqlite3_stmt *st = NULL;
+
+        assert_int_equal(sqlite3_prepare_v2(f->raw, sql, -1, &st, NULL),
+                         SQLITE_OK);
+        assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+        if (sqlite3_column_type(st, 0) != SQLITE_NULL)
+            out = arena_strdup(f->a,
+                               (const char *)sqlite3_column_text(st, 0));
+        sqlite3_finalize(st);
+    }
+    return out;
+}
+
 /* ---- data -------------------------------------------------------------- */
 
 static void new_user(struct fx *f, struct user *u, const char *email)
@@ -199,23 +230,75 @@ static void new_session(struct fx *f, struct session *s, const char *uid)
     assert_int_equal(repo_session_create(f->r, s, h), AS_OK);
 }
 
-/* Issues a token of `purpose` for `key` at `now`, queueing a mail. */
+/* Queues a mail with a link for `key` (OTT_RESET: an email, as
+ * /password/forgot does; OTT_VERIFY: a user id, whose current email is
+ * the recipient) at `now`, with id `id` when not NULL. */
+static void queue(struct fx *f, enum ott_purpose purpose, const char *key,
+                  int64_t now, char *id)
+{
+    static const uint8_t seed[REPO_SEED_LEN] = { 1, 2, 3 };
+    struct outbox_row m = { .created_at = now, .seed = seed };
+    struct user u;
+
+    uuid_v7_new(m.id);
+    if (id)
+        snprintf(id, UUID_STR_LEN, "%s", m.id);
+    if (purpose == OTT_RESET) {
+        m.kind = "password_reset";
+        m.recipient = key;
+    } else {
+        m.kind = "email_verification";
+        m.user_id = key;
+        m.recipient = repo_user_by_id(f->r, key, &u, f->a) == AS_OK
+                          ? u.email : "nobody@example.com";
+    }
+    assert_int_equal(repo_outbox_add(f->r, &m), AS_OK);
+}
+
+/* Resolves queued mail `id` as the mailer does, with a token of
+ * `purpose` (hash random, into `hash` when not NULL) and cap `cap`:
+ * AS_OK when it is ready to send, AS_ERR_NOT_FOUND when there is no such
+ * user, AS_ERR_RATE_LIMITED past the cap. */
+static enum as_err resolve_cap(struct fx *f, const char *id,
+                               enum ott_purpose purpose, int64_t now,
+                               unsigned cap, uint8_t hash[REPO_HASH_LEN],
+                               char *uid)
+{
+    struct ott t = { .purpose = purpose, .created_at = now,
+                     .expires_at = now + HOUR };
+    struct outbox_row m;
+    char ignored[UUID_STR_LEN];
+    enum outbox_fate fate;
+    enum as_err err;
+
+    /* the row as a claim would return it */
+    memset(&m, 0, sizeof m);
+    snprintf(m.id, sizeof m.id, "%s", id);
+    m.kind = purpose == OTT_RESET ? "password_reset" : "email_verification";
+    m.recipient = row_text(f, "recipient", id);
+    m.user_id = row_text(f, "user_id", id);
+    randombytes_buf(t.hash, sizeof t.hash);
+    if (hash)
+        memcpy(hash, t.hash, REPO_HASH_LEN);
+    err = repo_outbox_resolve(f->r, &m, &t, cap, now, &fate,
+                              uid ? uid : ignored);
+    if (err != AS_OK)
+        return err;
+    return fate == OUTBOX_READY ? AS_OK
+           : fate == OUTBOX_CAPPED ? AS_ERR_RATE_LIMITED : AS_ERR_NOT_FOUND;
+}
+
+/* Queues and resolves a mail for `key` at `now` (no cap in the way):
+ * what one request did before the request and its resolution were
+ * split. */
 static enum as_err issue(struct fx *f, enum ott_purpose purpose,
                          const char *key, int64_t now,
                          uint8_t hash[REPO_HASH_LEN], char *uid)
 {
-    struct ott t = { .purpose = purpose, .created_at = now,
-                     .expires_at = now + HOUR };
-    struct outbox_row m = { .created_at = now };
-    char ignored[UUID_STR_LEN];
+    char id[UUID_STR_LEN];
 
-    randombytes_buf(t.hash, sizeof t.hash);
-    if (hash)
-        memcpy(hash, t.hash, REPO_HASH_LEN);
-    uuid_v7_new(m.id);
-    m.kind = purpose == OTT_RESET ? "password_reset" : "email_verification";
-    m.link = "https://x.example/page?token=secret";
-    return repo_ott_issue(f->r, key, &t, &m, uid ? uid : ignored);
+    queue(f, purpose, key, now, id);
+    return resolve_cap(f, id, purpose, now, 1000, hash, uid);
 }
 
 /* ---- tokens ------------------------------------------------------------ */
@@ -338,8 +421,6 @@ static void verify_binds_the_email(void **state)
     /* verified: no more verification tokens */
     assert_int_equal(issue(f, OTT_VERIFY, u.id, T0 + 6, NULL, NULL),
                      AS_ERR_NOT_FOUND);
-    assert_int_equal(issue(f, OTT_VERIFY, "no-such-id", T0, NULL, NULL),
-                     AS_ERR_NOT_FOUND);
 }
 
 /* ---- the outbox -------------------------------------------------------- */
@@ -360,7 +441,14 @@ static void outbox_lease_retry_and_sent(void **state)
                                        f->a), AS_OK);
     assert_string_equal(a.kind, "password_reset");
     assert_string_equal(a.recipient, "dee@example.com");
-    assert_string_equal(a.link, "https://x.example/page?token=secret");
+    assert_string_equal(a.user_id, u.id);
+    assert_true(a.resolved);
+    assert_int_equal(a.expires_at, T0 + HOUR);
+    assert_non_null(a.seed);
+    assert_int_equal(a.seed[0], 1);
+    assert_int_equal(a.seed[1], 2);
+    assert_int_equal(a.seed[2], 3);
+    assert_int_equal(a.seed[31], 0);
     assert_int_equal(a.created_at, T0);
     assert_int_equal(a.attempts, 0);
     assert_int_equal(repo_outbox_claim(f->r, T0 + 1, T0 + 1 + LEASE, &b,
@@ -380,7 +468,7 @@ static void outbox_lease_retry_and_sent(void **state)
     assert_int_equal(again.attempts, 1);
     assert_int_equal(repo_outbox_sent(f->r, a.id, T0 + 5001), AS_OK);
     assert_int_equal(count(f, "SELECT count(*) FROM outbox WHERE sent_at "
-                              "IS NOT NULL AND link IS NULL AND "
+                              "IS NOT NULL AND seed IS NULL AND "
                               "last_error IS NULL"), 1);
     /* b's lease runs out: claimable again; a never again */
     assert_int_equal(repo_outbox_claim(f->r, T0 + 1 + LEASE, T0 + 2 * LEASE,
@@ -392,7 +480,7 @@ static void outbox_lease_retry_and_sent(void **state)
     assert_int_equal(repo_outbox_claim(f->r, T0 + 1000 * HOUR,
                                        T0 + 1001 * HOUR, &again, f->a),
                      AS_ERR_NOT_FOUND);
-    assert_int_equal(count(f, "SELECT count(*) FROM outbox WHERE link IS "
+    assert_int_equal(count(f, "SELECT count(*) FROM outbox WHERE seed IS "
                               "NULL AND sent_at IS NOT NULL"), 2);
 }
 
@@ -415,16 +503,120 @@ static void prune_and_cascade(void **state)
     assert_int_equal(repo_outbox_sent(f->r, a.id, T0 + 1), AS_OK);
     /* two tokens expire at T0 + HOUR, and the mail was sent at T0 + 1:
      * "before" is strict */
-    assert_int_equal(repo_mail_prune(f->r, T0 + HOUR, T0 + 1), AS_OK);
+    assert_int_equal(repo_mail_prune(f->r, T0 + HOUR, T0 + 1, T0 - HOUR),
+                     AS_OK);
     assert_int_equal(count(f, "SELECT count(*) FROM one_time_tokens"), 3);
     assert_int_equal(count(f, "SELECT count(*) FROM outbox"), 3);
-    assert_int_equal(repo_mail_prune(f->r, T0 + HOUR + 1, T0 + 2), AS_OK);
+    assert_int_equal(repo_mail_prune(f->r, T0 + HOUR + 1, T0 + 2,
+                                     T0 - HOUR), AS_OK);
     assert_int_equal(count(f, "SELECT count(*) FROM one_time_tokens"), 2);
     assert_int_equal(count(f, "SELECT count(*) FROM outbox"), 2);
     /* a deleted user takes its tokens and pending mails along */
     assert_int_equal(repo_user_delete(f->r, v.id), AS_OK);
     assert_int_equal(count(f, "SELECT count(*) FROM outbox"), 1);
     assert_int_equal(count(f, "SELECT count(*) FROM one_time_tokens"), 1);
+}
+
+/* ---- the cap per recipient, requests, expiry ---------------------------- */
+
+static void cap_per_recipient_per_hour(void **state)
+{
+    struct fx *f = *state;
+    struct user u;
+    struct outbox_row notice;
+    enum outbox_fate fate;
+    char id[UUID_STR_LEN], uid[UUID_STR_LEN];
+    int i, ready = 0, capped = 0;
+    enum as_err err;
+
+    new_user(f, &u, "victim@example.com");
+    for (i = 0; i < 8; i++) {
+        queue(f, OTT_RESET, u.email, T0 + i, id);
+        err = resolve_cap(f, id, OTT_RESET, T0 + i, 5, NULL, NULL);
+        ready += err == AS_OK;
+        capped += err == AS_ERR_RATE_LIMITED;
+    }
+    assert_int_equal(ready, 5);
+    assert_int_equal(capped, 3);
+    /* the capped mails are gone, and made no token */
+    assert_int_equal(count(f, "SELECT count(*) FROM outbox"), 5);
+    assert_int_equal(count(f, "SELECT count(*) FROM one_time_tokens"), 5);
+    /* verification mails to the address count too */
+    queue(f, OTT_VERIFY, u.id, T0 + 9, id);
+    assert_int_equal(resolve_cap(f, id, OTT_VERIFY, T0 + 9, 5, NULL, NULL),
+                     AS_ERR_RATE_LIMITED);
+    /* a mail without a link (a security notice) is counted, never held
+     * back: a flood of reset requests cannot silence it */
+    memset(&notice, 0, sizeof notice);
+    uuid_v7_new(notice.id);
+    notice.kind = "security_notice";
+    notice.user_id = u.id;
+    notice.recipient = u.email;
+    notice.created_at = T0 + 10;
+    assert_int_equal(repo_outbox_add(f->r, &notice), AS_OK);
+    assert_int_equal(repo_outbox_resolve(f->r, &notice, NULL, 5, T0 + 10,
+                                         &fate, uid), AS_OK);
+    assert_int_equal(fate, OUTBOX_READY);
+    assert_string_equal(uid, u.id);
+    assert_int_equal(count(f, "SELECT count(*) FROM outbox WHERE "
+                              "seed IS NULL AND resolved"), 1);
+    assert_int_equal(count(f, "SELECT count(*) FROM one_time_tokens"), 5);
+    /* the next hour starts over; counts of past hours are pruned */
+    queue(f, OTT_RESET, u.email, T0 + HOUR, id);
+    assert_int_equal(resolve_cap(f, id, OTT_RESET, T0 + HOUR, 5, NULL, NULL),
+                     AS_OK);
+    assert_int_equal(count(f, "SELECT count(*) FROM mail_counts"), 2);
+    assert_int_equal(repo_mail_prune(f->r, T0, T0, T0), AS_OK);
+    assert_int_equal(count(f, "SELECT count(*) FROM mail_counts"), 1);
+}
+
+static void unknown_and_stale_requests_are_dropped(void **state)
+{
+    struct fx *f = *state;
+    struct user u;
+    char id[UUID_STR_LEN], uid[UUID_STR_LEN];
+
+    new_user(f, &u, "real@example.com");
+    /* a request is the same row whether or not the account exists */
+    queue(f, OTT_RESET, "ghost@example.com", T0, id);
+    assert_null(row_text(f, "user_id", id));
+    assert_int_equal(resolve_cap(f, id, OTT_RESET, T0, 5, NULL, uid),
+                     AS_ERR_NOT_FOUND);
+    assert_string_equal(uid, "");
+    assert_int_equal(count(f, "SELECT count(*) FROM outbox"), 0);
+    assert_int_equal(count(f, "SELECT count(*) FROM one_time_tokens"), 0);
+    /* counted all the same: the work does not depend on the account */
+    assert_int_equal(count(f, "SELECT n FROM mail_counts"), 1);
+    /* unresolved requests older than the stale limit are pruned */
+    queue(f, OTT_RESET, u.email, T0, id);
+    queue(f, OTT_RESET, u.email, T0 + 10, NULL);
+    assert_int_equal(repo_mail_prune(f->r, T0, T0, T0 + 1), AS_OK);
+    assert_int_equal(count(f, "SELECT count(*) FROM outbox"), 1);
+    /* an expired link's mail is dropped, sent ones are kept */
+    assert_int_equal(repo_outbox_drop(f->r, id), AS_OK);
+    assert_int_equal(count(f, "SELECT count(*) FROM outbox"), 1);
+}
+
+static void password_change_retires_reset_tokens(void **state)
+{
+    struct fx *f = *state;
+    struct user u, got;
+    uint8_t h[REPO_HASH_LEN], v[REPO_HASH_LEN];
+    char uid[UUID_STR_LEN];
+
+    new_user(f, &u, "change@example.com");
+    assert_int_equal(issue(f, OTT_RESET, u.email, T0, h, NULL), AS_OK);
+    assert_int_equal(issue(f, OTT_VERIFY, u.id, T0, v, NULL), AS_OK);
+    assert_int_equal(repo_user_set_password(f->r, u.id, "$argon2id$chg",
+                                            NULL, T0 + 1), AS_OK);
+    assert_int_equal(repo_ott_reset_user(f->r, h, T0 + 2, &got, f->a),
+                     AS_ERR_NOT_FOUND);
+    assert_int_equal(repo_ott_reset(f->r, h, u.id, "$argon2id$x", T0 + 2),
+                     AS_ERR_NOT_FOUND);
+    assert_int_equal(repo_user_by_id(f->r, u.id, &got, f->a), AS_OK);
+    assert_string_equal(got.password_hash, "$argon2id$chg");
+    /* a verification link is no reset link: it still works */
+    assert_int_equal(repo_ott_verify(f->r, v, T0 + 3, uid), AS_OK);
 }
 
 /* ---- races ------------------------------------------------------------- */
@@ -526,6 +718,73 @@ static void concurrent_resets_have_one_winner(void **state)
     assert_int_equal(lost, RACERS - 1);
 }
 
+struct cap_racer {
+    struct fx *f;
+    pthread_barrier_t *go;
+    char ids[2][UUID_STR_LEN];
+    int ready;
+};
+
+static void *cap_race(void *arg)
+{
+    struct cap_racer *x = arg;
+    struct outbox_row m;
+    struct ott t = { .purpose = OTT_RESET, .created_at = T0,
+                     .expires_at = T0 + HOUR };
+    enum outbox_fate fate;
+    char uid[UUID_STR_LEN];
+    int i;
+
+    pthread_barrier_wait(x->go);
+    for (i = 0; i < 2; i++) {
+        memset(&m, 0, sizeof m);
+        snprintf(m.id, sizeof m.id, "%s", x->ids[i]);
+        m.kind = "password_reset";
+        m.recipient = "crowd@example.com";
+        randombytes_buf(t.hash, sizeof t.hash);
+        if (repo_outbox_resolve(x->f->r, &m, &t, 5, T0, &fate, uid) ==
+                AS_OK && fate == OUTBOX_READY)
+            x->ready++;
+    }
+    return NULL;
+}
+
+/* Many instances resolving mails to one address at once never pass the
+ * cap: the count is one atomic upsert. Several rounds. */
+static void concurrent_resolves_keep_the_cap(void **state)
+{
+    struct fx *f = *state;
+    struct cap_racer x[RACERS];
+    pthread_barrier_t go;
+    pthread_t t[RACERS];
+    struct user u;
+    int round, i, ready;
+
+    new_user(f, &u, "crowd@example.com");
+    for (round = 0; round < 4; round++) {
+        assert_int_equal(pthread_barrier_init(&go, NULL, RACERS), 0);
+        for (i = 0; i < RACERS; i++) {
+            memset(&x[i], 0, sizeof x[i]);
+            x[i].f = f;
+            x[i].go = &go;
+            queue(f, OTT_RESET, u.email, T0, x[i].ids[0]);
+            queue(f, OTT_RESET, u.email, T0, x[i].ids[1]);
+        }
+        for (i = 0; i < RACERS; i++)
+            assert_int_equal(pthread_create(&t[i], NULL, cap_race, &x[i]),
+                             0);
+        for (i = 0, ready = 0; i < RACERS; i++) {
+            pthread_join(t[i], NULL);
+            ready += x[i].ready;
+        }
+        pthread_barrier_destroy(&go);
+        assert_int_equal(ready, round == 0 ? 5 : 0);
+        assert_int_equal(count(f, "SELECT count(*) FROM one_time_tokens"),
+                         5);
+        assert_int_equal(count(f, "SELECT count(*) FROM outbox"), 5);
+    }
+}
+
 static void pg_skipped(void **state)
 {
     (void)state;
@@ -545,6 +804,10 @@ int main(void)
         CASE(prune_and_cascade),
         CASE(concurrent_claims_take_each_row_once),
         CASE(concurrent_resets_have_one_winner),
+        CASE(cap_per_recipient_per_hour),
+        CASE(unknown_and_stale_requests_are_dropped),
+        CASE(password_change_retires_reset_tokens),
+        CASE(concurrent_resolves_keep_the_cap),
     };
     const struct CMUnitTest pg_off[] = {
         cmocka_unit_test(pg_skipped),

@@ -1,4 +1,5 @@
-/* test_token.c: opaque tokens, their hash, and refresh-token children. */
+/* test_token.c: opaque tokens, their hash, refresh-token children, and
+ * the tokens of mailed links derived from the outbox's seeds. */
 #include "sec.h"
 
 #include <setjmp.h>
@@ -138,6 +139,39 @@ static void child_depends_on_the_key(void **state)
     sec_keys_free(b);
 }
 
+/* A link's token comes from its seed and the key: the same on every
+ * instance with the same keys, another with other keys or another seed,
+ * never the seed itself nor a refresh child of it. */
+static void link_token_needs_the_key(void **state)
+{
+    struct sec_keys *a = hs_keys(secret_a), *b = hs_keys(secret_b);
+    struct sec_keys *a2 = hs_keys(secret_a);
+    uint8_t seed[SEC_SEED_LEN], other[SEC_SEED_LEN];
+    char t1[SEC_TOKEN_LEN + 1], t2[SEC_TOKEN_LEN + 1];
+    char tb[SEC_TOKEN_LEN + 1], to[SEC_TOKEN_LEN + 1];
+    char seed_b64[SEC_TOKEN_LEN + 1], child[SEC_TOKEN_LEN + 1];
+
+    (void)state;
+    sec_link_seed(seed);
+    sec_link_seed(other);
+    assert_memory_not_equal(seed, other, SEC_SEED_LEN);
+    sec_link_token(a, seed, t1);
+    sec_link_token(a2, seed, t2);
+    sec_link_token(b, seed, tb);
+    sec_link_token(a, other, to);
+    assert_true(sec_token_valid(t1));
+    assert_string_equal(t1, t2);
+    assert_string_not_equal(t1, tb);
+    assert_string_not_equal(t1, to);
+    sodium_bin2base64(seed_b64, sizeof seed_b64, seed, sizeof seed, B64);
+    assert_string_not_equal(t1, seed_b64);
+    sec_token_child(a, seed_b64, child);
+    assert_string_not_equal(t1, child);
+    sec_keys_free(a);
+    sec_keys_free(a2);
+    sec_keys_free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -146,6 +180,7 @@ int main(void)
         cmocka_unit_test(hash_is_sha256_of_text),
         cmocka_unit_test(child_is_deterministic_and_new),
         cmocka_unit_test(child_depends_on_the_key),
+        cmocka_unit_test(link_token_needs_the_key),
     };
 
     return cmocka_run_group_tests(tests, setup, NULL);
