@@ -29,5 +29,8 @@ bool scache_peek(struct scache *c, const char *sid,
 void scache_forget(struct scache *c, const char *sid);
 /* Forgets every cached session of `user_id`. */
 void scache_forget_user(struct scache *c, const char *user_id);
+/* Forgets everything (revocations may have been missed). An answer from
+ * the repository that a forget overtook is returned but not kept. */
+void scache_forget_all(struct scache *c);
 
 #endif

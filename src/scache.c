@@ -2,6 +2,7 @@
 #include "scache.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,7 @@ struct scache {
     unsigned nslots;
     struct slot *slots;
     pthread_mutex_t mu[STRIPES];
+    atomic_uint_fast64_t forgets;         /* bumped by every forget */
 };
 
 struct scache *scache_new(unsigned slots, uint64_t ttl_ms)
@@ -104,14 +106,19 @@ enum as_err scache_check(struct scache *c, struct repo *r, const char *sid,
                          const char *user_id, struct session_state *out)
 {
     enum as_err err;
+    uint_fast64_t epoch;
 
     if (strlen(sid) >= UUID_STR_LEN)
         return AS_ERR_INVALID_TOKEN;
     if (c->ttl_ms && lookup(c, sid, false, out))
         return AS_OK;
+    epoch = atomic_load(&c->forgets);
     err = repo_session_state(r, sid, clock_ms(), out);
     if (err == AS_OK) {
-        store(c, sid, user_id, out);
+        /* A revocation heard meanwhile may postdate this answer: use it
+         * once, but do not keep it. */
+        if (atomic_load(&c->forgets) == epoch)
+            store(c, sid, user_id, out);
         return AS_OK;
     }
     if (as_err_is_infra(err) && lookup(c, sid, true, out))
@@ -131,6 +138,7 @@ void scache_forget(struct scache *c, const char *sid)
     unsigned i = slot_of(c, sid);
     pthread_mutex_t *mu = &c->mu[i % STRIPES];
 
+    atomic_fetch_add(&c->forgets, 1);
     pthread_mutex_lock(mu);
     if (strcmp(c->slots[i].sid, sid) == 0)
         c->slots[i].used = false;
@@ -141,12 +149,27 @@ void scache_forget_user(struct scache *c, const char *user_id)
 {
     unsigned i;
 
+    atomic_fetch_add(&c->forgets, 1);
     for (i = 0; i < c->nslots; i++) {
         pthread_mutex_t *mu = &c->mu[i % STRIPES];
 
         pthread_mutex_lock(mu);
         if (strcmp(c->slots[i].user_id, user_id) == 0)
             c->slots[i].used = false;
+        pthread_mutex_unlock(mu);
+    }
+}
+
+void scache_forget_all(struct scache *c)
+{
+    unsigned i;
+
+    atomic_fetch_add(&c->forgets, 1);
+    for (i = 0; i < c->nslots; i++) {
+        pthread_mutex_t *mu = &c->mu[i % STRIPES];
+
+        pthread_mutex_lock(mu);
+        c->slots[i].used = false;
         pthread_mutex_unlock(mu);
     }
 }
