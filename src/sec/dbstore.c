@@ -488,6 +488,31 @@ static enum as_err db_rotate(const struct cfg *cfg, struct repo *r,
     return err;
 }
 
+/* AS_OK when `key` opens both rows; otherwise says so in `why`. */
+static enum as_err opens(const uint8_t *key, const struct key_row *signer,
+                         const struct key_row *refresh, char *why,
+                         size_t why_len)
+{
+    const struct key_row *rows[2] = { signer, refresh };
+    enum as_err err = AS_OK;
+    size_t i, len = 0;
+
+    for (i = 0; err == AS_OK && i < 2; i++) {
+        unsigned char *plain = unseal(key, rows[i], &len);
+
+        if (!plain) {
+            sec_why(why, why_len, "AUTH_KEYS_SECRET does not open key %s "
+                    "stored in the database (a different secret?)",
+                    rows[i]->kid);
+            err = AS_ERR_BAD_REQUEST;
+        } else {
+            sodium_memzero(plain, len);
+            free(plain);
+        }
+    }
+    return err;
+}
+
 enum as_err sec_db_cli(const struct cfg *cfg, struct repo *r,
                        const char *verb, char kid[SEC_KID_MAX], char *why,
                        size_t why_len)
@@ -507,15 +532,16 @@ enum as_err sec_db_cli(const struct cfg *cfg, struct repo *r,
     }
     if (err == AS_OK)
         err = list_rows(cfg, r, key, now, rows, &n, a, why, why_len);
+    if (err == AS_OK) {
+        pick_rows(rows, n, now, keep_ms(cfg), &p);
+        err = p.has_signer && p.has_refresh ? AS_OK : AS_ERR_INTERNAL;
+    }
+    if (err == AS_OK)                /* the secret must be the others' */
+        err = opens(key, &rows[p.signer], &rows[p.refresh], why, why_len);
     if (err == AS_OK && strcmp(verb, "rotate") == 0)
         err = db_rotate(cfg, r, key, now, kid, why, why_len);
-    else if (err == AS_OK) {
-        pick_rows(rows, n, now, keep_ms(cfg), &p);
-        if (p.has_signer)
-            memcpy(kid, rows[p.signer].kid, strlen(rows[p.signer].kid) + 1);
-        else
-            err = AS_ERR_INTERNAL;
-    }
+    else if (err == AS_OK)
+        memcpy(kid, rows[p.signer].kid, strlen(rows[p.signer].kid) + 1);
     sodium_memzero(key, sizeof key);
     arena_free(a);
     free(rows);
