@@ -55,5 +55,7 @@ CREATE TRIGGER users_access_changed AFTER UPDATE ON users
 CREATE TRIGGER users_deleted AFTER DELETE ON users
     FOR EACH ROW EXECUTE FUNCTION auth_notify_user();
 
+-- Per row: a prune that deletes nothing announces nothing (notifications
+-- of one transaction with the same payload are sent once).
 CREATE TRIGGER auth_keys_changed AFTER INSERT OR DELETE ON auth_keys
-    FOR EACH STATEMENT EXECUTE FUNCTION auth_notify_keys();
+    FOR EACH ROW EXECUTE FUNCTION auth_notify_keys();
