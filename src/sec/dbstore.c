@@ -170,8 +170,8 @@ static enum as_err add_row(const struct cfg *cfg, const uint8_t *key,
             err = AS_OK;
         else
             sec_why(why, why_len, "signing key %s in the database: %s "
-                    "(run `auth-serve keys rotate` after changing "
-                    "AUTH_JWT_ALG)", row->kid, fit);
+                    "(run `AUTH_KEY_PUBLISH_SECONDS=0 auth-serve keys "
+                    "rotate` after changing AUTH_JWT_ALG)", row->kid, fit);
         goto out;
     } else if ((jwk = sec_pkey_jwk(pk, cfg->jwt_alg, got)) == NULL ||
                strcmp(got, row->kid) != 0)
