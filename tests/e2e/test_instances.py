@@ -130,6 +130,13 @@ def test_tokens_accepted_everywhere(make_trio):
     kids = [frozenset(k["kid"] for k in d.request(
         "GET", "/.well-known/jwks.json").json["keys"]) for d in (a, b, c)]
     assert kids[0] == kids[1] == kids[2] and len(kids[0]) == 1
+    # one refresh-derivation key: a retry at another instance within the
+    # grace gets the same child
+    rt = t["refresh_token"]
+    got = [d.request("POST", "/api/v1/auth/refresh", {"refresh_token": rt})
+           for d in (b, c, a)]
+    assert [r.status for r in got] == [200] * 3, got
+    assert len({r.json["refresh_token"] for r in got}) == 1
 
 
 def test_logout_seen_everywhere_at_once(make_trio):
