@@ -16,6 +16,7 @@
 static int calls;
 static enum as_err next_err;
 static bool next_live;
+static struct scache *forget_during;   /* a revocation heard mid-query */
 
 static enum as_err fake_state(void *impl, const char *sid, int64_t now,
                               struct session_state *out)
@@ -24,6 +25,8 @@ static enum as_err fake_state(void *impl, const char *sid, int64_t now,
     (void)sid;
     (void)now;
     calls++;
+    if (forget_during)
+        scache_forget(forget_during, sid);
     if (next_err != AS_OK)
         return next_err;
     out->live = next_live;
@@ -122,6 +125,34 @@ static void test_forget_user_and_database_down(void **state)
     repo_close(r);
 }
 
+/* A revocation heard while the database was being asked may postdate
+ * the answer: the answer is used once but not kept. */
+static void test_forget_overtaking_a_query_wins(void **state)
+{
+    struct repo *r = fake_repo();
+    struct scache *c = scache_new(64, 60000);
+    struct session_state st;
+
+    (void)state;
+    calls = 0;
+    next_err = AS_OK;
+    next_live = true;
+    forget_during = c;
+    assert_int_equal(scache_check(c, r, S1, U1, &st), AS_OK);
+    assert_true(st.live);
+    forget_during = NULL;
+    assert_false(scache_peek(c, S1, &st));        /* not kept */
+    next_live = false;
+    assert_int_equal(scache_check(c, r, S1, U1, &st), AS_OK);
+    assert_int_equal(calls, 2);
+    assert_false(st.live);
+    assert_true(scache_peek(c, S1, &st));         /* this one is kept */
+    scache_forget_all(c);
+    assert_false(scache_peek(c, S1, &st));
+    scache_free(c);
+    repo_close(r);
+}
+
 static int ran;
 
 static void job(void *arg)
@@ -152,6 +183,7 @@ int main(void)
         cmocka_unit_test(test_fresh_answers_are_cached),
         cmocka_unit_test(test_ttl_zero_always_asks),
         cmocka_unit_test(test_forget_user_and_database_down),
+        cmocka_unit_test(test_forget_overtaking_a_query_wins),
         cmocka_unit_test(test_workpool_bounds),
     };
 
