@@ -12,6 +12,8 @@ struct breaker;
 
 enum role { ROLE_USER = 0, ROLE_ADMIN = 1 };
 
+struct key_row;
+
 /* Times are Unix milliseconds. Strings are borrowed from the arena passed
  * to the call that filled the struct (or from the caller, for inputs). */
 struct user {
@@ -250,6 +252,13 @@ struct repo_ops {
     enum as_err (*mfa_token_use)(void *impl,
                                  const uint8_t hash[REPO_HASH_LEN],
                                  int64_t now, unsigned max_failures);
+
+    /* signing keys (PostgreSQL only; NULL elsewhere) */
+    enum as_err (*keys_list)(void *impl, struct key_row *out, size_t cap,
+                             size_t *n, struct arena *a);
+    enum as_err (*keys_add)(void *impl, const struct key_row *rows,
+                            size_t n, bool only_if_empty, bool *added);
+    enum as_err (*keys_prune)(void *impl, int64_t now, int64_t before);
 };
 
 struct repo;                     /* opaque: ops, impl, breaker */
@@ -532,5 +541,36 @@ enum as_err repo_mfa_token_fail(struct repo *r,
 enum as_err repo_mfa_token_use(struct repo *r,
                                const uint8_t hash[REPO_HASH_LEN],
                                int64_t now, unsigned max_failures);
+
+/* ---- signing keys in PostgreSQL (see src/sec/dbstore.c) -------------- */
+
+#define REPO_KEYS_MAX 64         /* keys listed at most */
+#define REPO_KEY_REFRESH "refresh" /* kid of the refresh-derivation key */
+
+/* One stored key: a signing key named by its thumbprint, or the
+ * refresh-derivation key (kid REPO_KEY_REFRESH). `sealed` is the nonce
+ * and AEAD ciphertext of the private part, never the key in clear. Times
+ * are Unix ms; a signing key signs from `signs_from` until a later key's
+ * `signs_from` has come. */
+struct key_row {
+    char kid[64];
+    const uint8_t *sealed;       /* borrowed (caller's, or the arena's) */
+    size_t sealed_len;
+    int64_t created_at, signs_from;
+};
+
+/* Up to `cap` stored keys ordered by signs_from then kid; sealed bytes
+ * live in `a`. AS_ERR_INTERNAL on a backend without a keys table. */
+enum as_err repo_keys_list(struct repo *r, struct key_row *out, size_t cap,
+                           size_t *n, struct arena *a);
+/* Inserts `rows` in one transaction under an advisory lock (an existing
+ * kid is left alone). With `only_if_empty`, nothing is inserted when a
+ * key exists already (*added false), so instances starting at once on an
+ * empty database settle on one first key. */
+enum as_err repo_keys_add(struct repo *r, const struct key_row *rows,
+                          size_t n, bool only_if_empty, bool *added);
+/* Deletes signing keys whose successor started signing (at or before
+ * `now`) before `before`; never the refresh-derivation key. */
+enum as_err repo_keys_prune(struct repo *r, int64_t now, int64_t before);
 
 #endif

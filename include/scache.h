@@ -33,5 +33,8 @@ void scache_forget(struct scache *c, const char *sid);
  * that the check answers: revocation, role, is_active, email, deletion),
  * with the same guarantee. */
 void scache_forget_user(struct scache *c, const char *user_id);
+/* Forgets everything (revocations may have been missed). An answer from
+ * the repository that a forget overtook is returned but not kept. */
+void scache_forget_all(struct scache *c);
 
 #endif

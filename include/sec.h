@@ -9,6 +9,7 @@
 #include "uuid.h"
 
 struct cfg;
+struct repo;
 
 #define SEC_TOKEN_LEN 43         /* base64url of 32 random bytes, no pad */
 #define SEC_MAX_JWT_BYTES 8192   /* longer tokens are refused unparsed */
@@ -41,13 +42,33 @@ struct sec_claims {
  * with sec_keys_free(); on error *out is NULL and `why` says what. */
 enum as_err sec_keys_load(const struct cfg *cfg, struct sec_keys **out,
                           char *why, size_t why_len);
+/* sec_keys_load() at `now_ms` (Unix ms) for a process that signed with
+ * `prev` until now (NULL at start): in the keys folder, a key retires
+ * when a load finds it no longer current, so it stays valid until access
+ * TTL + 60 s after the reload that stopped its use. With `r` a PostgreSQL
+ * repository (and no HS256 or key file), the keys are those stored in the
+ * database (README.md, "Several instances"): the signer is the newest key
+ * whose publish delay has passed, and the first key is imported from the
+ * keys folder or generated when the database has none. */
+enum as_err sec_keys_open(const struct cfg *cfg, struct repo *r,
+                          const struct sec_keys *prev, int64_t now_ms,
+                          struct sec_keys **out, char *why, size_t why_len);
+/* With keys in PostgreSQL: a new key set in *out (caller frees) when the
+ * database's keys at `now_ms` differ from `cur`'s (a key added, the
+ * signer switched, a key pruned), else *out is NULL. Never anything to do
+ * with the folder, a key file or HS256. */
+enum as_err sec_keys_poll(const struct cfg *cfg, struct repo *r,
+                          const struct sec_keys *cur, int64_t now_ms,
+                          struct sec_keys **out, char *why, size_t why_len);
 void sec_keys_free(struct sec_keys *k);          /* wipes; NULL is a no-op */
 /* `auth-serve keys generate`: makes a key under data_dir/keys/ unless one
  * exists. `auth-serve keys rotate`: makes a new key that signs from the
  * next load; earlier keys stay for verification until tokens they signed
  * have expired (access TTL + leeway after retirement), then are pruned.
+ * With `r` (PostgreSQL) both act on the keys in the database instead, and
+ * a rotated key signs AUTH_KEY_PUBLISH_SECONDS after it was added.
  * Both print the kid to stdout. Return 0 or exit status 2. */
-int sec_keys_cli(const struct cfg *cfg, const char *verb);
+int sec_keys_cli(const struct cfg *cfg, struct repo *r, const char *verb);
 /* kid of the signing key (borrowed); "" under HS256 without kid. */
 const char *sec_keys_kid(const struct sec_keys *k);
 /* JWKS document {"keys":[...]} of every verification key (empty under

@@ -560,6 +560,12 @@ static bool finish(struct cfg *c, char *why, size_t why_len)
     if (c->keys_secret && strlen(c->keys_secret) < 32)
         return fail(why, why_len, "invalid value for AUTH_KEYS_SECRET: "
                     "at least 32 bytes");
+    if (!c->keys_secret && !c->jwt_key_file && !c->jwt_secret &&
+        !has_prefix(c->database_url, "sqlite:"))
+        return fail(why, why_len, "AUTH_KEYS_SECRET is required with "
+                    "PostgreSQL (it encrypts the signing keys stored "
+                    "there) unless AUTH_JWT_KEY_FILE or AUTH_JWT_SECRET is "
+                    "set");
     if ((c->smtp_user != NULL) != (c->smtp_password != NULL))
         return fail(why, why_len, "invalid value for AUTH_SMTP_USER: "
                     "AUTH_SMTP_USER and AUTH_SMTP_PASSWORD go together");

@@ -10,6 +10,8 @@
 
 #include "cfg.h"
 #include "cli.h"
+#include "clock.h"
+#include "fleet.h"
 #include "http.h"
 #include "log.h"
 #include "mail.h"
@@ -40,7 +42,9 @@ static const char usage[] =
     "  config check              validate the configuration and exit\n"
     "  keys generate             create a signing key if none exists\n"
     "  keys rotate               create a new signing key (signs from the\n"
-    "                            next start or SIGHUP; old keys stay valid)\n"
+    "                            next start or SIGHUP; on PostgreSQL, on\n"
+    "                            every instance after AUTH_KEY_PUBLISH_\n"
+    "                            SECONDS; old keys stay valid)\n"
     "  user create --email E [--admin] [--name N]\n"
     "                            create a user; password read from stdin\n"
     "  user set-password --email E\n"
@@ -98,7 +102,8 @@ static void reload_keys(struct app *app, const struct sec_keys ***old,
     const struct sec_keys **grown;
     char why[256];
 
-    if (sec_keys_load(app->cfg, &k, why, sizeof why) != AS_OK) {
+    if (sec_keys_open(app->cfg, app->repo, app_keys(app), clock_ms(), &k,
+                      why, sizeof why) != AS_OK) {
         log_event(LOG_ERROR, "keys.reload_failed", NULL,
                   json_pack("{s:s}", "message", why));
         return;
@@ -123,6 +128,7 @@ static int serve(struct cfg *cfg)
 {
     struct app app = { .cfg = cfg };
     struct server *srv = NULL;
+    struct fleet *fleet = NULL;
     struct sec_keys *keys = NULL;
     const struct sec_keys **old = NULL;
     size_t nold = 0, i;
@@ -136,15 +142,17 @@ static int serve(struct cfg *cfg)
     sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, NULL);      /* threads inherit it */
     cfg_log(cfg);
-    if (sec_keys_load(cfg, &keys, why, sizeof why) != AS_OK) {
+    app.repo = open_repo(cfg);           /* keys may live in the database */
+    if (app.repo && sec_keys_open(cfg, app.repo, NULL, clock_ms(), &keys,
+                                  why, sizeof why) != AS_OK) {
         log_event(LOG_ERROR, "keys.invalid", NULL,
                   json_pack("{s:s}", "message", why));
+        repo_close(app.repo);
         return EXIT_CONFIG;
     }
     atomic_store(&app.keys, keys);
     app.pw.opslimit = cfg->argon2_iterations;
     app.pw.memlimit = (size_t)cfg->argon2_memory_kib * 1024u;
-    app.repo = open_repo(cfg);
     app.pool = workpool_new(cfg->hash_workers, cfg->hash_queue);
     app.db_pool = workpool_new(cfg->db_pool_size, DB_QUEUE);
     app.scache = scache_new(SCACHE_SLOTS,
@@ -161,6 +169,8 @@ static int serve(struct cfg *cfg)
         srv = server_start(&app);
     if (srv)
         atomic_store(&app.mailer, mail_start(cfg, app.repo, keys));
+    if (srv && strcmp(repo_backend(app.repo), "postgres") == 0)
+        fleet = fleet_start(&app);       /* revocations and key changes */
     while (srv) {
         if (sigwait(&set, &sig) != 0)
             continue;
@@ -172,6 +182,7 @@ static int serve(struct cfg *cfg)
         log_event(LOG_INFO, "server.stopping", NULL,
                   json_pack("{s:s}", "signal", strsignal(sig)));
         server_stop(srv, STOP_GRACE_MS);
+        fleet_stop(fleet);
         mail_stop(atomic_load(&app.mailer));
         status = 0;
     }
@@ -238,9 +249,15 @@ int main(int argc, char **argv)
     } else if (strcmp(cmd, "keys") == 0 && argc == 3 &&
                (strcmp(argv[2], "generate") == 0 ||
                 strcmp(argv[2], "rotate") == 0)) {
+        struct repo *r = NULL;
+
         if (!load_config(&cfg, false))
             return EXIT_CONFIG;
-        status = sec_keys_cli(&cfg, argv[2]);
+        if (strncmp(cfg.database_url, "sqlite:", 7) != 0)
+            r = open_repo(&cfg);         /* keys live in PostgreSQL */
+        status = r || strncmp(cfg.database_url, "sqlite:", 7) == 0
+                     ? sec_keys_cli(&cfg, r, argv[2]) : 1;
+        repo_close(r);
     } else if (strcmp(cmd, "user") == 0) {
         if (!load_config(&cfg, false))
             return EXIT_CONFIG;

@@ -164,3 +164,17 @@ void scache_forget_user(struct scache *c, const char *user_id)
         pthread_mutex_unlock(mu);
     }
 }
+
+void scache_forget_all(struct scache *c)
+{
+    unsigned i;
+
+    atomic_fetch_add(&c->gen, 1);         /* first: see store() */
+    for (i = 0; i < c->nslots; i++) {
+        pthread_mutex_t *mu = &c->mu[i % STRIPES];
+
+        pthread_mutex_lock(mu);
+        c->slots[i].used = false;
+        pthread_mutex_unlock(mu);
+    }
+}

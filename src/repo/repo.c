@@ -603,3 +603,28 @@ enum as_err repo_mfa_token_use(struct repo *r,
 {
     return DISPATCH(r, mfa_token_use(r->impl, hash, now, max_failures));
 }
+
+/* The keys table exists only on PostgreSQL; elsewhere the call fails
+ * without touching the breaker. */
+#define DISPATCH_KEYS(r, fn, CALL)                                         \
+    ((r)->ops->fn ? DISPATCH(r, CALL) : AS_ERR_INTERNAL)
+
+enum as_err repo_keys_list(struct repo *r, struct key_row *out, size_t cap,
+                           size_t *n, struct arena *a)
+{
+    *n = 0;
+    return DISPATCH_KEYS(r, keys_list, keys_list(r->impl, out, cap, n, a));
+}
+
+enum as_err repo_keys_add(struct repo *r, const struct key_row *rows,
+                          size_t n, bool only_if_empty, bool *added)
+{
+    *added = false;
+    return DISPATCH_KEYS(r, keys_add,
+                         keys_add(r->impl, rows, n, only_if_empty, added));
+}
+
+enum as_err repo_keys_prune(struct repo *r, int64_t now, int64_t before)
+{
+    return DISPATCH_KEYS(r, keys_prune, keys_prune(r->impl, now, before));
+}

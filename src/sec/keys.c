@@ -9,8 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "log.h"
+#include "repo.h"
 
 #define HS256_MIN_SECRET 32
 #define HS256_KID_BYTES 16
@@ -219,15 +221,28 @@ out:
     return err;
 }
 
-static const char *source_name(const struct cfg *cfg)
+/* True when the keys live in the database of `r` (PostgreSQL, and
+ * neither HS256 nor a key file). */
+static bool in_db(const struct cfg *cfg, struct repo *r)
+{
+    return r && strcmp(repo_backend(r), "postgres") == 0 &&
+           cfg->jwt_alg != CFG_ALG_HS256 &&
+           !(cfg->jwt_key_file && cfg->jwt_key_file[0]);
+}
+
+static const char *source_name(const struct cfg *cfg, struct repo *r)
 {
     if (cfg->jwt_alg == CFG_ALG_HS256)
         return "secret";
+    if (in_db(cfg, r))
+        return "database";
     return cfg->jwt_key_file ? "key_file" : "keys_dir";
 }
 
-static enum as_err load_by_mode(const struct cfg *cfg, struct sec_keys *k,
-                                char *why, size_t why_len)
+static enum as_err load_by_mode(const struct cfg *cfg, struct repo *r,
+                                const struct sec_keys *prev, int64_t now_ms,
+                                struct sec_keys *k, char *why,
+                                size_t why_len)
 {
     if (sec_alg_jwt(cfg->jwt_alg) == JWT_ALG_INVAL) {
         sec_why(why, why_len, "unknown AUTH_JWT_ALG");
@@ -237,11 +252,22 @@ static enum as_err load_by_mode(const struct cfg *cfg, struct sec_keys *k,
         return load_hs256(cfg, k, why, why_len);
     if (cfg->jwt_key_file && cfg->jwt_key_file[0])
         return load_key_file(cfg, k, why, why_len);
-    return sec_store_load(cfg, k, why, why_len);
+    if (in_db(cfg, r))
+        return sec_db_load(cfg, r, k, now_ms, why, why_len);
+    return sec_store_load(cfg, k, prev ? sec_keys_kid(prev) : NULL,
+                          now_ms / 1000, why, why_len);
 }
 
 enum as_err sec_keys_load(const struct cfg *cfg, struct sec_keys **out,
                           char *why, size_t why_len)
+{
+    return sec_keys_open(cfg, NULL, NULL, (int64_t)time(NULL) * 1000, out,
+                         why, why_len);
+}
+
+enum as_err sec_keys_open(const struct cfg *cfg, struct repo *r,
+                          const struct sec_keys *prev, int64_t now_ms,
+                          struct sec_keys **out, char *why, size_t why_len)
 {
     struct sec_keys *k = calloc(1, sizeof *k);
     enum as_err err = k ? AS_OK : AS_ERR_NOMEM;
@@ -253,7 +279,7 @@ enum as_err sec_keys_load(const struct cfg *cfg, struct sec_keys **out,
     if (err == AS_OK) {
         k->alg = cfg->jwt_alg;
         k->jwt_alg = sec_alg_jwt(cfg->jwt_alg);
-        err = load_by_mode(cfg, k, why, why_len);
+        err = load_by_mode(cfg, r, prev, now_ms, k, why, why_len);
     }
     if (err == AS_OK && k->n_keys == 0)
         err = AS_ERR_INTERNAL;
@@ -265,10 +291,25 @@ enum as_err sec_keys_load(const struct cfg *cfg, struct sec_keys **out,
     }
     log_event(LOG_INFO, "keys.loaded", NULL,
               json_pack("{s:s, s:s, s:s, s:I}", "alg", sec_alg_name(k->alg),
-                        "kid", sec_keys_kid(k), "source", source_name(cfg),
+                        "kid", sec_keys_kid(k), "source", source_name(cfg, r),
                         "verification_keys", (json_int_t)k->n_keys));
     *out = k;
     return AS_OK;
+}
+
+enum as_err sec_keys_poll(const struct cfg *cfg, struct repo *r,
+                          const struct sec_keys *cur, int64_t now_ms,
+                          struct sec_keys **out, char *why, size_t why_len)
+{
+    bool changed = false;
+    enum as_err err = AS_OK;
+
+    *out = NULL;
+    if (in_db(cfg, r))
+        err = sec_db_changed(cfg, r, cur, now_ms, &changed);
+    if (err == AS_OK && changed)
+        err = sec_keys_open(cfg, r, cur, now_ms, out, why, why_len);
+    return err;
 }
 
 static void wipe_free(unsigned char *p, size_t n)

@@ -9,6 +9,8 @@
 #include "cfg.h"
 #include "sec.h"
 
+struct repo;
+
 #define SEC_KID_MAX 48           /* a thumbprint kid is 43 characters */
 #define SEC_REFRESH_KEY_LEN 32
 #define SEC_KEY_FILE_MAX (64 * 1024)
@@ -30,6 +32,7 @@ struct sec_keys {
     unsigned char *sign;         /* private PEM, or the HS256 secret */
     size_t sign_len;
     uint8_t refresh_key[SEC_REFRESH_KEY_LEN];
+    uint8_t db_state[32];        /* keys in PostgreSQL: what was loaded */
 };
 
 /* Writes a formatted message into `why` (may be NULL or empty). */
@@ -76,9 +79,44 @@ bool sec_jwk_thumbprint(const json_t *jwk, char kid[SEC_KID_MAX]);
 
 /* ---- store.c: the keys folder ---- */
 /* Loads every usable key of data_dir/keys into `k`, generating the first
- * key and the refresh-derivation key when missing. */
+ * key and the refresh-derivation key when missing. Keys that are no
+ * longer current are stamped retired at `now` (Unix seconds) when they
+ * have no stamp yet, and `prev` (the kid this process signed with until
+ * now, or NULL) is stamped again at `now`: a key retires when it stops
+ * signing, not when it is rotated out. */
 enum as_err sec_store_load(const struct cfg *cfg, struct sec_keys *k,
-                           char *why, size_t why_len);
+                           const char *prev, int64_t now, char *why,
+                           size_t why_len);
+/* One key of a keys folder, for the import into PostgreSQL. `pem` is
+ * borrowed for the call only. `retired` is the Unix time it stopped
+ * signing, 0 while current or never stamped. */
+typedef enum as_err (*sec_store_each_fn)(void *arg, const char *kid,
+                                         const unsigned char *pem,
+                                         size_t len, bool current,
+                                         int64_t retired);
+/* Calls `fn` for every key of an existing data_dir/keys folder and puts
+ * its refresh-derivation key into `refresh`. AS_ERR_NOT_FOUND (nothing
+ * called) when there is no folder with a current key. */
+enum as_err sec_store_export(const struct cfg *cfg, sec_store_each_fn fn,
+                             void *arg, uint8_t refresh[SEC_REFRESH_KEY_LEN],
+                             char *why, size_t why_len);
+
+/* ---- dbstore.c: keys in PostgreSQL ---- */
+/* Loads the keys stored in the database of `r` into `k` at `now_ms`,
+ * storing the first key (imported from the keys folder when there is one,
+ * else generated) when the database has none. */
+enum as_err sec_db_load(const struct cfg *cfg, struct repo *r,
+                        struct sec_keys *k, int64_t now_ms, char *why,
+                        size_t why_len);
+/* Whether the database's keys at `now_ms` differ from those `k` was loaded
+ * from (a new key, a switch of signer, a key pruned). */
+enum as_err sec_db_changed(const struct cfg *cfg, struct repo *r,
+                           const struct sec_keys *k, int64_t now_ms,
+                           bool *changed);
+/* `auth-serve keys generate|rotate` on PostgreSQL; prints nothing. */
+enum as_err sec_db_cli(const struct cfg *cfg, struct repo *r,
+                       const char *verb, char kid[SEC_KID_MAX], char *why,
+                       size_t why_len);
 
 /* ---- file.c: small files written atomically ---- */
 /* Reads the regular file `path` (never a symbolic link: ELOOP), at most

@@ -5,7 +5,11 @@
  * stopped signing, and refresh.key (32 random bytes). Every file is written
  * to a temporary name and then renamed (or linked, when the first writer
  * must win), so readers never see half a file and two instances starting
- * together settle on one signing key. Loading only writes on first start. */
+ * together settle on one signing key. A key is stamped retired when a
+ * process that loads the folder finds it no longer current: `keys rotate`
+ * only switches `current`, the daemon keeps signing with the old key until
+ * its next start or SIGHUP, and that load is when the old key stops
+ * signing (README.md, "Key rotation"). */
 #include "sec/sec_int.h"
 
 #include <dirent.h>
@@ -347,14 +351,34 @@ out:
     return err;
 }
 
-/* Loads the current key and every other key not yet past retirement. */
+/* Stamps `kid` retired at `now` when it has no stamp yet, or when it is
+ * `prev` (the key this process signed with until now: a later stamp
+ * keeps it as long as its last tokens need). Failing to stamp is only
+ * logged: the key stays listed meanwhile. */
+static void stamp_retired(const struct store *s, const char *kid,
+                          const char *prev, int64_t now)
+{
+    int64_t when = 0;
+    int rc = retired_read(s, kid, &when);
+
+    if (rc == 0 && (!prev || strcmp(kid, prev) != 0 || when >= now))
+        return;
+    rc = retired_write(s, kid, now);
+    if (rc != 0)
+        log_event(LOG_WARN, "keys.retire_failed", NULL,
+                  json_pack("{s:s, s:s}", "kid", kid, "error",
+                            strerror(rc)));
+}
+
+/* Loads the current key and every other key not yet past retirement,
+ * first stamping the keys that stopped signing (see stamp_retired). */
 static enum as_err load_all(const struct store *s, struct sec_keys *k,
-                            const char *current, char *why, size_t why_len)
+                            const char *current, const char *prev,
+                            int64_t now, char *why, size_t why_len)
 {
     DIR *d = opendir(s->dir);
     struct dirent *e;
     char kid[SEC_KID_MAX];
-    int64_t now = (int64_t)time(NULL);
     enum as_err err = AS_OK;
 
     if (!d) {
@@ -365,6 +389,7 @@ static enum as_err load_all(const struct store *s, struct sec_keys *k,
     while (err == AS_OK && (e = readdir(d)) != NULL) {
         if (!name_kid(e->d_name, ".pem", kid) || strcmp(kid, current) == 0)
             continue;
+        stamp_retired(s, kid, prev, now);
         if (!is_expired(s, kid, now))
             err = load_one(s, k, kid, false, why, why_len);
     }
@@ -373,7 +398,8 @@ static enum as_err load_all(const struct store *s, struct sec_keys *k,
 }
 
 enum as_err sec_store_load(const struct cfg *cfg, struct sec_keys *k,
-                           char *why, size_t why_len)
+                           const char *prev, int64_t now, char *why,
+                           size_t why_len)
 {
     struct store s;
     char kid[SEC_KID_MAX];
@@ -393,7 +419,68 @@ enum as_err sec_store_load(const struct cfg *cfg, struct sec_keys *k,
     if (err == AS_OK)
         err = refresh_key(&s, k->refresh_key, why, why_len);
     if (err == AS_OK)
-        err = load_all(&s, k, kid, why, why_len);
+        err = load_all(&s, k, kid, prev, now, why, why_len);
+    return err;
+}
+
+/* Hands <kid>.pem to `fn`; a file removed meanwhile is skipped. */
+static enum as_err export_one(const struct store *s, const char *kid,
+                              bool current, sec_store_each_fn fn, void *arg,
+                              char *why, size_t why_len)
+{
+    char path[PATH_MAX];
+    unsigned char *pem = NULL;
+    size_t len = 0;
+    int64_t when = 0;
+    enum as_err err = AS_OK;
+    int rc = store_path(s, kid, ".pem", path) ? 0 : ENAMETOOLONG;
+
+    if (rc == 0)
+        rc = sec_file_read(path, SEC_KEY_FILE_MAX, &pem, &len);
+    if (rc != 0 && (rc != ENOENT || current)) {
+        sec_why(why, why_len, "%s: %s", path, strerror(rc));
+        err = AS_ERR_INTERNAL;
+    }
+    if (rc == 0 && !current && retired_read(s, kid, &when) != 0)
+        when = 0;
+    if (rc == 0)
+        err = fn(arg, kid, pem, len, current, when);
+    if (pem)
+        sodium_memzero(pem, len);
+    free(pem);
+    return err;
+}
+
+enum as_err sec_store_export(const struct cfg *cfg, sec_store_each_fn fn,
+                             void *arg, uint8_t refresh[SEC_REFRESH_KEY_LEN],
+                             char *why, size_t why_len)
+{
+    struct store s;
+    char current[SEC_KID_MAX], kid[SEC_KID_MAX];
+    struct dirent *e;
+    DIR *d;
+    enum as_err err;
+
+    if (!cfg->data_dir || !cfg->data_dir[0])
+        return AS_ERR_NOT_FOUND;
+    s.alg = cfg->jwt_alg;
+    s.keep_s = (int64_t)cfg->access_ttl + SEC_RETIRE_GRACE_S;
+    if (snprintf(s.dir, sizeof s.dir, "%s/keys", cfg->data_dir) >=
+            (int)sizeof s.dir || current_read(&s, current) != 0)
+        return AS_ERR_NOT_FOUND;
+    err = refresh_key(&s, refresh, why, why_len);
+    if (err == AS_OK)
+        err = export_one(&s, current, true, fn, arg, why, why_len);
+    d = err == AS_OK ? opendir(s.dir) : NULL;
+    if (err == AS_OK && !d) {
+        sec_why(why, why_len, "%s: %s", s.dir, strerror(errno));
+        err = AS_ERR_INTERNAL;
+    }
+    while (err == AS_OK && (e = readdir(d)) != NULL)
+        if (name_kid(e->d_name, ".pem", kid) && strcmp(kid, current) != 0)
+            err = export_one(&s, kid, false, fn, arg, why, why_len);
+    if (d)
+        closedir(d);
     return err;
 }
 
@@ -462,7 +549,7 @@ static enum as_err cli_rotate(const struct store *s, char kid[SEC_KID_MAX],
 {
     char old[SEC_KID_MAX];
     int64_t now = (int64_t)time(NULL);
-    int had = current_read(s, old), rc = 0;
+    int had = current_read(s, old), rc;
     enum as_err err;
 
     if (had != 0 && had != ENOENT) {
@@ -472,10 +559,7 @@ static enum as_err cli_rotate(const struct store *s, char kid[SEC_KID_MAX],
     err = key_write_new(s, kid, why, why_len);
     if (err != AS_OK)
         return err;
-    if (had == 0)
-        rc = retired_write(s, old, now);
-    if (rc == 0)
-        rc = current_write(s, kid, true);
+    rc = current_write(s, kid, true);   /* `old` retires at the reload */
     if (rc != 0) {
         sec_why(why, why_len, "cannot switch %s to the new key: %s",
                 s->dir, strerror(rc));
@@ -483,7 +567,7 @@ static enum as_err cli_rotate(const struct store *s, char kid[SEC_KID_MAX],
     }
     log_event(LOG_INFO, "keys.rotated", NULL,
               json_pack("{s:s, s:s?}", "kid", kid,
-                        "retired", had == 0 ? old : NULL));
+                        "previous", had == 0 ? old : NULL));
     prune(s, kid, now);
     return AS_OK;
 }
@@ -524,7 +608,7 @@ static enum as_err cli_run(const struct cfg *cfg, const char *verb,
     return err;
 }
 
-int sec_keys_cli(const struct cfg *cfg, const char *verb)
+int sec_keys_cli(const struct cfg *cfg, struct repo *r, const char *verb)
 {
     char kid[SEC_KID_MAX], why[512] = "";
     enum as_err err;
@@ -535,8 +619,13 @@ int sec_keys_cli(const struct cfg *cfg, const char *verb)
                 "`rotate`\n");
         return 2;
     }
-    err = sodium_init() < 0 ? AS_ERR_INTERNAL
-                            : cli_run(cfg, verb, kid, why, sizeof why);
+    if (sodium_init() < 0)
+        err = AS_ERR_INTERNAL;
+    else if (r && cfg->jwt_alg != CFG_ALG_HS256 &&
+             !(cfg->jwt_key_file && cfg->jwt_key_file[0]))
+        err = sec_db_cli(cfg, r, verb, kid, why, sizeof why);
+    else
+        err = cli_run(cfg, verb, kid, why, sizeof why);
     if (err != AS_OK) {
         fprintf(stderr, "auth-serve: keys %s: %s\n", verb,
                 why[0] ? why : "failed");

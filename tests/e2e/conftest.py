@@ -85,6 +85,9 @@ class Daemon:
             if not PG_URL:
                 pytest.skip("AUTH_E2E_PG_URL is not set")
             self.env["AUTH_DATABASE_URL"] = pg_database(PG_URL)
+        if self.env.get("AUTH_DATABASE_URL", "").startswith("postgres"):
+            # keys live in the database, sealed with this (README.md)
+            self.env["AUTH_KEYS_SECRET"] = "e2e-keys-secret-" + "k" * 32
         self.env.update(env or {})
         self.proc = None
         self.port = None

@@ -32,7 +32,8 @@ def make_pair():
     def make(env=None):
         url = pg_database(PG_URL)
         shared = tempfile.mkdtemp(prefix="auth-multi-")
-        full = {"AUTH_SESSION_CACHE_SECONDS": str(CACHE_SECONDS)}
+        full = {"AUTH_SESSION_CACHE_SECONDS": str(CACHE_SECONDS),
+                "AUTH_KEY_PUBLISH_SECONDS": "0"}  # rotation tests: at once
         full.update(env or {})
         pair = [Daemon("postgres", env=full, data_dir=shared,
                        database_url=url) for _ in range(2)]

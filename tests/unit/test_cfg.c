@@ -112,6 +112,36 @@ static void test_hs256_needs_secret(void **state)
     cfg_cleanup(&c);
 }
 
+/* Keys stored in PostgreSQL are sealed with AUTH_KEYS_SECRET: required
+ * there, unless the keys come from a file or an HS256 secret. */
+static void test_postgres_needs_keys_secret(void **state)
+{
+    struct cfg c;
+    char *bare[] = { "AUTH_DATABASE_URL=postgresql://h/db", NULL };
+    char *sealed[] = { "AUTH_DATABASE_URL=postgresql://h/db",
+                       "AUTH_KEYS_SECRET=0123456789abcdef0123456789abcdef",
+                       NULL };
+    char *file[] = { "AUTH_DATABASE_URL=postgres://h/db",
+                     "AUTH_JWT_KEY_FILE=/etc/auth/key.pem", NULL };
+    char *hs[] = { "AUTH_DATABASE_URL=postgres://h/db", "AUTH_JWT_ALG=HS256",
+                   "AUTH_JWT_SECRET=0123456789abcdef0123456789abcdef",
+                   NULL };
+    char *lite[] = { "AUTH_DATABASE_URL=sqlite:/tmp/x.db", NULL };
+
+    (void)state;
+    assert_false(load(&c, NULL, bare));
+    assert_non_null(strstr(why, "AUTH_KEYS_SECRET"));
+    cfg_cleanup(&c);
+    assert_true(load(&c, NULL, sealed));
+    cfg_cleanup(&c);
+    assert_true(load(&c, NULL, file));
+    cfg_cleanup(&c);
+    assert_true(load(&c, NULL, hs));
+    cfg_cleanup(&c);
+    assert_true(load(&c, NULL, lite));
+    cfg_cleanup(&c);
+}
+
 static char *write_tmp(const char *text)
 {
     static char path[64];
@@ -293,6 +323,7 @@ int main(void)
         cmocka_unit_test(test_bad_values_named),
         cmocka_unit_test(test_unknown_name),
         cmocka_unit_test(test_hs256_needs_secret),
+        cmocka_unit_test(test_postgres_needs_keys_secret),
         cmocka_unit_test(test_dotenv_precedence),
         cmocka_unit_test(test_dotenv_errors),
         cmocka_unit_test(test_dotenv_syntax),

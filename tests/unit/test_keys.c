@@ -137,7 +137,7 @@ static int run_cli(const struct cfg *c, const char *verb, char *out,
     saved = dup(STDOUT_FILENO);
     dup2(fds[1], STDOUT_FILENO);
     close(fds[1]);
-    rc = sec_keys_cli(c, verb);
+    rc = sec_keys_cli(c, NULL, verb);
     fflush(stdout);
     dup2(saved, STDOUT_FILENO);
     close(saved);
@@ -510,9 +510,10 @@ static void rotate_keeps_old_tokens_valid(void **state)
     assert_int_equal(run_cli(&f->cfg, "rotate", out, sizeof out), 0);
     assert_int_equal(strlen(out), 44);               /* kid and newline */
     path_in(path, f->keys, old, ".retired");
-    assert_int_equal(access(path, F_OK), 0);
+    assert_int_equal(access(path, F_OK), -1);  /* it still signs: k1 */
 
     k2 = load(&f->cfg);
+    assert_int_equal(access(path, F_OK), 0);   /* retired by the reload */
     assert_string_not_equal(sec_keys_kid(k2), old);
     assert_memory_equal(out, sec_keys_kid(k2), 43);
     assert_int_equal(verify_now(k2, &f->cfg, t1, f->a), AS_OK);
@@ -532,6 +533,45 @@ static void rotate_keeps_old_tokens_valid(void **state)
     free(t2);
     sec_keys_free(k1);
     sec_keys_free(k2);
+}
+
+/* A key retires when it stops signing (at the reload), not when it is
+ * rotated out: a reload long after `keys rotate` keeps the key that signed
+ * until then for access TTL + 60 s, and only then drops it. */
+static void late_reload_keeps_the_last_signer(void **state)
+{
+    struct fx *f = *state;
+    struct sec_keys *k1, *k2, *k3;
+    char old[SEC_KID_MAX], out[128], why[512] = "";
+    int64_t t0 = (int64_t)time(NULL) * 1000, late;
+    char *tok;
+
+    f->cfg.access_ttl = 30;
+    k1 = load(&f->cfg);
+    snprintf(old, sizeof old, "%s", sec_keys_kid(k1));
+    assert_int_equal(run_cli(&f->cfg, "rotate", out, sizeof out), 0);
+    tok = sign_now(k1, &f->cfg);     /* k1 signs on until the reload */
+    late = t0 + (30 + 60 + 3600) * 1000;
+    assert_int_equal(sec_keys_open(&f->cfg, NULL, k1, late, &k2, why,
+                                   sizeof why), AS_OK);
+    assert_string_not_equal(sec_keys_kid(k2), old);
+    assert_non_null(sec_keys_find(k2, old));
+    assert_int_equal(verify_now(k2, &f->cfg, tok, f->a), AS_OK);
+    /* The next rotation leaves it too. */
+    assert_int_equal(run_cli(&f->cfg, "rotate", out, sizeof out), 0);
+    sec_keys_free(k2);
+    assert_int_equal(sec_keys_open(&f->cfg, NULL, NULL, late + 1000, &k2,
+                                   why, sizeof why), AS_OK);
+    assert_non_null(sec_keys_find(k2, old));
+    /* Access TTL + 60 s after that reload it is gone. */
+    assert_int_equal(sec_keys_open(&f->cfg, NULL, k2,
+                                   late + (30 + 61) * 1000, &k3, why,
+                                   sizeof why), AS_OK);
+    assert_null(sec_keys_find(k3, old));
+    free(tok);
+    sec_keys_free(k1);
+    sec_keys_free(k2);
+    sec_keys_free(k3);
 }
 
 static void retired_keys_expire_and_are_pruned(void **state)
@@ -814,6 +854,7 @@ int main(void)
         T(hs256_secret),
         T(rotate_keeps_old_tokens_valid),
         T(retired_keys_expire_and_are_pruned),
+        T(late_reload_keeps_the_last_signer),
         T(cli_generate_is_idempotent),
         T(cli_errors_exit_2),
         T(algorithm_change_needs_rotate),

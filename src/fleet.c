@@ -1,0 +1,242 @@
+/* fleet.c: the LISTEN connection and the key poll of one instance among
+ * several on one PostgreSQL database. */
+#include "fleet.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libpq-fe.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cfg.h"
+#include "clock.h"
+#include "log.h"
+#include "scache.h"
+#include "sec.h"
+#include "uuid.h"
+
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+#define APP_NAME "auth-serve-listen"
+
+struct fleet {
+    struct app *app;
+    pthread_t thread;
+    int wake[2];                 /* written to stop the thread */
+    atomic_bool stop;
+    PGconn *conn;                /* the thread's only */
+    const struct sec_keys **old; /* replaced key sets, freed at stop */
+    size_t nold;
+};
+
+/* Connects and listens; NULL on failure (logged without the URL, which
+ * may hold a password). Ours come after the URL's settings and win. */
+static PGconn *listen_connect(const struct cfg *cfg)
+{
+    static const char *const keys[] = {
+        "dbname", "application_name", "connect_timeout", "keepalives",
+        "keepalives_idle", "keepalives_interval", "keepalives_count",
+        "tcp_user_timeout", NULL,
+    };
+    const char *vals[] = {
+        cfg->database_url, APP_NAME, "3", "1", "10", "5", "3", "25000",
+        NULL,
+    };
+    PGconn *c = PQconnectdbParams(keys, vals, 1);
+    PGresult *r = NULL;
+
+    if (c && PQstatus(c) == CONNECTION_OK) {
+        r = PQexec(c, "LISTEN auth_revoke; LISTEN auth_keys");
+        if (PQresultStatus(r) == PGRES_COMMAND_OK) {
+            PQclear(r);
+            PQsetnonblocking(c, 1);
+            return c;
+        }
+    }
+    PQclear(r);
+    PQfinish(c);
+    return NULL;
+}
+
+/* True when `s` is as long as an id can be and has its characters. */
+static bool id_shaped(const char *s)
+{
+    size_t n = strlen(s);
+
+    return n > 0 && n < UUID_STR_LEN &&
+           strspn(s, "0123456789abcdefABCDEF-") == n;
+}
+
+/* One notification: a revocation ("s:<sid>" or "u:<user id>") or a
+ * change of the keys table (sets *keys_changed). */
+static void heard(struct fleet *f, const PGnotify *n, bool *keys_changed)
+{
+    const char *p = n->extra ? n->extra : "";
+
+    if (strcmp(n->relname, "auth_keys") == 0) {
+        *keys_changed = true;
+        return;
+    }
+    if (strcmp(n->relname, "auth_revoke") != 0 || strlen(p) < 3 ||
+        p[1] != ':' || !id_shaped(p + 2))
+        return;
+    if (p[0] == 's')
+        scache_forget(f->app->scache, p + 2);
+    else if (p[0] == 'u')
+        scache_forget_user(f->app->scache, p + 2);
+}
+
+/* Reads what the connection has; false when it is lost. */
+static bool drain(struct fleet *f, bool *keys_changed)
+{
+    PGnotify *n;
+
+    if (!PQconsumeInput(f->conn))
+        return false;
+    while ((n = PQnotifies(f->conn)) != NULL) {
+        heard(f, n, keys_changed);
+        PQfreemem(n);
+    }
+    return PQstatus(f->conn) == CONNECTION_OK;
+}
+
+/* Swaps in the keys of the table when they changed. */
+static void keys_poll(struct fleet *f)
+{
+    struct app *a = f->app;
+    struct sec_keys *k = NULL;
+    const struct sec_keys **grown;
+    char why[256] = "";
+
+    if (sec_keys_poll(a->cfg, a->repo, app_keys(a), clock_ms(), &k, why,
+                      sizeof why) != AS_OK) {
+        if (why[0])
+            log_event(LOG_WARN, "keys.poll_failed", NULL,
+                      json_pack("{s:s}", "message", why));
+        return;
+    }
+    if (!k)
+        return;
+    grown = realloc(f->old, (f->nold + 1) * sizeof *f->old);
+    if (!grown) {
+        sec_keys_free(k);
+        return;
+    }
+    f->old = grown;
+    f->old[f->nold++] = atomic_exchange(&a->keys, k);
+    log_event(LOG_INFO, "keys.reloaded", NULL,
+              json_pack("{s:s, s:s}", "kid", sec_keys_kid(k), "cause",
+                        "database"));
+}
+
+/* Waits up to `ms` for the connection (when there is one) or the stop
+ * pipe; true when the connection has something to read. */
+static bool wait_for(struct fleet *f, int ms)
+{
+    struct pollfd p[2] = { { .fd = f->wake[0], .events = POLLIN },
+                           { .fd = f->conn ? PQsocket(f->conn) : -1,
+                             .events = POLLIN } };
+
+    if (ms < 0)
+        ms = 0;
+    if (poll(p, 2, ms) <= 0)
+        return false;
+    return p[1].fd >= 0 && (p[1].revents & (POLLIN | POLLERR | POLLHUP));
+}
+
+static void lost(struct fleet *f)
+{
+    log_event(LOG_WARN, "fleet.listen_lost", NULL,
+              json_pack("{s:s}", "hint", "revocations at other instances "
+                        "are seen after AUTH_SESSION_CACHE_SECONDS until "
+                        "it is back"));
+    PQfinish(f->conn);
+    f->conn = NULL;
+}
+
+static void *run(void *arg)
+{
+    struct fleet *f = arg;
+    uint64_t next_poll = 0, retry_at = 0, until;
+    int backoff = BACKOFF_MIN_MS;
+    bool keys_changed;
+
+    while (!atomic_load(&f->stop)) {
+        uint64_t now = clock_mono_ms();
+
+        keys_changed = false;
+        if (!f->conn && now >= retry_at) {
+            f->conn = listen_connect(f->app->cfg);
+            if (f->conn) {
+                scache_forget_all(f->app->scache);  /* may have missed */
+                log_event(LOG_INFO, "fleet.listening", NULL,
+                          json_pack("{s:s}", "application_name", APP_NAME));
+                backoff = BACKOFF_MIN_MS;
+                keys_changed = true;
+            } else {
+                retry_at = now + (uint64_t)backoff;
+                backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS
+                                                       : backoff * 2;
+            }
+        }
+        if (f->conn && !drain(f, &keys_changed))
+            lost(f);
+        now = clock_mono_ms();
+        if (keys_changed || now >= next_poll) {
+            keys_poll(f);
+            next_poll = clock_mono_ms() + FLEET_KEYS_POLL_MS;
+        }
+        until = next_poll;
+        if (!f->conn && retry_at < until)
+            until = retry_at;
+        now = clock_mono_ms();
+        wait_for(f, until > now ? (int)(until - now) : 0);
+    }
+    PQfinish(f->conn);
+    f->conn = NULL;
+    return NULL;
+}
+
+struct fleet *fleet_start(struct app *app)
+{
+    struct fleet *f = calloc(1, sizeof *f);
+
+    if (!f)
+        return NULL;
+    f->app = app;
+    if (pipe2(f->wake, O_CLOEXEC) != 0) {
+        free(f);
+        return NULL;
+    }
+    if (pthread_create(&f->thread, NULL, run, f) != 0) {
+        close(f->wake[0]);
+        close(f->wake[1]);
+        free(f);
+        return NULL;
+    }
+    return f;
+}
+
+void fleet_stop(struct fleet *f)
+{
+    size_t i;
+    ssize_t w;
+
+    if (!f)
+        return;
+    atomic_store(&f->stop, true);
+    do
+        w = write(f->wake[1], "x", 1);
+    while (w < 0 && errno == EINTR);
+    pthread_join(f->thread, NULL);
+    close(f->wake[0]);
+    close(f->wake[1]);
+    for (i = 0; i < f->nold; i++)
+        sec_keys_free((struct sec_keys *)f->old[i]);
+    free(f->old);
+    free(f);
+}

@@ -1,0 +1,338 @@
+"""Three instances on three data folders and one PostgreSQL database,
+sharing nothing else: tokens accepted everywhere, revocations announced
+with NOTIFY and seen at the others at once (the session cache is set to a
+minute, so only the announcement explains it), the LISTEN connection
+killed and made again, key rotation published and switched without a
+signal, keys sealed in the database, and a simultaneous first start.
+PostgreSQL only: skipped without AUTH_E2E_PG_URL.
+
+Run with -s to see the revocation latencies (median and maximum)."""
+import base64
+import glob
+import os
+import shutil
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+
+import pytest
+
+from conftest import BACKENDS, PG_URL, Daemon, pg_database, wait_until
+from jwtutil import parts
+
+pytestmark = pytest.mark.skipif(
+    not PG_URL or "postgres" not in BACKENDS,
+    reason="several instances need AUTH_E2E_PG_URL and the postgres backend")
+
+CACHE_SECONDS = 60        # longer than any bound below: NOTIFY or nothing
+SEEN_WITHIN = 2.0         # generous: the figure printed is what counts
+TRIALS = 30
+PUBLISH_SECONDS = 4
+LISTENER = "auth-serve-listen"
+
+
+def psql(url, sql):
+    r = subprocess.run(["psql", url, "-X", "-q", "-tA", "-v",
+                        "ON_ERROR_STOP=1", "-c", sql], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return [line.split("|") for line in r.stdout.splitlines() if line]
+
+
+def pg_bin(name):
+    """A PostgreSQL client program of the cluster's own version."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/" + name))
+    path = found[-1] if found else shutil.which(name)
+    if not path:
+        pytest.skip("%s not found" % name)
+    return path
+
+
+@pytest.fixture
+def make_trio():
+    """Factory: three daemons (not started) on one fresh database, each
+    with its own data folder. All must stop cleanly."""
+    made = []
+
+    def make(env=None, data_dirs=None):
+        url = pg_database(PG_URL)
+        full = {"AUTH_SESSION_CACHE_SECONDS": str(CACHE_SECONDS),
+                "AUTH_KEY_PUBLISH_SECONDS": str(PUBLISH_SECONDS)}
+        full.update(env or {})
+        trio = [Daemon("postgres", env=full, database_url=url,
+                       data_dir=(data_dirs or [None] * 3)[i])
+                for i in range(3)]
+        made.extend(trio)
+        return trio, url
+
+    yield make
+    codes = [(d.stop(), d) for d in made]
+    for code, d in codes:
+        assert code in (0, None), "\n".join(d.lines[-20:])
+
+
+def trio_started(make_trio, env=None):
+    trio, url = make_trio(env)
+    for d in trio:
+        d.start()
+    for d in trio:            # each one listens before the test begins
+        assert wait_until(lambda: listening(d) >= 1), d.lines[-20:]
+    return trio, url
+
+
+def listening(d):
+    return sum(1 for e in d.logs if e.get("event") == "fleet.listening")
+
+
+def verify(d, token):
+    return d.request("GET", "/api/v1/auth/verify", token=token)
+
+
+def admin(d):
+    """An admin made with the CLI and logged in at `d`: (email, token)."""
+    email = "admin-%s@example.com" % os.urandom(4).hex()
+    pw = "correct horse admin " + os.urandom(4).hex()
+    r = d.command("user", "create", "--email", email, "--admin",
+                  stdin=pw.encode())
+    assert r.returncode == 0, r.stderr
+    t = d.login(email, pw)
+    assert t.status == 200, t
+    return email, pw, t.json["access_token"]
+
+
+def seen(others, check, bound=SEEN_WITHIN):
+    """Seconds until check(d) holds at every instance of `others` (polled
+    without pause), or None past `bound`."""
+    t0 = time.monotonic()
+    pending = list(others)
+    while pending:
+        pending = [d for d in pending if not check(d)]
+        if time.monotonic() - t0 > bound:
+            return None
+    return time.monotonic() - t0
+
+
+def report(name, lat):
+    ms = sorted(x * 1000 for x in lat)
+    print("\n%s at the other instances: n=%d median %.1f ms, max %.1f ms"
+          % (name, len(ms), statistics.median(ms), ms[-1]))
+
+
+def test_tokens_accepted_everywhere(make_trio):
+    (a, b, c), _ = trio_started(make_trio)
+    for signer in (a, b, c):
+        _, _, t = signer.user()
+        for d in (a, b, c):
+            r = verify(d, t["access_token"])
+            assert r.status == 200, (signer.port, d.port, r)
+    kids = [frozenset(k["kid"] for k in d.request(
+        "GET", "/.well-known/jwks.json").json["keys"]) for d in (a, b, c)]
+    assert kids[0] == kids[1] == kids[2] and len(kids[0]) == 1
+    # one refresh-derivation key: a retry at another instance within the
+    # grace gets the same child
+    rt = t["refresh_token"]
+    got = [d.request("POST", "/api/v1/auth/refresh", {"refresh_token": rt})
+           for d in (b, c, a)]
+    assert [r.status for r in got] == [200] * 3, got
+    assert len({r.json["refresh_token"] for r in got}) == 1
+
+
+def test_logout_seen_everywhere_at_once(make_trio):
+    (a, b, c), _ = trio_started(make_trio)
+    email, pw, _ = a.user()
+    lat = []
+    for _ in range(TRIALS):
+        t = a.login(email, pw).json
+        for d in (b, c):                     # cached there as live
+            assert verify(d, t["access_token"]).status == 200
+        r = a.request("POST", "/api/v1/auth/logout",
+                      {"refresh_token": t["refresh_token"]},
+                      token=t["access_token"])
+        assert r.status in (200, 204), r
+        s = seen((b, c), lambda d: verify(d, t["access_token"]).status
+                 == 401)
+        assert s is not None, "logout not seen within %ss" % SEEN_WITHIN
+        lat.append(s)
+    report("logout", lat)
+
+
+def test_deactivation_and_demotion_seen_everywhere(make_trio):
+    (a, b, c), _ = trio_started(make_trio)
+    _, _, boss = admin(a)
+    off, down = [], []
+    for _ in range(TRIALS // 2):
+        _, _, t = a.user()
+        uid = parts(t["access_token"])[1]["sub"]
+        for d in (b, c):
+            assert verify(d, t["access_token"]).status == 200
+        r = a.request("PATCH", "/api/v1/users/" + uid,
+                      {"is_active": False}, token=boss)
+        assert r.status == 200, r
+        s = seen((b, c), lambda d: verify(d, t["access_token"]).status
+                 == 401)
+        assert s is not None, "deactivation not seen in %ss" % SEEN_WITHIN
+        off.append(s)
+    for _ in range(TRIALS // 2):
+        _, _, t = admin(a)
+        uid = parts(t)[1]["sub"]
+        for d in (b, c):
+            r = verify(d, t)
+            assert r.status == 200 and r.header("X-Auth-Role") == "admin"
+        r = a.request("PATCH", "/api/v1/users/" + uid, {"role": "user"},
+                      token=boss)
+        assert r.status == 200, r
+        s = seen((b, c), lambda d: verify(d, t).header("X-Auth-Role")
+                 == "user")
+        assert s is not None, "demotion not seen in %ss" % SEEN_WITHIN
+        down.append(s)
+        assert b.request("GET", "/api/v1/users", token=t).status == 403
+    report("deactivation", off)
+    report("demotion", down)
+
+
+def test_listen_connection_killed_and_recovered(make_trio):
+    (a, b, c), url = trio_started(make_trio)
+    email, pw, _ = a.user()
+    before = [listening(d) for d in (a, b, c)]
+    rows = psql(url, "SELECT pg_terminate_backend(pid) FROM "
+                     "pg_stat_activity WHERE application_name = '%s' AND "
+                     "datname = current_database()" % LISTENER)
+    assert len(rows) == 3, rows               # one each, outside the pool
+    for d, n in zip((a, b, c), before):
+        assert wait_until(lambda: listening(d) > n, timeout=15), \
+            d.lines[-20:]
+        assert any(e.get("event") == "fleet.listen_lost" for e in d.logs)
+    assert wait_until(lambda: len(psql(
+        url, "SELECT 1 FROM pg_stat_activity WHERE application_name = "
+             "'%s' AND datname = current_database()" % LISTENER)) == 3)
+    t = a.login(email, pw).json
+    for d in (b, c):
+        assert verify(d, t["access_token"]).status == 200
+    r = a.request("POST", "/api/v1/auth/logout-all", token=t["access_token"])
+    assert r.status in (200, 204), r
+    assert seen((b, c), lambda d: verify(d, t["access_token"]).status
+                == 401) is not None
+
+
+def jwks_kids(d):
+    return {k["kid"] for k in d.request("GET", "/.well-known/jwks.json")
+            .json["keys"]}
+
+
+def test_rotation_published_then_signing_without_signal(make_trio):
+    (a, b, c), url = trio_started(make_trio)
+    email, pw, t_old = a.user()
+    kid_old = parts(t_old["access_token"])[0]["kid"]
+    r = b.command("keys", "rotate")
+    assert r.returncode == 0, r.stderr
+    t0 = time.monotonic()
+    kid_new = r.stdout.decode().strip()
+    assert kid_new and kid_new != kid_old
+    for d in (a, b, c):
+        assert wait_until(lambda: kid_new in jwks_kids(d), timeout=10,
+                          interval=0.05), "not published at %d" % d.port
+    published = time.monotonic() - t0
+    print("\nrotation listed by all three after %.2f s" % published)
+    if published < PUBLISH_SECONDS - 1:       # still the old key signs
+        t = c.login(email, pw).json
+        assert parts(t["access_token"])[0]["kid"] == kid_old
+    for d in (a, b, c):
+        assert wait_until(lambda: parts(d.login(email, pw).json[
+            "access_token"])[0]["kid"] == kid_new,
+            timeout=PUBLISH_SECONDS + 10, interval=0.2), d.port
+    assert time.monotonic() - t0 >= PUBLISH_SECONDS - 0.5
+    for d in (a, b, c):                       # old tokens still good
+        assert verify(d, t_old["access_token"]).status == 200
+        assert {kid_old, kid_new} <= jwks_kids(d)
+        assert not any(e.get("event") == "keys.reloaded" and
+                       e.get("cause") != "database" for e in d.logs)
+
+
+def test_keys_sealed_in_database(make_trio, tmp_path):
+    # An existing data folder (the single-host layout) is imported.
+    folder = str(tmp_path / "data")
+    os.makedirs(folder)
+    gen = Daemon("sqlite", data_dir=folder).command("keys", "generate")
+    assert gen.returncode == 0, gen.stderr
+    kid = gen.stdout.decode().strip()
+    with open(os.path.join(folder, "keys", kid + ".pem"), "rb") as f:
+        pem = f.read()
+    with open(os.path.join(folder, "keys", "refresh.key"), "rb") as f:
+        refresh_key = f.read()
+    (a, b, c), url = make_trio(data_dirs=[folder, None, None])
+    for d in (a, b, c):
+        d.start()
+    _, _, t = b.user()
+    assert parts(t["access_token"])[0]["kid"] == kid    # imported
+    dump = subprocess.run([pg_bin("pg_dump"), "--data-only", url],
+                          capture_output=True, timeout=120)
+    assert dump.returncode == 0, dump.stderr
+    text = dump.stdout
+    assert b"auth_keys" in text and kid.encode() in text
+    assert b"PRIVATE KEY" not in text
+    from cryptography.hazmat.primitives import serialization
+    key = serialization.load_pem_private_key(pem, None)
+    d = key.private_numbers().private_value.to_bytes(32, "big")
+    der = key.private_bytes(serialization.Encoding.DER,
+                            serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    body = b"".join(pem.split(b"\n")[1:-2])
+    lower = text.lower()
+    for secret in (d, der, refresh_key, pem):
+        assert secret.hex().encode() not in lower
+        assert base64.b64encode(secret) not in text
+    assert body[:40] not in text
+
+
+def test_simultaneous_first_start_one_key(make_trio):
+    for _ in range(3):
+        trio, url = make_trio()
+        barrier = threading.Barrier(3)
+        errors = []
+
+        def go(d):
+            try:
+                barrier.wait(30)
+                d.start()
+            except Exception as e:        # noqa: BLE001 -- reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=go, args=(d,)) for d in trio]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(120)
+        assert not errors, errors
+        rows = psql(url, "SELECT count(*) FROM auth_keys WHERE kid <> "
+                         "'refresh'")
+        assert rows == [["1"]], rows
+        kids = [jwks_kids(d) for d in trio]
+        assert kids[0] == kids[1] == kids[2] and len(kids[0]) == 1
+        _, _, t = trio[0].user()
+        for d in trio:
+            assert verify(d, t["access_token"]).status == 200
+        for d in trio:
+            assert d.stop() == 0
+
+
+def test_keys_secret_required_and_checked(make_trio):
+    (a, _, _), url = make_trio()
+    env = dict(a.env)
+    del env["AUTH_KEYS_SECRET"]
+    bare = Daemon("postgres", env=env, database_url=url)
+    bare.env.pop("AUTH_KEYS_SECRET", None)
+    r = bare.command("config", "check")
+    assert r.returncode == 2 and b"AUTH_KEYS_SECRET" in r.stderr, r
+    a.start()
+    # the same database opened with another secret: refused, exit 2
+    wrong = Daemon("postgres", database_url=url,
+                   env={"AUTH_KEYS_SECRET": "another-secret-" + "x" * 32})
+    r = wrong.command("keys", "generate")
+    assert r.returncode == 2 and b"AUTH_KEYS_SECRET" in r.stderr, r
+    with pytest.raises(RuntimeError):
+        wrong.start()
+    assert wrong.proc.wait(30) == 2
+    assert any("AUTH_KEYS_SECRET" in str(e.get("message"))
+               for e in wrong.logs)

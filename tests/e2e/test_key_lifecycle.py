@@ -1,0 +1,45 @@
+"""A key retires when it stops signing, not when `keys rotate` runs: a
+SIGHUP long after a rotation keeps the key that signed until then (the keys
+folder; on PostgreSQL see test_instances.py). The passage of time is made
+by rewriting any retirement stamp the rotation left to an hour ago."""
+import os
+import signal
+import time
+
+import pytest
+
+from conftest import BACKENDS, wait_until
+from jwtutil import parts
+
+pytestmark = pytest.mark.skipif("sqlite" not in BACKENDS,
+                                reason="the keys folder is SQLite's")
+
+
+def test_late_reload_keeps_the_last_signer(make_daemon, backend):
+    if backend != "sqlite":
+        pytest.skip("the keys folder is SQLite's")
+    d = make_daemon({"AUTH_ACCESS_TOKEN_TTL": "30"}).start()
+    email, pw, _ = d.user()
+    r = d.command("keys", "rotate")
+    assert r.returncode == 0, r.stderr
+    kid_new = r.stdout.decode().strip()
+    t = d.login(email, pw).json["access_token"]    # still the old key
+    kid_old = parts(t)[0]["kid"]
+    assert kid_old != kid_new
+    stamp = os.path.join(d.data_dir, "keys", kid_old + ".retired")
+    if os.path.exists(stamp):                     # an hour has passed
+        with open(stamp, "w") as f:
+            f.write("%d\n" % (int(time.time()) - 3600))
+    d.proc.send_signal(signal.SIGHUP)
+    assert wait_until(lambda: any(e.get("event") == "keys.reloaded"
+                                  for e in d.logs))
+    # the token signed 0 s before the reload is good, and its key listed
+    r = d.request("GET", "/api/v1/users/me", token=t)
+    assert r.status == 200, r
+    kids = {k["kid"] for k in d.request("GET", "/.well-known/jwks.json")
+            .json["keys"]}
+    assert {kid_old, kid_new} <= kids
+    with open(stamp) as f:                        # retired at the reload
+        assert abs(int(f.read()) - time.time()) < 60
+    t2 = d.login(email, pw).json["access_token"]
+    assert parts(t2)[0]["kid"] == kid_new
