@@ -27,6 +27,7 @@ enum as_err h_users_create(struct req_ctx *rc, struct response *res);
 enum as_err h_user_get(struct req_ctx *rc, struct response *res);
 enum as_err h_user_patch(struct req_ctx *rc, struct response *res);
 enum as_err h_user_delete(struct req_ctx *rc, struct response *res);
+enum as_err h_user_unlock(struct req_ctx *rc, struct response *res);
 enum as_err h_healthz(struct req_ctx *rc, struct response *res);
 enum as_err h_readyz(struct req_ctx *rc, struct response *res);
 enum as_err h_metrics(struct req_ctx *rc, struct response *res);

@@ -15,6 +15,7 @@ struct workpool;
 struct metrics;
 struct scache;
 struct netlist;
+struct ratelimit;
 struct MHD_Connection;
 
 /* Long-lived state shared by every request; made once at start. */
@@ -30,6 +31,8 @@ struct app {
     struct vcache *vcache;            /* verified access tokens */
     const struct sec_keys *_Atomic keys;  /* swapped on SIGHUP */
     struct mailer *_Atomic mailer;    /* outbox delivery; NULL: none yet */
+    struct ratelimit *limiter;        /* per-address credential buckets
+                                         (the server's); NULL: none */
 };
 
 /* The keys in force (borrowed; kept alive until the daemon exits). */

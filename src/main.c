@@ -42,6 +42,7 @@ static const char usage[] =
     "                            create a user; password read from stdin\n"
     "  user set-password --email E\n"
     "                            set a password read from stdin\n"
+    "  user unlock --email E     lift the account's login lockout\n"
     "  user list                 list users\n"
     "  --version                 print the version\n"
     "  --help                    print this help\n"

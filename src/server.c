@@ -537,8 +537,37 @@ static bool rate_ok(struct server *srv, struct req_ctx *rc)
     return false;
 }
 
+/* Queues the handler on its pool. A hashing request counts against its
+ * client address (and account, when signed in): none may hold more than
+ * its share of the hash pool (README "Security"). */
+static enum workpool_refusal submit(struct req_ctx *rc)
+{
+    char key[NETADDR_KEY_LEN];
+
+    if (!(rc->route->flags & RF_OFFLOAD))
+        return workpool_submit(rc->app->db_pool, offloaded, rc)
+                   ? WORKPOOL_QUEUED : WORKPOOL_FULL;
+    netaddr_client_key(rc->ip, key);
+    return workpool_submit_for(rc->app->pool, offloaded, rc, key,
+                               rc->authed ? rc->claims.sub : NULL);
+}
+
+static void refuse_busy(struct req_ctx *rc, enum workpool_refusal why)
+{
+    if (why == WORKPOOL_CLIENT_FULL) {
+        res_header(rc, "Retry-After", "1");
+        rc->err = AS_ERR_RATE_LIMITED;
+        rc->res.detail = "Too many requests from this client are already "
+                         "being processed; retry shortly.";
+        return;
+    }
+    rc->err = AS_ERR_OVERLOADED;
+    rc->res.detail = "The server is busy; retry shortly.";
+}
+
 static enum MHD_Result dispatch(struct server *srv, struct req_ctx *rc)
 {
+    enum workpool_refusal refusal;
     enum as_err err;
 
     if (!rate_ok(srv, rc))
@@ -558,11 +587,9 @@ static enum MHD_Result dispatch(struct server *srv, struct req_ctx *rc)
     }
     rc->state = ST_WORKING;
     MHD_suspend_connection(rc->conn);
-    if (!workpool_submit(rc->route->flags & RF_OFFLOAD ? rc->app->pool
-                                                       : rc->app->db_pool,
-                         offloaded, rc)) {
-        rc->err = AS_ERR_OVERLOADED;
-        rc->res.detail = "The server is busy; retry shortly.";
+    refusal = submit(rc);
+    if (refusal != WORKPOOL_QUEUED) {
+        refuse_busy(rc, refusal);
         rc->state = ST_DONE;
         MHD_resume_connection(rc->conn);
     }
@@ -704,6 +731,13 @@ static bool listen_addr(const struct cfg *cfg, struct sockaddr_storage *ss,
     return false;
 }
 
+/* The most hashing requests one client may have queued or running: an
+ * eighth of the queue, at least 2. */
+static unsigned hash_share(const struct cfg *cfg)
+{
+    return cfg->hash_queue / 8 > 2 ? cfg->hash_queue / 8 : 2;
+}
+
 struct server *server_start(struct app *app)
 {
     const struct cfg *cfg = app->cfg;
@@ -720,7 +754,9 @@ struct server *server_start(struct app *app)
     s->app = app;
     s->limiter = ratelimit_new(cfg->rate_limit_per_minute,
                                RATELIMIT_ENTRIES);
-    if (!s->limiter) {
+    if (!s->limiter ||
+        !workpool_limit_clients(app->pool, hash_share(cfg))) {
+        ratelimit_free(s->limiter);
         free(s);
         return NULL;
     }
@@ -756,6 +792,7 @@ struct server *server_start(struct app *app)
         free(s);
         return NULL;
     }
+    app->limiter = s->limiter;
     info = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
     s->port = info ? info->port : cfg->port;
     log_event(LOG_INFO, "server.started", NULL,
@@ -789,6 +826,7 @@ void server_stop(struct server *s, unsigned grace_ms)
     log_event(LOG_INFO, "server.stopped", NULL,
               json_pack("{s:i}", "unfinished", (int)atomic_load(
                                                    &s->inflight)));
+    s->app->limiter = NULL;
     ratelimit_free(s->limiter);
     free(s);
 }

@@ -7,6 +7,7 @@
 
 #include "cfg.h"
 #include "clock.h"
+#include "lockout.h"
 #include "log.h"
 #include "password.h"
 #include "sec.h"
@@ -80,12 +81,47 @@ enum as_err hx_caller(struct req_ctx *rc, struct user *out)
     return err;
 }
 
+enum as_err hx_lockout_begin(struct req_ctx *rc, const char *email)
+{
+    struct lockout_policy p;
+    int64_t retry = 0;
+    char value[24];
+    enum as_err err;
+
+    lockout_policy_init(&p, rc->app->cfg);
+    err = lockout_begin(rc->app->repo, &p, email, rc->ip, clock_ms(),
+                        &retry);
+    if (err != AS_ERR_RATE_LIMITED)
+        return err;
+    log_event(LOG_INFO, "auth.locked_out", rc->request_id,
+              json_pack("{s:s, s:I}", "ip", rc->ip, "retry_s",
+                        (json_int_t)retry));
+    snprintf(value, sizeof value, "%lld", (long long)retry);
+    res_header(rc, "Retry-After", value);
+    return res_fail(&rc->res, AS_ERR_RATE_LIMITED,
+                    "Too many failed attempts for this account from this "
+                    "address; retry later.");
+}
+
+void hx_lockout_passed(struct req_ctx *rc, const char *email)
+{
+    (void)lockout_passed(rc->app->repo, email, rc->ip);
+}
+
 enum as_err hx_check_password(struct req_ctx *rc, const struct user *u,
                               const char *pw)
 {
-    if (pw_verify(u->password_hash, pw) != AS_OK)
+    enum as_err err = hx_lockout_begin(rc, u->email);
+
+    if (err != AS_OK)
+        return err;
+    if (pw_verify(u->password_hash, pw) != AS_OK) {
+        log_event(LOG_INFO, "auth.password_failed", rc->request_id,
+                  json_pack("{s:s, s:s}", "user_id", u->id, "ip", rc->ip));
         return res_fail(&rc->res, AS_ERR_BAD_CREDENTIALS,
                         "The password is incorrect.");
+    }
+    hx_lockout_passed(rc, u->email);
     return AS_OK;
 }
 
