@@ -55,6 +55,10 @@ static enum as_err login_check(struct req_ctx *rc, const char *email,
     struct repo *repo = rc->app->repo;
     enum as_err err = email ? hx_lockout_begin(rc, email) : AS_OK;
 
+    if (err == AS_ERR_RATE_LIMITED)
+        log_event(LOG_INFO, "auth.login_failed", rc->request_id,
+                  json_pack("{s:s, s:b}", "ip", rc->ip, "refused_locked",
+                            1));
     if (err != AS_OK)
         return err;
     err = email ? repo_user_by_email(repo, email, u, rc->arena)
@@ -68,7 +72,7 @@ static enum as_err login_check(struct req_ctx *rc, const char *email,
     if (err != AS_ERR_BAD_CREDENTIALS)
         return err;
     log_event(LOG_INFO, "auth.login_failed", rc->request_id,
-              json_pack("{s:s}", "ip", rc->ip));
+              json_pack("{s:s, s:b}", "ip", rc->ip, "refused_locked", 0));
     return res_fail(&rc->res, AS_ERR_BAD_CREDENTIALS,
                     "The email or password is incorrect.");
 }

@@ -1,6 +1,7 @@
 /* common.c: token pairs, sessions and audit events for the handlers. */
 #include "hx.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include <sodium.h>
@@ -93,9 +94,6 @@ enum as_err hx_lockout_begin(struct req_ctx *rc, const char *email)
                         &retry);
     if (err != AS_ERR_RATE_LIMITED)
         return err;
-    log_event(LOG_INFO, "auth.locked_out", rc->request_id,
-              json_pack("{s:s, s:I}", "ip", rc->ip, "retry_s",
-                        (json_int_t)retry));
     snprintf(value, sizeof value, "%lld", (long long)retry);
     res_header(rc, "Retry-After", value);
     return res_fail(&rc->res, AS_ERR_RATE_LIMITED,
@@ -113,16 +111,17 @@ enum as_err hx_check_password(struct req_ctx *rc, const struct user *u,
 {
     enum as_err err = hx_lockout_begin(rc, u->email);
 
-    if (err != AS_OK)
-        return err;
-    if (pw_verify(u->password_hash, pw) != AS_OK) {
+    if (err == AS_OK && pw_verify(u->password_hash, pw) != AS_OK)
+        err = res_fail(&rc->res, AS_ERR_BAD_CREDENTIALS,
+                       "The password is incorrect.");
+    if (err == AS_OK)
+        hx_lockout_passed(rc, u->email);
+    else if (err == AS_ERR_BAD_CREDENTIALS || err == AS_ERR_RATE_LIMITED)
         log_event(LOG_INFO, "auth.password_failed", rc->request_id,
-                  json_pack("{s:s, s:s}", "user_id", u->id, "ip", rc->ip));
-        return res_fail(&rc->res, AS_ERR_BAD_CREDENTIALS,
-                        "The password is incorrect.");
-    }
-    hx_lockout_passed(rc, u->email);
-    return AS_OK;
+                  json_pack("{s:s, s:s, s:b}", "user_id", u->id, "ip",
+                            rc->ip, "refused_locked",
+                            err == AS_ERR_RATE_LIMITED));
+    return err;
 }
 
 void hx_audit(struct req_ctx *rc, const char *action, const char *target,
