@@ -769,6 +769,7 @@ struct server *server_start(struct app *app)
     }
     if (v6)
         flags |= MHD_USE_IPv6;
+    app->limiter = s->limiter;          /* before the first request */
     s->d = MHD_start_daemon(
         flags, (uint16_t)cfg->port, NULL, NULL, on_request, s,
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,      /* first: see MHD */
@@ -788,11 +789,11 @@ struct server *server_start(struct app *app)
                   json_pack("{s:s, s:s, s:i}", "reason",
                             "cannot listen (address in use?)", "host",
                             cfg->host, "port", (int)cfg->port));
+        app->limiter = NULL;
         ratelimit_free(s->limiter);
         free(s);
         return NULL;
     }
-    app->limiter = s->limiter;
     info = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
     s->port = info ? info->port : cfg->port;
     log_event(LOG_INFO, "server.started", NULL,
