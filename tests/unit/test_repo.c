@@ -1163,8 +1163,8 @@ static void lockout_one_address_never_locks_others(void **state)
     assert_int_equal(try_at(f, e, "203.0.113.8", t), 0);
     /* Its whole /64 is one IPv6 address: the other /64 is not locked. */
     for (i = 0; i < 3; i++)
-        assert_int_equal(try_at(f, e, i ? "2001:db8:1:2::9" : "2001:db8:1:2::1",
-                                t + i), 0);
+        assert_int_equal(try_at(f, e, i ? "2001:db8:1:2::9"
+                                        : "2001:db8:1:2::1", t + i), 0);
     assert_true(try_at(f, e, "2001:db8:1:2:ffff::5", t + 5) > 0);
     assert_int_equal(try_at(f, e, "2001:db8:1:3::1", t + 6), 0);
     counts_of(f, e, "2001:db8:1:2::/64", &mine, &all, &until);
@@ -1287,8 +1287,8 @@ static void *lock_race(void *arg)
 
 /* N threads, two on each address, `rounds` attempts each; returns how
  * many were let through to a check. */
-static int lock_threads(struct fx *f, const char *e, const struct lockout_policy *p,
-                int rounds)
+static int lock_threads(struct fx *f, const char *e,
+                        const struct lockout_policy *p, int rounds)
 {
     enum { N = 4 };
     struct lock_racer x[N];
@@ -1335,8 +1335,8 @@ static void lockout_concurrent_guesses_stop_at_the_threshold(void **state)
     /* Many rounds: each lets exactly 3 attempts from each address
      * through (the times stay inside the first delay). */
     for (round = 0; round < 10; round++)
-        assert_int_equal(lock_threads(f, lock_email(f, "race"), &lock_policy, 10),
-                         6);
+        assert_int_equal(lock_threads(f, lock_email(f, "race"),
+                                      &lock_policy, 10), 6);
 }
 
 #define CASE(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
