@@ -16,6 +16,7 @@ struct metrics;
 struct scache;
 struct netlist;
 struct ready;
+struct ratelimit;
 struct MHD_Connection;
 
 /* Long-lived state shared by every request; made once at start. */
@@ -32,6 +33,8 @@ struct app {
     const struct sec_keys *_Atomic keys;  /* swapped on SIGHUP */
     struct mailer *_Atomic mailer;    /* outbox delivery; NULL: none yet */
     struct ready *ready;              /* database prober behind /readyz */
+    struct ratelimit *limiter;        /* per-address credential buckets
+                                         (the server's); NULL: none */
 };
 
 /* The keys in force (borrowed; kept alive until the daemon exits). */

@@ -27,4 +27,11 @@ void netlist_client_ip_lines(const struct netlist *trusted, const char *peer,
                              const char *const *xff, size_t nlines,
                              char *out, size_t out_len);
 
+#define NETADDR_KEY_LEN 64
+/* The key that counts a client address for rate limits and lockout,
+ * written into `out`: an IPv4 address (or IPv4-mapped IPv6) as dotted
+ * quad, an IPv6 address as its /64 ("2001:db8:1:2::/64": one host
+ * usually owns the whole /64), any other text as itself (cut to fit). */
+void netaddr_client_key(const char *ip, char out[NETADDR_KEY_LEN]);
+
 #endif

@@ -26,6 +26,11 @@ void ratelimit_free(struct ratelimit *rl);
  * key of its own. */
 bool ratelimit_take(struct ratelimit *rl, const char *ip, uint64_t now_ms,
                     unsigned *retry_s);
+/* Like ratelimit_take() but takes nothing: whether a request of `ip`
+ * would pass now. For checks that cost a token only when they fail (a
+ * wrong introspection secret). */
+bool ratelimit_check(struct ratelimit *rl, const char *ip, uint64_t now_ms,
+                     unsigned *retry_s);
 /* Entries in the table (the bound on the addresses it tracks). */
 size_t ratelimit_capacity(const struct ratelimit *rl);
 

@@ -128,6 +128,20 @@ enum outbox_fate {
     OUTBOX_CAPPED,     /* past the cap of its recipient: the row is deleted */
 };
 
+/* One stored login-failure count (see repo_login_failures_update). A
+ * count with no row reads as all zeros; writing count 0 deletes it. */
+struct login_count {
+    int64_t count;               /* failures counted in the current run */
+    int64_t last_at;             /* Unix ms of the last change */
+    int64_t locked_until;        /* Unix ms; 0 or past: not locked */
+};
+
+/* Computes new counts from the stored ones, in place: the rule lives in
+ * the caller (src/lockout.c), never in a backend. May be called again if
+ * the backend retries its transaction. */
+typedef void (*repo_login_update_fn)(void *ctx, struct login_count *addr,
+                                     struct login_count *all);
+
 /* Backend vtable: sqlite.c and pg.c each export one. `impl` is the
  * backend's own state. Every function returns AS_OK or an error; backends
  * map their own codes once (unique email -> AS_ERR_EMAIL_TAKEN, lost
@@ -158,17 +172,11 @@ struct repo_ops {
                              unsigned limit, struct user *out, size_t *n,
                              struct arena *a);
     enum as_err (*user_count)(void *impl, bool admins_only, int64_t *out);
-    enum as_err (*login_failures_get)(void *impl, const char *email,
-                                      const char *ip, int64_t *ip_count,
-                                      int64_t *all_count,
-                                      int64_t *locked_until);
-    enum as_err (*login_failure_add)(void *impl, const char *email,
-                                     const char *ip, int64_t now,
-                                     unsigned threshold,
-                                     unsigned all_threshold,
-                                     int64_t max_delay_ms,
-                                     int64_t forget_before,
-                                     int64_t *locked_until);
+    enum as_err (*login_failures_update)(void *impl, const char *email,
+                                         const char *ip,
+                                         repo_login_update_fn fn,
+                                         void *ctx);
+    enum as_err (*login_failures_prune)(void *impl, int64_t before);
     enum as_err (*login_failures_clear)(void *impl, const char *email,
                                         const char *ip);
 
@@ -331,32 +339,23 @@ enum as_err repo_user_list(struct repo *r, const char *q, const char *after,
 /* Number of users (or of active admins only). */
 enum as_err repo_user_count(struct repo *r, bool admins_only, int64_t *out);
 
-/* Login lockout. Failed logins are counted per (email, client address)
- * and per email over every address (stored with ip "*", which no client
- * address can be). `email` is normalised; `ip` is a client address.
- * AS_ERR_BAD_REQUEST for a NULL argument or ip "*". */
+/* Login lockout storage. Failed logins are counted per (email, client
+ * address key) and per email over every address (stored with ip "*",
+ * which no client address key can be). `email` is normalised.
+ * AS_ERR_BAD_REQUEST for a NULL argument or ip "*". The rules are the
+ * caller's (src/lockout.c); these are the atomic steps it builds on. */
 
-/* The counts of (email, ip) and of email from everywhere (0 when none),
- * and the later of both locks in Unix ms (0 when neither was ever
- * locked; compare with the time). */
-enum as_err repo_login_failures_get(struct repo *r, const char *email,
-                                    const char *ip, int64_t *ip_count,
-                                    int64_t *all_count,
-                                    int64_t *locked_until);
-/* Counts one failed login of `email` from `ip` at `now` in both counts,
- * in one atomic statement (concurrent failures, on any instance, are all
- * counted). A count that reaches its threshold (`threshold` for the
- * address, `all_threshold` for everywhere) locks for 1 s, doubling with
- * each further failure, at most `max_delay_ms`; each lock runs from
- * `now`. A count without failures for a day (or twice max_delay_ms, if
- * longer) starts again from zero, and rows that old are pruned a few at a
- * time. *locked_until gets the later of both locks (0: none). */
-enum as_err repo_login_failure_add(struct repo *r, const char *email,
-                                   const char *ip, int64_t now,
-                                   unsigned threshold, unsigned all_threshold,
-                                   int64_t max_delay_ms,
-                                   int64_t *locked_until);
-/* Forgets both counts of `email` (a successful login from `ip`). */
+/* In one transaction that concurrent callers on the same email (on any
+ * instance) wait for: reads the counts of (email, ip) and (email, "*"),
+ * lets fn() change them, and writes them back (count 0: the row is
+ * deleted). So a read-check-count by fn() is one atomic step. */
+enum as_err repo_login_failures_update(struct repo *r, const char *email,
+                                       const char *ip,
+                                       repo_login_update_fn fn, void *ctx);
+/* Deletes a few (at most 16) counts last changed before `before`. */
+enum as_err repo_login_failures_prune(struct repo *r, int64_t before);
+/* Forgets the counts of (email, ip) and (email, "*"); with `ip` NULL,
+ * every count of `email` (an admin lifting a lockout). */
 enum as_err repo_login_failures_clear(struct repo *r, const char *email,
                                       const char *ip);
 

@@ -116,5 +116,10 @@ void sec_link_token(const struct sec_keys *k,
                     char out[SEC_TOKEN_LEN + 1]);
 /* True when `s` has the shape of an opaque token (length, alphabet). */
 bool sec_token_valid(const char *s);
+/* True when secret `given` equals `expected` (NULL never does). Compares
+ * keyed hashes of both (a key random to the process) in constant time,
+ * so neither the time nor the answer tells the length of `expected` or
+ * how much of it a guess got right. */
+bool sec_secret_equal(const char *given, const char *expected);
 
 #endif

@@ -18,6 +18,25 @@ void workpool_free(struct workpool *p);
 /* Queues fn(arg). False at once when the queue is full (the caller answers
  * 503 overloaded); fn is then not called. */
 bool workpool_submit(struct workpool *p, workpool_fn fn, void *arg);
+/* Caps the jobs any one client may have queued or running at once, for
+ * workpool_submit_for(), at `per_client` (0: no cap), so that no client
+ * holds more than that share of the pool. Call before the first submit.
+ * False when out of memory (then nothing is capped). */
+bool workpool_limit_clients(struct workpool *p, unsigned per_client);
+
+enum workpool_refusal {
+    WORKPOOL_QUEUED,        /* fn will run */
+    WORKPOOL_FULL,          /* the queue is full (answer 503 overloaded) */
+    WORKPOOL_CLIENT_FULL,   /* one of the job's clients is at its cap
+                               (answer 429 with Retry-After) */
+};
+/* Queues fn(arg) on behalf of up to two clients (`a`, `b`: any text that
+ * names a client, such as an address key or an account id; NULL: none),
+ * counted from now until fn returns. fn is not called unless the result
+ * is WORKPOOL_QUEUED. */
+enum workpool_refusal workpool_submit_for(struct workpool *p, workpool_fn fn,
+                                          void *arg, const char *a,
+                                          const char *b);
 /* Jobs waiting (not yet running), for metrics. */
 size_t workpool_depth(struct workpool *p);
 

@@ -10,6 +10,7 @@
 #include <sodium.h>
 
 #include "clock.h"
+#include "lockout.h"
 #include "log.h"
 #include "mfa.h"
 #include "password.h"
@@ -189,6 +190,31 @@ static int user_mfa_reset(struct repo *r, const struct user_args *a,
     return 0;
 }
 
+/* Lifts every lockout of the account (and of its email from any
+ * address), as DELETE /api/v1/users/{id}/lockout does. */
+static int user_unlock(struct repo *r, const struct user_args *a,
+                       struct arena *ar)
+{
+    const char *email = v_email(ar, a->email);
+    struct user u;
+    enum as_err err;
+
+    if (!email) {
+        fprintf(stderr, "auth-serve: invalid --email\n");
+        return 2;
+    }
+    err = repo_user_by_email(r, email, &u, ar);
+    if (err != AS_OK)
+        return fail("no such user", err);
+    err = lockout_unlock(r, email);
+    if (err != AS_OK)
+        return fail("cannot unlock the user", err);
+    log_event(LOG_INFO, "audit", NULL,
+              json_pack("{s:s, s:s, s:s}", "action", "user.unlocked",
+                        "actor", "cli", "user_id", u.id));
+    return 0;
+}
+
 static int user_list(struct repo *r, struct arena *ar)
 {
     struct user page[100];
@@ -221,7 +247,8 @@ int cli_user(const struct cfg *cfg, int argc, char **argv)
         goto usage;
     if ((strcmp(argv[0], "create") == 0 ||
          strcmp(argv[0], "set-password") == 0 ||
-         strcmp(argv[0], "mfa-reset") == 0) && !a.email)
+         strcmp(argv[0], "mfa-reset") == 0 ||
+         strcmp(argv[0], "unlock") == 0) && !a.email)
         goto usage;
     if (strcmp(argv[0], "create") != 0 && (a.admin || a.name) )
         goto usage;
@@ -241,6 +268,8 @@ int cli_user(const struct cfg *cfg, int argc, char **argv)
         status = user_list(r, ar);
     } else if (strcmp(argv[0], "mfa-reset") == 0) {
         status = user_mfa_reset(r, &a, ar);
+    } else if (strcmp(argv[0], "unlock") == 0) {
+        status = user_unlock(r, &a, ar);
     } else {
         status = 2;
         fputs("auth-serve: unknown user command\n", stderr);
@@ -251,6 +280,7 @@ int cli_user(const struct cfg *cfg, int argc, char **argv)
 usage:
     fputs("usage: auth-serve user create --email E [--admin] [--name N]\n"
           "       auth-serve user set-password --email E\n"
+          "       auth-serve user unlock --email E\n"
           "       auth-serve user list\n"
           "       auth-serve user mfa-reset --email E\n", stderr);
     return 2;

@@ -49,6 +49,7 @@ static const char usage[] =
     "                            create a user; password read from stdin\n"
     "  user set-password --email E\n"
     "                            set a password read from stdin\n"
+    "  user unlock --email E     lift the account's login lockout\n"
     "  user list                 list users\n"
     "  user mfa-reset --email E  turn a user's second factor off\n"
     "  --version                 print the version\n"

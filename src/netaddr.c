@@ -183,3 +183,23 @@ void netlist_client_ip(const struct netlist *trusted, const char *peer,
 {
     netlist_client_ip_lines(trusted, peer, &xff, xff ? 1 : 0, out, out_len);
 }
+
+void netaddr_client_key(const char *ip, char out[NETADDR_KEY_LEN])
+{
+    char text[INET6_ADDRSTRLEN];
+    uint8_t a[16];
+    bool v4;
+
+    if (!ip || !parse_ip(ip, a, &v4)) {
+        snprintf(out, NETADDR_KEY_LEN, "%s", ip ? ip : "");
+        return;
+    }
+    if (v4) {
+        inet_ntop(AF_INET, a + 12, text, sizeof text);
+        snprintf(out, NETADDR_KEY_LEN, "%s", text);
+        return;
+    }
+    memset(a + 8, 0, 8);                    /* the /64 */
+    inet_ntop(AF_INET6, a, text, sizeof text);
+    snprintf(out, NETADDR_KEY_LEN, "%s/64", text);
+}

@@ -16,6 +16,8 @@
 
 #include <sodium.h>
 
+#include "netaddr.h"
+
 #define WAYS 8                   /* entries per set */
 #define MIN_SETS 8u
 #define MAX_LOCKS 64u
@@ -90,35 +92,17 @@ size_t ratelimit_capacity(const struct ratelimit *rl)
     return rl->nsets * WAYS;
 }
 
-/* The keyed hash of the bucket `ip` belongs to (see ratelimit.h). */
+/* The keyed hash of the bucket `ip` belongs to (see ratelimit.h): the
+ * address's key of netaddr_client_key(), shared with the lockout. */
 static uint64_t bucket_key(const struct ratelimit *rl, const char *ip)
 {
-    static const unsigned char v4_mapped[12] = { 0, 0, 0, 0, 0, 0,
-                                                 0, 0, 0, 0, 0xff, 0xff };
-    unsigned char in[1 + 64], out[crypto_shorthash_BYTES];
-    struct in6_addr a6;
-    size_t n;
+    unsigned char out[crypto_shorthash_BYTES];
+    char key[NETADDR_KEY_LEN];
     uint64_t k;
 
-    if (inet_pton(AF_INET, ip, in + 1) == 1) {
-        in[0] = 4;
-        n = 1 + 4;
-    } else if (inet_pton(AF_INET6, ip, &a6) == 1 &&
-               memcmp(a6.s6_addr, v4_mapped, sizeof v4_mapped) == 0) {
-        in[0] = 4;
-        memcpy(in + 1, a6.s6_addr + 12, 4);
-        n = 1 + 4;
-    } else if (inet_pton(AF_INET6, ip, &a6) == 1) {
-        in[0] = 6;
-        memcpy(in + 1, a6.s6_addr, 8);          /* the /64 */
-        n = 1 + 8;
-    } else {
-        in[0] = 0;
-        n = strnlen(ip, sizeof in - 1);
-        memcpy(in + 1, ip, n);
-        n += 1;
-    }
-    crypto_shorthash(out, in, n, rl->hash_key);
+    netaddr_client_key(ip, key);
+    crypto_shorthash(out, (const unsigned char *)key, strlen(key),
+                     rl->hash_key);
     memcpy(&k, out, sizeof k);
     return k;
 }
@@ -142,8 +126,9 @@ static struct slot *find_slot(struct slot *set, uint64_t key,
     return victim;
 }
 
-bool ratelimit_take(struct ratelimit *rl, const char *ip, uint64_t now_ms,
-                    unsigned *retry_s)
+/* The bucket of `ip`: whether a token is there, taken when `take`. */
+static bool bucket_has(struct ratelimit *rl, const char *ip, uint64_t now_ms,
+                       bool take, unsigned *retry_s)
 {
     uint64_t key, now_us = now_ms * 1000u, start, wait_us;
     struct slot *s;
@@ -159,7 +144,7 @@ bool ratelimit_take(struct ratelimit *rl, const char *ip, uint64_t now_ms,
     s = find_slot(&rl->slots[set * WAYS], key, now_us);
     start = s->tat_us > now_us ? s->tat_us : now_us;
     ok = start + rl->interval_us - now_us <= rl->burst_us;
-    if (ok)
+    if (ok && take)
         s->tat_us = start + rl->interval_us;
     pthread_mutex_unlock(&rl->locks[set % rl->nlocks]);
     if (!ok) {
@@ -169,4 +154,16 @@ bool ratelimit_take(struct ratelimit *rl, const char *ip, uint64_t now_ms,
                  : wait_us > 86400u ? 86400u : (unsigned)wait_us;
     }
     return ok;
+}
+
+bool ratelimit_take(struct ratelimit *rl, const char *ip, uint64_t now_ms,
+                    unsigned *retry_s)
+{
+    return bucket_has(rl, ip, now_ms, true, retry_s);
+}
+
+bool ratelimit_check(struct ratelimit *rl, const char *ip, uint64_t now_ms,
+                     unsigned *retry_s)
+{
+    return bucket_has(rl, ip, now_ms, false, retry_s);
 }

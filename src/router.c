@@ -42,13 +42,14 @@ static const struct route routes[] = {
       OFF | NS | CR },
     { "POST", AUTH "/login/mfa", h_login_mfa, P, DB | NS | CR },
     { "GET", USERS "/me", h_me_get, U, DB },
-    { "PATCH", USERS "/me", h_me_patch, U, OFF },  /* Argon2 on email */
-    { "DELETE", USERS "/me", h_me_delete, U, OFF },
+    { "PATCH", USERS "/me", h_me_patch, U, OFF | CR },  /* Argon2 on email */
+    { "DELETE", USERS "/me", h_me_delete, U, OFF | CR },
     { "GET", USERS, h_users_list, A, DB },
     { "POST", USERS, h_users_create, A, OFF },
     { "GET", USERS "/{id}", h_user_get, SA, DB },
     { "PATCH", USERS "/{id}", h_user_patch, AN, DB },
     { "DELETE", USERS "/{id}", h_user_delete, A, DB },
+    { "DELETE", USERS "/{id}/lockout", h_user_unlock, A, DB },
     { "GET", "/healthz", h_healthz, P, 0 },
     { "GET", "/readyz", h_readyz, P, 0 },
     { "GET", "/metrics", h_metrics, P, 0 },

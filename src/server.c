@@ -609,8 +609,31 @@ static void offloaded(void *arg)
     MHD_resume_connection(rc->conn);
 }
 
-static void overloaded(struct req_ctx *rc)
+/* Queues `fn` for `rc` on `pool`. A hashing request counts against its
+ * client address (and account, when signed in): none may hold more than
+ * its share of the hash pool (README "Security"). */
+static enum workpool_refusal submit(struct req_ctx *rc,
+                                    struct workpool *pool, workpool_fn fn)
 {
+    char key[NETADDR_KEY_LEN];
+
+    if (pool != rc->app->pool)
+        return workpool_submit(pool, fn, rc) ? WORKPOOL_QUEUED
+                                             : WORKPOOL_FULL;
+    netaddr_client_key(rc->ip, key);
+    return workpool_submit_for(pool, fn, rc, key,
+                               rc->authed ? rc->claims.sub : NULL);
+}
+
+static void refuse_busy(struct req_ctx *rc, enum workpool_refusal why)
+{
+    if (why == WORKPOOL_CLIENT_FULL) {
+        res_header(rc, "Retry-After", "1");
+        rc->err = AS_ERR_RATE_LIMITED;
+        rc->res.detail = "Too many requests from this client are already "
+                         "being processed; retry shortly.";
+        return;
+    }
     rc->err = AS_ERR_OVERLOADED;
     rc->res.detail = "The server is busy; retry shortly.";
 }
@@ -624,9 +647,11 @@ static void authn_offloaded(void *arg)
     enum as_err err = authn_route(rc);
 
     if (err == AS_OK && (rc->route->flags & RF_OFFLOAD)) {
-        if (workpool_submit(rc->app->pool, offloaded, rc))
+        enum workpool_refusal why = submit(rc, rc->app->pool, offloaded);
+
+        if (why == WORKPOOL_QUEUED)
             return;
-        overloaded(rc);
+        refuse_busy(rc, why);
     } else if (err == AS_OK && (rc->route->flags & RF_DB)) {
         offloaded(rc);
         return;
@@ -661,8 +686,10 @@ static bool rate_ok(struct server *srv, struct req_ctx *rc)
  * for its route or to check its session (not in the session cache), is
  * suspended and finished on a worker; a cached session (the fast path of
  * /verify) is answered here. */
+
 static enum MHD_Result dispatch(struct server *srv, struct req_ctx *rc)
 {
+    enum workpool_refusal refusal;
     enum as_err err;
     bool pending = false;
     struct workpool *pool;
@@ -691,8 +718,9 @@ static enum MHD_Result dispatch(struct server *srv, struct req_ctx *rc)
     }
     rc->state = ST_WORKING;
     MHD_suspend_connection(rc->conn);
-    if (!workpool_submit(pool, fn, rc)) {
-        overloaded(rc);
+    refusal = submit(rc, pool, fn);
+    if (refusal != WORKPOOL_QUEUED) {
+        refuse_busy(rc, refusal);
         rc->state = ST_DONE;
         MHD_resume_connection(rc->conn);
     }
@@ -929,6 +957,13 @@ static void raise_fd_limit(const struct cfg *cfg)
                             "hold every connection"));
 }
 
+/* The most hashing requests one client may have queued or running: an
+ * eighth of the queue, at least 2. */
+static unsigned hash_share(const struct cfg *cfg)
+{
+    return cfg->hash_queue / 8 > 2 ? cfg->hash_queue / 8 : 2;
+}
+
 struct server *server_start(struct app *app)
 {
     const struct cfg *cfg = app->cfg;
@@ -945,7 +980,9 @@ struct server *server_start(struct app *app)
     s->app = app;
     s->limiter = ratelimit_new(cfg->rate_limit_per_minute,
                                RATELIMIT_ENTRIES);
-    if (!s->limiter) {
+    if (!s->limiter ||
+        !workpool_limit_clients(app->pool, hash_share(cfg))) {
+        ratelimit_free(s->limiter);
         free(s);
         return NULL;
     }
@@ -964,6 +1001,7 @@ struct server *server_start(struct app *app)
     raise_fd_limit(cfg);
     if (v6)
         flags |= MHD_USE_IPv6;
+    app->limiter = s->limiter;          /* before the first request */
     s->d = MHD_start_daemon(
         flags, (uint16_t)cfg->port, NULL, NULL, on_request, s,
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,      /* first: see MHD */
@@ -984,6 +1022,7 @@ struct server *server_start(struct app *app)
                             "cannot listen (address in use?)", "host",
                             cfg->host, "port", (int)cfg->port));
         connguard_free(s->guard);
+        app->limiter = NULL;
         ratelimit_free(s->limiter);
         free(s);
         return NULL;
@@ -994,6 +1033,7 @@ struct server *server_start(struct app *app)
                             "cannot start the header deadline thread"));
         MHD_stop_daemon(s->d);
         connguard_free(s->guard);
+        app->limiter = NULL;
         ratelimit_free(s->limiter);
         free(s);
         return NULL;
@@ -1033,6 +1073,7 @@ void server_stop(struct server *s, unsigned grace_ms)
               json_pack("{s:i}", "unfinished", (int)atomic_load(
                                                    &s->inflight)));
     connguard_free(s->guard);
+    s->app->limiter = NULL;
     ratelimit_free(s->limiter);
     free(s);
 }

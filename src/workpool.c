@@ -2,9 +2,13 @@
 #include "workpool.h"
 
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
+
+#include <sodium.h>
 
 /* Workers run at this nice value: hashing is throughput work, and when it
  * saturates the cores the request threads (token checks answered in a
@@ -12,9 +16,19 @@
  * value needs no privilege. */
 #define WORKER_NICE 10
 
+#define JOB_CLIENTS 2
+
 struct job {
     workpool_fn fn;
     void *arg;
+    uint64_t client[JOB_CLIENTS];  /* keyed hashes of its clients; 0: none */
+};
+
+/* Jobs per client, an open-addressing table (linear probing, deletion by
+ * backward shift) with room for twice every client that can be counted. */
+struct client_count {
+    uint64_t key;                   /* 0: empty */
+    unsigned n;
 };
 
 struct workpool {
@@ -25,7 +39,56 @@ struct workpool {
     bool stopping;
     unsigned nthreads;
     pthread_t *threads;
+    unsigned per_client;            /* 0: no cap */
+    struct client_count *counts;    /* `mask` + 1 entries, or NULL */
+    size_t mask;
+    unsigned char hash_key[crypto_shorthash_KEYBYTES];
 };
+
+/* The slot of `key`: its own, or the empty one where it would go. */
+static struct client_count *count_slot(struct workpool *p, uint64_t key)
+{
+    size_t i = (size_t)key & p->mask;
+
+    while (p->counts[i].key != 0 && p->counts[i].key != key)
+        i = (i + 1) & p->mask;
+    return &p->counts[i];
+}
+
+/* Empties slot i and shifts back the entries of its probe run. */
+static void count_remove(struct workpool *p, size_t i)
+{
+    size_t j = i, home;
+
+    for (;;) {
+        j = (j + 1) & p->mask;
+        if (p->counts[j].key == 0)
+            break;
+        home = (size_t)p->counts[j].key & p->mask;
+        if (i <= j ? (i < home && home <= j) : (i < home || home <= j))
+            continue;                   /* already between home and j */
+        p->counts[i] = p->counts[j];
+        i = j;
+    }
+    p->counts[i] = (struct client_count){ 0 };
+}
+
+/* One job fewer for each client of `j`. Under p->mu. */
+static void clients_leave(struct workpool *p, const struct job *j)
+{
+    struct client_count *c;
+    size_t k;
+
+    for (k = 0; k < JOB_CLIENTS; k++) {
+        if (!p->counts || j->client[k] == 0)
+            continue;
+        c = count_slot(p, j->client[k]);
+        if (c->key == 0)
+            continue;
+        if (--c->n == 0)
+            count_remove(p, (size_t)(c - p->counts));
+    }
+}
 
 static void *worker(void *arg)
 {
@@ -47,6 +110,11 @@ static void *worker(void *arg)
         p->len--;
         pthread_mutex_unlock(&p->mu);
         j.fn(j.arg);
+        if (j.client[0] || j.client[1]) {
+            pthread_mutex_lock(&p->mu);
+            clients_leave(p, &j);
+            pthread_mutex_unlock(&p->mu);
+        }
     }
 }
 
@@ -96,22 +164,94 @@ void workpool_free(struct workpool *p)
     pthread_mutex_destroy(&p->mu);
     free(p->threads);
     free(p->ring);
+    free(p->counts);
     free(p);
 }
 
 bool workpool_submit(struct workpool *p, workpool_fn fn, void *arg)
 {
-    bool ok;
+    return workpool_submit_for(p, fn, arg, NULL, NULL) == WORKPOOL_QUEUED;
+}
 
+bool workpool_limit_clients(struct workpool *p, unsigned per_client)
+{
+    size_t want = 4 * (p->cap + p->nthreads), n = 64;
+
+    while (n < want)
+        n *= 2;
+    free(p->counts);
+    p->counts = calloc(n, sizeof *p->counts);
+    if (!p->counts)
+        return false;
+    p->mask = n - 1;
+    p->per_client = per_client;
+    crypto_shorthash_keygen(p->hash_key);
+    return true;
+}
+
+/* The keyed hash naming client `name` (never 0), or 0 for none. */
+static uint64_t client_key(const struct workpool *p, const char *name)
+{
+    unsigned char out[crypto_shorthash_BYTES];
+    uint64_t k;
+
+    if (!name || !p->counts)
+        return 0;
+    crypto_shorthash(out, (const unsigned char *)name, strlen(name),
+                     p->hash_key);
+    memcpy(&k, out, sizeof k);
+    return k ? k : 1;
+}
+
+/* Whether every client of `j` is under the cap. Under p->mu. */
+static bool clients_fit(struct workpool *p, const struct job *j)
+{
+    size_t k;
+
+    for (k = 0; k < JOB_CLIENTS; k++)
+        if (j->client[k] && p->per_client &&
+            count_slot(p, j->client[k])->n >= p->per_client)
+            return false;
+    return true;
+}
+
+/* One job more for each client of `j`. Under p->mu. */
+static void clients_enter(struct workpool *p, const struct job *j)
+{
+    struct client_count *c;
+    size_t k;
+
+    for (k = 0; k < JOB_CLIENTS; k++) {
+        if (j->client[k] == 0)
+            continue;
+        c = count_slot(p, j->client[k]);
+        c->key = j->client[k];
+        c->n++;
+    }
+}
+
+enum workpool_refusal workpool_submit_for(struct workpool *p, workpool_fn fn,
+                                          void *arg, const char *a,
+                                          const char *b)
+{
+    struct job j = { fn, arg, { client_key(p, a), client_key(p, b) } };
+    enum workpool_refusal res = WORKPOOL_QUEUED;
+
+    if (j.client[1] == j.client[0])
+        j.client[1] = 0;                  /* one client named twice */
     pthread_mutex_lock(&p->mu);
-    ok = p->len < p->cap && !p->stopping;
-    if (ok) {
-        p->ring[(p->head + p->len) % p->cap] = (struct job){ fn, arg };
+    if (p->len >= p->cap || p->stopping)
+        res = WORKPOOL_FULL;
+    else if (!clients_fit(p, &j))
+        res = WORKPOOL_CLIENT_FULL;
+    if (res == WORKPOOL_QUEUED) {
+        clients_enter(p, &j);
+        p->ring[(p->head + p->len) % p->cap] = j;
         p->len++;
         pthread_cond_signal(&p->more);
     }
     pthread_mutex_unlock(&p->mu);
-    return ok;
+    return res;
 }
 
 size_t workpool_depth(struct workpool *p)

@@ -1,12 +1,14 @@
 /* common.c: token pairs, sessions and audit events for the handlers. */
 #include "hx.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include <sodium.h>
 
 #include "cfg.h"
 #include "clock.h"
+#include "lockout.h"
 #include "log.h"
 #include "password.h"
 #include "sec.h"
@@ -101,13 +103,46 @@ enum as_err hx_caller(struct req_ctx *rc, struct user *out)
     return err;
 }
 
+enum as_err hx_lockout_begin(struct req_ctx *rc, const char *email)
+{
+    struct lockout_policy p;
+    int64_t retry = 0;
+    char value[24];
+    enum as_err err;
+
+    lockout_policy_init(&p, rc->app->cfg);
+    err = lockout_begin(rc->app->repo, &p, email, rc->ip, clock_ms(),
+                        &retry);
+    if (err != AS_ERR_RATE_LIMITED)
+        return err;
+    snprintf(value, sizeof value, "%lld", (long long)retry);
+    res_header(rc, "Retry-After", value);
+    return res_fail(&rc->res, AS_ERR_RATE_LIMITED,
+                    "Too many failed attempts for this account from this "
+                    "address; retry later.");
+}
+
+void hx_lockout_passed(struct req_ctx *rc, const char *email)
+{
+    (void)lockout_passed(rc->app->repo, email, rc->ip);
+}
+
 enum as_err hx_check_password(struct req_ctx *rc, const struct user *u,
                               const char *pw)
 {
-    if (pw_verify(u->password_hash, pw) != AS_OK)
-        return res_fail(&rc->res, AS_ERR_BAD_CREDENTIALS,
-                        "The password is incorrect.");
-    return AS_OK;
+    enum as_err err = hx_lockout_begin(rc, u->email);
+
+    if (err == AS_OK && pw_verify(u->password_hash, pw) != AS_OK)
+        err = res_fail(&rc->res, AS_ERR_BAD_CREDENTIALS,
+                       "The password is incorrect.");
+    if (err == AS_OK)
+        hx_lockout_passed(rc, u->email);
+    else if (err == AS_ERR_BAD_CREDENTIALS || err == AS_ERR_RATE_LIMITED)
+        log_event(LOG_INFO, "auth.password_failed", rc->request_id,
+                  json_pack("{s:s, s:s, s:b}", "user_id", u->id, "ip",
+                            rc->ip, "refused_locked",
+                            err == AS_ERR_RATE_LIMITED));
+    return err;
 }
 
 void hx_audit(struct req_ctx *rc, const char *action, const char *target,

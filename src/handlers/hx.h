@@ -27,9 +27,22 @@ enum as_err hx_create_user(struct req_ctx *rc, bool with_role,
                            const char *action);
 /* Loads the caller's user (rc->claims.sub); a vanished user is 401. */
 enum as_err hx_caller(struct req_ctx *rc, struct user *out);
-/* Verifies `pw` against `u` (AS_ERR_BAD_CREDENTIALS with a detail). */
+/* Verifies `pw` against `u` (AS_ERR_BAD_CREDENTIALS with a detail),
+ * under the lockout of u->email from the client's address: a locked
+ * caller gets AS_ERR_RATE_LIMITED (answered, with Retry-After) without
+ * hashing; a wrong password counts as a failed login. */
 enum as_err hx_check_password(struct req_ctx *rc, const struct user *u,
                               const char *pw);
+/* Starts a check of a password, one-time code or secret of `email`
+ * (normalised) from the client's address: counts it as a failed login at
+ * once, atomically with the lock check (src/lockout.c). AS_OK: go on and
+ * check. AS_ERR_RATE_LIMITED, answered with Retry-After, when locked (do
+ * not check), or a repository error. */
+enum as_err hx_lockout_begin(struct req_ctx *rc, const char *email);
+/* Settles a check begun with hx_lockout_begin() once the login (or the
+ * operation) is complete: the run of failures of `email` from the
+ * client's address ends. A storage failure is logged, not returned. */
+void hx_lockout_passed(struct req_ctx *rc, const char *email);
 /* Logs an audit event: `action` on user `target` by the caller (or
  * "anonymous"), with optional extra `fields` (stolen). */
 void hx_audit(struct req_ctx *rc, const char *action, const char *target,

@@ -17,10 +17,6 @@
 #include "validate.h"
 
 #define MAX_CODE_BYTES 64            /* a TOTP or recovery code */
-/* Failures of one email from every address together lock it only past
- * this many times AUTH_LOCKOUT_THRESHOLD (README.md, "Lockout"); the
- * login handler counts with the same factor. */
-#define LOCKOUT_ALL_FACTOR 10u
 
 static struct mfa_env env_of(struct req_ctx *rc)
 {
@@ -31,71 +27,49 @@ static struct mfa_env env_of(struct req_ctx *rc)
     return e;
 }
 
-/* The lock that runs for (email, client address), in Unix ms (0: none). */
-static enum as_err lock_until(struct req_ctx *rc, const char *email,
-                              int64_t *until)
+/* Answers a code check that failed: 400 invalid_code for a wrong code,
+ * or the 429 (Retry-After set) of an attempt made while locked. The
+ * attempt was counted like a failed login by hx_lockout_begin(). */
+static enum as_err code_failed(struct req_ctx *rc, enum as_err refusal)
 {
-    int64_t mine = 0, all = 0;
-
-    *until = 0;
-    return repo_login_failures_get(rc->app->repo, email, rc->ip, &mine,
-                                   &all, until);
-}
-
-/* Counts a wrong code (or an attempt while locked) like a failed login
- * of `email` from the client, then answers `refusal`: 400 invalid_code,
- * or 429 with Retry-After for an attempt made while locked. */
-static enum as_err code_failed(struct req_ctx *rc, const char *email,
-                               enum as_err refusal)
-{
-    const struct cfg *cfg = rc->app->cfg;
-    int64_t now = clock_ms(), until = 0, wait_s;
-    char retry[24];
-    enum as_err err = repo_login_failure_add(
-        rc->app->repo, email, rc->ip, now, cfg->lockout_threshold,
-        cfg->lockout_threshold * LOCKOUT_ALL_FACTOR,
-        (int64_t)cfg->lockout_max_seconds * 1000, &until);
-
-    if (err != AS_OK)
-        return err;
-    wait_s = until > now ? (until - now + 999) / 1000 : 0;
     log_event(LOG_INFO, "auth.mfa_failed", rc->request_id,
-              json_pack("{s:s?, s:s, s:b, s:I}", "route", rc->route_pattern,
+              json_pack("{s:s?, s:s, s:b}", "route", rc->route_pattern,
                         "ip", rc->ip, "refused_locked",
-                        refusal == AS_ERR_RATE_LIMITED, "locked_s",
-                        (json_int_t)wait_s));
-    if (refusal != AS_ERR_RATE_LIMITED)
-        return res_fail(&rc->res, AS_ERR_INVALID_CODE,
-                        "The code is wrong, expired or already used.");
-    snprintf(retry, sizeof retry, "%lld", (long long)(wait_s ? wait_s : 1));
-    res_header(rc, "Retry-After", retry);
-    return res_fail(&rc->res, AS_ERR_RATE_LIMITED,
-                    "Too many failed attempts for this account from this "
-                    "address; retry later.");
+                        refusal == AS_ERR_RATE_LIMITED));
+    if (refusal == AS_ERR_RATE_LIMITED)
+        return refusal;                  /* answered by hx_lockout_begin */
+    return res_fail(&rc->res, AS_ERR_INVALID_CODE,
+                    "The code is wrong, expired or already used.");
 }
 
-/* Checks `code` for user `u` (factor on), the lockout first: a locked
- * account is refused and counted without looking at the code; a wrong
- * code is counted. AS_OK only for a right code (used up now). */
+/* Checks `code` for user `u` (factor on) under the lockout: the attempt
+ * is counted first, atomically with the lock check (a locked account is
+ * refused without looking at the code). A right code settles the count
+ * when `complete` (it completes what the caller is doing; a login with a
+ * code settles it itself once the session exists). AS_OK only for a
+ * right code (used up now). */
 static enum as_err check_code(struct req_ctx *rc, const struct user *u,
-                              const char *code)
+                              const char *code, bool complete)
 {
     struct mfa_env e = env_of(rc);
-    int64_t until = 0;
     bool ok = false;
-    enum as_err err = lock_until(rc, u->email, &until);
+    enum as_err err = hx_lockout_begin(rc, u->email);
 
+    if (err == AS_ERR_RATE_LIMITED)
+        return code_failed(rc, err);
     if (err != AS_OK)
         return err;
-    if (until > e.now_ms)
-        return code_failed(rc, u->email, AS_ERR_RATE_LIMITED);
     err = mfa_check_code(&e, u->id, code, &ok);
     if (err == AS_ERR_NOT_FOUND)
         return res_fail(&rc->res, AS_ERR_CONFLICT,
                         "The second factor is not on for this account.");
     if (err != AS_OK)
         return err;
-    return ok ? AS_OK : code_failed(rc, u->email, AS_ERR_INVALID_CODE);
+    if (!ok)
+        return code_failed(rc, AS_ERR_INVALID_CODE);
+    if (complete)
+        hx_lockout_passed(rc, u->email);
+    return AS_OK;
 }
 
 /* The JSON answer holding fresh recovery codes. */
@@ -185,7 +159,6 @@ enum as_err h_mfa_confirm(struct req_ctx *rc, struct response *res)
     json_t *in = NULL;
     const char *code = NULL;
     struct user u;
-    int64_t until = 0;
     bool ok = false;
     enum as_err err = read_fields(rc, &in, "code", &code, NULL, NULL);
 
@@ -194,9 +167,9 @@ enum as_err h_mfa_confirm(struct req_ctx *rc, struct response *res)
         err = hx_caller(rc, &u);
     if (err != AS_OK)
         goto out;
-    err = lock_until(rc, u.email, &until);
-    if (err == AS_OK && until > e.now_ms) {
-        err = code_failed(rc, u.email, AS_ERR_RATE_LIMITED);
+    err = hx_lockout_begin(rc, u.email);
+    if (err == AS_ERR_RATE_LIMITED) {
+        err = code_failed(rc, err);
         goto out;
     }
     if (err == AS_OK)
@@ -206,9 +179,10 @@ enum as_err h_mfa_confirm(struct req_ctx *rc, struct response *res)
                        "No setup is pending: start with "
                        "/api/v1/auth/mfa/totp/setup.");
     if (err == AS_OK && !ok)
-        err = code_failed(rc, u.email, AS_ERR_INVALID_CODE);
+        err = code_failed(rc, AS_ERR_INVALID_CODE);
     if (err != AS_OK)
         goto out;
+    hx_lockout_passed(rc, u.email);
     scache_forget_user(rc->app->scache, u.id);
     hx_audit(rc, "mfa.enabled", u.id, NULL);
     res_json(res, 200, codes_json(&codes));
@@ -236,7 +210,7 @@ static enum as_err caller_with_code(struct req_ctx *rc, json_t **in,
         err = res_fail(&rc->res, AS_ERR_CONFLICT,
                        "The second factor is not on for this account.");
     if (err == AS_OK)
-        err = check_code(rc, u, code);
+        err = check_code(rc, u, code, true);
     return err;
 }
 
@@ -318,7 +292,7 @@ enum as_err h_login_mfa(struct req_ctx *rc, struct response *res)
     if (err == AS_OK)
         err = token_user(rc, tok, &u);
     if (err == AS_OK)
-        err = check_code(rc, &u, code);
+        err = check_code(rc, &u, code, false);
     if (err == AS_ERR_INVALID_CODE)
         mfa_token_fail(&e, tok);          /* the fifth one kills it */
     if (err != AS_OK)
@@ -330,7 +304,7 @@ enum as_err h_login_mfa(struct req_ctx *rc, struct response *res)
     }
     /* Only a complete login ends the run of failures. */
     if (err == AS_OK)
-        repo_login_failures_clear(rc->app->repo, u.email, rc->ip);
+        hx_lockout_passed(rc, u.email);
     if (err == AS_OK)
         err = hx_start_session_amr(rc, &u, MFA_AMR_OTP);
 out:

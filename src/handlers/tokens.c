@@ -2,6 +2,7 @@
  * password change, sessions, RFC 7662 introspection, RFC 7009 revoke. */
 #include "hx.h"
 
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -12,6 +13,7 @@
 #include "clock.h"
 #include "log.h"
 #include "password.h"
+#include "ratelimit.h"
 #include "scache.h"
 #include "sec.h"
 #include "uuid.h"
@@ -305,6 +307,31 @@ static enum as_err token_session(struct req_ctx *rc, const char *tok,
     return AS_OK;
 }
 
+/* Checks the introspection caller's secret. A wrong one costs the
+ * address a token of its credential rate limit, and an address whose
+ * bucket is empty is refused (429) before any comparison, so secrets
+ * cannot be guessed faster than AUTH_RATE_LIMIT_PER_MINUTE. */
+static enum as_err caller_secret_check(struct req_ctx *rc, const char *got,
+                                       const char *want)
+{
+    unsigned retry = 0;
+    char value[16];
+
+    if (ratelimit_check(rc->app->limiter, rc->ip, clock_mono_ms(), &retry) &&
+        sec_secret_equal(got, want))
+        return AS_OK;
+    if (retry == 0 &&
+        ratelimit_take(rc->app->limiter, rc->ip, clock_mono_ms(), &retry))
+        return res_fail(&rc->res, AS_ERR_UNAUTHORIZED,
+                        "Introspection needs the configured bearer "
+                        "secret.");
+    snprintf(value, sizeof value, "%u", retry ? retry : 1);
+    res_header(rc, "Retry-After", value);
+    return res_fail(&rc->res, AS_ERR_RATE_LIMITED,
+                    "Too many wrong introspection secrets from this "
+                    "address; retry later.");
+}
+
 enum as_err h_introspect(struct req_ctx *rc, struct response *res)
 {
     const char *want = rc->app->cfg->introspection_token;
@@ -320,12 +347,9 @@ enum as_err h_introspect(struct req_ctx *rc, struct response *res)
     if (!want)
         return res_fail(res, AS_ERR_NOT_FOUND,
                         "Introspection is not enabled on this server.");
-    if (!got || strlen(got) != strlen(want) ||
-        sodium_memcmp(got, want, strlen(want)) != 0)
-        return res_fail(res, AS_ERR_UNAUTHORIZED,
-                        "Introspection needs the configured bearer "
-                        "secret.");
-    err = token_param(rc, &in, &tok);
+    err = caller_secret_check(rc, got, want);
+    if (err == AS_OK)
+        err = token_param(rc, &in, &tok);
     if (err == AS_OK)
         err = token_session(rc, tok, &s, &c, &is_access);
     if (err == AS_OK && !is_access)

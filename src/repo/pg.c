@@ -1129,121 +1129,130 @@ static enum as_err pg_user_count(void *impl, bool admins_only, int64_t *out)
 
 /* ------------------------------------------------------ login failures */
 
-static enum as_err pg_login_failures_get(void *impl, const char *email,
-                                         const char *ip, int64_t *ip_count,
-                                         int64_t *all_count,
-                                         int64_t *locked_until)
+/* Writes one count of (email, ip) back: count 0 deletes its row. */
+static enum as_err login_put(struct conn *c, const char *op,
+                             const char *email, const char *ip,
+                             const struct login_count *n)
+{
+    struct params q = { 0 };
+
+    p_text(&q, email);
+    p_text(&q, ip);
+    if (n->count <= 0)
+        return conn_run(c, op, "DELETE FROM login_failures "
+                               "WHERE email = $1 AND ip = $2", &q, NULL);
+    p_i64(&q, n->count);
+    p_i64(&q, n->last_at);
+    p_i64(&q, n->locked_until);
+    return conn_run(c, op,
+                    "INSERT INTO login_failures (email, ip, count, last_at, "
+                    "locked_until) VALUES ($1, $2, $3, $4, $5) "
+                    "ON CONFLICT (email, ip) DO UPDATE SET "
+                    "count = EXCLUDED.count, last_at = EXCLUDED.last_at, "
+                    "locked_until = EXCLUDED.locked_until", &q, NULL);
+}
+
+/* Reads the two counts inside the transaction. */
+static enum as_err login_read(struct conn *c, const char *op,
+                              const char *email, const char *ip,
+                              struct login_count *mine,
+                              struct login_count *all)
 {
     struct params q = { 0 };
     PGresult *r;
     enum as_err err;
     int i;
 
-    *ip_count = *all_count = *locked_until = 0;
     p_text(&q, email);
     p_text(&q, ip);
-    if (q.invalid)
-        return AS_OK;               /* such text was never counted */
-    err = one_shot(impl, "login_failures_get",
-                   "SELECT ip = '*', count, locked_until "
-                   "FROM login_failures "
-                   "WHERE email = $1 AND ip IN ($2, '*')", &q, &r);
+    err = conn_exec(c, op,
+                    "SELECT ip = '*', count, last_at, locked_until "
+                    "FROM login_failures "
+                    "WHERE email = $1 AND ip IN ($2, '*')", &q, false, &r);
     for (i = 0; err == AS_OK && i < PQntuples(r); i++) {
-        *(col_bool(r, i, 0) ? all_count : ip_count) = col_i64(r, i, 1);
-        if (col_i64(r, i, 2) > *locked_until)
-            *locked_until = col_i64(r, i, 2);
+        struct login_count *n = col_bool(r, i, 0) ? all : mine;
+
+        n->count = col_i64(r, i, 1);
+        n->last_at = col_i64(r, i, 2);
+        n->locked_until = col_i64(r, i, 3);
     }
     PQclear(r);
     return err;
 }
 
-/* The stored row f's new count (restarting after $7), and its threshold. */
-#define LOGIN_COUNT "(CASE WHEN f.last_at < $7 THEN 1 ELSE f.count + 1 END)"
-#define LOGIN_LIMIT "(CASE WHEN f.ip = '*' THEN $5 ELSE $4 END)"
-
-/* One statement counts both rows: concurrent failures queue on the row
- * locks (the address's row first, then the email's, so never in a
- * cycle), each sees the count the one before left. The prune runs apart,
- * skipping rows others hold, so it never waits nor deadlocks. */
-static enum as_err pg_login_failure_add(void *impl, const char *email,
-                                        const char *ip, int64_t now,
-                                        unsigned threshold,
-                                        unsigned all_threshold,
-                                        int64_t max_delay_ms,
-                                        int64_t forget_before,
-                                        int64_t *locked_until)
+/* A transaction-scoped advisory lock on the email (key space 0x4c4f,
+ * "LO", apart from the single-key locks of the migrations) serialises
+ * every update of its counts, on every instance; one lock per
+ * transaction, so it cannot deadlock. */
+static enum as_err pg_login_failures_update(void *impl, const char *email,
+                                            const char *ip,
+                                            repo_login_update_fn fn,
+                                            void *ctx)
 {
-    struct params q = { 0 }, old = { 0 };
-    PGresult *r;
-    long rows = 0;
+    static const char op[] = "login_failures_update";
+    struct login_count mine = { 0 }, all = { 0 };
+    struct params lk = { 0 }, key = { 0 };
+    struct conn c;
     enum as_err err;
-    int i;
 
-    *locked_until = 0;
-    p_text(&q, email);
-    p_text(&q, ip);
-    p_i64(&q, now);
-    p_i64(&q, threshold);
-    p_i64(&q, all_threshold);
-    p_i64(&q, max_delay_ms);
-    p_i64(&q, forget_before);
-    p_i64(&old, forget_before);
-    if (q.invalid)
+    p_text(&lk, email);
+    p_text(&key, ip);
+    if (lk.invalid || key.invalid)
         return AS_ERR_VALIDATION;
-    err = one_shot(impl, "login_failure_add",
-                   "INSERT INTO login_failures AS f (email, ip, count, "
-                   "last_at, locked_until) VALUES "
-                   "($1, $2, 1, $3, CASE WHEN $4 <= 1 "
-                   "THEN $3 + least(1000, $6) ELSE 0 END), "
-                   "($1, '*', 1, $3, CASE WHEN $5 <= 1 "
-                   "THEN $3 + least(1000, $6) ELSE 0 END) "
-                   "ON CONFLICT (email, ip) DO UPDATE SET "
-                   "count = " LOGIN_COUNT ", last_at = $3, "
-                   "locked_until = CASE WHEN " LOGIN_COUNT " >= " LOGIN_LIMIT
-                   " THEN $3 + least(1000::bigint << least(" LOGIN_COUNT
-                   " - " LOGIN_LIMIT ", 20)::int, $6) ELSE 0 END "
-                   "RETURNING f.locked_until", &q, &r);
-    for (i = 0; err == AS_OK && i < PQntuples(r); i++)
-        if (col_i64(r, i, 0) > *locked_until)
-            *locked_until = col_i64(r, i, 0);
-    PQclear(r);
-    if (err == AS_OK)
-        err = one_shot_rows(impl, "login_failure_add",
-                            "DELETE FROM login_failures "
-                            "WHERE last_at < $1 AND (email, ip) IN "
-                            "(SELECT email, ip FROM login_failures "
-                            "WHERE last_at < $1 LIMIT 16 "
-                            "FOR UPDATE SKIP LOCKED)", &old, &rows);
+    err = pool_get(impl, &c);
     if (err != AS_OK)
-        *locked_until = 0;
+        return err;
+    err = tx_begin(&c, op);
+    if (err == AS_OK)
+        err = conn_run(&c, op,
+                       "SELECT pg_advisory_xact_lock(19535, hashtext($1))",
+                       &lk, NULL);
+    if (err == AS_OK)
+        err = login_read(&c, op, email, ip, &mine, &all);
+    if (err == AS_OK) {
+        fn(ctx, &mine, &all);
+        err = login_put(&c, op, email, ip, &mine);
+    }
+    if (err == AS_OK)
+        err = login_put(&c, op, email, "*", &all);
+    err = tx_finish(&c, op, err);
+    pool_put(&c);
     return err;
 }
 
-#undef LOGIN_COUNT
-#undef LOGIN_LIMIT
+/* Skips rows others hold, so it never waits nor deadlocks. */
+static enum as_err pg_login_failures_prune(void *impl, int64_t before)
+{
+    struct params q = { 0 };
+    long rows = 0;
 
-/* Two statements of one row each: holding one row lock at a time, they
- * cannot deadlock with a concurrent pg_login_failure_add. */
+    p_i64(&q, before);
+    return one_shot_rows(impl, "login_failures_prune",
+                         "DELETE FROM login_failures "
+                         "WHERE last_at < $1 AND (email, ip) IN "
+                         "(SELECT email, ip FROM login_failures "
+                         "WHERE last_at < $1 LIMIT 16 "
+                         "FOR UPDATE SKIP LOCKED)", &q, &rows);
+}
+
+/* One statement, outside the advisory lock: a clear racing an update
+ * lands before or after it, either is a consistent state. */
 static enum as_err pg_login_failures_clear(void *impl, const char *email,
                                            const char *ip)
 {
-    struct params q = { 0 }, all = { 0 };
+    struct params q = { 0 };
     long rows = 0;
-    enum as_err err;
 
     p_text(&q, email);
-    p_text(&q, ip);
-    p_text(&all, email);
+    if (ip)
+        p_text(&q, ip);
     if (q.invalid)
         return AS_OK;               /* such text was never counted */
-    err = one_shot_rows(impl, "login_failures_clear",
-                        "DELETE FROM login_failures "
-                        "WHERE email = $1 AND ip = $2", &q, &rows);
-    if (err == AS_OK)
-        err = one_shot_rows(impl, "login_failures_clear",
-                            "DELETE FROM login_failures "
-                            "WHERE email = $1 AND ip = '*'", &all, &rows);
-    return err;
+    return one_shot_rows(impl, "login_failures_clear",
+                         ip ? "DELETE FROM login_failures "
+                              "WHERE email = $1 AND ip IN ($2, '*')"
+                            : "DELETE FROM login_failures WHERE email = $1",
+                         &q, &rows);
 }
 
 /* ------------------------------------------------------------ sessions */
@@ -2542,8 +2551,8 @@ static const struct repo_ops pg_ops = {
     .user_delete = pg_user_delete,
     .user_list = pg_user_list,
     .user_count = pg_user_count,
-    .login_failures_get = pg_login_failures_get,
-    .login_failure_add = pg_login_failure_add,
+    .login_failures_update = pg_login_failures_update,
+    .login_failures_prune = pg_login_failures_prune,
     .login_failures_clear = pg_login_failures_clear,
     .session_create = pg_session_create,
     .session_get = pg_session_get,

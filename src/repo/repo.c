@@ -352,49 +352,30 @@ enum as_err repo_user_count(struct repo *r, bool admins_only, int64_t *out)
     return DISPATCH(r, user_count(r->impl, admins_only, out));
 }
 
-/* A login-failure count idle this long starts again (see repo.h). */
-#define LOGIN_FORGET_MS INT64_C(86400000)
-
 /* Whether (email, ip) may key a login-failure count. */
 static bool login_key_ok(const char *email, const char *ip)
 {
     return email && ip && strcmp(ip, "*") != 0;
 }
 
-enum as_err repo_login_failures_get(struct repo *r, const char *email,
-                                    const char *ip, int64_t *ip_count,
-                                    int64_t *all_count,
-                                    int64_t *locked_until)
+enum as_err repo_login_failures_update(struct repo *r, const char *email,
+                                       const char *ip,
+                                       repo_login_update_fn fn, void *ctx)
 {
-    *ip_count = *all_count = *locked_until = 0;
-    if (!login_key_ok(email, ip))
+    if (!login_key_ok(email, ip) || !fn)
         return AS_ERR_BAD_REQUEST;
-    return DISPATCH(r, login_failures_get(r->impl, email, ip, ip_count,
-                                          all_count, locked_until));
+    return DISPATCH(r, login_failures_update(r->impl, email, ip, fn, ctx));
 }
 
-enum as_err repo_login_failure_add(struct repo *r, const char *email,
-                                   const char *ip, int64_t now,
-                                   unsigned threshold, unsigned all_threshold,
-                                   int64_t max_delay_ms,
-                                   int64_t *locked_until)
+enum as_err repo_login_failures_prune(struct repo *r, int64_t before)
 {
-    int64_t forget = max_delay_ms > LOGIN_FORGET_MS / 2 ? 2 * max_delay_ms
-                                                        : LOGIN_FORGET_MS;
-
-    *locked_until = 0;
-    if (!login_key_ok(email, ip) || threshold == 0 || all_threshold == 0 ||
-        max_delay_ms < 0 || max_delay_ms > LOGIN_FORGET_MS * 365)
-        return AS_ERR_BAD_REQUEST;
-    return DISPATCH(r, login_failure_add(r->impl, email, ip, now, threshold,
-                                         all_threshold, max_delay_ms,
-                                         now - forget, locked_until));
+    return DISPATCH(r, login_failures_prune(r->impl, before));
 }
 
 enum as_err repo_login_failures_clear(struct repo *r, const char *email,
                                       const char *ip)
 {
-    if (!login_key_ok(email, ip))
+    if (!email || (ip && strcmp(ip, "*") == 0))
         return AS_ERR_BAD_REQUEST;
     return DISPATCH(r, login_failures_clear(r->impl, email, ip));
 }

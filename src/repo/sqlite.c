@@ -36,12 +36,6 @@
 #define LIVE_AT_2                                                          \
     "s.revoked_at IS NULL AND s.expires_at > ?2 AND u.is_active = 1"
 
-/* Login failures, in the upsert of S_LOGIN_ADD (f: the stored row): the
- * new count (restarting after ?7) and the threshold of the row. */
-#define LOGIN_COUNT                                                        \
-    "(CASE WHEN f.last_at < ?7 THEN 1 ELSE f.count + 1 END)"
-#define LOGIN_LIMIT "(CASE WHEN f.ip = '*' THEN ?5 ELSE ?4 END)"
-
 /* Every statement this backend runs: values are always bound. */
 #define STMT_TABLE(X)                                                      \
     X(S_BEGIN, "BEGIN IMMEDIATE")                                          \
@@ -85,19 +79,16 @@
     X(S_USER_COUNT, "SELECT count(*) FROM users")                          \
     X(S_ADMIN_COUNT, "SELECT count(*) FROM users "                         \
       "WHERE role = 'admin' AND is_active = 1")                            \
-    X(S_LOGIN_GET, "SELECT ip = '*', count, coalesce(locked_until, 0) "    \
-      "FROM login_failures WHERE email = ?1 AND ip IN (?2, '*')")          \
-    X(S_LOGIN_ADD, "INSERT INTO login_failures AS f (email, ip, count, "   \
-      "last_at, locked_until) VALUES "                                     \
-      "(?1, ?2, 1, ?3, CASE WHEN ?4 <= 1 THEN ?3 + min(1000, ?6) ELSE 0 "  \
-      "END), "                                                             \
-      "(?1, '*', 1, ?3, CASE WHEN ?5 <= 1 THEN ?3 + min(1000, ?6) ELSE 0 " \
-      "END) "                                                              \
-      "ON CONFLICT (email, ip) DO UPDATE SET count = " LOGIN_COUNT ", "    \
-      "last_at = ?3, locked_until = CASE WHEN " LOGIN_COUNT " >= "         \
-      LOGIN_LIMIT " THEN ?3 + min(1000 << min(" LOGIN_COUNT " - "          \
-      LOGIN_LIMIT ", 20), ?6) ELSE 0 END "                                 \
-      "RETURNING locked_until")                                            \
+    X(S_LOGIN_READ, "SELECT ip = '*', count, last_at, "                   \
+      "coalesce(locked_until, 0) FROM login_failures "                     \
+      "WHERE email = ?1 AND ip IN (?2, '*')")                              \
+    X(S_LOGIN_PUT, "INSERT INTO login_failures (email, ip, count, "        \
+      "last_at, locked_until) VALUES (?1, ?2, ?3, ?4, ?5) "                \
+      "ON CONFLICT (email, ip) DO UPDATE SET count = excluded.count, "     \
+      "last_at = excluded.last_at, locked_until = excluded.locked_until")  \
+    X(S_LOGIN_DEL, "DELETE FROM login_failures "                           \
+      "WHERE email = ?1 AND ip = ?2")                                      \
+    X(S_LOGIN_CLEAR_ALL, "DELETE FROM login_failures WHERE email = ?1")    \
     X(S_LOGIN_PRUNE, "DELETE FROM login_failures WHERE rowid IN "          \
       "(SELECT rowid FROM login_failures WHERE last_at < ?1 LIMIT 16)")    \
     X(S_LOGIN_CLEAR, "DELETE FROM login_failures "                         \
@@ -915,64 +906,67 @@ static enum as_err sq_user_count(void *impl, bool admins_only, int64_t *out)
     return release(impl, c);
 }
 
-static enum as_err sq_login_failures_get(void *impl, const char *email,
-                                         const char *ip, int64_t *ip_count,
-                                         int64_t *all_count,
-                                         int64_t *locked_until)
+/* Writes one count of (email, ip) back: count 0 deletes its row. */
+static void login_put(struct conn *c, const char *email, const char *ip,
+                      const struct login_count *n)
 {
-    struct conn *c;
-    sqlite3_stmt *st;
-    enum as_err err = acquire(impl, "login_failures_get", &c);
+    sqlite3_stmt *st = q(c, n->count > 0 ? S_LOGIN_PUT : S_LOGIN_DEL);
 
-    *ip_count = *all_count = *locked_until = 0;
-    if (err != AS_OK)
-        return err;
-    st = q(c, S_LOGIN_GET);
     b_text(c, st, 1, email);
     b_text(c, st, 2, ip);
-    while (row(c, st)) {
-        *(col_int(st, 0) ? all_count : ip_count) = col_int(st, 1);
-        if (col_int(st, 2) > *locked_until)
-            *locked_until = col_int(st, 2);
+    if (n->count > 0) {
+        b_int(c, st, 3, n->count);
+        b_int(c, st, 4, n->last_at);
+        b_int(c, st, 5, n->locked_until);
     }
-    if (c->err != AS_OK)
-        *ip_count = *all_count = *locked_until = 0;
-    return release(impl, c);
+    run(c, st);
 }
 
-static enum as_err sq_login_failure_add(void *impl, const char *email,
-                                        const char *ip, int64_t now,
-                                        unsigned threshold,
-                                        unsigned all_threshold,
-                                        int64_t max_delay_ms,
-                                        int64_t forget_before,
-                                        int64_t *locked_until)
+/* BEGIN IMMEDIATE takes the write lock first, so the read, fn() and the
+ * writes are one step that every other writer waits for. */
+static enum as_err sq_login_failures_update(void *impl, const char *email,
+                                            const char *ip,
+                                            repo_login_update_fn fn,
+                                            void *ctx)
 {
+    struct login_count mine = { 0 }, all = { 0 };
     struct conn *c;
     sqlite3_stmt *st;
-    enum as_err err = acquire(impl, "login_failure_add", &c);
+    enum as_err err = acquire(impl, "login_failures_update", &c);
 
-    *locked_until = 0;
     if (err != AS_OK)
         return err;
     begin(c);
-    st = q(c, S_LOGIN_ADD);
+    st = q(c, S_LOGIN_READ);
     b_text(c, st, 1, email);
     b_text(c, st, 2, ip);
-    b_int(c, st, 3, now);
-    b_int(c, st, 4, threshold);
-    b_int(c, st, 5, all_threshold);
-    b_int(c, st, 6, max_delay_ms);
-    b_int(c, st, 7, forget_before);
-    while (row(c, st))
-        if (col_int(st, 0) > *locked_until)
-            *locked_until = col_int(st, 0);
-    st = q(c, S_LOGIN_PRUNE);
-    b_int(c, st, 1, forget_before);
-    run(c, st);
+    while (row(c, st)) {
+        struct login_count *n = col_int(st, 0) ? &all : &mine;
+
+        n->count = col_int(st, 1);
+        n->last_at = col_int(st, 2);
+        n->locked_until = col_int(st, 3);
+    }
+    if (c->err == AS_OK) {
+        fn(ctx, &mine, &all);
+        login_put(c, email, ip, &mine);
+        login_put(c, email, "*", &all);
+    }
     end(c);
-    if (c->err != AS_OK)
-        *locked_until = 0;
+    return release(impl, c);
+}
+
+static enum as_err sq_login_failures_prune(void *impl, int64_t before)
+{
+    struct conn *c;
+    sqlite3_stmt *st;
+    enum as_err err = acquire(impl, "login_failures_prune", &c);
+
+    if (err != AS_OK)
+        return err;
+    st = q(c, S_LOGIN_PRUNE);
+    b_int(c, st, 1, before);
+    run(c, st);
     return release(impl, c);
 }
 
@@ -985,12 +979,11 @@ static enum as_err sq_login_failures_clear(void *impl, const char *email,
 
     if (err != AS_OK)
         return err;
-    begin(c);
-    st = q(c, S_LOGIN_CLEAR);
+    st = q(c, ip ? S_LOGIN_CLEAR : S_LOGIN_CLEAR_ALL);
     b_text(c, st, 1, email);
-    b_text(c, st, 2, ip);
+    if (ip)
+        b_text(c, st, 2, ip);
     run(c, st);
-    end(c);
     return release(impl, c);
 }
 
@@ -1995,8 +1988,8 @@ static const struct repo_ops sqlite_ops = {
     .user_delete = sq_user_delete,
     .user_list = sq_user_list,
     .user_count = sq_user_count,
-    .login_failures_get = sq_login_failures_get,
-    .login_failure_add = sq_login_failure_add,
+    .login_failures_update = sq_login_failures_update,
+    .login_failures_prune = sq_login_failures_prune,
     .login_failures_clear = sq_login_failures_clear,
     .session_create = sq_session_create,
     .session_get = sq_session_get,

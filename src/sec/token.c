@@ -3,6 +3,7 @@
  * of a mailed link derived from the seed the outbox keeps. */
 #include "sec/sec_int.h"
 
+#include <pthread.h>
 #include <sodium.h>
 #include <string.h>
 
@@ -63,4 +64,30 @@ bool sec_token_valid(const char *s)
 {
     return s && strnlen(s, SEC_TOKEN_LEN + 1) == SEC_TOKEN_LEN &&
            sec_b64url_alphabet(s, SEC_TOKEN_LEN);
+}
+
+static uint8_t compare_key[crypto_generichash_KEYBYTES];
+static pthread_once_t compare_once = PTHREAD_ONCE_INIT;
+
+static void compare_key_init(void)
+{
+    randombytes_buf(compare_key, sizeof compare_key);
+}
+
+bool sec_secret_equal(const char *given, const char *expected)
+{
+    uint8_t a[crypto_generichash_BYTES], b[crypto_generichash_BYTES];
+    bool same;
+
+    if (!given || !expected)
+        return false;
+    pthread_once(&compare_once, compare_key_init);
+    crypto_generichash(a, sizeof a, (const unsigned char *)given,
+                       strlen(given), compare_key, sizeof compare_key);
+    crypto_generichash(b, sizeof b, (const unsigned char *)expected,
+                       strlen(expected), compare_key, sizeof compare_key);
+    same = sodium_memcmp(a, b, sizeof a) == 0;
+    sodium_memzero(a, sizeof a);
+    sodium_memzero(b, sizeof b);
+    return same;
 }

@@ -99,12 +99,36 @@ static void test_client_ip_lines(void **state)
     netlist_free(t);
 }
 
+static void test_client_key(void **state)
+{
+    char k[NETADDR_KEY_LEN];
+
+    (void)state;
+    netaddr_client_key("192.0.2.7", k);
+    assert_string_equal(k, "192.0.2.7");
+    netaddr_client_key("::ffff:192.0.2.7", k);
+    assert_string_equal(k, "192.0.2.7");          /* mapped: the IPv4 */
+    netaddr_client_key("2001:db8:1:2:3:4:5:6", k);
+    assert_string_equal(k, "2001:db8:1:2::/64");
+    netaddr_client_key("2001:DB8:1:2::ffff", k);
+    assert_string_equal(k, "2001:db8:1:2::/64");  /* one /64, one key */
+    netaddr_client_key("2001:db8:1:3::1", k);
+    assert_string_equal(k, "2001:db8:1:3::/64");
+    netaddr_client_key("::1", k);
+    assert_string_equal(k, "::/64");
+    netaddr_client_key("not an address", k);
+    assert_string_equal(k, "not an address");
+    netaddr_client_key(NULL, k);
+    assert_string_equal(k, "");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_and_contains),
         cmocka_unit_test(test_client_ip),
         cmocka_unit_test(test_client_ip_lines),
+        cmocka_unit_test(test_client_key),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -201,9 +201,33 @@ static void concurrent_takes_are_counted_once(void **state)
     ratelimit_free(rl);
 }
 
+static void check_takes_nothing(void **state)
+{
+    struct ratelimit *rl = ratelimit_new(2, 1024);
+    unsigned retry = 99;
+    int i;
+
+    (void)state;
+    assert_non_null(rl);
+    for (i = 0; i < 10; i++) {
+        assert_true(ratelimit_check(rl, IP, T0, &retry));
+        assert_int_equal(retry, 0);
+    }
+    assert_int_equal(take_n(rl, IP, T0, 2), 2);
+    assert_false(ratelimit_check(rl, IP, T0, &retry));
+    assert_int_equal(retry, 30);
+    /* An IPv6 /64 is one bucket. */
+    assert_int_equal(take_n(rl, "2001:db8::1", T0, 1), 1);
+    assert_int_equal(take_n(rl, "2001:db8::2:1", T0, 1), 1);
+    assert_false(ratelimit_check(rl, "2001:db8::ffff", T0, &retry));
+    assert_true(ratelimit_check(rl, "2001:db8:0:1::1", T0, &retry));
+    ratelimit_free(rl);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(check_takes_nothing),
         cmocka_unit_test(burst_then_refused),
         cmocka_unit_test(retry_after_rounds_up),
         cmocka_unit_test(refill_is_gradual_and_capped),

@@ -22,6 +22,7 @@
 #include "breaker.h"
 #include "cfg.h"
 #include "clock.h"
+#include "lockout.h"
 #include "migrations.h"
 #include "repo.h"
 #include "repo/repo_int.h"
@@ -1147,25 +1148,49 @@ static const char *lock_email(struct fx *f, const char *tag)
     return arena_printf(f->a, "%s-%s@example.com", tag, id);
 }
 
-/* Counts one failure (threshold 3 per address, `all` from everywhere) and
- * returns the lock it reports. */
-static int64_t fail_at(struct fx *f, const char *email, const char *ip,
-                       int64_t now, unsigned all)
-{
-    int64_t until = -1;
+/* The lockout rules (src/lockout.c) on the real storage of both
+ * backends: threshold 3 per address, so 30 from everywhere. */
+static const struct lockout_policy lock_policy = { 3, LOCK_MAX };
 
-    assert_int_equal(repo_login_failure_add(f->r, email, ip, now, 3, all,
-                                            LOCK_MAX, &until),
-                     AS_OK);
-    return until;
+/* One attempt: 0 when it may be checked, else the Retry-After seconds. */
+static int64_t try_at(struct fx *f, const char *email, const char *ip,
+                      int64_t now)
+{
+    int64_t retry = -1;
+    enum as_err err = lockout_begin(f->r, &lock_policy, email, ip, now,
+                                    &retry);
+
+    assert_true(err == AS_OK || err == AS_ERR_RATE_LIMITED);
+    assert_true(err == AS_OK ? retry == 0 : retry >= 1);
+    return retry;
 }
 
-static void counts_of(struct fx *f, const char *email, const char *ip,
+struct counts_seen {
+    struct login_count mine, all;
+};
+
+static void copy_counts(void *ctx, struct login_count *mine,
+                        struct login_count *all)
+{
+    struct counts_seen *c = ctx;
+
+    c->mine = *mine;
+    c->all = *all;
+}
+
+/* The stored counts of (email, address key) and of the email. */
+static void counts_of(struct fx *f, const char *email, const char *key,
                       int64_t *mine, int64_t *all, int64_t *until)
 {
-    assert_int_equal(repo_login_failures_get(f->r, email, ip, mine, all,
-                                             until),
+    struct counts_seen c;
+
+    assert_int_equal(repo_login_failures_update(f->r, email, key,
+                                                copy_counts, &c),
                      AS_OK);
+    *mine = c.mine.count;
+    *all = c.all.count;
+    *until = c.mine.locked_until > c.all.locked_until ? c.mine.locked_until
+                                                      : c.all.locked_until;
 }
 
 static void lockout_delays_double_and_cap(void **state)
@@ -1176,29 +1201,56 @@ static void lockout_delays_double_and_cap(void **state)
 
     counts_of(f, e, "10.0.0.1", &mine, &all, &until);
     assert_true(mine == 0 && all == 0 && until == 0);
-    assert_int_equal(fail_at(f, e, "10.0.0.1", T0, 30), 0);
-    assert_int_equal(fail_at(f, e, "10.0.0.1", T0 + 1, 30), 0);
+    /* Three attempts are checked; the third locks for 1 s at once. */
+    assert_int_equal(try_at(f, e, "10.0.0.1", T0), 0);
+    assert_int_equal(try_at(f, e, "10.0.0.1", T0 + 1), 0);
+    assert_int_equal(try_at(f, e, "10.0.0.1", T0 + 10), 0);
     counts_of(f, e, "10.0.0.1", &mine, &all, &until);
-    assert_true(mine == 2 && all == 2 && until == 0);
-    /* The third failure locks for 1 s, each further one doubles it. */
-    assert_int_equal(fail_at(f, e, "10.0.0.1", T0 + 10, 30), T0 + 1010);
-    assert_int_equal(fail_at(f, e, "10.0.0.1", T0 + 20, 30), T0 + 2020);
-    assert_int_equal(fail_at(f, e, "10.0.0.1", T0 + 30, 30), T0 + 4030);
-    assert_int_equal(fail_at(f, e, "10.0.0.1", T0 + 40, 30), T0 + 8040);
-    assert_int_equal(fail_at(f, e, "10.0.0.1", T0 + 50, 30), T0 + 8050);
+    assert_true(mine == 3 && all == 3 && until == T0 + 1010);
+    /* Attempts during the delay are refused and double it, up to 8 s. */
+    assert_int_equal(try_at(f, e, "10.0.0.1", T0 + 20), 2);
+    assert_int_equal(try_at(f, e, "10.0.0.1", T0 + 30), 4);
+    assert_int_equal(try_at(f, e, "10.0.0.1", T0 + 40), 8);
+    assert_int_equal(try_at(f, e, "10.0.0.1", T0 + 50), 8);
     counts_of(f, e, "10.0.0.1", &mine, &all, &until);
-    assert_true(mine == 7 && all == 7 && until == T0 + 8050);
-    /* Another address is not locked, though the email's total shows. */
-    counts_of(f, e, "10.0.0.2", &mine, &all, &until);
-    assert_true(mine == 0 && all == 7 && until == 0);
-    /* Nor is the same address on another email. */
-    counts_of(f, lock_email(f, "other"), "10.0.0.1", &mine, &all, &until);
+    assert_true(mine == 7 && all == 3 && until == T0 + 8050);
+    /* After the delay one attempt is checked again. */
+    assert_int_equal(try_at(f, e, "10.0.0.1", T0 + 8051), 0);
+    /* Another address is not locked; nor the address on another email. */
+    assert_int_equal(try_at(f, e, "10.0.0.2", T0 + 8052), 0);
+    assert_int_equal(try_at(f, lock_email(f, "other"), "10.0.0.1",
+                            T0 + 8053), 0);
+    /* A complete login forgets the address's and the total count. */
+    assert_int_equal(lockout_passed(f->r, e, "10.0.0.1"), AS_OK);
+    counts_of(f, e, "10.0.0.1", &mine, &all, &until);
     assert_true(mine == 0 && all == 0 && until == 0);
-    /* A success forgets the address's and the total count. */
-    assert_int_equal(repo_login_failures_clear(f->r, e, "10.0.0.1"), AS_OK);
-    counts_of(f, e, "10.0.0.1", &mine, &all, &until);
-    assert_true(mine == 0 && all == 0 && until == 0);
-    assert_int_equal(fail_at(f, e, "10.0.0.1", T0 + 60, 30), 0);
+    assert_int_equal(try_at(f, e, "10.0.0.1", T0 + 8060), 0);
+}
+
+static void lockout_one_address_never_locks_others(void **state)
+{
+    struct fx *f = *state;
+    const char *e = lock_email(f, "capped");
+    int64_t mine, all, until, t = T0;
+    int i;
+
+    /* 500 attempts from one address, each after its delay ran out. */
+    for (i = 0; i < 500; i++) {
+        try_at(f, e, "203.0.113.7", t);
+        t += LOCK_MAX + 1;
+    }
+    counts_of(f, e, "203.0.113.7", &mine, &all, &until);
+    assert_int_equal(mine, 500);
+    assert_int_equal(all, 3);              /* its share: the threshold */
+    assert_int_equal(try_at(f, e, "203.0.113.8", t), 0);
+    /* Its whole /64 is one IPv6 address: the other /64 is not locked. */
+    for (i = 0; i < 3; i++)
+        assert_int_equal(try_at(f, e, i ? "2001:db8:1:2::9"
+                                        : "2001:db8:1:2::1", t + i), 0);
+    assert_true(try_at(f, e, "2001:db8:1:2:ffff::5", t + 5) > 0);
+    assert_int_equal(try_at(f, e, "2001:db8:1:3::1", t + 6), 0);
+    counts_of(f, e, "2001:db8:1:2::/64", &mine, &all, &until);
+    assert_int_equal(mine, 4);
 }
 
 static void lockout_from_everywhere_past_the_total(void **state)
@@ -1209,59 +1261,55 @@ static void lockout_from_everywhere_past_the_total(void **state)
     char ip[32];
     int i;
 
-    /* 2 failures from each of 5 addresses: none reaches 3, the total
-     * reaches 10 on the last one. */
-    for (i = 0; i < 10; i++) {
-        snprintf(ip, sizeof ip, "192.0.2.%d", i / 2);
-        assert_int_equal(fail_at(f, e, ip, T0 + i, 10),
-                         i < 9 ? 0 : T0 + 9 + 1000);
+    /* 3 failures from each of 10 addresses: the 30th locks the email. */
+    for (i = 0; i < 30; i++) {
+        snprintf(ip, sizeof ip, "192.0.2.%d", i / 3);
+        assert_int_equal(try_at(f, e, ip, T0 + i), 0);
     }
     counts_of(f, e, "192.0.2.200", &mine, &all, &until);
-    assert_true(mine == 0 && all == 10 && until == T0 + 1009);
-    /* The next failure, from anywhere, doubles the email's lock. */
-    assert_int_equal(fail_at(f, e, "192.0.2.201", T0 + 20, 10), T0 + 2020);
+    assert_true(mine == 0 && all == 30 && until == T0 + 29 + 1000);
+    /* A fresh address is refused too, and its attempt doubles it. */
+    assert_int_equal(try_at(f, e, "192.0.2.201", T0 + 40), 2);
     counts_of(f, e, "192.0.2.0", &mine, &all, &until);
-    assert_true(mine == 2 && all == 11 && until == T0 + 2020);
-    /* A success clears the total and its own address only. */
-    assert_int_equal(repo_login_failures_clear(f->r, e, "192.0.2.1"), AS_OK);
+    assert_true(mine == 3 && all == 31 && until == T0 + 2040);
+    /* A complete login clears the total and its own address only. */
+    assert_int_equal(lockout_passed(f->r, e, "192.0.2.1"), AS_OK);
     counts_of(f, e, "192.0.2.0", &mine, &all, &until);
-    assert_true(mine == 2 && all == 0 && until == 0);
+    assert_true(mine == 3 && all == 0);
     counts_of(f, e, "192.0.2.1", &mine, &all, &until);
+    assert_true(mine == 0 && all == 0 && until == 0);
+    /* An admin's unlock forgets every count of the email. */
+    assert_int_equal(lockout_unlock(f->r, e), AS_OK);
+    counts_of(f, e, "192.0.2.0", &mine, &all, &until);
     assert_true(mine == 0 && all == 0 && until == 0);
 }
 
-static void lockout_threshold_one_and_bad_keys(void **state)
+static void lockout_bad_keys(void **state)
 {
     struct fx *f = *state;
-    const char *e = lock_email(f, "one");
-    int64_t until = -1, mine, all;
+    const char *e = lock_email(f, "bad");
+    struct counts_seen c;
+    int64_t mine, all, until;
 
-    assert_int_equal(repo_login_failure_add(f->r, e, "::1", T0, 1, 10,
-                                            LOCK_MAX, &until),
-                     AS_OK);
-    assert_int_equal(until, T0 + 1000);
-    assert_int_equal(repo_login_failure_add(f->r, e, "::1", T0, 1, 10,
-                                            LOCK_MAX, &until),
-                     AS_OK);
-    assert_int_equal(until, T0 + 2000);
     /* "*" is the total's row: no client may use it. */
-    assert_int_equal(repo_login_failure_add(f->r, e, "*", T0, 1, 10,
-                                            LOCK_MAX, &until),
+    assert_int_equal(repo_login_failures_update(f->r, e, "*", copy_counts,
+                                                &c),
                      AS_ERR_BAD_REQUEST);
-    assert_int_equal(repo_login_failures_get(f->r, e, "*", &mine, &all,
-                                             &until),
+    assert_int_equal(repo_login_failures_update(f->r, NULL, "::1",
+                                                copy_counts, &c),
+                     AS_ERR_BAD_REQUEST);
+    assert_int_equal(repo_login_failures_update(f->r, e, "::1", NULL, &c),
                      AS_ERR_BAD_REQUEST);
     assert_int_equal(repo_login_failures_clear(f->r, NULL, "::1"),
                      AS_ERR_BAD_REQUEST);
-    assert_int_equal(repo_login_failure_add(f->r, e, "::1", T0, 0, 10,
-                                            LOCK_MAX, &until),
+    assert_int_equal(repo_login_failures_clear(f->r, e, "*"),
                      AS_ERR_BAD_REQUEST);
     /* Text that looks like SQL is just text. */
-    assert_int_equal(fail_at(f, "x'); DELETE FROM login_failures; --@a.b",
-                             "' OR 1=1 --", T0, 30),
-                     0);
-    counts_of(f, e, "::1", &mine, &all, &until);
-    assert_true(mine == 2 && all == 2 && until == T0 + 2000);
+    try_at(f, "x'); DELETE FROM login_failures; --@a.b", "' OR 1=1 --", T0);
+    try_at(f, e, "::1", T0);
+    try_at(f, e, "::1", T0);
+    counts_of(f, e, "::/64", &mine, &all, &until);
+    assert_true(mine == 2 && all == 2 && until == 0);
 }
 
 static void lockout_counts_restart_after_a_quiet_day(void **state)
@@ -1272,18 +1320,21 @@ static void lockout_counts_restart_after_a_quiet_day(void **state)
     int i;
 
     for (i = 0; i < 5; i++)
-        fail_at(f, e, "10.9.9.9", T0, 30);
-    fail_at(f, gone, "10.9.9.9", T0, 30);
-    /* A failure a day and a bit later counts from one again. */
-    assert_int_equal(fail_at(f, e, "10.9.9.9", T0 + DAY + 1, 30), 0);
+        try_at(f, e, "10.9.9.9", T0);
+    try_at(f, gone, "10.9.9.9", T0);
+    /* An attempt a day and a bit later counts from one again. */
+    assert_int_equal(try_at(f, e, "10.9.9.9", T0 + DAY + 1), 0);
     counts_of(f, e, "10.9.9.9", &mine, &all, &until);
     assert_true(mine == 1 && all == 1 && until == 0);
-    /* Idle rows are pruned, a few with each failure. */
+    /* Idle rows are pruned, a few with each new run of failures. */
     for (i = 0; i < 50; i++) {
+        char ip[32];
+
         counts_of(f, gone, "10.9.9.9", &mine, &all, &until);
         if (mine == 0 && all == 0)
             break;
-        fail_at(f, e, "10.9.9.9", T0 + DAY + 2, 30);
+        snprintf(ip, sizeof ip, "10.8.0.%d", i);
+        try_at(f, e, ip, T0 + DAY + 2);
     }
     assert_true(mine == 0 && all == 0 && until == 0);
 }
@@ -1291,50 +1342,66 @@ static void lockout_counts_restart_after_a_quiet_day(void **state)
 struct lock_racer {
     struct repo *r;
     pthread_barrier_t *go;
+    const struct lockout_policy *p;
     const char *email;
     char ip[32];
+    int rounds, admitted;
     enum as_err err;
 };
 
 static void *lock_race(void *arg)
 {
     struct lock_racer *x = arg;
-    int64_t until;
+    int64_t retry;
+    enum as_err err;
     int i;
 
     pthread_barrier_wait(x->go);
-    for (i = 0; i < 25 && x->err == AS_OK; i++)
-        x->err = repo_login_failure_add(x->r, x->email, x->ip, T0 + i, 1000,
-                                        10000, LOCK_MAX, &until);
+    for (i = 0; i < x->rounds && x->err == AS_OK; i++) {
+        err = lockout_begin(x->r, x->p, x->email, x->ip, T0 + i, &retry);
+        if (err == AS_OK)
+            x->admitted++;
+        else if (err != AS_ERR_RATE_LIMITED)
+            x->err = err;
+    }
     return NULL;
 }
 
-static void lockout_counts_every_concurrent_failure(void **state)
+/* N threads, two on each address, `rounds` attempts each; returns how
+ * many were let through to a check. */
+static int lock_threads(struct fx *f, const char *e,
+                        const struct lockout_policy *p, int rounds)
 {
     enum { N = 4 };
-    struct fx *f = *state;
-    const char *e = lock_email(f, "many");
     struct lock_racer x[N];
     pthread_barrier_t go;
     pthread_t t[N];
-    int64_t mine, all, until;
-    int i;
+    int i, admitted = 0;
 
     assert_int_equal(pthread_barrier_init(&go, NULL, N), 0);
     for (i = 0; i < N; i++) {
-        x[i].r = f->r;
-        x[i].go = &go;
-        x[i].email = e;
-        x[i].err = AS_OK;
-        /* Two threads share each address. */
+        x[i] = (struct lock_racer){ .r = f->r, .go = &go, .p = p,
+                                    .email = e, .rounds = rounds };
         snprintf(x[i].ip, sizeof x[i].ip, "198.51.100.%d", i / 2);
         assert_int_equal(pthread_create(&t[i], NULL, lock_race, &x[i]), 0);
     }
     for (i = 0; i < N; i++) {
         pthread_join(t[i], NULL);
         assert_int_equal(x[i].err, AS_OK);
+        admitted += x[i].admitted;
     }
     pthread_barrier_destroy(&go);
+    return admitted;
+}
+
+static void lockout_counts_every_concurrent_failure(void **state)
+{
+    struct fx *f = *state;
+    const struct lockout_policy big = { 1000, LOCK_MAX };
+    const char *e = lock_email(f, "many");
+    int64_t mine, all, until;
+
+    assert_int_equal(lock_threads(f, e, &big, 25), 100);
     counts_of(f, e, "198.51.100.0", &mine, &all, &until);
     assert_int_equal(mine, 50);
     assert_int_equal(all, 100);
@@ -1471,6 +1538,18 @@ static void session_ends_at_its_max_life(void **state)
     assert_string_equal(st.email, "now@example.com");
 }
 
+static void lockout_concurrent_guesses_stop_at_the_threshold(void **state)
+{
+    struct fx *f = *state;
+    int round;
+
+    /* Many rounds: each lets exactly 3 attempts from each address
+     * through (the times stay inside the first delay). */
+    for (round = 0; round < 10; round++)
+        assert_int_equal(lock_threads(f, lock_email(f, "race"),
+                                      &lock_policy, 10), 6);
+}
+
 #define CASE(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 #define BARE(fn) cmocka_unit_test_setup_teardown(fn, setup_bare, teardown)
 
@@ -1493,12 +1572,14 @@ int main(void)
         CASE(rotate_invalid_cases),
         CASE(rotate_races_have_one_winner),
         CASE(lockout_delays_double_and_cap),
+        CASE(lockout_one_address_never_locks_others),
         CASE(lockout_from_everywhere_past_the_total),
-        CASE(lockout_threshold_one_and_bad_keys),
+        CASE(lockout_bad_keys),
         CASE(lockout_counts_restart_after_a_quiet_day),
         CASE(lockout_counts_every_concurrent_failure),
         CASE(patch_writes_only_named_fields),
         CASE(session_ends_at_its_max_life),
+        CASE(lockout_concurrent_guesses_stop_at_the_threshold),
     };
     const struct CMUnitTest sqlite_only[] = {
         cmocka_unit_test(breaker_guards_backend),

@@ -172,9 +172,25 @@ static void link_token_needs_the_key(void **state)
     sec_keys_free(b);
 }
 
+static void secrets_compare_by_digest(void **state)
+{
+    (void)state;
+    assert_true(sec_secret_equal("introspection-secret-0123456789abcdef",
+                                 "introspection-secret-0123456789abcdef"));
+    assert_false(sec_secret_equal("introspection-secret-0123456789abcde",
+                                  "introspection-secret-0123456789abcdef"));
+    assert_false(sec_secret_equal("introspection-secret-0123456789abcdefx",
+                                  "introspection-secret-0123456789abcdef"));
+    assert_false(sec_secret_equal("", "x"));
+    assert_true(sec_secret_equal("", ""));
+    assert_false(sec_secret_equal(NULL, "x"));
+    assert_false(sec_secret_equal("x", NULL));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(secrets_compare_by_digest),
         cmocka_unit_test(new_tokens_have_the_shape),
         cmocka_unit_test(valid_checks_length_and_alphabet),
         cmocka_unit_test(hash_is_sha256_of_text),

@@ -1,0 +1,63 @@
+#ifndef AUTH_LOCKOUT_H           /* lockout.h: the login lockout rules */
+#define AUTH_LOCKOUT_H
+#include <stdbool.h>
+#include <stdint.h>
+#include "err.h"
+#include "repo.h"
+
+struct cfg;
+
+/* The whole lockout rule lives in lockout.c (README "Lockout"); the
+ * repository only stores the counts and runs one update atomically.
+ *
+ * Every check of a password, one-time code or secret of an account goes
+ * through it: lockout_begin() before the (costly) check, which counts the
+ * attempt as a failure at once, so that concurrent guesses can never slip
+ * past the threshold; lockout_passed() when the login is complete, which
+ * ends the address's run of failures. An attempt made while locked is
+ * refused without checking, and counted. */
+
+/* Failures of one email from every address together lock it only past
+ * this many times the threshold. */
+#define LOCKOUT_ALL_FACTOR 10
+
+struct lockout_policy {
+    int64_t threshold;           /* failures from one address before delays */
+    int64_t max_delay_ms;        /* the longest delay */
+};
+
+/* What lockout_attempt() decided. */
+struct lockout_verdict {
+    bool refused;                /* locked: answer 429, do not check */
+    int64_t until;               /* Unix ms the lock now in force ends
+                                    (0: none) */
+};
+
+/* The policy of AUTH_LOCKOUT_THRESHOLD and AUTH_LOCKOUT_MAX_SECONDS. */
+void lockout_policy_init(struct lockout_policy *p, const struct cfg *cfg);
+
+/* The rule, as a pure function of the stored counts: counts one attempt
+ * at `now` from one address (`addr`) on one email (`all`: the total of
+ * every address, to which each address adds at most the threshold),
+ * updating both in place, and tells whether it must be refused. */
+void lockout_attempt(const struct lockout_policy *p, int64_t now,
+                     struct login_count *addr, struct login_count *all,
+                     struct lockout_verdict *v);
+
+/* Counts an attempt on `email` (normalised) from client address `ip`
+ * (an IPv6 address counts as its /64) at `now`, atomically with the check
+ * of the lock. AS_OK: go on and check the secret (it stays counted as a
+ * failure unless lockout_passed() follows). AS_ERR_RATE_LIMITED: locked,
+ * refuse without checking; *retry_s gets the seconds until the lock ends
+ * (at least 1). Otherwise a repository error (nothing may be checked). */
+enum as_err lockout_begin(struct repo *r, const struct lockout_policy *p,
+                          const char *email, const char *ip, int64_t now,
+                          int64_t *retry_s);
+/* Ends the run of failures of `email` from `ip` (and the email's total)
+ * after a complete login. */
+enum as_err lockout_passed(struct repo *r, const char *email,
+                           const char *ip);
+/* Lifts every lock and count of `email` (an admin's unlock). */
+enum as_err lockout_unlock(struct repo *r, const char *email);
+
+#endif

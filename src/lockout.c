@@ -1,0 +1,125 @@
+/* lockout.c: the login lockout rules, written once above both backends
+ * (README "Lockout"). */
+#include "lockout.h"
+
+#include "cfg.h"
+#include "netaddr.h"
+
+/* A count idle this long (or twice the longest delay, if longer) starts
+ * again from zero, and its row may be pruned. */
+#define FORGET_MS INT64_C(86400000)
+#define FIRST_DELAY_MS INT64_C(1000)
+#define MAX_DOUBLINGS 20
+
+void lockout_policy_init(struct lockout_policy *p, const struct cfg *cfg)
+{
+    p->threshold = cfg->lockout_threshold ? cfg->lockout_threshold : 1;
+    p->max_delay_ms = (int64_t)cfg->lockout_max_seconds * 1000;
+}
+
+static int64_t forget_ms(const struct lockout_policy *p)
+{
+    return p->max_delay_ms > FORGET_MS / 2 ? 2 * p->max_delay_ms
+                                           : FORGET_MS;
+}
+
+/* The delay after `over` failures past a threshold: 1 s, doubling. */
+static int64_t delay_ms(const struct lockout_policy *p, int64_t over)
+{
+    int64_t d = FIRST_DELAY_MS << (over < MAX_DOUBLINGS ? over
+                                                        : MAX_DOUBLINGS);
+
+    return d < p->max_delay_ms ? d : p->max_delay_ms;
+}
+
+/* Forgets a count idle for too long. */
+static void freshen(const struct lockout_policy *p, int64_t now,
+                    struct login_count *c)
+{
+    if (c->count > 0 && c->last_at < now - forget_ms(p))
+        *c = (struct login_count){ 0 };
+}
+
+void lockout_attempt(const struct lockout_policy *p, int64_t now,
+                     struct login_count *addr, struct login_count *all,
+                     struct lockout_verdict *v)
+{
+    int64_t all_limit = p->threshold * LOCKOUT_ALL_FACTOR;
+
+    freshen(p, now, addr);
+    freshen(p, now, all);
+    v->refused = addr->locked_until > now || all->locked_until > now;
+    addr->count++;
+    addr->last_at = now;
+    addr->locked_until = addr->count >= p->threshold
+                             ? now + delay_ms(p, addr->count - p->threshold)
+                             : 0;
+    /* One address adds at most the threshold to the total, however many
+     * and however long its failures go on: it alone never locks the email
+     * for anyone else. */
+    if (addr->count <= p->threshold) {
+        all->count++;
+        all->last_at = now;
+        all->locked_until = all->count >= all_limit
+                                ? now + delay_ms(p, all->count - all_limit)
+                                : 0;
+    }
+    v->until = addr->locked_until > now ? addr->locked_until : 0;
+    if (all->locked_until > now && all->locked_until > v->until)
+        v->until = all->locked_until;
+}
+
+struct attempt_ctx {
+    const struct lockout_policy *p;
+    int64_t now;
+    struct lockout_verdict v;
+    bool new_run;                /* the address's count started now */
+};
+
+static void attempt_fn(void *arg, struct login_count *addr,
+                       struct login_count *all)
+{
+    struct attempt_ctx *x = arg;
+
+    lockout_attempt(x->p, x->now, addr, all, &x->v);
+    x->new_run = addr->count == 1;
+}
+
+enum as_err lockout_begin(struct repo *r, const struct lockout_policy *p,
+                          const char *email, const char *ip, int64_t now,
+                          int64_t *retry_s)
+{
+    struct attempt_ctx x = { .p = p, .now = now };
+    char key[NETADDR_KEY_LEN];
+    enum as_err err;
+
+    *retry_s = 0;
+    netaddr_client_key(ip, key);
+    err = repo_login_failures_update(r, email, key, attempt_fn, &x);
+    if (err != AS_OK)
+        return err;
+    /* Each new row prunes a few idle ones, so the table stays bounded;
+     * a failure to prune is left to the next one. */
+    if (x.new_run)
+        (void)repo_login_failures_prune(r, now - forget_ms(p));
+    if (!x.v.refused)
+        return AS_OK;
+    *retry_s = x.v.until > now ? (x.v.until - now + 999) / 1000 : 1;
+    if (*retry_s < 1)
+        *retry_s = 1;
+    return AS_ERR_RATE_LIMITED;
+}
+
+enum as_err lockout_passed(struct repo *r, const char *email,
+                           const char *ip)
+{
+    char key[NETADDR_KEY_LEN];
+
+    netaddr_client_key(ip, key);
+    return repo_login_failures_clear(r, email, key);
+}
+
+enum as_err lockout_unlock(struct repo *r, const char *email)
+{
+    return repo_login_failures_clear(r, email, NULL);
+}

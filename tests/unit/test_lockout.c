@@ -1,0 +1,133 @@
+/* test_lockout.c: the lockout rule (src/lockout.c) as a pure function of
+ * the stored counts, on a fake clock. The storage and its atomicity are
+ * tested on both backends in test_repo.c. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "lockout.h"
+
+#define T0 INT64_C(1700000000000)
+#define DAY INT64_C(86400000)
+
+static const struct lockout_policy pol = { 3, 8000 };
+
+/* One attempt from `a` at `now`: 0 when checked, else the lock's end. */
+static int64_t attempt(struct login_count *a, struct login_count *all,
+                       int64_t now)
+{
+    struct lockout_verdict v;
+
+    lockout_attempt(&pol, now, a, all, &v);
+    return v.refused ? v.until : 0;
+}
+
+static void threshold_then_doubling_then_cap(void **state)
+{
+    struct login_count a = { 0 }, all = { 0 };
+    struct lockout_verdict v;
+
+    (void)state;
+    assert_int_equal(attempt(&a, &all, T0), 0);
+    assert_int_equal(attempt(&a, &all, T0 + 1), 0);
+    assert_int_equal(a.locked_until, 0);
+    /* The third attempt is checked, and locks at once for 1 s. */
+    lockout_attempt(&pol, T0 + 2, &a, &all, &v);
+    assert_false(v.refused);
+    assert_int_equal(v.until, T0 + 1002);
+    /* During a delay: refused, counted, doubled (2, 4, 8, 8 s). */
+    assert_int_equal(attempt(&a, &all, T0 + 10), T0 + 2010);
+    assert_int_equal(attempt(&a, &all, T0 + 20), T0 + 4020);
+    assert_int_equal(attempt(&a, &all, T0 + 30), T0 + 8030);
+    assert_int_equal(attempt(&a, &all, T0 + 40), T0 + 8040);
+    assert_int_equal(a.count, 7);
+    /* Once it ran out, one attempt is checked (and locks again). */
+    assert_int_equal(attempt(&a, &all, T0 + 8041), 0);
+    assert_int_equal(a.locked_until, T0 + 8041 + 8000);
+}
+
+static void one_address_adds_at_most_the_threshold(void **state)
+{
+    struct login_count a = { 0 }, b = { 0 }, all = { 0 };
+    int64_t t = T0;
+    int i;
+
+    (void)state;
+    /* Ten thousand attempts, each after the last lock ran out. */
+    for (i = 0; i < 10000; i++) {
+        attempt(&a, &all, t);
+        t += 8001;
+    }
+    assert_int_equal(a.count, 10000);
+    assert_int_equal(all.count, 3);
+    assert_int_equal(all.locked_until, 0);
+    assert_int_equal(attempt(&b, &all, t), 0);
+}
+
+static void ten_times_the_threshold_locks_every_address(void **state)
+{
+    struct login_count a[11] = { { 0 } }, all = { 0 };
+    int i, j;
+
+    (void)state;
+    for (i = 0; i < 10; i++)
+        for (j = 0; j < 3; j++)
+            assert_int_equal(attempt(&a[i], &all, T0 + i), 0);
+    assert_int_equal(all.count, 30);
+    assert_int_equal(all.locked_until, T0 + 9 + 1000);
+    /* A fresh address is refused, and its attempt doubles the lock. */
+    assert_int_equal(attempt(&a[10], &all, T0 + 100), T0 + 2100);
+    /* A locked address's own attempts add nothing more to the total. */
+    assert_true(attempt(&a[0], &all, T0 + 200) > 0);
+    assert_int_equal(all.count, 31);
+}
+
+static void idle_counts_start_over(void **state)
+{
+    struct login_count a = { 0 }, all = { 0 };
+    const struct lockout_policy longer = { 3, 3 * DAY };
+    struct lockout_verdict v;
+    int i;
+
+    (void)state;
+    for (i = 0; i < 5; i++)
+        attempt(&a, &all, T0);
+    assert_int_equal(attempt(&a, &all, T0 + DAY + 1), 0);
+    assert_int_equal(a.count, 1);
+    assert_int_equal(all.count, 1);
+    /* With delays longer than half a day, counts last twice the delay. */
+    a = all = (struct login_count){ 0 };
+    for (i = 0; i < 5; i++)
+        lockout_attempt(&longer, T0, &a, &all, &v);
+    lockout_attempt(&longer, T0 + DAY + 1, &a, &all, &v);
+    assert_false(v.refused);                    /* the 4 s lock is over */
+    assert_int_equal(a.count, 6);               /* but the count goes on */
+}
+
+static void the_shift_never_overflows(void **state)
+{
+    const struct lockout_policy huge = { 1, INT64_C(1) << 50 };
+    struct login_count a = { 0 }, all = { 0 };
+    struct lockout_verdict v;
+    int i;
+
+    (void)state;
+    for (i = 0; i < 100; i++)
+        lockout_attempt(&huge, T0, &a, &all, &v);
+    assert_int_equal(a.locked_until, T0 + (INT64_C(1000) << 20));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(threshold_then_doubling_then_cap),
+        cmocka_unit_test(one_address_adds_at_most_the_threshold),
+        cmocka_unit_test(ten_times_the_threshold_locks_every_address),
+        cmocka_unit_test(idle_counts_start_over),
+        cmocka_unit_test(the_shift_never_overflows),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

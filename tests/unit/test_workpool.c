@@ -1,0 +1,167 @@
+/* test_workpool.c: the bounded job queue and each client's share of it. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <stdio.h>
+
+#include "workpool.h"
+
+/* A job that waits until the test opens the gate. */
+struct gate {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int open, started, ran;
+};
+
+static struct gate g = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
+                         0, 0, 0 };
+
+static void held(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&g.mu);
+    g.started++;
+    pthread_cond_broadcast(&g.cv);
+    while (!g.open)
+        pthread_cond_wait(&g.cv, &g.mu);
+    g.ran++;
+    pthread_cond_broadcast(&g.cv);
+    pthread_mutex_unlock(&g.mu);
+}
+
+static void gate_reset(void)
+{
+    pthread_mutex_lock(&g.mu);
+    g.open = g.started = g.ran = 0;
+    pthread_mutex_unlock(&g.mu);
+}
+
+static void wait_started(int n)
+{
+    pthread_mutex_lock(&g.mu);
+    while (g.started < n)
+        pthread_cond_wait(&g.cv, &g.mu);
+    pthread_mutex_unlock(&g.mu);
+}
+
+static void wait_ran(int n)
+{
+    pthread_mutex_lock(&g.mu);
+    while (g.ran < n)
+        pthread_cond_wait(&g.cv, &g.mu);
+    pthread_mutex_unlock(&g.mu);
+}
+
+static void gate_open(void)
+{
+    pthread_mutex_lock(&g.mu);
+    g.open = 1;
+    pthread_cond_broadcast(&g.cv);
+    pthread_mutex_unlock(&g.mu);
+}
+
+static void a_client_gets_its_share_only(void **state)
+{
+    struct workpool *p = workpool_new(1, 16);
+    char name[32];
+    int i;
+
+    (void)state;
+    gate_reset();
+    assert_non_null(p);
+    assert_true(workpool_limit_clients(p, 2));
+    /* One running, one queued: the client's two. */
+    assert_int_equal(workpool_submit_for(p, held, NULL, "10.0.0.1", NULL),
+                     WORKPOOL_QUEUED);
+    wait_started(1);
+    assert_int_equal(workpool_submit_for(p, held, NULL, "10.0.0.1", NULL),
+                     WORKPOOL_QUEUED);
+    assert_int_equal(workpool_submit_for(p, held, NULL, "10.0.0.1", NULL),
+                     WORKPOOL_CLIENT_FULL);
+    /* The same account from another address is capped too. */
+    assert_int_equal(workpool_submit_for(p, held, NULL, "10.0.0.2", "acct"),
+                     WORKPOOL_QUEUED);
+    assert_int_equal(workpool_submit_for(p, held, NULL, "10.0.0.3", "acct"),
+                     WORKPOOL_QUEUED);
+    assert_int_equal(workpool_submit_for(p, held, NULL, "10.0.0.4", "acct"),
+                     WORKPOOL_CLIENT_FULL);
+    /* Everyone else fills the rest of the queue, then it is full. */
+    for (i = 0; i < 13; i++) {
+        snprintf(name, sizeof name, "192.0.2.%d", i);
+        assert_int_equal(workpool_submit_for(p, held, NULL, name, NULL),
+                         WORKPOOL_QUEUED);
+    }
+    assert_int_equal(workpool_submit_for(p, held, NULL, "192.0.2.99", NULL),
+                     WORKPOOL_FULL);
+    assert_int_equal(workpool_depth(p), 16);
+    gate_open();
+    workpool_free(p);
+    assert_int_equal(g.ran, 17);
+}
+
+static void finished_jobs_free_the_share(void **state)
+{
+    struct workpool *p = workpool_new(2, 8);
+    int round;
+
+    (void)state;
+    assert_non_null(p);
+    assert_true(workpool_limit_clients(p, 1));
+    /* Many rounds over many keys: counts return to zero and the table's
+     * deletions keep every other key findable. */
+    for (round = 0; round < 200; round++) {
+        char a[32], b[32];
+
+        gate_reset();
+        snprintf(a, sizeof a, "a%d", round);
+        snprintf(b, sizeof b, "b%d", round);
+        assert_int_equal(workpool_submit_for(p, held, NULL, a, NULL),
+                         WORKPOOL_QUEUED);
+        assert_int_equal(workpool_submit_for(p, held, NULL, a, NULL),
+                         WORKPOOL_CLIENT_FULL);
+        assert_int_equal(workpool_submit_for(p, held, NULL, b, b),
+                         WORKPOOL_QUEUED);   /* one client named twice */
+        wait_started(2);
+        gate_open();
+        while (workpool_submit_for(p, held, NULL, a, NULL) !=
+               WORKPOOL_QUEUED)
+            ;                       /* until the first job has finished */
+        wait_ran(3);                /* all done before the gate closes */
+    }
+    workpool_free(p);
+}
+
+static void without_a_cap_only_the_queue_limits(void **state)
+{
+    struct workpool *p = workpool_new(1, 4);
+    int i;
+
+    (void)state;
+    gate_reset();
+    assert_non_null(p);
+    assert_int_equal(workpool_submit_for(p, held, NULL, "x", NULL),
+                     WORKPOOL_QUEUED);
+    wait_started(1);
+    for (i = 0; i < 4; i++)
+        assert_true(workpool_submit(p, held, NULL));
+    assert_int_equal(workpool_submit_for(p, held, NULL, "x", NULL),
+                     WORKPOOL_FULL);
+    gate_open();
+    workpool_free(p);
+    assert_int_equal(g.ran, 5);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(a_client_gets_its_share_only),
+        cmocka_unit_test(finished_jobs_free_the_share),
+        cmocka_unit_test(without_a_cap_only_the_queue_limits),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
