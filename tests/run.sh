@@ -19,7 +19,8 @@ failed_stages=()
 
 build() {                            # build DIR [cmake args...]
     local dir=$1; shift
-    cmake -S . -B "$dir" -DAUTH_TESTS=ON "$@" >"$reports/cmake-$dir.log" ||
+    cmake -S . -B "$dir" -DAUTH_TESTS=ON -DAUTH_WERROR=ON "$@" \
+        >"$reports/cmake-$dir.log" ||
         { cat "$reports/cmake-$dir.log"; return 1; }
     cmake --build "$dir" -j"$jobs" 2>&1 | grep -E 'error|warning|Error' ;
     [ "${PIPESTATUS[0]}" -eq 0 ]
