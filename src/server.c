@@ -710,6 +710,10 @@ struct server *server_start(struct app *app)
     struct server *s = calloc(1, sizeof *s);
     struct sockaddr_storage ss;
     const union MHD_DaemonInfo *info;
+    struct MHD_OptionItem where[] = {
+        { MHD_OPTION_SOCK_ADDR, 0, &ss },
+        { MHD_OPTION_END, 0, NULL },
+    };
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
                      MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_ITC |
                      MHD_USE_TURBO;
@@ -724,7 +728,15 @@ struct server *server_start(struct app *app)
         free(s);
         return NULL;
     }
-    if (!listen_addr(cfg, &ss, &v6)) {
+    if (app->listen_fd >= 0) {          /* socket activation: no bind */
+        socklen_t len = sizeof ss;
+
+        where[0].option = MHD_OPTION_LISTEN_SOCKET;
+        where[0].value = app->listen_fd;
+        where[0].ptr_value = NULL;
+        v6 = getsockname(app->listen_fd, (struct sockaddr *)&ss, &len) == 0 &&
+             ss.ss_family == AF_INET6;
+    } else if (!listen_addr(cfg, &ss, &v6)) {
         log_event(LOG_ERROR, "server.failed", NULL,
                   json_pack("{s:s}", "reason", "bad AUTH_HOST"));
         ratelimit_free(s->limiter);
@@ -736,7 +748,7 @@ struct server *server_start(struct app *app)
     s->d = MHD_start_daemon(
         flags, (uint16_t)cfg->port, NULL, NULL, on_request, s,
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,      /* first: see MHD */
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+        MHD_OPTION_ARRAY, where,            /* address or passed socket */
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT,
@@ -768,6 +780,14 @@ struct server *server_start(struct app *app)
 unsigned server_port(const struct server *s)
 {
     return s->port;
+}
+
+int server_listen_fd(const struct server *s)
+{
+    const union MHD_DaemonInfo *info =
+        MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_LISTEN_FD);
+
+    return info ? (int)info->listen_fd : -1;
 }
 
 void server_stop(struct server *s, unsigned grace_ms)
