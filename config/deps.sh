@@ -9,7 +9,8 @@ build_pkgs=(build-essential cmake pkg-config libmicrohttpd-dev libsqlite3-dev
             libpq-dev libjwt-dev libsodium-dev libjansson-dev libssl-dev
             libcurl4-openssl-dev libsystemd-dev)
 test_pkgs=(libcmocka-dev postgresql python3 python3-pytest python3-jwt
-           python3-cryptography clang libclang-rt-14-dev systemd)
+           python3-cryptography clang libclang-rt-14-dev systemd
+           dpkg-dev mmdebstrap)
 
 want=("${build_pkgs[@]}")
 if [ "${1:-build}" = test ]; then

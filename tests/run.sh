@@ -60,6 +60,11 @@ stage unit unit build-tests normal
 stage e2e e2e build-tests normal
 stage analyze build build-analyze -DAUTH_TESTS=OFF -DAUTH_ANALYZE=ON
 stage fuzz bash fuzz/run.sh "${AUTH_FUZZ_SECONDS:-20}"
+# A packager's Release build of every target (gcc -O3), then its .deb
+# installed into a clean Debian 12 root.
+stage release build build-release -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_INSTALL_PREFIX=/usr
+stage package bash tests/package.sh build-release
 
 if [ -z "${AUTH_TEST_QUICK:-}" ]; then
     export ASAN_OPTIONS=abort_on_error=1:detect_leaks=1:strict_string_checks=1
