@@ -10,11 +10,14 @@ build_pkgs=(build-essential cmake pkg-config libmicrohttpd-dev libsqlite3-dev
             libcurl4-openssl-dev libsystemd-dev)
 test_pkgs=(libcmocka-dev postgresql python3 python3-pytest python3-jwt
            python3-cryptography clang libclang-rt-14-dev systemd
-           dpkg-dev mmdebstrap)
+           dpkg-dev mmdebstrap chromium)
 
 want=("${build_pkgs[@]}")
 if [ "${1:-build}" = test ]; then
     want+=("${test_pkgs[@]}")
+    # The API checks run on Node.js (tests/browser); any node >= 18 with
+    # npm will do, Debian's included.
+    command -v npm >/dev/null || want+=(nodejs npm)
 fi
 
 missing=()
