@@ -770,6 +770,12 @@ struct server *server_start(struct app *app)
     }
     info = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
     s->port = info ? info->port : cfg->port;
+    if (app->listen_fd >= 0)            /* the passed socket's, not ours */
+        s->port = ss.ss_family == AF_INET6
+                      ? ntohs(((struct sockaddr_in6 *)(void *)&ss)->sin6_port)
+                  : ss.ss_family == AF_INET
+                      ? ntohs(((struct sockaddr_in *)(void *)&ss)->sin_port)
+                      : 0;
     log_event(LOG_INFO, "server.started", NULL,
               json_pack("{s:s, s:i, s:i, s:s}", "host", cfg->host, "port",
                         (int)s->port, "threads", (int)cfg->threads,

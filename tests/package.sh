@@ -10,7 +10,8 @@ cd "$(dirname "$0")/.."
 build=${1:?usage: tests/package.sh BUILD_DIR}
 
 rm -f "$build"/auth-serve_*.deb
-(cd "$build" && cpack -G DEB >cpack.log 2>&1) || { cat "$build/cpack.log"; exit 1; }
+(cd "$build" && cpack -G DEB >cpack.log 2>&1) ||
+    { cat "$build/cpack.log"; exit 1; }
 deb=$(ls "$build"/auth-serve_*.deb)
 fields=$(dpkg-deb -f "$deb" Package Depends)
 echo "$fields"
@@ -24,6 +25,10 @@ root=$(mktemp -d /tmp/auth-deb-root.XXXXXX)
 trap 'rm -rf "$root"' EXIT
 name=$(basename "$deb")
 unit=/usr/lib/systemd/system/auth-serve.service
+bin=/usr/bin/auth-serve
+# with no configuration, then with the example environment file loaded
+check="cd /tmp && auth-serve config check && set -a &&
+. /usr/share/doc/auth-serve/auth-serve.env && auth-serve config check"
 start=$(date +%s)
 # Each hook runs inside the new root; any failure fails mmdebstrap.
 mmdebstrap --quiet --variant=apt --mode=root \
@@ -32,9 +37,8 @@ mmdebstrap --quiet --variant=apt --mode=root \
     --customize-hook='chroot "$1" sh -c "! ldd /usr/bin/auth-serve |
 grep \"not found\""' \
     --customize-hook='chroot "$1" auth-serve --version' \
-    --customize-hook="chroot \"\$1\" sh -ec 'cd /tmp && auth-serve config check &&
-set -a && . /usr/share/doc/auth-serve/auth-serve.env && auth-serve config check'" \
-    --customize-hook="chroot \"\$1\" grep -qx ExecStart=/usr/bin/auth-serve $unit" \
+    --customize-hook="chroot \"\$1\" sh -ec '$check'" \
+    --customize-hook="chroot \"\$1\" grep -qx ExecStart=$bin $unit" \
     --customize-hook="chroot \"\$1\" test -f ${unit%.service}.socket" \
     bookworm "$root" >"$build/mmdebstrap.log" 2>&1 ||
     { tail -40 "$build/mmdebstrap.log"; exit 1; }

@@ -72,13 +72,11 @@ def free_port():
         return s.getsockname()[1]
 
 
-def activated(backend, env, listen, notify, watchdog_usec=WATCHDOG_USEC):
-    """Starts the daemon under systemd-socket-activate listening on each
-    address in `listen`; returns (Popen, stderr lines, data dir)."""
+def activated(backend, env, nports, notify, watchdog_usec=WATCHDOG_USEC):
+    """Starts the daemon under systemd-socket-activate listening on
+    `nports` free loopback ports; returns (Popen, stderr lines, ports).
+    A port taken between choosing and binding it is chosen again."""
     d = Daemon(backend, env=env)
-    args = [ACTIVATE]
-    for addr in listen:
-        args += ["-l", addr]
     full = dict(d.env)
     full["NOTIFY_SOCKET"] = notify.path
     if watchdog_usec:
@@ -86,19 +84,30 @@ def activated(backend, env, listen, notify, watchdog_usec=WATCHDOG_USEC):
     for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"):
         if k in os.environ:
             full[k] = os.environ[k]
-    for k, v in full.items():
-        args += ["-E", "%s=%s" % (k, v)]
-    proc = subprocess.Popen(args + [BIN], cwd=d.data_dir,
-                            stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
-    lines = []
+    for _ in range(5):
+        ports = [free_port() for _ in range(nports)]
+        args = [ACTIVATE]
+        for p in ports:
+            args += ["-l", "127.0.0.1:%d" % p]
+        for k, v in full.items():
+            args += ["-E", "%s=%s" % (k, v)]
+        proc = subprocess.Popen(args + [BIN], cwd=d.data_dir,
+                                stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+        lines = []
 
-    def read():
-        for raw in proc.stderr:
-            lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
-    threading.Thread(target=read, daemon=True).start()
-    return proc, lines
+        def read(proc=proc, lines=lines):
+            for raw in proc.stderr:
+                lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
+        threading.Thread(target=read, daemon=True).start()
+        # "Listening on ADDR as FD." once per socket, before any exec
+        wait_until(lambda: proc.poll() is not None or sum(
+            x.startswith("Listening on") for x in lines) == nports, 10)
+        if proc.poll() is None:
+            return proc, lines, ports
+    raise AssertionError("systemd-socket-activate did not listen:\n" +
+                         "\n".join(lines))
 
 
 def get(port, path, timeout=10):
@@ -120,13 +129,16 @@ def notify():
 
 @pytest.mark.skipif(not ACTIVATE, reason="systemd-socket-activate missing")
 def test_socket_activation_notify_watchdog_stop(backend, notify):
-    port, unused = free_port(), free_port()
-    # AUTH_PORT names a port the daemon must not bind: it serves on the
-    # passed socket. A per-address connection limit lets the test stop
+    # AUTH_PORT names a port the test holds: the daemon would fail to
+    # bind it, so serving proves it uses the passed socket instead.
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    unused = blocker.getsockname()[1]
+    # A per-address connection limit lets the test stop
     # the request threads from answering the watchdog's probe.
-    proc, lines = activated(backend, {"AUTH_PORT": str(unused),
-                                      "AUTH_MAX_CONNECTIONS_PER_IP": "4"},
-                            ["127.0.0.1:%d" % port], notify)
+    proc, lines, (port,) = activated(
+        backend, {"AUTH_PORT": str(unused),
+                  "AUTH_MAX_CONNECTIONS_PER_IP": "4"}, 1, notify)
     try:
         # The daemon is started by this very connection.
         assert wait_until(lambda: _connectable(port), 10)
@@ -134,7 +146,6 @@ def test_socket_activation_notify_watchdog_stop(backend, notify):
         assert status == 200, body
         assert wait_until(lambda: notify.count("READY=1"), 30), \
             "\n".join(lines[-20:])
-        assert not _connectable(unused), "AUTH_PORT was bound"
         got = notify.lines()
         ready_at = next(t for t, x in got if x == "READY=1")
         before = [x for t, x in got if t <= ready_at]
@@ -142,6 +153,10 @@ def test_socket_activation_notify_watchdog_stop(backend, notify):
         assert any(x.startswith("STATUS=Serving on the passed socket")
                    for x in before), got
         assert any('"systemd.socket_activated"' in x for x in lines), lines
+        assert any('"server.started"' in x and '"port":%d,' % port in x
+                   for x in lines), lines
+        assert any(x == "STATUS=Serving on the passed socket, port %d" % port
+                   for _, x in got), got
         status, _ = get(port, "/readyz")
         assert status == 200
 
@@ -174,6 +189,7 @@ def test_socket_activation_notify_watchdog_stop(backend, notify):
         stop_at = next(t for t, x in notify.lines() if x == "STOPPING=1")
         assert notify.count("WATCHDOG=1", stop_at + 0.001) == 0
     finally:
+        blocker.close()
         if proc.poll() is None:
             proc.kill()
             proc.wait()
@@ -189,11 +205,10 @@ def _connectable(port):
 
 @pytest.mark.skipif(not ACTIVATE, reason="systemd-socket-activate missing")
 def test_two_passed_sockets_refused(backend, notify):
-    proc, lines = activated(backend, {}, ["127.0.0.1:%d" % free_port(),
-                                          "127.0.0.1:%d" % (p := free_port())],
-                            notify, watchdog_usec=None)
+    proc, lines, (p, _) = activated(backend, {}, 2, notify,
+                                    watchdog_usec=None)
     try:
-        wait_until(lambda: _connectable(p), 10)
+        assert _connectable(p)              # starts the daemon
         assert proc.wait(30) == 2, lines
         assert any('"systemd.bad_sockets"' in x for x in lines), lines
         assert notify.count("READY=1") == 0
