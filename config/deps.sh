@@ -7,14 +7,18 @@ set -euo pipefail
 
 build_pkgs=(build-essential cmake pkg-config libmicrohttpd-dev libsqlite3-dev
             libpq-dev libjwt-dev libsodium-dev libjansson-dev libssl-dev
-            libcurl4-openssl-dev libqrencode-dev)
+            libcurl4-openssl-dev libqrencode-dev libsystemd-dev)
 test_pkgs=(libcmocka-dev postgresql python3 python3-pytest python3-jwt
            python3-cryptography clang libclang-rt-14-dev
-           python3-pyotp oathtool librsvg2-bin zbar-tools)
+           python3-pyotp oathtool librsvg2-bin zbar-tools systemd
+           dpkg-dev mmdebstrap chromium)
 
 want=("${build_pkgs[@]}")
 if [ "${1:-build}" = test ]; then
     want+=("${test_pkgs[@]}")
+    # The API checks run on Node.js (tests/browser); any node >= 18 with
+    # npm will do, Debian's included.
+    command -v npm >/dev/null || want+=(nodejs npm)
 fi
 
 missing=()

@@ -45,7 +45,7 @@ out=build-fuzz
 jobs=$(nproc 2>/dev/null || echo 2)
 [ "$jobs" -gt 2 ] && jobs=2
 conf_log=$(mktemp)
-cmake -S . -B "$out" -DCMAKE_C_COMPILER=clang -DAUTH_FUZZ=ON \
+cmake -S . -B "$out" -DCMAKE_C_COMPILER=clang -DAUTH_FUZZ=ON -DAUTH_WERROR=ON \
     -DAUTH_TESTS=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     >"$conf_log" 2>&1 || { cat "$conf_log"; rm -f "$conf_log"; exit 1; }
 rm -f "$conf_log"

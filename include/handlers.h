@@ -38,5 +38,8 @@ enum as_err h_readyz(struct req_ctx *rc, struct response *res);
 enum as_err h_metrics(struct req_ctx *rc, struct response *res);
 enum as_err h_jwks(struct req_ctx *rc, struct response *res);
 enum as_err h_openapi(struct req_ctx *rc, struct response *res);
+/* GET /docs (Swagger UI's page) and GET /docs/{file} (its assets). */
+enum as_err h_docs(struct req_ctx *rc, struct response *res);
+enum as_err h_docs_file(struct req_ctx *rc, struct response *res);
 
 #endif

@@ -29,12 +29,15 @@ struct app {
     struct metrics *metrics;
     struct scache *scache;            /* session-revocation cache */
     struct netlist *trusted;          /* proxies whose XFF is believed */
+    struct netlist *metrics_allow;    /* clients that may read /metrics */
     struct vcache *vcache;            /* verified access tokens */
     const struct sec_keys *_Atomic keys;  /* swapped on SIGHUP */
     struct mailer *_Atomic mailer;    /* outbox delivery; NULL: none yet */
     struct ready *ready;              /* database prober behind /readyz */
     struct ratelimit *limiter;        /* per-address credential buckets
                                          (the server's); NULL: none */
+    int listen_fd;                    /* passed by socket activation, or
+                                         -1: bind AUTH_HOST:AUTH_PORT */
 };
 
 /* The keys in force (borrowed; kept alive until the daemon exits). */
@@ -134,6 +137,8 @@ enum as_err res_field(struct response *res, const char *field,
 struct server *server_start(struct app *app);
 /* The port actually bound (useful with AUTH_PORT=0). */
 unsigned server_port(const struct server *s);
+/* The listening socket (borrowed: the server closes it at stop). */
+int server_listen_fd(const struct server *s);
 /* Stops accepting, waits up to `grace_ms` for requests in flight, stops. */
 void server_stop(struct server *s, unsigned grace_ms);
 

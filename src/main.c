@@ -22,6 +22,7 @@
 #include "repo.h"
 #include "scache.h"
 #include "sec.h"
+#include "sysd.h"
 #include "vcache.h"
 #include "workpool.h"
 
@@ -127,9 +128,11 @@ static enum as_err ping_repo(void *repo)
 
 static int serve(struct cfg *cfg)
 {
-    struct app app = { .cfg = cfg };
+    struct app app = { .cfg = cfg, .listen_fd = -1 };
     struct server *srv = NULL;
     struct fleet *fleet = NULL;
+    struct sysd_watchdog *wd = NULL;
+    bool bad_fds = false;
     struct sec_keys *keys = NULL;
     const struct sec_keys **old = NULL;
     size_t nold = 0, i;
@@ -143,11 +146,23 @@ static int serve(struct cfg *cfg)
     sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, NULL);      /* threads inherit it */
     cfg_log(cfg);
+    app.listen_fd = sysd_listen_fd(&bad_fds);
+    if (bad_fds) {
+        log_event(LOG_ERROR, "systemd.bad_sockets", NULL,
+                  json_pack("{s:s}", "message", "socket activation must "
+                            "pass exactly one listening stream socket"));
+        sysd_notify("STATUS=Bad socket activation: expected one listening "
+                    "stream socket");
+        return EXIT_CONFIG;
+    }
+    sysd_notify("STATUS=Applying database migrations");
     app.repo = open_repo(cfg);           /* keys may live in the database */
+    sysd_notify("STATUS=Loading signing keys");
     if (app.repo && sec_keys_open(cfg, app.repo, NULL, clock_ms(), &keys,
                                   why, sizeof why) != AS_OK) {
         log_event(LOG_ERROR, "keys.invalid", NULL,
                   json_pack("{s:s}", "message", why));
+        sysd_notify("STATUS=Signing keys are invalid");
         repo_close(app.repo);
         return EXIT_CONFIG;
     }
@@ -160,26 +175,50 @@ static int serve(struct cfg *cfg)
                             (uint64_t)cfg->session_cache_seconds * 1000u);
     app.metrics = metrics_new();
     app.trusted = netlist_parse(cfg->trusted_proxies);
+    app.metrics_allow = netlist_parse(cfg->metrics_allow);
     app.vcache = vcache_new(VCACHE_SLOTS);
     if (app.repo)
         app.ready = ready_new(ping_repo, app.repo, READY_INTERVAL_MS,
                               READY_STALL_MS);
     if (app.repo && app.pool && app.db_pool && app.scache && app.metrics &&
-        app.trusted && app.vcache && app.ready &&
+        app.trusted && app.metrics_allow && app.vcache && app.ready &&
         pw_dummy_init(&app.pw) == AS_OK)
         srv = server_start(&app);
     if (srv)
         atomic_store(&app.mailer, mail_start(cfg, app.repo, keys));
+    if (srv && !sysd_watchdog_new(server_listen_fd(srv), &wd)) {
+        log_event(LOG_ERROR, "watchdog.failed", NULL, NULL);
+        server_stop(srv, 0);
+        mail_stop(atomic_load(&app.mailer));
+        srv = NULL;
+    }
     if (srv && strcmp(repo_backend(app.repo), "postgres") == 0)
         fleet = fleet_start(&app);       /* revocations and key changes */
+    if (srv) {
+        if (app.listen_fd >= 0)
+            log_event(LOG_INFO, "systemd.socket_activated", NULL, NULL);
+        /* Migrations are applied and the socket listens: serving. */
+        sysd_notify("READY=1\nSTATUS=Serving on %s port %u",
+                    app.listen_fd >= 0 ? "the passed socket," : cfg->host,
+                    server_port(srv));
+    } else {
+        sysd_notify("STATUS=Failed to start (see the log)");
+    }
     while (srv) {
         if (sigwait(&set, &sig) != 0)
             continue;
         if (sig != SIGHUP)
             break;
+        sysd_notify("STATUS=Reloading signing keys");
         reload_keys(&app, &old, &nold);
+        sysd_notify("STATUS=Serving on %s port %u",
+                    app.listen_fd >= 0 ? "the passed socket," : cfg->host,
+                    server_port(srv));
     }
     if (srv) {
+        sysd_notify("STOPPING=1\nSTATUS=Stopping: finishing requests in "
+                    "flight");
+        sysd_watchdog_free(wd);
         log_event(LOG_INFO, "server.stopping", NULL,
                   json_pack("{s:s}", "signal", strsignal(sig)));
         server_stop(srv, STOP_GRACE_MS);
@@ -193,6 +232,7 @@ static int serve(struct cfg *cfg)
     scache_free(app.scache);
     metrics_free(app.metrics);
     netlist_free(app.trusted);
+    netlist_free(app.metrics_allow);
     vcache_free(app.vcache);
     repo_close(app.repo);
     sec_keys_free((struct sec_keys *)atomic_load(&app.keys));

@@ -55,6 +55,8 @@ static const struct route routes[] = {
     { "GET", "/metrics", h_metrics, P, 0 },
     { "GET", "/.well-known/jwks.json", h_jwks, P, 0 },
     { "GET", "/openapi.json", h_openapi, P, 0 },
+    { "GET", "/docs", h_docs, P, 0 },
+    { "GET", "/docs/{file}", h_docs_file, P, 0 },
 };
 #undef A
 #undef SA

@@ -970,6 +970,10 @@ struct server *server_start(struct app *app)
     struct server *s = calloc(1, sizeof *s);
     struct sockaddr_storage ss;
     const union MHD_DaemonInfo *info;
+    struct MHD_OptionItem where[] = {
+        { MHD_OPTION_SOCK_ADDR, 0, &ss },
+        { MHD_OPTION_END, 0, NULL },
+    };
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
                      MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_ITC |
                      MHD_USE_TURBO;
@@ -989,7 +993,15 @@ struct server *server_start(struct app *app)
     s->guard = connguard_new((uint64_t)cfg->header_timeout * 1000u,
                              cfg->max_connections_per_ip,
                              cfg->max_connections);
-    if (!s->guard || !listen_addr(cfg, &ss, &v6)) {
+    if (s->guard && app->listen_fd >= 0) {  /* socket activation: no bind */
+        socklen_t len = sizeof ss;
+
+        where[0].option = MHD_OPTION_LISTEN_SOCKET;
+        where[0].value = app->listen_fd;
+        where[0].ptr_value = NULL;
+        v6 = getsockname(app->listen_fd, (struct sockaddr *)&ss, &len) == 0 &&
+             ss.ss_family == AF_INET6;
+    } else if (!s->guard || !listen_addr(cfg, &ss, &v6)) {
         log_event(LOG_ERROR, "server.failed", NULL,
                   json_pack("{s:s}", "reason", s->guard ? "bad AUTH_HOST"
                                                         : "out of memory"));
@@ -1005,7 +1017,7 @@ struct server *server_start(struct app *app)
     s->d = MHD_start_daemon(
         flags, (uint16_t)cfg->port, NULL, NULL, on_request, s,
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,      /* first: see MHD */
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+        MHD_OPTION_ARRAY, where,            /* address or passed socket */
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,  /* per /64 too */
@@ -1040,6 +1052,12 @@ struct server *server_start(struct app *app)
     }
     info = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
     s->port = info ? info->port : cfg->port;
+    if (app->listen_fd >= 0)            /* the passed socket's, not ours */
+        s->port = ss.ss_family == AF_INET6
+                      ? ntohs(((struct sockaddr_in6 *)(void *)&ss)->sin6_port)
+                  : ss.ss_family == AF_INET
+                      ? ntohs(((struct sockaddr_in *)(void *)&ss)->sin_port)
+                      : 0;
     log_event(LOG_INFO, "server.started", NULL,
               json_pack("{s:s, s:i, s:i, s:s}", "host", cfg->host, "port",
                         (int)s->port, "threads", (int)cfg->threads,
@@ -1050,6 +1068,14 @@ struct server *server_start(struct app *app)
 unsigned server_port(const struct server *s)
 {
     return s->port;
+}
+
+int server_listen_fd(const struct server *s)
+{
+    const union MHD_DaemonInfo *info =
+        MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_LISTEN_FD);
+
+    return info ? (int)info->listen_fd : -1;
 }
 
 void server_stop(struct server *s, unsigned grace_ms)

@@ -3,8 +3,12 @@
 # missing, builds the normal and the ASan+UBSan trees, starts a throwaway
 # PostgreSQL, then runs the unit tests and the end-to-end tests against
 # SQLite and PostgreSQL on both builds, gcc's static analyzer, and a short
-# run of every libFuzzer target (AUTH_FUZZ_SECONDS each, default 20). Any failure or sanitizer report
-# fails the run; the last line sums it up.
+# run of every libFuzzer target (AUTH_FUZZ_SECONDS each, default 20), a
+# Release build whose Debian package is installed into a clean Debian 12
+# root. The end-to-end tests include the systemd protocol, Swagger UI in
+# headless Chromium, the OpenAPI linters and the contract test generated
+# from the document. Any failure or sanitizer report fails the run; the
+# last line sums it up.
 #   AUTH_TEST_QUICK=1   skip the sanitizer build
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +23,8 @@ failed_stages=()
 
 build() {                            # build DIR [cmake args...]
     local dir=$1; shift
-    cmake -S . -B "$dir" -DAUTH_TESTS=ON "$@" >"$reports/cmake-$dir.log" ||
+    cmake -S . -B "$dir" -DAUTH_TESTS=ON -DAUTH_WERROR=ON "$@" \
+        >"$reports/cmake-$dir.log" ||
         { cat "$reports/cmake-$dir.log"; return 1; }
     cmake --build "$dir" -j"$jobs" 2>&1 | grep -E 'error|warning|Error' ;
     [ "${PIPESTATUS[0]}" -eq 0 ]
@@ -54,11 +59,21 @@ pg_url=$(bash tests/pg-cluster.sh start "$pgdir") || {
     echo "could not start PostgreSQL"; exit 1; }
 export AUTH_TEST_PG_URL=$pg_url AUTH_E2E_PG_URL=$pg_url
 
+# Node.js tools of the API checks (Swagger UI in Chromium, OpenAPI
+# linters, the generated contract test), at their locked versions; the
+# e2e tests that use them skip without them.
+stage npm bash -c 'cd tests/browser &&
+    npm ci --no-audit --no-fund --ignore-scripts --loglevel=error'
 build build-tests -DCMAKE_BUILD_TYPE=RelWithDebInfo || exit 1
 stage unit unit build-tests normal
 stage e2e e2e build-tests normal
 stage analyze build build-analyze -DAUTH_TESTS=OFF -DAUTH_ANALYZE=ON
 stage fuzz bash fuzz/run.sh "${AUTH_FUZZ_SECONDS:-20}"
+# A packager's Release build of every target (gcc -O3), then its .deb
+# installed into a clean Debian 12 root.
+stage release build build-release -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_INSTALL_PREFIX=/usr
+stage package bash tests/package.sh build-release
 
 if [ -z "${AUTH_TEST_QUICK:-}" ]; then
     export ASAN_OPTIONS=abort_on_error=1:detect_leaks=1:strict_string_checks=1

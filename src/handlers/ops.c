@@ -8,6 +8,7 @@
 #include "breaker.h"
 #include "clock.h"
 #include "metrics.h"
+#include "netaddr.h"
 #include "openapi.h"
 #include "ready.h"
 #include "repo.h"
@@ -37,8 +38,14 @@ enum as_err h_readyz(struct req_ctx *rc, struct response *res)
 
 enum as_err h_metrics(struct req_ctx *rc, struct response *res)
 {
-    char *text = metrics_render(rc->app->metrics, rc->app);
+    char *text;
 
+    /* Only AUTH_METRICS_ALLOW may read it (README.md, "Operations");
+     * others learn nothing, not even that it exists. rc->ip is the
+     * client behind trusted proxies, so a proxy does not open it. */
+    if (!netlist_contains(rc->app->metrics_allow, rc->ip))
+        return res_fail(res, AS_ERR_NOT_FOUND, "No such resource.");
+    text = metrics_render(rc->app->metrics, rc->app);
     if (!text)
         return AS_ERR_NOMEM;
     res->status = 200;

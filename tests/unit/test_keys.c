@@ -200,10 +200,14 @@ static void write_text(const char *path, const char *text)
     assert_int_equal(fclose(fp), 0);
 }
 
-static char *sign_now(const struct sec_keys *k, const struct cfg *c)
+/* Signs a fresh token into the caller's *token (the caller frees it).
+ * The pointer lives in the caller's frame: returning a local that
+ * sec_jwt_sign() received by address made gcc 12 at -O3 suspect it
+ * pointed into this dead frame (-Wdangling-pointer). */
+static void sign_now(const struct sec_keys *k, const struct cfg *c,
+                     char **token)
 {
     struct sec_claims cl;
-    char *token = NULL;
     int64_t now = (int64_t)time(NULL);
 
     memset(&cl, 0, sizeof cl);
@@ -214,8 +218,8 @@ static char *sign_now(const struct sec_keys *k, const struct cfg *c)
     cl.role = "admin";
     cl.iat = cl.nbf = now;
     cl.exp = now + 900;
-    assert_int_equal(sec_jwt_sign(k, c, &cl, &token), AS_OK);
-    return token;
+    *token = NULL;
+    assert_int_equal(sec_jwt_sign(k, c, &cl, token), AS_OK);
 }
 
 static enum as_err verify_now(const struct sec_keys *k, const struct cfg *c,
@@ -503,9 +507,10 @@ static void rotate_keeps_old_tokens_valid(void **state)
     struct sec_keys *k1 = load(&f->cfg), *k2;
     char old[SEC_KID_MAX], out[128], path[PATH_MAX], kid[SEC_KID_MAX];
     char c1[SEC_TOKEN_LEN + 1], c2[SEC_TOKEN_LEN + 1];
-    char *t1 = sign_now(k1, &f->cfg), *t2;
+    char *t1, *t2;
     json_t *jwks;
 
+    sign_now(k1, &f->cfg, &t1);
     snprintf(old, sizeof old, "%s", sec_keys_kid(k1));
     assert_int_equal(run_cli(&f->cfg, "rotate", out, sizeof out), 0);
     assert_int_equal(strlen(out), 44);               /* kid and newline */
@@ -517,7 +522,7 @@ static void rotate_keeps_old_tokens_valid(void **state)
     assert_string_not_equal(sec_keys_kid(k2), old);
     assert_memory_equal(out, sec_keys_kid(k2), 43);
     assert_int_equal(verify_now(k2, &f->cfg, t1, f->a), AS_OK);
-    t2 = sign_now(k2, &f->cfg);
+    sign_now(k2, &f->cfg, &t2);
     header_kid(t2, kid);
     assert_string_equal(kid, sec_keys_kid(k2));
     assert_int_equal(verify_now(k2, &f->cfg, t2, f->a), AS_OK);
@@ -550,7 +555,7 @@ static void late_reload_keeps_the_last_signer(void **state)
     k1 = load(&f->cfg);
     snprintf(old, sizeof old, "%s", sec_keys_kid(k1));
     assert_int_equal(run_cli(&f->cfg, "rotate", out, sizeof out), 0);
-    tok = sign_now(k1, &f->cfg);     /* k1 signs on until the reload */
+    sign_now(k1, &f->cfg, &tok);    /* k1 signs on until the reload */
     late = t0 + (30 + 60 + 3600) * 1000;
     assert_int_equal(sec_keys_open(&f->cfg, NULL, k1, late, &k2, why,
                                    sizeof why), AS_OK);
@@ -580,9 +585,10 @@ static void retired_keys_expire_and_are_pruned(void **state)
     struct sec_keys *k1 = load(&f->cfg), *k2, *k3;
     char first[SEC_KID_MAX], second[SEC_KID_MAX], out[128];
     char path[PATH_MAX], when[32];
-    char *t1 = sign_now(k1, &f->cfg);
+    char *t1;
     json_t *jwks;
 
+    sign_now(k1, &f->cfg, &t1);
     snprintf(first, sizeof first, "%s", sec_keys_kid(k1));
     assert_int_equal(run_cli(&f->cfg, "rotate", out, sizeof out), 0);
     snprintf(second, sizeof second, "%.43s", out);
@@ -731,7 +737,7 @@ static void key_file_is_used_as_is(void **state)
     child_of(k1, c1);
     child_of(k2, c2);
     assert_string_equal(c1, c2);      /* derived from the key, not bytes */
-    token = sign_now(k1, &f->cfg);
+    sign_now(k1, &f->cfg, &token);
     assert_int_equal(verify_now(k2, &f->cfg, token, f->a), AS_OK);
     assert_int_equal(access(f->keys, F_OK), -1);   /* nothing generated */
     free(token);
@@ -752,7 +758,7 @@ static void key_file_rs256(void **state)
     f->cfg.jwt_alg = CFG_ALG_RS256;
     f->cfg.jwt_key_file = file;
     k = load(&f->cfg);
-    token = sign_now(k, &f->cfg);
+    sign_now(k, &f->cfg, &token);
     assert_int_equal(verify_now(k, &f->cfg, token, f->a), AS_OK);
     free(token);
     sec_keys_free(k);

@@ -1,0 +1,269 @@
+"""The systemd service protocol and the unit files.
+
+The daemon runs under `systemd-socket-activate` (which binds the port and
+execs the daemon on the first connection, passing the socket as
+LISTEN_FDS) with NOTIFY_SOCKET pointing at a datagram socket the test
+reads, and WATCHDOG_USEC set. The unit files are checked with
+`systemd-analyze verify` and `systemd-analyze security --offline`.
+"""
+import http.client
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+
+import pytest
+
+from conftest import BIN, ROOT, Daemon, wait_until
+
+ACTIVATE = shutil.which("systemd-socket-activate")
+ANALYZE = shutil.which("systemd-analyze")
+WATCHDOG_USEC = 1000000                 # pings expected every 0.5 s
+MAX_EXPOSURE = 2.0
+
+
+class Notifications:
+    """A NOTIFY_SOCKET: collects (time, message) datagrams."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="auth-notify-")
+        self.path = os.path.join(self.dir, "notify")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.sock.settimeout(0.2)
+        self.msgs = []
+        self._lock = threading.Lock()
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop:
+            try:
+                data = self.sock.recv(4096)
+            except socket.timeout:
+                continue
+            with self._lock:
+                self.msgs.append((time.monotonic(), data.decode()))
+
+    def lines(self, since=0.0):
+        with self._lock:
+            return [(t, line) for t, m in self.msgs if t >= since
+                    for line in m.split("\n") if line]
+
+    def count(self, line, since=0.0):
+        return sum(1 for _, x in self.lines(since) if x == line)
+
+    def close(self):
+        self._stop = True
+        self._thread.join()
+        self.sock.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def activated(backend, env, nports, notify, watchdog_usec=WATCHDOG_USEC):
+    """Starts the daemon under systemd-socket-activate listening on
+    `nports` free loopback ports; returns (Popen, stderr lines, ports).
+    A port taken between choosing and binding it is chosen again."""
+    d = Daemon(backend, env=env)
+    full = dict(d.env)
+    full["NOTIFY_SOCKET"] = notify.path
+    if watchdog_usec:
+        full["WATCHDOG_USEC"] = str(watchdog_usec)
+    for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"):
+        if k in os.environ:
+            full[k] = os.environ[k]
+    for _ in range(5):
+        ports = [free_port() for _ in range(nports)]
+        args = [ACTIVATE]
+        for p in ports:
+            args += ["-l", "127.0.0.1:%d" % p]
+        for k, v in full.items():
+            args += ["-E", "%s=%s" % (k, v)]
+        proc = subprocess.Popen(args + [BIN], cwd=d.data_dir,
+                                stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+        lines = []
+
+        def read(proc=proc, lines=lines):
+            for raw in proc.stderr:
+                lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
+        threading.Thread(target=read, daemon=True).start()
+        # "Listening on ADDR as FD." once per socket, before any exec
+        wait_until(lambda: proc.poll() is not None or sum(
+            x.startswith("Listening on") for x in lines) == nports, 10)
+        if proc.poll() is None:
+            return proc, lines, ports
+    raise AssertionError("systemd-socket-activate did not listen:\n" +
+                         "\n".join(lines))
+
+
+def get(port, path, timeout=10):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        r = conn.getresponse()
+        return r.status, r.read()
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def notify():
+    n = Notifications()
+    yield n
+    n.close()
+
+
+@pytest.mark.skipif(not ACTIVATE, reason="systemd-socket-activate missing")
+def test_socket_activation_notify_watchdog_stop(backend, notify):
+    # AUTH_PORT names a port the test holds: the daemon would fail to
+    # bind it, so serving proves it uses the passed socket instead.
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    unused = blocker.getsockname()[1]
+    # A per-address connection limit lets the test stop
+    # the request threads from answering the watchdog's probe.
+    proc, lines, (port,) = activated(
+        backend, {"AUTH_PORT": str(unused),
+                  "AUTH_MAX_CONNECTIONS_PER_IP": "4"}, 1, notify)
+    try:
+        # The daemon is started by this very connection.
+        assert wait_until(lambda: _connectable(port), 10)
+        status, body = get(port, "/healthz", timeout=30)
+        assert status == 200, body
+        assert wait_until(lambda: notify.count("READY=1"), 30), \
+            "\n".join(lines[-20:])
+        got = notify.lines()
+        ready_at = next(t for t, x in got if x == "READY=1")
+        before = [x for t, x in got if t <= ready_at]
+        assert "STATUS=Applying database migrations" in before, got
+        assert any(x.startswith("STATUS=Serving on the passed socket")
+                   for x in before), got
+        assert any('"systemd.socket_activated"' in x for x in lines), lines
+        assert any('"server.started"' in x and '"port":%d,' % port in x
+                   for x in lines), lines
+        assert any(x == "STATUS=Serving on the passed socket, port %d" % port
+                   for _, x in got), got
+        status, _ = get(port, "/readyz")
+        assert status == 200
+
+        # Pinged every half WATCHDOG_USEC while it answers.
+        t0 = time.monotonic()
+        assert wait_until(lambda: notify.count("WATCHDOG=1", t0) >= 4, 10)
+        assert time.monotonic() - t0 > 1.0          # not faster than 0.5 s
+
+        # Hold every connection the address may open: the probe (from
+        # 127.0.0.1 like them) is no longer answered, so no pings.
+        held = [socket.create_connection(("127.0.0.1", port), 5)
+                for _ in range(4)]
+        try:
+            t1 = time.monotonic()
+            assert wait_until(lambda: any(
+                '"watchdog.not_answering"' in x for x in lines), 10), lines
+            time.sleep(0.1)
+            quiet = time.monotonic()
+            wait_until(lambda: False, 2.0)          # 4 intervals
+            assert notify.count("WATCHDOG=1", quiet) == 0, \
+                notify.lines(t1)
+        finally:
+            for s in held:
+                s.close()
+        t2 = time.monotonic()
+        assert wait_until(lambda: notify.count("WATCHDOG=1", t2) >= 2, 10)
+
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0, "\n".join(lines[-20:])
+        stop_at = next(t for t, x in notify.lines() if x == "STOPPING=1")
+        assert notify.count("WATCHDOG=1", stop_at + 0.001) == 0
+    finally:
+        blocker.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _connectable(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), 1).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not ACTIVATE, reason="systemd-socket-activate missing")
+def test_two_passed_sockets_refused(backend, notify):
+    proc, lines, (p, _) = activated(backend, {}, 2, notify,
+                                    watchdog_usec=None)
+    try:
+        assert _connectable(p)              # starts the daemon
+        assert proc.wait(30) == 2, lines
+        assert any('"systemd.bad_sockets"' in x for x in lines), lines
+        assert notify.count("READY=1") == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_no_notify_socket_serves_as_before(backend):
+    d = Daemon(backend).start()
+    try:
+        assert d.request("GET", "/healthz").status == 200
+        assert not any(e.get("event") == "watchdog.started" for e in d.logs)
+    finally:
+        assert d.stop() == 0
+
+
+UNITS = ("auth-serve.service", "auth-serve.socket")
+
+
+@pytest.mark.skipif(not ANALYZE, reason="systemd-analyze missing")
+def test_units_verify_clean(tmp_path):
+    # verify resolves ExecStart= and the targets inside --root: give it
+    # the binary where the unit expects it and the system's own units.
+    root = tmp_path / "root"
+    (root / "usr/bin").mkdir(parents=True)
+    (root / "bin").mkdir()
+    shutil.copy(BIN, root / "usr/bin/auth-serve")
+    shutil.copy("/bin/kill", root / "bin/kill")
+    shutil.copytree("/lib/systemd/system", root / "lib/systemd/system",
+                    symlinks=True)
+    for u in UNITS:
+        shutil.copy(os.path.join(ROOT, "config", u),
+                    root / "lib/systemd/system" / u)
+    r = subprocess.run([ANALYZE, "verify", "--root=%s" % root] + list(UNITS),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout == "" and r.stderr == "", \
+        r.stdout + r.stderr
+
+
+@pytest.mark.skipif(not ANALYZE, reason="systemd-analyze missing")
+def test_service_exposure_at_most_2():
+    unit = os.path.join(ROOT, "config", "auth-serve.service")
+    r = subprocess.run([ANALYZE, "security", "--offline=true",
+                        "--threshold=20", unit],
+                       capture_output=True, text=True, timeout=60)
+    m = re.search(r"Overall exposure level for auth-serve\.service: "
+                  r"([0-9.]+)", r.stdout)
+    assert m, r.stdout + r.stderr
+    assert r.returncode == 0, r.stdout        # --threshold: 20 is 2.0
+    assert float(m.group(1)) <= MAX_EXPOSURE, r.stdout
+    text = open(unit).read()
+    for want in ("Type=notify", "WatchdogSec=", "CapabilityBoundingSet=\n",
+                 "SystemCallFilter=@system-service", "ProtectProc=invisible",
+                 "ProtectClock=yes", "PrivateUsers=yes",
+                 "RestrictRealtime=yes"):
+        assert want in text, want

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Builds the Debian package from a Release tree and installs it into a
+# clean Debian 12 root (mmdebstrap, apt variant, from the configured
+# mirror; about a minute), where the binary must start and its example
+# configuration pass `config check`. Run by tests/run.sh (stage package).
+#   tests/package.sh BUILD_DIR    a tree configured with
+#                                 -DCMAKE_INSTALL_PREFIX=/usr, built
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${1:?usage: tests/package.sh BUILD_DIR}
+
+rm -f "$build"/auth-serve_*.deb
+(cd "$build" && cpack -G DEB >cpack.log 2>&1) ||
+    { cat "$build/cpack.log"; exit 1; }
+deb=$(ls "$build"/auth-serve_*.deb)
+fields=$(dpkg-deb -f "$deb" Package Depends)
+echo "$fields"
+# Depends come from the linked libraries (dpkg-shlibdeps), not by hand.
+for lib in libmicrohttpd12 libsodium23 libpq5 libsqlite3-0 libjwt0 \
+           libjansson4 libsystemd0; do
+    grep -q "$lib" <<<"$fields" || { echo "Depends lacks $lib"; exit 1; }
+done
+
+root=$(mktemp -d /tmp/auth-deb-root.XXXXXX)
+trap 'rm -rf "$root"' EXIT
+name=$(basename "$deb")
+unit=/usr/lib/systemd/system/auth-serve.service
+bin=/usr/bin/auth-serve
+# with no configuration, then with the example environment file loaded
+check="cd /tmp && auth-serve config check && set -a &&
+. /usr/share/doc/auth-serve/auth-serve.env && auth-serve config check"
+start=$(date +%s)
+# Each hook runs inside the new root; any failure fails mmdebstrap.
+mmdebstrap --quiet --variant=apt --mode=root \
+    --customize-hook="copy-in $deb /tmp" \
+    --customize-hook="chroot \"\$1\" apt-get install -y -q /tmp/$name" \
+    --customize-hook='chroot "$1" sh -c "! ldd /usr/bin/auth-serve |
+grep \"not found\""' \
+    --customize-hook='chroot "$1" auth-serve --version' \
+    --customize-hook="chroot \"\$1\" sh -ec '$check'" \
+    --customize-hook="chroot \"\$1\" grep -qx ExecStart=$bin $unit" \
+    --customize-hook="chroot \"\$1\" test -f ${unit%.service}.socket" \
+    bookworm "$root" >"$build/mmdebstrap.log" 2>&1 ||
+    { tail -40 "$build/mmdebstrap.log"; exit 1; }
+grep -E '^auth-serve |^configuration ok' "$build/mmdebstrap.log"
+echo "package installed and ran in a clean Debian 12 root in" \
+     "$(( $(date +%s) - start )) s"
