@@ -44,6 +44,12 @@ void lockout_attempt(const struct lockout_policy *p, int64_t now,
                      struct login_count *addr, struct login_count *all,
                      struct lockout_verdict *v);
 
+/* Takes back one attempt that lockout_attempt() counted: the address's
+ * count, the share of the total it added, and a lock that no longer
+ * holds. */
+void lockout_take_back(const struct lockout_policy *p,
+                       struct login_count *addr, struct login_count *all);
+
 /* Counts an attempt on `email` (normalised) from client address `ip`
  * (an IPv6 address counts as its /64) at `now`, atomically with the check
  * of the lock. AS_OK: go on and check the secret (it stays counted as a
@@ -53,6 +59,12 @@ void lockout_attempt(const struct lockout_policy *p, int64_t now,
 enum as_err lockout_begin(struct repo *r, const struct lockout_policy *p,
                           const char *email, const char *ip, int64_t now,
                           int64_t *retry_s);
+/* Takes back the attempt lockout_begin() counted when the secret proved
+ * right but the login is not complete yet (a right password with the
+ * second factor on): the count neither grows nor ends (README "Second
+ * factor"). */
+enum as_err lockout_refund(struct repo *r, const struct lockout_policy *p,
+                           const char *email, const char *ip);
 /* Ends the run of failures of `email` from `ip` (and the email's total)
  * after a complete login. */
 enum as_err lockout_passed(struct repo *r, const char *email,

@@ -110,6 +110,36 @@ enum as_err lockout_begin(struct repo *r, const struct lockout_policy *p,
     return AS_ERR_RATE_LIMITED;
 }
 
+void lockout_take_back(const struct lockout_policy *p,
+                       struct login_count *addr, struct login_count *all)
+{
+    if (addr->count <= 0)
+        return;
+    if (addr->count <= p->threshold && all->count > 0) {
+        all->count--;
+        if (all->count < p->threshold * LOCKOUT_ALL_FACTOR)
+            all->locked_until = 0;
+    }
+    addr->count--;
+    if (addr->count < p->threshold)
+        addr->locked_until = 0;
+}
+
+static void refund_fn(void *arg, struct login_count *addr,
+                      struct login_count *all)
+{
+    lockout_take_back(arg, addr, all);
+}
+
+enum as_err lockout_refund(struct repo *r, const struct lockout_policy *p,
+                           const char *email, const char *ip)
+{
+    char key[NETADDR_KEY_LEN];
+
+    netaddr_client_key(ip, key);
+    return repo_login_failures_update(r, email, key, refund_fn, (void *)p);
+}
+
 enum as_err lockout_passed(struct repo *r, const char *email,
                            const char *ip)
 {

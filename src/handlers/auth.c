@@ -104,6 +104,8 @@ enum as_err h_login(struct req_ctx *rc, struct response *res)
      * the second factor on, only the code completes it. */
     if (!u.mfa_enabled)
         hx_lockout_passed(rc, email);
+    else
+        hx_lockout_refund(rc, email);    /* right, but not complete yet */
     if (pw_needs_rehash(u.password_hash, &app->pw) &&
         pw_hash(pw, &app->pw, fresh) == AS_OK)
         repo_user_rehash(app->repo, u.id, u.password_hash, fresh);

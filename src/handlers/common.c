@@ -122,6 +122,14 @@ enum as_err hx_lockout_begin(struct req_ctx *rc, const char *email)
                     "address; retry later.");
 }
 
+void hx_lockout_refund(struct req_ctx *rc, const char *email)
+{
+    struct lockout_policy p;
+
+    lockout_policy_init(&p, rc->app->cfg);
+    (void)lockout_refund(rc->app->repo, &p, email, rc->ip);
+}
+
 void hx_lockout_passed(struct req_ctx *rc, const char *email)
 {
     (void)lockout_passed(rc->app->repo, email, rc->ip);

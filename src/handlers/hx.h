@@ -42,6 +42,9 @@ enum as_err hx_lockout_begin(struct req_ctx *rc, const char *email);
 /* Settles a check begun with hx_lockout_begin() once the login (or the
  * operation) is complete: the run of failures of `email` from the
  * client's address ends. A storage failure is logged, not returned. */
+/* Takes back the attempt hx_lockout_begin() counted, for a secret that
+ * proved right without completing the login (lockout_refund()). */
+void hx_lockout_refund(struct req_ctx *rc, const char *email);
 void hx_lockout_passed(struct req_ctx *rc, const char *email);
 /* Logs an audit event: `action` on user `target` by the caller (or
  * "anonymous"), with optional extra `fields` (stolen). */

@@ -119,6 +119,33 @@ static void the_shift_never_overflows(void **state)
     assert_int_equal(a.locked_until, T0 + (INT64_C(1000) << 20));
 }
 
+/* A right password that does not complete the login (second factor on)
+ * takes its attempt back: the run neither grows nor ends. */
+static void a_right_secret_takes_its_attempt_back(void **state)
+{
+    struct login_count a = { 0 }, all = { 0 };
+
+    (void)state;
+    assert_int_equal(attempt(&a, &all, T0), 0);          /* wrong */
+    assert_int_equal(attempt(&a, &all, T0 + 1), 0);      /* right... */
+    lockout_take_back(&pol, &a, &all);                   /* ...not done */
+    assert_int_equal(a.count, 1);
+    assert_int_equal(all.count, 1);
+    assert_int_equal(attempt(&a, &all, T0 + 2), 0);
+    assert_int_equal(a.locked_until, 0);                 /* 2 of 3 */
+    /* Taking back the attempt that reached the threshold lifts its lock. */
+    assert_int_equal(attempt(&a, &all, T0 + 3), 0);
+    assert_int_equal(a.locked_until, T0 + 1003);
+    lockout_take_back(&pol, &a, &all);
+    assert_int_equal(a.locked_until, 0);
+    assert_int_equal(a.count, 2);
+    /* Nothing to take back: no change, never negative. */
+    a = all = (struct login_count){ 0 };
+    lockout_take_back(&pol, &a, &all);
+    assert_int_equal(a.count, 0);
+    assert_int_equal(all.count, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -127,6 +154,7 @@ int main(void)
         cmocka_unit_test(ten_times_the_threshold_locks_every_address),
         cmocka_unit_test(idle_counts_start_over),
         cmocka_unit_test(the_shift_never_overflows),
+        cmocka_unit_test(a_right_secret_takes_its_attempt_back),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
