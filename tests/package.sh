@@ -8,6 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:?usage: tests/package.sh BUILD_DIR}
+# The new root is a fresh host: none of the caller's AUTH_* settings (the
+# test runner's own AUTH_TEST_* among them) may leak into its checks.
+while read -r name; do unset "$name"; done < <(compgen -e | grep '^AUTH_')
 
 rm -f "$build"/auth-serve_*.deb
 (cd "$build" && cpack -G DEB >cpack.log 2>&1) ||
