@@ -17,7 +17,8 @@ from conftest import ROOT, Daemon
 TOOLS = os.path.join(ROOT, "tests", "browser")
 BINS = os.path.join(TOOLS, "node_modules", ".bin")
 PASSWORD = "correct horse battery"      # the document's example password
-OPERATIONS = 30
+OPERATIONS = 36
+EXTRA_REQUESTS = 1      # the password half of the MFA login, in a script
 
 
 def make_user(d, email, admin=False):
@@ -49,8 +50,10 @@ def test_generated_contract(backend, tmp_path):
         make_user(d, "root@example.com", admin=True)
         make_user(d, "bob@example.com")
         make_user(d, "carol@example.com")
+        make_user(d, "dave@example.com")    # turns a second factor on, off
         env = {"adminToken": login(d, "root@example.com")["access_token"],
                "carolToken": login(d, "carol@example.com")["access_token"],
+               "daveToken": login(d, "dave@example.com")["access_token"],
                "introspectionToken": introspection}
         for i in range(1, 4):               # one session per destructive op
             t = login(d, "bob@example.com")
@@ -82,7 +85,8 @@ def test_generated_contract(backend, tmp_path):
         assert r.returncode == 0 and not failures, \
             "\n".join("%s: %s" % f for f in failures) + r.stdout[-3000:]
         stats = run["stats"]
-        assert stats["requests"]["total"] == OPERATIONS, stats
+        assert stats["requests"]["total"] == OPERATIONS + EXTRA_REQUESTS, \
+            stats
         assert stats["assertions"]["total"] >= 4 * OPERATIONS, stats
     finally:
         d.stop()

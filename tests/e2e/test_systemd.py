@@ -66,16 +66,30 @@ class Notifications:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(n):
+    """`n` distinct loopback ports free at the time of the call: all are
+    held at once while choosing, so none is handed out twice."""
+    held = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            held.append(s)
+        return [s.getsockname()[1] for s in held]
+    finally:
+        for s in held:
+            s.close()
 
 
-def activated(backend, env, nports, notify, watchdog_usec=WATCHDOG_USEC):
+ACTIVATE_DEADLINE = 60.0                # a loaded machine is slow to exec
+
+
+def activated(backend, env, nports, notify, watchdog_usec=WATCHDOG_USEC,
+              choose=free_ports):
     """Starts the daemon under systemd-socket-activate listening on
     `nports` free loopback ports; returns (Popen, stderr lines, ports).
-    A port taken between choosing and binding it is chosen again."""
+    A port taken between choosing and binding it is chosen again, until
+    a deadline; the ports are listening when this returns."""
     d = Daemon(backend, env=env)
     full = dict(d.env)
     full["NOTIFY_SOCKET"] = notify.path
@@ -84,8 +98,10 @@ def activated(backend, env, nports, notify, watchdog_usec=WATCHDOG_USEC):
     for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"):
         if k in os.environ:
             full[k] = os.environ[k]
-    for _ in range(5):
-        ports = [free_port() for _ in range(nports)]
+    deadline = time.monotonic() + ACTIVATE_DEADLINE
+    tried = []
+    while time.monotonic() < deadline:
+        ports = choose(nports)
         args = [ACTIVATE]
         for p in ports:
             args += ["-l", "127.0.0.1:%d" % p]
@@ -100,14 +116,24 @@ def activated(backend, env, nports, notify, watchdog_usec=WATCHDOG_USEC):
         def read(proc=proc, lines=lines):
             for raw in proc.stderr:
                 lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
-        threading.Thread(target=read, daemon=True).start()
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
         # "Listening on ADDR as FD." once per socket, before any exec
         wait_until(lambda: proc.poll() is not None or sum(
-            x.startswith("Listening on") for x in lines) == nports, 10)
-        if proc.poll() is None:
+            x.startswith("Listening on") for x in lines) == nports,
+            max(deadline - time.monotonic(), 0.1))
+        listening = sum(x.startswith("Listening on") for x in lines)
+        if proc.poll() is None and listening == nports:
             return proc, lines, ports
+        if proc.poll() is None:             # the deadline passed
+            proc.kill()
+        proc.wait()
+        reader.join(10)                     # its last words, up to EOF
+        tried.append("ports %s:\n%s" % (ports, "\n".join(lines)))
+        if not any("Address already in use" in x for x in lines):
+            break                           # not a race: do not hide it
     raise AssertionError("systemd-socket-activate did not listen:\n" +
-                         "\n".join(lines))
+                         "\n".join(tried))
 
 
 def get(port, path, timeout=10):
@@ -201,6 +227,34 @@ def _connectable(port):
         return True
     except OSError:
         return False
+
+
+@pytest.mark.skipif(not ACTIVATE, reason="systemd-socket-activate missing")
+def test_activation_rechooses_taken_ports(backend, notify):
+    # A port another process takes between choosing and binding, many
+    # times over (more than any fixed count of attempts): chosen again
+    # until systemd-socket-activate listens.
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    calls = []
+
+    def choose(n):
+        calls.append(n)
+        if len(calls) <= 8:
+            return [taken.getsockname()[1]] + free_ports(n - 1)
+        return free_ports(n)
+
+    proc, lines, ports = activated(backend, {}, 2, notify,
+                                   watchdog_usec=None, choose=choose)
+    try:
+        assert len(calls) == 9 and len(set(ports)) == 2, (calls, ports)
+        assert taken.getsockname()[1] not in ports
+        assert sum(x.startswith("Listening on") for x in lines) == 2, lines
+    finally:
+        taken.close()
+        proc.kill()
+        proc.wait()
 
 
 @pytest.mark.skipif(not ACTIVATE, reason="systemd-socket-activate missing")
