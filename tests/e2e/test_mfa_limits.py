@@ -7,8 +7,8 @@ one mfa_token gives at most five tries however many arrive at once.
 import concurrent.futures
 
 from conftest import assert_problem
-from test_mfa import LOGIN_MFA, RECOVERY, SETUP, TOTP, login_mfa, \
-    mfa_token, mfa_user
+from test_mfa import RECOVERY, SETUP, TOTP, login_mfa, mfa_token, \
+    mfa_user
 
 LIMITED = {"AUTH_LOCKOUT_THRESHOLD": "3"}
 
