@@ -24,6 +24,11 @@ enum as_err account_may_change(enum account_actor who, unsigned fields);
  * account over). */
 bool account_needs_password(enum account_actor who, const char *current,
                             const struct user_patch *p);
+/* Takes the email out of `p` when it equals `current`, the email the
+ * check of account_needs_password() read: such a patch writes no email at
+ * all, so a password-less "change" to the email read can never undo a
+ * concurrent, password-checked change to another one. */
+void account_skip_same_email(const char *current, struct user_patch *p);
 /* Changes the fields `p` names of user `id` on behalf of `who`: refuses
  * fields `who` may not change (AS_ERR_FORBIDDEN, nothing written), then
  * writes only the named fields in one transaction (repo_user_patch: the

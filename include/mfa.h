@@ -73,10 +73,14 @@ enum as_err mfa_token_issue(const struct mfa_env *e, const char *user_id,
  * malformed, unknown, expired, used or dead. */
 enum as_err mfa_token_user(const struct mfa_env *e, const char *token,
                            char user_id[UUID_STR_LEN]);
-/* Counts a wrong code against login token `token`. */
-enum as_err mfa_token_fail(const struct mfa_env *e, const char *token);
-/* Uses up login token `token`; AS_ERR_INVALID_TOKEN when it is no longer
- * live (a concurrent use won). */
+/* Claims one code attempt on login token `token`, before the code is
+ * looked at: atomically, so however many arrive at once, at most
+ * MFA_TOKEN_MAX_FAILURES are claimed; AS_ERR_INVALID_TOKEN when none is
+ * left (or the token is malformed, unknown, expired or used). */
+enum as_err mfa_token_attempt(const struct mfa_env *e, const char *token);
+/* Uses up login token `token` after a right code on an attempt claimed by
+ * mfa_token_attempt() (so also on the last one); AS_ERR_INVALID_TOKEN
+ * when it is no longer live (a concurrent use won). */
 enum as_err mfa_token_use(const struct mfa_env *e, const char *token);
 
 #endif

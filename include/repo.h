@@ -255,8 +255,9 @@ struct repo_ops {
                                   const uint8_t hash[REPO_HASH_LEN],
                                   int64_t now, unsigned max_failures,
                                   char user_id[UUID_STR_LEN]);
-    enum as_err (*mfa_token_fail)(void *impl,
-                                  const uint8_t hash[REPO_HASH_LEN]);
+    enum as_err (*mfa_token_attempt)(void *impl,
+                                     const uint8_t hash[REPO_HASH_LEN],
+                                     int64_t now, unsigned max_failures);
     enum as_err (*mfa_token_use)(void *impl,
                                  const uint8_t hash[REPO_HASH_LEN],
                                  int64_t now, unsigned max_failures);
@@ -531,9 +532,14 @@ enum as_err repo_mfa_token_user(struct repo *r,
                                 const uint8_t hash[REPO_HASH_LEN],
                                 int64_t now, unsigned max_failures,
                                 char user_id[UUID_STR_LEN]);
-/* Counts one wrong code against login token `hash` (atomically). */
-enum as_err repo_mfa_token_fail(struct repo *r,
-                                const uint8_t hash[REPO_HASH_LEN]);
+/* Claims one code attempt on login token `hash` in one compare-and-set
+ * statement: counts it while the token is live as for
+ * repo_mfa_token_user (fewer than `max_failures` counted so far);
+ * AS_ERR_NOT_FOUND otherwise, so of concurrent attempts at most
+ * `max_failures` are ever claimed. */
+enum as_err repo_mfa_token_attempt(struct repo *r,
+                                   const uint8_t hash[REPO_HASH_LEN],
+                                   int64_t now, unsigned max_failures);
 /* Uses login token `hash` (live as for repo_mfa_token_user) in one
  * compare-and-set statement; AS_ERR_NOT_FOUND when it is not live, so of
  * concurrent uses exactly one succeeds. */

@@ -27,6 +27,13 @@ bool account_needs_password(enum account_actor who, const char *current,
            (!current || strcmp(current, p->email) != 0);
 }
 
+void account_skip_same_email(const char *current, struct user_patch *p)
+{
+    if ((p->set & UF_EMAIL) && p->email && current &&
+        strcmp(current, p->email) == 0)
+        p->set &= ~(unsigned)UF_EMAIL;
+}
+
 enum as_err account_patch(struct repo *r, struct scache *c,
                           enum account_actor who, const char *id,
                           const struct user_patch *p, int64_t now,

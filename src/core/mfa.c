@@ -227,14 +227,17 @@ enum as_err mfa_token_user(const struct mfa_env *e, const char *token,
     return err == AS_ERR_NOT_FOUND ? AS_ERR_INVALID_TOKEN : err;
 }
 
-enum as_err mfa_token_fail(const struct mfa_env *e, const char *token)
+enum as_err mfa_token_attempt(const struct mfa_env *e, const char *token)
 {
     uint8_t h[REPO_HASH_LEN];
+    enum as_err err;
 
     if (!sec_token_valid(token))
         return AS_ERR_INVALID_TOKEN;
     sec_token_hash(token, h);
-    return repo_mfa_token_fail(e->repo, h);
+    err = repo_mfa_token_attempt(e->repo, h, e->now_ms,
+                                 MFA_TOKEN_MAX_FAILURES);
+    return err == AS_ERR_NOT_FOUND ? AS_ERR_INVALID_TOKEN : err;
 }
 
 enum as_err mfa_token_use(const struct mfa_env *e, const char *token)
@@ -245,6 +248,9 @@ enum as_err mfa_token_use(const struct mfa_env *e, const char *token)
     if (!sec_token_valid(token))
         return AS_ERR_INVALID_TOKEN;
     sec_token_hash(token, h);
-    err = repo_mfa_token_use(e->repo, h, e->now_ms, MFA_TOKEN_MAX_FAILURES);
+    /* The caller's own attempt is among the counted ones: the last one
+     * allowed still uses the token (no further one could be claimed). */
+    err = repo_mfa_token_use(e->repo, h, e->now_ms,
+                             MFA_TOKEN_MAX_FAILURES + 1);
     return err == AS_ERR_NOT_FOUND ? AS_ERR_INVALID_TOKEN : err;
 }

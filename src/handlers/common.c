@@ -143,7 +143,12 @@ enum as_err hx_check_password(struct req_ctx *rc, const struct user *u,
     if (err == AS_OK && pw_verify(u->password_hash, pw) != AS_OK)
         err = res_fail(&rc->res, AS_ERR_BAD_CREDENTIALS,
                        "The password is incorrect.");
-    if (err == AS_OK)
+    /* With the second factor on, a right password alone is no complete
+     * login: its attempt is taken back, the run of failures (wrong codes
+     * among them) stands (README "Second factor"). */
+    if (err == AS_OK && u->mfa_enabled)
+        hx_lockout_refund(rc, u->email);
+    else if (err == AS_OK)
         hx_lockout_passed(rc, u->email);
     else if (err == AS_ERR_BAD_CREDENTIALS || err == AS_ERR_RATE_LIMITED)
         log_event(LOG_INFO, "auth.password_failed", rc->request_id,

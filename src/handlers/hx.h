@@ -30,7 +30,9 @@ enum as_err hx_caller(struct req_ctx *rc, struct user *out);
 /* Verifies `pw` against `u` (AS_ERR_BAD_CREDENTIALS with a detail),
  * under the lockout of u->email from the client's address: a locked
  * caller gets AS_ERR_RATE_LIMITED (answered, with Retry-After) without
- * hashing; a wrong password counts as a failed login. */
+ * hashing; a wrong password counts as a failed login. A right one
+ * ends the run of failures, except with the second factor on: then its
+ * attempt is only taken back (a code must complete the action). */
 enum as_err hx_check_password(struct req_ctx *rc, const struct user *u,
                               const char *pw);
 /* Starts a check of a password, one-time code or secret of `email`

@@ -291,10 +291,17 @@ enum as_err h_login_mfa(struct req_ctx *rc, struct response *res)
 
     if (err == AS_OK)
         err = token_user(rc, tok, &u);
+    /* The attempt is claimed before the code is looked at, so concurrent
+     * wrong codes never get more than MFA_TOKEN_MAX_FAILURES tries. */
+    if (err == AS_OK) {
+        err = mfa_token_attempt(&e, tok);
+        if (err == AS_ERR_INVALID_TOKEN)
+            err = res_fail(res, err, "The mfa_token is invalid, expired, "
+                                     "used, or refused after too many "
+                                     "wrong codes; log in again.");
+    }
     if (err == AS_OK)
         err = check_code(rc, &u, code, false);
-    if (err == AS_ERR_INVALID_CODE)
-        mfa_token_fail(&e, tok);          /* the fifth one kills it */
     if (err != AS_OK)
         goto out;
     err = mfa_token_use(&e, tok);

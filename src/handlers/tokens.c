@@ -2,6 +2,7 @@
  * password change, sessions, RFC 7662 introspection, RFC 7009 revoke. */
 #include "hx.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -19,11 +20,14 @@
 #include "uuid.h"
 #include "validate.h"
 
-/* Reads the "refresh_token" field: 422 when absent, 401 when shapeless. */
+/* Reads the "refresh_token" field: 422 when absent or not a string, 401
+ * when shapeless. A string of any length (an access token, say) that
+ * cannot be a refresh token is just an invalid one; the request body's
+ * cap bounds it. */
 static enum as_err refresh_field(struct req_ctx *rc, json_t *in,
                                  const char **out)
 {
-    if (!v_string(&rc->res, in, "refresh_token", true, 512, out))
+    if (!v_string(&rc->res, in, "refresh_token", true, SIZE_MAX, out))
         return AS_ERR_VALIDATION;
     if (!sec_token_valid(*out))
         return res_fail(&rc->res, AS_ERR_INVALID_TOKEN,

@@ -147,8 +147,10 @@ enum as_err h_me_patch(struct req_ctx *rc, struct response *res)
         goto out;
     }
     err = hx_caller(rc, &u);
-    if (err == AS_OK)
+    if (err == AS_OK) {
+        account_skip_same_email(u.email, &p);   /* nothing to write */
         err = prove_password(rc, &u, &p, pw);
+    }
     if (err != AS_OK)
         goto out;
     uuid_v7_new(notice.id);

@@ -2418,16 +2418,21 @@ static enum as_err pg_mfa_token_user(void *impl,
     return err;
 }
 
-static enum as_err pg_mfa_token_fail(void *impl,
-                                     const uint8_t hash[REPO_HASH_LEN])
+static enum as_err pg_mfa_token_attempt(void *impl,
+                                        const uint8_t hash[REPO_HASH_LEN],
+                                        int64_t now, unsigned max_failures)
 {
     struct params q = { 0 };
     long rows = 0;
+    enum as_err err;
 
     p_hash(&q, hash);
-    return one_shot_rows(impl, "mfa_token_fail",
-                         "UPDATE mfa_tokens SET failures = failures + 1 "
-                         "WHERE hash = $1", &q, &rows);
+    p_i64(&q, now);
+    p_i64(&q, max_failures);
+    err = one_shot_rows(impl, "mfa_token_attempt",
+                        "UPDATE mfa_tokens SET failures = failures + 1 "
+                        "WHERE hash = $1 AND " MFA_TOKEN_LIVE, &q, &rows);
+    return err == AS_OK && rows != 1 ? AS_ERR_NOT_FOUND : err;
 }
 
 static enum as_err pg_mfa_token_use(void *impl,
@@ -2581,7 +2586,7 @@ static const struct repo_ops pg_ops = {
     .mfa_disable = pg_mfa_disable,
     .mfa_token_create = pg_mfa_token_create,
     .mfa_token_user = pg_mfa_token_user,
-    .mfa_token_fail = pg_mfa_token_fail,
+    .mfa_token_attempt = pg_mfa_token_attempt,
     .mfa_token_use = pg_mfa_token_use,
     .keys_list = pg_keys_list,
     .keys_add = pg_keys_add,

@@ -572,10 +572,11 @@ enum as_err repo_mfa_token_user(struct repo *r,
                                       user_id));
 }
 
-enum as_err repo_mfa_token_fail(struct repo *r,
-                                const uint8_t hash[REPO_HASH_LEN])
+enum as_err repo_mfa_token_attempt(struct repo *r,
+                                   const uint8_t hash[REPO_HASH_LEN],
+                                   int64_t now, unsigned max_failures)
 {
-    return DISPATCH(r, mfa_token_fail(r->impl, hash));
+    return DISPATCH(r, mfa_token_attempt(r->impl, hash, now, max_failures));
 }
 
 enum as_err repo_mfa_token_use(struct repo *r,

@@ -1938,19 +1938,23 @@ static enum as_err sq_mfa_token_user(void *impl,
     return release(impl, c);
 }
 
-static enum as_err sq_mfa_token_fail(void *impl,
-                                     const uint8_t hash[REPO_HASH_LEN])
+static enum as_err sq_mfa_token_attempt(void *impl,
+                                        const uint8_t hash[REPO_HASH_LEN],
+                                        int64_t now, unsigned max_failures)
 {
     struct conn *c;
     sqlite3_stmt *st;
-    enum as_err err = acquire(impl, "mfa_token_fail", &c);
+    enum as_err err = acquire(impl, "mfa_token_attempt", &c);
 
     if (err != AS_OK)
         return err;
     st = mail_prepare(c, "UPDATE mfa_tokens SET failures = failures + 1 "
-                         "WHERE hash = ?1");
+                         "WHERE hash = ?1 AND " MFA_TOKEN_LIVE);
     b_hash(c, st, 1, hash);
-    mail_run(c, st);
+    b_int(c, st, 2, now);
+    b_int(c, st, 3, max_failures);
+    if (mail_run(c, st) != 1)
+        refuse(c, AS_ERR_NOT_FOUND);
     return release(impl, c);
 }
 
@@ -2018,7 +2022,7 @@ static const struct repo_ops sqlite_ops = {
     .mfa_disable = sq_mfa_disable,
     .mfa_token_create = sq_mfa_token_create,
     .mfa_token_user = sq_mfa_token_user,
-    .mfa_token_fail = sq_mfa_token_fail,
+    .mfa_token_attempt = sq_mfa_token_attempt,
     .mfa_token_use = sq_mfa_token_use,
 };
 

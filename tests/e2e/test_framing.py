@@ -90,6 +90,21 @@ def test_one_chunked_is_accepted(daemon):
     assert lines[0].startswith("HTTP/1.1 422"), raw[:300]
 
 
+@pytest.mark.parametrize("name", [b"Chunked", b"CHUNKED", b"cHuNkEd"])
+def test_chunked_in_any_case_is_accepted(daemon, name):
+    """Transfer-coding names are case-insensitive (RFC 9112 s7)."""
+    raw = daemon.raw(LOGIN + b"Transfer-Encoding: " + name + b"\r\n"
+                     b"Connection: close\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+                     timeout=5)
+    lines, _, _ = parse(raw)
+    assert lines[0].startswith("HTTP/1.1 422"), raw[:300]
+    # an empty chunked body is an empty body, in any case of the name: a
+    # JSON problem like Content-Length: 0, not a framing refusal
+    raw = daemon.raw(LOGIN + b"Transfer-Encoding: " + name + b"\r\n"
+                     b"Connection: close\r\n\r\n0\r\n\r\n", timeout=5)
+    assert_raw_problem(raw, 400, "malformed_json")
+
+
 def read_response_head(s, timeout):
     """Bytes the server sent within `timeout` (until it closes or a full
     response head has arrived)."""

@@ -49,6 +49,22 @@ def test_refresh_bad_input(daemon):
     assert_problem(r, 422)
 
 
+def test_long_strings_are_invalid_refresh_tokens(daemon):
+    """An access token, or any over-long string, sent as a refresh token
+    is an invalid token (401), not a malformed request; the body cap still
+    holds."""
+    _, _, t = daemon.user()
+    assert len(t["access_token"]) > 512
+    assert_problem(refresh(daemon, t["access_token"]), 401, "invalid_token")
+    for path in ("/api/v1/auth/refresh", "/api/v1/auth/logout"):
+        r = daemon.request("POST", path, {"refresh_token": "A" * 4000})
+        assert_problem(r, 401, "invalid_token")
+        r = daemon.request("POST", path, {"refresh_token": "A" * 20000})
+        assert_problem(r, 413)
+    # the session is untouched
+    assert refresh(daemon, t["refresh_token"]).status == 200
+
+
 def test_concurrent_refresh_gets_one_child(daemon):
     _, _, t = daemon.user()
     with concurrent.futures.ThreadPoolExecutor(8) as ex:

@@ -218,11 +218,33 @@ static void token_dies_after_five_wrong_codes(void **state)
 
     assert_int_equal(mfa_token_issue(&e, f->u.id, tok), AS_OK);
     for (i = 0; i < MFA_TOKEN_MAX_FAILURES - 1; i++)
-        assert_int_equal(mfa_token_fail(&e, tok), AS_OK);
+        assert_int_equal(mfa_token_attempt(&e, tok), AS_OK);
     assert_int_equal(mfa_token_user(&e, tok, uid), AS_OK);
-    assert_int_equal(mfa_token_fail(&e, tok), AS_OK);
+    assert_int_equal(mfa_token_attempt(&e, tok), AS_OK);
     assert_int_equal(mfa_token_user(&e, tok, uid), AS_ERR_INVALID_TOKEN);
+    /* no attempt is left to claim */
+    assert_int_equal(mfa_token_attempt(&e, tok), AS_ERR_INVALID_TOKEN);
+    assert_int_equal(mfa_token_attempt(&e, "short"), AS_ERR_INVALID_TOKEN);
+}
+
+/* A right code on the last attempt still uses the token, once. */
+static void last_attempt_can_use_the_token(void **state)
+{
+    struct fx *f = *state;
+    struct mfa_env e = env_at(f, T0);
+    char tok[SEC_TOKEN_LEN + 1];
+    unsigned i;
+
+    assert_int_equal(mfa_token_issue(&e, f->u.id, tok), AS_OK);
+    for (i = 0; i < MFA_TOKEN_MAX_FAILURES; i++)
+        assert_int_equal(mfa_token_attempt(&e, tok), AS_OK);
+    assert_int_equal(mfa_token_use(&e, tok), AS_OK);
     assert_int_equal(mfa_token_use(&e, tok), AS_ERR_INVALID_TOKEN);
+    assert_int_equal(mfa_token_attempt(&e, tok), AS_ERR_INVALID_TOKEN);
+    /* an expired token has no attempt either */
+    assert_int_equal(mfa_token_issue(&e, f->u.id, tok), AS_OK);
+    e.now_ms += MFA_TOKEN_TTL_MS;
+    assert_int_equal(mfa_token_attempt(&e, tok), AS_ERR_INVALID_TOKEN);
 }
 
 static void steps_once_each_with_the_clock(void **state)
@@ -417,6 +439,54 @@ static void concurrent_step_use_has_one_winner(void **state)
     }
 }
 
+struct claim {
+    struct fx *f;
+    const char *tok;
+    pthread_barrier_t *go;
+    enum as_err got;
+};
+
+static void *claimer(void *arg)
+{
+    struct claim *c = arg;
+    struct mfa_env e = env_at(c->f, T0);
+
+    pthread_barrier_wait(c->go);
+    c->got = mfa_token_attempt(&e, c->tok);
+    return NULL;
+}
+
+/* Many rounds: CLAIMERS threads claim an attempt on one token at once;
+ * exactly MFA_TOKEN_MAX_FAILURES of them get one. */
+#define CLAIMERS RACERS
+static void concurrent_attempts_are_bounded(void **state)
+{
+    struct fx *f = *state;
+    struct mfa_env e = env_at(f, T0);
+    char tok[SEC_TOKEN_LEN + 1];
+    pthread_barrier_t go;
+    pthread_t th[CLAIMERS];
+    struct claim c[CLAIMERS];
+    int round, i, got;
+
+    for (round = 1; round <= ROUNDS; round++) {
+        assert_int_equal(mfa_token_issue(&e, f->u.id, tok), AS_OK);
+        pthread_barrier_init(&go, NULL, CLAIMERS);
+        for (i = 0; i < CLAIMERS; i++) {
+            c[i] = (struct claim){ f, tok, &go, AS_OK };
+            pthread_create(&th[i], NULL, claimer, &c[i]);
+        }
+        for (got = 0, i = 0; i < CLAIMERS; i++) {
+            pthread_join(th[i], NULL);
+            assert_true(c[i].got == AS_OK ||
+                        c[i].got == AS_ERR_INVALID_TOKEN);
+            got += c[i].got == AS_OK;
+        }
+        pthread_barrier_destroy(&go);
+        assert_int_equal(got, MFA_TOKEN_MAX_FAILURES);
+    }
+}
+
 /* Makes a database of the test's own on the PostgreSQL of
  * AUTH_TEST_PG_URL; false (PostgreSQL cases skipped) without one. */
 static bool pg_make(void)
@@ -468,6 +538,8 @@ int main(void)
         CASE(setup_refused_while_on_and_reset),
         CASE(pending_secret_is_sealed),
         CASE(concurrent_step_use_has_one_winner),
+        CASE(last_attempt_can_use_the_token),
+        CASE(concurrent_attempts_are_bounded),
 #undef CASE
     };
     int failed;
