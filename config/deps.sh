@@ -10,11 +10,14 @@ build_pkgs=(build-essential cmake pkg-config libmicrohttpd-dev libsqlite3-dev
             libcurl4-openssl-dev libqrencode-dev libcbor-dev)
 test_pkgs=(libcmocka-dev postgresql python3 python3-pytest python3-jwt
            python3-cryptography clang libclang-rt-14-dev
-           python3-pyotp oathtool librsvg2-bin zbar-tools)
+           python3-pyotp oathtool librsvg2-bin zbar-tools chromium nodejs)
 
 want=("${build_pkgs[@]}")
 if [ "${1:-build}" = test ]; then
     want+=("${test_pkgs[@]}")
+    # npm drives the browser tests; a Node.js that bundles its own npm
+    # (NodeSource) must not get Debian's npm beside it.
+    command -v npm >/dev/null 2>&1 || want+=(npm)
 fi
 
 missing=()
