@@ -215,14 +215,62 @@ static const uint8_t *bytes_of(const cbor_item_t *it, size_t *n)
     return cbor_bytestring_handle(it);
 }
 
-/* Decodes one CBOR item at the start of `p` (`n` bytes); *used gets its
- * length. NULL when it is not CBOR or not a definite map. */
+/* What scan() tracks: bytes left after the head just read, and whether
+ * a head was refused. */
+struct scan {
+    size_t left;
+    bool bad;
+};
+
+static void scan_collection(void *ctx, size_t items)
+{
+    struct scan *s = ctx;
+
+    if (items > s->left)                /* each item takes a byte at least */
+        s->bad = true;
+}
+
+static void scan_indefinite(void *ctx)
+{
+    ((struct scan *)ctx)->bad = true;   /* CTAP2 canonical CBOR has none */
+}
+
+/* Whether `n` bytes are a sequence of CBOR data items with only definite
+ * lengths, none of which declares more items than bytes remain. Run
+ * before cbor_load(), which allocates what a header declares: 16 KiB of
+ * hostile input must not make it reserve gigabytes. */
+static bool scan(const uint8_t *p, size_t n)
+{
+    struct cbor_callbacks cb = cbor_empty_callbacks;
+    struct cbor_decoder_result res;
+    struct scan s = { 0, false };
+    size_t off = 0;
+
+    cb.array_start = scan_collection;
+    cb.map_start = scan_collection;
+    cb.indef_array_start = scan_indefinite;
+    cb.indef_map_start = scan_indefinite;
+    cb.byte_string_start = scan_indefinite;
+    cb.string_start = scan_indefinite;
+    while (off < n && !s.bad) {
+        s.left = n - off;
+        res = cbor_stream_decode(p + off, n - off, &cb, &s);
+        if (res.status != CBOR_DECODER_FINISHED || res.read == 0)
+            return false;
+        off += res.read;
+    }
+    return !s.bad;
+}
+
+/* Decodes one CBOR item at the start of `p` (`n` bytes, all of them CBOR
+ * heads: see scan()); *used gets its length. NULL when it is not CBOR or
+ * not a definite map. */
 static cbor_item_t *load_map(const uint8_t *p, size_t n, size_t *used)
 {
     struct cbor_load_result res;
     cbor_item_t *it;
 
-    if (n == 0)
+    if (n == 0 || !scan(p, n))
         return NULL;
     it = cbor_load(p, n, &res);
     if (!it || res.error.code != CBOR_ERR_NONE || !cbor_isa_map(it) ||

@@ -512,6 +512,17 @@ static void garbage_is_refused(void **state)
                              WA_OK);
     }
     assert_false(wa_client_challenge((const uint8_t *)"{}", 2, c));
+    /* an array claiming 2^30 items in 11 bytes: refused before libcbor
+     * reserves memory for them (it did: 8 GiB, then minutes of page
+     * faults) */
+    {
+        static const uint8_t huge[] = { 0xa1, 0x01, 0x9b, 0, 0, 0, 0, 0x40,
+                                        0, 0, 0 };
+
+        assert_int_equal(wa_register_verify(&rp, c, cdj.p, cdj.n, huge,
+                                            sizeof huge, &cred, A),
+                         WA_BAD_FORMAT);
+    }
 }
 
 int main(void)
