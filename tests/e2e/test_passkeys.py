@@ -146,6 +146,10 @@ def test_register_login_replay_clone_delete(one, tools):
     assert out["replay"]["status"] == 401
     assert out["replay"]["body"]["code"] == "invalid_credential"
 
+    # one assertion sent 8 times at once, 5 rounds: one login each
+    for statuses in out["race"]:
+        assert sorted(statuses) == [200] + [401] * 7, out["race"]
+
     # a clone whose counter went back: refused and audited
     assert out["clone"]["status"] == 401, out["clone"]
     assert out["clone"]["body"]["code"] == "invalid_credential"
@@ -157,7 +161,7 @@ def test_register_login_replay_clone_delete(one, tools):
     assert out["genuine"]["status"] == 200, out["genuine"]
 
     assert len(audits(one, "passkey.registered")) == 1
-    assert len(audits(one, "passkey.used")) == 2
+    assert len(audits(one, "passkey.used")) == 2 + len(out["race"])
 
     # deleting the account deletes its passkeys
     assert out["deleteUser"] == 204
@@ -232,6 +236,8 @@ def test_second_instance_finishes_ceremonies(tools):
         assert out["crossVerify"]["mfa"] == "true"
         assert out["crossRegister"]["status"] == 201, out["crossRegister"]
         assert len(out["listAfter"]["body"]["items"]) == 2
+        for statuses in out["race"]:       # begun at one, raced at other
+            assert sorted(statuses) == [200] + [401] * 7, out["race"]
     finally:
         assert a.stop() == 0
         assert b.stop() == 0

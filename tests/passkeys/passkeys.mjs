@@ -132,6 +132,17 @@ async function main() {
                                      out.crossLogin.body.access_token);
     }
 
+    // One assertion sent many times at once: exactly one login, the
+    // challenge being used up by one statement.
+    out.race = [];
+    for (let round = 0; round < 5; round++) {
+      const o = await post(A, AUTH + '/passkeys/login/options', {});
+      const cred = await page.evaluate(getInPage, o.body.publicKey);
+      const all = await Promise.all(Array.from({ length: 8 }, () =>
+        post(B || A, AUTH + '/passkeys/login', { credential: cred })));
+      out.race.push(all.map((r) => r.status));
+    }
+
     // The credential as the authenticator holds it now.
     const { credentials } = await cdp.send('WebAuthn.getCredentials',
                                            { authenticatorId: first });
