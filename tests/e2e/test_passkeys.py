@@ -54,7 +54,8 @@ def passkey_env(ports):
     origins = ",".join("http://localhost:%d" % p for p in ports)
     return {"AUTH_WEBAUTHN_RP_ID": "localhost",
             "AUTH_WEBAUTHN_ORIGINS": origins,
-            "AUTH_RATE_LIMIT_PER_MINUTE": "0"}
+            "AUTH_RATE_LIMIT_PER_MINUTE": "0",
+            "AUTH_LOCKOUT_THRESHOLD": "3"}
 
 
 def start(backend, port, env, **kw):
@@ -64,7 +65,7 @@ def start(backend, port, env, **kw):
     return Daemon(backend, env=full, **kw).start()
 
 
-def run_browser(tools, a, token, password=None, b=None):
+def run_browser(tools, a, token, password=None, b=None, email=None):
     env = dict(os.environ)
     env.update({"PK_BASE_A": "http://localhost:%d" % a.port,
                 "PK_TOKEN": token, "PK_CHROMIUM": CHROMIUM})
@@ -72,6 +73,8 @@ def run_browser(tools, a, token, password=None, b=None):
         env["PK_BASE_B"] = "http://localhost:%d" % b.port
     if password:
         env["PK_PASSWORD"] = password
+    if email:
+        env["PK_EMAIL"] = email
     p = subprocess.run(["node", os.path.join(tools, "passkeys.mjs")],
                        env=env, capture_output=True, timeout=180)
     assert p.returncode == 0, p.stderr.decode()[-3000:]
@@ -112,7 +115,7 @@ def one(request):
 
 def test_register_login_replay_clone_delete(one, tools):
     email, password, t = one.user()
-    out = run_browser(tools, one, t["access_token"], password)
+    out = run_browser(tools, one, t["access_token"], password, email=email)
     assert out["secureContext"] is True
 
     # registration: options as the contract says, then 201 passkey
@@ -159,6 +162,12 @@ def test_register_login_replay_clone_delete(one, tools):
 
     # the genuine authenticator, counter ahead: accepted again
     assert out["genuine"]["status"] == 200, out["genuine"]
+
+    # 2 wrong passwords, the passkey login, 2 more: below the threshold
+    # of 3, because the passkey login reset the count
+    assert out["failedBefore"] == [401, 401]
+    assert out["failedAfter"] == [401, 401]
+    assert out["passwordLogin"] == 200
 
     assert len(audits(one, "passkey.registered")) == 1
     assert len(audits(one, "passkey.used")) == 2 + len(out["race"])

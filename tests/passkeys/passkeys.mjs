@@ -6,6 +6,7 @@
 //   PK_BASE_A    origin of the daemon the page is on (http://localhost:P)
 //   PK_BASE_B    optional: a second daemon on the same database
 //   PK_TOKEN     access token of a user (of the daemon at PK_BASE_A)
+//   PK_EMAIL     that user's email (checks the lockout count's reset)
 //   PK_PASSWORD  that user's password (deletes the account at the end)
 //   PK_CHROMIUM  the browser (default /usr/bin/chromium)
 import fs from 'node:fs';
@@ -17,6 +18,7 @@ const A = process.env.PK_BASE_A;
 const B = process.env.PK_BASE_B || '';
 const TOKEN = process.env.PK_TOKEN;
 const PASSWORD = process.env.PK_PASSWORD || '';
+const EMAIL = process.env.PK_EMAIL || '';
 const AUTH = '/api/v1/auth';
 
 async function post(base, p, body, token) {
@@ -162,7 +164,12 @@ async function main() {
     out.clone = await page.evaluate(loginInPage);
     delete out.clone.credential;
 
-    // The genuine authenticator again, its counter moved on: accepted.
+    // The genuine authenticator again, its counter moved on: accepted,
+    // and (a complete login) it clears the account's failure count:
+    // failures before and after it never add up to the lockout threshold.
+    const wrong = async () => (await post(A, AUTH + '/login', {
+      email: EMAIL, password: 'not the password at all' })).status;
+    out.failedBefore = EMAIL ? [await wrong(), await wrong()] : [];
     await cdp.send('WebAuthn.removeVirtualAuthenticator',
                    { authenticatorId: clone });
     const { authenticatorId: genuine } = await cdp.send(
@@ -171,6 +178,11 @@ async function main() {
       credential: { ...original, signCount: original.signCount + 10 } });
     out.genuine = await page.evaluate(loginInPage);
     delete out.genuine.credential;
+    if (EMAIL) {
+      out.failedAfter = [await wrong(), await wrong()];
+      out.passwordLogin = (await post(A, AUTH + '/login', {
+        email: EMAIL, password: PASSWORD })).status;
+    }
 
     if (B) {
       // A registration begun on the second instance, finished on the
