@@ -7,18 +7,19 @@ set -euo pipefail
 
 build_pkgs=(build-essential cmake pkg-config libmicrohttpd-dev libsqlite3-dev
             libpq-dev libjwt-dev libsodium-dev libjansson-dev libssl-dev
-            libcurl4-openssl-dev libqrencode-dev libsystemd-dev)
+            libcurl4-openssl-dev libqrencode-dev libsystemd-dev libcbor-dev)
 test_pkgs=(libcmocka-dev postgresql python3 python3-pytest python3-jwt
            python3-cryptography clang libclang-rt-14-dev
            python3-pyotp oathtool librsvg2-bin zbar-tools systemd
-           dpkg-dev mmdebstrap chromium)
+           dpkg-dev mmdebstrap chromium nodejs)
 
 want=("${build_pkgs[@]}")
 if [ "${1:-build}" = test ]; then
     want+=("${test_pkgs[@]}")
-    # The API checks run on Node.js (tests/browser); any node >= 18 with
-    # npm will do, Debian's included.
-    command -v npm >/dev/null || want+=(nodejs npm)
+    # The browser and API checks run on Node.js (tests/browser,
+    # tests/passkeys); a Node.js that bundles its own npm (NodeSource) must
+    # not get Debian's npm beside it.
+    command -v npm >/dev/null 2>&1 || want+=(npm)
 fi
 
 missing=()

@@ -15,9 +15,10 @@ secs=${1:-20}
 case $secs in ''|*[!0-9]*) echo "usage: $0 [SECONDS] [TARGET...]" >&2
                            exit 2 ;; esac
 
-all=(validate jwt bearer form router cfg netaddr)
+all=(validate jwt bearer form router cfg netaddr webauthn)
 declare -A max_len=([validate]=4096 [jwt]=4096 [bearer]=1024 [form]=4096
-                    [router]=512 [cfg]=8192 [netaddr]=2048)
+                    [router]=512 [cfg]=8192 [netaddr]=2048
+                    [webauthn]=4096)
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${all[@]}")
 for t in "${targets[@]}"; do

@@ -51,6 +51,10 @@ struct cfg {
     unsigned key_publish_seconds;     /* AUTH_KEY_PUBLISH_SECONDS */
     unsigned header_timeout;          /* AUTH_HEADER_TIMEOUT, seconds */
     unsigned mail_per_recipient_per_hour;
+    /* Passkeys (README, "Passkeys"); the defaults follow public_url. */
+    char *webauthn_rp_id;             /* AUTH_WEBAUTHN_RP_ID */
+    char *webauthn_rp_name;           /* AUTH_WEBAUTHN_RP_NAME */
+    char *webauthn_origins;           /* AUTH_WEBAUTHN_ORIGINS */
 };
 
 /* Loads defaults, then `env_file` (NULL or a missing file is fine), then

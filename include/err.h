@@ -10,9 +10,11 @@
     X(AS_ERR_BAD_TOKEN_PARAM,  400, "invalid_token",         "Bad Request")   \
     X(AS_ERR_INVALID_REQUEST,  400, "invalid_request",       "Bad Request")   \
     X(AS_ERR_INVALID_CODE,     400, "invalid_code",          "Bad Request")   \
+    X(AS_ERR_BAD_PASSKEY,      400, "invalid_credential",    "Bad Request")   \
     X(AS_ERR_UNAUTHORIZED,     401, "unauthorized",          "Unauthorized")  \
     X(AS_ERR_BAD_CREDENTIALS,  401, "invalid_credentials",   "Unauthorized")  \
     X(AS_ERR_INVALID_TOKEN,    401, "invalid_token",         "Unauthorized")  \
+    X(AS_ERR_PASSKEY_REFUSED,  401, "invalid_credential",    "Unauthorized")  \
     X(AS_ERR_FORBIDDEN,        403, "forbidden",             "Forbidden")     \
     X(AS_ERR_DISABLED,         403, "account_disabled",      "Forbidden")     \
     X(AS_ERR_MFA_REQUIRED,     403, "mfa_required",          "Forbidden")     \

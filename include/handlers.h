@@ -33,6 +33,14 @@ enum as_err h_mfa_disable(struct req_ctx *rc, struct response *res);
 enum as_err h_mfa_recovery_codes(struct req_ctx *rc, struct response *res);
 enum as_err h_login_mfa(struct req_ctx *rc, struct response *res);
 enum as_err h_user_unlock(struct req_ctx *rc, struct response *res);
+enum as_err h_passkey_register_options(struct req_ctx *rc,
+                                       struct response *res);
+enum as_err h_passkey_register(struct req_ctx *rc, struct response *res);
+enum as_err h_passkeys_list(struct req_ctx *rc, struct response *res);
+enum as_err h_passkey_delete(struct req_ctx *rc, struct response *res);
+enum as_err h_passkey_login_options(struct req_ctx *rc,
+                                    struct response *res);
+enum as_err h_passkey_login(struct req_ctx *rc, struct response *res);
 enum as_err h_healthz(struct req_ctx *rc, struct response *res);
 enum as_err h_readyz(struct req_ctx *rc, struct response *res);
 enum as_err h_metrics(struct req_ctx *rc, struct response *res);

@@ -142,6 +142,27 @@ struct login_count {
 typedef void (*repo_login_update_fn)(void *ctx, struct login_count *addr,
                                      struct login_count *all);
 
+/* ---- passkeys (WebAuthn) --------------------------------------------- */
+
+/* A registered passkey as stored. Strings are borrowed (from the caller
+ * for inputs, from the arena for outputs). */
+struct passkey {
+    char id[UUID_STR_LEN];
+    char user_id[UUID_STR_LEN];
+    const char *cred_id;         /* credential id, base64url */
+    const char *public_key;      /* COSE_Key, base64url */
+    int64_t sign_count;
+    const char *transports;      /* JSON array text */
+    const char *name;
+    int64_t created_at;
+    int64_t last_used_at;        /* 0: never used */
+};
+
+/* The ceremony a stored challenge was issued for. */
+enum passkey_ceremony { PK_REGISTER = 0, PK_LOGIN = 1 };
+
+#define REPO_PASSKEY_LIST_MAX 100
+
 /* Backend vtable: sqlite.c and pg.c each export one. `impl` is the
  * backend's own state. Every function returns AS_OK or an error; backends
  * map their own codes once (unique email -> AS_ERR_EMAIL_TAKEN, lost
@@ -268,6 +289,28 @@ struct repo_ops {
     enum as_err (*keys_add)(void *impl, const struct key_row *rows,
                             size_t n, bool only_if_empty, bool *added);
     enum as_err (*keys_prune)(void *impl, int64_t now, int64_t before);
+
+    /* passkeys (see the repo_passkey_* wrappers) */
+    enum as_err (*passkey_challenge_put)(void *impl,
+                                         const uint8_t hash[REPO_HASH_LEN],
+                                         enum passkey_ceremony ceremony,
+                                         const char *user_id, int64_t now,
+                                         int64_t expires_at);
+    enum as_err (*passkey_challenge_take)(void *impl,
+                                          const uint8_t hash[REPO_HASH_LEN],
+                                          enum passkey_ceremony ceremony,
+                                          int64_t now,
+                                          char user_id[UUID_STR_LEN]);
+    enum as_err (*passkey_insert)(void *impl, const struct passkey *p);
+    enum as_err (*passkey_by_cred)(void *impl, const char *cred_id,
+                                   struct passkey *out, struct arena *a);
+    enum as_err (*passkey_list)(void *impl, const char *user_id,
+                                struct passkey **out, size_t *n,
+                                struct arena *a);
+    enum as_err (*passkey_delete)(void *impl, const char *id,
+                                  const char *user_id);
+    enum as_err (*passkey_use)(void *impl, const char *id, int64_t old_count,
+                               int64_t new_count, int64_t now);
 };
 
 struct repo;                     /* opaque: ops, impl, breaker */
@@ -577,5 +620,45 @@ enum as_err repo_keys_add(struct repo *r, const struct key_row *rows,
 /* Deletes signing keys whose successor started signing (at or before
  * `now`) before `before`; never the refresh-derivation key. */
 enum as_err repo_keys_prune(struct repo *r, int64_t now, int64_t before);
+
+/* ---- passkeys ---- */
+/* Stores the hash of a challenge issued for `ceremony` (bound to
+ * `user_id` for a registration; NULL for a login), valid until
+ * `expires_at`; forgets a few expired ones. */
+enum as_err repo_passkey_challenge_put(struct repo *r,
+                                       const uint8_t hash[REPO_HASH_LEN],
+                                       enum passkey_ceremony ceremony,
+                                       const char *user_id, int64_t now,
+                                       int64_t expires_at);
+/* Uses up the challenge `hash` of `ceremony` while unexpired at `now`, in
+ * one statement (of concurrent callers exactly one gets it); `user_id`
+ * gets the user it is bound to ("" for none). AS_ERR_NOT_FOUND when it is
+ * unknown, used, expired or of the other ceremony. */
+enum as_err repo_passkey_challenge_take(struct repo *r,
+                                        const uint8_t hash[REPO_HASH_LEN],
+                                        enum passkey_ceremony ceremony,
+                                        int64_t now,
+                                        char user_id[UUID_STR_LEN]);
+/* Inserts passkey `p`; AS_ERR_CONFLICT when its credential id is
+ * registered already (to anyone). */
+enum as_err repo_passkey_insert(struct repo *r, const struct passkey *p);
+/* The passkey whose credential id is `cred_id`; AS_ERR_NOT_FOUND. */
+enum as_err repo_passkey_by_cred(struct repo *r, const char *cred_id,
+                                 struct passkey *out, struct arena *a);
+/* The passkeys of `user_id`, oldest first, at most REPO_PASSKEY_LIST_MAX;
+ * `*out` is an arena array. */
+enum as_err repo_passkey_list(struct repo *r, const char *user_id,
+                              struct passkey **out, size_t *n,
+                              struct arena *a);
+/* Deletes passkey `id` of `user_id`; AS_ERR_NOT_FOUND when that user has
+ * no such passkey. */
+enum as_err repo_passkey_delete(struct repo *r, const char *id,
+                                const char *user_id);
+/* Records a use of passkey `id` at `now` with counter `new_count`, only
+ * while its counter is still `old_count` (compare-and-set: of concurrent
+ * uses exactly one succeeds). AS_ERR_NOT_FOUND otherwise. */
+enum as_err repo_passkey_use(struct repo *r, const char *id,
+                             int64_t old_count, int64_t new_count,
+                             int64_t now);
 
 #endif

@@ -21,7 +21,8 @@ struct sec_keys;
 
 /* RFC 8176 authentication methods of a session, as bits of
  * sec_claims.amr (0 means "pwd" alone, as before the claim existed). */
-enum sec_amr { SEC_AMR_PWD = 1u, SEC_AMR_OTP = 2u };
+enum sec_amr { SEC_AMR_PWD = 1u, SEC_AMR_OTP = 2u, SEC_AMR_HWK = 4u,
+               SEC_AMR_MFA = 8u };
 
 /* Claims of an access token. Strings are borrowed (from the caller for
  * signing, from the arena for verification). */

@@ -21,7 +21,7 @@
 
 enum var_type { T_STR, T_UINT, T_ALG, T_LEVEL, T_FORMAT };
 enum var_check { C_NONE, C_HOST, C_DBURL, C_URL, C_SMTP, C_CIDRS,
-                 C_ORIGINS, C_NONEMPTY };
+                 C_ORIGINS, C_NONEMPTY, C_RP_ID, C_WA_ORIGINS };
 
 #define SECRET 1u
 
@@ -122,6 +122,12 @@ static const struct cfg_var vars[] = {
       C_NONE },
     { "AUTH_MAIL_PER_RECIPIENT_PER_HOUR", T_UINT,
       F(mail_per_recipient_per_hour), "5", 1, 1000, 0, C_NONE },
+    { "AUTH_WEBAUTHN_RP_ID", T_STR, F(webauthn_rp_id), NULL, 0, 0, 0,
+      C_RP_ID },
+    { "AUTH_WEBAUTHN_RP_NAME", T_STR, F(webauthn_rp_name), "auth-serve", 0,
+      0, 0, C_NONEMPTY },
+    { "AUTH_WEBAUTHN_ORIGINS", T_STR, F(webauthn_origins), NULL, 0, 0, 0,
+      C_WA_ORIGINS },
 };
 #undef F
 #define NVARS (sizeof vars / sizeof vars[0])
@@ -250,6 +256,29 @@ static bool valid_origin(const char *s, size_t len)
     return valid_http_url(tmp) && tmp[len - 1] != '/';
 }
 
+/* A WebAuthn RP ID: a host name (lower-case letters, digits, '-', '.'),
+ * without scheme, port or path. */
+static bool valid_rp_id(const char *s)
+{
+    size_t n = strlen(s);
+
+    return n > 0 && n <= 253 && s[0] != '.' && s[n - 1] != '.' &&
+           strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789-.") == n;
+}
+
+/* One WebAuthn origin: scheme://host[:port], no path, no wildcard. */
+static bool valid_wa_origin(const char *s, size_t len)
+{
+    const char *host;
+
+    if (len == 1 && s[0] == '*')
+        return false;
+    if (!valid_origin(s, len))
+        return false;
+    host = memchr(s, ':', len) + 3;
+    return memchr(host, '/', len - (size_t)(host - s)) == NULL;
+}
+
 static bool check_value(const struct cfg_var *v, const char *s)
 {
     switch (v->check) {
@@ -274,6 +303,10 @@ static bool check_value(const struct cfg_var *v, const char *s)
         return valid_list(s, valid_cidr);
     case C_ORIGINS:
         return valid_list(s, valid_origin);
+    case C_RP_ID:
+        return valid_rp_id(s);
+    case C_WA_ORIGINS:
+        return *s && valid_list(s, valid_wa_origin);
     }
     return false;
 }
@@ -540,6 +573,28 @@ static bool mail_finish(const struct cfg *c, char *why, size_t why_len)
     return true;
 }
 
+/* The WebAuthn defaults from AUTH_PUBLIC_URL: the RP ID is its host,
+ * the one origin its scheme://host[:port]. */
+static bool webauthn_finish(struct cfg *c, char *why, size_t why_len)
+{
+    const char *u = c->public_url, *host = strstr(u, "://") + 3;
+    size_t olen = strcspn(host, "/?#") + (size_t)(host - u);
+    size_t hlen = host[0] == '[' ? strcspn(host, "]") + 1
+                                 : strcspn(host, ":/?#");
+
+    if (!c->webauthn_origins) {
+        c->webauthn_origins = strndup(u, olen);
+        if (!c->webauthn_origins)
+            return fail(why, why_len, "out of memory");
+    }
+    if (!c->webauthn_rp_id) {
+        c->webauthn_rp_id = strndup(host, hlen);
+        if (!c->webauthn_rp_id)
+            return fail(why, why_len, "out of memory");
+    }
+    return true;
+}
+
 static bool finish(struct cfg *c, char *why, size_t why_len)
 {
     if (!c->database_url) {
@@ -569,7 +624,7 @@ static bool finish(struct cfg *c, char *why, size_t why_len)
     if ((c->smtp_user != NULL) != (c->smtp_password != NULL))
         return fail(why, why_len, "invalid value for AUTH_SMTP_USER: "
                     "AUTH_SMTP_USER and AUTH_SMTP_PASSWORD go together");
-    if (!mail_finish(c, why, why_len))
+    if (!mail_finish(c, why, why_len) || !webauthn_finish(c, why, why_len))
         return false;
     if (c->hash_workers == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);

@@ -168,7 +168,8 @@ enum as_err h_verify(struct req_ctx *rc, struct response *res)
     res_header(rc, "X-Auth-Email", rc->claims.email);
     res_header(rc, "X-Auth-Role", rc->claims.role);
     res_header(rc, "X-Auth-MFA",
-               rc->claims.amr & SEC_AMR_OTP ? "true" : "false");
+               rc->claims.amr & (SEC_AMR_OTP | SEC_AMR_MFA) ? "true"
+                                                            : "false");
     res_header(rc, "Cache-Control", "no-store");
     return res_json(res, 200, verify_json(rc, &rc->claims));
 }

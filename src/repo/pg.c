@@ -2542,6 +2542,196 @@ static enum as_err pg_keys_prune(void *impl, int64_t now, int64_t before)
                          "n.signs_from <= $1) < $2", &q, &rows);
 }
 
+/* ------------------------------------------------------------ passkeys */
+
+#define PASSKEY_COLS "id, user_id, cred_id, public_key, sign_count, " \
+                     "transports, name, created_at, last_used_at"
+
+/* Reads PASSKEY_COLS of row `i`. */
+static enum as_err row_passkey(const PGresult *r, int i, struct passkey *p,
+                               struct arena *a)
+{
+    memset(p, 0, sizeof *p);
+    if (!col_id(r, i, 0, p->id) || !col_id(r, i, 1, p->user_id))
+        return AS_ERR_INTERNAL;
+    p->sign_count = col_i64(r, i, 4);
+    p->created_at = col_i64(r, i, 7);
+    p->last_used_at = col_i64(r, i, 8);
+    if (!col_dup(r, i, 2, a, &p->cred_id) ||
+        !col_dup(r, i, 3, a, &p->public_key) ||
+        !col_dup(r, i, 5, a, &p->transports) ||
+        !col_dup(r, i, 6, a, &p->name))
+        return AS_ERR_NOMEM;
+    return AS_OK;
+}
+
+static enum as_err pg_passkey_challenge_put(void *impl,
+                                            const uint8_t hash[REPO_HASH_LEN],
+                                            enum passkey_ceremony ceremony,
+                                            const char *user_id, int64_t now,
+                                            int64_t expires_at)
+{
+    struct params d = { 0 }, q = { 0 };
+    long rows = 0;
+    enum as_err err;
+
+    p_i64(&d, now);
+    p_hash(&q, hash);
+    p_i64(&q, ceremony);
+    p_text(&q, user_id);
+    p_i64(&q, now);
+    p_i64(&q, expires_at);
+    err = one_shot_rows(impl, "passkey_challenge_put",
+                        "DELETE FROM passkey_challenges WHERE hash IN "
+                        "(SELECT hash FROM passkey_challenges "
+                        "WHERE expires_at <= $1 LIMIT 16)", &d, &rows);
+    if (err == AS_OK)
+        err = one_shot_rows(impl, "passkey_challenge_put",
+                            "INSERT INTO passkey_challenges (hash, "
+                            "ceremony, user_id, created_at, expires_at) "
+                            "SELECT $1, $2, $3, $4, $5 WHERE $3::text IS "
+                            "NULL OR EXISTS (SELECT 1 FROM users "
+                            "WHERE id = $3)", &q, &rows);
+    return err == AS_OK && rows != 1 ? AS_ERR_NOT_FOUND : err;
+}
+
+static enum as_err pg_passkey_challenge_take(void *impl,
+                                             const uint8_t hash[REPO_HASH_LEN],
+                                             enum passkey_ceremony ceremony,
+                                             int64_t now,
+                                             char user_id[UUID_STR_LEN])
+{
+    struct params q = { 0 };
+    PGresult *r;
+    enum as_err err;
+
+    p_hash(&q, hash);
+    p_i64(&q, ceremony);
+    p_i64(&q, now);
+    err = one_shot(impl, "passkey_challenge_take",
+                   "DELETE FROM passkey_challenges WHERE hash = $1 "
+                   "AND ceremony = $2 AND expires_at > $3 "
+                   "RETURNING coalesce(user_id, '')", &q, &r);
+    if (err == AS_OK && PQntuples(r) != 1)
+        err = AS_ERR_NOT_FOUND;
+    if (err == AS_OK && PQgetvalue(r, 0, 0)[0] && !col_id(r, 0, 0, user_id))
+        err = AS_ERR_INTERNAL;
+    PQclear(r);
+    return err;
+}
+
+static enum as_err pg_passkey_insert(void *impl, const struct passkey *p)
+{
+    struct params q = { 0 };
+    long rows = 0;
+    enum as_err err;
+
+    p_text(&q, p->id);
+    p_text(&q, p->user_id);
+    p_text(&q, p->cred_id);
+    p_text(&q, p->public_key);
+    p_i64(&q, p->sign_count);
+    p_text(&q, p->transports);
+    p_text(&q, p->name);
+    p_i64(&q, p->created_at);
+    err = one_shot_rows(impl, "passkey_insert",
+                        "INSERT INTO passkeys (" PASSKEY_COLS ") "
+                        "SELECT $1, $2, $3, $4, $5, $6, $7, $8, NULL "
+                        "WHERE EXISTS (SELECT 1 FROM users WHERE id = $2) "
+                        "ON CONFLICT (cred_id) DO NOTHING", &q, &rows);
+    return err == AS_OK && rows != 1 ? AS_ERR_CONFLICT : err;
+}
+
+static enum as_err pg_passkey_by_cred(void *impl, const char *cred_id,
+                                      struct passkey *out, struct arena *a)
+{
+    struct params q = { 0 };
+    PGresult *r;
+    enum as_err err;
+
+    memset(out, 0, sizeof *out);
+    p_text(&q, cred_id);
+    if (q.invalid)
+        return AS_ERR_NOT_FOUND;
+    err = one_shot(impl, "passkey_by_cred",
+                   "SELECT " PASSKEY_COLS " FROM passkeys "
+                   "WHERE cred_id = $1", &q, &r);
+    if (err == AS_OK && PQntuples(r) != 1)
+        err = AS_ERR_NOT_FOUND;
+    if (err == AS_OK)
+        err = row_passkey(r, 0, out, a);
+    PQclear(r);
+    return err;
+}
+
+static enum as_err pg_passkey_list(void *impl, const char *user_id,
+                                   struct passkey **out, size_t *n,
+                                   struct arena *a)
+{
+    struct params q = { 0 };
+    PGresult *r;
+    enum as_err err;
+    int i, rows;
+
+    p_text(&q, user_id);
+    p_i64(&q, REPO_PASSKEY_LIST_MAX);
+    if (q.invalid)
+        return AS_OK;
+    err = one_shot(impl, "passkey_list",
+                   "SELECT " PASSKEY_COLS " FROM passkeys "
+                   "WHERE user_id = $1 ORDER BY id LIMIT $2", &q, &r);
+    rows = err == AS_OK ? PQntuples(r) : 0;
+    if (rows > 0) {
+        *out = arena_alloc(a, (size_t)rows * sizeof **out);
+        if (!*out)
+            err = AS_ERR_NOMEM;
+    }
+    for (i = 0; err == AS_OK && i < rows; i++)
+        err = row_passkey(r, i, &(*out)[i], a);
+    if (err == AS_OK)
+        *n = (size_t)rows;
+    else
+        *out = NULL;
+    PQclear(r);
+    return err;
+}
+
+static enum as_err pg_passkey_delete(void *impl, const char *id,
+                                     const char *user_id)
+{
+    struct params q = { 0 };
+    long rows = 0;
+    enum as_err err;
+
+    p_text(&q, id);
+    p_text(&q, user_id);
+    if (q.invalid)
+        return AS_ERR_NOT_FOUND;
+    err = one_shot_rows(impl, "passkey_delete",
+                        "DELETE FROM passkeys WHERE id = $1 "
+                        "AND user_id = $2", &q, &rows);
+    return err == AS_OK && rows != 1 ? AS_ERR_NOT_FOUND : err;
+}
+
+static enum as_err pg_passkey_use(void *impl, const char *id,
+                                  int64_t old_count, int64_t new_count,
+                                  int64_t now)
+{
+    struct params q = { 0 };
+    long rows = 0;
+    enum as_err err;
+
+    p_text(&q, id);
+    p_i64(&q, old_count);
+    p_i64(&q, new_count);
+    p_i64(&q, now);
+    err = one_shot_rows(impl, "passkey_use",
+                        "UPDATE passkeys SET sign_count = $3, "
+                        "last_used_at = $4 WHERE id = $1 "
+                        "AND sign_count = $2", &q, &rows);
+    return err == AS_OK && rows != 1 ? AS_ERR_NOT_FOUND : err;
+}
+
 static const struct repo_ops pg_ops = {
     .name = "postgres",
     .migrate = pg_migrate,
@@ -2591,6 +2781,13 @@ static const struct repo_ops pg_ops = {
     .keys_list = pg_keys_list,
     .keys_add = pg_keys_add,
     .keys_prune = pg_keys_prune,
+    .passkey_challenge_put = pg_passkey_challenge_put,
+    .passkey_challenge_take = pg_passkey_challenge_take,
+    .passkey_insert = pg_passkey_insert,
+    .passkey_by_cred = pg_passkey_by_cred,
+    .passkey_list = pg_passkey_list,
+    .passkey_delete = pg_passkey_delete,
+    .passkey_use = pg_passkey_use,
 };
 
 /* Sets up the pool for the libpq URI `url` without connecting (the first

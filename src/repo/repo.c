@@ -610,3 +610,59 @@ enum as_err repo_keys_prune(struct repo *r, int64_t now, int64_t before)
 {
     return DISPATCH_KEYS(r, keys_prune, keys_prune(r->impl, now, before));
 }
+
+/* ---- passkeys ---- */
+
+enum as_err repo_passkey_challenge_put(struct repo *r,
+                                       const uint8_t hash[REPO_HASH_LEN],
+                                       enum passkey_ceremony ceremony,
+                                       const char *user_id, int64_t now,
+                                       int64_t expires_at)
+{
+    return DISPATCH(r, passkey_challenge_put(r->impl, hash, ceremony,
+                                             user_id, now, expires_at));
+}
+
+enum as_err repo_passkey_challenge_take(struct repo *r,
+                                        const uint8_t hash[REPO_HASH_LEN],
+                                        enum passkey_ceremony ceremony,
+                                        int64_t now,
+                                        char user_id[UUID_STR_LEN])
+{
+    user_id[0] = '\0';
+    return DISPATCH(r, passkey_challenge_take(r->impl, hash, ceremony, now,
+                                              user_id));
+}
+
+enum as_err repo_passkey_insert(struct repo *r, const struct passkey *p)
+{
+    return DISPATCH(r, passkey_insert(r->impl, p));
+}
+
+enum as_err repo_passkey_by_cred(struct repo *r, const char *cred_id,
+                                 struct passkey *out, struct arena *a)
+{
+    return DISPATCH(r, passkey_by_cred(r->impl, cred_id, out, a));
+}
+
+enum as_err repo_passkey_list(struct repo *r, const char *user_id,
+                              struct passkey **out, size_t *n,
+                              struct arena *a)
+{
+    *out = NULL;
+    *n = 0;
+    return DISPATCH(r, passkey_list(r->impl, user_id, out, n, a));
+}
+
+enum as_err repo_passkey_delete(struct repo *r, const char *id,
+                                const char *user_id)
+{
+    return DISPATCH(r, passkey_delete(r->impl, id, user_id));
+}
+
+enum as_err repo_passkey_use(struct repo *r, const char *id,
+                             int64_t old_count, int64_t new_count,
+                             int64_t now)
+{
+    return DISPATCH(r, passkey_use(r->impl, id, old_count, new_count, now));
+}

@@ -1978,6 +1978,206 @@ static enum as_err sq_mfa_token_use(void *impl,
     return release(impl, c);
 }
 
+/* ---- passkeys ---------------------------------------------------------- */
+
+#define PASSKEY_COLS "id, user_id, cred_id, public_key, sign_count, " \
+                     "transports, name, created_at, last_used_at"
+
+/* Reads PASSKEY_COLS. */
+static void read_passkey(struct conn *c, sqlite3_stmt *st,
+                         struct passkey *p, struct arena *a)
+{
+    memset(p, 0, sizeof *p);
+    col_id(c, st, 0, p->id);
+    col_id(c, st, 1, p->user_id);
+    p->cred_id = col_str(c, st, 2, a);
+    p->public_key = col_str(c, st, 3, a);
+    p->sign_count = col_int(st, 4);
+    p->transports = col_str(c, st, 5, a);
+    p->name = col_str(c, st, 6, a);
+    p->created_at = col_int(st, 7);
+    p->last_used_at = col_int(st, 8);
+}
+
+static enum as_err sq_passkey_challenge_put(void *impl,
+                                            const uint8_t hash[REPO_HASH_LEN],
+                                            enum passkey_ceremony ceremony,
+                                            const char *user_id, int64_t now,
+                                            int64_t expires_at)
+{
+    struct conn *c;
+    sqlite3_stmt *st;
+    enum as_err err = acquire(impl, "passkey_challenge_put", &c);
+
+    if (err != AS_OK)
+        return err;
+    begin(c);
+    st = mail_prepare(c, "DELETE FROM passkey_challenges WHERE rowid IN "
+                         "(SELECT rowid FROM passkey_challenges "
+                         "WHERE expires_at <= ?1 LIMIT 16)");
+    b_int(c, st, 1, now);
+    mail_run(c, st);
+    st = mail_prepare(c, "INSERT INTO passkey_challenges (hash, ceremony, "
+                         "user_id, created_at, expires_at) "
+                         "VALUES (?1, ?2, ?3, ?4, ?5)");
+    b_hash(c, st, 1, hash);
+    b_int(c, st, 2, ceremony);
+    b_text(c, st, 3, user_id);
+    b_int(c, st, 4, now);
+    b_int(c, st, 5, expires_at);
+    mail_run(c, st);
+    end(c);
+    return release(impl, c);
+}
+
+static enum as_err sq_passkey_challenge_take(void *impl,
+                                             const uint8_t hash[REPO_HASH_LEN],
+                                             enum passkey_ceremony ceremony,
+                                             int64_t now,
+                                             char user_id[UUID_STR_LEN])
+{
+    struct conn *c;
+    sqlite3_stmt *st;
+    enum as_err err = acquire(impl, "passkey_challenge_take", &c);
+
+    if (err != AS_OK)
+        return err;
+    st = mail_prepare(c, "DELETE FROM passkey_challenges WHERE hash = ?1 "
+                         "AND ceremony = ?2 AND expires_at > ?3 "
+                         "RETURNING coalesce(user_id, '')");
+    b_hash(c, st, 1, hash);
+    b_int(c, st, 2, ceremony);
+    b_int(c, st, 3, now);
+    if (row(c, st)) {
+        const unsigned char *t = sqlite3_column_text(st, 0);
+        int len = sqlite3_column_bytes(st, 0);
+
+        if (t && len > 0 && len < UUID_STR_LEN) {
+            memcpy(user_id, t, (size_t)len);
+            user_id[len] = '\0';
+        }
+        while (row(c, st))               /* finish the DELETE */
+            ;
+    } else {
+        refuse(c, AS_ERR_NOT_FOUND);
+    }
+    sqlite3_finalize(st);
+    return release(impl, c);
+}
+
+static enum as_err sq_passkey_insert(void *impl, const struct passkey *p)
+{
+    struct conn *c;
+    sqlite3_stmt *st;
+    enum as_err err = acquire(impl, "passkey_insert", &c);
+
+    if (err != AS_OK)
+        return err;
+    st = mail_prepare(c, "INSERT INTO passkeys (" PASSKEY_COLS ") VALUES "
+                         "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) "
+                         "ON CONFLICT (cred_id) DO NOTHING");
+    b_text(c, st, 1, p->id);
+    b_text(c, st, 2, p->user_id);
+    b_text(c, st, 3, p->cred_id);
+    b_text(c, st, 4, p->public_key);
+    b_int(c, st, 5, p->sign_count);
+    b_text(c, st, 6, p->transports);
+    b_text(c, st, 7, p->name);
+    b_int(c, st, 8, p->created_at);
+    b_time(c, st, 9, p->last_used_at);
+    if (mail_run(c, st) != 1)
+        refuse(c, AS_ERR_CONFLICT);
+    return release(impl, c);
+}
+
+static enum as_err sq_passkey_by_cred(void *impl, const char *cred_id,
+                                      struct passkey *out, struct arena *a)
+{
+    struct conn *c;
+    sqlite3_stmt *st;
+    enum as_err err = acquire(impl, "passkey_by_cred", &c);
+
+    if (err != AS_OK)
+        return err;
+    memset(out, 0, sizeof *out);
+    st = mail_prepare(c, "SELECT " PASSKEY_COLS " FROM passkeys "
+                         "WHERE cred_id = ?1");
+    b_text(c, st, 1, cred_id);
+    if (row(c, st))
+        read_passkey(c, st, out, a);
+    else
+        refuse(c, AS_ERR_NOT_FOUND);
+    sqlite3_finalize(st);
+    return release(impl, c);
+}
+
+static enum as_err sq_passkey_list(void *impl, const char *user_id,
+                                   struct passkey **out, size_t *n,
+                                   struct arena *a)
+{
+    struct passkey *arr = arena_alloc(a, REPO_PASSKEY_LIST_MAX * sizeof *arr);
+    struct conn *c;
+    sqlite3_stmt *st;
+    enum as_err err = arr ? acquire(impl, "passkey_list", &c)
+                          : AS_ERR_NOMEM;
+
+    if (err != AS_OK)
+        return err;
+    st = mail_prepare(c, "SELECT " PASSKEY_COLS " FROM passkeys "
+                         "WHERE user_id = ?1 ORDER BY id LIMIT "
+                         "?2");
+    b_text(c, st, 1, user_id);
+    b_int(c, st, 2, REPO_PASSKEY_LIST_MAX);
+    while (*n < REPO_PASSKEY_LIST_MAX && row(c, st))
+        read_passkey(c, st, &arr[(*n)++], a);
+    sqlite3_finalize(st);
+    if (c->err == AS_OK)
+        *out = arr;
+    else
+        *n = 0;
+    return release(impl, c);
+}
+
+static enum as_err sq_passkey_delete(void *impl, const char *id,
+                                     const char *user_id)
+{
+    struct conn *c;
+    sqlite3_stmt *st;
+    enum as_err err = acquire(impl, "passkey_delete", &c);
+
+    if (err != AS_OK)
+        return err;
+    st = mail_prepare(c, "DELETE FROM passkeys WHERE id = ?1 "
+                         "AND user_id = ?2");
+    b_text(c, st, 1, id);
+    b_text(c, st, 2, user_id);
+    if (mail_run(c, st) != 1)
+        refuse(c, AS_ERR_NOT_FOUND);
+    return release(impl, c);
+}
+
+static enum as_err sq_passkey_use(void *impl, const char *id,
+                                  int64_t old_count, int64_t new_count,
+                                  int64_t now)
+{
+    struct conn *c;
+    sqlite3_stmt *st;
+    enum as_err err = acquire(impl, "passkey_use", &c);
+
+    if (err != AS_OK)
+        return err;
+    st = mail_prepare(c, "UPDATE passkeys SET sign_count = ?3, "
+                         "last_used_at = ?4 WHERE id = ?1 "
+                         "AND sign_count = ?2");
+    b_text(c, st, 1, id);
+    b_int(c, st, 2, old_count);
+    b_int(c, st, 3, new_count);
+    b_int(c, st, 4, now);
+    if (mail_run(c, st) != 1)
+        refuse(c, AS_ERR_NOT_FOUND);
+    return release(impl, c);
+}
+
 static const struct repo_ops sqlite_ops = {
     .name = "sqlite",
     .migrate = sq_migrate,
@@ -2024,6 +2224,13 @@ static const struct repo_ops sqlite_ops = {
     .mfa_token_user = sq_mfa_token_user,
     .mfa_token_attempt = sq_mfa_token_attempt,
     .mfa_token_use = sq_mfa_token_use,
+    .passkey_challenge_put = sq_passkey_challenge_put,
+    .passkey_challenge_take = sq_passkey_challenge_take,
+    .passkey_insert = sq_passkey_insert,
+    .passkey_by_cred = sq_passkey_by_cred,
+    .passkey_list = sq_passkey_list,
+    .passkey_delete = sq_passkey_delete,
+    .passkey_use = sq_passkey_use,
 };
 
 /* Creates the database file readable by its owner only, unless it exists

@@ -17,6 +17,8 @@ struct segments {                /* header.payload.signature */
 static const struct { unsigned bit; const char *name; } amr_names[] = {
     { SEC_AMR_PWD, "pwd" },
     { SEC_AMR_OTP, "otp" },
+    { SEC_AMR_HWK, "hwk" },
+    { SEC_AMR_MFA, "mfa" },
 };
 #define N_AMR (sizeof amr_names / sizeof amr_names[0])
 

@@ -1,0 +1,111 @@
+/* test_cfg_webauthn.c: the AUTH_WEBAUTHN_* settings: defaults taken from
+ * AUTH_PUBLIC_URL, and values refused at start. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cfg.h"
+
+static char why[512];
+
+/* Loads a configuration from `env` alone (no .env file). */
+static bool load(struct cfg *c, char **env)
+{
+    why[0] = '\0';
+    return cfg_load_from(c, NULL, env, why, sizeof why);
+}
+
+static void defaults_follow_public_url(void **state)
+{
+    static const struct { const char *url, *rp_id, *origin; } v[] = {
+        { "http://127.0.0.1:8000", "127.0.0.1", "http://127.0.0.1:8000" },
+        { "https://auth.example.com", "auth.example.com",
+          "https://auth.example.com" },
+        { "https://auth.example.com:8443/base/path?x=1", "auth.example.com",
+          "https://auth.example.com:8443" },
+        { "http://localhost:4000/", "localhost", "http://localhost:4000" },
+    };
+    char url[256];
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof v / sizeof v[0]; i++) {
+        char *env[] = { url, NULL };
+        struct cfg c;
+
+        snprintf(url, sizeof url, "AUTH_PUBLIC_URL=%s", v[i].url);
+        assert_true(load(&c, env));
+        assert_string_equal(c.webauthn_rp_id, v[i].rp_id);
+        assert_string_equal(c.webauthn_origins, v[i].origin);
+        assert_string_equal(c.webauthn_rp_name, "auth-serve");
+        cfg_cleanup(&c);
+    }
+}
+
+static void explicit_values(void **state)
+{
+    char *env[] = { "AUTH_PUBLIC_URL=https://auth.example.com",
+                    "AUTH_WEBAUTHN_RP_ID=example.com",
+                    "AUTH_WEBAUTHN_RP_NAME=Example",
+                    "AUTH_WEBAUTHN_ORIGINS=https://example.com, "
+                    "https://app.example.com:8443",
+                    NULL };
+    struct cfg c;
+
+    (void)state;
+    assert_true(load(&c, env));
+    assert_string_equal(c.webauthn_rp_id, "example.com");
+    assert_string_equal(c.webauthn_rp_name, "Example");
+    assert_string_equal(c.webauthn_origins, "https://example.com, "
+                                            "https://app.example.com:8443");
+    cfg_cleanup(&c);
+}
+
+static void bad_values_refused(void **state)
+{
+    static const char *const bad[] = {
+        "AUTH_WEBAUTHN_RP_ID=https://example.com",
+        "AUTH_WEBAUTHN_RP_ID=Example.com",
+        "AUTH_WEBAUTHN_RP_ID=example.com:443",
+        "AUTH_WEBAUTHN_RP_ID=.example.com",
+        "AUTH_WEBAUTHN_RP_ID=",
+        "AUTH_WEBAUTHN_RP_NAME=",
+        "AUTH_WEBAUTHN_ORIGINS=*",
+        "AUTH_WEBAUTHN_ORIGINS=",
+        "AUTH_WEBAUTHN_ORIGINS=example.com",
+        "AUTH_WEBAUTHN_ORIGINS=https://example.com/",
+        "AUTH_WEBAUTHN_ORIGINS=https://example.com/login",
+        "AUTH_WEBAUTHN_ORIGINS=https://example.com,,https://a.example",
+        "AUTH_WEBAUTHN_ORIGINS=ftp://example.com",
+    };
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *env[] = { (char *)bad[i], NULL };
+        struct cfg c;
+        char name[64];
+
+        assert_false(load(&c, env));
+        snprintf(name, sizeof name, "%.*s", (int)strcspn(bad[i], "="),
+                 bad[i]);
+        if (!strstr(why, name))
+            fail_msg("%s: %s", bad[i], why);
+        cfg_cleanup(&c);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(defaults_follow_public_url),
+        cmocka_unit_test(explicit_values),
+        cmocka_unit_test(bad_values_refused),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
