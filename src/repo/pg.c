@@ -1011,13 +1011,8 @@ static enum as_err pg_user_set_password(void *impl, const char *id,
     if (err != AS_OK)
         return err;
     err = tx_begin(&c, op);
-    /* Earlier reset links retire; their rows are locked before the
-     * user's, in the order a reset takes them. */
-    if (err == AS_OK)
-        err = conn_run(&c, op,
-                       "UPDATE one_time_tokens SET used_at = $2 "
-                       "WHERE user_id = $1 AND purpose = 'reset' "
-                       "AND used_at IS NULL", &tq, NULL);
+    /* In the one lock order (see lock_admins): the user row, its
+     * sessions, then its mail tokens (earlier reset links retire). */
     if (err == AS_OK)
         err = conn_run(&c, op,
                        "UPDATE users SET password_hash = $2, updated_at = $3 "
@@ -1029,6 +1024,11 @@ static enum as_err pg_user_set_password(void *impl, const char *id,
                        "UPDATE sessions SET revoked_at = $2 "
                        "WHERE user_id = $1 AND revoked_at IS NULL "
                        "AND ($3::text IS NULL OR id <> $3)", &rq, NULL);
+    if (err == AS_OK)
+        err = conn_run(&c, op,
+                       "UPDATE one_time_tokens SET used_at = $2 "
+                       "WHERE user_id = $1 AND purpose = 'reset' "
+                       "AND used_at IS NULL", &tq, NULL);
     err = tx_finish(&c, op, err);
     pool_put(&c);
     return err;

@@ -178,9 +178,13 @@ def test_socket_activation_notify_watchdog_stop(backend, notify):
         assert "STATUS=Applying database migrations" in before, got
         assert any(x.startswith("STATUS=Serving on the passed socket")
                    for x in before), got
-        assert any('"systemd.socket_activated"' in x for x in lines), lines
-        assert any('"server.started"' in x and '"port":%d,' % port in x
-                   for x in lines), lines
+        # The log is read by another thread: wait for the lines, do not
+        # assume they arrived before the notification did.
+        assert wait_until(lambda: any('"systemd.socket_activated"' in x
+                                      for x in lines), 10), lines
+        assert wait_until(lambda: any('"server.started"' in x and
+                                      '"port":%d,' % port in x
+                                      for x in lines), 10), lines
         assert any(x == "STATUS=Serving on the passed socket, port %d" % port
                    for _, x in got), got
         status, _ = get(port, "/readyz")
