@@ -41,7 +41,7 @@ static const struct route routes[] = {
     { "POST", AUTH "/mfa/recovery-codes", h_mfa_recovery_codes, U,
       OFF | NS | CR },
     { "POST", AUTH "/login/mfa", h_login_mfa, P, DB | NS | CR },
-    { "GET", USERS "/me", h_me_get, U, DB },
+    { "GET", USERS "/me", h_me_get, U, DB | RF_CACHED },
     { "PATCH", USERS "/me", h_me_patch, U, OFF },  /* Argon2 on email */
     { "DELETE", USERS "/me", h_me_delete, U, OFF },
     { "GET", USERS, h_users_list, A, DB },
