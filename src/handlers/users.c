@@ -42,7 +42,15 @@ enum as_err h_me_get(struct req_ctx *rc, struct response *res)
             return res_fail(res, AS_ERR_INVALID_TOKEN,
                             "The account no longer exists.");
     }
-    return err != AS_OK ? err : res_json(res, 200, v_user_json(&u));
+    if (err != AS_OK)
+        return err;
+    free(res->raw);
+    res->raw = v_user_text(&u);              /* no tree: the hot path */
+    res->raw_type = "application/json";
+    if (!res->raw)
+        return res_json(res, 200, v_user_json(&u));
+    res->status = 200;
+    return AS_OK;
 }
 
 /* The enum user_field bits of the fields a PATCH body names. */
