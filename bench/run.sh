@@ -1,45 +1,318 @@
 #!/usr/bin/env bash
-# Throughput and latency of the hot paths, measured in one run so the
-# ratios are comparable on a shared, noisy machine. Loopback only; every
-# load is bounded in time.
-#   bench/run.sh [SECONDS]   (default 10 per endpoint)
-# Needs: wrk, a built build/auth-serve (bash config/serve.sh builds it).
-set -euo pipefail
+# Every performance figure of the daemon in one command (README.md,
+# "Performance"): the daemon pinned to one core, the load generator (wrk)
+# and pollers to another, ratios taken in the same run so that they mean
+# something on a shared, noisy machine. Loopback only; every load is
+# bounded in time or count. It reports; it never fails on a figure.
+#
+#   bench/run.sh [options]
+#     --quick          short: 1 s per load, 20,000 requests, 500 idle
+#                      connections, one round, a cheaper Argon2 cost
+#     --secs S         seconds per load (default 5)
+#     --requests N     requests before the "RSS after N" figure (1000000)
+#     --idle N         idle keep-alive connections held (10000)
+#     --rounds R       rounds (default 3); the table gives the median and
+#                      the spread (min-max) of each figure
+#     --argon2 M,I     Argon2id memory KiB and passes (19456,2)
+#     --pg             also on PostgreSQL (tests/pg-cluster.sh; its server
+#                      pinned to the daemon's core)
+#     --bin [LABEL=]PATH   a daemon binary (repeatable: binaries are
+#                      measured in turn within each round); default
+#                      build/auth-serve
+#     --json PATH      results file (default bench/results/<date>.json)
+#     --server-cpu C / --client-cpu C   the cores (default 0 / 1)
+# Needs wrk, python3-nacl and (for the start-up comparison) nginx: installed
+# when missing.
+set -uo pipefail
 cd "$(dirname "$0")/.."
-secs=${1:-10}
-bin=${AUTH_BENCH_BIN:-build/auth-serve}
-command -v wrk >/dev/null || apt-get install -y -qq wrk >/dev/null
-dir=$(mktemp -d /tmp/auth-bench.XXXXXX)
-log=$dir/daemon.log
-(cd "$dir" && AUTH_PORT=0 AUTH_DATA_DIR="$dir" AUTH_LOG_LEVEL=warn \
-    AUTH_RATE_LIMIT_PER_MINUTE=0 exec "$OLDPWD/$bin") 2>"$log" &
-pid=$!
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$dir"' EXIT
-# AUTH_LOG_LEVEL=warn hides server.started; ask the kernel for the port.
-port=""
-for _ in $(seq 1 200); do
-    port=$(ss -ltnpH "( sport > 0 )" 2>/dev/null |
-           awk -v p="pid=$pid," '$0 ~ p {split($4,a,":"); print a[2]; exit}')
-    [ -n "$port" ] && break
-    sleep 0.05
+root=$PWD
+secs=5 requests=1000000 idle=10000 rounds=3 argon="19456,2" pg=0
+json="" scpu=0 ccpu=1 bins=()
+while [ $# -gt 0 ]; do
+    case $1 in
+    --quick) secs=1 requests=20000 idle=500 rounds=1 argon="1024,1" ;;
+    --secs) secs=$2; shift ;;
+    --requests) requests=$2; shift ;;
+    --idle) idle=$2; shift ;;
+    --rounds) rounds=$2; shift ;;
+    --argon2) argon=$2; shift ;;
+    --pg) pg=1 ;;
+    --bin) bins+=("$2"); shift ;;
+    --json) json=$2; shift ;;
+    --server-cpu) scpu=$2; shift ;;
+    --client-cpu) ccpu=$2; shift ;;
+    *) sed -n '2,/^set /p' "$0" | sed 's/^# \{0,1\}//;$d'; exit 2 ;;
+    esac
+    shift
 done
-[ -n "$port" ] || { echo "daemon did not start"; cat "$log"; exit 1; }
-base=http://127.0.0.1:$port
-curl -sf "$base/api/v1/auth/register" -H 'Content-Type: application/json' \
-    -d '{"email":"load-test@example.com","password":"correct horse battery"}' \
-    >/dev/null
-token=$(curl -sf "$base/api/v1/auth/login" -H 'Content-Type: application/json' \
-    -d '{"email":"load-test@example.com","password":"correct horse battery"}' |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
-
-run() {    # run NAME PATH [wrk args...]
-    local name=$1 path=$2; shift 2
-    printf '%-10s ' "$name"
-    wrk -t2 -c32 -d"${secs}s" --latency "$@" "$base$path" |
-        awk '/Requests\/sec/ {rps=$2} /^ +50%/ {p50=$2} /^ +99%/ {p99=$2}
-             END {printf "%10s req/s  p50 %8s  p99 %8s\n", rps, p50, p99}'
+[ ${#bins[@]} -gt 0 ] || bins=(build/auth-serve)
+[ -n "$json" ] || json=bench/results/$(date -u +%Y-%m-%dT%H%M%S).json
+mem=${argon%,*} iters=${argon#*,}
+py=/usr/bin/python3
+tools=$root/bench/tools.py
+need=()
+command -v wrk >/dev/null || need+=(wrk)
+$py -c 'import nacl' 2>/dev/null || need+=(python3-nacl)
+[ -x /usr/sbin/nginx ] || need+=(nginx-light)
+if [ ${#need[@]} -gt 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" \
+        >/dev/null 2>&1 || echo "could not install ${need[*]}" >&2
+fi
+ulimit -n "$(ulimit -Hn)"           # the idle connections need descriptors
+work=$(mktemp -d /tmp/auth-bench.XXXXXX)
+tsv=$work/results.tsv
+: >"$tsv"
+pids=()
+pgdir=/tmp/auth-bench-pg.$$   # the postgres user must reach it
+cleanup() {
+    local p
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+    wait 2>/dev/null
+    [ "$pg" = 1 ] && bash tests/pg-cluster.sh stop "$pgdir" >/dev/null 2>&1
+    rm -rf "$work"
 }
-echo "auth-serve $("$bin" --version | cut -d' ' -f2), $(nproc) cores, ${secs}s each, 2 threads x 32 connections"
-run healthz /healthz
-run users/me /api/v1/users/me -H "Authorization: Bearer $token"
-run verify /api/v1/auth/verify -H "Authorization: Bearer $token"
+trap cleanup EXIT
+S() { taskset -c "$scpu" "$@"; }          # on the daemon's core
+C() { taskset -c "$ccpu" "$@"; }          # on the load generator's core
+
+label=""    # of the binary being measured, then its round
+round=0
+rec() {     # rec FIGURE VALUE
+    printf '%s\t%s\t%s\t%s\n' "$label" "$round" "$1" "$2" >>"$tsv"
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.3f", a / b; else print "nan"}'; }
+
+# wrk_run CONNS URL [wrk args...]: prints "rps p50_ms p99_ms"
+wrk_run() {
+    local c=$1 url=$2 t
+    shift 2
+    t=$(( c < 2 ? 1 : 2 ))
+    C wrk -t"$t" -c"$c" -d"${secs}s" --latency "$url" "$@" 2>/dev/null |
+        awk 'function ms(v) { if (v ~ /us$/) return v / 1000;
+                              if (v ~ /ms$/) return v + 0;
+                              if (v ~ /s$/) return v * 1000; return v }
+             /Requests\/sec/ {rps=$2} /^ +50%/ {p50=ms($2)} /^ +99%/ {p99=ms($2)}
+             END {printf "%.1f %.3f %.3f\n", rps, p50, p99}'
+}
+# load NAME CONNS URL [wrk args]: records NAME req/s, p50 and p99
+load() {
+    local name=$1 r
+    shift
+    r=$(wrk_run "$@")
+    set -- $r
+    rec "$name req/s" "$1"
+    rec "$name p50 ms" "$2"
+    rec "$name p99 ms" "$3"
+    last_rps=$1 last_p99=$3
+}
+
+port="" pid="" base=""
+daemon_env() {   # daemon_env DATADIR DBURL: the environment, one a line
+    echo AUTH_HOST=127.0.0.1
+    echo AUTH_PORT="$port"
+    echo AUTH_DATA_DIR="$1"
+    [ -n "$2" ] && echo AUTH_DATABASE_URL="$2"
+    echo AUTH_LOG_LEVEL=warn
+    echo AUTH_RATE_LIMIT_PER_MINUTE=0
+    echo AUTH_MAX_CONNECTIONS=$(( idle + 1024 ))
+    echo AUTH_MAX_CONNECTIONS_PER_IP=0
+    echo AUTH_CONNECTION_TIMEOUT=300
+    echo AUTH_ACCESS_TOKEN_TTL=7200
+    echo AUTH_ARGON2_MEMORY_KIB="$mem"
+    echo AUTH_ARGON2_ITERATIONS="$iters"
+}
+ready_wait() {
+    local i
+    for i in $(seq 1 400); do
+        [ "$(curl -s -o /dev/null -w '%{http_code}' "$base/readyz")" = 200 ] &&
+            return 0
+        kill -0 "$pid" 2>/dev/null || return 1
+        sleep 0.05
+    done
+    return 1
+}
+start() {        # start BIN DATADIR DBURL
+    port=$($py "$tools" port)
+    base=http://127.0.0.1:$port
+    (cd "$2" && exec env $(daemon_env "$2" "$3") taskset -c "$scpu" \
+        "$1") 2>>"$2/daemon.log" &
+    pid=$!
+    pids+=("$pid")
+    ready_wait || { echo "daemon $1 did not start:" >&2;
+                    tail -5 "$2/daemon.log" >&2; return 1; }
+}
+stop() {
+    kill "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+}
+
+# Per binary and backend, once: an account and 256 sessions (their access
+# and refresh tokens in $dir/tokens), an existing database for start-up.
+prepare() {      # prepare BIN DATADIR DBURL EMAIL
+    mkdir -p "$2"
+    start "$1" "$2" "$3" || return 1
+    curl -sf "$base/api/v1/auth/register" \
+        -H 'Content-Type: application/json' \
+        -d "{\"email\":\"$4\",\"password\":\"correct horse battery\"}" \
+        >/dev/null
+    C $py "$tools" logins "$base" "$4" "correct horse battery" 256 \
+        "$2/tokens" || { stop; return 1; }
+    stop
+}
+
+# One round of every figure for one binary on one backend; `p` prefixes
+# the figure names ("" for SQLite, "pg " for PostgreSQL).
+measure() {      # measure BIN DATADIR DBURL EMAIL PREFIX
+    local bin=$1 d=$2 db=$3 email=$4 p=$5 hz v1 v256 me r raw idle_p99 \
+          lp c rss0 rss1 h
+    if [ -z "$db" ]; then
+        port=$($py "$tools" port)
+        r=$(cd "$d" && env $(daemon_env "$d" "") taskset -c "$ccpu" \
+            $py "$tools" startup \
+            "$port" /readyz 20 taskset -c "$scpu" "$bin")
+        rec "start to first 200 /readyz ms" "$r"
+    fi
+    start "$bin" "$d" "$db" || return 1
+    sleep 0.5
+    rss0=$($py "$tools" rss "$pid")
+    rec "${p}RSS idle MiB" "$(awk -v k="$rss0" 'BEGIN {printf "%.1f", k/1024}')"
+    local auth="Authorization: Bearer $(head -1 "$d/tokens" | cut -d' ' -f1)"
+    load "${p}healthz c64" 64 "$base/healthz"; hz=$last_rps
+    load "${p}verify 1 session c64" 64 "$base/api/v1/auth/verify" -H "$auth"
+    v1=$last_rps
+    load "${p}verify 256 sessions c64" 64 "$base/api/v1/auth/verify" \
+        -s bench/wrk/tokens.lua -- "$d/tokens" 256
+    v256=$last_rps
+    load "${p}users/me 1 session c64" 64 "$base/api/v1/users/me" -H "$auth"
+    me=$last_rps
+    rec "${p}verify 1 session / healthz" "$(ratio "$v1" "$hz")"
+    rec "${p}verify 256 sessions / healthz" "$(ratio "$v256" "$hz")"
+    rec "${p}users/me / healthz" "$(ratio "$me" "$hz")"
+    for c in 1 16 256; do
+        load "${p}verify 256 sessions c$c" "$c" \
+            "$base/api/v1/auth/verify" -s bench/wrk/tokens.lua -- \
+            "$d/tokens" 256
+        [ "$c" = 16 ] && idle_p99=$last_p99
+        load "${p}users/me 256 sessions c$c" "$c" "$base/api/v1/users/me" \
+            -s bench/wrk/tokens.lua -- "$d/tokens" 256
+    done
+    load "${p}users/me 256 sessions c64" 64 "$base/api/v1/users/me" \
+        -s bench/wrk/tokens.lua -- "$d/tokens" 256
+    # login against raw Argon2 on the same core, then /verify during a
+    # login storm against /verify idle (16 connections)
+    load "${p}login c8" 8 "$base/api/v1/auth/login" -s bench/wrk/login.lua \
+        -- "$email" "correct horse battery"
+    lp=$last_rps
+    raw=$(S $py "$tools" argon2 "$mem" "$iters" "$secs")
+    rec "${p}raw crypto_pwhash_str_verify /s" "$raw"
+    rec "${p}login / raw Argon2" "$(ratio "$lp" "$raw")"
+    C wrk -t1 -c8 -d"$((secs + 2))s" "$base/api/v1/auth/login" \
+        -s bench/wrk/login.lua -- "$email" "correct horse battery" \
+        >/dev/null 2>&1 &
+    h=$!
+    sleep 1
+    load "${p}verify during login storm c16" 16 "$base/api/v1/auth/verify" \
+        -s bench/wrk/tokens.lua -- "$d/tokens" 256
+    wait "$h"
+    rec "${p}verify p99 storm / idle (c16)" "$(ratio "$last_p99" "$idle_p99")"
+    # refresh chains (4 fresh sessions) and registrations
+    C $py "$tools" logins "$base" "$email" "correct horse battery" 4 \
+        "$d/chains"
+    load "${p}refresh c4" 4 "$base/api/v1/auth/refresh" \
+        -s bench/wrk/refresh.lua -- "$d/chains"
+    load "${p}register c8" 8 "$base/api/v1/auth/register" \
+        -s bench/wrk/register.lua
+    # memory: after N requests (/verify and /users/me alternating, 256
+    # sessions), then while holding idle keep-alive connections
+    rss0=$($py "$tools" rss "$pid")
+    local total=0 t0=$SECONDS k
+    while [ "$total" -lt "$requests" ] && [ $((SECONDS - t0)) -lt 900 ]; do
+        k=$(BENCH_PATH2=/api/v1/users/me C wrk -t2 -c64 -d"${secs}s" \
+            "$base/api/v1/auth/verify" -s bench/wrk/tokens.lua -- \
+            "$d/tokens" 256 2>/dev/null | awk '/requests in/ {print $1}')
+        total=$(( total + ${k:-0} ))
+        [ "${k:-0}" -gt 0 ] || break
+    done
+    rec "${p}requests for the RSS figure" "$total"
+    rss1=$($py "$tools" rss "$pid")
+    rec "${p}RSS before N requests MiB" "$(awk -v k="$rss0" 'BEGIN {printf "%.1f", k/1024}')"
+    rec "${p}RSS after N requests MiB" "$(awk -v k="$rss1" 'BEGIN {printf "%.1f", k/1024}')"
+    rec "${p}RSS growth over N requests MiB" "$(awk -v a="$rss0" -v b="$rss1" 'BEGIN {printf "%.2f", (b-a)/1024}')"
+    r=$(C $py "$tools" hold "$port" "$idle" "$pid")
+    rec "${p}idle connections held" "$(echo "$r" | $py -c 'import json,sys; print(json.load(sys.stdin)["connections"])')"
+    rec "${p}RSS per idle connection KiB" "$(echo "$r" | $py -c 'import json,sys; d=json.load(sys.stdin); print("%.2f" % ((d["held_kib"]-d["before_kib"])/max(d["connections"],1)))')"
+    stop
+}
+
+# nginx returning a constant 200, started and polled the same way.
+nginx_startup() {
+    local d=$work/nginx r
+    [ -x /usr/sbin/nginx ] || return 0
+    mkdir -p "$d"
+    port=$($py "$tools" port)
+    cat >"$d/nginx.conf" <<EOF
+daemon off;
+master_process off;
+worker_processes 1;
+error_log $d/error.log;
+pid $d/nginx.pid;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path $d; proxy_temp_path $d; fastcgi_temp_path $d;
+    uwsgi_temp_path $d; scgi_temp_path $d;
+    server { listen 127.0.0.1:$port; location / { return 200 "ok"; } }
+}
+EOF
+    r=$(C $py "$tools" startup "$port" /readyz 20 taskset -c "$scpu" \
+        /usr/sbin/nginx -c "$d/nginx.conf" -p "$d")
+    rec "start to first 200 /readyz ms" "$r"
+}
+
+echo "auth-serve bench: $(nproc) cores, daemon on core $scpu, load on" \
+     "core $ccpu; ${secs}s per load, $rounds round(s), N=$requests," \
+     "$idle idle connections, Argon2 ${mem} KiB x $iters;" \
+     "load average $(cut -d' ' -f1-3 /proc/loadavg)"
+url=""
+if [ "$pg" = 1 ]; then
+    url=$(bash tests/pg-cluster.sh start "$pgdir") || { echo "no PostgreSQL" >&2; pg=0; }
+    if [ "$pg" = 1 ]; then
+        pgpid=$(head -1 "$(find "$pgdir" -name postmaster.pid | head -1)")
+        taskset -a -p -c "$scpu" "$pgpid" >/dev/null
+        for p in $(pgrep -P "$pgpid"); do taskset -a -p -c "$scpu" "$p" >/dev/null; done
+    fi
+fi
+n=0
+for b in "${bins[@]}"; do
+    n=$((n + 1))
+    case $b in *=*) l=${b%%=*} path=${b#*=} ;; *) l=$b path=$b ;; esac
+    [ -x "$path" ] || { echo "no binary $path" >&2; exit 2; }
+    label=$l
+    prepare "$(realpath "$path")" "$work/d$n" "" "bench@example.com" ||
+        echo "prepare failed for $l" >&2
+    if [ "$pg" = 1 ]; then
+        prepare "$(realpath "$path")" "$work/p$n" "$url" "bench$n@example.com" ||
+            echo "prepare (PostgreSQL) failed for $l" >&2
+    fi
+done
+for round in $(seq 1 "$rounds"); do
+    label=nginx
+    nginx_startup
+    n=0
+    for b in "${bins[@]}"; do
+        n=$((n + 1))
+        case $b in *=*) l=${b%%=*} path=${b#*=} ;; *) l=$b path=$b ;; esac
+        label=$l
+        echo "round $round: $l (SQLite)" >&2
+        measure "$(realpath "$path")" "$work/d$n" "" "bench@example.com" ""
+        if [ "$pg" = 1 ]; then
+            echo "round $round: $l (PostgreSQL)" >&2
+            measure "$(realpath "$path")" "$work/p$n" "$url" \
+                "bench$n@example.com" "pg "
+        fi
+    done
+done
+mkdir -p "$(dirname "$json")"
+$py "$tools" table "$tsv" "$json"
+echo "results: $json"
+exit 0

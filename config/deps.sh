@@ -3,6 +3,7 @@
 # skipping what is already there. Run as root (or with sudo available).
 #   config/deps.sh build   compiler, CMake and the -dev libraries
 #   config/deps.sh test    the above, plus cmocka, PostgreSQL, Python tests
+#   config/deps.sh bench   the build set, plus what bench/run.sh measures with
 set -euo pipefail
 
 build_pkgs=(build-essential cmake pkg-config libmicrohttpd-dev libsqlite3-dev
@@ -12,6 +13,7 @@ test_pkgs=(libcmocka-dev postgresql python3 python3-pytest python3-jwt
            python3-cryptography clang libclang-rt-14-dev
            python3-pyotp oathtool librsvg2-bin zbar-tools systemd
            dpkg-dev mmdebstrap chromium nodejs)
+bench_pkgs=(wrk python3-nacl nginx-light postgresql)
 
 want=("${build_pkgs[@]}")
 if [ "${1:-build}" = test ]; then
@@ -20,6 +22,9 @@ if [ "${1:-build}" = test ]; then
     # tests/passkeys); a Node.js that bundles its own npm (NodeSource) must
     # not get Debian's npm beside it.
     command -v npm >/dev/null 2>&1 || want+=(npm)
+fi
+if [ "${1:-build}" = bench ]; then
+    want+=("${bench_pkgs[@]}")
 fi
 
 missing=()

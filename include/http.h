@@ -59,6 +59,10 @@ enum route_flag {
     RF_CREDENTIAL = 8u,     /* per-IP rate limit: AUTH_RATE_LIMIT_PER_MINUTE */
     RF_DB = 16u,            /* runs on the database pool: it waits on the
                                database, never on an HTTP thread */
+    RF_CACHED = 256u,       /* an RF_DB route whose handler first runs on
+                               the HTTP thread with `nowait` set, and may
+                               answer there from the caches; it sets
+                               `need_db` to be run again on the pool */
 };
 
 #define RES_MAX_HEADERS 8
@@ -101,6 +105,8 @@ struct req_ctx {
     enum as_err err;
     uint64_t t0_us;
     int state;                          /* server.c's state machine */
+    bool nowait;                        /* RF_CACHED: on an HTTP thread */
+    bool need_db;                       /* RF_CACHED: the cache missed */
 };
 
 typedef enum as_err (*handler_fn)(struct req_ctx *rc, struct response *res);

@@ -25,16 +25,27 @@ enum as_err scache_check(struct scache *c, struct repo *r, const char *sid,
  * database (the HTTP threads' fast path). */
 bool scache_peek(struct scache *c, const char *sid,
                  struct session_state *out);
-/* Forgets `sid` (after this instance revoked it). An answer that a
- * concurrent scache_check() read from the database before this call is
- * not stored after it. */
+/* Forgets `sid` (after this instance revoked it), and the row of its user
+ * (scache_user). An answer that a concurrent scache_check() or
+ * scache_user() read from the database before this call is not stored
+ * after it. */
 void scache_forget(struct scache *c, const char *sid);
-/* Forgets every cached session of `user_id` (after a change to the user
- * that the check answers: revocation, role, is_active, email, deletion),
- * with the same guarantee. */
+/* Forgets every cached session of `user_id` and its cached row (after a
+ * change to the user: revocation, any profile field, password, second
+ * factor, verification, deletion), with the same guarantee. */
 void scache_forget_user(struct scache *c, const char *user_id);
 /* Forgets everything (revocations may have been missed). An answer from
  * the repository that a forget overtook is returned but not kept. */
 void scache_forget_all(struct scache *c);
+/* User `id` as repo_user_by_id() reads it, but without its password hash
+ * (NULL), from the cache when read at most the cache's ttl ago, else from
+ * the repository (then cached). Strings go into `a`. Errors are the
+ * repository's. */
+enum as_err scache_user(struct scache *c, struct repo *r, const char *id,
+                        struct user *out, struct arena *a);
+/* User `id` from the cache only (true), as scache_user; never waits on
+ * the database (the HTTP threads' fast path). */
+bool scache_user_peek(struct scache *c, const char *id, struct user *out,
+                      struct arena *a);
 
 #endif

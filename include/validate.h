@@ -34,6 +34,9 @@ bool v_full_name(const char *name);
 const char *v_printable(struct arena *a, const char *s, size_t max);
 /* The user object of API.md. New reference. */
 json_t *v_user_json(const struct user *u);
+/* v_user_json() as compact text, written without building a tree (for
+ * /api/v1/users/me); the caller frees it. NULL when out of memory. */
+char *v_user_text(const struct user *u);
 /* Parses "user" / "admin"; false otherwise. */
 bool v_role(const char *s, enum role *out);
 /* "user" / "admin". */

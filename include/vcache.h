@@ -7,8 +7,10 @@
 
 /* Remembers access tokens that passed sec_jwt_verify(), keyed by the
  * SHA-256 of the whole token, until their exp, so ES256's cost is paid
- * once per token rather than once per request. Bounded (direct-mapped,
- * newer entries replace older ones) and thread-safe. It answers only
+ * once per token rather than once per request. Bounded and
+ * set-associative (8 ways; a full set drops its least recently used
+ * entry), so any working set well below `slots` tokens stays cached;
+ * thread-safe. It answers only
  * "this exact token verified"; revocation is checked separately. */
 struct vcache;
 
@@ -23,5 +25,8 @@ enum as_err vcache_verify(struct vcache *c, const struct sec_keys *k,
                           const struct cfg *cfg, const char *token,
                           int64_t now_s, struct sec_claims *out,
                           struct arena *a);
+/* How many vcache_verify() calls were answered from the cache (`hits`)
+ * and how many ran sec_jwt_verify() (`misses`), since vcache_new(). */
+void vcache_stats(struct vcache *c, uint64_t *hits, uint64_t *misses);
 
 #endif

@@ -10,8 +10,6 @@
 /* The fields each actor may name (README.md, "Users"). */
 #define SELF_FIELDS (UF_EMAIL | UF_FULL_NAME)
 #define ADMIN_FIELDS (UF_EMAIL | UF_FULL_NAME | UF_ROLE | UF_ACTIVE)
-/* Fields whose change alters what a bearer check answers. */
-#define SESSION_FIELDS (UF_EMAIL | UF_ROLE | UF_ACTIVE)
 
 enum as_err account_may_change(enum account_actor who, unsigned fields)
 {
@@ -45,8 +43,9 @@ enum as_err account_patch(struct repo *r, struct scache *c,
         err = repo_user_patch(r, id, p, now, out, a);
     /* Forgotten after the commit, so no read of the old row can be
      * cached after this returns (scache's generation covers reads that
-     * were under way). */
-    if (err == AS_OK && (p->set & SESSION_FIELDS))
+     * were under way): the session states a bearer check answers and
+     * the cached user row (every field, for /api/v1/users/me). */
+    if (err == AS_OK)
         scache_forget_user(c, id);
     return err;
 }

@@ -49,7 +49,7 @@ static const struct route routes[] = {
     { "POST", AUTH "/passkeys/login/options", h_passkey_login_options, P,
       DB | NS | CR },
     { "POST", AUTH "/passkeys/login", h_passkey_login, P, DB | NS | CR },
-    { "GET", USERS "/me", h_me_get, U, DB },
+    { "GET", USERS "/me", h_me_get, U, DB | RF_CACHED },
     { "PATCH", USERS "/me", h_me_patch, U, OFF | CR },  /* Argon2 on email */
     { "DELETE", USERS "/me", h_me_delete, U, OFF | CR },
     { "GET", USERS, h_users_list, A, DB },

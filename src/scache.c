@@ -1,6 +1,8 @@
-/* scache.c: direct-mapped session-state cache with lock striping. A
- * generation counter, bumped by every forget, keeps an answer read from
- * the database before a revocation from being stored after it. */
+/* scache.c: direct-mapped session-state cache with lock striping, and
+ * beside it the user rows (for /api/v1/users/me), forgotten with the
+ * sessions. A generation counter, bumped by every forget, keeps an
+ * answer read from the database before a revocation or a change from
+ * being stored after it. */
 #include "scache.h"
 
 #include <pthread.h>
@@ -13,6 +15,9 @@
 #include "clock.h"
 
 #define STRIPES 64
+#define USER_SHARE 16            /* a user row per this many session slots */
+#define ROW_EMAIL 320
+#define ROW_NAME 804             /* 200 characters of up to 4 bytes */
 
 struct slot {
     char sid[UUID_STR_LEN];
@@ -22,10 +27,23 @@ struct slot {
     bool used;
 };
 
+/* A user row as repo_user_by_id() read it, without the password hash. */
+struct row {
+    char id[UUID_STR_LEN];
+    char email[ROW_EMAIL];
+    char full_name[ROW_NAME];
+    bool has_name, is_active, is_verified, mfa_enabled;
+    enum role role;
+    int64_t created_at, updated_at;
+    uint64_t at_ms;
+    bool used;
+};
+
 struct scache {
     uint64_t ttl_ms;
-    unsigned nslots;
+    unsigned nslots, nrows;
     struct slot *slots;
+    struct row *rows;
     atomic_uint_fast64_t gen;             /* forgets so far */
     pthread_mutex_t mu[STRIPES];
 };
@@ -39,8 +57,12 @@ struct scache *scache_new(unsigned slots, uint64_t ttl_ms)
         return NULL;
     c->nslots = slots ? slots : 1;
     c->ttl_ms = ttl_ms;
+    c->nrows = c->nslots / USER_SHARE ? c->nslots / USER_SHARE : 1;
     c->slots = calloc(c->nslots, sizeof *c->slots);
-    if (!c->slots) {
+    c->rows = calloc(c->nrows, sizeof *c->rows);
+    if (!c->slots || !c->rows) {
+        free(c->slots);
+        free(c->rows);
         free(c);
         return NULL;
     }
@@ -58,16 +80,34 @@ void scache_free(struct scache *c)
     for (i = 0; i < STRIPES; i++)
         pthread_mutex_destroy(&c->mu[i]);
     free(c->slots);
+    free(c->rows);
     free(c);
+}
+
+static uint32_t fnv(const char *s)
+{
+    uint32_t h = 2166136261u;                     /* FNV-1a */
+
+    for (; *s; s++)
+        h = (h ^ (uint8_t)*s) * 16777619u;
+    return h;
 }
 
 static unsigned slot_of(const struct scache *c, const char *sid)
 {
-    uint32_t h = 2166136261u;                     /* FNV-1a */
+    return fnv(sid) % c->nslots;
+}
 
-    for (; *sid; sid++)
-        h = (h ^ (uint8_t)*sid) * 16777619u;
-    return h % c->nslots;
+/* Forgets the row of `user_id`; the caller holds no stripe lock. */
+static void forget_row(struct scache *c, const char *user_id)
+{
+    unsigned i = fnv(user_id) % c->nrows;
+    pthread_mutex_t *mu = &c->mu[i % STRIPES];
+
+    pthread_mutex_lock(mu);
+    if (strcmp(c->rows[i].id, user_id) == 0)
+        c->rows[i].used = false;
+    pthread_mutex_unlock(mu);
 }
 
 /* Copies a fresh-enough (or, with `any_age`, any) entry for `sid`. */
@@ -143,11 +183,17 @@ void scache_forget(struct scache *c, const char *sid)
     unsigned i = slot_of(c, sid);
     pthread_mutex_t *mu = &c->mu[i % STRIPES];
 
+    char user_id[UUID_STR_LEN] = "";
+
     atomic_fetch_add(&c->gen, 1);         /* first: see store() */
     pthread_mutex_lock(mu);
-    if (strcmp(c->slots[i].sid, sid) == 0)
+    if (strcmp(c->slots[i].sid, sid) == 0) {
         c->slots[i].used = false;
+        memcpy(user_id, c->slots[i].user_id, sizeof user_id);
+    }
     pthread_mutex_unlock(mu);
+    if (user_id[0])
+        forget_row(c, user_id);
 }
 
 void scache_forget_user(struct scache *c, const char *user_id)
@@ -163,6 +209,89 @@ void scache_forget_user(struct scache *c, const char *user_id)
             c->slots[i].used = false;
         pthread_mutex_unlock(mu);
     }
+    forget_row(c, user_id);
+}
+
+/* Copies a fresh row of `id` into `out` (strings into `a`). */
+static bool row_lookup(struct scache *c, const char *id, struct user *out,
+                       struct arena *a)
+{
+    unsigned i = fnv(id) % c->nrows;
+    pthread_mutex_t *mu = &c->mu[i % STRIPES];
+    const struct row *w = &c->rows[i];
+    bool hit;
+
+    pthread_mutex_lock(mu);
+    hit = w->used && strcmp(w->id, id) == 0 &&
+          clock_mono_ms() - w->at_ms < c->ttl_ms;
+    if (hit) {
+        memset(out, 0, sizeof *out);
+        memcpy(out->id, w->id, sizeof out->id);
+        out->email = arena_strdup(a, w->email);
+        out->full_name = w->has_name ? arena_strdup(a, w->full_name) : NULL;
+        out->role = w->role;
+        out->is_active = w->is_active;
+        out->is_verified = w->is_verified;
+        out->mfa_enabled = w->mfa_enabled;
+        out->created_at = w->created_at;
+        out->updated_at = w->updated_at;
+        hit = out->email && (!w->has_name || out->full_name);
+    }
+    pthread_mutex_unlock(mu);
+    return hit;
+}
+
+/* Stores `u`, read while the generation was `gen` (see store()). */
+static void row_store(struct scache *c, const struct user *u,
+                      uint_fast64_t gen)
+{
+    unsigned i = fnv(u->id) % c->nrows;
+    pthread_mutex_t *mu = &c->mu[i % STRIPES];
+    struct row *w = &c->rows[i];
+
+    if (!u->email || strlen(u->email) >= sizeof w->email ||
+        (u->full_name && strlen(u->full_name) >= sizeof w->full_name))
+        return;
+    pthread_mutex_lock(mu);
+    if (atomic_load(&c->gen) == gen) {
+        memcpy(w->id, u->id, sizeof w->id);
+        strcpy(w->email, u->email);
+        w->has_name = u->full_name != NULL;
+        strcpy(w->full_name, u->full_name ? u->full_name : "");
+        w->role = u->role;
+        w->is_active = u->is_active;
+        w->is_verified = u->is_verified;
+        w->mfa_enabled = u->mfa_enabled;
+        w->created_at = u->created_at;
+        w->updated_at = u->updated_at;
+        w->at_ms = clock_mono_ms();
+        w->used = true;
+    }
+    pthread_mutex_unlock(mu);
+}
+
+enum as_err scache_user(struct scache *c, struct repo *r, const char *id,
+                        struct user *out, struct arena *a)
+{
+    uint_fast64_t gen;
+    enum as_err err;
+
+    if (c->ttl_ms && row_lookup(c, id, out, a))
+        return AS_OK;
+    gen = atomic_load(&c->gen);           /* before the read */
+    err = repo_user_by_id(r, id, out, a);
+    if (err != AS_OK)
+        return err;
+    out->password_hash = NULL;
+    if (c->ttl_ms)
+        row_store(c, out, gen);
+    return AS_OK;
+}
+
+bool scache_user_peek(struct scache *c, const char *id, struct user *out,
+                      struct arena *a)
+{
+    return c->ttl_ms && row_lookup(c, id, out, a);
 }
 
 void scache_forget_all(struct scache *c)

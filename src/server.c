@@ -706,6 +706,13 @@ static enum MHD_Result dispatch(struct server *srv, struct req_ctx *rc)
         run_handler(rc);
         return respond(rc);
     }
+    if (!pending && (rc->route->flags & RF_CACHED)) {
+        rc->nowait = true;            /* from the caches, or not at all */
+        run_handler(rc);
+        rc->nowait = false;
+        if (!rc->need_db)
+            return respond(rc);
+    }
     if ((rc->route->flags & (RF_OFFLOAD | RF_DB)) &&
         db_refused(rc->app->repo, false)) {
         refuse_unavailable(rc);

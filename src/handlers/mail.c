@@ -165,6 +165,7 @@ enum as_err h_email_verify(struct req_ctx *rc, struct response *res)
     }
     if (err != AS_OK)
         goto out;
+    scache_forget_user(rc->app->scache, uid);     /* is_verified changed */
     hx_audit(rc, "email_verified", uid, NULL);
     res_json(res, 204, NULL);
 out:

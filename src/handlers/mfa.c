@@ -225,6 +225,7 @@ enum as_err h_mfa_disable(struct req_ctx *rc, struct response *res)
     if (err == AS_OK)
         err = mfa_disable(&e, u.id, &was_on);
     if (err == AS_OK) {
+        scache_forget_user(rc->app->scache, u.id);  /* the cached row */
         hx_audit(rc, "mfa.disabled", u.id, NULL);
         res_json(res, 204, NULL);
     }
@@ -327,6 +328,7 @@ enum as_err hx_mfa_reset(struct req_ctx *rc, struct user *u)
 
     if (err != AS_OK)
         return err;
+    scache_forget_user(rc->app->scache, u->id);     /* the cached row */
     u->mfa_enabled = false;
     if (json_is_object(rc->res.body))
         json_object_set_new(rc->res.body, "mfa_enabled", json_false());

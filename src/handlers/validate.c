@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "jsonw.h"
 
 static bool field_error(struct response *res, const char *name,
                         const char *msg)
@@ -174,6 +175,26 @@ bool v_role(const char *s, enum role *out)
 const char *v_role_name(enum role r)
 {
     return r == ROLE_ADMIN ? "admin" : "user";
+}
+
+char *v_user_text(const struct user *u)
+{
+    char created[32], updated[32];
+    struct jw w;
+
+    clock_rfc3339(u->created_at, created);
+    clock_rfc3339(u->updated_at, updated);
+    jw_begin(&w);
+    jw_str(&w, "id", u->id);
+    jw_str(&w, "email", u->email);
+    jw_str(&w, "full_name", u->full_name);
+    jw_str(&w, "role", v_role_name(u->role));
+    jw_bool(&w, "is_active", u->is_active);
+    jw_bool(&w, "is_verified", u->is_verified);
+    jw_bool(&w, "mfa_enabled", u->mfa_enabled);
+    jw_str(&w, "created_at", created);
+    jw_str(&w, "updated_at", updated);
+    return jw_finish(&w);
 }
 
 json_t *v_user_json(const struct user *u)

@@ -117,12 +117,98 @@ static void test_other_key_set_misses(void **state)
     vcache_free(c);
 }
 
+/* Hits and misses since the last call. */
+static void delta(struct vcache *c, uint64_t *hits, uint64_t *misses)
+{
+    static uint64_t h0, m0;
+    uint64_t h, m;
+
+    vcache_stats(c, &h, &m);
+    *hits = h - h0;
+    *misses = m - m0;
+    h0 = h;
+    m0 = m;
+}
+
+/* 256 sessions' tokens cycled through a cache of 2,048 slots: after the
+ * first pass every check is a hit, whatever the tokens' hashes (a
+ * direct-mapped table of that size loses about 16 of them to
+ * collisions on every pass). */
+static void test_cycled_tokens_all_hit(void **state)
+{
+    enum { N = 256 };
+    struct vcache *c = vcache_new(2048);
+    struct arena *a = arena_new();
+    struct sec_claims x;
+    char *t[N];
+    uint64_t hits, misses;
+    int i, pass;
+
+    (void)state;
+    delta(c, &hits, &misses);
+    for (i = 0; i < N; i++)
+        t[i] = token(1000000 + i, 900);
+    for (pass = 0; pass < 3; pass++) {
+        for (i = 0; i < N; i++)
+            assert_int_equal(vcache_verify(c, keys, &cfg, t[i], 1000300, &x,
+                                           a), AS_OK);
+        delta(c, &hits, &misses);
+        assert_int_equal(hits, pass ? N : 0);
+        assert_int_equal(misses, pass ? 0 : N);
+    }
+    for (i = 0; i < N; i++)
+        free(t[i]);
+    arena_free(a);
+    vcache_free(c);
+}
+
+/* One set of 8 ways: a ninth token replaces the least recently used
+ * entry, not the one just used. */
+static void test_full_set_drops_least_recent(void **state)
+{
+    struct vcache *c = vcache_new(8);
+    struct arena *a = arena_new();
+    struct sec_claims x;
+    char *t[9];
+    uint64_t hits, misses;
+    int i;
+
+    (void)state;
+    for (i = 0; i < 9; i++)
+        t[i] = token(2000000 + i, 900);
+    for (i = 0; i < 8; i++)
+        assert_int_equal(vcache_verify(c, keys, &cfg, t[i], 2000100, &x, a),
+                         AS_OK);
+    assert_int_equal(vcache_verify(c, keys, &cfg, t[0], 2000100, &x, a),
+                     AS_OK);                     /* t[1] is now the LRU */
+    assert_int_equal(vcache_verify(c, keys, &cfg, t[8], 2000100, &x, a),
+                     AS_OK);
+    delta(c, &hits, &misses);
+    assert_int_equal(vcache_verify(c, keys, &cfg, t[0], 2000100, &x, a),
+                     AS_OK);
+    assert_int_equal(vcache_verify(c, keys, &cfg, t[8], 2000100, &x, a),
+                     AS_OK);
+    delta(c, &hits, &misses);
+    assert_int_equal(hits, 2);
+    assert_int_equal(misses, 0);
+    assert_int_equal(vcache_verify(c, keys, &cfg, t[1], 2000100, &x, a),
+                     AS_OK);
+    delta(c, &hits, &misses);
+    assert_int_equal(misses, 1);
+    for (i = 0; i < 9; i++)
+        free(t[i]);
+    arena_free(a);
+    vcache_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hit_gives_same_claims),
         cmocka_unit_test(test_expiry_and_tampering),
         cmocka_unit_test(test_other_key_set_misses),
+        cmocka_unit_test(test_cycled_tokens_all_hit),
+        cmocka_unit_test(test_full_set_drops_least_recent),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);

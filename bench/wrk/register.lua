@@ -1,0 +1,17 @@
+-- POST /api/v1/auth/register with a new email each request.
+local counter, id = 0, 0
+local tag = tostring(os.time()) .. tostring(math.random(1000000))
+
+function setup(thread)
+    id = id + 1
+    thread:set("id", id)
+end
+
+function request()
+    counter = counter + 1
+    local body = string.format(
+        '{"email":"r%s-%d-%d@example.com","password":"correct horse battery"}',
+        tag, id, counter)
+    return wrk.format("POST", nil, { ["Content-Type"] = "application/json" },
+                      body)
+end
