@@ -1235,24 +1235,40 @@ static enum as_err pg_login_failures_prune(void *impl, int64_t before)
                          "FOR UPDATE SKIP LOCKED)", &q, &rows);
 }
 
-/* One statement, outside the advisory lock: a clear racing an update
- * lands before or after it, either is a consistent state. */
+/* Under the email's advisory lock, like an update: the two rows of a
+ * clear and of an update are then never locked in opposite orders (a
+ * DELETE of both rows could take the '*' row first and deadlock). */
 static enum as_err pg_login_failures_clear(void *impl, const char *email,
                                            const char *ip)
 {
-    struct params q = { 0 };
-    long rows = 0;
+    static const char op[] = "login_failures_clear";
+    struct params lk = { 0 }, q = { 0 };
+    struct conn c;
+    enum as_err err;
 
+    p_text(&lk, email);
     p_text(&q, email);
     if (ip)
         p_text(&q, ip);
-    if (q.invalid)
+    if (q.invalid || lk.invalid)
         return AS_OK;               /* such text was never counted */
-    return one_shot_rows(impl, "login_failures_clear",
-                         ip ? "DELETE FROM login_failures "
-                              "WHERE email = $1 AND ip IN ($2, '*')"
-                            : "DELETE FROM login_failures WHERE email = $1",
-                         &q, &rows);
+    err = pool_get(impl, &c);
+    if (err != AS_OK)
+        return err;
+    err = tx_begin(&c, op);
+    if (err == AS_OK)
+        err = conn_run(&c, op,
+                       "SELECT pg_advisory_xact_lock(19535, hashtext($1))",
+                       &lk, NULL);
+    if (err == AS_OK)
+        err = conn_run(&c, op,
+                       ip ? "DELETE FROM login_failures "
+                            "WHERE email = $1 AND ip IN ($2, '*')"
+                          : "DELETE FROM login_failures WHERE email = $1",
+                       &q, NULL);
+    err = tx_finish(&c, op, err);
+    pool_put(&c);
+    return err;
 }
 
 /* ------------------------------------------------------------ sessions */
