@@ -2,7 +2,8 @@
 #define AUTH_HANDLERS_H
 #include "http.h"
 
-/* Each answers one route of API.md; see the route table in router.c. */
+/* Each answers one route of src/openapi.json; see the route table in
+ * router.c. */
 enum as_err h_register(struct req_ctx *rc, struct response *res);
 enum as_err h_login(struct req_ctx *rc, struct response *res);
 enum as_err h_refresh(struct req_ctx *rc, struct response *res);

@@ -2,7 +2,7 @@
 #define AUTH_OPENAPI_H
 #include <jansson.h>
 
-/* The OpenAPI 3.1 document of API.md (src/openapi.json, embedded at
+/* The OpenAPI 3.1 document of the HTTP API (src/openapi.json, embedded at
  * build time), parsed once. New reference; NULL when out of memory. */
 json_t *openapi_document(void);
 

@@ -27,12 +27,12 @@ enum as_err pw_dummy_init(const struct pw_params *p);
  * unknown email costs what a wrong password costs. */
 void pw_verify_dummy(const char *pw);
 
-/* The password policy of API.md. Returns NULL when `pw` is acceptable for
- * `email` (normalised), else a static message for the 422 "errors" entry:
- * shorter than `min_chars` code points, longer than PW_MAX_CHARS, not
- * valid UTF-8 or containing NUL, in the common-password list
- * (case-insensitively), or equal to / containing the email's local part
- * when that has 3 characters or more. */
+/* The password policy (README "Security"). Returns NULL when `pw` is acceptable
+ * for `email` (normalised), else a static message for the 422 "errors" entry:
+ * shorter than `min_chars` code points, longer than PW_MAX_CHARS, not valid
+ * UTF-8 or containing NUL, in the common-password list (case-insensitively), or
+ * equal to / containing the email's local part when that has 3 characters or
+ * more. */
 const char *pw_policy_check(const char *pw, const char *email,
                             unsigned min_chars);
 /* Number of entries in the embedded common-password list (loaded lazily,

@@ -32,7 +32,7 @@ bool v_full_name(const char *name);
 /* User agent or IP text safe to store and echo: printable ASCII, at most
  * `max` bytes (arena copy; NULL for NULL). */
 const char *v_printable(struct arena *a, const char *s, size_t max);
-/* The user object of API.md. New reference. */
+/* The user object (`User` in src/openapi.json). New reference. */
 json_t *v_user_json(const struct user *u);
 /* v_user_json() as compact text, written without building a tree (for
  * /api/v1/users/me); the caller frees it. NULL when out of memory. */

@@ -5,10 +5,10 @@
 
 #define HX_MAX_PASSWORD_BYTES 512   /* 128 code points of up to 4 bytes */
 
-/* Answers 200 with the token pair of API.md: a new access token for `u`
- * in session `sid`, and `refresh` (a secret, not kept), both valid at
- * most until `ends_ms`, the Unix ms at which the session ends; the
- * session's login used the RFC 8176 methods `amr` (space-separated, as
+/* Answers 200 with the token pair (`TokenPair` in src/openapi.json): a new
+ * access token for `u` in session `sid`, and `refresh` (a secret, not kept),
+ * both valid at most until `ends_ms`, the Unix ms at which the session ends;
+ * the session's login used the RFC 8176 methods `amr` (space-separated, as
  * stored on the session; NULL: "pwd"). */
 enum as_err hx_token_pair(struct req_ctx *rc, const struct user *u,
                           const char *sid, const char *refresh,

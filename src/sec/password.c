@@ -1,5 +1,6 @@
 /* password.c: Argon2id hashing with libsodium and the password policy of
- * API.md (length in code points, strict UTF-8, common list, email). */
+ * README "Security" (length in code points, strict UTF-8, common list,
+ * email). */
 #include "password.h"
 
 #include <pthread.h>

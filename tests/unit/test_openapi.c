@@ -388,7 +388,7 @@ static bool has_header(json_t *doc, json_t *resp, const char *name)
 }
 
 /* Every response documents X-Request-ID, errors are problem documents,
- * and the headers API.md promises per status are there. */
+ * and the headers the contract promises per status are there. */
 static void check_responses(json_t *doc, const char *path,
                             const char *method, json_t *op, void *ctx)
 {
@@ -411,7 +411,7 @@ static void check_responses(json_t *doc, const char *path,
         if (ok && (strcmp(status, "429") == 0 || strcmp(status, "503") == 0))
             ok = has_header(doc, resp, "Retry-After");
         if (!ok) {
-            print_error("response %s of %s %s lacks what API.md says\n",
+            print_error("response %s of %s %s lacks what the contract says\n",
                         status, method, path);
             (*bad)++;
         }
