@@ -2,7 +2,9 @@
 newman against the real daemon: each operation in a working order
 (register, log in with the document's own examples, then use the bearer
 token), checking the documented status, content type, headers and the
-response schema. Tools and versions: tests/browser/package.json."""
+response schema. Operations that need a mail or an authenticator (email and
+password tokens, passkey registration and login) get their documented
+refusal. Tools and versions: tests/browser/package.json."""
 import base64
 import json
 import os
@@ -17,7 +19,8 @@ from conftest import ROOT, Daemon
 TOOLS = os.path.join(ROOT, "tests", "browser")
 BINS = os.path.join(TOOLS, "node_modules", ".bin")
 PASSWORD = "correct horse battery"      # the document's example password
-OPERATIONS = 36
+ORIGIN = "https://app.example.com"      # the page the fake passkeys name
+OPERATIONS = 42
 EXTRA_REQUESTS = 1      # the password half of the MFA login, in a script
 
 
@@ -44,7 +47,8 @@ def claim(token, name):
                     reason="run `npm ci` in tests/browser")
 def test_generated_contract(backend, tmp_path):
     introspection = secrets.token_urlsafe(32)
-    d = Daemon(backend, env={"AUTH_INTROSPECTION_TOKEN": introspection})
+    d = Daemon(backend, env={"AUTH_INTROSPECTION_TOKEN": introspection,
+                             "AUTH_WEBAUTHN_ORIGINS": ORIGIN})
     d.start()
     try:
         make_user(d, "root@example.com", admin=True)
@@ -54,7 +58,8 @@ def test_generated_contract(backend, tmp_path):
         env = {"adminToken": login(d, "root@example.com")["access_token"],
                "carolToken": login(d, "carol@example.com")["access_token"],
                "daveToken": login(d, "dave@example.com")["access_token"],
-               "introspectionToken": introspection}
+               "introspectionToken": introspection,
+               "passkeyOrigin": ORIGIN}
         for i in range(1, 4):               # one session per destructive op
             t = login(d, "bob@example.com")
             env["bobToken%d" % i] = t["access_token"]
@@ -88,5 +93,13 @@ def test_generated_contract(backend, tmp_path):
         assert stats["requests"]["total"] == OPERATIONS + EXTRA_REQUESTS, \
             stats
         assert stats["assertions"]["total"] >= 4 * OPERATIONS, stats
+        # the fake passkeys carried the challenges the options answered and
+        # the allowed origin: refused for what no authenticator made
+        why = {e["event"]: e["reason"] for e in d.logs
+               if e.get("event", "").startswith("auth.passkey_")}
+        assert why.get("auth.passkey_register_refused") in (
+            "bad_format", "bad_attestation"), why
+        assert why.get("auth.passkey_login_refused") == \
+            "unknown credential", why
     finally:
         d.stop()
