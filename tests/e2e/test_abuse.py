@@ -8,6 +8,7 @@ import json
 import os
 import random
 import secrets
+import select
 import socket
 import statistics
 import subprocess
@@ -441,12 +442,16 @@ def test_connections_per_address_are_limited(make_daemon):
     socks = open_partial(d.port, 5)
     try:
         extra = socket.create_connection(("127.0.0.1", d.port), timeout=5)
+        socks.append(extra)
         try:
             extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         except OSError:
             pass
-        took = closed_within(extra, 5)
-        extra.close()
+        # Six connections from one address, limit five: one of them is
+        # closed at once. Usually the last; on a loaded machine the server
+        # may register them in another order, and then the extra request
+        # is answered while an earlier connection is the one refused.
+        took = first_closed(socks, 5)
         assert took is not None and took < 2.0, took
     finally:
         for s in socks:
@@ -454,6 +459,22 @@ def test_connections_per_address_are_limited(make_daemon):
     # Once the server has seen those close, the address may connect again.
     assert wait_until(lambda: healthy(d), timeout=10)
     assert d.stop() == 0
+
+
+def first_closed(socks, seconds):
+    """Seconds until the server closed one of `socks`, or None."""
+    started = time.monotonic()
+    deadline = started + seconds
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select(socks, [], [], deadline - time.monotonic())
+        for s in ready:
+            try:
+                data = s.recv(4096)
+            except (ConnectionResetError, BrokenPipeError):
+                data = b""
+            if not data:
+                return time.monotonic() - started
+    return None
 
 
 def test_random_bytes_on_the_socket(daemon):

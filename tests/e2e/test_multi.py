@@ -225,8 +225,9 @@ def test_instances_starting_together_migrate_once(make_pair):
     for th in threads:
         th.join(120)
     assert not errors, errors
-    for d in (a, b):
-        assert d.request("GET", "/readyz").status == 200
+    for d in (a, b):                    # after the prober's first ping
+        assert wait_until(lambda: d.request("GET", "/readyz").status == 200,
+                          timeout=15)
     folder = os.path.join(ROOT, "migrations", "postgres")
     versions = sorted(int(f.split("_", 1)[0]) for f in os.listdir(folder)
                       if f.endswith(".sql"))
