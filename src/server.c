@@ -892,6 +892,19 @@ static void on_completed(void *cls, struct MHD_Connection *conn,
     atomic_fetch_sub(&srv->inflight, 1);
 }
 
+/* libmicrohttpd's last word before it aborts the process (an internal
+ * invariant broken): logged, so the reason is in the log, then abort as
+ * libmicrohttpd itself would. */
+static void mhd_panic(void *cls, const char *file, unsigned int line,
+                      const char *reason)
+{
+    (void)cls;
+    log_event(LOG_ERROR, "http.panic", NULL,
+              json_pack("{s:s?, s:i, s:s?}", "file", file, "line", (int)line,
+                        "reason", reason));
+    abort();
+}
+
 static void mhd_log(void *cls, const char *fmt, va_list ap)
     __attribute__((format(printf, 2, 0)));
 
@@ -986,6 +999,7 @@ struct server *server_start(struct app *app)
                      MHD_USE_TURBO;
     bool v6 = false;
 
+    MHD_set_panic_func(mhd_panic, NULL);
     if (!s)
         return NULL;
     s->app = app;

@@ -144,7 +144,7 @@ def test_concurrent_guesses_stop_at_the_threshold(make_daemon):
             if x.status == 429:
                 assert_problem(x, 429, "too_many_attempts")
                 retry_after(x)
-    assert d.stop() == 0
+    assert d.stop() == 0, "\n".join(d.lines[-20:])
 
 
 def test_delete_me_wrong_passwords_are_locked_out(make_daemon):
