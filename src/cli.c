@@ -132,22 +132,33 @@ static int user_create(const struct cfg *cfg, struct repo *r,
     return 0;
 }
 
-static int user_set_password(const struct cfg *cfg, struct repo *r,
-                             const struct user_args *a, struct arena *ar)
+/* The user named by --email into `u` (its strings in `ar`) and the
+ * normalised email into *email: 0, or the exit status after saying why. */
+static int named_user(struct repo *r, const struct user_args *a,
+                      struct arena *ar, struct user *u, const char **email)
 {
-    const char *email = v_email(ar, a->email);
-    char hash[PW_HASH_MAX];
-    struct user u;
     enum as_err err;
-    int status;
 
-    if (!email) {
+    *email = v_email(ar, a->email);
+    if (!*email) {
         fprintf(stderr, "auth-serve: invalid --email\n");
         return 2;
     }
-    err = repo_user_by_email(r, email, &u, ar);
-    if (err != AS_OK)
-        return fail("no such user", err);
+    err = repo_user_by_email(r, *email, u, ar);
+    return err == AS_OK ? 0 : fail("no such user", err);
+}
+
+static int user_set_password(const struct cfg *cfg, struct repo *r,
+                             const struct user_args *a, struct arena *ar)
+{
+    const char *email;
+    char hash[PW_HASH_MAX];
+    struct user u;
+    enum as_err err;
+    int status = named_user(r, a, ar, &u, &email);
+
+    if (status != 0)
+        return status;
     status = new_password(cfg, email, hash);
     if (status != 0)
         return status;
@@ -167,18 +178,14 @@ static int user_mfa_reset(struct repo *r, const struct user_args *a,
                           struct arena *ar)
 {
     struct mfa_env e = { .repo = r, .now_ms = clock_ms() };
-    const char *email = v_email(ar, a->email);
+    const char *email;
     struct user u;
     bool was_on = false;
+    int status = named_user(r, a, ar, &u, &email);
     enum as_err err;
 
-    if (!email) {
-        fprintf(stderr, "auth-serve: invalid --email\n");
-        return 2;
-    }
-    err = repo_user_by_email(r, email, &u, ar);
-    if (err != AS_OK)
-        return fail("no such user", err);
+    if (status != 0)
+        return status;
     err = mfa_disable(&e, u.id, &was_on);
     if (err != AS_OK)
         return fail("cannot reset the second factor", err);
@@ -195,17 +202,13 @@ static int user_mfa_reset(struct repo *r, const struct user_args *a,
 static int user_unlock(struct repo *r, const struct user_args *a,
                        struct arena *ar)
 {
-    const char *email = v_email(ar, a->email);
+    const char *email;
     struct user u;
+    int status = named_user(r, a, ar, &u, &email);
     enum as_err err;
 
-    if (!email) {
-        fprintf(stderr, "auth-serve: invalid --email\n");
-        return 2;
-    }
-    err = repo_user_by_email(r, email, &u, ar);
-    if (err != AS_OK)
-        return fail("no such user", err);
+    if (status != 0)
+        return status;
     err = lockout_unlock(r, email);
     if (err != AS_OK)
         return fail("cannot unlock the user", err);
