@@ -13,7 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <sodium.h>
+#include "crypt.h"
 
 #include "log.h"
 #include "netaddr.h"
@@ -325,7 +325,7 @@ static bool replace_str(char **slot, const char *s)
     if (!dup)
         return false;
     if (*slot) {
-        sodium_memzero(*slot, strlen(*slot));
+        crypt_wipe(*slot, strlen(*slot));
         free(*slot);
     }
     *slot = dup;
@@ -534,7 +534,7 @@ static bool load_dotenv(struct cfg *c, const char *path, char *const *envp,
         if (!overridden)
             ok = apply(c, name, nlen, value, origin, why, why_len);
     }
-    sodium_memzero(line, sizeof line);
+    crypt_wipe(line, sizeof line);
     fclose(f);
     return ok;
 }
@@ -679,7 +679,7 @@ void cfg_cleanup(struct cfg *c)
             continue;
         s = str_at(c, &vars[i]);
         if (*s) {
-            sodium_memzero(*s, strlen(*s));
+            crypt_wipe(*s, strlen(*s));
             free(*s);
         }
     }

@@ -19,10 +19,10 @@
 #include <time.h>
 
 #include <libpq-fe.h>
-#include <sodium.h>
 
 #include "cfg.h"
 #include "clock.h"
+#include "crypt.h"
 #include "log.h"
 #include "migrations.h"
 
@@ -1624,7 +1624,7 @@ static void pg_close(void *impl)
         PQfinish(p->slots[i].conn);
     free(p->slots);
     for (i = 0; i < p->nkv; i++) {
-        sodium_memzero(p->vals[i], strlen(p->vals[i]));
+        crypt_wipe(p->vals[i], strlen(p->vals[i]));
         free(p->keys[i]);
         free(p->vals[i]);
     }
@@ -1718,7 +1718,7 @@ out:
     free(opts);
     for (o = all; o->keyword; o++)
         if (o->val)
-            sodium_memzero(o->val, strlen(o->val));
+            crypt_wipe(o->val, strlen(o->val));
     PQconninfoFree(all);
     return err;
 }
@@ -2065,8 +2065,8 @@ static bool col_seed(const PGresult *r, int row, int col, struct arena *a,
     copy = arena_alloc(a, REPO_SEED_LEN);
     if (!copy)
         return false;
-    if (sodium_hex2bin(copy, REPO_SEED_LEN, hex, 2 * REPO_SEED_LEN, NULL,
-                       &n, NULL) == 0 && n == REPO_SEED_LEN)
+    if (crypt_hex_decode(hex, 2 * REPO_SEED_LEN, copy, REPO_SEED_LEN,
+                         &n) && n == REPO_SEED_LEN)
         *out = copy;
     return true;
 }
@@ -2490,8 +2490,7 @@ static enum as_err pg_keys_list(void *impl, struct key_row *out, size_t cap,
         if (!bin)
             err = AS_ERR_NOMEM;
         else if (strlen(kid) >= sizeof out[i].kid ||
-                 sodium_hex2bin(bin, hl / 2 + 1, hex, hl, NULL, &bl,
-                                NULL) != 0)
+                 !crypt_hex_decode(hex, hl, bin, hl / 2 + 1, &bl))
             err = AS_ERR_INTERNAL;
         if (err != AS_OK)
             break;

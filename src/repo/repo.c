@@ -8,7 +8,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include <sodium.h>
+#include "crypt.h"
 
 #include "breaker.h"
 #include "cfg.h"
@@ -247,7 +247,7 @@ static bool try_done(struct repo *r, enum as_err err, unsigned n)
                             "attempts", (int)RETRY_MAX));
         return true;
     }
-    ms = repo_retry_delay_ms(n, randombytes_random());
+    ms = repo_retry_delay_ms(n, crypt_random_u32());
     log_event(LOG_DEBUG, "repo.retry", NULL,
               json_pack("{s:s, s:i, s:i}", "backend", r->ops->name,
                         "attempt", (int)n + 2, "delay_ms", (int)ms));
