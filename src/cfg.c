@@ -6,6 +6,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -658,6 +659,27 @@ bool cfg_load_from(struct cfg *out, const char *env_file,
             return false;
     }
     return finish(out, why, why_len);
+}
+
+static struct cfg defaults;
+static pthread_once_t defaults_once = PTHREAD_ONCE_INIT;
+
+/* Fills `defaults` with the default of every unsigned setting. */
+static void defaults_fill(void)
+{
+    size_t i;
+
+    for (i = 0; i < NVARS; i++)
+        if (vars[i].type == T_UINT && vars[i].def &&
+            !parse_uint(vars[i].def, vars[i].min, vars[i].max,
+                        uint_at(&defaults, &vars[i])))
+            abort();                 /* the table itself is wrong */
+}
+
+const struct cfg *cfg_defaults(void)
+{
+    pthread_once(&defaults_once, defaults_fill);
+    return &defaults;
 }
 
 extern char **environ;

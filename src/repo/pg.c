@@ -26,9 +26,9 @@
 #include "log.h"
 #include "migrations.h"
 
-#define POOL_DEFAULT 8u
+#define POOL_DEFAULT (cfg_defaults()->db_pool_size)
 #define POOL_MAX 1024u
-#define TIMEOUT_DEFAULT_MS 5000u
+#define TIMEOUT_DEFAULT_MS (cfg_defaults()->db_timeout_ms)
 #define CLIENT_GRACE_MS 2000       /* past statement_timeout: server hung */
 #define MIGRATION_LOCK "7022344802737369718"     /* "authserv" as int8 */
 #define MAX_PARAMS 10

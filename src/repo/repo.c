@@ -16,8 +16,8 @@
 #include "log.h"
 #include "repo_int.h"
 
-#define DEFAULT_CB_THRESHOLD 5u
-#define DEFAULT_CB_OPEN_SECONDS 10u
+#define DEFAULT_CB_THRESHOLD (cfg_defaults()->cb_failure_threshold)
+#define DEFAULT_CB_OPEN_SECONDS (cfg_defaults()->cb_open_seconds)
 #define RETRY_MAX 5u                 /* attempts at a call (see TRIES) */
 #define RETRY_BASE_MS 4u             /* backoff before the 2nd attempt */
 
