@@ -621,11 +621,7 @@ static enum as_err row_user(const PGresult *r, int i, struct user *u,
         !col_dup(r, i, 2, a, &u->full_name) ||
         !col_dup(r, i, 3, a, &u->password_hash))
         return AS_ERR_NOMEM;
-    if (strcmp(role, "admin") == 0)
-        u->role = ROLE_ADMIN;
-    else if (strcmp(role, "user") == 0)
-        u->role = ROLE_USER;
-    else
+    if (!role_parse(role, &u->role))
         return AS_ERR_INTERNAL;
     u->is_active = col_bool(r, i, 5);
     u->is_verified = col_bool(r, i, 6);
@@ -654,11 +650,6 @@ static enum as_err row_session(const PGresult *r, int i, struct session *s,
         || !col_dup(r, i, 8, a, &s->amr))
         return AS_ERR_NOMEM;
     return AS_OK;
-}
-
-static const char *role_name(enum role r)
-{
-    return r == ROLE_ADMIN ? "admin" : "user";
 }
 
 /* --------------------------------------------------------- migrations */
@@ -900,7 +891,8 @@ static enum as_err patch_after(struct conn *c, const char *op,
     struct params rq = { 0 }, nq = { 0 };
     const char *old_email = PQgetvalue(before, 0, 2);
     bool active = col_bool(after, 0, 5);
-    bool admin = active && strcmp(PQgetvalue(after, 0, 4), "admin") == 0;
+    bool admin = active && strcmp(PQgetvalue(after, 0, 4),
+                                  role_name(ROLE_ADMIN)) == 0;
     enum as_err err = AS_OK;
 
     if (col_bool(before, 0, 1) && !active) {

@@ -53,18 +53,14 @@ __attribute__((weak)) enum as_err repo_pg_open(const struct cfg *cfg,
 
 const char *repo_role_name(enum role r)
 {
-    switch (r) {
-    case ROLE_USER:
-        return "user";
-    case ROLE_ADMIN:
-        return "admin";
-    }
-    return NULL;
+    return role_name(r);
 }
 
 enum role repo_role_parse(const char *s)
 {
-    return s && strcmp(s, "admin") == 0 ? ROLE_ADMIN : ROLE_USER;
+    enum role r = ROLE_USER;
+
+    return role_parse(s, &r) ? r : ROLE_USER;
 }
 
 /* mkdir(dir, 0700) unless it exists; logs why not otherwise. */
