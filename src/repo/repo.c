@@ -28,17 +28,12 @@ struct repo {
     atomic_uint_fast64_t errors;     /* infrastructure failures, refusals */
 };
 
-/* pg.c defines the real repo_pg_open. A weak definition alone would not
- * do: from a static library the linker never pulls pg.o in for a symbol
- * that is already defined, weakly or not. So this fallback exists only
- * while pg.c is absent from the source tree. (A build folder that compiled
- * this file before pg.c appeared must rebuild it: the test below is not a
- * dependency make knows about.) */
-#if !__has_include("pg.c")
-__attribute__((weak)) enum as_err repo_pg_open(const struct cfg *cfg,
-                                               const char *url,
-                                               const struct repo_ops **ops,
-                                               void **impl)
+/* pg.c defines the real repo_pg_open when the build has the PostgreSQL
+ * backend (CMake option AUTH_POSTGRES, README "Layout"); without it a
+ * postgres URL is refused here, and the log says why. */
+#ifndef AUTH_POSTGRES
+enum as_err repo_pg_open(const struct cfg *cfg, const char *url,
+                         const struct repo_ops **ops, void **impl)
 {
     (void)cfg;
     (void)url;
