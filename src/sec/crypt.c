@@ -214,8 +214,7 @@ bool crypt_b64url_decode(const char *in, size_t n, uint8_t *out,
     size_t i;
 
     *got = 0;
-    for (i = 0; i < n; i++) {         /* libsodium skips nothing, but a NUL
-                                       * inside would end its scan early */
+    for (i = 0; i < n; i++) {         /* the alphabet and nothing else */
         unsigned char c = (unsigned char)in[i];
         bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
                   (c >= '0' && c <= '9') || c == '-' || c == '_';
