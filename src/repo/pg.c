@@ -2798,8 +2798,8 @@ static const struct repo_ops pg_ops = {
 };
 
 /* Sets up the pool for the libpq URI `url` without connecting (the first
- * call connects). Pool size cfg->db_pool_size (0: 8); cfg->db_timeout_ms
- * (0: 5000) bounds the wait for a free connection and each statement.
+ * call connects). Pool size cfg->db_pool_size; cfg->db_timeout_ms bounds
+ * the wait for a free connection and each statement (0: cfg_defaults()).
  * AS_ERR_INTERNAL for a URL libpq cannot parse, AS_ERR_NOMEM. On AS_OK the
  * caller frees *impl with (*ops)->close. */
 enum as_err repo_pg_open(const struct cfg *cfg, const char *url,

@@ -4,7 +4,7 @@
 
 /* Builds a repository around a backend that is already open: every call
  * goes through a breaker made from cfg->cb_failure_threshold and
- * cfg->cb_open_seconds (0 takes the defaults 5 and 10). Takes `impl` in
+ * cfg->cb_open_seconds (0 takes cfg_defaults()'s). Takes `impl` in
  * every case: on failure (AS_ERR_NOMEM) it has been closed with
  * ops->close. The result is freed with repo_close(). repo_open() uses it;
  * tests use it to put a fake backend behind the real dispatcher. */
