@@ -75,6 +75,12 @@ void cfg_log(const struct cfg *c);
 /* Name of the i-th known variable, or NULL past the end (for docs and
  * tests). */
 const char *cfg_var_name(size_t i);
+/* The default of every unsigned setting, as cfg_load() sets it without
+ * .env or environment: the one table of defaults in cfg.c. String fields
+ * are NULL and enum fields zero. Code handed a struct cfg whose field is
+ * 0 (tests, tools) falls back to this, never to a number of its own.
+ * Borrowed, immutable; safe from any thread. */
+const struct cfg *cfg_defaults(void);
 /* Name of an algorithm: "ES256", "RS256", "HS256". */
 const char *cfg_alg_name(enum cfg_alg a);
 

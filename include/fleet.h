@@ -14,11 +14,25 @@ struct fleet;
 
 #define FLEET_KEYS_POLL_MS 2000
 
+#ifdef AUTH_POSTGRES
 /* Starts the thread; NULL when out of resources. `app` must outlive it.
  * Free with fleet_stop(). */
 struct fleet *fleet_start(struct app *app);
 /* Stops the thread and frees the key sets it replaced; call after the
  * server stopped. NULL is a no-op. */
 void fleet_stop(struct fleet *f);
+#else
+/* A build without the PostgreSQL backend (CMake option AUTH_POSTGRES)
+ * never shares a database with other instances: nothing to start. */
+static inline struct fleet *fleet_start(struct app *app)
+{
+    (void)app;
+    return NULL;
+}
+static inline void fleet_stop(struct fleet *f)
+{
+    (void)f;
+}
+#endif
 
 #endif

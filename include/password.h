@@ -4,7 +4,7 @@
 #include <stddef.h>
 #include "err.h"
 
-#define PW_HASH_MAX 128          /* crypto_pwhash_STRBYTES */
+#define PW_HASH_MAX 128          /* crypto_pwhash_STRBYTES (checked) */
 #define PW_MAX_CHARS 128         /* code points */
 
 struct pw_params {

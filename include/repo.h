@@ -10,7 +10,7 @@
 struct cfg;
 struct breaker;
 
-enum role { ROLE_USER = 0, ROLE_ADMIN = 1 };
+#include "role.h"              /* enum role */
 
 struct key_row;
 

@@ -9,7 +9,7 @@
  * 10 bytes of randomness `rnd` (RFC 9562 s5.7). Pure: tests pass both. */
 void uuid_v7_format(int64_t now_ms, const uint8_t rnd[10],
                     char out[UUID_STR_LEN]);
-/* A fresh UUIDv7 from the wall clock and libsodium's randombytes. */
+/* A fresh UUIDv7 from the wall clock and crypt_random(). */
 void uuid_v7_new(char out[UUID_STR_LEN]);
 /* True when `s` is a canonical 36-character UUID (any version, hex digits
  * of either case). Does not allocate. */

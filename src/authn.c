@@ -6,6 +6,7 @@
 
 #include "clock.h"
 #include "repo.h"
+#include "role.h"
 #include "scache.h"
 #include "vcache.h"
 
@@ -53,7 +54,7 @@ static enum as_err bearer(struct req_ctx *rc, bool wait, bool *pending)
     if (!st.live)
         return res_fail(&rc->res, AS_ERR_INVALID_TOKEN,
                         "The session has ended.");
-    rc->claims.role = st.role == ROLE_ADMIN ? "admin" : "user"; /* current */
+    rc->claims.role = role_name(st.role);              /* current */
     email = st.email[0] ? arena_strdup(rc->arena, st.email) : NULL;
     if (email)                            /* the account's email now */
         rc->claims.email = email;
@@ -71,6 +72,7 @@ enum as_err authn_bearer(struct req_ctx *rc)
 static enum as_err route(struct req_ctx *rc, bool wait, bool *pending)
 {
     enum access acc = rc->route->access;
+    enum role role;
     bool admin;
     enum as_err err;
 
@@ -79,7 +81,7 @@ static enum as_err route(struct req_ctx *rc, bool wait, bool *pending)
     err = bearer(rc, wait, pending);
     if (err != AS_OK || (!wait && *pending))
         return err;
-    admin = strcmp(rc->claims.role, "admin") == 0;
+    admin = role_parse(rc->claims.role, &role) && role == ROLE_ADMIN;
     switch (acc) {
     case ACCESS_PUBLIC:
     case ACCESS_USER:

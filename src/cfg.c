@@ -6,6 +6,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -13,7 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <sodium.h>
+#include "crypt.h"
 
 #include "log.h"
 #include "netaddr.h"
@@ -325,7 +326,7 @@ static bool replace_str(char **slot, const char *s)
     if (!dup)
         return false;
     if (*slot) {
-        sodium_memzero(*slot, strlen(*slot));
+        crypt_wipe(*slot, strlen(*slot));
         free(*slot);
     }
     *slot = dup;
@@ -534,7 +535,7 @@ static bool load_dotenv(struct cfg *c, const char *path, char *const *envp,
         if (!overridden)
             ok = apply(c, name, nlen, value, origin, why, why_len);
     }
-    sodium_memzero(line, sizeof line);
+    crypt_wipe(line, sizeof line);
     fclose(f);
     return ok;
 }
@@ -660,6 +661,27 @@ bool cfg_load_from(struct cfg *out, const char *env_file,
     return finish(out, why, why_len);
 }
 
+static struct cfg defaults;
+static pthread_once_t defaults_once = PTHREAD_ONCE_INIT;
+
+/* Fills `defaults` with the default of every unsigned setting. */
+static void defaults_fill(void)
+{
+    size_t i;
+
+    for (i = 0; i < NVARS; i++)
+        if (vars[i].type == T_UINT && vars[i].def &&
+            !parse_uint(vars[i].def, vars[i].min, vars[i].max,
+                        uint_at(&defaults, &vars[i])))
+            abort();                 /* the table itself is wrong */
+}
+
+const struct cfg *cfg_defaults(void)
+{
+    pthread_once(&defaults_once, defaults_fill);
+    return &defaults;
+}
+
 extern char **environ;
 
 bool cfg_load(struct cfg *out, const char *env_file, char *why,
@@ -679,7 +701,7 @@ void cfg_cleanup(struct cfg *c)
             continue;
         s = str_at(c, &vars[i]);
         if (*s) {
-            sodium_memzero(*s, strlen(*s));
+            crypt_wipe(*s, strlen(*s));
             free(*s);
         }
     }

@@ -7,7 +7,7 @@
 #include <termios.h>
 #include <unistd.h>
 
-#include <sodium.h>
+#include "crypt.h"
 
 #include "clock.h"
 #include "lockout.h"
@@ -94,7 +94,7 @@ static int new_password(const struct cfg *cfg, const char *email,
     } else if (pw_hash(pw, &p, hash) != AS_OK) {
         status = fail("hashing failed", AS_ERR_NOMEM);
     }
-    sodium_memzero(pw, sizeof pw);
+    crypt_wipe(pw, sizeof pw);
     return status;
 }
 
@@ -121,7 +121,7 @@ static int user_create(const struct cfg *cfg, struct repo *r,
     u.password_hash = hash;
     u.created_at = u.updated_at = clock_ms();
     err = repo_user_insert(r, &u);
-    sodium_memzero(hash, sizeof hash);
+    crypt_wipe(hash, sizeof hash);
     if (err != AS_OK)
         return fail("cannot create the user", err);
     log_event(LOG_INFO, "audit", NULL,
@@ -163,7 +163,7 @@ static int user_set_password(const struct cfg *cfg, struct repo *r,
     if (status != 0)
         return status;
     err = repo_user_set_password(r, u.id, hash, NULL, clock_ms());
-    sodium_memzero(hash, sizeof hash);
+    crypt_wipe(hash, sizeof hash);
     if (err != AS_OK)
         return fail("cannot set the password", err);
     log_event(LOG_INFO, "audit", NULL,

@@ -11,9 +11,9 @@
 #include <time.h>
 
 #include <linux/tcp.h>           /* struct tcp_info with tcpi_bytes_received */
-#include <sodium.h>
 
 #include "clock.h"
+#include "crypt.h"
 #include "log.h"
 
 struct cg_conn {
@@ -33,7 +33,7 @@ struct connguard {
     uint64_t timeout_ms;
     unsigned per_prefix;
     size_t nbuckets;             /* a power of two */
-    unsigned char hkey[crypto_shorthash_KEYBYTES];
+    uint8_t hkey[CRYPT_SIPHASH_KEY_LEN];
     pthread_t thread;
     bool running, stopping;
     unsigned period_ms;
@@ -58,7 +58,7 @@ struct connguard *connguard_new(uint64_t header_timeout_ms,
     g->nbuckets = n;
     g->timeout_ms = header_timeout_ms;
     g->per_prefix = per_prefix;
-    crypto_shorthash_keygen(g->hkey);    /* chains an attacker cannot aim */
+    crypt_siphash_keygen(g->hkey);    /* chains an attacker cannot aim */
     pthread_mutex_init(&g->mu, NULL);
     pthread_cond_init(&g->cv, NULL);
     return g;
@@ -111,7 +111,6 @@ struct cg_conn *connguard_open(struct connguard *g, const struct sockaddr *sa,
                                int fd, uint64_t rx_bytes, uint64_t now_ms)
 {
     struct cg_conn *c = calloc(1, sizeof *c), *p;
-    unsigned char h[crypto_shorthash_BYTES];
     uint64_t hv;
     unsigned same = 0;
 
@@ -119,8 +118,7 @@ struct cg_conn *connguard_open(struct connguard *g, const struct sockaddr *sa,
         return NULL;
     if (!prefix_key(sa, c->key))
         memset(c->key, 0xff, sizeof c->key);  /* e.g. a Unix socket */
-    crypto_shorthash(h, c->key, sizeof c->key, g->hkey);
-    memcpy(&hv, h, sizeof hv);
+    hv = crypt_siphash(c->key, sizeof c->key, g->hkey);
     c->bucket = (size_t)(hv & (g->nbuckets - 1));
     c->fd = fd;
     c->waiting = true;

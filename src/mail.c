@@ -20,11 +20,11 @@
 #include <time.h>
 
 #include <curl/curl.h>
-#include <sodium.h>
 
 #include "arena.h"
 #include "cfg.h"
 #include "clock.h"
+#include "crypt.h"
 #include "log.h"
 #include "repo.h"
 #include "sec.h"
@@ -107,7 +107,7 @@ bool mail_link(const char *public_url, const char *kind, const char *token,
                  token);
     if (w < 0 || (size_t)w >= cap) {
         if (cap)
-            sodium_memzero(out, cap);
+            crypt_wipe(out, cap);
         return false;
     }
     return true;
@@ -270,7 +270,7 @@ char *mail_render(const struct mail_msg *m, const char *from,
     if (out)
         snprintf(out, (size_t)len + 1, MESSAGE_FORMAT, date, from, m->to,
                  subject, m->id, domain, body);
-    sodium_memzero(body, strlen(body));
+    crypt_wipe(body, strlen(body));
     free(body);
     return out;
 }
@@ -360,20 +360,16 @@ char *mail_event_json(const struct mail_msg *m)
 void mail_sign(const char *secret, int64_t timestamp, const char *body,
                size_t body_len, char out[MAIL_HEX_SIG_LEN + 1])
 {
-    crypto_auth_hmacsha256_state st;
-    unsigned char mac[crypto_auth_hmacsha256_BYTES];
+    struct crypt_hmac_sha256 st;
+    uint8_t mac[CRYPT_HMAC_SHA256_LEN];
     char ts[24];
 
     snprintf(ts, sizeof ts, "%" PRId64 ".", timestamp);
-    crypto_auth_hmacsha256_init(&st, (const unsigned char *)secret,
-                                strlen(secret));
-    crypto_auth_hmacsha256_update(&st, (const unsigned char *)ts,
-                                  strlen(ts));
-    crypto_auth_hmacsha256_update(&st, (const unsigned char *)body,
-                                  body_len);
-    crypto_auth_hmacsha256_final(&st, mac);
-    sodium_bin2hex(out, MAIL_HEX_SIG_LEN + 1, mac, sizeof mac);
-    sodium_memzero(&st, sizeof st);
+    crypt_hmac_sha256_init(&st, secret, strlen(secret));
+    crypt_hmac_sha256_update(&st, ts, strlen(ts));
+    crypt_hmac_sha256_update(&st, body, body_len);
+    crypt_hmac_sha256_final(&st, mac);             /* wipes the state */
+    crypt_hex_encode(mac, sizeof mac, out, MAIL_HEX_SIG_LEN + 1);
 }
 
 /* `base` doubling per failure after the first, at most `max`, then
@@ -538,7 +534,7 @@ out:
     curl_slist_free_all(rcpt);
     curl_easy_cleanup(h);
     if (text) {
-        sodium_memzero(text, up.len);
+        crypt_wipe(text, up.len);
         free(text);
     }
     return ok;
@@ -610,7 +606,7 @@ out:
     curl_slist_free_all(hdr);
     curl_easy_cleanup(h);
     if (body) {
-        sodium_memzero(body, len);
+        crypt_wipe(body, len);
         free(body);
     }
     return ok;
@@ -668,7 +664,7 @@ enum as_err mail_queue(struct repo *repo, const char *kind,
         m.seed = seed;
     }
     err = repo_outbox_add(repo, &m);
-    sodium_memzero(seed, sizeof seed);
+    crypt_wipe(seed, sizeof seed);
     return err;
 }
 
@@ -700,7 +696,7 @@ static bool resolve(struct mailer *m, struct outbox_row *row,
         t.expires_at = t.created_at + ttl;
         sec_link_token(m->keys, row->seed, token);
         sec_token_hash(token, t.hash);
-        sodium_memzero(token, sizeof token);
+        crypt_wipe(token, sizeof token);
     }
     err = repo_outbox_resolve(m->repo, row, linked ? &t : NULL,
                               m->cfg->mail_per_recipient_per_hour,
@@ -733,12 +729,12 @@ static bool resolve(struct mailer *m, struct outbox_row *row,
 static void failed(struct mailer *m, const struct outbox_row *row,
                    const char *why, bool transport)
 {
-    int64_t delay = mail_backoff_ms(row->attempts + 1, randombytes_random());
+    int64_t delay = mail_backoff_ms(row->attempts + 1, crypt_random_u32());
     int64_t pause = 0;
 
     if (transport) {
         m->failures++;
-        pause = mail_pause_ms(m->failures, randombytes_random());
+        pause = mail_pause_ms(m->failures, crypt_random_u32());
         m->pause_until = clock_mono_ms() + (uint64_t)pause;
     }
     log_event(LOG_WARN, "mail.failed", NULL,
@@ -772,7 +768,7 @@ static void deliver(struct mailer *m, struct outbox_row *row,
     if (row->seed) {
         sec_link_token(m->keys, row->seed, token);
         mail_link(m->cfg->public_url, row->kind, token, link, sizeof link);
-        sodium_memzero(token, sizeof token);
+        crypt_wipe(token, sizeof token);
     } else {
         msg.link = NULL;                 /* a kind without a link */
     }
@@ -787,7 +783,7 @@ static void deliver(struct mailer *m, struct outbox_row *row,
         ok = send_webhook(m, &msg, why);
         tried = true;
     }
-    sodium_memzero(link, sizeof link);
+    crypt_wipe(link, sizeof link);
     if (!ok) {
         failed(m, row, why, tried);
         return;

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <sodium.h>
+#include "crypt.h"
 
 #include "cfg.h"
 #include "cli.h"
@@ -269,7 +269,7 @@ int main(int argc, char **argv)
         fputs(usage, stdout);
         return 0;
     }
-    if (sodium_init() < 0) {
+    if (!crypt_init()) {
         fprintf(stderr, "auth-serve: libsodium failed to start\n");
         return 1;
     }

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <sodium.h>
+#include "crypt.h"
 
 #include "netaddr.h"
 
@@ -35,7 +35,7 @@ struct ratelimit {
     size_t nsets, nlocks;
     struct slot *slots;          /* nsets * WAYS */
     pthread_mutex_t *locks;      /* set i is guarded by lock i % nlocks */
-    unsigned char hash_key[crypto_shorthash_KEYBYTES];
+    uint8_t hash_key[CRYPT_SIPHASH_KEY_LEN];
 };
 
 struct ratelimit *ratelimit_new(unsigned per_minute, size_t entries)
@@ -43,7 +43,7 @@ struct ratelimit *ratelimit_new(unsigned per_minute, size_t entries)
     struct ratelimit *rl;
     size_t i, sets = MIN_SETS;
 
-    if (sodium_init() < 0)
+    if (!crypt_init())
         return NULL;
     while (sets * WAYS < entries && sets < (SIZE_MAX / WAYS) / 2)
         sets *= 2;
@@ -70,7 +70,7 @@ struct ratelimit *ratelimit_new(unsigned per_minute, size_t entries)
     for (i = 0; i < rl->nlocks; i++)
         pthread_mutex_init(&rl->locks[i], NULL);
     /* A secret key, so nobody can choose addresses that share a set. */
-    crypto_shorthash_keygen(rl->hash_key);
+    crypt_siphash_keygen(rl->hash_key);
     return rl;
 }
 
@@ -96,15 +96,10 @@ size_t ratelimit_capacity(const struct ratelimit *rl)
  * address's key of netaddr_client_key(), shared with the lockout. */
 static uint64_t bucket_key(const struct ratelimit *rl, const char *ip)
 {
-    unsigned char out[crypto_shorthash_BYTES];
     char key[NETADDR_KEY_LEN];
-    uint64_t k;
 
     netaddr_client_key(ip, key);
-    crypto_shorthash(out, (const unsigned char *)key, strlen(key),
-                     rl->hash_key);
-    memcpy(&k, out, sizeof k);
-    return k;
+    return crypt_siphash(key, strlen(key), rl->hash_key);
 }
 
 /* The slot of `key` in `set`: its own, else the one nearest to full

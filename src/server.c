@@ -18,7 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <sodium.h>
+#include "crypt.h"
 
 #include "authn.h"
 #include "breaker.h"
@@ -254,7 +254,7 @@ static void req_free(struct req_ctx *rc)
     json_decref(rc->res.extra);
     free(rc->res.raw);
     if (rc->body)
-        sodium_memzero(rc->body, rc->body_len);  /* passwords live here */
+        crypt_wipe(rc->body, rc->body_len);  /* passwords live here */
     arena_free(rc->arena);
 }
 

@@ -1,10 +1,10 @@
 /* uuid.c: UUIDv7 (RFC 9562): 48-bit ms timestamp, version, random. */
 #include "uuid.h"
 
-#include <sodium.h>
 #include <string.h>
 
 #include "clock.h"
+#include "crypt.h"
 
 void uuid_v7_format(int64_t now_ms, const uint8_t rnd[10],
                     char out[UUID_STR_LEN])
@@ -32,7 +32,7 @@ void uuid_v7_new(char out[UUID_STR_LEN])
 {
     uint8_t rnd[10];
 
-    randombytes_buf(rnd, sizeof rnd);
+    crypt_random(rnd, sizeof rnd);
     uuid_v7_format(clock_ms(), rnd, out);
 }
 

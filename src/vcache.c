@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <sodium.h>
+#include "crypt.h"
 
 #define WAYS 8
 #define STRIPES 64
@@ -63,7 +63,7 @@ void vcache_free(struct vcache *c)
         return;
     for (i = 0; i < STRIPES; i++)
         pthread_mutex_destroy(&c->mu[i]);
-    sodium_memzero(c->slots, (size_t)c->nsets * WAYS * sizeof *c->slots);
+    crypt_wipe(c->slots, (size_t)c->nsets * WAYS * sizeof *c->slots);
     free(c->slots);
     free(c->clock);
     free(c);
@@ -97,7 +97,7 @@ static bool lookup(struct vcache *c, const uint8_t key[32],
     for (w = 0; w < WAYS && !hit; w++) {
         struct entry *e = &set[w];
 
-        if (!live(e, k, now_s) || sodium_memcmp(e->key, key, 32) != 0)
+        if (!live(e, k, now_s) || !crypt_equal(e->key, key, 32))
             continue;
         e->used_at = ++c->clock[s];
         *out = e->c;
@@ -123,7 +123,7 @@ static void store(struct vcache *c, const uint8_t key[32],
     pthread_mutex_lock(mu);
     for (w = 0; w < WAYS; w++) {            /* free or dead, else LRU */
         if (!live(&set[w], k, now_s) ||
-            sodium_memcmp(set[w].key, key, 32) == 0) {
+            crypt_equal(set[w].key, key, 32)) {
             e = &set[w];
             break;
         }
@@ -155,8 +155,7 @@ enum as_err vcache_verify(struct vcache *c, const struct sec_keys *k,
         return AS_ERR_INVALID_TOKEN;
     /* BLAKE2b: collision resistant like SHA-256, several times cheaper
      * in libsodium, and this runs on every bearer request. */
-    crypto_generichash(key, sizeof key, (const unsigned char *)token, len,
-                       NULL, 0);
+    crypt_blake2b(key, sizeof key, token, len, NULL, 0);
     if (lookup(c, key, k, now_s, out, a)) {
         atomic_fetch_add_explicit(&c->hits, 1, memory_order_relaxed);
         return AS_OK;

@@ -8,7 +8,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include <sodium.h>
+#include "crypt.h"
 
 /* Workers run at this nice value: hashing is throughput work, and when it
  * saturates the cores the request threads (token checks answered in a
@@ -42,7 +42,7 @@ struct workpool {
     unsigned per_client;            /* 0: no cap */
     struct client_count *counts;    /* `mask` + 1 entries, or NULL */
     size_t mask;
-    unsigned char hash_key[crypto_shorthash_KEYBYTES];
+    uint8_t hash_key[CRYPT_SIPHASH_KEY_LEN];
 };
 
 /* The slot of `key`: its own, or the empty one where it would go. */
@@ -185,21 +185,18 @@ bool workpool_limit_clients(struct workpool *p, unsigned per_client)
         return false;
     p->mask = n - 1;
     p->per_client = per_client;
-    crypto_shorthash_keygen(p->hash_key);
+    crypt_siphash_keygen(p->hash_key);
     return true;
 }
 
 /* The keyed hash naming client `name` (never 0), or 0 for none. */
 static uint64_t client_key(const struct workpool *p, const char *name)
 {
-    unsigned char out[crypto_shorthash_BYTES];
     uint64_t k;
 
     if (!name || !p->counts)
         return 0;
-    crypto_shorthash(out, (const unsigned char *)name, strlen(name),
-                     p->hash_key);
-    memcpy(&k, out, sizeof k);
+    k = crypt_siphash(name, strlen(name), p->hash_key);
     return k ? k : 1;
 }
 

@@ -2,7 +2,8 @@
 # The whole test suite, from a fresh Debian 12 checkout: installs what is
 # missing, builds the normal and the ASan+UBSan trees, starts a throwaway
 # PostgreSQL, then runs the unit tests and the end-to-end tests against
-# SQLite and PostgreSQL on both builds, gcc's static analyzer, and a short
+# SQLite and PostgreSQL on both builds, gcc's static analyzer, a
+# SQLite-only build and its unit tests, and a short
 # run of every libFuzzer target (AUTH_FUZZ_SECONDS each, default 20), a
 # Release build whose Debian package is installed into a clean Debian 12
 # root. The end-to-end tests include the systemd protocol, Swagger UI in
@@ -68,6 +69,13 @@ build build-tests -DCMAKE_BUILD_TYPE=RelWithDebInfo || exit 1
 stage unit unit build-tests normal
 stage e2e e2e build-tests normal
 stage analyze build build-analyze -DAUTH_TESTS=OFF -DAUTH_ANALYZE=ON
+# The SQLite-only build (CMake option AUTH_POSTGRES off): it links no
+# libpq, and its unit tests pass with PostgreSQL out of the picture.
+stage nopg build build-nopg -DAUTH_POSTGRES=OFF \
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo
+stage unit-nopg bash -c '! ldd build-nopg/auth-serve | grep libpq &&
+    cd build-nopg && AUTH_TEST_PG_URL= ctest --output-on-failure \
+    --timeout 600 --output-junit "$0/unit-nopg.xml"' "$reports"
 stage fuzz bash fuzz/run.sh "${AUTH_FUZZ_SECONDS:-20}"
 # A packager's Release build of every target (gcc -O3), then its .deb
 # installed into a clean Debian 12 root.

@@ -3,10 +3,10 @@
  * no SQL: the repository stores, src/sec/totp.c computes. */
 #include "mfa.h"
 
-#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "crypt.h"
 #include "qr.h"
 
 /* Percent-encodes every byte of `s` but RFC 3986 unreserved ones. */
@@ -57,7 +57,7 @@ static enum as_err open_secret(const struct mfa_env *e, const char *user_id,
 
     totp_key(e->keys, key);
     err = totp_open(key, user_id, st->secret, secret);
-    sodium_memzero(key, sizeof key);
+    crypt_wipe(key, sizeof key);
     return err;
 }
 
@@ -85,10 +85,10 @@ enum as_err mfa_setup_begin(const struct mfa_env *e, const struct user *u,
     if (err == AS_OK)
         err = repo_mfa_pending(e->repo, u->id, sealed, e->now_ms);
     if (err != AS_OK)
-        sodium_memzero(out->secret, sizeof out->secret);
+        crypt_wipe(out->secret, sizeof out->secret);
     free(svg);
-    sodium_memzero(secret, sizeof secret);
-    sodium_memzero(key, sizeof key);
+    crypt_wipe(secret, sizeof secret);
+    crypt_wipe(key, sizeof key);
     return err;
 }
 
@@ -133,8 +133,8 @@ enum as_err mfa_confirm(const struct mfa_env *e, const char *user_id,
             err = AS_OK;                   /* on by a concurrent confirm */
     }
     if (!*ok)
-        sodium_memzero(out, sizeof *out);
-    sodium_memzero(secret, sizeof secret);
+        crypt_wipe(out, sizeof *out);
+    crypt_wipe(secret, sizeof secret);
     arena_free(a);
     return err;
 }
@@ -171,7 +171,7 @@ enum as_err mfa_check_code(const struct mfa_env *e, const char *user_id,
     }
     if (err == AS_ERR_NOT_FOUND)
         err = AS_OK;                       /* a wrong code, not an error */
-    sodium_memzero(secret, sizeof secret);
+    crypt_wipe(secret, sizeof secret);
     arena_free(a);
     return err;
 }
@@ -187,7 +187,7 @@ enum as_err mfa_recovery_renew(const struct mfa_env *e, const char *user_id,
                                 (const uint8_t(*)[REPO_HASH_LEN])h,
                                 TOTP_RECOVERY_COUNT, e->now_ms);
     if (err != AS_OK)
-        sodium_memzero(out, sizeof *out);
+        crypt_wipe(out, sizeof *out);
     return err;
 }
 
@@ -208,7 +208,7 @@ enum as_err mfa_token_issue(const struct mfa_env *e, const char *user_id,
     err = repo_mfa_token_create(e->repo, h, user_id, e->now_ms,
                                 e->now_ms + MFA_TOKEN_TTL_MS);
     if (err != AS_OK)
-        sodium_memzero(out, SEC_TOKEN_LEN + 1);
+        crypt_wipe(out, SEC_TOKEN_LEN + 1);
     return err;
 }
 

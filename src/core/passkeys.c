@@ -5,10 +5,10 @@
 #include "passkeys.h"
 
 #include <openssl/sha.h>
-#include <sodium.h>
 #include <string.h>
 
 #include "clock.h"
+#include "crypt.h"
 #include "uuid.h"
 
 #define MAX_TRANSPORTS 8
@@ -35,8 +35,8 @@ static bool uuid_bytes(const char *id, uint8_t out[USER_HANDLE_LEN])
         if (id[i] != '-')
             hex[n++] = id[i];
     hex[n] = '\0';
-    return sodium_hex2bin(out, USER_HANDLE_LEN, hex, n, NULL, &got,
-                          NULL) == 0 && got == USER_HANDLE_LEN;
+    return crypt_hex_decode(hex, n, out, USER_HANDLE_LEN, &got) &&
+           got == USER_HANDLE_LEN;
 }
 
 const char *passkey_user_handle(struct arena *a, const char *user_id)
@@ -55,7 +55,7 @@ static enum as_err challenge_new(const struct passkey_env *e,
 {
     uint8_t c[WA_CHALLENGE_LEN], h[REPO_HASH_LEN];
 
-    randombytes_buf(c, sizeof c);
+    crypt_random(c, sizeof c);
     SHA256(c, sizeof c, h);
     *b64 = wa_b64url(a, c, sizeof c);
     if (!*b64)

@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <sodium.h>
+#include "crypt.h"
 
 #include "cfg.h"
 #include "clock.h"
@@ -112,7 +112,7 @@ enum as_err h_login(struct req_ctx *rc, struct response *res)
     err = u.mfa_enabled ? hx_mfa_challenge(rc, &u)
                         : hx_start_session(rc, &u);
 out:
-    sodium_memzero(fresh, sizeof fresh);
+    crypt_wipe(fresh, sizeof fresh);
     json_decref(in);
     return err;
 }

@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <sodium.h>
+#include "crypt.h"
 
 #include "cfg.h"
 #include "clock.h"
@@ -45,7 +45,7 @@ enum as_err hx_token_pair(struct req_ctx *rc, const struct user *u,
                        "token_type", "Bearer", "expires_in",
                        (json_int_t)(c.exp - now), "refresh_token", refresh,
                        "refresh_expires_in", (json_int_t)(ends - now)));
-    sodium_memzero(jwt, strlen(jwt));
+    crypt_wipe(jwt, strlen(jwt));
     free(jwt);
     return rc->res.body ? AS_OK : AS_ERR_NOMEM;
 }
@@ -88,7 +88,7 @@ enum as_err hx_start_session_amr(struct req_ctx *rc, const struct user *u,
                   json_pack("{s:s, s:s, s:s, s:s}", "user_id", u->id,
                             "session_id", s.id, "ip", rc->ip, "amr",
                             amr ? amr : "pwd"));
-    sodium_memzero(refresh, sizeof refresh);
+    crypt_wipe(refresh, sizeof refresh);
     return err;
 }
 
@@ -237,7 +237,7 @@ enum as_err hx_create_user(struct req_ctx *rc, bool with_role,
                                             u.id));
     res_json(res, 201, v_user_json(&u));
 out:
-    sodium_memzero(hash, sizeof hash);
+    crypt_wipe(hash, sizeof hash);
     json_decref(in);
     return err;
 }

@@ -6,7 +6,7 @@
 #include <stdatomic.h>
 #include <string.h>
 
-#include <sodium.h>
+#include "crypt.h"
 
 #include "cfg.h"
 #include "clock.h"
@@ -121,7 +121,7 @@ enum as_err h_password_reset(struct req_ctx *rc, struct response *res)
     hx_audit(rc, "password_reset", u.id, NULL);
     res_json(res, 204, NULL);
 out:
-    sodium_memzero(pwhash, sizeof pwhash);
+    crypt_wipe(pwhash, sizeof pwhash);
     json_decref(in);
     return err;
 }

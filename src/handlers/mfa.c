@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <sodium.h>
+#include "crypt.h"
 
 #include "cfg.h"
 #include "clock.h"
@@ -110,7 +110,7 @@ enum as_err hx_mfa_challenge(struct req_ctx *rc, const struct user *u)
     if (err != AS_OK)
         return err;
     rc->res.extra = json_pack("{s:s}", "mfa_token", tok);
-    sodium_memzero(tok, sizeof tok);
+    crypt_wipe(tok, sizeof tok);
     if (!rc->res.extra)
         return AS_ERR_NOMEM;
     log_event(LOG_INFO, "auth.mfa_required", rc->request_id,
@@ -147,7 +147,7 @@ enum as_err h_mfa_setup(struct req_ctx *rc, struct response *res)
                                  "otpauth_uri", s.uri, "qr_svg", s.qr_svg));
     err = res->body ? AS_OK : AS_ERR_NOMEM;
 out:
-    sodium_memzero(s.secret, sizeof s.secret);
+    crypt_wipe(s.secret, sizeof s.secret);
     json_decref(in);
     return err;
 }
@@ -188,7 +188,7 @@ enum as_err h_mfa_confirm(struct req_ctx *rc, struct response *res)
     res_json(res, 200, codes_json(&codes));
     err = res->body ? AS_OK : AS_ERR_NOMEM;
 out:
-    sodium_memzero(&codes, sizeof codes);
+    crypt_wipe(&codes, sizeof codes);
     json_decref(in);
     return err;
 }
@@ -252,7 +252,7 @@ enum as_err h_mfa_recovery_codes(struct req_ctx *rc, struct response *res)
         res_json(res, 200, codes_json(&codes));
         err = res->body ? AS_OK : AS_ERR_NOMEM;
     }
-    sodium_memzero(&codes, sizeof codes);
+    crypt_wipe(&codes, sizeof codes);
     json_decref(in);
     return err;
 }

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include <sodium.h>
+#include "crypt.h"
 
 #include "authn.h"
 #include "cfg.h"
@@ -90,7 +90,7 @@ enum as_err h_refresh(struct req_ctx *rc, struct response *res)
     err = res_fail(res, AS_ERR_INVALID_TOKEN,
                    "The refresh token is invalid or expired.");
 out:
-    sodium_memzero(child, sizeof child);
+    crypt_wipe(child, sizeof child);
     json_decref(in);
     return err;
 }
@@ -249,7 +249,7 @@ enum as_err h_password_change(struct req_ctx *rc, struct response *res)
     hx_audit(rc, "password_changed", u.id, NULL);
     res_json(res, 204, NULL);
 out:
-    sodium_memzero(hash, sizeof hash);
+    crypt_wipe(hash, sizeof hash);
     json_decref(in);
     return err;
 }

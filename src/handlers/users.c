@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <sodium.h>
+#include "crypt.h"
 
 #include "accounts.h"
 #include "cfg.h"
@@ -235,8 +235,7 @@ static const char *cursor_decode(struct arena *a, const char *c)
     size_t n = 0;
 
     if (strlen(c) > 64 ||
-        sodium_base642bin(id, sizeof id - 1, c, strlen(c), NULL, &n, NULL,
-                          sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
+        !crypt_b64url_decode(c, strlen(c), id, sizeof id - 1, &n) ||
         n != UUID_STR_LEN - 1)
         return NULL;
     id[n] = '\0';
@@ -245,11 +244,9 @@ static const char *cursor_decode(struct arena *a, const char *c)
 
 static json_t *cursor_encode(const char *id)
 {
-    char out[sodium_base64_ENCODED_LEN(UUID_STR_LEN,
-                                       sodium_base64_VARIANT_URLSAFE_NO_PADDING)];
+    char out[CRYPT_B64URL_LEN(UUID_STR_LEN)];
 
-    sodium_bin2base64(out, sizeof out, (const unsigned char *)id, strlen(id),
-                      sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    crypt_b64url_encode(id, strlen(id), out, sizeof out);
     return json_string(out);
 }
 

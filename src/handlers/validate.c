@@ -163,18 +163,12 @@ const char *v_printable(struct arena *a, const char *s, size_t max)
 
 bool v_role(const char *s, enum role *out)
 {
-    if (strcmp(s, "user") == 0)
-        *out = ROLE_USER;
-    else if (strcmp(s, "admin") == 0)
-        *out = ROLE_ADMIN;
-    else
-        return false;
-    return true;
+    return role_parse(s, out);
 }
 
 const char *v_role_name(enum role r)
 {
-    return r == ROLE_ADMIN ? "admin" : "user";
+    return r == ROLE_ADMIN ? role_name(ROLE_ADMIN) : role_name(ROLE_USER);
 }
 
 char *v_user_text(const struct user *u)

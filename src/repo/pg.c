@@ -19,16 +19,16 @@
 #include <time.h>
 
 #include <libpq-fe.h>
-#include <sodium.h>
 
 #include "cfg.h"
 #include "clock.h"
+#include "crypt.h"
 #include "log.h"
 #include "migrations.h"
 
-#define POOL_DEFAULT 8u
+#define POOL_DEFAULT (cfg_defaults()->db_pool_size)
 #define POOL_MAX 1024u
-#define TIMEOUT_DEFAULT_MS 5000u
+#define TIMEOUT_DEFAULT_MS (cfg_defaults()->db_timeout_ms)
 #define CLIENT_GRACE_MS 2000       /* past statement_timeout: server hung */
 #define MIGRATION_LOCK "7022344802737369718"     /* "authserv" as int8 */
 #define MAX_PARAMS 10
@@ -621,11 +621,7 @@ static enum as_err row_user(const PGresult *r, int i, struct user *u,
         !col_dup(r, i, 2, a, &u->full_name) ||
         !col_dup(r, i, 3, a, &u->password_hash))
         return AS_ERR_NOMEM;
-    if (strcmp(role, "admin") == 0)
-        u->role = ROLE_ADMIN;
-    else if (strcmp(role, "user") == 0)
-        u->role = ROLE_USER;
-    else
+    if (!role_parse(role, &u->role))
         return AS_ERR_INTERNAL;
     u->is_active = col_bool(r, i, 5);
     u->is_verified = col_bool(r, i, 6);
@@ -654,11 +650,6 @@ static enum as_err row_session(const PGresult *r, int i, struct session *s,
         || !col_dup(r, i, 8, a, &s->amr))
         return AS_ERR_NOMEM;
     return AS_OK;
-}
-
-static const char *role_name(enum role r)
-{
-    return r == ROLE_ADMIN ? "admin" : "user";
 }
 
 /* --------------------------------------------------------- migrations */
@@ -900,7 +891,8 @@ static enum as_err patch_after(struct conn *c, const char *op,
     struct params rq = { 0 }, nq = { 0 };
     const char *old_email = PQgetvalue(before, 0, 2);
     bool active = col_bool(after, 0, 5);
-    bool admin = active && strcmp(PQgetvalue(after, 0, 4), "admin") == 0;
+    bool admin = active && strcmp(PQgetvalue(after, 0, 4),
+                                  role_name(ROLE_ADMIN)) == 0;
     enum as_err err = AS_OK;
 
     if (col_bool(before, 0, 1) && !active) {
@@ -1624,7 +1616,7 @@ static void pg_close(void *impl)
         PQfinish(p->slots[i].conn);
     free(p->slots);
     for (i = 0; i < p->nkv; i++) {
-        sodium_memzero(p->vals[i], strlen(p->vals[i]));
+        crypt_wipe(p->vals[i], strlen(p->vals[i]));
         free(p->keys[i]);
         free(p->vals[i]);
     }
@@ -1718,7 +1710,7 @@ out:
     free(opts);
     for (o = all; o->keyword; o++)
         if (o->val)
-            sodium_memzero(o->val, strlen(o->val));
+            crypt_wipe(o->val, strlen(o->val));
     PQconninfoFree(all);
     return err;
 }
@@ -2065,8 +2057,8 @@ static bool col_seed(const PGresult *r, int row, int col, struct arena *a,
     copy = arena_alloc(a, REPO_SEED_LEN);
     if (!copy)
         return false;
-    if (sodium_hex2bin(copy, REPO_SEED_LEN, hex, 2 * REPO_SEED_LEN, NULL,
-                       &n, NULL) == 0 && n == REPO_SEED_LEN)
+    if (crypt_hex_decode(hex, 2 * REPO_SEED_LEN, copy, REPO_SEED_LEN,
+                         &n) && n == REPO_SEED_LEN)
         *out = copy;
     return true;
 }
@@ -2490,8 +2482,7 @@ static enum as_err pg_keys_list(void *impl, struct key_row *out, size_t cap,
         if (!bin)
             err = AS_ERR_NOMEM;
         else if (strlen(kid) >= sizeof out[i].kid ||
-                 sodium_hex2bin(bin, hl / 2 + 1, hex, hl, NULL, &bl,
-                                NULL) != 0)
+                 !crypt_hex_decode(hex, hl, bin, hl / 2 + 1, &bl))
             err = AS_ERR_INTERNAL;
         if (err != AS_OK)
             break;
@@ -2807,8 +2798,8 @@ static const struct repo_ops pg_ops = {
 };
 
 /* Sets up the pool for the libpq URI `url` without connecting (the first
- * call connects). Pool size cfg->db_pool_size (0: 8); cfg->db_timeout_ms
- * (0: 5000) bounds the wait for a free connection and each statement.
+ * call connects). Pool size cfg->db_pool_size; cfg->db_timeout_ms bounds
+ * the wait for a free connection and each statement (0: cfg_defaults()).
  * AS_ERR_INTERNAL for a URL libpq cannot parse, AS_ERR_NOMEM. On AS_OK the
  * caller frees *impl with (*ops)->close. */
 enum as_err repo_pg_open(const struct cfg *cfg, const char *url,

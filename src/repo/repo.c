@@ -8,7 +8,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include <sodium.h>
+#include "crypt.h"
 
 #include "breaker.h"
 #include "cfg.h"
@@ -16,8 +16,8 @@
 #include "log.h"
 #include "repo_int.h"
 
-#define DEFAULT_CB_THRESHOLD 5u
-#define DEFAULT_CB_OPEN_SECONDS 10u
+#define DEFAULT_CB_THRESHOLD (cfg_defaults()->cb_failure_threshold)
+#define DEFAULT_CB_OPEN_SECONDS (cfg_defaults()->cb_open_seconds)
 #define RETRY_MAX 5u                 /* attempts at a call (see TRIES) */
 #define RETRY_BASE_MS 4u             /* backoff before the 2nd attempt */
 
@@ -28,17 +28,12 @@ struct repo {
     atomic_uint_fast64_t errors;     /* infrastructure failures, refusals */
 };
 
-/* pg.c defines the real repo_pg_open. A weak definition alone would not
- * do: from a static library the linker never pulls pg.o in for a symbol
- * that is already defined, weakly or not. So this fallback exists only
- * while pg.c is absent from the source tree. (A build folder that compiled
- * this file before pg.c appeared must rebuild it: the test below is not a
- * dependency make knows about.) */
-#if !__has_include("pg.c")
-__attribute__((weak)) enum as_err repo_pg_open(const struct cfg *cfg,
-                                               const char *url,
-                                               const struct repo_ops **ops,
-                                               void **impl)
+/* pg.c defines the real repo_pg_open when the build has the PostgreSQL
+ * backend (CMake option AUTH_POSTGRES, README "Layout"); without it a
+ * postgres URL is refused here, and the log says why. */
+#ifndef AUTH_POSTGRES
+enum as_err repo_pg_open(const struct cfg *cfg, const char *url,
+                         const struct repo_ops **ops, void **impl)
 {
     (void)cfg;
     (void)url;
@@ -53,18 +48,14 @@ __attribute__((weak)) enum as_err repo_pg_open(const struct cfg *cfg,
 
 const char *repo_role_name(enum role r)
 {
-    switch (r) {
-    case ROLE_USER:
-        return "user";
-    case ROLE_ADMIN:
-        return "admin";
-    }
-    return NULL;
+    return role_name(r);
 }
 
 enum role repo_role_parse(const char *s)
 {
-    return s && strcmp(s, "admin") == 0 ? ROLE_ADMIN : ROLE_USER;
+    enum role r = ROLE_USER;
+
+    return role_parse(s, &r) ? r : ROLE_USER;
 }
 
 /* mkdir(dir, 0700) unless it exists; logs why not otherwise. */
@@ -247,7 +238,7 @@ static bool try_done(struct repo *r, enum as_err err, unsigned n)
                             "attempts", (int)RETRY_MAX));
         return true;
     }
-    ms = repo_retry_delay_ms(n, randombytes_random());
+    ms = repo_retry_delay_ms(n, crypt_random_u32());
     log_event(LOG_DEBUG, "repo.retry", NULL,
               json_pack("{s:s, s:i, s:i}", "backend", r->ops->name,
                         "attempt", (int)n + 2, "delay_ms", (int)ms));

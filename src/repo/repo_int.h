@@ -4,7 +4,7 @@
 
 /* Builds a repository around a backend that is already open: every call
  * goes through a breaker made from cfg->cb_failure_threshold and
- * cfg->cb_open_seconds (0 takes the defaults 5 and 10). Takes `impl` in
+ * cfg->cb_open_seconds (0 takes cfg_defaults()'s). Takes `impl` in
  * every case: on failure (AS_ERR_NOMEM) it has been closed with
  * ops->close. The result is freed with repo_close(). repo_open() uses it;
  * tests use it to put a fake backend behind the real dispatcher. */
@@ -16,9 +16,9 @@ enum as_err repo_wrap(const struct cfg *cfg, const struct repo_ops *ops,
  * 4 ms doubled `attempt` times. Pure: tests pass `rnd`. */
 unsigned repo_retry_delay_ms(unsigned attempt, uint32_t rnd);
 
-/* "admin" or "user"; NULL for a value outside enum role. */
+/* role_name(): "admin" or "user"; NULL for a value outside enum role. */
 const char *repo_role_name(enum role r);
-/* ROLE_ADMIN for "admin", ROLE_USER for anything else. */
+/* role_parse(), with ROLE_USER for anything but "user" and "admin". */
 enum role repo_role_parse(const char *s);
 
 #endif

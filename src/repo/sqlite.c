@@ -19,8 +19,8 @@
 #include "migrations.h"
 #include "repo_int.h"
 
-#define DEFAULT_POOL 8u
-#define DEFAULT_TIMEOUT_MS 5000u
+#define DEFAULT_POOL (cfg_defaults()->db_pool_size)
+#define DEFAULT_TIMEOUT_MS (cfg_defaults()->db_timeout_ms)
 
 #define USER_COLS                                                          \
     "id, email, full_name, password_hash, role, is_active, is_verified, "  \

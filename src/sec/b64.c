@@ -1,17 +1,11 @@
 /* b64.c: strict base64url without padding, as JOSE uses it. */
 #include "sec/sec_int.h"
 
-#include <sodium.h>
-#include <string.h>
-
-#define B64URL sodium_base64_VARIANT_URLSAFE_NO_PADDING
+#include "crypt.h"
 
 bool sec_b64url_encode(const void *in, size_t n, char *out, size_t out_len)
 {
-    if (out_len < sodium_base64_ENCODED_LEN(n, B64URL))
-        return false;
-    sodium_bin2base64(out, out_len, in, n, B64URL);
-    return true;
+    return crypt_b64url_encode(in, n, out, out_len);
 }
 
 bool sec_b64url_alphabet(const char *s, size_t n)
@@ -31,12 +25,5 @@ bool sec_b64url_alphabet(const char *s, size_t n)
 bool sec_b64url_decode(const char *in, size_t n, unsigned char *out,
                        size_t out_len, size_t *got)
 {
-    const char *end = NULL;
-
-    *got = 0;
-    if (!sec_b64url_alphabet(in, n))
-        return false;
-    if (sodium_base642bin(out, out_len, in, n, NULL, got, &end, B64URL) != 0)
-        return false;
-    return end == in + n;            /* the whole segment was consumed */
+    return crypt_b64url_decode(in, n, out, out_len, got);
 }

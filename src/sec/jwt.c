@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "role.h"
+
 struct segments {                /* header.payload.signature */
     const char *p[3];
     size_t n[3];
@@ -108,10 +110,12 @@ static int add_claims(jwt_t *jwt, const struct cfg *cfg,
 static bool sign_inputs_ok(const struct sec_keys *k, const struct cfg *cfg,
                            const struct sec_claims *c)
 {
+    enum role role;
+
     return k && cfg && c && k->sign && k->sign_len <= INT_MAX &&
            k->signer < k->n_keys && cfg->jwt_issuer && cfg->jwt_audience &&
            c->email && c->role &&
-           (strcmp(c->role, "user") == 0 || strcmp(c->role, "admin") == 0) &&
+           role_parse(c->role, &role) &&
            uuid_valid(c->sub) &&
            uuid_valid(c->sid) && uuid_valid(c->jti);
 }
@@ -291,10 +295,11 @@ static enum as_err subject_take(const json_t *p, struct sec_claims *out,
 {
     const char *role = str_claim(p, "role");
     const char *email = str_claim(p, "email");
+    enum role r;
 
     if (!uuid_claim(p, "sub", out->sub) || !uuid_claim(p, "sid", out->sid) ||
         !uuid_claim(p, "jti", out->jti) || !email || !role ||
-        (strcmp(role, "user") != 0 && strcmp(role, "admin") != 0))
+        !role_parse(role, &r))
         return AS_ERR_INVALID_TOKEN;
     out->amr = amr_claim(p);
     out->role = arena_strdup(a, role);

@@ -16,6 +16,9 @@
 #define PW_MAX_BYTES (PW_MAX_CHARS * 4)
 #define LOCAL_MIN_CHARS 3
 
+/* password.h sizes hash strings without seeing libsodium. */
+_Static_assert(PW_HASH_MAX == crypto_pwhash_STRBYTES, "PW_HASH_MAX");
+
 extern const char auth_common_passwords[], auth_common_passwords_end[];
 
 /* ---- hashing ---- */
