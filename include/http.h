@@ -156,21 +156,18 @@ enum as_err res_fail(struct response *res, enum as_err err,
 /* Adds a field error for a 422 and returns AS_ERR_VALIDATION. */
 enum as_err res_field(struct response *res, const char *field,
                       const char *message);
+/* The problem+json body for `err` (RFC 9457): its status, title and
+ * code from the error table (err.h), `detail` (NULL: the title) and the
+ * field `errors` (borrowed; NULL or empty: none). New reference, NULL
+ * when out of memory. */
+json_t *res_problem(enum as_err err, const char *detail,
+                    const char *request_id, json_t *errors);
 /* Renders the answer decided for `rc` (rc->err and rc->res): the status,
  * and the body text with its Content-Type: the problem document (RFC
  * 9457) for an error, else the JSON body or the raw one (taken from
  * rc->res.raw). Sets *text (NULL: no body, or out of memory; the caller
  * frees it with free()) and *ctype (static, or the handler's). */
 unsigned res_render(struct req_ctx *rc, char **text, const char **ctype);
-
-/* Starts the HTTP server; returns NULL (after logging why) on failure. */
-struct server *server_start(struct app *app);
-/* The port actually bound (useful with AUTH_PORT=0). */
-unsigned server_port(const struct server *s);
-/* The listening socket (borrowed: the server closes it at stop). */
-int server_listen_fd(const struct server *s);
-/* Stops accepting, waits up to `grace_ms` for requests in flight, stops. */
-void server_stop(struct server *s, unsigned grace_ms);
 
 /* Routing: one table (router.c). */
 enum router_result { ROUTE_FOUND, ROUTE_NOT_FOUND, ROUTE_BAD_METHOD };
@@ -183,8 +180,5 @@ enum router_result router_match(const char *method, const char *path,
                                 size_t allow_len);
 /* The table itself, for metrics and the OpenAPI document. */
 const struct route *router_routes(size_t *n);
-/* The problem+json body for `err` (RFC 9457). New reference. */
-json_t *router_problem(enum as_err err, const char *detail,
-                       const char *request_id, json_t *errors);
 
 #endif

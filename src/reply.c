@@ -45,6 +45,23 @@ enum as_err res_field(struct response *res, const char *field,
     return AS_ERR_VALIDATION;
 }
 
+json_t *res_problem(enum as_err err, const char *detail,
+                    const char *request_id, json_t *errors)
+{
+    int status = as_err_http_status(err);
+    json_t *doc = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s}",
+                            "type", "about:blank",
+                            "title", as_err_title(err),
+                            "status", status,
+                            "detail", detail ? detail : as_err_title(err),
+                            "code", as_err_code(err),
+                            "request_id", request_id);
+
+    if (doc && errors && json_array_size(errors))
+        json_object_set(doc, "errors", errors);
+    return doc;
+}
+
 unsigned res_render(struct req_ctx *rc, char **text, const char **ctype)
 {
     unsigned status;
@@ -54,8 +71,8 @@ unsigned res_render(struct req_ctx *rc, char **text, const char **ctype)
     *ctype = "application/json";
     if (rc->err != AS_OK) {
         status = (unsigned)as_err_http_status(rc->err);
-        doc = router_problem(rc->err, rc->res.detail, rc->request_id,
-                             rc->res.errors);
+        doc = res_problem(rc->err, rc->res.detail, rc->request_id,
+                          rc->res.errors);
         if (doc && rc->res.extra)
             json_object_update_missing(doc, rc->res.extra);
         *ctype = "application/problem+json";

@@ -1,6 +1,6 @@
 /* server.c: libmicrohttpd glue. Per-request context, body limits, the
  * hand-over of slow routes to the work pool, responses and access logs. */
-#include "http.h"
+#include "server.h"
 
 #include <arpa/inet.h>
 #include <microhttpd.h>
