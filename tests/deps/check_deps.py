@@ -12,6 +12,9 @@ $NM names the nm to use)
    module B when A's object uses a symbol B's object defines (nm).
    No two modules need each other, and the whole graph has no cycle
    (strongly connected components of one module only).
+3. libmicrohttpd: only src/server.c includes <microhttpd.h>, so every
+   handler runs on a request context without a connection (unit tests
+   call them with a fake one).
 Prints each violation and exits 1; exits 0 when there is none.
 """
 import os
@@ -92,6 +95,25 @@ def sccs(graph):
     return out
 
 
+MHD_RE = re.compile(r'^\s*#\s*include\s+<microhttpd\.h>', re.M)
+MHD_ALLOWED = {"src/server.c"}
+
+
+def mhd_users(root):
+    """Project files that include <microhttpd.h>."""
+    out = []
+    for top in ("include", "src"):
+        for d, _, files in os.walk(os.path.join(root, top)):
+            for f in files:
+                if not f.endswith((".c", ".h")):
+                    continue
+                path = os.path.join(d, f)
+                with open(path, encoding="utf-8") as fh:
+                    if MHD_RE.search(fh.read()):
+                        out.append(os.path.relpath(path, root))
+    return sorted(out)
+
+
 def nm(obj, *flags):
     tool = os.environ.get("NM") or "nm"
     res = subprocess.run([tool, "-P", *flags, obj], check=True,
@@ -147,6 +169,10 @@ def main(argv):
     for comp in sccs(mg):
         if len(comp) > 1:
             print("modules in a dependency cycle: " + ", ".join(comp))
+            bad += 1
+    for path in mhd_users(root):
+        if path not in MHD_ALLOWED:
+            print(f"includes <microhttpd.h> outside server.c: {path}")
             bad += 1
     print(f"{len(hg)} headers, {len(mg)} modules, {bad} problem(s)")
     return 1 if bad else 0
