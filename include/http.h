@@ -38,10 +38,15 @@ struct app {
                                          (the server's); NULL: none */
     int listen_fd;                    /* passed by socket activation, or
                                          -1: bind AUTH_HOST:AUTH_PORT */
+    int64_t (*now_ms)(void);          /* the wall clock authentication
+                                         reads; NULL: clock_ms() */
 };
 
 /* The keys in force (borrowed; kept alive until the daemon exits). */
 const struct sec_keys *app_keys(struct app *a);
+/* The wall clock in Unix ms: the app's now_ms, or clock_ms() without one
+ * (tests inject a clock there). */
+int64_t app_now_ms(const struct app *a);
 
 /* Who may call a route: the one authorization table is the route table. */
 enum access {
@@ -84,11 +89,24 @@ struct response {
 };
 
 struct route;
+struct req_ctx;
+
+/* Where the headers and query arguments of a request come from: the
+ * libmicrohttpd connection in the daemon (server.c), a table in a unit
+ * test. Each returns the value of `name` (a header's name matched without
+ * regard to case), borrowed until the request ends, or NULL. */
+struct req_source {
+    const char *(*header)(const struct req_ctx *rc, const char *name);
+    const char *(*query)(const struct req_ctx *rc, const char *name);
+};
 
 struct req_ctx {
     struct app *app;
     struct arena *arena;                /* everything below lives in it */
     struct MHD_Connection *conn;
+    const struct req_source *source;    /* its headers and query; NULL:
+                                           none */
+    void *source_arg;                   /* the source's own state */
     const struct route *route;
     const char *method, *path, *route_pattern;
     const char *param_id;               /* the {id} segment, if any */
@@ -138,15 +156,18 @@ enum as_err res_fail(struct response *res, enum as_err err,
 /* Adds a field error for a 422 and returns AS_ERR_VALIDATION. */
 enum as_err res_field(struct response *res, const char *field,
                       const char *message);
-
-/* Starts the HTTP server; returns NULL (after logging why) on failure. */
-struct server *server_start(struct app *app);
-/* The port actually bound (useful with AUTH_PORT=0). */
-unsigned server_port(const struct server *s);
-/* The listening socket (borrowed: the server closes it at stop). */
-int server_listen_fd(const struct server *s);
-/* Stops accepting, waits up to `grace_ms` for requests in flight, stops. */
-void server_stop(struct server *s, unsigned grace_ms);
+/* The problem+json body for `err` (RFC 9457): its status, title and
+ * code from the error table (err.h), `detail` (NULL: the title) and the
+ * field `errors` (borrowed; NULL or empty: none). New reference, NULL
+ * when out of memory. */
+json_t *res_problem(enum as_err err, const char *detail,
+                    const char *request_id, json_t *errors);
+/* Renders the answer decided for `rc` (rc->err and rc->res): the status,
+ * and the body text with its Content-Type: the problem document (RFC
+ * 9457) for an error, else the JSON body or the raw one (taken from
+ * rc->res.raw). Sets *text (NULL: no body, or out of memory; the caller
+ * frees it with free()) and *ctype (static, or the handler's). */
+unsigned res_render(struct req_ctx *rc, char **text, const char **ctype);
 
 /* Routing: one table (router.c). */
 enum router_result { ROUTE_FOUND, ROUTE_NOT_FOUND, ROUTE_BAD_METHOD };
@@ -159,8 +180,5 @@ enum router_result router_match(const char *method, const char *path,
                                 size_t allow_len);
 /* The table itself, for metrics and the OpenAPI document. */
 const struct route *router_routes(size_t *n);
-/* The problem+json body for `err` (RFC 9457). New reference. */
-json_t *router_problem(enum as_err err, const char *detail,
-                       const char *request_id, json_t *errors);
 
 #endif

@@ -1,5 +1,6 @@
 #ifndef AUTH_METRICS_H           /* metrics.h: Prometheus counters */
 #define AUTH_METRICS_H
+#include <stddef.h>
 #include <stdint.h>
 
 struct route;
@@ -9,8 +10,11 @@ struct app;
  * Lock-free (atomics); made once at start. */
 struct metrics;
 
-/* NULL when out of memory. Free with metrics_free(); NULL is a no-op. */
-struct metrics *metrics_new(void);
+/* Counters for the `nroutes` routes of `routes` (the route table,
+ * router_routes(); borrowed for the metrics' life: requests are counted
+ * by their route's place in it). NULL when out of memory. Free with
+ * metrics_free(); NULL is a no-op. */
+struct metrics *metrics_new(const struct route *routes, size_t nroutes);
 void metrics_free(struct metrics *m);
 /* Records one answered request; `route` NULL for unmatched paths. */
 void metrics_request(struct metrics *m, const struct route *route,

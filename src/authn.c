@@ -4,7 +4,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include "clock.h"
 #include "repo.h"
 #include "role.h"
 #include "scache.h"
@@ -35,7 +34,7 @@ static enum as_err bearer(struct req_ctx *rc, bool wait, bool *pending)
         return res_fail(&rc->res, AS_ERR_UNAUTHORIZED,
                         "A bearer access token is required.");
     err = vcache_verify(app->vcache, app_keys(app), app->cfg, tok,
-                        clock_ms() / 1000, &rc->claims, rc->arena);
+                        app_now_ms(app) / 1000, &rc->claims, rc->arena);
     if (err != AS_OK)
         return res_fail(&rc->res, AS_ERR_INVALID_TOKEN,
                         "The access token is invalid or expired.");

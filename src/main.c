@@ -22,6 +22,7 @@
 #include "repo.h"
 #include "scache.h"
 #include "sec.h"
+#include "server.h"
 #include "sysd.h"
 #include "vcache.h"
 #include "workpool.h"
@@ -135,7 +136,8 @@ static int serve(struct cfg *cfg)
     bool bad_fds = false;
     struct sec_keys *keys = NULL;
     const struct sec_keys **old = NULL;
-    size_t nold = 0, i;
+    size_t nold = 0, i, nroutes;
+    const struct route *routes;
     sigset_t set;
     char why[256];
     int sig = 0, status = 1;
@@ -173,7 +175,8 @@ static int serve(struct cfg *cfg)
     app.db_pool = workpool_new(cfg->db_pool_size, DB_QUEUE);
     app.scache = scache_new(SCACHE_SLOTS,
                             (uint64_t)cfg->session_cache_seconds * 1000u);
-    app.metrics = metrics_new();
+    routes = router_routes(&nroutes);    /* sets nroutes, read below */
+    app.metrics = metrics_new(routes, nroutes);
     app.trusted = netlist_parse(cfg->trusted_proxies);
     app.metrics_allow = netlist_parse(cfg->metrics_allow);
     app.vcache = vcache_new(VCACHE_SLOTS);

@@ -9,7 +9,7 @@
 
 #include "breaker.h"
 #include "clock.h"
-#include "http.h"
+#include "http.h"  /* struct route, struct app; not the route table */
 #include "repo.h"
 #include "workpool.h"
 
@@ -30,12 +30,20 @@ struct route_stats {
 };
 
 struct metrics {
+    const struct route *routes;                 /* the route table */
+    size_t nroutes;
     struct route_stats r[MAX_ROUTES + 1];       /* last: unmatched */
 };
 
-struct metrics *metrics_new(void)
+struct metrics *metrics_new(const struct route *routes, size_t nroutes)
 {
-    return calloc(1, sizeof(struct metrics));
+    struct metrics *m = calloc(1, sizeof(struct metrics));
+
+    if (m) {
+        m->routes = routes;
+        m->nroutes = nroutes;
+    }
+    return m;
 }
 
 void metrics_free(struct metrics *m)
@@ -43,21 +51,20 @@ void metrics_free(struct metrics *m)
     free(m);
 }
 
-static size_t route_index(const struct route *route)
+static size_t route_index(const struct metrics *m, const struct route *route)
 {
-    size_t n, i;
-    const struct route *all = router_routes(&n);
+    size_t i;
 
-    if (!route)
+    if (!route || !m->routes)
         return MAX_ROUTES;
-    i = (size_t)(route - all);
-    return i < n && i < MAX_ROUTES ? i : MAX_ROUTES;
+    i = (size_t)(route - m->routes);
+    return i < m->nroutes && i < MAX_ROUTES ? i : MAX_ROUTES;
 }
 
 void metrics_request(struct metrics *m, const struct route *route,
                      unsigned status, uint64_t duration_us)
 {
-    struct route_stats *rs = &m->r[route_index(route)];
+    struct route_stats *rs = &m->r[route_index(m, route)];
     size_t s, b;
 
     for (s = 0; s < NSTATUS && statuses[s] != status; s++)
@@ -115,8 +122,8 @@ static void render_route(FILE *f, const struct route_stats *rs,
 
 char *metrics_render(struct metrics *m, struct app *app)
 {
-    size_t n, i, len;
-    const struct route *all = router_routes(&n);
+    size_t n = m->nroutes, i, len;
+    const struct route *all = m->routes;
     struct breaker *br = repo_breaker(app->repo);
     enum breaker_state st = breaker_state(br, clock_mono_ms());
     char *out = NULL;

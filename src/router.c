@@ -1,5 +1,5 @@
-/* router.c: the route table (which is also the authorization table),
- * path matching, and the problem documents every error becomes. */
+/* router.c: the route table (which is also the authorization table) and
+ * path matching. */
 #include "http.h"
 
 #include <stdio.h>
@@ -154,21 +154,4 @@ enum router_result router_match(const char *method, const char *path,
         }
     }
     return path_known ? ROUTE_BAD_METHOD : ROUTE_NOT_FOUND;
-}
-
-json_t *router_problem(enum as_err err, const char *detail,
-                       const char *request_id, json_t *errors)
-{
-    int status = as_err_http_status(err);
-    json_t *doc = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s}",
-                            "type", "about:blank",
-                            "title", as_err_title(err),
-                            "status", status,
-                            "detail", detail ? detail : as_err_title(err),
-                            "code", as_err_code(err),
-                            "request_id", request_id);
-
-    if (doc && errors && json_array_size(errors))
-        json_object_set(doc, "errors", errors);
-    return doc;
 }

@@ -1,6 +1,6 @@
 /* server.c: libmicrohttpd glue. Per-request context, body limits, the
  * hand-over of slow routes to the work pool, responses and access logs. */
-#include "http.h"
+#include "server.h"
 
 #include <arpa/inet.h>
 #include <microhttpd.h>
@@ -25,7 +25,6 @@
 #include "cfg.h"
 #include "clock.h"
 #include "connguard.h"
-#include "form.h"
 #include "log.h"
 #include "metrics.h"
 #include "netaddr.h"
@@ -55,11 +54,6 @@ struct server {
     atomic_uint inflight;
 };
 
-const struct sec_keys *app_keys(struct app *a)
-{
-    return atomic_load_explicit(&a->keys, memory_order_acquire);
-}
-
 static uint64_t now_us(void)
 {
     struct timespec ts;
@@ -68,81 +62,20 @@ static uint64_t now_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-/* ---- request helpers for handlers ---- */
+/* ---- the request's headers, for request.c ---- */
 
-const char *req_header(struct req_ctx *rc, const char *name)
+static const char *conn_header(const struct req_ctx *rc, const char *name)
 {
     return MHD_lookup_connection_value(rc->conn, MHD_HEADER_KIND, name);
 }
 
-const char *req_query(struct req_ctx *rc, const char *name)
+static const char *conn_query(const struct req_ctx *rc, const char *name)
 {
     return MHD_lookup_connection_value(rc->conn, MHD_GET_ARGUMENT_KIND,
                                        name);
 }
 
-enum as_err res_json(struct response *res, unsigned status, json_t *body)
-{
-    json_decref(res->body);
-    res->status = status;
-    res->body = body;
-    return AS_OK;
-}
-
-void res_header(struct req_ctx *rc, const char *name, const char *value)
-{
-    struct response *res = &rc->res;
-
-    if (res->nhdr >= RES_MAX_HEADERS)
-        return;
-    res->hdr[res->nhdr].name = name;
-    res->hdr[res->nhdr].value = arena_strdup(rc->arena, value);
-    if (res->hdr[res->nhdr].value)
-        res->nhdr++;
-}
-
-enum as_err res_fail(struct response *res, enum as_err err,
-                     const char *detail)
-{
-    res->detail = detail;
-    return err;
-}
-
-enum as_err res_field(struct response *res, const char *field,
-                      const char *message)
-{
-    if (!res->errors)
-        res->errors = json_array();
-    json_array_append_new(res->errors, json_pack("{s:s, s:s}", "field",
-                                                 field, "message", message));
-    return AS_ERR_VALIDATION;
-}
-
-enum as_err req_json(struct req_ctx *rc, json_t **out)
-{
-    json_error_t jerr;
-    json_t *j;
-
-    *out = NULL;
-    if (rc->body_form)
-        j = form_parse(rc->arena, rc->body ? rc->body : "", rc->body_len);
-    else if (!rc->body)
-        return res_fail(&rc->res, AS_ERR_MALFORMED,
-                        "The request body must be a JSON object.");
-    else
-        j = json_loadb(rc->body, rc->body_len,
-                       JSON_REJECT_DUPLICATES,
-                       &jerr);
-    if (!j || !json_is_object(j)) {
-        json_decref(j);
-        return res_fail(&rc->res, AS_ERR_MALFORMED,
-                        rc->body_form ? "The form body is malformed."
-                                      : "The request body must be a valid "
-                                        "JSON object.");
-    }
-    *out = j;
-    return AS_OK;
-}
+static const struct req_source conn_source = { conn_header, conn_query };
 
 /* ---- per-request context ---- */
 
@@ -230,6 +163,7 @@ static struct req_ctx *req_new(struct app *app, struct MHD_Connection *conn,
     rc->app = app;
     rc->arena = a;
     rc->conn = conn;
+    rc->source = &conn_source;
     rc->t0_us = now_us();
     rc->method = arena_strdup(a, method);
     rc->path = arena_strndup(a, url, 2048);
@@ -344,30 +278,10 @@ static enum MHD_Result respond(struct req_ctx *rc)
 {
     struct MHD_Response *r;
     enum MHD_Result ret;
-    unsigned status;
-    char *text = NULL;
-    const char *ctype = "application/json";
-    json_t *doc;
+    char *text;
+    const char *ctype;
+    unsigned status = res_render(rc, &text, &ctype);
 
-    if (rc->err != AS_OK) {
-        status = (unsigned)as_err_http_status(rc->err);
-        doc = router_problem(rc->err, rc->res.detail, rc->request_id,
-                             rc->res.errors);
-        if (doc && rc->res.extra)
-            json_object_update_missing(doc, rc->res.extra);
-        ctype = "application/problem+json";
-    } else {
-        status = rc->res.status ? rc->res.status : 200;
-        doc = json_incref(rc->res.body);
-    }
-    if (doc) {
-        text = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    } else if (rc->res.raw && rc->err == AS_OK) {
-        text = rc->res.raw;
-        rc->res.raw = NULL;
-        ctype = rc->res.raw_type;
-    }
-    json_decref(doc);
     r = MHD_create_response_from_buffer(text ? strlen(text) : 0,
                                         text ? text : (char *)"",
                                         text ? MHD_RESPMEM_MUST_FREE

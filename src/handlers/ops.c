@@ -1,7 +1,6 @@
 /* ops.c: health, readiness, metrics, JWKS and the OpenAPI document. */
 #include "handlers.h"
 
-#include <microhttpd.h>
 #include <stdlib.h>
 #include <string.h>
 

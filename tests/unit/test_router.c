@@ -126,8 +126,8 @@ static void test_problem(void **state)
 {
     json_t *errs = json_pack("[{s:s, s:s}]", "field", "password", "message",
                              "is too short");
-    json_t *p = router_problem(AS_ERR_VALIDATION, "Check the fields.",
-                               "rid-1", errs);
+    json_t *p = res_problem(AS_ERR_VALIDATION, "Check the fields.",
+                            "rid-1", errs);
 
     (void)state;
     assert_string_equal(json_string_value(json_object_get(p, "type")),
@@ -139,7 +139,7 @@ static void test_problem(void **state)
                         "rid-1");
     assert_int_equal(json_array_size(json_object_get(p, "errors")), 1);
     json_decref(p);
-    p = router_problem(AS_ERR_BAD_CREDENTIALS, NULL, "r", NULL);
+    p = res_problem(AS_ERR_BAD_CREDENTIALS, NULL, "r", NULL);
     assert_int_equal(json_integer_value(json_object_get(p, "status")), 401);
     assert_string_equal(json_string_value(json_object_get(p, "code")),
                         "invalid_credentials");

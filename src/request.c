@@ -1,0 +1,57 @@
+/* request.c: what a handler reads of its request (headers, query
+ * arguments, the body as JSON) and of the long-lived state (the keys in
+ * force, the clock). Independent of libmicrohttpd: the headers come
+ * through the request's source (server.c's connection, or a table in a
+ * unit test). */
+#include "http.h"
+
+#include <stdatomic.h>
+
+#include "clock.h"
+#include "form.h"
+
+const struct sec_keys *app_keys(struct app *a)
+{
+    return atomic_load_explicit(&a->keys, memory_order_acquire);
+}
+
+int64_t app_now_ms(const struct app *a)
+{
+    return a->now_ms ? a->now_ms() : clock_ms();
+}
+
+const char *req_header(struct req_ctx *rc, const char *name)
+{
+    return rc->source ? rc->source->header(rc, name) : NULL;
+}
+
+const char *req_query(struct req_ctx *rc, const char *name)
+{
+    return rc->source ? rc->source->query(rc, name) : NULL;
+}
+
+enum as_err req_json(struct req_ctx *rc, json_t **out)
+{
+    json_error_t jerr;
+    json_t *j;
+
+    *out = NULL;
+    if (rc->body_form)
+        j = form_parse(rc->arena, rc->body ? rc->body : "", rc->body_len);
+    else if (!rc->body)
+        return res_fail(&rc->res, AS_ERR_MALFORMED,
+                        "The request body must be a JSON object.");
+    else
+        j = json_loadb(rc->body, rc->body_len,
+                       JSON_REJECT_DUPLICATES,
+                       &jerr);
+    if (!j || !json_is_object(j)) {
+        json_decref(j);
+        return res_fail(&rc->res, AS_ERR_MALFORMED,
+                        rc->body_form ? "The form body is malformed."
+                                      : "The request body must be a valid "
+                                        "JSON object.");
+    }
+    *out = j;
+    return AS_OK;
+}
