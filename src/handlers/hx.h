@@ -1,10 +1,15 @@
 #ifndef AUTH_HX_H                /* hx.h: helpers shared by the handlers */
 #define AUTH_HX_H
+#include "core.h"
 #include "handlers.h"
 #include "repo.h"
 
 #define HX_MAX_PASSWORD_BYTES 512   /* 128 code points of up to 4 bytes */
 
+/* The core's context for this request (src/core/): the daemon's
+ * repository, session cache, configuration, hash cost and keys, the real
+ * clock and random sources. */
+struct core hx_core(struct req_ctx *rc);
 /* Answers 200 with the token pair (`TokenPair` in src/openapi.json): a new
  * access token for `u` in session `sid`, and `refresh` (a secret, not kept),
  * both valid at most until `ends_ms`, the Unix ms at which the session ends;
