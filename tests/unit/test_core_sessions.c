@@ -197,6 +197,7 @@ static void logout_forgets_what_it_ends(void **state)
 }
 
 #define RACERS 6
+#define READERS 2
 #define ROUNDS 40
 
 struct racer {
@@ -204,6 +205,8 @@ struct racer {
     pthread_barrier_t *go;
     char tok[SEC_TOKEN_LEN + 1];
     const char *pw, *keep;
+    const char *sids[RACERS];    /* what a reader reads */
+    int nsids;
     int kind;                    /* 0 logout, 1 logout-all, 2 reader,
                                     3 password */
     enum as_err err;
@@ -226,16 +229,16 @@ static void *race(void *arg)
         r->err = core_user_set_password(&r->f->core, r->f->uid, r->pw,
                                         r->keep);
     else                        /* reads race the forgets into the cache */
-        for (i = 0; i < 200; i++)
-            (void)scache_check(r->f->sc, r->f->core.repo, r->keep,
-                               r->f->uid, &st);
+        for (i = 0; i < 400; i++)
+            (void)scache_check(r->f->sc, r->f->core.repo,
+                               r->sids[i % r->nsids], r->f->uid, &st);
     arena_free(a);
     return NULL;
 }
 
 static void run(struct racer *rs, size_t n)
 {
-    pthread_t t[RACERS + 2];
+    pthread_t t[RACERS + 1 + READERS];
     size_t i;
 
     for (i = 0; i < n; i++)
@@ -250,23 +253,30 @@ static void run(struct racer *rs, size_t n)
 static void concurrent_logouts_consistent(void **state)
 {
     struct fx *f = *state;
-    struct racer rs[RACERS + 2];
+    struct racer rs[RACERS + 1 + READERS];
     struct session s[RACERS];
     pthread_barrier_t go;
     struct session_state st;
-    int round, i;
+    int round, i, j;
 
     for (round = 0; round < ROUNDS; round++) {
-        assert_int_equal(pthread_barrier_init(&go, NULL, RACERS + 2), 0);
+        assert_int_equal(pthread_barrier_init(&go, NULL,
+                                              RACERS + 1 + READERS), 0);
         for (i = 0; i < RACERS; i++) {
             rs[i] = (struct racer){ .f = f, .go = &go, .kind = 0 };
             start(f, f->uid, &s[i], rs[i].tok);
             warm(f, &s[i]);
         }
         rs[RACERS] = (struct racer){ .f = f, .go = &go, .kind = 1 };
-        rs[RACERS + 1] = (struct racer){ .f = f, .go = &go, .kind = 2,
-                                         .keep = s[round % RACERS].id };
-        run(rs, RACERS + 2);
+        for (j = 0; j < READERS; j++) {
+            struct racer *r = &rs[RACERS + 1 + j];
+
+            *r = (struct racer){ .f = f, .go = &go, .kind = 2,
+                                 .nsids = RACERS };
+            for (i = 0; i < RACERS; i++)
+                r->sids[i] = s[(i + j) % RACERS].id;
+        }
+        run(rs, RACERS + 1 + READERS);
         pthread_barrier_destroy(&go);
         assert_int_equal(rs[RACERS].err, AS_OK);
         for (i = 0; i < RACERS; i++) {
@@ -306,7 +316,7 @@ static void concurrent_password_changes_consistent(void **state)
                                     .pw = pws[i], .keep = s[i].id };
         }
         rs[2] = (struct racer){ .f = f, .go = &go, .kind = 2,
-                                .keep = s[round % 2].id };
+                                .sids = { s[0].id, s[1].id }, .nsids = 2 };
         run(rs, 3);
         pthread_barrier_destroy(&go);
         assert_int_equal(rs[0].err, AS_OK);
