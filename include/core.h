@@ -1,4 +1,4 @@
-#ifndef AUTH_CORE_H              /* core.h: the rules of accounts and sessions */
+#ifndef AUTH_CORE_H              /* core.h: the rules of accounts, sessions */
 #define AUTH_CORE_H
 #include <stdbool.h>
 #include <stddef.h>

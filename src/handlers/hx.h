@@ -42,7 +42,7 @@ enum as_err hx_check_password(struct req_ctx *rc, const struct user *u,
                               const char *pw);
 /* Starts a check of a password, one-time code or secret of `email`
  * (normalised) from the client's address: counts it as a failed login at
- * once, atomically with the lock check (src/lockout.c). AS_OK: go on and
+ * once, atomically with the lock check (src/core/lockout.c). AS_OK: go on and
  * check. AS_ERR_RATE_LIMITED, answered with Retry-After, when locked (do
  * not check), or a repository error. */
 enum as_err hx_lockout_begin(struct req_ctx *rc, const char *email);
