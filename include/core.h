@@ -73,6 +73,21 @@ enum as_err core_user_unlock(const struct core *c, const char *id,
 
 /* ---- passwords and logins (src/core/login.c) ------------------------- */
 
+/* Counts an attempt at a password, one-time code or secret of `email`
+ * (normalised) from client address `ip` as a failure before the secret
+ * is checked, atomically with the lock check (src/core/lockout.c).
+ * AS_OK: go on and check. AS_ERR_RATE_LIMITED: locked, do not check;
+ * *retry_s gets the seconds until the lock ends. Otherwise a repository
+ * error (nothing may be checked). */
+enum as_err core_attempt_begin(const struct core *c, const char *email,
+                               const char *ip, int64_t *retry_s);
+/* Settles an attempt of core_attempt_begin() whose secret proved right:
+ * when `complete` (a whole login or operation) the run of failures of
+ * `email` from `ip` ends; otherwise (a right password with a second
+ * factor to follow) only this attempt is taken back. A failure to store
+ * it is left to the repository's log. */
+void core_attempt_settle(const struct core *c, const char *email,
+                         const char *ip, bool complete);
 /* Checks password `pw` of user `u` from client address `ip` under the
  * lockout (src/core/lockout.c): the attempt is counted as a failure
  * before the hash is checked; a locked caller gets AS_ERR_RATE_LIMITED

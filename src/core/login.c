@@ -7,32 +7,40 @@
 
 #include "lockout.h"
 
-/* Settles an attempt whose secret proved right for user `u`: with the
- * second factor on it is no complete login, so the attempt is only taken
- * back and the run of failures (wrong codes among them) stands. A failure
- * to store this costs nothing but the count (logged by the repository). */
-static void settle(const struct core *c, const struct lockout_policy *p,
-                   const struct user *u, const char *email, const char *ip)
+enum as_err core_attempt_begin(const struct core *c, const char *email,
+                               const char *ip, int64_t *retry_s)
 {
-    if (u->mfa_enabled)
-        (void)lockout_refund(c->repo, p, email, ip);
-    else
+    struct lockout_policy p;
+
+    lockout_policy_init(&p, c->cfg);
+    return lockout_begin(c->repo, &p, email, ip, c->now_ms(), retry_s);
+}
+
+void core_attempt_settle(const struct core *c, const char *email,
+                         const char *ip, bool complete)
+{
+    struct lockout_policy p;
+
+    lockout_policy_init(&p, c->cfg);
+    if (complete)
         (void)lockout_passed(c->repo, email, ip);
+    else
+        (void)lockout_refund(c->repo, &p, email, ip);
 }
 
 enum as_err core_password_check(const struct core *c, const struct user *u,
                                 const char *pw, const char *ip,
                                 int64_t *retry_s)
 {
-    struct lockout_policy p;
-    enum as_err err;
+    enum as_err err = core_attempt_begin(c, u->email, ip, retry_s);
 
-    lockout_policy_init(&p, c->cfg);
-    err = lockout_begin(c->repo, &p, u->email, ip, c->now_ms(), retry_s);
     if (err == AS_OK && pw_verify(u->password_hash, pw) != AS_OK)
         err = AS_ERR_BAD_CREDENTIALS;
+    /* With the second factor on, a right password is no complete login:
+     * its attempt is taken back, the run of failures (wrong codes among
+     * them) stands (README "Second factor"). */
     if (err == AS_OK)
-        settle(c, &p, u, u->email, ip);
+        core_attempt_settle(c, u->email, ip, !u->mfa_enabled);
     return err;
 }
 
@@ -53,16 +61,14 @@ enum as_err core_login(const struct core *c, const char *email,
                        const char *pw, const char *ip, struct user *out,
                        struct arena *a, int64_t *retry_s)
 {
-    struct lockout_policy p;
     enum as_err err = AS_OK;
 
     *retry_s = 0;
-    lockout_policy_init(&p, c->cfg);
     /* Counted first, atomically with the lock check: a locked (email,
      * address) is refused without hashing, known and unknown emails
      * alike, so the answer reveals nothing. */
     if (email)
-        err = lockout_begin(c->repo, &p, email, ip, c->now_ms(), retry_s);
+        err = core_attempt_begin(c, email, ip, retry_s);
     if (err != AS_OK)
         return err;
     err = email ? repo_user_by_email(c->repo, email, out, a)
@@ -77,7 +83,7 @@ enum as_err core_login(const struct core *c, const char *email,
         err = AS_ERR_DISABLED;            /* the attempt stays counted */
     if (err != AS_OK)
         return err;
-    settle(c, &p, out, email, ip);
+    core_attempt_settle(c, email, ip, !out->mfa_enabled);
     upgrade(c, out, pw);
     return AS_OK;
 }

@@ -114,27 +114,25 @@ static enum as_err locked(struct req_ctx *rc, int64_t retry)
 
 enum as_err hx_lockout_begin(struct req_ctx *rc, const char *email)
 {
-    struct lockout_policy p;
+    struct core c = hx_core(rc);
     int64_t retry = 0;
-    enum as_err err;
+    enum as_err err = core_attempt_begin(&c, email, rc->ip, &retry);
 
-    lockout_policy_init(&p, rc->app->cfg);
-    err = lockout_begin(rc->app->repo, &p, email, rc->ip, clock_ms(),
-                        &retry);
     return err == AS_ERR_RATE_LIMITED ? locked(rc, retry) : err;
 }
 
 void hx_lockout_refund(struct req_ctx *rc, const char *email)
 {
-    struct lockout_policy p;
+    struct core c = hx_core(rc);
 
-    lockout_policy_init(&p, rc->app->cfg);
-    (void)lockout_refund(rc->app->repo, &p, email, rc->ip);
+    core_attempt_settle(&c, email, rc->ip, false);
 }
 
 void hx_lockout_passed(struct req_ctx *rc, const char *email)
 {
-    (void)lockout_passed(rc->app->repo, email, rc->ip);
+    struct core c = hx_core(rc);
+
+    core_attempt_settle(&c, email, rc->ip, true);
 }
 
 enum as_err hx_check_password(struct req_ctx *rc, const struct user *u,
