@@ -7,7 +7,7 @@
 
 struct cfg;
 
-/* The whole lockout rule lives in lockout.c (README "Lockout"); the
+/* The whole lockout rule lives in src/core/lockout.c (README "Lockout"); the
  * repository only stores the counts and runs one update atomically.
  *
  * Every check of a password, one-time code or secret of an account goes

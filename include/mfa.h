@@ -8,6 +8,8 @@
 #include "sec.h"
 #include "totp.h"
 
+struct scache;
+
 #define MFA_TOKEN_TTL_MS (5 * 60 * 1000)  /* a login waits 5 min for a code */
 #define MFA_TOKEN_MAX_FAILURES 5u         /* wrong codes before it dies */
 #define MFA_AMR_OTP "pwd otp"             /* a session's amr after a code */
@@ -16,6 +18,8 @@
  * rules decide at (injected, so tests can move it). */
 struct mfa_env {
     struct repo *repo;
+    struct scache *cache;        /* forgets the user on a change; NULL:
+                                    none (the CLI) */
     const struct sec_keys *keys;
     const char *issuer;          /* AUTH_JWT_ISSUER */
     int64_t now_ms;
@@ -45,7 +49,8 @@ enum as_err mfa_setup_begin(const struct mfa_env *e, const struct user *u,
                             struct mfa_setup *out, struct arena *a);
 /* Confirms the pending factor of `user_id` with its first `code`: on
  * success the factor is on, `out` holds the recovery codes (stored only
- * as hashes) and every session but `keep_sid` is revoked. *ok is false
+ * as hashes), every session but `keep_sid` is revoked and e->cache
+ * forgets the user. *ok is false
  * (and nothing changed) for a wrong code; AS_ERR_NOT_FOUND when nothing
  * is pending. Caller wipes `out`. */
 enum as_err mfa_confirm(const struct mfa_env *e, const char *user_id,
@@ -61,8 +66,9 @@ enum as_err mfa_check_code(const struct mfa_env *e, const char *user_id,
  * Caller wipes `out`. */
 enum as_err mfa_recovery_renew(const struct mfa_env *e, const char *user_id,
                                struct mfa_codes *out);
-/* Turns the factor of `user_id` off (also a pending one); *was_on tells
- * whether it was on. */
+/* Turns the factor of `user_id` off (also a pending one) and makes
+ * e->cache forget the user's cached row; *was_on tells whether it was
+ * on. */
 enum as_err mfa_disable(const struct mfa_env *e, const char *user_id,
                         bool *was_on);
 /* A new login token for `user_id` (single use, MFA_TOKEN_TTL_MS, dead after

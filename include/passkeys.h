@@ -68,6 +68,14 @@ enum as_err passkey_login_finish(const struct passkey_env *e,
                                  const json_t *cred, struct passkey *out,
                                  struct passkey_refusal *why,
                                  struct arena *a);
+/* The passkeys of `user_id`, oldest first (an arena array). */
+enum as_err passkey_list_own(const struct passkey_env *e,
+                             const char *user_id, struct passkey **out,
+                             size_t *n, struct arena *a);
+/* Deletes passkey `id` of `user_id`; AS_ERR_NOT_FOUND when that user has
+ * no such passkey (or `id` is no UUID). */
+enum as_err passkey_delete_own(const struct passkey_env *e, const char *id,
+                               const char *user_id);
 /* The API's passkey object {id, name, created_at, last_used_at,
  * transports}. New reference; NULL when out of memory. */
 json_t *passkey_json(const struct passkey *p);

@@ -1,5 +1,6 @@
 /* cli.c: `auth-serve user ...`, so an operator can create the first admin
- * before any HTTP call. */
+ * before any HTTP call. It reads arguments and the password and calls the
+ * rules of src/core/ that the HTTP handlers call. */
 #include "cli.h"
 
 #include <stdio.h>
@@ -10,6 +11,7 @@
 #include "crypt.h"
 
 #include "clock.h"
+#include "core.h"
 #include "lockout.h"
 #include "log.h"
 #include "mfa.h"
@@ -75,36 +77,31 @@ static int fail(const char *what, enum as_err err)
     return err == AS_ERR_VALIDATION ? 2 : 1;
 }
 
-/* Reads and checks a password for `email`, then hashes it into `hash`. */
-static int new_password(const struct cfg *cfg, const char *email,
-                        char hash[PW_HASH_MAX])
+/* Reads a password for `email` into `pw` (PW_LINE bytes) and checks
+ * the policy: 0, or the exit status after saying why. */
+static int new_password(const struct cfg *cfg, const char *email, char *pw)
 {
-    struct pw_params p = { cfg->argon2_iterations,
-                           (size_t)cfg->argon2_memory_kib * 1024u };
-    char pw[PW_LINE];
     const char *why;
-    int status = 0;
 
-    if (!read_password(pw, sizeof pw)) {
+    if (!read_password(pw, PW_LINE)) {
         fprintf(stderr, "auth-serve: no password on stdin\n");
-        status = 2;
-    } else if ((why = pw_policy_check(pw, email, cfg->password_min_length))) {
-        fprintf(stderr, "auth-serve: password %s\n", why);
-        status = 2;
-    } else if (pw_hash(pw, &p, hash) != AS_OK) {
-        status = fail("hashing failed", AS_ERR_NOMEM);
+        return 2;
     }
-    crypt_wipe(pw, sizeof pw);
-    return status;
+    why = pw_policy_check(pw, email, cfg->password_min_length);
+    if (why) {
+        fprintf(stderr, "auth-serve: password %s\n", why);
+        return 2;
+    }
+    return 0;
 }
 
-static int user_create(const struct cfg *cfg, struct repo *r,
-                       const struct user_args *a, struct arena *ar)
+static int user_create(const struct core *c, const struct user_args *a,
+                       struct arena *ar)
 {
     struct user u = { .role = a->admin ? ROLE_ADMIN : ROLE_USER,
                       .is_active = true };
-    char hash[PW_HASH_MAX];
-    enum as_err err;
+    char pw[PW_LINE];
+    enum as_err err = AS_OK;
     int status;
 
     u.email = v_email(ar, a->email);
@@ -113,15 +110,13 @@ static int user_create(const struct cfg *cfg, struct repo *r,
                 u.email ? "--name" : "--email");
         return 2;
     }
-    status = new_password(cfg, u.email, hash);
+    u.full_name = a->name;
+    status = new_password(c->cfg, u.email, pw);
+    if (status == 0)
+        err = core_user_create(c, &u, pw);
+    crypt_wipe(pw, sizeof pw);
     if (status != 0)
         return status;
-    uuid_v7_new(u.id);
-    u.full_name = a->name;
-    u.password_hash = hash;
-    u.created_at = u.updated_at = clock_ms();
-    err = repo_user_insert(r, &u);
-    crypt_wipe(hash, sizeof hash);
     if (err != AS_OK)
         return fail("cannot create the user", err);
     log_event(LOG_INFO, "audit", NULL,
@@ -134,7 +129,7 @@ static int user_create(const struct cfg *cfg, struct repo *r,
 
 /* The user named by --email into `u` (its strings in `ar`) and the
  * normalised email into *email: 0, or the exit status after saying why. */
-static int named_user(struct repo *r, const struct user_args *a,
+static int named_user(const struct core *c, const struct user_args *a,
                       struct arena *ar, struct user *u, const char **email)
 {
     enum as_err err;
@@ -144,26 +139,27 @@ static int named_user(struct repo *r, const struct user_args *a,
         fprintf(stderr, "auth-serve: invalid --email\n");
         return 2;
     }
-    err = repo_user_by_email(r, *email, u, ar);
+    err = core_user_by_email(c, *email, u, ar);
     return err == AS_OK ? 0 : fail("no such user", err);
 }
 
-static int user_set_password(const struct cfg *cfg, struct repo *r,
-                             const struct user_args *a, struct arena *ar)
+static int user_set_password(const struct core *c, const struct user_args *a,
+                             struct arena *ar)
 {
     const char *email;
-    char hash[PW_HASH_MAX];
+    char pw[PW_LINE];
     struct user u;
-    enum as_err err;
-    int status = named_user(r, a, ar, &u, &email);
+    enum as_err err = AS_OK;
+    int status = named_user(c, a, ar, &u, &email);
 
     if (status != 0)
         return status;
-    status = new_password(cfg, email, hash);
+    status = new_password(c->cfg, email, pw);
+    if (status == 0)                     /* every session of the user ends */
+        err = core_user_set_password(c, u.id, pw, NULL);
+    crypt_wipe(pw, sizeof pw);
     if (status != 0)
         return status;
-    err = repo_user_set_password(r, u.id, hash, NULL, clock_ms());
-    crypt_wipe(hash, sizeof hash);
     if (err != AS_OK)
         return fail("cannot set the password", err);
     log_event(LOG_INFO, "audit", NULL,
@@ -174,14 +170,14 @@ static int user_set_password(const struct cfg *cfg, struct repo *r,
 
 /* `user mfa-reset`: turns the second factor of a user off (a user who
  * lost the device), audited like the admin route. */
-static int user_mfa_reset(struct repo *r, const struct user_args *a,
+static int user_mfa_reset(const struct core *c, const struct user_args *a,
                           struct arena *ar)
 {
-    struct mfa_env e = { .repo = r, .now_ms = clock_ms() };
+    struct mfa_env e = { .repo = c->repo, .now_ms = c->now_ms() };
     const char *email;
     struct user u;
     bool was_on = false;
-    int status = named_user(r, a, ar, &u, &email);
+    int status = named_user(c, a, ar, &u, &email);
     enum as_err err;
 
     if (status != 0)
@@ -199,17 +195,17 @@ static int user_mfa_reset(struct repo *r, const struct user_args *a,
 
 /* Lifts every lockout of the account (and of its email from any
  * address), as DELETE /api/v1/users/{id}/lockout does. */
-static int user_unlock(struct repo *r, const struct user_args *a,
+static int user_unlock(const struct core *c, const struct user_args *a,
                        struct arena *ar)
 {
     const char *email;
     struct user u;
-    int status = named_user(r, a, ar, &u, &email);
+    int status = named_user(c, a, ar, &u, &email);
     enum as_err err;
 
     if (status != 0)
         return status;
-    err = lockout_unlock(r, email);
+    err = lockout_unlock(c->repo, email);
     if (err != AS_OK)
         return fail("cannot unlock the user", err);
     log_event(LOG_INFO, "audit", NULL,
@@ -218,7 +214,7 @@ static int user_unlock(struct repo *r, const struct user_args *a,
     return 0;
 }
 
-static int user_list(struct repo *r, struct arena *ar)
+static int user_list(const struct core *c, struct arena *ar)
 {
     struct user page[100];
     const char *after = NULL;
@@ -226,7 +222,7 @@ static int user_list(struct repo *r, struct arena *ar)
     enum as_err err;
 
     do {
-        err = repo_user_list(r, NULL, after, 100, page, &n, ar);
+        err = core_user_list(c, NULL, after, 100, page, &n, ar);
         if (err != AS_OK)
             return fail("cannot list users", err);
         for (i = 0; i < n; i++)
@@ -240,9 +236,12 @@ static int user_list(struct repo *r, struct arena *ar)
 
 int cli_user(const struct cfg *cfg, int argc, char **argv)
 {
+    struct pw_params pw = { cfg->argon2_iterations,
+                            (size_t)cfg->argon2_memory_kib * 1024u };
     struct user_args a;
     struct repo *r = NULL;
     struct arena *ar = NULL;
+    struct core c;
     enum as_err err;
     int status = 2;
 
@@ -257,28 +256,27 @@ int cli_user(const struct cfg *cfg, int argc, char **argv)
         goto usage;
     if (strcmp(argv[0], "list") == 0 && a.email)
         goto usage;
-    err = repo_open(cfg, &r);
-    if (err == AS_OK)
-        err = repo_migrate(r);
+    err = core_store_open(cfg, &r);
+    core_init(&c, r, NULL, cfg, &pw, NULL);
     ar = arena_new();
     if (err != AS_OK || !ar) {
         status = fail("database unavailable", err ? err : AS_ERR_NOMEM);
     } else if (strcmp(argv[0], "create") == 0) {
-        status = user_create(cfg, r, &a, ar);
+        status = user_create(&c, &a, ar);
     } else if (strcmp(argv[0], "set-password") == 0) {
-        status = user_set_password(cfg, r, &a, ar);
+        status = user_set_password(&c, &a, ar);
     } else if (strcmp(argv[0], "list") == 0) {
-        status = user_list(r, ar);
+        status = user_list(&c, ar);
     } else if (strcmp(argv[0], "mfa-reset") == 0) {
-        status = user_mfa_reset(r, &a, ar);
+        status = user_mfa_reset(&c, &a, ar);
     } else if (strcmp(argv[0], "unlock") == 0) {
-        status = user_unlock(r, &a, ar);
+        status = user_unlock(&c, &a, ar);
     } else {
         status = 2;
         fputs("auth-serve: unknown user command\n", stderr);
     }
     arena_free(ar);
-    repo_close(r);
+    core_store_close(r);
     return status;
 usage:
     fputs("usage: auth-serve user create --email E [--admin] [--name N]\n"

@@ -8,6 +8,7 @@
 
 #include "crypt.h"
 #include "qr.h"
+#include "scache.h"
 
 /* Percent-encodes every byte of `s` but RFC 3986 unreserved ones. */
 static char *pct(struct arena *a, const char *s)
@@ -129,6 +130,10 @@ enum as_err mfa_confirm(const struct mfa_env *e, const char *user_id,
                               (const uint8_t(*)[REPO_HASH_LEN])h,
                               TOTP_RECOVERY_COUNT, keep_sid, e->now_ms);
         *ok = err == AS_OK;
+        /* Every other session ended and the row changed (mfa_enabled):
+         * forgotten here after the commit. */
+        if (*ok && e->cache)
+            scache_forget_user(e->cache, user_id);
         if (err == AS_ERR_NOT_FOUND)       /* raced: step used, or turned */
             err = AS_OK;                   /* on by a concurrent confirm */
     }
@@ -194,7 +199,11 @@ enum as_err mfa_recovery_renew(const struct mfa_env *e, const char *user_id,
 enum as_err mfa_disable(const struct mfa_env *e, const char *user_id,
                         bool *was_on)
 {
-    return repo_mfa_disable(e->repo, user_id, was_on);
+    enum as_err err = repo_mfa_disable(e->repo, user_id, was_on);
+
+    if (err == AS_OK && e->cache)        /* the cached row's mfa_enabled */
+        scache_forget_user(e->cache, user_id);
+    return err;
 }
 
 enum as_err mfa_token_issue(const struct mfa_env *e, const char *user_id,

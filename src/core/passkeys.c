@@ -351,3 +351,17 @@ json_t *passkey_json(const struct passkey *p)
                      p->name, "created_at", created, "last_used_at",
                      p->last_used_at ? used : NULL, "transports", t);
 }
+
+enum as_err passkey_list_own(const struct passkey_env *e,
+                             const char *user_id, struct passkey **out,
+                             size_t *n, struct arena *a)
+{
+    return repo_passkey_list(e->repo, user_id, out, n, a);
+}
+
+enum as_err passkey_delete_own(const struct passkey_env *e, const char *id,
+                               const char *user_id)
+{
+    return uuid_valid(id) ? repo_passkey_delete(e->repo, id, user_id)
+                          : AS_ERR_NOT_FOUND;
+}

@@ -42,77 +42,55 @@ static enum as_err login_input(struct req_ctx *rc, json_t *in,
     return res->errors ? AS_ERR_VALIDATION : AS_OK;
 }
 
-/* Checks the credentials under the lockout (src/lockout.c): the attempt
- * is counted as a failure first, atomically with the lock check, and a
- * locked (email, address) is refused without hashing (known and unknown
- * emails alike, so the answer reveals nothing). An unknown email costs
- * one dummy verification, like a wrong password, and is counted the
- * same. On AS_OK, *u is the user; the count stands until the login is
- * complete (hx_lockout_passed). */
+/* Checks the credentials (core_login: counted under the lockout first,
+ * an unknown email costing a dummy verification) and answers a refusal;
+ * logs a failed or locked attempt. On AS_OK, *u is the active user. */
 static enum as_err login_check(struct req_ctx *rc, const char *email,
                                const char *pw, struct user *u)
 {
-    struct repo *repo = rc->app->repo;
-    enum as_err err = email ? hx_lockout_begin(rc, email) : AS_OK;
+    struct core c = hx_core(rc);
+    int64_t retry = 0;
+    char value[24];
+    enum as_err err = core_login(&c, email, pw, rc->ip, u, rc->arena,
+                                 &retry);
 
-    if (err == AS_ERR_RATE_LIMITED)
+    if (err == AS_ERR_RATE_LIMITED || err == AS_ERR_BAD_CREDENTIALS)
         log_event(LOG_INFO, "auth.login_failed", rc->request_id,
                   json_pack("{s:s, s:b}", "ip", rc->ip, "refused_locked",
-                            1));
-    if (err != AS_OK)
-        return err;
-    err = email ? repo_user_by_email(repo, email, u, rc->arena)
-                : AS_ERR_NOT_FOUND;
-    if (err == AS_ERR_NOT_FOUND) {
-        pw_verify_dummy(pw);              /* same cost as a wrong password */
-        err = AS_ERR_BAD_CREDENTIALS;
-    } else if (err == AS_OK) {
-        err = pw_verify(u->password_hash, pw);
+                            err == AS_ERR_RATE_LIMITED));
+    if (err == AS_ERR_RATE_LIMITED) {
+        snprintf(value, sizeof value, "%lld", (long long)retry);
+        res_header(rc, "Retry-After", value);
+        return res_fail(&rc->res, err,
+                        "Too many failed attempts for this account from "
+                        "this address; retry later.");
     }
-    if (err != AS_ERR_BAD_CREDENTIALS)
-        return err;
-    log_event(LOG_INFO, "auth.login_failed", rc->request_id,
-              json_pack("{s:s, s:b}", "ip", rc->ip, "refused_locked", 0));
-    return res_fail(&rc->res, AS_ERR_BAD_CREDENTIALS,
-                    "The email or password is incorrect.");
+    if (err == AS_ERR_BAD_CREDENTIALS)
+        return res_fail(&rc->res, err,
+                        "The email or password is incorrect.");
+    if (err == AS_ERR_DISABLED)
+        return res_fail(&rc->res, err, "This account is disabled.");
+    return err;
 }
 
 enum as_err h_login(struct req_ctx *rc, struct response *res)
 {
-    struct app *app = rc->app;
     json_t *in = NULL;
     const char *raw_email = NULL, *pw = NULL, *email = NULL;
     struct user u = { .is_active = false };
-    char fresh[PW_HASH_MAX];
     enum as_err err = req_json(rc, &in);
 
-    fresh[0] = '\0';
+    (void)res;
     if (err == AS_OK)
         err = login_input(rc, in, &raw_email, &pw);
     if (err == AS_OK) {
         email = v_email(rc->arena, raw_email);
         err = login_check(rc, email, pw, &u);
     }
-    if (err != AS_OK)
-        goto out;
-    if (!u.is_active) {
-        err = res_fail(res, AS_ERR_DISABLED, "This account is disabled.");
-        goto out;
-    }
-    /* A complete login ends the run of failures (a failure to forget
-     * them is logged by the repository and does not cost the login); with
-     * the second factor on, only the code completes it. */
-    if (!u.mfa_enabled)
-        hx_lockout_passed(rc, email);
-    else
-        hx_lockout_refund(rc, email);    /* right, but not complete yet */
-    if (pw_needs_rehash(u.password_hash, &app->pw) &&
-        pw_hash(pw, &app->pw, fresh) == AS_OK)
-        repo_user_rehash(app->repo, u.id, u.password_hash, fresh);
-    err = u.mfa_enabled ? hx_mfa_challenge(rc, &u)
-                        : hx_start_session(rc, &u);
-out:
-    crypt_wipe(fresh, sizeof fresh);
+    /* With the second factor on, only a code completes the login. */
+    if (err == AS_OK)
+        err = u.mfa_enabled ? hx_mfa_challenge(rc, &u)
+                            : hx_start_session(rc, &u);
     json_decref(in);
     return err;
 }

@@ -15,6 +15,15 @@
 #include "uuid.h"
 #include "validate.h"
 
+struct core hx_core(struct req_ctx *rc)
+{
+    struct core c;
+
+    core_init(&c, rc->app->repo, rc->app->scache, rc->app->cfg,
+              &rc->app->pw, app_keys(rc->app));
+    return c;
+}
+
 enum as_err hx_token_pair(struct req_ctx *rc, const struct user *u,
                           const char *sid, const char *refresh,
                           int64_t ends_ms, const char *amr)
@@ -58,26 +67,14 @@ enum as_err hx_start_session(struct req_ctx *rc, const struct user *u)
 enum as_err hx_start_session_amr(struct req_ctx *rc, const struct user *u,
                                  const char *amr)
 {
-    const struct cfg *cfg = rc->app->cfg;
-    int64_t now = clock_ms();
-    struct session s = { .created_at = now, .last_used_at = now,
-                         .amr = amr };
-    char refresh[SEC_TOKEN_LEN + 1];
-    uint8_t hash[REPO_HASH_LEN];
-    enum as_err err;
+    struct core c = hx_core(rc);
+    struct session s;
+    char refresh[SEC_TOKEN_LEN + 1] = "";
+    enum as_err err = core_session_start(
+        &c, u->id, amr, rc->ip,
+        v_printable(rc->arena, req_header(rc, "User-Agent"), 256), &s,
+        refresh);
 
-    uuid_v7_new(s.id);
-    snprintf(s.user_id, sizeof s.user_id, "%s", u->id);
-    /* The refresh token's life, never past the session's maximum. */
-    s.expires_at = now + (int64_t)(cfg->refresh_ttl < cfg->session_max_seconds
-                                       ? cfg->refresh_ttl
-                                       : cfg->session_max_seconds) * 1000;
-    s.ip = rc->ip;
-    s.user_agent = v_printable(rc->arena, req_header(rc, "User-Agent"),
-                               256);
-    sec_token_new(refresh);
-    sec_token_hash(refresh, hash);
-    err = repo_session_create(rc->app->repo, &s, hash);
     if (err == AS_ERR_NOT_FOUND)        /* the user was deleted meanwhile */
         err = res_fail(&rc->res, AS_ERR_BAD_CREDENTIALS,
                        "The email or password is incorrect.");
@@ -94,8 +91,8 @@ enum as_err hx_start_session_amr(struct req_ctx *rc, const struct user *u,
 
 enum as_err hx_caller(struct req_ctx *rc, struct user *out)
 {
-    enum as_err err = repo_user_by_id(rc->app->repo, rc->claims.sub, out,
-                                      rc->arena);
+    struct core c = hx_core(rc);
+    enum as_err err = core_user_get(&c, rc->claims.sub, out, rc->arena);
 
     if (err == AS_ERR_NOT_FOUND)
         return res_fail(&rc->res, AS_ERR_INVALID_TOKEN,
@@ -103,18 +100,11 @@ enum as_err hx_caller(struct req_ctx *rc, struct user *out)
     return err;
 }
 
-enum as_err hx_lockout_begin(struct req_ctx *rc, const char *email)
+/* Answers the 429 of a locked caller, with Retry-After `retry` s. */
+static enum as_err locked(struct req_ctx *rc, int64_t retry)
 {
-    struct lockout_policy p;
-    int64_t retry = 0;
     char value[24];
-    enum as_err err;
 
-    lockout_policy_init(&p, rc->app->cfg);
-    err = lockout_begin(rc->app->repo, &p, email, rc->ip, clock_ms(),
-                        &retry);
-    if (err != AS_ERR_RATE_LIMITED)
-        return err;
     snprintf(value, sizeof value, "%lld", (long long)retry);
     res_header(rc, "Retry-After", value);
     return res_fail(&rc->res, AS_ERR_RATE_LIMITED,
@@ -122,35 +112,42 @@ enum as_err hx_lockout_begin(struct req_ctx *rc, const char *email)
                     "address; retry later.");
 }
 
+enum as_err hx_lockout_begin(struct req_ctx *rc, const char *email)
+{
+    struct core c = hx_core(rc);
+    int64_t retry = 0;
+    enum as_err err = core_attempt_begin(&c, email, rc->ip, &retry);
+
+    return err == AS_ERR_RATE_LIMITED ? locked(rc, retry) : err;
+}
+
 void hx_lockout_refund(struct req_ctx *rc, const char *email)
 {
-    struct lockout_policy p;
+    struct core c = hx_core(rc);
 
-    lockout_policy_init(&p, rc->app->cfg);
-    (void)lockout_refund(rc->app->repo, &p, email, rc->ip);
+    core_attempt_settle(&c, email, rc->ip, false);
 }
 
 void hx_lockout_passed(struct req_ctx *rc, const char *email)
 {
-    (void)lockout_passed(rc->app->repo, email, rc->ip);
+    struct core c = hx_core(rc);
+
+    core_attempt_settle(&c, email, rc->ip, true);
 }
 
 enum as_err hx_check_password(struct req_ctx *rc, const struct user *u,
                               const char *pw)
 {
-    enum as_err err = hx_lockout_begin(rc, u->email);
+    struct core c = hx_core(rc);
+    int64_t retry = 0;
+    enum as_err err = core_password_check(&c, u, pw, rc->ip, &retry);
 
-    if (err == AS_OK && pw_verify(u->password_hash, pw) != AS_OK)
-        err = res_fail(&rc->res, AS_ERR_BAD_CREDENTIALS,
-                       "The password is incorrect.");
-    /* With the second factor on, a right password alone is no complete
-     * login: its attempt is taken back, the run of failures (wrong codes
-     * among them) stands (README "Second factor"). */
-    if (err == AS_OK && u->mfa_enabled)
-        hx_lockout_refund(rc, u->email);
-    else if (err == AS_OK)
-        hx_lockout_passed(rc, u->email);
-    else if (err == AS_ERR_BAD_CREDENTIALS || err == AS_ERR_RATE_LIMITED)
+    if (err == AS_ERR_RATE_LIMITED)
+        locked(rc, retry);
+    if (err == AS_ERR_BAD_CREDENTIALS)
+        res_fail(&rc->res, AS_ERR_BAD_CREDENTIALS,
+                 "The password is incorrect.");
+    if (err == AS_ERR_BAD_CREDENTIALS || err == AS_ERR_RATE_LIMITED)
         log_event(LOG_INFO, "auth.password_failed", rc->request_id,
                   json_pack("{s:s, s:s, s:b}", "user_id", u->id, "ip",
                             rc->ip, "refused_locked",
@@ -203,8 +200,8 @@ enum as_err hx_create_user(struct req_ctx *rc, bool with_role,
     struct response *res = &rc->res;
     json_t *in = NULL;
     const char *pw = NULL;
-    char hash[PW_HASH_MAX] = "";
     struct user u = { .role = ROLE_USER, .is_active = true };
+    struct core c = hx_core(rc);
     enum as_err err = req_json(rc, &in);
 
     if (err != AS_OK)
@@ -220,13 +217,7 @@ enum as_err hx_create_user(struct req_ctx *rc, bool with_role,
         err = AS_ERR_VALIDATION;
         goto out;
     }
-    err = pw_hash(pw, &rc->app->pw, hash);
-    if (err != AS_OK)
-        goto out;
-    uuid_v7_new(u.id);
-    u.password_hash = hash;
-    u.created_at = u.updated_at = clock_ms();
-    err = repo_user_insert(rc->app->repo, &u);
+    err = core_user_create(&c, &u, pw);
     if (err == AS_ERR_EMAIL_TAKEN)
         res_fail(res, err, "An account with this email already exists.");
     if (err != AS_OK)
@@ -237,7 +228,6 @@ enum as_err hx_create_user(struct req_ctx *rc, bool with_role,
                                             u.id));
     res_json(res, 201, v_user_json(&u));
 out:
-    crypt_wipe(hash, sizeof hash);
     json_decref(in);
     return err;
 }

@@ -1,10 +1,15 @@
 #ifndef AUTH_HX_H                /* hx.h: helpers shared by the handlers */
 #define AUTH_HX_H
+#include "core.h"
 #include "handlers.h"
 #include "repo.h"
 
 #define HX_MAX_PASSWORD_BYTES 512   /* 128 code points of up to 4 bytes */
 
+/* The core's context for this request (src/core/): the daemon's
+ * repository, session cache, configuration, hash cost and keys, the real
+ * clock and random sources. */
+struct core hx_core(struct req_ctx *rc);
 /* Answers 200 with the token pair (`TokenPair` in src/openapi.json): a new
  * access token for `u` in session `sid`, and `refresh` (a secret, not kept),
  * both valid at most until `ends_ms`, the Unix ms at which the session ends;
@@ -37,7 +42,7 @@ enum as_err hx_check_password(struct req_ctx *rc, const struct user *u,
                               const char *pw);
 /* Starts a check of a password, one-time code or secret of `email`
  * (normalised) from the client's address: counts it as a failed login at
- * once, atomically with the lock check (src/lockout.c). AS_OK: go on and
+ * once, atomically with the lock check (src/core/lockout.c). AS_OK: go on and
  * check. AS_ERR_RATE_LIMITED, answered with Retry-After, when locked (do
  * not check), or a repository error. */
 enum as_err hx_lockout_begin(struct req_ctx *rc, const char *email);

@@ -28,6 +28,7 @@ enum as_err h_password_forgot(struct req_ctx *rc, struct response *res)
 {
     json_t *in = NULL;
     const char *raw = NULL, *email = NULL;
+    struct core c;
     enum as_err err = req_json(rc, &in);
 
     if (err != AS_OK)
@@ -40,16 +41,11 @@ enum as_err h_password_forgot(struct req_ctx *rc, struct response *res)
         goto out;
     }
     /* Known or not, the same work and the same time (README.md, "Mail"):
-     * the request only queues the mail, one insert of the same shape
-     * whatever the email, and answers 202 before anything depends on
-     * whether the account exists. The mailer thread resolves it off the
-     * request path: it finds the active account (or drops the mail),
-     * applies the cap per recipient and stores the token. An equivalent
-     * write for unknown emails was the other choice; it would have to
-     * mimic two inserts with foreign keys and their indexes, and any
-     * difference would still show. */
-    err = mail_queue(rc->app->repo, MAIL_KIND_RESET, NULL, email, true,
-                     clock_ms());
+     * the request only queues the mail (core_link_request_reset) and
+     * answers 202 before anything depends on whether the account
+     * exists. */
+    c = hx_core(rc);
+    err = core_link_request_reset(&c, email);
     if (err == AS_OK) {
         mail_wake(atomic_load(&rc->app->mailer));
         log_event(LOG_INFO, "auth.password_reset_requested", rc->request_id,
@@ -84,10 +80,10 @@ static enum as_err token_fields(struct req_ctx *rc, json_t *in,
 enum as_err h_password_reset(struct req_ctx *rc, struct response *res)
 {
     struct app *app = rc->app;
+    struct core c = hx_core(rc);
     json_t *in = NULL;
     const char *pw = NULL, *why;
     uint8_t hash[REPO_HASH_LEN];
-    char pwhash[PW_HASH_MAX] = "";
     struct user u;
     enum as_err err = req_json(rc, &in);
 
@@ -96,7 +92,7 @@ enum as_err h_password_reset(struct req_ctx *rc, struct response *res)
     err = token_fields(rc, in, hash, &pw);
     if (err != AS_OK)
         goto out;
-    err = repo_ott_reset_user(app->repo, hash, clock_ms(), &u, rc->arena);
+    err = core_link_reset_user(&c, hash, &u, rc->arena);
     if (err == AS_ERR_NOT_FOUND) {
         err = res_fail(res, AS_ERR_BAD_TOKEN_PARAM, bad_token);
         goto out;
@@ -108,37 +104,30 @@ enum as_err h_password_reset(struct req_ctx *rc, struct response *res)
         err = res_field(res, "new_password", why);
         goto out;
     }
-    err = pw_hash(pw, &app->pw, pwhash);
-    if (err == AS_OK)
-        err = repo_ott_reset(app->repo, hash, u.id, pwhash, clock_ms());
+    err = core_link_reset(&c, hash, u.id, pw);
     if (err == AS_ERR_NOT_FOUND) {      /* used meanwhile, or email moved */
         err = res_fail(res, AS_ERR_BAD_TOKEN_PARAM, bad_token);
         goto out;
     }
     if (err != AS_OK)
         goto out;
-    scache_forget_user(app->scache, u.id);
     hx_audit(rc, "password_reset", u.id, NULL);
     res_json(res, 204, NULL);
 out:
-    crypt_wipe(pwhash, sizeof pwhash);
     json_decref(in);
     return err;
 }
 
 enum as_err h_email_verify_request(struct req_ctx *rc, struct response *res)
 {
+    struct core c = hx_core(rc);
     struct user u;
     enum as_err err = hx_caller(rc, &u);
 
     if (err != AS_OK)
         return err;
-    /* Already verified: nothing to send, the same answer. The mailer
-     * checks again, counts the mail against the cap of the address and
-     * stores the token. */
-    err = u.is_verified ? AS_ERR_NOT_FOUND
-                        : mail_queue(rc->app->repo, MAIL_KIND_VERIFY, u.id,
-                                     u.email, true, clock_ms());
+    /* Already verified: nothing to send, the same answer. */
+    err = core_link_request_verify(&c, &u);
     if (err == AS_OK) {
         mail_wake(atomic_load(&rc->app->mailer));
         hx_audit(rc, "email_verification_requested", u.id, NULL);
@@ -153,19 +142,19 @@ enum as_err h_email_verify(struct req_ctx *rc, struct response *res)
     json_t *in = NULL;
     uint8_t hash[REPO_HASH_LEN];
     char uid[UUID_STR_LEN] = "";
+    struct core c = hx_core(rc);
     enum as_err err = req_json(rc, &in);
 
     if (err == AS_OK)
         err = token_fields(rc, in, hash, NULL);
     if (err == AS_OK)
-        err = repo_ott_verify(rc->app->repo, hash, clock_ms(), uid);
+        err = core_link_verify(&c, hash, uid);
     if (err == AS_ERR_NOT_FOUND) {
         err = res_fail(res, AS_ERR_BAD_TOKEN_PARAM, bad_token);
         goto out;
     }
     if (err != AS_OK)
         goto out;
-    scache_forget_user(rc->app->scache, uid);     /* is_verified changed */
     hx_audit(rc, "email_verified", uid, NULL);
     res_json(res, 204, NULL);
 out:

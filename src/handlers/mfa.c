@@ -20,7 +20,8 @@
 
 static struct mfa_env env_of(struct req_ctx *rc)
 {
-    struct mfa_env e = { .repo = rc->app->repo, .keys = app_keys(rc->app),
+    struct mfa_env e = { .repo = rc->app->repo, .cache = rc->app->scache,
+                         .keys = app_keys(rc->app),
                          .issuer = rc->app->cfg->jwt_issuer,
                          .now_ms = clock_ms() };
 
@@ -183,7 +184,6 @@ enum as_err h_mfa_confirm(struct req_ctx *rc, struct response *res)
     if (err != AS_OK)
         goto out;
     hx_lockout_passed(rc, u.email);
-    scache_forget_user(rc->app->scache, u.id);
     hx_audit(rc, "mfa.enabled", u.id, NULL);
     res_json(res, 200, codes_json(&codes));
     err = res->body ? AS_OK : AS_ERR_NOMEM;
@@ -225,7 +225,6 @@ enum as_err h_mfa_disable(struct req_ctx *rc, struct response *res)
     if (err == AS_OK)
         err = mfa_disable(&e, u.id, &was_on);
     if (err == AS_OK) {
-        scache_forget_user(rc->app->scache, u.id);  /* the cached row */
         hx_audit(rc, "mfa.disabled", u.id, NULL);
         res_json(res, 204, NULL);
     }
@@ -263,11 +262,12 @@ static enum as_err token_user(struct req_ctx *rc, const char *tok,
                               struct user *u)
 {
     struct mfa_env e = env_of(rc);
+    struct core c = hx_core(rc);
     char uid[UUID_STR_LEN];
     enum as_err err = mfa_token_user(&e, tok, uid);
 
     if (err == AS_OK)
-        err = repo_user_by_id(rc->app->repo, uid, u, rc->arena);
+        err = core_user_get(&c, uid, u, rc->arena);
     if (err == AS_OK && !u->mfa_enabled)
         err = AS_ERR_INVALID_TOKEN;       /* turned off since the login */
     if (err == AS_ERR_INVALID_TOKEN || err == AS_ERR_NOT_FOUND)
@@ -328,7 +328,6 @@ enum as_err hx_mfa_reset(struct req_ctx *rc, struct user *u)
 
     if (err != AS_OK)
         return err;
-    scache_forget_user(rc->app->scache, u->id);     /* the cached row */
     u->mfa_enabled = false;
     if (json_is_object(rc->res.body))
         json_object_set_new(rc->res.body, "mfa_enabled", json_false());

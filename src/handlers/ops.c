@@ -6,6 +6,7 @@
 
 #include "breaker.h"
 #include "clock.h"
+#include "core.h"
 #include "metrics.h"
 #include "netaddr.h"
 #include "openapi.h"
@@ -20,19 +21,19 @@ enum as_err h_healthz(struct req_ctx *rc, struct response *res)
 
 enum as_err h_readyz(struct req_ctx *rc, struct response *res)
 {
-    struct repo *r = rc->app->repo;
     uint64_t now = clock_mono_ms();
+    const char *backend = NULL;
     /* No database call on this thread: the prober's last ping answers
      * (README.md, Operations), and this call asks it for a new one. In
      * half-open that ping is the probe that may close the circuit, so a
      * load balancer polling here brings an idle instance back. */
     bool up = rc->app->ready && ready_check(rc->app->ready, now);
 
-    if (!up || breaker_state(repo_breaker(r), now) != BREAKER_CLOSED)
+    if (!up || !core_store_ready(rc->app->repo, now, &backend))
         return res_fail(res, AS_ERR_UNAVAILABLE,
                         "The database is not answering.");
     return res_json(res, 200, json_pack("{s:s, s:s}", "status", "ready",
-                                        "database", repo_backend(r)));
+                                        "database", backend));
 }
 
 enum as_err h_metrics(struct req_ctx *rc, struct response *res)

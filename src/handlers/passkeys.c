@@ -107,11 +107,12 @@ out:
 
 enum as_err h_passkeys_list(struct req_ctx *rc, struct response *res)
 {
+    struct passkey_env e = env_of(rc);
     struct passkey *items = NULL;
     json_t *arr = json_array();
     size_t n = 0, i;
-    enum as_err err = arr ? repo_passkey_list(rc->app->repo, rc->claims.sub,
-                                              &items, &n, rc->arena)
+    enum as_err err = arr ? passkey_list_own(&e, rc->claims.sub, &items, &n,
+                                             rc->arena)
                           : AS_ERR_NOMEM;
 
     for (i = 0; err == AS_OK && i < n; i++)
@@ -127,10 +128,8 @@ enum as_err h_passkeys_list(struct req_ctx *rc, struct response *res)
 
 enum as_err h_passkey_delete(struct req_ctx *rc, struct response *res)
 {
-    enum as_err err = uuid_valid(rc->param_id)
-                          ? repo_passkey_delete(rc->app->repo, rc->param_id,
-                                                rc->claims.sub)
-                          : AS_ERR_NOT_FOUND;
+    struct passkey_env e = env_of(rc);
+    enum as_err err = passkey_delete_own(&e, rc->param_id, rc->claims.sub);
 
     if (err == AS_ERR_NOT_FOUND)
         return res_fail(res, err, "You have no passkey with this id.");
@@ -170,6 +169,7 @@ enum as_err h_passkey_login(struct req_ctx *rc, struct response *res)
     struct passkey_env e = env_of(rc);
     struct passkey_refusal why;
     struct passkey pk;
+    struct core c = hx_core(rc);
     json_t *in = NULL;
     struct user u;
     enum as_err err = req_json(rc, &in);
@@ -187,7 +187,7 @@ enum as_err h_passkey_login(struct req_ctx *rc, struct response *res)
         goto out;
     }
     if (err == AS_OK)
-        err = repo_user_by_id(rc->app->repo, pk.user_id, &u, rc->arena);
+        err = core_user_get(&c, pk.user_id, &u, rc->arena);
     if (err == AS_ERR_NOT_FOUND)
         err = res_fail(res, AS_ERR_PASSKEY_REFUSED,
                        "The passkey was not accepted.");

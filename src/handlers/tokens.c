@@ -36,60 +36,28 @@ static enum as_err refresh_field(struct req_ctx *rc, json_t *in,
     return AS_OK;
 }
 
-static enum as_err rotated(struct req_ctx *rc, const struct session *s,
-                           const char *child)
-{
-    struct user u;
-    enum as_err err = repo_user_by_id(rc->app->repo, s->user_id, &u,
-                                      rc->arena);
-
-    if (err == AS_ERR_NOT_FOUND || (err == AS_OK && !u.is_active))
-        return res_fail(&rc->res, AS_ERR_INVALID_TOKEN,
-                        "The refresh token is invalid or expired.");
-    if (err != AS_OK)
-        return err;
-    return hx_token_pair(rc, &u, s->id, child, s->expires_at, s->amr);
-}
-
 enum as_err h_refresh(struct req_ctx *rc, struct response *res)
 {
-    const struct cfg *cfg = rc->app->cfg;
+    struct core c = hx_core(rc);
     json_t *in = NULL;
     const char *tok;
     char child[SEC_TOKEN_LEN + 1] = "";
-    uint8_t ph[REPO_HASH_LEN], ch[REPO_HASH_LEN];
-    enum rotate_result rr = ROTATE_INVALID;
     struct session s;
-    int64_t now = clock_ms();
+    struct user u;
+    bool reused = false;
     enum as_err err = req_json(rc, &in);
 
     if (err == AS_OK)
         err = refresh_field(rc, in, &tok);
-    if (err != AS_OK)
-        goto out;
-    sec_token_hash(tok, ph);
-    sec_token_child(app_keys(rc->app), tok, child);
-    sec_token_hash(child, ch);
-    err = repo_refresh_rotate(rc->app->repo, ph, ch, now,
-                              (int64_t)cfg->refresh_reuse_grace_seconds *
-                                  1000,
-                              now + (int64_t)cfg->refresh_ttl * 1000,
-                              (int64_t)cfg->session_max_seconds * 1000, &rr,
-                              &s, rc->arena);
-    if (err != AS_OK)
-        goto out;
-    if (rr == ROTATE_OK || rr == ROTATE_GRACE) {
-        err = rotated(rc, &s, child);
-        goto out;
-    }
-    if (rr == ROTATE_REUSED) {
-        scache_forget(rc->app->scache, s.id);
+    if (err == AS_OK)
+        err = core_refresh(&c, tok, child, &s, &u, &reused, rc->arena);
+    if (reused)
         hx_audit(rc, "refresh_reuse_detected", s.user_id,
                  json_pack("{s:s}", "session_id", s.id));
-    }
-    err = res_fail(res, AS_ERR_INVALID_TOKEN,
-                   "The refresh token is invalid or expired.");
-out:
+    if (err == AS_OK)
+        err = hx_token_pair(rc, &u, s.id, child, s.expires_at, s.amr);
+    else if (err == AS_ERR_INVALID_TOKEN)
+        err = res_fail(res, err, "The refresh token is invalid or expired.");
     crypt_wipe(child, sizeof child);
     json_decref(in);
     return err;
@@ -97,9 +65,9 @@ out:
 
 enum as_err h_logout(struct req_ctx *rc, struct response *res)
 {
+    struct core c = hx_core(rc);
     json_t *in = NULL;
     const char *tok;
-    uint8_t h[REPO_HASH_LEN];
     struct session s;
     enum as_err err = req_json(rc, &in);
 
@@ -107,10 +75,7 @@ enum as_err h_logout(struct req_ctx *rc, struct response *res)
         err = refresh_field(rc, in, &tok);
     if (err != AS_OK)
         goto out;
-    sec_token_hash(tok, h);
-    err = repo_refresh_session(rc->app->repo, h, clock_ms(), &s, rc->arena);
-    if (err == AS_OK)
-        err = repo_session_revoke(rc->app->repo, s.id, NULL, clock_ms());
+    err = core_logout(&c, tok, &s, rc->arena);
     if (err == AS_ERR_NOT_FOUND) {
         err = res_fail(res, AS_ERR_INVALID_TOKEN,
                        "The refresh token is invalid or expired.");
@@ -118,7 +83,6 @@ enum as_err h_logout(struct req_ctx *rc, struct response *res)
     }
     if (err != AS_OK)
         goto out;
-    scache_forget(rc->app->scache, s.id);
     hx_audit(rc, "logout", s.user_id, json_pack("{s:s}", "session_id",
                                                 s.id));
     res_json(res, 204, NULL);
@@ -129,12 +93,11 @@ out:
 
 enum as_err h_logout_all(struct req_ctx *rc, struct response *res)
 {
-    enum as_err err = repo_session_revoke_all(rc->app->repo, rc->claims.sub,
-                                              NULL, clock_ms());
+    struct core c = hx_core(rc);
+    enum as_err err = core_logout_all(&c, rc->claims.sub);
 
     if (err != AS_OK)
         return err;
-    scache_forget_user(rc->app->scache, rc->claims.sub);
     hx_audit(rc, "logout_all", rc->claims.sub, NULL);
     return res_json(res, 204, NULL);
 }
@@ -210,9 +173,9 @@ enum as_err h_verify(struct req_ctx *rc, struct response *res)
 
 enum as_err h_password_change(struct req_ctx *rc, struct response *res)
 {
+    struct core c = hx_core(rc);
     json_t *in = NULL;
     const char *cur = NULL, *fresh = NULL, *why;
-    char hash[PW_HASH_MAX] = "";
     struct user u;
     enum as_err err = req_json(rc, &in);
 
@@ -236,31 +199,28 @@ enum as_err h_password_change(struct req_ctx *rc, struct response *res)
         err = res_field(res, "new_password", why);
         goto out;
     }
-    err = pw_hash(fresh, &rc->app->pw, hash);
-    if (err == AS_OK)
-        err = repo_user_set_password(rc->app->repo, u.id, hash,
-                                     rc->claims.sid, clock_ms());
+    /* Every other session of the user ends (core_user_set_password). */
+    err = core_user_set_password(&c, u.id, fresh, rc->claims.sid);
     if (err == AS_ERR_NOT_FOUND)        /* deleted since hx_caller() */
         err = res_fail(res, AS_ERR_INVALID_TOKEN,
                        "The account no longer exists.");
     if (err != AS_OK)
         goto out;
-    scache_forget_user(rc->app->scache, u.id);
     hx_audit(rc, "password_changed", u.id, NULL);
     res_json(res, 204, NULL);
 out:
-    crypt_wipe(hash, sizeof hash);
     json_decref(in);
     return err;
 }
 
 enum as_err h_sessions_list(struct req_ctx *rc, struct response *res)
 {
+    struct core core = hx_core(rc);
     struct session *list = NULL;
     size_t n = 0, i;
     json_t *items;
-    enum as_err err = repo_session_list(rc->app->repo, rc->claims.sub,
-                                        clock_ms(), &list, &n, rc->arena);
+    enum as_err err = core_sessions_list(&core, rc->claims.sub, &list,
+                                         &n, rc->arena);
 
     if (err != AS_OK)
         return err;
@@ -282,16 +242,13 @@ enum as_err h_sessions_list(struct req_ctx *rc, struct response *res)
 
 enum as_err h_session_delete(struct req_ctx *rc, struct response *res)
 {
-    enum as_err err = AS_ERR_NOT_FOUND;
+    struct core c = hx_core(rc);
+    enum as_err err = core_session_revoke(&c, rc->param_id, rc->claims.sub);
 
-    if (uuid_valid(rc->param_id))
-        err = repo_session_revoke(rc->app->repo, rc->param_id,
-                                  rc->claims.sub, clock_ms());
     if (err == AS_ERR_NOT_FOUND)
         return res_fail(res, err, "You have no such session.");
     if (err != AS_OK)
         return err;
-    scache_forget(rc->app->scache, rc->param_id);
     hx_audit(rc, "session_revoked", rc->claims.sub,
              json_pack("{s:s}", "session_id", rc->param_id));
     return res_json(res, 204, NULL);
@@ -309,40 +266,6 @@ static enum as_err token_param(struct req_ctx *rc, json_t **in,
     if (!*tok || !**tok || strlen(*tok) > SEC_MAX_JWT_BYTES)
         return res_fail(&rc->res, AS_ERR_INVALID_REQUEST,
                         "The token parameter is required.");
-    return AS_OK;
-}
-
-/* The live session a token (refresh or access) belongs to. */
-static enum as_err token_session(struct req_ctx *rc, const char *tok,
-                                 struct session *s, struct sec_claims *c,
-                                 bool *is_access)
-{
-    uint8_t h[REPO_HASH_LEN];
-    struct session_state st;
-    const char *email;
-    enum as_err err;
-
-    *is_access = false;
-    if (sec_token_valid(tok)) {
-        sec_token_hash(tok, h);
-        return repo_refresh_session(rc->app->repo, h, clock_ms(), s,
-                                    rc->arena);
-    }
-    if (sec_jwt_verify(app_keys(rc->app), rc->app->cfg, tok,
-                       clock_ms() / 1000, c, rc->arena) != AS_OK)
-        return AS_ERR_NOT_FOUND;
-    err = repo_session_state(rc->app->repo, c->sid, clock_ms(), &st);
-    if (err != AS_OK)
-        return err;
-    if (!st.live)
-        return AS_ERR_NOT_FOUND;
-    *is_access = true;
-    c->role = v_role_name(st.role);                 /* the account's now */
-    email = st.email[0] ? arena_strdup(rc->arena, st.email) : NULL;
-    if (email)
-        c->email = email;
-    snprintf(s->id, sizeof s->id, "%s", c->sid);
-    snprintf(s->user_id, sizeof s->user_id, "%s", c->sub);
     return AS_OK;
 }
 
@@ -375,10 +298,12 @@ enum as_err h_introspect(struct req_ctx *rc, struct response *res)
 {
     const char *want = rc->app->cfg->introspection_token;
     const char *got = authn_bearer_token(req_header(rc, "Authorization"));
+    struct core c = hx_core(rc);
     json_t *in = NULL;
     const char *tok;
     struct session s;
-    struct sec_claims c;
+    struct sec_claims claims;
+    enum role role = ROLE_USER;
     struct user u;
     bool is_access;
     enum as_err err;
@@ -390,14 +315,18 @@ enum as_err h_introspect(struct req_ctx *rc, struct response *res)
     if (err == AS_OK)
         err = token_param(rc, &in, &tok);
     if (err == AS_OK)
-        err = token_session(rc, tok, &s, &c, &is_access);
+        err = core_token_session(&c, tok, &s, &claims, &role, &is_access,
+                                 rc->arena);
     if (err == AS_OK && !is_access)
-        err = repo_user_by_id(rc->app->repo, s.user_id, &u, rc->arena);
+        err = core_user_get(&c, s.user_id, &u, rc->arena);
     if (err == AS_ERR_NOT_FOUND || (err == AS_OK && !is_access &&
                                     !u.is_active)) {
         err = res_json(res, 200, json_pack("{s:b}", "active", 0));
     } else if (err == AS_OK && is_access) {
-        json_t *j = claims_json(rc, &c);
+        json_t *j;
+
+        claims.role = v_role_name(role);            /* the account's now */
+        j = claims_json(rc, &claims);
 
         json_object_set_new(j, "active", json_true());
         json_object_set_new(j, "token_type", json_string("Bearer"));
@@ -416,19 +345,21 @@ enum as_err h_introspect(struct req_ctx *rc, struct response *res)
 
 enum as_err h_revoke(struct req_ctx *rc, struct response *res)
 {
+    struct core c = hx_core(rc);
     json_t *in = NULL;
     const char *tok;
     struct session s;
-    struct sec_claims c;
+    struct sec_claims claims;
+    enum role role = ROLE_USER;
     bool is_access;
     enum as_err err = token_param(rc, &in, &tok);
 
     if (err == AS_OK)
-        err = token_session(rc, tok, &s, &c, &is_access);
+        err = core_token_session(&c, tok, &s, &claims, &role, &is_access,
+                                 rc->arena);
     if (err == AS_OK)
-        err = repo_session_revoke(rc->app->repo, s.id, NULL, clock_ms());
+        err = core_session_revoke(&c, s.id, NULL);
     if (err == AS_OK) {
-        scache_forget(rc->app->scache, s.id);
         hx_audit(rc, "token_revoked", s.user_id,
                  json_pack("{s:s}", "session_id", s.id));
     }

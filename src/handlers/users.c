@@ -254,6 +254,7 @@ enum as_err h_users_list(struct req_ctx *rc, struct response *res)
 {
     const char *lim = req_query(rc, "limit"), *cur = req_query(rc, "cursor");
     const char *q = req_query(rc, "q"), *after = NULL;
+    struct core c = hx_core(rc);
     struct user *page;
     unsigned long limit = LIST_DEFAULT;
     size_t n = 0, i;
@@ -275,8 +276,8 @@ enum as_err h_users_list(struct req_ctx *rc, struct response *res)
     page = arena_alloc(rc->arena, (limit + 1) * sizeof *page);
     if (!page)
         return AS_ERR_NOMEM;
-    err = repo_user_list(rc->app->repo, q && *q ? q : NULL, after,
-                         (unsigned)limit + 1, page, &n, rc->arena);
+    err = core_user_list(&c, q && *q ? q : NULL, after, (unsigned)limit + 1,
+                         page, &n, rc->arena);
     if (err != AS_OK)
         return err;
     items = json_array();
@@ -298,10 +299,9 @@ enum as_err h_users_create(struct req_ctx *rc, struct response *res)
 /* Loads the user named by {id}; 404 for unknown or malformed ids. */
 static enum as_err target(struct req_ctx *rc, struct user *u)
 {
-    enum as_err err = AS_ERR_NOT_FOUND;
+    struct core c = hx_core(rc);
+    enum as_err err = core_user_get(&c, rc->param_id, u, rc->arena);
 
-    if (uuid_valid(rc->param_id))
-        err = repo_user_by_id(rc->app->repo, rc->param_id, u, rc->arena);
     if (err == AS_ERR_NOT_FOUND)
         return res_fail(&rc->res, err, "No such user.");
     return err;

@@ -1,4 +1,4 @@
-/* test_lockout.c: the lockout rule (src/lockout.c) as a pure function of
+/* test_lockout.c: the lockout rule (src/core/lockout.c) as a pure function of
  * the stored counts, on a fake clock. The storage and its atomicity are
  * tested on both backends in test_repo.c. */
 #include <stdarg.h>

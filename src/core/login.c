@@ -1,0 +1,88 @@
+/* login.c: a password checked under the lockout, and the password step
+ * of a login: what is counted when, what ends a run of failures, what
+ * only takes an attempt back (README.md, "Lockout", "Second factor"). */
+#include "core.h"
+
+#include "crypt.h"
+#include "lockout.h"
+
+enum as_err core_attempt_begin(const struct core *c, const char *email,
+                               const char *ip, int64_t *retry_s)
+{
+    struct lockout_policy p;
+
+    lockout_policy_init(&p, c->cfg);
+    return lockout_begin(c->repo, &p, email, ip, c->now_ms(), retry_s);
+}
+
+void core_attempt_settle(const struct core *c, const char *email,
+                         const char *ip, bool complete)
+{
+    struct lockout_policy p;
+
+    lockout_policy_init(&p, c->cfg);
+    if (complete)
+        (void)lockout_passed(c->repo, email, ip);
+    else
+        (void)lockout_refund(c->repo, &p, email, ip);
+}
+
+enum as_err core_password_check(const struct core *c, const struct user *u,
+                                const char *pw, const char *ip,
+                                int64_t *retry_s)
+{
+    enum as_err err = core_attempt_begin(c, u->email, ip, retry_s);
+
+    if (err == AS_OK && pw_verify(u->password_hash, pw) != AS_OK)
+        err = AS_ERR_BAD_CREDENTIALS;
+    /* With the second factor on, a right password is no complete login:
+     * its attempt is taken back, the run of failures (wrong codes among
+     * them) stands (README "Second factor"). */
+    if (err == AS_OK)
+        core_attempt_settle(c, u->email, ip, !u->mfa_enabled);
+    return err;
+}
+
+/* Replaces an old-cost hash of `u` by one of today's cost, only while
+ * the stored hash is still the one checked. */
+static void upgrade(const struct core *c, const struct user *u,
+                    const char *pw)
+{
+    char fresh[PW_HASH_MAX] = "";
+
+    if (pw_needs_rehash(u->password_hash, c->pw) &&
+        pw_hash(pw, c->pw, fresh) == AS_OK)
+        (void)repo_user_rehash(c->repo, u->id, u->password_hash, fresh);
+    crypt_wipe(fresh, sizeof fresh);
+}
+
+enum as_err core_login(const struct core *c, const char *email,
+                       const char *pw, const char *ip, struct user *out,
+                       struct arena *a, int64_t *retry_s)
+{
+    enum as_err err = AS_OK;
+
+    *retry_s = 0;
+    /* Counted first, atomically with the lock check: a locked (email,
+     * address) is refused without hashing, known and unknown emails
+     * alike, so the answer reveals nothing. */
+    if (email)
+        err = core_attempt_begin(c, email, ip, retry_s);
+    if (err != AS_OK)
+        return err;
+    err = email ? repo_user_by_email(c->repo, email, out, a)
+                : AS_ERR_NOT_FOUND;
+    if (err == AS_ERR_NOT_FOUND) {
+        pw_verify_dummy(pw);              /* same cost as a wrong password */
+        return AS_ERR_BAD_CREDENTIALS;
+    }
+    if (err == AS_OK)
+        err = pw_verify(out->password_hash, pw);
+    if (err == AS_OK && !out->is_active)
+        err = AS_ERR_DISABLED;            /* the attempt stays counted */
+    if (err != AS_OK)
+        return err;
+    core_attempt_settle(c, email, ip, !out->mfa_enabled);
+    upgrade(c, out, pw);
+    return AS_OK;
+}

@@ -1,0 +1,186 @@
+/* test_core_lockout.c: the lockout as the core applies it to logins and
+ * password checks (src/core/login.c over src/core/lockout.c), on the fake
+ * repository and a fake clock: what is counted before the hash, what a
+ * locked caller is refused, what ends a run and what is only refunded. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "cfg.h"
+#include "core.h"
+#include "fake_repo.h"
+
+#define T0 INT64_C(1700000000000)
+#define IP "192.0.2.7"
+#define PW "correct horse battery"
+
+struct fx {
+    struct cfg cfg;
+    struct core core;
+    struct arena *a;
+    char id[UUID_STR_LEN], mfa_id[UUID_STR_LEN], off_id[UUID_STR_LEN];
+};
+
+static int setup(void **state)
+{
+    static struct fx f;
+
+    f = (struct fx){ 0 };
+    fake_repo_reset();
+    fake_now = T0;
+    fake_core(&f.core, &f.cfg, NULL);
+    fake_user(f.id, "ada@example.com", ROLE_USER, true, PW, false);
+    fake_user(f.mfa_id, "mfa@example.com", ROLE_USER, true, PW, true);
+    fake_user(f.off_id, "off@example.com", ROLE_USER, false, PW, false);
+    f.a = arena_new();
+    *state = &f;
+    return f.a ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+
+    arena_free(f->a);
+    return 0;
+}
+
+static enum as_err login(struct fx *f, const char *email, const char *pw,
+                         int64_t *retry)
+{
+    struct user u;
+
+    return core_login(&f->core, email, pw, IP, &u, f->a, retry);
+}
+
+/* Each attempt is counted before the user is read and the hash checked:
+ * the count the lookup sees already includes it. */
+static void counted_before_the_hash(void **state)
+{
+    struct fx *f = *state;
+    unsigned n = 0;
+    int64_t retry = -1;
+
+    assert_int_equal(login(f, "ada@example.com", "wrong password", &retry),
+                     AS_ERR_BAD_CREDENTIALS);
+    assert_int_equal(fake_repo_failures_at_lookup(&n), 1);
+    assert_int_equal(n, 1);
+    assert_int_equal(fake_repo_failures("ada@example.com", IP), 1);
+    assert_int_equal(login(f, "ada@example.com", "wrong again", &retry),
+                     AS_ERR_BAD_CREDENTIALS);
+    assert_int_equal(fake_repo_failures_at_lookup(&n), 2);
+    /* An unknown email is counted the same way. */
+    assert_int_equal(login(f, "nobody@example.com", PW, &retry),
+                     AS_ERR_BAD_CREDENTIALS);
+    assert_int_equal(fake_repo_failures("nobody@example.com", IP), 1);
+}
+
+/* Past the threshold a locked caller is refused without a lookup or a
+ * check, even with the right password, until the delay has run out;
+ * then a right password ends the run. */
+static void locked_refused_unchecked_then_released(void **state)
+{
+    struct fx *f = *state;
+    unsigned before = 0, after = 0;
+    int64_t retry = 0;
+    int i;
+
+    for (i = 0; i < 3; i++)
+        assert_int_equal(login(f, "ada@example.com", "wrong password",
+                               &retry), AS_ERR_BAD_CREDENTIALS);
+    (void)fake_repo_failures_at_lookup(&before);
+    assert_int_equal(login(f, "ada@example.com", PW, &retry),
+                     AS_ERR_RATE_LIMITED);
+    (void)fake_repo_failures_at_lookup(&after);
+    assert_int_equal(after, before);            /* nothing was checked */
+    assert_true(retry >= 1);
+    assert_int_equal(fake_repo_failures("ada@example.com", IP), 4);
+    fake_now = T0 + retry * 1000 + 1;
+    assert_int_equal(login(f, "ada@example.com", PW, &retry), AS_OK);
+    assert_int_equal(fake_repo_failures("ada@example.com", IP), 0);
+    assert_int_equal(fake_repo_failures("ada@example.com", "*"), 0);
+}
+
+/* A right password of an account with the second factor on is no
+ * complete login: its attempt is refunded, the run of failures stands. */
+static void second_factor_refunds_only(void **state)
+{
+    struct fx *f = *state;
+    struct user u;
+    int64_t retry = 0;
+
+    assert_int_equal(login(f, "mfa@example.com", "wrong password", &retry),
+                     AS_ERR_BAD_CREDENTIALS);
+    assert_int_equal(login(f, "mfa@example.com", "wrong password", &retry),
+                     AS_ERR_BAD_CREDENTIALS);
+    assert_int_equal(core_login(&f->core, "mfa@example.com", PW, IP, &u,
+                                f->a, &retry), AS_OK);
+    assert_true(u.mfa_enabled);
+    assert_int_equal(fake_repo_failures("mfa@example.com", IP), 2);
+    assert_int_equal(fake_repo_failures("mfa@example.com", "*"), 2);
+    /* The same through a password check (a /users/me change). */
+    assert_int_equal(core_password_check(&f->core, &u, PW, IP, &retry),
+                     AS_OK);
+    assert_int_equal(fake_repo_failures("mfa@example.com", IP), 2);
+}
+
+/* A disabled account's right password is refused and stays counted. */
+static void disabled_stays_counted(void **state)
+{
+    struct fx *f = *state;
+    int64_t retry = 0;
+
+    assert_int_equal(login(f, "off@example.com", PW, &retry),
+                     AS_ERR_DISABLED);
+    assert_int_equal(fake_repo_failures("off@example.com", IP), 1);
+}
+
+/* core_password_check: counted first, a wrong one stays, locked ones are
+ * refused without a check, a right one ends the run. */
+static void password_check_counts(void **state)
+{
+    struct fx *f = *state;
+    struct user u;
+    int64_t retry = 0;
+
+    assert_int_equal(core_user_get(&f->core, f->id, &u, f->a), AS_OK);
+    assert_int_equal(core_password_check(&f->core, &u, "nope nope", IP,
+                                         &retry), AS_ERR_BAD_CREDENTIALS);
+    assert_int_equal(fake_repo_failures(u.email, IP), 1);
+    assert_int_equal(core_password_check(&f->core, &u, PW, IP, &retry),
+                     AS_OK);
+    assert_int_equal(fake_repo_failures(u.email, IP), 0);
+    assert_int_equal(core_password_check(&f->core, &u, "nope 1", IP,
+                                         &retry), AS_ERR_BAD_CREDENTIALS);
+    assert_int_equal(core_password_check(&f->core, &u, "nope 2", IP,
+                                         &retry), AS_ERR_BAD_CREDENTIALS);
+    assert_int_equal(core_password_check(&f->core, &u, "nope 3", IP,
+                                         &retry), AS_ERR_BAD_CREDENTIALS);
+    assert_int_equal(core_password_check(&f->core, &u, PW, IP, &retry),
+                     AS_ERR_RATE_LIMITED);
+    assert_int_equal(fake_repo_failures(u.email, IP), 4);
+    /* An admin's unlock lifts it at once. */
+    assert_int_equal(core_user_unlock(&f->core, f->id, &u, f->a), AS_OK);
+    assert_int_equal(core_password_check(&f->core, &u, PW, IP, &retry),
+                     AS_OK);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(counted_before_the_hash, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(
+            locked_refused_unchecked_then_released, setup, teardown),
+        cmocka_unit_test_setup_teardown(second_factor_refunds_only, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(disabled_stays_counted, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(password_check_counts, setup,
+                                        teardown),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
