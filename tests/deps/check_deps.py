@@ -8,7 +8,9 @@ $NM names the nm to use)
    cycle (a header is resolved beside its includer, then in include/,
    then in src/, as the compiler's -I order does).
 2. Modules: a module is a source file directly under src/, or a folder
-   under src/ with all its files (their objects). Module A needs
+   under src/ with all its files (their objects), except the leaves
+   named in LEAVES, each a module of its own (src/sec/crypt.c wraps
+   libsodium for the whole tree and uses nothing of ours). Module A needs
    module B when A's object uses a symbol B's object defines (nm).
    No two modules need each other, and the whole graph has no cycle
    (strongly connected components of one module only).
@@ -121,14 +123,20 @@ def nm(obj, *flags):
     return [line.split() for line in res.stdout.splitlines() if line]
 
 
+LEAVES = ("src/sec/crypt.c",)
+
+
 def module_name(obj):
     """The module of an object: a file directly under src/ is one
     (src/server.c), a folder under src/ is one with all its files
-    (src/repo, whose files share a private header)."""
+    (src/repo, whose files share a private header), a leaf of LEAVES
+    is one of its own."""
     path = obj.replace(os.sep, "/")
     i = path.rfind("/src/")
     rel = path[i + 1:] if i >= 0 else os.path.basename(path)
     parts = rel.split("/")
+    if re.sub(r"\.o(bj)?$", "", rel) in LEAVES:
+        return re.sub(r"\.o(bj)?$", "", rel)
     if len(parts) > 2:
         return "/".join(parts[:2])
     return re.sub(r"\.o(bj)?$", "", rel)
