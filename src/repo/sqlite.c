@@ -16,6 +16,7 @@
 #include "cfg.h"
 #include "clock.h"
 #include "log.h"
+#include "flows.h"
 #include "migrations.h"
 #include "repo_int.h"
 
@@ -44,41 +45,6 @@
     X(S_MIG_HAS, "SELECT 1 FROM schema_migrations WHERE version = ?1")     \
     X(S_MIG_ADD, "INSERT INTO schema_migrations (version, name, "          \
       "applied_at) VALUES (?1, ?2, ?3)")                                   \
-    X(S_USER_INSERT, "INSERT INTO users (" USER_COLS ") "                  \
-      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")                       \
-    X(S_USER_BY_ID, "SELECT " USER_COLS USER_MFA_COL " FROM users "        \
-      "WHERE id = ?1")                                                     \
-    X(S_USER_BY_EMAIL, "SELECT " USER_COLS USER_MFA_COL " FROM users "     \
-      "WHERE email = ?1")                                                  \
-    X(S_USER_FLAGS, "SELECT role = 'admin' AND is_active = 1, is_active "  \
-      "FROM users WHERE id = ?1")                                          \
-    X(S_USER_BEFORE, "SELECT role = 'admin' AND is_active = 1, is_active, " \
-      "email FROM users WHERE id = ?1")                                    \
-    X(S_USER_PATCH, "UPDATE users SET "                                    \
-      "email = CASE WHEN ?2 THEN ?3 ELSE email END, "                      \
-      "full_name = CASE WHEN ?4 THEN ?5 ELSE full_name END, "              \
-      "role = CASE WHEN ?6 THEN ?7 ELSE role END, "                        \
-      "is_active = CASE WHEN ?8 THEN ?9 ELSE is_active END, "              \
-      "is_verified = CASE WHEN ?10 THEN ?11 "                              \
-      "WHEN ?2 AND ?3 <> email THEN 0 ELSE is_verified END, "              \
-      "updated_at = ?12 WHERE id = ?1 RETURNING " USER_COLS                \
-      USER_MFA_COL)                                                        \
-    X(S_OUTBOX_NOTICE, "INSERT INTO outbox (id, user_id, kind, "           \
-      "recipient, resolved, created_at, next_attempt_at) "                 \
-      "VALUES (?1, ?2, ?3, ?4, 1, ?5, ?5)")                                \
-    X(S_USER_SET_PW, "UPDATE users SET password_hash = ?2, "               \
-      "updated_at = ?3 WHERE id = ?1")                                     \
-    X(S_USER_REHASH, "UPDATE users SET password_hash = ?3 "                \
-      "WHERE id = ?1 AND password_hash = ?2")                              \
-    X(S_USER_DELETE, "DELETE FROM users WHERE id = ?1")                    \
-    X(S_USER_LIST, "SELECT " USER_COLS USER_MFA_COL " FROM users "         \
-      "WHERE (?1 IS NULL OR id > ?1) AND (?2 IS NULL "                     \
-      "OR instr(lower(email), lower(?2)) > 0 "                             \
-      "OR instr(lower(full_name), lower(?2)) > 0) "                        \
-      "ORDER BY id LIMIT ?3")                                              \
-    X(S_USER_COUNT, "SELECT count(*) FROM users")                          \
-    X(S_ADMIN_COUNT, "SELECT count(*) FROM users "                         \
-      "WHERE role = 'admin' AND is_active = 1")                            \
     X(S_LOGIN_READ, "SELECT ip = '*', count, last_at, "                   \
       "coalesce(locked_until, 0) FROM login_failures "                     \
       "WHERE email = ?1 AND ip IN (?2, '*')")                              \
@@ -128,8 +94,6 @@
       "JOIN sessions s ON s.id = r.session_id "                            \
       "JOIN users u ON u.id = s.user_id "                                  \
       "WHERE r.hash = ?1 AND r.used_at IS NULL AND " LIVE_AT_2)          \
-    X(S_OTT_RETIRE_RESETS, "UPDATE one_time_tokens SET used_at = ?2 "      \
-      "WHERE user_id = ?1 AND purpose = 'reset' AND used_at IS NULL")
 
 enum stmt_id {
 #define X(id, sql) id,
@@ -150,12 +114,14 @@ static const char *const stmt_sql[S_COUNT] = {
 struct conn {
     sqlite3 *db;
     sqlite3_stmt *st[S_COUNT];   /* prepared on first use */
+    sqlite3_stmt *dst[DB_STMT_MAX];  /* the areas' (driver.h), likewise */
     struct conn *next;           /* in the idle list */
     enum as_err err;             /* first failure of the operation */
     const char *op;              /* its name, for the log */
 };
 
 struct sq {
+    struct db base;              /* first: the flows reach the driver */
     char *path;
     int timeout_ms;
     unsigned max;                /* pool size */
@@ -322,6 +288,9 @@ static void reset_all(struct conn *c)
             sqlite3_reset(c->st[i]);
             sqlite3_clear_bindings(c->st[i]);
         }
+    for (i = 0; i < DB_STMT_MAX; i++)
+        if (c->dst[i])
+            sqlite3_reset(c->dst[i]);
 }
 
 static void begin(struct conn *c)
@@ -434,6 +403,8 @@ static void conn_close(struct conn *c)
         return;
     for (i = 0; i < S_COUNT; i++)
         sqlite3_finalize(c->st[i]);
+    for (i = 0; i < DB_STMT_MAX; i++)
+        sqlite3_finalize(c->dst[i]);
     sqlite3_close_v2(c->db);
     free(c);
 }
@@ -540,6 +511,178 @@ static enum as_err release(struct sq *s, struct conn *c)
     return err;
 }
 
+/* ---- the driver (driver.h) --------------------------------------------- */
+
+static struct conn *conn_of(struct db_conn *d)
+{
+    return (struct conn *)(void *)d;
+}
+
+static enum as_err drv_acquire(void *impl, const char *op,
+                               struct db_conn **out)
+{
+    struct conn *c = NULL;
+    enum as_err err = acquire(impl, op, &c);
+
+    *out = (struct db_conn *)(void *)c;
+    return err;
+}
+
+static enum as_err drv_begin(struct db_conn *d)
+{
+    struct conn *c = conn_of(d);
+
+    c->err = AS_OK;
+    begin(c);
+    return c->err;
+}
+
+static enum as_err drv_commit(struct db_conn *d)
+{
+    struct conn *c = conn_of(d);
+
+    c->err = AS_OK;
+    end(c);
+    return c->err;
+}
+
+static void drv_rollback(struct db_conn *d)
+{
+    struct conn *c = conn_of(d);
+
+    reset_all(c);
+    if (!sqlite3_get_autocommit(c->db))
+        sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+static void drv_release(void *impl, struct db_conn *d)
+{
+    release(impl, conn_of(d));
+}
+
+/* Binds argument `v` to parameter $`i` (when the statement has it). */
+static void bind_val(struct conn *c, sqlite3_stmt *st, size_t i,
+                     const struct db_val *v)
+{
+    char name[16];
+    int at;
+
+    snprintf(name, sizeof name, "$%zu", i);
+    at = sqlite3_bind_parameter_index(st, name);
+    if (at == 0 || c->err != AS_OK)
+        return;
+    if (v->null)
+        bind_rc(c, sqlite3_bind_null(st, at));
+    else if (v->type == DB_TEXT)
+        bind_rc(c, sqlite3_bind_text(st, at, v->s, -1, SQLITE_STATIC));
+    else if (v->type == DB_BLOB)
+        bind_rc(c, sqlite3_bind_blob(st, at, v->b, (int)v->len,
+                                     SQLITE_STATIC));
+    else
+        bind_rc(c, sqlite3_bind_int64(st, at, v->i));
+}
+
+/* Column `i` of the current row as a typed value, copied into `a`. */
+static void read_val(struct conn *c, sqlite3_stmt *st, int i,
+                     struct db_val *v, struct arena *a)
+{
+    const void *p;
+    uint8_t *b;
+
+    memset(v, 0, sizeof *v);
+    switch (sqlite3_column_type(st, i)) {
+    case SQLITE_NULL:
+        v->null = true;
+        return;
+    case SQLITE_TEXT:
+        v->type = DB_TEXT;
+        v->s = col_str(c, st, i, a);
+        v->len = v->s ? (size_t)sqlite3_column_bytes(st, i) : 0;
+        return;
+    case SQLITE_BLOB:
+        v->type = DB_BLOB;
+        p = sqlite3_column_blob(st, i);
+        v->len = (size_t)sqlite3_column_bytes(st, i);
+        b = arena_alloc(a, v->len + 1);
+        if (!b)
+            refuse(c, AS_ERR_NOMEM);
+        else if (v->len)
+            memcpy(b, p, v->len);
+        v->b = b;
+        return;
+    default:
+        v->type = DB_INT;
+        v->i = sqlite3_column_int64(st, i);
+        return;
+    }
+}
+
+/* Runs area statement `ds`: prepared once per connection, arguments
+ * bound by name ($1..$n), every row read into `a`. */
+static enum as_err drv_run(struct db_conn *d, struct db_stmt *ds,
+                           const struct db_val *args, size_t n,
+                           struct db_rows *out, struct arena *a)
+{
+    struct conn *c = conn_of(d);
+    unsigned slot = db_stmt_slot(ds);
+    struct db_val *v = NULL, *bigger;
+    size_t i, cap = 0, cols;
+    sqlite3_stmt *st;
+    int rc;
+
+    memset(out, 0, sizeof *out);
+    c->err = AS_OK;
+    if (!ds->sqlite)                     /* PostgreSQL's row locks */
+        return AS_OK;
+    if (slot >= DB_STMT_MAX || n > DB_ARGS_MAX)
+        return AS_ERR_INTERNAL;
+    if (!c->dst[slot]) {
+        rc = sqlite3_prepare_v3(c->db, ds->sqlite, -1,
+                                SQLITE_PREPARE_PERSISTENT, &c->dst[slot],
+                                NULL);
+        if (rc != SQLITE_OK) {
+            fail(c, rc);
+            c->dst[slot] = NULL;
+            return c->err;
+        }
+    }
+    st = c->dst[slot];
+    for (i = 0; i < n; i++)
+        bind_val(c, st, i + 1, &args[i]);
+    cols = (size_t)sqlite3_column_count(st);
+    while (row(c, st)) {
+        if (out->n == cap) {             /* grow: the old copy stays */
+            cap = cap ? cap * 2 : 4;     /* in the arena until it ends */
+            bigger = arena_alloc(a, cap * (cols ? cols : 1) * sizeof *v);
+            if (!bigger) {
+                refuse(c, AS_ERR_NOMEM);
+                break;
+            }
+            if (out->n)
+                memcpy(bigger, v, out->n * cols * sizeof *v);
+            v = bigger;
+        }
+        for (i = 0; i < cols; i++)
+            read_val(c, st, (int)i, &v[out->n * cols + i], a);
+        out->n++;
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (c->err != AS_OK) {
+        memset(out, 0, sizeof *out);
+        return c->err;
+    }
+    out->cols = cols;
+    out->v = v;
+    out->changed = sqlite3_changes64(c->db);
+    return AS_OK;
+}
+
+static const struct db_driver sqlite_driver = {
+    .acquire = drv_acquire, .begin = drv_begin, .commit = drv_commit,
+    .rollback = drv_rollback, .run = drv_run, .release = drv_release,
+};
+
 /* ---- operations -------------------------------------------------------- */
 
 /* Applies migration `m` unless schema_migrations has it. */
@@ -604,94 +747,6 @@ static enum as_err sq_ping(void *impl)
     return release(impl, c);
 }
 
-static enum as_err sq_user_insert(void *impl, const struct user *u)
-{
-    const char *role = repo_role_name(u->role);
-    struct conn *c;
-    sqlite3_stmt *st;
-    enum as_err err = acquire(impl, "user_insert", &c);
-
-    if (err != AS_OK)
-        return err;
-    if (!role || !u->email || !u->password_hash)
-        refuse(c, AS_ERR_BAD_REQUEST);
-    begin(c);
-    st = q(c, S_USER_INSERT);
-    b_text(c, st, 1, u->id);
-    b_text(c, st, 2, u->email);
-    b_text(c, st, 3, u->full_name);
-    b_text(c, st, 4, u->password_hash);
-    b_text(c, st, 5, role);
-    b_int(c, st, 6, u->is_active);
-    b_int(c, st, 7, u->is_verified);
-    b_int(c, st, 8, u->created_at);
-    b_int(c, st, 9, u->updated_at);
-    run(c, st);
-    end(c);
-    return release(impl, c);
-}
-
-/* The one user that statement `id` (bound to `key`) finds. */
-static enum as_err user_get(struct sq *s, enum stmt_id id, const char *key,
-                            const char *op, struct user *out,
-                            struct arena *a)
-{
-    struct conn *c;
-    sqlite3_stmt *st;
-    enum as_err err = acquire(s, op, &c);
-
-    if (err != AS_OK)
-        return err;
-    st = q(c, id);
-    b_text(c, st, 1, key);
-    if (row(c, st))
-        read_user(c, st, out, a);
-    else
-        refuse(c, AS_ERR_NOT_FOUND);
-    done(st);
-    return release(s, c);
-}
-
-static enum as_err sq_user_by_id(void *impl, const char *id,
-                                 struct user *out, struct arena *a)
-{
-    return user_get(impl, S_USER_BY_ID, id, "user_by_id", out, a);
-}
-
-static enum as_err sq_user_by_email(void *impl, const char *email,
-                                    struct user *out, struct arena *a)
-{
-    return user_get(impl, S_USER_BY_EMAIL, email, "user_by_email", out, a);
-}
-
-/* Whether user `id` is an active admin, and whether active;
- * AS_ERR_NOT_FOUND when there is no such user. */
-static void user_flags(struct conn *c, const char *id, bool *admin,
-                       bool *active)
-{
-    sqlite3_stmt *st = q(c, S_USER_FLAGS);
-
-    *admin = *active = false;
-    b_text(c, st, 1, id);
-    if (row(c, st)) {
-        *admin = col_int(st, 0) != 0;
-        *active = col_int(st, 1) != 0;
-    } else {
-        refuse(c, AS_ERR_NOT_FOUND);
-    }
-    done(st);
-}
-
-/* AS_ERR_LAST_ADMIN unless an active admin remains. */
-static void keep_an_admin(struct conn *c)
-{
-    sqlite3_stmt *st = q(c, S_ADMIN_COUNT);
-
-    if (row(c, st) && col_int(st, 0) == 0)
-        refuse(c, AS_ERR_LAST_ADMIN);
-    done(st);
-}
-
 /* Revokes every unrevoked session of `user_id` but `keep_sid`. */
 static void revoke_all(struct conn *c, const char *user_id,
                        const char *keep_sid, int64_t now)
@@ -702,208 +757,6 @@ static void revoke_all(struct conn *c, const char *user_id,
     b_text(c, st, 2, keep_sid);
     b_int(c, st, 3, now);
     run(c, st);
-}
-
-/* Reads, before a patch of user `id`, whether it is an active admin,
- * whether active, and its email; AS_ERR_NOT_FOUND when absent. */
-static void user_before(struct conn *c, const char *id, bool *admin,
-                        bool *active, char email[REPO_EMAIL_MAX + 1])
-{
-    sqlite3_stmt *st = q(c, S_USER_BEFORE);
-    const unsigned char *e;
-
-    *admin = *active = false;
-    email[0] = '\0';
-    b_text(c, st, 1, id);
-    if (row(c, st)) {
-        *admin = col_int(st, 0) != 0;
-        *active = col_int(st, 1) != 0;
-        e = sqlite3_column_text(st, 2);
-        snprintf(email, REPO_EMAIL_MAX + 1, "%s", e ? (const char *)e : "");
-    } else {
-        refuse(c, AS_ERR_NOT_FOUND);
-    }
-    done(st);
-}
-
-/* Queues mail `m` (no link) of user `id` to `to`. */
-static void queue_notice(struct conn *c, const char *id, const char *to,
-                         const struct outbox_row *m)
-{
-    sqlite3_stmt *st = q(c, S_OUTBOX_NOTICE);
-
-    b_text(c, st, 1, m->id);
-    b_text(c, st, 2, id);
-    b_text(c, st, 3, m->kind);
-    b_text(c, st, 4, to);
-    b_int(c, st, 5, m->created_at);
-    run(c, st);
-}
-
-static enum as_err sq_user_patch(void *impl, const char *id,
-                                 const struct user_patch *p, int64_t now,
-                                 struct user *out, struct arena *a)
-{
-    const char *role = repo_role_name(p->role);
-    char old_email[REPO_EMAIL_MAX + 1];
-    const unsigned char *t;
-    struct conn *c;
-    sqlite3_stmt *st;
-    bool was_admin, was_active, is_admin = false, is_active = false;
-    bool moved = false;
-    enum as_err err = acquire(impl, "user_patch", &c);
-
-    if (err != AS_OK)
-        return err;
-    if (!id || ((p->set & UF_ROLE) && !role) ||
-        ((p->set & UF_EMAIL) && !p->email) || (out && !a))
-        refuse(c, AS_ERR_BAD_REQUEST);
-    begin(c);
-    user_before(c, id, &was_admin, &was_active, old_email);
-    st = q(c, S_USER_PATCH);
-    b_text(c, st, 1, id);
-    b_int(c, st, 2, (p->set & UF_EMAIL) != 0);
-    b_text(c, st, 3, p->email);
-    b_int(c, st, 4, (p->set & UF_FULL_NAME) != 0);
-    b_text(c, st, 5, p->full_name);
-    b_int(c, st, 6, (p->set & UF_ROLE) != 0);
-    b_text(c, st, 7, role);
-    b_int(c, st, 8, (p->set & UF_ACTIVE) != 0);
-    b_int(c, st, 9, p->is_active);
-    b_int(c, st, 10, (p->set & UF_VERIFIED) != 0);
-    b_int(c, st, 11, p->is_verified);
-    b_int(c, st, 12, now);
-    if (row(c, st)) {
-        t = sqlite3_column_text(st, 4);
-        is_active = col_int(st, 5) != 0;
-        is_admin = repo_role_parse((const char *)t) == ROLE_ADMIN &&
-                   is_active;
-        t = sqlite3_column_text(st, 1);
-        moved = t && strcmp((const char *)t, old_email) != 0;
-        if (out)
-            read_user(c, st, out, a);
-    } else {
-        refuse(c, AS_ERR_NOT_FOUND);
-    }
-    done(st);
-    if (was_admin && !is_admin)
-        keep_an_admin(c);
-    if (was_active && !is_active)
-        revoke_all(c, id, NULL, now);
-    if (moved && p->email_notice)
-        queue_notice(c, id, old_email, p->email_notice);
-    end(c);
-    return release(impl, c);
-}
-
-static enum as_err sq_user_set_password(void *impl, const char *id,
-                                        const char *hash,
-                                        const char *keep_sid, int64_t now)
-{
-    struct conn *c;
-    sqlite3_stmt *st;
-    enum as_err err = acquire(impl, "user_set_password", &c);
-
-    if (err != AS_OK)
-        return err;
-    if (!hash)
-        refuse(c, AS_ERR_BAD_REQUEST);
-    begin(c);
-    st = q(c, S_USER_SET_PW);
-    b_text(c, st, 1, id);
-    b_text(c, st, 2, hash);
-    b_int(c, st, 3, now);
-    run(c, st);
-    if (changed(c) == 0)
-        refuse(c, AS_ERR_NOT_FOUND);
-    revoke_all(c, id, keep_sid, now);
-    st = q(c, S_OTT_RETIRE_RESETS);      /* earlier reset links retire */
-    b_text(c, st, 1, id);
-    b_int(c, st, 2, now);
-    run(c, st);
-    end(c);
-    return release(impl, c);
-}
-
-static enum as_err sq_user_rehash(void *impl, const char *id,
-                                  const char *old, const char *hash)
-{
-    struct conn *c;
-    sqlite3_stmt *st;
-    enum as_err err = acquire(impl, "user_rehash", &c);
-
-    if (err != AS_OK)
-        return err;
-    if (!old || !hash)
-        refuse(c, AS_ERR_BAD_REQUEST);
-    begin(c);
-    st = q(c, S_USER_REHASH);
-    b_text(c, st, 1, id);
-    b_text(c, st, 2, old);
-    b_text(c, st, 3, hash);
-    run(c, st);
-    end(c);
-    return release(impl, c);
-}
-
-static enum as_err sq_user_delete(void *impl, const char *id)
-{
-    struct conn *c;
-    sqlite3_stmt *st;
-    bool was_admin, was_active;
-    enum as_err err = acquire(impl, "user_delete", &c);
-
-    if (err != AS_OK)
-        return err;
-    begin(c);
-    user_flags(c, id, &was_admin, &was_active);
-    st = q(c, S_USER_DELETE);
-    b_text(c, st, 1, id);
-    run(c, st);
-    if (was_admin)
-        keep_an_admin(c);
-    end(c);
-    return release(impl, c);
-}
-
-static enum as_err sq_user_list(void *impl, const char *q_text,
-                                const char *after, unsigned limit,
-                                struct user *out, size_t *n,
-                                struct arena *a)
-{
-    struct conn *c;
-    sqlite3_stmt *st;
-    enum as_err err = acquire(impl, "user_list", &c);
-
-    *n = 0;
-    if (err != AS_OK)
-        return err;
-    st = q(c, S_USER_LIST);
-    b_text(c, st, 1, after);
-    b_text(c, st, 2, q_text);
-    b_int(c, st, 3, limit);
-    while (*n < limit && row(c, st))
-        read_user(c, st, &out[(*n)++], a);
-    done(st);
-    if (c->err != AS_OK)
-        *n = 0;
-    return release(impl, c);
-}
-
-static enum as_err sq_user_count(void *impl, bool admins_only, int64_t *out)
-{
-    struct conn *c;
-    sqlite3_stmt *st;
-    enum as_err err = acquire(impl, "user_count", &c);
-
-    *out = 0;
-    if (err != AS_OK)
-        return err;
-    st = q(c, admins_only ? S_ADMIN_COUNT : S_USER_COUNT);
-    if (row(c, st))
-        *out = col_int(st, 0);
-    done(st);
-    return release(impl, c);
 }
 
 /* Writes one count of (email, ip) back: count 0 deletes its row. */
@@ -2183,15 +2036,7 @@ static const struct repo_ops sqlite_ops = {
     .migrate = sq_migrate,
     .ping = sq_ping,
     .close = sq_close,
-    .user_insert = sq_user_insert,
-    .user_by_id = sq_user_by_id,
-    .user_by_email = sq_user_by_email,
-    .user_patch = sq_user_patch,
-    .user_set_password = sq_user_set_password,
-    .user_rehash = sq_user_rehash,
-    .user_delete = sq_user_delete,
-    .user_list = sq_user_list,
-    .user_count = sq_user_count,
+    DB_USER_OPS,
     .login_failures_update = sq_login_failures_update,
     .login_failures_prune = sq_login_failures_prune,
     .login_failures_clear = sq_login_failures_clear,
@@ -2262,6 +2107,7 @@ static enum as_err sq_new(const struct cfg *cfg, const char *path,
     *out = NULL;
     if (!s)
         return AS_ERR_NOMEM;
+    s->base.drv = &sqlite_driver;
     s->path = strdup(path);
     /* Each connection to ":memory:" is a database of its own. */
     s->max = memory ? 1 : cfg->db_pool_size ? cfg->db_pool_size
