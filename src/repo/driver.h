@@ -128,6 +128,12 @@ static inline struct db_val db_int(int64_t i)
     return (struct db_val){ .type = DB_INT, .i = i };
 }
 
+/* An integer that is SQL NULL when 0 (an unset time). */
+static inline struct db_val db_time(int64_t i)
+{
+    return (struct db_val){ .type = DB_INT, .null = i == 0, .i = i };
+}
+
 static inline struct db_val db_bool(bool b)
 {
     return (struct db_val){ .type = DB_BOOL, .i = b };

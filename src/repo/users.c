@@ -26,7 +26,7 @@
 
 enum {
     U_INSERT, U_BY_ID, U_BY_EMAIL, U_LOCK_ADMINS, U_BEFORE_PATCH,
-    U_BEFORE_DELETE, U_PATCH, U_REVOKE_ALL, U_NOTICE, U_SET_PW,
+    U_BEFORE_DELETE, U_PATCH, U_NOTICE, U_SET_PW,
     U_RETIRE_RESETS, U_REHASH, U_DELETE, U_LIST, U_COUNT, U_ADMIN_COUNT,
     U_NSTMT
 };
@@ -71,9 +71,6 @@ static struct db_stmt sql[U_NSTMT] = {
         "WHEN $2 & 1 <> 0 AND $3 <> email THEN false "
         "ELSE is_verified END, "
         "updated_at = $8 WHERE id = $1 RETURNING " USER_COLS USER_MFA_COL),
-    [U_REVOKE_ALL] = DB_SQL("UPDATE sessions SET revoked_at = $3 "
-                            "WHERE user_id = $1 AND revoked_at IS NULL "
-                            "AND ($2 IS NULL OR id <> $2)"),
     [U_NOTICE] = DB_SQL("INSERT INTO outbox (id, user_id, kind, recipient, "
                         "resolved, created_at, next_attempt_at) "
                         "VALUES ($1, $2, $3, $4, true, $5, $5)"),
@@ -131,16 +128,6 @@ static void keep_an_admin(struct db_tx *t)
     if (db_run(t, &sql[U_ADMIN_COUNT], NULL, 0, &r) &&
         db_i64(db_at(&r, 0, 0)) == 0)
         db_refuse(t, AS_ERR_LAST_ADMIN);
-}
-
-/* Revokes every unrevoked session of `user_id` but `keep_sid`. */
-static void revoke_all(struct db_tx *t, const char *user_id,
-                       const char *keep_sid, int64_t now)
-{
-    struct db_rows r;
-
-    DB_RUN(t, &sql[U_REVOKE_ALL], &r, db_text(user_id), db_text(keep_sid),
-           db_int(now));
 }
 
 enum as_err db_user_insert(void *impl, const struct user *u)
@@ -231,7 +218,7 @@ enum as_err db_user_patch(void *impl, const char *id,
         if (was_admin && !is_admin)
             keep_an_admin(&t);
         if (was_active && !is_active)
-            revoke_all(&t, id, NULL, now);
+            db_revoke_sessions(&t, id, NULL, now);
         if (p->email_notice && email && strcmp(email, old_email) != 0)
             DB_RUN(&t, &sql[U_NOTICE], &b, db_text(p->email_notice->id),
                    db_text(id), db_text(p->email_notice->kind),
@@ -260,7 +247,7 @@ enum as_err db_user_set_password(void *impl, const char *id,
     if (DB_RUN(&t, &sql[U_SET_PW], &r, db_text(id), db_text(hash),
                db_int(now)) && r.changed == 0)
         db_refuse(&t, AS_ERR_NOT_FOUND);
-    revoke_all(&t, id, keep_sid, now);
+    db_revoke_sessions(&t, id, keep_sid, now);
     DB_RUN(&t, &sql[U_RETIRE_RESETS], &r, db_text(id), db_int(now));
     return db_close(&t);
 }
