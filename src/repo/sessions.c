@@ -195,10 +195,13 @@ enum as_err db_session_list(void *impl, const char *user_id, int64_t now,
         return AS_OK;
     db_open(&t, impl, "session_list", false, a);
     if (DB_RUN(&t, &sql[S_LIST], &r, db_text(user_id), db_int(now)) &&
-        r.n > 0 && !(arr = arena_alloc(a, r.n * sizeof *arr)))
-        db_refuse(&t, AS_ERR_NOMEM);
-    for (i = 0; t.err == AS_OK && i < r.n; i++)
-        read_session(&t, &r, i, &arr[i]);
+        r.n > 0) {
+        arr = arena_alloc(a, r.n * sizeof *arr);
+        if (!arr)
+            db_refuse(&t, AS_ERR_NOMEM);
+        for (i = 0; arr && i < r.n; i++)
+            read_session(&t, &r, i, &arr[i]);
+    }
     err = db_close(&t);
     if (err == AS_OK) {
         *out = arr;
