@@ -164,7 +164,8 @@ enum passkey_ceremony { PK_REGISTER = 0, PK_LOGIN = 1 };
 #define REPO_PASSKEY_LIST_MAX 100
 
 /* Backend vtable: sqlite.c and pg.c each export one. `impl` is the
- * backend's own state. Every function returns AS_OK or an error; backends
+ * backend's own state. Most entries are the flows written once for both
+ * backends over their drivers (src/repo/flows.h). Every function returns AS_OK or an error; backends
  * map their own codes once (unique email -> AS_ERR_EMAIL_TAKEN, lost
  * connection -> AS_ERR_UNAVAILABLE, anything else -> AS_ERR_INTERNAL).
  * AS_ERR_LOCK_CONFLICT (deadlock, serialization failure) means the call

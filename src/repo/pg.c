@@ -24,6 +24,7 @@
 #include "clock.h"
 #include "crypt.h"
 #include "log.h"
+#include "flows.h"
 #include "migrations.h"
 
 #define POOL_DEFAULT (cfg_defaults()->db_pool_size)
@@ -41,14 +42,21 @@
 #define OID_BOOL ((Oid)16)
 #define OID_BYTEA ((Oid)17)
 #define OID_INT8 ((Oid)20)
+#define OID_INT2 ((Oid)21)
+#define OID_INT4 ((Oid)23)
 #define OID_TEXT ((Oid)25)
+#define OID_UNKNOWN ((Oid)705)
+#define OID_VARCHAR ((Oid)1043)
+#define OID_VOID ((Oid)2278)
 
 struct slot {
     PGconn *conn;                  /* NULL: not connected (yet, or again) */
     bool busy;
+    uint8_t prep[DB_STMT_MAX / 8]; /* area statements prepared on conn */
 };
 
 struct pg {
+    struct db base;                /* first: the flows reach the driver */
     pthread_mutex_t mu;
     pthread_cond_t freed;
     bool sync_ready;
@@ -66,6 +74,7 @@ struct conn {
     struct slot *slot;
     PGconn *c;
     bool bad;                      /* drop it instead of returning it */
+    const char *op;                /* for the log (the driver's calls) */
 };
 
 /* Parameters of one statement; values point into the struct or borrow the
@@ -160,11 +169,6 @@ static void p_i64(struct params *q, int64_t v)
     if (q->n < MAX_PARAMS)
         snprintf(q->num[q->n], sizeof q->num[0], "%" PRId64, v);
     p_add(q, OID_INT8, q->n < MAX_PARAMS ? q->num[q->n] : NULL, 0, 0);
-}
-
-static void p_bool(struct params *q, bool b)
-{
-    p_add(q, OID_BOOL, b ? "t" : "f", 0, 0);
 }
 
 /* A binary bytea parameter of REPO_HASH_LEN bytes. */
@@ -361,8 +365,10 @@ static enum as_err pool_get(struct pg *p, struct conn *out)
         PQfinish(out->c);
         out->c = NULL;
     }
-    if (!out->c)
+    if (!out->c) {
         err = connect_one(p, &out->c);
+        memset(s->prep, 0, sizeof s->prep);  /* a new server session */
+    }
     if (err != AS_OK)
         pool_put(out);
     return err;
@@ -432,33 +438,16 @@ static enum as_err classify(struct conn *c, const PGresult *r)
     return AS_ERR_INTERNAL;
 }
 
-/* Runs one statement (`q` NULL: a parameterless, possibly multi-statement
- * text through the simple protocol). On AS_OK *out is the result, which
- * the caller clears. `unbounded` lifts the client deadline (migrations). */
-static enum as_err conn_exec(struct conn *c, const char *op, const char *sql,
-                             const struct params *q, bool unbounded,
-                             PGresult **out)
+/* Collects the result of what was just sent on `c` (see conn_exec). */
+static enum as_err conn_collect(struct conn *c, const char *op,
+                                bool unbounded, PGresult **out)
 {
     int64_t deadline = unbounded ? -1 : mono_now() + c->pg->timeout_ms +
                                             CLIENT_GRACE_MS;
     PGresult *r, *keep = NULL;
     bool timed_out = false;
     enum as_err err;
-    int sent;
 
-    *out = NULL;
-    if (q && q->invalid)
-        return AS_ERR_VALIDATION;
-    if (c->bad)
-        return AS_ERR_UNAVAILABLE;
-    sent = q ? PQsendQueryParams(c->c, sql, q->n, q->type, q->val, q->len,
-                                 q->fmt, 0)
-             : PQsendQuery(c->c, sql);
-    if (!sent) {
-        c->bad = true;
-        log_simple(LOG_WARN, "db.connection_lost", op, PQerrorMessage(c->c));
-        return AS_ERR_UNAVAILABLE;
-    }
     for (;;) {
         if (!wait_ready(c->c, deadline, &timed_out)) {
             c->bad = true;
@@ -499,6 +488,35 @@ static enum as_err conn_exec(struct conn *c, const char *op, const char *sql,
     log_failure(op, keep, c->c, err);
     PQclear(keep);
     return err;
+}
+
+/* Whether `sent` (a PQsend* result) went out; marks `c` bad if not. */
+static bool conn_sent(struct conn *c, const char *op, int sent)
+{
+    if (!sent) {
+        c->bad = true;
+        log_simple(LOG_WARN, "db.connection_lost", op, PQerrorMessage(c->c));
+    }
+    return sent != 0;
+}
+
+/* Runs one statement (`q` NULL: a parameterless, possibly multi-statement
+ * text through the simple protocol). On AS_OK *out is the result, which
+ * the caller clears. `unbounded` lifts the client deadline (migrations). */
+static enum as_err conn_exec(struct conn *c, const char *op, const char *sql,
+                             const struct params *q, bool unbounded,
+                             PGresult **out)
+{
+    *out = NULL;
+    if (q && q->invalid)
+        return AS_ERR_VALIDATION;
+    if (c->bad)
+        return AS_ERR_UNAVAILABLE;
+    if (!conn_sent(c, op, q ? PQsendQueryParams(c->c, sql, q->n, q->type,
+                                                q->val, q->len, q->fmt, 0)
+                            : PQsendQuery(c->c, sql)))
+        return AS_ERR_UNAVAILABLE;
+    return conn_collect(c, op, unbounded, out);
 }
 
 /* Runs a statement and keeps only the number of rows it touched or
@@ -632,26 +650,6 @@ static enum as_err row_user(const PGresult *r, int i, struct user *u,
     return AS_OK;
 }
 
-#define SESSION_COLS "s.id, s.user_id, s.created_at, s.last_used_at, " \
-                     "s.expires_at, s.revoked_at, s.ip, s.user_agent, s.amr"
-#define SESSION_NCOLS 9
-
-static enum as_err row_session(const PGresult *r, int i, struct session *s,
-                               struct arena *a)
-{
-    memset(s, 0, sizeof *s);
-    if (!col_id(r, i, 0, s->id) || !col_id(r, i, 1, s->user_id))
-        return AS_ERR_INTERNAL;
-    s->created_at = col_i64(r, i, 2);
-    s->last_used_at = col_i64(r, i, 3);
-    s->expires_at = col_i64(r, i, 4);
-    s->revoked_at = col_i64(r, i, 5);
-    if (!col_dup(r, i, 6, a, &s->ip) || !col_dup(r, i, 7, a, &s->user_agent)
-        || !col_dup(r, i, 8, a, &s->amr))
-        return AS_ERR_NOMEM;
-    return AS_OK;
-}
-
 /* --------------------------------------------------------- migrations */
 
 static bool applied(const PGresult *r, unsigned version)
@@ -746,862 +744,220 @@ static enum as_err pg_ping(void *impl)
     return err;
 }
 
-/* --------------------------------------------------------------- users */
+/* ---------------------------------------------- the driver (driver.h) */
 
-static enum as_err pg_user_insert(void *impl, const struct user *u)
+static struct conn *conn_of(struct db_conn *d)
 {
-    struct params q = { 0 };
-    long rows = 0;
-
-    p_text(&q, u->id);
-    p_text(&q, u->email);
-    p_text(&q, u->full_name);
-    p_text(&q, u->password_hash);
-    p_text(&q, role_name(u->role));
-    p_bool(&q, u->is_active);
-    p_bool(&q, u->is_verified);
-    p_i64(&q, u->created_at);
-    p_i64(&q, u->updated_at);
-    return one_shot_rows(impl, "user_insert",
-                         "INSERT INTO users (" USER_COLS ") VALUES "
-                         "($1, $2, $3, $4, $5, $6, $7, $8, $9)", &q, &rows);
+    return (struct conn *)(void *)d;
 }
 
-static enum as_err user_by(struct pg *p, const char *op, const char *sql,
-                           const char *key, struct user *out,
-                           struct arena *a)
+static enum as_err drv_acquire(void *impl, const char *op,
+                               struct db_conn **out)
 {
-    struct params q = { 0 };
-    PGresult *r;
+    struct conn *c = calloc(1, sizeof *c);
     enum as_err err;
-
-    if (!key || !utf8_ok(key))
-        return AS_ERR_NOT_FOUND;
-    p_text(&q, key);
-    err = one_shot(p, op, sql, &q, &r);
-    if (err == AS_OK)
-        err = PQntuples(r) == 1 ? row_user(r, 0, out, a) : AS_ERR_NOT_FOUND;
-    PQclear(r);
-    return err;
-}
-
-static enum as_err pg_user_by_id(void *impl, const char *id,
-                                 struct user *out, struct arena *a)
-{
-    return user_by(impl, "user_by_id",
-                   "SELECT " USER_COLS USER_MFA_COL " FROM users WHERE id = $1",
-                   id, out, a);
-}
-
-static enum as_err pg_user_by_email(void *impl, const char *email,
-                                    struct user *out, struct arena *a)
-{
-    return user_by(impl, "user_by_email",
-                   "SELECT " USER_COLS USER_MFA_COL " FROM users "
-                   "WHERE email = $1", email, out, a);
-}
-
-/* Lock order. Every transaction takes its row locks in this order, and
- * may skip a step: (1) the active admin rows, in id order, where the last
- * admin is at stake (lock_admins); (2) the user's row (lock_user, or an
- * UPDATE of it first); (3) its sessions; (4) the refresh tokens of a
- * session, the user's one-time tokens and outbox rows. A transaction that
- * starts from a token locks the row above it first (the user of a mail
- * token, the session of a refresh token), so two requests on one user
- * queue on one row instead of each holding a token the other needs. A
- * DELETE of a user takes (2) and cascades down in the same order. What
- * still deadlocks or fails to serialise is retried by the dispatcher
- * (repo.c), as a whole. */
-
-/* Inside a transaction: locks every active admin row, in id order so
- * concurrent callers queue instead of deadlocking. A concurrent demotion
- * that commits first drops its row from the set (READ COMMITTED rechecks
- * the condition on the newest row version). NO KEY UPDATE serialises
- * every change to admins yet lets logins (foreign-key KEY SHARE) pass. */
-static enum as_err lock_admins(struct conn *c, const char *op)
-{
-    return conn_run(c, op,
-                    "SELECT id FROM users WHERE role = 'admin' AND is_active "
-                    "ORDER BY id FOR NO KEY UPDATE", NULL, NULL);
-}
-
-/* Inside a transaction: locks user `id` (for a delete, or else for an
- * update) and tells whether it is an active admin. AS_ERR_NOT_FOUND when
- * absent. */
-static enum as_err lock_user(struct conn *c, const char *op, const char *id,
-                             bool for_delete, bool *active_admin)
-{
-    struct params q = { 0 };
-    PGresult *r;
-    enum as_err err;
-
-    p_text(&q, id);
-    err = conn_exec(c, op,
-                    for_delete ? "SELECT role = 'admin' AND is_active "
-                                 "FROM users WHERE id = $1 FOR UPDATE"
-                               : "SELECT role = 'admin' AND is_active "
-                                 "FROM users WHERE id = $1 "
-                                 "FOR NO KEY UPDATE", &q, false, &r);
-    if (err == AS_OK && PQntuples(r) != 1)
-        err = AS_ERR_NOT_FOUND;
-    if (err == AS_OK)
-        *active_admin = col_bool(r, 0, 0);
-    PQclear(r);
-    return err;
-}
-
-/* Inside a transaction: AS_ERR_LAST_ADMIN when no active admin is left. */
-static enum as_err check_admins_left(struct conn *c, const char *op)
-{
-    PGresult *r;
-    enum as_err err = conn_exec(c, op,
-                                "SELECT count(*) FROM users "
-                                "WHERE role = 'admin' AND is_active",
-                                NULL, false, &r);
-
-    if (err == AS_OK && col_i64(r, 0, 0) == 0)
-        err = AS_ERR_LAST_ADMIN;
-    PQclear(r);
-    return err;
-}
-
-_Static_assert(UF_EMAIL == 1 && UF_FULL_NAME == 2 && UF_ROLE == 4 &&
-                   UF_ACTIVE == 8 && UF_VERIFIED == 16,
-               "the bits tested in the SQL of pg_user_patch");
-
-/* Every column is written only when $2 names it (enum user_field bits),
- * from the row as it is now, never from an earlier read. */
-#define PATCH_SQL                                                          \
-    "UPDATE users SET "                                                    \
-    "email = CASE WHEN $2 & 1 <> 0 THEN $3 ELSE email END, "               \
-    "full_name = CASE WHEN $2 & 2 <> 0 THEN $4 ELSE full_name END, "       \
-    "role = CASE WHEN $2 & 4 <> 0 THEN $5 ELSE role END, "                 \
-    "is_active = CASE WHEN $2 & 8 <> 0 THEN $6 ELSE is_active END, "       \
-    "is_verified = CASE WHEN $2 & 16 <> 0 THEN $7 "                        \
-    "WHEN $2 & 1 <> 0 AND $3 <> email THEN false ELSE is_verified END, "   \
-    "updated_at = $8 WHERE id = $1 RETURNING " USER_COLS USER_MFA_COL
-
-/* Inside a transaction, after the patch: revokes the sessions of a
- * deactivated user, keeps an admin, queues the email-change notice. */
-static enum as_err patch_after(struct conn *c, const char *op,
-                               const char *id, const struct user_patch *p,
-                               const PGresult *before, const PGresult *after,
-                               int64_t now)
-{
-    struct params rq = { 0 }, nq = { 0 };
-    const char *old_email = PQgetvalue(before, 0, 2);
-    bool active = col_bool(after, 0, 5);
-    bool admin = active && strcmp(PQgetvalue(after, 0, 4),
-                                  role_name(ROLE_ADMIN)) == 0;
-    enum as_err err = AS_OK;
-
-    if (col_bool(before, 0, 1) && !active) {
-        p_text(&rq, id);
-        p_i64(&rq, now);
-        err = conn_run(c, op,
-                       "UPDATE sessions SET revoked_at = $2 "
-                       "WHERE user_id = $1 AND revoked_at IS NULL", &rq,
-                       NULL);
-    }
-    if (err == AS_OK && col_bool(before, 0, 0) && !admin)
-        err = check_admins_left(c, op);
-    if (err == AS_OK && p->email_notice &&
-        strcmp(PQgetvalue(after, 0, 1), old_email) != 0) {
-        p_text(&nq, p->email_notice->id);
-        p_text(&nq, id);
-        p_text(&nq, p->email_notice->kind);
-        p_text(&nq, old_email);
-        p_i64(&nq, p->email_notice->created_at);
-        err = conn_run(c, op,
-                       "INSERT INTO outbox (id, user_id, kind, recipient, "
-                       "resolved, created_at, next_attempt_at) "
-                       "VALUES ($1, $2, $3, $4, true, $5, $5)", &nq, NULL);
-    }
-    return err;
-}
-
-static enum as_err pg_user_patch(void *impl, const char *id,
-                                 const struct user_patch *p, int64_t now,
-                                 struct user *out, struct arena *a)
-{
-    static const char op[] = "user_patch";
-    bool demotes = ((p->set & UF_ROLE) && p->role != ROLE_ADMIN) ||
-                   ((p->set & UF_ACTIVE) && !p->is_active);
-    struct params q = { 0 }, bq = { 0 };
-    PGresult *before = NULL, *after = NULL;
-    struct conn c;
-    enum as_err err;
-
-    if (!id || !utf8_ok(id))
-        return AS_ERR_NOT_FOUND;
-    if (((p->set & UF_EMAIL) && !p->email) || (out && !a))
-        return AS_ERR_BAD_REQUEST;
-    p_text(&q, id);
-    p_i64(&q, (int64_t)p->set);
-    p_text(&q, p->email);
-    p_text(&q, p->full_name);
-    p_text(&q, role_name(p->role));
-    p_bool(&q, p->is_active);
-    p_bool(&q, p->is_verified);
-    p_i64(&q, now);
-    p_text(&bq, id);
-    if (q.invalid)
-        return AS_ERR_VALIDATION;
-    err = pool_get(impl, &c);
-    if (err != AS_OK)
-        return err;
-    err = tx_begin(&c, op);
-    if (err == AS_OK && demotes)
-        err = lock_admins(&c, op);
-    if (err == AS_OK)
-        err = conn_exec(&c, op,
-                        "SELECT role = 'admin' AND is_active, is_active, "
-                        "email FROM users WHERE id = $1 FOR NO KEY UPDATE",
-                        &bq, false, &before);
-    if (err == AS_OK && PQntuples(before) != 1)
-        err = AS_ERR_NOT_FOUND;
-    if (err == AS_OK)
-        err = conn_exec(&c, op, PATCH_SQL, &q, false, &after);
-    if (err == AS_OK && PQntuples(after) != 1)
-        err = AS_ERR_NOT_FOUND;
-    if (err == AS_OK)
-        err = patch_after(&c, op, id, p, before, after, now);
-    if (err == AS_OK && out)
-        err = row_user(after, 0, out, a);
-    err = tx_finish(&c, op, err);
-    PQclear(before);
-    PQclear(after);
-    pool_put(&c);
-    return err;
-}
-
-#undef PATCH_SQL
-
-static enum as_err pg_user_set_password(void *impl, const char *id,
-                                        const char *hash,
-                                        const char *keep_sid, int64_t now)
-{
-    static const char op[] = "user_set_password";
-    struct params q = { 0 }, rq = { 0 }, tq = { 0 };
-    struct conn c;
-    long rows = 0;
-    enum as_err err;
-
-    if (!id || !utf8_ok(id))
-        return AS_ERR_NOT_FOUND;
-    p_text(&q, id);
-    p_text(&q, hash);
-    p_i64(&q, now);
-    p_text(&rq, id);
-    p_i64(&rq, now);
-    p_text(&rq, keep_sid);
-    p_text(&tq, id);
-    p_i64(&tq, now);
-    if (q.invalid || rq.invalid || tq.invalid)
-        return AS_ERR_VALIDATION;
-    err = pool_get(impl, &c);
-    if (err != AS_OK)
-        return err;
-    err = tx_begin(&c, op);
-    /* In the one lock order (see lock_admins): the user row, its
-     * sessions, then its mail tokens (earlier reset links retire). */
-    if (err == AS_OK)
-        err = conn_run(&c, op,
-                       "UPDATE users SET password_hash = $2, updated_at = $3 "
-                       "WHERE id = $1", &q, &rows);
-    if (err == AS_OK && rows != 1)
-        err = AS_ERR_NOT_FOUND;
-    if (err == AS_OK)
-        err = conn_run(&c, op,
-                       "UPDATE sessions SET revoked_at = $2 "
-                       "WHERE user_id = $1 AND revoked_at IS NULL "
-                       "AND ($3::text IS NULL OR id <> $3)", &rq, NULL);
-    if (err == AS_OK)
-        err = conn_run(&c, op,
-                       "UPDATE one_time_tokens SET used_at = $2 "
-                       "WHERE user_id = $1 AND purpose = 'reset' "
-                       "AND used_at IS NULL", &tq, NULL);
-    err = tx_finish(&c, op, err);
-    pool_put(&c);
-    return err;
-}
-
-static enum as_err pg_user_rehash(void *impl, const char *id, const char *old,
-                                  const char *hash)
-{
-    struct params q = { 0 };
-    long rows = 0;
-
-    p_text(&q, id);
-    p_text(&q, old);
-    p_text(&q, hash);
-    if (q.invalid)
-        return AS_OK;               /* cannot match anything stored */
-    return one_shot_rows(impl, "user_rehash",
-                         "UPDATE users SET password_hash = $3 "
-                         "WHERE id = $1 AND password_hash = $2", &q, &rows);
-}
-
-static enum as_err pg_user_delete(void *impl, const char *id)
-{
-    static const char op[] = "user_delete";
-    struct params q = { 0 };
-    bool was_admin = false;
-    struct conn c;
-    enum as_err err;
-
-    if (!id || !utf8_ok(id))
-        return AS_ERR_NOT_FOUND;
-    p_text(&q, id);
-    err = pool_get(impl, &c);
-    if (err != AS_OK)
-        return err;
-    err = tx_begin(&c, op);
-    if (err == AS_OK)
-        err = lock_admins(&c, op);
-    if (err == AS_OK)
-        err = lock_user(&c, op, id, true, &was_admin);
-    if (err == AS_OK)       /* sessions and refresh tokens go by cascade */
-        err = conn_run(&c, op, "DELETE FROM users WHERE id = $1", &q, NULL);
-    if (err == AS_OK && was_admin)
-        err = check_admins_left(&c, op);
-    err = tx_finish(&c, op, err);
-    pool_put(&c);
-    return err;
-}
-
-static enum as_err pg_user_list(void *impl, const char *q, const char *after,
-                                unsigned limit, struct user *out, size_t *n,
-                                struct arena *a)
-{
-    struct params p = { 0 };
-    PGresult *r;
-    enum as_err err;
-    int i, rows;
-
-    *n = 0;
-    if (limit == 0 || (q && !utf8_ok(q)) || (after && !utf8_ok(after)))
-        return AS_OK;               /* such text matches nothing stored */
-    p_text(&p, after);
-    p_text(&p, q);
-    p_i64(&p, limit);
-    err = one_shot(impl, "user_list",
-                   "SELECT " USER_COLS USER_MFA_COL " FROM users "
-                   "WHERE ($1::text IS NULL OR id > $1) "
-                   "AND ($2::text IS NULL "
-                   "OR strpos(lower(email), lower($2)) > 0 "
-                   "OR strpos(lower(coalesce(full_name, '')), lower($2)) > 0)"
-                   " ORDER BY id LIMIT $3", &p, &r);
-    rows = err == AS_OK ? PQntuples(r) : 0;
-    if (rows > 0 && (unsigned)rows > limit)
-        err = AS_ERR_INTERNAL;
-    for (i = 0; err == AS_OK && i < rows; i++)
-        err = row_user(r, i, &out[i], a);
-    if (err == AS_OK)
-        *n = (size_t)rows;
-    PQclear(r);
-    return err;
-}
-
-static enum as_err pg_user_count(void *impl, bool admins_only, int64_t *out)
-{
-    PGresult *r;
-    enum as_err err;
-
-    *out = 0;
-    err = one_shot(impl, "user_count",
-                   admins_only ? "SELECT count(*) FROM users "
-                                 "WHERE role = 'admin' AND is_active"
-                               : "SELECT count(*) FROM users", NULL, &r);
-    if (err == AS_OK)
-        *out = col_i64(r, 0, 0);
-    PQclear(r);
-    return err;
-}
-
-/* ------------------------------------------------------ login failures */
-
-/* Writes one count of (email, ip) back: count 0 deletes its row. */
-static enum as_err login_put(struct conn *c, const char *op,
-                             const char *email, const char *ip,
-                             const struct login_count *n)
-{
-    struct params q = { 0 };
-
-    p_text(&q, email);
-    p_text(&q, ip);
-    if (n->count <= 0)
-        return conn_run(c, op, "DELETE FROM login_failures "
-                               "WHERE email = $1 AND ip = $2", &q, NULL);
-    p_i64(&q, n->count);
-    p_i64(&q, n->last_at);
-    p_i64(&q, n->locked_until);
-    return conn_run(c, op,
-                    "INSERT INTO login_failures (email, ip, count, last_at, "
-                    "locked_until) VALUES ($1, $2, $3, $4, $5) "
-                    "ON CONFLICT (email, ip) DO UPDATE SET "
-                    "count = EXCLUDED.count, last_at = EXCLUDED.last_at, "
-                    "locked_until = EXCLUDED.locked_until", &q, NULL);
-}
-
-/* Reads the two counts inside the transaction. */
-static enum as_err login_read(struct conn *c, const char *op,
-                              const char *email, const char *ip,
-                              struct login_count *mine,
-                              struct login_count *all)
-{
-    struct params q = { 0 };
-    PGresult *r;
-    enum as_err err;
-    int i;
-
-    p_text(&q, email);
-    p_text(&q, ip);
-    err = conn_exec(c, op,
-                    "SELECT ip = '*', count, last_at, locked_until "
-                    "FROM login_failures "
-                    "WHERE email = $1 AND ip IN ($2, '*')", &q, false, &r);
-    for (i = 0; err == AS_OK && i < PQntuples(r); i++) {
-        struct login_count *n = col_bool(r, i, 0) ? all : mine;
-
-        n->count = col_i64(r, i, 1);
-        n->last_at = col_i64(r, i, 2);
-        n->locked_until = col_i64(r, i, 3);
-    }
-    PQclear(r);
-    return err;
-}
-
-/* A transaction-scoped advisory lock on the email (key space 0x4c4f,
- * "LO", apart from the single-key locks of the migrations) serialises
- * every update of its counts, on every instance; one lock per
- * transaction, so it cannot deadlock. */
-static enum as_err pg_login_failures_update(void *impl, const char *email,
-                                            const char *ip,
-                                            repo_login_update_fn fn,
-                                            void *ctx)
-{
-    static const char op[] = "login_failures_update";
-    struct login_count mine = { 0 }, all = { 0 };
-    struct params lk = { 0 }, key = { 0 };
-    struct conn c;
-    enum as_err err;
-
-    p_text(&lk, email);
-    p_text(&key, ip);
-    if (lk.invalid || key.invalid)
-        return AS_ERR_VALIDATION;
-    err = pool_get(impl, &c);
-    if (err != AS_OK)
-        return err;
-    err = tx_begin(&c, op);
-    if (err == AS_OK)
-        err = conn_run(&c, op,
-                       "SELECT pg_advisory_xact_lock(19535, hashtext($1))",
-                       &lk, NULL);
-    if (err == AS_OK)
-        err = login_read(&c, op, email, ip, &mine, &all);
-    if (err == AS_OK) {
-        fn(ctx, &mine, &all);
-        err = login_put(&c, op, email, ip, &mine);
-    }
-    if (err == AS_OK)
-        err = login_put(&c, op, email, "*", &all);
-    err = tx_finish(&c, op, err);
-    pool_put(&c);
-    return err;
-}
-
-/* Skips rows others hold, so it never waits nor deadlocks. */
-static enum as_err pg_login_failures_prune(void *impl, int64_t before)
-{
-    struct params q = { 0 };
-    long rows = 0;
-
-    p_i64(&q, before);
-    return one_shot_rows(impl, "login_failures_prune",
-                         "DELETE FROM login_failures "
-                         "WHERE last_at < $1 AND (email, ip) IN "
-                         "(SELECT email, ip FROM login_failures "
-                         "WHERE last_at < $1 LIMIT 16 "
-                         "FOR UPDATE SKIP LOCKED)", &q, &rows);
-}
-
-/* Under the email's advisory lock, like an update: the two rows of a
- * clear and of an update are then never locked in opposite orders (a
- * DELETE of both rows could take the '*' row first and deadlock). */
-static enum as_err pg_login_failures_clear(void *impl, const char *email,
-                                           const char *ip)
-{
-    static const char op[] = "login_failures_clear";
-    struct params lk = { 0 }, q = { 0 };
-    struct conn c;
-    enum as_err err;
-
-    p_text(&lk, email);
-    p_text(&q, email);
-    if (ip)
-        p_text(&q, ip);
-    if (q.invalid || lk.invalid)
-        return AS_OK;               /* such text was never counted */
-    err = pool_get(impl, &c);
-    if (err != AS_OK)
-        return err;
-    err = tx_begin(&c, op);
-    if (err == AS_OK)
-        err = conn_run(&c, op,
-                       "SELECT pg_advisory_xact_lock(19535, hashtext($1))",
-                       &lk, NULL);
-    if (err == AS_OK)
-        err = conn_run(&c, op,
-                       ip ? "DELETE FROM login_failures "
-                            "WHERE email = $1 AND ip IN ($2, '*')"
-                          : "DELETE FROM login_failures WHERE email = $1",
-                       &q, NULL);
-    err = tx_finish(&c, op, err);
-    pool_put(&c);
-    return err;
-}
-
-/* ------------------------------------------------------------ sessions */
-
-static enum as_err pg_session_create(void *impl, const struct session *s,
-                                     const uint8_t refresh_hash[REPO_HASH_LEN])
-{
-    static const char op[] = "session_create";
-    struct params q = { 0 }, t = { 0 };
-    struct conn c;
-    enum as_err err;
-
-    p_text(&q, s->id);
-    p_text(&q, s->user_id);
-    p_i64(&q, s->created_at);
-    p_i64(&q, s->last_used_at);
-    p_i64(&q, s->expires_at);
-    p_text(&q, s->ip);
-    p_text(&q, s->user_agent);
-    p_text(&q, s->amr);
-    p_hash(&t, refresh_hash);
-    p_text(&t, s->id);
-    p_i64(&t, s->created_at);
-    if (q.invalid)
-        return AS_ERR_VALIDATION;
-    err = pool_get(impl, &c);
-    if (err != AS_OK)
-        return err;
-    err = tx_begin(&c, op);
-    if (err == AS_OK)
-        err = conn_run(&c, op,
-                       "INSERT INTO sessions (id, user_id, created_at, "
-                       "last_used_at, expires_at, ip, user_agent, amr) "
-                       "VALUES ($1, $2, $3, $4, $5, $6, $7, "
-                       "coalesce($8, 'pwd'))", &q, NULL);
-    if (err == AS_OK)
-        err = conn_run(&c, op,
-                       "INSERT INTO refresh_tokens (hash, session_id, "
-                       "created_at) VALUES ($1, $2, $3)", &t, NULL);
-    err = tx_finish(&c, op, err);
-    pool_put(&c);
-    return err;
-}
-
-static enum as_err pg_session_get(void *impl, const char *sid,
-                                  struct session *out, struct arena *a)
-{
-    struct params q = { 0 };
-    PGresult *r;
-    enum as_err err;
-
-    if (!sid || !utf8_ok(sid))
-        return AS_ERR_NOT_FOUND;
-    p_text(&q, sid);
-    err = one_shot(impl, "session_get",
-                   "SELECT " SESSION_COLS " FROM sessions s WHERE s.id = $1",
-                   &q, &r);
-    if (err == AS_OK)
-        err = PQntuples(r) == 1 ? row_session(r, 0, out, a)
-                                : AS_ERR_NOT_FOUND;
-    PQclear(r);
-    return err;
-}
-
-static enum as_err pg_session_state(void *impl, const char *sid, int64_t now,
-                                    struct session_state *out)
-{
-    struct params q = { 0 };
-    PGresult *r;
-    enum as_err err;
-
-    out->live = false;
-    out->role = ROLE_USER;
-    out->email[0] = '\0';
-    if (!sid || !utf8_ok(sid))
-        return AS_OK;
-    p_text(&q, sid);
-    p_i64(&q, now);
-    err = one_shot(impl, "session_state",
-                   "SELECT s.revoked_at IS NULL AND s.expires_at > $2 "
-                   "AND u.is_active, u.role = 'admin', u.email "
-                   "FROM sessions s JOIN users u ON u.id = s.user_id "
-                   "WHERE s.id = $1", &q, &r);
-    if (err == AS_OK && PQntuples(r) == 1) {
-        out->live = col_bool(r, 0, 0);
-        out->role = col_bool(r, 0, 1) ? ROLE_ADMIN : ROLE_USER;
-        snprintf(out->email, sizeof out->email, "%s", PQgetvalue(r, 0, 2));
-    }
-    PQclear(r);
-    return err;
-}
-
-static enum as_err pg_session_list(void *impl, const char *user_id,
-                                   int64_t now, struct session **out,
-                                   size_t *n, struct arena *a)
-{
-    struct params q = { 0 };
-    PGresult *r;
-    enum as_err err;
-    int i, rows;
 
     *out = NULL;
-    *n = 0;
-    if (!user_id || !utf8_ok(user_id))
+    if (!c)
+        return AS_ERR_NOMEM;
+    err = pool_get(impl, c);
+    if (err != AS_OK) {
+        free(c);
+        return err;
+    }
+    c->op = op;
+    *out = (struct db_conn *)(void *)c;
+    return AS_OK;
+}
+
+static enum as_err drv_begin(struct db_conn *d)
+{
+    return tx_begin(conn_of(d), conn_of(d)->op);
+}
+
+static enum as_err drv_commit(struct db_conn *d)
+{
+    return tx_finish(conn_of(d), conn_of(d)->op, AS_OK);
+}
+
+static void drv_rollback(struct db_conn *d)
+{
+    tx_finish(conn_of(d), conn_of(d)->op, AS_ERR_INTERNAL);
+}
+
+static void drv_release(void *impl, struct db_conn *d)
+{
+    struct conn *c = conn_of(d);
+
+    (void)impl;
+    pool_put(c);
+    free(c);
+}
+
+/* A big-endian integer of `len` bytes (binary results). */
+static int64_t be_int(const char *p, int len)
+{
+    uint64_t u = (len > 0 && (signed char)p[0] < 0) ? UINT64_MAX : 0;
+    int k;
+
+    for (k = 0; k < len; k++)
+        u = (u << 8) | (uint8_t)p[k];
+    return (int64_t)u;
+}
+
+/* Value (`i`, `j`) of binary result `r`, typed by its column's type. */
+static enum as_err read_val(const PGresult *r, int i, int j,
+                            struct db_val *v, struct arena *a)
+{
+    const char *p = PQgetvalue(r, i, j);
+    int len = PQgetlength(r, i, j);
+    Oid t = PQftype(r, j);
+    uint8_t *b;
+
+    memset(v, 0, sizeof *v);
+    v->null = PQgetisnull(r, i, j);
+    v->len = v->null ? 0 : (size_t)len;
+    switch (t) {
+    case OID_VOID:                      /* pg_advisory_xact_lock() */
+        v->null = true;
+        v->len = 0;
         return AS_OK;
-    p_text(&q, user_id);
-    p_i64(&q, now);
-    err = one_shot(impl, "session_list",
-                   "SELECT " SESSION_COLS " FROM sessions s "
-                   "WHERE s.user_id = $1 AND s.revoked_at IS NULL "
-                   "AND s.expires_at > $2 "
-                   "ORDER BY s.created_at DESC, s.id DESC "
-                   "LIMIT " REPO_SESSION_LIST_MAX_STR, &q, &r);
-    rows = err == AS_OK ? PQntuples(r) : 0;
-    if (rows > 0) {
-        *out = arena_alloc(a, (size_t)rows * sizeof **out);
-        if (!*out)
-            err = AS_ERR_NOMEM;
+    case OID_BOOL:
+        v->type = DB_BOOL;
+        v->i = !v->null && len == 1 && p[0] != 0;
+        return AS_OK;
+    case OID_INT2:
+    case OID_INT4:
+    case OID_INT8:
+        v->type = DB_INT;
+        v->i = v->null ? 0 : be_int(p, len);
+        v->len = 0;
+        return AS_OK;
+    case OID_TEXT:
+    case OID_VARCHAR:
+    case OID_UNKNOWN:
+        v->type = DB_TEXT;
+        if (!v->null && !(v->s = arena_strndup(a, p, (size_t)len)))
+            return AS_ERR_NOMEM;
+        return AS_OK;
+    case OID_BYTEA:
+        v->type = DB_BLOB;
+        if (v->null)
+            return AS_OK;
+        b = arena_alloc(a, (size_t)len + 1);
+        if (!b)
+            return AS_ERR_NOMEM;
+        memcpy(b, p, (size_t)len);
+        v->b = b;
+        return AS_OK;
+    default:
+        log_simple(LOG_ERROR, "db.error", "read", "unexpected column type");
+        return AS_ERR_INTERNAL;
+    }
+}
+
+/* Every row of `r` into `out`, in `a`. */
+static enum as_err read_rows(const PGresult *r, struct db_rows *out,
+                             struct arena *a)
+{
+    int rows = PQntuples(r), cols = PQnfields(r), i, j;
+    struct db_val *v = NULL;
+    enum as_err err = AS_OK;
+
+    out->changed = strtoll(PQcmdTuples((PGresult *)r), NULL, 10);
+    if (rows > 0 && cols > 0) {
+        v = arena_alloc(a, (size_t)rows * (size_t)cols * sizeof *v);
+        if (!v)
+            return AS_ERR_NOMEM;
     }
     for (i = 0; err == AS_OK && i < rows; i++)
-        err = row_session(r, i, &(*out)[i], a);
-    if (err == AS_OK)
-        *n = (size_t)rows;
-    else
-        *out = NULL;
-    PQclear(r);
-    return err;
-}
-
-static enum as_err pg_session_revoke(void *impl, const char *sid,
-                                     const char *user_id, int64_t now)
-{
-    struct params q = { 0 };
-    long rows = 0;
-    enum as_err err;
-
-    if (!sid || !utf8_ok(sid) || (user_id && !utf8_ok(user_id)))
-        return AS_ERR_NOT_FOUND;
-    p_text(&q, sid);
-    p_text(&q, user_id);
-    p_i64(&q, now);
-    err = one_shot_rows(impl, "session_revoke",
-                        "UPDATE sessions SET revoked_at = $3 "
-                        "WHERE id = $1 AND revoked_at IS NULL "
-                        "AND expires_at > $3 "
-                        "AND ($2::text IS NULL OR user_id = $2)", &q, &rows);
-    if (err == AS_OK && rows == 0)
-        err = AS_ERR_NOT_FOUND;
-    return err;
-}
-
-static enum as_err pg_session_revoke_all(void *impl, const char *user_id,
-                                         const char *keep_sid, int64_t now)
-{
-    struct params q = { 0 };
-    long rows = 0;
-
-    if (!user_id || !utf8_ok(user_id))
-        return AS_OK;
-    p_text(&q, user_id);
-    p_text(&q, keep_sid);
-    p_i64(&q, now);
-    /* The user's row first (lock order), as a password change does. */
-    return one_shot_rows(impl, "session_revoke_all",
-                         "UPDATE sessions SET revoked_at = $3 "
-                         "WHERE user_id = (SELECT id FROM users "
-                         "WHERE id = $1 FOR NO KEY UPDATE) "
-                         "AND revoked_at IS NULL "
-                         "AND ($2::text IS NULL OR id <> $2)", &q, &rows);
-}
-
-/* ------------------------------------------------------ refresh tokens */
-
-/* The winner of a rotation: stores the child and moves the session. */
-static enum as_err rotate_ok(struct conn *c, const char *sid,
-                             const uint8_t child[REPO_HASH_LEN], int64_t now,
-                             int64_t new_expires, int64_t max_life_ms,
-                             struct session *out, struct arena *a)
-{
-    static const char op[] = "refresh_rotate";
-    struct params t = { 0 }, s = { 0 };
-    PGresult *r = NULL;
-    enum as_err err;
-
-    p_hash(&t, child);
-    p_text(&t, sid);
-    p_i64(&t, now);
-    p_text(&s, sid);
-    p_i64(&s, now);
-    p_i64(&s, new_expires);
-    p_i64(&s, max_life_ms);
-    err = conn_run(c, op,
-                   "INSERT INTO refresh_tokens (hash, session_id, created_at)"
-                   " VALUES ($1, $2, $3) ON CONFLICT (hash) DO NOTHING", &t,
-                   NULL);
-    if (err == AS_OK)
-        err = conn_exec(c, op,
-                        "UPDATE sessions s SET last_used_at = $2, "
-                        "expires_at = least($3, s.created_at + $4) "
-                        "WHERE s.id = $1 "
-                        "RETURNING " SESSION_COLS, &s, false, &r);
-    if (err == AS_OK)
-        err = PQntuples(r) == 1 ? row_session(r, 0, out, a)
-                                : AS_ERR_INTERNAL;
-    PQclear(r);
-    return err;
-}
-
-/* The losers: why the parent could not be consumed now. */
-static enum as_err rotate_miss(struct conn *c,
-                               const uint8_t parent[REPO_HASH_LEN],
-                               int64_t now, int64_t grace_ms,
-                               enum rotate_result *res, struct session *out,
-                               struct arena *a)
-{
-    static const char op[] = "refresh_rotate";
-    struct params q = { 0 }, v = { 0 };
-    PGresult *r = NULL;
-    enum as_err err;
-    int64_t used_at;
-
-    p_hash(&q, parent);
-    p_i64(&q, now);
-    err = conn_exec(c, op,
-                    "SELECT " SESSION_COLS ", t.used_at, "
-                    "s.revoked_at IS NULL AND s.expires_at > $2 "
-                    "AND u.is_active "
-                    "FROM refresh_tokens t "
-                    "JOIN sessions s ON s.id = t.session_id "
-                    "JOIN users u ON u.id = s.user_id WHERE t.hash = $1",
-                    &q, false, &r);
-    if (err != AS_OK)
-        goto out;
-    *res = ROTATE_INVALID;
-    if (PQntuples(r) != 1 || !col_bool(r, 0, SESSION_NCOLS + 1) ||
-        PQgetisnull(r, 0, SESSION_NCOLS))
-        goto out;
-    used_at = col_i64(r, 0, SESSION_NCOLS);
-    if (used_at >= now - grace_ms) {
-        err = row_session(r, 0, out, a);
-        *res = ROTATE_GRACE;
-        goto out;
-    }
-    p_text(&v, PQgetvalue(r, 0, 0));
-    p_i64(&v, now);
-    err = conn_run(c, op,
-                   "UPDATE sessions SET revoked_at = $2 "
-                   "WHERE id = $1 AND revoked_at IS NULL", &v, NULL);
-    if (err == AS_OK)
-        err = row_session(r, 0, out, a);        /* for the audit event */
-    *res = ROTATE_REUSED;
-out:
-    PQclear(r);
-    return err;
-}
-
-static enum as_err pg_refresh_rotate(void *impl,
-                                     const uint8_t parent[REPO_HASH_LEN],
-                                     const uint8_t child[REPO_HASH_LEN],
-                                     int64_t now, int64_t grace_ms,
-                                     int64_t new_expires,
-                                     int64_t max_life_ms,
-                                     enum rotate_result *res,
-                                     struct session *out, struct arena *a)
-{
-    static const char op[] = "refresh_rotate";
-    struct params q = { 0 }, l = { 0 };
-    char sid[UUID_STR_LEN];
-    PGresult *r = NULL;
-    struct conn c;
-    enum as_err err;
-
-    *res = ROTATE_INVALID;
-    p_hash(&q, parent);
-    p_i64(&q, now);
-    p_hash(&l, parent);
-    err = pool_get(impl, &c);
+        for (j = 0; err == AS_OK && j < cols; j++)
+            err = read_val(r, i, j, &v[(size_t)i * (size_t)cols + j], a);
     if (err != AS_OK)
         return err;
-    err = tx_begin(&c, op);
-    /* The session's row before its tokens (lock order): a concurrent
-     * rotation or delete of the same session waits here. */
-    if (err == AS_OK)
-        err = conn_run(&c, op,
-                       "SELECT id FROM sessions WHERE id = (SELECT "
-                       "session_id FROM refresh_tokens WHERE hash = $1) "
-                       "FOR NO KEY UPDATE", &l, NULL);
-    /* Consumes the parent only while unused and its session is live;
-     * concurrent callers queue on the row and then see it used. */
-    if (err == AS_OK)
-        err = conn_exec(&c, op,
-                        "UPDATE refresh_tokens SET used_at = $2 "
-                        "WHERE hash = $1 AND used_at IS NULL "
-                        "AND session_id IN (SELECT s.id FROM sessions s "
-                        "JOIN users u ON u.id = s.user_id "
-                        "WHERE s.revoked_at IS NULL AND s.expires_at > $2 "
-                        "AND u.is_active) RETURNING session_id", &q, false,
-                        &r);
-    if (err == AS_OK && PQntuples(r) == 1) {
-        if (!col_id(r, 0, 0, sid))
-            err = AS_ERR_INTERNAL;
-        if (err == AS_OK)
-            err = rotate_ok(&c, sid, child, now, new_expires, max_life_ms,
-                            out, a);
-        if (err == AS_OK)
-            *res = ROTATE_OK;
-    } else if (err == AS_OK) {
-        err = rotate_miss(&c, parent, now, grace_ms, res, out, a);
-    }
-    PQclear(r);
-    err = tx_finish(&c, op, err);
-    if (err != AS_OK)
-        *res = ROTATE_INVALID;
-    pool_put(&c);
-    return err;
+    out->n = (size_t)rows;
+    out->cols = (size_t)cols;
+    out->v = v;
+    return AS_OK;
 }
 
-static enum as_err pg_refresh_session(void *impl,
-                                      const uint8_t hash[REPO_HASH_LEN],
-                                      int64_t now, struct session *out,
-                                      struct arena *a)
+/* Runs area statement `ds` as a named prepared statement ("s" and its
+ * slot), prepared on first use on this connection with the types of the
+ * arguments; results come back binary and typed. */
+static enum as_err drv_run(struct db_conn *d, struct db_stmt *ds,
+                           const struct db_val *args, size_t n,
+                           struct db_rows *out, struct arena *a)
 {
-    struct params q = { 0 };
-    PGresult *r;
+    struct conn *c = conn_of(d);
+    unsigned slot = db_stmt_slot(ds);
+    uint8_t bit = (uint8_t)(1u << (slot % 8));
+    const char *val[DB_ARGS_MAX];
+    int len[DB_ARGS_MAX], fmt[DB_ARGS_MAX];
+    Oid type[DB_ARGS_MAX];
+    char num[DB_ARGS_MAX][24], name[16];
+    PGresult *r = NULL;
     enum as_err err;
+    size_t i;
 
-    p_hash(&q, hash);
-    p_i64(&q, now);
-    err = one_shot(impl, "refresh_session",
-                   "SELECT " SESSION_COLS " FROM refresh_tokens t "
-                   "JOIN sessions s ON s.id = t.session_id "
-                   "JOIN users u ON u.id = s.user_id "
-                   "WHERE t.hash = $1 AND t.used_at IS NULL "
-                   "AND s.revoked_at IS NULL AND s.expires_at > $2 "
-                   "AND u.is_active", &q, &r);
+    memset(out, 0, sizeof *out);
+    if (!ds->pg)
+        return AS_OK;
+    if (slot >= DB_STMT_MAX || n > DB_ARGS_MAX)
+        return AS_ERR_INTERNAL;
+    for (i = 0; i < n; i++) {
+        const struct db_val *v = &args[i];
+
+        len[i] = fmt[i] = 0;
+        val[i] = NULL;
+        type[i] = v->type == DB_TEXT ? OID_TEXT : v->type == DB_INT
+                  ? OID_INT8 : v->type == DB_BOOL ? OID_BOOL : OID_BYTEA;
+        if (v->null)
+            continue;
+        if (v->type == DB_TEXT && !utf8_ok(v->s))
+            return AS_ERR_VALIDATION;    /* never stored, never matched */
+        if (v->type == DB_TEXT) {
+            val[i] = v->s;
+        } else if (v->type == DB_INT) {
+            snprintf(num[i], sizeof num[i], "%" PRId64, v->i);
+            val[i] = num[i];
+        } else if (v->type == DB_BOOL) {
+            val[i] = v->i ? "t" : "f";
+        } else {
+            val[i] = (const char *)v->b;
+            len[i] = (int)v->len;
+            fmt[i] = 1;
+        }
+    }
+    if (c->bad)
+        return AS_ERR_UNAVAILABLE;
+    snprintf(name, sizeof name, "s%u", slot);
+    if (!(c->slot->prep[slot / 8] & bit)) {
+        if (!conn_sent(c, c->op, PQsendPrepare(c->c, name, ds->pg, (int)n,
+                                               type)))
+            return AS_ERR_UNAVAILABLE;
+        err = conn_collect(c, c->op, false, &r);
+        PQclear(r);
+        r = NULL;
+        if (err != AS_OK)
+            return err;
+        c->slot->prep[slot / 8] |= bit;
+    }
+    if (!conn_sent(c, c->op, PQsendQueryPrepared(c->c, name, (int)n, val,
+                                                 len, fmt, 1)))
+        return AS_ERR_UNAVAILABLE;
+    err = conn_collect(c, c->op, false, &r);
     if (err == AS_OK)
-        err = PQntuples(r) == 1 ? row_session(r, 0, out, a)
-                                : AS_ERR_NOT_FOUND;
+        err = read_rows(r, out, a);
     PQclear(r);
+    if (err != AS_OK)
+        memset(out, 0, sizeof *out);
     return err;
 }
+
+static const struct db_driver pg_driver = {
+    .acquire = drv_acquire, .begin = drv_begin, .commit = drv_commit,
+    .rollback = drv_rollback, .run = drv_run, .release = drv_release,
+};
 
 /* ------------------------------------------------------- open / close */
 
@@ -1716,6 +1072,20 @@ out:
 }
 
 /* ---------------------------------------- mail: link tokens, outbox */
+
+/* Inside a transaction: locks user `id` for an update (lock order: see
+ * src/repo/users.c). AS_ERR_NOT_FOUND when absent. */
+static enum as_err lock_user(struct conn *c, const char *op, const char *id)
+{
+    struct params q = { 0 };
+    long rows = 0;
+    enum as_err err;
+
+    p_text(&q, id);
+    err = conn_run(c, op, "SELECT 1 FROM users WHERE id = $1 "
+                          "FOR NO KEY UPDATE", &q, &rows);
+    return err == AS_OK && rows != 1 ? AS_ERR_NOT_FOUND : err;
+}
 
 #define OTT_LIVE "used_at IS NULL AND expires_at > $2"
 
@@ -1931,7 +1301,6 @@ static enum as_err pg_ott_reset(void *impl, const uint8_t hash[REPO_HASH_LEN],
 {
     static const char op[] = "ott_reset";
     struct params t = { 0 }, u = { 0 }, s = { 0 };
-    bool admin = false;
     struct conn c;
     enum as_err err;
 
@@ -1958,7 +1327,7 @@ static enum as_err pg_ott_reset(void *impl, const uint8_t hash[REPO_HASH_LEN],
      * whichever link they use, queue there; the losers then find their
      * link used (or retired) and change nothing. */
     if (err == AS_OK)
-        err = lock_user(&c, op, user_id, false, &admin);
+        err = lock_user(&c, op, user_id);
     if (err == AS_OK)
         err = mail_one_row(&c, op,
                            "UPDATE one_time_tokens SET used_at = $2 "
@@ -2744,26 +2113,9 @@ static const struct repo_ops pg_ops = {
     .migrate = pg_migrate,
     .ping = pg_ping,
     .close = pg_close,
-    .user_insert = pg_user_insert,
-    .user_by_id = pg_user_by_id,
-    .user_by_email = pg_user_by_email,
-    .user_patch = pg_user_patch,
-    .user_set_password = pg_user_set_password,
-    .user_rehash = pg_user_rehash,
-    .user_delete = pg_user_delete,
-    .user_list = pg_user_list,
-    .user_count = pg_user_count,
-    .login_failures_update = pg_login_failures_update,
-    .login_failures_prune = pg_login_failures_prune,
-    .login_failures_clear = pg_login_failures_clear,
-    .session_create = pg_session_create,
-    .session_get = pg_session_get,
-    .session_state = pg_session_state,
-    .session_list = pg_session_list,
-    .session_revoke = pg_session_revoke,
-    .session_revoke_all = pg_session_revoke_all,
-    .refresh_rotate = pg_refresh_rotate,
-    .refresh_session = pg_refresh_session,
+    DB_USER_OPS,
+    DB_LOGIN_OPS,
+    DB_SESSION_OPS,
     .outbox_add = pg_outbox_add,
     .outbox_resolve = pg_outbox_resolve,
     .outbox_drop = pg_outbox_drop,
@@ -2816,6 +2168,7 @@ enum as_err repo_pg_open(const struct cfg *cfg, const char *url,
     p = calloc(1, sizeof *p);
     if (!p)
         return AS_ERR_NOMEM;
+    p->base.drv = &pg_driver;
     p->nslots = cfg && cfg->db_pool_size ? cfg->db_pool_size : POOL_DEFAULT;
     if (p->nslots > POOL_MAX)
         p->nslots = POOL_MAX;

@@ -16,6 +16,7 @@
 #include "cfg.h"
 #include "clock.h"
 #include "log.h"
+#include "flows.h"
 #include "migrations.h"
 #include "repo_int.h"
 
@@ -25,16 +26,10 @@
 #define USER_COLS                                                          \
     "id, email, full_name, password_hash, role, is_active, is_verified, "  \
     "created_at, updated_at"
-#define SESSION_COLS                                                       \
-    "s.id, s.user_id, s.created_at, s.last_used_at, s.expires_at, "        \
-    "s.revoked_at, s.ip, s.user_agent, s.amr"
 /* Whether the user (table users) has its second factor on. */
 #define USER_MFA_COL                                                       \
     ", EXISTS (SELECT 1 FROM user_mfa m WHERE m.user_id = users.id "       \
     "AND m.enabled = 1)"
-/* Session s (of user u) is live at ?2. */
-#define LIVE_AT_2                                                          \
-    "s.revoked_at IS NULL AND s.expires_at > ?2 AND u.is_active = 1"
 
 /* Every statement this backend runs: values are always bound. */
 #define STMT_TABLE(X)                                                      \
@@ -44,92 +39,9 @@
     X(S_MIG_HAS, "SELECT 1 FROM schema_migrations WHERE version = ?1")     \
     X(S_MIG_ADD, "INSERT INTO schema_migrations (version, name, "          \
       "applied_at) VALUES (?1, ?2, ?3)")                                   \
-    X(S_USER_INSERT, "INSERT INTO users (" USER_COLS ") "                  \
-      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")                       \
-    X(S_USER_BY_ID, "SELECT " USER_COLS USER_MFA_COL " FROM users "        \
-      "WHERE id = ?1")                                                     \
-    X(S_USER_BY_EMAIL, "SELECT " USER_COLS USER_MFA_COL " FROM users "     \
-      "WHERE email = ?1")                                                  \
-    X(S_USER_FLAGS, "SELECT role = 'admin' AND is_active = 1, is_active "  \
-      "FROM users WHERE id = ?1")                                          \
-    X(S_USER_BEFORE, "SELECT role = 'admin' AND is_active = 1, is_active, " \
-      "email FROM users WHERE id = ?1")                                    \
-    X(S_USER_PATCH, "UPDATE users SET "                                    \
-      "email = CASE WHEN ?2 THEN ?3 ELSE email END, "                      \
-      "full_name = CASE WHEN ?4 THEN ?5 ELSE full_name END, "              \
-      "role = CASE WHEN ?6 THEN ?7 ELSE role END, "                        \
-      "is_active = CASE WHEN ?8 THEN ?9 ELSE is_active END, "              \
-      "is_verified = CASE WHEN ?10 THEN ?11 "                              \
-      "WHEN ?2 AND ?3 <> email THEN 0 ELSE is_verified END, "              \
-      "updated_at = ?12 WHERE id = ?1 RETURNING " USER_COLS                \
-      USER_MFA_COL)                                                        \
-    X(S_OUTBOX_NOTICE, "INSERT INTO outbox (id, user_id, kind, "           \
-      "recipient, resolved, created_at, next_attempt_at) "                 \
-      "VALUES (?1, ?2, ?3, ?4, 1, ?5, ?5)")                                \
-    X(S_USER_SET_PW, "UPDATE users SET password_hash = ?2, "               \
-      "updated_at = ?3 WHERE id = ?1")                                     \
-    X(S_USER_REHASH, "UPDATE users SET password_hash = ?3 "                \
-      "WHERE id = ?1 AND password_hash = ?2")                              \
-    X(S_USER_DELETE, "DELETE FROM users WHERE id = ?1")                    \
-    X(S_USER_LIST, "SELECT " USER_COLS USER_MFA_COL " FROM users "         \
-      "WHERE (?1 IS NULL OR id > ?1) AND (?2 IS NULL "                     \
-      "OR instr(lower(email), lower(?2)) > 0 "                             \
-      "OR instr(lower(full_name), lower(?2)) > 0) "                        \
-      "ORDER BY id LIMIT ?3")                                              \
-    X(S_USER_COUNT, "SELECT count(*) FROM users")                          \
-    X(S_ADMIN_COUNT, "SELECT count(*) FROM users "                         \
-      "WHERE role = 'admin' AND is_active = 1")                            \
-    X(S_LOGIN_READ, "SELECT ip = '*', count, last_at, "                   \
-      "coalesce(locked_until, 0) FROM login_failures "                     \
-      "WHERE email = ?1 AND ip IN (?2, '*')")                              \
-    X(S_LOGIN_PUT, "INSERT INTO login_failures (email, ip, count, "        \
-      "last_at, locked_until) VALUES (?1, ?2, ?3, ?4, ?5) "                \
-      "ON CONFLICT (email, ip) DO UPDATE SET count = excluded.count, "     \
-      "last_at = excluded.last_at, locked_until = excluded.locked_until")  \
-    X(S_LOGIN_DEL, "DELETE FROM login_failures "                           \
-      "WHERE email = ?1 AND ip = ?2")                                      \
-    X(S_LOGIN_CLEAR_ALL, "DELETE FROM login_failures WHERE email = ?1")    \
-    X(S_LOGIN_PRUNE, "DELETE FROM login_failures WHERE rowid IN "          \
-      "(SELECT rowid FROM login_failures WHERE last_at < ?1 LIMIT 16)")    \
-    X(S_LOGIN_CLEAR, "DELETE FROM login_failures "                         \
-      "WHERE email = ?1 AND ip IN (?2, '*')")                              \
-    X(S_SESSION_INSERT, "INSERT INTO sessions (id, user_id, created_at, "  \
-      "last_used_at, expires_at, revoked_at, ip, user_agent, amr) "        \
-      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, coalesce(?9, 'pwd'))")      \
-    X(S_SESSION_GET, "SELECT " SESSION_COLS " FROM sessions s "            \
-      "WHERE s.id = ?1")                                                   \
-    X(S_SESSION_STATE, "SELECT " LIVE_AT_2 ", u.role, u.email "            \
-      "FROM sessions s "                                                   \
-      "JOIN users u ON u.id = s.user_id WHERE s.id = ?1")                  \
-    X(S_SESSION_LIST, "SELECT " SESSION_COLS " FROM sessions s "           \
-      "WHERE s.user_id = ?1 AND s.revoked_at IS NULL "                     \
-      "AND s.expires_at > ?2 ORDER BY s.created_at DESC, s.id DESC "       \
-      "LIMIT " REPO_SESSION_LIST_MAX_STR)                                  \
-    X(S_SESSION_REVOKE, "UPDATE sessions SET revoked_at = ?3 "             \
-      "WHERE id = ?1 AND revoked_at IS NULL AND expires_at > ?3 "          \
-      "AND (?2 IS NULL OR user_id = ?2)")                                  \
     X(S_SESSION_REVOKE_ALL, "UPDATE sessions SET revoked_at = ?3 "         \
       "WHERE user_id = ?1 AND revoked_at IS NULL "                         \
       "AND (?2 IS NULL OR id <> ?2)")                                      \
-    X(S_SESSION_KILL, "UPDATE sessions SET revoked_at = ?2 "               \
-      "WHERE id = ?1 AND revoked_at IS NULL")                              \
-    X(S_SESSION_TOUCH, "UPDATE sessions SET last_used_at = ?2, "           \
-      "expires_at = min(?3, created_at + ?4) WHERE id = ?1")               \
-    X(S_TOKEN_INSERT, "INSERT INTO refresh_tokens (hash, session_id, "     \
-      "created_at) VALUES (?1, ?2, ?3)")                                   \
-    X(S_TOKEN_USE, "UPDATE refresh_tokens SET used_at = ?2 "               \
-      "WHERE hash = ?1 AND used_at IS NULL AND session_id IN "             \
-      "(SELECT s.id FROM sessions s JOIN users u ON u.id = s.user_id "     \
-      "WHERE " LIVE_AT_2 ") RETURNING session_id")                         \
-    X(S_TOKEN_LOOK, "SELECT r.used_at, r.session_id, " LIVE_AT_2 " "       \
-      "FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id "      \
-      "JOIN users u ON u.id = s.user_id WHERE r.hash = ?1")                \
-    X(S_TOKEN_SESSION, "SELECT " SESSION_COLS " FROM refresh_tokens r "    \
-      "JOIN sessions s ON s.id = r.session_id "                            \
-      "JOIN users u ON u.id = s.user_id "                                  \
-      "WHERE r.hash = ?1 AND r.used_at IS NULL AND " LIVE_AT_2)          \
-    X(S_OTT_RETIRE_RESETS, "UPDATE one_time_tokens SET used_at = ?2 "      \
-      "WHERE user_id = ?1 AND purpose = 'reset' AND used_at IS NULL")
 
 enum stmt_id {
 #define X(id, sql) id,
@@ -150,12 +62,14 @@ static const char *const stmt_sql[S_COUNT] = {
 struct conn {
     sqlite3 *db;
     sqlite3_stmt *st[S_COUNT];   /* prepared on first use */
+    sqlite3_stmt *dst[DB_STMT_MAX];  /* the areas' (driver.h), likewise */
     struct conn *next;           /* in the idle list */
     enum as_err err;             /* first failure of the operation */
     const char *op;              /* its name, for the log */
 };
 
 struct sq {
+    struct db base;              /* first: the flows reach the driver */
     char *path;
     int timeout_ms;
     unsigned max;                /* pool size */
@@ -322,6 +236,9 @@ static void reset_all(struct conn *c)
             sqlite3_reset(c->st[i]);
             sqlite3_clear_bindings(c->st[i]);
         }
+    for (i = 0; i < DB_STMT_MAX; i++)
+        if (c->dst[i])
+            sqlite3_reset(c->dst[i]);
 }
 
 static void begin(struct conn *c)
@@ -408,22 +325,6 @@ static void read_user(struct conn *c, sqlite3_stmt *st, struct user *u,
         u->mfa_enabled = col_int(st, 9) != 0;
 }
 
-/* Reads SESSION_COLS. */
-static void read_session(struct conn *c, sqlite3_stmt *st,
-                         struct session *s, struct arena *a)
-{
-    memset(s, 0, sizeof *s);
-    col_id(c, st, 0, s->id);
-    col_id(c, st, 1, s->user_id);
-    s->created_at = col_int(st, 2);
-    s->last_used_at = col_int(st, 3);
-    s->expires_at = col_int(st, 4);
-    s->revoked_at = col_int(st, 5);      /* NULL reads as 0 */
-    s->ip = col_str(c, st, 6, a);
-    s->user_agent = col_str(c, st, 7, a);
-    s->amr = col_str(c, st, 8, a);
-}
-
 /* ---- the pool ---------------------------------------------------------- */
 
 static void conn_close(struct conn *c)
@@ -434,6 +335,8 @@ static void conn_close(struct conn *c)
         return;
     for (i = 0; i < S_COUNT; i++)
         sqlite3_finalize(c->st[i]);
+    for (i = 0; i < DB_STMT_MAX; i++)
+        sqlite3_finalize(c->dst[i]);
     sqlite3_close_v2(c->db);
     free(c);
 }
@@ -540,6 +443,178 @@ static enum as_err release(struct sq *s, struct conn *c)
     return err;
 }
 
+/* ---- the driver (driver.h) --------------------------------------------- */
+
+static struct conn *conn_of(struct db_conn *d)
+{
+    return (struct conn *)(void *)d;
+}
+
+static enum as_err drv_acquire(void *impl, const char *op,
+                               struct db_conn **out)
+{
+    struct conn *c = NULL;
+    enum as_err err = acquire(impl, op, &c);
+
+    *out = (struct db_conn *)(void *)c;
+    return err;
+}
+
+static enum as_err drv_begin(struct db_conn *d)
+{
+    struct conn *c = conn_of(d);
+
+    c->err = AS_OK;
+    begin(c);
+    return c->err;
+}
+
+static enum as_err drv_commit(struct db_conn *d)
+{
+    struct conn *c = conn_of(d);
+
+    c->err = AS_OK;
+    end(c);
+    return c->err;
+}
+
+static void drv_rollback(struct db_conn *d)
+{
+    struct conn *c = conn_of(d);
+
+    reset_all(c);
+    if (!sqlite3_get_autocommit(c->db))
+        sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+static void drv_release(void *impl, struct db_conn *d)
+{
+    release(impl, conn_of(d));
+}
+
+/* Binds argument `v` to parameter $`i` (when the statement has it). */
+static void bind_val(struct conn *c, sqlite3_stmt *st, size_t i,
+                     const struct db_val *v)
+{
+    char name[16];
+    int at;
+
+    snprintf(name, sizeof name, "$%zu", i);
+    at = sqlite3_bind_parameter_index(st, name);
+    if (at == 0 || c->err != AS_OK)
+        return;
+    if (v->null)
+        bind_rc(c, sqlite3_bind_null(st, at));
+    else if (v->type == DB_TEXT)
+        bind_rc(c, sqlite3_bind_text(st, at, v->s, -1, SQLITE_STATIC));
+    else if (v->type == DB_BLOB)
+        bind_rc(c, sqlite3_bind_blob(st, at, v->b, (int)v->len,
+                                     SQLITE_STATIC));
+    else
+        bind_rc(c, sqlite3_bind_int64(st, at, v->i));
+}
+
+/* Column `i` of the current row as a typed value, copied into `a`. */
+static void read_val(struct conn *c, sqlite3_stmt *st, int i,
+                     struct db_val *v, struct arena *a)
+{
+    const void *p;
+    uint8_t *b;
+
+    memset(v, 0, sizeof *v);
+    switch (sqlite3_column_type(st, i)) {
+    case SQLITE_NULL:
+        v->null = true;
+        return;
+    case SQLITE_TEXT:
+        v->type = DB_TEXT;
+        v->s = col_str(c, st, i, a);
+        v->len = v->s ? (size_t)sqlite3_column_bytes(st, i) : 0;
+        return;
+    case SQLITE_BLOB:
+        v->type = DB_BLOB;
+        p = sqlite3_column_blob(st, i);
+        v->len = (size_t)sqlite3_column_bytes(st, i);
+        b = arena_alloc(a, v->len + 1);
+        if (!b)
+            refuse(c, AS_ERR_NOMEM);
+        else if (v->len)
+            memcpy(b, p, v->len);
+        v->b = b;
+        return;
+    default:
+        v->type = DB_INT;
+        v->i = sqlite3_column_int64(st, i);
+        return;
+    }
+}
+
+/* Runs area statement `ds`: prepared once per connection, arguments
+ * bound by name ($1..$n), every row read into `a`. */
+static enum as_err drv_run(struct db_conn *d, struct db_stmt *ds,
+                           const struct db_val *args, size_t n,
+                           struct db_rows *out, struct arena *a)
+{
+    struct conn *c = conn_of(d);
+    unsigned slot = db_stmt_slot(ds);
+    struct db_val *v = NULL, *bigger;
+    size_t i, cap = 0, cols;
+    sqlite3_stmt *st;
+    int rc;
+
+    memset(out, 0, sizeof *out);
+    c->err = AS_OK;
+    if (!ds->sqlite)                     /* PostgreSQL's row locks */
+        return AS_OK;
+    if (slot >= DB_STMT_MAX || n > DB_ARGS_MAX)
+        return AS_ERR_INTERNAL;
+    if (!c->dst[slot]) {
+        rc = sqlite3_prepare_v3(c->db, ds->sqlite, -1,
+                                SQLITE_PREPARE_PERSISTENT, &c->dst[slot],
+                                NULL);
+        if (rc != SQLITE_OK) {
+            fail(c, rc);
+            c->dst[slot] = NULL;
+            return c->err;
+        }
+    }
+    st = c->dst[slot];
+    for (i = 0; i < n; i++)
+        bind_val(c, st, i + 1, &args[i]);
+    cols = (size_t)sqlite3_column_count(st);
+    while (row(c, st)) {
+        if (out->n == cap) {             /* grow: the old copy stays */
+            cap = cap ? cap * 2 : 4;     /* in the arena until it ends */
+            bigger = arena_alloc(a, cap * (cols ? cols : 1) * sizeof *v);
+            if (!bigger) {
+                refuse(c, AS_ERR_NOMEM);
+                break;
+            }
+            if (out->n)
+                memcpy(bigger, v, out->n * cols * sizeof *v);
+            v = bigger;
+        }
+        for (i = 0; i < cols; i++)
+            read_val(c, st, (int)i, &v[out->n * cols + i], a);
+        out->n++;
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (c->err != AS_OK) {
+        memset(out, 0, sizeof *out);
+        return c->err;
+    }
+    out->cols = cols;
+    out->v = v;
+    out->changed = sqlite3_changes64(c->db);
+    return AS_OK;
+}
+
+static const struct db_driver sqlite_driver = {
+    .acquire = drv_acquire, .begin = drv_begin, .commit = drv_commit,
+    .rollback = drv_rollback, .run = drv_run, .release = drv_release,
+};
+
 /* ---- operations -------------------------------------------------------- */
 
 /* Applies migration `m` unless schema_migrations has it. */
@@ -604,94 +679,6 @@ static enum as_err sq_ping(void *impl)
     return release(impl, c);
 }
 
-static enum as_err sq_user_insert(void *impl, const struct user *u)
-{
-    const char *role = repo_role_name(u->role);
-    struct conn *c;
-    sqlite3_stmt *st;
-    enum as_err err = acquire(impl, "user_insert", &c);
-
-    if (err != AS_OK)
-        return err;
-    if (!role || !u->email || !u->password_hash)
-        refuse(c, AS_ERR_BAD_REQUEST);
-    begin(c);
-    st = q(c, S_USER_INSERT);
-    b_text(c, st, 1, u->id);
-    b_text(c, st, 2, u->email);
-    b_text(c, st, 3, u->full_name);
-    b_text(c, st, 4, u->password_hash);
-    b_text(c, st, 5, role);
-    b_int(c, st, 6, u->is_active);
-    b_int(c, st, 7, u->is_verified);
-    b_int(c, st, 8, u->created_at);
-    b_int(c, st, 9, u->updated_at);
-    run(c, st);
-    end(c);
-    return release(impl, c);
-}
-
-/* The one user that statement `id` (bound to `key`) finds. */
-static enum as_err user_get(struct sq *s, enum stmt_id id, const char *key,
-                            const char *op, struct user *out,
-                            struct arena *a)
-{
-    struct conn *c;
-    sqlite3_stmt *st;
-    enum as_err err = acquire(s, op, &c);
-
-    if (err != AS_OK)
-        return err;
-    st = q(c, id);
-    b_text(c, st, 1, key);
-    if (row(c, st))
-        read_user(c, st, out, a);
-    else
-        refuse(c, AS_ERR_NOT_FOUND);
-    done(st);
-    return release(s, c);
-}
-
-static enum as_err sq_user_by_id(void *impl, const char *id,
-                                 struct user *out, struct arena *a)
-{
-    return user_get(impl, S_USER_BY_ID, id, "user_by_id", out, a);
-}
-
-static enum as_err sq_user_by_email(void *impl, const char *email,
-                                    struct user *out, struct arena *a)
-{
-    return user_get(impl, S_USER_BY_EMAIL, email, "user_by_email", out, a);
-}
-
-/* Whether user `id` is an active admin, and whether active;
- * AS_ERR_NOT_FOUND when there is no such user. */
-static void user_flags(struct conn *c, const char *id, bool *admin,
-                       bool *active)
-{
-    sqlite3_stmt *st = q(c, S_USER_FLAGS);
-
-    *admin = *active = false;
-    b_text(c, st, 1, id);
-    if (row(c, st)) {
-        *admin = col_int(st, 0) != 0;
-        *active = col_int(st, 1) != 0;
-    } else {
-        refuse(c, AS_ERR_NOT_FOUND);
-    }
-    done(st);
-}
-
-/* AS_ERR_LAST_ADMIN unless an active admin remains. */
-static void keep_an_admin(struct conn *c)
-{
-    sqlite3_stmt *st = q(c, S_ADMIN_COUNT);
-
-    if (row(c, st) && col_int(st, 0) == 0)
-        refuse(c, AS_ERR_LAST_ADMIN);
-    done(st);
-}
-
 /* Revokes every unrevoked session of `user_id` but `keep_sid`. */
 static void revoke_all(struct conn *c, const char *user_id,
                        const char *keep_sid, int64_t now)
@@ -702,558 +689,6 @@ static void revoke_all(struct conn *c, const char *user_id,
     b_text(c, st, 2, keep_sid);
     b_int(c, st, 3, now);
     run(c, st);
-}
-
-/* Reads, before a patch of user `id`, whether it is an active admin,
- * whether active, and its email; AS_ERR_NOT_FOUND when absent. */
-static void user_before(struct conn *c, const char *id, bool *admin,
-                        bool *active, char email[REPO_EMAIL_MAX + 1])
-{
-    sqlite3_stmt *st = q(c, S_USER_BEFORE);
-    const unsigned char *e;
-
-    *admin = *active = false;
-    email[0] = '\0';
-    b_text(c, st, 1, id);
-    if (row(c, st)) {
-        *admin = col_int(st, 0) != 0;
-        *active = col_int(st, 1) != 0;
-        e = sqlite3_column_text(st, 2);
-        snprintf(email, REPO_EMAIL_MAX + 1, "%s", e ? (const char *)e : "");
-    } else {
-        refuse(c, AS_ERR_NOT_FOUND);
-    }
-    done(st);
-}
-
-/* Queues mail `m` (no link) of user `id` to `to`. */
-static void queue_notice(struct conn *c, const char *id, const char *to,
-                         const struct outbox_row *m)
-{
-    sqlite3_stmt *st = q(c, S_OUTBOX_NOTICE);
-
-    b_text(c, st, 1, m->id);
-    b_text(c, st, 2, id);
-    b_text(c, st, 3, m->kind);
-    b_text(c, st, 4, to);
-    b_int(c, st, 5, m->created_at);
-    run(c, st);
-}
-
-static enum as_err sq_user_patch(void *impl, const char *id,
-                                 const struct user_patch *p, int64_t now,
-                                 struct user *out, struct arena *a)
-{
-    const char *role = repo_role_name(p->role);
-    char old_email[REPO_EMAIL_MAX + 1];
-    const unsigned char *t;
-    struct conn *c;
-    sqlite3_stmt *st;
-    bool was_admin, was_active, is_admin = false, is_active = false;
-    bool moved = false;
-    enum as_err err = acquire(impl, "user_patch", &c);
-
-    if (err != AS_OK)
-        return err;
-    if (!id || ((p->set & UF_ROLE) && !role) ||
-        ((p->set & UF_EMAIL) && !p->email) || (out && !a))
-        refuse(c, AS_ERR_BAD_REQUEST);
-    begin(c);
-    user_before(c, id, &was_admin, &was_active, old_email);
-    st = q(c, S_USER_PATCH);
-    b_text(c, st, 1, id);
-    b_int(c, st, 2, (p->set & UF_EMAIL) != 0);
-    b_text(c, st, 3, p->email);
-    b_int(c, st, 4, (p->set & UF_FULL_NAME) != 0);
-    b_text(c, st, 5, p->full_name);
-    b_int(c, st, 6, (p->set & UF_ROLE) != 0);
-    b_text(c, st, 7, role);
-    b_int(c, st, 8, (p->set & UF_ACTIVE) != 0);
-    b_int(c, st, 9, p->is_active);
-    b_int(c, st, 10, (p->set & UF_VERIFIED) != 0);
-    b_int(c, st, 11, p->is_verified);
-    b_int(c, st, 12, now);
-    if (row(c, st)) {
-        t = sqlite3_column_text(st, 4);
-        is_active = col_int(st, 5) != 0;
-        is_admin = repo_role_parse((const char *)t) == ROLE_ADMIN &&
-                   is_active;
-        t = sqlite3_column_text(st, 1);
-        moved = t && strcmp((const char *)t, old_email) != 0;
-        if (out)
-            read_user(c, st, out, a);
-    } else {
-        refuse(c, AS_ERR_NOT_FOUND);
-    }
-    done(st);
-    if (was_admin && !is_admin)
-        keep_an_admin(c);
-    if (was_active && !is_active)
-        revoke_all(c, id, NULL, now);
-    if (moved && p->email_notice)
-        queue_notice(c, id, old_email, p->email_notice);
-    end(c);
-    return release(impl, c);
-}
-
-static enum as_err sq_user_set_password(void *impl, const char *id,
-                                        const char *hash,
-                                        const char *keep_sid, int64_t now)
-{
-    struct conn *c;
-    sqlite3_stmt *st;
-    enum as_err err = acquire(impl, "user_set_password", &c);
-
-    if (err != AS_OK)
-        return err;
-    if (!hash)
-        refuse(c, AS_ERR_BAD_REQUEST);
-    begin(c);
-    st = q(c, S_USER_SET_PW);
-    b_text(c, st, 1, id);
-    b_text(c, st, 2, hash);
-    b_int(c, st, 3, now);
-    run(c, st);
-    if (changed(c) == 0)
-        refuse(c, AS_ERR_NOT_FOUND);
-    revoke_all(c, id, keep_sid, now);
-    st = q(c, S_OTT_RETIRE_RESETS);      /* earlier reset links retire */
-    b_text(c, st, 1, id);
-    b_int(c, st, 2, now);
-    run(c, st);
-    end(c);
-    return release(impl, c);
-}
-
-static enum as_err sq_user_rehash(void *impl, const char *id,
-                                  const char *old, const char *hash)
-{
-    struct conn *c;
-    sqlite3_stmt *st;
-    enum as_err err = acquire(impl, "user_rehash", &c);
-
-    if (err != AS_OK)
-        return err;
-    if (!old || !hash)
-        refuse(c, AS_ERR_BAD_REQUEST);
-    begin(c);
-    st = q(c, S_USER_REHASH);
-    b_text(c, st, 1, id);
-    b_text(c, st, 2, old);
-    b_text(c, st, 3, hash);
-    run(c, st);
-    end(c);
-    return release(impl, c);
-}
-
-static enum as_err sq_user_delete(void *impl, const char *id)
-{
-    struct conn *c;
-    sqlite3_stmt *st;
-    bool was_admin, was_active;
-    enum as_err err = acquire(impl, "user_delete", &c);
-
-    if (err != AS_OK)
-        return err;
-    begin(c);
-    user_flags(c, id, &was_admin, &was_active);
-    st = q(c, S_USER_DELETE);
-    b_text(c, st, 1, id);
-    run(c, st);
-    if (was_admin)
-        keep_an_admin(c);
-    end(c);
-    return release(impl, c);
-}
-
-static enum as_err sq_user_list(void *impl, const char *q_text,
-                                const char *after, unsigned limit,
-                                struct user *out, size_t *n,
-                                struct arena *a)
-{
-    struct conn *c;
-    sqlite3_stmt *st;
-    enum as_err err = acquire(impl, "user_list", &c);
-
-    *n = 0;
-    if (err != AS_OK)
-        return err;
-    st = q(c, S_USER_LIST);
-    b_text(c, st, 1, after);
-    b_text(c, st, 2, q_text);
-    b_int(c, st, 3, limit);
-    while (*n < limit && row(c, st))
-        read_user(c, st, &out[(*n)++], a);
-    done(st);
-    if (c->err != AS_OK)
-        *n = 0;
-    return release(impl, c);
-}
-
-static enum as_err sq_user_count(void *impl, bool admins_only, int64_t *out)
-{
-    struct conn *c;
-    sqlite3_stmt *st;
-    enum as_err err = acquire(impl, "user_count", &c);
-
-    *out = 0;
-    if (err != AS_OK)
-        return err;
-    st = q(c, admins_only ? S_ADMIN_COUNT : S_USER_COUNT);
-    if (row(c, st))
-        *out = col_int(st, 0);
-    done(st);
-    return release(impl, c);
-}
-
-/* Writes one count of (email, ip) back: count 0 deletes its row. */
-static void login_put(struct conn *c, const char *email, const char *ip,
-                      const struct login_count *n)
-{
-    sqlite3_stmt *st = q(c, n->count > 0 ? S_LOGIN_PUT : S_LOGIN_DEL);
-
-    b_text(c, st, 1, email);
-    b_text(c, st, 2, ip);
-    if (n->count > 0) {
-        b_int(c, st, 3, n->count);
-        b_int(c, st, 4, n->last_at);
-        b_int(c, st, 5, n->locked_until);
-    }
-    run(c, st);
-}
-
-/* BEGIN IMMEDIATE takes the write lock first, so the read, fn() and the
- * writes are one step that every other writer waits for. */
-static enum as_err sq_login_failures_update(void *impl, const char *email,
-                                            const char *ip,
-                                            repo_login_update_fn fn,
-                                            void *ctx)
-{
-    struct login_count mine = { 0 }, all = { 0 };
-    struct conn *c;
-    sqlite3_stmt *st;
-    enum as_err err = acquire(impl, "login_failures_update", &c);
-
-    if (err != AS_OK)
-        return err;
-    begin(c);
-    st = q(c, S_LOGIN_READ);
-    b_text(c, st, 1, email);
-    b_text(c, st, 2, ip);
-    while (row(c, st)) {
-        struct login_count *n = col_int(st, 0) ? &all : &mine;
-
-        n->count = col_int(st, 1);
-        n->last_at = col_int(st, 2);
-        n->locked_until = col_int(st, 3);
-    }
-    if (c->err == AS_OK) {
-        fn(ctx, &mine, &all);
-        login_put(c, email, ip, &mine);
-        login_put(c, email, "*", &all);
-    }
-    end(c);
-    return release(impl, c);
-}
-
-static enum as_err sq_login_failures_prune(void *impl, int64_t before)
-{
-    struct conn *c;
-    sqlite3_stmt *st;
-    enum as_err err = acquire(impl, "login_failures_prune", &c);
-
-    if (err != AS_OK)
-        return err;
-    st = q(c, S_LOGIN_PRUNE);
-    b_int(c, st, 1, before);
-    run(c, st);
-    return release(impl, c);
-}
-
-static enum as_err sq_login_failures_clear(void *impl, const char *email,
-                                           const char *ip)
-{
-    struct conn *c;
-    sqlite3_stmt *st;
-    enum as_err err = acquire(impl, "login_failures_clear", &c);
-
-    if (err != AS_OK)
-        return err;
-    st = q(c, ip ? S_LOGIN_CLEAR : S_LOGIN_CLEAR_ALL);
-    b_text(c, st, 1, email);
-    if (ip)
-        b_text(c, st, 2, ip);
-    run(c, st);
-    return release(impl, c);
-}
-
-static enum as_err sq_session_create(void *impl, const struct session *s,
-                                     const uint8_t hash[REPO_HASH_LEN])
-{
-    struct conn *c;
-    sqlite3_stmt *st;
-    enum as_err err = acquire(impl, "session_create", &c);
-
-    if (err != AS_OK)
-        return err;
-    begin(c);
-    st = q(c, S_SESSION_INSERT);
-    b_text(c, st, 1, s->id);
-    b_text(c, st, 2, s->user_id);
-    b_int(c, st, 3, s->created_at);
-    b_int(c, st, 4, s->last_used_at);
-    b_int(c, st, 5, s->expires_at);
-    b_time(c, st, 6, s->revoked_at);
-    b_text(c, st, 7, s->ip);
-    b_text(c, st, 8, s->user_agent);
-    b_text(c, st, 9, s->amr);
-    run(c, st);
-    st = q(c, S_TOKEN_INSERT);
-    b_hash(c, st, 1, hash);
-    b_text(c, st, 2, s->id);
-    b_int(c, st, 3, s->created_at);
-    run(c, st);
-    end(c);
-    return release(impl, c);
-}
-
-/* Reads session `sid` into `out`; AS_ERR_NOT_FOUND when absent. */
-static void session_load(struct conn *c, const char *sid,
-                         struct session *out, struct arena *a)
-{
-    sqlite3_stmt *st = q(c, S_SESSION_GET);
-
-    b_text(c, st, 1, sid);
-    if (row(c, st))
-        read_session(c, st, out, a);
-    else
-        refuse(c, AS_ERR_NOT_FOUND);
-    done(st);
-}
-
-static enum as_err sq_session_get(void *impl, const char *sid,
-                                  struct session *out, struct arena *a)
-{
-    struct conn *c;
-    enum as_err err = acquire(impl, "session_get", &c);
-
-    if (err != AS_OK)
-        return err;
-    session_load(c, sid, out, a);
-    return release(impl, c);
-}
-
-static enum as_err sq_session_state(void *impl, const char *sid,
-                                    int64_t now, struct session_state *out)
-{
-    const unsigned char *e;
-    struct conn *c;
-    sqlite3_stmt *st;
-    enum as_err err = acquire(impl, "session_state", &c);
-
-    out->live = false;
-    out->role = ROLE_USER;
-    out->email[0] = '\0';
-    if (err != AS_OK)
-        return err;
-    st = q(c, S_SESSION_STATE);
-    b_text(c, st, 1, sid);
-    b_int(c, st, 2, now);
-    if (row(c, st)) {
-        out->live = col_int(st, 0) != 0;
-        out->role = repo_role_parse((const char *)sqlite3_column_text(st, 1));
-        e = sqlite3_column_text(st, 2);
-        snprintf(out->email, sizeof out->email, "%s",
-                 e ? (const char *)e : "");
-    }
-    done(st);
-    return release(impl, c);
-}
-
-static enum as_err sq_session_list(void *impl, const char *user_id,
-                                   int64_t now, struct session **out,
-                                   size_t *n, struct arena *a)
-{
-    struct session *arr = NULL, *bigger;
-    size_t cap = 0;
-    struct conn *c;
-    sqlite3_stmt *st;
-    enum as_err err = acquire(impl, "session_list", &c);
-
-    *out = NULL;
-    *n = 0;
-    if (err != AS_OK)
-        return err;
-    st = q(c, S_SESSION_LIST);
-    b_text(c, st, 1, user_id);
-    b_int(c, st, 2, now);
-    while (row(c, st)) {
-        if (*n == cap) {                 /* grow: the old copy stays */
-            cap = cap ? cap * 2 : 8;     /* in the arena until it ends */
-            bigger = arena_alloc(a, cap * sizeof *arr);
-            if (!bigger) {
-                refuse(c, AS_ERR_NOMEM);
-                break;
-            }
-            if (*n)
-                memcpy(bigger, arr, *n * sizeof *arr);
-            arr = bigger;
-        }
-        read_session(c, st, &arr[(*n)++], a);
-    }
-    done(st);
-    if (c->err == AS_OK)
-        *out = arr;
-    else
-        *n = 0;
-    return release(impl, c);
-}
-
-static enum as_err sq_session_revoke(void *impl, const char *sid,
-                                     const char *user_id, int64_t now)
-{
-    struct conn *c;
-    sqlite3_stmt *st;
-    enum as_err err = acquire(impl, "session_revoke", &c);
-
-    if (err != AS_OK)
-        return err;
-    begin(c);
-    st = q(c, S_SESSION_REVOKE);
-    b_text(c, st, 1, sid);
-    b_text(c, st, 2, user_id);
-    b_int(c, st, 3, now);
-    run(c, st);
-    if (changed(c) == 0)
-        refuse(c, AS_ERR_NOT_FOUND);
-    end(c);
-    return release(impl, c);
-}
-
-static enum as_err sq_session_revoke_all(void *impl, const char *user_id,
-                                         const char *keep_sid, int64_t now)
-{
-    struct conn *c;
-    enum as_err err = acquire(impl, "session_revoke_all", &c);
-
-    if (err != AS_OK)
-        return err;
-    begin(c);
-    revoke_all(c, user_id, keep_sid, now);
-    end(c);
-    return release(impl, c);
-}
-
-/* now - grace_ms without overflow. */
-static int64_t grace_start(int64_t now, int64_t grace_ms)
-{
-    if (grace_ms <= 0)
-        return now;
-    return now < INT64_MIN + grace_ms ? INT64_MIN : now - grace_ms;
-}
-
-/* The parent could not be consumed: tells why. Fills `out` for GRACE
- * and, for the audit log, REUSED (revoking the session first). */
-static enum rotate_result judge(struct conn *c,
-                                const uint8_t parent[REPO_HASH_LEN],
-                                int64_t now, int64_t grace_ms,
-                                struct session *out, struct arena *a)
-{
-    sqlite3_stmt *st = q(c, S_TOKEN_LOOK);
-    char sid[UUID_STR_LEN] = "";
-    bool found, used = false, live = false;
-    int64_t used_at = 0;
-
-    b_hash(c, st, 1, parent);
-    b_int(c, st, 2, now);
-    found = row(c, st);
-    if (found) {
-        used = sqlite3_column_type(st, 0) != SQLITE_NULL;
-        used_at = col_int(st, 0);
-        col_id(c, st, 1, sid);
-        live = col_int(st, 2) != 0;
-    }
-    done(st);
-    if (!found || !used || !live || c->err != AS_OK)
-        return ROTATE_INVALID;
-    if (used_at >= grace_start(now, grace_ms)) {
-        session_load(c, sid, out, a);
-        return ROTATE_GRACE;
-    }
-    st = q(c, S_SESSION_KILL);
-    b_text(c, st, 1, sid);
-    b_int(c, st, 2, now);
-    run(c, st);
-    session_load(c, sid, out, a);
-    return ROTATE_REUSED;
-}
-
-static enum as_err sq_refresh_rotate(void *impl,
-                                     const uint8_t parent[REPO_HASH_LEN],
-                                     const uint8_t child[REPO_HASH_LEN],
-                                     int64_t now, int64_t grace_ms,
-                                     int64_t new_expires,
-                                     int64_t max_life_ms,
-                                     enum rotate_result *res,
-                                     struct session *out, struct arena *a)
-{
-    char sid[UUID_STR_LEN] = "";
-    struct conn *c;
-    sqlite3_stmt *st;
-    enum as_err err = acquire(impl, "refresh_rotate", &c);
-
-    *res = ROTATE_INVALID;
-    if (err != AS_OK)
-        return err;
-    begin(c);
-    st = q(c, S_TOKEN_USE);              /* consumes a live parent */
-    b_hash(c, st, 1, parent);
-    b_int(c, st, 2, now);
-    if (row(c, st)) {
-        col_id(c, st, 0, sid);
-        done(st);
-        st = q(c, S_TOKEN_INSERT);
-        b_hash(c, st, 1, child);
-        b_text(c, st, 2, sid);
-        b_int(c, st, 3, now);
-        run(c, st);
-        st = q(c, S_SESSION_TOUCH);
-        b_text(c, st, 1, sid);
-        b_int(c, st, 2, now);
-        b_int(c, st, 3, new_expires);
-        b_int(c, st, 4, max_life_ms);
-        run(c, st);
-        session_load(c, sid, out, a);
-        *res = ROTATE_OK;
-    } else {
-        *res = judge(c, parent, now, grace_ms, out, a);
-    }
-    end(c);
-    if (c->err != AS_OK)
-        *res = ROTATE_INVALID;
-    return release(impl, c);
-}
-
-static enum as_err sq_refresh_session(void *impl,
-                                      const uint8_t hash[REPO_HASH_LEN],
-                                      int64_t now, struct session *out,
-                                      struct arena *a)
-{
-    struct conn *c;
-    sqlite3_stmt *st;
-    enum as_err err = acquire(impl, "refresh_session", &c);
-
-    if (err != AS_OK)
-        return err;
-    st = q(c, S_TOKEN_SESSION);
-    b_hash(c, st, 1, hash);
-    b_int(c, st, 2, now);
-    if (row(c, st))
-        read_session(c, st, out, a);
-    else
-        refuse(c, AS_ERR_NOT_FOUND);
-    done(st);
-    return release(impl, c);
 }
 
 static void sq_close(void *impl)
@@ -2183,26 +1618,9 @@ static const struct repo_ops sqlite_ops = {
     .migrate = sq_migrate,
     .ping = sq_ping,
     .close = sq_close,
-    .user_insert = sq_user_insert,
-    .user_by_id = sq_user_by_id,
-    .user_by_email = sq_user_by_email,
-    .user_patch = sq_user_patch,
-    .user_set_password = sq_user_set_password,
-    .user_rehash = sq_user_rehash,
-    .user_delete = sq_user_delete,
-    .user_list = sq_user_list,
-    .user_count = sq_user_count,
-    .login_failures_update = sq_login_failures_update,
-    .login_failures_prune = sq_login_failures_prune,
-    .login_failures_clear = sq_login_failures_clear,
-    .session_create = sq_session_create,
-    .session_get = sq_session_get,
-    .session_state = sq_session_state,
-    .session_list = sq_session_list,
-    .session_revoke = sq_session_revoke,
-    .session_revoke_all = sq_session_revoke_all,
-    .refresh_rotate = sq_refresh_rotate,
-    .refresh_session = sq_refresh_session,
+    DB_USER_OPS,
+    DB_LOGIN_OPS,
+    DB_SESSION_OPS,
     .outbox_add = sq_outbox_add,
     .outbox_resolve = sq_outbox_resolve,
     .outbox_drop = sq_outbox_drop,
@@ -2262,6 +1680,7 @@ static enum as_err sq_new(const struct cfg *cfg, const char *path,
     *out = NULL;
     if (!s)
         return AS_ERR_NOMEM;
+    s->base.drv = &sqlite_driver;
     s->path = strdup(path);
     /* Each connection to ":memory:" is a database of its own. */
     s->max = memory ? 1 : cfg->db_pool_size ? cfg->db_pool_size

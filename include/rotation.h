@@ -1,0 +1,34 @@
+#ifndef AUTH_ROTATION_H         /* rotation.h: the refresh rotation rule */
+#define AUTH_ROTATION_H
+#include <stdbool.h>
+#include <stdint.h>
+#include "repo.h"
+
+/* What the database holds about a presented refresh token and its
+ * session, read in the transaction that rotates it (src/repo/sessions.c).
+ * Times are Unix ms. */
+struct rotation_facts {
+    bool found;                  /* the token is known */
+    bool used;                   /* consumed already, at used_at */
+    int64_t used_at;
+    bool revoked;                /* the session was revoked */
+    int64_t expires_at;          /* the session's */
+    bool user_active;
+};
+
+/* The fate of a rotation at `now` (see enum rotate_result in repo.h): a
+ * token of a session that is revoked, expired (expires_at <= now) or
+ * whose user is inactive is ROTATE_INVALID, as is an unknown one; an
+ * unused token is ROTATE_OK; one used at or after now - grace_ms is
+ * ROTATE_GRACE (grace_ms <= 0: none), earlier ROTATE_REUSED. Pure; no
+ * overflow for any input. */
+enum rotate_result rotation_judge(const struct rotation_facts *f,
+                                  int64_t now, int64_t grace_ms);
+
+/* The expiry a rotation gives a session created at `created_at`:
+ * `new_expires`, but never past created_at + max_life_ms (the session
+ * ends then); saturates instead of overflowing. */
+int64_t rotation_expiry(int64_t created_at, int64_t new_expires,
+                        int64_t max_life_ms);
+
+#endif

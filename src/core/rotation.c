@@ -1,0 +1,38 @@
+/* rotation.c: the refresh rotation rule, once for every backend: which
+ * presented token rotates, which is a retry within the grace, which is a
+ * replay that revokes its session. No SQL: src/repo/sessions.c reads the
+ * facts and applies the result in one transaction. */
+#include "rotation.h"
+
+/* now - grace_ms without overflow. */
+static int64_t grace_start(int64_t now, int64_t grace_ms)
+{
+    if (grace_ms <= 0)
+        return now;
+    return now < INT64_MIN + grace_ms ? INT64_MIN : now - grace_ms;
+}
+
+enum rotate_result rotation_judge(const struct rotation_facts *f,
+                                  int64_t now, int64_t grace_ms)
+{
+    if (!f->found || f->revoked || f->expires_at <= now || !f->user_active)
+        return ROTATE_INVALID;
+    if (!f->used)
+        return ROTATE_OK;
+    return f->used_at >= grace_start(now, grace_ms) ? ROTATE_GRACE
+                                                    : ROTATE_REUSED;
+}
+
+int64_t rotation_expiry(int64_t created_at, int64_t new_expires,
+                        int64_t max_life_ms)
+{
+    int64_t cap;
+
+    if (max_life_ms >= 0)
+        cap = created_at > INT64_MAX - max_life_ms ? INT64_MAX
+                                                   : created_at + max_life_ms;
+    else
+        cap = created_at < INT64_MIN - max_life_ms ? INT64_MIN
+                                                   : created_at + max_life_ms;
+    return new_expires < cap ? new_expires : cap;
+}

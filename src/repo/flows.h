@@ -1,0 +1,89 @@
+#ifndef AUTH_FLOWS_H           /* flows.h: storage flows above the drivers */
+#define AUTH_FLOWS_H
+/* The repo_ops entries written once for both backends, one area file
+ * each (src/repo/users.c, ...). `impl` is a backend's state, which begins
+ * with struct db (driver.h). A backend lists an area in its repo_ops with
+ * the area's macro: static const struct repo_ops ops = { DB_USER_OPS, ...
+ * }. Contracts: the repo_* function of the same name in include/repo.h. */
+#include "driver.h"
+#include "repo.h"
+
+/* ---- users (users.c) ---- */
+enum as_err db_user_insert(void *impl, const struct user *u);
+enum as_err db_user_by_id(void *impl, const char *id, struct user *out,
+                          struct arena *a);
+enum as_err db_user_by_email(void *impl, const char *email,
+                             struct user *out, struct arena *a);
+enum as_err db_user_patch(void *impl, const char *id,
+                          const struct user_patch *p, int64_t now,
+                          struct user *out, struct arena *a);
+enum as_err db_user_set_password(void *impl, const char *id,
+                                 const char *hash, const char *keep_sid,
+                                 int64_t now);
+enum as_err db_user_rehash(void *impl, const char *id, const char *old,
+                           const char *hash);
+enum as_err db_user_delete(void *impl, const char *id);
+enum as_err db_user_list(void *impl, const char *q, const char *after,
+                         unsigned limit, struct user *out, size_t *n,
+                         struct arena *a);
+enum as_err db_user_count(void *impl, bool admins_only, int64_t *out);
+
+#define DB_USER_OPS                                                        \
+    .user_insert = db_user_insert, .user_by_id = db_user_by_id,            \
+    .user_by_email = db_user_by_email, .user_patch = db_user_patch,        \
+    .user_set_password = db_user_set_password,                             \
+    .user_rehash = db_user_rehash, .user_delete = db_user_delete,          \
+    .user_list = db_user_list, .user_count = db_user_count
+
+/* ---- sessions and refresh tokens (sessions.c) ---- */
+/* Inside flow `t` (which holds the user's row, or on SQLite the write
+ * lock): revokes every unrevoked session of `user_id` but `keep_sid`
+ * (NULL: all). */
+void db_revoke_sessions(struct db_tx *t, const char *user_id,
+                        const char *keep_sid, int64_t now);
+enum as_err db_session_create(void *impl, const struct session *s,
+                              const uint8_t hash[REPO_HASH_LEN]);
+enum as_err db_session_get(void *impl, const char *sid, struct session *out,
+                           struct arena *a);
+enum as_err db_session_state(void *impl, const char *sid, int64_t now,
+                             struct session_state *out);
+enum as_err db_session_list(void *impl, const char *user_id, int64_t now,
+                            struct session **out, size_t *n,
+                            struct arena *a);
+enum as_err db_session_revoke(void *impl, const char *sid,
+                              const char *user_id, int64_t now);
+enum as_err db_session_revoke_all(void *impl, const char *user_id,
+                                  const char *keep_sid, int64_t now);
+enum as_err db_refresh_rotate(void *impl,
+                              const uint8_t parent[REPO_HASH_LEN],
+                              const uint8_t child[REPO_HASH_LEN],
+                              int64_t now, int64_t grace_ms,
+                              int64_t new_expires, int64_t max_life_ms,
+                              enum rotate_result *res, struct session *out,
+                              struct arena *a);
+enum as_err db_refresh_session(void *impl, const uint8_t hash[REPO_HASH_LEN],
+                               int64_t now, struct session *out,
+                               struct arena *a);
+
+#define DB_SESSION_OPS                                                     \
+    .session_create = db_session_create, .session_get = db_session_get,    \
+    .session_state = db_session_state, .session_list = db_session_list,    \
+    .session_revoke = db_session_revoke,                                   \
+    .session_revoke_all = db_session_revoke_all,                           \
+    .refresh_rotate = db_refresh_rotate,                                   \
+    .refresh_session = db_refresh_session
+
+/* ---- login-failure counts (login_failures.c) ---- */
+enum as_err db_login_failures_update(void *impl, const char *email,
+                                     const char *ip, repo_login_update_fn fn,
+                                     void *ctx);
+enum as_err db_login_failures_prune(void *impl, int64_t before);
+enum as_err db_login_failures_clear(void *impl, const char *email,
+                                    const char *ip);
+
+#define DB_LOGIN_OPS                                                       \
+    .login_failures_update = db_login_failures_update,                     \
+    .login_failures_prune = db_login_failures_prune,                       \
+    .login_failures_clear = db_login_failures_clear
+
+#endif

@@ -1,0 +1,111 @@
+/* login_failures.c: the login-failure counts of the repository, written
+ * once for both backends over the driver (driver.h). The lockout rule is
+ * src/lockout.c's (the callback); this file makes its read-count-write
+ * one atomic step. */
+#include "flows.h"
+
+enum {
+    L_LOCK, L_READ, L_PUT, L_DEL, L_PRUNE, L_CLEAR, L_CLEAR_ALL, L_NSTMT
+};
+
+static struct db_stmt sql[L_NSTMT] = {
+    /* A transaction-scoped advisory lock on the email (key space 0x4c4f,
+     * "LO", apart from the single-key locks of the migrations)
+     * serialises every change of its counts, on every instance; one lock
+     * per transaction, so it cannot deadlock. SQLite's writers wait for
+     * each other already (BEGIN IMMEDIATE). */
+    [L_LOCK] = DB_PG_ONLY("SELECT pg_advisory_xact_lock(19535, "
+                          "hashtext($1))"),
+    [L_READ] = DB_SQL("SELECT ip = '*', count, last_at, "
+                      "coalesce(locked_until, 0) FROM login_failures "
+                      "WHERE email = $1 AND ip IN ($2, '*')"),
+    [L_PUT] = DB_SQL("INSERT INTO login_failures (email, ip, count, "
+                     "last_at, locked_until) VALUES ($1, $2, $3, $4, $5) "
+                     "ON CONFLICT (email, ip) DO UPDATE SET "
+                     "count = excluded.count, last_at = excluded.last_at, "
+                     "locked_until = excluded.locked_until"),
+    [L_DEL] = DB_SQL("DELETE FROM login_failures "
+                     "WHERE email = $1 AND ip = $2"),
+    /* PostgreSQL skips rows others hold: it never waits nor deadlocks. */
+    [L_PRUNE] = DB_SPLIT("DELETE FROM login_failures WHERE rowid IN "
+                         "(SELECT rowid FROM login_failures "
+                         "WHERE last_at < $1 LIMIT 16)",
+                         "DELETE FROM login_failures "
+                         "WHERE last_at < $1 AND (email, ip) IN "
+                         "(SELECT email, ip FROM login_failures "
+                         "WHERE last_at < $1 LIMIT 16 "
+                         "FOR UPDATE SKIP LOCKED)"),
+    [L_CLEAR] = DB_SQL("DELETE FROM login_failures "
+                       "WHERE email = $1 AND ip IN ($2, '*')"),
+    [L_CLEAR_ALL] = DB_SQL("DELETE FROM login_failures WHERE email = $1"),
+};
+
+/* Writes one count of (email, ip) back: count 0 deletes its row. */
+static void put(struct db_tx *t, const char *email, const char *ip,
+                const struct login_count *n)
+{
+    struct db_rows r;
+
+    if (n->count > 0)
+        DB_RUN(t, &sql[L_PUT], &r, db_text(email), db_text(ip),
+               db_int(n->count), db_int(n->last_at),
+               db_int(n->locked_until));
+    else
+        DB_RUN(t, &sql[L_DEL], &r, db_text(email), db_text(ip));
+}
+
+enum as_err db_login_failures_update(void *impl, const char *email,
+                                     const char *ip, repo_login_update_fn fn,
+                                     void *ctx)
+{
+    struct login_count mine = { 0 }, all = { 0 };
+    struct db_rows r;
+    struct db_tx t;
+    size_t i;
+
+    db_open(&t, impl, "login_failures_update", true, NULL);
+    DB_RUN(&t, &sql[L_LOCK], &r, db_text(email));
+    DB_RUN(&t, &sql[L_READ], &r, db_text(email), db_text(ip));
+    for (i = 0; t.err == AS_OK && i < r.n; i++) {
+        struct login_count *n = db_flag(db_at(&r, i, 0)) ? &all : &mine;
+
+        n->count = db_i64(db_at(&r, i, 1));
+        n->last_at = db_i64(db_at(&r, i, 2));
+        n->locked_until = db_i64(db_at(&r, i, 3));
+    }
+    if (t.err == AS_OK) {
+        fn(ctx, &mine, &all);
+        put(&t, email, ip, &mine);
+        put(&t, email, "*", &all);
+    }
+    return db_close(&t);
+}
+
+enum as_err db_login_failures_prune(void *impl, int64_t before)
+{
+    struct db_rows r;
+    struct db_tx t;
+
+    db_open(&t, impl, "login_failures_prune", false, NULL);
+    DB_RUN(&t, &sql[L_PRUNE], &r, db_int(before));
+    return db_close(&t);
+}
+
+/* Under the email's lock, like an update: the two rows of a clear and of
+ * an update are then never locked in opposite orders. */
+enum as_err db_login_failures_clear(void *impl, const char *email,
+                                    const char *ip)
+{
+    struct db_rows r;
+    struct db_tx t;
+    enum as_err err;
+
+    db_open(&t, impl, "login_failures_clear", true, NULL);
+    DB_RUN(&t, &sql[L_LOCK], &r, db_text(email));
+    if (ip)
+        DB_RUN(&t, &sql[L_CLEAR], &r, db_text(email), db_text(ip));
+    else
+        DB_RUN(&t, &sql[L_CLEAR_ALL], &r, db_text(email));
+    err = db_close(&t);
+    return err == AS_ERR_VALIDATION ? AS_OK : err; /* never counted */
+}

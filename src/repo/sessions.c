@@ -1,0 +1,299 @@
+/* sessions.c: the sessions and refresh tokens area of the repository,
+ * written once for both backends over the driver (driver.h). Whether a
+ * presented refresh token rotates is src/core/rotation.c's rule; this
+ * file reads its facts and applies the answer in one transaction. */
+#include "flows.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "repo_int.h"
+#include "rotation.h"
+
+#define SESSION_COLS                                                       \
+    "s.id, s.user_id, s.created_at, s.last_used_at, s.expires_at, "        \
+    "s.revoked_at, s.ip, s.user_agent, s.amr"
+#define SESSION_NCOLS 9
+/* Session s (of user u) is live at $2. */
+#define LIVE_AT_2 "s.revoked_at IS NULL AND s.expires_at > $2 AND u.is_active"
+#define REVOKE_ALL                                                         \
+    "UPDATE sessions SET revoked_at = $3 WHERE user_id = $1 "              \
+    "AND revoked_at IS NULL AND ($2 IS NULL OR id <> $2)"
+
+enum {
+    S_INSERT, S_TOKEN_INSERT, S_GET, S_STATE, S_LIST, S_REVOKE, S_REVOKE_ALL,
+    S_REVOKE_USER, S_LOCK_BY_TOKEN, S_FACTS, S_TOKEN_USE, S_CHILD, S_TOUCH,
+    S_KILL, S_TOKEN_SESSION, S_NSTMT
+};
+
+static struct db_stmt sql[S_NSTMT] = {
+    [S_INSERT] = DB_SQL("INSERT INTO sessions (id, user_id, created_at, "
+                        "last_used_at, expires_at, revoked_at, ip, "
+                        "user_agent, amr) VALUES ($1, $2, $3, $4, $5, $6, "
+                        "$7, $8, coalesce($9, 'pwd'))"),
+    [S_TOKEN_INSERT] = DB_SQL("INSERT INTO refresh_tokens (hash, "
+                              "session_id, created_at) VALUES ($1, $2, $3)"),
+    [S_GET] = DB_SQL("SELECT " SESSION_COLS " FROM sessions s "
+                     "WHERE s.id = $1"),
+    [S_STATE] = DB_SQL("SELECT " LIVE_AT_2 ", u.role, u.email "
+                       "FROM sessions s JOIN users u ON u.id = s.user_id "
+                       "WHERE s.id = $1"),
+    [S_LIST] = DB_SQL("SELECT " SESSION_COLS " FROM sessions s "
+                      "WHERE s.user_id = $1 AND s.revoked_at IS NULL "
+                      "AND s.expires_at > $2 "
+                      "ORDER BY s.created_at DESC, s.id DESC "
+                      "LIMIT " REPO_SESSION_LIST_MAX_STR),
+    [S_REVOKE] = DB_SQL("UPDATE sessions SET revoked_at = $3 "
+                        "WHERE id = $1 AND revoked_at IS NULL "
+                        "AND expires_at > $3 "
+                        "AND ($2 IS NULL OR user_id = $2)"),
+    /* Inside a flow that holds the user's row already. */
+    [S_REVOKE_ALL] = DB_SQL(REVOKE_ALL),
+    /* Alone: the user's row first (lock order, see users.c), as a
+     * password change does. */
+    [S_REVOKE_USER] = DB_SPLIT(REVOKE_ALL,
+                               "UPDATE sessions SET revoked_at = $3 "
+                               "WHERE user_id = (SELECT id FROM users "
+                               "WHERE id = $1 FOR NO KEY UPDATE) "
+                               "AND revoked_at IS NULL "
+                               "AND ($2 IS NULL OR id <> $2)"),
+    /* The session's row before its tokens (lock order): a concurrent
+     * rotation or delete of the same session waits here, then reads the
+     * token as that one left it. */
+    [S_LOCK_BY_TOKEN] = DB_PG_ONLY("SELECT id FROM sessions WHERE id = "
+                                   "(SELECT session_id FROM refresh_tokens "
+                                   "WHERE hash = $1) FOR NO KEY UPDATE"),
+    [S_FACTS] = DB_SQL("SELECT " SESSION_COLS ", t.used_at, u.is_active "
+                       "FROM refresh_tokens t "
+                       "JOIN sessions s ON s.id = t.session_id "
+                       "JOIN users u ON u.id = s.user_id WHERE t.hash = $1"),
+    /* Compare-and-set: consumes the parent only while unused. */
+    [S_TOKEN_USE] = DB_SQL("UPDATE refresh_tokens SET used_at = $2 "
+                           "WHERE hash = $1 AND used_at IS NULL"),
+    [S_CHILD] = DB_SQL("INSERT INTO refresh_tokens (hash, session_id, "
+                       "created_at) VALUES ($1, $2, $3) "
+                       "ON CONFLICT (hash) DO NOTHING"),
+    [S_TOUCH] = DB_SQL("UPDATE sessions SET last_used_at = $2, "
+                       "expires_at = $3 WHERE id = $1"),
+    [S_KILL] = DB_SQL("UPDATE sessions SET revoked_at = $2 "
+                      "WHERE id = $1 AND revoked_at IS NULL"),
+    [S_TOKEN_SESSION] = DB_SQL("SELECT " SESSION_COLS " FROM refresh_tokens t "
+                               "JOIN sessions s ON s.id = t.session_id "
+                               "JOIN users u ON u.id = s.user_id "
+                               "WHERE t.hash = $1 AND t.used_at IS NULL "
+                               "AND " LIVE_AT_2),
+};
+
+/* Reads SESSION_COLS of row `i`. */
+static void read_session(struct db_tx *t, const struct db_rows *r, size_t i,
+                         struct session *s)
+{
+    memset(s, 0, sizeof *s);
+    db_id(t, db_at(r, i, 0), s->id);
+    db_id(t, db_at(r, i, 1), s->user_id);
+    s->created_at = db_i64(db_at(r, i, 2));
+    s->last_used_at = db_i64(db_at(r, i, 3));
+    s->expires_at = db_i64(db_at(r, i, 4));
+    s->revoked_at = db_i64(db_at(r, i, 5));    /* NULL reads as 0 */
+    s->ip = db_str(db_at(r, i, 6));
+    s->user_agent = db_str(db_at(r, i, 7));
+    s->amr = db_str(db_at(r, i, 8));
+}
+
+/* Text PostgreSQL refuses to store (not UTF-8) was never stored. */
+static enum as_err none_if_invalid(enum as_err err, enum as_err none)
+{
+    return err == AS_ERR_VALIDATION ? none : err;
+}
+
+void db_revoke_sessions(struct db_tx *t, const char *user_id,
+                        const char *keep_sid, int64_t now)
+{
+    struct db_rows r;
+
+    DB_RUN(t, &sql[S_REVOKE_ALL], &r, db_text(user_id), db_text(keep_sid),
+           db_int(now));
+}
+
+enum as_err db_session_create(void *impl, const struct session *s,
+                              const uint8_t hash[REPO_HASH_LEN])
+{
+    struct db_rows r;
+    struct db_tx t;
+
+    db_open(&t, impl, "session_create", true, NULL);
+    DB_RUN(&t, &sql[S_INSERT], &r, db_text(s->id), db_text(s->user_id),
+           db_int(s->created_at), db_int(s->last_used_at),
+           db_int(s->expires_at),
+           db_time(s->revoked_at),
+           db_text(s->ip), db_text(s->user_agent), db_text(s->amr));
+    DB_RUN(&t, &sql[S_TOKEN_INSERT], &r, db_blob(hash, REPO_HASH_LEN),
+           db_text(s->id), db_int(s->created_at));
+    return db_close(&t);
+}
+
+/* The one session statement `st` finds (bound to `key`, `now`). */
+static enum as_err session_one(void *impl, int st, const char *op,
+                               struct db_val key, int64_t now,
+                               struct session *out, struct arena *a)
+{
+    struct db_rows r;
+    struct db_tx t;
+
+    db_open(&t, impl, op, false, a);
+    if (DB_RUN(&t, &sql[st], &r, key, db_int(now)) && r.n == 0)
+        db_refuse(&t, AS_ERR_NOT_FOUND);
+    if (r.n > 0)
+        read_session(&t, &r, 0, out);
+    return none_if_invalid(db_close(&t), AS_ERR_NOT_FOUND);
+}
+
+enum as_err db_session_get(void *impl, const char *sid, struct session *out,
+                           struct arena *a)
+{
+    if (!sid)
+        return AS_ERR_NOT_FOUND;
+    return session_one(impl, S_GET, "session_get", db_text(sid), 0, out, a);
+}
+
+enum as_err db_session_state(void *impl, const char *sid, int64_t now,
+                             struct session_state *out)
+{
+    struct db_rows r;
+    struct db_tx t;
+    const char *email;
+
+    out->live = false;
+    out->role = ROLE_USER;
+    out->email[0] = '\0';
+    if (!sid)
+        return AS_OK;
+    db_open(&t, impl, "session_state", false, NULL);
+    if (DB_RUN(&t, &sql[S_STATE], &r, db_text(sid), db_int(now)) &&
+        r.n == 1) {
+        out->live = db_flag(db_at(&r, 0, 0));
+        out->role = repo_role_parse(db_str(db_at(&r, 0, 1)));
+        email = db_str(db_at(&r, 0, 2));
+        snprintf(out->email, sizeof out->email, "%s", email ? email : "");
+    }
+    return none_if_invalid(db_close(&t), AS_OK);
+}
+
+enum as_err db_session_list(void *impl, const char *user_id, int64_t now,
+                            struct session **out, size_t *n,
+                            struct arena *a)
+{
+    struct session *arr = NULL;
+    struct db_rows r;
+    struct db_tx t;
+    enum as_err err;
+    size_t i;
+
+    *out = NULL;
+    *n = 0;
+    if (!user_id)
+        return AS_OK;
+    db_open(&t, impl, "session_list", false, a);
+    if (DB_RUN(&t, &sql[S_LIST], &r, db_text(user_id), db_int(now)) &&
+        r.n > 0) {
+        arr = arena_alloc(a, r.n * sizeof *arr);
+        if (!arr)
+            db_refuse(&t, AS_ERR_NOMEM);
+        for (i = 0; arr && i < r.n; i++)
+            read_session(&t, &r, i, &arr[i]);
+    }
+    err = db_close(&t);
+    if (err == AS_OK) {
+        *out = arr;
+        *n = r.n;
+    }
+    return none_if_invalid(err, AS_OK);
+}
+
+enum as_err db_session_revoke(void *impl, const char *sid,
+                              const char *user_id, int64_t now)
+{
+    struct db_rows r;
+    struct db_tx t;
+
+    if (!sid)
+        return AS_ERR_NOT_FOUND;
+    db_open(&t, impl, "session_revoke", false, NULL);
+    if (DB_RUN(&t, &sql[S_REVOKE], &r, db_text(sid), db_text(user_id),
+               db_int(now)) && r.changed == 0)
+        db_refuse(&t, AS_ERR_NOT_FOUND);
+    return none_if_invalid(db_close(&t), AS_ERR_NOT_FOUND);
+}
+
+enum as_err db_session_revoke_all(void *impl, const char *user_id,
+                                  const char *keep_sid, int64_t now)
+{
+    struct db_rows r;
+    struct db_tx t;
+
+    if (!user_id)
+        return AS_OK;
+    db_open(&t, impl, "session_revoke_all", false, NULL);
+    DB_RUN(&t, &sql[S_REVOKE_USER], &r, db_text(user_id), db_text(keep_sid),
+           db_int(now));
+    return none_if_invalid(db_close(&t), AS_OK);
+}
+
+enum as_err db_refresh_rotate(void *impl,
+                              const uint8_t parent[REPO_HASH_LEN],
+                              const uint8_t child[REPO_HASH_LEN],
+                              int64_t now, int64_t grace_ms,
+                              int64_t new_expires, int64_t max_life_ms,
+                              enum rotate_result *res, struct session *out,
+                              struct arena *a)
+{
+    struct rotation_facts f = { 0 };
+    struct db_val hash = db_blob(parent, REPO_HASH_LEN);
+    struct db_rows r, w;
+    struct db_tx t;
+    enum as_err err;
+
+    *res = ROTATE_INVALID;
+    db_open(&t, impl, "refresh_rotate", true, a);
+    DB_RUN(&t, &sql[S_LOCK_BY_TOKEN], &r, hash);
+    if (DB_RUN(&t, &sql[S_FACTS], &r, hash) && r.n == 1) {
+        f.found = true;
+        f.used = !db_at(&r, 0, SESSION_NCOLS)->null;
+        f.used_at = db_i64(db_at(&r, 0, SESSION_NCOLS));
+        f.revoked = !db_at(&r, 0, 5)->null;
+        f.expires_at = db_i64(db_at(&r, 0, 4));
+        f.user_active = db_flag(db_at(&r, 0, SESSION_NCOLS + 1));
+        read_session(&t, &r, 0, out);
+    }
+    if (t.err == AS_OK)
+        *res = rotation_judge(&f, now, grace_ms);
+    if (*res == ROTATE_OK) {
+        /* Under the locks nobody consumed it since the read: a miss is
+         * a conflict, and the whole call runs again. */
+        if (DB_RUN(&t, &sql[S_TOKEN_USE], &w, hash, db_int(now)) &&
+            w.changed != 1)
+            db_refuse(&t, AS_ERR_LOCK_CONFLICT);
+        DB_RUN(&t, &sql[S_CHILD], &w, db_blob(child, REPO_HASH_LEN),
+               db_text(out->id), db_int(now));
+        out->last_used_at = now;
+        out->expires_at = rotation_expiry(out->created_at, new_expires,
+                                          max_life_ms);
+        DB_RUN(&t, &sql[S_TOUCH], &w, db_text(out->id), db_int(now),
+               db_int(out->expires_at));
+    } else if (*res == ROTATE_REUSED) {
+        DB_RUN(&t, &sql[S_KILL], &w, db_text(out->id), db_int(now));
+        out->revoked_at = now;
+    }
+    err = db_close(&t);
+    if (err != AS_OK)
+        *res = ROTATE_INVALID;
+    return err;
+}
+
+enum as_err db_refresh_session(void *impl, const uint8_t hash[REPO_HASH_LEN],
+                               int64_t now, struct session *out,
+                               struct arena *a)
+{
+    return session_one(impl, S_TOKEN_SESSION, "refresh_session",
+                       db_blob(hash, REPO_HASH_LEN), now, out, a);
+}

@@ -1,0 +1,325 @@
+/* users.c: the users area of the repository, written once for both
+ * backends over the driver (driver.h): its statements and its flows
+ * (what runs in which transaction, what a result means). The last-admin
+ * rule lives here. */
+#include "flows.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "repo_int.h"
+
+#define USER_COLS                                                          \
+    "id, email, full_name, password_hash, role, is_active, is_verified, "  \
+    "created_at, updated_at"
+#define USER_NCOLS 9
+/* Whether the user (table users) has its second factor on. */
+#define USER_MFA_COL                                                       \
+    ", EXISTS (SELECT 1 FROM user_mfa m WHERE m.user_id = users.id "       \
+    "AND m.enabled)"
+/* Before a change: whether user $1 is an active admin, whether active,
+ * and its email. */
+#define USER_FLAGS                                                         \
+    "SELECT role = 'admin' AND is_active, is_active, email FROM users "    \
+    "WHERE id = $1"
+#define LIST_WHERE "WHERE ($1 IS NULL OR id > $1) AND ($2 IS NULL "
+
+enum {
+    U_INSERT, U_BY_ID, U_BY_EMAIL, U_LOCK_ADMINS, U_BEFORE_PATCH,
+    U_BEFORE_DELETE, U_PATCH, U_NOTICE, U_SET_PW,
+    U_RETIRE_RESETS, U_REHASH, U_DELETE, U_LIST, U_COUNT, U_ADMIN_COUNT,
+    U_NSTMT
+};
+
+_Static_assert(UF_EMAIL == 1 && UF_FULL_NAME == 2 && UF_ROLE == 4 &&
+                   UF_ACTIVE == 8 && UF_VERIFIED == 16,
+               "the bits tested in the SQL of U_PATCH");
+
+static struct db_stmt sql[U_NSTMT] = {
+    [U_INSERT] = DB_SQL("INSERT INTO users (" USER_COLS ") "
+                        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"),
+    [U_BY_ID] = DB_SQL("SELECT " USER_COLS USER_MFA_COL " FROM users "
+                       "WHERE id = $1"),
+    [U_BY_EMAIL] = DB_SQL("SELECT " USER_COLS USER_MFA_COL " FROM users "
+                          "WHERE email = $1"),
+    /* Lock order. Every PostgreSQL transaction takes its row locks in
+     * this order, and may skip a step: (1) the active admin rows, in id
+     * order, where the last admin is at stake; (2) the user's row; (3)
+     * its sessions; (4) the refresh tokens of a session, the user's
+     * one-time tokens and outbox rows. A transaction that starts from a
+     * token locks the row above it first, so two requests on one user
+     * queue on one row instead of each holding a token the other needs.
+     * What still deadlocks is retried by src/repo/repo.c, as a whole.
+     * NO KEY UPDATE serialises every change to admins yet lets logins
+     * (foreign-key KEY SHARE) pass; a demotion that commits first drops
+     * its row from the set (READ COMMITTED rechecks it). */
+    [U_LOCK_ADMINS] = DB_PG_ONLY("SELECT id FROM users WHERE role = "
+                                 "'admin' AND is_active ORDER BY id "
+                                 "FOR NO KEY UPDATE"),
+    [U_BEFORE_PATCH] = DB_SPLIT(USER_FLAGS,
+                                USER_FLAGS " FOR NO KEY UPDATE"),
+    [U_BEFORE_DELETE] = DB_SPLIT(USER_FLAGS, USER_FLAGS " FOR UPDATE"),
+    /* Every column is written only when $2 names it (enum user_field
+     * bits), from the row as it is now, never from an earlier read. */
+    [U_PATCH] = DB_SQL(
+        "UPDATE users SET "
+        "email = CASE WHEN $2 & 1 <> 0 THEN $3 ELSE email END, "
+        "full_name = CASE WHEN $2 & 2 <> 0 THEN $4 ELSE full_name END, "
+        "role = CASE WHEN $2 & 4 <> 0 THEN $5 ELSE role END, "
+        "is_active = CASE WHEN $2 & 8 <> 0 THEN $6 ELSE is_active END, "
+        "is_verified = CASE WHEN $2 & 16 <> 0 THEN $7 "
+        "WHEN $2 & 1 <> 0 AND $3 <> email THEN false "
+        "ELSE is_verified END, "
+        "updated_at = $8 WHERE id = $1 RETURNING " USER_COLS USER_MFA_COL),
+    [U_NOTICE] = DB_SQL("INSERT INTO outbox (id, user_id, kind, recipient, "
+                        "resolved, created_at, next_attempt_at) "
+                        "VALUES ($1, $2, $3, $4, true, $5, $5)"),
+    [U_SET_PW] = DB_SQL("UPDATE users SET password_hash = $2, "
+                        "updated_at = $3 WHERE id = $1"),
+    [U_RETIRE_RESETS] = DB_SQL("UPDATE one_time_tokens SET used_at = $2 "
+                               "WHERE user_id = $1 AND purpose = 'reset' "
+                               "AND used_at IS NULL"),
+    [U_REHASH] = DB_SQL("UPDATE users SET password_hash = $3 "
+                        "WHERE id = $1 AND password_hash = $2"),
+    [U_DELETE] = DB_SQL("DELETE FROM users WHERE id = $1"),
+    [U_LIST] = DB_SPLIT(
+        "SELECT " USER_COLS USER_MFA_COL " FROM users " LIST_WHERE
+        "OR instr(lower(email), lower($2)) > 0 "
+        "OR instr(lower(full_name), lower($2)) > 0) ORDER BY id LIMIT $3",
+        "SELECT " USER_COLS USER_MFA_COL " FROM users " LIST_WHERE
+        "OR strpos(lower(email), lower($2)) > 0 "
+        "OR strpos(lower(coalesce(full_name, '')), lower($2)) > 0) "
+        "ORDER BY id LIMIT $3"),
+    [U_COUNT] = DB_SQL("SELECT count(*) FROM users"),
+    [U_ADMIN_COUNT] = DB_SQL("SELECT count(*) FROM users "
+                             "WHERE role = 'admin' AND is_active"),
+};
+
+/* Reads USER_COLS (and USER_MFA_COL when there) of row `i`. */
+static void read_user(struct db_tx *t, const struct db_rows *r, size_t i,
+                      struct user *u)
+{
+    memset(u, 0, sizeof *u);
+    db_id(t, db_at(r, i, 0), u->id);
+    u->email = db_str(db_at(r, i, 1));
+    u->full_name = db_str(db_at(r, i, 2));
+    u->password_hash = db_str(db_at(r, i, 3));
+    u->role = repo_role_parse(db_str(db_at(r, i, 4)));
+    u->is_active = db_flag(db_at(r, i, 5));
+    u->is_verified = db_flag(db_at(r, i, 6));
+    u->created_at = db_i64(db_at(r, i, 7));
+    u->updated_at = db_i64(db_at(r, i, 8));
+    if (r->cols > USER_NCOLS)
+        u->mfa_enabled = db_flag(db_at(r, i, USER_NCOLS));
+}
+
+/* Text PostgreSQL refuses to store (not UTF-8) was never stored: a
+ * lookup of it finds nothing. */
+static enum as_err none_if_invalid(enum as_err err, enum as_err none)
+{
+    return err == AS_ERR_VALIDATION ? none : err;
+}
+
+/* AS_ERR_LAST_ADMIN unless an active admin remains. */
+static void keep_an_admin(struct db_tx *t)
+{
+    struct db_rows r;
+
+    if (db_run(t, &sql[U_ADMIN_COUNT], NULL, 0, &r) &&
+        db_i64(db_at(&r, 0, 0)) == 0)
+        db_refuse(t, AS_ERR_LAST_ADMIN);
+}
+
+enum as_err db_user_insert(void *impl, const struct user *u)
+{
+    const char *role = repo_role_name(u->role);
+    struct db_rows r;
+    struct db_tx t;
+
+    if (!role || !u->email || !u->password_hash)
+        return AS_ERR_BAD_REQUEST;
+    db_open(&t, impl, "user_insert", false, NULL);
+    DB_RUN(&t, &sql[U_INSERT], &r, db_text(u->id), db_text(u->email),
+           db_text(u->full_name), db_text(u->password_hash), db_text(role),
+           db_bool(u->is_active), db_bool(u->is_verified),
+           db_int(u->created_at), db_int(u->updated_at));
+    return db_close(&t);
+}
+
+/* The one user that statement `st` (bound to `key`) finds. */
+static enum as_err user_get(void *impl, int st, const char *key,
+                            const char *op, struct user *out,
+                            struct arena *a)
+{
+    struct db_rows r;
+    struct db_tx t;
+
+    if (!key)
+        return AS_ERR_NOT_FOUND;
+    db_open(&t, impl, op, false, a);
+    if (DB_RUN(&t, &sql[st], &r, db_text(key)) && r.n == 0)
+        db_refuse(&t, AS_ERR_NOT_FOUND);
+    if (r.n > 0)
+        read_user(&t, &r, 0, out);
+    return none_if_invalid(db_close(&t), AS_ERR_NOT_FOUND);
+}
+
+enum as_err db_user_by_id(void *impl, const char *id, struct user *out,
+                          struct arena *a)
+{
+    return user_get(impl, U_BY_ID, id, "user_by_id", out, a);
+}
+
+enum as_err db_user_by_email(void *impl, const char *email,
+                             struct user *out, struct arena *a)
+{
+    return user_get(impl, U_BY_EMAIL, email, "user_by_email", out, a);
+}
+
+enum as_err db_user_patch(void *impl, const char *id,
+                          const struct user_patch *p, int64_t now,
+                          struct user *out, struct arena *a)
+{
+    const char *role = repo_role_name(p->role);
+    bool demotes = ((p->set & UF_ROLE) && p->role != ROLE_ADMIN) ||
+                   ((p->set & UF_ACTIVE) && !p->is_active);
+    char old_email[REPO_EMAIL_MAX + 1] = "";
+    bool was_admin = false, was_active = false, is_active, is_admin;
+    const char *email;
+    struct db_rows b, r;
+    struct db_tx t;
+
+    if (!id)
+        return AS_ERR_NOT_FOUND;
+    if (((p->set & UF_ROLE) && !role) || ((p->set & UF_EMAIL) && !p->email)
+        || (out && !a))
+        return AS_ERR_BAD_REQUEST;
+    db_open(&t, impl, "user_patch", true, a);
+    if (demotes)
+        db_run(&t, &sql[U_LOCK_ADMINS], NULL, 0, &r);
+    if (DB_RUN(&t, &sql[U_BEFORE_PATCH], &b, db_text(id)) && b.n == 0)
+        db_refuse(&t, AS_ERR_NOT_FOUND);
+    if (t.err == AS_OK) {
+        was_admin = db_flag(db_at(&b, 0, 0));
+        was_active = db_flag(db_at(&b, 0, 1));
+        snprintf(old_email, sizeof old_email, "%s",
+                 db_str(db_at(&b, 0, 2)) ? db_str(db_at(&b, 0, 2)) : "");
+    }
+    if (DB_RUN(&t, &sql[U_PATCH], &r, db_text(id), db_int((int64_t)p->set),
+               db_text(p->email), db_text(p->full_name),
+               db_text(role ? role : "user"), db_bool(p->is_active),
+               db_bool(p->is_verified), db_int(now)) && r.n == 0)
+        db_refuse(&t, AS_ERR_NOT_FOUND);
+    if (t.err == AS_OK) {
+        is_active = db_flag(db_at(&r, 0, 5));
+        is_admin = is_active &&
+                   repo_role_parse(db_str(db_at(&r, 0, 4))) == ROLE_ADMIN;
+        email = db_str(db_at(&r, 0, 1));
+        if (was_admin && !is_admin)
+            keep_an_admin(&t);
+        if (was_active && !is_active)
+            db_revoke_sessions(&t, id, NULL, now);
+        if (p->email_notice && email && strcmp(email, old_email) != 0)
+            DB_RUN(&t, &sql[U_NOTICE], &b, db_text(p->email_notice->id),
+                   db_text(id), db_text(p->email_notice->kind),
+                   db_text(old_email),
+                   db_int(p->email_notice->created_at));
+        if (out)
+            read_user(&t, &r, 0, out);
+    }
+    return none_if_invalid(db_close(&t), AS_ERR_VALIDATION);
+}
+
+enum as_err db_user_set_password(void *impl, const char *id,
+                                 const char *hash, const char *keep_sid,
+                                 int64_t now)
+{
+    struct db_rows r;
+    struct db_tx t;
+
+    if (!id)
+        return AS_ERR_NOT_FOUND;
+    if (!hash)
+        return AS_ERR_BAD_REQUEST;
+    /* In the one lock order: the user row, its sessions, then its mail
+     * tokens (earlier reset links retire). */
+    db_open(&t, impl, "user_set_password", true, NULL);
+    if (DB_RUN(&t, &sql[U_SET_PW], &r, db_text(id), db_text(hash),
+               db_int(now)) && r.changed == 0)
+        db_refuse(&t, AS_ERR_NOT_FOUND);
+    db_revoke_sessions(&t, id, keep_sid, now);
+    DB_RUN(&t, &sql[U_RETIRE_RESETS], &r, db_text(id), db_int(now));
+    return db_close(&t);
+}
+
+enum as_err db_user_rehash(void *impl, const char *id, const char *old,
+                           const char *hash)
+{
+    struct db_rows r;
+    struct db_tx t;
+
+    if (!old || !hash)
+        return AS_ERR_BAD_REQUEST;
+    db_open(&t, impl, "user_rehash", false, NULL);
+    DB_RUN(&t, &sql[U_REHASH], &r, db_text(id), db_text(old),
+           db_text(hash));
+    return none_if_invalid(db_close(&t), AS_OK);
+}
+
+enum as_err db_user_delete(void *impl, const char *id)
+{
+    struct db_rows r;
+    struct db_tx t;
+    bool was_admin = false;
+
+    if (!id)
+        return AS_ERR_NOT_FOUND;
+    db_open(&t, impl, "user_delete", true, NULL);
+    db_run(&t, &sql[U_LOCK_ADMINS], NULL, 0, &r);
+    if (DB_RUN(&t, &sql[U_BEFORE_DELETE], &r, db_text(id)) && r.n == 0)
+        db_refuse(&t, AS_ERR_NOT_FOUND);
+    if (t.err == AS_OK)
+        was_admin = db_flag(db_at(&r, 0, 0));
+    /* sessions and refresh tokens go by cascade */
+    DB_RUN(&t, &sql[U_DELETE], &r, db_text(id));
+    if (was_admin)
+        keep_an_admin(&t);
+    return none_if_invalid(db_close(&t), AS_ERR_NOT_FOUND);
+}
+
+enum as_err db_user_list(void *impl, const char *q, const char *after,
+                         unsigned limit, struct user *out, size_t *n,
+                         struct arena *a)
+{
+    struct db_rows r;
+    struct db_tx t;
+    size_t i;
+    enum as_err err;
+
+    *n = 0;
+    if (limit == 0)
+        return AS_OK;
+    db_open(&t, impl, "user_list", false, a);
+    if (DB_RUN(&t, &sql[U_LIST], &r, db_text(after), db_text(q),
+               db_int(limit)) && r.n > limit)
+        db_refuse(&t, AS_ERR_INTERNAL);
+    for (i = 0; t.err == AS_OK && i < r.n; i++)
+        read_user(&t, &r, i, &out[i]);
+    err = db_close(&t);
+    if (err == AS_OK)
+        *n = r.n;
+    return none_if_invalid(err, AS_OK);
+}
+
+enum as_err db_user_count(void *impl, bool admins_only, int64_t *out)
+{
+    struct db_rows r;
+    struct db_tx t;
+
+    *out = 0;
+    db_open(&t, impl, "user_count", false, NULL);
+    if (db_run(&t, &sql[admins_only ? U_ADMIN_COUNT : U_COUNT], NULL, 0, &r)
+        && r.n == 1)
+        *out = db_i64(db_at(&r, 0, 0));
+    return db_close(&t);
+}
