@@ -8,6 +8,46 @@
 #include "driver.h"
 #include "repo.h"
 
+/* ---- second factor (mfa.c) ---- */
+enum as_err db_mfa_get(void *impl, const char *user_id,
+                       struct mfa_state *out, struct arena *a);
+enum as_err db_mfa_pending(void *impl, const char *user_id,
+                           const char *sealed, int64_t now);
+enum as_err db_mfa_enable(void *impl, const char *user_id, int64_t step,
+                          const uint8_t (*codes)[REPO_HASH_LEN], size_t n,
+                          const char *keep_sid, int64_t now);
+enum as_err db_mfa_use_step(void *impl, const char *user_id, int64_t step);
+enum as_err db_mfa_use_recovery(void *impl, const char *user_id,
+                                const uint8_t hash[REPO_HASH_LEN],
+                                int64_t now);
+enum as_err db_mfa_recovery_set(void *impl, const char *user_id,
+                                const uint8_t (*codes)[REPO_HASH_LEN],
+                                size_t n, int64_t now);
+enum as_err db_mfa_disable(void *impl, const char *user_id, bool *was_on);
+enum as_err db_mfa_token_create(void *impl,
+                                const uint8_t hash[REPO_HASH_LEN],
+                                const char *user_id, int64_t now,
+                                int64_t expires_at);
+enum as_err db_mfa_token_user(void *impl, const uint8_t hash[REPO_HASH_LEN],
+                              int64_t now, unsigned max_failures,
+                              char user_id[UUID_STR_LEN]);
+enum as_err db_mfa_token_attempt(void *impl,
+                                 const uint8_t hash[REPO_HASH_LEN],
+                                 int64_t now, unsigned max_failures);
+enum as_err db_mfa_token_use(void *impl, const uint8_t hash[REPO_HASH_LEN],
+                             int64_t now, unsigned max_failures);
+
+#define DB_MFA_OPS                                                         \
+    .mfa_get = db_mfa_get, .mfa_pending = db_mfa_pending,                  \
+    .mfa_enable = db_mfa_enable, .mfa_use_step = db_mfa_use_step,          \
+    .mfa_use_recovery = db_mfa_use_recovery,                               \
+    .mfa_recovery_set = db_mfa_recovery_set,                               \
+    .mfa_disable = db_mfa_disable,                                         \
+    .mfa_token_create = db_mfa_token_create,                               \
+    .mfa_token_user = db_mfa_token_user,                                   \
+    .mfa_token_attempt = db_mfa_token_attempt,                             \
+    .mfa_token_use = db_mfa_token_use
+
 /* ---- users (users.c) ---- */
 enum as_err db_user_insert(void *impl, const struct user *u);
 enum as_err db_user_by_id(void *impl, const char *id, struct user *out,
