@@ -48,6 +48,36 @@ enum as_err db_mfa_token_use(void *impl, const uint8_t hash[REPO_HASH_LEN],
     .mfa_token_attempt = db_mfa_token_attempt,                             \
     .mfa_token_use = db_mfa_token_use
 
+/* ---- passkeys (passkeys.c) ---- */
+enum as_err db_passkey_challenge_put(void *impl,
+                                     const uint8_t hash[REPO_HASH_LEN],
+                                     enum passkey_ceremony ceremony,
+                                     const char *user_id, int64_t now,
+                                     int64_t expires_at);
+enum as_err db_passkey_challenge_take(void *impl,
+                                      const uint8_t hash[REPO_HASH_LEN],
+                                      enum passkey_ceremony ceremony,
+                                      int64_t now,
+                                      char user_id[UUID_STR_LEN]);
+enum as_err db_passkey_insert(void *impl, const struct passkey *p);
+enum as_err db_passkey_by_cred(void *impl, const char *cred_id,
+                               struct passkey *out, struct arena *a);
+enum as_err db_passkey_list(void *impl, const char *user_id,
+                            struct passkey **out, size_t *n,
+                            struct arena *a);
+enum as_err db_passkey_delete(void *impl, const char *id,
+                              const char *user_id);
+enum as_err db_passkey_use(void *impl, const char *id, int64_t old_count,
+                           int64_t new_count, int64_t now);
+
+#define DB_PASSKEY_OPS                                                     \
+    .passkey_challenge_put = db_passkey_challenge_put,                     \
+    .passkey_challenge_take = db_passkey_challenge_take,                   \
+    .passkey_insert = db_passkey_insert,                                   \
+    .passkey_by_cred = db_passkey_by_cred,                                 \
+    .passkey_list = db_passkey_list, .passkey_delete = db_passkey_delete,  \
+    .passkey_use = db_passkey_use
+
 /* ---- users (users.c) ---- */
 enum as_err db_user_insert(void *impl, const struct user *u);
 enum as_err db_user_by_id(void *impl, const char *id, struct user *out,
