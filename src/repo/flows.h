@@ -78,6 +78,17 @@ enum as_err db_passkey_use(void *impl, const char *id, int64_t old_count,
     .passkey_list = db_passkey_list, .passkey_delete = db_passkey_delete,  \
     .passkey_use = db_passkey_use
 
+/* ---- signing keys (keys.c; PostgreSQL only) ---- */
+enum as_err db_keys_list(void *impl, struct key_row *out, size_t cap,
+                         size_t *n, struct arena *a);
+enum as_err db_keys_add(void *impl, const struct key_row *rows, size_t n,
+                        bool only_if_empty, bool *added);
+enum as_err db_keys_prune(void *impl, int64_t now, int64_t before);
+
+#define DB_KEYS_OPS                                                        \
+    .keys_list = db_keys_list, .keys_add = db_keys_add,                    \
+    .keys_prune = db_keys_prune
+
 /* ---- users (users.c) ---- */
 enum as_err db_user_insert(void *impl, const struct user *u);
 enum as_err db_user_by_id(void *impl, const char *id, struct user *out,

@@ -2038,96 +2038,6 @@ static enum as_err pg_mail_prune(void *impl, int64_t tokens_before,
     return err;
 }
 
-/* ------------------------------------------------------ signing keys */
-
-#define KEYS_LOCK "4242000101"   /* advisory lock of the keys table */
-
-static enum as_err pg_keys_list(void *impl, struct key_row *out, size_t cap,
-                                size_t *n, struct arena *a)
-{
-    PGresult *r;
-    enum as_err err = one_shot(impl, "keys_list",
-                               "SELECT kid, encode(sealed, 'hex'), "
-                               "created_at, signs_from FROM auth_keys "
-                               "ORDER BY signs_from, kid", NULL, &r);
-    int i;
-
-    for (i = 0; err == AS_OK && i < PQntuples(r) && (size_t)i < cap; i++) {
-        const char *kid = PQgetvalue(r, i, 0), *hex = PQgetvalue(r, i, 1);
-        size_t hl = strlen(hex), bl = 0;
-        uint8_t *bin = arena_alloc(a, hl / 2 + 1);
-
-        if (!bin)
-            err = AS_ERR_NOMEM;
-        else if (strlen(kid) >= sizeof out[i].kid ||
-                 sodium_hex2bin(bin, hl / 2 + 1, hex, hl, NULL, &bl,
-                                NULL) != 0)
-            err = AS_ERR_INTERNAL;
-        if (err != AS_OK)
-            break;
-        memcpy(out[i].kid, kid, strlen(kid) + 1);
-        out[i].sealed = bin;
-        out[i].sealed_len = bl;
-        out[i].created_at = col_i64(r, i, 2);
-        out[i].signs_from = col_i64(r, i, 3);
-        *n = (size_t)i + 1;
-    }
-    PQclear(r);
-    return err;
-}
-
-static enum as_err pg_keys_add(void *impl, const struct key_row *rows,
-                               size_t n, bool only_if_empty, bool *added)
-{
-    static const char op[] = "keys_add";
-    struct conn c;
-    long have = 0;
-    size_t i;
-    enum as_err err = pool_get(impl, &c);
-
-    if (err != AS_OK)
-        return err;
-    err = tx_begin(&c, op);
-    if (err == AS_OK)
-        err = conn_run(&c, op, "SELECT pg_advisory_xact_lock(" KEYS_LOCK ")",
-                       NULL, NULL);
-    if (err == AS_OK && only_if_empty)
-        err = conn_run(&c, op, "SELECT 1 FROM auth_keys WHERE kid <> '"
-                       REPO_KEY_REFRESH "' LIMIT 1", NULL, &have);
-    for (i = 0; err == AS_OK && have == 0 && i < n; i++) {
-        struct params q = { 0 };
-
-        p_text(&q, rows[i].kid);
-        p_add(&q, OID_BYTEA, (const char *)rows[i].sealed,
-              (int)rows[i].sealed_len, 1);
-        p_i64(&q, rows[i].created_at);
-        p_i64(&q, rows[i].signs_from);
-        err = conn_run(&c, op, "INSERT INTO auth_keys (kid, sealed, "
-                       "created_at, signs_from) VALUES ($1, $2, $3, $4) "
-                       "ON CONFLICT (kid) DO NOTHING", &q, NULL);
-    }
-    err = tx_finish(&c, op, err);
-    pool_put(&c);
-    if (err == AS_OK)
-        *added = have == 0;
-    return err;
-}
-
-static enum as_err pg_keys_prune(void *impl, int64_t now, int64_t before)
-{
-    struct params q = { 0 };
-    long rows = 0;
-
-    p_i64(&q, now);
-    p_i64(&q, before);
-    return one_shot_rows(impl, "keys_prune",
-                         "DELETE FROM auth_keys k WHERE k.kid <> '"
-                         REPO_KEY_REFRESH "' AND (SELECT min(n.signs_from) "
-                         "FROM auth_keys n WHERE n.kid <> '" REPO_KEY_REFRESH
-                         "' AND n.signs_from > k.signs_from AND "
-                         "n.signs_from <= $1) < $2", &q, &rows);
-}
-
 static const struct repo_ops pg_ops = {
     .name = "postgres",
     .migrate = pg_migrate,
@@ -2156,9 +2066,7 @@ static const struct repo_ops pg_ops = {
     .outbox_failed = pg_outbox_failed,
     .mail_prune = pg_mail_prune,
     DB_MFA_OPS,
-    .keys_list = pg_keys_list,
-    .keys_add = pg_keys_add,
-    .keys_prune = pg_keys_prune,
+    DB_KEYS_OPS,
     DB_PASSKEY_OPS,
 };
 
