@@ -79,10 +79,10 @@ static enum as_err none_if_invalid(enum as_err err)
 }
 
 /* Runs statement `st`, a single compare-and-set of one row, with `n`
- * arguments: AS_ERR_NOT_FOUND unless it changed exactly one row. */
+ * arguments: `none` unless it changed exactly one row. */
 static enum as_err one_row(void *impl, const char *op, int st,
-                           const struct db_val *args, size_t n,
-                           enum as_err none)
+                           enum as_err none, const struct db_val *args,
+                           size_t n)
 {
     struct db_rows r;
     struct db_tx t;
@@ -92,6 +92,13 @@ static enum as_err one_row(void *impl, const char *op, int st,
         db_refuse(&t, none);
     return db_close(&t);
 }
+
+/* one_row() with its arguments listed, as DB_RUN() lists them. */
+#define ONE_ROW(impl, op, st, none, ...)                                   \
+    one_row((impl), (op), (st), (none),                                    \
+            (const struct db_val[]){ __VA_ARGS__ },                        \
+            sizeof((const struct db_val[]){ __VA_ARGS__ })                 \
+                / sizeof(struct db_val))
 
 /* Replaces the recovery codes of `user_id` by the `n` hashes `codes`. */
 static void codes_put(struct db_tx *t, const char *user_id,
@@ -128,10 +135,8 @@ enum as_err db_mfa_get(void *impl, const char *user_id,
 enum as_err db_mfa_pending(void *impl, const char *user_id,
                            const char *sealed, int64_t now)
 {
-    return one_row(impl, "mfa_pending", M_PENDING,
-                   (const struct db_val[]){ db_text(user_id),
-                                            db_text(sealed), db_int(now) },
-                   3, AS_ERR_CONFLICT);
+    return ONE_ROW(impl, "mfa_pending", M_PENDING, AS_ERR_CONFLICT,
+                   db_text(user_id), db_text(sealed), db_int(now));
 }
 
 enum as_err db_mfa_enable(void *impl, const char *user_id, int64_t step,
@@ -153,21 +158,17 @@ enum as_err db_mfa_enable(void *impl, const char *user_id, int64_t step,
 
 enum as_err db_mfa_use_step(void *impl, const char *user_id, int64_t step)
 {
-    return one_row(impl, "mfa_use_step", M_USE_STEP,
-                   (const struct db_val[]){ db_text(user_id),
-                                            db_int(step) },
-                   2, AS_ERR_NOT_FOUND);
+    return ONE_ROW(impl, "mfa_use_step", M_USE_STEP, AS_ERR_NOT_FOUND,
+                   db_text(user_id), db_int(step));
 }
 
 enum as_err db_mfa_use_recovery(void *impl, const char *user_id,
                                 const uint8_t hash[REPO_HASH_LEN],
                                 int64_t now)
 {
-    return one_row(impl, "mfa_use_recovery", M_USE_RECOVERY,
-                   (const struct db_val[]){ db_text(user_id),
-                                            db_blob(hash, REPO_HASH_LEN),
-                                            db_int(now) },
-                   3, AS_ERR_NOT_FOUND);
+    return ONE_ROW(impl, "mfa_use_recovery", M_USE_RECOVERY,
+                   AS_ERR_NOT_FOUND, db_text(user_id),
+                   db_blob(hash, REPO_HASH_LEN), db_int(now));
 }
 
 enum as_err db_mfa_recovery_set(void *impl, const char *user_id,
@@ -233,11 +234,9 @@ static enum as_err token_cas(void *impl, const char *op, int st,
                              const uint8_t hash[REPO_HASH_LEN], int64_t now,
                              unsigned max_failures)
 {
-    return one_row(impl, op, st,
-                   (const struct db_val[]){ db_blob(hash, REPO_HASH_LEN),
-                                            db_int(now),
-                                            db_int(max_failures) },
-                   3, AS_ERR_NOT_FOUND);
+    return ONE_ROW(impl, op, st, AS_ERR_NOT_FOUND,
+                   db_blob(hash, REPO_HASH_LEN), db_int(now),
+                   db_int(max_failures));
 }
 
 enum as_err db_mfa_token_attempt(void *impl,
