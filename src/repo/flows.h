@@ -8,6 +8,87 @@
 #include "driver.h"
 #include "repo.h"
 
+/* ---- second factor (mfa.c) ---- */
+enum as_err db_mfa_get(void *impl, const char *user_id,
+                       struct mfa_state *out, struct arena *a);
+enum as_err db_mfa_pending(void *impl, const char *user_id,
+                           const char *sealed, int64_t now);
+enum as_err db_mfa_enable(void *impl, const char *user_id, int64_t step,
+                          const uint8_t (*codes)[REPO_HASH_LEN], size_t n,
+                          const char *keep_sid, int64_t now);
+enum as_err db_mfa_use_step(void *impl, const char *user_id, int64_t step);
+enum as_err db_mfa_use_recovery(void *impl, const char *user_id,
+                                const uint8_t hash[REPO_HASH_LEN],
+                                int64_t now);
+enum as_err db_mfa_recovery_set(void *impl, const char *user_id,
+                                const uint8_t (*codes)[REPO_HASH_LEN],
+                                size_t n, int64_t now);
+enum as_err db_mfa_disable(void *impl, const char *user_id, bool *was_on);
+enum as_err db_mfa_token_create(void *impl,
+                                const uint8_t hash[REPO_HASH_LEN],
+                                const char *user_id, int64_t now,
+                                int64_t expires_at);
+enum as_err db_mfa_token_user(void *impl, const uint8_t hash[REPO_HASH_LEN],
+                              int64_t now, unsigned max_failures,
+                              char user_id[UUID_STR_LEN]);
+enum as_err db_mfa_token_attempt(void *impl,
+                                 const uint8_t hash[REPO_HASH_LEN],
+                                 int64_t now, unsigned max_failures);
+enum as_err db_mfa_token_use(void *impl, const uint8_t hash[REPO_HASH_LEN],
+                             int64_t now, unsigned max_failures);
+
+#define DB_MFA_OPS                                                         \
+    .mfa_get = db_mfa_get, .mfa_pending = db_mfa_pending,                  \
+    .mfa_enable = db_mfa_enable, .mfa_use_step = db_mfa_use_step,          \
+    .mfa_use_recovery = db_mfa_use_recovery,                               \
+    .mfa_recovery_set = db_mfa_recovery_set,                               \
+    .mfa_disable = db_mfa_disable,                                         \
+    .mfa_token_create = db_mfa_token_create,                               \
+    .mfa_token_user = db_mfa_token_user,                                   \
+    .mfa_token_attempt = db_mfa_token_attempt,                             \
+    .mfa_token_use = db_mfa_token_use
+
+/* ---- passkeys (passkeys.c) ---- */
+enum as_err db_passkey_challenge_put(void *impl,
+                                     const uint8_t hash[REPO_HASH_LEN],
+                                     enum passkey_ceremony ceremony,
+                                     const char *user_id, int64_t now,
+                                     int64_t expires_at);
+enum as_err db_passkey_challenge_take(void *impl,
+                                      const uint8_t hash[REPO_HASH_LEN],
+                                      enum passkey_ceremony ceremony,
+                                      int64_t now,
+                                      char user_id[UUID_STR_LEN]);
+enum as_err db_passkey_insert(void *impl, const struct passkey *p);
+enum as_err db_passkey_by_cred(void *impl, const char *cred_id,
+                               struct passkey *out, struct arena *a);
+enum as_err db_passkey_list(void *impl, const char *user_id,
+                            struct passkey **out, size_t *n,
+                            struct arena *a);
+enum as_err db_passkey_delete(void *impl, const char *id,
+                              const char *user_id);
+enum as_err db_passkey_use(void *impl, const char *id, int64_t old_count,
+                           int64_t new_count, int64_t now);
+
+#define DB_PASSKEY_OPS                                                     \
+    .passkey_challenge_put = db_passkey_challenge_put,                     \
+    .passkey_challenge_take = db_passkey_challenge_take,                   \
+    .passkey_insert = db_passkey_insert,                                   \
+    .passkey_by_cred = db_passkey_by_cred,                                 \
+    .passkey_list = db_passkey_list, .passkey_delete = db_passkey_delete,  \
+    .passkey_use = db_passkey_use
+
+/* ---- signing keys (keys.c; PostgreSQL only) ---- */
+enum as_err db_keys_list(void *impl, struct key_row *out, size_t cap,
+                         size_t *n, struct arena *a);
+enum as_err db_keys_add(void *impl, const struct key_row *rows, size_t n,
+                        bool only_if_empty, bool *added);
+enum as_err db_keys_prune(void *impl, int64_t now, int64_t before);
+
+#define DB_KEYS_OPS                                                        \
+    .keys_list = db_keys_list, .keys_add = db_keys_add,                    \
+    .keys_prune = db_keys_prune
+
 /* ---- users (users.c) ---- */
 enum as_err db_user_insert(void *impl, const struct user *u);
 enum as_err db_user_by_id(void *impl, const char *id, struct user *out,

@@ -1,7 +1,7 @@
 /* test_keys_pg.c: signing keys stored in PostgreSQL: first key, rotation
  * with its publish delay (time injected), retirement when the next key
- * starts signing, pruning, the poll, the sealing secret, and instances
- * loading at once on an empty table.
+ * starts signing, pruning, the poll, the sealing secret, instances
+ * loading at once on an empty table, and the stored rows themselves.
  *
  * Needs AUTH_TEST_PG_URL (tests/pg-cluster.sh start DIR prints one);
  * without it every case is skipped. Each case works in a schema of its
@@ -276,6 +276,75 @@ static void first_loads_at_once_settle_on_one_key(void **state)
     }
 }
 
+/* The storage primitives themselves: sealed bytes (NULs and all) come
+ * back as stored, in signs_from order and no more than asked for; an
+ * existing kid is left alone; with only_if_empty nothing is added once a
+ * signing key exists; pruning keeps the refresh-derivation key. */
+static void rows_round_trip_as_bytes(void **state)
+{
+    static const uint8_t a_bytes[] = { 0x00, 0xff, 0x00, 0x01, 0x80, 0x00 };
+    static const uint8_t b_bytes[] = { 0x00 };
+    static const uint8_t r_bytes[] = { 0x7f, 0x00, 0x00 };
+    struct key_row in[3] = {
+        { .kid = "kid-b", .sealed = b_bytes, .sealed_len = sizeof b_bytes,
+          .created_at = 5, .signs_from = 2000 },
+        { .kid = "kid-a", .sealed = a_bytes, .sealed_len = sizeof a_bytes,
+          .created_at = 4, .signs_from = 1000 },
+        { .kid = REPO_KEY_REFRESH, .sealed = r_bytes,
+          .sealed_len = sizeof r_bytes, .created_at = 3, .signs_from = 0 },
+    };
+    struct key_row out[REPO_KEYS_MAX], again = in[1];
+    struct fx *f = *state;
+    struct arena *a;
+    bool added = true;
+    size_t n = 99;
+
+    NEED_PG(f);
+    a = arena_new();
+    assert_non_null(a);
+    assert_int_equal(repo_keys_list(f->r, out, REPO_KEYS_MAX, &n, a), AS_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(repo_keys_add(f->r, in, 3, true, &added), AS_OK);
+    assert_true(added);
+    assert_int_equal(repo_keys_list(f->r, out, REPO_KEYS_MAX, &n, a), AS_OK);
+    assert_int_equal(n, 3);
+    assert_string_equal(out[0].kid, REPO_KEY_REFRESH);
+    assert_string_equal(out[1].kid, "kid-a");
+    assert_string_equal(out[2].kid, "kid-b");
+    assert_int_equal(out[1].sealed_len, sizeof a_bytes);
+    assert_memory_equal(out[1].sealed, a_bytes, sizeof a_bytes);
+    assert_int_equal(out[2].sealed_len, sizeof b_bytes);
+    assert_memory_equal(out[2].sealed, b_bytes, sizeof b_bytes);
+    assert_memory_equal(out[0].sealed, r_bytes, sizeof r_bytes);
+    assert_int_equal(out[1].created_at, 4);
+    assert_int_equal(out[1].signs_from, 1000);
+    assert_int_equal(repo_keys_list(f->r, out, 2, &n, a), AS_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(out[1].kid, "kid-a");
+
+    again.sealed = b_bytes;                /* same kid: left alone */
+    again.sealed_len = sizeof b_bytes;
+    assert_int_equal(repo_keys_add(f->r, &again, 1, true, &added), AS_OK);
+    assert_false(added);
+    assert_int_equal(repo_keys_add(f->r, &again, 1, false, &added), AS_OK);
+    assert_true(added);
+    assert_int_equal(repo_keys_list(f->r, out, REPO_KEYS_MAX, &n, a), AS_OK);
+    assert_int_equal(n, 3);
+    assert_memory_equal(out[1].sealed, a_bytes, sizeof a_bytes);
+
+    /* kid-a's successor signs from 2000: kept while that is not before
+     * `before` or has not come by `now` */
+    assert_int_equal(repo_keys_prune(f->r, 1999, 5000), AS_OK);
+    assert_int_equal(repo_keys_prune(f->r, 5000, 2000), AS_OK);
+    assert_int_equal(side_count(f, "SELECT count(*) FROM auth_keys"), 3);
+    assert_int_equal(repo_keys_prune(f->r, 5000, 2001), AS_OK);
+    assert_int_equal(repo_keys_list(f->r, out, REPO_KEYS_MAX, &n, a), AS_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(out[0].kid, REPO_KEY_REFRESH);
+    assert_string_equal(out[1].kid, "kid-b");
+    arena_free(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -285,6 +354,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(
             first_loads_at_once_settle_on_one_key, setup, teardown),
+        cmocka_unit_test_setup_teardown(rows_round_trip_as_bytes, setup,
+                                        teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,255 @@
+/* mfa.c: the second-factor area of the repository (TOTP factor, recovery
+ * codes, login tokens that wait for a code), written once for both
+ * backends over the driver (driver.h). Every single use is one
+ * compare-and-set statement; the rules that decide when to use one live
+ * in src/core/mfa.c. */
+#include "flows.h"
+
+#include <string.h>
+
+enum {
+    M_GET, M_PENDING, M_ENABLE, M_USE_STEP, M_USE_RECOVERY, M_LOCK_ON,
+    M_CODES_DEL, M_CODE_ADD, M_REVOKE_ALL, M_DELETE, M_TOKENS_DEL,
+    M_TOKENS_PRUNE, M_TOKEN_ADD, M_TOKEN_USER, M_TOKEN_ATTEMPT, M_TOKEN_USE,
+    M_NSTMT
+};
+
+/* A login token is live: unused, unexpired at $2, fewer than $3 wrong. */
+#define TOKEN_LIVE "used_at IS NULL AND expires_at > $2 AND failures < $3"
+#define FACTOR_ON "SELECT 1 FROM user_mfa WHERE user_id = $1 AND enabled"
+
+static struct db_stmt sql[M_NSTMT] = {
+    [M_GET] = DB_SQL("SELECT enabled, secret, last_step FROM user_mfa "
+                     "WHERE user_id = $1"),
+    /* A pending secret replaces a pending one, never a factor that is on
+     * (then no row changes). */
+    [M_PENDING] = DB_SQL("INSERT INTO user_mfa AS m (user_id, secret, "
+                         "created_at) VALUES ($1, $2, $3) "
+                         "ON CONFLICT (user_id) DO UPDATE SET "
+                         "secret = excluded.secret, last_step = -1, "
+                         "created_at = excluded.created_at "
+                         "WHERE NOT m.enabled"),
+    [M_ENABLE] = DB_SQL("UPDATE user_mfa SET enabled = true, "
+                        "last_step = $2, enabled_at = $3 "
+                        "WHERE user_id = $1 AND NOT enabled "
+                        "AND last_step < $2"),
+    [M_USE_STEP] = DB_SQL("UPDATE user_mfa SET last_step = $2 "
+                          "WHERE user_id = $1 AND enabled "
+                          "AND last_step < $2"),
+    [M_USE_RECOVERY] = DB_SQL("UPDATE mfa_recovery_codes SET used_at = $3 "
+                              "WHERE user_id = $1 AND hash = $2 "
+                              "AND used_at IS NULL AND user_id IN "
+                              "(SELECT user_id FROM user_mfa "
+                              "WHERE enabled)"),
+    /* The row lock orders a change of codes against a concurrent
+     * disable (SQLite's writers hold the database lock already). */
+    [M_LOCK_ON] = DB_SPLIT(FACTOR_ON, FACTOR_ON " FOR UPDATE"),
+    [M_CODES_DEL] = DB_SQL("DELETE FROM mfa_recovery_codes "
+                           "WHERE user_id = $1"),
+    [M_CODE_ADD] = DB_SQL("INSERT INTO mfa_recovery_codes (user_id, hash, "
+                          "created_at) VALUES ($1, $2, $3)"),
+    [M_REVOKE_ALL] = DB_SQL("UPDATE sessions SET revoked_at = $3 "
+                            "WHERE user_id = $1 AND revoked_at IS NULL "
+                            "AND ($2 IS NULL OR id <> $2)"),
+    [M_DELETE] = DB_SQL("DELETE FROM user_mfa WHERE user_id = $1 "
+                        "RETURNING enabled"),
+    [M_TOKENS_DEL] = DB_SQL("DELETE FROM mfa_tokens WHERE user_id = $1"),
+    /* A few expired or used tokens at a time, so no call grows long. */
+    [M_TOKENS_PRUNE] = DB_SQL("DELETE FROM mfa_tokens WHERE hash IN "
+                              "(SELECT hash FROM mfa_tokens "
+                              "WHERE expires_at < $1 "
+                              "OR used_at IS NOT NULL LIMIT 16)"),
+    [M_TOKEN_ADD] = DB_SQL("INSERT INTO mfa_tokens (hash, user_id, "
+                           "created_at, expires_at) "
+                           "VALUES ($1, $2, $3, $4)"),
+    [M_TOKEN_USER] = DB_SQL("SELECT user_id FROM mfa_tokens "
+                            "WHERE hash = $1 AND " TOKEN_LIVE),
+    [M_TOKEN_ATTEMPT] = DB_SQL("UPDATE mfa_tokens "
+                               "SET failures = failures + 1 "
+                               "WHERE hash = $1 AND " TOKEN_LIVE),
+    [M_TOKEN_USE] = DB_SQL("UPDATE mfa_tokens SET used_at = $2 "
+                           "WHERE hash = $1 AND " TOKEN_LIVE),
+};
+
+/* Text PostgreSQL refuses to store (not UTF-8) was never stored: a
+ * change of what it names finds nothing. */
+static enum as_err none_if_invalid(enum as_err err)
+{
+    return err == AS_ERR_VALIDATION ? AS_ERR_NOT_FOUND : err;
+}
+
+/* Runs statement `st`, a single compare-and-set of one row, with `n`
+ * arguments: `none` unless it changed exactly one row. */
+static enum as_err one_row(void *impl, const char *op, int st,
+                           enum as_err none, const struct db_val *args,
+                           size_t n)
+{
+    struct db_rows r;
+    struct db_tx t;
+
+    db_open(&t, impl, op, false, NULL);
+    if (db_run(&t, &sql[st], args, n, &r) && r.changed != 1)
+        db_refuse(&t, none);
+    return db_close(&t);
+}
+
+/* one_row() with its arguments listed, as DB_RUN() lists them. */
+#define ONE_ROW(impl, op, st, none, ...)                                   \
+    one_row((impl), (op), (st), (none),                                    \
+            (const struct db_val[]){ __VA_ARGS__ },                        \
+            sizeof((const struct db_val[]){ __VA_ARGS__ })                 \
+                / sizeof(struct db_val))
+
+/* Replaces the recovery codes of `user_id` by the `n` hashes `codes`. */
+static void codes_put(struct db_tx *t, const char *user_id,
+                      const uint8_t (*codes)[REPO_HASH_LEN], size_t n,
+                      int64_t now)
+{
+    struct db_rows r;
+    size_t i;
+
+    DB_RUN(t, &sql[M_CODES_DEL], &r, db_text(user_id));
+    for (i = 0; i < n && t->err == AS_OK; i++)
+        DB_RUN(t, &sql[M_CODE_ADD], &r, db_text(user_id),
+               db_blob(codes[i], REPO_HASH_LEN), db_int(now));
+}
+
+enum as_err db_mfa_get(void *impl, const char *user_id,
+                       struct mfa_state *out, struct arena *a)
+{
+    struct db_rows r;
+    struct db_tx t;
+
+    memset(out, 0, sizeof *out);
+    db_open(&t, impl, "mfa_get", false, a);
+    if (DB_RUN(&t, &sql[M_GET], &r, db_text(user_id)) && r.n != 1)
+        db_refuse(&t, AS_ERR_NOT_FOUND);
+    if (t.err == AS_OK) {
+        out->enabled = db_flag(db_at(&r, 0, 0));
+        out->secret = db_str(db_at(&r, 0, 1));
+        out->last_step = db_i64(db_at(&r, 0, 2));
+    }
+    return db_close(&t);
+}
+
+enum as_err db_mfa_pending(void *impl, const char *user_id,
+                           const char *sealed, int64_t now)
+{
+    return ONE_ROW(impl, "mfa_pending", M_PENDING, AS_ERR_CONFLICT,
+                   db_text(user_id), db_text(sealed), db_int(now));
+}
+
+enum as_err db_mfa_enable(void *impl, const char *user_id, int64_t step,
+                          const uint8_t (*codes)[REPO_HASH_LEN], size_t n,
+                          const char *keep_sid, int64_t now)
+{
+    struct db_rows r;
+    struct db_tx t;
+
+    db_open(&t, impl, "mfa_enable", true, NULL);
+    if (DB_RUN(&t, &sql[M_ENABLE], &r, db_text(user_id), db_int(step),
+               db_int(now)) && r.changed != 1)
+        db_refuse(&t, AS_ERR_NOT_FOUND);
+    codes_put(&t, user_id, codes, n, now);
+    DB_RUN(&t, &sql[M_REVOKE_ALL], &r, db_text(user_id), db_text(keep_sid),
+           db_int(now));
+    return none_if_invalid(db_close(&t));
+}
+
+enum as_err db_mfa_use_step(void *impl, const char *user_id, int64_t step)
+{
+    return ONE_ROW(impl, "mfa_use_step", M_USE_STEP, AS_ERR_NOT_FOUND,
+                   db_text(user_id), db_int(step));
+}
+
+enum as_err db_mfa_use_recovery(void *impl, const char *user_id,
+                                const uint8_t hash[REPO_HASH_LEN],
+                                int64_t now)
+{
+    return ONE_ROW(impl, "mfa_use_recovery", M_USE_RECOVERY,
+                   AS_ERR_NOT_FOUND, db_text(user_id),
+                   db_blob(hash, REPO_HASH_LEN), db_int(now));
+}
+
+enum as_err db_mfa_recovery_set(void *impl, const char *user_id,
+                                const uint8_t (*codes)[REPO_HASH_LEN],
+                                size_t n, int64_t now)
+{
+    struct db_rows r;
+    struct db_tx t;
+
+    db_open(&t, impl, "mfa_recovery_set", true, NULL);
+    if (DB_RUN(&t, &sql[M_LOCK_ON], &r, db_text(user_id)) && r.n != 1)
+        db_refuse(&t, AS_ERR_NOT_FOUND);
+    codes_put(&t, user_id, codes, n, now);
+    return none_if_invalid(db_close(&t));
+}
+
+enum as_err db_mfa_disable(void *impl, const char *user_id, bool *was_on)
+{
+    struct db_rows r;
+    struct db_tx t;
+
+    db_open(&t, impl, "mfa_disable", true, NULL);
+    if (DB_RUN(&t, &sql[M_DELETE], &r, db_text(user_id)) && r.n == 1)
+        *was_on = db_flag(db_at(&r, 0, 0));
+    DB_RUN(&t, &sql[M_CODES_DEL], &r, db_text(user_id));
+    DB_RUN(&t, &sql[M_TOKENS_DEL], &r, db_text(user_id));
+    return none_if_invalid(db_close(&t));
+}
+
+enum as_err db_mfa_token_create(void *impl,
+                                const uint8_t hash[REPO_HASH_LEN],
+                                const char *user_id, int64_t now,
+                                int64_t expires_at)
+{
+    struct db_rows r;
+    struct db_tx t;
+
+    db_open(&t, impl, "mfa_token_create", true, NULL);
+    DB_RUN(&t, &sql[M_TOKENS_PRUNE], &r, db_int(now));
+    DB_RUN(&t, &sql[M_TOKEN_ADD], &r, db_blob(hash, REPO_HASH_LEN),
+           db_text(user_id), db_int(now), db_int(expires_at));
+    return db_close(&t);
+}
+
+enum as_err db_mfa_token_user(void *impl, const uint8_t hash[REPO_HASH_LEN],
+                              int64_t now, unsigned max_failures,
+                              char user_id[UUID_STR_LEN])
+{
+    struct db_rows r;
+    struct db_tx t;
+
+    db_open(&t, impl, "mfa_token_user", false, NULL);
+    if (DB_RUN(&t, &sql[M_TOKEN_USER], &r, db_blob(hash, REPO_HASH_LEN),
+               db_int(now), db_int(max_failures)) && r.n != 1)
+        db_refuse(&t, AS_ERR_NOT_FOUND);
+    if (t.err == AS_OK)
+        db_id(&t, db_at(&r, 0, 0), user_id);
+    return db_close(&t);
+}
+
+/* Runs the compare-and-set `st` on the live token `hash`. */
+static enum as_err token_cas(void *impl, const char *op, int st,
+                             const uint8_t hash[REPO_HASH_LEN], int64_t now,
+                             unsigned max_failures)
+{
+    return ONE_ROW(impl, op, st, AS_ERR_NOT_FOUND,
+                   db_blob(hash, REPO_HASH_LEN), db_int(now),
+                   db_int(max_failures));
+}
+
+enum as_err db_mfa_token_attempt(void *impl,
+                                 const uint8_t hash[REPO_HASH_LEN],
+                                 int64_t now, unsigned max_failures)
+{
+    return token_cas(impl, "mfa_token_attempt", M_TOKEN_ATTEMPT, hash, now,
+                     max_failures);
+}
+
+enum as_err db_mfa_token_use(void *impl, const uint8_t hash[REPO_HASH_LEN],
+                             int64_t now, unsigned max_failures)
+{
+    return token_cas(impl, "mfa_token_use", M_TOKEN_USE, hash, now,
+                     max_failures);
+}

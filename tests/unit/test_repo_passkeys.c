@@ -1,0 +1,366 @@
+/* test_repo_passkeys.c: the passkey storage primitives (repo_passkey_*)
+ * on both backends alike: a challenge is used up once, by its ceremony,
+ * before it expires, and only for a user that exists; a credential id
+ * registers once; a registration for a user that is gone is not found;
+ * lookups of text PostgreSQL cannot hold find nothing; the counter moves
+ * by compare-and-set, and of concurrent takers or users exactly one wins.
+ * Runs on SQLite, and on PostgreSQL too when AUTH_TEST_PG_URL is set (in
+ * a schema of its own, dropped at the end). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <libpq-fe.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cfg.h"
+#include "repo.h"
+#include "uuid.h"
+
+#define T0 INT64_C(1700000000000)
+#define ROUNDS 20
+#define RACERS 8
+
+static char pg_base[1024];           /* AUTH_TEST_PG_URL, or "" */
+static bool on_pg;
+static unsigned seq;
+
+struct fx {
+    struct cfg cfg;
+    struct repo *r;
+    struct arena *a;
+    char path[PATH_MAX];
+    char url[PATH_MAX + 1200];
+    char schema[48];
+    struct user u, v;
+};
+
+/* Runs `sql` on the PostgreSQL of AUTH_TEST_PG_URL; 0 when it went. */
+static int pg_side(const char *sql)
+{
+    PGconn *pc = PQconnectdb(pg_base);
+    PGresult *r = PQexec(pc, sql);
+    int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : -1;
+
+    PQclear(r);
+    PQfinish(pc);
+    return rc;
+}
+
+static void user_make(struct fx *f, struct user *u, const char *email)
+{
+    uuid_v7_new(u->id);
+    u->email = email;
+    u->password_hash = "$argon2id$v=19$m=8192,t=1,p=1$x$y";
+    u->is_active = true;
+    u->created_at = u->updated_at = T0;
+    assert_int_equal(repo_user_insert(f->r, u), AS_OK);
+}
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof *f);
+    const char *tmp = getenv("AUTH_TEST_TMP");
+    char sql[256];
+
+    *state = f;
+    if (!f)
+        return -1;
+    if (!tmp || !*tmp)
+        tmp = "/tmp";
+    mkdir(tmp, 0700);
+    if (on_pg) {
+        snprintf(f->schema, sizeof f->schema, "pk%ld_%u", (long)getpid(),
+                 ++seq);
+        snprintf(sql, sizeof sql, "SET client_min_messages = warning; "
+                 "DROP SCHEMA IF EXISTS %s CASCADE; CREATE SCHEMA %s",
+                 f->schema, f->schema);
+        if (pg_side(sql) != 0)
+            return -1;
+        snprintf(f->url, sizeof f->url,
+                 "%s%soptions=-c%%20search_path%%3D%s", pg_base,
+                 strchr(pg_base, '?') ? "&" : "?", f->schema);
+    } else {
+        snprintf(f->path, sizeof f->path, "%s/pk-XXXXXX", tmp);
+        if (!mkdtemp(f->path))
+            return -1;
+        snprintf(f->url, sizeof f->url, "sqlite:%s/auth.db", f->path);
+    }
+    f->cfg.database_url = f->url;
+    f->cfg.cb_failure_threshold = 1000;
+    f->cfg.db_pool_size = RACERS + 2;
+    f->cfg.db_timeout_ms = 5000;
+    f->a = arena_new();
+    if (!f->a || repo_open(&f->cfg, &f->r) != AS_OK ||
+        repo_migrate(f->r) != AS_OK)
+        return -1;
+    user_make(f, &f->u, "ada@example.com");
+    user_make(f, &f->v, "bob@example.com");
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    char p[PATH_MAX + 16];
+
+    if (!f)
+        return 0;
+    repo_close(f->r);
+    arena_free(f->a);
+    if (f->schema[0]) {
+        snprintf(p, sizeof p, "DROP SCHEMA IF EXISTS %s CASCADE",
+                 f->schema);
+        pg_side(p);
+    }
+    if (f->path[0]) {
+        snprintf(p, sizeof p, "%s/auth.db", f->path);
+        unlink(p);
+        snprintf(p, sizeof p, "%s/auth.db-wal", f->path);
+        unlink(p);
+        snprintf(p, sizeof p, "%s/auth.db-shm", f->path);
+        unlink(p);
+        rmdir(f->path);
+    }
+    free(f);
+    return 0;
+}
+
+/* A challenge hash that differs by `n`. */
+static void hash_of(unsigned n, uint8_t h[REPO_HASH_LEN])
+{
+    memset(h, 0xa5, REPO_HASH_LEN);
+    h[0] = 0;                            /* bytes, not text */
+    memcpy(h + 1, &n, sizeof n);
+}
+
+static void passkey_of(const struct user *u, const char *cred,
+                       struct passkey *p)
+{
+    memset(p, 0, sizeof *p);
+    uuid_v7_new(p->id);
+    snprintf(p->user_id, sizeof p->user_id, "%s", u->id);
+    p->cred_id = cred;
+    p->public_key = "pQECAyYgASFYIA";
+    p->sign_count = 0;
+    p->transports = "[\"internal\",\"hybrid\"]";
+    p->name = "Laptop";
+    p->created_at = T0;
+}
+
+static void challenge_is_used_once(void **state)
+{
+    struct fx *f = *state;
+    uint8_t h[REPO_HASH_LEN];
+    char uid[UUID_STR_LEN];
+
+    hash_of(1, h);
+    assert_int_equal(repo_passkey_challenge_put(f->r, h, PK_REGISTER,
+                                                f->u.id, T0, T0 + 1000),
+                     AS_OK);
+    assert_int_equal(repo_passkey_challenge_take(f->r, h, PK_LOGIN, T0,
+                                                 uid), AS_ERR_NOT_FOUND);
+    assert_int_equal(repo_passkey_challenge_take(f->r, h, PK_REGISTER, T0,
+                                                 uid), AS_OK);
+    assert_string_equal(uid, f->u.id);
+    assert_int_equal(repo_passkey_challenge_take(f->r, h, PK_REGISTER, T0,
+                                                 uid), AS_ERR_NOT_FOUND);
+
+    hash_of(2, h);                       /* a login's: bound to nobody */
+    assert_int_equal(repo_passkey_challenge_put(f->r, h, PK_LOGIN, NULL,
+                                                T0, T0 + 1000), AS_OK);
+    assert_int_equal(repo_passkey_challenge_take(f->r, h, PK_LOGIN,
+                                                 T0 + 999, uid), AS_OK);
+    assert_string_equal(uid, "");
+
+    hash_of(3, h);                       /* expired */
+    assert_int_equal(repo_passkey_challenge_put(f->r, h, PK_LOGIN, NULL,
+                                                T0, T0 + 1000), AS_OK);
+    assert_int_equal(repo_passkey_challenge_take(f->r, h, PK_LOGIN,
+                                                 T0 + 1000, uid),
+                     AS_ERR_NOT_FOUND);
+
+    hash_of(4, h);                       /* for a user that is gone */
+    assert_int_equal(repo_user_delete(f->r, f->v.id), AS_OK);
+    assert_int_equal(repo_passkey_challenge_put(f->r, h, PK_REGISTER,
+                                                f->v.id, T0, T0 + 1000),
+                     AS_ERR_NOT_FOUND);
+    assert_int_equal(repo_passkey_challenge_take(f->r, h, PK_REGISTER, T0,
+                                                 uid), AS_ERR_NOT_FOUND);
+}
+
+static void credential_registers_once(void **state)
+{
+    struct fx *f = *state;
+    struct passkey p, q, got, *list = NULL;
+    size_t n = 0;
+
+    passkey_of(&f->u, "Y3JlZC1vbmU", &p);
+    assert_int_equal(repo_passkey_insert(f->r, &p), AS_OK);
+    passkey_of(&f->v, "Y3JlZC1vbmU", &q);    /* same credential id */
+    assert_int_equal(repo_passkey_insert(f->r, &q), AS_ERR_CONFLICT);
+
+    assert_int_equal(repo_passkey_by_cred(f->r, "Y3JlZC1vbmU", &got, f->a),
+                     AS_OK);
+    assert_string_equal(got.id, p.id);
+    assert_string_equal(got.user_id, f->u.id);
+    assert_string_equal(got.public_key, p.public_key);
+    assert_string_equal(got.transports, p.transports);
+    assert_string_equal(got.name, "Laptop");
+    assert_int_equal(got.sign_count, 0);
+    assert_int_equal(got.created_at, T0);
+    assert_int_equal(got.last_used_at, 0);
+
+    passkey_of(&f->u, "Y3JlZC10d28", &q);
+    assert_int_equal(repo_passkey_insert(f->r, &q), AS_OK);
+    assert_int_equal(repo_passkey_list(f->r, f->u.id, &list, &n, f->a),
+                     AS_OK);
+    assert_int_equal(n, 2);                  /* in id order */
+    assert_true(strcmp(list[0].id, list[1].id) < 0);
+    assert_true(strcmp(list[0].id, p.id) == 0 ||
+                strcmp(list[1].id, p.id) == 0);
+    assert_true(strcmp(list[0].id, q.id) == 0 ||
+                strcmp(list[1].id, q.id) == 0);
+    assert_int_equal(repo_passkey_list(f->r, f->v.id, &list, &n, f->a),
+                     AS_OK);
+    assert_int_equal(n, 0);
+
+    assert_int_equal(repo_passkey_delete(f->r, q.id, f->v.id),
+                     AS_ERR_NOT_FOUND);      /* not bob's */
+    assert_int_equal(repo_passkey_delete(f->r, q.id, f->u.id), AS_OK);
+    assert_int_equal(repo_passkey_delete(f->r, q.id, f->u.id),
+                     AS_ERR_NOT_FOUND);
+
+    /* the user was deleted between its login and its registration */
+    assert_int_equal(repo_user_delete(f->r, f->v.id), AS_OK);
+    passkey_of(&f->v, "Y3JlZC10aHJlZQ", &q);
+    assert_int_equal(repo_passkey_insert(f->r, &q), AS_ERR_NOT_FOUND);
+}
+
+/* Text that is not UTF-8 was never stored on either backend. */
+static void lookups_of_bad_text_find_nothing(void **state)
+{
+    struct fx *f = *state;
+    struct passkey got, *list = NULL;
+    size_t n = 7;
+
+    assert_int_equal(repo_passkey_by_cred(f->r, "\xff\xfe", &got, f->a),
+                     AS_ERR_NOT_FOUND);
+    assert_int_equal(repo_passkey_list(f->r, "\xc3(", &list, &n, f->a),
+                     AS_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(repo_passkey_delete(f->r, "\xff", f->u.id),
+                     AS_ERR_NOT_FOUND);
+}
+
+static void counter_moves_by_compare_and_set(void **state)
+{
+    struct fx *f = *state;
+    struct passkey p, got;
+
+    passkey_of(&f->u, "Y291bnRlcg", &p);
+    assert_int_equal(repo_passkey_insert(f->r, &p), AS_OK);
+    assert_int_equal(repo_passkey_use(f->r, p.id, 0, 5, T0 + 10), AS_OK);
+    assert_int_equal(repo_passkey_use(f->r, p.id, 0, 6, T0 + 20),
+                     AS_ERR_NOT_FOUND);
+    assert_int_equal(repo_passkey_by_cred(f->r, "Y291bnRlcg", &got, f->a),
+                     AS_OK);
+    assert_int_equal(got.sign_count, 5);
+    assert_int_equal(got.last_used_at, T0 + 10);
+}
+
+struct racer {
+    struct fx *f;
+    pthread_barrier_t *go;
+    const uint8_t *hash;                 /* take this challenge, or */
+    const char *id;                      /* use this passkey */
+    int64_t from, to;
+    enum as_err got;
+};
+
+static void *race(void *arg)
+{
+    struct racer *x = arg;
+    char uid[UUID_STR_LEN];
+
+    pthread_barrier_wait(x->go);
+    x->got = x->hash ? repo_passkey_challenge_take(x->f->r, x->hash,
+                                                   PK_LOGIN, T0, uid)
+                     : repo_passkey_use(x->f->r, x->id, x->from, x->to,
+                                        T0);
+    return NULL;
+}
+
+/* RACERS threads at once, ROUNDS times: exactly one takes each challenge
+ * and exactly one moves the counter from each value. */
+static void concurrent_uses_have_one_winner(void **state)
+{
+    struct fx *f = *state;
+    struct racer x[RACERS];
+    pthread_t th[RACERS];
+    pthread_barrier_t go;
+    uint8_t h[REPO_HASH_LEN];
+    struct passkey p, got;
+    int round, i, won;
+
+    passkey_of(&f->u, "cmFjZQ", &p);
+    assert_int_equal(repo_passkey_insert(f->r, &p), AS_OK);
+    for (round = 0; round < 2 * ROUNDS; round++) {
+        bool take = round % 2 == 0;
+
+        hash_of(100u + (unsigned)round, h);
+        if (take)
+            assert_int_equal(repo_passkey_challenge_put(f->r, h, PK_LOGIN,
+                                                        NULL, T0, T0 + 1000),
+                             AS_OK);
+        pthread_barrier_init(&go, NULL, RACERS);
+        for (i = 0; i < RACERS; i++) {
+            x[i] = (struct racer){ .f = f, .go = &go,
+                                   .hash = take ? h : NULL, .id = p.id,
+                                   .from = round / 2,
+                                   .to = round / 2 + 1 };
+            assert_int_equal(pthread_create(&th[i], NULL, race, &x[i]), 0);
+        }
+        for (i = 0, won = 0; i < RACERS; i++) {
+            pthread_join(th[i], NULL);
+            assert_true(x[i].got == AS_OK || x[i].got == AS_ERR_NOT_FOUND);
+            won += x[i].got == AS_OK;
+        }
+        pthread_barrier_destroy(&go);
+        assert_int_equal(won, 1);
+    }
+    assert_int_equal(repo_passkey_by_cred(f->r, "cmFjZQ", &got, f->a),
+                     AS_OK);
+    assert_int_equal(got.sign_count, ROUNDS);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+#define CASE(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+        CASE(challenge_is_used_once),
+        CASE(credential_registers_once),
+        CASE(lookups_of_bad_text_find_nothing),
+        CASE(counter_moves_by_compare_and_set),
+        CASE(concurrent_uses_have_one_winner),
+#undef CASE
+    };
+    const char *base = getenv("AUTH_TEST_PG_URL");
+    int failed;
+
+    failed = cmocka_run_group_tests_name("sqlite", tests, NULL, NULL);
+    if (base && *base) {
+        snprintf(pg_base, sizeof pg_base, "%s", base);
+        on_pg = true;
+        failed += cmocka_run_group_tests_name("postgres", tests, NULL, NULL);
+    }
+    return failed;
+}
