@@ -166,5 +166,34 @@ enum as_err db_login_failures_clear(void *impl, const char *email,
     .login_failures_update = db_login_failures_update,                     \
     .login_failures_prune = db_login_failures_prune,                       \
     .login_failures_clear = db_login_failures_clear
+/* ---- mail: link tokens and the outbox (mail.c) ---- */
+enum as_err db_outbox_add(void *impl, const struct outbox_row *m);
+enum as_err db_outbox_resolve(void *impl, const struct outbox_row *m,
+                              const struct ott *k, unsigned cap,
+                              int64_t now, enum outbox_fate *fate,
+                              char user_id[UUID_STR_LEN]);
+enum as_err db_outbox_drop(void *impl, const char *id);
+enum as_err db_ott_reset_user(void *impl, const uint8_t hash[REPO_HASH_LEN],
+                              int64_t now, struct user *out,
+                              struct arena *a);
+enum as_err db_ott_reset(void *impl, const uint8_t hash[REPO_HASH_LEN],
+                         const char *user_id, const char *pw_hash,
+                         int64_t now);
+enum as_err db_ott_verify(void *impl, const uint8_t hash[REPO_HASH_LEN],
+                          int64_t now, char user_id[UUID_STR_LEN]);
+enum as_err db_outbox_claim(void *impl, int64_t now, int64_t lease_until,
+                            struct outbox_row *out, struct arena *a);
+enum as_err db_outbox_sent(void *impl, const char *id, int64_t now);
+enum as_err db_outbox_failed(void *impl, const char *id, int64_t next_at,
+                             const char *error);
+enum as_err db_mail_prune(void *impl, int64_t tokens_before,
+                          int64_t sent_before, int64_t stale_before);
+
+#define DB_MAIL_OPS                                                        \
+    .outbox_add = db_outbox_add, .outbox_resolve = db_outbox_resolve,      \
+    .outbox_drop = db_outbox_drop, .ott_reset_user = db_ott_reset_user,    \
+    .ott_reset = db_ott_reset, .ott_verify = db_ott_verify,                \
+    .outbox_claim = db_outbox_claim, .outbox_sent = db_outbox_sent,        \
+    .outbox_failed = db_outbox_failed, .mail_prune = db_mail_prune
 
 #endif

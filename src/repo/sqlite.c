@@ -23,14 +23,6 @@
 #define DEFAULT_POOL (cfg_defaults()->db_pool_size)
 #define DEFAULT_TIMEOUT_MS (cfg_defaults()->db_timeout_ms)
 
-#define USER_COLS                                                          \
-    "id, email, full_name, password_hash, role, is_active, is_verified, "  \
-    "created_at, updated_at"
-/* Whether the user (table users) has its second factor on. */
-#define USER_MFA_COL                                                       \
-    ", EXISTS (SELECT 1 FROM user_mfa m WHERE m.user_id = users.id "       \
-    "AND m.enabled = 1)"
-
 /* Every statement this backend runs: values are always bound. */
 #define STMT_TABLE(X)                                                      \
     X(S_BEGIN, "BEGIN IMMEDIATE")                                          \
@@ -39,9 +31,6 @@
     X(S_MIG_HAS, "SELECT 1 FROM schema_migrations WHERE version = ?1")     \
     X(S_MIG_ADD, "INSERT INTO schema_migrations (version, name, "          \
       "applied_at) VALUES (?1, ?2, ?3)")                                   \
-    X(S_SESSION_REVOKE_ALL, "UPDATE sessions SET revoked_at = ?3 "         \
-      "WHERE user_id = ?1 AND revoked_at IS NULL "                         \
-      "AND (?2 IS NULL OR id <> ?2)")                                      \
 
 enum stmt_id {
 #define X(id, sql) id,
@@ -161,14 +150,6 @@ static void b_int(struct conn *c, sqlite3_stmt *st, int i, int64_t v)
         bind_rc(c, sqlite3_bind_int64(st, i, v));
 }
 
-static void b_hash(struct conn *c, sqlite3_stmt *st, int i,
-                   const uint8_t h[REPO_HASH_LEN])
-{
-    if (st && c->err == AS_OK)
-        bind_rc(c, sqlite3_bind_blob(st, i, h, REPO_HASH_LEN,
-                                     SQLITE_TRANSIENT));
-}
-
 /* Steps `st`: true when it produced a row (read it, then done()). Otherwise
  * the statement is finished and reset. */
 static bool row(struct conn *c, sqlite3_stmt *st)
@@ -198,12 +179,6 @@ static void run(struct conn *c, sqlite3_stmt *st)
 {
     if (row(c, st))
         done(st);
-}
-
-/* Rows changed by the last statement run, or 0 after a failure. */
-static int64_t changed(struct conn *c)
-{
-    return c->err == AS_OK ? sqlite3_changes64(c->db) : 0;
 }
 
 /* Runs fixed SQL text that has no values in it (schema, migrations). */
@@ -251,11 +226,6 @@ static void end(struct conn *c)
 
 /* ---- columns ----------------------------------------------------------- */
 
-static int64_t col_int(sqlite3_stmt *st, int i)
-{
-    return sqlite3_column_int64(st, i);
-}
-
 /* A copy of text column `i` in `a`; NULL for SQL NULL. */
 static const char *col_str(struct conn *c, sqlite3_stmt *st, int i,
                            struct arena *a)
@@ -272,49 +242,6 @@ static const char *col_str(struct conn *c, sqlite3_stmt *st, int i,
     if (!copy)
         refuse(c, AS_ERR_NOMEM);
     return copy;
-}
-
-/* Copies id column `i` into `out`; a value that cannot be an id is a
- * corrupt row. */
-static void col_id(struct conn *c, sqlite3_stmt *st, int i,
-                   char out[UUID_STR_LEN])
-{
-    const unsigned char *t = sqlite3_column_text(st, i);
-    int len = sqlite3_column_bytes(st, i);
-
-    out[0] = '\0';
-    if (c->err != AS_OK)
-        return;
-    if (!t || len <= 0 || len >= UUID_STR_LEN) {
-        log_event(LOG_ERROR, "repo.db_error", NULL,
-                  json_pack("{s:s, s:s, s:s}", "backend", "sqlite", "op",
-                            c->op, "message", "malformed id in a row"));
-        refuse(c, AS_ERR_INTERNAL);
-        return;
-    }
-    memcpy(out, t, (size_t)len);
-    out[len] = '\0';
-}
-
-/* Reads USER_COLS. */
-static void read_user(struct conn *c, sqlite3_stmt *st, struct user *u,
-                      struct arena *a)
-{
-    const char *role;
-
-    memset(u, 0, sizeof *u);
-    col_id(c, st, 0, u->id);
-    u->email = col_str(c, st, 1, a);
-    u->full_name = col_str(c, st, 2, a);
-    u->password_hash = col_str(c, st, 3, a);
-    role = (const char *)sqlite3_column_text(st, 4);
-    u->role = repo_role_parse(role);
-    u->is_active = col_int(st, 5) != 0;
-    u->is_verified = col_int(st, 6) != 0;
-    u->created_at = col_int(st, 7);
-    u->updated_at = col_int(st, 8);
-    if (sqlite3_column_count(st) > 9)    /* USER_MFA_COL */
-        u->mfa_enabled = col_int(st, 9) != 0;
 }
 
 /* ---- the pool ---------------------------------------------------------- */
@@ -671,18 +598,6 @@ static enum as_err sq_ping(void *impl)
     return release(impl, c);
 }
 
-/* Revokes every unrevoked session of `user_id` but `keep_sid`. */
-static void revoke_all(struct conn *c, const char *user_id,
-                       const char *keep_sid, int64_t now)
-{
-    sqlite3_stmt *st = q(c, S_SESSION_REVOKE_ALL);
-
-    b_text(c, st, 1, user_id);
-    b_text(c, st, 2, keep_sid);
-    b_int(c, st, 3, now);
-    run(c, st);
-}
-
 static void sq_close(void *impl)
 {
     struct sq *s = impl;
@@ -700,423 +615,6 @@ static void sq_close(void *impl)
     free(s);
 }
 
-/* ---- mail: link tokens and the outbox ---------------------------------- */
-
-#define OTT_LIVE "used_at IS NULL AND expires_at > ?2"
-
-/* Prepares `sql` for this call only (mail statements are too rare to be
- * worth a cache slot); NULL after a failure, which the bind and step
- * helpers then skip. Free with sqlite3_finalize(), before end(). */
-static sqlite3_stmt *mail_prepare(struct conn *c, const char *sql)
-{
-    sqlite3_stmt *st = NULL;
-    int rc;
-
-    if (c->err != AS_OK)
-        return NULL;
-    rc = sqlite3_prepare_v2(c->db, sql, -1, &st, NULL);
-    if (rc != SQLITE_OK) {
-        fail(c, rc);
-        sqlite3_finalize(st);
-        return NULL;
-    }
-    return st;
-}
-
-/* Runs one-use statement `st` (no rows wanted) and frees it; returns the
- * number of rows it changed. */
-static int64_t mail_run(struct conn *c, sqlite3_stmt *st)
-{
-    int64_t n;
-
-    run(c, st);
-    n = changed(c);
-    sqlite3_finalize(st);
-    return n;
-}
-
-static enum as_err sq_outbox_add(void *impl, const struct outbox_row *m)
-{
-    struct conn *c;
-    sqlite3_stmt *st;
-    enum as_err err = acquire(impl, "outbox_add", &c);
-
-    if (err != AS_OK)
-        return err;
-    if (!m->kind || !m->recipient)
-        refuse(c, AS_ERR_BAD_REQUEST);
-    st = mail_prepare(c, "INSERT INTO outbox (id, user_id, kind, recipient, "
-                         "seed, created_at, next_attempt_at) "
-                         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)");
-    b_text(c, st, 1, m->id);
-    b_text(c, st, 2, m->user_id);
-    b_text(c, st, 3, m->kind);
-    b_text(c, st, 4, m->recipient);
-    if (m->seed)
-        b_hash(c, st, 5, m->seed);   /* REPO_SEED_LEN == REPO_HASH_LEN */
-    b_int(c, st, 6, m->created_at);
-    mail_run(c, st);
-    return release(impl, c);
-}
-
-/* The user `t` is for (see repo_outbox_resolve()) into `user_id`; false
- * when there is none. */
-static bool resolve_user(struct conn *c, const struct outbox_row *m,
-                         const struct ott *t, char user_id[UUID_STR_LEN])
-{
-    sqlite3_stmt *st;
-    bool found;
-
-    st = mail_prepare(c, t->purpose == OTT_VERIFY
-                             ? "SELECT id FROM users WHERE id = ?2 "
-                               "AND email = ?1 AND is_active = 1 "
-                               "AND is_verified = 0"
-                             : "SELECT id FROM users WHERE email = ?1 "
-                               "AND is_active = 1");
-    b_text(c, st, 1, m->recipient);
-    if (t->purpose == OTT_VERIFY)
-        b_text(c, st, 2, m->user_id);
-    found = row(c, st);
-    if (found)
-        col_id(c, st, 0, user_id);
-    sqlite3_finalize(st);
-    return found;
-}
-
-/* Counts one mail to `recipient` in the hour of `now`; the new count. */
-static int64_t count_mail(struct conn *c, const char *recipient, int64_t now)
-{
-    sqlite3_stmt *st;
-    int64_t n = 0;
-
-    st = mail_prepare(c, "INSERT INTO mail_counts (recipient, window_start, "
-                         "n) VALUES (?1, ?2, 1) ON CONFLICT (recipient, "
-                         "window_start) DO UPDATE SET n = n + 1 "
-                         "RETURNING n");
-    b_text(c, st, 1, recipient);
-    b_int(c, st, 2, now - now % INT64_C(3600000));
-    if (row(c, st))
-        n = col_int(st, 0);
-    sqlite3_finalize(st);
-    return n;
-}
-
-static enum as_err sq_outbox_resolve(void *impl, const struct outbox_row *m,
-                                     const struct ott *t, unsigned cap,
-                                     int64_t now, enum outbox_fate *fate,
-                                     char user_id[UUID_STR_LEN])
-{
-    struct conn *c;
-    sqlite3_stmt *st;
-    bool found, capped;
-    enum as_err err = acquire(impl, "outbox_resolve", &c);
-
-    user_id[0] = '\0';
-    *fate = OUTBOX_NO_USER;
-    if (err != AS_OK)
-        return err;
-    if (!m->recipient || (!t && !m->user_id))
-        refuse(c, AS_ERR_BAD_REQUEST);
-    begin(c);
-    if (c->err == AS_OK && !t)
-        snprintf(user_id, UUID_STR_LEN, "%s", m->user_id);
-    /* The same statements whether or not the user exists: the lookup,
-     * then the count, then the decision. */
-    found = c->err == AS_OK && (!t || resolve_user(c, m, t, user_id));
-    capped = c->err == AS_OK &&
-             count_mail(c, m->recipient, now) > (int64_t)cap &&
-             t;                          /* a notice is never held back */
-    if (c->err == AS_OK)
-        *fate = !found ? OUTBOX_NO_USER
-                       : capped ? OUTBOX_CAPPED : OUTBOX_READY;
-    if (*fate != OUTBOX_READY) {
-        st = mail_prepare(c, "DELETE FROM outbox WHERE id = ?1 "
-                             "AND sent_at IS NULL");
-        b_text(c, st, 1, m->id);
-        mail_run(c, st);
-    } else {
-        if (t) {
-            st = mail_prepare(c, "INSERT INTO one_time_tokens (hash, "
-                                 "user_id, purpose, email, created_at, "
-                                 "expires_at) VALUES (?1, ?2, ?3, ?4, ?5, "
-                                 "?6)");
-            b_hash(c, st, 1, t->hash);
-            b_text(c, st, 2, user_id);
-            b_text(c, st, 3, t->purpose == OTT_VERIFY ? "verify" : "reset");
-            b_text(c, st, 4, m->recipient);
-            b_int(c, st, 5, t->created_at);
-            b_int(c, st, 6, t->expires_at);
-            mail_run(c, st);
-        }
-        st = mail_prepare(c, "UPDATE outbox SET resolved = 1, user_id = ?2, "
-                             "expires_at = ?3 WHERE id = ?1 "
-                             "AND resolved = 0 AND sent_at IS NULL");
-        b_text(c, st, 1, m->id);
-        b_text(c, st, 2, user_id);
-        b_int(c, st, 3, t ? t->expires_at : 0);
-        if (mail_run(c, st) != 1)
-            refuse(c, AS_ERR_NOT_FOUND);    /* gone meanwhile */
-    }
-    end(c);
-    if (c->err != AS_OK) {
-        user_id[0] = '\0';
-        *fate = OUTBOX_NO_USER;
-    }
-    return release(impl, c);
-}
-
-static enum as_err sq_outbox_drop(void *impl, const char *id)
-{
-    struct conn *c;
-    sqlite3_stmt *st;
-    enum as_err err = acquire(impl, "outbox_drop", &c);
-
-    if (err != AS_OK)
-        return err;
-    st = mail_prepare(c, "DELETE FROM outbox WHERE id = ?1 "
-                         "AND sent_at IS NULL");
-    b_text(c, st, 1, id);
-    mail_run(c, st);
-    return release(impl, c);
-}
-
-static enum as_err sq_ott_reset_user(void *impl,
-                                     const uint8_t hash[REPO_HASH_LEN],
-                                     int64_t now, struct user *out,
-                                     struct arena *a)
-{
-    struct conn *c;
-    sqlite3_stmt *st;
-    enum as_err err = acquire(impl, "ott_reset_user", &c);
-
-    if (err != AS_OK)
-        return err;
-    st = mail_prepare(c, "SELECT " USER_COLS " FROM users "
-                         "WHERE is_active = 1 AND (id, email) IN "
-                         "(SELECT user_id, email FROM one_time_tokens "
-                         "WHERE hash = ?1 AND purpose = 'reset' AND "
-                         OTT_LIVE ")");
-    b_hash(c, st, 1, hash);
-    b_int(c, st, 2, now);
-    if (row(c, st))
-        read_user(c, st, out, a);
-    else
-        refuse(c, AS_ERR_NOT_FOUND);
-    sqlite3_finalize(st);
-    return release(impl, c);
-}
-
-static enum as_err sq_ott_reset(void *impl, const uint8_t hash[REPO_HASH_LEN],
-                                const char *user_id, const char *pw_hash,
-                                int64_t now)
-{
-    struct conn *c;
-    sqlite3_stmt *st;
-    enum as_err err = acquire(impl, "ott_reset", &c);
-
-    if (err != AS_OK)
-        return err;
-    if (!user_id || !pw_hash)
-        refuse(c, AS_ERR_BAD_REQUEST);
-    begin(c);
-    st = mail_prepare(c, "UPDATE one_time_tokens SET used_at = ?2 "
-                         "WHERE hash = ?1 AND purpose = 'reset' "
-                         "AND user_id = ?3 AND " OTT_LIVE);
-    b_hash(c, st, 1, hash);
-    b_int(c, st, 2, now);
-    b_text(c, st, 3, user_id);
-    if (mail_run(c, st) != 1)
-        refuse(c, AS_ERR_NOT_FOUND);
-    st = mail_prepare(c, "UPDATE users SET password_hash = ?2, "
-                         "updated_at = ?3 WHERE id = ?1 AND is_active = 1 "
-                         "AND email = (SELECT email FROM one_time_tokens "
-                         "WHERE hash = ?4)");
-    b_text(c, st, 1, user_id);
-    b_text(c, st, 2, pw_hash);
-    b_int(c, st, 3, now);
-    b_hash(c, st, 4, hash);
-    if (mail_run(c, st) != 1)
-        refuse(c, AS_ERR_NOT_FOUND);
-    revoke_all(c, user_id, NULL, now);
-    st = mail_prepare(c, "UPDATE one_time_tokens SET used_at = ?2 "
-                         "WHERE user_id = ?1 AND purpose = 'reset' "
-                         "AND used_at IS NULL");
-    b_text(c, st, 1, user_id);
-    b_int(c, st, 2, now);
-    mail_run(c, st);
-    end(c);
-    return release(impl, c);
-}
-
-static enum as_err sq_ott_verify(void *impl,
-                                 const uint8_t hash[REPO_HASH_LEN],
-                                 int64_t now, char user_id[UUID_STR_LEN])
-{
-    struct conn *c;
-    sqlite3_stmt *st;
-    enum as_err err = acquire(impl, "ott_verify", &c);
-
-    user_id[0] = '\0';
-    if (err != AS_OK)
-        return err;
-    begin(c);
-    st = mail_prepare(c, "UPDATE one_time_tokens SET used_at = ?2 "
-                         "WHERE hash = ?1 AND purpose = 'verify' AND "
-                         OTT_LIVE " RETURNING user_id");
-    b_hash(c, st, 1, hash);
-    b_int(c, st, 2, now);
-    if (row(c, st))
-        col_id(c, st, 0, user_id);
-    else
-        refuse(c, AS_ERR_NOT_FOUND);
-    sqlite3_finalize(st);
-    st = mail_prepare(c, "UPDATE users SET is_verified = 1, updated_at = ?2 "
-                         "WHERE id = ?1 AND is_active = 1 "
-                         "AND email = (SELECT email FROM one_time_tokens "
-                         "WHERE hash = ?3)");
-    b_text(c, st, 1, user_id);
-    b_int(c, st, 2, now);
-    b_hash(c, st, 3, hash);
-    if (mail_run(c, st) != 1)
-        refuse(c, AS_ERR_NOT_FOUND);
-    st = mail_prepare(c, "UPDATE one_time_tokens SET used_at = ?2 "
-                         "WHERE user_id = ?1 AND purpose = 'verify' "
-                         "AND used_at IS NULL");
-    b_text(c, st, 1, user_id);
-    b_int(c, st, 2, now);
-    mail_run(c, st);
-    end(c);
-    if (c->err != AS_OK)
-        user_id[0] = '\0';
-    return release(impl, c);
-}
-
-/* A copy in `a` of seed column `i`; NULL when it is NULL or not a
- * seed. */
-static const uint8_t *col_seed(struct conn *c, sqlite3_stmt *st, int i,
-                               struct arena *a)
-{
-    const void *b;
-    uint8_t *copy;
-
-    if (c->err != AS_OK || sqlite3_column_type(st, i) != SQLITE_BLOB ||
-        sqlite3_column_bytes(st, i) != REPO_SEED_LEN)
-        return NULL;
-    b = sqlite3_column_blob(st, i);
-    copy = b ? arena_alloc(a, REPO_SEED_LEN) : NULL;
-    if (!copy) {
-        refuse(c, AS_ERR_NOMEM);
-        return NULL;
-    }
-    memcpy(copy, b, REPO_SEED_LEN);
-    return copy;
-}
-
-static enum as_err sq_outbox_claim(void *impl, int64_t now,
-                                   int64_t lease_until,
-                                   struct outbox_row *out, struct arena *a)
-{
-    struct conn *c;
-    sqlite3_stmt *st;
-    enum as_err err = acquire(impl, "outbox_claim", &c);
-
-    memset(out, 0, sizeof *out);
-    if (err != AS_OK)
-        return err;
-    begin(c);                /* BEGIN IMMEDIATE: one claimer at a time */
-    st = mail_prepare(c, "UPDATE outbox SET locked_until = ?2 WHERE id = "
-                         "(SELECT id FROM outbox WHERE sent_at IS NULL "
-                         "AND next_attempt_at <= ?1 AND locked_until <= ?1 "
-                         "ORDER BY next_attempt_at, id LIMIT 1) "
-                         "RETURNING id, kind, recipient, user_id, seed, "
-                         "resolved, expires_at, created_at, attempts");
-    b_int(c, st, 1, now);
-    b_int(c, st, 2, lease_until);
-    if (row(c, st)) {
-        col_id(c, st, 0, out->id);
-        out->kind = col_str(c, st, 1, a);
-        out->recipient = col_str(c, st, 2, a);
-        out->user_id = col_str(c, st, 3, a);
-        out->seed = col_seed(c, st, 4, a);
-        out->resolved = col_int(st, 5) != 0;
-        out->expires_at = col_int(st, 6);
-        out->created_at = col_int(st, 7);
-        out->attempts = col_int(st, 8);
-    } else {
-        refuse(c, AS_ERR_NOT_FOUND);
-    }
-    sqlite3_finalize(st);
-    end(c);
-    return release(impl, c);
-}
-
-static enum as_err sq_outbox_sent(void *impl, const char *id, int64_t now)
-{
-    struct conn *c;
-    sqlite3_stmt *st;
-    enum as_err err = acquire(impl, "outbox_sent", &c);
-
-    if (err != AS_OK)
-        return err;
-    begin(c);
-    st = mail_prepare(c, "UPDATE outbox SET sent_at = ?2, seed = NULL, "
-                         "locked_until = 0, last_error = NULL "
-                         "WHERE id = ?1 AND sent_at IS NULL");
-    b_text(c, st, 1, id);
-    b_int(c, st, 2, now);
-    mail_run(c, st);
-    end(c);
-    return release(impl, c);
-}
-
-static enum as_err sq_outbox_failed(void *impl, const char *id,
-                                    int64_t next_at, const char *error)
-{
-    struct conn *c;
-    sqlite3_stmt *st;
-    enum as_err err = acquire(impl, "outbox_failed", &c);
-
-    if (err != AS_OK)
-        return err;
-    begin(c);
-    st = mail_prepare(c, "UPDATE outbox SET attempts = attempts + 1, "
-                         "next_attempt_at = ?2, locked_until = 0, "
-                         "last_error = ?3 WHERE id = ?1 AND sent_at IS NULL");
-    b_text(c, st, 1, id);
-    b_int(c, st, 2, next_at);
-    b_text(c, st, 3, error);
-    mail_run(c, st);
-    end(c);
-    return release(impl, c);
-}
-
-static enum as_err sq_mail_prune(void *impl, int64_t tokens_before,
-                                 int64_t sent_before, int64_t stale_before)
-{
-    struct conn *c;
-    sqlite3_stmt *st;
-    enum as_err err = acquire(impl, "mail_prune", &c);
-
-    if (err != AS_OK)
-        return err;
-    begin(c);
-    st = mail_prepare(c, "DELETE FROM one_time_tokens WHERE expires_at < ?1");
-    b_int(c, st, 1, tokens_before);
-    mail_run(c, st);
-    st = mail_prepare(c, "DELETE FROM outbox WHERE sent_at < ?1");
-    b_int(c, st, 1, sent_before);
-    mail_run(c, st);
-    st = mail_prepare(c, "DELETE FROM outbox WHERE resolved = 0 "
-                         "AND sent_at IS NULL AND created_at < ?1");
-    b_int(c, st, 1, stale_before);
-    mail_run(c, st);
-    st = mail_prepare(c, "DELETE FROM mail_counts WHERE window_start < ?1");
-    b_int(c, st, 1, stale_before);
-    mail_run(c, st);
-    end(c);
-    return release(impl, c);
-}
-
 static const struct repo_ops sqlite_ops = {
     .name = "sqlite",
     .migrate = sq_migrate,
@@ -1125,16 +623,7 @@ static const struct repo_ops sqlite_ops = {
     DB_USER_OPS,
     DB_LOGIN_OPS,
     DB_SESSION_OPS,
-    .outbox_add = sq_outbox_add,
-    .outbox_resolve = sq_outbox_resolve,
-    .outbox_drop = sq_outbox_drop,
-    .ott_reset_user = sq_ott_reset_user,
-    .ott_reset = sq_ott_reset,
-    .ott_verify = sq_ott_verify,
-    .outbox_claim = sq_outbox_claim,
-    .outbox_sent = sq_outbox_sent,
-    .outbox_failed = sq_outbox_failed,
-    .mail_prune = sq_mail_prune,
+    DB_MAIL_OPS,
     DB_MFA_OPS,
     DB_PASSKEY_OPS,
 };

@@ -785,6 +785,76 @@ static void concurrent_resolves_keep_the_cap(void **state)
     }
 }
 
+/* Values no caller sends but a bug or a mail server could: the calls
+ * that only record an outcome still record it, the others refuse the
+ * same way on both backends, and nothing half-done stays behind. */
+static void hostile_values_fail_the_same_way(void **state)
+{
+    struct fx *f = *state;
+    static const char bad[] = "550 \xff\xfe not UTF-8";
+    char long_id[2 * UUID_STR_LEN];
+    char id[UUID_STR_LEN], uid[UUID_STR_LEN];
+    struct outbox_row m, got;
+    enum outbox_fate fate;
+    struct ott t = { .purpose = OTT_RESET, .created_at = T0,
+                     .expires_at = T0 + HOUR, .hash = { 9 } };
+    struct user u;
+    uint8_t h[REPO_HASH_LEN] = { 7 };
+
+    new_user(f, &u, "hal@example.com");
+    assert_int_equal(issue(f, OTT_RESET, u.email, T0, NULL, NULL), AS_OK);
+    assert_int_equal(repo_outbox_claim(f->r, T0, T0 + LEASE, &got, f->a),
+                     AS_OK);
+    /* a mail server's reply that is not UTF-8 still counts the try */
+    assert_int_equal(repo_outbox_failed(f->r, got.id, T0 + 10, bad), AS_OK);
+    assert_int_equal(count(f, "SELECT count(*) FROM outbox WHERE "
+                              "attempts = 1 AND locked_until = 0 AND "
+                              "next_attempt_at = 1700000000010 AND "
+                              "last_error IS NOT NULL"), 1);
+    /* ids that cannot be stored match nothing, and are no error */
+    assert_int_equal(repo_outbox_sent(f->r, "\xff", T0), AS_OK);
+    assert_int_equal(repo_outbox_failed(f->r, "\xff", T0, "x"), AS_OK);
+    assert_int_equal(repo_outbox_drop(f->r, "\xff"), AS_OK);
+    assert_int_equal(repo_outbox_sent(f->r, NULL, T0), AS_OK);
+    assert_int_equal(count(f, "SELECT count(*) FROM outbox WHERE "
+                              "sent_at IS NULL AND attempts = 1"), 1);
+    /* a reset without a user to bind to */
+    assert_int_equal(repo_ott_reset(f->r, h, NULL, "$x", T0),
+                     AS_ERR_NOT_FOUND);
+    /* a notice for a user id no id can be: refused, the row kept */
+    memset(long_id, 'a', sizeof long_id - 1);
+    long_id[sizeof long_id - 1] = '\0';
+    memset(&m, 0, sizeof m);
+    uuid_v7_new(m.id);
+    m.kind = "security_notice";
+    m.user_id = u.id;
+    m.recipient = u.email;
+    m.created_at = T0;
+    assert_int_equal(repo_outbox_add(f->r, &m), AS_OK);
+    m.user_id = long_id;
+    assert_int_equal(repo_outbox_resolve(f->r, &m, NULL, 5, T0, &fate, uid),
+                     AS_ERR_BAD_REQUEST);
+    assert_int_equal(fate, OUTBOX_NO_USER);
+    assert_string_equal(uid, "");
+    assert_string_equal(row_text(f, "user_id", m.id), u.id);
+    /* a mail that went before it was resolved: nothing stored, nothing
+     * counted */
+    queue(f, OTT_RESET, u.email, T0, id);
+    m.user_id = u.id;
+    snprintf(m.id, sizeof m.id, "%s", id);
+    m.kind = "password_reset";
+    assert_int_equal(repo_outbox_drop(f->r, id), AS_OK);
+    assert_int_equal(count(f, "SELECT coalesce(sum(n), 0) FROM mail_counts"),
+                     1);
+    assert_int_equal(repo_outbox_resolve(f->r, &m, &t, 5, T0, &fate, uid),
+                     AS_ERR_NOT_FOUND);
+    assert_int_equal(fate, OUTBOX_NO_USER);
+    assert_string_equal(uid, "");
+    assert_int_equal(count(f, "SELECT count(*) FROM one_time_tokens"), 1);
+    assert_int_equal(count(f, "SELECT coalesce(sum(n), 0) FROM mail_counts"),
+                     1);
+}
+
 static void pg_skipped(void **state)
 {
     (void)state;
@@ -808,6 +878,7 @@ int main(void)
         CASE(unknown_and_stale_requests_are_dropped),
         CASE(password_change_retires_reset_tokens),
         CASE(concurrent_resolves_keep_the_cap),
+        CASE(hostile_values_fail_the_same_way),
     };
     const struct CMUnitTest pg_off[] = {
         cmocka_unit_test(pg_skipped),

@@ -1,0 +1,417 @@
+/* mail.c: the mail area of the repository (single-use link tokens and
+ * the outbox), written once for both backends over the driver
+ * (driver.h): its statements and its flows. The rules they share live
+ * here: the hourly count per recipient and when it holds a mail back,
+ * what a link token must match to be used, what a reset revokes. */
+#include "flows.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "repo_int.h"
+
+#define HOUR_MS INT64_C(3600000)     /* the window of a mail count */
+#define FAILED_TEXT "delivery failed"    /* error text that cannot be kept */
+
+/* Token hash $1 is unused and unexpired at $2. */
+#define OTT_LIVE "used_at IS NULL AND expires_at > $2"
+/* The user row as read for a reset link (struct user without mfa). */
+#define USER_COLS                                                          \
+    "id, email, full_name, password_hash, role, is_active, is_verified, "  \
+    "created_at, updated_at"
+/* The oldest unsent mail due at $1 whose lease ran out. */
+#define DUE_ROW                                                            \
+    "SELECT id FROM outbox WHERE sent_at IS NULL "                         \
+    "AND next_attempt_at <= $1 AND locked_until <= $1 "                    \
+    "ORDER BY next_attempt_at, id LIMIT 1"
+#define CLAIM(due)                                                         \
+    "UPDATE outbox SET locked_until = $2 WHERE id = (" due ") "            \
+    "RETURNING id, kind, recipient, user_id, seed, resolved, expires_at, " \
+    "created_at, attempts"
+
+enum {
+    M_ADD, M_RESET_USER, M_VERIFY_USER, M_COUNT, M_DROP, M_TOKEN_ADD,
+    M_RESOLVED, M_RESET_FIND, M_LOCK_USER, M_TOKEN_USE, M_SET_PW,
+    M_REVOKE_ALL, M_RETIRE, M_LOCK_VERIFY, M_VERIFY_USE, M_SET_VERIFIED,
+    M_CLAIM, M_SENT, M_FAILED, M_PRUNE_TOKENS, M_PRUNE_SENT,
+    M_PRUNE_STALE, M_PRUNE_COUNTS, M_NSTMT
+};
+
+static struct db_stmt sql[M_NSTMT] = {
+    [M_ADD] = DB_SQL("INSERT INTO outbox (id, user_id, kind, recipient, "
+                     "seed, created_at, next_attempt_at) "
+                     "VALUES ($1, $2, $3, $4, $5, $6, $6)"),
+    [M_RESET_USER] = DB_SQL("SELECT id FROM users WHERE email = $1 "
+                            "AND is_active"),
+    [M_VERIFY_USER] = DB_SQL("SELECT id FROM users WHERE id = $2 "
+                             "AND email = $1 AND is_active "
+                             "AND NOT is_verified"),
+    /* One atomic upsert: concurrent mails to one address each count. */
+    [M_COUNT] = DB_SQL("INSERT INTO mail_counts (recipient, window_start, "
+                       "n) VALUES ($1, $2, 1) ON CONFLICT (recipient, "
+                       "window_start) DO UPDATE SET n = mail_counts.n + 1 "
+                       "RETURNING n"),
+    [M_DROP] = DB_SQL("DELETE FROM outbox WHERE id = $1 "
+                      "AND sent_at IS NULL"),
+    [M_TOKEN_ADD] = DB_SQL("INSERT INTO one_time_tokens (hash, user_id, "
+                           "purpose, email, created_at, expires_at) "
+                           "VALUES ($1, $2, $3, $4, $5, $6)"),
+    [M_RESOLVED] = DB_SQL("UPDATE outbox SET resolved = true, "
+                          "user_id = $2, expires_at = $3 WHERE id = $1 "
+                          "AND NOT resolved AND sent_at IS NULL"),
+    [M_RESET_FIND] = DB_SQL("SELECT " USER_COLS " FROM users "
+                            "WHERE is_active AND (id, email) IN "
+                            "(SELECT user_id, email FROM one_time_tokens "
+                            "WHERE hash = $1 AND purpose = 'reset' AND "
+                            OTT_LIVE ")"),
+    /* The user's row first (lock order: see src/repo/users.c). */
+    [M_LOCK_USER] = DB_PG_ONLY("SELECT 1 FROM users WHERE id = $1 "
+                               "FOR NO KEY UPDATE"),
+    [M_TOKEN_USE] = DB_SQL("UPDATE one_time_tokens SET used_at = $2 "
+                           "WHERE hash = $1 AND purpose = 'reset' "
+                           "AND user_id = $3 AND " OTT_LIVE),
+    [M_SET_PW] = DB_SQL("UPDATE users SET password_hash = $2, "
+                        "updated_at = $3 WHERE id = $1 AND is_active "
+                        "AND email = (SELECT email FROM one_time_tokens "
+                        "WHERE hash = $4)"),
+    [M_REVOKE_ALL] = DB_SQL("UPDATE sessions SET revoked_at = $2 "
+                            "WHERE user_id = $1 AND revoked_at IS NULL"),
+    /* The user's other tokens of purpose $3. */
+    [M_RETIRE] = DB_SQL("UPDATE one_time_tokens SET used_at = $2 "
+                        "WHERE user_id = $1 AND purpose = $3 "
+                        "AND used_at IS NULL"),
+    [M_LOCK_VERIFY] = DB_PG_ONLY("SELECT id FROM users WHERE id = "
+                                 "(SELECT user_id FROM one_time_tokens "
+                                 "WHERE hash = $1 AND purpose = 'verify') "
+                                 "FOR NO KEY UPDATE"),
+    [M_VERIFY_USE] = DB_SQL("UPDATE one_time_tokens SET used_at = $2 "
+                            "WHERE hash = $1 AND purpose = 'verify' AND "
+                            OTT_LIVE " RETURNING user_id"),
+    [M_SET_VERIFIED] = DB_SQL("UPDATE users SET is_verified = true, "
+                              "updated_at = $2 WHERE id = $1 AND is_active "
+                              "AND email = (SELECT email "
+                              "FROM one_time_tokens WHERE hash = $3)"),
+    /* SQLite: one claimer at a time (BEGIN IMMEDIATE); PostgreSQL:
+     * claimers at once take different rows (SKIP LOCKED). The lease
+     * keeps the row theirs until it is marked or released. */
+    [M_CLAIM] = DB_SPLIT(CLAIM(DUE_ROW),
+                         CLAIM(DUE_ROW " FOR UPDATE SKIP LOCKED")),
+    [M_SENT] = DB_SQL("UPDATE outbox SET sent_at = $2, seed = NULL, "
+                      "locked_until = 0, last_error = NULL "
+                      "WHERE id = $1 AND sent_at IS NULL"),
+    [M_FAILED] = DB_SQL("UPDATE outbox SET attempts = attempts + 1, "
+                        "next_attempt_at = $2, locked_until = 0, "
+                        "last_error = $3 WHERE id = $1 AND sent_at IS NULL"),
+    [M_PRUNE_TOKENS] = DB_SQL("DELETE FROM one_time_tokens "
+                              "WHERE expires_at < $1"),
+    [M_PRUNE_SENT] = DB_SQL("DELETE FROM outbox WHERE sent_at < $1"),
+    [M_PRUNE_STALE] = DB_SQL("DELETE FROM outbox WHERE NOT resolved "
+                             "AND sent_at IS NULL AND created_at < $1"),
+    [M_PRUNE_COUNTS] = DB_SQL("DELETE FROM mail_counts "
+                              "WHERE window_start < $1"),
+};
+
+/* Text PostgreSQL refuses to store (not UTF-8) was never stored: a
+ * statement that names it finds nothing. */
+static enum as_err none_if_invalid(enum as_err err, enum as_err none)
+{
+    return err == AS_ERR_VALIDATION ? none : err;
+}
+
+static struct db_val hash_arg(const uint8_t hash[REPO_HASH_LEN])
+{
+    return db_blob(hash, REPO_HASH_LEN);
+}
+
+/* Requires the last statement to have changed exactly one row. */
+static void one_changed(struct db_tx *t, const struct db_rows *r)
+{
+    if (t->err == AS_OK && r->changed != 1)
+        db_refuse(t, AS_ERR_NOT_FOUND);
+}
+
+enum as_err db_outbox_add(void *impl, const struct outbox_row *m)
+{
+    struct db_rows r;
+    struct db_tx t;
+
+    if (!m->kind || !m->recipient)
+        return AS_ERR_BAD_REQUEST;
+    db_open(&t, impl, "outbox_add", false, NULL);
+    DB_RUN(&t, &sql[M_ADD], &r, db_text(m->id), db_text(m->user_id),
+           db_text(m->kind), db_text(m->recipient),
+           db_blob(m->seed, REPO_SEED_LEN), db_int(m->created_at));
+    return db_close(&t);
+}
+
+/* Whether the user token `k` of mail `m` is for exists (see
+ * repo_outbox_resolve()); its id into `user_id`. */
+static bool resolve_user(struct db_tx *t, const struct outbox_row *m,
+                         const struct ott *k, char user_id[UUID_STR_LEN])
+{
+    struct db_rows r;
+
+    if (k->purpose == OTT_VERIFY)
+        DB_RUN(t, &sql[M_VERIFY_USER], &r, db_text(m->recipient),
+               db_text(m->user_id));
+    else
+        DB_RUN(t, &sql[M_RESET_USER], &r, db_text(m->recipient));
+    if (r.n != 1)
+        return false;
+    db_id(t, db_at(&r, 0, 0), user_id);
+    return t->err == AS_OK;
+}
+
+/* Counts one mail to `recipient` in the hour of `now`; the new count. */
+static int64_t count_mail(struct db_tx *t, const char *recipient,
+                          int64_t now)
+{
+    struct db_rows r;
+
+    if (DB_RUN(t, &sql[M_COUNT], &r, db_text(recipient),
+               db_int(now - now % HOUR_MS)) && r.n == 1)
+        return db_i64(db_at(&r, 0, 0));
+    return 0;
+}
+
+/* Stores token `k` (when there is one) of `user_id` and marks mail `m`
+ * resolved; AS_ERR_NOT_FOUND when the mail went meanwhile. */
+static void resolve_store(struct db_tx *t, const struct outbox_row *m,
+                          const struct ott *k, const char *user_id)
+{
+    struct db_rows r;
+
+    if (k)
+        DB_RUN(t, &sql[M_TOKEN_ADD], &r, hash_arg(k->hash),
+               db_text(user_id),
+               db_text(k->purpose == OTT_VERIFY ? "verify" : "reset"),
+               db_text(m->recipient), db_int(k->created_at),
+               db_int(k->expires_at));
+    DB_RUN(t, &sql[M_RESOLVED], &r, db_text(m->id), db_text(user_id),
+           db_int(k ? k->expires_at : 0));
+    one_changed(t, &r);
+}
+
+enum as_err db_outbox_resolve(void *impl, const struct outbox_row *m,
+                              const struct ott *k, unsigned cap,
+                              int64_t now, enum outbox_fate *fate,
+                              char user_id[UUID_STR_LEN])
+{
+    struct db_rows r;
+    struct db_tx t;
+    bool found, capped;
+    enum as_err err;
+
+    user_id[0] = '\0';
+    *fate = OUTBOX_NO_USER;
+    if (!m->recipient || (!k && !m->user_id) ||
+        (m->user_id && strlen(m->user_id) >= UUID_STR_LEN))
+        return AS_ERR_BAD_REQUEST;
+    db_open(&t, impl, "outbox_resolve", true, NULL);
+    if (!k)
+        snprintf(user_id, UUID_STR_LEN, "%s", m->user_id);
+    /* The same statements whether or not the user exists: the lookup,
+     * then the count, then the decision. A mail without a link (a
+     * notice) counts, but is never held back. */
+    found = !k || resolve_user(&t, m, k, user_id);
+    capped = count_mail(&t, m->recipient, now) > (int64_t)cap && k != NULL;
+    if (t.err == AS_OK)
+        *fate = !found ? OUTBOX_NO_USER
+                       : capped ? OUTBOX_CAPPED : OUTBOX_READY;
+    if (*fate == OUTBOX_READY)
+        resolve_store(&t, m, k, user_id);
+    else
+        DB_RUN(&t, &sql[M_DROP], &r, db_text(m->id));
+    err = none_if_invalid(db_close(&t), AS_ERR_BAD_REQUEST);
+    if (err != AS_OK) {
+        user_id[0] = '\0';
+        *fate = OUTBOX_NO_USER;
+    }
+    return err;
+}
+
+enum as_err db_outbox_drop(void *impl, const char *id)
+{
+    struct db_rows r;
+    struct db_tx t;
+
+    if (!id)
+        return AS_OK;
+    db_open(&t, impl, "outbox_drop", false, NULL);
+    DB_RUN(&t, &sql[M_DROP], &r, db_text(id));
+    return none_if_invalid(db_close(&t), AS_OK);
+}
+
+enum as_err db_ott_reset_user(void *impl, const uint8_t hash[REPO_HASH_LEN],
+                              int64_t now, struct user *out,
+                              struct arena *a)
+{
+    struct db_rows r;
+    struct db_tx t;
+
+    db_open(&t, impl, "ott_reset_user", false, a);
+    if (DB_RUN(&t, &sql[M_RESET_FIND], &r, hash_arg(hash), db_int(now)) &&
+        r.n != 1)
+        db_refuse(&t, AS_ERR_NOT_FOUND);
+    if (t.err == AS_OK) {            /* `out` untouched otherwise */
+        memset(out, 0, sizeof *out);
+        db_id(&t, db_at(&r, 0, 0), out->id);
+        out->email = db_str(db_at(&r, 0, 1));
+        out->full_name = db_str(db_at(&r, 0, 2));
+        out->password_hash = db_str(db_at(&r, 0, 3));
+        out->role = repo_role_parse(db_str(db_at(&r, 0, 4)));
+        out->is_active = db_flag(db_at(&r, 0, 5));
+        out->is_verified = db_flag(db_at(&r, 0, 6));
+        out->created_at = db_i64(db_at(&r, 0, 7));
+        out->updated_at = db_i64(db_at(&r, 0, 8));
+    }
+    return db_close(&t);
+}
+
+/* Consumes the other unused tokens of `purpose` of `user_id`. */
+static void retire(struct db_tx *t, const char *user_id, const char *purpose,
+                   int64_t now)
+{
+    struct db_rows r;
+
+    DB_RUN(t, &sql[M_RETIRE], &r, db_text(user_id), db_int(now),
+           db_text(purpose));
+}
+
+enum as_err db_ott_reset(void *impl, const uint8_t hash[REPO_HASH_LEN],
+                         const char *user_id, const char *pw_hash,
+                         int64_t now)
+{
+    struct db_rows r;
+    struct db_tx t;
+
+    if (!user_id)
+        return AS_ERR_NOT_FOUND;
+    if (!pw_hash)
+        return AS_ERR_BAD_REQUEST;
+    db_open(&t, impl, "ott_reset", true, NULL);
+    /* Concurrent resets of one user, whichever link they use, queue on
+     * the user's row; the losers then find their link used (or retired)
+     * and change nothing. */
+    DB_RUN(&t, &sql[M_LOCK_USER], &r, db_text(user_id));
+    DB_RUN(&t, &sql[M_TOKEN_USE], &r, hash_arg(hash), db_int(now),
+           db_text(user_id));
+    one_changed(&t, &r);
+    DB_RUN(&t, &sql[M_SET_PW], &r, db_text(user_id), db_text(pw_hash),
+           db_int(now), hash_arg(hash));
+    one_changed(&t, &r);
+    DB_RUN(&t, &sql[M_REVOKE_ALL], &r, db_text(user_id), db_int(now));
+    retire(&t, user_id, "reset", now);
+    return none_if_invalid(db_close(&t), AS_ERR_NOT_FOUND);
+}
+
+enum as_err db_ott_verify(void *impl, const uint8_t hash[REPO_HASH_LEN],
+                          int64_t now, char user_id[UUID_STR_LEN])
+{
+    struct db_rows r;
+    struct db_tx t;
+    enum as_err err;
+
+    user_id[0] = '\0';
+    db_open(&t, impl, "ott_verify", true, NULL);
+    /* The user's row before the token's (lock order): concurrent uses of
+     * the user's links queue there, and the losers find theirs retired. */
+    DB_RUN(&t, &sql[M_LOCK_VERIFY], &r, hash_arg(hash));
+    if (DB_RUN(&t, &sql[M_VERIFY_USE], &r, hash_arg(hash), db_int(now)) &&
+        r.n != 1)
+        db_refuse(&t, AS_ERR_NOT_FOUND);
+    if (t.err == AS_OK)
+        db_id(&t, db_at(&r, 0, 0), user_id);
+    DB_RUN(&t, &sql[M_SET_VERIFIED], &r, db_text(user_id), db_int(now),
+           hash_arg(hash));
+    one_changed(&t, &r);
+    retire(&t, user_id, "verify", now);
+    err = db_close(&t);
+    if (err != AS_OK)
+        user_id[0] = '\0';
+    return err;
+}
+
+enum as_err db_outbox_claim(void *impl, int64_t now, int64_t lease_until,
+                            struct outbox_row *out, struct arena *a)
+{
+    const struct db_val *seed;
+    struct db_rows r;
+    struct db_tx t;
+
+    memset(out, 0, sizeof *out);
+    db_open(&t, impl, "outbox_claim", true, a);
+    if (DB_RUN(&t, &sql[M_CLAIM], &r, db_int(now), db_int(lease_until)) &&
+        r.n != 1)
+        db_refuse(&t, AS_ERR_NOT_FOUND);
+    if (t.err == AS_OK) {
+        db_id(&t, db_at(&r, 0, 0), out->id);
+        out->kind = db_str(db_at(&r, 0, 1));
+        out->recipient = db_str(db_at(&r, 0, 2));
+        out->user_id = db_str(db_at(&r, 0, 3));
+        seed = db_at(&r, 0, 4);
+        if (!seed->null && seed->type == DB_BLOB &&
+            seed->len == REPO_SEED_LEN)
+            out->seed = seed->b;         /* otherwise: no link */
+        out->resolved = db_flag(db_at(&r, 0, 5));
+        out->expires_at = db_i64(db_at(&r, 0, 6));
+        out->created_at = db_i64(db_at(&r, 0, 7));
+        out->attempts = db_i64(db_at(&r, 0, 8));
+    }
+    return db_close(&t);
+}
+
+enum as_err db_outbox_sent(void *impl, const char *id, int64_t now)
+{
+    struct db_rows r;
+    struct db_tx t;
+
+    if (!id)
+        return AS_OK;
+    db_open(&t, impl, "outbox_sent", false, NULL);
+    DB_RUN(&t, &sql[M_SENT], &r, db_text(id), db_int(now));
+    return none_if_invalid(db_close(&t), AS_OK);
+}
+
+/* One try of repo_outbox_failed() with error text `error`. */
+static enum as_err mark_failed(void *impl, const char *id, int64_t next_at,
+                               const char *error)
+{
+    struct db_rows r;
+    struct db_tx t;
+
+    db_open(&t, impl, "outbox_failed", false, NULL);
+    DB_RUN(&t, &sql[M_FAILED], &r, db_text(id), db_int(next_at),
+           db_text(error));
+    return db_close(&t);
+}
+
+enum as_err db_outbox_failed(void *impl, const char *id, int64_t next_at,
+                             const char *error)
+{
+    enum as_err err;
+
+    if (!id)
+        return AS_OK;
+    err = mark_failed(impl, id, next_at, error ? error : FAILED_TEXT);
+    /* A text PostgreSQL cannot store (not UTF-8, say from a mail server)
+     * is kept as the plain one. */
+    if (err == AS_ERR_VALIDATION)
+        err = mark_failed(impl, id, next_at, FAILED_TEXT);
+    return none_if_invalid(err, AS_OK);
+}
+
+enum as_err db_mail_prune(void *impl, int64_t tokens_before,
+                          int64_t sent_before, int64_t stale_before)
+{
+    struct db_rows r;
+    struct db_tx t;
+
+    /* Each delete on its own: nothing else waits on the whole sweep. */
+    db_open(&t, impl, "mail_prune", false, NULL);
+    DB_RUN(&t, &sql[M_PRUNE_TOKENS], &r, db_int(tokens_before));
+    DB_RUN(&t, &sql[M_PRUNE_SENT], &r, db_int(sent_before));
+    DB_RUN(&t, &sql[M_PRUNE_STALE], &r, db_int(stale_before));
+    DB_RUN(&t, &sql[M_PRUNE_COUNTS], &r, db_int(stale_before));
+    return db_close(&t);
+}
