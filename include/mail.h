@@ -101,6 +101,8 @@ int64_t mail_backoff_ms(int64_t failures, uint32_t rnd);
  * deliveries (1 or more): MAIL_PAUSE_BASE_MS doubling, at most
  * MAIL_PAUSE_MAX_MS, jittered like mail_backoff_ms(). */
 int64_t mail_pause_ms(int64_t failures, uint32_t rnd);
+/* True for a kind of mail that carries no link (a notice). */
+bool mail_linkless(const char *kind);
 /* True when the host of `url` (scheme://[userinfo@]host[:port]...) is
  * loopback: localhost, 127.0.0.0/8 or ::1. */
 bool mail_url_loopback(const char *url);

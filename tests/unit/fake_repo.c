@@ -11,6 +11,7 @@
 #include "cfg.h"
 #include "core.h"
 #include "password.h"
+#include "rotation.h"
 
 #define MAX_USERS 32
 #define MAX_SESSIONS 256
@@ -706,23 +707,29 @@ enum as_err repo_refresh_rotate(struct repo *r,
     pthread_mutex_lock(&mu);
     t = token_hash(parent);
     s = t ? session_id(t->sid) : NULL;
-    if (s && session_live(s, now)) {
-        if (t->used_at == 0) {
-            t->used_at = now;
-            err = add_token(child, s->id);
-            s->last_used_at = now;
-            s->expires_at = new_expires < s->created_at + max_life_ms
-                                ? new_expires
-                                : s->created_at + max_life_ms;
-            *res = ROTATE_OK;
-        } else if (now - t->used_at <= grace_ms) {
-            *res = ROTATE_GRACE;
-        } else {
-            s->revoked_at = now;
-            *res = ROTATE_REUSED;
-        }
-        copy_session(s, out, a);
+    if (s) {
+        /* The facts a backend reads; the decision is the real rule's
+         * (src/core/rotation.c), as in src/repo/sessions.c. */
+        const struct fuser *u = user_id(s->user_id);
+        struct rotation_facts f = {
+            .found = true, .used = t->used_at != 0, .used_at = t->used_at,
+            .revoked = s->revoked_at != 0, .expires_at = s->expires_at,
+            .user_active = u && u->is_active,
+        };
+
+        *res = rotation_judge(&f, now, grace_ms);
     }
+    if (*res == ROTATE_OK) {
+        t->used_at = now;
+        err = add_token(child, s->id);
+        s->last_used_at = now;
+        s->expires_at = rotation_expiry(s->created_at, new_expires,
+                                        max_life_ms);
+    } else if (*res == ROTATE_REUSED) {
+        s->revoked_at = now;
+    }
+    if (*res != ROTATE_INVALID)
+        copy_session(s, out, a);
     pthread_mutex_unlock(&mu);
     return err;
 }
