@@ -37,9 +37,5 @@ json_t *v_user_json(const struct user *u);
 /* v_user_json() as compact text, written without building a tree (for
  * /api/v1/users/me); the caller frees it. NULL when out of memory. */
 char *v_user_text(const struct user *u);
-/* role_parse(): "user" / "admin"; false otherwise. */
-bool v_role(const char *s, enum role *out);
-/* role_name(), never NULL: "user" for a value outside enum role. */
-const char *v_role_name(enum role r);
 
 #endif

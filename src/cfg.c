@@ -14,7 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "crypt.h"
+#include "crypto.h"
 
 #include "log.h"
 #include "netaddr.h"

@@ -8,7 +8,7 @@
 #include <termios.h>
 #include <unistd.h>
 
-#include "crypt.h"
+#include "crypto.h"
 
 #include "clock.h"
 #include "core.h"
@@ -122,7 +122,7 @@ static int user_create(const struct core *c, const struct user_args *a,
     log_event(LOG_INFO, "audit", NULL,
               json_pack("{s:s, s:s, s:s, s:s}", "action", "user.created",
                         "actor", "cli", "user_id", u.id, "role",
-                        v_role_name(u.role)));
+                        role_name(u.role)));
     printf("%s\n", u.id);
     return 0;
 }
@@ -227,7 +227,7 @@ static int user_list(const struct core *c, struct arena *ar)
             return fail("cannot list users", err);
         for (i = 0; i < n; i++)
             printf("%s\t%s\t%s\t%s\n", page[i].id, page[i].email,
-                   v_role_name(page[i].role),
+                   role_name(page[i].role),
                    page[i].is_active ? "active" : "disabled");
         after = n ? arena_strdup(ar, page[n - 1].id) : NULL;
     } while (n == 100);

@@ -13,7 +13,7 @@
 #include <linux/tcp.h>           /* struct tcp_info with tcpi_bytes_received */
 
 #include "clock.h"
-#include "crypt.h"
+#include "crypto.h"
 #include "log.h"
 
 struct cg_conn {

@@ -24,7 +24,7 @@
 #include "arena.h"
 #include "cfg.h"
 #include "clock.h"
-#include "crypt.h"
+#include "crypto.h"
 #include "log.h"
 #include "repo.h"
 #include "sec.h"

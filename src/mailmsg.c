@@ -13,7 +13,7 @@
 #include <time.h>
 
 #include "clock.h"
-#include "crypt.h"
+#include "crypto.h"
 
 #define MAX_ADDR 320
 bool mail_url_loopback(const char *url)

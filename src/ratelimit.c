@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "crypt.h"
+#include "crypto.h"
 
 #include "netaddr.h"
 

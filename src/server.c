@@ -18,7 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "crypt.h"
+#include "crypto.h"
 
 #include "authn.h"
 #include "breaker.h"

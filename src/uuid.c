@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "clock.h"
-#include "crypt.h"
+#include "crypto.h"
 
 void uuid_v7_format(int64_t now_ms, const uint8_t rnd[10],
                     char out[UUID_STR_LEN])

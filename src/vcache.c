@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "crypt.h"
+#include "crypto.h"
 
 #define WAYS 8
 #define STRIPES 64

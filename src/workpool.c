@@ -8,7 +8,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include "crypt.h"
+#include "crypto.h"
 
 /* Workers run at this nice value: hashing is throughput work, and when it
  * saturates the cores the request threads (token checks answered in a

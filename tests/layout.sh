@@ -9,7 +9,7 @@ breach() {
     bad=1
 }
 
-# libsodium is used only under src/sec/; the rest goes through crypt.h.
+# libsodium is used only under src/sec/; the rest goes through crypto.h.
 hits=$(grep -rlE '#[[:space:]]*include[[:space:]]*<sodium\.h>' src include |
        grep -v '^src/sec/')
 [ -z "$hits" ] || breach "<sodium.h> outside src/sec/" "$hits"

@@ -4,7 +4,7 @@
  * SQL. */
 #include "core.h"
 
-#include "crypt.h"
+#include "crypto.h"
 #include "mail.h"
 #include "scache.h"
 

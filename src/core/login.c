@@ -3,7 +3,7 @@
  * only takes an attempt back (README.md, "Lockout", "Second factor"). */
 #include "core.h"
 
-#include "crypt.h"
+#include "crypto.h"
 #include "lockout.h"
 
 enum as_err core_attempt_begin(const struct core *c, const char *email,

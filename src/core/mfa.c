@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "crypt.h"
+#include "crypto.h"
 #include "qr.h"
 #include "scache.h"
 

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "clock.h"
-#include "crypt.h"
+#include "crypto.h"
 #include "uuid.h"
 
 #define MAX_TRANSPORTS 8

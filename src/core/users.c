@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "clock.h"
-#include "crypt.h"
+#include "crypto.h"
 #include "lockout.h"
 #include "scache.h"
 

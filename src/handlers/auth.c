@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "crypt.h"
+#include "crypto.h"
 
 #include "cfg.h"
 #include "clock.h"

@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "crypt.h"
+#include "crypto.h"
 
 #include "cfg.h"
 #include "clock.h"
@@ -30,7 +30,7 @@ enum as_err hx_token_pair(struct req_ctx *rc, const struct user *u,
 {
     const struct cfg *cfg = rc->app->cfg;
     struct sec_claims c = { .email = u->email,
-                            .role = v_role_name(u->role),
+                            .role = role_name(u->role),
                             .amr = sec_amr_parse(amr) };
     int64_t now = clock_ms() / 1000, ends = ends_ms / 1000;
     char *jwt = NULL;
@@ -186,7 +186,7 @@ static void new_user_fields(struct req_ctx *rc, json_t *in, bool with_role,
     if (name && !v_full_name(name))
         res_field(res, "full_name", "must be 1-200 printable characters");
     u->full_name = name;
-    if (role && !v_role(role, &u->role))
+    if (role && !role_parse(role, &u->role))
         res_field(res, "role", "must be \"user\" or \"admin\"");
     if (*pw && u->email &&
         (why = pw_policy_check(*pw, u->email,
@@ -223,7 +223,7 @@ enum as_err hx_create_user(struct req_ctx *rc, bool with_role,
     if (err != AS_OK)
         goto out;
     hx_audit(rc, action, u.id, json_pack("{s:s}", "role",
-                                         v_role_name(u.role)));
+                                         role_name(u.role)));
     res_header(rc, "Location", arena_printf(rc->arena, "/api/v1/users/%s",
                                             u.id));
     res_json(res, 201, v_user_json(&u));

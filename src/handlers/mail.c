@@ -6,7 +6,7 @@
 #include <stdatomic.h>
 #include <string.h>
 
-#include "crypt.h"
+#include "crypto.h"
 
 #include "cfg.h"
 #include "clock.h"

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "crypt.h"
+#include "crypto.h"
 
 #include "authn.h"
 #include "cfg.h"
@@ -325,7 +325,7 @@ enum as_err h_introspect(struct req_ctx *rc, struct response *res)
     } else if (err == AS_OK && is_access) {
         json_t *j;
 
-        claims.role = v_role_name(role);            /* the account's now */
+        claims.role = role_name(role);            /* the account's now */
         j = claims_json(rc, &claims);
 
         json_object_set_new(j, "active", json_true());
@@ -334,7 +334,7 @@ enum as_err h_introspect(struct req_ctx *rc, struct response *res)
     } else if (err == AS_OK) {
         res_json(res, 200, json_pack(
             "{s:b, s:s, s:s, s:s, s:s, s:I, s:s}", "active", 1, "sub", u.id,
-            "email", u.email, "role", v_role_name(u.role), "sid", s.id,
+            "email", u.email, "role", role_name(u.role), "sid", s.id,
             "exp", (json_int_t)(s.expires_at / 1000), "token_type",
             "refresh_token"));
     }

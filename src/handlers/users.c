@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "crypt.h"
+#include "crypto.h"
 
 #include "accounts.h"
 #include "cfg.h"
@@ -86,7 +86,7 @@ static void read_patch(struct req_ctx *rc, json_t *in, struct user_patch *p)
         p->set |= UF_EMAIL;
     }
     if (v_string(res, in, "role", false, 16, &role) && role) {
-        if (!v_role(role, &p->role))
+        if (!role_parse(role, &p->role))
             res_field(res, "role", "must be \"user\" or \"admin\"");
         p->set |= UF_ROLE;
     }
@@ -121,7 +121,7 @@ static enum as_err save_patch(struct req_ctx *rc, enum account_actor who,
         return err;
     hx_audit(rc, "user.updated", u.id,
              json_pack("{s:s, s:b, s:[s*s*s*s*]}", "role",
-                       v_role_name(u.role), "is_active", u.is_active,
+                       role_name(u.role), "is_active", u.is_active,
                        "fields", (p->set & UF_EMAIL) ? "email" : NULL,
                        (p->set & UF_FULL_NAME) ? "full_name" : NULL,
                        (p->set & UF_ROLE) ? "role" : NULL,

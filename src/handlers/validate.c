@@ -161,16 +161,6 @@ const char *v_printable(struct arena *a, const char *s, size_t max)
     return out;
 }
 
-bool v_role(const char *s, enum role *out)
-{
-    return role_parse(s, out);
-}
-
-const char *v_role_name(enum role r)
-{
-    return r == ROLE_ADMIN ? role_name(ROLE_ADMIN) : role_name(ROLE_USER);
-}
-
 char *v_user_text(const struct user *u)
 {
     char created[32], updated[32];
@@ -182,7 +172,7 @@ char *v_user_text(const struct user *u)
     jw_str(&w, "id", u->id);
     jw_str(&w, "email", u->email);
     jw_str(&w, "full_name", u->full_name);
-    jw_str(&w, "role", v_role_name(u->role));
+    jw_str(&w, "role", role_name(u->role));
     jw_bool(&w, "is_active", u->is_active);
     jw_bool(&w, "is_verified", u->is_verified);
     jw_bool(&w, "mfa_enabled", u->mfa_enabled);
@@ -200,7 +190,7 @@ json_t *v_user_json(const struct user *u)
     return json_pack("{s:s, s:s, s:s?, s:s, s:b, s:b, s:b, s:s, s:s}",
                      "id", u->id, "email", u->email,
                      "full_name", u->full_name,
-                     "role", v_role_name(u->role),
+                     "role", role_name(u->role),
                      "is_active", u->is_active,
                      "is_verified", u->is_verified,
                      "mfa_enabled", u->mfa_enabled,

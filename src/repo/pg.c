@@ -22,7 +22,7 @@
 
 #include "cfg.h"
 #include "clock.h"
-#include "crypt.h"
+#include "crypto.h"
 #include "log.h"
 #include "flows.h"
 #include "migrations.h"

@@ -8,7 +8,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "crypt.h"
+#include "crypto.h"
 
 #include "breaker.h"
 #include "cfg.h"

@@ -132,7 +132,7 @@ static void keep_an_admin(struct db_tx *t)
 
 enum as_err db_user_insert(void *impl, const struct user *u)
 {
-    const char *role = repo_role_name(u->role);
+    const char *role = role_name(u->role);
     struct db_rows r;
     struct db_tx t;
 
@@ -180,7 +180,7 @@ enum as_err db_user_patch(void *impl, const char *id,
                           const struct user_patch *p, int64_t now,
                           struct user *out, struct arena *a)
 {
-    const char *role = repo_role_name(p->role);
+    const char *role = role_name(p->role);
     bool demotes = ((p->set & UF_ROLE) && p->role != ROLE_ADMIN) ||
                    ((p->set & UF_ACTIVE) && !p->is_active);
     char old_email[REPO_EMAIL_MAX + 1] = "";

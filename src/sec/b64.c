@@ -1,7 +1,7 @@
 /* b64.c: strict base64url without padding, as JOSE uses it. */
 #include "sec/sec_int.h"
 
-#include "crypt.h"
+#include "crypto.h"
 
 bool sec_b64url_encode(const void *in, size_t n, char *out, size_t out_len)
 {

@@ -1,5 +1,5 @@
-/* crypt.c: crypt.h on libsodium, the one library of primitives. */
-#include "crypt.h"
+/* crypt.c: crypto.h on libsodium, the one library of primitives. */
+#include "crypto.h"
 
 #include <sodium.h>
 #include <stdalign.h>

@@ -1,4 +1,4 @@
-/* test_crypt.c: the primitives of crypt.h against published answers
+/* test_crypt.c: the primitives of crypto.h against published answers
  * (FIPS 180-2, RFC 4231, RFC 7693, RFC 4648, SipHash's reference), and
  * streaming against one-shot at every split. */
 #include <stdarg.h>
@@ -9,7 +9,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "crypt.h"
+#include "crypto.h"
 
 /* The lower-case hex of `n` bytes at `p`, in a static buffer. */
 static const char *hex(const uint8_t *p, size_t n)

@@ -1,5 +1,5 @@
-#ifndef AUTH_CRYPT_H             /* crypt.h: the cryptographic primitives */
-#define AUTH_CRYPT_H
+#ifndef AUTH_CRYPTO_H             /* crypto.h: the cryptographic primitives */
+#define AUTH_CRYPTO_H
 /* Everything outside src/sec/ that hashes, MACs, draws random bytes, wipes
  * a secret or converts binary to text comes through here; libsodium is
  * only seen by src/sec/ (crypt.c implements this header with it). */
