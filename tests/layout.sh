@@ -29,4 +29,17 @@ hits=$(grep -rnI --exclude-dir=node_modules 'API[.]md' src include tests \
        migrations config bench fuzz README.md CMakeLists.txt)
 [ -z "$hits" ] || breach "a citation of a document outside the repository" \
                          "$hits"
+# Handlers and the CLI translate and call the core: no storage call, no
+# cache invalidation of their own (src/core/ decides what a change
+# revokes and forgets).
+hits=$(grep -nE '\b(repo_[a-z_]+|scache_forget[a-z_]*|vcache_[a-z_]+)\(' \
+       src/handlers/*.c src/cli.c)
+[ -z "$hits" ] || breach "a handler or the CLI past the core" "$hits"
+
+# The storage backends only store: they are drivers (src/repo/driver.h),
+# the statements and flows are written once in the area files, and the
+# two stay small (at most 2,600 lines together).
+n=$(cat src/repo/sqlite.c src/repo/pg.c | wc -l)
+[ "$n" -le 2600 ] || breach "the backends hold $n lines (over 2,600)" \
+                            "src/repo/sqlite.c src/repo/pg.c"
 exit $bad
