@@ -142,33 +142,33 @@ static struct {
 static EVP_PKEY *signing_pkey(const struct sec_keys *k)
 {
     EVP_PKEY *pk = NULL;
-    BIO *bio;
+    unsigned char *copy = NULL;
+    BIO *bio = NULL;
 
     pthread_mutex_lock(&pkey_mu);
-    if (!pkey_cache.pkey || pkey_cache.len != k->sign_len ||
-        memcmp(pkey_cache.pem, k->sign, k->sign_len) != 0) {
-        unsigned char *copy = malloc(k->sign_len ? k->sign_len : 1);
-
-        bio = BIO_new_mem_buf(k->sign, (int)k->sign_len);
-        pk = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
-        BIO_free(bio);
-        if (!pk || !copy) {
-            EVP_PKEY_free(pk);
-            free(copy);
-            pthread_mutex_unlock(&pkey_mu);
-            return NULL;
-        }
-        memcpy(copy, k->sign, k->sign_len);
-        if (pkey_cache.pem)
-            sodium_memzero(pkey_cache.pem, pkey_cache.len);
-        free(pkey_cache.pem);
-        EVP_PKEY_free(pkey_cache.pkey);
-        pkey_cache.pem = copy;
-        pkey_cache.len = k->sign_len;
-        pkey_cache.pkey = pk;
-    }
+    if (pkey_cache.pkey && pkey_cache.len == k->sign_len &&
+        memcmp(pkey_cache.pem, k->sign, k->sign_len) == 0)
+        goto take;
+    copy = malloc(k->sign_len ? k->sign_len : 1);
+    bio = BIO_new_mem_buf(k->sign, (int)k->sign_len);
+    pk = bio && copy ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
+    if (!pk)
+        goto out;
+    memcpy(copy, k->sign, k->sign_len);
+    if (pkey_cache.pem)
+        sodium_memzero(pkey_cache.pem, pkey_cache.len);
+    free(pkey_cache.pem);
+    EVP_PKEY_free(pkey_cache.pkey);
+    pkey_cache.pem = copy;
+    pkey_cache.len = k->sign_len;
+    pkey_cache.pkey = pk;
+    copy = NULL;
+take:
     pk = EVP_PKEY_up_ref(pkey_cache.pkey) == 1 ? pkey_cache.pkey : NULL;
+out:
     pthread_mutex_unlock(&pkey_mu);
+    BIO_free(bio);
+    free(copy);
     return pk;
 }
 

@@ -128,18 +128,20 @@ void pw_on_hasher(void (*fn)(void *arg), void *arg)
 {
     struct hash_job j = { fn, arg, false, NULL };
 
+    bool here;
+
     pthread_mutex_lock(&hashers.mu);
-    if (hashers.n == 0 || hashers.stopping) {
-        pthread_mutex_unlock(&hashers.mu);
-        fn(arg);
-        return;
+    here = hashers.n == 0 || hashers.stopping;
+    if (!here) {
+        *hashers.tail = &j;
+        hashers.tail = &j.next;
+        pthread_cond_signal(&hashers.work);
+        while (!j.done)
+            pthread_cond_wait(&hashers.done, &hashers.mu);
     }
-    *hashers.tail = &j;
-    hashers.tail = &j.next;
-    pthread_cond_signal(&hashers.work);
-    while (!j.done)
-        pthread_cond_wait(&hashers.done, &hashers.mu);
     pthread_mutex_unlock(&hashers.mu);
+    if (here)
+        fn(arg);                    /* no hashing threads: on the caller */
 }
 
 /* ---- hashing ---- */
