@@ -1,6 +1,7 @@
-/* jwt.c: access tokens. libjwt signs and checks signatures; everything
- * libjwt 1.10 leaves open (shape, size, algorithm pinning, kid lookup,
- * every claim) is checked here before or after it. */
+/* jwt.c: access tokens. libjwt checks signatures and signs HS256 (ES256
+ * and RS256 are signed here, with the key read once); everything libjwt
+ * 1.10 leaves open (shape, size, algorithm pinning, kid lookup, every
+ * claim) is checked here before or after it. */
 #include "sec/sec_int.h"
 
 #include <limits.h>
