@@ -27,6 +27,24 @@ enum as_err pw_dummy_init(const struct pw_params *p);
  * unknown email costs what a wrong password costs. */
 void pw_verify_dummy(const char *pw);
 
+/* Starts `threads` (at least 1) hashing threads at the lowest CPU
+ * priority (SCHED_IDLE, or nice 19 where that is refused): from then on
+ * every Argon2 computation of pw_hash(), pw_verify() and
+ * pw_verify_dummy() runs on one of them while the calling thread sleeps,
+ * so a thread serving requests never waits for a core behind a hash, and
+ * the caller's database work before and after the hash keeps its normal
+ * priority. Without it (the command line, tests) hashes run on the calling
+ * thread. Call once at start, before any hash; false when no thread could
+ * be started (hashes then stay on the callers). */
+bool pw_hashers_start(unsigned threads);
+/* Joins the hashing threads; call when no hash can be running any more
+ * (after the pools that call pw_hash() and pw_verify() are freed). */
+void pw_hashers_stop(void);
+/* Runs fn(arg) on a hashing thread and returns once it has returned (on
+ * the calling thread when none are started). fn must not call back into
+ * this function. */
+void pw_on_hasher(void (*fn)(void *arg), void *arg);
+
 /* The password policy (README "Security"). Returns NULL when `pw` is acceptable
  * for `email` (normalised), else a static message for the 422 "errors" entry:
  * shorter than `min_chars` code points, longer than PW_MAX_CHARS, not valid

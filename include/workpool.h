@@ -3,9 +3,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* A fixed set of threads draining a bounded FIFO. Argon2 runs here so the
- * HTTP threads keep serving token checks; memory for hashing is bounded by
- * the number of threads, whatever the load. */
+/* A fixed set of threads draining a bounded FIFO, at the priority of the
+ * process. The requests that hash a password run here, so the HTTP
+ * threads keep serving token checks; their Argon2 computations themselves
+ * run on the lower-priority hashing threads of password.h. */
 struct workpool;
 
 typedef void (*workpool_fn)(void *arg);

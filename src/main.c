@@ -1,5 +1,6 @@
 /* main.c: the command line. Serving is the default; the other verbs are
  * what an operator runs before or beside the daemon. */
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -77,6 +78,21 @@ static bool load_config(struct cfg *cfg, bool as_log)
         fprintf(stderr, "auth-serve: %s\n", why);
     cfg_cleanup(cfg);
     return false;
+}
+
+/* The number of hashing threads: AUTH_HASH_WORKERS, but no more than the
+ * cores this process may run on (its CPU affinity: taskset, a cpuset):
+ * more would only take turns on the same cores, each with its own Argon2
+ * working set in memory. */
+static unsigned hasher_count(const struct cfg *cfg)
+{
+    cpu_set_t set;
+    unsigned n = cfg->hash_workers;
+
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0 &&
+        (unsigned)CPU_COUNT(&set) < n)
+        n = (unsigned)CPU_COUNT(&set);
+    return n ? n : 1;
 }
 
 /* Opens the repository and applies migrations. */
@@ -185,7 +201,8 @@ static int serve(struct cfg *cfg)
                               READY_STALL_MS);
     if (app.repo && app.pool && app.db_pool && app.scache && app.metrics &&
         app.trusted && app.metrics_allow && app.vcache && app.ready &&
-        pw_dummy_init(&app.pw) == AS_OK)
+        pw_dummy_init(&app.pw) == AS_OK &&
+        pw_hashers_start(hasher_count(cfg)))
         srv = server_start(&app);
     if (srv)
         atomic_store(&app.mailer, mail_start(cfg, app.repo, keys));
@@ -231,6 +248,7 @@ static int serve(struct cfg *cfg)
     }
     workpool_free(app.pool);
     workpool_free(app.db_pool);
+    pw_hashers_stop();                  /* no caller is left */
     ready_free(app.ready);
     scache_free(app.scache);
     metrics_free(app.metrics);

@@ -5,16 +5,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <unistd.h>
 
 #include "crypto.h"
-
-/* Workers run at this nice value: hashing is throughput work, and when it
- * saturates the cores the request threads (token checks answered in a
- * millisecond) must still get a core at once. Raising one's own nice
- * value needs no privilege. */
-#define WORKER_NICE 10
 
 #define JOB_CLIENTS 2
 
@@ -94,7 +86,6 @@ static void *worker(void *arg)
 {
     struct workpool *p = arg;
 
-    (void)setpriority(PRIO_PROCESS, (id_t)gettid(), WORKER_NICE);
     for (;;) {
         struct job j;
 

@@ -1,5 +1,9 @@
 -- POST /api/v1/auth/register with a new email each request.
-local counter, id = 0, 0
+-- `id` is a global: setup() gives each thread its own through
+-- thread:set(), which a local of the same name would hide (every thread
+-- would then send the same emails, and half the answers would be 409).
+local counter = 0
+id = 0
 local tag = tostring(os.time()) .. tostring(math.random(1000000))
 
 function setup(thread)

@@ -1,11 +1,19 @@
-/* jwt.c: access tokens. libjwt signs and checks signatures; everything
- * libjwt 1.10 leaves open (shape, size, algorithm pinning, kid lookup,
- * every claim) is checked here before or after it. */
+/* jwt.c: access tokens. libjwt checks signatures and signs HS256 (ES256
+ * and RS256 are signed here, with the key read once); everything libjwt
+ * 1.10 leaves open (shape, size, algorithm pinning, kid lookup, every
+ * claim) is checked here before or after it. */
 #include "sec/sec_int.h"
 
 #include <limits.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <openssl/bio.h>
+#include <openssl/ecdsa.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <sodium.h>
 
 #include "role.h"
 
@@ -120,6 +128,159 @@ static bool sign_inputs_ok(const struct sec_keys *k, const struct cfg *cfg,
            uuid_valid(c->sid) && uuid_valid(c->jti);
 }
 
+/* ---- ES256 and RS256 without libjwt ----
+ * libjwt 1.10 reads the private key's PEM again for every signature, and
+ * with OpenSSL 3 that costs several times the signature itself (README.md,
+ * "Performance"). The key is read once per signing key here and the
+ * token assembled the way libjwt assembles it: compact JSON with sorted
+ * keys, base64url without padding, "typ" "JWT". */
+
+static pthread_mutex_t pkey_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+    unsigned char *pem;             /* a copy, wiped when replaced */
+    size_t len;
+    EVP_PKEY *pkey;
+} pkey_cache;
+
+/* The parsed signing key of `k` (a reference for the caller to free with
+ * EVP_PKEY_free), or NULL. */
+static EVP_PKEY *signing_pkey(const struct sec_keys *k)
+{
+    EVP_PKEY *pk = NULL;
+    unsigned char *copy = NULL;
+    BIO *bio = NULL;
+
+    pthread_mutex_lock(&pkey_mu);
+    if (pkey_cache.pkey && pkey_cache.len == k->sign_len &&
+        memcmp(pkey_cache.pem, k->sign, k->sign_len) == 0)
+        goto take;
+    copy = malloc(k->sign_len ? k->sign_len : 1);
+    bio = BIO_new_mem_buf(k->sign, (int)k->sign_len);
+    pk = bio && copy ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
+    if (!pk)
+        goto out;
+    memcpy(copy, k->sign, k->sign_len);
+    if (pkey_cache.pem)
+        sodium_memzero(pkey_cache.pem, pkey_cache.len);
+    free(pkey_cache.pem);
+    EVP_PKEY_free(pkey_cache.pkey);
+    pkey_cache.pem = copy;
+    pkey_cache.len = k->sign_len;
+    pkey_cache.pkey = pk;
+    copy = NULL;
+take:
+    pk = EVP_PKEY_up_ref(pkey_cache.pkey) == 1 ? pkey_cache.pkey : NULL;
+out:
+    pthread_mutex_unlock(&pkey_mu);
+    BIO_free(bio);
+    free(copy);
+    return pk;
+}
+
+#define B64URL_LEN(n) \
+    sodium_base64_ENCODED_LEN((n), sodium_base64_VARIANT_URLSAFE_NO_PADDING)
+
+/* Appends the base64url form of `n` bytes to `dst` (room checked by the
+ * caller); returns the characters written. */
+static size_t b64url(char *dst, size_t room, const void *src, size_t n)
+{
+    if (!sodium_bin2base64(dst, room, src, n,
+                           sodium_base64_VARIANT_URLSAFE_NO_PADDING))
+        return 0;
+    return strlen(dst);
+}
+
+/* The JWS signature of `in` with `pk`: ES256 as the 64 bytes r || s
+ * (RFC 7518 s3.4), RS256 as PKCS #1 v1.5. Its length, 0 on failure. */
+static size_t jws_sign(EVP_PKEY *pk, enum cfg_alg alg, const char *in,
+                       size_t n, unsigned char *sig, size_t room)
+{
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    unsigned char der[160];
+    const unsigned char *p = der;
+    size_t len = sizeof der, out = 0;
+    ECDSA_SIG *es = NULL;
+
+    if (!md || EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, pk) != 1)
+        goto done;
+    if (alg == CFG_ALG_RS256) {
+        len = room;
+        if (EVP_DigestSign(md, sig, &len, (const unsigned char *)in, n) == 1)
+            out = len;
+        goto done;
+    }
+    if (room < 64 ||
+        EVP_DigestSign(md, der, &len, (const unsigned char *)in, n) != 1)
+        goto done;
+    es = d2i_ECDSA_SIG(NULL, &p, (long)len);
+    if (es && BN_bn2binpad(ECDSA_SIG_get0_r(es), sig, 32) == 32 &&
+        BN_bn2binpad(ECDSA_SIG_get0_s(es), sig + 32, 32) == 32)
+        out = 64;
+done:
+    ECDSA_SIG_free(es);
+    EVP_MD_CTX_free(md);
+    return out;
+}
+
+static json_t *claims_json(const struct cfg *cfg, const struct sec_claims *c)
+{
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, "
+                     "s:o}",
+                     "iss", cfg->jwt_issuer, "aud", cfg->jwt_audience,
+                     "sub", c->sub, "sid", c->sid, "jti", c->jti,
+                     "role", c->role, "email", c->email,
+                     "iat", (json_int_t)c->iat, "nbf", (json_int_t)c->nbf,
+                     "exp", (json_int_t)c->exp,
+                     "amr", sec_amr_json(c->amr));
+}
+
+/* header.payload.signature of the claims, signed with the cached key. */
+static enum as_err sign_pkey(const struct sec_keys *k, const struct cfg *cfg,
+                             const struct sec_claims *c, char **out)
+{
+    json_t *head = json_pack("{s:s, s:s, s:s}", "alg",
+                             sec_alg_name(k->alg), "kid",
+                             k->keys[k->signer].kid, "typ", "JWT");
+    json_t *body = claims_json(cfg, c);
+    size_t flags = JSON_COMPACT | JSON_SORT_KEYS, hn, bn, room, n, sn;
+    char *h = head ? json_dumps(head, flags) : NULL;
+    char *b = body ? json_dumps(body, flags) : NULL;
+    char *token = NULL;
+    unsigned char sig[1024];                /* RSA up to 8192 bits */
+    EVP_PKEY *pk = NULL;
+    enum as_err err = AS_ERR_NOMEM;
+
+    if (!h || !b)
+        goto out;
+    hn = strlen(h);
+    bn = strlen(b);
+    room = B64URL_LEN(hn) + B64URL_LEN(bn) + B64URL_LEN(sizeof sig) + 2;
+    token = malloc(room);
+    if (!token)
+        goto out;
+    err = AS_ERR_INTERNAL;
+    n = b64url(token, room, h, hn);
+    token[n++] = '.';
+    n += b64url(token + n, room - n, b, bn);
+    pk = signing_pkey(k);
+    sn = pk ? jws_sign(pk, k->alg, token, n, sig, sizeof sig) : 0;
+    if (sn == 0)
+        goto out;
+    token[n++] = '.';
+    b64url(token + n, room - n, sig, sn);
+    *out = token;
+    token = NULL;
+    err = AS_OK;
+out:
+    EVP_PKEY_free(pk);
+    free(token);
+    free(h);
+    free(b);
+    json_decref(head);
+    json_decref(body);
+    return err;
+}
+
 enum as_err sec_jwt_sign(const struct sec_keys *k, const struct cfg *cfg,
                          const struct sec_claims *c, char **out)
 {
@@ -130,6 +291,8 @@ enum as_err sec_jwt_sign(const struct sec_keys *k, const struct cfg *cfg,
     *out = NULL;
     if (!sign_inputs_ok(k, cfg, c))
         return AS_ERR_INTERNAL;
+    if (k->alg == CFG_ALG_ES256 || k->alg == CFG_ALG_RS256)
+        return sign_pkey(k, cfg, c, out);
     if (jwt_new(&jwt) != 0)
         return AS_ERR_NOMEM;
     if (jwt_set_alg(jwt, k->jwt_alg, k->sign, (int)k->sign_len) != 0 ||

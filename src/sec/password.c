@@ -4,11 +4,14 @@
 #include "password.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <sodium.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -21,6 +24,129 @@ _Static_assert(PW_HASH_MAX == crypto_pwhash_STRBYTES, "PW_HASH_MAX");
 
 extern const char auth_common_passwords[], auth_common_passwords_end[];
 
+/* ---- the hashing threads ----
+ * A caller queues a job that lives on its own stack and sleeps until a
+ * hashing thread has run it. The queue needs no bound: each caller waits
+ * for its own job, so it holds at most one job per calling thread (the
+ * hash pool of src/workpool.c, itself bounded). */
+
+struct hash_job {
+    void (*fn)(void *);
+    void *arg;
+    bool done;
+    struct hash_job *next;
+};
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t work, done;      /* a job queued; a job finished */
+    struct hash_job *head, **tail;
+    bool stopping;
+    unsigned n;
+    pthread_t *threads;
+} hashers = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
+              PTHREAD_COND_INITIALIZER, NULL, &hashers.head, false, 0,
+              NULL };
+
+/* The calling thread to the lowest priority a thread may take without
+ * privilege: SCHED_IDLE runs only when no other thread of the core wants
+ * it, and a waking request thread preempts it at once (at nice 19 the
+ * scheduler may first let it finish its time slice). */
+static void lowest_priority(void)
+{
+    struct sched_param sp = { .sched_priority = 0 };
+
+    if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp) != 0)
+        (void)setpriority(PRIO_PROCESS, (id_t)gettid(), 19);
+}
+
+static void *hasher(void *arg)
+{
+    struct hash_job *j;
+
+    (void)arg;
+    lowest_priority();
+    pthread_mutex_lock(&hashers.mu);
+    for (;;) {
+        while (!hashers.head && !hashers.stopping)
+            pthread_cond_wait(&hashers.work, &hashers.mu);
+        j = hashers.head;
+        if (!j)
+            break;                          /* stopping and drained */
+        hashers.head = j->next;
+        if (!hashers.head)
+            hashers.tail = &hashers.head;
+        pthread_mutex_unlock(&hashers.mu);
+        j->fn(j->arg);
+        pthread_mutex_lock(&hashers.mu);
+        j->done = true;
+        pthread_cond_broadcast(&hashers.done);
+    }
+    pthread_mutex_unlock(&hashers.mu);
+    return NULL;
+}
+
+bool pw_hashers_start(unsigned threads)
+{
+    unsigned i;
+
+    if (hashers.threads)
+        return true;
+    hashers.threads = calloc(threads ? threads : 1, sizeof *hashers.threads);
+    if (!hashers.threads)
+        return false;
+    hashers.stopping = false;
+    for (i = 0; i < (threads ? threads : 1); i++) {
+        if (pthread_create(&hashers.threads[i], NULL, hasher, NULL) != 0)
+            break;
+        hashers.n++;
+    }
+    if (hashers.n == 0) {
+        free(hashers.threads);
+        hashers.threads = NULL;
+        return false;
+    }
+    return true;
+}
+
+void pw_hashers_stop(void)
+{
+    unsigned i;
+
+    pthread_mutex_lock(&hashers.mu);
+    hashers.stopping = true;
+    pthread_cond_broadcast(&hashers.work);
+    pthread_mutex_unlock(&hashers.mu);
+    for (i = 0; i < hashers.n; i++)
+        pthread_join(hashers.threads[i], NULL);
+    free(hashers.threads);
+    pthread_mutex_lock(&hashers.mu);
+    hashers.threads = NULL;
+    hashers.n = 0;
+    hashers.stopping = false;
+    pthread_mutex_unlock(&hashers.mu);
+}
+
+void pw_on_hasher(void (*fn)(void *arg), void *arg)
+{
+    struct hash_job j = { fn, arg, false, NULL };
+
+    bool here;
+
+    pthread_mutex_lock(&hashers.mu);
+    here = hashers.n == 0 || hashers.stopping;
+    if (!here) {
+        *hashers.tail = &j;
+        hashers.tail = &j.next;
+        pthread_cond_signal(&hashers.work);
+        while (!j.done)
+            pthread_cond_wait(&hashers.done, &hashers.mu);
+    }
+    pthread_mutex_unlock(&hashers.mu);
+    if (here)
+        fn(arg);                    /* no hashing threads: on the caller */
+}
+
 /* ---- hashing ---- */
 
 static bool params_ok(const struct pw_params *p)
@@ -31,14 +157,41 @@ static bool params_ok(const struct pw_params *p)
            p->memlimit <= crypto_pwhash_MEMLIMIT_MAX;
 }
 
+/* One Argon2 computation, as a job for pw_on_hasher(). */
+struct hash_call {
+    char *out;                      /* pw_hash: the PHC string */
+    const char *hash;               /* pw_verify: the PHC string */
+    const char *pw;
+    const struct pw_params *params;
+    int rc;                         /* libsodium's answer */
+};
+
+static void run_hash(void *arg)
+{
+    struct hash_call *c = arg;
+
+    c->rc = crypto_pwhash_str_alg(c->out, c->pw, strlen(c->pw),
+                                  c->params->opslimit, c->params->memlimit,
+                                  crypto_pwhash_ALG_ARGON2ID13);
+}
+
+static void run_verify(void *arg)
+{
+    struct hash_call *c = arg;
+
+    c->rc = crypto_pwhash_str_verify(c->hash, c->pw, strlen(c->pw));
+}
+
 enum as_err pw_hash(const char *pw, const struct pw_params *p,
                     char out[PW_HASH_MAX])
 {
     out[0] = '\0';
+    struct hash_call c = { .out = out, .pw = pw, .params = p };
+
     if (!pw || !params_ok(p))
         return AS_ERR_INTERNAL;
-    if (crypto_pwhash_str_alg(out, pw, strlen(pw), p->opslimit, p->memlimit,
-                              crypto_pwhash_ALG_ARGON2ID13) != 0) {
+    pw_on_hasher(run_hash, &c);
+    if (c.rc != 0) {
         out[0] = '\0';
         return AS_ERR_NOMEM;
     }
@@ -53,11 +206,12 @@ static bool hash_shaped(const char *hash)
 
 enum as_err pw_verify(const char *hash, const char *pw)
 {
+    struct hash_call c = { .hash = hash, .pw = pw };
+
     if (!hash_shaped(hash) || !pw)
         return AS_ERR_BAD_CREDENTIALS;
-    if (crypto_pwhash_str_verify(hash, pw, strlen(pw)) != 0)
-        return AS_ERR_BAD_CREDENTIALS;
-    return AS_OK;
+    pw_on_hasher(run_verify, &c);
+    return c.rc == 0 ? AS_OK : AS_ERR_BAD_CREDENTIALS;
 }
 
 bool pw_needs_rehash(const char *hash, const struct pw_params *p)

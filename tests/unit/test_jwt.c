@@ -724,6 +724,28 @@ static void too_long_refused(void **state)
     fail_msg("never crossed the limit");
 }
 
+/* The signing key is read once and kept: signing with one key set, then
+ * another, then the first again signs each token with its own key. */
+static void signing_keys_alternate(void **state)
+{
+    struct fx *f = *state;
+    struct sec_claims c = claims_at(f->now);
+    const struct sec_keys *sets[] = { f->kes, f->kother, f->krs, f->kes,
+                                      f->kother };
+    const struct cfg *cfgs[] = { &f->es, &f->other, &f->rs, &f->es,
+                                 &f->other };
+    size_t i, j;
+
+    for (i = 0; i < 5; i++) {
+        char *token = sign(sets[i], cfgs[i], &c);
+
+        for (j = 0; j < 5; j++)
+            assert_int_equal(verify(f, sets[j], cfgs[j], token) == AS_OK,
+                             sets[j] == sets[i]);
+        free(token);
+    }
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, arena_setup, arena_teardown)
@@ -732,6 +754,7 @@ int main(void)
         T(rs256_round_trip),
         T(hs256_round_trip),
         T(es256_signature_is_raw_r_s),
+        T(signing_keys_alternate),
         T(sign_refuses_incomplete_claims),
         T(tampered_payload_refused),
         T(flipped_signature_refused),

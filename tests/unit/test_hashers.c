@@ -1,0 +1,171 @@
+/* test_hashers.c: Argon2 runs on the hashing threads of password.c, at a
+ * lower priority than the threads that ask for it, and every caller gets
+ * its own answer however many ask at once. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "password.h"
+
+#define CALLERS 8
+#define ROUNDS 12
+
+/* Costly enough (8 MiB, 2 passes) that its CPU time is well measurable. */
+static const struct pw_params costly = { 2, 8u << 20 };
+static const struct pw_params cheap = { 1, 8192 };
+
+struct where {
+    pid_t tid;
+    int policy, nice;
+};
+
+static void probe(void *arg)
+{
+    struct where *w = arg;
+
+    w->tid = gettid();
+    w->policy = sched_getscheduler(0);
+    w->nice = getpriority(PRIO_PROCESS, (id_t)w->tid);
+}
+
+static double thread_cpu_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    return sodium_init() < 0 ? -1 : 0;
+}
+
+/* Without hashing threads (the command line), fn runs on the caller. */
+static void without_hashers_the_caller_runs_it(void **state)
+{
+    struct where w = { 0, -1, 0 };
+
+    (void)state;
+    pw_on_hasher(probe, &w);
+    assert_int_equal(w.tid, gettid());
+}
+
+/* The hashing thread is another thread, at SCHED_IDLE (or at least nice
+ * 19), while the caller stays at its normal priority: a request thread
+ * waking up preempts a hash at once. */
+static void hashes_run_elsewhere_at_the_lowest_priority(void **state)
+{
+    struct where w = { 0, -1, 0 };
+
+    (void)state;
+    assert_true(pw_hashers_start(2));
+    pw_on_hasher(probe, &w);
+    assert_int_not_equal(w.tid, 0);
+    assert_int_not_equal(w.tid, gettid());
+    assert_true(w.policy == SCHED_IDLE || w.nice == 19);
+    assert_int_equal(sched_getscheduler(0), SCHED_OTHER);
+    pw_hashers_stop();
+}
+
+/* pw_hash() and pw_verify() burn the Argon2 time on a hashing thread:
+ * the caller's own CPU time is a small part of what the same calls cost
+ * it without hashing threads (as before they existed: the whole hash on
+ * the caller, at its own priority). CPU time, not wall time, so a loaded
+ * machine does not change the answer. */
+static double three_calls_cpu_ms(char hash[PW_HASH_MAX])
+{
+    double cpu0 = thread_cpu_ms();
+
+    assert_int_equal(pw_verify(hash, "correct horse battery"), AS_OK);
+    assert_int_equal(pw_verify(hash, "wrong horse battery"),
+                     AS_ERR_BAD_CREDENTIALS);
+    assert_int_equal(pw_hash("correct horse battery", &costly, hash), AS_OK);
+    return thread_cpu_ms() - cpu0;
+}
+
+static void verify_spends_its_cpu_time_on_a_hasher(void **state)
+{
+    char hash[PW_HASH_MAX];
+    double inline_ms, offloaded_ms;
+
+    (void)state;
+    assert_int_equal(pw_hash("correct horse battery", &costly, hash), AS_OK);
+    inline_ms = three_calls_cpu_ms(hash);
+    assert_true(pw_hashers_start(1));
+    offloaded_ms = three_calls_cpu_ms(hash);
+    pw_hashers_stop();
+    assert_true(inline_ms > 1.0);
+    assert_true(offloaded_ms < inline_ms * 0.1);
+    assert_int_equal(pw_verify(hash, "correct horse battery"), AS_OK);
+}
+
+struct caller {
+    pthread_t t;
+    int id, wrong;
+};
+
+/* Each caller hashes its own password and checks it against its own and
+ * its neighbour's hash, ROUNDS times. */
+static void *call(void *arg)
+{
+    struct caller *c = arg;
+    char pw[32], other[32], hash[PW_HASH_MAX];
+    int r;
+
+    for (r = 0; r < ROUNDS; r++) {
+        snprintf(pw, sizeof pw, "password %d/%d", c->id, r);
+        snprintf(other, sizeof other, "password %d/%d", c->id + 1, r);
+        if (pw_hash(pw, &cheap, hash) != AS_OK ||
+            pw_verify(hash, pw) != AS_OK ||
+            pw_verify(hash, other) != AS_ERR_BAD_CREDENTIALS)
+            c->wrong++;
+    }
+    return NULL;
+}
+
+/* Many callers on fewer hashing threads: nobody gets another's answer or
+ * waits forever. */
+static void many_callers_share_the_hashers(void **state)
+{
+    struct caller c[CALLERS];
+    int i;
+
+    (void)state;
+    assert_true(pw_hashers_start(2));
+    for (i = 0; i < CALLERS; i++) {
+        c[i].id = i;
+        c[i].wrong = 0;
+        assert_int_equal(pthread_create(&c[i].t, NULL, call, &c[i]), 0);
+    }
+    for (i = 0; i < CALLERS; i++) {
+        pthread_join(c[i].t, NULL);
+        assert_int_equal(c[i].wrong, 0);
+    }
+    pw_hashers_stop();
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(without_hashers_the_caller_runs_it),
+        cmocka_unit_test(hashes_run_elsewhere_at_the_lowest_priority),
+        cmocka_unit_test(verify_spends_its_cpu_time_on_a_hasher),
+        cmocka_unit_test(many_callers_share_the_hashers),
+    };
+
+    return cmocka_run_group_tests(tests, setup, NULL);
+}
