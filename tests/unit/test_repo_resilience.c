@@ -5,6 +5,9 @@
  *  - refresh rotation raced by many threads presenting one token, on both
  *    backends: exactly one ROTATE_OK, every other ROTATE_GRACE, never
  *    ROTATE_REUSED within the grace, never an error;
+ *  - a rotation raced against a logout everywhere or a deactivation:
+ *    OK before the end or INVALID after it, never an error, and no
+ *    token of the session works afterwards;
  *  - PostgreSQL: every pooled connection killed (pg_terminate_backend)
  *    between calls after each statement was prepared on it: the next
  *    calls work on new connections (statements prepared again);
@@ -369,6 +372,99 @@ static void test_rotation_race(void **state)
     arena_free(a);
 }
 
+/* ------------------------------------ rotation against revocation */
+
+struct ender {
+    struct repo *r;
+    pthread_barrier_t *go;
+    const char *user_id;
+    bool deactivate;                  /* else: logout everywhere */
+    enum as_err err;
+};
+
+static void *ender_thread(void *p)
+{
+    struct ender *x = p;
+    struct user_patch up = { .set = UF_ACTIVE, .is_active = false };
+
+    pthread_barrier_wait(x->go);
+    x->err = x->deactivate
+                 ? repo_user_patch(x->r, x->user_id, &up, T0 + 1500, NULL,
+                                   NULL)
+                 : repo_session_revoke_all(x->r, x->user_id, NULL,
+                                           T0 + 1500);
+    return NULL;
+}
+
+/* The rotation reads the session's facts and then consumes the token
+ * (a read, then a compare-and-set): raced against a logout everywhere
+ * or a deactivation of the user, it either rotated before the end (OK)
+ * or finds the session ended (INVALID), never fails, and whatever the
+ * order, neither the parent nor the child works afterwards. */
+static void test_rotation_against_revocation(void **state)
+{
+    NEED(f);
+    pthread_barrier_t go;
+    pthread_t th[2];
+    struct session_state st;
+    struct session s, got;
+    struct user u;
+    struct user_patch on = { .set = UF_ACTIVE, .is_active = true };
+    struct ender e;
+    struct rot x;
+    struct arena *a = arena_new();
+    uint8_t parent[REPO_HASH_LEN];
+    char email[64];
+    int round, ok = 0, invalid = 0;
+
+    assert_non_null(a);
+    mk_user(&u, 2, email, sizeof email);
+    assert_int_equal(repo_user_insert(f->r, &u), AS_OK);
+    for (round = 0; round < RACE_ROUNDS * 2; round++) {
+        assert_int_equal(repo_user_patch(f->r, u.id, &on, T0, NULL, NULL),
+                         AS_OK);
+        mk_session(&s, (unsigned)round + 500, u.id);
+        mk_hash(parent, (unsigned)round * 100 + 50001);
+        assert_int_equal(repo_session_create(f->r, &s, parent), AS_OK);
+        pthread_barrier_init(&go, NULL, 2);
+        memset(&x, 0, sizeof x);
+        x.r = f->r;
+        x.go = &go;
+        x.parent = parent;
+        mk_hash(x.child, (unsigned)round * 100 + 50002);
+        x.now = T0 + 1000;
+        x.err = AS_ERR_INTERNAL;
+        x.a = arena_new();
+        assert_non_null(x.a);
+        e = (struct ender){ .r = f->r, .go = &go, .user_id = u.id,
+                            .deactivate = round % 2 == 1,
+                            .err = AS_ERR_INTERNAL };
+        assert_int_equal(pthread_create(&th[0], NULL, rot_thread, &x), 0);
+        assert_int_equal(pthread_create(&th[1], NULL, ender_thread, &e), 0);
+        pthread_join(th[0], NULL);
+        pthread_join(th[1], NULL);
+        pthread_barrier_destroy(&go);
+        if (x.err != AS_OK || e.err != AS_OK ||
+            (x.res != ROTATE_OK && x.res != ROTATE_INVALID))
+            fail_msg("%s round %d: rotation error %d result %d, end %d",
+                     repo_backend(f->r), round, (int)x.err, (int)x.res,
+                     (int)e.err);
+        ok += x.res == ROTATE_OK;
+        invalid += x.res == ROTATE_INVALID;
+        assert_int_equal(repo_session_state(f->r, s.id, T0 + 2000, &st),
+                         AS_OK);
+        assert_false(st.live);
+        assert_int_equal(repo_refresh_session(f->r, x.child, T0 + 2000,
+                                              &got, a), AS_ERR_NOT_FOUND);
+        assert_int_equal(repo_refresh_session(f->r, parent, T0 + 2000,
+                                              &got, a), AS_ERR_NOT_FOUND);
+        arena_free(x.a);
+    }
+    print_message("%s: %d rotated before the end, %d found it ended\n",
+                  repo_backend(f->r), ok, invalid);
+    arena_free(a);
+}
+
 /* ----------------------------------------- connections killed (pg) */
 
 /* The outcome of one call that must work, once the pool and the breaker
@@ -590,6 +686,10 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_rotation_race, setup_pg,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_rotation_against_revocation,
+                                        setup_sqlite, teardown),
+        cmocka_unit_test_setup_teardown(test_rotation_against_revocation,
+                                        setup_pg, teardown),
         cmocka_unit_test_setup_teardown(test_pool_killed_between_calls,
                                         setup_pg, teardown),
         cmocka_unit_test_setup_teardown(test_connection_kept_after_errors,
