@@ -259,11 +259,17 @@ static struct slot *free_slot(struct pg *p)
 
 /* Whether an idle pooled connection still works, without a round trip:
  * a server that closed it (restart, pg_terminate_backend, idle timeout)
- * has left an error message and an end of file to read. */
+ * has left an error message and an end of file to read. A pooled
+ * connection never listens and has read every result, so anything to
+ * read while it is idle is the server ending the session. Reading it
+ * is not enough: with the FATAL message read but the end of file not
+ * yet there (it may come a moment later) libpq still says CONNECTION_OK,
+ * and the next statement would fail (a 503 that counts for the
+ * breaker). */
 static bool idle_alive(PGconn *c)
 {
     struct pollfd pfd;
-    int rc, round;
+    int rc;
 
     if (PQstatus(c) != CONNECTION_OK ||
         PQtransactionStatus(c) != PQTRANS_IDLE)
@@ -272,20 +278,10 @@ static bool idle_alive(PGconn *c)
     pfd.events = POLLIN;
     if (pfd.fd < 0)
         return false;
-    /* The message and the end of file may take more than one read. */
-    for (round = 0; round < 4; round++) {
-        pfd.revents = 0;
-        do
-            rc = poll(&pfd, 1, 0);
-        while (rc < 0 && errno == EINTR);
-        if (rc < 0 || (pfd.revents & (POLLERR | POLLNVAL)))
-            return false;
-        if (rc == 0)
-            break;
-        if (!PQconsumeInput(c) || PQstatus(c) != CONNECTION_OK)
-            return false;
-    }
-    return round < 4 && PQstatus(c) == CONNECTION_OK;
+    do
+        rc = poll(&pfd, 1, 0);
+    while (rc < 0 && errno == EINTR);
+    return rc == 0;
 }
 
 static enum as_err connect_one(struct pg *p, PGconn **out)
