@@ -98,6 +98,19 @@ void core_attempt_settle(const struct core *c, const char *email,
 enum as_err core_password_check(const struct core *c, const struct user *u,
                                 const char *pw, const char *ip,
                                 int64_t *retry_s);
+/* Checks second-factor `code` (TOTP or recovery code) of user `u` from
+ * client address `ip` under the lockout, like core_password_check(): the
+ * attempt is counted first; a locked caller gets AS_ERR_RATE_LIMITED
+ * (*retry_s set) without a check; a wrong, expired or replayed code
+ * AS_ERR_INVALID_CODE; AS_ERR_NOT_FOUND when the factor is not on (the
+ * attempt stays counted). A right code is used up now and, when
+ * `complete` (it completes what the caller does), ends the run of
+ * failures; a login settles that itself once its session exists. */
+struct mfa_env;
+enum as_err core_code_check(const struct core *c, const struct mfa_env *e,
+                            const struct user *u, const char *code,
+                            bool complete, const char *ip,
+                            int64_t *retry_s);
 /* The password step of a login by `email` (normalised; NULL: not an
  * email) from `ip`: counted first like core_password_check(); an unknown
  * email costs a dummy verification and is AS_ERR_BAD_CREDENTIALS like a

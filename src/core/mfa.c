@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core.h"
 #include "crypto.h"
 #include "qr.h"
 #include "scache.h"
@@ -262,4 +263,20 @@ enum as_err mfa_token_use(const struct mfa_env *e, const char *token)
     err = repo_mfa_token_use(e->repo, h, e->now_ms,
                              MFA_TOKEN_MAX_FAILURES + 1);
     return err == AS_ERR_NOT_FOUND ? AS_ERR_INVALID_TOKEN : err;
+}
+
+enum as_err core_code_check(const struct core *c, const struct mfa_env *e,
+                            const struct user *u, const char *code,
+                            bool complete, const char *ip, int64_t *retry_s)
+{
+    bool ok = false;
+    enum as_err err = core_attempt_begin(c, u->email, ip, retry_s);
+
+    if (err == AS_OK)
+        err = mfa_check_code(e, u->id, code, &ok);
+    if (err == AS_OK && !ok)
+        err = AS_ERR_INVALID_CODE;
+    if (err == AS_OK && complete)
+        core_attempt_settle(c, u->email, ip, true);
+    return err;
 }

@@ -101,7 +101,7 @@ enum as_err hx_caller(struct req_ctx *rc, struct user *out)
 }
 
 /* Answers the 429 of a locked caller, with Retry-After `retry` s. */
-static enum as_err locked(struct req_ctx *rc, int64_t retry)
+enum as_err hx_locked(struct req_ctx *rc, int64_t retry)
 {
     char value[24];
 
@@ -118,7 +118,7 @@ enum as_err hx_lockout_begin(struct req_ctx *rc, const char *email)
     int64_t retry = 0;
     enum as_err err = core_attempt_begin(&c, email, rc->ip, &retry);
 
-    return err == AS_ERR_RATE_LIMITED ? locked(rc, retry) : err;
+    return err == AS_ERR_RATE_LIMITED ? hx_locked(rc, retry) : err;
 }
 
 void hx_lockout_refund(struct req_ctx *rc, const char *email)
@@ -143,7 +143,7 @@ enum as_err hx_check_password(struct req_ctx *rc, const struct user *u,
     enum as_err err = core_password_check(&c, u, pw, rc->ip, &retry);
 
     if (err == AS_ERR_RATE_LIMITED)
-        locked(rc, retry);
+        hx_locked(rc, retry);
     if (err == AS_ERR_BAD_CREDENTIALS)
         res_fail(&rc->res, AS_ERR_BAD_CREDENTIALS,
                  "The password is incorrect.");

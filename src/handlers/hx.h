@@ -40,6 +40,8 @@ enum as_err hx_caller(struct req_ctx *rc, struct user *out);
  * attempt is only taken back (a code must complete the action). */
 enum as_err hx_check_password(struct req_ctx *rc, const struct user *u,
                               const char *pw);
+/* Answers 429 with Retry-After `retry` seconds for a locked account. */
+enum as_err hx_locked(struct req_ctx *rc, int64_t retry);
 /* Starts a check of a password, one-time code or secret of `email`
  * (normalised) from the client's address: counts it as a failed login at
  * once, atomically with the lock check (src/core/lockout.c). AS_OK: go on and

@@ -52,25 +52,20 @@ static enum as_err code_failed(struct req_ctx *rc, enum as_err refusal)
 static enum as_err check_code(struct req_ctx *rc, const struct user *u,
                               const char *code, bool complete)
 {
+    struct core c = hx_core(rc);
     struct mfa_env e = env_of(rc);
-    bool ok = false;
-    enum as_err err = hx_lockout_begin(rc, u->email);
+    int64_t retry = 0;
+    enum as_err err = core_code_check(&c, &e, u, code, complete, rc->ip,
+                                      &retry);
 
     if (err == AS_ERR_RATE_LIMITED)
+        hx_locked(rc, retry);
+    if (err == AS_ERR_RATE_LIMITED || err == AS_ERR_INVALID_CODE)
         return code_failed(rc, err);
-    if (err != AS_OK)
-        return err;
-    err = mfa_check_code(&e, u->id, code, &ok);
     if (err == AS_ERR_NOT_FOUND)
         return res_fail(&rc->res, AS_ERR_CONFLICT,
                         "The second factor is not on for this account.");
-    if (err != AS_OK)
-        return err;
-    if (!ok)
-        return code_failed(rc, AS_ERR_INVALID_CODE);
-    if (complete)
-        hx_lockout_passed(rc, u->email);
-    return AS_OK;
+    return err;
 }
 
 /* The JSON answer holding fresh recovery codes. */
