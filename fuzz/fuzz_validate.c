@@ -57,7 +57,7 @@ static void raw_string(struct arena *a, const char *s, unsigned min_chars)
     p = v_printable(a, s, 64);
     if (p)
         check_printable(p, 64);
-    if (v_role(s, &r) && strcmp(v_role_name(r), s) != 0)
+    if (role_parse(s, &r) && strcmp(role_name(r), s) != 0)
         abort();
     (void)pw_policy_check(s, email ? email : s, min_chars);
     (void)pw_policy_check(s, NULL, min_chars);
@@ -92,7 +92,7 @@ static void body(struct arena *a, const uint8_t *data, size_t size,
     if (name)
         (void)v_full_name(name);
     if (role)
-        (void)v_role(role, &r);
+        (void)role_parse(role, &r);
     if (pw)
         (void)pw_policy_check(pw, email, min_chars);
     if (res.errors && !json_is_array(res.errors))
