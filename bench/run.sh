@@ -118,6 +118,8 @@ daemon_env() {   # daemon_env DATADIR DBURL: the environment, one a line
     echo AUTH_PORT="$port"
     echo AUTH_DATA_DIR="$1"
     [ -n "$2" ] && echo AUTH_DATABASE_URL="$2"
+    # PostgreSQL keeps the signing keys sealed with this (README.md)
+    [ -n "$2" ] && echo AUTH_KEYS_SECRET=bench-keys-secret-kkkkkkkkkkkkkkkkkkkk
     echo AUTH_LOG_LEVEL=warn
     echo AUTH_RATE_LIMIT_PER_MINUTE=0
     echo AUTH_MAX_CONNECTIONS=$(( idle + 1024 ))

@@ -33,11 +33,17 @@ enum workpool_refusal {
 };
 /* Queues fn(arg) on behalf of up to two clients (`a`, `b`: any text that
  * names a client, such as an address key or an account id; NULL: none),
- * counted from now until fn returns. fn is not called unless the result
- * is WORKPOOL_QUEUED. */
+ * counted from now until fn returns or calls workpool_leave_clients().
+ * fn is not called unless the result is WORKPOOL_QUEUED. */
 enum workpool_refusal workpool_submit_for(struct workpool *p, workpool_fn fn,
                                           void *arg, const char *a,
                                           const char *b);
+/* Called from inside a job: stops counting it against its clients now
+ * instead of when fn returns. A job whose last effect on its client comes
+ * before fn returns (such as resuming the client's connection, which may
+ * then send its next request at once) calls this just before it. A no-op
+ * outside a job and when called again. */
+void workpool_leave_clients(void);
 /* Jobs waiting (not yet running), for metrics. */
 size_t workpool_depth(struct workpool *p);
 

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -596,6 +597,24 @@ static bool webauthn_finish(struct cfg *c, char *why, size_t why_len)
     return true;
 }
 
+/* The CPUs this process may run on: its affinity mask (taskset, a cgroup
+ * cpuset), else every online core, else 2; at most 256 (the range of
+ * AUTH_THREADS and AUTH_HASH_WORKERS). The default of both. */
+static unsigned usable_cpus(void)
+{
+    cpu_set_t set;
+    long n = -1;
+
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof set, &set) == 0)
+        n = CPU_COUNT(&set);
+    if (n <= 0)
+        n = sysconf(_SC_NPROCESSORS_ONLN);
+    if (n <= 0)
+        n = 2;
+    return n <= 256 ? (unsigned)n : 256;
+}
+
 static bool finish(struct cfg *c, char *why, size_t why_len)
 {
     if (!c->database_url) {
@@ -627,14 +646,10 @@ static bool finish(struct cfg *c, char *why, size_t why_len)
                     "AUTH_SMTP_USER and AUTH_SMTP_PASSWORD go together");
     if (!mail_finish(c, why, why_len) || !webauthn_finish(c, why, why_len))
         return false;
-    if (c->hash_workers == 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        c->hash_workers = n > 0 && n < 256 ? (unsigned)n : 2;
-    }
-    if (c->threads == 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        c->threads = n > 0 && n < 256 ? (unsigned)n : 2;
-    }
+    if (c->hash_workers == 0)
+        c->hash_workers = usable_cpus();
+    if (c->threads == 0)
+        c->threads = usable_cpus();
     return true;
 }
 

@@ -519,6 +519,9 @@ static void offloaded(void *arg)
         refuse_unavailable(rc);
     else
         run_handler(rc);
+    /* The client may send its next request as soon as it is resumed: its
+     * share of the hash pool is free from here (README "Security"). */
+    workpool_leave_clients();
     __atomic_store_n(&rc->state, ST_DONE, __ATOMIC_RELEASE);
     MHD_resume_connection(rc->conn);
 }

@@ -65,6 +65,10 @@ static void count_remove(struct workpool *p, size_t i)
     p->counts[i] = (struct client_count){ 0 };
 }
 
+/* The job this thread is running, while it has clients still counted. */
+static __thread struct workpool *running_pool;
+static __thread struct job *running_job;
+
 /* One job fewer for each client of `j`. Under p->mu. */
 static void clients_leave(struct workpool *p, const struct job *j)
 {
@@ -100,13 +104,25 @@ static void *worker(void *arg)
         p->head = (p->head + 1) % p->cap;
         p->len--;
         pthread_mutex_unlock(&p->mu);
+        running_pool = p;
+        running_job = &j;
         j.fn(j.arg);
-        if (j.client[0] || j.client[1]) {
-            pthread_mutex_lock(&p->mu);
-            clients_leave(p, &j);
-            pthread_mutex_unlock(&p->mu);
-        }
+        workpool_leave_clients();
     }
+}
+
+void workpool_leave_clients(void)
+{
+    struct workpool *p = running_pool;
+    struct job *j = running_job;
+
+    running_pool = NULL;
+    running_job = NULL;
+    if (!p || !j || (j->client[0] == 0 && j->client[1] == 0))
+        return;
+    pthread_mutex_lock(&p->mu);
+    clients_leave(p, j);
+    pthread_mutex_unlock(&p->mu);
 }
 
 struct workpool *workpool_new(unsigned threads, unsigned queue)

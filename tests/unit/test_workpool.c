@@ -135,6 +135,57 @@ static void finished_jobs_free_the_share(void **state)
     workpool_free(p);
 }
 
+/* A job that ends its clients' count, then waits at the gate, as a
+ * request does that has resumed its connection but not yet returned. */
+static void leaves_then_held(void *arg)
+{
+    (void)arg;
+    workpool_leave_clients();
+    workpool_leave_clients();           /* again: no effect */
+    held(NULL);
+}
+
+static void a_job_can_free_its_share_before_it_returns(void **state)
+{
+    struct workpool *p = workpool_new(2, 8);
+    int round;
+
+    (void)state;
+    assert_non_null(p);
+    assert_true(workpool_limit_clients(p, 1));
+    workpool_leave_clients();           /* outside a job: no effect */
+    for (round = 0; round < 100; round++) {
+        char a[32], b[32];
+
+        snprintf(a, sizeof a, "10.0.%d.1", round);
+        snprintf(b, sizeof b, "acct%d", round);
+        gate_reset();
+        assert_int_equal(workpool_submit_for(p, leaves_then_held, NULL, a, b),
+                         WORKPOOL_QUEUED);
+        wait_started(1);
+        /* Still running, yet no longer counted against either client. */
+        assert_int_equal(workpool_submit_for(p, held, NULL, a, b),
+                         WORKPOOL_QUEUED);
+        /* That one is counted until it returns. */
+        assert_int_equal(workpool_submit_for(p, held, NULL, a, NULL),
+                         WORKPOOL_CLIENT_FULL);
+        assert_int_equal(workpool_submit_for(p, held, NULL, NULL, b),
+                         WORKPOOL_CLIENT_FULL);
+        gate_open();
+        wait_ran(2);
+        gate_reset();
+        while (workpool_submit_for(p, held, NULL, a, NULL) !=
+               WORKPOOL_QUEUED)
+            ;                       /* until the second job has finished */
+        /* Each job left once: the cap holds again, no count went wrong. */
+        assert_int_equal(workpool_submit_for(p, held, NULL, a, NULL),
+                         WORKPOOL_CLIENT_FULL);
+        gate_open();
+        wait_ran(1);
+    }
+    workpool_free(p);
+}
+
 static void without_a_cap_only_the_queue_limits(void **state)
 {
     struct workpool *p = workpool_new(1, 4);
@@ -160,6 +211,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(a_client_gets_its_share_only),
         cmocka_unit_test(finished_jobs_free_the_share),
+        cmocka_unit_test(a_job_can_free_its_share_before_it_returns),
         cmocka_unit_test(without_a_cap_only_the_queue_limits),
     };
 
