@@ -938,6 +938,13 @@ struct server *server_start(struct app *app)
         { MHD_OPTION_SOCK_ADDR, 0, &ss },
         { MHD_OPTION_END, 0, NULL },
     };
+    /* One HTTP thread is the polling thread itself: libmicrohttpd warns
+     * about a pool of one, so none is asked for. */
+    struct MHD_OptionItem pool[] = {
+        { cfg->threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END,
+          (intptr_t)cfg->threads, NULL },
+        { MHD_OPTION_END, 0, NULL },
+    };
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
                      MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_ITC |
                      MHD_USE_TURBO;
@@ -983,7 +990,7 @@ struct server *server_start(struct app *app)
         flags, (uint16_t)cfg->port, NULL, NULL, on_request, s,
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,      /* first: see MHD */
         MHD_OPTION_ARRAY, where,            /* address or passed socket */
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads,
+        MHD_OPTION_ARRAY, pool,             /* none for one thread */
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,  /* per /64 too */
         MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
