@@ -90,6 +90,16 @@ enum as_err db_keys_prune(void *impl, int64_t now, int64_t before);
     .keys_prune = db_keys_prune
 
 /* ---- users (users.c) ---- */
+/* The columns of a user row, in the order db_read_user() reads them. */
+#define USER_COLS                                                          \
+    "id, email, full_name, password_hash, role, is_active, is_verified, "  \
+    "created_at, updated_at"
+#define USER_NCOLS 9
+/* Reads USER_COLS of row `i` of `r` into `u` (and, when the statement
+ * added a tenth column, whether the second factor is on); strings are
+ * borrowed from the flow's arena. */
+void db_read_user(struct db_tx *t, const struct db_rows *r, size_t i,
+                  struct user *u);
 enum as_err db_user_insert(void *impl, const struct user *u);
 enum as_err db_user_by_id(void *impl, const char *id, struct user *out,
                           struct arena *a);

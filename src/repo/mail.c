@@ -15,10 +15,6 @@
 
 /* Token hash $1 is unused and unexpired at $2. */
 #define OTT_LIVE "used_at IS NULL AND expires_at > $2"
-/* The user row as read for a reset link (struct user without mfa). */
-#define USER_COLS                                                          \
-    "id, email, full_name, password_hash, role, is_active, is_verified, "  \
-    "created_at, updated_at"
 /* The oldest unsent mail due at $1 whose lease ran out. */
 #define DUE_ROW                                                            \
     "SELECT id FROM outbox WHERE sent_at IS NULL "                         \
@@ -253,18 +249,8 @@ enum as_err db_ott_reset_user(void *impl, const uint8_t hash[REPO_HASH_LEN],
     if (DB_RUN(&t, &sql[M_RESET_FIND], &r, hash_arg(hash), db_int(now)) &&
         r.n != 1)
         db_refuse(&t, AS_ERR_NOT_FOUND);
-    if (t.err == AS_OK) {            /* `out` untouched otherwise */
-        memset(out, 0, sizeof *out);
-        db_id(&t, db_at(&r, 0, 0), out->id);
-        out->email = db_str(db_at(&r, 0, 1));
-        out->full_name = db_str(db_at(&r, 0, 2));
-        out->password_hash = db_str(db_at(&r, 0, 3));
-        out->role = repo_role_parse(db_str(db_at(&r, 0, 4)));
-        out->is_active = db_flag(db_at(&r, 0, 5));
-        out->is_verified = db_flag(db_at(&r, 0, 6));
-        out->created_at = db_i64(db_at(&r, 0, 7));
-        out->updated_at = db_i64(db_at(&r, 0, 8));
-    }
+    if (t.err == AS_OK)              /* `out` untouched otherwise */
+        db_read_user(&t, &r, 0, out);
     return db_close(&t);
 }
 

@@ -9,10 +9,6 @@
 
 #include "repo_int.h"
 
-#define USER_COLS                                                          \
-    "id, email, full_name, password_hash, role, is_active, is_verified, "  \
-    "created_at, updated_at"
-#define USER_NCOLS 9
 /* Whether the user (table users) has its second factor on. */
 #define USER_MFA_COL                                                       \
     ", EXISTS (SELECT 1 FROM user_mfa m WHERE m.user_id = users.id "       \
@@ -95,9 +91,8 @@ static struct db_stmt sql[U_NSTMT] = {
                              "WHERE role = 'admin' AND is_active"),
 };
 
-/* Reads USER_COLS (and USER_MFA_COL when there) of row `i`. */
-static void read_user(struct db_tx *t, const struct db_rows *r, size_t i,
-                      struct user *u)
+void db_read_user(struct db_tx *t, const struct db_rows *r, size_t i,
+                  struct user *u)
 {
     memset(u, 0, sizeof *u);
     db_id(t, db_at(r, i, 0), u->id);
@@ -160,7 +155,7 @@ static enum as_err user_get(void *impl, int st, const char *key,
     if (DB_RUN(&t, &sql[st], &r, db_text(key)) && r.n == 0)
         db_refuse(&t, AS_ERR_NOT_FOUND);
     if (r.n > 0)
-        read_user(&t, &r, 0, out);
+        db_read_user(&t, &r, 0, out);
     return none_if_invalid(db_close(&t), AS_ERR_NOT_FOUND);
 }
 
@@ -225,7 +220,7 @@ enum as_err db_user_patch(void *impl, const char *id,
                    db_text(old_email),
                    db_int(p->email_notice->created_at));
         if (out)
-            read_user(&t, &r, 0, out);
+            db_read_user(&t, &r, 0, out);
     }
     return none_if_invalid(db_close(&t), AS_ERR_VALIDATION);
 }
@@ -304,7 +299,7 @@ enum as_err db_user_list(void *impl, const char *q, const char *after,
                db_int(limit)) && r.n > limit)
         db_refuse(&t, AS_ERR_INTERNAL);
     for (i = 0; t.err == AS_OK && i < r.n; i++)
-        read_user(&t, &r, i, &out[i]);
+        db_read_user(&t, &r, i, &out[i]);
     err = db_close(&t);
     if (err == AS_OK)
         *n = r.n;
