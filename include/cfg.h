@@ -81,6 +81,11 @@ const char *cfg_var_name(size_t i);
  * 0 (tests, tools) falls back to this, never to a number of its own.
  * Borrowed, immutable; safe from any thread. */
 const struct cfg *cfg_defaults(void);
+/* The CPUs this process may run on: its affinity mask (taskset, a cgroup
+ * cpuset), else every online core, else 2; at most 256 (the range of
+ * AUTH_THREADS and AUTH_HASH_WORKERS). The default of both, and the cap
+ * of the hashing threads. */
+unsigned cfg_usable_cpus(void);
 /* Name of an algorithm: "ES256", "RS256", "HS256". */
 const char *cfg_alg_name(enum cfg_alg a);
 

@@ -597,10 +597,7 @@ static bool webauthn_finish(struct cfg *c, char *why, size_t why_len)
     return true;
 }
 
-/* The CPUs this process may run on: its affinity mask (taskset, a cgroup
- * cpuset), else every online core, else 2; at most 256 (the range of
- * AUTH_THREADS and AUTH_HASH_WORKERS). The default of both. */
-static unsigned usable_cpus(void)
+unsigned cfg_usable_cpus(void)
 {
     cpu_set_t set;
     long n = -1;
@@ -647,9 +644,9 @@ static bool finish(struct cfg *c, char *why, size_t why_len)
     if (!mail_finish(c, why, why_len) || !webauthn_finish(c, why, why_len))
         return false;
     if (c->hash_workers == 0)
-        c->hash_workers = usable_cpus();
+        c->hash_workers = cfg_usable_cpus();
     if (c->threads == 0)
-        c->threads = usable_cpus();
+        c->threads = cfg_usable_cpus();
     return true;
 }
 

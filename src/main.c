@@ -1,6 +1,5 @@
 /* main.c: the command line. Serving is the default; the other verbs are
  * what an operator runs before or beside the daemon. */
-#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -86,12 +85,9 @@ static bool load_config(struct cfg *cfg, bool as_log)
  * working set in memory. */
 static unsigned hasher_count(const struct cfg *cfg)
 {
-    cpu_set_t set;
-    unsigned n = cfg->hash_workers;
+    unsigned n = cfg->hash_workers, cpus = cfg_usable_cpus();
 
-    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0 &&
-        (unsigned)CPU_COUNT(&set) < n)
-        n = (unsigned)CPU_COUNT(&set);
+    n = cpus < n ? cpus : n;
     return n ? n : 1;
 }
 
