@@ -184,10 +184,7 @@ out:
  * caller); returns the characters written. */
 static size_t b64url(char *dst, size_t room, const void *src, size_t n)
 {
-    if (!sodium_bin2base64(dst, room, src, n,
-                           sodium_base64_VARIANT_URLSAFE_NO_PADDING))
-        return 0;
-    return strlen(dst);
+    return sec_b64url_encode(src, n, dst, room) ? strlen(dst) : 0;
 }
 
 /* The JWS signature of `in` with `pk`: ES256 as the 64 bytes r || s
