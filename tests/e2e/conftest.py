@@ -90,6 +90,7 @@ class Daemon:
             self.env["AUTH_KEYS_SECRET"] = "e2e-keys-secret-" + "k" * 32
         self.env.update(env or {})
         self.proc = None
+        self._thread = None
         self.port = None
         self.lines = []
         self._lock = threading.Lock()
@@ -141,8 +142,10 @@ class Daemon:
                                      stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE)
-        threading.Thread(target=self._reader, args=(self.proc, started),
-                         daemon=True).start()
+        self._thread = threading.Thread(target=self._reader,
+                                        args=(self.proc, started),
+                                        daemon=True)
+        self._thread.start()
         if not started.wait(START_DEADLINE) or self.port is None:
             self.proc.kill()
             raise RuntimeError("daemon did not start:\n" +
@@ -154,11 +157,25 @@ class Daemon:
             return self.proc.returncode if self.proc else None
         self.proc.send_signal(sig)
         try:
-            return self.proc.wait(timeout)
+            rc = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+            self._print_tail("did not stop")
             raise
+        if rc != 0:
+            self._print_tail("exited %d" % rc)
+        return rc
+
+    def _print_tail(self, what):
+        """The daemon's last log lines, for pytest's report of a failure
+        (a sanitizer's or libmicrohttpd's last word is among them)."""
+        if self._thread:
+            self._thread.join(5)            # the reader takes the rest
+        with self._lock:
+            tail = self.lines[-60:]
+        print("--- daemon %s; its last %d log lines:" % (what, len(tail)))
+        print("\n".join(tail))
 
     def request(self, method, path, json_body=None, body=None,
                 headers=None, token=None, timeout=30):
