@@ -12,6 +12,8 @@ time). Subcommands:
                                 after one GET /healthz), prints the RSS of
                                 PID while they are held, then closes them
   rss PID                       VmRSS of PID in KiB
+  get PORT PATH TOKEN N         N GETs of PATH with a bearer TOKEN on one
+                                keep-alive connection; fails unless all 200
   table TSV JSON                the summary table of a results file
 """
 import json
@@ -132,6 +134,19 @@ def hold(port, n, pid):
                       "connections": alive}))
 
 
+def get(port, path, token, n):
+    import http.client
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    h = {"Authorization": "Bearer " + token}
+    for _ in range(n):
+        c.request("GET", path, headers=h)
+        r = c.getresponse()
+        r.read()
+        if r.status != 200:
+            sys.exit(f"GET {path}: {r.status}")
+    c.close()
+
+
 def table(tsv, out):
     """Rows of TSV: binary, round, figure, value. Prints per binary the
     median and the spread (min-max) of each figure over the rounds."""
@@ -185,6 +200,8 @@ def main():
         startup(int(a[1]), a[2], float(a[3]), a[4:])
     elif cmd == "hold":
         hold(int(a[1]), int(a[2]), int(a[3]))
+    elif cmd == "get":
+        get(int(a[1]), a[2], a[3], int(a[4]))
     elif cmd == "rss":
         print(rss_kib(int(a[1])))
     elif cmd == "table":

@@ -6,7 +6,9 @@ struct arena;                    /* opaque: a list of chunks */
 
 /* A new, empty arena; NULL when out of memory. Free with arena_free(). */
 struct arena *arena_new(void);
-/* Frees every allocation made from `a`, then `a` itself; NULL is a no-op. */
+/* Frees every allocation made from `a`, then `a` itself; NULL is a no-op.
+ * The calling thread keeps one arena with one chunk for its next
+ * arena_new() (freed when the thread ends). */
 void arena_free(struct arena *a);
 /* `n` zeroed bytes aligned for any type, valid until arena_free();
  * NULL when out of memory. */

@@ -1,7 +1,9 @@
 /* arena.c: a chunked bump allocator freed all at once. */
 #include "arena.h"
 
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,22 +22,72 @@ struct arena {
     struct chunk *head;
 };
 
+/* Each thread keeps the arena it freed last, with one chunk, for its next
+ * request: a request otherwise paid a 4 KiB malloc() and free(), and
+ * that size of malloc() first consolidates glibc's fast bins (a few
+ * percent of a /verify under perf). Freed when the thread ends. */
+static pthread_key_t spare_key;
+static pthread_once_t spare_once = PTHREAD_ONCE_INIT;
+static bool spare_ok;
+
+static void free_chunks(struct chunk *c)
+{
+    struct chunk *next;
+
+    for (; c; c = next) {
+        next = c->next;
+        free(c);
+    }
+}
+
+static void spare_drop(void *p)
+{
+    struct arena *a = p;
+
+    free_chunks(a->head);
+    free(a);
+}
+
+static void spare_init(void)
+{
+    spare_ok = pthread_key_create(&spare_key, spare_drop) == 0;
+}
+
 struct arena *arena_new(void)
 {
+    struct arena *a;
+
+    pthread_once(&spare_once, spare_init);
+    if (spare_ok && (a = pthread_getspecific(spare_key)) != NULL) {
+        (void)pthread_setspecific(spare_key, NULL);
+        return a;
+    }
     return calloc(1, sizeof(struct arena));
 }
 
 void arena_free(struct arena *a)
 {
-    struct chunk *c, *next;
+    struct chunk *keep;
 
     if (!a)
         return;
-    for (c = a->head; c; c = next) {
-        next = c->next;
-        free(c);
+    keep = a->head;                 /* the newest chunk of CHUNK bytes */
+    while (keep && keep->cap != CHUNK)
+        keep = keep->next;
+    if (!keep || !spare_ok || pthread_getspecific(spare_key) != NULL ||
+        pthread_setspecific(spare_key, a) != 0) {
+        free_chunks(a->head);
+        free(a);
+        return;
     }
-    free(a);
+    for (struct chunk *c = a->head, *next; c; c = next) {
+        next = c->next;
+        if (c != keep)
+            free(c);
+    }
+    keep->next = NULL;
+    keep->used = 0;
+    a->head = keep;
 }
 
 void *arena_alloc(struct arena *a, size_t n)

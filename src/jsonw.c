@@ -12,7 +12,7 @@ static void put(struct jw *w, const char *s, size_t n)
     if (w->bad)
         return;
     if (w->cap - w->len <= n) {
-        size_t cap = (w->cap ? w->cap : 256);
+        size_t cap = (w->cap ? w->cap : 1024);   /* one malloc for most */
         char *p;
 
         while (cap - w->len <= n)

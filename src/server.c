@@ -130,10 +130,21 @@ static void peer_ip(struct MHD_Connection *c, char out[64])
     strcpy(out, "unknown");
     if (!sa)
         return;
-    if (sa->sa_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)
-                               ->sin_addr, out, 64);
-    else if (sa->sa_family == AF_INET6)
+    if (sa->sa_family == AF_INET) {     /* inet_ntop's sprintf, by hand */
+        const uint8_t *b = (const uint8_t *)&(
+            (const struct sockaddr_in *)(const void *)sa)->sin_addr;
+        char *o = out;
+        int i;
+
+        for (i = 0; i < 4; i++) {
+            if (b[i] >= 100)
+                *o++ = (char)('0' + b[i] / 100);
+            if (b[i] >= 10)
+                *o++ = (char)('0' + b[i] / 10 % 10);
+            *o++ = (char)('0' + b[i] % 10);
+            *o++ = i < 3 ? '.' : '\0';
+        }
+    } else if (sa->sa_family == AF_INET6)
         inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)
                                 ->sin6_addr, out, 64);
 }

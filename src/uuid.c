@@ -32,7 +32,7 @@ void uuid_v7_new(char out[UUID_STR_LEN])
 {
     uint8_t rnd[10];
 
-    crypt_random(rnd, sizeof rnd);
+    crypt_random_id(rnd, sizeof rnd);
     uuid_v7_format(clock_ms(), rnd, out);
 }
 

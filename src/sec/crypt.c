@@ -69,6 +69,26 @@ void crypt_random(void *out, size_t n)
     randombytes_buf(out, n);
 }
 
+#define ID_POOL 512
+
+void crypt_random_id(void *out, size_t n)
+{
+    static _Thread_local unsigned char pool[ID_POOL];
+    static _Thread_local size_t used = ID_POOL;
+
+    if (n > ID_POOL / 4) {
+        randombytes_buf(out, n);
+        return;
+    }
+    if (ID_POOL - used < n) {
+        randombytes_buf(pool, sizeof pool);
+        used = 0;
+    }
+    memcpy(out, pool + used, n);
+    sodium_memzero(pool + used, n);     /* each byte once */
+    used += n;
+}
+
 uint32_t crypt_random_u32(void)
 {
     return randombytes_random();
