@@ -63,6 +63,15 @@ static uint64_t now_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
+/* Each connection's memory pool: its request line and headers must fit
+ * (431 beyond; README.md "Security": about 16 KiB, Node.js's default).
+ * libmicrohttpd (0.9.75) zeroes the whole pool after every request, so
+ * the pool is resident for as long as the connection stays open, and the
+ * zeroing was the largest single cost of a request: going from 32 to 16
+ * KiB took /healthz from 77k to 52k instructions and an idle keep-alive
+ * connection from 32 to 16 KiB of memory (README.md, "Performance"). */
+#define HEADER_POOL_BYTES 16384
+
 /* ---- libmicrohttpd's epoll loop ---- */
 
 /* libmicrohttpd (0.9.75, and its 0.9 line since) drains its epoll set in
@@ -1006,7 +1015,7 @@ struct server *server_start(struct app *app)
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,  /* per /64 too */
         MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->connection_timeout,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32768,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HEADER_POOL_BYTES,
         MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
         MHD_OPTION_STRICT_FOR_CLIENT, (int)1,

@@ -153,8 +153,13 @@ class Daemon:
         return self
 
     def stop(self, sig=signal.SIGTERM, timeout=30):
-        if not self.proc or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else None
+        if not self.proc:
+            return None
+        if self.proc.poll() is not None:          # it ended on its own
+            if self.proc.returncode != 0:
+                self._print_tail("ended by itself with %d"
+                                 % self.proc.returncode)
+            return self.proc.returncode
         self.proc.send_signal(sig)
         try:
             rc = self.proc.wait(timeout)
