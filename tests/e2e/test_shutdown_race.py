@@ -1,0 +1,153 @@
+"""SIGTERM while the HTTP threads are busy: the daemon stops with status 0.
+
+On SIGTERM the server stops accepting (libmicrohttpd's quiesce), which
+takes the listening socket out of each HTTP thread's epoll set while that
+thread, woken by a client, may be taking it out itself; libmicrohttpd
+aborts the process when its own removal then finds the socket gone. The
+first test makes that window wide and certain: a small preloaded library
+delays the main thread's removal of a listening socket, while clients keep
+every HTTP thread busy. The second repeats the sequence of connections
+closed right before SIGTERM, with a connection refused by the per-address
+limit at the same time."""
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+# Delays the main thread's EPOLL_CTL_DEL of a listening socket and says so
+# when the socket was already gone (the HTTP thread removed it first).
+SHIM = r"""
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
+{
+    int acc = 0;
+    socklen_t len = sizeof acc;
+    long rc;
+
+    if (op == EPOLL_CTL_DEL && getpid() == (pid_t)syscall(SYS_gettid) &&
+        getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &len) == 0 && acc) {
+        struct timespec ts = { 0, 300 * 1000 * 1000 };
+
+        nanosleep(&ts, NULL);
+        rc = syscall(SYS_epoll_ctl, epfd, op, fd, ev);
+        if (rc != 0 && errno == ENOENT)
+            fprintf(stderr, "epoll-shim: listening socket already gone\n");
+        return (int)rc;
+    }
+    return (int)syscall(SYS_epoll_ctl, epfd, op, fd, ev);
+}
+"""
+GONE = "epoll-shim: listening socket already gone"
+
+
+@pytest.fixture(scope="module")
+def shim(tmp_path_factory):
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        pytest.skip("no C compiler for the test library")
+    d = tmp_path_factory.mktemp("shim")
+    src, lib = d / "shim.c", d / "shim.so"
+    src.write_text(SHIM)
+    subprocess.run([cc, "-shared", "-fPIC", "-O1", "-o", str(lib), str(src)],
+                   check=True)
+    return str(lib)
+
+
+def family(host):
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def keep_busy(host, port, stop):
+    """Requests on keep-alive connections, reconnecting now and then,
+    until `stop` is set."""
+    while not stop.is_set():
+        try:
+            with socket.socket(family(host), socket.SOCK_STREAM) as s:
+                s.settimeout(2.0)
+                s.connect((host, port))
+                for _ in range(20):
+                    if stop.is_set():
+                        break
+                    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                    if not s.recv(4096):
+                        break
+        except OSError:
+            pass
+
+
+def no_panic(d):
+    return not any(ev.get("event") == "http.panic" for ev in d.logs)
+
+
+def test_sigterm_while_http_threads_drop_the_listen_socket(make_daemon,
+                                                           shim):
+    asan = os.environ.get("ASAN_OPTIONS", "")
+    gone = 0
+    for rnd, host in enumerate(["::1", "127.0.0.1", "::1"]):
+        if ":" in host and not socket.has_ipv6:
+            continue
+        d = make_daemon({"AUTH_HOST": host, "AUTH_THREADS": "2",
+                         "AUTH_MAX_CONNECTIONS_PER_IP": "3",
+                         "AUTH_LOG_LEVEL": "info",
+                         "LD_PRELOAD": shim,
+                         # the test library comes before the sanitizer's
+                         "ASAN_OPTIONS": (asan + ":" if asan else "") +
+                                         "verify_asan_link_order=0"}).start()
+        stop = threading.Event()
+        clients = [threading.Thread(target=keep_busy,
+                                    args=(host, d.port, stop), daemon=True)
+                   for _ in range(4)]
+        for t in clients:
+            t.start()
+        time.sleep(0.3)
+        rc = d.stop()                   # SIGTERM while they run
+        stop.set()
+        for t in clients:
+            t.join(5)
+        d._thread.join(5)
+        assert rc == 0, "round %d (%s): exit %d\n%s" % (
+            rnd, host, rc, "\n".join(d.lines[-20:]))
+        assert no_panic(d)
+        gone += any(GONE in line for line in d.lines)
+    # the window was really hit: an HTTP thread removed it first
+    assert gone >= 1
+
+
+def test_sigterm_right_after_connections_close(make_daemon):
+    hosts = ["::1", "127.0.0.1"] if socket.has_ipv6 else ["127.0.0.1"]
+    t_end = time.monotonic() + 25.0
+    rounds = 0
+    while rounds < 12 and time.monotonic() < t_end:
+        host = hosts[rounds % len(hosts)]
+        d = make_daemon({"AUTH_HOST": host, "AUTH_HEADER_TIMEOUT": "120",
+                         "AUTH_MAX_CONNECTIONS_PER_IP": "3",
+                         "AUTH_LOG_LEVEL": "info"}).start()
+        socks = []
+        try:
+            for _ in range(3):
+                s = socket.create_connection((host, d.port), timeout=5)
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert s.recv(4096).startswith(b"HTTP/1.1 200")
+                socks.append(s)
+            # a 4th, refused by the per-address limit as the rest close
+            socks.append(socket.create_connection((host, d.port),
+                                                  timeout=5))
+        finally:
+            for s in socks:
+                s.close()
+        assert d.stop() == 0, host
+        assert no_panic(d)
+        rounds += 1
+    assert rounds >= 4
