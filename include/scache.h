@@ -5,7 +5,8 @@
 #include "err.h"
 #include "repo.h"
 
-/* A bounded, direct-mapped cache of repo_session_state() answers, at most
+/* A bounded, 8-way set-associative cache of repo_session_state() answers
+ * (the oldest of a set replaced), at most
  * `ttl_ms` old (0: always ask the database). While the database is
  * unavailable, answers for sessions seen before are served from it
  * whatever their age. Thread-safe. */
@@ -14,6 +15,9 @@ struct scache;
 /* NULL when out of memory. Free with scache_free(); NULL is a no-op. */
 struct scache *scache_new(unsigned slots, uint64_t ttl_ms);
 void scache_free(struct scache *c);
+/* Replaces the monotonic clock (milliseconds) the cache ages entries by;
+ * NULL restores clock_mono_ms(). For tests; call before any other use. */
+void scache_set_clock(struct scache *c, uint64_t (*now_ms)(void));
 /* The state of session `sid` of user `user_id` (the token's sub), from
  * the cache or the repository. Errors
  * are the repository's (AS_ERR_UNAVAILABLE when the database is down
@@ -25,6 +29,17 @@ enum as_err scache_check(struct scache *c, struct repo *r, const char *sid,
  * database (the HTTP threads' fast path). */
 bool scache_peek(struct scache *c, const char *sid,
                  struct session_state *out);
+/* scache_peek(), and sets *refresh when the answer is in the last quarter
+ * of its time to live and this caller is the one to have it read again:
+ * it then calls scache_refresh() off the HTTP thread (the others keep
+ * being answered from the cache meanwhile). */
+bool scache_peek_refresh(struct scache *c, const char *sid,
+                         struct session_state *out, bool *refresh);
+/* Reads the state of `sid` (of user `user_id`) from the repository and
+ * keeps it, as scache_check() does on a miss; on an error nothing
+ * changes (another caller will be asked to refresh later). */
+void scache_refresh(struct scache *c, struct repo *r, const char *sid,
+                    const char *user_id);
 /* Forgets `sid` (after this instance revoked it), and the row of its user
  * (scache_user). An answer that a concurrent scache_check() or
  * scache_user() read from the database before this call is not stored

@@ -1,13 +1,16 @@
 /* authn.c: bearer tokens and the route table's access rules. */
 #include "authn.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "repo.h"
 #include "role.h"
 #include "scache.h"
+#include "uuid.h"
 #include "vcache.h"
+#include "workpool.h"
 
 const char *authn_bearer_token(const char *h)
 {
@@ -19,6 +22,42 @@ const char *authn_bearer_token(const char *h)
     return *h ? h : NULL;
 }
 
+/* A session state to read again in the background (scache_peek()). */
+struct refresh {
+    struct scache *cache;
+    struct repo *repo;
+    char sid[UUID_STR_LEN];
+    char user_id[UUID_STR_LEN];
+};
+
+static void refresh_job(void *arg)
+{
+    struct refresh *f = arg;
+
+    scache_refresh(f->cache, f->repo, f->sid, f->user_id);
+    free(f);
+}
+
+/* Queues the refresh of `rc`'s session on a database worker; when the
+ * queue is full it is left (the claim lapses and another request makes
+ * it, or the entry expires). */
+static void refresh_later(struct req_ctx *rc)
+{
+    struct app *app = rc->app;
+    struct refresh *f;
+
+    if (!app->db_pool || strlen(rc->claims.sid) >= UUID_STR_LEN ||
+        strlen(rc->claims.sub) >= UUID_STR_LEN ||
+        !(f = malloc(sizeof *f)))
+        return;
+    f->cache = app->scache;
+    f->repo = app->repo;
+    strcpy(f->sid, rc->claims.sid);
+    strcpy(f->user_id, rc->claims.sub);
+    if (!workpool_submit(app->db_pool, refresh_job, f))
+        free(f);
+}
+
 /* authn_bearer's work; without `wait` (on an HTTP thread) the session
  * is taken from the cache only, and a miss sets *pending instead of
  * asking the database. */
@@ -28,6 +67,7 @@ static enum as_err bearer(struct req_ctx *rc, bool wait, bool *pending)
     const char *tok = authn_bearer_token(req_header(rc, "Authorization"));
     struct session_state st;
     const char *email;
+    bool refresh = false;
     enum as_err err;
 
     if (!tok)
@@ -41,9 +81,12 @@ static enum as_err bearer(struct req_ctx *rc, bool wait, bool *pending)
     if (wait)
         err = scache_check(app->scache, app->repo, rc->claims.sid,
                            rc->claims.sub, &st);
-    else if (scache_peek(app->scache, rc->claims.sid, &st))
+    else if (scache_peek_refresh(app->scache, rc->claims.sid, &st,
+                                   &refresh)) {
         err = AS_OK;
-    else {
+        if (refresh)
+            refresh_later(rc);
+    } else {
         *pending = true;        /* the database must answer: a worker's */
         return AS_OK;
     }

@@ -1,4 +1,4 @@
-/* scache.c: direct-mapped session-state cache with lock striping, and
+/* scache.c: set-associative session-state cache with lock striping, and
  * beside it the user rows (for /api/v1/users/me), forgotten with the
  * sessions. A generation counter, bumped by every forget, keeps an
  * answer read from the database before a revocation or a change from
@@ -15,6 +15,7 @@
 #include "clock.h"
 
 #define STRIPES 64
+#define WAYS 8                   /* sessions of one set, oldest replaced */
 #define USER_SHARE 16            /* a user row per this many session slots */
 #define ROW_EMAIL 320
 #define ROW_NAME 804             /* 200 characters of up to 4 bytes */
@@ -24,6 +25,7 @@ struct slot {
     char user_id[UUID_STR_LEN];
     struct session_state st;
     uint64_t at_ms;                       /* when it was fetched */
+    uint64_t claim_ms;                    /* a refresh asked for, or 0 */
     bool used;
 };
 
@@ -41,6 +43,7 @@ struct row {
 
 struct scache {
     uint64_t ttl_ms;
+    uint64_t (*now)(void);                /* clock_mono_ms */
     unsigned nslots, nrows;
     struct slot *slots;
     struct row *rows;
@@ -55,8 +58,11 @@ struct scache *scache_new(unsigned slots, uint64_t ttl_ms)
 
     if (!c)
         return NULL;
-    c->nslots = slots ? slots : 1;
+    c->nslots = (slots + WAYS - 1) / WAYS * WAYS;
+    if (!c->nslots)
+        c->nslots = WAYS;
     c->ttl_ms = ttl_ms;
+    c->now = clock_mono_ms;
     c->nrows = c->nslots / USER_SHARE ? c->nslots / USER_SHARE : 1;
     c->slots = calloc(c->nslots, sizeof *c->slots);
     c->rows = calloc(c->nrows, sizeof *c->rows);
@@ -69,6 +75,11 @@ struct scache *scache_new(unsigned slots, uint64_t ttl_ms)
     for (i = 0; i < STRIPES; i++)
         pthread_mutex_init(&c->mu[i], NULL);
     return c;
+}
+
+void scache_set_clock(struct scache *c, uint64_t (*now_ms)(void))
+{
+    c->now = now_ms ? now_ms : clock_mono_ms;
 }
 
 void scache_free(struct scache *c)
@@ -93,11 +104,6 @@ static uint32_t fnv(const char *s)
     return h;
 }
 
-static unsigned slot_of(const struct scache *c, const char *sid)
-{
-    return fnv(sid) % c->nslots;
-}
-
 /* Forgets the row of `user_id`; the caller holds no stripe lock. */
 static void forget_row(struct scache *c, const char *user_id)
 {
@@ -110,42 +116,100 @@ static void forget_row(struct scache *c, const char *user_id)
     pthread_mutex_unlock(mu);
 }
 
-/* Copies a fresh-enough (or, with `any_age`, any) entry for `sid`. */
-static bool lookup(struct scache *c, const char *sid, bool any_age,
-                   struct session_state *out)
+/* The first slot of the set of `sid` (WAYS slots from there). */
+static unsigned set_of(const struct scache *c, const char *sid)
 {
-    unsigned i = slot_of(c, sid);
-    pthread_mutex_t *mu = &c->mu[i % STRIPES];
-    struct slot *s = &c->slots[i];
+    return fnv(sid) % (c->nslots / WAYS) * WAYS;
+}
+
+static pthread_mutex_t *set_lock(struct scache *c, unsigned set)
+{
+    return &c->mu[set / WAYS % STRIPES];
+}
+
+/* The slot holding `sid` in its set, or NULL; the caller holds the lock. */
+static struct slot *find(struct scache *c, unsigned set, const char *sid)
+{
+    unsigned w;
+
+    for (w = 0; w < WAYS; w++) {
+        struct slot *s = &c->slots[set + w];
+
+        if (s->used && strcmp(s->sid, sid) == 0)
+            return s;
+    }
+    return NULL;
+}
+
+/* A fresh entry's last quarter of its time to live: the first request
+ * that sees it there (on the HTTP thread's fast path) is still answered
+ * from it and claims a refresh, which a database worker makes in the
+ * background (scache_refresh()). Before, every request of a busy session
+ * that came after its entry expired and before it was fetched again went
+ * to the database: at 64 connections, a burst of queries and of waiting
+ * requests every AUTH_SESSION_CACHE_SECONDS for each session. An answer
+ * is never served older than the time to live; a refresh that fails
+ * (the database slow or down, the queue full) leaves the entry to expire
+ * as before. */
+static bool wants_refresh(const struct scache *c, const struct slot *s,
+                          uint64_t now)
+{
+    return !s->claim_ms && now - s->at_ms >= c->ttl_ms - c->ttl_ms / 4;
+}
+
+/* Copies a fresh-enough (or, with `any_age`, any) entry for `sid`. With
+ * `claim`, sets *claim when this caller claimed the entry's refresh. */
+static bool lookup(struct scache *c, const char *sid, bool any_age,
+                   bool *claim, struct session_state *out)
+{
+    unsigned set = set_of(c, sid);
+    pthread_mutex_t *mu = set_lock(c, set);
+    uint64_t now = c->now();
+    struct slot *s;
     bool hit;
 
     pthread_mutex_lock(mu);
-    hit = s->used && strcmp(s->sid, sid) == 0 &&
-          (any_age || clock_mono_ms() - s->at_ms < c->ttl_ms);
-    if (hit)
+    s = find(c, set, sid);
+    hit = s && (any_age || now - s->at_ms < c->ttl_ms);
+    if (hit) {
         *out = s->st;
+        if (claim && wants_refresh(c, s, now)) {
+            s->claim_ms = now | 1;
+            *claim = true;
+        }
+    }
     pthread_mutex_unlock(mu);
     return hit;
 }
 
 /* Stores `st`, read from the database while the generation was `gen`;
- * not when a forget came since (the answer may predate a revocation). */
+ * not when a forget came since (the answer may predate a revocation).
+ * It takes the slot `sid` had, else a free one of its set, else the one
+ * fetched longest ago. */
 static void store(struct scache *c, const char *sid, const char *user_id,
                   const struct session_state *st, uint_fast64_t gen)
 {
-    unsigned i = slot_of(c, sid);
-    pthread_mutex_t *mu = &c->mu[i % STRIPES];
-    struct slot *s = &c->slots[i];
+    unsigned set = set_of(c, sid), w;
+    pthread_mutex_t *mu = set_lock(c, set);
+    struct slot *s;
 
     pthread_mutex_lock(mu);
     if (atomic_load(&c->gen) != gen) {
         pthread_mutex_unlock(mu);
         return;
     }
+    s = find(c, set, sid);
+    for (w = 0; !s && w < WAYS; w++)
+        if (!c->slots[set + w].used)
+            s = &c->slots[set + w];
+    for (w = 0; !s && w < WAYS; w++)
+        if (w == 0 || c->slots[set + w].at_ms < s->at_ms)
+            s = &c->slots[set + w];
     snprintf(s->sid, sizeof s->sid, "%s", sid);
     snprintf(s->user_id, sizeof s->user_id, "%s", user_id ? user_id : "");
     s->st = *st;
-    s->at_ms = clock_mono_ms();
+    s->at_ms = c->now();
+    s->claim_ms = 0;
     s->used = true;
     pthread_mutex_unlock(mu);
 }
@@ -158,7 +222,7 @@ enum as_err scache_check(struct scache *c, struct repo *r, const char *sid,
 
     if (strlen(sid) >= UUID_STR_LEN)
         return AS_ERR_INVALID_TOKEN;
-    if (c->ttl_ms && lookup(c, sid, false, out))
+    if (c->ttl_ms && lookup(c, sid, false, NULL, out))
         return AS_OK;
     gen = atomic_load(&c->gen);           /* before the read */
     err = repo_session_state(r, sid, clock_ms(), out);
@@ -166,7 +230,7 @@ enum as_err scache_check(struct scache *c, struct repo *r, const char *sid,
         store(c, sid, user_id, out, gen);
         return AS_OK;
     }
-    if (as_err_is_infra(err) && lookup(c, sid, true, out))
+    if (as_err_is_infra(err) && lookup(c, sid, true, NULL, out))
         return AS_OK;                         /* database down: stale */
     return err;
 }
@@ -175,21 +239,41 @@ bool scache_peek(struct scache *c, const char *sid,
                  struct session_state *out)
 {
     return strlen(sid) < UUID_STR_LEN && c->ttl_ms &&
-           lookup(c, sid, false, out);
+           lookup(c, sid, false, NULL, out);
+}
+
+bool scache_peek_refresh(struct scache *c, const char *sid,
+                         struct session_state *out, bool *refresh)
+{
+    *refresh = false;
+    return strlen(sid) < UUID_STR_LEN && c->ttl_ms &&
+           lookup(c, sid, false, refresh, out);
+}
+
+void scache_refresh(struct scache *c, struct repo *r, const char *sid,
+                    const char *user_id)
+{
+    uint_fast64_t gen = atomic_load(&c->gen);     /* before the read */
+    struct session_state st;
+
+    if (strlen(sid) < UUID_STR_LEN &&
+        repo_session_state(r, sid, clock_ms(), &st) == AS_OK)
+        store(c, sid, user_id, &st, gen);
 }
 
 void scache_forget(struct scache *c, const char *sid)
 {
-    unsigned i = slot_of(c, sid);
-    pthread_mutex_t *mu = &c->mu[i % STRIPES];
-
+    unsigned set = set_of(c, sid);
+    pthread_mutex_t *mu = set_lock(c, set);
+    struct slot *s;
     char user_id[UUID_STR_LEN] = "";
 
     atomic_fetch_add(&c->gen, 1);         /* first: see store() */
     pthread_mutex_lock(mu);
-    if (strcmp(c->slots[i].sid, sid) == 0) {
-        c->slots[i].used = false;
-        memcpy(user_id, c->slots[i].user_id, sizeof user_id);
+    s = find(c, set, sid);
+    if (s) {
+        s->used = false;
+        memcpy(user_id, s->user_id, sizeof user_id);
     }
     pthread_mutex_unlock(mu);
     if (user_id[0])
@@ -198,15 +282,16 @@ void scache_forget(struct scache *c, const char *sid)
 
 void scache_forget_user(struct scache *c, const char *user_id)
 {
-    unsigned i;
+    unsigned set, w;
 
     atomic_fetch_add(&c->gen, 1);         /* first: see store() */
-    for (i = 0; i < c->nslots; i++) {
-        pthread_mutex_t *mu = &c->mu[i % STRIPES];
+    for (set = 0; set < c->nslots; set += WAYS) {
+        pthread_mutex_t *mu = set_lock(c, set);
 
         pthread_mutex_lock(mu);
-        if (strcmp(c->slots[i].user_id, user_id) == 0)
-            c->slots[i].used = false;
+        for (w = 0; w < WAYS; w++)
+            if (strcmp(c->slots[set + w].user_id, user_id) == 0)
+                c->slots[set + w].used = false;
         pthread_mutex_unlock(mu);
     }
     forget_row(c, user_id);
@@ -223,7 +308,7 @@ static bool row_lookup(struct scache *c, const char *id, struct user *out,
 
     pthread_mutex_lock(mu);
     hit = w->used && strcmp(w->id, id) == 0 &&
-          clock_mono_ms() - w->at_ms < c->ttl_ms;
+          c->now() - w->at_ms < c->ttl_ms;
     if (hit) {
         memset(out, 0, sizeof *out);
         memcpy(out->id, w->id, sizeof out->id);
@@ -264,7 +349,7 @@ static void row_store(struct scache *c, const struct user *u,
         w->mfa_enabled = u->mfa_enabled;
         w->created_at = u->created_at;
         w->updated_at = u->updated_at;
-        w->at_ms = clock_mono_ms();
+        w->at_ms = c->now();
         w->used = true;
     }
     pthread_mutex_unlock(mu);
@@ -299,11 +384,20 @@ void scache_forget_all(struct scache *c)
     unsigned i;
 
     atomic_fetch_add(&c->gen, 1);         /* first: see store() */
-    for (i = 0; i < c->nslots; i++) {
+    for (i = 0; i < c->nslots; i += WAYS) {
+        pthread_mutex_t *mu = set_lock(c, i);
+        unsigned w;
+
+        pthread_mutex_lock(mu);
+        for (w = 0; w < WAYS; w++)
+            c->slots[i + w].used = false;
+        pthread_mutex_unlock(mu);
+    }
+    for (i = 0; i < c->nrows; i++) {      /* the user rows too */
         pthread_mutex_t *mu = &c->mu[i % STRIPES];
 
         pthread_mutex_lock(mu);
-        c->slots[i].used = false;
+        c->rows[i].used = false;
         pthread_mutex_unlock(mu);
     }
 }

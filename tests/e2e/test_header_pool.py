@@ -6,6 +6,8 @@ import os
 import socket
 import pytest
 
+from conftest import wait_until
+
 
 def status_of(port, header_bytes, token=None):
     s = socket.create_connection(("127.0.0.1", port), timeout=10)
@@ -44,32 +46,40 @@ def rss_kib(pid):
     return 0
 
 
+def hold(port, n, socks):
+    """Opens `n` connections, each answered once and then left idle."""
+    fresh = []
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        fresh.append(s)
+    socks += fresh
+    for s in fresh:
+        assert s.recv(4096).startswith(b"HTTP/1.1 200")
+
+
 @pytest.mark.skipif(bool(os.environ.get("AUTH_E2E_SANITIZED")),
                     reason="the sanitizers' shadow memory is not the daemon's")
 def test_an_idle_keep_alive_connection_costs_under_20_kib(make_daemon):
-    n = 600
     d = make_daemon({"AUTH_MAX_CONNECTIONS": "2000",
                      "AUTH_MAX_CONNECTIONS_PER_IP": "0",
                      "AUTH_CONNECTION_TIMEOUT": "120"}).start()
-    warm = [socket.create_connection(("127.0.0.1", d.port), timeout=10)
-            for _ in range(50)]       # the daemon's own start-up growth
-    for s in warm:
-        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert s.recv(4096).startswith(b"HTTP/1.1 200")
-    before = rss_kib(d.proc.pid)
     socks = []
     try:
-        for _ in range(n):
-            s = socket.create_connection(("127.0.0.1", d.port), timeout=10)
-            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-            socks.append(s)
-        for s in socks:                 # each answered, then kept idle
-            assert s.recv(4096).startswith(b"HTTP/1.1 200")
-        held = rss_kib(d.proc.pid)
-        per = (held - before) / n
+        assert wait_until(lambda: d.request("GET", "/readyz").status == 200)
+        hold(d.port, 100, socks)
+        # The least growth of three steps of 200 connections: what the
+        # daemon grows by once meanwhile (its threads' first allocations,
+        # the database pool) lands in one step at most.
+        steps = []
+        for _ in range(3):
+            before = rss_kib(d.proc.pid)
+            hold(d.port, 200, socks)
+            steps.append((rss_kib(d.proc.pid) - before) / 200)
+        per = min(steps)
         # 32 KiB each before the pool went down to 16 KiB
-        assert per < 20, "%.1f KiB per idle connection" % per
+        assert per < 20, "%.1f KiB per idle connection (%s)" % (per, steps)
     finally:
-        for s in socks + warm:
+        for s in socks:
             s.close()
     assert d.stop() == 0

@@ -1,6 +1,9 @@
 /* Session cache: freshness, forgetting, and answers while the database
  * is down; plus the work pool it shares the request path with. */
+#include <pthread.h>
 #include <setjmp.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <string.h>
@@ -11,6 +14,7 @@
 #include "cfg.h"
 #include "repo/repo_int.h"
 #include "scache.h"
+#include "uuid.h"
 #include "workpool.h"
 
 static int calls;
@@ -197,6 +201,173 @@ static void test_workpool_bounds(void **state)
     assert_int_equal(ran, accepted);
 }
 
+/* ---- a fake clock: set-associativity and refresh ahead of expiry ---- */
+
+static _Atomic uint64_t fake_ms;
+
+static uint64_t fake_now(void)
+{
+    return fake_ms;
+}
+
+static void sid_n(char out[UUID_STR_LEN], unsigned n)
+{
+    /* scattered, as real ids hash: not eight in a row */
+    snprintf(out, UUID_STR_LEN, "0190c1d2-0000-7000-8000-%012llx",
+             (unsigned long long)(n + 1) * 0x9e3779b97f4aull % 0xffffffffffffull);
+}
+
+/* One set of eight: eight sessions, however they hash, all stay cached
+ * (a direct-mapped table of eight slots loses most of them to
+ * collisions); a ninth replaces the one fetched longest ago. */
+static void test_a_set_holds_eight_sessions(void **state)
+{
+    struct repo *r = fake_repo();
+    struct scache *c = scache_new(8, 60000);
+    struct session_state st;
+    char sid[UUID_STR_LEN];
+    unsigned i;
+
+    (void)state;
+    scache_set_clock(c, fake_now);
+    next_err = AS_OK;
+    next_live = true;
+    calls = 0;
+    for (i = 0; i < 8; i++) {
+        fake_ms = 1000 + i;
+        sid_n(sid, i);
+        assert_int_equal(scache_check(c, r, sid, U1, &st), AS_OK);
+    }
+    for (i = 0; i < 8; i++) {
+        sid_n(sid, i);
+        assert_true(scache_peek(c, sid, &st));
+    }
+    assert_int_equal(calls, 8);
+    fake_ms = 2000;
+    sid_n(sid, 8);
+    assert_int_equal(scache_check(c, r, sid, U1, &st), AS_OK);
+    sid_n(sid, 0);                      /* the oldest went */
+    assert_false(scache_peek(c, sid, &st));
+    for (i = 1; i <= 8; i++) {
+        sid_n(sid, i);
+        assert_true(scache_peek(c, sid, &st));
+    }
+    scache_free(c);
+    repo_close(r);
+}
+
+/* In the last quarter of its time to live an entry is still served, and
+ * exactly one caller is asked to refresh it; the refresh renews it, so a
+ * busy session never expires into a burst of database reads. */
+static void test_refresh_ahead_of_expiry(void **state)
+{
+    struct repo *r = fake_repo();
+    struct scache *c = scache_new(1024, 4000);
+    struct session_state st;
+    bool refresh;
+
+    (void)state;
+    scache_set_clock(c, fake_now);
+    next_err = AS_OK;
+    next_live = true;
+    calls = 0;
+    fake_ms = 10000;
+    assert_int_equal(scache_check(c, r, S1, U1, &st), AS_OK);
+    fake_ms = 12999;
+    assert_true(scache_peek_refresh(c, S1, &st, &refresh));
+    assert_false(refresh);
+    fake_ms = 13000;                    /* the last quarter */
+    assert_true(scache_peek_refresh(c, S1, &st, &refresh));
+    assert_true(refresh);
+    assert_true(scache_peek_refresh(c, S1, &st, &refresh));
+    assert_false(refresh);              /* claimed once */
+    assert_true(scache_peek(c, S1, &st));
+    next_live = false;                  /* what the refresh will read */
+    scache_refresh(c, r, S1, U1);
+    assert_int_equal(calls, 2);
+    fake_ms = 14500;                    /* past the first answer's ttl */
+    assert_true(scache_peek_refresh(c, S1, &st, &refresh));
+    assert_false(st.live);              /* the refreshed answer */
+    assert_false(refresh);
+    fake_ms = 13000 + 3000;             /* the new answer's last quarter */
+    assert_true(scache_peek_refresh(c, S1, &st, &refresh));
+    assert_true(refresh);
+
+    /* A refresh that fails leaves the entry to expire at its time. */
+    next_err = AS_ERR_UNAVAILABLE;
+    scache_refresh(c, r, S1, U1);
+    fake_ms = 13000 + 3999;
+    assert_true(scache_peek_refresh(c, S1, &st, &refresh));
+    assert_false(refresh);
+    fake_ms = 13000 + 4000;
+    assert_false(scache_peek_refresh(c, S1, &st, &refresh));
+    next_err = AS_OK;
+
+    /* A revocation landing during the refresh's read wins. */
+    next_live = true;
+    assert_int_equal(scache_check(c, r, S1, U1, &st), AS_OK);
+    fake_ms += 3000;
+    assert_true(scache_peek_refresh(c, S1, &st, &refresh));
+    assert_true(refresh);
+    revoking_cache = c;
+    revoke_by_user = false;
+    during_read = revoke_now;
+    scache_refresh(c, r, S1, U1);
+    during_read = NULL;
+    assert_false(scache_peek(c, S1, &st));
+    scache_free(c);
+    repo_close(r);
+}
+
+#define CLAIMERS 8
+
+static struct scache *claim_cache;
+static atomic_int claims;
+static pthread_barrier_t claim_start;
+
+static void *claimer(void *arg)
+{
+    struct session_state st;
+    bool refresh = false;
+
+    (void)arg;
+    pthread_barrier_wait(&claim_start);
+    if (scache_peek_refresh(claim_cache, S1, &st, &refresh) && refresh)
+        atomic_fetch_add(&claims, 1);
+    return NULL;
+}
+
+/* Many HTTP threads at the same instant: one of them refreshes. */
+static void test_one_refresh_among_racing_readers(void **state)
+{
+    struct repo *r = fake_repo();
+    pthread_t t[CLAIMERS];
+    struct session_state st;
+    int round, i;
+
+    (void)state;
+    claim_cache = scache_new(1024, 4000);
+    scache_set_clock(claim_cache, fake_now);
+    next_err = AS_OK;
+    next_live = true;
+    for (round = 0; round < 200; round++) {
+        fake_ms = 100000 + (uint64_t)round * 10000;
+        scache_forget(claim_cache, S1);
+        assert_int_equal(scache_check(claim_cache, r, S1, U1, &st), AS_OK);
+        fake_ms += 3500;
+        atomic_store(&claims, 0);
+        pthread_barrier_init(&claim_start, NULL, CLAIMERS);
+        for (i = 0; i < CLAIMERS; i++)
+            pthread_create(&t[i], NULL, claimer, NULL);
+        for (i = 0; i < CLAIMERS; i++)
+            pthread_join(t[i], NULL);
+        pthread_barrier_destroy(&claim_start);
+        assert_int_equal(atomic_load(&claims), 1);
+    }
+    scache_free(claim_cache);
+    repo_close(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -205,6 +376,9 @@ int main(void)
         cmocka_unit_test(test_forget_user_and_database_down),
         cmocka_unit_test(test_revoke_between_read_and_store),
         cmocka_unit_test(test_workpool_bounds),
+        cmocka_unit_test(test_a_set_holds_eight_sessions),
+        cmocka_unit_test(test_refresh_ahead_of_expiry),
+        cmocka_unit_test(test_one_refresh_among_racing_readers),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
