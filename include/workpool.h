@@ -11,8 +11,9 @@ struct workpool;
 
 typedef void (*workpool_fn)(void *arg);
 
-/* Starts `threads` workers with room for `queue` waiting jobs. NULL on
- * failure. Free with workpool_free(). */
+/* A pool of up to `threads` workers with room for `queue` waiting jobs:
+ * one worker starts now, the others when a job queued finds no worker
+ * idle. NULL on failure. Free with workpool_free(). */
 struct workpool *workpool_new(unsigned threads, unsigned queue);
 /* Runs the jobs already queued, then joins the threads; NULL is a no-op. */
 void workpool_free(struct workpool *p);

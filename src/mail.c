@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include <curl/curl.h>
+#include <dlfcn.h>
 
 #include "arena.h"
 #include "cfg.h"
@@ -38,6 +39,63 @@
 #define MAX_UNMARKED 32               /* sent, not yet recorded as sent */
 #define MAX_ADDR 320
 #define MAX_WHY 200
+
+/* ---- libcurl, opened when a transport is configured --------------------
+ * The daemon does not link libcurl: it and the twenty-odd libraries it
+ * pulls in cost every start several milliseconds of loading (README.md,
+ * "Performance"), while only delivery uses it. mail_start() opens it with
+ * dlopen() when AUTH_SMTP_URL or AUTH_NOTIFY_WEBHOOK_URL is set; it stays
+ * loaded until exit. The package still depends on libcurl4. */
+
+#define CURL_SONAME "libcurl.so.4"
+
+static struct {
+    CURLcode (*global_init)(long flags);
+    void (*global_cleanup)(void);
+    CURL *(*easy_init)(void);
+    CURLcode (*easy_setopt)(CURL *h, CURLoption opt, ...);
+    CURLcode (*easy_perform)(CURL *h);
+    CURLcode (*easy_getinfo)(CURL *h, CURLINFO info, ...);
+    void (*easy_cleanup)(CURL *h);
+    const char *(*easy_strerror)(CURLcode rc);
+    struct curl_slist *(*slist_append)(struct curl_slist *l, const char *s);
+    void (*slist_free_all)(struct curl_slist *l);
+} lc;
+static pthread_once_t lc_once = PTHREAD_ONCE_INIT;
+static bool lc_loaded;
+static char lc_error[MAX_WHY];        /* why not, when !lc_loaded */
+
+/* Fills `lc` from libcurl, or says in lc_error why it cannot. */
+static void lc_load(void)
+{
+    void *h = dlopen(CURL_SONAME, RTLD_NOW | RTLD_LOCAL);
+    const char *e;
+
+#define LC_SYM(field, name) \
+    (lc.field = (__typeof__(lc.field))dlsym(h, name)) != NULL
+    if (!h) {
+        e = dlerror();
+        snprintf(lc_error, sizeof lc_error, "%s", e ? e : CURL_SONAME);
+        return;
+    }
+    lc_loaded = LC_SYM(global_init, "curl_global_init") &&
+                LC_SYM(global_cleanup, "curl_global_cleanup") &&
+                LC_SYM(easy_init, "curl_easy_init") &&
+                LC_SYM(easy_setopt, "curl_easy_setopt") &&
+                LC_SYM(easy_perform, "curl_easy_perform") &&
+                LC_SYM(easy_getinfo, "curl_easy_getinfo") &&
+                LC_SYM(easy_cleanup, "curl_easy_cleanup") &&
+                LC_SYM(easy_strerror, "curl_easy_strerror") &&
+                LC_SYM(slist_append, "curl_slist_append") &&
+                LC_SYM(slist_free_all, "curl_slist_free_all");
+#undef LC_SYM
+    if (!lc_loaded) {
+        e = dlerror();
+        snprintf(lc_error, sizeof lc_error, "%s lacks a function: %s",
+                 CURL_SONAME, e ? e : "?");
+        dlclose(h);
+    }
+}
 
 /* ---- transports -------------------------------------------------------- */
 
@@ -104,19 +162,19 @@ static int on_progress(void *arg, curl_off_t dlt, curl_off_t dln,
 static bool common_options(struct mailer *m, CURL *h, const char *url,
                            const char *protocols)
 {
-    bool ok = curl_easy_setopt(h, CURLOPT_URL, url) == CURLE_OK &&
-              curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, protocols) ==
+    bool ok = lc.easy_setopt(h, CURLOPT_URL, url) == CURLE_OK &&
+              lc.easy_setopt(h, CURLOPT_PROTOCOLS_STR, protocols) ==
                   CURLE_OK;
 
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, CONNECT_TIMEOUT_MS);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, TOTAL_TIMEOUT_MS);
-    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
-    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
-    curl_easy_setopt(h, CURLOPT_XFERINFODATA, m);
-    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+    lc.easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    lc.easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, CONNECT_TIMEOUT_MS);
+    lc.easy_setopt(h, CURLOPT_TIMEOUT_MS, TOTAL_TIMEOUT_MS);
+    lc.easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+    lc.easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+    lc.easy_setopt(h, CURLOPT_XFERINFODATA, m);
+    lc.easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
     if (mail_url_loopback(url))
-        curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
+        lc.easy_setopt(h, CURLOPT_NOPROXY, "*");
     return ok;
 }
 
@@ -125,12 +183,12 @@ static void curl_why(CURL *h, CURLcode rc, const char *what, char *why)
 {
     long code = 0;
 
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
+    lc.easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
     if (code)
         snprintf(why, MAX_WHY, "%s: %s (reply %ld)", what,
-                 curl_easy_strerror(rc), code);
+                 lc.easy_strerror(rc), code);
     else
-        snprintf(why, MAX_WHY, "%s: %s", what, curl_easy_strerror(rc));
+        snprintf(why, MAX_WHY, "%s: %s", what, lc.easy_strerror(rc));
 }
 
 static bool send_smtp(struct mailer *m, const struct mail_msg *msg,
@@ -150,31 +208,31 @@ static bool send_smtp(struct mailer *m, const struct mail_msg *msg,
         goto out;
     }
     snprintf(to, sizeof to, "<%s>", msg->to);
-    h = curl_easy_init();
-    rcpt = curl_slist_append(NULL, to);
+    h = lc.easy_init();
+    rcpt = lc.slist_append(NULL, to);
     if (!h || !rcpt || !common_options(m, h, cfg->smtp_url, "smtp,smtps")) {
         snprintf(why, MAX_WHY, "smtp: cannot set up the transfer");
         goto out;
     }
-    curl_easy_setopt(h, CURLOPT_MAIL_FROM, m->envelope);
-    curl_easy_setopt(h, CURLOPT_MAIL_RCPT, rcpt);
-    curl_easy_setopt(h, CURLOPT_READFUNCTION, upload_read);
-    curl_easy_setopt(h, CURLOPT_READDATA, &up);
-    curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
+    lc.easy_setopt(h, CURLOPT_MAIL_FROM, m->envelope);
+    lc.easy_setopt(h, CURLOPT_MAIL_RCPT, rcpt);
+    lc.easy_setopt(h, CURLOPT_READFUNCTION, upload_read);
+    lc.easy_setopt(h, CURLOPT_READDATA, &up);
+    lc.easy_setopt(h, CURLOPT_UPLOAD, 1L);
     /* Beyond loopback, TLS or nothing (smtps://, else STARTTLS). */
     if (!mail_url_loopback(cfg->smtp_url))
-        curl_easy_setopt(h, CURLOPT_USE_SSL, (long)CURLUSESSL_ALL);
+        lc.easy_setopt(h, CURLOPT_USE_SSL, (long)CURLUSESSL_ALL);
     if (cfg->smtp_user) {
-        curl_easy_setopt(h, CURLOPT_USERNAME, cfg->smtp_user);
-        curl_easy_setopt(h, CURLOPT_PASSWORD, cfg->smtp_password);
+        lc.easy_setopt(h, CURLOPT_USERNAME, cfg->smtp_user);
+        lc.easy_setopt(h, CURLOPT_PASSWORD, cfg->smtp_password);
     }
-    rc = curl_easy_perform(h);
+    rc = lc.easy_perform(h);
     ok = rc == CURLE_OK;
     if (!ok)
         curl_why(h, rc, "smtp", why);
 out:
-    curl_slist_free_all(rcpt);
-    curl_easy_cleanup(h);
+    lc.slist_free_all(rcpt);
+    lc.easy_cleanup(h);
     if (text) {
         crypt_wipe(text, up.len);
         free(text);
@@ -190,9 +248,9 @@ static struct curl_slist *add_header(struct curl_slist *list,
     struct curl_slist *more;
 
     snprintf(line, sizeof line, "%s: %s", name, value);
-    more = curl_slist_append(list, line);
+    more = lc.slist_append(list, line);
     if (!more)
-        curl_slist_free_all(list);
+        lc.slist_free_all(list);
     return more;
 }
 
@@ -226,27 +284,27 @@ static bool send_webhook(struct mailer *m, const struct mail_msg *msg,
         hdr = add_header(hdr, "X-Auth-Event", msg->kind);
     if (hdr)
         hdr = add_header(hdr, "Expect", "");   /* no 100-continue wait */
-    h = curl_easy_init();
+    h = lc.easy_init();
     if (!hdr || !h ||
         !common_options(m, h, cfg->notify_webhook_url, "http,https")) {
         snprintf(why, MAX_WHY, "webhook: cannot set up the request");
         goto out;
     }
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
-    curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-    curl_easy_setopt(h, CURLOPT_USERAGENT, "auth-serve/" AUTH_VERSION);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, discard);
-    rc = curl_easy_perform(h);
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    lc.easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
+    lc.easy_setopt(h, CURLOPT_POSTFIELDS, body);
+    lc.easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    lc.easy_setopt(h, CURLOPT_USERAGENT, "auth-serve/" AUTH_VERSION);
+    lc.easy_setopt(h, CURLOPT_WRITEFUNCTION, discard);
+    rc = lc.easy_perform(h);
+    lc.easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
     ok = rc == CURLE_OK && status >= 200 && status < 300;
     if (rc != CURLE_OK)
         curl_why(h, rc, "webhook", why);
     else if (!ok)
         snprintf(why, MAX_WHY, "webhook: answered HTTP %ld", status);
 out:
-    curl_slist_free_all(hdr);
-    curl_easy_cleanup(h);
+    lc.slist_free_all(hdr);
+    lc.easy_cleanup(h);
     if (body) {
         crypt_wipe(body, len);
         free(body);
@@ -514,7 +572,7 @@ static void mailer_free(struct mailer *m)
     pthread_cond_destroy(&m->cv);
     pthread_mutex_destroy(&m->mu);
     if (m->curl_ready)
-        curl_global_cleanup();
+        lc.global_cleanup();
     free(m);
 }
 
@@ -551,7 +609,16 @@ struct mailer *mail_start(const struct cfg *cfg, struct repo *repo,
                             "queued until one is"));
         return m;
     }
-    m->curl_ready = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK;
+    pthread_once(&lc_once, lc_load);
+    if (!lc_loaded) {                 /* the rows wait in the outbox */
+        log_event(LOG_ERROR, "mail.start_failed", NULL,
+                  json_pack("{s:s, s:s}", "reason", "libcurl cannot be "
+                            "loaded: mails stay queued", "error",
+                            lc_error));
+        mailer_free(m);
+        return NULL;
+    }
+    m->curl_ready = lc.global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK;
     if (!m->curl_ready ||
         pthread_create(&m->thread, NULL, mail_thread, m) != 0) {
         log_event(LOG_ERROR, "mail.start_failed", NULL,

@@ -2,6 +2,7 @@
 #include "workpool.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +30,9 @@ struct workpool {
     struct job *ring;
     size_t cap, head, len;
     bool stopping;
-    unsigned nthreads;
+    unsigned nthreads;              /* started so far, up to `want` */
+    unsigned want;
+    unsigned idle;                  /* started, waiting for a job */
     pthread_t *threads;
     unsigned per_client;            /* 0: no cap */
     struct client_count *counts;    /* `mask` + 1 entries, or NULL */
@@ -94,8 +97,10 @@ static void *worker(void *arg)
         struct job j;
 
         pthread_mutex_lock(&p->mu);
+        p->idle++;
         while (p->len == 0 && !p->stopping)
             pthread_cond_wait(&p->more, &p->mu);
+        p->idle--;
         if (p->len == 0) {                      /* stopping and drained */
             pthread_mutex_unlock(&p->mu);
             return NULL;
@@ -125,10 +130,31 @@ void workpool_leave_clients(void)
     pthread_mutex_unlock(&p->mu);
 }
 
+/* Starts one more worker, with every signal blocked (main() waits for
+ * them). Under p->mu, or before `p` is shared. False when it cannot. */
+static bool spawn(struct workpool *p)
+{
+    sigset_t all, old;
+    bool ok;
+
+    if (p->nthreads >= p->want)
+        return false;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    ok = pthread_create(&p->threads[p->nthreads], NULL, worker, p) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (ok)
+        p->nthreads++;
+    return ok;
+}
+
+/* The workers start one at a time, when a queued job finds none idle:
+ * the first at once, the others as the load asks for them. Starting all
+ * of them here cost a start-up a millisecond or more on a busy core
+ * (README.md, "Performance"), before any job could need them. */
 struct workpool *workpool_new(unsigned threads, unsigned queue)
 {
     struct workpool *p = calloc(1, sizeof *p);
-    unsigned i;
 
     if (!p)
         return NULL;
@@ -143,12 +169,8 @@ struct workpool *workpool_new(unsigned threads, unsigned queue)
     }
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->more, NULL);
-    for (i = 0; i < (threads ? threads : 1); i++) {
-        if (pthread_create(&p->threads[i], NULL, worker, p) != 0)
-            break;
-        p->nthreads++;
-    }
-    if (p->nthreads == 0) {
+    p->want = threads ? threads : 1;
+    if (!spawn(p)) {
         workpool_free(p);
         return NULL;
     }
@@ -162,7 +184,7 @@ void workpool_free(struct workpool *p)
     if (!p)
         return;
     pthread_mutex_lock(&p->mu);
-    p->stopping = true;
+    p->stopping = true;                 /* no worker starts after this */
     pthread_cond_broadcast(&p->more);
     pthread_mutex_unlock(&p->mu);
     for (i = 0; i < p->nthreads; i++)
@@ -182,7 +204,7 @@ bool workpool_submit(struct workpool *p, workpool_fn fn, void *arg)
 
 bool workpool_limit_clients(struct workpool *p, unsigned per_client)
 {
-    size_t want = 4 * (p->cap + p->nthreads), n = 64;
+    size_t want = 4 * (p->cap + p->want), n = 64;
 
     while (n < want)
         n *= 2;
@@ -252,6 +274,8 @@ enum workpool_refusal workpool_submit_for(struct workpool *p, workpool_fn fn,
         clients_enter(p, &j);
         p->ring[(p->head + p->len) % p->cap] = j;
         p->len++;
+        if (p->len > p->idle)           /* a job no idle worker will take */
+            spawn(p);
         pthread_cond_signal(&p->more);
     }
     pthread_mutex_unlock(&p->mu);

@@ -29,6 +29,7 @@
     X(S_COMMIT, "COMMIT")                                                  \
     X(S_PING, "SELECT count(*) FROM sqlite_master")                        \
     X(S_MIG_HAS, "SELECT 1 FROM schema_migrations WHERE version = ?1")     \
+    X(S_MIG_ALL, "SELECT version FROM schema_migrations")                  \
     X(S_MIG_ADD, "INSERT INTO schema_migrations (version, name, "          \
       "applied_at) VALUES (?1, ?2, ?3)")                                   \
 
@@ -566,11 +567,31 @@ static void apply(struct conn *c, const struct migration *m)
                             m->name));
 }
 
+/* Marks in `have` the migrations of `m` (n of them) that schema_migrations
+ * lists, in one read: at each start, only a missing one costs a write
+ * transaction (README.md, "Performance"). apply() checks again inside its
+ * transaction, so a concurrent migrator changes nothing. */
+static void applied(struct conn *c, const struct migration *m, size_t n,
+                    bool *have)
+{
+    sqlite3_stmt *st = q(c, S_MIG_ALL);
+    size_t i;
+
+    while (row(c, st)) {
+        sqlite3_int64 v = sqlite3_column_int64(st, 0);
+
+        for (i = 0; i < n; i++)
+            if ((sqlite3_int64)m[i].version == v)
+                have[i] = true;
+    }
+}
+
 static enum as_err sq_migrate(void *impl)
 {
     const struct migration *m;
     struct conn *c;
     size_t n, i;
+    bool *have;
     enum as_err err = acquire(impl, "migrate", &c);
 
     if (err != AS_OK)
@@ -579,8 +600,15 @@ static enum as_err sq_migrate(void *impl)
                "version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
                "applied_at INTEGER NOT NULL)");
     m = migrations_for("sqlite", &n);
-    for (i = 0; i < n && c->err == AS_OK; i++)
-        apply(c, &m[i]);
+    have = calloc(n ? n : 1, sizeof *have);
+    if (!have)
+        refuse(c, AS_ERR_NOMEM);
+    else
+        applied(c, m, n, have);
+    for (i = 0; have && i < n && c->err == AS_OK; i++)
+        if (!have[i])
+            apply(c, &m[i]);
+    free(have);
     return release(impl, c);
 }
 

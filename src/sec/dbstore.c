@@ -154,7 +154,7 @@ static enum as_err add_row(const struct cfg *cfg, const uint8_t *key,
 {
     size_t len = 0, index = 0;
     unsigned char *pem = unseal(key, row, &len);
-    EVP_PKEY *pk = pem ? sec_pkey_parse(pem, len) : NULL;
+    EVP_PKEY *pk = pem ? sec_pkey_parse(pem, len, cfg->jwt_alg) : NULL;
     char fit[200], got[SEC_KID_MAX];
     json_t *jwk = NULL;
     enum as_err err = AS_ERR_INTERNAL;

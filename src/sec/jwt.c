@@ -148,15 +148,13 @@ static EVP_PKEY *signing_pkey(const struct sec_keys *k)
 {
     EVP_PKEY *pk = NULL;
     unsigned char *copy = NULL;
-    BIO *bio = NULL;
 
     pthread_mutex_lock(&pkey_mu);
     if (pkey_cache.pkey && pkey_cache.len == k->sign_len &&
         memcmp(pkey_cache.pem, k->sign, k->sign_len) == 0)
         goto take;
     copy = malloc(k->sign_len ? k->sign_len : 1);
-    bio = BIO_new_mem_buf(k->sign, (int)k->sign_len);
-    pk = bio && copy ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
+    pk = copy ? sec_pkey_parse(k->sign, k->sign_len, k->alg) : NULL;
     if (!pk)
         goto out;
     memcpy(copy, k->sign, k->sign_len);
@@ -172,7 +170,6 @@ take:
     pk = EVP_PKEY_up_ref(pkey_cache.pkey) == 1 ? pkey_cache.pkey : NULL;
 out:
     pthread_mutex_unlock(&pkey_mu);
-    BIO_free(bio);
     free(copy);
     return pk;
 }

@@ -198,7 +198,7 @@ static enum as_err load_key_file(const struct cfg *cfg, struct sec_keys *k,
                 strerror(rc));
         goto out;
     }
-    pk = sec_pkey_parse(k->sign, k->sign_len);
+    pk = sec_pkey_parse(k->sign, k->sign_len, k->alg);
     if (!pk) {
         sec_why(why, why_len, "AUTH_JWT_KEY_FILE %s: not a PEM private "
                 "key", path);

@@ -6,6 +6,8 @@
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
+#include <openssl/decoder.h>
+#include <openssl/err.h>
 #include <openssl/obj_mac.h>
 #include <openssl/pem.h>
 #include <sodium.h>
@@ -16,14 +18,44 @@
 #define RSA_MIN_BITS 2048
 #define RSA_MAX_BITS 16384
 
-EVP_PKEY *sec_pkey_parse(const unsigned char *pem, size_t len)
+/* The key of `pem` decoded as key type `type` only ("EC", "RSA"), or NULL
+ * without an error left queued. Naming the type spares OpenSSL 3 from
+ * trying the decoders of every key type it knows, which costs more than
+ * the key itself at start-up (README.md, "Performance"). */
+static EVP_PKEY *parse_typed(const unsigned char *pem, size_t len,
+                             const char *type)
 {
-    EVP_PKEY *pk;
+    EVP_PKEY *pk = NULL;
+    OSSL_DECODER_CTX *ctx;
+    const unsigned char *p = pem;
+    size_t left = len;
+
+    ERR_set_mark();
+    ctx = OSSL_DECODER_CTX_new_for_pkey(&pk, "PEM", NULL, type,
+                                        OSSL_KEYMGMT_SELECT_KEYPAIR, NULL,
+                                        NULL);
+    if (ctx && OSSL_DECODER_from_data(ctx, &p, &left) != 1) {
+        EVP_PKEY_free(pk);
+        pk = NULL;
+    }
+    OSSL_DECODER_CTX_free(ctx);
+    ERR_pop_to_mark();
+    return pk;
+}
+
+EVP_PKEY *sec_pkey_parse(const unsigned char *pem, size_t len,
+                         enum cfg_alg alg)
+{
+    EVP_PKEY *pk = NULL;
     BIO *bio;
 
     if (len > SEC_KEY_FILE_MAX)
         return NULL;
-    bio = BIO_new_mem_buf(pem, (int)len);
+    if (alg == CFG_ALG_ES256 || alg == CFG_ALG_RS256)
+        pk = parse_typed(pem, len, alg == CFG_ALG_ES256 ? "EC" : "RSA");
+    if (pk)
+        return pk;
+    bio = BIO_new_mem_buf(pem, (int)len);    /* any other type or form */
     if (!bio)
         return NULL;
     pk = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
@@ -116,11 +148,69 @@ unsigned char *sec_pkey_private_pem(EVP_PKEY *pk, size_t *len)
     return out;
 }
 
+/* The DER of a P-256 SubjectPublicKeyInfo up to its point (RFC 5480):
+ * SEQUENCE { SEQUENCE { id-ecPublicKey, prime256v1 }, BIT STRING { 04 } }
+ * followed by X and Y, 32 bytes each. */
+static const unsigned char p256_spki_head[] = {
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02,
+    0x01, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03,
+    0x42, 0x00, 0x04
+};
+#define P256_SPKI_LEN (sizeof p256_spki_head + 2 * EC_COORD_LEN)
+
+/* The SubjectPublicKeyInfo PEM of a P-256 key, written here: OpenSSL 3's
+ * encoder would be set up for this one use at start-up. The same bytes
+ * as PEM_write_bio_PUBKEY (tests/unit/test_pkey_pem.c). */
+static unsigned char *p256_public_pem(EVP_PKEY *pk, size_t *len)
+{
+    static const char head[] = "-----BEGIN PUBLIC KEY-----\n";
+    static const char tail[] = "-----END PUBLIC KEY-----\n";
+    unsigned char der[P256_SPKI_LEN];
+    char b64[sodium_base64_ENCODED_LEN(P256_SPKI_LEN,
+                                       sodium_base64_VARIANT_ORIGINAL)];
+    BIGNUM *x = NULL, *y = NULL;
+    unsigned char *out = NULL;
+    size_t n, i, at;
+
+    memcpy(der, p256_spki_head, sizeof p256_spki_head);
+    if (!EVP_PKEY_get_bn_param(pk, OSSL_PKEY_PARAM_EC_PUB_X, &x) ||
+        !EVP_PKEY_get_bn_param(pk, OSSL_PKEY_PARAM_EC_PUB_Y, &y) ||
+        BN_bn2binpad(x, der + sizeof p256_spki_head, EC_COORD_LEN) !=
+            EC_COORD_LEN ||
+        BN_bn2binpad(y, der + sizeof p256_spki_head + EC_COORD_LEN,
+                     EC_COORD_LEN) != EC_COORD_LEN)
+        goto done;
+    sodium_bin2base64(b64, sizeof b64, der, sizeof der,
+                      sodium_base64_VARIANT_ORIGINAL);
+    n = strlen(b64);                  /* 124: two lines of at most 64 */
+    out = malloc(sizeof head - 1 + n + n / 64 + 1 + sizeof tail);
+    if (!out)
+        goto done;
+    memcpy(out, head, sizeof head - 1);
+    at = sizeof head - 1;
+    for (i = 0; i < n; i += 64) {
+        size_t line = n - i < 64 ? n - i : 64;
+
+        memcpy(out + at, b64 + i, line);
+        at += line;
+        out[at++] = '\n';
+    }
+    memcpy(out + at, tail, sizeof tail);  /* with its NUL */
+    *len = at + sizeof tail - 1;
+done:
+    BN_free(x);
+    BN_free(y);
+    return out;
+}
+
 unsigned char *sec_pkey_public_pem(EVP_PKEY *pk, size_t *len)
 {
-    BIO *bio = BIO_new(BIO_s_mem());
+    BIO *bio;
     unsigned char *out = NULL;
 
+    if (EVP_PKEY_is_a(pk, "EC") && ec_is_p256(pk))
+        return p256_public_pem(pk, len);
+    bio = BIO_new(BIO_s_mem());
     if (!bio)
         return NULL;
     if (PEM_write_bio_PUBKEY(bio, pk))

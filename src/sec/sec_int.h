@@ -55,9 +55,11 @@ void sec_derive(const void *material, size_t len, const char *label,
                 uint8_t out[32]);
 
 /* ---- pkey.c: OpenSSL key handling ---- */
-/* Parses a PEM private key; NULL when it is not one. Free with
- * EVP_PKEY_free(). */
-EVP_PKEY *sec_pkey_parse(const unsigned char *pem, size_t len);
+/* Parses a PEM private key; NULL when it is not one. `alg` is the key
+ * type tried first (the cheap path); a key of any other type or form is
+ * parsed all the same. Free with EVP_PKEY_free(). */
+EVP_PKEY *sec_pkey_parse(const unsigned char *pem, size_t len,
+                         enum cfg_alg alg);
 /* A fresh P-256 key (ES256) or 2048-bit RSA key (RS256); NULL on
  * failure. Free with EVP_PKEY_free(). */
 EVP_PKEY *sec_pkey_generate(enum cfg_alg alg);

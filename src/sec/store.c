@@ -332,7 +332,7 @@ static enum as_err load_one(const struct store *s, struct sec_keys *k,
         sec_why(why, why_len, "%s: %s", path, strerror(rc));
         goto out;
     }
-    pk = sec_pkey_parse(pem, len);
+    pk = sec_pkey_parse(pem, len, s->alg);
     if (!pk) {
         sec_why(why, why_len, "%s: not a PEM private key", path);
         goto out;
