@@ -148,6 +148,23 @@ unsigned char *sec_pkey_private_pem(EVP_PKEY *pk, size_t *len)
     return out;
 }
 
+/* The big-number parameter `name` of `pk` as big-endian bytes in `out`
+ * (left-padded to `pad` bytes when pad > 0); the length, or -1 when it is
+ * missing or does not fit in `cap`. */
+static int bn_param_bytes(EVP_PKEY *pk, const char *name, int pad,
+                          unsigned char *out, size_t cap)
+{
+    BIGNUM *bn = NULL;
+    int n = -1;
+
+    if (!EVP_PKEY_get_bn_param(pk, name, &bn))
+        return -1;
+    if (BN_num_bytes(bn) <= (int)cap && pad <= (int)cap)
+        n = pad ? BN_bn2binpad(bn, out, pad) : BN_bn2bin(bn, out);
+    BN_free(bn);
+    return n;
+}
+
 /* The DER of a P-256 SubjectPublicKeyInfo up to its point (RFC 5480):
  * SEQUENCE { SEQUENCE { id-ecPublicKey, prime256v1 }, BIT STRING { 04 } }
  * followed by X and Y, 32 bytes each. */
@@ -168,24 +185,23 @@ static unsigned char *p256_public_pem(EVP_PKEY *pk, size_t *len)
     unsigned char der[P256_SPKI_LEN];
     char b64[sodium_base64_ENCODED_LEN(P256_SPKI_LEN,
                                        sodium_base64_VARIANT_ORIGINAL)];
-    BIGNUM *x = NULL, *y = NULL;
     unsigned char *out = NULL;
     size_t n, i, at;
 
     memcpy(der, p256_spki_head, sizeof p256_spki_head);
-    if (!EVP_PKEY_get_bn_param(pk, OSSL_PKEY_PARAM_EC_PUB_X, &x) ||
-        !EVP_PKEY_get_bn_param(pk, OSSL_PKEY_PARAM_EC_PUB_Y, &y) ||
-        BN_bn2binpad(x, der + sizeof p256_spki_head, EC_COORD_LEN) !=
+    if (bn_param_bytes(pk, OSSL_PKEY_PARAM_EC_PUB_X, EC_COORD_LEN,
+                       der + sizeof p256_spki_head, EC_COORD_LEN) !=
             EC_COORD_LEN ||
-        BN_bn2binpad(y, der + sizeof p256_spki_head + EC_COORD_LEN,
-                     EC_COORD_LEN) != EC_COORD_LEN)
-        goto done;
+        bn_param_bytes(pk, OSSL_PKEY_PARAM_EC_PUB_Y, EC_COORD_LEN,
+                       der + sizeof p256_spki_head + EC_COORD_LEN,
+                       EC_COORD_LEN) != EC_COORD_LEN)
+        return NULL;
     sodium_bin2base64(b64, sizeof b64, der, sizeof der,
                       sodium_base64_VARIANT_ORIGINAL);
     n = strlen(b64);                  /* 124: two lines of at most 64 */
     out = malloc(sizeof head - 1 + n + n / 64 + 1 + sizeof tail);
     if (!out)
-        goto done;
+        return NULL;
     memcpy(out, head, sizeof head - 1);
     at = sizeof head - 1;
     for (i = 0; i < n; i += 64) {
@@ -197,9 +213,6 @@ static unsigned char *p256_public_pem(EVP_PKEY *pk, size_t *len)
     }
     memcpy(out + at, tail, sizeof tail);  /* with its NUL */
     *len = at + sizeof tail - 1;
-done:
-    BN_free(x);
-    BN_free(y);
     return out;
 }
 
@@ -223,21 +236,13 @@ unsigned char *sec_pkey_public_pem(EVP_PKEY *pk, size_t *len)
  * on the left to `pad` bytes (0: minimal length). New json string. */
 static json_t *bn_param_b64(EVP_PKEY *pk, const char *name, int pad)
 {
-    BIGNUM *bn = NULL;
     unsigned char bin[RSA_MAX_BITS / 8];
     char text[sizeof bin * 4 / 3 + 4];
-    json_t *out = NULL;
-    int n;
+    int n = bn_param_bytes(pk, name, pad, bin, sizeof bin);
 
-    if (!EVP_PKEY_get_bn_param(pk, name, &bn))
-        return NULL;
-    n = BN_num_bytes(bn) <= (int)sizeof bin && pad <= (int)sizeof bin
-            ? (pad ? BN_bn2binpad(bn, bin, pad) : BN_bn2bin(bn, bin))
-            : -1;
-    if (n > 0 && sec_b64url_encode(bin, (size_t)n, text, sizeof text))
-        out = json_string(text);
-    BN_free(bn);
-    return out;
+    return n > 0 && sec_b64url_encode(bin, (size_t)n, text, sizeof text)
+               ? json_string(text)
+               : NULL;
 }
 
 static json_t *jwk_members(EVP_PKEY *pk, enum cfg_alg alg)
