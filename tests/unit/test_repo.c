@@ -1037,6 +1037,37 @@ static int64_t raw_count(sqlite3 *db, const char *sql)
     return n;
 }
 
+/* While another connection holds the write lock (BEGIN IMMEDIATE), opening
+ * and migrating an up-to-date database succeeds at once, round after
+ * round; once the lock is gone, nothing was applied twice. */
+static void migrated_start_takes_no_write_lock(void **state)
+{
+    struct fx *f = *state;
+    sqlite3 *writer = raw_open(f);
+    struct repo *r;
+    size_t n = 0;
+    int i;
+
+    f->cfg.db_timeout_ms = 200;         /* a wait for the lock would fail */
+    migrations_for("sqlite", &n);
+    assert_int_equal(sqlite3_exec(writer, "BEGIN IMMEDIATE", NULL, NULL,
+                                  NULL),
+                     SQLITE_OK);
+    for (i = 0; i < 20; i++) {
+        r = NULL;
+        assert_int_equal(repo_open(&f->cfg, &r), AS_OK);
+        assert_int_equal(repo_migrate(r), AS_OK);
+        assert_int_equal(repo_ping(r), AS_OK);
+        repo_close(r);
+    }
+    assert_int_equal(sqlite3_exec(writer, "ROLLBACK", NULL, NULL, NULL),
+                     SQLITE_OK);
+    assert_int_equal(raw_count(writer, "SELECT count(*) FROM "
+                                       "schema_migrations"),
+                     (int64_t)n);
+    sqlite3_close(writer);
+}
+
 static void failed_migration_changes_nothing(void **state)
 {
     struct fx *f = *state;
@@ -1587,6 +1618,7 @@ int main(void)
         cmocka_unit_test(retry_delay_is_jittered_and_doubles),
         BARE(breaker_opens_on_real_failures),
         BARE(failed_migration_changes_nothing),
+        CASE(migrated_start_takes_no_write_lock),
         CASE(file_is_private),
         CASE(open_errors),
         cmocka_unit_test(memory_database_works),
