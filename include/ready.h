@@ -26,5 +26,9 @@ void ready_free(struct ready *r);
  * for a new ping at once (at most one every few milliseconds), so that a
  * caller polling this sees a recovery promptly. Never waits on a ping. */
 bool ready_check(struct ready *r, uint64_t now_ms);
+/* Waits until the first ping has ended, at most `timeout_ms`; true when
+ * it ended in time and succeeded. For start-up only (it blocks): a
+ * caller that announces readiness after it sees ready_check() agree. */
+bool ready_wait_first(struct ready *r, uint64_t timeout_ms);
 
 #endif

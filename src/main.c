@@ -213,6 +213,15 @@ static int serve(struct cfg *cfg)
     if (srv) {
         if (app.listen_fd >= 0)
             log_event(LOG_INFO, "systemd.socket_activated", NULL, NULL);
+        /* Readiness is announced once /readyz can answer it too: the
+         * prober's first ping (started before the server) has ended. A
+         * database that does not answer within the stall time delays
+         * READY=1 by that much and no more: the daemon serves either
+         * way, and /readyz says 503 until the database answers. */
+        if (!ready_wait_first(app.ready, READY_STALL_MS))
+            log_event(LOG_WARN, "database.not_ready", NULL,
+                      json_pack("{s:s}", "hint", "/readyz answers 503 "
+                                "until the database answers a ping"));
         /* Migrations are applied and the socket listens: serving. */
         sysd_notify("READY=1\nSTATUS=Serving on %s port %u",
                     app.listen_fd >= 0 ? "the passed socket," : cfg->host,

@@ -18,9 +18,11 @@ struct ready {
     uint64_t interval_ms, stall_ms;
     pthread_mutex_t mu;
     pthread_cond_t cv;                  /* kicks and stop */
+    pthread_cond_t ended;               /* a ping ended */
     pthread_t thread;
     bool stopping, kicked, running;
     bool last_ok;                       /* the last finished ping's result */
+    uint64_t pings;                     /* finished pings */
     uint64_t started_ms, ended_ms;      /* of the running / last ping */
 };
 
@@ -30,8 +32,10 @@ static uint64_t since(uint64_t now, uint64_t t)
     return now > t ? now - t : 0;
 }
 
-/* Waits on r->cv until `deadline_ms` (monotonic) or a signal. */
-static void wait_until(struct ready *r, uint64_t deadline_ms)
+/* Waits on `cv` (with r->mu held) until `deadline_ms` (monotonic) or a
+ * signal. */
+static void wait_until(struct ready *r, pthread_cond_t *cv,
+                       uint64_t deadline_ms)
 {
     uint64_t now = clock_mono_ms(), left = deadline_ms > now
                                                ? deadline_ms - now : 0;
@@ -44,7 +48,7 @@ static void wait_until(struct ready *r, uint64_t deadline_ms)
         ts.tv_sec++;
         ts.tv_nsec -= 1000000000L;
     }
-    (void)pthread_cond_timedwait(&r->cv, &r->mu, &ts);
+    (void)pthread_cond_timedwait(cv, &r->mu, &ts);
 }
 
 static void *prober(void *arg)
@@ -63,9 +67,11 @@ static void *prober(void *arg)
         r->running = false;
         r->last_ok = err == AS_OK;
         r->ended_ms = clock_mono_ms();
+        r->pings++;
+        pthread_cond_broadcast(&r->ended);
         while (!r->stopping && !r->kicked &&
                since(clock_mono_ms(), r->ended_ms) < r->interval_ms)
-            wait_until(r, r->ended_ms + r->interval_ms);
+            wait_until(r, &r->cv, r->ended_ms + r->interval_ms);
     }
     pthread_mutex_unlock(&r->mu);
     return NULL;
@@ -87,8 +93,10 @@ struct ready *ready_new(ready_ping_fn ping, void *arg, uint64_t interval_ms,
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&r->cv, &ca);
+    pthread_cond_init(&r->ended, &ca);
     pthread_condattr_destroy(&ca);
     if (pthread_create(&r->thread, NULL, prober, r) != 0) {
+        pthread_cond_destroy(&r->ended);
         pthread_cond_destroy(&r->cv);
         pthread_mutex_destroy(&r->mu);
         free(r);
@@ -106,6 +114,7 @@ void ready_free(struct ready *r)
     pthread_cond_signal(&r->cv);
     pthread_mutex_unlock(&r->mu);
     pthread_join(r->thread, NULL);
+    pthread_cond_destroy(&r->ended);
     pthread_cond_destroy(&r->cv);
     pthread_mutex_destroy(&r->mu);
     free(r);
@@ -125,6 +134,19 @@ bool ready_check(struct ready *r, uint64_t now_ms)
         r->kicked = true;
         pthread_cond_signal(&r->cv);
     }
+    pthread_mutex_unlock(&r->mu);
+    return ok;
+}
+
+bool ready_wait_first(struct ready *r, uint64_t timeout_ms)
+{
+    uint64_t end = clock_mono_ms() + timeout_ms;
+    bool ok;
+
+    pthread_mutex_lock(&r->mu);
+    while (r->pings == 0 && clock_mono_ms() < end)
+        wait_until(r, &r->ended, end);
+    ok = r->pings > 0 && r->last_ok;
     pthread_mutex_unlock(&r->mu);
     return ok;
 }

@@ -186,12 +186,70 @@ static void not_ready_before_first_ping_ends(void **state)
     pthread_mutex_destroy(&f.mu);
 }
 
+/* Start-up announces readiness after ready_wait_first(): from then on
+ * ready_check() agrees at once, with no poll. 200 fresh probers, as many
+ * starts (a check straight after ready_new() races the first ping). */
+static void first_ping_awaited_then_check_agrees(void **state)
+{
+    struct fake_db f = { .result = AS_OK };
+    struct ready *r;
+    unsigned i;
+
+    (void)state;
+    pthread_mutex_init(&f.mu, NULL);
+    pthread_cond_init(&f.cv, NULL);
+    for (i = 0; i < 200; i++) {
+        r = ready_new(fake_ping, &f, INTERVAL_MS, STALL_MS);
+        assert_non_null(r);
+        assert_true(ready_wait_first(r, DEADLINE_MS));
+        assert_true(ready_check(r, clock_mono_ms()));
+        ready_free(r);
+    }
+    /* A failing database: the wait says so, and so does the check. */
+    fake_set(&f, false, AS_ERR_UNAVAILABLE);
+    r = ready_new(fake_ping, &f, INTERVAL_MS, STALL_MS);
+    assert_non_null(r);
+    assert_false(ready_wait_first(r, DEADLINE_MS));
+    assert_false(ready_check(r, clock_mono_ms()));
+    ready_free(r);
+    pthread_cond_destroy(&f.cv);
+    pthread_mutex_destroy(&f.mu);
+}
+
+/* A hung first ping: the wait gives up after its timeout (not before),
+ * and a ping ending later is seen by a second wait. */
+static void first_ping_wait_is_bounded(void **state)
+{
+    struct fake_db f = { .hold = true, .result = AS_OK };
+    struct ready *r;
+    uint64_t t0, took;
+
+    (void)state;
+    pthread_mutex_init(&f.mu, NULL);
+    pthread_cond_init(&f.cv, NULL);
+    r = ready_new(fake_ping, &f, INTERVAL_MS, STALL_MS);
+    assert_non_null(r);
+    t0 = clock_mono_ms();
+    assert_false(ready_wait_first(r, 100));
+    took = clock_mono_ms() - t0;
+    assert_true(took >= 100);
+    assert_true(took < DEADLINE_MS);
+    fake_set(&f, false, AS_OK);
+    assert_true(ready_wait_first(r, DEADLINE_MS));
+    assert_true(ready_check(r, clock_mono_ms()));
+    ready_free(r);
+    pthread_cond_destroy(&f.cv);
+    pthread_mutex_destroy(&f.mu);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(hung_ping_is_not_ready_and_never_waited_for),
         cmocka_unit_test(polls_are_bounded_pings),
         cmocka_unit_test(not_ready_before_first_ping_ends),
+        cmocka_unit_test(first_ping_awaited_then_check_agrees),
+        cmocka_unit_test(first_ping_wait_is_bounded),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
