@@ -32,6 +32,8 @@
       "Unprocessable Content")                                                \
     X(AS_ERR_RATE_LIMITED,     429, "too_many_attempts",                      \
       "Too Many Requests")                                                    \
+    X(AS_ERR_HEADERS_TOO_LARGE, 431, "header_fields_too_large",             \
+      "Request Header Fields Too Large")                                      \
     X(AS_ERR_INTERNAL,         500, "internal_error",                         \
       "Internal Server Error")                                                \
     X(AS_ERR_NOMEM,            500, "internal_error",                         \

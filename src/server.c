@@ -18,6 +18,7 @@
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -66,13 +67,27 @@ static uint64_t now_us(void)
 }
 
 /* Each connection's memory pool: its request line and headers must fit
- * (431 beyond; README.md "Security": about 16 KiB, Node.js's default).
+ * with room for the answer (431 beyond; README.md "Security" and
+ * "Framing": 16 KiB, Node.js's default, less REPLY_ROOM).
  * libmicrohttpd (0.9.75) zeroes the whole pool after every request, so
  * the pool is resident for as long as the connection stays open, and the
  * zeroing was the largest single cost of a request: going from 32 to 16
  * KiB took /healthz from 77k to 52k instructions and an idle keep-alive
  * connection from 32 to 16 KiB of memory (README.md, "Performance"). */
 #define HEADER_POOL_BYTES 16384
+
+/* The reply's status line and headers are built in the same pool, in
+ * what the request left free; libmicrohttpd closes a connection whose
+ * reply does not fit, without a word. So a request must leave this much
+ * (our largest header block, /verify's with a 254-byte email, a 128-byte
+ * request id and the CORS headers, is under 1 KiB; an echoed Origin is
+ * added per request), or it is answered 431 before anything else. What
+ * the request holds there is estimated from above: its raw request line
+ * and headers, a record per header, cookie and query argument (56 bytes,
+ * aligned to 16), a copy of the Cookie header, and some slack. */
+#define REPLY_ROOM 1024u
+#define POOL_RECORD_BYTES 64u
+#define POOL_SLACK_BYTES 64u
 
 /* ---- libmicrohttpd's epoll loop ---- */
 
@@ -359,6 +374,58 @@ static void add_common_headers(struct req_ctx *rc, struct MHD_Response *r,
     add_cors_headers(rc, r);
 }
 
+static int conn_fd(struct MHD_Connection *c);
+
+/* Set by respond_raw() on the thread that returns its MHD_NO, for the
+ * one line libmicrohttpd logs about it at once (mhd_log). */
+static _Thread_local bool raw_answered;
+
+/* The answer to a request that left its reply no room in the pool (see
+ * REPLY_ROOM): written to the socket here, in one call, with the headers
+ * respond() would give a 431, and the connection closed (MHD_NO). The
+ * request's body, if any, was read first (ST_DISCARD), so closing does
+ * not reset the connection under the answer. A socket that cannot take
+ * it at once (a client not reading its earlier answers) is closed
+ * without it, as libmicrohttpd would have. */
+static enum MHD_Result respond_raw(struct req_ctx *rc)
+{
+    char *text, head[1024], date[40];
+    const char *ctype, *origin = cors_origin(rc);
+    unsigned status = res_render(rc, &text, &ctype);
+    size_t tlen = text ? strlen(text) : 0;
+    time_t now = time(NULL);
+    struct tm tm;
+    struct iovec iov[2];
+    struct msghdr m = { .msg_iov = iov, .msg_iovlen = 2 };
+    int n, fd = conn_fd(rc->conn);
+
+    gmtime_r(&now, &tm);
+    strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    n = snprintf(head, sizeof head,
+                 "HTTP/1.1 %u %s\r\nDate: %s\r\nConnection: close\r\n"
+                 "Content-Type: %s\r\nContent-Length: %zu\r\n"
+                 "X-Request-ID: %s\r\nX-Content-Type-Options: nosniff\r\n"
+                 "%s%s%s%s\r\n",
+                 status, as_err_title(rc->err), date, ctype, tlen,
+                 rc->request_id,
+                 rc->app->cfg->cors_origins ? "Vary: Origin\r\n" : "",
+                 origin ? "Access-Control-Allow-Origin: " : "",
+                 origin ? origin : "",
+                 origin ? "\r\nAccess-Control-Expose-Headers: X-Request-ID, "
+                          "Location, Retry-After, WWW-Authenticate\r\n"
+                        : "");
+    if (n > 0 && (size_t)n < sizeof head && fd >= 0) {
+        iov[0] = (struct iovec){ head, (size_t)n };
+        iov[1] = (struct iovec){ text, tlen };
+        (void)sendmsg(fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+    }
+    free(text);
+    rc->res.status = status;
+    rc->state = ST_ANSWERED;
+    raw_answered = true;
+    return MHD_NO;                      /* libmicrohttpd closes it */
+}
+
 /* Renders rc->err / rc->res and queues it. */
 static enum MHD_Result respond(struct req_ctx *rc)
 {
@@ -366,7 +433,11 @@ static enum MHD_Result respond(struct req_ctx *rc)
     enum MHD_Result ret;
     char *text;
     const char *ctype;
-    unsigned status = res_render(rc, &text, &ctype);
+    unsigned status;
+
+    if (rc->err == AS_ERR_HEADERS_TOO_LARGE)
+        return respond_raw(rc);
+    status = res_render(rc, &text, &ctype);
 
     r = MHD_create_response_from_buffer(text ? strlen(text) : 0,
                                         text ? text : (char *)"",
@@ -412,12 +483,15 @@ static bool parse_length(const char *s, uint64_t *out)
     return true;
 }
 
-/* Every Content-Length and Transfer-Encoding line of a request:
- * libmicrohttpd itself reads only the first of each. */
+/* Every Content-Length and Transfer-Encoding line of a request
+ * (libmicrohttpd itself reads only the first of each), and what the
+ * request holds in the connection's pool (see REPLY_ROOM). */
 struct framing {
     unsigned ncl, nte;
     bool cl_bad;                 /* malformed, or two different values */
     uint64_t cl;
+    size_t records;              /* headers, cookies and query arguments */
+    size_t cookie_len, origin_len;
 };
 
 static enum MHD_Result framing_line(void *cls, enum MHD_ValueKind kind,
@@ -426,7 +500,15 @@ static enum MHD_Result framing_line(void *cls, enum MHD_ValueKind kind,
     struct framing *f = cls;
     uint64_t v = 0;
 
-    (void)kind;
+    f->records++;
+    if (kind != MHD_HEADER_KIND)
+        return MHD_YES;
+    if (key && value && (key[0] | 0x20) == 'c' &&
+        strcasecmp(key, "Cookie") == 0)
+        f->cookie_len += strlen(value) + 1;
+    if (key && value && (key[0] | 0x20) == 'o' &&
+        strcasecmp(key, "Origin") == 0)
+        f->origin_len += strlen(value);
     if (key && strcasecmp(key, "Transfer-Encoding") == 0)
         f->nte++;
     if (!key || strcasecmp(key, "Content-Length") != 0)
@@ -438,13 +520,37 @@ static enum MHD_Result framing_line(void *cls, enum MHD_ValueKind kind,
     return MHD_YES;
 }
 
-/* Strict framing (src/openapi.json, "Conventions"): one Content-Length
- * value (repeated lines must agree), or exactly one `chunked`. */
+/* True when the request leaves its reply room in the connection's pool
+ * (see REPLY_ROOM), by the records counted in `f`. */
+static bool leaves_reply_room(struct req_ctx *rc, const struct framing *f)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(
+        rc->conn, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+
+    if (!ci)
+        return true;                    /* not known: as before */
+    return POOL_SLACK_BYTES + ci->header_size +
+               f->records * POOL_RECORD_BYTES + f->cookie_len +
+               REPLY_ROOM + f->origin_len <=
+           HEADER_POOL_BYTES;
+}
+
+/* The request leaves its answer room in the pool (431 otherwise), and
+ * its framing is strict (src/openapi.json, "Conventions"): one
+ * Content-Length value (repeated lines must agree), or exactly one
+ * `chunked`. */
 static enum as_err framing_checks(struct req_ctx *rc, const char **detail)
 {
     struct framing f = { .ncl = 0 };
 
-    MHD_get_connection_values(rc->conn, MHD_HEADER_KIND, framing_line, &f);
+    MHD_get_connection_values(rc->conn, MHD_HEADER_KIND | MHD_COOKIE_KIND |
+                                            MHD_GET_ARGUMENT_KIND,
+                              framing_line, &f);
+    if (!leaves_reply_room(rc, &f)) {
+        *detail = "The request line and headers are larger than the "
+                  "server accepts.";
+        return AS_ERR_HEADERS_TOO_LARGE;
+    }
     if (f.cl_bad) {
         *detail = "Content-Length is malformed or given twice with "
                   "different values.";
@@ -918,6 +1024,13 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 
     (void)cls;
     vsnprintf(msg, sizeof msg, fmt, ap);
+    if (raw_answered) {
+        /* respond_raw()'s MHD_NO, which libmicrohttpd calls an
+         * application error while closing: the access log has the 431. */
+        raw_answered = false;
+        if (strncmp(msg, "Application reported internal error", 35) == 0)
+            return;
+    }
     n = strlen(msg);
     while (n && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
         msg[--n] = '\0';
