@@ -416,7 +416,8 @@ static enum MHD_Result respond_raw(struct req_ctx *rc)
                         : "");
     if (n > 0 && (size_t)n < sizeof head && fd >= 0) {
         iov[0] = (struct iovec){ head, (size_t)n };
-        iov[1] = (struct iovec){ text, tlen };
+        iov[1] = (struct iovec){ text, strcmp(rc->method, "HEAD") == 0
+                                           ? 0 : tlen };  /* no body */
         (void)sendmsg(fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
     }
     free(text);

@@ -189,4 +189,15 @@ def test_the_header_limit_answer_is_a_problem_document(daemon):
         ["pool-limit-0", "pool-limit-1"])
     assert not [e for e in daemon.logs if e.get("event") == "http.server"
                 and "Application reported" in e.get("message", "")]
+    # HEAD: the same head, no body.
+    s = socket.create_connection(("127.0.0.1", daemon.port), timeout=10)
+    try:
+        s.sendall(b"HEAD /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " +
+                  b"a" * (15 * 1024 + 300) + b"\r\n\r\n")
+        raw = read_all(s)
+    finally:
+        s.close()
+    head_part, _, body = raw.partition(b"\r\n\r\n")
+    assert head_part.startswith(b"HTTP/1.1 431 "), raw
+    assert b"\r\nContent-Length: 2" in head_part and body == b"", raw
     assert daemon.request("GET", "/healthz").status == 200
