@@ -3,6 +3,13 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* Opens libsystemd when the service manager speaks to this process
+ * (NOTIFY_SOCKET, LISTEN_FDS or WATCHDOG_USEC set); call it first, before
+ * any thread starts. True when opened or not needed (then every call
+ * below is a no-op, as libsystemd's own are outside systemd); false with
+ * *why (static storage) when it is needed and cannot be opened. */
+bool sysd_open(const char **why);
+
 /* The listening socket passed by socket activation (LISTEN_FDS), or -1
  * when none was passed. Sets *bad when sockets were passed but the first
  * is not a listening stream socket (or more than one was passed), so

@@ -4,7 +4,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <libpq-fe.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -15,6 +14,7 @@
 #include "cfg.h"
 #include "clock.h"
 #include "log.h"
+#include "pqlib.h"
 #include "scache.h"
 #include "sec.h"
 #include "uuid.h"
@@ -203,8 +203,12 @@ static void *run(void *arg)
 
 struct fleet *fleet_start(struct app *app)
 {
-    struct fleet *f = calloc(1, sizeof *f);
+    struct fleet *f;
+    const char *why;
 
+    if (!pqlib_load(&why))              /* opened by the backend already */
+        return NULL;
+    f = calloc(1, sizeof *f);
     if (!f)
         return NULL;
     f->app = app;

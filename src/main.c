@@ -152,6 +152,7 @@ static int serve(struct cfg *cfg)
     const struct route *routes;
     sigset_t set;
     char why[256];
+    const char *sd_why;
     int sig = 0, status = 1;
 
     sigemptyset(&set);
@@ -160,6 +161,13 @@ static int serve(struct cfg *cfg)
     sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, NULL);      /* threads inherit it */
     cfg_log(cfg);
+    if (!sysd_open(&sd_why)) {
+        log_event(LOG_ERROR, "systemd.unavailable", NULL,
+                  json_pack("{s:s, s:s}", "message", "started by systemd "
+                            "but libsystemd cannot be opened", "error",
+                            sd_why));
+        return EXIT_FAILURE;
+    }
     app.listen_fd = sysd_listen_fd(&bad_fds);
     if (bad_fds) {
         log_event(LOG_ERROR, "systemd.bad_sockets", NULL,

@@ -16,10 +16,61 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <dlfcn.h>
 #include <systemd/sd-daemon.h>
 
 #include "clock.h"
 #include "log.h"
+
+/* ---- libsystemd, opened under systemd ----------------------------------
+ * The daemon does not link libsystemd: it and the six libraries it pulls
+ * in (compression, libgcrypt) cost every start about a millisecond of
+ * loading (README.md, "Performance"), while outside systemd every call of
+ * the protocol is a no-op. sysd_open() opens it when the service manager
+ * speaks to the process; the package still depends on libsystemd0. */
+
+#define SYSTEMD_SONAME "libsystemd.so.0"
+
+static struct {
+    __typeof__(sd_listen_fds) *listen_fds;
+    __typeof__(sd_is_socket) *is_socket;
+    __typeof__(sd_notify) *notify;
+    __typeof__(sd_watchdog_enabled) *watchdog_enabled;
+} sd;
+static bool sd_loaded;                  /* set once, before any thread */
+static char sd_error[256];
+
+bool sysd_open(const char **why)
+{
+    void *h;
+    const char *e;
+
+    *why = NULL;
+    if (sd_loaded || (!getenv("NOTIFY_SOCKET") && !getenv("LISTEN_FDS") &&
+                      !getenv("WATCHDOG_USEC")))
+        return true;                    /* loaded, or not under systemd */
+    h = dlopen(SYSTEMD_SONAME, RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        e = dlerror();
+        snprintf(sd_error, sizeof sd_error, "%s", e ? e : SYSTEMD_SONAME);
+        *why = sd_error;
+        return false;
+    }
+#define SD_SYM(field, name) \
+    (sd.field = (__typeof__(sd.field))dlsym(h, name)) != NULL
+    sd_loaded = SD_SYM(listen_fds, "sd_listen_fds") &&
+                SD_SYM(is_socket, "sd_is_socket") &&
+                SD_SYM(notify, "sd_notify") &&
+                SD_SYM(watchdog_enabled, "sd_watchdog_enabled");
+#undef SD_SYM
+    if (!sd_loaded) {
+        snprintf(sd_error, sizeof sd_error, "%s lacks a function",
+                 SYSTEMD_SONAME);
+        *why = sd_error;
+        dlclose(h);
+    }
+    return sd_loaded;
+}
 
 struct sysd_watchdog {
     pthread_t thread;
@@ -32,12 +83,15 @@ struct sysd_watchdog {
 
 int sysd_listen_fd(bool *bad)
 {
-    int n = sd_listen_fds(1);           /* 1: unset LISTEN_* for children */
+    int n;
 
     *bad = false;
+    if (!sd_loaded)
+        return -1;                      /* not under systemd */
+    n = sd.listen_fds(1);               /* 1: unset LISTEN_* for children */
     if (n <= 0)
         return -1;
-    if (n > 1 || sd_is_socket(SD_LISTEN_FDS_START, AF_UNSPEC, SOCK_STREAM,
+    if (n > 1 || sd.is_socket(SD_LISTEN_FDS_START, AF_UNSPEC, SOCK_STREAM,
                               1) <= 0) {
         *bad = true;
         return -1;
@@ -50,10 +104,12 @@ void sysd_notify(const char *fmt, ...)
     char msg[512];
     va_list ap;
 
+    if (!sd_loaded)
+        return;                         /* not under systemd */
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    (void)sd_notify(0, msg);
+    (void)sd.notify(0, msg);
 }
 
 /* The address to reach a socket listening on `fd`: its own, with a
@@ -133,7 +189,7 @@ static void *watchdog_main(void *arg)
         /* half the interval to answer leaves half to notify in time */
         ok = sysd_probe(w->listen_fd, w->interval_ms / 2);
         if (ok)
-            (void)sd_notify(0, "WATCHDOG=1");
+            (void)sd.notify(0, "WATCHDOG=1");
         if (ok != was_ok)
             log_event(ok ? LOG_INFO : LOG_WARN,
                       ok ? "watchdog.answering" : "watchdog.not_answering",
@@ -163,7 +219,7 @@ bool sysd_watchdog_new(int listen_fd, struct sysd_watchdog **out)
     bool ok = false;
 
     *out = NULL;
-    if (sd_watchdog_enabled(0, &usec) <= 0 || usec == 0)
+    if (!sd_loaded || sd.watchdog_enabled(0, &usec) <= 0 || usec == 0)
         return true;                    /* not asked for: nothing to do */
     w = calloc(1, sizeof *w);
     if (!w)

@@ -18,7 +18,6 @@
 #include <string.h>
 #include <time.h>
 
-#include <libpq-fe.h>
 
 #include "cfg.h"
 #include "clock.h"
@@ -26,6 +25,7 @@
 #include "log.h"
 #include "flows.h"
 #include "migrations.h"
+#include "pqlib.h"
 
 #define POOL_DEFAULT (cfg_defaults()->db_pool_size)
 #define POOL_MAX 1024u
@@ -998,7 +998,8 @@ static const struct repo_ops pg_ops = {
 /* Sets up the pool for the libpq URI `url` without connecting (the first
  * call connects). Pool size cfg->db_pool_size; cfg->db_timeout_ms bounds
  * the wait for a free connection and each statement (0: cfg_defaults()).
- * AS_ERR_INTERNAL for a URL libpq cannot parse, AS_ERR_NOMEM. On AS_OK the
+ * Opens libpq (include/pqlib.h). AS_ERR_INTERNAL for a URL libpq cannot
+ * parse or a libpq that cannot be opened, AS_ERR_NOMEM. On AS_OK the
  * caller frees *impl with (*ops)->close. */
 enum as_err repo_pg_open(const struct cfg *cfg, const char *url,
                          const struct repo_ops **ops, void **impl)
@@ -1006,11 +1007,16 @@ enum as_err repo_pg_open(const struct cfg *cfg, const char *url,
     pthread_condattr_t ca;
     struct pg *p;
     enum as_err err = AS_ERR_NOMEM;
+    const char *why;
 
     *ops = NULL;
     *impl = NULL;
     if (!url)
         return AS_ERR_INTERNAL;
+    if (!pqlib_load(&why)) {
+        log_simple(LOG_ERROR, "db.driver_missing", "open", why);
+        return AS_ERR_INTERNAL;
+    }
     p = calloc(1, sizeof *p);
     if (!p)
         return AS_ERR_NOMEM;

@@ -10,6 +10,7 @@ import http.client
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -292,3 +293,40 @@ def wait_until(fn, timeout=10.0, interval=0.02):
         if v or time.monotonic() > deadline:
             return v
         time.sleep(interval)
+
+
+def mapped(pid, name):
+    """True when process `pid` has a file whose path holds `name` mapped
+    (a shared library the loader or dlopen() opened)."""
+    with open("/proc/%d/maps" % pid) as f:
+        return name in f.read()
+
+
+def library_path(soname):
+    """The file the dynamic loader opens for `soname`; skips without it."""
+    out = subprocess.run(["ldconfig", "-p"], capture_output=True,
+                         text=True).stdout
+    for line in out.splitlines():
+        if line.strip().startswith(soname + " ") and "x86-64" in line:
+            return os.path.realpath(line.split("=>")[-1].strip())
+    pytest.skip("no %s on this host" % soname)
+
+
+def without_library(soname, tmp_dir):
+    """A wrapper script that runs BIN in a mount namespace where the file
+    of `soname` is empty (/dev/null bind-mounted on it), as on a host
+    without that library; skips where unshare -m and mount are refused
+    (not root)."""
+    lib = library_path(soname)
+    unshare = shutil.which("unshare")
+    if not unshare or subprocess.run(
+            [unshare, "-m", "mount", "--bind", "/dev/null", lib],
+            capture_output=True).returncode != 0:
+        pytest.skip("needs unshare -m and mount (root)")
+    wrapper = os.path.join(tmp_dir, "auth-serve-without-" + soname)
+    with open(wrapper, "w") as f:
+        f.write("#!/bin/sh\nexec %s -m sh -c 'mount --bind /dev/null "
+                "\"$0\" && exec \"$@\"' %s %s \"$@\"\n"
+                % (unshare, lib, BIN))
+    os.chmod(wrapper, 0o755)
+    return wrapper

@@ -2,12 +2,8 @@
 "Performance"): a daemon without it never maps the library, and a host
 where it cannot be loaded still serves, says why in the log and keeps the
 mails queued until a daemon that can send them starts."""
-import os
 import shutil
-import subprocess
 import tempfile
-
-import pytest
 
 import conftest
 from conftest import wait_until
@@ -17,18 +13,7 @@ LIBCURL = "libcurl.so.4"
 
 
 def mapped(d, name):
-    with open("/proc/%d/maps" % d.proc.pid) as f:
-        return name in f.read()
-
-
-def libcurl_path():
-    """The file the dynamic loader opens for libcurl.so.4."""
-    out = subprocess.run(["ldconfig", "-p"], capture_output=True,
-                         text=True).stdout
-    for line in out.splitlines():
-        if line.strip().startswith(LIBCURL + " ") and "x86-64" in line:
-            return os.path.realpath(line.split("=>")[-1].strip())
-    pytest.skip("no %s on this host" % LIBCURL)
+    return conftest.mapped(d.proc.pid, name)
 
 
 def test_no_delivery_no_libcurl(make_daemon):
@@ -58,19 +43,8 @@ def test_delivery_loads_libcurl_and_sends(make_daemon):
 def test_missing_libcurl_keeps_mails_queued(make_daemon, monkeypatch):
     """The daemon runs in a mount namespace where libcurl.so.4 is an empty
     file (unshare -m, bind-mounted /dev/null), as on a host without it."""
-    lib = libcurl_path()
-    unshare = shutil.which("unshare")
-    if not unshare or subprocess.run(
-            [unshare, "-m", "mount", "--bind", "/dev/null", lib],
-            capture_output=True).returncode != 0:
-        pytest.skip("needs unshare -m and mount (root)")
     wrap_dir = tempfile.mkdtemp(prefix="auth-e2e-nocurl-")
-    wrapper = os.path.join(wrap_dir, "auth-serve-nocurl")
-    with open(wrapper, "w") as f:
-        f.write("#!/bin/sh\nexec %s -m sh -c 'mount --bind /dev/null "
-                "\"$0\" && exec \"$1\"' %s %s\n"
-                % (unshare, lib, conftest.BIN))
-    os.chmod(wrapper, 0o755)
+    wrapper = conftest.without_library(LIBCURL, wrap_dir)
     sink = SmtpSink()
     try:
         monkeypatch.setattr(conftest, "BIN", wrapper)
