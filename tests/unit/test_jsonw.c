@@ -49,6 +49,41 @@ static void test_same_as_jansson(void **state)
     }
 }
 
+/* The worst case of the escaping: long values of nothing but bytes that
+ * need \u escapes, then quotes, at every length across the first growth
+ * of the buffer: the same text as jansson's. */
+static void test_worst_case_escapes(void **state)
+{
+    static const char fill[] = { 0x01, 0x1f, '"', '\\', '\n', 'a' };
+    char s[400];
+    size_t n, i, f;
+
+    (void)state;
+    for (f = 0; f < sizeof fill; f++) {
+        for (n = 150; n < sizeof s; n += 7) {
+            json_t *doc;
+            char *want, *got;
+            struct jw w;
+
+            for (i = 0; i < n; i++)
+                s[i] = i % 3 ? fill[f] : fill[(f + 1) % sizeof fill];
+            s[n] = '\0';
+            doc = json_pack("{s:s, s:s}", "k", s, "l", s);
+            want = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
+            jw_begin(&w);
+            jw_str(&w, "k", s);
+            jw_str(&w, "l", s);
+            got = jw_finish(&w);
+            assert_non_null(want);
+            assert_non_null(got);
+            assert_string_equal(got, want);
+            free(got);
+            free(want);
+            json_decref(doc);
+        }
+    }
+}
+
 /* A long value grows the buffer; an empty object is "{}"; a missing raw
  * member fails the whole text. */
 static void test_growth_and_failure(void **state)
@@ -109,6 +144,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_same_as_jansson),
+        cmocka_unit_test(test_worst_case_escapes),
         cmocka_unit_test(test_growth_and_failure),
         cmocka_unit_test(test_user_text_same_as_tree),
     };
