@@ -955,14 +955,57 @@ static void on_connection(void *cls, struct MHD_Connection *conn,
         (void)shutdown(fd, SHUT_RDWR);  /* the server sees EOF and closes */
 }
 
-/* The request line has arrived: the request's first byte came no later. */
+/* True when the query string alone holds more argument records than
+ * leave the reply room in the pool (see REPLY_ROOM): libmicrohttpd
+ * (0.9.75) parses them before any handler runs, and when they fill its
+ * pool it can neither store them nor answer, and leaves the connection
+ * without a word until a timeout. */
+static bool query_leaves_no_room(const char *uri)
+{
+    const char *q = strchr(uri, '?');
+    size_t args = 1;
+
+    if (!q || !q[1])
+        return false;
+    for (q++; *q; q++)
+        args += *q == '&';              /* empty ones are records too */
+    return POOL_SLACK_BYTES + strlen(uri) + args * POOL_RECORD_BYTES +
+               REPLY_ROOM >
+           HEADER_POOL_BYTES;
+}
+
+/* The request line has arrived: the request's first byte came no later.
+ * A query string of too many arguments is answered 431 here, before
+ * libmicrohttpd parses it, and the connection is shut down (the
+ * request's context, returned, is logged and freed on completion).
+ * `uri` is libmicrohttpd's own buffer. */
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 {
     struct server *srv = cls;
+    struct req_ctx *rc;
+    int fd;
 
-    (void)uri;
     connguard_request_line(srv->guard, conn_guard(conn), clock_mono_ms());
-    return NULL;
+    if (!query_leaves_no_room(uri))
+        return NULL;
+    rc = req_new(srv->app, conn, uri, "GET");   /* the method: not given */
+    fd = conn_fd(conn);
+    if (rc) {
+        atomic_fetch_add(&srv->inflight, 1);
+        rc->err = AS_ERR_HEADERS_TOO_LARGE;
+        rc->res.detail = "The query string has more arguments than the "
+                         "server accepts.";
+        (void)respond_raw(rc);
+        raw_answered = false;           /* no MHD_NO to log about */
+    }
+    /* Left to parse, the arguments would fill the pool, and then
+     * libmicrohttpd stops reading the connection until its timeout: the
+     * query is cut where it lies, in libmicrohttpd's read buffer (its
+     * own to change before it parses it). */
+    ((char *)strchr(uri, '?'))[1] = '\0';
+    if (fd >= 0)
+        (void)shutdown(fd, SHUT_RDWR);  /* libmicrohttpd sees EOF, closes */
+    return rc;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
@@ -976,6 +1019,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
     size_t n = *upload_data_size;
 
     (void)version;
+    if (rc && rc->state == ST_ANSWERED &&
+        rc->err == AS_ERR_HEADERS_TOO_LARGE) {
+        raw_answered = true;            /* answered by respond_raw() */
+        return MHD_NO;
+    }
     if (!rc) {
         connguard_headers_done(srv->guard, conn_guard(conn));
         rc = req_new(srv->app, conn, url, method);
