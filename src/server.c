@@ -983,6 +983,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 {
     struct server *srv = cls;
     struct req_ctx *rc;
+    char *q;
     int fd;
 
     connguard_request_line(srv->guard, conn_guard(conn), clock_mono_ms());
@@ -1002,7 +1003,9 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
      * libmicrohttpd stops reading the connection until its timeout: the
      * query is cut where it lies, in libmicrohttpd's read buffer (its
      * own to change before it parses it). */
-    ((char *)strchr(uri, '?'))[1] = '\0';
+    q = strchr(uri, '?');
+    if (q)
+        q[1] = '\0';
     if (fd >= 0)
         (void)shutdown(fd, SHUT_RDWR);  /* libmicrohttpd sees EOF, closes */
     return rc;
