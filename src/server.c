@@ -493,6 +493,8 @@ struct framing {
     uint64_t cl;
     size_t records;              /* headers, cookies and query arguments */
     size_t cookie_len, origin_len;
+    uintptr_t base, end;         /* the request's first byte, and past the
+                                    last header or trailer value */
 };
 
 static enum MHD_Result framing_line(void *cls, enum MHD_ValueKind kind,
@@ -502,6 +504,18 @@ static enum MHD_Result framing_line(void *cls, enum MHD_ValueKind kind,
     uint64_t v = 0;
 
     f->records++;
+    if (kind == MHD_HEADER_KIND || kind == MHD_FOOTER_KIND) {
+        /* Names and values lie where they were read, in the pool after
+         * the request line, except a folded line's, which libmicrohttpd
+         * (0.9.75) copies past its read buffer (appended to the name);
+         * trailers come after the headers. */
+        uintptr_t ek = key ? (uintptr_t)key + strlen(key) + 1 : 0;
+        uintptr_t ev = value ? (uintptr_t)value + strlen(value) + 1 : 0;
+        uintptr_t e = ek > ev ? ek : ev;
+
+        if (e > f->base && e - f->base <= HEADER_POOL_BYTES && e > f->end)
+            f->end = e;
+    }
     if (kind != MHD_HEADER_KIND)
         return MHD_YES;
     if (key && value && (key[0] | 0x20) == 'c' &&
@@ -527,10 +541,14 @@ static bool leaves_reply_room(struct req_ctx *rc, const struct framing *f)
 {
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(
         rc->conn, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+    size_t front;
 
     if (!ci)
         return true;                    /* not known: as before */
-    return POOL_SLACK_BYTES + ci->header_size +
+    front = ci->header_size;
+    if (f->end && f->end - f->base + 4 > front)   /* the last CRLFs */
+        front = f->end - f->base + 4;
+    return POOL_SLACK_BYTES + front +
                f->records * POOL_RECORD_BYTES + f->cookie_len +
                REPLY_ROOM + f->origin_len <=
            HEADER_POOL_BYTES;
@@ -540,9 +558,10 @@ static bool leaves_reply_room(struct req_ctx *rc, const struct framing *f)
  * its framing is strict (src/openapi.json, "Conventions"): one
  * Content-Length value (repeated lines must agree), or exactly one
  * `chunked`. */
-static enum as_err framing_checks(struct req_ctx *rc, const char **detail)
+static enum as_err framing_checks(struct req_ctx *rc, const char *mhd_method,
+                                  const char **detail)
 {
-    struct framing f = { .ncl = 0 };
+    struct framing f = { .ncl = 0, .base = (uintptr_t)mhd_method };
 
     MHD_get_connection_values(rc->conn, MHD_HEADER_KIND | MHD_COOKIE_KIND |
                                             MHD_GET_ARGUMENT_KIND,
@@ -606,14 +625,37 @@ static enum as_err early_checks(struct req_ctx *rc, const char **detail)
     return AS_ERR_MEDIA_TYPE;
 }
 
+/* A chunked body's trailer lines are read after the headers were
+ * checked, into the same pool: false (rc->err set) when with them the
+ * reply would no longer fit (see REPLY_ROOM). `mhd_method` is
+ * libmicrohttpd's own method string, the request's first byte. */
+static bool trailers_leave_room(struct req_ctx *rc, const char *mhd_method)
+{
+    struct framing f = { .ncl = 0, .base = (uintptr_t)mhd_method };
+
+    if (!MHD_lookup_connection_value(rc->conn, MHD_HEADER_KIND,
+                                     "Transfer-Encoding"))
+        return true;
+    MHD_get_connection_values(rc->conn, MHD_HEADER_KIND | MHD_COOKIE_KIND |
+                                            MHD_GET_ARGUMENT_KIND |
+                                            MHD_FOOTER_KIND,
+                              framing_line, &f);
+    if (leaves_reply_room(rc, &f))
+        return true;
+    rc->err = AS_ERR_HEADERS_TOO_LARGE;
+    rc->res.detail = "The request line, headers and trailers are larger "
+                     "than the server accepts.";
+    return false;
+}
+
 /* Looks the route up and checks headers; returns false when the answer
  * is already decided (rc->err set). */
-static bool begin(struct req_ctx *rc)
+static bool begin(struct req_ctx *rc, const char *mhd_method)
 {
     char allow[128];
     const char *detail = NULL;
     enum router_result m;
-    enum as_err err = framing_checks(rc, &detail);
+    enum as_err err = framing_checks(rc, mhd_method, &detail);
 
     if (err != AS_OK) {                 /* before anything else answers */
         rc->err = err;
@@ -913,14 +955,60 @@ static void on_connection(void *cls, struct MHD_Connection *conn,
         (void)shutdown(fd, SHUT_RDWR);  /* the server sees EOF and closes */
 }
 
-/* The request line has arrived: the request's first byte came no later. */
+/* True when the query string alone holds more argument records than
+ * leave the reply room in the pool (see REPLY_ROOM): libmicrohttpd
+ * (0.9.75) parses them before any handler runs, and when they fill its
+ * pool it can neither store them nor answer, and leaves the connection
+ * without a word until a timeout. */
+static bool query_leaves_no_room(const char *uri)
+{
+    const char *q = strchr(uri, '?');
+    size_t args = 1;
+
+    if (!q || !q[1])
+        return false;
+    for (q++; *q; q++)
+        args += *q == '&';              /* empty ones are records too */
+    return POOL_SLACK_BYTES + strlen(uri) + args * POOL_RECORD_BYTES +
+               REPLY_ROOM >
+           HEADER_POOL_BYTES;
+}
+
+/* The request line has arrived: the request's first byte came no later.
+ * A query string of too many arguments is answered 431 here, before
+ * libmicrohttpd parses it, and the connection is shut down (the
+ * request's context, returned, is logged and freed on completion).
+ * `uri` is libmicrohttpd's own buffer. */
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 {
     struct server *srv = cls;
+    struct req_ctx *rc;
+    char *q;
+    int fd;
 
-    (void)uri;
     connguard_request_line(srv->guard, conn_guard(conn), clock_mono_ms());
-    return NULL;
+    if (!query_leaves_no_room(uri))
+        return NULL;
+    rc = req_new(srv->app, conn, uri, "GET");   /* the method: not given */
+    fd = conn_fd(conn);
+    if (rc) {
+        atomic_fetch_add(&srv->inflight, 1);
+        rc->err = AS_ERR_HEADERS_TOO_LARGE;
+        rc->res.detail = "The query string has more arguments than the "
+                         "server accepts.";
+        (void)respond_raw(rc);
+        raw_answered = false;           /* no MHD_NO to log about */
+    }
+    /* Left to parse, the arguments would fill the pool, and then
+     * libmicrohttpd stops reading the connection until its timeout: the
+     * query is cut where it lies, in libmicrohttpd's read buffer (its
+     * own to change before it parses it). */
+    q = strchr(uri, '?');
+    if (q)
+        q[1] = '\0';
+    if (fd >= 0)
+        (void)shutdown(fd, SHUT_RDWR);  /* libmicrohttpd sees EOF, closes */
+    return rc;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
@@ -934,6 +1022,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
     size_t n = *upload_data_size;
 
     (void)version;
+    if (rc && rc->state == ST_ANSWERED &&
+        rc->err == AS_ERR_HEADERS_TOO_LARGE) {
+        raw_answered = true;            /* answered by respond_raw() */
+        return MHD_NO;
+    }
     if (!rc) {
         connguard_headers_done(srv->guard, conn_guard(conn));
         rc = req_new(srv->app, conn, url, method);
@@ -941,7 +1034,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
             return MHD_NO;
         *con_cls = rc;
         atomic_fetch_add(&srv->inflight, 1);
-        if (begin(rc)) {
+        if (begin(rc, method)) {
             rc->state = ST_BODY;
             return MHD_YES;
         }
@@ -953,6 +1046,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
     *upload_data_size = 0;
     switch (__atomic_load_n(&rc->state, __ATOMIC_ACQUIRE)) {
     case ST_BODY:
+        if (n == 0 && !trailers_leave_room(rc, method))
+            return respond(rc);
         if (n == 0)
             return dispatch(srv, rc);
         if (body_append(rc, upload_data, n))
