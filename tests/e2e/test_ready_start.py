@@ -41,13 +41,14 @@ def test_readyz_agrees_with_ready_at_once(backend):
 
 def test_a_stop_during_the_wait_for_the_first_ping_ends_promptly(backend):
     """SIGTERM as soon as the server listens, while READY=1 may still
-    wait on the first ping: the daemon exits 0 within seconds."""
+    wait on the first ping: the daemon exits 0 within seconds (10 s: the
+    sanitizers on a busy machine; a hang meets the 15 s stop timeout)."""
     n = Notifications()
     try:
         for i in range(ROUNDS):
             d = Daemon(backend, env={"NOTIFY_SOCKET": n.path}).start()
             t0 = time.monotonic()
             assert d.stop(timeout=15) == 0, i
-            assert time.monotonic() - t0 < 5, (i, d.lines[-20:])
+            assert time.monotonic() - t0 < 10, (i, d.lines[-20:])
     finally:
         n.close()
