@@ -497,8 +497,18 @@ struct framing {
                                     last header or trailer value */
 };
 
+/* True when `key` of `n` bytes is `name` (ASCII, any case). */
+static bool key_is(const char *key, size_t n, const char *name,
+                   size_t name_len)
+{
+    return key && n == name_len && strncasecmp(key, name, n) == 0;
+}
+
+#define KEY_IS(key, n, lit) key_is(key, n, lit, sizeof lit - 1)
+
 static enum MHD_Result framing_line(void *cls, enum MHD_ValueKind kind,
-                                    const char *key, const char *value)
+                                    const char *key, size_t key_size,
+                                    const char *value, size_t value_size)
 {
     struct framing *f = cls;
     uint64_t v = 0;
@@ -509,8 +519,8 @@ static enum MHD_Result framing_line(void *cls, enum MHD_ValueKind kind,
          * the request line, except a folded line's, which libmicrohttpd
          * (0.9.75) copies past its read buffer (appended to the name);
          * trailers come after the headers. */
-        uintptr_t ek = key ? (uintptr_t)key + strlen(key) + 1 : 0;
-        uintptr_t ev = value ? (uintptr_t)value + strlen(value) + 1 : 0;
+        uintptr_t ek = key ? (uintptr_t)key + key_size + 1 : 0;
+        uintptr_t ev = value ? (uintptr_t)value + value_size + 1 : 0;
         uintptr_t e = ek > ev ? ek : ev;
 
         if (e > f->base && e - f->base <= HEADER_POOL_BYTES && e > f->end)
@@ -518,15 +528,13 @@ static enum MHD_Result framing_line(void *cls, enum MHD_ValueKind kind,
     }
     if (kind != MHD_HEADER_KIND)
         return MHD_YES;
-    if (key && value && (key[0] | 0x20) == 'c' &&
-        strcasecmp(key, "Cookie") == 0)
-        f->cookie_len += strlen(value) + 1;
-    if (key && value && (key[0] | 0x20) == 'o' &&
-        strcasecmp(key, "Origin") == 0)
-        f->origin_len += strlen(value);
-    if (key && strcasecmp(key, "Transfer-Encoding") == 0)
+    if (value && KEY_IS(key, key_size, "Cookie"))
+        f->cookie_len += value_size + 1;
+    if (value && KEY_IS(key, key_size, "Origin"))
+        f->origin_len += value_size;
+    if (KEY_IS(key, key_size, "Transfer-Encoding"))
         f->nte++;
-    if (!key || strcasecmp(key, "Content-Length") != 0)
+    if (!KEY_IS(key, key_size, "Content-Length"))
         return MHD_YES;
     if (!value || !parse_length(value, &v) || (f->ncl && v != f->cl))
         f->cl_bad = true;
@@ -563,9 +571,10 @@ static enum as_err framing_checks(struct req_ctx *rc, const char *mhd_method,
 {
     struct framing f = { .ncl = 0, .base = (uintptr_t)mhd_method };
 
-    MHD_get_connection_values(rc->conn, MHD_HEADER_KIND | MHD_COOKIE_KIND |
-                                            MHD_GET_ARGUMENT_KIND,
-                              framing_line, &f);
+    MHD_get_connection_values_n(rc->conn, MHD_HEADER_KIND |
+                                              MHD_COOKIE_KIND |
+                                              MHD_GET_ARGUMENT_KIND,
+                                framing_line, &f);
     if (!leaves_reply_room(rc, &f)) {
         *detail = "The request line and headers are larger than the "
                   "server accepts.";
@@ -636,10 +645,11 @@ static bool trailers_leave_room(struct req_ctx *rc, const char *mhd_method)
     if (!MHD_lookup_connection_value(rc->conn, MHD_HEADER_KIND,
                                      "Transfer-Encoding"))
         return true;
-    MHD_get_connection_values(rc->conn, MHD_HEADER_KIND | MHD_COOKIE_KIND |
-                                            MHD_GET_ARGUMENT_KIND |
-                                            MHD_FOOTER_KIND,
-                              framing_line, &f);
+    MHD_get_connection_values_n(rc->conn, MHD_HEADER_KIND |
+                                              MHD_COOKIE_KIND |
+                                              MHD_GET_ARGUMENT_KIND |
+                                              MHD_FOOTER_KIND,
+                                framing_line, &f);
     if (leaves_reply_room(rc, &f))
         return true;
     rc->err = AS_ERR_HEADERS_TOO_LARGE;
