@@ -4,29 +4,16 @@ request line and headers. A chunked body's trailer lines are read into
 the same pool after the headers were checked, and a folded (obs-fold)
 header line is copied there a second time. Each such request must get an
 answer (its route's, or 431) and never a connection closed without one."""
-import socket
 
 import pytest
 
 from conftest import wait_until
 
 
-def exchange(port, data, timeout=10):
+def exchange(daemon, data, timeout=10):
     """Sends `data`; everything the daemon sent until it closed, or None
     when it closed (or reset) without a status line."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-    out = b""
-    try:
-        s.sendall(data)
-        while True:
-            c = s.recv(65536)
-            if not c:
-                break
-            out += c
-    except (ConnectionResetError, BrokenPipeError):
-        pass
-    finally:
-        s.close()
+    out = daemon.raw(data, timeout)
     return out if out.startswith(b"HTTP/1.1 ") else None
 
 
@@ -51,7 +38,7 @@ def test_trailers_that_leave_no_room_are_answered_431(daemon):
     response header", the connection closed without a word)."""
     seen = set()
     for n in range(14000, 16400, 8):
-        out = exchange(daemon.port, chunked_login(b"X-T: " + b"a" * n +
+        out = exchange(daemon, chunked_login(b"X-T: " + b"a" * n +
                                                   b"\r\n"))
         code = status(out)
         # 401 (or 429 once the failed logins lock the address out)
@@ -64,13 +51,13 @@ def test_whitespace_padded_trailers_are_counted(daemon):
     """A trailer's value is short but its line is long (spaces before
     the value are skipped): the line's bytes count, not the value's."""
     for n in range(14000, 16400, 32):
-        out = exchange(daemon.port, chunked_login(
+        out = exchange(daemon, chunked_login(
             b"X-T:" + b" " * n + b"v\r\n"))
         assert status(out) in (401, 429, 431), (n, out)
 
 
 def test_the_trailer_431_is_a_problem_document(daemon):
-    out = exchange(daemon.port, chunked_login(
+    out = exchange(daemon, chunked_login(
         b"X-Request-ID: trailer-431\r\nX-T: " + b"a" * 15200 + b"\r\n"))
     head, _, body = out.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 431 "), out
@@ -90,7 +77,7 @@ def test_folded_header_lines_are_counted_twice(daemon):
                 b"Connection: close\r\nX-F: a" +
                 (b"\r\n " + b"b" * 500) * (n // 503) +
                 b"\r\n X" + b"c" * (n % 503) + b"\r\n\r\n")
-        code = status(exchange(daemon.port, head))
+        code = status(exchange(daemon, head))
         assert code in (200, 431), (n, code)
         seen.add(code)
     assert seen == {200, 431}, seen
@@ -109,7 +96,7 @@ def test_a_query_of_many_arguments_is_answered_at_once(daemon):
     seen = set()
     for n in range(150, 420, 2):
         query = b"&".join([b"%61=%62"] * n) if n % 4 else b"&" * n
-        out = exchange(daemon.port, b"GET /healthz?" + query +
+        out = exchange(daemon, b"GET /healthz?" + query +
                        b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
                        timeout=5)
         code = status(out)
@@ -132,7 +119,7 @@ def test_a_query_of_many_arguments_is_answered_at_once(daemon):
                    "record per pair fills its pool, and its own 431 then "
                    "does not fit either")
 def test_a_cookie_of_many_pairs_gets_an_answer(daemon):
-    out = exchange(daemon.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+    out = exchange(daemon, b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
                    b"Connection: close\r\nCookie: " +
                    b"; ".join([b"a=b"] * 300) + b"\r\n\r\n", timeout=5)
     assert status(out) in (200, 431), out

@@ -11,23 +11,10 @@ from conftest import wait_until
 
 
 def status_of(port, header_bytes, token=None):
-    s = socket.create_connection(("127.0.0.1", port), timeout=10)
-    try:
-        head = b"GET /api/v1/auth/verify HTTP/1.1\r\nHost: x\r\n"
-        if token:
-            head += b"Authorization: Bearer " + token.encode() + b"\r\n"
-        s.sendall(head + b"X-Pad: " + b"a" * header_bytes + b"\r\n\r\n")
-        out = b""
-        while b"\r\n" not in out:
-            c = s.recv(4096)
-            if not c:
-                break
-            out += c
-        return int(out.split(b" ")[1]) if out else None
-    except (ConnectionResetError, BrokenPipeError):
-        return None
-    finally:
-        s.close()
+    bearer = b"Authorization: Bearer " + token.encode() + b"\r\n" \
+        if token else b""
+    return answer_of(port, b"GET", b"/api/v1/auth/verify", header_bytes,
+                     bearer)
 
 
 def test_headers_of_14_kib_are_served_beyond_16_kib_refused(daemon):
@@ -143,15 +130,6 @@ def test_every_header_size_gets_an_answer(make_daemon, cors):
         assert min(served) == 12 * 1024 and max(refused) > 16 * 1024
 
 
-def read_all(s):
-    out = b""
-    while True:
-        c = s.recv(65536)
-        if not c:
-            return out
-        out += c
-
-
 def test_the_header_limit_answer_is_a_problem_document(daemon):
     """Headers that leave the answer no room get the daemon's own 431:
     a problem document with its request id, then the connection closes
@@ -161,15 +139,10 @@ def test_the_header_limit_answer_is_a_problem_document(daemon):
              b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\n"
              b"Content-Type: application/json\r\nContent-Length: 5000\r\n"]
     for i, head in enumerate(cases):
-        s = socket.create_connection(("127.0.0.1", daemon.port), timeout=10)
-        try:
-            rid = b"pool-limit-%d" % i
-            s.sendall(head + b"X-Request-ID: " + rid + b"\r\nX-Pad: " +
-                      b"a" * (15 * 1024 + 300) + b"\r\n\r\n" +
-                      (b"x" * 5000 if i else b""))
-            raw = read_all(s)
-        finally:
-            s.close()
+        rid = b"pool-limit-%d" % i
+        raw = daemon.raw(head + b"X-Request-ID: " + rid + b"\r\nX-Pad: " +
+                         b"a" * (15 * 1024 + 300) + b"\r\n\r\n" +
+                         (b"x" * 5000 if i else b""))
         head_part, _, body = raw.partition(b"\r\n\r\n")
         lines = head_part.split(b"\r\n")
         assert lines[0] == b"HTTP/1.1 431 Request Header Fields Too Large"
@@ -190,13 +163,8 @@ def test_the_header_limit_answer_is_a_problem_document(daemon):
     assert not [e for e in daemon.logs if e.get("event") == "http.server"
                 and "Application reported" in e.get("message", "")]
     # HEAD: the same head, no body.
-    s = socket.create_connection(("127.0.0.1", daemon.port), timeout=10)
-    try:
-        s.sendall(b"HEAD /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " +
-                  b"a" * (15 * 1024 + 300) + b"\r\n\r\n")
-        raw = read_all(s)
-    finally:
-        s.close()
+    raw = daemon.raw(b"HEAD /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " +
+                     b"a" * (15 * 1024 + 300) + b"\r\n\r\n")
     head_part, _, body = raw.partition(b"\r\n\r\n")
     assert head_part.startswith(b"HTTP/1.1 431 "), raw
     assert b"\r\nContent-Length: 2" in head_part and body == b"", raw
