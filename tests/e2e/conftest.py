@@ -30,6 +30,25 @@ BACKENDS = [b for b in os.environ.get("AUTH_E2E_BACKENDS",
 PG_URL = os.environ.get("AUTH_E2E_PG_URL")
 START_DEADLINE = 30.0
 
+# Every folder a test makes (data folders, wrappers, shared key folders)
+# goes under one folder per pytest run, removed when the run passes and
+# kept (its path printed) when it fails, so that a run leaves nothing in
+# /tmp behind but what explains a failure.
+RUN_TMP = tempfile.mkdtemp(prefix="auth-e2e-run-")
+
+
+def scratch(prefix):
+    """A new folder under this run's folder (removed when the run passes)."""
+    return tempfile.mkdtemp(prefix=prefix, dir=RUN_TMP)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if exitstatus == 0:
+        shutil.rmtree(RUN_TMP, ignore_errors=True)
+    else:
+        print("\ne2e data folders kept in %s" % RUN_TMP)
+
+
 # Cheap hashing for speed; tests that measure hashing set their own.
 FAST = {
     "AUTH_ARGON2_MEMORY_KIB": "8192",
@@ -76,7 +95,7 @@ class Daemon:
     def __init__(self, backend="sqlite", env=None, data_dir=None,
                  database_url=None):
         self.backend = backend
-        self.data_dir = data_dir or tempfile.mkdtemp(prefix="auth-e2e-")
+        self.data_dir = data_dir or scratch("auth-e2e-")
         self.env = dict(FAST)
         self.env.update({"AUTH_HOST": "127.0.0.1", "AUTH_PORT": "0",
                          "AUTH_DATA_DIR": self.data_dir})

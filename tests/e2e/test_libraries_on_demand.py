@@ -8,10 +8,10 @@ import os
 import shutil
 import signal
 import subprocess
-import tempfile
 
 import pytest
 
+import conftest
 from conftest import Daemon, mapped, wait_until, without_library
 from test_systemd import ACTIVATE, Notifications, activated, get
 
@@ -46,7 +46,7 @@ def test_a_start_by_systemd_opens_libsystemd(backend):
 def run_without(soname, backend, extra_env):
     """Runs the daemon where `soname` cannot be opened; returns (exit
     status, its JSON log lines)."""
-    wrap_dir = tempfile.mkdtemp(prefix="auth-e2e-nolib-")
+    wrap_dir = conftest.scratch("auth-e2e-nolib-")
     try:
         wrapper = without_library(soname, wrap_dir)
         d = Daemon(backend)

@@ -3,7 +3,6 @@
 where it cannot be loaded still serves, says why in the log and keeps the
 mails queued until a daemon that can send them starts."""
 import shutil
-import tempfile
 
 import conftest
 from conftest import wait_until
@@ -43,7 +42,7 @@ def test_delivery_loads_libcurl_and_sends(make_daemon):
 def test_missing_libcurl_keeps_mails_queued(make_daemon, monkeypatch):
     """The daemon runs in a mount namespace where libcurl.so.4 is an empty
     file (unshare -m, bind-mounted /dev/null), as on a host without it."""
-    wrap_dir = tempfile.mkdtemp(prefix="auth-e2e-nocurl-")
+    wrap_dir = conftest.scratch("auth-e2e-nocurl-")
     wrapper = conftest.without_library(LIBCURL, wrap_dir)
     sink = SmtpSink()
     try:

@@ -6,12 +6,12 @@ migrate once. PostgreSQL only: skipped without AUTH_E2E_PG_URL."""
 import os
 import signal
 import subprocess
-import tempfile
 import threading
 import time
 
 import pytest
 
+import conftest
 from conftest import BACKENDS, PG_URL, ROOT, Daemon, pg_database, \
     wait_until
 from jwtutil import parts
@@ -31,7 +31,7 @@ def make_pair():
 
     def make(env=None):
         url = pg_database(PG_URL)
-        shared = tempfile.mkdtemp(prefix="auth-multi-")
+        shared = conftest.scratch("auth-multi-")
         full = {"AUTH_SESSION_CACHE_SECONDS": str(CACHE_SECONDS),
                 "AUTH_KEY_PUBLISH_SECONDS": "0"}  # rotation tests: at once
         full.update(env or {})

@@ -14,10 +14,10 @@ import shutil
 import socket
 import sqlite3
 import subprocess
-import tempfile
 
 import pytest
 
+import conftest
 from conftest import BACKENDS, PG_URL, ROOT, Daemon, assert_problem, \
     pg_database
 
@@ -230,7 +230,7 @@ def test_login_options_rate_limited(backend):
                     reason="several instances need PostgreSQL")
 def test_second_instance_finishes_ceremonies(tools):
     url = pg_database(PG_URL)
-    shared = tempfile.mkdtemp(prefix="auth-pk-multi-")
+    shared = conftest.scratch("auth-pk-multi-")
     ports = [free_port(), free_port()]
     env = passkey_env(ports)
     a = start("postgres", ports[0], env, data_dir=shared, database_url=url)

@@ -13,12 +13,12 @@ import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import threading
 import time
 
 import pytest
 
+import conftest
 from conftest import BIN, ROOT, Daemon, wait_until
 
 ACTIVATE = shutil.which("systemd-socket-activate")
@@ -31,7 +31,7 @@ class Notifications:
     """A NOTIFY_SOCKET: collects (time, message) datagrams."""
 
     def __init__(self):
-        self.dir = tempfile.mkdtemp(prefix="auth-notify-")
+        self.dir = conftest.scratch("auth-notify-")
         self.path = os.path.join(self.dir, "notify")
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(self.path)
