@@ -3,6 +3,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -110,6 +111,59 @@ static void test_growth_and_failure(void **state)
     assert_null(jw_finish(&w));
 }
 
+/* The escaping reads eight bytes at a time: random valid UTF-8 strings
+ * of every length to 200 at every alignment, built of the bytes that need
+ * escapes, their neighbours, and multi-byte characters whose continuation
+ * bytes are those bytes with the high bit set (0xA2 is '"' | 0x80, 0x9C
+ * is '\\' | 0x80): the same text as jansson's. */
+static void test_random_strings_same_as_jansson(void **state)
+{
+    static const char *const pieces[] = {
+        "a", "Z", " ", "!", "#", "[", "]", "~", "\x7f", "\x01", "\x1f",
+        "\"", "\\", "\n", "\t", "\xc2\xa2", "\xc3\x9c", "\xc2\xa0",
+        "\xe2\x82\xac", "\xf0\x9f\x94\x91", "abcdefgh", "0190c1d2-0000",
+    };
+    const size_t np = sizeof pieces / sizeof pieces[0];
+    uint64_t x = 0x9e3779b97f4a7c15u;
+    char buf[256 + 8];
+    unsigned round;
+
+    (void)state;
+    for (round = 0; round < 20000; round++) {
+        size_t off, len = 0, want_len;
+        json_t *doc;
+        char *want, *got;
+        struct jw w;
+
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        off = x % 8;
+        want_len = (x >> 8) % 200;
+        while (len < want_len) {
+            const char *p;
+
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            p = pieces[x % np];
+            if (len + strlen(p) > 250)
+                break;
+            memcpy(buf + off + len, p, strlen(p));
+            len += strlen(p);
+        }
+        buf[off + len] = '\0';
+        doc = json_pack("{s:s}", "s", buf + off);
+        assert_non_null(doc);
+        want = json_dumps(doc, JSON_COMPACT);
+        jw_begin(&w);
+        jw_str(&w, "s", buf + off);
+        got = jw_finish(&w);
+        assert_non_null(want);
+        assert_non_null(got);
+        assert_string_equal(got, want);
+        free(got);
+        free(want);
+        json_decref(doc);
+    }
+}
+
 /* /api/v1/users/me's text is v_user_json() dumped, with and without a
  * name, for both roles and every flag. */
 static void test_user_text_same_as_tree(void **state)
@@ -145,6 +199,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_same_as_jansson),
         cmocka_unit_test(test_worst_case_escapes),
+        cmocka_unit_test(test_random_strings_same_as_jansson),
         cmocka_unit_test(test_growth_and_failure),
         cmocka_unit_test(test_user_text_same_as_tree),
     };
