@@ -77,6 +77,21 @@ static unsigned set_of(const struct vcache *c, const uint8_t key[32])
     return h % c->nsets;
 }
 
+/* Two keys equal, in the same time whatever they hold: the four words
+ * are folded with no branch on their contents (sodium_memcmp, a byte
+ * loop through volatile pointers, took 280 instructions a call). */
+static bool same_key(const uint8_t a[32], const uint8_t b[32])
+{
+    uint64_t x[4], y[4], d = 0;
+    unsigned i;
+
+    memcpy(x, a, 32);
+    memcpy(y, b, 32);
+    for (i = 0; i < 4; i++)
+        d |= x[i] ^ y[i];
+    return d == 0;
+}
+
 static bool live(const struct entry *e, const struct sec_keys *k,
                  int64_t now_s)
 {
@@ -97,7 +112,7 @@ static bool lookup(struct vcache *c, const uint8_t key[32],
     for (w = 0; w < WAYS && !hit; w++) {
         struct entry *e = &set[w];
 
-        if (!live(e, k, now_s) || !crypt_equal(e->key, key, 32))
+        if (!live(e, k, now_s) || !same_key(e->key, key))
             continue;
         e->used_at = ++c->clock[s];
         *out = e->c;
@@ -123,7 +138,7 @@ static void store(struct vcache *c, const uint8_t key[32],
     pthread_mutex_lock(mu);
     for (w = 0; w < WAYS; w++) {            /* free or dead, else LRU */
         if (!live(&set[w], k, now_s) ||
-            crypt_equal(set[w].key, key, 32)) {
+            same_key(set[w].key, key)) {
             e = &set[w];
             break;
         }
