@@ -150,6 +150,9 @@ const char *req_query(struct req_ctx *rc, const char *name);
 enum as_err res_json(struct response *res, unsigned status, json_t *body);
 /* Adds a header; `value` is copied into the request arena. */
 void res_header(struct req_ctx *rc, const char *name, const char *value);
+/* Adds a header whose `value` lives until the answer is sent (a literal,
+ * the request's claims, the arena): not copied. */
+void res_header_ref(struct req_ctx *rc, const char *name, const char *value);
 /* Records a problem detail and returns `err`, for `return res_fail(...)`. */
 enum as_err res_fail(struct response *res, enum as_err err,
                      const char *detail);

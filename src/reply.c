@@ -16,16 +16,20 @@ enum as_err res_json(struct response *res, unsigned status, json_t *body)
     return AS_OK;
 }
 
-void res_header(struct req_ctx *rc, const char *name, const char *value)
+void res_header_ref(struct req_ctx *rc, const char *name, const char *value)
 {
     struct response *res = &rc->res;
 
-    if (res->nhdr >= RES_MAX_HEADERS)
+    if (res->nhdr >= RES_MAX_HEADERS || !value)
         return;
     res->hdr[res->nhdr].name = name;
-    res->hdr[res->nhdr].value = arena_strdup(rc->arena, value);
-    if (res->hdr[res->nhdr].value)
-        res->nhdr++;
+    res->hdr[res->nhdr].value = value;
+    res->nhdr++;
+}
+
+void res_header(struct req_ctx *rc, const char *name, const char *value)
+{
+    res_header_ref(rc, name, arena_strdup(rc->arena, value));
 }
 
 enum as_err res_fail(struct response *res, enum as_err err,

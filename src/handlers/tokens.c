@@ -207,13 +207,14 @@ static char *verify_text(const struct req_ctx *rc, const struct sec_claims *c)
 
 enum as_err h_verify(struct req_ctx *rc, struct response *res)
 {
-    res_header(rc, "X-Auth-User-Id", rc->claims.sub);
-    res_header(rc, "X-Auth-Email", rc->claims.email);
-    res_header(rc, "X-Auth-Role", rc->claims.role);
-    res_header(rc, "X-Auth-MFA",
-               rc->claims.amr & (SEC_AMR_OTP | SEC_AMR_MFA) ? "true"
-                                                            : "false");
-    res_header(rc, "Cache-Control", "no-store");
+    /* the claims live in rc and its arena until the answer is sent */
+    res_header_ref(rc, "X-Auth-User-Id", rc->claims.sub);
+    res_header_ref(rc, "X-Auth-Email", rc->claims.email);
+    res_header_ref(rc, "X-Auth-Role", rc->claims.role);
+    res_header_ref(rc, "X-Auth-MFA",
+                   rc->claims.amr & (SEC_AMR_OTP | SEC_AMR_MFA) ? "true"
+                                                                : "false");
+    res_header_ref(rc, "Cache-Control", "no-store");
     free(res->raw);
     res->raw = verify_text(rc, &rc->claims);
     res->raw_type = "application/json";
