@@ -32,12 +32,20 @@ build() {                            # build DIR [cmake args...]
 }
 
 stage() {                            # stage NAME COMMAND...
-    local name=$1; shift
+    local name=$1 t0=$SECONDS; shift
     echo "=== $name"
     if ! "$@"; then
         failed_stages+=("$name")
         echo "=== $name FAILED"
     fi
+    echo "=== $name: $((SECONDS - t0)) s"
+}
+
+must_build() {                       # must_build DIR [cmake args...]
+    local t0=$SECONDS
+    echo "=== build $1"
+    build "$@" || exit 1
+    echo "=== build $1: $((SECONDS - t0)) s"
 }
 
 unit() {                             # unit BUILD_DIR TAG
@@ -65,7 +73,7 @@ export AUTH_TEST_PG_URL=$pg_url AUTH_E2E_PG_URL=$pg_url
 # e2e tests that use them skip without them.
 stage npm bash -c 'cd tests/browser &&
     npm ci --no-audit --no-fund --ignore-scripts --loglevel=error'
-build build-tests -DCMAKE_BUILD_TYPE=RelWithDebInfo || exit 1
+must_build build-tests -DCMAKE_BUILD_TYPE=RelWithDebInfo
 stage unit unit build-tests normal
 stage e2e e2e build-tests normal
 stage analyze build build-analyze -DAUTH_TESTS=OFF -DAUTH_ANALYZE=ON
@@ -86,7 +94,7 @@ stage package bash tests/package.sh build-release
 if [ -z "${AUTH_TEST_QUICK:-}" ]; then
     export ASAN_OPTIONS=abort_on_error=1:detect_leaks=1:strict_string_checks=1
     export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-    build build-asan -DAUTH_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug || exit 1
+    must_build build-asan -DAUTH_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
     stage unit-asan unit build-asan asan
     stage e2e-asan e2e build-asan asan
 fi
@@ -106,6 +114,7 @@ for f in glob.glob(sys.argv[1] + "/*.xml"):
             passed += 1
 print("tests: %d passed, %d failed, %d skipped" % (passed, failed, skipped))
 PY
+echo "whole suite: $SECONDS s"
 if [ ${#failed_stages[@]} -gt 0 ]; then
     echo "failed stages: ${failed_stages[*]}"
     exit 1
