@@ -21,16 +21,20 @@
 #                      build/auth-serve
 #     --json PATH      results file (default bench/results/<date>.json)
 #     --server-cpu C / --client-cpu C   the cores (default 0 / 1)
+# The table ends with callgrind's instructions per request of /healthz,
+# /verify and /users/me for each binary (bench/instructions.sh, SQLite;
+# not with --quick), and the ratios taken on them.
 # Needs wrk, python3-nacl and (for the start-up comparison) nginx: installed
 # when missing.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 secs=5 requests=1000000 idle=10000 rounds=3 argon="19456,2" pg=0
-json="" scpu=0 ccpu=1 bins=()
+json="" scpu=0 ccpu=1 bins=() quick=0
 while [ $# -gt 0 ]; do
     case $1 in
-    --quick) secs=1 requests=20000 idle=500 rounds=1 argon="1024,1" ;;
+    --quick) secs=1 requests=20000 idle=500 rounds=1 argon="1024,1"
+             quick=1 ;;
     --secs) secs=$2; shift ;;
     --requests) requests=$2; shift ;;
     --idle) idle=$2; shift ;;
@@ -331,6 +335,30 @@ for round in $(seq 1 "$rounds"); do
         fi
     done
 done
+# Instructions per request (bench/instructions.sh, callgrind, SQLite):
+# unlike req/s on a shared machine they repeat to a few instructions, so
+# the same ratios taken on them show what a change did to the daemon's
+# own work. Skipped with --quick.
+if [ "$quick" = 0 ]; then
+    n=0 round=1
+    for b in "${bins[@]}"; do
+        n=$((n + 1))
+        case $b in *=*) l=${b%%=*} path=${b#*=} ;; *) l=$b path=$b ;; esac
+        label=$l
+        echo "instructions: $l" >&2
+        r=$(bash bench/instructions.sh "$(realpath "$path")" 2000 2>/dev/null)
+        hi=$(echo "$r" | awk '$1 == "healthz" {print $2}')
+        vi=$(echo "$r" | awk '$1 == "verify" {print $2}')
+        mi=$(echo "$r" | awk '$1 == "me" {print $2}')
+        [ -n "$hi" ] && [ -n "$vi" ] && [ -n "$mi" ] || {
+            echo "instructions failed for $l" >&2; continue; }
+        rec "healthz instructions/request" "$hi"
+        rec "verify instructions/request" "$vi"
+        rec "users/me instructions/request" "$mi"
+        rec "verify / healthz by instructions" "$(ratio "$hi" "$vi")"
+        rec "users/me / healthz by instructions" "$(ratio "$hi" "$mi")"
+    done
+fi
 mkdir -p "$(dirname "$json")"
 $py "$tools" table "$tsv" "$json"
 echo "results: $json"
