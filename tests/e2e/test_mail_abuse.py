@@ -308,12 +308,12 @@ def test_forgot_takes_the_same_time_for_known_and_unknown(make_daemon,
         # misses adds samples, up to 200 a side. Before the request only
         # queued the mail, a known email was 25-40 % slower on SQLite
         # (two inserts committed) and more on PostgreSQL. Each pair's
-        # order is drawn at random: the mailer's background work differs
-        # for a known email (a mail, or its cap) and delays the requests
-        # that arrive while it runs. With the fixed order u k k u ...,
+        # order is drawn at random: what a request leaves behind (the
+        # mailer's work, which differs for a known email; warm caches)
+        # moves the requests after it. With the fixed order u k k u ...,
         # the request two after a known one was always unknown and the
-        # other way round, so a delay reaching two requests on fell on
-        # one side only (once under ASan: 1.15 against 1.75 ms).
+        # other way round, so such an effect fell on one side only (once
+        # under ASan: 1.15 against 1.75 ms).
         bound = 0.3 if os.environ.get("AUTH_E2E_SANITIZED") else 0.2
         order = random.Random(1)
         k, u = [], []
