@@ -129,8 +129,12 @@ enum as_err core_login(const struct core *c, const char *email,
  * `out` gets it (strings borrowed from the arguments), `refresh` its first
  * refresh token (a secret: the caller wipes it). Its life is the refresh
  * token's, never past AUTH_SESSION_MAX_SECONDS. AS_ERR_NOT_FOUND when the
- * user was deleted meanwhile. */
+ * user was deleted meanwhile. `pw_hash` (NULL: none) is the password hash
+ * the login read with the user: the session is stored only while it is
+ * still the account's, AS_ERR_BAD_CREDENTIALS when a password change or
+ * reset went first (whose revocation would otherwise miss it). */
 enum as_err core_session_start(const struct core *c, const char *user_id,
+                               const char *pw_hash,
                                const char *amr, const char *ip,
                                const char *user_agent, struct session *out,
                                char refresh[SEC_TOKEN_LEN + 1]);

@@ -36,6 +36,9 @@ struct session {
     const char *user_agent;      /* NULL when unknown */
     const char *amr;             /* RFC 8176 methods, space-separated
                                     ("pwd", "pwd otp"); NULL: "pwd" */
+    const char *pw_hash;         /* on creation: the password hash the
+                                    login read; stored only while it is
+                                    still the account's (NULL: no check) */
 };
 
 #define REPO_HASH_LEN 32         /* SHA-256 of an opaque token */

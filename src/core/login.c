@@ -44,15 +44,20 @@ enum as_err core_password_check(const struct core *c, const struct user *u,
 }
 
 /* Replaces an old-cost hash of `u` by one of today's cost, only while
- * the stored hash is still the one checked. */
-static void upgrade(const struct core *c, const struct user *u,
-                    const char *pw)
+ * the stored hash is still the one checked; `u` then carries the new one
+ * (the session is stored only while it is the account's). */
+static void upgrade(const struct core *c, struct user *u, const char *pw,
+                    struct arena *a)
 {
     char fresh[PW_HASH_MAX] = "";
+    const char *kept;
 
     if (pw_needs_rehash(u->password_hash, c->pw) &&
-        pw_hash(pw, c->pw, fresh) == AS_OK)
-        (void)repo_user_rehash(c->repo, u->id, u->password_hash, fresh);
+        pw_hash(pw, c->pw, fresh) == AS_OK &&
+        repo_user_rehash(c->repo, u->id, u->password_hash, fresh) ==
+            AS_OK &&
+        (kept = arena_strdup(a, fresh)))
+        u->password_hash = kept;
     crypt_wipe(fresh, sizeof fresh);
 }
 
@@ -83,6 +88,6 @@ enum as_err core_login(const struct core *c, const char *email,
     if (err != AS_OK)
         return err;
     core_attempt_settle(c, email, ip, !out->mfa_enabled);
-    upgrade(c, out, pw);
+    upgrade(c, out, pw, a);
     return AS_OK;
 }

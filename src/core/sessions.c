@@ -12,6 +12,7 @@
 #include "scache.h"
 
 enum as_err core_session_start(const struct core *c, const char *user_id,
+                               const char *pw_hash,
                                const char *amr, const char *ip,
                                const char *user_agent, struct session *out,
                                char refresh[SEC_TOKEN_LEN + 1])
@@ -22,7 +23,7 @@ enum as_err core_session_start(const struct core *c, const char *user_id,
 
     *out = (struct session){ .created_at = now, .last_used_at = now,
                              .amr = amr, .ip = ip,
-                             .user_agent = user_agent };
+                             .user_agent = user_agent, .pw_hash = pw_hash };
     c->new_id(out->id);
     snprintf(out->user_id, sizeof out->user_id, "%s", user_id);
     /* The refresh token's life, never past the session's maximum. */

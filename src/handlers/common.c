@@ -70,12 +70,15 @@ enum as_err hx_start_session_amr(struct req_ctx *rc, const struct user *u,
     struct core c = hx_core(rc);
     struct session s;
     char refresh[SEC_TOKEN_LEN + 1] = "";
+    /* Stored only while u's password is still the account's: a login
+     * that read it before a password change committed is refused. */
     enum as_err err = core_session_start(
-        &c, u->id, amr, rc->ip,
+        &c, u->id, u->password_hash, amr, rc->ip,
         v_printable(rc->arena, req_header(rc, "User-Agent"), 256), &s,
         refresh);
 
-    if (err == AS_ERR_NOT_FOUND)        /* the user was deleted meanwhile */
+    if (err == AS_ERR_NOT_FOUND ||      /* the user was deleted meanwhile */
+        err == AS_ERR_BAD_CREDENTIALS)  /* or the password changed */
         err = res_fail(&rc->res, AS_ERR_BAD_CREDENTIALS,
                        "The email or password is incorrect.");
     if (err == AS_OK)

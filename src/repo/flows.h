@@ -132,6 +132,9 @@ enum as_err db_user_count(void *impl, bool admins_only, int64_t *out);
  * (NULL: all). */
 void db_revoke_sessions(struct db_tx *t, const char *user_id,
                         const char *keep_sid, int64_t now);
+/* Inside flow `t`: ends every login of `user_id` that waits for its
+ * second factor (mfa.c): what ends the sessions ends those too. */
+void db_mfa_tokens_end(struct db_tx *t, const char *user_id);
 enum as_err db_session_create(void *impl, const struct session *s,
                               const uint8_t hash[REPO_HASH_LEN]);
 enum as_err db_session_get(void *impl, const char *sid, struct session *out,

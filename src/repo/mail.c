@@ -287,6 +287,7 @@ enum as_err db_ott_reset(void *impl, const uint8_t hash[REPO_HASH_LEN],
            db_int(now), hash_arg(hash));
     one_changed(&t, &r);
     DB_RUN(&t, &sql[M_REVOKE_ALL], &r, db_text(user_id), db_int(now));
+    db_mfa_tokens_end(&t, user_id);
     retire(&t, user_id, "reset", now);
     return none_if_invalid(db_close(&t), AS_ERR_NOT_FOUND);
 }

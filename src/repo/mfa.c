@@ -185,6 +185,13 @@ enum as_err db_mfa_recovery_set(void *impl, const char *user_id,
     return none_if_invalid(db_close(&t));
 }
 
+void db_mfa_tokens_end(struct db_tx *t, const char *user_id)
+{
+    struct db_rows r;
+
+    DB_RUN(t, &sql[M_TOKENS_DEL], &r, db_text(user_id));
+}
+
 enum as_err db_mfa_disable(void *impl, const char *user_id, bool *was_on)
 {
     struct db_rows r;

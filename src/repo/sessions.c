@@ -23,10 +23,18 @@
 enum {
     S_INSERT, S_TOKEN_INSERT, S_GET, S_STATE, S_LIST, S_REVOKE, S_REVOKE_ALL,
     S_REVOKE_USER, S_LOCK_BY_TOKEN, S_FACTS, S_TOKEN_USE, S_CHILD, S_TOUCH,
-    S_KILL, S_TOKEN_SESSION, S_NSTMT
+    S_KILL, S_TOKEN_SESSION, S_PW_STILL, S_NSTMT
 };
 
 static struct db_stmt sql[S_NSTMT] = {
+    /* The password a login checked is still the account's, held until
+     * the session is stored: a password change waits for it (and then
+     * revokes the session) or went first (and the login is refused).
+     * SQLite's write lock serialises the two already. */
+    [S_PW_STILL] = DB_SPLIT("SELECT 1 FROM users WHERE id = $1 "
+                            "AND password_hash = $2",
+                            "SELECT 1 FROM users WHERE id = $1 "
+                            "AND password_hash = $2 FOR SHARE"),
     [S_INSERT] = DB_SQL("INSERT INTO sessions (id, user_id, created_at, "
                         "last_used_at, expires_at, revoked_at, ip, "
                         "user_agent, amr) VALUES ($1, $2, $3, $4, $5, $6, "
@@ -113,6 +121,7 @@ void db_revoke_sessions(struct db_tx *t, const char *user_id,
 
     DB_RUN(t, &sql[S_REVOKE_ALL], &r, db_text(user_id), db_text(keep_sid),
            db_int(now));
+    db_mfa_tokens_end(t, user_id);
 }
 
 enum as_err db_session_create(void *impl, const struct session *s,
@@ -122,6 +131,10 @@ enum as_err db_session_create(void *impl, const struct session *s,
     struct db_tx t;
 
     db_open(&t, impl, "session_create", true, NULL);
+    if (s->pw_hash &&
+        DB_RUN(&t, &sql[S_PW_STILL], &r, db_text(s->user_id),
+               db_text(s->pw_hash)) && r.n != 1)
+        db_refuse(&t, AS_ERR_BAD_CREDENTIALS);
     DB_RUN(&t, &sql[S_INSERT], &r, db_text(s->id), db_text(s->user_id),
            db_int(s->created_at), db_int(s->last_used_at),
            db_int(s->expires_at),
@@ -236,6 +249,7 @@ enum as_err db_session_revoke_all(void *impl, const char *user_id,
     db_open(&t, impl, "session_revoke_all", false, NULL);
     DB_RUN(&t, &sql[S_REVOKE_USER], &r, db_text(user_id), db_text(keep_sid),
            db_int(now));
+    db_mfa_tokens_end(&t, user_id);
     return none_if_invalid(db_close(&t), AS_OK);
 }
 

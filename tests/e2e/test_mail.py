@@ -288,6 +288,18 @@ def test_reset_once_and_sessions_revoked(md, sink):
     assert_no_secret_logged(md, token, new_pw)
 
 
+def test_reset_ends_a_pending_second_factor(md, sink):
+    # The mfa_token of a login that passed the old password no longer
+    # completes it once the password was reset (README "Second factor").
+    from test_mfa import login_mfa, mfa_token, setup_mfa
+    addr, old_pw, tokens = md.user()
+    codes, _ = setup_mfa(md, addr, old_pw, tokens["access_token"])
+    tok = mfa_token(md, addr, old_pw)
+    r = reset(md, reset_token(md, sink, addr), "new horse battery staple")
+    assert r.status == 204, r
+    assert_problem(login_mfa(md, tok, codes.next()), 401, "invalid_token")
+
+
 def test_reset_weak_password_is_422_and_keeps_the_token(md, sink):
     addr, _, _ = md.user()
     token = reset_token(md, sink, addr)

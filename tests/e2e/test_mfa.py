@@ -365,6 +365,27 @@ def test_disable_needs_password_and_code(daemon):
     assert_problem(r, 409)
 
 
+@pytest.mark.parametrize("change", ["password_change", "logout_all"])
+def test_a_pending_second_factor_ends_with_the_sessions(daemon, change):
+    # A login half-way through its second factor ends with what ends the
+    # sessions (README "Second factor"): its mfa_token, taken with the
+    # password before, no longer completes the login afterwards.
+    email, password, codes, _ = mfa_user(daemon)
+    tok = mfa_token(daemon, email, password)
+    bearer = login_mfa(daemon, mfa_token(daemon, email, password),
+                       codes.next()).json["access_token"]
+    if change == "password_change":
+        r = daemon.request("POST", "/api/v1/auth/password/change",
+                           {"current_password": password,
+                            "new_password": "a brand new passphrase 7"},
+                           token=bearer)
+    else:
+        r = daemon.request("POST", "/api/v1/auth/logout-all", token=bearer)
+    assert r.status == 204, r
+    assert_problem(login_mfa(daemon, tok, codes.next()), 401,
+                   "invalid_token")
+
+
 def test_routes_need_a_bearer(daemon):
     for method, path in (("POST", SETUP), ("POST", CONFIRM),
                          ("DELETE", TOTP), ("POST", RECOVERY)):
