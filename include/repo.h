@@ -274,7 +274,8 @@ struct repo_ops {
                                bool *was_on);
     enum as_err (*mfa_token_create)(void *impl,
                                     const uint8_t hash[REPO_HASH_LEN],
-                                    const char *user_id, int64_t now,
+                                    const char *user_id,
+                                    const char *pw_hash, int64_t now,
                                     int64_t expires_at);
     enum as_err (*mfa_token_user)(void *impl,
                                   const uint8_t hash[REPO_HASH_LEN],
@@ -567,11 +568,14 @@ enum as_err repo_mfa_recovery_set(struct repo *r, const char *user_id,
 enum as_err repo_mfa_disable(struct repo *r, const char *user_id,
                              bool *was_on);
 /* Stores the hash of a token that lets `user_id` finish a login with a
- * code until `expires_at`; forgets expired and used tokens. */
+ * code until `expires_at`; forgets expired and used tokens. With
+ * `pw_hash` (the password hash the login checked) only while it is still
+ * the account's: AS_ERR_BAD_CREDENTIALS when a change or reset went
+ * first. */
 enum as_err repo_mfa_token_create(struct repo *r,
                                   const uint8_t hash[REPO_HASH_LEN],
-                                  const char *user_id, int64_t now,
-                                  int64_t expires_at);
+                                  const char *user_id, const char *pw_hash,
+                                  int64_t now, int64_t expires_at);
 /* The user of login token `hash` while it is unused, unexpired at `now`
  * and has had fewer than `max_failures` wrong codes; AS_ERR_NOT_FOUND
  * otherwise. */

@@ -101,8 +101,11 @@ enum as_err hx_mfa_challenge(struct req_ctx *rc, const struct user *u)
 {
     struct mfa_env e = env_of(rc);
     char tok[SEC_TOKEN_LEN + 1];
-    enum as_err err = mfa_token_issue(&e, u->id, tok);
+    enum as_err err = mfa_token_issue(&e, u->id, u->password_hash, tok);
 
+    if (err == AS_ERR_BAD_CREDENTIALS)  /* the password changed meanwhile */
+        return res_fail(&rc->res, err, "The email or password is "
+                                       "incorrect.");
     if (err != AS_OK)
         return err;
     rc->res.extra = json_pack("{s:s}", "mfa_token", tok);

@@ -26,8 +26,8 @@ enum as_err db_mfa_recovery_set(void *impl, const char *user_id,
 enum as_err db_mfa_disable(void *impl, const char *user_id, bool *was_on);
 enum as_err db_mfa_token_create(void *impl,
                                 const uint8_t hash[REPO_HASH_LEN],
-                                const char *user_id, int64_t now,
-                                int64_t expires_at);
+                                const char *user_id, const char *pw_hash,
+                                int64_t now, int64_t expires_at);
 enum as_err db_mfa_token_user(void *impl, const uint8_t hash[REPO_HASH_LEN],
                               int64_t now, unsigned max_failures,
                               char user_id[UUID_STR_LEN]);
@@ -132,6 +132,12 @@ enum as_err db_user_count(void *impl, bool admins_only, int64_t *out);
  * (NULL: all). */
 void db_revoke_sessions(struct db_tx *t, const char *user_id,
                         const char *keep_sid, int64_t now);
+/* Inside flow `t`: refuses it (AS_ERR_BAD_CREDENTIALS) unless `pw_hash`
+ * is still the password hash of `user_id`, and holds the user's row (on
+ * PostgreSQL; SQLite's write lock serialises already) until it ends, so
+ * that a password change either waits for the flow or went first. */
+void db_password_still(struct db_tx *t, const char *user_id,
+                       const char *pw_hash);
 /* Inside flow `t`: ends every login of `user_id` that waits for its
  * second factor (mfa.c): what ends the sessions ends those too. */
 void db_mfa_tokens_end(struct db_tx *t, const char *user_id);

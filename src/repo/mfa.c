@@ -207,13 +207,15 @@ enum as_err db_mfa_disable(void *impl, const char *user_id, bool *was_on)
 
 enum as_err db_mfa_token_create(void *impl,
                                 const uint8_t hash[REPO_HASH_LEN],
-                                const char *user_id, int64_t now,
-                                int64_t expires_at)
+                                const char *user_id, const char *pw_hash,
+                                int64_t now, int64_t expires_at)
 {
     struct db_rows r;
     struct db_tx t;
 
     db_open(&t, impl, "mfa_token_create", true, NULL);
+    if (pw_hash)
+        db_password_still(&t, user_id, pw_hash);
     DB_RUN(&t, &sql[M_TOKENS_PRUNE], &r, db_int(now));
     DB_RUN(&t, &sql[M_TOKEN_ADD], &r, db_blob(hash, REPO_HASH_LEN),
            db_text(user_id), db_int(now), db_int(expires_at));

