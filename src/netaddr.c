@@ -122,6 +122,34 @@ bool netlist_contains(const struct netlist *l, const char *ip)
     return false;
 }
 
+/* True when `s` is a port: 1 to 5 digits. */
+static bool is_port(const char *s)
+{
+    size_t n = strspn(s, "0123456789");
+
+    return n >= 1 && n <= 5 && s[n] == '\0';
+}
+
+/* Reduces hop `h` in place to its address: some proxies write a port
+ * ("192.0.2.1:4711") or brackets ("[2001:db8::1]", "[2001:db8::1]:443")
+ * into X-Forwarded-For. Left as it is otherwise (parse_ip() decides). */
+static void strip_port(char *h)
+{
+    char *c;
+
+    if (h[0] == '[') {
+        c = strchr(h, ']');
+        if (c && (c[1] == '\0' || (c[1] == ':' && is_port(c + 2)))) {
+            *c = '\0';
+            memmove(h, h + 1, strlen(h + 1) + 1);
+        }
+        return;
+    }
+    c = strchr(h, ':');
+    if (c && !strchr(c + 1, ':') && is_port(c + 1))
+        *c = '\0';                       /* one colon: IPv4 and a port */
+}
+
 /* Walks one X-Forwarded-For line from the right, copying each hop into
  * `out`; true when every hop was trusted (go on with the line before),
  * false once an untrusted or malformed hop ends the walk. */
@@ -148,6 +176,7 @@ static bool walk_line(const struct netlist *trusted, const char *xff,
             return false;                 /* malformed: keep what we have */
         memcpy(hop, start, n);
         hop[n] = '\0';
+        strip_port(hop);
         if (!parse_ip(hop, a, &v4))
             return false;
         snprintf(out, out_len, "%s", hop);

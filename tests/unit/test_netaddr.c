@@ -63,6 +63,26 @@ static void test_client_ip(void **state)
     assert_string_equal(out, "127.0.0.1");
     netlist_client_ip(t, "127.0.0.1", " 2001:db8::1 ", out, sizeof out);
     assert_string_equal(out, "2001:db8::1");
+    /* hops some proxies write with a port or brackets: the address */
+    netlist_client_ip(t, "127.0.0.1", "10.3.3.3:1234", out, sizeof out);
+    assert_string_equal(out, "10.3.3.3");
+    netlist_client_ip(t, "127.0.0.1", "1.2.3.4:99, 10.0.0.7:8080", out,
+                      sizeof out);
+    assert_string_equal(out, "1.2.3.4");
+    netlist_client_ip(t, "127.0.0.1", "[2001:db8:a::1]", out, sizeof out);
+    assert_string_equal(out, "2001:db8:a::1");
+    netlist_client_ip(t, "127.0.0.1", "[2001:db8:a::1]:443", out,
+                      sizeof out);
+    assert_string_equal(out, "2001:db8:a::1");
+    /* still malformed: not an address once the port is off */
+    netlist_client_ip(t, "127.0.0.1", "1.2.3.4:", out, sizeof out);
+    assert_string_equal(out, "127.0.0.1");
+    netlist_client_ip(t, "127.0.0.1", "1.2.3.4:123456", out, sizeof out);
+    assert_string_equal(out, "127.0.0.1");
+    netlist_client_ip(t, "127.0.0.1", "[2001:db8::1]x", out, sizeof out);
+    assert_string_equal(out, "127.0.0.1");
+    netlist_client_ip(t, "127.0.0.1", "[1.2.3.4]", out, sizeof out);
+    assert_string_equal(out, "1.2.3.4");
     netlist_free(t);
 }
 
