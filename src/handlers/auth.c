@@ -66,8 +66,7 @@ static enum as_err login_check(struct req_ctx *rc, const char *email,
                         "this address; retry later.");
     }
     if (err == AS_ERR_BAD_CREDENTIALS)
-        return res_fail(&rc->res, err,
-                        "The email or password is incorrect.");
+        return hx_bad_credentials(rc);
     if (err == AS_ERR_DISABLED)
         return res_fail(&rc->res, err, "This account is disabled.");
     return err;

@@ -79,8 +79,7 @@ enum as_err hx_start_session_amr(struct req_ctx *rc, const struct user *u,
 
     if (err == AS_ERR_NOT_FOUND ||      /* the user was deleted meanwhile */
         err == AS_ERR_BAD_CREDENTIALS)  /* or the password changed */
-        err = res_fail(&rc->res, AS_ERR_BAD_CREDENTIALS,
-                       "The email or password is incorrect.");
+        err = hx_bad_credentials(rc);
     if (err == AS_OK)
         err = hx_token_pair(rc, u, s.id, refresh, s.expires_at, amr);
     if (err == AS_OK)
@@ -101,6 +100,12 @@ enum as_err hx_caller(struct req_ctx *rc, struct user *out)
         return res_fail(&rc->res, AS_ERR_INVALID_TOKEN,
                         "The account no longer exists.");
     return err;
+}
+
+enum as_err hx_bad_credentials(struct req_ctx *rc)
+{
+    return res_fail(&rc->res, AS_ERR_BAD_CREDENTIALS,
+                    "The email or password is incorrect.");
 }
 
 /* Answers the 429 of a locked caller, with Retry-After `retry` s. */

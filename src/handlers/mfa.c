@@ -104,8 +104,7 @@ enum as_err hx_mfa_challenge(struct req_ctx *rc, const struct user *u)
     enum as_err err = mfa_token_issue(&e, u->id, u->password_hash, tok);
 
     if (err == AS_ERR_BAD_CREDENTIALS)  /* the password changed meanwhile */
-        return res_fail(&rc->res, err, "The email or password is "
-                                       "incorrect.");
+        return hx_bad_credentials(rc);
     if (err != AS_OK)
         return err;
     rc->res.extra = json_pack("{s:s}", "mfa_token", tok);

@@ -15,6 +15,28 @@ LOGINS = 7          # with the change: 8, one client's share of the hash pool
 ROUNDS = 20
 
 
+def race_a_change(d, pool, email, password, access_token, rnd):
+    """LOGINS logins with `password` and one change of it, released
+    together; returns the logins' answers once the change answered 204."""
+    gate = threading.Barrier(LOGINS + 1)
+
+    def login():
+        gate.wait()
+        return d.login(email, password)
+
+    def change():
+        gate.wait()
+        return d.request("POST", "/api/v1/auth/password/change",
+                         {"current_password": password,
+                          "new_password": "changed pass %d" % rnd},
+                         token=access_token)
+
+    logins = [pool.submit(login) for _ in range(LOGINS)]
+    changed = pool.submit(change).result(60)
+    assert changed.status == 204, changed
+    return [f.result(60) for f in logins]
+
+
 def test_no_session_of_the_old_password_survives_a_change(make_daemon):
     d = make_daemon({"AUTH_LOCKOUT_THRESHOLD": "1000"}).start()
     pool = concurrent.futures.ThreadPoolExecutor(LOGINS + 1)
@@ -22,24 +44,8 @@ def test_no_session_of_the_old_password_survives_a_change(make_daemon):
     try:
         for rnd in range(ROUNDS):
             email, password, tokens = d.user()
-            gate = threading.Barrier(LOGINS + 1)
-
-            def login():
-                gate.wait()
-                return d.login(email, password)
-
-            def change():
-                gate.wait()
-                return d.request("POST", "/api/v1/auth/password/change",
-                                 {"current_password": password,
-                                  "new_password": "changed pass %d" % rnd},
-                                 token=tokens["access_token"])
-
-            logins = [pool.submit(login) for _ in range(LOGINS)]
-            changed = pool.submit(change).result(60)
-            assert changed.status == 204, changed
-            for f in logins:
-                r = f.result(60)
+            for r in race_a_change(d, pool, email, password,
+                                   tokens["access_token"], rnd):
                 if r.status == 401:         # the old password, refused
                     raced += 1
                     continue
@@ -72,24 +78,9 @@ def test_no_pending_second_factor_of_the_old_password_survives(make_daemon):
             email, password, tokens = d.user()
             _, recovery = setup_mfa(d, email, password,
                                     tokens["access_token"])
-            gate = threading.Barrier(LOGINS + 1)
-
-            def login():
-                gate.wait()
-                return d.login(email, password)
-
-            def change():
-                gate.wait()
-                return d.request("POST", "/api/v1/auth/password/change",
-                                 {"current_password": password,
-                                  "new_password": "changed pass %d" % rnd},
-                                 token=tokens["access_token"])
-
-            logins = [pool.submit(login) for _ in range(LOGINS)]
-            changed = pool.submit(change).result(60)
-            assert changed.status == 204, changed
-            for i, f in enumerate(logins):
-                r = f.result(60)
+            for i, r in enumerate(race_a_change(d, pool, email, password,
+                                                tokens["access_token"],
+                                                rnd)):
                 if r.status == 401:
                     continue
                 tok = assert_problem(r, 403, "mfa_required")["mfa_token"]

@@ -19,6 +19,19 @@ static const char *const strings[] = {
     "\xf0\x9f\x94\x91", "</script>",
 };
 
+/* `got` is jansson's compact text of `doc`; frees both. */
+static void assert_same_text(json_t *doc, char *got)
+{
+    char *want = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
+
+    assert_non_null(want);
+    assert_non_null(got);
+    assert_string_equal(got, want);
+    free(got);
+    free(want);
+    json_decref(doc);
+}
+
 static void test_same_as_jansson(void **state)
 {
     size_t i;
@@ -29,9 +42,7 @@ static void test_same_as_jansson(void **state)
                                 strings[i], "n", (json_int_t)-1234567890123,
                                 "b", 1, "z", "big",
                                 (json_int_t)INT64_MAX, "amr", "pwd", "otp");
-        char *want = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
         struct jw w;
-        char *got;
 
         jw_begin(&w);
         jw_str(&w, "s", strings[i]);
@@ -40,13 +51,7 @@ static void test_same_as_jansson(void **state)
         jw_str(&w, "z", NULL);
         jw_int(&w, "big", INT64_MAX);
         jw_raw(&w, "amr", "[\"pwd\",\"otp\"]");
-        got = jw_finish(&w);
-        assert_non_null(want);
-        assert_non_null(got);
-        assert_string_equal(got, want);
-        free(got);
-        free(want);
-        json_decref(doc);
+        assert_same_text(doc, jw_finish(&w));
     }
 }
 
@@ -62,25 +67,16 @@ static void test_worst_case_escapes(void **state)
     (void)state;
     for (f = 0; f < sizeof fill; f++) {
         for (n = 150; n < sizeof s; n += 7) {
-            json_t *doc;
-            char *want, *got;
             struct jw w;
 
             for (i = 0; i < n; i++)
                 s[i] = i % 3 ? fill[f] : fill[(f + 1) % sizeof fill];
             s[n] = '\0';
-            doc = json_pack("{s:s, s:s}", "k", s, "l", s);
-            want = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
             jw_begin(&w);
             jw_str(&w, "k", s);
             jw_str(&w, "l", s);
-            got = jw_finish(&w);
-            assert_non_null(want);
-            assert_non_null(got);
-            assert_string_equal(got, want);
-            free(got);
-            free(want);
-            json_decref(doc);
+            assert_same_text(json_pack("{s:s, s:s}", "k", s, "l", s),
+                             jw_finish(&w));
         }
     }
 }
@@ -132,7 +128,6 @@ static void test_random_strings_same_as_jansson(void **state)
     for (round = 0; round < 20000; round++) {
         size_t off, len = 0, want_len;
         json_t *doc;
-        char *want, *got;
         struct jw w;
 
         x ^= x << 13, x ^= x >> 7, x ^= x << 17;
@@ -151,16 +146,9 @@ static void test_random_strings_same_as_jansson(void **state)
         buf[off + len] = '\0';
         doc = json_pack("{s:s}", "s", buf + off);
         assert_non_null(doc);
-        want = json_dumps(doc, JSON_COMPACT);
         jw_begin(&w);
         jw_str(&w, "s", buf + off);
-        got = jw_finish(&w);
-        assert_non_null(want);
-        assert_non_null(got);
-        assert_string_equal(got, want);
-        free(got);
-        free(want);
-        json_decref(doc);
+        assert_same_text(doc, jw_finish(&w));
     }
 }
 
@@ -176,21 +164,11 @@ static void test_user_text_same_as_tree(void **state)
 
     (void)state;
     for (i = 0; i < 16; i++) {
-        json_t *doc;
-        char *want, *got;
-
         u.full_name = i & 1 ? "Ada \"Countess\" Lovelace" : NULL;
         u.role = i & 2 ? ROLE_ADMIN : ROLE_USER;
         u.is_verified = i & 4;
         u.mfa_enabled = i & 8;
-        doc = v_user_json(&u);
-        want = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
-        got = v_user_text(&u);
-        assert_non_null(got);
-        assert_string_equal(got, want);
-        free(got);
-        free(want);
-        json_decref(doc);
+        assert_same_text(v_user_json(&u), v_user_text(&u));
     }
 }
 
