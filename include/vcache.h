@@ -5,8 +5,9 @@
 #include "arena.h"
 #include "sec.h"
 
-/* Remembers access tokens that passed sec_jwt_verify(), keyed by the
- * SHA-256 of the whole token, until their exp, so ES256's cost is paid
+/* Remembers access tokens that passed sec_jwt_verify(), found by the
+ * BLAKE2b of the signature and confirmed by the whole token's text (both
+ * compared in constant time), until their exp, so ES256's cost is paid
  * once per token rather than once per request. Bounded and
  * set-associative (8 ways; a full set drops its least recently used
  * entry), so any working set well below `slots` tokens stays cached;

@@ -2,7 +2,15 @@
  * maps to one set of WAYS entries; a new token replaces the set's free or
  * expired entry, else its least recently used one, so a working set of
  * tokens well below the capacity always fits whatever their hashes (a
- * direct-mapped table loses entries to collisions at any size). */
+ * direct-mapped table loses entries to collisions at any size).
+ *
+ * An entry is found by the BLAKE2b of the token's signature segment and
+ * confirmed by comparing the whole token, both in time independent of
+ * the contents. Hashing only the signature (43 to 342 characters, one
+ * to three BLAKE2b blocks) instead of the whole ~700-byte token saves
+ * about 3,000 instructions a request; the whole-token comparison means a
+ * token whose header or payload differs from a cached one never hits,
+ * whatever its signature. */
 #include "vcache.h"
 
 #include <pthread.h>
@@ -17,7 +25,9 @@
 #define MAX_EMAIL 256
 
 struct entry {
-    uint8_t key[32];                 /* BLAKE2b-256 of the token */
+    uint8_t key[32];                 /* BLAKE2b-256 of its signature */
+    char *token;                     /* the whole token, malloc'd */
+    size_t len;
     const struct sec_keys *keys;     /* the key set that verified it */
     struct sec_claims c;             /* email/role point into the entry */
     uint64_t used_at;                /* the set's clock at the last use */
@@ -33,6 +43,15 @@ struct vcache {
     atomic_uint_fast64_t hits, misses;
     pthread_mutex_t mu[STRIPES];
 };
+
+/* A copy of a token: it is a bearer credential, so wiped before free. */
+static void drop_token(char *t, size_t len)
+{
+    if (t) {
+        crypt_wipe(t, len);
+        free(t);
+    }
+}
 
 struct vcache *vcache_new(unsigned slots)
 {
@@ -63,6 +82,8 @@ void vcache_free(struct vcache *c)
         return;
     for (i = 0; i < STRIPES; i++)
         pthread_mutex_destroy(&c->mu[i]);
+    for (i = 0; i < c->nsets * WAYS; i++)
+        drop_token(c->slots[i].token, c->slots[i].len);
     crypt_wipe(c->slots, (size_t)c->nsets * WAYS * sizeof *c->slots);
     free(c->slots);
     free(c->clock);
@@ -92,6 +113,27 @@ static bool same_key(const uint8_t a[32], const uint8_t b[32])
     return d == 0;
 }
 
+/* The entry holds exactly `token`: lengths first (not secret), then
+ * every byte folded in, with no branch on the contents, so the time says
+ * nothing of how much of a cached token a guess got right. */
+static bool same_token(const struct entry *e, const char *token, size_t len)
+{
+    uint64_t x, y, d = 0;
+    size_t i = 0;
+
+    if (e->len != len)
+        return false;
+    for (; i + 8 <= len; i += 8) {
+        memcpy(&x, e->token + i, 8);
+        memcpy(&y, token + i, 8);
+        d |= x ^ y;
+    }
+    for (; i < len; i++)
+        d |= (uint64_t)((unsigned char)e->token[i] ^
+                        (unsigned char)token[i]);
+    return d == 0;
+}
+
 static bool live(const struct entry *e, const struct sec_keys *k,
                  int64_t now_s)
 {
@@ -100,6 +142,7 @@ static bool live(const struct entry *e, const struct sec_keys *k,
 
 /* Copies a live hit into `out`; false on a miss. */
 static bool lookup(struct vcache *c, const uint8_t key[32],
+                   const char *token, size_t len,
                    const struct sec_keys *k, int64_t now_s,
                    struct sec_claims *out, struct arena *a)
 {
@@ -112,7 +155,8 @@ static bool lookup(struct vcache *c, const uint8_t key[32],
     for (w = 0; w < WAYS && !hit; w++) {
         struct entry *e = &set[w];
 
-        if (!live(e, k, now_s) || !same_key(e->key, key))
+        if (!live(e, k, now_s) || !same_key(e->key, key) ||
+            !same_token(e, token, len))
             continue;
         e->used_at = ++c->clock[s];
         *out = e->c;
@@ -125,6 +169,7 @@ static bool lookup(struct vcache *c, const uint8_t key[32],
 }
 
 static void store(struct vcache *c, const uint8_t key[32],
+                  const char *token, size_t len,
                   const struct sec_keys *k, const struct sec_claims *cl,
                   int64_t now_s)
 {
@@ -132,20 +177,30 @@ static void store(struct vcache *c, const uint8_t key[32],
     pthread_mutex_t *mu = &c->mu[s % STRIPES];
     struct entry *set = &c->slots[(size_t)s * WAYS];
     struct entry *e = &set[0];
+    char *copy, *old;
+    size_t old_len;
 
     if (strlen(cl->email) >= MAX_EMAIL || strlen(cl->role) >= 8)
         return;
+    copy = malloc(len);
+    if (!copy)
+        return;                         /* not cached: still verified */
+    memcpy(copy, token, len);
     pthread_mutex_lock(mu);
     for (w = 0; w < WAYS; w++) {            /* free or dead, else LRU */
         if (!live(&set[w], k, now_s) ||
-            same_key(set[w].key, key)) {
+            (same_key(set[w].key, key) && same_token(&set[w], token, len))) {
             e = &set[w];
             break;
         }
         if (set[w].used_at < e->used_at)
             e = &set[w];
     }
+    old = e->token;
+    old_len = e->len;
     memcpy(e->key, key, 32);
+    e->token = copy;
+    e->len = len;
     e->keys = k;
     e->c = *cl;
     strcpy(e->email, cl->email);
@@ -155,6 +210,7 @@ static void store(struct vcache *c, const uint8_t key[32],
     e->used_at = ++c->clock[s];
     e->used = true;
     pthread_mutex_unlock(mu);
+    drop_token(old, old_len);
 }
 
 enum as_err vcache_verify(struct vcache *c, const struct sec_keys *k,
@@ -164,21 +220,24 @@ enum as_err vcache_verify(struct vcache *c, const struct sec_keys *k,
 {
     uint8_t key[32];
     size_t len = strnlen(token, SEC_MAX_JWT_BYTES + 1);
+    const char *dot, *sig;
     enum as_err err;
 
     if (len > SEC_MAX_JWT_BYTES)
         return AS_ERR_INVALID_TOKEN;
-    /* BLAKE2b: collision resistant like SHA-256, several times cheaper
-     * in libsodium, and this runs on every bearer request. */
-    crypt_blake2b(key, sizeof key, token, len, NULL, 0);
-    if (lookup(c, key, k, now_s, out, a)) {
+    /* The key is the signature segment's (the whole text when there is
+     * no dot: such a token never verifies, so it is never stored). */
+    dot = memrchr(token, '.', len);
+    sig = dot ? dot + 1 : token;
+    crypt_blake2b(key, sizeof key, sig, len - (size_t)(sig - token), NULL, 0);
+    if (lookup(c, key, token, len, k, now_s, out, a)) {
         atomic_fetch_add_explicit(&c->hits, 1, memory_order_relaxed);
         return AS_OK;
     }
     atomic_fetch_add_explicit(&c->misses, 1, memory_order_relaxed);
     err = sec_jwt_verify(k, cfg, token, now_s, out, a);
     if (err == AS_OK)
-        store(c, key, k, out, now_s);
+        store(c, key, token, len, k, out, now_s);
     return err;
 }
 

@@ -164,6 +164,59 @@ static void test_cycled_tokens_all_hit(void **state)
 
 /* One set of 8 ways: a ninth token replaces the least recently used
  * entry, not the one just used. */
+/* The cache finds an entry by the signature and confirms it with the
+ * whole token: a cached token changed at any one place before its
+ * signature, or another token's header and payload carrying its
+ * signature, must miss and be refused, never answered from the entry. */
+static void test_same_signature_other_token_misses(void **state)
+{
+    struct vcache *c = vcache_new(64);
+    struct arena *a = arena_new();
+    struct sec_claims x;
+    char *t = token(1000000, 900), *u = token(1000001, 900), *v;
+    size_t n = strlen(t), sig = (size_t)(strrchr(t, '.') - t), i;
+    uint64_t hits, misses;
+
+    (void)state;
+    assert_int_equal(vcache_verify(c, keys, &cfg, t, 1000010, &x, a), AS_OK);
+    delta(c, &hits, &misses);
+    for (i = 0; i < sig; i++) {
+        char was = t[i];
+
+        t[i] = was == 'A' ? 'B' : 'A';
+        assert_int_equal(vcache_verify(c, keys, &cfg, t, 1000010, &x, a),
+                         AS_ERR_INVALID_TOKEN);
+        t[i] = was;
+    }
+    delta(c, &hits, &misses);
+    assert_int_equal(hits, 0);
+    assert_int_equal(misses, sig);
+    /* u's header and payload with t's signature; t with a longer payload */
+    v = malloc(n + strlen(u) + 2);
+    assert_non_null(v);
+    memcpy(v, u, (size_t)(strrchr(u, '.') - u));
+    strcpy(v + (strrchr(u, '.') - u), t + sig);
+    assert_int_equal(vcache_verify(c, keys, &cfg, v, 1000010, &x, a),
+                     AS_ERR_INVALID_TOKEN);
+    memcpy(v, t, sig);
+    v[sig] = 'A';
+    strcpy(v + sig + 1, t + sig);
+    assert_int_equal(vcache_verify(c, keys, &cfg, v, 1000010, &x, a),
+                     AS_ERR_INVALID_TOKEN);
+    delta(c, &hits, &misses);
+    assert_int_equal(hits, 0);
+    assert_int_equal(misses, 2);
+    /* and the cached token itself still hits */
+    assert_int_equal(vcache_verify(c, keys, &cfg, t, 1000010, &x, a), AS_OK);
+    delta(c, &hits, &misses);
+    assert_int_equal(hits, 1);
+    free(v);
+    free(t);
+    free(u);
+    arena_free(a);
+    vcache_free(c);
+}
+
 static void test_full_set_drops_least_recent(void **state)
 {
     struct vcache *c = vcache_new(8);
@@ -209,6 +262,7 @@ int main(void)
         cmocka_unit_test(test_other_key_set_misses),
         cmocka_unit_test(test_cycled_tokens_all_hit),
         cmocka_unit_test(test_full_set_drops_least_recent),
+        cmocka_unit_test(test_same_signature_other_token_misses),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
