@@ -4,7 +4,10 @@ time). Subcommands:
 
   port                          a free loopback TCP port
   logins URL EMAIL PW N FILE    N logins; "access refresh" per line in FILE
-  argon2 MEM_KIB ITER SECS      raw crypto_pwhash_str_verify per second
+  argon2 MEM_KIB ITER SECS [idle]
+                                raw crypto_pwhash_str_verify per second;
+                                with "idle" at the priority the daemon
+                                hashes at (SCHED_IDLE, else nice 19)
   startup PORT PATH SECS CMD..  ms from starting CMD to the first 200 at
                                 http://127.0.0.1:PORT/PATH (CMD is then
                                 stopped with SIGTERM)
@@ -54,8 +57,13 @@ def logins(url, email, pw, n, path):
             out.write(f"{d['access_token']} {d['refresh_token']}\n")
 
 
-def argon2(mem_kib, iters, secs):
+def argon2(mem_kib, iters, secs, idle=False):
     import nacl.pwhash.argon2id as a2
+    if idle:                    # as src/sec/password.c's hashing threads
+        try:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        except OSError:
+            os.nice(19)
     pw = b"correct horse battery"
     h = a2.str(pw, opslimit=iters, memlimit=mem_kib * 1024)
     n, t0 = 0, time.monotonic()
@@ -195,7 +203,8 @@ def main():
     elif cmd == "logins":
         logins(a[1], a[2], a[3], int(a[4]), a[5])
     elif cmd == "argon2":
-        argon2(int(a[1]), int(a[2]), float(a[3]))
+        argon2(int(a[1]), int(a[2]), float(a[3]),
+               len(a) > 4 and a[4] == "idle")
     elif cmd == "startup":
         startup(int(a[1]), a[2], float(a[3]), a[4:])
     elif cmd == "hold":
