@@ -128,11 +128,14 @@ enum as_err core_login(const struct core *c, const char *email,
  * `amr` (NULL: "pwd") from `ip` and `user_agent` (both may be NULL):
  * `out` gets it (strings borrowed from the arguments), `refresh` its first
  * refresh token (a secret: the caller wipes it). Its life is the refresh
- * token's, never past AUTH_SESSION_MAX_SECONDS. AS_ERR_NOT_FOUND when the
- * user was deleted meanwhile. `pw_hash` (NULL: none) is the password hash
- * the login read with the user: the session is stored only while it is
- * still the account's, AS_ERR_BAD_CREDENTIALS when a password change or
- * reset went first (whose revocation would otherwise miss it). */
+ * token's, never past AUTH_SESSION_MAX_SECONDS. The session is stored
+ * only while the account is as the login read it, since the revocation
+ * of a change that went first would miss it: AS_ERR_NOT_FOUND when the
+ * user was deleted meanwhile, AS_ERR_DISABLED when deactivated,
+ * AS_ERR_BAD_CREDENTIALS when `pw_hash` (the password hash the login
+ * read; NULL: none) is no longer the account's (a password change or
+ * reset), and for a password-only login (`amr` NULL)
+ * AS_ERR_MFA_REQUIRED when the second factor was turned on. */
 enum as_err core_session_start(const struct core *c, const char *user_id,
                                const char *pw_hash,
                                const char *amr, const char *ip,

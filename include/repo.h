@@ -38,7 +38,11 @@ struct session {
                                     ("pwd", "pwd otp"); NULL: "pwd" */
     const char *pw_hash;         /* on creation: the password hash the
                                     login read; stored only while it is
-                                    still the account's (NULL: no check) */
+                                    still the account's (NULL: any) and
+                                    the account is active */
+    bool one_factor;             /* on creation: a password-only login,
+                                    stored only while the account has
+                                    no second factor on */
 };
 
 #define REPO_HASH_LEN 32         /* SHA-256 of an opaque token */
@@ -408,8 +412,12 @@ enum as_err repo_login_failures_prune(struct repo *r, int64_t before);
 enum as_err repo_login_failures_clear(struct repo *r, const char *email,
                                       const char *ip);
 
-/* Inserts a session and its first refresh token hash in one transaction.
- * AS_ERR_NOT_FOUND when the user is gone (deleted meanwhile). */
+/* Inserts a session and its first refresh token hash in one transaction,
+ * only while the user still exists with s->pw_hash (when set) and is
+ * active: AS_ERR_NOT_FOUND when deleted, AS_ERR_BAD_CREDENTIALS when the
+ * password changed, AS_ERR_DISABLED when deactivated meanwhile; with
+ * s->one_factor, AS_ERR_MFA_REQUIRED when the second factor was turned
+ * on meanwhile. */
 enum as_err repo_session_create(struct repo *r, const struct session *s,
                                 const uint8_t refresh_hash[REPO_HASH_LEN]);
 /* AS_ERR_NOT_FOUND when absent. */
@@ -570,8 +578,9 @@ enum as_err repo_mfa_disable(struct repo *r, const char *user_id,
 /* Stores the hash of a token that lets `user_id` finish a login with a
  * code until `expires_at`; forgets expired and used tokens. With
  * `pw_hash` (the password hash the login checked) only while it is still
- * the account's: AS_ERR_BAD_CREDENTIALS when a change or reset went
- * first. */
+ * the account's and the account is active: AS_ERR_BAD_CREDENTIALS when a
+ * change or reset went first, AS_ERR_DISABLED when a deactivation did,
+ * AS_ERR_NOT_FOUND when a deletion did. */
 enum as_err repo_mfa_token_create(struct repo *r,
                                   const uint8_t hash[REPO_HASH_LEN],
                                   const char *user_id, const char *pw_hash,

@@ -21,9 +21,13 @@ enum as_err core_session_start(const struct core *c, const char *user_id,
     int64_t now = c->now_ms();
     uint8_t hash[REPO_HASH_LEN];
 
+    /* amr NULL: the password alone, which must not outlive the second
+     * factor being turned on while the login ran (README "Second
+     * factor"). */
     *out = (struct session){ .created_at = now, .last_used_at = now,
                              .amr = amr, .ip = ip,
-                             .user_agent = user_agent, .pw_hash = pw_hash };
+                             .user_agent = user_agent, .pw_hash = pw_hash,
+                             .one_factor = amr == NULL };
     c->new_id(out->id);
     snprintf(out->user_id, sizeof out->user_id, "%s", user_id);
     /* The refresh token's life, never past the session's maximum. */

@@ -68,7 +68,7 @@ static enum as_err login_check(struct req_ctx *rc, const char *email,
     if (err == AS_ERR_BAD_CREDENTIALS)
         return hx_bad_credentials(rc);
     if (err == AS_ERR_DISABLED)
-        return res_fail(&rc->res, err, "This account is disabled.");
+        return hx_disabled(rc);
     return err;
 }
 

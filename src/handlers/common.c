@@ -80,6 +80,10 @@ enum as_err hx_start_session_amr(struct req_ctx *rc, const struct user *u,
     if (err == AS_ERR_NOT_FOUND ||      /* the user was deleted meanwhile */
         err == AS_ERR_BAD_CREDENTIALS)  /* or the password changed */
         err = hx_bad_credentials(rc);
+    if (err == AS_ERR_DISABLED)         /* or the account deactivated */
+        err = hx_disabled(rc);
+    if (err == AS_ERR_MFA_REQUIRED)     /* or the second factor turned on */
+        return hx_mfa_challenge(rc, u);
     if (err == AS_OK)
         err = hx_token_pair(rc, u, s.id, refresh, s.expires_at, amr);
     if (err == AS_OK)
@@ -106,6 +110,11 @@ enum as_err hx_bad_credentials(struct req_ctx *rc)
 {
     return res_fail(&rc->res, AS_ERR_BAD_CREDENTIALS,
                     "The email or password is incorrect.");
+}
+
+enum as_err hx_disabled(struct req_ctx *rc)
+{
+    return res_fail(&rc->res, AS_ERR_DISABLED, "This account is disabled.");
 }
 
 /* Answers the 429 of a locked caller, with Retry-After `retry` s. */

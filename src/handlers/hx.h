@@ -45,6 +45,9 @@ enum as_err hx_locked(struct req_ctx *rc, int64_t retry);
 /* Answers 401 invalid_credentials, the one answer of a wrong password, an
  * unknown email, and a password changed while the login ran. */
 enum as_err hx_bad_credentials(struct req_ctx *rc);
+/* 403 account_disabled: "This account is disabled." (a login of an
+ * account deactivated before or while it ran). */
+enum as_err hx_disabled(struct req_ctx *rc);
 /* Starts a check of a password, one-time code or secret of `email`
  * (normalised) from the client's address: counts it as a failed login at
  * once, atomically with the lock check (src/core/lockout.c). AS_OK: go on and

@@ -103,8 +103,11 @@ enum as_err hx_mfa_challenge(struct req_ctx *rc, const struct user *u)
     char tok[SEC_TOKEN_LEN + 1];
     enum as_err err = mfa_token_issue(&e, u->id, u->password_hash, tok);
 
-    if (err == AS_ERR_BAD_CREDENTIALS)  /* the password changed meanwhile */
+    if (err == AS_ERR_BAD_CREDENTIALS ||  /* the password changed */
+        err == AS_ERR_NOT_FOUND)          /* or the user was deleted */
         return hx_bad_credentials(rc);
+    if (err == AS_ERR_DISABLED)         /* or the account was deactivated */
+        return hx_disabled(rc);
     if (err != AS_OK)
         return err;
     rc->res.extra = json_pack("{s:s}", "mfa_token", tok);
@@ -273,8 +276,7 @@ static enum as_err token_user(struct req_ctx *rc, const char *tok,
                         "refused after too many wrong codes; log in "
                         "again.");
     if (err == AS_OK && !u->is_active)
-        return res_fail(&rc->res, AS_ERR_DISABLED,
-                        "This account is disabled.");
+        return hx_disabled(rc);
     return err;
 }
 

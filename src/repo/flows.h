@@ -132,12 +132,21 @@ enum as_err db_user_count(void *impl, bool admins_only, int64_t *out);
  * (NULL: all). */
 void db_revoke_sessions(struct db_tx *t, const char *user_id,
                         const char *keep_sid, int64_t now);
-/* Inside flow `t`: refuses it (AS_ERR_BAD_CREDENTIALS) unless `pw_hash`
- * is still the password hash of `user_id`, and holds the user's row (on
- * PostgreSQL; SQLite's write lock serialises already) until it ends, so
- * that a password change either waits for the flow or went first. */
-void db_password_still(struct db_tx *t, const char *user_id,
-                       const char *pw_hash);
+/* Inside flow `t`, the login that stores a session or a second-factor
+ * token: refuses it unless `user_id` still exists (AS_ERR_NOT_FOUND) with
+ * `pw_hash` as its password hash (NULL: any; AS_ERR_BAD_CREDENTIALS) and
+ * is active (AS_ERR_DISABLED), and holds the user's row (on PostgreSQL; SQLite's
+ * write lock serialises already) until it ends, so that a password
+ * change or a deactivation either waits for the flow (and then revokes
+ * what it stored) or went first. */
+void db_login_still(struct db_tx *t, const char *user_id,
+                    const char *pw_hash);
+/* Inside flow `t`, after db_login_still() (which holds the user's row):
+ * refuses it (AS_ERR_MFA_REQUIRED) when `user_id` has the second factor
+ * on, so that a password-only login that read it off stores no session
+ * after it was turned on (mfa.c: turning it on takes the user's row
+ * first, then revokes the other sessions). */
+void db_one_factor_still(struct db_tx *t, const char *user_id);
 /* Inside flow `t`: ends every login of `user_id` that waits for its
  * second factor (mfa.c): what ends the sessions ends those too. */
 void db_mfa_tokens_end(struct db_tx *t, const char *user_id);

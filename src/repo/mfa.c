@@ -11,7 +11,7 @@ enum {
     M_GET, M_PENDING, M_ENABLE, M_USE_STEP, M_USE_RECOVERY, M_LOCK_ON,
     M_CODES_DEL, M_CODE_ADD, M_REVOKE_ALL, M_DELETE, M_TOKENS_DEL,
     M_TOKENS_PRUNE, M_TOKEN_ADD, M_TOKEN_USER, M_TOKEN_ATTEMPT, M_TOKEN_USE,
-    M_NSTMT
+    M_LOCK_USER, M_FACTOR_ON, M_NSTMT
 };
 
 /* A login token is live: unused, unexpired at $2, fewer than $3 wrong. */
@@ -19,6 +19,12 @@ enum {
 #define FACTOR_ON "SELECT 1 FROM user_mfa WHERE user_id = $1 AND enabled"
 
 static struct db_stmt sql[M_NSTMT] = {
+    /* The user's row first (lock order: see src/repo/users.c): a login
+     * storing a password-only session holds it shared (sessions.c), so
+     * turning the factor on waits for it, then revokes its session. */
+    [M_LOCK_USER] = DB_PG_ONLY("SELECT 1 FROM users WHERE id = $1 "
+                               "FOR NO KEY UPDATE"),
+    [M_FACTOR_ON] = DB_SQL(FACTOR_ON),
     [M_GET] = DB_SQL("SELECT enabled, secret, last_step FROM user_mfa "
                      "WHERE user_id = $1"),
     /* A pending secret replaces a pending one, never a factor that is on
@@ -147,6 +153,7 @@ enum as_err db_mfa_enable(void *impl, const char *user_id, int64_t step,
     struct db_tx t;
 
     db_open(&t, impl, "mfa_enable", true, NULL);
+    DB_RUN(&t, &sql[M_LOCK_USER], &r, db_text(user_id));
     if (DB_RUN(&t, &sql[M_ENABLE], &r, db_text(user_id), db_int(step),
                db_int(now)) && r.changed != 1)
         db_refuse(&t, AS_ERR_NOT_FOUND);
@@ -185,6 +192,14 @@ enum as_err db_mfa_recovery_set(void *impl, const char *user_id,
     return none_if_invalid(db_close(&t));
 }
 
+void db_one_factor_still(struct db_tx *t, const char *user_id)
+{
+    struct db_rows r;
+
+    if (DB_RUN(t, &sql[M_FACTOR_ON], &r, db_text(user_id)) && r.n > 0)
+        db_refuse(t, AS_ERR_MFA_REQUIRED);
+}
+
 void db_mfa_tokens_end(struct db_tx *t, const char *user_id)
 {
     struct db_rows r;
@@ -214,8 +229,7 @@ enum as_err db_mfa_token_create(void *impl,
     struct db_tx t;
 
     db_open(&t, impl, "mfa_token_create", true, NULL);
-    if (pw_hash)
-        db_password_still(&t, user_id, pw_hash);
+    db_login_still(&t, user_id, pw_hash);
     DB_RUN(&t, &sql[M_TOKENS_PRUNE], &r, db_int(now));
     DB_RUN(&t, &sql[M_TOKEN_ADD], &r, db_blob(hash, REPO_HASH_LEN),
            db_text(user_id), db_int(now), db_int(expires_at));

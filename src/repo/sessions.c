@@ -27,14 +27,17 @@ enum {
 };
 
 static struct db_stmt sql[S_NSTMT] = {
-    /* The password a login checked is still the account's, held until
-     * the session is stored: a password change waits for it (and then
-     * revokes the session) or went first (and the login is refused).
-     * SQLite's write lock serialises the two already. */
-    [S_PW_STILL] = DB_SPLIT("SELECT 1 FROM users WHERE id = $1 "
-                            "AND password_hash = $2",
-                            "SELECT 1 FROM users WHERE id = $1 "
-                            "AND password_hash = $2 FOR SHARE"),
+    /* The account a login checked still allows it: active, and (for a
+     * password login) the password it checked is still the account's;
+     * the row is held until the session is stored, so a deactivation or
+     * a password change waits for the login (and then revokes its
+     * session) or went first (and the login is refused). SQLite's write
+     * lock serialises the two already. */
+    [S_PW_STILL] = DB_SPLIT("SELECT is_active, $2 IS NULL OR "
+                            "password_hash = $2 FROM users WHERE id = $1",
+                            "SELECT is_active, $2::text IS NULL OR "
+                            "password_hash = $2 FROM users WHERE id = $1 "
+                            "FOR SHARE"),
     [S_INSERT] = DB_SQL("INSERT INTO sessions (id, user_id, created_at, "
                         "last_used_at, expires_at, revoked_at, ip, "
                         "user_agent, amr) VALUES ($1, $2, $3, $4, $5, $6, "
@@ -124,14 +127,19 @@ void db_revoke_sessions(struct db_tx *t, const char *user_id,
     db_mfa_tokens_end(t, user_id);
 }
 
-void db_password_still(struct db_tx *t, const char *user_id,
-                       const char *pw_hash)
+void db_login_still(struct db_tx *t, const char *user_id,
+                    const char *pw_hash)
 {
     struct db_rows r;
 
-    if (DB_RUN(t, &sql[S_PW_STILL], &r, db_text(user_id),
-               db_text(pw_hash)) && r.n != 1)
-        db_refuse(t, AS_ERR_BAD_CREDENTIALS);
+    if (!DB_RUN(t, &sql[S_PW_STILL], &r, db_text(user_id), db_text(pw_hash)))
+        return;
+    if (r.n != 1)
+        db_refuse(t, AS_ERR_NOT_FOUND);           /* deleted meanwhile */
+    else if (!db_flag(db_at(&r, 0, 1)))
+        db_refuse(t, AS_ERR_BAD_CREDENTIALS);     /* password changed */
+    else if (!db_flag(db_at(&r, 0, 0)))
+        db_refuse(t, AS_ERR_DISABLED);
 }
 
 enum as_err db_session_create(void *impl, const struct session *s,
@@ -141,8 +149,9 @@ enum as_err db_session_create(void *impl, const struct session *s,
     struct db_tx t;
 
     db_open(&t, impl, "session_create", true, NULL);
-    if (s->pw_hash)
-        db_password_still(&t, s->user_id, s->pw_hash);
+    db_login_still(&t, s->user_id, s->pw_hash);
+    if (s->one_factor)
+        db_one_factor_still(&t, s->user_id);
     DB_RUN(&t, &sql[S_INSERT], &r, db_text(s->id), db_text(s->user_id),
            db_int(s->created_at), db_int(s->last_used_at),
            db_int(s->expires_at),

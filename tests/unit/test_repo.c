@@ -649,6 +649,36 @@ static void sessions_lifecycle(void **state)
     assert_int_equal(n, 1);
 }
 
+/* Runs `sql` on the case's database behind the repository's back (a
+ * row changed by hand, outside the daemon's flows). */
+static void run_sql(struct fx *f, const char *sql)
+{
+    if (on_pg) {
+        PGconn *pc = PQconnectdb(pg_url);
+        PGresult *res = PQexec(pc, sql);
+
+        assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+        PQclear(res);
+        PQfinish(pc);
+    } else {
+        sqlite3 *db = NULL;
+
+        assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+        assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_close(db);
+    }
+}
+
+/* Sets is_active of `u` to false by hand: its sessions stay unrevoked. */
+static void switch_off_by_hand(struct fx *f, const struct user *u)
+{
+    char sql[160];
+
+    snprintf(sql, sizeof sql, "UPDATE users SET is_active = %s WHERE id = "
+             "'%s'", on_pg ? "false" : "0", u->id);
+    run_sql(f, sql);
+}
+
 static void session_state_cases(void **state)
 {
     struct fx *f = *state;
@@ -659,11 +689,12 @@ static void session_state_cases(void **state)
     const int64_t now = T0 + 100;
 
     new_user(f, &admin, "adm@example.com", ROLE_ADMIN, true);
-    new_user(f, &off, "off@example.com", ROLE_USER, false);
+    new_user(f, &off, "off@example.com", ROLE_USER, true);
     new_session(f, &s, admin.id, T0, T0 + DAY, h[0]);
     new_session(f, &r, admin.id, T0, T0 + DAY, h[1]);
     new_session(f, &e, admin.id, T0, now, h[2]);
     new_session(f, &o, off.id, T0, T0 + DAY, h[3]);
+    switch_off_by_hand(f, &off);
     assert_int_equal(repo_session_revoke(f->r, r.id, NULL, now), AS_OK);
 
     memset(&st, 0, sizeof st);
@@ -738,6 +769,61 @@ static void rotate_ok_then_grace_then_reuse(void **state)
                      AS_ERR_NOT_FOUND);
 }
 
+/* A login stores its session (or its second-factor token) only while
+ * the account is as the login read it: still there, the password it
+ * checked still the account's, active, and for a password-only session
+ * with the second factor off. */
+static void login_stores_only_while_the_account_allows_it(void **state)
+{
+    struct fx *f = *state;
+    struct user u;
+    struct session s;
+    uint8_t h[REPO_HASH_LEN], codes[1][REPO_HASH_LEN];
+    bool one = true;
+
+    new_user(f, &u, "still@example.com", ROLE_USER, true);
+#define CREATE(uid, pw, want)                                              \
+    do {                                                                   \
+        memset(&s, 0, sizeof s);                                           \
+        s.one_factor = one;                                                \
+        uuid_v7_new(s.id);                                                 \
+        snprintf(s.user_id, sizeof s.user_id, "%s", uid);                  \
+        s.created_at = s.last_used_at = T0;                                \
+        s.expires_at = T0 + DAY;                                           \
+        s.pw_hash = pw;                                                    \
+        randombytes_buf(h, sizeof h);                                      \
+        assert_int_equal(repo_session_create(f->r, &s, h), want);          \
+        randombytes_buf(h, sizeof h);                                      \
+        assert_int_equal(repo_mfa_token_create(f->r, h, uid, pw, T0,       \
+                                               T0 + DAY), want);           \
+    } while (0)
+    CREATE(u.id, u.password_hash, AS_OK);
+    CREATE(u.id, NULL, AS_OK);
+    CREATE(u.id, "$argon2id$v=19$m=19456,t=2,p=1$b3RoZXI$b3RoZXI",
+           AS_ERR_BAD_CREDENTIALS);
+    CREATE("00000000-0000-7000-8000-000000000000", NULL, AS_ERR_NOT_FOUND);
+    /* the second factor on: a password-only session no longer; one that
+     * passed the factor (and the second-factor token) still */
+    randombytes_buf(codes[0], REPO_HASH_LEN);
+    assert_int_equal(repo_mfa_pending(f->r, u.id, "sealed", T0), AS_OK);
+    assert_int_equal(repo_mfa_enable(f->r, u.id, 1, codes, 1, NULL, T0),
+                     AS_OK);
+    memset(&s, 0, sizeof s);
+    uuid_v7_new(s.id);
+    snprintf(s.user_id, sizeof s.user_id, "%s", u.id);
+    s.created_at = s.last_used_at = T0;
+    s.expires_at = T0 + DAY;
+    s.one_factor = true;
+    randombytes_buf(h, sizeof h);
+    assert_int_equal(repo_session_create(f->r, &s, h), AS_ERR_MFA_REQUIRED);
+    one = false;
+    CREATE(u.id, u.password_hash, AS_OK);
+    switch_off_by_hand(f, &u);
+    CREATE(u.id, u.password_hash, AS_ERR_DISABLED);
+    CREATE(u.id, NULL, AS_ERR_DISABLED);
+#undef CREATE
+}
+
 static void rotate_invalid_cases(void **state)
 {
     struct fx *f = *state;
@@ -749,11 +835,12 @@ static void rotate_invalid_cases(void **state)
     const int64_t now = T0 + 500;
 
     new_user(f, &u, "inv@example.com", ROLE_USER, true);
-    new_user(f, &off, "offline@example.com", ROLE_USER, false);
+    new_user(f, &off, "offline@example.com", ROLE_USER, true);
     new_session(f, &s, u.id, T0, T0 + DAY, hs);
     new_session(f, &rv, u.id, T0, T0 + DAY, hr);
     new_session(f, &ex, u.id, T0, now, he);
     new_session(f, &of, off.id, T0, T0 + DAY, ho);
+    switch_off_by_hand(f, &off);
     assert_int_equal(repo_session_revoke(f->r, rv.id, NULL, now), AS_OK);
     randombytes_buf(unknown, sizeof unknown);
 
@@ -1601,6 +1688,7 @@ int main(void)
         CASE(session_state_cases),
         CASE(rotate_ok_then_grace_then_reuse),
         CASE(rotate_invalid_cases),
+        CASE(login_stores_only_while_the_account_allows_it),
         CASE(rotate_races_have_one_winner),
         CASE(lockout_delays_double_and_cap),
         CASE(lockout_one_address_never_locks_others),
