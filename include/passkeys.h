@@ -46,7 +46,8 @@ enum as_err passkey_register_options(const struct passkey_env *e,
  * issued to `u`), every check of webauthn.h passes, the credential is
  * new; then it is stored as `out` (strings in `a`) named `name` (NULL:
  * PASSKEY_NAME_DEFAULT). AS_ERR_BAD_PASSKEY with `why` filled on any
- * refusal. */
+ * refusal; AS_ERR_CONFLICT when the user holds PASSKEY_MAX_PER_USER
+ * passkeys by the time it would be stored (as the options answer). */
 enum as_err passkey_register_finish(const struct passkey_env *e,
                                     const struct user *u, const json_t *cred,
                                     const char *name, struct passkey *out,
@@ -60,10 +61,11 @@ enum as_err passkey_login_options(const struct passkey_env *e,
 /* Finishes a login with an AuthenticationResponseJSON `cred`: its
  * challenge is used up, the passkey is found by credential id, the user
  * handle names its user, the assertion verifies and the counter moves
- * forward (stored with one compare-and-set). On AS_OK `out` is the
+ * forward (compared with the stored one as it is stored, so concurrent
+ * logins end as some serial order of them would). On AS_OK `out` is the
  * passkey (its user_id is who logs in). AS_ERR_PASSKEY_REFUSED with
  * `why` filled on any refusal (why->why == WA_CLONED for a counter that
- * did not move forward). */
+ * did not move forward; never for a passkey deleted meanwhile). */
 enum as_err passkey_login_finish(const struct passkey_env *e,
                                  const json_t *cred, struct passkey *out,
                                  struct passkey_refusal *why,

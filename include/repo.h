@@ -310,7 +310,8 @@ struct repo_ops {
                                           enum passkey_ceremony ceremony,
                                           int64_t now,
                                           char user_id[UUID_STR_LEN]);
-    enum as_err (*passkey_insert)(void *impl, const struct passkey *p);
+    enum as_err (*passkey_insert)(void *impl, const struct passkey *p,
+                                  unsigned max);
     enum as_err (*passkey_by_cred)(void *impl, const char *cred_id,
                                    struct passkey *out, struct arena *a);
     enum as_err (*passkey_list)(void *impl, const char *user_id,
@@ -318,8 +319,8 @@ struct repo_ops {
                                 struct arena *a);
     enum as_err (*passkey_delete)(void *impl, const char *id,
                                   const char *user_id);
-    enum as_err (*passkey_use)(void *impl, const char *id, int64_t old_count,
-                               int64_t new_count, int64_t now);
+    enum as_err (*passkey_use)(void *impl, const char *id, int64_t new_count,
+                               int64_t now);
 };
 
 struct repo;                     /* opaque: ops, impl, breaker */
@@ -656,9 +657,13 @@ enum as_err repo_passkey_challenge_take(struct repo *r,
                                         enum passkey_ceremony ceremony,
                                         int64_t now,
                                         char user_id[UUID_STR_LEN]);
-/* Inserts passkey `p`; AS_ERR_CONFLICT when its credential id is
- * registered already (to anyone). */
-enum as_err repo_passkey_insert(struct repo *r, const struct passkey *p);
+/* Inserts passkey `p` unless its user holds `max` already
+ * (AS_ERR_TOO_LARGE; counted in the same transaction, with the user's
+ * row locked, so concurrent inserts never pass it together);
+ * AS_ERR_CONFLICT when its credential id is registered already (to
+ * anyone); AS_ERR_NOT_FOUND when its user is gone. */
+enum as_err repo_passkey_insert(struct repo *r, const struct passkey *p,
+                                unsigned max);
 /* The passkey whose credential id is `cred_id`; AS_ERR_NOT_FOUND. */
 enum as_err repo_passkey_by_cred(struct repo *r, const char *cred_id,
                                  struct passkey *out, struct arena *a);
@@ -672,10 +677,11 @@ enum as_err repo_passkey_list(struct repo *r, const char *user_id,
 enum as_err repo_passkey_delete(struct repo *r, const char *id,
                                 const char *user_id);
 /* Records a use of passkey `id` at `now` with counter `new_count`, only
- * while its counter is still `old_count` (compare-and-set: of concurrent
- * uses exactly one succeeds). AS_ERR_NOT_FOUND otherwise. */
+ * when that is above the stored counter or both are zero, compared and
+ * set in one statement: of concurrent uses each one ahead of every use
+ * stored before it succeeds. AS_ERR_NOT_FOUND otherwise (the passkey is
+ * gone, or its counter is at or above `new_count`). */
 enum as_err repo_passkey_use(struct repo *r, const char *id,
-                             int64_t old_count, int64_t new_count,
-                             int64_t now);
+                             int64_t new_count, int64_t now);
 
 #endif

@@ -35,7 +35,8 @@ enum wa_result {
     WA_BAD_TYPE,          /* clientData.type is not the ceremony's */
     WA_BAD_CHALLENGE,     /* clientData.challenge is not the one issued */
     WA_BAD_ORIGIN,        /* origin not in AUTH_WEBAUTHN_ORIGINS, or a
-                             cross-origin call */
+                             cross-origin call (crossOrigin true, or
+                             any topOrigin) */
     WA_BAD_RP_ID,         /* rpIdHash is not SHA-256(RP ID) */
     WA_NO_UP,             /* user present flag clear */
     WA_NO_UV,             /* user verified flag clear */

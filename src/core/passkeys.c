@@ -260,10 +260,12 @@ enum as_err passkey_register_finish(const struct passkey_env *e,
     out->created_at = e->now_ms;
     if (!out->cred_id || !out->public_key || !out->transports || !out->name)
         return AS_ERR_NOMEM;
-    err = repo_passkey_insert(e->repo, out);
+    err = repo_passkey_insert(e->repo, out, PASSKEY_MAX_PER_USER);
     if (err == AS_ERR_CONFLICT)
         return refuse(why, WA_OK, "credential registered already",
                       AS_ERR_BAD_PASSKEY);
+    if (err == AS_ERR_TOO_LARGE)  /* others finished since the options */
+        return refuse(why, WA_OK, "most passkeys held", AS_ERR_CONFLICT);
     return err;
 }
 
@@ -280,6 +282,29 @@ static bool assertion_parts(const json_t *resp, struct arena *a,
            wa_unb64url(a, json_string_value(json_object_get(resp,
                                                             "signature")),
                        1024, sig, sig_len);
+}
+
+/* Why storing the new counter of passkey `pk` changed nothing, read
+ * again now: deleted meanwhile (a refusal, but no sign of a clone), or a
+ * counter at or above the new one was stored first (counters only grow),
+ * so in the order the store made this use came after one as far ahead:
+ * what a clone does. */
+static enum as_err use_refused(const struct passkey_env *e,
+                               const struct passkey *pk,
+                               struct passkey_refusal *why, struct arena *a)
+{
+    struct passkey now;
+    enum as_err err = repo_passkey_by_cred(e->repo, pk->cred_id, &now, a);
+
+    if (err == AS_ERR_NOT_FOUND ||
+        (err == AS_OK && strcmp(now.id, pk->id) != 0))
+        return refuse(why, WA_OK, "passkey deleted meanwhile",
+                      AS_ERR_PASSKEY_REFUSED);
+    if (err != AS_OK)
+        return err;
+    why->found = now;
+    return refuse(why, WA_CLONED, "counter not above the stored one",
+                  AS_ERR_PASSKEY_REFUSED);
 }
 
 enum as_err passkey_login_finish(const struct passkey_env *e,
@@ -326,11 +351,9 @@ enum as_err passkey_login_finish(const struct passkey_env *e,
                          (uint32_t)out->sign_count, &count);
     if (r != WA_OK)
         return refuse(why, r, wa_result_name(r), AS_ERR_PASSKEY_REFUSED);
-    err = repo_passkey_use(e->repo, out->id, out->sign_count, count,
-                           e->now_ms);
-    if (err == AS_ERR_NOT_FOUND)          /* another use moved it first */
-        return refuse(why, WA_CLONED, "counter moved concurrently",
-                      AS_ERR_PASSKEY_REFUSED);
+    err = repo_passkey_use(e->repo, out->id, count, e->now_ms);
+    if (err == AS_ERR_NOT_FOUND)
+        return use_refused(e, out, why, a);
     out->sign_count = count;
     out->last_used_at = e->now_ms;
     return err;

@@ -13,6 +13,9 @@
 #include "validate.h"
 
 #define MAX_NAME_BYTES 256
+/* Both registration routes answer the cap alike (409 conflict). */
+#define MOST_PASSKEYS "This account has the most passkeys allowed; " \
+                      "delete one first."
 
 static struct passkey_env env_of(struct req_ctx *rc)
 {
@@ -50,8 +53,7 @@ enum as_err h_passkey_register_options(struct req_ctx *rc,
     if (err == AS_OK)
         err = passkey_register_options(&e, &u, &opts, rc->arena);
     if (err == AS_ERR_CONFLICT)
-        res_fail(res, err, "This account has the most passkeys allowed; "
-                           "delete one first.");
+        res_fail(res, err, MOST_PASSKEYS);
     if (err == AS_OK)
         err = res_json(res, 200, json_pack("{s:o}", "publicKey", opts));
     if (err == AS_OK && !res->body)
@@ -93,6 +95,8 @@ enum as_err h_passkey_register(struct req_ctx *rc, struct response *res)
                            "checks, or its challenge is unknown, used or "
                            "expired; start again.");
     }
+    if (err == AS_ERR_CONFLICT)
+        res_fail(res, err, MOST_PASSKEYS);
     if (err != AS_OK)
         goto out;
     hx_audit(rc, "passkey.registered", u.id,
@@ -192,7 +196,7 @@ enum as_err h_passkey_login(struct req_ctx *rc, struct response *res)
         err = res_fail(res, AS_ERR_PASSKEY_REFUSED,
                        "The passkey was not accepted.");
     if (err == AS_OK && !u.is_active)
-        err = res_fail(res, AS_ERR_DISABLED, "This account is disabled.");
+        err = hx_disabled(rc);
     if (err != AS_OK)
         goto out;
     hx_audit(rc, "passkey.used", u.id,

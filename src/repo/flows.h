@@ -59,7 +59,8 @@ enum as_err db_passkey_challenge_take(void *impl,
                                       enum passkey_ceremony ceremony,
                                       int64_t now,
                                       char user_id[UUID_STR_LEN]);
-enum as_err db_passkey_insert(void *impl, const struct passkey *p);
+enum as_err db_passkey_insert(void *impl, const struct passkey *p,
+                              unsigned max);
 enum as_err db_passkey_by_cred(void *impl, const char *cred_id,
                                struct passkey *out, struct arena *a);
 enum as_err db_passkey_list(void *impl, const char *user_id,
@@ -67,8 +68,8 @@ enum as_err db_passkey_list(void *impl, const char *user_id,
                             struct arena *a);
 enum as_err db_passkey_delete(void *impl, const char *id,
                               const char *user_id);
-enum as_err db_passkey_use(void *impl, const char *id, int64_t old_count,
-                           int64_t new_count, int64_t now);
+enum as_err db_passkey_use(void *impl, const char *id, int64_t new_count,
+                           int64_t now);
 
 #define DB_PASSKEY_OPS                                                     \
     .passkey_challenge_put = db_passkey_challenge_put,                     \

@@ -1,7 +1,8 @@
 /* passkeys.c: the passkey area of the repository (WebAuthn challenges and
  * registered credentials), written once for both backends over the
  * driver (driver.h). A challenge is used up and a counter moved each by
- * one statement; what a ceremony accepts is decided in
+ * one statement, a passkey stored with the count of its user's in one
+ * transaction; what a ceremony accepts is decided in
  * src/core/passkeys.c. */
 #include "flows.h"
 
@@ -12,8 +13,8 @@
     "created_at, last_used_at"
 
 enum {
-    P_CHALLENGES_PRUNE, P_CHALLENGE_ADD, P_CHALLENGE_TAKE, P_INSERT,
-    P_BY_CRED, P_LIST, P_DELETE, P_USE, P_NSTMT
+    P_CHALLENGES_PRUNE, P_CHALLENGE_ADD, P_CHALLENGE_TAKE, P_OWNER_LOCK,
+    P_OWNER_COUNT, P_INSERT, P_BY_CRED, P_LIST, P_DELETE, P_USE, P_NSTMT
 };
 
 static struct db_stmt sql[P_NSTMT] = {
@@ -32,6 +33,14 @@ static struct db_stmt sql[P_NSTMT] = {
                                 "WHERE hash = $1 AND ceremony = $2 "
                                 "AND expires_at > $3 "
                                 "RETURNING coalesce(user_id, '')"),
+    /* Concurrent registrations of one user wait here for each other, so
+     * that no two of them count the same passkeys (SQLite's write lock
+     * serialises already). NO KEY: other rows referring to the user
+     * (sessions) are not held up. */
+    [P_OWNER_LOCK] = DB_PG_ONLY("SELECT 1 FROM users WHERE id = $1 "
+                                "FOR NO KEY UPDATE"),
+    [P_OWNER_COUNT] = DB_SQL("SELECT count(*) FROM passkeys "
+                             "WHERE user_id = $1"),
     /* A credential id registered already changes no row; a user deleted
      * meanwhile fails the foreign key (AS_ERR_NOT_FOUND). */
     [P_INSERT] = DB_SQL("INSERT INTO passkeys (" PASSKEY_COLS ") "
@@ -43,8 +52,13 @@ static struct db_stmt sql[P_NSTMT] = {
                       "WHERE user_id = $1 ORDER BY id LIMIT $2"),
     [P_DELETE] = DB_SQL("DELETE FROM passkeys WHERE id = $1 "
                         "AND user_id = $2"),
-    [P_USE] = DB_SQL("UPDATE passkeys SET sign_count = $3, "
-                     "last_used_at = $4 WHERE id = $1 AND sign_count = $2"),
+    /* Forward only, decided against the stored counter in the statement
+     * itself: of concurrent uses each one that is ahead of all that went
+     * before it moves the counter (zero stays allowed while both are
+     * zero, for authenticators without a counter). */
+    [P_USE] = DB_SQL("UPDATE passkeys SET sign_count = $2, "
+                     "last_used_at = $3 WHERE id = $1 "
+                     "AND (sign_count < $2 OR (sign_count = 0 AND $2 = 0))"),
 };
 
 /* Text PostgreSQL refuses to store (not UTF-8) was never stored: a
@@ -118,12 +132,17 @@ enum as_err db_passkey_challenge_take(void *impl,
     return db_close(&t);
 }
 
-enum as_err db_passkey_insert(void *impl, const struct passkey *p)
+enum as_err db_passkey_insert(void *impl, const struct passkey *p,
+                              unsigned max)
 {
     struct db_rows r;
     struct db_tx t;
 
-    db_open(&t, impl, "passkey_insert", false, NULL);
+    db_open(&t, impl, "passkey_insert", true, NULL);
+    DB_RUN(&t, &sql[P_OWNER_LOCK], &r, db_text(p->user_id));
+    if (DB_RUN(&t, &sql[P_OWNER_COUNT], &r, db_text(p->user_id)) &&
+        db_i64(db_at(&r, 0, 0)) >= (int64_t)max)
+        db_refuse(&t, AS_ERR_TOO_LARGE);
     if (DB_RUN(&t, &sql[P_INSERT], &r, db_text(p->id), db_text(p->user_id),
                db_text(p->cred_id), db_text(p->public_key),
                db_int(p->sign_count), db_text(p->transports),
@@ -189,15 +208,15 @@ enum as_err db_passkey_delete(void *impl, const char *id,
     return none_if_invalid(db_close(&t), AS_ERR_NOT_FOUND);
 }
 
-enum as_err db_passkey_use(void *impl, const char *id, int64_t old_count,
-                           int64_t new_count, int64_t now)
+enum as_err db_passkey_use(void *impl, const char *id, int64_t new_count,
+                           int64_t now)
 {
     struct db_rows r;
     struct db_tx t;
 
     db_open(&t, impl, "passkey_use", false, NULL);
-    if (DB_RUN(&t, &sql[P_USE], &r, db_text(id), db_int(old_count),
-               db_int(new_count), db_int(now)) && r.changed != 1)
+    if (DB_RUN(&t, &sql[P_USE], &r, db_text(id), db_int(new_count),
+               db_int(now)) && r.changed != 1)
         db_refuse(&t, AS_ERR_NOT_FOUND);
     return db_close(&t);
 }

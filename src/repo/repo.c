@@ -625,9 +625,10 @@ enum as_err repo_passkey_challenge_take(struct repo *r,
                                               user_id));
 }
 
-enum as_err repo_passkey_insert(struct repo *r, const struct passkey *p)
+enum as_err repo_passkey_insert(struct repo *r, const struct passkey *p,
+                                unsigned max)
 {
-    return DISPATCH(r, passkey_insert(r->impl, p));
+    return DISPATCH(r, passkey_insert(r->impl, p, max));
 }
 
 enum as_err repo_passkey_by_cred(struct repo *r, const char *cred_id,
@@ -652,8 +653,7 @@ enum as_err repo_passkey_delete(struct repo *r, const char *id,
 }
 
 enum as_err repo_passkey_use(struct repo *r, const char *id,
-                             int64_t old_count, int64_t new_count,
-                             int64_t now)
+                             int64_t new_count, int64_t now)
 {
-    return DISPATCH(r, passkey_use(r->impl, id, old_count, new_count, now));
+    return DISPATCH(r, passkey_use(r->impl, id, new_count, now));
 }

@@ -157,7 +157,13 @@ static enum wa_result client_data_check(const struct wa_rp *rp,
         r = WA_BAD_CHALLENGE;
     else if (!origin || !origin_allowed(rp->origins, origin))
         r = WA_BAD_ORIGIN;
-    else if (cross && !json_is_false(cross))   /* and so no topOrigin */
+    else if (cross && !json_is_false(cross))
+        r = WA_BAD_ORIGIN;
+    /* A topOrigin belongs to a cross-origin ceremony only (sections 7.1
+     * and 7.2), and those are refused above: with crossOrigin false or
+     * absent it contradicts the rest of the client data, so it is
+     * refused whatever it names. */
+    else if (json_object_get(cd, "topOrigin"))
         r = WA_BAD_ORIGIN;
     json_decref(cd);
     return r;

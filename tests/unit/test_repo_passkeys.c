@@ -2,8 +2,11 @@
  * on both backends alike: a challenge is used up once, by its ceremony,
  * before it expires, and only for a user that exists; a credential id
  * registers once; a registration for a user that is gone is not found;
- * lookups of text PostgreSQL cannot hold find nothing; the counter moves
- * by compare-and-set, and of concurrent takers or users exactly one wins.
+ * lookups of text PostgreSQL cannot hold find nothing; the counter only
+ * moves forward of the stored one, so of concurrent takers or users with
+ * one counter exactly one wins, and of concurrent users with increasing
+ * counters the highest always does; a user holds at most the number
+ * repo_passkey_insert() is given however many are inserted at once.
  * Runs on SQLite, and on PostgreSQL too when AUTH_TEST_PG_URL is set (in
  * a schema of its own, dropped at the end). */
 #include <setjmp.h>
@@ -24,6 +27,8 @@
 #include "cfg.h"
 #include "repo.h"
 #include "uuid.h"
+
+#define MOST 20                  /* passkeys a user may hold, here */
 
 #define T0 INT64_C(1700000000000)
 #define ROUNDS 20
@@ -204,9 +209,9 @@ static void credential_registers_once(void **state)
     size_t n = 0;
 
     passkey_of(&f->u, "Y3JlZC1vbmU", &p);
-    assert_int_equal(repo_passkey_insert(f->r, &p), AS_OK);
+    assert_int_equal(repo_passkey_insert(f->r, &p, MOST), AS_OK);
     passkey_of(&f->v, "Y3JlZC1vbmU", &q);    /* same credential id */
-    assert_int_equal(repo_passkey_insert(f->r, &q), AS_ERR_CONFLICT);
+    assert_int_equal(repo_passkey_insert(f->r, &q, MOST), AS_ERR_CONFLICT);
 
     assert_int_equal(repo_passkey_by_cred(f->r, "Y3JlZC1vbmU", &got, f->a),
                      AS_OK);
@@ -220,7 +225,7 @@ static void credential_registers_once(void **state)
     assert_int_equal(got.last_used_at, 0);
 
     passkey_of(&f->u, "Y3JlZC10d28", &q);
-    assert_int_equal(repo_passkey_insert(f->r, &q), AS_OK);
+    assert_int_equal(repo_passkey_insert(f->r, &q, MOST), AS_OK);
     assert_int_equal(repo_passkey_list(f->r, f->u.id, &list, &n, f->a),
                      AS_OK);
     assert_int_equal(n, 2);                  /* in id order */
@@ -242,7 +247,7 @@ static void credential_registers_once(void **state)
     /* the user was deleted between its login and its registration */
     assert_int_equal(repo_user_delete(f->r, f->v.id), AS_OK);
     passkey_of(&f->v, "Y3JlZC10aHJlZQ", &q);
-    assert_int_equal(repo_passkey_insert(f->r, &q), AS_ERR_NOT_FOUND);
+    assert_int_equal(repo_passkey_insert(f->r, &q, MOST), AS_ERR_NOT_FOUND);
 }
 
 /* Text that is not UTF-8 was never stored on either backend. */
@@ -261,28 +266,46 @@ static void lookups_of_bad_text_find_nothing(void **state)
                      AS_ERR_NOT_FOUND);
 }
 
-static void counter_moves_by_compare_and_set(void **state)
+/* The stored counter decides, not the one the caller read: a counter
+ * above it moves it, one at or below it does not, zero stays while both
+ * are zero; a passkey that is gone is not found. */
+static void counter_moves_forward_only(void **state)
 {
     struct fx *f = *state;
     struct passkey p, got;
 
     passkey_of(&f->u, "Y291bnRlcg", &p);
-    assert_int_equal(repo_passkey_insert(f->r, &p), AS_OK);
-    assert_int_equal(repo_passkey_use(f->r, p.id, 0, 5, T0 + 10), AS_OK);
-    assert_int_equal(repo_passkey_use(f->r, p.id, 0, 6, T0 + 20),
+    assert_int_equal(repo_passkey_insert(f->r, &p, MOST), AS_OK);
+    assert_int_equal(repo_passkey_use(f->r, p.id, 0, T0 + 5), AS_OK);
+    assert_int_equal(repo_passkey_use(f->r, p.id, 5, T0 + 10), AS_OK);
+    /* read at 0, stored 5 meanwhile: 6 is still ahead */
+    assert_int_equal(repo_passkey_use(f->r, p.id, 6, T0 + 20), AS_OK);
+    assert_int_equal(repo_passkey_use(f->r, p.id, 6, T0 + 30),
+                     AS_ERR_NOT_FOUND);
+    assert_int_equal(repo_passkey_use(f->r, p.id, 3, T0 + 30),
+                     AS_ERR_NOT_FOUND);
+    assert_int_equal(repo_passkey_use(f->r, p.id, 0, T0 + 30),
                      AS_ERR_NOT_FOUND);
     assert_int_equal(repo_passkey_by_cred(f->r, "Y291bnRlcg", &got, f->a),
                      AS_OK);
-    assert_int_equal(got.sign_count, 5);
-    assert_int_equal(got.last_used_at, T0 + 10);
+    assert_int_equal(got.sign_count, 6);
+    assert_int_equal(got.last_used_at, T0 + 20);
+
+    assert_int_equal(repo_passkey_delete(f->r, p.id, f->u.id), AS_OK);
+    assert_int_equal(repo_passkey_use(f->r, p.id, 7, T0 + 40),
+                     AS_ERR_NOT_FOUND);
 }
+
+enum race_op { TAKE, USE, INSERT };
 
 struct racer {
     struct fx *f;
     pthread_barrier_t *go;
-    const uint8_t *hash;                 /* take this challenge, or */
-    const char *id;                      /* use this passkey */
-    int64_t from, to;
+    enum race_op op;
+    const uint8_t *hash;                 /* TAKE this challenge */
+    const char *id;                      /* USE this passkey */
+    int64_t to;
+    const struct passkey *p;             /* INSERT this one */
     enum as_err got;
 };
 
@@ -292,11 +315,32 @@ static void *race(void *arg)
     char uid[UUID_STR_LEN];
 
     pthread_barrier_wait(x->go);
-    x->got = x->hash ? repo_passkey_challenge_take(x->f->r, x->hash,
-                                                   PK_LOGIN, T0, uid)
-                     : repo_passkey_use(x->f->r, x->id, x->from, x->to,
-                                        T0);
+    if (x->op == TAKE)
+        x->got = repo_passkey_challenge_take(x->f->r, x->hash, PK_LOGIN, T0,
+                                             uid);
+    else if (x->op == USE)
+        x->got = repo_passkey_use(x->f->r, x->id, x->to, T0);
+    else
+        x->got = repo_passkey_insert(x->f->r, x->p, MOST);
     return NULL;
+}
+
+/* Starts the RACERS of `x` at once and waits for them all. */
+static void run_race(struct fx *f, struct racer x[RACERS])
+{
+    pthread_t th[RACERS];
+    pthread_barrier_t go;
+    int i;
+
+    pthread_barrier_init(&go, NULL, RACERS);
+    for (i = 0; i < RACERS; i++) {
+        x[i].f = f;
+        x[i].go = &go;
+        assert_int_equal(pthread_create(&th[i], NULL, race, &x[i]), 0);
+    }
+    for (i = 0; i < RACERS; i++)
+        pthread_join(th[i], NULL);
+    pthread_barrier_destroy(&go);
 }
 
 /* RACERS threads at once, ROUNDS times: exactly one takes each challenge
@@ -305,14 +349,12 @@ static void concurrent_uses_have_one_winner(void **state)
 {
     struct fx *f = *state;
     struct racer x[RACERS];
-    pthread_t th[RACERS];
-    pthread_barrier_t go;
     uint8_t h[REPO_HASH_LEN];
     struct passkey p, got;
     int round, i, won;
 
     passkey_of(&f->u, "cmFjZQ", &p);
-    assert_int_equal(repo_passkey_insert(f->r, &p), AS_OK);
+    assert_int_equal(repo_passkey_insert(f->r, &p, MOST), AS_OK);
     for (round = 0; round < 2 * ROUNDS; round++) {
         bool take = round % 2 == 0;
 
@@ -321,25 +363,95 @@ static void concurrent_uses_have_one_winner(void **state)
             assert_int_equal(repo_passkey_challenge_put(f->r, h, PK_LOGIN,
                                                         NULL, T0, T0 + 1000),
                              AS_OK);
-        pthread_barrier_init(&go, NULL, RACERS);
-        for (i = 0; i < RACERS; i++) {
-            x[i] = (struct racer){ .f = f, .go = &go,
-                                   .hash = take ? h : NULL, .id = p.id,
-                                   .from = round / 2,
+        for (i = 0; i < RACERS; i++)
+            x[i] = (struct racer){ .op = take ? TAKE : USE, .hash = h,
+                                   .id = p.id,
                                    .to = round / 2 + 1 };
-            assert_int_equal(pthread_create(&th[i], NULL, race, &x[i]), 0);
-        }
+        run_race(f, x);
         for (i = 0, won = 0; i < RACERS; i++) {
-            pthread_join(th[i], NULL);
             assert_true(x[i].got == AS_OK || x[i].got == AS_ERR_NOT_FOUND);
             won += x[i].got == AS_OK;
         }
-        pthread_barrier_destroy(&go);
         assert_int_equal(won, 1);
     }
     assert_int_equal(repo_passkey_by_cred(f->r, "cmFjZQ", &got, f->a),
                      AS_OK);
     assert_int_equal(got.sign_count, ROUNDS);
+}
+
+/* RACERS uses at once, all read at the same counter and each one ahead
+ * of it (base + 1 .. base + RACERS), ROUNDS times: the highest always
+ * wins and is what stays; every other one wins or loses as some serial
+ * order of them would (it loses only to a higher one). */
+static void increasing_uses_serialise(void **state)
+{
+    struct fx *f = *state;
+    struct racer x[RACERS];
+    struct passkey p, got;
+    int64_t base = 0, top_won;
+    int round, i;
+
+    passkey_of(&f->u, "aW5jcmVhc2luZw", &p);
+    assert_int_equal(repo_passkey_insert(f->r, &p, MOST), AS_OK);
+    for (round = 0; round < ROUNDS; round++) {
+        for (i = 0; i < RACERS; i++)
+            x[i] = (struct racer){ .op = USE, .id = p.id,
+                                   .to = base + 1 + i };
+        run_race(f, x);
+        for (i = 0, top_won = 0; i < RACERS; i++) {
+            assert_true(x[i].got == AS_OK || x[i].got == AS_ERR_NOT_FOUND);
+            if (x[i].got == AS_OK && x[i].to > top_won)
+                top_won = x[i].to;
+        }
+        assert_int_equal(x[RACERS - 1].got, AS_OK);
+        for (i = 0; i < RACERS; i++)
+            assert_true(x[i].got == AS_OK || x[i].to < top_won);
+        base += RACERS;
+        assert_int_equal(repo_passkey_by_cred(f->r, "aW5jcmVhc2luZw", &got,
+                                              f->a), AS_OK);
+        assert_int_equal(got.sign_count, base);
+    }
+}
+
+/* A user holds at most MOST passkeys: with a few places
+ * left, RACERS inserts at once fill exactly those and the rest are
+ * refused (AS_ERR_TOO_LARGE), then every further one is; another user is
+ * not held up by it. */
+static void cap_holds_at_insert(void **state)
+{
+    enum { LEFT = RACERS / 2 };
+    struct fx *f = *state;
+    struct racer x[RACERS];
+    struct passkey p[MOST + RACERS], *list = NULL;
+    char cred[MOST + RACERS + 1][16];
+    size_t n = 0;
+    int i, k = 0, won;
+
+    for (i = 0; i < MOST - LEFT; i++, k++) {
+        snprintf(cred[k], sizeof cred[k], "Y2FwLT%03d", k);
+        passkey_of(&f->u, cred[k], &p[k]);
+        assert_int_equal(repo_passkey_insert(f->r, &p[k], MOST), AS_OK);
+    }
+    for (i = 0; i < RACERS; i++, k++) {
+        snprintf(cred[k], sizeof cred[k], "Y2FwLT%03d", k);
+        passkey_of(&f->u, cred[k], &p[k]);
+        x[i] = (struct racer){ .op = INSERT, .p = &p[k] };
+    }
+    run_race(f, x);
+    for (i = 0, won = 0; i < RACERS; i++) {
+        assert_true(x[i].got == AS_OK || x[i].got == AS_ERR_TOO_LARGE);
+        won += x[i].got == AS_OK;
+    }
+    assert_int_equal(won, LEFT);
+    assert_int_equal(repo_passkey_list(f->r, f->u.id, &list, &n, f->a),
+                     AS_OK);
+    assert_int_equal(n, MOST);
+
+    snprintf(cred[k], sizeof cred[k], "Y2FwLT%03d", k);
+    passkey_of(&f->u, cred[k], &p[0]);
+    assert_int_equal(repo_passkey_insert(f->r, &p[0], MOST), AS_ERR_TOO_LARGE);
+    passkey_of(&f->v, cred[k], &p[0]);
+    assert_int_equal(repo_passkey_insert(f->r, &p[0], MOST), AS_OK);
 }
 
 int main(void)
@@ -349,8 +461,10 @@ int main(void)
         CASE(challenge_is_used_once),
         CASE(credential_registers_once),
         CASE(lookups_of_bad_text_find_nothing),
-        CASE(counter_moves_by_compare_and_set),
+        CASE(counter_moves_forward_only),
         CASE(concurrent_uses_have_one_winner),
+        CASE(increasing_uses_serialise),
+        CASE(cap_holds_at_insert),
 #undef CASE
     };
     const char *base = getenv("AUTH_TEST_PG_URL");

@@ -2,8 +2,8 @@
  * 7.1 and 7.2 on a registration and an assertion recorded from Chromium's
  * virtual authenticator, and on ceremonies made here with OpenSSL keys
  * (ES256, EdDSA, RS256) and libcbor; then each one tampered with: wrong
- * origin, type, challenge, RP ID hash, flags, attestation, signature and a
- * counter going back. */
+ * origin, type, challenge, RP ID hash, flags, attestation, signature, a
+ * counter going back, and a topOrigin in the client data. */
 #include "webauthn.h"
 
 #include <setjmp.h>
@@ -489,6 +489,60 @@ static void registration_tampered(void **state)
     EVP_PKEY_free(pk);
 }
 
+/* A topOrigin belongs to a cross-origin ceremony, which is refused: any
+ * topOrigin is refused with it, whatever crossOrigin says and whatever
+ * origin it names, at registration and at login alike. */
+static void top_origin_is_refused(void **state)
+{
+    static const char *const extras[] = {
+        ",\"topOrigin\":\"https://example.com\"",
+        ",\"crossOrigin\":false,\"topOrigin\":\"https://example.com\"",
+        ",\"crossOrigin\":false,\"topOrigin\":\"https://evil.example\"",
+        ",\"crossOrigin\":true,\"topOrigin\":\"https://example.com\"",
+        ",\"crossOrigin\":false,\"topOrigin\":null",
+    };
+    EVP_PKEY *pk = key_for(WA_ALG_ES256);
+    uint8_t c[WA_CHALLENGE_LEN], idb[16];
+    struct buf id = { idb, sizeof idb }, cose = cose_of(pk, WA_ALG_ES256);
+    struct buf cdj, reg_ad, att, ad, sig;
+    struct wa_cred cred, other;
+    uint32_t count = 0;
+    size_t i;
+
+    (void)state;
+    randombytes_buf(c, sizeof c);
+    randombytes_buf(idb, sizeof idb);
+    reg_ad = auth_data("example.com", GOOD_FLAGS | WA_FLAG_AT, 0, id, cose);
+    att = attestation("none", reg_ad);
+    ad = auth_data("example.com", GOOD_FLAGS, 1, id, (struct buf){ 0 });
+    /* without one: both pass */
+    cdj = client_data("webauthn.create", c, "https://example.com",
+                      ",\"crossOrigin\":false");
+    assert_int_equal(wa_register_verify(&rp, c, cdj.p, cdj.n, att.p, att.n,
+                                        &cred, A), WA_OK);
+    cdj = client_data("webauthn.get", c, "https://example.com",
+                      ",\"crossOrigin\":false");
+    sig = sign(pk, WA_ALG_ES256, ad, cdj);
+    assert_int_equal(wa_assert_verify(&rp, c, cdj.p, cdj.n, ad.p, ad.n,
+                                      sig.p, sig.n, cred.cose,
+                                      cred.cose_len, 0, &count), WA_OK);
+    for (i = 0; i < sizeof extras / sizeof extras[0]; i++) {
+        cdj = client_data("webauthn.create", c, "https://example.com",
+                          extras[i]);
+        assert_int_equal(wa_register_verify(&rp, c, cdj.p, cdj.n, att.p,
+                                            att.n, &other, A),
+                         WA_BAD_ORIGIN);
+        cdj = client_data("webauthn.get", c, "https://example.com",
+                          extras[i]);
+        sig = sign(pk, WA_ALG_ES256, ad, cdj);     /* signed as sent */
+        assert_int_equal(wa_assert_verify(&rp, c, cdj.p, cdj.n, ad.p, ad.n,
+                                          sig.p, sig.n, cred.cose,
+                                          cred.cose_len, 0, &count),
+                         WA_BAD_ORIGIN);
+    }
+    EVP_PKEY_free(pk);
+}
+
 /* Bytes that are not what they claim never crash a parser. */
 static void garbage_is_refused(void **state)
 {
@@ -532,6 +586,7 @@ int main(void)
         cmocka_unit_test(recorded_assertion),
         cmocka_unit_test(each_algorithm),
         cmocka_unit_test(registration_tampered),
+        cmocka_unit_test(top_origin_is_refused),
         cmocka_unit_test(garbage_is_refused),
     };
 

@@ -1,0 +1,219 @@
+"""Passkey rules under concurrency and in the client data, driven with a
+software authenticator (softauthn.py) over HTTP, on each backend:
+
+- concurrent logins of one passkey with increasing counters end as some
+  serial order of them would: the highest counter of a round is always
+  accepted, a refusal (audited as a suspected clone) only ever loses to
+  a higher counter, and the highest is what is stored;
+- a login racing the deletion of its passkey is refused or accepted, but
+  never audited as a suspected clone;
+- a topOrigin in the client data is refused at registration and login
+  (cross-origin ceremonies are refused, and topOrigin belongs to those);
+- the per-user cap of 20 passkeys holds when many registrations whose
+  options were all fetched below the cap finish at once."""
+import socket
+import threading
+
+import pytest
+
+from conftest import BACKENDS, Daemon, assert_problem, wait_until
+from softauthn import Authenticator
+
+REG_OPT = "/api/v1/auth/passkeys/register/options"
+REG = "/api/v1/auth/passkeys/register"
+LOGIN_OPT = "/api/v1/auth/passkeys/login/options"
+LOGIN = "/api/v1/auth/passkeys/login"
+LIST = "/api/v1/auth/passkeys"
+CAP = 20                            # README "Passkeys": per user
+ROUNDS = 20
+RACERS = 7
+CLONE = "passkey.clone_suspected"
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def d(request):
+    """One daemon per backend for the module: RP ID localhost, its own
+    origin allowed, no rate limit (the rounds fail on purpose)."""
+    port = free_port()
+    origin = "http://localhost:%d" % port
+    daemon = Daemon(request.param, env={
+        "AUTH_PORT": str(port), "AUTH_PUBLIC_URL": origin,
+        "AUTH_WEBAUTHN_RP_ID": "localhost",
+        "AUTH_WEBAUTHN_ORIGINS": origin,
+        "AUTH_RATE_LIMIT_PER_MINUTE": "0"}).start()
+    daemon.origin = origin
+    yield daemon
+    assert daemon.stop() == 0, "\n".join(daemon.lines[-20:])
+
+
+def at_once(calls):
+    """Runs the callables together (released by one barrier); returns
+    their results in order."""
+    out = [None] * len(calls)
+    go = threading.Barrier(len(calls))
+
+    def run(i):
+        go.wait(30)
+        out[i] = calls[i]()
+
+    threads = [threading.Thread(target=run, args=(i,))
+               for i in range(len(calls))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert all(r is not None for r in out), out
+    return out
+
+
+def settled(d):
+    """Returns once every log line of the requests answered so far has
+    been read: the lines of one request come before its answer, and a
+    refused login's line carries its request id."""
+    r = d.request("POST", LOGIN, {})
+    assert_problem(r, 401, "invalid_credential")
+    rid = r.header("X-Request-ID")
+    assert wait_until(lambda: any(e.get("request_id") == rid
+                                  for e in d.logs)), rid
+
+
+def clone_audits(d, passkey_ids):
+    settled(d)
+    return [e for e in d.logs
+            if e.get("event") == "audit" and e.get("action") == CLONE and
+            e.get("passkey_id") in passkey_ids]
+
+
+def login_options(d):
+    r = d.request("POST", LOGIN_OPT, {})
+    assert r.status == 200, r
+    return r.json
+
+
+def enroll(d, token, auth, cd_extra=None):
+    """Registers `auth` for the caller of `token`; the answer."""
+    r = d.request("POST", REG_OPT, {}, token=token)
+    assert r.status == 200, r
+    return d.request("POST", REG, {"credential": auth.register(
+        r.json, d.origin, cd_extra)}, token=token)
+
+
+def login(d, cred):
+    return d.request("POST", LOGIN, {"credential": cred})
+
+
+def test_concurrent_increasing_counters_serialise(d):
+    _, _, t = d.user()
+    auth = Authenticator()
+    r = enroll(d, t["access_token"], auth)
+    assert r.status == 201, r
+    pid = r.json["id"]
+    refused = 0
+    for rnd in range(ROUNDS):
+        base = auth.count
+        creds = [auth.assertion(login_options(d), d.origin, count=base + i)
+                 for i in range(1, RACERS + 1)]
+        auth.count = base + RACERS
+        got = at_once([lambda c=c: login(d, c) for c in creds])
+        statuses = [g.status for g in got]
+        assert set(statuses) <= {200, 401}, (rnd, got)
+        # nothing stored before this round is as far ahead as its highest
+        assert statuses[-1] == 200, (rnd, statuses)
+        for g in got:
+            if g.status == 401:
+                assert g.json["code"] == "invalid_credential"
+        refused += statuses.count(401)
+    # each refusal lost to a higher counter stored first: a counter that
+    # did not move forward, audited as such, never more often
+    assert len(clone_audits(d, {pid})) == refused
+    # the highest counter of the last round is the stored one
+    again = auth.assertion(login_options(d), d.origin, count=auth.count)
+    assert_problem(login(d, again), 401, "invalid_credential")
+    assert len(clone_audits(d, {pid})) == refused + 1
+    assert login(d, auth.assertion(login_options(d), d.origin)).status == 200
+
+
+def test_login_racing_delete_is_no_clone(d):
+    _, _, t = d.user()
+    token = t["access_token"]
+    pairs = 8                       # a narrow window: many tries
+    ids = set()
+    for rnd in range(ROUNDS):
+        auths, calls = [], []
+        for _ in range(pairs):
+            auth = Authenticator()
+            auth.count = 5
+            r = enroll(d, token, auth)
+            assert r.status == 201, r
+            ids.add(r.json["id"])
+            cred = auth.assertion(login_options(d), d.origin)
+            auths.append(auth)
+            calls.append(lambda p=r.json["id"]: d.request(
+                "DELETE", LIST + "/" + p, token=token))
+            calls.append(lambda c=cred: login(d, c))
+        got = at_once(calls)
+        for i in range(pairs):
+            assert got[2 * i].status == 204, (rnd, got)
+            assert got[2 * i + 1].status in (200, 401), (rnd, got)
+            after = login(d, auths[i].assertion(login_options(d), d.origin))
+            assert_problem(after, 401, "invalid_credential")
+    assert clone_audits(d, ids) == []
+    r = d.request("GET", LIST, token=token)
+    assert r.status == 200 and r.json == {"items": []}
+
+
+@pytest.mark.parametrize("extra", [
+    {"topOrigin": "http://evil.example"},
+    {"crossOrigin": False, "topOrigin": "http://evil.example"},
+    {"crossOrigin": False, "topOrigin": "SAME"},
+], ids=["no-crossOrigin", "crossOrigin-false", "own-origin"])
+def test_top_origin_refused(d, extra):
+    _, _, t = d.user()
+    token = t["access_token"]
+    extra = {k: (d.origin if v == "SAME" else v) for k, v in extra.items()}
+    r = enroll(d, token, Authenticator(), cd_extra=extra)
+    assert_problem(r, 400, "invalid_credential")
+    auth = Authenticator()
+    assert enroll(d, token, auth).status == 201
+    r = login(d, auth.assertion(login_options(d), d.origin, cd_extra=extra))
+    assert_problem(r, 401, "invalid_credential")
+    r = login(d, auth.assertion(login_options(d), d.origin))
+    assert r.status == 200, r
+    r = d.request("GET", LIST, token=token)
+    assert len(r.json["items"]) == 1
+
+
+def test_cap_holds_when_registrations_finish_together(d):
+    _, _, t = d.user()
+    token = t["access_token"]
+    n = CAP + 5
+    bodies = []
+    for _ in range(n):
+        r = d.request("POST", REG_OPT, {}, token=token)
+        assert r.status == 200, r
+        bodies.append({"credential": Authenticator().register(r.json,
+                                                              d.origin)})
+    got = at_once([lambda b=b: d.request("POST", REG, b, token=token)
+                   for b in bodies])
+    statuses = sorted(g.status for g in got)
+    assert statuses == [201] * CAP + [409] * (n - CAP), statuses
+    for g in got:
+        if g.status == 409:
+            assert_problem(g, 409, "conflict")
+    r = d.request("GET", LIST, token=token)
+    assert r.status == 200 and len(r.json["items"]) == CAP
+    assert_problem(d.request("POST", REG_OPT, {}, token=token), 409,
+                   "conflict")
+    # a place freed is a place to fill, once
+    d.request("DELETE", LIST + "/" + r.json["items"][0]["id"], token=token)
+    assert enroll(d, token, Authenticator()).status == 201
+    assert_problem(d.request("POST", REG_OPT, {}, token=token), 409,
+                   "conflict")
