@@ -10,6 +10,10 @@
 #define PASSKEY_CHALLENGE_TTL_MS (5 * 60 * 1000)  /* a ceremony's time */
 #define PASSKEY_AMR "hwk mfa"         /* a session's amr after a passkey */
 #define PASSKEY_MAX_PER_USER 20       /* registrations beyond: 409 */
+/* Registrations a user may have begun and not finished: a newer one
+ * forgets the oldest's challenge, so one account asking for options in a
+ * loop stores no more than this (README "Passkeys"). */
+#define PASSKEY_OPEN_REGISTRATIONS 5
 #define PASSKEY_NAME_DEFAULT "Passkey"
 
 /* What the rules need; everything borrowed. `now_ms` is the time the

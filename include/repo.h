@@ -303,8 +303,8 @@ struct repo_ops {
     enum as_err (*passkey_challenge_put)(void *impl,
                                          const uint8_t hash[REPO_HASH_LEN],
                                          enum passkey_ceremony ceremony,
-                                         const char *user_id, int64_t now,
-                                         int64_t expires_at);
+                                         const char *user_id, unsigned keep,
+                                         int64_t now, int64_t expires_at);
     enum as_err (*passkey_challenge_take)(void *impl,
                                           const uint8_t hash[REPO_HASH_LEN],
                                           enum passkey_ceremony ceremony,
@@ -642,12 +642,14 @@ enum as_err repo_keys_prune(struct repo *r, int64_t now, int64_t before);
 /* ---- passkeys ---- */
 /* Stores the hash of a challenge issued for `ceremony` (bound to
  * `user_id` for a registration; NULL for a login), valid until
- * `expires_at`; forgets a few expired ones. */
+ * `expires_at`; forgets a few expired ones. With `user_id` and `keep` >
+ * 0, that user's challenges of `ceremony` beyond the newest `keep`
+ * (this one among them) are forgotten too. */
 enum as_err repo_passkey_challenge_put(struct repo *r,
                                        const uint8_t hash[REPO_HASH_LEN],
                                        enum passkey_ceremony ceremony,
-                                       const char *user_id, int64_t now,
-                                       int64_t expires_at);
+                                       const char *user_id, unsigned keep,
+                                       int64_t now, int64_t expires_at);
 /* Uses up the challenge `hash` of `ceremony` while unexpired at `now`, in
  * one statement (of concurrent callers exactly one gets it); `user_id`
  * gets the user it is bound to ("" for none). AS_ERR_NOT_FOUND when it is

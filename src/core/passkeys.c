@@ -61,6 +61,9 @@ static enum as_err challenge_new(const struct passkey_env *e,
     if (!*b64)
         return AS_ERR_NOMEM;
     return repo_passkey_challenge_put(e->repo, h, ceremony, user_id,
+                                      ceremony == PK_REGISTER
+                                          ? PASSKEY_OPEN_REGISTRATIONS
+                                          : 0,
                                       e->now_ms,
                                       e->now_ms + PASSKEY_CHALLENGE_TTL_MS);
 }

@@ -52,8 +52,8 @@ enum as_err db_mfa_token_use(void *impl, const uint8_t hash[REPO_HASH_LEN],
 enum as_err db_passkey_challenge_put(void *impl,
                                      const uint8_t hash[REPO_HASH_LEN],
                                      enum passkey_ceremony ceremony,
-                                     const char *user_id, int64_t now,
-                                     int64_t expires_at);
+                                     const char *user_id, unsigned keep,
+                                     int64_t now, int64_t expires_at);
 enum as_err db_passkey_challenge_take(void *impl,
                                       const uint8_t hash[REPO_HASH_LEN],
                                       enum passkey_ceremony ceremony,

@@ -13,7 +13,7 @@
     "created_at, last_used_at"
 
 enum {
-    P_CHALLENGES_PRUNE, P_CHALLENGE_ADD, P_CHALLENGE_TAKE, P_OWNER_LOCK,
+    P_CHALLENGES_PRUNE, P_CHALLENGES_TRIM, P_CHALLENGE_ADD, P_CHALLENGE_TAKE, P_OWNER_LOCK,
     P_OWNER_COUNT, P_INSERT, P_BY_CRED, P_LIST, P_DELETE, P_USE, P_NSTMT
 };
 
@@ -23,6 +23,14 @@ static struct db_stmt sql[P_NSTMT] = {
                                   "WHERE hash IN (SELECT hash FROM "
                                   "passkey_challenges "
                                   "WHERE expires_at <= $1 LIMIT 16)"),
+    /* A user's challenges of a ceremony but the newest $3 (index
+     * passkey_challenges_user, migration 0010). */
+    [P_CHALLENGES_TRIM] = DB_SQL("DELETE FROM passkey_challenges "
+                                 "WHERE user_id = $1 AND ceremony = $2 "
+                                 "AND hash NOT IN (SELECT hash FROM "
+                                 "passkey_challenges WHERE user_id = $1 "
+                                 "AND ceremony = $2 ORDER BY created_at "
+                                 "DESC, hash DESC LIMIT $3)"),
     /* Nothing is stored for a user that does not exist (any more). */
     [P_CHALLENGE_ADD] = DB_SQL("INSERT INTO passkey_challenges (hash, "
                                "ceremony, user_id, created_at, "
@@ -96,14 +104,17 @@ static void read_passkey(struct db_tx *t, const struct db_rows *r, size_t i,
 enum as_err db_passkey_challenge_put(void *impl,
                                      const uint8_t hash[REPO_HASH_LEN],
                                      enum passkey_ceremony ceremony,
-                                     const char *user_id, int64_t now,
-                                     int64_t expires_at)
+                                     const char *user_id, unsigned keep,
+                                     int64_t now, int64_t expires_at)
 {
     struct db_rows r;
     struct db_tx t;
 
     db_open(&t, impl, "passkey_challenge_put", true, NULL);
     DB_RUN(&t, &sql[P_CHALLENGES_PRUNE], &r, db_int(now));
+    if (user_id && keep > 0)          /* room for this one among `keep` */
+        DB_RUN(&t, &sql[P_CHALLENGES_TRIM], &r, db_text(user_id),
+               db_int(ceremony), db_int((int64_t)keep - 1));
     if (DB_RUN(&t, &sql[P_CHALLENGE_ADD], &r, db_blob(hash, REPO_HASH_LEN),
                db_int(ceremony), db_text(user_id), db_int(now),
                db_int(expires_at)) && r.changed != 1)

@@ -607,11 +607,12 @@ enum as_err repo_keys_prune(struct repo *r, int64_t now, int64_t before)
 enum as_err repo_passkey_challenge_put(struct repo *r,
                                        const uint8_t hash[REPO_HASH_LEN],
                                        enum passkey_ceremony ceremony,
-                                       const char *user_id, int64_t now,
-                                       int64_t expires_at)
+                                       const char *user_id, unsigned keep,
+                                       int64_t now, int64_t expires_at)
 {
     return DISPATCH(r, passkey_challenge_put(r->impl, hash, ceremony,
-                                             user_id, now, expires_at));
+                                             user_id, keep, now,
+                                             expires_at));
 }
 
 enum as_err repo_passkey_challenge_take(struct repo *r,

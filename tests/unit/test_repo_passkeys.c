@@ -169,7 +169,7 @@ static void challenge_is_used_once(void **state)
 
     hash_of(1, h);
     assert_int_equal(repo_passkey_challenge_put(f->r, h, PK_REGISTER,
-                                                f->u.id, T0, T0 + 1000),
+                                                f->u.id, 0, T0, T0 + 1000),
                      AS_OK);
     assert_int_equal(repo_passkey_challenge_take(f->r, h, PK_LOGIN, T0,
                                                  uid), AS_ERR_NOT_FOUND);
@@ -180,14 +180,14 @@ static void challenge_is_used_once(void **state)
                                                  uid), AS_ERR_NOT_FOUND);
 
     hash_of(2, h);                       /* a login's: bound to nobody */
-    assert_int_equal(repo_passkey_challenge_put(f->r, h, PK_LOGIN, NULL,
+    assert_int_equal(repo_passkey_challenge_put(f->r, h, PK_LOGIN, NULL, 0,
                                                 T0, T0 + 1000), AS_OK);
     assert_int_equal(repo_passkey_challenge_take(f->r, h, PK_LOGIN,
                                                  T0 + 999, uid), AS_OK);
     assert_string_equal(uid, "");
 
     hash_of(3, h);                       /* expired */
-    assert_int_equal(repo_passkey_challenge_put(f->r, h, PK_LOGIN, NULL,
+    assert_int_equal(repo_passkey_challenge_put(f->r, h, PK_LOGIN, NULL, 0,
                                                 T0, T0 + 1000), AS_OK);
     assert_int_equal(repo_passkey_challenge_take(f->r, h, PK_LOGIN,
                                                  T0 + 1000, uid),
@@ -196,10 +196,42 @@ static void challenge_is_used_once(void **state)
     hash_of(4, h);                       /* for a user that is gone */
     assert_int_equal(repo_user_delete(f->r, f->v.id), AS_OK);
     assert_int_equal(repo_passkey_challenge_put(f->r, h, PK_REGISTER,
-                                                f->v.id, T0, T0 + 1000),
+                                                f->v.id, 0, T0, T0 + 1000),
                      AS_ERR_NOT_FOUND);
     assert_int_equal(repo_passkey_challenge_take(f->r, h, PK_REGISTER, T0,
                                                  uid), AS_ERR_NOT_FOUND);
+}
+
+/* With `keep`, a user's challenges of a ceremony but the newest `keep`
+ * are forgotten as a new one is stored; another user's, and challenges
+ * stored without `keep`, stay. */
+static void a_user_keeps_the_newest_challenges(void **state)
+{
+    struct fx *f = *state;
+    uint8_t h[REPO_HASH_LEN];
+    char uid[UUID_STR_LEN];
+    int i;
+
+    hash_of(100, h);                      /* the other user's */
+    assert_int_equal(repo_passkey_challenge_put(f->r, h, PK_REGISTER,
+                                                f->v.id, 3, T0, T0 + 1000),
+                     AS_OK);
+    for (i = 0; i < 8; i++) {
+        hash_of(10 + i, h);
+        assert_int_equal(repo_passkey_challenge_put(f->r, h, PK_REGISTER,
+                                                    f->u.id, 3, T0 + i,
+                                                    T0 + 1000), AS_OK);
+    }
+    for (i = 0; i < 8; i++) {
+        hash_of(10 + i, h);
+        assert_int_equal(repo_passkey_challenge_take(f->r, h, PK_REGISTER,
+                                                     T0, uid),
+                         i < 5 ? AS_ERR_NOT_FOUND : AS_OK);
+    }
+    hash_of(100, h);
+    assert_int_equal(repo_passkey_challenge_take(f->r, h, PK_REGISTER, T0,
+                                                 uid), AS_OK);
+    assert_string_equal(uid, f->v.id);
 }
 
 static void credential_registers_once(void **state)
@@ -361,7 +393,7 @@ static void concurrent_uses_have_one_winner(void **state)
         hash_of(100u + (unsigned)round, h);
         if (take)
             assert_int_equal(repo_passkey_challenge_put(f->r, h, PK_LOGIN,
-                                                        NULL, T0, T0 + 1000),
+                                                        NULL, 0, T0, T0 + 1000),
                              AS_OK);
         for (i = 0; i < RACERS; i++)
             x[i] = (struct racer){ .op = take ? TAKE : USE, .hash = h,
@@ -459,6 +491,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
 #define CASE(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
         CASE(challenge_is_used_once),
+        CASE(a_user_keeps_the_newest_challenges),
         CASE(credential_registers_once),
         CASE(lookups_of_bad_text_find_nothing),
         CASE(counter_moves_forward_only),
