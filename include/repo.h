@@ -211,6 +211,7 @@ struct repo_ops {
 
     enum as_err (*session_create)(void *impl, const struct session *s,
                                   const uint8_t refresh_hash[REPO_HASH_LEN]);
+    enum as_err (*sessions_prune)(void *impl, int64_t before);
     enum as_err (*session_get)(void *impl, const char *sid,
                                struct session *out, struct arena *a);
     enum as_err (*session_state)(void *impl, const char *sid, int64_t now,
@@ -421,6 +422,11 @@ enum as_err repo_login_failures_clear(struct repo *r, const char *email,
  * on meanwhile. */
 enum as_err repo_session_create(struct repo *r, const struct session *s,
                                 const uint8_t refresh_hash[REPO_HASH_LEN]);
+/* Deletes a few sessions (and with them their refresh tokens) that
+ * expired or were revoked before `before`: each new session prunes
+ * more than it adds, so the table holds what is live plus what ended
+ * recently. */
+enum as_err repo_sessions_prune(struct repo *r, int64_t before);
 /* AS_ERR_NOT_FOUND when absent. */
 enum as_err repo_session_get(struct repo *r, const char *sid,
                              struct session *out, struct arena *a);

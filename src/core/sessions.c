@@ -11,6 +11,11 @@
 #include "cfg.h"
 #include "scache.h"
 
+/* How long a session that expired or was revoked stays stored (README
+ * "Tokens"): its refresh tokens then refuse as unknown rather than as
+ * reused, which answers 401 alike. */
+#define SESSION_KEEP_ENDED_MS (7 * 24 * 3600 * 1000LL)
+
 enum as_err core_session_start(const struct core *c, const char *user_id,
                                const char *pw_hash,
                                const char *amr, const char *ip,
@@ -20,6 +25,7 @@ enum as_err core_session_start(const struct core *c, const char *user_id,
     const struct cfg *cfg = c->cfg;
     int64_t now = c->now_ms();
     uint8_t hash[REPO_HASH_LEN];
+    enum as_err err;
 
     /* amr NULL: the password alone, which must not outlive the second
      * factor being turned on while the login ran (README "Second
@@ -38,7 +44,12 @@ enum as_err core_session_start(const struct core *c, const char *user_id,
                                 1000;
     c->new_token(refresh);
     sec_token_hash(refresh, hash);
-    return repo_session_create(c->repo, out, hash);
+    err = repo_session_create(c->repo, out, hash);
+    /* Each new session prunes a few that ended a while ago, so the table
+     * stays bounded (a failure is left to the next login). */
+    if (err == AS_OK)
+        (void)repo_sessions_prune(c->repo, now - SESSION_KEEP_ENDED_MS);
+    return err;
 }
 
 /* Forgets session `sid` in this instance's cache (after its revocation

@@ -377,6 +377,11 @@ enum as_err repo_session_create(struct repo *r, const struct session *s,
     return DISPATCH(r, session_create(r->impl, s, refresh_hash));
 }
 
+enum as_err repo_sessions_prune(struct repo *r, int64_t before)
+{
+    return DISPATCH(r, sessions_prune(r->impl, before));
+}
+
 enum as_err repo_session_get(struct repo *r, const char *sid,
                              struct session *out, struct arena *a)
 {

@@ -23,7 +23,8 @@
 enum {
     S_INSERT, S_TOKEN_INSERT, S_GET, S_STATE, S_LIST, S_REVOKE, S_REVOKE_ALL,
     S_REVOKE_USER, S_LOCK_BY_TOKEN, S_FACTS, S_TOKEN_USE, S_CHILD, S_TOUCH,
-    S_KILL, S_TOKEN_SESSION, S_PW_STILL, S_NSTMT
+    S_KILL, S_TOKEN_SESSION, S_PW_STILL, S_PRUNE_ENDED, S_PRUNE_REVOKED,
+    S_NSTMT
 };
 
 static struct db_stmt sql[S_NSTMT] = {
@@ -38,6 +39,24 @@ static struct db_stmt sql[S_NSTMT] = {
                             "SELECT is_active, $2::text IS NULL OR "
                             "password_hash = $2 FROM users WHERE id = $1 "
                             "FOR SHARE"),
+    /* A few sessions that ended before $1 (indexes of migration 0012);
+     * on PostgreSQL rows another pruner holds are skipped, so two never
+     * wait on each other. Their refresh tokens go with them (ON DELETE
+     * CASCADE). */
+    [S_PRUNE_ENDED] = DB_SPLIT("DELETE FROM sessions WHERE id IN "
+                               "(SELECT id FROM sessions "
+                               "WHERE expires_at < $1 LIMIT 16)",
+                               "DELETE FROM sessions WHERE id IN "
+                               "(SELECT id FROM sessions "
+                               "WHERE expires_at < $1 LIMIT 16 "
+                               "FOR UPDATE SKIP LOCKED)"),
+    [S_PRUNE_REVOKED] = DB_SPLIT("DELETE FROM sessions WHERE id IN "
+                                 "(SELECT id FROM sessions "
+                                 "WHERE revoked_at < $1 LIMIT 16)",
+                                 "DELETE FROM sessions WHERE id IN "
+                                 "(SELECT id FROM sessions "
+                                 "WHERE revoked_at < $1 LIMIT 16 "
+                                 "FOR UPDATE SKIP LOCKED)"),
     [S_INSERT] = DB_SQL("INSERT INTO sessions (id, user_id, created_at, "
                         "last_used_at, expires_at, revoked_at, ip, "
                         "user_agent, amr) VALUES ($1, $2, $3, $4, $5, $6, "
@@ -159,6 +178,17 @@ enum as_err db_session_create(void *impl, const struct session *s,
            db_text(s->ip), db_text(s->user_agent), db_text(s->amr));
     DB_RUN(&t, &sql[S_TOKEN_INSERT], &r, db_blob(hash, REPO_HASH_LEN),
            db_text(s->id), db_int(s->created_at));
+    return db_close(&t);
+}
+
+enum as_err db_sessions_prune(void *impl, int64_t before)
+{
+    struct db_rows r;
+    struct db_tx t;
+
+    db_open(&t, impl, "sessions_prune", true, NULL);
+    DB_RUN(&t, &sql[S_PRUNE_ENDED], &r, db_int(before));
+    DB_RUN(&t, &sql[S_PRUNE_REVOKED], &r, db_int(before));
     return db_close(&t);
 }
 

@@ -669,6 +669,68 @@ static void run_sql(struct fx *f, const char *sql)
     }
 }
 
+/* The number `sql` (a count) gives on the case's database. */
+static int64_t scalar(struct fx *f, const char *sql)
+{
+    int64_t n = -1;
+
+    if (on_pg) {
+        PGconn *pc = PQconnectdb(pg_url);
+        PGresult *res = PQexec(pc, sql);
+
+        if (PQresultStatus(res) == PGRES_TUPLES_OK)
+            n = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        PQclear(res);
+        PQfinish(pc);
+    } else {
+        sqlite3 *db = NULL;
+        sqlite3_stmt *st = NULL;
+
+        if (sqlite3_open(f->db, &db) == SQLITE_OK &&
+            sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK &&
+            sqlite3_step(st) == SQLITE_ROW)
+            n = sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+        sqlite3_close(db);
+    }
+    return n;
+}
+
+/* Sessions that ended (expired, or revoked) before the cut-off are
+ * deleted with their refresh tokens, 16 of each kind a call; live ones
+ * and those that ended after it stay. */
+static void ended_sessions_are_pruned(void **state)
+{
+    struct fx *f = *state;
+    struct user u;
+    struct session s, on, recent;
+    uint8_t h[REPO_HASH_LEN];
+    int i;
+
+    new_user(f, &u, "prune@example.com", ROLE_USER, true);
+    for (i = 0; i < 20; i++)
+        new_session(f, &s, u.id, T0, T0 + 10, h);          /* expired */
+    for (i = 0; i < 20; i++) {
+        new_session(f, &s, u.id, T0, T0 + DAY, h);
+        assert_int_equal(repo_session_revoke(f->r, s.id, NULL, T0 + 20),
+                         AS_OK);
+    }
+    new_session(f, &on, u.id, T0, T0 + DAY, h);
+    new_session(f, &recent, u.id, T0, T0 + DAY, h);
+    assert_int_equal(repo_session_revoke(f->r, recent.id, NULL, T0 + 200),
+                     AS_OK);
+    assert_int_equal(scalar(f, "SELECT count(*) FROM refresh_tokens"), 42);
+    assert_int_equal(repo_sessions_prune(f->r, T0 + 100), AS_OK);
+    assert_int_equal(scalar(f, "SELECT count(*) FROM sessions"), 10);
+    assert_int_equal(scalar(f, "SELECT count(*) FROM refresh_tokens"), 10);
+    assert_int_equal(repo_sessions_prune(f->r, T0 + 100), AS_OK);
+    assert_int_equal(repo_sessions_prune(f->r, T0 + 100), AS_OK);
+    assert_int_equal(scalar(f, "SELECT count(*) FROM sessions"), 2);
+    assert_int_equal(scalar(f, "SELECT count(*) FROM refresh_tokens"), 2);
+    assert_true(live(f, on.id, T0 + 100));
+    assert_int_equal(revoked_at(f, recent.id), T0 + 200);
+}
+
 /* Sets is_active of `u` to false by hand: its sessions stay unrevoked. */
 static void switch_off_by_hand(struct fx *f, const struct user *u)
 {
@@ -1689,6 +1751,7 @@ int main(void)
         CASE(rotate_ok_then_grace_then_reuse),
         CASE(rotate_invalid_cases),
         CASE(login_stores_only_while_the_account_allows_it),
+        CASE(ended_sessions_are_pruned),
         CASE(rotate_races_have_one_winner),
         CASE(lockout_delays_double_and_cap),
         CASE(lockout_one_address_never_locks_others),

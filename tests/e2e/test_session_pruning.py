@@ -1,0 +1,89 @@
+"""Sessions that ended a while ago are not kept for ever (README
+"Tokens"): each login deletes a few sessions that expired or were
+revoked more than 7 days before, with their refresh tokens, so one
+account logging in again and again does not grow the tables without
+bound. Rows are aged by hand in the database, as time would."""
+import os
+import sqlite3
+import subprocess
+import time
+
+from conftest import assert_problem
+
+DAY_MS = 24 * 3600 * 1000
+
+
+def sql(d, statement):
+    """Runs `statement` on the daemon's database; the first column of the
+    first row, if any."""
+    if d.backend == "sqlite":
+        db = sqlite3.connect(os.path.join(d.data_dir, "auth.db"))
+        try:
+            row = db.execute(statement).fetchone()
+            db.commit()
+            return row[0] if row else None
+        finally:
+            db.close()
+    out = subprocess.run(["psql", d.env["AUTH_DATABASE_URL"], "-tAq", "-v",
+                          "ON_ERROR_STOP=1", "-c", statement], check=True,
+                         capture_output=True, text=True).stdout.strip()
+    return out.splitlines()[-1] if out else None
+
+
+def counts(d):
+    return (int(sql(d, "SELECT count(*) FROM sessions")),
+            int(sql(d, "SELECT count(*) FROM refresh_tokens")))
+
+
+def test_ended_sessions_are_pruned_as_logins_come(daemon):
+    email, password, first = daemon.user()
+    tokens = [daemon.login(email, password).json for _ in range(9)]
+    old = tokens[0]["refresh_token"]
+    r = daemon.request("POST", "/api/v1/auth/refresh", {"refresh_token": old})
+    assert r.status == 200, r
+    r = daemon.request("POST", "/api/v1/auth/logout-all",
+                       token=first["access_token"])
+    assert r.status == 204, r
+    uid = sql(daemon, "SELECT id FROM users WHERE email = '%s'" % email)
+    # this account's 10 sessions (11 refresh tokens): revoked 8 days ago
+    sql(daemon, "UPDATE sessions SET revoked_at = revoked_at - %d "
+        "WHERE user_id = '%s'" % (8 * DAY_MS, uid))
+    before = counts(daemon)
+    fresh = daemon.login(email, password)
+    assert fresh.status == 200, fresh
+    after = counts(daemon)
+    # up to 16 of each kind a login: all ten gone, the new one stored
+    assert after[0] <= before[0] - 10 + 1, (before, after)
+    assert after[1] <= before[1] - 11 + 1, (before, after)
+    assert sql(daemon, "SELECT count(*) FROM sessions WHERE user_id = '%s'"
+               % uid) in (1, "1")
+    # a pruned session's refresh token is refused like any unknown one
+    assert_problem(daemon.request("POST", "/api/v1/auth/refresh",
+                                  {"refresh_token": old}), 401)
+    # the new session is untouched
+    r = daemon.request("POST", "/api/v1/auth/refresh",
+                       {"refresh_token": fresh.json["refresh_token"]})
+    assert r.status == 200, r
+
+
+def test_recently_ended_sessions_are_kept(daemon):
+    email, password, first = daemon.user()
+    uid = sql(daemon, "SELECT id FROM users WHERE email = '%s'" % email)
+    r = daemon.request("POST", "/api/v1/auth/logout-all",
+                       token=first["access_token"])
+    assert r.status == 204, r
+    # one revoked 6 days ago, one that expired 6 days ago: both kept
+    sql(daemon, "UPDATE sessions SET revoked_at = revoked_at - %d "
+        "WHERE user_id = '%s'" % (6 * DAY_MS, uid))
+    second = daemon.login(email, password)
+    assert second.status == 200, second
+    now_ms = int(time.time() * 1000)
+    sql(daemon, "UPDATE sessions SET expires_at = %d WHERE user_id = '%s' "
+        "AND revoked_at IS NULL" % (now_ms - 6 * DAY_MS, uid))
+    assert_problem(daemon.request("POST", "/api/v1/auth/refresh",
+                                  {"refresh_token":
+                                   second.json["refresh_token"]}), 401)
+    for _ in range(3):
+        assert daemon.login(email, password).status == 200
+    assert int(sql(daemon, "SELECT count(*) FROM sessions WHERE user_id = "
+                   "'%s'" % uid)) == 5
