@@ -23,7 +23,14 @@ struct repo;
 #define MAIL_RETRY_MAX_MS INT64_C(3600000)        /* longest retry delay */
 #define MAIL_PAUSE_BASE_MS INT64_C(1000)   /* transport pause after a failure */
 #define MAIL_PAUSE_MAX_MS INT64_C(60000)   /* longest transport pause */
-#define MAIL_STALE_MS INT64_C(86400000)    /* unresolved requests kept 24 h */
+/* An unsent mail is given up a day after it was queued: a request still
+ * unresolved is not sent, a row still failing is dropped, and each new
+ * request deletes a few such rows (so that without a transport they do
+ * not pile up). */
+#define MAIL_STALE_MS INT64_C(86400000)
+/* Failed tries after which a mail is given up: with the backoff above,
+ * 1.2 to 2.4 hours of retries, longer than a reset link lives. */
+#define MAIL_MAX_ATTEMPTS 12
 #define MAIL_MAX_LINK 900         /* bytes: one line of a mail (< 998) */
 #define MAIL_HEX_SIG_LEN 64       /* hex of an HMAC-SHA256 */
 
@@ -49,7 +56,9 @@ struct sec_keys;
  * delivery. One insert whatever the recipient; call mail_wake() after.
  * The cap per recipient, the user checks and the token are applied when
  * the mailer resolves the mail (repo_outbox_resolve()); a mail without a
- * link (a notice, `user_id` required) is counted but never capped. */
+ * link (a notice, `user_id` required) is counted against a cap of
+ * notices of its own. Unsent mails queued over MAIL_STALE_MS before `now`
+ * are deleted a few at a time as this one is queued. */
 enum as_err mail_queue(struct repo *repo, const char *kind,
                        const char *user_id, const char *recipient,
                        bool with_link, int64_t now);
@@ -101,6 +110,15 @@ int64_t mail_backoff_ms(int64_t failures, uint32_t rnd);
  * deliveries (1 or more): MAIL_PAUSE_BASE_MS doubling, at most
  * MAIL_PAUSE_MAX_MS, jittered like mail_backoff_ms(). */
 int64_t mail_pause_ms(int64_t failures, uint32_t rnd);
+/* True when a mail queued at `created_at` (Unix ms) that failed
+ * `attempts` times is given up at `now` rather than tried again: after
+ * MAIL_MAX_ATTEMPTS failed tries, or MAIL_STALE_MS after it was queued. */
+bool mail_give_up(int64_t attempts, int64_t created_at, int64_t now);
+/* True when a webhook answer `status` refuses this one event rather than
+ * saying the receiver cannot take events now: a 4xx other than 408
+ * (Request Timeout) and 429 (Too Many Requests). Such a mail is dropped
+ * and the transport does not pause. */
+bool mail_webhook_refused(long status);
 /* True for a kind of mail that carries no link (a notice). */
 bool mail_linkless(const char *kind);
 /* True when the host of `url` (scheme://[userinfo@]host[:port]...) is

@@ -236,7 +236,8 @@ struct repo_ops {
                                    struct arena *a);
 
     /* mail (see the repo_ott_* and repo_outbox_* wrappers) */
-    enum as_err (*outbox_add)(void *impl, const struct outbox_row *m);
+    enum as_err (*outbox_add)(void *impl, const struct outbox_row *m,
+                              int64_t stale_before);
     enum as_err (*outbox_resolve)(void *impl, const struct outbox_row *m,
                                   const struct ott *t, unsigned cap,
                                   int64_t now, enum outbox_fate *fate,
@@ -480,9 +481,13 @@ enum as_err repo_pg_open(const struct cfg *cfg, const char *url,
 /* Queues mail `m` (id, kind, recipient, created_at; user_id and seed
  * when known), unresolved and due at once. The same single insert
  * whatever the recipient, so a request's time does not tell whether an
- * account exists. AS_ERR_BAD_REQUEST when a field is missing. */
-enum as_err repo_outbox_add(struct repo *r, const struct outbox_row *m);
-/* In one transaction, readies unresolved mail `m` (as claimed) for
+ * account exists. In the same transaction it deletes a few (two) unsent
+ * mails queued before `stale_before` and not leased at m->created_at,
+ * so that the outbox stays bounded while no mailer runs.
+ * AS_ERR_BAD_REQUEST when a field is missing. */
+enum as_err repo_outbox_add(struct repo *r, const struct outbox_row *m,
+                            int64_t stale_before);
+/* In one transaction, readies mail `m` (as claimed) for
  * delivery. With token `t` (a mail with a link) it looks up the active
  * user the mail is for (OTT_RESET: the one whose email is m->recipient;
  * OTT_VERIFY: user m->user_id, still unverified, whose email is still
@@ -492,9 +497,12 @@ enum as_err repo_outbox_add(struct repo *r, const struct outbox_row *m);
  * deleted (*fate OUTBOX_NO_USER); past `cap` too (OUTBOX_CAPPED).
  * Otherwise it stores `t` bound to that user and email and marks the row
  * resolved with t->expires_at (OUTBOX_READY); `user_id` gets the user's
- * id. Without `t` (a notice without a link, for user m->user_id) the
- * mail is counted but never capped, so that a flood of links cannot
- * silence a security notice. An error changes nothing. */
+ * id. Without `t` (a notice without a link, for user m->user_id; it may
+ * be resolved already) the mail is counted in a count of notices to
+ * m->recipient in that hour, apart from link mails so that a flood of
+ * links cannot silence a notice, and past `cap` the row is deleted
+ * (OUTBOX_CAPPED); otherwise it is marked resolved (OUTBOX_READY). An
+ * error changes nothing. */
 enum as_err repo_outbox_resolve(struct repo *r, const struct outbox_row *m,
                                 const struct ott *t, unsigned cap,
                                 int64_t now, enum outbox_fate *fate,
@@ -523,8 +531,9 @@ enum as_err repo_ott_reset(struct repo *r, const uint8_t hash[REPO_HASH_LEN],
  * user's id. */
 enum as_err repo_ott_verify(struct repo *r, const uint8_t hash[REPO_HASH_LEN],
                             int64_t now, char user_id[UUID_STR_LEN]);
-/* Claims the oldest unsent mail due at `now` whose lease has run out, by
- * setting its lease to `lease_until`; other instances skip it until then
+/* Claims an unsent mail due at `now` whose lease has run out (one never
+ * tried before ahead of retries, then the longest due), by setting its
+ * lease to `lease_until`; other instances skip it until then
  * (PostgreSQL: FOR UPDATE SKIP LOCKED; SQLite: in BEGIN IMMEDIATE).
  * AS_ERR_NOT_FOUND when none is due. Strings and seed of `out` live in
  * `a`. */

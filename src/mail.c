@@ -3,9 +3,11 @@
  * cap per recipient, token), makes its link from the row's seed, sends
  * it by SMTP or as a signed webhook through libcurl, then marks it sent
  * or schedules a retry with jittered exponential backoff; while sending
- * keeps failing the whole transport pauses. Rows live in the database, so
- * delivery resumes after a restart. Tokens and links never reach a log or
- * the database. */
+ * keeps failing the whole transport pauses. A mail the server refuses
+ * (not the transport failing) is dropped without a pause, and a mail
+ * still failing after MAIL_MAX_ATTEMPTS tries or a day is given up. Rows
+ * live in the database, so delivery resumes after a restart. Tokens and
+ * links never reach a log or the database. */
 #include "mail.h"
 
 #include <arpa/inet.h>
@@ -101,6 +103,13 @@ static void lc_load(void)
 
 enum transport { TP_NONE, TP_SMTP, TP_WEBHOOK };
 
+/* What became of one transfer. */
+enum outcome {
+    SENT,
+    REFUSED,        /* the server refused this mail; it works otherwise */
+    FAILED,         /* the transport failed: retried later, with a pause */
+};
+
 struct mailer {
     const struct cfg *cfg;
     struct repo *repo;
@@ -191,17 +200,35 @@ static void curl_why(CURL *h, CURLcode rc, const char *what, char *why)
         snprintf(why, MAX_WHY, "%s: %s", what, lc.easy_strerror(rc));
 }
 
-static bool send_smtp(struct mailer *m, const struct mail_msg *msg,
-                      char *why)
+/* Whether an SMTP transfer that ended with `rc` was refused for this
+ * mail only: a permanent (5xx) reply to its recipient (libcurl: "RCPT
+ * failed") or to its data once sent. Any other failure (connection,
+ * timeout, a 4xx reply, the greeting, the sender or the login refused)
+ * is the transport's. */
+static bool smtp_refused(CURL *h, CURLcode rc, const char *error)
+{
+    curl_off_t sent = 0;
+    long code = 0;
+
+    lc.easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
+    lc.easy_getinfo(h, CURLINFO_SIZE_UPLOAD_T, &sent);
+    if (code < 500 || code > 599)
+        return false;
+    return (rc == CURLE_SEND_ERROR && strncmp(error, "RCPT", 4) == 0) ||
+           (rc == CURLE_WEIRD_SERVER_REPLY && sent > 0);
+}
+
+static enum outcome send_smtp(struct mailer *m, const struct mail_msg *msg,
+                              char *why)
 {
     const struct cfg *cfg = m->cfg;
     char *text = mail_render(msg, cfg->smtp_from, clock_ms());
     struct upload up = { text, text ? strlen(text) : 0, 0 };
     struct curl_slist *rcpt = NULL;
-    char to[MAX_ADDR + 3];
+    char to[MAX_ADDR + 3], error[CURL_ERROR_SIZE] = "";
     CURL *h = NULL;
     CURLcode rc;
-    bool ok = false;
+    enum outcome res = FAILED;
 
     if (!text) {
         snprintf(why, MAX_WHY, "smtp: the message cannot be rendered");
@@ -214,6 +241,7 @@ static bool send_smtp(struct mailer *m, const struct mail_msg *msg,
         snprintf(why, MAX_WHY, "smtp: cannot set up the transfer");
         goto out;
     }
+    lc.easy_setopt(h, CURLOPT_ERRORBUFFER, error);
     lc.easy_setopt(h, CURLOPT_MAIL_FROM, m->envelope);
     lc.easy_setopt(h, CURLOPT_MAIL_RCPT, rcpt);
     lc.easy_setopt(h, CURLOPT_READFUNCTION, upload_read);
@@ -227,8 +255,11 @@ static bool send_smtp(struct mailer *m, const struct mail_msg *msg,
         lc.easy_setopt(h, CURLOPT_PASSWORD, cfg->smtp_password);
     }
     rc = lc.easy_perform(h);
-    ok = rc == CURLE_OK;
-    if (!ok)
+    if (rc == CURLE_OK)
+        res = SENT;
+    else if (smtp_refused(h, rc, error))
+        res = REFUSED;
+    if (rc != CURLE_OK)
         curl_why(h, rc, "smtp", why);
 out:
     lc.slist_free_all(rcpt);
@@ -237,7 +268,7 @@ out:
         crypt_wipe(text, up.len);
         free(text);
     }
-    return ok;
+    return res;
 }
 
 /* Adds "name: value" to `list`; NULL (and `list` freed) on failure. */
@@ -254,8 +285,8 @@ static struct curl_slist *add_header(struct curl_slist *list,
     return more;
 }
 
-static bool send_webhook(struct mailer *m, const struct mail_msg *msg,
-                         char *why)
+static enum outcome send_webhook(struct mailer *m,
+                                 const struct mail_msg *msg, char *why)
 {
     const struct cfg *cfg = m->cfg;
     char *body = mail_event_json(msg);
@@ -266,7 +297,7 @@ static bool send_webhook(struct mailer *m, const struct mail_msg *msg,
     CURL *h = NULL;
     CURLcode rc;
     long status = 0;
-    bool ok = false;
+    enum outcome res = FAILED;
 
     if (!body) {
         snprintf(why, MAX_WHY, "webhook: the event cannot be built");
@@ -297,10 +328,13 @@ static bool send_webhook(struct mailer *m, const struct mail_msg *msg,
     lc.easy_setopt(h, CURLOPT_WRITEFUNCTION, discard);
     rc = lc.easy_perform(h);
     lc.easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-    ok = rc == CURLE_OK && status >= 200 && status < 300;
+    if (rc == CURLE_OK && status >= 200 && status < 300)
+        res = SENT;
+    else if (rc == CURLE_OK && mail_webhook_refused(status))
+        res = REFUSED;
     if (rc != CURLE_OK)
         curl_why(h, rc, "webhook", why);
-    else if (!ok)
+    else if (res != SENT)
         snprintf(why, MAX_WHY, "webhook: answered HTTP %ld", status);
 out:
     lc.slist_free_all(hdr);
@@ -309,7 +343,7 @@ out:
         crypt_wipe(body, len);
         free(body);
     }
-    return ok;
+    return res;
 }
 
 /* ---- the thread -------------------------------------------------------- */
@@ -363,24 +397,33 @@ enum as_err mail_queue(struct repo *repo, const char *kind,
         sec_link_seed(seed);
         m.seed = seed;
     }
-    err = repo_outbox_add(repo, &m);
+    err = repo_outbox_add(repo, &m, now - MAIL_STALE_MS);
     crypt_wipe(seed, sizeof seed);
     return err;
 }
 
-/* Logs what became of a mail that is not sent. */
+/* Logs what became of a mail that is not sent; `error`, when not NULL,
+ * is the last delivery error (never a secret). */
+static void log_dropped_error(const struct outbox_row *row, const char *why,
+                              const char *user_id, const char *error)
+{
+    log_event(error ? LOG_WARN : LOG_INFO, "mail.dropped", NULL,
+              json_pack("{s:s, s:s?, s:s, s:s?, s:I, s:s?}", "id", row->id,
+                        "kind", row->kind, "reason", why, "user_id",
+                        user_id && *user_id ? user_id : NULL, "attempts",
+                        (json_int_t)row->attempts, "error", error));
+}
+
 static void log_dropped(const struct outbox_row *row, const char *why,
                         const char *user_id)
 {
-    log_event(LOG_INFO, "mail.dropped", NULL,
-              json_pack("{s:s, s:s?, s:s, s:s?}", "id", row->id, "kind",
-                        row->kind, "reason", why, "user_id",
-                        user_id && *user_id ? user_id : NULL));
+    log_dropped_error(row, why, user_id, NULL);
 }
 
 /* Resolves a newly queued row (its user, the cap of its recipient, the
- * token of its link): true when it is to be sent; otherwise the row is
- * gone or left for its lease to run out, and logged. */
+ * token of its link; a notice: the cap of notices to its recipient):
+ * true when it is to be sent; otherwise the row is gone or left for its
+ * lease to run out, and logged. */
 static bool resolve(struct mailer *m, struct outbox_row *row,
                     struct arena *a)
 {
@@ -423,10 +466,10 @@ static bool resolve(struct mailer *m, struct outbox_row *row,
 }
 
 /* Records a delivery that failed: the row retries after its own
- * jittered backoff and, when the transport itself failed (`transport`),
- * the whole transport pauses for a while that grows with every such
- * failure in a row. */
-static void failed(struct mailer *m, const struct outbox_row *row,
+ * jittered backoff, or is given up after its last try, and, when the
+ * transport itself failed (`transport`), the whole transport pauses for a
+ * while that grows with every such failure in a row. */
+static void failed(struct mailer *m, struct outbox_row *row,
                    const char *why, bool transport)
 {
     int64_t delay = mail_backoff_ms(row->attempts + 1, crypt_random_u32());
@@ -443,6 +486,13 @@ static void failed(struct mailer *m, const struct outbox_row *row,
                         (json_int_t)row->attempts + 1, "error", why,
                         "retry_in_ms", (json_int_t)delay,
                         "transport_pause_ms", (json_int_t)pause));
+    if (mail_give_up(row->attempts + 1, row->created_at,
+                     clock_ms() + delay)) {
+        row->attempts++;
+        repo_outbox_drop(m->repo, row->id);
+        log_dropped_error(row, "gave_up", row->user_id, why);
+        return;
+    }
     repo_outbox_failed(m->repo, row->id, clock_ms() + delay, why);
 }
 
@@ -456,9 +506,22 @@ static void deliver(struct mailer *m, struct outbox_row *row,
                             .to = row->recipient, .link = link,
                             .created_at = row->created_at };
     char why[MAX_WHY] = "";
-    bool ok, tried = false;
+    enum outcome res = FAILED;
+    bool tried = false;
 
-    if (!row->resolved && !resolve(m, row, a))
+    /* Before anything else: a mail past its tries or its day is not
+     * sent (nor resolved), whatever it is. */
+    if (mail_give_up(row->attempts, row->created_at, clock_ms())) {
+        repo_outbox_drop(m->repo, row->id);
+        log_dropped(row, "gave_up", row->user_id);
+        return;
+    }
+    /* A notice is queued resolved with the email change: it is counted
+     * against the cap of notices at its first try (a crash between the
+     * two counts it again, which errs on the side of fewer mails). */
+    if ((!row->resolved ||
+         (mail_linkless(row->kind) && row->attempts == 0)) &&
+        !resolve(m, row, a))
         return;
     if (row->expires_at && row->expires_at <= clock_ms()) {
         repo_outbox_drop(m->repo, row->id);
@@ -475,16 +538,23 @@ static void deliver(struct mailer *m, struct outbox_row *row,
     if ((row->seed && !link[0]) || (!row->seed && !mail_linkless(row->kind)) ||
         !row->kind || !row->recipient) {
         snprintf(why, sizeof why, "the row is incomplete");
-        ok = false;
     } else if (m->tp == TP_SMTP) {
-        ok = send_smtp(m, &msg, why);
+        res = send_smtp(m, &msg, why);
         tried = true;
     } else {
-        ok = send_webhook(m, &msg, why);
+        res = send_webhook(m, &msg, why);
         tried = true;
     }
     crypt_wipe(link, sizeof link);
-    if (!ok) {
+    if (res == REFUSED) {
+        /* Trying again would be refused again; the transport works, so
+         * it does not pause, and the straight failures stay as they
+         * were. */
+        repo_outbox_drop(m->repo, row->id);
+        log_dropped_error(row, "refused", row->user_id, why);
+        return;
+    }
+    if (res == FAILED) {
         failed(m, row, why, tried);
         return;
     }

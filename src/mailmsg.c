@@ -371,3 +371,13 @@ int64_t mail_pause_ms(int64_t failures, uint32_t rnd)
 {
     return jittered(failures, MAIL_PAUSE_BASE_MS, MAIL_PAUSE_MAX_MS, rnd);
 }
+
+bool mail_give_up(int64_t attempts, int64_t created_at, int64_t now)
+{
+    return attempts >= MAIL_MAX_ATTEMPTS || now - created_at >= MAIL_STALE_MS;
+}
+
+bool mail_webhook_refused(long status)
+{
+    return status >= 400 && status < 500 && status != 408 && status != 429;
+}

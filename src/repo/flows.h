@@ -136,8 +136,8 @@ void db_revoke_sessions(struct db_tx *t, const char *user_id,
 /* Inside flow `t`, the login that stores a session or a second-factor
  * token: refuses it unless `user_id` still exists (AS_ERR_NOT_FOUND) with
  * `pw_hash` as its password hash (NULL: any; AS_ERR_BAD_CREDENTIALS) and
- * is active (AS_ERR_DISABLED), and holds the user's row (on PostgreSQL; SQLite's
- * write lock serialises already) until it ends, so that a password
+ * is active (AS_ERR_DISABLED), and holds the user's row (on PostgreSQL;
+ * SQLite's write lock serialises already) until it ends, so that a password
  * change or a deactivation either waits for the flow (and then revokes
  * what it stored) or went first. */
 void db_login_still(struct db_tx *t, const char *user_id,
@@ -198,7 +198,8 @@ enum as_err db_login_failures_clear(void *impl, const char *email,
     .login_failures_prune = db_login_failures_prune,                       \
     .login_failures_clear = db_login_failures_clear
 /* ---- mail: link tokens and the outbox (mail.c) ---- */
-enum as_err db_outbox_add(void *impl, const struct outbox_row *m);
+enum as_err db_outbox_add(void *impl, const struct outbox_row *m,
+                          int64_t stale_before);
 enum as_err db_outbox_resolve(void *impl, const struct outbox_row *m,
                               const struct ott *k, unsigned cap,
                               int64_t now, enum outbox_fate *fate,

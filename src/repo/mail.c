@@ -1,7 +1,7 @@
 /* mail.c: the mail area of the repository (single-use link tokens and
  * the outbox), written once for both backends over the driver
  * (driver.h): its statements and its flows. The rules they share live
- * here: the hourly count per recipient and when it holds a mail back,
+ * here: the hourly counts per recipient and when they hold a mail back,
  * what a link token must match to be used, what a reset revokes. */
 #include "flows.h"
 
@@ -11,23 +11,43 @@
 #include "repo_int.h"
 
 #define HOUR_MS INT64_C(3600000)     /* the window of a mail count */
+/* Mails without a link (notices) are counted apart from link mails, in
+ * the row of the same recipient whose window_start is the hour's plus
+ * this: the same table and atomic upsert, a count no link mail raises
+ * (so a flood of reset requests cannot silence a notice), pruned with
+ * the others, and no change of the table's key that instances still
+ * running the previous version would trip over. */
+#define NOTICE_SLOT_MS INT64_C(1)
+/* Unsent mails queued before the cutoff that one new mail deletes: more
+ * than one, so that without a mailer (no transport) they cannot pile up
+ * faster than they go, and few, so that a request stays cheap. */
+#define ADD_PRUNE_BATCH "2"
 #define FAILED_TEXT "delivery failed"    /* error text that cannot be kept */
 
 /* Token hash $1 is unused and unexpired at $2. */
 #define OTT_LIVE "used_at IS NULL AND expires_at > $2"
-/* The oldest unsent mail due at $1 whose lease ran out. */
+/* An unsent mail due at $1 whose lease ran out: one never tried before
+ * ahead of any retry (so that rows that keep failing cannot keep a new
+ * mail waiting), else the longest due. */
 #define DUE_ROW                                                            \
     "SELECT id FROM outbox WHERE sent_at IS NULL "                         \
     "AND next_attempt_at <= $1 AND locked_until <= $1 "                    \
-    "ORDER BY next_attempt_at, id LIMIT 1"
+    "ORDER BY attempts > 0, next_attempt_at, id LIMIT 1"
+/* A few unsent mails queued before $1 (next_attempt_at never precedes
+ * created_at, so the index on it finds them) and not leased at $2. */
+#define STALE_ROWS                                                         \
+    "SELECT id FROM outbox WHERE sent_at IS NULL "                         \
+    "AND next_attempt_at < $1 AND created_at < $1 AND locked_until <= $2 " \
+    "LIMIT " ADD_PRUNE_BATCH
 #define CLAIM(due)                                                         \
     "UPDATE outbox SET locked_until = $2 WHERE id = (" due ") "            \
     "RETURNING id, kind, recipient, user_id, seed, resolved, expires_at, " \
     "created_at, attempts"
 
 enum {
-    M_ADD, M_RESET_USER, M_VERIFY_USER, M_COUNT, M_DROP, M_TOKEN_ADD,
-    M_RESOLVED, M_RESET_FIND, M_LOCK_USER, M_TOKEN_USE, M_SET_PW,
+    M_ADD, M_ADD_PRUNE, M_RESET_USER, M_VERIFY_USER, M_COUNT, M_DROP,
+    M_TOKEN_ADD, M_RESOLVED, M_NOTICE_READY, M_RESET_FIND, M_LOCK_USER,
+    M_TOKEN_USE, M_SET_PW,
     M_REVOKE_ALL, M_RETIRE, M_LOCK_VERIFY, M_VERIFY_USE, M_SET_VERIFIED,
     M_CLAIM, M_SENT, M_FAILED, M_PRUNE_TOKENS, M_PRUNE_SENT,
     M_PRUNE_STALE, M_PRUNE_COUNTS, M_NSTMT
@@ -37,6 +57,11 @@ static struct db_stmt sql[M_NSTMT] = {
     [M_ADD] = DB_SQL("INSERT INTO outbox (id, user_id, kind, recipient, "
                      "seed, created_at, next_attempt_at) "
                      "VALUES ($1, $2, $3, $4, $5, $6, $6)"),
+    /* PostgreSQL: rows another request is deleting are skipped. */
+    [M_ADD_PRUNE] = DB_SPLIT("DELETE FROM outbox WHERE id IN ("
+                             STALE_ROWS ")",
+                             "DELETE FROM outbox WHERE id IN ("
+                             STALE_ROWS " FOR UPDATE SKIP LOCKED)"),
     [M_RESET_USER] = DB_SQL("SELECT id FROM users WHERE email = $1 "
                             "AND is_active"),
     [M_VERIFY_USER] = DB_SQL("SELECT id FROM users WHERE id = $2 "
@@ -55,6 +80,11 @@ static struct db_stmt sql[M_NSTMT] = {
     [M_RESOLVED] = DB_SQL("UPDATE outbox SET resolved = true, "
                           "user_id = $2, expires_at = $3 WHERE id = $1 "
                           "AND NOT resolved AND sent_at IS NULL"),
+    /* A notice may be queued resolved (with an email change): counted
+     * at its first try instead. */
+    [M_NOTICE_READY] = DB_SQL("UPDATE outbox SET resolved = true, "
+                              "user_id = $2 WHERE id = $1 "
+                              "AND sent_at IS NULL"),
     [M_RESET_FIND] = DB_SQL("SELECT " USER_COLS " FROM users "
                             "WHERE is_active AND (id, email) IN "
                             "(SELECT user_id, email FROM one_time_tokens "
@@ -126,7 +156,8 @@ static void one_changed(struct db_tx *t, const struct db_rows *r)
         db_refuse(t, AS_ERR_NOT_FOUND);
 }
 
-enum as_err db_outbox_add(void *impl, const struct outbox_row *m)
+enum as_err db_outbox_add(void *impl, const struct outbox_row *m,
+                          int64_t stale_before)
 {
     struct db_rows r;
     struct db_tx t;
@@ -137,6 +168,10 @@ enum as_err db_outbox_add(void *impl, const struct outbox_row *m)
     DB_RUN(&t, &sql[M_ADD], &r, db_text(m->id), db_text(m->user_id),
            db_text(m->kind), db_text(m->recipient),
            db_blob(m->seed, REPO_SEED_LEN), db_int(m->created_at));
+    /* The same statement whatever the recipient, in the same
+     * transaction: the outbox stays bounded with no mailer running. */
+    DB_RUN(&t, &sql[M_ADD_PRUNE], &r, db_int(stale_before),
+           db_int(m->created_at));
     return db_close(&t);
 }
 
@@ -158,20 +193,23 @@ static bool resolve_user(struct db_tx *t, const struct outbox_row *m,
     return t->err == AS_OK;
 }
 
-/* Counts one mail to `recipient` in the hour of `now`; the new count. */
+/* Counts one mail to `recipient` in the hour of `now`, in the count of
+ * notices when `notice`, else in that of link mails; the new count. */
 static int64_t count_mail(struct db_tx *t, const char *recipient,
-                          int64_t now)
+                          int64_t now, bool notice)
 {
+    int64_t window = now - now % HOUR_MS + (notice ? NOTICE_SLOT_MS : 0);
     struct db_rows r;
 
-    if (DB_RUN(t, &sql[M_COUNT], &r, db_text(recipient),
-               db_int(now - now % HOUR_MS)) && r.n == 1)
+    if (DB_RUN(t, &sql[M_COUNT], &r, db_text(recipient), db_int(window)) &&
+        r.n == 1)
         return db_i64(db_at(&r, 0, 0));
     return 0;
 }
 
 /* Stores token `k` (when there is one) of `user_id` and marks mail `m`
- * resolved; AS_ERR_NOT_FOUND when the mail went meanwhile. */
+ * resolved; AS_ERR_NOT_FOUND when the mail went (or, with a link, was
+ * resolved) meanwhile. */
 static void resolve_store(struct db_tx *t, const struct outbox_row *m,
                           const struct ott *k, const char *user_id)
 {
@@ -183,8 +221,12 @@ static void resolve_store(struct db_tx *t, const struct outbox_row *m,
                db_text(k->purpose == OTT_VERIFY ? "verify" : "reset"),
                db_text(m->recipient), db_int(k->created_at),
                db_int(k->expires_at));
-    DB_RUN(t, &sql[M_RESOLVED], &r, db_text(m->id), db_text(user_id),
-           db_int(k ? k->expires_at : 0));
+    if (k)
+        DB_RUN(t, &sql[M_RESOLVED], &r, db_text(m->id), db_text(user_id),
+               db_int(k->expires_at));
+    else
+        DB_RUN(t, &sql[M_NOTICE_READY], &r, db_text(m->id),
+               db_text(user_id));
     one_changed(t, &r);
 }
 
@@ -208,9 +250,9 @@ enum as_err db_outbox_resolve(void *impl, const struct outbox_row *m,
         snprintf(user_id, UUID_STR_LEN, "%s", m->user_id);
     /* The same statements whether or not the user exists: the lookup,
      * then the count, then the decision. A mail without a link (a
-     * notice) counts, but is never held back. */
+     * notice) has a count of its own, which link mails do not raise. */
     found = !k || resolve_user(&t, m, k, user_id);
-    capped = count_mail(&t, m->recipient, now) > (int64_t)cap && k != NULL;
+    capped = count_mail(&t, m->recipient, now, !k) > (int64_t)cap;
     if (t.err == AS_OK)
         *fate = !found ? OUTBOX_NO_USER
                        : capped ? OUTBOX_CAPPED : OUTBOX_READY;

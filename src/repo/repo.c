@@ -434,9 +434,10 @@ enum as_err repo_refresh_session(struct repo *r,
     return DISPATCH(r, refresh_session(r->impl, hash, now, out, a));
 }
 
-enum as_err repo_outbox_add(struct repo *r, const struct outbox_row *m)
+enum as_err repo_outbox_add(struct repo *r, const struct outbox_row *m,
+                            int64_t stale_before)
 {
-    return DISPATCH(r, outbox_add(r->impl, m));
+    return DISPATCH(r, outbox_add(r->impl, m, stale_before));
 }
 
 enum as_err repo_outbox_resolve(struct repo *r, const struct outbox_row *m,

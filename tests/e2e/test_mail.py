@@ -27,10 +27,13 @@ DEADLINE = 30.0                     # the first retry comes after 5 s
 
 class SmtpSink:
     """Enough of an SMTP server on 127.0.0.1 to accept mail: EHLO/HELO,
-    MAIL, RCPT, DATA (with dot-unstuffing), RSET, NOOP, QUIT."""
+    MAIL, RCPT, DATA (with dot-unstuffing), RSET, NOOP, QUIT. A recipient
+    for which `reject` is true gets 550, as a relay answers an address
+    it will not deliver to."""
 
-    def __init__(self, port=0):
+    def __init__(self, port=0, reject=None):
         self.messages = []
+        self.rejected = []
         self.lock = threading.Lock()
         sink = self
 
@@ -67,7 +70,13 @@ class SmtpSink:
                         sender, rcpts = cmd[10:].strip(), []
                         self.reply("250 OK")
                     elif cmd.upper().startswith("RCPT TO:"):
-                        rcpts.append(cmd[8:].strip())
+                        rcpt = cmd[8:].strip()
+                        if reject and reject(rcpt):
+                            with sink.lock:
+                                sink.rejected.append(rcpt)
+                            self.reply("550 5.1.1 no such mailbox")
+                            continue
+                        rcpts.append(rcpt)
                         self.reply("250 OK")
                     elif verb == "DATA":
                         self.reply("354 end with <CRLF>.<CRLF>")

@@ -292,6 +292,39 @@ static void transport_pause_grows_and_is_capped(void **state)
     assert_in_range(n - 1, 1, 8);
 }
 
+/* A mail is given up after its last try or a day after it was queued,
+ * so rows that keep failing do not wait in the outbox forever. */
+static void failing_mail_is_given_up(void **state)
+{
+    (void)state;
+    assert_false(mail_give_up(0, T0, T0));
+    assert_false(mail_give_up(MAIL_MAX_ATTEMPTS - 1, T0, T0 + 3600000));
+    assert_true(mail_give_up(MAIL_MAX_ATTEMPTS, T0, T0 + 1));
+    assert_true(mail_give_up(MAIL_MAX_ATTEMPTS + 40, T0, T0 + 1));
+    assert_false(mail_give_up(1, T0, T0 + MAIL_STALE_MS - 1));
+    assert_true(mail_give_up(0, T0, T0 + MAIL_STALE_MS));
+    /* between 10 and 60 attempts: retries last hours, not forever */
+    assert_true(MAIL_MAX_ATTEMPTS >= 10 && MAIL_MAX_ATTEMPTS <= 60);
+    assert_true(MAIL_STALE_MS <= INT64_C(86400000));
+}
+
+/* A webhook answer that refuses one event drops that mail without
+ * pausing the transport; one about the receiver does not. */
+static void webhook_refusals(void **state)
+{
+    (void)state;
+    assert_true(mail_webhook_refused(400));
+    assert_true(mail_webhook_refused(404));
+    assert_true(mail_webhook_refused(422));
+    assert_false(mail_webhook_refused(408));     /* timed out */
+    assert_false(mail_webhook_refused(429));     /* slow down */
+    assert_false(mail_webhook_refused(500));
+    assert_false(mail_webhook_refused(503));
+    assert_false(mail_webhook_refused(204));
+    assert_false(mail_webhook_refused(302));
+    assert_false(mail_webhook_refused(0));
+}
+
 static void loopback_hosts(void **state)
 {
     (void)state;
@@ -407,6 +440,8 @@ int main(void)
         cmocka_unit_test(backoff_doubles_up_to_an_hour),
         cmocka_unit_test(backoff_is_jittered),
         cmocka_unit_test(transport_pause_grows_and_is_capped),
+        cmocka_unit_test(failing_mail_is_given_up),
+        cmocka_unit_test(webhook_refusals),
         cmocka_unit_test(loopback_hosts),
         cmocka_unit_test(smtp_plain_only_to_loopback),
         cmocka_unit_test(webhook_settings),

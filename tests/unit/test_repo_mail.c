@@ -252,7 +252,7 @@ static void queue(struct fx *f, enum ott_purpose purpose, const char *key,
         m.recipient = repo_user_by_id(f->r, key, &u, f->a) == AS_OK
                           ? u.email : "nobody@example.com";
     }
-    assert_int_equal(repo_outbox_add(f->r, &m), AS_OK);
+    assert_int_equal(repo_outbox_add(f->r, &m, 0), AS_OK);
 }
 
 /* Resolves queued mail `id` as the mailer does, with a token of
@@ -545,15 +545,15 @@ static void cap_per_recipient_per_hour(void **state)
     queue(f, OTT_VERIFY, u.id, T0 + 9, id);
     assert_int_equal(resolve_cap(f, id, OTT_VERIFY, T0 + 9, 5, NULL, NULL),
                      AS_ERR_RATE_LIMITED);
-    /* a mail without a link (a security notice) is counted, never held
-     * back: a flood of reset requests cannot silence it */
+    /* a mail without a link (a security notice) has a count of its own:
+     * a flood of reset requests cannot silence it */
     memset(&notice, 0, sizeof notice);
     uuid_v7_new(notice.id);
     notice.kind = "security_notice";
     notice.user_id = u.id;
     notice.recipient = u.email;
     notice.created_at = T0 + 10;
-    assert_int_equal(repo_outbox_add(f->r, &notice), AS_OK);
+    assert_int_equal(repo_outbox_add(f->r, &notice, 0), AS_OK);
     assert_int_equal(repo_outbox_resolve(f->r, &notice, NULL, 5, T0 + 10,
                                          &fate, uid), AS_OK);
     assert_int_equal(fate, OUTBOX_READY);
@@ -565,9 +565,147 @@ static void cap_per_recipient_per_hour(void **state)
     queue(f, OTT_RESET, u.email, T0 + HOUR, id);
     assert_int_equal(resolve_cap(f, id, OTT_RESET, T0 + HOUR, 5, NULL, NULL),
                      AS_OK);
-    assert_int_equal(count(f, "SELECT count(*) FROM mail_counts"), 2);
+    assert_int_equal(count(f, "SELECT count(*) FROM mail_counts"), 3);
     assert_int_equal(repo_mail_prune(f->r, T0, T0, T0), AS_OK);
     assert_int_equal(count(f, "SELECT count(*) FROM mail_counts"), 1);
+}
+
+/* Queues notice `n` to `to` for user `uid` at `now` as an email change
+ * does (resolved already), and resolves it as the mailer does at its
+ * first try: AS_OK when it is to be sent, AS_ERR_RATE_LIMITED past the
+ * cap of notices. */
+static enum as_err notice_cap(struct fx *f, const char *uid, const char *to,
+                              int64_t now, unsigned cap)
+{
+    struct outbox_row n;
+    struct user_patch p = { .set = UF_EMAIL, .email = "moved@example.com",
+                            .email_notice = &n };
+    struct user got;
+    char back[UUID_STR_LEN];
+    enum outbox_fate fate;
+    enum as_err err;
+
+    memset(&n, 0, sizeof n);
+    uuid_v7_new(n.id);
+    n.kind = "email_changed";
+    n.created_at = now;
+    /* to "moved@", then back to `to`: the notice of the first change
+     * goes to `to` */
+    assert_int_equal(repo_user_patch(f->r, uid, &p, now, &got, f->a), AS_OK);
+    p.email = to;
+    p.email_notice = NULL;
+    assert_int_equal(repo_user_patch(f->r, uid, &p, now, &got, f->a), AS_OK);
+    assert_string_equal(row_text(f, "resolved", n.id),
+                        f->side ? "t" : "1");
+    n.user_id = uid;
+    n.recipient = to;
+    err = repo_outbox_resolve(f->r, &n, NULL, cap, now, &fate, back);
+    if (err != AS_OK)
+        return err;
+    if (fate == OUTBOX_READY)
+        assert_string_equal(back, uid);
+    return fate == OUTBOX_READY ? AS_OK
+           : fate == OUTBOX_CAPPED ? AS_ERR_RATE_LIMITED : AS_ERR_NOT_FOUND;
+}
+
+static void notices_have_a_cap_of_their_own(void **state)
+{
+    struct fx *f = *state;
+    struct user u;
+    char id[UUID_STR_LEN];
+    int i, ready = 0, capped = 0;
+
+    new_user(f, &u, "x@example.com");
+    /* link mails to the address use up their cap... */
+    for (i = 0; i < 6; i++) {
+        queue(f, OTT_RESET, u.email, T0 + i, id);
+        resolve_cap(f, id, OTT_RESET, T0 + i, 3, NULL, NULL);
+    }
+    /* ...which does not hold a notice back; notices have their own */
+    for (i = 0; i < 5; i++) {
+        enum as_err err = notice_cap(f, u.id, u.email, T0 + 10 + i, 3);
+
+        ready += err == AS_OK;
+        capped += err == AS_ERR_RATE_LIMITED;
+    }
+    assert_int_equal(ready, 3);
+    assert_int_equal(capped, 2);
+    /* the capped notices are gone */
+    assert_int_equal(count(f, "SELECT count(*) FROM outbox WHERE "
+                              "kind = 'email_changed'"), 3);
+    /* and notices do not spend the cap of link mails of another hour */
+    assert_int_equal(notice_cap(f, u.id, u.email, T0 + HOUR, 3), AS_OK);
+    queue(f, OTT_RESET, u.email, T0 + HOUR, id);
+    assert_int_equal(resolve_cap(f, id, OTT_RESET, T0 + HOUR, 1, NULL, NULL),
+                     AS_OK);
+    /* the next hour starts over */
+    assert_int_equal(notice_cap(f, u.id, u.email, T0 + 2 * HOUR, 1), AS_OK);
+    assert_int_equal(notice_cap(f, u.id, u.email, T0 + 2 * HOUR, 1),
+                     AS_ERR_RATE_LIMITED);
+}
+
+/* A mail that never failed is claimed before retries that are due
+ * longer, so rows that keep failing cannot keep it waiting. */
+static void fresh_mail_ahead_of_retries(void **state)
+{
+    struct fx *f = *state;
+    struct outbox_row a, b, got;
+    char fresh[UUID_STR_LEN];
+    int i;
+
+    for (i = 0; i < 3; i++) {
+        queue(f, OTT_RESET, "bounce@example.com", T0 + i, NULL);
+        assert_int_equal(repo_outbox_claim(f->r, T0 + i, T0 + i + LEASE,
+                                           &a, f->a), AS_OK);
+        assert_int_equal(repo_outbox_failed(f->r, a.id, T0 + 10 + i,
+                                            "webhook: answered HTTP 500"),
+                         AS_OK);
+    }
+    queue(f, OTT_RESET, "ada@example.com", T0 + 100, fresh);
+    assert_int_equal(repo_outbox_claim(f->r, T0 + 200, T0 + 200 + LEASE,
+                                       &b, f->a), AS_OK);
+    assert_string_equal(b.id, fresh);
+    assert_int_equal(b.attempts, 0);
+    /* then the retries, the longest due first */
+    assert_int_equal(repo_outbox_claim(f->r, T0 + 200, T0 + 200 + LEASE,
+                                       &got, f->a), AS_OK);
+    assert_int_equal(got.attempts, 1);
+    assert_int_equal(got.created_at, T0);
+}
+
+/* Queuing a mail deletes a few unsent mails queued before the cutoff, so
+ * the outbox stays bounded with no mailer running. */
+static void queuing_prunes_a_few_stale_mails(void **state)
+{
+    static const uint8_t seed[REPO_SEED_LEN] = { 7 };
+    struct fx *f = *state;
+    struct outbox_row m = { .kind = "password_reset", .seed = seed },
+                      leased;
+    int i;
+
+    m.recipient = "anyone@example.com";
+    for (i = 0; i < 5; i++) {
+        uuid_v7_new(m.id);
+        m.created_at = T0 + i;
+        assert_int_equal(repo_outbox_add(f->r, &m, 0), AS_OK);
+    }
+    /* the last one is being sent: its lease keeps it */
+    assert_int_equal(repo_outbox_claim(f->r, T0 + 4, T0 + 2 * HOUR, &leased,
+                                       f->a), AS_OK);
+    assert_int_equal(leased.created_at, T0);
+    m.created_at = T0 + HOUR;
+    for (i = 0; i < 3; i++) {
+        uuid_v7_new(m.id);
+        assert_int_equal(repo_outbox_add(f->r, &m, T0 + 10), AS_OK);
+    }
+    /* two a time: the four old ones not leased are gone */
+    assert_int_equal(count(f, "SELECT count(*) FROM outbox WHERE "
+                              "created_at < 1700000000010"), 1);
+    assert_int_equal(count(f, "SELECT count(*) FROM outbox"), 4);
+    /* nothing newer than the cutoff goes */
+    uuid_v7_new(m.id);
+    assert_int_equal(repo_outbox_add(f->r, &m, T0 + HOUR), AS_OK);
+    assert_int_equal(count(f, "SELECT count(*) FROM outbox"), 5);
 }
 
 static void unknown_and_stale_requests_are_dropped(void **state)
@@ -830,7 +968,7 @@ static void hostile_values_fail_the_same_way(void **state)
     m.user_id = u.id;
     m.recipient = u.email;
     m.created_at = T0;
-    assert_int_equal(repo_outbox_add(f->r, &m), AS_OK);
+    assert_int_equal(repo_outbox_add(f->r, &m, 0), AS_OK);
     m.user_id = long_id;
     assert_int_equal(repo_outbox_resolve(f->r, &m, NULL, 5, T0, &fate, uid),
                      AS_ERR_BAD_REQUEST);
@@ -875,6 +1013,9 @@ int main(void)
         CASE(concurrent_claims_take_each_row_once),
         CASE(concurrent_resets_have_one_winner),
         CASE(cap_per_recipient_per_hour),
+        CASE(notices_have_a_cap_of_their_own),
+        CASE(fresh_mail_ahead_of_retries),
+        CASE(queuing_prunes_a_few_stale_mails),
         CASE(unknown_and_stale_requests_are_dropped),
         CASE(password_change_retires_reset_tokens),
         CASE(concurrent_resolves_keep_the_cap),
