@@ -70,8 +70,10 @@ enum as_err hx_start_session_amr(struct req_ctx *rc, const struct user *u,
     struct core c = hx_core(rc);
     struct session s;
     char refresh[SEC_TOKEN_LEN + 1] = "";
-    /* Stored only while u's password is still the account's: a login
-     * that read it before a password change committed is refused. */
+    /* Stored only while the account is as the login read it (its
+     * password, active, and for a password login the second factor
+     * off): a login that lost the race with such a change is answered
+     * as one that started after it. */
     enum as_err err = core_session_start(
         &c, u->id, u->password_hash, amr, rc->ip,
         v_printable(rc->arena, req_header(rc, "User-Agent"), 256), &s,
@@ -82,8 +84,10 @@ enum as_err hx_start_session_amr(struct req_ctx *rc, const struct user *u,
         err = hx_bad_credentials(rc);
     if (err == AS_ERR_DISABLED)         /* or the account deactivated */
         err = hx_disabled(rc);
-    if (err == AS_ERR_MFA_REQUIRED)     /* or the second factor turned on */
+    if (err == AS_ERR_MFA_REQUIRED) {   /* or the second factor turned on */
+        crypt_wipe(refresh, sizeof refresh);
         return hx_mfa_challenge(rc, u);
+    }
     if (err == AS_OK)
         err = hx_token_pair(rc, u, s.id, refresh, s.expires_at, amr);
     if (err == AS_OK)
