@@ -13,13 +13,13 @@ software authenticator (softauthn.py) over HTTP, on each backend:
   options were all fetched below the cap finish at once;
 - of the registrations a user began and did not finish, only the newest
   5 can still finish: asking for options in a loop stores no more."""
-import socket
 import threading
 
 import pytest
 
 from conftest import BACKENDS, Daemon, assert_problem, wait_until
 from softauthn import Authenticator
+from test_passkeys import free_port
 
 REG_OPT = "/api/v1/auth/passkeys/register/options"
 REG = "/api/v1/auth/passkeys/register"
@@ -31,14 +31,6 @@ OPEN = 5                            # and unfinished registrations
 ROUNDS = 20
 RACERS = 7
 CLONE = "passkey.clone_suspected"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 @pytest.fixture(scope="module", params=BACKENDS)

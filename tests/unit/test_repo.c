@@ -1594,30 +1594,10 @@ static void lockout_counts_every_concurrent_failure(void **state)
 static int64_t outbox_rows(struct fx *f, const char *kind, const char *to)
 {
     char sql[512];
-    int64_t n = -1;
 
     snprintf(sql, sizeof sql, "SELECT count(*) FROM outbox WHERE kind = '%s' "
              "AND recipient = '%s' AND seed IS NULL", kind, to);
-    if (on_pg) {
-        PGconn *pc = PQconnectdb(pg_url);
-        PGresult *res = PQexec(pc, sql);
-
-        if (PQresultStatus(res) == PGRES_TUPLES_OK)
-            n = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-        PQclear(res);
-        PQfinish(pc);
-    } else {
-        sqlite3 *db = NULL;
-        sqlite3_stmt *st = NULL;
-
-        if (sqlite3_open(f->db, &db) == SQLITE_OK &&
-            sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK &&
-            sqlite3_step(st) == SQLITE_ROW)
-            n = sqlite3_column_int64(st, 0);
-        sqlite3_finalize(st);
-        sqlite3_close(db);
-    }
-    return n;
+    return scalar(f, sql);
 }
 
 /* A patch writes the fields it names and nothing else, even when the
