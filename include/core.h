@@ -148,8 +148,9 @@ enum as_err core_session_start(const struct core *c, const char *user_id,
 enum as_err core_refresh(const struct core *c, const char *token,
                          char child[SEC_TOKEN_LEN + 1], struct session *s,
                          struct user *u, bool *reused, struct arena *a);
-/* Ends the session of refresh token `token`; `s` gets it (for the
- * audit). AS_ERR_NOT_FOUND for an unknown, used or dead token. */
+/* Ends the session of refresh token `token`, rotated or not; `s` gets
+ * it (for the audit). AS_ERR_NOT_FOUND for an unknown token or a dead
+ * session. */
 enum as_err core_logout(const struct core *c, const char *token,
                         struct session *s, struct arena *a);
 /* Ends every session of user `user_id`. */
@@ -164,13 +165,14 @@ enum as_err core_sessions_list(const struct core *c, const char *user_id,
                                struct arena *a);
 /* The live session a token belongs to, for introspection and RFC 7009
  * revocation: a refresh token's (`s` filled from the database, *is_access
- * false), or an access token's that verifies with c->keys (`claims` with
- * the account's email now and *role its role now, `s` holding only id
- * and user_id, *is_access true). AS_ERR_NOT_FOUND for anything else. */
+ * false; a rotated one only when `rotated_too`, as a revocation wants),
+ * or an access token's that verifies with c->keys (`claims` with the
+ * account's email now and *role its role now, `s` holding only id and
+ * user_id, *is_access true). AS_ERR_NOT_FOUND for anything else. */
 enum as_err core_token_session(const struct core *c, const char *token,
-                               struct session *s, struct sec_claims *claims,
-                               enum role *role, bool *is_access,
-                               struct arena *a);
+                               bool rotated_too, struct session *s,
+                               struct sec_claims *claims, enum role *role,
+                               bool *is_access, struct arena *a);
 
 /* ---- mailed links (src/core/links.c) --------------------------------- */
 

@@ -232,8 +232,8 @@ struct repo_ops {
                                   struct session *out, struct arena *a);
     enum as_err (*refresh_session)(void *impl,
                                    const uint8_t hash[REPO_HASH_LEN],
-                                   int64_t now, struct session *out,
-                                   struct arena *a);
+                                   int64_t now, bool used_too,
+                                   struct session *out, struct arena *a);
 
     /* mail (see the repo_ott_* and repo_outbox_* wrappers) */
     enum as_err (*outbox_add)(void *impl, const struct outbox_row *m,
@@ -463,12 +463,13 @@ enum as_err repo_refresh_rotate(struct repo *r,
                                 int64_t new_expires, int64_t max_life_ms,
                                 enum rotate_result *res,
                                 struct session *out, struct arena *a);
-/* The session that an unused refresh token of a live session belongs to;
- * AS_ERR_NOT_FOUND otherwise. */
+/* The live session that refresh token `hash` belongs to: only while the
+ * token is unused, or also once rotated when `used_too`; AS_ERR_NOT_FOUND
+ * otherwise. */
 enum as_err repo_refresh_session(struct repo *r,
                                  const uint8_t hash[REPO_HASH_LEN],
-                                 int64_t now, struct session *out,
-                                 struct arena *a);
+                                 int64_t now, bool used_too,
+                                 struct session *out, struct arena *a);
 
 /* Backend constructors (repo.c picks one). `url` is what follows
  * "sqlite:" or the whole libpq URI. */

@@ -114,7 +114,7 @@ enum as_err core_logout(const struct core *c, const char *token,
     if (!sec_token_valid(token))
         return AS_ERR_NOT_FOUND;
     sec_token_hash(token, h);
-    err = repo_refresh_session(c->repo, h, c->now_ms(), s, a);
+    err = repo_refresh_session(c->repo, h, c->now_ms(), true, s, a);
     if (err == AS_OK)
         err = repo_session_revoke(c->repo, s->id, NULL, c->now_ms());
     if (err == AS_OK)
@@ -153,9 +153,9 @@ enum as_err core_sessions_list(const struct core *c, const char *user_id,
 }
 
 enum as_err core_token_session(const struct core *c, const char *token,
-                               struct session *s, struct sec_claims *claims,
-                               enum role *role, bool *is_access,
-                               struct arena *a)
+                               bool rotated_too, struct session *s,
+                               struct sec_claims *claims, enum role *role,
+                               bool *is_access, struct arena *a)
 {
     uint8_t h[REPO_HASH_LEN];
     struct session_state st;
@@ -165,7 +165,8 @@ enum as_err core_token_session(const struct core *c, const char *token,
     *is_access = false;
     if (sec_token_valid(token)) {
         sec_token_hash(token, h);
-        return repo_refresh_session(c->repo, h, c->now_ms(), s, a);
+        return repo_refresh_session(c->repo, h, c->now_ms(), rotated_too, s,
+                                    a);
     }
     if (!c->keys || sec_jwt_verify(c->keys, c->cfg, token,
                                    c->now_ms() / 1000, claims, a) != AS_OK)

@@ -368,8 +368,8 @@ enum as_err h_introspect(struct req_ctx *rc, struct response *res)
     if (err == AS_OK)
         err = token_param(rc, &in, &tok);
     if (err == AS_OK)
-        err = core_token_session(&c, tok, &s, &claims, &role, &is_access,
-                                 rc->arena);
+        err = core_token_session(&c, tok, false, &s, &claims, &role,
+                                 &is_access, rc->arena);
     if (err == AS_OK && !is_access)
         err = core_user_get(&c, s.user_id, &u, rc->arena);
     if (err == AS_ERR_NOT_FOUND || (err == AS_OK && !is_access &&
@@ -408,8 +408,8 @@ enum as_err h_revoke(struct req_ctx *rc, struct response *res)
     enum as_err err = token_param(rc, &in, &tok);
 
     if (err == AS_OK)
-        err = core_token_session(&c, tok, &s, &claims, &role, &is_access,
-                                 rc->arena);
+        err = core_token_session(&c, tok, true, &s, &claims, &role,
+                                 &is_access, rc->arena);
     if (err == AS_OK)
         err = core_session_revoke(&c, s.id, NULL);
     if (err == AS_OK) {

@@ -173,8 +173,8 @@ enum as_err db_refresh_rotate(void *impl,
                               enum rotate_result *res, struct session *out,
                               struct arena *a);
 enum as_err db_refresh_session(void *impl, const uint8_t hash[REPO_HASH_LEN],
-                               int64_t now, struct session *out,
-                               struct arena *a);
+                               int64_t now, bool used_too,
+                               struct session *out, struct arena *a);
 
 #define DB_SESSION_OPS                                                     \
     .session_create = db_session_create, .session_get = db_session_get,    \

@@ -428,10 +428,11 @@ enum as_err repo_refresh_rotate(struct repo *r,
 
 enum as_err repo_refresh_session(struct repo *r,
                                  const uint8_t hash[REPO_HASH_LEN],
-                                 int64_t now, struct session *out,
-                                 struct arena *a)
+                                 int64_t now, bool used_too,
+                                 struct session *out, struct arena *a)
 {
-    return DISPATCH(r, refresh_session(r->impl, hash, now, out, a));
+    return DISPATCH(r, refresh_session(r->impl, hash, now, used_too, out,
+                                       a));
 }
 
 enum as_err repo_outbox_add(struct repo *r, const struct outbox_row *m,

@@ -23,7 +23,7 @@
 enum {
     S_INSERT, S_TOKEN_INSERT, S_GET, S_STATE, S_LIST, S_REVOKE, S_REVOKE_ALL,
     S_REVOKE_USER, S_LOCK_BY_TOKEN, S_FACTS, S_TOKEN_USE, S_CHILD, S_TOUCH,
-    S_KILL, S_TOKEN_SESSION, S_PW_STILL, S_PRUNE_ENDED, S_PRUNE_REVOKED,
+    S_KILL, S_TOKEN_SESSION, S_ANY_TOKEN_SESSION, S_PW_STILL, S_PRUNE_ENDED, S_PRUNE_REVOKED,
     S_NSTMT
 };
 
@@ -112,6 +112,14 @@ static struct db_stmt sql[S_NSTMT] = {
                                "JOIN users u ON u.id = s.user_id "
                                "WHERE t.hash = $1 AND t.used_at IS NULL "
                                "AND " LIVE_AT_2),
+    /* Any token the session ever had, rotated or not: what a logout or
+     * an RFC 7009 revocation names (a tab that lost a refresh race still
+     * ends the session with the token it holds). */
+    [S_ANY_TOKEN_SESSION] = DB_SQL("SELECT " SESSION_COLS
+                                   " FROM refresh_tokens t "
+                                   "JOIN sessions s ON s.id = t.session_id "
+                                   "JOIN users u ON u.id = s.user_id "
+                                   "WHERE t.hash = $1 AND " LIVE_AT_2),
 };
 
 /* Reads SESSION_COLS of row `i`. */
@@ -352,9 +360,10 @@ enum as_err db_refresh_rotate(void *impl,
 }
 
 enum as_err db_refresh_session(void *impl, const uint8_t hash[REPO_HASH_LEN],
-                               int64_t now, struct session *out,
-                               struct arena *a)
+                               int64_t now, bool used_too,
+                               struct session *out, struct arena *a)
 {
-    return session_one(impl, S_TOKEN_SESSION, "refresh_session",
+    return session_one(impl, used_too ? S_ANY_TOKEN_SESSION : S_TOKEN_SESSION,
+                       "refresh_session",
                        db_blob(hash, REPO_HASH_LEN), now, out, a);
 }

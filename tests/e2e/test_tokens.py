@@ -249,6 +249,41 @@ def test_revoke(daemon):
     assert_problem(r, 400)
 
 
+@pytest.mark.parametrize("how", ["logout", "revoke form", "revoke json"])
+def test_a_rotated_refresh_token_still_ends_its_session(daemon, how):
+    """A tab that lost the refresh race to another tab holds the parent
+    token: within the grace it still refreshes, so a logout or an RFC 7009
+    revocation with it must end the session too (the parent refreshes no
+    more, the child neither, nor do their access tokens verify)."""
+    _, _, t = daemon.user()
+    n = refresh(daemon, t["refresh_token"])
+    assert n.status == 200, n
+    n = n.json
+    if how == "logout":
+        r = daemon.request("POST", "/api/v1/auth/logout",
+                           {"refresh_token": t["refresh_token"]})
+        assert r.status == 204, r
+    elif how == "revoke form":
+        r = daemon.request("POST", "/api/v1/auth/revoke",
+                           body=urlencode({"token": t["refresh_token"]})
+                           .encode(), headers=FORM)
+        assert r.status == 200, r
+    else:
+        r = daemon.request("POST", "/api/v1/auth/revoke",
+                           {"token": t["refresh_token"]})
+        assert r.status == 200, r
+    assert_problem(refresh(daemon, t["refresh_token"]), 401)
+    assert_problem(refresh(daemon, n["refresh_token"]), 401)
+    for tok in (t["access_token"], n["access_token"]):
+        assert_problem(daemon.request("GET", "/api/v1/auth/verify",
+                                      token=tok), 401)
+    # Ended already: a second logout with either token finds nothing.
+    for rt in (t["refresh_token"], n["refresh_token"]):
+        r = daemon.request("POST", "/api/v1/auth/logout",
+                           {"refresh_token": rt})
+        assert_problem(r, 401, "invalid_token")
+
+
 def test_jwks_verifies_with_independent_library(daemon):
     _, _, t = daemon.user()
     r = daemon.request("GET", "/.well-known/jwks.json")

@@ -743,8 +743,8 @@ enum as_err repo_refresh_rotate(struct repo *r,
 
 enum as_err repo_refresh_session(struct repo *r,
                                  const uint8_t hash[REPO_HASH_LEN],
-                                 int64_t now, struct session *out,
-                                 struct arena *a)
+                                 int64_t now, bool used_too,
+                                 struct session *out, struct arena *a)
 {
     struct ftoken *t;
     struct fsession *s;
@@ -753,7 +753,7 @@ enum as_err repo_refresh_session(struct repo *r,
     (void)r;
     pthread_mutex_lock(&mu);
     t = token_hash(hash);
-    s = t && t->used_at == 0 ? session_id(t->sid) : NULL;
+    s = t && (used_too || t->used_at == 0) ? session_id(t->sid) : NULL;
     if (s && session_live(s, now)) {
         copy_session(s, out, a);
         err = AS_OK;

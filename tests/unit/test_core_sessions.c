@@ -196,6 +196,34 @@ static void logout_forgets_what_it_ends(void **state)
     assert_int_equal(n, 1);
 }
 
+/* A refresh token that was rotated still names its session for a
+ * logout: a tab that lost the refresh race to another tab logs out with
+ * the token it holds, and neither that token (within the grace) nor the
+ * child works afterwards. */
+static void logout_with_a_rotated_token_ends_the_session(void **state)
+{
+    struct fx *f = *state;
+    struct session s, out;
+    char tok[SEC_TOKEN_LEN + 1], child[SEC_TOKEN_LEN + 1];
+    char again[SEC_TOKEN_LEN + 1];
+    bool reused = false;
+
+    start(f, f->uid, &s, tok);
+    warm(f, &s);
+    fake_now = f->t0 + 1 * S;
+    assert_int_equal(refresh(f, tok, child, &reused), AS_OK);
+    fake_now = f->t0 + 2 * S;               /* within the grace */
+    assert_int_equal(core_logout(&f->core, tok, &out, f->a), AS_OK);
+    assert_string_equal(out.id, s.id);
+    assert_false(cached_live(f, s.id));
+    assert_false(fake_repo_session_unrevoked(s.id));
+    assert_int_equal(refresh(f, tok, again, &reused), AS_ERR_INVALID_TOKEN);
+    assert_int_equal(refresh(f, child, again, &reused),
+                     AS_ERR_INVALID_TOKEN);
+    assert_int_equal(core_logout(&f->core, child, &out, f->a),
+                     AS_ERR_NOT_FOUND);                 /* ended already */
+}
+
 #define RACERS 6
 #define READERS 2
 #define ROUNDS 40
@@ -346,6 +374,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(logout_forgets_what_it_ends, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(
+            logout_with_a_rotated_token_ends_the_session, setup, teardown),
         cmocka_unit_test_setup_teardown(concurrent_logouts_consistent,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(

@@ -570,7 +570,7 @@ static void delete_cascades(void **state)
     assert_int_equal(repo_user_delete(f->r, u.id), AS_OK);
     assert_int_equal(repo_session_get(f->r, s.id, &got, f->a),
                      AS_ERR_NOT_FOUND);
-    assert_int_equal(repo_refresh_session(f->r, h, T0, &got, f->a),
+    assert_int_equal(repo_refresh_session(f->r, h, T0, false, &got, f->a),
                      AS_ERR_NOT_FOUND);
     assert_int_equal(repo_user_count(f->r, false, &n), AS_OK);
     assert_int_equal(n, 1);
@@ -787,7 +787,8 @@ static void rotate_ok_then_grace_then_reuse(void **state)
     randombytes_buf(c1, sizeof c1);
     randombytes_buf(c2, sizeof c2);
 
-    assert_int_equal(repo_refresh_session(f->r, p, T0, &out, f->a), AS_OK);
+    assert_int_equal(repo_refresh_session(f->r, p, T0, false, &out, f->a),
+                     AS_OK);
     assert_string_equal(out.id, s.id);
 
     memset(&out, 0, sizeof out);
@@ -799,9 +800,14 @@ static void rotate_ok_then_grace_then_reuse(void **state)
     assert_string_equal(out.user_id, u.id);
     assert_int_equal(out.last_used_at, t1);
     assert_int_equal(out.expires_at, t1 + DAY);
-    assert_int_equal(repo_refresh_session(f->r, p, t1, &out, f->a),
+    assert_int_equal(repo_refresh_session(f->r, p, t1, false, &out, f->a),
                      AS_ERR_NOT_FOUND);                     /* used */
-    assert_int_equal(repo_refresh_session(f->r, c1, t1, &out, f->a), AS_OK);
+    /* ... yet it still names its session for a logout or a revocation. */
+    assert_int_equal(repo_refresh_session(f->r, p, t1, true, &out, f->a),
+                     AS_OK);
+    assert_string_equal(out.id, s.id);
+    assert_int_equal(repo_refresh_session(f->r, c1, t1, false, &out, f->a),
+                     AS_OK);
     assert_string_equal(out.id, s.id);
 
     /* Presented again within the grace: same session, nothing moves. */
@@ -826,9 +832,12 @@ static void rotate_ok_then_grace_then_reuse(void **state)
                                          t1 + DAY, LIFE, &res, &out, f->a),
                      AS_OK);
     assert_int_equal(res, ROTATE_INVALID);
-    assert_int_equal(repo_refresh_session(f->r, c1, t1 + GRACE + 2, &out,
-                                          f->a),
+    assert_int_equal(repo_refresh_session(f->r, c1, t1 + GRACE + 2, false,
+                                          &out, f->a),
                      AS_ERR_NOT_FOUND);
+    assert_int_equal(repo_refresh_session(f->r, p, t1 + GRACE + 2, true,
+                                          &out, f->a),
+                     AS_ERR_NOT_FOUND);                  /* session ended */
 }
 
 /* A login stores its session (or its second-factor token) only while
@@ -915,7 +924,11 @@ static void rotate_invalid_cases(void **state)
                                              f->a),                        \
                          AS_OK);                                           \
         assert_int_equal(res, ROTATE_INVALID);                             \
-        assert_int_equal(repo_refresh_session(f->r, h, now, &out, f->a),   \
+        assert_int_equal(repo_refresh_session(f->r, h, now, false, &out,  \
+                                              f->a),                       \
+                         AS_ERR_NOT_FOUND);                                \
+        assert_int_equal(repo_refresh_session(f->r, h, now, true, &out,   \
+                                              f->a),                       \
                          AS_ERR_NOT_FOUND);                                \
     } while (0)
     INVALID(unknown);
@@ -924,7 +937,8 @@ static void rotate_invalid_cases(void **state)
     INVALID(ho);                                  /* inactive user */
 #undef INVALID
     /* None of that touched the good session. */
-    assert_int_equal(repo_refresh_session(f->r, hs, now, &out, f->a), AS_OK);
+    assert_int_equal(repo_refresh_session(f->r, hs, now, false, &out, f->a),
+                     AS_OK);
     assert_int_equal(revoked_at(f, ex.id), 0);
 }
 

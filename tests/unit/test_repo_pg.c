@@ -684,8 +684,8 @@ static void test_rotate_sequence(void **state)
     mk_hash(c2, 3);
     mk_hash(x, 4);
     assert_int_equal(f->ops->session_create(f->impl, &s, p), AS_OK);
-    assert_int_equal(f->ops->refresh_session(f->impl, p, T0 + 1, &got,
-                                             f->a), AS_OK);
+    assert_int_equal(f->ops->refresh_session(f->impl, p, T0 + 1, false,
+                                             &got, f->a), AS_OK);
     assert_string_equal(got.id, s.id);
 
     assert_int_equal(f->ops->refresh_rotate(f->impl, p, c1, T0 + 100, grace,
@@ -695,10 +695,10 @@ static void test_rotate_sequence(void **state)
     assert_string_equal(got.id, s.id);
     assert_int_equal(got.last_used_at, T0 + 100);
     assert_int_equal(got.expires_at, T0 + 2 * HOUR);
-    assert_int_equal(f->ops->refresh_session(f->impl, p, T0 + 101, &got,
-                                             f->a), AS_ERR_NOT_FOUND);
-    assert_int_equal(f->ops->refresh_session(f->impl, c1, T0 + 101, &got,
-                                             f->a), AS_OK);
+    assert_int_equal(f->ops->refresh_session(f->impl, p, T0 + 101, false,
+                                             &got, f->a), AS_ERR_NOT_FOUND);
+    assert_int_equal(f->ops->refresh_session(f->impl, c1, T0 + 101, false,
+                                             &got, f->a), AS_OK);
 
     /* the parent again within the grace: same child, nothing moves */
     memset(&got, 0, sizeof got);
@@ -731,8 +731,8 @@ static void test_rotate_sequence(void **state)
     assert_int_equal(f->ops->session_state(f->impl, s.id, T0 + 400, &st),
                      AS_OK);
     assert_false(st.live);
-    assert_int_equal(f->ops->refresh_session(f->impl, c2, T0 + 400, &got,
-                                             f->a), AS_ERR_NOT_FOUND);
+    assert_int_equal(f->ops->refresh_session(f->impl, c2, T0 + 400, false,
+                                             &got, f->a), AS_ERR_NOT_FOUND);
     /* once revoked, even the live child is invalid */
     assert_int_equal(f->ops->refresh_rotate(f->impl, c2, x, T0 + 500, grace,
                                             T0 + 2 * HOUR, LIFE, &res, &got,
@@ -767,8 +767,8 @@ static void test_rotate_inactive_or_expired(void **state)
                                             T0 + HOUR, LIFE, &res, &got, f->a),
                      AS_OK);
     assert_int_equal(res, ROTATE_INVALID);
-    assert_int_equal(f->ops->refresh_session(f->impl, p2, T0 + 10, &got,
-                                             f->a), AS_ERR_NOT_FOUND);
+    assert_int_equal(f->ops->refresh_session(f->impl, p2, T0 + 10, false,
+                                             &got, f->a), AS_ERR_NOT_FOUND);
 }
 
 struct rotate_arg {
@@ -837,8 +837,8 @@ static void test_rotate_concurrent(void **state)
         pthread_barrier_destroy(&go);
         assert_int_equal(ok, 1);
         assert_int_equal(grace, N - 1);
-        assert_int_equal(f->ops->refresh_session(f->impl, c, T0 + 600, &got,
-                                                 f->a), AS_OK);
+        assert_int_equal(f->ops->refresh_session(f->impl, c, T0 + 600, false,
+                                                 &got, f->a), AS_OK);
         assert_string_equal(got.id, s.id);
     }
 }
