@@ -113,6 +113,7 @@ struct req_ctx {
     char request_id[129];
     char ip[64];                        /* client address */
     bool authed;
+    bool as_admin;                      /* authed through the admin role */
     struct sec_claims claims;           /* valid when authed */
     const char *bearer;                 /* the raw token when authed */
     char *body;                         /* NUL-terminated, in the arena */

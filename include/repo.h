@@ -423,6 +423,22 @@ enum as_err repo_login_failures_clear(struct repo *r, const char *email,
  * on meanwhile. */
 enum as_err repo_session_create(struct repo *r, const struct session *s,
                                 const uint8_t refresh_hash[REPO_HASH_LEN]);
+/* The signed-in caller a request runs for: its session, its account,
+ * and whether it acts as an admin (an admin-only route, or another
+ * user's account). */
+struct repo_actor {
+    const char *sid, *user_id;
+    bool admin;
+};
+/* Every write the calling thread makes from now on, until
+ * repo_act_as(NULL), is made for `who` (borrowed until then): it commits
+ * only while `who` may still make it, so a write that was in flight when
+ * its session was revoked, its account deactivated or (as an admin)
+ * demoted cannot land after that (AS_ERR_INVALID_TOKEN,
+ * AS_ERR_FORBIDDEN). NULL: writes for nobody in particular (the CLI,
+ * public routes, background work). */
+void repo_act_as(const struct repo_actor *who);
+
 /* Deletes a few sessions (and with them their refresh tokens) that
  * expired or were revoked before `before`: each new session prunes
  * more than it adds, so the table holds what is live plus what ended

@@ -131,8 +131,7 @@ static enum as_err route(struct req_ctx *rc, bool wait, bool *pending)
     case ACCESS_ADMIN:
         break;
     case ACCESS_SELF_OR_ADMIN:
-        if (admin || (rc->param_id &&
-                      strcasecmp(rc->param_id, rc->claims.sub) == 0))
+        if (rc->param_id && strcasecmp(rc->param_id, rc->claims.sub) == 0)
             return AS_OK;
         break;
     case ACCESS_ADMIN_NOT_SELF:
@@ -143,9 +142,11 @@ static enum as_err route(struct req_ctx *rc, bool wait, bool *pending)
                             "/api/v1/users/me.");
         break;
     }
-    return admin ? AS_OK
-                 : res_fail(&rc->res, AS_ERR_FORBIDDEN,
-                            "This resource needs the admin role.");
+    if (!admin)
+        return res_fail(&rc->res, AS_ERR_FORBIDDEN,
+                        "This resource needs the admin role.");
+    rc->as_admin = true;
+    return AS_OK;
 }
 
 enum as_err authn_route(struct req_ctx *rc)

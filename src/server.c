@@ -727,9 +727,25 @@ static bool body_append(struct req_ctx *rc, const char *data, size_t n)
 
 /* ---- running handlers ---- */
 
+/* What a handler writes for a signed-in caller lands only while that
+ * caller may still write it: a write in flight when its session is
+ * revoked is refused, not committed after the revocation (repo_act_as,
+ * README.md "Security", "Writes in flight"). */
 static void run_handler(struct req_ctx *rc)
 {
+    struct repo_actor who = { .sid = rc->claims.sid,
+                              .user_id = rc->claims.sub,
+                              .admin = rc->as_admin };
+
+    repo_act_as(rc->authed && who.sid && who.user_id ? &who : NULL);
     rc->err = rc->route->fn(rc, &rc->res);
+    repo_act_as(NULL);
+    if (rc->authed && !rc->res.detail && rc->err == AS_ERR_INVALID_TOKEN)
+        rc->res.detail = "The session ended while this request was in "
+                         "progress.";
+    if (rc->as_admin && !rc->res.detail && rc->err == AS_ERR_FORBIDDEN)
+        rc->res.detail = "The admin role was withdrawn while this request "
+                         "was in progress.";
 }
 
 /* Offloaded routes hash a password before they reach the database; when

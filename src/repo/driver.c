@@ -2,8 +2,10 @@
 #include "driver.h"
 
 #include <string.h>
+#include <strings.h>
 
 #include "log.h"
+#include "repo.h"
 
 static atomic_uint next_slot;    /* slots given so far */
 
@@ -22,6 +24,54 @@ unsigned db_stmt_slot(struct db_stmt *st)
     if (!atomic_compare_exchange_strong(&st->slot, &have, mine))
         mine = have;
     return mine - 1;
+}
+
+/* ---- the caller a thread writes for ---- */
+
+static _Thread_local const struct repo_actor *acting;
+
+void repo_act_as(const struct repo_actor *who)
+{
+    acting = who;
+}
+
+/* Whether the caller may still write: its session is unrevoked, its
+ * account active (and an admin, for `admin`). On PostgreSQL the rows
+ * are held until the commit, taken in the lock order of
+ * src/repo/users.c: the active admins in id order (for an admin) or the
+ * caller's account, then its session. A revocation, a deactivation or a
+ * demotion either waits for the write, or went first and the write is
+ * refused; two writes of one account queue on its row. SQLite's write
+ * lock serialises them all already. */
+enum { ACT_ADMINS, ACT_ACCOUNT, ACT_SESSION, ACT_N };
+#define ACTOR_SQL                                                          \
+    "SELECT u.is_active, u.role = 'admin' FROM sessions s "                \
+    "JOIN users u ON u.id = s.user_id WHERE s.id = $1 "                    \
+    "AND s.user_id = $2 AND s.revoked_at IS NULL"
+static struct db_stmt actor_sql[ACT_N] = {
+    [ACT_ADMINS] = DB_PG_ONLY("SELECT id FROM users WHERE role = 'admin' "
+                              "AND is_active ORDER BY id "
+                              "FOR NO KEY UPDATE"),
+    [ACT_ACCOUNT] = DB_PG_ONLY("SELECT id FROM users WHERE id = $1 "
+                               "FOR NO KEY UPDATE"),
+    [ACT_SESSION] = DB_SPLIT(ACTOR_SQL, ACTOR_SQL " FOR NO KEY UPDATE OF s"),
+};
+
+static void actor_still(struct db_tx *t, const struct repo_actor *who)
+{
+    struct db_rows r;
+
+    if (who->admin)
+        db_run(t, &actor_sql[ACT_ADMINS], NULL, 0, &r);
+    else
+        DB_RUN(t, &actor_sql[ACT_ACCOUNT], &r, db_text(who->user_id));
+    if (!DB_RUN(t, &actor_sql[ACT_SESSION], &r, db_text(who->sid),
+                db_text(who->user_id)))
+        return;
+    if (r.n != 1 || !db_flag(db_at(&r, 0, 0)))
+        db_refuse(t, AS_ERR_INVALID_TOKEN);   /* ended, or account off */
+    else if (who->admin && !db_flag(db_at(&r, 0, 1)))
+        db_refuse(t, AS_ERR_FORBIDDEN);       /* demoted */
 }
 
 void db_open(struct db_tx *t, void *impl, const char *op, bool write,
@@ -45,7 +95,24 @@ void db_open(struct db_tx *t, void *impl, const char *op, bool write,
     if (write) {
         t->err = t->db->drv->begin(t->conn);
         t->tx = t->err == AS_OK;
+        if (t->tx && acting)
+            actor_still(t, acting);
     }
+}
+
+/* True when `st` changes rows (its first word, or a data-modifying WITH). */
+static bool changes_rows(const struct db_stmt *st)
+{
+    const char *q = st->pg ? st->pg : st->sqlite;
+
+    if (!q)
+        return false;
+    if (strncasecmp(q, "WITH", 4) == 0)
+        return strstr(q, "UPDATE ") || strstr(q, "INSERT ") ||
+               strstr(q, "DELETE ");
+    return strncasecmp(q, "INSERT", 6) == 0 ||
+           strncasecmp(q, "UPDATE", 6) == 0 ||
+           strncasecmp(q, "DELETE", 6) == 0;
 }
 
 bool db_run(struct db_tx *t, struct db_stmt *st, const struct db_val *args,
@@ -54,6 +121,17 @@ bool db_run(struct db_tx *t, struct db_stmt *st, const struct db_val *args,
     memset(out, 0, sizeof *out);
     if (t->err != AS_OK)
         return false;
+    /* A change for a signed-in caller outside a checked transaction would
+     * skip repo_act_as()'s check: a flow that forgot to open one fails
+     * loudly instead of writing for a caller who may not. */
+    if (acting && !t->tx && changes_rows(st)) {
+        log_event(LOG_ERROR, "repo.unchecked_write", NULL,
+                  json_pack("{s:s}", "message",
+                            "a change for a caller outside a write "
+                            "transaction"));
+        t->err = AS_ERR_INTERNAL;
+        return false;
+    }
     t->err = t->db->drv->run(t->conn, st, args, n, out, t->a);
     if (t->err != AS_OK)
         memset(out, 0, sizeof *out);

@@ -160,7 +160,12 @@ struct db_tx {
 
 /* Checks out a connection of backend `impl` for `op`, opening a write
  * transaction when `write`; rows go to `a` (NULL: a scratch arena). A
- * failure is kept in t->err; db_close() must follow in every case. */
+ * failure is kept in t->err; db_close() must follow in every case. A
+ * write transaction opened for a signed-in caller (repo_act_as) first
+ * checks that the caller may still write: AS_ERR_INVALID_TOKEN when its
+ * session ended or its account is off, AS_ERR_FORBIDDEN when it acts as
+ * an admin and is one no more. So every flow that changes something for
+ * such a caller opens a write transaction, even for one statement. */
 void db_open(struct db_tx *t, void *impl, const char *op, bool write,
              struct arena *a);
 /* Runs `st` unless an earlier step failed; `out` (never NULL) gets its

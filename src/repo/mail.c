@@ -164,7 +164,7 @@ enum as_err db_outbox_add(void *impl, const struct outbox_row *m,
 
     if (!m->kind || !m->recipient)
         return AS_ERR_BAD_REQUEST;
-    db_open(&t, impl, "outbox_add", false, NULL);
+    db_open(&t, impl, "outbox_add", true, NULL);
     DB_RUN(&t, &sql[M_ADD], &r, db_text(m->id), db_text(m->user_id),
            db_text(m->kind), db_text(m->recipient),
            db_blob(m->seed, REPO_SEED_LEN), db_int(m->created_at));

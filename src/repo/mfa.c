@@ -93,7 +93,7 @@ static enum as_err one_row(void *impl, const char *op, int st,
     struct db_rows r;
     struct db_tx t;
 
-    db_open(&t, impl, op, false, NULL);
+    db_open(&t, impl, op, true, NULL);
     if (db_run(&t, &sql[st], args, n, &r) && r.changed != 1)
         db_refuse(&t, none);
     return db_close(&t);

@@ -133,7 +133,7 @@ enum as_err db_passkey_challenge_take(void *impl,
     const char *bound;
 
     user_id[0] = '\0';
-    db_open(&t, impl, "passkey_challenge_take", false, NULL);
+    db_open(&t, impl, "passkey_challenge_take", true, NULL);
     if (DB_RUN(&t, &sql[P_CHALLENGE_TAKE], &r, db_blob(hash, REPO_HASH_LEN),
                db_int(ceremony), db_int(now)) && r.n != 1)
         db_refuse(&t, AS_ERR_NOT_FOUND);
@@ -212,7 +212,7 @@ enum as_err db_passkey_delete(void *impl, const char *id,
     struct db_rows r;
     struct db_tx t;
 
-    db_open(&t, impl, "passkey_delete", false, NULL);
+    db_open(&t, impl, "passkey_delete", true, NULL);
     if (DB_RUN(&t, &sql[P_DELETE], &r, db_text(id), db_text(user_id)) &&
         r.changed != 1)
         db_refuse(&t, AS_ERR_NOT_FOUND);

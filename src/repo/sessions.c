@@ -286,7 +286,7 @@ enum as_err db_session_revoke(void *impl, const char *sid,
 
     if (!sid)
         return AS_ERR_NOT_FOUND;
-    db_open(&t, impl, "session_revoke", false, NULL);
+    db_open(&t, impl, "session_revoke", true, NULL);
     if (DB_RUN(&t, &sql[S_REVOKE], &r, db_text(sid), db_text(user_id),
                db_int(now)) && r.changed == 0)
         db_refuse(&t, AS_ERR_NOT_FOUND);
@@ -301,7 +301,7 @@ enum as_err db_session_revoke_all(void *impl, const char *user_id,
 
     if (!user_id)
         return AS_OK;
-    db_open(&t, impl, "session_revoke_all", false, NULL);
+    db_open(&t, impl, "session_revoke_all", true, NULL);
     DB_RUN(&t, &sql[S_REVOKE_USER], &r, db_text(user_id), db_text(keep_sid),
            db_int(now));
     db_mfa_tokens_end(&t, user_id);

@@ -45,6 +45,8 @@ static struct db_stmt sql[U_NSTMT] = {
      * one-time tokens and outbox rows. A transaction that starts from a
      * token locks the row above it first, so two requests on one user
      * queue on one row instead of each holding a token the other needs.
+     * A write for a signed-in caller begins with (1), or (2) of the
+     * caller, then the caller's session (src/repo/driver.c).
      * What still deadlocks is retried by src/repo/repo.c, as a whole.
      * NO KEY UPDATE serialises every change to admins yet lets logins
      * (foreign-key KEY SHARE) pass; a demotion that commits first drops
@@ -133,7 +135,7 @@ enum as_err db_user_insert(void *impl, const struct user *u)
 
     if (!role || !u->email || !u->password_hash)
         return AS_ERR_BAD_REQUEST;
-    db_open(&t, impl, "user_insert", false, NULL);
+    db_open(&t, impl, "user_insert", true, NULL);
     DB_RUN(&t, &sql[U_INSERT], &r, db_text(u->id), db_text(u->email),
            db_text(u->full_name), db_text(u->password_hash), db_text(role),
            db_bool(u->is_active), db_bool(u->is_verified),

@@ -1712,6 +1712,83 @@ static void session_ends_at_its_max_life(void **state)
     assert_string_equal(st.email, "now@example.com");
 }
 
+/* A write made for a signed-in caller (repo_act_as) lands only while
+ * that caller may still make it: its session unrevoked, its account
+ * active, and, acting as an admin, still an admin; one-statement writes
+ * included. Writes for nobody in particular are not checked. */
+static void writes_land_only_while_the_caller_may_write(void **state)
+{
+    struct fx *f = *state;
+    struct user u, admin, other, got;
+    struct session s, sa;
+    uint8_t h[REPO_HASH_LEN];
+    struct user_patch name = { .set = UF_FULL_NAME, .full_name = "Eve" };
+    struct user_patch promote = { .set = UF_ROLE, .role = ROLE_ADMIN };
+    struct user_patch demote = { .set = UF_ROLE, .role = ROLE_USER };
+    struct repo_actor me, boss;
+
+    new_user(f, &u, "actor@example.com", ROLE_USER, true);
+    new_user(f, &admin, "boss@example.com", ROLE_ADMIN, true);
+    new_user(f, &other, "other@example.com", ROLE_USER, true);
+    new_user(f, &got, "keep@example.com", ROLE_ADMIN, true); /* 2nd admin */
+    new_session(f, &s, u.id, T0, T0 + DAY, h);
+    new_session(f, &sa, admin.id, T0, T0 + DAY, h);
+    me = (struct repo_actor){ .sid = s.id, .user_id = u.id };
+    boss = (struct repo_actor){ .sid = sa.id, .user_id = admin.id,
+                                .admin = true };
+
+    repo_act_as(&me);
+    assert_int_equal(repo_user_patch(f->r, u.id, &name, T0 + 1, NULL, NULL),
+                     AS_OK);
+    /* Another user's session is no licence. */
+    me.sid = sa.id;
+    assert_int_equal(repo_session_revoke_all(f->r, u.id, NULL, T0 + 2),
+                     AS_ERR_INVALID_TOKEN);
+    me.sid = s.id;
+    repo_act_as(NULL);
+    assert_int_equal(repo_session_revoke(f->r, s.id, NULL, T0 + 3), AS_OK);
+
+    repo_act_as(&me);                              /* its session ended */
+    name.full_name = "Mallory";
+    assert_int_equal(repo_user_patch(f->r, u.id, &name, T0 + 4, NULL, NULL),
+                     AS_ERR_INVALID_TOKEN);
+    assert_int_equal(repo_session_revoke_all(f->r, u.id, NULL, T0 + 4),
+                     AS_ERR_INVALID_TOKEN);             /* one statement */
+    repo_act_as(NULL);
+    assert_int_equal(repo_user_by_id(f->r, u.id, &got, f->a), AS_OK);
+    assert_string_equal(got.full_name, "Eve");
+
+    /* An admin's write, then the same after a demotion, then after a
+     * deactivation (whose revocation of the session is undone by hand:
+     * the account's state alone must refuse it). */
+    repo_act_as(&boss);
+    assert_int_equal(repo_user_patch(f->r, other.id, &promote, T0 + 5, NULL,
+                                     NULL), AS_OK);
+    assert_int_equal(repo_user_patch(f->r, other.id, &demote, T0 + 6, NULL,
+                                     NULL), AS_OK);
+    repo_act_as(NULL);
+    assert_int_equal(repo_user_patch(f->r, admin.id, &demote, T0 + 7, NULL,
+                                     NULL), AS_OK);
+    repo_act_as(&boss);
+    assert_int_equal(repo_user_patch(f->r, other.id, &promote, T0 + 8, NULL,
+                                     NULL), AS_ERR_FORBIDDEN);
+    boss.admin = false;                 /* as itself it may still write */
+    assert_int_equal(repo_user_patch(f->r, admin.id, &name, T0 + 8, NULL,
+                                     NULL), AS_OK);
+    repo_act_as(NULL);
+    switch_off_by_hand(f, &admin);
+    repo_act_as(&boss);
+    assert_int_equal(repo_user_patch(f->r, admin.id, &name, T0 + 9, NULL,
+                                     NULL), AS_ERR_INVALID_TOKEN);
+    repo_act_as(NULL);
+    assert_int_equal(repo_user_by_id(f->r, other.id, &got, f->a), AS_OK);
+    assert_int_equal(got.role, ROLE_USER);
+    /* Reads are not writes: the ended caller still reads. */
+    repo_act_as(&me);
+    assert_int_equal(repo_user_by_id(f->r, u.id, &got, f->a), AS_OK);
+    repo_act_as(NULL);
+}
+
 static void lockout_concurrent_guesses_stop_at_the_threshold(void **state)
 {
     struct fx *f = *state;
@@ -1756,6 +1833,7 @@ int main(void)
         CASE(patch_writes_only_named_fields),
         CASE(session_ends_at_its_max_life),
         CASE(lockout_concurrent_guesses_stop_at_the_threshold),
+        CASE(writes_land_only_while_the_caller_may_write),
     };
     const struct CMUnitTest sqlite_only[] = {
         cmocka_unit_test(breaker_guards_backend),
