@@ -424,11 +424,12 @@ enum as_err repo_login_failures_clear(struct repo *r, const char *email,
 enum as_err repo_session_create(struct repo *r, const struct session *s,
                                 const uint8_t refresh_hash[REPO_HASH_LEN]);
 /* The signed-in caller a request runs for: its session, its account,
- * and whether it acts as an admin (an admin-only route, or another
- * user's account). */
+ * whether it acts as an admin (an admin-only route, or another user's
+ * account), and whether its account is an admin's (as the request's
+ * authentication read it: its rows are then taken with the admins'). */
 struct repo_actor {
     const char *sid, *user_id;
-    bool admin;
+    bool admin, admin_account;
 };
 /* Every write the calling thread makes from now on, until
  * repo_act_as(NULL), is made for `who` (borrowed until then): it commits

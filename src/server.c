@@ -34,6 +34,7 @@
 #include "netaddr.h"
 #include "ratelimit.h"
 #include "repo.h"
+#include "role.h"
 #include "uuid.h"
 #include "workpool.h"
 
@@ -733,9 +734,14 @@ static bool body_append(struct req_ctx *rc, const char *data, size_t n)
  * README.md "Security", "Writes in flight"). */
 static void run_handler(struct req_ctx *rc)
 {
+    enum role role = ROLE_USER;
     struct repo_actor who = { .sid = rc->claims.sid,
                               .user_id = rc->claims.sub,
                               .admin = rc->as_admin };
+
+    who.admin_account = rc->authed && rc->claims.role &&
+                        role_parse(rc->claims.role, &role) &&
+                        role == ROLE_ADMIN;
 
     repo_act_as(rc->authed && who.sid && who.user_id ? &who : NULL);
     rc->err = rc->route->fn(rc, &rc->res);

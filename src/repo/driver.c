@@ -38,7 +38,8 @@ void repo_act_as(const struct repo_actor *who)
 /* Whether the caller may still write: its session is unrevoked, its
  * account active (and an admin, for `admin`). On PostgreSQL the rows
  * are held until the commit, taken in the lock order of
- * src/repo/users.c: the active admins in id order (for an admin) or the
+ * src/repo/users.c: the active admins in id order (for an admin's
+ * account, whatever the route: its own deletion takes them too) or the
  * caller's account, then its session. A revocation, a deactivation or a
  * demotion either waits for the write, or went first and the write is
  * refused; two writes of one account queue on its row. SQLite's write
@@ -61,7 +62,7 @@ static void actor_still(struct db_tx *t, const struct repo_actor *who)
 {
     struct db_rows r;
 
-    if (who->admin)
+    if (who->admin || who->admin_account)
         db_run(t, &actor_sql[ACT_ADMINS], NULL, 0, &r);
     else
         DB_RUN(t, &actor_sql[ACT_ACCOUNT], &r, db_text(who->user_id));
@@ -126,9 +127,10 @@ bool db_run(struct db_tx *t, struct db_stmt *st, const struct db_val *args,
      * loudly instead of writing for a caller who may not. */
     if (acting && !t->tx && changes_rows(st)) {
         log_event(LOG_ERROR, "repo.unchecked_write", NULL,
-                  json_pack("{s:s}", "message",
+                  json_pack("{s:s, s:s%}", "message",
                             "a change for a caller outside a write "
-                            "transaction"));
+                            "transaction", "statement",
+                            st->pg ? st->pg : st->sqlite, (size_t)48));
         t->err = AS_ERR_INTERNAL;
         return false;
     }

@@ -90,7 +90,7 @@ enum as_err db_keys_prune(void *impl, int64_t now, int64_t before)
     struct db_rows r;
     struct db_tx t;
 
-    db_open(&t, impl, "keys_prune", false, NULL);
+    db_open(&t, impl, "keys_prune", true, NULL);
     DB_RUN(&t, &sql[K_PRUNE], &r, db_int(now), db_int(before));
     return db_close(&t);
 }

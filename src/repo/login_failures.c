@@ -86,7 +86,7 @@ enum as_err db_login_failures_prune(void *impl, int64_t before)
     struct db_rows r;
     struct db_tx t;
 
-    db_open(&t, impl, "login_failures_prune", false, NULL);
+    db_open(&t, impl, "login_failures_prune", true, NULL);
     DB_RUN(&t, &sql[L_PRUNE], &r, db_int(before));
     return db_close(&t);
 }

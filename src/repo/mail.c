@@ -275,7 +275,7 @@ enum as_err db_outbox_drop(void *impl, const char *id)
 
     if (!id)
         return AS_OK;
-    db_open(&t, impl, "outbox_drop", false, NULL);
+    db_open(&t, impl, "outbox_drop", true, NULL);
     DB_RUN(&t, &sql[M_DROP], &r, db_text(id));
     return none_if_invalid(db_close(&t), AS_OK);
 }
@@ -397,7 +397,7 @@ enum as_err db_outbox_sent(void *impl, const char *id, int64_t now)
 
     if (!id)
         return AS_OK;
-    db_open(&t, impl, "outbox_sent", false, NULL);
+    db_open(&t, impl, "outbox_sent", true, NULL);
     DB_RUN(&t, &sql[M_SENT], &r, db_text(id), db_int(now));
     return none_if_invalid(db_close(&t), AS_OK);
 }
@@ -409,7 +409,7 @@ static enum as_err mark_failed(void *impl, const char *id, int64_t next_at,
     struct db_rows r;
     struct db_tx t;
 
-    db_open(&t, impl, "outbox_failed", false, NULL);
+    db_open(&t, impl, "outbox_failed", true, NULL);
     DB_RUN(&t, &sql[M_FAILED], &r, db_text(id), db_int(next_at),
            db_text(error));
     return db_close(&t);
@@ -437,7 +437,7 @@ enum as_err db_mail_prune(void *impl, int64_t tokens_before,
     struct db_tx t;
 
     /* Each delete on its own: nothing else waits on the whole sweep. */
-    db_open(&t, impl, "mail_prune", false, NULL);
+    db_open(&t, impl, "mail_prune", true, NULL);
     DB_RUN(&t, &sql[M_PRUNE_TOKENS], &r, db_int(tokens_before));
     DB_RUN(&t, &sql[M_PRUNE_SENT], &r, db_int(sent_before));
     DB_RUN(&t, &sql[M_PRUNE_STALE], &r, db_int(stale_before));

@@ -225,7 +225,7 @@ enum as_err db_passkey_use(void *impl, const char *id, int64_t new_count,
     struct db_rows r;
     struct db_tx t;
 
-    db_open(&t, impl, "passkey_use", false, NULL);
+    db_open(&t, impl, "passkey_use", true, NULL);
     if (DB_RUN(&t, &sql[P_USE], &r, db_text(id), db_int(new_count),
                db_int(now)) && r.changed != 1)
         db_refuse(&t, AS_ERR_NOT_FOUND);

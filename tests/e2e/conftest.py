@@ -266,11 +266,21 @@ def backend(request):
     return request.param
 
 
+def assert_no_unchecked_writes(d):
+    """No flow changed rows for a signed-in caller outside a checked
+    write transaction (README "Security", "Writes in flight"): the
+    repository refuses such a change and says so in the log, which a
+    flow that ignores the refusal would otherwise hide."""
+    bad = [e for e in d.logs if e.get("event") == "repo.unchecked_write"]
+    assert not bad, bad[:3]
+
+
 @pytest.fixture(scope="module")
 def daemon(backend):
     d = Daemon(backend).start()
     yield d
     assert d.stop() == 0, "\n".join(d.lines[-20:])
+    assert_no_unchecked_writes(d)
 
 
 @pytest.fixture
@@ -286,6 +296,8 @@ def make_daemon(backend):
     yield make
     for d in made:
         d.stop()
+    for d in made:
+        assert_no_unchecked_writes(d)
 
 
 def assert_problem(r, status, code=None):

@@ -320,3 +320,32 @@ def test_admin_deactivates_a_user_while_it_uses_its_links(ld, sink):
         r = ld.login(addr, "reset passphrase %d" % won[0] if won else pw)
         tally.expect(r.status == 403, r)
     tally.check()
+
+
+def test_admins_write_while_one_deletes_itself(ld):
+    """An admin deleting its own account (DELETE /users/me) while an
+    older admin changes a user and lifts a lockout, and a third deletes
+    itself too: the self-deletions take the admins' rows first, as every
+    admin write does (README "Security", "Writes in flight"), so nothing
+    waits on a deadlock. Fails when a self-deletion first takes its own
+    row (PostgreSQL: 4 deadlocks in 30 rounds)."""
+    older = make_admin(ld)
+    tally = Tally(ld)
+    for i in rounds():
+        _, _, t = ld.user()
+        uid = ld.request("GET", "/api/v1/users/me",
+                         token=t["access_token"]).json["id"]
+        going = [make_admin(ld) for _ in range(2)]
+        calls = together(
+            [Call(ld, "DELETE", "/api/v1/users/me",
+                  {"password": "admin passphrase 1"}, token=tok)
+             for tok in going] +
+            [Call(ld, "PATCH", "/api/v1/users/" + uid,
+                  {"full_name": "round %d.%d" % (i, k)}, token=older)
+             for k in range(4)] +
+            [Call(ld, "DELETE", "/api/v1/users/%s/lockout" % uid,
+                  token=older) for _ in range(4)])
+        tally.add(calls)
+        tally.expect([c.status for c in calls] ==
+                     [204] * 2 + [200] * 4 + [204] * 4, calls)
+    tally.check()
