@@ -50,9 +50,7 @@ enum { ACT_ADMINS, ACT_ACCOUNT, ACT_SESSION, ACT_N };
     "JOIN users u ON u.id = s.user_id WHERE s.id = $1 "                    \
     "AND s.user_id = $2 AND s.revoked_at IS NULL"
 static struct db_stmt actor_sql[ACT_N] = {
-    [ACT_ADMINS] = DB_PG_ONLY("SELECT id FROM users WHERE role = 'admin' "
-                              "AND is_active ORDER BY id "
-                              "FOR NO KEY UPDATE"),
+    [ACT_ADMINS] = DB_LOCK_ADMINS,
     [ACT_ACCOUNT] = DB_PG_ONLY("SELECT id FROM users WHERE id = $1 "
                                "FOR NO KEY UPDATE"),
     [ACT_SESSION] = DB_SPLIT(ACTOR_SQL, ACTOR_SQL " FOR NO KEY UPDATE OF s"),

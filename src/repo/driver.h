@@ -82,6 +82,12 @@ struct db_stmt {
     { .sqlite = (sqlite_text), .pg = (pg_text) }
 #define DB_PG_ONLY(pg_text) { .sqlite = NULL, .pg = (pg_text) }
 
+/* Step (1) of the lock order (src/repo/users.c): every active admin's
+ * row, in id order. */
+#define DB_LOCK_ADMINS                                                     \
+    DB_PG_ONLY("SELECT id FROM users WHERE role = 'admin' AND is_active "  \
+               "ORDER BY id FOR NO KEY UPDATE")
+
 struct db_conn;                  /* a backend's connection, one thread's */
 
 /* What each backend implements. Every function returns AS_OK or an error

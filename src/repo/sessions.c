@@ -16,6 +16,11 @@
 #define SESSION_NCOLS 9
 /* Session s (of user u) is live at $2. */
 #define LIVE_AT_2 "s.revoked_at IS NULL AND s.expires_at > $2 AND u.is_active"
+/* The live session of refresh token $1 (now: $2). */
+#define TOKEN_SESSION                                                      \
+    "SELECT " SESSION_COLS " FROM refresh_tokens t "                       \
+    "JOIN sessions s ON s.id = t.session_id "                              \
+    "JOIN users u ON u.id = s.user_id WHERE t.hash = $1 AND " LIVE_AT_2 " "
 #define REVOKE_ALL                                                         \
     "UPDATE sessions SET revoked_at = $3 WHERE user_id = $1 "              \
     "AND revoked_at IS NULL AND ($2 IS NULL OR id <> $2)"
@@ -23,8 +28,8 @@
 enum {
     S_INSERT, S_TOKEN_INSERT, S_GET, S_STATE, S_LIST, S_REVOKE, S_REVOKE_ALL,
     S_REVOKE_USER, S_LOCK_BY_TOKEN, S_FACTS, S_TOKEN_USE, S_CHILD, S_TOUCH,
-    S_KILL, S_TOKEN_SESSION, S_ANY_TOKEN_SESSION, S_PW_STILL, S_PRUNE_ENDED, S_PRUNE_REVOKED,
-    S_NSTMT
+    S_KILL, S_TOKEN_SESSION, S_ANY_TOKEN_SESSION, S_PW_STILL, S_PRUNE_ENDED,
+    S_PRUNE_REVOKED, S_NSTMT
 };
 
 static struct db_stmt sql[S_NSTMT] = {
@@ -107,19 +112,11 @@ static struct db_stmt sql[S_NSTMT] = {
                        "expires_at = $3 WHERE id = $1"),
     [S_KILL] = DB_SQL("UPDATE sessions SET revoked_at = $2 "
                       "WHERE id = $1 AND revoked_at IS NULL"),
-    [S_TOKEN_SESSION] = DB_SQL("SELECT " SESSION_COLS " FROM refresh_tokens t "
-                               "JOIN sessions s ON s.id = t.session_id "
-                               "JOIN users u ON u.id = s.user_id "
-                               "WHERE t.hash = $1 AND t.used_at IS NULL "
-                               "AND " LIVE_AT_2),
+    [S_TOKEN_SESSION] = DB_SQL(TOKEN_SESSION "AND t.used_at IS NULL"),
     /* Any token the session ever had, rotated or not: what a logout or
      * an RFC 7009 revocation names (a tab that lost a refresh race still
      * ends the session with the token it holds). */
-    [S_ANY_TOKEN_SESSION] = DB_SQL("SELECT " SESSION_COLS
-                                   " FROM refresh_tokens t "
-                                   "JOIN sessions s ON s.id = t.session_id "
-                                   "JOIN users u ON u.id = s.user_id "
-                                   "WHERE t.hash = $1 AND " LIVE_AT_2),
+    [S_ANY_TOKEN_SESSION] = DB_SQL(TOKEN_SESSION),
 };
 
 /* Reads SESSION_COLS of row `i`. */

@@ -51,9 +51,7 @@ static struct db_stmt sql[U_NSTMT] = {
      * NO KEY UPDATE serialises every change to admins yet lets logins
      * (foreign-key KEY SHARE) pass; a demotion that commits first drops
      * its row from the set (READ COMMITTED rechecks it). */
-    [U_LOCK_ADMINS] = DB_PG_ONLY("SELECT id FROM users WHERE role = "
-                                 "'admin' AND is_active ORDER BY id "
-                                 "FOR NO KEY UPDATE"),
+    [U_LOCK_ADMINS] = DB_LOCK_ADMINS,
     [U_BEFORE_PATCH] = DB_SPLIT(USER_FLAGS,
                                 USER_FLAGS " FOR NO KEY UPDATE"),
     [U_BEFORE_DELETE] = DB_SPLIT(USER_FLAGS, USER_FLAGS " FOR UPDATE"),
