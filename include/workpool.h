@@ -47,5 +47,7 @@ enum workpool_refusal workpool_submit_for(struct workpool *p, workpool_fn fn,
 void workpool_leave_clients(void);
 /* Jobs waiting (not yet running), for metrics. */
 size_t workpool_depth(struct workpool *p);
+/* Jobs running now (at most the number of workers), for metrics. */
+unsigned workpool_running(struct workpool *p);
 
 #endif

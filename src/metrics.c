@@ -142,6 +142,11 @@ char *metrics_render(struct metrics *m, struct app *app)
                "# TYPE auth_hash_queue_depth gauge\n"
                "auth_hash_queue_depth %zu\n",
             workpool_depth(app->pool));
+    fprintf(f, "# HELP auth_hash_jobs_running Requests that hash a password "
+               "running on the hashing workers now.\n"
+               "# TYPE auth_hash_jobs_running gauge\n"
+               "auth_hash_jobs_running %u\n",
+            workpool_running(app->pool));
     fputs("# HELP auth_circuit_state Database circuit breaker state "
           "(1 for the current one).\n# TYPE auth_circuit_state gauge\n", f);
     fprintf(f, "auth_circuit_state{state=\"closed\"} %d\n"

@@ -33,6 +33,7 @@ struct workpool {
     unsigned nthreads;              /* started so far, up to `want` */
     unsigned want;
     unsigned idle;                  /* started, waiting for a job */
+    unsigned running;               /* jobs taken from the ring, not done */
     pthread_t *threads;
     unsigned per_client;            /* 0: no cap */
     struct client_count *counts;    /* `mask` + 1 entries, or NULL */
@@ -108,11 +109,15 @@ static void *worker(void *arg)
         j = p->ring[p->head];
         p->head = (p->head + 1) % p->cap;
         p->len--;
+        p->running++;
         pthread_mutex_unlock(&p->mu);
         running_pool = p;
         running_job = &j;
         j.fn(j.arg);
         workpool_leave_clients();
+        pthread_mutex_lock(&p->mu);
+        p->running--;
+        pthread_mutex_unlock(&p->mu);
     }
 }
 
@@ -288,6 +293,16 @@ size_t workpool_depth(struct workpool *p)
 
     pthread_mutex_lock(&p->mu);
     n = p->len;
+    pthread_mutex_unlock(&p->mu);
+    return n;
+}
+
+unsigned workpool_running(struct workpool *p)
+{
+    unsigned n;
+
+    pthread_mutex_lock(&p->mu);
+    n = p->running;
     pthread_mutex_unlock(&p->mu);
     return n;
 }
