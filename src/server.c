@@ -491,6 +491,7 @@ static bool parse_length(const char *s, uint64_t *out)
 struct framing {
     unsigned ncl, nte;
     bool cl_bad;                 /* malformed, or two different values */
+    bool name_bad;               /* a field name that is not a token */
     uint64_t cl;
     size_t records;              /* headers, cookies and query arguments */
     size_t cookie_len, origin_len;
@@ -506,6 +507,29 @@ static bool key_is(const char *key, size_t n, const char *name,
 }
 
 #define KEY_IS(key, n, lit) key_is(key, n, lit, sizeof lit - 1)
+
+/* True when `key` is an RFC 9110 token (5.1, 5.6.2), as a field name must
+ * be. libmicrohttpd (0.9.75) keeps whatever precedes the colon, so
+ * "Content-Length : 5" arrives as a field named "Content-Length " that
+ * frames nothing, and its body would be read as the next request: RFC
+ * 9112 5.1 asks for a 400. */
+static bool field_name_ok(const char *key, size_t n)
+{
+    static const char extra[] = "!#$%&'*+-.^_`|~";
+    size_t i;
+
+    if (!key || n == 0)
+        return false;
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)key[i];
+
+        if (!((c >= '0' && c <= '9') || ((c | 0x20) >= 'a' &&
+                                         (c | 0x20) <= 'z') ||
+              (c && strchr(extra, c))))
+            return false;
+    }
+    return true;
+}
 
 static enum MHD_Result framing_line(void *cls, enum MHD_ValueKind kind,
                                     const char *key, size_t key_size,
@@ -529,6 +553,8 @@ static enum MHD_Result framing_line(void *cls, enum MHD_ValueKind kind,
     }
     if (kind != MHD_HEADER_KIND)
         return MHD_YES;
+    if (!field_name_ok(key, key_size))
+        f->name_bad = true;
     if (value && KEY_IS(key, key_size, "Cookie"))
         f->cookie_len += value_size + 1;
     if (value && KEY_IS(key, key_size, "Origin"))
@@ -580,6 +606,14 @@ static enum as_err framing_checks(struct req_ctx *rc, const char *mhd_method,
         *detail = "The request line and headers are larger than the "
                   "server accepts.";
         return AS_ERR_HEADERS_TOO_LARGE;
+    }
+    if (f.name_bad) {
+        /* Where this request's body ends is unknown: nothing after it on
+         * this connection is read. */
+        res_header(rc, "Connection", "close");
+        *detail = "A header field name is malformed (no whitespace may "
+                  "come before its colon).";
+        return AS_ERR_BAD_REQUEST;
     }
     if (f.cl_bad) {
         *detail = "Content-Length is malformed or given twice with "

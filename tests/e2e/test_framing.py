@@ -170,5 +170,22 @@ def test_expect_continue_on_a_refused_media_type(daemon):
     assert_raw_problem(raw, 415, None)
 
 
+@pytest.mark.parametrize("name", [b"Content-Length ", b"Content-Length\t",
+                                  b"Transfer-Encoding ", b"X Forwarded"])
+def test_whitespace_before_a_colon_is_refused(daemon, name):
+    """RFC 9112 5.1: a field name followed by whitespace gets 400, and
+    the connection is closed: what such a "Content-Length" would frame is
+    never read as a request of its own (request smuggling)."""
+    inner = b"GET /api/v1/smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+    value = b"chunked" if name.startswith(b"Transfer") else \
+        str(len(inner)).encode()
+    raw = daemon.raw(b"POST /api/v1/auth/revoke HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Type: application/json\r\n" + name +
+                     b": " + value + b"\r\n\r\n" + inner, timeout=5)
+    p = assert_raw_problem(raw, 400, "bad_request")
+    assert "colon" in p["detail"], p
+    assert parse(raw)[1]["connection"] == "close"
+
+
 def test_server_still_answers(daemon):
     assert wait_until(lambda: daemon.request("GET", "/healthz").status == 200)
