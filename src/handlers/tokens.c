@@ -336,10 +336,14 @@ static enum as_err caller_secret_check(struct req_ctx *rc, const char *got,
         sec_secret_equal(got, want))
         return AS_OK;
     if (retry == 0 &&
-        ratelimit_take(rc->app->limiter, rc->ip, clock_mono_ms(), &retry))
+        ratelimit_take(rc->app->limiter, rc->ip, clock_mono_ms(), &retry)) {
+        if (got)                        /* RFC 6750 s3.1: one was sent */
+            res_header(rc, "WWW-Authenticate", "Bearer realm=\"auth-serve\","
+                                               " error=\"invalid_token\"");
         return res_fail(&rc->res, AS_ERR_UNAUTHORIZED,
                         "Introspection needs the configured bearer "
                         "secret.");
+    }
     snprintf(value, sizeof value, "%u", retry ? retry : 1);
     res_header(rc, "Retry-After", value);
     return res_fail(&rc->res, AS_ERR_RATE_LIMITED,
@@ -385,10 +389,13 @@ enum as_err h_introspect(struct req_ctx *rc, struct response *res)
         json_object_set_new(j, "token_type", json_string("Bearer"));
         res_json(res, 200, j);
     } else if (err == AS_OK) {
+        /* An unused refresh token is its session's newest: issued when
+         * the session was created or last rotated (last_used_at). */
         res_json(res, 200, json_pack(
-            "{s:b, s:s, s:s, s:s, s:s, s:I, s:s}", "active", 1, "sub", u.id,
-            "email", u.email, "role", role_name(u.role), "sid", s.id,
-            "exp", (json_int_t)(s.expires_at / 1000), "token_type",
+            "{s:b, s:s, s:s, s:s, s:s, s:I, s:I, s:s}", "active", 1, "sub",
+            u.id, "email", u.email, "role", role_name(u.role), "sid", s.id,
+            "exp", (json_int_t)(s.expires_at / 1000), "iat",
+            (json_int_t)(s.last_used_at / 1000), "token_type",
             "refresh_token"));
     }
     res_header(rc, "Cache-Control", "no-store");

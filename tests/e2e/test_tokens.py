@@ -206,10 +206,15 @@ def test_introspection(make_daemon):
                          body=urlencode({"token": tok}).encode(),
                          headers=dict(FORM, Authorization="Bearer " + caller))
 
-    assert_problem(ask(t["access_token"], "wrong"), 401)
+    r = ask(t["access_token"], "wrong")
+    assert_problem(r, 401)
+    # RFC 6750 3.1: a bearer credential that was sent and is wrong
+    assert r.header("WWW-Authenticate") == \
+        'Bearer realm="auth-serve", error="invalid_token"'
     r = d.request("POST", "/api/v1/auth/introspect", body=b"token=x",
                   headers=FORM)
     assert_problem(r, 401)
+    assert "error=" not in r.header("WWW-Authenticate")     # none sent
     r = ask(t["access_token"])
     assert r.status == 200
     j = r.json
@@ -220,6 +225,16 @@ def test_introspection(make_daemon):
     assert j["role"] == "user" and j["token_type"]
     r = ask(t["refresh_token"])
     assert r.json["active"] is True and r.json["sub"] == c["sub"]
+    assert r.json["token_type"] == "refresh_token"
+    # issued with the pair at login; and a rotated child when rotated
+    assert abs(r.json["iat"] - c["iat"]) <= 1, r.json
+    assert r.json["exp"] > r.json["iat"]
+    n = refresh(d, t["refresh_token"])
+    assert n.status == 200, n
+    r = ask(n.json["refresh_token"])
+    assert abs(r.json["iat"] - parts(n.json["access_token"])[1]["iat"]) \
+        <= 1, r.json
+    t = n.json
     assert ask("garbage").json == {"active": False}
     d.request("POST", "/api/v1/auth/logout",
               {"refresh_token": t["refresh_token"]})
