@@ -337,12 +337,32 @@ static bool replace_str(char **slot, const char *s)
 #pragma GCC diagnostic pop
 #endif
 
+/* True when `s` is UTF-8 text without control characters other than
+ * tab: such a value is logged (config.loaded), signed into tokens and
+ * written into mail headers, where anything else breaks the JSON or the
+ * header. Secrets are only ever used as bytes, and may hold anything. */
+static bool plain_text(const struct cfg_var *v, const char *s)
+{
+    const unsigned char *p;
+
+    if (v->flags & SECRET)
+        return true;
+    json_t *utf8;
+
+    for (p = (const unsigned char *)s; *p; p++)
+        if ((*p < 0x20 && *p != '\t') || *p == 0x7f)
+            return false;
+    utf8 = json_string(s);              /* NULL unless strict UTF-8 */
+    json_decref(utf8);
+    return utf8 != NULL;
+}
+
 /* Stores one value; false when it does not parse or is out of range. */
 static bool set_var(struct cfg *c, const struct cfg_var *v, const char *s)
 {
     int n;
 
-    if (strlen(s) > MAX_VALUE)
+    if (strlen(s) > MAX_VALUE || !plain_text(v, s))
         return false;
     switch (v->type) {
     case T_STR:

@@ -287,6 +287,25 @@ static int migrate(struct cfg *cfg)
     return 0;
 }
 
+/* For `config check`: the signing key a serve would load from a file or
+ * a secret loads (keys kept in the data folder or the database are made
+ * or read at start, with the database). */
+static bool keys_check(const struct cfg *cfg)
+{
+    struct sec_keys *k = NULL;
+    char why[512];
+
+    if (cfg->jwt_alg != CFG_ALG_HS256 &&
+        !(cfg->jwt_key_file && cfg->jwt_key_file[0]))
+        return true;
+    if (sec_keys_load(cfg, &k, why, sizeof why) != AS_OK) {
+        fprintf(stderr, "auth-serve: %s\n", why);
+        return false;
+    }
+    sec_keys_free(k);
+    return true;
+}
+
 int main(int argc, char **argv)
 {
     struct cfg cfg;
@@ -319,8 +338,9 @@ int main(int argc, char **argv)
                strcmp(argv[2], "check") == 0) {
         if (!load_config(&cfg, false))
             return EXIT_CONFIG;
-        printf("configuration ok\n");
-        status = 0;
+        status = keys_check(&cfg) ? 0 : EXIT_CONFIG;
+        if (status == 0)
+            printf("configuration ok\n");
     } else if (strcmp(cmd, "keys") == 0 && argc == 3 &&
                (strcmp(argv[2], "generate") == 0 ||
                 strcmp(argv[2], "rotate") == 0)) {

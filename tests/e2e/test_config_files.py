@@ -81,3 +81,54 @@ def test_daemon_takes_quoted_value_and_linked_key_file():
                    audience="auth-serve", issuer="issuer-a")
     finally:
         assert d.stop() == 0, "\n".join(d.lines[-20:])
+
+
+def test_config_check_loads_a_key_file_and_a_secret():
+    """`config check` (systemd's ExecStartPre) refuses what serve would:
+    a key file that is missing, not a PEM private key, or of another
+    algorithm, one line naming AUTH_JWT_KEY_FILE; a good one passes."""
+    cwd = tempfile.mkdtemp()
+    path = os.path.join(cwd, "key.pem")
+    r = check(cwd, {"AUTH_JWT_KEY_FILE": path})
+    assert r.returncode == 2 and b"AUTH_JWT_KEY_FILE" in r.stderr, r.stderr
+    assert r.stderr.count(b"\n") == 1, r.stderr
+    assert r.stdout == b"", r.stdout
+    write(path, b"not a key\n")
+    os.chmod(path, 0o600)
+    r = check(cwd, {"AUTH_JWT_KEY_FILE": path})
+    assert r.returncode == 2 and b"not a PEM" in r.stderr, r.stderr
+    write(path, ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    r = check(cwd, {"AUTH_JWT_KEY_FILE": path})
+    assert r.returncode == 0 and b"configuration ok" in r.stdout, r.stderr
+    r = check(cwd, {"AUTH_JWT_KEY_FILE": path, "AUTH_JWT_ALG": "RS256"})
+    assert r.returncode == 2 and b"AUTH_JWT_ALG" in r.stderr, r.stderr
+    assert not os.path.exists(os.path.join(cwd, "data")), \
+        "config check made the data folder"
+
+
+def test_text_values_must_be_utf8_without_control_characters():
+    """A value that is not UTF-8 text stops the start (exit 2, naming it)
+    instead of starting a daemon whose every login then fails: from the
+    environment and from .env; a secret is taken as bytes."""
+    cwd = tempfile.mkdtemp()
+    bad = os.fsdecode(b"iss\xff")
+    r = check(cwd, {"AUTH_JWT_ISSUER": bad})
+    assert r.returncode == 2 and b"AUTH_JWT_ISSUER" in r.stderr, r.stderr
+    write(os.path.join(cwd, ".env"), b"AUTH_JWT_AUDIENCE=aud\xc3\n")
+    r = check(cwd)
+    assert r.returncode == 2 and b"AUTH_JWT_AUDIENCE" in r.stderr, r.stderr
+    assert b"line 1" in r.stderr, r.stderr
+    write(os.path.join(cwd, ".env"),
+          b'AUTH_SMTP_FROM="a@example.com\\r\\nBcc: b@example.com"\n')
+    r = check(cwd)
+    assert r.returncode == 2 and b"AUTH_SMTP_FROM" in r.stderr, r.stderr
+    write(os.path.join(cwd, ".env"), "AUTH_JWT_ISSUER=émetteur\n".encode())
+    r = check(cwd)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run(
+        [BIN], env={"PATH": "/usr/bin:/bin", "AUTH_JWT_ISSUER": bad,
+                    "AUTH_PORT": "0"}, cwd=cwd, capture_output=True,
+        timeout=60)
+    assert r.returncode == 2 and b"AUTH_JWT_ISSUER" in r.stderr, r.stderr

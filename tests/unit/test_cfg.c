@@ -65,6 +65,11 @@ static void test_bad_values_named(void **state)
         "AUTH_KEYS_SECRET=short", "AUTH_HEADER_TIMEOUT=0",
         "AUTH_METRICS_ALLOW=everyone", "AUTH_SESSION_MAX_SECONDS=1",
         "AUTH_MAIL_PER_RECIPIENT_PER_HOUR=0",
+        /* text that is not UTF-8, or holds a control character */
+        "AUTH_JWT_ISSUER=iss\xff", "AUTH_JWT_AUDIENCE=a\xc0\xaf" "b",
+        "AUTH_JWT_ISSUER=a\nb", "AUTH_SMTP_FROM=x\x7f",
+        "AUTH_SMTP_FROM=a@example.com\r\nBcc: b@example.com",
+        "AUTH_PUBLIC_URL=http://h/\xed\xa0\x80",       /* a surrogate */
     };
     size_t i;
 
