@@ -40,7 +40,10 @@ enum as_err req_json(struct req_ctx *rc, json_t **out)
         j = form_parse(rc->arena, rc->body ? rc->body : "", rc->body_len);
     else if (!rc->body)
         return res_fail(&rc->res, AS_ERR_MALFORMED,
-                        "The request body must be a JSON object.");
+                        rc->route && (rc->route->flags & RF_FORM)
+                            ? "The request needs a body: a JSON object or "
+                              "a form."
+                            : "The request body must be a JSON object.");
     else
         j = json_loadb(rc->body, rc->body_len,
                        JSON_REJECT_DUPLICATES,
