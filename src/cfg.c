@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "crypto.h"
@@ -595,6 +596,40 @@ static bool mail_finish(const struct cfg *c, char *why, size_t why_len)
     return true;
 }
 
+/* True when `rp_id` is the host, or a parent domain of the host, of
+ * every origin of the comma-separated `origins` (WebAuthn's "registrable
+ * domain suffix" rule, s5.1.4.1: a browser refuses any other pairing, so
+ * every ceremony would fail). */
+static bool rp_id_covers(const char *rp_id, const char *origins)
+{
+    size_t rlen = strlen(rp_id);
+    const char *p = origins;
+
+    while (*p) {
+        const char *host, *end;
+        size_t hlen;
+
+        p += strspn(p, " \t,");
+        if (!*p)
+            break;
+        end = p + strcspn(p, ",");
+        host = strstr(p, "://");
+        if (!host || host >= end)
+            return false;
+        host += 3;
+        hlen = host[0] == '[' ? strcspn(host, "]") + 1
+                              : strcspn(host, ":, \t");
+        if (host + hlen > end)
+            hlen = (size_t)(end - host);
+        if (!(hlen == rlen && strncasecmp(host, rp_id, rlen) == 0) &&
+            !(hlen > rlen + 1 && host[hlen - rlen - 1] == '.' &&
+              strncasecmp(host + hlen - rlen, rp_id, rlen) == 0))
+            return false;
+        p = end;
+    }
+    return true;
+}
+
 /* The WebAuthn defaults from AUTH_PUBLIC_URL: the RP ID is its host,
  * the one origin its scheme://host[:port]. */
 static bool webauthn_finish(struct cfg *c, char *why, size_t why_len)
@@ -614,6 +649,10 @@ static bool webauthn_finish(struct cfg *c, char *why, size_t why_len)
         if (!c->webauthn_rp_id)
             return fail(why, why_len, "out of memory");
     }
+    if (!rp_id_covers(c->webauthn_rp_id, c->webauthn_origins))
+        return fail(why, why_len, "invalid value for AUTH_WEBAUTHN_RP_ID: "
+                    "it must be the host of every AUTH_WEBAUTHN_ORIGINS "
+                    "origin or a parent domain of it");
     return true;
 }
 

@@ -48,6 +48,7 @@ def claim(token, name):
 def test_generated_contract(backend, tmp_path):
     introspection = secrets.token_urlsafe(32)
     d = Daemon(backend, env={"AUTH_INTROSPECTION_TOKEN": introspection,
+                             "AUTH_WEBAUTHN_RP_ID": "example.com",
                              "AUTH_WEBAUTHN_ORIGINS": ORIGIN})
     d.start()
     try:

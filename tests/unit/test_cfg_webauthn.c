@@ -82,6 +82,19 @@ static void bad_values_refused(void **state)
         "AUTH_WEBAUTHN_ORIGINS=https://example.com,,https://a.example",
         "AUTH_WEBAUTHN_ORIGINS=ftp://example.com",
     };
+    /* An RP ID no origin's host ends with: every ceremony would fail. */
+    static const char *const unpaired[][2] = {
+        { "AUTH_WEBAUTHN_RP_ID=evil.com", "https://auth.example.com" },
+        { "AUTH_WEBAUTHN_RP_ID=example.com",
+          "https://auth.example.com,https://notexample.com" },
+        { "AUTH_WEBAUTHN_RP_ID=ample.com", "https://example.com" },
+        { "AUTH_WEBAUTHN_RP_ID=auth.example.com", "https://example.com" },
+    };
+    static const char *const paired[][2] = {
+        { "AUTH_WEBAUTHN_RP_ID=example.com",
+          "https://example.com, https://a.b.example.com:8443" },
+        { "AUTH_WEBAUTHN_RP_ID=localhost", "http://localhost:4000" },
+    };
     size_t i;
 
     (void)state;
@@ -95,6 +108,29 @@ static void bad_values_refused(void **state)
                  bad[i]);
         if (!strstr(why, name))
             fail_msg("%s: %s", bad[i], why);
+        cfg_cleanup(&c);
+    }
+    for (i = 0; i < sizeof unpaired / sizeof unpaired[0]; i++) {
+        char origins[256];
+        char *env[] = { (char *)unpaired[i][0], origins, NULL };
+        struct cfg c;
+
+        snprintf(origins, sizeof origins, "AUTH_WEBAUTHN_ORIGINS=%s",
+                 unpaired[i][1]);
+        assert_false(load(&c, env));
+        if (!strstr(why, "AUTH_WEBAUTHN_RP_ID"))
+            fail_msg("%s: %s", unpaired[i][0], why);
+        cfg_cleanup(&c);
+    }
+    for (i = 0; i < sizeof paired / sizeof paired[0]; i++) {
+        char origins[256];
+        char *env[] = { (char *)paired[i][0], origins, NULL };
+        struct cfg c;
+
+        snprintf(origins, sizeof origins, "AUTH_WEBAUTHN_ORIGINS=%s",
+                 paired[i][1]);
+        if (!load(&c, env))
+            fail_msg("%s: %s", paired[i][0], why);
         cfg_cleanup(&c);
     }
 }
