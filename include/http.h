@@ -119,6 +119,8 @@ struct req_ctx {
     char *body;                         /* NUL-terminated, in the arena */
     size_t body_len;
     bool body_form;                     /* form-encoded rather than JSON */
+    bool answered_raw;                  /* written to the socket by the
+                                           server itself, then closed */
     size_t discarded;                   /* body bytes dropped after an error */
     struct response res;
     enum as_err err;

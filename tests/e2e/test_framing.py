@@ -187,5 +187,28 @@ def test_whitespace_before_a_colon_is_refused(daemon, name):
     assert parse(raw)[1]["connection"] == "close"
 
 
+@pytest.mark.parametrize("head", [
+    b"GET /healthz HTTP/1.1\r\n",                          # no Host
+    b"GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\n",      # two
+    b"GET /healthz HTTP/1.0\r\nHost: a\r\nHost: b\r\n",
+    b"GET /healthz x HTTP/1.1\r\nHost: a\r\n",               # blanks in
+    b"GET /heal\tthz HTTP/1.1\r\nHost: a\r\n",                # the target
+])
+def test_host_and_request_target(daemon, head):
+    """RFC 9112 3.2: an HTTP/1.1 request without Host, any request with
+    two, and a request target with a blank get one problem+json 400 (one
+    status line: libmicrohttpd 0.9.75's own answer to a missing Host sent
+    it twice), and the connection closed."""
+    raw = daemon.raw(head + b"\r\nGET /healthz HTTP/1.1\r\nHost: a\r\n\r\n",
+                     timeout=5)
+    assert_raw_problem(raw, 400, "bad_request")
+    assert parse(raw)[1]["connection"] == "close"
+
+
+def test_http_1_0_needs_no_host(daemon):
+    raw = daemon.raw(b"GET /healthz HTTP/1.0\r\n\r\n", timeout=5)
+    assert raw.startswith(b"HTTP/1.1 200 "), raw[:300]
+
+
 def test_server_still_answers(daemon):
     assert wait_until(lambda: daemon.request("GET", "/healthz").status == 200)
