@@ -517,7 +517,10 @@ static bool key_is(const char *key, size_t n, const char *name,
  * 9112 5.1 asks for a 400. */
 static bool field_name_ok(const char *key, size_t n)
 {
-    static const char extra[] = "!#$%&'*+-.^_`|~";
+    /* The token characters, a bit per ASCII code: "!#$%&'*+-.^_`|~",
+     * digits and letters. */
+    static const uint64_t tchar[2] = { 0x03ff6cfa00000000u,
+                                       0x57ffffffc7fffffeu };
     size_t i;
 
     if (!key || n == 0)
@@ -525,9 +528,7 @@ static bool field_name_ok(const char *key, size_t n)
     for (i = 0; i < n; i++) {
         unsigned char c = (unsigned char)key[i];
 
-        if (!((c >= '0' && c <= '9') || ((c | 0x20) >= 'a' &&
-                                         (c | 0x20) <= 'z') ||
-              (c && strchr(extra, c))))
+        if (c >= 128 || !(tchar[c >> 6] >> (c & 63) & 1))
             return false;
     }
     return true;
