@@ -4,7 +4,9 @@
  * server.c puts the rendered answer on the wire. */
 #include "http.h"
 
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "err.h"
 
@@ -49,11 +51,44 @@ enum as_err res_field(struct response *res, const char *field,
     return AS_ERR_VALIDATION;
 }
 
+/* A sentence naming what the field errors are about, for a 422 whose
+ * handler gave no detail of its own: the one error, or the fields. */
+static const char *fields_detail(json_t *errors, char *buf, size_t len)
+{
+    size_t i, n = json_array_size(errors), used;
+    json_t *e;
+
+    if (n == 1) {
+        e = json_array_get(errors, 0);
+        snprintf(buf, len, "The field %s %s.",
+                 json_string_value(json_object_get(e, "field")),
+                 json_string_value(json_object_get(e, "message")));
+        return buf;
+    }
+    used = (size_t)snprintf(buf, len, "%zu fields are invalid:", n);
+    json_array_foreach(errors, i, e) {
+        if (used >= len)
+            break;
+        used += (size_t)snprintf(buf + used, len - used, "%s %s",
+                                 i ? "," : "",
+                                 json_string_value(json_object_get(e,
+                                                                   "field")));
+    }
+    if (used < len - 1)
+        strcat(buf, ".");
+    return buf;
+}
+
 json_t *res_problem(enum as_err err, const char *detail,
                     const char *request_id, json_t *errors)
 {
     int status = as_err_http_status(err);
-    json_t *doc = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s}",
+    char sentence[256];
+    json_t *doc;
+
+    if (!detail && json_array_size(errors))
+        detail = fields_detail(errors, sentence, sizeof sentence);
+    doc = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s}",
                             "type", "about:blank",
                             "title", as_err_title(err),
                             "status", status,

@@ -146,6 +146,17 @@ static void test_problem(void **state)
     assert_non_null(json_string_value(json_object_get(p, "detail")));
     assert_null(json_object_get(p, "errors"));
     json_decref(p);
+    /* Without a detail of its own, a 422 says what its errors are about. */
+    p = res_problem(AS_ERR_VALIDATION, NULL, "r", errs);
+    assert_string_equal(json_string_value(json_object_get(p, "detail")),
+                        "The field password is too short.");
+    json_decref(p);
+    json_array_append_new(errs, json_pack("{s:s, s:s}", "field", "email",
+                                          "message", "is required"));
+    p = res_problem(AS_ERR_VALIDATION, NULL, "r", errs);
+    assert_string_equal(json_string_value(json_object_get(p, "detail")),
+                        "2 fields are invalid: password, email.");
+    json_decref(p);
     json_decref(errs);
 }
 
