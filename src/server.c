@@ -493,7 +493,9 @@ struct framing {
     unsigned ncl, nte;
     bool cl_bad;                 /* malformed, or two different values */
     bool name_bad;               /* a field name that is not a token */
+    bool line_bad;               /* a header line not as it was read */
     unsigned nhost;              /* Host lines */
+    uintptr_t prev;              /* past the last header read, or 0 */
     uint64_t cl;
     size_t records;              /* headers, cookies and query arguments */
     size_t cookie_len, origin_len;
@@ -534,6 +536,42 @@ static bool field_name_ok(const char *key, size_t n)
     return true;
 }
 
+/* True when the bytes from `from` up to `to` (more than none, in the
+ * same read buffer) are only what libmicrohttpd leaves between the parts
+ * of a header block it parsed in place: the NULs it wrote over colons and
+ * line ends, and blanks. */
+static bool only_separators(uintptr_t from, uintptr_t to)
+{
+    const unsigned char *p = (const unsigned char *)from;
+
+    if (to <= from || to - from > HEADER_POOL_BYTES)
+        return false;
+    for (; (uintptr_t)p < to; p++)
+        if (*p != '\0' && *p != ' ' && *p != '\t')
+            return false;
+    return true;
+}
+
+/* A header line as libmicrohttpd (0.9.75) parsed it, in place: its name
+ * right after the previous line, its value right after the name's colon.
+ * Anything else means the library saw the line differently from a strict
+ * reader, which a proxy in front may be: a folded (obs-fold) line, whose
+ * continuation it appends to the *name* in a copy ("Content-:
+ * 13\r\n Length" becomes "Content-Length: 13"), or a bare CR or a NUL
+ * that ends a value early and hides the rest of its line (RFC 9112 5.2,
+ * 2.2; RFC 9110 5.5: refuse). */
+static bool header_in_place(struct framing *f, const char *key,
+                            size_t key_size, const char *value,
+                            size_t value_size)
+{
+    uintptr_t k = (uintptr_t)key, v = (uintptr_t)value;
+
+    if (!key || !value || (f->prev && !only_separators(f->prev, k)))
+        return false;
+    return only_separators(k + key_size, v) &&
+           !memchr(value, '\r', value_size);     /* a bare CR it kept */
+}
+
 static enum MHD_Result framing_line(void *cls, enum MHD_ValueKind kind,
                                     const char *key, size_t key_size,
                                     const char *value, size_t value_size)
@@ -558,6 +596,9 @@ static enum MHD_Result framing_line(void *cls, enum MHD_ValueKind kind,
         return MHD_YES;
     if (!field_name_ok(key, key_size))
         f->name_bad = true;
+    if (!header_in_place(f, key, key_size, value, value_size))
+        f->line_bad = true;
+    f->prev = (uintptr_t)value + value_size;
     if (value && KEY_IS(key, key_size, "Cookie"))
         f->cookie_len += value_size + 1;
     if (value && KEY_IS(key, key_size, "Origin"))
@@ -602,15 +643,30 @@ static enum as_err framing_checks(struct req_ctx *rc, const char *mhd_method,
                                   const char *version, const char **detail)
 {
     struct framing f = { .ncl = 0, .base = (uintptr_t)mhd_method };
+    const union MHD_ConnectionInfo *ci;
 
+    /* The first header follows the request line, which ends with the
+     * version (libmicrohttpd's, in its read buffer). */
+    if (version && *version)
+        f.prev = (uintptr_t)version + strlen(version);
     MHD_get_connection_values_n(rc->conn, MHD_HEADER_KIND |
                                               MHD_COOKIE_KIND |
                                               MHD_GET_ARGUMENT_KIND,
                                 framing_line, &f);
+    /* ... and the last one is followed by the end of the block. */
+    ci = MHD_get_connection_info(rc->conn,
+                                 MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+    if (f.prev && ci && !only_separators(f.prev, f.base + ci->header_size))
+        f.line_bad = true;
     if (!leaves_reply_room(rc, &f)) {
         *detail = "The request line and headers are larger than the "
                   "server accepts.";
         return AS_ERR_HEADERS_TOO_LARGE;
+    }
+    if (f.line_bad) {
+        res_header(rc, "Connection", "close");
+        *detail = "A header line is folded, or holds a CR or NUL character.";
+        return AS_ERR_BAD_REQUEST;
     }
     if (f.name_bad) {
         /* Where this request's body ends is unknown: nothing after it on
@@ -747,6 +803,12 @@ static bool begin(struct req_ctx *rc, const char *mhd_method,
         return false;
     }
     rc->route_pattern = rc->route->pattern;
+    /* RFC 9112 6.1: a chunked HTTP/1.0 request is framed in a way an
+     * HTTP/1.0 reader in front does not know; nothing after it on this
+     * connection is read. */
+    if (version && strcmp(version, MHD_HTTP_VERSION_1_0) == 0 &&
+        req_header(rc, "Transfer-Encoding"))
+        res_header(rc, "Connection", "close");
     err = early_checks(rc, &detail);
     if (err != AS_OK) {
         rc->err = err;
@@ -1149,8 +1211,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
         return MHD_YES;
     case ST_DISCARD:
         rc->discarded += n;
-        if (n == 0 || rc->discarded > DISCARD_MAX)
+        if (n == 0)
             return respond(rc);
+        /* Past the limit the body is not read on: libmicrohttpd (0.9.75)
+         * queues no answer in the middle of a body, so it is written to
+         * the socket here and the connection closed. */
+        if (rc->discarded > DISCARD_MAX)
+            return respond_raw(rc);
         return MHD_YES;
     case ST_DONE:
         return respond(rc);

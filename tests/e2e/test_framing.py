@@ -4,6 +4,7 @@ and `Expect: 100-continue` with a body over the cap gets 413 at once,
 without `100 Continue`."""
 import json
 import socket
+import threading
 import time
 
 import pytest
@@ -203,6 +204,84 @@ def test_host_and_request_target(daemon, head):
                      timeout=5)
     assert_raw_problem(raw, 400, "bad_request")
     assert parse(raw)[1]["connection"] == "close"
+
+
+SMUGGLED = b"GET /api/v1/smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+REVOKE = b"POST /api/v1/auth/revoke HTTP/1.1\r\nHost: x\r\n" \
+         b"Content-Type: application/json\r\n"
+BODY = b'{"token":"x"}'
+CHUNKED_BODY = b"d\r\n" + BODY + b"\r\n0\r\n\r\n"
+
+
+@pytest.mark.parametrize("fields, rest", [
+    # obs-fold: libmicrohttpd (0.9.75) joins the continuation onto the
+    # *name*, so these frame differently for it than for a strict reader
+    (b"Content-Length:\r\n 13\r\n", BODY),
+    (b"Transfer-Encoding:\r\n chunked\r\n", CHUNKED_BODY),
+    (b"Content-: 13\r\n Length\r\n", BODY),
+    (b"Transfer-: chunked\r\n Encoding\r\n", CHUNKED_BODY),
+    (b"Connection:\r\n close\r\n", b""),
+    # a bare CR or a NUL that hides the rest of its line
+    (b"X-A: b\rContent-Length: 13\r\n", BODY),
+    (b"X-A: b\rContent-Length: 0\r\nContent-Length: 13\r\n", BODY),
+    (b"Content-Length: 13\x005\r\n", BODY),
+    (b"Transfer-Encoding: chunked\x00, gzip\r\n", CHUNKED_BODY),
+    (b"X-A: b\x00Content-Length: 13\r\n", BODY),
+])
+def test_header_lines_read_differently_are_refused(daemon, fields, rest):
+    """RFC 9112 5.2 (obs-fold), 2.2 (bare CR) and RFC 9110 5.5 (NUL):
+    refused with 400 and the connection closed, so no byte after them is
+    read as a request of its own (each of these was answered twice, the
+    second time for the bytes a strict reader sees as the body)."""
+    raw = daemon.raw(REVOKE + fields + b"\r\n" + rest + SMUGGLED, timeout=5)
+    p = assert_raw_problem(raw, 400, "bad_request")
+    assert "folded" in p["detail"], p
+    assert parse(raw)[1]["connection"] == "close"
+
+
+def test_chunked_http_1_0_closes_after_its_answer(daemon):
+    """RFC 9112 6.1: an HTTP/1.0 reader in front knows no chunked body;
+    the connection ends after the answer."""
+    raw = daemon.raw(b"POST /api/v1/auth/revoke HTTP/1.0\r\nHost: x\r\n"
+                     b"Connection: keep-alive\r\n"
+                     b"Content-Type: application/json\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n" + CHUNKED_BODY +
+                     SMUGGLED, timeout=5)
+    assert raw.startswith(b"HTTP/1.1 200 "), raw[:300]
+    assert raw.count(b"HTTP/1.1 ") == 1, raw[:600]
+    assert parse(raw)[1]["connection"] == "close"
+
+
+def test_a_long_refused_chunked_body_still_gets_its_answer(daemon):
+    """A chunked body refused early (413 here) is read and dropped up to
+    1 MiB; past that the answer is written before the connection closes,
+    to a client that reads while it sends."""
+    s = socket.create_connection(("127.0.0.1", daemon.port), timeout=10)
+    got = []
+
+    def reader():
+        try:
+            while True:
+                c = s.recv(65536)
+                if not c:
+                    return
+                got.append(c)
+        except OSError:
+            return
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    chunk = b"%x\r\n" % 65536 + b"a" * 65536 + b"\r\n"
+    try:
+        s.sendall(REVOKE + b"Transfer-Encoding: chunked\r\n\r\n")
+        for _ in range(24):                     # 1.5 MiB
+            s.sendall(chunk)
+        s.sendall(b"0\r\n\r\n")
+    except OSError:
+        pass                                    # closed under us: fine
+    t.join(10)
+    s.close()
+    raw = b"".join(got)
+    assert raw.startswith(b"HTTP/1.1 413 "), raw[:300]
 
 
 def test_http_1_0_needs_no_host(daemon):
