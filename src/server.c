@@ -495,6 +495,7 @@ struct framing {
     bool name_bad;               /* a field name that is not a token */
     bool line_bad;               /* a header line not as it was read */
     unsigned nhost;              /* Host lines */
+    bool host_bad;               /* a Host value that is no host[:port] */
     uintptr_t prev;              /* past the last header read, or 0 */
     uint64_t cl;
     size_t records;              /* headers, cookies and query arguments */
@@ -605,8 +606,14 @@ static enum MHD_Result framing_line(void *cls, enum MHD_ValueKind kind,
         f->origin_len += value_size;
     if (KEY_IS(key, key_size, "Transfer-Encoding"))
         f->nte++;
-    if (KEY_IS(key, key_size, "Host"))
+    if (KEY_IS(key, key_size, "Host")) {
         f->nhost++;
+        /* RFC 3986 3.2.2-3: reg-name, IPv4 or IP-literal, and a port */
+        if (!value || value[strspn(value, "abcdefghijklmnopqrstuvwxyz"
+                                          "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                          "0123456789-._~!$&'()*+,;=%:[]")])
+            f->host_bad = true;
+    }
     if (!KEY_IS(key, key_size, "Content-Length"))
         return MHD_YES;
     if (!value || !parse_length(value, &v) || (f->ncl && v != f->cl))
@@ -679,6 +686,11 @@ static enum as_err framing_checks(struct req_ctx *rc, const char *mhd_method,
     /* RFC 9112 3.2: an HTTP/1.1 request without Host, or any with two,
      * is answered 400 (checked here rather than by libmicrohttpd, whose
      * 0.9.75 sent that answer's status line and headers twice). */
+    if (f.host_bad) {
+        res_header(rc, "Connection", "close");
+        *detail = "The Host header is not a host name or address.";
+        return AS_ERR_BAD_REQUEST;
+    }
     if (f.nhost > 1 || (f.nhost == 0 && version &&
                         strcmp(version, MHD_HTTP_VERSION_1_1) == 0)) {
         res_header(rc, "Connection", "close");

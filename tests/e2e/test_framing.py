@@ -192,6 +192,8 @@ def test_whitespace_before_a_colon_is_refused(daemon, name):
     b"GET /healthz HTTP/1.1\r\n",                          # no Host
     b"GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\n",      # two
     b"GET /healthz HTTP/1.0\r\nHost: a\r\nHost: b\r\n",
+    b"GET /healthz HTTP/1.1\r\nHost: a b/c\r\n",          # not a host
+    b"GET /healthz HTTP/1.1\r\nHost: user@a\r\n",
     b"GET /healthz x HTTP/1.1\r\nHost: a\r\n",               # blanks in
     b"GET /heal\tthz HTTP/1.1\r\nHost: a\r\n",                # the target
 ])
@@ -286,6 +288,15 @@ def test_a_long_refused_chunked_body_still_gets_its_answer(daemon):
 
 def test_http_1_0_needs_no_host(daemon):
     raw = daemon.raw(b"GET /healthz HTTP/1.0\r\n\r\n", timeout=5)
+    assert raw.startswith(b"HTTP/1.1 200 "), raw[:300]
+
+
+@pytest.mark.parametrize("host", [b"auth.example.com", b"127.0.0.1:8000",
+                                  b"[::1]:8000", b"xn--bcher-kva.example",
+                                  b""])
+def test_host_names_and_addresses_are_served(daemon, host):
+    raw = daemon.raw(b"GET /healthz HTTP/1.1\r\nHost: " + host +
+                     b"\r\nConnection: close\r\n\r\n", timeout=5)
     assert raw.startswith(b"HTTP/1.1 200 "), raw[:300]
 
 
