@@ -250,6 +250,22 @@ static void client_ip(struct app *app, struct MHD_Connection *conn,
     netlist_client_ip_lines(app->trusted, peer, lines, n, out, out_len);
 }
 
+/* The path of a request target: an absolute-form target ("http://host/p",
+ * RFC 9112 3.2.2, which a server must accept) stands for its path. */
+static const char *target_path(const char *url)
+{
+    const char *p;
+
+    if (strncasecmp(url, "http://", 7) == 0)
+        p = url + 7;
+    else if (strncasecmp(url, "https://", 8) == 0)
+        p = url + 8;
+    else
+        return url;
+    p += strcspn(p, "/?");
+    return *p == '/' ? p : "/";
+}
+
 static struct req_ctx *req_new(struct app *app, struct MHD_Connection *conn,
                                const char *url, const char *method)
 {
@@ -268,7 +284,7 @@ static struct req_ctx *req_new(struct app *app, struct MHD_Connection *conn,
     rc->source = &conn_source;
     rc->t0_us = now_us();
     rc->method = arena_strdup(a, method);
-    rc->path = arena_strndup(a, url, 2048);
+    rc->path = arena_strndup(a, target_path(url), 2048);
     rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-ID");
     if (rid && valid_request_id(rid))
         strcpy(rc->request_id, rid);

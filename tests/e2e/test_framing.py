@@ -291,6 +291,15 @@ def test_http_1_0_needs_no_host(daemon):
     assert raw.startswith(b"HTTP/1.1 200 "), raw[:300]
 
 
+@pytest.mark.parametrize("target", [b"http://auth.example.com/healthz",
+                                    b"HTTPS://auth.example.com:8443/healthz"])
+def test_absolute_form_targets_are_served(daemon, target):
+    """RFC 9112 3.2.2: a server must accept the absolute form."""
+    raw = daemon.raw(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n"
+                     b"Connection: close\r\n\r\n", timeout=5)
+    assert raw.startswith(b"HTTP/1.1 200 "), raw[:300]
+
+
 @pytest.mark.parametrize("host", [b"auth.example.com", b"127.0.0.1:8000",
                                   b"[::1]:8000", b"xn--bcher-kva.example",
                                   b""])
