@@ -46,6 +46,7 @@ struct cfg {
     unsigned db_pool_size;            /* AUTH_DB_POOL_SIZE */
     unsigned db_timeout_ms;           /* AUTH_DB_TIMEOUT_MS: busy/statement */
     unsigned session_max_seconds;     /* AUTH_SESSION_MAX_SECONDS */
+    unsigned max_sessions;            /* AUTH_MAX_SESSIONS_PER_USER */
     char *metrics_allow;              /* AUTH_METRICS_ALLOW: CIDR list */
     char *keys_secret;                /* AUTH_KEYS_SECRET (secret) */
     unsigned key_publish_seconds;     /* AUTH_KEY_PUBLISH_SECONDS */

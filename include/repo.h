@@ -212,6 +212,9 @@ struct repo_ops {
     enum as_err (*session_create)(void *impl, const struct session *s,
                                   const uint8_t refresh_hash[REPO_HASH_LEN]);
     enum as_err (*sessions_prune)(void *impl, int64_t before);
+    enum as_err (*sessions_cap)(void *impl, const char *user_id,
+                                unsigned keep, int64_t now,
+                                unsigned *ended);
     enum as_err (*session_get)(void *impl, const char *sid,
                                struct session *out, struct arena *a);
     enum as_err (*session_state)(void *impl, const char *sid, int64_t now,
@@ -445,6 +448,10 @@ void repo_act_as(const struct repo_actor *who);
  * more than it adds, so the table holds what is live plus what ended
  * recently. */
 enum as_err repo_sessions_prune(struct repo *r, int64_t before);
+/* Revokes the live sessions of `user_id` beyond the `keep` most recently
+ * used (created or refreshed); *ended says how many. */
+enum as_err repo_sessions_cap(struct repo *r, const char *user_id,
+                              unsigned keep, int64_t now, unsigned *ended);
 /* AS_ERR_NOT_FOUND when absent. */
 enum as_err repo_session_get(struct repo *r, const char *sid,
                              struct session *out, struct arena *a);

@@ -115,6 +115,9 @@ static const struct cfg_var vars[] = {
       0, C_NONE },
     { "AUTH_SESSION_MAX_SECONDS", T_UINT, F(session_max_seconds), "7776000",
       60, 315360000, 0, C_NONE },
+    /* at most what GET /sessions lists (REPO_SESSION_LIST_MAX) */
+    { "AUTH_MAX_SESSIONS_PER_USER", T_UINT, F(max_sessions), "100", 1, 100,
+      0, C_NONE },
     { "AUTH_METRICS_ALLOW", T_STR, F(metrics_allow), "127.0.0.0/8,::1", 0, 0,
       0, C_CIDRS },
     { "AUTH_KEYS_SECRET", T_STR, F(keys_secret), NULL, 0, 0, SECRET,

@@ -16,6 +16,28 @@
  * reused, which answers 401 alike. */
 #define SESSION_KEEP_ENDED_MS (7 * 24 * 3600 * 1000LL)
 
+/* A user keeps at most AUTH_MAX_SESSIONS_PER_USER live sessions (README
+ * "Sessions"): a new one ends the least recently used beyond, so every
+ * session the account has is in its GET /sessions list (nobody holding
+ * its password can hide one behind a hundred others) and one account's
+ * logins cannot grow the table without end. A failure is left to the
+ * next login. */
+_Static_assert(REPO_SESSION_LIST_MAX >= 100,
+               "GET /sessions lists every session AUTH_MAX_SESSIONS_PER_USER "
+               "allows");
+
+static void cap_sessions(const struct core *c, const char *user_id,
+                         int64_t now)
+{
+    unsigned ended = 0;
+
+    if (c->cfg->max_sessions == 0)
+        return;
+    if (repo_sessions_cap(c->repo, user_id, c->cfg->max_sessions, now,
+                          &ended) == AS_OK && ended > 0 && c->scache)
+        scache_forget_user(c->scache, user_id);
+}
+
 enum as_err core_session_start(const struct core *c, const char *user_id,
                                const char *pw_hash,
                                const char *amr, const char *ip,
@@ -49,6 +71,8 @@ enum as_err core_session_start(const struct core *c, const char *user_id,
      * stays bounded (a failure is left to the next login). */
     if (err == AS_OK)
         (void)repo_sessions_prune(c->repo, now - SESSION_KEEP_ENDED_MS);
+    if (err == AS_OK)
+        cap_sessions(c, user_id, now);
     return err;
 }
 

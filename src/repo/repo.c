@@ -382,6 +382,15 @@ enum as_err repo_sessions_prune(struct repo *r, int64_t before)
     return DISPATCH(r, sessions_prune(r->impl, before));
 }
 
+enum as_err repo_sessions_cap(struct repo *r, const char *user_id,
+                              unsigned keep, int64_t now, unsigned *ended)
+{
+    *ended = 0;
+    if (!user_id || keep == 0)
+        return AS_ERR_BAD_REQUEST;
+    return DISPATCH(r, sessions_cap(r->impl, user_id, keep, now, ended));
+}
+
 enum as_err repo_session_get(struct repo *r, const char *sid,
                              struct session *out, struct arena *a)
 {

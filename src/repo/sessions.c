@@ -29,7 +29,7 @@ enum {
     S_INSERT, S_TOKEN_INSERT, S_GET, S_STATE, S_LIST, S_REVOKE, S_REVOKE_ALL,
     S_REVOKE_USER, S_LOCK_BY_TOKEN, S_FACTS, S_TOKEN_USE, S_CHILD, S_TOUCH,
     S_KILL, S_TOKEN_SESSION, S_ANY_TOKEN_SESSION, S_PW_STILL, S_PRUNE_ENDED,
-    S_PRUNE_REVOKED, S_NSTMT
+    S_PRUNE_REVOKED, S_CAP, S_NSTMT
 };
 
 static struct db_stmt sql[S_NSTMT] = {
@@ -117,6 +117,20 @@ static struct db_stmt sql[S_NSTMT] = {
      * an RFC 7009 revocation names (a tab that lost a refresh race still
      * ends the session with the token it holds). */
     [S_ANY_TOKEN_SESSION] = DB_SQL(TOKEN_SESSION),
+    /* The live sessions of $1 beyond the $2 most recently used end; on
+     * PostgreSQL the user's row first (lock order, see users.c), so two
+     * logins at once cap one after the other. */
+    [S_CAP] = DB_SPLIT("UPDATE sessions SET revoked_at = $3 WHERE id IN "
+                       "(SELECT id FROM sessions WHERE user_id = $1 "
+                       "AND revoked_at IS NULL AND expires_at > $3 "
+                       "ORDER BY last_used_at DESC, id DESC "
+                       "LIMIT -1 OFFSET $2)",
+                       "UPDATE sessions SET revoked_at = $3 WHERE id IN "
+                       "(SELECT id FROM sessions WHERE user_id = "
+                       "(SELECT id FROM users WHERE id = $1 "
+                       "FOR NO KEY UPDATE) "
+                       "AND revoked_at IS NULL AND expires_at > $3 "
+                       "ORDER BY last_used_at DESC, id DESC OFFSET $2)"),
 };
 
 /* Reads SESSION_COLS of row `i`. */
@@ -195,6 +209,22 @@ enum as_err db_sessions_prune(void *impl, int64_t before)
     DB_RUN(&t, &sql[S_PRUNE_ENDED], &r, db_int(before));
     DB_RUN(&t, &sql[S_PRUNE_REVOKED], &r, db_int(before));
     return db_close(&t);
+}
+
+enum as_err db_sessions_cap(void *impl, const char *user_id, unsigned keep,
+                            int64_t now, unsigned *ended)
+{
+    struct db_rows r = { 0 };
+    struct db_tx t;
+    enum as_err err;
+
+    db_open(&t, impl, "sessions_cap", true, NULL);
+    DB_RUN(&t, &sql[S_CAP], &r, db_text(user_id), db_int(keep),
+           db_int(now));
+    err = db_close(&t);
+    if (err == AS_OK)
+        *ended = (unsigned)r.changed;
+    return err;
 }
 
 /* The one session statement `st` finds (bound to `key`, `now`). */

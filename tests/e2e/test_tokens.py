@@ -190,6 +190,34 @@ def test_sessions(daemon):
     assert_problem(r, 404)
 
 
+def test_sessions_beyond_the_cap_end(make_daemon):
+    """AUTH_MAX_SESSIONS_PER_USER live sessions at most: a new login ends
+    the least recently used (created or refreshed) beyond it, at once on
+    this instance (its tokens stop working), and GET /sessions lists
+    every live one: a session cannot hide behind many newer ones."""
+    d = make_daemon({"AUTH_MAX_SESSIONS_PER_USER": "3",
+                     "AUTH_RATE_LIMIT_PER_MINUTE": "0"}).start()
+    email, pw, first = d.user()
+    pairs = [first] + [d.login(email, pw).json for _ in range(2)]
+    assert me(d, first["access_token"]).status == 200   # cached now
+    kept = refresh(d, first["refresh_token"])     # the first, used again
+    assert kept.status == 200, kept
+    pairs[0] = kept.json
+    pairs += [d.login(email, pw).json for _ in range(2)]
+    # ended: the two least recently used, the 2nd and 3rd logins
+    for t in pairs[1:3]:
+        assert_problem(me(d, t["access_token"]), 401)
+        assert_problem(refresh(d, t["refresh_token"]), 401)
+    for t in (pairs[0], pairs[3], pairs[4]):
+        assert me(d, t["access_token"]).status == 200
+    r = d.request("GET", "/api/v1/auth/sessions",
+                  token=pairs[4]["access_token"])
+    assert r.status == 200
+    assert sorted(i["id"] for i in r.json["items"]) == sorted(
+        parts(t["access_token"])[1]["sid"]
+        for t in (pairs[0], pairs[3], pairs[4]))
+
+
 def test_introspection_off_by_default(daemon):
     r = daemon.request("POST", "/api/v1/auth/introspect",
                        body=b"token=x", headers=FORM)

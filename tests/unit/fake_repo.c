@@ -598,6 +598,44 @@ enum as_err repo_sessions_prune(struct repo *r, int64_t before)
     return AS_OK;
 }
 
+/* True when session `a` is live at `now` for `uid`. */
+static bool live_of(const struct fsession *a, const char *uid, int64_t now)
+{
+    return a->used && strcmp(a->user_id, uid) == 0 && a->revoked_at == 0 &&
+           a->expires_at > now;
+}
+
+enum as_err repo_sessions_cap(struct repo *r, const char *user_id,
+                              unsigned keep, int64_t now, unsigned *ended)
+{
+    bool end[MAX_SESSIONS] = { false };
+    size_t i, j;
+
+    (void)r;
+    *ended = 0;
+    pthread_mutex_lock(&mu);
+    for (i = 0; i < MAX_SESSIONS; i++) {
+        unsigned newer = 0;
+
+        if (!live_of(&sessions[i], user_id, now))
+            continue;
+        for (j = 0; j < MAX_SESSIONS; j++)
+            if (j != i && live_of(&sessions[j], user_id, now) &&
+                (sessions[j].last_used_at > sessions[i].last_used_at ||
+                 (sessions[j].last_used_at == sessions[i].last_used_at &&
+                  strcmp(sessions[j].id, sessions[i].id) > 0)))
+                newer++;
+        end[i] = newer >= keep;
+    }
+    for (i = 0; i < MAX_SESSIONS; i++)
+        if (end[i]) {
+            sessions[i].revoked_at = now;
+            (*ended)++;
+        }
+    pthread_mutex_unlock(&mu);
+    return AS_OK;
+}
+
 enum as_err repo_session_create(struct repo *r, const struct session *s,
                                 const uint8_t refresh_hash[REPO_HASH_LEN])
 {

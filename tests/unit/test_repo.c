@@ -731,6 +731,44 @@ static void ended_sessions_are_pruned(void **state)
     assert_int_equal(revoked_at(f, recent.id), T0 + 200);
 }
 
+static void sessions_beyond_the_cap_end(void **state)
+{
+    struct fx *f = *state;
+    struct user u, other;
+    struct session s[6], o, expired;
+    uint8_t h[REPO_HASH_LEN];
+    unsigned ended = 9;
+    int i;
+
+    new_user(f, &u, "cap@example.com", ROLE_USER, true);
+    new_user(f, &other, "cap-other@example.com", ROLE_USER, true);
+    new_session(f, &expired, u.id, T0, T0 + 10, h);     /* not counted */
+    for (i = 0; i < 6; i++)                 /* used at T0+1000 .. +1005 */
+        new_session(f, &s[i], u.id, T0 + 1000 + i, T0 + DAY, h);
+    new_session(f, &o, other.id, T0, T0 + DAY, h);      /* another user */
+    assert_int_equal(repo_session_revoke(f->r, s[4].id, NULL, T0 + 1500),
+                     AS_OK);                 /* already ended: not counted */
+    assert_int_equal(repo_sessions_cap(f->r, u.id, 3, T0 + 2000, &ended),
+                     AS_OK);
+    assert_int_equal(ended, 2);              /* s[0], s[1] */
+    assert_false(live(f, s[0].id, T0 + 2000));
+    assert_false(live(f, s[1].id, T0 + 2000));
+    assert_true(live(f, s[2].id, T0 + 2000));
+    assert_true(live(f, s[3].id, T0 + 2000));
+    assert_true(live(f, s[5].id, T0 + 2000));
+    assert_true(live(f, o.id, T0 + 2000));
+    assert_int_equal(revoked_at(f, s[4].id), T0 + 1500);
+    assert_int_equal(revoked_at(f, s[0].id), T0 + 2000);
+    assert_int_equal(repo_sessions_cap(f->r, u.id, 3, T0 + 2000, &ended),
+                     AS_OK);
+    assert_int_equal(ended, 0);              /* at the cap: nothing */
+    assert_int_equal(repo_sessions_cap(f->r, u.id, 1, T0 + 2000, &ended),
+                     AS_OK);
+    assert_int_equal(ended, 2);
+    assert_true(live(f, s[5].id, T0 + 2000));           /* the newest */
+    assert_false(live(f, s[3].id, T0 + 2000));
+}
+
 /* Sets is_active of `u` to false by hand: its sessions stay unrevoked. */
 static void switch_off_by_hand(struct fx *f, const struct user *u)
 {
@@ -1823,6 +1861,7 @@ int main(void)
         CASE(rotate_invalid_cases),
         CASE(login_stores_only_while_the_account_allows_it),
         CASE(ended_sessions_are_pruned),
+        CASE(sessions_beyond_the_cap_end),
         CASE(rotate_races_have_one_winner),
         CASE(lockout_delays_double_and_cap),
         CASE(lockout_one_address_never_locks_others),
