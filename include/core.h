@@ -187,13 +187,17 @@ enum as_err core_link_request_verify(const struct core *c,
 enum as_err core_link_reset_user(const struct core *c,
                                  const uint8_t hash[REPO_HASH_LEN],
                                  struct user *out, struct arena *a);
-/* Redeems reset link `hash` of user `user_id` with new password `pw`
- * (policy checked by the caller): the password is set, every session of
- * the user ends and this instance forgets them. AS_ERR_NOT_FOUND when the
- * link was used meanwhile or the email moved. */
+/* Redeems reset link `hash` of user `u` with new password `pw` (policy
+ * checked by the caller): the password is set, every session of the user
+ * ends and this instance forgets them; on an account whose email was
+ * never verified, its passkeys and second factor go too (whoever set
+ * them up had not shown the address was theirs; the reset has); and the
+ * failed-login counts of its email are cleared (the owner proved the
+ * address and chose a new password). AS_ERR_NOT_FOUND when the link was
+ * used meanwhile or the email moved. */
 enum as_err core_link_reset(const struct core *c,
                             const uint8_t hash[REPO_HASH_LEN],
-                            const char *user_id, const char *pw);
+                            const struct user *u, const char *pw);
 /* Redeems verification link `hash`: the user (its id into `user_id`) is
  * verified and its cached row forgotten. AS_ERR_NOT_FOUND. */
 enum as_err core_link_verify(const struct core *c,

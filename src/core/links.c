@@ -37,15 +37,21 @@ enum as_err core_link_reset_user(const struct core *c,
 
 enum as_err core_link_reset(const struct core *c,
                             const uint8_t hash[REPO_HASH_LEN],
-                            const char *user_id, const char *pw)
+                            const struct user *u, const char *pw)
 {
     char pwhash[PW_HASH_MAX] = "";
     enum as_err err = pw_hash(pw, c->pw, pwhash);
 
+    /* The repository ends the sessions and, on an unverified account,
+     * its passkeys and second factor, in the same transaction. */
     if (err == AS_OK)
-        err = repo_ott_reset(c->repo, hash, user_id, pwhash, c->now_ms());
+        err = repo_ott_reset(c->repo, hash, u->id, pwhash, c->now_ms());
     if (err == AS_OK && c->scache)       /* every session ended */
-        scache_forget_user(c->scache, user_id);
+        scache_forget_user(c->scache, u->id);
+    /* Someone else's guesses must not keep the owner out after this
+     * (a failure is harmless: the counts age out). */
+    if (err == AS_OK)
+        (void)repo_login_failures_clear(c->repo, u->email, NULL);
     crypt_wipe(pwhash, sizeof pwhash);
     return err;
 }

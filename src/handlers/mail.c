@@ -104,7 +104,7 @@ enum as_err h_password_reset(struct req_ctx *rc, struct response *res)
         err = res_field(res, "new_password", why);
         goto out;
     }
-    err = core_link_reset(&c, hash, u.id, pw);
+    err = core_link_reset(&c, hash, &u, pw);
     if (err == AS_ERR_NOT_FOUND) {      /* used meanwhile, or email moved */
         err = res_fail(res, AS_ERR_BAD_TOKEN_PARAM, bad_token);
         goto out;

@@ -544,3 +544,73 @@ def test_stop_aborts_a_hung_transfer(make_daemon):
         assert not any(e.get("event") == "mail.sent" for e in d.logs)
     finally:
         mute.close()
+
+
+# ---- what a reset proves ------------------------------------------------
+
+@pytest.fixture
+def pd(backend, sink):
+    """A daemon whose passkeys a software authenticator can use (RP ID
+    localhost), mailing to the sink; a low lockout threshold."""
+    from test_passkeys import free_port as passkey_port
+    port = passkey_port()
+    origin = "http://localhost:%d" % port
+    d = Daemon(backend, env=dict(
+        smtp_env(sink.port), AUTH_PORT=str(port), AUTH_PUBLIC_URL=origin,
+        AUTH_WEBAUTHN_RP_ID="localhost", AUTH_WEBAUTHN_ORIGINS=origin,
+        AUTH_LOCKOUT_THRESHOLD="3", AUTH_RATE_LIMIT_PER_MINUTE="0")).start()
+    d.origin = origin
+    yield d
+    assert d.stop() == 0, "\n".join(d.lines[-20:])
+
+
+def link_token(d, sink, addr, n=1):
+    """forgot(addr), then the token of the n-th mail to it."""
+    assert forgot(d, addr).status == 202
+    text = parse(wait_mails(sink, addr, n)[n - 1]).get_content()
+    m = re.search(re.escape(d.origin) + r"/reset-password\?token=([A-Za-z0-9_-]+)",
+                  text)
+    assert m, text
+    return m.group(1)
+
+
+def test_a_reset_of_an_unverified_account_drops_its_passkeys_and_totp(
+        pd, sink):
+    """Pre-hijacking: someone registers an address that is not theirs,
+    adds a passkey and turns the second factor on. The owner takes the
+    account back with a reset (which proves the address): the passkey
+    logs in no more and the owner's password alone logs in (the factor
+    set up by the squatter is gone)."""
+    from softauthn import Authenticator
+    from test_mfa import setup_mfa
+    from test_passkey_rules import LOGIN, enroll, login_options
+    addr, squatter_pw, t = pd.user()
+    auth = Authenticator()
+    assert enroll(pd, t["access_token"], auth).status == 201
+    setup_mfa(pd, addr, squatter_pw, t["access_token"])
+    cred = auth.assertion(login_options(pd), pd.origin)
+    assert pd.request("POST", LOGIN, {"credential": cred}).status == 200
+    assert_problem(pd.login(addr, squatter_pw), 403, "mfa_required")
+    owner_pw = "the owner's own passphrase"
+    assert reset(pd, link_token(pd, sink, addr), owner_pw).status == 204
+    cred = auth.assertion(login_options(pd), pd.origin)
+    assert_problem(pd.request("POST", LOGIN, {"credential": cred}), 401,
+                   "invalid_credential")
+    r = pd.login(addr, owner_pw)
+    assert r.status == 200, r
+    assert pd.request("GET", "/api/v1/auth/passkeys",
+                      token=r.json["access_token"]).json["items"] == []
+    assert me(pd, r.json["access_token"]).json["mfa_enabled"] is False
+
+
+def test_a_reset_lifts_the_lockout_of_its_email(pd, sink):
+    """Wrong guesses by someone else lock the email (429 even with the
+    right password); the owner's reset clears the counts: the new
+    password logs in at once."""
+    addr, pw, _ = pd.user()
+    for _ in range(3):
+        assert_problem(pd.login(addr, "a wrong guess!"), 401)
+    assert_problem(pd.login(addr, pw), 429, "too_many_attempts")
+    new_pw = "a fresh passphrase 2"
+    assert reset(pd, link_token(pd, sink, addr), new_pw).status == 204
+    assert pd.login(addr, new_pw).status == 200
