@@ -153,6 +153,10 @@ const char *req_query(struct req_ctx *rc, const char *name);
 enum as_err res_json(struct response *res, unsigned status, json_t *body);
 /* Adds a header; `value` is copied into the request arena. */
 void res_header(struct req_ctx *rc, const char *name, const char *value);
+/* WWW-Authenticate of a 401 (RFC 6750 3.1): no credential sent, or one
+ * that was sent and is wrong. */
+#define WWW_AUTH_NONE "Bearer realm=\"auth-serve\""
+#define WWW_AUTH_INVALID WWW_AUTH_NONE ", error=\"invalid_token\""
 /* Adds a header whose `value` lives until the answer is sent (a literal,
  * the request's claims, the arena): not copied. */
 void res_header_ref(struct req_ctx *rc, const char *name, const char *value);

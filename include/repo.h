@@ -252,7 +252,7 @@ struct repo_ops {
                                   struct arena *a);
     enum as_err (*ott_reset)(void *impl, const uint8_t hash[REPO_HASH_LEN],
                              const char *user_id, const char *pw_hash,
-                             int64_t now);
+                             bool drop_factors, int64_t now);
     enum as_err (*ott_verify)(void *impl, const uint8_t hash[REPO_HASH_LEN],
                               int64_t now, char user_id[UUID_STR_LEN]);
     enum as_err (*outbox_claim)(void *impl, int64_t now, int64_t lease_until,
@@ -543,12 +543,13 @@ enum as_err repo_ott_reset_user(struct repo *r,
                                 struct arena *a);
 /* In one transaction: consumes reset token `hash` of `user_id` (unused,
  * unexpired, the user active with the token's email), sets the password
- * hash, revokes every session of the user and consumes the user's other
- * reset tokens. AS_ERR_NOT_FOUND, and nothing changed, otherwise; of
+ * hash, revokes every session of the user, consumes the user's other
+ * reset tokens and, with `drop_factors`, deletes its passkeys, TOTP and
+ * recovery codes. AS_ERR_NOT_FOUND, and nothing changed, otherwise; of
  * concurrent callers with one token exactly one succeeds. */
 enum as_err repo_ott_reset(struct repo *r, const uint8_t hash[REPO_HASH_LEN],
                            const char *user_id, const char *pw_hash,
-                           int64_t now);
+                           bool drop_factors, int64_t now);
 /* In one transaction: consumes verification token `hash` (unused,
  * unexpired, the user active and its email still the token's) and marks
  * the user verified, with the user's other verification tokens consumed.

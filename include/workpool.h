@@ -45,9 +45,9 @@ enum workpool_refusal workpool_submit_for(struct workpool *p, workpool_fn fn,
  * then send its next request at once) calls this just before it. A no-op
  * outside a job and when called again. */
 void workpool_leave_clients(void);
-/* Jobs waiting (not yet running), for metrics. */
-size_t workpool_depth(struct workpool *p);
-/* Jobs running now (at most the number of workers), for metrics. */
-unsigned workpool_running(struct workpool *p);
+/* Jobs waiting (not yet running) and running now (at most the number of
+ * workers; a job counts until its worker comes back for the next), read
+ * together, for metrics. */
+void workpool_load(struct workpool *p, size_t *waiting, unsigned *running);
 
 #endif

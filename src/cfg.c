@@ -348,11 +348,10 @@ static bool replace_str(char **slot, const char *s)
 static bool plain_text(const struct cfg_var *v, const char *s)
 {
     const unsigned char *p;
+    json_t *utf8;
 
     if (v->flags & SECRET)
         return true;
-    json_t *utf8;
-
     for (p = (const unsigned char *)s; *p; p++)
         if ((*p < 0x20 && *p != '\t') || *p == 0x7f)
             return false;

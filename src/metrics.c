@@ -122,7 +122,8 @@ static void render_route(FILE *f, const struct route_stats *rs,
 
 char *metrics_render(struct metrics *m, struct app *app)
 {
-    size_t n = m->nroutes, i, len;
+    size_t n = m->nroutes, i, len, waiting;
+    unsigned running;
     const struct route *all = m->routes;
     struct breaker *br = repo_breaker(app->repo);
     enum breaker_state st = breaker_state(br, clock_mono_ms());
@@ -138,15 +139,14 @@ char *metrics_render(struct metrics *m, struct app *app)
     for (i = 0; i < n && i < MAX_ROUTES; i++)
         render_route(f, &m->r[i], all[i].method, all[i].pattern);
     render_route(f, &m->r[MAX_ROUTES], "any", "(unmatched)");
+    workpool_load(app->pool, &waiting, &running);
     fprintf(f, "# HELP auth_hash_queue_depth Argon2 jobs waiting.\n"
                "# TYPE auth_hash_queue_depth gauge\n"
-               "auth_hash_queue_depth %zu\n",
-            workpool_depth(app->pool));
-    fprintf(f, "# HELP auth_hash_jobs_running Requests that hash a password "
+               "auth_hash_queue_depth %zu\n"
+               "# HELP auth_hash_jobs_running Requests that hash a password "
                "running on the hashing workers now.\n"
                "# TYPE auth_hash_jobs_running gauge\n"
-               "auth_hash_jobs_running %u\n",
-            workpool_running(app->pool));
+               "auth_hash_jobs_running %u\n", waiting, running);
     fputs("# HELP auth_circuit_state Database circuit breaker state "
           "(1 for the current one).\n# TYPE auth_circuit_state gauge\n", f);
     fprintf(f, "auth_circuit_state{state=\"closed\"} %d\n"

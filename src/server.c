@@ -375,9 +375,7 @@ static void add_common_headers(struct req_ctx *rc, struct MHD_Response *r,
     if (status == 401 && !MHD_get_response_header(r, "WWW-Authenticate"))
         MHD_add_response_header(r, "WWW-Authenticate",
                                 rc->err == AS_ERR_INVALID_TOKEN
-                                    ? "Bearer realm=\"auth-serve\", "
-                                      "error=\"invalid_token\""
-                                    : "Bearer realm=\"auth-serve\"");
+                                    ? WWW_AUTH_INVALID : WWW_AUTH_NONE);
     if (status == 503 && !MHD_get_response_header(r, "Retry-After")) {
         /* an open circuit knows when it will let a probe through */
         uint64_t ms = breaker_retry_after_ms(repo_breaker(rc->app->repo),
@@ -639,23 +637,55 @@ static enum MHD_Result framing_line(void *cls, enum MHD_ValueKind kind,
     return MHD_YES;
 }
 
-/* True when the request leaves its reply room in the connection's pool
- * (see REPLY_ROOM), by the records counted in `f`. */
-static bool leaves_reply_room(struct req_ctx *rc, const struct framing *f)
+/* The size of the request line and headers as libmicrohttpd read them;
+ * 0 when it does not say. */
+static size_t request_header_size(struct req_ctx *rc)
 {
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(
         rc->conn, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
-    size_t front;
 
-    if (!ci)
+    return ci ? ci->header_size : 0;
+}
+
+/* True when the request, whose line and headers took `header_size`
+ * bytes, leaves its reply room in the connection's pool (see
+ * REPLY_ROOM), by the records counted in `f`. */
+static bool leaves_reply_room(const struct framing *f, size_t header_size)
+{
+    size_t front = header_size;
+
+    if (!header_size)
         return true;                    /* not known: as before */
-    front = ci->header_size;
     if (f->end && f->end - f->base + 4 > front)   /* the last CRLFs */
         front = f->end - f->base + 4;
     return POOL_SLACK_BYTES + front +
                f->records * POOL_RECORD_BYTES + f->cookie_len +
                REPLY_ROOM + f->origin_len <=
            HEADER_POOL_BYTES;
+}
+
+/* Why a request whose framing is in doubt is refused (400, and nothing
+ * after it on the connection read), or NULL: a header line libmicrohttpd
+ * read differently from a strict reader, a field name that is not a
+ * token, or (RFC 9112 3.2, checked here rather than by libmicrohttpd,
+ * whose 0.9.75 sent that answer's status line and headers twice) a bad
+ * Host, two of them, or none on HTTP/1.1. */
+static const char *framing_doubt(const struct framing *f,
+                                 const char *version)
+{
+    if (f->line_bad)
+        return "A header line is folded, or holds a CR or NUL character.";
+    if (f->name_bad)
+        return "A header field name is malformed (no whitespace may come "
+               "before its colon).";
+    if (f->host_bad)
+        return "The Host header is not a host name or address.";
+    if (f->nhost > 1)
+        return "A request has one Host header, not several.";
+    if (f->nhost == 0 && version &&
+        strcmp(version, MHD_HTTP_VERSION_1_1) == 0)
+        return "A Host header is required (HTTP/1.1).";
+    return NULL;
 }
 
 /* The request leaves its answer room in the pool (431 otherwise), and
@@ -666,7 +696,7 @@ static enum as_err framing_checks(struct req_ctx *rc, const char *mhd_method,
                                   const char *version, const char **detail)
 {
     struct framing f = { .ncl = 0, .base = (uintptr_t)mhd_method };
-    const union MHD_ConnectionInfo *ci;
+    size_t header_size = request_header_size(rc);
 
     /* The first header follows the request line, which ends with the
      * version (libmicrohttpd's, in its read buffer). */
@@ -677,41 +707,17 @@ static enum as_err framing_checks(struct req_ctx *rc, const char *mhd_method,
                                               MHD_GET_ARGUMENT_KIND,
                                 framing_line, &f);
     /* ... and the last one is followed by the end of the block. */
-    ci = MHD_get_connection_info(rc->conn,
-                                 MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
-    if (f.prev && ci && !only_separators(f.prev, f.base + ci->header_size))
+    if (f.prev && header_size &&
+        !only_separators(f.prev, f.base + header_size))
         f.line_bad = true;
-    if (!leaves_reply_room(rc, &f)) {
+    if (!leaves_reply_room(&f, header_size)) {
         *detail = "The request line and headers are larger than the "
                   "server accepts.";
         return AS_ERR_HEADERS_TOO_LARGE;
     }
-    if (f.line_bad) {
+    *detail = framing_doubt(&f, version);
+    if (*detail) {
         res_header(rc, "Connection", "close");
-        *detail = "A header line is folded, or holds a CR or NUL character.";
-        return AS_ERR_BAD_REQUEST;
-    }
-    if (f.name_bad) {
-        /* Where this request's body ends is unknown: nothing after it on
-         * this connection is read. */
-        res_header(rc, "Connection", "close");
-        *detail = "A header field name is malformed (no whitespace may "
-                  "come before its colon).";
-        return AS_ERR_BAD_REQUEST;
-    }
-    /* RFC 9112 3.2: an HTTP/1.1 request without Host, or any with two,
-     * is answered 400 (checked here rather than by libmicrohttpd, whose
-     * 0.9.75 sent that answer's status line and headers twice). */
-    if (f.host_bad) {
-        res_header(rc, "Connection", "close");
-        *detail = "The Host header is not a host name or address.";
-        return AS_ERR_BAD_REQUEST;
-    }
-    if (f.nhost > 1 || (f.nhost == 0 && version &&
-                        strcmp(version, MHD_HTTP_VERSION_1_1) == 0)) {
-        res_header(rc, "Connection", "close");
-        *detail = f.nhost ? "A request has one Host header, not several."
-                          : "A Host header is required (HTTP/1.1).";
         return AS_ERR_BAD_REQUEST;
     }
     if (f.cl_bad) {
@@ -784,7 +790,7 @@ static bool trailers_leave_room(struct req_ctx *rc, const char *mhd_method)
                                               MHD_GET_ARGUMENT_KIND |
                                               MHD_FOOTER_KIND,
                                 framing_line, &f);
-    if (leaves_reply_room(rc, &f))
+    if (leaves_reply_room(&f, request_header_size(rc)))
         return true;
     rc->err = AS_ERR_HEADERS_TOO_LARGE;
     rc->res.detail = "The request line, headers and trailers are larger "
@@ -1148,8 +1154,8 @@ static bool query_leaves_no_room(const char *uri)
 
 /* The request line has arrived: the request's first byte came no later.
  * A target with a blank in it is answered 400 here, and a query string
- * of too many arguments 431, before
- * libmicrohttpd parses it, and the connection is shut down (the
+ * of too many arguments 431, before libmicrohttpd parses it, and the
+ * connection is shut down (the
  * request's context, returned, is logged and freed on completion).
  * `uri` is libmicrohttpd's own buffer. */
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
@@ -1201,7 +1207,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
     struct req_ctx *rc = *con_cls;
     size_t n = *upload_data_size;
 
-    (void)version;
     if (rc && rc->answered_raw) {
         raw_answered = true;            /* answered by respond_raw() */
         return MHD_NO;

@@ -93,11 +93,14 @@ static void clients_leave(struct workpool *p, const struct job *j)
 static void *worker(void *arg)
 {
     struct workpool *p = arg;
+    bool ran = false;
 
     for (;;) {
         struct job j;
 
         pthread_mutex_lock(&p->mu);
+        if (ran)                        /* the last job is done */
+            p->running--;
         p->idle++;
         while (p->len == 0 && !p->stopping)
             pthread_cond_wait(&p->more, &p->mu);
@@ -115,9 +118,7 @@ static void *worker(void *arg)
         running_job = &j;
         j.fn(j.arg);
         workpool_leave_clients();
-        pthread_mutex_lock(&p->mu);
-        p->running--;
-        pthread_mutex_unlock(&p->mu);
+        ran = true;
     }
 }
 
@@ -287,22 +288,10 @@ enum workpool_refusal workpool_submit_for(struct workpool *p, workpool_fn fn,
     return res;
 }
 
-size_t workpool_depth(struct workpool *p)
+void workpool_load(struct workpool *p, size_t *waiting, unsigned *running)
 {
-    size_t n;
-
     pthread_mutex_lock(&p->mu);
-    n = p->len;
+    *waiting = p->len;
+    *running = p->running;
     pthread_mutex_unlock(&p->mu);
-    return n;
-}
-
-unsigned workpool_running(struct workpool *p)
-{
-    unsigned n;
-
-    pthread_mutex_lock(&p->mu);
-    n = p->running;
-    pthread_mutex_unlock(&p->mu);
-    return n;
 }

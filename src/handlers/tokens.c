@@ -338,8 +338,7 @@ static enum as_err caller_secret_check(struct req_ctx *rc, const char *got,
     if (retry == 0 &&
         ratelimit_take(rc->app->limiter, rc->ip, clock_mono_ms(), &retry)) {
         if (got)                        /* RFC 6750 s3.1: one was sent */
-            res_header(rc, "WWW-Authenticate", "Bearer realm=\"auth-serve\","
-                                               " error=\"invalid_token\"");
+            res_header(rc, "WWW-Authenticate", WWW_AUTH_INVALID);
         return res_fail(&rc->res, AS_ERR_UNAUTHORIZED,
                         "Introspection needs the configured bearer "
                         "secret.");

@@ -213,7 +213,7 @@ enum as_err db_ott_reset_user(void *impl, const uint8_t hash[REPO_HASH_LEN],
                               struct arena *a);
 enum as_err db_ott_reset(void *impl, const uint8_t hash[REPO_HASH_LEN],
                          const char *user_id, const char *pw_hash,
-                         int64_t now);
+                         bool drop_factors, int64_t now);
 enum as_err db_ott_verify(void *impl, const uint8_t hash[REPO_HASH_LEN],
                           int64_t now, char user_id[UUID_STR_LEN]);
 enum as_err db_outbox_claim(void *impl, int64_t now, int64_t lease_until,

@@ -47,8 +47,7 @@
 enum {
     M_ADD, M_ADD_PRUNE, M_RESET_USER, M_VERIFY_USER, M_COUNT, M_DROP,
     M_TOKEN_ADD, M_RESOLVED, M_NOTICE_READY, M_RESET_FIND, M_LOCK_USER,
-    M_TOKEN_USE, M_SET_PW, M_UNPROVEN_PASSKEYS, M_UNPROVEN_MFA,
-    M_UNPROVEN_CODES,
+    M_TOKEN_USE, M_SET_PW, M_DROP_PASSKEYS, M_DROP_MFA, M_DROP_CODES,
     M_REVOKE_ALL, M_RETIRE, M_LOCK_VERIFY, M_VERIFY_USE, M_SET_VERIFIED,
     M_CLAIM, M_SENT, M_FAILED, M_PRUNE_TOKENS, M_PRUNE_SENT,
     M_PRUNE_STALE, M_PRUNE_COUNTS, M_NSTMT
@@ -101,18 +100,12 @@ static struct db_stmt sql[M_NSTMT] = {
                         "updated_at = $3 WHERE id = $1 AND is_active "
                         "AND email = (SELECT email FROM one_time_tokens "
                         "WHERE hash = $4)"),
-    /* On an account whose email was never verified, the credentials
-     * set up before the reset proved the address (core.h,
+    /* The factors a reset drops when the core says so (core.h,
      * core_link_reset). */
-    [M_UNPROVEN_PASSKEYS] = DB_SQL("DELETE FROM passkeys WHERE user_id IN "
-                                   "(SELECT id FROM users WHERE id = $1 "
-                                   "AND NOT is_verified)"),
-    [M_UNPROVEN_MFA] = DB_SQL("DELETE FROM user_mfa WHERE user_id IN "
-                              "(SELECT id FROM users WHERE id = $1 "
-                              "AND NOT is_verified)"),
-    [M_UNPROVEN_CODES] = DB_SQL("DELETE FROM mfa_recovery_codes WHERE "
-                                "user_id IN (SELECT id FROM users WHERE "
-                                "id = $1 AND NOT is_verified)"),
+    [M_DROP_PASSKEYS] = DB_SQL("DELETE FROM passkeys WHERE user_id = $1"),
+    [M_DROP_MFA] = DB_SQL("DELETE FROM user_mfa WHERE user_id = $1"),
+    [M_DROP_CODES] = DB_SQL("DELETE FROM mfa_recovery_codes "
+                            "WHERE user_id = $1"),
     [M_REVOKE_ALL] = DB_SQL("UPDATE sessions SET revoked_at = $2 "
                             "WHERE user_id = $1 AND revoked_at IS NULL"),
     /* The user's other tokens of purpose $3. */
@@ -321,7 +314,7 @@ static void retire(struct db_tx *t, const char *user_id, const char *purpose,
 
 enum as_err db_ott_reset(void *impl, const uint8_t hash[REPO_HASH_LEN],
                          const char *user_id, const char *pw_hash,
-                         int64_t now)
+                         bool drop_factors, int64_t now)
 {
     struct db_rows r;
     struct db_tx t;
@@ -342,9 +335,11 @@ enum as_err db_ott_reset(void *impl, const uint8_t hash[REPO_HASH_LEN],
            db_int(now), hash_arg(hash));
     one_changed(&t, &r);
     DB_RUN(&t, &sql[M_REVOKE_ALL], &r, db_text(user_id), db_int(now));
-    DB_RUN(&t, &sql[M_UNPROVEN_PASSKEYS], &r, db_text(user_id));
-    DB_RUN(&t, &sql[M_UNPROVEN_MFA], &r, db_text(user_id));
-    DB_RUN(&t, &sql[M_UNPROVEN_CODES], &r, db_text(user_id));
+    if (drop_factors) {
+        DB_RUN(&t, &sql[M_DROP_PASSKEYS], &r, db_text(user_id));
+        DB_RUN(&t, &sql[M_DROP_MFA], &r, db_text(user_id));
+        DB_RUN(&t, &sql[M_DROP_CODES], &r, db_text(user_id));
+    }
     db_mfa_tokens_end(&t, user_id);
     retire(&t, user_id, "reset", now);
     return none_if_invalid(db_close(&t), AS_ERR_NOT_FOUND);

@@ -474,9 +474,10 @@ enum as_err repo_ott_reset_user(struct repo *r,
 
 enum as_err repo_ott_reset(struct repo *r, const uint8_t hash[REPO_HASH_LEN],
                            const char *user_id, const char *pw_hash,
-                           int64_t now)
+                           bool drop_factors, int64_t now)
 {
-    return DISPATCH(r, ott_reset(r->impl, hash, user_id, pw_hash, now));
+    return DISPATCH(r, ott_reset(r->impl, hash, user_id, pw_hash,
+                                 drop_factors, now));
 }
 
 enum as_err repo_ott_verify(struct repo *r, const uint8_t hash[REPO_HASH_LEN],

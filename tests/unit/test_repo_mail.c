@@ -330,8 +330,8 @@ static void reset_works_once_and_revokes(void **state)
                      AS_OK);
     assert_string_equal(got.id, u.id);
     assert_string_equal(got.email, "ada@example.com");
-    assert_int_equal(repo_ott_reset(f->r, h, u.id, "$argon2id$new", T0 + 2),
-                     AS_OK);
+    assert_int_equal(repo_ott_reset(f->r, h, u.id, "$argon2id$new", false,
+                                    T0 + 2), AS_OK);
     assert_int_equal(repo_user_by_id(f->r, u.id, &got, f->a), AS_OK);
     assert_string_equal(got.password_hash, "$argon2id$new");
     assert_int_equal(repo_session_state(f->r, s1.id, T0 + 3, &st), AS_OK);
@@ -339,8 +339,8 @@ static void reset_works_once_and_revokes(void **state)
     assert_int_equal(repo_session_state(f->r, s2.id, T0 + 3, &st), AS_OK);
     assert_false(st.live);
     /* used, and the other reset token of the user went with it */
-    assert_int_equal(repo_ott_reset(f->r, h, u.id, "$argon2id$x", T0 + 4),
-                     AS_ERR_NOT_FOUND);
+    assert_int_equal(repo_ott_reset(f->r, h, u.id, "$argon2id$x", false,
+                                    T0 + 4), AS_ERR_NOT_FOUND);
     assert_int_equal(repo_ott_reset_user(f->r, h, T0 + 4, &got, f->a),
                      AS_ERR_NOT_FOUND);
     assert_int_equal(repo_ott_reset_user(f->r, other, T0 + 4, &got, f->a),
@@ -362,10 +362,10 @@ static void reset_token_limits(void **state)
     /* expired */
     assert_int_equal(repo_ott_reset_user(f->r, h, T0 + HOUR, &got, f->a),
                      AS_ERR_NOT_FOUND);
-    assert_int_equal(repo_ott_reset(f->r, h, u.id, "$x", T0 + HOUR),
+    assert_int_equal(repo_ott_reset(f->r, h, u.id, "$x", false, T0 + HOUR),
                      AS_ERR_NOT_FOUND);
     /* another user's id */
-    assert_int_equal(repo_ott_reset(f->r, h, v.id, "$x", T0 + 1),
+    assert_int_equal(repo_ott_reset(f->r, h, v.id, "$x", false, T0 + 1),
                      AS_ERR_NOT_FOUND);
     /* the email moved on since the link was mailed */
     got = u;
@@ -373,12 +373,13 @@ static void reset_token_limits(void **state)
     assert_int_equal(repo_user_update(f->r, &got, T0 + 1), AS_OK);
     assert_int_equal(repo_ott_reset_user(f->r, h, T0 + 2, &got, f->a),
                      AS_ERR_NOT_FOUND);
-    assert_int_equal(repo_ott_reset(f->r, h, u.id, "$x", T0 + 2),
+    assert_int_equal(repo_ott_reset(f->r, h, u.id, "$x", false, T0 + 2),
                      AS_ERR_NOT_FOUND);
     /* nothing consumed by the refusals: the email back, it works */
     got.email = "bob@example.com";
     assert_int_equal(repo_user_update(f->r, &got, T0 + 3), AS_OK);
-    assert_int_equal(repo_ott_reset(f->r, h, u.id, "$ok", T0 + 4), AS_OK);
+    assert_int_equal(repo_ott_reset(f->r, h, u.id, "$ok", false, T0 + 4),
+                     AS_OK);
     /* inactive users get no token */
     got.is_active = false;
     assert_int_equal(repo_user_update(f->r, &got, T0 + 5), AS_OK);
@@ -749,8 +750,8 @@ static void password_change_retires_reset_tokens(void **state)
                                             NULL, T0 + 1), AS_OK);
     assert_int_equal(repo_ott_reset_user(f->r, h, T0 + 2, &got, f->a),
                      AS_ERR_NOT_FOUND);
-    assert_int_equal(repo_ott_reset(f->r, h, u.id, "$argon2id$x", T0 + 2),
-                     AS_ERR_NOT_FOUND);
+    assert_int_equal(repo_ott_reset(f->r, h, u.id, "$argon2id$x", false,
+                                    T0 + 2), AS_ERR_NOT_FOUND);
     assert_int_equal(repo_user_by_id(f->r, u.id, &got, f->a), AS_OK);
     assert_string_equal(got.password_hash, "$argon2id$chg");
     /* a verification link is no reset link: it still works */
@@ -788,7 +789,7 @@ static void *reset_race(void *arg)
     struct racer *x = arg;
 
     pthread_barrier_wait(x->go);
-    x->err = repo_ott_reset(x->r, x->hash, x->uid, "$argon2id$race",
+    x->err = repo_ott_reset(x->r, x->hash, x->uid, "$argon2id$race", false,
                             T0 + 10);
     return NULL;
 }
@@ -957,7 +958,7 @@ static void hostile_values_fail_the_same_way(void **state)
     assert_int_equal(count(f, "SELECT count(*) FROM outbox WHERE "
                               "sent_at IS NULL AND attempts = 1"), 1);
     /* a reset without a user to bind to */
-    assert_int_equal(repo_ott_reset(f->r, h, NULL, "$x", T0),
+    assert_int_equal(repo_ott_reset(f->r, h, NULL, "$x", false, T0),
                      AS_ERR_NOT_FOUND);
     /* a notice for a user id no id can be: refused, the row kept */
     memset(long_id, 'a', sizeof long_id - 1);
