@@ -688,6 +688,15 @@ static const char *framing_doubt(const struct framing *f,
     return NULL;
 }
 
+/* The connection ends after this answer (once, however many reasons). */
+static void close_after(struct req_ctx *rc)
+{
+    for (unsigned i = 0; i < rc->res.nhdr; i++)
+        if (strcasecmp(rc->res.hdr[i].name, "Connection") == 0)
+            return;
+    res_header_ref(rc, "Connection", "close");
+}
+
 /* The request leaves its answer room in the pool (431 otherwise), and
  * its framing is strict (src/openapi.json, "Conventions"): one
  * Content-Length value (repeated lines must agree), or exactly one
@@ -717,7 +726,7 @@ static enum as_err framing_checks(struct req_ctx *rc, const char *mhd_method,
     }
     *detail = framing_doubt(&f, version);
     if (*detail) {
-        res_header(rc, "Connection", "close");
+        close_after(rc);
         return AS_ERR_BAD_REQUEST;
     }
     if (f.cl_bad) {
@@ -806,8 +815,15 @@ static bool begin(struct req_ctx *rc, const char *mhd_method,
     char allow[128];
     const char *detail = NULL;
     enum router_result m;
-    enum as_err err = framing_checks(rc, mhd_method, version, &detail);
+    enum as_err err;
 
+    /* RFC 9112 6.1: a chunked HTTP/1.0 request is framed in a way an
+     * HTTP/1.0 reader in front does not know; nothing after it on this
+     * connection is read, whatever the answer. */
+    if (version && strcmp(version, MHD_HTTP_VERSION_1_0) == 0 &&
+        req_header(rc, "Transfer-Encoding"))
+        close_after(rc);
+    err = framing_checks(rc, mhd_method, version, &detail);
     if (err != AS_OK) {                 /* before anything else answers */
         rc->err = err;
         rc->res.detail = detail;
@@ -837,12 +853,6 @@ static bool begin(struct req_ctx *rc, const char *mhd_method,
         return false;
     }
     rc->route_pattern = rc->route->pattern;
-    /* RFC 9112 6.1: a chunked HTTP/1.0 request is framed in a way an
-     * HTTP/1.0 reader in front does not know; nothing after it on this
-     * connection is read. */
-    if (version && strcmp(version, MHD_HTTP_VERSION_1_0) == 0 &&
-        req_header(rc, "Transfer-Encoding"))
-        res_header(rc, "Connection", "close");
     err = early_checks(rc, &detail);
     if (err != AS_OK) {
         rc->err = err;

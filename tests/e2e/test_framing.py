@@ -241,15 +241,20 @@ def test_header_lines_read_differently_are_refused(daemon, fields, rest):
     assert parse(raw)[1]["connection"] == "close"
 
 
-def test_chunked_http_1_0_closes_after_its_answer(daemon):
+@pytest.mark.parametrize("target,status", [
+    (b"/api/v1/auth/revoke", b"200"),
+    (b"/api/v1/no-such-route", b"404"),     # refused before any route
+    (b"/api/v1/auth/verify", b"405"),
+])
+def test_chunked_http_1_0_closes_after_its_answer(daemon, target, status):
     """RFC 9112 6.1: an HTTP/1.0 reader in front knows no chunked body;
-    the connection ends after the answer."""
-    raw = daemon.raw(b"POST /api/v1/auth/revoke HTTP/1.0\r\nHost: x\r\n"
+    the connection ends after the answer, whatever the answer is."""
+    raw = daemon.raw(b"POST " + target + b" HTTP/1.0\r\nHost: x\r\n"
                      b"Connection: keep-alive\r\n"
                      b"Content-Type: application/json\r\n"
                      b"Transfer-Encoding: chunked\r\n\r\n" + CHUNKED_BODY +
                      SMUGGLED, timeout=5)
-    assert raw.startswith(b"HTTP/1.1 200 "), raw[:300]
+    assert raw.startswith(b"HTTP/1.1 " + status + b" "), raw[:300]
     assert raw.count(b"HTTP/1.1 ") == 1, raw[:600]
     assert parse(raw)[1]["connection"] == "close"
 
