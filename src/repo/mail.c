@@ -10,13 +10,21 @@
 
 #include "repo_int.h"
 
-#define HOUR_MS INT64_C(3600000)     /* the window of a mail count */
+/* A mail counts against the cap of its recipient for an hour from when
+ * it was let through: counted per minute, in one row per recipient and
+ * minute, and the minutes of the last 61 summed, so that no 60 minutes
+ * hold more than the cap (a mail counts 60 to 61 minutes; a fixed clock
+ * hour let twice the cap through across its end). */
+#define HOUR_MS INT64_C(3600000)
+#define MINUTE_MS INT64_C(60000)
+#define WINDOW_MS (HOUR_MS + MINUTE_MS)
 /* Mails without a link (notices) are counted apart from link mails, in
- * the row of the same recipient whose window_start is the hour's plus
- * this: the same table and atomic upsert, a count no link mail raises
- * (so a flood of reset requests cannot silence a notice), pruned with
- * the others, and no change of the table's key that instances still
- * running the previous version would trip over. */
+ * the rows of the same recipient whose window_start is the minute's plus
+ * this: the same table, a count no link mail raises (so a flood of reset
+ * requests cannot silence a notice), pruned with the others, and no
+ * change of the table's key that instances still running the previous
+ * version would trip over. Window_start NOTICE_SLOT_MS itself (and 0)
+ * is the row that one count of a recipient locks first. */
 #define NOTICE_SLOT_MS INT64_C(1)
 /* Unsent mails queued before the cutoff that one new mail deletes: more
  * than one, so that without a mailer (no transport) they cannot pile up
@@ -45,7 +53,8 @@
     "created_at, attempts"
 
 enum {
-    M_ADD, M_ADD_PRUNE, M_RESET_USER, M_VERIFY_USER, M_COUNT, M_DROP,
+    M_ADD, M_ADD_PRUNE, M_RESET_USER, M_VERIFY_USER, M_COUNT_LOCK,
+    M_COUNT_SUM, M_COUNT, M_DROP,
     M_TOKEN_ADD, M_RESOLVED, M_NOTICE_READY, M_RESET_FIND, M_LOCK_USER,
     M_TOKEN_USE, M_SET_PW, M_DROP_PASSKEYS, M_DROP_MFA, M_DROP_CODES,
     M_REVOKE_ALL, M_RETIRE, M_LOCK_VERIFY, M_VERIFY_USE, M_SET_VERIFIED,
@@ -67,11 +76,19 @@ static struct db_stmt sql[M_NSTMT] = {
     [M_VERIFY_USER] = DB_SQL("SELECT id FROM users WHERE id = $2 "
                              "AND email = $1 AND is_active "
                              "AND NOT is_verified"),
-    /* One atomic upsert: concurrent mails to one address each count. */
+    /* Counts of one recipient wait for each other here (PostgreSQL: the
+     * row's lock until commit; SQLite: one writer), so that each sums
+     * what the one before it added. */
+    [M_COUNT_LOCK] = DB_SQL("INSERT INTO mail_counts (recipient, "
+                            "window_start, n) VALUES ($1, $2, 0) "
+                            "ON CONFLICT (recipient, window_start) "
+                            "DO UPDATE SET n = 0"),
+    [M_COUNT_SUM] = DB_SQL("SELECT COALESCE(SUM(n), 0) FROM mail_counts "
+                           "WHERE recipient = $1 AND window_start > $2 "
+                           "AND window_start % 60000 = $3"),
     [M_COUNT] = DB_SQL("INSERT INTO mail_counts (recipient, window_start, "
                        "n) VALUES ($1, $2, 1) ON CONFLICT (recipient, "
-                       "window_start) DO UPDATE SET n = mail_counts.n + 1 "
-                       "RETURNING n"),
+                       "window_start) DO UPDATE SET n = mail_counts.n + 1"),
     [M_DROP] = DB_SQL("DELETE FROM outbox WHERE id = $1 "
                       "AND sent_at IS NULL"),
     [M_TOKEN_ADD] = DB_SQL("INSERT INTO one_time_tokens (hash, user_id, "
@@ -199,18 +216,26 @@ static bool resolve_user(struct db_tx *t, const struct outbox_row *m,
     return t->err == AS_OK;
 }
 
-/* Counts one mail to `recipient` in the hour of `now`, in the count of
- * notices when `notice`, else in that of link mails; the new count. */
-static int64_t count_mail(struct db_tx *t, const char *recipient,
-                          int64_t now, bool notice)
+/* Whether one more mail to `recipient` at `now` stays within `cap` in
+ * the last hour, counting it when it does; notices (`notice`) and link
+ * mails are counted apart. Mails held back are not counted: requests
+ * past the cap cannot keep an address shut for good. */
+static bool within_cap(struct db_tx *t, const char *recipient, int64_t now,
+                       bool notice, unsigned cap)
 {
-    int64_t window = now - now % HOUR_MS + (notice ? NOTICE_SLOT_MS : 0);
+    int64_t slot = notice ? NOTICE_SLOT_MS : 0;
     struct db_rows r;
+    int64_t sent = 0;
 
-    if (DB_RUN(t, &sql[M_COUNT], &r, db_text(recipient), db_int(window)) &&
-        r.n == 1)
-        return db_i64(db_at(&r, 0, 0));
-    return 0;
+    DB_RUN(t, &sql[M_COUNT_LOCK], &r, db_text(recipient), db_int(slot));
+    if (DB_RUN(t, &sql[M_COUNT_SUM], &r, db_text(recipient),
+               db_int(now - WINDOW_MS), db_int(slot)) && r.n == 1)
+        sent = db_i64(db_at(&r, 0, 0));
+    if (t->err != AS_OK || sent >= (int64_t)cap)
+        return false;
+    DB_RUN(t, &sql[M_COUNT], &r, db_text(recipient),
+           db_int(now - now % MINUTE_MS + slot));
+    return t->err == AS_OK;
 }
 
 /* Stores token `k` (when there is one) of `user_id` and marks mail `m`
@@ -258,7 +283,7 @@ enum as_err db_outbox_resolve(void *impl, const struct outbox_row *m,
      * then the count, then the decision. A mail without a link (a
      * notice) has a count of its own, which link mails do not raise. */
     found = !k || resolve_user(&t, m, k, user_id);
-    capped = count_mail(&t, m->recipient, now, !k) > (int64_t)cap;
+    capped = !within_cap(&t, m->recipient, now, !k, cap);
     if (t.err == AS_OK)
         *fate = !found ? OUTBOX_NO_USER
                        : capped ? OUTBOX_CAPPED : OUTBOX_READY;

@@ -27,6 +27,7 @@
 
 #define T0 INT64_C(1700000000000)
 #define HOUR INT64_C(3600000)
+#define MINUTE INT64_C(60000)
 #define LEASE INT64_C(60000)
 #define DIR_MAX 2048
 #define RACERS 8
@@ -562,13 +563,54 @@ static void cap_per_recipient_per_hour(void **state)
     assert_int_equal(count(f, "SELECT count(*) FROM outbox WHERE "
                               "seed IS NULL AND resolved"), 1);
     assert_int_equal(count(f, "SELECT count(*) FROM one_time_tokens"), 5);
-    /* the next hour starts over; counts of past hours are pruned */
-    queue(f, OTT_RESET, u.email, T0 + HOUR, id);
-    assert_int_equal(resolve_cap(f, id, OTT_RESET, T0 + HOUR, 5, NULL, NULL),
-                     AS_OK);
-    assert_int_equal(count(f, "SELECT count(*) FROM mail_counts"), 3);
+    /* the hour is the last 60 minutes, not the clock's: past the clock
+     * hour's end (T0 is 13:20 into one) the five still count, and
+     * nothing was counted for the mails held back */
+    queue(f, OTT_RESET, u.email, T0 + 47 * MINUTE, id);
+    assert_int_equal(resolve_cap(f, id, OTT_RESET, T0 + 47 * MINUTE, 5,
+                                 NULL, NULL), AS_ERR_RATE_LIMITED);
+    queue(f, OTT_RESET, u.email, T0 + HOUR - 1, id);
+    assert_int_equal(resolve_cap(f, id, OTT_RESET, T0 + HOUR - 1, 5, NULL,
+                                 NULL), AS_ERR_RATE_LIMITED);
+    assert_int_equal(count(f, "SELECT COALESCE(SUM(n), 0) FROM "
+                              "mail_counts"), 6);
+    /* an hour and a minute later they no longer count; counts of past
+     * hours are pruned */
+    queue(f, OTT_RESET, u.email, T0 + HOUR + MINUTE, id);
+    assert_int_equal(resolve_cap(f, id, OTT_RESET, T0 + HOUR + MINUTE, 5,
+                                 NULL, NULL), AS_OK);
     assert_int_equal(repo_mail_prune(f->r, T0, T0, T0), AS_OK);
     assert_int_equal(count(f, "SELECT count(*) FROM mail_counts"), 1);
+}
+
+/* Mails let through at a steady pace: never more than the cap in any 60
+ * minutes, and as many as the cap allows (one every 12 minutes at 5 an
+ * hour, give or take the minute they are counted in). */
+static void cap_is_a_sliding_hour(void **state)
+{
+    struct fx *f = *state;
+    struct user u;
+    char id[UUID_STR_LEN];
+    int64_t sent[64];
+    int nsent = 0, i, j;
+
+    new_user(f, &u, "steady@example.com");
+    for (i = 0; i < 40; i++) {             /* one request every 7 minutes */
+        int64_t now = T0 + i * 7 * MINUTE;
+
+        queue(f, OTT_RESET, u.email, now, id);
+        if (resolve_cap(f, id, OTT_RESET, now, 5, NULL, NULL) == AS_OK)
+            sent[nsent++] = now;
+    }
+    for (i = 0; i < nsent; i++) {
+        int in_hour = 0;
+
+        for (j = i; j < nsent && sent[j] < sent[i] + HOUR; j++)
+            in_hour++;
+        assert_true(in_hour <= 5);
+    }
+    /* 280 minutes: at least four full hours' worth */
+    assert_true(nsent >= 20);
 }
 
 /* Queues notice `n` to `to` for user `uid` at `now` as an email change
@@ -634,15 +676,17 @@ static void notices_have_a_cap_of_their_own(void **state)
     /* the capped notices are gone */
     assert_int_equal(count(f, "SELECT count(*) FROM outbox WHERE "
                               "kind = 'email_changed'"), 3);
-    /* and notices do not spend the cap of link mails of another hour */
-    assert_int_equal(notice_cap(f, u.id, u.email, T0 + HOUR, 3), AS_OK);
-    queue(f, OTT_RESET, u.email, T0 + HOUR, id);
-    assert_int_equal(resolve_cap(f, id, OTT_RESET, T0 + HOUR, 1, NULL, NULL),
+    /* and notices do not spend the cap of link mails of a later hour */
+    assert_int_equal(notice_cap(f, u.id, u.email, T0 + HOUR + MINUTE, 3),
                      AS_OK);
-    /* the next hour starts over */
-    assert_int_equal(notice_cap(f, u.id, u.email, T0 + 2 * HOUR, 1), AS_OK);
-    assert_int_equal(notice_cap(f, u.id, u.email, T0 + 2 * HOUR, 1),
-                     AS_ERR_RATE_LIMITED);
+    queue(f, OTT_RESET, u.email, T0 + HOUR + MINUTE, id);
+    assert_int_equal(resolve_cap(f, id, OTT_RESET, T0 + HOUR + MINUTE, 1,
+                                 NULL, NULL), AS_OK);
+    /* an hour later it starts over */
+    assert_int_equal(notice_cap(f, u.id, u.email, T0 + 2 * (HOUR + MINUTE),
+                                1), AS_OK);
+    assert_int_equal(notice_cap(f, u.id, u.email, T0 + 2 * (HOUR + MINUTE),
+                                1), AS_ERR_RATE_LIMITED);
 }
 
 /* A mail that never failed is claimed before retries that are due
@@ -725,7 +769,7 @@ static void unknown_and_stale_requests_are_dropped(void **state)
     assert_int_equal(count(f, "SELECT count(*) FROM outbox"), 0);
     assert_int_equal(count(f, "SELECT count(*) FROM one_time_tokens"), 0);
     /* counted all the same: the work does not depend on the account */
-    assert_int_equal(count(f, "SELECT n FROM mail_counts"), 1);
+    assert_int_equal(count(f, "SELECT SUM(n) FROM mail_counts"), 1);
     /* unresolved requests older than the stale limit are pruned */
     queue(f, OTT_RESET, u.email, T0, id);
     queue(f, OTT_RESET, u.email, T0 + 10, NULL);
@@ -860,6 +904,8 @@ static void concurrent_resets_have_one_winner(void **state)
 struct cap_racer {
     struct fx *f;
     pthread_barrier_t *go;
+    const char *to;                 /* the recipient */
+    int64_t now;
     char ids[2][UUID_STR_LEN];
     int ready;
 };
@@ -868,8 +914,8 @@ static void *cap_race(void *arg)
 {
     struct cap_racer *x = arg;
     struct outbox_row m;
-    struct ott t = { .purpose = OTT_RESET, .created_at = T0,
-                     .expires_at = T0 + HOUR };
+    struct ott t = { .purpose = OTT_RESET, .created_at = x->now,
+                     .expires_at = x->now + HOUR };
     enum outbox_fate fate;
     char uid[UUID_STR_LEN];
     int i;
@@ -879,9 +925,9 @@ static void *cap_race(void *arg)
         memset(&m, 0, sizeof m);
         snprintf(m.id, sizeof m.id, "%s", x->ids[i]);
         m.kind = "password_reset";
-        m.recipient = "crowd@example.com";
+        m.recipient = x->to;
         randombytes_buf(t.hash, sizeof t.hash);
-        if (repo_outbox_resolve(x->f->r, &m, &t, 5, T0, &fate, uid) ==
+        if (repo_outbox_resolve(x->f->r, &m, &t, 5, x->now, &fate, uid) ==
                 AS_OK && fate == OUTBOX_READY)
             x->ready++;
     }
@@ -906,6 +952,8 @@ static void concurrent_resolves_keep_the_cap(void **state)
             memset(&x[i], 0, sizeof x[i]);
             x[i].f = f;
             x[i].go = &go;
+            x[i].to = u.email;
+            x[i].now = T0;
             queue(f, OTT_RESET, u.email, T0, x[i].ids[0]);
             queue(f, OTT_RESET, u.email, T0, x[i].ids[1]);
         }
@@ -921,6 +969,49 @@ static void concurrent_resolves_keep_the_cap(void **state)
         assert_int_equal(count(f, "SELECT count(*) FROM one_time_tokens"),
                          5);
         assert_int_equal(count(f, "SELECT count(*) FROM outbox"), 5);
+    }
+}
+
+/* The same across the end of a minute, where the racers count in
+ * different rows: they still wait for each other (the row each count
+ * locks first), so none sums without the others' mails. Rounds of fresh
+ * recipients. */
+static void concurrent_resolves_across_a_minute_keep_the_cap(void **state)
+{
+    struct fx *f = *state;
+    struct cap_racer x[RACERS];
+    pthread_barrier_t go;
+    pthread_t t[RACERS];
+    struct user u;
+    char email[64];
+    int round, i, ready;
+
+    for (round = 0; round < 12; round++) {
+        /* a minute's last millisecond and the next one's first */
+        int64_t edge = T0 + round * 2 * HOUR;
+
+        edge += MINUTE - edge % MINUTE;
+        snprintf(email, sizeof email, "edge%d@example.com", round);
+        new_user(f, &u, email);
+        assert_int_equal(pthread_barrier_init(&go, NULL, RACERS), 0);
+        for (i = 0; i < RACERS; i++) {
+            memset(&x[i], 0, sizeof x[i]);
+            x[i].f = f;
+            x[i].go = &go;
+            x[i].to = u.email;
+            x[i].now = edge - (i % 2);
+            queue(f, OTT_RESET, u.email, x[i].now, x[i].ids[0]);
+            queue(f, OTT_RESET, u.email, x[i].now, x[i].ids[1]);
+        }
+        for (i = 0; i < RACERS; i++)
+            assert_int_equal(pthread_create(&t[i], NULL, cap_race, &x[i]),
+                             0);
+        for (i = 0, ready = 0; i < RACERS; i++) {
+            pthread_join(t[i], NULL);
+            ready += x[i].ready;
+        }
+        pthread_barrier_destroy(&go);
+        assert_int_equal(ready, 5);
     }
 }
 
@@ -1014,12 +1105,14 @@ int main(void)
         CASE(concurrent_claims_take_each_row_once),
         CASE(concurrent_resets_have_one_winner),
         CASE(cap_per_recipient_per_hour),
+        CASE(cap_is_a_sliding_hour),
         CASE(notices_have_a_cap_of_their_own),
         CASE(fresh_mail_ahead_of_retries),
         CASE(queuing_prunes_a_few_stale_mails),
         CASE(unknown_and_stale_requests_are_dropped),
         CASE(password_change_retires_reset_tokens),
         CASE(concurrent_resolves_keep_the_cap),
+        CASE(concurrent_resolves_across_a_minute_keep_the_cap),
         CASE(hostile_values_fail_the_same_way),
     };
     const struct CMUnitTest pg_off[] = {
