@@ -33,6 +33,7 @@
 #include "sec.h"
 
 #define POLL_MS 2000u                 /* look for due rows this often */
+#define WAKE_JITTER_MS 500u           /* a wake waits up to this, at random */
 #define LEASE_MS INT64_C(60000)       /* a claimed row is ours this long */
 #define PRUNE_EVERY_MS 3600000u
 #define KEEP_SENT_MS INT64_C(7 * 86400000)   /* sent rows kept a week */
@@ -588,28 +589,44 @@ static void drain(struct mailer *m)
     }
 }
 
+static void deadline_in(uint64_t ms, struct timespec *until)
+{
+    clock_gettime(CLOCK_MONOTONIC, until);
+    until->tv_sec += (time_t)(ms / 1000);
+    until->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (until->tv_nsec >= 1000000000L) {
+        until->tv_sec++;
+        until->tv_nsec -= 1000000000L;
+    }
+}
+
 /* Waits up to POLL_MS, or until woken or stopped; while the transport
- * pauses, until the pause ends (a wake then counts afterwards). */
+ * pauses, until the pause ends (a wake then counts afterwards). A wake
+ * is followed by a random wait of up to WAKE_JITTER_MS: the work a
+ * request queued (a reset mail for an account, or none for an unknown
+ * email) then does not run right after its request, where the timing
+ * of the client's next request would show it (README.md, "Mail"). */
 static void nap(struct mailer *m)
 {
     uint64_t now = clock_mono_ms();
-    bool paused = now < m->pause_until;
-    uint64_t ms = paused ? m->pause_until - now : POLL_MS;
+    bool paused = now < m->pause_until, woke;
     struct timespec until;
 
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_sec += (time_t)(ms / 1000);
-    until.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    deadline_in(paused ? m->pause_until - now : POLL_MS, &until);
     pthread_mutex_lock(&m->mu);
     while ((paused || !m->woken) && !atomic_load(&m->stop))
         if (pthread_cond_timedwait(&m->cv, &m->mu, &until) == ETIMEDOUT)
             break;
+    woke = !paused && m->woken;
     if (!paused)
         m->woken = false;
+    if (woke) {
+        deadline_in(crypt_random_u32() % (WAKE_JITTER_MS + 1), &until);
+        while (!atomic_load(&m->stop))
+            if (pthread_cond_timedwait(&m->cv, &m->mu, &until) ==
+                ETIMEDOUT)
+                break;
+    }
     pthread_mutex_unlock(&m->mu);
 }
 
