@@ -29,7 +29,7 @@ enum {
     S_INSERT, S_TOKEN_INSERT, S_GET, S_STATE, S_LIST, S_REVOKE, S_REVOKE_ALL,
     S_REVOKE_USER, S_LOCK_BY_TOKEN, S_FACTS, S_TOKEN_USE, S_CHILD, S_TOUCH,
     S_KILL, S_TOKEN_SESSION, S_ANY_TOKEN_SESSION, S_PW_STILL, S_PRUNE_ENDED,
-    S_PRUNE_REVOKED, S_CAP, S_NSTMT
+    S_PRUNE_REVOKED, S_PRUNE_USED, S_CAP, S_NSTMT
 };
 
 static struct db_stmt sql[S_NSTMT] = {
@@ -62,6 +62,13 @@ static struct db_stmt sql[S_NSTMT] = {
                                  "(SELECT id FROM sessions "
                                  "WHERE revoked_at < $1 LIMIT 16 "
                                  "FOR UPDATE SKIP LOCKED)"),
+    /* A few tokens of session $1 rotated out and issued before $2 (past
+     * a refresh token's lifetime: presented again they could only be
+     * refused), by the index of migration 0013. */
+    [S_PRUNE_USED] = DB_SQL("DELETE FROM refresh_tokens WHERE hash IN "
+                            "(SELECT hash FROM refresh_tokens "
+                            "WHERE session_id = $1 AND created_at < $2 "
+                            "AND used_at IS NOT NULL LIMIT 2)"),
     [S_INSERT] = DB_SQL("INSERT INTO sessions (id, user_id, created_at, "
                         "last_used_at, expires_at, revoked_at, ip, "
                         "user_agent, amr) VALUES ($1, $2, $3, $4, $5, $6, "
@@ -376,6 +383,11 @@ enum as_err db_refresh_rotate(void *impl,
                                           max_life_ms);
         DB_RUN(&t, &sql[S_TOUCH], &w, db_text(out->id), db_int(now),
                db_int(out->expires_at));
+        /* Two at a time, one new each: a session's rows stay bounded by
+         * the tokens of one lifetime (new_expires - now), however long
+         * it refreshes. */
+        DB_RUN(&t, &sql[S_PRUNE_USED], &w, db_text(out->id),
+               db_int(now - (new_expires - now)));
     } else if (*res == ROTATE_REUSED) {
         DB_RUN(&t, &sql[S_KILL], &w, db_text(out->id), db_int(now));
         out->revoked_at = now;

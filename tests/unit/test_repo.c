@@ -769,6 +769,54 @@ static void sessions_beyond_the_cap_end(void **state)
     assert_false(live(f, s[3].id, T0 + 2000));
 }
 
+/* A session that refreshes every hour for sixty days (token lifetime:
+ * a day here) keeps its rotated tokens of the last day, for reuse
+ * detection, and no more: each rotation deletes up to two older ones. */
+static void rotated_tokens_past_their_lifetime_go(void **state)
+{
+    struct fx *f = *state;
+    struct user u;
+    struct session s, out;
+    uint8_t tok[2][REPO_HASH_LEN], early[REPO_HASH_LEN];
+    enum rotate_result res = ROTATE_INVALID;
+    const int64_t hour = DAY / 24;
+    int64_t now = T0, n;
+    int i;
+
+    new_user(f, &u, "long@example.com", ROLE_USER, true);
+    new_session(f, &s, u.id, T0, T0 + DAY, tok[0]);
+    memcpy(early, tok[0], sizeof early);
+    for (i = 1; i <= 60 * 24; i++) {
+        now = T0 + i * hour;
+        randombytes_buf(tok[i % 2], REPO_HASH_LEN);
+        assert_int_equal(repo_refresh_rotate(f->r, tok[(i + 1) % 2],
+                                             tok[i % 2], now, GRACE,
+                                             now + DAY, LIFE, &res, &out,
+                                             f->a), AS_OK);
+        assert_int_equal(res, ROTATE_OK);
+        /* never more than a lifetime's worth, and the new one */
+        n = scalar(f, "SELECT count(*) FROM refresh_tokens");
+        assert_true(n <= 26);
+    }
+    /* the first token is gone: presented again it is refused, and no
+     * longer ends the session */
+    assert_int_equal(repo_refresh_rotate(f->r, early, tok[0], now + 1, GRACE,
+                                         now + 1 + DAY, LIFE, &res, &out,
+                                         f->a), AS_OK);
+    assert_int_equal(res, ROTATE_INVALID);
+    assert_true(live(f, s.id, now + 1));
+    /* one rotated out within the last day still ends it */
+    assert_int_equal(scalar(f, "SELECT count(*) FROM refresh_tokens "
+                               "WHERE used_at IS NOT NULL AND created_at > "
+                               "1705097600000"), 23);  /* T0 + 59 days */
+    assert_int_equal(repo_refresh_rotate(f->r, tok[(60 * 24 + 1) % 2],
+                                         early, now + GRACE + 1, GRACE,
+                                         now + GRACE + 1 + DAY, LIFE, &res,
+                                         &out, f->a), AS_OK);
+    assert_int_equal(res, ROTATE_REUSED);
+    assert_false(live(f, s.id, now + GRACE + 1));
+}
+
 /* Sets is_active of `u` to false by hand: its sessions stay unrevoked. */
 static void switch_off_by_hand(struct fx *f, const struct user *u)
 {
@@ -1862,6 +1910,7 @@ int main(void)
         CASE(login_stores_only_while_the_account_allows_it),
         CASE(ended_sessions_are_pruned),
         CASE(sessions_beyond_the_cap_end),
+        CASE(rotated_tokens_past_their_lifetime_go),
         CASE(rotate_races_have_one_winner),
         CASE(lockout_delays_double_and_cap),
         CASE(lockout_one_address_never_locks_others),
