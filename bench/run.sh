@@ -204,6 +204,11 @@ measure() {      # measure BIN DATADIR DBURL EMAIL PREFIX
     v256=$last_rps
     load "${p}users/me 1 session c64" 64 "$base/api/v1/users/me" -H "$auth"
     me=$last_rps
+    # Tokens no cache holds: made-up signatures, each checked with the
+    # public key (what a new token's first check costs too).
+    load "${p}verify forged signatures c64" 64 "$base/api/v1/auth/verify" \
+        -s bench/wrk/forged.lua -- "$d/tokens"
+    rec "${p}verify forged signatures / healthz" "$(ratio "$last_rps" "$hz")"
     rec "${p}verify 1 session / healthz" "$(ratio "$v1" "$hz")"
     rec "${p}verify 256 sessions / healthz" "$(ratio "$v256" "$hz")"
     rec "${p}users/me / healthz" "$(ratio "$me" "$hz")"

@@ -1,5 +1,5 @@
-/* jwt.c: access tokens. libjwt checks signatures and signs HS256 (ES256
- * and RS256 are signed here, with the key read once); everything libjwt
+/* jwt.c: access tokens. libjwt signs and checks HS256 (ES256 and RS256
+ * are signed and checked here, with the key read once); everything libjwt
  * 1.10 leaves open (shape, size, algorithm pinning, kid lookup, every
  * claim) is checked here before or after it. */
 #include "sec/sec_int.h"
@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include <openssl/bio.h>
+#include <openssl/bn.h>
 #include <openssl/ecdsa.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -363,14 +364,71 @@ static const struct sec_key *header_key(const struct sec_keys *k,
     return key;
 }
 
+/* ES256 and RS256 are checked here with the key read at load: libjwt
+ * 1.10 reads the public key's PEM again for every token, and with OpenSSL
+ * 3 that cost about 1.5 ms of CPU a token, so a flood of tokens with
+ * made-up signatures (or many new valid ones) held a core for 700 a
+ * second (README.md, "Performance"). The signature segment must be the
+ * one base64url string of its bytes (no stray bits in its last
+ * character: one token, one spelling) and, for ES256, exactly r || s
+ * (RFC 7518 s3.4), which is turned into the DER form OpenSSL checks. */
+static bool jws_verify(const struct sec_key *key, enum cfg_alg alg,
+                       const struct segments *s)
+{
+    unsigned char sig[1024], der[80], *dp = der;
+    char again[B64URL_LEN(sizeof sig)];
+    size_t n = 0, signed_len = s->n[0] + 1 + s->n[1];
+    const unsigned char *check = sig;
+    int der_len;
+    ECDSA_SIG *es = NULL;
+    BIGNUM *r = NULL, *sv = NULL;
+    EVP_MD_CTX *md = NULL;
+    bool ok = false;
+
+    if (!key->pkey ||
+        !sec_b64url_decode(s->p[2], s->n[2], sig, sizeof sig, &n) ||
+        n == 0 || !sec_b64url_encode(sig, n, again, sizeof again) ||
+        strlen(again) != s->n[2] || memcmp(again, s->p[2], s->n[2]) != 0)
+        return false;
+    if (alg == CFG_ALG_ES256) {
+        if (n != 64)
+            return false;
+        es = ECDSA_SIG_new();
+        r = BN_bin2bn(sig, 32, NULL);
+        sv = BN_bin2bn(sig + 32, 32, NULL);
+        if (!es || !r || !sv || ECDSA_SIG_set0(es, r, sv) != 1)
+            goto out;
+        r = sv = NULL;                      /* es owns them */
+        der_len = i2d_ECDSA_SIG(es, NULL);
+        if (der_len <= 0 || (size_t)der_len > sizeof der ||
+            i2d_ECDSA_SIG(es, &dp) != der_len)
+            goto out;
+        check = der;
+        n = (size_t)der_len;
+    }
+    md = EVP_MD_CTX_new();
+    ok = md && EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL,
+                                    key->pkey) == 1 &&
+         EVP_DigestVerify(md, check, n, (const unsigned char *)s->p[0],
+                          signed_len) == 1;
+out:
+    EVP_MD_CTX_free(md);
+    ECDSA_SIG_free(es);
+    BN_free(r);
+    BN_free(sv);
+    return ok;
+}
+
 /* Always with a key (without one libjwt skips the signature), and the
  * algorithm libjwt saw must be the configured one. */
 static bool signature_ok(const struct sec_keys *k, const struct sec_key *key,
-                         const char *token)
+                         const char *token, const struct segments *s)
 {
     jwt_t *jwt = NULL;
     bool ok;
 
+    if (k->alg == CFG_ALG_ES256 || k->alg == CFG_ALG_RS256)
+        return jws_verify(key, k->alg, s);
     if (!key->verify || key->verify_len == 0 || key->verify_len > INT_MAX)
         return false;
     ok = jwt_decode(&jwt, token, key->verify, (int)key->verify_len) == 0 &&
@@ -490,7 +548,7 @@ enum as_err sec_jwt_verify(const struct sec_keys *k, const struct cfg *cfg,
     if (!k || !cfg || !token || !out || !a || !split(token, &s))
         return AS_ERR_INVALID_TOKEN;
     key = header_key(k, s.p[0], s.n[0]);
-    if (key && signature_ok(k, key, token))
+    if (key && signature_ok(k, key, token, &s))
         err = claims_check(&s, cfg, now_s, out, a);
     if (err != AS_OK)
         memset(out, 0, sizeof *out);

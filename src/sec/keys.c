@@ -82,11 +82,16 @@ enum as_err sec_keys_add(struct sec_keys *k, EVP_PKEY *pk, size_t *index)
 
     key.jwk = sec_pkey_jwk(pk, k->alg, key.kid);
     key.verify = sec_pkey_public_pem(pk, &key.verify_len);
-    if (key.jwk && key.verify)
+    /* Read once here, not for every token (jwt.c); the public half only,
+     * so that a retired key's private half is not kept. */
+    if (key.verify)
+        key.pkey = sec_pkey_public(key.verify, key.verify_len, k->alg);
+    if (key.jwk && key.verify && key.pkey)
         err = grow(k, index);
     if (err != AS_OK) {
         json_decref(key.jwk);
         free(key.verify);
+        EVP_PKEY_free(key.pkey);
         return err;
     }
     k->keys[k->n_keys++] = key;
@@ -329,6 +334,7 @@ void sec_keys_free(struct sec_keys *k)
     for (i = 0; i < k->n_keys; i++) {
         wipe_free(k->keys[i].verify, k->keys[i].verify_len);
         json_decref(k->keys[i].jwk);
+        EVP_PKEY_free(k->keys[i].pkey);
     }
     free(k->keys);
     wipe_free(k->sign, k->sign_len);

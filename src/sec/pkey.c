@@ -21,9 +21,10 @@
 /* The key of `pem` decoded as key type `type` only ("EC", "RSA"), or NULL
  * without an error left queued. Naming the type spares OpenSSL 3 from
  * trying the decoders of every key type it knows, which costs more than
- * the key itself at start-up (README.md, "Performance"). */
+ * the key itself at start-up (README.md, "Performance"). `select`: the
+ * key pair, or the public key alone. */
 static EVP_PKEY *parse_typed(const unsigned char *pem, size_t len,
-                             const char *type)
+                             const char *type, int select)
 {
     EVP_PKEY *pk = NULL;
     OSSL_DECODER_CTX *ctx;
@@ -31,8 +32,7 @@ static EVP_PKEY *parse_typed(const unsigned char *pem, size_t len,
     size_t left = len;
 
     ERR_set_mark();
-    ctx = OSSL_DECODER_CTX_new_for_pkey(&pk, "PEM", NULL, type,
-                                        OSSL_KEYMGMT_SELECT_KEYPAIR, NULL,
+    ctx = OSSL_DECODER_CTX_new_for_pkey(&pk, "PEM", NULL, type, select, NULL,
                                         NULL);
     if (ctx && OSSL_DECODER_from_data(ctx, &p, &left) != 1) {
         EVP_PKEY_free(pk);
@@ -52,7 +52,8 @@ EVP_PKEY *sec_pkey_parse(const unsigned char *pem, size_t len,
     if (len > SEC_KEY_FILE_MAX)
         return NULL;
     if (alg == CFG_ALG_ES256 || alg == CFG_ALG_RS256)
-        pk = parse_typed(pem, len, alg == CFG_ALG_ES256 ? "EC" : "RSA");
+        pk = parse_typed(pem, len, alg == CFG_ALG_ES256 ? "EC" : "RSA",
+                         OSSL_KEYMGMT_SELECT_KEYPAIR);
     if (pk)
         return pk;
     bio = BIO_new_mem_buf(pem, (int)len);    /* any other type or form */
@@ -61,6 +62,16 @@ EVP_PKEY *sec_pkey_parse(const unsigned char *pem, size_t len,
     pk = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
     BIO_free(bio);
     return pk;
+}
+
+EVP_PKEY *sec_pkey_public(const unsigned char *pem, size_t len,
+                          enum cfg_alg alg)
+{
+    if (len > SEC_KEY_FILE_MAX ||
+        (alg != CFG_ALG_ES256 && alg != CFG_ALG_RS256))
+        return NULL;
+    return parse_typed(pem, len, alg == CFG_ALG_ES256 ? "EC" : "RSA",
+                       OSSL_KEYMGMT_SELECT_PUBLIC_KEY);
 }
 
 EVP_PKEY *sec_pkey_generate(enum cfg_alg alg)

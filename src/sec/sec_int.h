@@ -20,6 +20,7 @@ struct sec_key {                 /* one key accepted for verification */
     char kid[SEC_KID_MAX];
     unsigned char *verify;       /* public PEM, or the HS256 secret */
     size_t verify_len;
+    EVP_PKEY *pkey;              /* `verify` parsed (ES256, RS256) */
     json_t *jwk;                 /* public JWK; NULL under HS256 */
 };
 
@@ -60,6 +61,10 @@ void sec_derive(const void *material, size_t len, const char *label,
  * parsed all the same. Free with EVP_PKEY_free(). */
 EVP_PKEY *sec_pkey_parse(const unsigned char *pem, size_t len,
                          enum cfg_alg alg);
+/* The public key of a SubjectPublicKeyInfo PEM of `alg`'s key type (EC
+ * for ES256, RSA for RS256); NULL otherwise. Free with EVP_PKEY_free(). */
+EVP_PKEY *sec_pkey_public(const unsigned char *pem, size_t len,
+                          enum cfg_alg alg);
 /* A fresh P-256 key (ES256) or 2048-bit RSA key (RS256); NULL on
  * failure. Free with EVP_PKEY_free(). */
 EVP_PKEY *sec_pkey_generate(enum cfg_alg alg);

@@ -425,6 +425,57 @@ static void flipped_signature_refused(void **state)
     }
 }
 
+/* A signature has one spelling: its last base64url character carries
+ * bits past the signature's end (4 for ES256's 64 bytes and a 2048-bit
+ * RSA signature), which must be zero; with one of them set the token is
+ * refused, not read as the same one. */
+static void signature_spelled_one_way(void **state)
+{
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    struct fx *f = *state;
+    const struct sec_keys *keys[] = { f->kes, f->krs };
+    const struct cfg *cfgs[] = { &f->es, &f->rs };
+    int i;
+
+    for (i = 0; i < 2; i++) {
+        struct sec_claims c = claims_at(f->now);
+        char *token = sign(keys[i], cfgs[i], &c);
+        char *last = token + strlen(token) - 1;
+        size_t at = (size_t)(strchr(alphabet, *last) - alphabet);
+
+        assert_int_equal(at & 0xf, 0);        /* the unused bits: zero */
+        *last = alphabet[at | 1];
+        expect_invalid(f, keys[i], cfgs[i], token);
+    }
+}
+
+/* ES256's signature is r || s, 64 bytes: one byte more or less, or the
+ * DER form OpenSSL itself writes, is refused. */
+static void es256_signature_length_checked(void **state)
+{
+    struct fx *f = *state;
+    struct sec_claims c = claims_at(f->now);
+    char *token = sign(f->kes, &f->es, &c);
+    char *dot = strrchr(token, '.') + 1, *bad;
+    unsigned char sig[80];
+    size_t got = 0, n;
+    char enc[128];
+
+    assert_int_equal(sodium_base642bin(sig, sizeof sig, dot, strlen(dot),
+                                       NULL, &got, NULL, B64), 0);
+    assert_int_equal(got, 64);
+    for (n = 63; n <= 65; n += 2) {
+        sig[64] = 0;
+        sodium_bin2base64(enc, sizeof enc, sig, n, B64);
+        bad = malloc((size_t)(dot - token) + strlen(enc) + 1);
+        memcpy(bad, token, (size_t)(dot - token));
+        strcpy(bad + (dot - token), enc);
+        expect_invalid(f, f->kes, &f->es, bad);
+    }
+    free(token);
+}
+
 /* ---- time claims ---- */
 
 static void expiry_with_leeway(void **state)
@@ -758,6 +809,8 @@ int main(void)
         T(sign_refuses_incomplete_claims),
         T(tampered_payload_refused),
         T(flipped_signature_refused),
+        T(signature_spelled_one_way),
+        T(es256_signature_length_checked),
         T(expiry_with_leeway),
         T(not_before_with_leeway),
         T(wrong_issuer_refused),
