@@ -64,6 +64,7 @@ struct session_state {
                           user exists and is active */
     enum role role;
     char email[REPO_EMAIL_MAX + 1];  /* the user's email now ("" if none) */
+    char user_id[UUID_STR_LEN];      /* whose session it is ("" if none) */
 };
 
 /* The fields a struct user_patch names (bits of its `set`). */

@@ -96,6 +96,12 @@ static enum as_err bearer(struct req_ctx *rc, bool wait, bool *pending)
     if (!st.live)
         return res_fail(&rc->res, AS_ERR_INVALID_TOKEN,
                         "The session has ended.");
+    /* The session is the subject's: only a token made with the signing
+     * key could name another's, and it must not be its way in to the
+     * subject's account (one deactivated, say) (README.md, "Tokens"). */
+    if (strcmp(st.user_id, rc->claims.sub) != 0)
+        return res_fail(&rc->res, AS_ERR_INVALID_TOKEN,
+                        "The access token is invalid or expired.");
     rc->claims.role = role_name(st.role);              /* current */
     email = st.email[0] ? arena_strdup(rc->arena, st.email) : NULL;
     if (email)                            /* the account's email now */

@@ -206,7 +206,9 @@ static void store(struct scache *c, const char *sid, const char *user_id,
         if (w == 0 || c->slots[set + w].at_ms < s->at_ms)
             s = &c->slots[set + w];
     snprintf(s->sid, sizeof s->sid, "%s", sid);
-    snprintf(s->user_id, sizeof s->user_id, "%s", user_id ? user_id : "");
+    /* The session's owner as the database said, not the token's word. */
+    snprintf(s->user_id, sizeof s->user_id, "%s",
+             st->user_id[0] ? st->user_id : user_id ? user_id : "");
     s->st = *st;
     s->at_ms = c->now();
     s->claim_ms = 0;

@@ -198,8 +198,8 @@ enum as_err core_token_session(const struct core *c, const char *token,
     err = repo_session_state(c->repo, claims->sid, c->now_ms(), &st);
     if (err != AS_OK)
         return err;
-    if (!st.live)
-        return AS_ERR_NOT_FOUND;
+    if (!st.live || strcmp(st.user_id, claims->sub) != 0)
+        return AS_ERR_NOT_FOUND;              /* see authn.c, bearer() */
     *is_access = true;
     *role = st.role;                                /* the account's now */
     email = st.email[0] ? arena_strdup(a, st.email) : NULL;

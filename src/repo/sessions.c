@@ -77,7 +77,7 @@ static struct db_stmt sql[S_NSTMT] = {
                               "session_id, created_at) VALUES ($1, $2, $3)"),
     [S_GET] = DB_SQL("SELECT " SESSION_COLS " FROM sessions s "
                      "WHERE s.id = $1"),
-    [S_STATE] = DB_SQL("SELECT " LIVE_AT_2 ", u.role, u.email "
+    [S_STATE] = DB_SQL("SELECT " LIVE_AT_2 ", u.role, u.email, u.id "
                        "FROM sessions s JOIN users u ON u.id = s.user_id "
                        "WHERE s.id = $1"),
     [S_LIST] = DB_SQL("SELECT " SESSION_COLS " FROM sessions s "
@@ -268,6 +268,7 @@ enum as_err db_session_state(void *impl, const char *sid, int64_t now,
     out->live = false;
     out->role = ROLE_USER;
     out->email[0] = '\0';
+    out->user_id[0] = '\0';
     if (!sid)
         return AS_OK;
     db_open(&t, impl, "session_state", false, NULL);
@@ -277,6 +278,7 @@ enum as_err db_session_state(void *impl, const char *sid, int64_t now,
         out->role = repo_role_parse(db_str(db_at(&r, 0, 1)));
         email = db_str(db_at(&r, 0, 2));
         snprintf(out->email, sizeof out->email, "%s", email ? email : "");
+        db_id(&t, db_at(&r, 0, 3), out->user_id);
     }
     return none_if_invalid(db_close(&t), AS_OK);
 }

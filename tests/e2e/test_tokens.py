@@ -385,6 +385,37 @@ def test_other_algorithms(make_daemon, alg):
     assert c["email"]
 
 
+def test_a_token_naming_another_users_session_is_refused(make_daemon):
+    """A token's session must be its subject's. Made with the signing key
+    (here the HS256 secret, which every verifying service holds), `sub` of
+    a deactivated user and `sid` of someone else's live session passed
+    /verify as the deactivated user, and mixed two users' identities."""
+    secret = "s" * 48
+    caller = "introspect-" + "z" * 30
+    d = make_daemon({"AUTH_JWT_ALG": "HS256", "AUTH_JWT_SECRET": secret,
+                     "AUTH_INTROSPECTION_TOKEN": caller}).start()
+    _, _, mine = d.user()
+    _, _, theirs = d.user()
+    claims = pyjwt.decode(mine["access_token"], secret, algorithms=["HS256"],
+                          audience="auth-serve")
+    claims["sub"] = parts(theirs["access_token"])[1]["sub"]
+    forged = pyjwt.encode(claims, secret, algorithm="HS256",
+                          headers={"kid": parts(mine["access_token"])[0]
+                                   ["kid"]})
+    for tok in (forged, forged):            # the second from the cache
+        r = d.request("GET", "/api/v1/auth/verify",
+                      headers={"Authorization": "Bearer " + tok})
+        assert_problem(r, 401)
+        assert_problem(me(d, tok), 401)
+        r = d.request("POST", "/api/v1/auth/introspect",
+                      body=urlencode({"token": tok}).encode(),
+                      headers=dict(FORM, Authorization="Bearer " + caller))
+        assert r.json == {"active": False}, r.json
+    # the real ones still work, on the same session
+    assert me(d, mine["access_token"]).status == 200
+    assert me(d, theirs["access_token"]).status == 200
+
+
 def test_key_rotation_keeps_old_tokens(make_daemon):
     # PostgreSQL publishes a new key this long before it signs
     d = make_daemon({"AUTH_KEY_PUBLISH_SECONDS": "0"}).start()

@@ -680,6 +680,7 @@ enum as_err repo_session_state(struct repo *r, const char *sid, int64_t now,
         out->live = session_live(s, now);
         out->role = u->role;
         snprintf(out->email, sizeof out->email, "%s", u->email);
+        snprintf(out->user_id, sizeof out->user_id, "%s", s->user_id);
     }
     pthread_mutex_unlock(&mu);
     return AS_OK;
