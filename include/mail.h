@@ -16,6 +16,8 @@ struct repo;
 #define MAIL_KIND_VERIFY "email_verification"
 /* To the previous address after an email change; it carries no link. */
 #define MAIL_KIND_EMAIL_CHANGED "email_changed"
+/* To the account's email when a passkey is added; no link. */
+#define MAIL_KIND_PASSKEY_ADDED "passkey_added"
 
 #define MAIL_RESET_TTL_MS INT64_C(3600000)        /* reset links: 1 hour */
 #define MAIL_VERIFY_TTL_MS INT64_C(86400000)      /* verify links: 24 h */
@@ -35,8 +37,8 @@ struct repo;
 #define MAIL_HEX_SIG_LEN 64       /* hex of an HMAC-SHA256 */
 
 /* One mail as delivery sees it. Strings are borrowed. `link` is a secret
- * (it carries the token): it never goes to a log. It is NULL for
- * MAIL_KIND_EMAIL_CHANGED. */
+ * (it carries the token): it never goes to a log. It is NULL for the
+ * notices (mail_linkless()). */
 struct mail_msg {
     const char *id;               /* outbox id, a UUID */
     const char *kind;             /* MAIL_KIND_* */

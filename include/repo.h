@@ -164,6 +164,9 @@ struct passkey {
     const char *name;
     int64_t created_at;
     int64_t last_used_at;        /* 0: never used */
+    /* Insert only: when set, a `passkey_added` notice with this outbox id
+     * is queued to the owner's email in the same transaction. */
+    const char *notice_id;
 };
 
 /* The ceremony a stored challenge was issued for. */

@@ -176,10 +176,19 @@ static const char email_changed_text[] =
     "If you did not make this change, someone else may have your" CRLF
     "password: contact the administrator of the service at once." CRLF;
 
+static const char passkey_added_text[] =
+    "Hello," CRLF CRLF
+    "A passkey was added to your account: it signs in without the" CRLF
+    "password." CRLF CRLF
+    "If you did not add it, someone else can use your account: reset" CRLF
+    "your password, remove the passkeys you do not know from your" CRLF
+    "account, and contact the administrator of the service." CRLF;
+
 /* True for a kind of mail that carries no link. */
 bool mail_linkless(const char *kind)
 {
-    return kind && strcmp(kind, MAIL_KIND_EMAIL_CHANGED) == 0;
+    return kind && (strcmp(kind, MAIL_KIND_EMAIL_CHANGED) == 0 ||
+                    strcmp(kind, MAIL_KIND_PASSKEY_ADDED) == 0);
 }
 
 /* The body and subject of mail `m`, or NULL for an unknown kind. Caller
@@ -190,9 +199,13 @@ static char *mail_body(const struct mail_msg *m, const char **subject)
     char *body;
     int blen;
 
-    if (mail_linkless(m->kind)) {
+    if (strcmp(m->kind, MAIL_KIND_EMAIL_CHANGED) == 0) {
         *subject = "Your email address was changed";
         return strdup(email_changed_text);
+    }
+    if (strcmp(m->kind, MAIL_KIND_PASSKEY_ADDED) == 0) {
+        *subject = "A passkey was added to your account";
+        return strdup(passkey_added_text);
     }
     if (!reset && strcmp(m->kind, MAIL_KIND_VERIFY) != 0)
         return NULL;

@@ -229,6 +229,7 @@ enum as_err passkey_register_finish(const struct passkey_env *e,
     const uint8_t *att = NULL;
     size_t att_len = 0;
     uint8_t challenge[WA_CHALLENGE_LEN];
+    char *notice = arena_alloc(a, UUID_STR_LEN);
     enum wa_result r;
     enum as_err err;
 
@@ -261,8 +262,15 @@ enum as_err passkey_register_finish(const struct passkey_env *e,
     out->transports = transports_of(p.resp, a);
     out->name = arena_strdup(a, name ? name : PASSKEY_NAME_DEFAULT);
     out->created_at = e->now_ms;
-    if (!out->cred_id || !out->public_key || !out->transports || !out->name)
+    /* The owner hears of every passkey added, in the same transaction:
+     * an access token alone adds one (the contract asks no password), so
+     * a stolen token's passkey must not go unnoticed (README.md,
+     * "Passkeys"). */
+    if (!notice || !out->cred_id || !out->public_key || !out->transports ||
+        !out->name)
         return AS_ERR_NOMEM;
+    uuid_v7_new(notice);
+    out->notice_id = notice;
     err = repo_passkey_insert(e->repo, out, PASSKEY_MAX_PER_USER);
     if (err == AS_ERR_CONFLICT)
         return refuse(why, WA_OK, "credential registered already",

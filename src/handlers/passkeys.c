@@ -4,11 +4,13 @@
  * passkey login. */
 #include "hx.h"
 
+#include <stdatomic.h>
 #include <string.h>
 
 #include "cfg.h"
 #include "clock.h"
 #include "log.h"
+#include "mail.h"
 #include "passkeys.h"
 #include "validate.h"
 
@@ -99,6 +101,7 @@ enum as_err h_passkey_register(struct req_ctx *rc, struct response *res)
         res_fail(res, err, MOST_PASSKEYS);
     if (err != AS_OK)
         goto out;
+    mail_wake(atomic_load(&rc->app->mailer));      /* its notice */
     hx_audit(rc, "passkey.registered", u.id,
              json_pack("{s:s}", "passkey_id", pk.id));
     res_header(rc, "Location", "/api/v1/auth/passkeys");

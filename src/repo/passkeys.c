@@ -8,13 +8,15 @@
 
 #include <string.h>
 
+#include "mail.h"
+
 #define PASSKEY_COLS                                                       \
     "id, user_id, cred_id, public_key, sign_count, transports, name, "     \
     "created_at, last_used_at"
 
 enum {
     P_CHALLENGES_PRUNE, P_CHALLENGES_TRIM, P_CHALLENGE_ADD, P_CHALLENGE_TAKE, P_OWNER_LOCK,
-    P_OWNER_COUNT, P_INSERT, P_BY_CRED, P_LIST, P_DELETE, P_USE, P_NSTMT
+    P_OWNER_COUNT, P_INSERT, P_NOTICE, P_BY_CRED, P_LIST, P_DELETE, P_USE, P_NSTMT
 };
 
 static struct db_stmt sql[P_NSTMT] = {
@@ -54,6 +56,12 @@ static struct db_stmt sql[P_NSTMT] = {
     [P_INSERT] = DB_SQL("INSERT INTO passkeys (" PASSKEY_COLS ") "
                         "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
                         "ON CONFLICT (cred_id) DO NOTHING"),
+    /* The notice of a new passkey, to the owner's email as it is now,
+     * queued resolved (README.md, "Mail"). */
+    [P_NOTICE] = DB_SQL("INSERT INTO outbox (id, user_id, kind, recipient, "
+                        "resolved, created_at, next_attempt_at) "
+                        "SELECT $1, id, '" MAIL_KIND_PASSKEY_ADDED "', "
+                        "email, true, $3, $3 FROM users WHERE id = $2"),
     [P_BY_CRED] = DB_SQL("SELECT " PASSKEY_COLS " FROM passkeys "
                          "WHERE cred_id = $1"),
     [P_LIST] = DB_SQL("SELECT " PASSKEY_COLS " FROM passkeys "
@@ -160,6 +168,9 @@ enum as_err db_passkey_insert(void *impl, const struct passkey *p,
                db_text(p->name), db_int(p->created_at),
                time_or_null(p->last_used_at)) && r.changed != 1)
         db_refuse(&t, AS_ERR_CONFLICT);
+    if (p->notice_id)
+        DB_RUN(&t, &sql[P_NOTICE], &r, db_text(p->notice_id),
+               db_text(p->user_id), db_int(p->created_at));
     return db_close(&t);
 }
 

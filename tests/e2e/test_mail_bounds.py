@@ -245,3 +245,58 @@ def test_outbox_is_bounded_without_a_transport(make_daemon):
     rows = db_rows(d, "SELECT recipient FROM outbox")
     assert sorted(r[0] for r in rows) == ["later-%d@example.com" % i
                                           for i in range(3)]
+
+
+def test_a_new_passkey_is_told_to_the_owner(make_daemon):
+    """An access token alone adds a passkey (API contract), so the owner
+    hears of each one at the account's email: a `passkey_added` notice
+    without a link, queued with the passkey; a refused registration
+    queues none. SMTP for the mail, the webhook for the event."""
+    from softauthn import Authenticator
+    from test_passkeys import free_port
+
+    sink, hook = SmtpSink(), SortingHook()
+    try:
+        for env in (smtp_env(sink.port), hook_env(hook)):
+            port = free_port()
+            origin = "http://localhost:%d" % port
+            d = make_daemon(dict(env, AUTH_PORT=str(port),
+                                 AUTH_WEBAUTHN_RP_ID="localhost",
+                                 AUTH_WEBAUTHN_ORIGINS=origin)).start()
+            addr, _, t = d.user()
+            auth = Authenticator()
+            opts = d.request("POST", "/api/v1/auth/passkeys/register/options",
+                             {}, token=t["access_token"])
+            assert opts.status == 200, opts
+            cred = auth.register(opts.json, origin)
+            r = d.request("POST", "/api/v1/auth/passkeys/register",
+                          {"credential": cred}, token=t["access_token"])
+            assert r.status == 201, r
+            # the same credential again: refused, and no second notice
+            opts = d.request("POST", "/api/v1/auth/passkeys/register/options",
+                             {}, token=t["access_token"])
+            r = d.request("POST", "/api/v1/auth/passkeys/register",
+                          {"credential": cred}, token=t["access_token"])
+            assert r.status == 400, r
+            if "AUTH_SMTP_URL" in env:
+                got = wait_until(lambda: sink.to(addr), timeout=20)
+                assert got, "no notice to %s" % addr
+                text = got[0]["raw"].decode()
+                assert "Subject: A passkey was added to your account" in text
+                assert "http" not in text.split("\r\n\r\n", 1)[1]
+            else:
+                got = wait_until(lambda: hook.to(addr, "passkey_added"),
+                                 timeout=20)
+                assert got, "no event for %s" % addr
+                assert got[0]["link"] is None and got[0]["to"] == addr
+            # one notice queued (sent rows stay a week), one delivered
+            assert db_rows(d, "SELECT count(*) FROM outbox WHERE kind = "
+                              "'passkey_added'") == [("1",)]
+            assert wait_until(lambda: events(d, "mail.sent",
+                                             kind="passkey_added"),
+                              timeout=20)
+            assert len(events(d, "mail.sent", kind="passkey_added")) == 1
+            assert d.stop() == 0
+    finally:
+        sink.close()
+        hook.close()
