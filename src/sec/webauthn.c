@@ -185,31 +185,42 @@ static bool cbor_int(const cbor_item_t *it, int64_t *out)
     return true;
 }
 
-/* The value under integer key `key` of a definite map, or NULL. */
+/* The value under integer key `key` of a definite map, or NULL; NULL
+ * too when the key is there twice (RFC 8949 5.6: such a map is not
+ * valid, and which value counts would be a guess). */
 static cbor_item_t *map_int(const cbor_item_t *map, int64_t key)
 {
     struct cbor_pair *p = cbor_map_handle(map);
     size_t i, n = cbor_map_size(map);
+    cbor_item_t *found = NULL;
     int64_t k;
 
     for (i = 0; i < n; i++)
-        if (cbor_int(p[i].key, &k) && k == key)
-            return p[i].value;
-    return NULL;
+        if (cbor_int(p[i].key, &k) && k == key) {
+            if (found)
+                return NULL;
+            found = p[i].value;
+        }
+    return found;
 }
 
-/* The value under text key `key` of a definite map, or NULL. */
+/* The value under text key `key` of a definite map, or NULL (also when
+ * the key is there twice). */
 static cbor_item_t *map_text(const cbor_item_t *map, const char *key)
 {
     struct cbor_pair *p = cbor_map_handle(map);
     size_t i, n = cbor_map_size(map), kl = strlen(key);
+    cbor_item_t *found = NULL;
 
     for (i = 0; i < n; i++)
         if (cbor_isa_string(p[i].key) && cbor_string_is_definite(p[i].key) &&
             cbor_string_length(p[i].key) == kl &&
-            memcmp(cbor_string_handle(p[i].key), key, kl) == 0)
-            return p[i].value;
-    return NULL;
+            memcmp(cbor_string_handle(p[i].key), key, kl) == 0) {
+            if (found)
+                return NULL;
+            found = p[i].value;
+        }
+    return found;
 }
 
 /* A definite byte string's bytes, or NULL. */

@@ -489,6 +489,57 @@ static void registration_tampered(void **state)
     EVP_PKEY_free(pk);
 }
 
+/* A CBOR map with a key twice is not valid CBOR (RFC 8949 5.6): which
+ * value counts would be a guess. A COSE key with its x twice (the first
+ * the key's own) and an attestation object with authData twice (the
+ * first a good one) are refused. */
+static void duplicate_keys_are_refused(void **state)
+{
+    EVP_PKEY *pk = key_for(WA_ALG_ES256);
+    uint8_t c[WA_CHALLENGE_LEN], idb[16], pt[65];
+    struct buf id = { idb, sizeof idb }, cdj, ad, cose;
+    struct wa_cred cred;
+    cbor_item_t *m;
+    size_t len = 0;
+
+    (void)state;
+    randombytes_buf(c, sizeof c);
+    randombytes_buf(idb, sizeof idb);
+    cdj = client_data("webauthn.create", c, "https://example.com", NULL);
+    assert_int_equal(EVP_PKEY_get_octet_string_param(
+                         pk, OSSL_PKEY_PARAM_PUB_KEY, pt, sizeof pt, &len),
+                     1);
+    m = cbor_new_definite_map(6);
+    put(m, cint(1), cint(2));
+    put(m, cint(3), cint(WA_ALG_ES256));
+    put(m, cint(-1), cint(1));
+    put(m, cint(-2), cbor_build_bytestring(pt + 1, 32));
+    put(m, cint(-3), cbor_build_bytestring(pt + 33, 32));
+    put(m, cint(-2), cbor_build_bytestring(pt + 33, 32));
+    cose = serialise(m);
+    ad = auth_data("example.com", GOOD_FLAGS | WA_FLAG_AT, 0, id, cose);
+    assert_int_not_equal(wa_register_verify(&rp, c, cdj.p, cdj.n,
+                                            attestation("none", ad).p,
+                                            attestation("none", ad).n,
+                                            &cred, A), WA_OK);
+    ad = auth_data("example.com", GOOD_FLAGS | WA_FLAG_AT, 0, id,
+                   cose_of(pk, WA_ALG_ES256));
+    m = cbor_new_definite_map(4);
+    put(m, cbor_build_string("fmt"), cbor_build_string("none"));
+    put(m, cbor_build_string("attStmt"), cbor_new_definite_map(0));
+    put(m, cbor_build_string("authData"), cbor_build_bytestring(ad.p, ad.n));
+    put(m, cbor_build_string("authData"), cbor_build_bytestring(ad.p, 37));
+    cose = serialise(m);
+    assert_int_not_equal(wa_register_verify(&rp, c, cdj.p, cdj.n, cose.p,
+                                            cose.n, &cred, A), WA_OK);
+    /* the same, each key once: accepted */
+    assert_int_equal(wa_register_verify(&rp, c, cdj.p, cdj.n,
+                                        attestation("none", ad).p,
+                                        attestation("none", ad).n, &cred,
+                                        A), WA_OK);
+    EVP_PKEY_free(pk);
+}
+
 /* A topOrigin belongs to a cross-origin ceremony, which is refused: any
  * topOrigin is refused with it, whatever crossOrigin says and whatever
  * origin it names, at registration and at login alike. */
@@ -586,6 +637,7 @@ int main(void)
         cmocka_unit_test(recorded_assertion),
         cmocka_unit_test(each_algorithm),
         cmocka_unit_test(registration_tampered),
+        cmocka_unit_test(duplicate_keys_are_refused),
         cmocka_unit_test(top_origin_is_refused),
         cmocka_unit_test(garbage_is_refused),
     };
