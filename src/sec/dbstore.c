@@ -450,8 +450,13 @@ enum as_err sec_db_changed(const struct cfg *cfg, struct repo *r,
     return err;
 }
 
-/* `keys rotate`: a new key that signs AUTH_KEY_PUBLISH_SECONDS from now;
- * keys retired long enough ago are deleted. */
+/* `keys rotate`: a new key that signs AUTH_KEY_PUBLISH_SECONDS from now.
+ * It deletes no key: how long a retired key must keep verifying depends
+ * on the lifetime of the tokens it signed, which the serving instances
+ * know (they delete at each load, sec_db_load()) and an admin host
+ * running this with only the database settings does not (with the
+ * default lifetime it deleted a key whose tokens still had most of a
+ * longer lifetime left, on every instance at once). */
 static enum as_err db_rotate(const struct cfg *cfg, struct repo *r,
                              const uint8_t *key, int64_t now,
                              char kid[SEC_KID_MAX], char *why,
@@ -480,7 +485,6 @@ static enum as_err db_rotate(const struct cfg *cfg, struct repo *r,
                   json_pack("{s:s, s:s, s:I}", "kid", kid, "store",
                             "database", "signs_from_ms",
                             (json_int_t)f->rows[0].signs_from));
-        repo_keys_prune(r, now, now - keep_ms(cfg));
     }
     if (f && f->n == 1)
         free(f->sealed[0]);

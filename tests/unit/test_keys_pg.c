@@ -200,6 +200,39 @@ static void rotation_publishes_then_signs_then_retires(void **state)
     sec_keys_free(k4);
 }
 
+/* `keys rotate` on an admin host set up with the database settings only
+ * (the default token lifetime, 900 s) deletes no key: a key retired
+ * 1,000 s ago still verifies on instances whose tokens live 1,800 s. */
+static void a_rotation_elsewhere_deletes_no_key(void **state)
+{
+    struct fx *f = *state;
+    int64_t t = (int64_t)time(NULL) * 1000;
+    struct sec_keys *k1, *k2;
+    struct cfg admin;
+    char old[SEC_KID_MAX], sql[256];
+
+    NEED_PG(f);
+    f->cfg.access_ttl = 1800;
+    k1 = open_at(f, t);
+    snprintf(old, sizeof old, "%s", sec_keys_kid(k1));
+    f->cfg.key_publish_seconds = 0;
+    assert_int_equal(sec_keys_cli(&f->cfg, f->r, "rotate"), 0);
+    /* the new key took over 1,000 s ago */
+    snprintf(sql, sizeof sql, "UPDATE auth_keys SET signs_from = %lld "
+             "WHERE kid NOT IN ('refresh', '%s')", (long long)(t - 1000000),
+             old);
+    side(f, sql);
+    admin = f->cfg;
+    admin.access_ttl = 900;
+    admin.key_publish_seconds = 600;
+    assert_int_equal(sec_keys_cli(&admin, f->r, "rotate"), 0);
+    assert_int_equal(side_count(f, "SELECT count(*) FROM auth_keys"), 4);
+    k2 = open_at(f, t + 1000);
+    assert_non_null(sec_keys_find(k2, old));          /* still verifies */
+    sec_keys_free(k1);
+    sec_keys_free(k2);
+}
+
 static void another_secret_does_not_open(void **state)
 {
     struct fx *f = *state;
@@ -350,6 +383,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(
             rotation_publishes_then_signs_then_retires, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_rotation_elsewhere_deletes_no_key,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(another_secret_does_not_open,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(
