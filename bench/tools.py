@@ -45,13 +45,26 @@ def rss_kib(pid):
     return 0
 
 
+PER_ACCOUNT = 64     # sessions per account: AUTH_MAX_SESSIONS_PER_USER
+                     # (at most 100) ends the oldest beyond it
+
+
 def logins(url, email, pw, n, path):
-    body = json.dumps({"email": email, "password": pw}).encode()
+    """n sessions, PER_ACCOUNT to an account: `email` (registered by the
+    caller), then email+1@..., email+2@... registered here."""
+    local, domain = email.split("@", 1)
+    headers = {"Content-Type": "application/json"}
     with open(path, "w") as out:
-        for _ in range(n):
+        for i in range(n):
+            k = i // PER_ACCOUNT
+            acct = email if k == 0 else f"{local}+{k}@{domain}"
+            body = json.dumps({"email": acct, "password": pw}).encode()
+            if k and i % PER_ACCOUNT == 0:
+                req = urllib.request.Request(
+                    url + "/api/v1/auth/register", body, headers)
+                urllib.request.urlopen(req, timeout=30).close()
             req = urllib.request.Request(
-                url + "/api/v1/auth/login", body,
-                {"Content-Type": "application/json"})
+                url + "/api/v1/auth/login", body, headers)
             with urllib.request.urlopen(req, timeout=30) as r:
                 d = json.load(r)
             out.write(f"{d['access_token']} {d['refresh_token']}\n")
