@@ -35,6 +35,8 @@ static enum as_err fake_state(void *impl, const char *sid, int64_t now,
         return next_err;
     out->live = next_live;
     out->role = ROLE_USER;
+    snprintf(out->user_id, sizeof out->user_id, "%s",
+             "0190c1d2-0000-7000-8000-0000000000aa");      /* U1 */
     if (during_read)
         during_read();
     return AS_OK;
@@ -127,6 +129,31 @@ static void test_forget_user_and_database_down(void **state)
     next_err = AS_ERR_NOT_FOUND;
     assert_int_equal(scache_check(c, r, S1, U1, &st), AS_ERR_NOT_FOUND);
     assert_int_equal(scache_check(c, r, "x", U1, &st), AS_ERR_NOT_FOUND);
+    scache_free(c);
+    repo_close(r);
+}
+
+/* A session is filed under its owner as the database names it, not
+ * under the subject of the token that asked: a token naming another
+ * user's session leaves nothing that a revocation of the owner's
+ * sessions would miss. */
+static void test_filed_under_the_owner(void **state)
+{
+    static const char *U2 = "0190c1d2-0000-7000-8000-0000000000bb";
+    struct repo *r = fake_repo();
+    struct scache *c = scache_new(128, 3600 * 1000);
+    struct session_state st;
+
+    (void)state;
+    next_err = AS_OK;
+    next_live = true;
+    assert_int_equal(scache_check(c, r, S1, U2, &st), AS_OK);
+    assert_string_equal(st.user_id, U1);
+    assert_true(scache_peek(c, S1, &st));
+    scache_forget_user(c, U2);                /* not U2's: still there */
+    assert_true(scache_peek(c, S1, &st));
+    scache_forget_user(c, U1);
+    assert_false(scache_peek(c, S1, &st));
     scache_free(c);
     repo_close(r);
 }
@@ -374,6 +401,7 @@ int main(void)
         cmocka_unit_test(test_fresh_answers_are_cached),
         cmocka_unit_test(test_ttl_zero_always_asks),
         cmocka_unit_test(test_forget_user_and_database_down),
+        cmocka_unit_test(test_filed_under_the_owner),
         cmocka_unit_test(test_revoke_between_read_and_store),
         cmocka_unit_test(test_workpool_bounds),
         cmocka_unit_test(test_a_set_holds_eight_sessions),
