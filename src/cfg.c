@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <sched.h>
@@ -14,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 #include "crypto.h"
@@ -519,26 +522,64 @@ static int dotenv_line(char *p, const char **name, size_t *nlen,
 /* Applies the AUTH_* lines of a .env file unless `envp` sets them too
  * (the environment wins). Other names are read and left alone; a line
  * that cannot be read stops the load, naming the file and the line. */
+#define MAX_DOTENV_BYTES (1024 * 1024)     /* a .env larger is refused */
+
+/* Opens `path` for reading when it is a regular file: NULL with *absent
+ * when there is none, NULL with `why` set when it cannot be read or is
+ * something else (a FIFO would block the start for good, so it is opened
+ * without waiting and refused). */
+static FILE *dotenv_open(const char *path, bool *absent, char *why,
+                         size_t why_len)
+{
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    struct stat st;
+    FILE *f;
+
+    *absent = false;
+    if (fd < 0) {
+        if (errno == ENOENT)
+            *absent = true;
+        else
+            fail(why, why_len, "%s cannot be read: %s", path,
+                 strerror(errno));
+        return NULL;
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+        st.st_size > MAX_DOTENV_BYTES ||
+        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0 ||
+        !(f = fdopen(fd, "r"))) {
+        fail(why, why_len, "%s cannot be read: %s", path,
+             S_ISREG(st.st_mode) ? "larger than 1 MiB"
+                                 : "not a regular file");
+        close(fd);
+        return NULL;
+    }
+    return f;
+}
+
 static bool load_dotenv(struct cfg *c, const char *path, char *const *envp,
                         char *why, size_t why_len)
 {
-    FILE *f = fopen(path, "r");
-    char line[MAX_VALUE + 256], origin[PATH_MAX + 32];
+    char *line = NULL, origin[PATH_MAX + 32];
+    size_t cap = 0;
+    ssize_t got;
     unsigned lineno = 0;
-    bool ok = true;
+    bool ok = true, absent;
+    FILE *f = dotenv_open(path, &absent, why, why_len);
 
     if (!f)
-        return true;                           /* optional */
-    while (ok && fgets(line, sizeof line, f)) {
+        return absent;                         /* optional */
+    while (ok && (got = getline(&line, &cap, f)) >= 0) {
         char *p = line;
         const char *name = NULL, *value = NULL, *bad = NULL;
-        size_t i, nlen = 0;
+        size_t i, nlen = 0, len = (size_t)got;
         bool overridden = false;
         int kind;
 
         lineno++;
-        if (!strchr(line, '\n') && !feof(f)) {
-            ok = fail(why, why_len, "%s: line %u is too long", path, lineno);
+        if (memchr(line, '\0', len)) {
+            ok = fail(why, why_len, "%s: line %u holds a NUL byte", path,
+                      lineno);
             break;
         }
         line[strcspn(line, "\n")] = '\0';
@@ -550,8 +591,14 @@ static bool load_dotenv(struct cfg *c, const char *path, char *const *envp,
                       lineno, bad);
             break;
         }
-        if (kind == 0 || nlen < 5 || strncmp(name, "AUTH_", 5) != 0)
+        /* Comments, blank lines and other programs' names are skipped,
+         * however long; ours are bounded. */
+        if (kind <= 0 || nlen < 5 || strncmp(name, "AUTH_", 5) != 0)
             continue;
+        if (len > MAX_VALUE + 256) {
+            ok = fail(why, why_len, "%s: line %u is too long", path, lineno);
+            break;
+        }
         for (i = 0; envp[i]; i++)
             if (strncmp(envp[i], name, nlen) == 0 && envp[i][nlen] == '=')
                 overridden = true;
@@ -559,7 +606,13 @@ static bool load_dotenv(struct cfg *c, const char *path, char *const *envp,
         if (!overridden)
             ok = apply(c, name, nlen, value, origin, why, why_len);
     }
-    crypt_wipe(line, sizeof line);
+    if (ok && ferror(f))
+        ok = fail(why, why_len, "%s cannot be read: %s", path,
+                  strerror(errno));
+    if (line) {
+        crypt_wipe(line, cap);
+        free(line);
+    }
     fclose(f);
     return ok;
 }

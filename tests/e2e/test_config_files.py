@@ -132,3 +132,46 @@ def test_text_values_must_be_utf8_without_control_characters():
                     "AUTH_PORT": "0"}, cwd=cwd, capture_output=True,
         timeout=60)
     assert r.returncode == 2 and b"AUTH_JWT_ISSUER" in r.stderr, r.stderr
+
+
+def test_a_dotenv_that_cannot_be_read_stops_the_start():
+    """Only a missing .env is skipped: one that is there but unreadable
+    (a directory, a FIFO, which would block the start for good, a link
+    that loops; its permissions, for a daemon not run as root) stops
+    `config check` with exit status 2 naming it, instead of a start on
+    the defaults without what it sets."""
+    cwd = tempfile.mkdtemp()
+    env_path = os.path.join(cwd, ".env")
+    assert check(cwd).returncode == 0                 # none: defaults
+    os.mkdir(env_path)
+    r = check(cwd)
+    assert r.returncode == 2 and b".env" in r.stderr, r.stderr
+    os.rmdir(env_path)
+    os.mkfifo(env_path)
+    r = check(cwd)                                    # at once, no writer
+    assert r.returncode == 2 and b"not a regular file" in r.stderr, r.stderr
+    os.unlink(env_path)
+    os.symlink(".env", env_path)          # opening it fails, not ENOENT
+    r = check(cwd)
+    assert r.returncode == 2 and b"cannot be read" in r.stderr, r.stderr
+
+
+def test_dotenv_nul_bytes_refused_long_foreign_lines_ignored():
+    cwd = tempfile.mkdtemp()
+    env_path = os.path.join(cwd, ".env")
+    # a NUL cut the value short on the last line, unnoticed
+    for data in (b"AUTH_JWT_ISSUER=abc\0def", b"AUTH_JWT_ISSUER=abc\0def\n"
+                 b"AUTH_PORT=8123\n"):
+        write(env_path, data)
+        r = check(cwd)
+        assert r.returncode == 2 and b"NUL" in r.stderr and \
+            b"line 1" in r.stderr, r.stderr
+    # another program's long line, and a long comment: skipped
+    write(env_path, b"OTHER_APP_BLOB=" + b"x" * 6000 + b"\n# " +
+          b"y" * 6000 + b"\nAUTH_PORT=8123\n")
+    r = check(cwd)
+    assert r.returncode == 0, r.stderr
+    # ours stay bounded
+    write(env_path, b"AUTH_JWT_ISSUER=" + b"z" * 6000 + b"\n")
+    r = check(cwd)
+    assert r.returncode == 2 and b"line 1" in r.stderr, r.stderr
