@@ -97,8 +97,10 @@ static const struct cfg_var vars[] = {
     { "AUTH_SMTP_USER", T_STR, F(smtp_user), NULL, 0, 0, 0, C_NONEMPTY },
     { "AUTH_SMTP_PASSWORD", T_STR, F(smtp_password), NULL, 0, 0, SECRET,
       C_NONE },
+    /* A webhook URL often carries its credential (user:password, a path
+     * or query token): logged as its origin only. */
     { "AUTH_NOTIFY_WEBHOOK_URL", T_STR, F(notify_webhook_url), NULL, 0, 0,
-      0, C_URL },
+      SECRET, C_URL },
     { "AUTH_NOTIFY_WEBHOOK_SECRET", T_STR, F(notify_webhook_secret), NULL,
       0, 0, SECRET, C_NONE },
     { "AUTH_PUBLIC_URL", T_STR, F(public_url), "http://127.0.0.1:8000", 0, 0,
@@ -214,6 +216,9 @@ static bool valid_http_url(const char *s)
         rest = s + 8;
     else
         return false;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if (*p < 0x20 || *p == 0x7f)          /* no control characters */
+            return false;
     return *rest && *rest != '/' && !strpbrk(s, " \t\r\n\"<>\\");
 }
 
@@ -746,12 +751,16 @@ static bool finish(struct cfg *c, char *why, size_t why_len)
     if (c->keys_secret && strlen(c->keys_secret) < 32)
         return fail(why, why_len, "invalid value for AUTH_KEYS_SECRET: "
                     "at least 32 bytes");
-    if (!c->keys_secret && !c->jwt_key_file && !c->jwt_secret &&
+    /* The keys go to the database unless HS256 (the secret signs) or a
+     * key file is used: the secret alone, under ES256 or RS256, is
+     * unused and exempts nothing (as the start finds). */
+    if (!c->keys_secret && !c->jwt_key_file &&
+        c->jwt_alg != CFG_ALG_HS256 &&
         !has_prefix(c->database_url, "sqlite:"))
         return fail(why, why_len, "AUTH_KEYS_SECRET is required with "
                     "PostgreSQL (it encrypts the signing keys stored "
-                    "there) unless AUTH_JWT_KEY_FILE or AUTH_JWT_SECRET is "
-                    "set");
+                    "there) unless AUTH_JWT_KEY_FILE is set or "
+                    "AUTH_JWT_ALG is HS256");
     if ((c->smtp_user != NULL) != (c->smtp_password != NULL))
         return fail(why, why_len, "invalid value for AUTH_SMTP_USER: "
                     "AUTH_SMTP_USER and AUTH_SMTP_PASSWORD go together");
@@ -850,6 +859,25 @@ static json_t *redacted_url(const char *url)
                         (int)strcspn(at, "?"), at);
 }
 
+/* scheme://host[:port] of a URL, without what may be secret (user and
+ * password, path, query), for logs; "***" when it has no such form. */
+static json_t *url_origin(const char *url)
+{
+    const char *scheme = strstr(url, "://"), *host, *end, *at;
+    json_t *o;
+
+    if (!scheme)
+        return json_string("***");
+    host = scheme + 3;
+    end = host + strcspn(host, "/?#");
+    at = memchr(host, '@', (size_t)(end - host));
+    if (at)
+        host = at + 1;
+    o = json_sprintf("%.*s%.*s%s", (int)(scheme + 3 - url), url,
+                     (int)(end - host), host, *end ? "/***" : "");
+    return o ? o : json_string("***");       /* not UTF-8 */
+}
+
 void cfg_log(const struct cfg *c)
 {
     json_t *o = json_object();
@@ -868,6 +896,8 @@ void cfg_log(const struct cfg *c)
                 val = json_null();
             else if (v->check == C_DBURL || v->check == C_SMTP)
                 val = redacted_url(s);
+            else if (v->check == C_URL && (v->flags & SECRET))
+                val = url_origin(s);
             else if (v->flags & SECRET)
                 val = json_string("***");
             else

@@ -118,7 +118,7 @@ static void test_hs256_needs_secret(void **state)
 }
 
 /* Keys stored in PostgreSQL are sealed with AUTH_KEYS_SECRET: required
- * there, unless the keys come from a file or an HS256 secret. */
+ * there, unless the keys come from a file or HS256 signs. */
 static void test_postgres_needs_keys_secret(void **state)
 {
     struct cfg c;
@@ -131,10 +131,18 @@ static void test_postgres_needs_keys_secret(void **state)
     char *hs[] = { "AUTH_DATABASE_URL=postgres://h/db", "AUTH_JWT_ALG=HS256",
                    "AUTH_JWT_SECRET=0123456789abcdef0123456789abcdef",
                    NULL };
+    /* a secret under ES256 is unused: it exempts nothing (the start
+     * refused what `config check` passed) */
+    char *es_secret[] = { "AUTH_DATABASE_URL=postgres://h/db",
+                          "AUTH_JWT_SECRET=0123456789abcdef0123456789abcdef",
+                          NULL };
     char *lite[] = { "AUTH_DATABASE_URL=sqlite:/tmp/x.db", NULL };
 
     (void)state;
     assert_false(load(&c, NULL, bare));
+    assert_non_null(strstr(why, "AUTH_KEYS_SECRET"));
+    cfg_cleanup(&c);
+    assert_false(load(&c, NULL, es_secret));
     assert_non_null(strstr(why, "AUTH_KEYS_SECRET"));
     cfg_cleanup(&c);
     assert_true(load(&c, NULL, sealed));
