@@ -39,7 +39,10 @@ static int file_read(const char *path, size_t max, unsigned char **out,
 
     *out = NULL;
     *len = 0;
-    fd = open(path, O_RDONLY | O_CLOEXEC | flags);
+    /* O_NONBLOCK: a FIFO would otherwise block the open (and the start)
+     * until a writer comes; it is then refused as not a regular file.
+     * On a regular file the flag changes nothing. */
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | flags);
     if (fd < 0)
         return errno;
     if (fstat(fd, &st) != 0)

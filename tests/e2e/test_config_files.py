@@ -106,6 +106,12 @@ def test_config_check_loads_a_key_file_and_a_secret():
     assert r.returncode == 2 and b"AUTH_JWT_ALG" in r.stderr, r.stderr
     assert not os.path.exists(os.path.join(cwd, "data")), \
         "config check made the data folder"
+    # a FIFO blocked the open for good (and a start with it, deaf to
+    # SIGTERM); it is refused at once
+    fifo = os.path.join(cwd, "fifo.pem")
+    os.mkfifo(fifo)
+    r = check(cwd, {"AUTH_JWT_KEY_FILE": fifo})
+    assert r.returncode == 2 and b"AUTH_JWT_KEY_FILE" in r.stderr, r.stderr
 
 
 def test_text_values_must_be_utf8_without_control_characters():
