@@ -77,11 +77,11 @@ void metrics_request(struct metrics *m, const struct route *route,
                               memory_order_relaxed);
 }
 
-static void render_route(FILE *f, const struct route_stats *rs,
-                         const char *method, const char *pattern)
+/* The request counts of one route (family auth_http_requests_total). */
+static void render_counts(FILE *f, const struct route_stats *rs,
+                          const char *method, const char *pattern)
 {
-    uint64_t cum = 0, total = 0;
-    size_t s, b;
+    size_t s;
 
     for (s = 0; s <= NSTATUS; s++) {
         uint64_t v = atomic_load(&rs->count[s]);
@@ -97,6 +97,16 @@ static void render_route(FILE *f, const struct route_stats *rs,
                    "status=\"%s\"} %llu\n", method, pattern, st,
                 (unsigned long long)v);
     }
+}
+
+/* The answer times of one route (family
+ * auth_http_request_duration_seconds). */
+static void render_times(FILE *f, const struct route_stats *rs,
+                         const char *method, const char *pattern)
+{
+    uint64_t cum = 0, total = 0;
+    size_t b;
+
     for (b = 0; b <= NBOUNDS; b++)
         total += atomic_load(&rs->bucket[b]);
     if (!total)
@@ -132,13 +142,18 @@ char *metrics_render(struct metrics *m, struct app *app)
 
     if (!f)
         return NULL;
+    /* Each family in one group, its HELP and TYPE first (the text
+     * exposition format; OpenMetrics parsers refuse a family reopened). */
     fputs("# HELP auth_http_requests_total HTTP requests answered.\n"
           "# TYPE auth_http_requests_total counter\n", f);
+    for (i = 0; i < n && i < MAX_ROUTES; i++)
+        render_counts(f, &m->r[i], all[i].method, all[i].pattern);
+    render_counts(f, &m->r[MAX_ROUTES], "any", "(unmatched)");
     fputs("# HELP auth_http_request_duration_seconds Time to answer.\n"
           "# TYPE auth_http_request_duration_seconds histogram\n", f);
     for (i = 0; i < n && i < MAX_ROUTES; i++)
-        render_route(f, &m->r[i], all[i].method, all[i].pattern);
-    render_route(f, &m->r[MAX_ROUTES], "any", "(unmatched)");
+        render_times(f, &m->r[i], all[i].method, all[i].pattern);
+    render_times(f, &m->r[MAX_ROUTES], "any", "(unmatched)");
     workpool_load(app->pool, &waiting, &running);
     fprintf(f, "# HELP auth_hash_queue_depth Argon2 jobs waiting.\n"
                "# TYPE auth_hash_queue_depth gauge\n"

@@ -1,6 +1,8 @@
 """/metrics counts each answered request under its route's method and
 pattern, and a path of no route as unmatched."""
 import re
+import shutil
+import subprocess
 
 from conftest import wait_until
 
@@ -35,3 +37,39 @@ def test_requests_counted_by_route(make_daemon):
     # nothing counted under a route that was not called
     assert count(body, "GET", "/readyz", "200") == 0, body
     assert count(body, "POST", "/api/v1/auth/login", "200") == 0, body
+
+
+def test_each_family_is_one_group(make_daemon):
+    """The text format: all lines of a metric family in one group, its
+    HELP and TYPE first. The request counts and the answer times of
+    several routes were interleaved route by route (strict parsers, and
+    OpenMetrics, refuse a family reopened). promtool checks it too when
+    it is installed (Debian's prometheus)."""
+    d = make_daemon().start()
+    for path in ("/healthz", "/readyz", "/api/v1/users/me", "/nothing"):
+        d.request("GET", path)
+    body = wait_until(lambda: (lambda b: b if b"/nothing" not in b and
+                               b'route="(unmatched)"' in b else None)(
+        d.request("GET", "/metrics").body))
+    assert body
+    seen, current = [], None
+    for line in body.decode().splitlines():
+        if line.startswith("# TYPE "):
+            fam = line.split()[2]
+        elif line.startswith("#") or not line:
+            continue
+        else:
+            name = re.match(r"[a-zA-Z_:][a-zA-Z0-9_:]*", line).group(0)
+            fam = re.sub(r"_(bucket|sum|count)$", "", name) \
+                if name.startswith("auth_http_request_duration_seconds") \
+                else name
+        if fam != current:
+            assert fam not in seen, "family %s reopened:\n%s" % (
+                fam, body.decode())
+            seen.append(fam)
+            current = fam
+    promtool = shutil.which("promtool")
+    if promtool:
+        r = subprocess.run([promtool, "check", "metrics"], input=body,
+                           capture_output=True, timeout=60)
+        assert r.returncode == 0, r.stdout + r.stderr
