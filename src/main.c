@@ -91,6 +91,26 @@ static unsigned hasher_count(const struct cfg *cfg)
     return n ? n : 1;
 }
 
+/* A warning when the Argon2id cost is below every pairing OWASP's
+ * Password Storage Cheat Sheet gives as its minimum (46 MiB x 1, 19 x 2,
+ * 12 x 3, 9 x 4, 7 x 5): allowed (tests and small machines lower it) but
+ * not silently. */
+static void argon2_advice(const struct cfg *cfg)
+{
+    static const unsigned need_kib[] = { 47104, 19456, 12288, 9216, 7168 };
+    unsigned t = cfg->argon2_iterations;
+    unsigned need = need_kib[(t < 5 ? t : 5) - 1];
+
+    if (cfg->argon2_memory_kib < need)
+        log_event(LOG_WARN, "config.weak_argon2", NULL,
+                  json_pack("{s:I, s:I, s:I, s:s}", "memory_kib",
+                            (json_int_t)cfg->argon2_memory_kib,
+                            "iterations", (json_int_t)t,
+                            "needed_kib_at_these_iterations",
+                            (json_int_t)need, "message",
+                            "the Argon2id cost is below the OWASP minimum"));
+}
+
 /* Opens the repository and applies migrations. */
 static struct repo *open_repo(const struct cfg *cfg)
 {
@@ -189,6 +209,7 @@ static int serve(struct cfg *cfg)
         return EXIT_CONFIG;
     }
     atomic_store(&app.keys, keys);
+    argon2_advice(cfg);
     app.pw.opslimit = cfg->argon2_iterations;
     app.pw.memlimit = (size_t)cfg->argon2_memory_kib * 1024u;
     app.pool = workpool_new(cfg->hash_workers, cfg->hash_queue);

@@ -113,3 +113,21 @@ def test_migrate_command():
     assert r.returncode == 0, r.stderr
     r = d.command("migrate")
     assert r.returncode == 0, r.stderr
+
+
+def test_a_weak_argon2_cost_is_warned_of():
+    """Below OWASP's minimum (19 MiB x 2, or a pairing as strong) the
+    daemon still starts, but says so; at the defaults it does not."""
+    for env, warned in (({}, True),                      # 8 MiB x 1 here
+                        ({"AUTH_ARGON2_MEMORY_KIB": "19456",
+                          "AUTH_ARGON2_ITERATIONS": "2"}, False),
+                        ({"AUTH_ARGON2_MEMORY_KIB": "7168",
+                          "AUTH_ARGON2_ITERATIONS": "5"}, False)):
+        d = Daemon(env=env)
+        d.start()
+        try:
+            events = [json.loads(x).get("event") for x in d.lines
+                      if x.startswith("{")]
+            assert ("config.weak_argon2" in events) == warned, (env, events)
+        finally:
+            assert d.stop() == 0
