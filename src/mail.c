@@ -33,7 +33,7 @@
 #include "sec.h"
 
 #define POLL_MS 2000u                 /* look for due rows this often */
-#define WAKE_JITTER_MS 500u           /* a wake waits up to this, at random */
+#define WAKE_JITTER_MS 200u           /* a wake waits up to this, at random */
 #define LEASE_MS INT64_C(60000)       /* a claimed row is ours this long */
 #define PRUNE_EVERY_MS 3600000u
 #define KEEP_SENT_MS INT64_C(7 * 86400000)   /* sent rows kept a week */
