@@ -84,7 +84,7 @@ stage nopg build build-nopg -DAUTH_POSTGRES=OFF \
 stage unit-nopg bash -c '! ldd build-nopg/auth-serve | grep libpq &&
     cd build-nopg && AUTH_TEST_PG_URL= ctest --output-on-failure \
     --timeout 600 --output-junit "$0/unit-nopg.xml"' "$reports"
-stage fuzz bash fuzz/run.sh "${AUTH_FUZZ_SECONDS:-20}"
+stage fuzz bash fuzz/run.sh "${AUTH_FUZZ_SECONDS:-12}"
 # A packager's Release build of every target (gcc -O3), then its .deb
 # installed into a clean Debian 12 root.
 stage release build build-release -DCMAKE_BUILD_TYPE=Release \
