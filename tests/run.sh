@@ -4,7 +4,7 @@
 # PostgreSQL, then runs the unit tests and the end-to-end tests against
 # SQLite and PostgreSQL on both builds, gcc's static analyzer, a
 # SQLite-only build and its unit tests, and a short
-# run of every libFuzzer target (AUTH_FUZZ_SECONDS each, default 20), a
+# run of every libFuzzer target (AUTH_FUZZ_SECONDS each, default 12), a
 # Release build whose Debian package is installed into a clean Debian 12
 # root. The end-to-end tests include the systemd protocol, Swagger UI in
 # headless Chromium, the OpenAPI linters and the contract test generated
