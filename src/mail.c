@@ -589,17 +589,6 @@ static void drain(struct mailer *m)
     }
 }
 
-static void deadline_in(uint64_t ms, struct timespec *until)
-{
-    clock_gettime(CLOCK_MONOTONIC, until);
-    until->tv_sec += (time_t)(ms / 1000);
-    until->tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (until->tv_nsec >= 1000000000L) {
-        until->tv_sec++;
-        until->tv_nsec -= 1000000000L;
-    }
-}
-
 /* Waits up to POLL_MS, or until woken or stopped; while the transport
  * pauses, until the pause ends (a wake then counts afterwards). A wake
  * is followed by a random wait of up to WAKE_JITTER_MS: the work a
@@ -612,7 +601,7 @@ static void nap(struct mailer *m)
     bool paused = now < m->pause_until, woke;
     struct timespec until;
 
-    deadline_in(paused ? m->pause_until - now : POLL_MS, &until);
+    clock_deadline(&until, paused ? m->pause_until - now : POLL_MS);
     pthread_mutex_lock(&m->mu);
     while ((paused || !m->woken) && !atomic_load(&m->stop))
         if (pthread_cond_timedwait(&m->cv, &m->mu, &until) == ETIMEDOUT)
@@ -621,7 +610,7 @@ static void nap(struct mailer *m)
     if (!paused)
         m->woken = false;
     if (woke) {
-        deadline_in(crypt_random_u32() % (WAKE_JITTER_MS + 1), &until);
+        clock_deadline(&until, crypt_random_u32() % (WAKE_JITTER_MS + 1));
         while (!atomic_load(&m->stop))
             if (pthread_cond_timedwait(&m->cv, &m->mu, &until) ==
                 ETIMEDOUT)

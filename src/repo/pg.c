@@ -229,17 +229,6 @@ static void log_simple(enum log_level lvl, const char *event, const char *op,
 
 /* ------------------------------------------------------------- the pool */
 
-static void deadline_after(struct timespec *ts, unsigned ms)
-{
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    ts->tv_sec += (time_t)(ms / 1000);
-    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
-
 /* A free slot, preferring one that holds a connection. Under p->mu. */
 static struct slot *free_slot(struct pg *p)
 {
@@ -331,7 +320,7 @@ static enum as_err pool_get(struct pg *p, struct conn *out)
 
     memset(out, 0, sizeof *out);
     out->pg = p;
-    deadline_after(&until, p->timeout_ms);
+    clock_deadline(&until, p->timeout_ms);
     pthread_mutex_lock(&p->mu);
     for (;;) {
         s = free_slot(p);
