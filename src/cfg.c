@@ -537,8 +537,9 @@ static FILE *dotenv_open(const char *path, bool *absent, char *why,
                          size_t why_len)
 {
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    struct stat st;
-    FILE *f;
+    struct stat st = { 0 };
+    const char *bad = NULL;
+    FILE *f = NULL;
 
     *absent = false;
     if (fd < 0) {
@@ -549,13 +550,17 @@ static FILE *dotenv_open(const char *path, bool *absent, char *why,
                  strerror(errno));
         return NULL;
     }
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
-        st.st_size > MAX_DOTENV_BYTES ||
-        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0 ||
-        !(f = fdopen(fd, "r"))) {
-        fail(why, why_len, "%s cannot be read: %s", path,
-             S_ISREG(st.st_mode) ? "larger than 1 MiB"
-                                 : "not a regular file");
+    if (fstat(fd, &st) != 0)
+        bad = strerror(errno);
+    else if (!S_ISREG(st.st_mode))
+        bad = "not a regular file";
+    else if (st.st_size > MAX_DOTENV_BYTES)
+        bad = "larger than 1 MiB";
+    else if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0 ||
+             !(f = fdopen(fd, "r")))
+        bad = strerror(errno);
+    if (bad) {
+        fail(why, why_len, "%s cannot be read: %s", path, bad);
         close(fd);
         return NULL;
     }
