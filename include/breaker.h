@@ -19,7 +19,9 @@ void breaker_free(struct breaker *b);                  /* NULL is a no-op */
  * takes one probe slot, which breaker_record() gives back. */
 bool breaker_allow(struct breaker *b, uint64_t now_ms);
 /* Records the result of a call that breaker_allow() let through. Only
- * infrastructure failures count; any other result is a success. */
+ * infrastructure failures count; any other result is a success. One
+ * AS_ERR_DB_UNREACHABLE (the server did not answer in time) opens it at
+ * once: each call after it would wait out the same timeout. */
 void breaker_record(struct breaker *b, enum as_err res, uint64_t now_ms);
 /* The state at `now_ms` (open turns half-open once the cooldown passed). */
 enum breaker_state breaker_state(struct breaker *b, uint64_t now_ms);

@@ -45,6 +45,13 @@
      * retries run out, so no caller sees this code. */                   \
     X(AS_ERR_LOCK_CONFLICT,    503, "service_unavailable",                    \
       "Service Unavailable")                                                  \
+    /* The database server did not answer at all in time (a connect, or a \
+     * statement past the server's own statement_timeout): the repository \
+     * opens the circuit at once and answers AS_ERR_UNAVAILABLE, so the   \
+     * requests after this one get 503 without waiting (README, "Circuit \
+     * breaker"). No caller sees this code. */                            \
+    X(AS_ERR_DB_UNREACHABLE,   503, "service_unavailable",                    \
+      "Service Unavailable")                                                  \
     X(AS_ERR_OVERLOADED,       503, "overloaded", "Service Unavailable")
 
 enum as_err {

@@ -98,7 +98,8 @@ void breaker_record(struct breaker *b, enum as_err res, uint64_t now_ms)
     case BREAKER_CLOSED:
         if (!failed)
             b->failures = 0;
-        else if (++b->failures >= b->threshold)
+        else if (res == AS_ERR_DB_UNREACHABLE ||
+                 ++b->failures >= b->threshold)
             trip(b, now_ms);
         break;
     case BREAKER_HALF_OPEN:

@@ -93,6 +93,7 @@ struct db_conn;                  /* a backend's connection, one thread's */
 /* What each backend implements. Every function returns AS_OK or an error
  * of the table (unique email -> AS_ERR_EMAIL_TAKEN, missing foreign row
  * -> AS_ERR_NOT_FOUND, lost connection or timeout -> AS_ERR_UNAVAILABLE,
+ * a server that did not answer at all in time -> AS_ERR_DB_UNREACHABLE,
  * deadlock or serialization failure -> AS_ERR_LOCK_CONFLICT, which makes
  * src/repo/repo.c run the whole call again; text that PostgreSQL cannot
  * store -> AS_ERR_VALIDATION). */

@@ -31,6 +31,7 @@
 #define POOL_MAX 1024u
 #define TIMEOUT_DEFAULT_MS (cfg_defaults()->db_timeout_ms)
 #define CLIENT_GRACE_MS 2000       /* past statement_timeout: server hung */
+#define CONNECT_HUNG_MS 1000       /* a connect failing this late: no answer */
 #define MIGRATION_LOCK "7022344802737369718"     /* "authserv" as int8 */
 #define MAX_PARAMS 10
 #define MAX_KV 64                  /* connection keywords we pass */
@@ -273,8 +274,15 @@ static bool idle_alive(PGconn *c)
     return rc == 0;
 }
 
+/* Connects. A connect that failed only after CONNECT_HUNG_MS found no
+ * server answering (a hung or unreachable host, libpq's connect_timeout):
+ * AS_ERR_DB_UNREACHABLE, which opens the circuit at once so that the
+ * next requests do not wait the same seconds. A quick refusal (server
+ * down or restarting, too many connections) is one failure among the
+ * breaker's threshold. */
 static enum as_err connect_one(struct pg *p, PGconn **out)
 {
+    int64_t t0 = mono_now();
     PGconn *c = PQconnectdbParams((const char *const *)p->keys,
                                   (const char *const *)p->vals, 0);
 
@@ -286,7 +294,8 @@ static enum as_err connect_one(struct pg *p, PGconn **out)
         log_simple(LOG_WARN, "db.connect_failed", "connect",
                    PQerrorMessage(c));
         PQfinish(c);
-        return AS_ERR_UNAVAILABLE;
+        return mono_now() - t0 >= CONNECT_HUNG_MS ? AS_ERR_DB_UNREACHABLE
+                                                  : AS_ERR_UNAVAILABLE;
     }
     PQsetNoticeProcessor(c, on_notice, NULL);
     *out = c;
@@ -435,7 +444,9 @@ static enum as_err conn_collect(struct conn *c, const char *op,
                                            : "db.connection_lost", op,
                        timed_out ? "no answer from the server in time"
                                  : PQerrorMessage(c->c));
-            return AS_ERR_UNAVAILABLE;
+            /* Past statement_timeout and the grace the server did not
+             * answer at all: it hangs (see connect_one). */
+            return timed_out ? AS_ERR_DB_UNREACHABLE : AS_ERR_UNAVAILABLE;
         }
         r = PQgetResult(c->c);
         if (!r)

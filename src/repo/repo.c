@@ -181,7 +181,8 @@ static enum as_err refused(struct repo *r)
 }
 
 /* Feeds the result of a call to the breaker; logs when that moves it.
- * Returns it, a lock conflict (retries ran out) as AS_ERR_UNAVAILABLE. */
+ * Returns it, a lock conflict (retries ran out) or an unreachable server
+ * as AS_ERR_UNAVAILABLE. */
 static enum as_err settle(struct repo *r, enum as_err err)
 {
     uint64_t now = clock_mono_ms();
@@ -199,7 +200,8 @@ static enum as_err settle(struct repo *r, enum as_err err)
                             "from", breaker_state_name(before),
                             "to", breaker_state_name(after),
                             "last_error", as_err_code(err)));
-    return err == AS_ERR_LOCK_CONFLICT ? AS_ERR_UNAVAILABLE : err;
+    return err == AS_ERR_LOCK_CONFLICT || err == AS_ERR_DB_UNREACHABLE
+               ? AS_ERR_UNAVAILABLE : err;
 }
 
 /* The backoff before a retry: see repo_int.h. */

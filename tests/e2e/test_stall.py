@@ -3,7 +3,9 @@ accepts TCP connections but never answers, the way a hung host looks)
 while a dozen bearer requests whose sessions are not in the session cache
 wait on it. No HTTP thread may wait on the database: /healthz, /metrics
 and the JWKS keep answering at once, /readyz answers 503 within about a
-second, and once the server continues (SIGCONT) everything answers again.
+second, the first request that times out opens the circuit (the ones
+after it get 503 at once), and once the server continues (SIGCONT)
+everything answers again.
 
 The test makes its own throwaway cluster (tests/pg-cluster.sh), so
 stopping it disturbs no other test, and continues it in a `finally`.
@@ -242,5 +244,61 @@ def test_readyz_never_waits_on_a_hung_database(own_cluster):
         assert wait_until(
             lambda: timed_get(d, "/readyz")[0] == 200, timeout=30,
             interval=0.05), "not ready again after SIGCONT"
+    finally:
+        assert d.stop() == 0, "\n".join(d.lines[-20:])
+
+
+def test_the_first_timeout_opens_the_circuit(own_cluster):
+    """The first request that meets the hung server can only wait out its
+    deadline; the ones after it get 503 at once (README, "Circuit
+    breaker": "at once, without waiting for a timeout"), not each the same
+    wait until AUTH_CB_FAILURE_THRESHOLD failures have piled up. Requests
+    one after another, so each would meet the hang on its own."""
+    folder, url = own_cluster
+    timeout_ms = 1000
+    d = Daemon("postgres", database_url=url, env={
+        "AUTH_DB_TIMEOUT_MS": str(timeout_ms),
+        "AUTH_CB_FAILURE_THRESHOLD": "5",
+        "AUTH_CB_OPEN_SECONDS": "5",
+        "AUTH_DB_POOL_SIZE": "4",
+    }).start()
+    stopped = []
+    try:
+        try:
+            r, _, _ = d.register()
+            assert r.status == 201, r
+
+            def register():
+                t0 = time.monotonic()
+                r, _, _ = d.register()
+                return r, time.monotonic() - t0
+
+            stopped = server_pids(folder)
+            signal_all(stopped, signal.SIGSTOP)
+            r, first_s = register()
+            assert r.status == 503, r
+            # its statement's deadline, or a connect's (3 s), and slack
+            assert first_s < timeout_ms / 1000 + 2 + 3 + 5, first_s
+            # More requests than the threshold: each refused at once.
+            waits = []
+            for _ in range(6):
+                r, s = register()
+                assert r.status == 503, r
+                assert r.json["code"] == "service_unavailable", r
+                ra = r.header("Retry-After")
+                assert ra and ra.isdigit() and int(ra) >= 1, ra
+                waits.append(s)
+            assert max(waits) < FAST_BOUND_S, waits
+            ev = [e for e in d.logs if e.get("event") == "repo.circuit"]
+            assert ev and ev[0].get("to") == "open", ev
+            print("\nstall: first request %.0f ms, the next six %s ms"
+                  % (first_s * 1000, [round(w * 1000, 1) for w in waits]))
+        finally:
+            signal_all(stopped, signal.SIGCONT)
+        assert wait_until(
+            lambda: timed_get(d, "/readyz")[0] == 200, timeout=30,
+            interval=0.05), "not ready again after SIGCONT"
+        r, _, _ = d.register()
+        assert r.status == 201, r
     finally:
         assert d.stop() == 0, "\n".join(d.lines[-20:])

@@ -65,6 +65,25 @@ static void opens_at_threshold(void **state)
     assert_int_equal(breaker_state(b, T0), BREAKER_OPEN);
 }
 
+/* A server that did not answer at all in time opens it at once: with a
+ * threshold of 3, two more requests would each wait the same timeout. */
+static void unreachable_opens_at_once(void **state)
+{
+    struct breaker *b = *state;
+
+    assert_true(call(b, T0, AS_ERR_DB_UNREACHABLE));
+    assert_int_equal(breaker_state(b, T0), BREAKER_OPEN);
+    assert_false(breaker_allow(b, T0 + 1));
+    assert_int_equal(breaker_retry_after_ms(b, T0 + 1), 4999);
+    assert_true(as_err_is_infra(AS_ERR_DB_UNREACHABLE));
+    assert_int_equal(as_err_http_status(AS_ERR_DB_UNREACHABLE), 503);
+    /* and its probe, when the server still does not answer, again */
+    assert_true(call(b, T0 + 5000, AS_ERR_DB_UNREACHABLE));
+    assert_int_equal(breaker_state(b, T0 + 5000), BREAKER_OPEN);
+    assert_true(call(b, T0 + 10000, AS_OK));
+    assert_int_equal(breaker_state(b, T0 + 10000), BREAKER_CLOSED);
+}
+
 static void non_infra_results_reset_streak(void **state)
 {
     static const enum as_err ok[] = {
@@ -205,6 +224,7 @@ int main(void)
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
         T(stays_closed_below_threshold),
         T(opens_at_threshold),
+        T(unreachable_opens_at_once),
         T(non_infra_results_reset_streak),
         T(open_refuses_until_cooldown),
         T(retry_after_counts_down),

@@ -1223,6 +1223,44 @@ static void lock_conflicts_are_retried(void **state)
     repo_close(r);
 }
 
+static enum as_err fake_unreachable(void *impl, bool admins_only,
+                                    int64_t *out)
+{
+    (void)impl;
+    (void)admins_only;
+    (void)out;
+    fake_calls++;
+    return AS_ERR_DB_UNREACHABLE;
+}
+
+/* A server that did not answer in time: the caller gets 503's code, the
+ * circuit opens on that one call, and the next call is refused without
+ * reaching the backend (it would wait the same timeout). */
+static void an_unreachable_server_opens_the_circuit(void **state)
+{
+    static const struct repo_ops fake = {
+        .name = "fake",
+        .user_count = fake_unreachable,
+        .close = fake_close,
+    };
+    struct cfg cfg;
+    struct repo *r = NULL;
+    int64_t n = 0;
+
+    (void)state;
+    fill_cfg(&cfg, NULL);
+    assert_int_equal(repo_wrap(&cfg, &fake, NULL, &r), AS_OK);
+    fake_calls = 0;
+    assert_int_equal(repo_user_count(r, false, &n), AS_ERR_UNAVAILABLE);
+    assert_int_equal(fake_calls, 1);
+    assert_int_equal(breaker_state(repo_breaker(r), clock_mono_ms()),
+                     BREAKER_OPEN);
+    assert_int_equal(repo_user_count(r, false, &n), AS_ERR_UNAVAILABLE);
+    assert_int_equal(fake_calls, 1);
+    assert_int_equal(repo_error_count(r), 2);
+    repo_close(r);
+}
+
 static void retry_delay_is_jittered_and_doubles(void **state)
 {
     unsigned a, lo, hi;
@@ -1926,6 +1964,7 @@ int main(void)
     const struct CMUnitTest sqlite_only[] = {
         cmocka_unit_test(breaker_guards_backend),
         cmocka_unit_test(lock_conflicts_are_retried),
+        cmocka_unit_test(an_unreachable_server_opens_the_circuit),
         cmocka_unit_test(retry_delay_is_jittered_and_doubles),
         BARE(breaker_opens_on_real_failures),
         BARE(failed_migration_changes_nothing),
