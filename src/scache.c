@@ -26,7 +26,7 @@ struct slot {
     struct session_state st;
     uint64_t at_ms;                       /* when it was fetched */
     uint64_t claim_ms;                    /* a refresh asked for, or 0 */
-    bool used;
+    uint64_t epoch;                       /* live while it is c->epoch */
 };
 
 /* A user row as repo_user_by_id() read it, without the password hash. */
@@ -38,7 +38,7 @@ struct row {
     enum role role;
     int64_t created_at, updated_at;
     uint64_t at_ms;
-    bool used;
+    uint64_t epoch;                       /* as a slot's */
 };
 
 struct scache {
@@ -48,6 +48,12 @@ struct scache {
     struct slot *slots;
     struct row *rows;
     atomic_uint_fast64_t gen;             /* forgets so far */
+    /* Entries stored since the last scache_forget_all() carry this; the
+     * others are free. Forgetting all is one increment: writing a flag in
+     * every slot made all of the table's pages resident (26 MiB at the
+     * default size) on each PostgreSQL instance, whose notification
+     * listener forgets all when it (re)connects. 0 is never current. */
+    atomic_uint_fast64_t epoch;
     pthread_mutex_t mu[STRIPES];
 };
 
@@ -63,6 +69,7 @@ struct scache *scache_new(unsigned slots, uint64_t ttl_ms)
         c->nslots = WAYS;
     c->ttl_ms = ttl_ms;
     c->now = clock_mono_ms;
+    atomic_init(&c->epoch, 1);
     c->nrows = c->nslots / USER_SHARE ? c->nslots / USER_SHARE : 1;
     c->slots = calloc(c->nslots, sizeof *c->slots);
     c->rows = calloc(c->nrows, sizeof *c->rows);
@@ -112,7 +119,7 @@ static void forget_row(struct scache *c, const char *user_id)
 
     pthread_mutex_lock(mu);
     if (strcmp(c->rows[i].id, user_id) == 0)
-        c->rows[i].used = false;
+        c->rows[i].epoch = 0;
     pthread_mutex_unlock(mu);
 }
 
@@ -120,6 +127,12 @@ static void forget_row(struct scache *c, const char *user_id)
 static unsigned set_of(const struct scache *c, const char *sid)
 {
     return fnv(sid) % (c->nslots / WAYS) * WAYS;
+}
+
+/* Whether an entry stored in `epoch` is still there. */
+static bool live(struct scache *c, uint64_t epoch)
+{
+    return epoch == atomic_load(&c->epoch);
 }
 
 static pthread_mutex_t *set_lock(struct scache *c, unsigned set)
@@ -135,7 +148,7 @@ static struct slot *find(struct scache *c, unsigned set, const char *sid)
     for (w = 0; w < WAYS; w++) {
         struct slot *s = &c->slots[set + w];
 
-        if (s->used && strcmp(s->sid, sid) == 0)
+        if (live(c, s->epoch) && strcmp(s->sid, sid) == 0)
             return s;
     }
     return NULL;
@@ -200,7 +213,7 @@ static void store(struct scache *c, const char *sid, const char *user_id,
     }
     s = find(c, set, sid);
     for (w = 0; !s && w < WAYS; w++)
-        if (!c->slots[set + w].used)
+        if (!live(c, c->slots[set + w].epoch))
             s = &c->slots[set + w];
     for (w = 0; !s && w < WAYS; w++)
         if (w == 0 || c->slots[set + w].at_ms < s->at_ms)
@@ -212,7 +225,7 @@ static void store(struct scache *c, const char *sid, const char *user_id,
     s->st = *st;
     s->at_ms = c->now();
     s->claim_ms = 0;
-    s->used = true;
+    s->epoch = atomic_load(&c->epoch);
     pthread_mutex_unlock(mu);
 }
 
@@ -274,7 +287,7 @@ void scache_forget(struct scache *c, const char *sid)
     pthread_mutex_lock(mu);
     s = find(c, set, sid);
     if (s) {
-        s->used = false;
+        s->epoch = 0;
         memcpy(user_id, s->user_id, sizeof user_id);
     }
     pthread_mutex_unlock(mu);
@@ -293,7 +306,7 @@ void scache_forget_user(struct scache *c, const char *user_id)
         pthread_mutex_lock(mu);
         for (w = 0; w < WAYS; w++)
             if (strcmp(c->slots[set + w].user_id, user_id) == 0)
-                c->slots[set + w].used = false;
+                c->slots[set + w].epoch = 0;
         pthread_mutex_unlock(mu);
     }
     forget_row(c, user_id);
@@ -309,7 +322,7 @@ static bool row_lookup(struct scache *c, const char *id, struct user *out,
     bool hit;
 
     pthread_mutex_lock(mu);
-    hit = w->used && strcmp(w->id, id) == 0 &&
+    hit = live(c, w->epoch) && strcmp(w->id, id) == 0 &&
           c->now() - w->at_ms < c->ttl_ms;
     if (hit) {
         memset(out, 0, sizeof *out);
@@ -352,7 +365,7 @@ static void row_store(struct scache *c, const struct user *u,
         w->created_at = u->created_at;
         w->updated_at = u->updated_at;
         w->at_ms = c->now();
-        w->used = true;
+        w->epoch = atomic_load(&c->epoch);
     }
     pthread_mutex_unlock(mu);
 }
@@ -383,23 +396,6 @@ bool scache_user_peek(struct scache *c, const char *id, struct user *out,
 
 void scache_forget_all(struct scache *c)
 {
-    unsigned i;
-
     atomic_fetch_add(&c->gen, 1);         /* first: see store() */
-    for (i = 0; i < c->nslots; i += WAYS) {
-        pthread_mutex_t *mu = set_lock(c, i);
-        unsigned w;
-
-        pthread_mutex_lock(mu);
-        for (w = 0; w < WAYS; w++)
-            c->slots[i + w].used = false;
-        pthread_mutex_unlock(mu);
-    }
-    for (i = 0; i < c->nrows; i++) {      /* the user rows too */
-        pthread_mutex_t *mu = &c->mu[i % STRIPES];
-
-        pthread_mutex_lock(mu);
-        c->rows[i].used = false;
-        pthread_mutex_unlock(mu);
-    }
+    atomic_fetch_add(&c->epoch, 1);       /* every entry, rows too */
 }

@@ -11,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include "arena.h"
 #include "cfg.h"
 #include "repo/repo_int.h"
 #include "scache.h"
@@ -42,13 +43,29 @@ static enum as_err fake_state(void *impl, const char *sid, int64_t now,
     return AS_OK;
 }
 
+static int user_calls;
+
+static enum as_err fake_user(void *impl, const char *id, struct user *out,
+                             struct arena *a)
+{
+    (void)impl;
+    (void)a;
+    user_calls++;
+    memset(out, 0, sizeof *out);
+    snprintf(out->id, sizeof out->id, "%s", id);
+    out->email = "ada@example.com";
+    out->is_active = true;
+    return AS_OK;
+}
+
 static void fake_close(void *impl)
 {
     (void)impl;
 }
 
 static const struct repo_ops fake = {
-    .name = "fake", .session_state = fake_state, .close = fake_close,
+    .name = "fake", .session_state = fake_state, .user_by_id = fake_user,
+    .close = fake_close,
 };
 
 static struct repo *fake_repo(void)
@@ -84,6 +101,62 @@ static void test_fresh_answers_are_cached(void **state)
     assert_int_equal(scache_check(c, r, S1, U1, &st), AS_OK);
     assert_false(st.live);
     assert_int_equal(calls, 2);
+    scache_free(c);
+    repo_close(r);
+}
+
+/* The process's anonymous resident memory, KiB (Linux). */
+static long rss_anon_kib(void)
+{
+    char line[256];
+    long kib = -1;
+    FILE *f = fopen("/proc/self/status", "r");
+
+    assert_non_null(f);
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "RssAnon: %ld", &kib) == 1)
+            break;
+    fclose(f);
+    return kib;
+}
+
+/* Forgetting all (what a PostgreSQL instance's notification listener
+ * does when it connects) forgets sessions and user rows, keeps no stale
+ * answer for an outage, and touches no page of the table: the daemon's
+ * table (65,536 slots) is 26 MiB of which an idle instance should keep
+ * next to nothing resident. */
+static void test_forget_all(void **state)
+{
+    struct repo *r = fake_repo();
+    struct scache *c = scache_new(65536, 60000);
+    struct session_state st;
+    struct user u;
+    struct arena *a = arena_new();
+    long before, after;
+
+    (void)state;
+    assert_non_null(c);
+    assert_non_null(a);
+    calls = user_calls = 0;
+    next_err = AS_OK;
+    next_live = true;
+    assert_int_equal(scache_check(c, r, S1, U1, &st), AS_OK);
+    assert_int_equal(scache_user(c, r, U1, &u, a), AS_OK);
+    assert_int_equal(scache_user(c, r, U1, &u, a), AS_OK);
+    assert_int_equal(user_calls, 1);
+    before = rss_anon_kib();
+    scache_forget_all(c);
+    after = rss_anon_kib();
+    assert_true(after - before < 1024);
+    next_err = AS_ERR_UNAVAILABLE;      /* no stale answer after it */
+    assert_int_equal(scache_check(c, r, S1, U1, &st), AS_ERR_UNAVAILABLE);
+    next_err = AS_OK;
+    assert_int_equal(scache_check(c, r, S1, U1, &st), AS_OK);
+    assert_int_equal(scache_check(c, r, S1, U1, &st), AS_OK);
+    assert_int_equal(calls, 3);         /* asked again once, then cached */
+    assert_int_equal(scache_user(c, r, U1, &u, a), AS_OK);
+    assert_int_equal(user_calls, 2);
+    arena_free(a);
     scache_free(c);
     repo_close(r);
 }
@@ -399,6 +472,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fresh_answers_are_cached),
+        cmocka_unit_test(test_forget_all),
         cmocka_unit_test(test_ttl_zero_always_asks),
         cmocka_unit_test(test_forget_user_and_database_down),
         cmocka_unit_test(test_filed_under_the_owner),
