@@ -201,6 +201,15 @@ enum as_err db_login_failures_clear(void *impl, const char *email,
     .login_failures_prune = db_login_failures_prune,                       \
     .login_failures_clear = db_login_failures_clear
 /* ---- mail: link tokens and the outbox (mail.c) ---- */
+/* Inside flow `t`, which holds the user's row: ends every link of
+ * `user_id` not used yet (the `purpose` ones; NULL: all) and, with
+ * `requests`, deletes the reset requests to its current email that the
+ * mailer has not resolved yet (it would make a link after this flow):
+ * a password change or reset retires every reset link asked for before
+ * it, and an email change every link, also mailed ones the account's
+ * address could come back to. */
+void db_links_end(struct db_tx *t, const char *user_id, const char *purpose,
+                  bool requests, int64_t now);
 enum as_err db_outbox_add(void *impl, const struct outbox_row *m,
                           int64_t stale_before);
 enum as_err db_outbox_resolve(void *impl, const struct outbox_row *m,

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "mail.h"
 #include "repo_int.h"
 
 /* A mail counts against the cap of its recipient for an hour from when
@@ -59,7 +60,7 @@ enum {
     M_TOKEN_USE, M_SET_PW, M_DROP_PASSKEYS, M_DROP_MFA, M_DROP_CODES,
     M_REVOKE_ALL, M_RETIRE, M_LOCK_VERIFY, M_VERIFY_USE, M_SET_VERIFIED,
     M_CLAIM, M_SENT, M_FAILED, M_PRUNE_TOKENS, M_PRUNE_SENT,
-    M_PRUNE_STALE, M_PRUNE_COUNTS, M_NSTMT
+    M_PRUNE_STALE, M_PRUNE_COUNTS, M_RETIRE_ALL, M_DROP_REQUESTS, M_NSTMT
 };
 
 static struct db_stmt sql[M_NSTMT] = {
@@ -71,11 +72,20 @@ static struct db_stmt sql[M_NSTMT] = {
                              STALE_ROWS ")",
                              "DELETE FROM outbox WHERE id IN ("
                              STALE_ROWS " FOR UPDATE SKIP LOCKED)"),
-    [M_RESET_USER] = DB_SQL("SELECT id FROM users WHERE email = $1 "
-                            "AND is_active"),
-    [M_VERIFY_USER] = DB_SQL("SELECT id FROM users WHERE id = $2 "
-                             "AND email = $1 AND is_active "
-                             "AND NOT is_verified"),
+    /* PostgreSQL: the user's row held against a password or email
+     * change until the link is stored (SQLite: one writer), so that the
+     * change either retires the link or finds the request still there
+     * (db_links_end). */
+    [M_RESET_USER] = DB_SPLIT("SELECT id FROM users WHERE email = $1 "
+                              "AND is_active",
+                              "SELECT id FROM users WHERE email = $1 "
+                              "AND is_active FOR SHARE"),
+    [M_VERIFY_USER] = DB_SPLIT("SELECT id FROM users WHERE id = $2 "
+                               "AND email = $1 AND is_active "
+                               "AND NOT is_verified",
+                               "SELECT id FROM users WHERE id = $2 "
+                               "AND email = $1 AND is_active "
+                               "AND NOT is_verified FOR SHARE"),
     /* Counts of one recipient wait for each other here (PostgreSQL: the
      * row's lock until commit; SQLite: one writer), so that each sums
      * what the one before it added. */
@@ -158,6 +168,12 @@ static struct db_stmt sql[M_NSTMT] = {
                              "AND sent_at IS NULL AND created_at < $1"),
     [M_PRUNE_COUNTS] = DB_SQL("DELETE FROM mail_counts "
                               "WHERE window_start < $1"),
+    [M_RETIRE_ALL] = DB_SQL("UPDATE one_time_tokens SET used_at = $2 "
+                            "WHERE user_id = $1 AND used_at IS NULL"),
+    [M_DROP_REQUESTS] = DB_SQL("DELETE FROM outbox WHERE kind = '"
+                               MAIL_KIND_RESET "' AND NOT resolved "
+                               "AND sent_at IS NULL AND recipient = "
+                               "(SELECT email FROM users WHERE id = $1)"),
 };
 
 /* Text PostgreSQL refuses to store (not UTF-8) was never stored: a
@@ -337,6 +353,19 @@ static void retire(struct db_tx *t, const char *user_id, const char *purpose,
            db_text(purpose));
 }
 
+void db_links_end(struct db_tx *t, const char *user_id, const char *purpose,
+                  bool requests, int64_t now)
+{
+    struct db_rows r;
+
+    if (purpose)
+        retire(t, user_id, purpose, now);
+    else
+        DB_RUN(t, &sql[M_RETIRE_ALL], &r, db_text(user_id), db_int(now));
+    if (requests)
+        DB_RUN(t, &sql[M_DROP_REQUESTS], &r, db_text(user_id));
+}
+
 enum as_err db_ott_reset(void *impl, const uint8_t hash[REPO_HASH_LEN],
                          const char *user_id, const char *pw_hash,
                          bool drop_factors, int64_t now)
@@ -366,7 +395,7 @@ enum as_err db_ott_reset(void *impl, const uint8_t hash[REPO_HASH_LEN],
         DB_RUN(&t, &sql[M_DROP_CODES], &r, db_text(user_id));
     }
     db_mfa_tokens_end(&t, user_id);
-    retire(&t, user_id, "reset", now);
+    db_links_end(&t, user_id, "reset", true, now);
     return none_if_invalid(db_close(&t), AS_ERR_NOT_FOUND);
 }
 

@@ -23,7 +23,7 @@
 enum {
     U_INSERT, U_BY_ID, U_BY_EMAIL, U_LOCK_ADMINS, U_BEFORE_PATCH,
     U_BEFORE_DELETE, U_PATCH, U_NOTICE, U_SET_PW,
-    U_RETIRE_RESETS, U_REHASH, U_DELETE, U_LIST, U_COUNT, U_ADMIN_COUNT,
+    U_REHASH, U_DELETE, U_LIST, U_COUNT, U_ADMIN_COUNT,
     U_NSTMT
 };
 
@@ -72,9 +72,6 @@ static struct db_stmt sql[U_NSTMT] = {
                         "VALUES ($1, $2, $3, $4, true, $5, $5)"),
     [U_SET_PW] = DB_SQL("UPDATE users SET password_hash = $2, "
                         "updated_at = $3 WHERE id = $1"),
-    [U_RETIRE_RESETS] = DB_SQL("UPDATE one_time_tokens SET used_at = $2 "
-                               "WHERE user_id = $1 AND purpose = 'reset' "
-                               "AND used_at IS NULL"),
     [U_REHASH] = DB_SQL("UPDATE users SET password_hash = $3 "
                         "WHERE id = $1 AND password_hash = $2"),
     [U_DELETE] = DB_SQL("DELETE FROM users WHERE id = $1"),
@@ -219,6 +216,10 @@ enum as_err db_user_patch(void *impl, const char *id,
                    db_text(id), db_text(p->email_notice->kind),
                    db_text(old_email),
                    db_int(p->email_notice->created_at));
+        /* Links checked the address only: after X -> Y -> X, X's old
+         * links worked again. */
+        if (email && strcmp(email, old_email) != 0)
+            db_links_end(&t, id, NULL, false, now);
         if (out)
             db_read_user(&t, &r, 0, out);
     }
@@ -243,7 +244,7 @@ enum as_err db_user_set_password(void *impl, const char *id,
                db_int(now)) && r.changed == 0)
         db_refuse(&t, AS_ERR_NOT_FOUND);
     db_revoke_sessions(&t, id, keep_sid, now);
-    DB_RUN(&t, &sql[U_RETIRE_RESETS], &r, db_text(id), db_int(now));
+    db_links_end(&t, id, "reset", true, now);
     return db_close(&t);
 }
 
