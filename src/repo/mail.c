@@ -19,14 +19,18 @@
 #define HOUR_MS INT64_C(3600000)
 #define MINUTE_MS INT64_C(60000)
 #define WINDOW_MS (HOUR_MS + MINUTE_MS)
-/* Mails without a link (notices) are counted apart from link mails, in
- * the rows of the same recipient whose window_start is the minute's plus
- * this: the same table, a count no link mail raises (so a flood of reset
- * requests cannot silence a notice), pruned with the others, and no
- * change of the table's key that instances still running the previous
- * version would trip over. Window_start NOTICE_SLOT_MS itself (and 0)
- * is the row that one count of a recipient locks first. */
-#define NOTICE_SLOT_MS INT64_C(1)
+/* Mails without a link (notices) are counted apart from link mails, and
+ * each kind of notice apart from the others, in the rows of the same
+ * recipient whose window_start is the minute's plus the kind's slot: the
+ * same table, a count no link mail raises (so a flood of reset requests
+ * cannot silence a notice) and no other kind of notice raises (so five
+ * passkeys added cannot silence the notice of an email change), pruned
+ * with the others, and no change of the table's key that instances
+ * still running the previous version would trip over. Window_start of
+ * the slot itself (0 for link mails) is the row that one count of a
+ * recipient and kind locks first. */
+#define NOTICE_SLOT_MS INT64_C(1)          /* email_changed, and others */
+#define PASSKEY_SLOT_MS INT64_C(2)         /* passkey_added */
 /* Unsent mails queued before the cutoff that one new mail deletes: more
  * than one, so that without a mailer (no transport) they cannot pile up
  * faster than they go, and few, so that a request stays cheap. */
@@ -232,14 +236,24 @@ static bool resolve_user(struct db_tx *t, const struct outbox_row *m,
     return t->err == AS_OK;
 }
 
-/* Whether one more mail to `recipient` at `now` stays within `cap` in
- * the last hour, counting it when it does; notices (`notice`) and link
- * mails are counted apart. Mails held back are not counted: requests
- * past the cap cannot keep an address shut for good. */
-static bool within_cap(struct db_tx *t, const char *recipient, int64_t now,
-                       bool notice, unsigned cap)
+/* The count that mail `m` (with link token `k`, or a notice) is held
+ * to: see NOTICE_SLOT_MS. */
+static int64_t count_slot(const struct outbox_row *m, const struct ott *k)
 {
-    int64_t slot = notice ? NOTICE_SLOT_MS : 0;
+    if (k)
+        return 0;
+    if (m->kind && strcmp(m->kind, MAIL_KIND_PASSKEY_ADDED) == 0)
+        return PASSKEY_SLOT_MS;
+    return NOTICE_SLOT_MS;
+}
+
+/* Whether one more mail to `recipient` at `now` stays within `cap` in
+ * the last hour, counting it when it does; link mails and each kind of
+ * notice are counted apart (`slot`). Mails held back are not counted:
+ * requests past the cap cannot keep an address shut for good. */
+static bool within_cap(struct db_tx *t, const char *recipient, int64_t now,
+                       int64_t slot, unsigned cap)
+{
     struct db_rows r;
     int64_t sent = 0;
 
@@ -299,7 +313,7 @@ enum as_err db_outbox_resolve(void *impl, const struct outbox_row *m,
      * then the count, then the decision. A mail without a link (a
      * notice) has a count of its own, which link mails do not raise. */
     found = !k || resolve_user(&t, m, k, user_id);
-    capped = !within_cap(&t, m->recipient, now, !k, cap);
+    capped = !within_cap(&t, m->recipient, now, count_slot(m, k), cap);
     if (t.err == AS_OK)
         *fate = !found ? OUTBOX_NO_USER
                        : capped ? OUTBOX_CAPPED : OUTBOX_READY;

@@ -300,3 +300,45 @@ def test_a_new_passkey_is_told_to_the_owner(make_daemon):
     finally:
         sink.close()
         hook.close()
+
+
+def test_passkey_notices_cannot_silence_an_email_change(make_daemon):
+    """Each kind of notice has its own count: a stolen access token that
+    adds passkeys past the cap (their notices dropped) cannot so silence
+    the notice that the account's email moved."""
+    from softauthn import Authenticator
+    from test_passkeys import free_port
+
+    hook = SortingHook()
+    try:
+        port = free_port()
+        origin = "http://localhost:%d" % port
+        d = make_daemon(hook_env(hook, AUTH_MAIL_PER_RECIPIENT_PER_HOUR="2",
+                                 AUTH_PORT=str(port),
+                                 AUTH_WEBAUTHN_RP_ID="localhost",
+                                 AUTH_WEBAUTHN_ORIGINS=origin)).start()
+        addr, pw, t = d.user()
+        for _ in range(3):
+            opts = d.request("POST", "/api/v1/auth/passkeys/register/options",
+                             {}, token=t["access_token"])
+            assert opts.status == 200, opts
+            cred = Authenticator().register(opts.json, origin)
+            r = d.request("POST", "/api/v1/auth/passkeys/register",
+                          {"credential": cred}, token=t["access_token"])
+            assert r.status == 201, r
+        assert wait_until(lambda: events(d, "mail.dropped",
+                                         kind="passkey_added",
+                                         reason="recipient_cap"),
+                          timeout=20), hook.requests
+        assert wait_until(lambda: len(hook.to(addr, "passkey_added")) == 2,
+                          timeout=20)
+        moved = "moved-" + addr
+        r = d.request("PATCH", "/api/v1/users/me",
+                      {"email": moved, "current_password": pw},
+                      token=t["access_token"])
+        assert r.status == 200, r
+        got = wait_until(lambda: hook.to(addr, "email_changed"), timeout=20)
+        assert got and got[0]["link"] is None, hook.requests
+        assert not events(d, "mail.dropped", kind="email_changed")
+    finally:
+        hook.close()
