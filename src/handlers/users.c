@@ -319,6 +319,7 @@ enum as_err h_user_patch(struct req_ctx *rc, struct response *res)
 {
     json_t *in = NULL;
     struct user_patch p = { 0 };
+    struct outbox_row notice = { .kind = MAIL_KIND_EMAIL_CHANGED };
     bool mfa_on = false, mfa_present = false;
     enum as_err err = req_json(rc, &in);
 
@@ -334,8 +335,17 @@ enum as_err h_user_patch(struct req_ctx *rc, struct response *res)
         err = AS_ERR_VALIDATION;
     else if (!uuid_valid(rc->param_id))
         err = res_fail(res, AS_ERR_NOT_FOUND, "No such user.");
-    else
-        err = save_patch(rc, ACCOUNT_ADMIN, rc->param_id, &p);
+    if (err != AS_OK)
+        goto out;
+    /* The owner hears of an address an admin changed, as of one changed
+     * through /me: an admin token (or a stolen one) that moves an account
+     * and then resets its password is not silent. */
+    uuid_v7_new(notice.id);
+    notice.created_at = clock_ms();
+    p.email_notice = &notice;
+    err = save_patch(rc, ACCOUNT_ADMIN, rc->param_id, &p);
+    if (err == AS_OK && (p.set & UF_EMAIL))
+        mail_wake(atomic_load(&rc->app->mailer));
     if (err == AS_OK && mfa_present) {
         struct user u = { 0 };
 

@@ -113,3 +113,28 @@ def test_links_die_with_an_email_change_also_when_it_comes_back(ld, sink):
                  if parse(m)["Subject"] == "Confirm your email address"][-1]
         assert verify(ld, token_in(parse(fresh).get_content(),
                                    "/verify-email")).status == 204
+
+
+def test_an_admin_moving_an_account_tells_the_owner(ld, sink):
+    """An admin's email change, like the owner's, mails the old address
+    an `email_changed` notice and ends the account's links."""
+    admin = "admin-%s" % ld.user()[0]
+    r = ld.command("user", "create", "--email", admin, "--admin",
+                   stdin=b"admin passphrase 123\n")
+    assert r.returncode == 0, r.stderr
+    at = ld.login(admin, "admin passphrase 123").json["access_token"]
+    addr, _, t = ld.user()
+    assert forgot(ld, addr).status == 202
+    assert wait_until(lambda: reset_links(sink, addr), timeout=30)
+    rtok = reset_links(sink, addr)[0]
+    uid = ld.request("GET", "/api/v1/users/me",
+                     token=t["access_token"]).json["id"]
+    r = ld.request("PATCH", "/api/v1/users/" + uid,
+                   {"email": "elsewhere-" + addr}, token=at)
+    assert r.status == 200, r
+    assert wait_until(lambda: [
+        m for m in sink.to(addr)
+        if parse(m)["Subject"] == "Your email address was changed"],
+        timeout=30), [parse(m)["Subject"] for m in sink.to(addr)]
+    assert_problem(reset(ld, rtok, "attacker passphrase"), 400,
+                   "invalid_token")
