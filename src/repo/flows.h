@@ -206,8 +206,8 @@ enum as_err db_login_failures_clear(void *impl, const char *email,
  * `requests`, deletes the reset requests to its current email that the
  * mailer has not resolved yet (it would make a link after this flow):
  * a password change or reset retires every reset link asked for before
- * it, and an email change every link, also mailed ones the account's
- * address could come back to. */
+ * it, and an email change or a deactivation every link, also mailed ones
+ * that the account's address or a reactivation could bring back. */
 void db_links_end(struct db_tx *t, const char *user_id, const char *purpose,
                   bool requests, int64_t now);
 enum as_err db_outbox_add(void *impl, const struct outbox_row *m,

@@ -209,8 +209,11 @@ enum as_err db_user_patch(void *impl, const char *id,
         email = db_str(db_at(&r, 0, 1));
         if (was_admin && !is_admin)
             keep_an_admin(&t);
-        if (was_active && !is_active)
+        if (was_active && !is_active) {
+            /* nothing of before comes back with a reactivation */
             db_revoke_sessions(&t, id, NULL, now);
+            db_links_end(&t, id, NULL, true, now);
+        }
         if (p->email_notice && email && strcmp(email, old_email) != 0)
             DB_RUN(&t, &sql[U_NOTICE], &b, db_text(p->email_notice->id),
                    db_text(id), db_text(p->email_notice->kind),

@@ -138,3 +138,32 @@ def test_an_admin_moving_an_account_tells_the_owner(ld, sink):
         timeout=30), [parse(m)["Subject"] for m in sink.to(addr)]
     assert_problem(reset(ld, rtok, "attacker passphrase"), 400,
                    "invalid_token")
+
+
+def test_links_die_with_a_deactivation(ld, sink):
+    """Sessions stay dead when an admin reactivates an account; so do the
+    links mailed before the deactivation."""
+    admin = "boss-%s" % ld.user()[0]
+    r = ld.command("user", "create", "--email", admin, "--admin",
+                   stdin=b"admin passphrase 123\n")
+    assert r.returncode == 0, r.stderr
+    at = ld.login(admin, "admin passphrase 123").json["access_token"]
+    addr, pw, t = ld.user()
+    uid = ld.request("GET", "/api/v1/users/me",
+                     token=t["access_token"]).json["id"]
+    assert verify_request(ld, t["access_token"]).status == 202
+    assert forgot(ld, addr).status == 202
+    assert wait_until(lambda: reset_links(sink, addr) and len(
+        sink.to(addr)) >= 2, timeout=30)
+    rtok = reset_links(sink, addr)[0]
+    vtok = [token_in(parse(m).get_content(), "/verify-email")
+            for m in sink.to(addr)
+            if parse(m)["Subject"] == "Confirm your email address"][0]
+    for active in (False, True):
+        r = ld.request("PATCH", "/api/v1/users/" + uid,
+                       {"is_active": active}, token=at)
+        assert r.status == 200, r
+    assert_problem(reset(ld, rtok, "attacker passphrase"), 400,
+                   "invalid_token")
+    assert_problem(verify(ld, vtok), 400, "invalid_token")
+    assert ld.login(addr, pw).status == 200
