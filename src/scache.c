@@ -215,9 +215,12 @@ static void store(struct scache *c, const char *sid, const char *user_id,
     for (w = 0; !s && w < WAYS; w++)
         if (!live(c, c->slots[set + w].epoch))
             s = &c->slots[set + w];
-    for (w = 0; !s && w < WAYS; w++)
-        if (w == 0 || c->slots[set + w].at_ms < s->at_ms)
-            s = &c->slots[set + w];
+    if (!s) {                   /* the set is full: its oldest entry */
+        s = &c->slots[set];
+        for (w = 1; w < WAYS; w++)
+            if (c->slots[set + w].at_ms < s->at_ms)
+                s = &c->slots[set + w];
+    }
     snprintf(s->sid, sizeof s->sid, "%s", sid);
     /* The session's owner as the database said, not the token's word. */
     snprintf(s->user_id, sizeof s->user_id, "%s",

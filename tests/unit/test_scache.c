@@ -352,6 +352,17 @@ static void test_a_set_holds_eight_sessions(void **state)
         sid_n(sid, i);
         assert_true(scache_peek(c, sid, &st));
     }
+    /* and the next goes where the oldest now is, not where the newest
+     * (session 8, in the first slot) is */
+    fake_ms = 2001;
+    sid_n(sid, 9);
+    assert_int_equal(scache_check(c, r, sid, U1, &st), AS_OK);
+    sid_n(sid, 1);
+    assert_false(scache_peek(c, sid, &st));
+    for (i = 2; i <= 9; i++) {
+        sid_n(sid, i);
+        assert_true(scache_peek(c, sid, &st));
+    }
     scache_free(c);
     repo_close(r);
 }
