@@ -203,13 +203,14 @@ enum as_err db_login_failures_clear(void *impl, const char *email,
 /* ---- mail: link tokens and the outbox (mail.c) ---- */
 /* Inside flow `t`, which holds the user's row: ends every link of
  * `user_id` not used yet (the `purpose` ones; NULL: all) and, with
- * `requests`, deletes the reset requests to its current email that the
- * mailer has not resolved yet (it would make a link after this flow):
- * a password change or reset retires every reset link asked for before
- * it, and an email change or a deactivation every link, also mailed ones
- * that the account's address or a reactivation could bring back. */
+ * `requests`, deletes the reset requests to `address` (NULL: the
+ * account's email now) that the mailer has not resolved yet (it would
+ * make a link after this flow): a password change or reset retires every
+ * reset link asked for before it, and an email change (`address` the old
+ * one) or a deactivation every link, also mailed or queued ones that the
+ * account's address coming back or a reactivation could revive. */
 void db_links_end(struct db_tx *t, const char *user_id, const char *purpose,
-                  bool requests, int64_t now);
+                  bool requests, const char *address, int64_t now);
 enum as_err db_outbox_add(void *impl, const struct outbox_row *m,
                           int64_t stale_before);
 enum as_err db_outbox_resolve(void *impl, const struct outbox_row *m,

@@ -174,10 +174,12 @@ static struct db_stmt sql[M_NSTMT] = {
                               "WHERE window_start < $1"),
     [M_RETIRE_ALL] = DB_SQL("UPDATE one_time_tokens SET used_at = $2 "
                             "WHERE user_id = $1 AND used_at IS NULL"),
+    /* To address $2, or when NULL the user's current one. */
     [M_DROP_REQUESTS] = DB_SQL("DELETE FROM outbox WHERE kind = '"
                                MAIL_KIND_RESET "' AND NOT resolved "
                                "AND sent_at IS NULL AND recipient = "
-                               "(SELECT email FROM users WHERE id = $1)"),
+                               "COALESCE($2, (SELECT email FROM users "
+                               "WHERE id = $1))"),
 };
 
 /* Text PostgreSQL refuses to store (not UTF-8) was never stored: a
@@ -368,7 +370,7 @@ static void retire(struct db_tx *t, const char *user_id, const char *purpose,
 }
 
 void db_links_end(struct db_tx *t, const char *user_id, const char *purpose,
-                  bool requests, int64_t now)
+                  bool requests, const char *address, int64_t now)
 {
     struct db_rows r;
 
@@ -377,7 +379,8 @@ void db_links_end(struct db_tx *t, const char *user_id, const char *purpose,
     else
         DB_RUN(t, &sql[M_RETIRE_ALL], &r, db_text(user_id), db_int(now));
     if (requests)
-        DB_RUN(t, &sql[M_DROP_REQUESTS], &r, db_text(user_id));
+        DB_RUN(t, &sql[M_DROP_REQUESTS], &r, db_text(user_id),
+               db_text(address));
 }
 
 enum as_err db_ott_reset(void *impl, const uint8_t hash[REPO_HASH_LEN],
@@ -409,7 +412,7 @@ enum as_err db_ott_reset(void *impl, const uint8_t hash[REPO_HASH_LEN],
         DB_RUN(&t, &sql[M_DROP_CODES], &r, db_text(user_id));
     }
     db_mfa_tokens_end(&t, user_id);
-    db_links_end(&t, user_id, "reset", true, now);
+    db_links_end(&t, user_id, "reset", true, NULL, now);
     return none_if_invalid(db_close(&t), AS_ERR_NOT_FOUND);
 }
 

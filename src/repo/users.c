@@ -212,7 +212,7 @@ enum as_err db_user_patch(void *impl, const char *id,
         if (was_active && !is_active) {
             /* nothing of before comes back with a reactivation */
             db_revoke_sessions(&t, id, NULL, now);
-            db_links_end(&t, id, NULL, true, now);
+            db_links_end(&t, id, NULL, true, NULL, now);
         }
         if (p->email_notice && email && strcmp(email, old_email) != 0)
             DB_RUN(&t, &sql[U_NOTICE], &b, db_text(p->email_notice->id),
@@ -220,9 +220,9 @@ enum as_err db_user_patch(void *impl, const char *id,
                    db_text(old_email),
                    db_int(p->email_notice->created_at));
         /* Links checked the address only: after X -> Y -> X, X's old
-         * links worked again. */
+         * links, and a request to X queued before, worked again. */
         if (email && strcmp(email, old_email) != 0)
-            db_links_end(&t, id, NULL, false, now);
+            db_links_end(&t, id, NULL, true, old_email, now);
         if (out)
             db_read_user(&t, &r, 0, out);
     }
@@ -247,7 +247,7 @@ enum as_err db_user_set_password(void *impl, const char *id,
                db_int(now)) && r.changed == 0)
         db_refuse(&t, AS_ERR_NOT_FOUND);
     db_revoke_sessions(&t, id, keep_sid, now);
-    db_links_end(&t, id, "reset", true, now);
+    db_links_end(&t, id, "reset", true, NULL, now);
     return db_close(&t);
 }
 

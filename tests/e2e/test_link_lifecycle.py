@@ -83,6 +83,28 @@ def test_a_reset_ends_the_links_asked_for_before_it(ld, sink):
         assert ld.login(addr, "reset passphrase %d" % i).status == 200
 
 
+def test_a_reset_asked_before_an_email_change_is_dead_after_it(ld, sink):
+    """forgot(X), then X -> Y -> X before the mailer makes the link: the
+    request went with the first change, and no link made later works."""
+    mailed = 0
+    for _ in range(ROUNDS):
+        addr, pw, t = ld.user()
+        assert forgot(ld, addr).status == 202
+        for to in ("moved-" + addr, addr):
+            r = ld.request("PATCH", "/api/v1/users/me",
+                           {"email": to, "current_password": pw},
+                           token=t["access_token"])
+            assert r.status == 200, r
+        drained(ld)
+        for token in reset_links(sink, addr):
+            mailed += 1
+            assert_problem(reset(ld, token, "attacker passphrase"), 400,
+                           "invalid_token")
+        assert ld.login(addr, pw).status == 200
+    print("\n%d of %d reset mails went out, their links dead" % (mailed,
+                                                                ROUNDS))
+
+
 def test_links_die_with_an_email_change_also_when_it_comes_back(ld, sink):
     for _ in range(3):
         addr, pw, t = ld.user()
