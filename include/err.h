@@ -52,7 +52,9 @@
      * breaker"). No caller sees this code. */                            \
     X(AS_ERR_DB_UNREACHABLE,   503, "service_unavailable",                    \
       "Service Unavailable")                                                  \
-    X(AS_ERR_OVERLOADED,       503, "overloaded", "Service Unavailable")
+    X(AS_ERR_OVERLOADED,       503, "overloaded", "Service Unavailable")    \
+    X(AS_ERR_HTTP_VERSION,     505, "http_version_not_supported",             \
+      "HTTP Version Not Supported")
 
 enum as_err {
 #define X(code, status, name, title) code,

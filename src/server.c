@@ -817,6 +817,16 @@ static bool begin(struct req_ctx *rc, const char *mhd_method,
     enum router_result m;
     enum as_err err;
 
+    /* libmicrohttpd 0.9.75 serves any HTTP/1.x; the checks here (Host
+     * on HTTP/1.1, chunked on HTTP/1.0) know two versions, and a request
+     * of another would pass both. */
+    if (!version || (strcmp(version, MHD_HTTP_VERSION_1_1) != 0 &&
+                     strcmp(version, MHD_HTTP_VERSION_1_0) != 0)) {
+        close_after(rc);
+        rc->err = AS_ERR_HTTP_VERSION;
+        rc->res.detail = "Only versions 1.0 and 1.1 of HTTP are served.";
+        return false;
+    }
     /* RFC 9112 6.1: a chunked HTTP/1.0 request is framed in a way an
      * HTTP/1.0 reader in front does not know; nothing after it on this
      * connection is read, whatever the answer. */
@@ -1174,24 +1184,31 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     struct req_ctx *rc;
     char *q;
     int fd;
-    bool spaced;
+    bool spaced, nul;
 
     connguard_request_line(srv->guard, conn_guard(conn), clock_mono_ms());
     /* libmicrohttpd, told to be lenient (see start), takes a target with
      * blanks in it up to the last blank before the version: RFC 9112 3.2
      * has no blank in a request target. */
     spaced = uri[strcspn(uri, " \t")] != '\0';
-    if (!spaced && !query_leaves_no_room(uri))
+    /* An encoded NUL ends the decoded path or argument where it stands:
+     * `/metrics%00.js` would be served as `/metrics` (and a proxy or cache
+     * in front matching on the suffix would see another resource). */
+    nul = strstr(uri, "%00") != NULL;
+    if (!spaced && !nul && !query_leaves_no_room(uri))
         return NULL;
-    rc = req_new(srv->app, conn, spaced ? "/" : uri, "GET");  /* method:
+    rc = req_new(srv->app, conn, spaced || nul ? "/" : uri, "GET");  /* method:
                                                                  not given */
     fd = conn_fd(conn);
     if (rc) {
         atomic_fetch_add(&srv->inflight, 1);
-        rc->err = spaced ? AS_ERR_BAD_REQUEST : AS_ERR_HEADERS_TOO_LARGE;
+        rc->err = spaced || nul ? AS_ERR_BAD_REQUEST
+                                : AS_ERR_HEADERS_TOO_LARGE;
         rc->res.detail = spaced ? "The request target has a blank in it."
-                                : "The query string has more arguments "
-                                  "than the server accepts.";
+                         : nul ? "The request target holds an encoded NUL "
+                                 "(%00)."
+                               : "The query string has more arguments "
+                                 "than the server accepts.";
         (void)respond_raw(rc);
         raw_answered = false;           /* no MHD_NO to log about */
     }

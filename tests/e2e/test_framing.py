@@ -291,6 +291,33 @@ def test_a_long_refused_chunked_body_still_gets_its_answer(daemon):
     assert raw.startswith(b"HTTP/1.1 413 "), raw[:300]
 
 
+@pytest.mark.parametrize("version", [b"HTTP/1.2", b"HTTP/1.9"])
+def test_other_http_versions_are_refused(daemon, version):
+    """Only HTTP/1.0 and HTTP/1.1: libmicrohttpd served 1.2 and 1.9,
+    without the Host that HTTP/1.1 needs (README "Framing": 505)."""
+    for host in (b"", b"Host: x\r\n"):
+        raw = daemon.raw(b"GET /healthz " + version + b"\r\n" + host +
+                         b"\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+                         timeout=5)
+        assert_raw_problem(raw, 505, "http_version_not_supported")
+        assert parse(raw)[1]["connection"] == "close"
+
+
+@pytest.mark.parametrize("target", [
+    b"/metrics%00.js", b"/healthz%00/../../etc", b"/api/v1/auth/verify%00.css",
+    b"/api/v1/users?q=%00", b"/healthz?x=a%00b"])
+def test_an_encoded_nul_in_the_target_is_refused(daemon, target):
+    """A decoded %00 cut the path short: /metrics%00.js was /metrics."""
+    raw = daemon.raw(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+                     timeout=5)
+    p = assert_raw_problem(raw, 400, "bad_request")
+    assert "NUL" in p["detail"], p
+    # %25 00 is a percent sign and two zeros, not a NUL
+    raw = daemon.raw(b"GET /healthz?x=%2500 HTTP/1.1\r\nHost: x\r\n"
+                     b"Connection: close\r\n\r\n", timeout=5)
+    assert raw.startswith(b"HTTP/1.1 200 "), raw[:300]
+
+
 def test_http_1_0_needs_no_host(daemon):
     raw = daemon.raw(b"GET /healthz HTTP/1.0\r\n\r\n", timeout=5)
     assert raw.startswith(b"HTTP/1.1 200 "), raw[:300]
