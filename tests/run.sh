@@ -70,26 +70,50 @@ export AUTH_TEST_PG_URL=$pg_url AUTH_E2E_PG_URL=$pg_url
 
 # Node.js tools of the API checks (Swagger UI in Chromium, OpenAPI
 # linters, the generated contract test), at their locked versions; the
-# e2e tests that use them skip without them.
-stage npm bash -c 'cd tests/browser &&
-    npm ci --no-audit --no-fund --ignore-scripts --loglevel=error'
+# e2e tests that use them skip without them. Fetched while the tests
+# build and the unit tests run (it waits on the network, not a CPU).
+(cd tests/browser &&
+    npm ci --no-audit --no-fund --ignore-scripts --loglevel=error) \
+    >"$reports/npm.log" 2>&1 &
+npm_pid=$!
+npm_done() { wait "$npm_pid"; local rc=$?; cat "$reports/npm.log"; return $rc; }
 must_build build-tests -DCMAKE_BUILD_TYPE=RelWithDebInfo
 stage unit unit build-tests normal
+stage npm npm_done
 stage e2e e2e build-tests normal
-stage analyze build build-analyze -DAUTH_TESTS=OFF -DAUTH_ANALYZE=ON
-# The SQLite-only build (CMake option AUTH_POSTGRES off): it links no
-# libpq, and its unit tests pass with PostgreSQL out of the picture.
-stage nopg build build-nopg -DAUTH_POSTGRES=OFF \
-    -DCMAKE_BUILD_TYPE=RelWithDebInfo
-stage unit-nopg bash -c '! ldd build-nopg/auth-serve | grep libpq &&
-    cd build-nopg && AUTH_TEST_PG_URL= ctest --output-on-failure \
-    --timeout 600 --output-junit "$0/unit-nopg.xml"' "$reports"
+
+# Builds and their checks, beside the fuzzing: each fuzz target runs a
+# fixed time on one core, so the builds' work costs it executions, not
+# minutes. Their output follows the fuzzing's.
+builds() {
+    local before=${#failed_stages[@]}
+    stage analyze build build-analyze -DAUTH_TESTS=OFF -DAUTH_ANALYZE=ON
+    # The SQLite-only build (CMake option AUTH_POSTGRES off): it links no
+    # libpq, and its unit tests pass with PostgreSQL out of the picture.
+    stage nopg build build-nopg -DAUTH_POSTGRES=OFF \
+        -DCMAKE_BUILD_TYPE=RelWithDebInfo
+    stage unit-nopg bash -c '! ldd build-nopg/auth-serve | grep libpq &&
+        cd build-nopg && AUTH_TEST_PG_URL= ctest --output-on-failure \
+        --timeout 600 --output-junit "$0/unit-nopg.xml"' "$reports"
+    # A packager's Release build of every target (gcc -O3), then its .deb
+    # installed into a clean Debian 12 root.
+    stage release build build-release -DCMAKE_BUILD_TYPE=Release \
+        -DCMAKE_INSTALL_PREFIX=/usr
+    stage package bash tests/package.sh build-release
+    printf '%s\n' "${failed_stages[@]:before}" >"$reports/builds.failed"
+}
+builds >"$reports/builds.log" 2>&1 &
+builds_pid=$!
 stage fuzz bash fuzz/run.sh "${AUTH_FUZZ_SECONDS:-12}"
-# A packager's Release build of every target (gcc -O3), then its .deb
-# installed into a clean Debian 12 root.
-stage release build build-release -DCMAKE_BUILD_TYPE=Release \
-    -DCMAKE_INSTALL_PREFIX=/usr
-stage package bash tests/package.sh build-release
+wait "$builds_pid"
+cat "$reports/builds.log"
+if [ -f "$reports/builds.failed" ]; then
+    while IFS= read -r s; do
+        [ -n "$s" ] && failed_stages+=("$s")
+    done <"$reports/builds.failed"
+else
+    failed_stages+=(builds)
+fi
 
 if [ -z "${AUTH_TEST_QUICK:-}" ]; then
     export ASAN_OPTIONS=abort_on_error=1:detect_leaks=1:strict_string_checks=1

@@ -116,6 +116,8 @@ def test_stalled_database_holds_no_http_thread(own_cluster):
     d = Daemon("postgres", database_url=url, env={
         "AUTH_SESSION_CACHE_SECONDS": "0",     # every check asks the DB
         "AUTH_DB_TIMEOUT_MS": str(DB_TIMEOUT_MS),
+        # the first timeout opens the circuit: back soon after SIGCONT
+        "AUTH_CB_OPEN_SECONDS": "1",
         "AUTH_THREADS": "2",
         "AUTH_DB_POOL_SIZE": "8",
     }).start()
@@ -210,6 +212,7 @@ def test_readyz_never_waits_on_a_hung_database(own_cluster):
     folder, url = own_cluster
     d = Daemon("postgres", database_url=url, env={
         "AUTH_DB_TIMEOUT_MS": str(DB_TIMEOUT_MS),
+        "AUTH_CB_OPEN_SECONDS": "1",
         "AUTH_THREADS": "2",
     }).start()
     stopped = []
@@ -259,7 +262,7 @@ def test_the_first_timeout_opens_the_circuit(own_cluster):
     d = Daemon("postgres", database_url=url, env={
         "AUTH_DB_TIMEOUT_MS": str(timeout_ms),
         "AUTH_CB_FAILURE_THRESHOLD": "5",
-        "AUTH_CB_OPEN_SECONDS": "5",
+        "AUTH_CB_OPEN_SECONDS": "2",
         "AUTH_DB_POOL_SIZE": "4",
     }).start()
     stopped = []
