@@ -33,7 +33,8 @@ void account_skip_same_email(const char *current, struct user_patch *p);
  * fields `who` may not change (AS_ERR_FORBIDDEN, nothing written), then
  * writes only the named fields in one transaction (repo_user_patch: the
  * last-admin rule, sessions of a deactivated user revoked, a changed
- * email unverified). Any change then takes effect at once on this
+ * email unverified, its links ended and an `email_changed` notice queued
+ * to the old address). Any change then takes effect at once on this
  * instance: the user's cached session states and row in `c` are
  * forgotten. `out` (may be NULL) gets the user as written, its
  * strings in `a`. Errors are the repository's otherwise. */

@@ -1197,8 +1197,8 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     nul = strstr(uri, "%00") != NULL;
     if (!spaced && !nul && !query_leaves_no_room(uri))
         return NULL;
-    rc = req_new(srv->app, conn, spaced || nul ? "/" : uri, "GET");  /* method:
-                                                                 not given */
+    /* the method is not given yet */
+    rc = req_new(srv->app, conn, spaced || nul ? "/" : uri, "GET");
     fd = conn_fd(conn);
     if (rc) {
         atomic_fetch_add(&srv->inflight, 1);

@@ -5,7 +5,9 @@
 
 #include <string.h>
 
+#include "mail.h"
 #include "scache.h"
+#include "uuid.h"
 
 /* The fields each actor may name (README.md, "Users"). */
 #define SELF_FIELDS (UF_EMAIL | UF_FULL_NAME)
@@ -38,9 +40,19 @@ enum as_err account_patch(struct repo *r, struct scache *c,
                           struct user *out, struct arena *a)
 {
     enum as_err err = account_may_change(who, p->set);
+    struct outbox_row notice = { .kind = MAIL_KIND_EMAIL_CHANGED,
+                                 .created_at = now };
+    struct user_patch q = *p;
 
+    /* Whoever changes the email, the owner hears of it at the address it
+     * leaves (queued in the change's transaction): an admin token, or a
+     * stolen one, that moves an account is not silent either. */
+    if (q.set & UF_EMAIL) {
+        uuid_v7_new(notice.id);
+        q.email_notice = &notice;
+    }
     if (err == AS_OK)
-        err = repo_user_patch(r, id, p, now, out, a);
+        err = repo_user_patch(r, id, &q, now, out, a);
     /* Forgotten after the commit, so no read of the old row can be
      * cached after this returns (scache's generation covers reads that
      * were under way): the session states a bearer check answers and

