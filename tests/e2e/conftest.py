@@ -161,6 +161,24 @@ class Daemon:
                     out.append({"raw": line})
             return out
 
+    def events(self, match, timeout=10.0):
+        """The logged events for which match(event) is true, once there is
+        at least one (or the deadline has passed): the log is read by
+        another thread, and may lag the answer that followed a line."""
+        def found():
+            return [e for e in self.logs if match(e)]
+        return wait_until(found, timeout)
+
+    def settled(self, timeout=10.0):
+        """Returns once every line logged before the call has been read:
+        a /healthz request's access line is written after it, and the
+        log is one pipe, read in order. For counts of events."""
+        rid = "settled-" + secrets.token_hex(6)
+        r = self.request("GET", "/healthz", headers={"X-Request-ID": rid})
+        assert r.status == 200, r
+        assert wait_until(lambda: any(e.get("request_id") == rid
+                                      for e in self.logs), timeout), rid
+
     def _reader(self, proc, started):
         for raw in proc.stderr:
             line = raw.decode("utf-8", "replace").rstrip("\n")
@@ -223,6 +241,8 @@ class Daemon:
             self.proc.wait()
             self._print_tail("did not stop")
             raise
+        if self._thread:
+            self._thread.join(5)            # its last lines, read
         if rc != 0:
             self._print_tail("exited %d" % rc)
         return rc

@@ -95,6 +95,7 @@ def test_lockout_delays_retry_after_and_reset(make_daemon):
         assert_problem(login_from(d, a, email, "wrong password 2"), 401)
     assert login_from(d, a, email, pw).status == 200
     assert_problem(login_from(d, a, email, "wrong password 3"), 401)
+    d.settled()
     events = [e for e in d.logs if e.get("event") == "auth.login_failed"]
     assert any(e["refused_locked"] for e in events)
     assert all(e["ip"] in (a, b) for e in events)

@@ -96,6 +96,7 @@ def test_generated_contract(backend, tmp_path):
         assert stats["assertions"]["total"] >= 4 * OPERATIONS, stats
         # the fake passkeys carried the challenges the options answered and
         # the allowed origin: refused for what no authenticator made
+        d.settled()
         why = {e["event"]: e["reason"] for e in d.logs
                if e.get("event", "").startswith("auth.passkey_")}
         assert why.get("auth.passkey_register_refused") in (

@@ -17,7 +17,7 @@ import threading
 
 import pytest
 
-from conftest import BACKENDS, Daemon, assert_problem, wait_until
+from conftest import BACKENDS, Daemon, assert_problem
 from softauthn import Authenticator
 from test_passkeys import free_port
 
@@ -69,19 +69,8 @@ def at_once(calls):
     return out
 
 
-def settled(d):
-    """Returns once every log line of the requests answered so far has
-    been read: the lines of one request come before its answer, and a
-    refused login's line carries its request id."""
-    r = d.request("POST", LOGIN, {})
-    assert_problem(r, 401, "invalid_credential")
-    rid = r.header("X-Request-ID")
-    assert wait_until(lambda: any(e.get("request_id") == rid
-                                  for e in d.logs)), rid
-
-
 def clone_audits(d, passkey_ids):
-    settled(d)
+    d.settled()
     return [e for e in d.logs
             if e.get("event") == "audit" and e.get("action") == CLONE and
             e.get("passkey_id") in passkey_ids]

@@ -156,6 +156,7 @@ def test_register_login_replay_clone_delete(one, tools):
     # a clone whose counter went back: refused and audited
     assert out["clone"]["status"] == 401, out["clone"]
     assert out["clone"]["body"]["code"] == "invalid_credential"
+    one.settled()
     clones = audits(one, "passkey.clone_suspected")
     assert len(clones) == 1
     assert clones[0]["passkey_id"] == reg["body"]["id"]

@@ -144,6 +144,9 @@ def test_a_refused_write_says_why(make_daemon):
         for rnd in range(8):
             email, password, victim = d.user()
             other = d.login(email, password).json
+            # a worker counts its job as running until after the answer
+            # went out: (0, 1) below must be the blocker's, not this one's
+            assert wait_until(lambda: hash_jobs(d) == (0, 0), 30)
             busy = pool.submit(d.login, *blocker)
             assert wait_until(lambda: busy.done() or hash_jobs(d) == (0, 1),
                               30), "the other login never ran"

@@ -292,7 +292,7 @@ def test_the_first_timeout_opens_the_circuit(own_cluster):
                 assert ra and ra.isdigit() and int(ra) >= 1, ra
                 waits.append(s)
             assert max(waits) < FAST_BOUND_S, waits
-            ev = [e for e in d.logs if e.get("event") == "repo.circuit"]
+            ev = d.events(lambda e: e.get("event") == "repo.circuit")
             assert ev and ev[0].get("to") == "open", ev
             print("\nstall: first request %.0f ms, the next six %s ms"
                   % (first_s * 1000, [round(w * 1000, 1) for w in waits]))

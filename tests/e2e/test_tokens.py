@@ -82,8 +82,7 @@ def test_replay_after_grace_kills_session(make_daemon):
     assert_problem(refresh(d, t["refresh_token"]), 401, "invalid_token")
     assert_problem(refresh(d, child["refresh_token"]), 401, "invalid_token")
     assert_problem(me(d, child["access_token"]), 401, "invalid_token")
-    audits = [e for e in d.logs if e.get("action") ==
-              "refresh_reuse_detected"]
+    audits = d.events(lambda e: e.get("action") == "refresh_reuse_detected")
     assert audits and audits[0]["session_id"] == \
         parts(t["access_token"])[1]["sid"]
 
