@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "handlers.h"
+#include "uuid.h"
 
 #define P ACCESS_PUBLIC
 #define U ACCESS_USER
@@ -110,6 +111,20 @@ static bool path_match(const char *pattern, const char *path,
     return *pattern == '\0' && *path == '\0';
 }
 
+/* The {...} segment as a string. A UUID is read case-insensitively (RFC
+ * 9562 s4) and ids are made and stored in lower case (uuid_v7_format), so
+ * one in upper case names the same account, session or passkey. */
+static const char *id_param(struct arena *a, const char *s, size_t n)
+{
+    char *p = arena_strndup(a, s, n);
+
+    if (p && uuid_valid(p))
+        for (char *c = p; *c; c++)
+            if (*c >= 'A' && *c <= 'F')
+                *c = (char)(*c - 'A' + 'a');
+    return p;
+}
+
 /* Appends `method` to the Allow list unless it is there already. */
 static void allow_add(char *allow, size_t allow_len, const char *method)
 {
@@ -147,7 +162,7 @@ enum router_result router_match(const char *method, const char *path,
                 (strcmp(method, "HEAD") == 0 &&
                  strcmp(routes[i].method, "GET") == 0)) {
                 *route = &routes[i];
-                *param = ps ? arena_strndup(a, ps, pl) : NULL;
+                *param = ps ? id_param(a, ps, pl) : NULL;
                 return ROUTE_FOUND;
             }
             allow_add(allow, allow_len, routes[i].method);

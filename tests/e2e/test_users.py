@@ -90,6 +90,32 @@ def test_user_reads_itself_by_id(daemon, admin):
     assert_problem(r, 403)
 
 
+def test_ids_in_upper_case(daemon, admin):
+    """A UUID is read case-insensitively (RFC 9562 s4): the same account,
+    lockout and session by an id in upper case; answers in lower case."""
+    _, _, t = daemon.user()
+    tok = t["access_token"]
+    uid = daemon.request("GET", "/api/v1/users/me", token=tok).json["id"]
+    up = "/api/v1/users/" + uid.upper()
+    r = daemon.request("GET", up, token=tok)
+    assert r.status == 200 and r.json["id"] == uid, r
+    r = daemon.request("PATCH", up, {"full_name": "Upper"}, token=admin[2])
+    assert r.status == 200 and r.json["id"] == uid, r
+    r = daemon.request("DELETE", up + "/lockout", token=admin[2])
+    assert r.status == 204, r
+    sid = [s for s in daemon.request("GET", "/api/v1/auth/sessions",
+                                     token=tok).json["items"]
+           if s["current"]][0]["id"]
+    r = daemon.request("DELETE", "/api/v1/auth/sessions/" + sid.upper(),
+                       token=tok)
+    assert r.status == 204, r
+    assert_problem(daemon.request("GET", "/api/v1/users/me", token=tok), 401)
+    r = daemon.request("DELETE", up, token=admin[2])
+    assert r.status == 204, r
+    assert_problem(daemon.request("GET", "/api/v1/users/" + uid,
+                                  token=admin[2]), 404, "not_found")
+
+
 def test_not_found(daemon, admin):
     for path in ("/api/v1/users/0190c1d2-0000-7000-8000-000000000000",
                  "/api/v1/users/nope"):

@@ -66,6 +66,13 @@ static void test_param(void **state)
     assert_int_equal(match("DELETE", "/api/v1/auth/sessions/x", &r, &param,
                            allow), ROUTE_FOUND);
     assert_string_equal(param, "x");
+    /* a UUID in upper case is the same id (RFC 9562 s4); others as sent */
+    assert_int_equal(match("GET", "/api/v1/users/0190C1D2-AAAA-7BBB-8CCC-"
+                           "DDDDEEEEFFFF", &r, &param, allow), ROUTE_FOUND);
+    assert_string_equal(param, "0190c1d2-aaaa-7bbb-8ccc-ddddeeeeffff");
+    assert_int_equal(match("GET", "/docs/Swagger-UI.CSS", &r, &param,
+                           allow), ROUTE_FOUND);
+    assert_string_equal(param, "Swagger-UI.CSS");
     /* empty, nested, or over-long segments do not match */
     assert_int_equal(match("GET", "/api/v1/users/", &r, &param, allow),
                      ROUTE_NOT_FOUND);
