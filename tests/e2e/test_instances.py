@@ -250,6 +250,23 @@ def test_rotation_published_then_signing_without_signal(make_trio):
                        e.get("cause") != "database" for e in d.logs)
 
 
+def test_rotation_moment_is_the_commands(make_trio):
+    """`keys rotate` stores its own AUTH_KEY_PUBLISH_SECONDS with the key
+    (README, "Rotating keys across instances"): instances that would wait
+    600 s switch together at the command's moment, here at once."""
+    (a, b, c), url = trio_started(make_trio,
+                                  {"AUTH_KEY_PUBLISH_SECONDS": "600"})
+    email, pw, t_old = a.user()
+    r = b.command("keys", "rotate", env={"AUTH_KEY_PUBLISH_SECONDS": "0"})
+    assert r.returncode == 0, r.stderr
+    kid_new = r.stdout.decode().strip()
+    for d in (a, b, c):
+        assert wait_until(lambda: parts(d.login(email, pw).json[
+            "access_token"])[0]["kid"] == kid_new, timeout=10,
+            interval=0.1), d.port
+        assert verify(d, t_old["access_token"]).status == 200
+
+
 def test_keys_sealed_in_database(make_trio, tmp_path):
     # An existing data folder (the single-host layout) is imported.
     folder = str(tmp_path / "data")
