@@ -6,6 +6,7 @@
 #include "http.h"
 
 #include <stdatomic.h>
+#include <string.h>
 
 #include "clock.h"
 #include "form.h"
@@ -30,6 +31,41 @@ const char *req_query(struct req_ctx *rc, const char *name)
     return rc->source ? rc->source->query(rc, name) : NULL;
 }
 
+static bool json_holds_nul(json_t *v);
+
+/* The first member of object `o` whose value holds U+0000 (at any
+ * depth), or NULL. RFC 8259 s7 allows it in a string; every field is a C
+ * string past this point, so such a field is refused, never cut short
+ * (jansson refuses it in a key as malformed). Nesting is bounded by
+ * jansson's parser (2048 levels). */
+static const char *nul_member(json_t *o)
+{
+    const char *key;
+    json_t *v;
+
+    json_object_foreach(o, key, v) {
+        if (json_holds_nul(v))
+            return key;
+    }
+    return NULL;
+}
+
+static bool json_holds_nul(json_t *v)
+{
+    size_t i;
+    json_t *e;
+
+    if (json_is_string(v))
+        return strlen(json_string_value(v)) != json_string_length(v);
+    if (json_is_object(v))
+        return nul_member(v) != NULL;
+    json_array_foreach(v, i, e) {
+        if (json_holds_nul(e))
+            return true;
+    }
+    return false;
+}
+
 enum as_err req_json(struct req_ctx *rc, json_t **out)
 {
     json_error_t jerr;
@@ -46,7 +82,7 @@ enum as_err req_json(struct req_ctx *rc, json_t **out)
                             : "The request body must be a JSON object.");
     else
         j = json_loadb(rc->body, rc->body_len,
-                       JSON_REJECT_DUPLICATES,
+                       JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL,
                        &jerr);
     if (!j || !json_is_object(j)) {
         json_decref(j);
@@ -54,6 +90,17 @@ enum as_err req_json(struct req_ctx *rc, json_t **out)
                         rc->body_form ? "The form body is malformed."
                                       : "The request body must be a valid "
                                         "JSON object.");
+    }
+    if (!rc->body_form) {
+        const char *bad = nul_member(j);
+
+        if (bad) {
+            enum as_err err = res_field(&rc->res, bad,
+                                        "must not contain U+0000");
+
+            json_decref(j);
+            return err;
+        }
     }
     *out = j;
     return AS_OK;

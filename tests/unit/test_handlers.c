@@ -85,6 +85,23 @@ static void test_register_bad_bodies(void **state)
     assert_true(names_field(&a, "email"));
     assert_true(names_field(&a, "password"));
     fx_done(&a);
+    /* U+0000 is valid JSON (RFC 8259 s7) but no field takes it: 422
+     * naming the member, in its value or deeper down; in a key, which
+     * jansson does not read, 400 */
+    a = reg(f, "{\"email\":\"ada@example.com\\u0000x\","
+               "\"password\":\"correct horse battery\"}");
+    assert_problem(&a, 422, "validation_error");
+    assert_true(names_field(&a, "email"));
+    fx_done(&a);
+    a = reg(f, "{\"email\":\"ada@example.com\",\"password\":"
+               "\"correct horse battery\",\"x\":{\"y\":[1,\"\\u0000\"]}}");
+    assert_problem(&a, 422, "validation_error");
+    assert_true(names_field(&a, "x"));
+    fx_done(&a);
+    a = reg(f, "{\"email\":\"ada@example.com\",\"password\":"
+               "\"correct horse battery\",\"role\\u0000\":\"admin\"}");
+    assert_problem(&a, 400, "malformed_json");   /* jansson holds none */
+    fx_done(&a);
     a = reg(f, "{\"email\":\"not-an-email\","
                "\"password\":\"correct horse battery\"}");
     assert_problem(&a, 422, "validation_error");
