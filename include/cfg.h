@@ -51,6 +51,7 @@ struct cfg {
     char *keys_secret;                /* AUTH_KEYS_SECRET (secret) */
     unsigned key_publish_seconds;     /* AUTH_KEY_PUBLISH_SECONDS */
     unsigned header_timeout;          /* AUTH_HEADER_TIMEOUT, seconds */
+    unsigned body_timeout;            /* AUTH_BODY_TIMEOUT, seconds */
     unsigned mail_per_recipient_per_hour;
     /* Passkeys (README, "Passkeys"); the defaults follow public_url. */
     char *webauthn_rp_id;             /* AUTH_WEBAUTHN_RP_ID */

@@ -5,8 +5,9 @@
 #include <sys/socket.h>
 
 /* Bookkeeping of open connections against slow clients: a deadline from a
- * request's first byte to its complete headers, and a limit of open
- * connections per client address (IPv6: per /64). Thread-safe. */
+ * request's first byte to its complete headers, another from its complete
+ * headers to its complete body, and a limit of open connections per client
+ * address (IPv6: per /64). Thread-safe. */
 struct connguard;
 struct cg_conn;                 /* one open connection; opaque */
 
@@ -15,9 +16,11 @@ struct cg_conn;                 /* one open connection; opaque */
 
 /* Makes a guard for at most about `max_conns` connections at once, whose
  * requests must have complete headers `header_timeout_ms` after their first
- * byte, and at most `per_prefix` connections from one IPv4 address or IPv6
- * /64 (0: no limit). NULL when out of memory. Free with connguard_free(). */
+ * byte and a complete body `body_timeout_ms` after that, and at most
+ * `per_prefix` connections from one IPv4 address or IPv6 /64 (0: no
+ * limit). NULL when out of memory. Free with connguard_free(). */
 struct connguard *connguard_new(uint64_t header_timeout_ms,
+                                uint64_t body_timeout_ms,
                                 unsigned per_prefix, unsigned max_conns);
 /* Frees `g` and any connection still recorded (stop the sweeper first with
  * connguard_stop()). NULL is a no-op. */
@@ -36,9 +39,13 @@ void connguard_close(struct connguard *g, struct cg_conn *c);
  * first byte came no later. NULL is a no-op. */
 void connguard_request_line(struct connguard *g, struct cg_conn *c,
                             uint64_t now_ms);
-/* The headers of `c`'s current request are complete: no deadline until
- * the request ends. NULL is a no-op. */
-void connguard_headers_done(struct connguard *g, struct cg_conn *c);
+/* The headers of `c`'s current request are complete at `now_ms`: its body
+ * (if any) must be complete by the body deadline. NULL is a no-op. */
+void connguard_headers_done(struct connguard *g, struct cg_conn *c,
+                            uint64_t now_ms);
+/* The body of `c`'s current request is complete (or it had none): no
+ * deadline until the request ends. NULL is a no-op. */
+void connguard_body_done(struct connguard *g, struct cg_conn *c);
 /* `c`'s request ended with `rx_bytes` (or CG_RX_UNKNOWN) received so far:
  * the next request's deadline starts at its first byte after those.
  * NULL is a no-op. */
@@ -51,13 +58,15 @@ typedef uint64_t (*connguard_rx_fn)(int fd);
 /* Acts on a socket whose headers are late (production: shuts it down). */
 typedef void (*connguard_expire_fn)(int fd, void *arg);
 
-/* Checks every connection waiting for headers at `now_ms`: one whose
- * received count moved past its mark starts its deadline now; one whose
- * deadline has passed is handed to `expire` (once; the socket is still
- * open during the call). Returns how many were expired. */
+/* Checks every connection waiting for headers or a body at `now_ms`: one
+ * waiting for headers whose received count moved past its mark starts its
+ * deadline now; one whose deadline has passed is handed to `expire` (once;
+ * the socket is still open during the call). Returns how many were
+ * expired, and sets `*bodies` (when not NULL) to how many of them were
+ * waiting for a body. */
 unsigned connguard_sweep(struct connguard *g, uint64_t now_ms,
                          connguard_rx_fn rx, connguard_expire_fn expire,
-                         void *arg);
+                         void *arg, unsigned *bodies);
 
 /* The received-byte count of TCP socket `fd` (TCP_INFO), or CG_RX_UNKNOWN. */
 uint64_t connguard_tcp_rx(int fd);

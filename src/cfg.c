@@ -131,6 +131,8 @@ static const struct cfg_var vars[] = {
       2592000, 0, C_NONE },
     { "AUTH_HEADER_TIMEOUT", T_UINT, F(header_timeout), "10", 1, 3600, 0,
       C_NONE },
+    { "AUTH_BODY_TIMEOUT", T_UINT, F(body_timeout), "10", 1, 3600, 0,
+      C_NONE },
     { "AUTH_MAIL_PER_RECIPIENT_PER_HOUR", T_UINT,
       F(mail_per_recipient_per_hour), "5", 1, 1000, 0, C_NONE },
     { "AUTH_WEBAUTHN_RP_ID", T_STR, F(webauthn_rp_id), NULL, 0, 0, 0,

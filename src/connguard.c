@@ -1,5 +1,5 @@
-/* connguard.c: the header deadline and the per-prefix connection limit
- * (README.md, "Connections"). libmicrohttpd's idle timeout restarts on
+/* connguard.c: the header and body deadlines and the per-prefix connection
+ * limit (README.md, "Connections"). libmicrohttpd's idle timeout restarts on
  * every byte and its per-address limit counts exact IPv6 addresses, so
  * both are kept here, fed by its connection notifications. */
 #include "connguard.h"
@@ -21,16 +21,18 @@ struct cg_conn {
     uint8_t key[16];             /* IPv4 as ::ffff:a.b.c.d, IPv6 its /64 */
     size_t bucket;
     int fd;
-    bool waiting;                /* for the current request's headers */
+    enum { CG_HEADERS, CG_BODY, CG_SERVED } phase;  /* what it waits for */
     bool expired;                /* handed to expire() already */
     uint64_t rx_mark;            /* bytes received when the wait began */
     uint64_t first_ms;           /* first byte of this request, 0: none */
+    uint64_t body_ms;            /* when its headers were complete */
 };
 
 struct connguard {
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    uint64_t timeout_ms;
+    uint64_t timeout_ms;         /* first byte to complete headers */
+    uint64_t body_timeout_ms;    /* complete headers to complete body */
     unsigned per_prefix;
     size_t nbuckets;             /* a power of two */
     uint8_t hkey[CRYPT_SIPHASH_KEY_LEN];
@@ -41,6 +43,7 @@ struct connguard {
 };
 
 struct connguard *connguard_new(uint64_t header_timeout_ms,
+                                uint64_t body_timeout_ms,
                                 unsigned per_prefix, unsigned max_conns)
 {
     struct connguard *g = calloc(1, sizeof *g);
@@ -57,6 +60,7 @@ struct connguard *connguard_new(uint64_t header_timeout_ms,
     }
     g->nbuckets = n;
     g->timeout_ms = header_timeout_ms;
+    g->body_timeout_ms = body_timeout_ms;
     g->per_prefix = per_prefix;
     crypt_siphash_keygen(g->hkey);    /* chains an attacker cannot aim */
     pthread_mutex_init(&g->mu, NULL);
@@ -121,7 +125,7 @@ struct cg_conn *connguard_open(struct connguard *g, const struct sockaddr *sa,
     hv = crypt_siphash(c->key, sizeof c->key, g->hkey);
     c->bucket = (size_t)(hv & (g->nbuckets - 1));
     c->fd = fd;
-    c->waiting = true;
+    c->phase = CG_HEADERS;
     c->rx_mark = rx_bytes;
     if (rx_bytes != 0)                          /* data already there */
         c->first_ms = now_ms ? now_ms : 1;
@@ -162,17 +166,28 @@ void connguard_request_line(struct connguard *g, struct cg_conn *c,
     if (!c)
         return;
     pthread_mutex_lock(&g->mu);
-    if (c->waiting && c->first_ms == 0)
+    if (c->phase == CG_HEADERS && c->first_ms == 0)
         c->first_ms = now_ms ? now_ms : 1;
     pthread_mutex_unlock(&g->mu);
 }
 
-void connguard_headers_done(struct connguard *g, struct cg_conn *c)
+void connguard_headers_done(struct connguard *g, struct cg_conn *c,
+                            uint64_t now_ms)
 {
     if (!c)
         return;
     pthread_mutex_lock(&g->mu);
-    c->waiting = false;
+    c->phase = CG_BODY;
+    c->body_ms = now_ms;
+    pthread_mutex_unlock(&g->mu);
+}
+
+void connguard_body_done(struct connguard *g, struct cg_conn *c)
+{
+    if (!c)
+        return;
+    pthread_mutex_lock(&g->mu);
+    c->phase = CG_SERVED;
     pthread_mutex_unlock(&g->mu);
 }
 
@@ -182,17 +197,22 @@ void connguard_request_done(struct connguard *g, struct cg_conn *c,
     if (!c)
         return;
     pthread_mutex_lock(&g->mu);
-    c->waiting = true;
+    c->phase = CG_HEADERS;
     c->rx_mark = rx_bytes;
     c->first_ms = 0;
     pthread_mutex_unlock(&g->mu);
 }
 
-/* Starts `c`'s deadline once a byte past its mark has arrived; true when
- * that deadline has passed at `now_ms`. */
+/* Starts `c`'s header deadline once a byte past its mark has arrived;
+ * true when the deadline of what it waits for has passed at `now_ms`. */
 static bool late(const struct connguard *g, struct cg_conn *c,
                  uint64_t now_ms, connguard_rx_fn rx)
 {
+    if (c->phase == CG_SERVED)
+        return false;
+    if (c->phase == CG_BODY)
+        return now_ms >= c->body_ms &&
+               now_ms - c->body_ms >= g->body_timeout_ms;
     if (c->first_ms == 0) {
         uint64_t got = rx(c->fd);
 
@@ -206,9 +226,9 @@ static bool late(const struct connguard *g, struct cg_conn *c,
 
 unsigned connguard_sweep(struct connguard *g, uint64_t now_ms,
                          connguard_rx_fn rx, connguard_expire_fn expire,
-                         void *arg)
+                         void *arg, unsigned *bodies)
 {
-    unsigned n = 0;
+    unsigned n = 0, b = 0;
     size_t i;
 
     pthread_mutex_lock(&g->mu);
@@ -216,14 +236,17 @@ unsigned connguard_sweep(struct connguard *g, uint64_t now_ms,
         struct cg_conn *c;
 
         for (c = g->buckets[i]; c; c = c->next) {
-            if (!c->waiting || c->expired || !late(g, c, now_ms, rx))
+            if (c->expired || !late(g, c, now_ms, rx))
                 continue;
             c->expired = true;
             expire(c->fd, arg);     /* under the lock: the fd is still ours */
             n++;
+            b += c->phase == CG_BODY;
         }
     }
     pthread_mutex_unlock(&g->mu);
+    if (bodies)
+        *bodies = b;
     return n;
 }
 
@@ -253,7 +276,7 @@ static void *sweeper(void *arg)
     pthread_mutex_lock(&g->mu);
     while (!g->stopping) {
         struct timespec ts;
-        unsigned closed;
+        unsigned closed, bodies;
 
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_nsec += (long)(g->period_ms % 1000u) * 1000000L;
@@ -264,10 +287,13 @@ static void *sweeper(void *arg)
             break;
         pthread_mutex_unlock(&g->mu);
         closed = connguard_sweep(g, clock_mono_ms(), connguard_tcp_rx, shut,
-                                 NULL);
-        if (closed)
+                                 NULL, &bodies);
+        if (closed > bodies)
             log_event(LOG_WARN, "http.header_timeout", NULL,
-                      json_pack("{s:i}", "closed", (int)closed));
+                      json_pack("{s:i}", "closed", (int)(closed - bodies)));
+        if (bodies)
+            log_event(LOG_WARN, "http.body_timeout", NULL,
+                      json_pack("{s:i}", "closed", (int)bodies));
         pthread_mutex_lock(&g->mu);
     }
     pthread_mutex_unlock(&g->mu);

@@ -1239,7 +1239,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
         return MHD_NO;
     }
     if (!rc) {
-        connguard_headers_done(srv->guard, conn_guard(conn));
+        connguard_headers_done(srv->guard, conn_guard(conn),
+                               clock_mono_ms());
         rc = req_new(srv->app, conn, url, method);
         if (!rc)
             return MHD_NO;
@@ -1255,6 +1256,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
         return MHD_YES;
     }
     *upload_data_size = 0;
+    if (n == 0)                     /* the whole body is in (or none came) */
+        connguard_body_done(srv->guard, conn_guard(conn));
     switch (__atomic_load_n(&rc->state, __ATOMIC_ACQUIRE)) {
     case ST_BODY:
         if (n == 0 && !trailers_leave_room(rc, method))
@@ -1447,6 +1450,7 @@ struct server *server_start(struct app *app)
         return NULL;
     }
     s->guard = connguard_new((uint64_t)cfg->header_timeout * 1000u,
+                             (uint64_t)cfg->body_timeout * 1000u,
                              cfg->max_connections_per_ip,
                              cfg->max_connections);
     if (s->guard && app->listen_fd >= 0) {  /* socket activation: no bind */

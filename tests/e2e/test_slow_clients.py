@@ -1,7 +1,8 @@
 """Slow clients: the header deadline (AUTH_HEADER_TIMEOUT, from a request's
-first byte to its complete headers, trickling or not) and connection limits
-sized so that slow connections from a handful of addresses cannot keep
-another address from being answered."""
+first byte to its complete headers, trickling or not), the body deadline
+(AUTH_BODY_TIMEOUT, from its complete headers to its complete body) and
+connection limits sized so that slow connections from a handful of
+addresses cannot keep another address from being answered."""
 import resource
 import selectors
 import select
@@ -48,6 +49,9 @@ class Trickler:
     """Slow connections that send one header line every `interval` seconds
     and never end their headers; records when the server closed each."""
 
+    FIRST = b"GET /healthz HTTP/1.1\r\n"       # the clock starts
+    MORE = b"X-Slow: a\r\n"                    # and never ends
+
     def __init__(self, port, addrs, per_addr, interval=1.0):
         self.interval = interval
         self.sel = selectors.DefaultSelector()
@@ -59,8 +63,8 @@ class Trickler:
                 s = connect_from(a, port)
                 s.setblocking(False)
                 self.socks.append(s)
-        for s in self.socks:                 # first byte: the clock starts
-            s.send(b"GET /healthz HTTP/1.1\r\n")
+        for s in self.socks:
+            s.send(self.FIRST)
             self.t0[s] = time.monotonic()
             self.sel.register(s, selectors.EVENT_READ)
         self.next_line = time.monotonic() + interval
@@ -74,7 +78,7 @@ class Trickler:
                 for s in self.socks:
                     if s not in self.closed:
                         try:
-                            s.send(b"X-Slow: a\r\n")
+                            s.send(self.MORE)
                         except OSError:
                             self._close(s)
                 self.next_line = now + self.interval
@@ -121,6 +125,52 @@ def test_trickling_headers_are_closed_and_others_answered(make_daemon):
         t.close()
     assert wait_until(lambda: any(e.get("event") == "http.header_timeout"
                                   for e in d.logs), timeout=5)
+    assert answered_in(d) is not None
+    assert d.stop() == 0
+
+
+class BodyTrickler(Trickler):
+    """Complete headers of a login, then its body a byte at a time."""
+    FIRST = (b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\n"
+             b"Content-Type: application/json\r\n"
+             b"Content-Length: 16000\r\n\r\n{")
+    MORE = b" "
+
+
+def test_trickling_bodies_are_closed_and_others_answered(make_daemon):
+    """Without a body deadline, 16 addresses holding 64 such connections
+    each took every connection slot for as long as they trickled."""
+    per_ip = 6
+    d = make_daemon({"AUTH_BODY_TIMEOUT": "2",
+                     "AUTH_CONNECTION_TIMEOUT": "30",
+                     "AUTH_MAX_CONNECTIONS": "64",
+                     "AUTH_MAX_CONNECTIONS_PER_IP": str(per_ip)}).start()
+    t = BodyTrickler(d.port, SLOW_ADDRS, per_ip, interval=0.5)
+    try:
+        t.pump(0.5)
+        took = [answered_in(d) for _ in range(3)]
+        assert all(x is not None and x < 1.0 for x in took), took
+        t.pump(8.0)                         # bounded: 2 s timeout + slack
+        assert len(t.closed) == len(t.socks), \
+            "%d of %d trickling connections still open" % (
+                len(t.socks) - len(t.closed), len(t.socks))
+        worst = max(t.closed.values())
+        best = min(t.closed.values())
+        assert 1.5 <= best and worst <= 4.5, (best, worst)
+    finally:
+        t.close()
+    assert d.events(lambda e: e.get("event") == "http.body_timeout")
+    # a body that comes whole in time is served, also after a pause
+    s = connect_from("127.0.0.20", d.port)   # none of the trickling ones
+    try:
+        s.sendall(BodyTrickler.FIRST[:-1])
+        time.sleep(1.0)
+        s.sendall(b'{"email": "nobody@example.com", "password": "x"}'
+                  .ljust(16000))
+        got = s.recv(4096)
+        assert got.startswith(b"HTTP/1.1 401"), got
+    finally:
+        s.close()
     assert answered_in(d) is not None
     assert d.stop() == 0
 

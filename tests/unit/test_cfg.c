@@ -44,6 +44,7 @@ static void test_defaults(void **state)
     assert_null(c.keys_secret);
     assert_int_equal(c.key_publish_seconds, 600);
     assert_int_equal(c.header_timeout, 10);
+    assert_int_equal(c.body_timeout, 10);
     assert_int_equal(c.mail_per_recipient_per_hour, 5);
     cfg_cleanup(&c);
 }

@@ -23,7 +23,7 @@
     X(cb_open_seconds) X(max_connections) X(max_connections_per_ip)        \
     X(connection_timeout) X(db_pool_size) X(db_timeout_ms)                 \
     X(session_max_seconds) X(key_publish_seconds) X(header_timeout)        \
-    X(mail_per_recipient_per_hour)
+    X(body_timeout) X(mail_per_recipient_per_hour)
 
 static char why[512];
 

@@ -1,5 +1,5 @@
-/* The header deadline and the per-prefix connection limit, with time and
- * the received-byte counts given by the test. */
+/* The header and body deadlines and the per-prefix connection limit, with
+ * time and the received-byte counts given by the test. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -50,12 +50,12 @@ static struct sockaddr_in6 v6(const char *ip)
 
 static unsigned sweep(struct connguard *g, uint64_t now)
 {
-    return connguard_sweep(g, now, fake_rx, note_expired, NULL);
+    return connguard_sweep(g, now, fake_rx, note_expired, NULL, NULL);
 }
 
 static void test_deadline_from_first_byte(void **state)
 {
-    struct connguard *g = connguard_new(2000, 0, 16);
+    struct connguard *g = connguard_new(2000, 3000, 0, 16);
     struct sockaddr_in a = v4("192.0.2.1");
     struct cg_conn *idle, *slow, *quick;
 
@@ -68,7 +68,8 @@ static void test_deadline_from_first_byte(void **state)
     assert_non_null(idle);
     assert_non_null(slow);
     assert_non_null(quick);
-    connguard_headers_done(g, quick);
+    connguard_headers_done(g, quick, 1000);     /* a GET: no body */
+    connguard_body_done(g, quick);
     /* before the deadline nothing happens, trickling or not */
     rx_by_fd[2] = 50;
     assert_int_equal(sweep(g, 2999), 0);
@@ -94,7 +95,7 @@ static void test_deadline_from_first_byte(void **state)
 
 static void test_keepalive_next_request(void **state)
 {
-    struct connguard *g = connguard_new(2000, 0, 16);
+    struct connguard *g = connguard_new(2000, 3000, 0, 16);
     struct sockaddr_in a = v4("192.0.2.1");
     struct cg_conn *c;
 
@@ -102,7 +103,8 @@ static void test_keepalive_next_request(void **state)
     memset(rx_by_fd, 0, sizeof rx_by_fd);
     memset(expired, 0, sizeof expired);
     c = connguard_open(g, (struct sockaddr *)&a, 4, 100, 0);
-    connguard_headers_done(g, c);
+    connguard_headers_done(g, c, 0);
+    connguard_body_done(g, c);
     rx_by_fd[4] = 300;
     connguard_request_done(g, c, 300);
     /* idle for long: still no deadline */
@@ -122,9 +124,51 @@ static void test_keepalive_next_request(void **state)
     connguard_free(g);
 }
 
+/* A body must be complete body_timeout_ms (3000 here) after its headers,
+ * trickling or not; once it is, nothing is timed until the next request. */
+static void test_body_deadline(void **state)
+{
+    struct connguard *g = connguard_new(2000, 3000, 0, 16);
+    struct sockaddr_in a = v4("192.0.2.1");
+    struct cg_conn *slow, *done;
+    unsigned bodies = 99;
+
+    (void)state;
+    memset(rx_by_fd, 0, sizeof rx_by_fd);
+    memset(expired, 0, sizeof expired);
+    slow = connguard_open(g, (struct sockaddr *)&a, 6, 100, 1000);
+    done = connguard_open(g, (struct sockaddr *)&a, 7, 100, 1000);
+    connguard_headers_done(g, slow, 1500);
+    connguard_headers_done(g, done, 1500);
+    rx_by_fd[6] = 101;                          /* a byte of body */
+    assert_int_equal(sweep(g, 4000), 0);
+    connguard_body_done(g, done);
+    rx_by_fd[6] = 102;                          /* another: no new clock */
+    assert_int_equal(sweep(g, 4499), 0);
+    assert_int_equal(connguard_sweep(g, 4500, fake_rx, note_expired, NULL,
+                                     &bodies), 1);
+    assert_int_equal(bodies, 1);
+    assert_int_equal(expired[6], 1);
+    /* the served one: no deadline however long its answer takes */
+    assert_int_equal(sweep(g, 60000), 0);
+    assert_int_equal(expired[7], 0);
+    /* its next request: the header deadline again, from its first byte */
+    rx_by_fd[7] = 400;
+    connguard_request_done(g, done, 300);
+    assert_int_equal(connguard_sweep(g, 61000, fake_rx, note_expired, NULL,
+                                     &bodies), 0);
+    assert_int_equal(connguard_sweep(g, 63000, fake_rx, note_expired, NULL,
+                                     &bodies), 1);
+    assert_int_equal(bodies, 0);
+    assert_int_equal(expired[7], 1);
+    connguard_close(g, slow);
+    connguard_close(g, done);
+    connguard_free(g);
+}
+
 static void test_per_prefix_limit(void **state)
 {
-    struct connguard *g = connguard_new(2000, 2, 16);
+    struct connguard *g = connguard_new(2000, 3000, 2, 16);
     struct sockaddr_in6 a1 = v6("2001:db8:1:2::1");
     struct sockaddr_in6 a2 = v6("2001:db8:1:2:ffff::9");
     struct sockaddr_in6 other = v6("2001:db8:1:3::1");
@@ -164,6 +208,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_deadline_from_first_byte),
         cmocka_unit_test(test_keepalive_next_request),
+        cmocka_unit_test(test_body_deadline),
         cmocka_unit_test(test_per_prefix_limit),
     };
 
