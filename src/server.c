@@ -44,6 +44,7 @@ enum req_state {
     ST_WORKING,     /* on the work pool, connection suspended */
     ST_DONE,        /* the handler finished: answer */
     ST_ANSWERED,
+    ST_DRAIN,       /* 413 written at once: swallow the rest, then close */
 };
 
 /* Client addresses the credential-route rate limiter keeps track of
@@ -396,10 +397,11 @@ static int conn_fd(struct MHD_Connection *c);
 static _Thread_local bool raw_answered;
 
 /* The answer to a request that left its reply no room in the pool (see
- * REPLY_ROOM): written to the socket here, in one call, with the headers
- * respond() would give a 431, and the connection closed (MHD_NO). The
- * request's body, if any, was read first (ST_DISCARD), so closing does
- * not reset the connection under the answer. A socket that cannot take
+ * REPLY_ROOM), or to a body over the cap (refuse_large()): written to the
+ * socket here, in one call, with the headers respond() would give, and
+ * the connection closed (MHD_NO). The request's body, if any, was read
+ * first (ST_DISCARD) or is read after it (ST_DRAIN), so closing does not
+ * reset the connection under the answer. A socket that cannot take
  * it at once (a client not reading its earlier answers) is closed
  * without it, as libmicrohttpd would have. */
 static enum MHD_Result respond_raw(struct req_ctx *rc)
@@ -441,6 +443,18 @@ static enum MHD_Result respond_raw(struct req_ctx *rc)
     rc->answered_raw = true;
     raw_answered = true;
     return MHD_NO;                      /* libmicrohttpd closes it */
+}
+
+/* A body over the cap: its 413 is written at once, before the body is
+ * read (README "Framing": read no further), and the rest of the body the
+ * client sends meanwhile is read and dropped, up to DISCARD_MAX, before
+ * the connection is closed (ST_DRAIN), so that closing does not reset
+ * the connection under the answer. */
+static enum MHD_Result refuse_large(struct req_ctx *rc)
+{
+    (void)respond_raw(rc);
+    rc->state = ST_DRAIN;
+    return MHD_YES;
 }
 
 /* Renders rc->err / rc->res and queues it. */
@@ -1235,6 +1249,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
     size_t n = *upload_data_size;
 
     if (rc && rc->answered_raw) {
+        if (rc->state == ST_DRAIN && n > 0 &&
+            (rc->discarded += n) <= DISCARD_MAX) {
+            *upload_data_size = 0;
+            return MHD_YES;
+        }
         raw_answered = true;            /* answered by respond_raw() */
         return MHD_NO;
     }
@@ -1252,6 +1271,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
         }
         if (!drainable_body(rc) || expects_continue(rc))
             return respond(rc);
+        if (rc->err == AS_ERR_TOO_LARGE)
+            return refuse_large(rc);
         rc->state = ST_DISCARD;
         return MHD_YES;
     }
@@ -1269,9 +1290,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
         rc->err = AS_ERR_TOO_LARGE;
         rc->res.detail = "The request body is larger than the server "
                          "accepts.";
-        rc->state = ST_DISCARD;
         rc->discarded = rc->body_len;
-        return MHD_YES;
+        return refuse_large(rc);
     case ST_DISCARD:
         rc->discarded += n;
         if (n == 0)

@@ -291,6 +291,36 @@ def test_a_long_refused_chunked_body_still_gets_its_answer(daemon):
     assert raw.startswith(b"HTTP/1.1 413 "), raw[:300]
 
 
+@pytest.mark.parametrize("framing,rest", [
+    (b"Content-Length: 20000\r\n\r\n", b"b" * 20000),
+    (b"Transfer-Encoding: chunked\r\n\r\n4001\r\n" + b"a" * 16385,
+     b"\r\n10\r\n" + b"b" * 16 + b"\r\n0\r\n\r\n")],
+    ids=["content-length", "chunked"])
+def test_413_comes_before_the_rest_of_the_body(daemon, framing, rest):
+    """A body over the cap is answered 413 at once, read no further (its
+    Content-Length announced it, or its chunks passed the cap), and the
+    rest a client sends meanwhile is dropped, then the connection closed
+    without a reset. The body was answered only once it had all arrived,
+    or never if it trickled."""
+    s = socket.create_connection(("127.0.0.1", daemon.port), timeout=5)
+    try:
+        s.sendall(b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\n"
+                  b"Content-Type: application/json\r\n" + framing)
+        raw = b""
+        while b"\r\n\r\n" not in raw:
+            c = s.recv(4096)                 # times out without an answer
+            if not c:
+                break
+            raw += c
+        assert raw.startswith(b"HTTP/1.1 413 "), raw[:300]
+        assert parse(raw)[1]["connection"] == "close"
+        s.sendall(rest)                      # the client goes on: dropped
+        assert s.recv(4096) == b""           # then closed, not reset
+    finally:
+        s.close()
+    assert daemon.request("GET", "/healthz").status == 200
+
+
 @pytest.mark.parametrize("version", [b"HTTP/1.2", b"HTTP/1.9"])
 def test_other_http_versions_are_refused(daemon, version):
     """Only HTTP/1.0 and HTTP/1.1: libmicrohttpd served 1.2 and 1.9,
