@@ -453,6 +453,7 @@ static enum MHD_Result respond_raw(struct req_ctx *rc)
 static enum MHD_Result refuse_large(struct req_ctx *rc)
 {
     (void)respond_raw(rc);
+    raw_answered = false;               /* no MHD_NO to log about yet */
     rc->state = ST_DRAIN;
     return MHD_YES;
 }
