@@ -32,6 +32,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct arena *a = arena_new();
     char *body = malloc(size ? size : 1);
     json_t *obj;
+    size_t n = SIZE_MAX;
     char *one;
 
     if (!a || !body)
@@ -41,8 +42,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (obj)
         check_object(obj, size);
     json_decref(obj);
-    one = form_decode(a, body, size);
-    if (one && strlen(one) > size)
+    one = form_decode(a, body, size, &n);
+    if (one && (n > size || one[n] != '\0' || strlen(one) > n))
         abort();
     free(body);
     arena_free(a);

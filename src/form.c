@@ -15,7 +15,8 @@ static int hexval(char c)
     return -1;
 }
 
-char *form_decode(struct arena *a, const char *s, size_t len)
+char *form_decode(struct arena *a, const char *s, size_t len,
+                  size_t *out_len)
 {
     char *out = arena_alloc(a, len + 1);
     size_t i, o = 0;
@@ -36,7 +37,8 @@ char *form_decode(struct arena *a, const char *s, size_t len)
         }
     }
     out[o] = '\0';
-    return strlen(out) == o ? out : NULL;       /* %00 is refused */
+    *out_len = o;
+    return out;
 }
 
 json_t *form_parse(struct arena *a, const char *body, size_t len)
@@ -48,14 +50,18 @@ json_t *form_parse(struct arena *a, const char *body, size_t len)
         const char *amp = memchr(p, '&', (size_t)(end - p));
         const char *stop = amp ? amp : end;
         const char *eq = memchr(p, '=', (size_t)(stop - p));
+        size_t klen = 0, vlen = 0;
         char *k, *v;
 
         if (stop > p) {
-            k = form_decode(a, p, (size_t)((eq ? eq : stop) - p));
-            v = eq ? form_decode(a, eq + 1, (size_t)(stop - eq - 1))
+            k = form_decode(a, p, (size_t)((eq ? eq : stop) - p), &klen);
+            v = eq ? form_decode(a, eq + 1, (size_t)(stop - eq - 1), &vlen)
                    : arena_strdup(a, "");
-            if (!k || !v || !*k || json_object_get(obj, k) ||
-                json_object_set_new(obj, k, json_string(v)) != 0) {
+            /* A value keeps a decoded NUL (the caller refuses it, naming
+             * the field, as in a JSON string); a name cannot hold one. */
+            if (!k || !v || !*k || strlen(k) != klen ||
+                json_object_get(obj, k) ||
+                json_object_set_new(obj, k, json_stringn(v, vlen)) != 0) {
                 json_decref(obj);
                 return NULL;
             }

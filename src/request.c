@@ -91,8 +91,8 @@ enum as_err req_json(struct req_ctx *rc, json_t **out)
                                       : "The request body must be a valid "
                                         "JSON object.");
     }
-    if (!rc->body_form) {
-        const char *bad = nul_member(j);
+    {
+        const char *bad = nul_member(j);     /* JSON \u0000 or form %00 */
 
         if (bad) {
             enum as_err err = res_field(&rc->res, bad,

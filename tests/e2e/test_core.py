@@ -229,6 +229,32 @@ def test_login_form(daemon):
     assert_problem(r, 400)
 
 
+def test_nul_in_a_form_value_is_a_field_error(daemon):
+    # %00 decodes to U+0000: refused naming the field, as in a JSON string
+    # (never cut short to the password before it); in a name, malformed
+    from urllib.parse import quote
+    _, email, pw = daemon.register()
+    form = "grant_type=password&username=%s&password=%s" % (
+        quote(email), quote(pw))
+    for body, status, field in (
+            (form + "%00x", 422, "password"),
+            ("grant_type=password&username=%s%%00&password=%s"
+             % (quote(email), quote(pw)), 422,
+             "username"),
+            (form + "&sco%00pe=x", 400, None)):
+        r = daemon.request("POST", "/api/v1/auth/login", body=body.encode(),
+                           headers={"Content-Type":
+                                    "application/x-www-form-urlencoded"})
+        p = assert_problem(r, status)
+        if field:
+            assert p["code"] == "validation_error", p
+            assert [e["field"] for e in p["errors"]] == [field], p
+    r = daemon.request("POST", "/api/v1/auth/login", body=form.encode(),
+                       headers={"Content-Type":
+                                "application/x-www-form-urlencoded"})
+    assert r.status == 200, r
+
+
 def test_login_failures_look_the_same(daemon):
     _, email, pw = daemon.register()
     wrong = daemon.login(email, pw + "x")

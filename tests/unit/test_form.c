@@ -31,17 +31,25 @@ static json_t *parse(struct arena *a, const char *body)
 static void test_decode(void **state)
 {
     struct arena *a = arena_new();
+    size_t n = 99;
+    char *d;
 
     (void)state;
     assert_non_null(a);
-    assert_string_equal(form_decode(a, "a+b%41%7e%C3%A4", 15), "a bA~\xc3\xa4");
-    assert_string_equal(form_decode(a, "abc", 2), "ab");   /* length wins */
-    assert_string_equal(form_decode(a, "", 0), "");
-    assert_null(form_decode(a, "%4", 2));
-    assert_null(form_decode(a, "%", 1));
-    assert_null(form_decode(a, "%zz", 3));
-    assert_null(form_decode(a, "%41%0", 5));
-    assert_null(form_decode(a, "a%00b", 5));               /* NUL refused */
+    assert_string_equal(form_decode(a, "a+b%41%7e%C3%A4", 15, &n),
+                        "a bA~\xc3\xa4");
+    assert_int_equal(n, 7);
+    assert_string_equal(form_decode(a, "abc", 2, &n), "ab"); /* length wins */
+    assert_string_equal(form_decode(a, "", 0, &n), "");
+    assert_int_equal(n, 0);
+    assert_null(form_decode(a, "%4", 2, &n));
+    assert_null(form_decode(a, "%", 1, &n));
+    assert_null(form_decode(a, "%zz", 3, &n));
+    assert_null(form_decode(a, "%41%0", 5, &n));
+    d = form_decode(a, "a%00b", 5, &n);           /* NUL kept, length says */
+    assert_non_null(d);
+    assert_int_equal(n, 3);
+    assert_memory_equal(d, "a\0b", 4);
     arena_free(a);
 }
 
@@ -73,7 +81,13 @@ static void test_parse(void **state)
     assert_null(parse(a, "token=a&token=b"));     /* repeated name */
     assert_null(parse(a, "=x"));                  /* empty name */
     assert_null(parse(a, "a=%zz"));
-    assert_null(parse(a, "a=%00"));
+    assert_null(parse(a, "%00=1"));               /* NUL in a name */
+    assert_null(parse(a, "a%00b=1"));
+    o = parse(a, "a=x%00y");              /* in a value: kept, not cut */
+    assert_non_null(o);
+    assert_int_equal(json_string_length(json_object_get(o, "a")), 3);
+    assert_memory_equal(get(o, "a"), "x\0y", 4);
+    json_decref(o);
     assert_null(parse(a, "a=%C3%28"));           /* not UTF-8 */
     assert_null(parse(a, "%FF=1"));
     arena_free(a);
