@@ -12,13 +12,14 @@
  * package still depends on libpq5. */
 #define PQLIB_FUNCS(X)                                                      \
     X(PQclear) X(PQcmdTuples) X(PQconnectdbParams) X(PQconninfoFree)        \
-    X(PQconninfoParse) X(PQconsumeInput) X(PQerrorMessage) X(PQexec)        \
-    X(PQfinish) X(PQfreemem) X(PQftype) X(PQgetResult) X(PQgetisnull)       \
-    X(PQgetlength) X(PQgetvalue) X(PQisBusy) X(PQnfields) X(PQnotifies)     \
-    X(PQntuples) X(PQresultErrorField) X(PQresultStatus) X(PQsendPrepare)   \
-    X(PQsendQuery) X(PQsendQueryParams) X(PQsendQueryPrepared)              \
-    X(PQsetNoticeProcessor) X(PQsetnonblocking) X(PQsocket) X(PQstatus)     \
-    X(PQtransactionStatus)
+    X(PQconninfoParse) X(PQconsumeInput) X(PQenterPipelineMode)             \
+    X(PQerrorMessage) X(PQexec) X(PQexitPipelineMode) X(PQfinish)           \
+    X(PQfreemem) X(PQftype) X(PQgetResult) X(PQgetisnull) X(PQgetlength)    \
+    X(PQgetvalue) X(PQisBusy) X(PQnfields) X(PQnotifies) X(PQntuples)       \
+    X(PQpipelineSync) X(PQresultErrorField) X(PQresultStatus)               \
+    X(PQsendPrepare) X(PQsendQuery) X(PQsendQueryParams)                    \
+    X(PQsendQueryPrepared) X(PQsetNoticeProcessor) X(PQsetnonblocking)      \
+    X(PQsocket) X(PQstatus) X(PQtransactionStatus)
 
 struct pqlib {
 #define PQLIB_FIELD(f) __typeof__(f) *f;
@@ -41,8 +42,10 @@ bool pqlib_load(const char **why);
 #define PQconninfoFree pqlib.PQconninfoFree
 #define PQconninfoParse pqlib.PQconninfoParse
 #define PQconsumeInput pqlib.PQconsumeInput
+#define PQenterPipelineMode pqlib.PQenterPipelineMode
 #define PQerrorMessage pqlib.PQerrorMessage
 #define PQexec pqlib.PQexec
+#define PQexitPipelineMode pqlib.PQexitPipelineMode
 #define PQfinish pqlib.PQfinish
 #define PQfreemem pqlib.PQfreemem
 #define PQftype pqlib.PQftype
@@ -54,6 +57,7 @@ bool pqlib_load(const char **why);
 #define PQnfields pqlib.PQnfields
 #define PQnotifies pqlib.PQnotifies
 #define PQntuples pqlib.PQntuples
+#define PQpipelineSync pqlib.PQpipelineSync
 #define PQresultErrorField pqlib.PQresultErrorField
 #define PQresultStatus pqlib.PQresultStatus
 #define PQsendPrepare pqlib.PQsendPrepare
