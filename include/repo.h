@@ -273,6 +273,7 @@ struct repo_ops {
     enum as_err (*mfa_pending)(void *impl, const char *user_id,
                                const char *sealed, int64_t now);
     enum as_err (*mfa_enable)(void *impl, const char *user_id, int64_t step,
+                              const char *sealed,
                               const uint8_t (*codes)[REPO_HASH_LEN],
                               size_t n, const char *keep_sid, int64_t now);
     enum as_err (*mfa_use_step)(void *impl, const char *user_id,
@@ -593,12 +594,14 @@ enum as_err repo_mfa_get(struct repo *r, const char *user_id,
 enum as_err repo_mfa_pending(struct repo *r, const char *user_id,
                              const char *sealed, int64_t now);
 /* In one transaction: turns the pending factor on with `step` as the last
- * step used (only while no later step was used: compare-and-set), stores
- * the `n` recovery code hashes `codes` and revokes every session of the
- * user but `keep_sid`. AS_ERR_NOT_FOUND, and nothing changed, when there
- * is no pending factor or the step was used already. */
+ * step used (only while no later step was used, and only while the
+ * pending secret is still `sealed`, the one the code was checked
+ * against: compare-and-set), stores the `n` recovery code hashes `codes`
+ * and revokes every session of the user but `keep_sid`.
+ * AS_ERR_NOT_FOUND, and nothing changed, when there is no pending factor,
+ * a new setup replaced it, or the step was used already. */
 enum as_err repo_mfa_enable(struct repo *r, const char *user_id,
-                            int64_t step,
+                            int64_t step, const char *sealed,
                             const uint8_t (*codes)[REPO_HASH_LEN], size_t n,
                             const char *keep_sid, int64_t now);
 /* Records TOTP step `step` as used by `user_id` (factor on) only while it

@@ -127,7 +127,7 @@ enum as_err mfa_confirm(const struct mfa_env *e, const char *user_id,
     if (err == AS_OK &&
         totp_match(secret, code, e->now_ms / 1000, st.last_step, &step)) {
         codes_new(out, h);
-        err = repo_mfa_enable(e->repo, user_id, step,
+        err = repo_mfa_enable(e->repo, user_id, step, st.secret,
                               (const uint8_t(*)[REPO_HASH_LEN])h,
                               TOTP_RECOVERY_COUNT, keep_sid, e->now_ms);
         *ok = err == AS_OK;
@@ -135,8 +135,9 @@ enum as_err mfa_confirm(const struct mfa_env *e, const char *user_id,
          * forgotten here after the commit. */
         if (*ok && e->cache)
             scache_forget_user(e->cache, user_id);
-        if (err == AS_ERR_NOT_FOUND)       /* raced: step used, or turned */
-            err = AS_OK;                   /* on by a concurrent confirm */
+        if (err == AS_ERR_NOT_FOUND)       /* raced: step used, turned on */
+            err = AS_OK;                   /* by a concurrent confirm, or a
+                                              new setup replaced the secret */
     }
     if (!*ok)
         crypt_wipe(out, sizeof *out);

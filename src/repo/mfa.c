@@ -35,10 +35,12 @@ static struct db_stmt sql[M_NSTMT] = {
                          "secret = excluded.secret, last_step = -1, "
                          "created_at = excluded.created_at "
                          "WHERE NOT m.enabled"),
+    /* Only the secret the code was checked against: a setup that
+     * replaced it meanwhile wins, and the code is refused. */
     [M_ENABLE] = DB_SQL("UPDATE user_mfa SET enabled = true, "
                         "last_step = $2, enabled_at = $3 "
                         "WHERE user_id = $1 AND NOT enabled "
-                        "AND last_step < $2"),
+                        "AND last_step < $2 AND secret = $4"),
     [M_USE_STEP] = DB_SQL("UPDATE user_mfa SET last_step = $2 "
                           "WHERE user_id = $1 AND enabled "
                           "AND last_step < $2"),
@@ -146,6 +148,7 @@ enum as_err db_mfa_pending(void *impl, const char *user_id,
 }
 
 enum as_err db_mfa_enable(void *impl, const char *user_id, int64_t step,
+                          const char *sealed,
                           const uint8_t (*codes)[REPO_HASH_LEN], size_t n,
                           const char *keep_sid, int64_t now)
 {
@@ -155,7 +158,7 @@ enum as_err db_mfa_enable(void *impl, const char *user_id, int64_t step,
     db_open(&t, impl, "mfa_enable", true, NULL);
     DB_RUN(&t, &sql[M_LOCK_USER], &r, db_text(user_id));
     if (DB_RUN(&t, &sql[M_ENABLE], &r, db_text(user_id), db_int(step),
-               db_int(now)) && r.changed != 1)
+               db_int(now), db_text(sealed)) && r.changed != 1)
         db_refuse(&t, AS_ERR_NOT_FOUND);
     codes_put(&t, user_id, codes, n, now);
     DB_RUN(&t, &sql[M_REVOKE_ALL], &r, db_text(user_id), db_text(keep_sid),

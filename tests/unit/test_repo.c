@@ -962,8 +962,15 @@ static void login_stores_only_while_the_account_allows_it(void **state)
     /* the second factor on: a password-only session no longer; one that
      * passed the factor (and the second-factor token) still */
     randombytes_buf(codes[0], REPO_HASH_LEN);
+    /* a confirm of a secret that a new setup replaced meanwhile: refused */
+    assert_int_equal(repo_mfa_pending(f->r, u.id, "replaced", T0), AS_OK);
     assert_int_equal(repo_mfa_pending(f->r, u.id, "sealed", T0), AS_OK);
-    assert_int_equal(repo_mfa_enable(f->r, u.id, 1, codes, 1, NULL, T0),
+    assert_int_equal(repo_mfa_enable(f->r, u.id, 1, "replaced", codes, 1,
+                                     NULL, T0),
+                     AS_ERR_NOT_FOUND);
+    assert_int_equal(repo_mfa_pending(f->r, u.id, "sealed", T0), AS_OK);
+    assert_int_equal(repo_mfa_enable(f->r, u.id, 1, "sealed", codes, 1, NULL,
+                                     T0),
                      AS_OK);
     memset(&s, 0, sizeof s);
     uuid_v7_new(s.id);
