@@ -135,10 +135,15 @@ enum as_err core_login(const struct core *c, const char *email,
  * AS_ERR_BAD_CREDENTIALS when `pw_hash` (the password hash the login
  * read; NULL: none) is no longer the account's (a password change or
  * reset), and for a password-only login (`amr` NULL)
- * AS_ERR_MFA_REQUIRED when the second factor was turned on. */
+ * AS_ERR_MFA_REQUIRED when the second factor was turned on. A login
+ * finished with a second factor names its login token `mfa_token` (used
+ * up by then; NULL: none): AS_ERR_INVALID_TOKEN when that token was
+ * ended meanwhile (logout everywhere, a password change, the factor
+ * turned off), since what ended it would have ended the session. */
 enum as_err core_session_start(const struct core *c, const char *user_id,
                                const char *pw_hash,
-                               const char *amr, const char *ip,
+                               const char *amr, const char *mfa_token,
+                               const char *ip,
                                const char *user_agent, struct session *out,
                                char refresh[SEC_TOKEN_LEN + 1]);
 /* Rotates refresh token `token` (README.md, "Tokens"): AS_OK with the

@@ -43,6 +43,11 @@ struct session {
     bool one_factor;             /* on creation: a password-only login,
                                     stored only while the account has
                                     no second factor on */
+    const uint8_t *mfa_token;    /* on creation: the hash of the used
+                                    login token of a login finished with
+                                    a second factor, stored only while
+                                    that token was not ended since (by
+                                    what ends sessions); NULL: none */
 };
 
 #define REPO_HASH_LEN 32         /* SHA-256 of an opaque token */

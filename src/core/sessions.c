@@ -40,14 +40,20 @@ static void cap_sessions(const struct core *c, const char *user_id,
 
 enum as_err core_session_start(const struct core *c, const char *user_id,
                                const char *pw_hash,
-                               const char *amr, const char *ip,
+                               const char *amr, const char *mfa_token,
+                               const char *ip,
                                const char *user_agent, struct session *out,
                                char refresh[SEC_TOKEN_LEN + 1])
 {
     const struct cfg *cfg = c->cfg;
     int64_t now = c->now_ms();
-    uint8_t hash[REPO_HASH_LEN];
+    uint8_t hash[REPO_HASH_LEN], mfa_hash[REPO_HASH_LEN];
     enum as_err err;
+
+    if (mfa_token && !sec_token_valid(mfa_token))
+        return AS_ERR_INVALID_TOKEN;
+    if (mfa_token)
+        sec_token_hash(mfa_token, mfa_hash);
 
     /* amr NULL: the password alone, which must not outlive the second
      * factor being turned on while the login ran (README "Second
@@ -55,6 +61,7 @@ enum as_err core_session_start(const struct core *c, const char *user_id,
     *out = (struct session){ .created_at = now, .last_used_at = now,
                              .amr = amr, .ip = ip,
                              .user_agent = user_agent, .pw_hash = pw_hash,
+                             .mfa_token = mfa_token ? mfa_hash : NULL,
                              .one_factor = amr == NULL };
     c->new_id(out->id);
     snprintf(out->user_id, sizeof out->user_id, "%s", user_id);

@@ -61,11 +61,11 @@ enum as_err hx_token_pair(struct req_ctx *rc, const struct user *u,
 
 enum as_err hx_start_session(struct req_ctx *rc, const struct user *u)
 {
-    return hx_start_session_amr(rc, u, NULL);
+    return hx_start_session_amr(rc, u, NULL, NULL);
 }
 
 enum as_err hx_start_session_amr(struct req_ctx *rc, const struct user *u,
-                                 const char *amr)
+                                 const char *amr, const char *mfa_token)
 {
     struct core c = hx_core(rc);
     struct session s;
@@ -75,7 +75,7 @@ enum as_err hx_start_session_amr(struct req_ctx *rc, const struct user *u,
      * off): a login that lost the race with such a change is answered
      * as one that started after it. */
     enum as_err err = core_session_start(
-        &c, u->id, u->password_hash, amr, rc->ip,
+        &c, u->id, u->password_hash, amr, mfa_token, rc->ip,
         v_printable(rc->arena, req_header(rc, "User-Agent"), 256), &s,
         refresh);
 
@@ -84,6 +84,10 @@ enum as_err hx_start_session_amr(struct req_ctx *rc, const struct user *u,
         err = hx_bad_credentials(rc);
     if (err == AS_ERR_DISABLED)         /* or the account deactivated */
         err = hx_disabled(rc);
+    if (err == AS_ERR_INVALID_TOKEN)    /* or its login token was ended */
+        err = res_fail(&rc->res, err,
+                       "The mfa_token was ended (every session of the "
+                       "account was logged out); log in again.");
     if (err == AS_ERR_MFA_REQUIRED) {   /* or the second factor turned on */
         crypt_wipe(refresh, sizeof refresh);
         return hx_mfa_challenge(rc, u);

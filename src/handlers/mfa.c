@@ -313,7 +313,7 @@ enum as_err h_login_mfa(struct req_ctx *rc, struct response *res)
     if (err == AS_OK)
         hx_lockout_passed(rc, u.email);
     if (err == AS_OK)
-        err = hx_start_session_amr(rc, &u, MFA_AMR_OTP);
+        err = hx_start_session_amr(rc, &u, MFA_AMR_OTP, tok);
 out:
     json_decref(in);
     return err;

@@ -206,7 +206,7 @@ enum as_err h_passkey_login(struct req_ctx *rc, struct response *res)
              json_pack("{s:s}", "passkey_id", pk.id));
     /* A passkey login is a complete login: it ends the run of failures. */
     hx_lockout_passed(rc, u.email);      /* a complete login */
-    err = hx_start_session_amr(rc, &u, PASSKEY_AMR);
+    err = hx_start_session_amr(rc, &u, PASSKEY_AMR, NULL);
 out:
     json_decref(in);
     return err;

@@ -152,6 +152,11 @@ void db_one_factor_still(struct db_tx *t, const char *user_id);
 /* Inside flow `t`: ends every login of `user_id` that waits for its
  * second factor (mfa.c): what ends the sessions ends those too. */
 void db_mfa_tokens_end(struct db_tx *t, const char *user_id);
+/* Inside flow `t`, after db_login_still(): refuses it
+ * (AS_ERR_INVALID_TOKEN) when the used login token `hash` was ended since
+ * (db_mfa_tokens_end), so a login finished with a code stores no session
+ * after a logout everywhere that ended its token. */
+void db_mfa_token_still(struct db_tx *t, const uint8_t hash[REPO_HASH_LEN]);
 enum as_err db_session_create(void *impl, const struct session *s,
                               const uint8_t hash[REPO_HASH_LEN]);
 enum as_err db_sessions_prune(void *impl, int64_t before);

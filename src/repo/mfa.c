@@ -7,11 +7,14 @@
 
 #include <string.h>
 
+/* How long a used login token is kept for the session of its login. */
+#define MFA_TOKEN_KEEP_USED_MS INT64_C(60000)
+
 enum {
     M_GET, M_PENDING, M_ENABLE, M_USE_STEP, M_USE_RECOVERY, M_LOCK_ON,
     M_CODES_DEL, M_CODE_ADD, M_REVOKE_ALL, M_DELETE, M_TOKENS_DEL,
     M_TOKENS_PRUNE, M_TOKEN_ADD, M_TOKEN_USER, M_TOKEN_ATTEMPT, M_TOKEN_USE,
-    M_LOCK_USER, M_FACTOR_ON, M_NSTMT
+    M_LOCK_USER, M_FACTOR_ON, M_TOKEN_STILL, M_NSTMT
 };
 
 /* A login token is live: unused, unexpired at $2, fewer than $3 wrong. */
@@ -62,11 +65,18 @@ static struct db_stmt sql[M_NSTMT] = {
     [M_DELETE] = DB_SQL("DELETE FROM user_mfa WHERE user_id = $1 "
                         "RETURNING enabled"),
     [M_TOKENS_DEL] = DB_SQL("DELETE FROM mfa_tokens WHERE user_id = $1"),
-    /* A few expired or used tokens at a time, so no call grows long. */
+    /* A few expired tokens, or tokens used more than a minute ago, at a
+     * time, so no call grows long: a token just used is kept for the
+     * session its login is storing (M_TOKEN_STILL). */
     [M_TOKENS_PRUNE] = DB_SQL("DELETE FROM mfa_tokens WHERE hash IN "
                               "(SELECT hash FROM mfa_tokens "
                               "WHERE expires_at < $1 "
-                              "OR used_at IS NOT NULL LIMIT 16)"),
+                              "OR used_at < $2 LIMIT 16)"),
+    /* The login token a session comes from was not ended since its use
+     * (M_TOKENS_DEL by what ends sessions, which holds the user's row
+     * while the session's flow holds it shared). */
+    [M_TOKEN_STILL] = DB_SQL("SELECT 1 FROM mfa_tokens WHERE hash = $1 "
+                             "AND used_at IS NOT NULL"),
     [M_TOKEN_ADD] = DB_SQL("INSERT INTO mfa_tokens (hash, user_id, "
                            "created_at, expires_at) "
                            "VALUES ($1, $2, $3, $4)"),
@@ -203,6 +213,15 @@ void db_one_factor_still(struct db_tx *t, const char *user_id)
         db_refuse(t, AS_ERR_MFA_REQUIRED);
 }
 
+void db_mfa_token_still(struct db_tx *t, const uint8_t hash[REPO_HASH_LEN])
+{
+    struct db_rows r;
+
+    if (DB_RUN(t, &sql[M_TOKEN_STILL], &r, db_blob(hash, REPO_HASH_LEN)) &&
+        r.n != 1)
+        db_refuse(t, AS_ERR_INVALID_TOKEN);
+}
+
 void db_mfa_tokens_end(struct db_tx *t, const char *user_id)
 {
     struct db_rows r;
@@ -233,7 +252,8 @@ enum as_err db_mfa_token_create(void *impl,
 
     db_open(&t, impl, "mfa_token_create", true, NULL);
     db_login_still(&t, user_id, pw_hash);
-    DB_RUN(&t, &sql[M_TOKENS_PRUNE], &r, db_int(now));
+    DB_RUN(&t, &sql[M_TOKENS_PRUNE], &r, db_int(now),
+           db_int(now - MFA_TOKEN_KEEP_USED_MS));
     DB_RUN(&t, &sql[M_TOKEN_ADD], &r, db_blob(hash, REPO_HASH_LEN),
            db_text(user_id), db_int(now), db_int(expires_at));
     return db_close(&t);

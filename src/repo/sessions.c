@@ -27,7 +27,7 @@
 
 enum {
     S_INSERT, S_TOKEN_INSERT, S_GET, S_STATE, S_LIST, S_REVOKE, S_REVOKE_ALL,
-    S_REVOKE_USER, S_LOCK_BY_TOKEN, S_FACTS, S_TOKEN_USE, S_CHILD, S_TOUCH,
+    S_LOCK_USER, S_LOCK_BY_TOKEN, S_FACTS, S_TOKEN_USE, S_CHILD, S_TOUCH,
     S_KILL, S_TOKEN_SESSION, S_ANY_TOKEN_SESSION, S_PW_STILL, S_PRUNE_ENDED,
     S_PRUNE_REVOKED, S_PRUNE_USED, S_CAP, S_NSTMT
 };
@@ -92,13 +92,12 @@ static struct db_stmt sql[S_NSTMT] = {
     /* Inside a flow that holds the user's row already. */
     [S_REVOKE_ALL] = DB_SQL(REVOKE_ALL),
     /* Alone: the user's row first (lock order, see users.c), as a
-     * password change does. */
-    [S_REVOKE_USER] = DB_SPLIT(REVOKE_ALL,
-                               "UPDATE sessions SET revoked_at = $3 "
-                               "WHERE user_id = (SELECT id FROM users "
-                               "WHERE id = $1 FOR NO KEY UPDATE) "
-                               "AND revoked_at IS NULL "
-                               "AND ($2 IS NULL OR id <> $2)"),
+     * password change does, in a statement of its own: PostgreSQL's READ
+     * COMMITTED reads the sessions of the next statement as of its
+     * start, after the wait, so a session a login stored while holding
+     * the row shared is seen and revoked (in one statement, it was not). */
+    [S_LOCK_USER] = DB_PG_ONLY("SELECT 1 FROM users WHERE id = $1 "
+                               "FOR NO KEY UPDATE"),
     /* The session's row before its tokens (lock order): a concurrent
      * rotation or delete of the same session waits here, then reads the
      * token as that one left it. */
@@ -197,6 +196,8 @@ enum as_err db_session_create(void *impl, const struct session *s,
     db_login_still(&t, s->user_id, s->pw_hash);
     if (s->one_factor)
         db_one_factor_still(&t, s->user_id);
+    if (s->mfa_token)
+        db_mfa_token_still(&t, s->mfa_token);
     DB_RUN(&t, &sql[S_INSERT], &r, db_text(s->id), db_text(s->user_id),
            db_int(s->created_at), db_int(s->last_used_at),
            db_int(s->expires_at),
@@ -338,7 +339,8 @@ enum as_err db_session_revoke_all(void *impl, const char *user_id,
     if (!user_id)
         return AS_OK;
     db_open(&t, impl, "session_revoke_all", true, NULL);
-    DB_RUN(&t, &sql[S_REVOKE_USER], &r, db_text(user_id), db_text(keep_sid),
+    DB_RUN(&t, &sql[S_LOCK_USER], &r, db_text(user_id));
+    DB_RUN(&t, &sql[S_REVOKE_ALL], &r, db_text(user_id), db_text(keep_sid),
            db_int(now));
     db_mfa_tokens_end(&t, user_id);
     return none_if_invalid(db_close(&t), AS_OK);

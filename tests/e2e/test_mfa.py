@@ -11,6 +11,7 @@ import secrets
 import sqlite3
 import subprocess
 import tempfile
+import threading
 import time
 
 import pyotp
@@ -395,6 +396,46 @@ def test_a_pending_second_factor_ends_with_the_sessions(daemon, change):
     assert r.status == 204, r
     assert_problem(login_mfa(daemon, tok, codes.next()), 401,
                    "invalid_token")
+
+
+def test_logout_everywhere_racing_a_code_login_leaves_no_session(daemon):
+    """Many rounds: a logout everywhere and a login finishing its second
+    factor (with an mfa_token taken before) sent at the same instant, for
+    8 accounts at once. Whichever goes first, no session of the login may
+    be left: either it is revoked with the others, or its token was ended
+    and it is refused."""
+    for _ in range(8):
+        users = []
+        for _ in range(8):
+            email, password, codes, recovery = mfa_user(daemon)
+            bearer = login_mfa(daemon, mfa_token(daemon, email, password),
+                               codes.next()).json["access_token"]
+            users.append((bearer, mfa_token(daemon, email, password),
+                          recovery[0]))
+        gate = threading.Barrier(2 * len(users))
+
+        def logout(u):
+            gate.wait()
+            return daemon.request("POST", "/api/v1/auth/logout-all",
+                                  token=u[0])
+
+        def finish(u):
+            gate.wait()
+            return login_mfa(daemon, u[1], u[2])
+
+        with concurrent.futures.ThreadPoolExecutor(2 * len(users)) as ex:
+            outs = [ex.submit(logout, u) for u in users]
+            ins = [ex.submit(finish, u) for u in users]
+            outs = [f.result(timeout=60) for f in outs]
+            ins = [f.result(timeout=60) for f in ins]
+        for out, got in zip(outs, ins):
+            assert out.status == 204, out
+            if got.status != 200:
+                assert_problem(got, 401, "invalid_token")
+                continue
+            r = daemon.request("POST", "/api/v1/auth/refresh",
+                               {"refresh_token": got.json["refresh_token"]})
+            assert_problem(r, 401)
 
 
 def test_routes_need_a_bearer(daemon):
