@@ -63,14 +63,17 @@ enum as_err mfa_confirm(const struct mfa_env *e, const char *user_id,
 enum as_err mfa_check_code(const struct mfa_env *e, const char *user_id,
                            const char *code, bool *ok);
 /* Replaces the recovery codes of `user_id` by ten fresh ones in `out`.
- * Caller wipes `out`. */
+ * `code` (NULL: none) is the code the caller proved the factor with, just
+ * checked by mfa_check_code(): when it is a recovery code that a
+ * concurrent renewal replaced meanwhile, AS_ERR_INVALID_CODE and nothing
+ * changes. Caller wipes `out`. */
 enum as_err mfa_recovery_renew(const struct mfa_env *e, const char *user_id,
-                               struct mfa_codes *out);
+                               const char *code, struct mfa_codes *out);
 /* Turns the factor of `user_id` off (also a pending one) and makes
  * e->cache forget the user's cached row; *was_on tells whether it was
- * on. */
+ * on. `code` as for mfa_recovery_renew() (NULL: an admin's reset). */
 enum as_err mfa_disable(const struct mfa_env *e, const char *user_id,
-                        bool *was_on);
+                        const char *code, bool *was_on);
 /* A new login token for `user_id` (single use, MFA_TOKEN_TTL_MS, dead after
  * MFA_TOKEN_MAX_FAILURES wrong codes); only its hash is stored. With
  * `pw_hash` (the password hash the login checked; NULL: none) it is stored

@@ -287,10 +287,11 @@ struct repo_ops {
                                     const uint8_t hash[REPO_HASH_LEN],
                                     int64_t now);
     enum as_err (*mfa_recovery_set)(void *impl, const char *user_id,
+                                    const uint8_t *proof,
                                     const uint8_t (*codes)[REPO_HASH_LEN],
                                     size_t n, int64_t now);
     enum as_err (*mfa_disable)(void *impl, const char *user_id,
-                               bool *was_on);
+                               const uint8_t *proof, bool *was_on);
     enum as_err (*mfa_token_create)(void *impl,
                                     const uint8_t hash[REPO_HASH_LEN],
                                     const char *user_id,
@@ -621,14 +622,20 @@ enum as_err repo_mfa_use_recovery(struct repo *r, const char *user_id,
                                   const uint8_t hash[REPO_HASH_LEN],
                                   int64_t now);
 /* Replaces every recovery code of `user_id` (factor on) by the `n` hashes
- * `codes`, in one transaction. AS_ERR_NOT_FOUND when the factor is off. */
+ * `codes`, in one transaction. AS_ERR_NOT_FOUND when the factor is off.
+ * `proof`, when not NULL, is the hash of the recovery code the caller
+ * proved the factor with (used up by it): AS_ERR_INVALID_CODE, and
+ * nothing changed, when that code was replaced meanwhile (by a concurrent
+ * renewal: the old codes stop working at once, the one just used too). */
 enum as_err repo_mfa_recovery_set(struct repo *r, const char *user_id,
+                                  const uint8_t *proof,
                                   const uint8_t (*codes)[REPO_HASH_LEN],
                                   size_t n, int64_t now);
 /* Removes the factor of `user_id` (on or pending), its recovery codes and
- * its pending login tokens. *was_on tells whether it was on. */
+ * its pending login tokens. *was_on tells whether it was on. `proof` as
+ * for repo_mfa_recovery_set(). */
 enum as_err repo_mfa_disable(struct repo *r, const char *user_id,
-                             bool *was_on);
+                             const uint8_t *proof, bool *was_on);
 /* Stores the hash of a token that lets `user_id` finish a login with a
  * code until `expires_at`; forgets expired and used tokens. With
  * `pw_hash` (the password hash the login checked) only while it is still

@@ -182,7 +182,7 @@ static int user_mfa_reset(const struct core *c, const struct user_args *a,
 
     if (status != 0)
         return status;
-    err = mfa_disable(&e, u.id, &was_on);
+    err = mfa_disable(&e, u.id, NULL, &was_on);
     if (err != AS_OK)
         return fail("cannot reset the second factor", err);
     log_event(LOG_INFO, "audit", NULL,

@@ -183,14 +183,24 @@ enum as_err mfa_check_code(const struct mfa_env *e, const char *user_id,
     return err;
 }
 
-enum as_err mfa_recovery_renew(const struct mfa_env *e, const char *user_id,
-                               struct mfa_codes *out)
+/* The hash of `code` into `h` when it is a recovery code (a TOTP code
+ * proves nothing a renewal retires); NULL otherwise. */
+static const uint8_t *recovery_proof(const char *code,
+                                     uint8_t h[REPO_HASH_LEN])
 {
-    uint8_t h[TOTP_RECOVERY_COUNT][REPO_HASH_LEN];
+    if (!code || totp_code_shape(code) || !totp_recovery_hash(code, h))
+        return NULL;
+    return h;
+}
+
+enum as_err mfa_recovery_renew(const struct mfa_env *e, const char *user_id,
+                               const char *code, struct mfa_codes *out)
+{
+    uint8_t h[TOTP_RECOVERY_COUNT][REPO_HASH_LEN], ph[REPO_HASH_LEN];
     enum as_err err;
 
     codes_new(out, h);
-    err = repo_mfa_recovery_set(e->repo, user_id,
+    err = repo_mfa_recovery_set(e->repo, user_id, recovery_proof(code, ph),
                                 (const uint8_t(*)[REPO_HASH_LEN])h,
                                 TOTP_RECOVERY_COUNT, e->now_ms);
     if (err != AS_OK)
@@ -199,9 +209,11 @@ enum as_err mfa_recovery_renew(const struct mfa_env *e, const char *user_id,
 }
 
 enum as_err mfa_disable(const struct mfa_env *e, const char *user_id,
-                        bool *was_on)
+                        const char *code, bool *was_on)
 {
-    enum as_err err = repo_mfa_disable(e->repo, user_id, was_on);
+    uint8_t ph[REPO_HASH_LEN];
+    enum as_err err = repo_mfa_disable(e->repo, user_id,
+                                       recovery_proof(code, ph), was_on);
 
     if (err == AS_OK && e->cache)        /* the cached row's mfa_enabled */
         scache_forget_user(e->cache, user_id);

@@ -194,13 +194,16 @@ out:
 }
 
 /* The caller, its password and a code of its factor, checked in that
- * order (the password first, so a code is never tried without it). */
+ * order (the password first, so a code is never tried without it);
+ * *code is the code (in *in), which the change it proves names again. */
 static enum as_err caller_with_code(struct req_ctx *rc, json_t **in,
-                                    struct user *u)
+                                    struct user *u, const char **code)
 {
-    const char *pw = NULL, *code = NULL;
-    enum as_err err = read_fields(rc, in, "current_password", &pw, "code",
-                                  &code);
+    const char *pw = NULL;
+    enum as_err err;
+
+    *code = NULL;
+    err = read_fields(rc, in, "current_password", &pw, "code", code);
 
     if (err == AS_OK)
         err = hx_caller(rc, u);
@@ -210,7 +213,7 @@ static enum as_err caller_with_code(struct req_ctx *rc, json_t **in,
         err = res_fail(&rc->res, AS_ERR_CONFLICT,
                        "The second factor is not on for this account.");
     if (err == AS_OK)
-        err = check_code(rc, u, code, true);
+        err = check_code(rc, u, *code, true);
     return err;
 }
 
@@ -219,11 +222,14 @@ enum as_err h_mfa_disable(struct req_ctx *rc, struct response *res)
     struct mfa_env e = env_of(rc);
     json_t *in = NULL;
     struct user u;
+    const char *code = NULL;
     bool was_on = false;
-    enum as_err err = caller_with_code(rc, &in, &u);
+    enum as_err err = caller_with_code(rc, &in, &u, &code);
 
     if (err == AS_OK)
-        err = mfa_disable(&e, u.id, &was_on);
+        err = mfa_disable(&e, u.id, code, &was_on);
+    if (err == AS_ERR_INVALID_CODE)      /* replaced by a renewal since */
+        err = code_failed(rc, err);
     if (err == AS_OK) {
         hx_audit(rc, "mfa.disabled", u.id, NULL);
         res_json(res, 204, NULL);
@@ -238,11 +244,14 @@ enum as_err h_mfa_recovery_codes(struct req_ctx *rc, struct response *res)
     struct mfa_codes codes;
     json_t *in = NULL;
     struct user u;
-    enum as_err err = caller_with_code(rc, &in, &u);
+    const char *code = NULL;
+    enum as_err err = caller_with_code(rc, &in, &u, &code);
 
     memset(&codes, 0, sizeof codes);
     if (err == AS_OK)
-        err = mfa_recovery_renew(&e, u.id, &codes);
+        err = mfa_recovery_renew(&e, u.id, code, &codes);
+    if (err == AS_ERR_INVALID_CODE)      /* replaced by a renewal since */
+        err = code_failed(rc, err);
     if (err == AS_ERR_NOT_FOUND)
         err = res_fail(res, AS_ERR_CONFLICT,
                        "The second factor is not on for this account.");
@@ -323,7 +332,7 @@ enum as_err hx_mfa_reset(struct req_ctx *rc, struct user *u)
 {
     struct mfa_env e = env_of(rc);
     bool was_on = false;
-    enum as_err err = mfa_disable(&e, u->id, &was_on);
+    enum as_err err = mfa_disable(&e, u->id, NULL, &was_on);
 
     if (err != AS_OK)
         return err;

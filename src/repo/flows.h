@@ -22,9 +22,11 @@ enum as_err db_mfa_use_recovery(void *impl, const char *user_id,
                                 const uint8_t hash[REPO_HASH_LEN],
                                 int64_t now);
 enum as_err db_mfa_recovery_set(void *impl, const char *user_id,
+                                const uint8_t *proof,
                                 const uint8_t (*codes)[REPO_HASH_LEN],
                                 size_t n, int64_t now);
-enum as_err db_mfa_disable(void *impl, const char *user_id, bool *was_on);
+enum as_err db_mfa_disable(void *impl, const char *user_id,
+                           const uint8_t *proof, bool *was_on);
 enum as_err db_mfa_token_create(void *impl,
                                 const uint8_t hash[REPO_HASH_LEN],
                                 const char *user_id, const char *pw_hash,

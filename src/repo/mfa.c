@@ -14,7 +14,7 @@ enum {
     M_GET, M_PENDING, M_ENABLE, M_USE_STEP, M_USE_RECOVERY, M_LOCK_ON,
     M_CODES_DEL, M_CODE_ADD, M_REVOKE_ALL, M_DELETE, M_TOKENS_DEL,
     M_TOKENS_PRUNE, M_TOKEN_ADD, M_TOKEN_USER, M_TOKEN_ATTEMPT, M_TOKEN_USE,
-    M_LOCK_USER, M_FACTOR_ON, M_TOKEN_STILL, M_NSTMT
+    M_LOCK_USER, M_FACTOR_ON, M_TOKEN_STILL, M_CODE_STILL, M_NSTMT
 };
 
 /* A login token is live: unused, unexpired at $2, fewer than $3 wrong. */
@@ -55,6 +55,11 @@ static struct db_stmt sql[M_NSTMT] = {
     /* The row lock orders a change of codes against a concurrent
      * disable (SQLite's writers hold the database lock already). */
     [M_LOCK_ON] = DB_SPLIT(FACTOR_ON, FACTOR_ON " FOR UPDATE"),
+    /* The recovery code a caller proved the factor with (and used up) is
+     * still one of the account's: a renewal since replaced it. */
+    [M_CODE_STILL] = DB_SQL("SELECT 1 FROM mfa_recovery_codes "
+                            "WHERE user_id = $1 AND hash = $2 "
+                            "AND used_at IS NOT NULL"),
     [M_CODES_DEL] = DB_SQL("DELETE FROM mfa_recovery_codes "
                            "WHERE user_id = $1"),
     [M_CODE_ADD] = DB_SQL("INSERT INTO mfa_recovery_codes (user_id, hash, "
@@ -191,7 +196,22 @@ enum as_err db_mfa_use_recovery(void *impl, const char *user_id,
                    db_blob(hash, REPO_HASH_LEN), db_int(now));
 }
 
+/* Inside flow `t`, after M_LOCK_ON: refuses it (AS_ERR_INVALID_CODE)
+ * when the recovery code `proof` (NULL: none) was replaced since its use,
+ * so of concurrent changes proved with old codes only the first one
+ * happens. */
+static void proof_still(struct db_tx *t, const char *user_id,
+                        const uint8_t *proof)
+{
+    struct db_rows r;
+
+    if (proof && DB_RUN(t, &sql[M_CODE_STILL], &r, db_text(user_id),
+                        db_blob(proof, REPO_HASH_LEN)) && r.n != 1)
+        db_refuse(t, AS_ERR_INVALID_CODE);
+}
+
 enum as_err db_mfa_recovery_set(void *impl, const char *user_id,
+                                const uint8_t *proof,
                                 const uint8_t (*codes)[REPO_HASH_LEN],
                                 size_t n, int64_t now)
 {
@@ -201,6 +221,7 @@ enum as_err db_mfa_recovery_set(void *impl, const char *user_id,
     db_open(&t, impl, "mfa_recovery_set", true, NULL);
     if (DB_RUN(&t, &sql[M_LOCK_ON], &r, db_text(user_id)) && r.n != 1)
         db_refuse(&t, AS_ERR_NOT_FOUND);
+    proof_still(&t, user_id, proof);
     codes_put(&t, user_id, codes, n, now);
     return none_if_invalid(db_close(&t));
 }
@@ -229,12 +250,16 @@ void db_mfa_tokens_end(struct db_tx *t, const char *user_id)
     DB_RUN(t, &sql[M_TOKENS_DEL], &r, db_text(user_id));
 }
 
-enum as_err db_mfa_disable(void *impl, const char *user_id, bool *was_on)
+enum as_err db_mfa_disable(void *impl, const char *user_id,
+                           const uint8_t *proof, bool *was_on)
 {
     struct db_rows r;
     struct db_tx t;
 
     db_open(&t, impl, "mfa_disable", true, NULL);
+    /* the factor's row first, as a renewal takes it (none: pending) */
+    DB_RUN(&t, &sql[M_LOCK_ON], &r, db_text(user_id));
+    proof_still(&t, user_id, proof);
     if (DB_RUN(&t, &sql[M_DELETE], &r, db_text(user_id)) && r.n == 1)
         *was_on = db_flag(db_at(&r, 0, 0));
     DB_RUN(&t, &sql[M_CODES_DEL], &r, db_text(user_id));

@@ -552,17 +552,19 @@ enum as_err repo_mfa_use_recovery(struct repo *r, const char *user_id,
 }
 
 enum as_err repo_mfa_recovery_set(struct repo *r, const char *user_id,
+                                  const uint8_t *proof,
                                   const uint8_t (*codes)[REPO_HASH_LEN],
                                   size_t n, int64_t now)
 {
-    return DISPATCH(r, mfa_recovery_set(r->impl, user_id, codes, n, now));
+    return DISPATCH(r, mfa_recovery_set(r->impl, user_id, proof, codes, n,
+                                        now));
 }
 
 enum as_err repo_mfa_disable(struct repo *r, const char *user_id,
-                             bool *was_on)
+                             const uint8_t *proof, bool *was_on)
 {
     *was_on = false;
-    return DISPATCH(r, mfa_disable(r->impl, user_id, was_on));
+    return DISPATCH(r, mfa_disable(r->impl, user_id, proof, was_on));
 }
 
 enum as_err repo_mfa_token_create(struct repo *r,

@@ -438,6 +438,40 @@ def test_logout_everywhere_racing_a_code_login_leaves_no_session(daemon):
             assert_problem(r, 401)
 
 
+def test_renewals_proved_with_old_codes_one_at_a_time(daemon):
+    """Many rounds: 6 renewals of the recovery codes at once, each proved
+    with another unused recovery code, and a turning off at once with
+    one more. A renewal retires every old code at once, so after the
+    first change the others' codes are dead: at most one succeeds, and
+    the codes it handed out work."""
+    for _ in range(8):
+        email, password, codes, recovery = mfa_user(daemon)
+        bearer = login_mfa(daemon, mfa_token(daemon, email, password),
+                           codes.next()).json["access_token"]
+        gate = threading.Barrier(7)
+
+        def change(i):
+            gate.wait()
+            return daemon.request(
+                "DELETE" if i == 6 else "POST",
+                TOTP if i == 6 else RECOVERY,
+                {"current_password": password, "code": recovery[i]},
+                token=bearer)
+
+        with concurrent.futures.ThreadPoolExecutor(7) as ex:
+            res = [f.result(timeout=60)
+                   for f in [ex.submit(change, i) for i in range(7)]]
+        won = [i for i, r in enumerate(res) if r.status in (200, 204)]
+        assert len(won) == 1, res
+        for i, r in enumerate(res):
+            if i not in won:
+                assert r.status in (400, 409), r
+        if won[0] < 6:
+            fresh = res[won[0]].json["recovery_codes"]
+            assert login_mfa(daemon, mfa_token(daemon, email, password),
+                             fresh[0]).status == 200
+
+
 def test_routes_need_a_bearer(daemon):
     for method, path in (("POST", SETUP), ("POST", CONFIRM),
                          ("DELETE", TOTP), ("POST", RECOVERY)):

@@ -309,7 +309,7 @@ static void recovery_codes_once_each(void **state)
                          AS_OK);
         assert_false(ok);
     }
-    assert_int_equal(mfa_recovery_renew(&e, f->u.id, &fresh), AS_OK);
+    assert_int_equal(mfa_recovery_renew(&e, f->u.id, NULL, &fresh), AS_OK);
     assert_int_equal(mfa_check_code(&e, f->u.id, fresh.code[3], &ok),
                      AS_OK);
     assert_true(ok);
@@ -327,7 +327,7 @@ static void renewal_kills_unused_codes(void **state)
     bool ok = true;
 
     turn_on(f, secret, &rc);
-    assert_int_equal(mfa_recovery_renew(&e, f->u.id, &fresh), AS_OK);
+    assert_int_equal(mfa_recovery_renew(&e, f->u.id, NULL, &fresh), AS_OK);
     assert_int_equal(mfa_check_code(&e, f->u.id, rc.code[0], &ok), AS_OK);
     assert_false(ok);
     assert_int_equal(mfa_check_code(&e, f->u.id, fresh.code[0], &ok),
@@ -352,7 +352,7 @@ static void setup_refused_while_on_and_reset(void **state)
     assert_int_equal(mfa_setup_begin(&e, &u, &s, f->a), AS_ERR_CONFLICT);
     u.mfa_enabled = false;                /* a stale read: the store says */
     assert_int_equal(mfa_setup_begin(&e, &u, &s, f->a), AS_ERR_CONFLICT);
-    assert_int_equal(mfa_disable(&e, f->u.id, &was_on), AS_OK);
+    assert_int_equal(mfa_disable(&e, f->u.id, NULL, &was_on), AS_OK);
     assert_true(was_on);
     assert_int_equal(repo_user_by_id(f->r, f->u.id, &u, f->a), AS_OK);
     assert_false(u.mfa_enabled);
@@ -361,7 +361,7 @@ static void setup_refused_while_on_and_reset(void **state)
                      AS_ERR_NOT_FOUND);
     assert_int_equal(mfa_check_code(&e, f->u.id, rc.code[0], &ok),
                      AS_ERR_NOT_FOUND);
-    assert_int_equal(mfa_disable(&e, f->u.id, &was_on), AS_OK);
+    assert_int_equal(mfa_disable(&e, f->u.id, NULL, &was_on), AS_OK);
     assert_false(was_on);
 }
 
