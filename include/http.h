@@ -142,8 +142,12 @@ struct route {
 
 /* The body as a JSON object (duplicate keys refused). AS_ERR_MALFORMED
  * for anything else; `*out` is a new reference the caller decrefs. Form
- * bodies (RF_FORM routes) come back as an object of strings. */
+ * bodies (RF_FORM routes) come back as an object of strings. A string
+ * holding U+0000 (form: %00) is refused (422 naming its member). */
 enum as_err req_json(struct req_ctx *rc, json_t **out);
+/* req_json() that lets strings hold U+0000: for a caller that refuses
+ * such a value itself (json_string_length() says it is there). */
+enum as_err req_json_nul_ok(struct req_ctx *rc, json_t **out);
 /* A request header (borrowed until the request ends) or NULL. */
 const char *req_header(struct req_ctx *rc, const char *name);
 /* A query argument (borrowed until the request ends) or NULL. */

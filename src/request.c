@@ -66,7 +66,7 @@ static bool json_holds_nul(json_t *v)
     return false;
 }
 
-enum as_err req_json(struct req_ctx *rc, json_t **out)
+static enum as_err read_json(struct req_ctx *rc, json_t **out, bool nul_ok)
 {
     json_error_t jerr;
     json_t *j;
@@ -91,7 +91,7 @@ enum as_err req_json(struct req_ctx *rc, json_t **out)
                                       : "The request body must be a valid "
                                         "JSON object.");
     }
-    {
+    if (!nul_ok) {
         const char *bad = nul_member(j);     /* JSON \u0000 or form %00 */
 
         if (bad) {
@@ -104,4 +104,14 @@ enum as_err req_json(struct req_ctx *rc, json_t **out)
     }
     *out = j;
     return AS_OK;
+}
+
+enum as_err req_json(struct req_ctx *rc, json_t **out)
+{
+    return read_json(rc, out, false);
+}
+
+enum as_err req_json_nul_ok(struct req_ctx *rc, json_t **out)
+{
+    return read_json(rc, out, true);
 }

@@ -307,18 +307,27 @@ enum as_err h_session_delete(struct req_ctx *rc, struct response *res)
     return res_json(res, 204, NULL);
 }
 
-/* The "token" parameter of a form or JSON body (RFC 7009 / 7662). */
+/* The "token" parameter of a form or JSON body (RFC 7009 / 7662).
+ * Missing or empty: 400. One that no token of ours can be (longer than
+ * any, or holding U+0000) is AS_ERR_NOT_FOUND with nothing answered: an
+ * invalid token, which both RFCs answer 200 (revoked; inactive). */
 static enum as_err token_param(struct req_ctx *rc, json_t **in,
                                const char **tok)
 {
-    enum as_err err = req_json(rc, in);
+    enum as_err err = req_json_nul_ok(rc, in);
+    json_t *t;
 
+    *tok = NULL;
     if (err != AS_OK)
         return err;
-    *tok = json_string_value(json_object_get(*in, "token"));
-    if (!*tok || !**tok || strlen(*tok) > SEC_MAX_JWT_BYTES)
+    t = json_object_get(*in, "token");
+    *tok = json_string_value(t);
+    if (!*tok || !**tok)
         return res_fail(&rc->res, AS_ERR_INVALID_REQUEST,
                         "The token parameter is required.");
+    if (json_string_length(t) > SEC_MAX_JWT_BYTES ||
+        strlen(*tok) != json_string_length(t))
+        return AS_ERR_NOT_FOUND;
     return AS_OK;
 }
 

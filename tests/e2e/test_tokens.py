@@ -263,6 +263,15 @@ def test_introspection(make_daemon):
         <= 1, r.json
     t = n.json
     assert ask("garbage").json == {"active": False}
+    # tokens none of ours can be (longer than any, U+0000 in them):
+    # inactive, like any invalid one (RFC 7662 s2.2), in a form or JSON
+    for bad in ("x" * 9000, t["access_token"] + "\u0000",
+                t["refresh_token"] + "\u0000x"):
+        r = ask(bad)
+        assert r.status == 200 and r.json == {"active": False}, r
+        r = d.request("POST", "/api/v1/auth/introspect", {"token": bad},
+                      headers={"Authorization": "Bearer " + secret})
+        assert r.status == 200 and r.json == {"active": False}, r
     d.request("POST", "/api/v1/auth/logout",
               {"refresh_token": t["refresh_token"]})
     assert ask(t["access_token"]).json == {"active": False}
@@ -289,6 +298,19 @@ def test_revoke(daemon):
     assert r.status == 200
     r = daemon.request("POST", "/api/v1/auth/revoke", {})
     assert_problem(r, 400)
+    # tokens none of ours can be: 200 as any invalid one (RFC 7009 s2.2),
+    # and nothing revoked by a token cut short at a U+0000
+    _, _, t = daemon.user()
+    for bad in ("x" * 9000, t["refresh_token"] + "\u0000x",
+                t["access_token"] + "\u0000"):
+        r = daemon.request("POST", "/api/v1/auth/revoke", {"token": bad})
+        assert r.status == 200, r
+        r = daemon.request("POST", "/api/v1/auth/revoke",
+                           body=urlencode({"token": bad}).encode(),
+                           headers=FORM)
+        assert r.status == 200, r
+    assert me(daemon, t["access_token"]).status == 200
+    assert refresh(daemon, t["refresh_token"]).status == 200
 
 
 @pytest.mark.parametrize("how", ["logout", "revoke form", "revoke json"])
