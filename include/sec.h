@@ -34,6 +34,9 @@ struct sec_claims {
     const char *role;            /* "user" or "admin" */
     int64_t iat, nbf, exp;       /* seconds */
     unsigned amr;                /* enum sec_amr bits */
+    int64_t key_until;           /* verified: the Unix second past which
+                                    the key that signed it verifies
+                                    nothing (INT64_MAX: no end) */
 };
 
 /* Loads keys for cfg->jwt_alg: HS256 from cfg->jwt_secret; ES256/RS256
@@ -72,9 +75,10 @@ void sec_keys_free(struct sec_keys *k);          /* wipes; NULL is a no-op */
 int sec_keys_cli(const struct cfg *cfg, struct repo *r, const char *verb);
 /* kid of the signing key (borrowed); "" under HS256 without kid. */
 const char *sec_keys_kid(const struct sec_keys *k);
-/* JWKS document {"keys":[...]} of every verification key (empty under
- * HS256). New reference; caller decrefs. */
-json_t *sec_jwks(const struct sec_keys *k);
+/* JWKS document {"keys":[...]} of every verification key still valid
+ * at Unix second `now_s` (empty under HS256). New reference; caller
+ * decrefs. */
+json_t *sec_jwks(const struct sec_keys *k, int64_t now_s);
 
 /* Signs an access token with every claim of `c` plus iss and aud from the
  * config, header kid. Caller frees *out with free(). */

@@ -137,7 +137,9 @@ static bool same_token(const struct entry *e, const char *token, size_t len)
 static bool live(const struct entry *e, const struct sec_keys *k,
                  int64_t now_s)
 {
-    return e->used && e->keys == k && e->c.exp + SEC_LEEWAY_S > now_s;
+    /* and never past the end of the key that signed it (a retired key) */
+    return e->used && e->keys == k && e->c.exp + SEC_LEEWAY_S > now_s &&
+           e->c.key_until >= now_s;
 }
 
 /* Copies a live hit into `out`; false on a miss. */

@@ -57,7 +57,7 @@ enum as_err h_metrics(struct req_ctx *rc, struct response *res)
 enum as_err h_jwks(struct req_ctx *rc, struct response *res)
 {
     res_header(rc, "Cache-Control", "public, max-age=300");
-    return res_json(res, 200, sec_jwks(app_keys(rc->app)));
+    return res_json(res, 200, sec_jwks(app_keys(rc->app), clock_ms() / 1000));
 }
 
 enum as_err h_openapi(struct req_ctx *rc, struct response *res)

@@ -549,8 +549,12 @@ enum as_err sec_jwt_verify(const struct sec_keys *k, const struct cfg *cfg,
     if (!k || !cfg || !token || !out || !a || !split(token, &s))
         return AS_ERR_INVALID_TOKEN;
     key = header_key(k, s.p[0], s.n[0]);
+    if (key && key->until < now_s)
+        key = NULL;                 /* retired long enough: as if gone */
     if (key && signature_ok(k, key, token, &s))
         err = claims_check(&s, cfg, now_s, out, a);
+    if (err == AS_OK)
+        out->key_until = key->until;
     if (err != AS_OK)
         memset(out, 0, sizeof *out);
     return err;

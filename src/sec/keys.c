@@ -77,7 +77,7 @@ static enum as_err grow(struct sec_keys *k, size_t *index)
 
 enum as_err sec_keys_add(struct sec_keys *k, EVP_PKEY *pk, size_t *index)
 {
-    struct sec_key key = { 0 };
+    struct sec_key key = { .until = INT64_MAX };
     enum as_err err = AS_ERR_INTERNAL;
 
     key.jwk = sec_pkey_jwk(pk, k->alg, key.kid);
@@ -144,6 +144,7 @@ static enum as_err load_hs256(const struct cfg *cfg, struct sec_keys *k,
     if (err != AS_OK)
         return err;
     k->n_keys = 1;
+    k->keys[0].until = INT64_MAX;
     k->keys[0].verify = secret_dup(secret, n);
     k->sign = secret_dup(secret, n);
     if (!k->keys[0].verify || !k->sign)
@@ -349,13 +350,13 @@ const char *sec_keys_kid(const struct sec_keys *k)
     return k->keys[k->signer].kid;
 }
 
-json_t *sec_jwks(const struct sec_keys *k)
+json_t *sec_jwks(const struct sec_keys *k, int64_t now_s)
 {
     json_t *keys = json_array();
     size_t i;
 
     for (i = 0; keys && k && i < k->n_keys; i++) {
-        if (!k->keys[i].jwk)
+        if (!k->keys[i].jwk || k->keys[i].until < now_s)
             continue;                     /* HS256: nothing is public */
         if (json_array_append_new(keys,
                                   json_deep_copy(k->keys[i].jwk)) != 0) {

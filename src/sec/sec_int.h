@@ -22,6 +22,11 @@ struct sec_key {                 /* one key accepted for verification */
     size_t verify_len;
     EVP_PKEY *pkey;              /* `verify` parsed (ES256, RS256) */
     json_t *jwk;                 /* public JWK; NULL under HS256 */
+    int64_t until;               /* Unix s past which it verifies nothing
+                                    and is not published (a retired key:
+                                    retirement + access TTL + 60 s, even
+                                    before the next load drops it);
+                                    INT64_MAX: no end */
 };
 
 struct sec_keys {

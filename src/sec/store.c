@@ -390,8 +390,16 @@ static enum as_err load_all(const struct store *s, struct sec_keys *k,
         if (!name_kid(e->d_name, ".pem", kid) || strcmp(kid, current) == 0)
             continue;
         stamp_retired(s, kid, prev, now);
-        if (!is_expired(s, kid, now))
+        if (!is_expired(s, kid, now)) {
+            size_t had = k->n_keys;
+            int64_t when = 0;
+
             err = load_one(s, k, kid, false, why, why_len);
+            /* it verifies until its window ends, not until the next load */
+            if (err == AS_OK && k->n_keys > had &&
+                retired_read(s, kid, &when) == 0)
+                k->keys[had].until = when + s->keep_s;
+        }
     }
     closedir(d);
     return err;

@@ -1,6 +1,7 @@
 /* test_keys.c: key generation, the keys folder, rotation, key files,
  * HS256, JWKS and the refresh-derivation key. */
 #include "sec.h"
+#include "vcache.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -412,7 +413,7 @@ static void jwks_es256_shape(void **state)
 {
     struct fx *f = *state;
     struct sec_keys *k = load(&f->cfg);
-    json_t *jwks = sec_jwks(k), *key;
+    json_t *jwks = sec_jwks(k, time(NULL)), *key;
     char kid[SEC_KID_MAX];
 
     assert_int_equal(json_object_size(jwks), 1);
@@ -449,7 +450,7 @@ static void jwks_rs256_shape(void **state)
 
     f->cfg.jwt_alg = CFG_ALG_RS256;
     k = load(&f->cfg);
-    jwks = sec_jwks(k);
+    jwks = sec_jwks(k, time(NULL));
     key = json_array_get(json_object_get(jwks, "keys"), 0);
     assert_int_equal(json_array_size(json_object_get(jwks, "keys")), 1);
     assert_int_equal(json_object_size(key), 6);
@@ -489,7 +490,7 @@ static void hs256_secret(void **state)
     again = load(&f->cfg);
     assert_string_equal(sec_keys_kid(k), sec_keys_kid(again));
     assert_null(strstr(sec_keys_kid(k), good));
-    jwks = sec_jwks(k);
+    jwks = sec_jwks(k, time(NULL));
     text = json_dumps(jwks, JSON_COMPACT);
     assert_string_equal(text, "{\"keys\":[]}");
     assert_int_equal(access(f->dir, F_OK), -1);  /* no folder under HS256 */
@@ -528,7 +529,7 @@ static void rotate_keeps_old_tokens_valid(void **state)
     assert_int_equal(verify_now(k2, &f->cfg, t2, f->a), AS_OK);
     assert_int_equal(verify_now(k1, &f->cfg, t2, f->a),
                      AS_ERR_INVALID_TOKEN);  /* k1 predates the new key */
-    jwks = sec_jwks(k2);
+    jwks = sec_jwks(k2, time(NULL));
     assert_int_equal(json_array_size(json_object_get(jwks, "keys")), 2);
     child_of(k1, c1);
     child_of(k2, c2);
@@ -598,7 +599,7 @@ static void retired_keys_expire_and_are_pruned(void **state)
     path_in(path, f->keys, first, ".retired");
     write_text(path, when);
     k2 = load(&f->cfg);
-    jwks = sec_jwks(k2);
+    jwks = sec_jwks(k2, time(NULL));
     assert_int_equal(json_array_size(json_object_get(jwks, "keys")), 1);
     assert_int_equal(verify_now(k2, &f->cfg, t1, f->a),
                      AS_ERR_INVALID_TOKEN);
@@ -612,7 +613,7 @@ static void retired_keys_expire_and_are_pruned(void **state)
     path_in(path, f->keys, second, ".pem");
     assert_int_equal(access(path, F_OK), 0);             /* still fresh */
     k3 = load(&f->cfg);
-    jwks = sec_jwks(k3);
+    jwks = sec_jwks(k3, time(NULL));
     assert_int_equal(json_array_size(json_object_get(jwks, "keys")), 2);
     assert_non_null(sec_keys_find(k3, second));
     json_decref(jwks);
@@ -620,6 +621,59 @@ static void retired_keys_expire_and_are_pruned(void **state)
     sec_keys_free(k1);
     sec_keys_free(k2);
     sec_keys_free(k3);
+}
+
+/* A retired key loaded inside its window stops verifying, and is no
+ * longer published, when the window ends, without waiting for the next
+ * load (a key rotated out because it leaked must not verify past it). */
+static void retired_keys_end_without_a_reload(void **state)
+{
+    struct fx *f = *state;
+    struct sec_keys *k1 = load(&f->cfg), *k2;
+    char first[SEC_KID_MAX], out[128], path[PATH_MAX], when[32];
+    struct sec_claims cl;
+    int64_t retired = (int64_t)time(NULL) - 100, end;
+    uint64_t hits = 0, misses = 0;
+    struct vcache *vc;
+    char *t1;
+    json_t *jwks;
+
+    sign_now(k1, &f->cfg, &t1);
+    snprintf(first, sizeof first, "%s", sec_keys_kid(k1));
+    assert_int_equal(run_cli(&f->cfg, "rotate", out, sizeof out), 0);
+    snprintf(when, sizeof when, "%lld\n", (long long)retired);
+    path_in(path, f->keys, first, ".retired");
+    write_text(path, when);
+    k2 = load(&f->cfg);
+    end = retired + f->cfg.access_ttl + 60;
+    /* t1 expires at its exp; check the key alone: verify at a time its
+     * claims still allow, once inside the window and once past it */
+    assert_int_equal(sec_jwt_verify(k2, &f->cfg, t1, end, &cl, f->a),
+                     AS_OK);
+    assert_int_equal(sec_jwt_verify(k2, &f->cfg, t1, end + 1, &cl, f->a),
+                     AS_ERR_INVALID_TOKEN);
+    /* nor through the verified-token cache, which held it since */
+    vc = vcache_new(64);
+    assert_non_null(vc);
+    assert_int_equal(vcache_verify(vc, k2, &f->cfg, t1, end, &cl, f->a),
+                     AS_OK);
+    assert_int_equal(vcache_verify(vc, k2, &f->cfg, t1, end, &cl, f->a),
+                     AS_OK);
+    vcache_stats(vc, &hits, &misses);
+    assert_int_equal(hits, 1);
+    assert_int_equal(vcache_verify(vc, k2, &f->cfg, t1, end + 1, &cl,
+                                   f->a),
+                     AS_ERR_INVALID_TOKEN);
+    vcache_free(vc);
+    jwks = sec_jwks(k2, end);
+    assert_int_equal(json_array_size(json_object_get(jwks, "keys")), 2);
+    json_decref(jwks);
+    jwks = sec_jwks(k2, end + 1);
+    assert_int_equal(json_array_size(json_object_get(jwks, "keys")), 1);
+    json_decref(jwks);
+    free(t1);
+    sec_keys_free(k1);
+    sec_keys_free(k2);
 }
 
 static void cli_generate_is_idempotent(void **state)
@@ -674,7 +728,7 @@ static void algorithm_change_needs_rotate(void **state)
     assert_non_null(strstr(load_fails(&f->cfg), "rotate"));
     assert_int_equal(run_cli(&f->cfg, "rotate", out, sizeof out), 0);
     k = load(&f->cfg);
-    jwks = sec_jwks(k);
+    jwks = sec_jwks(k, time(NULL));
     assert_int_equal(json_array_size(json_object_get(jwks, "keys")), 1);
     assert_string_equal(json_string_value(json_object_get(
                             json_array_get(json_object_get(jwks, "keys"), 0),
@@ -860,6 +914,7 @@ int main(void)
         T(hs256_secret),
         T(rotate_keeps_old_tokens_valid),
         T(retired_keys_expire_and_are_pruned),
+        T(retired_keys_end_without_a_reload),
         T(late_reload_keeps_the_last_signer),
         T(cli_generate_is_idempotent),
         T(cli_errors_exit_2),
