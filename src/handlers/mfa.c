@@ -175,6 +175,8 @@ enum as_err h_mfa_confirm(struct req_ctx *rc, struct response *res)
     }
     if (err == AS_OK)
         err = mfa_confirm(&e, u.id, code, rc->claims.sid, &codes, &ok);
+    if (err == AS_ERR_NOT_FOUND)         /* no code was checked: no try */
+        hx_lockout_refund(rc, u.email);
     if (err == AS_ERR_NOT_FOUND)
         err = res_fail(res, AS_ERR_CONFLICT,
                        "No setup is pending: start with "

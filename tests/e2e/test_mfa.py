@@ -327,6 +327,17 @@ def test_wrong_codes_lock_out(make_daemon):
     assert_problem(d.login(email, password), 429, "too_many_attempts")
 
 
+def test_confirm_with_nothing_pending_is_no_try(make_daemon):
+    # A confirm with nothing to confirm (409) checks no code: it does not
+    # count toward the lockout, so repeating it locks no one out.
+    d = make_daemon(env={"AUTH_LOCKOUT_THRESHOLD": "3"}).start()
+    email, password, tokens = d.user()
+    for _ in range(5):
+        assert_problem(d.request("POST", CONFIRM, {"code": "123456"},
+                                 token=tokens["access_token"]), 409)
+    assert d.login(email, password).status == 200
+
+
 def test_right_password_alone_does_not_reset_the_count(make_daemon):
     d = make_daemon(env={"AUTH_LOCKOUT_THRESHOLD": "3"}).start()
     email, password, codes, _ = mfa_user(d)
