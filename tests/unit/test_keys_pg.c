@@ -150,7 +150,7 @@ static struct sec_keys *open_at(struct fx *f, int64_t now_ms)
 
 static size_t jwks_len(const struct sec_keys *k)
 {
-    json_t *j = sec_jwks(k);
+    json_t *j = sec_jwks(k, time(NULL));
     size_t n = json_array_size(json_object_get(j, "keys"));
 
     json_decref(j);
