@@ -940,28 +940,23 @@ static enum as_err drv_run(struct db_conn *d, struct db_stmt *ds,
                                  type, val, len, fmt, &r);
         if (err == AS_OK || (prepare && !c->bad))
             c->slot->prep[slot / 8] |= bit;
-        if (err == AS_OK)
-            err = read_rows(r, out, a);
-        PQclear(r);
-        if (err != AS_OK)
-            memset(out, 0, sizeof *out);
-        return err;
-    }
-    if (!(c->slot->prep[slot / 8] & bit)) {
-        if (!conn_sent(c, c->op, PQsendPrepare(c->c, name, ds->pg, (int)n,
-                                               type)))
+    } else {
+        if (!(c->slot->prep[slot / 8] & bit)) {
+            if (!conn_sent(c, c->op, PQsendPrepare(c->c, name, ds->pg,
+                                                   (int)n, type)))
+                return AS_ERR_UNAVAILABLE;
+            err = conn_collect(c, c->op, false, &r);
+            PQclear(r);
+            r = NULL;
+            if (err != AS_OK)
+                return err;
+            c->slot->prep[slot / 8] |= bit;
+        }
+        if (!conn_sent(c, c->op, PQsendQueryPrepared(c->c, name, (int)n,
+                                                     val, len, fmt, 1)))
             return AS_ERR_UNAVAILABLE;
         err = conn_collect(c, c->op, false, &r);
-        PQclear(r);
-        r = NULL;
-        if (err != AS_OK)
-            return err;
-        c->slot->prep[slot / 8] |= bit;
     }
-    if (!conn_sent(c, c->op, PQsendQueryPrepared(c->c, name, (int)n, val,
-                                                 len, fmt, 1)))
-        return AS_ERR_UNAVAILABLE;
-    err = conn_collect(c, c->op, false, &r);
     if (err == AS_OK)
         err = read_rows(r, out, a);
     PQclear(r);
