@@ -33,10 +33,18 @@ static struct db_stmt sql[P_NSTMT] = {
                                  "passkey_challenges WHERE user_id = $1 "
                                  "AND ceremony = $2 ORDER BY created_at "
                                  "DESC, hash DESC LIMIT $3)"),
-    /* Nothing is stored for a user that does not exist (any more). */
+    /* Nothing is stored for a user that does not exist (any more). A
+     * user's challenge is stored as newer than the ones before it, even
+     * in the same millisecond or with the clock set back, so that the
+     * trim above forgets the oldest asked for, not the lowest hashes. */
     [P_CHALLENGE_ADD] = DB_SQL("INSERT INTO passkey_challenges (hash, "
                                "ceremony, user_id, created_at, "
-                               "expires_at) SELECT $1, $2, $3, $4, $5 "
+                               "expires_at) SELECT $1, $2, $3, "
+                               "CASE WHEN m.at >= $4 THEN m.at + 1 "
+                               "ELSE $4 END, $5 FROM (SELECT "
+                               "max(created_at) AS at FROM "
+                               "passkey_challenges WHERE user_id = $3 "
+                               "AND ceremony = $2) m "
                                "WHERE $3 IS NULL OR EXISTS (SELECT 1 "
                                "FROM users WHERE id = $3)"),
     [P_CHALLENGE_TAKE] = DB_SQL("DELETE FROM passkey_challenges "

@@ -234,6 +234,31 @@ static void a_user_keeps_the_newest_challenges(void **state)
     assert_string_equal(uid, f->v.id);
 }
 
+/* Newest is the order they were asked for, not the clock's: challenges
+ * of one millisecond, or of a clock set back, are forgotten oldest first
+ * (their hashes sort the other way round here). */
+static void newest_is_the_order_asked(void **state)
+{
+    struct fx *f = *state;
+    uint8_t h[REPO_HASH_LEN];
+    char uid[UUID_STR_LEN];
+    int i;
+
+    for (i = 0; i < 8; i++) {
+        hash_of(200 - (unsigned)i, h);
+        assert_int_equal(repo_passkey_challenge_put(f->r, h, PK_REGISTER,
+                                                    f->u.id, 3,
+                                                    i < 4 ? T0 : T0 - i,
+                                                    T0 + 1000), AS_OK);
+    }
+    for (i = 0; i < 8; i++) {
+        hash_of(200 - (unsigned)i, h);
+        assert_int_equal(repo_passkey_challenge_take(f->r, h, PK_REGISTER,
+                                                     T0, uid),
+                         i < 5 ? AS_ERR_NOT_FOUND : AS_OK);
+    }
+}
+
 static void credential_registers_once(void **state)
 {
     struct fx *f = *state;
@@ -492,6 +517,7 @@ int main(void)
 #define CASE(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
         CASE(challenge_is_used_once),
         CASE(a_user_keeps_the_newest_challenges),
+        CASE(newest_is_the_order_asked),
         CASE(credential_registers_once),
         CASE(lookups_of_bad_text_find_nothing),
         CASE(counter_moves_forward_only),
