@@ -3,6 +3,7 @@ change, introspection, revocation, JWKS and key rotation."""
 import concurrent.futures
 import json
 import signal
+import threading
 from urllib.parse import urlencode
 
 import jwt as pyjwt
@@ -215,6 +216,31 @@ def test_sessions_beyond_the_cap_end(make_daemon):
     assert sorted(i["id"] for i in r.json["items"]) == sorted(
         parts(t["access_token"])[1]["sid"]
         for t in (pairs[0], pairs[3], pairs[4]))
+
+
+def test_the_cap_holds_when_logins_end_together(make_daemon):
+    """Logins of one user that end at the same instant cap one after the
+    other: each sees the sessions the others made, so no round leaves
+    more live sessions than AUTH_MAX_SESSIONS_PER_USER."""
+    d = make_daemon({"AUTH_MAX_SESSIONS_PER_USER": "2",
+                     "AUTH_RATE_LIMIT_PER_MINUTE": "0"}).start()
+    email, pw, _ = d.user()
+    with concurrent.futures.ThreadPoolExecutor(4) as ex:
+        for rnd in range(40):
+            go = threading.Barrier(4)
+
+            def login():
+                go.wait(30)
+                return d.login(email, pw)
+            futures = [ex.submit(login) for _ in range(4)]
+            got = [f.result(60) for f in futures]
+            assert [g.status for g in got] == [200] * 4, (rnd, got)
+            live = [g.json for g in got
+                    if me(d, g.json["access_token"]).status == 200]
+            assert 1 <= len(live) <= 2, (rnd, len(live))
+            r = d.request("GET", "/api/v1/auth/sessions",
+                          token=live[0]["access_token"])
+            assert r.status == 200 and len(r.json["items"]) <= 2, (rnd, r)
 
 
 def test_introspection_off_by_default(daemon):
