@@ -1,0 +1,94 @@
+/* clock_rfc3339 against glibc's gmtime_r and strftime, which it
+ * replaces on the hot path: every day of 1900-2200 at its first and last
+ * millisecond, a million random instants of years 1000-9999, and the
+ * edges (before 1970, leap days, century years). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "clock.h"
+
+static void reference(int64_t ms, char out[32])
+{
+    time_t s = (time_t)(ms / 1000 - (ms % 1000 < 0));
+    struct tm tm;
+
+    assert_non_null(gmtime_r(&s, &tm));
+    assert_true(strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) > 0);
+}
+
+static void same(int64_t ms)
+{
+    char want[32], have[32];
+
+    reference(ms, want);
+    clock_rfc3339(ms, have);
+    if (strcmp(want, have) != 0)
+        fail_msg("%lld ms: %s, want %s", (long long)ms, have, want);
+}
+
+static void test_edges(void **state)
+{
+    static const struct { int64_t ms; const char *want; } c[] = {
+        { 0, "1970-01-01T00:00:00Z" },
+        { 999, "1970-01-01T00:00:00Z" },
+        { -1, "1969-12-31T23:59:59Z" },
+        { -1000, "1969-12-31T23:59:59Z" },
+        { -1001, "1969-12-31T23:59:58Z" },
+        { 951782400000, "2000-02-29T00:00:00Z" },
+        { 4107542400000, "2100-03-01T00:00:00Z" },
+        { 1798761599999, "2026-12-31T23:59:59Z" },
+        { 253402300799999, "9999-12-31T23:59:59Z" },
+        { -62135596800000, "0001-01-01T00:00:00Z" },
+    };
+    char have[32];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+        clock_rfc3339(c[i].ms, have);
+        assert_string_equal(have, c[i].want);
+    }
+}
+
+static void test_every_day_1900_2200(void **state)
+{
+    (void)state;
+    for (int64_t day = -25567; day <= 84006; day++) {
+        same(day * 86400000);
+        same(day * 86400000 + 86399999);
+        same(day * 86400000 + 43210123);
+    }
+}
+
+static void test_random_instants(void **state)
+{
+    /* xorshift64: a fixed seed, so a failure repeats */
+    uint64_t x = 0x9e3779b97f4a7c15u;
+    const int64_t lo = -30610224000000;          /* 1000-01-01 */
+    const uint64_t span = (uint64_t)(253402300799999 - lo);
+
+    (void)state;
+    for (int i = 0; i < 1000000; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        same(lo + (int64_t)(x % span));
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_edges),
+        cmocka_unit_test(test_every_day_1900_2200),
+        cmocka_unit_test(test_random_instants),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
