@@ -2,6 +2,7 @@
  * path matching. */
 #include "http.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -81,6 +82,20 @@ static const struct route routes[] = {
 #define NROUTES (sizeof routes / sizeof routes[0])
 #define MAX_ID 64                 /* longest {id} segment accepted */
 
+/* Each pattern's length and whether it has a {...} segment, taken once:
+ * a literal pattern is then one length test for most paths, not a
+ * character walk over the "/api/v1/" every pattern shares. */
+static struct { size_t len; bool param; } shape[NROUTES];
+static pthread_once_t shape_once = PTHREAD_ONCE_INIT;
+
+static void shape_init(void)
+{
+    for (size_t i = 0; i < NROUTES; i++) {
+        shape[i].len = strlen(routes[i].pattern);
+        shape[i].param = strchr(routes[i].pattern, '{') != NULL;
+    }
+}
+
 const struct route *router_routes(size_t *n)
 {
     *n = NROUTES;
@@ -142,9 +157,11 @@ enum router_result router_match(const char *method, const char *path,
                                 size_t allow_len)
 {
     bool path_known = false;
+    size_t plen = strlen(path);
     int pass;
     size_t i;
 
+    pthread_once(&shape_once, shape_init);
     *route = NULL;
     *param = NULL;
     allow[0] = '\0';
@@ -154,8 +171,11 @@ enum router_result router_match(const char *method, const char *path,
             const char *ps = NULL;
             size_t pl = 0;
 
-            if ((strchr(routes[i].pattern, '{') != NULL) != (pass == 1) ||
-                !path_match(routes[i].pattern, path, &ps, &pl))
+            if (shape[i].param != (pass == 1))
+                continue;
+            if (pass == 0 ? shape[i].len != plen ||
+                                memcmp(routes[i].pattern, path, plen) != 0
+                          : !path_match(routes[i].pattern, path, &ps, &pl))
                 continue;
             path_known = true;
             if (strcmp(routes[i].method, method) == 0 ||
