@@ -24,7 +24,7 @@ static const struct route routes[] = {
     { "POST", AUTH "/register", h_register, P, OFF | CR },
     { "POST", AUTH "/login", h_login, P, OFF | NS | RF_FORM | CR },
     { "POST", AUTH "/refresh", h_refresh, P, DB | NS | CR },
-    { "POST", AUTH "/logout", h_logout, P, DB },
+    { "POST", AUTH "/logout", h_logout, P, DB | CR },  /* a refresh token */
     { "POST", AUTH "/logout-all", h_logout_all, U, DB },
     { "GET", AUTH "/verify", h_verify, U, 0 },
     { "POST", AUTH "/password/change", h_password_change, U, OFF | CR },

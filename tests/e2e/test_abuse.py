@@ -181,8 +181,10 @@ def test_rate_limit_per_client_address(make_daemon):
                   {"current_password": "x", "new_password": "y"}, headers=h)
     assert_problem(r, 429, "too_many_attempts")
     assert retry_after(r) >= 1
-    # So do the password-reset and email-verification routes.
+    # So do the password-reset and email-verification routes, and logout
+    # (it checks a refresh token).
     for path, body in (
+            ("/api/v1/auth/logout", {"refresh_token": "x"}),
             ("/api/v1/auth/password/forgot", {"email": unknown_email()}),
             ("/api/v1/auth/password/reset", {"token": "x",
                                              "new_password": "a fine one"}),
