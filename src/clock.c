@@ -31,8 +31,9 @@ static char *two(char *p, unsigned v)
 /* The proleptic Gregorian date of day `z` since 1970-01-01, by whole
  * 400-year eras (H. Hinnant, "chrono-Compatible Low-Level Date
  * Algorithms", civil_from_days). gmtime_r takes glibc's time-zone lock
- * on every call and strftime walks a format; a user's JSON has two
- * times, so on GET /users/me this was a third of the daemon's own work. */
+ * on every call and strftime walks a format: for the two times of a
+ * user's JSON, 2.3k of the 5.9k instructions GET /users/me spent beyond
+ * GET /healthz (README.md, "Performance"). */
 static void civil(int64_t z, int64_t *y, unsigned *m, unsigned *d)
 {
     int64_t era, yy;
