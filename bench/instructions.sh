@@ -6,6 +6,8 @@
 # of a few percent shows. Loopback only; bounded in count.
 #
 #   bench/instructions.sh [BIN] [N]     default build/auth-serve, 2000
+# AUTH_LOG_LEVEL (default warn) is the daemon's: info counts the access
+# log line every request writes at the daemon's default level.
 # Needs valgrind (installed when missing) and python3.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -21,11 +23,11 @@ trap cleanup EXIT
 port=$($py bench/tools.py port)
 base=http://127.0.0.1:$port
 (cd "$work" && exec env AUTH_HOST=127.0.0.1 AUTH_PORT="$port" \
-    AUTH_DATA_DIR="$work" AUTH_LOG_LEVEL=warn AUTH_RATE_LIMIT_PER_MINUTE=0 \
+    AUTH_DATA_DIR="$work" AUTH_LOG_LEVEL="${AUTH_LOG_LEVEL:-warn}" AUTH_RATE_LIMIT_PER_MINUTE=0 \
     AUTH_ACCESS_TOKEN_TTL=7200 AUTH_ARGON2_MEMORY_KIB=1024 \
     AUTH_ARGON2_ITERATIONS=1 AUTH_THREADS=1 \
     valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" \
-    "$bin") 2>"$work/log" &
+    "$bin") 2>"$work/log" >/dev/null &
 pid=$!
 for _ in $(seq 1 600); do
     curl -s -o /dev/null "$base/healthz" && break

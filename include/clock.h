@@ -10,6 +10,9 @@ uint64_t clock_mono_ms(void);
 /* Formats `ms` as RFC 3339 UTC with second precision ("...T12:00:00Z")
  * into `out` (at least 21 bytes). */
 void clock_rfc3339(int64_t ms, char out[32]);
+/* The same with milliseconds ("...T12:00:00.250Z", at least 25 bytes):
+ * the time of a log line. */
+void clock_rfc3339_ms(int64_t ms, char out[32]);
 /* The CLOCK_MONOTONIC time `ms` from now, for pthread_cond_timedwait on
  * a condition variable set to that clock. */
 struct timespec;

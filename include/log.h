@@ -1,6 +1,9 @@
 #ifndef AUTH_LOG_H               /* log.h: one JSON object per line, stderr */
 #define AUTH_LOG_H
 #include <jansson.h>
+#include <stdbool.h>
+
+#include "jsonw.h"
 
 enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
 
@@ -14,6 +17,22 @@ int log_enabled(enum log_level lvl);
  * level is filtered out. Never put a secret in `fields`. Thread-safe. */
 void log_event(enum log_level lvl, const char *event,
                const char *request_id, json_t *fields);
+/* A line written member by member with jw_*() on `w`, no jansson tree:
+ * the access log, one line per request at the default level (README.md,
+ * "Performance"). log_begin() returns false, and the line is not
+ * started, when `lvl` is filtered out; otherwise add the fields to `w`
+ * (plain keys other than ts, level, event and request_id) and end with
+ * log_end(), which writes the line and frees it. `event` and
+ * `request_id` (NULL allowed) must live until log_end(). */
+struct log_line {
+    struct jw w;
+    int lvl;
+    const char *event, *request_id;
+    char ts[32];
+};
+bool log_begin(struct log_line *l, enum log_level lvl, const char *event,
+               const char *request_id);
+void log_end(struct log_line *l);
 /* Parses "debug", "info", "warn", "error"; -1 when unknown. */
 int log_level_parse(const char *s);
 

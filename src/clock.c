@@ -1,6 +1,7 @@
 /* clock.c: wall and monotonic time, RFC 3339 formatting. */
 #include "clock.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <time.h>
 
@@ -51,13 +52,15 @@ static void civil(int64_t z, int64_t *y, unsigned *m, unsigned *d)
     *y = yy + (*m <= 2);
 }
 
-void clock_rfc3339(int64_t ms, char out[32])
+/* "YYYY-MM-DDTHH:MM:SS", then ".mmm" when `frac`, then "Z". */
+static void rfc3339(int64_t ms, bool frac, char out[32])
 {
     /* Floor division: a time before 1970 is in the day and second it
      * falls in, as gmtime_r has it. */
     int64_t s = ms / 1000 - (ms % 1000 < 0);
     int64_t days = s / 86400 - (s % 86400 < 0), y;
     unsigned sod = (unsigned)(s - days * 86400), m, d;
+    unsigned milli = (unsigned)(ms - s * 1000);
     char *p = out;
 
     civil(days, &y, &m, &d);
@@ -66,23 +69,38 @@ void clock_rfc3339(int64_t ms, char out[32])
         struct tm tm;
 
         gmtime_r(&t, &tm);
-        strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
-        return;
+        p += strftime(out, 24, "%Y-%m-%dT%H:%M:%S", &tm);
+    } else {
+        p = two(p, (unsigned)(y / 100));
+        p = two(p, (unsigned)(y % 100));
+        *p++ = '-';
+        p = two(p, m);
+        *p++ = '-';
+        p = two(p, d);
+        *p++ = 'T';
+        p = two(p, sod / 3600);
+        *p++ = ':';
+        p = two(p, sod / 60 % 60);
+        *p++ = ':';
+        p = two(p, sod % 60);
     }
-    p = two(p, (unsigned)(y / 100));
-    p = two(p, (unsigned)(y % 100));
-    *p++ = '-';
-    p = two(p, m);
-    *p++ = '-';
-    p = two(p, d);
-    *p++ = 'T';
-    p = two(p, sod / 3600);
-    *p++ = ':';
-    p = two(p, sod / 60 % 60);
-    *p++ = ':';
-    p = two(p, sod % 60);
+    if (frac) {
+        *p++ = '.';
+        *p++ = (char)('0' + milli / 100);
+        p = two(p, milli % 100);
+    }
     *p++ = 'Z';
     *p = '\0';
+}
+
+void clock_rfc3339(int64_t ms, char out[32])
+{
+    rfc3339(ms, false, out);
+}
+
+void clock_rfc3339_ms(int64_t ms, char out[32])
+{
+    rfc3339(ms, true, out);
 }
 
 void clock_deadline(struct timespec *ts, uint64_t ms)

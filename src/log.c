@@ -1,11 +1,16 @@
 /* log.c: structured logs, one JSON object per line on stderr. */
 #include "log.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <time.h>
+#include <unistd.h>
+
+#include "clock.h"
 
 static int min_level = LOG_INFO;
 static int as_json = 1;
@@ -33,16 +38,37 @@ int log_level_parse(const char *s)
     return -1;
 }
 
-static void timestamp(char out[64])
+/* The time of a line, to the millisecond (no gmtime_r: it takes
+ * glibc's time-zone lock on every call). */
+static void timestamp(char out[32])
 {
-    struct timespec ts;
-    struct tm tm;
-    char base[32];
+    clock_rfc3339_ms(clock_ms(), out);
+}
 
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out, 64, "%s.%03dZ", base, (int)(ts.tv_nsec / 1000000));
+/* One line and its newline in one writev(2) under the lock: not torn by
+ * another thread, nor by another writer to the same pipe or socket up to
+ * PIPE_BUF bytes. stderr is unbuffered, so nothing of stdio's waits. */
+static void emit(const char *line, size_t len)
+{
+    struct iovec iov[2] = { { (void *)line, len }, { (void *)"\n", 1 } };
+    int i = 0;
+
+    pthread_mutex_lock(&out_lock);
+    while (i < 2) {
+        ssize_t n = writev(STDERR_FILENO, iov + i, 2 - i);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;                      /* nowhere to log: drop the line */
+        while (i < 2 && (size_t)n >= iov[i].iov_len)
+            n -= (ssize_t)iov[i++].iov_len;
+        if (i < 2) {
+            iov[i].iov_base = (char *)iov[i].iov_base + n;
+            iov[i].iov_len -= (size_t)n;
+        }
+    }
+    pthread_mutex_unlock(&out_lock);
 }
 
 static char *render_text(const char *ts, const char *lvl, const char *event,
@@ -66,7 +92,7 @@ static char *render_text(const char *ts, const char *lvl, const char *event,
 void log_event(enum log_level lvl, const char *event,
                const char *request_id, json_t *fields)
 {
-    char ts[64];
+    char ts[32];
     char *line;
     json_t *obj;
 
@@ -76,8 +102,9 @@ void log_event(enum log_level lvl, const char *event,
     }
     timestamp(ts);
     if (!as_json) {
-        line = render_text(ts, names[lvl], event, request_id,
-                           fields ? fields : json_object());
+        if (!fields)
+            fields = json_object();
+        line = render_text(ts, names[lvl], event, request_id, fields);
         json_decref(fields);
     } else {
         obj = json_pack("{s:s, s:s, s:s}", "ts", ts, "level", names[lvl],
@@ -93,10 +120,53 @@ void log_event(enum log_level lvl, const char *event,
     }
     if (!line)
         return;
-    pthread_mutex_lock(&out_lock);
-    fputs(line, stderr);
-    fputc('\n', stderr);
-    fflush(stderr);
-    pthread_mutex_unlock(&out_lock);
+    emit(line, strlen(line));
+    free(line);
+}
+
+bool log_begin(struct log_line *l, enum log_level lvl, const char *event,
+               const char *request_id)
+{
+    if (!log_enabled(lvl))
+        return false;
+    l->lvl = (int)lvl;
+    l->event = event;
+    l->request_id = request_id;
+    timestamp(l->ts);
+    l->w = (struct jw){ 0 };
+    jw_begin(&l->w);
+    if (as_json) {
+        jw_str(&l->w, "ts", l->ts);
+        jw_str(&l->w, "level", names[lvl]);
+        jw_str(&l->w, "event", event);
+        if (request_id)
+            jw_str(&l->w, "request_id", request_id);
+    }
+    return true;
+}
+
+void log_end(struct log_line *l)
+{
+    char *fields = jw_finish(&l->w), *line = NULL;
+    size_t len = 0;
+    FILE *f;
+
+    if (!fields)
+        return;
+    if (as_json) {
+        line = fields;
+        len = l->w.len;
+    } else {
+        f = open_memstream(&line, &len);
+        if (f) {
+            fprintf(f, "%s %-5s %s%s%s %s", l->ts, names[l->lvl],
+                    l->event, l->request_id ? " rid=" : "",
+                    l->request_id ? l->request_id : "", fields);
+            fclose(f);
+        }
+        free(fields);
+    }
+    if (line)
+        emit(line, len);
     free(line);
 }

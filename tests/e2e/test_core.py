@@ -51,6 +51,32 @@ def test_request_id_in_every_log_line_of_the_request(daemon):
     assert access["duration_ms"] >= 0
 
 
+def test_access_line_of_every_method_is_json(daemon):
+    """The access line is written by hand (no jansson tree): a method that
+    is not an RFC 9110 token, or not UTF-8, shows as "(invalid)", and the
+    line stays one JSON object with every field."""
+    sent = {b"GET": "GET", b"M-SEARCH": "M-SEARCH", b"G\xffT": "(invalid)",
+            b'FO"O': "(invalid)", b"P\\ST": "(invalid)"}
+    rids = {}
+    for method, shown in sent.items():
+        rid = "method-" + os.urandom(4).hex()
+        rids[rid] = shown
+        daemon.raw(method + b" /healthz HTTP/1.1\r\nHost: x\r\n"
+                   b"X-Request-ID: " + rid.encode() +
+                   b"\r\nConnection: close\r\n\r\n")
+    lines = daemon.events(lambda e: e.get("event") == "http.access" and
+                          e.get("request_id") in rids and
+                          len([x for x in daemon.logs
+                               if x.get("request_id") in rids]) == len(rids))
+    assert len(lines) == len(rids)
+    for e in lines:
+        assert e["method"] == rids[e["request_id"]], e
+        assert e["status"] in (200, 400, 405) and e["ip"] == "127.0.0.1"
+        assert isinstance(e["duration_ms"], float) and e["completed"] is True
+        assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$",
+                        e["ts"])
+
+
 def test_readyz(daemon):
     r = daemon.request("GET", "/readyz")
     assert r.status == 200 and r.json["status"] == "ready"

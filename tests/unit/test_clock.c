@@ -1,5 +1,5 @@
-/* clock_rfc3339 against glibc's gmtime_r and strftime, which it
- * replaces on the hot path: every day of 1900-2200 at its first and last
+/* clock_rfc3339 and clock_rfc3339_ms against glibc's gmtime_r and
+ * strftime (plus the milliseconds), which they replace on the hot paths: every day of 1900-2200 at its first and last
  * millisecond, a million random instants of years 1000-9999, and the
  * edges (before 1970, leap days, century years). */
 #include <setjmp.h>
@@ -25,12 +25,18 @@ static void reference(int64_t ms, char out[32])
 
 static void same(int64_t ms)
 {
-    char want[32], have[32];
+    char want[32], have[32], want_ms[40];
+    int frac = (int)(ms % 1000 + (ms % 1000 < 0 ? 1000 : 0));
 
     reference(ms, want);
     clock_rfc3339(ms, have);
     if (strcmp(want, have) != 0)
         fail_msg("%lld ms: %s, want %s", (long long)ms, have, want);
+    snprintf(want_ms, sizeof want_ms, "%.*s.%03dZ",
+             (int)strlen(want) - 1, want, frac);
+    clock_rfc3339_ms(ms, have);
+    if (strcmp(want_ms, have) != 0)
+        fail_msg("%lld ms: %s, want %s", (long long)ms, have, want_ms);
 }
 
 static void test_edges(void **state)
@@ -47,12 +53,25 @@ static void test_edges(void **state)
         { 253402300799999, "9999-12-31T23:59:59Z" },
         { -62135596800000, "0001-01-01T00:00:00Z" },
     };
+    static const struct { int64_t ms; const char *want; } f[] = {
+        { 0, "1970-01-01T00:00:00.000Z" },
+        { 999, "1970-01-01T00:00:00.999Z" },
+        { 1050, "1970-01-01T00:00:01.050Z" },
+        { -1, "1969-12-31T23:59:59.999Z" },
+        { -1001, "1969-12-31T23:59:58.999Z" },
+        { 1798761599999, "2026-12-31T23:59:59.999Z" },
+        { 253402300800007, "10000-01-01T00:00:00.007Z" },  /* gmtime_r */
+    };
     char have[32];
 
     (void)state;
     for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
         clock_rfc3339(c[i].ms, have);
         assert_string_equal(have, c[i].want);
+    }
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+        clock_rfc3339_ms(f[i].ms, have);
+        assert_string_equal(have, f[i].want);
     }
 }
 
