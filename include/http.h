@@ -161,6 +161,7 @@ void res_header(struct req_ctx *rc, const char *name, const char *value);
  * that was sent and is wrong. */
 #define WWW_AUTH_NONE "Bearer realm=\"auth-serve\""
 #define WWW_AUTH_INVALID WWW_AUTH_NONE ", error=\"invalid_token\""
+#define WWW_AUTH_REQUEST WWW_AUTH_NONE ", error=\"invalid_request\""
 /* Adds a header whose `value` lives until the answer is sent (a literal,
  * the request's claims, the arena): not copied. */
 void res_header_ref(struct req_ctx *rc, const char *name, const char *value);

@@ -525,6 +525,7 @@ struct framing {
     bool name_bad;               /* a field name that is not a token */
     bool line_bad;               /* a header line not as it was read */
     unsigned nhost;              /* Host lines */
+    unsigned nauth;              /* Authorization lines */
     bool host_bad;               /* a Host value that is no host[:port] */
     uintptr_t prev;              /* past the last header read, or 0 */
     uint64_t cl;
@@ -636,6 +637,8 @@ static enum MHD_Result framing_line(void *cls, enum MHD_ValueKind kind,
         f->origin_len += value_size;
     if (KEY_IS(key, key_size, "Transfer-Encoding"))
         f->nte++;
+    if (KEY_IS(key, key_size, "Authorization"))
+        f->nauth++;
     if (KEY_IS(key, key_size, "Host")) {
         f->nhost++;
         /* RFC 3986 3.2.2-3: reg-name, IPv4 or IP-literal, and a port */
@@ -752,6 +755,15 @@ static enum as_err framing_checks(struct req_ctx *rc, const char *mhd_method,
     }
     if (f.nte > 1) {
         *detail = "Only one Transfer-Encoding line, chunked, is accepted.";
+        return AS_ERR_BAD_REQUEST;
+    }
+    /* Authorization is a singleton field (RFC 9110 11.6.2): of two, a
+     * proxy in front and the daemon could each take another one. RFC
+     * 6750 3.1 calls it invalid_request. */
+    if (f.nauth > 1) {
+        *detail = "A request carries one Authorization header, not "
+                  "several.";
+        res_header_ref(rc, "WWW-Authenticate", WWW_AUTH_REQUEST);
         return AS_ERR_BAD_REQUEST;
     }
     return AS_OK;

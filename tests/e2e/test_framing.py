@@ -371,5 +371,30 @@ def test_host_names_and_addresses_are_served(daemon, host):
     assert raw.startswith(b"HTTP/1.1 200 "), raw[:300]
 
 
+@pytest.mark.parametrize("path", [b"/api/v1/auth/verify",
+                                  b"/api/v1/users/me", b"/healthz"])
+def test_two_authorization_headers_are_refused(daemon, path):
+    """RFC 9110 11.6.2: Authorization is one field. With two, a proxy in
+    front and the daemon could each act on another token; RFC 6750 3.1
+    answers invalid_request. Whichever comes first, a live token does
+    not make it through."""
+    _, _, tokens = daemon.user()
+    good = b"Bearer " + tokens["access_token"].encode()
+    one = daemon.raw(b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n"
+                     b"Authorization: " + good + b"\r\n"
+                     b"Connection: close\r\n\r\n", timeout=5)
+    assert one.startswith(b"HTTP/1.1 200 "), one[:300]
+    for first, second in ((good, b"Bearer x.y.z"), (b"Bearer x.y.z", good),
+                          (good, good)):
+        raw = daemon.raw(b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n"
+                         b"Authorization: " + first + b"\r\n"
+                         b"authorization: " + second + b"\r\n"
+                         b"Connection: close\r\n\r\n", timeout=5)
+        assert_raw_problem(raw, 400, "bad_request")
+        _, headers, _ = parse(raw)
+        assert headers["www-authenticate"] == \
+            'Bearer realm="auth-serve", error="invalid_request"'
+
+
 def test_server_still_answers(daemon):
     assert wait_until(lambda: daemon.request("GET", "/healthz").status == 200)
