@@ -416,7 +416,7 @@ static void drv_release(void *impl, struct db_conn *d)
 static void bind_val(struct conn *c, sqlite3_stmt *st, size_t i,
                      const struct db_val *v)
 {
-    char name[16];
+    char name[24];                    /* "$" and any size_t */
     int at;
 
     snprintf(name, sizeof name, "$%zu", i);

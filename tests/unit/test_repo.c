@@ -45,6 +45,7 @@ struct fx {
     char dir[DIR_MAX];           /* SQLite: the case's temp folder */
     char url[PATH_MAX + 32];
     char db[PATH_MAX];           /* SQLite: the database file */
+    PGconn *side;                /* PostgreSQL: scalar()'s connection */
 };
 
 /* ---- fixture ----------------------------------------------------------- */
@@ -155,6 +156,8 @@ static int teardown(void **state)
     repo_close(f->r);
     arena_free(f->a);
     rm_tree(f->dir);
+    if (f->side)
+        PQfinish(f->side);
     free(f);
     return 0;
 }
@@ -675,13 +678,15 @@ static int64_t scalar(struct fx *f, const char *sql)
     int64_t n = -1;
 
     if (on_pg) {
-        PGconn *pc = PQconnectdb(pg_url);
-        PGresult *res = PQexec(pc, sql);
+        PGresult *res;
 
+        /* one connection for the case: a case may ask a thousand times */
+        if (!f->side)
+            f->side = PQconnectdb(pg_url);
+        res = PQexec(f->side, sql);
         if (PQresultStatus(res) == PGRES_TUPLES_OK)
             n = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
         PQclear(res);
-        PQfinish(pc);
     } else {
         sqlite3 *db = NULL;
         sqlite3_stmt *st = NULL;

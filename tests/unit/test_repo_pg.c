@@ -317,7 +317,7 @@ static void test_migrate_concurrent(void **state)
                                  "AND schemaname = current_schema()"), 0);
     pthread_barrier_init(&go, NULL, 4);
     for (i = 0; i < 4; i++) {
-        char name[8];
+        char name[16];
 
         snprintf(name, sizeof name, "m%d", i);
         inst_open(f, &in[i], name, 1, 0);
