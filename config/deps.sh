@@ -9,7 +9,8 @@ set -euo pipefail
 build_pkgs=(build-essential cmake pkg-config libmicrohttpd-dev libsqlite3-dev
             libpq-dev libjwt-dev libsodium-dev libjansson-dev libssl-dev
             libcurl4-openssl-dev libqrencode-dev libsystemd-dev libcbor-dev)
-test_pkgs=(libcmocka-dev postgresql python3 python3-pytest python3-jwt
+test_pkgs=(libcmocka-dev postgresql python3 python3-pytest
+           python3-pytest-xdist python3-jwt
            python3-cryptography clang libclang-rt-14-dev
            python3-pyotp oathtool librsvg2-bin zbar-tools systemd
            dpkg-dev mmdebstrap chromium nodejs)

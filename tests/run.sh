@@ -49,7 +49,7 @@ must_build() {                       # must_build DIR [cmake args...]
 }
 
 unit() {                             # unit BUILD_DIR TAG
-    (cd "$1" && ctest --output-on-failure --timeout 600 \
+    (cd "$1" && ctest -j"$jobs" --output-on-failure --timeout 600 \
         --output-junit "$reports/unit-$2.xml")
 }
 
@@ -57,8 +57,8 @@ e2e() {                              # e2e BUILD_DIR TAG
     AUTH_E2E_SANITIZED=$([ "$2" = asan ] && echo 1) \
     AUTH_E2E_BIN="$root/$1/auth-serve" \
     AUTH_E2E_BACKENDS=sqlite,postgres \
-        "$py" -m pytest -q -p no:cacheprovider tests/e2e \
-        --junitxml="$reports/e2e-$2.xml"
+        "$py" -m pytest -q -p no:cacheprovider -n "$jobs" --dist loadfile \
+        --durations=15 tests/e2e --junitxml="$reports/e2e-$2.xml"
 }
 
 pgdir=$(mktemp -d /tmp/auth-pg.XXXXXX)
@@ -93,7 +93,7 @@ builds() {
     stage nopg build build-nopg -DAUTH_POSTGRES=OFF \
         -DCMAKE_BUILD_TYPE=RelWithDebInfo
     stage unit-nopg bash -c '! ldd build-nopg/auth-serve | grep libpq &&
-        cd build-nopg && AUTH_TEST_PG_URL= ctest --output-on-failure \
+        cd build-nopg && AUTH_TEST_PG_URL= ctest -j2 --output-on-failure \
         --timeout 600 --output-junit "$0/unit-nopg.xml"' "$reports"
     # A packager's Release build of every target (gcc -O3), then its .deb
     # installed into a clean Debian 12 root.
@@ -118,7 +118,10 @@ fi
 if [ -z "${AUTH_TEST_QUICK:-}" ]; then
     export ASAN_OPTIONS=abort_on_error=1:detect_leaks=1:strict_string_checks=1
     export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-    must_build build-asan -DAUTH_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+    # -O1, as the sanitizers' documentation advises: the same checks,
+    # and the whole suite runs on this build.
+    must_build build-asan -DAUTH_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug \
+        "-DCMAKE_C_FLAGS_DEBUG=-g -O1"
     stage unit-asan unit build-asan asan
     stage e2e-asan e2e build-asan asan
 fi

@@ -34,7 +34,15 @@ START_DEADLINE = 30.0
 # goes under one folder per pytest run, removed when the run passes and
 # kept (its path printed) when it fails, so that a run leaves nothing in
 # /tmp behind but what explains a failure.
-RUN_TMP = tempfile.mkdtemp(prefix="auth-e2e-run-")
+# Under pytest-xdist (tests/run.sh) each worker's folder is inside the
+# controller's, which names the whole run's.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+_PARENT = os.environ.get("AUTH_E2E_RUN_TMP") if _WORKER else None
+if _PARENT:
+    RUN_TMP = tempfile.mkdtemp(prefix=_WORKER + "-", dir=_PARENT)
+else:
+    RUN_TMP = tempfile.mkdtemp(prefix="auth-e2e-run-")
+    os.environ["AUTH_E2E_RUN_TMP"] = RUN_TMP
 
 
 def scratch(prefix):
@@ -45,7 +53,7 @@ def scratch(prefix):
 def pytest_sessionfinish(session, exitstatus):
     if exitstatus == 0:
         shutil.rmtree(RUN_TMP, ignore_errors=True)
-    else:
+    elif not _PARENT:
         print("\ne2e data folders kept in %s" % RUN_TMP)
 
 
