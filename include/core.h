@@ -111,16 +111,19 @@ enum as_err core_code_check(const struct core *c, const struct mfa_env *e,
                             const struct user *u, const char *code,
                             bool complete, const char *ip,
                             int64_t *retry_s);
-/* The password step of a login by `email` (normalised; NULL: not an
- * email) from `ip`: counted first like core_password_check(); an unknown
- * email costs a dummy verification and is AS_ERR_BAD_CREDENTIALS like a
- * wrong password; an inactive account AS_ERR_DISABLED (its attempt stays
+/* The password step of a login by `email` (normalised; NULL: `raw`, as
+ * the client sent it, is not an email) from `ip`: counted first like
+ * core_password_check(), a string that is not an email under a key of
+ * its own (it is locked like any other, and no account has it, so
+ * nothing is hashed: AS_ERR_BAD_CREDENTIALS at once); an unknown email
+ * costs a dummy verification and is AS_ERR_BAD_CREDENTIALS like a wrong
+ * password; an inactive account AS_ERR_DISABLED (its attempt stays
  * counted). On AS_OK `out` is the user, the run of failures ended (or its
  * attempt taken back when a second factor must follow) and an old-cost
  * hash upgraded. */
 enum as_err core_login(const struct core *c, const char *email,
-                       const char *pw, const char *ip, struct user *out,
-                       struct arena *a, int64_t *retry_s);
+                       const char *raw, const char *pw, const char *ip,
+                       struct user *out, struct arena *a, int64_t *retry_s);
 
 /* ---- sessions (src/core/sessions.c) ---------------------------------- */
 

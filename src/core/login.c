@@ -3,8 +3,12 @@
  * only takes an attempt back (README.md, "Lockout", "Second factor"). */
 #include "core.h"
 
+#include <string.h>
+
 #include "crypto.h"
 #include "lockout.h"
+
+#define INVALID_KEY_LEN (8 + 32 + 1)
 
 enum as_err core_attempt_begin(const struct core *c, const char *email,
                                const char *ip, int64_t *retry_s)
@@ -61,22 +65,55 @@ static void upgrade(const struct core *c, struct user *u, const char *pw,
     crypt_wipe(fresh, sizeof fresh);
 }
 
-enum as_err core_login(const struct core *c, const char *email,
-                       const char *pw, const char *ip, struct user *out,
-                       struct arena *a, int64_t *retry_s)
+/* The lockout key of a login name that is not an email: "invalid:" and
+ * a hash of it trimmed and in lower case (ASCII), so that its spellings
+ * share one count, and any bytes make a short, valid key. */
+static const char *invalid_key(const char *raw, char out[INVALID_KEY_LEN])
 {
+    struct crypt_blake2b st;
+    uint8_t h[16];
+    const char *b = raw ? raw : "", *e = b + strlen(b);
+
+    while (b < e && (*b == ' ' || (*b >= '\t' && *b <= '\r')))
+        b++;
+    while (e > b && (e[-1] == ' ' || (e[-1] >= '\t' && e[-1] <= '\r')))
+        e--;
+    if (!crypt_blake2b_init(&st, sizeof h, NULL, 0))
+        return NULL;
+    for (; b < e; b++) {
+        char ch = *b >= 'A' && *b <= 'Z' ? (char)(*b - 'A' + 'a') : *b;
+
+        crypt_blake2b_update(&st, &ch, 1);
+    }
+    if (!crypt_blake2b_final(&st, h, sizeof h))
+        return NULL;
+    memcpy(out, "invalid:", 8);
+    crypt_hex_encode(h, sizeof h, out + 8, INVALID_KEY_LEN - 8);
+    return out;
+}
+
+enum as_err core_login(const struct core *c, const char *email,
+                       const char *raw, const char *pw, const char *ip,
+                       struct user *out, struct arena *a, int64_t *retry_s)
+{
+    char key[INVALID_KEY_LEN];
+    const char *counted = email ? email : invalid_key(raw, key);
     enum as_err err = AS_OK;
 
     *retry_s = 0;
     /* Counted first, atomically with the lock check: a locked (email,
      * address) is refused without hashing, known and unknown emails
-     * alike, so the answer reveals nothing. */
-    if (email)
-        err = core_attempt_begin(c, email, ip, retry_s);
+     * alike, so the answer reveals nothing. A login name that is not an
+     * email is counted and locked the same; no account has it, so it
+     * costs no hash (what it reveals, the client wrote). */
+    if (!counted)
+        return AS_ERR_INTERNAL;
+    err = core_attempt_begin(c, counted, ip, retry_s);
     if (err != AS_OK)
         return err;
-    err = email ? repo_user_by_email(c->repo, email, out, a)
-                : AS_ERR_NOT_FOUND;
+    if (!email)
+        return AS_ERR_BAD_CREDENTIALS;
+    err = repo_user_by_email(c->repo, email, out, a);
     if (err == AS_ERR_NOT_FOUND) {
         pw_verify_dummy(pw);              /* same cost as a wrong password */
         return AS_ERR_BAD_CREDENTIALS;

@@ -46,12 +46,13 @@ static enum as_err login_input(struct req_ctx *rc, json_t *in,
  * an unknown email costing a dummy verification) and answers a refusal;
  * logs a failed or locked attempt. On AS_OK, *u is the active user. */
 static enum as_err login_check(struct req_ctx *rc, const char *email,
-                               const char *pw, struct user *u)
+                               const char *raw, const char *pw,
+                               struct user *u)
 {
     struct core c = hx_core(rc);
     int64_t retry = 0;
     char value[24];
-    enum as_err err = core_login(&c, email, pw, rc->ip, u, rc->arena,
+    enum as_err err = core_login(&c, email, raw, pw, rc->ip, u, rc->arena,
                                  &retry);
 
     if (err == AS_ERR_RATE_LIMITED || err == AS_ERR_BAD_CREDENTIALS)
@@ -84,7 +85,7 @@ enum as_err h_login(struct req_ctx *rc, struct response *res)
         err = login_input(rc, in, &raw_email, &pw);
     if (err == AS_OK) {
         email = v_email(rc->arena, raw_email);
-        err = login_check(rc, email, pw, &u);
+        err = login_check(rc, email, raw_email, pw, &u);
     }
     /* With the second factor on, only a code completes the login. */
     if (err == AS_OK)

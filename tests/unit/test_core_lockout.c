@@ -52,7 +52,7 @@ static enum as_err login(struct fx *f, const char *email, const char *pw,
 {
     struct user u;
 
-    return core_login(&f->core, email, pw, IP, &u, f->a, retry);
+    return core_login(&f->core, email, email, pw, IP, &u, f->a, retry);
 }
 
 /* Each attempt is counted before the user is read and the hash checked:
@@ -115,8 +115,8 @@ static void second_factor_refunds_only(void **state)
                      AS_ERR_BAD_CREDENTIALS);
     assert_int_equal(login(f, "mfa@example.com", "wrong password", &retry),
                      AS_ERR_BAD_CREDENTIALS);
-    assert_int_equal(core_login(&f->core, "mfa@example.com", PW, IP, &u,
-                                f->a, &retry), AS_OK);
+    assert_int_equal(core_login(&f->core, "mfa@example.com", NULL, PW, IP,
+                                &u, f->a, &retry), AS_OK);
     assert_true(u.mfa_enabled);
     assert_int_equal(fake_repo_failures("mfa@example.com", IP), 2);
     assert_int_equal(fake_repo_failures("mfa@example.com", "*"), 2);
@@ -167,6 +167,38 @@ static void password_check_counts(void **state)
                      AS_OK);
 }
 
+/* A login name that is not an email is counted and locked like an
+ * unknown email, under one key for its spellings (trimmed, ASCII in
+ * lower case), and costs no lookup and no hash: no account has it. */
+static void not_an_email_is_locked_unhashed(void **state)
+{
+    struct fx *f = *state;
+    static const char *const spellings[] = { " Ädam@Example", "Ädam@EXAMPLE",
+                                             "ädam@example", "Ädam@example\t" };
+    struct user u;
+    unsigned lookups = 0;
+    int64_t retry = 0;
+    int i;
+
+    for (i = 0; i < 4; i++)      /* 0, 1 and 3 are one name; 2 is not */
+        if (i != 2)
+            assert_int_equal(core_login(&f->core, NULL, spellings[i], PW,
+                                        IP, &u, f->a, &retry),
+                             AS_ERR_BAD_CREDENTIALS);
+    /* "ä" is not "Ä" (not ASCII): a key of its own, not yet locked */
+    assert_int_equal(core_login(&f->core, NULL, spellings[2], PW, IP, &u,
+                                f->a, &retry), AS_ERR_BAD_CREDENTIALS);
+    assert_int_equal(core_login(&f->core, NULL, spellings[0], PW, IP, &u,
+                                f->a, &retry), AS_ERR_RATE_LIMITED);
+    assert_true(retry >= 1);
+    assert_int_equal(fake_repo_failures_at_lookup(&lookups), -1);
+    assert_int_equal(lookups, 0);                 /* never looked up */
+    /* another address is not locked by it */
+    assert_int_equal(core_login(&f->core, NULL, spellings[0], PW,
+                                "198.51.100.9", &u, f->a, &retry),
+                     AS_ERR_BAD_CREDENTIALS);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -180,6 +212,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(password_check_counts, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(not_an_email_is_locked_unhashed,
+                                        setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
