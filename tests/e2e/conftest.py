@@ -379,6 +379,19 @@ def assert_problem(r, status, code=None):
     return p
 
 
+def assert_rate_limited(statuses, elapsed, burst, per_minute, ok=401):
+    """`statuses` of requests from one address sent one after another over
+    `elapsed` seconds, against a limit of `per_minute` with a bucket of
+    `burst`: the first `burst` pass, and past them no more pass than the
+    bucket refilled meanwhile (one per 60 / per_minute s; a loaded machine
+    stretches the run, never the limit); the rest are 429."""
+    assert statuses[:burst] == [ok] * burst, statuses
+    refilled = int(elapsed * per_minute / 60.0) + 1
+    passed = statuses.count(ok)
+    assert passed <= burst + refilled, (passed, elapsed, statuses)
+    assert statuses.count(429) == len(statuses) - passed, statuses
+
+
 def wait_until(fn, timeout=10.0, interval=0.02):
     """Polls fn() until it returns a truthy value or the deadline passes."""
     deadline = time.monotonic() + timeout
