@@ -71,10 +71,11 @@ static void emit(const char *line, size_t len)
     pthread_mutex_unlock(&out_lock);
 }
 
+/* The text format's line: time, level, event, request id, then `rest`
+ * (the fields as compact JSON). */
 static char *render_text(const char *ts, const char *lvl, const char *event,
-                         const char *rid, json_t *fields)
+                         const char *rid, const char *rest)
 {
-    char *rest = json_dumps(fields, JSON_COMPACT | JSON_SORT_KEYS);
     char *line = NULL;
     size_t len;
     FILE *f;
@@ -85,7 +86,6 @@ static char *render_text(const char *ts, const char *lvl, const char *event,
                 rid ? rid : "", rest ? rest : "");
         fclose(f);
     }
-    free(rest);
     return line;
 }
 
@@ -102,9 +102,13 @@ void log_event(enum log_level lvl, const char *event,
     }
     timestamp(ts);
     if (!as_json) {
-        if (!fields)
-            fields = json_object();
-        line = render_text(ts, names[lvl], event, request_id, fields);
+        char *rest = fields ? json_dumps(fields,
+                                         JSON_COMPACT | JSON_SORT_KEYS)
+                            : NULL;
+
+        line = render_text(ts, names[lvl], event, request_id,
+                           fields ? rest : "{}");
+        free(rest);
         json_decref(fields);
     } else {
         obj = json_pack("{s:s, s:s, s:s}", "ts", ts, "level", names[lvl],
@@ -149,7 +153,6 @@ void log_end(struct log_line *l)
 {
     char *fields = jw_finish(&l->w), *line = NULL;
     size_t len = 0;
-    FILE *f;
 
     if (!fields)
         return;
@@ -157,13 +160,9 @@ void log_end(struct log_line *l)
         line = fields;
         len = l->w.len;
     } else {
-        f = open_memstream(&line, &len);
-        if (f) {
-            fprintf(f, "%s %-5s %s%s%s %s", l->ts, names[l->lvl],
-                    l->event, l->request_id ? " rid=" : "",
-                    l->request_id ? l->request_id : "", fields);
-            fclose(f);
-        }
+        line = render_text(l->ts, names[l->lvl], l->event, l->request_id,
+                           fields);
+        len = line ? strlen(line) : 0;
         free(fields);
     }
     if (line)
