@@ -185,8 +185,45 @@ static size_t b64url(char *dst, size_t room, const void *src, size_t n)
     return sec_b64url_encode(src, n, dst, room) ? strlen(dst) : 0;
 }
 
+/* ECDSA is malleable: with (r, s) valid, so is (r, n - s), a second
+ * spelling of the same token. ES256 signatures are written with the low
+ * s (s <= n/2, the rule of Bitcoin's BIP 62 and libsecp256k1) and only
+ * that one is accepted, so a token keeps one spelling. n is P-256's group
+ * order (SEC 2, s2.4.2), big-endian like the JWS bytes, so memcmp orders
+ * them as numbers. */
+static const unsigned char p256_n[32] = {
+    0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00,
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84,
+    0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51
+};
+static const unsigned char p256_half_n[32] = {          /* n >> 1 */
+    0x7f, 0xff, 0xff, 0xff, 0x80, 0x00, 0x00, 0x00,
+    0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xde, 0x73, 0x7d, 0x56, 0xd3, 0x8b, 0xcf, 0x42,
+    0x79, 0xdc, 0xe5, 0x61, 0x7e, 0x31, 0x92, 0xa8
+};
+
+static bool s_is_high(const unsigned char s[32])
+{
+    return memcmp(s, p256_half_n, 32) > 0;
+}
+
+static void s_negate(unsigned char s[32])               /* s = n - s */
+{
+    int i, borrow = 0;
+
+    for (i = 31; i >= 0; i--) {
+        int d = p256_n[i] - s[i] - borrow;
+
+        borrow = d < 0;
+        s[i] = (unsigned char)(d & 0xff);
+    }
+}
+
 /* The JWS signature of `in` with `pk`: ES256 as the 64 bytes r || s
- * (RFC 7518 s3.4), RS256 as PKCS #1 v1.5. Its length, 0 on failure. */
+ * (RFC 7518 s3.4) with the low s, RS256 as PKCS #1 v1.5. Its length,
+ * 0 on failure. */
 static size_t jws_sign(EVP_PKEY *pk, enum cfg_alg alg, const char *in,
                        size_t n, unsigned char *sig, size_t room)
 {
@@ -209,8 +246,11 @@ static size_t jws_sign(EVP_PKEY *pk, enum cfg_alg alg, const char *in,
         goto done;
     es = d2i_ECDSA_SIG(NULL, &p, (long)len);
     if (es && BN_bn2binpad(ECDSA_SIG_get0_r(es), sig, 32) == 32 &&
-        BN_bn2binpad(ECDSA_SIG_get0_s(es), sig + 32, 32) == 32)
+        BN_bn2binpad(ECDSA_SIG_get0_s(es), sig + 32, 32) == 32) {
+        if (s_is_high(sig + 32))
+            s_negate(sig + 32);
         out = 64;
+    }
 done:
     ECDSA_SIG_free(es);
     EVP_MD_CTX_free(md);
@@ -371,8 +411,8 @@ static const struct sec_key *header_key(const struct sec_keys *k,
  * about 1,600 a second, against 6,300 now (README.md, "Performance").
  * The signature segment must be the one base64url string of its bytes
  * (no stray bits in its last character: one token, one spelling) and,
- * for ES256, exactly r || s (RFC 7518 s3.4), which is turned into the
- * DER form OpenSSL checks. */
+ * for ES256, exactly r || s (RFC 7518 s3.4) with the low s (above),
+ * which is turned into the DER form OpenSSL checks. */
 static bool jws_verify(const struct sec_key *key, enum cfg_alg alg,
                        const struct segments *s)
 {
@@ -392,7 +432,7 @@ static bool jws_verify(const struct sec_key *key, enum cfg_alg alg,
         strlen(again) != s->n[2] || memcmp(again, s->p[2], s->n[2]) != 0)
         return false;
     if (alg == CFG_ALG_ES256) {
-        if (n != 64)
+        if (n != 64 || s_is_high(sig + 32))
             return false;
         es = ECDSA_SIG_new();
         r = BN_bin2bn(sig, 32, NULL);

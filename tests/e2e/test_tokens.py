@@ -10,7 +10,7 @@ import jwt as pyjwt
 import pytest
 
 from conftest import assert_problem, wait_until
-from jwtutil import b64e, parts
+from jwtutil import b64d, b64e, parts
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
@@ -388,6 +388,38 @@ def test_jwks_verifies_with_independent_library(daemon):
     claims = pyjwt.decode(t["access_token"], key, algorithms=["ES256"],
                           audience="auth-serve", issuer="auth-serve")
     assert claims["sid"] and claims["role"] == "user"
+
+
+# P-256's group order (SEC 2, s2.4.2)
+P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+
+def test_es256_twin_signature_refused(make_daemon):
+    """ECDSA is malleable: (r, n - s) verifies wherever (r, s) does. The
+    daemon signs with the low s and refuses the twin, so a token has one
+    spelling (PyJWT, which has no such rule, shows the twin is a valid
+    signature)."""
+    secret = "introspect-" + "t" * 30
+    d = make_daemon({"AUTH_INTROSPECTION_TOKEN": secret}).start()
+    jwk = d.request("GET", "/.well-known/jwks.json").json["keys"][0]
+    key = pyjwt.PyJWK(jwk).key
+    email, password, _ = d.user()
+    for _ in range(8):          # a high s half the time, were it unchecked
+        t = d.login(email, password).json["access_token"]
+        head, sig = t.rsplit(".", 1)
+        raw = b64d(sig)
+        s = int.from_bytes(raw[32:], "big")
+        assert len(raw) == 64 and s <= P256_N // 2, t
+        twin = head + "." + b64e(raw[:32] + (P256_N - s).to_bytes(32, "big"))
+        assert pyjwt.decode(twin, key, algorithms=["ES256"],
+                            audience="auth-serve")["sub"]
+        assert d.request("GET", "/api/v1/auth/verify", token=t).status == 200
+        assert_problem(d.request("GET", "/api/v1/auth/verify", token=twin),
+                       401, "invalid_token")
+        assert_problem(me(d, twin), 401, "invalid_token")
+        r = d.request("POST", "/api/v1/auth/introspect", {"token": twin},
+                      headers={"Authorization": "Bearer " + secret})
+        assert r.status == 200 and r.json == {"active": False}, r
 
 
 def test_key_confusion_rejected(daemon):

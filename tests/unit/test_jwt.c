@@ -9,6 +9,8 @@
 #include <errno.h>
 #include <ftw.h>
 #include <limits.h>
+#include <openssl/bn.h>
+#include <openssl/ec.h>
 #include <openssl/ecdsa.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -476,6 +478,71 @@ static void es256_signature_length_checked(void **state)
     free(token);
 }
 
+/* ECDSA is malleable: (r, n - s) is a valid signature wherever (r, s)
+ * is. Every signature is written with the low s, and the twin with the
+ * high s, which OpenSSL itself verifies, is refused: one token, one
+ * spelling. n comes from OpenSSL's curve, not from the code under test. */
+static void es256_signature_has_low_s(void **state)
+{
+    struct fx *f = *state;
+    const struct sec_key *key = sec_keys_find(f->kes, sec_keys_kid(f->kes));
+    EC_GROUP *group = EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1);
+    const BIGNUM *order = EC_GROUP_get0_order(group);
+    BIGNUM *half = BN_new(), *s = BN_new(), *twin = BN_new();
+    BIO *bio = BIO_new_mem_buf(key->verify, (int)key->verify_len);
+    EVP_PKEY *pub = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
+    int i;
+
+    assert_non_null(order);
+    assert_non_null(pub);
+    assert_int_equal(BN_rshift1(half, order), 1);
+    for (i = 0; i < 64; i++) {      /* a high s half the time, unchecked */
+        struct sec_claims c = claims_at(f->now);
+        char *token = sign(f->kes, &f->es, &c), *dot = strrchr(token, '.');
+        unsigned char raw[128], *der = NULL;
+        size_t got = 0, head = (size_t)(dot + 1 - token);
+        ECDSA_SIG *sig = ECDSA_SIG_new();
+        EVP_MD_CTX *md = EVP_MD_CTX_new();
+        char enc[128], *forged;
+        int der_len;
+
+        assert_int_equal(sodium_base642bin(raw, sizeof raw, dot + 1,
+                                           strlen(dot + 1), NULL, &got,
+                                           NULL, B64), 0);
+        assert_int_equal(got, 64);
+        assert_non_null(BN_bin2bn(raw + 32, 32, s));
+        assert_true(BN_cmp(s, half) <= 0);
+        assert_int_equal(BN_sub(twin, order, s), 1);
+        assert_int_equal(BN_bn2binpad(twin, raw + 32, 32), 32);
+        /* The twin is a good ECDSA signature of the same bytes... */
+        ECDSA_SIG_set0(sig, BN_bin2bn(raw, 32, NULL),
+                       BN_bin2bn(raw + 32, 32, NULL));
+        der_len = i2d_ECDSA_SIG(sig, &der);
+        assert_true(der_len > 0);
+        assert_int_equal(EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL,
+                                              pub), 1);
+        assert_int_equal(EVP_DigestVerify(md, der, (size_t)der_len,
+                                          (const unsigned char *)token,
+                                          head - 1), 1);
+        /* ...and still not a second spelling of the token. */
+        sodium_bin2base64(enc, sizeof enc, raw, 64, B64);
+        forged = malloc(head + strlen(enc) + 1);
+        memcpy(forged, token, head);
+        strcpy(forged + head, enc);
+        expect_invalid(f, f->kes, &f->es, forged);
+        expect_valid(f, f->kes, &f->es, token);
+        OPENSSL_free(der);
+        EVP_MD_CTX_free(md);
+        ECDSA_SIG_free(sig);
+    }
+    EVP_PKEY_free(pub);
+    BIO_free(bio);
+    BN_free(half);
+    BN_free(s);
+    BN_free(twin);
+    EC_GROUP_free(group);
+}
+
 /* ---- time claims ---- */
 
 static void expiry_with_leeway(void **state)
@@ -811,6 +878,7 @@ int main(void)
         T(flipped_signature_refused),
         T(signature_spelled_one_way),
         T(es256_signature_length_checked),
+    T(es256_signature_has_low_s),
         T(expiry_with_leeway),
         T(not_before_with_leeway),
         T(wrong_issuer_refused),
