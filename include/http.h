@@ -64,6 +64,9 @@ enum route_flag {
     RF_CREDENTIAL = 8u,     /* per-IP rate limit: AUTH_RATE_LIMIT_PER_MINUTE */
     RF_DB = 16u,            /* runs on the database pool: it waits on the
                                database, never on an HTTP thread */
+    RF_RESTRICTED = 32u,    /* the path exists only for AUTH_METRICS_ALLOW's
+                               clients: for others every method on it is
+                               404, checked before anything else answers */
     RF_CACHED = 256u,       /* an RF_DB route whose handler first runs on
                                the HTTP thread with `nowait` set, and may
                                answer there from the caches; it sets
@@ -193,6 +196,9 @@ enum router_result router_match(const char *method, const char *path,
                                 struct arena *a, const struct route **route,
                                 const char **param, char *allow,
                                 size_t allow_len);
+/* The flags of the routes at `path`, whatever their method (0 for none):
+ * what a ROUTE_BAD_METHOD answer may show of it. */
+unsigned router_path_flags(const char *path);
 /* The table itself, for metrics and the OpenAPI document. */
 const struct route *router_routes(size_t *n);
 

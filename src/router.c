@@ -62,7 +62,7 @@ static const struct route routes[] = {
     { "DELETE", USERS "/{id}/lockout", h_user_unlock, A, DB },
     { "GET", "/healthz", h_healthz, P, 0 },
     { "GET", "/readyz", h_readyz, P, 0 },
-    { "GET", "/metrics", h_metrics, P, 0 },
+    { "GET", "/metrics", h_metrics, P, RF_RESTRICTED },
     { "GET", "/.well-known/jwks.json", h_jwks, P, 0 },
     { "GET", "/openapi.json", h_openapi, P, 0 },
     { "GET", "/docs", h_docs, P, 0 },
@@ -189,4 +189,30 @@ enum router_result router_match(const char *method, const char *path,
         }
     }
     return path_known ? ROUTE_BAD_METHOD : ROUTE_NOT_FOUND;
+}
+
+unsigned router_path_flags(const char *path)
+{
+    size_t plen = strlen(path), i;
+    unsigned flags = 0;
+    bool known = false;
+    int pass;
+
+    pthread_once(&shape_once, shape_init);
+    for (pass = 0; pass < 2 && !known; pass++) {    /* literals first */
+        for (i = 0; i < NROUTES; i++) {
+            const char *ps = NULL;
+            size_t pl = 0;
+
+            if (shape[i].param != (pass == 1))
+                continue;
+            if (pass == 0 ? shape[i].len == plen &&
+                                memcmp(routes[i].pattern, path, plen) == 0
+                          : path_match(routes[i].pattern, path, &ps, &pl)) {
+                known = true;
+                flags |= routes[i].flags;
+            }
+        }
+    }
+    return flags;
 }

@@ -869,6 +869,19 @@ static bool begin(struct req_ctx *rc, const char *mhd_method,
     }
     m = router_match(rc->method, rc->path, rc->arena, &rc->route,
                      &rc->param_id, allow, sizeof allow);
+    /* A restricted path (/metrics) does not exist for a client outside
+     * AUTH_METRICS_ALLOW, whatever the method, headers or body: no 405,
+     * Allow, OPTIONS, 413 or 415 shows it (README.md, "Operations").
+     * rc->ip is the client behind trusted proxies, so a proxy does not
+     * open it. */
+    if (m != ROUTE_NOT_FOUND &&
+        ((m == ROUTE_FOUND ? rc->route->flags : router_path_flags(rc->path)) &
+         RF_RESTRICTED) &&
+        !netlist_contains(rc->app->metrics_allow, rc->ip)) {
+        rc->route = NULL;
+        rc->param_id = NULL;
+        m = ROUTE_NOT_FOUND;
+    }
     if (m == ROUTE_NOT_FOUND) {
         rc->err = AS_ERR_NOT_FOUND;
         rc->res.detail = "No such resource.";

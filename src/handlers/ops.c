@@ -8,7 +8,6 @@
 #include "clock.h"
 #include "core.h"
 #include "metrics.h"
-#include "netaddr.h"
 #include "openapi.h"
 #include "ready.h"
 #include "repo.h"
@@ -40,11 +39,9 @@ enum as_err h_metrics(struct req_ctx *rc, struct response *res)
 {
     char *text;
 
-    /* Only AUTH_METRICS_ALLOW may read it (README.md, "Operations");
-     * others learn nothing, not even that it exists. rc->ip is the
-     * client behind trusted proxies, so a proxy does not open it. */
-    if (!netlist_contains(rc->app->metrics_allow, rc->ip))
-        return res_fail(res, AS_ERR_NOT_FOUND, "No such resource.");
+    /* Only AUTH_METRICS_ALLOW's clients get here: the route is
+     * RF_RESTRICTED, 404 for any other before any method or body check
+     * (server.c). */
     text = metrics_render(rc->app->metrics, rc->app);
     if (!text)
         return AS_ERR_NOMEM;

@@ -51,6 +51,35 @@ static void test_exact_routes(void **state)
                      ROUTE_FOUND);
 }
 
+/* Every method's flags at a path, for an answer that must not show a
+ * restricted route (ROUTE_BAD_METHOD has no route to read them from). */
+static void test_path_flags(void **state)
+{
+    const struct route *r;
+    const char *param;
+    char allow[128];
+    size_t n, i, restricted = 0;
+    const struct route *all = router_routes(&n);
+
+    (void)state;
+    assert_int_equal(match("POST", "/metrics", &r, &param, allow),
+                     ROUTE_BAD_METHOD);
+    assert_true(router_path_flags("/metrics") & RF_RESTRICTED);
+    assert_false(router_path_flags("/metrics/") & RF_RESTRICTED);
+    assert_false(router_path_flags("/metricsx") & RF_RESTRICTED);
+    assert_int_equal(router_path_flags("/no-such-path"), 0);
+    /* /users/me is a literal: not the flags of /users/{id} */
+    assert_int_equal(router_path_flags("/api/v1/users/me") & RF_OFFLOAD,
+                     RF_OFFLOAD);         /* PATCH, DELETE check a password */
+    assert_int_equal(router_path_flags("/api/v1/users/0190d4c4-6b8d-7000-"
+                                       "8000-000000000000") & RF_OFFLOAD, 0);
+    assert_int_equal(router_path_flags("/api/v1/auth/login"),
+                     RF_OFFLOAD | RF_NO_STORE | RF_FORM | RF_CREDENTIAL);
+    for (i = 0; i < n; i++)
+        restricted += (all[i].flags & RF_RESTRICTED) != 0;
+    assert_int_equal(restricted, 1);             /* /metrics alone */
+}
+
 static void test_param(void **state)
 {
     const struct route *r;
@@ -188,6 +217,7 @@ int main(void)
         cmocka_unit_test(test_not_found_and_method),
         cmocka_unit_test(test_admin_routes_in_table),
         cmocka_unit_test(test_problem),
+        cmocka_unit_test(test_path_flags),
         cmocka_unit_test(test_error_table),
     };
 
