@@ -496,8 +496,14 @@ static bool media_is(const char *ctype, const char *want)
 {
     size_t n = strlen(want);
 
-    return ctype && strncasecmp(ctype, want, n) == 0 &&
-           (ctype[n] == '\0' || ctype[n] == ';' || ctype[n] == ' ');
+    /* RFC 9110 s8.3.1: type "/" subtype *( OWS ";" OWS parameter ),
+     * OWS being spaces and tabs; so a tab may come before the ";", and
+     * "application/json x" is not JSON. */
+    if (!ctype || strncasecmp(ctype, want, n) != 0)
+        return false;
+    for (ctype += n; *ctype == ' ' || *ctype == '\t'; ctype++)
+        ;
+    return *ctype == '\0' || *ctype == ';';
 }
 
 /* Parses Content-Length strictly (digits only). */

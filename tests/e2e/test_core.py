@@ -177,6 +177,31 @@ def test_register_media_type(daemon):
     assert_problem(r, 422)
 
 
+# RFC 9110 s8.3.1: type "/" subtype, then *( OWS ";" OWS parameter ),
+# OWS being spaces and tabs; type and subtype in any case.
+@pytest.mark.parametrize("ctype,status", [
+    ("application/json", 422),
+    ("Application/JSON", 422),
+    ("application/json;charset=utf-8", 422),
+    ("application/json\t;charset=utf-8", 422),
+    ("application/json \t ; charset=utf-8", 422),
+    ("application/json\t", 422),
+    ("application/json x", 415),
+    ("application/json\tx", 415),
+    ("application/jsonx", 415),
+    ("application/json-patch+json", 415),
+    ("application/x-www-form-urlencoded\t;charset=utf-8", 415),
+])
+def test_media_type_grammar(daemon, ctype, status):
+    r = daemon.request("POST", "/api/v1/auth/register",
+                       body=b'{"email":"a"}', headers={"Content-Type": ctype})
+    assert_problem(r, status)
+    if ctype.startswith("application/x-www-form-urlencoded"):
+        r = daemon.request("POST", "/api/v1/auth/login", body=b"email=a",
+                           headers={"Content-Type": ctype})
+        assert_problem(r, 422)          # a form where forms are read
+
+
 def test_body_cap(daemon):
     big = json.dumps({"email": "x@example.com",
                       "password": "p" * 20000}).encode()
