@@ -1,9 +1,8 @@
 """The command line and configuration checks."""
 import json
 import os
-import tempfile
 
-from conftest import BIN, Daemon
+from conftest import BIN, Daemon, scratch
 import subprocess
 
 
@@ -11,7 +10,7 @@ def run(args, env=None, cwd=None, stdin=None):
     full = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
     full.update(env or {})
     return subprocess.run([BIN] + args, env=full, cwd=cwd or
-                          tempfile.mkdtemp(), input=stdin,
+                          scratch("cli-"), input=stdin,
                           capture_output=True, timeout=60)
 
 
@@ -52,7 +51,7 @@ def test_bad_config_stops_the_daemon_with_2():
 
 
 def test_dotenv_and_environment_precedence():
-    cwd = tempfile.mkdtemp()
+    cwd = scratch("cli-")
     with open(os.path.join(cwd, ".env"), "w") as f:
         f.write("# comment\nexport AUTH_JWT_ISSUER=from-dotenv\n"
                 "AUTH_JWT_AUDIENCE='quoted-aud'\nAUTH_PORT=99999\n")

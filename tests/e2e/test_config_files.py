@@ -4,13 +4,12 @@ cannot read refused with exit status 2 naming file and line, and
 AUTH_JWT_KEY_FILE given as a symbolic link the way mounted secrets are."""
 import os
 import subprocess
-import tempfile
 
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from conftest import BIN, Daemon
+from conftest import BIN, Daemon, scratch
 from jwtutil import parts
 
 
@@ -27,7 +26,7 @@ def write(path, data):
 
 
 def test_config_check_reads_dotenv_syntax_and_names_bad_lines():
-    cwd = tempfile.mkdtemp()
+    cwd = scratch("cli-")
     env_path = os.path.join(cwd, ".env")
     write(env_path, b"\xef\xbb\xbfAUTH_PORT=8123\n"
           b'AUTH_JWT_ISSUER="issuer-a" # prod\n'
@@ -87,7 +86,7 @@ def test_config_check_loads_a_key_file_and_a_secret():
     """`config check` (systemd's ExecStartPre) refuses what serve would:
     a key file that is missing, not a PEM private key, or of another
     algorithm, one line naming AUTH_JWT_KEY_FILE; a good one passes."""
-    cwd = tempfile.mkdtemp()
+    cwd = scratch("cli-")
     path = os.path.join(cwd, "key.pem")
     r = check(cwd, {"AUTH_JWT_KEY_FILE": path})
     assert r.returncode == 2 and b"AUTH_JWT_KEY_FILE" in r.stderr, r.stderr
@@ -118,7 +117,7 @@ def test_text_values_must_be_utf8_without_control_characters():
     """A value that is not UTF-8 text stops the start (exit 2, naming it)
     instead of starting a daemon whose every login then fails: from the
     environment and from .env; a secret is taken as bytes."""
-    cwd = tempfile.mkdtemp()
+    cwd = scratch("cli-")
     bad = os.fsdecode(b"iss\xff")
     r = check(cwd, {"AUTH_JWT_ISSUER": bad})
     assert r.returncode == 2 and b"AUTH_JWT_ISSUER" in r.stderr, r.stderr
@@ -146,7 +145,7 @@ def test_a_dotenv_that_cannot_be_read_stops_the_start():
     that loops; its permissions, for a daemon not run as root) stops
     `config check` with exit status 2 naming it, instead of a start on
     the defaults without what it sets."""
-    cwd = tempfile.mkdtemp()
+    cwd = scratch("cli-")
     env_path = os.path.join(cwd, ".env")
     assert check(cwd).returncode == 0                 # none: defaults
     os.mkdir(env_path)
@@ -163,7 +162,7 @@ def test_a_dotenv_that_cannot_be_read_stops_the_start():
 
 
 def test_dotenv_nul_bytes_refused_long_foreign_lines_ignored():
-    cwd = tempfile.mkdtemp()
+    cwd = scratch("cli-")
     env_path = os.path.join(cwd, ".env")
     # a NUL cut the value short on the last line, unnoticed
     for data in (b"AUTH_JWT_ISSUER=abc\0def", b"AUTH_JWT_ISSUER=abc\0def\n"

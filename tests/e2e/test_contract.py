@@ -10,7 +10,6 @@ import json
 import os
 import secrets
 import subprocess
-import tempfile
 
 import pytest
 
