@@ -144,5 +144,7 @@ PY
 echo "whole suite: $SECONDS s"
 if [ ${#failed_stages[@]} -gt 0 ]; then
     echo "failed stages: ${failed_stages[*]}"
+    echo "logs and test reports kept in $reports"
     exit 1
 fi
+rm -rf "$reports"
