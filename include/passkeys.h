@@ -67,11 +67,15 @@ enum as_err passkey_login_options(const struct passkey_env *e,
  * handle names its user, the assertion verifies and the counter moves
  * forward (compared with the stored one as it is stored, so concurrent
  * logins end as some serial order of them would). On AS_OK `out` is the
- * passkey (its user_id is who logs in). AS_ERR_PASSKEY_REFUSED with
- * `why` filled on any refusal (why->why == WA_CLONED for a counter that
- * did not move forward; never for a passkey deleted meanwhile). */
+ * passkey and `user` its account (who logs in) as read before the
+ * passkey was checked and used: store the session against that read
+ * (its password hash), so that a reset or password change committed
+ * meanwhile refuses it. AS_ERR_PASSKEY_REFUSED with `why` filled on any
+ * refusal (why->why == WA_CLONED for a counter that did not move
+ * forward; never for a passkey deleted meanwhile). */
 enum as_err passkey_login_finish(const struct passkey_env *e,
                                  const json_t *cred, struct passkey *out,
+                                 struct user *user,
                                  struct passkey_refusal *why,
                                  struct arena *a);
 /* The passkeys of `user_id`, oldest first (an arena array). */

@@ -324,7 +324,7 @@ struct repo_ops {
     enum as_err (*passkey_challenge_take)(void *impl,
                                           const uint8_t hash[REPO_HASH_LEN],
                                           enum passkey_ceremony ceremony,
-                                          int64_t now,
+                                          const char *owner, int64_t now,
                                           char user_id[UUID_STR_LEN]);
     enum as_err (*passkey_insert)(void *impl, const struct passkey *p,
                                   unsigned max);
@@ -712,12 +712,14 @@ enum as_err repo_passkey_challenge_put(struct repo *r,
                                        int64_t now, int64_t expires_at);
 /* Uses up the challenge `hash` of `ceremony` while unexpired at `now`, in
  * one statement (of concurrent callers exactly one gets it); `user_id`
- * gets the user it is bound to ("" for none). AS_ERR_NOT_FOUND when it is
- * unknown, used, expired or of the other ceremony. */
+ * gets the user it is bound to ("" for none). With `owner` only a
+ * challenge bound to that user is used up. AS_ERR_NOT_FOUND when it is
+ * unknown, used, expired, of the other ceremony or (with `owner`) of
+ * another user, who can still use it. */
 enum as_err repo_passkey_challenge_take(struct repo *r,
                                         const uint8_t hash[REPO_HASH_LEN],
                                         enum passkey_ceremony ceremony,
-                                        int64_t now,
+                                        const char *owner, int64_t now,
                                         char user_id[UUID_STR_LEN]);
 /* Inserts passkey `p` unless its user holds `max` already
  * (AS_ERR_TOO_LARGE; counted in the same transaction, with the user's

@@ -158,6 +158,7 @@ struct parsed {
 static enum as_err parse_common(const struct passkey_env *e,
                                 const json_t *cred,
                                 enum passkey_ceremony ceremony,
+                                const char *owner,
                                 struct parsed *p, struct passkey_refusal *why,
                                 enum as_err refusal, struct arena *a)
 {
@@ -183,8 +184,8 @@ static enum as_err parse_common(const struct passkey_env *e,
         !wa_client_challenge(p->cdj, p->cdj_len, c))
         return refuse(why, WA_BAD_FORMAT, "bad clientDataJSON", refusal);
     SHA256(c, sizeof c, h);
-    err = repo_passkey_challenge_take(e->repo, h, ceremony, e->now_ms,
-                                      p->bound);
+    err = repo_passkey_challenge_take(e->repo, h, ceremony, owner,
+                                      e->now_ms, p->bound);
     if (err == AS_ERR_NOT_FOUND)
         return refuse(why, WA_BAD_CHALLENGE,
                       "challenge unknown, used or expired", refusal);
@@ -235,7 +236,10 @@ enum as_err passkey_register_finish(const struct passkey_env *e,
 
     memset(out, 0, sizeof *out);
     memset(why, 0, sizeof *why);
-    err = parse_common(e, cred, PK_REGISTER, &p, why, AS_ERR_BAD_PASSKEY, a);
+    /* Only the caller's own challenge is used up: someone else's
+     * response with it is refused and leaves it to its user. */
+    err = parse_common(e, cred, PK_REGISTER, u->id, &p, why,
+                       AS_ERR_BAD_PASSKEY, a);
     if (err != AS_OK)
         return err;
     if (strcmp(p.bound, u->id) != 0)
@@ -320,6 +324,7 @@ static enum as_err use_refused(const struct passkey_env *e,
 
 enum as_err passkey_login_finish(const struct passkey_env *e,
                                  const json_t *cred, struct passkey *out,
+                                 struct user *user,
                                  struct passkey_refusal *why,
                                  struct arena *a)
 {
@@ -334,7 +339,8 @@ enum as_err passkey_login_finish(const struct passkey_env *e,
 
     memset(out, 0, sizeof *out);
     memset(why, 0, sizeof *why);
-    err = parse_common(e, cred, PK_LOGIN, &p, why, AS_ERR_PASSKEY_REFUSED,
+    err = parse_common(e, cred, PK_LOGIN, NULL, &p, why,
+                       AS_ERR_PASSKEY_REFUSED,
                        a);
     if (err != AS_OK)
         return err;
@@ -354,6 +360,17 @@ enum as_err passkey_login_finish(const struct passkey_env *e,
     if (!handle || !want || strcmp(handle, want) != 0)
         return refuse(why, WA_OK, "userHandle is not the passkey's user",
                       AS_ERR_PASSKEY_REFUSED);
+    /* The account as it is before the passkey is checked and used: the
+     * session is stored only while its password is the one read here
+     * (core_session_start), so a reset or password change committing
+     * after this read (one that deletes the passkey, or ends every
+     * session) refuses the login rather than being outlived by it. */
+    err = repo_user_by_id(e->repo, out->user_id, user, a);
+    if (err == AS_ERR_NOT_FOUND)
+        return refuse(why, WA_OK, "the passkey's account is gone",
+                      AS_ERR_PASSKEY_REFUSED);
+    if (err != AS_OK)
+        return err;
     if (!wa_unb64url(a, out->public_key, WA_COSE_MAX, &cose, &cose_len))
         return AS_ERR_INTERNAL;
     wa_client_challenge(p.cdj, p.cdj_len, challenge);

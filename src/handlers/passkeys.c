@@ -176,15 +176,19 @@ enum as_err h_passkey_login(struct req_ctx *rc, struct response *res)
     struct passkey_env e = env_of(rc);
     struct passkey_refusal why;
     struct passkey pk;
-    struct core c = hx_core(rc);
     json_t *in = NULL;
     struct user u;
     enum as_err err = req_json(rc, &in);
 
     if (err != AS_OK)
         goto out;
+    if (!json_is_object(json_object_get(in, "credential"))) {
+        err = res_field(res, "credential",
+                        "must be an AuthenticationResponseJSON object");
+        goto out;
+    }
     err = passkey_login_finish(&e, json_object_get(in, "credential"), &pk,
-                               &why, rc->arena);
+                               &u, &why, rc->arena);
     if (err == AS_ERR_PASSKEY_REFUSED) {
         log_refusal(rc, "auth.passkey_login_refused", &why);
         if (why.why == WA_CLONED)
@@ -193,11 +197,6 @@ enum as_err h_passkey_login(struct req_ctx *rc, struct response *res)
         res_fail(res, err, "The passkey was not accepted.");
         goto out;
     }
-    if (err == AS_OK)
-        err = core_user_get(&c, pk.user_id, &u, rc->arena);
-    if (err == AS_ERR_NOT_FOUND)
-        err = res_fail(res, AS_ERR_PASSKEY_REFUSED,
-                       "The passkey was not accepted.");
     if (err == AS_OK && !u.is_active)
         err = hx_disabled(rc);
     if (err != AS_OK)
@@ -207,6 +206,12 @@ enum as_err h_passkey_login(struct req_ctx *rc, struct response *res)
     /* A passkey login is a complete login: it ends the run of failures. */
     hx_lockout_passed(rc, u.email);      /* a complete login */
     err = hx_start_session_amr(rc, &u, PASSKEY_AMR, NULL);
+    /* The account's password changed (a reset, which on an unverified
+     * account also deletes this passkey) after it was read: refused as
+     * a login that started after the change would be. */
+    if (err == AS_ERR_BAD_CREDENTIALS)
+        err = res_fail(res, AS_ERR_PASSKEY_REFUSED,
+                       "The passkey was not accepted.");
 out:
     json_decref(in);
     return err;

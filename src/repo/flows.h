@@ -60,7 +60,7 @@ enum as_err db_passkey_challenge_put(void *impl,
 enum as_err db_passkey_challenge_take(void *impl,
                                       const uint8_t hash[REPO_HASH_LEN],
                                       enum passkey_ceremony ceremony,
-                                      int64_t now,
+                                      const char *owner, int64_t now,
                                       char user_id[UUID_STR_LEN]);
 enum as_err db_passkey_insert(void *impl, const struct passkey *p,
                               unsigned max);

@@ -15,8 +15,9 @@
     "created_at, last_used_at"
 
 enum {
-    P_CHALLENGES_PRUNE, P_CHALLENGES_TRIM, P_CHALLENGE_ADD, P_CHALLENGE_TAKE, P_OWNER_LOCK,
-    P_OWNER_COUNT, P_INSERT, P_NOTICE, P_BY_CRED, P_LIST, P_DELETE, P_USE, P_NSTMT
+    P_CHALLENGES_PRUNE, P_CHALLENGES_TRIM, P_CHALLENGE_ADD, P_CHALLENGE_TAKE,
+    P_CHALLENGE_TAKE_OWN, P_OWNER_LOCK, P_OWNER_COUNT, P_INSERT, P_NOTICE,
+    P_BY_CRED, P_LIST, P_DELETE, P_USE, P_NSTMT
 };
 
 static struct db_stmt sql[P_NSTMT] = {
@@ -51,6 +52,10 @@ static struct db_stmt sql[P_NSTMT] = {
                                 "WHERE hash = $1 AND ceremony = $2 "
                                 "AND expires_at > $3 "
                                 "RETURNING coalesce(user_id, '')"),
+    [P_CHALLENGE_TAKE_OWN] = DB_SQL("DELETE FROM passkey_challenges "
+                                    "WHERE hash = $1 AND ceremony = $2 "
+                                    "AND expires_at > $3 AND user_id = $4 "
+                                    "RETURNING user_id"),
     /* Concurrent registrations of one user wait here for each other, so
      * that no two of them count the same passkeys (SQLite's write lock
      * serialises already). NO KEY: other rows referring to the user
@@ -141,17 +146,23 @@ enum as_err db_passkey_challenge_put(void *impl,
 enum as_err db_passkey_challenge_take(void *impl,
                                       const uint8_t hash[REPO_HASH_LEN],
                                       enum passkey_ceremony ceremony,
-                                      int64_t now,
+                                      const char *owner, int64_t now,
                                       char user_id[UUID_STR_LEN])
 {
     struct db_rows r;
     struct db_tx t;
     const char *bound;
+    bool ran;
 
     user_id[0] = '\0';
     db_open(&t, impl, "passkey_challenge_take", true, NULL);
-    if (DB_RUN(&t, &sql[P_CHALLENGE_TAKE], &r, db_blob(hash, REPO_HASH_LEN),
-               db_int(ceremony), db_int(now)) && r.n != 1)
+    ran = owner ? DB_RUN(&t, &sql[P_CHALLENGE_TAKE_OWN], &r,
+                         db_blob(hash, REPO_HASH_LEN), db_int(ceremony),
+                         db_int(now), db_text(owner))
+                : DB_RUN(&t, &sql[P_CHALLENGE_TAKE], &r,
+                         db_blob(hash, REPO_HASH_LEN), db_int(ceremony),
+                         db_int(now));
+    if (ran && r.n != 1)
         db_refuse(&t, AS_ERR_NOT_FOUND);
     bound = t.err == AS_OK ? db_str(db_at(&r, 0, 0)) : NULL;
     if (bound && bound[0])

@@ -641,12 +641,12 @@ enum as_err repo_passkey_challenge_put(struct repo *r,
 enum as_err repo_passkey_challenge_take(struct repo *r,
                                         const uint8_t hash[REPO_HASH_LEN],
                                         enum passkey_ceremony ceremony,
-                                        int64_t now,
+                                        const char *owner, int64_t now,
                                         char user_id[UUID_STR_LEN])
 {
     user_id[0] = '\0';
-    return DISPATCH(r, passkey_challenge_take(r->impl, hash, ceremony, now,
-                                              user_id));
+    return DISPATCH(r, passkey_challenge_take(r->impl, hash, ceremony, owner,
+                                              now, user_id));
 }
 
 enum as_err repo_passkey_insert(struct repo *r, const struct passkey *p,

@@ -8,15 +8,18 @@ import hashlib
 import hmac
 import http.server
 import json
+import os
 import re
+import shutil
 import socket
+import subprocess
 import socketserver
 import threading
 import time
 
 import pytest
 
-from conftest import Daemon, assert_problem, wait_until
+from conftest import Daemon, assert_problem, scratch, wait_until
 
 PUBLIC = "https://app.example.com"
 FROM = "Auth Serve <auth@mail.example.com>"
@@ -609,6 +612,120 @@ def test_a_reset_of_an_unverified_account_drops_its_passkeys_and_totp(
     assert pd.request("GET", "/api/v1/auth/passkeys",
                       token=r.json["access_token"]).json["items"] == []
     assert me(pd, r.json["access_token"]).json["mfa_enabled"] is False
+
+
+# Holds the thread that has just used up a passkey (its counter UPDATE
+# and COMMIT done) before its next SQLite statement, until the file
+# $SHIM_GO exists (10 s at most): the instant a reset can commit between
+# a passkey login's check and the session it stores.
+PAUSE_SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef struct sqlite3_stmt sqlite3_stmt;
+const char *sqlite3_sql(sqlite3_stmt *);
+static __thread int armed;
+
+int sqlite3_step(sqlite3_stmt *st)
+{
+    int (*real)(sqlite3_stmt *) =
+        (int (*)(sqlite3_stmt *))dlsym(RTLD_NEXT, "sqlite3_step");
+    const char *sql = sqlite3_sql(st), *go = getenv("SHIM_GO");
+    int rc, i;
+
+    if (armed && sql && strncmp(sql, "COMMIT", 6) != 0) {
+        armed = 0;
+        fprintf(stderr, "sqlite-shim: paused after a passkey use\n");
+        for (i = 0; i < 1000 && go && access(go, F_OK) != 0; i++) {
+            struct timespec ts = { 0, 10 * 1000 * 1000 };
+            nanosleep(&ts, NULL);
+        }
+    }
+    rc = real(st);
+    if (sql && strncmp(sql, "UPDATE passkeys SET sign_count", 30) == 0)
+        armed = 1;
+    return rc;
+}
+"""
+PAUSED = "sqlite-shim: paused after a passkey use"
+
+
+def test_a_passkey_login_racing_a_reset_keeps_no_session(backend, sink):
+    """A passkey login checks the passkey, then stores a session. A reset
+    of an unverified account (which deletes its passkeys and ends its
+    sessions) committing in between must not leave that session working:
+    the login is refused, or its session ended. A preloaded library holds
+    the login right after the passkey is used up while the reset commits
+    (SQLite: the library wraps sqlite3_step)."""
+    if backend != "sqlite":
+        pytest.skip("the pause wraps SQLite's sqlite3_step")
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        pytest.skip("no C compiler for the test library")
+    from softauthn import Authenticator
+    from test_passkey_rules import LOGIN, enroll, login_options
+    from test_passkeys import free_port as passkey_port
+    work = scratch("pause-shim-")
+    lib, go = os.path.join(work, "shim.so"), os.path.join(work, "go")
+    with open(os.path.join(work, "shim.c"), "w") as f:
+        f.write(PAUSE_SHIM)
+    subprocess.run([cc, "-shared", "-fPIC", "-O1", "-o", lib,
+                    os.path.join(work, "shim.c"), "-ldl"], check=True)
+    asan = os.environ.get("ASAN_OPTIONS", "")
+    port = passkey_port()
+    origin = "http://localhost:%d" % port
+    d = Daemon(backend, env=dict(
+        smtp_env(sink.port), AUTH_PORT=str(port), AUTH_PUBLIC_URL=origin,
+        AUTH_WEBAUTHN_RP_ID="localhost", AUTH_WEBAUTHN_ORIGINS=origin,
+        AUTH_RATE_LIMIT_PER_MINUTE="0", AUTH_HASH_WORKERS="2",
+        LD_PRELOAD=lib, SHIM_GO=go,
+        # the test library comes before the sanitizer's
+        ASAN_OPTIONS=(asan + ":" if asan else "") +
+        "verify_asan_link_order=0")).start()
+    d.origin = origin
+    try:
+        for rnd in range(3):
+            addr, _, t = d.user()
+            auth = Authenticator()
+            assert enroll(d, t["access_token"], auth).status == 201
+            token = link_token(d, sink, addr)
+            if os.path.exists(go):
+                os.unlink(go)
+            paused = sum(PAUSED in line for line in d.lines)
+            cred = auth.assertion(login_options(d), origin)
+            got = []
+            th = threading.Thread(target=lambda: got.append(
+                d.request("POST", LOGIN, {"credential": cred})))
+            th.start()
+            assert wait_until(lambda: sum(PAUSED in line
+                                          for line in d.lines) > paused,
+                              timeout=DEADLINE), (rnd, d.lines[-10:])
+            r = reset(d, token, "the owner's own passphrase %d" % rnd)
+            assert r.status == 204, (rnd, r)
+            open(go, "w").close()
+            th.join(DEADLINE)
+            assert got, rnd
+            login = got[0]
+            if login.status == 200:     # stored before the reset: ended
+                pair = login.json
+                assert_problem(d.request("GET", "/api/v1/auth/verify",
+                                         token=pair["access_token"]), 401)
+                assert_problem(d.request(
+                    "POST", "/api/v1/auth/refresh",
+                    {"refresh_token": pair["refresh_token"]}), 401)
+            else:
+                assert_problem(login, 401, "invalid_credential")
+            cred = auth.assertion(login_options(d), origin)
+            assert_problem(d.request("POST", LOGIN, {"credential": cred}),
+                           401, "invalid_credential")
+    finally:
+        open(go, "w").close()
+        assert d.stop() == 0, "\n".join(d.lines[-20:])
 
 
 def test_a_reset_lifts_the_lockout_of_its_email(pd, sink):

@@ -224,3 +224,32 @@ def test_only_the_newest_unfinished_registrations_can_finish(d):
     for g in got[:3]:                   # their challenges were forgotten
         assert_problem(g, 400, "invalid_credential")
     assert [g.status for g in got[3:]] == [201] * OPEN
+
+
+def test_another_users_response_leaves_the_challenge_to_its_owner(d):
+    """A registration challenge is bound to its user: someone else who
+    posts a response made with it is refused, and it stays usable by the
+    user it was made for."""
+    _, _, mine = d.user()
+    _, _, theirs = d.user()
+    auth = Authenticator()
+    r = d.request("POST", REG_OPT, {}, token=mine["access_token"])
+    assert r.status == 200, r
+    cred = auth.register(r.json, d.origin)
+    r = d.request("POST", REG, {"credential": cred},
+                  token=theirs["access_token"])
+    assert_problem(r, 400, "invalid_credential")
+    r = d.request("POST", REG, {"credential": cred},
+                  token=mine["access_token"])
+    assert r.status == 201, r
+    assert d.request("GET", LIST, token=theirs["access_token"]) \
+        .json["items"] == []
+
+
+@pytest.mark.parametrize("body", [{}, {"credential": "x"},
+                                  {"credential": None},
+                                  {"credential": ["x"]}])
+def test_login_without_a_credential_object_is_422(d, body):
+    r = d.request("POST", LOGIN, body)
+    p = assert_problem(r, 422, "validation_error")
+    assert [e["field"] for e in p["errors"]] == ["credential"]

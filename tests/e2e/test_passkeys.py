@@ -197,7 +197,7 @@ def test_options_and_refusals_over_http(one):
                                     "response": {"clientDataJSON": "e30"}}})
     assert_problem(r, 401, "invalid_credential")
     r = one.request("POST", "/api/v1/auth/passkeys/login", {})
-    assert_problem(r, 401, "invalid_credential")
+    assert_problem(r, 422, "validation_error")      # a wrong JSON type
     r = one.request("POST", "/api/v1/auth/passkeys/register",
                     {"credential": {"id": "AAAA", "rawId": "AAAA",
                                     "type": "public-key",
@@ -220,8 +220,11 @@ def test_login_options_rate_limited(backend):
     env["AUTH_RATE_LIMIT_PER_MINUTE"] = "3"
     d = start(backend, port, env)
     try:
+        made_up = {"credential": {"id": "AAAA", "rawId": "AAAA",
+                                  "type": "public-key",
+                                  "response": {"clientDataJSON": "e30"}}}
         got = [d.request("POST", "/api/v1/auth/passkeys/login",
-                         {}).status for _ in range(5)]
+                         made_up).status for _ in range(5)]
         assert got[:3] == [401, 401, 401] and got[3:] == [429, 429], got
     finally:
         assert d.stop() == 0

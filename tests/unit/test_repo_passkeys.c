@@ -161,6 +161,14 @@ static void passkey_of(const struct user *u, const char *cred,
     p->created_at = T0;
 }
 
+/* repo_passkey_challenge_take() without an owner. */
+static enum as_err take(struct fx *f, const uint8_t *h,
+                        enum passkey_ceremony ceremony, int64_t now,
+                        char uid[UUID_STR_LEN])
+{
+    return repo_passkey_challenge_take(f->r, h, ceremony, NULL, now, uid);
+}
+
 static void challenge_is_used_once(void **state)
 {
     struct fx *f = *state;
@@ -171,26 +179,21 @@ static void challenge_is_used_once(void **state)
     assert_int_equal(repo_passkey_challenge_put(f->r, h, PK_REGISTER,
                                                 f->u.id, 0, T0, T0 + 1000),
                      AS_OK);
-    assert_int_equal(repo_passkey_challenge_take(f->r, h, PK_LOGIN, T0,
-                                                 uid), AS_ERR_NOT_FOUND);
-    assert_int_equal(repo_passkey_challenge_take(f->r, h, PK_REGISTER, T0,
-                                                 uid), AS_OK);
+    assert_int_equal(take(f, h, PK_LOGIN, T0, uid), AS_ERR_NOT_FOUND);
+    assert_int_equal(take(f, h, PK_REGISTER, T0, uid), AS_OK);
     assert_string_equal(uid, f->u.id);
-    assert_int_equal(repo_passkey_challenge_take(f->r, h, PK_REGISTER, T0,
-                                                 uid), AS_ERR_NOT_FOUND);
+    assert_int_equal(take(f, h, PK_REGISTER, T0, uid), AS_ERR_NOT_FOUND);
 
     hash_of(2, h);                       /* a login's: bound to nobody */
     assert_int_equal(repo_passkey_challenge_put(f->r, h, PK_LOGIN, NULL, 0,
                                                 T0, T0 + 1000), AS_OK);
-    assert_int_equal(repo_passkey_challenge_take(f->r, h, PK_LOGIN,
-                                                 T0 + 999, uid), AS_OK);
+    assert_int_equal(take(f, h, PK_LOGIN, T0 + 999, uid), AS_OK);
     assert_string_equal(uid, "");
 
     hash_of(3, h);                       /* expired */
     assert_int_equal(repo_passkey_challenge_put(f->r, h, PK_LOGIN, NULL, 0,
                                                 T0, T0 + 1000), AS_OK);
-    assert_int_equal(repo_passkey_challenge_take(f->r, h, PK_LOGIN,
-                                                 T0 + 1000, uid),
+    assert_int_equal(take(f, h, PK_LOGIN, T0 + 1000, uid),
                      AS_ERR_NOT_FOUND);
 
     hash_of(4, h);                       /* for a user that is gone */
@@ -198,8 +201,37 @@ static void challenge_is_used_once(void **state)
     assert_int_equal(repo_passkey_challenge_put(f->r, h, PK_REGISTER,
                                                 f->v.id, 0, T0, T0 + 1000),
                      AS_ERR_NOT_FOUND);
-    assert_int_equal(repo_passkey_challenge_take(f->r, h, PK_REGISTER, T0,
-                                                 uid), AS_ERR_NOT_FOUND);
+    assert_int_equal(take(f, h, PK_REGISTER, T0, uid), AS_ERR_NOT_FOUND);
+}
+
+/* With an owner, only that user's challenge is used up: another user
+ * presenting it is refused and leaves it to its owner. */
+static void a_challenge_is_used_up_by_its_owner_only(void **state)
+{
+    struct fx *f = *state;
+    uint8_t h[REPO_HASH_LEN];
+    char uid[UUID_STR_LEN];
+
+    hash_of(7, h);
+    assert_int_equal(repo_passkey_challenge_put(f->r, h, PK_REGISTER,
+                                                f->u.id, 0, T0, T0 + 1000),
+                     AS_OK);
+    assert_int_equal(repo_passkey_challenge_take(f->r, h, PK_REGISTER,
+                                                 f->v.id, T0, uid),
+                     AS_ERR_NOT_FOUND);
+    assert_int_equal(repo_passkey_challenge_take(f->r, h, PK_REGISTER,
+                                                 f->u.id, T0, uid), AS_OK);
+    assert_string_equal(uid, f->u.id);
+    assert_int_equal(repo_passkey_challenge_take(f->r, h, PK_REGISTER,
+                                                 f->u.id, T0, uid),
+                     AS_ERR_NOT_FOUND);
+    hash_of(8, h);                       /* a login's, bound to nobody */
+    assert_int_equal(repo_passkey_challenge_put(f->r, h, PK_LOGIN, NULL, 0,
+                                                T0, T0 + 1000), AS_OK);
+    assert_int_equal(repo_passkey_challenge_take(f->r, h, PK_LOGIN, f->u.id,
+                                                 T0, uid),
+                     AS_ERR_NOT_FOUND);
+    assert_int_equal(take(f, h, PK_LOGIN, T0, uid), AS_OK);
 }
 
 /* With `keep`, a user's challenges of a ceremony but the newest `keep`
@@ -224,13 +256,11 @@ static void a_user_keeps_the_newest_challenges(void **state)
     }
     for (i = 0; i < 8; i++) {
         hash_of(10 + i, h);
-        assert_int_equal(repo_passkey_challenge_take(f->r, h, PK_REGISTER,
-                                                     T0, uid),
+        assert_int_equal(take(f, h, PK_REGISTER, T0, uid),
                          i < 5 ? AS_ERR_NOT_FOUND : AS_OK);
     }
     hash_of(100, h);
-    assert_int_equal(repo_passkey_challenge_take(f->r, h, PK_REGISTER, T0,
-                                                 uid), AS_OK);
+    assert_int_equal(take(f, h, PK_REGISTER, T0, uid), AS_OK);
     assert_string_equal(uid, f->v.id);
 }
 
@@ -253,8 +283,7 @@ static void newest_is_the_order_asked(void **state)
     }
     for (i = 0; i < 8; i++) {
         hash_of(200 - (unsigned)i, h);
-        assert_int_equal(repo_passkey_challenge_take(f->r, h, PK_REGISTER,
-                                                     T0, uid),
+        assert_int_equal(take(f, h, PK_REGISTER, T0, uid),
                          i < 5 ? AS_ERR_NOT_FOUND : AS_OK);
     }
 }
@@ -373,8 +402,7 @@ static void *race(void *arg)
 
     pthread_barrier_wait(x->go);
     if (x->op == TAKE)
-        x->got = repo_passkey_challenge_take(x->f->r, x->hash, PK_LOGIN, T0,
-                                             uid);
+        x->got = take(x->f, x->hash, PK_LOGIN, T0, uid);
     else if (x->op == USE)
         x->got = repo_passkey_use(x->f->r, x->id, x->to, T0);
     else
@@ -516,6 +544,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
 #define CASE(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
         CASE(challenge_is_used_once),
+        CASE(a_challenge_is_used_up_by_its_owner_only),
         CASE(a_user_keeps_the_newest_challenges),
         CASE(newest_is_the_order_asked),
         CASE(credential_registers_once),
