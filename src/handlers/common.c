@@ -232,9 +232,11 @@ enum as_err hx_create_user(struct req_ctx *rc, bool with_role,
     if (err != AS_OK)
         goto out;
     if (!with_role &&
-        (json_object_get(in, "role") || json_object_get(in, "is_active"))) {
-        err = res_fail(res, AS_ERR_FORBIDDEN,
-                       "You cannot choose your own role or is_active.");
+        (json_object_get(in, "role") || json_object_get(in, "is_active") ||
+         json_object_get(in, "is_verified"))) {
+        err = res_fail(res, AS_ERR_FORBIDDEN, "You cannot choose your own "
+                                              "role, is_active or "
+                                              "is_verified.");
         goto out;
     }
     new_user_fields(rc, in, with_role, &u, &pw);

@@ -165,6 +165,12 @@ enum as_err h_me_patch(struct req_ctx *rc, struct response *res)
                        "/api/v1/auth/mfa/totp.");
         goto out;
     }
+    if (json_object_get(in, "is_verified")) {
+        err = res_fail(res, AS_ERR_FORBIDDEN,
+                       "The email is verified through the link mailed by "
+                       "/api/v1/auth/email/verify-request.");
+        goto out;
+    }
     read_patch(rc, in, &p);
     v_string(res, in, "current_password", false, HX_MAX_PASSWORD_BYTES,
              &pw);

@@ -142,13 +142,14 @@ def test_role_and_active_changes_take_effect_at_once(make_daemon):
 
 def test_register_refuses_role_and_is_active(daemon):
     for extra in ({"role": "admin"}, {"role": "user"}, {"is_active": False},
-                  {"is_active": True}):
+                  {"is_active": True}, {"is_verified": True}):
         r, email, pw = daemon.register(**extra)
         assert_problem(r, 403, "forbidden")
         assert_problem(daemon.login(email, pw), 401)   # nothing created
         r, _, _ = daemon.register(email=email, password=pw)
         assert r.status == 201, r
         assert r.json["role"] == "user" and r.json["is_active"] is True
+        assert r.json["is_verified"] is False
     _, _, t = daemon.user()
     for body in ({"role": "admin"}, {"is_active": False},
                  {"role": "user", "full_name": "x"}):

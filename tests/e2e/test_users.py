@@ -142,9 +142,13 @@ def test_me_patch(daemon):
                        token=tok)
     assert r.status == 200 and r.json["full_name"] is None
     for body in ({"role": "admin"}, {"is_active": False},
-                 {"role": "user", "full_name": "x"}):
+                 {"role": "user", "full_name": "x"}, {"is_verified": True},
+                 {"is_verified": False, "full_name": "x"},
+                 {"mfa_enabled": False}):
         assert_problem(daemon.request("PATCH", "/api/v1/users/me", body,
                                       token=tok), 403, "forbidden")
+    r = daemon.request("GET", "/api/v1/users/me", token=tok)
+    assert r.json["is_verified"] is False and r.json["full_name"] is None
     taken, _, _ = daemon.user()
     assert_problem(daemon.request("PATCH", "/api/v1/users/me",
                                   {"email": taken.upper(),
