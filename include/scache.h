@@ -15,6 +15,13 @@ struct scache;
 /* NULL when out of memory. Free with scache_free(); NULL is a no-op. */
 struct scache *scache_new(unsigned slots, uint64_t ttl_ms);
 void scache_free(struct scache *c);
+/* With `sole` (the daemon is the only writer of its database: SQLite),
+ * while the database is unavailable scache_check() answers a session
+ * seen before from its entry whatever its age; without it (the default:
+ * PostgreSQL, which other instances and commands share) never from an
+ * entry older than the time to live. With a time to live of 0 nothing is
+ * cached and nothing is answered without the database. */
+void scache_set_sole_writer(struct scache *c, bool sole);
 /* Replaces the monotonic clock (milliseconds) the cache ages entries by;
  * NULL restores clock_mono_ms(). For tests; call before any other use. */
 void scache_set_clock(struct scache *c, uint64_t (*now_ms)(void));

@@ -216,6 +216,12 @@ static int serve(struct cfg *cfg)
     app.db_pool = workpool_new(cfg->db_pool_size, DB_QUEUE);
     app.scache = scache_new(SCACHE_SLOTS,
                             (uint64_t)cfg->session_cache_seconds * 1000u);
+    /* README "Running on PostgreSQL and several instances": stale
+     * answers while the database is down only where no other instance
+     * can revoke. */
+    if (app.scache && app.repo)
+        scache_set_sole_writer(app.scache,
+                               strcmp(repo_backend(app.repo), "sqlite") == 0);
     routes = router_routes(&nroutes);    /* sets nroutes, read below */
     app.metrics = metrics_new(routes, nroutes);
     app.trusted = netlist_parse(cfg->trusted_proxies);

@@ -43,6 +43,7 @@ struct row {
 
 struct scache {
     uint64_t ttl_ms;
+    bool outage_any_age;                  /* scache_set_sole_writer() */
     uint64_t (*now)(void);                /* clock_mono_ms */
     unsigned nslots, nrows;
     struct slot *slots;
@@ -82,6 +83,11 @@ struct scache *scache_new(unsigned slots, uint64_t ttl_ms)
     for (i = 0; i < STRIPES; i++)
         pthread_mutex_init(&c->mu[i], NULL);
     return c;
+}
+
+void scache_set_sole_writer(struct scache *c, bool sole)
+{
+    c->outage_any_age = sole;
 }
 
 void scache_set_clock(struct scache *c, uint64_t (*now_ms)(void))
@@ -245,10 +251,18 @@ enum as_err scache_check(struct scache *c, struct repo *r, const char *sid,
     gen = atomic_load(&c->gen);           /* before the read */
     err = repo_session_state(r, sid, clock_ms(), out);
     if (err == AS_OK) {
-        store(c, sid, user_id, out, gen);
+        if (c->ttl_ms)
+            store(c, sid, user_id, out, gen);
         return AS_OK;
     }
-    if (as_err_is_infra(err) && lookup(c, sid, true, NULL, out))
+    /* The database down: an entry of any age answers only where nobody
+     * else could have changed the session meanwhile (a sole writer, and
+     * revocations made here forget their entries). On a shared database
+     * other instances go on revoking while this one is cut off, so the
+     * answer stays bounded by the time to live (which the fresh lookup
+     * above already served), and 0 asks the database every time. */
+    if (c->outage_any_age && c->ttl_ms && as_err_is_infra(err) &&
+        lookup(c, sid, true, NULL, out))
         return AS_OK;                         /* database down: stale */
     return err;
 }

@@ -11,10 +11,12 @@ import base64
 import glob
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import threading
 import time
+import urllib.parse
 
 import pytest
 
@@ -213,6 +215,139 @@ def test_listen_connection_killed_and_recovered(make_trio):
     assert r.status in (200, 204), r
     assert seen((b, c), lambda d: verify(d, t["access_token"]).status
                 == 401) is not None
+
+
+class Relay:
+    """A TCP relay on 127.0.0.1 to `dst`; cut() ends every connection
+    through it and refuses new ones (a network partition of whoever
+    connects through it), heal() lets them through again."""
+
+    def __init__(self, dst):
+        self.dst, self.up, self.lock, self.socks = dst, True, \
+            threading.Lock(), []
+        self.ls = socket.socket()
+        self.ls.bind(("127.0.0.1", 0))
+        self.ls.listen(64)
+        self.port = self.ls.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.ls.accept()
+            except OSError:
+                return                          # closed
+            if not self.up:
+                c.close()
+                continue
+            try:
+                u = socket.create_connection(self.dst, timeout=5)
+                u.settimeout(None)
+            except OSError:
+                c.close()
+                continue
+            with self.lock:
+                self.socks += [c, u]
+            for x, y in ((c, u), (u, c)):
+                threading.Thread(target=self._pipe, args=(x, y),
+                                 daemon=True).start()
+
+    def _pipe(self, x, y):
+        try:
+            while self.up:
+                data = x.recv(65536)
+                if not data:
+                    break
+                y.sendall(data)
+        except OSError:
+            pass
+        for z in (x, y):
+            try:
+                z.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self):
+        self.up = False
+        with self.lock:
+            socks, self.socks = self.socks, []
+        for z in socks:
+            try:
+                z.shutdown(socket.SHUT_RDWR)
+                z.close()
+            except OSError:
+                pass
+
+    def heal(self):
+        self.up = True
+
+    def close(self):
+        self.cut()
+        self.ls.close()
+
+
+@pytest.mark.parametrize("cache_seconds", [2, 0])
+def test_an_instance_cut_off_from_the_database_stops_vouching(
+        make_trio, cache_seconds):
+    """B reaches PostgreSQL through a relay, A directly. The relay is cut:
+    B misses A's announcements and cannot ask the database, while A
+    revokes a session and deactivates a user. B must not vouch for either
+    past AUTH_SESSION_CACHE_SECONDS after it last checked them (0: not at
+    all): 503 (it cannot know), never 200; and 401 once it reaches the
+    database again. A stale answer of any age is for a sole writer
+    (SQLite) only: here other instances go on revoking."""
+    (a, b, _), url = make_trio({
+        "AUTH_SESSION_CACHE_SECONDS": str(cache_seconds),
+        "AUTH_DB_TIMEOUT_MS": "1000", "AUTH_CB_OPEN_SECONDS": "1"})
+    u = urllib.parse.urlsplit(url)
+    relay = Relay((u.hostname, u.port))
+    try:
+        creds = u.netloc.rsplit("@", 1)[0]
+        b.env["AUTH_DATABASE_URL"] = urllib.parse.urlunsplit(
+            (u.scheme, "%s@127.0.0.1:%d" % (creds, relay.port), u.path,
+             u.query, ""))
+        for d in (a, b):
+            d.start()
+            assert wait_until(lambda: listening(d) >= 1), d.lines[-20:]
+        _, _, boss = admin(a)
+        _, _, t1 = a.user()
+        _, _, t2 = a.user()
+        toks = (t1["access_token"], t2["access_token"])
+        for tok in toks:
+            assert verify(b, tok).status == 200     # checked (cached) at B
+        t_checked = time.monotonic()
+        relay.cut()
+        assert a.request("POST", "/api/v1/auth/logout-all",
+                         token=toks[0]).status == 204
+        sub = parts(toks[1])[1]["sub"]
+        assert a.request("PATCH", "/api/v1/users/" + sub,
+                         {"is_active": False}, token=boss).status == 200
+        for tok in toks:
+            assert verify(a, tok).status == 401
+        # B, cut off: 200 only while its answer is younger than the cache
+        # lifetime (plus scheduling slack); then 503, for several seconds
+        bound = cache_seconds + 0.5
+        late_200, statuses = [], set()
+        until = time.monotonic() + cache_seconds + 4.0
+        while time.monotonic() < until:
+            for tok in toks:
+                r = b.request("GET", "/api/v1/auth/verify", token=tok,
+                              timeout=10)
+                age = time.monotonic() - t_checked
+                statuses.add(r.status)
+                if r.status == 200 and age > bound:
+                    late_200.append(round(age, 2))
+            time.sleep(0.05)
+        assert not late_200, "B vouched for revoked sessions %s s after " \
+            "it last checked them (cache %s s)" % (late_200[:6], cache_seconds)
+        assert statuses <= {200, 503}, statuses
+        assert 503 in statuses
+        relay.heal()
+        assert wait_until(lambda: all(verify(b, tok).status == 401
+                                      for tok in toks), timeout=30), \
+            b.lines[-20:]
+    finally:
+        relay.close()
 
 
 def jwks_kids(d):

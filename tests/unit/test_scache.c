@@ -178,34 +178,6 @@ static void test_ttl_zero_always_asks(void **state)
     repo_close(r);
 }
 
-static void test_forget_user_and_database_down(void **state)
-{
-    struct repo *r = fake_repo();
-    struct scache *c = scache_new(128, 0);
-    struct session_state st;
-
-    (void)state;
-    next_err = AS_OK;
-    next_live = true;
-    assert_int_equal(scache_check(c, r, S1, U1, &st), AS_OK);
-    next_err = AS_ERR_UNAVAILABLE;
-    /* seen before: answered from the cache whatever its age */
-    assert_int_equal(scache_check(c, r, S1, U1, &st), AS_OK);
-    assert_true(st.live);
-    /* never seen: the database's error */
-    assert_int_equal(scache_check(c, r, S2, U1, &st), AS_ERR_UNAVAILABLE);
-    scache_forget_user(c, U1);
-    assert_int_equal(scache_check(c, r, S1, U1, &st), AS_ERR_UNAVAILABLE);
-    /* a client error is not an outage: no stale answer */
-    next_err = AS_OK;
-    scache_check(c, r, S1, U1, &st);
-    next_err = AS_ERR_NOT_FOUND;
-    assert_int_equal(scache_check(c, r, S1, U1, &st), AS_ERR_NOT_FOUND);
-    assert_int_equal(scache_check(c, r, "x", U1, &st), AS_ERR_NOT_FOUND);
-    scache_free(c);
-    repo_close(r);
-}
-
 /* A session is filed under its owner as the database names it, not
  * under the subject of the token that asked: a token naming another
  * user's session leaves nothing that a revocation of the owner's
@@ -315,6 +287,62 @@ static void sid_n(char out[UUID_STR_LEN], unsigned n)
     /* scattered, as real ids hash: not eight in a row */
     snprintf(out, UUID_STR_LEN, "0190c1d2-0000-7000-8000-%012llx",
              (unsigned long long)(n + 1) * 0x9e3779b97f4aull % 0xffffffffffffull);
+}
+
+/* While the database is down: a sole writer (SQLite) answers a session
+ * seen before whatever its entry's age; on a shared database (other
+ * instances go on revoking meanwhile) never past the time to live; with
+ * a time to live of 0 nothing is answered without the database. */
+static void test_forget_user_and_database_down(void **state)
+{
+    struct repo *r = fake_repo();
+    struct session_state st;
+    struct scache *c;
+    int sole;
+
+    (void)state;
+    for (sole = 0; sole < 2; sole++) {
+        c = scache_new(128, 1000);
+        scache_set_clock(c, fake_now);
+        scache_set_sole_writer(c, sole);
+        fake_ms = 5000;
+        next_err = AS_OK;
+        next_live = true;
+        assert_int_equal(scache_check(c, r, S1, U1, &st), AS_OK);
+        next_err = AS_ERR_UNAVAILABLE;
+        fake_ms = 5999;                 /* within the time to live */
+        assert_int_equal(scache_check(c, r, S1, U1, &st), AS_OK);
+        assert_true(st.live);
+        fake_ms = 6000;                 /* past it */
+        assert_int_equal(scache_check(c, r, S1, U1, &st),
+                         sole ? AS_OK : AS_ERR_UNAVAILABLE);
+        fake_ms = 5000 + 3600 * 1000;   /* an hour on */
+        assert_int_equal(scache_check(c, r, S1, U1, &st),
+                         sole ? AS_OK : AS_ERR_UNAVAILABLE);
+        /* never seen: the database's error */
+        assert_int_equal(scache_check(c, r, S2, U1, &st),
+                         AS_ERR_UNAVAILABLE);
+        scache_forget_user(c, U1);
+        assert_int_equal(scache_check(c, r, S1, U1, &st),
+                         AS_ERR_UNAVAILABLE);
+        /* a client error is not an outage: no stale answer */
+        next_err = AS_OK;
+        scache_check(c, r, S1, U1, &st);
+        next_err = AS_ERR_NOT_FOUND;
+        fake_ms += 3600 * 1000;
+        assert_int_equal(scache_check(c, r, S1, U1, &st), AS_ERR_NOT_FOUND);
+        assert_int_equal(scache_check(c, r, "x", U1, &st), AS_ERR_NOT_FOUND);
+        scache_free(c);
+    }
+    c = scache_new(128, 0);             /* 0: always the database */
+    scache_set_clock(c, fake_now);
+    scache_set_sole_writer(c, true);
+    next_err = AS_OK;
+    assert_int_equal(scache_check(c, r, S1, U1, &st), AS_OK);
+    next_err = AS_ERR_UNAVAILABLE;
+    assert_int_equal(scache_check(c, r, S1, U1, &st), AS_ERR_UNAVAILABLE);
+    scache_free(c);
+    repo_close(r);
 }
 
 /* One set of eight: eight sessions, however they hash, all stay cached
