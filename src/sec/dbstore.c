@@ -542,6 +542,15 @@ enum as_err sec_db_cli(const struct cfg *cfg, struct repo *r,
     }
     if (err == AS_OK)                /* the secret must be the others' */
         err = opens(key, &rows[p.signer], &rows[p.refresh], why, why_len);
+    /* The instances read at most REPO_KEYS_MAX keys, oldest signs_from
+     * first: one more would be a signer none of them ever loads. */
+    if (err == AS_OK && strcmp(verb, "rotate") == 0 && n >= REPO_KEYS_MAX) {
+        sec_why(why, why_len, "the database holds %zu keys, the most the "
+                "instances read; retired keys are deleted once the tokens "
+                "they signed have expired (AUTH_ACCESS_TOKEN_TTL plus a "
+                "minute): rotate again then", n);
+        err = AS_ERR_CONFLICT;
+    }
     if (err == AS_OK && strcmp(verb, "rotate") == 0)
         err = db_rotate(cfg, r, key, now, kid, why, why_len);
     else if (err == AS_OK)

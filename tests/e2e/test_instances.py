@@ -11,6 +11,7 @@ import base64
 import glob
 import os
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -348,6 +349,30 @@ def test_an_instance_cut_off_from_the_database_stops_vouching(
             b.lines[-20:]
     finally:
         relay.close()
+
+
+def test_rotation_stops_at_the_keys_the_instances_read(make_trio):
+    """The instances read at most 64 keys, oldest first: `keys rotate`
+    refuses a key past that (it would be a signer none of them ever
+    loads) until retired keys are deleted, and every key it stored is
+    one the instances list."""
+    (a, _, _), url = make_trio({"AUTH_KEY_PUBLISH_SECONDS": "0"})
+    a.start()
+    count = lambda: int(psql(url, "SELECT count(*) FROM auth_keys")[0][0])
+    added = []
+    while count() < 64:
+        r = a.command("keys", "rotate")
+        assert r.returncode == 0, r.stderr
+        added.append(r.stdout.decode().strip())
+        assert len(added) <= 64
+    r = a.command("keys", "rotate")
+    assert r.returncode == 2, r
+    assert b"64 keys" in r.stderr, r.stderr
+    assert count() == 64
+    a.proc.send_signal(signal.SIGHUP)            # read the keys again
+    assert wait_until(lambda: added[-1] in jwks_kids(a), timeout=15), \
+        a.lines[-20:]
+    assert a.user()[2]["access_token"]
 
 
 def jwks_kids(d):
