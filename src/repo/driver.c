@@ -39,7 +39,7 @@ void repo_act_as(const struct repo_actor *who)
  * account active (and an admin, for `admin`). On PostgreSQL the rows
  * are held until the commit, taken in the lock order of
  * src/repo/users.c: the active admins in id order (for an admin's
- * account, whatever the route: its own deletion takes them too) or the
+ * account, whatever the route: its own deletion takes them too), the
  * caller's account, then its session. A revocation, a deactivation or a
  * demotion either waits for the write, or went first and the write is
  * refused; two writes of one account queue on its row. SQLite's write
@@ -62,8 +62,13 @@ static void actor_still(struct db_tx *t, const struct repo_actor *who)
 
     if (who->admin || who->admin_account)
         db_run(t, &actor_sql[ACT_ADMINS], NULL, 0, &r);
-    else
-        DB_RUN(t, &actor_sql[ACT_ACCOUNT], &r, db_text(who->user_id));
+    /* The caller's row always, before its session: held already when it
+     * is still an active admin, but a demotion committed meanwhile takes
+     * it out of that set, and a request of the same session that saw the
+     * demotion takes the row first. Without this step one held the row
+     * waiting for the session and the other the reverse: a deadlock
+     * PostgreSQL broke after a second (tests/e2e/test_account_races.py). */
+    DB_RUN(t, &actor_sql[ACT_ACCOUNT], &r, db_text(who->user_id));
     if (!DB_RUN(t, &actor_sql[ACT_SESSION], &r, db_text(who->sid),
                 db_text(who->user_id)))
         return;

@@ -68,8 +68,16 @@ def race(d, admin_tok, user_tok, uid, change):
     return d.request("GET", "/api/v1/users/" + uid, token=admin_tok).json
 
 
+def deadlocks(d, since):
+    """Deadlocks the database broke (and the daemon retried) in d's log
+    lines from `since` on: each one held its requests a second."""
+    d.settled()
+    return [e for e in d.logs[since:] if e.get("sqlstate") == "40P01"]
+
+
 def test_profile_edits_never_undo_a_deactivation(daemon, admin):
     undone = logged_in = 0
+    since = len(daemon.logs)
     for _ in range(ROUNDS):
         email, pw, t = daemon.user()
         uid = user_id(daemon, t["access_token"])
@@ -82,10 +90,12 @@ def test_profile_edits_never_undo_a_deactivation(daemon, admin):
         "%d of %d deactivations undone, %d logged in after" % (
             undone, ROUNDS, logged_in)
     assert_problem(login, 403, "account_disabled")
+    assert deadlocks(daemon, since) == []
 
 
 def test_profile_edits_never_undo_a_demotion(daemon, admin):
     undone = still_admin = 0
+    since = len(daemon.logs)
     for _ in range(ROUNDS):
         _, _, t = daemon.user()
         uid = user_id(daemon, t["access_token"])
@@ -102,6 +112,9 @@ def test_profile_edits_never_undo_a_demotion(daemon, admin):
         "%d of %d demotions undone, %d still served as admin" % (
             undone, ROUNDS, still_admin)
     assert_problem(listed, 403, "forbidden")
+    # Requests of the demoted admin's session that saw the demotion and
+    # ones that did not take their locks in one order (src/repo/driver.c)
+    assert deadlocks(daemon, since) == []
 
 
 def test_role_and_active_changes_take_effect_at_once(make_daemon):
