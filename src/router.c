@@ -140,6 +140,20 @@ static const char *id_param(struct arena *a, const char *s, size_t n)
     return p;
 }
 
+/* Whether route `i` is at `path` (length `plen`), taken in `pass` 0 for
+ * the literal patterns and 1 for those with a {...} segment (*ps, *pl:
+ * that segment): literal patterns go first, so "/users/me" never falls
+ * to "{id}". */
+static bool route_at(size_t i, int pass, const char *path, size_t plen,
+                     const char **ps, size_t *pl)
+{
+    if (shape[i].param != (pass == 1))
+        return false;
+    return pass == 0 ? shape[i].len == plen &&
+                           memcmp(routes[i].pattern, path, plen) == 0
+                     : path_match(routes[i].pattern, path, ps, pl);
+}
+
 /* Appends `method` to the Allow list unless it is there already. */
 static void allow_add(char *allow, size_t allow_len, const char *method)
 {
@@ -165,17 +179,12 @@ enum router_result router_match(const char *method, const char *path,
     *route = NULL;
     *param = NULL;
     allow[0] = '\0';
-    /* Literal patterns first, so "/users/me" never falls to "{id}". */
     for (pass = 0; pass < 2 && !path_known; pass++) {
         for (i = 0; i < NROUTES; i++) {
             const char *ps = NULL;
             size_t pl = 0;
 
-            if (shape[i].param != (pass == 1))
-                continue;
-            if (pass == 0 ? shape[i].len != plen ||
-                                memcmp(routes[i].pattern, path, plen) != 0
-                          : !path_match(routes[i].pattern, path, &ps, &pl))
+            if (!route_at(i, pass, path, plen, &ps, &pl))
                 continue;
             path_known = true;
             if (strcmp(routes[i].method, method) == 0 ||
@@ -199,16 +208,12 @@ unsigned router_path_flags(const char *path)
     int pass;
 
     pthread_once(&shape_once, shape_init);
-    for (pass = 0; pass < 2 && !known; pass++) {    /* literals first */
+    for (pass = 0; pass < 2 && !known; pass++) {
         for (i = 0; i < NROUTES; i++) {
             const char *ps = NULL;
             size_t pl = 0;
 
-            if (shape[i].param != (pass == 1))
-                continue;
-            if (pass == 0 ? shape[i].len == plen &&
-                                memcmp(routes[i].pattern, path, plen) == 0
-                          : path_match(routes[i].pattern, path, &ps, &pl)) {
+            if (route_at(i, pass, path, plen, &ps, &pl)) {
                 known = true;
                 flags |= routes[i].flags;
             }

@@ -340,8 +340,7 @@ enum as_err passkey_login_finish(const struct passkey_env *e,
     memset(out, 0, sizeof *out);
     memset(why, 0, sizeof *why);
     err = parse_common(e, cred, PK_LOGIN, NULL, &p, why,
-                       AS_ERR_PASSKEY_REFUSED,
-                       a);
+                       AS_ERR_PASSKEY_REFUSED, a);
     if (err != AS_OK)
         return err;
     if (!assertion_parts(p.resp, a, &ad, &ad_len, &sig, &sig_len, &handle))
