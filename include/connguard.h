@@ -6,15 +6,17 @@
 
 /* Bookkeeping of open connections against slow clients: a deadline from a
  * request's first byte to its complete headers, another from its complete
- * headers to its complete body, and a limit of open connections per client
- * address (IPv6: per /64). Thread-safe. */
+ * headers to its complete body, a limit of open connections in all and per
+ * client address (IPv6: per /64); and idle connections parked: held here,
+ * outside the server, until their next request arrives. Thread-safe. */
 struct connguard;
 struct cg_conn;                 /* one open connection; opaque */
 
 /* A received-byte count that could not be read. */
 #define CG_RX_UNKNOWN UINT64_MAX
 
-/* Makes a guard for at most about `max_conns` connections at once, whose
+/* Makes a guard for at most `max_conns` connections at once (0: no limit),
+ * parked ones included, whose
  * requests must have complete headers `header_timeout_ms` after their first
  * byte and a complete body `body_timeout_ms` after that, and at most
  * `per_prefix` connections from one IPv4 address or IPv6 /64 (0: no
@@ -29,8 +31,11 @@ void connguard_free(struct connguard *g);
 /* Records a new connection from `sa` on socket `fd`, `rx_bytes` (or
  * CG_RX_UNKNOWN) received on it so far, at `now_ms`. Its first request
  * waits for headers from then on. NULL when the address or its /64 has
- * `per_prefix` connections open already, or out of memory: the caller
- * then refuses the connection. The record lives until connguard_close(). */
+ * `per_prefix` connections open already, `max_conns` are open, or out of
+ * memory: the caller then refuses the connection. A parked connection
+ * being given back (see connguard_set_parking()) gets its own record
+ * back, whatever the limits. The record lives until connguard_close() or
+ * connguard_park(). */
 struct cg_conn *connguard_open(struct connguard *g, const struct sockaddr *sa,
                                int fd, uint64_t rx_bytes, uint64_t now_ms);
 /* Forgets `c`; call it before its socket is closed. NULL is a no-op. */
@@ -46,11 +51,33 @@ void connguard_headers_done(struct connguard *g, struct cg_conn *c,
 /* The body of `c`'s current request is complete (or it had none): no
  * deadline until the request ends. NULL is a no-op. */
 void connguard_body_done(struct connguard *g, struct cg_conn *c);
-/* `c`'s request ended with `rx_bytes` (or CG_RX_UNKNOWN) received so far:
- * the next request's deadline starts at its first byte after those.
- * NULL is a no-op. */
+/* `c`'s request ended at `now_ms` with `rx_bytes` (or CG_RX_UNKNOWN)
+ * received so far, all read by the server: the next request's deadline
+ * starts at its first byte after those. NULL is a no-op. */
 void connguard_request_done(struct connguard *g, struct cg_conn *c,
-                            uint64_t rx_bytes);
+                            uint64_t rx_bytes, uint64_t now_ms);
+
+/* Hands a parked connection's socket `fd`, with bytes of its next
+ * request waiting, back to the server, from the guard's thread. True when
+ * the server took it; false when it refused it, and closed it. */
+typedef bool (*connguard_wake_fn)(int fd, const struct sockaddr *sa,
+                                  socklen_t len, void *arg);
+/* Turns parking on (before connguard_start()): a parked connection is
+ * closed `idle_timeout_ms` after it fell idle, and one idle for less than
+ * `min_idle_ms` is not parked. */
+void connguard_set_parking(struct connguard *g, uint64_t idle_timeout_ms,
+                           uint64_t min_idle_ms, connguard_wake_fn wake,
+                           void *arg);
+/* The server is about to close `c`'s socket `fd` at `now_ms`. When
+ * parking is on, `c` is a TCP connection idle since its last request (or
+ * since it opened) for min_idle_ms or more, and the server has read no
+ * byte since (any that came are still queued in the kernel), the guard
+ * keeps a duplicate of the socket and `c`, and returns true: the server
+ * closes its descriptor and does not call connguard_close(). When the
+ * next request's bytes come, `wake` gives the socket back, and the
+ * server's connguard_open() of it gets `c` back. False: nothing done. */
+bool connguard_park(struct connguard *g, struct cg_conn *c, int fd,
+                    uint64_t now_ms);
 
 /* Reads how many bytes socket `fd` has received (CG_RX_UNKNOWN when it
  * cannot tell). */
@@ -61,7 +88,8 @@ typedef void (*connguard_expire_fn)(int fd, void *arg);
 /* Checks every connection waiting for headers or a body at `now_ms`: one
  * waiting for headers whose received count moved past its mark starts its
  * deadline now; one whose deadline has passed is handed to `expire` (once;
- * the socket is still open during the call). Returns how many were
+ * the socket is still open during the call). Parked connections idle for
+ * the idle timeout are closed and forgotten. Returns how many were
  * expired, and sets `*bodies` (when not NULL) to how many of them were
  * waiting for a body. */
 unsigned connguard_sweep(struct connguard *g, uint64_t now_ms,
@@ -71,10 +99,11 @@ unsigned connguard_sweep(struct connguard *g, uint64_t now_ms,
 /* The received-byte count of TCP socket `fd` (TCP_INFO), or CG_RX_UNKNOWN. */
 uint64_t connguard_tcp_rx(int fd);
 /* Starts a thread that sweeps every `period_ms` with the monotonic clock,
- * connguard_tcp_rx and shutdown(2), logging what it closed. False when the
- * thread cannot be made. */
+ * connguard_tcp_rx and shutdown(2), logging what it closed, and wakes
+ * parked connections. False when the thread cannot be made. */
 bool connguard_start(struct connguard *g, unsigned period_ms);
-/* Stops and joins that thread; a no-op when it is not running. */
+/* Ends parking, stops and joins that thread (when running) and closes
+ * the parked connections. */
 void connguard_stop(struct connguard *g);
 
 #endif

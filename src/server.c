@@ -56,7 +56,9 @@ struct server {
     struct MHD_Daemon *d;
     struct app *app;
     struct ratelimit *limiter;    /* credential routes, per client IP */
-    struct connguard *guard;      /* header deadline, per-prefix limit */
+    struct connguard *guard;      /* deadlines, limits, parked connections */
+    unsigned timeout_s;           /* AUTH_CONNECTION_TIMEOUT */
+    bool parking;                 /* idle connections leave libmicrohttpd */
     unsigned port;
     atomic_uint inflight;
 };
@@ -89,6 +91,14 @@ static uint64_t now_us(void)
  * and headers, a record per header, cookie and query argument (56 bytes,
  * aligned to 16), a copy of the Cookie header, and some slack. */
 #define REPLY_ROOM 1024u
+
+/* A keep-alive connection idle this long between requests (or since it
+ * opened) leaves libmicrohttpd for the connection guard, which holds it
+ * on a few dozen bytes instead of the pool until its next request comes
+ * (README.md, "Connections"). It is libmicrohttpd's own timeout for a
+ * connection outside a request; a request's, from its request line to
+ * its answer, is AUTH_CONNECTION_TIMEOUT. */
+#define PARK_AFTER_S 2u
 #define POOL_RECORD_BYTES 64u
 #define POOL_SLACK_BYTES 64u
 
@@ -1187,7 +1197,10 @@ static void on_connection(void *cls, struct MHD_Connection *conn,
     int fd;
 
     if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
-        connguard_close(srv->guard, *socket_context);
+        if (!srv->parking ||
+            !connguard_park(srv->guard, *socket_context, conn_fd(conn),
+                            clock_mono_ms()))
+            connguard_close(srv->guard, *socket_context);
         *socket_context = NULL;
         return;
     }
@@ -1234,6 +1247,9 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     bool spaced, nul;
 
     connguard_request_line(srv->guard, conn_guard(conn), clock_mono_ms());
+    if (srv->parking)                   /* a request: its own timeout */
+        MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT,
+                                  srv->timeout_s);
     /* libmicrohttpd, told to be lenient (see start), takes a target with
      * blanks in it up to the last blank before the version: RFC 9112 3.2
      * has no blank in a request target. */
@@ -1387,7 +1403,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn,
     uint64_t us;
 
     connguard_request_done(srv->guard, conn_guard(conn),
-                           connguard_tcp_rx(conn_fd(conn)));
+                           connguard_tcp_rx(conn_fd(conn)), clock_mono_ms());
+    if (srv->parking)                   /* idle: parked after PARK_AFTER_S */
+        MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT,
+                                  PARK_AFTER_S);
     if (!rc)
         return;
     us = now_us() - rc->t0_us;
@@ -1490,6 +1509,17 @@ static void raise_fd_limit(const struct cfg *cfg)
                             "hold every connection"));
 }
 
+/* Gives a parked connection, its next request's bytes waiting, back to
+ * libmicrohttpd (from the guard's thread; the library queues it for its
+ * own). */
+static bool unpark(int fd, const struct sockaddr *sa, socklen_t len,
+                   void *arg)
+{
+    struct server *s = arg;
+
+    return MHD_add_connection(s->d, fd, sa, len) == MHD_YES;
+}
+
 /* The most hashing requests one client may have queued or running: an
  * eighth of the queue, at least 2. */
 static unsigned hash_share(const struct cfg *cfg)
@@ -1553,6 +1583,12 @@ struct server *server_start(struct app *app)
         return NULL;
     }
     raise_fd_limit(cfg);
+    s->timeout_s = cfg->connection_timeout;
+    s->parking = cfg->connection_timeout > PARK_AFTER_S;
+    if (s->parking)
+        connguard_set_parking(s->guard,
+                              (uint64_t)cfg->connection_timeout * 1000u,
+                              PARK_AFTER_S * 1000u / 2u, unpark, s);
     if (v6)
         flags |= MHD_USE_IPv6;
     app->limiter = s->limiter;          /* before the first request */
@@ -1564,7 +1600,8 @@ struct server *server_start(struct app *app)
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,  /* per /64 too */
         MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->connection_timeout,
+        MHD_OPTION_CONNECTION_TIMEOUT,
+        s->parking ? PARK_AFTER_S : (unsigned)cfg->connection_timeout,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HEADER_POOL_BYTES,
         MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,

@@ -1,9 +1,7 @@
 """The request line and headers limit (README.md "Security" and "Framing":
-about 15 KiB, 431 beyond, every size answered) and what an idle keep-alive connection costs the daemon
-(README.md "Performance": libmicrohttpd keeps each connection's whole
-header pool resident, so the limit is also the memory of a connection)."""
+about 15 KiB, 431 beyond, every size answered). What an idle keep-alive
+connection costs is in test_parking.py."""
 import json
-import os
 import socket
 import pytest
 
@@ -24,56 +22,6 @@ def test_headers_of_14_kib_are_served_beyond_16_kib_refused(daemon):
     for n in (17 * 1024, 24 * 1024, 31 * 1024):
         assert status_of(daemon.port, n, token) == 431, n
     assert daemon.request("GET", "/healthz").status == 200
-
-
-def rss_kib(pid):
-    """The daemon's anonymous resident memory: what a connection costs,
-    without the pages of its libraries' code that happen to be read in
-    meanwhile (they count in VmRSS too)."""
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("RssAnon:"):
-                return int(line.split()[1])
-    return 0
-
-
-def hold(port, n, socks):
-    """Opens `n` connections, each answered once and then left idle."""
-    fresh = []
-    for _ in range(n):
-        s = socket.create_connection(("127.0.0.1", port), timeout=10)
-        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        fresh.append(s)
-    socks += fresh
-    for s in fresh:
-        assert s.recv(4096).startswith(b"HTTP/1.1 200")
-
-
-@pytest.mark.skipif(bool(os.environ.get("AUTH_E2E_SANITIZED")),
-                    reason="the sanitizers' shadow memory is not the daemon's")
-def test_an_idle_keep_alive_connection_costs_under_20_kib(make_daemon):
-    d = make_daemon({"AUTH_MAX_CONNECTIONS": "2000",
-                     "AUTH_MAX_CONNECTIONS_PER_IP": "0",
-                     "AUTH_CONNECTION_TIMEOUT": "120"}).start()
-    socks = []
-    try:
-        assert wait_until(lambda: d.request("GET", "/readyz").status == 200)
-        hold(d.port, 100, socks)
-        # The least growth of four steps of 200 connections: what the
-        # daemon grows by once meanwhile (its threads' first allocations,
-        # the database pool) lands in one or two steps at most.
-        steps = []
-        for _ in range(4):
-            before = rss_kib(d.proc.pid)
-            hold(d.port, 200, socks)
-            steps.append((rss_kib(d.proc.pid) - before) / 200)
-        per = min(steps)
-        # 32 KiB each before the pool went down to 16 KiB
-        assert per < 20, "%.1f KiB per idle connection (%s)" % (per, steps)
-    finally:
-        for s in socks:
-            s.close()
-    assert d.stop() == 0
 
 
 def answer_of(port, method, path, pad, extra=b"", body=b""):

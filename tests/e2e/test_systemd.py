@@ -164,7 +164,8 @@ def test_socket_activation_notify_watchdog_stop(backend, notify):
     # the request threads from answering the watchdog's probe.
     proc, lines, (port,) = activated(
         backend, {"AUTH_PORT": str(unused),
-                  "AUTH_MAX_CONNECTIONS_PER_IP": "4"}, 1, notify)
+                  "AUTH_MAX_CONNECTIONS_PER_IP": "4",
+                  "AUTH_HEADER_TIMEOUT": "60"}, 1, notify)
     try:
         # The daemon is started by this very connection.
         assert wait_until(lambda: _connectable(port), 10)
@@ -195,10 +196,14 @@ def test_socket_activation_notify_watchdog_stop(backend, notify):
         assert wait_until(lambda: notify.count("WATCHDOG=1", t0) >= 4, 10)
         assert time.monotonic() - t0 > 1.0          # not faster than 0.5 s
 
-        # Hold every connection the address may open: the probe (from
-        # 127.0.0.1 like them) is no longer answered, so no pings.
+        # Hold every connection the address may open, each in the middle
+        # of its headers (an idle one would be parked after 2 s and make
+        # room for a new one): the probe (from 127.0.0.1 like them) is no
+        # longer answered, so no pings.
         held = [socket.create_connection(("127.0.0.1", port), 5)
                 for _ in range(4)]
+        for s in held:
+            s.sendall(b"GET /healthz HTTP/1.1\r\n")
         try:
             t1 = time.monotonic()
             assert wait_until(lambda: any(
