@@ -1001,11 +1001,27 @@ static void refuse_unavailable(struct req_ctx *rc)
     rc->res.detail = "The database is unavailable; retry shortly.";
 }
 
+/* Set by server_stop() once its grace has passed: what is still queued
+ * for a worker is answered 503 without being run. */
+static atomic_bool cancelling;
+
+/* True (the answer set) when `rc`, queued for a worker, is cancelled. */
+static bool cancelled(struct req_ctx *rc)
+{
+    if (!atomic_load(&cancelling))
+        return false;
+    rc->err = AS_ERR_UNAVAILABLE;
+    rc->res.detail = "The server is stopping; retry shortly.";
+    return true;
+}
+
 static void offloaded(void *arg)
 {
     struct req_ctx *rc = arg;
 
-    if (db_refused(rc->app->repo, true))
+    if (cancelled(rc))
+        ;
+    else if (db_refused(rc->app->repo, true))
         refuse_unavailable(rc);
     else
         run_handler(rc);
@@ -1051,9 +1067,12 @@ static void refuse_busy(struct req_ctx *rc, enum workpool_refusal why)
 static void authn_offloaded(void *arg)
 {
     struct req_ctx *rc = arg;
-    enum as_err err = authn_route(rc);
+    bool stop = cancelled(rc);
+    enum as_err err = stop ? AS_OK : authn_route(rc);
 
-    if (err == AS_OK && (rc->route->flags & RF_OFFLOAD)) {
+    if (stop) {
+        ;                                   /* cancelled() answered */
+    } else if (err == AS_OK && (rc->route->flags & RF_OFFLOAD)) {
         enum workpool_refusal why = submit(rc, rc->app->pool, offloaded);
 
         if (why == WORKPOOL_QUEUED)
@@ -1520,6 +1539,12 @@ static bool unpark(int fd, const struct sockaddr *sa, socklen_t len,
     return MHD_add_connection(s->d, fd, sa, len) == MHD_YES;
 }
 
+/* How long server_stop() waits, past its grace, for the requests that
+ * are running to finish once the queued ones are cancelled: the longest
+ * a worker's job takes (a hash, a database call within its timeout),
+ * and within systemd's stop timeout (config/auth-serve.service). */
+#define STOP_CANCEL_MS 8000u
+
 /* The most hashing requests one client may have queued or running: an
  * eighth of the queue, at least 2. */
 static unsigned hash_share(const struct cfg *cfg)
@@ -1662,6 +1687,18 @@ int server_listen_fd(const struct server *s)
     return info ? (int)info->listen_fd : -1;
 }
 
+/* Waits until no request is in flight or `deadline` (monotonic ms); true
+ * when none is. */
+static bool drained(struct server *s, uint64_t deadline)
+{
+    while (atomic_load(&s->inflight) > 0 && clock_mono_ms() < deadline) {
+        struct timespec ts = { 0, 10 * 1000 * 1000 };
+
+        nanosleep(&ts, NULL);
+    }
+    return atomic_load(&s->inflight) == 0;
+}
+
 void server_stop(struct server *s, unsigned grace_ms)
 {
     uint64_t deadline = clock_mono_ms() + grace_ms;
@@ -1672,10 +1709,21 @@ void server_stop(struct server *s, unsigned grace_ms)
     atomic_store(&quiescing_fd, server_listen_fd(s));
     fd = MHD_quiesce_daemon(s->d);
     connguard_stop(s->guard);
-    while (atomic_load(&s->inflight) > 0 && clock_mono_ms() < deadline) {
-        struct timespec ts = { 0, 10 * 1000 * 1000 };
-
-        nanosleep(&ts, NULL);
+    if (!drained(s, deadline)) {
+        /* Past the grace, requests still queued for a worker (a backlog
+         * of logins, say) are answered 503 without being run, and those
+         * running finish: libmicrohttpd may not be stopped with a
+         * connection suspended (it aborts the process). */
+        log_event(LOG_WARN, "server.stop_cancelling", NULL,
+                  json_pack("{s:i}", "in_flight",
+                            (int)atomic_load(&s->inflight)));
+        atomic_store(&cancelling, true);
+        if (!drained(s, clock_mono_ms() + STOP_CANCEL_MS)) {
+            log_event(LOG_ERROR, "server.stop_stuck", NULL,
+                      json_pack("{s:i}", "in_flight",
+                                (int)atomic_load(&s->inflight)));
+            _exit(EXIT_FAILURE);
+        }
     }
     MHD_stop_daemon(s->d);
     atomic_store(&quiescing_fd, -1);

@@ -151,3 +151,64 @@ def test_sigterm_right_after_connections_close(make_daemon):
         assert no_panic(d)
         rounds += 1
     assert rounds >= 4
+
+
+def test_sigterm_with_a_backlog_longer_than_the_grace(make_daemon):
+    """SIGTERM with more logins queued for the hash workers than the 10 s
+    grace can finish: the queued ones are answered 503, the running ones
+    finish, every client gets an answer and the daemon exits 0
+    (libmicrohttpd aborts the process when it is stopped with requests
+    still suspended)."""
+    import http.client
+    import json
+
+    d = make_daemon({"AUTH_ARGON2_MEMORY_KIB": "65536",
+                     "AUTH_ARGON2_ITERATIONS": "3",
+                     "AUTH_HASH_WORKERS": "1",
+                     "AUTH_HASH_QUEUE": "4096",
+                     "AUTH_LOG_LEVEL": "info"}).start()
+    email, password = "backlog@example.com", "correct horse battery"
+    assert d.register(email, password)[0].status == 201
+    t0 = time.monotonic()
+    assert d.login(email, password).status == 200
+    one = time.monotonic() - t0
+    n = max(40, min(480, int(16.0 / max(one, 0.01))))   # about 16 s of work
+    body = json.dumps({"email": email, "password": password})
+    got = []
+    lock = threading.Lock()
+
+    def login(k):
+        c = http.client.HTTPConnection("127.0.0.1", d.port, timeout=60,
+                                       source_address=("127.0.0.%d"
+                                                       % (2 + k % 4), 0))
+        try:
+            c.request("POST", "/api/v1/auth/login", body=body,
+                      headers={"Content-Type": "application/json"})
+            r = c.getresponse()
+            r.read()
+            status = r.status
+        except (OSError, http.client.HTTPException) as e:
+            status = repr(e)
+        finally:
+            c.close()
+        with lock:
+            got.append(status)
+
+    threads = [threading.Thread(target=login, args=(k,)) for k in range(n)]
+    for t in threads:
+        t.start()
+    time.sleep(1.0)
+    t0 = time.monotonic()
+    rc = d.stop(timeout=30)                 # SIGTERM with the backlog
+    took = time.monotonic() - t0
+    for t in threads:
+        t.join(30)
+    assert rc == 0, "exit %s after %.1f s\n%s" % (rc, took,
+                                                  "\n".join(d.lines[-10:]))
+    assert no_panic(d)
+    assert took < 19.0, took                # within systemd's 20 s
+    assert len(got) == n
+    assert all(s in (200, 503) for s in got), \
+        sorted(set(map(str, got)))
+    assert got.count(503) > 0, "the backlog fit in the grace (%d)" % n
+    assert any(e.get("event") == "server.stop_cancelling" for e in d.logs)
