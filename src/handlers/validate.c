@@ -5,6 +5,8 @@
 #include <ctype.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "clock.h"
 #include "jsonw.h"
 
@@ -134,6 +136,7 @@ bool v_full_name(const char *s)
 {
     size_t chars = 0;
     const unsigned char *p = (const unsigned char *)s;
+    json_t *utf8;
 
     for (; *p; p++) {
         if (*p < 0x20 || *p == 0x7f)
@@ -141,7 +144,14 @@ bool v_full_name(const char *s)
         if ((*p & 0xc0) != 0x80)
             chars++;
     }
-    return chars >= 1 && chars <= V_MAX_NAME;
+    if (chars < 1 || chars > V_MAX_NAME)
+        return false;
+    /* JSON bodies are UTF-8 by the time they get here; a name from the
+     * command line may not be, and would make every answer that shows it
+     * JSON that is not */
+    utf8 = json_string(s);              /* NULL unless strict UTF-8 */
+    json_decref(utf8);
+    return utf8 != NULL;
 }
 
 const char *v_printable(struct arena *a, const char *s, size_t max)

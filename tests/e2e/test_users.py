@@ -43,6 +43,11 @@ def test_cli_user_commands(daemon):
     assert r.returncode == 0 and uid.encode() in r.stdout
     assert daemon.command("user", "create").returncode == 2
     assert daemon.command("user", "frob").returncode == 2
+    # a name that is not UTF-8 (bytes 0xff 0xfe): every answer showing
+    # it would be JSON that is not
+    r = daemon.command("user", "create", "--email", "y" + email, "--name",
+                       "bad\udcff\udcfename", stdin=b"cli passphrase 2\n")
+    assert r.returncode == 2 and b"invalid --name" in r.stderr, r.stderr
     assert b"passphrase" not in r.stderr
 
 

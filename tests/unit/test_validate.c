@@ -49,6 +49,10 @@ static void test_names_and_printable(void **state)
     assert_true(v_full_name("\xe6\x9d\x8e\xe5\xb0\x8f\xe9\xbe\x99"));
     assert_false(v_full_name(""));
     assert_false(v_full_name("tab\there"));
+    /* not UTF-8: a stray byte, an overlong slash, a surrogate */
+    assert_false(v_full_name("bad\xff\xfename"));
+    assert_false(v_full_name("\xc0\xaf"));
+    assert_false(v_full_name("\xed\xa0\x80"));
     memset(long_name, 'n', sizeof long_name);
     long_name[sizeof long_name - 1] = '\0';
     assert_false(v_full_name(long_name));
