@@ -738,6 +738,22 @@ unsigned cfg_usable_cpus(void)
     return n <= 256 ? (unsigned)n : 256;
 }
 
+/* True unless the part of a URL before its last '@' (the user and
+ * password) holds a '/', '?', '#' or another '@': parsers disagree on
+ * where such a password ends (RFC 3986 wants those percent-encoded), and
+ * libpq's error about the host or port it then reads quotes a piece of
+ * the password. */
+static bool userinfo_unambiguous(const char *url)
+{
+    const char *auth = strstr(url, "://"), *at;
+
+    if (!auth)
+        return true;
+    auth += 3;
+    at = strrchr(auth, '@');
+    return !at || strcspn(auth, "/?#@") >= (size_t)(at - auth);
+}
+
 static bool finish(struct cfg *c, char *why, size_t why_len)
 {
     if (!c->database_url) {
@@ -748,6 +764,11 @@ static bool finish(struct cfg *c, char *why, size_t why_len)
             return fail(why, why_len, "out of memory");
         snprintf(c->database_url, n, "sqlite:%s/auth.db", c->data_dir);
     }
+    if (!userinfo_unambiguous(c->database_url))
+        return fail(why, why_len, "invalid value for AUTH_DATABASE_URL: "
+                    "percent-encode '@', '/', '?' and '#' in its user "
+                    "name and password (%%40, %%2F, %%3F, %%23), and '@' "
+                    "after the host");
     if (c->jwt_alg == CFG_ALG_HS256 &&
         (!c->jwt_secret || strlen(c->jwt_secret) < 32))
         return fail(why, why_len, "invalid value for AUTH_JWT_SECRET: "
@@ -876,10 +897,16 @@ static json_t *url_origin(const char *url)
     if (!scheme)
         return json_string("***");
     host = scheme + 3;
-    end = host + strcspn(host, "/?#");
-    at = memchr(host, '@', (size_t)(end - host));
+    /* the user and password end at the last '@' before any query, even
+     * where they hold a '/' that should have been percent-encoded */
+    end = host + strcspn(host, "?#");
+    at = NULL;
+    for (const char *q = host; q < end; q++)
+        if (*q == '@')
+            at = q;
     if (at)
         host = at + 1;
+    end = host + strcspn(host, "/?#");
     o = json_sprintf("%.*s%.*s%s", (int)(scheme + 3 - url), url,
                      (int)(end - host), host, *end ? "/***" : "");
     return o ? o : json_string("***");       /* not UTF-8 */

@@ -156,6 +156,43 @@ static void test_postgres_needs_keys_secret(void **state)
     cfg_cleanup(&c);
 }
 
+/* A password holding '/', '?', '#' or '@' unencoded is refused (libpq
+ * would read part of it as the host or port, and its error would quote
+ * it); encoded, and with '@' only in the query, it is taken. */
+static void test_database_url_password_unambiguous(void **state)
+{
+    static const char *const bad[] = {
+        "postgres://u:pa/ss-SECRET@127.0.0.1/db",
+        "postgres://u:pa?ss@127.0.0.1/db",
+        "postgres://u:pa#ss@127.0.0.1/db",
+        "postgres://u:p@ss@127.0.0.1/db",
+        "postgres://u:p@127.0.0.1/db?application_name=a@b",
+    };
+    static const char *const good[] = {
+        "postgres://u:pa%2Fss%40x@127.0.0.1/db",
+        "postgres://127.0.0.1/db",
+        "postgresql://u@h:5432/db?sslmode=disable",
+    };
+    char var[128];
+    char *env[] = { var, "AUTH_KEYS_SECRET=0123456789abcdef0123456789abcdef",
+                    NULL };
+    struct cfg c;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        snprintf(var, sizeof var, "AUTH_DATABASE_URL=%s", bad[i]);
+        assert_false(load(&c, NULL, env));
+        assert_non_null(strstr(why, "percent-encode"));
+        assert_null(strstr(why, "SECRET"));
+        cfg_cleanup(&c);
+    }
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+        snprintf(var, sizeof var, "AUTH_DATABASE_URL=%s", good[i]);
+        assert_true(load(&c, NULL, env));
+        cfg_cleanup(&c);
+    }
+}
+
 static char *write_tmp(const char *text)
 {
     static char path[64];
@@ -338,6 +375,7 @@ int main(void)
         cmocka_unit_test(test_unknown_name),
         cmocka_unit_test(test_hs256_needs_secret),
         cmocka_unit_test(test_postgres_needs_keys_secret),
+        cmocka_unit_test(test_database_url_password_unambiguous),
         cmocka_unit_test(test_dotenv_precedence),
         cmocka_unit_test(test_dotenv_errors),
         cmocka_unit_test(test_dotenv_syntax),
