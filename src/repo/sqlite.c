@@ -93,6 +93,11 @@ static void fail(struct conn *c, int rc)
     } else if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED) {
         e = AS_ERR_UNAVAILABLE;
         lvl = LOG_WARN;
+    } else if (primary == SQLITE_FULL || primary == SQLITE_IOERR ||
+               primary == SQLITE_READONLY || primary == SQLITE_CANTOPEN) {
+        /* the disk, not the request: 503 and the breaker, as for a
+         * database server that is down; the operator has to act */
+        e = AS_ERR_UNAVAILABLE;
     } else if (primary == SQLITE_NOMEM) {
         e = AS_ERR_NOMEM;
     }

@@ -1,0 +1,67 @@
+"""The SQLite file's disk failing under the daemon (full, an I/O error):
+503 with Retry-After, as for a PostgreSQL server that is down, never 500;
+and served again once the disk is back (README.md "Operations")."""
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import Daemon, assert_problem, scratch, wait_until
+
+# While the file SHIM_FULL names exists, every statement that writes
+# fails as SQLite fails on a full disk.
+FULL_SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct sqlite3_stmt sqlite3_stmt;
+const char *sqlite3_sql(sqlite3_stmt *);
+int sqlite3_stmt_readonly(sqlite3_stmt *);
+
+int sqlite3_step(sqlite3_stmt *st)
+{
+    int (*real)(sqlite3_stmt *) =
+        (int (*)(sqlite3_stmt *))dlsym(RTLD_NEXT, "sqlite3_step");
+    const char *sql = sqlite3_sql(st), *flag = getenv("SHIM_FULL");
+
+    if (flag && access(flag, F_OK) == 0 && !sqlite3_stmt_readonly(st) &&
+        sql && strncmp(sql, "BEGIN", 5) != 0 &&
+        strncmp(sql, "COMMIT", 6) != 0 && strncmp(sql, "ROLLBACK", 8) != 0)
+        return 13;                                  /* SQLITE_FULL */
+    return real(st);
+}
+"""
+
+
+def test_a_full_disk_is_503_not_500():
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        pytest.skip("no C compiler for the test library")
+    work = scratch("full-shim-")
+    lib, flag = os.path.join(work, "shim.so"), os.path.join(work, "full")
+    with open(os.path.join(work, "shim.c"), "w") as f:
+        f.write(FULL_SHIM)
+    subprocess.run([cc, "-shared", "-fPIC", "-O1", "-o", lib,
+                    os.path.join(work, "shim.c"), "-ldl"], check=True)
+    asan = os.environ.get("ASAN_OPTIONS", "")
+    d = Daemon(env={"LD_PRELOAD": lib, "SHIM_FULL": flag,
+                    # the test library comes before the sanitizer's
+                    "ASAN_OPTIONS": (asan + ":" if asan else "") +
+                                    "verify_asan_link_order=0"}).start()
+    try:
+        assert d.register()[0].status == 201
+        open(flag, "w").close()
+        for _ in range(3):
+            r = d.register()[0]
+            assert_problem(r, 503, "service_unavailable")
+            assert r.header("Retry-After"), r
+        assert any(e.get("event") == "repo.db_error" and e.get("code") == 13
+                   for e in d.logs)
+        os.unlink(flag)
+        assert wait_until(lambda: d.register()[0].status == 201, timeout=30)
+    finally:
+        assert d.stop() == 0
