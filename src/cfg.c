@@ -545,7 +545,14 @@ static FILE *dotenv_open(const char *path, bool *absent, char *why,
 
     *absent = false;
     if (fd < 0) {
-        if (errno == ENOENT)
+        struct stat link;
+
+        /* a symbolic link to nothing (a secret not mounted yet, say) is
+         * a .env that cannot be read, not an absent one */
+        if (errno == ENOENT && lstat(path, &link) == 0)
+            fail(why, why_len, "%s cannot be read: it is a symbolic link "
+                 "to a file that does not exist", path);
+        else if (errno == ENOENT)
             *absent = true;
         else
             fail(why, why_len, "%s cannot be read: %s", path,

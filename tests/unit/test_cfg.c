@@ -251,6 +251,19 @@ static void test_dotenv_errors(void **state)
     unlink(path);
     assert_true(load(&c, "/nonexistent/.env", env));   /* optional */
     cfg_cleanup(&c);
+    /* but a link to nothing is a .env that cannot be read */
+    path = write_tmp("");
+    unlink(path);
+    {
+        char link[80];
+
+        snprintf(link, sizeof link, "%s-link", path);
+        assert_int_equal(symlink(path, link), 0);
+        assert_false(load(&c, link, env));
+        assert_non_null(strstr(why, "symbolic link"));
+        cfg_cleanup(&c);
+        unlink(link);
+    }
 }
 
 /* Loads `text` as the .env file with an empty environment. */
