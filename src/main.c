@@ -179,6 +179,10 @@ static int serve(struct cfg *cfg)
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGHUP);
+    /* not ours: log rotation habits send USR1, whose default action
+     * would end the daemon without a word */
+    sigaddset(&set, SIGUSR1);
+    sigaddset(&set, SIGUSR2);
     pthread_sigmask(SIG_BLOCK, &set, NULL);      /* threads inherit it */
     cfg_log(cfg);
     if (!sysd_open(&sd_why)) {
@@ -267,6 +271,11 @@ static int serve(struct cfg *cfg)
     while (srv) {
         if (sigwait(&set, &sig) != 0)
             continue;
+        if (sig == SIGUSR1 || sig == SIGUSR2) {
+            log_event(LOG_INFO, "signal.ignored", NULL,
+                      json_pack("{s:s}", "signal", strsignal(sig)));
+            continue;
+        }
         if (sig != SIGHUP)
             break;
         sysd_notify("STATUS=Reloading signing keys");

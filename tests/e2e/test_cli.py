@@ -2,7 +2,7 @@
 import json
 import os
 
-from conftest import BIN, Daemon, scratch
+from conftest import BIN, Daemon, scratch, wait_until
 import subprocess
 
 
@@ -132,3 +132,20 @@ def test_a_weak_argon2_cost_is_warned_of():
             assert ("config.weak_argon2" in events) == warned, (env, events)
         finally:
             assert d.stop() == 0
+
+
+def test_usr1_and_usr2_are_logged_and_ignored():
+    """Signals the daemon has no use for (log rotation habits send USR1)
+    do not end it without a word, as their default action would."""
+    import signal
+    d = Daemon().start()
+    try:
+        for sig in (signal.SIGUSR1, signal.SIGUSR2):
+            d.proc.send_signal(sig)
+        assert len(d.events(lambda e: e.get("event") == "signal.ignored")
+                   ) >= 1
+        assert wait_until(lambda: len([e for e in d.logs if e.get("event")
+                                       == "signal.ignored"]) == 2)
+        assert d.request("GET", "/healthz").status == 200
+    finally:
+        assert d.stop() == 0
