@@ -179,3 +179,12 @@ void db_id(struct db_tx *t, const struct db_val *v, char out[UUID_STR_LEN])
     memcpy(out, v->s, v->len);
     out[v->len] = '\0';
 }
+
+void db_unknown_migration(const char *backend, long long version)
+{
+    log_event(LOG_WARN, "repo.schema_newer", NULL,
+              json_pack("{s:s, s:I, s:s}", "backend", backend, "version",
+                        (json_int_t)version, "hint",
+                        "a newer build migrated this database; this build "
+                        "serves with what it knows"));
+}

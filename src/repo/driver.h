@@ -123,6 +123,12 @@ struct db {
  * DB_STMT_MAX when the slots ran out (a bug: raise DB_STMT_MAX). */
 unsigned db_stmt_slot(struct db_stmt *st);
 
+/* A backend found `version` in schema_migrations, which this build has no
+ * migration of (a newer build migrated the database): logged, not
+ * refused, so that instances of two builds can share one database
+ * during a rolling deployment or a rollback (README.md, "Operations"). */
+void db_unknown_migration(const char *backend, long long version);
+
 /* ---- arguments ---- */
 
 static inline struct db_val db_text(const char *s)     /* NULL: SQL NULL */

@@ -631,6 +631,15 @@ static enum as_err pg_migrate(void *impl)
     if (err == AS_OK)
         err = conn_exec(&c, op, "SELECT version FROM schema_migrations",
                         NULL, false, &done);
+    for (i = 0; err == AS_OK && i < (size_t)PQntuples(done); i++) {
+        unsigned long v = strtoul(PQgetvalue(done, (int)i, 0), NULL, 10);
+        size_t k = 0;
+
+        while (k < n && m[k].version != v)
+            k++;
+        if (k == n)
+            db_unknown_migration("postgres", (long long)v);
+    }
     for (i = 0; err == AS_OK && i < n; i++)
         if (!applied(done, m[i].version))
             err = apply_one(&c, &m[i]);

@@ -584,10 +584,13 @@ static void applied(struct conn *c, const struct migration *m, size_t n,
 
     while (row(c, st)) {
         sqlite3_int64 v = sqlite3_column_int64(st, 0);
+        bool known = false;
 
         for (i = 0; i < n; i++)
             if ((sqlite3_int64)m[i].version == v)
-                have[i] = true;
+                have[i] = known = true;
+        if (!known)
+            db_unknown_migration("sqlite", (long long)v);
     }
 }
 

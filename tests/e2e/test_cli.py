@@ -149,3 +149,30 @@ def test_usr1_and_usr2_are_logged_and_ignored():
         assert d.request("GET", "/healthz").status == 200
     finally:
         assert d.stop() == 0
+
+
+def test_a_database_from_a_newer_build_is_warned_of(make_daemon, backend):
+    """A migration this build does not know (a newer build's, during a
+    rolling deployment or after a rollback) is logged at start; the
+    daemon serves with what it knows."""
+    d = make_daemon()
+    d.start()
+    assert d.stop() == 0
+    sql = ("INSERT INTO schema_migrations (version, name, applied_at) "
+           "VALUES (9999, '9999_from_a_newer_build.sql', 0)")
+    if backend == "sqlite":
+        import sqlite3
+        db = sqlite3.connect(os.path.join(d.data_dir, "auth.db"))
+        db.execute(sql)
+        db.commit()
+        db.close()
+    else:
+        subprocess.run(["psql", d.env["AUTH_DATABASE_URL"], "-qXc", sql],
+                       check=True)
+    d.start()
+    try:
+        newer = d.events(lambda e: e.get("event") == "repo.schema_newer")
+        assert newer and newer[0]["version"] == 9999, newer
+        assert d.request("GET", "/readyz").status == 200
+    finally:
+        assert d.stop() == 0
