@@ -266,10 +266,29 @@ static void conn_close(struct conn *c)
     free(c);
 }
 
+/* Turns on write-ahead logging. On a new file that needs the file to
+ * itself: a second process opening it at the same moment gets
+ * SQLITE_BUSY at once, which the busy handler does not wait out for this
+ * statement, so it is tried again here for up to `timeout_ms`. */
+static int wal_on(sqlite3 *db, unsigned timeout_ms)
+{
+    unsigned waited = 0;
+    int rc;
+
+    for (;;) {
+        rc = sqlite3_exec(db, "PRAGMA journal_mode = WAL", NULL, NULL,
+                          NULL);
+        if (((rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED) ||
+            waited >= timeout_ms)
+            return rc;
+        nanosleep(&(struct timespec){ 0, 10 * 1000 * 1000 }, NULL);
+        waited += 10;
+    }
+}
+
 static enum as_err conn_open(struct sq *s, struct conn **out)
 {
     static const char setup[] =
-        "PRAGMA journal_mode = WAL;"
         "PRAGMA synchronous = NORMAL;"
         "PRAGMA foreign_keys = ON;"
         "PRAGMA trusted_schema = OFF;";
@@ -288,7 +307,11 @@ static enum as_err conn_open(struct sq *s, struct conn **out)
         sqlite3_extended_result_codes(c->db, 1);
         sqlite3_busy_timeout(c->db, s->timeout_ms);
         sqlite3_db_config(c->db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
-        run_sql(c, setup);
+        rc = wal_on(c->db, (unsigned)s->timeout_ms);
+        if (rc != SQLITE_OK)
+            fail(c, rc);
+        else
+            run_sql(c, setup);
     } else if (c->db) {
         fail(c, rc);
     } else {

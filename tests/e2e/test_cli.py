@@ -176,3 +176,4 @@ def test_a_database_from_a_newer_build_is_warned_of(make_daemon, backend):
         assert d.request("GET", "/readyz").status == 200
     finally:
         assert d.stop() == 0
+

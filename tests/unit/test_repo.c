@@ -1316,6 +1316,58 @@ static void breaker_opens_on_real_failures(void **state)
 
 /* ---- SQLite only ------------------------------------------------------- */
 
+/* Two processes opening a new database file at the same moment (two
+ * daemons, a daemon and a `user` command): both open and migrate it.
+ * Turning on write-ahead logging needs the new file to itself, and the
+ * second opener got "database is locked" at once, busy timeout or not. */
+struct opener {
+    struct cfg cfg;
+    pthread_barrier_t *go;
+    enum as_err err;
+};
+
+static void *open_new(void *arg)
+{
+    struct opener *o = arg;
+    struct repo *r = NULL;
+
+    pthread_barrier_wait(o->go);
+    o->err = repo_open(&o->cfg, &r);
+    if (o->err == AS_OK)
+        o->err = repo_migrate(r);
+    repo_close(r);
+    return NULL;
+}
+
+static void two_opens_of_a_new_file_at_once(void **state)
+{
+    char dir[DIR_MAX], url[DIR_MAX + 32];
+    pthread_barrier_t go;
+    int bad = 0;
+
+    (void)state;
+    for (int round = 0; round < 200; round++) {
+        struct opener o[2];
+        pthread_t t[2];
+
+        assert_int_equal(make_tmp(dir), 0);
+        snprintf(url, sizeof url, "sqlite:%s/auth.db", dir);
+        pthread_barrier_init(&go, NULL, 2);
+        for (int i = 0; i < 2; i++) {
+            fill_cfg(&o[i].cfg, url);
+            o[i].go = &go;
+            pthread_create(&t[i], NULL, open_new, &o[i]);
+        }
+        for (int i = 0; i < 2; i++) {
+            pthread_join(t[i], NULL);
+            bad += o[i].err != AS_OK;
+        }
+        pthread_barrier_destroy(&go);
+        rm_tree(dir);
+    }
+    assert_int_equal(bad, 0);
+}
+
 static sqlite3 *raw_open(struct fx *f)
 {
     sqlite3 *db = NULL;
@@ -1984,6 +2036,7 @@ int main(void)
         CASE(file_is_private),
         CASE(open_errors),
         cmocka_unit_test(memory_database_works),
+        cmocka_unit_test(two_opens_of_a_new_file_at_once),
     };
     const struct CMUnitTest pg_off[] = {
         cmocka_unit_test(pg_skipped),
