@@ -31,9 +31,12 @@ trap 'rm -rf "$root"' EXIT
 name=$(basename "$deb")
 unit=/usr/lib/systemd/system/auth-serve.service
 bin=/usr/bin/auth-serve
-# with no configuration, then with the example environment file loaded
-check="cd /tmp && auth-serve config check && set -a &&
-. /usr/share/doc/auth-serve/auth-serve.env && auth-serve config check"
+# with no configuration, then with the example environment file as the
+# .env of the working directory (as the unit hands it over, a credential
+# in the working directory)
+check="cd /tmp && auth-serve config check && mkdir /tmp/cred &&
+cp /usr/share/doc/auth-serve/auth-serve.env /tmp/cred/.env &&
+cd /tmp/cred && auth-serve config check"
 start=$(date +%s)
 # Each hook runs inside the new root; any failure fails mmdebstrap.
 mmdebstrap --quiet --variant=apt --mode=root \
