@@ -3,7 +3,6 @@
 #include "server.h"
 
 #include <arpa/inet.h>
-#include <dlfcn.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <microhttpd.h>
@@ -16,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -32,6 +30,7 @@
 #include "connguard.h"
 #include "log.h"
 #include "metrics.h"
+#include "mhdepoll.h"
 #include "netaddr.h"
 #include "ratelimit.h"
 #include "repo.h"
@@ -92,6 +91,9 @@ static uint64_t now_us(void)
  * aligned to 16), a copy of the Cookie header, and some slack. */
 #define REPLY_ROOM 1024u
 
+#define POOL_RECORD_BYTES 64u
+#define POOL_SLACK_BYTES 64u
+
 /* A keep-alive connection idle this long between requests (or since it
  * opened) leaves libmicrohttpd for the connection guard, which holds it
  * on a few dozen bytes instead of the pool until its next request comes
@@ -99,71 +101,6 @@ static uint64_t now_us(void)
  * connection outside a request; a request's, from its request line to
  * its answer, is AUTH_CONNECTION_TIMEOUT. */
 #define PARK_AFTER_S 2u
-#define POOL_RECORD_BYTES 64u
-#define POOL_SLACK_BYTES 64u
-
-/* ---- libmicrohttpd's epoll loop ---- */
-
-/* libmicrohttpd (0.9.75, and its 0.9 line since) drains its epoll set in
- * batches of 128 events and, after a full batch, calls epoll_wait() again
- * with the loop's whole timeout (the earliest idle timeout, 15 s by
- * default). When exactly a multiple of 128 connections were ready, that
- * call sleeps until another event comes, with those connections' requests
- * read as ready but not yet served: a burst of 256 clients waited 15 s.
- * This definition takes the library's calls (the executable's symbol comes
- * first) and never sleeps right after a full batch on the same thread,
- * which is what that loop means to do ("drain"). Everything else is
- * epoll_wait() itself. README "Connections"; tests/e2e/test_burst.py. */
-int epoll_wait(int epfd, struct epoll_event *events, int maxevents,
-               int timeout);
-
-int epoll_wait(int epfd, struct epoll_event *events, int maxevents,
-               int timeout)
-{
-    static _Thread_local bool after_full;
-    int n = epoll_pwait(epfd, events, maxevents, after_full ? 0 : timeout,
-                        NULL);
-
-    after_full = n > 0 && n == maxevents;
-    return n;
-}
-
-/* The listening socket while server_stop() quiesces the daemon, else -1. */
-static atomic_int quiescing_fd = -1;
-
-typedef int (*epoll_ctl_fn)(int, int, int, struct epoll_event *);
-
-/* libmicrohttpd 0.9.75's MHD_quiesce_daemon() takes the listening socket
- * out of each worker thread's epoll set while that thread may be taking it
- * out itself (it does on its next loop once it sees the daemon quiesced).
- * Whichever of the two comes second gets ENOENT, and in two of its three
- * places libmicrohttpd then aborts the process ("Failed to remove listen FD
- * from epoll set"): a SIGTERM while connections were closing could end in
- * SIGABRT. The socket is out of the set either way, which is what both
- * meant, so while stopping, this definition (the executable's symbol comes
- * first, as for epoll_wait() above) answers that one ENOENT as success.
- * Everything else is the next epoll_ctl(). tests/e2e/test_shutdown_race.py */
-int epoll_ctl(int epfd, int op, int fd, struct epoll_event *event);
-
-int epoll_ctl(int epfd, int op, int fd, struct epoll_event *event)
-{
-    static _Atomic(epoll_ctl_fn) next;
-    epoll_ctl_fn f = atomic_load(&next);
-    int rc = -1;
-
-    if (!f) {
-        *(void **)&f = dlsym(RTLD_NEXT, "epoll_ctl");
-        atomic_store(&next, f);
-    }
-    if (f)
-        rc = f(epfd, op, fd, event);
-    else
-        errno = ENOSYS;
-    if (rc != 0 && op == EPOLL_CTL_DEL && errno == ENOENT && fd >= 0 &&
-        fd == atomic_load(&quiescing_fd))
-        rc = 0;
-    return rc;
-}
 
 /* ---- the request's headers, for request.c ---- */
 
@@ -1706,7 +1643,7 @@ void server_stop(struct server *s, unsigned grace_ms)
 
     if (!s)
         return;
-    atomic_store(&quiescing_fd, server_listen_fd(s));
+    mhdepoll_quiescing(server_listen_fd(s));
     fd = MHD_quiesce_daemon(s->d);
     connguard_stop(s->guard);
     if (!drained(s, deadline)) {
@@ -1726,7 +1663,7 @@ void server_stop(struct server *s, unsigned grace_ms)
         }
     }
     MHD_stop_daemon(s->d);
-    atomic_store(&quiescing_fd, -1);
+    mhdepoll_quiescing(-1);
     if (fd != MHD_INVALID_SOCKET)
         close(fd);
     log_event(LOG_INFO, "server.stopped", NULL,
