@@ -71,10 +71,13 @@ static int parse_args(int argc, char **argv, struct user_args *a)
     return 0;
 }
 
+/* Says why and gives the exit status: 1 when the database or the host
+ * failed (what the HTTP API answers 5xx), 2 when the arguments were
+ * refused (an email taken, or not found, a name not valid). */
 static int fail(const char *what, enum as_err err)
 {
     fprintf(stderr, "auth-serve: %s: %s\n", what, as_err_code(err));
-    return err == AS_ERR_VALIDATION ? 2 : 1;
+    return as_err_http_status(err) >= 500 ? 1 : 2;
 }
 
 /* Reads a password for `email` into `pw` (PW_LINE bytes) and checks

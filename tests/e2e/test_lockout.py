@@ -332,7 +332,7 @@ def test_cli_lifts_a_lockout(make_daemon):
     assert b"user.unlocked" in c.stderr
     assert login_from(d, ip, email, pw).status == 200
     c = d.command("user", "unlock", "--email", "nobody@example.com")
-    assert c.returncode == 1 and b"not_found" in c.stderr
+    assert c.returncode == 2 and b"not_found" in c.stderr
     assert d.command("user", "unlock").returncode == 2
     assert d.command("user", "unlock", "--email", "not an email"
                      ).returncode == 2

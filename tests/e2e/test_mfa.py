@@ -547,7 +547,7 @@ def test_admin_reset_and_cli(daemon):
     assert daemon.login(email2, password2).status == 200
     r = daemon.command("user", "mfa-reset", "--email",
                        "nobody-%s@example.com" % secrets.token_hex(3))
-    assert r.returncode == 1
+    assert r.returncode == 2
     assert daemon.command("user", "mfa-reset").returncode == 2
     assert b"mfa-reset" in daemon.command("--help").stdout
 

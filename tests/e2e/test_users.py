@@ -30,7 +30,7 @@ def test_cli_user_commands(daemon):
     assert daemon.login(email, "cli passphrase 1").status == 200
     r = daemon.command("user", "create", "--email", email,
                        stdin=b"cli passphrase 1\n")
-    assert r.returncode == 1 and b"email_taken" in r.stderr
+    assert r.returncode == 2 and b"email_taken" in r.stderr
     r = daemon.command("user", "create", "--email", "x" + email,
                        stdin=b"password\n")
     assert r.returncode == 2                         # weak password
