@@ -87,7 +87,8 @@ static int new_password(const struct cfg *cfg, const char *email, char *pw)
     const char *why;
 
     if (!read_password(pw, PW_LINE)) {
-        fprintf(stderr, "auth-serve: no password on stdin\n");
+        fprintf(stderr, "auth-serve: no password on stdin (one line of "
+                        "at most %d bytes)\n", PW_LINE - 1);
         return 2;
     }
     why = pw_policy_check(pw, email, cfg->password_min_length);
