@@ -402,6 +402,47 @@ def wait_until(fn, timeout=10.0, interval=0.02):
         time.sleep(interval)
 
 
+def closed_within(s, seconds):
+    """Seconds until the server closed socket `s` (its end of file, or a
+    reset), or None when it was still open `seconds` on."""
+    started = time.monotonic()
+    s.settimeout(seconds)
+    try:
+        while s.recv(4096):
+            pass
+    except socket.timeout:
+        return None
+    except ConnectionResetError:
+        pass
+    return time.monotonic() - started
+
+
+def preload_library(source, prefix):
+    """Compiles the C `source` into a library to preload in the daemon
+    (LD_PRELOAD), in a new scratch folder; (its path, that folder).
+    Skips without a C compiler."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        pytest.skip("no C compiler for the test library")
+    work = scratch(prefix)
+    lib = os.path.join(work, "shim.so")
+    with open(os.path.join(work, "shim.c"), "w") as f:
+        f.write(source)
+    subprocess.run([cc, "-shared", "-fPIC", "-O1", "-o", lib,
+                    os.path.join(work, "shim.c"), "-ldl"], check=True)
+    return lib, work
+
+
+def preload_env(lib):
+    """The daemon's environment entries that preload `lib`: the test
+    library comes before a sanitizer's runtime, which then must not
+    insist on being first."""
+    asan = os.environ.get("ASAN_OPTIONS", "")
+    return {"LD_PRELOAD": lib,
+            "ASAN_OPTIONS": (asan + ":" if asan else "") +
+                            "verify_asan_link_order=0"}
+
+
 def mapped(pid, name):
     """True when process `pid` has a file whose path holds `name` mapped
     (a shared library the loader or dlopen() opened)."""

@@ -16,7 +16,8 @@ import sys
 import threading
 import time
 
-from conftest import assert_problem, assert_rate_limited, wait_until
+from conftest import assert_problem, assert_rate_limited, closed_within, \
+    wait_until
 
 LOGIN = "/api/v1/auth/login"
 REGISTER = "/api/v1/auth/register"
@@ -405,20 +406,6 @@ def test_slow_header_connections_do_not_block(daemon):
         t.join(5)
         for s in socks:
             s.close()
-
-
-def closed_within(s, seconds):
-    """Seconds until the server closed `s`, or None if it did not."""
-    started = time.monotonic()
-    s.settimeout(seconds)
-    try:
-        while s.recv(4096):
-            pass
-    except socket.timeout:
-        return None
-    except ConnectionResetError:
-        pass
-    return time.monotonic() - started
 
 
 def test_idle_connection_times_out(make_daemon):

@@ -10,16 +10,15 @@ import http.server
 import json
 import os
 import re
-import shutil
 import socket
-import subprocess
 import socketserver
 import threading
 import time
 
 import pytest
 
-from conftest import Daemon, assert_problem, scratch, wait_until
+from conftest import Daemon, assert_problem, preload_env, preload_library, \
+    wait_until
 
 PUBLIC = "https://app.example.com"
 FROM = "Auth Serve <auth@mail.example.com>"
@@ -664,29 +663,18 @@ def test_a_passkey_login_racing_a_reset_keeps_no_session(backend, sink):
     (SQLite: the library wraps sqlite3_step)."""
     if backend != "sqlite":
         pytest.skip("the pause wraps SQLite's sqlite3_step")
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if not cc:
-        pytest.skip("no C compiler for the test library")
     from softauthn import Authenticator
     from test_passkey_rules import LOGIN, enroll, login_options
     from test_passkeys import free_port as passkey_port
-    work = scratch("pause-shim-")
-    lib, go = os.path.join(work, "shim.so"), os.path.join(work, "go")
-    with open(os.path.join(work, "shim.c"), "w") as f:
-        f.write(PAUSE_SHIM)
-    subprocess.run([cc, "-shared", "-fPIC", "-O1", "-o", lib,
-                    os.path.join(work, "shim.c"), "-ldl"], check=True)
-    asan = os.environ.get("ASAN_OPTIONS", "")
+    lib, work = preload_library(PAUSE_SHIM, "pause-shim-")
+    go = os.path.join(work, "go")
     port = passkey_port()
     origin = "http://localhost:%d" % port
     d = Daemon(backend, env=dict(
         smtp_env(sink.port), AUTH_PORT=str(port), AUTH_PUBLIC_URL=origin,
         AUTH_WEBAUTHN_RP_ID="localhost", AUTH_WEBAUTHN_ORIGINS=origin,
         AUTH_RATE_LIMIT_PER_MINUTE="0", AUTH_HASH_WORKERS="2",
-        LD_PRELOAD=lib, SHIM_GO=go,
-        # the test library comes before the sanitizer's
-        ASAN_OPTIONS=(asan + ":" if asan else "") +
-        "verify_asan_link_order=0")).start()
+        SHIM_GO=go, **preload_env(lib))).start()
     d.origin = origin
     try:
         for rnd in range(3):

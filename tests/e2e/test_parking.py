@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import wait_until
+from conftest import closed_within, wait_until
 
 REQ = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
 
@@ -68,20 +68,6 @@ def connect(port, src="127.0.0.1"):
     s.bind((src, 0))
     s.connect(("127.0.0.1", port))
     return s
-
-
-def closed_by_server(s, seconds):
-    """Seconds until the server closed `s` (None: still open by then)."""
-    t0 = time.monotonic()
-    s.settimeout(seconds)
-    try:
-        while s.recv(4096):
-            pass
-    except socket.timeout:
-        return None
-    except ConnectionResetError:
-        pass
-    return time.monotonic() - t0
 
 
 @pytest.mark.skipif(bool(os.environ.get("AUTH_E2E_SANITIZED")),
@@ -184,7 +170,7 @@ def test_parked_connections_make_room_at_the_limits(make_daemon):
         extra = connect(d.port, "127.0.0.2")
         mine.append(extra)
         assert answer(extra) == 200         # a fifth from the address
-        assert closed_by_server(mine[0], 5) is not None   # the idlest
+        assert closed_within(mine[0], 5) is not None   # the idlest
         for k in range(4):                  # the total: 8
             s = connect(d.port, "127.0.0.%d" % (3 + k))
             others.append(s)
@@ -195,7 +181,7 @@ def test_parked_connections_make_room_at_the_limits(make_daemon):
         others.append(extra)
         assert answer(extra) == 200         # a ninth in all
         gone = [s for s in mine[1:] + others[:-1]
-                if closed_by_server(s, 0.5) is not None]
+                if closed_within(s, 0.5) is not None]
         assert len(gone) == 1, len(gone)
         # in use, not parked: nothing makes room
         busy = [connect(d.port, "127.0.0.10") for _ in range(4)]
@@ -221,7 +207,7 @@ def test_a_parked_connection_closes_at_the_idle_timeout(make_daemon):
     used, fresh = connect(d.port), connect(d.port)
     try:
         assert answer(used) == 200
-        took = [closed_by_server(used, 10), closed_by_server(fresh, 10)]
+        took = [closed_within(used, 10), closed_within(fresh, 10)]
         assert all(t is not None for t in took), took
         assert 3.0 <= took[0] <= 6.0 and took[1] <= 6.0, took
     finally:
@@ -240,7 +226,7 @@ def test_a_stop_closes_parked_connections(make_daemon):
         t0 = time.monotonic()
         assert d.stop(signal.SIGTERM, timeout=15) == 0
         assert time.monotonic() - t0 < 10
-        assert all(closed_by_server(s, 5) is not None for s in socks)
+        assert all(closed_within(s, 5) is not None for s in socks)
     finally:
         for s in socks:
             s.close()

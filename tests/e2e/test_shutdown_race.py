@@ -9,14 +9,13 @@ delays the main thread's removal of a listening socket, while clients keep
 every HTTP thread busy. The second repeats the sequence of connections
 closed right before SIGTERM, with a connection refused by the per-address
 limit at the same time."""
-import os
-import shutil
 import socket
-import subprocess
 import threading
 import time
 
 import pytest
+
+from conftest import preload_env, preload_library
 
 # Delays the main thread's EPOLL_CTL_DEL of a listening socket and says so
 # when the socket was already gone (the HTTP thread removed it first).
@@ -53,16 +52,8 @@ GONE = "epoll-shim: listening socket already gone"
 
 
 @pytest.fixture(scope="module")
-def shim(tmp_path_factory):
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if not cc:
-        pytest.skip("no C compiler for the test library")
-    d = tmp_path_factory.mktemp("shim")
-    src, lib = d / "shim.c", d / "shim.so"
-    src.write_text(SHIM)
-    subprocess.run([cc, "-shared", "-fPIC", "-O1", "-o", str(lib), str(src)],
-                   check=True)
-    return str(lib)
+def shim():
+    return preload_library(SHIM, "epoll-shim-")[0]
 
 
 def family(host):
@@ -93,18 +84,14 @@ def no_panic(d):
 
 def test_sigterm_while_http_threads_drop_the_listen_socket(make_daemon,
                                                            shim):
-    asan = os.environ.get("ASAN_OPTIONS", "")
     gone = 0
     for rnd, host in enumerate(["::1", "127.0.0.1", "::1"]):
         if ":" in host and not socket.has_ipv6:
             continue
-        d = make_daemon({"AUTH_HOST": host, "AUTH_THREADS": "2",
-                         "AUTH_MAX_CONNECTIONS_PER_IP": "3",
-                         "AUTH_LOG_LEVEL": "info",
-                         "LD_PRELOAD": shim,
-                         # the test library comes before the sanitizer's
-                         "ASAN_OPTIONS": (asan + ":" if asan else "") +
-                                         "verify_asan_link_order=0"}).start()
+        d = make_daemon(dict({"AUTH_HOST": host, "AUTH_THREADS": "2",
+                              "AUTH_MAX_CONNECTIONS_PER_IP": "3",
+                              "AUTH_LOG_LEVEL": "info"},
+                             **preload_env(shim))).start()
         stop = threading.Event()
         clients = [threading.Thread(target=keep_busy,
                                     args=(host, d.port, stop), daemon=True)

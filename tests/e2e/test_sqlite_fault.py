@@ -2,12 +2,9 @@
 503 with Retry-After, as for a PostgreSQL server that is down, never 500;
 and served again once the disk is back (README.md "Operations")."""
 import os
-import shutil
-import subprocess
 
-import pytest
-
-from conftest import Daemon, assert_problem, scratch, wait_until
+from conftest import Daemon, assert_problem, preload_env, preload_library, \
+    wait_until
 
 # While the file SHIM_FULL names exists, every statement that writes
 # fails as SQLite fails on a full disk.
@@ -38,20 +35,9 @@ int sqlite3_step(sqlite3_stmt *st)
 
 
 def test_a_full_disk_is_503_not_500():
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if not cc:
-        pytest.skip("no C compiler for the test library")
-    work = scratch("full-shim-")
-    lib, flag = os.path.join(work, "shim.so"), os.path.join(work, "full")
-    with open(os.path.join(work, "shim.c"), "w") as f:
-        f.write(FULL_SHIM)
-    subprocess.run([cc, "-shared", "-fPIC", "-O1", "-o", lib,
-                    os.path.join(work, "shim.c"), "-ldl"], check=True)
-    asan = os.environ.get("ASAN_OPTIONS", "")
-    d = Daemon(env={"LD_PRELOAD": lib, "SHIM_FULL": flag,
-                    # the test library comes before the sanitizer's
-                    "ASAN_OPTIONS": (asan + ":" if asan else "") +
-                                    "verify_asan_link_order=0"}).start()
+    lib, work = preload_library(FULL_SHIM, "full-shim-")
+    flag = os.path.join(work, "full")
+    d = Daemon(env=dict(preload_env(lib), SHIM_FULL=flag)).start()
     try:
         assert d.register()[0].status == 201
         open(flag, "w").close()
