@@ -36,7 +36,8 @@ struct cg_conn {
     enum {
         CG_HEADERS, CG_BODY, CG_SERVED,   /* what it waits for */
         CG_PARKED,               /* idle, held by the guard */
-        CG_HANDOFF               /* parked, being given back to the server */
+        CG_HANDOFF,              /* parked, being given back to the server */
+        CG_FREE                  /* not a connection's (see wake_one()) */
     } phase;
     bool expired;                /* handed to expire() already */
     uint64_t rx_mark;            /* bytes received when the wait began */
@@ -105,6 +106,8 @@ static void record_free(struct connguard *g, struct cg_conn *c)
         free(c);
         return;
     }
+    c->phase = CG_FREE;
+    c->fd = -1;
     c->next = g->unused;
     g->unused = c;
 }
