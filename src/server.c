@@ -1476,6 +1476,23 @@ static bool unpark(int fd, const struct sockaddr *sa, socklen_t len,
     return MHD_add_connection(s->d, fd, sa, len) == MHD_YES;
 }
 
+/* libmicrohttpd's own connection limit, which the connection guard's
+ * (AUTH_MAX_CONNECTIONS, parked connections included) keeps it from
+ * reaching: 0.9.75 divides it among its threads, and a thread at its
+ * share when it takes in a connection given back by the guard
+ * (MHD_add_connection()) returns with a mutex locked, and waits on it
+ * forever at its next lock: its connections are never served again and
+ * a stop never ends. Each thread may hold every connection the guard
+ * lets in, plus those the guard refused that it has not closed yet (at
+ * most 10 taken in per loop, closed the loop after). */
+static unsigned mhd_limit(const struct cfg *cfg)
+{
+    uint64_t per = (uint64_t)cfg->max_connections + 256u;
+    uint64_t all = per * (cfg->threads > 1 ? cfg->threads : 1u);
+
+    return all < UINT32_MAX / 2 ? (unsigned)all : UINT32_MAX / 2;
+}
+
 /* How long server_stop() waits, past its grace, for the requests that
  * are running to finish once the queued ones are cancelled: the longest
  * a worker's job takes (a hash, a database call within its timeout),
@@ -1559,7 +1576,7 @@ struct server *server_start(struct app *app)
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,      /* first: see MHD */
         MHD_OPTION_ARRAY, where,            /* address or passed socket */
         MHD_OPTION_ARRAY, pool,             /* none for one thread */
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+        MHD_OPTION_CONNECTION_LIMIT, mhd_limit(cfg),
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,  /* per /64 too */
         MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
         MHD_OPTION_CONNECTION_TIMEOUT,

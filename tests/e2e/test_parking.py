@@ -230,3 +230,85 @@ def test_a_stop_closes_parked_connections(make_daemon):
     finally:
         for s in socks:
             s.close()
+
+
+def test_connections_given_back_at_the_limits_never_stall_a_thread(
+        make_daemon):
+    """Six addresses at their limit send their next requests around the
+    moment of parking while opening more connections past the limits, on
+    4 HTTP threads. libmicrohttpd 0.9.75 divides its own connection limit
+    among its threads, and a thread at its share when it takes in a
+    connection given back by the guard kept a mutex locked and stalled
+    for good (its connections never served, a stop never ending): its
+    limit is now kept out of reach and the guard's limits decide, so it
+    never says it reached it. Afterwards every slot is free again and
+    SIGTERM stops the daemon."""
+    d = make_daemon({"AUTH_MAX_CONNECTIONS": "8",
+                     "AUTH_MAX_CONNECTIONS_PER_IP": "4",
+                     "AUTH_THREADS": "4",
+                     "AUTH_CONNECTION_TIMEOUT": "60",
+                     "AUTH_LOG_LEVEL": "info"}).start()
+    stop = time.monotonic() + 12.0
+
+    def worker(a):
+        rng = random.Random(a)
+        src = "127.0.90.%d" % (a + 1)
+        conns = []
+        try:
+            while time.monotonic() < stop:
+                while len(conns) < 6:
+                    try:
+                        conns.append(connect(d.port, src))
+                    except OSError:
+                        break
+                time.sleep(rng.uniform(1.9, 2.2))
+                for s in list(conns):
+                    try:
+                        s.sendall(REQ)
+                    except OSError:
+                        conns.remove(s)
+                        s.close()
+                extra = []
+                for _ in range(2):
+                    try:
+                        extra.append(connect(d.port, src))
+                    except OSError:
+                        pass
+                for s in list(conns):
+                    s.settimeout(3)
+                    try:
+                        data = s.recv(4096)
+                    except OSError:
+                        data = b""
+                    if not data:
+                        conns.remove(s)
+                        s.close()
+                conns += extra
+        finally:
+            for s in conns:
+                s.close()
+
+    threads = [threading.Thread(target=worker, args=(a,)) for a in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    limit = [e for e in d.logs if e.get("event") == "http.server" and
+             "connection limit" in e.get("message", "")]
+    assert limit == [], limit[:3]
+
+    def all_served():
+        socks = []
+        try:
+            for k in range(8):
+                socks.append(connect(d.port, "127.0.95.%d" % (k + 1)))
+            return all(answer(s) == 200 and answer(s) == 200
+                       for s in socks)
+        except OSError:
+            return False
+        finally:
+            for s in socks:
+                s.close()
+
+    assert wait_until(all_served, timeout=20, interval=0.5)
+    assert d.stop(timeout=20) == 0
