@@ -312,3 +312,37 @@ def test_connections_given_back_at_the_limits_never_stall_a_thread(
 
     assert wait_until(all_served, timeout=20, interval=0.5)
     assert d.stop(timeout=20) == 0
+
+
+def test_connections_given_back_together_are_all_served(make_daemon):
+    """Eight parked connections whose next requests come at once, on 2
+    HTTP threads with AUTH_MAX_CONNECTIONS=8: libmicrohttpd picks a
+    thread for each connection given back by its descriptor, counting
+    only those it has taken in, so more than its share of 8 can queue for
+    one thread; with its own limit at the guard's, that thread stalled
+    for good (libmicrohttpd 0.9.75 keeps a mutex locked when the limit
+    refuses a queued connection) and those requests were never
+    answered."""
+    d = make_daemon({"AUTH_MAX_CONNECTIONS": "8",
+                     "AUTH_MAX_CONNECTIONS_PER_IP": "0",
+                     "AUTH_THREADS": "2",
+                     "AUTH_CONNECTION_TIMEOUT": "60"}).start()
+    socks = [connect(d.port) for _ in range(8)]
+    try:
+        for rnd in range(3):
+            assert [answer(s) for s in socks] == [200] * 8, rnd
+            time.sleep(3)                   # all parked
+            for s in socks:
+                s.sendall(REQ)
+            got = []
+            for s in socks:
+                s.settimeout(5)
+                try:
+                    got.append(s.recv(4096)[:12])
+                except OSError as e:
+                    got.append(repr(e))
+            assert got == [b"HTTP/1.1 200"] * 8, (rnd, got)
+    finally:
+        for s in socks:
+            s.close()
+    assert d.stop(timeout=20) == 0
