@@ -173,7 +173,8 @@ def test_a_database_from_a_newer_build_is_warned_of(make_daemon, backend):
     try:
         newer = d.events(lambda e: e.get("event") == "repo.schema_newer")
         assert newer and newer[0]["version"] == 9999, newer
-        assert d.request("GET", "/readyz").status == 200
+        # serving (the first ping may take a while under the sanitizers)
+        assert wait_until(lambda: d.request("GET", "/readyz").status == 200)
     finally:
         assert d.stop() == 0
 
