@@ -19,6 +19,7 @@
 #define USER_SHARE 16            /* a user row per this many session slots */
 #define ROW_EMAIL 320
 #define ROW_NAME 804             /* 200 characters of up to 4 bytes */
+#define USER_GENS 4096           /* generations of users, by user id hash */
 
 struct slot {
     char sid[UUID_STR_LEN];
@@ -27,6 +28,9 @@ struct slot {
     uint64_t at_ms;                       /* when it was fetched */
     uint64_t claim_ms;                    /* a refresh asked for, or 0 */
     uint64_t epoch;                       /* live while it is c->epoch */
+    uint64_t ugen;                        /* and while its user's
+                                             generation is this */
+    unsigned uidx;                        /* its user's generation */
 };
 
 /* A user row as repo_user_by_id() read it, without the password hash. */
@@ -55,6 +59,12 @@ struct scache {
      * default size) on each PostgreSQL instance, whose notification
      * listener forgets all when it (re)connects. 0 is never current. */
     atomic_uint_fast64_t epoch;
+    /* Forgetting one user's sessions is one increment too, of the
+     * generation of every user whose id hashes to the same place (they
+     * lose their entries as well, which costs them a database read and
+     * nothing else): scanning all 65,536 slots took half of a login's
+     * own time (README.md "Performance"). */
+    atomic_uint_fast64_t ugen[USER_GENS];
     pthread_mutex_t mu[STRIPES];
 };
 
@@ -146,6 +156,13 @@ static pthread_mutex_t *set_lock(struct scache *c, unsigned set)
     return &c->mu[set / WAYS % STRIPES];
 }
 
+/* Whether slot `s` holds an entry: stored in this epoch, its user's
+ * sessions not forgotten since. */
+static bool held(struct scache *c, const struct slot *s)
+{
+    return live(c, s->epoch) && s->ugen == atomic_load(&c->ugen[s->uidx]);
+}
+
 /* The slot holding `sid` in its set, or NULL; the caller holds the lock. */
 static struct slot *find(struct scache *c, unsigned set, const char *sid)
 {
@@ -154,7 +171,7 @@ static struct slot *find(struct scache *c, unsigned set, const char *sid)
     for (w = 0; w < WAYS; w++) {
         struct slot *s = &c->slots[set + w];
 
-        if (live(c, s->epoch) && strcmp(s->sid, sid) == 0)
+        if (held(c, s) && strcmp(s->sid, sid) == 0)
             return s;
     }
     return NULL;
@@ -210,16 +227,24 @@ static void store(struct scache *c, const char *sid, const char *user_id,
 {
     unsigned set = set_of(c, sid), w;
     pthread_mutex_t *mu = set_lock(c, set);
+    const char *owner = st->user_id[0] ? st->user_id
+                                       : user_id ? user_id : "";
+    unsigned uidx = fnv(owner) % USER_GENS;
+    uint64_t ugen;
     struct slot *s;
 
     pthread_mutex_lock(mu);
+    /* The user's generation before the check of `gen`: a forget bumps
+     * `gen` first, so a generation read after its bump fails the
+     * check, and one read before it ends the entry with the bump. */
+    ugen = atomic_load(&c->ugen[uidx]);
     if (atomic_load(&c->gen) != gen) {
         pthread_mutex_unlock(mu);
         return;
     }
     s = find(c, set, sid);
     for (w = 0; !s && w < WAYS; w++)
-        if (!live(c, c->slots[set + w].epoch))
+        if (!held(c, &c->slots[set + w]))
             s = &c->slots[set + w];
     if (!s) {                   /* the set is full: its oldest entry */
         s = &c->slots[set];
@@ -229,8 +254,9 @@ static void store(struct scache *c, const char *sid, const char *user_id,
     }
     snprintf(s->sid, sizeof s->sid, "%s", sid);
     /* The session's owner as the database said, not the token's word. */
-    snprintf(s->user_id, sizeof s->user_id, "%s",
-             st->user_id[0] ? st->user_id : user_id ? user_id : "");
+    snprintf(s->user_id, sizeof s->user_id, "%s", owner);
+    s->uidx = uidx;
+    s->ugen = ugen;
     s->st = *st;
     s->at_ms = c->now();
     s->claim_ms = 0;
@@ -314,18 +340,8 @@ void scache_forget(struct scache *c, const char *sid)
 
 void scache_forget_user(struct scache *c, const char *user_id)
 {
-    unsigned set, w;
-
     atomic_fetch_add(&c->gen, 1);         /* first: see store() */
-    for (set = 0; set < c->nslots; set += WAYS) {
-        pthread_mutex_t *mu = set_lock(c, set);
-
-        pthread_mutex_lock(mu);
-        for (w = 0; w < WAYS; w++)
-            if (strcmp(c->slots[set + w].user_id, user_id) == 0)
-                c->slots[set + w].epoch = 0;
-        pthread_mutex_unlock(mu);
-    }
+    atomic_fetch_add(&c->ugen[fnv(user_id) % USER_GENS], 1);
     forget_row(c, user_id);
 }
 

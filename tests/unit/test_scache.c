@@ -3,10 +3,12 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -18,9 +20,13 @@
 #include "uuid.h"
 #include "workpool.h"
 
-static int calls;
+static atomic_int calls;
 static enum as_err next_err;
 static bool next_live;
+/* The owner the fake database answers (U1 when NULL), and whether it says
+ * every session ended (set by a racing revoker). */
+static const char *fake_owner;
+static atomic_bool all_ended;
 /* Runs inside the database read, after the answer was taken: a
  * revocation landing between the read and the store. */
 static void (*during_read)(void);
@@ -34,10 +40,11 @@ static enum as_err fake_state(void *impl, const char *sid, int64_t now,
     calls++;
     if (next_err != AS_OK)
         return next_err;
-    out->live = next_live;
+    out->live = next_live && !atomic_load(&all_ended);
     out->role = ROLE_USER;
     snprintf(out->user_id, sizeof out->user_id, "%s",
-             "0190c1d2-0000-7000-8000-0000000000aa");      /* U1 */
+             fake_owner ? fake_owner
+                        : "0190c1d2-0000-7000-8000-0000000000aa");  /* U1 */
     if (during_read)
         during_read();
     return AS_OK;
@@ -507,6 +514,126 @@ static void test_one_refresh_among_racing_readers(void **state)
     repo_close(r);
 }
 
+
+static double thread_cpu_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Forgetting a user's sessions in the daemon's full-size cache forgets
+ * all of theirs, wherever they are filed, keeps another user's, and is
+ * one step rather than a walk over every slot: 20,000 of them (a login
+ * at AUTH_MAX_SESSIONS_PER_USER makes one) take well under a second of
+ * CPU time (a walk took about 0.9 ms each). */
+static void test_forget_user_is_one_step(void **state)
+{
+    static const char *U2 = "0190c1d2-0000-7000-8000-0000000000bb";
+    struct repo *r = fake_repo();
+    struct scache *c = scache_new(65536, 3600 * 1000);
+    struct session_state st;
+    char sid[UUID_STR_LEN];
+    double cpu0;
+    unsigned i;
+
+    (void)state;
+    next_err = AS_OK;
+    next_live = true;
+    for (i = 0; i < 64; i++) {
+        sid_n(sid, i);
+        fake_owner = i % 2 ? U2 : U1;
+        assert_int_equal(scache_check(c, r, sid, NULL, &st), AS_OK);
+    }
+    fake_owner = NULL;
+    calls = 0;
+    scache_forget_user(c, U1);
+    for (i = 0; i < 64; i++) {
+        sid_n(sid, i);
+        assert_true(scache_peek(c, sid, &st) == (i % 2 == 1));
+    }
+    cpu0 = thread_cpu_s();
+    for (i = 0; i < 20000; i++)
+        scache_forget_user(c, U1);
+    assert_true(thread_cpu_s() - cpu0 < 0.5);
+    for (i = 1; i < 64; i += 2) {
+        sid_n(sid, i);
+        assert_true(scache_peek(c, sid, &st));
+    }
+    assert_int_equal(calls, 0);
+    scache_free(c);
+    repo_close(r);
+}
+
+#define READERS 3
+#define ROUNDS 300
+
+static struct scache *race_cache;
+static struct repo *race_repo;
+static atomic_bool race_stop;
+
+static void *reader(void *arg)
+{
+    struct session_state st;
+    char sid[UUID_STR_LEN];
+    unsigned i = (unsigned)(uintptr_t)arg;
+
+    while (!atomic_load(&race_stop)) {
+        sid_n(sid, i++ % 8);
+        (void)scache_check(race_cache, race_repo, sid, U1, &st);
+    }
+    return NULL;
+}
+
+/* Readers keep reading and storing a user's eight sessions while that
+ * user's sessions end and are forgotten: once the forget has returned,
+ * no answer of the cache says live, ROUNDS times. */
+static void test_forget_user_while_readers_store(void **state)
+{
+    pthread_t t[READERS];
+    struct session_state st;
+    char sid[UUID_STR_LEN];
+    int round, i, k;
+
+    (void)state;
+    race_repo = fake_repo();
+    race_cache = scache_new(65536, 3600 * 1000);
+    next_err = AS_OK;
+    next_live = true;
+    for (round = 0; round < ROUNDS; round++) {
+        atomic_store(&all_ended, false);
+        atomic_store(&race_stop, false);
+        for (k = 0; k < 8; k++) {
+            sid_n(sid, (unsigned)k);
+            assert_int_equal(scache_check(race_cache, race_repo, sid, U1,
+                                          &st), AS_OK);
+        }
+        for (i = 0; i < READERS; i++)
+            pthread_create(&t[i], NULL, reader, (void *)(uintptr_t)i);
+        usleep((useconds_t)(round % 7) * 100);
+        atomic_store(&all_ended, true);       /* the revocation commits */
+        scache_forget_user(race_cache, U1);
+        for (k = 0; k < 8; k++) {
+            sid_n(sid, (unsigned)k);
+            if (scache_peek(race_cache, sid, &st))
+                assert_false(st.live);
+        }
+        atomic_store(&race_stop, true);
+        for (i = 0; i < READERS; i++)
+            pthread_join(t[i], NULL);
+        for (k = 0; k < 8; k++) {
+            sid_n(sid, (unsigned)k);
+            assert_int_equal(scache_check(race_cache, race_repo, sid, U1,
+                                          &st), AS_OK);
+            assert_false(st.live);
+        }
+    }
+    atomic_store(&all_ended, false);
+    scache_free(race_cache);
+    repo_close(race_repo);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -520,6 +647,8 @@ int main(void)
         cmocka_unit_test(test_a_set_holds_eight_sessions),
         cmocka_unit_test(test_refresh_ahead_of_expiry),
         cmocka_unit_test(test_one_refresh_among_racing_readers),
+        cmocka_unit_test(test_forget_user_is_one_step),
+        cmocka_unit_test(test_forget_user_while_readers_store),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
