@@ -3,6 +3,7 @@
  * email). */
 #include "password.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <sched.h>
 #include <sodium.h>
@@ -11,13 +12,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "argon2mem.h"
 #include "log.h"
 
 #define ARGON2ID_PREFIX "$argon2id$"
 #define PW_MAX_BYTES (PW_MAX_CHARS * 4)
 #define LOCAL_MIN_CHARS 3
+/* A hashing thread gives its kept Argon2 memory back once it has had no
+ * job for this long (src/sec/argon2mem.c). */
+#define KEEP_IDLE_MS 1000
 
 /* password.h sizes hash strings without seeing libsodium. */
 _Static_assert(PW_HASH_MAX == crypto_pwhash_STRBYTES, "PW_HASH_MAX");
@@ -60,16 +66,43 @@ static void lowest_priority(void)
         (void)setpriority(PRIO_PROCESS, (id_t)gettid(), 19);
 }
 
+/* Waits under hashers.mu for a job or the stop; gives the kept Argon2
+ * memory back after KEEP_IDLE_MS without either. */
+static void wait_for_work(void)
+{
+    const void *base;
+    size_t len;
+    struct timespec until;
+
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += KEEP_IDLE_MS / 1000;
+    until.tv_nsec += (long)(KEEP_IDLE_MS % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    while (!hashers.head && !hashers.stopping) {
+        if (!argon2mem_kept(&base, &len)) {
+            pthread_cond_wait(&hashers.work, &hashers.mu);
+        } else if (pthread_cond_timedwait(&hashers.work, &hashers.mu,
+                                          &until) == ETIMEDOUT) {
+            pthread_mutex_unlock(&hashers.mu);
+            argon2mem_release();
+            pthread_mutex_lock(&hashers.mu);
+        }
+    }
+}
+
 static void *hasher(void *arg)
 {
     struct hash_job *j;
 
     (void)arg;
     lowest_priority();
+    argon2mem_keep();
     pthread_mutex_lock(&hashers.mu);
     for (;;) {
-        while (!hashers.head && !hashers.stopping)
-            pthread_cond_wait(&hashers.work, &hashers.mu);
+        wait_for_work();
         j = hashers.head;
         if (!j)
             break;                          /* stopping and drained */
@@ -83,11 +116,13 @@ static void *hasher(void *arg)
         pthread_cond_broadcast(&hashers.done);
     }
     pthread_mutex_unlock(&hashers.mu);
+    argon2mem_release();
     return NULL;
 }
 
 bool pw_hashers_start(unsigned threads)
 {
+    pthread_condattr_t ca;
     unsigned i;
 
     if (hashers.threads)
@@ -96,6 +131,12 @@ bool pw_hashers_start(unsigned threads)
     if (!hashers.threads)
         return false;
     hashers.stopping = false;
+    /* No thread waits on it yet: its idle wait counts monotonic time. */
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_destroy(&hashers.work);
+    pthread_cond_init(&hashers.work, &ca);
+    pthread_condattr_destroy(&ca);
     for (i = 0; i < (threads ? threads : 1); i++) {
         if (pthread_create(&hashers.threads[i], NULL, hasher, NULL) != 0)
             break;
@@ -170,16 +211,20 @@ static void run_hash(void *arg)
 {
     struct hash_call *c = arg;
 
+    argon2mem_enter();
     c->rc = crypto_pwhash_str_alg(c->out, c->pw, strlen(c->pw),
                                   c->params->opslimit, c->params->memlimit,
                                   crypto_pwhash_ALG_ARGON2ID13);
+    argon2mem_leave();
 }
 
 static void run_verify(void *arg)
 {
     struct hash_call *c = arg;
 
+    argon2mem_enter();
     c->rc = crypto_pwhash_str_verify(c->hash, c->pw, strlen(c->pw));
+    argon2mem_leave();
 }
 
 enum as_err pw_hash(const char *pw, const struct pw_params *p,

@@ -18,6 +18,7 @@
 #include <sodium.h>
 
 #include "password.h"
+#include "sec/argon2mem.h"
 
 #define CALLERS 8
 #define ROUNDS 12
@@ -158,6 +159,110 @@ static void many_callers_share_the_hashers(void **state)
     pw_hashers_stop();
 }
 
+
+/* What a hashing thread keeps between hashes. */
+struct kept {
+    bool any, zero;
+    const void *base;
+    size_t len;
+};
+
+static void look(void *arg)
+{
+    struct kept *k = arg;
+    const unsigned char *p;
+    size_t i;
+
+    k->any = argon2mem_kept(&k->base, &k->len);
+    k->zero = true;
+    for (p = k->base, i = 0; k->any && i < k->len; i++)
+        if (p[i] != 0) {
+            k->zero = false;
+            break;
+        }
+}
+
+/* One hashing thread maps its Argon2 memory once for many hashes (and
+ * again only when the cost changes), keeps it wiped between them, and its
+ * answers are libsodium's own: a hash made there verifies on a thread
+ * that maps fresh memory, and the other way round. */
+static void a_hasher_keeps_its_memory_wiped(void **state)
+{
+    char hash[PW_HASH_MAX], here[PW_HASH_MAX];
+    struct kept k = { false, false, NULL, 0 }, k2 = k;
+    unsigned long maps0 = argon2mem_made();
+    int i;
+
+    (void)state;
+    assert_int_equal(pw_hash("correct horse battery", &costly, here),
+                     AS_OK);                  /* on this thread: fresh */
+    assert_int_equal(argon2mem_made(), maps0);
+    assert_true(pw_hashers_start(1));
+    pw_on_hasher(look, &k);
+    assert_false(k.any);
+    for (i = 0; i < 6; i++) {
+        assert_int_equal(pw_hash("correct horse battery", &costly, hash),
+                         AS_OK);
+        assert_int_equal(pw_verify(here, "correct horse battery"), AS_OK);
+        assert_int_equal(pw_verify(here, "correct horse batterz"),
+                         AS_ERR_BAD_CREDENTIALS);
+        pw_on_hasher(look, &k2);
+        assert_true(k2.any && k2.zero);
+        assert_int_equal(k2.len, costly.memlimit);
+        if (i > 0)
+            assert_ptr_equal(k2.base, k.base);
+        k = k2;
+    }
+    assert_int_equal(argon2mem_made(), maps0 + 1);
+    assert_int_equal(pw_verify(hash, "correct horse battery"), AS_OK);
+    assert_int_equal(pw_hash("correct horse battery", &cheap, hash), AS_OK);
+    pw_on_hasher(look, &k2);
+    assert_true(k2.any && k2.zero);
+    assert_int_equal(k2.len, cheap.memlimit);
+    assert_int_equal(argon2mem_made(), maps0 + 2);
+    pw_hashers_stop();
+    /* made on a hashing thread, checked by libsodium on this one */
+    assert_int_equal(crypto_pwhash_str_verify(hash, "correct horse battery",
+                                              21), 0);
+    assert_int_not_equal(crypto_pwhash_str_verify(hash,
+                                                  "correct horse batterz",
+                                                  21), 0);
+}
+
+/* Idle for a second, a hashing thread gives its memory back (watched
+ * from here: a look on the hashing thread would be a job), and maps it
+ * again for the next hash. */
+static void an_idle_hasher_gives_its_memory_back(void **state)
+{
+    char hash[PW_HASH_MAX];
+    struct kept k = { false, false, NULL, 0 };
+    unsigned long made;
+    struct timespec t0, t;
+    double waited = 0;
+
+    (void)state;
+    assert_true(pw_hashers_start(1));
+    assert_int_equal(pw_hash("correct horse battery", &cheap, hash), AS_OK);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    made = argon2mem_made();
+    assert_int_equal(argon2mem_held(), 1);
+    while (argon2mem_held() != 0 && waited < 30.0) {     /* a deadline */
+        usleep(20000);
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        waited = (double)(t.tv_sec - t0.tv_sec) +
+                 (double)(t.tv_nsec - t0.tv_nsec) / 1e9;
+    }
+    assert_int_equal(argon2mem_held(), 0);
+    assert_true(waited >= 0.9);                 /* not before the second */
+    pw_on_hasher(look, &k);
+    assert_false(k.any);
+    assert_int_equal(pw_verify(hash, "correct horse battery"), AS_OK);
+    assert_int_equal(argon2mem_made(), made + 1);
+    assert_int_equal(argon2mem_held(), 1);
+    pw_hashers_stop();                          /* an ending thread too */
+    assert_int_equal(argon2mem_held(), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -165,6 +270,8 @@ int main(void)
         cmocka_unit_test(hashes_run_elsewhere_at_the_lowest_priority),
         cmocka_unit_test(verify_spends_its_cpu_time_on_a_hasher),
         cmocka_unit_test(many_callers_share_the_hashers),
+        cmocka_unit_test(a_hasher_keeps_its_memory_wiped),
+        cmocka_unit_test(an_idle_hasher_gives_its_memory_back),
     };
 
     return cmocka_run_group_tests(tests, setup, NULL);
