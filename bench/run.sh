@@ -24,8 +24,8 @@
 # The table ends with callgrind's instructions per request of /healthz,
 # /verify and /users/me for each binary (bench/instructions.sh, SQLite;
 # not with --quick), and the ratios taken on them.
-# Needs wrk, python3-nacl and (for the start-up comparison) nginx: installed
-# when missing.
+# Needs wrk, python3-nacl, cc with libsodium's headers (bench/argon2_raw.c)
+# and (for the start-up comparison) nginx: installed when missing.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -58,6 +58,8 @@ need=()
 command -v wrk >/dev/null || need+=(wrk)
 $py -c 'import nacl' 2>/dev/null || need+=(python3-nacl)
 [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+command -v cc >/dev/null || need+=(gcc)
+pkg-config --exists libsodium 2>/dev/null || need+=(libsodium-dev pkg-config)
 if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" \
         >/dev/null 2>&1 || echo "could not install ${need[*]}" >&2
@@ -76,6 +78,10 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
+# raw Argon2 with its memory kept from hash to hash (bench/argon2_raw.c)
+rawk=$work/argon2_raw
+cc -O2 -o "$rawk" bench/argon2_raw.c $(pkg-config --cflags --libs libsodium) ||
+    { echo "could not build bench/argon2_raw.c" >&2; rawk=""; }
 S() { taskset -c "$scpu" "$@"; }          # on the daemon's core
 C() { taskset -c "$ccpu" "$@"; }          # on the load generator's core
 
@@ -185,7 +191,7 @@ prepare() {      # prepare BIN DATADIR DBURL EMAIL
 # One round of every figure for one binary on one backend; `p` prefixes
 # the figure names ("" for SQLite, "pg " for PostgreSQL).
 measure() {      # measure BIN DATADIR DBURL EMAIL PREFIX
-    local bin=$1 d=$2 db=$3 email=$4 p=$5 hz hz256 v1 v256 me r raw idle_p99 \
+    local bin=$1 d=$2 db=$3 email=$4 p=$5 hz hz256 v1 v256 me r idle_p99 \
           lp c rss0 rss1 h
     if [ -z "$db" ]; then
         port=$($py "$tools" port)
@@ -248,20 +254,26 @@ measure() {      # measure BIN DATADIR DBURL EMAIL PREFIX
     # may hold 8 jobs of the hash pool (README "Security"), counted until
     # each job's worker is done, a moment after its answer has left; 8
     # connections would be partly refused with 429.
+    # Raw Argon2 three ways: libsodium as shipped (python3-nacl: a fresh
+    # mapping of the working memory per hash), and with the memory kept
+    # from hash to hash (bench/argon2_raw.c: the limit for the daemon's
+    # hashing threads, which keep theirs; README "Performance"), at
+    # normal priority and at the hashing threads' (SCHED_IDLE): on a core
+    # other processes also want, both lose the same time to them, so the
+    # last ratio is the daemon's own overhead.
     # The host's speed drifts over seconds, so the step is interleaved:
-    # raw, raw at the hashing threads' priority, login twice, then the
-    # raws again in reverse order; a linear drift cancels out of the
-    # ratios of the sums. The second raw figure runs at SCHED_IDLE like
-    # the daemon's hashes (README "Security"): on a core other processes
-    # also want, both lose the same time to them, so its ratio is the
-    # daemon's own overhead and the first one also shows that price.
-    local rn=0 ri=0 x
+    # the raws, login twice, then the raws again in reverse order; a
+    # linear drift cancels out of the ratios of the sums.
+    local rn=0 rk=0 ri=0 x steps="n k i L L i k n"
+    [ -n "$rawk" ] || steps="n L L n"
     lp=0
-    for x in n i L L i n; do
+    for x in $steps; do
         case $x in
         n) r=$(S $py "$tools" argon2 "$mem" "$iters" "$secs")
            rn=$(awk -v a="$rn" -v b="$r" 'BEGIN {print a + b}') ;;
-        i) r=$(S $py "$tools" argon2 "$mem" "$iters" "$secs" idle)
+        k) r=$(S "$rawk" "$mem" "$iters" "$secs" kept)
+           rk=$(awk -v a="$rk" -v b="$r" 'BEGIN {print a + b}') ;;
+        i) r=$(S "$rawk" "$mem" "$iters" "$secs" kept idle)
            ri=$(awk -v a="$ri" -v b="$r" 'BEGIN {print a + b}') ;;
         L) load "${p}login c4" 4 "$base/api/v1/auth/login" \
                -s bench/wrk/login.lua -- "$(login_account "$email")" \
@@ -271,10 +283,16 @@ measure() {      # measure BIN DATADIR DBURL EMAIL PREFIX
     done
     rec "${p}raw crypto_pwhash_str_verify /s" \
         "$(awk -v a="$rn" 'BEGIN {printf "%.2f", a / 2}')"
-    rec "${p}raw at the hashing priority /s" \
-        "$(awk -v a="$ri" 'BEGIN {printf "%.2f", a / 2}')"
     rec "${p}login / raw Argon2" "$(ratio "$lp" "$rn")"
-    rec "${p}login / raw Argon2 at the hashing priority" "$(ratio "$lp" "$ri")"
+    if [ -n "$rawk" ]; then
+        rec "${p}raw, memory kept /s" \
+            "$(awk -v a="$rk" 'BEGIN {printf "%.2f", a / 2}')"
+        rec "${p}raw, memory kept, at the hashing priority /s" \
+            "$(awk -v a="$ri" 'BEGIN {printf "%.2f", a / 2}')"
+        rec "${p}login / raw Argon2, memory kept" "$(ratio "$lp" "$rk")"
+        rec "${p}login / raw Argon2, memory kept, at the hashing priority" \
+            "$(ratio "$lp" "$ri")"
+    fi
     # The storm's p99 against the idle p99 measured just before and just
     # after it (their mean), so that a drift of the host between the
     # step above and this one does not count as the storm's.
@@ -302,9 +320,11 @@ measure() {      # measure BIN DATADIR DBURL EMAIL PREFIX
         -s bench/wrk/refresh.lua -- "$d/chains"
     load "${p}register c4" 4 "$base/api/v1/auth/register" \
         -s bench/wrk/register.lua
-    # memory: after N requests (/verify and /users/me alternating, 256
-    # sessions), then while holding idle keep-alive connections
-    rss0=$($py "$tools" rss "$pid")
+    # memory: growth over N requests (/verify and /users/me alternating,
+    # 256 sessions) from the end of their first load (not from the
+    # hashing loads above, whose memory the daemon gives back a second
+    # after), then while holding idle keep-alive connections
+    rss0=""
     local total=0 t0=$SECONDS k
     while [ "$total" -lt "$requests" ] && [ $((SECONDS - t0)) -lt 900 ]; do
         k=$(BENCH_PATH2=/api/v1/users/me C wrk -t2 -c64 -d"${secs}s" \
@@ -312,10 +332,12 @@ measure() {      # measure BIN DATADIR DBURL EMAIL PREFIX
             "$d/tokens" 256 2>/dev/null | awk '/requests in/ {print $1}')
         total=$(( total + ${k:-0} ))
         [ "${k:-0}" -gt 0 ] || break
+        [ -n "$rss0" ] || rss0=$($py "$tools" rss "$pid")
     done
+    [ -n "$rss0" ] || rss0=$($py "$tools" rss "$pid")
     rec "${p}requests for the RSS figure" "$total"
     rss1=$($py "$tools" rss "$pid")
-    rec "${p}RSS before N requests MiB" "$(awk -v k="$rss0" 'BEGIN {printf "%.1f", k/1024}')"
+    rec "${p}RSS after the first load of N MiB" "$(awk -v k="$rss0" 'BEGIN {printf "%.1f", k/1024}')"
     rec "${p}RSS after N requests MiB" "$(awk -v k="$rss1" 'BEGIN {printf "%.1f", k/1024}')"
     rec "${p}RSS growth over N requests MiB" "$(awk -v a="$rss0" -v b="$rss1" 'BEGIN {printf "%.2f", (b-a)/1024}')"
     r=$(C $py "$tools" hold "$port" "$idle" "$pid")
