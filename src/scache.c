@@ -61,8 +61,9 @@ struct scache {
     atomic_uint_fast64_t epoch;
     /* Forgetting one user's sessions is one increment too, of the
      * generation of every user whose id hashes to the same place (they
-     * lose their entries as well, which costs them a database read and
-     * nothing else): scanning all 65,536 slots took half of a login's
+     * lose their entries as well, which costs them a database read, and
+     * while a sole writer's database is down, the stale answer it would
+     * have given them): scanning all 65,536 slots took half of a login's
      * own time (README.md "Performance"). */
     atomic_uint_fast64_t ugen[USER_GENS];
     pthread_mutex_t mu[STRIPES];
@@ -323,15 +324,21 @@ void scache_forget(struct scache *c, const char *sid)
 {
     unsigned set = set_of(c, sid);
     pthread_mutex_t *mu = set_lock(c, set);
-    struct slot *s;
     char user_id[UUID_STR_LEN] = "";
+    unsigned w;
 
     atomic_fetch_add(&c->gen, 1);         /* first: see store() */
     pthread_mutex_lock(mu);
-    s = find(c, set, sid);
-    if (s) {
-        s->epoch = 0;
-        memcpy(user_id, s->user_id, sizeof user_id);
+    /* Every copy of it in its set (one ended by a forget of its user's
+     * generation may lie beside the live one), and its owner's row even
+     * when such a forget ended the entry already. */
+    for (w = 0; w < WAYS; w++) {
+        struct slot *s = &c->slots[set + w];
+
+        if (live(c, s->epoch) && strcmp(s->sid, sid) == 0) {
+            s->epoch = 0;
+            memcpy(user_id, s->user_id, sizeof user_id);
+        }
     }
     pthread_mutex_unlock(mu);
     if (user_id[0])
