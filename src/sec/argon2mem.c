@@ -14,15 +14,19 @@
  * src/mhdepoll.c does for libmicrohttpd's epoll calls). Each behaves as
  * the next definition (libc's, or a sanitizer's) except on a hashing
  * thread between argon2mem_enter() and argon2mem_leave(): there the
- * anonymous read-write mapping libsodium asks for is the thread's kept
- * region (made on first use, or remade when the size changed), and its
- * unmapping wipes the region and keeps it. A thread idle for a while
+ * anonymous read-write mapping of exactly the working memory's size is
+ * the thread's kept region (made on first use, or remade when the size
+ * changed), and its unmapping wipes the region and keeps it. Any other
+ * mapping, even in that window (an allocator taking memory for
+ * libsodium's malloc() there), is the next definition's. A thread idle for a while
  * gives it back with argon2mem_release(), so an idle daemon holds no
  * hashing memory. */
 #include "argon2mem.h"
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <sys/mman.h>
@@ -38,7 +42,8 @@ typedef int (*munmap_fn)(void *, size_t);
 
 static _Thread_local struct {
     bool keep;              /* a hashing thread: keeps its region */
-    bool inside;            /* within a libsodium Argon2 call */
+    size_t expect;          /* within a libsodium Argon2 call: the size
+                               of its working memory; else 0 */
     bool lent;              /* the region is libsodium's now */
     void *base;             /* the kept region, or NULL */
     size_t len;
@@ -46,37 +51,41 @@ static _Thread_local struct {
 
 static atomic_ulong made, held;      /* regions made; kept now */
 
+/* The next definitions (libc's, or a sanitizer's), looked up once when
+ * the executable's constructors run; a call before that (another
+ * library's constructor) is the system call itself, so that dlsym(),
+ * which may allocate, never runs inside an allocator's own mmap(). */
+static _Atomic(mmap_fn) next_mmap_fn;
+static _Atomic(munmap_fn) next_munmap_fn;
+
+__attribute__((constructor)) static void find_next(void)
+{
+    mmap_fn m;
+    munmap_fn u;
+
+    *(void **)&m = dlsym(RTLD_NEXT, "mmap");
+    *(void **)&u = dlsym(RTLD_NEXT, "munmap");
+    atomic_store(&next_mmap_fn, m);
+    atomic_store(&next_munmap_fn, u);
+}
+
 static void *next_mmap(void *addr, size_t len, int prot, int flags, int fd,
                        off_t off)
 {
-    static _Atomic(mmap_fn) next;
-    mmap_fn f = atomic_load(&next);
+    mmap_fn f = atomic_load(&next_mmap_fn);
 
-    if (!f) {
-        *(void **)&f = dlsym(RTLD_NEXT, "mmap");
-        atomic_store(&next, f);
-    }
-    if (!f) {
-        errno = ENOSYS;
-        return MAP_FAILED;
-    }
-    return f(addr, len, prot, flags, fd, off);
+    if (f)
+        return f(addr, len, prot, flags, fd, off);
+    return (void *)syscall(SYS_mmap, addr, len, prot, flags, fd, off);
 }
 
 static int next_munmap(void *addr, size_t len)
 {
-    static _Atomic(munmap_fn) next;
-    munmap_fn f = atomic_load(&next);
+    munmap_fn f = atomic_load(&next_munmap_fn);
 
-    if (!f) {
-        *(void **)&f = dlsym(RTLD_NEXT, "munmap");
-        atomic_store(&next, f);
-    }
-    if (!f) {
-        errno = ENOSYS;
-        return -1;
-    }
-    return f(addr, len);
+    if (f)
+        return f(addr, len);
+    return (int)syscall(SYS_munmap, addr, len);
 }
 
 void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
@@ -84,9 +93,10 @@ void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
     void *p;
 
     /* libsodium's request: fresh anonymous private read-write memory
-     * (Debian's build asks for it populated). */
-    if (!t.inside || t.lent || addr || fd != -1 || off != 0 || len == 0 ||
-        prot != (PROT_READ | PROT_WRITE) ||
+     * of the working memory's size (Debian's build asks for it
+     * populated). */
+    if (!t.expect || len != t.expect || t.lent || addr || fd != -1 ||
+        off != 0 || prot != (PROT_READ | PROT_WRITE) ||
         (flags & ~(MAP_POPULATE | MAP_NORESERVE)) !=
             (MAP_ANONYMOUS | MAP_PRIVATE))
         return next_mmap(addr, len, prot, flags, fd, off);
@@ -128,14 +138,14 @@ void argon2mem_keep(void)
     t.keep = true;
 }
 
-void argon2mem_enter(void)
+void argon2mem_enter(size_t len)
 {
-    t.inside = t.keep;
+    t.expect = t.keep ? len : 0;
 }
 
 void argon2mem_leave(void)
 {
-    t.inside = false;
+    t.expect = 0;
     if (t.lent) {                   /* libsodium failed before unmapping */
         sodium_memzero(t.base, t.len);
         t.lent = false;

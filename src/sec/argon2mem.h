@@ -6,10 +6,11 @@
 /* The calling thread (a hashing thread) keeps Argon2's working memory
  * from one hash to the next. */
 void argon2mem_keep(void);
-/* Around one libsodium Argon2 call on this thread: between them, on a
- * keeping thread, libsodium's mapping is the thread's kept region, wiped
+/* Around one libsodium Argon2 call on this thread, whose working memory
+ * is `len` bytes (0: unknown): between them, on a keeping thread,
+ * libsodium's mapping of that size is the thread's kept region, wiped
  * when libsodium unmaps it (and by argon2mem_leave() if it did not). */
-void argon2mem_enter(void);
+void argon2mem_enter(size_t len);
 void argon2mem_leave(void);
 /* Unmaps this thread's kept region (idle, or ending). */
 void argon2mem_release(void);

@@ -207,11 +207,37 @@ struct hash_call {
     int rc;                         /* libsodium's answer */
 };
 
+/* The bytes libsodium maps for Argon2 of `kib` KiB on `lanes` lanes:
+ * whole segments (4 a lane) of 1 KiB blocks, at least two a segment
+ * (libsodium's argon2-core.c and argon2.c). */
+static size_t argon2_bytes(unsigned long long kib, unsigned long long lanes)
+{
+    unsigned long long per = 4 * lanes;
+
+    if (lanes == 0 || lanes > 0xFFFFFF || kib > SIZE_MAX / 1024)
+        return 0;
+    if (kib < 2 * per)
+        kib = 2 * per;
+    return (size_t)(kib / per * per * 1024);
+}
+
+/* The working memory's size for verifying PHC string `hash` ("m=" and
+ * "p=" of its parameters), 0 when it does not say. */
+static size_t verify_bytes(const char *hash)
+{
+    unsigned long long m, t, p;
+    const char *q = strstr(hash, "$m=");
+
+    if (!q || sscanf(q, "$m=%llu,t=%llu,p=%llu", &m, &t, &p) != 3)
+        return 0;
+    return argon2_bytes(m, p);
+}
+
 static void run_hash(void *arg)
 {
     struct hash_call *c = arg;
 
-    argon2mem_enter();
+    argon2mem_enter(argon2_bytes(c->params->memlimit / 1024, 1));
     c->rc = crypto_pwhash_str_alg(c->out, c->pw, strlen(c->pw),
                                   c->params->opslimit, c->params->memlimit,
                                   crypto_pwhash_ALG_ARGON2ID13);
@@ -222,7 +248,7 @@ static void run_verify(void *arg)
 {
     struct hash_call *c = arg;
 
-    argon2mem_enter();
+    argon2mem_enter(verify_bytes(c->hash));
     c->rc = crypto_pwhash_str_verify(c->hash, c->pw, strlen(c->pw));
     argon2mem_leave();
 }

@@ -11,6 +11,7 @@
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -263,6 +264,54 @@ static void an_idle_hasher_gives_its_memory_back(void **state)
     assert_int_equal(argon2mem_held(), 0);
 }
 
+/* Inside the window only a mapping of the working memory's size is the
+ * kept region: another one (an allocator taking memory for libsodium's
+ * malloc() there) is the system's, kept apart and left alone. */
+struct window {
+    bool other_apart, working_kept, other_intact;
+};
+
+static void in_the_window(void *arg)
+{
+    struct window *w = arg;
+    const size_t working = 1u << 20, other = 64u << 10;
+    const void *base;
+    size_t len;
+    unsigned char *a, *b;
+
+    argon2mem_enter(working);
+    a = mmap(NULL, other, PROT_READ | PROT_WRITE,
+             MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+    b = mmap(NULL, working, PROT_READ | PROT_WRITE,
+             MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+    w->other_apart = a != MAP_FAILED && b != MAP_FAILED && a != b;
+    if (w->other_apart) {
+        memset(a, 0x5a, other);
+        memset(b, 0xa5, working);
+        (void)munmap(b, working);
+    }
+    argon2mem_leave();
+    w->working_kept = argon2mem_kept(&base, &len) &&
+                      base == (const void *)b && len == working &&
+                      b[0] == 0 && b[working - 1] == 0;
+    w->other_intact = w->other_apart && a[0] == 0x5a &&
+                      a[other - 1] == 0x5a && munmap(a, other) == 0;
+}
+
+static void only_the_working_memory_is_kept(void **state)
+{
+    struct window w = { false, false, false };
+
+    (void)state;
+    assert_true(pw_hashers_start(1));
+    pw_on_hasher(in_the_window, &w);
+    pw_hashers_stop();
+    assert_true(w.other_apart);
+    assert_true(w.working_kept);
+    assert_true(w.other_intact);
+    assert_int_equal(argon2mem_held(), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -272,6 +321,7 @@ int main(void)
         cmocka_unit_test(many_callers_share_the_hashers),
         cmocka_unit_test(a_hasher_keeps_its_memory_wiped),
         cmocka_unit_test(an_idle_hasher_gives_its_memory_back),
+        cmocka_unit_test(only_the_working_memory_is_kept),
     };
 
     return cmocka_run_group_tests(tests, setup, NULL);
