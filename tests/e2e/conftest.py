@@ -402,6 +402,19 @@ def wait_until(fn, timeout=10.0, interval=0.02):
         time.sleep(interval)
 
 
+def hash_jobs(d):
+    """(waiting, running) requests of the hash workers, from /metrics."""
+    r = d.request("GET", "/metrics")
+    assert r.status == 200, r
+    got = {}
+    for line in r.body.decode().splitlines():
+        name, _, value = line.partition(" ")
+        if name in ("auth_hash_queue_depth", "auth_hash_jobs_running"):
+            got[name] = int(float(value))
+    assert len(got) == 2, "no hash gauges in /metrics"
+    return got["auth_hash_queue_depth"], got["auth_hash_jobs_running"]
+
+
 def closed_within(s, seconds):
     """Seconds until the server closed socket `s` (its end of file, or a
     reset), or None when it was still open `seconds` on."""

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import assert_problem, wait_until
+from conftest import assert_problem, hash_jobs, wait_until
 from test_users import make_admin
 
 SLOW = {"AUTH_ARGON2_MEMORY_KIB": "65536", "AUTH_ARGON2_ITERATIONS": "3",
@@ -114,19 +114,6 @@ def test_a_write_in_flight_does_not_outlive_its_session(make_daemon, kind,
     assert not landed, "writes that landed after the revocation: %r" % \
         landed
     assert counted >= 1, "no round ended inside a hash"
-
-
-def hash_jobs(d):
-    """(waiting, running) requests of the hash workers, from /metrics."""
-    r = d.request("GET", "/metrics")
-    assert r.status == 200, r
-    got = {}
-    for line in r.body.decode().splitlines():
-        name, _, value = line.partition(" ")
-        if name in ("auth_hash_queue_depth", "auth_hash_jobs_running"):
-            got[name] = int(float(value))
-    assert len(got) == 2, "no hash gauges in /metrics"
-    return got["auth_hash_queue_depth"], got["auth_hash_jobs_running"]
 
 
 def test_a_refused_write_says_why(make_daemon):

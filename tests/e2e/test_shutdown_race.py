@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import preload_env, preload_library
+from conftest import hash_jobs, preload_env, preload_library, wait_until
 
 # Delays the main thread's EPOLL_CTL_DEL of a listening socket and says so
 # when the socket was already gone (the HTTP thread removed it first).
@@ -186,7 +186,17 @@ def test_sigterm_with_a_backlog_longer_than_the_grace(make_daemon):
     threads = [threading.Thread(target=login, args=(k,)) for k in range(n)]
     for t in threads:
         t.start()
-    time.sleep(1.0)
+
+    def all_in():
+        """Every login waiting for a hash, hashing or answered: a client
+        still connecting when the listening socket closes is refused
+        (or reset in the kernel's accept queue), which no stop avoids."""
+        waiting, running = hash_jobs(d)
+        with lock:
+            answered = len(got)
+        return waiting + running + answered >= n
+
+    assert wait_until(all_in, 30)
     t0 = time.monotonic()
     rc = d.stop(timeout=30)                 # SIGTERM with the backlog
     took = time.monotonic() - t0
