@@ -8,29 +8,28 @@
  * map thousands of pages and then free them: on a virtual machine whose
  * host also maps each page afresh this was most of a hash's time (146
  * against 22 verifications a second at 19 MiB), and on bare metal still
- * a tenth of it. libsodium has no allocation
- * hook, so mmap() and munmap() are defined here, in the executable,
- * whose symbols come before libc's for the library's calls (as
- * src/mhdepoll.c does for libmicrohttpd's epoll calls). Each behaves as
- * the next definition (libc's, or a sanitizer's) except on a hashing
- * thread between argon2mem_enter() and argon2mem_leave(): there the
- * anonymous read-write mapping of exactly the working memory's size is
- * the thread's kept region (made on first use, or remade when the size
+ * a tenth of it. libsodium has no allocation hook, so mmap() and
+ * munmap() are defined here, in the executable, whose symbols come
+ * before libc's for the library's calls (as src/mhdepoll.c does for
+ * libmicrohttpd's epoll calls). Each behaves as the next definition
+ * (libc's, or a sanitizer's) except on a hashing thread between
+ * argon2mem_enter() and argon2mem_leave(): there the anonymous
+ * read-write mapping of exactly the working memory's size is the
+ * thread's kept region (made on first use, or remade when the size
  * changed), and its unmapping wipes the region and keeps it. Any other
  * mapping, even in that window (an allocator taking memory for
- * libsodium's malloc() there), is the next definition's. A thread idle for a while
- * gives it back with argon2mem_release(), so an idle daemon holds no
- * hashing memory. */
+ * libsodium's malloc() there), is the next definition's. A thread idle
+ * for a while gives it back with argon2mem_release(), so an idle daemon
+ * holds no hashing memory. */
 #include "argon2mem.h"
 
 #include <dlfcn.h>
-#include <errno.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
