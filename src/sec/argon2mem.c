@@ -16,11 +16,19 @@
  * argon2mem_enter() and argon2mem_leave(): there the anonymous
  * read-write mapping of exactly the working memory's size is the
  * thread's kept region (made on first use, or remade when the size
- * changed), and its unmapping wipes the region and keeps it. Any other
- * mapping, even in that window (an allocator taking memory for
- * libsodium's malloc() there), is the next definition's. A thread idle
- * for a while gives it back with argon2mem_release(), so an idle daemon
- * holds no hashing memory. */
+ * changed), and its unmapping keeps it. Any other mapping, even in that
+ * window (an allocator taking memory for libsodium's malloc() there), is
+ * the next definition's.
+ *
+ * What a hash leaves in the region derives from the password (it would
+ * check a guess at the cost of one BLAKE2b), so it lasts no longer than
+ * the thread's run of work: the next hash overwrites every block of it
+ * in its first pass, and a thread that has had no next hash for a few
+ * milliseconds wipes it with argon2mem_wipe() (src/sec/password.c).
+ * Wiping after every hash instead cost 4-5% of a login's core under
+ * load (a 19 MiB memset of memory the next hash overwrote anyway). A thread idle for a
+ * while gives the region back with argon2mem_release(), so an idle
+ * daemon holds no hashing memory. */
 #include "argon2mem.h"
 
 #include <dlfcn.h>
@@ -44,11 +52,13 @@ static _Thread_local struct {
     size_t expect;          /* within a libsodium Argon2 call: the size
                                of its working memory; else 0 */
     bool lent;              /* the region is libsodium's now */
+    bool dirty;             /* it holds what a hash left */
     void *base;             /* the kept region, or NULL */
     size_t len;
 } t;
 
-static atomic_ulong made, held;      /* regions made; kept now */
+/* Regions made; kept now; holding a hash's leftovers now; wipes. */
+static atomic_ulong made, held, dirty, wipes;
 
 /* The next definitions (libc's, or a sanitizer's), looked up once when
  * the executable's constructors run; a call before that (another
@@ -99,11 +109,8 @@ void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
         (flags & ~(MAP_POPULATE | MAP_NORESERVE)) !=
             (MAP_ANONYMOUS | MAP_PRIVATE))
         return next_mmap(addr, len, prot, flags, fd, off);
-    if (t.base && t.len != len) {
-        (void)next_munmap(t.base, t.len);       /* the cost changed */
-        t.base = NULL;
-        atomic_fetch_sub(&held, 1);
-    }
+    if (t.base && t.len != len)
+        argon2mem_release();                    /* the cost changed */
     if (!t.base) {
         p = next_mmap(NULL, len, prot, flags, -1, 0);
         if (p == MAP_FAILED)
@@ -116,17 +123,17 @@ void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
         t.len = len;
     }
     t.lent = true;
+    if (!t.dirty) {
+        t.dirty = true;
+        atomic_fetch_add(&dirty, 1);
+    }
     return t.base;
 }
 
 int munmap(void *addr, size_t len)
 {
     if (t.lent && addr == t.base && len == t.len) {
-        /* What libsodium leaves there derives from the password and
-         * would check a guess at the cost of one BLAKE2b: wiped, as
-         * returning the pages to the kernel did. */
-        sodium_memzero(addr, len);
-        t.lent = false;
+        t.lent = false;             /* dirty until overwritten or wiped */
         return 0;
     }
     return next_munmap(addr, len);
@@ -145,20 +152,37 @@ void argon2mem_enter(size_t len)
 void argon2mem_leave(void)
 {
     t.expect = 0;
-    if (t.lent) {                   /* libsodium failed before unmapping */
+    t.lent = false;                 /* libsodium failed before unmapping */
+}
+
+void argon2mem_wipe(void)
+{
+    if (t.dirty && !t.lent) {
         sodium_memzero(t.base, t.len);
-        t.lent = false;
+        t.dirty = false;
+        atomic_fetch_sub(&dirty, 1);
+        atomic_fetch_add(&wipes, 1);
     }
 }
 
 void argon2mem_release(void)
 {
     if (t.base && !t.lent) {
+        /* the kernel clears the pages before anyone else has them */
         (void)next_munmap(t.base, t.len);
         t.base = NULL;
         t.len = 0;
         atomic_fetch_sub(&held, 1);
+        if (t.dirty) {
+            t.dirty = false;
+            atomic_fetch_sub(&dirty, 1);
+        }
     }
+}
+
+bool argon2mem_dirty_here(void)
+{
+    return t.dirty;
 }
 
 bool argon2mem_kept(const void **base, size_t *len)
@@ -176,4 +200,14 @@ unsigned long argon2mem_made(void)
 unsigned long argon2mem_held(void)
 {
     return atomic_load(&held);
+}
+
+unsigned long argon2mem_dirty(void)
+{
+    return atomic_load(&dirty);
+}
+
+unsigned long argon2mem_wipes(void)
+{
+    return atomic_load(&wipes);
 }

@@ -24,6 +24,9 @@
 /* A hashing thread gives its kept Argon2 memory back once it has had no
  * job for this long (src/sec/argon2mem.c). */
 #define KEEP_IDLE_MS 1000
+/* What a hash left there is wiped once no next hash came for this long
+ * (src/sec/argon2mem.c). */
+#define WIPE_IDLE_MS 20
 
 /* password.h sizes hash strings without seeing libsodium. */
 _Static_assert(PW_HASH_MAX == crypto_pwhash_STRBYTES, "PW_HASH_MAX");
@@ -66,23 +69,42 @@ static void lowest_priority(void)
         (void)setpriority(PRIO_PROCESS, (id_t)gettid(), 19);
 }
 
-/* Waits under hashers.mu for a job or the stop; gives the kept Argon2
- * memory back after KEEP_IDLE_MS without either. */
+static struct timespec in_ms(const struct timespec *now, long ms)
+{
+    struct timespec t = *now;
+
+    t.tv_sec += ms / 1000;
+    t.tv_nsec += (ms % 1000) * 1000000L;
+    if (t.tv_nsec >= 1000000000L) {
+        t.tv_sec++;
+        t.tv_nsec -= 1000000000L;
+    }
+    return t;
+}
+
+/* Waits under hashers.mu for a job or the stop. What the last hash left
+ * in the kept Argon2 memory is wiped after WIPE_IDLE_MS without a job
+ * (a next hash overwrites it instead: a login's own database work comes
+ * between two hashes of a busy daemon); the memory goes back after
+ * KEEP_IDLE_MS without one. */
 static void wait_for_work(void)
 {
     const void *base;
     size_t len;
-    struct timespec until;
+    struct timespec now, wipe_at, until;
 
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_sec += KEEP_IDLE_MS / 1000;
-    until.tv_nsec += (long)(KEEP_IDLE_MS % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    wipe_at = in_ms(&now, WIPE_IDLE_MS);
+    until = in_ms(&now, KEEP_IDLE_MS);
     while (!hashers.head && !hashers.stopping) {
-        if (!argon2mem_kept(&base, &len)) {
+        if (argon2mem_dirty_here()) {
+            if (pthread_cond_timedwait(&hashers.work, &hashers.mu,
+                                       &wipe_at) == ETIMEDOUT) {
+                pthread_mutex_unlock(&hashers.mu);
+                argon2mem_wipe();
+                pthread_mutex_lock(&hashers.mu);
+            }
+        } else if (!argon2mem_kept(&base, &len)) {
             pthread_cond_wait(&hashers.work, &hashers.mu);
         } else if (pthread_cond_timedwait(&hashers.work, &hashers.mu,
                                           &until) == ETIMEDOUT) {

@@ -183,8 +183,20 @@ static void look(void *arg)
         }
 }
 
+/* Waits (with a deadline) until no hashing thread holds what a hash
+ * left: a thread that finds no next hash wipes it before it waits. */
+static void wait_wiped(void)
+{
+    int i;
+
+    for (i = 0; i < 3000 && argon2mem_dirty() != 0; i++)
+        usleep(1000);
+    assert_int_equal(argon2mem_dirty(), 0);
+}
+
 /* One hashing thread maps its Argon2 memory once for many hashes (and
- * again only when the cost changes), keeps it wiped between them, and its
+ * again only when the cost changes), wipes it when it has no next hash
+ * to run, and its
  * answers are libsodium's own: a hash made there verifies on a thread
  * that maps fresh memory, and the other way round. */
 static void a_hasher_keeps_its_memory_wiped(void **state)
@@ -207,6 +219,7 @@ static void a_hasher_keeps_its_memory_wiped(void **state)
         assert_int_equal(pw_verify(here, "correct horse battery"), AS_OK);
         assert_int_equal(pw_verify(here, "correct horse batterz"),
                          AS_ERR_BAD_CREDENTIALS);
+        wait_wiped();
         pw_on_hasher(look, &k2);
         assert_true(k2.any && k2.zero);
         assert_int_equal(k2.len, costly.memlimit);
@@ -217,6 +230,7 @@ static void a_hasher_keeps_its_memory_wiped(void **state)
     assert_int_equal(argon2mem_made(), maps0 + 1);
     assert_int_equal(pw_verify(hash, "correct horse battery"), AS_OK);
     assert_int_equal(pw_hash("correct horse battery", &cheap, hash), AS_OK);
+    wait_wiped();
     pw_on_hasher(look, &k2);
     assert_true(k2.any && k2.zero);
     assert_int_equal(k2.len, cheap.memlimit);
@@ -228,6 +242,52 @@ static void a_hasher_keeps_its_memory_wiped(void **state)
     assert_int_not_equal(crypto_pwhash_str_verify(hash,
                                                   "correct horse batterz",
                                                   21), 0);
+}
+
+/* Under load the next hash overwrites what the last one left, so the
+ * hashing thread does not wipe it in between; the wipe comes once no
+ * hash waits. Four callers each keep one hash queued for one thread. */
+#define BUSY_CALLERS 4
+#define BUSY_HASHES 8
+
+static void *busy_caller(void *arg)
+{
+    char hash[PW_HASH_MAX];
+    int i, *failed = arg;
+
+    for (i = 0; i < BUSY_HASHES; i++)
+        if (pw_hash("correct horse battery", &costly, hash) != AS_OK)
+            (*failed)++;
+    return NULL;
+}
+
+static void a_busy_hasher_leaves_the_wipe_to_the_next_hash(void **state)
+{
+    pthread_t th[BUSY_CALLERS];
+    int failed[BUSY_CALLERS] = { 0 }, i;
+    struct kept k = { false, false, NULL, 0 };
+    unsigned long wipes0;
+
+    (void)state;
+    assert_true(pw_hashers_start(1));
+    wipes0 = argon2mem_wipes();
+    for (i = 0; i < BUSY_CALLERS; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, busy_caller,
+                                        &failed[i]), 0);
+    for (i = 0; i < BUSY_CALLERS; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(failed[i], 0);
+    }
+    wait_wiped();
+    /* a wipe after every hash would be 32; the queue ran dry only while
+     * the callers started and after the last one */
+    assert_true(argon2mem_wipes() - wipes0 >= 1);
+    assert_true(argon2mem_wipes() - wipes0 <=
+                BUSY_CALLERS * BUSY_HASHES / 4);
+    pw_on_hasher(look, &k);
+    assert_true(k.any && k.zero);
+    pw_hashers_stop();
+    assert_int_equal(argon2mem_held(), 0);
 }
 
 /* Idle for a second, a hashing thread gives its memory back (watched
@@ -293,6 +353,9 @@ static void in_the_window(void *arg)
     argon2mem_leave();
     w->working_kept = argon2mem_kept(&base, &len) &&
                       base == (const void *)b && len == working &&
+                      argon2mem_dirty_here() && b[0] == 0xa5;
+    argon2mem_wipe();
+    w->working_kept = w->working_kept && !argon2mem_dirty_here() &&
                       b[0] == 0 && b[working - 1] == 0;
     w->other_intact = w->other_apart && a[0] == 0x5a &&
                       a[other - 1] == 0x5a && munmap(a, other) == 0;
@@ -320,6 +383,7 @@ int main(void)
         cmocka_unit_test(verify_spends_its_cpu_time_on_a_hasher),
         cmocka_unit_test(many_callers_share_the_hashers),
         cmocka_unit_test(a_hasher_keeps_its_memory_wiped),
+        cmocka_unit_test(a_busy_hasher_leaves_the_wipe_to_the_next_hash),
         cmocka_unit_test(an_idle_hasher_gives_its_memory_back),
         cmocka_unit_test(only_the_working_memory_is_kept),
     };
