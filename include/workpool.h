@@ -3,7 +3,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* A fixed set of threads draining a bounded FIFO, at the priority of the
+/* A fixed set of threads draining a bounded queue (first in, first out;
+ * with clients counted, fair between them), at the priority of the
  * process. The requests that hash a password run here, so the HTTP
  * threads keep serving token checks; their Argon2 computations themselves
  * run on the lower-priority hashing threads of password.h. */
@@ -25,6 +26,14 @@ bool workpool_submit(struct workpool *p, workpool_fn fn, void *arg);
  * holds more than that share of the pool. Call before the first submit.
  * False when out of memory (then nothing is capped). */
 bool workpool_limit_clients(struct workpool *p, unsigned per_client);
+
+/* Lets a full queue make room for a client with few jobs waiting: the
+ * newest waiting job of the client (first named) with the most waiting,
+ * at least two more, is taken out and `drop`(its arg) is called on the
+ * submitting thread, outside the pool's lock, to answer it (503
+ * overloaded); its fn never runs. Without it a full queue refuses the
+ * newcomer. Call before the first submit. */
+void workpool_on_drop(struct workpool *p, workpool_fn drop);
 
 enum workpool_refusal {
     WORKPOOL_QUEUED,        /* fn will run */

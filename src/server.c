@@ -998,6 +998,17 @@ static void refuse_busy(struct req_ctx *rc, enum workpool_refusal why)
     rc->res.detail = "The server is busy; retry shortly.";
 }
 
+/* A hashing request the full pool dropped to make room for a client with
+ * fewer waiting (src/workpool.c): answered 503 overloaded, never run. */
+static void dropped(void *arg)
+{
+    struct req_ctx *rc = arg;
+
+    refuse_busy(rc, WORKPOOL_FULL);
+    __atomic_store_n(&rc->state, ST_DONE, __ATOMIC_RELEASE);
+    MHD_resume_connection(rc->conn);
+}
+
 /* A request whose session was not in the cache, on a database worker:
  * authenticated here (this may wait on the database), then run as
  * dispatch() would have run it. */
@@ -1540,6 +1551,7 @@ struct server *server_start(struct app *app)
         free(s);
         return NULL;
     }
+    workpool_on_drop(app->pool, dropped);
     s->guard = connguard_new((uint64_t)cfg->header_timeout * 1000u,
                              (uint64_t)cfg->body_timeout * 1000u,
                              cfg->max_connections_per_ip,

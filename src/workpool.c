@@ -1,4 +1,15 @@
-/* workpool.c: a bounded job queue drained by a fixed set of threads. */
+/* workpool.c: a bounded job queue drained by a fixed set of threads.
+ *
+ * With clients counted (workpool_limit_clients()), the queue is fair
+ * between them rather than first in, first out: a worker takes the
+ * oldest job of the client (the job's first one, its address) whose
+ * last job started longest ago, so a client with a long backlog waits
+ * its turn behind every other client's next job instead of holding
+ * everyone behind its own. And with a drop function set
+ * (workpool_on_drop()), a full queue makes room for a client with few
+ * jobs waiting by dropping the newest waiting job of the client with the
+ * most: a few addresses filling the queue slow each other down, not the
+ * rest of the clients (README.md, "Security"). */
 #include "workpool.h"
 
 #include <pthread.h>
@@ -21,7 +32,9 @@ struct job {
  * backward shift) with room for twice every client that can be counted. */
 struct client_count {
     uint64_t key;                   /* 0: empty */
-    unsigned n;
+    unsigned n;                     /* jobs queued or running */
+    unsigned waiting;               /* jobs queued, as their first client */
+    uint64_t last_start;            /* when one of them last started */
 };
 
 struct workpool {
@@ -36,6 +49,8 @@ struct workpool {
     unsigned running;               /* jobs taken from the ring, not done */
     pthread_t *threads;
     unsigned per_client;            /* 0: no cap */
+    workpool_fn drop;               /* answers a job dropped, or NULL */
+    uint64_t starts;                /* jobs started so far */
     struct client_count *counts;    /* `mask` + 1 entries, or NULL */
     size_t mask;
     uint8_t hash_key[CRYPT_SIPHASH_KEY_LEN];
@@ -90,6 +105,54 @@ static void clients_leave(struct workpool *p, const struct job *j)
     }
 }
 
+/* The job at offset i of the queue, taken out of it: the jobs before it
+ * move up one place. Under p->mu. */
+static struct job ring_take(struct workpool *p, size_t i)
+{
+    struct job j = p->ring[(p->head + i) % p->cap];
+
+    for (; i > 0; i--)
+        p->ring[(p->head + i) % p->cap] =
+            p->ring[(p->head + i - 1) % p->cap];
+    p->head = (p->head + 1) % p->cap;
+    p->len--;
+    return j;
+}
+
+/* The first client's count of job `j`, or NULL (none counted). */
+static struct client_count *first_client(struct workpool *p,
+                                         const struct job *j)
+{
+    struct client_count *c;
+
+    if (!p->counts || j->client[0] == 0)
+        return NULL;
+    c = count_slot(p, j->client[0]);
+    return c->key ? c : NULL;
+}
+
+/* The offset of the next job to run: the oldest one of the client whose
+ * last job started longest ago (a job of no client counts as never).
+ * Under p->mu, with p->len > 0. */
+static size_t next_job(struct workpool *p)
+{
+    const struct client_count *c;
+    uint64_t t, best_t = UINT64_MAX;
+    size_t i, best = 0;
+
+    if (!p->counts)
+        return 0;
+    for (i = 0; i < p->len && best_t > 0; i++) {
+        c = first_client(p, &p->ring[(p->head + i) % p->cap]);
+        t = c ? c->last_start : 0;
+        if (t < best_t) {
+            best_t = t;
+            best = i;
+        }
+    }
+    return best;
+}
+
 static void *worker(void *arg)
 {
     struct workpool *p = arg;
@@ -97,6 +160,7 @@ static void *worker(void *arg)
 
     for (;;) {
         struct job j;
+        struct client_count *c;
 
         pthread_mutex_lock(&p->mu);
         if (ran)                        /* the last job is done */
@@ -109,9 +173,11 @@ static void *worker(void *arg)
             pthread_mutex_unlock(&p->mu);
             return NULL;
         }
-        j = p->ring[p->head];
-        p->head = (p->head + 1) % p->cap;
-        p->len--;
+        j = ring_take(p, next_job(p));
+        if ((c = first_client(p, &j)) != NULL) {
+            c->waiting--;
+            c->last_start = ++p->starts;
+        }
         p->running++;
         pthread_mutex_unlock(&p->mu);
         running_pool = p;
@@ -247,19 +313,52 @@ static bool clients_fit(struct workpool *p, const struct job *j)
     return true;
 }
 
-/* One job more for each client of `j`. Under p->mu. */
+/* One job more for each client of `j`, waiting. Under p->mu. */
 static void clients_enter(struct workpool *p, const struct job *j)
 {
     struct client_count *c;
     size_t k;
 
     for (k = 0; k < JOB_CLIENTS; k++) {
-        if (j->client[k] == 0)
+        if (!p->counts || j->client[k] == 0)
             continue;
         c = count_slot(p, j->client[k]);
         c->key = j->client[k];
         c->n++;
+        if (k == 0)
+            c->waiting++;
     }
+}
+
+/* Makes room in the full queue for job `j`: takes out the newest waiting
+ * job of the client with the most waiting, if that client has at least
+ * two more than j's has (so that two such clients do not take turns
+ * dropping each other's jobs). False, and nothing taken, otherwise.
+ * Under p->mu. */
+static bool make_room(struct workpool *p, const struct job *j,
+                      struct job *dropped)
+{
+    const struct client_count *mine = first_client(p, j);
+    struct client_count *c, *most = NULL;
+    size_t i;
+
+    if (!p->drop || !p->counts)
+        return false;
+    for (i = 0; i < p->len; i++) {
+        c = first_client(p, &p->ring[(p->head + i) % p->cap]);
+        if (c && (!most || c->waiting > most->waiting))
+            most = c;
+    }
+    if (!most || most == mine ||
+        most->waiting < (mine ? mine->waiting : 0) + 2)
+        return false;
+    for (i = p->len; i-- > 0;)
+        if (first_client(p, &p->ring[(p->head + i) % p->cap]) == most)
+            break;
+    *dropped = ring_take(p, i);
+    most->waiting--;
+    clients_leave(p, dropped);
+    return true;
 }
 
 enum workpool_refusal workpool_submit_for(struct workpool *p, workpool_fn fn,
@@ -267,15 +366,18 @@ enum workpool_refusal workpool_submit_for(struct workpool *p, workpool_fn fn,
                                           const char *b)
 {
     struct job j = { fn, arg, { client_key(p, a), client_key(p, b) } };
+    struct job dropped = { NULL, NULL, { 0, 0 } };
     enum workpool_refusal res = WORKPOOL_QUEUED;
 
     if (j.client[1] == j.client[0])
         j.client[1] = 0;                  /* one client named twice */
     pthread_mutex_lock(&p->mu);
-    if (p->len >= p->cap || p->stopping)
+    if (p->stopping)
         res = WORKPOOL_FULL;
     else if (!clients_fit(p, &j))
         res = WORKPOOL_CLIENT_FULL;
+    else if (p->len >= p->cap && !make_room(p, &j, &dropped))
+        res = WORKPOOL_FULL;
     if (res == WORKPOOL_QUEUED) {
         clients_enter(p, &j);
         p->ring[(p->head + p->len) % p->cap] = j;
@@ -285,7 +387,14 @@ enum workpool_refusal workpool_submit_for(struct workpool *p, workpool_fn fn,
         pthread_cond_signal(&p->more);
     }
     pthread_mutex_unlock(&p->mu);
+    if (dropped.fn)
+        p->drop(dropped.arg);             /* answered, never run */
     return res;
+}
+
+void workpool_on_drop(struct workpool *p, workpool_fn drop)
+{
+    p->drop = drop;
 }
 
 void workpool_load(struct workpool *p, size_t *waiting, unsigned *running)

@@ -217,6 +217,141 @@ static void without_a_cap_only_the_queue_limits(void **state)
     assert_int_equal(g.ran, 5);
 }
 
+/* Jobs that record the order they ran in, or were dropped in. */
+static struct {
+    pthread_mutex_t mu;
+    intptr_t ran[32], dropped[32];
+    int nran, ndropped;
+} rec = { PTHREAD_MUTEX_INITIALIZER, { 0 }, { 0 }, 0, 0 };
+
+static void record(void *arg)
+{
+    pthread_mutex_lock(&rec.mu);
+    if (rec.nran < 32)
+        rec.ran[rec.nran++] = (intptr_t)arg;
+    pthread_mutex_unlock(&rec.mu);
+}
+
+static void record_drop(void *arg)
+{
+    pthread_mutex_lock(&rec.mu);
+    if (rec.ndropped < 32)
+        rec.dropped[rec.ndropped++] = (intptr_t)arg;
+    pthread_mutex_unlock(&rec.mu);
+}
+
+static void rec_reset(void)
+{
+    pthread_mutex_lock(&rec.mu);
+    rec.nran = rec.ndropped = 0;
+    pthread_mutex_unlock(&rec.mu);
+}
+
+static enum workpool_refusal put(struct workpool *p, intptr_t id,
+                                 const char *client)
+{
+    return workpool_submit_for(p, record, (void *)id, client, NULL);
+}
+
+/* Clients take turns, the one whose last job started longest ago (or
+ * never) first, each client's jobs in their own order: B (never) and C
+ * (never, queued after B) before A, then A and B by turns. First in,
+ * first out would run A's four first. */
+static void clients_take_turns(void **state)
+{
+    static const intptr_t want[] = { 5, 9, 1, 6, 2, 7, 3, 8, 4 };
+    struct workpool *p = workpool_new(1, 16);
+    size_t i;
+
+    (void)state;
+    gate_reset();
+    rec_reset();
+    assert_non_null(p);
+    assert_true(workpool_limit_clients(p, 8));
+    assert_int_equal(workpool_submit_for(p, held, NULL, "A", NULL),
+                     WORKPOOL_QUEUED);
+    wait_started(1);                        /* A's last start: now */
+    for (i = 1; i <= 4; i++)
+        assert_int_equal(put(p, (intptr_t)i, "A"), WORKPOOL_QUEUED);
+    for (i = 5; i <= 8; i++)
+        assert_int_equal(put(p, (intptr_t)i, "B"), WORKPOOL_QUEUED);
+    assert_int_equal(put(p, 9, "C"), WORKPOOL_QUEUED);
+    gate_open();
+    workpool_free(p);                       /* runs what is queued */
+    assert_int_equal(rec.nran, 9);
+    for (i = 0; i < 9; i++)
+        assert_int_equal(rec.ran[i], want[i]);
+}
+
+/* A full queue makes room for a client with few waiting by dropping the
+ * newest waiting job of the client with the most (two more at least);
+ * a dropped job is answered and never runs. */
+static void a_full_queue_drops_the_longest_backlog(void **state)
+{
+    struct workpool *p = workpool_new(1, 8);
+    intptr_t i;
+
+    (void)state;
+    gate_reset();
+    rec_reset();
+    assert_non_null(p);
+    assert_true(workpool_limit_clients(p, 8));
+    workpool_on_drop(p, record_drop);
+    assert_int_equal(workpool_submit_for(p, held, NULL, "A", NULL),
+                     WORKPOOL_QUEUED);
+    wait_started(1);
+    for (i = 1; i <= 6; i++)                /* A: one running, six waiting */
+        assert_int_equal(put(p, i, "A"), WORKPOOL_QUEUED);
+    assert_int_equal(put(p, 20, "B"), WORKPOOL_QUEUED);
+    assert_int_equal(put(p, 21, "B"), WORKPOOL_QUEUED);   /* full: 8 */
+    /* C, none waiting: A's newest goes. */
+    assert_int_equal(put(p, 30, "C"), WORKPOOL_QUEUED);
+    assert_int_equal(rec.ndropped, 1);
+    assert_int_equal(rec.dropped[0], 6);
+    /* B, two waiting, against A's five: A's newest again. */
+    assert_int_equal(put(p, 22, "B"), WORKPOOL_QUEUED);
+    assert_int_equal(rec.ndropped, 2);
+    assert_int_equal(rec.dropped[1], 5);
+    /* B (3) against A (4): too close, B is refused, nothing dropped;
+     * A, the longest itself, is refused too. */
+    assert_int_equal(put(p, 23, "B"), WORKPOOL_FULL);
+    assert_int_equal(put(p, 7, "A"), WORKPOOL_FULL);
+    assert_int_equal(rec.ndropped, 2);
+    /* D, none waiting, against A's four. */
+    assert_int_equal(put(p, 40, "D"), WORKPOOL_QUEUED);
+    assert_int_equal(rec.dropped[2], 4);
+    gate_open();
+    workpool_free(p);
+    assert_int_equal(rec.ndropped, 3);
+    assert_int_equal(rec.nran, 8);          /* A 1-3, B 20-22, C, D */
+    for (i = 0; i < rec.nran; i++)
+        assert_true(rec.ran[i] != 4 && rec.ran[i] != 5 && rec.ran[i] != 6);
+}
+
+/* Without a drop function a full queue refuses the newcomer, however
+ * long another client's backlog. */
+static void without_a_drop_a_full_queue_refuses(void **state)
+{
+    struct workpool *p = workpool_new(1, 4);
+    intptr_t i;
+
+    (void)state;
+    gate_reset();
+    rec_reset();
+    assert_non_null(p);
+    assert_true(workpool_limit_clients(p, 8));
+    assert_int_equal(workpool_submit_for(p, held, NULL, "A", NULL),
+                     WORKPOOL_QUEUED);
+    wait_started(1);
+    for (i = 1; i <= 4; i++)
+        assert_int_equal(put(p, i, "A"), WORKPOOL_QUEUED);
+    assert_int_equal(put(p, 9, "B"), WORKPOOL_FULL);
+    gate_open();
+    workpool_free(p);
+    assert_int_equal(rec.nran, 4);
+    assert_int_equal(rec.ndropped, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -224,6 +359,9 @@ int main(void)
         cmocka_unit_test(finished_jobs_free_the_share),
         cmocka_unit_test(a_job_can_free_its_share_before_it_returns),
         cmocka_unit_test(without_a_cap_only_the_queue_limits),
+        cmocka_unit_test(clients_take_turns),
+        cmocka_unit_test(a_full_queue_drops_the_longest_backlog),
+        cmocka_unit_test(without_a_drop_a_full_queue_refuses),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
