@@ -374,10 +374,11 @@ enum workpool_refusal workpool_submit_for(struct workpool *p, workpool_fn fn,
     pthread_mutex_lock(&p->mu);
     if (p->stopping)
         res = WORKPOOL_FULL;
+    else if (p->len >= p->cap)          /* room only for one under its cap */
+        res = clients_fit(p, &j) && make_room(p, &j, &dropped)
+                  ? WORKPOOL_QUEUED : WORKPOOL_FULL;
     else if (!clients_fit(p, &j))
         res = WORKPOOL_CLIENT_FULL;
-    else if (p->len >= p->cap && !make_room(p, &j, &dropped))
-        res = WORKPOOL_FULL;
     if (res == WORKPOOL_QUEUED) {
         clients_enter(p, &j);
         p->ring[(p->head + p->len) % p->cap] = j;
