@@ -87,3 +87,55 @@ def test_recently_ended_sessions_are_kept(daemon):
         assert daemon.login(email, password).status == 200
     assert int(sql(daemon, "SELECT count(*) FROM sessions WHERE user_id = "
                    "'%s'" % uid)) == 5
+
+
+# The session cap's read (src/repo/sessions.c S_CAP), shape for shape.
+CAP_READ = ("SELECT id FROM sessions WHERE user_id = '{uid}' "
+            "AND revoked_at IS NULL AND expires_at > {now} "
+            "ORDER BY last_used_at DESC, id DESC")
+
+
+def plan(d, query):
+    """The database's plan for `query`, as one text."""
+    if d.backend == "sqlite":
+        db = sqlite3.connect(os.path.join(d.data_dir, "auth.db"))
+        try:
+            db.execute("ANALYZE")
+            return " | ".join(r[3] for r in
+                              db.execute("EXPLAIN QUERY PLAN " + query))
+        finally:
+            db.close()
+    out = subprocess.run(["psql", d.env["AUTH_DATABASE_URL"], "-tAq", "-v",
+                          "ON_ERROR_STOP=1", "-c", "ANALYZE sessions",
+                          "-c", "EXPLAIN " + query],
+                         check=True, capture_output=True, text=True).stdout
+    return " | ".join(out.split("\n"))
+
+
+def test_a_users_live_sessions_are_read_apart_from_ended_ones(daemon):
+    """Every login caps the account's live sessions: that read finds them
+    in an index of live sessions (migration 0014), without reading the
+    sessions that ended this week, which are kept, or sorting. Through
+    the index on user_id alone, an account that had logged in 2,000 times
+    this week read 2,000 rows at each login, under SQLite's write lock."""
+    email, password, _ = daemon.user()
+    uid = sql(daemon, "SELECT id FROM users WHERE email = '%s'" % email)
+    now_ms = int(time.time() * 1000)
+    rows = ("SELECT 'ended-' || n, '{uid}', {t}, {t}, {e}, {t} FROM "
+            .format(uid=uid, t=now_ms - DAY_MS, e=now_ms + DAY_MS))
+    if daemon.backend == "sqlite":
+        sql(daemon, "INSERT INTO sessions (id, user_id, created_at, "
+            "last_used_at, expires_at, revoked_at) WITH RECURSIVE "
+            "c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c "
+            "WHERE n < 2000) " + rows + "c")
+    else:
+        sql(daemon, "INSERT INTO sessions (id, user_id, created_at, "
+            "last_used_at, expires_at, revoked_at) " + rows +
+            "generate_series(1, 2000) AS n")
+    p = plan(daemon, CAP_READ.format(uid=uid, now=now_ms))
+    assert "sessions_live_by_user" in p, p
+    assert "TEMP B-TREE" not in p and "Sort" not in p, p
+    # the cap itself still ends the oldest live session past the limit
+    assert daemon.login(email, password).status == 200
+    assert int(sql(daemon, "SELECT count(*) FROM sessions WHERE user_id = "
+                   "'%s' AND revoked_at IS NULL" % uid)) == 2
