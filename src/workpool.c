@@ -3,9 +3,13 @@
  * With clients counted (workpool_limit_clients()), the queue is fair
  * between them rather than first in, first out: a worker takes the
  * oldest job of the client (the job's first one, its address) whose
- * last job started longest ago, so a client with a long backlog waits
- * its turn behind every other client's next job instead of holding
- * everyone behind its own. And with a drop function set
+ * turn came longest ago: when its last job started or, for a client
+ * with none queued or running, when it came. A client with a long
+ * backlog waits its turn behind every other client's next job instead
+ * of holding everyone behind its own, and a client coming back with
+ * one job at a time takes its turn behind those already waiting (a
+ * newcomer counted as never served would go first every time, and a
+ * stream of them would hold back a client with two jobs for ever). And with a drop function set
  * (workpool_on_drop()), a full queue makes room for a client with few
  * jobs waiting by dropping the newest waiting job of the client with the
  * most: a few addresses filling the queue slow each other down, not the
@@ -34,7 +38,8 @@ struct client_count {
     uint64_t key;                   /* 0: empty */
     unsigned n;                     /* jobs queued or running */
     unsigned waiting;               /* jobs queued, as their first client */
-    uint64_t last_start;            /* when one of them last started */
+    uint64_t last_start;            /* when one of them last started, or
+                                       when it came (jobs started then) */
 };
 
 struct workpool {
@@ -132,7 +137,7 @@ static struct client_count *first_client(struct workpool *p,
 }
 
 /* The offset of the next job to run: the oldest one of the client whose
- * last job started longest ago (a job of no client counts as never).
+ * turn came longest ago (a job of no client counts as never).
  * Under p->mu, with p->len > 0. */
 static size_t next_job(struct workpool *p)
 {
@@ -323,7 +328,9 @@ static void clients_enter(struct workpool *p, const struct job *j)
         if (!p->counts || j->client[k] == 0)
             continue;
         c = count_slot(p, j->client[k]);
-        c->key = j->client[k];
+        if (c->key == 0)                /* new: its turn counts from now */
+            *c = (struct client_count){ .key = j->client[k],
+                                        .last_start = p->starts };
         c->n++;
         if (k == 0)
             c->waiting++;

@@ -253,13 +253,14 @@ static enum workpool_refusal put(struct workpool *p, intptr_t id,
     return workpool_submit_for(p, record, (void *)id, client, NULL);
 }
 
-/* Clients take turns, the one whose last job started longest ago (or
- * never) first, each client's jobs in their own order: B (never) and C
- * (never, queued after B) before A, then A and B by turns. First in,
- * first out would run A's four first. */
+/* Clients take turns, the one whose turn came longest ago first (when
+ * its last job started, or when it came), each client's jobs in their
+ * own order: A, B and C all came while A0 ran, so A1, B5, C9 (oldest
+ * job first), then A and B by turns. First in, first out would run A's
+ * four first. */
 static void clients_take_turns(void **state)
 {
-    static const intptr_t want[] = { 5, 9, 1, 6, 2, 7, 3, 8, 4 };
+    static const intptr_t want[] = { 1, 5, 9, 2, 6, 3, 7, 4, 8 };
     struct workpool *p = workpool_new(1, 16);
     size_t i;
 
@@ -281,6 +282,70 @@ static void clients_take_turns(void **state)
     assert_int_equal(rec.nran, 9);
     for (i = 0; i < 9; i++)
         assert_int_equal(rec.ran[i], want[i]);
+}
+
+/* A job that records itself, stops counting against its client and, for
+ * `comebacks` rounds, queues the next job of the same client: a client
+ * that sends one request at a time, as a login client waits for its
+ * answer (src/server.c frees the share before it resumes). */
+static struct workpool *comeback_pool;
+static int comebacks, comeback_refused;
+
+static void record_and_come_back(void *arg)
+{
+    intptr_t id = (intptr_t)arg;
+    char name[16];
+
+    record(arg);
+    workpool_leave_clients();
+    if (__atomic_fetch_sub(&comebacks, 1, __ATOMIC_RELAXED) <= 0)
+        return;
+    snprintf(name, sizeof name, "c%d", (int)(id % 100));
+    if (workpool_submit_for(comeback_pool, record_and_come_back,
+                            (void *)(id + 100), name, NULL) !=
+        WORKPOOL_QUEUED)
+        __atomic_store_n(&comeback_refused, 1, __ATOMIC_RELAXED);
+}
+
+/* Two clients sending one job at a time, each back the moment its last
+ * one ran, do not hold back a client with two jobs: its second runs
+ * behind at most one job of each. Counted as never served, each
+ * comeback went first, and the second job waited for all 200. */
+static void clients_coming_back_do_not_starve_a_backlog(void **state)
+{
+    struct workpool *p = workpool_new(1, 16);
+    int i, at = -1;
+
+    (void)state;
+    gate_reset();
+    rec_reset();
+    assert_non_null(p);
+    assert_true(workpool_limit_clients(p, 8));
+    comeback_pool = p;
+    comebacks = 200;
+    comeback_refused = 0;
+    assert_int_equal(workpool_submit_for(p, held, NULL, "X", NULL),
+                     WORKPOOL_QUEUED);
+    wait_started(1);
+    assert_int_equal(put(p, 1, "V"), WORKPOOL_QUEUED);
+    assert_int_equal(put(p, 2, "V"), WORKPOOL_QUEUED);
+    assert_int_equal(workpool_submit_for(p, record_and_come_back,
+                                         (void *)(intptr_t)11, "c11", NULL),
+                     WORKPOOL_QUEUED);
+    assert_int_equal(workpool_submit_for(p, record_and_come_back,
+                                         (void *)(intptr_t)12, "c12", NULL),
+                     WORKPOOL_QUEUED);
+    gate_open();
+    for (i = 0; i < 10000 && __atomic_load_n(&comebacks, __ATOMIC_RELAXED)
+                                 > 0; i++)
+        nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
+    workpool_free(p);
+    assert_int_equal(comeback_refused, 0);
+    for (i = 0; i < rec.nran; i++)
+        if (rec.ran[i] == 2)
+            at = i;
+    assert_true(at >= 1);
+    assert_true(at <= 3);               /* V1, one of each, V2 */
 }
 
 /* A full queue makes room for a client with few waiting by dropping the
@@ -360,6 +425,7 @@ int main(void)
         cmocka_unit_test(a_job_can_free_its_share_before_it_returns),
         cmocka_unit_test(without_a_cap_only_the_queue_limits),
         cmocka_unit_test(clients_take_turns),
+        cmocka_unit_test(clients_coming_back_do_not_starve_a_backlog),
         cmocka_unit_test(a_full_queue_drops_the_longest_backlog),
         cmocka_unit_test(without_a_drop_a_full_queue_refuses),
     };
