@@ -96,9 +96,13 @@ async function main() {
 
         // GET /api/v1/users/me: open, Try it out, Execute.
         const id = `#operations-${meTag}-${meId}`;
+        // Each button appears once the click before it has rendered (a
+        // click finds only what is there already: on a busy machine the
+        // expanded operation was not yet).
         await page.click(`${id} .opblock-summary-control`);
-        await page.click(`${id} button.try-out__btn`);
-        await page.click(`${id} button.execute`);
+        await (await page.waitForSelector(`${id} button.try-out__btn`))
+            .click();
+        await (await page.waitForSelector(`${id} button.execute`)).click();
         await page.waitForSelector(
             `${id} .live-responses-table .response .response-col_status`);
         const status = await page.$eval(
