@@ -9,11 +9,13 @@
  * of holding everyone behind its own, and a client coming back with
  * one job at a time takes its turn behind those already waiting (a
  * newcomer counted as never served would go first every time, and a
- * stream of them would hold back a client with two jobs for ever). And with a drop function set
- * (workpool_on_drop()), a full queue makes room for a client with few
- * jobs waiting by dropping the newest waiting job of the client with the
- * most: a few addresses filling the queue slow each other down, not the
- * rest of the clients (README.md, "Security"). */
+ * stream of them would hold back a client with two jobs for ever).
+ *
+ * And with a drop function set (workpool_on_drop()), a full queue makes
+ * room for a client with few jobs waiting by dropping the newest
+ * waiting job of the client with the most: a few addresses filling the
+ * queue slow each other down, not the rest of the clients (README.md,
+ * "Security"). */
 #include "workpool.h"
 
 #include <pthread.h>

@@ -26,9 +26,9 @@
  * in its first pass, and a thread that has had no next hash for a few
  * milliseconds wipes it with argon2mem_wipe() (src/sec/password.c).
  * Wiping after every hash instead cost 4-5% of a login's core under
- * load (a 19 MiB memset of memory the next hash overwrote anyway). A thread idle for a
- * while gives the region back with argon2mem_release(), so an idle
- * daemon holds no hashing memory. */
+ * load (a 19 MiB memset of memory the next hash overwrote anyway). A
+ * thread idle for a while gives the region back with
+ * argon2mem_release(), so an idle daemon holds no hashing memory. */
 #include "argon2mem.h"
 
 #include <dlfcn.h>
