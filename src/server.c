@@ -952,6 +952,14 @@ static bool cancelled(struct req_ctx *rc)
     return true;
 }
 
+/* Hands a suspended request, answered off the HTTP thread, back to
+ * libmicrohttpd to send. */
+static void resume_answered(struct req_ctx *rc)
+{
+    __atomic_store_n(&rc->state, ST_DONE, __ATOMIC_RELEASE);
+    MHD_resume_connection(rc->conn);
+}
+
 static void offloaded(void *arg)
 {
     struct req_ctx *rc = arg;
@@ -965,8 +973,7 @@ static void offloaded(void *arg)
     /* The client may send its next request as soon as it is resumed: its
      * share of the hash pool is free from here (README "Security"). */
     workpool_leave_clients();
-    __atomic_store_n(&rc->state, ST_DONE, __ATOMIC_RELEASE);
-    MHD_resume_connection(rc->conn);
+    resume_answered(rc);
 }
 
 /* Queues `fn` for `rc` on `pool`. A hashing request counts against its
@@ -1005,8 +1012,7 @@ static void dropped(void *arg)
     struct req_ctx *rc = arg;
 
     refuse_busy(rc, WORKPOOL_FULL);
-    __atomic_store_n(&rc->state, ST_DONE, __ATOMIC_RELEASE);
-    MHD_resume_connection(rc->conn);
+    resume_answered(rc);
 }
 
 /* A request whose session was not in the cache, on a database worker:
@@ -1034,8 +1040,7 @@ static void authn_offloaded(void *arg)
     } else {
         rc->err = err;
     }
-    __atomic_store_n(&rc->state, ST_DONE, __ATOMIC_RELEASE);
-    MHD_resume_connection(rc->conn);
+    resume_answered(rc);
 }
 
 /* Takes a token for a credential route; false (rc->err set, Retry-After

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "argon2mem.h"
+#include "clock.h"
 #include "log.h"
 
 #define ARGON2ID_PREFIX "$argon2id$"
@@ -69,19 +70,6 @@ static void lowest_priority(void)
         (void)setpriority(PRIO_PROCESS, (id_t)gettid(), 19);
 }
 
-static struct timespec in_ms(const struct timespec *now, long ms)
-{
-    struct timespec t = *now;
-
-    t.tv_sec += ms / 1000;
-    t.tv_nsec += (ms % 1000) * 1000000L;
-    if (t.tv_nsec >= 1000000000L) {
-        t.tv_sec++;
-        t.tv_nsec -= 1000000000L;
-    }
-    return t;
-}
-
 /* Waits under hashers.mu for a job or the stop. What the last hash left
  * in the kept Argon2 memory is wiped after WIPE_IDLE_MS without a job
  * (a next hash overwrites it instead: a login's own database work comes
@@ -91,11 +79,10 @@ static void wait_for_work(void)
 {
     const void *base;
     size_t len;
-    struct timespec now, wipe_at, until;
+    struct timespec wipe_at, until;
 
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    wipe_at = in_ms(&now, WIPE_IDLE_MS);
-    until = in_ms(&now, KEEP_IDLE_MS);
+    clock_deadline(&wipe_at, WIPE_IDLE_MS);
+    clock_deadline(&until, KEEP_IDLE_MS);
     while (!hashers.head && !hashers.stopping) {
         if (argon2mem_dirty_here()) {
             if (pthread_cond_timedwait(&hashers.work, &hashers.mu,

@@ -253,6 +253,27 @@ static enum workpool_refusal put(struct workpool *p, intptr_t id,
     return workpool_submit_for(p, record, (void *)id, client, NULL);
 }
 
+/* A pool of one worker with room for `queue` waiting jobs, each client
+ * capped at 8, `drop` (or none) answering dropped jobs, and its worker
+ * held by a job of client `holder` (whose last start is then now); the
+ * records cleared. */
+static struct workpool *held_pool(unsigned queue, workpool_fn drop,
+                                  const char *holder)
+{
+    struct workpool *p = workpool_new(1, queue);
+
+    gate_reset();
+    rec_reset();
+    assert_non_null(p);
+    assert_true(workpool_limit_clients(p, 8));
+    if (drop)
+        workpool_on_drop(p, drop);
+    assert_int_equal(workpool_submit_for(p, held, NULL, holder, NULL),
+                     WORKPOOL_QUEUED);
+    wait_started(1);
+    return p;
+}
+
 /* Clients take turns, the one whose turn came longest ago first (when
  * its last job started, or when it came), each client's jobs in their
  * own order: A, B and C all came while A0 ran, so A1, B5, C9 (oldest
@@ -261,17 +282,10 @@ static enum workpool_refusal put(struct workpool *p, intptr_t id,
 static void clients_take_turns(void **state)
 {
     static const intptr_t want[] = { 1, 5, 9, 2, 6, 3, 7, 4, 8 };
-    struct workpool *p = workpool_new(1, 16);
+    struct workpool *p = held_pool(16, NULL, "A");
     size_t i;
 
     (void)state;
-    gate_reset();
-    rec_reset();
-    assert_non_null(p);
-    assert_true(workpool_limit_clients(p, 8));
-    assert_int_equal(workpool_submit_for(p, held, NULL, "A", NULL),
-                     WORKPOOL_QUEUED);
-    wait_started(1);                        /* A's last start: now */
     for (i = 1; i <= 4; i++)
         assert_int_equal(put(p, (intptr_t)i, "A"), WORKPOOL_QUEUED);
     for (i = 5; i <= 8; i++)
@@ -313,20 +327,13 @@ static void record_and_come_back(void *arg)
  * comeback went first, and the second job waited for all 200. */
 static void clients_coming_back_do_not_starve_a_backlog(void **state)
 {
-    struct workpool *p = workpool_new(1, 16);
+    struct workpool *p = held_pool(16, NULL, "X");
     int i, at = -1;
 
     (void)state;
-    gate_reset();
-    rec_reset();
-    assert_non_null(p);
-    assert_true(workpool_limit_clients(p, 8));
     comeback_pool = p;
     comebacks = 200;
     comeback_refused = 0;
-    assert_int_equal(workpool_submit_for(p, held, NULL, "X", NULL),
-                     WORKPOOL_QUEUED);
-    wait_started(1);
     assert_int_equal(put(p, 1, "V"), WORKPOOL_QUEUED);
     assert_int_equal(put(p, 2, "V"), WORKPOOL_QUEUED);
     assert_int_equal(workpool_submit_for(p, record_and_come_back,
@@ -353,18 +360,10 @@ static void clients_coming_back_do_not_starve_a_backlog(void **state)
  * a dropped job is answered and never runs. */
 static void a_full_queue_drops_the_longest_backlog(void **state)
 {
-    struct workpool *p = workpool_new(1, 8);
+    struct workpool *p = held_pool(8, record_drop, "A");
     intptr_t i;
 
     (void)state;
-    gate_reset();
-    rec_reset();
-    assert_non_null(p);
-    assert_true(workpool_limit_clients(p, 8));
-    workpool_on_drop(p, record_drop);
-    assert_int_equal(workpool_submit_for(p, held, NULL, "A", NULL),
-                     WORKPOOL_QUEUED);
-    wait_started(1);
     for (i = 1; i <= 6; i++)                /* A: one running, six waiting */
         assert_int_equal(put(p, i, "A"), WORKPOOL_QUEUED);
     assert_int_equal(put(p, 20, "B"), WORKPOOL_QUEUED);
@@ -397,17 +396,10 @@ static void a_full_queue_drops_the_longest_backlog(void **state)
  * long another client's backlog. */
 static void without_a_drop_a_full_queue_refuses(void **state)
 {
-    struct workpool *p = workpool_new(1, 4);
+    struct workpool *p = held_pool(4, NULL, "A");
     intptr_t i;
 
     (void)state;
-    gate_reset();
-    rec_reset();
-    assert_non_null(p);
-    assert_true(workpool_limit_clients(p, 8));
-    assert_int_equal(workpool_submit_for(p, held, NULL, "A", NULL),
-                     WORKPOOL_QUEUED);
-    wait_started(1);
     for (i = 1; i <= 4; i++)
         assert_int_equal(put(p, i, "A"), WORKPOOL_QUEUED);
     assert_int_equal(put(p, 9, "B"), WORKPOOL_FULL);
