@@ -14,10 +14,11 @@
     X(PQclear) X(PQcmdTuples) X(PQconnectdbParams) X(PQconninfoFree)        \
     X(PQconninfoParse) X(PQconsumeInput) X(PQenterPipelineMode)             \
     X(PQerrorMessage) X(PQexec) X(PQexitPipelineMode) X(PQfinish)           \
-    X(PQfreemem) X(PQftype) X(PQgetResult) X(PQgetisnull) X(PQgetlength)    \
-    X(PQgetvalue) X(PQisBusy) X(PQnfields) X(PQnotifies) X(PQntuples)       \
-    X(PQpipelineSync) X(PQresultErrorField) X(PQresultStatus)               \
-    X(PQsendPrepare) X(PQsendQuery) X(PQsendQueryParams)                    \
+    X(PQflush) X(PQfreemem) X(PQftype) X(PQgetResult) X(PQgetisnull)        \
+    X(PQgetlength) X(PQgetvalue) X(PQisBusy) X(PQnfields) X(PQnotifies)     \
+    X(PQntuples) X(PQpipelineSync) X(PQresultErrorField)                    \
+    X(PQresultStatus) X(PQsendFlushRequest) X(PQsendPrepare)                \
+    X(PQsendQuery) X(PQsendQueryParams)                                     \
     X(PQsendQueryPrepared) X(PQsetNoticeProcessor) X(PQsetnonblocking)      \
     X(PQsocket) X(PQstatus) X(PQtransactionStatus)
 
@@ -47,6 +48,7 @@ bool pqlib_load(const char **why);
 #define PQexec pqlib.PQexec
 #define PQexitPipelineMode pqlib.PQexitPipelineMode
 #define PQfinish pqlib.PQfinish
+#define PQflush pqlib.PQflush
 #define PQfreemem pqlib.PQfreemem
 #define PQftype pqlib.PQftype
 #define PQgetResult pqlib.PQgetResult
@@ -60,6 +62,7 @@ bool pqlib_load(const char **why);
 #define PQpipelineSync pqlib.PQpipelineSync
 #define PQresultErrorField pqlib.PQresultErrorField
 #define PQresultStatus pqlib.PQresultStatus
+#define PQsendFlushRequest pqlib.PQsendFlushRequest
 #define PQsendPrepare pqlib.PQsendPrepare
 #define PQsendQuery pqlib.PQsendQuery
 #define PQsendQueryParams pqlib.PQsendQueryParams

@@ -56,26 +56,32 @@ static struct db_stmt actor_sql[ACT_N] = {
     [ACT_SESSION] = DB_SPLIT(ACTOR_SQL, ACTOR_SQL " FOR NO KEY UPDATE OF s"),
 };
 
+static void actor_checked(struct db_tx *t, const struct db_rows *r,
+                          void *ctx)
+{
+    const struct repo_actor *who = ctx;
+
+    if (r->n != 1 || !db_flag(db_at(r, 0, 0)))
+        db_refuse(t, AS_ERR_INVALID_TOKEN);   /* ended, or account off */
+    else if (who->admin && !db_flag(db_at(r, 0, 1)))
+        db_refuse(t, AS_ERR_FORBIDDEN);       /* demoted */
+}
+
+/* Sent ahead with the flow's first statements; read before its first
+ * rows are (db_send). */
 static void actor_still(struct db_tx *t, const struct repo_actor *who)
 {
-    struct db_rows r;
-
     if (who->admin || who->admin_account)
-        db_run(t, &actor_sql[ACT_ADMINS], NULL, 0, &r);
+        db_send(t, &actor_sql[ACT_ADMINS], NULL, 0, NULL, false, NULL);
     /* The caller's row always, before its session: held already when it
      * is still an active admin, but a demotion committed meanwhile takes
      * it out of that set, and a request of the same session that saw the
      * demotion takes the row first. Without this step one held the row
      * waiting for the session and the other the reverse: a deadlock
      * PostgreSQL broke after a second (tests/e2e/test_account_races.py). */
-    DB_RUN(t, &actor_sql[ACT_ACCOUNT], &r, db_text(who->user_id));
-    if (!DB_RUN(t, &actor_sql[ACT_SESSION], &r, db_text(who->sid),
-                db_text(who->user_id)))
-        return;
-    if (r.n != 1 || !db_flag(db_at(&r, 0, 0)))
-        db_refuse(t, AS_ERR_INVALID_TOKEN);   /* ended, or account off */
-    else if (who->admin && !db_flag(db_at(&r, 0, 1)))
-        db_refuse(t, AS_ERR_FORBIDDEN);       /* demoted */
+    DB_SEND(t, &actor_sql[ACT_ACCOUNT], db_text(who->user_id));
+    DB_CHECK(t, &actor_sql[ACT_SESSION], actor_checked, (void *)who,
+             db_text(who->sid), db_text(who->user_id));
 }
 
 void db_open(struct db_tx *t, void *impl, const char *op, bool write,
@@ -119,28 +125,77 @@ static bool changes_rows(const struct db_stmt *st)
            strncasecmp(q, "DELETE", 6) == 0;
 }
 
+/* A change for a signed-in caller outside a checked transaction would
+ * skip repo_act_as()'s check: a flow that forgot to open one fails
+ * loudly instead of writing for a caller who may not. */
+static bool unchecked_write(struct db_tx *t, const struct db_stmt *st)
+{
+    if (!acting || t->tx || !changes_rows(st))
+        return false;
+    log_event(LOG_ERROR, "repo.unchecked_write", NULL,
+              json_pack("{s:s, s:s%}", "message",
+                        "a change for a caller outside a write "
+                        "transaction", "statement",
+                        st->pg ? st->pg : st->sqlite, (size_t)48));
+    t->err = AS_ERR_INTERNAL;
+    return true;
+}
+
 bool db_run(struct db_tx *t, struct db_stmt *st, const struct db_val *args,
             size_t n, struct db_rows *out)
 {
+    enum as_err err;
+
     memset(out, 0, sizeof *out);
-    if (t->err != AS_OK)
+    if (t->err != AS_OK || unchecked_write(t, st))
         return false;
-    /* A change for a signed-in caller outside a checked transaction would
-     * skip repo_act_as()'s check: a flow that forgot to open one fails
-     * loudly instead of writing for a caller who may not. */
-    if (acting && !t->tx && changes_rows(st)) {
-        log_event(LOG_ERROR, "repo.unchecked_write", NULL,
-                  json_pack("{s:s, s:s%}", "message",
-                            "a change for a caller outside a write "
-                            "transaction", "statement",
-                            st->pg ? st->pg : st->sqlite, (size_t)48));
-        t->err = AS_ERR_INTERNAL;
-        return false;
-    }
-    t->err = t->db->drv->run(t->conn, st, args, n, out, t->a);
+    /* Statements sent ahead are answered first: a check among them may
+     * have refused already. */
+    err = t->db->drv->run(t->conn, st, args, n, out, t->a);
+    db_refuse(t, err);
     if (t->err != AS_OK)
         memset(out, 0, sizeof *out);
     return t->err == AS_OK;
+}
+
+/* A statement sent ahead and the flow's reader of its rows. */
+struct sent {
+    struct db_tx *t;
+    db_check_fn *check;
+    void *ctx;
+};
+
+static enum as_err answered(void *arg, const struct db_rows *r)
+{
+    struct sent *s = arg;
+
+    if (s->t->err == AS_OK)
+        s->check(s->t, r, s->ctx);
+    return s->t->err;
+}
+
+void db_send(struct db_tx *t, struct db_stmt *st, const struct db_val *args,
+             size_t n, db_check_fn *check, bool gate, void *ctx)
+{
+    struct sent *s = NULL;
+    struct db_rows r;
+
+    if (t->err != AS_OK || unchecked_write(t, st))
+        return;
+    if (!t->tx || !t->db->drv->send) {
+        if (db_run(t, st, args, n, &r) && check)
+            check(t, &r, ctx);
+        return;
+    }
+    if (check && !(s = arena_alloc(t->a, sizeof *s))) {
+        t->err = AS_ERR_NOMEM;
+        return;
+    }
+    if (s)
+        *s = (struct sent){ .t = t, .check = check, .ctx = ctx };
+    db_refuse(t, t->db->drv->send(t->conn, st, args, n,
+                                  s ? answered : NULL, s, gate && s,
+                                  t->a));
 }
 
 void db_refuse(struct db_tx *t, enum as_err e)
@@ -153,7 +208,7 @@ enum as_err db_close(struct db_tx *t)
 {
     if (t->conn) {
         if (t->tx && t->err == AS_OK)
-            t->err = t->db->drv->commit(t->conn);
+            db_refuse(t, t->db->drv->commit(t->conn));
         else if (t->tx)
             t->db->drv->rollback(t->conn);
         t->db->drv->release(t->db, t->conn);

@@ -90,6 +90,10 @@ struct db_stmt {
 
 struct db_conn;                  /* a backend's connection, one thread's */
 
+/* Reads the rows of a statement sent ahead (db_driver.send): AS_OK to go
+ * on, or the failure that ends the transaction. */
+typedef enum as_err db_answer_fn(void *arg, const struct db_rows *rows);
+
 /* What each backend implements. Every function returns AS_OK or an error
  * of the table (unique email -> AS_ERR_EMAIL_TAKEN, missing foreign row
  * -> AS_ERR_NOT_FOUND, lost connection or timeout -> AS_ERR_UNAVAILABLE,
@@ -109,6 +113,16 @@ struct db_driver {
     enum as_err (*run)(struct db_conn *c, struct db_stmt *st,
                        const struct db_val *args, size_t n,
                        struct db_rows *out, struct arena *a);
+    /* Sends `st` inside the open transaction without waiting for its
+     * answer, which comes with the next run, commit or rollback of `c`:
+     * a failure then is the call's, and `fn` (NULL: nobody reads the
+     * rows) gets the rows, in the order sent, before that call returns;
+     * with `gate`, before any COMMIT is sent (fn may refuse). NULL: a
+     * backend that runs every statement at once (driver.c runs it). */
+    enum as_err (*send)(struct db_conn *c, struct db_stmt *st,
+                        const struct db_val *args, size_t n,
+                        db_answer_fn *fn, void *arg, bool gate,
+                        struct arena *a);
     /* Gives the connection back (rolling back what is still open). */
     void (*release)(void *impl, struct db_conn *c);
 };
@@ -122,6 +136,10 @@ struct db {
 /* The cache slot of `st` (0 .. DB_STMT_MAX - 1), given on its first use;
  * DB_STMT_MAX when the slots ran out (a bug: raise DB_STMT_MAX). */
 unsigned db_stmt_slot(struct db_stmt *st);
+
+/* Round trips to a PostgreSQL server the calling thread has waited
+ * for, in every flow so far (tests count them; SQLite makes none). */
+uint64_t db_pg_round_trips(void);
 
 /* A backend found `version` in schema_migrations, which this build has no
  * migration of (a newer build migrated the database): logged, not
@@ -191,6 +209,34 @@ bool db_run(struct db_tx *t, struct db_stmt *st, const struct db_val *args,
            sizeof((const struct db_val[]){ __VA_ARGS__ })                  \
                / sizeof(struct db_val),                                    \
            (out))
+/* What a flow reads in the rows of a statement it sent ahead: a check
+ * refuses with db_refuse(); a note only copies what it needs. */
+typedef void db_check_fn(struct db_tx *t, const struct db_rows *r,
+                         void *ctx);
+
+/* Sends `st` ahead inside the write transaction: its answer is awaited
+ * only with the flow's next db_run() or db_close(), so PostgreSQL gets
+ * the statements of a transaction together, one round trip for several
+ * (README.md, "Performance"); SQLite runs it at once. Its failure is the
+ * flow's, from then on. DB_SEND reads no rows; DB_CHECK's `check` sees
+ * them, in order, before the flow's next step or the COMMIT; DB_NOTE's
+ * `note` may see them with the COMMIT (it must not refuse). A refusal
+ * rolls the whole transaction back, statements sent after the checked
+ * one included, so a flow sends ahead only what may run before its
+ * check is seen: rows written then are undone, locks held a moment
+ * longer. Outside a write transaction it is db_run(). */
+void db_send(struct db_tx *t, struct db_stmt *st, const struct db_val *args,
+             size_t n, db_check_fn *check, bool gate, void *ctx);
+#define DB_ARGS_(...)                                                      \
+    (const struct db_val[]){ __VA_ARGS__ },                                \
+        sizeof((const struct db_val[]){ __VA_ARGS__ })                     \
+            / sizeof(struct db_val)
+#define DB_SEND(t, st, ...)                                                \
+    db_send((t), (st), DB_ARGS_(__VA_ARGS__), NULL, false, NULL)
+#define DB_CHECK(t, st, check, ctx, ...)                                   \
+    db_send((t), (st), DB_ARGS_(__VA_ARGS__), (check), true, (ctx))
+#define DB_NOTE(t, st, note, ctx, ...)                                     \
+    db_send((t), (st), DB_ARGS_(__VA_ARGS__), (note), false, (ctx))
 /* Records failure `e` (the first one wins). */
 void db_refuse(struct db_tx *t, enum as_err e);
 /* Commits (or, after a failure, rolls back), gives the connection back,

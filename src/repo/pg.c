@@ -35,6 +35,7 @@
 #define MIGRATION_LOCK "7022344802737369718"     /* "authserv" as int8 */
 #define MAX_PARAMS 10
 #define MAX_KV 64                  /* connection keywords we pass */
+#define PIPE_MAX 32                /* answers a transaction awaits at once */
 #define SERVER_OPTIONS "-c statement_timeout=%u "                         \
     "-c idle_in_transaction_session_timeout=%u "                          \
     "-c client_min_messages=warning"
@@ -69,6 +70,17 @@ struct pg {
     char *vals[MAX_KV + 1];        /* may hold a password: wiped on close */
 };
 
+/* What a transaction sent and has not read the answer of yet. */
+enum pend_kind { PEND_BEGIN, PEND_PREPARE, PEND_STMT, PEND_END };
+
+struct pending {
+    enum pend_kind kind;
+    unsigned slot;                 /* PEND_PREPARE: the statement's */
+    db_answer_fn *fn;              /* PEND_STMT: its reader, or NULL */
+    void *arg;
+    struct arena *a;               /* where its rows go */
+};
+
 /* One connection checked out of the pool by the calling thread. */
 struct conn {
     struct pg *pg;
@@ -77,8 +89,17 @@ struct conn {
     bool bad;                      /* drop it instead of returning it */
     bool begin_due;                /* a transaction is open but its BEGIN
                                       goes with the first statement */
+    bool piped;                    /* a transaction's statements are out
+                                      in pipeline mode */
+    bool gated;                    /* an answer to read before COMMIT */
+    bool quiet;                    /* a failure after a refusal: not logged */
+    unsigned npend;
+    struct pending pend[PIPE_MAX + 1];       /* + its COMMIT or ROLLBACK */
     const char *op;                /* for the log (the driver's calls) */
 };
+
+/* Round trips this thread waited for (db_pg_round_trips). */
+static _Thread_local uint64_t round_trips;
 
 /* Parameters of one statement; values point into the struct or borrow the
  * caller's strings, so build it in place and do not copy it. */
@@ -306,7 +327,7 @@ static enum as_err connect_one(struct pg *p, PGconn **out)
 
 static void pool_put(struct conn *c)
 {
-    if (c->c && (c->bad || PQstatus(c->c) != CONNECTION_OK ||
+    if (c->c && (c->bad || c->piped || PQstatus(c->c) != CONNECTION_OK ||
                  PQtransactionStatus(c->c) != PQTRANS_IDLE)) {
         PQfinish(c->c);
         c->c = NULL;
@@ -472,12 +493,16 @@ static enum as_err conn_collect(struct conn *c, const char *op,
     case PGRES_FATAL_ERROR:
         err = classify(c, keep);
         break;
+    case PGRES_PIPELINE_ABORTED:    /* skipped after an earlier failure */
+        PQclear(keep);
+        return AS_ERR_INTERNAL;
     default:                        /* COPY and the like: never ours */
         c->bad = true;
         err = AS_ERR_INTERNAL;
         break;
     }
-    log_failure(op, keep, c->c, err);
+    if (!c->quiet)
+        log_failure(op, keep, c->c, err);
     PQclear(keep);
     return err;
 }
@@ -508,6 +533,7 @@ static enum as_err conn_exec(struct conn *c, const char *op, const char *sql,
                                                 q->val, q->len, q->fmt, 0)
                             : PQsendQuery(c->c, sql)))
         return AS_ERR_UNAVAILABLE;
+    round_trips++;
     return conn_collect(c, op, unbounded, out);
 }
 
@@ -691,9 +717,11 @@ static enum as_err drv_acquire(void *impl, const char *op,
     return AS_OK;
 }
 
-/* A transaction's BEGIN is not sent on its own: it goes in one pipeline
- * with the transaction's first statement (pipe_begin_and_run), so a
- * transaction costs one round trip to the server less (README.md,
+/* A write transaction runs in libpq's pipeline mode: its BEGIN goes out
+ * with its first statement, statements sent ahead (db_send) go out
+ * without waiting, and each wait reads every answer queued before it, so
+ * a transaction costs one round trip per statement whose rows a flow
+ * reads before going on, plus one for the rest and the COMMIT (README.md,
  * "Performance"). One that ran no statement commits or rolls back
  * nothing. */
 static enum as_err drv_begin(struct db_conn *d)
@@ -704,28 +732,6 @@ static enum as_err drv_begin(struct db_conn *d)
         return AS_ERR_UNAVAILABLE;
     c->begin_due = true;
     return AS_OK;
-}
-
-static enum as_err drv_commit(struct db_conn *d)
-{
-    struct conn *c = conn_of(d);
-
-    if (c->begin_due) {
-        c->begin_due = false;
-        return AS_OK;
-    }
-    return tx_finish(c, c->op, AS_OK);
-}
-
-static void drv_rollback(struct db_conn *d)
-{
-    struct conn *c = conn_of(d);
-
-    if (c->begin_due) {
-        c->begin_due = false;
-        return;
-    }
-    tx_finish(c, c->op, AS_ERR_INTERNAL);
 }
 
 static void drv_release(void *impl, struct db_conn *d)
@@ -824,96 +830,13 @@ static enum as_err read_rows(const PGresult *r, struct db_rows *out,
     return AS_OK;
 }
 
-/* Sends BEGIN, `sql` prepared as `name` (NULL: prepared already) and
- * the execution of `name` in one pipeline, then reads their answers: one
- * round trip where there were two or three. *out is the statement's
- * result. A failure of the statement itself (a unique key, a lock
- * conflict) leaves the transaction open and aborted, to be rolled back
- * as after any failed statement; a failure of BEGIN or of the prepare,
- * which no statement of ours causes, drops the connection. */
-static enum as_err pipe_begin_and_run(struct conn *c, const char *name,
-                                      const char *sql, int n,
-                                      const Oid *type, const char *const *val,
-                                      const int *len, const int *fmt,
-                                      PGresult **out)
+/* Binds `n` arguments as libpq wants them (`num` holds the digits). */
+static enum as_err bind_args(const struct db_val *args, size_t n,
+                             Oid *type, const char **val, int *len,
+                             int *fmt, char (*num)[24])
 {
-    int64_t deadline = mono_now() + c->pg->timeout_ms + CLIENT_GRACE_MS;
-    bool timed_out = false;
-    PGresult *r = NULL, *sync;
-    enum as_err err;
-
-    *out = NULL;
-    if (!conn_sent(c, c->op, PQenterPipelineMode(c->c)))
-        return AS_ERR_UNAVAILABLE;
-    if (!conn_sent(c, c->op,
-                   PQsendQueryParams(c->c, "BEGIN", 0, NULL, NULL, NULL,
-                                     NULL, 0) &&
-                       (!sql ||
-                        PQsendPrepare(c->c, name, sql, n, type)) &&
-                       PQsendQueryPrepared(c->c, name, n, val, len, fmt,
-                                           1) &&
-                       PQpipelineSync(c->c)))
-        return AS_ERR_UNAVAILABLE;
-    err = conn_collect(c, c->op, false, &r);          /* BEGIN */
-    PQclear(r);
-    r = NULL;
-    if (err == AS_OK && sql) {
-        err = conn_collect(c, c->op, false, &r);      /* the prepare */
-        PQclear(r);
-        r = NULL;
-    }
-    if (err != AS_OK) {
-        c->bad = true;
-        return err;
-    }
-    err = conn_collect(c, c->op, false, &r);          /* the statement */
-    if (c->bad) {
-        PQclear(r);
-        return err;
-    }
-    if (!wait_ready(c->c, deadline, &timed_out) ||
-        !(sync = PQgetResult(c->c))) {
-        c->bad = true;
-        PQclear(r);
-        return AS_ERR_UNAVAILABLE;
-    }
-    if (PQresultStatus(sync) != PGRES_PIPELINE_SYNC ||
-        !PQexitPipelineMode(c->c))
-        c->bad = true;
-    PQclear(sync);
-    if (c->bad) {
-        log_simple(LOG_WARN, "db.connection_lost", c->op,
-                   "the pipeline did not end as sent");
-        PQclear(r);
-        return AS_ERR_UNAVAILABLE;
-    }
-    *out = r;
-    return err;
-}
-
-/* Runs area statement `ds` as a named prepared statement ("s" and its
- * slot), prepared on first use on this connection with the types of the
- * arguments; results come back binary and typed. */
-static enum as_err drv_run(struct db_conn *d, struct db_stmt *ds,
-                           const struct db_val *args, size_t n,
-                           struct db_rows *out, struct arena *a)
-{
-    struct conn *c = conn_of(d);
-    unsigned slot = db_stmt_slot(ds);
-    uint8_t bit = (uint8_t)(1u << (slot % 8));
-    const char *val[DB_ARGS_MAX];
-    int len[DB_ARGS_MAX], fmt[DB_ARGS_MAX];
-    Oid type[DB_ARGS_MAX];
-    char num[DB_ARGS_MAX][24], name[16];
-    PGresult *r = NULL;
-    enum as_err err;
     size_t i;
 
-    memset(out, 0, sizeof *out);
-    if (!ds->pg)
-        return AS_OK;
-    if (slot >= DB_STMT_MAX || n > DB_ARGS_MAX)
-        return AS_ERR_INTERNAL;
     for (i = 0; i < n; i++) {
         const struct db_val *v = &args[i];
 
@@ -938,34 +861,277 @@ static enum as_err drv_run(struct db_conn *d, struct db_stmt *ds,
             fmt[i] = 1;
         }
     }
+    return AS_OK;
+}
+
+static struct pending *pend_add(struct conn *c, enum pend_kind kind)
+{
+    struct pending *p = &c->pend[c->npend++];
+
+    *p = (struct pending){ .kind = kind };
+    return p;
+}
+
+/* Reads the answers of everything queued on `c`, in order: a statement's
+ * rows go to its reader. Returns the first failure (a statement's, or a
+ * reader's refusal); the answers after it are read and dropped (the
+ * server skipped those statements). A prepare that did not happen is
+ * forgotten; a BEGIN or prepare that failed by itself, which no
+ * statement of ours causes, drops the connection. */
+static enum as_err pipe_collect(struct conn *c)
+{
+    enum as_err first = AS_OK, err;
+    unsigned i;
+
+    for (i = 0; i < c->npend && !c->bad; i++) {
+        struct pending *p = &c->pend[i];
+        struct db_rows rows;
+        PGresult *r = NULL;
+
+        c->quiet = first != AS_OK;
+        err = conn_collect(c, c->op, false, &r);
+        c->quiet = false;
+        if (p->kind == PEND_PREPARE && err != AS_OK)
+            c->slot->prep[p->slot / 8] &= (uint8_t)~(1u << (p->slot % 8));
+        if (err != AS_OK && first == AS_OK) {
+            first = err;
+            if (p->kind == PEND_BEGIN || p->kind == PEND_PREPARE)
+                c->bad = true;
+        } else if (err == AS_OK && first == AS_OK && p->fn) {
+            first = read_rows(r, &rows, p->a);
+            if (first == AS_OK)
+                first = p->fn(p->arg, &rows);
+        }
+        PQclear(r);
+    }
+    c->npend = 0;
+    c->gated = false;
+    if (c->bad && first == AS_OK)
+        first = AS_ERR_UNAVAILABLE;
+    return first;
+}
+
+/* Asks for the answers queued so far (a flush request, not a sync: the
+ * transaction stays open) and reads them. */
+static enum as_err pipe_read(struct conn *c)
+{
+    if (c->npend == 0)
+        return AS_OK;
+    if (!conn_sent(c, c->op, PQsendFlushRequest(c->c)) ||
+        !conn_sent(c, c->op, PQflush(c->c) == 0)) {
+        c->npend = 0;
+        return AS_ERR_UNAVAILABLE;
+    }
+    round_trips++;
+    return pipe_collect(c);
+}
+
+/* Queues area statement `ds` (prepared first on this connection's first
+ * use, with the types of the arguments; rows binary and typed), opening
+ * the pipeline and its transaction's BEGIN on the transaction's first
+ * statement. Nothing is read unless the queue is full. */
+static enum as_err pipe_send(struct conn *c, struct db_stmt *ds,
+                             const struct db_val *args, size_t n,
+                             db_answer_fn *fn, void *arg, bool gate,
+                             struct arena *a)
+{
+    unsigned slot = db_stmt_slot(ds);
+    uint8_t bit = (uint8_t)(1u << (slot % 8));
+    const char *val[DB_ARGS_MAX];
+    int len[DB_ARGS_MAX], fmt[DB_ARGS_MAX];
+    Oid type[DB_ARGS_MAX];
+    char num[DB_ARGS_MAX][24], name[16];
+    struct pending *p;
+    enum as_err err;
+
+    if (slot >= DB_STMT_MAX || n > DB_ARGS_MAX)
+        return AS_ERR_INTERNAL;
+    err = bind_args(args, n, type, val, len, fmt, num);
+    if (err != AS_OK)
+        return err;
+    if (c->bad)
+        return AS_ERR_UNAVAILABLE;
+    if (c->npend + 3 > PIPE_MAX && (err = pipe_read(c)) != AS_OK)
+        return err;
+    if (!c->piped) {
+        if (!conn_sent(c, c->op, PQenterPipelineMode(c->c)))
+            return AS_ERR_UNAVAILABLE;
+        c->piped = true;
+    }
+    if (c->begin_due) {
+        c->begin_due = false;
+        if (!conn_sent(c, c->op, PQsendQueryParams(c->c, "BEGIN", 0, NULL,
+                                                   NULL, NULL, NULL, 0)))
+            return AS_ERR_UNAVAILABLE;
+        pend_add(c, PEND_BEGIN);
+    }
+    snprintf(name, sizeof name, "s%u", slot);
+    if (!(c->slot->prep[slot / 8] & bit)) {
+        if (!conn_sent(c, c->op, PQsendPrepare(c->c, name, ds->pg, (int)n,
+                                               type)))
+            return AS_ERR_UNAVAILABLE;
+        c->slot->prep[slot / 8] |= bit;
+        pend_add(c, PEND_PREPARE)->slot = slot;
+    }
+    if (!conn_sent(c, c->op, PQsendQueryPrepared(c->c, name, (int)n, val,
+                                                 len, fmt, 1)))
+        return AS_ERR_UNAVAILABLE;
+    p = pend_add(c, PEND_STMT);
+    p->fn = fn;
+    p->arg = arg;
+    p->a = a;
+    c->gated = c->gated || gate;
+    return AS_OK;
+}
+
+/* Ends the transaction: COMMIT (ROLLBACK when !commit) and a sync go out
+ * behind what is queued, and all is read in one round trip. After a
+ * failure the server skips the rest up to the sync, COMMIT included, and
+ * the transaction, aborted, is then rolled back. Returns the first
+ * failure. */
+static enum as_err pipe_end(struct conn *c, bool commit)
+{
+    bool timed_out = false;
+    enum as_err err;
+    PGresult *sync;
+
+    if (c->bad)
+        return AS_ERR_UNAVAILABLE;
+    if (!conn_sent(c, c->op,
+                   PQsendQueryParams(c->c, commit ? "COMMIT" : "ROLLBACK",
+                                     0, NULL, NULL, NULL, NULL, 0)) ||
+        !conn_sent(c, c->op, PQpipelineSync(c->c)))
+        return AS_ERR_UNAVAILABLE;
+    pend_add(c, PEND_END);
+    round_trips++;
+    err = pipe_collect(c);
+    if (c->bad)
+        return err;
+    if (!wait_ready(c->c, mono_now() + c->pg->timeout_ms + CLIENT_GRACE_MS,
+                    &timed_out) ||
+        !(sync = PQgetResult(c->c))) {
+        c->bad = true;
+        return AS_ERR_UNAVAILABLE;
+    }
+    if (PQresultStatus(sync) != PGRES_PIPELINE_SYNC ||
+        !PQexitPipelineMode(c->c))
+        c->bad = true;
+    PQclear(sync);
+    if (c->bad) {
+        log_simple(LOG_WARN, "db.connection_lost", c->op,
+                   "the pipeline did not end as sent");
+        return AS_ERR_UNAVAILABLE;
+    }
+    c->piped = false;
+    if (PQtransactionStatus(c->c) != PQTRANS_IDLE &&
+        conn_run(c, c->op, "ROLLBACK", NULL, NULL) != AS_OK)
+        c->bad = true;
+    return err;
+}
+
+static enum as_err drv_commit(struct db_conn *d)
+{
+    struct conn *c = conn_of(d);
+    enum as_err err;
+
+    if (c->begin_due) {
+        c->begin_due = false;
+        return AS_OK;
+    }
+    if (!c->piped)
+        return c->bad ? AS_ERR_UNAVAILABLE : AS_OK;
+    /* A check still to read may refuse: it is read before COMMIT goes. */
+    if (c->gated && (err = pipe_read(c)) != AS_OK) {
+        (void)pipe_end(c, false);
+        return err;
+    }
+    return pipe_end(c, true);
+}
+
+static void drv_rollback(struct db_conn *d)
+{
+    struct conn *c = conn_of(d);
+
+    c->begin_due = false;
+    if (c->piped)
+        (void)pipe_end(c, false);
+}
+
+static enum as_err drv_send(struct db_conn *d, struct db_stmt *ds,
+                            const struct db_val *args, size_t n,
+                            db_answer_fn *fn, void *arg, bool gate,
+                            struct arena *a)
+{
+    struct conn *c = conn_of(d);
+    struct db_rows none = { 0 };
+
+    if (!ds->pg)
+        return fn ? fn(arg, &none) : AS_OK;
+    return pipe_send(c, ds, args, n, fn, arg, gate, a);
+}
+
+/* Keeps a statement's rows for drv_run(). */
+static enum as_err keep_rows(void *arg, const struct db_rows *rows)
+{
+    *(struct db_rows *)arg = *rows;
+    return AS_OK;
+}
+
+/* Runs area statement `ds` and reads its rows: inside a transaction
+ * behind what was sent ahead, in one round trip with it; outside, as a
+ * named prepared statement ("s" and its slot), prepared on first use on
+ * this connection with the types of the arguments; results come back
+ * binary and typed. */
+static enum as_err drv_run(struct db_conn *d, struct db_stmt *ds,
+                           const struct db_val *args, size_t n,
+                           struct db_rows *out, struct arena *a)
+{
+    struct conn *c = conn_of(d);
+    unsigned slot = db_stmt_slot(ds);
+    uint8_t bit = (uint8_t)(1u << (slot % 8));
+    const char *val[DB_ARGS_MAX];
+    int len[DB_ARGS_MAX], fmt[DB_ARGS_MAX];
+    Oid type[DB_ARGS_MAX];
+    char num[DB_ARGS_MAX][24], name[16];
+    PGresult *r = NULL;
+    enum as_err err;
+
+    memset(out, 0, sizeof *out);
+    if (!ds->pg)
+        return AS_OK;
+    if (c->begin_due || c->piped) {
+        err = pipe_send(c, ds, args, n, keep_rows, out, true, a);
+        if (err == AS_OK)
+            err = pipe_read(c);
+        if (err != AS_OK)
+            memset(out, 0, sizeof *out);
+        return err;
+    }
+    if (slot >= DB_STMT_MAX || n > DB_ARGS_MAX)
+        return AS_ERR_INTERNAL;
+    err = bind_args(args, n, type, val, len, fmt, num);
+    if (err != AS_OK)
+        return err;
     if (c->bad)
         return AS_ERR_UNAVAILABLE;
     snprintf(name, sizeof name, "s%u", slot);
-    if (c->begin_due) {
-        bool prepare = !(c->slot->prep[slot / 8] & bit);
-
-        c->begin_due = false;
-        err = pipe_begin_and_run(c, name, prepare ? ds->pg : NULL, (int)n,
-                                 type, val, len, fmt, &r);
-        if (err == AS_OK || (prepare && !c->bad))
-            c->slot->prep[slot / 8] |= bit;
-    } else {
-        if (!(c->slot->prep[slot / 8] & bit)) {
-            if (!conn_sent(c, c->op, PQsendPrepare(c->c, name, ds->pg,
-                                                   (int)n, type)))
-                return AS_ERR_UNAVAILABLE;
-            err = conn_collect(c, c->op, false, &r);
-            PQclear(r);
-            r = NULL;
-            if (err != AS_OK)
-                return err;
-            c->slot->prep[slot / 8] |= bit;
-        }
-        if (!conn_sent(c, c->op, PQsendQueryPrepared(c->c, name, (int)n,
-                                                     val, len, fmt, 1)))
+    if (!(c->slot->prep[slot / 8] & bit)) {
+        if (!conn_sent(c, c->op, PQsendPrepare(c->c, name, ds->pg,
+                                               (int)n, type)))
             return AS_ERR_UNAVAILABLE;
+        round_trips++;
         err = conn_collect(c, c->op, false, &r);
+        PQclear(r);
+        r = NULL;
+        if (err != AS_OK)
+            return err;
+        c->slot->prep[slot / 8] |= bit;
     }
+    if (!conn_sent(c, c->op, PQsendQueryPrepared(c->c, name, (int)n,
+                                                 val, len, fmt, 1)))
+        return AS_ERR_UNAVAILABLE;
+    round_trips++;
+    err = conn_collect(c, c->op, false, &r);
     if (err == AS_OK)
         err = read_rows(r, out, a);
     PQclear(r);
@@ -974,9 +1140,15 @@ static enum as_err drv_run(struct db_conn *d, struct db_stmt *ds,
     return err;
 }
 
+uint64_t db_pg_round_trips(void)
+{
+    return round_trips;
+}
+
 static const struct db_driver pg_driver = {
     .acquire = drv_acquire, .begin = drv_begin, .commit = drv_commit,
-    .rollback = drv_rollback, .run = drv_run, .release = drv_release,
+    .rollback = drv_rollback, .run = drv_run, .send = drv_send,
+    .release = drv_release,
 };
 
 /* ------------------------------------------------------- open / close */

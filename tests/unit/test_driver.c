@@ -1,7 +1,8 @@
 /* test_driver.c: the storage driver of each backend (src/repo/driver.h):
  * typed arguments and rows, $n placeholders, statements that run on one
- * backend only, transactions, and (PostgreSQL) one prepare per statement
- * and connection. PostgreSQL runs when AUTH_TEST_PG_URL is set. */
+ * backend only, transactions, statements sent ahead (db_send), and
+ * (PostgreSQL) one prepare per statement and connection and the round
+ * trips a transaction costs. PostgreSQL runs when AUTH_TEST_PG_URL is set. */
 #include "repo/driver.h"
 
 #include <setjmp.h>
@@ -17,7 +18,7 @@
 
 enum {
     D_CREATE, D_INSERT, D_GET, D_FLIP, D_PG_ONLY, D_PREPARED, D_COUNT,
-    D_NSTMT
+    D_PID, D_ABOVE, D_NSTMT
 };
 
 static struct db_stmt sql[D_NSTMT] = {
@@ -35,6 +36,9 @@ static struct db_stmt sql[D_NSTMT] = {
     [D_PREPARED] = DB_PG_ONLY("SELECT count(*) FROM pg_prepared_statements "
                               "WHERE name ~ '^s[0-9]+$'"),
     [D_COUNT] = DB_SQL("SELECT count(*) FROM dt"),
+    [D_PID] = DB_PG_ONLY("SELECT pg_backend_pid()"),
+    /* first used only behind a failure (a_sent_failure_is_the_flows) */
+    [D_ABOVE] = DB_SQL("SELECT count(*) FROM dt WHERE id > $1"),
 };
 
 struct fx {
@@ -229,6 +233,161 @@ static void prepared_once(void **state)
     assert_true(n2 <= n1 + 1);           /* D_GET at most, once */
 }
 
+/* The number of rows of dt with id in [lo, hi). */
+static int64_t rows_between(struct fx *f, int64_t lo, int64_t hi)
+{
+    struct db_rows r;
+    struct db_tx t;
+    int64_t above_lo, above_hi;
+
+    db_open(&t, f->impl, "test", false, NULL);
+    assert_true(DB_RUN(&t, &sql[D_ABOVE], &r, db_int(lo - 1)));
+    above_lo = db_i64(db_at(&r, 0, 0));
+    assert_true(DB_RUN(&t, &sql[D_ABOVE], &r, db_int(hi - 1)));
+    above_hi = db_i64(db_at(&r, 0, 0));
+    assert_int_equal(db_close(&t), AS_OK);
+    return above_lo - above_hi;
+}
+
+/* The server session the pool's one connection is (0 on SQLite). */
+static int64_t backend_pid(struct fx *f)
+{
+    struct db_rows r;
+    struct db_tx t;
+    int64_t pid = 0;
+
+    db_open(&t, f->impl, "test", false, NULL);
+    assert_true(db_run(&t, &sql[D_PID], NULL, 0, &r));
+    if (r.n == 1)
+        pid = db_i64(db_at(&r, 0, 0));
+    assert_int_equal(db_close(&t), AS_OK);
+    return pid;
+}
+
+static void insert_sent(struct db_tx *t, int64_t id)
+{
+    DB_SEND(t, &sql[D_INSERT], db_int(id), db_text("sent"),
+            db_blob(NULL, 0), db_bool(false));
+}
+
+/* Statements sent ahead go out together: on PostgreSQL a transaction of
+ * sends costs one round trip with its COMMIT, a read among them one
+ * more; what they wrote is committed on both backends. */
+static void sent_statements_go_with_the_commit(void **state)
+{
+    NEED(f);
+    struct db_rows r;
+    struct db_tx t;
+    uint64_t rt;
+
+    (void)backend_pid(f);                    /* connected, prepared */
+    rows_between(f, 0, 1);
+    db_open(&t, f->impl, "test", true, NULL);
+    insert_sent(&t, 600);
+    db_close(&t);
+
+    rt = db_pg_round_trips();
+    db_open(&t, f->impl, "test", true, NULL);
+    insert_sent(&t, 601);
+    insert_sent(&t, 602);
+    insert_sent(&t, 603);
+    assert_int_equal(db_close(&t), AS_OK);
+    assert_int_equal(db_pg_round_trips() - rt, f->pg ? 1 : 0);
+    assert_int_equal(rows_between(f, 600, 604), 4);
+
+    rt = db_pg_round_trips();
+    db_open(&t, f->impl, "test", true, NULL);
+    insert_sent(&t, 604);
+    assert_true(DB_RUN(&t, &sql[D_ABOVE], &r, db_int(600)));
+    assert_int_equal(db_i64(db_at(&r, 0, 0)), 4);     /* 604 seen */
+    insert_sent(&t, 605);
+    assert_int_equal(db_close(&t), AS_OK);
+    assert_int_equal(db_pg_round_trips() - rt, f->pg ? 2 : 0);
+    assert_int_equal(rows_between(f, 600, 606), 6);
+}
+
+/* A sent statement that fails fails the flow at its next step: nothing
+ * of the transaction stays, sent before or after it, and the connection
+ * goes on serving (a statement first prepared behind the failure, which
+ * the server skipped, is prepared again). */
+static void a_sent_failure_is_the_flows(void **state)
+{
+    NEED(f);
+    struct db_rows r;
+    struct db_tx t;
+    int64_t pid = backend_pid(f);
+
+    db_open(&t, f->impl, "test", true, NULL);
+    insert_sent(&t, 700);
+    insert_sent(&t, 700);                    /* duplicate key */
+    insert_sent(&t, 701);
+    assert_false(DB_RUN(&t, &sql[D_ABOVE], &r, db_int(0)));
+    assert_int_equal(r.n, 0);
+    assert_int_equal(db_close(&t), AS_ERR_INTERNAL);
+    assert_int_equal(rows_between(f, 700, 702), 0);
+    assert_int_equal(backend_pid(f), pid);
+
+    /* failing with the COMMIT, no read before it */
+    db_open(&t, f->impl, "test", true, NULL);
+    insert_sent(&t, 702);
+    insert_sent(&t, 702);
+    assert_int_equal(db_close(&t), AS_ERR_INTERNAL);
+    assert_int_equal(rows_between(f, 702, 703), 0);
+    assert_int_equal(backend_pid(f), pid);
+}
+
+static void refuse_if_any(struct db_tx *t, const struct db_rows *r,
+                          void *ctx)
+{
+    (void)ctx;
+    if (db_i64(db_at(r, 0, 0)) > 0)
+        db_refuse(t, AS_ERR_CONFLICT);
+}
+
+static void copy_changed(struct db_tx *t, const struct db_rows *r,
+                         void *ctx)
+{
+    (void)t;
+    *(int64_t *)ctx = r->changed;
+}
+
+/* A check is read before the COMMIT goes: its refusal undoes what was
+ * sent after it too. A note may come with the COMMIT. */
+static void a_check_gates_the_commit(void **state)
+{
+    NEED(f);
+    struct db_tx t;
+    int64_t pid = backend_pid(f), changed = -1;
+    uint64_t rt;
+
+    db_open(&t, f->impl, "test", true, NULL);
+    insert_sent(&t, 800);
+    assert_int_equal(db_close(&t), AS_OK);
+
+    rt = db_pg_round_trips();
+    db_open(&t, f->impl, "test", true, NULL);
+    DB_CHECK(&t, &sql[D_ABOVE], refuse_if_any, NULL, db_int(799));
+    insert_sent(&t, 801);
+    assert_int_equal(db_close(&t), AS_ERR_CONFLICT);
+    /* the checks and sends, then ROLLBACK with the sync */
+    assert_int_equal(db_pg_round_trips() - rt, f->pg ? 2 : 0);
+    assert_int_equal(rows_between(f, 800, 802), 1);
+    assert_int_equal(backend_pid(f), pid);
+
+    db_open(&t, f->impl, "test", true, NULL);
+    DB_CHECK(&t, &sql[D_ABOVE], refuse_if_any, NULL, db_int(801));
+    insert_sent(&t, 802);
+    assert_int_equal(db_close(&t), AS_OK);
+    assert_int_equal(rows_between(f, 800, 803), 2);
+
+    rt = db_pg_round_trips();
+    db_open(&t, f->impl, "test", true, NULL);
+    DB_NOTE(&t, &sql[D_FLIP], copy_changed, &changed, db_int(800));
+    assert_int_equal(db_close(&t), AS_OK);
+    assert_int_equal(changed, 2);                   /* 800 and 802 */
+    assert_int_equal(db_pg_round_trips() - rt, f->pg ? 1 : 0);
+}
+
 static void slots_are_stable_and_distinct(void **state)
 {
     static struct db_stmt a = DB_SQL("SELECT 1"), b = DB_SQL("SELECT 2");
@@ -254,6 +413,9 @@ int main(void)
         BOTH(failure_rolls_back),
         BOTH(text_not_utf8),
         BOTH(prepared_once),
+        BOTH(sent_statements_go_with_the_commit),
+        BOTH(a_sent_failure_is_the_flows),
+        BOTH(a_check_gates_the_commit),
 #undef BOTH
     };
 
