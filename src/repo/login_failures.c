@@ -40,18 +40,17 @@ static struct db_stmt sql[L_NSTMT] = {
     [L_CLEAR_ALL] = DB_SQL("DELETE FROM login_failures WHERE email = $1"),
 };
 
-/* Writes one count of (email, ip) back: count 0 deletes its row. */
+/* Writes one count of (email, ip) back: count 0 deletes its row. Sent
+ * ahead: it goes with the COMMIT. */
 static void put(struct db_tx *t, const char *email, const char *ip,
                 const struct login_count *n)
 {
-    struct db_rows r;
-
     if (n->count > 0)
-        DB_RUN(t, &sql[L_PUT], &r, db_text(email), db_text(ip),
-               db_int(n->count), db_int(n->last_at),
-               db_int(n->locked_until));
+        DB_SEND(t, &sql[L_PUT], db_text(email), db_text(ip),
+                db_int(n->count), db_int(n->last_at),
+                db_int(n->locked_until));
     else
-        DB_RUN(t, &sql[L_DEL], &r, db_text(email), db_text(ip));
+        DB_SEND(t, &sql[L_DEL], db_text(email), db_text(ip));
 }
 
 enum as_err db_login_failures_update(void *impl, const char *email,
@@ -64,7 +63,7 @@ enum as_err db_login_failures_update(void *impl, const char *email,
     size_t i;
 
     db_open(&t, impl, "login_failures_update", true, NULL);
-    DB_RUN(&t, &sql[L_LOCK], &r, db_text(email));
+    DB_SEND(&t, &sql[L_LOCK], db_text(email));
     DB_RUN(&t, &sql[L_READ], &r, db_text(email), db_text(ip));
     for (i = 0; t.err == AS_OK && i < r.n; i++) {
         struct login_count *n = db_flag(db_at(&r, i, 0)) ? &all : &mine;
@@ -83,11 +82,10 @@ enum as_err db_login_failures_update(void *impl, const char *email,
 
 enum as_err db_login_failures_prune(void *impl, int64_t before)
 {
-    struct db_rows r;
     struct db_tx t;
 
     db_open(&t, impl, "login_failures_prune", true, NULL);
-    DB_RUN(&t, &sql[L_PRUNE], &r, db_int(before));
+    DB_SEND(&t, &sql[L_PRUNE], db_int(before));
     return db_close(&t);
 }
 
@@ -96,16 +94,15 @@ enum as_err db_login_failures_prune(void *impl, int64_t before)
 enum as_err db_login_failures_clear(void *impl, const char *email,
                                     const char *ip)
 {
-    struct db_rows r;
     struct db_tx t;
     enum as_err err;
 
     db_open(&t, impl, "login_failures_clear", true, NULL);
-    DB_RUN(&t, &sql[L_LOCK], &r, db_text(email));
+    DB_SEND(&t, &sql[L_LOCK], db_text(email));
     if (ip)
-        DB_RUN(&t, &sql[L_CLEAR], &r, db_text(email), db_text(ip));
+        DB_SEND(&t, &sql[L_CLEAR], db_text(email), db_text(ip));
     else
-        DB_RUN(&t, &sql[L_CLEAR_ALL], &r, db_text(email));
+        DB_SEND(&t, &sql[L_CLEAR_ALL], db_text(email));
     err = db_close(&t);
     return err == AS_ERR_VALIDATION ? AS_OK : err; /* never counted */
 }

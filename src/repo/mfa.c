@@ -226,28 +226,35 @@ enum as_err db_mfa_recovery_set(void *impl, const char *user_id,
     return none_if_invalid(db_close(&t));
 }
 
+static void factor_off(struct db_tx *t, const struct db_rows *r, void *ctx)
+{
+    (void)ctx;
+    if (r->n > 0)
+        db_refuse(t, AS_ERR_MFA_REQUIRED);
+}
+
 void db_one_factor_still(struct db_tx *t, const char *user_id)
 {
-    struct db_rows r;
+    DB_CHECK(t, &sql[M_FACTOR_ON], factor_off, NULL, db_text(user_id));
+}
 
-    if (DB_RUN(t, &sql[M_FACTOR_ON], &r, db_text(user_id)) && r.n > 0)
-        db_refuse(t, AS_ERR_MFA_REQUIRED);
+static void token_there(struct db_tx *t, const struct db_rows *r,
+                        void *ctx)
+{
+    (void)ctx;
+    if (r->n != 1)
+        db_refuse(t, AS_ERR_INVALID_TOKEN);
 }
 
 void db_mfa_token_still(struct db_tx *t, const uint8_t hash[REPO_HASH_LEN])
 {
-    struct db_rows r;
-
-    if (DB_RUN(t, &sql[M_TOKEN_STILL], &r, db_blob(hash, REPO_HASH_LEN)) &&
-        r.n != 1)
-        db_refuse(t, AS_ERR_INVALID_TOKEN);
+    DB_CHECK(t, &sql[M_TOKEN_STILL], token_there, NULL,
+             db_blob(hash, REPO_HASH_LEN));
 }
 
 void db_mfa_tokens_end(struct db_tx *t, const char *user_id)
 {
-    struct db_rows r;
-
-    DB_RUN(t, &sql[M_TOKENS_DEL], &r, db_text(user_id));
+    DB_SEND(t, &sql[M_TOKENS_DEL], db_text(user_id));
 }
 
 enum as_err db_mfa_disable(void *impl, const char *user_id,
@@ -272,15 +279,14 @@ enum as_err db_mfa_token_create(void *impl,
                                 const char *user_id, const char *pw_hash,
                                 int64_t now, int64_t expires_at)
 {
-    struct db_rows r;
     struct db_tx t;
 
     db_open(&t, impl, "mfa_token_create", true, NULL);
     db_login_still(&t, user_id, pw_hash);
-    DB_RUN(&t, &sql[M_TOKENS_PRUNE], &r, db_int(now),
-           db_int(now - MFA_TOKEN_KEEP_USED_MS));
-    DB_RUN(&t, &sql[M_TOKEN_ADD], &r, db_blob(hash, REPO_HASH_LEN),
-           db_text(user_id), db_int(now), db_int(expires_at));
+    DB_SEND(&t, &sql[M_TOKENS_PRUNE], db_int(now),
+            db_int(now - MFA_TOKEN_KEEP_USED_MS));
+    DB_SEND(&t, &sql[M_TOKEN_ADD], db_blob(hash, REPO_HASH_LEN),
+            db_text(user_id), db_int(now), db_int(expires_at));
     return db_close(&t);
 }
 

@@ -164,32 +164,33 @@ static enum as_err none_if_invalid(enum as_err err, enum as_err none)
 void db_revoke_sessions(struct db_tx *t, const char *user_id,
                         const char *keep_sid, int64_t now)
 {
-    struct db_rows r;
-
-    DB_RUN(t, &sql[S_REVOKE_ALL], &r, db_text(user_id), db_text(keep_sid),
-           db_int(now));
+    DB_SEND(t, &sql[S_REVOKE_ALL], db_text(user_id), db_text(keep_sid),
+            db_int(now));
     db_mfa_tokens_end(t, user_id);
+}
+
+static void login_still(struct db_tx *t, const struct db_rows *r,
+                        void *ctx)
+{
+    (void)ctx;
+    if (r->n != 1)
+        db_refuse(t, AS_ERR_NOT_FOUND);           /* deleted meanwhile */
+    else if (!db_flag(db_at(r, 0, 1)))
+        db_refuse(t, AS_ERR_BAD_CREDENTIALS);     /* password changed */
+    else if (!db_flag(db_at(r, 0, 0)))
+        db_refuse(t, AS_ERR_DISABLED);
 }
 
 void db_login_still(struct db_tx *t, const char *user_id,
                     const char *pw_hash)
 {
-    struct db_rows r;
-
-    if (!DB_RUN(t, &sql[S_PW_STILL], &r, db_text(user_id), db_text(pw_hash)))
-        return;
-    if (r.n != 1)
-        db_refuse(t, AS_ERR_NOT_FOUND);           /* deleted meanwhile */
-    else if (!db_flag(db_at(&r, 0, 1)))
-        db_refuse(t, AS_ERR_BAD_CREDENTIALS);     /* password changed */
-    else if (!db_flag(db_at(&r, 0, 0)))
-        db_refuse(t, AS_ERR_DISABLED);
+    DB_CHECK(t, &sql[S_PW_STILL], login_still, NULL, db_text(user_id),
+             db_text(pw_hash));
 }
 
 enum as_err db_session_create(void *impl, const struct session *s,
                               const uint8_t hash[REPO_HASH_LEN])
 {
-    struct db_rows r;
     struct db_tx t;
 
     db_open(&t, impl, "session_create", true, NULL);
@@ -198,40 +199,48 @@ enum as_err db_session_create(void *impl, const struct session *s,
         db_one_factor_still(&t, s->user_id);
     if (s->mfa_token)
         db_mfa_token_still(&t, s->mfa_token);
-    DB_RUN(&t, &sql[S_INSERT], &r, db_text(s->id), db_text(s->user_id),
-           db_int(s->created_at), db_int(s->last_used_at),
-           db_int(s->expires_at),
-           db_time(s->revoked_at),
-           db_text(s->ip), db_text(s->user_agent), db_text(s->amr));
-    DB_RUN(&t, &sql[S_TOKEN_INSERT], &r, db_blob(hash, REPO_HASH_LEN),
-           db_text(s->id), db_int(s->created_at));
+    /* Sent with the checks above: one round trip for them all, one
+     * for the COMMIT (undone if a check refuses). */
+    DB_SEND(&t, &sql[S_INSERT], db_text(s->id), db_text(s->user_id),
+            db_int(s->created_at), db_int(s->last_used_at),
+            db_int(s->expires_at),
+            db_time(s->revoked_at),
+            db_text(s->ip), db_text(s->user_agent), db_text(s->amr));
+    DB_SEND(&t, &sql[S_TOKEN_INSERT], db_blob(hash, REPO_HASH_LEN),
+            db_text(s->id), db_int(s->created_at));
     return db_close(&t);
 }
 
 enum as_err db_sessions_prune(void *impl, int64_t before)
 {
-    struct db_rows r;
     struct db_tx t;
 
     db_open(&t, impl, "sessions_prune", true, NULL);
-    DB_RUN(&t, &sql[S_PRUNE_ENDED], &r, db_int(before));
-    DB_RUN(&t, &sql[S_PRUNE_REVOKED], &r, db_int(before));
+    DB_SEND(&t, &sql[S_PRUNE_ENDED], db_int(before));
+    DB_SEND(&t, &sql[S_PRUNE_REVOKED], db_int(before));
     return db_close(&t);
+}
+
+static void count_changed(struct db_tx *t, const struct db_rows *r,
+                          void *ctx)
+{
+    (void)t;
+    *(int64_t *)ctx = r->changed;
 }
 
 enum as_err db_sessions_cap(void *impl, const char *user_id, unsigned keep,
                             int64_t now, unsigned *ended)
 {
-    struct db_rows r = { 0 };
+    int64_t changed = 0;
     struct db_tx t;
     enum as_err err;
 
     db_open(&t, impl, "sessions_cap", true, NULL);
-    DB_RUN(&t, &sql[S_CAP], &r, db_text(user_id), db_int(keep),
-           db_int(now));
+    DB_NOTE(&t, &sql[S_CAP], count_changed, &changed, db_text(user_id),
+            db_int(keep), db_int(now));
     err = db_close(&t);
     if (err == AS_OK)
-        *ended = (unsigned)r.changed;
+        *ended = (unsigned)changed;
     return err;
 }
 
@@ -346,6 +355,14 @@ enum as_err db_session_revoke_all(void *impl, const char *user_id,
     return none_if_invalid(db_close(&t), AS_OK);
 }
 
+static void one_changed(struct db_tx *t, const struct db_rows *r,
+                        void *ctx)
+{
+    (void)ctx;
+    if (r->changed != 1)
+        db_refuse(t, AS_ERR_LOCK_CONFLICT);
+}
+
 enum as_err db_refresh_rotate(void *impl,
                               const uint8_t parent[REPO_HASH_LEN],
                               const uint8_t child[REPO_HASH_LEN],
@@ -356,13 +373,13 @@ enum as_err db_refresh_rotate(void *impl,
 {
     struct rotation_facts f = { 0 };
     struct db_val hash = db_blob(parent, REPO_HASH_LEN);
-    struct db_rows r, w;
+    struct db_rows r;
     struct db_tx t;
     enum as_err err;
 
     *res = ROTATE_INVALID;
     db_open(&t, impl, "refresh_rotate", true, a);
-    DB_RUN(&t, &sql[S_LOCK_BY_TOKEN], &r, hash);
+    DB_SEND(&t, &sql[S_LOCK_BY_TOKEN], hash);
     if (DB_RUN(&t, &sql[S_FACTS], &r, hash) && r.n == 1) {
         f.found = true;
         f.used = !db_at(&r, 0, SESSION_NCOLS)->null;
@@ -376,27 +393,26 @@ enum as_err db_refresh_rotate(void *impl,
         *res = rotation_judge(&f, now, grace_ms);
     if (*res == ROTATE_OK) {
         /* Under the locks nobody consumed it since the read: a miss is
-         * a conflict, and the whole call runs again. */
-        if (DB_RUN(&t, &sql[S_TOKEN_USE], &w, hash, db_int(now)) &&
-            w.changed != 1)
-            db_refuse(&t, AS_ERR_LOCK_CONFLICT);
-        DB_RUN(&t, &sql[S_CHILD], &w, db_blob(child, REPO_HASH_LEN),
-               db_text(out->id), db_int(now));
+         * a conflict, and the whole call runs again. The writes go
+         * together, the check read before the COMMIT. */
+        DB_CHECK(&t, &sql[S_TOKEN_USE], one_changed, NULL, hash,
+                 db_int(now));
+        DB_SEND(&t, &sql[S_CHILD], db_blob(child, REPO_HASH_LEN),
+                db_text(out->id), db_int(now));
         out->last_used_at = now;
         out->expires_at = rotation_expiry(out->created_at, new_expires,
                                           max_life_ms);
-        DB_RUN(&t, &sql[S_TOUCH], &w, db_text(out->id), db_int(now),
-               db_int(out->expires_at));
+        DB_SEND(&t, &sql[S_TOUCH], db_text(out->id), db_int(now),
+                db_int(out->expires_at));
         /* Two at a time, one new each: a session's rows stay bounded by
          * the tokens of one lifetime (new_expires - now), however long
          * it refreshes. A session younger than that has none to delete:
-         * the statement (a round trip on PostgreSQL, a tenth of a
-         * refresh) is left out. */
+         * the statement is left out. */
         if (out->created_at < now - (new_expires - now))
-            DB_RUN(&t, &sql[S_PRUNE_USED], &w, db_text(out->id),
-                   db_int(now - (new_expires - now)));
+            DB_SEND(&t, &sql[S_PRUNE_USED], db_text(out->id),
+                    db_int(now - (new_expires - now)));
     } else if (*res == ROTATE_REUSED) {
-        DB_RUN(&t, &sql[S_KILL], &w, db_text(out->id), db_int(now));
+        DB_SEND(&t, &sql[S_KILL], db_text(out->id), db_int(now));
         out->revoked_at = now;
     }
     err = db_close(&t);
