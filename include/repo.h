@@ -151,9 +151,12 @@ struct login_count {
 
 /* Computes new counts from the stored ones, in place: the rule lives in
  * the caller (src/lockout.c), never in a backend. May be called again if
- * the backend retries its transaction. */
-typedef void (*repo_login_update_fn)(void *ctx, struct login_count *addr,
-                                     struct login_count *all);
+ * the backend retries its transaction. Returns a time: a few (at most
+ * 16) counts of any email last changed before it are deleted in the
+ * same transaction (0: none). */
+typedef int64_t (*repo_login_update_fn)(void *ctx,
+                                        struct login_count *addr,
+                                        struct login_count *all);
 
 /* ---- passkeys (WebAuthn) --------------------------------------------- */
 
@@ -214,7 +217,6 @@ struct repo_ops {
                                          const char *ip,
                                          repo_login_update_fn fn,
                                          void *ctx);
-    enum as_err (*login_failures_prune)(void *impl, int64_t before);
     enum as_err (*login_failures_clear)(void *impl, const char *email,
                                         const char *ip);
 
@@ -422,8 +424,6 @@ enum as_err repo_user_count(struct repo *r, bool admins_only, int64_t *out);
 enum as_err repo_login_failures_update(struct repo *r, const char *email,
                                        const char *ip,
                                        repo_login_update_fn fn, void *ctx);
-/* Deletes a few (at most 16) counts last changed before `before`. */
-enum as_err repo_login_failures_prune(struct repo *r, int64_t before);
 /* Forgets the counts of (email, ip) and (email, "*"); with `ip` NULL,
  * every count of `email` (an admin lifting a lockout). */
 enum as_err repo_login_failures_clear(struct repo *r, const char *email,

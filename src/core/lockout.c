@@ -73,16 +73,17 @@ struct attempt_ctx {
     const struct lockout_policy *p;
     int64_t now;
     struct lockout_verdict v;
-    bool new_run;                /* the address's count started now */
 };
 
-static void attempt_fn(void *arg, struct login_count *addr,
-                       struct login_count *all)
+/* Each new row (the address's count started now) prunes a few idle
+ * ones, in the same transaction, so the table stays bounded. */
+static int64_t attempt_fn(void *arg, struct login_count *addr,
+                          struct login_count *all)
 {
     struct attempt_ctx *x = arg;
 
     lockout_attempt(x->p, x->now, addr, all, &x->v);
-    x->new_run = addr->count == 1;
+    return addr->count == 1 ? x->now - forget_ms(x->p) : 0;
 }
 
 enum as_err lockout_begin(struct repo *r, const struct lockout_policy *p,
@@ -98,10 +99,6 @@ enum as_err lockout_begin(struct repo *r, const struct lockout_policy *p,
     err = repo_login_failures_update(r, email, key, attempt_fn, &x);
     if (err != AS_OK)
         return err;
-    /* Each new row prunes a few idle ones, so the table stays bounded;
-     * a failure to prune is left to the next one. */
-    if (x.new_run)
-        (void)repo_login_failures_prune(r, now - forget_ms(p));
     if (!x.v.refused)
         return AS_OK;
     *retry_s = x.v.until > now ? (x.v.until - now + 999) / 1000 : 1;
@@ -125,10 +122,11 @@ void lockout_take_back(const struct lockout_policy *p,
         addr->locked_until = 0;
 }
 
-static void refund_fn(void *arg, struct login_count *addr,
-                      struct login_count *all)
+static int64_t refund_fn(void *arg, struct login_count *addr,
+                         struct login_count *all)
 {
     lockout_take_back(arg, addr, all);
+    return 0;
 }
 
 enum as_err lockout_refund(struct repo *r, const struct lockout_policy *p,

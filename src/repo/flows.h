@@ -200,13 +200,11 @@ enum as_err db_refresh_session(void *impl, const uint8_t hash[REPO_HASH_LEN],
 enum as_err db_login_failures_update(void *impl, const char *email,
                                      const char *ip, repo_login_update_fn fn,
                                      void *ctx);
-enum as_err db_login_failures_prune(void *impl, int64_t before);
 enum as_err db_login_failures_clear(void *impl, const char *email,
                                     const char *ip);
 
 #define DB_LOGIN_OPS                                                       \
     .login_failures_update = db_login_failures_update,                     \
-    .login_failures_prune = db_login_failures_prune,                       \
     .login_failures_clear = db_login_failures_clear
 /* ---- mail: link tokens and the outbox (mail.c) ---- */
 /* Inside flow `t`, which holds the user's row: ends every link of

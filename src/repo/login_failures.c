@@ -60,6 +60,7 @@ enum as_err db_login_failures_update(void *impl, const char *email,
     struct login_count mine = { 0 }, all = { 0 };
     struct db_rows r;
     struct db_tx t;
+    int64_t before;
     size_t i;
 
     db_open(&t, impl, "login_failures_update", true, NULL);
@@ -73,19 +74,14 @@ enum as_err db_login_failures_update(void *impl, const char *email,
         n->locked_until = db_i64(db_at(&r, i, 3));
     }
     if (t.err == AS_OK) {
-        fn(ctx, &mine, &all);
+        before = fn(ctx, &mine, &all);
         put(&t, email, ip, &mine);
         put(&t, email, "*", &all);
+        /* Other emails' idle rows: skipped while another pruner or
+         * counter holds them, so this never waits under the lock. */
+        if (before > 0)
+            DB_SEND(&t, &sql[L_PRUNE], db_int(before));
     }
-    return db_close(&t);
-}
-
-enum as_err db_login_failures_prune(void *impl, int64_t before)
-{
-    struct db_tx t;
-
-    db_open(&t, impl, "login_failures_prune", true, NULL);
-    DB_SEND(&t, &sql[L_PRUNE], db_int(before));
     return db_close(&t);
 }
 

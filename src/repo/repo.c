@@ -360,11 +360,6 @@ enum as_err repo_login_failures_update(struct repo *r, const char *email,
     return DISPATCH(r, login_failures_update(r->impl, email, ip, fn, ctx));
 }
 
-enum as_err repo_login_failures_prune(struct repo *r, int64_t before)
-{
-    return DISPATCH(r, login_failures_prune(r->impl, before));
-}
-
 enum as_err repo_login_failures_clear(struct repo *r, const char *email,
                                       const char *ip)
 {

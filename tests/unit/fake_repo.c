@@ -526,6 +526,8 @@ enum as_err repo_login_failures_update(struct repo *r, const char *email,
 {
     struct fcount *addr, *all;
     enum as_err err = AS_ERR_INTERNAL;
+    int64_t before = 0;
+    size_t i, pruned = 0;
 
     (void)r;
     if (!email || !ip || strcmp(ip, "*") == 0)
@@ -534,26 +536,18 @@ enum as_err repo_login_failures_update(struct repo *r, const char *email,
     addr = count_of(email, ip, true);
     all = count_of(email, "*", true);
     if (addr && all) {
-        fn(ctx, &addr->c, &all->c);
+        before = fn(ctx, &addr->c, &all->c);
         addr->used = addr->c.count != 0;
         all->used = all->c.count != 0;
         err = AS_OK;
     }
+    for (i = 0; before > 0 && i < MAX_COUNTS && pruned < 16; i++)
+        if (counts[i].used && counts[i].c.last_at < before) {
+            counts[i].used = false;
+            pruned++;
+        }
     pthread_mutex_unlock(&mu);
     return err;
-}
-
-enum as_err repo_login_failures_prune(struct repo *r, int64_t before)
-{
-    size_t i;
-
-    (void)r;
-    pthread_mutex_lock(&mu);
-    for (i = 0; i < MAX_COUNTS; i++)
-        if (counts[i].used && counts[i].c.last_at < before)
-            counts[i].used = false;
-    pthread_mutex_unlock(&mu);
-    return AS_OK;
 }
 
 enum as_err repo_login_failures_clear(struct repo *r, const char *email,

@@ -1551,13 +1551,14 @@ struct counts_seen {
     struct login_count mine, all;
 };
 
-static void copy_counts(void *ctx, struct login_count *mine,
-                        struct login_count *all)
+static int64_t copy_counts(void *ctx, struct login_count *mine,
+                           struct login_count *all)
 {
     struct counts_seen *c = ctx;
 
     c->mine = *mine;
     c->all = *all;
+    return 0;
 }
 
 /* The stored counts of (email, address key) and of the email. */
