@@ -8,6 +8,17 @@
 #include "repo.h"
 
 static atomic_uint next_slot;    /* slots given so far */
+static _Thread_local uint64_t round_trips;
+
+void db_round_trip(void)
+{
+    round_trips++;
+}
+
+uint64_t db_pg_round_trips(void)
+{
+    return round_trips;
+}
 
 unsigned db_stmt_slot(struct db_stmt *st)
 {

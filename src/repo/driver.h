@@ -138,8 +138,10 @@ struct db {
 unsigned db_stmt_slot(struct db_stmt *st);
 
 /* Round trips to a PostgreSQL server the calling thread has waited
- * for, in every flow so far (tests count them; SQLite makes none). */
+ * for, in every flow so far (tests count them; SQLite makes none);
+ * the backend counts one with db_round_trip(). */
 uint64_t db_pg_round_trips(void);
+void db_round_trip(void);
 
 /* A backend found `version` in schema_migrations, which this build has no
  * migration of (a newer build migrated the database): logged, not

@@ -98,9 +98,6 @@ struct conn {
     const char *op;                /* for the log (the driver's calls) */
 };
 
-/* Round trips this thread waited for (db_pg_round_trips). */
-static _Thread_local uint64_t round_trips;
-
 /* Parameters of one statement; values point into the struct or borrow the
  * caller's strings, so build it in place and do not copy it. */
 struct params {
@@ -533,7 +530,7 @@ static enum as_err conn_exec(struct conn *c, const char *op, const char *sql,
                                                 q->val, q->len, q->fmt, 0)
                             : PQsendQuery(c->c, sql)))
         return AS_ERR_UNAVAILABLE;
-    round_trips++;
+    db_round_trip();
     return conn_collect(c, op, unbounded, out);
 }
 
@@ -922,7 +919,7 @@ static enum as_err pipe_read(struct conn *c)
         c->npend = 0;
         return AS_ERR_UNAVAILABLE;
     }
-    round_trips++;
+    db_round_trip();
     return pipe_collect(c);
 }
 
@@ -1003,7 +1000,7 @@ static enum as_err pipe_end(struct conn *c, bool commit)
         !conn_sent(c, c->op, PQpipelineSync(c->c)))
         return AS_ERR_UNAVAILABLE;
     pend_add(c, PEND_END);
-    round_trips++;
+    db_round_trip();
     err = pipe_collect(c);
     if (c->bad)
         return err;
@@ -1119,7 +1116,7 @@ static enum as_err drv_run(struct db_conn *d, struct db_stmt *ds,
         if (!conn_sent(c, c->op, PQsendPrepare(c->c, name, ds->pg,
                                                (int)n, type)))
             return AS_ERR_UNAVAILABLE;
-        round_trips++;
+        db_round_trip();
         err = conn_collect(c, c->op, false, &r);
         PQclear(r);
         r = NULL;
@@ -1130,7 +1127,7 @@ static enum as_err drv_run(struct db_conn *d, struct db_stmt *ds,
     if (!conn_sent(c, c->op, PQsendQueryPrepared(c->c, name, (int)n,
                                                  val, len, fmt, 1)))
         return AS_ERR_UNAVAILABLE;
-    round_trips++;
+    db_round_trip();
     err = conn_collect(c, c->op, false, &r);
     if (err == AS_OK)
         err = read_rows(r, out, a);
@@ -1138,11 +1135,6 @@ static enum as_err drv_run(struct db_conn *d, struct db_stmt *ds,
     if (err != AS_OK)
         memset(out, 0, sizeof *out);
     return err;
-}
-
-uint64_t db_pg_round_trips(void)
-{
-    return round_trips;
 }
 
 static const struct db_driver pg_driver = {
