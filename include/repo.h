@@ -52,6 +52,22 @@ struct session {
 
 #define REPO_HASH_LEN 32         /* SHA-256 of an opaque token */
 
+/* What a new session's transaction does besides storing it, so that a
+ * login commits once (repo_session_create). */
+struct session_upkeep {
+    unsigned keep;               /* > 0: the user's live sessions beyond
+                                    the `keep` most recently used (created
+                                    or refreshed; the new one among them)
+                                    end */
+    int64_t prune_before;        /* > 0: a few sessions (and with them
+                                    their refresh tokens) that expired or
+                                    were revoked before it are deleted:
+                                    each new session prunes more than it
+                                    adds, so the table holds what is live
+                                    plus what ended recently */
+    unsigned ended;              /* out: how many sessions `keep` ended */
+};
+
 enum rotate_result {
     ROTATE_OK,         /* parent consumed now; child stored; session moved */
     ROTATE_GRACE,      /* parent consumed within grace: caller re-derives
@@ -221,11 +237,8 @@ struct repo_ops {
                                         const char *ip);
 
     enum as_err (*session_create)(void *impl, const struct session *s,
-                                  const uint8_t refresh_hash[REPO_HASH_LEN]);
-    enum as_err (*sessions_prune)(void *impl, int64_t before);
-    enum as_err (*sessions_cap)(void *impl, const char *user_id,
-                                unsigned keep, int64_t now,
-                                unsigned *ended);
+                                  const uint8_t refresh_hash[REPO_HASH_LEN],
+                                  struct session_upkeep *up);
     enum as_err (*session_get)(void *impl, const char *sid,
                                struct session *out, struct arena *a);
     enum as_err (*session_state)(void *impl, const char *sid, int64_t now,
@@ -434,9 +447,10 @@ enum as_err repo_login_failures_clear(struct repo *r, const char *email,
  * active: AS_ERR_NOT_FOUND when deleted, AS_ERR_BAD_CREDENTIALS when the
  * password changed, AS_ERR_DISABLED when deactivated meanwhile; with
  * s->one_factor, AS_ERR_MFA_REQUIRED when the second factor was turned
- * on meanwhile. */
+ * on meanwhile. `up` (NULL: none) is done in the same transaction. */
 enum as_err repo_session_create(struct repo *r, const struct session *s,
-                                const uint8_t refresh_hash[REPO_HASH_LEN]);
+                                const uint8_t refresh_hash[REPO_HASH_LEN],
+                                struct session_upkeep *up);
 /* The signed-in caller a request runs for: its session, its account,
  * whether it acts as an admin (an admin-only route, or another user's
  * account), and whether its account is an admin's (as the request's
@@ -454,15 +468,6 @@ struct repo_actor {
  * public routes, background work). */
 void repo_act_as(const struct repo_actor *who);
 
-/* Deletes a few sessions (and with them their refresh tokens) that
- * expired or were revoked before `before`: each new session prunes
- * more than it adds, so the table holds what is live plus what ended
- * recently. */
-enum as_err repo_sessions_prune(struct repo *r, int64_t before);
-/* Revokes the live sessions of `user_id` beyond the `keep` most recently
- * used (created or refreshed); *ended says how many. */
-enum as_err repo_sessions_cap(struct repo *r, const char *user_id,
-                              unsigned keep, int64_t now, unsigned *ended);
 /* AS_ERR_NOT_FOUND when absent. */
 enum as_err repo_session_get(struct repo *r, const char *sid,
                              struct session *out, struct arena *a);

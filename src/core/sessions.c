@@ -20,23 +20,11 @@
  * "Sessions"): a new one ends the least recently used beyond, so every
  * session the account has is in its GET /sessions list (nobody holding
  * its password can hide one behind a hundred others) and one account's
- * logins cannot grow the table without end. A failure is left to the
- * next login. */
+ * logins cannot grow the table without end. The cap is applied in the
+ * new session's transaction: no session is stored beyond it. */
 _Static_assert(REPO_SESSION_LIST_MAX >= 100,
                "GET /sessions lists every session AUTH_MAX_SESSIONS_PER_USER "
                "allows");
-
-static void cap_sessions(const struct core *c, const char *user_id,
-                         int64_t now)
-{
-    unsigned ended = 0;
-
-    if (c->cfg->max_sessions == 0)
-        return;
-    if (repo_sessions_cap(c->repo, user_id, c->cfg->max_sessions, now,
-                          &ended) == AS_OK && ended > 0 && c->scache)
-        scache_forget_user(c->scache, user_id);
-}
 
 enum as_err core_session_start(const struct core *c, const char *user_id,
                                const char *pw_hash,
@@ -48,6 +36,7 @@ enum as_err core_session_start(const struct core *c, const char *user_id,
     const struct cfg *cfg = c->cfg;
     int64_t now = c->now_ms();
     uint8_t hash[REPO_HASH_LEN], mfa_hash[REPO_HASH_LEN];
+    struct session_upkeep up;
     enum as_err err;
 
     if (mfa_token && !sec_token_valid(mfa_token))
@@ -73,13 +62,15 @@ enum as_err core_session_start(const struct core *c, const char *user_id,
                                 1000;
     c->new_token(refresh);
     sec_token_hash(refresh, hash);
-    err = repo_session_create(c->repo, out, hash);
-    /* Each new session prunes a few that ended a while ago, so the table
-     * stays bounded (a failure is left to the next login). */
-    if (err == AS_OK)
-        (void)repo_sessions_prune(c->repo, now - SESSION_KEEP_ENDED_MS);
-    if (err == AS_OK)
-        cap_sessions(c, user_id, now);
+    /* Each new session prunes a few that ended a while ago, so the
+     * table stays bounded, and ends what is beyond the cap, in its own
+     * transaction: a login commits once. */
+    up = (struct session_upkeep){ .keep = cfg->max_sessions,
+                                  .prune_before =
+                                      now - SESSION_KEEP_ENDED_MS };
+    err = repo_session_create(c->repo, out, hash, &up);
+    if (err == AS_OK && up.ended > 0 && c->scache)
+        scache_forget_user(c->scache, user_id);
     return err;
 }
 

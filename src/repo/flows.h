@@ -160,10 +160,8 @@ void db_mfa_tokens_end(struct db_tx *t, const char *user_id);
  * after a logout everywhere that ended its token. */
 void db_mfa_token_still(struct db_tx *t, const uint8_t hash[REPO_HASH_LEN]);
 enum as_err db_session_create(void *impl, const struct session *s,
-                              const uint8_t hash[REPO_HASH_LEN]);
-enum as_err db_sessions_prune(void *impl, int64_t before);
-enum as_err db_sessions_cap(void *impl, const char *user_id, unsigned keep,
-                            int64_t now, unsigned *ended);
+                              const uint8_t hash[REPO_HASH_LEN],
+                              struct session_upkeep *up);
 enum as_err db_session_get(void *impl, const char *sid, struct session *out,
                            struct arena *a);
 enum as_err db_session_state(void *impl, const char *sid, int64_t now,
@@ -188,8 +186,6 @@ enum as_err db_refresh_session(void *impl, const uint8_t hash[REPO_HASH_LEN],
 
 #define DB_SESSION_OPS                                                     \
     .session_create = db_session_create, .session_get = db_session_get,    \
-    .sessions_prune = db_sessions_prune,                                   \
-    .sessions_cap = db_sessions_cap,                                       \
     .session_state = db_session_state, .session_list = db_session_list,    \
     .session_revoke = db_session_revoke,                                   \
     .session_revoke_all = db_session_revoke_all,                           \

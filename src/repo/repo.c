@@ -369,23 +369,12 @@ enum as_err repo_login_failures_clear(struct repo *r, const char *email,
 }
 
 enum as_err repo_session_create(struct repo *r, const struct session *s,
-                                const uint8_t refresh_hash[REPO_HASH_LEN])
+                                const uint8_t refresh_hash[REPO_HASH_LEN],
+                                struct session_upkeep *up)
 {
-    return DISPATCH(r, session_create(r->impl, s, refresh_hash));
-}
-
-enum as_err repo_sessions_prune(struct repo *r, int64_t before)
-{
-    return DISPATCH(r, sessions_prune(r->impl, before));
-}
-
-enum as_err repo_sessions_cap(struct repo *r, const char *user_id,
-                              unsigned keep, int64_t now, unsigned *ended)
-{
-    *ended = 0;
-    if (!user_id || keep == 0)
-        return AS_ERR_BAD_REQUEST;
-    return DISPATCH(r, sessions_cap(r->impl, user_id, keep, now, ended));
+    if (up)
+        up->ended = 0;
+    return DISPATCH(r, session_create(r->impl, s, refresh_hash, up));
 }
 
 enum as_err repo_session_get(struct repo *r, const char *sid,

@@ -29,7 +29,7 @@ enum {
     S_INSERT, S_TOKEN_INSERT, S_GET, S_STATE, S_LIST, S_REVOKE, S_REVOKE_ALL,
     S_LOCK_USER, S_LOCK_BY_TOKEN, S_FACTS, S_TOKEN_USE, S_CHILD, S_TOUCH,
     S_KILL, S_TOKEN_SESSION, S_ANY_TOKEN_SESSION, S_PW_STILL, S_PRUNE_ENDED,
-    S_PRUNE_REVOKED, S_PRUNE_USED, S_CAP, S_NSTMT
+    S_PRUNE_REVOKED, S_PRUNE_USED, S_CAP, S_PW_HELD, S_NSTMT
 };
 
 static struct db_stmt sql[S_NSTMT] = {
@@ -44,6 +44,15 @@ static struct db_stmt sql[S_NSTMT] = {
                             "SELECT is_active, $2::text IS NULL OR "
                             "password_hash = $2 FROM users WHERE id = $1 "
                             "FOR SHARE"),
+    /* The same for a new session that ends others (S_CAP): the row
+     * held as S_CAP holds it from the start, so that two logins of one
+     * account never both hold it shared and then both wait to hold it
+     * alone (a deadlock); they take turns instead, as their caps did. */
+    [S_PW_HELD] = DB_SPLIT("SELECT is_active, $2 IS NULL OR "
+                           "password_hash = $2 FROM users WHERE id = $1",
+                           "SELECT is_active, $2::text IS NULL OR "
+                           "password_hash = $2 FROM users WHERE id = $1 "
+                           "FOR NO KEY UPDATE"),
     /* A few sessions that ended before $1 (indexes of migration 0012);
      * on PostgreSQL rows another pruner holds are skipped, so two never
      * wait on each other. Their refresh tokens go with them (ON DELETE
@@ -188,39 +197,6 @@ void db_login_still(struct db_tx *t, const char *user_id,
              db_text(pw_hash));
 }
 
-enum as_err db_session_create(void *impl, const struct session *s,
-                              const uint8_t hash[REPO_HASH_LEN])
-{
-    struct db_tx t;
-
-    db_open(&t, impl, "session_create", true, NULL);
-    db_login_still(&t, s->user_id, s->pw_hash);
-    if (s->one_factor)
-        db_one_factor_still(&t, s->user_id);
-    if (s->mfa_token)
-        db_mfa_token_still(&t, s->mfa_token);
-    /* Sent with the checks above: one round trip for them all, one
-     * for the COMMIT (undone if a check refuses). */
-    DB_SEND(&t, &sql[S_INSERT], db_text(s->id), db_text(s->user_id),
-            db_int(s->created_at), db_int(s->last_used_at),
-            db_int(s->expires_at),
-            db_time(s->revoked_at),
-            db_text(s->ip), db_text(s->user_agent), db_text(s->amr));
-    DB_SEND(&t, &sql[S_TOKEN_INSERT], db_blob(hash, REPO_HASH_LEN),
-            db_text(s->id), db_int(s->created_at));
-    return db_close(&t);
-}
-
-enum as_err db_sessions_prune(void *impl, int64_t before)
-{
-    struct db_tx t;
-
-    db_open(&t, impl, "sessions_prune", true, NULL);
-    DB_SEND(&t, &sql[S_PRUNE_ENDED], db_int(before));
-    DB_SEND(&t, &sql[S_PRUNE_REVOKED], db_int(before));
-    return db_close(&t);
-}
-
 static void count_changed(struct db_tx *t, const struct db_rows *r,
                           void *ctx)
 {
@@ -228,19 +204,44 @@ static void count_changed(struct db_tx *t, const struct db_rows *r,
     *(int64_t *)ctx = r->changed;
 }
 
-enum as_err db_sessions_cap(void *impl, const char *user_id, unsigned keep,
-                            int64_t now, unsigned *ended)
+enum as_err db_session_create(void *impl, const struct session *s,
+                              const uint8_t hash[REPO_HASH_LEN],
+                              struct session_upkeep *up)
 {
-    int64_t changed = 0;
+    bool cap = up && up->keep > 0;
+    int64_t ended = 0;
     struct db_tx t;
     enum as_err err;
 
-    db_open(&t, impl, "sessions_cap", true, NULL);
-    DB_NOTE(&t, &sql[S_CAP], count_changed, &changed, db_text(user_id),
-            db_int(keep), db_int(now));
+    db_open(&t, impl, "session_create", true, NULL);
+    DB_CHECK(&t, &sql[cap ? S_PW_HELD : S_PW_STILL], login_still, NULL,
+             db_text(s->user_id), db_text(s->pw_hash));
+    if (s->one_factor)
+        db_one_factor_still(&t, s->user_id);
+    if (s->mfa_token)
+        db_mfa_token_still(&t, s->mfa_token);
+    /* Sent with the checks above, and the upkeep with them: one round
+     * trip for them all, one for the COMMIT (undone if a check refuses).
+     * The pruning skips rows others hold, so it never waits; the cap
+     * sees the new session (a later statement of the transaction). */
+    DB_SEND(&t, &sql[S_INSERT], db_text(s->id), db_text(s->user_id),
+            db_int(s->created_at), db_int(s->last_used_at),
+            db_int(s->expires_at),
+            db_time(s->revoked_at),
+            db_text(s->ip), db_text(s->user_agent), db_text(s->amr));
+    DB_SEND(&t, &sql[S_TOKEN_INSERT], db_blob(hash, REPO_HASH_LEN),
+            db_text(s->id), db_int(s->created_at));
+    if (up && up->prune_before > 0) {
+        DB_SEND(&t, &sql[S_PRUNE_ENDED], db_int(up->prune_before));
+        DB_SEND(&t, &sql[S_PRUNE_REVOKED], db_int(up->prune_before));
+    }
+    if (cap)
+        DB_NOTE(&t, &sql[S_CAP], count_changed, &ended,
+                db_text(s->user_id), db_int(up->keep),
+                db_int(s->created_at));
     err = db_close(&t);
-    if (err == AS_OK)
-        *ended = (unsigned)changed;
+    if (err == AS_OK && cap)
+        up->ended = (unsigned)ended;
     return err;
 }
 

@@ -585,13 +585,6 @@ static enum as_err add_token(const uint8_t h[REPO_HASH_LEN],
     return AS_ERR_INTERNAL;
 }
 
-enum as_err repo_sessions_prune(struct repo *r, int64_t before)
-{
-    (void)r;
-    (void)before;
-    return AS_OK;
-}
-
 /* True when session `a` is live at `now` for `uid`. */
 static bool live_of(const struct fsession *a, const char *uid, int64_t now)
 {
@@ -599,15 +592,14 @@ static bool live_of(const struct fsession *a, const char *uid, int64_t now)
            a->expires_at > now;
 }
 
-enum as_err repo_sessions_cap(struct repo *r, const char *user_id,
-                              unsigned keep, int64_t now, unsigned *ended)
+/* The live sessions of `user_id` beyond the `keep` most recently used
+ * end (under mu). */
+static unsigned cap_locked(const char *user_id, unsigned keep, int64_t now)
 {
     bool end[MAX_SESSIONS] = { false };
+    unsigned ended = 0;
     size_t i, j;
 
-    (void)r;
-    *ended = 0;
-    pthread_mutex_lock(&mu);
     for (i = 0; i < MAX_SESSIONS; i++) {
         unsigned newer = 0;
 
@@ -624,14 +616,14 @@ enum as_err repo_sessions_cap(struct repo *r, const char *user_id,
     for (i = 0; i < MAX_SESSIONS; i++)
         if (end[i]) {
             sessions[i].revoked_at = now;
-            (*ended)++;
+            ended++;
         }
-    pthread_mutex_unlock(&mu);
-    return AS_OK;
+    return ended;
 }
 
 enum as_err repo_session_create(struct repo *r, const struct session *s,
-                                const uint8_t refresh_hash[REPO_HASH_LEN])
+                                const uint8_t refresh_hash[REPO_HASH_LEN],
+                                struct session_upkeep *up)
 {
     enum as_err err = AS_ERR_NOT_FOUND;
     size_t i;
@@ -655,6 +647,10 @@ enum as_err repo_session_create(struct repo *r, const struct session *s,
             f->expires_at = s->expires_at;
             err = add_token(refresh_hash, s->id);
         }
+    if (up)
+        up->ended = 0;
+    if (err == AS_OK && up && up->keep > 0)
+        up->ended = cap_locked(s->user_id, up->keep, s->created_at);
     pthread_mutex_unlock(&mu);
     return err;
 }

@@ -180,10 +180,12 @@ static void new_user(struct fx *f, struct user *u, const char *email,
 }
 
 /* A session of `uid` created at `created`, expiring at `expires`, with a
- * random first refresh hash in `h`. */
-static void new_session(struct fx *f, struct session *s, const char *uid,
-                        int64_t created, int64_t expires,
-                        uint8_t h[REPO_HASH_LEN])
+ * random first refresh hash in `h`, and the upkeep `up` (NULL: none) in
+ * its transaction. */
+static void new_session_up(struct fx *f, struct session *s, const char *uid,
+                           int64_t created, int64_t expires,
+                           uint8_t h[REPO_HASH_LEN],
+                           struct session_upkeep *up)
 {
     memset(s, 0, sizeof *s);
     uuid_v7_new(s->id);
@@ -193,7 +195,14 @@ static void new_session(struct fx *f, struct session *s, const char *uid,
     s->ip = "127.0.0.1";
     s->user_agent = "test/1.0 \"quoted\"";
     randombytes_buf(h, REPO_HASH_LEN);
-    assert_int_equal(repo_session_create(f->r, s, h), AS_OK);
+    assert_int_equal(repo_session_create(f->r, s, h, up), AS_OK);
+}
+
+static void new_session(struct fx *f, struct session *s, const char *uid,
+                        int64_t created, int64_t expires,
+                        uint8_t h[REPO_HASH_LEN])
+{
+    new_session_up(f, s, uid, created, expires, h, NULL);
 }
 
 static bool live(struct fx *f, const char *sid, int64_t now)
@@ -702,13 +711,15 @@ static int64_t scalar(struct fx *f, const char *sql)
 }
 
 /* Sessions that ended (expired, or revoked) before the cut-off are
- * deleted with their refresh tokens, 16 of each kind a call; live ones
- * and those that ended after it stay. */
+ * deleted with their refresh tokens by a new session's transaction, 16
+ * of each kind a session; live ones and those that ended after it
+ * stay. */
 static void ended_sessions_are_pruned(void **state)
 {
     struct fx *f = *state;
+    struct session_upkeep up = { .prune_before = T0 + 100 };
     struct user u;
-    struct session s, on, recent;
+    struct session s, on, recent, n[3];
     uint8_t h[REPO_HASH_LEN];
     int i;
 
@@ -724,25 +735,31 @@ static void ended_sessions_are_pruned(void **state)
     new_session(f, &recent, u.id, T0, T0 + DAY, h);
     assert_int_equal(repo_session_revoke(f->r, recent.id, NULL, T0 + 200),
                      AS_OK);
-    assert_int_equal(scalar(f, "SELECT count(*) FROM refresh_tokens"), 42);
-    assert_int_equal(repo_sessions_prune(f->r, T0 + 100), AS_OK);
-    assert_int_equal(scalar(f, "SELECT count(*) FROM sessions"), 10);
-    assert_int_equal(scalar(f, "SELECT count(*) FROM refresh_tokens"), 10);
-    assert_int_equal(repo_sessions_prune(f->r, T0 + 100), AS_OK);
-    assert_int_equal(repo_sessions_prune(f->r, T0 + 100), AS_OK);
-    assert_int_equal(scalar(f, "SELECT count(*) FROM sessions"), 2);
-    assert_int_equal(scalar(f, "SELECT count(*) FROM refresh_tokens"), 2);
+    new_session(f, &s, u.id, T0 + 100, T0 + DAY, h);    /* no upkeep */
+    assert_int_equal(scalar(f, "SELECT count(*) FROM sessions"), 43);
+    new_session_up(f, &n[0], u.id, T0 + 100, T0 + DAY, h, &up);
+    assert_int_equal(up.ended, 0);
+    assert_int_equal(scalar(f, "SELECT count(*) FROM sessions"), 12);
+    assert_int_equal(scalar(f, "SELECT count(*) FROM refresh_tokens"), 12);
+    new_session_up(f, &n[1], u.id, T0 + 100, T0 + DAY, h, &up);
+    new_session_up(f, &n[2], u.id, T0 + 100, T0 + DAY, h, &up);
+    assert_int_equal(scalar(f, "SELECT count(*) FROM sessions"), 6);
+    assert_int_equal(scalar(f, "SELECT count(*) FROM refresh_tokens"), 6);
     assert_true(live(f, on.id, T0 + 100));
+    for (i = 0; i < 3; i++)
+        assert_true(live(f, n[i].id, T0 + 100));
     assert_int_equal(revoked_at(f, recent.id), T0 + 200);
 }
 
+/* A new session ends its user's live sessions beyond the cap, least
+ * recently used first, in its own transaction. */
 static void sessions_beyond_the_cap_end(void **state)
 {
     struct fx *f = *state;
+    struct session_upkeep up = { .keep = 4 };
     struct user u, other;
-    struct session s[6], o, expired;
+    struct session s[6], o, expired, n[3];
     uint8_t h[REPO_HASH_LEN];
-    unsigned ended = 9;
     int i;
 
     new_user(f, &u, "cap@example.com", ROLE_USER, true);
@@ -753,25 +770,28 @@ static void sessions_beyond_the_cap_end(void **state)
     new_session(f, &o, other.id, T0, T0 + DAY, h);      /* another user */
     assert_int_equal(repo_session_revoke(f->r, s[4].id, NULL, T0 + 1500),
                      AS_OK);                 /* already ended: not counted */
-    assert_int_equal(repo_sessions_cap(f->r, u.id, 3, T0 + 2000, &ended),
-                     AS_OK);
-    assert_int_equal(ended, 2);              /* s[0], s[1] */
+    /* Live: s0 s1 s2 s3 s5 and the new one; four stay. */
+    new_session_up(f, &n[0], u.id, T0 + 2000, T0 + DAY, h, &up);
+    assert_int_equal(up.ended, 2);           /* s[0], s[1] */
     assert_false(live(f, s[0].id, T0 + 2000));
     assert_false(live(f, s[1].id, T0 + 2000));
     assert_true(live(f, s[2].id, T0 + 2000));
     assert_true(live(f, s[3].id, T0 + 2000));
     assert_true(live(f, s[5].id, T0 + 2000));
+    assert_true(live(f, n[0].id, T0 + 2000));
     assert_true(live(f, o.id, T0 + 2000));
     assert_int_equal(revoked_at(f, s[4].id), T0 + 1500);
     assert_int_equal(revoked_at(f, s[0].id), T0 + 2000);
-    assert_int_equal(repo_sessions_cap(f->r, u.id, 3, T0 + 2000, &ended),
-                     AS_OK);
-    assert_int_equal(ended, 0);              /* at the cap: nothing */
-    assert_int_equal(repo_sessions_cap(f->r, u.id, 1, T0 + 2000, &ended),
-                     AS_OK);
-    assert_int_equal(ended, 2);
-    assert_true(live(f, s[5].id, T0 + 2000));           /* the newest */
-    assert_false(live(f, s[3].id, T0 + 2000));
+    up.keep = 5;
+    new_session_up(f, &n[1], u.id, T0 + 2000, T0 + DAY, h, &up);
+    assert_int_equal(up.ended, 0);           /* at the cap: nothing */
+    up.keep = 1;
+    new_session_up(f, &n[2], u.id, T0 + 2001, T0 + DAY, h, &up);
+    assert_int_equal(up.ended, 5);
+    assert_true(live(f, n[2].id, T0 + 2001));           /* the newest */
+    assert_false(live(f, n[1].id, T0 + 2001));
+    assert_false(live(f, s[5].id, T0 + 2001));
+    assert_true(live(f, o.id, T0 + 2001));
 }
 
 /* A session that refreshes every hour for sixty days (token lifetime:
@@ -954,7 +974,7 @@ static void login_stores_only_while_the_account_allows_it(void **state)
         s.expires_at = T0 + DAY;                                           \
         s.pw_hash = pw;                                                    \
         randombytes_buf(h, sizeof h);                                      \
-        assert_int_equal(repo_session_create(f->r, &s, h), want);          \
+        assert_int_equal(repo_session_create(f->r, &s, h, NULL), want);          \
         randombytes_buf(h, sizeof h);                                      \
         assert_int_equal(repo_mfa_token_create(f->r, h, uid, pw, T0,       \
                                                T0 + DAY), want);           \
@@ -984,7 +1004,7 @@ static void login_stores_only_while_the_account_allows_it(void **state)
     s.expires_at = T0 + DAY;
     s.one_factor = true;
     randombytes_buf(h, sizeof h);
-    assert_int_equal(repo_session_create(f->r, &s, h), AS_ERR_MFA_REQUIRED);
+    assert_int_equal(repo_session_create(f->r, &s, h, NULL), AS_ERR_MFA_REQUIRED);
     one = false;
     CREATE(u.id, u.password_hash, AS_OK);
     switch_off_by_hand(f, &u);

@@ -228,7 +228,7 @@ static void new_session(struct fx *f, struct session *s, const char *uid)
     s->created_at = s->last_used_at = T0;
     s->expires_at = T0 + 24 * HOUR;
     randombytes_buf(h, sizeof h);
-    assert_int_equal(repo_session_create(f->r, s, h), AS_OK);
+    assert_int_equal(repo_session_create(f->r, s, h, NULL), AS_OK);
 }
 
 /* Queues a mail with a link for `key` (OTT_RESET: an email, as

@@ -531,7 +531,7 @@ static void test_last_admin_rules(void **state)
     assert_int_equal(f->ops->user_insert(f->impl, &u), AS_OK);
     mk_session(&s, 1, u.id, T0, T0 + HOUR);
     mk_hash(h, 1);
-    assert_int_equal(f->ops->session_create(f->impl, &s, h), AS_OK);
+    assert_int_equal(f->ops->session_create(f->impl, &s, h, NULL), AS_OK);
     u.is_active = false;
     assert_int_equal(full_update(f->ops, f->impl, &u, T0 + 10), AS_OK);
     assert_int_equal(f->ops->session_state(f->impl, s.id, T0 + 20, &st),
@@ -564,14 +564,14 @@ static void test_sessions(void **state)
     s2.ip = NULL;
     s2.user_agent = NULL;
     mk_hash(h, 1);
-    assert_int_equal(f->ops->session_create(f->impl, &s1, h), AS_OK);
+    assert_int_equal(f->ops->session_create(f->impl, &s1, h, NULL), AS_OK);
     mk_hash(h, 2);
-    assert_int_equal(f->ops->session_create(f->impl, &s2, h), AS_OK);
+    assert_int_equal(f->ops->session_create(f->impl, &s2, h, NULL), AS_OK);
     mk_hash(h, 3);
-    assert_int_equal(f->ops->session_create(f->impl, &s3, h), AS_OK);
+    assert_int_equal(f->ops->session_create(f->impl, &s3, h, NULL), AS_OK);
     /* a duplicate refresh hash fails the whole step: no session left */
     mk_session(&got, 4, u.id, T0 + 4000, T0 + HOUR);
-    assert_int_equal(f->ops->session_create(f->impl, &got, h),
+    assert_int_equal(f->ops->session_create(f->impl, &got, h, NULL),
                      AS_ERR_INTERNAL);
     assert_int_equal(f->ops->session_get(f->impl, got.id, &got, f->a),
                      AS_ERR_NOT_FOUND);
@@ -633,7 +633,7 @@ static void test_sessions(void **state)
     assert_int_equal(f->ops->user_delete(f->impl, w.id), AS_OK);
     mk_session(&s1, 5, w.id, T0, T0 + HOUR);
     mk_hash(h, 5);
-    assert_int_equal(f->ops->session_create(f->impl, &s1, h),
+    assert_int_equal(f->ops->session_create(f->impl, &s1, h, NULL),
                      AS_ERR_NOT_FOUND);     /* no such user any more */
 }
 
@@ -650,9 +650,9 @@ static void test_session_set_password_keeps_one(void **state)
     mk_session(&s1, 1, u.id, T0, T0 + HOUR);
     mk_session(&s2, 2, u.id, T0 + 1, T0 + HOUR);
     mk_hash(h, 1);
-    assert_int_equal(f->ops->session_create(f->impl, &s1, h), AS_OK);
+    assert_int_equal(f->ops->session_create(f->impl, &s1, h, NULL), AS_OK);
     mk_hash(h, 2);
-    assert_int_equal(f->ops->session_create(f->impl, &s2, h), AS_OK);
+    assert_int_equal(f->ops->session_create(f->impl, &s2, h, NULL), AS_OK);
     assert_int_equal(f->ops->user_set_password(f->impl, u.id, "newhash",
                                                s2.id, T0 + 10), AS_OK);
     assert_int_equal(f->ops->user_by_id(f->impl, u.id, &got, f->a), AS_OK);
@@ -683,7 +683,7 @@ static void test_rotate_sequence(void **state)
     mk_hash(c1, 2);
     mk_hash(c2, 3);
     mk_hash(x, 4);
-    assert_int_equal(f->ops->session_create(f->impl, &s, p), AS_OK);
+    assert_int_equal(f->ops->session_create(f->impl, &s, p, NULL), AS_OK);
     assert_int_equal(f->ops->refresh_session(f->impl, p, T0 + 1, false,
                                              &got, f->a), AS_OK);
     assert_string_equal(got.id, s.id);
@@ -755,8 +755,8 @@ static void test_rotate_inactive_or_expired(void **state)
     mk_hash(p1, 1);
     mk_hash(p2, 2);
     mk_hash(c, 3);
-    assert_int_equal(f->ops->session_create(f->impl, &s1, p1), AS_OK);
-    assert_int_equal(f->ops->session_create(f->impl, &s2, p2), AS_OK);
+    assert_int_equal(f->ops->session_create(f->impl, &s1, p1, NULL), AS_OK);
+    assert_int_equal(f->ops->session_create(f->impl, &s2, p2, NULL), AS_OK);
     assert_int_equal(f->ops->refresh_rotate(f->impl, p1, c, T0 + 1000, 10,
                                             T0 + HOUR, LIFE, &res, &got, f->a),
                      AS_OK);
@@ -810,7 +810,7 @@ static void test_rotate_concurrent(void **state)
         mk_session(&s, (unsigned)round, u.id, T0 + round, T0 + HOUR);
         mk_hash(p, (unsigned)(10 + round));
         mk_hash(c, (unsigned)(20 + round));
-        assert_int_equal(f->ops->session_create(f->impl, &s, p), AS_OK);
+        assert_int_equal(f->ops->session_create(f->impl, &s, p, NULL), AS_OK);
         pthread_barrier_init(&go, NULL, N);
         for (i = 0; i < N; i++) {
             memset(&args[i], 0, sizeof args[i]);

@@ -317,7 +317,7 @@ static void test_rotation_race(void **state)
     for (round = 0; round < RACE_ROUNDS; round++) {
         mk_session(&s, (unsigned)round + 10, u.id);
         mk_hash(parent, (unsigned)round * 100 + 1);
-        assert_int_equal(repo_session_create(f->r, &s, parent), AS_OK);
+        assert_int_equal(repo_session_create(f->r, &s, parent, NULL), AS_OK);
         pthread_barrier_init(&go, NULL, RACE_THREADS);
         for (i = 0; i < RACE_THREADS; i++) {
             memset(&x[i], 0, sizeof x[i]);
@@ -425,7 +425,7 @@ static void test_rotation_against_revocation(void **state)
                          AS_OK);
         mk_session(&s, (unsigned)round + 500, u.id);
         mk_hash(parent, (unsigned)round * 100 + 50001);
-        assert_int_equal(repo_session_create(f->r, &s, parent), AS_OK);
+        assert_int_equal(repo_session_create(f->r, &s, parent, NULL), AS_OK);
         pthread_barrier_init(&go, NULL, 2);
         memset(&x, 0, sizeof x);
         x.r = f->r;
@@ -528,7 +528,7 @@ static void *work_thread(void *p)
     SETTLED(w, repo_user_insert(w->r, &u));
     SETTLED(w, repo_user_by_id(w->r, u.id, &back, a));
     SETTLED(w, repo_user_by_email(w->r, u.email, &back, a));
-    SETTLED(w, repo_session_create(w->r, &s, h));
+    SETTLED(w, repo_session_create(w->r, &s, h, NULL));
     SETTLED(w, repo_refresh_rotate(w->r, h, c, T0 + 10, GRACE_MS,
                                    T0 + 2 * HOUR, LIFE, &res, &got, a));
     CHECK(w, res == ROTATE_OK);
@@ -655,7 +655,7 @@ static void test_connection_kept_after_errors(void **state)
     mk_hash(h, 70);
     mk_hash(c, 71);
     assert_int_equal(repo_user_insert(f->r, &u), AS_OK);
-    assert_int_equal(repo_session_create(f->r, &s, h), AS_OK);
+    assert_int_equal(repo_session_create(f->r, &s, h, NULL), AS_OK);
     pid = side_int(f, "SELECT pid FROM pg_stat_activity "
                    "WHERE application_name = '%s'", f->app);
     /* The session's row held elsewhere: the rotation times out. */
@@ -668,7 +668,7 @@ static void test_connection_kept_after_errors(void **state)
     assert_int_equal(res, ROTATE_INVALID);
     PQclear(side_q(f, "ROLLBACK"));
     /* The same session again: a failed insert inside its transaction. */
-    assert_int_not_equal(repo_session_create(f->r, &s, c), AS_OK);
+    assert_int_not_equal(repo_session_create(f->r, &s, c, NULL), AS_OK);
     /* The breaker may have opened (threshold 3): wait it out. */
     e = settled_rotate(f->r, h, c, &res, &got, a);
     assert_int_equal(e, AS_OK);
