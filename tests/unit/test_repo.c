@@ -974,7 +974,7 @@ static void login_stores_only_while_the_account_allows_it(void **state)
         s.expires_at = T0 + DAY;                                           \
         s.pw_hash = pw;                                                    \
         randombytes_buf(h, sizeof h);                                      \
-        assert_int_equal(repo_session_create(f->r, &s, h, NULL), want);          \
+        assert_int_equal(repo_session_create(f->r, &s, h, NULL), want);    \
         randombytes_buf(h, sizeof h);                                      \
         assert_int_equal(repo_mfa_token_create(f->r, h, uid, pw, T0,       \
                                                T0 + DAY), want);           \
@@ -1004,7 +1004,8 @@ static void login_stores_only_while_the_account_allows_it(void **state)
     s.expires_at = T0 + DAY;
     s.one_factor = true;
     randombytes_buf(h, sizeof h);
-    assert_int_equal(repo_session_create(f->r, &s, h, NULL), AS_ERR_MFA_REQUIRED);
+    assert_int_equal(repo_session_create(f->r, &s, h, NULL),
+                     AS_ERR_MFA_REQUIRED);
     one = false;
     CREATE(u.id, u.password_hash, AS_OK);
     switch_off_by_hand(f, &u);
