@@ -118,9 +118,10 @@ enum as_err core_code_check(const struct core *c, const struct mfa_env *e,
  * nothing is hashed: AS_ERR_BAD_CREDENTIALS at once); an unknown email
  * costs a dummy verification and is AS_ERR_BAD_CREDENTIALS like a wrong
  * password; an inactive account AS_ERR_DISABLED (its attempt stays
- * counted). On AS_OK `out` is the user, the run of failures ended (or its
- * attempt taken back when a second factor must follow) and an old-cost
- * hash upgraded. */
+ * counted). On AS_OK `out` is the user and an old-cost hash upgraded;
+ * the attempt stays counted until the session is stored (which ends the
+ * run of failures, core_session_start's `passed`), or is taken back at
+ * once when a second factor must follow. */
 enum as_err core_login(const struct core *c, const char *email,
                        const char *raw, const char *pw, const char *ip,
                        struct user *out, struct arena *a, int64_t *retry_s);
@@ -142,11 +143,16 @@ enum as_err core_login(const struct core *c, const char *email,
  * finished with a second factor names its login token `mfa_token` (used
  * up by then; NULL: none): AS_ERR_INVALID_TOKEN when that token was
  * ended meanwhile (logout everywhere, a password change, the factor
- * turned off), since what ended it would have ended the session. */
+ * turned off), since what ended it would have ended the session. A
+ * complete login names the email its attempts were counted under,
+ * `passed` (NULL: none): the session ends their run of failures from
+ * `ip` in its own transaction, or, refused as AS_ERR_MFA_REQUIRED, takes
+ * back the attempt of the password it proved right; refused otherwise,
+ * the attempt stays counted. */
 enum as_err core_session_start(const struct core *c, const char *user_id,
                                const char *pw_hash,
                                const char *amr, const char *mfa_token,
-                               const char *ip,
+                               const char *passed, const char *ip,
                                const char *user_agent, struct session *out,
                                char refresh[SEC_TOKEN_LEN + 1]);
 /* Rotates refresh token `token` (README.md, "Tokens"): AS_OK with the

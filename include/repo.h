@@ -65,6 +65,12 @@ struct session_upkeep {
                                     each new session prunes more than it
                                     adds, so the table holds what is live
                                     plus what ended recently */
+    const char *passed_email;    /* non-NULL: the login is complete; the
+                                    run of login failures of this email
+                                    from `passed_ip` (a client key, see
+                                    repo_login_failures_update) ends, as
+                                    repo_login_failures_clear ends it */
+    const char *passed_ip;
     unsigned ended;              /* out: how many sessions `keep` ended */
 };
 

@@ -124,7 +124,10 @@ enum as_err core_login(const struct core *c, const char *email,
         err = AS_ERR_DISABLED;            /* the attempt stays counted */
     if (err != AS_OK)
         return err;
-    core_attempt_settle(c, email, ip, !out->mfa_enabled);
+    /* A login is complete once its session is stored, which ends the
+     * run of failures in the same transaction (core_session_start). */
+    if (out->mfa_enabled)
+        core_attempt_settle(c, email, ip, false);
     upgrade(c, out, pw, a);
     return AS_OK;
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cfg.h"
+#include "netaddr.h"
 #include "scache.h"
 
 /* How long a session that expired or was revoked stays stored (README
@@ -29,7 +30,7 @@ _Static_assert(REPO_SESSION_LIST_MAX >= 100,
 enum as_err core_session_start(const struct core *c, const char *user_id,
                                const char *pw_hash,
                                const char *amr, const char *mfa_token,
-                               const char *ip,
+                               const char *passed, const char *ip,
                                const char *user_agent, struct session *out,
                                char refresh[SEC_TOKEN_LEN + 1])
 {
@@ -37,6 +38,7 @@ enum as_err core_session_start(const struct core *c, const char *user_id,
     int64_t now = c->now_ms();
     uint8_t hash[REPO_HASH_LEN], mfa_hash[REPO_HASH_LEN];
     struct session_upkeep up;
+    char key[NETADDR_KEY_LEN];
     enum as_err err;
 
     if (mfa_token && !sec_token_valid(mfa_token))
@@ -63,14 +65,25 @@ enum as_err core_session_start(const struct core *c, const char *user_id,
     c->new_token(refresh);
     sec_token_hash(refresh, hash);
     /* Each new session prunes a few that ended a while ago, so the
-     * table stays bounded, and ends what is beyond the cap, in its own
-     * transaction: a login commits once. */
+     * table stays bounded, ends what is beyond the cap, and ends the
+     * login's run of failures, in its own transaction: a login commits
+     * once after its count (README "Lockout"). */
     up = (struct session_upkeep){ .keep = cfg->max_sessions,
                                   .prune_before =
                                       now - SESSION_KEEP_ENDED_MS };
+    if (passed) {
+        netaddr_client_key(ip, key);
+        up.passed_email = passed;
+        up.passed_ip = key;
+    }
     err = repo_session_create(c->repo, out, hash, &up);
     if (err == AS_OK && up.ended > 0 && c->scache)
         scache_forget_user(c->scache, user_id);
+    /* The second factor turned on while the password was checked: the
+     * login goes on to it, the right password only takes its attempt
+     * back (README "Second factor"). */
+    if (err == AS_ERR_MFA_REQUIRED && passed)
+        core_attempt_settle(c, passed, ip, false);
     return err;
 }
 

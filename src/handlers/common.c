@@ -73,9 +73,10 @@ enum as_err hx_start_session_amr(struct req_ctx *rc, const struct user *u,
     /* Stored only while the account is as the login read it (its
      * password, active, and for a password login the second factor
      * off): a login that lost the race with such a change is answered
-     * as one that started after it. */
+     * as one that started after it. Every login that gets here is
+     * complete: storing its session ends its run of failures. */
     enum as_err err = core_session_start(
-        &c, u->id, u->password_hash, amr, mfa_token, rc->ip,
+        &c, u->id, u->password_hash, amr, mfa_token, u->email, rc->ip,
         v_printable(rc->arena, req_header(rc, "User-Agent"), 256), &s,
         refresh);
 

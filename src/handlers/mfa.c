@@ -320,9 +320,8 @@ enum as_err h_login_mfa(struct req_ctx *rc, struct response *res)
         err = res_fail(res, err, "The mfa_token was used already.");
         goto out;
     }
-    /* Only a complete login ends the run of failures. */
-    if (err == AS_OK)
-        hx_lockout_passed(rc, u.email);
+    /* Only a complete login ends the run of failures: its session, when
+     * stored, ends it. */
     if (err == AS_OK)
         err = hx_start_session_amr(rc, &u, MFA_AMR_OTP, tok);
 out:

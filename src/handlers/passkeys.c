@@ -203,8 +203,8 @@ enum as_err h_passkey_login(struct req_ctx *rc, struct response *res)
         goto out;
     hx_audit(rc, "passkey.used", u.id,
              json_pack("{s:s}", "passkey_id", pk.id));
-    /* A passkey login is a complete login: it ends the run of failures. */
-    hx_lockout_passed(rc, u.email);      /* a complete login */
+    /* A passkey login is a complete login: its session, when stored,
+     * ends the run of failures. */
     err = hx_start_session_amr(rc, &u, PASSKEY_AMR, NULL);
     /* The account's password changed (a reset, which on an unverified
      * account also deletes this passkey) after it was read: refused as

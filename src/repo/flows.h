@@ -196,6 +196,10 @@ enum as_err db_refresh_session(void *impl, const uint8_t hash[REPO_HASH_LEN],
 enum as_err db_login_failures_update(void *impl, const char *email,
                                      const char *ip, repo_login_update_fn fn,
                                      void *ctx);
+/* Inside flow `t`: ends the run of failures of `email` from `ip` (NULL:
+ * from every address). */
+void db_login_failures_end(struct db_tx *t, const char *email,
+                           const char *ip);
 enum as_err db_login_failures_clear(void *impl, const char *email,
                                     const char *ip);
 

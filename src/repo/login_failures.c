@@ -86,7 +86,18 @@ enum as_err db_login_failures_update(void *impl, const char *email,
 }
 
 /* Under the email's lock, like an update: the two rows of a clear and of
- * an update are then never locked in opposite orders. */
+ * an update are then never locked in opposite orders. Sent ahead: it
+ * goes with the COMMIT. */
+void db_login_failures_end(struct db_tx *t, const char *email,
+                           const char *ip)
+{
+    DB_SEND(t, &sql[L_LOCK], db_text(email));
+    if (ip)
+        DB_SEND(t, &sql[L_CLEAR], db_text(email), db_text(ip));
+    else
+        DB_SEND(t, &sql[L_CLEAR_ALL], db_text(email));
+}
+
 enum as_err db_login_failures_clear(void *impl, const char *email,
                                     const char *ip)
 {
@@ -94,11 +105,7 @@ enum as_err db_login_failures_clear(void *impl, const char *email,
     enum as_err err;
 
     db_open(&t, impl, "login_failures_clear", true, NULL);
-    DB_SEND(&t, &sql[L_LOCK], db_text(email));
-    if (ip)
-        DB_SEND(&t, &sql[L_CLEAR], db_text(email), db_text(ip));
-    else
-        DB_SEND(&t, &sql[L_CLEAR_ALL], db_text(email));
+    db_login_failures_end(&t, email, ip);
     err = db_close(&t);
     return err == AS_ERR_VALIDATION ? AS_OK : err; /* never counted */
 }

@@ -374,6 +374,9 @@ enum as_err repo_session_create(struct repo *r, const struct session *s,
 {
     if (up)
         up->ended = 0;
+    if (up && up->passed_email &&
+        (!up->passed_ip || strcmp(up->passed_ip, "*") == 0))
+        return AS_ERR_BAD_REQUEST;
     return DISPATCH(r, session_create(r->impl, s, refresh_hash, up));
 }
 

@@ -239,6 +239,10 @@ enum as_err db_session_create(void *impl, const struct session *s,
         DB_NOTE(&t, &sql[S_CAP], count_changed, &ended,
                 db_text(s->user_id), db_int(up->keep),
                 db_int(s->created_at));
+    /* Last: the email's lock is held the shortest (a login of the same
+     * email from elsewhere counts its attempt under it). */
+    if (up && up->passed_email)
+        db_login_failures_end(&t, up->passed_email, up->passed_ip);
     err = db_close(&t);
     if (err == AS_OK && cap)
         up->ended = (unsigned)ended;

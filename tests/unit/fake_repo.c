@@ -550,18 +550,24 @@ enum as_err repo_login_failures_update(struct repo *r, const char *email,
     return err;
 }
 
-enum as_err repo_login_failures_clear(struct repo *r, const char *email,
-                                      const char *ip)
+/* Ends the counts of `email` from `ip` (NULL: every address; mu held). */
+static void clear_locked(const char *email, const char *ip)
 {
     size_t i;
 
-    (void)r;
-    pthread_mutex_lock(&mu);
     for (i = 0; i < MAX_COUNTS; i++)
         if (counts[i].used && strcmp(counts[i].email, email) == 0 &&
             (!ip || strcmp(counts[i].ip, ip) == 0 ||
              strcmp(counts[i].ip, "*") == 0))
             counts[i].used = false;
+}
+
+enum as_err repo_login_failures_clear(struct repo *r, const char *email,
+                                      const char *ip)
+{
+    (void)r;
+    pthread_mutex_lock(&mu);
+    clear_locked(email, ip);
     pthread_mutex_unlock(&mu);
     return AS_OK;
 }
@@ -631,7 +637,9 @@ enum as_err repo_session_create(struct repo *r, const struct session *s,
     (void)r;
     pthread_mutex_lock(&mu);
     if (user_id(s->user_id))
-        err = AS_ERR_INTERNAL;
+        err = s->one_factor && user_id(s->user_id)->mfa_enabled
+                  ? AS_ERR_MFA_REQUIRED
+                  : AS_ERR_INTERNAL;
     for (i = 0; err == AS_ERR_INTERNAL && i < MAX_SESSIONS; i++)
         if (!sessions[i].used) {
             struct fsession *f = &sessions[i];
@@ -651,6 +659,8 @@ enum as_err repo_session_create(struct repo *r, const struct session *s,
         up->ended = 0;
     if (err == AS_OK && up && up->keep > 0)
         up->ended = cap_locked(s->user_id, up->keep, s->created_at);
+    if (err == AS_OK && up && up->passed_email)
+        clear_locked(up->passed_email, up->passed_ip);
     pthread_mutex_unlock(&mu);
     return err;
 }

@@ -31,8 +31,9 @@ static void start(struct fx *f, const char *uid, struct session *s)
 {
     char refresh[SEC_TOKEN_LEN + 1];
 
-    assert_int_equal(core_session_start(&f->core, uid, NULL, NULL, NULL, "192.0.2.1",
-                                        NULL, s, refresh), AS_OK);
+    assert_int_equal(core_session_start(&f->core, uid, NULL, NULL, NULL,
+                                        NULL, "192.0.2.1", NULL, s,
+                                        refresh), AS_OK);
 }
 
 static int setup(void **state)

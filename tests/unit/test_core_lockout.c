@@ -55,6 +55,17 @@ static enum as_err login(struct fx *f, const char *email, const char *pw,
     return core_login(&f->core, email, email, pw, IP, &u, f->a, retry);
 }
 
+/* A password login's session (the second factor off, as the login read
+ * it) for `uid`, ending the run of `passed` (NULL: none). */
+static enum as_err start(struct fx *f, const char *uid, const char *passed)
+{
+    struct session s;
+    char refresh[SEC_TOKEN_LEN + 1];
+
+    return core_session_start(&f->core, uid, NULL, NULL, NULL, passed, IP,
+                              "test", &s, refresh);
+}
+
 /* Each attempt is counted before the user is read and the hash checked:
  * the count the lookup sees already includes it. */
 static void counted_before_the_hash(void **state)
@@ -99,8 +110,53 @@ static void locked_refused_unchecked_then_released(void **state)
     assert_int_equal(fake_repo_failures("ada@example.com", IP), 4);
     fake_now = T0 + retry * 1000 + 1;
     assert_int_equal(login(f, "ada@example.com", PW, &retry), AS_OK);
+    assert_int_equal(start(f, f->id, "ada@example.com"), AS_OK);
     assert_int_equal(fake_repo_failures("ada@example.com", IP), 0);
     assert_int_equal(fake_repo_failures("ada@example.com", "*"), 0);
+}
+
+/* A right password leaves its attempt counted until the login's session
+ * is stored, which ends the run of failures (in the session's
+ * transaction); a session that names no login ends nothing. */
+static void the_session_ends_the_run(void **state)
+{
+    struct fx *f = *state;
+    int64_t retry = 0;
+
+    assert_int_equal(login(f, "ada@example.com", "wrong password", &retry),
+                     AS_ERR_BAD_CREDENTIALS);
+    assert_int_equal(login(f, "ada@example.com", "wrong again", &retry),
+                     AS_ERR_BAD_CREDENTIALS);
+    assert_int_equal(login(f, "ada@example.com", PW, &retry), AS_OK);
+    assert_int_equal(fake_repo_failures("ada@example.com", IP), 3);
+    assert_int_equal(start(f, f->id, NULL), AS_OK);
+    assert_int_equal(fake_repo_failures("ada@example.com", IP), 3);
+    assert_int_equal(start(f, f->id, "ada@example.com"), AS_OK);
+    assert_int_equal(fake_repo_failures("ada@example.com", IP), 0);
+    assert_int_equal(fake_repo_failures("ada@example.com", "*"), 0);
+}
+
+/* A login whose session finds the second factor turned on since its
+ * password was checked goes on to the factor: the right password only
+ * takes its attempt back, the run of failures stands. */
+static void second_factor_on_meanwhile_refunds(void **state)
+{
+    struct fx *f = *state;
+    int64_t retry = 0;
+
+    assert_int_equal(login(f, "mfa@example.com", "wrong password", &retry),
+                     AS_ERR_BAD_CREDENTIALS);
+    assert_int_equal(login(f, "mfa@example.com", "wrong again", &retry),
+                     AS_ERR_BAD_CREDENTIALS);
+    /* The login's count, as core_login() took it while the factor was
+     * still off; then its session. */
+    assert_int_equal(core_attempt_begin(&f->core, "mfa@example.com", IP,
+                                        &retry), AS_OK);
+    assert_int_equal(fake_repo_failures("mfa@example.com", IP), 3);
+    assert_int_equal(start(f, f->mfa_id, "mfa@example.com"),
+                     AS_ERR_MFA_REQUIRED);
+    assert_int_equal(fake_repo_failures("mfa@example.com", IP), 2);
+    assert_int_equal(fake_repo_failures("mfa@example.com", "*"), 2);
 }
 
 /* A right password of an account with the second factor on is no
@@ -206,6 +262,10 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(
             locked_refused_unchecked_then_released, setup, teardown),
+        cmocka_unit_test_setup_teardown(the_session_ends_the_run, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(second_factor_on_meanwhile_refunds,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(second_factor_refunds_only, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(disabled_stays_counted, setup,

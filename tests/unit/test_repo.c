@@ -1688,6 +1688,37 @@ static void lockout_from_everywhere_past_the_total(void **state)
     assert_true(mine == 0 && all == 0 && until == 0);
 }
 
+/* A session stored for a complete login ends its run of failures as
+ * lockout_passed() does (the total and its own address), in the
+ * session's transaction; "*" is no client's address. */
+static void a_complete_logins_session_ends_the_run(void **state)
+{
+    struct fx *f = *state;
+    struct session_upkeep up = { .passed_ip = "192.0.2.1" };
+    int64_t mine = -1, all = -1, until = -1;
+    struct session s;
+    struct user u;
+    uint8_t h[REPO_HASH_LEN];
+
+    new_user(f, &u, lock_email(f, "passed"), ROLE_USER, true);
+    up.passed_email = u.email;
+    assert_int_equal(try_at(f, u.email, "192.0.2.1", T0), 0);
+    assert_int_equal(try_at(f, u.email, "192.0.2.2", T0 + 1), 0);
+    new_session(f, &s, u.id, T0 + 5, T0 + DAY, h);
+    counts_of(f, u.email, "192.0.2.1", &mine, &all, &until);
+    assert_true(mine == 1 && all == 2);       /* no login named: kept */
+    new_session_up(f, &s, u.id, T0 + 10, T0 + DAY, h, &up);
+    counts_of(f, u.email, "192.0.2.2", &mine, &all, &until);
+    assert_true(mine == 1 && all == 0);
+    counts_of(f, u.email, "192.0.2.1", &mine, &all, &until);
+    assert_true(mine == 0 && all == 0 && until == 0);
+    up.passed_ip = "*";
+    uuid_v7_new(s.id);
+    assert_int_equal(repo_session_create(f->r, &s, h, &up),
+                     AS_ERR_BAD_REQUEST);
+    assert_false(live(f, s.id, T0 + 10));
+}
+
 static void lockout_bad_keys(void **state)
 {
     struct fx *f = *state;
@@ -2039,6 +2070,7 @@ int main(void)
         CASE(lockout_delays_double_and_cap),
         CASE(lockout_one_address_never_locks_others),
         CASE(lockout_from_everywhere_past_the_total),
+        CASE(a_complete_logins_session_ends_the_run),
         CASE(lockout_bad_keys),
         CASE(lockout_counts_restart_after_a_quiet_day),
         CASE(lockout_counts_every_concurrent_failure),
