@@ -52,8 +52,9 @@ struct session {
 
 #define REPO_HASH_LEN 32         /* SHA-256 of an opaque token */
 
-/* What a new session's transaction does besides storing it, so that a
- * login commits once (repo_session_create). */
+/* What storing a new session does besides (repo_session_create): the
+ * cap and the clear in the session's transaction, so that a login
+ * commits once after its count; the pruning after it. */
 struct session_upkeep {
     unsigned keep;               /* > 0: the user's live sessions beyond
                                     the `keep` most recently used (created
@@ -61,10 +62,13 @@ struct session_upkeep {
                                     end */
     int64_t prune_before;        /* > 0: a few sessions (and with them
                                     their refresh tokens) that expired or
-                                    were revoked before it are deleted:
-                                    each new session prunes more than it
-                                    adds, so the table holds what is live
-                                    plus what ended recently */
+                                    were revoked before it are deleted,
+                                    once the session is stored, in a
+                                    transaction of their own whose
+                                    failure is ignored: each new session
+                                    prunes more than it adds, so the
+                                    table holds what is live plus what
+                                    ended recently */
     const char *passed_email;    /* non-NULL: the login is complete; the
                                     run of login failures of this email
                                     from `passed_ip` (a client key, see
@@ -453,7 +457,8 @@ enum as_err repo_login_failures_clear(struct repo *r, const char *email,
  * active: AS_ERR_NOT_FOUND when deleted, AS_ERR_BAD_CREDENTIALS when the
  * password changed, AS_ERR_DISABLED when deactivated meanwhile; with
  * s->one_factor, AS_ERR_MFA_REQUIRED when the second factor was turned
- * on meanwhile. `up` (NULL: none) is done in the same transaction. */
+ * on meanwhile. `up` (NULL: none) is done as struct session_upkeep
+ * says. */
 enum as_err repo_session_create(struct repo *r, const struct session *s,
                                 const uint8_t refresh_hash[REPO_HASH_LEN],
                                 struct session_upkeep *up);

@@ -64,10 +64,10 @@ enum as_err core_session_start(const struct core *c, const char *user_id,
                                 1000;
     c->new_token(refresh);
     sec_token_hash(refresh, hash);
-    /* Each new session prunes a few that ended a while ago, so the
-     * table stays bounded, ends what is beyond the cap, and ends the
-     * login's run of failures, in its own transaction: a login commits
-     * once after its count (README "Lockout"). */
+    /* Each new session ends what is beyond the cap and the login's run
+     * of failures in its own transaction (a login commits once after its
+     * count, README "Lockout"), then prunes a few sessions that ended a
+     * while ago, so the table stays bounded. */
     up = (struct session_upkeep){ .keep = cfg->max_sessions,
                                   .prune_before =
                                       now - SESSION_KEEP_ENDED_MS };

@@ -11,9 +11,12 @@ enum {
 static struct db_stmt sql[L_NSTMT] = {
     /* A transaction-scoped advisory lock on the email (key space 0x4c4f,
      * "LO", apart from the single-key locks of the migrations)
-     * serialises every change of its counts, on every instance; one lock
-     * per transaction, so it cannot deadlock. SQLite's writers wait for
-     * each other already (BEGIN IMMEDIATE). */
+     * serialises every change of its counts, on every instance. It
+     * cannot deadlock: one such lock per transaction, and its holders
+     * then wait only on the email's count rows, which are changed only
+     * under it (a new session's transaction takes it last, after the
+     * user's row). SQLite's writers wait for each other already (BEGIN
+     * IMMEDIATE). */
     [L_LOCK] = DB_PG_ONLY("SELECT pg_advisory_xact_lock(19535, "
                           "hashtext($1))"),
     [L_READ] = DB_SQL("SELECT ip = '*', count, last_at, "

@@ -23,7 +23,7 @@ enum {
 
 static struct db_stmt sql[M_NSTMT] = {
     /* The user's row first (lock order: see src/repo/users.c): a login
-     * storing a password-only session holds it shared (sessions.c), so
+     * storing a password-only session holds it (sessions.c), so
      * turning the factor on waits for it, then revokes its session. */
     [M_LOCK_USER] = DB_PG_ONLY("SELECT 1 FROM users WHERE id = $1 "
                                "FOR NO KEY UPDATE"),
@@ -79,7 +79,7 @@ static struct db_stmt sql[M_NSTMT] = {
                               "OR used_at < $2 LIMIT 16)"),
     /* The login token a session comes from was not ended since its use
      * (M_TOKENS_DEL by what ends sessions, which holds the user's row
-     * while the session's flow holds it shared). */
+     * while the session's flow holds it). */
     [M_TOKEN_STILL] = DB_SQL("SELECT 1 FROM mfa_tokens WHERE hash = $1 "
                              "AND used_at IS NOT NULL"),
     [M_TOKEN_ADD] = DB_SQL("INSERT INTO mfa_tokens (hash, user_id, "

@@ -104,7 +104,7 @@ static struct db_stmt sql[S_NSTMT] = {
      * password change does, in a statement of its own: PostgreSQL's READ
      * COMMITTED reads the sessions of the next statement as of its
      * start, after the wait, so a session a login stored while holding
-     * the row shared is seen and revoked (in one statement, it was not). */
+     * the row is seen and revoked (in one statement, it was not). */
     [S_LOCK_USER] = DB_PG_ONLY("SELECT 1 FROM users WHERE id = $1 "
                                "FOR NO KEY UPDATE"),
     /* The session's row before its tokens (lock order): a concurrent
@@ -220,10 +220,10 @@ enum as_err db_session_create(void *impl, const struct session *s,
         db_one_factor_still(&t, s->user_id);
     if (s->mfa_token)
         db_mfa_token_still(&t, s->mfa_token);
-    /* Sent with the checks above, and the upkeep with them: one round
-     * trip for them all, one for the COMMIT (undone if a check refuses).
-     * The pruning skips rows others hold, so it never waits; the cap
-     * sees the new session (a later statement of the transaction). */
+    /* Sent with the checks above, and the cap and the clear with them:
+     * one round trip for them all, one for the COMMIT (undone if a check
+     * refuses). The cap sees the new session (a later statement of the
+     * transaction). */
     DB_SEND(&t, &sql[S_INSERT], db_text(s->id), db_text(s->user_id),
             db_int(s->created_at), db_int(s->last_used_at),
             db_int(s->expires_at),
@@ -231,10 +231,6 @@ enum as_err db_session_create(void *impl, const struct session *s,
             db_text(s->ip), db_text(s->user_agent), db_text(s->amr));
     DB_SEND(&t, &sql[S_TOKEN_INSERT], db_blob(hash, REPO_HASH_LEN),
             db_text(s->id), db_int(s->created_at));
-    if (up && up->prune_before > 0) {
-        DB_SEND(&t, &sql[S_PRUNE_ENDED], db_int(up->prune_before));
-        DB_SEND(&t, &sql[S_PRUNE_REVOKED], db_int(up->prune_before));
-    }
     if (cap)
         DB_NOTE(&t, &sql[S_CAP], count_changed, &ended,
                 db_text(s->user_id), db_int(up->keep),
@@ -246,6 +242,18 @@ enum as_err db_session_create(void *impl, const struct session *s,
     err = db_close(&t);
     if (err == AS_OK && cap)
         up->ended = (unsigned)ended;
+    /* The pruning in a transaction of its own, its failure ignored (the
+     * next session prunes): what it deletes cascades to every refresh
+     * token of the sessions it picks, which a session refreshed for a
+     * month holds by the ten thousand, and a slow or failed pruning must
+     * not cost the login its session. It skips rows others hold, so it
+     * never waits for them. */
+    if (err == AS_OK && up && up->prune_before > 0) {
+        db_open(&t, impl, "sessions_prune", true, NULL);
+        DB_SEND(&t, &sql[S_PRUNE_ENDED], db_int(up->prune_before));
+        DB_SEND(&t, &sql[S_PRUNE_REVOKED], db_int(up->prune_before));
+        (void)db_close(&t);
+    }
     return err;
 }
 
