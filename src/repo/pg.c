@@ -861,6 +861,34 @@ static enum as_err bind_args(const struct db_val *args, size_t n,
     return AS_OK;
 }
 
+/* A statement bound for libpq: its prepared name and its arguments. */
+struct bound {
+    char name[16];
+    const char *val[DB_ARGS_MAX];
+    int len[DB_ARGS_MAX], fmt[DB_ARGS_MAX];
+    Oid type[DB_ARGS_MAX];
+    char num[DB_ARGS_MAX][24];
+};
+
+/* Binds statement `ds` and its `n` arguments into `b` for `c`. */
+static enum as_err bind_stmt(const struct conn *c, struct db_stmt *ds,
+                             const struct db_val *args, size_t n,
+                             struct bound *b)
+{
+    unsigned slot = db_stmt_slot(ds);
+    enum as_err err;
+
+    if (slot >= DB_STMT_MAX || n > DB_ARGS_MAX)
+        return AS_ERR_INTERNAL;
+    err = bind_args(args, n, b->type, b->val, b->len, b->fmt, b->num);
+    if (err != AS_OK)
+        return err;
+    if (c->bad)
+        return AS_ERR_UNAVAILABLE;
+    snprintf(b->name, sizeof b->name, "s%u", slot);
+    return AS_OK;
+}
+
 static struct pending *pend_add(struct conn *c, enum pend_kind kind)
 {
     struct pending *p = &c->pend[c->npend++];
@@ -934,20 +962,12 @@ static enum as_err pipe_send(struct conn *c, struct db_stmt *ds,
 {
     unsigned slot = db_stmt_slot(ds);
     uint8_t bit = (uint8_t)(1u << (slot % 8));
-    const char *val[DB_ARGS_MAX];
-    int len[DB_ARGS_MAX], fmt[DB_ARGS_MAX];
-    Oid type[DB_ARGS_MAX];
-    char num[DB_ARGS_MAX][24], name[16];
     struct pending *p;
-    enum as_err err;
+    struct bound b;
+    enum as_err err = bind_stmt(c, ds, args, n, &b);
 
-    if (slot >= DB_STMT_MAX || n > DB_ARGS_MAX)
-        return AS_ERR_INTERNAL;
-    err = bind_args(args, n, type, val, len, fmt, num);
     if (err != AS_OK)
         return err;
-    if (c->bad)
-        return AS_ERR_UNAVAILABLE;
     if (c->npend + 3 > PIPE_MAX && (err = pipe_read(c)) != AS_OK)
         return err;
     if (!c->piped) {
@@ -962,16 +982,15 @@ static enum as_err pipe_send(struct conn *c, struct db_stmt *ds,
             return AS_ERR_UNAVAILABLE;
         pend_add(c, PEND_BEGIN);
     }
-    snprintf(name, sizeof name, "s%u", slot);
     if (!(c->slot->prep[slot / 8] & bit)) {
-        if (!conn_sent(c, c->op, PQsendPrepare(c->c, name, ds->pg, (int)n,
-                                               type)))
+        if (!conn_sent(c, c->op, PQsendPrepare(c->c, b.name, ds->pg,
+                                               (int)n, b.type)))
             return AS_ERR_UNAVAILABLE;
         c->slot->prep[slot / 8] |= bit;
         pend_add(c, PEND_PREPARE)->slot = slot;
     }
-    if (!conn_sent(c, c->op, PQsendQueryPrepared(c->c, name, (int)n, val,
-                                                 len, fmt, 1)))
+    if (!conn_sent(c, c->op, PQsendQueryPrepared(c->c, b.name, (int)n,
+                                                 b.val, b.len, b.fmt, 1)))
         return AS_ERR_UNAVAILABLE;
     p = pend_add(c, PEND_STMT);
     p->fn = fn;
@@ -1086,11 +1105,8 @@ static enum as_err drv_run(struct db_conn *d, struct db_stmt *ds,
     struct conn *c = conn_of(d);
     unsigned slot = db_stmt_slot(ds);
     uint8_t bit = (uint8_t)(1u << (slot % 8));
-    const char *val[DB_ARGS_MAX];
-    int len[DB_ARGS_MAX], fmt[DB_ARGS_MAX];
-    Oid type[DB_ARGS_MAX];
-    char num[DB_ARGS_MAX][24], name[16];
     PGresult *r = NULL;
+    struct bound b;
     enum as_err err;
 
     memset(out, 0, sizeof *out);
@@ -1104,17 +1120,12 @@ static enum as_err drv_run(struct db_conn *d, struct db_stmt *ds,
             memset(out, 0, sizeof *out);
         return err;
     }
-    if (slot >= DB_STMT_MAX || n > DB_ARGS_MAX)
-        return AS_ERR_INTERNAL;
-    err = bind_args(args, n, type, val, len, fmt, num);
+    err = bind_stmt(c, ds, args, n, &b);
     if (err != AS_OK)
         return err;
-    if (c->bad)
-        return AS_ERR_UNAVAILABLE;
-    snprintf(name, sizeof name, "s%u", slot);
     if (!(c->slot->prep[slot / 8] & bit)) {
-        if (!conn_sent(c, c->op, PQsendPrepare(c->c, name, ds->pg,
-                                               (int)n, type)))
+        if (!conn_sent(c, c->op, PQsendPrepare(c->c, b.name, ds->pg,
+                                               (int)n, b.type)))
             return AS_ERR_UNAVAILABLE;
         db_round_trip();
         err = conn_collect(c, c->op, false, &r);
@@ -1124,8 +1135,8 @@ static enum as_err drv_run(struct db_conn *d, struct db_stmt *ds,
             return err;
         c->slot->prep[slot / 8] |= bit;
     }
-    if (!conn_sent(c, c->op, PQsendQueryPrepared(c->c, name, (int)n,
-                                                 val, len, fmt, 1)))
+    if (!conn_sent(c, c->op, PQsendQueryPrepared(c->c, b.name, (int)n,
+                                                 b.val, b.len, b.fmt, 1)))
         return AS_ERR_UNAVAILABLE;
     db_round_trip();
     err = conn_collect(c, c->op, false, &r);
