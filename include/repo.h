@@ -65,10 +65,12 @@ struct session_upkeep {
                                     were revoked before it are deleted,
                                     once the session is stored, in a
                                     transaction of their own whose
-                                    failure is ignored: each new session
-                                    prunes more than it adds, so the
-                                    table holds what is live plus what
-                                    ended recently */
+                                    failure is ignored, and not for a
+                                    second of this cut-off's clock after
+                                    one found nothing: while pruning,
+                                    each new session prunes more than it
+                                    adds, so the table holds what is
+                                    live plus what ended recently */
     const char *passed_email;    /* non-NULL: the login is complete; the
                                     run of login failures of this email
                                     from `passed_ip` (a client key, see

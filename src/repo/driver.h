@@ -128,9 +128,11 @@ struct db_driver {
 };
 
 /* The first member of each backend's state, the `impl` of its repo_ops,
- * so that the flows can reach the driver. */
+ * so that the flows can reach the driver (zeroed, then `drv` set). */
 struct db {
     const struct db_driver *drv;
+    _Atomic int64_t prune_rest; /* sessions.c: no pruning of sessions
+                                   that ended before this cut-off */
 };
 
 /* The cache slot of `st` (0 .. DB_STMT_MAX - 1), given on its first use;

@@ -204,6 +204,34 @@ static void count_changed(struct db_tx *t, const struct db_rows *r,
     *(int64_t *)ctx = r->changed;
 }
 
+/* A pruning that found nothing to delete (or failed) lets the sessions
+ * of the next second skip theirs: what ends in a second is a second's
+ * worth, which the pruning after it takes 32 at a time. */
+#define PRUNE_REST_MS 1000
+
+/* Deletes a few sessions that ended before `before`, in a transaction of
+ * its own whose failure is ignored (the next session prunes): what it
+ * deletes cascades to every refresh token of the sessions it picks,
+ * which a session refreshed for a month holds by the ten thousand, and
+ * a slow or failed pruning must not cost a login its session. It skips
+ * rows others hold, so it never waits for them. */
+static void prune(void *impl, int64_t before)
+{
+    struct db *db = impl;
+    int64_t ended = 0, revoked = 0, rest = atomic_load(&db->prune_rest);
+    struct db_tx t;
+
+    if (before < rest && rest - before <= PRUNE_REST_MS)
+        return;                   /* (a clock set back does not stop it) */
+    db_open(&t, impl, "sessions_prune", true, NULL);
+    DB_NOTE(&t, &sql[S_PRUNE_ENDED], count_changed, &ended,
+            db_int(before));
+    DB_NOTE(&t, &sql[S_PRUNE_REVOKED], count_changed, &revoked,
+            db_int(before));
+    if (db_close(&t) != AS_OK || ended + revoked == 0)
+        atomic_store(&db->prune_rest, before + PRUNE_REST_MS);
+}
+
 enum as_err db_session_create(void *impl, const struct session *s,
                               const uint8_t hash[REPO_HASH_LEN],
                               struct session_upkeep *up)
@@ -242,18 +270,8 @@ enum as_err db_session_create(void *impl, const struct session *s,
     err = db_close(&t);
     if (err == AS_OK && cap)
         up->ended = (unsigned)ended;
-    /* The pruning in a transaction of its own, its failure ignored (the
-     * next session prunes): what it deletes cascades to every refresh
-     * token of the sessions it picks, which a session refreshed for a
-     * month holds by the ten thousand, and a slow or failed pruning must
-     * not cost the login its session. It skips rows others hold, so it
-     * never waits for them. */
-    if (err == AS_OK && up && up->prune_before > 0) {
-        db_open(&t, impl, "sessions_prune", true, NULL);
-        DB_SEND(&t, &sql[S_PRUNE_ENDED], db_int(up->prune_before));
-        DB_SEND(&t, &sql[S_PRUNE_REVOKED], db_int(up->prune_before));
-        (void)db_close(&t);
-    }
+    if (err == AS_OK && up && up->prune_before > 0)
+        prune(impl, up->prune_before);
     return err;
 }
 

@@ -751,6 +751,38 @@ static void ended_sessions_are_pruned(void **state)
     assert_int_equal(revoked_at(f, recent.id), T0 + 200);
 }
 
+/* A pruning that found nothing lets the next second's sessions skip
+ * theirs (by the cut-off's clock); after that second, or with the clock
+ * set back past it, they prune again. */
+static void pruning_rests_after_finding_nothing(void **state)
+{
+    struct fx *f = *state;
+    struct session_upkeep up = { .prune_before = T0 + 5 };
+    struct user u;
+    struct session s, ended[2];
+    uint8_t h[REPO_HASH_LEN];
+
+    new_user(f, &u, "rest@example.com", ROLE_USER, true);
+    new_session(f, &ended[0], u.id, T0, T0 + 10, h);    /* ends T0+10 */
+    new_session(f, &ended[1], u.id, T0, T0 + 10, h);
+    new_session_up(f, &s, u.id, T0, T0 + DAY, h, &up);  /* none ended */
+    up.prune_before = T0 + 900;                /* within the second */
+    new_session_up(f, &s, u.id, T0, T0 + DAY, h, &up);
+    assert_int_equal(scalar(f, "SELECT count(*) FROM sessions"), 4);
+    up.prune_before = T0 + 1006;               /* past it */
+    new_session_up(f, &s, u.id, T0, T0 + DAY, h, &up);
+    assert_int_equal(scalar(f, "SELECT count(*) FROM sessions"), 3);
+    assert_false(live(f, ended[0].id, T0));    /* (deleted) */
+    /* Having found some, the pruning at T0+1006 left no rest. */
+    new_session(f, &ended[0], u.id, T0, T0 + 10, h);
+    new_session_up(f, &s, u.id, T0, T0 + DAY, h, &up);
+    assert_int_equal(scalar(f, "SELECT count(*) FROM sessions"), 4);
+    up.prune_before = T0 - 5000;               /* the clock set back */
+    new_session(f, &ended[1], u.id, T0, T0 - 6000, h);
+    new_session_up(f, &s, u.id, T0, T0 + DAY, h, &up);
+    assert_int_equal(scalar(f, "SELECT count(*) FROM sessions"), 5);
+}
+
 /* A new session ends its user's live sessions beyond the cap, least
  * recently used first, in its own transaction. */
 static void sessions_beyond_the_cap_end(void **state)
@@ -2064,6 +2096,7 @@ int main(void)
         CASE(rotate_invalid_cases),
         CASE(login_stores_only_while_the_account_allows_it),
         CASE(ended_sessions_are_pruned),
+        CASE(pruning_rests_after_finding_nothing),
         CASE(sessions_beyond_the_cap_end),
         CASE(rotated_tokens_past_their_lifetime_go),
         CASE(rotate_races_have_one_winner),
