@@ -420,7 +420,8 @@ enum as_err repo_user_set_password(struct repo *r, const char *id,
                                    const char *hash, const char *keep_sid,
                                    int64_t now);
 /* Replaces the hash only while it still equals `old` (login upgrading
- * an old cost); not finding it is AS_OK. */
+ * an old cost); AS_ERR_CONFLICT, and nothing changed, when the stored
+ * hash is another or the user is gone. */
 enum as_err repo_user_rehash(struct repo *r, const char *id, const char *old,
                              const char *hash);
 /* Deletes the user and (by cascade) its sessions and refresh tokens.

@@ -49,19 +49,33 @@ enum as_err core_password_check(const struct core *c, const struct user *u,
 
 /* Replaces an old-cost hash of `u` by one of today's cost, only while
  * the stored hash is still the one checked; `u` then carries the new one
- * (the session is stored only while it is the account's). */
+ * (the session is stored only while it is the account's). A login that
+ * lost that race to another one of the same instant checks `pw` once
+ * more against the hash now stored, and carries it if it holds (a
+ * password changed meanwhile does not: the session is refused). */
 static void upgrade(const struct core *c, struct user *u, const char *pw,
                     struct arena *a)
 {
     char fresh[PW_HASH_MAX] = "";
-    const char *kept;
+    struct user now;
+    const char *kept = NULL;
+    enum as_err err;
 
-    if (pw_needs_rehash(u->password_hash, c->pw) &&
-        pw_hash(pw, c->pw, fresh) == AS_OK &&
-        repo_user_rehash(c->repo, u->id, u->password_hash, fresh) ==
-            AS_OK &&
-        (kept = arena_strdup(a, fresh)))
+    if (!pw_needs_rehash(u->password_hash, c->pw) ||
+        pw_hash(pw, c->pw, fresh) != AS_OK)
+        goto out;
+    err = repo_user_rehash(c->repo, u->id, u->password_hash, fresh);
+    if (err == AS_OK)
+        kept = arena_strdup(a, fresh);
+    else if (err == AS_ERR_CONFLICT &&
+             repo_user_by_id(c->repo, u->id, &now, a) == AS_OK &&
+             now.password_hash &&
+             strcmp(now.password_hash, u->password_hash) != 0 &&
+             pw_verify(now.password_hash, pw) == AS_OK)
+        kept = now.password_hash;
+    if (kept)
         u->password_hash = kept;
+out:
     crypt_wipe(fresh, sizeof fresh);
 }
 

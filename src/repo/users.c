@@ -261,9 +261,10 @@ enum as_err db_user_rehash(void *impl, const char *id, const char *old,
     if (!old || !hash)
         return AS_ERR_BAD_REQUEST;
     db_open(&t, impl, "user_rehash", true, NULL);
-    DB_RUN(&t, &sql[U_REHASH], &r, db_text(id), db_text(old),
-           db_text(hash));
-    return none_if_invalid(db_close(&t), AS_OK);
+    if (DB_RUN(&t, &sql[U_REHASH], &r, db_text(id), db_text(old),
+               db_text(hash)) && r.changed == 0)
+        db_refuse(&t, AS_ERR_CONFLICT);
+    return none_if_invalid(db_close(&t), AS_ERR_CONFLICT);
 }
 
 enum as_err db_user_delete(void *impl, const char *id)

@@ -80,6 +80,7 @@ struct repo *fake_repo(void)
 
 void fake_repo_reset(void)
 {
+    fake_repo_before_rehash = NULL;
     pthread_mutex_lock(&mu);
     memset(users, 0, sizeof users);
     memset(sessions, 0, sizeof sessions);
@@ -452,18 +453,25 @@ enum as_err repo_user_set_password(struct repo *r, const char *id,
     return f ? AS_OK : AS_ERR_NOT_FOUND;
 }
 
+void (*fake_repo_before_rehash)(const char *id);
+
 enum as_err repo_user_rehash(struct repo *r, const char *id, const char *old,
                              const char *hash)
 {
     struct fuser *f;
+    enum as_err err = AS_ERR_CONFLICT;
 
     (void)r;
+    if (fake_repo_before_rehash)
+        fake_repo_before_rehash(id);
     pthread_mutex_lock(&mu);
     f = user_id(id);
-    if (f && strcmp(f->hash, old) == 0)
+    if (f && strcmp(f->hash, old) == 0) {
         snprintf(f->hash, sizeof f->hash, "%s", hash);
+        err = AS_OK;
+    }
     pthread_mutex_unlock(&mu);
-    return AS_OK;
+    return err;
 }
 
 enum as_err repo_user_delete(struct repo *r, const char *id)
@@ -639,6 +647,9 @@ enum as_err repo_session_create(struct repo *r, const struct session *s,
     if (user_id(s->user_id))
         err = s->one_factor && user_id(s->user_id)->mfa_enabled
                   ? AS_ERR_MFA_REQUIRED
+              : s->pw_hash && strcmp(user_id(s->user_id)->hash,
+                                     s->pw_hash) != 0
+                  ? AS_ERR_BAD_CREDENTIALS
                   : AS_ERR_INTERNAL;
     for (i = 0; err == AS_ERR_INTERNAL && i < MAX_SESSIONS; i++)
         if (!sessions[i].used) {

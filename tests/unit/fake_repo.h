@@ -27,6 +27,9 @@ bool fake_repo_session_unrevoked(const char *sid);
 /* The stored password hash of user `id` (borrowed until the next call
  * that changes it), or NULL. */
 const char *fake_repo_hash(const char *id);
+/* When set, called by repo_user_rehash() before it looks at the stored
+ * hash (a concurrent writer's turn); fake_repo_reset() clears it. */
+extern void (*fake_repo_before_rehash)(const char *id);
 
 /* A clock tests move: the core's now_ms. */
 extern _Atomic int64_t fake_now;

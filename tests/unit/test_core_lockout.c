@@ -7,10 +7,12 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <string.h>
 
 #include "cfg.h"
 #include "core.h"
 #include "fake_repo.h"
+#include "password.h"
 
 #define T0 INT64_C(1700000000000)
 #define IP "192.0.2.7"
@@ -64,6 +66,71 @@ static enum as_err start(struct fx *f, const char *uid, const char *passed)
 
     return core_session_start(&f->core, uid, NULL, NULL, NULL, passed, IP,
                               "test", &s, refresh);
+}
+
+/* Today's cost, above fake_core()'s: every fake_user() hash is old. */
+static const struct pw_params today = { 2, 8192 };
+static char *racing_uid;
+static const char *racing_pw;
+
+/* Another login (or a password change) of the same instant stores its
+ * hash between this login's check and its replacement. */
+static void store_theirs(const char *id)
+{
+    char hash[PW_HASH_MAX];
+
+    if (strcmp(id, racing_uid) == 0 &&
+        pw_hash(racing_pw, &today, hash) == AS_OK)
+        (void)repo_user_set_password(fake_repo(), id, hash, NULL, fake_now);
+}
+
+static enum as_err login_racing(struct fx *f, const char *pw_meanwhile,
+                                struct user *u)
+{
+    int64_t retry = 0;
+    struct session s;
+    char refresh[SEC_TOKEN_LEN + 1];
+    enum as_err err;
+
+    f->core.pw = &today;
+    racing_uid = f->id;
+    racing_pw = pw_meanwhile;
+    fake_repo_before_rehash = store_theirs;
+    err = core_login(&f->core, "ada@example.com", "ada@example.com", PW,
+                     IP, u, f->a, &retry);
+    assert_int_equal(err, AS_OK);
+    return core_session_start(&f->core, u->id, u->password_hash, NULL,
+                              NULL, "ada@example.com", IP, "test", &s,
+                              refresh);
+}
+
+/* A login that checked an old-cost hash and lost its replacement to
+ * another login of the same password goes on with the hash that login
+ * stored, checked once more; its session ends the run. */
+static void lost_rehash_race_still_logs_in(void **state)
+{
+    struct fx *f = *state;
+    struct user u;
+    int64_t retry = 0;
+
+    assert_int_equal(login(f, "ada@example.com", "wrong password", &retry),
+                     AS_ERR_BAD_CREDENTIALS);
+    assert_int_equal(login_racing(f, PW, &u), AS_OK);
+    assert_string_equal(u.password_hash, fake_repo_hash(f->id));
+    assert_false(pw_needs_rehash(u.password_hash, &today));
+    assert_int_equal(fake_repo_failures("ada@example.com", IP), 0);
+}
+
+/* A password changed meanwhile still refuses the session, and the
+ * attempt stays counted. */
+static void password_changed_meanwhile_refused(void **state)
+{
+    struct fx *f = *state;
+    struct user u;
+
+    assert_int_equal(login_racing(f, "another password", &u),
+                     AS_ERR_BAD_CREDENTIALS);
+    assert_int_equal(fake_repo_failures("ada@example.com", IP), 1);
 }
 
 /* Each attempt is counted before the user is read and the hash checked:
@@ -258,6 +325,10 @@ static void not_an_email_is_locked_unhashed(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(lost_rehash_race_still_logs_in,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(password_changed_meanwhile_refused,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(counted_before_the_hash, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(

@@ -560,12 +560,16 @@ static void password_set_and_rehash(void **state)
                      AS_ERR_NOT_FOUND);
 
     /* Rehash only replaces the hash it was computed from. */
-    assert_int_equal(repo_user_rehash(f->r, u.id, "hash-2", "hash-4"), AS_OK);
+    assert_int_equal(repo_user_rehash(f->r, u.id, "hash-2", "hash-4"),
+                     AS_ERR_CONFLICT);
     assert_int_equal(repo_user_by_id(f->r, u.id, &got, f->a), AS_OK);
     assert_string_equal(got.password_hash, "hash-3");
     assert_int_equal(repo_user_rehash(f->r, u.id, "hash-3", "hash-4"), AS_OK);
     assert_int_equal(repo_user_by_id(f->r, u.id, &got, f->a), AS_OK);
     assert_string_equal(got.password_hash, "hash-4");
+    uuid_v7_new(got.id);                              /* nobody */
+    assert_int_equal(repo_user_rehash(f->r, got.id, "hash-4", "hash-5"),
+                     AS_ERR_CONFLICT);
 }
 
 static void delete_cascades(void **state)

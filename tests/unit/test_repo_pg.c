@@ -394,7 +394,7 @@ static void test_user_crud(void **state)
 
     /* rehash only while the old hash is still there */
     assert_int_equal(f->ops->user_rehash(f->impl, u.id, "stale", "new1"),
-                     AS_OK);
+                     AS_ERR_CONFLICT);
     assert_int_equal(f->ops->user_by_id(f->impl, u.id, &got, f->a), AS_OK);
     assert_string_equal(got.password_hash, u.password_hash);
     assert_int_equal(f->ops->user_rehash(f->impl, u.id, u.password_hash,
