@@ -55,10 +55,12 @@ void lockout_take_back(const struct lockout_policy *p,
  * of the lock. AS_OK: go on and check the secret (it stays counted as a
  * failure unless lockout_passed() follows). AS_ERR_RATE_LIMITED: locked,
  * refuse without checking; *retry_s gets the seconds until the lock ends
- * (at least 1). Otherwise a repository error (nothing may be checked). */
+ * (at least 1). Otherwise a repository error (nothing may be checked).
+ * With `read` (may be NULL), an unlocked attempt also reads the user of
+ * `email` into it, in the same step (repo_login_failures_read()). */
 enum as_err lockout_begin(struct repo *r, const struct lockout_policy *p,
                           const char *email, const char *ip, int64_t now,
-                          int64_t *retry_s);
+                          int64_t *retry_s, struct repo_user_read *read);
 /* Takes back the attempt lockout_begin() counted when the secret proved
  * right but the login is not complete yet (a right password with the
  * second factor on): the count neither grows nor ends (README "Second

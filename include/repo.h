@@ -186,6 +186,17 @@ typedef int64_t (*repo_login_update_fn)(void *ctx,
                                         struct login_count *addr,
                                         struct login_count *all);
 
+/* The user of the counted email, read by repo_login_failures_read() in
+ * the counts' transaction after they are written, sent with them (no
+ * round trip of its own), as repo_user_by_email() would read it; only
+ * while fn() leaves `wanted` true (its rule may decide no one is read). */
+struct repo_user_read {
+    bool wanted;                 /* in, and fn() may clear it */
+    bool found;                  /* out: the user was read into `out` */
+    struct user *out;            /* strings in `a` */
+    struct arena *a;
+};
+
 /* ---- passkeys (WebAuthn) --------------------------------------------- */
 
 /* A registered passkey as stored. Strings are borrowed (from the caller
@@ -244,7 +255,8 @@ struct repo_ops {
     enum as_err (*login_failures_update)(void *impl, const char *email,
                                          const char *ip,
                                          repo_login_update_fn fn,
-                                         void *ctx);
+                                         void *ctx,
+                                         struct repo_user_read *read);
     enum as_err (*login_failures_clear)(void *impl, const char *email,
                                         const char *ip);
 
@@ -450,6 +462,11 @@ enum as_err repo_user_count(struct repo *r, bool admins_only, int64_t *out);
 enum as_err repo_login_failures_update(struct repo *r, const char *email,
                                        const char *ip,
                                        repo_login_update_fn fn, void *ctx);
+/* repo_login_failures_update(), then `read` (see struct repo_user_read)
+ * in the same transaction: a login's count and lookup in one step. */
+enum as_err repo_login_failures_read(struct repo *r, const char *email,
+                                     const char *ip, repo_login_update_fn fn,
+                                     void *ctx, struct repo_user_read *read);
 /* Forgets the counts of (email, ip) and (email, "*"); with `ip` NULL,
  * every count of `email` (an admin lifting a lockout). */
 enum as_err repo_login_failures_clear(struct repo *r, const char *email,

@@ -73,6 +73,7 @@ struct attempt_ctx {
     const struct lockout_policy *p;
     int64_t now;
     struct lockout_verdict v;
+    struct repo_user_read *read;
 };
 
 /* Each new row (the address's count started now) prunes a few idle
@@ -83,20 +84,24 @@ static int64_t attempt_fn(void *arg, struct login_count *addr,
     struct attempt_ctx *x = arg;
 
     lockout_attempt(x->p, x->now, addr, all, &x->v);
+    if (x->read)
+        x->read->wanted = !x->v.refused;  /* a locked caller: no lookup */
     return addr->count == 1 ? x->now - forget_ms(x->p) : 0;
 }
 
 enum as_err lockout_begin(struct repo *r, const struct lockout_policy *p,
                           const char *email, const char *ip, int64_t now,
-                          int64_t *retry_s)
+                          int64_t *retry_s, struct repo_user_read *read)
 {
-    struct attempt_ctx x = { .p = p, .now = now };
+    struct attempt_ctx x = { .p = p, .now = now, .read = read };
     char key[NETADDR_KEY_LEN];
     enum as_err err;
 
     *retry_s = 0;
     netaddr_client_key(ip, key);
-    err = repo_login_failures_update(r, email, key, attempt_fn, &x);
+    err = read ? repo_login_failures_read(r, email, key, attempt_fn, &x,
+                                          read)
+               : repo_login_failures_update(r, email, key, attempt_fn, &x);
     if (err != AS_OK)
         return err;
     if (!x.v.refused)

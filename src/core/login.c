@@ -10,13 +10,22 @@
 
 #define INVALID_KEY_LEN (8 + 32 + 1)
 
-enum as_err core_attempt_begin(const struct core *c, const char *email,
-                               const char *ip, int64_t *retry_s)
+/* core_attempt_begin(), and with `read` the lookup of `email`. */
+static enum as_err attempt_begin(const struct core *c, const char *email,
+                                 const char *ip, int64_t *retry_s,
+                                 struct repo_user_read *read)
 {
     struct lockout_policy p;
 
     lockout_policy_init(&p, c->cfg);
-    return lockout_begin(c->repo, &p, email, ip, c->now_ms(), retry_s);
+    return lockout_begin(c->repo, &p, email, ip, c->now_ms(), retry_s,
+                         read);
+}
+
+enum as_err core_attempt_begin(const struct core *c, const char *email,
+                               const char *ip, int64_t *retry_s)
+{
+    return attempt_begin(c, email, ip, retry_s, NULL);
 }
 
 void core_attempt_settle(const struct core *c, const char *email,
@@ -112,6 +121,7 @@ enum as_err core_login(const struct core *c, const char *email,
 {
     char key[INVALID_KEY_LEN];
     const char *counted = email ? email : invalid_key(raw, key);
+    struct repo_user_read read = { .out = out, .a = a };
     enum as_err err = AS_OK;
 
     *retry_s = 0;
@@ -119,21 +129,20 @@ enum as_err core_login(const struct core *c, const char *email,
      * address) is refused without hashing, known and unknown emails
      * alike, so the answer reveals nothing. A login name that is not an
      * email is counted and locked the same; no account has it, so it
-     * costs no hash (what it reveals, the client wrote). */
+     * costs no hash (what it reveals, the client wrote). The account is
+     * read in the same step, once counted. */
     if (!counted)
         return AS_ERR_INTERNAL;
-    err = core_attempt_begin(c, counted, ip, retry_s);
+    err = attempt_begin(c, counted, ip, retry_s, email ? &read : NULL);
     if (err != AS_OK)
         return err;
     if (!email)
         return AS_ERR_BAD_CREDENTIALS;
-    err = repo_user_by_email(c->repo, email, out, a);
-    if (err == AS_ERR_NOT_FOUND) {
+    if (!read.found) {
         pw_verify_dummy(pw);              /* same cost as a wrong password */
         return AS_ERR_BAD_CREDENTIALS;
     }
-    if (err == AS_OK)
-        err = pw_verify(out->password_hash, pw);
+    err = pw_verify(out->password_hash, pw);
     if (err == AS_OK && !out->is_active)
         err = AS_ERR_DISABLED;            /* the attempt stays counted */
     if (err != AS_OK)

@@ -102,6 +102,10 @@ enum as_err db_keys_prune(void *impl, int64_t now, int64_t before);
 /* Reads USER_COLS of row `i` of `r` into `u` (and, when the statement
  * added a tenth column, whether the second factor is on); strings are
  * borrowed from the flow's arena. */
+/* Inside write flow `t`: sends the read of the user of `email` ahead
+ * into `read` (read->found once its answer came, strings in t->a). */
+void db_user_note_by_email(struct db_tx *t, const char *email,
+                           struct repo_user_read *read);
 void db_read_user(struct db_tx *t, const struct db_rows *r, size_t i,
                   struct user *u);
 enum as_err db_user_insert(void *impl, const struct user *u);
@@ -195,7 +199,8 @@ enum as_err db_refresh_session(void *impl, const uint8_t hash[REPO_HASH_LEN],
 /* ---- login-failure counts (login_failures.c) ---- */
 enum as_err db_login_failures_update(void *impl, const char *email,
                                      const char *ip, repo_login_update_fn fn,
-                                     void *ctx);
+                                     void *ctx,
+                                     struct repo_user_read *read);
 /* Inside flow `t`: ends the run of failures of `email` from `ip` (NULL:
  * from every address). */
 void db_login_failures_end(struct db_tx *t, const char *email,

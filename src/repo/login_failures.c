@@ -58,7 +58,7 @@ static void put(struct db_tx *t, const char *email, const char *ip,
 
 enum as_err db_login_failures_update(void *impl, const char *email,
                                      const char *ip, repo_login_update_fn fn,
-                                     void *ctx)
+                                     void *ctx, struct repo_user_read *read)
 {
     struct login_count mine = { 0 }, all = { 0 };
     struct db_rows r;
@@ -66,7 +66,9 @@ enum as_err db_login_failures_update(void *impl, const char *email,
     int64_t before;
     size_t i;
 
-    db_open(&t, impl, "login_failures_update", true, NULL);
+    if (read)
+        read->found = false;
+    db_open(&t, impl, "login_failures_update", true, read ? read->a : NULL);
     DB_SEND(&t, &sql[L_LOCK], db_text(email));
     DB_RUN(&t, &sql[L_READ], &r, db_text(email), db_text(ip));
     for (i = 0; t.err == AS_OK && i < r.n; i++) {
@@ -84,6 +86,9 @@ enum as_err db_login_failures_update(void *impl, const char *email,
          * counter holds them, so this never waits under the lock. */
         if (before > 0)
             DB_SEND(&t, &sql[L_PRUNE], db_int(before));
+        /* A login's lookup, with the writes: a round trip fewer. */
+        if (read && read->wanted)
+            db_user_note_by_email(&t, email, read);
     }
     return db_close(&t);
 }

@@ -357,7 +357,18 @@ enum as_err repo_login_failures_update(struct repo *r, const char *email,
 {
     if (!login_key_ok(email, ip) || !fn)
         return AS_ERR_BAD_REQUEST;
-    return DISPATCH(r, login_failures_update(r->impl, email, ip, fn, ctx));
+    return DISPATCH(r, login_failures_update(r->impl, email, ip, fn, ctx,
+                                             NULL));
+}
+
+enum as_err repo_login_failures_read(struct repo *r, const char *email,
+                                     const char *ip, repo_login_update_fn fn,
+                                     void *ctx, struct repo_user_read *read)
+{
+    if (!login_key_ok(email, ip) || !fn || !read || !read->out || !read->a)
+        return AS_ERR_BAD_REQUEST;
+    return DISPATCH(r, login_failures_update(r->impl, email, ip, fn, ctx,
+                                             read));
 }
 
 enum as_err repo_login_failures_clear(struct repo *r, const char *email,

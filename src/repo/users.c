@@ -138,6 +138,23 @@ enum as_err db_user_insert(void *impl, const struct user *u)
     return db_close(&t);
 }
 
+static void found_user(struct db_tx *t, const struct db_rows *r, void *ctx)
+{
+    struct repo_user_read *read = ctx;
+
+    if (r->n > 0) {
+        db_read_user(t, r, 0, read->out);
+        read->found = true;
+    }
+}
+
+void db_user_note_by_email(struct db_tx *t, const char *email,
+                           struct repo_user_read *read)
+{
+    read->found = false;
+    DB_NOTE(t, &sql[U_BY_EMAIL], found_user, read, db_text(email));
+}
+
 /* The one user that statement `st` (bound to `key`) finds. */
 static enum as_err user_get(void *impl, int st, const char *key,
                             const char *op, struct user *out,

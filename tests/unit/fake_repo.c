@@ -558,6 +558,25 @@ enum as_err repo_login_failures_update(struct repo *r, const char *email,
     return err;
 }
 
+enum as_err repo_login_failures_read(struct repo *r, const char *email,
+                                     const char *ip, repo_login_update_fn fn,
+                                     void *ctx, struct repo_user_read *read)
+{
+    enum as_err err;
+
+    if (!read || !read->out || !read->a)
+        return AS_ERR_BAD_REQUEST;
+    read->found = false;
+    err = repo_login_failures_update(r, email, ip, fn, ctx);
+    if (err == AS_OK && read->wanted) {
+        err = repo_user_by_email(r, email, read->out, read->a);
+        read->found = err == AS_OK;
+        if (err == AS_ERR_NOT_FOUND)
+            err = AS_OK;
+    }
+    return err;
+}
+
 /* Ends the counts of `email` from `ip` (NULL: every address; mu held). */
 static void clear_locked(const char *email, const char *ip)
 {

@@ -25,6 +25,7 @@
 #include "lockout.h"
 #include "migrations.h"
 #include "repo.h"
+#include "repo/driver.h"
 #include "repo/repo_int.h"
 
 #define T0 INT64_C(1700000000000)        /* a fixed "now" in Unix ms */
@@ -1597,7 +1598,7 @@ static int64_t try_at(struct fx *f, const char *email, const char *ip,
 {
     int64_t retry = -1;
     enum as_err err = lockout_begin(f->r, &lock_policy, email, ip, now,
-                                    &retry);
+                                    &retry, NULL);
 
     assert_true(err == AS_OK || err == AS_ERR_RATE_LIMITED);
     assert_true(err == AS_OK ? retry == 0 : retry >= 1);
@@ -1755,6 +1756,76 @@ static void a_complete_logins_session_ends_the_run(void **state)
     assert_false(live(f, s.id, T0 + 10));
 }
 
+/* fn() of a count that also decides whether the user is read. */
+struct count_read {
+    struct counts_seen seen;
+    struct repo_user_read *read;
+    bool refuse;
+};
+
+static int64_t count_then_read(void *ctx, struct login_count *mine,
+                               struct login_count *all)
+{
+    struct count_read *x = ctx;
+
+    mine->count++;
+    all->count++;
+    mine->last_at = all->last_at = T0;
+    x->seen.mine = *mine;
+    x->read->wanted = !x->refuse;
+    return 0;
+}
+
+/* A login's count and its lookup are one step: the user is read with
+ * the counts' writes (no round trip of its own on PostgreSQL), only
+ * when fn() wants it, and the counts are written either way. */
+static void lockout_count_reads_the_user(void **state)
+{
+    struct fx *f = *state;
+    const char *e = lock_email(f, "reader");
+    struct user u, got;
+    struct repo_user_read read = { .out = &got, .a = f->a };
+    struct count_read x = { .read = &read };
+    int64_t mine, all, until;
+    uint64_t rt;
+
+    new_user(f, &u, e, ROLE_USER, true);
+    rt = db_pg_round_trips();
+    assert_int_equal(repo_login_failures_read(f->r, e, "192.0.2.1",
+                                              count_then_read, &x, &read),
+                     AS_OK);
+    /* BEGIN, lock and read; then writes, lookup and COMMIT */
+    assert_int_equal(db_pg_round_trips() - rt, on_pg ? 2 : 0);
+    assert_true(read.found);
+    assert_string_equal(got.id, u.id);
+    assert_string_equal(got.email, e);
+    assert_string_equal(got.password_hash, u.password_hash);
+    assert_true(got.is_active);
+    counts_of(f, e, "192.0.2.1", &mine, &all, &until);
+    assert_true(mine == 1 && all == 1);
+
+    x.refuse = true;                      /* the rule wants no lookup */
+    memset(&got, 0, sizeof got);
+    assert_int_equal(repo_login_failures_read(f->r, e, "192.0.2.1",
+                                              count_then_read, &x, &read),
+                     AS_OK);
+    assert_false(read.found);
+    assert_true(got.email == NULL);
+    counts_of(f, e, "192.0.2.1", &mine, &all, &until);
+    assert_true(mine == 2 && all == 2);
+
+    x.refuse = false;                     /* nobody has this email */
+    e = lock_email(f, "nobody");
+    assert_int_equal(repo_login_failures_read(f->r, e, "192.0.2.1",
+                                              count_then_read, &x, &read),
+                     AS_OK);
+    assert_false(read.found);
+    assert_int_equal(x.seen.mine.count, 1);
+    assert_int_equal(repo_login_failures_read(f->r, e, "192.0.2.1",
+                                              count_then_read, &x, NULL),
+                     AS_ERR_BAD_REQUEST);
+}
+
 static void lockout_bad_keys(void **state)
 {
     struct fx *f = *state;
@@ -1829,7 +1900,8 @@ static void *lock_race(void *arg)
 
     pthread_barrier_wait(x->go);
     for (i = 0; i < x->rounds && x->err == AS_OK; i++) {
-        err = lockout_begin(x->r, x->p, x->email, x->ip, T0 + i, &retry);
+        err = lockout_begin(x->r, x->p, x->email, x->ip, T0 + i, &retry,
+                            NULL);
         if (err == AS_OK)
             x->admitted++;
         else if (err != AS_ERR_RATE_LIMITED)
@@ -2108,6 +2180,7 @@ int main(void)
         CASE(lockout_one_address_never_locks_others),
         CASE(lockout_from_everywhere_past_the_total),
         CASE(a_complete_logins_session_ends_the_run),
+        CASE(lockout_count_reads_the_user),
         CASE(lockout_bad_keys),
         CASE(lockout_counts_restart_after_a_quiet_day),
         CASE(lockout_counts_every_concurrent_failure),
