@@ -18,6 +18,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
+import weakref
 
 import pytest
 
@@ -48,6 +49,34 @@ else:
 def scratch(prefix):
     """A new folder under this run's folder (removed when the run passes)."""
     return tempfile.mkdtemp(prefix=prefix, dir=RUN_TMP)
+
+
+# Every daemon started in this process, so that a failed test's report
+# carries the last log lines of those it used (a 503's cause is in them).
+_STARTED = weakref.WeakSet()
+LOG_TAIL = 40
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.when != "call" or not rep.failed:
+        return
+    t0 = getattr(item, "_auth_t0", None)
+    for d in list(_STARTED):
+        if d.proc is None or (t0 is not None and d.proc.poll() is not None
+                              and d.started_at < t0):
+            continue                  # ended before this test began
+        with d._lock:
+            tail = d.lines[-LOG_TAIL:]
+        rep.sections.append(("auth-serve on port %s, last %d log lines"
+                             % (d.port, len(tail)), "\n".join(tail)))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    item._auth_t0 = time.monotonic()
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -155,6 +184,7 @@ class Daemon:
         self.proc = None
         self._thread = None
         self.port = None
+        self.started_at = 0.0
         self.lines = []
         self._lock = threading.Lock()
 
@@ -218,6 +248,8 @@ class Daemon:
         full.update(self.env)
         self.lines = []
         self.port = None
+        self.started_at = time.monotonic()
+        _STARTED.add(self)
         started = threading.Event()     # this start's own: no stale reader
         self.proc = subprocess.Popen([BIN], env=full, cwd=self.data_dir,
                                      stdin=subprocess.DEVNULL,
