@@ -74,6 +74,16 @@ void cfg_cleanup(struct cfg *c);
 /* Emits one "config.loaded" log event with every value, secrets
  * redacted. */
 void cfg_log(const struct cfg *c);
+/* A setting that is set but has no effect under the others (an
+ * operator's slip worth a warning rather than a refusal: a key file
+ * kept for a switch back, say), and why. */
+struct cfg_unused {
+    const char *name;
+    const char *why;
+};
+/* Fills `out` with at most `max` such settings of `c`; returns how many
+ * there are. */
+size_t cfg_unused(const struct cfg *c, struct cfg_unused *out, size_t max);
 /* Name of the i-th known variable, or NULL past the end (for docs and
  * tests). */
 const char *cfg_var_name(size_t i);

@@ -919,6 +919,38 @@ static json_t *url_origin(const char *url)
     return o ? o : json_string("***");       /* not UTF-8 */
 }
 
+size_t cfg_unused(const struct cfg *c, struct cfg_unused *out, size_t max)
+{
+    bool hs = c->jwt_alg == CFG_ALG_HS256;
+    bool key_file = c->jwt_key_file && c->jwt_key_file[0];
+    bool sqlite = !c->database_url || has_prefix(c->database_url, "sqlite:");
+    const struct cfg_unused all[] = {
+        { c->jwt_secret && !hs ? "AUTH_JWT_SECRET" : NULL,
+          "only HS256 signs with it, and AUTH_JWT_ALG is not HS256" },
+        { key_file && hs ? "AUTH_JWT_KEY_FILE" : NULL,
+          "AUTH_JWT_ALG is HS256, which signs with AUTH_JWT_SECRET" },
+        { c->keys_secret && (hs || key_file || sqlite) ? "AUTH_KEYS_SECRET"
+                                                      : NULL,
+          "it seals signing keys kept in PostgreSQL, and none are (SQLite, "
+          "AUTH_JWT_KEY_FILE or HS256)" },
+        { c->smtp_from && !c->smtp_url ? "AUTH_SMTP_FROM" : NULL,
+          "AUTH_SMTP_URL is not set" },
+        { c->smtp_user && !c->smtp_url ? "AUTH_SMTP_USER" : NULL,
+          "AUTH_SMTP_URL is not set" },
+        { c->smtp_password && !c->smtp_url ? "AUTH_SMTP_PASSWORD" : NULL,
+          "AUTH_SMTP_URL is not set" },
+    };
+    size_t i, n = 0;
+
+    for (i = 0; i < sizeof all / sizeof all[0]; i++)
+        if (all[i].name) {
+            if (n < max)
+                out[n] = all[i];
+            n++;
+        }
+    return n;
+}
+
 void cfg_log(const struct cfg *c)
 {
     json_t *o = json_object();

@@ -111,6 +111,18 @@ static void argon2_advice(const struct cfg *cfg)
                             "the Argon2id cost is below the OWASP minimum"));
 }
 
+/* A warning for each setting that is set but has no effect. */
+static void unused_advice(const struct cfg *cfg)
+{
+    struct cfg_unused unused[8];
+    size_t i, n = cfg_unused(cfg, unused, 8);
+
+    for (i = 0; i < n && i < 8; i++)
+        log_event(LOG_WARN, "config.unused", NULL,
+                  json_pack("{s:s, s:s}", "name", unused[i].name,
+                            "message", unused[i].why));
+}
+
 /* Opens the repository and applies migrations. */
 static struct repo *open_repo(const struct cfg *cfg)
 {
@@ -214,6 +226,7 @@ static int serve(struct cfg *cfg)
     }
     atomic_store(&app.keys, keys);
     argon2_advice(cfg);
+    unused_advice(cfg);
     app.pw.opslimit = cfg->argon2_iterations;
     app.pw.memlimit = (size_t)cfg->argon2_memory_kib * 1024u;
     app.pool = workpool_new(cfg->hash_workers, cfg->hash_queue);
@@ -323,6 +336,18 @@ static int migrate(struct cfg *cfg)
     return 0;
 }
 
+/* For `config check`: the settings a serve would warn about as unused
+ * (config.unused), one line each on stderr; they do not fail it. */
+static void unused_report(const struct cfg *cfg)
+{
+    struct cfg_unused unused[8];
+    size_t i, n = cfg_unused(cfg, unused, 8);
+
+    for (i = 0; i < n && i < 8; i++)
+        fprintf(stderr, "auth-serve: warning: %s is set but unused: %s\n",
+                unused[i].name, unused[i].why);
+}
+
 /* For `config check`: the signing key a serve would load from a file or
  * a secret loads (keys kept in the data folder or the database are made
  * or read at start, with the database). */
@@ -375,6 +400,8 @@ int main(int argc, char **argv)
         if (!load_config(&cfg, false))
             return EXIT_CONFIG;
         status = keys_check(&cfg) ? 0 : EXIT_CONFIG;
+        if (status == 0)
+            unused_report(&cfg);
         if (status == 0)
             printf("configuration ok\n");
     } else if (strcmp(cmd, "keys") == 0 && argc == 3 &&

@@ -40,6 +40,26 @@ def test_config_check():
     assert r.returncode == 2 and b"AUTH_JWT_ALG" in r.stderr
 
 
+def test_unused_settings_are_warned_not_refused(make_daemon):
+    """A setting with no effect under the others (README
+    "Configuration") is a warning at start and in `config check`, which
+    still passes; a setting in use is not."""
+    secret = "s" * 40
+    r = run(["config", "check"], env={"AUTH_JWT_SECRET": secret})
+    assert r.returncode == 0 and b"configuration ok" in r.stdout
+    assert r.stderr.count(b"warning: ") == 1, r.stderr
+    assert b"AUTH_JWT_SECRET is set but unused" in r.stderr
+    r = run(["config", "check"], env={"AUTH_JWT_SECRET": secret,
+                                      "AUTH_JWT_ALG": "HS256"})
+    assert r.returncode == 0 and b"warning" not in r.stderr, r.stderr
+    d = make_daemon({"AUTH_SMTP_FROM": "auth@example.com"}).start()
+    got = d.events(lambda e: e.get("event") == "config.unused")
+    assert [e["name"] for e in got] == ["AUTH_SMTP_FROM"], got
+    assert got[0]["level"] == "warn" and got[0]["message"]
+    assert wait_until(lambda: d.request("GET", "/readyz").status == 200,
+                      30)
+
+
 def test_bad_config_stops_the_daemon_with_2():
     for env in ({"AUTH_PORT": "abc"}, {"AUTH_BOGUS": "x"},
                 {"AUTH_DATABASE_URL": "mysql://x"},

@@ -13,6 +13,8 @@
 
 #define EXAMPLE SOURCE_DIR "/.env.example"
 
+#define SECRET32 "0123456789abcdef0123456789abcdef"
+
 static char why[512];
 
 static bool load(struct cfg *c, const char *file, char **env)
@@ -47,6 +49,64 @@ static void test_defaults(void **state)
     assert_int_equal(c.body_timeout, 10);
     assert_int_equal(c.mail_per_recipient_per_hour, 5);
     cfg_cleanup(&c);
+}
+
+/* The names cfg_unused() reports for `env`, joined by spaces. */
+static const char *unused_of(char **env)
+{
+    static char names[256];
+    struct cfg c;
+    struct cfg_unused u[8];
+    size_t i, n;
+
+    names[0] = '\0';
+    assert_true(load(&c, NULL, env));
+    n = cfg_unused(&c, u, 8);
+    assert_true(n <= 8);
+    for (i = 0; i < n; i++) {
+        assert_non_null(u[i].why);
+        strcat(names, i ? " " : "");
+        strcat(names, u[i].name);
+    }
+    cfg_cleanup(&c);
+    return names;
+}
+
+/* A setting with no effect under the others is reported, and only
+ * then (a warning at start, `config check`). */
+static void test_unused_settings(void **state)
+{
+    char *none[] = { NULL };
+    char *es_secret[] = { "AUTH_JWT_SECRET=" SECRET32, NULL };
+    char *hs[] = { "AUTH_JWT_ALG=HS256", "AUTH_JWT_SECRET=" SECRET32,
+                   NULL };
+    char *hs_file[] = { "AUTH_JWT_ALG=HS256", "AUTH_JWT_SECRET=" SECRET32,
+                        "AUTH_JWT_KEY_FILE=/k.pem",
+                        "AUTH_KEYS_SECRET=" SECRET32, NULL };
+    char *sqlite_sealed[] = { "AUTH_KEYS_SECRET=" SECRET32, NULL };
+    char *pg_sealed[] = { "AUTH_DATABASE_URL=postgresql://h/db",
+                          "AUTH_KEYS_SECRET=" SECRET32, NULL };
+    char *pg_file[] = { "AUTH_DATABASE_URL=postgresql://h/db",
+                        "AUTH_JWT_KEY_FILE=/k.pem",
+                        "AUTH_KEYS_SECRET=" SECRET32, NULL };
+    char *smtp_off[] = { "AUTH_SMTP_FROM=a@example.com",
+                         "AUTH_SMTP_USER=u", "AUTH_SMTP_PASSWORD=p", NULL };
+    char *smtp_on[] = { "AUTH_SMTP_URL=smtp://127.0.0.1:25",
+                        "AUTH_SMTP_FROM=a@example.com", "AUTH_SMTP_USER=u",
+                        "AUTH_SMTP_PASSWORD=p", NULL };
+
+    (void)state;
+    assert_string_equal(unused_of(none), "");
+    assert_string_equal(unused_of(es_secret), "AUTH_JWT_SECRET");
+    assert_string_equal(unused_of(hs), "");
+    assert_string_equal(unused_of(hs_file),
+                        "AUTH_JWT_KEY_FILE AUTH_KEYS_SECRET");
+    assert_string_equal(unused_of(sqlite_sealed), "AUTH_KEYS_SECRET");
+    assert_string_equal(unused_of(pg_sealed), "");
+    assert_string_equal(unused_of(pg_file), "AUTH_KEYS_SECRET");
+    assert_string_equal(unused_of(smtp_off),
+                        "AUTH_SMTP_FROM AUTH_SMTP_USER AUTH_SMTP_PASSWORD");
+    assert_string_equal(unused_of(smtp_on), "");
 }
 
 static void test_bad_values_named(void **state)
@@ -391,6 +451,7 @@ int main(void)
         cmocka_unit_test(test_database_url_password_unambiguous),
         cmocka_unit_test(test_dotenv_precedence),
         cmocka_unit_test(test_dotenv_errors),
+        cmocka_unit_test(test_unused_settings),
         cmocka_unit_test(test_dotenv_syntax),
         cmocka_unit_test(test_dotenv_unreadable_lines),
         cmocka_unit_test(test_example_documents_everything),
