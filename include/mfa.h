@@ -47,6 +47,10 @@ const char *mfa_uri(struct arena *a, const char *issuer, const char *email,
  * stored sealed and pending. AS_ERR_CONFLICT when the factor is on. */
 enum as_err mfa_setup_begin(const struct mfa_env *e, const struct user *u,
                             struct mfa_setup *out, struct arena *a);
+/* *pending: a setup of `user_id` waits for its confirm (read before a
+ * confirm is counted: one with nothing pending counts nothing). */
+enum as_err mfa_pending(const struct mfa_env *e, const char *user_id,
+                        bool *pending);
 /* Confirms the pending factor of `user_id` with its first `code`: on
  * success the factor is on, `out` holds the recovery codes (stored only
  * as hashes), every session but `keep_sid` is revoked and e->cache

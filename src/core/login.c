@@ -48,11 +48,12 @@ enum as_err core_password_check(const struct core *c, const struct user *u,
 
     if (err == AS_OK && pw_verify(u->password_hash, pw) != AS_OK)
         err = AS_ERR_BAD_CREDENTIALS;
-    /* With the second factor on, a right password is no complete login:
-     * its attempt is taken back, the run of failures (wrong codes among
-     * them) stands (README "Second factor"). */
+    /* A right password of a signed-in caller (setup, password change,
+     * account changes) is no login: its attempt is taken back, and the
+     * run of failures (wrong codes among them) stands until a complete
+     * login ends it (README "Second factor"). */
     if (err == AS_OK)
-        core_attempt_settle(c, u->email, ip, !u->mfa_enabled);
+        core_attempt_settle(c, u->email, ip, false);
     return err;
 }
 

@@ -106,6 +106,19 @@ static void codes_new(struct mfa_codes *out,
     }
 }
 
+enum as_err mfa_pending(const struct mfa_env *e, const char *user_id,
+                        bool *pending)
+{
+    struct mfa_state st;
+    struct arena *a = arena_new();
+    enum as_err err = a ? repo_mfa_get(e->repo, user_id, &st, a)
+                        : AS_ERR_NOMEM;
+
+    *pending = err == AS_OK && !st.enabled;
+    arena_free(a);
+    return err == AS_ERR_NOT_FOUND ? AS_OK : err;
+}
+
 enum as_err mfa_confirm(const struct mfa_env *e, const char *user_id,
                         const char *code, const char *keep_sid,
                         struct mfa_codes *out, bool *ok)

@@ -153,6 +153,12 @@ out:
     return err;
 }
 
+static enum as_err nothing_pending(struct response *res)
+{
+    return res_fail(res, AS_ERR_CONFLICT, "No setup is pending: start "
+                    "with /api/v1/auth/mfa/totp/setup.");
+}
+
 enum as_err h_mfa_confirm(struct req_ctx *rc, struct response *res)
 {
     struct mfa_env e = env_of(rc);
@@ -160,12 +166,18 @@ enum as_err h_mfa_confirm(struct req_ctx *rc, struct response *res)
     json_t *in = NULL;
     const char *code = NULL;
     struct user u;
-    bool ok = false;
+    bool ok = false, pending = false;
     enum as_err err = read_fields(rc, &in, "code", &code, NULL, NULL);
 
     memset(&codes, 0, sizeof codes);
     if (err == AS_OK)
         err = hx_caller(rc, &u);
+    /* Nothing pending: 409 before anything is counted (a locked caller
+     * too), so that such a confirm cannot lengthen a lock. */
+    if (err == AS_OK)
+        err = mfa_pending(&e, u.id, &pending);
+    if (err == AS_OK && !pending)
+        err = nothing_pending(res);
     if (err != AS_OK)
         goto out;
     err = hx_lockout_begin(rc, u.email);
@@ -178,9 +190,7 @@ enum as_err h_mfa_confirm(struct req_ctx *rc, struct response *res)
     if (err == AS_ERR_NOT_FOUND)         /* no code was checked: no try */
         hx_lockout_refund(rc, u.email);
     if (err == AS_ERR_NOT_FOUND)
-        err = res_fail(res, AS_ERR_CONFLICT,
-                       "No setup is pending: start with "
-                       "/api/v1/auth/mfa/totp/setup.");
+        err = nothing_pending(res);
     if (err == AS_OK && !ok)
         err = code_failed(rc, AS_ERR_INVALID_CODE);
     if (err != AS_OK)

@@ -338,6 +338,47 @@ def test_confirm_with_nothing_pending_is_no_try(make_daemon):
     assert d.login(email, password).status == 200
 
 
+def test_confirm_with_nothing_pending_does_not_lengthen_a_lock(make_daemon):
+    # A locked caller's confirm with nothing pending is answered 409 like
+    # anyone's, and counts nothing: an access token alone cannot keep
+    # lengthening the lock of its account (before: 429 with Retry-After
+    # 2, 4, 8, ... each time).
+    d = make_daemon(env={"AUTH_LOCKOUT_THRESHOLD": "3"}).start()
+    email, password, tokens = d.user()
+    for i in range(3):
+        assert_problem(d.login(email, "wrong password %d" % i), 401)
+    r = d.login(email, password)
+    assert_problem(r, 429, "too_many_attempts")
+    first = int(r.header("Retry-After"))
+    for _ in range(4):
+        assert_problem(d.request("POST", CONFIRM, {"code": "123456"},
+                                 token=tokens["access_token"]), 409)
+    r = d.login(email, password)
+    assert_problem(r, 429, "too_many_attempts")
+    # the refused login above doubled it once; four confirms did not
+    assert int(r.header("Retry-After")) <= 2 * first + 1, (first, r)
+
+
+def test_right_password_at_setup_leaves_wrong_codes_counted(make_daemon):
+    # A right password at setup only takes its own attempt back (README
+    # "Second factor"), the factor off too: wrong confirm codes between
+    # two setups stay counted, and lock (before: each setup erased them).
+    d = make_daemon(env={"AUTH_LOCKOUT_THRESHOLD": "3"}).start()
+    email, password, tokens = d.user()
+    tok = tokens["access_token"]
+    for wrongs in (2, 1):
+        r = d.request("POST", SETUP, {"current_password": password},
+                      token=tok)
+        assert r.status == 200, r
+        codes = Codes(pyotp.parse_uri(r.json["otpauth_uri"]).secret)
+        for i in range(wrongs):
+            assert_problem(d.request("POST", CONFIRM,
+                                     {"code": codes.wrong(i)}, token=tok),
+                           400, "invalid_code")
+    r = d.request("POST", CONFIRM, {"code": codes.next()}, token=tok)
+    assert_problem(r, 429, "too_many_attempts")
+
+
 def test_right_password_alone_does_not_reset_the_count(make_daemon):
     d = make_daemon(env={"AUTH_LOCKOUT_THRESHOLD": "3"}).start()
     email, password, codes, _ = mfa_user(d)
