@@ -105,12 +105,15 @@ enum as_err core_password_check(const struct core *c, const struct user *u,
  * AS_ERR_INVALID_CODE; AS_ERR_NOT_FOUND when the factor is not on (the
  * attempt stays counted). A right code is used up now and, when
  * `complete` (it completes what the caller does), ends the run of
- * failures; a login settles that itself once its session exists. */
+ * failures; a login settles that itself once its session exists. With
+ * `mfa_token` (a login's; NULL: none) the token is used with the code
+ * (mfa_check_login_code()): AS_ERR_INVALID_TOKEN when it is not live any
+ * more, the code then unused and its attempt taken back. */
 struct mfa_env;
 enum as_err core_code_check(const struct core *c, const struct mfa_env *e,
                             const struct user *u, const char *code,
-                            bool complete, const char *ip,
-                            int64_t *retry_s);
+                            const char *mfa_token, bool complete,
+                            const char *ip, int64_t *retry_s);
 /* The password step of a login by `email` (normalised; NULL: `raw`, as
  * the client sent it, is not an email) from `ip`: counted first like
  * core_password_check(), a string that is not an email under a key of

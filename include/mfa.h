@@ -66,6 +66,14 @@ enum as_err mfa_confirm(const struct mfa_env *e, const char *user_id,
  * malformed code; AS_ERR_NOT_FOUND when the factor is off. */
 enum as_err mfa_check_code(const struct mfa_env *e, const char *user_id,
                            const char *code, bool *ok);
+/* mfa_check_code() for a login with `token` (its mfa_token): a right
+ * code and the token are used together, so that of two right codes sent
+ * with one token at once the one that loses keeps its code unused;
+ * AS_ERR_INVALID_TOKEN (and *ok false, nothing used) when the token is
+ * not live any more. */
+enum as_err mfa_check_login_code(const struct mfa_env *e,
+                                 const char *user_id, const char *code,
+                                 const char *token, bool *ok);
 /* Replaces the recovery codes of `user_id` by ten fresh ones in `out`.
  * `code` (NULL: none) is the code the caller proved the factor with, just
  * checked by mfa_check_code(): when it is a recovery code that a

@@ -228,6 +228,8 @@ enum passkey_ceremony { PK_REGISTER = 0, PK_LOGIN = 1 };
  * connection -> AS_ERR_UNAVAILABLE, anything else -> AS_ERR_INTERNAL).
  * AS_ERR_LOCK_CONFLICT (deadlock, serialization failure) means the call
  * changed nothing, so the dispatcher may run it again from the start. */
+struct repo_mfa_login;
+
 struct repo_ops {
     const char *name;                               /* "sqlite", "postgres" */
     enum as_err (*migrate)(void *impl);
@@ -321,10 +323,12 @@ struct repo_ops {
                               const uint8_t (*codes)[REPO_HASH_LEN],
                               size_t n, const char *keep_sid, int64_t now);
     enum as_err (*mfa_use_step)(void *impl, const char *user_id,
-                                int64_t step);
+                                int64_t step,
+                                const struct repo_mfa_login *login);
     enum as_err (*mfa_use_recovery)(void *impl, const char *user_id,
                                     const uint8_t hash[REPO_HASH_LEN],
-                                    int64_t now);
+                                    int64_t now,
+                                    const struct repo_mfa_login *login);
     enum as_err (*mfa_recovery_set)(void *impl, const char *user_id,
                                     const uint8_t *proof,
                                     const uint8_t (*codes)[REPO_HASH_LEN],
@@ -646,17 +650,29 @@ enum as_err repo_mfa_enable(struct repo *r, const char *user_id,
                             int64_t step, const char *sealed,
                             const uint8_t (*codes)[REPO_HASH_LEN], size_t n,
                             const char *keep_sid, int64_t now);
+/* A login token a code is used for, used in the code's transaction as
+ * repo_mfa_token_use() uses it: a code and the login it completes are
+ * used together or not at all. */
+struct repo_mfa_login {
+    const uint8_t *token;        /* REPO_HASH_LEN bytes */
+    int64_t now;
+    unsigned max_failures;
+};
 /* Records TOTP step `step` as used by `user_id` (factor on) only while it
  * is later than the last one used, in one compare-and-set statement: of
  * concurrent uses of one code exactly one succeeds. AS_ERR_NOT_FOUND
- * otherwise. */
+ * otherwise. With `login` (may be NULL), its token is used too:
+ * AS_ERR_INVALID_TOKEN, and nothing used, when it is not live. */
 enum as_err repo_mfa_use_step(struct repo *r, const char *user_id,
-                              int64_t step);
+                              int64_t step,
+                              const struct repo_mfa_login *login);
 /* Marks the unused recovery code `hash` of `user_id` (factor on) used at
- * `now`; AS_ERR_NOT_FOUND when there is none (once each, atomically). */
+ * `now`; AS_ERR_NOT_FOUND when there is none (once each, atomically).
+ * `login` as for repo_mfa_use_step(). */
 enum as_err repo_mfa_use_recovery(struct repo *r, const char *user_id,
                                   const uint8_t hash[REPO_HASH_LEN],
-                                  int64_t now);
+                                  int64_t now,
+                                  const struct repo_mfa_login *login);
 /* Replaces every recovery code of `user_id` (factor on) by the `n` hashes
  * `codes`, in one transaction. AS_ERR_NOT_FOUND when the factor is off.
  * `proof`, when not NULL, is the hash of the recovery code the caller

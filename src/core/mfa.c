@@ -159,8 +159,11 @@ enum as_err mfa_confirm(const struct mfa_env *e, const char *user_id,
     return err;
 }
 
-enum as_err mfa_check_code(const struct mfa_env *e, const char *user_id,
-                           const char *code, bool *ok)
+/* mfa_check_code(), and with `login` (NULL: none) its token used in the
+ * same step. */
+static enum as_err code_check(const struct mfa_env *e, const char *user_id,
+                              const char *code,
+                              const struct repo_mfa_login *login, bool *ok)
 {
     uint8_t secret[TOTP_SECRET_LEN], h[REPO_HASH_LEN];
     struct mfa_state st;
@@ -179,12 +182,12 @@ enum as_err mfa_check_code(const struct mfa_env *e, const char *user_id,
         err = open_secret(e, user_id, &st, secret);
         if (err == AS_OK &&
             totp_match(secret, code, e->now_ms / 1000, st.last_step, &step))
-            err = repo_mfa_use_step(e->repo, user_id, step);
+            err = repo_mfa_use_step(e->repo, user_id, step, login);
         else if (err == AS_OK)
             err = AS_ERR_NOT_FOUND;
         *ok = err == AS_OK;
     } else if (totp_recovery_hash(code, h)) {
-        err = repo_mfa_use_recovery(e->repo, user_id, h, e->now_ms);
+        err = repo_mfa_use_recovery(e->repo, user_id, h, e->now_ms, login);
         *ok = err == AS_OK;
     } else {
         err = AS_ERR_NOT_FOUND;
@@ -194,6 +197,29 @@ enum as_err mfa_check_code(const struct mfa_env *e, const char *user_id,
     crypt_wipe(secret, sizeof secret);
     arena_free(a);
     return err;
+}
+
+enum as_err mfa_check_code(const struct mfa_env *e, const char *user_id,
+                           const char *code, bool *ok)
+{
+    return code_check(e, user_id, code, NULL, ok);
+}
+
+enum as_err mfa_check_login_code(const struct mfa_env *e,
+                                 const char *user_id, const char *code,
+                                 const char *token, bool *ok)
+{
+    uint8_t h[REPO_HASH_LEN];
+    struct repo_mfa_login login = { h, e->now_ms,
+                                    MFA_TOKEN_MAX_FAILURES + 1 };
+
+    *ok = false;
+    if (!sec_token_valid(token))
+        return AS_ERR_INVALID_TOKEN;
+    sec_token_hash(token, h);
+    /* +1: the caller's own attempt is among the counted ones (as for
+     * mfa_token_use()). */
+    return code_check(e, user_id, code, &login, ok);
 }
 
 /* The hash of `code` into `h` when it is a recovery code (a TOTP code
@@ -294,13 +320,18 @@ enum as_err mfa_token_use(const struct mfa_env *e, const char *token)
 
 enum as_err core_code_check(const struct core *c, const struct mfa_env *e,
                             const struct user *u, const char *code,
-                            bool complete, const char *ip, int64_t *retry_s)
+                            const char *mfa_token, bool complete,
+                            const char *ip, int64_t *retry_s)
 {
     bool ok = false;
     enum as_err err = core_attempt_begin(c, u->email, ip, retry_s);
 
     if (err == AS_OK)
-        err = mfa_check_code(e, u->id, code, &ok);
+        err = mfa_token
+                  ? mfa_check_login_code(e, u->id, code, mfa_token, &ok)
+                  : mfa_check_code(e, u->id, code, &ok);
+    if (err == AS_ERR_INVALID_TOKEN)      /* the login went elsewhere */
+        core_attempt_settle(c, u->email, ip, false);
     if (err == AS_OK && !ok)
         err = AS_ERR_INVALID_CODE;
     if (err == AS_OK && complete)

@@ -50,13 +50,14 @@ static enum as_err code_failed(struct req_ctx *rc, enum as_err refusal)
  * code settles it itself once the session exists). AS_OK only for a
  * right code (used up now). */
 static enum as_err check_code(struct req_ctx *rc, const struct user *u,
-                              const char *code, bool complete)
+                              const char *code, const char *mfa_token,
+                              bool complete)
 {
     struct core c = hx_core(rc);
     struct mfa_env e = env_of(rc);
     int64_t retry = 0;
-    enum as_err err = core_code_check(&c, &e, u, code, complete, rc->ip,
-                                      &retry);
+    enum as_err err = core_code_check(&c, &e, u, code, mfa_token, complete,
+                                      rc->ip, &retry);
 
     if (err == AS_ERR_RATE_LIMITED)
         hx_locked(rc, retry);
@@ -225,7 +226,7 @@ static enum as_err caller_with_code(struct req_ctx *rc, json_t **in,
         err = res_fail(&rc->res, AS_ERR_CONFLICT,
                        "The second factor is not on for this account.");
     if (err == AS_OK)
-        err = check_code(rc, u, *code, true);
+        err = check_code(rc, u, *code, NULL, true);
     return err;
 }
 
@@ -321,15 +322,14 @@ enum as_err h_login_mfa(struct req_ctx *rc, struct response *res)
                                      "used, or refused after too many "
                                      "wrong codes; log in again.");
     }
+    /* The code and the token are used together: of two right codes
+     * sent with one token at once, the one that loses keeps its code. */
     if (err == AS_OK)
-        err = check_code(rc, &u, code, false);
+        err = check_code(rc, &u, code, tok, false);
+    if (err == AS_ERR_INVALID_TOKEN)
+        err = res_fail(res, err, "The mfa_token was used already.");
     if (err != AS_OK)
         goto out;
-    err = mfa_token_use(&e, tok);
-    if (err == AS_ERR_INVALID_TOKEN) {
-        err = res_fail(res, err, "The mfa_token was used already.");
-        goto out;
-    }
     /* Only a complete login ends the run of failures: its session, when
      * stored, ends it. */
     if (err == AS_OK)

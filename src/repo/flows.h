@@ -17,10 +17,12 @@ enum as_err db_mfa_enable(void *impl, const char *user_id, int64_t step,
                           const char *sealed,
                           const uint8_t (*codes)[REPO_HASH_LEN], size_t n,
                           const char *keep_sid, int64_t now);
-enum as_err db_mfa_use_step(void *impl, const char *user_id, int64_t step);
+enum as_err db_mfa_use_step(void *impl, const char *user_id, int64_t step,
+                            const struct repo_mfa_login *login);
 enum as_err db_mfa_use_recovery(void *impl, const char *user_id,
                                 const uint8_t hash[REPO_HASH_LEN],
-                                int64_t now);
+                                int64_t now,
+                                const struct repo_mfa_login *login);
 enum as_err db_mfa_recovery_set(void *impl, const char *user_id,
                                 const uint8_t *proof,
                                 const uint8_t (*codes)[REPO_HASH_LEN],

@@ -181,19 +181,44 @@ enum as_err db_mfa_enable(void *impl, const char *user_id, int64_t step,
     return none_if_invalid(db_close(&t));
 }
 
-enum as_err db_mfa_use_step(void *impl, const char *user_id, int64_t step)
+/* Runs the code's compare-and-set `st` and, with `login`, uses its token
+ * in the same transaction (the one that loses a race for the token
+ * leaves its code unused). */
+static enum as_err code_use(void *impl, const char *op, int st,
+                            const struct db_val *args, size_t n,
+                            const struct repo_mfa_login *login)
 {
-    return ONE_ROW(impl, "mfa_use_step", M_USE_STEP, AS_ERR_NOT_FOUND,
-                   db_text(user_id), db_int(step));
+    struct db_rows r;
+    struct db_tx t;
+
+    db_open(&t, impl, op, true, NULL);
+    if (db_run(&t, &sql[st], args, n, &r) && r.changed != 1)
+        db_refuse(&t, AS_ERR_NOT_FOUND);
+    if (login && t.err == AS_OK &&
+        DB_RUN(&t, &sql[M_TOKEN_USE], &r,
+               db_blob(login->token, REPO_HASH_LEN), db_int(login->now),
+               db_int(login->max_failures)) &&
+        r.changed != 1)
+        db_refuse(&t, AS_ERR_INVALID_TOKEN);
+    return db_close(&t);
+}
+
+enum as_err db_mfa_use_step(void *impl, const char *user_id, int64_t step,
+                            const struct repo_mfa_login *login)
+{
+    return code_use(impl, "mfa_use_step", M_USE_STEP,
+                    DB_ARGS_(db_text(user_id), db_int(step)), login);
 }
 
 enum as_err db_mfa_use_recovery(void *impl, const char *user_id,
                                 const uint8_t hash[REPO_HASH_LEN],
-                                int64_t now)
+                                int64_t now,
+                                const struct repo_mfa_login *login)
 {
-    return ONE_ROW(impl, "mfa_use_recovery", M_USE_RECOVERY,
-                   AS_ERR_NOT_FOUND, db_text(user_id),
-                   db_blob(hash, REPO_HASH_LEN), db_int(now));
+    return code_use(impl, "mfa_use_recovery", M_USE_RECOVERY,
+                    DB_ARGS_(db_text(user_id),
+                             db_blob(hash, REPO_HASH_LEN), db_int(now)),
+                    login);
 }
 
 /* Inside flow `t`, after M_LOCK_ON: refuses it (AS_ERR_INVALID_CODE)

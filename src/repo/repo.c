@@ -537,16 +537,23 @@ enum as_err repo_mfa_enable(struct repo *r, const char *user_id,
 }
 
 enum as_err repo_mfa_use_step(struct repo *r, const char *user_id,
-                              int64_t step)
+                              int64_t step,
+                              const struct repo_mfa_login *login)
 {
-    return DISPATCH(r, mfa_use_step(r->impl, user_id, step));
+    if (login && !login->token)
+        return AS_ERR_BAD_REQUEST;
+    return DISPATCH(r, mfa_use_step(r->impl, user_id, step, login));
 }
 
 enum as_err repo_mfa_use_recovery(struct repo *r, const char *user_id,
                                   const uint8_t hash[REPO_HASH_LEN],
-                                  int64_t now)
+                                  int64_t now,
+                                  const struct repo_mfa_login *login)
 {
-    return DISPATCH(r, mfa_use_recovery(r->impl, user_id, hash, now));
+    if (login && !login->token)
+        return AS_ERR_BAD_REQUEST;
+    return DISPATCH(r, mfa_use_recovery(r->impl, user_id, hash, now,
+                                        login));
 }
 
 enum as_err repo_mfa_recovery_set(struct repo *r, const char *user_id,

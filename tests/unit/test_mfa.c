@@ -318,6 +318,52 @@ static void recovery_codes_once_each(void **state)
     assert_false(ok);
 }
 
+/* A login's code and its mfa_token are used together: a right code sent
+ * with a token used meanwhile (another code won the login) stays unused,
+ * a TOTP step and a recovery code alike; a right code with a live token
+ * uses both. */
+static void login_code_and_token_used_together(void **state)
+{
+    struct fx *f = *state;
+    uint8_t secret[TOTP_SECRET_LEN];
+    struct mfa_codes rc;
+    struct mfa_env e = env_at(f, T0 + 1000);
+    char tok[SEC_TOKEN_LEN + 1], code[7];
+    bool ok = true;
+
+    turn_on(f, secret, &rc);              /* used step T0 / STEP_MS */
+    assert_int_equal(mfa_token_issue(&e, f->u.id, NULL, tok), AS_OK);
+    assert_int_equal(mfa_token_use(&e, tok), AS_OK);     /* the winner */
+    assert_int_equal(mfa_check_login_code(&e, f->u.id, rc.code[0], tok,
+                                          &ok), AS_ERR_INVALID_TOKEN);
+    assert_false(ok);
+    code_of(secret, T0 / STEP_MS + 1, code);
+    assert_int_equal(mfa_check_login_code(&e, f->u.id, code, tok, &ok),
+                     AS_ERR_INVALID_TOKEN);
+    assert_false(ok);
+    /* both still unused: a live token takes them, and itself */
+    assert_int_equal(mfa_token_issue(&e, f->u.id, NULL, tok), AS_OK);
+    assert_int_equal(mfa_check_login_code(&e, f->u.id, rc.code[0], tok,
+                                          &ok), AS_OK);
+    assert_true(ok);
+    assert_int_equal(mfa_token_use(&e, tok), AS_ERR_INVALID_TOKEN);
+    assert_int_equal(mfa_token_issue(&e, f->u.id, NULL, tok), AS_OK);
+    assert_int_equal(mfa_check_login_code(&e, f->u.id, code, tok, &ok),
+                     AS_OK);
+    assert_true(ok);
+    assert_int_equal(mfa_token_user(&e, tok, (char[UUID_STR_LEN]){ 0 }),
+                     AS_ERR_INVALID_TOKEN);
+    /* a wrong code with a live token uses neither */
+    assert_int_equal(mfa_token_issue(&e, f->u.id, NULL, tok), AS_OK);
+    assert_int_equal(mfa_check_login_code(&e, f->u.id, rc.code[0], tok,
+                                          &ok), AS_OK);
+    assert_false(ok);                     /* used above */
+    assert_int_equal(mfa_token_use(&e, tok), AS_OK);
+    assert_int_equal(mfa_check_login_code(&e, f->u.id, rc.code[1], "x",
+                                          &ok), AS_ERR_INVALID_TOKEN);
+    sodium_memzero(&rc, sizeof rc);
+}
+
 static void renewal_kills_unused_codes(void **state)
 {
     struct fx *f = *state;
@@ -407,7 +453,8 @@ static void *racer(void *arg)
     struct race *r = arg;
 
     pthread_barrier_wait(r->go);
-    r->got = repo_mfa_use_step(r->f->r, r->f->u.id, r->step);
+    r->got = repo_mfa_use_step(r->f->r, r->f->u.id, r->step,
+                               NULL);
     return NULL;
 }
 
@@ -534,6 +581,7 @@ int main(void)
         CASE(token_dies_after_five_wrong_codes),
         CASE(steps_once_each_with_the_clock),
         CASE(recovery_codes_once_each),
+        CASE(login_code_and_token_used_together),
         CASE(renewal_kills_unused_codes),
         CASE(setup_refused_while_on_and_reset),
         CASE(pending_secret_is_sealed),
