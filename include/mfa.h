@@ -78,9 +78,12 @@ enum as_err mfa_check_login_code(const struct mfa_env *e,
  * `code` (NULL: none) is the code the caller proved the factor with, just
  * checked by mfa_check_code(): when it is a recovery code that a
  * concurrent renewal replaced meanwhile, AS_ERR_INVALID_CODE and nothing
- * changes. Caller wipes `out`. */
+ * changes; likewise when codes were set at or after `since` (> 0: when
+ * the caller began proving the factor; e->now_ms must be later), so of
+ * concurrent renewals only the first happens. Caller wipes `out`. */
 enum as_err mfa_recovery_renew(const struct mfa_env *e, const char *user_id,
-                               const char *code, struct mfa_codes *out);
+                               const char *code, int64_t since,
+                               struct mfa_codes *out);
 /* Turns the factor of `user_id` off (also a pending one) and makes
  * e->cache forget the user's cached row; *was_on tells whether it was
  * on. `code` as for mfa_recovery_renew() (NULL: an admin's reset). */

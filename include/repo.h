@@ -330,7 +330,7 @@ struct repo_ops {
                                     int64_t now,
                                     const struct repo_mfa_login *login);
     enum as_err (*mfa_recovery_set)(void *impl, const char *user_id,
-                                    const uint8_t *proof,
+                                    const uint8_t *proof, int64_t since,
                                     const uint8_t (*codes)[REPO_HASH_LEN],
                                     size_t n, int64_t now);
     enum as_err (*mfa_disable)(void *impl, const char *user_id,
@@ -678,9 +678,14 @@ enum as_err repo_mfa_use_recovery(struct repo *r, const char *user_id,
  * `proof`, when not NULL, is the hash of the recovery code the caller
  * proved the factor with (used up by it): AS_ERR_INVALID_CODE, and
  * nothing changed, when that code was replaced meanwhile (by a concurrent
- * renewal: the old codes stop working at once, the one just used too). */
+ * renewal: the old codes stop working at once, the one just used too).
+ * `since` (> 0), when the caller began proving the factor: likewise
+ * refused when codes were set at or after it (a concurrent renewal
+ * proved with a TOTP code or another recovery code went first), so of
+ * concurrent renewals only the first happens. `now` is the new codes'
+ * time. */
 enum as_err repo_mfa_recovery_set(struct repo *r, const char *user_id,
-                                  const uint8_t *proof,
+                                  const uint8_t *proof, int64_t since,
                                   const uint8_t (*codes)[REPO_HASH_LEN],
                                   size_t n, int64_t now);
 /* Removes the factor of `user_id` (on or pending), its recovery codes and

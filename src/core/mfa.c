@@ -233,14 +233,15 @@ static const uint8_t *recovery_proof(const char *code,
 }
 
 enum as_err mfa_recovery_renew(const struct mfa_env *e, const char *user_id,
-                               const char *code, struct mfa_codes *out)
+                               const char *code, int64_t since,
+                               struct mfa_codes *out)
 {
     uint8_t h[TOTP_RECOVERY_COUNT][REPO_HASH_LEN], ph[REPO_HASH_LEN];
     enum as_err err;
 
     codes_new(out, h);
     err = repo_mfa_recovery_set(e->repo, user_id, recovery_proof(code, ph),
-                                (const uint8_t(*)[REPO_HASH_LEN])h,
+                                since, (const uint8_t(*)[REPO_HASH_LEN])h,
                                 TOTP_RECOVERY_COUNT, e->now_ms);
     if (err != AS_OK)
         crypt_wipe(out, sizeof *out);

@@ -253,7 +253,12 @@ enum as_err h_mfa_disable(struct req_ctx *rc, struct response *res)
 
 enum as_err h_mfa_recovery_codes(struct req_ctx *rc, struct response *res)
 {
-    struct mfa_env e = env_of(rc);
+    /* When the request arrived (before it waited for a hashing thread):
+     * a renewal that arrived before another one's codes were set is a
+     * concurrent one, and comes second. */
+    int64_t since = clock_ms() -
+                    (int64_t)(clock_mono_ms() - rc->t0_us / 1000u);
+    struct mfa_env e;
     struct mfa_codes codes;
     json_t *in = NULL;
     struct user u;
@@ -261,8 +266,11 @@ enum as_err h_mfa_recovery_codes(struct req_ctx *rc, struct response *res)
     enum as_err err = caller_with_code(rc, &in, &u, &code);
 
     memset(&codes, 0, sizeof codes);
+    e = env_of(rc);                      /* the new codes' time: later */
+    if (err == AS_OK && e.now_ms <= since)
+        e.now_ms = since + 1;
     if (err == AS_OK)
-        err = mfa_recovery_renew(&e, u.id, code, &codes);
+        err = mfa_recovery_renew(&e, u.id, code, since, &codes);
     if (err == AS_ERR_INVALID_CODE)      /* replaced by a renewal since */
         err = code_failed(rc, err);
     if (err == AS_ERR_NOT_FOUND)

@@ -24,7 +24,7 @@ enum as_err db_mfa_use_recovery(void *impl, const char *user_id,
                                 int64_t now,
                                 const struct repo_mfa_login *login);
 enum as_err db_mfa_recovery_set(void *impl, const char *user_id,
-                                const uint8_t *proof,
+                                const uint8_t *proof, int64_t since,
                                 const uint8_t (*codes)[REPO_HASH_LEN],
                                 size_t n, int64_t now);
 enum as_err db_mfa_disable(void *impl, const char *user_id,

@@ -14,7 +14,8 @@ enum {
     M_GET, M_PENDING, M_ENABLE, M_USE_STEP, M_USE_RECOVERY, M_LOCK_ON,
     M_CODES_DEL, M_CODE_ADD, M_REVOKE_ALL, M_DELETE, M_TOKENS_DEL,
     M_TOKENS_PRUNE, M_TOKEN_ADD, M_TOKEN_USER, M_TOKEN_ATTEMPT, M_TOKEN_USE,
-    M_LOCK_USER, M_FACTOR_ON, M_TOKEN_STILL, M_CODE_STILL, M_NSTMT
+    M_LOCK_USER, M_FACTOR_ON, M_TOKEN_STILL, M_CODE_STILL, M_SET_SINCE,
+    M_NSTMT
 };
 
 /* A login token is live: unused, unexpired at $2, fewer than $3 wrong. */
@@ -60,6 +61,10 @@ static struct db_stmt sql[M_NSTMT] = {
     [M_CODE_STILL] = DB_SQL("SELECT 1 FROM mfa_recovery_codes "
                             "WHERE user_id = $1 AND hash = $2 "
                             "AND used_at IS NOT NULL"),
+    /* Codes set at or after $2 (a renewal's, or the factor's own). */
+    [M_SET_SINCE] = DB_SQL("SELECT 1 FROM mfa_recovery_codes "
+                           "WHERE user_id = $1 AND created_at >= $2 "
+                           "LIMIT 1"),
     [M_CODES_DEL] = DB_SQL("DELETE FROM mfa_recovery_codes "
                            "WHERE user_id = $1"),
     [M_CODE_ADD] = DB_SQL("INSERT INTO mfa_recovery_codes (user_id, hash, "
@@ -236,7 +241,7 @@ static void proof_still(struct db_tx *t, const char *user_id,
 }
 
 enum as_err db_mfa_recovery_set(void *impl, const char *user_id,
-                                const uint8_t *proof,
+                                const uint8_t *proof, int64_t since,
                                 const uint8_t (*codes)[REPO_HASH_LEN],
                                 size_t n, int64_t now)
 {
@@ -247,6 +252,11 @@ enum as_err db_mfa_recovery_set(void *impl, const char *user_id,
     if (DB_RUN(&t, &sql[M_LOCK_ON], &r, db_text(user_id)) && r.n != 1)
         db_refuse(&t, AS_ERR_NOT_FOUND);
     proof_still(&t, user_id, proof);
+    /* Under the row lock: a renewal that began before another one's
+     * codes were set comes second, whatever it proved with. */
+    if (since > 0 && DB_RUN(&t, &sql[M_SET_SINCE], &r, db_text(user_id),
+                            db_int(since)) && r.n > 0)
+        db_refuse(&t, AS_ERR_INVALID_CODE);
     codes_put(&t, user_id, codes, n, now);
     return none_if_invalid(db_close(&t));
 }

@@ -557,12 +557,12 @@ enum as_err repo_mfa_use_recovery(struct repo *r, const char *user_id,
 }
 
 enum as_err repo_mfa_recovery_set(struct repo *r, const char *user_id,
-                                  const uint8_t *proof,
+                                  const uint8_t *proof, int64_t since,
                                   const uint8_t (*codes)[REPO_HASH_LEN],
                                   size_t n, int64_t now)
 {
-    return DISPATCH(r, mfa_recovery_set(r->impl, user_id, proof, codes, n,
-                                        now));
+    return DISPATCH(r, mfa_recovery_set(r->impl, user_id, proof, since,
+                                        codes, n, now));
 }
 
 enum as_err repo_mfa_disable(struct repo *r, const char *user_id,

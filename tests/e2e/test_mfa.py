@@ -300,6 +300,38 @@ def test_the_losing_recovery_code_stays_unused(daemon):
     assert login_mfa(daemon, tok, unused[0]).status == 200
 
 
+def test_concurrent_renewals_only_the_first_happens(daemon):
+    """Two renewals at once, one proved with a TOTP code, the other with
+    a recovery code: one answers fresh codes, the other is refused, and
+    the codes answered are the ones that work. Before, both answered
+    200 and the set one of them got was dead from the start (in most
+    runs of these six rounds; 2 rounds of 2 in a review)."""
+    gate = threading.Barrier(2)
+
+    def renew(password, code, token):
+        gate.wait(30)
+        return daemon.request("POST", RECOVERY, {"current_password":
+                                                 password, "code": code},
+                              token=token)
+
+    with concurrent.futures.ThreadPoolExecutor(2) as ex:
+        for _ in range(3):                # two TOTP steps per account
+            email, password, codes, recovery = mfa_user(daemon)
+            r = login_mfa(daemon, mfa_token(daemon, email, password),
+                          recovery[0])
+            assert r.status == 200, r
+            bearer, spare = r.json["access_token"], recovery[1:]
+            for _ in range(2):
+                res = [f.result(60) for f in
+                       [ex.submit(renew, password, c, bearer)
+                        for c in (codes.next(), spare[0])]]
+                assert sorted(r.status for r in res) == [200, 400], res
+                spare = [r for r in res
+                         if r.status == 200][0].json["recovery_codes"]
+                tok = mfa_token(daemon, email, password)
+                assert login_mfa(daemon, tok, spare.pop()).status == 200
+
+
 def test_recovery_codes_once_each_and_renewal(daemon):
     email, password, codes, recovery = mfa_user(daemon)
     r = login_mfa(daemon, mfa_token(daemon, email, password),

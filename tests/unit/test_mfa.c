@@ -309,7 +309,7 @@ static void recovery_codes_once_each(void **state)
                          AS_OK);
         assert_false(ok);
     }
-    assert_int_equal(mfa_recovery_renew(&e, f->u.id, NULL, &fresh), AS_OK);
+    assert_int_equal(mfa_recovery_renew(&e, f->u.id, NULL, 0, &fresh), AS_OK);
     assert_int_equal(mfa_check_code(&e, f->u.id, fresh.code[3], &ok),
                      AS_OK);
     assert_true(ok);
@@ -364,6 +364,39 @@ static void login_code_and_token_used_together(void **state)
     sodium_memzero(&rc, sizeof rc);
 }
 
+/* Of two renewals at once only the first happens, whatever each proved
+ * with: one that began (`since`) before the other's codes were set is
+ * refused and changes nothing; one that began after them goes on. */
+static void renewal_begun_before_another_comes_second(void **state)
+{
+    struct fx *f = *state;
+    uint8_t secret[TOTP_SECRET_LEN];
+    struct mfa_codes rc, first, second;
+    struct mfa_env e = env_at(f, T0 + 2000);
+    bool ok = false;
+
+    turn_on(f, secret, &rc);              /* codes set at T0 */
+    assert_int_equal(mfa_recovery_renew(&e, f->u.id, NULL, T0 + 1000,
+                                        &first), AS_OK);
+    e.now_ms = T0 + 3000;                 /* began at T0 + 1500: second */
+    assert_int_equal(mfa_recovery_renew(&e, f->u.id, NULL, T0 + 1500,
+                                        &second), AS_ERR_INVALID_CODE);
+    assert_int_equal(mfa_check_code(&e, f->u.id, first.code[0], &ok),
+                     AS_OK);
+    assert_true(ok);                      /* the first set stands */
+    assert_int_equal(mfa_recovery_renew(&e, f->u.id, NULL, T0 + 2001,
+                                        &second), AS_OK);
+    assert_int_equal(mfa_check_code(&e, f->u.id, second.code[0], &ok),
+                     AS_OK);
+    assert_true(ok);
+    assert_int_equal(mfa_check_code(&e, f->u.id, first.code[1], &ok),
+                     AS_OK);
+    assert_false(ok);
+    sodium_memzero(&rc, sizeof rc);
+    sodium_memzero(&first, sizeof first);
+    sodium_memzero(&second, sizeof second);
+}
+
 static void renewal_kills_unused_codes(void **state)
 {
     struct fx *f = *state;
@@ -373,7 +406,7 @@ static void renewal_kills_unused_codes(void **state)
     bool ok = true;
 
     turn_on(f, secret, &rc);
-    assert_int_equal(mfa_recovery_renew(&e, f->u.id, NULL, &fresh), AS_OK);
+    assert_int_equal(mfa_recovery_renew(&e, f->u.id, NULL, 0, &fresh), AS_OK);
     assert_int_equal(mfa_check_code(&e, f->u.id, rc.code[0], &ok), AS_OK);
     assert_false(ok);
     assert_int_equal(mfa_check_code(&e, f->u.id, fresh.code[0], &ok),
@@ -582,6 +615,7 @@ int main(void)
         CASE(steps_once_each_with_the_clock),
         CASE(recovery_codes_once_each),
         CASE(login_code_and_token_used_together),
+        CASE(renewal_begun_before_another_comes_second),
         CASE(renewal_kills_unused_codes),
         CASE(setup_refused_while_on_and_reset),
         CASE(pending_secret_is_sealed),
