@@ -114,6 +114,18 @@ enum as_err core_code_check(const struct core *c, const struct mfa_env *e,
                             const struct user *u, const char *code,
                             const char *mfa_token, bool complete,
                             const char *ip, int64_t *retry_s);
+/* Confirms the pending factor of `u` with its first `code` from `ip`
+ * under the lockout (mfa_confirm(): `out`, `keep_sid`): AS_ERR_NOT_FOUND
+ * when nothing is pending, found before anything is counted (a locked
+ * caller too: such a confirm checks no code and cannot lengthen a lock);
+ * else counted first like core_code_check(): AS_ERR_RATE_LIMITED
+ * (*retry_s set), AS_ERR_INVALID_CODE for a wrong code; a right one
+ * turns the factor on and ends the run of failures. Caller wipes `out`. */
+struct mfa_codes;
+enum as_err core_mfa_confirm(const struct core *c, const struct mfa_env *e,
+                             const struct user *u, const char *code,
+                             const char *keep_sid, const char *ip,
+                             struct mfa_codes *out, int64_t *retry_s);
 /* The password step of a login by `email` (normalised; NULL: `raw`, as
  * the client sent it, is not an email) from `ip`: counted first like
  * core_password_check(), a string that is not an email under a key of

@@ -319,6 +319,30 @@ enum as_err mfa_token_use(const struct mfa_env *e, const char *token)
     return err == AS_ERR_NOT_FOUND ? AS_ERR_INVALID_TOKEN : err;
 }
 
+enum as_err core_mfa_confirm(const struct core *c, const struct mfa_env *e,
+                             const struct user *u, const char *code,
+                             const char *keep_sid, const char *ip,
+                             struct mfa_codes *out, int64_t *retry_s)
+{
+    bool pending = false, ok = false;
+    enum as_err err = mfa_pending(e, u->id, &pending);
+
+    *retry_s = 0;
+    if (err == AS_OK && !pending)
+        err = AS_ERR_NOT_FOUND;
+    if (err == AS_OK)
+        err = core_attempt_begin(c, u->email, ip, retry_s);
+    if (err == AS_OK)
+        err = mfa_confirm(e, u->id, code, keep_sid, out, &ok);
+    if (err == AS_ERR_NOT_FOUND && pending) /* gone meanwhile: no try */
+        core_attempt_settle(c, u->email, ip, false);
+    if (err == AS_OK && !ok)
+        err = AS_ERR_INVALID_CODE;
+    if (err == AS_OK)
+        core_attempt_settle(c, u->email, ip, true);
+    return err;
+}
+
 enum as_err core_code_check(const struct core *c, const struct mfa_env *e,
                             const struct user *u, const char *code,
                             const char *mfa_token, bool complete,

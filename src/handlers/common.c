@@ -138,29 +138,6 @@ enum as_err hx_locked(struct req_ctx *rc, int64_t retry)
                     "address; retry later.");
 }
 
-enum as_err hx_lockout_begin(struct req_ctx *rc, const char *email)
-{
-    struct core c = hx_core(rc);
-    int64_t retry = 0;
-    enum as_err err = core_attempt_begin(&c, email, rc->ip, &retry);
-
-    return err == AS_ERR_RATE_LIMITED ? hx_locked(rc, retry) : err;
-}
-
-void hx_lockout_refund(struct req_ctx *rc, const char *email)
-{
-    struct core c = hx_core(rc);
-
-    core_attempt_settle(&c, email, rc->ip, false);
-}
-
-void hx_lockout_passed(struct req_ctx *rc, const char *email)
-{
-    struct core c = hx_core(rc);
-
-    core_attempt_settle(&c, email, rc->ip, true);
-}
-
 enum as_err hx_check_password(struct req_ctx *rc, const struct user *u,
                               const char *pw)
 {

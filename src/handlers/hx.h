@@ -52,19 +52,6 @@ enum as_err hx_bad_credentials(struct req_ctx *rc);
 /* 403 account_disabled: "This account is disabled." (a login of an
  * account deactivated before or while it ran). */
 enum as_err hx_disabled(struct req_ctx *rc);
-/* Starts a check of a password, one-time code or secret of `email`
- * (normalised) from the client's address: counts it as a failed login at
- * once, atomically with the lock check (src/core/lockout.c). AS_OK: go on and
- * check. AS_ERR_RATE_LIMITED, answered with Retry-After, when locked (do
- * not check), or a repository error. */
-enum as_err hx_lockout_begin(struct req_ctx *rc, const char *email);
-/* Settles a check begun with hx_lockout_begin() once the login (or the
- * operation) is complete: the run of failures of `email` from the
- * client's address ends. A storage failure is logged, not returned. */
-/* Takes back the attempt hx_lockout_begin() counted, for a secret that
- * proved right without completing the login (lockout_refund()). */
-void hx_lockout_refund(struct req_ctx *rc, const char *email);
-void hx_lockout_passed(struct req_ctx *rc, const char *email);
 /* Logs an audit event: `action` on user `target` by the caller (or
  * "anonymous"), with optional extra `fields` (stolen). */
 void hx_audit(struct req_ctx *rc, const char *action, const char *target,

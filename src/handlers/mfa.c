@@ -30,7 +30,7 @@ static struct mfa_env env_of(struct req_ctx *rc)
 
 /* Answers a code check that failed: 400 invalid_code for a wrong code,
  * or the 429 (Retry-After set) of an attempt made while locked. The
- * attempt was counted like a failed login by hx_lockout_begin(). */
+ * attempt was counted like a failed login by the core. */
 static enum as_err code_failed(struct req_ctx *rc, enum as_err refusal)
 {
     log_event(LOG_INFO, "auth.mfa_failed", rc->request_id,
@@ -38,7 +38,7 @@ static enum as_err code_failed(struct req_ctx *rc, enum as_err refusal)
                         "ip", rc->ip, "refused_locked",
                         refusal == AS_ERR_RATE_LIMITED));
     if (refusal == AS_ERR_RATE_LIMITED)
-        return refusal;                  /* answered by hx_lockout_begin */
+        return refusal;                  /* answered by hx_locked() */
     return res_fail(&rc->res, AS_ERR_INVALID_CODE,
                     "The code is wrong, expired or already used.");
 }
@@ -154,49 +154,32 @@ out:
     return err;
 }
 
-static enum as_err nothing_pending(struct response *res)
-{
-    return res_fail(res, AS_ERR_CONFLICT, "No setup is pending: start "
-                    "with /api/v1/auth/mfa/totp/setup.");
-}
-
 enum as_err h_mfa_confirm(struct req_ctx *rc, struct response *res)
 {
     struct mfa_env e = env_of(rc);
+    struct core c = hx_core(rc);
     struct mfa_codes codes;
     json_t *in = NULL;
     const char *code = NULL;
     struct user u;
-    bool ok = false, pending = false;
+    int64_t retry = 0;
     enum as_err err = read_fields(rc, &in, "code", &code, NULL, NULL);
 
     memset(&codes, 0, sizeof codes);
     if (err == AS_OK)
         err = hx_caller(rc, &u);
-    /* Nothing pending: 409 before anything is counted (a locked caller
-     * too), so that such a confirm cannot lengthen a lock. */
     if (err == AS_OK)
-        err = mfa_pending(&e, u.id, &pending);
-    if (err == AS_OK && !pending)
-        err = nothing_pending(res);
-    if (err != AS_OK)
-        goto out;
-    err = hx_lockout_begin(rc, u.email);
-    if (err == AS_ERR_RATE_LIMITED) {
+        err = core_mfa_confirm(&c, &e, &u, code, rc->claims.sid, rc->ip,
+                               &codes, &retry);
+    if (err == AS_ERR_RATE_LIMITED)
+        hx_locked(rc, retry);
+    if (err == AS_ERR_RATE_LIMITED || err == AS_ERR_INVALID_CODE)
         err = code_failed(rc, err);
-        goto out;
-    }
-    if (err == AS_OK)
-        err = mfa_confirm(&e, u.id, code, rc->claims.sid, &codes, &ok);
-    if (err == AS_ERR_NOT_FOUND)         /* no code was checked: no try */
-        hx_lockout_refund(rc, u.email);
     if (err == AS_ERR_NOT_FOUND)
-        err = nothing_pending(res);
-    if (err == AS_OK && !ok)
-        err = code_failed(rc, AS_ERR_INVALID_CODE);
+        err = res_fail(res, AS_ERR_CONFLICT, "No setup is pending: start "
+                       "with /api/v1/auth/mfa/totp/setup.");
     if (err != AS_OK)
         goto out;
-    hx_lockout_passed(rc, u.email);
     hx_audit(rc, "mfa.enabled", u.id, NULL);
     res_json(res, 200, codes_json(&codes));
     err = res->body ? AS_OK : AS_ERR_NOMEM;
