@@ -82,9 +82,20 @@ void vcache_free(struct vcache *c)
         return;
     for (i = 0; i < STRIPES; i++)
         pthread_mutex_destroy(&c->mu[i]);
-    for (i = 0; i < c->nsets * WAYS; i++)
-        drop_token(c->slots[i].token, c->slots[i].len);
-    crypt_wipe(c->slots, (size_t)c->nsets * WAYS * sizeof *c->slots);
+    /* Only the sets ever stored into (a store ticks the set's clock): a
+     * wipe of the whole table would have the kernel map, zero and then
+     * free every page of it that no token ever touched, megabytes for
+     * an idle daemon, on every stop. */
+    for (i = 0; i < c->nsets; i++) {
+        struct entry *set = &c->slots[(size_t)i * WAYS];
+        unsigned w;
+
+        if (!c->clock[i])
+            continue;
+        for (w = 0; w < WAYS; w++)
+            drop_token(set[w].token, set[w].len);
+        crypt_wipe(set, WAYS * sizeof *set);
+    }
     free(c->slots);
     free(c->clock);
     free(c);
