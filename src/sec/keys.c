@@ -81,16 +81,13 @@ enum as_err sec_keys_add(struct sec_keys *k, EVP_PKEY *pk, size_t *index)
     enum as_err err = AS_ERR_INTERNAL;
 
     key.jwk = sec_pkey_jwk(pk, k->alg, key.kid);
-    key.verify = sec_pkey_public_pem(pk, &key.verify_len);
-    /* Read once here, not for every token (jwt.c); the public half only,
-     * so that a retired key's private half is not kept. */
-    if (key.verify)
-        key.pkey = sec_pkey_public(key.verify, key.verify_len, k->alg);
-    if (key.jwk && key.verify && key.pkey)
+    /* The public half only, so that a retired key's private half is not
+     * kept (jwt.c verifies with it). */
+    key.pkey = sec_pkey_public(pk);
+    if (key.jwk && key.pkey)
         err = grow(k, index);
     if (err != AS_OK) {
         json_decref(key.jwk);
-        free(key.verify);
         EVP_PKEY_free(key.pkey);
         return err;
     }

@@ -64,14 +64,23 @@ EVP_PKEY *sec_pkey_parse(const unsigned char *pem, size_t len,
     return pk;
 }
 
-EVP_PKEY *sec_pkey_public(const unsigned char *pem, size_t len,
-                          enum cfg_alg alg)
+/* The public half of `pk` as a key of its own, taken from the key's
+ * parameters: no PEM written and read back, and no private half kept. */
+EVP_PKEY *sec_pkey_public(EVP_PKEY *pk)
 {
-    if (len > SEC_KEY_FILE_MAX ||
-        (alg != CFG_ALG_ES256 && alg != CFG_ALG_RS256))
-        return NULL;
-    return parse_typed(pem, len, alg == CFG_ALG_ES256 ? "EC" : "RSA",
-                       OSSL_KEYMGMT_SELECT_PUBLIC_KEY);
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pk, NULL);
+    OSSL_PARAM *params = NULL;
+    EVP_PKEY *pub = NULL;
+
+    if (!ctx || EVP_PKEY_todata(pk, EVP_PKEY_PUBLIC_KEY, &params) != 1 ||
+        EVP_PKEY_fromdata_init(ctx) != 1 ||
+        EVP_PKEY_fromdata(ctx, &pub, EVP_PKEY_PUBLIC_KEY, params) != 1) {
+        EVP_PKEY_free(pub);
+        pub = NULL;
+    }
+    OSSL_PARAM_free(params);
+    EVP_PKEY_CTX_free(ctx);
+    return pub;
 }
 
 EVP_PKEY *sec_pkey_generate(enum cfg_alg alg)
@@ -174,73 +183,6 @@ static int bn_param_bytes(EVP_PKEY *pk, const char *name, int pad,
         n = pad ? BN_bn2binpad(bn, out, pad) : BN_bn2bin(bn, out);
     BN_free(bn);
     return n;
-}
-
-/* The DER of a P-256 SubjectPublicKeyInfo up to its point (RFC 5480):
- * SEQUENCE { SEQUENCE { id-ecPublicKey, prime256v1 }, BIT STRING { 04 } }
- * followed by X and Y, 32 bytes each. */
-static const unsigned char p256_spki_head[] = {
-    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02,
-    0x01, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03,
-    0x42, 0x00, 0x04
-};
-#define P256_SPKI_LEN (sizeof p256_spki_head + 2 * EC_COORD_LEN)
-
-/* The SubjectPublicKeyInfo PEM of a P-256 key, written here: OpenSSL 3's
- * encoder would be set up for this one use at start-up. The same bytes
- * as PEM_write_bio_PUBKEY (tests/unit/test_pkey_pem.c). */
-static unsigned char *p256_public_pem(EVP_PKEY *pk, size_t *len)
-{
-    static const char head[] = "-----BEGIN PUBLIC KEY-----\n";
-    static const char tail[] = "-----END PUBLIC KEY-----\n";
-    unsigned char der[P256_SPKI_LEN];
-    char b64[sodium_base64_ENCODED_LEN(P256_SPKI_LEN,
-                                       sodium_base64_VARIANT_ORIGINAL)];
-    unsigned char *out = NULL;
-    size_t n, i, at;
-
-    memcpy(der, p256_spki_head, sizeof p256_spki_head);
-    if (bn_param_bytes(pk, OSSL_PKEY_PARAM_EC_PUB_X, EC_COORD_LEN,
-                       der + sizeof p256_spki_head, EC_COORD_LEN) !=
-            EC_COORD_LEN ||
-        bn_param_bytes(pk, OSSL_PKEY_PARAM_EC_PUB_Y, EC_COORD_LEN,
-                       der + sizeof p256_spki_head + EC_COORD_LEN,
-                       EC_COORD_LEN) != EC_COORD_LEN)
-        return NULL;
-    sodium_bin2base64(b64, sizeof b64, der, sizeof der,
-                      sodium_base64_VARIANT_ORIGINAL);
-    n = strlen(b64);                  /* 124: two lines of at most 64 */
-    out = malloc(sizeof head - 1 + n + n / 64 + 1 + sizeof tail);
-    if (!out)
-        return NULL;
-    memcpy(out, head, sizeof head - 1);
-    at = sizeof head - 1;
-    for (i = 0; i < n; i += 64) {
-        size_t line = n - i < 64 ? n - i : 64;
-
-        memcpy(out + at, b64 + i, line);
-        at += line;
-        out[at++] = '\n';
-    }
-    memcpy(out + at, tail, sizeof tail);  /* with its NUL */
-    *len = at + sizeof tail - 1;
-    return out;
-}
-
-unsigned char *sec_pkey_public_pem(EVP_PKEY *pk, size_t *len)
-{
-    BIO *bio;
-    unsigned char *out = NULL;
-
-    if (EVP_PKEY_is_a(pk, "EC") && ec_is_p256(pk))
-        return p256_public_pem(pk, len);
-    bio = BIO_new(BIO_s_mem());
-    if (!bio)
-        return NULL;
-    if (PEM_write_bio_PUBKEY(bio, pk))
-        out = bio_take(bio, len);
-    BIO_free(bio);
-    return out;
 }
 
 /* base64url of the big-endian bytes of a BIGNUM parameter of `pk`, padded

@@ -18,9 +18,9 @@ struct repo;
 
 struct sec_key {                 /* one key accepted for verification */
     char kid[SEC_KID_MAX];
-    unsigned char *verify;       /* public PEM, or the HS256 secret */
+    unsigned char *verify;       /* the HS256 secret; NULL otherwise */
     size_t verify_len;
-    EVP_PKEY *pkey;              /* `verify` parsed (ES256, RS256) */
+    EVP_PKEY *pkey;              /* the public key (ES256, RS256) */
     json_t *jwk;                 /* public JWK; NULL under HS256 */
     int64_t until;               /* Unix s past which it verifies nothing
                                     and is not published (a retired key:
@@ -66,10 +66,9 @@ void sec_derive(const void *material, size_t len, const char *label,
  * parsed all the same. Free with EVP_PKEY_free(). */
 EVP_PKEY *sec_pkey_parse(const unsigned char *pem, size_t len,
                          enum cfg_alg alg);
-/* The public key of a SubjectPublicKeyInfo PEM of `alg`'s key type (EC
- * for ES256, RSA for RS256); NULL otherwise. Free with EVP_PKEY_free(). */
-EVP_PKEY *sec_pkey_public(const unsigned char *pem, size_t len,
-                          enum cfg_alg alg);
+/* The public half of key pair `pk` as a key of its own (no private
+ * half); NULL on failure. Free with EVP_PKEY_free(). */
+EVP_PKEY *sec_pkey_public(EVP_PKEY *pk);
 /* A fresh P-256 key (ES256) or 2048-bit RSA key (RS256); NULL on
  * failure. Free with EVP_PKEY_free(). */
 EVP_PKEY *sec_pkey_generate(enum cfg_alg alg);
@@ -77,11 +76,9 @@ EVP_PKEY *sec_pkey_generate(enum cfg_alg alg);
  * for RS256. Otherwise false and `why` names the mismatch. */
 bool sec_pkey_fits(EVP_PKEY *pk, enum cfg_alg alg, char *why,
                    size_t why_len);
-/* PKCS#8 PEM of the private key, or SubjectPublicKeyInfo PEM of the public
- * key, NUL-terminated (not counted in *len); NULL on failure. Caller wipes
- * the private one with sodium_memzero and frees both with free(). */
+/* PKCS#8 PEM of the private key, NUL-terminated (not counted in *len);
+ * NULL on failure. Caller wipes it with sodium_memzero and frees it. */
 unsigned char *sec_pkey_private_pem(EVP_PKEY *pk, size_t *len);
-unsigned char *sec_pkey_public_pem(EVP_PKEY *pk, size_t *len);
 /* Public JWK of `pk` with "kid" (its RFC 7638 thumbprint, also copied to
  * `kid`), "use" and "alg"; NULL on failure. Caller decrefs. */
 json_t *sec_pkey_jwk(EVP_PKEY *pk, enum cfg_alg alg, char kid[SEC_KID_MAX]);

@@ -330,6 +330,25 @@ static void hs256_round_trip(void **state)
     round_trip(f, f->khs, &f->hs, "HS256");
 }
 
+
+/* The SubjectPublicKeyInfo PEM of `key`, as OpenSSL writes it (what a
+ * verifier would be given), in a static buffer. */
+static const char *public_pem(const struct sec_key *key)
+{
+    static char pem[1024];
+    BIO *bio = BIO_new(BIO_s_mem());
+    char *data = NULL;
+    long n;
+
+    assert_non_null(bio);
+    assert_int_equal(PEM_write_bio_PUBKEY(bio, key->pkey), 1);
+    n = BIO_get_mem_data(bio, &data);
+    assert_true(n > 0 && (size_t)n < sizeof pem);
+    memcpy(pem, data, (size_t)n);
+    pem[n] = '\0';
+    BIO_free(bio);
+    return pem;
+}
 /* ES256 signatures are JOSE's raw r||s (64 bytes), so any other JOSE
  * library verifies them: checked here with OpenSSL directly. */
 static void es256_signature_is_raw_r_s(void **state)
@@ -340,7 +359,7 @@ static void es256_signature_is_raw_r_s(void **state)
     const struct sec_key *key = sec_keys_find(f->kes, sec_keys_kid(f->kes));
     unsigned char raw[128], *der = NULL;
     size_t got = 0;
-    BIO *bio = BIO_new_mem_buf(key->verify, (int)key->verify_len);
+    BIO *bio = BIO_new_mem_buf(public_pem(key), -1);
     EVP_PKEY *pub = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
     ECDSA_SIG *sig = ECDSA_SIG_new();
     EVP_MD_CTX *md = EVP_MD_CTX_new();
@@ -489,7 +508,7 @@ static void es256_signature_has_low_s(void **state)
     EC_GROUP *group = EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1);
     const BIGNUM *order = EC_GROUP_get0_order(group);
     BIGNUM *half = BN_new(), *s = BN_new(), *twin = BN_new();
-    BIO *bio = BIO_new_mem_buf(key->verify, (int)key->verify_len);
+    BIO *bio = BIO_new_mem_buf(public_pem(key), -1);
     EVP_PKEY *pub = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
     int i;
 
@@ -655,7 +674,7 @@ static void hs256_with_public_pem_refused(void **state)
 
     assert_true(asprintf(&h, "{\"alg\":\"HS256\",\"typ\":\"JWT\","
                          "\"kid\":\"%s\"}", sec_keys_kid(f->kes)) > 0);
-    token = craft_hs256(h, body, (const char *)key->verify);
+    token = craft_hs256(h, body, public_pem(key));
     expect_invalid(f, f->kes, &f->es, token);
     free(h);
     free(body);
