@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include <cmocka.h>
 #include <sodium.h>
@@ -228,6 +229,46 @@ static void test_same_signature_other_token_misses(void **state)
 
 /* One set of 8 ways: a ninth token replaces the least recently used
  * entry, not the one just used. */
+static long minor_faults(void)
+{
+    struct rusage ru;
+
+    assert_int_equal(getrusage(RUSAGE_SELF, &ru), 0);
+    return ru.ru_minflt;
+}
+
+/* Freeing a daemon-sized cache that held a few tokens touches about the
+ * pages those tokens were stored in, not the whole table (7 MiB the
+ * kernel would map and zero only to have them wiped: 1,700 faults);
+ * the tokens it held are freed all the same (LeakSanitizer, valgrind). */
+static void test_free_touches_only_what_was_used(void **state)
+{
+    struct vcache *c = vcache_new(16384);
+    struct arena *a = arena_new();
+    struct sec_claims x;
+    long before;
+    int i;
+
+    (void)state;
+#ifdef __SANITIZE_ADDRESS__
+    /* AddressSanitizer's free() poisons the shadow of the whole block. */
+    vcache_free(c);
+    arena_free(a);
+    skip();
+#endif
+    for (i = 0; i < 4; i++) {
+        char *t = token(1000000 + i, 900);
+
+        assert_int_equal(vcache_verify(c, keys, &cfg, t, 1000010, &x, a),
+                         AS_OK);
+        free(t);
+    }
+    before = minor_faults();
+    vcache_free(c);
+    assert_true(minor_faults() - before < 200);
+    arena_free(a);
+}
+
 static void test_full_set_drops_least_recent(void **state)
 {
     struct vcache *c = vcache_new(8);
@@ -273,6 +314,7 @@ int main(void)
         cmocka_unit_test(test_other_key_set_misses),
         cmocka_unit_test(test_cycled_tokens_all_hit),
         cmocka_unit_test(test_full_set_drops_least_recent),
+        cmocka_unit_test(test_free_touches_only_what_was_used),
         cmocka_unit_test(test_same_signature_other_token_misses),
     };
 
