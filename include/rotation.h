@@ -20,7 +20,8 @@ struct rotation_facts {
  * token of a session that is revoked, expired (expires_at <= now) or
  * whose user is inactive is ROTATE_INVALID, as is an unknown one; an
  * unused token is ROTATE_OK; one used at or after now - grace_ms is
- * ROTATE_GRACE (grace_ms <= 0: none), earlier ROTATE_REUSED. Pure; no
+ * ROTATE_GRACE, earlier ROTATE_REUSED (grace_ms <= 0: every
+ * second use, even in the same millisecond). Pure; no
  * overflow for any input. */
 enum rotate_result rotation_judge(const struct rotation_facts *f,
                                   int64_t now, int64_t grace_ms);

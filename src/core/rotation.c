@@ -4,11 +4,9 @@
  * facts and applies the result in one transaction. */
 #include "rotation.h"
 
-/* now - grace_ms without overflow. */
+/* now - grace_ms without overflow (grace_ms > 0). */
 static int64_t grace_start(int64_t now, int64_t grace_ms)
 {
-    if (grace_ms <= 0)
-        return now;
     return now < INT64_MIN + grace_ms ? INT64_MIN : now - grace_ms;
 }
 
@@ -19,6 +17,10 @@ enum rotate_result rotation_judge(const struct rotation_facts *f,
         return ROTATE_INVALID;
     if (!f->used)
         return ROTATE_OK;
+    /* No grace: any second use is a replay, even within the same
+     * millisecond as the rotation (a fast client on loopback). */
+    if (grace_ms <= 0)
+        return ROTATE_REUSED;
     return f->used_at >= grace_start(now, grace_ms) ? ROTATE_GRACE
                                                     : ROTATE_REUSED;
 }
