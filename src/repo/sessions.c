@@ -14,6 +14,8 @@
     "s.id, s.user_id, s.created_at, s.last_used_at, s.expires_at, "        \
     "s.revoked_at, s.ip, s.user_agent, s.amr"
 #define SESSION_NCOLS 9
+/* Refresh tokens of ended sessions one pruning deletes, of each kind. */
+#define PRUNE_TOKENS "512"
 /* Session s (of user u) is live at $2. */
 #define LIVE_AT_2 "s.revoked_at IS NULL AND s.expires_at > $2 AND u.is_active"
 /* The live session of refresh token $1 (now: $2). */
@@ -28,7 +30,8 @@
 enum {
     S_INSERT, S_TOKEN_INSERT, S_GET, S_STATE, S_LIST, S_REVOKE, S_REVOKE_ALL,
     S_LOCK_USER, S_LOCK_BY_TOKEN, S_FACTS, S_TOKEN_USE, S_CHILD, S_TOUCH,
-    S_KILL, S_TOKEN_SESSION, S_ANY_TOKEN_SESSION, S_PW_STILL, S_PRUNE_ENDED,
+    S_KILL, S_TOKEN_SESSION, S_ANY_TOKEN_SESSION, S_PW_STILL,
+    S_PRUNE_ENDED_TOKENS, S_PRUNE_REVOKED_TOKENS, S_PRUNE_ENDED,
     S_PRUNE_REVOKED, S_PRUNE_USED, S_CAP, S_PW_HELD, S_NSTMT
 };
 
@@ -53,24 +56,53 @@ static struct db_stmt sql[S_NSTMT] = {
                            "SELECT is_active, $2::text IS NULL OR "
                            "password_hash = $2 FROM users WHERE id = $1 "
                            "FOR NO KEY UPDATE"),
-    /* A few sessions that ended before $1 (indexes of migration 0012);
-     * on PostgreSQL rows another pruner holds are skipped, so two never
-     * wait on each other. Their refresh tokens go with them (ON DELETE
-     * CASCADE). */
-    [S_PRUNE_ENDED] = DB_SPLIT("DELETE FROM sessions WHERE id IN "
-                               "(SELECT id FROM sessions "
-                               "WHERE expires_at < $1 LIMIT 16)",
-                               "DELETE FROM sessions WHERE id IN "
-                               "(SELECT id FROM sessions "
-                               "WHERE expires_at < $1 LIMIT 16 "
-                               "FOR UPDATE SKIP LOCKED)"),
-    [S_PRUNE_REVOKED] = DB_SPLIT("DELETE FROM sessions WHERE id IN "
-                                 "(SELECT id FROM sessions "
-                                 "WHERE revoked_at < $1 LIMIT 16)",
-                                 "DELETE FROM sessions WHERE id IN "
-                                 "(SELECT id FROM sessions "
-                                 "WHERE revoked_at < $1 LIMIT 16 "
-                                 "FOR UPDATE SKIP LOCKED)"),
+    /* The pruning of sessions that ended before $1, in bounded steps:
+     * first at most PRUNE_TOKENS refresh tokens of the first 16 of them
+     * (in the order of the indexes of migration 0012), then those of the
+     * 16 left without a token. A session refreshed for weeks holds its
+     * tokens by the ten thousand; deleted with it at once (ON DELETE
+     * CASCADE), they held SQLite's write lock, or ran into PostgreSQL's
+     * statement timeout and were tried again every second for ever. On
+     * PostgreSQL rows another pruner holds are skipped, so two never
+     * wait on each other. */
+    [S_PRUNE_ENDED_TOKENS] = DB_SPLIT(
+        "DELETE FROM refresh_tokens WHERE hash IN (SELECT hash FROM "
+        "refresh_tokens WHERE session_id IN (SELECT id FROM sessions "
+        "WHERE expires_at < $1 ORDER BY expires_at LIMIT 16) "
+        "LIMIT " PRUNE_TOKENS ")",
+        "DELETE FROM refresh_tokens WHERE hash IN (SELECT hash FROM "
+        "refresh_tokens WHERE session_id IN (SELECT id FROM sessions "
+        "WHERE expires_at < $1 ORDER BY expires_at LIMIT 16) "
+        "LIMIT " PRUNE_TOKENS " FOR UPDATE SKIP LOCKED)"),
+    [S_PRUNE_REVOKED_TOKENS] = DB_SPLIT(
+        "DELETE FROM refresh_tokens WHERE hash IN (SELECT hash FROM "
+        "refresh_tokens WHERE session_id IN (SELECT id FROM sessions "
+        "WHERE revoked_at < $1 ORDER BY revoked_at LIMIT 16) "
+        "LIMIT " PRUNE_TOKENS ")",
+        "DELETE FROM refresh_tokens WHERE hash IN (SELECT hash FROM "
+        "refresh_tokens WHERE session_id IN (SELECT id FROM sessions "
+        "WHERE revoked_at < $1 ORDER BY revoked_at LIMIT 16) "
+        "LIMIT " PRUNE_TOKENS " FOR UPDATE SKIP LOCKED)"),
+    [S_PRUNE_ENDED] = DB_SPLIT(
+        "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions "
+        "WHERE expires_at < $1 ORDER BY expires_at LIMIT 16) "
+        "AND NOT EXISTS (SELECT 1 FROM refresh_tokens "
+        "WHERE session_id = sessions.id)",
+        "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions "
+        "WHERE expires_at < $1 ORDER BY expires_at LIMIT 16 "
+        "FOR UPDATE SKIP LOCKED) "
+        "AND NOT EXISTS (SELECT 1 FROM refresh_tokens "
+        "WHERE session_id = sessions.id)"),
+    [S_PRUNE_REVOKED] = DB_SPLIT(
+        "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions "
+        "WHERE revoked_at < $1 ORDER BY revoked_at LIMIT 16) "
+        "AND NOT EXISTS (SELECT 1 FROM refresh_tokens "
+        "WHERE session_id = sessions.id)",
+        "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions "
+        "WHERE revoked_at < $1 ORDER BY revoked_at LIMIT 16 "
+        "FOR UPDATE SKIP LOCKED) "
+        "AND NOT EXISTS (SELECT 1 FROM refresh_tokens "
+        "WHERE session_id = sessions.id)"),
     /* A few tokens of session $1 rotated out and issued before $2 (past
      * a refresh token's lifetime: presented again they could only be
      * refused), by the index of migration 0013. */
@@ -210,25 +242,30 @@ static void count_changed(struct db_tx *t, const struct db_rows *r,
 #define PRUNE_REST_MS 1000
 
 /* Deletes a few sessions that ended before `before`, in a transaction of
- * its own whose failure is ignored (the next session prunes): what it
- * deletes cascades to every refresh token of the sessions it picks,
- * which a session refreshed for a month holds by the ten thousand, and
- * a slow or failed pruning must not cost a login its session. It skips
- * rows others hold, so it never waits for them. */
+ * its own whose failure is ignored (the next session prunes): at most
+ * PRUNE_TOKENS refresh tokens of each kind of ended session, then the 16
+ * of each kind picked that have none left, so a pruning is a few
+ * milliseconds however many tokens a session gathered, and a slow or
+ * failed one never costs a login its session. It skips rows others hold,
+ * so it never waits for them. */
 static void prune(void *impl, int64_t before)
 {
     struct db *db = impl;
-    int64_t ended = 0, revoked = 0, rest = atomic_load(&db->prune_rest);
+    int64_t n[4] = { 0 }, rest = atomic_load(&db->prune_rest);
     struct db_tx t;
 
     if (before < rest && rest - before <= PRUNE_REST_MS)
         return;                   /* (a clock set back does not stop it) */
     db_open(&t, impl, "sessions_prune", true, NULL);
-    DB_NOTE(&t, &sql[S_PRUNE_ENDED], count_changed, &ended,
+    DB_NOTE(&t, &sql[S_PRUNE_ENDED_TOKENS], count_changed, &n[0],
             db_int(before));
-    DB_NOTE(&t, &sql[S_PRUNE_REVOKED], count_changed, &revoked,
+    DB_NOTE(&t, &sql[S_PRUNE_REVOKED_TOKENS], count_changed, &n[1],
             db_int(before));
-    if (db_close(&t) != AS_OK || ended + revoked == 0)
+    DB_NOTE(&t, &sql[S_PRUNE_ENDED], count_changed, &n[2],
+            db_int(before));
+    DB_NOTE(&t, &sql[S_PRUNE_REVOKED], count_changed, &n[3],
+            db_int(before));
+    if (db_close(&t) != AS_OK || n[0] + n[1] + n[2] + n[3] == 0)
         atomic_store(&db->prune_rest, before + PRUNE_REST_MS);
 }
 

@@ -1,6 +1,7 @@
 """Sessions that ended a while ago are not kept for ever (README
 "Tokens"): each login deletes a few sessions that expired or were
-revoked more than 7 days before, with their refresh tokens (within a
+revoked more than 7 days before, with their refresh tokens, a bounded
+number at a time (within a
 second of a pruning that found none, the logins skip it), so one
 account logging in again and again does not grow the tables without
 bound. Rows are aged by hand in the database, as time would."""
@@ -76,6 +77,57 @@ def test_ended_sessions_are_pruned_as_logins_come(daemon):
     # the new session is untouched
     r = daemon.request("POST", "/api/v1/auth/refresh",
                        {"refresh_token": fresh.json["refresh_token"]})
+    assert r.status == 200, r
+
+
+def test_a_session_with_many_tokens_goes_over_several_logins(make_daemon):
+    """A pruning deletes at most 512 refresh tokens of each kind of ended
+    session, then the sessions left without any: a session refreshed for
+    weeks goes a few milliseconds at a time, not in one delete holding
+    the database (README "Tokens"). A daemon of its own: the plan test
+    below must not see these rows."""
+    daemon = make_daemon().start()
+    email, password, _ = daemon.user()
+    keep = daemon.login(email, password)
+    assert keep.status == 200, keep
+    sid = sql(daemon, "SELECT session_id FROM refresh_tokens t JOIN "
+              "sessions s ON s.id = t.session_id JOIN users u ON "
+              "u.id = s.user_id WHERE u.email = '%s' ORDER BY "
+              "s.created_at, s.id LIMIT 1" % email)
+    many = 3000
+    if daemon.backend == "sqlite":
+        sql(daemon, "INSERT INTO refresh_tokens (hash, session_id, "
+            "created_at) WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL "
+            "SELECT n + 1 FROM c WHERE n < %d) SELECT randomblob(32), "
+            "'%s', 1 FROM c" % (many, sid))
+    else:
+        sql(daemon, "INSERT INTO refresh_tokens (hash, session_id, "
+            "created_at) SELECT sha256(int4send(n) || '%s'::bytea), '%s', "
+            "1 FROM generate_series(1, %d) AS n" % (sid, sid, many))
+    sql(daemon, "UPDATE sessions SET revoked_at = %d WHERE id = '%s'"
+        % (int(time.time() * 1000) - 8 * DAY_MS, sid))
+
+    def left():
+        return int(sql(daemon, "SELECT count(*) FROM refresh_tokens "
+                       "WHERE session_id = '%s'" % sid))
+    seen, deadline = [left()], time.monotonic() + 20
+    assert seen[0] == many + 1, seen
+    while seen[-1] > 0 and time.monotonic() < deadline:
+        r = daemon.login(email, password)
+        assert r.status == 200, r
+        n = left()
+        if n != seen[-1]:
+            seen.append(n)
+        time.sleep(0.05)
+    assert seen[-1] == 0, seen
+    # 512 at a time (another session's tokens may share a pruning)
+    assert all(a - b <= 512 for a, b in zip(seen, seen[1:])), seen
+    assert len(seen) >= 1 + (many + 1 + 511) // 512, seen
+    assert sql(daemon, "SELECT count(*) FROM sessions WHERE id = '%s'"
+               % sid) in (0, "0")
+    # the session kept is untouched
+    r = daemon.request("POST", "/api/v1/auth/refresh",
+                       {"refresh_token": keep.json["refresh_token"]})
     assert r.status == 200, r
 
 

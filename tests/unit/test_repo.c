@@ -756,6 +756,62 @@ static void ended_sessions_are_pruned(void **state)
     assert_int_equal(revoked_at(f, recent.id), T0 + 200);
 }
 
+/* The refresh tokens of `sid`, counted. */
+static int64_t tokens_of(struct fx *f, const char *sid)
+{
+    char q[160];
+
+    snprintf(q, sizeof q,
+             "SELECT count(*) FROM refresh_tokens WHERE session_id = '%s'",
+             sid);
+    return scalar(f, q);
+}
+
+/* A session that gathered more refresh tokens than one pruning deletes
+ * goes over several, 512 tokens of each kind of ended session at a time,
+ * and the session once none is left; a small ended session pruned in
+ * the same pass still goes at once. Deleted with all its tokens at once,
+ * a session refreshed for weeks held SQLite's write lock for as long, or
+ * never finished within PostgreSQL's statement timeout. */
+static void a_pruning_deletes_a_bounded_number_of_tokens(void **state)
+{
+    struct fx *f = *state;
+    struct session_upkeep up = { .prune_before = T0 + 100 };
+    struct user u;
+    struct session big, small, on, s;
+    uint8_t h[REPO_HASH_LEN];
+    char q[400];
+
+    new_user(f, &u, "bounded@example.com", ROLE_USER, true);
+    new_session(f, &big, u.id, T0, T0 + 10, h);             /* expired */
+    new_session(f, &small, u.id, T0, T0 + DAY, h);
+    assert_int_equal(repo_session_revoke(f->r, small.id, NULL, T0 + 20),
+                     AS_OK);
+    new_session(f, &on, u.id, T0, T0 + DAY, h);
+    snprintf(q, sizeof q, on_pg
+             ? "INSERT INTO refresh_tokens (hash, session_id, created_at) "
+               "SELECT sha256(int4send(n)), '%s', 1 "
+               "FROM generate_series(1, 1199) AS n"
+             : "INSERT INTO refresh_tokens (hash, session_id, created_at) "
+               "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 "
+               "FROM c WHERE n < 1199) SELECT randomblob(32), '%s', 1 "
+               "FROM c", big.id);
+    scalar(f, q);
+    assert_int_equal(tokens_of(f, big.id), 1200);
+    new_session_up(f, &s, u.id, T0 + 100, T0 + DAY, h, &up);
+    assert_int_equal(tokens_of(f, big.id), 1200 - 512);
+    assert_int_equal(tokens_of(f, small.id), 0);
+    assert_int_equal(scalar(f, "SELECT count(*) FROM sessions"), 3);
+    new_session_up(f, &s, u.id, T0 + 100, T0 + DAY, h, &up);
+    assert_int_equal(tokens_of(f, big.id), 1200 - 1024);
+    new_session_up(f, &s, u.id, T0 + 100, T0 + DAY, h, &up);
+    assert_int_equal(tokens_of(f, big.id), 0);
+    /* big is gone, the live ones and their tokens stay */
+    assert_int_equal(scalar(f, "SELECT count(*) FROM sessions"), 4);
+    assert_int_equal(scalar(f, "SELECT count(*) FROM refresh_tokens"), 4);
+    assert_true(live(f, on.id, T0 + 100));
+}
+
 /* A pruning that found nothing lets the next second's sessions skip
  * theirs (by the cut-off's clock); after that second, or with the clock
  * set back past it, they prune again. */
@@ -2173,6 +2229,7 @@ int main(void)
         CASE(login_stores_only_while_the_account_allows_it),
         CASE(ended_sessions_are_pruned),
         CASE(pruning_rests_after_finding_nothing),
+        CASE(a_pruning_deletes_a_bounded_number_of_tokens),
         CASE(sessions_beyond_the_cap_end),
         CASE(rotated_tokens_past_their_lifetime_go),
         CASE(rotate_races_have_one_winner),
