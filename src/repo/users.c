@@ -20,11 +20,15 @@
     "WHERE id = $1"
 #define LIST_WHERE "WHERE ($1 IS NULL OR id > $1) AND ($2 IS NULL "
 
+/* Rows of an account an account's deletion sheds a transaction. */
+#define SHED_BATCH 512
+#define SHED_ROWS "512"
+
 enum {
     U_INSERT, U_BY_ID, U_BY_EMAIL, U_LOCK_ADMINS, U_BEFORE_PATCH,
     U_BEFORE_DELETE, U_PATCH, U_NOTICE, U_SET_PW,
-    U_REHASH, U_DELETE, U_LIST, U_COUNT, U_ADMIN_COUNT,
-    U_NSTMT
+    U_REHASH, U_DELETE, U_LIST, U_COUNT, U_ADMIN_COUNT, U_SHED_TOKENS,
+    U_SHED_SESSIONS, U_NSTMT
 };
 
 _Static_assert(UF_EMAIL == 1 && UF_FULL_NAME == 2 && UF_ROLE == 4 &&
@@ -75,6 +79,27 @@ static struct db_stmt sql[U_NSTMT] = {
     [U_REHASH] = DB_SQL("UPDATE users SET password_hash = $3 "
                         "WHERE id = $1 AND password_hash = $2"),
     [U_DELETE] = DB_SQL("DELETE FROM users WHERE id = $1"),
+    /* What an account's deletion sheds first, SHED_ROWS rows a
+     * transaction: the refresh tokens its sessions rotated out (kept
+     * only to tell a replay, README "Tokens"), then its ended sessions
+     * (a rotated-out token each at most is left). On PostgreSQL rows
+     * another transaction holds are skipped: the deletion takes them. */
+    [U_SHED_TOKENS] = DB_SPLIT(
+        "DELETE FROM refresh_tokens WHERE hash IN (SELECT t.hash FROM "
+        "sessions s JOIN refresh_tokens t ON t.session_id = s.id "
+        "WHERE s.user_id = $1 AND t.used_at IS NOT NULL "
+        "LIMIT " SHED_ROWS ")",
+        "DELETE FROM refresh_tokens WHERE hash IN (SELECT t.hash FROM "
+        "sessions s JOIN refresh_tokens t ON t.session_id = s.id "
+        "WHERE s.user_id = $1 AND t.used_at IS NOT NULL "
+        "LIMIT " SHED_ROWS " FOR UPDATE OF t SKIP LOCKED)"),
+    [U_SHED_SESSIONS] = DB_SPLIT(
+        "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions "
+        "WHERE user_id = $1 AND revoked_at IS NOT NULL "
+        "LIMIT " SHED_ROWS ")",
+        "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions "
+        "WHERE user_id = $1 AND revoked_at IS NOT NULL "
+        "LIMIT " SHED_ROWS " FOR UPDATE SKIP LOCKED)"),
     [U_LIST] = DB_SPLIT(
         "SELECT " USER_COLS USER_MFA_COL " FROM users " LIST_WHERE
         "OR instr(lower(email), lower($2)) > 0 "
@@ -284,14 +309,45 @@ enum as_err db_user_rehash(void *impl, const char *id, const char *old,
     return none_if_invalid(db_close(&t), AS_ERR_CONFLICT);
 }
 
+/* Deletes rows of statement `st` (bound to user `id`) a batch a
+ * transaction until a batch is short. */
+static enum as_err shed(void *impl, int st, const char *id)
+{
+    struct db_rows r;
+    struct db_tx t;
+    enum as_err err;
+    int64_t n;
+
+    do {
+        db_open(&t, impl, "user_delete_shed", true, NULL);
+        DB_RUN(&t, &sql[st], &r, db_text(id));
+        n = t.err == AS_OK ? r.changed : 0;
+        err = db_close(&t);
+    } while (err == AS_OK && n >= SHED_BATCH);
+    return err;
+}
+
 enum as_err db_user_delete(void *impl, const char *id)
 {
     struct db_rows r;
     struct db_tx t;
     bool was_admin = false;
+    enum as_err err;
 
     if (!id)
         return AS_ERR_NOT_FOUND;
+    /* What the cascade would delete in one statement, however much an
+     * account gathered (a million rotated-out tokens held SQLite's write
+     * lock 7 s, and can outlast PostgreSQL's statement timeout, so the
+     * account could never be deleted), goes first in bounded batches.
+     * Only what no one can use again: if the deletion below is refused,
+     * the account lost only the means to tell replays of tokens rotated
+     * out and sessions that had ended. */
+    err = shed(impl, U_SHED_TOKENS, id);
+    if (err == AS_OK)
+        err = shed(impl, U_SHED_SESSIONS, id);
+    if (err != AS_OK)
+        return err;
     db_open(&t, impl, "user_delete", true, NULL);
     db_run(&t, &sql[U_LOCK_ADMINS], NULL, 0, &r);
     if (DB_RUN(&t, &sql[U_BEFORE_DELETE], &r, db_text(id)) && r.n == 0)

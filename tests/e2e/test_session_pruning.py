@@ -131,6 +131,54 @@ def test_a_session_with_many_tokens_goes_over_several_logins(make_daemon):
     assert r.status == 200, r
 
 
+def test_an_account_that_gathered_many_rows_is_deleted_in_batches(
+        make_daemon):
+    """An account's deletion sheds the refresh tokens its sessions
+    rotated out, then its ended sessions, 512 rows a transaction, before
+    the row itself goes (README "Tokens"): a cascade of a million in one
+    statement held SQLite's write lock 7 s (others' writes answered 503)
+    and could outlast PostgreSQL's statement timeout for ever. Seen from
+    outside: while the deletion runs, other connections read the
+    account's rows going a batch at a time, never all or nothing."""
+    import threading
+    daemon = make_daemon().start()
+    many = 20000 if daemon.backend == "sqlite" else 200000
+    for attempt in range(3):
+        email, password, me = daemon.user()
+        uid = sql(daemon, "SELECT id FROM users WHERE email = '%s'" % email)
+        sid = sql(daemon, "SELECT id FROM sessions WHERE user_id = '%s'"
+                  % uid)
+        if daemon.backend == "sqlite":
+            sql(daemon, "INSERT INTO refresh_tokens (hash, session_id, "
+                "created_at, used_at) WITH RECURSIVE c(n) AS (SELECT 1 "
+                "UNION ALL SELECT n + 1 FROM c WHERE n < %d) SELECT "
+                "randomblob(32), '%s', 1, 2 FROM c" % (many, sid))
+        else:
+            sql(daemon, "INSERT INTO refresh_tokens (hash, session_id, "
+                "created_at, used_at) SELECT sha256(int4send(n) || "
+                "'%s'::bytea), '%s', 1, 2 FROM generate_series(1, %d) AS n"
+                % (sid, sid, many))
+        query = ("SELECT count(*) FROM refresh_tokens WHERE session_id = "
+                 "'%s'" % sid)
+        assert int(sql(daemon, query)) == many + 1
+        done = []
+        th = threading.Thread(target=lambda: done.append(daemon.request(
+            "DELETE", "/api/v1/users/me", {"password": password},
+            token=me["access_token"], timeout=120)))
+        th.start()
+        seen = set()
+        while th.is_alive():
+            seen.add(int(sql(daemon, query)))
+        th.join()
+        assert done[0].status == 204, done[0]
+        assert int(sql(daemon, query)) == 0
+        assert sql(daemon, "SELECT count(*) FROM users WHERE id = '%s'"
+                   % uid) in (0, "0")
+        if any(0 < n < many + 1 for n in seen):
+            return
+    raise AssertionError("the deletion was never seen midway: %s" % seen)
+
+
 def test_recently_ended_sessions_are_kept(daemon):
     email, password, first = daemon.user()
     uid = sql(daemon, "SELECT id FROM users WHERE email = '%s'" % email)

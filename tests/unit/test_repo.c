@@ -812,6 +812,68 @@ static void a_pruning_deletes_a_bounded_number_of_tokens(void **state)
     assert_true(live(f, on.id, T0 + 100));
 }
 
+/* Adds `n` rows to session `sid`'s refresh tokens (rotated out) or,
+ * with `sessions`, `n` revoked sessions to user `sid`. */
+static void bulk(struct fx *f, const char *sid, int n, bool sessions)
+{
+    char q[512], series[160];
+
+    snprintf(series, sizeof series, on_pg
+             ? "SELECT generate_series(1, %d) AS n"
+             : "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 "
+               "FROM c WHERE n < %d) SELECT n FROM c", n);
+    if (sessions)
+        snprintf(q, sizeof q,
+                 "INSERT INTO sessions (id, user_id, created_at, "
+                 "last_used_at, expires_at, revoked_at) SELECT 'x-' || n "
+                 "|| '%s', '%s', 1, 1, 2, 1 FROM (%s) AS s", sid, sid,
+                 series);
+    else if (on_pg)
+        snprintf(q, sizeof q,
+                 "INSERT INTO refresh_tokens (hash, session_id, "
+                 "created_at, used_at) SELECT sha256(int4send(n) || "
+                 "'%s'::bytea), '%s', 1, 2 FROM (%s) AS s", sid, sid,
+                 series);
+    else
+        snprintf(q, sizeof q,
+                 "INSERT INTO refresh_tokens (hash, session_id, "
+                 "created_at, used_at) SELECT randomblob(32), '%s', 1, 2 "
+                 "FROM (%s) AS s", sid, series);
+    scalar(f, q);
+}
+
+/* An account's deletion sheds its rotated-out refresh tokens and its
+ * ended sessions in batches before the row goes (README "Tokens"):
+ * every one of them goes, and nothing of another account. */
+static void deleting_an_account_sheds_only_its_own_rows(void **state)
+{
+    struct fx *f = *state;
+    struct user u, other;
+    struct session s, o;
+    uint8_t h[REPO_HASH_LEN];
+    char q[160];
+
+    new_user(f, &u, "shed@example.com", ROLE_USER, true);
+    new_user(f, &other, "kept@example.com", ROLE_USER, true);
+    new_session(f, &s, u.id, T0, T0 + DAY, h);
+    new_session(f, &o, other.id, T0, T0 + DAY, h);
+    bulk(f, s.id, 1300, false);
+    bulk(f, u.id, 1100, true);
+    bulk(f, o.id, 700, false);
+    bulk(f, other.id, 600, true);
+    assert_int_equal(scalar(f, "SELECT count(*) FROM sessions"), 1702);
+    assert_int_equal(scalar(f, "SELECT count(*) FROM refresh_tokens"),
+                     2002);
+    assert_int_equal(repo_user_delete(f->r, u.id), AS_OK);
+    assert_int_equal(scalar(f, "SELECT count(*) FROM sessions"), 601);
+    assert_int_equal(scalar(f, "SELECT count(*) FROM refresh_tokens"), 701);
+    snprintf(q, sizeof q, "SELECT count(*) FROM sessions WHERE user_id = "
+             "'%s'", other.id);
+    assert_int_equal(scalar(f, q), 601);
+    assert_true(live(f, o.id, T0));
+    assert_int_equal(repo_user_delete(f->r, u.id), AS_ERR_NOT_FOUND);
+}
+
 /* A pruning that found nothing lets the next second's sessions skip
  * theirs (by the cut-off's clock); after that second, or with the clock
  * set back past it, they prune again. */
@@ -2230,6 +2292,7 @@ int main(void)
         CASE(ended_sessions_are_pruned),
         CASE(pruning_rests_after_finding_nothing),
         CASE(a_pruning_deletes_a_bounded_number_of_tokens),
+        CASE(deleting_an_account_sheds_only_its_own_rows),
         CASE(sessions_beyond_the_cap_end),
         CASE(rotated_tokens_past_their_lifetime_go),
         CASE(rotate_races_have_one_winner),
