@@ -57,6 +57,10 @@
     "RETURNING id, kind, recipient, user_id, seed, resolved, expires_at, " \
     "created_at, attempts"
 
+/* Rows the hourly sweep deletes a transaction. */
+#define PRUNE_BATCH 512
+#define PRUNE_ROWS "512"
+
 enum {
     M_ADD, M_ADD_PRUNE, M_RESET_USER, M_VERIFY_USER, M_COUNT_LOCK,
     M_COUNT_SUM, M_COUNT, M_DROP,
@@ -165,13 +169,34 @@ static struct db_stmt sql[M_NSTMT] = {
     [M_FAILED] = DB_SQL("UPDATE outbox SET attempts = attempts + 1, "
                         "next_attempt_at = $2, locked_until = 0, "
                         "last_error = $3 WHERE id = $1 AND sent_at IS NULL"),
-    [M_PRUNE_TOKENS] = DB_SQL("DELETE FROM one_time_tokens "
-                              "WHERE expires_at < $1"),
-    [M_PRUNE_SENT] = DB_SQL("DELETE FROM outbox WHERE sent_at < $1"),
-    [M_PRUNE_STALE] = DB_SQL("DELETE FROM outbox WHERE NOT resolved "
-                             "AND sent_at IS NULL AND created_at < $1"),
-    [M_PRUNE_COUNTS] = DB_SQL("DELETE FROM mail_counts "
-                              "WHERE window_start < $1"),
+    /* The hourly sweep, PRUNE_ROWS rows a statement (db_mail_prune()).
+     * PostgreSQL: rows another transaction holds are skipped. */
+    [M_PRUNE_TOKENS] = DB_SPLIT(
+        "DELETE FROM one_time_tokens WHERE hash IN (SELECT hash FROM "
+        "one_time_tokens WHERE expires_at < $1 LIMIT " PRUNE_ROWS ")",
+        "DELETE FROM one_time_tokens WHERE hash IN (SELECT hash FROM "
+        "one_time_tokens WHERE expires_at < $1 LIMIT " PRUNE_ROWS
+        " FOR UPDATE SKIP LOCKED)"),
+    [M_PRUNE_SENT] = DB_SPLIT(
+        "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox "
+        "WHERE sent_at < $1 LIMIT " PRUNE_ROWS ")",
+        "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox "
+        "WHERE sent_at < $1 LIMIT " PRUNE_ROWS " FOR UPDATE SKIP LOCKED)"),
+    [M_PRUNE_STALE] = DB_SPLIT(
+        "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox "
+        "WHERE NOT resolved AND sent_at IS NULL AND created_at < $1 "
+        "LIMIT " PRUNE_ROWS ")",
+        "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox "
+        "WHERE NOT resolved AND sent_at IS NULL AND created_at < $1 "
+        "LIMIT " PRUNE_ROWS " FOR UPDATE SKIP LOCKED)"),
+    [M_PRUNE_COUNTS] = DB_SPLIT(
+        "DELETE FROM mail_counts WHERE (recipient, window_start) IN "
+        "(SELECT recipient, window_start FROM mail_counts "
+        "WHERE window_start < $1 LIMIT " PRUNE_ROWS ")",
+        "DELETE FROM mail_counts WHERE (recipient, window_start) IN "
+        "(SELECT recipient, window_start FROM mail_counts "
+        "WHERE window_start < $1 LIMIT " PRUNE_ROWS
+        " FOR UPDATE SKIP LOCKED)"),
     /* To address $2, or when NULL the user's current one. */
     [M_DROP_REQUESTS] = DB_SQL("DELETE FROM outbox WHERE kind = '"
                                MAIL_KIND_RESET "' AND NOT resolved "
@@ -508,17 +533,39 @@ enum as_err db_outbox_failed(void *impl, const char *id, int64_t next_at,
     return none_if_invalid(err, AS_OK);
 }
 
-enum as_err db_mail_prune(void *impl, int64_t tokens_before,
-                          int64_t sent_before, int64_t stale_before)
+/* Runs sweep `st` (bound to `before`) a batch a transaction until a
+ * batch is short. */
+static enum as_err sweep(void *impl, int st, int64_t before)
 {
     struct db_rows r;
     struct db_tx t;
+    enum as_err err;
+    int64_t n;
 
-    /* Each delete on its own: nothing else waits on the whole sweep. */
-    db_open(&t, impl, "mail_prune", true, NULL);
-    DB_RUN(&t, &sql[M_PRUNE_TOKENS], &r, db_int(tokens_before));
-    DB_RUN(&t, &sql[M_PRUNE_SENT], &r, db_int(sent_before));
-    DB_RUN(&t, &sql[M_PRUNE_STALE], &r, db_int(stale_before));
-    DB_RUN(&t, &sql[M_PRUNE_COUNTS], &r, db_int(stale_before));
-    return db_close(&t);
+    do {
+        db_open(&t, impl, "mail_prune", true, NULL);
+        DB_RUN(&t, &sql[st], &r, db_int(before));
+        n = t.err == AS_OK ? r.changed : 0;
+        err = db_close(&t);
+    } while (err == AS_OK && n >= PRUNE_BATCH);
+    return err;
+}
+
+enum as_err db_mail_prune(void *impl, int64_t tokens_before,
+                          int64_t sent_before, int64_t stale_before)
+{
+    /* A batch a transaction: an hour's worth of mail (a burst of
+     * registrations leaves it by the hundred thousand) deleted in one
+     * held SQLite's write lock for seconds, and every other write
+     * waited on it or answered 503. */
+    static const int st[] = { M_PRUNE_TOKENS, M_PRUNE_SENT, M_PRUNE_STALE,
+                              M_PRUNE_COUNTS };
+    const int64_t before[] = { tokens_before, sent_before, stale_before,
+                               stale_before };
+    enum as_err err = AS_OK;
+    size_t i;
+
+    for (i = 0; err == AS_OK && i < sizeof st / sizeof st[0]; i++)
+        err = sweep(impl, st[i], before[i]);
+    return err;
 }

@@ -533,6 +533,113 @@ static void prune_and_cascade(void **state)
 
 /* ---- the cap per recipient, requests, expiry ---------------------------- */
 
+/* Runs `sql` (our own text) for its effect. */
+static void exec(struct fx *f, const char *sql)
+{
+    if (f->side) {
+        PGresult *r = PQexec(f->side, sql);
+
+        if (PQresultStatus(r) != PGRES_COMMAND_OK)
+            fail_msg("%s: %s", sql, PQerrorMessage(f->side));
+        PQclear(r);
+    } else {
+        char *err = NULL;
+
+        if (sqlite3_exec(f->raw, sql, NULL, NULL, &err) != SQLITE_OK)
+            fail_msg("%s: %s", sql, err ? err : "?");
+        sqlite3_free(err);
+    }
+}
+
+/* Adds `n` rows of each kind the sweep deletes, of user `uid`, their
+ * times at `at`: expired one-time tokens (`tag` told apart), sent and
+ * stale mails, and per-recipient counts. */
+static void heap(struct fx *f, const char *uid, const char *tag, int n,
+                 int64_t at)
+{
+    char series[200], hash[80], q[1024];
+
+    snprintf(series, sizeof series, f->side
+             ? "SELECT generate_series(1, %d) AS n"
+             : "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 "
+               "FROM c WHERE n < %d) SELECT n FROM c", n);
+    if (f->side)
+        snprintf(hash, sizeof hash, "sha256(convert_to('%s-' || n, 'UTF8'))",
+                 tag);
+    else
+        snprintf(hash, sizeof hash, "randomblob(32)");
+    snprintf(q, sizeof q,
+             "INSERT INTO one_time_tokens (hash, user_id, purpose, email, "
+             "created_at, expires_at) SELECT %s, '%s', 'reset', "
+             "'heap@example.com', %lld, %lld FROM (%s) AS s", hash, uid,
+             (long long)at, (long long)at, series);
+    exec(f, q);
+    snprintf(q, sizeof q,
+             "INSERT INTO outbox (id, kind, recipient, created_at, "
+             "next_attempt_at, sent_at, resolved) SELECT '%s-sent-' || n, "
+             "'x', 'heap@example.com', %lld, %lld, %lld, 1 = 1 "
+             "FROM (%s) AS s",
+             tag, (long long)at, (long long)at, (long long)at, series);
+    exec(f, q);
+    snprintf(q, sizeof q,
+             "INSERT INTO outbox (id, kind, recipient, created_at, "
+             "next_attempt_at, resolved) SELECT '%s-stale-' || n, 'x', "
+             "'heap@example.com', %lld, %lld, 1 = 0 FROM (%s) AS s",
+             tag, (long long)at, (long long)at, series);
+    exec(f, q);
+    snprintf(q, sizeof q,
+             "INSERT INTO mail_counts (recipient, window_start, n) SELECT "
+             "'%s-' || n || '@example.com', %lld, 1 FROM (%s) AS s",
+             tag, (long long)at, series);
+    exec(f, q);
+}
+
+static void *sweep_thread(void *arg)
+{
+    struct fx *f = arg;
+
+    assert_int_equal(repo_mail_prune(f->r, T0, T0, T0), AS_OK);
+    return NULL;
+}
+
+/* The hourly sweep deletes everything past its cut-offs however much
+ * there is, and nothing younger; it goes a batch of 512 rows a
+ * transaction, so others' writes never wait on the whole sweep (an
+ * hour's mail in one transaction held SQLite's write lock for seconds):
+ * a reader sees the rows go a batch at a time, never all or nothing. */
+static void the_sweep_goes_a_batch_at_a_time(void **state)
+{
+    struct fx *f = *state;
+    struct user u;
+    pthread_t th;
+    int attempt, i;
+    bool midway = false;
+
+    new_user(f, &u, "heap@example.com");
+    heap(f, u.id, "old", 1300, T0 - 10);
+    heap(f, u.id, "new", 3, T0 + 10);
+    assert_int_equal(repo_mail_prune(f->r, T0, T0, T0), AS_OK);
+    assert_int_equal(count(f, "SELECT count(*) FROM one_time_tokens"), 3);
+    assert_int_equal(count(f, "SELECT count(*) FROM outbox"), 6);
+    assert_int_equal(count(f, "SELECT count(*) FROM mail_counts"), 3);
+    for (attempt = 0; attempt < 3 && !midway; attempt++) {
+        char tag[16];
+        int64_t n = 0;
+
+        snprintf(tag, sizeof tag, "big%d", attempt);
+        heap(f, u.id, tag, 20000, T0 - 10);
+        assert_int_equal(pthread_create(&th, NULL, sweep_thread, f), 0);
+        for (i = 0; i < 100000 && n != 3; i++) {
+            n = count(f, "SELECT count(*) FROM one_time_tokens");
+            midway = midway || (n > 3 && n < 20003);
+        }
+        assert_int_equal(pthread_join(th, NULL), 0);
+    }
+    assert_true(midway);
+    assert_int_equal(count(f, "SELECT count(*) FROM one_time_tokens"), 3);
+    assert_int_equal(count(f, "SELECT count(*) FROM mail_counts"), 3);
+}
+
 static void cap_per_recipient_per_hour(void **state)
 {
     struct fx *f = *state;
@@ -1184,6 +1291,7 @@ int main(void)
         CASE(verify_binds_the_email),
         CASE(outbox_lease_retry_and_sent),
         CASE(prune_and_cascade),
+        CASE(the_sweep_goes_a_batch_at_a_time),
         CASE(concurrent_claims_take_each_row_once),
         CASE(concurrent_resets_have_one_winner),
         CASE(a_password_change_racing_a_resolution_ends_its_link),
