@@ -472,7 +472,8 @@ enum as_err repo_login_failures_read(struct repo *r, const char *email,
                                      const char *ip, repo_login_update_fn fn,
                                      void *ctx, struct repo_user_read *read);
 /* Forgets the counts of (email, ip) and (email, "*"); with `ip` NULL,
- * every count of `email` (an admin lifting a lockout). */
+ * every count of `email` (an admin lifting a lockout, a reset link), 512
+ * a transaction. */
 enum as_err repo_login_failures_clear(struct repo *r, const char *email,
                                       const char *ip);
 

@@ -203,8 +203,7 @@ enum as_err db_login_failures_update(void *impl, const char *email,
                                      const char *ip, repo_login_update_fn fn,
                                      void *ctx,
                                      struct repo_user_read *read);
-/* Inside flow `t`: ends the run of failures of `email` from `ip` (NULL:
- * from every address). */
+/* Inside flow `t`: ends the run of failures of `email` from `ip`. */
 void db_login_failures_end(struct db_tx *t, const char *email,
                            const char *ip);
 enum as_err db_login_failures_clear(void *impl, const char *email,

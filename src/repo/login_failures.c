@@ -4,8 +4,12 @@
  * one atomic step. */
 #include "flows.h"
 
+/* Counts of one email an unlock deletes a transaction. */
+#define CLEAR_BATCH 512
+#define CLEAR_ROWS "512"
+
 enum {
-    L_LOCK, L_READ, L_PUT, L_DEL, L_PRUNE, L_CLEAR, L_CLEAR_ALL, L_NSTMT
+    L_LOCK, L_READ, L_PUT, L_DEL, L_PRUNE, L_CLEAR, L_CLEAR_SOME, L_NSTMT
 };
 
 static struct db_stmt sql[L_NSTMT] = {
@@ -40,7 +44,10 @@ static struct db_stmt sql[L_NSTMT] = {
                          "FOR UPDATE SKIP LOCKED)"),
     [L_CLEAR] = DB_SQL("DELETE FROM login_failures "
                        "WHERE email = $1 AND ip IN ($2, '*')"),
-    [L_CLEAR_ALL] = DB_SQL("DELETE FROM login_failures WHERE email = $1"),
+    /* An email's counts from any address, CLEAR_ROWS of them. */
+    [L_CLEAR_SOME] = DB_SQL("DELETE FROM login_failures WHERE email = $1 "
+                            "AND ip IN (SELECT ip FROM login_failures "
+                            "WHERE email = $1 LIMIT " CLEAR_ROWS ")"),
 };
 
 /* Writes one count of (email, ip) back: count 0 deletes its row. Sent
@@ -100,20 +107,35 @@ void db_login_failures_end(struct db_tx *t, const char *email,
                            const char *ip)
 {
     DB_SEND(t, &sql[L_LOCK], db_text(email));
-    if (ip)
-        DB_SEND(t, &sql[L_CLEAR], db_text(email), db_text(ip));
-    else
-        DB_SEND(t, &sql[L_CLEAR_ALL], db_text(email));
+    DB_SEND(t, &sql[L_CLEAR], db_text(email), db_text(ip));
 }
 
 enum as_err db_login_failures_clear(void *impl, const char *email,
                                     const char *ip)
 {
+    struct db_rows r;
     struct db_tx t;
     enum as_err err;
+    int64_t n;
 
-    db_open(&t, impl, "login_failures_clear", true, NULL);
-    db_login_failures_end(&t, email, ip);
-    err = db_close(&t);
-    return err == AS_ERR_VALIDATION ? AS_OK : err; /* never counted */
+    if (ip) {
+        db_open(&t, impl, "login_failures_clear", true, NULL);
+        db_login_failures_end(&t, email, ip);
+        err = db_close(&t);
+        return err == AS_ERR_VALIDATION ? AS_OK : err; /* never counted */
+    }
+    /* Every address's count (an unlock, a reset link): an email tried
+     * from a million addresses (IPv6 /64s are cheap) has a million rows,
+     * deleted in one statement they held SQLite's write lock for
+     * seconds; CLEAR_ROWS a transaction, each under the email's lock.
+     * Counts made meanwhile may stay: they are attempts made after the
+     * clear began. */
+    do {
+        db_open(&t, impl, "login_failures_clear", true, NULL);
+        DB_SEND(&t, &sql[L_LOCK], db_text(email));
+        DB_RUN(&t, &sql[L_CLEAR_SOME], &r, db_text(email));
+        n = t.err == AS_OK ? r.changed : 0;
+        err = db_close(&t);
+    } while (err == AS_OK && n >= CLEAR_BATCH);
+    return err == AS_ERR_VALIDATION ? AS_OK : err;
 }

@@ -874,6 +874,73 @@ static void deleting_an_account_sheds_only_its_own_rows(void **state)
     assert_int_equal(repo_user_delete(f->r, u.id), AS_ERR_NOT_FOUND);
 }
 
+/* `n` counts of `email`, from addresses `tag`-1 ... `tag`-n. */
+static void failures(struct fx *f, const char *email, const char *tag, int n)
+{
+    char q[512], series[160];
+
+    snprintf(series, sizeof series, on_pg
+             ? "SELECT generate_series(1, %d) AS n"
+             : "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 "
+               "FROM c WHERE n < %d) SELECT n FROM c", n);
+    snprintf(q, sizeof q,
+             "INSERT INTO login_failures (email, ip, count, last_at) "
+             "SELECT '%s', '%s-' || n, 1, %lld FROM (%s) AS s", email, tag,
+             (long long)T0, series);
+    scalar(f, q);
+}
+
+struct clearing {
+    struct fx *f;
+    const char *email;
+};
+
+static void *clear_thread(void *arg)
+{
+    struct clearing *c = arg;
+
+    assert_int_equal(repo_login_failures_clear(c->f->r, c->email, NULL),
+                     AS_OK);
+    return NULL;
+}
+
+/* Lifting an email's lockout clears its counts from every address,
+ * however many, and no other email's; 512 a transaction, so no other
+ * write waits on a million of them (IPv6 /64s are cheap): a reader sees
+ * them go a batch at a time, never all or nothing. */
+static void clearing_an_emails_counts_goes_a_batch_at_a_time(void **state)
+{
+    struct fx *f = *state;
+    struct clearing c = { f, "many@example.com" };
+    const char *q = "SELECT count(*) FROM login_failures "
+                    "WHERE email = 'many@example.com'";
+    bool midway = false;
+    pthread_t th;
+    int attempt, i;
+
+    failures(f, c.email, "a", 1300);
+    failures(f, c.email, "*", 1);
+    failures(f, "other@example.com", "b", 5);
+    assert_int_equal(repo_login_failures_clear(f->r, c.email, NULL), AS_OK);
+    assert_int_equal(scalar(f, q), 0);
+    assert_int_equal(scalar(f, "SELECT count(*) FROM login_failures WHERE "
+                               "email = 'other@example.com'"), 5);
+    for (attempt = 0; attempt < 3 && !midway; attempt++) {
+        int64_t n = -1;
+
+        failures(f, c.email, attempt == 0 ? "x" : attempt == 1 ? "y" : "z",
+                 20000);
+        assert_int_equal(pthread_create(&th, NULL, clear_thread, &c), 0);
+        for (i = 0; i < 100000 && n != 0; i++) {
+            n = scalar(f, q);
+            midway = midway || (n > 0 && n < 20000);
+        }
+        assert_int_equal(pthread_join(th, NULL), 0);
+    }
+    assert_true(midway);
+    assert_int_equal(scalar(f, q), 0);
+}
+
 /* A pruning that found nothing lets the next second's sessions skip
  * theirs (by the cut-off's clock); after that second, or with the clock
  * set back past it, they prune again. */
@@ -2293,6 +2360,7 @@ int main(void)
         CASE(pruning_rests_after_finding_nothing),
         CASE(a_pruning_deletes_a_bounded_number_of_tokens),
         CASE(deleting_an_account_sheds_only_its_own_rows),
+        CASE(clearing_an_emails_counts_goes_a_batch_at_a_time),
         CASE(sessions_beyond_the_cap_end),
         CASE(rotated_tokens_past_their_lifetime_go),
         CASE(rotate_races_have_one_winner),
