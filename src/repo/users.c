@@ -28,7 +28,7 @@ enum {
     U_INSERT, U_BY_ID, U_BY_EMAIL, U_LOCK_ADMINS, U_BEFORE_PATCH,
     U_BEFORE_DELETE, U_PATCH, U_NOTICE, U_SET_PW,
     U_REHASH, U_DELETE, U_LIST, U_COUNT, U_ADMIN_COUNT, U_SHED_TOKENS,
-    U_SHED_SESSIONS, U_NSTMT
+    U_SHED_SESSIONS, U_LAST_ADMIN, U_NSTMT
 };
 
 _Static_assert(UF_EMAIL == 1 && UF_FULL_NAME == 2 && UF_ROLE == 4 &&
@@ -111,6 +111,11 @@ static struct db_stmt sql[U_NSTMT] = {
     [U_COUNT] = DB_SQL("SELECT count(*) FROM users"),
     [U_ADMIN_COUNT] = DB_SQL("SELECT count(*) FROM users "
                              "WHERE role = 'admin' AND is_active"),
+    /* User $1 is the only active admin (NULL: no such user). */
+    [U_LAST_ADMIN] = DB_SQL("SELECT (SELECT role = 'admin' AND is_active "
+                            "FROM users WHERE id = $1) AND "
+                            "(SELECT count(*) FROM users WHERE "
+                            "role = 'admin' AND is_active) <= 1"),
 };
 
 void db_read_user(struct db_tx *t, const struct db_rows *r, size_t i,
@@ -340,10 +345,18 @@ enum as_err db_user_delete(void *impl, const char *id)
      * account gathered (a million rotated-out tokens held SQLite's write
      * lock 7 s, and can outlast PostgreSQL's statement timeout, so the
      * account could never be deleted), goes first in bounded batches.
-     * Only what no one can use again: if the deletion below is refused,
-     * the account lost only the means to tell replays of tokens rotated
-     * out and sessions that had ended. */
-    err = shed(impl, U_SHED_TOKENS, id);
+     * Only what no one can use again, and not when the deletion is sure
+     * to be refused (the last admin): a retry within the grace or a
+     * replay would find its rotated-out token gone. Only an admin
+     * demoted between this read and the deletion can still cost an
+     * account those. */
+    db_open(&t, impl, "user_delete_check", false, NULL);
+    if (DB_RUN(&t, &sql[U_LAST_ADMIN], &r, db_text(id)) && r.n == 1 &&
+        db_flag(db_at(&r, 0, 0)))
+        db_refuse(&t, AS_ERR_LAST_ADMIN);
+    err = db_close(&t);
+    if (err == AS_OK)
+        err = shed(impl, U_SHED_TOKENS, id);
     if (err == AS_OK)
         err = shed(impl, U_SHED_SESSIONS, id);
     if (err != AS_OK)
