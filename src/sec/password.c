@@ -294,13 +294,27 @@ enum as_err pw_verify(const char *hash, const char *pw)
     return c.rc == 0 ? AS_OK : AS_ERR_BAD_CREDENTIALS;
 }
 
+/* A stored hash is replaced only when it is weaker than today's cost:
+ * not Argon2id v19 with one lane, or cheaper in memory or passes and
+ * dearer in neither. Instances running different costs (a rolling
+ * change of AUTH_ARGON2_*) then settle on the dearer hash instead of
+ * replacing each other's at every login, which refused the logins that
+ * had checked the hash just replaced (README "Argon2id"). */
 bool pw_needs_rehash(const char *hash, const struct pw_params *p)
 {
+    unsigned long m = 0, t = 0, lanes = 0;
+    int end = 0;
+
     if (!hash_shaped(hash) || !params_ok(p) ||
         strncmp(hash, ARGON2ID_PREFIX, strlen(ARGON2ID_PREFIX)) != 0)
         return true;
-    return crypto_pwhash_str_needs_rehash(hash, p->opslimit,
-                                          p->memlimit) != 0;
+    if (crypto_pwhash_str_needs_rehash(hash, p->opslimit, p->memlimit) == 0)
+        return false;
+    if (sscanf(hash, ARGON2ID_PREFIX "v=19$m=%lu,t=%lu,p=%lu$%n", &m, &t,
+               &lanes, &end) != 3 || end == 0 || lanes != 1 ||
+        m > SIZE_MAX / 1024)
+        return true;
+    return (size_t)m * 1024 <= p->memlimit && t <= p->opslimit;
 }
 
 static pthread_mutex_t dummy_lock = PTHREAD_MUTEX_INITIALIZER;

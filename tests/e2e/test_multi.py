@@ -242,3 +242,48 @@ def test_instances_starting_together_migrate_once(make_pair):
     # and they made the same keys, first writer winning
     _, _, t = a.user()
     assert verify(b, t["access_token"]).status == 200
+
+
+def test_instances_of_two_argon2_costs_settle_on_the_dearer_hash(make_pair):
+    """Two instances on one database with different Argon2 costs, as in a
+    rolling change of AUTH_ARGON2_*: only a weaker hash is replaced
+    (README "Argon2id"), so after the first upgrade the account's hash
+    stays the dearer one and right passwords keep logging in on both.
+    When each instance replaced any hash not of its own cost, they
+    replaced each other's at every login, and a login whose checked hash
+    had just been replaced was refused 401 (about one in six here)."""
+    costs = ({"AUTH_ARGON2_MEMORY_KIB": "8192"},
+             {"AUTH_ARGON2_MEMORY_KIB": "9216"})
+    a, b, url = make_pair({"AUTH_ARGON2_ITERATIONS": "1",
+                           "AUTH_MAX_CONNECTIONS_PER_IP": "0",
+                           "AUTH_RATE_LIMIT_PER_MINUTE": "0"})
+    a.env.update(costs[0])
+    b.env.update(costs[1])
+    a.start()
+    b.start()
+    r, email, pw = a.register()
+    assert r.status == 201, r
+    answers, lock = [], threading.Lock()
+
+    def logins(d):
+        for _ in range(25):
+            st = d.login(email, pw).status
+            with lock:
+                answers.append(st)
+
+    threads = [threading.Thread(target=logins, args=(d,))
+               for d in (a, b, a, b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert len(answers) == 100
+    # only logins in flight when the first upgrade landed (3 at most)
+    assert sum(1 for st in answers if st != 200) <= 3, answers
+    stored = subprocess.run(
+        ["psql", url, "-tAq", "-c", "SELECT password_hash FROM users "
+         "WHERE email = '%s'" % email], check=True, capture_output=True,
+        text=True).stdout
+    assert "$m=9216,t=1,p=1$" in stored, stored
+    assert a.login(email, pw).status == 200
+    assert b.login(email, pw).status == 200

@@ -83,6 +83,18 @@ static void rehash_needed(void **state)
     assert_true(pw_needs_rehash(hash, &more_mem));
     assert_true(pw_needs_rehash("not a hash", &fast));
     assert_true(pw_needs_rehash(NULL, &fast));
+    /* A dearer hash (another instance's newer cost) is kept, and so is
+     * one dearer in memory but not in passes: instances of two costs
+     * never replace each other's hashes at every login. */
+    assert_false(pw_needs_rehash(hash, &(struct pw_params){
+                                     1, 4u * 1024 * 1024 }));
+    assert_int_equal(pw_hash("pw", &more_mem, hash), AS_OK);
+    assert_false(pw_needs_rehash(hash, &fast));
+    assert_false(pw_needs_rehash(hash, &more_ops));
+    assert_true(pw_needs_rehash(hash, &(struct pw_params){
+                                    2, 16u * 1024 * 1024 }));
+    assert_true(pw_needs_rehash(
+        "$argon2id$v=19$m=8192,t=1,p=4$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo", &fast));
     assert_int_equal(crypto_pwhash_str_alg(argon2i, "pw", 2, 3,
                                            fast.memlimit,
                                            crypto_pwhash_ALG_ARGON2I13), 0);
