@@ -230,6 +230,23 @@ enum as_err db_close(struct db_tx *t)
     return t->err;
 }
 
+enum as_err db_run_batches(void *impl, const char *op, struct db_stmt *st,
+                           struct db_val arg, int64_t batch)
+{
+    struct db_rows r;
+    struct db_tx t;
+    enum as_err err;
+    int64_t n;
+
+    do {
+        db_open(&t, impl, op, true, NULL);
+        db_run(&t, st, &arg, 1, &r);
+        n = t.err == AS_OK ? r.changed : 0;
+        err = db_close(&t);
+    } while (err == AS_OK && n >= batch);
+    return err;
+}
+
 void db_id(struct db_tx *t, const struct db_val *v, char out[UUID_STR_LEN])
 {
     out[0] = '\0';

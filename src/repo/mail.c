@@ -533,24 +533,6 @@ enum as_err db_outbox_failed(void *impl, const char *id, int64_t next_at,
     return none_if_invalid(err, AS_OK);
 }
 
-/* Runs sweep `st` (bound to `before`) a batch a transaction until a
- * batch is short. */
-static enum as_err sweep(void *impl, int st, int64_t before)
-{
-    struct db_rows r;
-    struct db_tx t;
-    enum as_err err;
-    int64_t n;
-
-    do {
-        db_open(&t, impl, "mail_prune", true, NULL);
-        DB_RUN(&t, &sql[st], &r, db_int(before));
-        n = t.err == AS_OK ? r.changed : 0;
-        err = db_close(&t);
-    } while (err == AS_OK && n >= PRUNE_BATCH);
-    return err;
-}
-
 enum as_err db_mail_prune(void *impl, int64_t tokens_before,
                           int64_t sent_before, int64_t stale_before)
 {
@@ -566,6 +548,7 @@ enum as_err db_mail_prune(void *impl, int64_t tokens_before,
     size_t i;
 
     for (i = 0; err == AS_OK && i < sizeof st / sizeof st[0]; i++)
-        err = sweep(impl, st[i], before[i]);
+        err = db_run_batches(impl, "mail_prune", &sql[st[i]],
+                             db_int(before[i]), PRUNE_BATCH);
     return err;
 }

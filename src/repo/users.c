@@ -314,24 +314,6 @@ enum as_err db_user_rehash(void *impl, const char *id, const char *old,
     return none_if_invalid(db_close(&t), AS_ERR_CONFLICT);
 }
 
-/* Deletes rows of statement `st` (bound to user `id`) a batch a
- * transaction until a batch is short. */
-static enum as_err shed(void *impl, int st, const char *id)
-{
-    struct db_rows r;
-    struct db_tx t;
-    enum as_err err;
-    int64_t n;
-
-    do {
-        db_open(&t, impl, "user_delete_shed", true, NULL);
-        DB_RUN(&t, &sql[st], &r, db_text(id));
-        n = t.err == AS_OK ? r.changed : 0;
-        err = db_close(&t);
-    } while (err == AS_OK && n >= SHED_BATCH);
-    return err;
-}
-
 enum as_err db_user_delete(void *impl, const char *id)
 {
     struct db_rows r;
@@ -356,9 +338,12 @@ enum as_err db_user_delete(void *impl, const char *id)
         db_refuse(&t, AS_ERR_LAST_ADMIN);
     err = db_close(&t);
     if (err == AS_OK)
-        err = shed(impl, U_SHED_TOKENS, id);
+        err = db_run_batches(impl, "user_delete_shed", &sql[U_SHED_TOKENS],
+                             db_text(id), SHED_BATCH);
     if (err == AS_OK)
-        err = shed(impl, U_SHED_SESSIONS, id);
+        err = db_run_batches(impl, "user_delete_shed",
+                             &sql[U_SHED_SESSIONS], db_text(id),
+                             SHED_BATCH);
     if (err != AS_OK)
         return err;
     db_open(&t, impl, "user_delete", true, NULL);

@@ -32,6 +32,22 @@ def sql(d, statement):
     return out.splitlines()[-1] if out else None
 
 
+def add_tokens(d, sid, n, used_at=None):
+    """Gives session `sid` `n` more refresh tokens (rotated out at
+    `used_at`, when given), as a long life of refreshes would."""
+    used = "NULL" if used_at is None else str(int(used_at))
+    if d.backend == "sqlite":
+        sql(d, "INSERT INTO refresh_tokens (hash, session_id, created_at, "
+            "used_at) WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT "
+            "n + 1 FROM c WHERE n < %d) SELECT randomblob(32), '%s', 1, %s "
+            "FROM c" % (n, sid, used))
+    else:
+        sql(d, "INSERT INTO refresh_tokens (hash, session_id, created_at, "
+            "used_at) SELECT sha256(int4send(n) || '%s'::bytea), '%s', 1, "
+            "%s::bigint FROM generate_series(1, %d) AS n"
+            % (sid, sid, used, n))
+
+
 def counts(d):
     return (int(sql(d, "SELECT count(*) FROM sessions")),
             int(sql(d, "SELECT count(*) FROM refresh_tokens")))
@@ -95,15 +111,7 @@ def test_a_session_with_many_tokens_goes_over_several_logins(make_daemon):
               "u.id = s.user_id WHERE u.email = '%s' ORDER BY "
               "s.created_at, s.id LIMIT 1" % email)
     many = 3000
-    if daemon.backend == "sqlite":
-        sql(daemon, "INSERT INTO refresh_tokens (hash, session_id, "
-            "created_at) WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL "
-            "SELECT n + 1 FROM c WHERE n < %d) SELECT randomblob(32), "
-            "'%s', 1 FROM c" % (many, sid))
-    else:
-        sql(daemon, "INSERT INTO refresh_tokens (hash, session_id, "
-            "created_at) SELECT sha256(int4send(n) || '%s'::bytea), '%s', "
-            "1 FROM generate_series(1, %d) AS n" % (sid, sid, many))
+    add_tokens(daemon, sid, many)
     sql(daemon, "UPDATE sessions SET revoked_at = %d WHERE id = '%s'"
         % (int(time.time() * 1000) - 8 * DAY_MS, sid))
 
@@ -148,16 +156,7 @@ def test_an_account_that_gathered_many_rows_is_deleted_in_batches(
         uid = sql(daemon, "SELECT id FROM users WHERE email = '%s'" % email)
         sid = sql(daemon, "SELECT id FROM sessions WHERE user_id = '%s'"
                   % uid)
-        if daemon.backend == "sqlite":
-            sql(daemon, "INSERT INTO refresh_tokens (hash, session_id, "
-                "created_at, used_at) WITH RECURSIVE c(n) AS (SELECT 1 "
-                "UNION ALL SELECT n + 1 FROM c WHERE n < %d) SELECT "
-                "randomblob(32), '%s', 1, 2 FROM c" % (many, sid))
-        else:
-            sql(daemon, "INSERT INTO refresh_tokens (hash, session_id, "
-                "created_at, used_at) SELECT sha256(int4send(n) || "
-                "'%s'::bytea), '%s', 1, 2 FROM generate_series(1, %d) AS n"
-                % (sid, sid, many))
+        add_tokens(daemon, sid, many, used_at=2)
         query = ("SELECT count(*) FROM refresh_tokens WHERE session_id = "
                  "'%s'" % sid)
         assert int(sql(daemon, query)) == many + 1
