@@ -16,6 +16,20 @@
 #define SESSION_NCOLS 9
 /* Refresh tokens of ended sessions one pruning deletes, of each kind. */
 #define PRUNE_TOKENS "512"
+/* The first 16 sessions whose `col` (expires_at, revoked_at) is before
+ * $1; at most PRUNE_TOKENS of their refresh tokens; those of them left
+ * without one. `lock`: "" or SKIP_LOCKED (PostgreSQL). */
+#define ENDED_16(col)                                                      \
+    "SELECT id FROM sessions WHERE " col " < $1 ORDER BY " col " LIMIT 16"
+#define PRUNE_TOKENS_OF(col, lock)                                         \
+    "DELETE FROM refresh_tokens WHERE hash IN (SELECT hash FROM "          \
+    "refresh_tokens WHERE session_id IN (" ENDED_16(col) ") "              \
+    "LIMIT " PRUNE_TOKENS lock ")"
+#define PRUNE_SESSIONS_OF(col, lock)                                       \
+    "DELETE FROM sessions WHERE id IN (" ENDED_16(col) lock ") "           \
+    "AND NOT EXISTS (SELECT 1 FROM refresh_tokens "                        \
+    "WHERE session_id = sessions.id)"
+#define SKIP_LOCKED " FOR UPDATE SKIP LOCKED"
 /* Session s (of user u) is live at $2. */
 #define LIVE_AT_2 "s.revoked_at IS NULL AND s.expires_at > $2 AND u.is_active"
 /* The live session of refresh token $1 (now: $2). */
@@ -65,44 +79,18 @@ static struct db_stmt sql[S_NSTMT] = {
      * statement timeout and were tried again every second for ever. On
      * PostgreSQL rows another pruner holds are skipped, so two never
      * wait on each other. */
-    [S_PRUNE_ENDED_TOKENS] = DB_SPLIT(
-        "DELETE FROM refresh_tokens WHERE hash IN (SELECT hash FROM "
-        "refresh_tokens WHERE session_id IN (SELECT id FROM sessions "
-        "WHERE expires_at < $1 ORDER BY expires_at LIMIT 16) "
-        "LIMIT " PRUNE_TOKENS ")",
-        "DELETE FROM refresh_tokens WHERE hash IN (SELECT hash FROM "
-        "refresh_tokens WHERE session_id IN (SELECT id FROM sessions "
-        "WHERE expires_at < $1 ORDER BY expires_at LIMIT 16) "
-        "LIMIT " PRUNE_TOKENS " FOR UPDATE SKIP LOCKED)"),
-    [S_PRUNE_REVOKED_TOKENS] = DB_SPLIT(
-        "DELETE FROM refresh_tokens WHERE hash IN (SELECT hash FROM "
-        "refresh_tokens WHERE session_id IN (SELECT id FROM sessions "
-        "WHERE revoked_at < $1 ORDER BY revoked_at LIMIT 16) "
-        "LIMIT " PRUNE_TOKENS ")",
-        "DELETE FROM refresh_tokens WHERE hash IN (SELECT hash FROM "
-        "refresh_tokens WHERE session_id IN (SELECT id FROM sessions "
-        "WHERE revoked_at < $1 ORDER BY revoked_at LIMIT 16) "
-        "LIMIT " PRUNE_TOKENS " FOR UPDATE SKIP LOCKED)"),
-    [S_PRUNE_ENDED] = DB_SPLIT(
-        "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions "
-        "WHERE expires_at < $1 ORDER BY expires_at LIMIT 16) "
-        "AND NOT EXISTS (SELECT 1 FROM refresh_tokens "
-        "WHERE session_id = sessions.id)",
-        "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions "
-        "WHERE expires_at < $1 ORDER BY expires_at LIMIT 16 "
-        "FOR UPDATE SKIP LOCKED) "
-        "AND NOT EXISTS (SELECT 1 FROM refresh_tokens "
-        "WHERE session_id = sessions.id)"),
-    [S_PRUNE_REVOKED] = DB_SPLIT(
-        "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions "
-        "WHERE revoked_at < $1 ORDER BY revoked_at LIMIT 16) "
-        "AND NOT EXISTS (SELECT 1 FROM refresh_tokens "
-        "WHERE session_id = sessions.id)",
-        "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions "
-        "WHERE revoked_at < $1 ORDER BY revoked_at LIMIT 16 "
-        "FOR UPDATE SKIP LOCKED) "
-        "AND NOT EXISTS (SELECT 1 FROM refresh_tokens "
-        "WHERE session_id = sessions.id)"),
+    [S_PRUNE_ENDED_TOKENS] = DB_SPLIT(PRUNE_TOKENS_OF("expires_at", ""),
+                                      PRUNE_TOKENS_OF("expires_at",
+                                                      SKIP_LOCKED)),
+    [S_PRUNE_REVOKED_TOKENS] = DB_SPLIT(PRUNE_TOKENS_OF("revoked_at", ""),
+                                        PRUNE_TOKENS_OF("revoked_at",
+                                                        SKIP_LOCKED)),
+    [S_PRUNE_ENDED] = DB_SPLIT(PRUNE_SESSIONS_OF("expires_at", ""),
+                               PRUNE_SESSIONS_OF("expires_at",
+                                                 SKIP_LOCKED)),
+    [S_PRUNE_REVOKED] = DB_SPLIT(PRUNE_SESSIONS_OF("revoked_at", ""),
+                                 PRUNE_SESSIONS_OF("revoked_at",
+                                                   SKIP_LOCKED)),
     /* A few tokens of session $1 rotated out and issued before $2 (past
      * a refresh token's lifetime: presented again they could only be
      * refused), by the index of migration 0013. */

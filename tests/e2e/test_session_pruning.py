@@ -8,6 +8,7 @@ bound. Rows are aged by hand in the database, as time would."""
 import os
 import sqlite3
 import subprocess
+import threading
 import time
 
 from conftest import assert_problem
@@ -148,7 +149,6 @@ def test_an_account_that_gathered_many_rows_is_deleted_in_batches(
     and could outlast PostgreSQL's statement timeout for ever. Seen from
     outside: while the deletion runs, other connections read the
     account's rows going a batch at a time, never all or nothing."""
-    import threading
     daemon = make_daemon().start()
     many = 20000 if daemon.backend == "sqlite" else 200000
     for attempt in range(3):

@@ -787,7 +787,6 @@ static void a_pruning_deletes_a_bounded_number_of_tokens(void **state)
     struct user u;
     struct session big, small, on, s;
     uint8_t h[REPO_HASH_LEN];
-    char q[400];
 
     new_user(f, &u, "bounded@example.com", ROLE_USER, true);
     new_session(f, &big, u.id, T0, T0 + 10, h);             /* expired */
@@ -795,15 +794,7 @@ static void a_pruning_deletes_a_bounded_number_of_tokens(void **state)
     assert_int_equal(repo_session_revoke(f->r, small.id, NULL, T0 + 20),
                      AS_OK);
     new_session(f, &on, u.id, T0, T0 + DAY, h);
-    snprintf(q, sizeof q, on_pg
-             ? "INSERT INTO refresh_tokens (hash, session_id, created_at) "
-               "SELECT sha256(int4send(n)), '%s', 1 "
-               "FROM generate_series(1, 1199) AS n"
-             : "INSERT INTO refresh_tokens (hash, session_id, created_at) "
-               "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 "
-               "FROM c WHERE n < 1199) SELECT randomblob(32), '%s', 1 "
-               "FROM c", big.id);
-    scalar(f, q);
+    bulk(f, big.id, 1199, false);
     assert_int_equal(tokens_of(f, big.id), 1200);
     new_session_up(f, &s, u.id, T0 + 100, T0 + DAY, h, &up);
     assert_int_equal(tokens_of(f, big.id), 1200 - 512);
