@@ -140,6 +140,16 @@ enum as_err core_mfa_confirm(const struct core *c, const struct mfa_env *e,
 enum as_err core_login(const struct core *c, const char *email,
                        const char *raw, const char *pw, const char *ip,
                        struct user *out, struct arena *a, int64_t *retry_s);
+/* After core_login() of `u` with `pw`, its session refused because the
+ * account's hash is no longer the one checked: AS_OK and `u` carrying
+ * the hash now stored if `pw` holds for it, so the session may be
+ * started once more. That is another instance replacing an old-cost
+ * hash by a dearer one of the same password while the login ran (README
+ * "Running on PostgreSQL and several instances"); a password changed
+ * meanwhile does not hold (AS_ERR_BAD_CREDENTIALS: the login is answered
+ * as one that started after the change, its attempt counted). */
+enum as_err core_login_recheck(const struct core *c, struct user *u,
+                               const char *pw, struct arena *a);
 
 /* ---- sessions (src/core/sessions.c) ---------------------------------- */
 

@@ -57,6 +57,24 @@ enum as_err core_password_check(const struct core *c, const struct user *u,
     return err;
 }
 
+/* The hash `u` has now if it is no longer the one checked and `pw`
+ * holds for it (another login, here or on another instance, replaced an
+ * old-cost hash by one of the same password), else NULL (a password
+ * changed meanwhile does not hold). */
+static const char *held_by_new_hash(const struct core *c,
+                                    const struct user *u, const char *pw,
+                                    struct arena *a)
+{
+    struct user now;
+
+    if (repo_user_by_id(c->repo, u->id, &now, a) == AS_OK &&
+        now.password_hash &&
+        strcmp(now.password_hash, u->password_hash) != 0 &&
+        pw_verify(now.password_hash, pw) == AS_OK)
+        return now.password_hash;
+    return NULL;
+}
+
 /* Replaces an old-cost hash of `u` by one of today's cost, only while
  * the stored hash is still the one checked; `u` then carries the new one
  * (the session is stored only while it is the account's). A login that
@@ -67,7 +85,6 @@ static void upgrade(const struct core *c, struct user *u, const char *pw,
                     struct arena *a)
 {
     char fresh[PW_HASH_MAX] = "";
-    struct user now;
     const char *kept = NULL;
     enum as_err err;
 
@@ -77,16 +94,23 @@ static void upgrade(const struct core *c, struct user *u, const char *pw,
     err = repo_user_rehash(c->repo, u->id, u->password_hash, fresh);
     if (err == AS_OK)
         kept = arena_strdup(a, fresh);
-    else if (err == AS_ERR_CONFLICT &&
-             repo_user_by_id(c->repo, u->id, &now, a) == AS_OK &&
-             now.password_hash &&
-             strcmp(now.password_hash, u->password_hash) != 0 &&
-             pw_verify(now.password_hash, pw) == AS_OK)
-        kept = now.password_hash;
+    else if (err == AS_ERR_CONFLICT)
+        kept = held_by_new_hash(c, u, pw, a);
     if (kept)
         u->password_hash = kept;
 out:
     crypt_wipe(fresh, sizeof fresh);
+}
+
+enum as_err core_login_recheck(const struct core *c, struct user *u,
+                               const char *pw, struct arena *a)
+{
+    const char *now = held_by_new_hash(c, u, pw, a);
+
+    if (!now)
+        return AS_ERR_BAD_CREDENTIALS;
+    u->password_hash = now;
+    return AS_OK;
 }
 
 /* The lockout key of a login name that is not an email: "invalid:" and

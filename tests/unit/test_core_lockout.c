@@ -133,6 +133,71 @@ static void password_changed_meanwhile_refused(void **state)
     assert_int_equal(fake_repo_failures("ada@example.com", IP), 1);
 }
 
+/* Another instance, at a dearer cost, replaces the hash this login
+ * checked (which this instance's cost leaves alone) before the session
+ * is stored: the session is refused as for a changed password, the same
+ * password holds for the new hash (core_login_recheck), and the session
+ * started once more ends the run. Refused 401 and counted before. */
+static void hash_replaced_elsewhere_still_logs_in(void **state)
+{
+    struct fx *f = *state;
+    struct user u;
+    struct session s;
+    char refresh[SEC_TOKEN_LEN + 1];
+    const char *checked;
+    int64_t retry = 0;
+
+    assert_int_equal(core_login(&f->core, "ada@example.com",
+                                "ada@example.com", PW, IP, &u, f->a,
+                                &retry),
+                     AS_OK);
+    checked = u.password_hash;
+    assert_string_equal(checked, fake_repo_hash(f->id));  /* not replaced */
+    racing_uid = f->id;
+    racing_pw = PW;
+    store_theirs(f->id);                     /* the other instance's */
+    assert_int_equal(core_session_start(&f->core, u.id, u.password_hash,
+                                        NULL, NULL, "ada@example.com", IP,
+                                        "test", &s, refresh),
+                     AS_ERR_BAD_CREDENTIALS);
+    assert_int_equal(core_login_recheck(&f->core, &u, PW, f->a), AS_OK);
+    assert_string_not_equal(u.password_hash, checked);
+    assert_string_equal(u.password_hash, fake_repo_hash(f->id));
+    assert_int_equal(core_session_start(&f->core, u.id, u.password_hash,
+                                        NULL, NULL, "ada@example.com", IP,
+                                        "test", &s, refresh),
+                     AS_OK);
+    assert_int_equal(fake_repo_failures("ada@example.com", IP), 0);
+}
+
+/* The recheck holds only for a new hash of the same password: a
+ * password changed meanwhile, or a hash that did not change at all (the
+ * refusal was for something else), refuses, and the login's attempt
+ * stays counted. */
+static void recheck_refuses_a_changed_password(void **state)
+{
+    struct fx *f = *state;
+    struct user u;
+    const char *checked;
+    int64_t retry = 0;
+
+    assert_int_equal(core_login(&f->core, "ada@example.com",
+                                "ada@example.com", PW, IP, &u, f->a,
+                                &retry),
+                     AS_OK);
+    checked = u.password_hash;
+    assert_int_equal(core_login_recheck(&f->core, &u, PW, f->a),
+                     AS_ERR_BAD_CREDENTIALS);      /* unchanged */
+    racing_uid = f->id;
+    racing_pw = "another password";
+    store_theirs(f->id);
+    assert_int_equal(core_login_recheck(&f->core, &u, PW, f->a),
+                     AS_ERR_BAD_CREDENTIALS);
+    assert_string_equal(u.password_hash, checked);
+    assert_string_not_equal(fake_repo_hash(f->id), checked);
+    assert_int_equal(fake_repo_failures("ada@example.com", IP), 1);
+}
+
 /* Each attempt is counted before the user is read and the hash checked:
  * the count the lookup sees already includes it. */
 static void counted_before_the_hash(void **state)
@@ -329,6 +394,10 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(password_changed_meanwhile_refused,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            hash_replaced_elsewhere_still_logs_in, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            recheck_refuses_a_changed_password, setup, teardown),
         cmocka_unit_test_setup_teardown(counted_before_the_hash, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(
