@@ -167,7 +167,9 @@ enum as_err core_login(const struct core *c, const char *email,
         pw_verify_dummy(pw);              /* same cost as a wrong password */
         return AS_ERR_BAD_CREDENTIALS;
     }
-    err = pw_verify(out->password_hash, pw);
+    /* A wrong password for a hash older than today's cost is answered
+     * when an unknown email's would be (pw_verify_padded). */
+    err = pw_verify_padded(out->password_hash, pw);
     if (err == AS_OK && !out->is_active)
         err = AS_ERR_DISABLED;            /* the attempt stays counted */
     if (err != AS_OK)

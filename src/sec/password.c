@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <sodium.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -214,6 +215,7 @@ struct hash_call {
     const char *pw;
     const struct pw_params *params;
     int rc;                         /* libsodium's answer */
+    uint64_t ns;                    /* pw_verify: the computation's time */
 };
 
 /* The bytes libsodium maps for Argon2 of `kib` KiB on `lanes` lanes:
@@ -253,13 +255,23 @@ static void run_hash(void *arg)
     argon2mem_leave();
 }
 
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static void run_verify(void *arg)
 {
     struct hash_call *c = arg;
+    uint64_t t0 = mono_ns();
 
     argon2mem_enter(verify_bytes(c->hash));
     c->rc = crypto_pwhash_str_verify(c->hash, c->pw, strlen(c->pw));
     argon2mem_leave();
+    c->ns = mono_ns() - t0;
 }
 
 enum as_err pw_hash(const char *pw, const struct pw_params *p,
@@ -284,14 +296,83 @@ static bool hash_shaped(const char *hash)
     return hash && strnlen(hash, PW_HASH_MAX) < PW_HASH_MAX;
 }
 
-enum as_err pw_verify(const char *hash, const char *pw)
+/* ---- today's cost, and what a verification at it takes ----
+ * An unknown email costs a verification at today's cost (the dummy's);
+ * a wrong password for an account whose hash is at another cost (made
+ * before AUTH_ARGON2_* changed, and not replaced by a login since) costs
+ * what that hash costs, and a cheaper one answered sooner, which told
+ * which emails have accounts. pw_verify_padded() waits out the
+ * difference to what verifications at today's cost took lately on the
+ * hashing threads (README "Argon2id"). */
+static struct {
+    _Atomic unsigned long long m_kib, t;   /* set by pw_dummy_init() */
+    _Atomic uint64_t ns;       /* their moving average (1/8); 0: none yet */
+} today;
+
+/* True when `hash` is an Argon2id v19 hash of one lane at today's cost. */
+static bool at_today(const char *hash)
+{
+    unsigned long long m = 0, t = 0, lanes = 0;
+
+    return sscanf(hash, ARGON2ID_PREFIX "v=19$m=%llu,t=%llu,p=%llu$", &m,
+                  &t, &lanes) == 3 && lanes == 1 &&
+           m == atomic_load_explicit(&today.m_kib, memory_order_relaxed) &&
+           t == atomic_load_explicit(&today.t, memory_order_relaxed);
+}
+
+/* A verification at today's cost took `ns`: into the moving average
+ * (concurrent updates may lose one; it is an estimate). */
+static void today_took(uint64_t ns)
+{
+    uint64_t avg = atomic_load_explicit(&today.ns, memory_order_relaxed);
+
+    atomic_store_explicit(&today.ns, avg ? avg - avg / 8 + ns / 8 : ns,
+                          memory_order_relaxed);
+}
+
+static enum as_err verify(const char *hash, const char *pw, uint64_t *ns)
 {
     struct hash_call c = { .hash = hash, .pw = pw };
 
+    *ns = 0;
     if (!hash_shaped(hash) || !pw)
         return AS_ERR_BAD_CREDENTIALS;
     pw_on_hasher(run_verify, &c);
+    *ns = c.ns;
+    if (at_today(hash))
+        today_took(c.ns);
     return c.rc == 0 ? AS_OK : AS_ERR_BAD_CREDENTIALS;
+}
+
+enum as_err pw_verify(const char *hash, const char *pw)
+{
+    uint64_t ns;
+
+    return verify(hash, pw, &ns);
+}
+
+enum as_err pw_verify_padded(const char *hash, const char *pw)
+{
+    uint64_t ns, want;
+    enum as_err err = verify(hash, pw, &ns);
+    struct timespec ts;
+
+    if (err == AS_OK || !hash_shaped(hash) || !pw || at_today(hash) ||
+        atomic_load_explicit(&today.m_kib, memory_order_relaxed) == 0)
+        return err;
+    want = atomic_load_explicit(&today.ns, memory_order_relaxed);
+    if (want == 0) {            /* none yet: one, which also measures it */
+        pw_verify_dummy(pw);
+        return err;
+    }
+    if (want <= ns)
+        return err;
+    want -= ns;
+    ts.tv_sec = (time_t)(want / 1000000000u);
+    ts.tv_nsec = (long)(want % 1000000000u);
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+    return err;
 }
 
 /* A stored hash is replaced only when it is weaker than today's cost:
@@ -347,6 +428,9 @@ enum as_err pw_dummy_init(const struct pw_params *p)
     pthread_mutex_lock(&dummy_lock);
     memcpy(dummy_hash, hash, sizeof hash);
     pthread_mutex_unlock(&dummy_lock);
+    atomic_store(&today.ns, 0);
+    atomic_store(&today.t, (unsigned long long)p->opslimit);
+    atomic_store(&today.m_kib, (unsigned long long)(p->memlimit / 1024u));
     return AS_OK;
 }
 

@@ -8,7 +8,9 @@
 #include <cmocka.h>
 #include <sodium.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* Cheap parameters keep the suite fast; production uses OWASP's. */
 static const struct pw_params fast = { 1, 8u * 1024 * 1024 };
@@ -109,6 +111,87 @@ static void dummy_verify_runs(void **state)
     pw_verify_dummy("whatever");
     pw_verify_dummy(NULL);
     assert_int_not_equal(pw_dummy_init(&(struct pw_params){ 0, 0 }), AS_OK);
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static int by_value(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+
+    return (x > y) - (x < y);
+}
+
+static double median9(double v[9])
+{
+    qsort(v, 9, sizeof v[0], by_value);
+    return v[4];
+}
+
+/* After the cost was raised, a wrong password for an account still
+ * holding a hash of the old cost is answered when an unknown email's
+ * dummy verification would be: here a quarter of the work, so 0.25-0.4
+ * of the time without the padding (the answer that told accounts from
+ * unknown emails), about 1 with it. A right password is not padded. */
+static void wrong_password_of_a_cheaper_hash_is_padded(void **state)
+{
+    static const struct pw_params today = { 2, 16u * 1024 * 1024 };
+    char old[PW_HASH_MAX];
+    double dummy[9], padded[9], plain[9], right[9], t;
+    int i;
+
+    (void)state;
+    assert_int_equal(pw_hash("correct horse battery", &fast, old), AS_OK);
+    assert_int_equal(pw_dummy_init(&today), AS_OK);
+    t = now_ms();                 /* nothing measured yet: a dummy runs */
+    assert_int_equal(pw_verify_padded(old, "wrong horse battery"),
+                     AS_ERR_BAD_CREDENTIALS);
+    t = now_ms() - t;
+    pw_verify_dummy("warm");
+    for (i = 0; i < 9; i++) {
+        double t0 = now_ms(), t1, t2, t3;
+
+        pw_verify_dummy("wrong horse battery");
+        t1 = now_ms();
+        assert_int_equal(pw_verify_padded(old, "wrong horse battery"),
+                         AS_ERR_BAD_CREDENTIALS);
+        t2 = now_ms();
+        assert_int_equal(pw_verify(old, "wrong horse battery"),
+                         AS_ERR_BAD_CREDENTIALS);
+        t3 = now_ms();
+        assert_int_equal(pw_verify_padded(old, "correct horse battery"),
+                         AS_OK);
+        right[i] = now_ms() - t3;
+        dummy[i] = t1 - t0;
+        padded[i] = t2 - t1;
+        plain[i] = t3 - t2;
+    }
+    double d = median9(dummy), p = median9(padded), w = median9(plain),
+           r = median9(right);
+
+    print_message("median ms: dummy %.2f, padded %.2f, unpadded %.2f, "
+                  "right %.2f; first %.2f\n", d, p, w, r, t);
+    assert_true(t >= 0.8 * d);
+    assert_true(p >= 0.8 * d && p <= 1.5 * d);
+    assert_true(w <= 0.6 * d);
+    assert_true(r <= 0.6 * d);
+    /* a hash at today's cost is never padded: it costs that already */
+    assert_int_equal(pw_dummy_init(&fast), AS_OK);
+    pw_verify_dummy("warm");
+    for (i = 0; i < 9; i++) {
+        double t0 = now_ms();
+
+        assert_int_equal(pw_verify_padded(old, "wrong horse battery"),
+                         AS_ERR_BAD_CREDENTIALS);
+        plain[i] = now_ms() - t0;
+    }
+    assert_true(median9(plain) <= 0.6 * d);
 }
 
 static void common_list_loaded(void **state)
@@ -259,6 +342,7 @@ int main(void)
         cmocka_unit_test(bad_params_refused),
         cmocka_unit_test(rehash_needed),
         cmocka_unit_test(dummy_verify_runs),
+        cmocka_unit_test(wrong_password_of_a_cheaper_hash_is_padded),
         cmocka_unit_test(common_list_loaded),
         cmocka_unit_test(policy_length),
         cmocka_unit_test(policy_counts_code_points),
