@@ -230,8 +230,9 @@ enum as_err db_close(struct db_tx *t)
     return t->err;
 }
 
-enum as_err db_run_batches(void *impl, const char *op, struct db_stmt *st,
-                           struct db_val arg, int64_t batch)
+enum as_err db_run_batches(void *impl, const char *op, struct db_stmt *first,
+                           struct db_stmt *st, struct db_val arg,
+                           int64_t batch)
 {
     struct db_rows r;
     struct db_tx t;
@@ -240,6 +241,8 @@ enum as_err db_run_batches(void *impl, const char *op, struct db_stmt *st,
 
     do {
         db_open(&t, impl, op, true, NULL);
+        if (first)
+            db_send(&t, first, &arg, 1, NULL, false, NULL);
         db_run(&t, st, &arg, 1, &r);
         n = t.err == AS_OK ? r.changed : 0;
         err = db_close(&t);

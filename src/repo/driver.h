@@ -208,10 +208,12 @@ void db_open(struct db_tx *t, void *impl, const char *op, bool write,
 bool db_run(struct db_tx *t, struct db_stmt *st, const struct db_val *args,
             size_t n, struct db_rows *out);
 /* Runs `st` (bound to `arg`, a delete of at most `batch` rows) in a write
- * transaction of its own, again until it deletes fewer: a large delete
- * that never holds the database for long. */
-enum as_err db_run_batches(void *impl, const char *op, struct db_stmt *st,
-                           struct db_val arg, int64_t batch);
+ * transaction of its own, after `first` (NULL: none; bound to `arg` too,
+ * a lock say), again until it deletes fewer: a large delete that never
+ * holds the database for long. */
+enum as_err db_run_batches(void *impl, const char *op, struct db_stmt *first,
+                           struct db_stmt *st, struct db_val arg,
+                           int64_t batch);
 /* db_run() with its arguments listed: DB_RUN(t, st, out, db_text(id)). */
 #define DB_RUN(t, st, out, ...)                                            \
     db_run((t), (st), (const struct db_val[]){ __VA_ARGS__ },              \

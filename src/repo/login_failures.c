@@ -113,10 +113,8 @@ void db_login_failures_end(struct db_tx *t, const char *email,
 enum as_err db_login_failures_clear(void *impl, const char *email,
                                     const char *ip)
 {
-    struct db_rows r;
     struct db_tx t;
     enum as_err err;
-    int64_t n;
 
     if (ip) {
         db_open(&t, impl, "login_failures_clear", true, NULL);
@@ -130,12 +128,7 @@ enum as_err db_login_failures_clear(void *impl, const char *email,
      * seconds; CLEAR_ROWS a transaction, each under the email's lock.
      * Counts made meanwhile may stay: they are attempts made after the
      * clear began. */
-    do {
-        db_open(&t, impl, "login_failures_clear", true, NULL);
-        DB_SEND(&t, &sql[L_LOCK], db_text(email));
-        DB_RUN(&t, &sql[L_CLEAR_SOME], &r, db_text(email));
-        n = t.err == AS_OK ? r.changed : 0;
-        err = db_close(&t);
-    } while (err == AS_OK && n >= CLEAR_BATCH);
+    err = db_run_batches(impl, "login_failures_clear", &sql[L_LOCK],
+                         &sql[L_CLEAR_SOME], db_text(email), CLEAR_BATCH);
     return err == AS_ERR_VALIDATION ? AS_OK : err;
 }

@@ -548,7 +548,7 @@ enum as_err db_mail_prune(void *impl, int64_t tokens_before,
     size_t i;
 
     for (i = 0; err == AS_OK && i < sizeof st / sizeof st[0]; i++)
-        err = db_run_batches(impl, "mail_prune", &sql[st[i]],
+        err = db_run_batches(impl, "mail_prune", NULL, &sql[st[i]],
                              db_int(before[i]), PRUNE_BATCH);
     return err;
 }

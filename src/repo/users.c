@@ -338,10 +338,10 @@ enum as_err db_user_delete(void *impl, const char *id)
         db_refuse(&t, AS_ERR_LAST_ADMIN);
     err = db_close(&t);
     if (err == AS_OK)
-        err = db_run_batches(impl, "user_delete_shed", &sql[U_SHED_TOKENS],
-                             db_text(id), SHED_BATCH);
+        err = db_run_batches(impl, "user_delete_shed", NULL,
+                             &sql[U_SHED_TOKENS], db_text(id), SHED_BATCH);
     if (err == AS_OK)
-        err = db_run_batches(impl, "user_delete_shed",
+        err = db_run_batches(impl, "user_delete_shed", NULL,
                              &sql[U_SHED_SESSIONS], db_text(id),
                              SHED_BATCH);
     if (err != AS_OK)
