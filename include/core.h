@@ -140,16 +140,6 @@ enum as_err core_mfa_confirm(const struct core *c, const struct mfa_env *e,
 enum as_err core_login(const struct core *c, const char *email,
                        const char *raw, const char *pw, const char *ip,
                        struct user *out, struct arena *a, int64_t *retry_s);
-/* After core_login() of `u` with `pw`, its session refused because the
- * account's hash is no longer the one checked: AS_OK and `u` carrying
- * the hash now stored if `pw` holds for it, so the session may be
- * started once more. That is another instance replacing an old-cost
- * hash by a dearer one of the same password while the login ran (README
- * "Running on PostgreSQL and several instances"); a password changed
- * meanwhile does not hold (AS_ERR_BAD_CREDENTIALS: the login is answered
- * as one that started after the change, its attempt counted). */
-enum as_err core_login_recheck(const struct core *c, struct user *u,
-                               const char *pw, struct arena *a);
 
 /* ---- sessions (src/core/sessions.c) ---------------------------------- */
 
@@ -161,9 +151,10 @@ enum as_err core_login_recheck(const struct core *c, struct user *u,
  * only while the account is as the login read it, since the revocation
  * of a change that went first would miss it: AS_ERR_NOT_FOUND when the
  * user was deleted meanwhile, AS_ERR_DISABLED when deactivated,
- * AS_ERR_BAD_CREDENTIALS when `pw_hash` (the password hash the login
- * read; NULL: none) is no longer the account's (a password change or
- * reset), and for a password-only login (`amr` NULL)
+ * AS_ERR_BAD_CREDENTIALS when `pw_gen` (the password_gen the login
+ * read; -1: none) is no longer the account's (a password change or
+ * reset; not a new hash of the same password that another login
+ * stored), and for a password-only login (`amr` NULL)
  * AS_ERR_MFA_REQUIRED when the second factor was turned on. A login
  * finished with a second factor names its login token `mfa_token` (used
  * up by then; NULL: none): AS_ERR_INVALID_TOKEN when that token was
@@ -175,7 +166,7 @@ enum as_err core_login_recheck(const struct core *c, struct user *u,
  * back the attempt of the password it proved right; refused otherwise,
  * the attempt stays counted. */
 enum as_err core_session_start(const struct core *c, const char *user_id,
-                               const char *pw_hash,
+                               int64_t pw_gen,
                                const char *amr, const char *mfa_token,
                                const char *passed, const char *ip,
                                const char *user_agent, struct session *out,

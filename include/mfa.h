@@ -91,12 +91,12 @@ enum as_err mfa_disable(const struct mfa_env *e, const char *user_id,
                         const char *code, bool *was_on);
 /* A new login token for `user_id` (single use, MFA_TOKEN_TTL_MS, dead after
  * MFA_TOKEN_MAX_FAILURES wrong codes); only its hash is stored. With
- * `pw_hash` (the password hash the login checked; NULL: none) it is stored
+ * `pw_gen` >= 0 (the password_gen the login read; -1: none) it is stored
  * only while that is still the account's: AS_ERR_BAD_CREDENTIALS when a
- * password change or reset went first (which ends the pending tokens). */
+ * password change or reset went first (which ends the pending tokens),
+ * not when another login replaced the hash of the same password. */
 enum as_err mfa_token_issue(const struct mfa_env *e, const char *user_id,
-                            const char *pw_hash,
-                            char out[SEC_TOKEN_LEN + 1]);
+                            int64_t pw_gen, char out[SEC_TOKEN_LEN + 1]);
 /* The user of a live login token; AS_ERR_INVALID_TOKEN when it is
  * malformed, unknown, expired, used or dead. */
 enum as_err mfa_token_user(const struct mfa_env *e, const char *token,

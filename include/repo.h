@@ -24,6 +24,9 @@ struct user {
     enum role role;
     bool is_active, is_verified;
     int64_t created_at, updated_at;
+    int64_t password_gen;        /* which password: counted up by each
+                                    change or reset, not by a new hash of
+                                    the same one (read only) */
     bool mfa_enabled;            /* a confirmed second factor (read only) */
 };
 
@@ -36,9 +39,9 @@ struct session {
     const char *user_agent;      /* NULL when unknown */
     const char *amr;             /* RFC 8176 methods, space-separated
                                     ("pwd", "pwd otp"); NULL: "pwd" */
-    const char *pw_hash;         /* on creation: the password hash the
+    int64_t pw_gen;              /* on creation: the password_gen the
                                     login read; stored only while it is
-                                    still the account's (NULL: any) and
+                                    still the account's (-1: any) and
                                     the account is active */
     bool one_factor;             /* on creation: a password-only login,
                                     stored only while the account has
@@ -338,7 +341,7 @@ struct repo_ops {
     enum as_err (*mfa_token_create)(void *impl,
                                     const uint8_t hash[REPO_HASH_LEN],
                                     const char *user_id,
-                                    const char *pw_hash, int64_t now,
+                                    int64_t pw_gen, int64_t now,
                                     int64_t expires_at);
     enum as_err (*mfa_token_user)(void *impl,
                                   const uint8_t hash[REPO_HASH_LEN],
@@ -478,7 +481,7 @@ enum as_err repo_login_failures_clear(struct repo *r, const char *email,
                                       const char *ip);
 
 /* Inserts a session and its first refresh token hash in one transaction,
- * only while the user still exists with s->pw_hash (when set) and is
+ * only while the user still exists with s->pw_gen (when set) and is
  * active: AS_ERR_NOT_FOUND when deleted, AS_ERR_BAD_CREDENTIALS when the
  * password changed, AS_ERR_DISABLED when deactivated meanwhile; with
  * s->one_factor, AS_ERR_MFA_REQUIRED when the second factor was turned
@@ -696,13 +699,13 @@ enum as_err repo_mfa_disable(struct repo *r, const char *user_id,
                              const uint8_t *proof, bool *was_on);
 /* Stores the hash of a token that lets `user_id` finish a login with a
  * code until `expires_at`; forgets expired and used tokens. With
- * `pw_hash` (the password hash the login checked) only while it is still
+ * `pw_gen` >= 0 (the password_gen the login read) only while it is still
  * the account's and the account is active: AS_ERR_BAD_CREDENTIALS when a
  * change or reset went first, AS_ERR_DISABLED when a deactivation did,
  * AS_ERR_NOT_FOUND when a deletion did. */
 enum as_err repo_mfa_token_create(struct repo *r,
                                   const uint8_t hash[REPO_HASH_LEN],
-                                  const char *user_id, const char *pw_hash,
+                                  const char *user_id, int64_t pw_gen,
                                   int64_t now, int64_t expires_at);
 /* The user of login token `hash` while it is unused, unexpired at `now`
  * and has had fewer than `max_failures` wrong codes; AS_ERR_NOT_FOUND

@@ -57,60 +57,22 @@ enum as_err core_password_check(const struct core *c, const struct user *u,
     return err;
 }
 
-/* The hash `u` has now if it is no longer the one checked and `pw`
- * holds for it (another login, here or on another instance, replaced an
- * old-cost hash by one of the same password), else NULL (a password
- * changed meanwhile does not hold). */
-static const char *held_by_new_hash(const struct core *c,
-                                    const struct user *u, const char *pw,
-                                    struct arena *a)
-{
-    struct user now;
-
-    if (repo_user_by_id(c->repo, u->id, &now, a) == AS_OK &&
-        now.password_hash &&
-        strcmp(now.password_hash, u->password_hash) != 0 &&
-        pw_verify(now.password_hash, pw) == AS_OK)
-        return now.password_hash;
-    return NULL;
-}
-
 /* Replaces an old-cost hash of `u` by one of today's cost, only while
- * the stored hash is still the one checked; `u` then carries the new one
- * (the session is stored only while it is the account's). A login that
- * lost that race to another one of the same instant checks `pw` once
- * more against the hash now stored, and carries it if it holds (a
- * password changed meanwhile does not: the session is refused). */
+ * the stored hash is still the one checked. A login that lost that race
+ * to another one of the same instant goes on: the hash the other stored
+ * is of the same password, which leaves password_gen as the login read
+ * it, and a password changed meanwhile counted it up, so the session is
+ * refused (core_session_start). */
 static void upgrade(const struct core *c, struct user *u, const char *pw,
                     struct arena *a)
 {
     char fresh[PW_HASH_MAX] = "";
-    const char *kept = NULL;
-    enum as_err err;
 
-    if (!pw_needs_rehash(u->password_hash, c->pw) ||
-        pw_hash(pw, c->pw, fresh) != AS_OK)
-        goto out;
-    err = repo_user_rehash(c->repo, u->id, u->password_hash, fresh);
-    if (err == AS_OK)
-        kept = arena_strdup(a, fresh);
-    else if (err == AS_ERR_CONFLICT)
-        kept = held_by_new_hash(c, u, pw, a);
-    if (kept)
-        u->password_hash = kept;
-out:
+    if (pw_needs_rehash(u->password_hash, c->pw) &&
+        pw_hash(pw, c->pw, fresh) == AS_OK &&
+        repo_user_rehash(c->repo, u->id, u->password_hash, fresh) == AS_OK)
+        u->password_hash = arena_strdup(a, fresh);
     crypt_wipe(fresh, sizeof fresh);
-}
-
-enum as_err core_login_recheck(const struct core *c, struct user *u,
-                               const char *pw, struct arena *a)
-{
-    const char *now = held_by_new_hash(c, u, pw, a);
-
-    if (!now)
-        return AS_ERR_BAD_CREDENTIALS;
-    u->password_hash = now;
-    return AS_OK;
 }
 
 /* The lockout key of a login name that is not an email: "invalid:" and

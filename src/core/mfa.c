@@ -261,15 +261,14 @@ enum as_err mfa_disable(const struct mfa_env *e, const char *user_id,
 }
 
 enum as_err mfa_token_issue(const struct mfa_env *e, const char *user_id,
-                            const char *pw_hash,
-                            char out[SEC_TOKEN_LEN + 1])
+                            int64_t pw_gen, char out[SEC_TOKEN_LEN + 1])
 {
     uint8_t h[REPO_HASH_LEN];
     enum as_err err;
 
     sec_token_new(out);
     sec_token_hash(out, h);
-    err = repo_mfa_token_create(e->repo, h, user_id, pw_hash, e->now_ms,
+    err = repo_mfa_token_create(e->repo, h, user_id, pw_gen, e->now_ms,
                                 e->now_ms + MFA_TOKEN_TTL_MS);
     if (err != AS_OK)
         crypt_wipe(out, SEC_TOKEN_LEN + 1);

@@ -28,7 +28,7 @@ _Static_assert(REPO_SESSION_LIST_MAX >= 100,
                "allows");
 
 enum as_err core_session_start(const struct core *c, const char *user_id,
-                               const char *pw_hash,
+                               int64_t pw_gen,
                                const char *amr, const char *mfa_token,
                                const char *passed, const char *ip,
                                const char *user_agent, struct session *out,
@@ -51,7 +51,7 @@ enum as_err core_session_start(const struct core *c, const char *user_id,
      * factor"). */
     *out = (struct session){ .created_at = now, .last_used_at = now,
                              .amr = amr, .ip = ip,
-                             .user_agent = user_agent, .pw_hash = pw_hash,
+                             .user_agent = user_agent, .pw_gen = pw_gen,
                              .mfa_token = mfa_token ? mfa_hash : NULL,
                              .one_factor = amr == NULL };
     c->new_id(out->id);

@@ -90,7 +90,7 @@ enum as_err h_login(struct req_ctx *rc, struct response *res)
     /* With the second factor on, only a code completes the login. */
     if (err == AS_OK)
         err = u.mfa_enabled ? hx_mfa_challenge(rc, &u)
-                            : hx_start_session(rc, &u, pw);
+                            : hx_start_session(rc, &u);
     json_decref(in);
     return err;
 }

@@ -59,31 +59,27 @@ enum as_err hx_token_pair(struct req_ctx *rc, const struct user *u,
     return rc->res.body ? AS_OK : AS_ERR_NOMEM;
 }
 
-static enum as_err start_session(struct req_ctx *rc, const struct user *u,
-                                 const char *amr, const char *mfa_token,
-                                 const char *pw)
+enum as_err hx_start_session(struct req_ctx *rc, const struct user *u)
+{
+    return hx_start_session_amr(rc, u, NULL, NULL);
+}
+
+enum as_err hx_start_session_amr(struct req_ctx *rc, const struct user *u,
+                                 const char *amr, const char *mfa_token)
 {
     struct core c = hx_core(rc);
-    struct user now = *u;
     struct session s;
     char refresh[SEC_TOKEN_LEN + 1] = "";
-    const char *ua = v_printable(rc->arena, req_header(rc, "User-Agent"),
-                                 256);
     /* Stored only while the account is as the login read it (its
      * password, active, and for a password login the second factor
      * off): a login that lost the race with such a change is answered
      * as one that started after it. Every login that gets here is
      * complete: storing its session ends its run of failures. */
-    enum as_err err = core_session_start(&c, now.id, now.password_hash, amr,
-                                         mfa_token, now.email, rc->ip, ua,
-                                         &s, refresh);
+    enum as_err err = core_session_start(
+        &c, u->id, u->password_gen, amr, mfa_token, u->email, rc->ip,
+        v_printable(rc->arena, req_header(rc, "User-Agent"), 256), &s,
+        refresh);
 
-    /* A hash replaced by one of the same password is no change. */
-    if (err == AS_ERR_BAD_CREDENTIALS && pw &&
-        core_login_recheck(&c, &now, pw, rc->arena) == AS_OK)
-        err = core_session_start(&c, now.id, now.password_hash, amr,
-                                 mfa_token, now.email, rc->ip, ua, &s,
-                                 refresh);
     if (err == AS_ERR_NOT_FOUND ||      /* the user was deleted meanwhile */
         err == AS_ERR_BAD_CREDENTIALS)  /* or the password changed */
         err = hx_bad_credentials(rc);
@@ -95,29 +91,17 @@ static enum as_err start_session(struct req_ctx *rc, const struct user *u,
                        "account was logged out); log in again.");
     if (err == AS_ERR_MFA_REQUIRED) {   /* or the second factor turned on */
         crypt_wipe(refresh, sizeof refresh);
-        return hx_mfa_challenge(rc, &now);
+        return hx_mfa_challenge(rc, u);
     }
     if (err == AS_OK)
-        err = hx_token_pair(rc, &now, s.id, refresh, s.expires_at, amr);
+        err = hx_token_pair(rc, u, s.id, refresh, s.expires_at, amr);
     if (err == AS_OK)
         log_event(LOG_INFO, "auth.login", rc->request_id,
-                  json_pack("{s:s, s:s, s:s, s:s}", "user_id", now.id,
+                  json_pack("{s:s, s:s, s:s, s:s}", "user_id", u->id,
                             "session_id", s.id, "ip", rc->ip, "amr",
                             amr ? amr : "pwd"));
     crypt_wipe(refresh, sizeof refresh);
     return err;
-}
-
-enum as_err hx_start_session(struct req_ctx *rc, const struct user *u,
-                             const char *pw)
-{
-    return start_session(rc, u, NULL, NULL, pw);
-}
-
-enum as_err hx_start_session_amr(struct req_ctx *rc, const struct user *u,
-                                 const char *amr, const char *mfa_token)
-{
-    return start_session(rc, u, amr, mfa_token, NULL);
 }
 
 enum as_err hx_caller(struct req_ctx *rc, struct user *out)

@@ -18,14 +18,11 @@ struct core hx_core(struct req_ctx *rc);
 enum as_err hx_token_pair(struct req_ctx *rc, const struct user *u,
                           const char *sid, const char *refresh,
                           int64_t ends_ms, const char *amr);
-/* Creates a session for `u` logged in with its password `pw` (client IP
- * and user agent recorded) and answers its first token pair: a complete
- * login, so the session's storing ends the run of login failures of u's
- * email from the client's address (core_session_start). A session
- * refused because the hash changed is started once more if `pw` holds
- * for the new hash (core_login_recheck). */
-enum as_err hx_start_session(struct req_ctx *rc, const struct user *u,
-                             const char *pw);
+/* Creates a session for `u` (client IP and user agent recorded) and
+ * answers its first token pair: a complete login, so the session's
+ * storing ends the run of login failures of u's email from the client's
+ * address (core_session_start). */
+enum as_err hx_start_session(struct req_ctx *rc, const struct user *u);
 /* The same, recording `amr` (see hx_token_pair) on the session; a login
  * finished with a code names its used login token `mfa_token` (else
  * NULL), and gets 401 invalid_token when that was ended meanwhile. */

@@ -102,7 +102,7 @@ enum as_err hx_mfa_challenge(struct req_ctx *rc, const struct user *u)
 {
     struct mfa_env e = env_of(rc);
     char tok[SEC_TOKEN_LEN + 1];
-    enum as_err err = mfa_token_issue(&e, u->id, u->password_hash, tok);
+    enum as_err err = mfa_token_issue(&e, u->id, u->password_gen, tok);
 
     if (err == AS_ERR_BAD_CREDENTIALS ||  /* the password changed */
         err == AS_ERR_NOT_FOUND)          /* or the user was deleted */

@@ -31,7 +31,7 @@ enum as_err db_mfa_disable(void *impl, const char *user_id,
                            const uint8_t *proof, bool *was_on);
 enum as_err db_mfa_token_create(void *impl,
                                 const uint8_t hash[REPO_HASH_LEN],
-                                const char *user_id, const char *pw_hash,
+                                const char *user_id, int64_t pw_gen,
                                 int64_t now, int64_t expires_at);
 enum as_err db_mfa_token_user(void *impl, const uint8_t hash[REPO_HASH_LEN],
                               int64_t now, unsigned max_failures,
@@ -99,10 +99,10 @@ enum as_err db_keys_prune(void *impl, int64_t now, int64_t before);
 /* The columns of a user row, in the order db_read_user() reads them. */
 #define USER_COLS                                                          \
     "id, email, full_name, password_hash, role, is_active, is_verified, "  \
-    "created_at, updated_at"
-#define USER_NCOLS 9
+    "created_at, updated_at, password_gen"
+#define USER_NCOLS 10
 /* Reads USER_COLS of row `i` of `r` into `u` (and, when the statement
- * added a tenth column, whether the second factor is on); strings are
+ * added an eleventh column, whether the second factor is on); strings are
  * borrowed from the flow's arena. */
 /* Inside write flow `t`: sends the read of the user of `email` ahead
  * into `read` (read->found once its answer came, strings in t->a). */
@@ -144,13 +144,12 @@ void db_revoke_sessions(struct db_tx *t, const char *user_id,
                         const char *keep_sid, int64_t now);
 /* Inside flow `t`, the login that stores a session or a second-factor
  * token: refuses it unless `user_id` still exists (AS_ERR_NOT_FOUND) with
- * `pw_hash` as its password hash (NULL: any; AS_ERR_BAD_CREDENTIALS) and
+ * `pw_gen` as its password_gen (-1: any; AS_ERR_BAD_CREDENTIALS) and
  * is active (AS_ERR_DISABLED), and holds the user's row (on PostgreSQL;
  * SQLite's write lock serialises already) until it ends, so that a password
  * change or a deactivation either waits for the flow (and then revokes
  * what it stored) or went first. */
-void db_login_still(struct db_tx *t, const char *user_id,
-                    const char *pw_hash);
+void db_login_still(struct db_tx *t, const char *user_id, int64_t pw_gen);
 /* Inside flow `t`, after db_login_still() (which holds the user's row):
  * refuses it (AS_ERR_MFA_REQUIRED) when `user_id` has the second factor
  * on, so that a password-only login that read it off stores no session

@@ -132,6 +132,7 @@ static struct db_stmt sql[M_NSTMT] = {
                            "WHERE hash = $1 AND purpose = 'reset' "
                            "AND user_id = $3 AND " OTT_LIVE),
     [M_SET_PW] = DB_SQL("UPDATE users SET password_hash = $2, "
+                        "password_gen = password_gen + 1, "
                         "updated_at = $3 WHERE id = $1 AND is_active "
                         "AND email = (SELECT email FROM one_time_tokens "
                         "WHERE hash = $4)"),

@@ -311,13 +311,13 @@ enum as_err db_mfa_disable(void *impl, const char *user_id,
 
 enum as_err db_mfa_token_create(void *impl,
                                 const uint8_t hash[REPO_HASH_LEN],
-                                const char *user_id, const char *pw_hash,
+                                const char *user_id, int64_t pw_gen,
                                 int64_t now, int64_t expires_at)
 {
     struct db_tx t;
 
     db_open(&t, impl, "mfa_token_create", true, NULL);
-    db_login_still(&t, user_id, pw_hash);
+    db_login_still(&t, user_id, pw_gen);
     DB_SEND(&t, &sql[M_TOKENS_PRUNE], db_int(now),
             db_int(now - MFA_TOKEN_KEEP_USED_MS));
     DB_SEND(&t, &sql[M_TOKEN_ADD], db_blob(hash, REPO_HASH_LEN),

@@ -574,10 +574,10 @@ enum as_err repo_mfa_disable(struct repo *r, const char *user_id,
 
 enum as_err repo_mfa_token_create(struct repo *r,
                                   const uint8_t hash[REPO_HASH_LEN],
-                                  const char *user_id, const char *pw_hash,
+                                  const char *user_id, int64_t pw_gen,
                                   int64_t now, int64_t expires_at)
 {
-    return DISPATCH(r, mfa_token_create(r->impl, hash, user_id, pw_hash,
+    return DISPATCH(r, mfa_token_create(r->impl, hash, user_id, pw_gen,
                                         now, expires_at));
 }
 

@@ -50,25 +50,26 @@ enum {
 };
 
 static struct db_stmt sql[S_NSTMT] = {
-    /* The account a login checked still allows it: active, and (for a
-     * password login) the password it checked is still the account's;
+    /* The account a login checked still allows it: active, and the
+     * password it read is still the account's (password_gen, migration
+     * 0015: a new hash of the same password is no change);
      * the row is held until the session is stored, so a deactivation or
      * a password change waits for the login (and then revokes its
      * session) or went first (and the login is refused). SQLite's write
      * lock serialises the two already. */
-    [S_PW_STILL] = DB_SPLIT("SELECT is_active, $2 IS NULL OR "
-                            "password_hash = $2 FROM users WHERE id = $1",
-                            "SELECT is_active, $2::text IS NULL OR "
-                            "password_hash = $2 FROM users WHERE id = $1 "
+    [S_PW_STILL] = DB_SPLIT("SELECT is_active, $2 < 0 OR "
+                            "password_gen = $2 FROM users WHERE id = $1",
+                            "SELECT is_active, $2::bigint < 0 OR "
+                            "password_gen = $2 FROM users WHERE id = $1 "
                             "FOR SHARE"),
     /* The same for a new session that ends others (S_CAP): the row
      * held as S_CAP holds it from the start, so that two logins of one
      * account never both hold it shared and then both wait to hold it
      * alone (a deadlock); they take turns instead, as their caps did. */
-    [S_PW_HELD] = DB_SPLIT("SELECT is_active, $2 IS NULL OR "
-                           "password_hash = $2 FROM users WHERE id = $1",
-                           "SELECT is_active, $2::text IS NULL OR "
-                           "password_hash = $2 FROM users WHERE id = $1 "
+    [S_PW_HELD] = DB_SPLIT("SELECT is_active, $2 < 0 OR "
+                           "password_gen = $2 FROM users WHERE id = $1",
+                           "SELECT is_active, $2::bigint < 0 OR "
+                           "password_gen = $2 FROM users WHERE id = $1 "
                            "FOR NO KEY UPDATE"),
     /* The pruning of sessions that ended before $1, in bounded steps:
      * first at most PRUNE_TOKENS refresh tokens of the first 16 of them
@@ -210,11 +211,10 @@ static void login_still(struct db_tx *t, const struct db_rows *r,
         db_refuse(t, AS_ERR_DISABLED);
 }
 
-void db_login_still(struct db_tx *t, const char *user_id,
-                    const char *pw_hash)
+void db_login_still(struct db_tx *t, const char *user_id, int64_t pw_gen)
 {
     DB_CHECK(t, &sql[S_PW_STILL], login_still, NULL, db_text(user_id),
-             db_text(pw_hash));
+             db_int(pw_gen));
 }
 
 static void count_changed(struct db_tx *t, const struct db_rows *r,
@@ -268,7 +268,7 @@ enum as_err db_session_create(void *impl, const struct session *s,
 
     db_open(&t, impl, "session_create", true, NULL);
     DB_CHECK(&t, &sql[cap ? S_PW_HELD : S_PW_STILL], login_still, NULL,
-             db_text(s->user_id), db_text(s->pw_hash));
+             db_text(s->user_id), db_int(s->pw_gen));
     if (s->one_factor)
         db_one_factor_still(&t, s->user_id);
     if (s->mfa_token)

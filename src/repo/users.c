@@ -37,7 +37,7 @@ _Static_assert(UF_EMAIL == 1 && UF_FULL_NAME == 2 && UF_ROLE == 4 &&
 
 static struct db_stmt sql[U_NSTMT] = {
     [U_INSERT] = DB_SQL("INSERT INTO users (" USER_COLS ") "
-                        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"),
+                        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0)"),
     [U_BY_ID] = DB_SQL("SELECT " USER_COLS USER_MFA_COL " FROM users "
                        "WHERE id = $1"),
     [U_BY_EMAIL] = DB_SQL("SELECT " USER_COLS USER_MFA_COL " FROM users "
@@ -74,7 +74,10 @@ static struct db_stmt sql[U_NSTMT] = {
     [U_NOTICE] = DB_SQL("INSERT INTO outbox (id, user_id, kind, recipient, "
                         "resolved, created_at, next_attempt_at) "
                         "VALUES ($1, $2, $3, $4, true, $5, $5)"),
+    /* Another password counts password_gen up (migration 0015); a new
+     * hash of the same password leaves it. */
     [U_SET_PW] = DB_SQL("UPDATE users SET password_hash = $2, "
+                        "password_gen = password_gen + 1, "
                         "updated_at = $3 WHERE id = $1"),
     [U_REHASH] = DB_SQL("UPDATE users SET password_hash = $3 "
                         "WHERE id = $1 AND password_hash = $2"),
@@ -131,6 +134,7 @@ void db_read_user(struct db_tx *t, const struct db_rows *r, size_t i,
     u->is_verified = db_flag(db_at(r, i, 6));
     u->created_at = db_i64(db_at(r, i, 7));
     u->updated_at = db_i64(db_at(r, i, 8));
+    u->password_gen = db_i64(db_at(r, i, 9));
     if (r->cols > USER_NCOLS)
         u->mfa_enabled = db_flag(db_at(r, i, USER_NCOLS));
 }

@@ -28,6 +28,7 @@ struct fuser {
     enum role role;
     bool is_active, is_verified, mfa_enabled;
     int64_t created_at, updated_at;
+    int64_t password_gen;
 };
 
 struct fsession {
@@ -165,6 +166,7 @@ static void copy_user(const struct fuser *f, struct user *out,
     out->is_verified = f->is_verified;
     out->created_at = f->created_at;
     out->updated_at = f->updated_at;
+    out->password_gen = f->password_gen;
     out->mfa_enabled = f->mfa_enabled;
 }
 
@@ -446,6 +448,7 @@ enum as_err repo_user_set_password(struct repo *r, const char *id,
     f = user_id(id);
     if (f) {
         snprintf(f->hash, sizeof f->hash, "%s", hash);
+        f->password_gen++;
         f->updated_at = now;
         revoke_user(id, keep_sid, now);
     }
@@ -666,8 +669,8 @@ enum as_err repo_session_create(struct repo *r, const struct session *s,
     if (user_id(s->user_id))
         err = s->one_factor && user_id(s->user_id)->mfa_enabled
                   ? AS_ERR_MFA_REQUIRED
-              : s->pw_hash && strcmp(user_id(s->user_id)->hash,
-                                     s->pw_hash) != 0
+              : s->pw_gen >= 0 &&
+                        user_id(s->user_id)->password_gen != s->pw_gen
                   ? AS_ERR_BAD_CREDENTIALS
                   : AS_ERR_INTERNAL;
     for (i = 0; err == AS_ERR_INTERNAL && i < MAX_SESSIONS; i++)

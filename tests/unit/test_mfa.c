@@ -179,7 +179,7 @@ static void token_lives_five_minutes(void **state)
     struct mfa_env e = env_at(f, T0);
     char tok[SEC_TOKEN_LEN + 1], uid[UUID_STR_LEN];
 
-    assert_int_equal(mfa_token_issue(&e, f->u.id, NULL, tok), AS_OK);
+    assert_int_equal(mfa_token_issue(&e, f->u.id, -1, tok), AS_OK);
     e.now_ms = T0 + MFA_TOKEN_TTL_MS - 1;
     assert_int_equal(mfa_token_user(&e, tok, uid), AS_OK);
     assert_string_equal(uid, f->u.id);
@@ -197,8 +197,8 @@ static void token_is_single_use(void **state)
     char tok[SEC_TOKEN_LEN + 1], other[SEC_TOKEN_LEN + 1];
     char uid[UUID_STR_LEN];
 
-    assert_int_equal(mfa_token_issue(&e, f->u.id, NULL, tok), AS_OK);
-    assert_int_equal(mfa_token_issue(&e, f->u.id, NULL, other), AS_OK);
+    assert_int_equal(mfa_token_issue(&e, f->u.id, -1, tok), AS_OK);
+    assert_int_equal(mfa_token_issue(&e, f->u.id, -1, other), AS_OK);
     assert_int_equal(mfa_token_use(&e, tok), AS_OK);
     assert_int_equal(mfa_token_use(&e, tok), AS_ERR_INVALID_TOKEN);
     assert_int_equal(mfa_token_user(&e, tok, uid), AS_ERR_INVALID_TOKEN);
@@ -216,7 +216,7 @@ static void token_dies_after_five_wrong_codes(void **state)
     char tok[SEC_TOKEN_LEN + 1], uid[UUID_STR_LEN];
     unsigned i;
 
-    assert_int_equal(mfa_token_issue(&e, f->u.id, NULL, tok), AS_OK);
+    assert_int_equal(mfa_token_issue(&e, f->u.id, -1, tok), AS_OK);
     for (i = 0; i < MFA_TOKEN_MAX_FAILURES - 1; i++)
         assert_int_equal(mfa_token_attempt(&e, tok), AS_OK);
     assert_int_equal(mfa_token_user(&e, tok, uid), AS_OK);
@@ -235,14 +235,14 @@ static void last_attempt_can_use_the_token(void **state)
     char tok[SEC_TOKEN_LEN + 1];
     unsigned i;
 
-    assert_int_equal(mfa_token_issue(&e, f->u.id, NULL, tok), AS_OK);
+    assert_int_equal(mfa_token_issue(&e, f->u.id, -1, tok), AS_OK);
     for (i = 0; i < MFA_TOKEN_MAX_FAILURES; i++)
         assert_int_equal(mfa_token_attempt(&e, tok), AS_OK);
     assert_int_equal(mfa_token_use(&e, tok), AS_OK);
     assert_int_equal(mfa_token_use(&e, tok), AS_ERR_INVALID_TOKEN);
     assert_int_equal(mfa_token_attempt(&e, tok), AS_ERR_INVALID_TOKEN);
     /* an expired token has no attempt either */
-    assert_int_equal(mfa_token_issue(&e, f->u.id, NULL, tok), AS_OK);
+    assert_int_equal(mfa_token_issue(&e, f->u.id, -1, tok), AS_OK);
     e.now_ms += MFA_TOKEN_TTL_MS;
     assert_int_equal(mfa_token_attempt(&e, tok), AS_ERR_INVALID_TOKEN);
 }
@@ -332,7 +332,7 @@ static void login_code_and_token_used_together(void **state)
     bool ok = true;
 
     turn_on(f, secret, &rc);              /* used step T0 / STEP_MS */
-    assert_int_equal(mfa_token_issue(&e, f->u.id, NULL, tok), AS_OK);
+    assert_int_equal(mfa_token_issue(&e, f->u.id, -1, tok), AS_OK);
     assert_int_equal(mfa_token_use(&e, tok), AS_OK);     /* the winner */
     assert_int_equal(mfa_check_login_code(&e, f->u.id, rc.code[0], tok,
                                           &ok), AS_ERR_INVALID_TOKEN);
@@ -342,19 +342,19 @@ static void login_code_and_token_used_together(void **state)
                      AS_ERR_INVALID_TOKEN);
     assert_false(ok);
     /* both still unused: a live token takes them, and itself */
-    assert_int_equal(mfa_token_issue(&e, f->u.id, NULL, tok), AS_OK);
+    assert_int_equal(mfa_token_issue(&e, f->u.id, -1, tok), AS_OK);
     assert_int_equal(mfa_check_login_code(&e, f->u.id, rc.code[0], tok,
                                           &ok), AS_OK);
     assert_true(ok);
     assert_int_equal(mfa_token_use(&e, tok), AS_ERR_INVALID_TOKEN);
-    assert_int_equal(mfa_token_issue(&e, f->u.id, NULL, tok), AS_OK);
+    assert_int_equal(mfa_token_issue(&e, f->u.id, -1, tok), AS_OK);
     assert_int_equal(mfa_check_login_code(&e, f->u.id, code, tok, &ok),
                      AS_OK);
     assert_true(ok);
     assert_int_equal(mfa_token_user(&e, tok, (char[UUID_STR_LEN]){ 0 }),
                      AS_ERR_INVALID_TOKEN);
     /* a wrong code with a live token uses neither */
-    assert_int_equal(mfa_token_issue(&e, f->u.id, NULL, tok), AS_OK);
+    assert_int_equal(mfa_token_issue(&e, f->u.id, -1, tok), AS_OK);
     assert_int_equal(mfa_check_login_code(&e, f->u.id, rc.code[0], tok,
                                           &ok), AS_OK);
     assert_false(ok);                     /* used above */
@@ -550,7 +550,7 @@ static void concurrent_attempts_are_bounded(void **state)
     int round, i, got;
 
     for (round = 1; round <= ROUNDS; round++) {
-        assert_int_equal(mfa_token_issue(&e, f->u.id, NULL, tok), AS_OK);
+        assert_int_equal(mfa_token_issue(&e, f->u.id, -1, tok), AS_OK);
         pthread_barrier_init(&go, NULL, CLAIMERS);
         for (i = 0; i < CLAIMERS; i++) {
             c[i] = (struct claim){ f, tok, &go, AS_OK };

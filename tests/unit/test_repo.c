@@ -1192,18 +1192,33 @@ static void login_stores_only_while_the_account_allows_it(void **state)
         snprintf(s.user_id, sizeof s.user_id, "%s", uid);                  \
         s.created_at = s.last_used_at = T0;                                \
         s.expires_at = T0 + DAY;                                           \
-        s.pw_hash = pw;                                                    \
+        s.pw_gen = pw;                                                     \
         randombytes_buf(h, sizeof h);                                      \
         assert_int_equal(repo_session_create(f->r, &s, h, NULL), want);    \
         randombytes_buf(h, sizeof h);                                      \
         assert_int_equal(repo_mfa_token_create(f->r, h, uid, pw, T0,       \
                                                T0 + DAY), want);           \
     } while (0)
-    CREATE(u.id, u.password_hash, AS_OK);
-    CREATE(u.id, NULL, AS_OK);
-    CREATE(u.id, "$argon2id$v=19$m=19456,t=2,p=1$b3RoZXI$b3RoZXI",
-           AS_ERR_BAD_CREDENTIALS);
-    CREATE("00000000-0000-7000-8000-000000000000", NULL, AS_ERR_NOT_FOUND);
+    CREATE(u.id, u.password_gen, AS_OK);
+    CREATE(u.id, -1, AS_OK);
+    CREATE(u.id, u.password_gen + 1, AS_ERR_BAD_CREDENTIALS);
+    CREATE("00000000-0000-7000-8000-000000000000", -1, AS_ERR_NOT_FOUND);
+    /* a new hash of the same password (a login's upgrade, here or on
+     * another instance) is no change; another password is */
+    assert_int_equal(repo_user_rehash(f->r, u.id, u.password_hash,
+                                      "$argon2id$v=19$m=19456,t=2,p=1$"
+                                      "bmV3$bmV3"),
+                     AS_OK);
+    CREATE(u.id, u.password_gen, AS_OK);
+    assert_int_equal(repo_user_set_password(f->r, u.id,
+                                            "$argon2id$v=19$m=19456,t=2,"
+                                            "p=1$b3RoZXI$b3RoZXI",
+                                            NULL, T0),
+                     AS_OK);
+    CREATE(u.id, u.password_gen, AS_ERR_BAD_CREDENTIALS);
+    assert_int_equal(repo_user_by_id(f->r, u.id, &u, f->a), AS_OK);
+    assert_int_equal(u.password_gen, 1);
+    CREATE(u.id, u.password_gen, AS_OK);
     /* the second factor on: a password-only session no longer; one that
      * passed the factor (and the second-factor token) still */
     randombytes_buf(codes[0], REPO_HASH_LEN);
@@ -1223,14 +1238,15 @@ static void login_stores_only_while_the_account_allows_it(void **state)
     s.created_at = s.last_used_at = T0;
     s.expires_at = T0 + DAY;
     s.one_factor = true;
+    s.pw_gen = -1;
     randombytes_buf(h, sizeof h);
     assert_int_equal(repo_session_create(f->r, &s, h, NULL),
                      AS_ERR_MFA_REQUIRED);
     one = false;
-    CREATE(u.id, u.password_hash, AS_OK);
+    CREATE(u.id, u.password_gen, AS_OK);
     switch_off_by_hand(f, &u);
-    CREATE(u.id, u.password_hash, AS_ERR_DISABLED);
-    CREATE(u.id, NULL, AS_ERR_DISABLED);
+    CREATE(u.id, u.password_gen, AS_ERR_DISABLED);
+    CREATE(u.id, -1, AS_ERR_DISABLED);
 #undef CREATE
 }
 

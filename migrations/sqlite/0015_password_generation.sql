@@ -1,0 +1,11 @@
+-- 0015_password_generation.sql: which password an account has, apart
+-- from how it is hashed. A login stores its session only while the
+-- account still has the password it checked. Comparing the stored hash
+-- told a password change from a new hash of the same password (an
+-- old-cost hash replaced at a login, on this instance or another) only
+-- where the login held the password to check again: a login finished
+-- with a code or a passkey, or a password login of an account with a
+-- second factor, was refused 401 while another login upgraded the hash
+-- (and a recovery code it used was spent). A password change or reset
+-- counts this up; replacing the hash of the same password leaves it.
+ALTER TABLE users ADD COLUMN password_gen INTEGER NOT NULL DEFAULT 0;
