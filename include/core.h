@@ -162,9 +162,10 @@ enum as_err core_login(const struct core *c, const char *email,
  * turned off), since what ended it would have ended the session. A
  * complete login names the email its attempts were counted under,
  * `passed` (NULL: none): the session ends their run of failures from
- * `ip` in its own transaction, or, refused as AS_ERR_MFA_REQUIRED, takes
- * back the attempt of the password it proved right; refused otherwise,
- * the attempt stays counted. */
+ * `ip` in its own transaction, or, refused as AS_ERR_MFA_REQUIRED (or
+ * AS_ERR_INVALID_TOKEN with `mfa_token`), takes back the attempt of the
+ * password or code it proved right; refused otherwise, the attempt stays
+ * counted. */
 enum as_err core_session_start(const struct core *c, const char *user_id,
                                int64_t pw_gen,
                                const char *amr, const char *mfa_token,

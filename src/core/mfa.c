@@ -161,6 +161,24 @@ enum as_err mfa_confirm(const struct mfa_env *e, const char *user_id,
 
 /* mfa_check_code(), and with `login` (NULL: none) its token used in the
  * same step. */
+/* True when `user_id` has no second factor on (now). */
+static bool factor_off(const struct mfa_env *e, const char *user_id)
+{
+    struct mfa_state st;
+    struct arena *a = arena_new();
+    enum as_err err = a ? repo_mfa_get(e->repo, user_id, &st, a)
+                        : AS_ERR_NOMEM;
+    bool off = err == AS_ERR_NOT_FOUND || (err == AS_OK && !st.enabled);
+
+    arena_free(a);
+    return off;
+}
+
+/* A code of a login (`login` set) whose factor is off, or was turned
+ * off while the code was checked, is AS_ERR_INVALID_TOKEN: what turned
+ * it off ended the login's token too (README "Second factor"), and the
+ * login answers as for a token ended before it came, its attempt taken
+ * back, not as a wrong code (counted) or a factor that is off (409). */
 static enum as_err code_check(const struct mfa_env *e, const char *user_id,
                               const char *code,
                               const struct repo_mfa_login *login, bool *ok)
@@ -176,6 +194,8 @@ static enum as_err code_check(const struct mfa_env *e, const char *user_id,
     memset(secret, 0, sizeof secret);
     if (err != AS_OK || !st.enabled) {
         arena_free(a);
+        if (login && (err == AS_OK || err == AS_ERR_NOT_FOUND))
+            return AS_ERR_INVALID_TOKEN;
         return err != AS_OK ? err : AS_ERR_NOT_FOUND;
     }
     if (totp_code_shape(code)) {
@@ -192,6 +212,8 @@ static enum as_err code_check(const struct mfa_env *e, const char *user_id,
     } else {
         err = AS_ERR_NOT_FOUND;
     }
+    if (err == AS_ERR_NOT_FOUND && login && factor_off(e, user_id))
+        err = AS_ERR_INVALID_TOKEN;        /* turned off meanwhile */
     if (err == AS_ERR_NOT_FOUND)
         err = AS_OK;                       /* a wrong code, not an error */
     crypt_wipe(secret, sizeof secret);

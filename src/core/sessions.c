@@ -81,8 +81,13 @@ enum as_err core_session_start(const struct core *c, const char *user_id,
         scache_forget_user(c->scache, user_id);
     /* The second factor turned on while the password was checked: the
      * login goes on to it, the right password only takes its attempt
-     * back (README "Second factor"). */
-    if (err == AS_ERR_MFA_REQUIRED && passed)
+     * back (README "Second factor"). A right code whose login token was
+     * ended meanwhile (the factor turned off, every session logged out;
+     * a password change refuses before, as a wrong password) takes its
+     * attempt back too, as core_code_check() does for a token it finds
+     * ended. */
+    if ((err == AS_ERR_MFA_REQUIRED ||
+         (err == AS_ERR_INVALID_TOKEN && mfa_token)) && passed)
         core_attempt_settle(c, passed, ip, false);
     return err;
 }

@@ -388,6 +388,39 @@ def test_wrong_codes_lock_out(make_daemon):
     assert_problem(d.login(email, password), 429, "too_many_attempts")
 
 
+def test_a_right_code_racing_the_factor_turned_off(make_daemon):
+    """A login's right recovery code sent while an admin turns the second
+    factor off: the login wins (200) or finds its mfa_token ended with
+    the factor (401 invalid_token, its attempt taken back). It got 409
+    conflict ("not on") or 400 invalid_code when the factor went off
+    just before or during the check (on PostgreSQL 8-19 rounds of 40),
+    or 401 when it went off between the check and the session; each
+    time the attempt stayed counted, and at threshold 1 the owner's next
+    login was refused 429."""
+    from test_users import make_admin
+    d = make_daemon(env={"AUTH_LOCKOUT_THRESHOLD": "1"}).start()
+    _, _, admin = make_admin(d)
+    seen = set()
+    for _ in range(30):
+        email, password, tokens = d.user()
+        uid = parts(tokens["access_token"])[1]["sub"]
+        _, recovery = setup_mfa(d, email, password, tokens["access_token"])
+        tok = mfa_token(d, email, password)
+        with concurrent.futures.ThreadPoolExecutor(2) as ex:
+            code = ex.submit(login_mfa, d, tok, recovery[0])
+            off = ex.submit(d.request, "PATCH", "/api/v1/users/" + uid,
+                            {"mfa_enabled": False}, token=admin)
+            r, o = code.result(), off.result()
+        assert o.status == 200, o
+        if r.status != 200:
+            assert_problem(r, 401, "invalid_token")
+        seen.add(r.status)
+        # nothing counted: the password alone logs in now (factor off)
+        t = d.login(email, password)
+        assert t.status == 200, (r.status, r.json, t)
+    print("answers seen:", sorted(seen))
+
+
 def test_confirm_with_nothing_pending_is_no_try(make_daemon):
     # A confirm with nothing to confirm (409) checks no code: it does not
     # count toward the lockout, so repeating it locks no one out.

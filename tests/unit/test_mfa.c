@@ -364,6 +364,37 @@ static void login_code_and_token_used_together(void **state)
     sodium_memzero(&rc, sizeof rc);
 }
 
+/* A code of a login whose factor was turned off meanwhile (by the user,
+ * an admin or the CLI) is AS_ERR_INVALID_TOKEN, as for the login token
+ * the turning off ended: the login's attempt is then taken back. It was
+ * AS_ERR_NOT_FOUND (409, "not on") or, off between the read and the use,
+ * a wrong code (400, counted), for a right code. */
+static void login_code_after_the_factor_went_off(void **state)
+{
+    struct fx *f = *state;
+    uint8_t secret[TOTP_SECRET_LEN];
+    struct mfa_codes rc;
+    struct mfa_env e = env_at(f, T0 + 1000);
+    char tok[SEC_TOKEN_LEN + 1], code[7];
+    bool ok = true, was_on = false;
+
+    turn_on(f, secret, &rc);
+    assert_int_equal(mfa_token_issue(&e, f->u.id, -1, tok), AS_OK);
+    assert_int_equal(mfa_disable(&e, f->u.id, NULL, &was_on), AS_OK);
+    assert_true(was_on);
+    assert_int_equal(mfa_check_login_code(&e, f->u.id, rc.code[0], tok,
+                                          &ok), AS_ERR_INVALID_TOKEN);
+    assert_false(ok);
+    code_of(secret, T0 / STEP_MS + 1, code);
+    assert_int_equal(mfa_check_login_code(&e, f->u.id, code, tok, &ok),
+                     AS_ERR_INVALID_TOKEN);
+    assert_false(ok);
+    /* a signed-in caller's check (no login token) still says "not on" */
+    assert_int_equal(mfa_check_code(&e, f->u.id, code, &ok),
+                     AS_ERR_NOT_FOUND);
+    sodium_memzero(&rc, sizeof rc);
+}
+
 /* Of two renewals at once only the first happens, whatever each proved
  * with: one that began (`since`) before the other's codes were set is
  * refused and changes nothing; one that began after them goes on. */
@@ -615,6 +646,7 @@ int main(void)
         CASE(steps_once_each_with_the_clock),
         CASE(recovery_codes_once_each),
         CASE(login_code_and_token_used_together),
+        CASE(login_code_after_the_factor_went_off),
         CASE(renewal_begun_before_another_comes_second),
         CASE(renewal_kills_unused_codes),
         CASE(setup_refused_while_on_and_reset),
