@@ -27,6 +27,8 @@ struct user {
     int64_t password_gen;        /* which password: counted up by each
                                     change or reset, not by a new hash of
                                     the same one (read only) */
+    int64_t verified_at;         /* when an email of the account was first
+                                    verified; 0: never (read only) */
     bool mfa_enabled;            /* a confirmed second factor (read only) */
 };
 

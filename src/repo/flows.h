@@ -99,10 +99,10 @@ enum as_err db_keys_prune(void *impl, int64_t now, int64_t before);
 /* The columns of a user row, in the order db_read_user() reads them. */
 #define USER_COLS                                                          \
     "id, email, full_name, password_hash, role, is_active, is_verified, "  \
-    "created_at, updated_at, password_gen"
-#define USER_NCOLS 10
+    "created_at, updated_at, password_gen, verified_at"
+#define USER_NCOLS 11
 /* Reads USER_COLS of row `i` of `r` into `u` (and, when the statement
- * added an eleventh column, whether the second factor is on); strings are
+ * added a twelfth column, whether the second factor is on); strings are
  * borrowed from the flow's arena. */
 /* Inside write flow `t`: sends the read of the user of `email` ahead
  * into `read` (read->found once its answer came, strings in t->a). */

@@ -156,6 +156,7 @@ static struct db_stmt sql[M_NSTMT] = {
                             "WHERE hash = $1 AND purpose = 'verify' AND "
                             OTT_LIVE " RETURNING user_id"),
     [M_SET_VERIFIED] = DB_SQL("UPDATE users SET is_verified = true, "
+                              "verified_at = coalesce(verified_at, $2), "
                               "updated_at = $2 WHERE id = $1 AND is_active "
                               "AND email = (SELECT email "
                               "FROM one_time_tokens WHERE hash = $3)"),

@@ -37,7 +37,8 @@ _Static_assert(UF_EMAIL == 1 && UF_FULL_NAME == 2 && UF_ROLE == 4 &&
 
 static struct db_stmt sql[U_NSTMT] = {
     [U_INSERT] = DB_SQL("INSERT INTO users (" USER_COLS ") "
-                        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0)"),
+                        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, "
+                        "CASE WHEN $7 THEN $8 END)"),
     [U_BY_ID] = DB_SQL("SELECT " USER_COLS USER_MFA_COL " FROM users "
                        "WHERE id = $1"),
     [U_BY_EMAIL] = DB_SQL("SELECT " USER_COLS USER_MFA_COL " FROM users "
@@ -70,6 +71,8 @@ static struct db_stmt sql[U_NSTMT] = {
         "is_verified = CASE WHEN $2 & 16 <> 0 THEN $7 "
         "WHEN $2 & 1 <> 0 AND $3 <> email THEN false "
         "ELSE is_verified END, "
+        "verified_at = CASE WHEN $2 & 16 <> 0 AND $7 "
+        "THEN coalesce(verified_at, $8) ELSE verified_at END, "
         "updated_at = $8 WHERE id = $1 RETURNING " USER_COLS USER_MFA_COL),
     [U_NOTICE] = DB_SQL("INSERT INTO outbox (id, user_id, kind, recipient, "
                         "resolved, created_at, next_attempt_at) "
@@ -135,6 +138,7 @@ void db_read_user(struct db_tx *t, const struct db_rows *r, size_t i,
     u->created_at = db_i64(db_at(r, i, 7));
     u->updated_at = db_i64(db_at(r, i, 8));
     u->password_gen = db_i64(db_at(r, i, 9));
+    u->verified_at = db_i64(db_at(r, i, 10));   /* NULL reads as 0 */
     if (r->cols > USER_NCOLS)
         u->mfa_enabled = db_flag(db_at(r, i, USER_NCOLS));
 }

@@ -613,6 +613,41 @@ def test_a_reset_of_an_unverified_account_drops_its_passkeys_and_totp(
     assert me(pd, r.json["access_token"]).json["mfa_enabled"] is False
 
 
+def test_a_verified_account_moved_to_another_address_keeps_its_factors(
+        pd, sink):
+    """With the password and one access token (a change of email needs
+    nothing more), someone moved a verified account's email to an
+    address of their own. The new email is not verified, and a reset
+    there took the passkey and the second factor off without a code: the
+    rule asked whether the email is verified now. A reset removes them
+    only on an account whose email was never verified (migration 0016):
+    the new password alone no longer logs in, the owner's passkey still
+    does."""
+    from softauthn import Authenticator
+    from test_mfa import setup_mfa
+    from test_passkey_rules import LOGIN, enroll, login_options
+    addr, pw, t = pd.user()
+    tok = t["access_token"]
+    assert verify_request(pd, tok).status == 202
+    text = parse(wait_mails(sink, addr)[0]).get_content()
+    link = re.search(re.escape(pd.origin) +
+                     r"/verify-email\?token=([A-Za-z0-9_-]+)", text)
+    assert link, text
+    assert verify(pd, link.group(1)).status == 204
+    auth = Authenticator()
+    assert enroll(pd, tok, auth).status == 201
+    setup_mfa(pd, addr, pw, tok)
+    taker = "taker-" + addr
+    r = pd.request("PATCH", "/api/v1/users/me",
+                   {"email": taker, "current_password": pw}, token=tok)
+    assert r.status == 200 and r.json["is_verified"] is False, r
+    new_pw = "the taker's own passphrase"
+    assert reset(pd, link_token(pd, sink, taker), new_pw).status == 204
+    assert_problem(pd.login(taker, new_pw), 403, "mfa_required")
+    cred = auth.assertion(login_options(pd), pd.origin)
+    assert pd.request("POST", LOGIN, {"credential": cred}).status == 200
+
+
 # Holds the thread that has just used up a passkey (its counter UPDATE
 # and COMMIT done) before its next SQLite statement, until the file
 # $SHIM_GO exists (10 s at most): the instant a reset can commit between

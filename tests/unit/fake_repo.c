@@ -28,7 +28,7 @@ struct fuser {
     enum role role;
     bool is_active, is_verified, mfa_enabled;
     int64_t created_at, updated_at;
-    int64_t password_gen;
+    int64_t password_gen, verified_at;
 };
 
 struct fsession {
@@ -167,6 +167,7 @@ static void copy_user(const struct fuser *f, struct user *out,
     out->created_at = f->created_at;
     out->updated_at = f->updated_at;
     out->password_gen = f->password_gen;
+    out->verified_at = f->verified_at;
     out->mfa_enabled = f->mfa_enabled;
 }
 
@@ -235,6 +236,7 @@ static enum as_err insert(const struct user *u, bool mfa_on)
             f->role = u->role;
             f->is_active = u->is_active;
             f->is_verified = u->is_verified;
+            f->verified_at = u->is_verified ? u->created_at : 0;
             f->mfa_enabled = mfa_on;
             f->created_at = u->created_at;
             f->updated_at = u->updated_at;
@@ -424,6 +426,8 @@ enum as_err repo_user_patch(struct repo *r, const char *id,
             f->role = p->role;
         if (p->set & UF_VERIFIED)
             f->is_verified = p->is_verified;
+        if ((p->set & UF_VERIFIED) && p->is_verified && !f->verified_at)
+            f->verified_at = now;
         if (p->set & UF_ACTIVE) {
             f->is_active = p->is_active;
             if (!p->is_active)

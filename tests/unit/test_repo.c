@@ -2193,6 +2193,7 @@ static void patch_writes_only_named_fields(void **state)
     assert_false(got.is_active);
     assert_int_equal(got.role, ROLE_USER);
     assert_int_equal(got.updated_at, T0 + 2);
+    assert_int_equal(got.verified_at, 0);            /* never verified */
     assert_int_equal(repo_user_patch(f->r, u.id, &verified, T0 + 3, NULL,
                                      NULL), AS_OK);
     uuid_v7_new(notice.id);
@@ -2200,6 +2201,9 @@ static void patch_writes_only_named_fields(void **state)
                      AS_OK);
     assert_string_equal(got.email, "new@example.com");
     assert_false(got.is_verified);
+    /* a new email is not verified, but the account was (migration
+     * 0016): a reset keeps its factors */
+    assert_int_equal(got.verified_at, T0 + 3);
     assert_string_equal(got.full_name, "Ada");
     assert_int_equal(outbox_rows(f, "email_changed", "old@example.com"), 1);
     /* The same email again: nothing changes, nothing is mailed. */
@@ -2209,6 +2213,7 @@ static void patch_writes_only_named_fields(void **state)
     assert_int_equal(repo_user_patch(f->r, u.id, &mail, T0 + 6, &got, f->a),
                      AS_OK);
     assert_true(got.is_verified);
+    assert_int_equal(got.verified_at, T0 + 3);       /* the first time */
     assert_int_equal(outbox_rows(f, "email_changed", "new@example.com"), 0);
     /* The last admin rule holds inside the patch. */
     assert_int_equal(repo_user_patch(f->r, admin.id, &off, T0 + 7, NULL,
