@@ -24,8 +24,9 @@ bool pw_needs_rehash(const char *hash, const struct pw_params *p);
 /* pw_verify() for a login, whose answer must not tell an account from
  * an unknown email: when `pw` is wrong for a hash at another cost than
  * pw_dummy_init()'s, and that hash took less time than verifications at
- * that cost take lately, the caller waits out the difference (before any
- * such verification ran, it runs pw_verify_dummy() instead). */
+ * that cost took lately (their median), the caller waits out the
+ * difference (before any such verification ran, it runs
+ * pw_verify_dummy() instead). */
 enum as_err pw_verify_padded(const char *hash, const char *pw);
 /* Makes the dummy hash that pw_verify_dummy() uses, and sets today's cost
  * for pw_verify_padded(); call once at start. */

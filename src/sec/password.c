@@ -302,12 +302,17 @@ static bool hash_shaped(const char *hash)
  * before AUTH_ARGON2_* changed, and not replaced by a login since) costs
  * what that hash costs, and a cheaper one answered sooner, which told
  * which emails have accounts. pw_verify_padded() waits out the
- * difference to what verifications at today's cost took lately on the
- * hashing threads (README "Argon2id"). */
+ * difference to the median of the last TODAY_SAMPLES verifications at
+ * today's cost on the hashing threads (a median: one verification slowed
+ * by the host does not move it; README "Argon2id"). */
+#define TODAY_SAMPLES 16
+
 static struct {
     _Atomic unsigned long long m_kib, t;   /* set by pw_dummy_init() */
-    _Atomic uint64_t ns;       /* their moving average (1/8); 0: none yet */
-} today;
+    pthread_mutex_t mu;
+    uint64_t ns[TODAY_SAMPLES];            /* a ring; 0: no sample */
+    unsigned next;
+} today = { .mu = PTHREAD_MUTEX_INITIALIZER };
 
 /* True when `hash` is an Argon2id v19 hash of one lane at today's cost. */
 static bool at_today(const char *hash)
@@ -320,14 +325,37 @@ static bool at_today(const char *hash)
            t == atomic_load_explicit(&today.t, memory_order_relaxed);
 }
 
-/* A verification at today's cost took `ns`: into the moving average
- * (concurrent updates may lose one; it is an estimate). */
+/* A verification at today's cost took `ns`. */
 static void today_took(uint64_t ns)
 {
-    uint64_t avg = atomic_load_explicit(&today.ns, memory_order_relaxed);
+    pthread_mutex_lock(&today.mu);
+    today.ns[today.next] = ns ? ns : 1;
+    today.next = (today.next + 1) % TODAY_SAMPLES;
+    pthread_mutex_unlock(&today.mu);
+}
 
-    atomic_store_explicit(&today.ns, avg ? avg - avg / 8 + ns / 8 : ns,
-                          memory_order_relaxed);
+static int by_ns(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+    return (x > y) - (x < y);
+}
+
+/* The median of the samples taken (0: none yet). */
+static uint64_t today_median(void)
+{
+    uint64_t v[TODAY_SAMPLES];
+    size_t n = 0, i;
+
+    pthread_mutex_lock(&today.mu);
+    for (i = 0; i < TODAY_SAMPLES; i++)
+        if (today.ns[i])
+            v[n++] = today.ns[i];
+    pthread_mutex_unlock(&today.mu);
+    if (n == 0)
+        return 0;
+    qsort(v, n, sizeof v[0], by_ns);
+    return v[n / 2];
 }
 
 static enum as_err verify(const char *hash, const char *pw, uint64_t *ns)
@@ -360,7 +388,7 @@ enum as_err pw_verify_padded(const char *hash, const char *pw)
     if (err == AS_OK || !hash_shaped(hash) || !pw || at_today(hash) ||
         atomic_load_explicit(&today.m_kib, memory_order_relaxed) == 0)
         return err;
-    want = atomic_load_explicit(&today.ns, memory_order_relaxed);
+    want = today_median();
     if (want == 0) {            /* none yet: one, which also measures it */
         pw_verify_dummy(pw);
         return err;
@@ -428,7 +456,9 @@ enum as_err pw_dummy_init(const struct pw_params *p)
     pthread_mutex_lock(&dummy_lock);
     memcpy(dummy_hash, hash, sizeof hash);
     pthread_mutex_unlock(&dummy_lock);
-    atomic_store(&today.ns, 0);
+    pthread_mutex_lock(&today.mu);
+    memset(today.ns, 0, sizeof today.ns);
+    pthread_mutex_unlock(&today.mu);
     atomic_store(&today.t, (unsigned long long)p->opslimit);
     atomic_store(&today.m_kib, (unsigned long long)(p->memlimit / 1024u));
     return AS_OK;
