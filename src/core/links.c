@@ -45,10 +45,12 @@ enum as_err core_link_reset(const struct core *c,
     /* The sessions end, and on an account whose email was never
      * verified (not: is not verified now, which a change of email to an
      * address of one's own makes it) its passkeys and second factor, in
-     * one transaction. */
+     * one transaction. A verification by a build before migration 0016
+     * set no verified_at: verified now counts too. */
     if (err == AS_OK)
         err = repo_ott_reset(c->repo, hash, u->id, pwhash,
-                             u->verified_at == 0, c->now_ms());
+                             u->verified_at == 0 && !u->is_verified,
+                             c->now_ms());
     if (err == AS_OK && c->scache)       /* every session ended */
         scache_forget_user(c->scache, u->id);
     /* Someone else's guesses must not keep the owner out after this
