@@ -30,6 +30,13 @@
     "AND NOT EXISTS (SELECT 1 FROM refresh_tokens "                        \
     "WHERE session_id = sessions.id)"
 #define SKIP_LOCKED " FOR UPDATE SKIP LOCKED"
+/* Whether user $1 is active, and still has password_gen $2 (-1: any);
+ * on PostgreSQL its row held with `lock`. */
+#define LOGIN_STILL(lock)                                                  \
+    DB_SPLIT("SELECT is_active, $2 < 0 OR password_gen = $2 "             \
+             "FROM users WHERE id = $1",                                   \
+             "SELECT is_active, $2::bigint < 0 OR password_gen = $2 "     \
+             "FROM users WHERE id = $1 " lock)
 /* Session s (of user u) is live at $2. */
 #define LIVE_AT_2 "s.revoked_at IS NULL AND s.expires_at > $2 AND u.is_active"
 /* The live session of refresh token $1 (now: $2). */
@@ -57,20 +64,12 @@ static struct db_stmt sql[S_NSTMT] = {
      * a password change waits for the login (and then revokes its
      * session) or went first (and the login is refused). SQLite's write
      * lock serialises the two already. */
-    [S_PW_STILL] = DB_SPLIT("SELECT is_active, $2 < 0 OR "
-                            "password_gen = $2 FROM users WHERE id = $1",
-                            "SELECT is_active, $2::bigint < 0 OR "
-                            "password_gen = $2 FROM users WHERE id = $1 "
-                            "FOR SHARE"),
+    [S_PW_STILL] = LOGIN_STILL("FOR SHARE"),
     /* The same for a new session that ends others (S_CAP): the row
      * held as S_CAP holds it from the start, so that two logins of one
      * account never both hold it shared and then both wait to hold it
      * alone (a deadlock); they take turns instead, as their caps did. */
-    [S_PW_HELD] = DB_SPLIT("SELECT is_active, $2 < 0 OR "
-                           "password_gen = $2 FROM users WHERE id = $1",
-                           "SELECT is_active, $2::bigint < 0 OR "
-                           "password_gen = $2 FROM users WHERE id = $1 "
-                           "FOR NO KEY UPDATE"),
+    [S_PW_HELD] = LOGIN_STILL("FOR NO KEY UPDATE"),
     /* The pruning of sessions that ended before $1, in bounded steps:
      * first at most PRUNE_TOKENS refresh tokens of the first 16 of them
      * (in the order of the indexes of migration 0012), then those of the
