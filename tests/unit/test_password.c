@@ -144,8 +144,10 @@ static void wrong_password_of_a_cheaper_hash_is_padded(void **state)
 {
     static const struct pw_params today = { 2, 32u * 1024 * 1024 };
     char old[PW_HASH_MAX];
-    double dummy[9], padded[9], plain[9], right[9], t;
-    int i;
+    double dummy[9], padded[9], plain[9], right[9], t, d = 0, p = 0, w = 0,
+           r = 0;
+    int i, tries;
+    bool held = false;
 
     (void)state;
     assert_int_equal(pw_hash("correct horse battery", &fast, old), AS_OK);
@@ -157,29 +159,37 @@ static void wrong_password_of_a_cheaper_hash_is_padded(void **state)
                      AS_ERR_BAD_CREDENTIALS);
     t = now_ms() - t;
     pw_verify_dummy("warm");
-    for (i = 0; i < 9; i++) {
-        double t0 = now_ms(), t1, t2, t3;
+    /* Rounds of 9: a loaded host blurs a round (a dummy at 107 ms
+     * against a padding to 68 seen under CI's parallel tests), so a
+     * round that misses is run again, up to 4: more rounds never hide a
+     * missing padding, whose answers take 0.15-0.3 of the dummy's. */
+    for (tries = 0; tries < 4 && !held; tries++) {
+        for (i = 0; i < 9; i++) {
+            double t0 = now_ms(), t1, t2, t3;
 
-        pw_verify_dummy("wrong horse battery");
-        t1 = now_ms();
-        assert_int_equal(pw_verify_padded(old, "wrong horse battery"),
-                         AS_ERR_BAD_CREDENTIALS);
-        t2 = now_ms();
-        assert_int_equal(pw_verify(old, "wrong horse battery"),
-                         AS_ERR_BAD_CREDENTIALS);
-        t3 = now_ms();
-        assert_int_equal(pw_verify_padded(old, "correct horse battery"),
-                         AS_OK);
-        right[i] = now_ms() - t3;
-        dummy[i] = t1 - t0;
-        padded[i] = t2 - t1;
-        plain[i] = t3 - t2;
+            pw_verify_dummy("wrong horse battery");
+            t1 = now_ms();
+            assert_int_equal(pw_verify_padded(old, "wrong horse battery"),
+                             AS_ERR_BAD_CREDENTIALS);
+            t2 = now_ms();
+            assert_int_equal(pw_verify(old, "wrong horse battery"),
+                             AS_ERR_BAD_CREDENTIALS);
+            t3 = now_ms();
+            assert_int_equal(pw_verify_padded(old, "correct horse battery"),
+                             AS_OK);
+            right[i] = now_ms() - t3;
+            dummy[i] = t1 - t0;
+            padded[i] = t2 - t1;
+            plain[i] = t3 - t2;
+        }
+        d = median9(dummy);
+        p = median9(padded);
+        w = median9(plain);
+        r = median9(right);
+        print_message("median ms: dummy %.2f, padded %.2f, unpadded %.2f, "
+                      "right %.2f; first %.2f\n", d, p, w, r, t);
+        held = p >= 0.75 * d && w <= 0.6 * d && r <= 0.6 * d;
     }
-    double d = median9(dummy), p = median9(padded), w = median9(plain),
-           r = median9(right);
-
-    print_message("median ms: dummy %.2f, padded %.2f, unpadded %.2f, "
-                  "right %.2f; first %.2f\n", d, p, w, r, t);
     assert_true(p >= 0.75 * d);
     assert_true(w <= 0.6 * d);
     assert_true(r <= 0.6 * d);
