@@ -159,8 +159,6 @@ enum as_err mfa_confirm(const struct mfa_env *e, const char *user_id,
     return err;
 }
 
-/* mfa_check_code(), and with `login` (NULL: none) its token used in the
- * same step. */
 /* True when `user_id` has no second factor on (now). */
 static bool factor_off(const struct mfa_env *e, const char *user_id)
 {
@@ -174,9 +172,10 @@ static bool factor_off(const struct mfa_env *e, const char *user_id)
     return off;
 }
 
-/* A code of a login (`login` set) whose factor is off, or was turned
- * off while the code was checked, is AS_ERR_INVALID_TOKEN: what turned
- * it off ended the login's token too (README "Second factor"), and the
+/* mfa_check_code(), and with `login` (NULL: none) its token used in the
+ * same step. A code of a login whose factor is off, or was turned off
+ * while the code was checked, is AS_ERR_INVALID_TOKEN: what turned it
+ * off ended the login's token too (README "Second factor"), and the
  * login answers as for a token ended before it came, its attempt taken
  * back, not as a wrong code (counted) or a factor that is off (409). */
 static enum as_err code_check(const struct mfa_env *e, const char *user_id,
