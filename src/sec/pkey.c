@@ -9,6 +9,7 @@
 #include <openssl/decoder.h>
 #include <openssl/err.h>
 #include <openssl/obj_mac.h>
+#include <openssl/param_build.h>
 #include <openssl/pem.h>
 #include <sodium.h>
 #include <stdlib.h>
@@ -43,14 +44,135 @@ static EVP_PKEY *parse_typed(const unsigned char *pem, size_t len,
     return pk;
 }
 
+/* The DER of a P-256 key pair as OpenSSL writes it (and the daemon, in
+ * the keys folder and the database): PKCS#8 (RFC 5208 and 5915, "PRIVATE
+ * KEY") and SEC1 (RFC 5915, "EC PRIVATE KEY"), each with the curve named
+ * and the public point uncompressed. Only the private scalar and the
+ * point vary; they are at fixed offsets. */
+#define P256_D_LEN 32
+#define P256_POINT_LEN 65        /* 0x04 || X || Y */
+static const unsigned char pkcs8_head[] = {
+    0x30, 0x81, 0x87, 0x02, 0x01, 0x00, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86,
+    0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d,
+    0x03, 0x01, 0x07, 0x04, 0x6d, 0x30, 0x6b, 0x02, 0x01, 0x01, 0x04, 0x20
+};
+static const unsigned char pkcs8_mid[] = { 0xa1, 0x44, 0x03, 0x42, 0x00 };
+static const unsigned char sec1_head[] = {
+    0x30, 0x77, 0x02, 0x01, 0x01, 0x04, 0x20
+};
+static const unsigned char sec1_mid[] = {
+    0xa0, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07,
+    0xa1, 0x44, 0x03, 0x42, 0x00
+};
+
+/* The base64 body of `pem` between `begin` and `end` lines, decoded into
+ * `der`; its length, or 0 when `pem` is not exactly that one block. */
+static size_t pem_body(const unsigned char *pem, size_t len,
+                       const char *begin, const char *end,
+                       unsigned char *der, size_t cap)
+{
+    const char *p = (const char *)pem, *stop = p + len, *body, *tail;
+    size_t n = 0, b = strlen(begin), e = strlen(end);
+
+    if (len < b + e || memcmp(p, begin, b) != 0)
+        return 0;
+    body = p + b;
+    while (stop > body && (stop[-1] == '\n' || stop[-1] == '\r'))
+        stop--;
+    tail = stop - e;
+    if (tail < body || memcmp(tail, end, e) != 0 ||
+        sodium_base642bin(der, cap, body, (size_t)(tail - body), "\r\n", &n,
+                          NULL, sodium_base64_VARIANT_ORIGINAL) != 0)
+        return 0;
+    return n;
+}
+
+/* The P-256 key pair of a PEM in one of the forms above, built from its
+ * scalar and point with EVP_PKEY_fromdata() and checked (the scalar in
+ * range, the point its public key): OpenSSL 3's decoder enumerates every
+ * key manager of every provider first, which at start-up costs more than
+ * the rest of reading the key (README.md, "Performance"). NULL for any
+ * other text, which the caller gives to the decoder; a key of these
+ * forms that fails the checks is refused (*bad set). */
+EVP_PKEY *sec_pkey_parse_p256(const unsigned char *pem, size_t len,
+                              bool *bad)
+{
+    unsigned char der[160];
+    const unsigned char *d, *q;
+    size_t n;
+    OSSL_PARAM_BLD *bld = NULL;
+    OSSL_PARAM *params = NULL;
+    EVP_PKEY_CTX *ctx = NULL, *check = NULL;
+    EVP_PKEY *pk = NULL;
+    BIGNUM *bn = NULL;
+
+    *bad = false;
+    n = pem_body(pem, len, "-----BEGIN PRIVATE KEY-----",
+                 "-----END PRIVATE KEY-----", der, sizeof der);
+    if (n == sizeof pkcs8_head + P256_D_LEN + sizeof pkcs8_mid +
+                 P256_POINT_LEN &&
+        memcmp(der, pkcs8_head, sizeof pkcs8_head) == 0 &&
+        memcmp(der + sizeof pkcs8_head + P256_D_LEN, pkcs8_mid,
+               sizeof pkcs8_mid) == 0) {
+        d = der + sizeof pkcs8_head;
+    } else {
+        n = pem_body(pem, len, "-----BEGIN EC PRIVATE KEY-----",
+                     "-----END EC PRIVATE KEY-----", der, sizeof der);
+        if (n != sizeof sec1_head + P256_D_LEN + sizeof sec1_mid +
+                     P256_POINT_LEN ||
+            memcmp(der, sec1_head, sizeof sec1_head) != 0 ||
+            memcmp(der + sizeof sec1_head + P256_D_LEN, sec1_mid,
+                   sizeof sec1_mid) != 0) {
+            sodium_memzero(der, sizeof der);
+            return NULL;
+        }
+        d = der + sizeof sec1_head;
+    }
+    q = d + P256_D_LEN + (d == der + sizeof pkcs8_head ? sizeof pkcs8_mid
+                                                       : sizeof sec1_mid);
+    ERR_set_mark();
+    bn = BN_secure_new();
+    bld = OSSL_PARAM_BLD_new();
+    if (bn && bld && BN_bin2bn(d, P256_D_LEN, bn) &&
+        OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME,
+                                        SN_X9_62_prime256v1, 0) &&
+        OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_PRIV_KEY, bn) &&
+        OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, q,
+                                         P256_POINT_LEN))
+        params = OSSL_PARAM_BLD_to_param(bld);
+    ctx = params ? EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL) : NULL;
+    if (ctx && EVP_PKEY_fromdata_init(ctx) == 1 &&
+        EVP_PKEY_fromdata(ctx, &pk, EVP_PKEY_KEYPAIR, params) == 1)
+        check = EVP_PKEY_CTX_new_from_pkey(NULL, pk, NULL);
+    if (!check || EVP_PKEY_private_check(check) != 1 ||
+        EVP_PKEY_pairwise_check(check) != 1) {
+        EVP_PKEY_free(pk);
+        pk = NULL;
+        *bad = true;
+    }
+    ERR_pop_to_mark();
+    EVP_PKEY_CTX_free(check);
+    EVP_PKEY_CTX_free(ctx);
+    OSSL_PARAM_free(params);    /* the scalar's copy: cleansed */
+    OSSL_PARAM_BLD_free(bld);
+    BN_clear_free(bn);
+    sodium_memzero(der, sizeof der);
+    return pk;
+}
+
 EVP_PKEY *sec_pkey_parse(const unsigned char *pem, size_t len,
                          enum cfg_alg alg)
 {
     EVP_PKEY *pk = NULL;
     BIO *bio;
+    bool bad = false;
 
     if (len > SEC_KEY_FILE_MAX)
         return NULL;
+    if (alg == CFG_ALG_ES256)
+        pk = sec_pkey_parse_p256(pem, len, &bad);
+    if (pk || bad)
+        return pk;
     if (alg == CFG_ALG_ES256 || alg == CFG_ALG_RS256)
         pk = parse_typed(pem, len, alg == CFG_ALG_ES256 ? "EC" : "RSA",
                          OSSL_KEYMGMT_SELECT_KEYPAIR);

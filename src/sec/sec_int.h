@@ -66,6 +66,11 @@ void sec_derive(const void *material, size_t len, const char *label,
  * parsed all the same. Free with EVP_PKEY_free(). */
 EVP_PKEY *sec_pkey_parse(const unsigned char *pem, size_t len,
                          enum cfg_alg alg);
+/* The fast path of sec_pkey_parse() for ES256 (pkey.c says which forms
+ * it reads); NULL for text of any other form, and NULL with *bad set for
+ * a key of those forms whose scalar or point is wrong. */
+EVP_PKEY *sec_pkey_parse_p256(const unsigned char *pem, size_t len,
+                              bool *bad);
 /* The public half of key pair `pk` as a key of its own (no private
  * half); NULL on failure. Free with EVP_PKEY_free(). */
 EVP_PKEY *sec_pkey_public(EVP_PKEY *pk);
