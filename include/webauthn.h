@@ -7,8 +7,9 @@
 
 /* The verification of WebAuthn Level 3, sections 7.1 (registration) and
  * 7.2 (authentication), for attestation "none": CBOR and COSE are read
- * with libcbor, signatures checked with OpenSSL. Pure functions of their
- * inputs (no clock, no database), so recorded ceremonies are unit tests. */
+ * with libcbor (opened on first use), signatures checked with OpenSSL.
+ * Pure functions of their inputs (no clock, no database), so recorded
+ * ceremonies are unit tests. */
 
 #define WA_CHALLENGE_LEN 32          /* random bytes of a challenge */
 #define WA_CRED_ID_MAX 1023          /* longest credential id (spec limit) */
@@ -46,6 +47,7 @@ enum wa_result {
     WA_BAD_KEY,           /* a COSE key of an algorithm not offered */
     WA_BAD_SIGNATURE,     /* the signature does not verify */
     WA_CLONED,            /* signature fine, counter not past the stored one */
+    WA_UNAVAILABLE,       /* libcbor cannot be opened (nothing checked) */
 };
 
 /* The relying party: RP ID and the comma-separated allowed origins
@@ -66,6 +68,11 @@ struct wa_cred {
     uint32_t sign_count;
     uint8_t flags;
 };
+
+/* Whether libcbor, opened on the first call, can be used; the first
+ * failure is logged (`passkeys.unavailable`). The ceremonies below
+ * answer WA_UNAVAILABLE without it. */
+bool wa_available(void);
 
 /* A short name of `r` ("bad_origin"...), static storage. */
 const char *wa_result_name(enum wa_result r);

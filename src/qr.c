@@ -1,6 +1,11 @@
-/* qr.c: QR codes (libqrencode) drawn as one SVG path. */
+/* qr.c: QR codes (libqrencode) drawn as one SVG path. The daemon does
+ * not link libqrencode: only a TOTP setup draws a QR code, and every
+ * start would pay for mapping it (README.md "Performance"); it is opened
+ * on the first setup. The package still depends on libqrencode4. */
 #include "qr.h"
 
+#include <dlfcn.h>
+#include <pthread.h>
 #include <qrencode.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -8,7 +13,38 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
+
 #define QUIET 4                  /* modules of white border (ISO 18004) */
+#define QR_SONAME "libqrencode.so.4"
+
+static struct {
+    __typeof__(QRcode_encodeString) *encode;
+    __typeof__(QRcode_free) *free;
+} lib;
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static bool loaded;
+
+static void load(void)
+{
+    void *h = dlopen(QR_SONAME, RTLD_NOW | RTLD_LOCAL);
+    const char *e = h ? NULL : dlerror();
+
+    if (h) {
+        lib.encode = (__typeof__(lib.encode))dlsym(h, "QRcode_encodeString");
+        lib.free = (__typeof__(lib.free))dlsym(h, "QRcode_free");
+        loaded = lib.encode && lib.free;
+        if (!loaded) {
+            e = QR_SONAME " lacks QRcode_encodeString or QRcode_free";
+            dlclose(h);
+        }
+    }
+    if (!loaded)
+        log_event(LOG_ERROR, "mfa.qr_unavailable", NULL,
+                  json_pack("{s:s, s:s}", "message", "libqrencode cannot "
+                            "be opened: TOTP setups fail with 500",
+                            "error", e ? e : QR_SONAME));
+}
 
 /* Appends formatted text to the growing buffer; false once it is full. */
 __attribute__((format(printf, 4, 5)))
@@ -32,14 +68,15 @@ static bool put(char *buf, size_t cap, size_t *used, const char *fmt, ...)
 
 char *qr_svg(const char *text)
 {
-    QRcode *qr = text ? QRcode_encodeString(text, 0, QR_ECLEVEL_M,
-                                            QR_MODE_8, 1)
-                      : NULL;
+    QRcode *qr;
     char *svg = NULL;
     size_t cap, used = 0;
     int w, x, y, side, run;
     bool ok;
 
+    pthread_once(&once, load);
+    qr = text && loaded ? lib.encode(text, 0, QR_ECLEVEL_M, QR_MODE_8, 1)
+                        : NULL;
     if (!qr)
         return NULL;
     w = qr->width;
@@ -68,7 +105,7 @@ char *qr_svg(const char *text)
                 run = 1;
         }
     ok = ok && put(svg, cap, &used, "%s", "\"/></svg>");
-    QRcode_free(qr);
+    lib.free(qr);
     if (!ok) {
         free(svg);
         return NULL;

@@ -236,6 +236,9 @@ enum as_err passkey_register_finish(const struct passkey_env *e,
 
     memset(out, 0, sizeof *out);
     memset(why, 0, sizeof *why);
+    if (!wa_available())        /* logged; the challenge stays for later */
+        return refuse(why, WA_UNAVAILABLE, "libcbor unavailable",
+                      AS_ERR_INTERNAL);
     /* Only the caller's own challenge is used up: someone else's
      * response with it is refused and leaves it to its user. */
     err = parse_common(e, cred, PK_REGISTER, u->id, &p, why,
@@ -339,6 +342,9 @@ enum as_err passkey_login_finish(const struct passkey_env *e,
 
     memset(out, 0, sizeof *out);
     memset(why, 0, sizeof *why);
+    if (!wa_available())        /* logged; the challenge stays for later */
+        return refuse(why, WA_UNAVAILABLE, "libcbor unavailable",
+                      AS_ERR_INTERNAL);
     err = parse_common(e, cred, PK_LOGIN, NULL, &p, why,
                        AS_ERR_PASSKEY_REFUSED, a);
     if (err != AS_OK)

@@ -13,8 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cbor.h>
-
+#include "sec/cborlib.h"
 #include "sec/sec_int.h"
 
 #define RP_ID_HASH_LEN 32
@@ -43,10 +42,17 @@ const char *wa_result_name(enum wa_result r)
         "ok", "bad_format", "bad_type", "bad_challenge", "bad_origin",
         "bad_rp_id", "no_user_presence", "no_user_verification",
         "bad_flags", "bad_attestation", "bad_key", "bad_signature",
-        "cloned",
+        "cloned", "unavailable",
     };
 
     return (unsigned)r < sizeof names / sizeof names[0] ? names[r] : "?";
+}
+
+bool wa_available(void)
+{
+    const char *why;
+
+    return cborlib_load(&why);
 }
 
 char *wa_b64url(struct arena *a, const uint8_t *in, size_t n)
@@ -538,8 +544,10 @@ enum wa_result wa_register_verify(const struct wa_rp *rp,
     struct auth_data d;
     EVP_PKEY *pk = NULL;
     uint8_t *id, *cose;
-    enum wa_result r = client_data_check(rp, "webauthn.create", challenge,
-                                         cdj, cdj_len);
+    enum wa_result r = wa_available()
+                           ? client_data_check(rp, "webauthn.create",
+                                               challenge, cdj, cdj_len)
+                           : WA_UNAVAILABLE;
 
     memset(out, 0, sizeof *out);
     if (r == WA_OK)
@@ -589,8 +597,10 @@ enum wa_result wa_assert_verify(const struct wa_rp *rp,
     EVP_PKEY *pk = NULL;
     uint8_t *msg = NULL;
     int64_t alg = 0;
-    enum wa_result r = client_data_check(rp, "webauthn.get", challenge, cdj,
-                                         cdj_len);
+    enum wa_result r = wa_available()
+                           ? client_data_check(rp, "webauthn.get",
+                                               challenge, cdj, cdj_len)
+                           : WA_UNAVAILABLE;
 
     *new_count = 0;
     if (r == WA_OK)

@@ -181,6 +181,7 @@ class Daemon:
             # keys live in the database, sealed with this (README.md)
             self.env["AUTH_KEYS_SECRET"] = "e2e-keys-secret-" + "k" * 32
         self.env.update(env or {})
+        self.bin = BIN                  # or a wrapper (without_library)
         self.proc = None
         self._thread = None
         self.port = None
@@ -251,7 +252,7 @@ class Daemon:
         self.started_at = time.monotonic()
         _STARTED.add(self)
         started = threading.Event()     # this start's own: no stale reader
-        self.proc = subprocess.Popen([BIN], env=full, cwd=self.data_dir,
+        self.proc = subprocess.Popen([self.bin], env=full, cwd=self.data_dir,
                                      stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE)

@@ -1,8 +1,12 @@
 """Libraries opened when used (README.md "Performance"): a start on SQLite
 outside systemd maps neither libpq nor libsystemd (nor libcurl, see
-test_mail_libcurl.py); a PostgreSQL URL opens libpq, a start by systemd
-opens libsystemd; where a library that is needed cannot be opened, the
-daemon says which and why in the log and exits non-zero."""
+test_mail_libcurl.py), and no start maps libqrencode or libcbor; a
+PostgreSQL URL opens libpq, a start by systemd opens libsystemd, the
+first TOTP setup libqrencode and the first passkey ceremony libcbor.
+Where a library needed at start cannot be opened, the daemon says which
+and why in the log and exits non-zero; where one needed by a request
+cannot, that request is a 500 problem, the log says why, and the rest
+is served."""
 import json
 import os
 import shutil
@@ -12,11 +16,19 @@ import subprocess
 import pytest
 
 import conftest
-from conftest import Daemon, mapped, wait_until, without_library
+from conftest import (Daemon, assert_problem, mapped, wait_until,
+                      without_library)
+from softauthn import Authenticator
+from test_passkeys import free_port
 from test_systemd import ACTIVATE, Notifications, activated, get
 
 LIBPQ = "libpq.so.5"
 LIBSYSTEMD = "libsystemd.so.0"
+LIBQRENCODE = "libqrencode.so.4"
+LIBCBOR = "libcbor.so.0.8"
+SETUP = "/api/v1/auth/mfa/totp/setup"
+REG_OPT = "/api/v1/auth/passkeys/register/options"
+REG = "/api/v1/auth/passkeys/register"
 
 
 def test_a_start_maps_only_what_its_backend_needs(backend, make_daemon):
@@ -24,7 +36,78 @@ def test_a_start_maps_only_what_its_backend_needs(backend, make_daemon):
     assert wait_until(lambda: d.request("GET", "/readyz").status == 200)
     assert mapped(d.proc.pid, "libpq.so") == (backend == "postgres")
     assert not mapped(d.proc.pid, "libsystemd")
+    assert not mapped(d.proc.pid, "libqrencode")
+    assert not mapped(d.proc.pid, "libcbor")
     assert d.stop() == 0
+
+
+def passkey_daemon(backend):
+    """A daemon whose RP ID and origin a software authenticator uses."""
+    port = free_port()
+    d = Daemon(backend, env={
+        "AUTH_PORT": str(port), "AUTH_WEBAUTHN_RP_ID": "localhost",
+        "AUTH_WEBAUTHN_ORIGINS": "http://localhost:%d" % port,
+        "AUTH_RATE_LIMIT_PER_MINUTE": "0"})
+    d.origin = "http://localhost:%d" % port
+    return d
+
+
+def setup_totp(d, password, token):
+    return d.request("POST", SETUP, {"current_password": password},
+                     token=token)
+
+
+def register_passkey(d, token):
+    r = d.request("POST", REG_OPT, {}, token=token)
+    assert r.status == 200, r
+    return d.request("POST", REG, {"credential": Authenticator().register(
+        r.json, d.origin)}, token=token)
+
+
+def test_a_totp_setup_and_a_passkey_open_their_libraries(backend):
+    d = passkey_daemon(backend).start()
+    try:
+        _, password, t = d.user()
+        token = t["access_token"]
+        assert not mapped(d.proc.pid, "libqrencode")
+        r = setup_totp(d, password, token)
+        assert r.status == 200, r
+        assert r.json["qr_svg"].startswith("<svg")
+        assert mapped(d.proc.pid, "libqrencode")
+        assert not mapped(d.proc.pid, "libcbor")
+        r = register_passkey(d, token)
+        assert r.status == 201, r
+        assert mapped(d.proc.pid, "libcbor")
+    finally:
+        assert d.stop() == 0
+
+
+def test_without_libqrencode_or_libcbor_those_requests_fail_alone(backend):
+    """The daemon starts and serves; a TOTP setup (without libqrencode)
+    and a passkey registration (without libcbor) are 500 problems, each
+    library's absence logged once with the loader's reason."""
+    for soname, event in ((LIBQRENCODE, "mfa.qr_unavailable"),
+                          (LIBCBOR, "passkeys.unavailable")):
+        wrap_dir = conftest.scratch("auth-e2e-nolib-")
+        d = passkey_daemon(backend)
+        try:
+            d.bin = without_library(soname, wrap_dir)
+            d.start()
+            _, password, t = d.user()
+            token = t["access_token"]
+            for _ in range(2):
+                if soname == LIBQRENCODE:
+                    r = setup_totp(d, password, token)
+                else:
+                    r = register_passkey(d, token)
+                assert_problem(r, 500)
+            ev = d.events(lambda e: e.get("event") == event)
+            assert ev and soname.split(".")[0] in ev[0]["error"], d.lines
+            r = d.request("GET", "/api/v1/users/me", token=token)
+            assert r.status == 200, r
+        finally:
+            assert d.stop() == 0
+            shutil.rmtree(wrap_dir, ignore_errors=True)
 
 
 @pytest.mark.skipif(not ACTIVATE, reason="systemd-socket-activate missing")
