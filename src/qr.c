@@ -4,8 +4,6 @@
  * on the first setup. The package still depends on libqrencode4. */
 #include "qr.h"
 
-#include <dlfcn.h>
-#include <pthread.h>
 #include <qrencode.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -13,38 +11,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
+#include "dynlib.h"
 
 #define QUIET 4                  /* modules of white border (ISO 18004) */
-#define QR_SONAME "libqrencode.so.4"
 
 static struct {
-    __typeof__(QRcode_encodeString) *encode;
-    __typeof__(QRcode_free) *free;
-} lib;
-static pthread_once_t once = PTHREAD_ONCE_INIT;
-static bool loaded;
-
-static void load(void)
-{
-    void *h = dlopen(QR_SONAME, RTLD_NOW | RTLD_LOCAL);
-    const char *e = h ? NULL : dlerror();
-
-    if (h) {
-        lib.encode = (__typeof__(lib.encode))dlsym(h, "QRcode_encodeString");
-        lib.free = (__typeof__(lib.free))dlsym(h, "QRcode_free");
-        loaded = lib.encode && lib.free;
-        if (!loaded) {
-            e = QR_SONAME " lacks QRcode_encodeString or QRcode_free";
-            dlclose(h);
-        }
-    }
-    if (!loaded)
-        log_event(LOG_ERROR, "mfa.qr_unavailable", NULL,
-                  json_pack("{s:s, s:s}", "message", "libqrencode cannot "
-                            "be opened: TOTP setups fail with 500",
-                            "error", e ? e : QR_SONAME));
-}
+    __typeof__(QRcode_encodeString) *QRcode_encodeString;
+    __typeof__(QRcode_free) *QRcode_free;
+} qrlib;
+static const struct dynlib_name names[] = {
+    { "QRcode_encodeString", offsetof(__typeof__(qrlib),
+                                      QRcode_encodeString) },
+    { "QRcode_free", offsetof(__typeof__(qrlib), QRcode_free) },
+};
+static struct dynlib lib = DYNLIB_INIT(
+    "libqrencode.so.4", names, qrlib, "mfa.qr_unavailable",
+    "libqrencode cannot be opened: TOTP setups fail with 500");
 
 /* Appends formatted text to the growing buffer; false once it is full. */
 __attribute__((format(printf, 4, 5)))
@@ -70,13 +52,15 @@ char *qr_svg(const char *text)
 {
     QRcode *qr;
     char *svg = NULL;
+    const char *why;
     size_t cap, used = 0;
     int w, x, y, side, run;
     bool ok;
 
-    pthread_once(&once, load);
-    qr = text && loaded ? lib.encode(text, 0, QR_ECLEVEL_M, QR_MODE_8, 1)
-                        : NULL;
+    qr = text && dynlib_load(&lib, &why)
+             ? qrlib.QRcode_encodeString(text, 0, QR_ECLEVEL_M, QR_MODE_8,
+                                         1)
+             : NULL;
     if (!qr)
         return NULL;
     w = qr->width;
@@ -105,7 +89,7 @@ char *qr_svg(const char *text)
                 run = 1;
         }
     ok = ok && put(svg, cap, &used, "%s", "\"/></svg>");
-    lib.free(qr);
+    qrlib.QRcode_free(qr);
     if (!ok) {
         free(svg);
         return NULL;

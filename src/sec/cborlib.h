@@ -26,10 +26,8 @@ struct cborlib {
 /* Filled by cborlib_load(); read only after it returned true. */
 extern struct cborlib cborlib;
 
-/* Opens libcbor.so.0.8 and fills `cborlib`, once per process
- * (thread-safe; later calls answer the first one's result). False when
- * it cannot be opened or lacks a name; *why (static storage) says which,
- * and the first failure is logged (`passkeys.unavailable`). */
+/* Opens libcbor.so.0.8 and fills `cborlib` (dynlib_load(); the first
+ * failure is logged as `passkeys.unavailable`). */
 bool cborlib_load(const char **why);
 
 #ifndef CBORLIB_TABLE_ITSELF

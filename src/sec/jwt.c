@@ -1,8 +1,10 @@
-/* jwt.c: access tokens. libjwt signs and checks HS256 (ES256 and RS256
- * are signed and checked here, with the key read once); everything libjwt
- * 1.10 leaves open (shape, size, algorithm pinning, kid lookup, every
- * claim) is checked here before or after it. */
+/* jwt.c: access tokens. libjwt signs and checks HS256 (opened with the
+ * keys: jwtlib.h); ES256 and RS256 are signed and checked here, with the
+ * key read once. Everything libjwt 1.10 leaves open (shape, size,
+ * algorithm pinning, kid lookup, every claim) is checked here before or
+ * after it. */
 #include "sec/sec_int.h"
+#include "sec/jwtlib.h"
 
 #include <limits.h>
 #include <pthread.h>
@@ -321,6 +323,7 @@ enum as_err sec_jwt_sign(const struct sec_keys *k, const struct cfg *cfg,
 {
     jwt_t *jwt = NULL;
     enum as_err err = AS_ERR_INTERNAL;
+    const char *why;
     char *token;
 
     *out = NULL;
@@ -328,6 +331,8 @@ enum as_err sec_jwt_sign(const struct sec_keys *k, const struct cfg *cfg,
         return AS_ERR_INTERNAL;
     if (k->alg == CFG_ALG_ES256 || k->alg == CFG_ALG_RS256)
         return sign_pkey(k, cfg, c, out);
+    if (!jwtlib_load(&why))
+        return AS_ERR_INTERNAL;
     if (jwt_new(&jwt) != 0)
         return AS_ERR_NOMEM;
     if (jwt_set_alg(jwt, k->jwt_alg, k->sign, (int)k->sign_len) != 0 ||
@@ -466,11 +471,13 @@ static bool signature_ok(const struct sec_keys *k, const struct sec_key *key,
                          const char *token, const struct segments *s)
 {
     jwt_t *jwt = NULL;
+    const char *why;
     bool ok;
 
     if (k->alg == CFG_ALG_ES256 || k->alg == CFG_ALG_RS256)
         return jws_verify(key, k->alg, s);
-    if (!key->verify || key->verify_len == 0 || key->verify_len > INT_MAX)
+    if (!key->verify || key->verify_len == 0 || key->verify_len > INT_MAX ||
+        !jwtlib_load(&why))
         return false;
     ok = jwt_decode(&jwt, token, key->verify, (int)key->verify_len) == 0 &&
          jwt != NULL && jwt_get_alg(jwt) == k->jwt_alg;

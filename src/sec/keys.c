@@ -1,6 +1,7 @@
 /* keys.c: the key set of one process: loading by mode (HS256 secret, key
  * file, keys folder), the refresh-derivation key, JWKS. */
 #include "sec/sec_int.h"
+#include "sec/jwtlib.h"
 
 #include <errno.h>
 #include <sodium.h>
@@ -132,9 +133,15 @@ static enum as_err load_hs256(const struct cfg *cfg, struct sec_keys *k,
     uint8_t id[32];
     enum as_err err;
 
+    const char *lib;
+
     if (n < HS256_MIN_SECRET) {
         sec_why(why, why_len, "AUTH_JWT_SECRET must be at least %d bytes "
                 "for HS256", HS256_MIN_SECRET);
+        return AS_ERR_INTERNAL;
+    }
+    if (!jwtlib_load(&lib)) {
+        sec_why(why, why_len, "HS256 needs libjwt: %s", lib);
         return AS_ERR_INTERNAL;
     }
     err = grow(k, &i);

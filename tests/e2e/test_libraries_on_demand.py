@@ -1,8 +1,9 @@
 """Libraries opened when used (README.md "Performance"): a start on SQLite
 outside systemd maps neither libpq nor libsystemd (nor libcurl, see
-test_mail_libcurl.py), and no start maps libqrencode or libcbor; a
-PostgreSQL URL opens libpq, a start by systemd opens libsystemd, the
-first TOTP setup libqrencode and the first passkey ceremony libcbor.
+test_mail_libcurl.py), and no start maps libqrencode or libcbor, nor
+libjwt under ES256 (the default); a PostgreSQL URL opens libpq, a start
+by systemd opens libsystemd, AUTH_JWT_ALG=HS256 libjwt, the first TOTP
+setup libqrencode and the first passkey ceremony libcbor.
 Where a library needed at start cannot be opened, the daemon says which
 and why in the log and exits non-zero; where one needed by a request
 cannot, that request is a 500 problem, the log says why, and the rest
@@ -13,6 +14,7 @@ import shutil
 import signal
 import subprocess
 
+import jwt as pyjwt
 import pytest
 
 import conftest
@@ -26,6 +28,8 @@ LIBPQ = "libpq.so.5"
 LIBSYSTEMD = "libsystemd.so.0"
 LIBQRENCODE = "libqrencode.so.4"
 LIBCBOR = "libcbor.so.0.8"
+LIBJWT = "libjwt.so.0"
+HS256 = {"AUTH_JWT_ALG": "HS256", "AUTH_JWT_SECRET": "h" * 48}
 SETUP = "/api/v1/auth/mfa/totp/setup"
 REG_OPT = "/api/v1/auth/passkeys/register/options"
 REG = "/api/v1/auth/passkeys/register"
@@ -38,7 +42,44 @@ def test_a_start_maps_only_what_its_backend_needs(backend, make_daemon):
     assert not mapped(d.proc.pid, "libsystemd")
     assert not mapped(d.proc.pid, "libqrencode")
     assert not mapped(d.proc.pid, "libcbor")
+    assert not mapped(d.proc.pid, "libjwt")
     assert d.stop() == 0
+
+
+def test_hs256_opens_libjwt_and_its_tokens_verify(backend, make_daemon):
+    """PyJWT checks a token libjwt signed; the daemon checks it too."""
+    d = make_daemon(HS256).start()
+    assert mapped(d.proc.pid, "libjwt")
+    _, _, t = d.user()
+    claims = pyjwt.decode(t["access_token"], HS256["AUTH_JWT_SECRET"],
+                          algorithms=["HS256"], audience="auth-serve")
+    assert claims["sub"]
+    r = d.request("GET", "/api/v1/auth/verify",
+                  headers={"Authorization": "Bearer " + t["access_token"]})
+    assert r.status == 200, r
+    assert d.stop() == 0
+
+
+def test_hs256_without_libjwt_says_so(backend):
+    status, logs = run_without(LIBJWT, backend, HS256)
+    assert status != 0
+    ev = [e for e in logs if e.get("event") == "keys.invalid"]
+    assert ev and "libjwt" in ev[0]["message"], logs
+    assert not [e for e in logs if e.get("event") == "server.started"]
+
+
+def test_es256_without_libjwt_serves(backend):
+    wrap_dir = conftest.scratch("auth-e2e-nolib-")
+    d = Daemon(backend)
+    try:
+        d.bin = without_library(LIBJWT, wrap_dir)
+        d.start()
+        _, _, t = d.user()
+        r = d.request("GET", "/api/v1/users/me", token=t["access_token"])
+        assert r.status == 200, r
+    finally:
+        assert d.stop() == 0
+        shutil.rmtree(wrap_dir, ignore_errors=True)
 
 
 def passkey_daemon(backend):
