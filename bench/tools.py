@@ -100,7 +100,7 @@ def start_once(port, path, secs, cmd):
                     break
             except OSError:
                 pass
-            time.sleep(0.0005)
+            time.sleep(0.0001)
     finally:
         p.send_signal(signal.SIGTERM)
         try:

@@ -19,9 +19,10 @@ deb=$(ls "$build"/auth-serve_*.deb)
 fields=$(dpkg-deb -f "$deb" Package Depends)
 echo "$fields"
 # Depends come from the linked libraries (dpkg-shlibdeps), not by hand;
-# libcurl4, libsystemd0, libqrencode4, libcbor0.8 and libpq5 are named in
-# CMakeLists.txt (opened with dlopen() when used: src/mail.c, src/sysd.c,
-# src/qr.c, src/sec/cborlib.c, src/repo/pqlib.c).
+# libcurl4, libsystemd0, libqrencode4, libcbor0.8, libjwt0 and libpq5 are
+# named in CMakeLists.txt (opened with dlopen() when used: src/mail.c,
+# src/sysd.c, src/qr.c, src/sec/cborlib.c, src/sec/jwtlib.c,
+# src/repo/pqlib.c).
 for lib in libmicrohttpd12 libsodium23 libpq5 libsqlite3-0 libjwt0 \
            libjansson4 libsystemd0 libcurl4 libqrencode4 libcbor0.8; do
     grep -q "$lib" <<<"$fields" || { echo "Depends lacks $lib"; exit 1; }
