@@ -82,7 +82,11 @@ struct response {
     unsigned status;
     json_t *body;                       /* owned; NULL: no body */
     char *raw;                          /* owned non-JSON body, or NULL */
-    const char *raw_type;               /* its Content-Type */
+    const char *raw_type;               /* its Content-Type (or fixed's) */
+    const char *fixed;                  /* a body that lives as long as the
+                                           process (embedded files), sent
+                                           without a copy, or NULL */
+    size_t fixed_len;
     const char *detail;                 /* problem "detail" (static/arena) */
     json_t *errors;                     /* owned array of {field,message} */
     json_t *extra;                      /* owned object of members the

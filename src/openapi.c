@@ -2,10 +2,12 @@
 #include "openapi.h"
 
 #include <pthread.h>
+#include <string.h>
 
 extern const char auth_openapi_json[], auth_openapi_json_end[];
 
 static json_t *doc;
+static char *text;               /* doc, compact, as answers are written */
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 static void load(void)
@@ -15,10 +17,19 @@ static void load(void)
     doc = json_loadb(auth_openapi_json,
                      (size_t)(auth_openapi_json_end - auth_openapi_json), 0,
                      &e);
+    if (doc)
+        text = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
 }
 
 json_t *openapi_document(void)
 {
     pthread_once(&once, load);
     return doc ? json_deep_copy(doc) : NULL;
+}
+
+const char *openapi_text(size_t *len)
+{
+    pthread_once(&once, load);
+    *len = text ? strlen(text) : 0;
+    return text;
 }

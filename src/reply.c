@@ -125,6 +125,10 @@ unsigned res_render(struct req_ctx *rc, char **text, const char **ctype)
         *text = rc->res.raw;
         rc->res.raw = NULL;
         *ctype = rc->res.raw_type;
+    } else if (rc->res.fixed && rc->err == AS_OK) {
+        /* a copy here; the daemon's respond() sends it without one */
+        *text = strndup(rc->res.fixed, rc->res.fixed_len);
+        *ctype = rc->res.raw_type;
     }
     json_decref(doc);
     return status;

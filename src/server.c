@@ -417,17 +417,28 @@ static enum MHD_Result respond(struct req_ctx *rc)
 
     if (rc->err == AS_ERR_HEADERS_TOO_LARGE)
         return respond_raw(rc);
-    status = res_render(rc, &text, &ctype);
-
-    r = MHD_create_response_from_buffer(text ? strlen(text) : 0,
-                                        text ? text : (char *)"",
-                                        text ? MHD_RESPMEM_MUST_FREE
-                                             : MHD_RESPMEM_PERSISTENT);
+    if (rc->err == AS_OK && rc->res.fixed) {
+        /* Embedded files are sent from where they are: a client that
+         * never reads its answer holds no copy of it (README
+         * "Connections"). */
+        status = rc->res.status ? rc->res.status : 200;
+        ctype = rc->res.raw_type;
+        r = MHD_create_response_from_buffer(rc->res.fixed_len,
+                                            (void *)rc->res.fixed,
+                                            MHD_RESPMEM_PERSISTENT);
+        text = NULL;
+    } else {
+        status = res_render(rc, &text, &ctype);
+        r = MHD_create_response_from_buffer(text ? strlen(text) : 0,
+                                            text ? text : (char *)"",
+                                            text ? MHD_RESPMEM_MUST_FREE
+                                                 : MHD_RESPMEM_PERSISTENT);
+    }
     if (!r) {
         free(text);
         return MHD_NO;
     }
-    if (text)
+    if (text || rc->res.fixed)
         MHD_add_response_header(r, "Content-Type", ctype);
     add_common_headers(rc, r, status);
     rc->res.status = status;

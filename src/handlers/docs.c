@@ -23,20 +23,15 @@ struct asset {
     const char *start, *end;
 };
 
-/* Answers one embedded file. The body is copied because the response
- * owns and frees it. */
+/* Answers one embedded file, sent from the binary without a copy: a
+ * client that never reads a 1.7 MB bundle held a copy of it per
+ * connection. */
 static enum as_err send_asset(struct req_ctx *rc, struct response *res,
                               const struct asset *a, const char *cache)
 {
-    size_t n = (size_t)(a->end - a->start);
-    char *copy = malloc(n + 1);
-
-    if (!copy)
-        return AS_ERR_NOMEM;
-    memcpy(copy, a->start, n);
-    copy[n] = '\0';
     res->status = 200;
-    res->raw = copy;
+    res->fixed = a->start;
+    res->fixed_len = (size_t)(a->end - a->start);
     res->raw_type = a->type;
     res_header(rc, "Content-Security-Policy", DOCS_CSP);
     res_header(rc, "X-Frame-Options", "DENY");

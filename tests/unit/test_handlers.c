@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include "http_fixture.h"
+#include "openapi.h"
 
 static const char *PW = "correct horse battery";
 
@@ -280,6 +281,43 @@ static void test_unknown_route_and_method(void **state)
     fx_done(&a);
 }
 
+/* The OpenAPI document and the docs' files are answered from memory the
+ * process keeps (the daemon sends it without a copy, README
+ * "Connections"): the same bytes for every request, and the body is the
+ * embedded document. */
+static void test_documents_are_answered_without_a_copy(void **state)
+{
+    struct fx *f = *state;
+    struct fx_answer a = fx_call(f, "GET", "/openapi.json", NULL, NULL);
+    struct fx_answer b = fx_call(f, "GET", "/openapi.json", NULL, NULL);
+    struct fx_answer c = fx_call(f, "GET", "/docs/swagger-ui-bundle.js",
+                                 NULL, NULL);
+    struct fx_answer e = fx_call(f, "GET", "/docs/swagger-ui-bundle.js",
+                                 NULL, NULL);
+    json_t *doc = openapi_document();
+    size_t n;
+
+    assert_int_equal(a.status, 200);
+    assert_string_equal(a.ctype, "application/json");
+    assert_non_null(a.json);
+    assert_true(json_equal(a.json, doc));
+    assert_non_null(a.rc->res.fixed);
+    assert_ptr_equal(a.rc->res.fixed, b.rc->res.fixed);
+    assert_ptr_equal(a.rc->res.fixed, openapi_text(&n));
+    assert_int_equal(a.rc->res.fixed_len, n);
+    assert_null(a.rc->res.raw);
+    assert_int_equal(c.status, 200);
+    assert_non_null(c.rc->res.fixed);
+    assert_ptr_equal(c.rc->res.fixed, e.rc->res.fixed);
+    assert_true(c.rc->res.fixed_len > 1000000);
+    assert_null(c.rc->res.raw);
+    json_decref(doc);
+    fx_done(&a);
+    fx_done(&b);
+    fx_done(&c);
+    fx_done(&e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -297,6 +335,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_unknown_route_and_method, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(
+            test_documents_are_answered_without_a_copy, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
