@@ -8,6 +8,7 @@ Where a library needed at start cannot be opened, the daemon says which
 and why in the log and exits non-zero; where one needed by a request
 cannot, that request is a 500 problem, the log says why, and the rest
 is served."""
+import contextlib
 import json
 import os
 import shutil
@@ -68,18 +69,24 @@ def test_hs256_without_libjwt_says_so(backend):
     assert not [e for e in logs if e.get("event") == "server.started"]
 
 
-def test_es256_without_libjwt_serves(backend):
+@contextlib.contextmanager
+def started_without(soname, d):
+    """Daemon `d` started where `soname` cannot be opened; stopped (exit
+    status 0) after the block."""
     wrap_dir = conftest.scratch("auth-e2e-nolib-")
-    d = Daemon(backend)
     try:
-        d.bin = without_library(LIBJWT, wrap_dir)
-        d.start()
-        _, _, t = d.user()
-        r = d.request("GET", "/api/v1/users/me", token=t["access_token"])
-        assert r.status == 200, r
+        d.bin = without_library(soname, wrap_dir)
+        yield d.start()
     finally:
         assert d.stop() == 0
         shutil.rmtree(wrap_dir, ignore_errors=True)
+
+
+def test_es256_without_libjwt_serves(backend):
+    with started_without(LIBJWT, Daemon(backend)) as d:
+        _, _, t = d.user()
+        r = d.request("GET", "/api/v1/users/me", token=t["access_token"])
+        assert r.status == 200, r
 
 
 def passkey_daemon(backend):
@@ -129,11 +136,7 @@ def test_without_libqrencode_or_libcbor_those_requests_fail_alone(backend):
     library's absence logged once with the loader's reason."""
     for soname, event in ((LIBQRENCODE, "mfa.qr_unavailable"),
                           (LIBCBOR, "passkeys.unavailable")):
-        wrap_dir = conftest.scratch("auth-e2e-nolib-")
-        d = passkey_daemon(backend)
-        try:
-            d.bin = without_library(soname, wrap_dir)
-            d.start()
+        with started_without(soname, passkey_daemon(backend)) as d:
             _, password, t = d.user()
             token = t["access_token"]
             for _ in range(2):
@@ -146,9 +149,6 @@ def test_without_libqrencode_or_libcbor_those_requests_fail_alone(backend):
             assert ev and soname.split(".")[0] in ev[0]["error"], d.lines
             r = d.request("GET", "/api/v1/users/me", token=token)
             assert r.status == 200, r
-        finally:
-            assert d.stop() == 0
-            shutil.rmtree(wrap_dir, ignore_errors=True)
 
 
 @pytest.mark.skipif(not ACTIVATE, reason="systemd-socket-activate missing")
