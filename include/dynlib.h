@@ -8,8 +8,8 @@
 /* A library the daemon does not link but opens with dlopen() the first
  * time it is needed: every start would otherwise pay for mapping it
  * (README.md "Performance"). Its functions are called through `table`,
- * a struct of typed pointers that a header maps the usual names to
- * (src/sec/cborlib.h, src/sec/jwtlib.h); `names` says where each goes. */
+ * a struct of typed pointers (src/qr.c; src/sec/cborlib.h and jwtlib.h
+ * also map the usual names to it); `names` says where each goes. */
 struct dynlib_name {
     const char *name;
     size_t offset;               /* of its pointer in the table */

@@ -8,6 +8,7 @@ extern const char auth_openapi_json[], auth_openapi_json_end[];
 
 static json_t *doc;
 static char *text;               /* doc, compact, as answers are written */
+static size_t text_len;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 static void load(void)
@@ -19,6 +20,7 @@ static void load(void)
                      &e);
     if (doc)
         text = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    text_len = text ? strlen(text) : 0;
 }
 
 json_t *openapi_document(void)
@@ -30,6 +32,6 @@ json_t *openapi_document(void)
 const char *openapi_text(size_t *len)
 {
     pthread_once(&once, load);
-    *len = text ? strlen(text) : 0;
+    *len = text_len;
     return text;
 }

@@ -2,7 +2,6 @@
  * (src/docs_data.S): nothing is loaded from another host. */
 #include "handlers.h"
 
-#include <stdlib.h>
 #include <string.h>
 
 extern const char auth_docs_html[], auth_docs_html_end[];
