@@ -93,12 +93,13 @@ rec() {     # rec FIGURE VALUE
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.3f", a / b; else print "nan"}'; }
 
 # wrk_run CONNS URL [wrk args...]: prints "rps p50_ms p99_ms refused all",
+# with two wrk threads (one for one connection; $WRK_THREADS when set)
 # rps counting only the 2xx answers (a refusal, such as a 429 or a 503,
 # is no work done), refused the share of the others, all every answer
 wrk_run() {
     local c=$1 url=$2 t
     shift 2
-    t=$(( c < 2 ? 1 : 2 ))
+    t=${WRK_THREADS:-$(( c < 2 ? 1 : 2 ))}
     C wrk -t"$t" -c"$c" -d"${secs}s" --latency "$url" "$@" 2>/dev/null |
         awk 'function ms(v) { if (v ~ /us$/) return v / 1000;
                               if (v ~ /ms$/) return v + 0;
@@ -316,7 +317,9 @@ measure() {      # measure BIN DATADIR DBURL EMAIL PREFIX
     # refresh chains (4 fresh sessions) and registrations
     C $py "$tools" logins "$base" "$(login_account "$email")" \
         "correct horse battery" 4 "$d/chains"
-    load "${p}refresh c4" 4 "$base/api/v1/auth/refresh" \
+    # (a chain per wrk thread, so one thread per connection: two
+    # connections of one thread would send each token twice at once)
+    WRK_THREADS=4 load "${p}refresh c4" 4 "$base/api/v1/auth/refresh" \
         -s bench/wrk/refresh.lua -- "$d/chains"
     load "${p}register c4" 4 "$base/api/v1/auth/register" \
         -s bench/wrk/register.lua
@@ -374,7 +377,9 @@ EOF
 echo "auth-serve bench: $(nproc) cores, daemon on core $scpu, load on" \
      "core $ccpu; ${secs}s per load, $rounds round(s), N=$requests," \
      "$idle idle connections, Argon2 ${mem} KiB x $iters;" \
-     "load average $(cut -d' ' -f1-3 /proc/loadavg)"
+     "load average $(cut -d' ' -f1-3 /proc/loadavg);" \
+     "kernel.sched_autogroup_enabled" \
+     "$(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null || echo -)"
 url=""
 if [ "$pg" = 1 ]; then
     url=$(bash tests/pg-cluster.sh start "$pgdir") || { echo "no PostgreSQL" >&2; pg=0; }
