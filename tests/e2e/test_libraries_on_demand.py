@@ -206,3 +206,32 @@ def test_systemd_without_libsystemd_says_so(backend, tmp_path):
     ev = [e for e in logs if e.get("event") == "systemd.unavailable"]
     assert ev and "libsystemd" in ev[0]["error"], logs
     assert not [e for e in logs if e.get("event") == "server.started"]
+
+
+def test_gnutls_is_left_to_its_first_caller():
+    """libmicrohttpd's GnuTLS is not initialised at start (README
+    "Performance", "Start-up"): the dynamic loader's own account of a
+    start binds GnuTLS's skip question and libmicrohttpd's init and deinit
+    calls to the executable (src/gnutlsinit.c), not to GnuTLS."""
+    env = dict(os.environ, LD_DEBUG="bindings")
+    r = subprocess.run([conftest.BIN, "--help"], env=env, timeout=60,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                       text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    exe = os.path.realpath(conftest.BIN)
+    bound = {}
+    for line in r.stderr.splitlines():
+        if "binding file " not in line or "normal symbol `" not in line:
+            continue
+        frm = line.split("binding file ", 1)[1].split(" [", 1)[0]
+        to = line.split(" to ", 1)[1].split(" [", 1)[0]
+        sym = line.split("normal symbol `", 1)[1].split("'", 1)[0]
+        bound[(os.path.basename(frm).split(".so")[0], sym)] = \
+            os.path.realpath(to)
+    if not any(k[0] == "libgnutls" for k in bound):
+        pytest.skip("this libmicrohttpd does not load GnuTLS")
+    want = [("libgnutls", "_gnutls_global_init_skip"),
+            ("libmicrohttpd", "gnutls_global_init"),
+            ("libmicrohttpd", "gnutls_global_deinit")]
+    assert all(bound.get(k) == exe for k in want), \
+        {"%s -> %s" % k: bound.get(k) for k in want}
