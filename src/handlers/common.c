@@ -24,6 +24,11 @@ struct core hx_core(struct req_ctx *rc)
     return c;
 }
 
+int64_t hx_seconds_left(int64_t ends_ms, int64_t now_ms)
+{
+    return ends_ms > now_ms ? (ends_ms - now_ms + 999) / 1000 : 0;
+}
+
 enum as_err hx_token_pair(struct req_ctx *rc, const struct user *u,
                           const char *sid, const char *refresh,
                           int64_t ends_ms, const char *amr)
@@ -32,7 +37,9 @@ enum as_err hx_token_pair(struct req_ctx *rc, const struct user *u,
     struct sec_claims c = { .email = u->email,
                             .role = role_name(u->role),
                             .amr = sec_amr_parse(amr) };
-    int64_t now = clock_ms() / 1000, ends = ends_ms / 1000;
+    /* One reading of the clock for every figure of the answer: a second
+     * boundary between two readings would report a lifetime one short. */
+    int64_t now_ms = clock_ms(), now = now_ms / 1000, ends = ends_ms / 1000;
     char *jwt = NULL;
     enum as_err err;
 
@@ -53,7 +60,8 @@ enum as_err hx_token_pair(struct req_ctx *rc, const struct user *u,
              json_pack("{s:s, s:s, s:I, s:s, s:I}", "access_token", jwt,
                        "token_type", "Bearer", "expires_in",
                        (json_int_t)(c.exp - now), "refresh_token", refresh,
-                       "refresh_expires_in", (json_int_t)(ends - now)));
+                       "refresh_expires_in",
+                       (json_int_t)hx_seconds_left(ends_ms, now_ms)));
     crypt_wipe(jwt, strlen(jwt));
     free(jwt);
     return rc->res.body ? AS_OK : AS_ERR_NOMEM;

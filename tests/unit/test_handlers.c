@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include "http_fixture.h"
+#include "handlers/hx.h"
 #include "openapi.h"
 
 static const char *PW = "correct horse battery";
@@ -318,9 +319,27 @@ static void test_documents_are_answered_without_a_copy(void **state)
     fx_done(&e);
 }
 
+/* A session's remaining lifetime in whole seconds, rounded up: a
+ * second boundary between the session's start and the answer's clock
+ * reading does not report a 30-day session as 2591999 s. */
+static void test_seconds_left_round_up(void **state)
+{
+    const int64_t ttl = 2592000000, t0 = 1780000000999; /* 1 ms to a tick */
+
+    (void)state;
+    assert_int_equal(hx_seconds_left(t0 + ttl, t0), 2592000);
+    assert_int_equal(hx_seconds_left(t0 + ttl, t0 + 1), 2592000);
+    assert_int_equal(hx_seconds_left(t0 + ttl, t0 + 999), 2592000);
+    assert_int_equal(hx_seconds_left(t0 + ttl, t0 + 1000), 2591999);
+    assert_int_equal(hx_seconds_left(t0 + 1, t0), 1);
+    assert_int_equal(hx_seconds_left(t0, t0), 0);
+    assert_int_equal(hx_seconds_left(t0 - 5000, t0), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_seconds_left_round_up),
         cmocka_unit_test_setup_teardown(test_register_bad_bodies, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_register_created_then_taken,
