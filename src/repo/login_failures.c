@@ -33,21 +33,32 @@ static struct db_stmt sql[L_NSTMT] = {
                      "locked_until = excluded.locked_until"),
     [L_DEL] = DB_SQL("DELETE FROM login_failures "
                      "WHERE email = $1 AND ip = $2"),
-    /* PostgreSQL skips rows others hold: it never waits nor deadlocks. */
+    /* PostgreSQL skips rows others hold: it never waits nor deadlocks.
+     * On PostgreSQL the batch's rows are named by ctid in an array,
+     * which the server computes once (ARRAY(...) is an InitPlan): with
+     * "... IN (SELECT ... LIMIT n)" and statistics taken before the
+     * rows came (an attacker's addresses come faster than autovacuum
+     * analyses), the planner ran the subquery again for every row, and
+     * one batch took seconds (tests/unit/test_repo.c,
+     * batches_stay_bounded_on_stale_statistics). A row's ctid is fixed
+     * while it is held (FOR UPDATE here, the email's lock below). */
     [L_PRUNE] = DB_SPLIT("DELETE FROM login_failures WHERE rowid IN "
                          "(SELECT rowid FROM login_failures "
                          "WHERE last_at < $1 LIMIT 16)",
-                         "DELETE FROM login_failures "
-                         "WHERE last_at < $1 AND (email, ip) IN "
-                         "(SELECT email, ip FROM login_failures "
+                         "DELETE FROM login_failures WHERE ctid = ANY "
+                         "(ARRAY(SELECT ctid FROM login_failures "
                          "WHERE last_at < $1 LIMIT 16 "
-                         "FOR UPDATE SKIP LOCKED)"),
+                         "FOR UPDATE SKIP LOCKED))"),
     [L_CLEAR] = DB_SQL("DELETE FROM login_failures "
                        "WHERE email = $1 AND ip IN ($2, '*')"),
-    /* An email's counts from any address, CLEAR_ROWS of them. */
-    [L_CLEAR_SOME] = DB_SQL("DELETE FROM login_failures WHERE email = $1 "
-                            "AND ip IN (SELECT ip FROM login_failures "
-                            "WHERE email = $1 LIMIT " CLEAR_ROWS ")"),
+    /* An email's counts from any address, CLEAR_ROWS of them (under
+     * the email's lock: on PostgreSQL by ctid, as L_PRUNE). */
+    [L_CLEAR_SOME] = DB_SPLIT("DELETE FROM login_failures WHERE email = $1 "
+                              "AND ip IN (SELECT ip FROM login_failures "
+                              "WHERE email = $1 LIMIT " CLEAR_ROWS ")",
+                              "DELETE FROM login_failures WHERE ctid = ANY "
+                              "(ARRAY(SELECT ctid FROM login_failures "
+                              "WHERE email = $1 LIMIT " CLEAR_ROWS "))"),
 };
 
 /* Writes one count of (email, ip) back: count 0 deletes its row. Sent
