@@ -10,15 +10,15 @@
  * repository, session cache, configuration, hash cost and keys, the real
  * clock and random sources. */
 struct core hx_core(struct req_ctx *rc);
+/* Whole seconds from `now_ms` until `ends_ms`, rounded up (0 once
+ * ended): a session of a 30-day TTL started a few milliseconds ago
+ * still has 2592000 s to run, as its refresh_expires_in says. */
+int64_t hx_seconds_left(int64_t ends_ms, int64_t now_ms);
 /* Answers 200 with the token pair (`TokenPair` in src/openapi.json): a new
  * access token for `u` in session `sid`, and `refresh` (a secret, not kept),
  * both valid at most until `ends_ms`, the Unix ms at which the session ends;
  * the session's login used the RFC 8176 methods `amr` (space-separated, as
  * stored on the session; NULL: "pwd"). */
-/* Whole seconds from `now_ms` until `ends_ms`, rounded up (0 once
- * ended): a session of a 30-day TTL started a few milliseconds ago
- * still has 2592000 s to run, as its refresh_expires_in says. */
-int64_t hx_seconds_left(int64_t ends_ms, int64_t now_ms);
 enum as_err hx_token_pair(struct req_ctx *rc, const struct user *u,
                           const char *sid, const char *refresh,
                           int64_t ends_ms, const char *amr);
