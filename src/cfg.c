@@ -351,10 +351,12 @@ static bool replace_str(char **slot, const char *s)
 #pragma GCC diagnostic pop
 #endif
 
-/* True when `s` is UTF-8 text without control characters other than
- * tab: such a value is logged (config.loaded), signed into tokens and
- * written into mail headers, where anything else breaks the JSON or the
- * header. Secrets are only ever used as bytes, and may hold anything. */
+/* True when `s` is UTF-8 text without control characters (Unicode's
+ * Cc: U+0000-U+001F, U+007F-U+009F) other than tab: such a value is
+ * logged (config.loaded), signed into tokens and written into mail
+ * headers, where anything else breaks the JSON or the header, or shows
+ * as something else than it is. Secrets are only ever used as bytes,
+ * and may hold anything. */
 static bool plain_text(const struct cfg_var *v, const char *s)
 {
     const unsigned char *p;
@@ -363,7 +365,8 @@ static bool plain_text(const struct cfg_var *v, const char *s)
     if (v->flags & SECRET)
         return true;
     for (p = (const unsigned char *)s; *p; p++)
-        if ((*p < 0x20 && *p != '\t') || *p == 0x7f)
+        if ((*p < 0x20 && *p != '\t') || *p == 0x7f ||
+            (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f))  /* C1 */
             return false;
     utf8 = json_string(s);              /* NULL unless strict UTF-8 */
     json_decref(utf8);

@@ -131,6 +131,8 @@ static void test_bad_values_named(void **state)
         "AUTH_JWT_ISSUER=a\nb", "AUTH_SMTP_FROM=x\x7f",
         "AUTH_SMTP_FROM=a@example.com\r\nBcc: b@example.com",
         "AUTH_PUBLIC_URL=http://h/\xed\xa0\x80",       /* a surrogate */
+        "AUTH_JWT_ISSUER=a\xc2\x85" "b",              /* U+0085, C1 */
+        "AUTH_SMTP_FROM=x\xc2\x9f",                    /* U+009F */
     };
     size_t i;
 
