@@ -34,14 +34,17 @@ void account_skip_same_email(const char *current, struct user_patch *p);
  * writes only the named fields in one transaction (repo_user_patch: the
  * last-admin rule, sessions of a deactivated user revoked, a changed
  * email unverified, its links ended and an `email_changed` notice queued
- * to the old address). Any change then takes effect at once on this
- * instance: the user's cached session states and row in `c` are
- * forgotten. `out` (may be NULL) gets the user as written, its
- * strings in `a`. Errors are the repository's otherwise. */
+ * to the old address, and its run of login failures carried to the new
+ * one: the count from all addresses, and that of `ip`, the address of
+ * the client making the change (NULL: none); README "Lockout"). Any
+ * change then takes effect at once on this instance: the user's cached
+ * session states and row in `c` are forgotten. `out` (may be NULL) gets
+ * the user as written, its strings in `a`. Errors are the repository's
+ * otherwise. */
 enum as_err account_patch(struct repo *r, struct scache *c,
                           enum account_actor who, const char *id,
-                          const struct user_patch *p, int64_t now,
-                          struct user *out, struct arena *a);
+                          const struct user_patch *p, const char *ip,
+                          int64_t now, struct user *out, struct arena *a);
 /* Deletes user `id` (its sessions go with it) and forgets its cached
  * session states in `c`. AS_ERR_NOT_FOUND, AS_ERR_LAST_ADMIN, or the
  * repository's error. */

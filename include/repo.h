@@ -156,6 +156,12 @@ struct user_patch {
     /* With UF_EMAIL: the mail (id, kind, created_at; no link) to queue to
      * the previous address when the email really changes; NULL: none. */
     const struct outbox_row *email_notice;
+    /* With UF_EMAIL, when the email really changes, the login-failure
+     * counts of the previous address that go with the account to the new
+     * one (the higher of the two counts kept): the count from all
+     * addresses ("*") always, and that of this client address key
+     * (netaddr_client_key(); NULL: none). */
+    const char *carry_ip;
 };
 
 /* ---- second factor: TOTP and recovery codes -------------------------- */

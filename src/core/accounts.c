@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "mail.h"
+#include "netaddr.h"
 #include "scache.h"
 #include "uuid.h"
 
@@ -36,13 +37,14 @@ void account_skip_same_email(const char *current, struct user_patch *p)
 
 enum as_err account_patch(struct repo *r, struct scache *c,
                           enum account_actor who, const char *id,
-                          const struct user_patch *p, int64_t now,
-                          struct user *out, struct arena *a)
+                          const struct user_patch *p, const char *ip,
+                          int64_t now, struct user *out, struct arena *a)
 {
     enum as_err err = account_may_change(who, p->set);
     struct outbox_row notice = { .kind = MAIL_KIND_EMAIL_CHANGED,
                                  .created_at = now };
     struct user_patch q = *p;
+    char key[NETADDR_KEY_LEN];
 
     /* Whoever changes the email, the owner hears of it at the address it
      * leaves (queued in the change's transaction): an admin token, or a
@@ -50,6 +52,14 @@ enum as_err account_patch(struct repo *r, struct scache *c,
     if (q.set & UF_EMAIL) {
         uuid_v7_new(notice.id);
         q.email_notice = &notice;
+        /* The run of failures (wrong codes among them) goes with the
+         * account: a change of email must not start it afresh (README
+         * "Lockout"), keyed as the lockout keys it (lockout.c). */
+        q.carry_ip = NULL;
+        if (ip) {
+            netaddr_client_key(ip, key);
+            q.carry_ip = key;
+        }
     }
     if (err == AS_OK)
         err = repo_user_patch(r, id, &q, now, out, a);

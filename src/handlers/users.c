@@ -104,7 +104,7 @@ static enum as_err save_patch(struct req_ctx *rc, enum account_actor who,
     struct response *res = &rc->res;
     struct user u;
     enum as_err err = account_patch(rc->app->repo, rc->app->scache, who, id,
-                                    p, clock_ms(), &u, rc->arena);
+                                    p, rc->ip, clock_ms(), &u, rc->arena);
 
     if (err == AS_ERR_EMAIL_TAKEN)
         return res_fail(res, err, "An account with this email already "

@@ -203,6 +203,8 @@ enum as_err db_login_failures_update(void *impl, const char *email,
                                      void *ctx,
                                      struct repo_user_read *read);
 /* Inside flow `t`: ends the run of failures of `email` from `ip`. */
+void db_login_failures_carry(struct db_tx *t, const char *from,
+                             const char *to, const char *ip);
 void db_login_failures_end(struct db_tx *t, const char *email,
                            const char *ip);
 enum as_err db_login_failures_clear(void *impl, const char *email,

@@ -9,20 +9,29 @@
 #define CLEAR_ROWS "512"
 
 enum {
-    L_LOCK, L_READ, L_PUT, L_DEL, L_PRUNE, L_CLEAR, L_CLEAR_SOME, L_NSTMT
+    L_LOCK, L_LOCK_TWO, L_READ, L_PUT, L_DEL, L_PRUNE, L_CLEAR,
+    L_CLEAR_SOME, L_CARRY, L_NSTMT
 };
 
 static struct db_stmt sql[L_NSTMT] = {
     /* A transaction-scoped advisory lock on the email (key space 0x4c4f,
      * "LO", apart from the single-key locks of the migrations)
      * serialises every change of its counts, on every instance. It
-     * cannot deadlock: one such lock per transaction, and its holders
-     * then wait only on the email's count rows, which are changed only
-     * under it (a new session's transaction takes it last, after the
+     * cannot deadlock: one such lock per transaction (two, in key order,
+     * for an email change: L_LOCK_TWO), and its holders then wait only
+     * on the email's count rows, which are changed only under it (a new
+     * session's transaction and an email change take it last, after the
      * user's row). SQLite's writers wait for each other already (BEGIN
      * IMMEDIATE). */
     [L_LOCK] = DB_PG_ONLY("SELECT pg_advisory_xact_lock(19535, "
                           "hashtext($1))"),
+    /* The locks of two emails, in the order of their keys: the only
+     * transaction holding two (an email change, L_CARRY) takes them in
+     * one order whatever the emails, after the user's row. */
+    [L_LOCK_TWO] = DB_PG_ONLY("SELECT pg_advisory_xact_lock(19535, k) "
+                              "FROM (SELECT DISTINCT hashtext(e) AS k "
+                              "FROM unnest(ARRAY[$1, $2]::text[]) AS e "
+                              "ORDER BY k) AS keys"),
     [L_READ] = DB_SQL("SELECT ip = '*', count, last_at, "
                       "coalesce(locked_until, 0) FROM login_failures "
                       "WHERE email = $1 AND ip IN ($2, '*')"),
@@ -59,6 +68,35 @@ static struct db_stmt sql[L_NSTMT] = {
                               "DELETE FROM login_failures WHERE ctid = ANY "
                               "(ARRAY(SELECT ctid FROM login_failures "
                               "WHERE email = $1 LIMIT " CLEAR_ROWS "))"),
+    /* Counts of $1 (from all addresses, and from address $3) copied to
+     * $2, each field the higher of the two: an email change never
+     * lowers a run of failures, nor ends a delay. */
+    [L_CARRY] = DB_SPLIT("INSERT INTO login_failures (email, ip, count, "
+                         "last_at, locked_until) SELECT $2, ip, count, "
+                         "last_at, coalesce(locked_until, 0) "
+                         "FROM login_failures WHERE email = $1 "
+                         "AND ip IN ($3, '*') "
+                         "ON CONFLICT (email, ip) DO UPDATE SET "
+                         "count = max(login_failures.count, "
+                         "excluded.count), "
+                         "last_at = max(login_failures.last_at, "
+                         "excluded.last_at), "
+                         "locked_until = max(coalesce("
+                         "login_failures.locked_until, 0), "
+                         "excluded.locked_until)",
+                         "INSERT INTO login_failures (email, ip, count, "
+                         "last_at, locked_until) SELECT $2, ip, count, "
+                         "last_at, coalesce(locked_until, 0) "
+                         "FROM login_failures WHERE email = $1 "
+                         "AND ip IN ($3, '*') "
+                         "ON CONFLICT (email, ip) DO UPDATE SET "
+                         "count = greatest(login_failures.count, "
+                         "excluded.count), "
+                         "last_at = greatest(login_failures.last_at, "
+                         "excluded.last_at), "
+                         "locked_until = greatest(coalesce("
+                         "login_failures.locked_until, 0), "
+                         "excluded.locked_until)"),
 };
 
 /* Writes one count of (email, ip) back: count 0 deletes its row. Sent
@@ -119,6 +157,20 @@ void db_login_failures_end(struct db_tx *t, const char *email,
 {
     DB_SEND(t, &sql[L_LOCK], db_text(email));
     DB_SEND(t, &sql[L_CLEAR], db_text(email), db_text(ip));
+}
+
+/* An account's email changes from `from` to `to` in transaction `t`
+ * (which holds the user's row): the run of failures goes with it, or a
+ * change of email (a password and a token, no code) would start every
+ * count afresh and give free guesses at the second factor. Under both
+ * emails' locks, so no count of either is changed meanwhile. Counts
+ * made on `from` by requests that read the user before the change and
+ * count after it stay there (at most those under way at that instant). */
+void db_login_failures_carry(struct db_tx *t, const char *from,
+                             const char *to, const char *ip)
+{
+    DB_SEND(t, &sql[L_LOCK_TWO], db_text(from), db_text(to));
+    DB_SEND(t, &sql[L_CARRY], db_text(from), db_text(to), db_text(ip));
 }
 
 enum as_err db_login_failures_clear(void *impl, const char *email,

@@ -278,6 +278,7 @@ enum as_err db_user_patch(void *impl, const char *id,
             /* Links checked the address only: after X -> Y -> X, X's old
              * links, and a request to X queued before, worked again. */
             db_links_end(&t, id, NULL, true, old_email, now);
+            db_login_failures_carry(&t, old_email, email, p->carry_ip);
         }
         if (out)
             db_read_user(&t, &r, 0, out);

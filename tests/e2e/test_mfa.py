@@ -477,6 +477,36 @@ def test_right_password_at_setup_leaves_wrong_codes_counted(make_daemon):
     assert_problem(r, 429, "too_many_attempts")
 
 
+def test_an_email_change_does_not_restart_the_count(make_daemon):
+    """Wrong codes at DELETE /mfa/totp (the right password each time),
+    the account's email changed after every two: the run of failures
+    goes with the account to each new address (README "Lockout"), so the
+    third wrong code locks as without the changes. Before, each change
+    started the count afresh: a token and the password gave unlimited
+    guesses at the code (16 here, every one answered 400)."""
+    d = make_daemon(env={"AUTH_LOCKOUT_THRESHOLD": "3"}).start()
+    email, password, tokens = d.user()
+    tok = tokens["access_token"]
+    codes, _ = setup_mfa(d, email, password, tok)
+    seen, moved = [], 0
+    for i in range(8):
+        for j in range(2):
+            r = d.request("DELETE", TOTP, {"current_password": password,
+                                           "code": codes.wrong(10 * i + j)},
+                          token=tok)
+            assert r.status in (400, 429), r
+            seen.append(r.status)
+        r = d.request("PATCH", "/api/v1/users/me",
+                      {"email": "hop%d-%s" % (i, email),
+                       "current_password": password}, token=tok)
+        assert r.status in (200, 429), r
+        moved += r.status == 200
+    assert moved >= 1, seen
+    # 3 to lock; one more only where a delay (1 s, doubling with each
+    # attempt) ran out between two requests
+    assert 429 in seen and seen.count(400) <= 5, seen
+
+
 def test_right_password_alone_does_not_reset_the_count(make_daemon):
     d = make_daemon(env={"AUTH_LOCKOUT_THRESHOLD": "3"}).start()
     email, password, codes, _ = mfa_user(d)

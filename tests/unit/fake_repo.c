@@ -380,6 +380,24 @@ enum as_err repo_user_by_email(struct repo *r, const char *email,
     return f ? AS_OK : AS_ERR_NOT_FOUND;
 }
 
+static int64_t max64(int64_t a, int64_t b)
+{
+    return a > b ? a : b;
+}
+
+/* A count of `from` copied to `to`, each field the higher (mu held), as
+ * the backends' email change does (src/repo/login_failures.c). */
+static void carry_count(const char *from, const char *to, const char *ip)
+{
+    struct fcount *c = ip ? count_of(from, ip, false) : NULL, *n;
+
+    if (!c || !(n = count_of(to, ip, true)))
+        return;
+    n->c.count = max64(n->c.count, c->c.count);
+    n->c.last_at = max64(n->c.last_at, c->c.last_at);
+    n->c.locked_until = max64(n->c.locked_until, c->c.locked_until);
+}
+
 /* The patch's refusal, if any (mu held). */
 static enum as_err patch_check(const struct fuser *f,
                                const struct user_patch *p)
@@ -414,6 +432,8 @@ enum as_err repo_user_patch(struct repo *r, const char *id,
         err = patch_check(f, p);
     if (err == AS_OK) {
         if ((p->set & UF_EMAIL) && strcmp(f->email, p->email) != 0) {
+            carry_count(f->email, p->email, "*");
+            carry_count(f->email, p->email, p->carry_ip);
             snprintf(f->email, sizeof f->email, "%s", p->email);
             f->is_verified = false;
         }

@@ -2,7 +2,8 @@
  * repository: the last active admin (demote, deactivate, delete refused
  * and mapped to 409 last_admin; a second admin allows it), and what each
  * change makes the session cache forget: exactly the changed user's
- * cached sessions and row, nobody else's, and nothing on a refusal. */
+ * cached sessions and row, nobody else's, and nothing on a refusal; an
+ * email change carries the run of login failures. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -104,7 +105,7 @@ static enum as_err admin_patch(struct fx *f, const char *id,
                                struct user_patch *p)
 {
     return account_patch(f->core.repo, f->sc, ACCOUNT_ADMIN, id, p,
-                         fake_now, NULL, f->a);
+                         NULL, fake_now, NULL, f->a);
 }
 
 static void last_admin_refused_and_mapped(void **state)
@@ -229,6 +230,51 @@ static void deletion_forgets_the_user(void **state)
     assert_false(st.live);
 }
 
+/* A change of email carries the run of failures (wrong passwords or
+ * codes) to the new address: the count from all addresses, and the
+ * changing client's, the higher of old and new; other addresses' counts
+ * stay behind. Without it each change started the run afresh: free
+ * guesses at the second factor (README "Lockout"). */
+static void an_email_change_carries_the_run(void **state)
+{
+    struct fx *f = *state;
+    struct user_patch p = { .set = UF_EMAIL, .email = "ada2@example.com" };
+    struct user u;
+    int64_t retry = 0;
+    int i;
+
+    assert_int_equal(core_user_get(&f->core, f->other, &u, f->a), AS_OK);
+    for (i = 0; i < 2; i++)             /* threshold 3: one more locks */
+        assert_int_equal(core_password_check(&f->core, &u, "nope nope",
+                                             "192.0.2.7", &retry),
+                         AS_ERR_BAD_CREDENTIALS);
+    assert_int_equal(core_password_check(&f->core, &u, "nope nope",
+                                         "198.51.100.9", &retry),
+                     AS_ERR_BAD_CREDENTIALS);
+    assert_int_equal(account_patch(f->core.repo, f->sc, ACCOUNT_SELF,
+                                   f->other, &p, "192.0.2.7", fake_now, &u,
+                                   f->a), AS_OK);
+    assert_string_equal(u.email, "ada2@example.com");
+    assert_int_equal(fake_repo_failures("ada2@example.com", "192.0.2.7"), 2);
+    assert_int_equal(fake_repo_failures("ada2@example.com", "*"), 3);
+    assert_int_equal(fake_repo_failures("ada2@example.com", "198.51.100.9"),
+                     0);
+    /* The run goes on where it was: the next failure locks. */
+    assert_int_equal(core_password_check(&f->core, &u, "nope nope",
+                                         "192.0.2.7", &retry),
+                     AS_ERR_BAD_CREDENTIALS);
+    assert_int_equal(core_password_check(&f->core, &u, PW, "192.0.2.7",
+                                         &retry), AS_ERR_RATE_LIMITED);
+    /* Back again: the higher counts are kept, never lowered. */
+    p.email = "ada@example.com";
+    assert_int_equal(account_patch(f->core.repo, f->sc, ACCOUNT_SELF,
+                                   f->other, &p, "192.0.2.7", fake_now, &u,
+                                   f->a), AS_OK);
+    assert_int_equal(fake_repo_failures("ada@example.com", "192.0.2.7"), 4);
+    assert_int_equal(core_password_check(&f->core, &u, PW, "192.0.2.7",
+                                         &retry), AS_ERR_RATE_LIMITED);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -244,6 +290,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(deletion_forgets_the_user, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(an_email_change_carries_the_run,
+                                        setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

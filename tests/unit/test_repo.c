@@ -705,7 +705,7 @@ static int64_t scalar(struct fx *f, const char *sql)
         if (!f->side)
             f->side = PQconnectdb(pg_url);
         res = PQexec(f->side, sql);
-        if (PQresultStatus(res) == PGRES_TUPLES_OK)
+        if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) > 0)
             n = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
         PQclear(res);
     } else {
@@ -989,6 +989,65 @@ static void batches_stay_bounded_on_stale_statistics(void **state)
                      AS_OK);
     assert_int_equal(scalar(f, "SELECT count(*) FROM login_failures "
                                "WHERE email = 'many@example.com'"), 0);
+    scalar(f, "DELETE FROM login_failures");
+}
+
+/* An email change copies the run of failures to the new address in its
+ * transaction: the count from all addresses, and the changing client's
+ * (carry_ip), each field the higher of old and new; other addresses'
+ * counts, and the old address's rows, stay where they were. */
+static void an_email_change_carries_failure_counts(void **state)
+{
+    struct fx *f = *state;
+    struct user_patch p = { .set = UF_EMAIL, .email = "carried@example.com",
+                            .carry_ip = "10.0.0.1" };
+    struct user u;
+    char q[512];
+
+    scalar(f, "DELETE FROM login_failures");
+    new_user(f, &u, "carry@example.com", ROLE_USER, true);
+    snprintf(q, sizeof q,
+             "INSERT INTO login_failures (email, ip, count, last_at, "
+             "locked_until) VALUES "
+             "('carry@example.com', '10.0.0.1', 4, %lld, %lld), "
+             "('carry@example.com', '10.0.0.2', 7, %lld, 0), "
+             "('carry@example.com', '*', 9, %lld, %lld), "
+             "('carried@example.com', '10.0.0.1', 6, %lld, 0), "
+             "('carried@example.com', '*', 2, %lld, 0)",
+             (long long)T0 + 10, (long long)T0 + 5000, (long long)T0 + 20,
+             (long long)T0 + 30, (long long)T0 + 9000, (long long)T0 + 5,
+             (long long)T0 + 40);
+    scalar(f, q);
+    assert_int_equal(repo_user_patch(f->r, u.id, &p, T0 + 100, NULL, NULL),
+                     AS_OK);
+#define COL(c, e, ip)                                                     \
+    "SELECT " c " FROM login_failures WHERE email = '" e "' AND ip = '"   \
+    ip "'"
+    assert_int_equal(scalar(f, COL("count", "carried@example.com",
+                                   "10.0.0.1")), 6);
+    assert_int_equal(scalar(f, COL("last_at", "carried@example.com",
+                                   "10.0.0.1")), T0 + 10);
+    assert_int_equal(scalar(f, COL("locked_until", "carried@example.com",
+                                   "10.0.0.1")), T0 + 5000);
+    assert_int_equal(scalar(f, COL("count", "carried@example.com", "*")), 9);
+    assert_int_equal(scalar(f, COL("last_at", "carried@example.com", "*")),
+                     T0 + 40);
+    assert_int_equal(scalar(f, COL("locked_until", "carried@example.com",
+                                   "*")), T0 + 9000);
+    assert_int_equal(scalar(f, "SELECT count(*) FROM login_failures WHERE "
+                               "email = 'carried@example.com' AND "
+                               "ip = '10.0.0.2'"), 0);
+    assert_int_equal(scalar(f, "SELECT count(*) FROM login_failures WHERE "
+                               "email = 'carry@example.com'"), 3);
+    /* No client address: the count from all addresses only. */
+    p.email = "third@example.com";
+    p.carry_ip = NULL;
+    assert_int_equal(repo_user_patch(f->r, u.id, &p, T0 + 200, NULL, NULL),
+                     AS_OK);
+    assert_int_equal(scalar(f, COL("count", "third@example.com", "*")), 9);
+    assert_int_equal(scalar(f, "SELECT count(*) FROM login_failures WHERE "
+                               "email = 'third@example.com'"), 1);
+#undef COL
     scalar(f, "DELETE FROM login_failures");
 }
 
@@ -2434,6 +2493,7 @@ int main(void)
         CASE(deleting_an_account_sheds_only_its_own_rows),
         CASE(clearing_an_emails_counts_goes_a_batch_at_a_time),
         CASE(batches_stay_bounded_on_stale_statistics),
+        CASE(an_email_change_carries_failure_counts),
         CASE(sessions_beyond_the_cap_end),
         CASE(rotated_tokens_past_their_lifetime_go),
         CASE(rotate_races_have_one_winner),

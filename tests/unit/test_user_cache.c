@@ -164,7 +164,7 @@ static void test_account_changes_seen_at_once(void **state)
 
     (void)state;
     assert_string_equal(name_now(r, a), "Ada");
-    assert_int_equal(account_patch(r, cache, ACCOUNT_SELF, U1, &p, 5000,
+    assert_int_equal(account_patch(r, cache, ACCOUNT_SELF, U1, &p, NULL, 5000,
                                    NULL, a), AS_OK);
     assert_false(scache_user_peek(cache, U1, &u, a));
     assert_string_equal(name_now(r, a), "Lovelace");
@@ -205,7 +205,7 @@ static void deactivate_now(void)
 
     during_read = NULL;
     assert_int_equal(account_patch(race_repo, cache, ACCOUNT_ADMIN, U1, &p,
-                                   6000, NULL, a), AS_OK);
+                                   NULL, 6000, NULL, a), AS_OK);
     arena_free(a);
 }
 
