@@ -108,6 +108,8 @@ enum transport { TP_NONE, TP_SMTP, TP_WEBHOOK };
 enum outcome {
     SENT,
     REFUSED,        /* the server refused this mail; it works otherwise */
+    DEFERRED,       /* the server put this mail's recipient off for now
+                       (SMTP 4xx to RCPT): retried later, no pause */
     FAILED,         /* the transport failed: retried later, with a pause */
 };
 
@@ -201,22 +203,30 @@ static void curl_why(CURL *h, CURLcode rc, const char *what, char *why)
         snprintf(why, MAX_WHY, "%s: %s", what, lc.easy_strerror(rc));
 }
 
-/* Whether an SMTP transfer that ended with `rc` was refused for this
- * mail only: a permanent (5xx) reply to its recipient (libcurl: "RCPT
- * failed") or to its data once sent. Any other failure (connection,
- * timeout, a 4xx reply, the greeting, the sender or the login refused)
- * is the transport's. */
-static bool smtp_refused(CURL *h, CURLcode rc, const char *error)
+/* What an SMTP transfer that ended with `rc` (not CURLE_OK) says of
+ * this mail. REFUSED: a permanent (5xx) reply to its recipient (libcurl:
+ * "RCPT failed") or to its data once sent. DEFERRED: a transient (4xx)
+ * reply to its recipient, which the relay gives for that address only
+ * (a greylist, an unknown domain, a full mailbox): its row retries on
+ * its own backoff, or a client choosing such recipients (one account
+ * changing its email to each in turn) paused the transport for every
+ * other mail, up to a minute a row. FAILED, the transport's: anything
+ * else (connection, timeout, the greeting, the sender or the login
+ * refused, a 4xx to the data). */
+static enum outcome smtp_outcome(CURL *h, CURLcode rc, const char *error)
 {
     curl_off_t sent = 0;
     long code = 0;
+    bool rcpt = rc == CURLE_SEND_ERROR && strncmp(error, "RCPT", 4) == 0;
 
     lc.easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
     lc.easy_getinfo(h, CURLINFO_SIZE_UPLOAD_T, &sent);
+    if (rcpt && code >= 400 && code <= 499)
+        return DEFERRED;
     if (code < 500 || code > 599)
-        return false;
-    return (rc == CURLE_SEND_ERROR && strncmp(error, "RCPT", 4) == 0) ||
-           (rc == CURLE_WEIRD_SERVER_REPLY && sent > 0);
+        return FAILED;
+    return rcpt || (rc == CURLE_WEIRD_SERVER_REPLY && sent > 0) ? REFUSED
+                                                                : FAILED;
 }
 
 static enum outcome send_smtp(struct mailer *m, const struct mail_msg *msg,
@@ -256,10 +266,7 @@ static enum outcome send_smtp(struct mailer *m, const struct mail_msg *msg,
         lc.easy_setopt(h, CURLOPT_PASSWORD, cfg->smtp_password);
     }
     rc = lc.easy_perform(h);
-    if (rc == CURLE_OK)
-        res = SENT;
-    else if (smtp_refused(h, rc, error))
-        res = REFUSED;
+    res = rc == CURLE_OK ? SENT : smtp_outcome(h, rc, error);
     if (rc != CURLE_OK)
         curl_why(h, rc, "smtp", why);
 out:
@@ -555,8 +562,8 @@ static void deliver(struct mailer *m, struct outbox_row *row,
         log_dropped_error(row, "refused", row->user_id, why);
         return;
     }
-    if (res == FAILED) {
-        failed(m, row, why, tried);
+    if (res == FAILED || res == DEFERRED) {
+        failed(m, row, why, tried && res == FAILED);
         return;
     }
     m->failures = 0;

@@ -31,11 +31,14 @@ class SmtpSink:
     """Enough of an SMTP server on 127.0.0.1 to accept mail: EHLO/HELO,
     MAIL, RCPT, DATA (with dot-unstuffing), RSET, NOOP, QUIT. A recipient
     for which `reject` is true gets 550, as a relay answers an address
-    it will not deliver to."""
+    it will not deliver to; one for which `defer` is true gets 450, as
+    a relay answers an address it cannot take now (Postfix's
+    reject_unknown_recipient_domain, a greylist)."""
 
-    def __init__(self, port=0, reject=None):
+    def __init__(self, port=0, reject=None, defer=None):
         self.messages = []
         self.rejected = []
+        self.deferred = []
         self.lock = threading.Lock()
         sink = self
 
@@ -77,6 +80,12 @@ class SmtpSink:
                             with sink.lock:
                                 sink.rejected.append(rcpt)
                             self.reply("550 5.1.1 no such mailbox")
+                            continue
+                        if defer and defer(rcpt):
+                            with sink.lock:
+                                sink.deferred.append(rcpt)
+                            self.reply("450 4.1.2 %s: Recipient address "
+                                       "rejected: Domain not found" % rcpt)
                             continue
                         rcpts.append(rcpt)
                         self.reply("250 OK")

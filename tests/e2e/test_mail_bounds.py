@@ -189,6 +189,37 @@ def test_recipient_refused_by_smtp_is_dropped_without_pausing(make_daemon):
         sink.close()
 
 
+def test_recipient_deferred_by_smtp_retries_without_pausing(make_daemon):
+    # The relay answers 450 to some recipients (an unknown domain): those
+    # rows wait on their own backoff and the transport never pauses, so
+    # a client that queues mail to such addresses (an account moving its
+    # email from one to the next) holds nobody else's mail. Before, each
+    # paused the transport, doubling up to a minute a row.
+    sink = SmtpSink(defer=lambda rcpt: "grey-" in rcpt)
+    try:
+        d = make_daemon(smtp_env(sink.port)).start()
+        grey = [d.user(email="grey-%d-%s@example.com"
+                       % (i, secrets.token_hex(4)))[0] for i in range(4)]
+        for addr in grey:
+            assert forgot(d, addr).status == 202
+        assert wait_until(lambda: len({e["id"] for e in events(
+            d, "mail.failed")}) >= 4, timeout=20), d.lines[-10:]
+        good, _, _ = d.user()
+        assert forgot(d, good).status == 202
+        assert wait_until(lambda: sink.to(good), timeout=20)
+        failures = events(d, "mail.failed")
+        assert failures and all(e["transport_pause_ms"] == 0
+                                and e["retry_in_ms"] > 0
+                                and "450" in e["error"]
+                                for e in failures), failures
+        assert {r.strip("<>") for r in sink.deferred} >= set(grey)
+        # still queued, for their retries
+        assert len(db_rows(d, "SELECT id FROM outbox WHERE sent_at IS NULL "
+                              "AND attempts > 0")) >= 4
+    finally:
+        sink.close()
+
+
 def test_new_mail_goes_before_retries(make_daemon):
     hook = SortingHook()
     try:
