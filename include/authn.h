@@ -19,7 +19,8 @@ enum as_err authn_route_nowait(struct req_ctx *rc, bool *pending);
 /* Verifies the bearer token of `rc` whatever the route says (for
  * /verify); same results as authn_route without the role check. */
 enum as_err authn_bearer(struct req_ctx *rc);
-/* The token of an "Authorization: Bearer T" header, or NULL (borrowed). */
-const char *authn_bearer_token(const char *header);
+/* The token of an "Authorization: Bearer T" header, or NULL: borrowed
+ * from `header`, or copied into `a` when blanks follow it. */
+const char *authn_bearer_token(const char *header, struct arena *a);
 
 #endif

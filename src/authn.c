@@ -12,14 +12,23 @@
 #include "vcache.h"
 #include "workpool.h"
 
-const char *authn_bearer_token(const char *h)
+const char *authn_bearer_token(const char *h, struct arena *a)
 {
+    size_t n;
+
     if (!h || strncasecmp(h, "Bearer ", 7) != 0)
         return NULL;
     h += 7;
     while (*h == ' ')
         h++;
-    return *h ? h : NULL;
+    /* A field value ends without whitespace (RFC 9110 s5.5): trailing
+     * blanks the server kept are not the token's. */
+    n = strlen(h);
+    while (n > 0 && (h[n - 1] == ' ' || h[n - 1] == '\t'))
+        n--;
+    if (n == 0)
+        return NULL;
+    return h[n] ? arena_strndup(a, h, n) : h;
 }
 
 /* A session state to read again in the background (scache_peek()). */
@@ -64,7 +73,8 @@ static void refresh_later(struct req_ctx *rc)
 static enum as_err bearer(struct req_ctx *rc, bool wait, bool *pending)
 {
     struct app *app = rc->app;
-    const char *tok = authn_bearer_token(req_header(rc, "Authorization"));
+    const char *tok = authn_bearer_token(req_header(rc, "Authorization"),
+                                         rc->arena);
     struct session_state st;
     const char *email;
     bool refresh = false;

@@ -362,7 +362,8 @@ static enum as_err caller_secret_check(struct req_ctx *rc, const char *got,
 enum as_err h_introspect(struct req_ctx *rc, struct response *res)
 {
     const char *want = rc->app->cfg->introspection_token;
-    const char *got = authn_bearer_token(req_header(rc, "Authorization"));
+    const char *got = authn_bearer_token(req_header(rc, "Authorization"),
+                                         rc->arena);
     struct core c = hx_core(rc);
     json_t *in = NULL;
     const char *tok;

@@ -352,6 +352,22 @@ def test_me_unauthorized(daemon):
     assert_problem(r, 401, "unauthorized")
 
 
+def test_bearer_with_trailing_blanks(daemon):
+    """A field value ends without whitespace (RFC 9110 s5.5): blanks the
+    client sent after the token are not part of it (they made it
+    invalid)."""
+    _, _, t = daemon.user()
+    tok = t["access_token"]
+    for tail in (" ", "\t", " \t  "):
+        raw = daemon.raw(("GET /api/v1/users/me HTTP/1.1\r\nHost: x\r\n"
+                          "Authorization: Bearer %s%s\r\n"
+                          "Connection: close\r\n\r\n" % (tok, tail)).encode())
+        assert raw.startswith(b"HTTP/1.1 200 "), (tail, raw[:300])
+    r = daemon.request("GET", "/api/v1/auth/verify",
+                       headers={"Authorization": "Bearer %s " % tok})
+    assert r.status == 200, r
+
+
 def test_me_tampered_token(daemon):
     _, _, tokens = daemon.user()
     h, p, s = tokens["access_token"].split(".")
