@@ -194,6 +194,56 @@ def test_deactivation_and_demotion_seen_everywhere(make_trio):
     report("demotion", down)
 
 
+def test_profile_changes_seen_everywhere(make_trio):
+    """A change of name, email or second factor made at one instance is
+    announced (migration 0017) and reaches the others' cached user rows
+    at once: GET /users/me and /verify's X-Auth-Email there show it, not
+    only when their entries age out (AUTH_SESSION_CACHE_SECONDS, 60
+    here). Before, only what revokes was announced."""
+    import pyotp
+    (a, b, c), _ = trio_started(make_trio)
+    email, pw, t = a.user()
+    tok = t["access_token"]
+
+    def me(d):
+        r = d.request("GET", "/api/v1/users/me", token=tok)
+        assert r.status == 200, r
+        return r.json
+
+    for d in (b, c):                  # cached there now
+        assert me(d)["full_name"] != "Name 0"
+        assert verify(d, tok).header("X-Auth-Email") == email
+    lat = []
+    for i in range(TRIALS // 6):
+        name = "Name %d" % i
+        r = a.request("PATCH", "/api/v1/users/me", {"full_name": name},
+                      token=tok)
+        assert r.status == 200, r
+        s = seen((b, c), lambda d: me(d)["full_name"] == name)
+        assert s is not None, "name not seen in %ss" % SEEN_WITHIN
+        lat.append(s)
+    new = "moved-" + email
+    r = a.request("PATCH", "/api/v1/users/me",
+                  {"email": new, "current_password": pw}, token=tok)
+    assert r.status == 200, r
+    s = seen((b, c), lambda d: me(d)["email"] == new and
+             verify(d, tok).header("X-Auth-Email") == new)
+    assert s is not None, "email not seen in %ss" % SEEN_WITHIN
+    lat.append(s)
+    r = a.request("POST", "/api/v1/auth/mfa/totp/setup",
+                  {"current_password": pw}, token=tok)
+    assert r.status == 200, r
+    otp = pyotp.parse_uri(r.json["otpauth_uri"])
+    assert not any(me(d)["mfa_enabled"] for d in (b, c))
+    r = a.request("POST", "/api/v1/auth/mfa/totp/confirm",
+                  {"code": otp.now()}, token=tok)
+    assert r.status == 200, r
+    s = seen((b, c), lambda d: me(d)["mfa_enabled"] is True)
+    assert s is not None, "second factor not seen in %ss" % SEEN_WITHIN
+    lat.append(s)
+    report("profile change", lat)
+
+
 def test_listen_connection_killed_and_recovered(make_trio):
     (a, b, c), url = trio_started(make_trio)
     email, pw, _ = a.user()
