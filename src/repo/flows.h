@@ -202,9 +202,11 @@ enum as_err db_login_failures_update(void *impl, const char *email,
                                      const char *ip, repo_login_update_fn fn,
                                      void *ctx,
                                      struct repo_user_read *read);
-/* Inside flow `t`: ends the run of failures of `email` from `ip`. */
+/* Inside flow `t` (an email change, holding the user's row): copies the
+ * run of failures of `from` to `to` (login_failures.c). */
 void db_login_failures_carry(struct db_tx *t, const char *from,
                              const char *to, const char *ip);
+/* Inside flow `t`: ends the run of failures of `email` from `ip`. */
 void db_login_failures_end(struct db_tx *t, const char *email,
                            const char *ip);
 enum as_err db_login_failures_clear(void *impl, const char *email,
