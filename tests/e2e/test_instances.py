@@ -241,6 +241,20 @@ def test_profile_changes_seen_everywhere(make_trio):
     s = seen((b, c), lambda d: me(d)["mfa_enabled"] is True)
     assert s is not None, "second factor not seen in %ss" % SEEN_WITHIN
     lat.append(s)
+    # a password change: the caller's own session stays, and its row's
+    # updated_at moves
+    before = me(a)["updated_at"]
+    time.sleep(max(0.0, 1.05 - time.time() % 1))   # a new second to show
+    r = a.request("POST", "/api/v1/auth/password/change",
+                  {"current_password": pw,
+                   "new_password": "another passphrase " + email[:4]},
+                  token=tok)
+    assert r.status == 204, r
+    after = me(a)["updated_at"]
+    assert after != before, (before, after)
+    s = seen((b, c), lambda d: me(d)["updated_at"] == after)
+    assert s is not None, "password change not seen in %ss" % SEEN_WITHIN
+    lat.append(s)
     report("profile change", lat)
 
 
