@@ -41,21 +41,26 @@ enum as_err core_link_reset(const struct core *c,
 {
     char pwhash[PW_HASH_MAX] = "";
     enum as_err err = pw_hash(pw, c->pw, pwhash);
-
     /* The sessions end, and on an account whose email was never
      * verified (not: is not verified now, which a change of email to an
      * address of one's own makes it) its passkeys and second factor, in
      * one transaction. A verification by a build before migration 0016
      * set no verified_at: verified now counts too. */
+    bool strip = u->verified_at == 0 && !u->is_verified;
+
     if (err == AS_OK)
-        err = repo_ott_reset(c->repo, hash, u->id, pwhash,
-                             u->verified_at == 0 && !u->is_verified,
+        err = repo_ott_reset(c->repo, hash, u->id, pwhash, strip,
                              c->now_ms());
     if (err == AS_OK && c->scache)       /* every session ended */
         scache_forget_user(c->scache, u->id);
     /* Someone else's guesses must not keep the owner out after this
-     * (a failure is harmless: the counts age out). */
-    if (err == AS_OK)
+     * (a failure is harmless: the counts age out). Not while a second
+     * factor stays on: the run then holds wrong codes too, and a link
+     * proves the address, not the factor. Whoever holds the password
+     * and a token moves the email to an address of theirs, and each
+     * reset there gave another threshold of guesses at the code
+     * (README "Lockout"). */
+    if (err == AS_OK && (strip || !u->mfa_enabled))
         (void)repo_login_failures_clear(c->repo, u->email, NULL);
     crypt_wipe(pwhash, sizeof pwhash);
     return err;

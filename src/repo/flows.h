@@ -101,6 +101,11 @@ enum as_err db_keys_prune(void *impl, int64_t now, int64_t before);
     "id, email, full_name, password_hash, role, is_active, is_verified, "  \
     "created_at, updated_at, password_gen, verified_at"
 #define USER_NCOLS 11
+/* The twelfth column after USER_COLS: whether the second factor is on
+ * (of table users). */
+#define USER_MFA_COL                                                       \
+    ", EXISTS (SELECT 1 FROM user_mfa m WHERE m.user_id = users.id "       \
+    "AND m.enabled)"
 /* Reads USER_COLS of row `i` of `r` into `u` (and, when the statement
  * added a twelfth column, whether the second factor is on); strings are
  * borrowed from the flow's arena. */

@@ -120,7 +120,7 @@ static struct db_stmt sql[M_NSTMT] = {
     [M_NOTICE_READY] = DB_SQL("UPDATE outbox SET resolved = true, "
                               "user_id = $2 WHERE id = $1 "
                               "AND sent_at IS NULL"),
-    [M_RESET_FIND] = DB_SQL("SELECT " USER_COLS " FROM users "
+    [M_RESET_FIND] = DB_SQL("SELECT " USER_COLS USER_MFA_COL " FROM users "
                             "WHERE is_active AND (id, email) IN "
                             "(SELECT user_id, email FROM one_time_tokens "
                             "WHERE hash = $1 AND purpose = 'reset' AND "

@@ -9,10 +9,6 @@
 
 #include "repo_int.h"
 
-/* Whether the user (table users) has its second factor on. */
-#define USER_MFA_COL                                                       \
-    ", EXISTS (SELECT 1 FROM user_mfa m WHERE m.user_id = users.id "       \
-    "AND m.enabled)"
 /* Before a change: whether user $1 is an active admin, whether active,
  * and its email. */
 #define USER_FLAGS                                                         \
