@@ -575,6 +575,17 @@ def pd(backend, sink):
     assert d.stop() == 0, "\n".join(d.lines[-20:])
 
 
+def verify_by_link(d, sink, addr, tok):
+    """Verifies `addr` (a new account's, its first mail) through the
+    link mailed at d's origin."""
+    assert verify_request(d, tok).status == 202
+    text = parse(wait_mails(sink, addr)[0]).get_content()
+    link = re.search(re.escape(d.origin) +
+                     r"/verify-email\?token=([A-Za-z0-9_-]+)", text)
+    assert link, text
+    assert verify(d, link.group(1)).status == 204
+
+
 def link_token(d, sink, addr, n=1):
     """forgot(addr), then the token of the n-th reset mail to it (other
     mails, such as the notice of a passkey added, are passed over)."""
@@ -637,12 +648,7 @@ def test_a_verified_account_moved_to_another_address_keeps_its_factors(
     from test_passkey_rules import LOGIN, enroll, login_options
     addr, pw, t = pd.user()
     tok = t["access_token"]
-    assert verify_request(pd, tok).status == 202
-    text = parse(wait_mails(sink, addr)[0]).get_content()
-    link = re.search(re.escape(pd.origin) +
-                     r"/verify-email\?token=([A-Za-z0-9_-]+)", text)
-    assert link, text
-    assert verify(pd, link.group(1)).status == 204
+    verify_by_link(pd, sink, addr, tok)
     auth = Authenticator()
     assert enroll(pd, tok, auth).status == 201
     setup_mfa(pd, addr, pw, tok)
@@ -783,12 +789,7 @@ def test_a_reset_leaves_the_run_while_a_second_factor_stays(pd, sink):
     from test_mfa import setup_mfa
     addr, pw, t = pd.user()
     tok = t["access_token"]
-    assert verify_request(pd, tok).status == 202
-    text = parse(wait_mails(sink, addr)[0]).get_content()
-    link = re.search(re.escape(pd.origin) +
-                     r"/verify-email\?token=([A-Za-z0-9_-]+)", text)
-    assert link, text
-    assert verify(pd, link.group(1)).status == 204
+    verify_by_link(pd, sink, addr, tok)
     codes, _ = setup_mfa(pd, addr, pw, tok)
     seen = []
     for i in range(8):      # 3 lock; each attempt in a delay doubles it
