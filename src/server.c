@@ -532,21 +532,37 @@ static bool field_name_ok(const char *key, size_t n)
     return true;
 }
 
-/* True when the bytes from `from` up to `to` (more than none, in the
- * same read buffer) are only what libmicrohttpd leaves between the parts
- * of a header block it parsed in place: the NULs it wrote over colons and
- * line ends, and blanks. */
-static bool only_separators(uintptr_t from, uintptr_t to)
+/* libmicrohttpd (0.9.75) parses a header block in place: it writes a NUL
+ * over each colon and over each line end's bytes (CR and LF, or a lone
+ * LF), and a value keeps its trailing blanks. So a line "Name: value"
+ * lies as "Name", one NUL, blanks, "value", then one or two NULs before
+ * the next name; the block's end is two to four NULs. */
+static bool gap_ok(uintptr_t from, uintptr_t to, size_t min_nuls,
+                   size_t max_nuls, bool blanks)
 {
     const unsigned char *p = (const unsigned char *)from;
+    size_t nuls = 0;
 
     if (to <= from || to - from > HEADER_POOL_BYTES)
         return false;
-    for (; (uintptr_t)p < to; p++)
-        if (*p != '\0' && *p != ' ' && *p != '\t')
-            return false;
-    return true;
+    for (; (uintptr_t)p < to && *p == '\0'; p++)
+        nuls++;
+    for (; blanks && (uintptr_t)p < to && (*p == ' ' || *p == '\t'); p++)
+        ;
+    return (uintptr_t)p == to && nuls >= min_nuls && nuls <= max_nuls;
 }
+
+/* From the end of a line's value (or of the request line) to the next
+ * line's name: the line end, nothing else. A client's NUL there hid
+ * nothing, but a strict reader refuses it; one NUL right before a lone
+ * LF is the only one that cannot be told apart (the same bytes as CRLF's
+ * once parsed), and it ends the line where a strict reader does. */
+#define LINE_END_OK(from, to) gap_ok(from, to, 1, 2, false)
+/* From the name's end to its value: the colon's NUL, then blanks. */
+#define COLON_OK(from, to) gap_ok(from, to, 1, 1, true)
+/* From the last value to the block's end: its line end and the empty
+ * line's. */
+#define BLOCK_END_OK(from, to) gap_ok(from, to, 2, 4, false)
 
 /* A header line as libmicrohttpd (0.9.75) parsed it, in place: its name
  * right after the previous line, its value right after the name's colon.
@@ -562,9 +578,9 @@ static bool header_in_place(struct framing *f, const char *key,
 {
     uintptr_t k = (uintptr_t)key, v = (uintptr_t)value;
 
-    if (!key || !value || (f->prev && !only_separators(f->prev, k)))
+    if (!key || !value || (f->prev && !LINE_END_OK(f->prev, k)))
         return false;
-    return only_separators(k + key_size, v) &&
+    return COLON_OK(k + key_size, v) &&
            !memchr(value, '\r', value_size);     /* a bare CR it kept */
 }
 
@@ -700,7 +716,7 @@ static enum as_err framing_checks(struct req_ctx *rc, const char *mhd_method,
                                 framing_line, &f);
     /* ... and the last one is followed by the end of the block. */
     if (f.prev && header_size &&
-        !only_separators(f.prev, f.base + header_size))
+        !BLOCK_END_OK(f.prev, f.base + header_size))
         f.line_bad = true;
     if (!leaves_reply_room(&f, header_size)) {
         *detail = "The request line and headers are larger than the "
