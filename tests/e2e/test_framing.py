@@ -3,6 +3,7 @@ and any Transfer-Encoding other than one `chunked` get a problem+json 400,
 and `Expect: 100-continue` with a body over the cap gets 413 at once,
 without `100 Continue`."""
 import json
+import random
 import socket
 import threading
 import time
@@ -262,6 +263,68 @@ def test_well_formed_header_lines_of_every_layout_are_served(daemon, head):
     the layouts a strict reader accepts."""
     raw = daemon.raw(head + BODY, timeout=5)
     assert raw.startswith(b"HTTP/1.1 200 "), raw[:300]
+
+
+def strict_line(rng):
+    """A random header line and what a strict reader (RFC 9112 5, 5.2;
+    RFC 9110 5.5) makes of it: True (a field), False (refused), or one of
+    the two layouts README "Framing" says the daemon cannot see: None for
+    a single NUL right before a lone LF after an otherwise good value,
+    "end" for a colon alone or with NULs (the block's end for
+    libmicrohttpd, seen only when it and the line end before it take more
+    than four bytes)."""
+    name = rng.choice([b"X-A"] * 6 + [b"X-B"] * 6 +
+                      [b"X A", b"X-A ", b"", b"X\x00A"])
+    value = b"".join(rng.choice([b"a"] * 8 + [b" ", b"\t", b"\xc3\xa9"] * 2 +
+                                [b"\x00", b"\r"])
+                     for _ in range(rng.randrange(0, 5)))
+    end = rng.choice([b"\r\n", b"\n"])
+    if value.endswith(b"\r") and end == b"\n":
+        value, end = value[:-1], b"\r\n"      # a CR before LF ends the line
+    fold = rng.random() < 0.05
+    token = bool(name) and all(c not in name for c in b" \x00")
+    good = token and b"\x00" not in value and b"\r" not in value and \
+        not fold
+    line = (b" " if fold else b"") + name + b":" + value + end
+    if name == b"" and value.strip(b"\x00") == b"" and not fold:
+        return line, "end"
+    if (not good and token and not fold and end == b"\n" and
+            value.endswith(b"\x00") and b"\x00" not in value[:-1] and
+            b"\r" not in value):
+        return line, None
+    return line, good
+
+
+def test_header_lines_agree_with_a_strict_reader(daemon):
+    """A differential check of where libmicrohttpd parsed each line
+    (header_in_place): 400 random requests of two to four lines of names,
+    blanks, NULs, CRs, UTF-8 and both line ends, answered 200 exactly when
+    a strict reader takes every line as a field, else 400."""
+    rng = random.Random(9112)
+    seen = {True: 0, False: 0}
+    for _ in range(400):
+        lines = [strict_line(rng) for _ in range(rng.randrange(2, 5))]
+        verdicts = [v for _, v in lines]
+        for i, (line, v) in enumerate(lines):
+            if v != "end":
+                continue
+            before = lines[i - 1][0] if i else b"\r\n"
+            if len(line) + (2 if before.endswith(b"\r\n") else 1) > 4:
+                verdicts[i] = False             # seen: refused
+                continue
+            verdicts = verdicts[:i + 1]         # what follows is not seen
+            break
+        if False not in verdicts and (None in verdicts or
+                                      "end" in verdicts):
+            continue                            # the documented blind spots
+        good = all(verdicts)
+        head = (b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close"
+                b"\r\n" + b"".join(l for l, _ in lines) + b"\r\n")
+        raw = daemon.raw(head, timeout=5)
+        want = b"HTTP/1.1 200 " if good else b"HTTP/1.1 400 "
+        assert raw.startswith(want), (head, raw[:200])
+        seen[good] += 1
+    assert seen[True] >= 20 and seen[False] >= 100, seen
 
 
 @pytest.mark.parametrize("target,status", [
