@@ -217,12 +217,14 @@ enum as_err hx_create_user(struct req_ctx *rc, bool with_role,
 
     if (err != AS_OK)
         goto out;
+    /* What /users/me refuses its caller, /register refuses too. */
     if (!with_role &&
         (json_object_get(in, "role") || json_object_get(in, "is_active") ||
-         json_object_get(in, "is_verified"))) {
+         json_object_get(in, "is_verified") ||
+         json_object_get(in, "mfa_enabled"))) {
         err = res_fail(res, AS_ERR_FORBIDDEN, "You cannot choose your own "
-                                              "role, is_active or "
-                                              "is_verified.");
+                                              "role, is_active, is_verified "
+                                              "or mfa_enabled.");
         goto out;
     }
     new_user_fields(rc, in, with_role, &u, &pw);

@@ -153,9 +153,10 @@ def test_role_and_active_changes_take_effect_at_once(make_daemon):
     assert_problem(d.request("GET", "/api/v1/auth/verify", token=tok), 401)
 
 
-def test_register_refuses_role_and_is_active(daemon):
+def test_register_refuses_what_only_others_set(daemon):
     for extra in ({"role": "admin"}, {"role": "user"}, {"is_active": False},
-                  {"is_active": True}, {"is_verified": True}):
+                  {"is_active": True}, {"is_verified": True},
+                  {"mfa_enabled": True}, {"mfa_enabled": False}):
         r, email, pw = daemon.register(**extra)
         assert_problem(r, 403, "forbidden")
         assert_problem(daemon.login(email, pw), 401)   # nothing created
