@@ -11,6 +11,7 @@
 #include "uuid.h"
 
 struct cfg;
+struct lockout_ticket;
 struct scache;
 
 /* The rules of src/core/ decide; the handlers and the CLI only translate
@@ -75,19 +76,23 @@ enum as_err core_user_unlock(const struct core *c, const char *id,
 
 /* Counts an attempt at a password, one-time code or secret of `email`
  * (normalised) from client address `ip` as a failure before the secret
- * is checked, atomically with the lock check (src/core/lockout.c).
+ * is checked, atomically with the lock check (src/core/lockout.c), and
+ * fills ticket `t` (may be NULL) for core_attempt_settle().
  * AS_OK: go on and check. AS_ERR_RATE_LIMITED: locked, do not check;
  * *retry_s gets the seconds until the lock ends. Otherwise a repository
  * error (nothing may be checked). */
 enum as_err core_attempt_begin(const struct core *c, const char *email,
-                               const char *ip, int64_t *retry_s);
+                               const char *ip, int64_t *retry_s,
+                               struct lockout_ticket *t);
 /* Settles an attempt of core_attempt_begin() whose secret proved right:
  * when `complete` (a whole login or operation) the run of failures of
  * `email` from `ip` ends; otherwise (a right password with a second
- * factor to follow) only this attempt is taken back. A failure to store
- * it is left to the repository's log. */
+ * factor to follow) only this attempt is taken back, with the delay it
+ * armed when its ticket `t` shows nothing counted since (NULL: the count
+ * only). A failure to store it is left to the repository's log. */
 void core_attempt_settle(const struct core *c, const char *email,
-                         const char *ip, bool complete);
+                         const char *ip, bool complete,
+                         const struct lockout_ticket *t);
 /* Checks password `pw` of user `u` from client address `ip` under the
  * lockout (src/core/lockout.c): the attempt is counted as a failure
  * before the hash is checked; a locked caller gets AS_ERR_RATE_LIMITED

@@ -33,6 +33,15 @@ struct lockout_verdict {
                                     (0: none) */
 };
 
+/* What one attempt left in the counts, so that its take-back can tell
+ * whether anything counted since: the address's and the total's count and
+ * lock right after it. */
+struct lockout_ticket {
+    bool set;
+    int64_t count, locked_until;
+    int64_t all_count, all_locked_until;
+};
+
 /* The policy of AUTH_LOCKOUT_THRESHOLD and AUTH_LOCKOUT_MAX_SECONDS. */
 void lockout_policy_init(struct lockout_policy *p, const struct cfg *cfg);
 
@@ -46,13 +55,16 @@ void lockout_attempt(const struct lockout_policy *p, int64_t now,
 
 /* Takes back one attempt that lockout_attempt() counted: the address's
  * count, the share of the total it added, and a lock that no longer
- * holds. */
+ * holds. The attempt was allowed, so no lock was in force before it: the
+ * lock it armed goes too, when `t` (may be NULL) shows that nothing was
+ * counted since (a lock a later failure armed stays). */
 void lockout_take_back(const struct lockout_policy *p,
-                       struct login_count *addr, struct login_count *all);
+                       struct login_count *addr, struct login_count *all,
+                       const struct lockout_ticket *t);
 
 /* Counts an attempt on `email` (normalised) from client address `ip`
  * (an IPv6 address counts as its /64) at `now`, atomically with the check
- * of the lock. AS_OK: go on and check the secret (it stays counted as a
+ * of the lock, filling ticket `t` (may be NULL) for lockout_refund(). AS_OK: go on and check the secret (it stays counted as a
  * failure unless lockout_passed() follows). AS_ERR_RATE_LIMITED: locked,
  * refuse without checking; *retry_s gets the seconds until the lock ends
  * (at least 1). Otherwise a repository error (nothing may be checked).
@@ -60,13 +72,15 @@ void lockout_take_back(const struct lockout_policy *p,
  * `email` into it, in the same step (repo_login_failures_read()). */
 enum as_err lockout_begin(struct repo *r, const struct lockout_policy *p,
                           const char *email, const char *ip, int64_t now,
-                          int64_t *retry_s, struct repo_user_read *read);
-/* Takes back the attempt lockout_begin() counted when the secret proved
- * right but the login is not complete yet (a right password with the
- * second factor on): the count neither grows nor ends (README "Second
- * factor"). */
+                          int64_t *retry_s, struct repo_user_read *read,
+                          struct lockout_ticket *t);
+/* Takes back the attempt lockout_begin() counted (its ticket `t`, or
+ * NULL) when the secret proved right but the login is not complete yet
+ * (a right password with the second factor on): the count neither grows
+ * nor ends, and the delay it armed is lifted (README "Second factor"). */
 enum as_err lockout_refund(struct repo *r, const struct lockout_policy *p,
-                           const char *email, const char *ip);
+                           const char *email, const char *ip,
+                           const struct lockout_ticket *t);
 /* Ends the run of failures of `email` from `ip` (and the email's total)
  * after a complete login. */
 enum as_err lockout_passed(struct repo *r, const char *email,

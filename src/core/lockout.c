@@ -74,6 +74,7 @@ struct attempt_ctx {
     int64_t now;
     struct lockout_verdict v;
     struct repo_user_read *read;
+    struct lockout_ticket *t;
 };
 
 /* Each new row (the address's count started now) prunes a few idle
@@ -84,6 +85,12 @@ static int64_t attempt_fn(void *arg, struct login_count *addr,
     struct attempt_ctx *x = arg;
 
     lockout_attempt(x->p, x->now, addr, all, &x->v);
+    if (x->t)              /* a retried transaction: its last run's counts */
+        *x->t = (struct lockout_ticket){ .set = true, .count = addr->count,
+                                         .locked_until = addr->locked_until,
+                                         .all_count = all->count,
+                                         .all_locked_until =
+                                             all->locked_until };
     if (x->read)
         x->read->wanted = !x->v.refused;  /* a locked caller: no lookup */
     return addr->count == 1 ? x->now - forget_ms(x->p) : 0;
@@ -91,9 +98,10 @@ static int64_t attempt_fn(void *arg, struct login_count *addr,
 
 enum as_err lockout_begin(struct repo *r, const struct lockout_policy *p,
                           const char *email, const char *ip, int64_t now,
-                          int64_t *retry_s, struct repo_user_read *read)
+                          int64_t *retry_s, struct repo_user_read *read,
+                          struct lockout_ticket *t)
 {
-    struct attempt_ctx x = { .p = p, .now = now, .read = read };
+    struct attempt_ctx x = { .p = p, .now = now, .read = read, .t = t };
     char key[NETADDR_KEY_LEN];
     enum as_err err;
 
@@ -106,6 +114,8 @@ enum as_err lockout_begin(struct repo *r, const struct lockout_policy *p,
         return err;
     if (!x.v.refused)
         return AS_OK;
+    if (t)
+        t->set = false;                 /* refused: nothing to take back */
     *retry_s = x.v.until > now ? (x.v.until - now + 999) / 1000 : 1;
     if (*retry_s < 1)
         *retry_s = 1;
@@ -113,34 +123,52 @@ enum as_err lockout_begin(struct repo *r, const struct lockout_policy *p,
 }
 
 void lockout_take_back(const struct lockout_policy *p,
-                       struct login_count *addr, struct login_count *all)
+                       struct login_count *addr, struct login_count *all,
+                       const struct lockout_ticket *t)
 {
+    /* Nothing counted since the attempt: the count and the lock are the
+     * ones it left (every attempt raises the count, every take-back
+     * restores its own), and the lock it armed replaced none in force. */
+    bool last = t && t->set && addr->count == t->count &&
+                addr->locked_until == t->locked_until;
+    bool all_last = t && t->set && all->count == t->all_count &&
+                    all->locked_until == t->all_locked_until;
+
     if (addr->count <= 0)
         return;
     if (addr->count <= p->threshold && all->count > 0) {
         all->count--;
-        if (all->count < p->threshold * LOCKOUT_ALL_FACTOR)
+        if (all->count < p->threshold * LOCKOUT_ALL_FACTOR || all_last)
             all->locked_until = 0;
     }
     addr->count--;
-    if (addr->count < p->threshold)
+    if (addr->count < p->threshold || last)
         addr->locked_until = 0;
 }
+
+struct refund_ctx {
+    const struct lockout_policy *p;
+    const struct lockout_ticket *t;
+};
 
 static int64_t refund_fn(void *arg, struct login_count *addr,
                          struct login_count *all)
 {
-    lockout_take_back(arg, addr, all);
+    struct refund_ctx *x = arg;
+
+    lockout_take_back(x->p, addr, all, x->t);
     return 0;
 }
 
 enum as_err lockout_refund(struct repo *r, const struct lockout_policy *p,
-                           const char *email, const char *ip)
+                           const char *email, const char *ip,
+                           const struct lockout_ticket *t)
 {
+    struct refund_ctx x = { p, t };
     char key[NETADDR_KEY_LEN];
 
     netaddr_client_key(ip, key);
-    return repo_login_failures_update(r, email, key, refund_fn, (void *)p);
+    return repo_login_failures_update(r, email, key, refund_fn, &x);
 }
 
 enum as_err lockout_passed(struct repo *r, const char *email,

@@ -13,23 +13,26 @@
 /* core_attempt_begin(), and with `read` the lookup of `email`. */
 static enum as_err attempt_begin(const struct core *c, const char *email,
                                  const char *ip, int64_t *retry_s,
-                                 struct repo_user_read *read)
+                                 struct repo_user_read *read,
+                                 struct lockout_ticket *t)
 {
     struct lockout_policy p;
 
     lockout_policy_init(&p, c->cfg);
     return lockout_begin(c->repo, &p, email, ip, c->now_ms(), retry_s,
-                         read);
+                         read, t);
 }
 
 enum as_err core_attempt_begin(const struct core *c, const char *email,
-                               const char *ip, int64_t *retry_s)
+                               const char *ip, int64_t *retry_s,
+                               struct lockout_ticket *t)
 {
-    return attempt_begin(c, email, ip, retry_s, NULL);
+    return attempt_begin(c, email, ip, retry_s, NULL, t);
 }
 
 void core_attempt_settle(const struct core *c, const char *email,
-                         const char *ip, bool complete)
+                         const char *ip, bool complete,
+                         const struct lockout_ticket *t)
 {
     struct lockout_policy p;
 
@@ -37,14 +40,15 @@ void core_attempt_settle(const struct core *c, const char *email,
     if (complete)
         (void)lockout_passed(c->repo, email, ip);
     else
-        (void)lockout_refund(c->repo, &p, email, ip);
+        (void)lockout_refund(c->repo, &p, email, ip, t);
 }
 
 enum as_err core_password_check(const struct core *c, const struct user *u,
                                 const char *pw, const char *ip,
                                 int64_t *retry_s)
 {
-    enum as_err err = core_attempt_begin(c, u->email, ip, retry_s);
+    struct lockout_ticket t = { 0 };
+    enum as_err err = core_attempt_begin(c, u->email, ip, retry_s, &t);
 
     if (err == AS_OK && pw_verify(u->password_hash, pw) != AS_OK)
         err = AS_ERR_BAD_CREDENTIALS;
@@ -53,7 +57,7 @@ enum as_err core_password_check(const struct core *c, const struct user *u,
      * run of failures (wrong codes among them) stands until a complete
      * login ends it (README "Second factor"). */
     if (err == AS_OK)
-        core_attempt_settle(c, u->email, ip, false);
+        core_attempt_settle(c, u->email, ip, false, &t);
     return err;
 }
 
@@ -109,6 +113,7 @@ enum as_err core_login(const struct core *c, const char *email,
     char key[INVALID_KEY_LEN];
     const char *counted = email ? email : invalid_key(raw, key);
     struct repo_user_read read = { .out = out, .a = a };
+    struct lockout_ticket t = { 0 };
     enum as_err err = AS_OK;
 
     *retry_s = 0;
@@ -120,7 +125,7 @@ enum as_err core_login(const struct core *c, const char *email,
      * read in the same step, once counted. */
     if (!counted)
         return AS_ERR_INTERNAL;
-    err = attempt_begin(c, counted, ip, retry_s, email ? &read : NULL);
+    err = attempt_begin(c, counted, ip, retry_s, email ? &read : NULL, &t);
     if (err != AS_OK)
         return err;
     if (!email)
@@ -139,7 +144,7 @@ enum as_err core_login(const struct core *c, const char *email,
     /* A login is complete once its session is stored, which ends the
      * run of failures in the same transaction (core_session_start). */
     if (out->mfa_enabled)
-        core_attempt_settle(c, email, ip, false);
+        core_attempt_settle(c, email, ip, false, &t);
     upgrade(c, out, pw, a);
     return AS_OK;
 }

@@ -8,6 +8,7 @@
 
 #include "core.h"
 #include "crypto.h"
+#include "lockout.h"
 #include "qr.h"
 #include "scache.h"
 
@@ -345,21 +346,22 @@ enum as_err core_mfa_confirm(const struct core *c, const struct mfa_env *e,
                              struct mfa_codes *out, int64_t *retry_s)
 {
     bool pending = false, ok = false;
+    struct lockout_ticket t = { 0 };
     enum as_err err = mfa_pending(e, u->id, &pending);
 
     *retry_s = 0;
     if (err == AS_OK && !pending)
         err = AS_ERR_NOT_FOUND;
     if (err == AS_OK)
-        err = core_attempt_begin(c, u->email, ip, retry_s);
+        err = core_attempt_begin(c, u->email, ip, retry_s, &t);
     if (err == AS_OK)
         err = mfa_confirm(e, u->id, code, keep_sid, out, &ok);
     if (err == AS_ERR_NOT_FOUND && pending) /* gone meanwhile: no try */
-        core_attempt_settle(c, u->email, ip, false);
+        core_attempt_settle(c, u->email, ip, false, &t);
     if (err == AS_OK && !ok)
         err = AS_ERR_INVALID_CODE;
     if (err == AS_OK)
-        core_attempt_settle(c, u->email, ip, true);
+        core_attempt_settle(c, u->email, ip, true, NULL);
     return err;
 }
 
@@ -369,17 +371,18 @@ enum as_err core_code_check(const struct core *c, const struct mfa_env *e,
                             const char *ip, int64_t *retry_s)
 {
     bool ok = false;
-    enum as_err err = core_attempt_begin(c, u->email, ip, retry_s);
+    struct lockout_ticket t = { 0 };
+    enum as_err err = core_attempt_begin(c, u->email, ip, retry_s, &t);
 
     if (err == AS_OK)
         err = mfa_token
                   ? mfa_check_login_code(e, u->id, code, mfa_token, &ok)
                   : mfa_check_code(e, u->id, code, &ok);
     if (err == AS_ERR_INVALID_TOKEN)      /* the login went elsewhere */
-        core_attempt_settle(c, u->email, ip, false);
+        core_attempt_settle(c, u->email, ip, false, &t);
     if (err == AS_OK && !ok)
         err = AS_ERR_INVALID_CODE;
     if (err == AS_OK && complete)
-        core_attempt_settle(c, u->email, ip, true);
+        core_attempt_settle(c, u->email, ip, true, NULL);
     return err;
 }

@@ -88,7 +88,7 @@ enum as_err core_session_start(const struct core *c, const char *user_id,
      * ended. */
     if ((err == AS_ERR_MFA_REQUIRED ||
          (err == AS_ERR_INVALID_TOKEN && mfa_token)) && passed)
-        core_attempt_settle(c, passed, ip, false);
+        core_attempt_settle(c, passed, ip, false, NULL);
     return err;
 }
 

@@ -91,6 +91,37 @@ def test_one_address_never_locks_the_owner_out(make_daemon):
     assert d.stop() == 0
 
 
+def test_a_right_password_does_not_rearm_the_delay(make_daemon):
+    """README "Lockout": once a delay has run out, one more attempt is
+    checked; a right password that completes no login (a password change
+    here, the password step with a second factor on) only takes its own
+    attempt back, so it neither arms a new delay nor doubles the next.
+    Each round: the run's delay runs out, the password changes, and the
+    login with the new password that follows at once gets in."""
+    env = dict(PROXIED, AUTH_LOCKOUT_THRESHOLD="3",
+               AUTH_LOCKOUT_MAX_SECONDS="60")
+    d = make_daemon(env).start()
+    r, email, pw = d.register()
+    assert r.status == 201, r
+    ip = "203.0.113.77"
+    tok = login_from(d, ip, email, pw).json["access_token"]
+    for i in range(3):
+        for _ in range(3):                      # a run: 1 s delay armed
+            assert login_from(d, ip, email, "not the password 9").status \
+                == 401
+        time.sleep(1.2)                         # the delay runs out
+        new = "another passphrase %d" % i
+        r = d.request("POST", "/api/v1/auth/password/change",
+                      {"current_password": pw, "new_password": new},
+                      token=tok, headers={"X-Forwarded-For": ip})
+        assert r.status == 204, r
+        pw = new
+        r = login_from(d, ip, email, pw)
+        assert r.status == 200, r               # 429 when it re-armed
+        tok = r.json["access_token"]
+    assert d.stop() == 0
+
+
 @pytest.mark.parametrize("name", ["no-at-sign", "\u00c4dam@example.com",
                                   "two@@example.com"])
 def test_a_name_that_is_no_email_is_locked_too(make_daemon, name):

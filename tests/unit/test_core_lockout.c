@@ -257,12 +257,46 @@ static void second_factor_on_meanwhile_refunds(void **state)
     /* The login's count, as core_login() took it while the factor was
      * still off; then its session. */
     assert_int_equal(core_attempt_begin(&f->core, "mfa@example.com", IP,
-                                        &retry), AS_OK);
+                                        &retry, NULL), AS_OK);
     assert_int_equal(fake_repo_failures("mfa@example.com", IP), 3);
     assert_int_equal(start(f, f->mfa_id, "mfa@example.com"),
                      AS_ERR_MFA_REQUIRED);
     assert_int_equal(fake_repo_failures("mfa@example.com", IP), 2);
     assert_int_equal(fake_repo_failures("mfa@example.com", "*"), 2);
+}
+
+/* Past the threshold, once the delay has run out, the right password of
+ * an account with the second factor on is checked and taken back with
+ * the delay it armed: the code that follows at once is checked too, and
+ * so is a password check right after (no 429, no doubling). */
+static void a_right_password_leaves_no_delay(void **state)
+{
+    struct fx *f = *state;
+    struct user u;
+    int64_t retry = 0;
+    int i;
+
+    for (i = 0; i < 3; i++)
+        assert_int_equal(login(f, "mfa@example.com", "wrong", &retry),
+                         AS_ERR_BAD_CREDENTIALS);
+    assert_int_equal(login(f, "mfa@example.com", PW, &retry),
+                     AS_ERR_RATE_LIMITED);       /* 2 s now (4 counted) */
+    fake_now += 2000;
+    assert_int_equal(core_login(&f->core, "mfa@example.com", NULL, PW, IP,
+                                &u, f->a, &retry), AS_OK);
+    assert_int_equal(fake_repo_failures("mfa@example.com", IP), 4);
+    assert_int_equal(core_password_check(&f->core, &u, PW, IP, &retry),
+                     AS_OK);
+    assert_int_equal(core_password_check(&f->core, &u, PW, IP, &retry),
+                     AS_OK);
+    assert_int_equal(fake_repo_failures("mfa@example.com", IP), 4);
+    /* A wrong one now is checked, and arms the next delay (4 s), which
+     * the attempt it refuses doubles, as it counts too (8 s). */
+    assert_int_equal(core_password_check(&f->core, &u, "wrong", IP, &retry),
+                     AS_ERR_BAD_CREDENTIALS);
+    assert_int_equal(core_password_check(&f->core, &u, PW, IP, &retry),
+                     AS_ERR_RATE_LIMITED);
+    assert_int_equal(retry, 8);
 }
 
 /* A right password of an account with the second factor on is no
@@ -377,6 +411,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(the_session_ends_the_run, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(second_factor_on_meanwhile_refunds,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(a_right_password_leaves_no_delay,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(second_factor_refunds_only, setup,
                                         teardown),

@@ -128,7 +128,7 @@ static void a_right_secret_takes_its_attempt_back(void **state)
     (void)state;
     assert_int_equal(attempt(&a, &all, T0), 0);          /* wrong */
     assert_int_equal(attempt(&a, &all, T0 + 1), 0);      /* right... */
-    lockout_take_back(&pol, &a, &all);                   /* ...not done */
+    lockout_take_back(&pol, &a, &all, NULL);                   /* ...not done */
     assert_int_equal(a.count, 1);
     assert_int_equal(all.count, 1);
     assert_int_equal(attempt(&a, &all, T0 + 2), 0);
@@ -136,14 +136,79 @@ static void a_right_secret_takes_its_attempt_back(void **state)
     /* Taking back the attempt that reached the threshold lifts its lock. */
     assert_int_equal(attempt(&a, &all, T0 + 3), 0);
     assert_int_equal(a.locked_until, T0 + 1003);
-    lockout_take_back(&pol, &a, &all);
+    lockout_take_back(&pol, &a, &all, NULL);
     assert_int_equal(a.locked_until, 0);
     assert_int_equal(a.count, 2);
     /* Nothing to take back: no change, never negative. */
     a = all = (struct login_count){ 0 };
-    lockout_take_back(&pol, &a, &all);
+    lockout_take_back(&pol, &a, &all, NULL);
     assert_int_equal(a.count, 0);
     assert_int_equal(all.count, 0);
+}
+
+/* The ticket of the attempt just made on `a` and `all`. */
+static struct lockout_ticket ticket(const struct login_count *a,
+                                    const struct login_count *all)
+{
+    return (struct lockout_ticket){ .set = true, .count = a->count,
+                                    .locked_until = a->locked_until,
+                                    .all_count = all->count,
+                                    .all_locked_until = all->locked_until };
+}
+
+/* Past the threshold, once the delay has run out, a right secret that
+ * does not complete the login takes back the delay it armed too: the
+ * next attempt is checked at once (README "Lockout"), and no delay
+ * doubles for it. A delay a later failure armed stays. */
+static void a_take_back_lifts_the_delay_it_armed(void **state)
+{
+    struct login_count a = { 0 }, all = { 0 };
+    struct lockout_ticket t;
+    int64_t now = T0 + 3;
+
+    (void)state;
+    assert_int_equal(attempt(&a, &all, T0), 0);
+    assert_int_equal(attempt(&a, &all, T0 + 1), 0);
+    assert_int_equal(attempt(&a, &all, T0 + 2), 0);      /* 1 s delay */
+    now = a.locked_until;                                /* run out */
+    assert_int_equal(attempt(&a, &all, now), 0);         /* right... */
+    assert_int_equal(a.locked_until, now + 2000);
+    t = ticket(&a, &all);
+    lockout_take_back(&pol, &a, &all, &t);               /* ...not done */
+    assert_int_equal(a.count, 3);
+    assert_int_equal(a.locked_until, 0);
+    assert_int_equal(attempt(&a, &all, now + 1), 0);     /* checked at once */
+    assert_int_equal(a.locked_until, now + 1 + 2000);    /* not 4 s */
+
+    /* Without the ticket: the count only (as before). */
+    now = a.locked_until;
+    assert_int_equal(attempt(&a, &all, now), 0);
+    lockout_take_back(&pol, &a, &all, NULL);
+    assert_int_equal(a.locked_until, now + 4000);
+
+    /* A failure counted after the right secret: its delay stays. */
+    now = a.locked_until;
+    assert_int_equal(attempt(&a, &all, now), 0);         /* right */
+    t = ticket(&a, &all);
+    assert_int_not_equal(attempt(&a, &all, now + 1), 0); /* refused, armed */
+    lockout_take_back(&pol, &a, &all, &t);
+    assert_true(a.locked_until > now + 1);
+    assert_int_not_equal(attempt(&a, &all, now + 2), 0);
+
+    /* The total's delay, armed by the attempt, goes the same way. */
+    {
+        const struct lockout_policy one = { 1, 8000 };
+        struct login_count b = { 0 }, tot = { .count = 9, .last_at = T0 };
+        struct lockout_verdict v;
+
+        lockout_attempt(&one, T0, &b, &tot, &v);         /* the 10th */
+        assert_false(v.refused);
+        assert_int_equal(tot.locked_until, T0 + 1000);
+        t = ticket(&b, &tot);
+        lockout_take_back(&one, &b, &tot, &t);
+        assert_int_equal(tot.count, 9);
+        assert_int_equal(tot.locked_until, 0);
+    }
 }
 
 int main(void)
@@ -155,6 +220,7 @@ int main(void)
         cmocka_unit_test(idle_counts_start_over),
         cmocka_unit_test(the_shift_never_overflows),
         cmocka_unit_test(a_right_secret_takes_its_attempt_back),
+        cmocka_unit_test(a_take_back_lifts_the_delay_it_armed),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

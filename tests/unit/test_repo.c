@@ -1909,7 +1909,7 @@ static int64_t try_at(struct fx *f, const char *email, const char *ip,
 {
     int64_t retry = -1;
     enum as_err err = lockout_begin(f->r, &lock_policy, email, ip, now,
-                                    &retry, NULL);
+                                    &retry, NULL, NULL);
 
     assert_true(err == AS_OK || err == AS_ERR_RATE_LIMITED);
     assert_true(err == AS_OK ? retry == 0 : retry >= 1);
@@ -2212,7 +2212,7 @@ static void *lock_race(void *arg)
     pthread_barrier_wait(x->go);
     for (i = 0; i < x->rounds && x->err == AS_OK; i++) {
         err = lockout_begin(x->r, x->p, x->email, x->ip, T0 + i, &retry,
-                            NULL);
+                            NULL, NULL);
         if (err == AS_OK)
             x->admitted++;
         else if (err != AS_ERR_RATE_LIMITED)
