@@ -58,12 +58,15 @@ static int parse_args(int argc, char **argv, struct user_args *a)
     int i;
 
     memset(a, 0, sizeof *a);
+    /* An option given twice is refused: which one was meant (the account
+     * created, unlocked or reset) is not for the daemon to guess. */
     for (i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--admin") == 0)
+        if (strcmp(argv[i], "--admin") == 0 && !a->admin)
             a->admin = true;
-        else if (strcmp(argv[i], "--email") == 0 && i + 1 < argc)
+        else if (strcmp(argv[i], "--email") == 0 && i + 1 < argc &&
+                 !a->email)
             a->email = argv[++i];
-        else if (strcmp(argv[i], "--name") == 0 && i + 1 < argc)
+        else if (strcmp(argv[i], "--name") == 0 && i + 1 < argc && !a->name)
             a->name = argv[++i];
         else
             return 2;

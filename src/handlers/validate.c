@@ -132,6 +132,21 @@ const char *v_email(struct arena *a, const char *raw)
     return out;
 }
 
+/* True when the UTF-8 at `p` starts with a control character of C1
+ * (U+0080-U+009F), a line or paragraph separator (U+2028, U+2029), or a
+ * bidirectional embedding, override or isolate (U+202A-U+202E,
+ * U+2066-U+2069: Unicode TR #9; they reorder what follows them, so a name
+ * could show as someone else's text in a list or a mail). */
+static bool format_char(const unsigned char *p)
+{
+    if (p[0] == 0xc2)
+        return p[1] >= 0x80 && p[1] <= 0x9f;
+    if (p[0] != 0xe2 || !p[1])
+        return false;
+    return (p[1] == 0x80 && p[2] >= 0xa8 && p[2] <= 0xae) ||
+           (p[1] == 0x81 && p[2] >= 0xa6 && p[2] <= 0xa9);
+}
+
 bool v_full_name(const char *s)
 {
     size_t chars = 0;
@@ -139,7 +154,7 @@ bool v_full_name(const char *s)
     json_t *utf8;
 
     for (; *p; p++) {
-        if (*p < 0x20 || *p == 0x7f)
+        if (*p < 0x20 || *p == 0x7f || format_char(p))
             return false;
         if ((*p & 0xc0) != 0x80)
             chars++;

@@ -49,6 +49,24 @@ def test_cli_user_commands(daemon):
                        "bad\udcff\udcfename", stdin=b"cli passphrase 2\n")
     assert r.returncode == 2 and b"invalid --name" in r.stderr, r.stderr
     assert b"passphrase" not in r.stderr
+    # a bidirectional override would show another text (README)
+    r = daemon.command("user", "create", "--email", "y" + email, "--name",
+                       "a\u202enimda", stdin=b"cli passphrase 2\n")
+    assert r.returncode == 2 and b"invalid --name" in r.stderr, r.stderr
+    # an option given twice: which account was meant is not guessed
+    for args in (("--email", "z" + email, "--email", "w" + email),
+                 ("--email", "z" + email, "--name", "A", "--name", "B"),
+                 ("--email", "z" + email, "--admin", "--admin")):
+        r = daemon.command("user", "create", *args,
+                           stdin=b"cli passphrase 3\n")
+        assert r.returncode == 2, (args, r.stderr)
+    for e in ("z" + email, "w" + email):
+        assert daemon.login(e, "cli passphrase 3").status == 401
+    for args in (("unlock", "--email", email, "--email", "z" + email),
+                 ("set-password", "--email", "z" + email, "--email", email)):
+        r = daemon.command("user", *args, stdin=b"cli passphrase 4\n")
+        assert r.returncode == 2, (args, r.stderr)
+    assert daemon.login(email, "another passphrase").status == 200
 
 
 def test_matrix(daemon, admin):
@@ -160,7 +178,9 @@ def test_me_patch(daemon):
                                    "current_password": pw}, token=tok), 409,
                    "email_taken")
     for body in ({"email": "nope"}, {"email": 5}, {"full_name": ""},
-                 {"full_name": ["x"]}):
+                 {"full_name": ["x"]}, {"full_name": "a\u0085b"},
+                 {"full_name": "a\u202enimda"}, {"full_name": "a\u2066b"},
+                 {"full_name": "two\u2028lines"}):
         assert_problem(daemon.request("PATCH", "/api/v1/users/me", body,
                                       token=tok), 422, "validation_error")
 

@@ -49,6 +49,19 @@ static void test_names_and_printable(void **state)
     assert_true(v_full_name("\xe6\x9d\x8e\xe5\xb0\x8f\xe9\xbe\x99"));
     assert_false(v_full_name(""));
     assert_false(v_full_name("tab\there"));
+    /* C1 controls, separators, bidirectional formatting: refused */
+    assert_false(v_full_name("a\xc2\x85" "b"));               /* NEL */
+    assert_false(v_full_name("a\xc2\x9b" "b"));               /* CSI */
+    assert_false(v_full_name("a\xe2\x80\xa8" "b"));           /* U+2028 */
+    assert_false(v_full_name("a\xe2\x80\xae" "nimda"));       /* RLO */
+    assert_false(v_full_name("a\xe2\x81\xa6" "b"));           /* LRI */
+    assert_false(v_full_name("a\xe2\x81\xa9"));               /* PDI */
+    /* their neighbours stay names: U+00A0, U+00E9, U+2027, U+202F,
+     * U+2065 (unassigned, valid UTF-8), U+206A */
+    assert_true(v_full_name("a\xc2\xa0" "b\xc3\xa9"));
+    assert_true(v_full_name("a\xe2\x80\xa7" "b\xe2\x80\xaf"));
+    assert_true(v_full_name("a\xe2\x81\xa5" "b\xe2\x81\xaa"));
+    assert_true(v_full_name("\xd9\x85\xd8\xad\xd9\x85\xd8\xaf"));  /* Arabic */
     /* not UTF-8: a stray byte, an overlong slash, a surrogate */
     assert_false(v_full_name("bad\xff\xfename"));
     assert_false(v_full_name("\xc0\xaf"));
