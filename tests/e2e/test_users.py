@@ -316,3 +316,35 @@ def test_search_is_literal(make_daemon):
     assert search("PLAIN") == ["plain"]
     assert search("EXAMPLE.COM") != []
     assert search("no-such-thing") == []
+
+
+def test_answers_that_show_an_account_are_not_stored(daemon, admin):
+    """What shows an account, its sessions or its passkeys is said
+    `Cache-Control: no-store`, as the token answers are: a browser's or a
+    proxy's cache keeps no copy of it (RFC 9111 5.2.2.5)."""
+    r, email, pw = daemon.register()
+    assert r.status == 201 and r.header("Cache-Control") == "no-store"
+    uid = r.json["id"]
+    tok = daemon.login(email, pw).json["access_token"]
+    seen = [r]
+    for path in ("/api/v1/users/me", "/api/v1/auth/sessions",
+                 "/api/v1/auth/passkeys"):
+        seen.append(daemon.request("GET", path, token=tok))
+    seen.append(daemon.request("PATCH", "/api/v1/users/me",
+                               {"full_name": "Stored Nowhere"}, token=tok))
+    for method, path, body in (
+            ("GET", "/api/v1/users", None),
+            ("GET", "/api/v1/users/" + uid, None),
+            ("PATCH", "/api/v1/users/" + uid, {"full_name": "Nor Here"}),
+            ("POST", "/api/v1/users",
+             {"email": "ns-%s@example.com" % secrets.token_hex(4),
+              "password": "made by admin 2"})):
+        seen.append(daemon.request(method, path, body, token=admin[2]))
+    for r in seen:
+        assert r.status in (200, 201), r
+        assert r.header("Cache-Control") == "no-store", r.headers
+        assert r.header("Pragma") == "no-cache", r.headers
+    # what shows no account stays cacheable
+    for path in ("/.well-known/jwks.json", "/healthz"):
+        assert daemon.request("GET", path).header("Cache-Control") != \
+            "no-store"
