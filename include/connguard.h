@@ -41,9 +41,13 @@ struct cg_conn *connguard_open(struct connguard *g, const struct sockaddr *sa,
 /* Forgets `c`; call it before its socket is closed. NULL is a no-op. */
 void connguard_close(struct connguard *g, struct cg_conn *c);
 /* The request line of `c`'s current request has arrived at `now_ms`: its
- * first byte came no later. NULL is a no-op. */
+ * first byte came no later. Its target, as read, is `target_len` bytes up
+ * to its first NUL. NULL is a no-op. */
 void connguard_request_line(struct connguard *g, struct cg_conn *c,
-                            uint64_t now_ms);
+                            uint64_t now_ms, size_t target_len);
+/* True, with *len the target length connguard_request_line() recorded
+ * for `c`'s current request, when one was; false for NULL. */
+bool connguard_target(struct connguard *g, struct cg_conn *c, size_t *len);
 /* The headers of `c`'s current request are complete at `now_ms`: its body
  * (if any) must be complete by the body deadline. NULL is a no-op. */
 void connguard_headers_done(struct connguard *g, struct cg_conn *c,

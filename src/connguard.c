@@ -46,6 +46,8 @@ struct cg_conn {
     uint64_t idle_ms;            /* idle since (handoff: handed at) */
     uint64_t taken;              /* bytes the server had read by then */
     uint64_t seq;                /* names a handoff */
+    size_t target_len;           /* the request target as read, plus 1
+                                    (0: not known); see connguard_target() */
     struct cg_conn *older, *newer;  /* parked: in the order they parked */
     socklen_t peer_len;          /* 0: not an IP peer (never parked) */
     union {
@@ -357,14 +359,30 @@ void connguard_close(struct connguard *g, struct cg_conn *c)
 }
 
 void connguard_request_line(struct connguard *g, struct cg_conn *c,
-                            uint64_t now_ms)
+                            uint64_t now_ms, size_t target_len)
 {
     if (!c)
         return;
     pthread_mutex_lock(&g->mu);
     if (c->phase == CG_HEADERS && c->first_ms == 0)
         c->first_ms = now_ms ? now_ms : 1;
+    c->target_len = target_len + 1;
     pthread_mutex_unlock(&g->mu);
+}
+
+bool connguard_target(struct connguard *g, struct cg_conn *c, size_t *len)
+{
+    bool known = false;
+
+    if (!c)
+        return false;
+    pthread_mutex_lock(&g->mu);
+    if (c->target_len > 0) {
+        *len = c->target_len - 1;
+        known = true;
+    }
+    pthread_mutex_unlock(&g->mu);
+    return known;
 }
 
 void connguard_headers_done(struct connguard *g, struct cg_conn *c,
@@ -395,6 +413,7 @@ void connguard_request_done(struct connguard *g, struct cg_conn *c,
     pthread_mutex_lock(&g->mu);
     await_request(c, 0, now_ms);
     c->rx_mark = c->taken = rx_bytes;
+    c->target_len = 0;                   /* the next request's is not known */
     pthread_mutex_unlock(&g->mu);
 }
 

@@ -492,6 +492,11 @@ struct framing {
     unsigned nauth;              /* Authorization lines */
     bool host_bad;               /* a Host value that is no host[:port] */
     uintptr_t prev;              /* past the last header read, or 0 */
+    uintptr_t prev_trailer;      /* past the last trailer read, or 0 */
+    uintptr_t block_end;         /* past the header block (trailers come
+                                    after it), or 0 */
+    bool trailer_bad;            /* a trailer line not as it was read, or
+                                    whose name is not a token */
     uint64_t cl;
     size_t records;              /* headers, cookies and query arguments */
     size_t cookie_len, origin_len;
@@ -604,6 +609,26 @@ static enum MHD_Result framing_line(void *cls, enum MHD_ValueKind kind,
         if (e > f->base && e - f->base <= HEADER_POOL_BYTES && e > f->end)
             f->end = e;
     }
+    if (kind == MHD_FOOTER_KIND) {
+        /* Trailer lines are field lines too (RFC 9112 7.1.2), parsed in
+         * place after the body: each checked as a header line is, and
+         * against the trailer before it (where the section begins and
+         * ends libmicrohttpd does not say). */
+        uintptr_t k = (uintptr_t)key;
+
+        /* libmicrohttpd (0.9.75), short of room, records a header's
+         * "Connection: close" again as a trailer, in the header's place:
+         * no trailer line. */
+        if (k < f->block_end)
+            return MHD_YES;
+        if (!field_name_ok(key, key_size) || !value ||
+            (f->prev_trailer && !LINE_END_OK(f->prev_trailer, k)) ||
+            !COLON_OK(k + key_size, (uintptr_t)value) ||
+            memchr(value, '\r', value_size))
+            f->trailer_bad = true;
+        f->prev_trailer = value ? (uintptr_t)value + value_size : 0;
+        return MHD_YES;
+    }
     if (kind != MHD_HEADER_KIND)
         return MHD_YES;
     if (!field_name_ok(key, key_size))
@@ -701,7 +726,8 @@ static void close_after(struct req_ctx *rc)
  * Content-Length value (repeated lines must agree), or exactly one
  * `chunked`. */
 static enum as_err framing_checks(struct req_ctx *rc, const char *mhd_method,
-                                  const char *version, const char **detail)
+                                  const char *version, bool target_whole,
+                                  const char **detail)
 {
     struct framing f = { .ncl = 0, .base = (uintptr_t)mhd_method };
     size_t header_size = request_header_size(rc);
@@ -723,7 +749,8 @@ static enum as_err framing_checks(struct req_ctx *rc, const char *mhd_method,
                   "server accepts.";
         return AS_ERR_HEADERS_TOO_LARGE;
     }
-    *detail = framing_doubt(&f, version);
+    *detail = target_whole ? framing_doubt(&f, version)
+                           : "The request target holds a NUL character.";
     if (*detail) {
         close_after(rc);
         return AS_ERR_BAD_REQUEST;
@@ -792,12 +819,16 @@ static enum as_err early_checks(struct req_ctx *rc, const char **detail)
 }
 
 /* A chunked body's trailer lines are read after the headers were
- * checked, into the same pool: false (rc->err set) when with them the
- * reply would no longer fit (see REPLY_ROOM). `mhd_method` is
- * libmicrohttpd's own method string, the request's first byte. */
-static bool trailers_leave_room(struct req_ctx *rc, const char *mhd_method)
+ * checked, into the same pool: false (rc->err set) when one is not a
+ * strict reader's field line (400, the connection closed: where the
+ * request ends is in doubt), or when with them the reply would no longer
+ * fit (see REPLY_ROOM). `mhd_method` is libmicrohttpd's own method
+ * string, the request's first byte. */
+static bool trailers_ok(struct req_ctx *rc, const char *mhd_method)
 {
-    struct framing f = { .ncl = 0, .base = (uintptr_t)mhd_method };
+    size_t header_size = request_header_size(rc);
+    struct framing f = { .ncl = 0, .base = (uintptr_t)mhd_method,
+                         .block_end = (uintptr_t)mhd_method + header_size };
 
     if (!MHD_lookup_connection_value(rc->conn, MHD_HEADER_KIND,
                                      "Transfer-Encoding"))
@@ -807,7 +838,20 @@ static bool trailers_leave_room(struct req_ctx *rc, const char *mhd_method)
                                               MHD_GET_ARGUMENT_KIND |
                                               MHD_FOOTER_KIND,
                                 framing_line, &f);
-    if (leaves_reply_room(&f, request_header_size(rc)))
+    /* The last trailer's line ends, and so does the section (an empty
+     * line): two line ends, at least two NULs, both in what was read. A
+     * byte other than NUL there is what a NUL in its value hid. */
+    if (f.prev_trailer && (((const char *)f.prev_trailer)[0] != '\0' ||
+                           ((const char *)f.prev_trailer)[1] != '\0'))
+        f.trailer_bad = true;
+    if (f.trailer_bad) {
+        close_after(rc);
+        rc->err = AS_ERR_BAD_REQUEST;
+        rc->res.detail = "A trailer line is folded, holds a CR or NUL "
+                         "character, or has a malformed field name.";
+        return false;
+    }
+    if (leaves_reply_room(&f, header_size))
         return true;
     rc->err = AS_ERR_HEADERS_TOO_LARGE;
     rc->res.detail = "The request line, headers and trailers are larger "
@@ -818,7 +862,7 @@ static bool trailers_leave_room(struct req_ctx *rc, const char *mhd_method)
 /* Looks the route up and checks headers; returns false when the answer
  * is already decided (rc->err set). */
 static bool begin(struct req_ctx *rc, const char *mhd_method,
-                  const char *version)
+                  const char *version, bool target_whole)
 {
     char allow[128];
     const char *detail = NULL;
@@ -841,7 +885,7 @@ static bool begin(struct req_ctx *rc, const char *mhd_method,
     if (version && strcmp(version, MHD_HTTP_VERSION_1_0) == 0 &&
         req_header(rc, "Transfer-Encoding"))
         close_after(rc);
-    err = framing_checks(rc, mhd_method, version, &detail);
+    err = framing_checks(rc, mhd_method, version, target_whole, &detail);
     if (err != AS_OK) {                 /* before anything else answers */
         rc->err = err;
         rc->res.detail = detail;
@@ -1245,7 +1289,8 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     int fd;
     bool spaced, nul;
 
-    connguard_request_line(srv->guard, conn_guard(conn), clock_mono_ms());
+    connguard_request_line(srv->guard, conn_guard(conn), clock_mono_ms(),
+                           strnlen(uri, HEADER_POOL_BYTES));
     if (srv->parking)                   /* a request: its own timeout */
         MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT,
                                   srv->timeout_s);
@@ -1286,6 +1331,26 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     return rc;
 }
 
+/* False when the request target libmicrohttpd parsed is longer than the
+ * one on_uri() read up to its first NUL: a NUL in the target, which cut
+ * the path or query there (`/users/me<NUL>.css` was served as
+ * `/users/me`, and a cache in front matching on the suffix would have
+ * kept it). libmicrohttpd (0.9.75) parses the request line in place:
+ * the target is `url` up to the NUL it wrote over the blank before the
+ * version; `url` itself is decoded in place by now, hence the length
+ * recorded before. */
+static bool target_whole(struct server *srv, struct MHD_Connection *conn,
+                         const char *url, const char *version)
+{
+    uintptr_t u = (uintptr_t)url, v = (uintptr_t)version;
+    size_t read_len;
+
+    if (!url || !version || v <= u || v - u > HEADER_POOL_BYTES ||
+        !connguard_target(srv->guard, conn_guard(conn), &read_len))
+        return true;                    /* not known: as before */
+    return read_len == v - u - 1;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
                                   const char *url, const char *method,
                                   const char *version,
@@ -1313,7 +1378,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
             return MHD_NO;
         *con_cls = rc;
         atomic_fetch_add(&srv->inflight, 1);
-        if (begin(rc, method, version)) {
+        if (begin(rc, method, version, target_whole(srv, conn, url,
+                                                    version))) {
             rc->state = ST_BODY;
             return MHD_YES;
         }
@@ -1329,7 +1395,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
         connguard_body_done(srv->guard, conn_guard(conn));
     switch (__atomic_load_n(&rc->state, __ATOMIC_ACQUIRE)) {
     case ST_BODY:
-        if (n == 0 && !trailers_leave_room(rc, method))
+        if (n == 0 && !trailers_ok(rc, method))
             return respond(rc);
         if (n == 0)
             return dispatch(srv, rc);

@@ -117,7 +117,7 @@ static void test_keepalive_next_request(void **state)
     /* idle for long: still no deadline */
     assert_int_equal(sweep(g, 60000), 0);
     /* a request line seen at 61000 starts it even without a new byte */
-    connguard_request_line(g, c, 61000);
+    connguard_request_line(g, c, 61000, 1);
     assert_int_equal(sweep(g, 62999), 0);
     assert_int_equal(sweep(g, 63000), 1);
     assert_int_equal(expired[4], 1);
