@@ -56,8 +56,12 @@ void lockout_attempt(const struct lockout_policy *p, int64_t now,
                              : 0;
     /* One address adds at most the threshold to the total, however many
      * and however long its failures go on: it alone never locks the email
-     * for anyone else. */
-    if (addr->count <= p->threshold) {
+     * for anyone else. Once the total is reached (ten addresses' worth),
+     * every attempt counts and doubles the email's delay: else each of
+     * any number of addresses past its own threshold (made so by
+     * attempts refused during the email's delay) got a check per delay
+     * of its own, and the total bounded nothing. */
+    if (addr->count <= p->threshold || all->count >= all_limit) {
         all->count++;
         all->last_at = now;
         all->locked_until = all->count >= all_limit
@@ -136,7 +140,12 @@ void lockout_take_back(const struct lockout_policy *p,
 
     if (addr->count <= 0)
         return;
-    if (addr->count <= p->threshold && all->count > 0) {
+    /* The attempt counted in the total as lockout_attempt() decided:
+     * within the address's threshold, or with the total reached before
+     * it (so above it now). */
+    if ((addr->count <= p->threshold ||
+         all->count > p->threshold * LOCKOUT_ALL_FACTOR) &&
+        all->count > 0) {
         all->count--;
         if (all->count < p->threshold * LOCKOUT_ALL_FACTOR || all_last)
             all->locked_until = 0;

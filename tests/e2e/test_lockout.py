@@ -122,6 +122,51 @@ def test_a_right_password_does_not_rearm_the_delay(make_daemon):
     assert d.stop() == 0
 
 
+def test_the_email_wide_lock_bounds_every_address(make_daemon):
+    """README "Lockout": past 10 times the threshold in all, the email is
+    locked the same way for every address, each attempt doubling its
+    delay. Ten addresses fill the total (30 checked), then go on guessing
+    for eight seconds, each as its Retry-After allows: before, each
+    address past its own threshold got a check per delay of its own
+    (about one every 4 s each here, and more addresses, more checks); now
+    the email's delay holds them all."""
+    env = dict(PROXIED, AUTH_LOCKOUT_THRESHOLD="3",
+               AUTH_LOCKOUT_MAX_SECONDS="4", AUTH_RATE_LIMIT_PER_MINUTE="0")
+    d = make_daemon(env).start()
+    r, email, pw = d.register()
+    assert r.status == 201, r
+    ips = ["198.51.100.%d" % (10 + i) for i in range(10)]
+    for ip in ips:
+        for _ in range(3):
+            assert login_from(d, ip, email, "not the password 9").status \
+                == 401
+    # Each address paces itself to the Retry-After it is told, as a
+    # patient attacker does: hammering only re-arms its own delay.
+    checked, tries = 0, 0
+    due = {ip: 0.0 for ip in ips}
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 8 and tries < 400:
+        now = time.monotonic()
+        ready = [ip for ip in ips if due[ip] <= now]
+        if not ready:
+            time.sleep(0.05)
+            continue
+        r = login_from(d, ready[0], email, "not the password 9")
+        assert r.status in (401, 429), r
+        checked += r.status == 401
+        due[ready[0]] = now + (retry_after(r) if r.status == 429 else 0)
+        tries += 1
+    assert tries >= 10, tries
+    assert checked <= 4, (checked, tries)
+    # the owner waits out the longest delay, once the guessing stops
+    r = login_from(d, "203.0.113.9", email, pw)
+    if r.status == 429:
+        time.sleep(retry_after(r) + 0.2)
+        r = login_from(d, "203.0.113.9", email, pw)
+    assert r.status == 200, r
+    assert d.stop() == 0
+
+
 @pytest.mark.parametrize("name", ["no-at-sign", "\u00c4dam@example.com",
                                   "two@@example.com"])
 def test_a_name_that_is_no_email_is_locked_too(make_daemon, name):

@@ -79,9 +79,47 @@ static void ten_times_the_threshold_locks_every_address(void **state)
     assert_int_equal(all.locked_until, T0 + 9 + 1000);
     /* A fresh address is refused, and its attempt doubles the lock. */
     assert_int_equal(attempt(&a[10], &all, T0 + 100), T0 + 2100);
-    /* A locked address's own attempts add nothing more to the total. */
-    assert_true(attempt(&a[0], &all, T0 + 200) > 0);
-    assert_int_equal(all.count, 31);
+    /* So does an address past its own threshold, once the total is
+     * reached: its attempt counts too. */
+    assert_int_equal(attempt(&a[0], &all, T0 + 200), T0 + 4200);
+    assert_int_equal(all.count, 32);
+    /* With the delay run out, one attempt from any of them is checked,
+     * and the next from any other address waits for the doubled delay. */
+    assert_int_equal(attempt(&a[1], &all, T0 + 4200), 0);
+    assert_int_equal(all.locked_until, T0 + 4200 + 8000);
+    assert_true(attempt(&a[2], &all, T0 + 4201) > 0);
+}
+
+/* Below the total, an address past its own threshold never adds to it
+ * (it alone never locks the email for others), however long it goes on;
+ * a take-back above the total takes its share back. */
+static void the_total_counts_every_address_only_once_reached(void **state)
+{
+    const struct lockout_policy one = { 1, 8000 };
+    struct login_count a = { 0 }, b = { 0 }, all = { 0 };
+    struct lockout_ticket t;
+    int i;
+
+    (void)state;
+    for (i = 0; i < 50; i++)
+        lockout_attempt(&one, T0 + i * 10000, &a, &all,
+                        &(struct lockout_verdict){ 0 });
+    assert_int_equal(all.count, 1);
+    all.count = 10;                              /* the total reached */
+    all.last_at = T0;
+    lockout_attempt(&one, T0 + 600000, &b, &all,
+                    &(struct lockout_verdict){ 0 });
+    assert_int_equal(all.count, 11);
+    lockout_attempt(&one, T0 + 700000, &a, &all,
+                    &(struct lockout_verdict){ 0 });
+    assert_int_equal(all.count, 12);
+    t = (struct lockout_ticket){ .set = true, .count = a.count,
+                                 .locked_until = a.locked_until,
+                                 .all_count = all.count,
+                                 .all_locked_until = all.locked_until };
+    lockout_take_back(&one, &a, &all, &t);
+    assert_int_equal(all.count, 11);
+    assert_int_equal(all.locked_until, 0);
 }
 
 static void idle_counts_start_over(void **state)
@@ -217,6 +255,7 @@ int main(void)
         cmocka_unit_test(threshold_then_doubling_then_cap),
         cmocka_unit_test(one_address_adds_at_most_the_threshold),
         cmocka_unit_test(ten_times_the_threshold_locks_every_address),
+        cmocka_unit_test(the_total_counts_every_address_only_once_reached),
         cmocka_unit_test(idle_counts_start_over),
         cmocka_unit_test(the_shift_never_overflows),
         cmocka_unit_test(a_right_secret_takes_its_attempt_back),
