@@ -49,8 +49,12 @@ static bool read_password(char *buf, size_t len)
         return false;
     if (!strchr(buf, '\n') && !feof(stdin))
         return false;                      /* longer than any password */
-    buf[strcspn(buf, "\r\n")] = '\0';
-    return true;
+    /* The line's end (LF or CRLF) goes; a CR anywhere else is refused,
+     * not cut at: the password set would be a prefix of the one given. */
+    buf[strcspn(buf, "\n")] = '\0';
+    if (*buf && buf[strlen(buf) - 1] == '\r')
+        buf[strlen(buf) - 1] = '\0';
+    return strchr(buf, '\r') == NULL;
 }
 
 static int parse_args(int argc, char **argv, struct user_args *a)
@@ -58,15 +62,17 @@ static int parse_args(int argc, char **argv, struct user_args *a)
     int i;
 
     memset(a, 0, sizeof *a);
-    /* An option given twice is refused: which one was meant (the account
-     * created, unlocked or reset) is not for the daemon to guess. */
+    /* An option given twice is refused, and so is an option where a
+     * value belongs (`--name --admin`): which account was meant (created,
+     * unlocked, reset, an admin or not) is not for the daemon to guess. */
     for (i = 1; i < argc; i++) {
+        bool value = i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0;
+
         if (strcmp(argv[i], "--admin") == 0 && !a->admin)
             a->admin = true;
-        else if (strcmp(argv[i], "--email") == 0 && i + 1 < argc &&
-                 !a->email)
+        else if (strcmp(argv[i], "--email") == 0 && value && !a->email)
             a->email = argv[++i];
-        else if (strcmp(argv[i], "--name") == 0 && i + 1 < argc && !a->name)
+        else if (strcmp(argv[i], "--name") == 0 && value && !a->name)
             a->name = argv[++i];
         else
             return 2;
@@ -91,7 +97,8 @@ static int new_password(const struct cfg *cfg, const char *email, char *pw)
 
     if (!read_password(pw, PW_LINE)) {
         fprintf(stderr, "auth-serve: no password on stdin (one line of "
-                        "at most %d bytes)\n", PW_LINE - 1);
+                        "at most %d bytes, without CR or NUL)\n",
+                PW_LINE - 1);
         return 2;
     }
     why = pw_policy_check(pw, email, cfg->password_min_length);

@@ -56,7 +56,9 @@ def test_cli_user_commands(daemon):
     # an option given twice: which account was meant is not guessed
     for args in (("--email", "z" + email, "--email", "w" + email),
                  ("--email", "z" + email, "--name", "A", "--name", "B"),
-                 ("--email", "z" + email, "--admin", "--admin")):
+                 ("--email", "z" + email, "--admin", "--admin"),
+                 ("--email", "z" + email, "--name", "--admin"),
+                 ("--name", "--email", "--email", "z" + email)):
         r = daemon.command("user", "create", *args,
                            stdin=b"cli passphrase 3\n")
         assert r.returncode == 2, (args, r.stderr)
@@ -67,6 +69,16 @@ def test_cli_user_commands(daemon):
         r = daemon.command("user", *args, stdin=b"cli passphrase 4\n")
         assert r.returncode == 2, (args, r.stderr)
     assert daemon.login(email, "another passphrase").status == 200
+    # a CR inside the line is refused, not cut at (the password set was
+    # the part before it); the line's own CRLF is no part of it
+    r = daemon.command("user", "create", "--email", "cr" + email,
+                       stdin=b"correct horse\rbattery staple 99\n")
+    assert r.returncode == 2 and b"without CR" in r.stderr, r.stderr
+    assert daemon.login("cr" + email, "correct horse").status == 401
+    r = daemon.command("user", "create", "--email", "cr" + email,
+                       stdin=b"battery staple 99\r\n")
+    assert r.returncode == 0, r.stderr
+    assert daemon.login("cr" + email, "battery staple 99").status == 200
 
 
 def test_matrix(daemon, admin):
