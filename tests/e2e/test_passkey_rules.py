@@ -99,6 +99,7 @@ def test_concurrent_increasing_counters_serialise(d):
     auth = Authenticator()
     r = enroll(d, t["access_token"], auth)
     assert r.status == 201, r
+    assert r.header("Cache-Control") == "no-store"     # shows a passkey
     pid = r.json["id"]
     refused = 0
     for rnd in range(ROUNDS):
