@@ -707,8 +707,67 @@ static bool rp_id_covers(const char *rp_id, const char *origins)
     return true;
 }
 
-/* The WebAuthn defaults from AUTH_PUBLIC_URL: the RP ID is its host,
- * the one origin its scheme://host[:port]. */
+/* Appends origin `s` (`len` bytes, valid_wa_origin()) to `out` as a
+ * browser serialises it (RFC 6454 6.1; HTML's "ASCII serialization of an
+ * origin"), which is what clientDataJSON carries and origin_allowed()
+ * compares exactly: scheme and host in lower case, the scheme's default
+ * port left out. `out` has room for `len` more bytes and a NUL. */
+static void origin_serialise(const char *s, size_t len, char *out)
+{
+    const char *host = memchr(s, ':', len) + 3, *end = s + len;
+    const char *port = NULL, *p;
+    char *o = out + strlen(out);
+    bool https = (size_t)(host - s) == 8;
+
+    if (*host == '[') {
+        p = memchr(host, ']', (size_t)(end - host));
+        if (p && p + 1 < end && p[1] == ':')
+            port = p + 1;
+    } else {
+        port = memchr(host, ':', (size_t)(end - host));
+    }
+    if (port && (size_t)(end - port) == (https ? 4u : 3u) &&
+        memcmp(port, https ? ":443" : ":80", (size_t)(end - port)) == 0)
+        end = port;                       /* the default port */
+    for (p = s; p < end; p++)
+        *o++ = (port && p >= port) ? *p
+                                   : (char)tolower((unsigned char)*p);
+    *o = '\0';
+}
+
+/* Rewrites the comma-separated origins at `slot` serialised (above), so
+ * that `https://App.example.com:443` in the settings matches what a
+ * browser sends, `https://app.example.com`. */
+static bool origins_serialise(char **slot)
+{
+    const char *p = *slot;
+    char *out = calloc(1, strlen(p) + 1);
+
+    if (!out)
+        return false;
+    while (*p) {
+        size_t n;
+
+        p += strspn(p, " \t,");
+        n = strcspn(p, ",");
+        while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+            n--;
+        if (n == 0)
+            break;
+        if (*out)
+            strcat(out, ",");
+        origin_serialise(p, n, out);
+        p += n;
+        p += strcspn(p, ",");
+    }
+    free(*slot);
+    *slot = out;
+    return true;
+}
+
+/* The WebAuthn defaults from AUTH_PUBLIC_URL: the RP ID is its host (in
+ * lower case, as a browser has it), the one origin its
+ * scheme://host[:port]; every origin serialised as a browser sends it. */
 static bool webauthn_finish(struct cfg *c, char *why, size_t why_len)
 {
     const char *u = c->public_url, *host = strstr(u, "://") + 3;
@@ -721,10 +780,16 @@ static bool webauthn_finish(struct cfg *c, char *why, size_t why_len)
         if (!c->webauthn_origins)
             return fail(why, why_len, "out of memory");
     }
+    if (!origins_serialise(&c->webauthn_origins))
+        return fail(why, why_len, "out of memory");
     if (!c->webauthn_rp_id) {
+        char *p;
+
         c->webauthn_rp_id = strndup(host, hlen);
         if (!c->webauthn_rp_id)
             return fail(why, why_len, "out of memory");
+        for (p = c->webauthn_rp_id; *p; p++)
+            *p = (char)tolower((unsigned char)*p);
     }
     if (!rp_id_covers(c->webauthn_rp_id, c->webauthn_origins))
         return fail(why, why_len, "invalid value for AUTH_WEBAUTHN_RP_ID: "

@@ -254,3 +254,30 @@ def test_login_without_a_credential_object_is_422(d, body):
     r = d.request("POST", LOGIN, body)
     p = assert_problem(r, 422, "validation_error")
     assert [e["field"] for e in p["errors"]] == ["credential"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_origins_are_compared_as_a_browser_writes_them(backend):
+    """A browser sends the origin serialised (RFC 6454 6.1): host in lower
+    case, no default port. Settings spelt otherwise (`http://LOCALHOST:P`
+    here, or `https://host:443`) started and then refused every ceremony
+    with bad_origin; they are serialised the same way at start."""
+    port = free_port()
+    origin = "http://localhost:%d" % port
+    daemon = Daemon(backend, env={
+        "AUTH_PORT": str(port),
+        "AUTH_PUBLIC_URL": "http://LocalHost:%d" % port,
+        "AUTH_WEBAUTHN_ORIGINS": " http://LOCALHOST:%d " % port,
+        "AUTH_RATE_LIMIT_PER_MINUTE": "0"}).start()
+    daemon.origin = origin
+    try:
+        _, _, t = daemon.user()
+        r = daemon.request("POST", REG_OPT, {}, token=t["access_token"])
+        assert r.json["publicKey"]["rp"]["id"] == "localhost", r.json
+        auth = Authenticator()
+        r = enroll(daemon, t["access_token"], auth)
+        assert r.status == 201, r
+        r = login(daemon, auth.assertion(login_options(daemon), origin))
+        assert r.status == 200, r
+    finally:
+        assert daemon.stop() == 0, "\n".join(daemon.lines[-20:])

@@ -60,8 +60,41 @@ static void explicit_values(void **state)
     assert_true(load(&c, env));
     assert_string_equal(c.webauthn_rp_id, "example.com");
     assert_string_equal(c.webauthn_rp_name, "Example");
-    assert_string_equal(c.webauthn_origins, "https://example.com, "
+    assert_string_equal(c.webauthn_origins, "https://example.com,"
                                             "https://app.example.com:8443");
+    cfg_cleanup(&c);
+}
+
+/* WebAuthn origins and the RP ID as a browser serialises them (scheme
+ * and host in lower case, no default port), whatever their spelling in
+ * the settings: clientDataJSON's origin is compared exactly. */
+static void origins_serialised(void **state)
+{
+    struct cfg c;
+    char *dflt[] = { "AUTH_PUBLIC_URL=https://Auth.Example.com:443/app",
+                     NULL };
+    char *listed[] = { "AUTH_PUBLIC_URL=https://auth.example.com",
+                       "AUTH_WEBAUTHN_RP_ID=example.com",
+                       "AUTH_WEBAUTHN_ORIGINS= https://App.example.com:443 ,"
+                       "http://X.example.com:80,https://y.example.com:8443,"
+                       "http://z.example.com:443",
+                       NULL };
+    char *plain[] = { "AUTH_PUBLIC_URL=http://localhost:8000", NULL };
+
+    (void)state;
+    assert_true(load(&c, dflt));
+    assert_string_equal(c.webauthn_origins, "https://auth.example.com");
+    assert_string_equal(c.webauthn_rp_id, "auth.example.com");
+    cfg_cleanup(&c);
+    assert_true(load(&c, listed));
+    assert_string_equal(c.webauthn_origins,
+                        "https://app.example.com,http://x.example.com,"
+                        "https://y.example.com:8443,"
+                        "http://z.example.com:443");
+    cfg_cleanup(&c);
+    assert_true(load(&c, plain));
+    assert_string_equal(c.webauthn_origins, "http://localhost:8000");
+    assert_string_equal(c.webauthn_rp_id, "localhost");
     cfg_cleanup(&c);
 }
 
@@ -129,6 +162,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(defaults_follow_public_url),
         cmocka_unit_test(explicit_values),
+        cmocka_unit_test(origins_serialised),
         cmocka_unit_test(bad_values_refused),
     };
 
