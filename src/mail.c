@@ -12,6 +12,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -20,6 +21,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 #include <dlfcn.h>
@@ -31,6 +33,7 @@
 #include "log.h"
 #include "repo.h"
 #include "sec.h"
+#include "uuid.h"
 
 #define POLL_MS 2000u                 /* look for due rows this often */
 #define WAKE_JITTER_MS 200u           /* a wake waits up to this, at random */
@@ -373,6 +376,79 @@ static void mark_unmarked(struct mailer *m)
     }
 }
 
+/* Sent mails not yet recorded as sent outlive a stop: a stop while the
+ * database is down (a restart, not only a crash) would otherwise lose
+ * them, and the rows be sent again once their lease ran out (README.md,
+ * "Mail"). They are kept in this file of the data folder, one id a line,
+ * and recorded first thing after the next start. */
+#define UNMARKED_FILE "mail-unmarked"
+
+static void unmarked_path(const struct mailer *m, char *out, size_t len)
+{
+    snprintf(out, len, "%s/%s", m->cfg->data_dir ? m->cfg->data_dir : ".",
+             UNMARKED_FILE);
+}
+
+/* Writes the ids still unrecorded (or removes the file: none). */
+static void unmarked_save(struct mailer *m)
+{
+    char path[4096], tmp[4200];
+    FILE *f;
+    size_t i;
+    int fd;
+    bool ok;
+
+    unmarked_path(m, path, sizeof path);
+    if (m->nunmarked == 0) {
+        (void)unlink(path);
+        return;
+    }
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (!f && fd >= 0)
+        close(fd);
+    ok = f != NULL;
+    for (i = 0; ok && i < m->nunmarked; i++)
+        ok = fprintf(f, "%s\n", m->unmarked[i]) > 0;
+    ok = f && fflush(f) == 0 && fsync(fileno(f)) == 0 && ok;
+    if (f && fclose(f) != 0)
+        ok = false;
+    ok = ok && rename(tmp, path) == 0;
+    if (!ok)
+        (void)unlink(tmp);
+    log_event(ok ? LOG_WARN : LOG_ERROR, "mail.unmarked_kept", NULL,
+              json_pack("{s:I, s:b, s:s}", "count",
+                        (json_int_t)m->nunmarked, "saved", ok, "message",
+                        ok ? "sent mails the database has not recorded yet "
+                             "are recorded at the next start"
+                           : "cannot keep sent mails the database has not "
+                             "recorded: they may be sent again"));
+}
+
+/* Takes the ids a previous stop kept; the file goes (a later stop writes
+ * those still unrecorded again). */
+static void unmarked_load(struct mailer *m)
+{
+    char path[4096], line[64];
+    FILE *f;
+
+    unmarked_path(m, path, sizeof path);
+    f = fopen(path, "re");
+    if (!f)
+        return;
+    while (m->nunmarked < MAX_UNMARKED && fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = '\0';
+        if (strlen(line) < UUID_STR_LEN && uuid_valid(line))
+            memcpy(m->unmarked[m->nunmarked++], line, strlen(line) + 1);
+    }
+    fclose(f);
+    (void)unlink(path);
+    if (m->nunmarked)
+        log_event(LOG_INFO, "mail.unmarked_loaded", NULL,
+                  json_pack("{s:I}", "count", (json_int_t)m->nunmarked));
+}
+
 /* The purpose and lifetime of the link of a mail of `kind`; false for a
  * kind without a link. */
 static bool link_kind(const char *kind, enum ott_purpose *purpose,
@@ -645,6 +721,7 @@ static void *mail_thread(void *arg)
         nap(m);
     }
     mark_unmarked(m);
+    unmarked_save(m);
     return NULL;
 }
 
@@ -702,6 +779,7 @@ struct mailer *mail_start(const struct cfg *cfg, struct repo *repo,
         return NULL;
     }
     m->curl_ready = lc.global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK;
+    unmarked_load(m);
     if (!m->curl_ready ||
         pthread_create(&m->thread, NULL, mail_thread, m) != 0) {
         log_event(LOG_ERROR, "mail.start_failed", NULL,
