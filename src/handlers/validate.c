@@ -3,6 +3,7 @@
 #include "validate.h"
 
 #include <ctype.h>
+#include <stdint.h>
 #include <string.h>
 
 #include <jansson.h>
@@ -132,41 +133,71 @@ const char *v_email(struct arena *a, const char *raw)
     return out;
 }
 
-/* True when the UTF-8 at `p` starts with a control character of C1
- * (U+0080-U+009F), a line or paragraph separator (U+2028, U+2029), or a
- * bidirectional embedding, override or isolate (U+202A-U+202E,
- * U+2066-U+2069: Unicode TR #9; they reorder what follows them, so a name
- * could show as someone else's text in a list or a mail). */
-static bool format_char(const unsigned char *p)
+/* The code point of the (valid) UTF-8 at `p`; *len its bytes. */
+static uint32_t code_point(const unsigned char *p, size_t *len)
 {
-    if (p[0] == 0xc2)
-        return p[1] >= 0x80 && p[1] <= 0x9f;
-    if (p[0] != 0xe2 || !p[1])
-        return false;
-    return (p[1] == 0x80 && p[2] >= 0xa8 && p[2] <= 0xae) ||
-           (p[1] == 0x81 && p[2] >= 0xa6 && p[2] <= 0xa9);
+    if (p[0] < 0x80) {
+        *len = 1;
+        return p[0];
+    }
+    if (p[0] < 0xe0) {
+        *len = 2;
+        return (uint32_t)(p[0] & 0x1f) << 6 | (p[1] & 0x3f);
+    }
+    if (p[0] < 0xf0) {
+        *len = 3;
+        return (uint32_t)(p[0] & 0x0f) << 12 | (uint32_t)(p[1] & 0x3f) << 6 |
+               (p[2] & 0x3f);
+    }
+    *len = 4;
+    return (uint32_t)(p[0] & 0x07) << 18 | (uint32_t)(p[1] & 0x3f) << 12 |
+           (uint32_t)(p[2] & 0x3f) << 6 | (p[3] & 0x3f);
+}
+
+/* Not in a name: control characters (C0, DEL, C1), the line and
+ * paragraph separators, the bidirectional embeddings, overrides and
+ * isolates (Unicode TR #9: they reorder what follows them, so a name
+ * could show as someone else's text in a list or a mail), the byte order
+ * mark, and noncharacters. */
+static bool refused_in_name(uint32_t c)
+{
+    return c < 0x20 || (c >= 0x7f && c <= 0x9f) || c == 0x2028 ||
+           c == 0x2029 || (c >= 0x202a && c <= 0x202e) ||
+           (c >= 0x2066 && c <= 0x2069) || c == 0xfeff ||
+           (c >= 0xfdd0 && c <= 0xfdef) || (c & 0xfffe) == 0xfffe;
+}
+
+/* Shows as nothing, or as a blank: a name of only these is no name. */
+static bool blank_in_name(uint32_t c)
+{
+    return c == ' ' || c == 0xa0 || c == 0x1680 ||
+           (c >= 0x2000 && c <= 0x200f) || c == 0x202f || c == 0x205f ||
+           c == 0x2060 || c == 0x3000 || c == 0x3164 || c == 0x115f ||
+           c == 0x1160 || c == 0xffa0 || c == 0x2800 || c == 0xad;
 }
 
 bool v_full_name(const char *s)
 {
-    size_t chars = 0;
+    size_t chars = 0, len;
     const unsigned char *p = (const unsigned char *)s;
+    bool seen = false;
     json_t *utf8;
 
-    for (; *p; p++) {
-        if (*p < 0x20 || *p == 0x7f || format_char(p))
-            return false;
-        if ((*p & 0xc0) != 0x80)
-            chars++;
-    }
-    if (chars < 1 || chars > V_MAX_NAME)
-        return false;
     /* JSON bodies are UTF-8 by the time they get here; a name from the
      * command line may not be, and would make every answer that shows it
      * JSON that is not */
     utf8 = json_string(s);              /* NULL unless strict UTF-8 */
     json_decref(utf8);
-    return utf8 != NULL;
+    if (!utf8)
+        return false;
+    for (; *p; p += len, chars++) {
+        uint32_t c = code_point(p, &len);
+
+        if (refused_in_name(c))
+            return false;
+        seen = seen || !blank_in_name(c);
+    }
+    return seen && chars <= V_MAX_NAME;
 }
 
 const char *v_printable(struct arena *a, const char *s, size_t max)

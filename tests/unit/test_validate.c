@@ -62,6 +62,19 @@ static void test_names_and_printable(void **state)
     assert_true(v_full_name("a\xe2\x80\xa7" "b\xe2\x80\xaf"));
     assert_true(v_full_name("a\xe2\x81\xa5" "b\xe2\x81\xaa"));
     assert_true(v_full_name("\xd9\x85\xd8\xad\xd9\x85\xd8\xaf"));  /* Arabic */
+    /* a BOM, noncharacters; a name of blanks or invisible marks only */
+    assert_false(v_full_name("a\xef\xbb\xbf" "b"));            /* U+FEFF */
+    assert_false(v_full_name("a\xef\xbf\xbe"));                /* U+FFFE */
+    assert_false(v_full_name("a\xf0\x9f\xbf\xbf"));            /* U+1FFFF */
+    assert_false(v_full_name("a\xef\xb7\x90"));                /* U+FDD0 */
+    assert_false(v_full_name("   "));
+    assert_false(v_full_name("\xe2\x80\x8b\xe3\x80\x80\xc2\xa0"));
+    assert_false(v_full_name("\xe3\x85\xa4"));                 /* U+3164 */
+    /* a joiner between letters, an emoji, a private-use character,
+     * a blank among letters: still names */
+    assert_true(v_full_name("a\xe2\x80\x8d" "b \xf0\x9f\x98\x80"));
+    assert_true(v_full_name("\xee\x80\x80" " x"));
+    assert_true(v_full_name(" Ada "));
     /* not UTF-8: a stray byte, an overlong slash, a surrogate */
     assert_false(v_full_name("bad\xff\xfename"));
     assert_false(v_full_name("\xc0\xaf"));
