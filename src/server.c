@@ -1296,8 +1296,12 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
                                   srv->timeout_s);
     /* libmicrohttpd, told to be lenient (see start), takes a target with
      * blanks in it up to the last blank before the version: RFC 9112 3.2
-     * has no blank in a request target. */
-    spaced = uri[strcspn(uri, " \t")] != '\0';
+     * has no blank in a request target, nor any other control character
+     * or DEL (RFC 3986 2). */
+    spaced = uri[strcspn(uri, "\x01\x02\x03\x04\x05\x06\x07\x08\t\n\x0b"
+                              "\x0c\r\x0e\x0f\x10\x11\x12\x13\x14\x15"
+                              "\x16\x17\x18\x19\x1a\x1b\x1c\x1d\x1e\x1f"
+                              " \x7f")] != '\0';
     /* An encoded NUL ends the decoded path or argument where it stands:
      * `/metrics%00.js` would be served as `/metrics` (and a proxy or cache
      * in front matching on the suffix would see another resource). */
@@ -1311,7 +1315,8 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
         atomic_fetch_add(&srv->inflight, 1);
         rc->err = spaced || nul ? AS_ERR_BAD_REQUEST
                                 : AS_ERR_HEADERS_TOO_LARGE;
-        rc->res.detail = spaced ? "The request target has a blank in it."
+        rc->res.detail = spaced ? "The request target has a blank or "
+                                  "another control character in it."
                          : nul ? "The request target holds an encoded NUL "
                                  "(%00)."
                                : "The query string has more arguments "

@@ -197,6 +197,10 @@ def test_whitespace_before_a_colon_is_refused(daemon, name):
     b"GET /healthz HTTP/1.1\r\nHost: user@a\r\n",
     b"GET /healthz x HTTP/1.1\r\nHost: a\r\n",               # blanks in
     b"GET /heal\tthz HTTP/1.1\r\nHost: a\r\n",                # the target
+    b"GET /healthz\x01 HTTP/1.1\r\nHost: a\r\n",      # other controls
+    b"GET /heal\x7fthz HTTP/1.1\r\nHost: a\r\n",
+    b"GET /healthz\x0b HTTP/1.1\r\nHost: a\r\n",
+    b"GET /\x1b[2Jhealthz HTTP/1.1\r\nHost: a\r\n",
 ])
 def test_host_and_request_target(daemon, head):
     """RFC 9112 3.2: an HTTP/1.1 request without Host, any request with
