@@ -35,11 +35,12 @@ struct lockout_verdict {
 
 /* What one attempt left in the counts, so that its take-back can tell
  * whether anything counted since: the address's and the total's count and
- * lock right after it. */
+ * lock right after it, and whether it counted in the total at all. */
 struct lockout_ticket {
     bool set;
     int64_t count, locked_until;
     int64_t all_count, all_locked_until;
+    bool all_counted;            /* it added to the total */
 };
 
 /* The policy of AUTH_LOCKOUT_THRESHOLD and AUTH_LOCKOUT_MAX_SECONDS. */

@@ -87,6 +87,7 @@ static int64_t attempt_fn(void *arg, struct login_count *addr,
                           struct login_count *all)
 {
     struct attempt_ctx *x = arg;
+    int64_t all_before = all->count;
 
     lockout_attempt(x->p, x->now, addr, all, &x->v);
     if (x->t)              /* a retried transaction: its last run's counts */
@@ -94,7 +95,9 @@ static int64_t attempt_fn(void *arg, struct login_count *addr,
                                          .locked_until = addr->locked_until,
                                          .all_count = all->count,
                                          .all_locked_until =
-                                             all->locked_until };
+                                             all->locked_until,
+                                         .all_counted =
+                                             all->count != all_before };
     if (x->read)
         x->read->wanted = !x->v.refused;  /* a locked caller: no lookup */
     return addr->count == 1 ? x->now - forget_ms(x->p) : 0;
@@ -137,15 +140,17 @@ void lockout_take_back(const struct lockout_policy *p,
                 addr->locked_until == t->locked_until;
     bool all_last = t && t->set && all->count == t->all_count &&
                     all->locked_until == t->all_locked_until;
+    /* The attempt counted in the total as lockout_attempt() decided
+     * (its ticket says; without one: within the address's threshold, or
+     * with the total reached before it, so above it now). */
+    bool in_all = t && t->set ? t->all_counted
+                              : addr->count <= p->threshold ||
+                                    all->count >
+                                        p->threshold * LOCKOUT_ALL_FACTOR;
 
     if (addr->count <= 0)
         return;
-    /* The attempt counted in the total as lockout_attempt() decided:
-     * within the address's threshold, or with the total reached before
-     * it (so above it now). */
-    if ((addr->count <= p->threshold ||
-         all->count > p->threshold * LOCKOUT_ALL_FACTOR) &&
-        all->count > 0) {
+    if (in_all && all->count > 0) {
         all->count--;
         if (all->count < p->threshold * LOCKOUT_ALL_FACTOR || all_last)
             all->locked_until = 0;

@@ -116,10 +116,27 @@ static void the_total_counts_every_address_only_once_reached(void **state)
     t = (struct lockout_ticket){ .set = true, .count = a.count,
                                  .locked_until = a.locked_until,
                                  .all_count = all.count,
-                                 .all_locked_until = all.locked_until };
+                                 .all_locked_until = all.locked_until,
+                                 .all_counted = true };
     lockout_take_back(&one, &a, &all, &t);
     assert_int_equal(all.count, 11);
     assert_int_equal(all.locked_until, 0);
+
+    /* An attempt that did not count in the total (its address past its
+     * threshold, the total not reached) takes nothing from it, even when
+     * other addresses took it past the limit meanwhile. */
+    all = (struct login_count){ .count = 5, .last_at = T0 + 800000 };
+    lockout_attempt(&one, T0 + 800000, &a, &all,
+                    &(struct lockout_verdict){ 0 });
+    assert_int_equal(all.count, 5);
+    t = (struct lockout_ticket){ .set = true, .count = a.count,
+                                 .locked_until = a.locked_until,
+                                 .all_count = all.count,
+                                 .all_locked_until = all.locked_until,
+                                 .all_counted = false };
+    all.count = 12;                              /* others, meanwhile */
+    lockout_take_back(&one, &a, &all, &t);
+    assert_int_equal(all.count, 12);
 }
 
 static void idle_counts_start_over(void **state)
@@ -191,7 +208,9 @@ static struct lockout_ticket ticket(const struct login_count *a,
     return (struct lockout_ticket){ .set = true, .count = a->count,
                                     .locked_until = a->locked_until,
                                     .all_count = all->count,
-                                    .all_locked_until = all->locked_until };
+                                    .all_locked_until = all->locked_until,
+                                    .all_counted = a->count <= 3 ||
+                                                   all->count > 30 };
 }
 
 /* Past the threshold, once the delay has run out, a right secret that
