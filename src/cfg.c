@@ -282,17 +282,39 @@ static bool valid_rp_id(const char *s)
            strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789-.") == n;
 }
 
-/* One WebAuthn origin: scheme://host[:port], no path, no wildcard. */
+/* One WebAuthn origin: scheme://host[:port], no path, no wildcard, no
+ * user, a port of digits up to 65535 (what a browser's origin can be). */
 static bool valid_wa_origin(const char *s, size_t len)
 {
-    const char *host;
+    const char *host, *end = s + len, *port, *p;
+    unsigned long n = 0;
 
     if (len == 1 && s[0] == '*')
         return false;
     if (!valid_origin(s, len))
         return false;
     host = memchr(s, ':', len) + 3;
-    return memchr(host, '/', len - (size_t)(host - s)) == NULL;
+    if (memchr(host, '/', (size_t)(end - host)) ||
+        memchr(host, '@', (size_t)(end - host)) ||
+        memchr(host, '?', (size_t)(end - host)) ||
+        memchr(host, '#', (size_t)(end - host)))
+        return false;
+    if (*host == '[') {
+        p = memchr(host, ']', (size_t)(end - host));
+        if (!p || (p + 1 < end && p[1] != ':'))
+            return false;
+        port = p + 1 < end ? p + 1 : NULL;
+    } else {
+        port = memchr(host, ':', (size_t)(end - host));
+    }
+    if (port == host)
+        return false;                      /* no host */
+    for (p = port ? port + 1 : end; p < end; p++) {
+        if (*p < '0' || *p > '9' || (n = n * 10 + (unsigned long)(*p - '0')) >
+                                          65535)
+            return false;
+    }
+    return true;
 }
 
 static bool check_value(const struct cfg_var *v, const char *s)
@@ -718,6 +740,7 @@ static void origin_serialise(const char *s, size_t len, char *out)
     const char *port = NULL, *p;
     char *o = out + strlen(out);
     bool https = (size_t)(host - s) == 8;
+    unsigned long n = 0;
 
     if (*host == '[') {
         p = memchr(host, ']', (size_t)(end - host));
@@ -726,13 +749,15 @@ static void origin_serialise(const char *s, size_t len, char *out)
     } else {
         port = memchr(host, ':', (size_t)(end - host));
     }
-    if (port && (size_t)(end - port) == (https ? 4u : 3u) &&
-        memcmp(port, https ? ":443" : ":80", (size_t)(end - port)) == 0)
-        end = port;                       /* the default port */
-    for (p = s; p < end; p++)
-        *o++ = (port && p >= port) ? *p
-                                   : (char)tolower((unsigned char)*p);
+    for (p = port ? port + 1 : end; p < end && n <= 65535; p++)
+        n = n * 10 + (unsigned long)(*p - '0');  /* digits: valid_origin */
+    for (p = s; p < (port ? port : end); p++)
+        *o++ = (char)tolower((unsigned char)*p);
     *o = '\0';
+    /* the port as a number (`:0443` is 443), none when it is the
+     * scheme's default or empty */
+    if (port && port + 1 < end && n != (https ? 443u : 80u))
+        sprintf(o, ":%lu", n);
 }
 
 /* Rewrites the comma-separated origins at `slot` serialised (above), so
@@ -776,6 +801,10 @@ static bool webauthn_finish(struct cfg *c, char *why, size_t why_len)
                                  : strcspn(host, ":/?#");
 
     if (!c->webauthn_origins) {
+        if (!valid_wa_origin(u, olen))
+            return fail(why, why_len, "invalid value for AUTH_PUBLIC_URL: "
+                        "its origin must be scheme://host[:port] (no user, "
+                        "a port of digits)");
         c->webauthn_origins = strndup(u, olen);
         if (!c->webauthn_origins)
             return fail(why, why_len, "out of memory");

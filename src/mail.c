@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -404,7 +405,10 @@ static void unmarked_save(struct mailer *m)
         return;
     }
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    /* A new file, never one planted there (nor a link's target). */
+    (void)unlink(tmp);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+              0600);
     f = fd >= 0 ? fdopen(fd, "w") : NULL;
     if (!f && fd >= 0)
         close(fd);
@@ -427,23 +431,33 @@ static void unmarked_save(struct mailer *m)
 }
 
 /* Takes the ids a previous stop kept; the file goes (a later stop writes
- * those still unrecorded again). */
+ * those still unrecorded again). Only a regular file, not followed
+ * through a link, and only its first few KiB: what else lies there (a
+ * FIFO, a device) must not hold the start. */
 static void unmarked_load(struct mailer *m)
 {
-    char path[4096], line[64];
-    FILE *f;
+    char path[4096], buf[MAX_UNMARKED * UUID_STR_LEN + 1];
+    struct stat st;
+    ssize_t n = -1;
+    char *line, *save = NULL;
+    int fd;
 
     unmarked_path(m, path, sizeof path);
-    f = fopen(path, "re");
-    if (!f)
+    fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
         return;
-    while (m->nunmarked < MAX_UNMARKED && fgets(line, sizeof line, f)) {
-        line[strcspn(line, "\n")] = '\0';
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
+        n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    (void)unlink(path);
+    if (n <= 0)
+        return;
+    buf[n] = '\0';
+    for (line = strtok_r(buf, "\n", &save);
+         line && m->nunmarked < MAX_UNMARKED;
+         line = strtok_r(NULL, "\n", &save))
         if (strlen(line) < UUID_STR_LEN && uuid_valid(line))
             memcpy(m->unmarked[m->nunmarked++], line, strlen(line) + 1);
-    }
-    fclose(f);
-    (void)unlink(path);
     if (m->nunmarked)
         log_event(LOG_INFO, "mail.unmarked_loaded", NULL,
                   json_pack("{s:I}", "count", (json_int_t)m->nunmarked));

@@ -11,6 +11,8 @@ import subprocess
 import time
 import uuid
 
+import pytest
+
 from conftest import wait_until
 from test_mail import (PUBLIC, SECRET, SmtpSink, WebhookSink, forgot, me,
                        smtp_env)
@@ -374,3 +376,32 @@ def test_passkey_notices_cannot_silence_an_email_change(make_daemon):
         assert not events(d, "mail.dropped", kind="email_changed")
     finally:
         hook.close()
+
+
+@pytest.mark.parametrize("plant", ["fifo", "zero", "garbage"])
+def test_what_lies_at_mail_unmarked_never_holds_the_start(plant):
+    """The ids of sent mails not yet recorded are kept in the data folder's
+    mail-unmarked across a stop (README "Mail"). What else lies there, a
+    FIFO, a link to /dev/zero or bytes of no id, must not hold the start:
+    the first blocked it for good (the mailer never started, SIGTERM was
+    never handled), the second spun on it."""
+    from conftest import Daemon, scratch
+    data = scratch("auth-e2e-unmarked-")
+    path = os.path.join(data, "mail-unmarked")
+    if plant == "fifo":
+        os.mkfifo(path)
+    elif plant == "zero":
+        os.symlink("/dev/zero", path)
+    else:
+        with open(path, "wb") as f:
+            f.write(os.urandom(3000) + b"\n" + b"not-an-id\n" * 500)
+    d = Daemon("sqlite", data_dir=data, env={
+        "AUTH_NOTIFY_WEBHOOK_URL": "http://127.0.0.1:9/hook",
+        "AUTH_NOTIFY_WEBHOOK_SECRET": "s" * 32}).start()
+    try:
+        assert d.events(lambda e: e.get("event") == "mail.started",
+                        timeout=20), d.lines[-5:]
+        assert d.request("GET", "/healthz").status == 200
+    finally:
+        assert d.stop(timeout=20) == 0
+    assert not os.path.lexists(path)

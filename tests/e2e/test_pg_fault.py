@@ -462,7 +462,15 @@ def test_a_mail_sent_while_the_database_is_down_is_not_sent_again(
         hook.release.set()
         assert d.events(lambda e: e.get("event") == "mail.sent" and
                         e.get("id") == row, timeout=30)
+        # a link planted where the file is written: never followed
+        victim = str(tmp_path / "victim")
+        with open(victim, "w") as f:
+            f.write("keep me\n")
+        os.symlink(victim, os.path.join(data, "mail-unmarked.tmp"))
         assert d.stop() == 0
+        with open(victim) as f:
+            assert f.read() == "keep me\n"
+        assert not os.path.islink(os.path.join(data, "mail-unmarked"))
         kept = [e for e in d.logs if e.get("event") == "mail.unmarked_kept"]
         assert kept and kept[0]["saved"] is True and kept[0]["count"] == 1, \
             kept

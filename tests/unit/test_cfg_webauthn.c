@@ -77,7 +77,8 @@ static void origins_serialised(void **state)
                        "AUTH_WEBAUTHN_RP_ID=example.com",
                        "AUTH_WEBAUTHN_ORIGINS= https://App.example.com:443 ,"
                        "http://X.example.com:80,https://y.example.com:8443,"
-                       "http://z.example.com:443",
+                       "http://z.example.com:443,https://w.example.com:0443,"
+                       "https://v.example.com:,https://u.example.com:08443",
                        NULL };
     char *plain[] = { "AUTH_PUBLIC_URL=http://localhost:8000", NULL };
 
@@ -90,7 +91,9 @@ static void origins_serialised(void **state)
     assert_string_equal(c.webauthn_origins,
                         "https://app.example.com,http://x.example.com,"
                         "https://y.example.com:8443,"
-                        "http://z.example.com:443");
+                        "http://z.example.com:443,https://w.example.com,"
+                        "https://v.example.com,"
+                        "https://u.example.com:8443");
     cfg_cleanup(&c);
     assert_true(load(&c, plain));
     assert_string_equal(c.webauthn_origins, "http://localhost:8000");
@@ -114,6 +117,14 @@ static void bad_values_refused(void **state)
         "AUTH_WEBAUTHN_ORIGINS=https://example.com/login",
         "AUTH_WEBAUTHN_ORIGINS=https://example.com,,https://a.example",
         "AUTH_WEBAUTHN_ORIGINS=ftp://example.com",
+        "AUTH_WEBAUTHN_ORIGINS=https://u@example.com",
+        "AUTH_WEBAUTHN_ORIGINS=https://example.com:44x",
+        "AUTH_WEBAUTHN_ORIGINS=https://example.com:65536",
+        "AUTH_WEBAUTHN_ORIGINS=https://example.com?x",
+        "AUTH_WEBAUTHN_ORIGINS=https://:443",
+        "AUTH_WEBAUTHN_ORIGINS=https://[::1]x",
+        "AUTH_PUBLIC_URL=https://u@auth.example.com",
+        "AUTH_PUBLIC_URL=https://auth.example.com:port/",
     };
     /* An RP ID must be every origin's host or a parent domain of it
      * (else every ceremony fails): refused, or taken. */
