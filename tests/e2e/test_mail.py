@@ -128,12 +128,15 @@ class SmtpSink:
 
 class WebhookSink:
     """An HTTP server on 127.0.0.1 that keeps every POST; it answers the
-    statuses of `fail_with` first (one per request), then 204."""
+    statuses of `fail_with` first (one per request), then 204; with
+    `hold` (a threading.Event), only once it is set (a delivery held in
+    flight)."""
 
-    def __init__(self, fail_with=()):
+    def __init__(self, fail_with=(), hold=None):
         self.requests = []
         self.lock = threading.Lock()
         self.fail_with = list(fail_with)
+        self.hold = hold
         sink = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -144,6 +147,8 @@ class WebhookSink:
                                           "headers": dict(self.headers),
                                           "body": body})
                     status = sink.fail_with.pop(0) if sink.fail_with else 204
+                if sink.hold:
+                    sink.hold.wait(60)
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -159,6 +164,8 @@ class WebhookSink:
                          daemon=True).start()
 
     def close(self):
+        if self.hold:
+            self.hold.set()
         self.server.shutdown()
         self.server.server_close()
 

@@ -22,6 +22,7 @@ import pytest
 
 from conftest import BACKENDS, PG_URL, ROOT, Daemon, assert_problem, \
     wait_until
+from test_mail import WebhookSink
 
 pytestmark = pytest.mark.skipif(
     not PG_URL or "postgres" not in BACKENDS,
@@ -391,41 +392,6 @@ def test_postgres_dies_and_comes_back(own_cluster, tmp_path):
     assert code == 0, "\n".join(d.lines[-30:])
 
 
-class HeldHook:
-    """A webhook on 127.0.0.1 that keeps each POST's body and answers 204
-    only once `release` is set (so a delivery can be held in flight)."""
-
-    def __init__(self):
-        import http.server
-        self.bodies = []
-        self.release = threading.Event()
-        hook = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):
-                n = int(self.headers["Content-Length"])
-                hook.bodies.append(json.loads(self.rfile.read(n)))
-                hook.release.wait(60)
-                self.send_response(204)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
-                                                      Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever,
-                         daemon=True).start()
-        self.url = "http://127.0.0.1:%d/hook" % self.server.server_address[1]
-
-    def close(self):
-        self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def sent_at(url, row_id):
     r = subprocess.run(["psql", url, "-Atc",
                         "SELECT coalesce(sent_at, 0) FROM outbox "
@@ -437,15 +403,16 @@ def sent_at(url, row_id):
 
 def test_a_mail_sent_while_the_database_is_down_is_not_sent_again(
         own_cluster, tmp_path):
-    """API.md: a mail is never repeated once it succeeded. A delivery that
+    """README "Mail": a row once sent is never sent again. A delivery that
     succeeds while PostgreSQL is down cannot be recorded as sent; a
     restart then lost that (it lived in memory) and the row was sent
     again once its lease ran out (2/2 in a review). The stop keeps it in
     the data folder, and the next start records it first."""
     folder, url = own_cluster
     url += "?options=-c%20synchronous_commit%3Don"   # the row survives
-    hook = HeldHook()
-    env = {"AUTH_NOTIFY_WEBHOOK_URL": hook.url,
+    hook = WebhookSink(hold=threading.Event())
+    env = {"AUTH_NOTIFY_WEBHOOK_URL":
+           "http://127.0.0.1:%d/hook" % hook.port,
            "AUTH_NOTIFY_WEBHOOK_SECRET": "s" * 32,
            "AUTH_DB_TIMEOUT_MS": "500", "AUTH_CB_OPEN_SECONDS": "1"}
     data = str(tmp_path / "data")
@@ -456,10 +423,10 @@ def test_a_mail_sent_while_the_database_is_down_is_not_sent_again(
         r = d.request("POST", "/api/v1/auth/password/forgot",
                       {"email": email})
         assert r.status == 202, r
-        assert wait_until(lambda: hook.bodies, timeout=30), "no delivery"
-        row = hook.bodies[0]["id"]
+        assert wait_until(lambda: hook.requests, timeout=30), "no delivery"
+        row = json.loads(hook.requests[0]["body"])["id"]
         cluster("halt", folder)                  # the delivery in flight
-        hook.release.set()
+        hook.hold.set()
         assert d.events(lambda e: e.get("event") == "mail.sent" and
                         e.get("id") == row, timeout=30)
         # a link planted where the file is written: never followed
@@ -485,7 +452,7 @@ def test_a_mail_sent_while_the_database_is_down_is_not_sent_again(
         assert wait_until(lambda: sent_at(url, row) > 0, timeout=30), \
             "the sent row was not recorded"
         assert not os.path.exists(os.path.join(data, "mail-unmarked"))
-        assert len(hook.bodies) == 1, hook.bodies
+        assert len(hook.requests) == 1, hook.requests
     finally:
         assert d.stop() == 0
         hook.close()

@@ -24,6 +24,28 @@ static int64_t attempt(struct login_count *a, struct login_count *all,
     return v.refused ? v.until : 0;
 }
 
+/* The ticket of the attempt just made on `a` and `all`, which did (or
+ * did not) count in the total. */
+static struct lockout_ticket ticket(const struct login_count *a,
+                                    const struct login_count *all,
+                                    bool all_counted)
+{
+    return (struct lockout_ticket){ .set = true, .count = a->count,
+                                    .locked_until = a->locked_until,
+                                    .all_count = all->count,
+                                    .all_locked_until = all->locked_until,
+                                    .all_counted = all_counted };
+}
+
+/* One attempt under policy `p`, whatever its verdict. */
+static void count(const struct lockout_policy *p, int64_t now,
+                  struct login_count *a, struct login_count *all)
+{
+    struct lockout_verdict v;
+
+    lockout_attempt(p, now, a, all, &v);
+}
+
 static void threshold_then_doubling_then_cap(void **state)
 {
     struct login_count a = { 0 }, all = { 0 };
@@ -102,22 +124,15 @@ static void the_total_counts_every_address_only_once_reached(void **state)
 
     (void)state;
     for (i = 0; i < 50; i++)
-        lockout_attempt(&one, T0 + i * 10000, &a, &all,
-                        &(struct lockout_verdict){ 0 });
+        count(&one, T0 + i * 10000, &a, &all);
     assert_int_equal(all.count, 1);
     all.count = 10;                              /* the total reached */
     all.last_at = T0;
-    lockout_attempt(&one, T0 + 600000, &b, &all,
-                    &(struct lockout_verdict){ 0 });
+    count(&one, T0 + 600000, &b, &all);
     assert_int_equal(all.count, 11);
-    lockout_attempt(&one, T0 + 700000, &a, &all,
-                    &(struct lockout_verdict){ 0 });
+    count(&one, T0 + 700000, &a, &all);
     assert_int_equal(all.count, 12);
-    t = (struct lockout_ticket){ .set = true, .count = a.count,
-                                 .locked_until = a.locked_until,
-                                 .all_count = all.count,
-                                 .all_locked_until = all.locked_until,
-                                 .all_counted = true };
+    t = ticket(&a, &all, true);
     lockout_take_back(&one, &a, &all, &t);
     assert_int_equal(all.count, 11);
     assert_int_equal(all.locked_until, 0);
@@ -126,14 +141,9 @@ static void the_total_counts_every_address_only_once_reached(void **state)
      * threshold, the total not reached) takes nothing from it, even when
      * other addresses took it past the limit meanwhile. */
     all = (struct login_count){ .count = 5, .last_at = T0 + 800000 };
-    lockout_attempt(&one, T0 + 800000, &a, &all,
-                    &(struct lockout_verdict){ 0 });
+    count(&one, T0 + 800000, &a, &all);
     assert_int_equal(all.count, 5);
-    t = (struct lockout_ticket){ .set = true, .count = a.count,
-                                 .locked_until = a.locked_until,
-                                 .all_count = all.count,
-                                 .all_locked_until = all.locked_until,
-                                 .all_counted = false };
+    t = ticket(&a, &all, false);
     all.count = 12;                              /* others, meanwhile */
     lockout_take_back(&one, &a, &all, &t);
     assert_int_equal(all.count, 12);
@@ -201,18 +211,6 @@ static void a_right_secret_takes_its_attempt_back(void **state)
     assert_int_equal(all.count, 0);
 }
 
-/* The ticket of the attempt just made on `a` and `all`. */
-static struct lockout_ticket ticket(const struct login_count *a,
-                                    const struct login_count *all)
-{
-    return (struct lockout_ticket){ .set = true, .count = a->count,
-                                    .locked_until = a->locked_until,
-                                    .all_count = all->count,
-                                    .all_locked_until = all->locked_until,
-                                    .all_counted = a->count <= 3 ||
-                                                   all->count > 30 };
-}
-
 /* Past the threshold, once the delay has run out, a right secret that
  * does not complete the login takes back the delay it armed too: the
  * next attempt is checked at once (README "Lockout"), and no delay
@@ -230,7 +228,7 @@ static void a_take_back_lifts_the_delay_it_armed(void **state)
     now = a.locked_until;                                /* run out */
     assert_int_equal(attempt(&a, &all, now), 0);         /* right... */
     assert_int_equal(a.locked_until, now + 2000);
-    t = ticket(&a, &all);
+    t = ticket(&a, &all, false);           /* past its threshold: not */
     lockout_take_back(&pol, &a, &all, &t);               /* ...not done */
     assert_int_equal(a.count, 3);
     assert_int_equal(a.locked_until, 0);
@@ -246,7 +244,7 @@ static void a_take_back_lifts_the_delay_it_armed(void **state)
     /* A failure counted after the right secret: its delay stays. */
     now = a.locked_until;
     assert_int_equal(attempt(&a, &all, now), 0);         /* right */
-    t = ticket(&a, &all);
+    t = ticket(&a, &all, false);
     assert_int_not_equal(attempt(&a, &all, now + 1), 0); /* refused, armed */
     lockout_take_back(&pol, &a, &all, &t);
     assert_true(a.locked_until > now + 1);
@@ -261,7 +259,7 @@ static void a_take_back_lifts_the_delay_it_armed(void **state)
         lockout_attempt(&one, T0, &b, &tot, &v);         /* the 10th */
         assert_false(v.refused);
         assert_int_equal(tot.locked_until, T0 + 1000);
-        t = ticket(&b, &tot);
+        t = ticket(&b, &tot, true);
         lockout_take_back(&one, &b, &tot, &t);
         assert_int_equal(tot.count, 9);
         assert_int_equal(tot.locked_until, 0);
