@@ -46,7 +46,8 @@ void connguard_close(struct connguard *g, struct cg_conn *c);
 void connguard_request_line(struct connguard *g, struct cg_conn *c,
                             uint64_t now_ms, size_t target_len);
 /* True, with *len the target length connguard_request_line() recorded
- * for `c`'s current request, when one was; false for NULL. */
+ * for `c`'s current request, when one was; false for NULL. Called by the
+ * thread serving `c` (it takes no lock). */
 bool connguard_target(struct connguard *g, struct cg_conn *c, size_t *len);
 /* The headers of `c`'s current request are complete at `now_ms`: its body
  * (if any) must be complete by the body deadline. NULL is a no-op. */

@@ -282,12 +282,37 @@ static bool valid_rp_id(const char *s)
            strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789-.") == n;
 }
 
+/* Where the port of an origin's authority [host, end) begins (its ':'),
+ * or NULL: after an IPv6 literal's ']', else the first ':'. */
+static const char *origin_port(const char *host, const char *end)
+{
+    const char *p = host;
+
+    if (*host == '[') {
+        p = memchr(host, ']', (size_t)(end - host));
+        if (!p)
+            return NULL;
+    }
+    return memchr(p, ':', (size_t)(end - p));
+}
+
+/* True when [p, end) is a port a browser can have: digits, at most
+ * 65535 (empty: none); its value in *n (0 when empty). */
+static bool port_number(const char *p, const char *end, unsigned long *n)
+{
+    for (*n = 0; p < end; p++)
+        if (*p < '0' || *p > '9' ||
+            (*n = *n * 10 + (unsigned long)(*p - '0')) > 65535)
+            return false;
+    return true;
+}
+
 /* One WebAuthn origin: scheme://host[:port], no path, no wildcard, no
  * user, a port of digits up to 65535 (what a browser's origin can be). */
 static bool valid_wa_origin(const char *s, size_t len)
 {
-    const char *host, *end = s + len, *port, *p;
-    unsigned long n = 0;
+    const char *host, *end = s + len, *port, *close;
+    unsigned long n;
 
     if (len == 1 && s[0] == '*')
         return false;
@@ -299,22 +324,14 @@ static bool valid_wa_origin(const char *s, size_t len)
         memchr(host, '?', (size_t)(end - host)) ||
         memchr(host, '#', (size_t)(end - host)))
         return false;
-    if (*host == '[') {
-        p = memchr(host, ']', (size_t)(end - host));
-        if (!p || (p + 1 < end && p[1] != ':'))
-            return false;
-        port = p + 1 < end ? p + 1 : NULL;
-    } else {
-        port = memchr(host, ':', (size_t)(end - host));
-    }
-    if (port == host)
-        return false;                      /* no host */
-    for (p = port ? port + 1 : end; p < end; p++) {
-        if (*p < '0' || *p > '9' || (n = n * 10 + (unsigned long)(*p - '0')) >
-                                          65535)
+    port = origin_port(host, end);
+    if (*host == '[') {          /* "]" then the end or the port, only */
+        close = memchr(host, ']', (size_t)(end - host));
+        if (!close || (close + 1 < end && close + 1 != port))
             return false;
     }
-    return true;
+    return port != host &&                          /* a host */
+           port_number(port ? port + 1 : end, end, &n);
 }
 
 static bool check_value(const struct cfg_var *v, const char *s)
@@ -737,20 +754,13 @@ static bool rp_id_covers(const char *rp_id, const char *origins)
 static void origin_serialise(const char *s, size_t len, char *out)
 {
     const char *host = memchr(s, ':', len) + 3, *end = s + len;
-    const char *port = NULL, *p;
+    const char *port = origin_port(host, end), *p;
     char *o = out + strlen(out);
     bool https = (size_t)(host - s) == 8;
     unsigned long n = 0;
 
-    if (*host == '[') {
-        p = memchr(host, ']', (size_t)(end - host));
-        if (p && p + 1 < end && p[1] == ':')
-            port = p + 1;
-    } else {
-        port = memchr(host, ':', (size_t)(end - host));
-    }
-    for (p = port ? port + 1 : end; p < end && n <= 65535; p++)
-        n = n * 10 + (unsigned long)(*p - '0');  /* digits: valid_origin */
+    if (port)
+        (void)port_number(port + 1, end, &n);     /* valid_wa_origin() */
     for (p = s; p < (port ? port : end); p++)
         *o++ = (char)tolower((unsigned char)*p);
     *o = '\0';
