@@ -308,10 +308,12 @@ static bool port_number(const char *p, const char *end, unsigned long *n)
 }
 
 /* One WebAuthn origin: scheme://host[:port], no path, no wildcard, no
- * user, a port of digits up to 65535 (what a browser's origin can be). */
+ * user, no ',' (the list's separator: AUTH_PUBLIC_URL's origin is
+ * serialised as a list of one), a port of digits up to 65535 (what a
+ * browser's origin can be). */
 static bool valid_wa_origin(const char *s, size_t len)
 {
-    const char *host, *end = s + len, *port, *close;
+    const char *host, *end = s + len, *port, *close, *p;
     unsigned long n;
 
     if (len == 1 && s[0] == '*')
@@ -319,11 +321,9 @@ static bool valid_wa_origin(const char *s, size_t len)
     if (!valid_origin(s, len))
         return false;
     host = memchr(s, ':', len) + 3;
-    if (memchr(host, '/', (size_t)(end - host)) ||
-        memchr(host, '@', (size_t)(end - host)) ||
-        memchr(host, '?', (size_t)(end - host)) ||
-        memchr(host, '#', (size_t)(end - host)))
-        return false;
+    for (p = host; p < end; p++)          /* a ',' would split the list */
+        if (strchr("/@?#,", *p))
+            return false;
     port = origin_port(host, end);
     if (*host == '[') {          /* "]" then the end or the port, only */
         close = memchr(host, ']', (size_t)(end - host));

@@ -125,6 +125,8 @@ static void bad_values_refused(void **state)
         "AUTH_WEBAUTHN_ORIGINS=https://[::1]x",
         "AUTH_PUBLIC_URL=https://u@auth.example.com",
         "AUTH_PUBLIC_URL=https://auth.example.com:port/",
+        "AUTH_PUBLIC_URL=https://auth.example.com,x",
+        "AUTH_PUBLIC_URL=https://a.example.com,https://b.example.com/",
     };
     /* An RP ID must be every origin's host or a parent domain of it
      * (else every ceremony fails): refused, or taken. */
