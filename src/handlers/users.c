@@ -265,8 +265,10 @@ enum as_err h_users_list(struct req_ctx *rc, struct response *res)
     enum as_err err;
 
     if (lim) {
+        /* digits only: strtoul() would take "+5", " 5" and "-0" */
         limit = strtoul(lim, &end, 10);
-        if (!*lim || *end || lim[0] == '-' || limit < 1 || limit > LIST_MAX)
+        if (!*lim || lim[strspn(lim, "0123456789")] || *end || limit < 1 ||
+            limit > LIST_MAX)
             res_field(res, "limit", "must be an integer from 1 to 100");
     }
     if (cur && !(after = cursor_decode(rc->arena, cur)))

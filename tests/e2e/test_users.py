@@ -301,6 +301,7 @@ def test_pagination_and_search(make_daemon):
     assert set(made) <= set(seen)
     assert seen == sorted(seen)
     for bad in ("limit=0", "limit=101", "limit=abc", "limit=-1",
+                "limit=%2B5", "limit=+5", "limit=%205", "limit=-0",
                 "cursor=zzz", "cursor=" + "A" * 100):
         assert_problem(d.request("GET", "/api/v1/users?" + bad, token=tok),
                        422)
