@@ -891,6 +891,17 @@ static bool begin(struct req_ctx *rc, const char *mhd_method,
         rc->res.detail = detail;
         return false;
     }
+    /* RFC 9112 3.2: the target is a path (the absolute form arrives here
+     * as its path); "*" is OPTIONS' alone and host:port CONNECT's, which
+     * this server does not serve; anything else is no target at all. */
+    if (rc->path[0] != '/' &&
+        !(strcmp(rc->path, "*") == 0 && strcmp(rc->method, "OPTIONS") == 0)) {
+        close_after(rc);
+        rc->err = AS_ERR_BAD_REQUEST;
+        rc->res.detail = "The request target must be a path beginning "
+                         "with '/'.";
+        return false;
+    }
     m = router_match(rc->method, rc->path, rc->arena, &rc->route,
                      &rc->param_id, allow, sizeof allow);
     /* A restricted path (/metrics) does not exist for a client outside

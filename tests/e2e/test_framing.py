@@ -201,10 +201,14 @@ def test_whitespace_before_a_colon_is_refused(daemon, name):
     b"GET /heal\x7fthz HTTP/1.1\r\nHost: a\r\n",
     b"GET /healthz\x0b HTTP/1.1\r\nHost: a\r\n",
     b"GET /\x1b[2Jhealthz HTTP/1.1\r\nHost: a\r\n",
+    b"GET * HTTP/1.1\r\nHost: a\r\n",              # not a path: the
+    b"GET 127.0.0.1:80 HTTP/1.1\r\nHost: a\r\n",  # asterisk and the
+    b"GET healthz HTTP/1.1\r\nHost: a\r\n",        # authority forms
 ])
 def test_host_and_request_target(daemon, head):
     """RFC 9112 3.2: an HTTP/1.1 request without Host, any request with
-    two, and a request target with a blank get one problem+json 400 (one
+    two, a request target with a blank and one that is not a path (but
+    for OPTIONS *) get one problem+json 400 (one
     status line: libmicrohttpd 0.9.75's own answer to a missing Host sent
     it twice), and the connection closed."""
     raw = daemon.raw(head + b"\r\nGET /healthz HTTP/1.1\r\nHost: a\r\n\r\n",
