@@ -105,8 +105,8 @@ static struct db_stmt sql[M_NSTMT] = {
                            "WHERE recipient = $1 AND window_start > $2 "
                            "AND window_start % 60000 = $3"),
     [M_COUNT] = DB_SQL("INSERT INTO mail_counts (recipient, window_start, "
-                       "n) VALUES ($1, $2, 1) ON CONFLICT (recipient, "
-                       "window_start) DO UPDATE SET n = mail_counts.n + 1"),
+                       "n) VALUES ($1, $2, $3) ON CONFLICT (recipient, "
+                       "window_start) DO UPDATE SET n = mail_counts.n + $3"),
     [M_DROP] = DB_SQL("DELETE FROM outbox WHERE id = $1 "
                       "AND sent_at IS NULL"),
     [M_TOKEN_ADD] = DB_SQL("INSERT INTO one_time_tokens (hash, user_id, "
@@ -275,11 +275,14 @@ static int64_t count_slot(const struct outbox_row *m, const struct ott *k)
 }
 
 /* Whether one more mail to `recipient` at `now` stays within `cap` in
- * the last hour, counting it when it does; link mails and each kind of
- * notice are counted apart (`slot`). Mails held back are not counted:
- * requests past the cap cannot keep an address shut for good. */
+ * the last hour, counting it when it does and `counts` (it goes out); link
+ * mails and each kind of notice are counted apart (`slot`). Mails held
+ * back are not counted: requests past the cap cannot keep an address
+ * shut for good; nor are mails to no account (a reset asked for an
+ * address before its owner registers), which would keep its owner's
+ * verification mail from going out. The statements are the same. */
 static bool within_cap(struct db_tx *t, const char *recipient, int64_t now,
-                       int64_t slot, unsigned cap)
+                       int64_t slot, unsigned cap, bool counts)
 {
     struct db_rows r;
     int64_t sent = 0;
@@ -291,7 +294,7 @@ static bool within_cap(struct db_tx *t, const char *recipient, int64_t now,
     if (t->err != AS_OK || sent >= (int64_t)cap)
         return false;
     DB_RUN(t, &sql[M_COUNT], &r, db_text(recipient),
-           db_int(now - now % MINUTE_MS + slot));
+           db_int(now - now % MINUTE_MS + slot), db_int(counts ? 1 : 0));
     return t->err == AS_OK;
 }
 
@@ -340,7 +343,8 @@ enum as_err db_outbox_resolve(void *impl, const struct outbox_row *m,
      * then the count, then the decision. A mail without a link (a
      * notice) has a count of its own, which link mails do not raise. */
     found = !k || resolve_user(&t, m, k, user_id);
-    capped = !within_cap(&t, m->recipient, now, count_slot(m, k), cap);
+    capped = !within_cap(&t, m->recipient, now, count_slot(m, k), cap,
+                         found);
     if (t.err == AS_OK)
         *fate = !found ? OUTBOX_NO_USER
                        : capped ? OUTBOX_CAPPED : OUTBOX_READY;

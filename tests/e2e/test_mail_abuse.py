@@ -190,6 +190,38 @@ def test_verify_request_flood_is_capped(make_daemon):
         sink.close()
 
 
+def test_resets_asked_for_no_account_leave_its_owner_its_mail(make_daemon):
+    """Resets asked for an address no account has yet send nothing, and
+    count nothing against the address: five of them (from anyone, once an
+    hour) kept its owner's verification and reset mails from going out
+    after the owner registered (the cap counted mails never sent)."""
+    from test_mail import verify_request
+    sink = SmtpSink()
+    try:
+        d = make_daemon(smtp_env(sink.port)).start()
+        addr = "later-%s@example.com" % random.randrange(1 << 40)
+        for s in SOURCES * 2:                   # 8, past the cap of 5
+            assert post_from(d, s, "/api/v1/auth/password/forgot",
+                             {"email": addr}) == 202
+        assert wait_until(lambda: len(
+            [e for e in events(d, "mail.dropped")
+             if e.get("reason") == "no_such_user"]) >= 8), warnings(d)
+        r, _, pw = d.register(email=addr)
+        assert r.status == 201, r
+        t = d.login(addr, pw)
+        assert verify_request(d, t.json["access_token"]).status == 202
+        assert token_in(parse(wait_mails(sink, addr)[0]).get_content(),
+                        "/verify-email")
+        assert forgot(d, addr).status == 202
+        assert token_in(parse(wait_mails(sink, addr, 2)[1]).get_content(),
+                        "/reset-password")
+        assert not [e for e in events(d, "mail.dropped")
+                    if e.get("reason") == "recipient_cap"]
+        assert d.stop() == 0
+    finally:
+        sink.close()
+
+
 # ---- the outbox holds no usable link ----------------------------------------
 
 def test_database_holds_no_usable_reset_token(make_daemon):
