@@ -178,6 +178,8 @@ enum outbox_fate {
     OUTBOX_READY,      /* resolved: deliver it */
     OUTBOX_NO_USER,    /* no such user (any more): the row is deleted */
     OUTBOX_CAPPED,     /* past the cap of its recipient: the row is deleted */
+    OUTBOX_HELD,       /* a notice past the cap of its kind: due again when
+                          the cap lets one more through */
 };
 
 /* One stored login-failure count (see repo_login_failures_update). A
@@ -579,18 +581,21 @@ enum as_err repo_outbox_add(struct repo *r, const struct outbox_row *m,
  * delivery. With token `t` (a mail with a link) it looks up the active
  * user the mail is for (OTT_RESET: the one whose email is m->recipient;
  * OTT_VERIFY: user m->user_id, still unverified, whose email is still
- * m->recipient). Then, user or not, it counts one mail to m->recipient
- * in the hour of `now` (an atomic counter row), so that the work does not
- * depend on whether the account exists. Without the user the row is
- * deleted (*fate OUTBOX_NO_USER); past `cap` too (OUTBOX_CAPPED).
+ * m->recipient). Then, user or not, it runs the count of mails to
+ * m->recipient in the hour of `now` (an atomic counter row; the same
+ * statements whether the account exists, but a mail to none adds
+ * nothing). Without the user the row is deleted (*fate OUTBOX_NO_USER);
+ * past `cap` too (OUTBOX_CAPPED).
  * Otherwise it stores `t` bound to that user and email and marks the row
  * resolved with t->expires_at (OUTBOX_READY); `user_id` gets the user's
  * id. Without `t` (a notice without a link, for user m->user_id; it may
  * be resolved already) the mail is counted in a count of notices to
  * m->recipient in that hour, apart from link mails so that a flood of
- * links cannot silence a notice, and past `cap` the row is deleted
- * (OUTBOX_CAPPED); otherwise it is marked resolved (OUTBOX_READY). An
- * error changes nothing. */
+ * links cannot silence a notice, and past `cap` the row is due again
+ * when the oldest notice of that count leaves the hour (OUTBOX_HELD),
+ * or deleted when another notice of its kind to m->recipient is held
+ * already (OUTBOX_CAPPED); otherwise it is marked resolved
+ * (OUTBOX_READY). An error changes nothing. */
 enum as_err repo_outbox_resolve(struct repo *r, const struct outbox_row *m,
                                 const struct ott *t, unsigned cap,
                                 int64_t now, enum outbox_fate *fate,

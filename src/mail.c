@@ -549,6 +549,13 @@ static bool resolve(struct mailer *m, struct outbox_row *row,
     }
     if (err != AS_OK)
         return false;                      /* retried once the lease ends */
+    if (fate == OUTBOX_HELD) {
+        log_event(LOG_INFO, "mail.held", NULL,
+                  json_pack("{s:s, s:s?, s:s, s:s?}", "id", row->id, "kind",
+                            row->kind, "reason", "recipient_cap", "user_id",
+                            uid[0] ? uid : NULL));
+        return false;
+    }
     if (fate != OUTBOX_READY) {
         log_dropped(row, fate == OUTBOX_CAPPED ? "recipient_cap"
                                                : "no_such_user", uid);

@@ -63,7 +63,7 @@
 
 enum {
     M_ADD, M_ADD_PRUNE, M_RESET_USER, M_VERIFY_USER, M_COUNT_LOCK,
-    M_COUNT_SUM, M_COUNT, M_DROP,
+    M_COUNT_SUM, M_COUNT, M_DROP, M_NOTICE_HELD, M_COUNT_OLDEST, M_DEFER,
     M_TOKEN_ADD, M_RESOLVED, M_NOTICE_READY, M_RESET_FIND, M_LOCK_USER,
     M_TOKEN_USE, M_SET_PW, M_DROP_PASSKEYS, M_DROP_MFA, M_DROP_CODES,
     M_REVOKE_ALL, M_RETIRE, M_LOCK_VERIFY, M_VERIFY_USE, M_SET_VERIFIED,
@@ -109,6 +109,18 @@ static struct db_stmt sql[M_NSTMT] = {
                        "window_start) DO UPDATE SET n = mail_counts.n + $3"),
     [M_DROP] = DB_SQL("DELETE FROM outbox WHERE id = $1 "
                       "AND sent_at IS NULL"),
+    /* Another notice of kind $2 to $1 held back past the cap: notices
+     * are queued resolved, and one held is unresolved until its count
+     * lets it through (notice_hold()). */
+    [M_NOTICE_HELD] = DB_SQL("SELECT 1 FROM outbox WHERE recipient = $1 "
+                             "AND kind = $2 AND id <> $3 "
+                             "AND sent_at IS NULL AND NOT resolved LIMIT 1"),
+    /* The oldest minute of count $3 of $1 still within the hour. */
+    [M_COUNT_OLDEST] = DB_SQL("SELECT MIN(window_start) FROM mail_counts "
+                              "WHERE recipient = $1 AND window_start > $2 "
+                              "AND window_start % 60000 = $3 AND n > 0"),
+    [M_DEFER] = DB_SQL("UPDATE outbox SET next_attempt_at = $2, "
+                       "resolved = false WHERE id = $1 AND sent_at IS NULL"),
     [M_TOKEN_ADD] = DB_SQL("INSERT INTO one_time_tokens (hash, user_id, "
                            "purpose, email, created_at, expires_at) "
                            "VALUES ($1, $2, $3, $4, $5, $6)"),
@@ -298,6 +310,33 @@ static bool within_cap(struct db_tx *t, const char *recipient, int64_t now,
     return t->err == AS_OK;
 }
 
+/* Holds notice `m`, past the cap of its kind (`slot`) at `now`, until
+ * the oldest mail of that count leaves the hour, rather than dropping
+ * it: dropped, it let whoever holds an access token add five throwaway
+ * passkeys and then the one to keep, whose notice never went. Unless
+ * another notice of its kind to the same address is held already: that
+ * one stands for it (a notice says what happened, not when nor which),
+ * so a flood holds one row per kind and address, and the owner hears of
+ * every change, at most one mail past the cap. True when held. */
+static bool notice_hold(struct db_tx *t, const struct outbox_row *m,
+                        int64_t now, int64_t slot)
+{
+    struct db_rows r;
+    int64_t oldest = 0;
+
+    if (!DB_RUN(t, &sql[M_NOTICE_HELD], &r, db_text(m->recipient),
+                db_text(m->kind), db_text(m->id)) || r.n != 0)
+        return false;
+    if (DB_RUN(t, &sql[M_COUNT_OLDEST], &r, db_text(m->recipient),
+               db_int(now - WINDOW_MS), db_int(slot)) && r.n == 1)
+        oldest = db_i64(db_at(&r, 0, 0));          /* NULL reads as 0 */
+    if (t->err != AS_OK || oldest <= 0)
+        return false;
+    DB_RUN(t, &sql[M_DEFER], &r, db_text(m->id),
+           db_int(oldest + WINDOW_MS));
+    return t->err == AS_OK && r.changed == 1;
+}
+
 /* Stores token `k` (when there is one) of `user_id` and marks mail `m`
  * resolved; AS_ERR_NOT_FOUND when the mail went (or, with a link, was
  * resolved) meanwhile. */
@@ -348,9 +387,12 @@ enum as_err db_outbox_resolve(void *impl, const struct outbox_row *m,
     if (t.err == AS_OK)
         *fate = !found ? OUTBOX_NO_USER
                        : capped ? OUTBOX_CAPPED : OUTBOX_READY;
+    if (*fate == OUTBOX_CAPPED && !k && cap > 0 &&
+        notice_hold(&t, m, now, count_slot(m, k)))
+        *fate = OUTBOX_HELD;
     if (*fate == OUTBOX_READY)
         resolve_store(&t, m, k, user_id);
-    else
+    else if (*fate != OUTBOX_HELD)
         DB_RUN(&t, &sql[M_DROP], &r, db_text(m->id));
     err = none_if_invalid(db_close(&t), AS_ERR_BAD_REQUEST);
     if (err != AS_OK) {

@@ -767,7 +767,8 @@ static enum as_err notice_cap(struct fx *f, const char *uid, const char *to,
     if (fate == OUTBOX_READY)
         assert_string_equal(back, uid);
     return fate == OUTBOX_READY ? AS_OK
-           : fate == OUTBOX_CAPPED ? AS_ERR_RATE_LIMITED : AS_ERR_NOT_FOUND;
+           : fate == OUTBOX_CAPPED ? AS_ERR_RATE_LIMITED
+           : fate == OUTBOX_HELD ? AS_ERR_UNAVAILABLE : AS_ERR_NOT_FOUND;
 }
 
 static void notices_have_a_cap_of_their_own(void **state)
@@ -775,7 +776,13 @@ static void notices_have_a_cap_of_their_own(void **state)
     struct fx *f = *state;
     struct user u;
     char id[UUID_STR_LEN];
-    int i, ready = 0, capped = 0;
+    int i, ready = 0, held = 0, capped = 0;
+    /* the minute of the first notice's count (its slot is 1), an hour
+     * and a minute on */
+    int64_t due = (T0 + 10) - (T0 + 10) % MINUTE + 1 + HOUR + MINUTE;
+    struct outbox_row row;
+    enum outbox_fate fate;
+    char q[256], back[UUID_STR_LEN];
 
     new_user(f, &u, "x@example.com");
     /* link mails to the address use up their cap... */
@@ -788,13 +795,34 @@ static void notices_have_a_cap_of_their_own(void **state)
         enum as_err err = notice_cap(f, u.id, u.email, T0 + 10 + i, 3);
 
         ready += err == AS_OK;
+        held += err == AS_ERR_UNAVAILABLE;
         capped += err == AS_ERR_RATE_LIMITED;
     }
     assert_int_equal(ready, 3);
-    assert_int_equal(capped, 2);
-    /* the capped notices are gone */
+    assert_int_equal(held, 1);
+    assert_int_equal(capped, 1);
+    /* the first past the cap stays, due when the first counted leaves
+     * the hour; the next one went, the one held stands for it */
     assert_int_equal(count(f, "SELECT count(*) FROM outbox WHERE "
-                              "kind = 'email_changed'"), 3);
+                              "kind = 'email_changed'"), 4);
+    snprintf(q, sizeof q, "SELECT count(*) FROM outbox WHERE kind = "
+             "'email_changed' AND NOT resolved AND next_attempt_at = %lld",
+             (long long)due);
+    assert_int_equal(count(f, q), 1);
+    /* held until then: claimed and resolved again, it goes */
+    exec(f, "UPDATE outbox SET sent_at = 1 WHERE resolved");
+    assert_int_equal(repo_outbox_claim(f->r, due - 1, due + MINUTE, &row,
+                                       f->a), AS_ERR_NOT_FOUND);
+    assert_int_equal(repo_outbox_claim(f->r, due, due + MINUTE, &row,
+                                       f->a), AS_OK);
+    assert_int_equal(repo_outbox_resolve(f->r, &row, NULL, 3, due, &fate,
+                                         back), AS_OK);
+    assert_int_equal(fate, OUTBOX_READY);
+    /* ready, it stands for no later notice: the next one past the cap
+     * is held in turn */
+    assert_int_equal(notice_cap(f, u.id, u.email, due, 1),
+                     AS_ERR_UNAVAILABLE);
+    exec(f, "DELETE FROM outbox WHERE NOT resolved");
     /* and notices do not spend the cap of link mails of a later hour */
     assert_int_equal(notice_cap(f, u.id, u.email, T0 + HOUR + MINUTE, 3),
                      AS_OK);
@@ -804,6 +832,8 @@ static void notices_have_a_cap_of_their_own(void **state)
     /* an hour later it starts over */
     assert_int_equal(notice_cap(f, u.id, u.email, T0 + 2 * (HOUR + MINUTE),
                                 1), AS_OK);
+    assert_int_equal(notice_cap(f, u.id, u.email, T0 + 2 * (HOUR + MINUTE),
+                                1), AS_ERR_UNAVAILABLE);
     assert_int_equal(notice_cap(f, u.id, u.email, T0 + 2 * (HOUR + MINUTE),
                                 1), AS_ERR_RATE_LIMITED);
 }
