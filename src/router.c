@@ -196,6 +196,8 @@ enum router_result router_match(const char *method, const char *path,
                 return ROUTE_FOUND;
             }
             allow_add(allow, allow_len, routes[i].method);
+            if (strcmp(routes[i].method, "GET") == 0)   /* served too */
+                allow_add(allow, allow_len, "HEAD");
         }
     }
     return path_known ? ROUTE_BAD_METHOD : ROUTE_NOT_FOUND;

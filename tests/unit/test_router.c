@@ -133,10 +133,10 @@ static void test_not_found_and_method(void **state)
     assert_string_equal(allow, "POST");
     assert_int_equal(match("PUT", "/api/v1/users/me", &r, &param, allow),
                      ROUTE_BAD_METHOD);
-    assert_string_equal(allow, "GET, PATCH, DELETE");
+    assert_string_equal(allow, "GET, HEAD, PATCH, DELETE");
     assert_int_equal(match("POST", "/api/v1/users/abc", &r, &param, allow),
                      ROUTE_BAD_METHOD);
-    assert_string_equal(allow, "GET, PATCH, DELETE");
+    assert_string_equal(allow, "GET, HEAD, PATCH, DELETE");
 }
 
 static void test_admin_routes_in_table(void **state)
