@@ -143,8 +143,13 @@ static struct db_stmt sql[M_NSTMT] = {
     [M_TOKEN_USE] = DB_SQL("UPDATE one_time_tokens SET used_at = $2 "
                            "WHERE hash = $1 AND purpose = 'reset' "
                            "AND user_id = $3 AND " OTT_LIVE),
+    /* The link proved the address as a verification link does: the
+     * email is verified too (reset mails spend the cap that
+     * verification mails share: README.md, "Mail"). */
     [M_SET_PW] = DB_SQL("UPDATE users SET password_hash = $2, "
                         "password_gen = password_gen + 1, "
+                        "is_verified = true, "
+                        "verified_at = coalesce(verified_at, $3), "
                         "updated_at = $3 WHERE id = $1 AND is_active "
                         "AND email = (SELECT email FROM one_time_tokens "
                         "WHERE hash = $4)"),

@@ -222,6 +222,37 @@ def test_resets_asked_for_no_account_leave_its_owner_its_mail(make_daemon):
         sink.close()
 
 
+def test_a_reset_link_verifies_the_address_its_mails_kept_unverified(
+        make_daemon):
+    """Reset mails and verification mails share the cap of an address, so
+    anyone's resets (whose mails do go to the owner) left its owner's
+    verification mail unsent for the hour. Those reset links prove the
+    address as a verification link does: one used verifies the email."""
+    from test_mail import verify_request
+    sink = SmtpSink()
+    try:
+        d = make_daemon(dict(smtp_env(sink.port),
+                             AUTH_MAIL_PER_RECIPIENT_PER_HOUR="2")).start()
+        addr, pw, t = d.user()
+        for s in SOURCES[:2]:                      # someone else's resets
+            assert post_from(d, s, "/api/v1/auth/password/forgot",
+                             {"email": addr}) == 202
+        mails = wait_mails(sink, addr, 2)
+        assert verify_request(d, t["access_token"]).status == 202
+        assert wait_until(lambda: [e for e in events(d, "mail.dropped")
+                                   if e.get("reason") == "recipient_cap"])
+        token = token_in(parse(mails[1]).get_content(), "/reset-password")
+        assert reset(d, token, "the owner's new passphrase").status == 204
+        t = d.login(addr, "the owner's new passphrase")
+        assert t.status == 200, t
+        r = d.request("GET", "/api/v1/users/me",
+                      token=t.json["access_token"])
+        assert r.json["is_verified"] is True, r
+        assert d.stop() == 0
+    finally:
+        sink.close()
+
+
 # ---- the outbox holds no usable link ----------------------------------------
 
 def test_database_holds_no_usable_reset_token(make_daemon):
