@@ -109,11 +109,12 @@ static struct db_stmt sql[M_NSTMT] = {
                        "window_start) DO UPDATE SET n = mail_counts.n + $3"),
     [M_DROP] = DB_SQL("DELETE FROM outbox WHERE id = $1 "
                       "AND sent_at IS NULL"),
-    /* Another notice of kind $2 to $1 held back past the cap: notices
-     * are queued resolved, and one held is unresolved until its count
-     * lets it through (notice_hold()). */
+    /* Another notice of kind $2 to $1 about account $4 held back past
+     * the cap: notices are queued resolved, and one held is unresolved
+     * until its count lets it through (notice_hold()). Another account's
+     * stands for nothing: it goes with that account. */
     [M_NOTICE_HELD] = DB_SQL("SELECT 1 FROM outbox WHERE recipient = $1 "
-                             "AND kind = $2 AND id <> $3 "
+                             "AND kind = $2 AND id <> $3 AND user_id = $4 "
                              "AND sent_at IS NULL AND NOT resolved LIMIT 1"),
     /* The oldest minute of count $3 of $1 still within the hour. */
     [M_COUNT_OLDEST] = DB_SQL("SELECT MIN(window_start) FROM mail_counts "
@@ -319,10 +320,11 @@ static bool within_cap(struct db_tx *t, const char *recipient, int64_t now,
  * the oldest mail of that count leaves the hour, rather than dropping
  * it: dropped, it let whoever holds an access token add five throwaway
  * passkeys and then the one to keep, whose notice never went. Unless
- * another notice of its kind to the same address is held already: that
- * one stands for it (a notice says what happened, not when nor which),
- * so a flood holds one row per kind and address, and the owner hears of
- * every change, at most one mail past the cap. True when held. */
+ * another notice of its kind about the same account to the same address
+ * is held already: that one stands for it (a notice says what happened,
+ * not when nor which), so a flood holds one row per kind, account and
+ * address, and the owner hears of every change, at most one mail past
+ * the cap. True when held. */
 static bool notice_hold(struct db_tx *t, const struct outbox_row *m,
                         int64_t now, int64_t slot)
 {
@@ -330,7 +332,8 @@ static bool notice_hold(struct db_tx *t, const struct outbox_row *m,
     int64_t oldest = 0;
 
     if (!DB_RUN(t, &sql[M_NOTICE_HELD], &r, db_text(m->recipient),
-                db_text(m->kind), db_text(m->id)) || r.n != 0)
+                db_text(m->kind), db_text(m->id), db_text(m->user_id)) ||
+        r.n != 0)
         return false;
     if (DB_RUN(t, &sql[M_COUNT_OLDEST], &r, db_text(m->recipient),
                db_int(now - WINDOW_MS), db_int(slot)) && r.n == 1)

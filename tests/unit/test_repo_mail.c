@@ -840,6 +840,55 @@ static void notices_have_a_cap_of_their_own(void **state)
 
 /* A mail that never failed is claimed before retries that are due
  * longer, so rows that keep failing cannot keep it waiting. */
+/* Queues a passkey_added notice about `uid` to `to` as the passkey's
+ * transaction does, and resolves it at `now` under `cap`. */
+static enum outbox_fate notice_about(struct fx *f, const char *uid,
+                                     const char *to, int64_t now,
+                                     unsigned cap)
+{
+    struct outbox_row n;
+    char q[512], back[UUID_STR_LEN];
+    enum outbox_fate fate;
+
+    memset(&n, 0, sizeof n);
+    uuid_v7_new(n.id);
+    snprintf(q, sizeof q, "INSERT INTO outbox (id, user_id, kind, "
+             "recipient, resolved, created_at, next_attempt_at) VALUES "
+             "('%s', '%s', 'passkey_added', '%s', true, %lld, %lld)", n.id,
+             uid, to, (long long)now, (long long)now);
+    exec(f, q);
+    n.kind = "passkey_added";
+    n.user_id = uid;
+    n.recipient = to;
+    n.created_at = now;
+    assert_int_equal(repo_outbox_resolve(f->r, &n, NULL, cap, now, &fate,
+                                         back), AS_OK);
+    return fate;
+}
+
+static void a_held_notice_stands_only_for_its_account(void **state)
+{
+    struct fx *f = *state;
+    struct user a, b;
+
+    new_user(f, &a, "a@example.com");
+    new_user(f, &b, "b@example.com");
+    assert_int_equal(notice_about(f, a.id, "x@example.com", T0, 1),
+                     OUTBOX_READY);
+    assert_int_equal(notice_about(f, a.id, "x@example.com", T0 + 1, 1),
+                     OUTBOX_HELD);
+    assert_int_equal(notice_about(f, a.id, "x@example.com", T0 + 2, 1),
+                     OUTBOX_CAPPED);
+    /* another account's notice to the address is not stood for by a
+     * row that goes with the first account */
+    assert_int_equal(notice_about(f, b.id, "x@example.com", T0 + 3, 1),
+                     OUTBOX_HELD);
+    assert_int_equal(notice_about(f, b.id, "x@example.com", T0 + 4, 1),
+                     OUTBOX_CAPPED);
+    assert_int_equal(count(f, "SELECT count(*) FROM outbox WHERE "
+                              "NOT resolved"), 2);
+}
+
 static void fresh_mail_ahead_of_retries(void **state)
 {
     struct fx *f = *state;
@@ -1331,6 +1380,7 @@ int main(void)
         CASE(cap_per_recipient_per_hour),
         CASE(cap_is_a_sliding_hour),
         CASE(notices_have_a_cap_of_their_own),
+        CASE(a_held_notice_stands_only_for_its_account),
         CASE(fresh_mail_ahead_of_retries),
         CASE(queuing_prunes_a_few_stale_mails),
         CASE(unknown_and_stale_requests_are_dropped),
