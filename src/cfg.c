@@ -800,6 +800,28 @@ static bool origins_serialise(char **slot)
     return true;
 }
 
+/* True when [host, host + len) is a host a browser can reach: a name
+ * (letters, digits, '-', '_', '.'; not starting with '.') or an IPv6
+ * literal in brackets (an IPv4 address is a name here). */
+static bool url_host_ok(const char *host, size_t len)
+{
+    char tmp[64];
+    unsigned char a6[16];
+    size_t n;
+
+    if (len >= 2 && host[0] == '[' && host[len - 1] == ']') {
+        if (len - 2 >= sizeof tmp)
+            return false;
+        memcpy(tmp, host + 1, len - 2);
+        tmp[len - 2] = '\0';
+        return inet_pton(AF_INET6, tmp, a6) == 1;
+    }
+    for (n = 0; n < len && (isalnum((unsigned char)host[n]) ||
+                            strchr("-_.", host[n])); n++)
+        ;
+    return len > 0 && len <= 253 && n == len && host[0] != '.';
+}
+
 /* The WebAuthn defaults from AUTH_PUBLIC_URL: the RP ID is its host (in
  * lower case, as a browser has it), the one origin its
  * scheme://host[:port]; every origin serialised as a browser sends it. */
@@ -810,6 +832,10 @@ static bool webauthn_finish(struct cfg *c, char *why, size_t why_len)
     size_t hlen = host[0] == '[' ? strcspn(host, "]") + 1
                                  : strcspn(host, ":/?#");
 
+    /* `http://]`, `http://a;b` started, the RP ID taken from them */
+    if (!url_host_ok(host, hlen))
+        return fail(why, why_len, "invalid value for AUTH_PUBLIC_URL: its "
+                    "host must be a host name or an IP address");
     if (!c->webauthn_origins) {
         if (!valid_wa_origin(u, olen))
             return fail(why, why_len, "invalid value for AUTH_PUBLIC_URL: "

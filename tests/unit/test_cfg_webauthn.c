@@ -126,6 +126,11 @@ static void bad_values_refused(void **state)
         "AUTH_PUBLIC_URL=https://u@auth.example.com",
         "AUTH_PUBLIC_URL=https://auth.example.com:port/",
         "AUTH_PUBLIC_URL=https://auth.example.com,x",
+        "AUTH_PUBLIC_URL=http://]",
+        "AUTH_PUBLIC_URL=http://[]",
+        "AUTH_PUBLIC_URL=http://[zz::1]:8000",
+        "AUTH_PUBLIC_URL=http://a;b",
+        "AUTH_PUBLIC_URL=http://.example.com",
         "AUTH_PUBLIC_URL=https://a.example.com,https://b.example.com/",
     };
     /* An RP ID must be every origin's host or a parent domain of it
