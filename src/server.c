@@ -1286,6 +1286,28 @@ static bool query_leaves_no_room(const char *uri)
            HEADER_POOL_BYTES;
 }
 
+/* RFC 9112 3.2, read raw (libmicrohttpd decodes the target in place
+ * before the handler sees it, and `%2Fhealthz` decodes to a path): a
+ * target in origin form, `*` (OPTIONS only: checked once the method is
+ * known), or in absolute form with the http or https scheme, a host and
+ * no user part (RFC 9110 4.2.1, 4.2.4). */
+static bool target_form_ok(const char *uri)
+{
+    const char *auth;
+    size_t n;
+
+    if (uri[0] == '/' || strcmp(uri, "*") == 0)
+        return true;
+    if (strncasecmp(uri, "http://", 7) == 0)
+        auth = uri + 7;
+    else if (strncasecmp(uri, "https://", 8) == 0)
+        auth = uri + 8;
+    else
+        return false;
+    n = strcspn(auth, "/?#");
+    return n > 0 && !memchr(auth, '@', n);
+}
+
 /* The request line has arrived: the request's first byte came no later.
  * A target with a blank in it is answered 400 here, and a query string
  * of too many arguments 431, before libmicrohttpd parses it, and the
@@ -1298,7 +1320,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     struct req_ctx *rc;
     char *q;
     int fd;
-    bool spaced, nul;
+    bool spaced, nul, form;
 
     connguard_request_line(srv->guard, conn_guard(conn), clock_mono_ms(),
                            strnlen(uri, HEADER_POOL_BYTES));
@@ -1317,21 +1339,25 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
      * `/metrics%00.js` would be served as `/metrics` (and a proxy or cache
      * in front matching on the suffix would see another resource). */
     nul = strstr(uri, "%00") != NULL;
-    if (!spaced && !nul && !query_leaves_no_room(uri))
+    form = uri[0] && !target_form_ok(uri);  /* none: a NUL (begin()) */
+    if (!spaced && !nul && !form && !query_leaves_no_room(uri))
         return NULL;
     /* the method is not given yet */
-    rc = req_new(srv->app, conn, spaced || nul ? "/" : uri, "GET");
+    rc = req_new(srv->app, conn, spaced || nul || form ? "/" : uri, "GET");
     fd = conn_fd(conn);
     if (rc) {
         atomic_fetch_add(&srv->inflight, 1);
-        rc->err = spaced || nul ? AS_ERR_BAD_REQUEST
-                                : AS_ERR_HEADERS_TOO_LARGE;
+        rc->err = spaced || nul || form ? AS_ERR_BAD_REQUEST
+                                        : AS_ERR_HEADERS_TOO_LARGE;
         rc->res.detail = spaced ? "The request target has a blank or "
                                   "another control character in it."
                          : nul ? "The request target holds an encoded NUL "
                                  "(%00)."
-                               : "The query string has more arguments "
-                                 "than the server accepts.";
+                         : form ? "The request target must be a path "
+                                  "beginning with '/' (or an http or "
+                                  "https URL with a host)."
+                                : "The query string has more arguments "
+                                  "than the server accepts.";
         (void)respond_raw(rc);
         raw_answered = false;           /* no MHD_NO to log about */
     }

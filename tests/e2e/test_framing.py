@@ -204,6 +204,11 @@ def test_whitespace_before_a_colon_is_refused(daemon, name):
     b"GET * HTTP/1.1\r\nHost: a\r\n",              # not a path: the
     b"GET 127.0.0.1:80 HTTP/1.1\r\nHost: a\r\n",  # asterisk and the
     b"GET healthz HTTP/1.1\r\nHost: a\r\n",        # authority forms
+    b"GET %2Fhealthz HTTP/1.1\r\nHost: a\r\n",     # read raw: not a
+    b"GET http%3A%2F%2Fa%2Fhealthz HTTP/1.1\r\nHost: a\r\n",  # path
+    b"GET http:///healthz HTTP/1.1\r\nHost: a\r\n",  # no host, or a
+    b"GET http://u:p@a/healthz HTTP/1.1\r\nHost: a\r\n",  # user part
+    b"GET ftp://a/healthz HTTP/1.1\r\nHost: a\r\n",
 ])
 def test_host_and_request_target(daemon, head):
     """RFC 9112 3.2: an HTTP/1.1 request without Host, any request with
