@@ -121,10 +121,7 @@ struct req_ctx {
     char ip[64];                        /* client address */
     bool authed;
     bool as_admin;                      /* authed through the admin role */
-    struct sec_claims claims;           /* valid when authed; its role
-                                           and email are the account's
-                                           now, the token's in these: */
-    const char *token_role, *token_email;
+    struct sec_claims claims;           /* valid when authed */
     const char *bearer;                 /* the raw token when authed */
     char *body;                         /* NUL-terminated, in the arena */
     size_t body_len;

@@ -112,8 +112,6 @@ static enum as_err bearer(struct req_ctx *rc, bool wait, bool *pending)
     if (strcmp(st.user_id, rc->claims.sub) != 0)
         return res_fail(&rc->res, AS_ERR_INVALID_TOKEN,
                         "The access token is invalid or expired.");
-    rc->token_role = rc->claims.role;   /* /verify's body: the token's */
-    rc->token_email = rc->claims.email;
     rc->claims.role = role_name(st.role);              /* current */
     email = st.email[0] ? arena_strdup(rc->arena, st.email) : NULL;
     if (email)                            /* the account's email now */

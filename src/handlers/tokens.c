@@ -207,14 +207,6 @@ static char *verify_text(const struct req_ctx *rc, const struct sec_claims *c)
 
 enum as_err h_verify(struct req_ctx *rc, struct response *res)
 {
-    /* the body: the token's claims; the headers: the account now (the
-     * OpenAPI document, /api/v1/auth/verify) */
-    struct sec_claims token = rc->claims;
-
-    if (rc->token_role)
-        token.role = rc->token_role;
-    if (rc->token_email)
-        token.email = rc->token_email;
     /* the claims live in rc and its arena until the answer is sent */
     res_header_ref(rc, "X-Auth-User-Id", rc->claims.sub);
     res_header_ref(rc, "X-Auth-Email", rc->claims.email);
@@ -224,10 +216,10 @@ enum as_err h_verify(struct req_ctx *rc, struct response *res)
                                                                 : "false");
     res_header_ref(rc, "Cache-Control", "no-store");
     free(res->raw);
-    res->raw = verify_text(rc, &token);
+    res->raw = verify_text(rc, &rc->claims);
     res->raw_type = "application/json";
     if (!res->raw)
-        return res_json(res, 200, verify_json(rc, &token));
+        return res_json(res, 200, verify_json(rc, &rc->claims));
     res->status = 200;
     return AS_OK;
 }
