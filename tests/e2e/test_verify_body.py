@@ -26,3 +26,21 @@ def test_verify_body_is_the_claims_byte_for_byte(daemon):
             assert r.body == text
             assert r.header("Content-Type") == "application/json"
             assert r.header("X-Auth-User-Id") == p["sub"]
+
+
+def test_a_demoted_admins_token_reads_user_in_body_and_headers(make_daemon):
+    """The body's role and email are the account's now, as the headers'
+    are (the operation's description): a consumer reading the body must
+    not take a demoted admin's token for an admin's."""
+    from test_users import make_admin
+    d = make_daemon().start()
+    _, _, root = make_admin(d)
+    _, _, demoted = make_admin(d)
+    sub = payload(demoted)["sub"]
+    assert payload(demoted)["role"] == "admin"
+    r = d.request("PATCH", "/api/v1/users/" + sub, {"role": "user"},
+                  token=root)
+    assert r.status == 200, r
+    r = d.request("GET", "/api/v1/auth/verify", token=demoted)
+    assert r.status == 200, r
+    assert r.json["role"] == "user" and r.header("X-Auth-Role") == "user"
