@@ -593,9 +593,9 @@ enum as_err repo_outbox_add(struct repo *r, const struct outbox_row *m,
  * m->recipient in that hour, apart from link mails so that a flood of
  * links cannot silence a notice, and past `cap` the row is due again
  * when the oldest notice of that count leaves the hour (OUTBOX_HELD),
- * or deleted when another notice of its kind to m->recipient is held
- * already (OUTBOX_CAPPED); otherwise it is marked resolved
- * (OUTBOX_READY). An error changes nothing. */
+ * or deleted when another notice of its kind about the same account to
+ * m->recipient is held already (OUTBOX_CAPPED); otherwise it is marked
+ * resolved (OUTBOX_READY). An error changes nothing. */
 enum as_err repo_outbox_resolve(struct repo *r, const struct outbox_row *m,
                                 const struct ott *t, unsigned cap,
                                 int64_t now, enum outbox_fate *fate,

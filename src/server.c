@@ -199,17 +199,24 @@ static void client_ip(struct app *app, struct MHD_Connection *conn,
     netlist_client_ip_lines(app->trusted, peer, lines, n, out, out_len);
 }
 
-/* The path of a request target: an absolute-form target ("http://host/p",
- * RFC 9112 3.2.2, which a server must accept) stands for its path. */
+/* Where the authority of an absolute-form target ("http://host/p", RFC
+ * 9112 3.2.2, which a server must accept) begins; NULL for another form. */
+static const char *target_authority(const char *url)
+{
+    if (strncasecmp(url, "http://", 7) == 0)
+        return url + 7;
+    if (strncasecmp(url, "https://", 8) == 0)
+        return url + 8;
+    return NULL;
+}
+
+/* The path of a request target: an absolute-form target stands for its
+ * path. */
 static const char *target_path(const char *url)
 {
-    const char *p;
+    const char *p = target_authority(url);
 
-    if (strncasecmp(url, "http://", 7) == 0)
-        p = url + 7;
-    else if (strncasecmp(url, "https://", 8) == 0)
-        p = url + 8;
-    else
+    if (!p)
         return url;
     p += strcspn(p, "/?");
     return *p == '/' ? p : "/";
@@ -1293,16 +1300,12 @@ static bool query_leaves_no_room(const char *uri)
  * no user part (RFC 9110 4.2.1, 4.2.4). */
 static bool target_form_ok(const char *uri)
 {
-    const char *auth;
+    const char *auth = target_authority(uri);
     size_t n;
 
     if (uri[0] == '/' || strcmp(uri, "*") == 0)
         return true;
-    if (strncasecmp(uri, "http://", 7) == 0)
-        auth = uri + 7;
-    else if (strncasecmp(uri, "https://", 8) == 0)
-        auth = uri + 8;
-    else
+    if (!auth)
         return false;
     n = strcspn(auth, "/?#");
     return n > 0 && !memchr(auth, '@', n);
