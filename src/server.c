@@ -719,13 +719,20 @@ static const char *framing_doubt(const struct framing *f,
     return NULL;
 }
 
-/* The connection ends after this answer (once, however many reasons). */
-static void close_after(struct req_ctx *rc)
+/* True when the answer already ends the connection. */
+static bool closing(const struct req_ctx *rc)
 {
     for (unsigned i = 0; i < rc->res.nhdr; i++)
         if (strcasecmp(rc->res.hdr[i].name, "Connection") == 0)
-            return;
-    res_header_ref(rc, "Connection", "close");
+            return true;
+    return false;
+}
+
+/* The connection ends after this answer (once, however many reasons). */
+static void close_after(struct req_ctx *rc)
+{
+    if (!closing(rc))
+        res_header_ref(rc, "Connection", "close");
 }
 
 /* The request leaves its answer room in the pool (431 otherwise), and
@@ -907,6 +914,12 @@ static bool begin(struct req_ctx *rc, const char *mhd_method,
         rc->err = AS_ERR_BAD_REQUEST;
         rc->res.detail = "The request target must be a path beginning "
                          "with '/'.";
+        return false;
+    }
+    /* RFC 9110 9.3.7: OPTIONS * asks about the server as a whole. */
+    if (rc->path[0] == '*') {
+        res_header(rc, "Allow", "GET, HEAD, POST, PATCH, DELETE, OPTIONS");
+        rc->res.status = 204;
         return false;
     }
     m = router_match(rc->method, rc->path, rc->arena, &rc->route,
@@ -1220,6 +1233,20 @@ static bool drainable_body(struct req_ctx *rc)
     return cl && parse_length(cl, &len) && len > 0 && len <= DISCARD_MAX;
 }
 
+/* True when the request has no body at all (none announced, or an empty
+ * one): its answer, decided early, waits for libmicrohttpd's last call so
+ * the connection stays open for the next request (an answer queued
+ * before the request is complete makes libmicrohttpd 0.9.75 close it). */
+static bool bodiless(struct req_ctx *rc)
+{
+    const char *cl = req_header(rc, "Content-Length");
+    uint64_t len = 0;
+
+    if (req_header(rc, "Transfer-Encoding"))
+        return false;
+    return !cl || (parse_length(cl, &len) && len == 0);
+}
+
 /* True when the client waits for `100 Continue` before its body: an early
  * answer then goes out at once, and no `100 Continue` is sent. */
 static bool expects_continue(struct req_ctx *rc)
@@ -1426,6 +1453,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
         if (begin(rc, method, version, target_whole(srv, conn, url,
                                                     version))) {
             rc->state = ST_BODY;
+            return MHD_YES;
+        }
+        if (rc->err != AS_ERR_BAD_REQUEST && !closing(rc) &&
+            bodiless(rc)) {
+            rc->state = ST_DISCARD;     /* answered on the last call */
             return MHD_YES;
         }
         if (!drainable_body(rc) || expects_continue(rc))

@@ -536,6 +536,50 @@ def test_absolute_form_targets_are_served(daemon, target):
     assert raw.startswith(b"HTTP/1.1 200 "), raw[:300]
 
 
+def test_options_asterisk_asks_about_the_server(daemon):
+    """RFC 9110 9.3.7: OPTIONS * is about the server as a whole: 204 with
+    the methods it serves, and the connection stays open for the next
+    request."""
+    raw = daemon.raw(b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n"
+                     b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+                     b"Connection: close\r\n\r\n", timeout=5)
+    first, _, rest = raw.partition(b"\r\n\r\n")
+    assert first.startswith(b"HTTP/1.1 204 "), raw[:300]
+    headers = parse(first + b"\r\n\r\n")[1]
+    assert headers["allow"] == "GET, HEAD, POST, PATCH, DELETE, OPTIONS"
+    assert "x-request-id" in headers
+    assert rest.startswith(b"HTTP/1.1 200 "), raw[:400]
+
+
+@pytest.mark.parametrize("head, status", [
+    (b"GET /api/v1/nope HTTP/1.1\r\nHost: x\r\n", 404),
+    (b"HEAD /api/v1/nope HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n",
+     404),
+    (b"DELETE /healthz HTTP/1.1\r\nHost: x\r\n", 405),
+    (b"OPTIONS /api/v1/auth/login HTTP/1.1\r\nHost: x\r\n"
+     b"Origin: https://app.example\r\n"
+     b"Access-Control-Request-Method: POST\r\n", 204),
+    (b"OPTIONS * HTTP/1.1\r\nHost: x\r\n", 204),
+])
+def test_answers_decided_from_the_head_keep_the_connection(daemon, head,
+                                                           status):
+    """A request without a body answered from its line and headers alone
+    (an unknown path, a method not allowed, a CORS preflight) leaves the
+    connection open for the next one (libmicrohttpd 0.9.75 closes it when
+    the answer is queued before the request is complete): a browser's
+    preflight, or a proxy's kept-alive upstream connection, is not
+    reopened for every such request."""
+    raw = daemon.raw(head + b"\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n"
+                     b"Connection: close\r\n\r\n", timeout=5)
+    first, _, rest = raw.partition(b"\r\n\r\n")
+    assert first.startswith(b"HTTP/1.1 %d " % status), raw[:300]
+    assert b"\r\nConnection: close" not in first, raw[:300]
+    length = int(parse(first + b"\r\n\r\n")[1].get("content-length", 0))
+    if head.startswith(b"HEAD"):
+        length = 0
+    assert rest[length:].startswith(b"HTTP/1.1 200 "), raw[:600]
+
+
 @pytest.mark.parametrize("host", [b"auth.example.com", b"127.0.0.1:8000",
                                   b"[::1]:8000", b"xn--bcher-kva.example",
                                   b""])
