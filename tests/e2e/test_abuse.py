@@ -201,6 +201,46 @@ def test_rate_limit_per_client_address(make_daemon):
     assert d.stop() == 0
 
 
+# Every route the router counts as a credential route (src/router.c, CR).
+CREDENTIAL_ROUTES = [
+    ("POST", "/api/v1/auth/register"), ("POST", "/api/v1/auth/login"),
+    ("POST", "/api/v1/auth/refresh"), ("POST", "/api/v1/auth/logout"),
+    ("POST", "/api/v1/auth/password/change"),
+    ("POST", "/api/v1/auth/password/forgot"),
+    ("POST", "/api/v1/auth/password/reset"),
+    ("POST", "/api/v1/auth/email/verify-request"),
+    ("POST", "/api/v1/auth/email/verify"),
+    ("POST", "/api/v1/auth/mfa/totp/setup"),
+    ("POST", "/api/v1/auth/mfa/totp/confirm"),
+    ("DELETE", "/api/v1/auth/mfa/totp"),
+    ("POST", "/api/v1/auth/mfa/recovery-codes"),
+    ("POST", "/api/v1/auth/login/mfa"),
+    ("POST", "/api/v1/auth/passkeys/register"),
+    ("POST", "/api/v1/auth/passkeys/login/options"),
+    ("POST", "/api/v1/auth/passkeys/login"),
+    ("PATCH", "/api/v1/users/me"), ("DELETE", "/api/v1/users/me"),
+]
+
+
+def test_every_limited_route_documents_its_429(make_daemon):
+    """A client generated from the OpenAPI document knows every status a
+    route answers: each credential route, answered 429 once the address's
+    bucket is empty, lists 429 (PATCH /users/me did not)."""
+    d = make_daemon(dict(PROXIED, AUTH_RATE_LIMIT_PER_MINUTE="1")).start()
+    doc = d.request("GET", "/openapi.json").json
+    h = {"X-Forwarded-For": "203.0.113.60"}
+    login_from(d, "203.0.113.60", unknown_email(), "whatever pw 1")
+    t0 = time.monotonic()
+    for method, path in CREDENTIAL_ROUTES:
+        r = d.request(method, path, {}, headers=h)
+        if time.monotonic() - t0 > 50:
+            break                           # a token may have come back
+        assert_problem(r, 429, "too_many_attempts")
+        op = doc["paths"][path][method.lower()]
+        assert "429" in op["responses"], (method, path)
+    assert d.stop() == 0
+
+
 def test_rate_limit_is_on_by_default(make_daemon):
     d = make_daemon(dict(PROXIED))
     del d.env["AUTH_RATE_LIMIT_PER_MINUTE"]       # the harness turns it off
