@@ -170,10 +170,13 @@ enum as_err core_login(const struct core *c, const char *email,
  * `ip` in its own transaction, or, refused as AS_ERR_MFA_REQUIRED (or
  * AS_ERR_INVALID_TOKEN with `mfa_token`), takes back the attempt of the
  * password or code it proved right; refused otherwise, the attempt stays
- * counted. */
+ * counted. A passkey login names its passkey, `passkey_id` (NULL: none):
+ * AS_ERR_BAD_CREDENTIALS when it was deleted meanwhile; deleting it
+ * later ends the session. */
 enum as_err core_session_start(const struct core *c, const char *user_id,
                                int64_t pw_gen,
                                const char *amr, const char *mfa_token,
+                               const char *passkey_id,
                                const char *passed, const char *ip,
                                const char *user_agent, struct session *out,
                                char refresh[SEC_TOKEN_LEN + 1]);

@@ -18,8 +18,11 @@
 
 /* What the rules need; everything borrowed. `now_ms` is the time the
  * rules decide at (injected, so tests can move it). */
+struct scache;
+
 struct passkey_env {
     struct repo *repo;
+    struct scache *cache;         /* this instance's session cache, or NULL */
     struct wa_rp rp;              /* AUTH_WEBAUTHN_RP_ID, _ORIGINS */
     const char *rp_name;          /* AUTH_WEBAUTHN_RP_NAME */
     int64_t now_ms;
@@ -82,8 +85,10 @@ enum as_err passkey_login_finish(const struct passkey_env *e,
 enum as_err passkey_list_own(const struct passkey_env *e,
                              const char *user_id, struct passkey **out,
                              size_t *n, struct arena *a);
-/* Deletes passkey `id` of `user_id`; AS_ERR_NOT_FOUND when that user has
- * no such passkey (or `id` is no UUID). */
+/* Deletes passkey `id` of `user_id` and ends the sessions its logins
+ * started (forgotten by this instance's cache at once, announced to the
+ * others on PostgreSQL); AS_ERR_NOT_FOUND when that user has no such
+ * passkey (or `id` is no UUID). */
 enum as_err passkey_delete_own(const struct passkey_env *e, const char *id,
                                const char *user_id);
 /* The API's passkey object {id, name, created_at, last_used_at,

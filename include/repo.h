@@ -53,6 +53,10 @@ struct session {
                                     a second factor, stored only while
                                     that token was not ended since (by
                                     what ends sessions); NULL: none */
+    const char *passkey_id;      /* on creation: the passkey a passkey
+                                    login used, stored only while it is
+                                    not deleted; deleting it ends the
+                                    session. NULL: none */
 };
 
 #define REPO_HASH_LEN 32         /* SHA-256 of an opaque token */
@@ -390,7 +394,7 @@ struct repo_ops {
                                 struct passkey **out, size_t *n,
                                 struct arena *a);
     enum as_err (*passkey_delete)(void *impl, const char *id,
-                                  const char *user_id);
+                                  const char *user_id, int64_t now);
     enum as_err (*passkey_use)(void *impl, const char *id, int64_t new_count,
                                int64_t now);
 };
@@ -810,10 +814,11 @@ enum as_err repo_passkey_by_cred(struct repo *r, const char *cred_id,
 enum as_err repo_passkey_list(struct repo *r, const char *user_id,
                               struct passkey **out, size_t *n,
                               struct arena *a);
-/* Deletes passkey `id` of `user_id`; AS_ERR_NOT_FOUND when that user has
- * no such passkey. */
+/* Deletes passkey `id` of `user_id` and, in the same transaction, ends
+ * (at `now`) the sessions its logins started; AS_ERR_NOT_FOUND when that
+ * user has no such passkey. */
 enum as_err repo_passkey_delete(struct repo *r, const char *id,
-                                const char *user_id);
+                                const char *user_id, int64_t now);
 /* Records a use of passkey `id` at `now` with counter `new_count`, only
  * when that is above the stored counter or both are zero, compared and
  * set in one statement: of concurrent uses each one ahead of every use

@@ -9,6 +9,7 @@
 
 #include "clock.h"
 #include "crypto.h"
+#include "scache.h"
 #include "uuid.h"
 
 #define MAX_TRANSPORTS 8
@@ -418,6 +419,11 @@ enum as_err passkey_list_own(const struct passkey_env *e,
 enum as_err passkey_delete_own(const struct passkey_env *e, const char *id,
                                const char *user_id)
 {
-    return uuid_valid(id) ? repo_passkey_delete(e->repo, id, user_id)
-                          : AS_ERR_NOT_FOUND;
+    enum as_err err = uuid_valid(id) ? repo_passkey_delete(e->repo, id,
+                                                           user_id, e->now_ms)
+                                     : AS_ERR_NOT_FOUND;
+
+    if (err == AS_OK && e->cache)       /* the sessions it started */
+        scache_forget_user(e->cache, user_id);
+    return err;
 }

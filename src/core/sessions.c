@@ -30,6 +30,7 @@ _Static_assert(REPO_SESSION_LIST_MAX >= 100,
 enum as_err core_session_start(const struct core *c, const char *user_id,
                                int64_t pw_gen,
                                const char *amr, const char *mfa_token,
+                               const char *passkey_id,
                                const char *passed, const char *ip,
                                const char *user_agent, struct session *out,
                                char refresh[SEC_TOKEN_LEN + 1])
@@ -53,6 +54,7 @@ enum as_err core_session_start(const struct core *c, const char *user_id,
                              .amr = amr, .ip = ip,
                              .user_agent = user_agent, .pw_gen = pw_gen,
                              .mfa_token = mfa_token ? mfa_hash : NULL,
+                             .passkey_id = passkey_id,
                              .one_factor = amr == NULL };
     c->new_id(out->id);
     snprintf(out->user_id, sizeof out->user_id, "%s", user_id);

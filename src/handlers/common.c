@@ -69,11 +69,12 @@ enum as_err hx_token_pair(struct req_ctx *rc, const struct user *u,
 
 enum as_err hx_start_session(struct req_ctx *rc, const struct user *u)
 {
-    return hx_start_session_amr(rc, u, NULL, NULL);
+    return hx_start_session_amr(rc, u, NULL, NULL, NULL);
 }
 
 enum as_err hx_start_session_amr(struct req_ctx *rc, const struct user *u,
-                                 const char *amr, const char *mfa_token)
+                                 const char *amr, const char *mfa_token,
+                                 const char *passkey_id)
 {
     struct core c = hx_core(rc);
     struct session s;
@@ -84,7 +85,8 @@ enum as_err hx_start_session_amr(struct req_ctx *rc, const struct user *u,
      * as one that started after it. Every login that gets here is
      * complete: storing its session ends its run of failures. */
     enum as_err err = core_session_start(
-        &c, u->id, u->password_gen, amr, mfa_token, u->email, rc->ip,
+        &c, u->id, u->password_gen, amr, mfa_token, passkey_id, u->email,
+        rc->ip,
         v_printable(rc->arena, req_header(rc, "User-Agent"), 256), &s,
         refresh);
 

@@ -29,9 +29,12 @@ enum as_err hx_token_pair(struct req_ctx *rc, const struct user *u,
 enum as_err hx_start_session(struct req_ctx *rc, const struct user *u);
 /* The same, recording `amr` (see hx_token_pair) on the session; a login
  * finished with a code names its used login token `mfa_token` (else
- * NULL), and gets 401 invalid_token when that was ended meanwhile. */
+ * NULL), and gets 401 invalid_token when that was ended meanwhile; a
+ * passkey login names its passkey `passkey_id` (else NULL), whose
+ * deletion ends the session. */
 enum as_err hx_start_session_amr(struct req_ctx *rc, const struct user *u,
-                                 const char *amr, const char *mfa_token);
+                                 const char *amr, const char *mfa_token,
+                                 const char *passkey_id);
 /* Creates a user from the JSON body {email, password, full_name?} (and
  * role? when `with_role`; otherwise the role is "user" and a body naming
  * role or is_active is refused with 403), answering 201 with Location,

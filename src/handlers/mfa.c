@@ -324,7 +324,7 @@ enum as_err h_login_mfa(struct req_ctx *rc, struct response *res)
     /* Only a complete login ends the run of failures: its session, when
      * stored, ends it. */
     if (err == AS_OK)
-        err = hx_start_session_amr(rc, &u, MFA_AMR_OTP, tok);
+        err = hx_start_session_amr(rc, &u, MFA_AMR_OTP, tok, NULL);
 out:
     json_decref(in);
     return err;

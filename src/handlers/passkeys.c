@@ -23,6 +23,7 @@ static struct passkey_env env_of(struct req_ctx *rc)
 {
     const struct cfg *cfg = rc->app->cfg;
     struct passkey_env e = { .repo = rc->app->repo,
+                             .cache = rc->app->scache,
                              .rp = { .rp_id = cfg->webauthn_rp_id,
                                      .origins = cfg->webauthn_origins },
                              .rp_name = cfg->webauthn_rp_name,
@@ -205,10 +206,11 @@ enum as_err h_passkey_login(struct req_ctx *rc, struct response *res)
              json_pack("{s:s}", "passkey_id", pk.id));
     /* A passkey login is a complete login: its session, when stored,
      * ends the run of failures. */
-    err = hx_start_session_amr(rc, &u, PASSKEY_AMR, NULL);
+    err = hx_start_session_amr(rc, &u, PASSKEY_AMR, NULL, pk.id);
     /* The account's password changed (a reset, which on an unverified
-     * account also deletes this passkey) after it was read: refused as
-     * a login that started after the change would be. */
+     * account also deletes this passkey) after it was read, or the
+     * passkey was deleted: refused as a login that started after the
+     * change would be. */
     if (err == AS_ERR_BAD_CREDENTIALS)
         err = res_fail(res, AS_ERR_PASSKEY_REFUSED,
                        "The passkey was not accepted.");

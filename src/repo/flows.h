@@ -72,7 +72,11 @@ enum as_err db_passkey_list(void *impl, const char *user_id,
                             struct passkey **out, size_t *n,
                             struct arena *a);
 enum as_err db_passkey_delete(void *impl, const char *id,
-                              const char *user_id);
+                              const char *user_id, int64_t now);
+/* In a session's transaction: refuses (AS_ERR_BAD_CREDENTIALS) when
+ * passkey `id` was deleted, and on PostgreSQL holds its row until the
+ * commit, so a deletion ends the session being stored. */
+void db_passkey_still(struct db_tx *t, const char *id);
 enum as_err db_passkey_use(void *impl, const char *id, int64_t new_count,
                            int64_t now);
 

@@ -17,7 +17,7 @@
 enum {
     P_CHALLENGES_PRUNE, P_CHALLENGES_TRIM, P_CHALLENGE_ADD, P_CHALLENGE_TAKE,
     P_CHALLENGE_TAKE_OWN, P_OWNER_LOCK, P_OWNER_COUNT, P_INSERT, P_NOTICE,
-    P_BY_CRED, P_LIST, P_DELETE, P_USE, P_NSTMT
+    P_BY_CRED, P_LIST, P_DELETE, P_END_SESSIONS, P_STILL, P_USE, P_NSTMT
 };
 
 static struct db_stmt sql[P_NSTMT] = {
@@ -81,6 +81,18 @@ static struct db_stmt sql[P_NSTMT] = {
                       "WHERE user_id = $1 ORDER BY id LIMIT $2"),
     [P_DELETE] = DB_SQL("DELETE FROM passkeys WHERE id = $1 "
                         "AND user_id = $2"),
+    /* After P_DELETE, in its transaction: on PostgreSQL a login storing
+     * its session holds the passkey's row (P_STILL) until it commits, so
+     * the delete waits for it and this statement, read afresh, sees
+     * that session too. */
+    [P_END_SESSIONS] = DB_SQL("UPDATE sessions SET revoked_at = $3 "
+                              "WHERE passkey_id = $1 AND user_id = $2 "
+                              "AND revoked_at IS NULL"),
+    /* The passkey a login used is not deleted, and stays so until the
+     * login's session is stored (see P_END_SESSIONS). */
+    [P_STILL] = DB_SPLIT("SELECT 1 FROM passkeys WHERE id = $1",
+                         "SELECT 1 FROM passkeys WHERE id = $1 "
+                         "FOR KEY SHARE"),
     /* Forward only, decided against the stored counter in the statement
      * itself: of concurrent uses each one that is ahead of all that went
      * before it moves the counter (zero stays allowed while both are
@@ -237,7 +249,7 @@ enum as_err db_passkey_list(void *impl, const char *user_id,
 }
 
 enum as_err db_passkey_delete(void *impl, const char *id,
-                              const char *user_id)
+                              const char *user_id, int64_t now)
 {
     struct db_rows r;
     struct db_tx t;
@@ -246,7 +258,22 @@ enum as_err db_passkey_delete(void *impl, const char *id,
     if (DB_RUN(&t, &sql[P_DELETE], &r, db_text(id), db_text(user_id)) &&
         r.changed != 1)
         db_refuse(&t, AS_ERR_NOT_FOUND);
+    DB_RUN(&t, &sql[P_END_SESSIONS], &r, db_text(id), db_text(user_id),
+           db_int(now));
     return none_if_invalid(db_close(&t), AS_ERR_NOT_FOUND);
+}
+
+static void passkey_there(struct db_tx *t, const struct db_rows *r,
+                          void *ctx)
+{
+    (void)ctx;
+    if (r->n != 1)
+        db_refuse(t, AS_ERR_BAD_CREDENTIALS);    /* deleted meanwhile */
+}
+
+void db_passkey_still(struct db_tx *t, const char *id)
+{
+    DB_CHECK(t, &sql[P_STILL], passkey_there, NULL, db_text(id));
 }
 
 enum as_err db_passkey_use(void *impl, const char *id, int64_t new_count,

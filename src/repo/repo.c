@@ -676,9 +676,9 @@ enum as_err repo_passkey_list(struct repo *r, const char *user_id,
 }
 
 enum as_err repo_passkey_delete(struct repo *r, const char *id,
-                                const char *user_id)
+                                const char *user_id, int64_t now)
 {
-    return DISPATCH(r, passkey_delete(r->impl, id, user_id));
+    return DISPATCH(r, passkey_delete(r->impl, id, user_id, now));
 }
 
 enum as_err repo_passkey_use(struct repo *r, const char *id,

@@ -100,8 +100,8 @@ static struct db_stmt sql[S_NSTMT] = {
                             "AND used_at IS NOT NULL LIMIT 2)"),
     [S_INSERT] = DB_SQL("INSERT INTO sessions (id, user_id, created_at, "
                         "last_used_at, expires_at, revoked_at, ip, "
-                        "user_agent, amr) VALUES ($1, $2, $3, $4, $5, $6, "
-                        "$7, $8, coalesce($9, 'pwd'))"),
+                        "user_agent, amr, passkey_id) VALUES ($1, $2, $3, "
+                        "$4, $5, $6, $7, $8, coalesce($9, 'pwd'), $10)"),
     [S_TOKEN_INSERT] = DB_SQL("INSERT INTO refresh_tokens (hash, "
                               "session_id, created_at) VALUES ($1, $2, $3)"),
     [S_GET] = DB_SQL("SELECT " SESSION_COLS " FROM sessions s "
@@ -272,6 +272,8 @@ enum as_err db_session_create(void *impl, const struct session *s,
         db_one_factor_still(&t, s->user_id);
     if (s->mfa_token)
         db_mfa_token_still(&t, s->mfa_token);
+    if (s->passkey_id)
+        db_passkey_still(&t, s->passkey_id);
     /* Sent with the checks above, and the cap and the clear with them:
      * one round trip for them all, one for the COMMIT (undone if a check
      * refuses). The cap sees the new session (a later statement of the
@@ -280,7 +282,8 @@ enum as_err db_session_create(void *impl, const struct session *s,
             db_int(s->created_at), db_int(s->last_used_at),
             db_int(s->expires_at),
             db_time(s->revoked_at),
-            db_text(s->ip), db_text(s->user_agent), db_text(s->amr));
+            db_text(s->ip), db_text(s->user_agent), db_text(s->amr),
+            db_text(s->passkey_id));
     DB_SEND(&t, &sql[S_TOKEN_INSERT], db_blob(hash, REPO_HASH_LEN),
             db_text(s->id), db_int(s->created_at));
     if (cap)

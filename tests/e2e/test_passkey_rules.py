@@ -5,8 +5,10 @@ software authenticator (softauthn.py) over HTTP, on each backend:
   serial order of them would: the highest counter of a round is always
   accepted, a refusal (audited as a suspected clone) only ever loses to
   a higher counter, and the highest is what is stored;
-- a login racing the deletion of its passkey is refused or accepted, but
-  never audited as a suspected clone;
+- a login racing the deletion of its passkey is refused, or accepted and
+  its session then ended by the deletion, and never audited as a
+  suspected clone;
+- deleting a passkey ends the sessions its logins started, and no other;
 - a topOrigin in the client data is refused at registration and login
   (cross-origin ceremonies are refused, and topOrigin belongs to those);
 - the per-user cap of 20 passkeys holds when many registrations whose
@@ -148,17 +150,58 @@ def test_login_racing_delete_is_no_clone(d):
         for i in range(pairs):
             assert got[2 * i].status == 204, (rnd, got)
             assert got[2 * i + 1].status in (200, 401), (rnd, got)
-            # ended, or over ROUNDS the oldest-first cap on a user's
-            # sessions (AUTH_MAX_SESSIONS_PER_USER, 100) ends `token`'s
+            # accepted before the deletion: the deletion ended its session
             if got[2 * i + 1].status == 200:
-                r = d.request("POST", "/api/v1/auth/logout", {
-                    "refresh_token": got[2 * i + 1].json["refresh_token"]})
-                assert r.status == 204, r
+                pair = got[2 * i + 1].json
+                r = d.request("GET", "/api/v1/auth/verify",
+                              token=pair["access_token"])
+                assert_problem(r, 401, None)
+                r = d.request("POST", "/api/v1/auth/refresh", {
+                    "refresh_token": pair["refresh_token"]})
+                assert_problem(r, 401, "invalid_token")
             after = login(d, auths[i].assertion(login_options(d), d.origin))
             assert_problem(after, 401, "invalid_credential")
     assert clone_audits(d, ids) == []
     r = d.request("GET", LIST, token=token)
     assert r.status == 200 and r.json == {"items": []}
+
+
+def test_deleting_a_passkey_ends_its_sessions(d):
+    """A passkey added with one access token (a stolen one, say) logs in
+    with no password; once the owner deletes it, the sessions its logins
+    started end at once (access and refresh tokens), and the owner's
+    other sessions, and those of the owner's other passkey, go on."""
+    _, _, t = d.user()
+    token = t["access_token"]
+    theirs, mine = Authenticator(), Authenticator()
+    r = enroll(d, token, theirs)
+    assert r.status == 201, r
+    pid = r.json["id"]
+    assert enroll(d, token, mine).status == 201
+    taken = [login(d, theirs.assertion(login_options(d), d.origin)).json
+             for _ in range(3)]
+    kept = login(d, mine.assertion(login_options(d), d.origin)).json
+    for pair in taken + [kept]:
+        assert d.request("GET", "/api/v1/auth/verify",
+                         token=pair["access_token"]).status == 200
+    r = d.request("DELETE", LIST + "/" + pid, token=token)
+    assert r.status == 204, r
+    for pair in taken:
+        r = d.request("GET", "/api/v1/auth/verify",
+                      token=pair["access_token"])
+        assert_problem(r, 401, None)
+        r = d.request("POST", "/api/v1/auth/refresh",
+                      {"refresh_token": pair["refresh_token"]})
+        assert_problem(r, 401, "invalid_token")
+    for pair in (t, kept):
+        assert d.request("GET", "/api/v1/auth/verify",
+                         token=pair["access_token"]).status == 200
+        r = d.request("POST", "/api/v1/auth/refresh",
+                      {"refresh_token": pair["refresh_token"]})
+        assert r.status == 200, r
+    r = d.request("GET", "/api/v1/auth/sessions",
+                  token=kept["access_token"])
+    assert r.status == 200 and len(r.json["items"]) == 2, r
 
 
 @pytest.mark.parametrize("extra", [

@@ -64,7 +64,7 @@ static enum as_err start(struct fx *f, const char *uid, const char *passed)
     struct session s;
     char refresh[SEC_TOKEN_LEN + 1];
 
-    return core_session_start(&f->core, uid, -1, NULL, NULL, passed, IP,
+    return core_session_start(&f->core, uid, -1, NULL, NULL, NULL, passed, IP,
                               "test", &s, refresh);
 }
 
@@ -107,7 +107,7 @@ static enum as_err login_racing(struct fx *f, const char *pw_meanwhile,
                      IP, u, f->a, &retry);
     assert_int_equal(err, AS_OK);
     return core_session_start(&f->core, u->id, u->password_gen, NULL,
-                              NULL, "ada@example.com", IP, "test", &s,
+                              NULL, NULL, "ada@example.com", IP, "test", &s,
                               refresh);
 }
 
@@ -166,7 +166,8 @@ static void hash_replaced_elsewhere_still_logs_in(void **state)
     store_theirs(f->id);                     /* the other instance's */
     assert_string_not_equal(fake_repo_hash(f->id), checked);
     assert_int_equal(core_session_start(&f->core, u.id, u.password_gen,
-                                        NULL, NULL, "ada@example.com", IP,
+                                        NULL, NULL, NULL, "ada@example.com",
+                                        IP,
                                         "test", &s, refresh),
                      AS_OK);
     assert_int_equal(fake_repo_failures("ada@example.com", IP), 0);

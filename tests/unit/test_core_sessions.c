@@ -64,7 +64,7 @@ static void start(struct fx *f, const char *uid, struct session *s,
                   char refresh[SEC_TOKEN_LEN + 1])
 {
     assert_int_equal(core_session_start(&f->core, uid, -1, NULL, NULL,
-                                        NULL, "192.0.2.1", "test", s,
+                                        NULL, NULL, "192.0.2.1", "test", s,
                                         refresh), AS_OK);
 }
 

@@ -18,6 +18,7 @@
 #include <libpq-fe.h>
 #include <limits.h>
 #include <pthread.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -324,10 +325,10 @@ static void credential_registers_once(void **state)
                      AS_OK);
     assert_int_equal(n, 0);
 
-    assert_int_equal(repo_passkey_delete(f->r, q.id, f->v.id),
+    assert_int_equal(repo_passkey_delete(f->r, q.id, f->v.id, T0 + 50),
                      AS_ERR_NOT_FOUND);      /* not bob's */
-    assert_int_equal(repo_passkey_delete(f->r, q.id, f->u.id), AS_OK);
-    assert_int_equal(repo_passkey_delete(f->r, q.id, f->u.id),
+    assert_int_equal(repo_passkey_delete(f->r, q.id, f->u.id, T0 + 50), AS_OK);
+    assert_int_equal(repo_passkey_delete(f->r, q.id, f->u.id, T0 + 50),
                      AS_ERR_NOT_FOUND);
 
     /* the user was deleted between its login and its registration */
@@ -348,7 +349,7 @@ static void lookups_of_bad_text_find_nothing(void **state)
     assert_int_equal(repo_passkey_list(f->r, "\xc3(", &list, &n, f->a),
                      AS_OK);
     assert_int_equal(n, 0);
-    assert_int_equal(repo_passkey_delete(f->r, "\xff", f->u.id),
+    assert_int_equal(repo_passkey_delete(f->r, "\xff", f->u.id, T0 + 50),
                      AS_ERR_NOT_FOUND);
 }
 
@@ -377,12 +378,64 @@ static void counter_moves_forward_only(void **state)
     assert_int_equal(got.sign_count, 6);
     assert_int_equal(got.last_used_at, T0 + 20);
 
-    assert_int_equal(repo_passkey_delete(f->r, p.id, f->u.id), AS_OK);
+    assert_int_equal(repo_passkey_delete(f->r, p.id, f->u.id, T0 + 50), AS_OK);
     assert_int_equal(repo_passkey_use(f->r, p.id, 7, T0 + 40),
                      AS_ERR_NOT_FOUND);
 }
 
-enum race_op { TAKE, USE, INSERT };
+/* A session of `u` started by a login with passkey `passkey_id` (NULL:
+ * another kind of login), living an hour from T0. */
+static enum as_err session_by(struct fx *f, struct session *s,
+                              const struct user *u, const char *passkey_id)
+{
+    uint8_t h[REPO_HASH_LEN];
+
+    memset(s, 0, sizeof *s);
+    uuid_v7_new(s->id);
+    snprintf(s->user_id, sizeof s->user_id, "%s", u->id);
+    s->created_at = s->last_used_at = T0;
+    s->expires_at = T0 + 3600 * 1000;
+    s->pw_gen = -1;
+    s->passkey_id = passkey_id;
+    randombytes_buf(h, REPO_HASH_LEN);
+    return repo_session_create(f->r, s, h, NULL);
+}
+
+static bool session_live(struct fx *f, const char *sid)
+{
+    struct session_state st = { .live = true };
+
+    assert_int_equal(repo_session_state(f->r, sid, T0 + 100, &st), AS_OK);
+    return st.live;
+}
+
+/* Deleting a passkey ends the sessions its logins started, and only
+ * those (a passkey added with a stolen access token and deleted by the
+ * owner kept them alive before); a login whose passkey was deleted
+ * meanwhile stores no session. */
+static void deleting_a_passkey_ends_its_sessions(void **state)
+{
+    struct fx *f = *state;
+    struct passkey p, q;
+    struct session s1, s2, s3, s4;
+
+    passkey_of(&f->u, "ZW5kcw", &p);
+    passkey_of(&f->u, "a2VlcHM", &q);
+    assert_int_equal(repo_passkey_insert(f->r, &p, MOST), AS_OK);
+    assert_int_equal(repo_passkey_insert(f->r, &q, MOST), AS_OK);
+    assert_int_equal(session_by(f, &s1, &f->u, p.id), AS_OK);
+    assert_int_equal(session_by(f, &s2, &f->u, q.id), AS_OK);
+    assert_int_equal(session_by(f, &s3, &f->u, NULL), AS_OK);
+    assert_int_equal(repo_passkey_delete(f->r, p.id, f->u.id, T0 + 50),
+                     AS_OK);
+    assert_false(session_live(f, s1.id));
+    assert_true(session_live(f, s2.id));
+    assert_true(session_live(f, s3.id));
+    assert_int_equal(session_by(f, &s4, &f->u, p.id),
+                     AS_ERR_BAD_CREDENTIALS);
+}
+
+enum race_op { TAKE, USE, INSERT, START, DELETE };
 
 struct racer {
     struct fx *f;
@@ -392,6 +445,7 @@ struct racer {
     const char *id;                      /* USE this passkey */
     int64_t to;
     const struct passkey *p;             /* INSERT this one */
+    struct session s;                    /* START: the session stored */
     enum as_err got;
 };
 
@@ -405,6 +459,10 @@ static void *race(void *arg)
         x->got = take(x->f, x->hash, PK_LOGIN, T0, uid);
     else if (x->op == USE)
         x->got = repo_passkey_use(x->f->r, x->id, x->to, T0);
+    else if (x->op == START)
+        x->got = session_by(x->f, &x->s, &x->f->u, x->id);
+    else if (x->op == DELETE)
+        x->got = repo_passkey_delete(x->f->r, x->id, x->f->u.id, T0 + 50);
     else
         x->got = repo_passkey_insert(x->f->r, x->p, MOST);
     return NULL;
@@ -462,6 +520,43 @@ static void concurrent_uses_have_one_winner(void **state)
     assert_int_equal(repo_passkey_by_cred(f->r, "cmFjZQ", &got, f->a),
                      AS_OK);
     assert_int_equal(got.sign_count, ROUNDS);
+}
+
+/* Logins storing their sessions while the passkey they used is deleted,
+ * ROUNDS times: each session is refused, or stored and then ended by
+ * the deletion; none stays live. */
+static void a_deletion_racing_logins_leaves_none_live(void **state)
+{
+    struct fx *f = *state;
+    struct racer x[RACERS];
+    struct passkey p;
+    char cred[32];
+    int round, i, stored = 0, refused = 0;
+
+    for (round = 0; round < ROUNDS; round++) {
+        snprintf(cred, sizeof cred, "cmFjZS0%04d", round);
+        passkey_of(&f->u, cred, &p);
+        assert_int_equal(repo_passkey_insert(f->r, &p, RACERS * ROUNDS),
+                         AS_OK);
+        for (i = 0; i < RACERS; i++)
+            x[i] = (struct racer){ .op = i == RACERS / 2 ? DELETE : START,
+                                   .id = p.id };
+        run_race(f, x);
+        for (i = 0; i < RACERS; i++) {
+            if (x[i].op == DELETE) {
+                assert_int_equal(x[i].got, AS_OK);
+                continue;
+            }
+            assert_true(x[i].got == AS_OK ||
+                        x[i].got == AS_ERR_BAD_CREDENTIALS);
+            if (x[i].got == AS_OK)
+                assert_false(session_live(f, x[i].s.id));
+            stored += x[i].got == AS_OK;
+            refused += x[i].got != AS_OK;
+        }
+    }
+    print_message("%s: %d sessions stored then ended, %d refused\n",
+                  on_pg ? "postgres" : "sqlite", stored, refused);
 }
 
 /* RACERS uses at once, all read at the same counter and each one ahead
@@ -553,6 +648,8 @@ int main(void)
         CASE(concurrent_uses_have_one_winner),
         CASE(increasing_uses_serialise),
         CASE(cap_holds_at_insert),
+        CASE(deleting_a_passkey_ends_its_sessions),
+        CASE(a_deletion_racing_logins_leaves_none_live),
 #undef CASE
     };
     const char *base = getenv("AUTH_TEST_PG_URL");
