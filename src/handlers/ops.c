@@ -1,10 +1,12 @@
 /* ops.c: health, readiness, metrics, JWKS and the OpenAPI document. */
 #include "handlers.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "breaker.h"
+#include "cfg.h"
 #include "clock.h"
 #include "core.h"
 #include "metrics.h"
@@ -51,9 +53,24 @@ enum as_err h_metrics(struct req_ctx *rc, struct response *res)
     return AS_OK;
 }
 
+/* How long a resource server may cache the key set: a few minutes, but
+ * never past the moment a key it has not seen yet may sign, which is
+ * AUTH_KEY_PUBLISH_SECONDS after the rotation, less the time an
+ * instance takes to list the new key (a poll every 2 s, or a NOTIFY;
+ * JWKS_LIST_SLACK_S with room to spare). */
+#define JWKS_MAX_AGE_S 300u
+#define JWKS_LIST_SLACK_S 10u
+
 enum as_err h_jwks(struct req_ctx *rc, struct response *res)
 {
-    res_header(rc, "Cache-Control", "public, max-age=300");
+    unsigned publish = rc->app->cfg->key_publish_seconds;
+    unsigned age = publish > JWKS_LIST_SLACK_S ? publish - JWKS_LIST_SLACK_S
+                                               : 0;
+    char cc[40];
+
+    snprintf(cc, sizeof cc, "public, max-age=%u",
+             age < JWKS_MAX_AGE_S ? age : JWKS_MAX_AGE_S);
+    res_header(rc, "Cache-Control", cc);
     return res_json(res, 200, sec_jwks(app_keys(rc->app), clock_ms() / 1000));
 }
 

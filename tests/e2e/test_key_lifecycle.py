@@ -43,3 +43,19 @@ def test_late_reload_keeps_the_last_signer(make_daemon, backend):
         assert abs(int(f.read()) - time.time()) < 60
     t2 = d.login(email, pw).json["access_token"]
     assert parts(t2)[0]["kid"] == kid_new
+
+
+@pytest.mark.parametrize("publish, age", [(None, 300), ("600", 300),
+                                          ("130", 120), ("5", 0)])
+def test_jwks_is_cached_no_longer_than_a_new_key_waits(make_daemon,
+                                                       publish, age):
+    """A resource server that honours the key set's Cache-Control sees a
+    new key before it signs: the key waits AUTH_KEY_PUBLISH_SECONDS from
+    its rotation, and instances list it within 10 s, so the set is
+    cached for at most that much less (and never more than 300 s)."""
+    env = {} if publish is None else {"AUTH_KEY_PUBLISH_SECONDS": publish}
+    d = make_daemon(env).start()
+    r = d.request("GET", "/.well-known/jwks.json")
+    assert r.status == 200
+    assert r.header("Cache-Control") == "public, max-age=%d" % age
+    assert d.stop() == 0
