@@ -374,12 +374,14 @@ int main(int argc, char **argv)
     int status;
 
     signal(SIGPIPE, SIG_IGN);
-    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0) {
+    /* Nothing follows them: anything that does is a mistake (exit 2). */
+    if ((strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0) &&
+        argc == 2) {
         printf("auth-serve %s\n", AUTH_VERSION);
         return 0;
     }
-    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 ||
-        strcmp(cmd, "help") == 0) {
+    if ((strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 ||
+         strcmp(cmd, "help") == 0) && argc == 2) {
         fputs(usage, stdout);
         return 0;
     }

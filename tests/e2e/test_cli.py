@@ -1,9 +1,11 @@
 """The command line and configuration checks."""
 import json
 import os
+import subprocess
+
+import pytest
 
 from conftest import BIN, Daemon, scratch, wait_until
-import subprocess
 
 
 def run(args, env=None, cwd=None, stdin=None):
@@ -24,6 +26,17 @@ def test_version_and_help():
 def test_unknown_command_exits_2():
     r = run(["frobnicate"])
     assert r.returncode == 2 and b"unknown" in r.stderr
+
+
+@pytest.mark.parametrize("args", [["--version", "extra"],
+                                  ["--version", "--bogus"],
+                                  ["-V", "x"], ["--help", "extra"],
+                                  ["help", "me"]])
+def test_version_and_help_take_nothing_after_them(args):
+    """Exit status 2 on bad arguments: a word after --version or --help
+    is one (it was ignored, exit 0)."""
+    r = run(args)
+    assert r.returncode == 2 and b"unknown" in r.stderr, r
 
 
 def test_config_check():
