@@ -1849,6 +1849,16 @@ void server_stop(struct server *s, unsigned grace_ms)
         return;
     mhdepoll_quiescing(server_listen_fd(s));
     fd = MHD_quiesce_daemon(s->d);
+    /* Stop accepting now, not at exit: a socket left listening while the
+     * requests in flight finish took new connections into its queue, and
+     * their clients waited for the grace, then met a reset (a proxy
+     * cannot send a request it already sent elsewhere; a refused connect
+     * it can). shutdown(), not close(): the descriptor stays valid for
+     * libmicrohttpd's threads that still take it out of their epoll sets
+     * (see mhdepoll.c). A socket passed by socket activation is left
+     * listening: systemd holds it, and its queue is for the next start. */
+    if (fd != MHD_INVALID_SOCKET && s->app->listen_fd < 0)
+        (void)shutdown(fd, SHUT_RDWR);
     connguard_stop(s->guard);
     if (!drained(s, deadline)) {
         /* Past the grace, requests still queued for a worker (a backlog

@@ -239,3 +239,38 @@ def test_sigterm_with_a_backlog_longer_than_the_grace(make_daemon):
          if '"level":"warn"' in line or '"level":"error"' in line][-10:])
     assert got.count(503) > 0, "the backlog fit in the grace (%d)" % n
     assert any(e.get("event") == "server.stop_cancelling" for e in d.logs)
+
+
+def test_sigterm_refuses_new_connections_while_draining(make_daemon):
+    """SIGTERM stops accepting at once: while a request in flight (a body
+    half sent) finishes, a new connection is refused rather than queued
+    on the listening socket until the exit resets it, and the request in
+    flight still gets its answer."""
+    import signal
+
+    d = make_daemon({}).start()
+    held = socket.create_connection(("127.0.0.1", d.port), 10)
+    # its headers read (the 100 Continue says so), its body not yet sent
+    held.sendall(b"POST /api/v1/auth/revoke HTTP/1.1\r\nHost: x\r\n"
+                 b"Content-Type: application/json\r\n"
+                 b"Expect: 100-continue\r\n"
+                 b"Content-Length: 13\r\n\r\n")
+    held.settimeout(10)
+    assert held.recv(65536).startswith(b"HTTP/1.1 100 ")
+    d.proc.send_signal(signal.SIGTERM)
+
+    def refused():
+        try:
+            c = socket.create_connection(("127.0.0.1", d.port), 2)
+        except ConnectionRefusedError:
+            return True
+        c.close()
+        return False
+
+    assert wait_until(refused, timeout=5), "still accepting after SIGTERM"
+    assert d.proc.poll() is None    # the request in flight holds the stop
+    held.sendall(b"{\"token\":\"x\"}")
+    answer = held.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+    held.close()
+    assert d.stop(timeout=30) == 0
