@@ -770,7 +770,8 @@ enum as_err repo_keys_list(struct repo *r, struct key_row *out, size_t cap,
 /* Inserts `rows` in one transaction under an advisory lock (an existing
  * kid is left alone). With `only_if_empty`, nothing is inserted when a
  * key exists already (*added false), so instances starting at once on an
- * empty database settle on one first key. */
+ * empty database settle on one first key; without it, AS_ERR_CONFLICT
+ * when the table would hold more than REPO_KEYS_MAX rows. */
 enum as_err repo_keys_add(struct repo *r, const struct key_row *rows,
                           size_t n, bool only_if_empty, bool *added);
 /* Deletes signing keys whose successor started signing (at or before

@@ -7,7 +7,7 @@
 
 #include <string.h>
 
-enum { K_LIST, K_LOCK, K_ANY, K_ADD, K_PRUNE, K_NSTMT };
+enum { K_LIST, K_LOCK, K_ANY, K_COUNT, K_ADD, K_PRUNE, K_NSTMT };
 
 static struct db_stmt sql[K_NSTMT] = {
     [K_LIST] = DB_PG_ONLY("SELECT kid, sealed, created_at, signs_from "
@@ -20,6 +20,7 @@ static struct db_stmt sql[K_NSTMT] = {
                           "(SELECT pg_advisory_xact_lock(4242000101)) l"),
     [K_ANY] = DB_PG_ONLY("SELECT 1 FROM auth_keys WHERE kid <> '"
                          REPO_KEY_REFRESH "' LIMIT 1"),
+    [K_COUNT] = DB_PG_ONLY("SELECT count(*) FROM auth_keys"),
     [K_ADD] = DB_PG_ONLY("INSERT INTO auth_keys (kid, sealed, created_at, "
                          "signs_from) VALUES ($1, $2, $3, $4) "
                          "ON CONFLICT (kid) DO NOTHING"),
@@ -75,6 +76,13 @@ enum as_err db_keys_add(void *impl, const struct key_row *rows, size_t n,
     db_run(&t, &sql[K_LOCK], NULL, 0, &r);
     if (only_if_empty && db_run(&t, &sql[K_ANY], NULL, 0, &r))
         have = r.n > 0;
+    /* The instances read at most REPO_KEYS_MAX keys: counted under the
+     * lock, or two rotations at once, each counting before the other's
+     * insert, stored one more, a signer no instance loaded until older
+     * keys were pruned, when it signed at once, never published. */
+    if (!only_if_empty && db_run(&t, &sql[K_COUNT], NULL, 0, &r) &&
+        r.n == 1 && (uint64_t)db_i64(db_at(&r, 0, 0)) + n > REPO_KEYS_MAX)
+        db_refuse(&t, AS_ERR_CONFLICT);
     for (i = 0; !have && i < n && t.err == AS_OK; i++)
         DB_RUN(&t, &sql[K_ADD], &r, db_text(rows[i].kid),
                db_blob(rows[i].sealed, rows[i].sealed_len),

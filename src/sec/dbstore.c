@@ -476,7 +476,12 @@ static enum as_err db_rotate(const struct cfg *cfg, struct repo *r,
                                 (int64_t)cfg->key_publish_seconds * 1000;
         memcpy(kid, f->rows[0].kid, strlen(f->rows[0].kid) + 1);
         err = repo_keys_add(r, f->rows, 1, false, &added);
-        if (err != AS_OK)
+        if (err == AS_ERR_CONFLICT)     /* another rotation filled it */
+            sec_why(why, why_len, "the database holds %d keys, the most "
+                    "the instances read; retired keys are deleted once the "
+                    "tokens they signed have expired (AUTH_ACCESS_TOKEN_TTL "
+                    "plus a minute): rotate again then", REPO_KEYS_MAX);
+        else if (err != AS_OK)
             sec_why(why, why_len, "cannot store the new key in the "
                     "database (%s)", as_err_code(err));
     }

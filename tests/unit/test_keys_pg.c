@@ -309,6 +309,71 @@ static void first_loads_at_once_settle_on_one_key(void **state)
     }
 }
 
+struct adder {
+    struct fx *f;
+    pthread_barrier_t *go;
+    struct key_row row;
+    enum as_err err;
+};
+
+static void *add_one(void *arg)
+{
+    struct adder *x = arg;
+    bool added = false;
+
+    pthread_barrier_wait(x->go);
+    x->err = repo_keys_add(x->f->r, &x->row, 1, false, &added);
+    return NULL;
+}
+
+/* Rotations at once with one place left under the cap of keys the
+ * instances read (REPO_KEYS_MAX): exactly one is stored, the others are
+ * refused, ROUNDS times (each counted before the other's insert, two
+ * were stored and the table held one more key than any instance loads). */
+static void rotations_at_once_hold_the_cap(void **state)
+{
+    static const uint8_t bytes[] = { 0x01, 0x02 };
+    struct fx *f = *state;
+    struct adder x[RACERS];
+    pthread_t th[RACERS];
+    pthread_barrier_t go;
+    char sql[200];
+    int round, i, won;
+
+    NEED_PG(f);
+    for (round = 0; round < ROUNDS; round++) {
+        side(f, "DELETE FROM auth_keys");
+        snprintf(sql, sizeof sql, "INSERT INTO auth_keys (kid, sealed, "
+                 "created_at, signs_from) SELECT 'k' || g, '\\x00', g, g "
+                 "FROM generate_series(1, %d) g", REPO_KEYS_MAX - 1);
+        side(f, sql);
+        pthread_barrier_init(&go, NULL, RACERS);
+        for (i = 0; i < RACERS; i++) {
+            memset(&x[i], 0, sizeof x[i]);
+            x[i].f = f;
+            x[i].go = &go;
+            x[i].row = (struct key_row){ .sealed = bytes,
+                                         .sealed_len = sizeof bytes,
+                                         .created_at = 1000,
+                                         .signs_from = 1000 };
+            snprintf(x[i].row.kid, sizeof x[i].row.kid, "new-%d-%d", round,
+                     i);
+            assert_int_equal(pthread_create(&th[i], NULL, add_one, &x[i]),
+                             0);
+        }
+        for (i = 0; i < RACERS; i++)
+            pthread_join(th[i], NULL);
+        pthread_barrier_destroy(&go);
+        for (i = 0, won = 0; i < RACERS; i++) {
+            assert_true(x[i].err == AS_OK || x[i].err == AS_ERR_CONFLICT);
+            won += x[i].err == AS_OK;
+        }
+        assert_int_equal(won, 1);
+        assert_int_equal(side_count(f, "SELECT count(*) FROM auth_keys"),
+                         REPO_KEYS_MAX);
+    }
+}
+
 /* The storage primitives themselves: sealed bytes (NULs and all) come
  * back as stored, in signs_from order and no more than asked for; an
  * existing kid is left alone; with only_if_empty nothing is added once a
@@ -391,6 +456,8 @@ int main(void)
             first_loads_at_once_settle_on_one_key, setup, teardown),
         cmocka_unit_test_setup_teardown(rows_round_trip_as_bytes, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(rotations_at_once_hold_the_cap,
+                                        setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
