@@ -382,9 +382,19 @@ static enum as_err list_rows(const struct cfg *cfg, struct repo *r,
     return err;
 }
 
+/* How long after its successor's signs_from a key stays listed: the
+ * tokens it signed live AUTH_ACCESS_TOKEN_TTL plus the verifiers' leeway
+ * (SEC_RETIRE_GRACE_S), counted from its last token, which an instance
+ * signs up to a reload later than signs_from (a poll every 2 s, or a
+ * NOTIFY): RELOAD_SLACK_S covers that, with room for a slow poll. Counted
+ * from signs_from alone, a review saw a key dropped 119.1 s after its
+ * last token with a 60 s lifetime. */
+#define RELOAD_SLACK_S 10
+
 static int64_t keep_ms(const struct cfg *cfg)
 {
-    return ((int64_t)cfg->access_ttl + SEC_RETIRE_GRACE_S) * 1000;
+    return ((int64_t)cfg->access_ttl + SEC_RETIRE_GRACE_S + RELOAD_SLACK_S) *
+           1000;
 }
 
 enum as_err sec_db_load(const struct cfg *cfg, struct repo *r,

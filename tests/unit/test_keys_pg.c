@@ -158,7 +158,8 @@ static size_t jwks_len(const struct sec_keys *k)
 }
 
 /* The new key is listed at once, signs only after the publish delay, and
- * the old one verifies for access TTL + 60 s after that, then is gone. */
+ * the old one verifies for access TTL + 60 s after that, and 10 s more
+ * (an instance switches up to a reload late), then is gone. */
 static void rotation_publishes_then_signs_then_retires(void **state)
 {
     struct fx *f = *state;
@@ -190,7 +191,10 @@ static void rotation_publishes_then_signs_then_retires(void **state)
     sec_token_child(k3, "parent-token", c3);
     assert_string_equal(c1, c3);                      /* one refresh key */
 
-    k4 = open_at(f, switch_at + (30 + 61) * 1000);
+    k4 = open_at(f, switch_at + (30 + 60 + 5) * 1000);
+    assert_non_null(sec_keys_find(k4, old));          /* a reload late */
+    sec_keys_free(k4);
+    k4 = open_at(f, switch_at + (30 + 60 + 11) * 1000);
     assert_null(sec_keys_find(k4, old));
     assert_int_equal(jwks_len(k4), 1);
     assert_int_equal(side_count(f, "SELECT count(*) FROM auth_keys"), 2);
