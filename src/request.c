@@ -86,10 +86,21 @@ static enum as_err read_json(struct req_ctx *rc, json_t **out, bool nul_ok)
                        &jerr);
     if (!j || !json_is_object(j)) {
         json_decref(j);
+        if (rc->body_form)
+            return res_fail(&rc->res, AS_ERR_MALFORMED,
+                            "The form body is malformed.");
+        /* Valid JSON, but over what is read: said so, not "invalid". */
+        if (!j && json_error_code(&jerr) == json_error_numeric_overflow)
+            return res_fail(&rc->res, AS_ERR_MALFORMED,
+                            "A number in the request body is out of range "
+                            "(beyond a 64-bit integer or a double), in a "
+                            "member that is read or not.");
+        if (!j && json_error_code(&jerr) == json_error_duplicate_key)
+            return res_fail(&rc->res, AS_ERR_MALFORMED,
+                            "A member name appears twice in the request "
+                            "body.");
         return res_fail(&rc->res, AS_ERR_MALFORMED,
-                        rc->body_form ? "The form body is malformed."
-                                      : "The request body must be a valid "
-                                        "JSON object.");
+                        "The request body must be a valid JSON object.");
     }
     if (!nul_ok) {
         const char *bad = nul_member(j);     /* JSON \u0000 or form %00 */

@@ -16,6 +16,8 @@ import sys
 import threading
 import time
 
+import pytest
+
 from conftest import assert_problem, assert_rate_limited, closed_within, \
     wait_until
 
@@ -673,3 +675,31 @@ def test_injection_shaped_emails(daemon):
     assert not any(e.get("level") == "error" for e in daemon.logs
                    if e.get("event", "").startswith(("db.", "repo."))), \
         [e for e in daemon.logs if e.get("level") == "error"][:3]
+
+
+@pytest.mark.parametrize("raw, says", [
+    (b'{"email": "a@example.com", "password": "x", "n": '
+     b'12345678901234567890}', "out of range"),
+    (b'{"email": "a@example.com", "password": "x", "n": 1e309}',
+     "out of range"),
+    (b'{"email": "a@example.com", "password": "x", "n": -1e309}',
+     "out of range"),
+    (b'{"email": "a@example.com", "email": "b@example.com", '
+     b'"password": "x"}', "twice"),
+    (b'{"email": "a@example.com", "password": "x",', "valid JSON object"),
+])
+def test_json_over_what_is_read_is_named(daemon, raw, says):
+    """Valid JSON that the reader refuses (a number beyond a 64-bit
+    integer or a double, in a member that would be ignored; a member
+    named twice) is 400 malformed_json whose detail says which, not that
+    the JSON is invalid; numbers within range in an unknown member are
+    ignored."""
+    r = daemon.request("POST", "/api/v1/auth/login", body=raw,
+                       headers={"Content-Type": "application/json"})
+    p = assert_problem(r, 400, "malformed_json")
+    assert says in p["detail"], p
+    ok = daemon.request("POST", "/api/v1/auth/login", body=b'{"email": '
+                        b'"a@example.com", "password": "x", "n": 1e308, '
+                        b'"m": 9223372036854775807}',
+                        headers={"Content-Type": "application/json"})
+    assert_problem(ok, 401, "invalid_credentials")
