@@ -745,6 +745,8 @@ static enum as_err framing_checks(struct req_ctx *rc, const char *mhd_method,
 {
     struct framing f = { .ncl = 0, .base = (uintptr_t)mhd_method };
     size_t header_size = request_header_size(rc);
+    const char *te, *cl;
+    uint64_t len = 0;
 
     /* The first header follows the request line, which ends with the
      * version (libmicrohttpd's, in its read buffer). */
@@ -778,6 +780,27 @@ static enum as_err framing_checks(struct req_ctx *rc, const char *mhd_method,
         *detail = "Only one Transfer-Encoding line, chunked, is accepted.";
         return AS_ERR_BAD_REQUEST;
     }
+    /* Before routing, as the checks above: an unknown path or OPTIONS *
+     * keeps its connection (answered on the last call), so a body of
+     * doubtful length there must be refused as anywhere else. */
+    te = req_header(rc, "Transfer-Encoding");
+    cl = req_header(rc, "Content-Length");
+    if (te && cl) {
+        close_after(rc);
+        *detail = "Content-Length and Transfer-Encoding together are "
+                  "refused.";
+        return AS_ERR_BAD_REQUEST;
+    }
+    if (te && strcasecmp(te, "chunked") != 0) {
+        close_after(rc);
+        *detail = "Only the chunked transfer coding is supported.";
+        return AS_ERR_BAD_REQUEST;
+    }
+    if (cl && !parse_length(cl, &len)) {
+        close_after(rc);
+        *detail = "Content-Length is malformed.";
+        return AS_ERR_BAD_REQUEST;
+    }
     /* Authorization is a singleton field (RFC 9110 11.6.2): of two, a
      * proxy in front and the daemon could each take another one. RFC
      * 6750 3.1 calls it invalid_request. */
@@ -798,19 +821,7 @@ static enum as_err early_checks(struct req_ctx *rc, const char **detail)
     uint64_t len = 0;
     bool has_body;
 
-    if (te && cl) {
-        *detail = "Content-Length and Transfer-Encoding together are "
-                  "refused.";
-        return AS_ERR_BAD_REQUEST;
-    }
-    if (te && strcasecmp(te, "chunked") != 0) {
-        *detail = "Only the chunked transfer coding is supported.";
-        return AS_ERR_BAD_REQUEST;
-    }
-    if (cl && !parse_length(cl, &len)) {
-        *detail = "Content-Length is malformed.";
-        return AS_ERR_BAD_REQUEST;
-    }
+    (void)parse_length(cl ? cl : "0", &len);    /* checked: framing_checks */
     if (len > rc->app->cfg->max_body_bytes) {
         *detail = "The request body is larger than the server accepts.";
         return AS_ERR_TOO_LARGE;

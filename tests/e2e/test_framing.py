@@ -580,6 +580,28 @@ def test_answers_decided_from_the_head_keep_the_connection(daemon, head,
     assert rest[length:].startswith(b"HTTP/1.1 200 "), raw[:600]
 
 
+@pytest.mark.parametrize("line", [b"GET /api/v1/nope HTTP/1.1",
+                                  b"OPTIONS * HTTP/1.1",
+                                  b"DELETE /healthz HTTP/1.1"])
+@pytest.mark.parametrize("fields", [
+    b"Transfer-Encoding: chunked\r\nContent-Length: 0\r\n",
+    b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
+    b"Transfer-Encoding: identity\r\n",
+    b"Transfer-Encoding: gzip, chunked\r\n",
+])
+def test_doubtful_framing_is_refused_before_routing(daemon, line, fields):
+    """A body of doubtful length is refused with 400 and the connection
+    closed whatever the route: on an unknown path, OPTIONS * or a wrong
+    method (answers that otherwise keep the connection) as on any other,
+    so nothing after it is read as a request of its own (it was: 404
+    kept the connection and the chunk bytes' successor was served; a
+    Transfer-Encoding other than chunked there got no answer at all)."""
+    raw = daemon.raw(line + b"\r\nHost: x\r\n" + fields +
+                     b"\r\n5\r\nhello\r\n0\r\n\r\n" + SMUGGLED, timeout=5)
+    assert_raw_problem(raw, 400, "bad_request")
+    assert parse(raw)[1]["connection"] == "close"
+
+
 @pytest.mark.parametrize("host", [b"auth.example.com", b"127.0.0.1:8000",
                                   b"[::1]:8000", b"xn--bcher-kva.example",
                                   b""])
