@@ -467,6 +467,16 @@ enum as_err sec_db_changed(const struct cfg *cfg, struct repo *r,
  * running this with only the database settings does not (with the
  * default lifetime it deleted a key whose tokens still had most of a
  * longer lifetime left, on every instance at once). */
+/* Why a rotation was refused when the database holds `n` keys, as many
+ * as the instances read (REPO_KEYS_MAX). */
+static void full_why(char *why, size_t why_len, size_t n)
+{
+    sec_why(why, why_len, "the database holds %zu keys, the most the "
+            "instances read; retired keys are deleted once the tokens they "
+            "signed have expired (AUTH_ACCESS_TOKEN_TTL plus a minute): "
+            "rotate again then", n);
+}
+
 static enum as_err db_rotate(const struct cfg *cfg, struct repo *r,
                              const uint8_t *key, int64_t now,
                              char kid[SEC_KID_MAX], char *why,
@@ -487,10 +497,7 @@ static enum as_err db_rotate(const struct cfg *cfg, struct repo *r,
         memcpy(kid, f->rows[0].kid, strlen(f->rows[0].kid) + 1);
         err = repo_keys_add(r, f->rows, 1, false, &added);
         if (err == AS_ERR_CONFLICT)     /* another rotation filled it */
-            sec_why(why, why_len, "the database holds %d keys, the most "
-                    "the instances read; retired keys are deleted once the "
-                    "tokens they signed have expired (AUTH_ACCESS_TOKEN_TTL "
-                    "plus a minute): rotate again then", REPO_KEYS_MAX);
+            full_why(why, why_len, REPO_KEYS_MAX);
         else if (err != AS_OK)
             sec_why(why, why_len, "cannot store the new key in the "
                     "database (%s)", as_err_code(err));
@@ -560,10 +567,7 @@ enum as_err sec_db_cli(const struct cfg *cfg, struct repo *r,
     /* The instances read at most REPO_KEYS_MAX keys, oldest signs_from
      * first: one more would be a signer none of them ever loads. */
     if (err == AS_OK && strcmp(verb, "rotate") == 0 && n >= REPO_KEYS_MAX) {
-        sec_why(why, why_len, "the database holds %zu keys, the most the "
-                "instances read; retired keys are deleted once the tokens "
-                "they signed have expired (AUTH_ACCESS_TOKEN_TTL plus a "
-                "minute): rotate again then", n);
+        full_why(why, why_len, n);
         err = AS_ERR_CONFLICT;
     }
     if (err == AS_OK && strcmp(verb, "rotate") == 0)
