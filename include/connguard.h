@@ -107,6 +107,14 @@ uint64_t connguard_tcp_rx(int fd);
  * connguard_tcp_rx and shutdown(2), logging what it closed, and wakes
  * parked connections. False when the thread cannot be made. */
 bool connguard_start(struct connguard *g, unsigned period_ms);
+/* The server stops: no connection is parked any more, and none parked
+ * is woken; the thread goes on sweeping, so a request still being sent
+ * meets its header or body deadline while the server drains. */
+void connguard_quiesce(struct connguard *g);
+/* Shuts down every connection still sending its request (its headers or
+ * its body): past the stop's grace, a request not yet read is one the
+ * client may send again, and none of it has run. Returns how many. */
+unsigned connguard_cut_unread(struct connguard *g);
 /* Ends parking, stops and joins that thread (when running) and closes
  * the parked connections. */
 void connguard_stop(struct connguard *g);

@@ -705,24 +705,12 @@ bool connguard_start(struct connguard *g, unsigned period_ms)
     return true;
 }
 
-void connguard_stop(struct connguard *g)
+/* Closes the parked connections; under g->mu. They are idle ones:
+ * closed, as the server closes its own at its stop. */
+static void close_parked(struct connguard *g)
 {
-    uint64_t one = 1;
     size_t i;
 
-    if (!g)
-        return;
-    pthread_mutex_lock(&g->mu);
-    g->stopping = true;                 /* no more parking */
-    pthread_mutex_unlock(&g->mu);
-    if (g->running) {
-        (void)!write(g->stopfd, &one, sizeof one);
-        pthread_join(g->thread, NULL);
-        g->running = false;
-    }
-    /* parked connections are idle ones: closed, as the server closes its
-     * own at its stop */
-    pthread_mutex_lock(&g->mu);
     for (i = 0; i < g->nbuckets; i++) {
         struct cg_conn **pp = &g->buckets[i], *c;
 
@@ -738,5 +726,60 @@ void connguard_stop(struct connguard *g)
             record_free(g, c);
         }
     }
+}
+
+void connguard_quiesce(struct connguard *g)
+{
+    if (!g)
+        return;
+    pthread_mutex_lock(&g->mu);
+    g->stopping = true;                 /* no more parking, no waking */
+    /* With the thread running, only records of the slab may go now: it
+     * may hold an event naming one, and wake_one() reads it (a record
+     * of the slab stays memory of ours, freed by malloc it would not). */
+    if (g->nslab || !g->running)
+        close_parked(g);
+    pthread_mutex_unlock(&g->mu);
+}
+
+unsigned connguard_cut_unread(struct connguard *g)
+{
+    unsigned n = 0;
+    size_t i;
+
+    if (!g)
+        return 0;
+    pthread_mutex_lock(&g->mu);
+    for (i = 0; i < g->nbuckets; i++) {
+        struct cg_conn *c;
+
+        for (c = g->buckets[i]; c; c = c->next) {
+            /* An idle connection waits for headers too, with nothing
+             * sent: the server's stop closes it anyway. */
+            if ((c->phase == CG_HEADERS && c->first_ms == 0) ||
+                (c->phase != CG_HEADERS && c->phase != CG_BODY))
+                continue;
+            shut(c->fd, NULL);          /* under the lock: still ours */
+            n++;
+        }
+    }
+    pthread_mutex_unlock(&g->mu);
+    return n;
+}
+
+void connguard_stop(struct connguard *g)
+{
+    uint64_t one = 1;
+
+    if (!g)
+        return;
+    connguard_quiesce(g);
+    if (g->running) {
+        (void)!write(g->stopfd, &one, sizeof one);
+        pthread_join(g->thread, NULL);
+        g->running = false;
+    }
+    pthread_mutex_lock(&g->mu);
+    close_parked(g);
     pthread_mutex_unlock(&g->mu);
 }

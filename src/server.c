@@ -1870,15 +1870,22 @@ void server_stop(struct server *s, unsigned grace_ms)
      * listening: systemd holds it, and its queue is for the next start. */
     if (fd != MHD_INVALID_SOCKET && s->app->listen_fd < 0)
         (void)shutdown(fd, SHUT_RDWR);
-    connguard_stop(s->guard);
+    /* The guard's deadlines hold while draining: a client sending its
+     * body a byte a second would otherwise hold the stop past the grace
+     * and past the cancel below, to an exit with status 1. */
+    connguard_quiesce(s->guard);
     if (!drained(s, deadline)) {
         /* Past the grace, requests still queued for a worker (a backlog
          * of logins, say) are answered 503 without being run, and those
          * running finish: libmicrohttpd may not be stopped with a
-         * connection suspended (it aborts the process). */
+         * connection suspended (it aborts the process). A request still
+         * being sent has not run either: its connection is shut, as
+         * the exit would (AUTH_BODY_TIMEOUT may be longer than the
+         * grace). */
         log_event(LOG_WARN, "server.stop_cancelling", NULL,
-                  json_pack("{s:i}", "in_flight",
-                            (int)atomic_load(&s->inflight)));
+                  json_pack("{s:i, s:i}", "in_flight",
+                            (int)atomic_load(&s->inflight), "unread",
+                            (int)connguard_cut_unread(s->guard)));
         atomic_store(&cancelling, true);
         if (!drained(s, clock_mono_ms() + STOP_CANCEL_MS)) {
             log_event(LOG_ERROR, "server.stop_stuck", NULL,
@@ -1887,6 +1894,7 @@ void server_stop(struct server *s, unsigned grace_ms)
             _exit(EXIT_FAILURE);
         }
     }
+    connguard_stop(s->guard);
     MHD_stop_daemon(s->d);
     mhdepoll_quiescing(-1);
     if (fd != MHD_INVALID_SOCKET)

@@ -277,3 +277,55 @@ def test_sigterm_refuses_new_connections_while_draining(make_daemon):
     assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
     held.close()
     assert d.stop(timeout=30) == 0
+
+
+@pytest.mark.parametrize("body_timeout,trickle", [
+    (4, True),          # its body deadline falls inside the grace
+    (4, False),
+    (60, True),         # it would fall far past the grace and the cancel
+])
+def test_a_body_still_being_sent_does_not_hold_the_stop(make_daemon,
+                                                        body_timeout,
+                                                        trickle):
+    """A client sending its body a byte a second, or not at all, holds
+    the stop no longer than its body deadline or the grace, whichever is
+    first; the stop ends with status 0. The guard stopped sweeping at
+    SIGTERM, so such a client held the stop to the cancel's end and an
+    exit with status 1 (`server.stop_stuck`), or to the idle timeout."""
+    import signal
+
+    d = make_daemon({"AUTH_BODY_TIMEOUT": str(body_timeout),
+                     "AUTH_CONNECTION_TIMEOUT": "60"}).start()
+    s = socket.create_connection(("127.0.0.1", d.port), 10)
+    # its headers read (the 100 Continue says so), one byte of its body
+    s.sendall(b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\n"
+              b"Content-Type: application/json\r\n"
+              b"Expect: 100-continue\r\n"
+              b"Content-Length: 500\r\n\r\n")
+    s.settimeout(10)
+    assert s.recv(65536).startswith(b"HTTP/1.1 100 ")
+    s.sendall(b"{")
+    done = threading.Event()
+
+    def send_slowly():
+        while not done.wait(0.5):
+            try:
+                s.sendall(b" ")
+            except OSError:
+                return
+
+    if trickle:
+        threading.Thread(target=send_slowly, daemon=True).start()
+    t0 = time.monotonic()
+    d.proc.send_signal(signal.SIGTERM)
+    try:
+        rc = d.proc.wait(40)
+    finally:
+        done.set()
+        s.close()
+    took = time.monotonic() - t0
+    assert rc == 0, "\n".join(d.lines[-20:])
+    # the grace is 10 s; the cancel would add 8 more
+    assert took < (body_timeout + 3 if body_timeout < 10 else 13), took
+    assert not d.events(lambda e: e.get("event") == "server.stop_stuck",
+                        timeout=0)
