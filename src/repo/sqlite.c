@@ -56,6 +56,7 @@ struct conn {
     struct conn *next;           /* in the idle list */
     enum as_err err;             /* first failure of the operation */
     const char *op;              /* its name, for the log */
+    bool moved;                  /* its file gone: said once (same_file()) */
 };
 
 struct sq {
@@ -214,8 +215,33 @@ static void reset_all(struct conn *c)
             sqlite3_reset(c->dst[i]);
 }
 
+/* A database file deleted or replaced under the running daemon (an
+ * operator's mistake, a restore done live) keeps working on the inode the
+ * connection has open, and every write lands where the next start will
+ * never look. It is a disk that failed under the file: 503 and the
+ * breaker (README.md, "Operations"), until the operator restarts. One
+ * stat(2) of the path, on writes and readiness probes only. */
+static void same_file(struct conn *c)
+{
+    int moved = 0;
+
+    if (c->err != AS_OK ||
+        sqlite3_file_control(c->db, "main", SQLITE_FCNTL_HAS_MOVED,
+                             &moved) != SQLITE_OK || !moved)
+        return;
+    c->err = AS_ERR_UNAVAILABLE;
+    if (c->moved)
+        return;                 /* one line per connection, not per probe */
+    c->moved = true;
+    log_event(LOG_ERROR, "repo.db_error", NULL,
+              json_pack("{s:s, s:s, s:s}", "backend", "sqlite", "op", c->op,
+                        "message", "the database file was deleted or "
+                        "replaced while open; restart the daemon"));
+}
+
 static void begin(struct conn *c)
 {
+    same_file(c);
     run(c, q(c, S_BEGIN));
 }
 
@@ -651,6 +677,7 @@ static enum as_err sq_ping(void *impl)
 
     if (err != AS_OK)
         return err;
+    same_file(c);
     st = q(c, S_PING);
     if (row(c, st))
         done(st);

@@ -1,7 +1,10 @@
-"""The SQLite file's disk failing under the daemon (full, an I/O error):
+"""The SQLite file's disk failing under the daemon (full, an I/O error,
+the file deleted or replaced):
 503 with Retry-After, as for a PostgreSQL server that is down, never 500;
 and served again once the disk is back (README.md "Operations")."""
 import os
+
+import pytest
 
 from conftest import Daemon, assert_problem, preload_env, preload_library, \
     wait_until
@@ -49,5 +52,41 @@ def test_a_full_disk_is_503_not_500():
                    for e in d.logs)
         os.unlink(flag)
         assert wait_until(lambda: d.register()[0].status == 201, timeout=30)
+    finally:
+        assert d.stop() == 0
+
+
+def _remove(data_dir, how):
+    db = os.path.join(data_dir, "auth.db")
+    if how == "deleted":
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(db + suffix):
+                os.unlink(db + suffix)
+    elif how == "main file only":
+        os.unlink(db)
+    else:                               # replaced by another file
+        other = os.path.join(data_dir, "other.db")
+        with open(other, "wb") as f:
+            f.write(b"")
+        os.rename(other, db)
+
+
+@pytest.mark.parametrize("how", ["deleted", "main file only", "replaced"])
+def test_a_database_file_gone_under_the_daemon_is_503(how):
+    """The file deleted or replaced while the daemon runs: writes would
+    land on the old inode, lost at the next start, while every answer
+    said 201. They are 503 with Retry-After instead, /readyz is 503, and
+    one repo.db_error line says why."""
+    d = Daemon().start()
+    try:
+        assert d.register()[0].status == 201
+        _remove(d.data_dir, how)
+        r = d.register()[0]
+        assert_problem(r, 503, "service_unavailable")
+        assert r.header("Retry-After"), r
+        assert wait_until(lambda: d.request("GET", "/readyz").status == 503,
+                          timeout=10)
+        assert d.events(lambda e: e.get("event") == "repo.db_error" and
+                        "deleted or replaced" in e.get("message", ""))
     finally:
         assert d.stop() == 0
