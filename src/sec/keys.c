@@ -209,6 +209,12 @@ static enum as_err load_key_file(const struct cfg *cfg, struct sec_keys *k,
         goto out;
     }
     pk = sec_pkey_parse(k->sign, k->sign_len, k->alg);
+    if (!pk && sec_pkey_encrypted(k->sign, k->sign_len)) {
+        sec_why(why, why_len, "AUTH_JWT_KEY_FILE %s is encrypted: give an "
+                "unencrypted key (auth-serve cannot ask for a passphrase)",
+                path);
+        goto out;
+    }
     if (!pk) {
         sec_why(why, why_len, "AUTH_JWT_KEY_FILE %s: not a PEM private "
                 "key", path);

@@ -19,6 +19,20 @@
 #define RSA_MIN_BITS 2048
 #define RSA_MAX_BITS 16384
 
+/* Gives OpenSSL no passphrase, so that an encrypted key fails to parse:
+ * its default callback prompts "Enter PEM pass phrase:" on the terminal
+ * (or on stderr, reading stdin without one) and the start waits there
+ * for good. The daemon takes unencrypted keys only (README.md,
+ * "Configuration"). */
+static int no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+    (void)buf;
+    (void)size;
+    (void)rwflag;
+    (void)u;
+    return -1;
+}
+
 /* The key of `pem` decoded as key type `type` only ("EC", "RSA"), or NULL
  * without an error left queued. Naming the type spares OpenSSL 3 from
  * trying the decoders of every key type it knows, which costs more than
@@ -35,7 +49,9 @@ static EVP_PKEY *parse_typed(const unsigned char *pem, size_t len,
     ERR_set_mark();
     ctx = OSSL_DECODER_CTX_new_for_pkey(&pk, "PEM", NULL, type, select, NULL,
                                         NULL);
-    if (ctx && OSSL_DECODER_from_data(ctx, &p, &left) != 1) {
+    if (ctx && (OSSL_DECODER_CTX_set_pem_password_cb(ctx, no_passphrase,
+                                                     NULL) != 1 ||
+                OSSL_DECODER_from_data(ctx, &p, &left) != 1)) {
         EVP_PKEY_free(pk);
         pk = NULL;
     }
@@ -181,9 +197,30 @@ EVP_PKEY *sec_pkey_parse(const unsigned char *pem, size_t len,
     bio = BIO_new_mem_buf(pem, (int)len);    /* any other type or form */
     if (!bio)
         return NULL;
-    pk = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
+    ERR_set_mark();                          /* a failure is only NULL */
+    pk = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL);
+    ERR_pop_to_mark();
     BIO_free(bio);
     return pk;
+}
+
+/* True when `needle` occurs in the `len` bytes of `pem` (not a string:
+ * a PEM read from a file has no NUL). */
+static bool pem_has(const unsigned char *pem, size_t len,
+                    const char *needle)
+{
+    size_t n = strlen(needle), i;
+
+    for (i = 0; n <= len && i <= len - n; i++)
+        if (memcmp(pem + i, needle, n) == 0)
+            return true;
+    return false;
+}
+
+bool sec_pkey_encrypted(const unsigned char *pem, size_t len)
+{
+    return pem_has(pem, len, "-----BEGIN ENCRYPTED PRIVATE KEY-----") ||
+           pem_has(pem, len, "Proc-Type: 4,ENCRYPTED");
 }
 
 /* The public half of `pk` as a key of its own, taken from the key's

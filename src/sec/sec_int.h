@@ -66,6 +66,11 @@ void sec_derive(const void *material, size_t len, const char *label,
  * parsed all the same. Free with EVP_PKEY_free(). */
 EVP_PKEY *sec_pkey_parse(const unsigned char *pem, size_t len,
                          enum cfg_alg alg);
+/* True when `pem` is an encrypted private key (PKCS#8 "ENCRYPTED
+ * PRIVATE KEY", or a "Proc-Type: 4,ENCRYPTED" header), which
+ * sec_pkey_parse() refuses without asking for its passphrase: the
+ * refusal can then say why. */
+bool sec_pkey_encrypted(const unsigned char *pem, size_t len);
 /* The fast path of sec_pkey_parse() for ES256 (pkey.c says which forms
  * it reads); NULL for text of any other form, and NULL with *bad set for
  * a key of those forms whose scalar or point is wrong. */

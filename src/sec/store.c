@@ -333,6 +333,11 @@ static enum as_err load_one(const struct store *s, struct sec_keys *k,
         goto out;
     }
     pk = sec_pkey_parse(pem, len, s->alg);
+    if (!pk && sec_pkey_encrypted(pem, len)) {
+        sec_why(why, why_len, "%s is encrypted: give an unencrypted key "
+                "(auth-serve cannot ask for a passphrase)", path);
+        goto out;
+    }
     if (!pk) {
         sec_why(why, why_len, "%s: not a PEM private key", path);
         goto out;

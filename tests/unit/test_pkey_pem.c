@@ -12,9 +12,11 @@
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <fcntl.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 
 /* OpenSSL's own SubjectPublicKeyInfo PEM of `pk`, NUL-terminated. */
@@ -171,6 +173,8 @@ static void test_parse_refuses_non_keys(void **state)
     pem[strlen(pem) / 2] = '\0';         /* truncated */
     bad[0] = pem;
     bad[1] = pub;                        /* a public key only */
+    assert_false(sec_pkey_encrypted((const unsigned char *)pem,
+                                    strlen(pem)));
     bad[2] = "not a key at all";
     bad[3] = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
     for (i = 0; i < 4; i++)
@@ -308,6 +312,100 @@ static void test_p256_fast_path_refuses_a_wrong_pair(void **state)
     EVP_PKEY_free(pk);
 }
 
+/* The private PEM of `pk` encrypted with passphrase "hunter2": PKCS#8
+ * ("ENCRYPTED PRIVATE KEY"), or the type's own form ("Proc-Type:
+ * 4,ENCRYPTED"). */
+static char *encrypted_pem(EVP_PKEY *pk, bool traditional)
+{
+    BIO *bio = BIO_new(BIO_s_mem());
+    char *data = NULL, *out;
+    char pass[] = "hunter2";
+    long n;
+    int ok;
+
+    assert_non_null(bio);
+    ok = traditional
+             ? PEM_write_bio_PrivateKey_traditional(
+                   bio, pk, EVP_aes_128_cbc(), (unsigned char *)pass,
+                   (int)strlen(pass), NULL, NULL)
+             : PEM_write_bio_PKCS8PrivateKey(bio, pk, EVP_aes_128_cbc(),
+                                             pass, (int)strlen(pass), NULL,
+                                             NULL);
+    assert_int_equal(ok, 1);
+    n = BIO_get_mem_data(bio, &data);
+    out = calloc(1, (size_t)n + 1);
+    assert_non_null(out);
+    memcpy(out, data, (size_t)n);
+    BIO_free(bio);
+    return out;
+}
+
+/* A new pipe put in place of descriptor `fd`; the old one in *saved and
+ * the other end of the pipe returned. */
+static int pipe_over(int fd, bool feed, int *saved)
+{
+    int p[2];
+
+    assert_int_equal(pipe(p), 0);
+    *saved = dup(fd);
+    assert_true(*saved >= 0);
+    assert_true(dup2(feed ? p[0] : p[1], fd) >= 0);
+    close(feed ? p[0] : p[1]);
+    return feed ? p[1] : p[0];
+}
+
+/* An encrypted key is refused (NULL) without asking for its passphrase:
+ * OpenSSL's default callback prompts "Enter PEM pass phrase:" on the
+ * terminal, or on stderr reading stdin, and a daemon that starts would
+ * wait there. The right passphrase waits on stdin and nothing may be
+ * written to stderr. */
+static void test_parse_refuses_encrypted_without_prompt(void **state)
+{
+    EVP_PKEY *keys[2] = { sec_pkey_generate(CFG_ALG_ES256),
+                          sec_pkey_generate(CFG_ALG_RS256) };
+    static const char answer[] = "hunter2\nhunter2\nhunter2\nhunter2\n";
+    char err[256];
+    int in_saved, err_saved, in_w, err_r, k, form, a;
+    ssize_t got;
+
+    (void)state;
+    for (k = 0; k < 2; k++)
+        for (form = 0; form < 2; form++) {
+            char *pem;
+
+            assert_non_null(keys[k]);
+            pem = encrypted_pem(keys[k], form == 1);
+            for (a = CFG_ALG_ES256; a <= CFG_ALG_HS256; a++) {
+                EVP_PKEY *pk;
+
+                in_w = pipe_over(STDIN_FILENO, true, &in_saved);
+                err_r = pipe_over(STDERR_FILENO, false, &err_saved);
+                assert_int_equal(write(in_w, answer, sizeof answer - 1),
+                                 (ssize_t)(sizeof answer - 1));
+                close(in_w);
+                pk = sec_pkey_parse((const unsigned char *)pem, strlen(pem),
+                                    (enum cfg_alg)a);
+                dup2(in_saved, STDIN_FILENO);
+                dup2(err_saved, STDERR_FILENO);
+                close(in_saved);
+                close(err_saved);
+                fcntl(err_r, F_SETFL, O_NONBLOCK);
+                got = read(err_r, err, sizeof err - 1);
+                close(err_r);
+                err[got > 0 ? got : 0] = '\0';
+                if (pk || got > 0)
+                    fail_msg("key %d form %d alg %d: parsed %d, stderr "
+                             "\"%s\"", k, form, a, pk != NULL, err);
+                assert_int_equal(ERR_peek_error(), 0);
+                assert_true(sec_pkey_encrypted((const unsigned char *)pem,
+                                               strlen(pem)));
+            }
+            free(pem);
+        }
+    EVP_PKEY_free(keys[0]);
+    EVP_PKEY_free(keys[1]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -316,6 +414,7 @@ int main(void)
         cmocka_unit_test(test_parse_refuses_non_keys),
         cmocka_unit_test(test_p256_fast_path_reads_what_the_decoder_reads),
         cmocka_unit_test(test_p256_fast_path_refuses_a_wrong_pair),
+        cmocka_unit_test(test_parse_refuses_encrypted_without_prompt),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
