@@ -259,19 +259,6 @@ static bool valid_list(const char *s, bool (*item)(const char *, size_t))
     return true;
 }
 
-static bool valid_origin(const char *s, size_t len)
-{
-    char tmp[512];
-
-    if (len == 0 || len >= sizeof tmp)
-        return false;
-    if (len == 1 && s[0] == '*')
-        return true;
-    memcpy(tmp, s, len);
-    tmp[len] = '\0';
-    return valid_http_url(tmp) && tmp[len - 1] != '/';
-}
-
 /* A WebAuthn RP ID: a host name (lower-case letters, digits, '-', '.'),
  * without scheme, port or path. */
 static bool valid_rp_id(const char *s)
@@ -305,6 +292,53 @@ static bool port_number(const char *p, const char *end, unsigned long *n)
             (*n = *n * 10 + (unsigned long)(*p - '0')) > 65535)
             return false;
     return true;
+}
+
+/* Where the host of `url` (scheme://[user@]host[:port]...) begins, and
+ * in *end where its authority ends. The user and password end at the
+ * last '@' before any query, even where they hold a '/' that should have
+ * been percent-encoded (as url_origin() reads them for the logs). */
+static const char *url_authority(const char *url, const char **end)
+{
+    const char *host = strstr(url, "://"), *stop, *q;
+
+    host = host ? host + 3 : url;
+    stop = host + strcspn(host, "?#");
+    for (q = host; q < stop; q++)
+        if (*q == '@')
+            host = q + 1;
+    *end = host + strcspn(host, "/?#");
+    return host;
+}
+
+/* True when the port of `url`, if it has one, is digits from 1 to 65535
+ * or empty (the scheme's, RFC 3986 s3.2.3): what follows the ':' is
+ * otherwise no port but a typo, or a token pasted in the wrong place
+ * that the logs would show (README.md, "Configuration": a webhook URL is
+ * logged as its origin only). */
+static bool url_port_ok(const char *url)
+{
+    const char *end, *host = url_authority(url, &end);
+    const char *port = origin_port(host, end);
+    unsigned long n;
+
+    return !port || port + 1 == end ||
+           (port_number(port + 1, end, &n) && n >= 1);
+}
+
+/* One AUTH_CORS_ORIGINS item: "*", or scheme://host[:port] with no
+ * trailing '/'. */
+static bool valid_origin(const char *s, size_t len)
+{
+    char tmp[512];
+
+    if (len == 0 || len >= sizeof tmp)
+        return false;
+    if (len == 1 && s[0] == '*')
+        return true;
+    memcpy(tmp, s, len);
+    tmp[len] = '\0';
+    return valid_http_url(tmp) && tmp[len - 1] != '/' && url_port_ok(tmp);
 }
 
 /* One WebAuthn origin: scheme://host[:port], no path, no wildcard, no
@@ -348,12 +382,12 @@ static bool check_value(const struct cfg_var *v, const char *s)
                (has_prefix(s, "postgresql://") ||
                 has_prefix(s, "postgres://"));
     case C_URL:
-        return valid_http_url(s);
+        return valid_http_url(s) && url_port_ok(s);
     case C_SMTP:                 /* plain SMTP only on this machine */
-        return (has_prefix(s, "smtp://") && s[7] && mail_url_loopback(s) &&
-                !strpbrk(s, " \t\r\n\\")) ||
-               (has_prefix(s, "smtps://") && s[8] &&
-                !strpbrk(s, " \t\r\n\\"));
+        return ((has_prefix(s, "smtp://") && s[7] && mail_url_loopback(s) &&
+                 !strpbrk(s, " \t\r\n\\")) ||
+                (has_prefix(s, "smtps://") && s[8] &&
+                 !strpbrk(s, " \t\r\n\\"))) && url_port_ok(s);
     case C_CIDRS:
         return valid_list(s, valid_cidr);
     case C_ORIGINS:
@@ -689,9 +723,23 @@ static bool mail_finish(const struct cfg *c, char *why, size_t why_len)
     if (strlen(c->public_url) > MAX_PUBLIC_URL)
         return fail(why, why_len, "invalid value for AUTH_PUBLIC_URL: "
                     "longer than %d bytes", MAX_PUBLIC_URL);
+    /* mailed links are $AUTH_PUBLIC_URL/reset-password?token=T: after a
+     * '?' or '#' the path lands in the query or the fragment, and the
+     * link no longer reaches the page (README.md, "Mail") */
+    if (strpbrk(c->public_url, "?#"))
+        return fail(why, why_len, "invalid value for AUTH_PUBLIC_URL: no "
+                    "query or fragment ('?', '#'); mailed links add "
+                    "/reset-password?token=... to it");
     if (c->smtp_url && c->notify_webhook_url)
         return fail(why, why_len, "invalid value for AUTH_NOTIFY_WEBHOOK_URL: "
                     "set AUTH_SMTP_URL or AUTH_NOTIFY_WEBHOOK_URL, not both");
+    /* without AUTH_SMTP_URL either is only unused (cfg_unused()) */
+    if (c->smtp_url && (c->smtp_user != NULL) != (c->smtp_password != NULL))
+        return fail(why, why_len, "invalid value for %s: not set, and %s "
+                    "is (AUTH_SMTP_USER and AUTH_SMTP_PASSWORD go "
+                    "together)",
+                    c->smtp_user ? "AUTH_SMTP_PASSWORD" : "AUTH_SMTP_USER",
+                    c->smtp_user ? "AUTH_SMTP_USER" : "AUTH_SMTP_PASSWORD");
     if (c->smtp_url && !c->smtp_from)
         return fail(why, why_len, "invalid value for AUTH_SMTP_FROM: "
                     "AUTH_SMTP_URL needs a sender address");
@@ -894,6 +942,44 @@ static bool userinfo_unambiguous(const char *url)
     return !at || strcspn(auth, "/?#@") >= (size_t)(at - auth);
 }
 
+/* The length of the UTF-8 sequence at `p` (1 to 4), or 0 when it is
+ * not one: an overlong form, a surrogate, past U+10FFFF, cut short. */
+static size_t utf8_seq(const unsigned char *p)
+{
+    size_t n = p[0] < 0x80 ? 1 : p[0] >= 0xc2 && p[0] <= 0xdf ? 2
+             : p[0] >= 0xe0 && p[0] <= 0xef ? 3
+             : p[0] >= 0xf0 && p[0] <= 0xf4 ? 4 : 0;
+    size_t i;
+
+    for (i = 1; i < n; i++)
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+    if ((p[0] == 0xe0 && p[1] < 0xa0) || (p[0] == 0xed && p[1] > 0x9f) ||
+        (p[0] == 0xf0 && p[1] < 0x90) || (p[0] == 0xf4 && p[1] > 0x8f))
+        return 0;
+    return n;
+}
+
+/* The characters (code points) of `s`, which README.md and .env.example
+ * count where a secret is "at least N characters"; -1 when `s` is not
+ * UTF-8. Secrets skip plain_text() (they may hold anything), so this
+ * checks the encoding itself, without copying the secret. */
+static long utf8_chars(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    long n = 0;
+
+    while (*p) {
+        size_t len = utf8_seq(p);
+
+        if (len == 0)
+            return -1;
+        p += len;
+        n++;
+    }
+    return n;
+}
+
 static bool finish(struct cfg *c, char *why, size_t why_len)
 {
     if (!c->database_url) {
@@ -913,9 +999,10 @@ static bool finish(struct cfg *c, char *why, size_t why_len)
         (!c->jwt_secret || strlen(c->jwt_secret) < 32))
         return fail(why, why_len, "invalid value for AUTH_JWT_SECRET: "
                     "HS256 needs a secret of at least 32 bytes");
-    if (c->introspection_token && strlen(c->introspection_token) < 32)
+    if (c->introspection_token && utf8_chars(c->introspection_token) < 32)
         return fail(why, why_len, "invalid value for "
-                    "AUTH_INTROSPECTION_TOKEN: at least 32 characters");
+                    "AUTH_INTROSPECTION_TOKEN: at least 32 characters of "
+                    "UTF-8 text");
     if (c->keys_secret && strlen(c->keys_secret) < 32)
         return fail(why, why_len, "invalid value for AUTH_KEYS_SECRET: "
                     "at least 32 bytes");
@@ -929,9 +1016,6 @@ static bool finish(struct cfg *c, char *why, size_t why_len)
                     "PostgreSQL (it encrypts the signing keys stored "
                     "there) unless AUTH_JWT_KEY_FILE is set or "
                     "AUTH_JWT_ALG is HS256");
-    if ((c->smtp_user != NULL) != (c->smtp_password != NULL))
-        return fail(why, why_len, "invalid value for AUTH_SMTP_USER: "
-                    "AUTH_SMTP_USER and AUTH_SMTP_PASSWORD go together");
     if (!mail_finish(c, why, why_len) || !webauthn_finish(c, why, why_len))
         return false;
     if (c->hash_workers == 0)
@@ -1028,25 +1112,21 @@ static json_t *redacted_url(const char *url)
 }
 
 /* scheme://host[:port] of a URL, without what may be secret (user and
- * password, path, query), for logs; "***" when it has no such form. */
+ * password, path, query), for logs; "***" when it has no such form. A
+ * port is shown only when it is one (url_port_ok()): whatever else
+ * follows the host's ':' is hidden with the rest, should a value that
+ * the checks refuse ever get here. */
 static json_t *url_origin(const char *url)
 {
-    const char *scheme = strstr(url, "://"), *host, *end, *at;
+    const char *scheme = strstr(url, "://"), *host, *end, *port;
     json_t *o;
 
     if (!scheme)
         return json_string("***");
-    host = scheme + 3;
-    /* the user and password end at the last '@' before any query, even
-     * where they hold a '/' that should have been percent-encoded */
-    end = host + strcspn(host, "?#");
-    at = NULL;
-    for (const char *q = host; q < end; q++)
-        if (*q == '@')
-            at = q;
-    if (at)
-        host = at + 1;
-    end = host + strcspn(host, "/?#");
+    host = url_authority(url, &end);
+    port = origin_port(host, end);
+    if (port && !url_port_ok(url))
+        end = port;
     o = json_sprintf("%.*s%.*s%s", (int)(scheme + 3 - url), url,
                      (int)(end - host), host, *end ? "/***" : "");
     return o ? o : json_string("***");       /* not UTF-8 */

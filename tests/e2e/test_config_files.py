@@ -113,6 +113,48 @@ def test_config_check_loads_a_key_file_and_a_secret():
     assert r.returncode == 2 and b"AUTH_JWT_KEY_FILE" in r.stderr, r.stderr
 
 
+def test_encrypted_key_file_refused_without_a_passphrase_prompt():
+    """An encrypted AUTH_JWT_KEY_FILE is refused at once: OpenSSL's
+    prompt ("Enter PEM pass phrase:") held the start on a terminal, or,
+    without one, read the passphrase from stdin. Here stdin holds the
+    right one and the key must still be refused, one line, no prompt."""
+    cwd = scratch("cli-")
+    key = ec.generate_private_key(ec.SECP256R1())
+    for fmt in (serialization.PrivateFormat.PKCS8,
+                serialization.PrivateFormat.TraditionalOpenSSL):
+        path = os.path.join(cwd, "enc.pem")
+        write(path, key.private_bytes(
+            serialization.Encoding.PEM, fmt,
+            serialization.BestAvailableEncryption(b"hunter2")))
+        os.chmod(path, 0o600)
+        r = subprocess.run([BIN, "config", "check"], cwd=cwd,
+                           env={"PATH": os.environ.get("PATH", "/bin"),
+                                "AUTH_JWT_KEY_FILE": path},
+                           input=b"hunter2\n" * 4, capture_output=True,
+                           timeout=60)
+        assert r.returncode == 2, (r.stdout, r.stderr)
+        assert b"AUTH_JWT_KEY_FILE" in r.stderr, r.stderr
+        assert b"pass phrase" not in r.stderr + r.stdout, r.stderr
+        assert r.stderr.count(b"\n") == 1, r.stderr
+
+
+def test_url_port_refused_without_quoting_it():
+    """A webhook or SMTP URL whose port is not 1-65535 is refused (exit
+    2, naming the setting) and the refusal does not quote what follows
+    the ':', often a token pasted there."""
+    cwd = scratch("cli-")
+    for name, url in (
+            ("AUTH_NOTIFY_WEBHOOK_URL", "http://127.0.0.1:1TOPSECRETTOKEN"),
+            ("AUTH_NOTIFY_WEBHOOK_URL", "http://localhost:99999999/x"),
+            ("AUTH_SMTP_URL", "smtps://mail.example.com:4TOPSECRETTOKEN")):
+        r = check(cwd, {name: url,
+                        "AUTH_NOTIFY_WEBHOOK_SECRET": "s" * 20,
+                        "AUTH_SMTP_FROM": "a@example.com"})
+        out = r.stdout + r.stderr
+        assert r.returncode == 2 and name.encode() in r.stderr, out
+        assert b"TOPSECRET" not in out and b"99999999" not in out, out
+
+
 def test_text_values_must_be_utf8_without_control_characters():
     """A value that is not UTF-8 text stops the start (exit 2, naming it)
     instead of starting a daemon whose every login then fails: from the

@@ -350,11 +350,11 @@ static void test_dotenv_syntax(void **state)
                               "export  AUTH_JWT_AUDIENCE=v\n"
                               "export\tAUTH_PORT=9003 # a comment\n"
                               "  # indented comment\n\n"
-                              "AUTH_PUBLIC_URL=http://h/a#b\n"));
+                              "AUTH_WEBAUTHN_RP_NAME=a#b\n"));
     assert_string_equal(c.jwt_issuer, "issuer-a");
     assert_string_equal(c.jwt_audience, "v");
     assert_int_equal(c.port, 9003);
-    assert_string_equal(c.public_url, "http://h/a#b");   /* no blank */
+    assert_string_equal(c.webauthn_rp_name, "a#b");      /* no blank */
     cfg_cleanup(&c);
 
     assert_true(load_text(&c, "AUTH_JWT_ISSUER = 'a \\n \"b\" # c'   \n"
@@ -442,6 +442,122 @@ static void test_example_documents_everything(void **state)
     cfg_cleanup(&c);
 }
 
+/* AUTH_INTROSPECTION_TOKEN is at least 32 characters, as README.md
+ * ("Configuration") and .env.example say: code points, not bytes; a
+ * value that is not UTF-8 has no characters to count. */
+static void test_introspection_token_counts_characters(void **state)
+{
+    static const char *const bad[] = {
+        "AUTH_INTROSPECTION_TOKEN="
+        "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+        "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9",
+        "AUTH_INTROSPECTION_TOKEN=\xf0\x9f\x98\x80\xf0\x9f\x98\x80"
+        "\xf0\x9f\x98\x80\xf0\x9f\x98\x80\xf0\x9f\x98\x80\xf0\x9f\x98\x80"
+        "\xf0\x9f\x98\x80\xf0\x9f\x98\x80",
+        "AUTH_INTROSPECTION_TOKEN=" SECRET32 "\xff",    /* not UTF-8 */
+    };
+    char *ascii[] = { "AUTH_INTROSPECTION_TOKEN=" SECRET32, NULL };
+    char *emoji32[] = { "AUTH_INTROSPECTION_TOKEN=" SECRET32
+                        "\xf0\x9f\x98\x80", NULL };
+    struct cfg c;
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *env[] = { (char *)bad[i], NULL };
+
+        assert_false(load(&c, NULL, env));
+        if (!strstr(why, "AUTH_INTROSPECTION_TOKEN") ||
+            !strstr(why, "characters"))
+            fail_msg("%zu: %s", i, why);
+        cfg_cleanup(&c);
+    }
+    assert_true(load(&c, NULL, ascii));
+    cfg_cleanup(&c);
+    assert_true(load(&c, NULL, emoji32));
+    cfg_cleanup(&c);
+}
+
+/* The port of a URL setting is digits, 1 to 65535, or empty (the
+ * scheme's, as RFC 3986 has it); the refusal does not
+ * quote what follows the ':' (a token pasted there by mistake). */
+static void test_url_port_checked(void **state)
+{
+    static const char *const bad[] = {
+        "AUTH_NOTIFY_WEBHOOK_URL=http://127.0.0.1:1TOPSECRETTOKEN",
+        "AUTH_NOTIFY_WEBHOOK_URL=http://localhost:99999999/x",
+        "AUTH_NOTIFY_WEBHOOK_URL=https://hooks.example.com:0/x",
+        "AUTH_NOTIFY_WEBHOOK_URL=https://u:p@hooks.example.com:4TOPSECRET",
+        "AUTH_NOTIFY_WEBHOOK_URL=https://[::1]:TOPSECRET/x",
+        "AUTH_SMTP_URL=smtps://mail.example.com:4TOPSECRET",
+        "AUTH_SMTP_URL=smtps://mail.example.com:65536",
+        "AUTH_SMTP_URL=smtp://127.0.0.1:2TOPSECRET",
+        "AUTH_PUBLIC_URL=https://auth.example.com:8TOPSECRET/",
+    };
+    static const char *const good[] = {
+        "AUTH_NOTIFY_WEBHOOK_URL=https://hooks.example.com:8443/x?t=a:b",
+        "AUTH_NOTIFY_WEBHOOK_URL=http://[::1]:8080/x",
+        "AUTH_NOTIFY_WEBHOOK_URL=https://u:p@hooks.example.com:65535/x",
+        "AUTH_NOTIFY_WEBHOOK_URL=https://hooks.example.com/a:b",
+        "AUTH_NOTIFY_WEBHOOK_URL=https://hooks.example.com:/x",  /* 443 */
+    };
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *env[] = { (char *)bad[i], "AUTH_SMTP_FROM=a@example.com",
+                        NULL };
+        char name[64];
+        struct cfg c;
+
+        if (strstr(bad[i], "WEBHOOK"))
+            env[1] = "AUTH_NOTIFY_WEBHOOK_SECRET=0123456789abcdef";
+        snprintf(name, sizeof name, "%.*s", (int)strcspn(bad[i], "="),
+                 bad[i]);
+        if (load(&c, NULL, env) || !strstr(why, name) ||
+            strstr(why, "TOPSECRET") || strstr(why, "99999999"))
+            fail_msg("%s: %s", bad[i], why);
+        cfg_cleanup(&c);
+    }
+    for (i = 0; i < sizeof good / sizeof good[0]; i++) {
+        char *env[] = { (char *)good[i],
+                        "AUTH_NOTIFY_WEBHOOK_SECRET=0123456789abcdef", NULL };
+        struct cfg c;
+
+        if (!load(&c, NULL, env))
+            fail_msg("%s: %s", good[i], why);
+        cfg_cleanup(&c);
+    }
+}
+
+/* AUTH_SMTP_USER and AUTH_SMTP_PASSWORD go together when AUTH_SMTP_URL
+ * is set, and the refusal names the one missing; without AUTH_SMTP_URL
+ * either one alone is only unused (README.md, "Configuration"). */
+static void test_smtp_login_pair(void **state)
+{
+    char *user_only[] = { "AUTH_SMTP_USER=u", NULL };
+    char *password_only[] = { "AUTH_SMTP_PASSWORD=p", NULL };
+    char *url_user[] = { "AUTH_SMTP_URL=smtp://127.0.0.1:25",
+                         "AUTH_SMTP_FROM=a@example.com", "AUTH_SMTP_USER=u",
+                         NULL };
+    char *url_password[] = { "AUTH_SMTP_URL=smtp://127.0.0.1:25",
+                             "AUTH_SMTP_FROM=a@example.com",
+                             "AUTH_SMTP_PASSWORD=p", NULL };
+    struct cfg c;
+
+    (void)state;
+    assert_string_equal(unused_of(user_only), "AUTH_SMTP_USER");
+    assert_string_equal(unused_of(password_only), "AUTH_SMTP_PASSWORD");
+    assert_false(load(&c, NULL, url_user));
+    if (!strstr(why, "invalid value for AUTH_SMTP_PASSWORD"))
+        fail_msg("%s", why);
+    cfg_cleanup(&c);
+    assert_false(load(&c, NULL, url_password));
+    if (!strstr(why, "invalid value for AUTH_SMTP_USER"))
+        fail_msg("%s", why);
+    cfg_cleanup(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -457,6 +573,9 @@ int main(void)
         cmocka_unit_test(test_dotenv_syntax),
         cmocka_unit_test(test_dotenv_unreadable_lines),
         cmocka_unit_test(test_example_documents_everything),
+        cmocka_unit_test(test_introspection_token_counts_characters),
+        cmocka_unit_test(test_url_port_checked),
+        cmocka_unit_test(test_smtp_login_pair),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -25,7 +25,7 @@ static void defaults_follow_public_url(void **state)
         { "http://127.0.0.1:8000", "127.0.0.1", "http://127.0.0.1:8000" },
         { "https://auth.example.com", "auth.example.com",
           "https://auth.example.com" },
-        { "https://auth.example.com:8443/base/path?x=1", "auth.example.com",
+        { "https://auth.example.com:8443/base/path", "auth.example.com",
           "https://auth.example.com:8443" },
         { "http://localhost:4000/", "localhost", "http://localhost:4000" },
     };
@@ -132,6 +132,12 @@ static void bad_values_refused(void **state)
         "AUTH_PUBLIC_URL=http://a;b",
         "AUTH_PUBLIC_URL=http://.example.com",
         "AUTH_PUBLIC_URL=https://a.example.com,https://b.example.com/",
+        /* mailed links append "/reset-password?token=..." to it */
+        "AUTH_PUBLIC_URL=https://auth.example.com#frag",
+        "AUTH_PUBLIC_URL=https://auth.example.com/?x=1",
+        "AUTH_PUBLIC_URL=https://auth.example.com/base?",
+        "AUTH_WEBAUTHN_ORIGINS=https://example.com#frag",
+        "AUTH_WEBAUTHN_ORIGINS=https://example.com/?x=1",
     };
     /* An RP ID must be every origin's host or a parent domain of it
      * (else every ceremony fails): refused, or taken. */
