@@ -413,6 +413,13 @@ static enum MHD_Result refuse_large(struct req_ctx *rc)
     return MHD_YES;
 }
 
+/* Set by server_stop(): the server drains, and every answer ends its
+ * connection, so a client (a proxy's kept-alive upstream) takes its next
+ * request to a server that is not stopping. */
+static atomic_bool stopping;
+
+static void close_after(struct req_ctx *rc);
+
 /* Renders rc->err / rc->res and queues it. */
 static enum MHD_Result respond(struct req_ctx *rc)
 {
@@ -424,6 +431,8 @@ static enum MHD_Result respond(struct req_ctx *rc)
 
     if (rc->err == AS_ERR_HEADERS_TOO_LARGE)
         return respond_raw(rc);
+    if (atomic_load(&stopping))
+        close_after(rc);
     if (rc->err == AS_OK && rc->res.fixed) {
         /* Embedded files are sent from where they are: a client that
          * never reads its answer holds no copy of it (README
@@ -1055,6 +1064,16 @@ static void refuse_unavailable(struct req_ctx *rc)
  * for a worker is answered 503 without being run. */
 static atomic_bool cancelling;
 
+/* libmicrohttpd 0.9.75 aborts the process when it is stopped with a
+ * connection suspended, and a kept-alive connection may bring a request
+ * (a login, say) after the drain found none in flight. So the stop sets
+ * `sealed`, then waits for `suspended` to reach 0; a request counts
+ * itself in `suspended` before it reads `sealed` (both sequentially
+ * consistent): either the stop sees it and waits, or it sees the seal
+ * and is answered 503 at once, unsuspended. */
+static atomic_bool sealed;
+static atomic_uint suspended;
+
 /* True (the answer set) when `rc`, queued for a worker, is cancelled. */
 static bool cancelled(struct req_ctx *rc)
 {
@@ -1071,6 +1090,7 @@ static void resume_answered(struct req_ctx *rc)
 {
     __atomic_store_n(&rc->state, ST_DONE, __ATOMIC_RELEASE);
     MHD_resume_connection(rc->conn);
+    atomic_fetch_sub(&suspended, 1);
 }
 
 static void offloaded(void *arg)
@@ -1215,6 +1235,13 @@ static enum MHD_Result dispatch(struct server *srv, struct req_ctx *rc)
         pool = rc->app->db_pool;
         fn = authn_offloaded;
     }
+    atomic_fetch_add(&suspended, 1);
+    if (atomic_load(&sealed)) {
+        atomic_fetch_sub(&suspended, 1);
+        rc->err = AS_ERR_UNAVAILABLE;
+        rc->res.detail = "The server is stopping; retry shortly.";
+        return respond(rc);
+    }
     rc->state = ST_WORKING;
     MHD_suspend_connection(rc->conn);
     refusal = submit(rc, pool, fn);
@@ -1222,6 +1249,7 @@ static enum MHD_Result dispatch(struct server *srv, struct req_ctx *rc)
         refuse_busy(rc, refusal);
         rc->state = ST_DONE;
         MHD_resume_connection(rc->conn);
+        atomic_fetch_sub(&suspended, 1);
     }
     return MHD_YES;
 }
@@ -1726,6 +1754,10 @@ struct server *server_start(struct app *app)
     bool v6 = false;
 
     MHD_set_panic_func(mhd_panic, NULL);
+    /* one server a process, but a stop's flags never outlive it */
+    atomic_store(&stopping, false);
+    atomic_store(&cancelling, false);
+    atomic_store(&sealed, false);
     if (!s)
         return NULL;
     s->app = app;
@@ -1851,6 +1883,20 @@ static bool drained(struct server *s, uint64_t deadline)
     return atomic_load(&s->inflight) == 0;
 }
 
+/* Waits until no request is suspended or `deadline` (monotonic ms); true
+ * when none is. Those that came after the drain are answered by now, or
+ * running on a worker: the stop has sealed the server. */
+static bool unsuspended(uint64_t deadline)
+{
+    atomic_store(&cancelling, true);        /* what is queued: 503 */
+    while (atomic_load(&suspended) > 0 && clock_mono_ms() < deadline) {
+        struct timespec ts = { 0, 5 * 1000 * 1000 };
+
+        nanosleep(&ts, NULL);
+    }
+    return atomic_load(&suspended) == 0;
+}
+
 void server_stop(struct server *s, unsigned grace_ms)
 {
     uint64_t deadline = clock_mono_ms() + grace_ms;
@@ -1858,6 +1904,7 @@ void server_stop(struct server *s, unsigned grace_ms)
 
     if (!s)
         return;
+    atomic_store(&stopping, true);
     mhdepoll_quiescing(server_listen_fd(s));
     fd = MHD_quiesce_daemon(s->d);
     /* Stop accepting now, not at exit: a socket left listening while the
@@ -1893,6 +1940,13 @@ void server_stop(struct server *s, unsigned grace_ms)
                                 (int)atomic_load(&s->inflight)));
             _exit(EXIT_FAILURE);
         }
+    }
+    atomic_store(&sealed, true);
+    if (!unsuspended(clock_mono_ms() + STOP_CANCEL_MS)) {
+        log_event(LOG_ERROR, "server.stop_stuck", NULL,
+                  json_pack("{s:i}", "suspended",
+                            (int)atomic_load(&suspended)));
+        _exit(EXIT_FAILURE);
     }
     connguard_stop(s->guard);
     MHD_stop_daemon(s->d);
