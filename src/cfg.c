@@ -23,6 +23,7 @@
 
 #include "log.h"
 #include "netaddr.h"
+#include "utf8.h"
 #include "mail.h"
 
 enum var_type { T_STR, T_UINT, T_ALG, T_LEVEL, T_FORMAT };
@@ -295,15 +296,18 @@ static bool port_number(const char *p, const char *end, unsigned long *n)
 }
 
 /* Where the host of `url` (scheme://[user@]host[:port]...) begins, and
- * in *end where its authority ends. The user and password end at the
- * last '@' before any query, even where they hold a '/' that should have
- * been percent-encoded (as url_origin() reads them for the logs). */
-static const char *url_authority(const char *url, const char **end)
+ * in *end where its authority ends. With `loose`, the user and password
+ * end at the last '@' before any query, even where they hold a '/' that
+ * should have been percent-encoded: what the logs hide (url_origin()).
+ * Else RFC 3986 s3.2: the authority ends at the first '/', '?' or '#',
+ * and a '@' after it is the path's. */
+static const char *url_authority(const char *url, bool loose,
+                                 const char **end)
 {
     const char *host = strstr(url, "://"), *stop, *q;
 
     host = host ? host + 3 : url;
-    stop = host + strcspn(host, "?#");
+    stop = host + strcspn(host, loose ? "?#" : "/?#");
     for (q = host; q < stop; q++)
         if (*q == '@')
             host = q + 1;
@@ -311,19 +315,46 @@ static const char *url_authority(const char *url, const char **end)
     return host;
 }
 
-/* True when the port of `url`, if it has one, is digits from 1 to 65535
- * or empty (the scheme's, RFC 3986 s3.2.3): what follows the ':' is
- * otherwise no port but a typo, or a token pasted in the wrong place
- * that the logs would show (README.md, "Configuration": a webhook URL is
- * logged as its origin only). */
-static bool url_port_ok(const char *url)
+/* True when the port of the authority [host, end), if it has one, is
+ * digits from 1 to 65535 or empty (the scheme's, RFC 3986 s3.2.3). */
+static bool authority_port_ok(const char *host, const char *end)
 {
-    const char *end, *host = url_authority(url, &end);
     const char *port = origin_port(host, end);
     unsigned long n;
 
     return !port || port + 1 == end ||
            (port_number(port + 1, end, &n) && n >= 1);
+}
+
+/* True when the port of `url` is one (authority_port_ok()): what follows
+ * the ':' is otherwise no port but a typo, or a token pasted in the
+ * wrong place that the logs would show (README.md, "Configuration": a
+ * webhook URL is logged as its origin only; url_origin() hides a port
+ * it reads that is not one). */
+static bool url_port_ok(const char *url)
+{
+    const char *end, *host = url_authority(url, false, &end);
+
+    return authority_port_ok(host, end);
+}
+
+/* True when the port of origin `s` is as a browser writes it in an
+ * Origin header: none for the scheme's own, no leading zero, not empty.
+ * CORS compares origins as strings (README.md, "Configuration"), so any
+ * other spelling would pass the check and never match. */
+static bool canonical_port(const char *s)
+{
+    const char *end, *host = url_authority(s, false, &end);
+    const char *port = origin_port(host, end);
+
+    if (!port)
+        return true;
+    port++;
+    if (port == end || *port == '0')
+        return false;
+    if (has_prefix(s, "http://"))
+        return (size_t)(end - port) != 2 || strncmp(port, "80", 2) != 0;
+    return (size_t)(end - port) != 3 || strncmp(port, "443", 3) != 0;
 }
 
 /* One AUTH_CORS_ORIGINS item: "*", or scheme://host[:port] with no
@@ -339,6 +370,19 @@ static bool valid_origin(const char *s, size_t len)
     memcpy(tmp, s, len);
     tmp[len] = '\0';
     return valid_http_url(tmp) && tmp[len - 1] != '/' && url_port_ok(tmp);
+}
+
+/* One AUTH_CORS_ORIGINS item, spelled as browsers send it
+ * (canonical_port()). */
+static bool valid_cors_origin(const char *s, size_t len)
+{
+    char tmp[512];
+
+    if (!valid_origin(s, len))
+        return false;
+    memcpy(tmp, s, len);
+    tmp[len] = '\0';
+    return (len == 1 && s[0] == '*') || canonical_port(tmp);
 }
 
 /* One WebAuthn origin: scheme://host[:port], no path, no wildcard, no
@@ -391,7 +435,7 @@ static bool check_value(const struct cfg_var *v, const char *s)
     case C_CIDRS:
         return valid_list(s, valid_cidr);
     case C_ORIGINS:
-        return valid_list(s, valid_origin);
+        return valid_list(s, valid_cors_origin);
     case C_RP_ID:
         return valid_rp_id(s);
     case C_WA_ORIGINS:
@@ -942,42 +986,14 @@ static bool userinfo_unambiguous(const char *url)
     return !at || strcspn(auth, "/?#@") >= (size_t)(at - auth);
 }
 
-/* The length of the UTF-8 sequence at `p` (1 to 4), or 0 when it is
- * not one: an overlong form, a surrogate, past U+10FFFF, cut short. */
-static size_t utf8_seq(const unsigned char *p)
+/* The characters (code points) of secret `s`, which README.md and
+ * .env.example count where a secret is "at least N characters"; -1 when
+ * `s` is not UTF-8 (secrets skip plain_text(): they may hold anything). */
+static long secret_chars(const char *s)
 {
-    size_t n = p[0] < 0x80 ? 1 : p[0] >= 0xc2 && p[0] <= 0xdf ? 2
-             : p[0] >= 0xe0 && p[0] <= 0xef ? 3
-             : p[0] >= 0xf0 && p[0] <= 0xf4 ? 4 : 0;
-    size_t i;
+    size_t bytes;
 
-    for (i = 1; i < n; i++)
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-    if ((p[0] == 0xe0 && p[1] < 0xa0) || (p[0] == 0xed && p[1] > 0x9f) ||
-        (p[0] == 0xf0 && p[1] < 0x90) || (p[0] == 0xf4 && p[1] > 0x8f))
-        return 0;
-    return n;
-}
-
-/* The characters (code points) of `s`, which README.md and .env.example
- * count where a secret is "at least N characters"; -1 when `s` is not
- * UTF-8. Secrets skip plain_text() (they may hold anything), so this
- * checks the encoding itself, without copying the secret. */
-static long utf8_chars(const char *s)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    long n = 0;
-
-    while (*p) {
-        size_t len = utf8_seq(p);
-
-        if (len == 0)
-            return -1;
-        p += len;
-        n++;
-    }
-    return n;
+    return utf8_count(s, &bytes);
 }
 
 static bool finish(struct cfg *c, char *why, size_t why_len)
@@ -999,7 +1015,7 @@ static bool finish(struct cfg *c, char *why, size_t why_len)
         (!c->jwt_secret || strlen(c->jwt_secret) < 32))
         return fail(why, why_len, "invalid value for AUTH_JWT_SECRET: "
                     "HS256 needs a secret of at least 32 bytes");
-    if (c->introspection_token && utf8_chars(c->introspection_token) < 32)
+    if (c->introspection_token && secret_chars(c->introspection_token) < 32)
         return fail(why, why_len, "invalid value for "
                     "AUTH_INTROSPECTION_TOKEN: at least 32 characters of "
                     "UTF-8 text");
@@ -1123,9 +1139,9 @@ static json_t *url_origin(const char *url)
 
     if (!scheme)
         return json_string("***");
-    host = url_authority(url, &end);
+    host = url_authority(url, true, &end);
     port = origin_port(host, end);
-    if (port && !url_port_ok(url))
+    if (port && !authority_port_ok(host, end))
         end = port;
     o = json_sprintf("%.*s%.*s%s", (int)(scheme + 3 - url), url,
                      (int)(end - host), host, *end ? "/***" : "");
