@@ -328,14 +328,17 @@ static bool authority_port_ok(const char *host, const char *end)
 
 /* True when the port of `url` is one (authority_port_ok()): what follows
  * the ':' is otherwise no port but a typo, or a token pasted in the
- * wrong place that the logs would show (README.md, "Configuration": a
- * webhook URL is logged as its origin only; url_origin() hides a port
- * it reads that is not one). */
+ * wrong place (README.md, "Configuration"). A '@' after a '/' is read
+ * both ways: as the path's (RFC 3986), or as the end of a password
+ * holding an unencoded '/', as the logs read it; either reading with a
+ * port (or none) will do, and url_origin() hides a port it reads that
+ * is not one, so the logs never show what is not a host and port. */
 static bool url_port_ok(const char *url)
 {
     const char *end, *host = url_authority(url, false, &end);
+    const char *lend, *lhost = url_authority(url, true, &lend);
 
-    return authority_port_ok(host, end);
+    return authority_port_ok(host, end) || authority_port_ok(lhost, lend);
 }
 
 /* True when the port of origin `s` is as a browser writes it in an
