@@ -19,16 +19,12 @@
 #include <unistd.h>
 
 
-/* OpenSSL's own SubjectPublicKeyInfo PEM of `pk`, NUL-terminated. */
-static char *openssl_public_pem(EVP_PKEY *pk)
+/* What was written to memory BIO `bio`, NUL-terminated; frees `bio`. */
+static char *bio_text(BIO *bio)
 {
-    BIO *bio = BIO_new(BIO_s_mem());
     char *data = NULL, *out;
-    long n;
+    long n = BIO_get_mem_data(bio, &data);
 
-    assert_non_null(bio);
-    assert_int_equal(PEM_write_bio_PUBKEY(bio, pk), 1);
-    n = BIO_get_mem_data(bio, &data);
     assert_true(n > 0);
     out = calloc(1, (size_t)n + 1);
     assert_non_null(out);
@@ -37,12 +33,20 @@ static char *openssl_public_pem(EVP_PKEY *pk)
     return out;
 }
 
+/* OpenSSL's own SubjectPublicKeyInfo PEM of `pk`, NUL-terminated. */
+static char *openssl_public_pem(EVP_PKEY *pk)
+{
+    BIO *bio = BIO_new(BIO_s_mem());
+
+    assert_non_null(bio);
+    assert_int_equal(PEM_write_bio_PUBKEY(bio, pk), 1);
+    return bio_text(bio);
+}
+
 /* The private PEM of `pk`: PKCS#8, or the type's own (traditional) form. */
 static char *private_pem(EVP_PKEY *pk, bool traditional)
 {
     BIO *bio = BIO_new(BIO_s_mem());
-    char *data = NULL, *out;
-    long n;
     int ok;
 
     assert_non_null(bio);
@@ -51,12 +55,7 @@ static char *private_pem(EVP_PKEY *pk, bool traditional)
                                                     NULL, NULL)
              : PEM_write_bio_PrivateKey(bio, pk, NULL, NULL, 0, NULL, NULL);
     assert_int_equal(ok, 1);
-    n = BIO_get_mem_data(bio, &data);
-    out = calloc(1, (size_t)n + 1);
-    assert_non_null(out);
-    memcpy(out, data, (size_t)n);
-    BIO_free(bio);
-    return out;
+    return bio_text(bio);
 }
 
 /* The public half of fresh P-256 and RSA keys is the same public key
@@ -318,9 +317,7 @@ static void test_p256_fast_path_refuses_a_wrong_pair(void **state)
 static char *encrypted_pem(EVP_PKEY *pk, bool traditional)
 {
     BIO *bio = BIO_new(BIO_s_mem());
-    char *data = NULL, *out;
     char pass[] = "hunter2";
-    long n;
     int ok;
 
     assert_non_null(bio);
@@ -332,12 +329,7 @@ static char *encrypted_pem(EVP_PKEY *pk, bool traditional)
                                              pass, (int)strlen(pass), NULL,
                                              NULL);
     assert_int_equal(ok, 1);
-    n = BIO_get_mem_data(bio, &data);
-    out = calloc(1, (size_t)n + 1);
-    assert_non_null(out);
-    memcpy(out, data, (size_t)n);
-    BIO_free(bio);
-    return out;
+    return bio_text(bio);
 }
 
 /* A new pipe put in place of descriptor `fd`; the old one in *saved and
