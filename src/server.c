@@ -1871,30 +1871,16 @@ int server_listen_fd(const struct server *s)
     return info ? (int)info->listen_fd : -1;
 }
 
-/* Waits until no request is in flight or `deadline` (monotonic ms); true
- * when none is. */
-static bool drained(struct server *s, uint64_t deadline)
+/* Waits until `*count` (requests in flight, or suspended) is 0 or
+ * `deadline` (monotonic ms) has passed; true when it is 0. */
+static bool none_left(atomic_uint *count, uint64_t deadline)
 {
-    while (atomic_load(&s->inflight) > 0 && clock_mono_ms() < deadline) {
-        struct timespec ts = { 0, 10 * 1000 * 1000 };
-
-        nanosleep(&ts, NULL);
-    }
-    return atomic_load(&s->inflight) == 0;
-}
-
-/* Waits until no request is suspended or `deadline` (monotonic ms); true
- * when none is. Those that came after the drain are answered by now, or
- * running on a worker: the stop has sealed the server. */
-static bool unsuspended(uint64_t deadline)
-{
-    atomic_store(&cancelling, true);        /* what is queued: 503 */
-    while (atomic_load(&suspended) > 0 && clock_mono_ms() < deadline) {
+    while (atomic_load(count) > 0 && clock_mono_ms() < deadline) {
         struct timespec ts = { 0, 5 * 1000 * 1000 };
 
         nanosleep(&ts, NULL);
     }
-    return atomic_load(&suspended) == 0;
+    return atomic_load(count) == 0;
 }
 
 void server_stop(struct server *s, unsigned grace_ms)
@@ -1921,7 +1907,7 @@ void server_stop(struct server *s, unsigned grace_ms)
      * body a byte a second would otherwise hold the stop past the grace
      * and past the cancel below, to an exit with status 1. */
     connguard_quiesce(s->guard);
-    if (!drained(s, deadline)) {
+    if (!none_left(&s->inflight, deadline)) {
         /* Past the grace, requests still queued for a worker (a backlog
          * of logins, say) are answered 503 without being run, and those
          * running finish: libmicrohttpd may not be stopped with a
@@ -1934,15 +1920,17 @@ void server_stop(struct server *s, unsigned grace_ms)
                             (int)atomic_load(&s->inflight), "unread",
                             (int)connguard_cut_unread(s->guard)));
         atomic_store(&cancelling, true);
-        if (!drained(s, clock_mono_ms() + STOP_CANCEL_MS)) {
+        if (!none_left(&s->inflight, clock_mono_ms() + STOP_CANCEL_MS)) {
             log_event(LOG_ERROR, "server.stop_stuck", NULL,
                       json_pack("{s:i}", "in_flight",
                                 (int)atomic_load(&s->inflight)));
             _exit(EXIT_FAILURE);
         }
     }
+    /* what came after the drain: answered 503 from here, or if queued */
     atomic_store(&sealed, true);
-    if (!unsuspended(clock_mono_ms() + STOP_CANCEL_MS)) {
+    atomic_store(&cancelling, true);
+    if (!none_left(&suspended, clock_mono_ms() + STOP_CANCEL_MS)) {
         log_event(LOG_ERROR, "server.stop_stuck", NULL,
                   json_pack("{s:i}", "suspended",
                             (int)atomic_load(&suspended)));
