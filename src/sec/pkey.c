@@ -209,12 +209,7 @@ EVP_PKEY *sec_pkey_parse(const unsigned char *pem, size_t len,
 static bool pem_has(const unsigned char *pem, size_t len,
                     const char *needle)
 {
-    size_t n = strlen(needle), i;
-
-    for (i = 0; n <= len && i <= len - n; i++)
-        if (memcmp(pem + i, needle, n) == 0)
-            return true;
-    return false;
+    return memmem(pem, len, needle, strlen(needle)) != NULL;
 }
 
 bool sec_pkey_encrypted(const unsigned char *pem, size_t len)
