@@ -32,6 +32,15 @@ static int64_t delay_ms(const struct lockout_policy *p, int64_t over)
     return d < p->max_delay_ms ? d : p->max_delay_ms;
 }
 
+/* The email's total that locks it for every address: one past ten
+ * times the threshold (README "Lockout": "only past 10 times the
+ * threshold"), so ten addresses, each adding at most the threshold,
+ * never reach it; an eleventh is needed. */
+static int64_t all_limit(const struct lockout_policy *p)
+{
+    return p->threshold * LOCKOUT_ALL_FACTOR + 1;
+}
+
 /* Forgets a count idle for too long. */
 static void freshen(const struct lockout_policy *p, int64_t now,
                     struct login_count *c)
@@ -44,7 +53,7 @@ void lockout_attempt(const struct lockout_policy *p, int64_t now,
                      struct login_count *addr, struct login_count *all,
                      struct lockout_verdict *v)
 {
-    int64_t all_limit = p->threshold * LOCKOUT_ALL_FACTOR;
+    int64_t limit = all_limit(p);
 
     freshen(p, now, addr);
     freshen(p, now, all);
@@ -56,16 +65,16 @@ void lockout_attempt(const struct lockout_policy *p, int64_t now,
                              : 0;
     /* One address adds at most the threshold to the total, however many
      * and however long its failures go on: it alone never locks the email
-     * for anyone else. Once the total is reached (ten addresses' worth),
-     * every attempt counts and doubles the email's delay: else each of
-     * any number of addresses past its own threshold (made so by
-     * attempts refused during the email's delay) got a check per delay
-     * of its own, and the total bounded nothing. */
-    if (addr->count <= p->threshold || all->count >= all_limit) {
+     * for anyone else. Once the total is reached (past ten addresses'
+     * worth), every attempt counts and doubles the email's delay: else
+     * each of any number of addresses past its own threshold (made so
+     * by attempts refused during the email's delay) got a check per
+     * delay of its own, and the total bounded nothing. */
+    if (addr->count <= p->threshold || all->count >= limit) {
         all->count++;
         all->last_at = now;
-        all->locked_until = all->count >= all_limit
-                                ? now + delay_ms(p, all->count - all_limit)
+        all->locked_until = all->count >= limit
+                                ? now + delay_ms(p, all->count - limit)
                                 : 0;
     }
     v->until = addr->locked_until > now ? addr->locked_until : 0;
@@ -145,14 +154,13 @@ void lockout_take_back(const struct lockout_policy *p,
      * with the total reached before it, so above it now). */
     bool in_all = t && t->set ? t->all_counted
                               : addr->count <= p->threshold ||
-                                    all->count >
-                                        p->threshold * LOCKOUT_ALL_FACTOR;
+                                    all->count > all_limit(p);
 
     if (addr->count <= 0)
         return;
     if (in_all && all->count > 0) {
         all->count--;
-        if (all->count < p->threshold * LOCKOUT_ALL_FACTOR || all_last)
+        if (all->count < all_limit(p) || all_last)
             all->locked_until = 0;
     }
     addr->count--;

@@ -125,7 +125,7 @@ def test_a_right_password_does_not_rearm_the_delay(make_daemon):
 def test_the_email_wide_lock_bounds_every_address(make_daemon):
     """README "Lockout": past 10 times the threshold in all, the email is
     locked the same way for every address, each attempt doubling its
-    delay. Ten addresses fill the total (30 checked), then go on guessing
+    delay. Eleven addresses fill the total (31 checked), then go on guessing
     for eight seconds, each as its Retry-After allows: before, each
     address past its own threshold got a check per delay of its own
     (about one every 4 s each here, and more addresses, more checks); now
@@ -135,11 +135,12 @@ def test_the_email_wide_lock_bounds_every_address(make_daemon):
     d = make_daemon(env).start()
     r, email, pw = d.register()
     assert r.status == 201, r
-    ips = ["198.51.100.%d" % (10 + i) for i in range(10)]
-    for ip in ips:
+    ips = ["198.51.100.%d" % (10 + i) for i in range(11)]
+    for ip in ips[:10]:
         for _ in range(3):
             assert login_from(d, ip, email, "not the password 9").status \
                 == 401
+    assert login_from(d, ips[10], email, "not the password 9").status == 401
     # Each address paces itself to the Retry-After it is told, as a
     # patient attacker does: hammering only re-arms its own delay.
     checked, tries = 0, 0
@@ -164,6 +165,34 @@ def test_the_email_wide_lock_bounds_every_address(make_daemon):
         time.sleep(retry_after(r) + 0.2)
         r = login_from(d, "203.0.113.9", email, pw)
     assert r.status == 200, r
+    assert d.stop() == 0
+
+
+def test_ten_addresses_at_their_threshold_lock_no_one_else(make_daemon):
+    """API contract: failures from all addresses lock an email "only past
+    10 times the threshold, where each address contributes at most the
+    threshold". Ten addresses, each making its threshold of failures at
+    once (and more, refused), bring the total to exactly ten times the
+    threshold: the owner, from an eleventh address, logs in. Before, the
+    total locked at ten times the threshold, and ten addresses locked the
+    owner out everywhere. Four rounds, each on a fresh account; the hash
+    queue is large enough that no attempt is turned away for its share
+    of it (an eighth), so all 30 reach the lockout."""
+    env = dict(PROXIED, AUTH_LOCKOUT_THRESHOLD="3",
+               AUTH_LOCKOUT_MAX_SECONDS="60", AUTH_RATE_LIMIT_PER_MINUTE="0",
+               AUTH_HASH_QUEUE="512")
+    d = make_daemon(env).start()
+    for rnd in range(4):
+        r, email, pw = d.register()
+        assert r.status == 201, r
+        ips = ["198.51.%d.%d" % (100 + rnd, 10 + i) for i in range(10)]
+        # each address 5 times at the same instant: 3 checked, 2 refused
+        seen = parallel(50, lambda i: login_from(
+            d, ips[i % 10], email, "not the password 9").status)
+        assert seen.count(401) == 30, seen
+        assert seen.count(429) == 20, seen
+        r = login_from(d, "203.0.%d.9" % (100 + rnd), email, pw)
+        assert r.status == 200, (rnd, r)
     assert d.stop() == 0
 
 

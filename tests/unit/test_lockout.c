@@ -88,9 +88,12 @@ static void one_address_adds_at_most_the_threshold(void **state)
     assert_int_equal(attempt(&b, &all, t), 0);
 }
 
-static void ten_times_the_threshold_locks_every_address(void **state)
+/* README "Lockout": only past 10 times the threshold. Ten addresses,
+ * each adding the threshold, reach it exactly and lock no one else; the
+ * eleventh address's failure goes past it. */
+static void past_ten_times_the_threshold_locks_every_address(void **state)
 {
-    struct login_count a[11] = { { 0 } }, all = { 0 };
+    struct login_count a[12] = { { 0 } }, all = { 0 };
     int i, j;
 
     (void)state;
@@ -98,13 +101,22 @@ static void ten_times_the_threshold_locks_every_address(void **state)
         for (j = 0; j < 3; j++)
             assert_int_equal(attempt(&a[i], &all, T0 + i), 0);
     assert_int_equal(all.count, 30);
-    assert_int_equal(all.locked_until, T0 + 9 + 1000);
+    assert_int_equal(all.locked_until, 0);
+    /* Ten addresses past their own threshold add nothing more. */
+    for (i = 0; i < 10; i++)
+        assert_true(attempt(&a[i], &all, T0 + 20) > 0);
+    assert_int_equal(all.count, 30);
+    assert_int_equal(all.locked_until, 0);
+    /* The eleventh address is checked, and its failure locks the email. */
+    assert_int_equal(attempt(&a[10], &all, T0 + 50), 0);
+    assert_int_equal(all.count, 31);
+    assert_int_equal(all.locked_until, T0 + 50 + 1000);
     /* A fresh address is refused, and its attempt doubles the lock. */
-    assert_int_equal(attempt(&a[10], &all, T0 + 100), T0 + 2100);
+    assert_int_equal(attempt(&a[11], &all, T0 + 100), T0 + 2100);
     /* So does an address past its own threshold, once the total is
      * reached: its attempt counts too. */
     assert_int_equal(attempt(&a[0], &all, T0 + 200), T0 + 4200);
-    assert_int_equal(all.count, 32);
+    assert_int_equal(all.count, 33);
     /* With the delay run out, one attempt from any of them is checked,
      * and the next from any other address waits for the doubled delay. */
     assert_int_equal(attempt(&a[1], &all, T0 + 4200), 0);
@@ -126,9 +138,9 @@ static void the_total_counts_every_address_only_once_reached(void **state)
     for (i = 0; i < 50; i++)
         count(&one, T0 + i * 10000, &a, &all);
     assert_int_equal(all.count, 1);
-    all.count = 10;                              /* the total reached */
+    all.count = 10;                       /* ten addresses' worth */
     all.last_at = T0;
-    count(&one, T0 + 600000, &b, &all);
+    count(&one, T0 + 600000, &b, &all);   /* past it: the total reached */
     assert_int_equal(all.count, 11);
     count(&one, T0 + 700000, &a, &all);
     assert_int_equal(all.count, 12);
@@ -253,15 +265,15 @@ static void a_take_back_lifts_the_delay_it_armed(void **state)
     /* The total's delay, armed by the attempt, goes the same way. */
     {
         const struct lockout_policy one = { 1, 8000 };
-        struct login_count b = { 0 }, tot = { .count = 9, .last_at = T0 };
+        struct login_count b = { 0 }, tot = { .count = 10, .last_at = T0 };
         struct lockout_verdict v;
 
-        lockout_attempt(&one, T0, &b, &tot, &v);         /* the 10th */
+        lockout_attempt(&one, T0, &b, &tot, &v);         /* the 11th */
         assert_false(v.refused);
         assert_int_equal(tot.locked_until, T0 + 1000);
         t = ticket(&b, &tot, true);
         lockout_take_back(&one, &b, &tot, &t);
-        assert_int_equal(tot.count, 9);
+        assert_int_equal(tot.count, 10);
         assert_int_equal(tot.locked_until, 0);
     }
 }
@@ -271,7 +283,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(threshold_then_doubling_then_cap),
         cmocka_unit_test(one_address_adds_at_most_the_threshold),
-        cmocka_unit_test(ten_times_the_threshold_locks_every_address),
+        cmocka_unit_test(past_ten_times_the_threshold_locks_every_address),
         cmocka_unit_test(the_total_counts_every_address_only_once_reached),
         cmocka_unit_test(idle_counts_start_over),
         cmocka_unit_test(the_shift_never_overflows),

@@ -2013,17 +2013,20 @@ static void lockout_from_everywhere_past_the_total(void **state)
     char ip[32];
     int i;
 
-    /* 3 failures from each of 10 addresses: the 30th locks the email. */
-    for (i = 0; i < 30; i++) {
+    /* 3 failures from each of 10 addresses reach 10 times the
+     * threshold, which locks no one else; the 31st, from an eleventh
+     * address, goes past it and locks the email. */
+    for (i = 0; i < 31; i++) {
         snprintf(ip, sizeof ip, "192.0.2.%d", i / 3);
         assert_int_equal(try_at(f, e, ip, T0 + i), 0);
+        counts_of(f, e, "192.0.2.200", &mine, &all, &until);
+        assert_true(mine == 0 && all == i + 1 &&
+                    until == (i < 30 ? 0 : T0 + 30 + 1000));
     }
-    counts_of(f, e, "192.0.2.200", &mine, &all, &until);
-    assert_true(mine == 0 && all == 30 && until == T0 + 29 + 1000);
     /* A fresh address is refused too, and its attempt doubles it. */
     assert_int_equal(try_at(f, e, "192.0.2.201", T0 + 40), 2);
     counts_of(f, e, "192.0.2.0", &mine, &all, &until);
-    assert_true(mine == 3 && all == 31 && until == T0 + 2040);
+    assert_true(mine == 3 && all == 32 && until == T0 + 2040);
     /* A complete login clears the total and its own address only. */
     assert_int_equal(lockout_passed(f->r, e, "192.0.2.1"), AS_OK);
     counts_of(f, e, "192.0.2.0", &mine, &all, &until);
