@@ -962,20 +962,21 @@ static bool begin(struct req_ctx *rc, const char *mhd_method,
         rc->res.detail = "No such resource.";
         return false;
     }
-    if (m == ROUTE_BAD_METHOD && strcmp(rc->method, "OPTIONS") == 0) {
+    /* OPTIONS is answered on every known path, so every Allow lists it
+     * (RFC 9110 10.2.1: the methods the resource supports). */
+    if (m == ROUTE_BAD_METHOD) {
         char full[160];
 
         snprintf(full, sizeof full, "%s, OPTIONS", allow);
-        res_header(rc, "Allow", full);          /* CORS preflight too */
-        if (cors_origin(rc))
-            res_header(rc, "Access-Control-Allow-Methods", full);
-        rc->res.status = 204;
-        return false;
-    }
-    if (m == ROUTE_BAD_METHOD) {
+        res_header(rc, "Allow", full);
+        if (strcmp(rc->method, "OPTIONS") == 0) {   /* CORS preflight too */
+            if (cors_origin(rc))
+                res_header(rc, "Access-Control-Allow-Methods", full);
+            rc->res.status = 204;
+            return false;
+        }
         rc->err = AS_ERR_METHOD;
         rc->res.detail = "This method is not allowed on this resource.";
-        res_header(rc, "Allow", allow);
         return false;
     }
     rc->route_pattern = rc->route->pattern;

@@ -321,6 +321,10 @@ static enum as_err token_param(struct req_ctx *rc, json_t **in,
     if (err != AS_OK)
         return err;
     t = json_object_get(*in, "token");
+    if (t && !json_is_string(t)) {      /* JSON only: a form's is text */
+        res_field(&rc->res, "token", "must be a string");
+        return AS_ERR_VALIDATION;
+    }
     *tok = json_string_value(t);
     if (!*tok || !**tok)
         return res_fail(&rc->res, AS_ERR_INVALID_REQUEST,

@@ -93,10 +93,14 @@ def test_unknown_route_and_wrong_method(daemon):
     assert_problem(daemon.request("GET", "/api/v1/users/me/"), 404)
     r = daemon.request("DELETE", "/api/v1/auth/login")
     assert_problem(r, 405, "method_not_allowed")
-    assert r.header("Allow") == "POST"
+    # OPTIONS is answered on every known path (204), so Allow lists it,
+    # and a 405 says what OPTIONS says (RFC 9110 10.2.1)
+    assert r.header("Allow") == "POST, OPTIONS"
+    r = daemon.request("OPTIONS", "/api/v1/auth/login")
+    assert r.status == 204 and r.header("Allow") == "POST, OPTIONS", r
     r = daemon.request("POST", "/healthz")
     assert_problem(r, 405)
-    assert "GET" in r.header("Allow")
+    assert r.header("Allow") == "GET, HEAD, OPTIONS"
 
 
 def test_register_created(daemon):

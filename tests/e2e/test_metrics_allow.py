@@ -87,6 +87,6 @@ def test_no_method_shows_the_path_to_others(make_daemon):
     # an allowed client still sees the route as it is
     r = get_from(d, "127.0.0.1", "/metrics", method="POST", body=b"{}")
     assert_problem(r, 405)
-    assert r.header("Allow") == "GET, HEAD"
+    assert r.header("Allow") == "GET, HEAD, OPTIONS"
     r = get_from(d, "127.0.0.1", "/metrics", method="OPTIONS")
     assert r.status == 204 and r.header("Allow") == "GET, HEAD, OPTIONS"
