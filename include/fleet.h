@@ -5,14 +5,21 @@
 /* Keeps this instance in step with the others on one PostgreSQL database
  * (README.md, "Several instances"): one thread holds a LISTEN connection
  * of its own (outside the pool, TCP keepalives, application_name
- * "auth-serve-listen"), drops every announced revocation from
- * app->scache, and reloads app->keys when the keys table changes (on its
- * notification, and by a poll every FLEET_KEYS_POLL_MS). A lost
+ * "auth-serve-listen") and drops every announced revocation from
+ * app->scache; another reloads app->keys when the keys table changes (on
+ * its notification, and by a poll every FLEET_KEYS_POLL_MS). A lost
  * connection is made again with backoff; the session cache is emptied
- * then, since announcements may have been missed. */
+ * then, since announcements may have been missed. While connected it
+ * tells the cache how far it has read (scache_heard()), so a process
+ * that stood still does not answer from entries whose revocations wait
+ * unread. */
 struct fleet;
 
 #define FLEET_KEYS_POLL_MS 2000
+/* The listener reads its connection at least this often, so the session
+ * cache's entries keep answering (scache_heard(), SCACHE_HEARD_SLACK_MS)
+ * unless this process stood still. */
+#define FLEET_HEARD_EVERY_MS 25
 
 #ifdef AUTH_POSTGRES
 /* Starts the thread; NULL when out of resources. `app` must outlive it.

@@ -59,6 +59,21 @@ void scache_forget_user(struct scache *c, const char *user_id);
 /* Forgets everything (revocations may have been missed). An answer from
  * the repository that a forget overtook is returned but not kept. */
 void scache_forget_all(struct scache *c);
+/* Announcements of other instances (src/fleet.c). While a listener is
+ * connected it calls scache_heard() whenever it has applied every
+ * announcement received before `mark` (a scache_mark() taken before it
+ * read them), at least every FLEET_HEARD_EVERY_MS; an entry then answers
+ * only while that mark is at most SCACHE_HEARD_SLACK_MS old. So after
+ * this process stood still (stopped, throttled by a CPU quota, on a
+ * paused machine), a request read before the listener has caught up goes
+ * to the database instead of being answered from an entry whose
+ * revocation is waiting unread in the listener's socket (README "Several
+ * instances": seen within 100 ms). scache_heard(c, 0) (no connection, or
+ * the listener waiting on a database call of its own) lifts this: the
+ * time to live alone bounds entries then. */
+#define SCACHE_HEARD_SLACK_MS 75
+uint64_t scache_mark(struct scache *c);
+void scache_heard(struct scache *c, uint64_t mark);
 /* User `id` as repo_user_by_id() reads it, but without its password hash
  * (NULL), from the cache when read at most the cache's ttl ago, else from
  * the repository (then cached). Strings go into `a`. Errors are the

@@ -23,14 +23,20 @@
 #define BACKOFF_MAX_MS 5000
 #define APP_NAME "auth-serve-listen"
 
+/* Two threads: the listener reads its connection and never waits on
+ * anything else, so it can vouch for the session cache every
+ * FLEET_HEARD_EVERY_MS (scache_heard()); the keys thread polls the keys
+ * table, a database call that may wait as long as the database does. */
 struct fleet {
     struct app *app;
-    pthread_t thread;
-    int wake[2];                 /* written to stop the thread */
+    pthread_t thread, keys_thread;
+    bool keys_started;
+    int wake[2];                 /* written to stop the listener */
+    int keys_wake[2];            /* written: poll the keys now, or stop */
     atomic_bool stop;
-    PGconn *conn;                /* the thread's only */
+    PGconn *conn;                /* the listener's only */
     const struct sec_keys **old; /* replaced key sets, freed at stop */
-    size_t nold;
+    size_t nold;                 /* (both the keys thread's) */
 };
 
 /* Connects and listens; NULL on failure (logged without the URL, which
@@ -158,17 +164,43 @@ static void lost(struct fleet *f)
     f->conn = NULL;
 }
 
+/* Asks the keys thread to poll now. */
+static void keys_kick(struct fleet *f)
+{
+    ssize_t w;
+
+    do
+        w = write(f->keys_wake[1], "k", 1);
+    while (w < 0 && errno == EINTR);
+    /* full (EAGAIN): a poll is asked for already */
+}
+
+/* Reads the connection and tells the session cache how far it has
+ * heard (scache_heard(): the mark is taken before the read). */
+static void listen_step(struct fleet *f)
+{
+    struct scache *c = f->app->scache;
+    uint64_t mark = scache_mark(c);
+    bool keys_changed = false;
+
+    if (drain(f, &keys_changed)) {
+        scache_heard(c, mark);
+    } else {
+        scache_heard(c, 0);
+        lost(f);
+    }
+    if (keys_changed)
+        keys_kick(f);
+}
+
 static void *run(void *arg)
 {
     struct fleet *f = arg;
-    uint64_t next_poll = 0, retry_at = 0, until;
+    uint64_t retry_at = 0, until, now;
     int backoff = BACKOFF_MIN_MS;
-    bool keys_changed;
 
     while (!atomic_load(&f->stop)) {
-        uint64_t now = clock_mono_ms();
-
-        keys_changed = false;
+        now = clock_mono_ms();
         if (!f->conn && now >= retry_at) {
             f->conn = listen_connect(f->app->cfg);
             if (f->conn) {
@@ -176,29 +208,72 @@ static void *run(void *arg)
                 log_event(LOG_INFO, "fleet.listening", NULL,
                           json_pack("{s:s}", "application_name", APP_NAME));
                 backoff = BACKOFF_MIN_MS;
-                keys_changed = true;
+                keys_kick(f);
             } else {
                 retry_at = now + (uint64_t)backoff;
                 backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS
                                                        : backoff * 2;
             }
         }
-        if (f->conn && !drain(f, &keys_changed))
-            lost(f);
+        if (f->conn)
+            listen_step(f);
         now = clock_mono_ms();
-        if (keys_changed || now >= next_poll) {
-            keys_poll(f);
-            next_poll = clock_mono_ms() + FLEET_KEYS_POLL_MS;
-        }
-        until = next_poll;
-        if (!f->conn && retry_at < until)
-            until = retry_at;
-        now = clock_mono_ms();
+        until = f->conn ? now + FLEET_HEARD_EVERY_MS : retry_at;
         wait_for(f, until > now ? (int)(until - now) : 0);
     }
+    scache_heard(f->app->scache, 0);
     PQfinish(f->conn);
     f->conn = NULL;
     return NULL;
+}
+
+/* Polls the keys table every FLEET_KEYS_POLL_MS, and at once when the
+ * listener asks (its notification, a new connection). */
+static void *keys_run(void *arg)
+{
+    struct fleet *f = arg;
+    struct pollfd p = { .fd = f->keys_wake[0], .events = POLLIN };
+    char buf[64];
+
+    while (!atomic_load(&f->stop)) {
+        keys_poll(f);
+        if (poll(&p, 1, FLEET_KEYS_POLL_MS) > 0)
+            while (read(f->keys_wake[0], buf, sizeof buf) > 0)
+                ;                       /* one poll for all the kicks */
+    }
+    return NULL;
+}
+
+static void close_pair(int fd[2])
+{
+    if (fd[0] >= 0)
+        close(fd[0]);
+    if (fd[1] >= 0)
+        close(fd[1]);
+    fd[0] = fd[1] = -1;
+}
+
+/* Wakes both threads to stop, joins those started and frees `f`. */
+static void wind_up(struct fleet *f, bool listener)
+{
+    size_t i;
+    ssize_t w;
+
+    atomic_store(&f->stop, true);
+    do
+        w = write(f->wake[1], "x", 1);
+    while (w < 0 && errno == EINTR);
+    keys_kick(f);
+    if (listener)
+        pthread_join(f->thread, NULL);
+    if (f->keys_started)
+        pthread_join(f->keys_thread, NULL);
+    close_pair(f->wake);
+    close_pair(f->keys_wake);
+    for (i = 0; i < f->nold; i++)
+        sec_keys_free((struct sec_keys *)f->old[i]);
+    free(f->old);
+    free(f);
 }
 
 struct fleet *fleet_start(struct app *app)
@@ -212,14 +287,16 @@ struct fleet *fleet_start(struct app *app)
     if (!f)
         return NULL;
     f->app = app;
-    if (pipe2(f->wake, O_CLOEXEC) != 0) {
-        free(f);
+    f->wake[0] = f->wake[1] = f->keys_wake[0] = f->keys_wake[1] = -1;
+    if (pipe2(f->wake, O_CLOEXEC) != 0 ||
+        pipe2(f->keys_wake, O_CLOEXEC | O_NONBLOCK) != 0) {
+        wind_up(f, false);
         return NULL;
     }
-    if (pthread_create(&f->thread, NULL, run, f) != 0) {
-        close(f->wake[0]);
-        close(f->wake[1]);
-        free(f);
+    f->keys_started = pthread_create(&f->keys_thread, NULL, keys_run,
+                                     f) == 0;
+    if (!f->keys_started || pthread_create(&f->thread, NULL, run, f) != 0) {
+        wind_up(f, false);
         return NULL;
     }
     return f;
@@ -227,20 +304,6 @@ struct fleet *fleet_start(struct app *app)
 
 void fleet_stop(struct fleet *f)
 {
-    size_t i;
-    ssize_t w;
-
-    if (!f)
-        return;
-    atomic_store(&f->stop, true);
-    do
-        w = write(f->wake[1], "x", 1);
-    while (w < 0 && errno == EINTR);
-    pthread_join(f->thread, NULL);
-    close(f->wake[0]);
-    close(f->wake[1]);
-    for (i = 0; i < f->nold; i++)
-        sec_keys_free((struct sec_keys *)f->old[i]);
-    free(f->old);
-    free(f);
+    if (f)
+        wind_up(f, true);
 }

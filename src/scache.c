@@ -47,6 +47,7 @@ struct row {
 
 struct scache {
     uint64_t ttl_ms;
+    atomic_uint_fast64_t heard;           /* scache_heard(); 0: none */
     bool outage_any_age;                  /* scache_set_sole_writer() */
     uint64_t (*now)(void);                /* clock_mono_ms */
     unsigned nslots, nrows;
@@ -82,6 +83,7 @@ struct scache *scache_new(unsigned slots, uint64_t ttl_ms)
     c->ttl_ms = ttl_ms;
     c->now = clock_mono_ms;
     atomic_init(&c->epoch, 1);
+    atomic_init(&c->heard, 0);
     c->nrows = c->nslots / USER_SHARE ? c->nslots / USER_SHARE : 1;
     c->slots = calloc(c->nslots, sizeof *c->slots);
     c->rows = calloc(c->nrows, sizeof *c->rows);
@@ -194,6 +196,27 @@ static bool wants_refresh(const struct scache *c, const struct slot *s,
     return !s->claim_ms && now - s->at_ms >= c->ttl_ms - c->ttl_ms / 4;
 }
 
+uint64_t scache_mark(struct scache *c)
+{
+    uint64_t now = c->now();
+
+    return now ? now : 1;                 /* 0 lifts the check */
+}
+
+void scache_heard(struct scache *c, uint64_t mark)
+{
+    atomic_store(&c->heard, mark);        /* after the forgets it covers */
+}
+
+/* Whether entries may answer at `now`: no listener has a mark out, or
+ * its last one is recent (scache.h, scache_heard()). */
+static bool heard_lately(struct scache *c, uint64_t now)
+{
+    uint64_t h = atomic_load(&c->heard);
+
+    return h == 0 || now <= h + SCACHE_HEARD_SLACK_MS;
+}
+
 /* Copies a fresh-enough (or, with `any_age`, any) entry for `sid`. With
  * `claim`, sets *claim when this caller claimed the entry's refresh. */
 static bool lookup(struct scache *c, const char *sid, bool any_age,
@@ -207,7 +230,8 @@ static bool lookup(struct scache *c, const char *sid, bool any_age,
 
     pthread_mutex_lock(mu);
     s = find(c, set, sid);
-    hit = s && (any_age || now - s->at_ms < c->ttl_ms);
+    hit = s && (any_age || (now - s->at_ms < c->ttl_ms &&
+                            heard_lately(c, now)));
     if (hit) {
         *out = s->st;
         if (claim && wants_refresh(c, s, now)) {
@@ -359,11 +383,12 @@ static bool row_lookup(struct scache *c, const char *id, struct user *out,
     unsigned i = fnv(id) % c->nrows;
     pthread_mutex_t *mu = &c->mu[i % STRIPES];
     const struct row *w = &c->rows[i];
+    uint64_t now = c->now();
     bool hit;
 
     pthread_mutex_lock(mu);
     hit = live(c, w->epoch) && strcmp(w->id, id) == 0 &&
-          c->now() - w->at_ms < c->ttl_ms;
+          now - w->at_ms < c->ttl_ms && heard_lately(c, now);
     if (hit) {
         memset(out, 0, sizeof *out);
         memcpy(out->id, w->id, sizeof out->id);

@@ -352,6 +352,63 @@ static void test_forget_user_and_database_down(void **state)
     repo_close(r);
 }
 
+/* A listener's marks (scache_heard()): entries answer while the last
+ * mark is at most SCACHE_HEARD_SLACK_MS old, then only the database does
+ * (the process stood still: revocations may wait unread); a mark of 0
+ * lifts the check, the time to live alone bounding entries. Sessions and
+ * user rows alike. */
+static void test_entries_answer_only_while_the_listener_keeps_up(
+    void **state)
+{
+    struct repo *r = fake_repo();
+    struct session_state st;
+    struct arena *a = arena_new();
+    struct scache *c = scache_new(128, 60000);
+    struct user u;
+    int before;
+
+    (void)state;
+    scache_set_clock(c, fake_now);
+    fake_ms = 10000;
+    next_err = AS_OK;
+    next_live = true;
+    scache_heard(c, scache_mark(c));
+    assert_int_equal(scache_check(c, r, S1, U1, &st), AS_OK);
+    assert_int_equal(scache_user(c, r, U1, &u, a), AS_OK);
+    fake_ms = 10000 + SCACHE_HEARD_SLACK_MS;       /* the slack: cached */
+    before = calls;
+    assert_true(scache_peek(c, S1, &st));
+    assert_true(scache_user_peek(c, U1, &u, a));
+    assert_int_equal(scache_check(c, r, S1, U1, &st), AS_OK);
+    assert_int_equal(calls, before);
+    fake_ms++;                                     /* past it */
+    assert_false(scache_peek(c, S1, &st));
+    assert_false(scache_user_peek(c, U1, &u, a));
+    assert_int_equal(scache_check(c, r, S1, U1, &st), AS_OK);
+    assert_int_equal(calls, before + 1);           /* the database's */
+    /* the listener caught up: the entries answer again */
+    scache_heard(c, scache_mark(c));
+    fake_ms += 1000;
+    assert_false(scache_peek(c, S1, &st));
+    scache_heard(c, scache_mark(c));
+    assert_true(scache_peek(c, S1, &st));
+    assert_true(scache_user_peek(c, U1, &u, a));
+    /* no mark out (no connection, or a call of its own): the time to
+     * live alone */
+    scache_heard(c, 0);
+    fake_ms += 30000;
+    assert_true(scache_peek(c, S1, &st));
+    fake_ms += 30000;
+    assert_false(scache_peek(c, S1, &st));
+    /* a mark taken after the reader's clock read does not wrap */
+    scache_heard(c, fake_ms + 5);
+    assert_int_equal(scache_check(c, r, S1, U1, &st), AS_OK);
+    assert_true(scache_peek(c, S1, &st));
+    scache_free(c);
+    arena_free(a);
+    repo_close(r);
+}
+
 /* One set of eight: eight sessions, however they hash, all stay cached
  * (a direct-mapped table of eight slots loses most of them to
  * collisions); a ninth replaces the one fetched longest ago. */
@@ -644,6 +701,7 @@ int main(void)
         cmocka_unit_test(test_filed_under_the_owner),
         cmocka_unit_test(test_revoke_between_read_and_store),
         cmocka_unit_test(test_workpool_bounds),
+        cmocka_unit_test(test_entries_answer_only_while_the_listener_keeps_up),
         cmocka_unit_test(test_a_set_holds_eight_sessions),
         cmocka_unit_test(test_refresh_ahead_of_expiry),
         cmocka_unit_test(test_one_refresh_among_racing_readers),
