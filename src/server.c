@@ -1558,7 +1558,8 @@ static const char *method_shown(const char *m)
 /* The request's http.access line, written without a jansson tree: at
  * the default level every request writes one (README.md,
  * "Performance"). */
-static void access_log(const struct req_ctx *rc, uint64_t us, bool done)
+static void access_log(const struct req_ctx *rc, uint64_t us, bool done,
+                       const char *error)
 {
     struct log_line l;
     char ms[32];
@@ -1574,7 +1575,26 @@ static void access_log(const struct req_ctx *rc, uint64_t us, bool done)
     jw_raw(&l.w, "duration_ms", ms);
     jw_str(&l.w, "ip", rc->ip);
     jw_bool(&l.w, "completed", done);
+    if (error)
+        jw_str(&l.w, "error", error);
     log_end(&l);
+}
+
+/* libmicrohttpd's word on a request whose answer it could not send
+ * ("Failed to send the response headers for the request for `/x'. ..."):
+ * kept by mhd_log() until the request's completion, which libmicrohttpd
+ * reports next on the same thread, so that it goes into that request's
+ * access line with its request id (README "Operations": every line of a
+ * request carries its id). */
+static _Thread_local char send_failed[512];
+
+/* The kept message as a line of its own, when no request takes it. */
+static void send_failed_flush(void)
+{
+    if (send_failed[0])
+        log_event(LOG_WARN, "http.server", NULL,
+                  json_pack("{s:s}", "message", send_failed));
+    send_failed[0] = '\0';
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn,
@@ -1589,11 +1609,15 @@ static void on_completed(void *cls, struct MHD_Connection *conn,
     if (srv->parking)                   /* idle: parked after PARK_AFTER_S */
         MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT,
                                   PARK_AFTER_S);
+    if (!rc || toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+        send_failed_flush();            /* not this request's */
     if (!rc)
         return;
     us = now_us() - rc->t0_us;
     metrics_request(srv->app->metrics, rc->route, rc->res.status, us);
-    access_log(rc, us, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
+    access_log(rc, us, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK,
+               send_failed[0] ? send_failed : NULL);
+    send_failed[0] = '\0';
     req_free(rc);
     *con_cls = NULL;
     atomic_fetch_sub(&srv->inflight, 1);
@@ -1632,6 +1656,11 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     n = strlen(msg);
     while (n && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
         msg[--n] = '\0';
+    send_failed_flush();                /* one kept before: unclaimed */
+    if (strstr(msg, "request for ")) {  /* see send_failed */
+        memcpy(send_failed, msg, n + 1);
+        return;
+    }
     log_event(LOG_WARN, "http.server", NULL, json_pack("{s:s}", "message",
                                                        msg));
 }

@@ -51,6 +51,45 @@ def test_request_id_in_every_log_line_of_the_request(daemon):
     assert access["duration_ms"] >= 0
 
 
+def test_request_id_in_the_lines_of_an_answer_that_could_not_be_sent(
+        daemon):
+    """A client that resets its connection before the answer: the
+    libmicrohttpd message about the failed send ("Failed to send the
+    response headers for the request for `/api/v1/auth/login'") was a line
+    without the request's id; it is now the `error` of that request's
+    access line. Logins reset as soon as they are sent (a login takes a
+    hash's time, so its answer meets the reset; a reset that comes first
+    discards the request unread), until three answers met the reset (at
+    most 40)."""
+    import socket
+    import struct
+    body = json.dumps({"email": "nobody@example.com",
+                       "password": "whatever1"}).encode()
+    rids, failed = [], []
+    while len(rids) < 40 and len(failed) < 3:
+        rid = "reset-%d-%s" % (len(rids), os.urandom(3).hex())
+        rids.append(rid)
+        s = socket.create_connection(("127.0.0.1", daemon.port))
+        s.sendall(b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\n"
+                  b"X-Request-ID: " + rid.encode() + b"\r\n"
+                  b"Content-Type: application/json\r\nContent-Length: " +
+                  str(len(body)).encode() + b"\r\n\r\n" + body)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                     struct.pack("ii", 1, 0))
+        s.close()                               # RST, at once
+        line = daemon.events(lambda e: e.get("event") == "http.access" and
+                             e.get("request_id") == rid, timeout=2)
+        failed += [e for e in line or [] if "error" in e]
+    daemon.settled()
+    loose = [e for e in daemon.logs if "request for" in json.dumps(e) and
+             e.get("request_id") not in rids]
+    assert not loose, loose
+    assert failed, "no answer met the reset in %d tries" % len(rids)
+    for e in failed:
+        assert e["completed"] is False and "/api/v1/auth/login" in \
+            e["error"], e
+
+
 def test_access_line_of_every_method_is_json(daemon):
     """The access line is written by hand (no jansson tree): a method that
     is not an RFC 9110 token, or not UTF-8, shows as "(invalid)", and the
