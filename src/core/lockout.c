@@ -160,6 +160,17 @@ void lockout_take_back(const struct lockout_policy *p,
         return;
     if (in_all && all->count > 0) {
         all->count--;
+        /* The attempt that took the total to its limit: while it was
+         * checked, every attempt counted (lockout_attempt()), those of
+         * addresses past their own threshold too, which count only once
+         * the limit is reached. They go back with it: else ten addresses
+         * hammering during the owner's right password left the total
+         * past the limit, and locked the email for everyone. (Another
+         * fresh address's failure in that window goes back too: at most
+         * one per check of a right password.) */
+        if (t && t->set && t->all_counted &&
+            t->all_count == all_limit(p) && all->count >= all_limit(p))
+            all->count = all_limit(p) - 1;
         if (all->count < all_limit(p) || all_last)
             all->locked_until = 0;
     }

@@ -124,6 +124,44 @@ static void past_ten_times_the_threshold_locks_every_address(void **state)
     assert_true(attempt(&a[2], &all, T0 + 4201) > 0);
 }
 
+/* The owner's right password, from an eleventh address, takes the
+ * total to its limit while it is checked; ten addresses at their
+ * threshold go on guessing meanwhile (refused, and counted, since the
+ * limit is reached). Its take-back takes theirs back too: the total is
+ * again ten addresses' worth, and the email is not locked. */
+static void a_take_back_at_the_limit_takes_back_what_it_let_count(
+    void **state)
+{
+    struct login_count a[12] = { { 0 } }, all = { 0 };
+    struct lockout_ticket t;
+    int i, j;
+
+    (void)state;
+    for (i = 0; i < 10; i++)
+        for (j = 0; j < 3; j++)
+            assert_int_equal(attempt(&a[i], &all, T0 + i), 0);
+    assert_int_equal(attempt(&a[10], &all, T0 + 100), 0);   /* the owner */
+    t = ticket(&a[10], &all, true);
+    assert_int_equal(all.count, 31);
+    for (i = 0; i < 10; i++)                    /* during its check */
+        assert_true(attempt(&a[i], &all, T0 + 101 + i) > 0);
+    assert_int_equal(all.count, 41);
+    lockout_take_back(&pol, &a[10], &all, &t);
+    assert_int_equal(all.count, 30);
+    assert_int_equal(all.locked_until, 0);
+    assert_int_equal(a[10].count, 0);
+    assert_int_equal(attempt(&a[11], &all, T0 + 200), 0);   /* checked */
+    /* A take-back of an attempt made past the limit takes only its own. */
+    t = ticket(&a[11], &all, true);
+    assert_int_equal(all.count, 31);
+    assert_true(attempt(&a[0], &all, T0 + 201) > 0);
+    assert_int_equal(all.count, 32);
+    all.count = 40;                             /* others, meanwhile */
+    t.all_count = 35;
+    lockout_take_back(&pol, &a[11], &all, &t);
+    assert_int_equal(all.count, 39);
+}
+
 /* Below the total, an address past its own threshold never adds to it
  * (it alone never locks the email for others), however long it goes on;
  * a take-back above the total takes its share back. */
@@ -284,6 +322,7 @@ int main(void)
         cmocka_unit_test(threshold_then_doubling_then_cap),
         cmocka_unit_test(one_address_adds_at_most_the_threshold),
         cmocka_unit_test(past_ten_times_the_threshold_locks_every_address),
+        cmocka_unit_test(a_take_back_at_the_limit_takes_back_what_it_let_count),
         cmocka_unit_test(the_total_counts_every_address_only_once_reached),
         cmocka_unit_test(idle_counts_start_over),
         cmocka_unit_test(the_shift_never_overflows),
