@@ -12,7 +12,8 @@
  * then, since announcements may have been missed. While connected it
  * tells the cache how far it has read (scache_heard()), so a process
  * that stood still does not answer from entries whose revocations wait
- * unread. */
+ * unread; having stood still, it empties the cache too (the connection
+ * may have died meanwhile, and the announcements with it). */
 struct fleet;
 
 #define FLEET_KEYS_POLL_MS 2000

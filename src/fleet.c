@@ -35,6 +35,7 @@ struct fleet {
     int keys_wake[2];            /* written: poll the keys now, or stop */
     atomic_bool stop;
     PGconn *conn;                /* the listener's only */
+    uint64_t heard_at;           /* its last scache_heard() mark, or 0 */
     const struct sec_keys **old; /* replaced key sets, freed at stop */
     size_t nold;                 /* (both the keys thread's) */
 };
@@ -181,14 +182,19 @@ static void listen_step(struct fleet *f)
 {
     struct scache *c = f->app->scache;
     uint64_t mark = scache_mark(c);
-    bool keys_changed = false;
+    bool keys_changed = false, read = drain(f, &keys_changed);
 
-    if (drain(f, &keys_changed)) {
-        scache_heard(c, mark);
-    } else {
-        scache_heard(c, 0);
+    /* This thread stood still since its last read (the process was
+     * stopped or throttled): the connection may have died meanwhile,
+     * and the announcements with it, while what is left of it still
+     * reads well once. The cache is emptied before its entries may
+     * answer again (its mark is stale until then). */
+    if (f->heard_at && mark > f->heard_at + SCACHE_HEARD_SLACK_MS)
+        scache_forget_all(c);
+    f->heard_at = read ? mark : 0;
+    scache_heard(c, f->heard_at);
+    if (!read)
         lost(f);
-    }
     if (keys_changed)
         keys_kick(f);
 }
