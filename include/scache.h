@@ -68,9 +68,8 @@ void scache_forget_all(struct scache *c);
  * paused machine), a request read before the listener has caught up goes
  * to the database instead of being answered from an entry whose
  * revocation is waiting unread in the listener's socket (README "Several
- * instances": seen within 100 ms). scache_heard(c, 0) (no connection, or
- * the listener waiting on a database call of its own) lifts this: the
- * time to live alone bounds entries then. */
+ * instances": seen within 100 ms). scache_heard(c, 0) (no connection)
+ * lifts this: the time to live alone bounds entries then. */
 #define SCACHE_HEARD_SLACK_MS 75
 uint64_t scache_mark(struct scache *c);
 void scache_heard(struct scache *c, uint64_t mark);
