@@ -405,6 +405,11 @@ static void unmarked_save(struct mailer *m)
         return;
     }
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    /* On PostgreSQL nothing else needs the data folder, so it may not
+     * exist yet: made here (its last level; a missing parent fails the
+     * save, which is logged). */
+    if (m->cfg->data_dir)
+        (void)mkdir(m->cfg->data_dir, 0700);
     /* A new file, never one planted there (nor a link's target). */
     (void)unlink(tmp);
     fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
