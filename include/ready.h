@@ -26,6 +26,12 @@ void ready_free(struct ready *r);
  * for a new ping at once (at most one every few milliseconds), so that a
  * caller polling this sees a recovery promptly. Never waits on a ping. */
 bool ready_check(struct ready *r, uint64_t now_ms);
+/* True when a ping has been running for `stall_ms` or more at `now_ms`:
+ * the database does not answer, and a call made now would wait out its
+ * timeout (README.md "Circuit breaker"). Lock-free, one atomic load; the
+ * first true of a stalled ping logs "db.stalled", its end
+ * "db.stall_ended". */
+bool ready_stalled(struct ready *r, uint64_t now_ms);
 /* Waits until the first ping has ended, at most `timeout_ms`; true when
  * it ended in time and succeeded. For start-up only (it blocks): a
  * caller that announces readiness after it sees ready_check() agree. */

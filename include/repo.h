@@ -411,8 +411,18 @@ void repo_close(struct repo *r);
 const char *repo_backend(const struct repo *r);
 /* The breaker every call goes through (borrowed). */
 struct breaker *repo_breaker(struct repo *r);
+/* True when the database is known to hang at monotonic time `now_ms`
+ * (ready.h's ready_stalled: a readiness ping got no answer in time). */
+typedef bool repo_gate_fn(void *arg, uint64_t now_ms);
+/* Installs `gate`: while it says so, every call is refused at once with
+ * AS_ERR_UNAVAILABLE, as by an open breaker, instead of waiting out its
+ * timeout on a database that does not answer (README.md "Circuit
+ * breaker"). Once, before the calls it should see; `arg` is borrowed. */
+void repo_set_gate(struct repo *r, repo_gate_fn *gate, void *arg);
+/* True when the gate refuses calls at `now_ms`. */
+bool repo_gated(struct repo *r, uint64_t now_ms);
 /* Calls that failed with an infrastructure error (or were refused by the
- * open breaker) since start, for metrics. */
+ * open breaker or the gate) since start, for metrics. */
 uint64_t repo_error_count(struct repo *r);
 
 /* Applies every pending migration in order, each in its own transaction,

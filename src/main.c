@@ -171,6 +171,11 @@ static enum as_err ping_repo(void *repo)
     return repo_ping(repo);
 }
 
+static bool db_stalled(void *ready, uint64_t now_ms)
+{
+    return ready_stalled(ready, now_ms);
+}
+
 static int serve(struct cfg *cfg)
 {
     struct app app = { .cfg = cfg, .listen_fd = -1 };
@@ -247,6 +252,10 @@ static int serve(struct cfg *cfg)
     if (app.repo)
         app.ready = ready_new(ping_repo, app.repo, READY_INTERVAL_MS,
                               READY_STALL_MS);
+    /* A ping that got no answer in READY_STALL_MS: refuse database calls
+     * at once rather than have each wait out its own timeout. */
+    if (app.ready)
+        repo_set_gate(app.repo, db_stalled, app.ready);
     if (app.repo && app.pool && app.db_pool && app.scache && app.metrics &&
         app.trusted && app.metrics_allow && app.vcache && app.ready &&
         pw_dummy_init(&app.pw) == AS_OK &&
@@ -311,6 +320,8 @@ static int serve(struct cfg *cfg)
     workpool_free(app.pool);
     workpool_free(app.db_pool);
     pw_hashers_stop();                  /* no caller is left */
+    if (app.repo)
+        repo_set_gate(app.repo, NULL, NULL);    /* it borrows app.ready */
     ready_free(app.ready);
     scache_free(app.scache);
     metrics_free(app.metrics);

@@ -2,10 +2,12 @@
 #include "ready.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <time.h>
 
 #include "clock.h"
+#include "log.h"
 
 /* A ready_check() starts a ping only when the last one ended at least
  * this long ago, so that a flood of /readyz calls costs the database at
@@ -24,6 +26,10 @@ struct ready {
     bool last_ok;                       /* the last finished ping's result */
     uint64_t pings;                     /* finished pings */
     uint64_t started_ms, ended_ms;      /* of the running / last ping */
+    /* When the running ping counts as stalled (0: none running), read
+     * without the mutex by ready_stalled() on every database call. */
+    _Atomic uint64_t stall_at;
+    atomic_bool stall_said;             /* "db.stalled" logged for it */
 };
 
 /* Milliseconds from `t` to `now` (0 when `now` is earlier). */
@@ -61,8 +67,17 @@ static void *prober(void *arg)
         r->running = true;
         r->kicked = false;
         r->started_ms = clock_mono_ms();
+        atomic_store_explicit(&r->stall_at, r->started_ms + r->stall_ms,
+                              memory_order_relaxed);
         pthread_mutex_unlock(&r->mu);
         err = r->ping(r->arg);                  /* may wait: no lock held */
+        atomic_store_explicit(&r->stall_at, 0, memory_order_relaxed);
+        if (atomic_exchange(&r->stall_said, false))
+            log_event(err == AS_OK ? LOG_INFO : LOG_WARN, "db.stall_ended",
+                      NULL, json_pack("{s:I, s:s}", "ping_ms",
+                                      (json_int_t)since(clock_mono_ms(),
+                                                        r->started_ms),
+                                      "result", as_err_code(err)));
         pthread_mutex_lock(&r->mu);
         r->running = false;
         r->last_ok = err == AS_OK;
@@ -136,6 +151,21 @@ bool ready_check(struct ready *r, uint64_t now_ms)
     }
     pthread_mutex_unlock(&r->mu);
     return ok;
+}
+
+bool ready_stalled(struct ready *r, uint64_t now_ms)
+{
+    uint64_t at = atomic_load_explicit(&r->stall_at, memory_order_relaxed);
+
+    if (at == 0 || now_ms < at)
+        return false;
+    if (!atomic_exchange(&r->stall_said, true))
+        log_event(LOG_WARN, "db.stalled", NULL,
+                  json_pack("{s:I, s:s}", "after_ms", (json_int_t)r->stall_ms,
+                            "hint", "the database did not answer a ping; "
+                            "calls that need it are refused at once until "
+                            "it does"));
+    return true;
 }
 
 bool ready_wait_first(struct ready *r, uint64_t timeout_ms)

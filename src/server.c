@@ -1039,12 +1039,17 @@ static void run_handler(struct req_ctx *rc)
 
 /* Offloaded routes hash a password before they reach the database; when
  * the circuit is not closed, that call would most likely be refused after
- * the hash. True when such a route should get 503 now: the circuit is
- * open, or (with `probe`, on a worker, never on a network thread) it is
- * half-open and a ping, the probe, fails or finds a probe in flight. */
+ * the hash. True when such a route should get 503 now: the database is
+ * known to hang (repo_gated), the circuit is open, or (with `probe`, on a
+ * worker, never on a network thread) it is half-open and a ping, the
+ * probe, fails or finds a probe in flight. */
 static bool db_refused(struct repo *r, bool probe)
 {
-    switch (breaker_state(repo_breaker(r), clock_mono_ms())) {
+    uint64_t now = clock_mono_ms();
+
+    if (repo_gated(r, now))
+        return true;
+    switch (breaker_state(repo_breaker(r), now)) {
     case BREAKER_CLOSED:
         return false;
     case BREAKER_HALF_OPEN:

@@ -26,6 +26,9 @@ struct repo {
     void *impl;
     struct breaker *br;
     atomic_uint_fast64_t errors;     /* infrastructure failures, refusals */
+    /* repo_set_gate()'s: set once, read by every call */
+    _Atomic(repo_gate_fn *) gate;
+    void *_Atomic gate_arg;
 };
 
 /* pg.c defines the real repo_pg_open when the build has the PostgreSQL
@@ -174,6 +177,30 @@ uint64_t repo_error_count(struct repo *r)
     return atomic_load_explicit(&r->errors, memory_order_relaxed);
 }
 
+void repo_set_gate(struct repo *r, repo_gate_fn *gate, void *arg)
+{
+    atomic_store_explicit(&r->gate_arg, arg, memory_order_relaxed);
+    atomic_store_explicit(&r->gate, gate, memory_order_release);
+}
+
+bool repo_gated(struct repo *r, uint64_t now_ms)
+{
+    repo_gate_fn *gate = atomic_load_explicit(&r->gate, memory_order_acquire);
+
+    return gate && gate(atomic_load_explicit(&r->gate_arg,
+                                             memory_order_relaxed),
+                        now_ms);
+}
+
+/* Whether a call may go to the database now: no gate says it hangs, and
+ * the breaker lets it through. */
+static bool allowed(struct repo *r)
+{
+    uint64_t now = clock_mono_ms();
+
+    return !repo_gated(r, now) && breaker_allow(r->br, now);
+}
+
 static enum as_err refused(struct repo *r)
 {
     atomic_fetch_add_explicit(&r->errors, 1, memory_order_relaxed);
@@ -266,8 +293,7 @@ _Static_assert(RETRY_MAX == 5, "TRIES unrolls RETRY_MAX attempts");
  * at once otherwise, or when the retries ran out. CALL names the op and
  * its arguments: DISPATCH(r, ping(r->impl)). */
 #define DISPATCH(r, CALL)                                                  \
-    (breaker_allow((r)->br, clock_mono_ms()) ? settle((r), TRIES(r, CALL)) \
-                                             : refused(r))
+    (allowed(r) ? settle((r), TRIES(r, CALL)) : refused(r))
 
 enum as_err repo_migrate(struct repo *r)
 {

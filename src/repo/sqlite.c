@@ -56,6 +56,8 @@ struct conn {
     struct conn *next;           /* in the idle list */
     enum as_err err;             /* first failure of the operation */
     const char *op;              /* its name, for the log */
+    uint64_t t0;                 /* when it began (monotonic ms) */
+    int timeout_ms;              /* the busy timeout (struct sq's) */
     bool moved;                  /* its file gone: said once (same_file()) */
 };
 
@@ -92,7 +94,14 @@ static void fail(struct conn *c, int rc)
         e = AS_ERR_NOT_FOUND;            /* the user or session is gone */
         lvl = LOG_INFO;
     } else if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED) {
-        e = AS_ERR_UNAVAILABLE;
+        /* Waited the whole busy timeout: another process holds the
+         * write lock (a tool's open transaction, a stuck backup). Each
+         * later write would wait as long, so this one failure opens the
+         * circuit, as a PostgreSQL server that does not answer does
+         * (breaker.h). A busy answer that came sooner is a short lock
+         * wait, which a retry may win: one failure of the streak. */
+        e = clock_mono_ms() - c->t0 >= (uint64_t)c->timeout_ms
+                ? AS_ERR_DB_UNREACHABLE : AS_ERR_UNAVAILABLE;
         lvl = LOG_WARN;
     } else if (primary == SQLITE_FULL || primary == SQLITE_IOERR ||
                primary == SQLITE_READONLY || primary == SQLITE_CANTOPEN) {
@@ -242,6 +251,7 @@ static void same_file(struct conn *c)
 static void begin(struct conn *c)
 {
     same_file(c);
+    c->t0 = clock_mono_ms();
     run(c, q(c, S_BEGIN));
 }
 
@@ -325,6 +335,8 @@ static enum as_err conn_open(struct sq *s, struct conn **out)
     if (!c)
         return AS_ERR_NOMEM;
     c->op = "open";
+    c->t0 = clock_mono_ms();
+    c->timeout_ms = s->timeout_ms;
     rc = sqlite3_open_v2(s->path, &c->db,
                          SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
                              | SQLITE_OPEN_NOMUTEX,
@@ -396,6 +408,7 @@ static enum as_err acquire(struct sq *s, const char *op, struct conn **out)
     if (c) {
         c->err = AS_OK;
         c->op = op;
+        c->t0 = clock_mono_ms();
     }
     *out = c;
     return err;
@@ -681,6 +694,12 @@ static enum as_err sq_ping(void *impl)
     st = q(c, S_PING);
     if (row(c, st))
         done(st);
+    /* Ready means writes go through too: in WAL mode reads never wait,
+     * so only taking the write lock (and handing it back at once) sees
+     * another process that holds it (README.md "Circuit breaker"). */
+    begin(c);
+    if (c->err == AS_OK)
+        sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
     return release(impl, c);
 }
 

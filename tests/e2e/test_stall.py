@@ -305,3 +305,63 @@ def test_the_first_timeout_opens_the_circuit(own_cluster):
         assert r.status == 201, r
     finally:
         assert d.stop() == 0, "\n".join(d.lines[-20:])
+
+
+def test_no_request_waits_once_readyz_says_503(own_cluster):
+    """Once the readiness ping has had no answer for its second, /readyz
+    says 503, and the requests that come after get 503 at once too
+    (README.md "Circuit breaker": "at once, not after a timeout") instead
+    of each waiting out AUTH_DB_TIMEOUT_MS + 2 s until one of them opens
+    the circuit. Registrations, logins and bearer requests whose session
+    the cache has not seen, one after another; the database continues
+    and they answer again."""
+    folder, url = own_cluster
+    d = Daemon("postgres", database_url=url, env={
+        "AUTH_DB_TIMEOUT_MS": str(DB_TIMEOUT_MS),
+        "AUTH_CB_OPEN_SECONDS": "1",
+        "AUTH_SESSION_CACHE_SECONDS": "0",
+    }).start()
+    stopped = []
+    try:
+        email, pw = "stall-%d@example.com" % os.getpid(), "S7all-passw0rd!"
+        r, _, _ = d.register(email=email, password=pw)
+        assert r.status == 201, r
+        r = d.login(email, pw)
+        assert r.status == 200, r
+        token = r.json["access_token"]
+        assert timed_get(d, "/api/v1/users/me", token)[0] == 200
+        try:
+            stopped = server_pids(folder)
+            signal_all(stopped, signal.SIGSTOP)
+            t_stop = time.monotonic()
+            assert wait_until(
+                lambda: timed_get(d, "/readyz")[0] == 503,
+                timeout=READY_503_BOUND_S, interval=0.01), \
+                "/readyz still 200, database stopped"
+            t_503 = time.monotonic() - t_stop
+            waits = []
+            for i in range(4):
+                t0 = time.monotonic()
+                r, _, _ = d.register()
+                waits.append(("register", r.status, time.monotonic() - t0))
+                t0 = time.monotonic()
+                r = d.login(email, pw)
+                waits.append(("login", r.status, time.monotonic() - t0))
+                status, s = timed_get(d, "/api/v1/users/me", token)
+                waits.append(("users/me", status, s))
+            print("\nstall: /readyz 503 after %.3f s, then %s" % (
+                t_503, [(n, st, round(s * 1000, 1)) for n, st, s in waits]))
+            assert all(st == 503 for _, st, _ in waits), waits
+            assert max(s for _, _, s in waits) < FAST_BOUND_S, waits
+            assert d.events(lambda e: e.get("event") == "db.stalled")
+        finally:
+            signal_all(stopped, signal.SIGCONT)
+        assert wait_until(
+            lambda: timed_get(d, "/readyz")[0] == 200, timeout=30,
+            interval=0.05), "not ready again after SIGCONT"
+        assert wait_until(
+            lambda: timed_get(d, "/api/v1/users/me", token)[0] == 200,
+            timeout=10)
+        assert d.events(lambda e: e.get("event") == "db.stall_ended")
+    finally:
+        assert d.stop() == 0, "\n".join(d.lines[-20:])

@@ -137,6 +137,48 @@ static void hung_ping_is_not_ready_and_never_waited_for(void **state)
     pthread_mutex_destroy(&f.mu);
 }
 
+/* ready_stalled() is what database calls check: false while the running
+ * ping is younger than the stall time or none runs, true past it, and
+ * false again as soon as the ping returned, whatever its result. */
+static void stalled_only_while_a_ping_hangs(void **state)
+{
+    struct fake_db f = { .result = AS_OK };
+    struct ready *r;
+    uint64_t t0;
+
+    (void)state;
+    pthread_mutex_init(&f.mu, NULL);
+    pthread_cond_init(&f.cv, NULL);
+    r = ready_new(fake_ping, &f, INTERVAL_MS, STALL_MS);
+    assert_non_null(r);
+    assert_true(poll_until(r, true));
+    t0 = clock_mono_ms();
+    assert_false(ready_stalled(r, t0));
+    assert_false(ready_stalled(r, t0 + 10 * STALL_MS));   /* none runs */
+
+    fake_set(&f, true, AS_OK);
+    assert_true(wait_inside(&f, r));
+    t0 = clock_mono_ms();
+    assert_false(ready_stalled(r, t0));
+    assert_true(ready_stalled(r, t0 + STALL_MS));
+    assert_true(ready_stalled(r, t0 + STALL_MS));       /* and it stays */
+
+    fake_set(&f, false, AS_ERR_UNAVAILABLE);            /* it answers */
+    while (fake_inside(&f) > 0)
+        nap();
+    {
+        uint64_t end = clock_mono_ms() + DEADLINE_MS;
+
+        while (ready_stalled(r, clock_mono_ms() + STALL_MS) &&
+               clock_mono_ms() < end)
+            nap();
+    }
+    assert_false(ready_stalled(r, clock_mono_ms() + STALL_MS));
+    ready_free(r);
+    pthread_cond_destroy(&f.cv);
+    pthread_mutex_destroy(&f.mu);
+}
+
 static void polls_are_bounded_pings(void **state)
 {
     struct fake_db f = { .result = AS_OK };
@@ -246,6 +288,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(hung_ping_is_not_ready_and_never_waited_for),
+        cmocka_unit_test(stalled_only_while_a_ping_hangs),
         cmocka_unit_test(polls_are_bounded_pings),
         cmocka_unit_test(not_ready_before_first_ping_ends),
         cmocka_unit_test(first_ping_awaited_then_check_agrees),

@@ -1759,7 +1759,8 @@ static int64_t raw_count(sqlite3 *db, const char *sql)
 
 /* While another connection holds the write lock (BEGIN IMMEDIATE), opening
  * and migrating an up-to-date database succeeds at once, round after
- * round; once the lock is gone, nothing was applied twice. */
+ * round; once the lock is gone, nothing was applied twice. (The
+ * readiness ping does take the lock: see the next test.) */
 static void migrated_start_takes_no_write_lock(void **state)
 {
     struct fx *f = *state;
@@ -1777,7 +1778,6 @@ static void migrated_start_takes_no_write_lock(void **state)
         r = NULL;
         assert_int_equal(repo_open(&f->cfg, &r), AS_OK);
         assert_int_equal(repo_migrate(r), AS_OK);
-        assert_int_equal(repo_ping(r), AS_OK);
         repo_close(r);
     }
     assert_int_equal(sqlite3_exec(writer, "ROLLBACK", NULL, NULL, NULL),
@@ -1786,6 +1786,81 @@ static void migrated_start_takes_no_write_lock(void **state)
                                        "schema_migrations"),
                      (int64_t)n);
     sqlite3_close(writer);
+}
+
+static unsigned gate_asked;
+
+static bool gate_closed(void *arg, uint64_t now_ms)
+{
+    (void)now_ms;
+    gate_asked++;
+    return *(bool *)arg;
+}
+
+/* A gate that says the database hangs refuses every call at once, as an
+ * open breaker does, without counting against the breaker; the calls go
+ * through again once it says otherwise. */
+static void a_closed_gate_refuses_calls_at_once(void **state)
+{
+    struct fx *f = *state;
+    struct repo *r = NULL;
+    bool hangs = false;
+
+    assert_int_equal(repo_open(&f->cfg, &r), AS_OK);
+    assert_int_equal(repo_migrate(r), AS_OK);
+    repo_set_gate(r, gate_closed, &hangs);
+    gate_asked = 0;
+    assert_int_equal(repo_ping(r), AS_OK);
+    assert_int_equal(gate_asked, 1);
+    hangs = true;
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(repo_ping(r), AS_ERR_UNAVAILABLE);
+    assert_int_equal(breaker_state(repo_breaker(r), clock_mono_ms()),
+                     BREAKER_CLOSED);
+    assert_true(repo_error_count(r) >= 20);
+    hangs = false;
+    assert_int_equal(repo_ping(r), AS_OK);
+    repo_set_gate(r, NULL, NULL);
+    assert_int_equal(repo_ping(r), AS_OK);
+    assert_int_equal(gate_asked, 22);
+    repo_close(r);
+}
+
+/* The write lock held by another connection for longer than the busy
+ * timeout: the readiness ping, which takes the lock, fails after that
+ * wait and opens the circuit on that one failure, so the next call is
+ * refused at once instead of waiting as long (README.md "Circuit
+ * breaker"). With the lock free again the ping answers. */
+static void a_write_lock_held_past_the_timeout_opens_the_circuit(void **state)
+{
+    struct fx *f = *state;
+    sqlite3 *writer = raw_open(f);
+    struct repo *r = NULL;
+    uint64_t t0;
+
+    f->cfg.db_timeout_ms = 200;
+    assert_int_equal(repo_open(&f->cfg, &r), AS_OK);
+    assert_int_equal(repo_migrate(r), AS_OK);
+    assert_int_equal(repo_ping(r), AS_OK);
+    assert_int_equal(sqlite3_exec(writer, "BEGIN IMMEDIATE", NULL, NULL,
+                                  NULL),
+                     SQLITE_OK);
+    t0 = clock_mono_ms();
+    assert_int_equal(repo_ping(r), AS_ERR_UNAVAILABLE);
+    assert_true(clock_mono_ms() - t0 >= 200);
+    assert_int_equal(breaker_state(repo_breaker(r), clock_mono_ms()),
+                     BREAKER_OPEN);
+    t0 = clock_mono_ms();
+    assert_int_equal(repo_ping(r), AS_ERR_UNAVAILABLE);
+    assert_true(clock_mono_ms() - t0 < 100);
+    assert_int_equal(sqlite3_exec(writer, "ROLLBACK", NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(writer);
+    repo_close(r);
+    r = NULL;
+    assert_int_equal(repo_open(&f->cfg, &r), AS_OK);
+    assert_int_equal(repo_ping(r), AS_OK);
+    repo_close(r);
 }
 
 static void failed_migration_changes_nothing(void **state)
@@ -2521,6 +2596,8 @@ int main(void)
         BARE(breaker_opens_on_real_failures),
         BARE(failed_migration_changes_nothing),
         CASE(migrated_start_takes_no_write_lock),
+        CASE(a_write_lock_held_past_the_timeout_opens_the_circuit),
+        CASE(a_closed_gate_refuses_calls_at_once),
         CASE(file_is_private),
         CASE(open_errors),
         cmocka_unit_test(memory_database_works),
