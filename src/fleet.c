@@ -166,14 +166,20 @@ static void lost(struct fleet *f)
 }
 
 /* Asks the keys thread to poll now. */
-static void keys_kick(struct fleet *f)
+/* Writes one byte to pipe end `fd` to wake the thread polling the other
+ * end. A full non-blocking pipe (EAGAIN) has a wake-up waiting already. */
+static void poke(int fd)
 {
     ssize_t w;
 
     do
-        w = write(f->keys_wake[1], "k", 1);
+        w = write(fd, "x", 1);
     while (w < 0 && errno == EINTR);
-    /* full (EAGAIN): a poll is asked for already */
+}
+
+static void keys_kick(struct fleet *f)
+{
+    poke(f->keys_wake[1]);
 }
 
 /* Reads the connection and tells the session cache how far it has
@@ -263,12 +269,9 @@ static void close_pair(int fd[2])
 static void wind_up(struct fleet *f, bool listener)
 {
     size_t i;
-    ssize_t w;
 
     atomic_store(&f->stop, true);
-    do
-        w = write(f->wake[1], "x", 1);
-    while (w < 0 && errno == EINTR);
+    poke(f->wake[1]);
     keys_kick(f);
     if (listener)
         pthread_join(f->thread, NULL);
