@@ -340,7 +340,18 @@ static void pool_put(struct conn *c)
 
 /* Checks out a working connection, waiting at most timeout_ms for a free
  * slot. AS_ERR_UNAVAILABLE when none frees up or the server is down. */
+static enum as_err pool_take(struct pg *p, struct conn *out, bool ping);
+
 static enum as_err pool_get(struct pg *p, struct conn *out)
+{
+    return pool_take(p, out, false);
+}
+
+/* pool_get, and with `ping` the readiness ping's own slot (the one past
+ * the pool's) first, so that a pool whose connections all wait on
+ * something else (a row lock, a slow statement) does not read as a
+ * server that does not answer (ready.h, ready_stalled). */
+static enum as_err pool_take(struct pg *p, struct conn *out, bool ping)
 {
     struct timespec until;
     struct slot *s = NULL;
@@ -352,7 +363,8 @@ static enum as_err pool_get(struct pg *p, struct conn *out)
     clock_deadline(&until, p->timeout_ms);
     pthread_mutex_lock(&p->mu);
     for (;;) {
-        s = free_slot(p);
+        s = ping && !p->slots[p->nslots].busy ? &p->slots[p->nslots]
+                                               : free_slot(p);
         if (s || rc == ETIMEDOUT)
             break;
         rc = pthread_cond_timedwait(&p->freed, &p->mu, &until);
@@ -567,24 +579,6 @@ static enum as_err tx_finish(struct conn *c, const char *op, enum as_err err)
     return err;
 }
 
-/* One statement on a pooled connection, outside any transaction. */
-static enum as_err one_shot(struct pg *p, const char *op, const char *sql,
-                            const struct params *q, PGresult **out)
-{
-    struct conn c;
-    enum as_err err;
-
-    *out = NULL;
-    if (q && q->invalid)
-        return AS_ERR_VALIDATION;
-    err = pool_get(p, &c);
-    if (err != AS_OK)
-        return err;
-    err = conn_exec(&c, op, sql, q, false, out);
-    pool_put(&c);
-    return err;
-}
-
 /* --------------------------------------------------------- migrations */
 
 static bool applied(const PGresult *r, unsigned version)
@@ -681,9 +675,14 @@ static enum as_err pg_migrate(void *impl)
 
 static enum as_err pg_ping(void *impl)
 {
-    PGresult *r;
-    enum as_err err = one_shot(impl, "ping", "SELECT 1", NULL, &r);
+    PGresult *r = NULL;
+    struct conn c;
+    enum as_err err = pool_take(impl, &c, true);
 
+    if (err != AS_OK)
+        return err;
+    err = conn_exec(&c, "ping", "SELECT 1", NULL, false, &r);
+    pool_put(&c);
     PQclear(r);
     return err;
 }
@@ -1163,7 +1162,7 @@ static void pg_close(void *impl)
 
     if (!p)
         return;
-    for (i = 0; p->slots && i < p->nslots; i++)
+    for (i = 0; p->slots && i <= p->nslots; i++)   /* and the ping's */
         PQfinish(p->slots[i].conn);
     free(p->slots);
     for (i = 0; i < p->nkv; i++) {
@@ -1313,7 +1312,7 @@ enum as_err repo_pg_open(const struct cfg *cfg, const char *url,
                                               : TIMEOUT_DEFAULT_MS;
     if (p->timeout_ms > 3600000u)
         p->timeout_ms = 3600000u;
-    p->slots = calloc(p->nslots, sizeof *p->slots);
+    p->slots = calloc(p->nslots + 1u, sizeof *p->slots);  /* + the ping's */
     if (!p->slots)
         goto out;
     if (pthread_condattr_init(&ca) != 0)

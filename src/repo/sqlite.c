@@ -56,8 +56,6 @@ struct conn {
     struct conn *next;           /* in the idle list */
     enum as_err err;             /* first failure of the operation */
     const char *op;              /* its name, for the log */
-    uint64_t t0;                 /* when it began (monotonic ms) */
-    int timeout_ms;              /* the busy timeout (struct sq's) */
     bool moved;                  /* its file gone: said once (same_file()) */
 };
 
@@ -70,6 +68,14 @@ struct sq {
     struct conn *idle;
     pthread_mutex_t mu;
     pthread_cond_t cv;           /* a connection came back */
+    /* The readiness ping's own connection (sq_ping), so that a pool whose
+     * connections all wait on something else does not read as a database
+     * that does not answer (ready.h, ready_stalled). NULL until the first
+     * ping; never for ":memory:", where another connection is another
+     * database. */
+    struct conn *ping;
+    pthread_mutex_t ping_mu;
+    bool memory;
 };
 
 /* ---- errors ------------------------------------------------------------ */
@@ -94,14 +100,7 @@ static void fail(struct conn *c, int rc)
         e = AS_ERR_NOT_FOUND;            /* the user or session is gone */
         lvl = LOG_INFO;
     } else if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED) {
-        /* Waited the whole busy timeout: another process holds the
-         * write lock (a tool's open transaction, a stuck backup). Each
-         * later write would wait as long, so this one failure opens the
-         * circuit, as a PostgreSQL server that does not answer does
-         * (breaker.h). A busy answer that came sooner is a short lock
-         * wait, which a retry may win: one failure of the streak. */
-        e = clock_mono_ms() - c->t0 >= (uint64_t)c->timeout_ms
-                ? AS_ERR_DB_UNREACHABLE : AS_ERR_UNAVAILABLE;
+        e = AS_ERR_UNAVAILABLE;
         lvl = LOG_WARN;
     } else if (primary == SQLITE_FULL || primary == SQLITE_IOERR ||
                primary == SQLITE_READONLY || primary == SQLITE_CANTOPEN) {
@@ -251,7 +250,6 @@ static void same_file(struct conn *c)
 static void begin(struct conn *c)
 {
     same_file(c);
-    c->t0 = clock_mono_ms();
     run(c, q(c, S_BEGIN));
 }
 
@@ -335,8 +333,6 @@ static enum as_err conn_open(struct sq *s, struct conn **out)
     if (!c)
         return AS_ERR_NOMEM;
     c->op = "open";
-    c->t0 = clock_mono_ms();
-    c->timeout_ms = s->timeout_ms;
     rc = sqlite3_open_v2(s->path, &c->db,
                          SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
                              | SQLITE_OPEN_NOMUTEX,
@@ -408,7 +404,6 @@ static enum as_err acquire(struct sq *s, const char *op, struct conn **out)
     if (c) {
         c->err = AS_OK;
         c->op = op;
-        c->t0 = clock_mono_ms();
     }
     *out = c;
     return err;
@@ -682,53 +677,44 @@ static enum as_err sq_migrate(void *impl)
     return release(impl, c);
 }
 
-/* Ready means writes go through too: in WAL mode reads never wait, so
- * only taking the write lock (and handing it back at once) sees another
- * process that holds it (README.md "Circuit breaker"). The busy handler
- * is off meanwhile: it sleeps up to 100 ms between tries, so this
- * process's own writers, each holding the lock for a fraction of a
- * millisecond, could keep winning it for a second under a write-heavy
- * load and make the prober call a busy database a stalled one. Tried
- * every millisecond instead, it gets the lock between two of them. */
-static void write_lock_free(struct conn *c)
+/* Reads the schema on `c` (and checks that the file is still the one
+ * opened, see same_file). */
+static void ping_on(struct conn *c)
 {
-    static const struct timespec gap = { 0, 1000 * 1000 };
-    sqlite3_stmt *st = q(c, S_BEGIN);
-    int rc;
-
-    same_file(c);
-    if (!st || c->err != AS_OK)
-        return;
-    c->t0 = clock_mono_ms();
-    sqlite3_busy_timeout(c->db, 0);
-    for (;;) {
-        rc = sqlite3_step(st);
-        sqlite3_reset(st);
-        if ((rc & 0xff) != SQLITE_BUSY ||
-            clock_mono_ms() - c->t0 >= (uint64_t)c->timeout_ms)
-            break;
-        nanosleep(&gap, NULL);
-    }
-    sqlite3_busy_timeout(c->db, c->timeout_ms);
-    if (rc != SQLITE_DONE)
-        fail(c, rc);
-    else
-        sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
-}
-
-static enum as_err sq_ping(void *impl)
-{
-    struct conn *c;
     sqlite3_stmt *st;
-    enum as_err err = acquire(impl, "ping", &c);
 
-    if (err != AS_OK)
-        return err;
     same_file(c);
     st = q(c, S_PING);
     if (row(c, st))
         done(st);
-    write_lock_free(c);
+}
+
+/* On the ping's own connection when it is free (the prober's, most of the
+ * time), else on one of the pool's (a probe of a half-open circuit made
+ * while the prober pings). */
+static enum as_err sq_ping(void *impl)
+{
+    struct sq *s = impl;
+    struct conn *c;
+    enum as_err err;
+
+    if (!s->memory && pthread_mutex_trylock(&s->ping_mu) == 0) {
+        err = s->ping ? AS_OK : conn_open(s, &s->ping);
+        if (err == AS_OK) {
+            c = s->ping;
+            c->err = AS_OK;
+            c->op = "ping";
+            ping_on(c);
+            err = c->err;
+            reset_all(c);
+        }
+        pthread_mutex_unlock(&s->ping_mu);
+        return err;
+    }
+    err = acquire(impl, "ping", &c);
+    if (err != AS_OK)
+        return err;
+    ping_on(c);
     return release(impl, c);
 }
 
@@ -743,6 +729,8 @@ static void sq_close(void *impl)
         next = c->next;
         conn_close(c);
     }
+    conn_close(s->ping);
+    pthread_mutex_destroy(&s->ping_mu);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
     free(s->path);
@@ -802,6 +790,8 @@ static enum as_err sq_new(const struct cfg *cfg, const char *path,
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->ping_mu, NULL);
+    s->memory = memory;
     pthread_cond_init(&s->cv, &ca);
     pthread_condattr_destroy(&ca);
     if (!s->path) {

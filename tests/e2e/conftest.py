@@ -6,6 +6,7 @@ Environment:
   AUTH_E2E_BACKENDS  comma-separated: sqlite, postgres (default: sqlite)
   AUTH_E2E_PG_URL    admin URL of a throwaway PostgreSQL (for postgres)
 """
+import collections
 import http.client
 import json
 import os
@@ -524,3 +525,40 @@ def without_library(soname, tmp_dir):
                 % (unshare, lib, BIN))
     os.chmod(wrapper, 0o755)
     return wrapper
+
+
+def reads_while_held(d, hold, writer_token, victim_token, writers=12):
+    """Runs hold() (which returns once it has held a lock on the database
+    for a while) as `writers` threads write for writer_token's account
+    (DELETE of a session id that does not exist: it takes the account's
+    lock) and one thread, another account, reads its sessions. Returns
+    Counters of (victim, writer) statuses: a lock elsewhere may delay
+    those writes, never refuse the other account (README.md "Circuit
+    breaker")."""
+    victim, writes = collections.Counter(), collections.Counter()
+    done = threading.Event()
+    path = "/api/v1/auth/sessions/01a24d8c-f2d0-72f6-bac0-2051f18a85fb"
+
+    def write():
+        while not done.is_set():
+            r = d.request("DELETE", path, token=writer_token, timeout=60)
+            writes[r.status] += 1
+
+    def read():
+        while not done.is_set():
+            r = d.request("GET", "/api/v1/auth/sessions",
+                          token=victim_token, timeout=60)
+            victim[r.status] += 1
+            time.sleep(0.01)
+
+    threads = [threading.Thread(target=write) for _ in range(writers)]
+    threads.append(threading.Thread(target=read))
+    for t in threads:
+        t.start()
+    try:
+        hold()
+    finally:
+        done.set()
+        for t in threads:
+            t.join()
+    return victim, writes

@@ -22,7 +22,8 @@ import time
 
 import pytest
 
-from conftest import BACKENDS, PG_URL, ROOT, Daemon, wait_until
+from conftest import BACKENDS, PG_URL, ROOT, Daemon, reads_while_held, \
+    wait_until
 
 pytestmark = pytest.mark.skipif(
     not PG_URL or "postgres" not in BACKENDS,
@@ -363,5 +364,42 @@ def test_no_request_waits_once_readyz_says_503(own_cluster):
             lambda: timed_get(d, "/api/v1/users/me", token)[0] == 200,
             timeout=10)
         assert d.events(lambda e: e.get("event") == "db.stall_ended")
+    finally:
+        assert d.stop() == 0, "\n".join(d.lines[-20:])
+
+
+def test_a_row_lock_refuses_no_other_account(own_cluster):
+    """Another session holds one account's row (SELECT ... FOR UPDATE)
+    for 3 s while 12 connections write to that account and fill the
+    pool: those writes wait, and another account's reads wait for a free
+    connection, but none is refused. The readiness ping has a connection
+    of its own; when it waited for the pool's, the prober called the
+    database stalled after a second and everyone got 503."""
+    folder, url = own_cluster
+    d = Daemon("postgres", database_url=url, env={
+        "AUTH_DB_TIMEOUT_MS": "5000",
+    }).start()
+    try:
+        writer_email, _, writer = d.user()
+        _, _, victim = d.user()
+        sql = ("BEGIN; SELECT id FROM users WHERE email = '%s' FOR UPDATE; "
+               "SELECT pg_sleep(3); COMMIT;" % writer_email)
+
+        def hold():
+            r = subprocess.run(["psql", d.env["AUTH_DATABASE_URL"], "-qXAt",
+                                "-v", "ON_ERROR_STOP=1", "-c", sql],
+                               capture_output=True, text=True, timeout=60)
+            assert r.returncode == 0, r.stderr
+            time.sleep(0.3)      # the writes that waited get through
+
+        reads, writes = reads_while_held(d, hold, writer["access_token"],
+                                         victim["access_token"])
+        print("\nstall: row lock 3 s: other account %s, writes %s"
+              % (dict(reads), dict(writes)))
+        assert set(reads) == {200}, reads
+        assert 503 not in writes, writes
+        d.settled()
+        assert not d.events(lambda e: e.get("event") in
+                            ("db.stalled", "repo.circuit"), timeout=0)
     finally:
         assert d.stop() == 0, "\n".join(d.lines[-20:])
