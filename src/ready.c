@@ -29,7 +29,8 @@ struct ready {
     /* When the running ping counts as stalled (0: none running), read
      * without the mutex by ready_stalled() on every database call. */
     _Atomic uint64_t stall_at;
-    atomic_bool stall_said;             /* "db.stalled" logged for it */
+    _Atomic uint64_t stall_said;        /* the stall_at "db.stalled" was
+                                           logged for */
 };
 
 /* Milliseconds from `t` to `now` (0 when `now` is earlier). */
@@ -72,7 +73,9 @@ static void *prober(void *arg)
         pthread_mutex_unlock(&r->mu);
         err = r->ping(r->arg);                  /* may wait: no lock held */
         atomic_store_explicit(&r->stall_at, 0, memory_order_relaxed);
-        if (atomic_exchange(&r->stall_said, false))
+        /* "db.stall_ended" only after this ping's own "db.stalled" */
+        if (atomic_exchange(&r->stall_said, 0) ==
+            r->started_ms + r->stall_ms)
             log_event(err == AS_OK ? LOG_INFO : LOG_WARN, "db.stall_ended",
                       NULL, json_pack("{s:I, s:s}", "ping_ms",
                                       (json_int_t)since(clock_mono_ms(),
@@ -159,9 +162,10 @@ bool ready_stalled(struct ready *r, uint64_t now_ms)
 
     if (at == 0 || now_ms < at)
         return false;
-    if (!atomic_exchange(&r->stall_said, true))
+    if (atomic_exchange(&r->stall_said, at) != at)   /* once a ping */
         log_event(LOG_WARN, "db.stalled", NULL,
-                  json_pack("{s:I, s:s}", "after_ms", (json_int_t)r->stall_ms,
+                  json_pack("{s:I, s:s}", "ping_ms",
+                            (json_int_t)(now_ms - at + r->stall_ms),
                             "hint", "the database did not answer a ping; "
                             "calls that need it are refused at once until "
                             "it does"));
