@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +57,8 @@ struct conn {
     struct conn *next;           /* in the idle list */
     enum as_err err;             /* first failure of the operation */
     const char *op;              /* its name, for the log */
+    struct sq *sq;               /* its pool */
+    bool busy;                   /* the failure was SQLITE_BUSY/LOCKED */
     bool moved;                  /* its file gone: said once (same_file()) */
 };
 
@@ -76,6 +79,9 @@ struct sq {
     struct conn *ping;
     pthread_mutex_t ping_mu;
     bool memory;
+    /* Since when another process holds the write lock (0: nobody known
+     * to): see begin(). */
+    _Atomic uint64_t lock_held_at;
 };
 
 /* ---- errors ------------------------------------------------------------ */
@@ -102,6 +108,7 @@ static void fail(struct conn *c, int rc)
     } else if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED) {
         e = AS_ERR_UNAVAILABLE;
         lvl = LOG_WARN;
+        c->busy = true;
     } else if (primary == SQLITE_FULL || primary == SQLITE_IOERR ||
                primary == SQLITE_READONLY || primary == SQLITE_CANTOPEN) {
         /* the disk, not the request: 503 and the breaker, as for a
@@ -247,10 +254,65 @@ static void same_file(struct conn *c)
                         "replaced while open; restart the daemon"));
 }
 
+/* One BEGIN IMMEDIATE without the busy handler: true when it got the
+ * write lock, false (nothing recorded) when another connection has it. */
+static bool begin_now(struct conn *c, sqlite3_stmt *st)
+{
+    int rc;
+
+    sqlite3_busy_timeout(c->db, 0);
+    rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    sqlite3_busy_timeout(c->db, c->sq->timeout_ms);
+    if ((rc & 0xff) == SQLITE_BUSY)
+        return false;
+    if (rc != SQLITE_DONE)
+        fail(c, rc);
+    return true;
+}
+
+/* Opens a write transaction. A write that waited the whole busy timeout
+ * for the lock means another process holds it (an open transaction in
+ * the sqlite3 shell, a stuck tool): each write after it would wait as
+ * long. From then on writes try the lock once and, while it is still
+ * held, end at once as a lock conflict: 503 after repo.c's few quick
+ * retries, not counted by the breaker, and reads go on (README.md
+ * "Circuit breaker"). The first write or readiness ping that gets the
+ * lock ends that. */
 static void begin(struct conn *c)
 {
+    struct sq *s = c->sq;
+    sqlite3_stmt *st;
+    uint64_t held, t0;
+
     same_file(c);
-    run(c, q(c, S_BEGIN));
+    st = q(c, S_BEGIN);
+    if (!st || c->err != AS_OK)
+        return;
+    held = atomic_load_explicit(&s->lock_held_at, memory_order_relaxed);
+    if (held) {
+        if (!begin_now(c, st)) {
+            refuse(c, AS_ERR_LOCK_CONFLICT);
+            return;
+        }
+        if (atomic_exchange(&s->lock_held_at, 0) == held)
+            log_event(LOG_INFO, "repo.write_lock_free", NULL,
+                      json_pack("{s:s, s:I}", "backend", "sqlite",
+                                "held_ms", (json_int_t)(clock_mono_ms()
+                                                        - held)));
+        return;
+    }
+    t0 = clock_mono_ms();
+    c->busy = false;
+    run(c, st);
+    if (c->err != AS_OK && c->busy &&
+        clock_mono_ms() - t0 >= (uint64_t)s->timeout_ms &&
+        atomic_exchange(&s->lock_held_at, t0) == 0)
+        log_event(LOG_WARN, "repo.write_lock_held", NULL,
+                  json_pack("{s:s, s:s}", "backend", "sqlite", "hint",
+                            "another process holds the database's write "
+                            "lock; writes are refused at once until it "
+                            "is free"));
 }
 
 /* COMMIT when the operation went well, else (or when COMMIT fails)
@@ -333,6 +395,7 @@ static enum as_err conn_open(struct sq *s, struct conn **out)
     if (!c)
         return AS_ERR_NOMEM;
     c->op = "open";
+    c->sq = s;
     rc = sqlite3_open_v2(s->path, &c->db,
                          SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
                              | SQLITE_OPEN_NOMUTEX,
@@ -689,6 +752,19 @@ static void ping_on(struct conn *c)
         done(st);
 }
 
+/* While another process is known to hold the write lock (see begin()),
+ * one try at it: not ready while it is still held (a lock conflict, which
+ * the breaker does not count), and the try that gets it ends that. */
+static void write_check(struct conn *c)
+{
+    if (c->err != AS_OK ||
+        !atomic_load_explicit(&c->sq->lock_held_at, memory_order_relaxed))
+        return;
+    begin(c);
+    if (c->err == AS_OK)
+        sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
 /* On the ping's own connection when it is free (the prober's, most of the
  * time), else on one of the pool's (a probe of a half-open circuit made
  * while the prober pings). */
@@ -705,6 +781,7 @@ static enum as_err sq_ping(void *impl)
             c->err = AS_OK;
             c->op = "ping";
             ping_on(c);
+            write_check(c);
             err = c->err;
             reset_all(c);
         }
@@ -715,6 +792,7 @@ static enum as_err sq_ping(void *impl)
     if (err != AS_OK)
         return err;
     ping_on(c);
+    write_check(c);
     return release(impl, c);
 }
 

@@ -99,7 +99,7 @@ def _hold_write_lock(data_dir):
     """Another process's open write transaction on the daemon's file, as
     the sqlite3 shell's BEGIN EXCLUSIVE leaves it (in WAL mode readers go
     on; every writer waits)."""
-    db = sqlite3.connect(os.path.join(data_dir, "auth.db"), timeout=0,
+    db = sqlite3.connect(os.path.join(data_dir, "auth.db"), timeout=5,
                          isolation_level=None, check_same_thread=False)
     db.execute("BEGIN EXCLUSIVE")
     return db
@@ -140,6 +140,52 @@ def test_a_write_lock_held_elsewhere_refuses_no_read():
         d.settled()
         assert not d.events(lambda e: e.get("event") in
                             ("db.stalled", "repo.circuit"), timeout=0)
+    finally:
+        assert d.stop() == 0
+
+
+def test_a_write_lock_held_past_the_timeout_refuses_writes_at_once():
+    """Another process holds the write lock past AUTH_DB_TIMEOUT_MS (1 s
+    here): the first write waits the second for its 503, and the writes
+    after it are 503 at once (README.md "Circuit breaker": not after a
+    timeout), while reads go on and the circuit stays closed; /readyz is
+    503 until the lock is free, and then everything is served again by
+    itself. Before, every write waited its second and /readyz said 200."""
+    d = Daemon(env=LOCK_ENV).start()
+    try:
+        _, _, reader = d.user()
+        holder = _hold_write_lock(d.data_dir)
+        try:
+            r, first = _timed_register(d)
+            assert_problem(r, 503, "service_unavailable")
+            assert first >= 0.9, first
+            took = []
+            for _ in range(10):
+                r, t = _timed_register(d)
+                assert_problem(r, 503, "service_unavailable")
+                assert r.header("Retry-After"), r
+                took.append(round(t, 3))
+                rr = d.request("GET", "/api/v1/auth/sessions",
+                               token=reader["access_token"])
+                assert rr.status == 200, rr
+            print("\nsqlite lock: first write %.3f s, then %s s"
+                  % (first, took))
+            assert max(took) < 0.5, took
+            assert wait_until(
+                lambda: d.request("GET", "/readyz").status == 503,
+                timeout=10)
+        finally:
+            holder.rollback()
+            holder.close()
+        assert wait_until(lambda: d.request("GET", "/readyz").status == 200,
+                          timeout=10)
+        r = d.register()[0]
+        assert r.status == 201, r
+        d.settled()
+        names = [e.get("event") for e in d.logs]
+        assert names.count("repo.write_lock_held") == 1, names
+        assert names.count("repo.write_lock_free") == 1, names
+        assert "repo.circuit" not in names
     finally:
         assert d.stop() == 0
 

@@ -1842,6 +1842,55 @@ static void ping_answers_while_the_pool_is_taken(void **state)
     repo_close(b.r);
 }
 
+/* Another connection holds the write lock past the busy timeout: the
+ * first write waits it out, the next ones are refused at once, reads and
+ * the breaker are untouched, the ping says "not ready" without waiting;
+ * with the lock free, the ping and the writes go through again. */
+static void a_write_lock_held_elsewhere_refuses_writes_at_once(void **state)
+{
+    struct fx *f = *state;
+    sqlite3 *writer = raw_open(f);
+    struct repo *r = NULL;
+    struct user u, got;
+    uint64_t t0;
+
+    f->cfg.db_timeout_ms = 300;
+    assert_int_equal(repo_open(&f->cfg, &r), AS_OK);
+    assert_int_equal(repo_migrate(r), AS_OK);
+    memset(&u, 0, sizeof u);
+    uuid_v7_new(u.id);
+    u.email = "held@example.com";
+    u.password_hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA";
+    u.role = ROLE_USER;
+    u.is_active = true;
+    u.created_at = u.updated_at = T0;
+    assert_int_equal(sqlite3_exec(writer, "BEGIN IMMEDIATE", NULL, NULL,
+                                  NULL),
+                     SQLITE_OK);
+    t0 = clock_mono_ms();
+    assert_int_equal(repo_user_insert(r, &u), AS_ERR_UNAVAILABLE);
+    assert_true(clock_mono_ms() - t0 >= 300);
+    for (int i = 0; i < 5; i++) {
+        t0 = clock_mono_ms();
+        assert_int_equal(repo_user_insert(r, &u), AS_ERR_UNAVAILABLE);
+        assert_true(clock_mono_ms() - t0 < 250);
+        assert_int_equal(repo_user_by_email(r, "held@example.com", &got,
+                                            f->a),
+                         AS_ERR_NOT_FOUND);
+        t0 = clock_mono_ms();
+        assert_int_equal(repo_ping(r), AS_ERR_UNAVAILABLE);
+        assert_true(clock_mono_ms() - t0 < 250);
+    }
+    assert_int_equal(breaker_state(repo_breaker(r), clock_mono_ms()),
+                     BREAKER_CLOSED);
+    assert_int_equal(sqlite3_exec(writer, "ROLLBACK", NULL, NULL, NULL),
+                     SQLITE_OK);
+    assert_int_equal(repo_ping(r), AS_OK);
+    assert_int_equal(repo_user_insert(r, &u), AS_OK);
+    sqlite3_close(writer);
+    repo_close(r);
+}
+
 static unsigned gate_asked;
 
 static bool gate_closed(void *arg, uint64_t now_ms)
@@ -2615,6 +2664,7 @@ int main(void)
         CASE(migrated_start_takes_no_write_lock),
         CASE(a_closed_gate_refuses_calls_at_once),
         CASE(ping_answers_while_the_pool_is_taken),
+        CASE(a_write_lock_held_elsewhere_refuses_writes_at_once),
         CASE(file_is_private),
         CASE(open_errors),
         cmocka_unit_test(memory_database_works),
