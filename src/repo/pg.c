@@ -391,6 +391,13 @@ static enum as_err pool_take(struct pg *p, struct conn *out, bool ping)
     }
     if (err != AS_OK)
         pool_put(out);
+    /* The ping's own slot refused at once (the server's or the role's
+     * connection limit, reached by the pool meanwhile): the pool's
+     * connections still work, so the ping asks one of them rather than
+     * call a working database not ready. A connect that hung
+     * (AS_ERR_DB_UNREACHABLE) is the answer itself. */
+    if (err == AS_ERR_UNAVAILABLE && s == &p->slots[p->nslots])
+        return pool_take(p, out, false);
     return err;
 }
 

@@ -254,13 +254,16 @@ static void same_file(struct conn *c)
                         "replaced while open; restart the daemon"));
 }
 
-/* One BEGIN IMMEDIATE without the busy handler: true when it got the
- * write lock, false (nothing recorded) when another connection has it. */
+/* A BEGIN IMMEDIATE that waits at most LOCK_TRY_MS: true when it got the
+ * write lock, false (nothing recorded) when another connection kept it.
+ * A few milliseconds, so that this process's own writers, each holding
+ * the lock for a fraction of one, do not make it lose. */
+#define LOCK_TRY_MS 10
 static bool begin_now(struct conn *c, sqlite3_stmt *st)
 {
     int rc;
 
-    sqlite3_busy_timeout(c->db, 0);
+    sqlite3_busy_timeout(c->db, LOCK_TRY_MS);
     rc = sqlite3_step(st);
     sqlite3_reset(st);
     sqlite3_busy_timeout(c->db, c->sq->timeout_ms);
@@ -274,11 +277,12 @@ static bool begin_now(struct conn *c, sqlite3_stmt *st)
 /* Opens a write transaction. A write that waited the whole busy timeout
  * for the lock means another process holds it (an open transaction in
  * the sqlite3 shell, a stuck tool): each write after it would wait as
- * long. From then on writes try the lock once and, while it is still
- * held, end at once as a lock conflict: 503 after repo.c's few quick
- * retries, not counted by the breaker, and reads go on (README.md
- * "Circuit breaker"). The first write or readiness ping that gets the
- * lock ends that. */
+ * long. That write and the ones after it end as a lock conflict, which
+ * the breaker does not count, so reads go on; from then on writes try
+ * the lock for LOCK_TRY_MS only, so they end at once while it is still
+ * held: 503 after repo.c's few quick retries (README.md "Circuit
+ * breaker"). The first write or readiness ping that gets the lock ends
+ * that. */
 static void begin(struct conn *c)
 {
     struct sq *s = c->sq;
@@ -305,14 +309,21 @@ static void begin(struct conn *c)
     t0 = clock_mono_ms();
     c->busy = false;
     run(c, st);
-    if (c->err != AS_OK && c->busy &&
-        clock_mono_ms() - t0 >= (uint64_t)s->timeout_ms &&
-        atomic_exchange(&s->lock_held_at, t0) == 0)
+    if (c->err == AS_OK || !c->busy ||
+        clock_mono_ms() - t0 < (uint64_t)s->timeout_ms)
+        return;
+    /* Not a failure of the database, which still reads: several writes
+     * waiting at once must not open the circuit for the reads too. */
+    c->err = AS_ERR_LOCK_CONFLICT;
+    if (atomic_exchange(&s->lock_held_at, t0) == 0)
         log_event(LOG_WARN, "repo.write_lock_held", NULL,
-                  json_pack("{s:s, s:s}", "backend", "sqlite", "hint",
-                            "another process holds the database's write "
-                            "lock; writes are refused at once until it "
-                            "is free"));
+                  json_pack("{s:s, s:I, s:s}", "backend", "sqlite",
+                            "waited_ms", (json_int_t)s->timeout_ms,
+                            "hint", "the write lock was not free within "
+                            "AUTH_DB_TIMEOUT_MS: another process holds "
+                            "it (or writes here queue longer than that); "
+                            "writes are refused at once until it is "
+                            "free"));
 }
 
 /* COMMIT when the operation went well, else (or when COMMIT fails)

@@ -1001,6 +1001,45 @@ static void test_pool_timeout(void **state)
     inst_close(&in);
 }
 
+/* The readiness ping's own connection cannot be made because the pool
+ * took what the database allows (CONNECTION LIMIT 1 here; the server's
+ * max_connections in production): the ping answers on the pool's
+ * connection, instead of calling a working database not ready. */
+static void test_ping_when_the_connection_limit_is_reached(void **state)
+{
+    NEED_SERVER(f);
+    const char *b = base_url();
+    const char *host = strstr(b, "://");
+    const char *path = host ? strchr(host + 3, '/') : NULL;
+    const char *query = path ? strchr(path, '?') : NULL;
+    struct cfg cfg;
+    const struct repo_ops *ops = NULL;
+    void *impl = NULL;
+    char db[96], sql[256], url[2048];
+    int64_t cnt;
+
+    if (!path) {
+        skip();                  /* a key=value URL: not rewritten here */
+        return;
+    }
+    snprintf(db, sizeof db, "%s_limit", f->schema);
+    snprintf(sql, sizeof sql, "CREATE DATABASE %s CONNECTION LIMIT 1", db);
+    side_ok(f, sql);
+    snprintf(url, sizeof url, "%.*s/%s%s", (int)(path - b), b, db,
+             query ? query : "");
+    memset(&cfg, 0, sizeof cfg);
+    cfg.db_pool_size = 1;
+    cfg.db_timeout_ms = 2000;
+    assert_int_equal(repo_pg_open(&cfg, url, &ops, &impl), AS_OK);
+    /* The pool's connection (the call itself fails: no tables here). */
+    (void)ops->user_count(impl, false, &cnt);
+    assert_int_equal(ops->ping(impl), AS_OK);
+    assert_int_equal(ops->ping(impl), AS_OK);
+    ops->close(impl);
+    snprintf(sql, sizeof sql, "DROP DATABASE %s WITH (FORCE)", db);
+    side_ok(f, sql);
+}
+
 static void test_statement_timeout(void **state)
 {
     NEED_SERVER(f);
@@ -1262,6 +1301,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_deadlock_is_retried, fx_setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_pool_timeout, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_ping_when_the_connection_limit_is_reached, fx_setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_statement_timeout, fx_setup,
                                         fx_teardown),
