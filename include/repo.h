@@ -417,7 +417,9 @@ typedef bool repo_gate_fn(void *arg, uint64_t now_ms);
 /* Installs `gate`: while it says so, every call is refused at once with
  * AS_ERR_UNAVAILABLE, as by an open breaker, instead of waiting out its
  * timeout on a database that does not answer (README.md "Circuit
- * breaker"). Once, before the calls it should see; `arg` is borrowed. */
+ * breaker"). Setting it is safe while calls run (`arg` is published
+ * before `gate`); clear it (NULL) only once no call can run. `arg` is
+ * borrowed. */
 void repo_set_gate(struct repo *r, repo_gate_fn *gate, void *arg);
 /* True when the gate refuses calls at `now_ms`. */
 bool repo_gated(struct repo *r, uint64_t now_ms);

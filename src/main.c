@@ -320,9 +320,9 @@ static int serve(struct cfg *cfg)
     workpool_free(app.pool);
     workpool_free(app.db_pool);
     pw_hashers_stop();                  /* no caller is left */
-    if (app.repo)
-        repo_set_gate(app.repo, NULL, NULL);    /* it borrows app.ready */
-    ready_free(app.ready);
+    ready_free(app.ready);              /* its prober calls the repo */
+    if (app.repo)                       /* the gate borrowed app.ready */
+        repo_set_gate(app.repo, NULL, NULL);
     scache_free(app.scache);
     metrics_free(app.metrics);
     netlist_free(app.trusted);
