@@ -562,3 +562,17 @@ def reads_while_held(d, hold, writer_token, victim_token, writers=12):
         for t in threads:
             t.join()
     return victim, writes
+
+
+def assert_lock_refuses_nothing(d, hold, writer_token, victim_token, label):
+    """reads_while_held(), then what it is for: the other account's reads
+    all 200, no write 503, and neither the stall gate nor the breaker
+    engaged. Prints the counts under `label` (pytest -s)."""
+    reads, writes = reads_while_held(d, hold, writer_token, victim_token)
+    print("\n%s: other account %s, writes %s"
+          % (label, dict(reads), dict(writes)))
+    assert set(reads) == {200}, reads
+    assert 503 not in writes, writes
+    d.settled()
+    assert not d.events(lambda e: e.get("event") in
+                        ("db.stalled", "repo.circuit"), timeout=0)
