@@ -19,6 +19,7 @@ import time
 import pytest
 
 from conftest import assert_problem, assert_rate_limited, closed_within, \
+    hash_jobs, \
     wait_until
 
 LOGIN = "/api/v1/auth/login"
@@ -410,35 +411,49 @@ def test_login_storm_keeps_verify_fast(make_daemon):
 
 
 def test_full_hash_queue_answers_503_at_once(make_daemon):
+    """Twelve logins at once on one hash worker with a queue of one: the
+    ones that find it full are 503 at once. A burst that a loaded host
+    spread out so that no login found the queue full proves nothing
+    either way, and is sent again (at most five bursts)."""
     env = dict(REAL_COST, AUTH_HASH_WORKERS="1", AUTH_HASH_QUEUE="1",
                AUTH_LOG_LEVEL="info")
     d = make_daemon(env).start()
     n = 12
-    go = threading.Barrier(n)
-    results = []
     lock = threading.Lock()
 
-    def one():
-        go.wait(10)
-        t = time.perf_counter()
-        r = d.login(unknown_email(), "some password 1", timeout=60)
-        with lock:
-            results.append((r, time.perf_counter() - t))
+    def burst():
+        go = threading.Barrier(n)
+        results = []
 
-    threads = [threading.Thread(target=one) for _ in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    assert len(results) == n
-    busy = [(r, dt) for r, dt in results if r.status == 503]
-    slow = [(r, dt) for r, dt in results if r.status == 401]
-    assert len(busy) + len(slow) == n, [r for r, _ in results]
-    assert busy and slow, [r for r, _ in results]
-    for r, dt in busy:
-        assert_problem(r, 503, "overloaded")
-        assert retry_after(r) >= 1
-        assert dt < 1.0, dt                 # at once, not after the queue
+        def one():
+            go.wait(10)
+            t = time.perf_counter()
+            r = d.login(unknown_email(), "some password 1", timeout=60)
+            with lock:
+                results.append((r, time.perf_counter() - t))
+
+        threads = [threading.Thread(target=one) for _ in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert len(results) == n
+        return results
+
+    for _ in range(5):
+        results = burst()
+        busy = [(r, dt) for r, dt in results if r.status == 503]
+        slow = [(r, dt) for r, dt in results if r.status == 401]
+        assert len(busy) + len(slow) == n, [r for r, _ in results]
+        assert slow, [r for r, _ in results]
+        for r, dt in busy:
+            assert_problem(r, 503, "overloaded")
+            assert retry_after(r) >= 1
+            assert dt < 1.0, dt             # at once, not after the queue
+        if busy:
+            break
+        assert wait_until(lambda: hash_jobs(d) == (0, 0), 30)
+    assert busy, "no burst found the queue full"
     # The daemon recovers once the burst is over.
     assert_problem(d.login(unknown_email(), "some password 1"), 401)
     assert d.stop() == 0

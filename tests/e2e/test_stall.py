@@ -183,9 +183,13 @@ def test_stalled_database_holds_no_http_thread(own_cluster):
                 assert worst < FAST_BOUND_S, (path, numbers)
             assert t_503 < READY_503_BOUND_S, t_503
             # The dozen bearer requests were stuck on the database all that
-            # time (no statement can time out that soon).
+            # time (no statement can time out that soon). A bearer that a
+            # loaded host held back until readiness had turned 503 is
+            # refused at once, as documented; one that waited is not.
             with lock:
-                assert not results, results
+                early = [r for r in results
+                         if r[1] != 503 or r[2] >= FAST_BOUND_S]
+                assert not early, results
         finally:
             signal_all(stopped, signal.SIGCONT)
         # Continued: the stuck requests end (an answer each, in time), and
