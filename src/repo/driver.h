@@ -133,6 +133,8 @@ struct db {
     const struct db_driver *drv;
     _Atomic int64_t prune_rest; /* sessions.c: no pruning of sessions
                                    that ended before this cut-off */
+    _Atomic int64_t idle_rest;  /* login_failures.c: likewise for idle
+                                   counts */
 };
 
 /* The cache slot of `st` (0 .. DB_STMT_MAX - 1), given on its first use;

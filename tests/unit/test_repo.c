@@ -992,6 +992,65 @@ static void batches_stay_bounded_on_stale_statistics(void **state)
     scalar(f, "DELETE FROM login_failures");
 }
 
+/* A pruning of idle counts that found none lets the next second's skip
+ * theirs (by the cut-off's clock); after that second, or with the clock
+ * set back past it, they prune again; one that found some leaves no
+ * rest. */
+static void idle_counts_pruning_rests_after_finding_nothing(void **state)
+{
+    struct fx *f = *state;
+    const char *q = "SELECT count(*) FROM login_failures "
+                    "WHERE email = 'idle@example.com'";
+    int64_t cutoff = T0 - 10;
+
+    scalar(f, "DELETE FROM login_failures");
+    assert_int_equal(repo_login_failures_update(f->r, "x@example.com",
+                                                "10.0.0.1", prune_before,
+                                                &cutoff),
+                     AS_OK);                  /* none idle: rests */
+    failures(f, "idle@example.com", "a", 3);  /* idle from T0 + 1 */
+    cutoff = T0 + 900;                        /* within the second */
+    assert_int_equal(repo_login_failures_update(f->r, "x@example.com",
+                                                "10.0.0.1", prune_before,
+                                                &cutoff),
+                     AS_OK);
+    assert_int_equal(scalar(f, q), 3);
+    cutoff = T0 + 1000;                       /* past it */
+    assert_int_equal(repo_login_failures_update(f->r, "x@example.com",
+                                                "10.0.0.1", prune_before,
+                                                &cutoff),
+                     AS_OK);
+    assert_int_equal(scalar(f, q), 0);
+    /* Having found some, the pruning at T0+1000 left no rest. */
+    failures(f, "idle@example.com", "b", 2);
+    cutoff = T0 + 1001;
+    assert_int_equal(repo_login_failures_update(f->r, "x@example.com",
+                                                "10.0.0.1", prune_before,
+                                                &cutoff),
+                     AS_OK);
+    assert_int_equal(scalar(f, q), 0);
+    cutoff = T0 + 1002;                       /* none idle: rests */
+    assert_int_equal(repo_login_failures_update(f->r, "x@example.com",
+                                                "10.0.0.1", prune_before,
+                                                &cutoff),
+                     AS_OK);
+    failures(f, "idle@example.com", "c", 1);
+    cutoff = T0 + 1500;
+    assert_int_equal(repo_login_failures_update(f->r, "x@example.com",
+                                                "10.0.0.1", prune_before,
+                                                &cutoff),
+                     AS_OK);
+    assert_int_equal(scalar(f, q), 1);
+    /* the clock set back: rows idle by that clock are pruned at once */
+    scalar(f, "UPDATE login_failures SET last_at = 0");
+    cutoff = 1;
+    assert_int_equal(repo_login_failures_update(f->r, "x@example.com",
+                                                "10.0.0.1", prune_before,
+                                                &cutoff),
+                     AS_OK);
+    assert_int_equal(scalar(f, q), 0);
+}
+
 /* An email change copies the run of failures to the new address in its
  * transaction: the count from all addresses, and the changing client's
  * (carry_ip), each field the higher of old and new; other addresses'
@@ -2633,6 +2692,7 @@ int main(void)
         CASE(rotate_invalid_cases),
         CASE(login_stores_only_while_the_account_allows_it),
         CASE(ended_sessions_are_pruned),
+        CASE(idle_counts_pruning_rests_after_finding_nothing),
         CASE(pruning_rests_after_finding_nothing),
         CASE(a_pruning_deletes_a_bounded_number_of_tokens),
         CASE(deleting_an_account_sheds_only_its_own_rows),
