@@ -992,6 +992,15 @@ static void batches_stay_bounded_on_stale_statistics(void **state)
     scalar(f, "DELETE FROM login_failures");
 }
 
+/* A count of "x@example.com" that prunes counts idle before `cutoff`. */
+static void count_pruning(struct fx *f, int64_t cutoff)
+{
+    assert_int_equal(repo_login_failures_update(f->r, "x@example.com",
+                                                "10.0.0.1", prune_before,
+                                                &cutoff),
+                     AS_OK);
+}
+
 /* A pruning of idle counts that found none lets the next second's skip
  * theirs (by the cut-off's clock); after that second, or with the clock
  * set back past it, they prune again; one that found some leaves no
@@ -1001,53 +1010,25 @@ static void idle_counts_pruning_rests_after_finding_nothing(void **state)
     struct fx *f = *state;
     const char *q = "SELECT count(*) FROM login_failures "
                     "WHERE email = 'idle@example.com'";
-    int64_t cutoff = T0 - 10;
 
     scalar(f, "DELETE FROM login_failures");
-    assert_int_equal(repo_login_failures_update(f->r, "x@example.com",
-                                                "10.0.0.1", prune_before,
-                                                &cutoff),
-                     AS_OK);                  /* none idle: rests */
+    count_pruning(f, T0 - 10);                /* none idle: rests */
     failures(f, "idle@example.com", "a", 3);  /* idle from T0 + 1 */
-    cutoff = T0 + 900;                        /* within the second */
-    assert_int_equal(repo_login_failures_update(f->r, "x@example.com",
-                                                "10.0.0.1", prune_before,
-                                                &cutoff),
-                     AS_OK);
+    count_pruning(f, T0 + 900);               /* within the second */
     assert_int_equal(scalar(f, q), 3);
-    cutoff = T0 + 1000;                       /* past it */
-    assert_int_equal(repo_login_failures_update(f->r, "x@example.com",
-                                                "10.0.0.1", prune_before,
-                                                &cutoff),
-                     AS_OK);
+    count_pruning(f, T0 + 1000);              /* past it */
     assert_int_equal(scalar(f, q), 0);
     /* Having found some, the pruning at T0+1000 left no rest. */
     failures(f, "idle@example.com", "b", 2);
-    cutoff = T0 + 1001;
-    assert_int_equal(repo_login_failures_update(f->r, "x@example.com",
-                                                "10.0.0.1", prune_before,
-                                                &cutoff),
-                     AS_OK);
+    count_pruning(f, T0 + 1001);
     assert_int_equal(scalar(f, q), 0);
-    cutoff = T0 + 1002;                       /* none idle: rests */
-    assert_int_equal(repo_login_failures_update(f->r, "x@example.com",
-                                                "10.0.0.1", prune_before,
-                                                &cutoff),
-                     AS_OK);
+    count_pruning(f, T0 + 1002);              /* none idle: rests */
     failures(f, "idle@example.com", "c", 1);
-    cutoff = T0 + 1500;
-    assert_int_equal(repo_login_failures_update(f->r, "x@example.com",
-                                                "10.0.0.1", prune_before,
-                                                &cutoff),
-                     AS_OK);
+    count_pruning(f, T0 + 1500);
     assert_int_equal(scalar(f, q), 1);
     /* the clock set back: rows idle by that clock are pruned at once */
     scalar(f, "UPDATE login_failures SET last_at = 0");
-    cutoff = 1;
-    assert_int_equal(repo_login_failures_update(f->r, "x@example.com",
-                                                "10.0.0.1", prune_before,
-                                                &cutoff),
-                     AS_OK);
+    count_pruning(f, 1);
     assert_int_equal(scalar(f, q), 0);
 }
 
