@@ -215,6 +215,12 @@ void db_refuse(struct db_tx *t, enum as_err e)
         t->err = e;
 }
 
+void db_note_changed(struct db_tx *t, const struct db_rows *r, void *ctx)
+{
+    (void)t;
+    *(int64_t *)ctx = r->changed;
+}
+
 enum as_err db_close(struct db_tx *t)
 {
     if (t->conn) {

@@ -137,6 +137,17 @@ struct db {
                                    counts */
 };
 
+/* True while a pruning at cut-off `before` may skip its work: one that
+ * found nothing set `rest` (its cut-off + `span` ms) and `before` is at
+ * most `span` behind it (a clock set back past it prunes again). */
+static inline bool db_prune_rests(_Atomic int64_t *rest, int64_t before,
+                                  int64_t span)
+{
+    int64_t r = atomic_load(rest);
+
+    return before < r && r - before <= span;
+}
+
 /* The cache slot of `st` (0 .. DB_STMT_MAX - 1), given on its first use;
  * DB_STMT_MAX when the slots ran out (a bug: raise DB_STMT_MAX). */
 unsigned db_stmt_slot(struct db_stmt *st);
@@ -250,6 +261,9 @@ void db_send(struct db_tx *t, struct db_stmt *st, const struct db_val *args,
     db_send((t), (st), DB_ARGS_(__VA_ARGS__), (check), true, (ctx))
 #define DB_NOTE(t, st, note, ctx, ...)                                     \
     db_send((t), (st), DB_ARGS_(__VA_ARGS__), (note), false, (ctx))
+/* A note that copies the rows a statement changed into the int64_t at
+ * `ctx`. */
+db_check_fn db_note_changed;
 /* Records failure `e` (the first one wins). */
 void db_refuse(struct db_tx *t, enum as_err e);
 /* Commits (or, after a failure, rolls back), gives the connection back,

@@ -130,13 +130,6 @@ static void put(struct db_tx *t, const char *email, const char *ip,
  * login. */
 #define IDLE_REST_MS 1000
 
-static void count_changed(struct db_tx *t, const struct db_rows *r,
-                          void *ctx)
-{
-    (void)t;
-    *(int64_t *)ctx = r->changed;
-}
-
 enum as_err db_login_failures_update(void *impl, const char *email,
                                      const char *ip, repo_login_update_fn fn,
                                      void *ctx, struct repo_user_read *read)
@@ -145,7 +138,7 @@ enum as_err db_login_failures_update(void *impl, const char *email,
     struct login_count mine = { 0 }, all = { 0 };
     struct db_rows r;
     struct db_tx t;
-    int64_t before = 0, pruned = -1, rest = atomic_load(&db->idle_rest);
+    int64_t before = 0, pruned = -1;
     enum as_err err;
     size_t i;
 
@@ -175,8 +168,9 @@ enum as_err db_login_failures_update(void *impl, const char *email,
         /* Other emails' idle rows: skipped while another pruner or
          * counter holds them, so this never waits under the lock. (A
          * clock set back does not stop it.) */
-        if (before > 0 && !(before < rest && rest - before <= IDLE_REST_MS))
-            DB_NOTE(&t, &sql[L_PRUNE], count_changed, &pruned,
+        if (before > 0 &&
+            !db_prune_rests(&db->idle_rest, before, IDLE_REST_MS))
+            DB_NOTE(&t, &sql[L_PRUNE], db_note_changed, &pruned,
                     db_int(before));
         /* A login's lookup, with the writes: a round trip fewer. */
         if (read && read->wanted)

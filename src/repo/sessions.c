@@ -216,13 +216,6 @@ void db_login_still(struct db_tx *t, const char *user_id, int64_t pw_gen)
              db_int(pw_gen));
 }
 
-static void count_changed(struct db_tx *t, const struct db_rows *r,
-                          void *ctx)
-{
-    (void)t;
-    *(int64_t *)ctx = r->changed;
-}
-
 /* A pruning that found nothing to delete (or failed) lets the sessions
  * of the next second skip theirs: what ends in a second is a second's
  * worth, which the pruning after it takes 32 at a time. */
@@ -238,19 +231,19 @@ static void count_changed(struct db_tx *t, const struct db_rows *r,
 static void prune(void *impl, int64_t before)
 {
     struct db *db = impl;
-    int64_t n[4] = { 0 }, rest = atomic_load(&db->prune_rest);
+    int64_t n[4] = { 0 };
     struct db_tx t;
 
-    if (before < rest && rest - before <= PRUNE_REST_MS)
+    if (db_prune_rests(&db->prune_rest, before, PRUNE_REST_MS))
         return;                   /* (a clock set back does not stop it) */
     db_open(&t, impl, "sessions_prune", true, NULL);
-    DB_NOTE(&t, &sql[S_PRUNE_ENDED_TOKENS], count_changed, &n[0],
+    DB_NOTE(&t, &sql[S_PRUNE_ENDED_TOKENS], db_note_changed, &n[0],
             db_int(before));
-    DB_NOTE(&t, &sql[S_PRUNE_REVOKED_TOKENS], count_changed, &n[1],
+    DB_NOTE(&t, &sql[S_PRUNE_REVOKED_TOKENS], db_note_changed, &n[1],
             db_int(before));
-    DB_NOTE(&t, &sql[S_PRUNE_ENDED], count_changed, &n[2],
+    DB_NOTE(&t, &sql[S_PRUNE_ENDED], db_note_changed, &n[2],
             db_int(before));
-    DB_NOTE(&t, &sql[S_PRUNE_REVOKED], count_changed, &n[3],
+    DB_NOTE(&t, &sql[S_PRUNE_REVOKED], db_note_changed, &n[3],
             db_int(before));
     if (db_close(&t) != AS_OK || n[0] + n[1] + n[2] + n[3] == 0)
         atomic_store(&db->prune_rest, before + PRUNE_REST_MS);
@@ -287,7 +280,7 @@ enum as_err db_session_create(void *impl, const struct session *s,
     DB_SEND(&t, &sql[S_TOKEN_INSERT], db_blob(hash, REPO_HASH_LEN),
             db_text(s->id), db_int(s->created_at));
     if (cap)
-        DB_NOTE(&t, &sql[S_CAP], count_changed, &ended,
+        DB_NOTE(&t, &sql[S_CAP], db_note_changed, &ended,
                 db_text(s->user_id), db_int(up->keep),
                 db_int(s->created_at));
     /* Last: the email's lock is held the shortest (a login of the same
