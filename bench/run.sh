@@ -17,8 +17,8 @@
 #     --pg             also on PostgreSQL (tests/pg-cluster.sh; its server
 #                      pinned to the daemon's core)
 #     --bin [LABEL=]PATH   a daemon binary (repeatable: binaries are
-#                      measured in turn within each round); default
-#                      build/auth-serve
+#                      measured in turn within each round, in reverse
+#                      order in even rounds); default build/auth-serve
 #     --json PATH      results file (default bench/results/<date>.json)
 #     --server-cpu C / --client-cpu C   the cores (default 0 / 1)
 # The table ends with callgrind's instructions per request of /healthz,
@@ -405,9 +405,15 @@ done
 for round in $(seq 1 "$rounds"); do
     label=nginx
     nginx_startup
-    n=0
-    for b in "${bins[@]}"; do
-        n=$((n + 1))
+    # Even rounds take the binaries in reverse order: a host that drifts
+    # within a round then weighs on each binary alike over two rounds
+    # (in one run every round measured the first binary first, and a
+    # figure the change could not touch came out a third lower for the
+    # second binary in both rounds).
+    order=$(seq 1 ${#bins[@]})
+    [ $((round % 2)) -eq 0 ] && order=$(seq ${#bins[@]} -1 1)
+    for n in $order; do
+        b=${bins[$((n - 1))]}
         case $b in *=*) l=${b%%=*} path=${b#*=} ;; *) l=$b path=$b ;; esac
         label=$l
         echo "round $round: $l (SQLite)" >&2
