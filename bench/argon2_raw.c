@@ -1,15 +1,17 @@
 /* argon2_raw.c: raw crypto_pwhash_str_verify() per second on one thread
  * at one Argon2id cost, for bench/run.sh (which builds it with cc).
  *
- *   argon2_raw MEM_KIB ITERATIONS SECONDS fresh|kept [idle]
+ *   argon2_raw MEM_KIB ITERATIONS SECONDS fresh|kept|huge [idle]
  *
  * "fresh": as libsodium does it, a new mapping of the working memory for
  * every hash. "kept": the same calls, but this program's mmap() and
  * munmap() (its symbols come before libc's) hand libsodium one mapping
- * kept from hash to hash and never wiped: the machine's limit for the
- * daemon's hashing threads, which keep theirs wiped (src/sec/argon2mem.c).
- * "idle": at SCHED_IDLE, the daemon's hashing priority. Prints one
- * number, verifications per second. */
+ * kept from hash to hash and never wiped. "huge": kept, and mapped as
+ * the daemon's hashing threads map theirs (src/sec/argon2mem.c): on a
+ * 2 MiB boundary and marked for transparent huge pages before its first
+ * touch; the machine's limit for those threads. "idle": at SCHED_IDLE,
+ * the daemon's hashing priority. Prints one number, verifications per
+ * second. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <sched.h>
@@ -22,7 +24,7 @@
 
 #include <sodium.h>
 
-static bool keep;
+static bool keep, huge;
 static void *kept;
 static size_t kept_len;
 static bool lent;
@@ -35,6 +37,18 @@ void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
         *(void **)&next = dlsym(RTLD_NEXT, "mmap");
     if (!keep || lent || addr || fd != -1 || prot != (PROT_READ | PROT_WRITE))
         return next(addr, len, prot, flags, fd, off);
+    if (!kept && huge) {
+        /* over-mapped by 2 MiB, the start rounded up to 2 MiB, marked
+         * before the first hash's first pass faults it in */
+        size_t al = (size_t)2 << 20;
+        char *b = next(NULL, len + al, prot, flags & ~MAP_POPULATE, -1, 0);
+
+        if (b == MAP_FAILED)
+            return MAP_FAILED;
+        kept = (void *)(((unsigned long)b + al - 1) & ~(unsigned long)(al - 1));
+        madvise(kept, len, MADV_HUGEPAGE);
+        kept_len = len;
+    }
     if (!kept) {
         kept = next(NULL, len, prot, flags, -1, 0);
         if (kept == MAP_FAILED) {
@@ -79,12 +93,13 @@ int main(int argc, char **argv)
     unsigned long n = 0;
 
     if (argc < 5 || sodium_init() < 0) {
-        fprintf(stderr, "usage: %s MEM_KIB ITERATIONS SECONDS fresh|kept"
+        fprintf(stderr, "usage: %s MEM_KIB ITERATIONS SECONDS fresh|kept|huge"
                         " [idle]\n", argv[0]);
         return 2;
     }
     secs = atof(argv[3]);
-    keep = strcmp(argv[4], "kept") == 0;
+    huge = strcmp(argv[4], "huge") == 0;
+    keep = huge || strcmp(argv[4], "kept") == 0;
     if (argc > 5 && strcmp(argv[5], "idle") == 0 &&
         sched_setscheduler(0, SCHED_IDLE, &sp) != 0)
         perror("SCHED_IDLE");

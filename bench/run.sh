@@ -256,12 +256,13 @@ measure() {      # measure BIN DATADIR DBURL EMAIL PREFIX
     # each job's worker is done, a moment after its answer has left; 8
     # connections would be partly refused with 429.
     # Raw Argon2 three ways: libsodium as shipped (python3-nacl: a fresh
-    # mapping of the working memory per hash), and with the memory kept
-    # from hash to hash (bench/argon2_raw.c: the limit for the daemon's
-    # hashing threads, which keep theirs; README "Performance"), at
-    # normal priority and at the hashing threads' (SCHED_IDLE): on a core
-    # other processes also want, both lose the same time to them, so the
-    # last ratio is the daemon's own overhead.
+    # mapping of the working memory per hash); with the memory kept from
+    # hash to hash (bench/argon2_raw.c), at normal priority; and kept
+    # the way the daemon's hashing threads keep theirs, in huge pages,
+    # at their priority (SCHED_IDLE): the limit for those threads
+    # (README "Performance"). On a core other processes also want, the
+    # last and the daemon lose the same time to them, so the last ratio
+    # is the daemon's own overhead.
     # The host's speed drifts over seconds, so the step is interleaved:
     # the raws, login twice, then the raws again in reverse order; a
     # linear drift cancels out of the ratios of the sums.
@@ -274,7 +275,7 @@ measure() {      # measure BIN DATADIR DBURL EMAIL PREFIX
            rn=$(awk -v a="$rn" -v b="$r" 'BEGIN {print a + b}') ;;
         k) r=$(S "$rawk" "$mem" "$iters" "$secs" kept)
            rk=$(awk -v a="$rk" -v b="$r" 'BEGIN {print a + b}') ;;
-        i) r=$(S "$rawk" "$mem" "$iters" "$secs" kept idle)
+        i) r=$(S "$rawk" "$mem" "$iters" "$secs" huge idle)
            ri=$(awk -v a="$ri" -v b="$r" 'BEGIN {print a + b}') ;;
         L) load "${p}login c4" 4 "$base/api/v1/auth/login" \
                -s bench/wrk/login.lua -- "$(login_account "$email")" \
@@ -288,10 +289,10 @@ measure() {      # measure BIN DATADIR DBURL EMAIL PREFIX
     if [ -n "$rawk" ]; then
         rec "${p}raw, memory kept /s" \
             "$(awk -v a="$rk" 'BEGIN {printf "%.2f", a / 2}')"
-        rec "${p}raw, memory kept, at the hashing priority /s" \
+        rec "${p}raw, memory kept in huge pages, at the hashing priority /s" \
             "$(awk -v a="$ri" 'BEGIN {printf "%.2f", a / 2}')"
         rec "${p}login / raw Argon2, memory kept" "$(ratio "$lp" "$rk")"
-        rec "${p}login / raw Argon2, memory kept, at the hashing priority" \
+        rec "${p}login / raw Argon2, memory kept in huge pages, at the hashing priority" \
             "$(ratio "$lp" "$ri")"
     fi
     # The storm's p99 against the idle p99 measured just before and just

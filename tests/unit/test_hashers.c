@@ -375,6 +375,72 @@ static void only_the_working_memory_is_kept(void **state)
     assert_int_equal(argon2mem_held(), 0);
 }
 
+/* The VMA of /proc/self/smaps that starts at `base`: its end and
+ * whether its flags hold `flag` ("hg": marked for huge pages). */
+static bool vma_at(const void *base, uintptr_t *end, const char *flag,
+                   bool *has)
+{
+    FILE *f = fopen("/proc/self/smaps", "r");
+    char line[512];
+    unsigned long lo, hi;
+    bool in = false, found = false;
+
+    *has = false;
+    while (f && fgets(line, sizeof line, f)) {
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2) {
+            in = lo == (unsigned long)(uintptr_t)base;
+            if (in) {
+                found = true;
+                *end = (uintptr_t)hi;
+            }
+        } else if (in && strncmp(line, "VmFlags:", 8) == 0) {
+            char want[8];
+
+            snprintf(want, sizeof want, " %s", flag);
+            *has = strstr(line, want) != NULL;
+        }
+    }
+    if (f)
+        fclose(f);
+    return found;
+}
+
+/* A region of 2 MiB or more starts on a 2 MiB boundary, is marked for
+ * transparent huge pages (where the kernel has them) and out of core
+ * dumps, and is exactly the working memory: the over-mapping that found
+ * the boundary was given back on both sides. */
+static void the_kept_region_is_aligned_for_huge_pages(void **state)
+{
+    static const struct pw_params odd = { 1, (5u << 20) + 12288 };
+    const struct pw_params *costs[] = { &costly, &odd };
+    bool thp = access("/sys/kernel/mm/transparent_hugepage/enabled",
+                      F_OK) == 0, hg, dd;
+    char hash[PW_HASH_MAX];
+    uintptr_t end = 0;
+    size_t i;
+
+    (void)state;
+    assert_true(pw_hashers_start(1));
+    for (i = 0; i < sizeof costs / sizeof *costs; i++) {
+        struct kept k = { false, false, NULL, 0 };
+
+        assert_int_equal(pw_hash("correct horse battery", costs[i], hash),
+                         AS_OK);
+        pw_on_hasher(look, &k);
+        assert_true(k.any);
+        assert_int_equal(k.len, costs[i]->memlimit);
+        assert_int_equal((uintptr_t)k.base % ((uintptr_t)2 << 20), 0);
+        assert_true(vma_at(k.base, &end, "dd", &dd));
+        assert_true(dd);
+        assert_int_equal(end, (uintptr_t)k.base + k.len);
+        assert_true(vma_at(k.base, &end, "hg", &hg));
+        if (thp)
+            assert_true(hg);
+        assert_int_equal(pw_verify(hash, "correct horse battery"), AS_OK);
+    }
+    pw_hashers_stop();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -386,6 +452,7 @@ int main(void)
         cmocka_unit_test(a_busy_hasher_leaves_the_wipe_to_the_next_hash),
         cmocka_unit_test(an_idle_hasher_gives_its_memory_back),
         cmocka_unit_test(only_the_working_memory_is_kept),
+        cmocka_unit_test(the_kept_region_is_aligned_for_huge_pages),
     };
 
     return cmocka_run_group_tests(tests, setup, NULL);
