@@ -10,6 +10,7 @@ import collections
 import http.client
 import json
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -424,6 +425,44 @@ def assert_rate_limited(statuses, elapsed, burst, per_minute, ok=401):
     passed = statuses.count(ok)
     assert passed <= burst + refilled, (passed, elapsed, statuses)
     assert statuses.count(429) == len(statuses) - passed, statuses
+
+
+def free_ports(n):
+    """`n` distinct loopback ports that nothing listens on now, for a
+    server a test starts on a port it must know beforehand. They come from
+    below the kernel's ephemeral range: a port bind(0) finds free is in
+    that range, which outgoing connections draw from too, so while a test
+    in the other worker holds thousands of connections it can be taken
+    before the server binds it (seen with tests/pg-cluster.sh in a CI
+    run). All are held at once while choosing, so none comes twice."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            top = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        top = 32768
+    held = []
+    try:
+        for _ in range(200 * n):
+            if len(held) == n:
+                break
+            s = socket.socket()
+            try:
+                s.bind(("127.0.0.1",
+                        random.randrange(10000, top) if top > 11000 else 0))
+            except OSError:
+                s.close()
+                continue
+            held.append(s)
+        assert len(held) == n, "no free loopback port"
+        return [s.getsockname()[1] for s in held]
+    finally:
+        for s in held:
+            s.close()
+
+
+def free_port():
+    """One port of free_ports()."""
+    return free_ports(1)[0]
 
 
 def wait_until(fn, timeout=10.0, interval=0.02):

@@ -19,10 +19,9 @@ import jwt as pyjwt
 import pytest
 
 import conftest
-from conftest import (Daemon, assert_problem, mapped, wait_until,
+from conftest import (Daemon, assert_problem, free_port, mapped, wait_until,
                       without_library)
 from softauthn import Authenticator
-from test_passkeys import free_port
 from test_systemd import ACTIVATE, Notifications, activated, get
 
 LIBPQ = "libpq.so.5"

@@ -17,8 +17,8 @@ import time
 
 import pytest
 
-from conftest import Daemon, assert_problem, preload_env, preload_library, \
-    wait_until
+from conftest import Daemon, assert_problem, free_port, preload_env, \
+    preload_library, wait_until
 
 PUBLIC = "https://app.example.com"
 FROM = "Auth Serve <auth@mail.example.com>"
@@ -173,15 +173,6 @@ class WebhookSink:
 def smtp_env(port):
     return {"AUTH_SMTP_URL": "smtp://127.0.0.1:%d" % port,
             "AUTH_SMTP_FROM": FROM, "AUTH_PUBLIC_URL": PUBLIC}
-
-
-def free_port():
-    """A loopback port that nothing listens on (for now)."""
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def same_database(d):
@@ -570,8 +561,7 @@ def test_stop_aborts_a_hung_transfer(make_daemon):
 def pd(backend, sink):
     """A daemon whose passkeys a software authenticator can use (RP ID
     localhost), mailing to the sink; a low lockout threshold."""
-    from test_passkeys import free_port as passkey_port
-    port = passkey_port()
+    port = free_port()
     origin = "http://localhost:%d" % port
     d = Daemon(backend, env=dict(
         smtp_env(sink.port), AUTH_PORT=str(port), AUTH_PUBLIC_URL=origin,
@@ -722,10 +712,9 @@ def test_a_passkey_login_racing_a_reset_keeps_no_session(backend, sink):
         pytest.skip("the pause wraps SQLite's sqlite3_step")
     from softauthn import Authenticator
     from test_passkey_rules import LOGIN, enroll, login_options
-    from test_passkeys import free_port as passkey_port
     lib, work = preload_library(PAUSE_SHIM, "pause-shim-")
     go = os.path.join(work, "go")
-    port = passkey_port()
+    port = free_port()
     origin = "http://localhost:%d" % port
     d = Daemon(backend, env=dict(
         smtp_env(sink.port), AUTH_PORT=str(port), AUTH_PUBLIC_URL=origin,

@@ -15,10 +15,10 @@ import time
 
 import pytest
 
-from conftest import assert_problem, wait_until
+from conftest import assert_problem, free_port, wait_until
 from test_mail import (PUBLIC, SECRET, SmtpSink, WebhookSink, forgot,
-                       free_port, parse, reset, reset_token, same_database,
-                       smtp_env, token_in, wait_mails)
+                       parse, reset, reset_token, same_database, smtp_env,
+                       token_in, wait_mails)
 from test_mail import md, sink  # noqa: F401  (fixtures)
 
 

@@ -300,7 +300,7 @@ def test_a_new_passkey_is_told_to_the_owner(make_daemon):
     without a link, queued with the passkey; a refused registration
     queues none. SMTP for the mail, the webhook for the event."""
     from softauthn import Authenticator
-    from test_passkeys import free_port
+    from conftest import free_port
 
     sink, hook = SmtpSink(), SortingHook()
     try:
@@ -354,7 +354,7 @@ def test_passkey_notices_cannot_silence_an_email_change(make_daemon):
     adds passkeys past the cap (their notices held for later) cannot so
     silence the notice that the account's email moved."""
     from softauthn import Authenticator
-    from test_passkeys import free_port
+    from conftest import free_port
 
     hook = SortingHook()
     try:

@@ -38,7 +38,7 @@ def assert_valid(tmp_path, pointer, body):
 @pytest.fixture(scope="module")
 def kd(backend):
     """A daemon whose passkeys a software authenticator can use."""
-    from test_passkeys import free_port
+    from conftest import free_port
     port = free_port()
     origin = "http://localhost:%d" % port
     d = Daemon(backend, env=dict(AUTH_PORT=str(port), AUTH_PUBLIC_URL=origin,

@@ -19,9 +19,8 @@ import threading
 
 import pytest
 
-from conftest import BACKENDS, Daemon, assert_problem
+from conftest import BACKENDS, Daemon, assert_problem, free_port
 from softauthn import Authenticator
-from test_passkeys import free_port
 
 REG_OPT = "/api/v1/auth/passkeys/register/options"
 REG = "/api/v1/auth/passkeys/register"

@@ -11,7 +11,6 @@ import base64
 import json
 import os
 import shutil
-import socket
 import sqlite3
 import subprocess
 
@@ -19,7 +18,7 @@ import pytest
 
 import conftest
 from conftest import BACKENDS, PG_URL, ROOT, Daemon, assert_problem, \
-    pg_database
+    free_port, pg_database
 
 TOOLS = os.path.join(ROOT, "tests", "passkeys")
 CHROMIUM = os.environ.get("AUTH_E2E_CHROMIUM", "/usr/bin/chromium")
@@ -38,14 +37,6 @@ def tools():
                         "--ignore-scripts"], cwd=TOOLS, check=True,
                        timeout=600, stdout=subprocess.DEVNULL)
     return TOOLS
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def passkey_env(ports):

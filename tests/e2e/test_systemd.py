@@ -19,7 +19,7 @@ import time
 import pytest
 
 import conftest
-from conftest import BIN, ROOT, Daemon, wait_until
+from conftest import BIN, ROOT, Daemon, free_ports, wait_until
 
 ACTIVATE = shutil.which("systemd-socket-activate")
 ANALYZE = shutil.which("systemd-analyze")
@@ -64,21 +64,6 @@ class Notifications:
         self._thread.join()
         self.sock.close()
         shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def free_ports(n):
-    """`n` distinct loopback ports free at the time of the call: all are
-    held at once while choosing, so none is handed out twice."""
-    held = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            held.append(s)
-        return [s.getsockname()[1] for s in held]
-    finally:
-        for s in held:
-            s.close()
 
 
 ACTIVATE_DEADLINE = 60.0                # a loaded machine is slow to exec
