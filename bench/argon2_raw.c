@@ -45,7 +45,8 @@ void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 
         if (b == MAP_FAILED)
             return MAP_FAILED;
-        kept = (void *)(((unsigned long)b + al - 1) & ~(unsigned long)(al - 1));
+        kept = (void *)(((unsigned long)b + al - 1) &
+                        ~(unsigned long)(al - 1));
         madvise(kept, len, MADV_HUGEPAGE);
         kept_len = len;
     }

@@ -99,39 +99,36 @@ static int next_munmap(void *addr, size_t len)
 }
 
 /* A new kept region of `len` bytes, mapped as libsodium asked but in
- * transparent huge pages where the kernel has them: Argon2 reads its
- * reference blocks all over the region, and with 4 KiB pages a 19 MiB
- * region is 4,864 TLB entries, more than a core's TLB holds; with 2 MiB
- * pages it is nine, and 256 small pages for the last MiB (README.md, "Performance": about 7% more hashes a
- * second). The kernel (in its default "madvise" mode) backs a range
- * with huge pages only where it is marked so before it is first
- * touched and only in whole, aligned 2 MiB pages, so the region is
- * mapped 2 MiB longer, trimmed to start on a 2 MiB boundary, marked,
- * and left for the hash's first pass to fault in (no MAP_POPULATE,
- * which would fault it in as small pages before the mark). Where the
- * kernel has no huge pages to give, the mark does nothing and the
- * pages are small, as before. */
+ * transparent huge pages where the kernel has them. Argon2 reads its
+ * reference blocks all over the region: in 4 KiB pages a 19 MiB region
+ * is 4,864 TLB entries, more than a core's TLB holds; in 2 MiB pages it
+ * is nine, and 256 small pages for the last MiB (README.md,
+ * "Performance": about 7% more hashes a second). The kernel (in its
+ * default "madvise" mode) backs a range with huge pages only where it
+ * is marked so before its first touch, and only in whole, aligned 2 MiB
+ * pages. So the region is mapped 2 MiB longer, trimmed to start on a
+ * 2 MiB boundary, marked, and left for the hash's first pass to fault
+ * in (MAP_POPULATE would fault it in as small pages before the mark).
+ * Where the kernel has no huge pages to give, the mark does nothing. */
 static void *map_region(size_t len, int prot, int flags)
 {
     const size_t huge = (size_t)2 << 20;
-    size_t page = (size_t)sysconf(_SC_PAGESIZE), span, head, tail;
-    uintptr_t b, a;
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), whole, head;
+    uintptr_t a;
     void *p;
 
     if (len < huge || len > SIZE_MAX - 2 * huge)
         return next_mmap(NULL, len, prot, flags, -1, 0);
-    span = ((len + page - 1) & ~(page - 1)) + huge;
-    p = next_mmap(NULL, span, prot, flags & ~MAP_POPULATE, -1, 0);
+    whole = (len + page - 1) & ~(page - 1);
+    p = next_mmap(NULL, whole + huge, prot, flags & ~MAP_POPULATE, -1, 0);
     if (p == MAP_FAILED)
         return p;
-    b = (uintptr_t)p;
-    a = (b + huge - 1) & ~(uintptr_t)(huge - 1);
-    head = (size_t)(a - b);
-    tail = span - head - ((len + page - 1) & ~(page - 1));
+    a = ((uintptr_t)p + huge - 1) & ~(uintptr_t)(huge - 1);
+    head = (size_t)(a - (uintptr_t)p);
     if (head)
         (void)next_munmap(p, head);
-    if (tail)
-        (void)next_munmap((char *)a + (span - head - tail), tail);
+    if (huge - head)
+        (void)next_munmap((char *)a + whole, huge - head);
     (void)madvise((void *)a, len, MADV_HUGEPAGE);
     return (void *)a;
 }
