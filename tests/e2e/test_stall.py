@@ -335,6 +335,11 @@ def test_no_request_waits_once_readyz_says_503(own_cluster):
         assert r.status == 200, r
         token = r.json["access_token"]
         assert timed_get(d, "/api/v1/users/me", token)[0] == 200
+        # Ready first: until the prober's first ping has answered,
+        # /readyz is 503 for that alone, and the 503 awaited below would
+        # not be the stall's (a CI run: "503 after 0.001 s").
+        assert wait_until(
+            lambda: timed_get(d, "/readyz")[0] == 200, timeout=10)
         try:
             stopped = server_pids(folder)
             signal_all(stopped, signal.SIGSTOP)
