@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -78,7 +79,15 @@ struct sq {
      * database. */
     struct conn *ping;
     pthread_mutex_t ping_mu;
+    bool pinged;                 /* under ping_mu: a ping began */
     bool memory;
+    /* The file the first connection opened: a connection opened later
+     * where the path names another file, or none, is refused as the
+     * open ones are (still_the_file(), same_file()). */
+    bool file_known;
+    dev_t dev;
+    ino_t ino;
+    _Atomic bool gone_said;      /* its repo.db_error line was logged */
     /* Since when another process holds the write lock (0: nobody known
      * to): see begin(). */
     _Atomic uint64_t lock_held_at;
@@ -393,6 +402,29 @@ static int wal_on(sqlite3 *db, unsigned timeout_ms)
     }
 }
 
+/* True while the path names the file the first connection opened (or
+ * none was yet). Else the file was deleted or replaced under the daemon:
+ * a connection opened now would make a new file, or open the other one,
+ * and write there (same_file() says why that is refused); one line says
+ * so. */
+static bool still_the_file(struct sq *s)
+{
+    struct stat st;
+
+    if (!s->file_known || (stat(s->path, &st) == 0 &&
+                           st.st_dev == s->dev && st.st_ino == s->ino))
+        return true;
+    if (!atomic_exchange(&s->gone_said, true))
+        log_event(LOG_ERROR, "repo.db_error", NULL,
+                  json_pack("{s:s, s:s, s:s}", "backend", "sqlite", "op",
+                            "open", "message", "the database file was "
+                            "deleted or replaced while open; restart the "
+                            "daemon"));
+    return false;
+}
+
+/* Opens a connection: making the file only for the first (later ones
+ * open the first one's file or fail, still_the_file()). */
 static enum as_err conn_open(struct sq *s, struct conn **out)
 {
     static const char setup[] =
@@ -405,11 +437,15 @@ static enum as_err conn_open(struct sq *s, struct conn **out)
     *out = NULL;
     if (!c)
         return AS_ERR_NOMEM;
+    if (!still_the_file(s)) {
+        free(c);
+        return AS_ERR_UNAVAILABLE;
+    }
     c->op = "open";
     c->sq = s;
     rc = sqlite3_open_v2(s->path, &c->db,
-                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
-                             | SQLITE_OPEN_NOMUTEX,
+                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX |
+                             (s->file_known ? 0 : SQLITE_OPEN_CREATE),
                          NULL);
     if (rc == SQLITE_OK) {
         sqlite3_extended_result_codes(c->db, 1);
@@ -425,6 +461,9 @@ static enum as_err conn_open(struct sq *s, struct conn **out)
     } else {
         c->err = AS_ERR_NOMEM;
     }
+    /* (replaced between the check above and the open) */
+    if (c->err == AS_OK && !still_the_file(s))
+        c->err = AS_ERR_UNAVAILABLE;
     if (c->err != AS_OK) {
         enum as_err err = c->err;
 
@@ -776,9 +815,29 @@ static void write_check(struct conn *c)
         sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
+/* An idle connection of the pool, or NULL: never waits, never opens. */
+static struct conn *take_idle(struct sq *s, const char *op)
+{
+    struct conn *c;
+
+    pthread_mutex_lock(&s->mu);
+    c = s->idle;
+    if (c)
+        s->idle = c->next;
+    pthread_mutex_unlock(&s->mu);
+    if (c) {
+        c->err = AS_OK;
+        c->op = op;
+    }
+    return c;
+}
+
 /* On the ping's own connection when it is free (the prober's, most of the
  * time), else on one of the pool's (a probe of a half-open circuit made
- * while the prober pings). */
+ * while the prober pings). The first ping, at start, borrows the
+ * connection the migrations left idle if it still is: the ping's own
+ * opens at the next ping, off the way to the first answer of /readyz
+ * (README "Performance", "Start-up"). */
 static enum as_err sq_ping(void *impl)
 {
     struct sq *s = impl;
@@ -786,6 +845,15 @@ static enum as_err sq_ping(void *impl)
     enum as_err err;
 
     if (!s->memory && pthread_mutex_trylock(&s->ping_mu) == 0) {
+        bool first = !s->pinged;
+
+        s->pinged = true;
+        if (first && (c = take_idle(s, "ping"))) {
+            pthread_mutex_unlock(&s->ping_mu);
+            ping_on(c);
+            write_check(c);
+            return release(s, c);
+        }
         err = s->ping ? AS_OK : conn_open(s, &s->ping);
         if (err == AS_OK) {
             c = s->ping;
@@ -920,6 +988,15 @@ enum as_err repo_sqlite_open(const struct cfg *cfg, const char *path,
         err = acquire(s, "open", &c);
     if (c)
         err = release(s, c);
+    if (err == AS_OK && !s->memory) {
+        struct stat st;
+
+        if (stat(path, &st) == 0) {
+            s->dev = st.st_dev;
+            s->ino = st.st_ino;
+            s->file_known = true;
+        }
+    }
     if (err != AS_OK) {
         sq_close(s);
         return err;

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "arena.h"
 #include "breaker.h"
@@ -1882,6 +1883,89 @@ static void ping_answers_while_the_pool_is_taken(void **state)
     repo_close(b.r);
 }
 
+/* Descriptors of this process open on `path`. */
+static unsigned fds_on(const char *path)
+{
+    char link[64], target[PATH_MAX];
+    unsigned n = 0;
+    int fd;
+
+    for (fd = 0; fd < 1024; fd++) {
+        ssize_t len;
+
+        snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+        len = readlink(link, target, sizeof target - 1);
+        if (len <= 0)
+            continue;
+        target[len] = '\0';
+        n += strcmp(target, path) == 0;
+    }
+    return n;
+}
+
+/* The first ping, at start, runs on the connection the migrations left
+ * idle: no connection is opened on the way to the first answer of
+ * /readyz. The ping's own connection (the test above) opens at the next
+ * ping, and stays. */
+static void the_first_ping_opens_no_connection(void **state)
+{
+    struct fx *f = *state;
+    char real[PATH_MAX];
+    unsigned before;
+
+    assert_non_null(realpath(f->db, real));
+    before = fds_on(real);
+    assert_true(before >= 1);                /* the migrations' connection */
+    assert_int_equal(repo_ping(f->r), AS_OK);
+    assert_int_equal(fds_on(real), before);
+    assert_int_equal(repo_ping(f->r), AS_OK);
+    assert_int_equal(fds_on(real), before + 1);
+    assert_int_equal(repo_ping(f->r), AS_OK);
+    assert_int_equal(fds_on(real), before + 1);
+}
+
+/* The file deleted, or replaced by another, under a running daemon: a
+ * connection opened after that (here the ping's own, at the second
+ * ping) neither makes a new file nor opens the other one; it is refused
+ * as the connection already open is. */
+static void a_file_gone_after_start_gets_no_new_connection(void **state)
+{
+    struct fx *f = *state;
+    int how;
+
+    for (how = 0; how < 2; how++) {
+        char other[PATH_MAX + 16];
+        struct stat st;
+        struct repo *r;
+        FILE *fp;
+
+        f->cfg.cb_failure_threshold = 100;  /* the answers, not the breaker */
+        assert_int_equal(repo_open(&f->cfg, &r), AS_OK);
+        assert_int_equal(repo_migrate(r), AS_OK);
+        if (how == 0) {                     /* deleted, with its WAL */
+            assert_int_equal(unlink(f->db), 0);
+        } else {                            /* replaced by an empty file */
+            snprintf(other, sizeof other, "%s.other", f->db);
+            fp = fopen(other, "wb");
+            assert_non_null(fp);
+            fclose(fp);
+            assert_int_equal(rename(other, f->db), 0);
+        }
+        assert_int_equal(repo_ping(r), AS_ERR_UNAVAILABLE);   /* borrowed */
+        assert_int_equal(repo_ping(r), AS_ERR_UNAVAILABLE);   /* its own */
+        if (how == 0)
+            assert_int_not_equal(stat(f->db, &st), 0);        /* not made */
+        else
+            assert_true(stat(f->db, &st) == 0 && st.st_size == 0);
+        repo_close(r);
+        unlink(f->db);
+        snprintf(other, sizeof other, "%s-wal", f->db);
+        unlink(other);
+        snprintf(other, sizeof other, "%s-shm", f->db);
+        unlink(other);
+    }
+}
+
 /* Another connection holds the write lock past the busy timeout: the
  * first write waits it out, the next ones are refused at once, reads and
  * the breaker are untouched, the ping says "not ready" without waiting;
@@ -2706,6 +2790,8 @@ int main(void)
         CASE(migrated_start_takes_no_write_lock),
         CASE(a_closed_gate_refuses_calls_at_once),
         CASE(ping_answers_while_the_pool_is_taken),
+        CASE(the_first_ping_opens_no_connection),
+        CASE(a_file_gone_after_start_gets_no_new_connection),
         CASE(a_write_lock_held_elsewhere_refuses_writes_at_once),
         CASE(file_is_private),
         CASE(open_errors),
