@@ -115,6 +115,9 @@ struct req_ctx {
                                            none */
     void *source_arg;                   /* the source's own state */
     const struct route *route;
+    /* A route of the path when none has the method (a 405, or OPTIONS):
+     * the pattern the answer is counted and logged under. */
+    const struct route *other_route;
     const char *method, *path, *route_pattern;
     const char *param_id;               /* the {id} segment, if any */
     char request_id[129];
@@ -203,6 +206,9 @@ enum router_result router_match(const char *method, const char *path,
 /* The flags of the routes at `path`, whatever their method (0 for none):
  * what a ROUTE_BAD_METHOD answer may show of it. */
 unsigned router_path_flags(const char *path);
+/* The first route at `path`, whatever its method (NULL for none): where
+ * a ROUTE_BAD_METHOD answer is counted and logged. */
+const struct route *router_path_route(const char *path);
 /* The table itself, for metrics and the OpenAPI document. */
 const struct route *router_routes(size_t *n);
 

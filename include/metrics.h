@@ -19,6 +19,11 @@ void metrics_free(struct metrics *m);
 /* Records one answered request; `route` NULL for unmatched paths. */
 void metrics_request(struct metrics *m, const struct route *route,
                      unsigned status, uint64_t duration_us);
+/* Records one answered request of a method no route of its path has (a
+ * 405, or an OPTIONS answer): under method "other" and the pattern of
+ * `route`, a route of that path. */
+void metrics_request_other(struct metrics *m, const struct route *route,
+                           unsigned status, uint64_t duration_us);
 /* The Prometheus text exposition of everything, including the hash queue
  * depth, circuit state and database errors read from `app`. Caller frees
  * with free(); NULL when out of memory. */

@@ -33,15 +33,26 @@ struct metrics {
     const struct route *routes;                 /* the route table */
     size_t nroutes;
     struct route_stats r[MAX_ROUTES + 1];       /* last: unmatched */
+    /* Requests of another method, by pattern: at the place of the
+     * pattern's first route (first[i]: that place for route i). */
+    struct route_stats other[MAX_ROUTES];
+    size_t first[MAX_ROUTES];
 };
 
 struct metrics *metrics_new(const struct route *routes, size_t nroutes)
 {
     struct metrics *m = calloc(1, sizeof(struct metrics));
+    size_t i, j;
 
     if (m) {
         m->routes = routes;
         m->nroutes = nroutes;
+        for (i = 0; i < nroutes && i < MAX_ROUTES; i++)
+            for (j = 0; j <= i; j++)
+                if (strcmp(routes[j].pattern, routes[i].pattern) == 0) {
+                    m->first[i] = j;
+                    break;
+                }
     }
     return m;
 }
@@ -61,10 +72,9 @@ static size_t route_index(const struct metrics *m, const struct route *route)
     return i < m->nroutes && i < MAX_ROUTES ? i : MAX_ROUTES;
 }
 
-void metrics_request(struct metrics *m, const struct route *route,
-                     unsigned status, uint64_t duration_us)
+static void count_in(struct route_stats *rs, unsigned status,
+                     uint64_t duration_us)
 {
-    struct route_stats *rs = &m->r[route_index(m, route)];
     size_t s, b;
 
     for (s = 0; s < NSTATUS && statuses[s] != status; s++)
@@ -75,6 +85,21 @@ void metrics_request(struct metrics *m, const struct route *route,
     atomic_fetch_add_explicit(&rs->bucket[b], 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&rs->sum_us, duration_us,
                               memory_order_relaxed);
+}
+
+void metrics_request(struct metrics *m, const struct route *route,
+                     unsigned status, uint64_t duration_us)
+{
+    count_in(&m->r[route_index(m, route)], status, duration_us);
+}
+
+void metrics_request_other(struct metrics *m, const struct route *route,
+                           unsigned status, uint64_t duration_us)
+{
+    size_t i = route_index(m, route);
+
+    count_in(i < MAX_ROUTES ? &m->other[m->first[i]] : &m->r[MAX_ROUTES],
+             status, duration_us);
 }
 
 /* The request counts of one route (family auth_http_requests_total). */
@@ -148,11 +173,17 @@ char *metrics_render(struct metrics *m, struct app *app)
           "# TYPE auth_http_requests_total counter\n", f);
     for (i = 0; i < n && i < MAX_ROUTES; i++)
         render_counts(f, &m->r[i], all[i].method, all[i].pattern);
+    for (i = 0; i < n && i < MAX_ROUTES; i++)
+        if (m->first[i] == i)
+            render_counts(f, &m->other[i], "other", all[i].pattern);
     render_counts(f, &m->r[MAX_ROUTES], "any", "(unmatched)");
     fputs("# HELP auth_http_request_duration_seconds Time to answer.\n"
           "# TYPE auth_http_request_duration_seconds histogram\n", f);
     for (i = 0; i < n && i < MAX_ROUTES; i++)
         render_times(f, &m->r[i], all[i].method, all[i].pattern);
+    for (i = 0; i < n && i < MAX_ROUTES; i++)
+        if (m->first[i] == i)
+            render_times(f, &m->other[i], "other", all[i].pattern);
     render_times(f, &m->r[MAX_ROUTES], "any", "(unmatched)");
     workpool_load(app->pool, &waiting, &running);
     fprintf(f, "# HELP auth_hash_queue_depth Argon2 jobs waiting.\n"

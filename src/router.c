@@ -203,6 +203,23 @@ enum router_result router_match(const char *method, const char *path,
     return path_known ? ROUTE_BAD_METHOD : ROUTE_NOT_FOUND;
 }
 
+const struct route *router_path_route(const char *path)
+{
+    size_t plen = strlen(path), i;
+    int pass;
+
+    pthread_once(&shape_once, shape_init);
+    for (pass = 0; pass < 2; pass++)
+        for (i = 0; i < NROUTES; i++) {
+            const char *ps = NULL;
+            size_t pl = 0;
+
+            if (route_at(i, pass, path, plen, &ps, &pl))
+                return &routes[i];
+        }
+    return NULL;
+}
+
 unsigned router_path_flags(const char *path)
 {
     size_t plen = strlen(path), i;

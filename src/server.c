@@ -967,6 +967,9 @@ static bool begin(struct req_ctx *rc, const char *mhd_method,
     if (m == ROUTE_BAD_METHOD) {
         char full[160];
 
+        rc->other_route = router_path_route(rc->path);
+        if (rc->other_route)
+            rc->route_pattern = rc->other_route->pattern;
         snprintf(full, sizeof full, "%s, OPTIONS", allow);
         res_header(rc, "Allow", full);
         if (strcmp(rc->method, "OPTIONS") == 0) {   /* CORS preflight too */
@@ -1619,7 +1622,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn,
     if (!rc)
         return;
     us = now_us() - rc->t0_us;
-    metrics_request(srv->app->metrics, rc->route, rc->res.status, us);
+    if (!rc->route && rc->other_route)
+        metrics_request_other(srv->app->metrics, rc->other_route,
+                              rc->res.status, us);
+    else
+        metrics_request(srv->app->metrics, rc->route, rc->res.status, us);
     access_log(rc, us, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK,
                send_failed[0] ? send_failed : NULL);
     send_failed[0] = '\0';

@@ -39,6 +39,34 @@ def test_requests_counted_by_route(make_daemon):
     assert count(body, "POST", "/api/v1/auth/login", "200") == 0, body
 
 
+def test_other_methods_counted_under_the_pattern(make_daemon):
+    """A method no route of a known path has (405), and OPTIONS there (a
+    CORS preflight: 204), are counted under method "other" and the
+    path's pattern, and logged with it: they were "(unmatched)", as if
+    the path did not exist."""
+    d = make_daemon().start()
+    assert d.request("DELETE", "/healthz").status == 405
+    assert d.request("PUT", "/api/v1/users/me").status == 405
+    assert d.request("POST", "/api/v1/users/me").status == 405
+    assert d.request("OPTIONS", "/api/v1/auth/login").status == 204
+    assert d.request("GET", "/no-such-thing").status == 404
+    want = {("other", "/healthz", "405"): 1,
+            ("other", "/api/v1/users/me", "405"): 2,
+            ("other", "/api/v1/auth/login", "204"): 1,
+            ("any", "(unmatched)", "404"): 1}
+
+    def counted():
+        b = d.request("GET", "/metrics").body
+        return b if all(count(b, *k) == n for k, n in want.items()) else None
+    body = wait_until(counted)
+    assert body, d.request("GET", "/metrics").body
+    assert count(body, "any", "(unmatched)", "405") == 0, body
+    assert count(body, "any", "(unmatched)", "204") == 0, body
+    assert wait_until(lambda: d.events(
+        lambda e: e.get("event") == "http.access" and
+        e.get("status") == 405 and e.get("route") == "/api/v1/users/me"))
+
+
 def test_each_family_is_one_group(make_daemon):
     """The text format: all lines of a metric family in one group, its
     HELP and TYPE first. The request counts and the answer times of

@@ -78,6 +78,15 @@ static void test_path_flags(void **state)
     for (i = 0; i < n; i++)
         restricted += (all[i].flags & RF_RESTRICTED) != 0;
     assert_int_equal(restricted, 1);             /* /metrics alone */
+    /* The route a 405 is counted under: the path's, literal before
+     * pattern, whatever the method. */
+    assert_null(router_path_route("/no-such-path"));
+    assert_string_equal(router_path_route("/api/v1/users/me")->pattern,
+                        "/api/v1/users/me");
+    assert_string_equal(router_path_route("/api/v1/users/0190d4c4-6b8d-"
+                                          "7000-8000-000000000000")->pattern,
+                        "/api/v1/users/{id}");
+    assert_string_equal(router_path_route("/healthz")->pattern, "/healthz");
 }
 
 static void test_param(void **state)
