@@ -170,6 +170,11 @@ stop() {
 # AUTH_MAX_SESSIONS_PER_USER end that account's oldest sessions, which
 # must not be the ones the token loads present.
 login_account() { echo "${1%@*}+login@${1#*@}"; }
+# A login load over many accounts (bench/wrk/logins.lua), each far from
+# its session cap for the whole run: a login that ends no other session
+# (the one account above is at its cap after its first hundred logins,
+# and each of its logins then also revokes one and announces it).
+ACCOUNTS=128
 
 # Per binary and backend, once: four accounts and 256 sessions, 64 each
 # (their access and refresh tokens in $dir/tokens; an account keeps at
@@ -186,6 +191,8 @@ prepare() {      # prepare BIN DATADIR DBURL EMAIL
     done
     C $py "$tools" logins "$base" "$4" "correct horse battery" 256 \
         "$2/tokens" || { stop; return 1; }
+    C $py "$tools" accounts "$base" "$4" "correct horse battery" \
+        "$ACCOUNTS" || { stop; return 1; }
     stop
 }
 
@@ -266,8 +273,8 @@ measure() {      # measure BIN DATADIR DBURL EMAIL PREFIX
     # The host's speed drifts over seconds, so the step is interleaved:
     # the raws, login twice, then the raws again in reverse order; a
     # linear drift cancels out of the ratios of the sums.
-    local rn=0 rk=0 ri=0 x steps="n k i L L i k n"
-    [ -n "$rawk" ] || steps="n L L n"
+    local rn=0 rk=0 ri=0 lm=0 x steps="n k i L M M L i k n"
+    [ -n "$rawk" ] || steps="n L M M L n"
     lp=0
     for x in $steps; do
         case $x in
@@ -281,6 +288,10 @@ measure() {      # measure BIN DATADIR DBURL EMAIL PREFIX
                -s bench/wrk/login.lua -- "$(login_account "$email")" \
                "correct horse battery"
            lp=$(awk -v a="$lp" -v b="$last_rps" 'BEGIN {print a + b}') ;;
+        M) load "${p}login c4, $ACCOUNTS accounts" 4 \
+               "$base/api/v1/auth/login" -s bench/wrk/logins.lua -- \
+               "$email" "$ACCOUNTS" "correct horse battery"
+           lm=$(awk -v a="$lm" -v b="$last_rps" 'BEGIN {print a + b}') ;;
         esac
     done
     rec "${p}raw crypto_pwhash_str_verify /s" \
@@ -294,7 +305,10 @@ measure() {      # measure BIN DATADIR DBURL EMAIL PREFIX
         rec "${p}login / raw Argon2, memory kept" "$(ratio "$lp" "$rk")"
         rec "${p}login / raw Argon2, memory kept in huge pages, at the hashing priority" \
             "$(ratio "$lp" "$ri")"
+        rec "${p}login, $ACCOUNTS accounts / raw Argon2, memory kept in huge pages, at the hashing priority" \
+            "$(ratio "$lm" "$ri")"
     fi
+    rec "${p}login, $ACCOUNTS accounts / raw Argon2" "$(ratio "$lm" "$rn")"
     # The storm's p99 against the idle p99 measured just before and just
     # after it (their mean), so that a drift of the host between the
     # step above and this one does not count as the storm's.

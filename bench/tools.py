@@ -4,6 +4,7 @@ time). Subcommands:
 
   port                          a free loopback TCP port
   logins URL EMAIL PW N FILE    N logins; "access refresh" per line in FILE
+  accounts URL EMAIL PW N       registers EMAIL's +m0 .. +m(N-1) accounts
   argon2 MEM_KIB ITER SECS      raw crypto_pwhash_str_verify per second
                                 (libsodium as shipped, through
                                 python3-nacl)
@@ -66,6 +67,19 @@ def logins(url, email, pw, n, path):
             with urllib.request.urlopen(req, timeout=30) as r:
                 d = json.load(r)
             out.write(f"{d['access_token']} {d['refresh_token']}\n")
+
+
+def accounts(url, email, pw, n):
+    """Registers email+m0@... to email+m(n-1)@... (bench/wrk/logins.lua
+    logs in to them in turn)."""
+    local, domain = email.split("@", 1)
+    headers = {"Content-Type": "application/json"}
+    for k in range(n):
+        body = json.dumps({"email": f"{local}+m{k}@{domain}",
+                           "password": pw}).encode()
+        req = urllib.request.Request(url + "/api/v1/auth/register", body,
+                                     headers)
+        urllib.request.urlopen(req, timeout=30).close()
 
 
 def argon2(mem_kib, iters, secs):
@@ -218,6 +232,8 @@ def main():
         print(free_port())
     elif cmd == "logins":
         logins(a[1], a[2], a[3], int(a[4]), a[5])
+    elif cmd == "accounts":
+        accounts(a[1], a[2], a[3], int(a[4]))
     elif cmd == "argon2":
         argon2(int(a[1]), int(a[2]), float(a[3]))
     elif cmd == "startup":
