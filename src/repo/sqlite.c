@@ -81,13 +81,17 @@ struct sq {
     pthread_mutex_t ping_mu;
     bool pinged;                 /* under ping_mu: a ping began */
     bool memory;
-    /* The file the first connection opened: a connection opened later
-     * where the path names another file, or none, is refused as the
-     * open ones are (still_the_file(), same_file()). */
+    /* The file the first connection opened, and its WAL once there is
+     * one: where the path names another file, or none, writes, pings
+     * and new connections are refused (still_the_file(), same_file()). */
+    char *wal;                   /* the WAL's path */
     bool file_known;
     dev_t dev;
     ino_t ino;
-    _Atomic bool gone_said;      /* its repo.db_error line was logged */
+    _Atomic bool wal_known;      /* wal_dev, wal_ino set (under mu) */
+    dev_t wal_dev;
+    ino_t wal_ino;
+    _Atomic bool gone_said;      /* conn_open()'s repo.db_error line */
     /* Since when another process holds the write lock (0: nobody known
      * to): see begin(). */
     _Atomic uint64_t lock_held_at;
@@ -239,19 +243,53 @@ static void reset_all(struct conn *c)
             sqlite3_reset(c->dst[i]);
 }
 
-/* A database file deleted or replaced under the running daemon (an
- * operator's mistake, a restore done live) keeps working on the inode the
- * connection has open, and every write lands where the next start will
- * never look. It is a disk that failed under the file: 503 and the
- * breaker (README.md, "Operations"), until the operator restarts. One
- * stat(2) of the path, on writes and readiness probes only. */
+/* True while the path names the file the first connection opened (or
+ * none was yet), and its WAL the WAL first seen (SQLite deletes a WAL
+ * only when the last connection to its file closes, and this pool's stay
+ * open until the end). Else the file or its WAL was deleted or replaced
+ * under the daemon: what is written goes where the next start will not
+ * look (same_file()), and a connection opened now would make a new file,
+ * or open the other one. */
+static bool still_the_file(struct sq *s)
+{
+    struct stat st;
+    bool ok;
+
+    if (!s->file_known)
+        return true;
+    if (stat(s->path, &st) != 0 || st.st_dev != s->dev ||
+        st.st_ino != s->ino)
+        return false;
+    if (stat(s->wal, &st) != 0)          /* none yet, or gone */
+        return !atomic_load_explicit(&s->wal_known, memory_order_acquire);
+    if (atomic_load_explicit(&s->wal_known, memory_order_acquire))
+        return st.st_dev == s->wal_dev && st.st_ino == s->wal_ino;
+    pthread_mutex_lock(&s->mu);
+    if (!atomic_load_explicit(&s->wal_known, memory_order_relaxed)) {
+        s->wal_dev = st.st_dev;
+        s->wal_ino = st.st_ino;
+        atomic_store_explicit(&s->wal_known, true, memory_order_release);
+    }
+    ok = st.st_dev == s->wal_dev && st.st_ino == s->wal_ino;
+    pthread_mutex_unlock(&s->mu);
+    return ok;
+}
+
+/* A database file (or its WAL) deleted or replaced under the running
+ * daemon (an operator's mistake, a restore done live, a symbolic link
+ * pointed elsewhere) keeps working on the inodes the connection has
+ * open, and every write lands where the next start will never look. It
+ * is a disk that failed under the file: 503 and the breaker (README.md,
+ * "Operations"), until the operator restarts. A few stat(2) calls, on
+ * writes and readiness probes only. */
 static void same_file(struct conn *c)
 {
     int moved = 0;
 
     if (c->err != AS_OK ||
-        sqlite3_file_control(c->db, "main", SQLITE_FCNTL_HAS_MOVED,
-                             &moved) != SQLITE_OK || !moved)
+        ((sqlite3_file_control(c->db, "main", SQLITE_FCNTL_HAS_MOVED,
+                               &moved) != SQLITE_OK || !moved) &&
+         still_the_file(c->sq)))
         return;
     c->err = AS_ERR_UNAVAILABLE;
     if (c->moved)
@@ -259,8 +297,9 @@ static void same_file(struct conn *c)
     c->moved = true;
     log_event(LOG_ERROR, "repo.db_error", NULL,
               json_pack("{s:s, s:s, s:s}", "backend", "sqlite", "op", c->op,
-                        "message", "the database file was deleted or "
-                        "replaced while open; restart the daemon"));
+                        "message", "the database file or its WAL was "
+                        "deleted or replaced while open; restart the "
+                        "daemon"));
 }
 
 /* A BEGIN IMMEDIATE that waits at most LOCK_TRY_MS: true when it got the
@@ -402,29 +441,23 @@ static int wal_on(sqlite3 *db, unsigned timeout_ms)
     }
 }
 
-/* True while the path names the file the first connection opened (or
- * none was yet). Else the file was deleted or replaced under the daemon:
- * a connection opened now would make a new file, or open the other one,
- * and write there (same_file() says why that is refused); one line says
- * so. */
-static bool still_the_file(struct sq *s)
+/* still_the_file() for a connection about to open, with one line the
+ * first time it is not. */
+static bool open_allowed(struct sq *s)
 {
-    struct stat st;
-
-    if (!s->file_known || (stat(s->path, &st) == 0 &&
-                           st.st_dev == s->dev && st.st_ino == s->ino))
+    if (still_the_file(s))
         return true;
     if (!atomic_exchange(&s->gone_said, true))
         log_event(LOG_ERROR, "repo.db_error", NULL,
                   json_pack("{s:s, s:s, s:s}", "backend", "sqlite", "op",
-                            "open", "message", "the database file was "
-                            "deleted or replaced while open; restart the "
-                            "daemon"));
+                            "open", "message", "the database file or its "
+                            "WAL was deleted or replaced while open; "
+                            "restart the daemon"));
     return false;
 }
 
 /* Opens a connection: making the file only for the first (later ones
- * open the first one's file or fail, still_the_file()). */
+ * open the first one's file or fail, open_allowed()). */
 static enum as_err conn_open(struct sq *s, struct conn **out)
 {
     static const char setup[] =
@@ -437,7 +470,7 @@ static enum as_err conn_open(struct sq *s, struct conn **out)
     *out = NULL;
     if (!c)
         return AS_ERR_NOMEM;
-    if (!still_the_file(s)) {
+    if (!open_allowed(s)) {
         free(c);
         return AS_ERR_UNAVAILABLE;
     }
@@ -462,7 +495,7 @@ static enum as_err conn_open(struct sq *s, struct conn **out)
         c->err = AS_ERR_NOMEM;
     }
     /* (replaced between the check above and the open) */
-    if (c->err == AS_OK && !still_the_file(s))
+    if (c->err == AS_OK && !open_allowed(s))
         c->err = AS_ERR_UNAVAILABLE;
     if (c->err != AS_OK) {
         enum as_err err = c->err;
@@ -787,6 +820,7 @@ static enum as_err sq_migrate(void *impl)
         if (!have[i])
             apply(c, &m[i]);
     free(have);
+    same_file(c);           /* (and its WAL, there now, is noted) */
     return release(impl, c);
 }
 
@@ -891,6 +925,7 @@ static void sq_close(void *impl)
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
     free(s->path);
+    free(s->wal);
     free(s);
 }
 
@@ -913,13 +948,20 @@ static enum as_err create_private(const char *path)
 {
     int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
                   0600);
+    struct stat st;
 
+    /* A symbolic link: its target is made here, private, if it is
+     * missing (SQLite would make it with the umask's mode). An existing
+     * file keeps its mode. */
+    if (fd < 0 && errno == EEXIST) {
+        if (lstat(path, &st) != 0 || !S_ISLNK(st.st_mode))
+            return AS_OK;
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    }
     if (fd >= 0) {
         close(fd);
         return AS_OK;
     }
-    if (errno == EEXIST)
-        return AS_OK;
     log_event(LOG_ERROR, "repo.open_failed", NULL,
               json_pack("{s:s, s:s, s:s}", "backend", "sqlite", "path", path,
                         "reason", strerror(errno)));
@@ -938,6 +980,9 @@ static enum as_err sq_new(const struct cfg *cfg, const char *path,
         return AS_ERR_NOMEM;
     s->base.drv = &sqlite_driver;
     s->path = strdup(path);
+    s->wal = malloc(strlen(path) + sizeof "-wal");
+    if (s->wal)
+        snprintf(s->wal, strlen(path) + sizeof "-wal", "%s-wal", path);
     /* Each connection to ":memory:" is a database of its own. */
     s->max = memory ? 1 : cfg->db_pool_size ? cfg->db_pool_size
                                             : DEFAULT_POOL;
@@ -951,7 +996,7 @@ static enum as_err sq_new(const struct cfg *cfg, const char *path,
     s->memory = memory;
     pthread_cond_init(&s->cv, &ca);
     pthread_condattr_destroy(&ca);
-    if (!s->path) {
+    if (!s->path || !s->wal) {
         sq_close(s);
         return AS_ERR_NOMEM;
     }
@@ -995,6 +1040,7 @@ enum as_err repo_sqlite_open(const struct cfg *cfg, const char *path,
             s->dev = st.st_dev;
             s->ino = st.st_ino;
             s->file_known = true;
+            (void)still_the_file(s);     /* notes the WAL if there is one */
         }
     }
     if (err != AS_OK) {

@@ -67,6 +67,10 @@ def _remove(data_dir, how):
                 os.unlink(db + suffix)
     elif how == "main file only":
         os.unlink(db)
+    elif how == "WAL only":
+        # the writes went on into the deleted WAL; a kill -9 lost them
+        for suffix in ("-wal", "-shm"):
+            os.unlink(db + suffix)
     else:                               # replaced by another file
         other = os.path.join(data_dir, "other.db")
         with open(other, "wb") as f:
@@ -74,7 +78,8 @@ def _remove(data_dir, how):
         os.rename(other, db)
 
 
-@pytest.mark.parametrize("how", ["deleted", "main file only", "replaced"])
+@pytest.mark.parametrize("how", ["deleted", "main file only", "WAL only",
+                                 "replaced"])
 def test_a_database_file_gone_under_the_daemon_is_503(how):
     """The file deleted or replaced while the daemon runs: writes would
     land on the old inode, lost at the next start, while every answer

@@ -1924,46 +1924,103 @@ static void the_first_ping_opens_no_connection(void **state)
     assert_int_equal(fds_on(real), before + 1);
 }
 
-/* The file deleted, or replaced by another, under a running daemon: a
- * connection opened after that (here the ping's own, at the second
- * ping) neither makes a new file nor opens the other one; it is refused
- * as the connection already open is. */
+/* The file deleted, replaced by another, reached through a symbolic link
+ * pointed elsewhere, or its WAL deleted, under a running daemon: writes
+ * and pings are refused (they would land where the next start does not
+ * look), and a connection opened after that (here the ping's own, at the
+ * second ping) neither makes a new file nor opens the other one. */
 static void a_file_gone_after_start_gets_no_new_connection(void **state)
 {
     struct fx *f = *state;
+    char path[PATH_MAX + 16], other[PATH_MAX + 32];
     int how;
 
-    for (how = 0; how < 2; how++) {
-        char other[PATH_MAX + 16];
+    for (how = 0; how < 4; how++) {
         struct stat st;
+        struct user u;
         struct repo *r;
         FILE *fp;
 
+        /* how 2: the path is a link to a/real.db, pointed at b/real.db */
+        snprintf(path, sizeof path, "%s%s", f->db, how == 2 ? ".link" : "");
+        if (how == 2) {
+            snprintf(other, sizeof other, "%s.a", f->db);
+            assert_int_equal(symlink(other, path), 0);
+        }
+        snprintf(f->url, sizeof f->url, "sqlite:%s", path);
+        f->cfg.database_url = f->url;
         f->cfg.cb_failure_threshold = 100;  /* the answers, not the breaker */
         assert_int_equal(repo_open(&f->cfg, &r), AS_OK);
         assert_int_equal(repo_migrate(r), AS_OK);
         if (how == 0) {                     /* deleted, with its WAL */
-            assert_int_equal(unlink(f->db), 0);
-        } else {                            /* replaced by an empty file */
-            snprintf(other, sizeof other, "%s.other", f->db);
+            assert_int_equal(unlink(path), 0);
+        } else if (how == 1) {              /* replaced by an empty file */
+            snprintf(other, sizeof other, "%s.other", path);
             fp = fopen(other, "wb");
             assert_non_null(fp);
             fclose(fp);
-            assert_int_equal(rename(other, f->db), 0);
+            assert_int_equal(rename(other, path), 0);
+        } else if (how == 2) {              /* the link pointed elsewhere */
+            snprintf(other, sizeof other, "%s.b", f->db);
+            fp = fopen(other, "wb");
+            assert_non_null(fp);
+            fclose(fp);
+            assert_int_equal(unlink(path), 0);
+            assert_int_equal(symlink(other, path), 0);
+        } else {                            /* its WAL and shm deleted */
+            snprintf(other, sizeof other, "%s-wal", path);
+            assert_int_equal(unlink(other), 0);
+            snprintf(other, sizeof other, "%s-shm", path);
+            assert_int_equal(unlink(other), 0);
         }
+        memset(&u, 0, sizeof u);
+        uuid_v7_new(u.id);
+        u.email = "gone@example.com";
+        u.password_hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA";
+        u.role = ROLE_USER;
+        u.created_at = u.updated_at = T0;
+        assert_int_equal(repo_user_insert(r, &u), AS_ERR_UNAVAILABLE);
         assert_int_equal(repo_ping(r), AS_ERR_UNAVAILABLE);   /* borrowed */
         assert_int_equal(repo_ping(r), AS_ERR_UNAVAILABLE);   /* its own */
         if (how == 0)
-            assert_int_not_equal(stat(f->db, &st), 0);        /* not made */
-        else
-            assert_true(stat(f->db, &st) == 0 && st.st_size == 0);
+            assert_int_not_equal(stat(path, &st), 0);         /* not made */
+        else if (how != 3)
+            assert_true(stat(path, &st) == 0 && st.st_size == 0);
         repo_close(r);
-        unlink(f->db);
-        snprintf(other, sizeof other, "%s-wal", f->db);
+        unlink(path);
+        snprintf(other, sizeof other, "%s-wal", path);
         unlink(other);
-        snprintf(other, sizeof other, "%s-shm", f->db);
+        snprintf(other, sizeof other, "%s-shm", path);
         unlink(other);
     }
+}
+
+/* A symbolic link to a file not there yet: the file is made readable by
+ * its owner only, as at a plain path (file_is_private), and so are its
+ * WAL and shared memory. */
+static void a_link_to_no_file_makes_a_private_one(void **state)
+{
+    struct fx *f = *state;
+    char link[PATH_MAX + 16], target[PATH_MAX + 16], side[PATH_MAX + 24];
+    const char *suffix[] = { "", "-wal", "-shm" };
+    struct repo *r;
+    size_t i;
+
+    snprintf(link, sizeof link, "%s.link", f->db);
+    snprintf(target, sizeof target, "%s.target", f->db);
+    assert_int_equal(symlink(target, link), 0);
+    snprintf(f->url, sizeof f->url, "sqlite:%s", link);
+    f->cfg.database_url = f->url;
+    assert_int_equal(repo_open(&f->cfg, &r), AS_OK);
+    assert_int_equal(repo_migrate(r), AS_OK);
+    for (i = 0; i < 3; i++) {
+        struct stat st;
+
+        snprintf(side, sizeof side, "%s%s", target, suffix[i]);
+        assert_int_equal(stat(side, &st), 0);
+        assert_int_equal(st.st_mode & 0777, 0600);
+    }
+    repo_close(r);
 }
 
 /* Another connection holds the write lock past the busy timeout: the
@@ -2792,6 +2849,7 @@ int main(void)
         CASE(ping_answers_while_the_pool_is_taken),
         CASE(the_first_ping_opens_no_connection),
         CASE(a_file_gone_after_start_gets_no_new_connection),
+        CASE(a_link_to_no_file_makes_a_private_one),
         CASE(a_write_lock_held_elsewhere_refuses_writes_at_once),
         CASE(file_is_private),
         CASE(open_errors),
