@@ -1548,9 +1548,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
     }
 }
 
+/* The longest method the access log shows ("UPDATEREDIRECTREF", the
+ * longest registered, has 17 characters). */
+#define METHOD_SHOWN_MAX 32
+
 /* An HTTP method as the access log shows it: the client's bytes when
  * they are an RFC 9110 token, else "(invalid)" (never bytes that are
- * not UTF-8 in a JSON line). */
+ * not UTF-8 in a JSON line), and "(too long)" past METHOD_SHOWN_MAX: a
+ * method fills what the request line may hold, and every line of a
+ * client's made-up ones would carry kilobytes of it. */
 static const char *method_shown(const char *m)
 {
     static const char tchar[] = "!#$%&'*+-.^_`|~";
@@ -1560,6 +1566,8 @@ static const char *method_shown(const char *m)
         if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
               (*p >= '0' && *p <= '9') || strchr(tchar, *p)))
             return "(invalid)";
+    if (p - m > METHOD_SHOWN_MAX)
+        return "(too long)";
     return p == m ? "(invalid)" : m;
 }
 

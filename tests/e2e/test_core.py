@@ -92,10 +92,13 @@ def test_request_id_in_the_lines_of_an_answer_that_could_not_be_sent(
 
 def test_access_line_of_every_method_is_json(daemon):
     """The access line is written by hand (no jansson tree): a method that
-    is not an RFC 9110 token, or not UTF-8, shows as "(invalid)", and the
-    line stays one JSON object with every field."""
+    is not an RFC 9110 token, or not UTF-8, shows as "(invalid)", one
+    longer than any registered (a made-up one of kilobytes) as "(too
+    long)", and the line stays one JSON object with every field."""
     sent = {b"GET": "GET", b"M-SEARCH": "M-SEARCH", b"G\xffT": "(invalid)",
-            b'FO"O': "(invalid)", b"P\\ST": "(invalid)"}
+            b'FO"O': "(invalid)", b"P\\ST": "(invalid)",
+            b"UPDATEREDIRECTREF": "UPDATEREDIRECTREF",
+            b"X" * 3000: "(too long)"}
     rids = {}
     for method, shown in sent.items():
         rid = "method-" + os.urandom(4).hex()
