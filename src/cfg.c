@@ -1123,9 +1123,14 @@ static json_t *redacted_url(const char *url)
     if (!scheme)
         return json_string(url);
     at = strrchr(scheme + 3, '@');
-    colon = at ? memchr(scheme + 3, ':', (size_t)(at - scheme - 3)) : NULL;
-    if (!colon)
+    if (!at)
         return json_stringn(url, strcspn(url, "?"));
+    colon = memchr(scheme + 3, ':', (size_t)(at - scheme - 3));
+    /* A user part without a password may be the secret itself (an API
+     * token as the SMTP user name): hidden whole. */
+    if (!colon)
+        return json_sprintf("%.*s***%.*s", (int)(scheme + 3 - url), url,
+                            (int)strcspn(at, "?"), at);
     return json_sprintf("%.*s:***%.*s", (int)(colon - url), url,
                         (int)strcspn(at, "?"), at);
 }

@@ -141,6 +141,20 @@ def test_config_log_redacts_secrets():
         assert d.stop() == 0
 
 
+def test_config_log_hides_a_user_name_without_password():
+    """A user part with no password may be the secret itself (an API
+    token as the SMTP user name): the log hides it whole."""
+    d = Daemon(env={"AUTH_SMTP_URL": "smtp://SMTPTOKEN@127.0.0.1:1",
+                    "AUTH_SMTP_FROM": "auth@example.com"})
+    d.start()
+    try:
+        assert "SMTPTOKEN" not in "\n".join(d.lines)
+        loaded = [json.loads(x) for x in d.lines if "config.loaded" in x][0]
+        assert loaded["config"]["AUTH_SMTP_URL"] == "smtp://***@127.0.0.1:1"
+    finally:
+        assert d.stop() == 0
+
+
 def test_migrate_command():
     d = Daemon()
     r = d.command("migrate")
