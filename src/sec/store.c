@@ -36,16 +36,29 @@ struct store {
     int64_t keep_s;              /* how long a retired key still verifies */
 };
 
-/* A keys folder made by hand may let others in: say so, change nothing. */
-static void warn_if_open(const char *dir)
+/* A keys folder made by hand may let others in. Where others can write
+ * to it, or it is another user's, they can put a key of theirs in it and
+ * make it the current one (the next reload signs with it): refused.
+ * Where they can only read it: said, nothing changed. */
+static bool folder_ours(const char *dir, char *why, size_t why_len)
 {
     struct stat st;
 
-    if (stat(dir, &st) == 0 && (st.st_mode & 077) != 0)
+    if (stat(dir, &st) != 0)
+        return true;                    /* sec_dir_ensure() made it */
+    if ((st.st_mode & 022) != 0 ||
+        (st.st_uid != geteuid() && st.st_uid != 0)) {
+        sec_why(why, why_len, "%s can be written by others (another "
+                "user's, or group or world writable): chown it to this "
+                "user and chmod 700 it", dir);
+        return false;
+    }
+    if ((st.st_mode & 077) != 0)
         log_event(LOG_WARN, "keys.folder_permissions", NULL,
                   json_pack("{s:s, s:s}", "path", dir, "hint",
                             "others can open the keys folder; chmod 700 "
                             "it"));
+    return true;
 }
 
 static enum as_err store_open(const struct cfg *cfg, struct store *s,
@@ -71,8 +84,7 @@ static enum as_err store_open(const struct cfg *cfg, struct store *s,
         sec_why(why, why_len, "cannot create %s: %s", s->dir, strerror(rc));
         return AS_ERR_INTERNAL;
     }
-    warn_if_open(s->dir);
-    return AS_OK;
+    return folder_ours(s->dir, why, why_len) ? AS_OK : AS_ERR_INTERNAL;
 }
 
 /* dir/<name><suffix>; false when it does not fit. */
@@ -243,8 +255,9 @@ static enum as_err first_key(const struct store *s, char kid[SEC_KID_MAX],
     return AS_OK;
 }
 
-/* Reads refresh.key, making it (first writer wins) when missing. */
-static enum as_err refresh_key(const struct store *s,
+/* Reads refresh.key, making it (first writer wins) when missing and
+ * `make`. */
+static enum as_err refresh_key(const struct store *s, bool make,
                                uint8_t out[SEC_REFRESH_KEY_LEN], char *why,
                                size_t why_len)
 {
@@ -256,6 +269,12 @@ static enum as_err refresh_key(const struct store *s,
 
     if (rc == 0)
         rc = sec_file_read(path, SEC_REFRESH_KEY_LEN, &data, &len);
+    if (rc == ENOENT && !make) {
+        sec_why(why, why_len, "%s is gone; a reload makes no keys (the "
+                "TOTP secrets and refresh tokens need this one): put it "
+                "back", path);
+        return AS_ERR_INTERNAL;
+    }
     if (rc == ENOENT) {
         randombytes_buf(fresh, sizeof fresh);
         rc = sec_file_put(path, fresh, sizeof fresh, false);
@@ -422,7 +441,18 @@ enum as_err sec_store_load(const struct cfg *cfg, struct sec_keys *k,
     if (err != AS_OK)
         return err;
     rc = current_read(&s, kid);
-    if (rc == ENOENT)
+    /* Keys are made at the first start only. A reload (`prev` set) that
+     * finds them gone is refused, and the daemon goes on with the keys
+     * it holds: made anew, they would end every session's access token
+     * at once (the contract keeps the last signer's for the access
+     * token's lifetime), and a new refresh.key every refresh token and
+     * stored TOTP secret. */
+    if (rc == ENOENT && prev) {
+        sec_why(why, why_len, "%s/current is gone; a reload makes no "
+                "keys: put it back, or run `auth-serve keys rotate`",
+                s.dir);
+        err = AS_ERR_INTERNAL;
+    } else if (rc == ENOENT)
         err = first_key(&s, kid, why, why_len);
     else if (rc != 0) {
         sec_why(why, why_len, "%s/current: %s", s.dir,
@@ -430,7 +460,7 @@ enum as_err sec_store_load(const struct cfg *cfg, struct sec_keys *k,
         err = AS_ERR_INTERNAL;
     }
     if (err == AS_OK)
-        err = refresh_key(&s, k->refresh_key, why, why_len);
+        err = refresh_key(&s, !prev, k->refresh_key, why, why_len);
     if (err == AS_OK)
         err = load_all(&s, k, kid, prev, now, why, why_len);
     return err;
@@ -481,7 +511,7 @@ enum as_err sec_store_export(const struct cfg *cfg, sec_store_each_fn fn,
     if (snprintf(s.dir, sizeof s.dir, "%s/keys", cfg->data_dir) >=
             (int)sizeof s.dir || current_read(&s, current) != 0)
         return AS_ERR_NOT_FOUND;
-    err = refresh_key(&s, refresh, why, why_len);
+    err = refresh_key(&s, true, refresh, why, why_len);
     if (err == AS_OK)
         err = export_one(&s, current, true, fn, arg, why, why_len);
     d = err == AS_OK ? opendir(s.dir) : NULL;
@@ -614,7 +644,7 @@ static enum as_err cli_run(const struct cfg *cfg, const char *verb,
         err = cli_rotate(&s, kid, why, why_len);
     if (err == AS_OK) {
         uint8_t rk[SEC_REFRESH_KEY_LEN];
-        err = refresh_key(&s, rk, why, why_len);
+        err = refresh_key(&s, true, rk, why, why_len);
         sodium_memzero(rk, sizeof rk);
     }
     close(lock);

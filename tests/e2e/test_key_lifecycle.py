@@ -3,6 +3,7 @@ SIGHUP long after a rotation keeps the key that signed until then (the keys
 folder; on PostgreSQL see test_instances.py). The passage of time is made
 by rewriting any retirement stamp the rotation left to an hour ago."""
 import os
+import shutil
 import signal
 import time
 
@@ -59,3 +60,64 @@ def test_jwks_is_cached_no_longer_than_a_new_key_waits(make_daemon,
     assert r.status == 200
     assert r.header("Cache-Control") == "public, max-age=%d" % age
     assert d.stop() == 0
+
+
+@pytest.mark.parametrize("gone", ["the folder", "current", "refresh.key"])
+def test_a_reload_that_finds_keys_gone_makes_none(make_daemon, backend,
+                                                  gone):
+    """Keys are made at the first start only. A SIGHUP after the keys (or
+    only `current`, or only refresh.key) were deleted made new ones: every
+    access token was refused at once (the contract keeps the last signer's
+    for their lifetime), and a new refresh.key made the stored TOTP
+    secrets unreadable (500 at the second step). The reload is refused
+    now, and the daemon goes on with the keys it holds."""
+    if backend != "sqlite":
+        pytest.skip("the keys folder is SQLite's")
+    d = make_daemon().start()
+    email, pw, _ = d.user()
+    t = d.login(email, pw).json["access_token"]
+    kid = parts(t)[0]["kid"]
+    keys = os.path.join(d.data_dir, "keys")
+    if gone == "the folder":
+        shutil.rmtree(keys)
+    else:
+        os.unlink(os.path.join(keys, gone))
+    d.proc.send_signal(signal.SIGHUP)
+    assert d.events(lambda e: e.get("event") == "keys.reload_failed" and
+                    "a reload makes no keys" in e.get("message", ""))
+    assert d.request("GET", "/api/v1/users/me", token=t).status == 200
+    assert parts(d.login(email, pw).json["access_token"])[0]["kid"] == kid
+    left = os.listdir(keys) if os.path.isdir(keys) else []
+    if gone != "refresh.key":
+        assert not [f for f in left if f.endswith(".pem") and
+                    not f.startswith(kid)] and "current" not in left, left
+    if gone != "current":
+        assert "refresh.key" not in left, left
+
+
+def test_a_keys_folder_others_can_write_is_refused(make_daemon, backend):
+    """Whoever can write to the keys folder can put a key of theirs there
+    and make it `current`: the next reload signed every token with it
+    (it was a warning). A reload is refused and the key kept; a start
+    exits 2."""
+    if backend != "sqlite":
+        pytest.skip("the keys folder is SQLite's")
+    d = make_daemon().start()
+    email, pw, _ = d.user()
+    t = d.login(email, pw).json["access_token"]
+    keys = os.path.join(d.data_dir, "keys")
+    os.chmod(keys, 0o777)
+    try:
+        d.proc.send_signal(signal.SIGHUP)
+        assert d.events(lambda e: e.get("event") == "keys.reload_failed"
+                        and "written by others" in e.get("message", ""))
+        assert d.request("GET", "/api/v1/users/me", token=t).status == 200
+        assert d.stop() == 0
+        r = d.command("serve")
+        assert r.returncode == 2 and b"written by others" in r.stderr, r
+        os.chmod(keys, 0o720)                       # group-writable too
+        assert d.command("serve").returncode == 2
+    finally:
+        os.chmod(keys, 0o700)
+    d.start()
+    assert d.request("GET", "/api/v1/users/me", token=t).status == 200
