@@ -582,6 +582,10 @@ enum as_err repo_sqlite_open(const struct cfg *cfg, const char *path,
                              const struct repo_ops **ops, void **impl);
 enum as_err repo_pg_open(const struct cfg *cfg, const char *url,
                          const struct repo_ops **ops, void **impl);
+/* AS_ERR_BAD_REQUEST (logged as db.bad_url) when libpq cannot read libpq
+ * URI `url` or a port in it is not from 1 to 65535, which repo_pg_open()
+ * refuses the same; AS_ERR_INTERNAL when libpq cannot be opened. */
+enum as_err repo_pg_url_check(const char *url);
 
 /* ---- mail ---- */
 /* Queues mail `m` (id, kind, recipient, created_at; user_id and seed

@@ -124,11 +124,15 @@ static void unused_advice(const struct cfg *cfg)
 }
 
 /* Opens the repository and applies migrations. */
-static struct repo *open_repo(const struct cfg *cfg)
+/* The repository, migrated; NULL on failure, with *config set when it
+ * is the configuration's (a database URL libpq cannot read: exit 2, not
+ * a restart that would fail the same). */
+static struct repo *open_repo(const struct cfg *cfg, bool *config)
 {
     struct repo *r = NULL;
     enum as_err err = repo_open(cfg, &r);
 
+    *config = err == AS_ERR_BAD_REQUEST;
     if (err == AS_OK)
         err = repo_migrate(r);
     if (err != AS_OK) {
@@ -191,6 +195,7 @@ static int serve(struct cfg *cfg)
     char why[256];
     const char *sd_why;
     int sig = 0, status = 1;
+    bool bad_url = false;
 
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
@@ -219,7 +224,11 @@ static int serve(struct cfg *cfg)
         return EXIT_CONFIG;
     }
     sysd_notify("STATUS=Applying database migrations");
-    app.repo = open_repo(cfg);           /* keys may live in the database */
+    app.repo = open_repo(cfg, &bad_url); /* keys may live in the database */
+    if (bad_url) {
+        sysd_notify("STATUS=AUTH_DATABASE_URL is invalid");
+        return EXIT_CONFIG;
+    }
     sysd_notify("STATUS=Loading signing keys");
     if (app.repo && sec_keys_open(cfg, app.repo, NULL, clock_ms(), &keys,
                                   why, sizeof why) != AS_OK) {
@@ -338,10 +347,11 @@ static int serve(struct cfg *cfg)
 
 static int migrate(struct cfg *cfg)
 {
-    struct repo *r = open_repo(cfg);
+    bool bad_url;
+    struct repo *r = open_repo(cfg, &bad_url);
 
     if (!r)
-        return 1;
+        return bad_url ? EXIT_CONFIG : 1;
     repo_close(r);
     printf("migrations applied\n");
     return 0;
@@ -413,6 +423,10 @@ int main(int argc, char **argv)
         if (!load_config(&cfg, false))
             return EXIT_CONFIG;
         status = keys_check(&cfg) ? 0 : EXIT_CONFIG;
+        /* what libpq alone can tell of a PostgreSQL URL */
+        if (status == 0 && strncmp(cfg.database_url, "sqlite:", 7) != 0 &&
+            repo_pg_url_check(cfg.database_url) != AS_OK)
+            status = EXIT_CONFIG;
         if (status == 0)
             unused_report(&cfg);
         if (status == 0)
@@ -421,13 +435,15 @@ int main(int argc, char **argv)
                (strcmp(argv[2], "generate") == 0 ||
                 strcmp(argv[2], "rotate") == 0)) {
         struct repo *r = NULL;
+        bool bad_url = false;
 
         if (!load_config(&cfg, false))
             return EXIT_CONFIG;
         if (strncmp(cfg.database_url, "sqlite:", 7) != 0)
-            r = open_repo(&cfg);         /* keys live in PostgreSQL */
+            r = open_repo(&cfg, &bad_url);   /* keys live in PostgreSQL */
         status = r || strncmp(cfg.database_url, "sqlite:", 7) == 0
-                     ? sec_keys_cli(&cfg, r, argv[2]) : 1;
+                     ? sec_keys_cli(&cfg, r, argv[2])
+                     : bad_url ? EXIT_CONFIG : 1;
         repo_close(r);
     } else if (strcmp(cmd, "user") == 0) {
         if (!load_config(&cfg, false))

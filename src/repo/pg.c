@@ -1218,22 +1218,82 @@ static bool kv_default(struct pg *p, const char *key, const char *val)
 /* The URL's own settings, then ours where it has none: bounded connect,
  * TCP keepalives, UTF-8, and server-side timeouts appended to its
  * "options" (ours last, so AUTH_DB_TIMEOUT_MS is the one in force). */
+/* True when each port of a comma-separated list (libpq's, one per host)
+ * is empty or digits from 1 to 65535: libpq takes any text here and
+ * refuses it only when it connects, as a failure to connect. */
+static bool ports_ok(const char *v)
+{
+    while (*v) {
+        size_t n = strcspn(v, ",");
+        unsigned long port = 0;
+        size_t i;
+
+        for (i = 0; i < n; i++)
+            if (v[i] < '0' || v[i] > '9' ||
+                (port = port * 10 + (unsigned long)(v[i] - '0')) > 65535)
+                return false;
+        if (n > 0 && port == 0)
+            return false;
+        v += n + (v[n] == ',');
+    }
+    return true;
+}
+
+/* The options of libpq URI `url`, or NULL (logged, without the URL or
+ * libpq's message, which may quote the password) when libpq cannot read
+ * it or a port is no port. Free with PQconninfoFree(). */
+static PQconninfoOption *url_options(const char *url)
+{
+    char *errmsg = NULL;
+    PQconninfoOption *all = PQconninfoParse(url, &errmsg), *o;
+
+    PQfreemem(errmsg);
+    for (o = all; o && o->keyword; o++)
+        if (o->val && strcmp(o->keyword, "port") == 0 && !ports_ok(o->val)) {
+            for (o = all; o->keyword; o++)
+                if (o->val)
+                    crypt_wipe(o->val, strlen(o->val));
+            PQconninfoFree(all);
+            all = NULL;
+            break;
+        }
+    if (!all)
+        log_simple(LOG_ERROR, "db.bad_url", "open",
+                   "AUTH_DATABASE_URL is not a valid libpq URI (or a port "
+                   "in it is not from 1 to 65535)");
+    return all;
+}
+
+enum as_err repo_pg_url_check(const char *url)
+{
+    PQconninfoOption *all, *o;
+    const char *why;
+
+    if (!pqlib_load(&why)) {
+        log_simple(LOG_ERROR, "db.driver_missing", "open", why);
+        return AS_ERR_INTERNAL;
+    }
+    all = url_options(url);
+    if (!all)
+        return AS_ERR_BAD_REQUEST;
+    for (o = all; o->keyword; o++)
+        if (o->val)
+            crypt_wipe(o->val, strlen(o->val));
+    PQconninfoFree(all);
+    return AS_OK;
+}
+
 static enum as_err conninfo_build(struct pg *p, const char *url)
 {
-    char *errmsg = NULL, num[24], *opts = NULL;
+    char num[24], *opts = NULL;
     const char *user_opts = "";
-    PQconninfoOption *all = PQconninfoParse(url, &errmsg), *o;
+    PQconninfoOption *all = url_options(url), *o;
     enum as_err err = AS_ERR_NOMEM;
     unsigned idle_tx;
     size_t cap;
 
-    if (!all) {
-        /* The message may quote the URL, which holds a password. */
-        PQfreemem(errmsg);
-        log_simple(LOG_ERROR, "db.bad_url", "open",
-                   "AUTH_DATABASE_URL is not a valid libpq URI");
-        return AS_ERR_INTERNAL;
-    }
+    if (!all)
+        return AS_ERR_BAD_REQUEST;       /* the operator's to mend: exit 2 */
     for (o = all; o->keyword; o++) {
         if (!o->val)
             continue;

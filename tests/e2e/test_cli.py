@@ -53,6 +53,27 @@ def test_config_check():
     assert r.returncode == 2 and b"AUTH_JWT_ALG" in r.stderr
 
 
+@pytest.mark.parametrize("url", [
+    "postgresql://u:SECRETPW@[::1:5432/db",          # an unclosed [
+    "postgresql://u:SECRETPW%ZZ@localhost/db",       # not percent-encoding
+    "postgresql://u:SECRETPW@localhost/db?bogus=1",  # no such option
+    "postgresql://u:SECRETPW@localhost:99999/db",    # no such port
+    "postgresql://u:SECRETPW@h1:5432,h2:0/db"])      # one of two ports
+def test_a_database_url_libpq_cannot_read_exits_2(url):
+    """`config check` passed such a URL, and a start failed with exit 1,
+    which the shipped unit restarts (it stops only on exit 2) for ever.
+    Both exit 2 now; the password is never quoted. (A port is checked
+    here: libpq takes any text and fails it only at the connection.)"""
+    env = {"AUTH_DATABASE_URL": url, "AUTH_KEYS_SECRET": "k" * 40}
+    r = run(["config", "check"], env=env)
+    assert r.returncode == 2, r
+    assert b"AUTH_DATABASE_URL" in r.stderr and b"SECRETPW" not in r.stderr
+    for args in ([], ["migrate"]):
+        r = run(args, env=dict(env, AUTH_PORT="0"))
+        assert r.returncode == 2, r
+        assert b"db.bad_url" in r.stderr and b"SECRETPW" not in r.stderr
+
+
 def test_unused_settings_are_warned_not_refused(make_daemon):
     """A setting with no effect under the others (README
     "Configuration") is a warning at start and in `config check`, which
