@@ -1258,11 +1258,22 @@ static void test_unreachable_and_bad_url(void **state)
     memset(&cfg, 0, sizeof cfg);
     cfg.db_pool_size = 2;
     cfg.db_timeout_ms = 500;
+    /* the configuration's error (exit 2 at start), not the database's */
     assert_int_equal(repo_pg_open(&cfg, "postgresql://u:secret@h/db?"
                                   "no_such_option=1", &ops, &impl),
-                     AS_ERR_INTERNAL);
+                     AS_ERR_BAD_REQUEST);
     assert_null(ops);
     assert_null(impl);
+    assert_int_equal(repo_pg_open(&cfg, "postgresql://u:secret@h:65536/db",
+                                  &ops, &impl),
+                     AS_ERR_BAD_REQUEST);
+    assert_int_equal(repo_pg_open(&cfg, "postgresql://u:secret@h1:5432,"
+                                  "h2:0/db", &ops, &impl),
+                     AS_ERR_BAD_REQUEST);
+    assert_int_equal(repo_pg_url_check("postgresql://u:secret@h1:5432,"
+                                       "h2:5433/db"), AS_OK);
+    assert_int_equal(repo_pg_url_check("postgresql://u:secret@h:/db"),
+                     AS_OK);             /* empty: the default port */
     /* nothing listens on port 1 of loopback: refused at once */
     assert_int_equal(repo_pg_open(&cfg, "postgresql://u:secret@127.0.0.1:1/"
                                   "db", &ops, &impl), AS_OK);
