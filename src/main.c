@@ -123,7 +123,6 @@ static void unused_advice(const struct cfg *cfg)
                             "message", unused[i].why));
 }
 
-/* Opens the repository and applies migrations. */
 /* The repository, migrated; NULL on failure, with *config set when it
  * is the configuration's (a database URL libpq cannot read: exit 2, not
  * a restart that would fail the same). */

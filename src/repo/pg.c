@@ -1215,9 +1215,6 @@ static bool kv_default(struct pg *p, const char *key, const char *val)
     return kv_has(p, key) || kv_add(p, key, val);
 }
 
-/* The URL's own settings, then ours where it has none: bounded connect,
- * TCP keepalives, UTF-8, and server-side timeouts appended to its
- * "options" (ours last, so AUTH_DB_TIMEOUT_MS is the one in force). */
 /* True when each port of a comma-separated list (libpq's, one per host)
  * is empty or digits from 1 to 65535: libpq takes any text here and
  * refuses it only when it connects, as a failure to connect. */
@@ -1239,9 +1236,20 @@ static bool ports_ok(const char *v)
     return true;
 }
 
+/* Frees the options of a URL, wiped first (the password is one). */
+static void options_free(PQconninfoOption *all)
+{
+    PQconninfoOption *o;
+
+    for (o = all; o->keyword; o++)
+        if (o->val)
+            crypt_wipe(o->val, strlen(o->val));
+    PQconninfoFree(all);
+}
+
 /* The options of libpq URI `url`, or NULL (logged, without the URL or
  * libpq's message, which may quote the password) when libpq cannot read
- * it or a port is no port. Free with PQconninfoFree(). */
+ * it or a port is no port. Free with options_free(). */
 static PQconninfoOption *url_options(const char *url)
 {
     char *errmsg = NULL;
@@ -1250,10 +1258,7 @@ static PQconninfoOption *url_options(const char *url)
     PQfreemem(errmsg);
     for (o = all; o && o->keyword; o++)
         if (o->val && strcmp(o->keyword, "port") == 0 && !ports_ok(o->val)) {
-            for (o = all; o->keyword; o++)
-                if (o->val)
-                    crypt_wipe(o->val, strlen(o->val));
-            PQconninfoFree(all);
+            options_free(all);
             all = NULL;
             break;
         }
@@ -1266,7 +1271,7 @@ static PQconninfoOption *url_options(const char *url)
 
 enum as_err repo_pg_url_check(const char *url)
 {
-    PQconninfoOption *all, *o;
+    PQconninfoOption *all;
     const char *why;
 
     if (!pqlib_load(&why)) {
@@ -1276,13 +1281,13 @@ enum as_err repo_pg_url_check(const char *url)
     all = url_options(url);
     if (!all)
         return AS_ERR_BAD_REQUEST;
-    for (o = all; o->keyword; o++)
-        if (o->val)
-            crypt_wipe(o->val, strlen(o->val));
-    PQconninfoFree(all);
+    options_free(all);
     return AS_OK;
 }
 
+/* The URL's own settings, then ours where it has none: bounded connect,
+ * TCP keepalives, UTF-8, and server-side timeouts appended to its
+ * "options" (ours last, so AUTH_DB_TIMEOUT_MS is the one in force). */
 static enum as_err conninfo_build(struct pg *p, const char *url)
 {
     char num[24], *opts = NULL;
@@ -1325,10 +1330,7 @@ static enum as_err conninfo_build(struct pg *p, const char *url)
     err = AS_OK;
 out:
     free(opts);
-    for (o = all; o->keyword; o++)
-        if (o->val)
-            crypt_wipe(o->val, strlen(o->val));
-    PQconninfoFree(all);
+    options_free(all);
     return err;
 }
 
