@@ -47,6 +47,16 @@ enum as_err repo_pg_open(const struct cfg *cfg, const char *url,
                         "postgres backend not built"));
     return AS_ERR_INTERNAL;
 }
+
+/* (`config check`: a postgres URL is one this build cannot use) */
+enum as_err repo_pg_url_check(const char *url)
+{
+    (void)url;
+    log_event(LOG_ERROR, "repo.open_failed", NULL,
+              json_pack("{s:s, s:s}", "backend", "postgres", "reason",
+                        "postgres backend not built"));
+    return AS_ERR_BAD_REQUEST;
+}
 #endif
 
 const char *repo_role_name(enum role r)
