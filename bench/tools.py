@@ -48,6 +48,13 @@ PER_ACCOUNT = 64     # sessions per account: AUTH_MAX_SESSIONS_PER_USER
                      # (at most 100) ends the oldest beyond it
 
 
+def register(url, email, pw):
+    body = json.dumps({"email": email, "password": pw}).encode()
+    req = urllib.request.Request(url + "/api/v1/auth/register", body,
+                                 {"Content-Type": "application/json"})
+    urllib.request.urlopen(req, timeout=30).close()
+
+
 def logins(url, email, pw, n, path):
     """n sessions, PER_ACCOUNT to an account: `email` (registered by the
     caller), then email+1@..., email+2@... registered here."""
@@ -59,9 +66,7 @@ def logins(url, email, pw, n, path):
             acct = email if k == 0 else f"{local}+{k}@{domain}"
             body = json.dumps({"email": acct, "password": pw}).encode()
             if k and i % PER_ACCOUNT == 0:
-                req = urllib.request.Request(
-                    url + "/api/v1/auth/register", body, headers)
-                urllib.request.urlopen(req, timeout=30).close()
+                register(url, acct, pw)
             req = urllib.request.Request(
                 url + "/api/v1/auth/login", body, headers)
             with urllib.request.urlopen(req, timeout=30) as r:
@@ -73,13 +78,8 @@ def accounts(url, email, pw, n):
     """Registers email+m0@... to email+m(n-1)@... (bench/wrk/logins.lua
     logs in to them in turn)."""
     local, domain = email.split("@", 1)
-    headers = {"Content-Type": "application/json"}
     for k in range(n):
-        body = json.dumps({"email": f"{local}+m{k}@{domain}",
-                           "password": pw}).encode()
-        req = urllib.request.Request(url + "/api/v1/auth/register", body,
-                                     headers)
-        urllib.request.urlopen(req, timeout=30).close()
+        register(url, f"{local}+m{k}@{domain}", pw)
 
 
 def argon2(mem_kib, iters, secs):
