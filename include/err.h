@@ -38,6 +38,11 @@
       "Internal Server Error")                                                \
     X(AS_ERR_NOMEM,            500, "internal_error",                         \
       "Internal Server Error")                                                \
+    /* A stored TOTP secret that does not decrypt: the refresh-derivation \
+     * key it was sealed under is gone (README "Second factor"). Answered \
+     * as any 500; the handler logs the cause for the operator. */         \
+    X(AS_ERR_SECRET_UNREADABLE, 500, "internal_error",                        \
+      "Internal Server Error")                                                \
     X(AS_ERR_UNAVAILABLE,      503, "service_unavailable",                    \
       "Service Unavailable")                                                  \
     /* A transaction aborted by a deadlock or serialization failure: the  \

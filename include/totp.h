@@ -51,9 +51,9 @@ void totp_key(const struct sec_keys *k, uint8_t out[TOTP_KEY_LEN]);
 void totp_seal(const uint8_t key[TOTP_KEY_LEN], const char *user_id,
                const uint8_t secret[TOTP_SECRET_LEN],
                char out[TOTP_SEALED_MAX]);
-/* Decrypts what totp_seal made. AS_ERR_INTERNAL when `sealed` is malformed,
- * tampered with, sealed for another user or under another key; `secret`
- * is then zeroed. */
+/* Decrypts what totp_seal made. AS_ERR_SECRET_UNREADABLE when `sealed` is
+ * malformed, tampered with, sealed for another user or under another
+ * key; `secret` is then zeroed. */
 enum as_err totp_open(const uint8_t key[TOTP_KEY_LEN], const char *user_id,
                       const char *sealed, uint8_t secret[TOTP_SECRET_LEN]);
 

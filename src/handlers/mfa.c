@@ -43,6 +43,23 @@ static enum as_err code_failed(struct req_ctx *rc, enum as_err refusal)
                     "The code is wrong, expired or already used.");
 }
 
+/* Logs why a second-factor step answers 500 when its stored secret does
+ * not decrypt: the key it was sealed under was replaced (README "Second
+ * factor"). The client sees only internal_error. */
+static enum as_err unreadable(struct req_ctx *rc, const char *user_id,
+                              enum as_err err)
+{
+    if (err == AS_ERR_SECRET_UNREADABLE)
+        log_event(LOG_ERROR, "mfa.secret_unreadable", rc->request_id,
+                  json_pack("{s:s, s:s}", "user_id", user_id, "reason",
+                            "the stored TOTP secret does not decrypt with "
+                            "the refresh-derivation key; was refresh.key "
+                            "(or the key it derives from) replaced? The "
+                            "user must set the factor up again "
+                            "(auth-serve user mfa-reset)"));
+    return err;
+}
+
 /* Checks `code` for user `u` (factor on) under the lockout: the attempt
  * is counted first, atomically with the lock check (a locked account is
  * refused without looking at the code). A right code settles the count
@@ -66,7 +83,7 @@ static enum as_err check_code(struct req_ctx *rc, const struct user *u,
     if (err == AS_ERR_NOT_FOUND)
         return res_fail(&rc->res, AS_ERR_CONFLICT,
                         "The second factor is not on for this account.");
-    return err;
+    return unreadable(rc, u->id, err);
 }
 
 /* The JSON answer holding fresh recovery codes. */
@@ -169,8 +186,9 @@ enum as_err h_mfa_confirm(struct req_ctx *rc, struct response *res)
     if (err == AS_OK)
         err = hx_caller(rc, &u);
     if (err == AS_OK)
-        err = core_mfa_confirm(&c, &e, &u, code, rc->claims.sid, rc->ip,
-                               &codes, &retry);
+        err = unreadable(rc, u.id,
+                         core_mfa_confirm(&c, &e, &u, code, rc->claims.sid,
+                                          rc->ip, &codes, &retry));
     if (err == AS_ERR_RATE_LIMITED)
         hx_locked(rc, retry);
     if (err == AS_ERR_RATE_LIMITED || err == AS_ERR_INVALID_CODE)

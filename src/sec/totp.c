@@ -135,7 +135,7 @@ enum as_err totp_open(const uint8_t key[TOTP_KEY_LEN], const char *user_id,
 {
     uint8_t box[SEALED_BYTES];
     size_t got = 0;
-    enum as_err err = AS_ERR_INTERNAL;
+    enum as_err err = AS_ERR_SECRET_UNREADABLE;
 
     memset(secret, 0, TOTP_SECRET_LEN);
     if (sealed && user_id &&

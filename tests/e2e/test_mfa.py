@@ -765,3 +765,38 @@ def test_audit_events(daemon):
     for secret in (recovery[2], fresh[1], pair["refresh_token"],
                    codes.secret):
         assert secret not in text
+
+
+def test_a_secret_that_no_longer_decrypts_is_logged(make_daemon, backend):
+    """refresh.key missing at a start is made anew (a data folder from
+    before it existed looks the same), and the stored TOTP secrets no
+    longer decrypt. The second step answered a bare 500 with no log line
+    saying why; it now names the cause (never the secret), at the login's
+    second step and at a confirm alike."""
+    if backend != "sqlite":
+        pytest.skip("the keys folder is SQLite's")
+    d = make_daemon().start()
+    email, password, codes, _ = mfa_user(d)
+    email2, password2, tokens2 = d.user()
+    r = d.request("POST", SETUP, {"current_password": password2},
+                  token=tokens2["access_token"])
+    assert r.status == 200, r
+    pending = pyotp.parse_uri(r.json["otpauth_uri"]).secret
+    assert d.stop() == 0
+    os.unlink(os.path.join(d.data_dir, "keys", "refresh.key"))
+    d.start()
+    tok = mfa_token(d, email, password)
+    r = login_mfa(d, tok, codes.next())
+    assert_problem(r, 500, "internal_error")
+    t2 = d.login(email2, password2).json["access_token"]
+    r = d.request("POST", CONFIRM, {"code": pyotp.TOTP(pending).now()},
+                  token=t2)
+    assert_problem(r, 500, "internal_error")
+    d.settled()
+    lines = [e for e in d.logs if e.get("event") == "mfa.secret_unreadable"]
+    assert len(lines) == 2, lines
+    for e in lines:
+        assert e["level"] == "error" and "refresh.key" in e["reason"], e
+        uid = e["user_id"]
+    assert uid == parts(t2)[1]["sub"]
+    assert not any(codes.secret in l or pending in l for l in d.lines)

@@ -194,16 +194,19 @@ static void seal_refuses_tampering(void **state)
     for (i = 0; i < TOTP_SEALED_LEN; i++) {
         memcpy(t, s, sizeof t);
         t[i] = t[i] == 'A' ? 'B' : 'A';
-        assert_int_equal(totp_open(key, uid, t, back), AS_ERR_INTERNAL);
+        assert_int_equal(totp_open(key, uid, t, back),
+                         AS_ERR_SECRET_UNREADABLE);
         assert_memory_equal(back, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0",
                             20);
     }
-    assert_int_equal(totp_open(other, uid, s, back), AS_ERR_INTERNAL);
+    assert_int_equal(totp_open(other, uid, s, back),
+                     AS_ERR_SECRET_UNREADABLE);
     assert_int_equal(totp_open(key, "0190c1d2-0000-7000-8000-000000000002",
-                               s, back), AS_ERR_INTERNAL);
+                               s, back), AS_ERR_SECRET_UNREADABLE);
     s[10] = '\0';
-    assert_int_equal(totp_open(key, uid, s, back), AS_ERR_INTERNAL);
-    assert_int_equal(totp_open(key, uid, NULL, back), AS_ERR_INTERNAL);
+    assert_int_equal(totp_open(key, uid, s, back), AS_ERR_SECRET_UNREADABLE);
+    assert_int_equal(totp_open(key, uid, NULL, back),
+                     AS_ERR_SECRET_UNREADABLE);
 }
 
 static void key_follows_the_signing_keys(void **state)
