@@ -48,7 +48,7 @@ static int file_read(const char *path, size_t max, unsigned char **out,
     if (fstat(fd, &st) != 0)
         rc = errno;
     else if (!S_ISREG(st.st_mode))
-        rc = EINVAL;
+        rc = SEC_FILE_NOT_REGULAR;
     else if ((unsigned long long)st.st_size > max)
         rc = EFBIG;
     if (rc == 0) {
@@ -78,6 +78,15 @@ int sec_file_read_linked(const char *path, size_t max, unsigned char **out,
                          size_t *len)
 {
     return file_read(path, max, out, len, 0);
+}
+
+const char *sec_file_error(int rc)
+{
+    if (rc == SEC_FILE_NOT_REGULAR)
+        return "not a regular file (a directory, FIFO or device)";
+    if (rc == EFBIG)
+        return "too large for a key file";
+    return strerror(rc);
 }
 
 static int write_all(int fd, const unsigned char *p, size_t n)

@@ -205,7 +205,14 @@ static enum as_err load_key_file(const struct cfg *cfg, struct sec_keys *k,
 
     if (rc != 0) {
         sec_why(why, why_len, "AUTH_JWT_KEY_FILE %s: %s", path,
-                strerror(rc));
+                sec_file_error(rc));
+        goto out;
+    }
+    /* Which of two keys would sign is OpenSSL's choice, not the
+     * operator's: refused. */
+    if (sec_pkey_count(k->sign, k->sign_len) > 1) {
+        sec_why(why, why_len, "AUTH_JWT_KEY_FILE %s holds more than one "
+                "private key: give the one to sign with", path);
         goto out;
     }
     pk = sec_pkey_parse(k->sign, k->sign_len, k->alg);

@@ -218,6 +218,26 @@ bool sec_pkey_encrypted(const unsigned char *pem, size_t len)
            pem_has(pem, len, "Proc-Type: 4,ENCRYPTED");
 }
 
+size_t sec_pkey_count(const unsigned char *pem, size_t len)
+{
+    static const char begin[] = "-----BEGIN ", tail[] = "PRIVATE KEY-----";
+    const unsigned char *p = pem, *end = pem + len, *eol;
+    size_t n = 0;
+
+    while ((p = memmem(p, (size_t)(end - p), begin, sizeof begin - 1))) {
+        p += sizeof begin - 1;
+        eol = memchr(p, '\n', (size_t)(end - p));
+        if (!eol)
+            eol = end;
+        if (eol > p && eol[-1] == '\r')
+            eol--;
+        if ((size_t)(eol - p) >= sizeof tail - 1 &&
+            memcmp(eol - (sizeof tail - 1), tail, sizeof tail - 1) == 0)
+            n++;
+    }
+    return n;
+}
+
 /* The public half of `pk` as a key of its own, taken from the key's
  * parameters: no PEM written and read back, and no private half kept. */
 EVP_PKEY *sec_pkey_public(EVP_PKEY *pk)

@@ -71,6 +71,11 @@ EVP_PKEY *sec_pkey_parse(const unsigned char *pem, size_t len,
  * sec_pkey_parse() refuses without asking for its passphrase: the
  * refusal can then say why. */
 bool sec_pkey_encrypted(const unsigned char *pem, size_t len);
+/* How many PEM blocks of `pem` hold a private key ("-----BEGIN PRIVATE
+ * KEY-----", "EC PRIVATE KEY", "RSA PRIVATE KEY", "ENCRYPTED PRIVATE
+ * KEY"; other blocks, such as EC parameters or a certificate, are not
+ * counted). */
+size_t sec_pkey_count(const unsigned char *pem, size_t len);
 /* The fast path of sec_pkey_parse() for ES256 (pkey.c says which forms
  * it reads); NULL for text of any other form, and NULL with *bad set for
  * a key of those forms whose scalar or point is wrong. */
@@ -138,10 +143,14 @@ enum as_err sec_db_cli(const struct cfg *cfg, struct repo *r,
                        size_t why_len);
 
 /* ---- file.c: small files written atomically ---- */
+/* sec_file_read's answer for a path that names no regular file (a
+ * directory, FIFO, device or socket): outside errno's range. */
+#define SEC_FILE_NOT_REGULAR 0x10000
 /* Reads the regular file `path` (never a symbolic link: ELOOP), at most
  * `max` bytes, into a malloc'd buffer with a NUL appended (not counted).
- * Returns 0, or an errno value: ENOENT when missing, EFBIG when larger
- * than `max`. Caller wipes when secret and frees with free(). */
+ * Returns 0, SEC_FILE_NOT_REGULAR, or an errno value: ENOENT when
+ * missing, EFBIG when larger than `max`. Caller wipes when secret and
+ * frees with free(). */
 int sec_file_read(const char *path, size_t max, unsigned char **out,
                   size_t *len);
 /* sec_file_read, except that `path` may be a symbolic link (to a regular
@@ -149,6 +158,8 @@ int sec_file_read(const char *path, size_t max, unsigned char **out,
  * Files of the generated keys folder are read with sec_file_read. */
 int sec_file_read_linked(const char *path, size_t max, unsigned char **out,
                          size_t *len);
+/* What an answer of sec_file_read*() other than 0 means, in words. */
+const char *sec_file_error(int rc);
 /* Writes `data` to a new temporary file beside `path` (O_EXCL, mode 0600),
  * fsyncs it, then either renames it over `path` (replace) or links it as
  * `path` only when `path` does not exist yet (EEXIST otherwise). Returns 0

@@ -292,7 +292,7 @@ static enum as_err refresh_key(const struct store *s, bool make,
     if (rc != 0)
         sec_why(why, why_len, "%s: %s", path,
                 rc == EFBIG || rc == EINVAL ? "must hold exactly 32 bytes"
-                                            : strerror(rc));
+                                            : sec_file_error(rc));
     return rc == 0 ? AS_OK : AS_ERR_INTERNAL;
 }
 
@@ -348,7 +348,7 @@ static enum as_err load_one(const struct store *s, struct sec_keys *k,
         goto out;
     }
     if (rc != 0) {
-        sec_why(why, why_len, "%s: %s", path, strerror(rc));
+        sec_why(why, why_len, "%s: %s", path, sec_file_error(rc));
         goto out;
     }
     pk = sec_pkey_parse(pem, len, s->alg);
@@ -456,7 +456,7 @@ enum as_err sec_store_load(const struct cfg *cfg, struct sec_keys *k,
         err = first_key(&s, kid, why, why_len);
     else if (rc != 0) {
         sec_why(why, why_len, "%s/current: %s", s.dir,
-                rc == EINVAL ? "not a key id" : strerror(rc));
+                rc == EINVAL ? "not a key id" : sec_file_error(rc));
         err = AS_ERR_INTERNAL;
     }
     if (err == AS_OK)
@@ -481,7 +481,7 @@ static enum as_err export_one(const struct store *s, const char *kid,
     if (rc == 0)
         rc = sec_file_read(path, SEC_KEY_FILE_MAX, &pem, &len);
     if (rc != 0 && (rc != ENOENT || current)) {
-        sec_why(why, why_len, "%s: %s", path, strerror(rc));
+        sec_why(why, why_len, "%s: %s", path, sec_file_error(rc));
         err = AS_ERR_INTERNAL;
     }
     if (rc == 0 && !current && retired_read(s, kid, &when) != 0)
@@ -581,7 +581,7 @@ static enum as_err cli_generate(const struct store *s,
         return first_key(s, kid, why, why_len);
     if (rc != 0) {
         sec_why(why, why_len, "%s/current: %s", s->dir,
-                rc == EINVAL ? "not a key id" : strerror(rc));
+                rc == EINVAL ? "not a key id" : sec_file_error(rc));
         return AS_ERR_INTERNAL;
     }
     return AS_OK;
@@ -596,7 +596,8 @@ static enum as_err cli_rotate(const struct store *s, char kid[SEC_KID_MAX],
     enum as_err err;
 
     if (had != 0 && had != ENOENT) {
-        sec_why(why, why_len, "%s/current: %s", s->dir, strerror(had));
+        sec_why(why, why_len, "%s/current: %s", s->dir,
+                sec_file_error(had));
         return AS_ERR_INTERNAL;
     }
     err = key_write_new(s, kid, why, why_len);

@@ -111,6 +111,38 @@ def test_config_check_loads_a_key_file_and_a_secret():
     os.mkfifo(fifo)
     r = check(cwd, {"AUTH_JWT_KEY_FILE": fifo})
     assert r.returncode == 2 and b"AUTH_JWT_KEY_FILE" in r.stderr, r.stderr
+    assert b"not a regular file" in r.stderr, r.stderr
+    r = check(cwd, {"AUTH_JWT_KEY_FILE": cwd})          # a directory
+    assert r.returncode == 2 and b"not a regular file" in r.stderr, r.stderr
+
+
+def test_a_key_file_with_two_private_keys_is_refused():
+    """A key file holding two private keys was read as its first, with
+    nothing said: which key signs is the operator's choice. Refused, one
+    line; a key after EC parameters (`openssl ecparam -genkey`'s output)
+    or before a certificate is one key and passes."""
+    cwd = scratch("cli-")
+    path = os.path.join(cwd, "key.pem")
+
+    def pem(fmt=serialization.PrivateFormat.PKCS8):
+        return ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            serialization.Encoding.PEM, fmt, serialization.NoEncryption())
+    for two in (pem() + pem(),
+                pem(serialization.PrivateFormat.TraditionalOpenSSL) + pem(),
+                pem().replace(b"\n", b"\r\n") * 2):
+        write(path, two)
+        os.chmod(path, 0o600)
+        r = check(cwd, {"AUTH_JWT_KEY_FILE": path})
+        assert r.returncode == 2, r
+        assert b"more than one private key" in r.stderr, r.stderr
+        assert r.stderr.count(b"\n") == 1, r.stderr
+    ecparams = subprocess.run(["openssl", "ecparam", "-name", "prime256v1",
+                               "-genkey"], check=True,
+                              capture_output=True).stdout
+    assert ecparams.count(b"-----BEGIN ") == 2, ecparams
+    write(path, ecparams)
+    r = check(cwd, {"AUTH_JWT_KEY_FILE": path})
+    assert r.returncode == 0 and b"configuration ok" in r.stdout, r.stderr
 
 
 def test_encrypted_key_file_refused_without_a_passphrase_prompt():
