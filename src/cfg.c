@@ -261,13 +261,18 @@ static bool valid_list(const char *s, bool (*item)(const char *, size_t))
 }
 
 /* A WebAuthn RP ID: a host name (lower-case letters, digits, '-', '.'),
- * without scheme, port or path. */
+ * without scheme, port or path, and not an IP address: a host whose
+ * last label is all digits is one to a browser (WHATWG URL, "ends in a
+ * number"), and browsers refuse an IP address as the RP ID. */
 static bool valid_rp_id(const char *s)
 {
     size_t n = strlen(s);
+    const char *last = strrchr(s, '.');
 
+    last = last ? last + 1 : s;
     return n > 0 && n <= 253 && s[0] != '.' && s[n - 1] != '.' &&
-           strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789-.") == n;
+           strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789-.") == n &&
+           strspn(last, "0123456789") != strlen(last);
 }
 
 /* Where the port of an origin's authority [host, end) begins (its ':'),

@@ -109,6 +109,10 @@ static void bad_values_refused(void **state)
         "AUTH_WEBAUTHN_RP_ID=example.com:443",
         "AUTH_WEBAUTHN_RP_ID=.example.com",
         "AUTH_WEBAUTHN_RP_ID=",
+        /* an IP address (browsers refuse one as the RP ID) */
+        "AUTH_WEBAUTHN_RP_ID=127.0.0.1",
+        "AUTH_WEBAUTHN_RP_ID=0.0.1",
+        "AUTH_WEBAUTHN_RP_ID=2130706433",
         "AUTH_WEBAUTHN_RP_NAME=",
         "AUTH_WEBAUTHN_ORIGINS=*",
         "AUTH_WEBAUTHN_ORIGINS=",
@@ -151,6 +155,8 @@ static void bad_values_refused(void **state)
         { "AUTH_WEBAUTHN_RP_ID=example.com",
           "https://example.com, https://a.b.example.com:8443", 1 },
         { "AUTH_WEBAUTHN_RP_ID=localhost", "http://localhost:4000", 1 },
+        { "AUTH_WEBAUTHN_RP_ID=1password.example9",
+          "https://1password.example9", 1 },
     };
     size_t i;
 
