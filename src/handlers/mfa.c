@@ -333,10 +333,13 @@ enum as_err h_login_mfa(struct req_ctx *rc, struct response *res)
     }
     /* The code and the token are used together: of two right codes
      * sent with one token at once, the one that loses keeps its code. */
-    if (err == AS_OK)
+    if (err == AS_OK) {
         err = check_code(rc, &u, code, tok, false);
-    if (err == AS_ERR_INVALID_TOKEN)
-        err = res_fail(res, err, "The mfa_token was used already.");
+        if (err == AS_ERR_INVALID_TOKEN)  /* the token's own detail kept */
+            err = res_fail(res, err, "The mfa_token was used already, "
+                                     "or its login ended meanwhile; log "
+                                     "in again.");
+    }
     if (err != AS_OK)
         goto out;
     /* Only a complete login ends the run of failures: its session, when

@@ -391,8 +391,11 @@ def test_five_wrong_codes_kill_the_mfa_token(daemon):
     assert login_mfa(daemon, mfa_token(daemon, email, password),
                      codes.next()).status == 200
     for bad in ("x" * 43, "", "not-a-token"):
-        assert_problem(login_mfa(daemon, bad, "123456"), 401,
-                       "invalid_token")
+        p = assert_problem(login_mfa(daemon, bad, "123456"), 401,
+                           "invalid_token")
+        # the token's own sentence, not that of a token used meanwhile
+        assert "used already" not in p["detail"], p
+        assert "invalid, expired" in p["detail"], p
 
 
 def test_wrong_codes_lock_out(make_daemon):
