@@ -229,7 +229,8 @@ enum as_err db_login_failures_clear(void *impl, const char *email,
  * `user_id` not used yet (the `purpose` ones; NULL: all) and, with
  * `requests`, deletes the reset requests to `address` (NULL: the
  * account's email now) that the mailer has not resolved yet (it would
- * make a link after this flow): a password change or reset retires every
+ * make a link after this flow), and with `purpose` NULL the user's
+ * verification requests too: a password change or reset retires every
  * reset link asked for before it, and an email change (`address` the old
  * one) or a deactivation every link, also mailed or queued ones that the
  * account's address coming back or a reactivation could revive. */

@@ -68,7 +68,8 @@ enum {
     M_TOKEN_USE, M_SET_PW, M_DROP_PASSKEYS, M_DROP_MFA, M_DROP_CODES,
     M_REVOKE_ALL, M_RETIRE, M_LOCK_VERIFY, M_VERIFY_USE, M_SET_VERIFIED,
     M_CLAIM, M_SENT, M_FAILED, M_PRUNE_TOKENS, M_PRUNE_SENT,
-    M_PRUNE_STALE, M_PRUNE_COUNTS, M_DROP_REQUESTS, M_NSTMT
+    M_PRUNE_STALE, M_PRUNE_COUNTS, M_DROP_REQUESTS, M_DROP_VERIFY_REQUESTS,
+    M_NSTMT
 };
 
 static struct db_stmt sql[M_NSTMT] = {
@@ -223,6 +224,13 @@ static struct db_stmt sql[M_NSTMT] = {
                                "AND sent_at IS NULL AND recipient = "
                                "COALESCE($2, (SELECT email FROM users "
                                "WHERE id = $1))"),
+    /* A verification asked for before an email change or a deactivation
+     * made a working link after X -> Y -> X, or after a reactivation:
+     * the user's are dropped with the reset requests. */
+    [M_DROP_VERIFY_REQUESTS] = DB_SQL("DELETE FROM outbox WHERE kind = '"
+                                      MAIL_KIND_VERIFY "' AND NOT resolved "
+                                      "AND sent_at IS NULL AND user_id = "
+                                      "$1"),
 };
 
 /* Text PostgreSQL refuses to store (not UTF-8) was never stored: a
@@ -458,6 +466,8 @@ void db_links_end(struct db_tx *t, const char *user_id, const char *purpose,
     if (requests)
         DB_RUN(t, &sql[M_DROP_REQUESTS], &r, db_text(user_id),
                db_text(address));
+    if (requests && !purpose)
+        DB_RUN(t, &sql[M_DROP_VERIFY_REQUESTS], &r, db_text(user_id));
 }
 
 enum as_err db_ott_reset(void *impl, const uint8_t hash[REPO_HASH_LEN],

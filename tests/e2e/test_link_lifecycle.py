@@ -115,6 +115,37 @@ def test_a_reset_asked_before_an_email_change_is_dead_after_it(md, sink):
                                                                 ROUNDS))
 
 
+def test_a_verification_asked_before_a_change_is_dead_after_it(md, sink):
+    """A verification request, then X -> Y -> X (or a deactivation and a
+    reactivation) before the mailer makes the link: the request was left
+    queued, and its link, made after the change, verified the account
+    (every round). It goes with the change now, and every verification
+    link mailed is refused."""
+    at = admin_token(md)
+    mailed = 0
+    for i in range(ROUNDS):
+        addr, pw, t = md.user()
+        assert verify_request(md, t["access_token"]).status == 202
+        if i % 2:
+            uid = user_id(md, t)
+            for active in (False, True):
+                r = md.request("PATCH", "/api/v1/users/" + uid,
+                               {"is_active": active}, token=at)
+                assert r.status == 200, r
+            t = md.login(addr, pw).json
+        else:
+            move(md, t, pw, "moved-" + addr, addr)
+        drained(md)
+        tokens = verify_links(sink, addr)
+        for token in tokens:
+            assert_problem(verify(md, token), 400, "invalid_token")
+        mailed += len(tokens)
+        me = md.request("GET", "/api/v1/users/me", token=t["access_token"])
+        assert me.json["is_verified"] is False, me
+    print("\n%d of %d verification mails went out, their links dead"
+          % (mailed, ROUNDS))
+
+
 def test_links_die_with_an_email_change_also_when_it_comes_back(md, sink):
     for _ in range(3):
         addr, pw, t = md.user()
