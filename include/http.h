@@ -105,6 +105,8 @@ struct req_ctx;
 struct req_source {
     const char *(*header)(const struct req_ctx *rc, const char *name);
     const char *(*query)(const struct req_ctx *rc, const char *name);
+    /* How many times query argument `name` is given. */
+    unsigned (*query_count)(const struct req_ctx *rc, const char *name);
 };
 
 struct req_ctx {
@@ -160,8 +162,13 @@ enum as_err req_json(struct req_ctx *rc, json_t **out);
 enum as_err req_json_nul_ok(struct req_ctx *rc, json_t **out);
 /* A request header (borrowed until the request ends) or NULL. */
 const char *req_header(struct req_ctx *rc, const char *name);
-/* A query argument (borrowed until the request ends) or NULL. */
+/* A query argument (borrowed until the request ends; its first value
+ * when given more than once) or NULL. */
 const char *req_query(struct req_ctx *rc, const char *name);
+/* How many times query argument `name` is given: a handler refuses one
+ * given twice rather than read one of the values, which a proxy or a
+ * filter in front of the daemon may have read the other way. */
+unsigned req_query_count(struct req_ctx *rc, const char *name);
 
 /* Sets a success answer; steals `body` (NULL for none). Returns AS_OK. */
 enum as_err res_json(struct response *res, unsigned status, json_t *body);

@@ -31,6 +31,11 @@ const char *req_query(struct req_ctx *rc, const char *name)
     return rc->source ? rc->source->query(rc, name) : NULL;
 }
 
+unsigned req_query_count(struct req_ctx *rc, const char *name)
+{
+    return rc->source ? rc->source->query_count(rc, name) : 0;
+}
+
 static bool json_holds_nul(json_t *v);
 
 /* The first member of object `o` whose value holds U+0000 (at any

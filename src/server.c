@@ -115,7 +115,34 @@ static const char *conn_query(const struct req_ctx *rc, const char *name)
                                        name);
 }
 
-static const struct req_source conn_source = { conn_header, conn_query };
+struct arg_count {
+    const char *name;
+    unsigned n;
+};
+
+static enum MHD_Result count_arg(void *cls, enum MHD_ValueKind kind,
+                                 const char *key, const char *value)
+{
+    struct arg_count *c = cls;
+
+    (void)kind;
+    (void)value;
+    if (key && strcmp(key, c->name) == 0)
+        c->n++;
+    return MHD_YES;
+}
+
+static unsigned conn_query_count(const struct req_ctx *rc, const char *name)
+{
+    struct arg_count c = { name, 0 };
+
+    MHD_get_connection_values(rc->conn, MHD_GET_ARGUMENT_KIND, count_arg,
+                              &c);
+    return c.n;
+}
+
+static const struct req_source conn_source = { conn_header, conn_query,
+                                               conn_query_count };
 
 /* ---- per-request context ---- */
 

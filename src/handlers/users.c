@@ -264,6 +264,14 @@ enum as_err h_users_list(struct req_ctx *rc, struct response *res)
     char *end;
     enum as_err err;
 
+    static const char *const args[] = { "limit", "cursor", "q" };
+    size_t k;
+
+    for (k = 0; k < sizeof args / sizeof args[0]; k++)
+        if (req_query_count(rc, args[k]) > 1)
+            res_field(res, args[k], "is given more than once");
+    if (res->errors)
+        return AS_ERR_VALIDATION;
     if (lim) {
         /* digits only: strtoul() would take "+5", " 5" and "-0" */
         limit = strtoul(lim, &end, 10);

@@ -307,6 +307,19 @@ def test_pagination_and_search(make_daemon):
                        422)
     r = d.request("GET", "/api/v1/users", token=tok)
     assert r.status == 200 and len(r.json["items"]) == len(seen)
+    # An argument given twice was read as its first value, the second
+    # never checked (`limit=5&limit=abc` was 200): a proxy or filter in
+    # front may read the other one. Refused, whatever the values.
+    for twice, field in (("limit=5&limit=abc", "limit"),
+                         ("limit=5&limit=5", "limit"),
+                         ("q=&q=" + "x" * 300, "q"),
+                         ("q=a&limit=2&q=b", "q"),
+                         ("cursor=zzz&cursor=zzz", "cursor")):
+        p = assert_problem(d.request("GET", "/api/v1/users?" + twice,
+                                     token=tok), 422, "validation_error")
+        assert [e["field"] for e in p["errors"]] == [field], p
+    r = d.request("GET", "/api/v1/users?limit=2&q=", token=tok)
+    assert r.status == 200 and len(r.json["items"]) == 2, r
 
 
 def test_search_is_literal(make_daemon):

@@ -80,7 +80,18 @@ static const char *fx_query(const struct req_ctx *rc, const char *name)
     return fx_lookup(s->query_name, s->query_value, s->nquery, name, false);
 }
 
-static const struct req_source fx_source_ops = { fx_header, fx_query };
+static unsigned fx_query_count(const struct req_ctx *rc, const char *name)
+{
+    const struct fx_source *s = rc->source_arg;
+    unsigned i, n = 0;
+
+    for (i = 0; i < s->nquery; i++)
+        n += strcmp(s->query_name[i], name) == 0;
+    return n;
+}
+
+static const struct req_source fx_source_ops = { fx_header, fx_query,
+                                                 fx_query_count };
 
 static int fx_rm_one(const char *path, const struct stat *st, int flag,
                      struct FTW *ftw)
