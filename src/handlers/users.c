@@ -342,6 +342,11 @@ enum as_err h_user_patch(struct req_ctx *rc, struct response *res)
         mfa_present && mfa_on)
         res_field(res, "mfa_enabled", "can only be turned off here; the "
                                       "user turns it on");
+    /* It was ignored: a 200 for a change not made. */
+    if (json_object_get(in, "is_verified"))
+        res_field(res, "is_verified", "cannot be changed: the user "
+                                      "verifies the address through the "
+                                      "mailed link");
     if (res->errors)
         err = AS_ERR_VALIDATION;
     else if (!uuid_valid(rc->param_id))

@@ -229,6 +229,37 @@ def test_admin_create(daemon, admin):
                                       token=admin[2]), 422)
 
 
+def test_admin_fields_not_made_are_refused(daemon, admin):
+    """A create asking for an inactive or verified user, or a PATCH of
+    is_verified, was answered 201/200 with the field ignored: the admin
+    was told of a user or change that is not what was asked. A field
+    error now; the values a new user has, sent back as read, pass."""
+    for field, value in (("is_active", False), ("is_verified", True),
+                         ("mfa_enabled", True), ("is_active", "no")):
+        email = "asked-%s@example.com" % secrets.token_hex(4)
+        body = {"email": email, "password": "made by admin 4", field: value}
+        p = assert_problem(daemon.request("POST", "/api/v1/users", body,
+                                          token=admin[2]), 422,
+                           "validation_error")
+        assert [e["field"] for e in p["errors"]] == [field], p
+        assert_problem(daemon.login(email, "made by admin 4"), 401)
+    email = "as-read-%s@example.com" % secrets.token_hex(4)
+    r = daemon.request("POST", "/api/v1/users",
+                       {"email": email, "password": "made by admin 5",
+                        "is_active": True, "is_verified": False,
+                        "mfa_enabled": False}, token=admin[2])
+    assert r.status == 201, r
+    uid = r.json["id"]
+    for body in ({"is_verified": True}, {"is_verified": False},
+                 {"is_verified": True, "full_name": "Changed"}):
+        p = assert_problem(daemon.request("PATCH", "/api/v1/users/" + uid,
+                                          body, token=admin[2]), 422,
+                           "validation_error")
+        assert [e["field"] for e in p["errors"]] == ["is_verified"], p
+    r = daemon.request("GET", "/api/v1/users/" + uid, token=admin[2])
+    assert r.json["is_verified"] is False and r.json["full_name"] is None
+
+
 def test_deactivate_revokes_and_blocks_login(daemon, admin):
     email, pw, t = daemon.user()
     uid = daemon.request("GET", "/api/v1/users/me",
