@@ -99,6 +99,7 @@ enum rotate_result {
 };
 
 #define REPO_EMAIL_MAX 254       /* bytes of a stored email */
+#define REPO_AMR_MAX 31          /* bytes of a session's amr read back */
 
 /* What repo_session_state() reports for the revocation check. */
 struct session_state {
@@ -107,6 +108,10 @@ struct session_state {
     enum role role;
     char email[REPO_EMAIL_MAX + 1];  /* the user's email now ("" if none) */
     char user_id[UUID_STR_LEN];      /* whose session it is ("" if none) */
+    /* The session's own RFC 8176 methods, as stored (struct session's
+     * amr; "" for "pwd", or for a value longer than this holds): what
+     * /verify says of the session, whatever its token claims. */
+    char amr[REPO_AMR_MAX + 1];
 };
 
 /* The fields a struct user_patch names (bits of its `set`). */

@@ -113,6 +113,10 @@ static enum as_err bearer(struct req_ctx *rc, bool wait, bool *pending)
         return res_fail(&rc->res, AS_ERR_INVALID_TOKEN,
                         "The access token is invalid or expired.");
     rc->claims.role = role_name(st.role);              /* current */
+    /* The session's methods, not the token's: only a token made with
+     * the signing key (HS256: any service that verifies) could claim a
+     * factor its session never passed (X-Auth-MFA). */
+    rc->claims.amr = sec_amr_parse(st.amr);
     email = st.email[0] ? arena_strdup(rc->arena, st.email) : NULL;
     if (email)                            /* the account's email now */
         rc->claims.email = email;

@@ -326,7 +326,9 @@ static enum as_err token_param(struct req_ctx *rc, json_t **in,
         return AS_ERR_VALIDATION;
     }
     *tok = json_string_value(t);
-    if (!*tok || !**tok)
+    /* Empty is missing; a token that only starts with U+0000 is an
+     * invalid one (below), not a missing one. */
+    if (!*tok || json_string_length(t) == 0)
         return res_fail(&rc->res, AS_ERR_INVALID_REQUEST,
                         "The token parameter is required.");
     if (json_string_length(t) > SEC_MAX_JWT_BYTES ||

@@ -106,7 +106,8 @@ static struct db_stmt sql[S_NSTMT] = {
                               "session_id, created_at) VALUES ($1, $2, $3)"),
     [S_GET] = DB_SQL("SELECT " SESSION_COLS " FROM sessions s "
                      "WHERE s.id = $1"),
-    [S_STATE] = DB_SQL("SELECT " LIVE_AT_2 ", u.role, u.email, u.id "
+    [S_STATE] = DB_SQL("SELECT " LIVE_AT_2 ", u.role, u.email, u.id, "
+                       "s.amr "
                        "FROM sessions s JOIN users u ON u.id = s.user_id "
                        "WHERE s.id = $1"),
     [S_LIST] = DB_SQL("SELECT " SESSION_COLS " FROM sessions s "
@@ -324,12 +325,13 @@ enum as_err db_session_state(void *impl, const char *sid, int64_t now,
 {
     struct db_rows r;
     struct db_tx t;
-    const char *email;
+    const char *email, *amr;
 
     out->live = false;
     out->role = ROLE_USER;
     out->email[0] = '\0';
     out->user_id[0] = '\0';
+    out->amr[0] = '\0';
     if (!sid)
         return AS_OK;
     db_open(&t, impl, "session_state", false, NULL);
@@ -340,6 +342,9 @@ enum as_err db_session_state(void *impl, const char *sid, int64_t now,
         email = db_str(db_at(&r, 0, 2));
         snprintf(out->email, sizeof out->email, "%s", email ? email : "");
         db_id(&t, db_at(&r, 0, 3), out->user_id);
+        amr = db_str(db_at(&r, 0, 4));
+        if (amr && strlen(amr) <= REPO_AMR_MAX)   /* else "pwd" alone */
+            memcpy(out->amr, amr, strlen(amr) + 1);
     }
     return none_if_invalid(db_close(&t), AS_OK);
 }

@@ -328,7 +328,8 @@ def test_revoke(daemon):
     # and nothing revoked by a token cut short at a U+0000
     _, _, t = daemon.user()
     for bad in ("x" * 9000, t["refresh_token"] + "\u0000x",
-                t["access_token"] + "\u0000"):
+                t["access_token"] + "\u0000", "\u0000" + t["refresh_token"],
+                "\u0000"):
         r = daemon.request("POST", "/api/v1/auth/revoke", {"token": bad})
         assert r.status == 200, r
         r = daemon.request("POST", "/api/v1/auth/revoke",
@@ -493,6 +494,33 @@ def test_a_token_naming_another_users_session_is_refused(make_daemon):
     # the real ones still work, on the same session
     assert me(d, mine["access_token"]).status == 200
     assert me(d, theirs["access_token"]).status == 200
+
+
+def test_verify_says_what_the_session_passed_not_the_token(make_daemon):
+    """X-Auth-MFA is "true when the session passed a second factor". A
+    token made with the signing key (the HS256 secret every verifying
+    service holds) claiming `amr` ["pwd", "otp"] for a password-only
+    session made /verify answer X-Auth-MFA: true and the claimed amr; the
+    role and email it claimed were already replaced by the account's."""
+    secret = "m" * 48
+    d = make_daemon({"AUTH_JWT_ALG": "HS256",
+                     "AUTH_JWT_SECRET": secret}).start()
+    _, _, mine = d.user()
+    real = d.request("GET", "/api/v1/auth/verify",
+                     token=mine["access_token"])
+    assert real.status == 200 and real.header("X-Auth-MFA") == "false"
+    claims = pyjwt.decode(mine["access_token"], secret, algorithms=["HS256"],
+                          audience="auth-serve")
+    kid = parts(mine["access_token"])[0]["kid"]
+    for amr in (["pwd", "otp"], ["hwk", "mfa"], ["mfa"]):
+        claims["amr"] = amr
+        forged = pyjwt.encode(claims, secret, algorithm="HS256",
+                              headers={"kid": kid})
+        for _ in range(2):                  # the second from the cache
+            r = d.request("GET", "/api/v1/auth/verify", token=forged)
+            assert r.status == 200, r
+            assert r.header("X-Auth-MFA") == "false", (amr, r.headers)
+            assert r.json["amr"] == ["pwd"], r.json
 
 
 def test_key_rotation_keeps_old_tokens(make_daemon):

@@ -738,6 +738,8 @@ enum as_err repo_session_state(struct repo *r, const char *sid, int64_t now,
         out->role = u->role;
         snprintf(out->email, sizeof out->email, "%s", u->email);
         snprintf(out->user_id, sizeof out->user_id, "%s", s->user_id);
+        if (s->has_amr && strlen(s->amr) <= REPO_AMR_MAX)
+            snprintf(out->amr, sizeof out->amr, "%s", s->amr);
     }
     pthread_mutex_unlock(&mu);
     return AS_OK;
