@@ -20,6 +20,8 @@ struct ratelimit;
 struct MHD_Connection;
 
 /* Long-lived state shared by every request; made once at start. */
+struct fleet;
+
 struct app {
     const struct cfg *cfg;
     struct repo *repo;
@@ -32,6 +34,9 @@ struct app {
     struct netlist *metrics_allow;    /* clients that may read /metrics */
     struct vcache *vcache;            /* verified access tokens */
     const struct sec_keys *_Atomic keys;  /* swapped on SIGHUP */
+    /* What keeps `keys` in step with other instances on one PostgreSQL
+     * database (fleet.h); NULL: nothing does (they are the start's). */
+    struct fleet *_Atomic fleet;
     struct mailer *_Atomic mailer;    /* outbox delivery; NULL: none yet */
     struct ready *ready;              /* database prober behind /readyz */
     struct ratelimit *limiter;        /* per-address credential buckets

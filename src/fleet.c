@@ -9,6 +9,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cfg.h"
@@ -38,6 +39,9 @@ struct fleet {
     uint64_t heard_at;           /* its last scache_heard() mark, or 0 */
     const struct sec_keys **old; /* replaced key sets, freed at stop */
     size_t nold;                 /* (both the keys thread's) */
+    pthread_mutex_t mu;          /* guards polled_at; with `polled`, */
+    pthread_cond_t polled;       /* signalled when a poll ends */
+    uint64_t polled_at;          /* monotonic ms of the last good poll */
 };
 
 /* Connects and listens; NULL on failure (logged without the URL, which
@@ -111,7 +115,10 @@ static bool drain(struct fleet *f, bool *keys_changed)
     return PQstatus(f->conn) == CONNECTION_OK;
 }
 
-/* Swaps in the keys of the table when they changed. */
+static void keys_kick(struct fleet *f);
+
+/* Swaps in the keys of the table when they changed, and marks them
+ * current (fleet_keys_current()). */
 static void keys_poll(struct fleet *f)
 {
     struct app *a = f->app;
@@ -126,18 +133,51 @@ static void keys_poll(struct fleet *f)
                       json_pack("{s:s}", "message", why));
         return;
     }
-    if (!k)
-        return;
-    grown = realloc(f->old, (f->nold + 1) * sizeof *f->old);
-    if (!grown) {
-        sec_keys_free(k);
-        return;
+    if (k) {
+        grown = realloc(f->old, (f->nold + 1) * sizeof *f->old);
+        if (!grown) {
+            sec_keys_free(k);
+            return;
+        }
+        f->old = grown;
+        f->old[f->nold++] = atomic_exchange(&a->keys, k);
+        log_event(LOG_INFO, "keys.reloaded", NULL,
+                  json_pack("{s:s, s:s}", "kid", sec_keys_kid(k), "cause",
+                            "database"));
     }
-    f->old = grown;
-    f->old[f->nold++] = atomic_exchange(&a->keys, k);
-    log_event(LOG_INFO, "keys.reloaded", NULL,
-              json_pack("{s:s, s:s}", "kid", sec_keys_kid(k), "cause",
-                        "database"));
+    pthread_mutex_lock(&f->mu);
+    f->polled_at = clock_mono_ms();      /* the keys in force are current */
+    pthread_cond_broadcast(&f->polled);
+    pthread_mutex_unlock(&f->mu);
+}
+
+bool fleet_keys_current(struct fleet *f, unsigned wait_ms)
+{
+    uint64_t until = clock_mono_ms() + wait_ms, now;
+    struct timespec ts;
+    bool current, kicked = false;
+
+    pthread_mutex_lock(&f->mu);
+    for (;;) {
+        now = clock_mono_ms();
+        current = now - f->polled_at <= FLEET_KEYS_STALE_MS;
+        if (current || now >= until || atomic_load(&f->stop))
+            break;
+        if (!kicked) {
+            keys_kick(f);
+            kicked = true;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += (time_t)((until - now) / 1000u);
+        ts.tv_nsec += (long)((until - now) % 1000u) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&f->polled, &f->mu, &ts);
+    }
+    pthread_mutex_unlock(&f->mu);
+    return current;
 }
 
 /* Waits up to `ms` for the connection (when there is one) or the stop
@@ -282,12 +322,15 @@ static void wind_up(struct fleet *f, bool listener)
     for (i = 0; i < f->nold; i++)
         sec_keys_free((struct sec_keys *)f->old[i]);
     free(f->old);
+    pthread_cond_destroy(&f->polled);
+    pthread_mutex_destroy(&f->mu);
     free(f);
 }
 
 struct fleet *fleet_start(struct app *app)
 {
     struct fleet *f;
+    pthread_condattr_t ca;
     const char *why;
 
     if (!pqlib_load(&why))              /* opened by the backend already */
@@ -297,6 +340,12 @@ struct fleet *fleet_start(struct app *app)
         return NULL;
     f->app = app;
     f->wake[0] = f->wake[1] = f->keys_wake[0] = f->keys_wake[1] = -1;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_mutex_init(&f->mu, NULL);
+    pthread_cond_init(&f->polled, &ca);
+    pthread_condattr_destroy(&ca);
+    f->polled_at = clock_mono_ms();      /* loaded at start, just now */
     if (pipe2(f->wake, O_CLOEXEC) != 0 ||
         pipe2(f->keys_wake, O_CLOEXEC | O_NONBLOCK) != 0) {
         wind_up(f, false);

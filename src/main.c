@@ -279,6 +279,7 @@ static int serve(struct cfg *cfg)
     }
     if (srv && strcmp(repo_backend(app.repo), "postgres") == 0)
         fleet = fleet_start(&app);       /* revocations and key changes */
+    atomic_store(&app.fleet, fleet);
     if (srv) {
         if (app.listen_fd >= 0)
             log_event(LOG_INFO, "systemd.socket_activated", NULL, NULL);
@@ -321,6 +322,7 @@ static int serve(struct cfg *cfg)
         log_event(LOG_INFO, "server.stopping", NULL,
                   json_pack("{s:s}", "signal", strsignal(sig)));
         server_stop(srv, STOP_GRACE_MS);
+        atomic_store(&app.fleet, NULL);
         fleet_stop(fleet);
         mail_stop(atomic_load(&app.mailer));
         status = 0;

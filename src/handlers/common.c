@@ -1,6 +1,7 @@
 /* common.c: token pairs, sessions and audit events for the handlers. */
 #include "hx.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -8,6 +9,7 @@
 
 #include "cfg.h"
 #include "clock.h"
+#include "fleet.h"
 #include "lockout.h"
 #include "log.h"
 #include "password.h"
@@ -40,6 +42,7 @@ enum as_err hx_token_pair(struct req_ctx *rc, const struct user *u,
     /* One reading of the clock for every figure of the answer: a second
      * boundary between two readings would report a lifetime one short. */
     int64_t now_ms = clock_ms(), now = now_ms / 1000, ends = ends_ms / 1000;
+    struct fleet *f = atomic_load(&rc->app->fleet);
     char *jwt = NULL;
     enum as_err err;
 
@@ -53,6 +56,10 @@ enum as_err hx_token_pair(struct req_ctx *rc, const struct user *u,
     c.exp = now + (int64_t)cfg->access_ttl;
     if (c.exp > ends)                     /* no token outlives its session */
         c.exp = ends;
+    if (f && !fleet_keys_current(f, cfg->db_timeout_ms))
+        return res_fail(&rc->res, AS_ERR_UNAVAILABLE,
+                        "The signing keys are being brought up to date; "
+                        "retry shortly.");
     err = sec_jwt_sign(app_keys(rc->app), cfg, &c, &jwt);
     if (err != AS_OK)
         return err;

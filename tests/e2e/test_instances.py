@@ -543,6 +543,61 @@ def test_rotation_published_then_signing_without_signal(make_trio):
                        e.get("cause") != "database" for e in d.logs)
 
 
+def test_an_instance_that_stood_still_signs_with_no_stale_key(make_trio):
+    """A process that stands still (SIGSTOP here; a stalled host) past its
+    next key's switch signed with the old key on resuming, until its poll
+    read the table: with the database slow to answer that poll (here the
+    keys table held locked), every token it gave was of a key the other
+    instances may have dropped already (they keep one until its
+    successor's signs_from + the token lifetime + 70 s). It signs only
+    with keys a poll has found current in the last 5 s: the logins wait
+    for the poll, and their tokens are the new key's."""
+    (a, _, _), url = make_trio({"AUTH_KEY_PUBLISH_SECONDS": "600"})
+    a.start()
+    assert wait_until(lambda: listening(a) >= 1), a.lines[-20:]
+    email, pw, t_old = a.user()
+    kid_old = parts(t_old["access_token"])[0]["kid"]
+    r = a.command("keys", "rotate", env={"AUTH_KEY_PUBLISH_SECONDS": "2"})
+    assert r.returncode == 0, r.stderr
+    kid_new = r.stdout.decode().strip()
+    assert wait_until(lambda: kid_new in jwks_kids(a), timeout=10,
+                      interval=0.05)
+    assert parts(a.login(email, pw).json["access_token"])[0]["kid"] == \
+        kid_old                              # held, not signing yet
+    a.proc.send_signal(signal.SIGSTOP)
+    stopped = time.monotonic()
+    locker = None
+    try:
+        # past the new key's signs_from, and past 5 s without a poll
+        assert wait_until(lambda: time.monotonic() - stopped > 6.5,
+                          timeout=20, interval=0.1)
+        locker = subprocess.Popen(
+            ["psql", url, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c",
+             "BEGIN; LOCK TABLE auth_keys IN ACCESS EXCLUSIVE MODE; "
+             "SELECT pg_sleep(2); COMMIT;"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        assert wait_until(lambda: psql(
+            url, "SELECT count(*) FROM pg_locks l JOIN pg_class c "
+            "ON c.oid = l.relation WHERE c.relname = 'auth_keys' "
+            "AND l.granted AND l.mode = 'AccessExclusiveLock'")[0][0] == "1",
+            timeout=10, interval=0.05)
+    finally:
+        a.proc.send_signal(signal.SIGCONT)
+    out = []
+    logins = [threading.Thread(target=lambda: out.append(a.login(email,
+                                                                 pw)))
+              for _ in range(4)]
+    for t in logins:
+        t.start()
+    for t in logins:
+        t.join(30)
+    assert locker.wait(30) == 0, locker.stderr.read()
+    assert len(out) == 4
+    for r in out:
+        assert r.status == 200, r
+        assert parts(r.json["access_token"])[0]["kid"] == kid_new, r.json
+
+
 def test_rotation_moment_is_the_commands(make_trio):
     """`keys rotate` stores its own AUTH_KEY_PUBLISH_SECONDS with the key
     (README, "Rotating keys across instances"): instances that would wait
