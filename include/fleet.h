@@ -17,11 +17,12 @@
 struct fleet;
 
 #define FLEET_KEYS_POLL_MS 2000
-/* The keys in force count as current this long after a poll ended. The
- * other instances keep a key listed until its successor's signs_from,
- * the access-token lifetime, 60 s and a reload slack (RELOAD_SLACK_S of
- * src/sec/dbstore.c, 10 s) have passed: an instance that signs only with
- * keys this fresh never signs with one they have dropped. */
+/* The keys in force count as current this long after the start of a
+ * poll that read them. The other instances keep a key listed until its
+ * successor's signs_from, the access-token lifetime, 60 s and a reload
+ * slack (RELOAD_SLACK_S of src/sec/dbstore.c, 10 s) have passed: an
+ * instance that signs only with keys this fresh never signs with one
+ * they have dropped. */
 #define FLEET_KEYS_STALE_MS 5000
 /* The listener reads its connection at least this often, so the session
  * cache's entries keep answering (scache_heard(), SCACHE_HEARD_SLACK_MS)
@@ -35,7 +36,7 @@ struct fleet *fleet_start(struct app *app);
 /* Stops the thread and frees the key sets it replaced; call after the
  * server stopped. NULL is a no-op. */
 void fleet_stop(struct fleet *f);
-/* True when the keys in force were found current by a poll that ended
+/* True when the keys in force were found current by a poll that started
  * at most FLEET_KEYS_STALE_MS ago; else asks for a poll now and waits
  * up to `wait_ms` for one. A process that stood still (SIGSTOP, a
  * stalled host) must not sign with the key it held before: its

@@ -39,9 +39,9 @@ struct fleet {
     uint64_t heard_at;           /* its last scache_heard() mark, or 0 */
     const struct sec_keys **old; /* replaced key sets, freed at stop */
     size_t nold;                 /* (both the keys thread's) */
-    pthread_mutex_t mu;          /* guards polled_at; with `polled`, */
+    pthread_mutex_t mu;          /* with `polled`, */
     pthread_cond_t polled;       /* signalled when a poll ends */
-    uint64_t polled_at;          /* monotonic ms of the last good poll */
+    _Atomic uint64_t polled_at;  /* monotonic ms of the last good poll */
 };
 
 /* Connects and listens; NULL on failure (logged without the URL, which
@@ -125,6 +125,9 @@ static void keys_poll(struct fleet *f)
     struct sec_keys *k = NULL;
     const struct sec_keys **grown;
     char why[256] = "";
+    /* The mark is the poll's start: a poll that read the table before
+     * the process stood still vouches for nothing after. */
+    uint64_t started = clock_mono_ms();
 
     if (sec_keys_poll(a->cfg, a->repo, app_keys(a), clock_ms(), &k, why,
                       sizeof why) != AS_OK) {
@@ -146,9 +149,18 @@ static void keys_poll(struct fleet *f)
                             "database"));
     }
     pthread_mutex_lock(&f->mu);
-    f->polled_at = clock_mono_ms();      /* the keys in force are current */
+    atomic_store(&f->polled_at, started);         /* the keys are current */
     pthread_cond_broadcast(&f->polled);
     pthread_mutex_unlock(&f->mu);
+}
+
+/* Whether the last good poll started at most FLEET_KEYS_STALE_MS before
+ * `now` (one that started after `now` was read counts). */
+static bool polled_since(struct fleet *f, uint64_t now)
+{
+    uint64_t at = atomic_load(&f->polled_at);
+
+    return at >= now || now - at <= FLEET_KEYS_STALE_MS;
 }
 
 bool fleet_keys_current(struct fleet *f, unsigned wait_ms)
@@ -157,10 +169,12 @@ bool fleet_keys_current(struct fleet *f, unsigned wait_ms)
     struct timespec ts;
     bool current, kicked = false;
 
+    if (polled_since(f, until - wait_ms))
+        return true;                     /* the common case: no lock */
     pthread_mutex_lock(&f->mu);
     for (;;) {
         now = clock_mono_ms();
-        current = now - f->polled_at <= FLEET_KEYS_STALE_MS;
+        current = polled_since(f, now);
         if (current || now >= until || atomic_load(&f->stop))
             break;
         if (!kicked) {
@@ -345,7 +359,7 @@ struct fleet *fleet_start(struct app *app)
     pthread_mutex_init(&f->mu, NULL);
     pthread_cond_init(&f->polled, &ca);
     pthread_condattr_destroy(&ca);
-    f->polled_at = clock_mono_ms();      /* loaded at start, just now */
+    atomic_init(&f->polled_at, clock_mono_ms());  /* loaded at start */
     if (pipe2(f->wake, O_CLOEXEC) != 0 ||
         pipe2(f->keys_wake, O_CLOEXEC | O_NONBLOCK) != 0) {
         wind_up(f, false);
