@@ -60,10 +60,14 @@ enum as_err sec_keys_open(const struct cfg *cfg, struct repo *r,
 /* With keys in PostgreSQL: a new key set in *out (caller frees) when the
  * database's keys at `now_ms` differ from `cur`'s (a key added, the
  * signer switched, a key pruned), else *out is NULL. Never anything to do
- * with the folder, a key file or HS256. */
+ * with the folder, a key file or HS256. `*read` (may be NULL) says
+ * whether the database answered, even when the keys it holds could not
+ * be made a set (a key that does not open): the instance then goes on
+ * with `cur`, and the failure is the poll's, not the database's. */
 enum as_err sec_keys_poll(const struct cfg *cfg, struct repo *r,
                           const struct sec_keys *cur, int64_t now_ms,
-                          struct sec_keys **out, char *why, size_t why_len);
+                          struct sec_keys **out, bool *read, char *why,
+                          size_t why_len);
 void sec_keys_free(struct sec_keys *k);          /* wipes; NULL is a no-op */
 /* `auth-serve keys generate`: makes a key under data_dir/keys/ unless one
  * exists. `auth-serve keys rotate`: makes a new key that signs from the

@@ -128,14 +128,18 @@ static void keys_poll(struct fleet *f)
     /* The mark is the poll's start: a poll that read the table before
      * the process stood still vouches for nothing after. */
     uint64_t started = clock_mono_ms();
+    bool read = false;
+    enum as_err err = sec_keys_poll(a->cfg, a->repo, app_keys(a),
+                                    clock_ms(), &k, &read, why, sizeof why);
 
-    if (sec_keys_poll(a->cfg, a->repo, app_keys(a), clock_ms(), &k, why,
-                      sizeof why) != AS_OK) {
-        if (why[0])
-            log_event(LOG_WARN, "keys.poll_failed", NULL,
-                      json_pack("{s:s}", "message", why));
+    if (err != AS_OK && why[0])
+        log_event(LOG_WARN, "keys.poll_failed", NULL,
+                  json_pack("{s:s}", "message", why));
+    /* A table read but not made a set (a key that does not open) leaves
+     * the keys in force as the instance's best, and current: refusing
+     * to sign over it would stop every login until an operator came. */
+    if (err != AS_OK && !read)
         return;
-    }
     if (k) {
         grown = realloc(f->old, (f->nold + 1) * sizeof *f->old);
         if (!grown) {

@@ -322,7 +322,8 @@ enum as_err sec_keys_open(const struct cfg *cfg, struct repo *r,
 
 enum as_err sec_keys_poll(const struct cfg *cfg, struct repo *r,
                           const struct sec_keys *cur, int64_t now_ms,
-                          struct sec_keys **out, char *why, size_t why_len)
+                          struct sec_keys **out, bool *read, char *why,
+                          size_t why_len)
 {
     bool changed = false;
     enum as_err err = AS_OK;
@@ -330,6 +331,8 @@ enum as_err sec_keys_poll(const struct cfg *cfg, struct repo *r,
     *out = NULL;
     if (in_db(cfg, r))
         err = sec_db_changed(cfg, r, cur, now_ms, &changed);
+    if (read)
+        *read = err == AS_OK;
     if (err == AS_OK && changed)
         err = sec_keys_open(cfg, r, cur, now_ms, out, why, why_len);
     return err;

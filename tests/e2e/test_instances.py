@@ -598,6 +598,31 @@ def test_an_instance_that_stood_still_signs_with_no_stale_key(make_trio):
         assert parts(r.json["access_token"])[0]["kid"] == kid_new, r.json
 
 
+def test_a_key_that_does_not_open_stops_no_login(make_trio):
+    """A key in the table that this instance cannot open (sealed under
+    another AUTH_KEYS_SECRET, say) fails every poll. The database still
+    answered them: the keys in force stay current and sign, past the 5 s
+    that a poll's freshness lasts, and each poll says what failed."""
+    (a, _, _), url = make_trio()
+    a.start()
+    assert wait_until(lambda: listening(a) >= 1), a.lines[-20:]
+    email, pw, t_old = a.user()
+    kid_old = parts(t_old["access_token"])[0]["kid"]
+    psql(url, "INSERT INTO auth_keys (kid, sealed, created_at, signs_from) "
+         "VALUES ('not-a-key-of-ours', '\\x00112233', 0, "
+         "(extract(epoch FROM now()) * 1000)::bigint + 3600000)")
+    assert a.events(lambda e: e.get("event") == "keys.poll_failed")
+    polled = len(a.events(lambda e: e.get("event") == "keys.poll_failed"))
+    assert wait_until(lambda: len([e for e in a.logs if e.get("event") ==
+                                   "keys.poll_failed"]) >= polled + 3,
+                      timeout=20, interval=0.1)  # three polls: over 5 s
+    r = a.login(email, pw)
+    assert r.status == 200, r
+    assert parts(r.json["access_token"])[0]["kid"] == kid_old
+    assert verify(a, r.json["access_token"]).status == 200
+    psql(url, "DELETE FROM auth_keys WHERE kid = 'not-a-key-of-ours'")
+
+
 def test_rotation_moment_is_the_commands(make_trio):
     """`keys rotate` stores its own AUTH_KEY_PUBLISH_SECONDS with the key
     (README, "Rotating keys across instances"): instances that would wait

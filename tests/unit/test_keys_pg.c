@@ -179,11 +179,11 @@ static void rotation_publishes_then_signs_then_retires(void **state)
     k2 = open_at(f, t + 1000);
     assert_string_equal(sec_keys_kid(k2), old);       /* not yet */
     assert_int_equal(jwks_len(k2), 2);                /* but listed */
-    assert_int_equal(sec_keys_poll(&f->cfg, f->r, k2, t + 2000, &same, why,
-                                   sizeof why), AS_OK);
+    assert_int_equal(sec_keys_poll(&f->cfg, f->r, k2, t + 2000, &same, NULL,
+                                   why, sizeof why), AS_OK);
     assert_null(same);                                /* nothing new */
-    assert_int_equal(sec_keys_poll(&f->cfg, f->r, k2, switch_at, &k3, why,
-                                   sizeof why), AS_OK);
+    assert_int_equal(sec_keys_poll(&f->cfg, f->r, k2, switch_at, &k3, NULL,
+                                   why, sizeof why), AS_OK);
     assert_non_null(k3);
     assert_string_not_equal(sec_keys_kid(k3), old);   /* switched */
     assert_non_null(sec_keys_find(k3, old));          /* still verifies */
