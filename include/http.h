@@ -19,9 +19,9 @@ struct ready;
 struct ratelimit;
 struct MHD_Connection;
 
-/* Long-lived state shared by every request; made once at start. */
 struct fleet;
 
+/* Long-lived state shared by every request; made once at start. */
 struct app {
     const struct cfg *cfg;
     struct repo *repo;

@@ -39,13 +39,20 @@ enum as_err hx_token_pair(struct req_ctx *rc, const struct user *u,
     struct sec_claims c = { .email = u->email,
                             .role = role_name(u->role),
                             .amr = sec_amr_parse(amr) };
-    /* One reading of the clock for every figure of the answer: a second
-     * boundary between two readings would report a lifetime one short. */
-    int64_t now_ms = clock_ms(), now = now_ms / 1000, ends = ends_ms / 1000;
     struct fleet *f = atomic_load(&rc->app->fleet);
+    int64_t now_ms, now, ends = ends_ms / 1000;
     char *jwt = NULL;
     enum as_err err;
 
+    if (f && !fleet_keys_current(f, cfg->db_timeout_ms))
+        return res_fail(&rc->res, AS_ERR_UNAVAILABLE,
+                        "The signing keys are being brought up to date; "
+                        "retry shortly.");
+    /* One reading of the clock for every figure of the answer (after
+     * any wait above): a second boundary between two readings would
+     * report a lifetime one short. */
+    now_ms = clock_ms();
+    now = now_ms / 1000;
     if (ends <= now)                      /* ended in this very second */
         return res_fail(&rc->res, AS_ERR_INVALID_TOKEN,
                         "The session has ended; log in again.");
@@ -56,10 +63,6 @@ enum as_err hx_token_pair(struct req_ctx *rc, const struct user *u,
     c.exp = now + (int64_t)cfg->access_ttl;
     if (c.exp > ends)                     /* no token outlives its session */
         c.exp = ends;
-    if (f && !fleet_keys_current(f, cfg->db_timeout_ms))
-        return res_fail(&rc->res, AS_ERR_UNAVAILABLE,
-                        "The signing keys are being brought up to date; "
-                        "retry shortly.");
     err = sec_jwt_sign(app_keys(rc->app), cfg, &c, &jwt);
     if (err != AS_OK)
         return err;
