@@ -78,9 +78,11 @@ enum as_err h_login(struct req_ctx *rc, struct response *res)
     json_t *in = NULL;
     const char *raw_email = NULL, *pw = NULL, *email = NULL;
     struct user u = { .is_active = false };
-    enum as_err err = req_json(rc, &in);
+    enum as_err err = hx_keys_current(rc);
 
     (void)res;
+    if (err == AS_OK)
+        err = req_json(rc, &in);
     if (err == AS_OK)
         err = login_input(rc, in, &raw_email, &pw);
     if (err == AS_OK) {

@@ -39,20 +39,12 @@ enum as_err hx_token_pair(struct req_ctx *rc, const struct user *u,
     struct sec_claims c = { .email = u->email,
                             .role = role_name(u->role),
                             .amr = sec_amr_parse(amr) };
-    struct fleet *f = atomic_load(&rc->app->fleet);
-    int64_t now_ms, now, ends = ends_ms / 1000;
+    /* One reading of the clock for every figure of the answer: a second
+     * boundary between two readings would report a lifetime one short. */
+    int64_t now_ms = clock_ms(), now = now_ms / 1000, ends = ends_ms / 1000;
     char *jwt = NULL;
     enum as_err err;
 
-    if (f && !fleet_keys_current(f, cfg->db_timeout_ms))
-        return res_fail(&rc->res, AS_ERR_UNAVAILABLE,
-                        "The signing keys are being brought up to date; "
-                        "retry shortly.");
-    /* One reading of the clock for every figure of the answer (after
-     * any wait above): a second boundary between two readings would
-     * report a lifetime one short. */
-    now_ms = clock_ms();
-    now = now_ms / 1000;
     if (ends <= now)                      /* ended in this very second */
         return res_fail(&rc->res, AS_ERR_INVALID_TOKEN,
                         "The session has ended; log in again.");
@@ -75,6 +67,24 @@ enum as_err hx_token_pair(struct req_ctx *rc, const struct user *u,
     crypt_wipe(jwt, strlen(jwt));
     free(jwt);
     return rc->res.body ? AS_OK : AS_ERR_NOMEM;
+}
+
+/* How long a request that will sign waits for a poll of the keys table
+ * before it is answered 503: a poll takes milliseconds on a database
+ * that answers (the one a process makes on waking from a stop, say); the
+ * worker it holds serves nothing else meanwhile. */
+#define KEYS_WAIT_MS 250u
+
+enum as_err hx_keys_current(struct req_ctx *rc)
+{
+    struct fleet *f = atomic_load(&rc->app->fleet);
+
+    if (!f || fleet_keys_current(f, KEYS_WAIT_MS))
+        return AS_OK;
+    res_header(rc, "Retry-After", "1");
+    return res_fail(&rc->res, AS_ERR_UNAVAILABLE,
+                    "The signing keys are being brought up to date; retry "
+                    "in a second.");
 }
 
 enum as_err hx_start_session(struct req_ctx *rc, const struct user *u)

@@ -22,6 +22,15 @@ int64_t hx_seconds_left(int64_t ends_ms, int64_t now_ms);
 enum as_err hx_token_pair(struct req_ctx *rc, const struct user *u,
                           const char *sid, const char *refresh,
                           int64_t ends_ms, const char *amr);
+/* AS_OK when the signing keys were found current by a poll of the keys
+ * table in the last few seconds (fleet.h; always, without other
+ * instances), waiting a moment for one; else 503 with Retry-After. Called
+ * first by every route that signs (a login, /login/mfa, a passkey login,
+ * a refresh), before it stores or spends anything: a process that stood
+ * still must not sign with a key the others may have dropped, and a
+ * refusal after the session was stored, or the refresh token rotated,
+ * would cost the client its session. */
+enum as_err hx_keys_current(struct req_ctx *rc);
 /* Creates a session for `u` (client IP and user agent recorded) and
  * answers its first token pair: a complete login, so the session's
  * storing ends the run of login failures of u's email from the client's

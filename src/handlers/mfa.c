@@ -317,9 +317,10 @@ enum as_err h_login_mfa(struct req_ctx *rc, struct response *res)
     json_t *in = NULL;
     const char *tok = NULL, *code = NULL;
     struct user u;
-    enum as_err err = read_fields(rc, &in, "code", &code, "mfa_token",
-                                  &tok);
+    enum as_err err = hx_keys_current(rc);
 
+    if (err == AS_OK)
+        err = read_fields(rc, &in, "code", &code, "mfa_token", &tok);
     if (err == AS_OK)
         err = token_user(rc, tok, &u);
     /* The attempt is claimed before the code is looked at, so concurrent

@@ -179,8 +179,10 @@ enum as_err h_passkey_login(struct req_ctx *rc, struct response *res)
     struct passkey pk;
     json_t *in = NULL;
     struct user u;
-    enum as_err err = req_json(rc, &in);
+    enum as_err err = hx_keys_current(rc);
 
+    if (err == AS_OK)
+        err = req_json(rc, &in);
     if (err != AS_OK)
         goto out;
     if (!json_is_object(json_object_get(in, "credential"))) {

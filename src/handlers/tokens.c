@@ -45,8 +45,10 @@ enum as_err h_refresh(struct req_ctx *rc, struct response *res)
     struct session s;
     struct user u;
     bool reused = false;
-    enum as_err err = req_json(rc, &in);
+    enum as_err err = hx_keys_current(rc);
 
+    if (err == AS_OK)
+        err = req_json(rc, &in);
     if (err == AS_OK)
         err = refresh_field(rc, in, &tok);
     if (err == AS_OK)

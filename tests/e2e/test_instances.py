@@ -549,9 +549,10 @@ def test_an_instance_that_stood_still_signs_with_no_stale_key(make_trio):
     read the table: with the database slow to answer that poll (here the
     keys table held locked), every token it gave was of a key the other
     instances may have dropped already (they keep one until its
-    successor's signs_from + the token lifetime + 70 s). It signs only
-    with keys a poll has found current in the last 5 s: the logins wait
-    for the poll, and their tokens are the new key's."""
+    successor's signs_from + the token lifetime + 70 s). A route that
+    signs now first waits a moment for a poll, then answers 503 with
+    Retry-After, before it stores or spends anything: no session is left
+    behind, and the refresh token it was given still works."""
     (a, _, _), url = make_trio({"AUTH_KEY_PUBLISH_SECONDS": "600"})
     a.start()
     assert wait_until(lambda: listening(a) >= 1), a.lines[-20:]
@@ -562,8 +563,8 @@ def test_an_instance_that_stood_still_signs_with_no_stale_key(make_trio):
     kid_new = r.stdout.decode().strip()
     assert wait_until(lambda: kid_new in jwks_kids(a), timeout=10,
                       interval=0.05)
-    assert parts(a.login(email, pw).json["access_token"])[0]["kid"] == \
-        kid_old                              # held, not signing yet
+    held = a.login(email, pw).json                # held, not signing yet
+    assert parts(held["access_token"])[0]["kid"] == kid_old
     a.proc.send_signal(signal.SIGSTOP)
     stopped = time.monotonic()
     locker = None
@@ -583,19 +584,38 @@ def test_an_instance_that_stood_still_signs_with_no_stale_key(make_trio):
             timeout=10, interval=0.05)
     finally:
         a.proc.send_signal(signal.SIGCONT)
-    out = []
-    logins = [threading.Thread(target=lambda: out.append(a.login(email,
-                                                                 pw)))
-              for _ in range(4)]
-    for t in logins:
+    logins, refreshed = [], []
+    threads = [threading.Thread(target=lambda: logins.append(
+        a.login(email, pw))) for _ in range(3)]
+    threads.append(threading.Thread(target=lambda: refreshed.append(
+        a.request("POST", "/api/v1/auth/refresh",
+                  {"refresh_token": held["refresh_token"]}))))
+    for t in threads:
         t.start()
-    for t in logins:
+    for t in threads:
         t.join(30)
     assert locker.wait(30) == 0, locker.stderr.read()
-    assert len(out) == 4
-    for r in out:
-        assert r.status == 200, r
-        assert parts(r.json["access_token"])[0]["kid"] == kid_new, r.json
+    assert len(logins) == 3 and len(refreshed) == 1
+    for r in logins + refreshed:
+        assert r.status in (200, 503), r
+        if r.status == 503:
+            assert r.header("Retry-After") == "1", r.headers
+        else:
+            assert parts(r.json["access_token"])[0]["kid"] == kid_new, r.json
+    print("\n%d of 4 answered 503 while the keys' poll waited"
+          % sum(r.status == 503 for r in logins + refreshed))
+    # what the 503s refused stored nothing and spent nothing
+    t = a.login(email, pw)
+    assert t.status == 200, t
+    assert parts(t.json["access_token"])[0]["kid"] == kid_new
+    r = a.request("POST", "/api/v1/auth/refresh",
+                  {"refresh_token": held["refresh_token"]})
+    assert r.status == 200, r          # a first rotation, or its resend
+    r = a.request("GET", "/api/v1/auth/sessions",
+                  token=t.json["access_token"])
+    assert r.status == 200, r
+    # t_old's, held's, t's, and one per login answered 200
+    assert len(r.json["items"]) == 3 + sum(x.status == 200 for x in logins)
 
 
 def test_a_key_that_does_not_open_stops_no_login(make_trio):
