@@ -1124,6 +1124,29 @@ static void test_reconnect_idle(void **state)
     inst_close(&in);
 }
 
+/* A ping on a connection the server ended a moment before it was taken
+ * (its backend terminated, not waited for): the lost connection can
+ * still look idle, and the ping answered "not ready" for a database that
+ * answers (3 of 30 backend kills). It tries once more on a new one. */
+static void test_ping_after_its_backend_ended(void **state)
+{
+    NEED_SERVER(f);
+    struct inst in = { 0 };
+    int64_t pid;
+    int round;
+
+    inst_open(f, &in, "pingkill", 1, 2000);
+    for (round = 0; round < 30; round++) {
+        assert_int_equal(in.ops->ping(in.impl), AS_OK);
+        pid = backend_pid(f, in.app);       /* the ping's connection only */
+        assert_true(pid > 0);
+        PQclear(side_q(f, "SELECT pg_terminate_backend(%lld)",
+                       (long long)pid));
+        assert_int_equal(in.ops->ping(in.impl), AS_OK);
+    }
+    inst_close(&in);
+}
+
 static void test_reconnect_mid_query(void **state)
 {
     NEED_SERVER(f);
@@ -1315,6 +1338,8 @@ int main(void)
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_ping_when_the_connection_limit_is_reached, fx_setup,
                                         fx_teardown),
+        cmocka_unit_test_setup_teardown(test_ping_after_its_backend_ended,
+                                        fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_statement_timeout, fx_setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_reconnect_idle, fx_setup,
