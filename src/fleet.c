@@ -171,27 +171,18 @@ bool fleet_keys_current(struct fleet *f, unsigned wait_ms)
 {
     uint64_t until = clock_mono_ms() + wait_ms, now;
     struct timespec ts;
-    bool current, kicked = false;
+    bool current;
 
     if (polled_since(f, until - wait_ms))
         return true;                     /* the common case: no lock */
+    keys_kick(f);
+    clock_deadline(&ts, wait_ms);
     pthread_mutex_lock(&f->mu);
     for (;;) {
         now = clock_mono_ms();
         current = polled_since(f, now);
         if (current || now >= until || atomic_load(&f->stop))
             break;
-        if (!kicked) {
-            keys_kick(f);
-            kicked = true;
-        }
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += (time_t)((until - now) / 1000u);
-        ts.tv_nsec += (long)((until - now) % 1000u) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
         pthread_cond_timedwait(&f->polled, &f->mu, &ts);
     }
     pthread_mutex_unlock(&f->mu);
