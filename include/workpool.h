@@ -16,6 +16,10 @@ typedef void (*workpool_fn)(void *arg);
  * one worker starts now, the others when a job queued finds no worker
  * idle. NULL on failure. Free with workpool_free(). */
 struct workpool *workpool_new(unsigned threads, unsigned queue);
+/* Names the pool's threads, those started and those to come, as `ps -L`,
+ * `top -H` and `perf` list them (at most 15 bytes are kept): started
+ * from an HTTP thread they would carry its name. */
+void workpool_name(struct workpool *p, const char *name);
 /* Runs the jobs already queued, then joins the threads; NULL is a no-op. */
 void workpool_free(struct workpool *p);
 /* Queues fn(arg). False at once when the queue is full (the caller answers

@@ -701,6 +701,7 @@ bool connguard_start(struct connguard *g, unsigned period_ms)
     g->stopping = false;
     if (pthread_create(&g->thread, NULL, guard, g) != 0)
         return false;
+    (void)pthread_setname_np(g->thread, "auth-connguard");
     g->running = true;
     return true;
 }

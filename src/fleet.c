@@ -366,6 +366,8 @@ struct fleet *fleet_start(struct app *app)
         wind_up(f, false);
         return NULL;
     }
+    (void)pthread_setname_np(f->keys_thread, "auth-keypoll");
+    (void)pthread_setname_np(f->thread, "auth-listen");
     return f;
 }
 

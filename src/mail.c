@@ -815,6 +815,7 @@ struct mailer *mail_start(const struct cfg *cfg, struct repo *repo,
         mailer_free(m);
         return NULL;
     }
+    (void)pthread_setname_np(m->thread, "auth-mail");
     log_event(LOG_INFO, "mail.started", NULL,
               json_pack("{s:s}", "transport",
                         m->tp == TP_SMTP ? "smtp" : "webhook"));

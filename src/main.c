@@ -244,6 +244,10 @@ static int serve(struct cfg *cfg)
     app.pw.memlimit = (size_t)cfg->argon2_memory_kib * 1024u;
     app.pool = workpool_new(cfg->hash_workers, cfg->hash_queue);
     app.db_pool = workpool_new(cfg->db_pool_size, DB_QUEUE);
+    if (app.pool)
+        workpool_name(app.pool, "auth-hashjobs");
+    if (app.db_pool)
+        workpool_name(app.db_pool, "auth-db");
     app.scache = scache_new(SCACHE_SLOTS,
                             (uint64_t)cfg->session_cache_seconds * 1000u);
     /* README "Running on PostgreSQL and several instances": stale

@@ -120,6 +120,7 @@ struct ready *ready_new(ready_ping_fn ping, void *arg, uint64_t interval_ms,
         free(r);
         return NULL;
     }
+    (void)pthread_setname_np(r->thread, "auth-ready");
     return r;
 }
 

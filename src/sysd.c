@@ -237,6 +237,7 @@ bool sysd_watchdog_new(int listen_fd, struct sysd_watchdog **out)
         free(w);
         goto out;
     }
+    (void)pthread_setname_np(w->thread, "auth-watchdog");
     log_event(LOG_INFO, "watchdog.started", NULL,
               json_pack("{s:I}", "interval_ms", (json_int_t)w->interval_ms));
     *out = w;

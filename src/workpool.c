@@ -20,6 +20,7 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +62,7 @@ struct workpool {
     struct client_count *counts;    /* `mask` + 1 entries, or NULL */
     size_t mask;
     uint8_t hash_key[CRYPT_SIPHASH_KEY_LEN];
+    char name[16];                  /* its threads' (workpool_name()) */
 };
 
 /* The slot of `key`: its own, or the empty one where it would go. */
@@ -222,6 +224,8 @@ static bool spawn(struct workpool *p)
     pthread_sigmask(SIG_BLOCK, &all, &old);
     ok = pthread_create(&p->threads[p->nthreads], NULL, worker, p) == 0;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (ok && p->name[0])
+        (void)pthread_setname_np(p->threads[p->nthreads], p->name);
     if (ok)
         p->nthreads++;
     return ok;
@@ -254,6 +258,17 @@ struct workpool *workpool_new(unsigned threads, unsigned queue)
         return NULL;
     }
     return p;
+}
+
+void workpool_name(struct workpool *p, const char *name)
+{
+    unsigned i;
+
+    pthread_mutex_lock(&p->mu);
+    snprintf(p->name, sizeof p->name, "%s", name);
+    for (i = 0; i < p->nthreads; i++)
+        (void)pthread_setname_np(p->threads[i], p->name);
+    pthread_mutex_unlock(&p->mu);
 }
 
 void workpool_free(struct workpool *p)

@@ -151,6 +151,7 @@ bool pw_hashers_start(unsigned threads)
     for (i = 0; i < (threads ? threads : 1); i++) {
         if (pthread_create(&hashers.threads[i], NULL, hasher, NULL) != 0)
             break;
+        (void)pthread_setname_np(hashers.threads[i], "auth-argon2");
         hashers.n++;
     }
     if (hashers.n == 0) {

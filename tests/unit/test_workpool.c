@@ -7,6 +7,7 @@
 
 #include <pthread.h>
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 #include "workpool.h"
@@ -409,6 +410,43 @@ static void without_a_drop_a_full_queue_refuses(void **state)
     assert_int_equal(rec.ndropped, 0);
 }
 
+/* Each job notes the name of the thread it runs on, then holds. */
+static char names[4][16];
+
+static void named(void *arg)
+{
+    int i;
+
+    pthread_mutex_lock(&g.mu);
+    i = g.started;
+    pthread_mutex_unlock(&g.mu);
+    pthread_getname_np(pthread_self(), names[i % 4], sizeof names[0]);
+    held(arg);
+}
+
+/* The first worker starts in workpool_new(), the others later from the
+ * submitting thread (an HTTP thread in the daemon, whose name they would
+ * carry): all answer to the pool's name. Before, none did. */
+static void every_worker_has_the_pool_name(void **state)
+{
+    struct workpool *p = workpool_new(3, 8);
+    int i;
+
+    (void)state;
+    assert_non_null(p);
+    gate_reset();
+    workpool_name(p, "auth-test-pool-too-long");
+    for (i = 0; i < 3; i++) {
+        assert_true(workpool_submit(p, named, NULL));
+        wait_started(i + 1);            /* one at a time: its own slot */
+    }
+    gate_open();
+    wait_ran(3);
+    workpool_free(p);
+    for (i = 0; i < 3; i++)
+        assert_string_equal(names[i], "auth-test-pool-");  /* 15 bytes */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -420,6 +458,7 @@ int main(void)
         cmocka_unit_test(clients_coming_back_do_not_starve_a_backlog),
         cmocka_unit_test(a_full_queue_drops_the_longest_backlog),
         cmocka_unit_test(without_a_drop_a_full_queue_refuses),
+        cmocka_unit_test(every_worker_has_the_pool_name),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
