@@ -26,11 +26,12 @@ void ratelimit_free(struct ratelimit *rl);
  * key of its own. */
 bool ratelimit_take(struct ratelimit *rl, const char *ip, uint64_t now_ms,
                     unsigned *retry_s);
-/* Like ratelimit_take() but takes nothing: whether a request of `ip`
- * would pass now. For checks that cost a token only when they fail (a
- * wrong introspection secret). */
-bool ratelimit_check(struct ratelimit *rl, const char *ip, uint64_t now_ms,
-                     unsigned *retry_s);
+/* Puts back the token a ratelimit_take() of `ip` took, for checks that
+ * cost a token only when they fail (a wrong introspection secret): take,
+ * check, give back on success. Checking first and taking on failure let
+ * requests running at once all pass the check on the last token. A
+ * no-op where the bucket was since taken over by another address. */
+void ratelimit_give_back(struct ratelimit *rl, const char *ip);
 /* Entries in the table (the bound on the addresses it tracks). */
 size_t ratelimit_capacity(const struct ratelimit *rl);
 

@@ -121,9 +121,8 @@ static struct slot *find_slot(struct slot *set, uint64_t key,
     return victim;
 }
 
-/* The bucket of `ip`: whether a token is there, taken when `take`. */
-static bool bucket_has(struct ratelimit *rl, const char *ip, uint64_t now_ms,
-                       bool take, unsigned *retry_s)
+bool ratelimit_take(struct ratelimit *rl, const char *ip, uint64_t now_ms,
+                    unsigned *retry_s)
 {
     uint64_t key, now_us = now_ms * 1000u, start, wait_us;
     struct slot *s;
@@ -139,7 +138,7 @@ static bool bucket_has(struct ratelimit *rl, const char *ip, uint64_t now_ms,
     s = find_slot(&rl->slots[set * WAYS], key, now_us);
     start = s->tat_us > now_us ? s->tat_us : now_us;
     ok = start + rl->interval_us - now_us <= rl->burst_us;
-    if (ok && take)
+    if (ok)
         s->tat_us = start + rl->interval_us;
     pthread_mutex_unlock(&rl->locks[set % rl->nlocks]);
     if (!ok) {
@@ -151,14 +150,22 @@ static bool bucket_has(struct ratelimit *rl, const char *ip, uint64_t now_ms,
     return ok;
 }
 
-bool ratelimit_take(struct ratelimit *rl, const char *ip, uint64_t now_ms,
-                    unsigned *retry_s)
+void ratelimit_give_back(struct ratelimit *rl, const char *ip)
 {
-    return bucket_has(rl, ip, now_ms, true, retry_s);
-}
+    uint64_t key;
+    struct slot *set;
+    size_t i, n;
 
-bool ratelimit_check(struct ratelimit *rl, const char *ip, uint64_t now_ms,
-                     unsigned *retry_s)
-{
-    return bucket_has(rl, ip, now_ms, false, retry_s);
+    if (!rl || rl->per_minute == 0)
+        return;
+    key = bucket_key(rl, ip ? ip : "");
+    n = (size_t)(key % rl->nsets);
+    set = &rl->slots[n * WAYS];
+    pthread_mutex_lock(&rl->locks[n % rl->nlocks]);
+    for (i = 0; i < WAYS; i++)
+        if (set[i].key == key && set[i].tat_us > rl->interval_us) {
+            set[i].tat_us -= rl->interval_us;
+            break;
+        }
+    pthread_mutex_unlock(&rl->locks[n % rl->nlocks]);
 }

@@ -342,18 +342,21 @@ static enum as_err token_param(struct req_ctx *rc, json_t **in,
 /* Checks the introspection caller's secret. A wrong one costs the
  * address a token of its credential rate limit, and an address whose
  * bucket is empty is refused (429) before any comparison, so secrets
- * cannot be guessed faster than AUTH_RATE_LIMIT_PER_MINUTE. */
+ * cannot be guessed faster than AUTH_RATE_LIMIT_PER_MINUTE. The token is
+ * taken before the comparison and given back after a right one: requests
+ * of one address running at once cannot all be compared on its last
+ * token. */
 static enum as_err caller_secret_check(struct req_ctx *rc, const char *got,
                                        const char *want)
 {
     unsigned retry = 0;
     char value[16];
 
-    if (ratelimit_check(rc->app->limiter, rc->ip, clock_mono_ms(), &retry) &&
-        sec_secret_equal(got, want))
-        return AS_OK;
-    if (retry == 0 &&
-        ratelimit_take(rc->app->limiter, rc->ip, clock_mono_ms(), &retry)) {
+    if (ratelimit_take(rc->app->limiter, rc->ip, clock_mono_ms(), &retry)) {
+        if (sec_secret_equal(got, want)) {
+            ratelimit_give_back(rc->app->limiter, rc->ip);
+            return AS_OK;
+        }
         if (got)                        /* RFC 6750 s3.1: one was sent */
             res_header(rc, "WWW-Authenticate", WWW_AUTH_INVALID);
         return res_fail(&rc->res, AS_ERR_UNAUTHORIZED,

@@ -201,7 +201,9 @@ static void concurrent_takes_are_counted_once(void **state)
     ratelimit_free(rl);
 }
 
-static void check_takes_nothing(void **state)
+/* Take, check, give back: what a check that costs only on failure does
+ * (the introspection secret). */
+static void a_token_given_back_is_there_again(void **state)
 {
     struct ratelimit *rl = ratelimit_new(2, 1024);
     unsigned retry = 99;
@@ -209,25 +211,35 @@ static void check_takes_nothing(void **state)
 
     (void)state;
     assert_non_null(rl);
-    for (i = 0; i < 10; i++) {
-        assert_true(ratelimit_check(rl, IP, T0, &retry));
+    for (i = 0; i < 10; i++) {          /* right ones cost nothing */
+        assert_true(ratelimit_take(rl, IP, T0, &retry));
         assert_int_equal(retry, 0);
+        ratelimit_give_back(rl, IP);
     }
-    assert_int_equal(take_n(rl, IP, T0, 2), 2);
-    assert_false(ratelimit_check(rl, IP, T0, &retry));
+    assert_int_equal(take_n(rl, IP, T0, 3), 2);
+    assert_false(ratelimit_take(rl, IP, T0, &retry));
     assert_int_equal(retry, 30);
+    ratelimit_give_back(rl, IP);        /* one back: one more, no more */
+    assert_int_equal(take_n(rl, IP, T0, 3), 1);
+    /* A bucket not taken from is full: giving back adds nothing. */
+    ratelimit_give_back(rl, "192.0.2.77");
+    ratelimit_give_back(rl, "192.0.2.77");
+    assert_int_equal(take_n(rl, "192.0.2.77", T0, 5), 2);
     /* An IPv6 /64 is one bucket. */
     assert_int_equal(take_n(rl, "2001:db8::1", T0, 1), 1);
     assert_int_equal(take_n(rl, "2001:db8::2:1", T0, 1), 1);
-    assert_false(ratelimit_check(rl, "2001:db8::ffff", T0, &retry));
-    assert_true(ratelimit_check(rl, "2001:db8:0:1::1", T0, &retry));
+    assert_false(ratelimit_take(rl, "2001:db8::ffff", T0, &retry));
+    ratelimit_give_back(rl, "2001:db8::ffff");
+    assert_true(ratelimit_take(rl, "2001:db8::1", T0, &retry));
+    assert_true(ratelimit_take(rl, "2001:db8:0:1::1", T0, &retry));
+    ratelimit_give_back(rl, NULL);      /* no bucket of its own: no-op */
     ratelimit_free(rl);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(check_takes_nothing),
+        cmocka_unit_test(a_token_given_back_is_there_again),
         cmocka_unit_test(burst_then_refused),
         cmocka_unit_test(retry_after_rounds_up),
         cmocka_unit_test(refill_is_gradual_and_capped),
