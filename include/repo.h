@@ -121,6 +121,11 @@ enum user_field {
     UF_ROLE = 4u,
     UF_ACTIVE = 8u,
     UF_VERIFIED = 16u,
+    /* Not a column: turns the second factor off (an admin's reset), its
+     * secret, recovery codes and waiting logins gone in the patch's own
+     * transaction, so a change and a reset asked together happen or fail
+     * together. */
+    UF_MFA_OFF = 32u,
 };
 
 /* ---- mail: single-use link tokens and the outbox ---------------------- */
@@ -171,6 +176,9 @@ struct user_patch {
      * addresses ("*") always, and that of this client address key
      * (netaddr_client_key(); NULL: none). */
     const char *carry_ip;
+    /* With UF_MFA_OFF, when not NULL: set to whether the factor was on
+     * (confirmed, not only set up). */
+    bool *mfa_was_on;
 };
 
 /* ---- second factor: TOTP and recovery codes -------------------------- */

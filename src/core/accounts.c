@@ -12,7 +12,8 @@
 
 /* The fields each actor may name (README.md, "Users"). */
 #define SELF_FIELDS (UF_EMAIL | UF_FULL_NAME)
-#define ADMIN_FIELDS (UF_EMAIL | UF_FULL_NAME | UF_ROLE | UF_ACTIVE)
+#define ADMIN_FIELDS (UF_EMAIL | UF_FULL_NAME | UF_ROLE | UF_ACTIVE | \
+                      UF_MFA_OFF)
 
 enum as_err account_may_change(enum account_actor who, unsigned fields)
 {

@@ -75,10 +75,6 @@ void hx_audit(struct req_ctx *rc, const char *action, const char *target,
 /* Answers a right password of an account whose second factor is on:
  * 403 mfa_required with a fresh single-use `mfa_token` in the problem. */
 enum as_err hx_mfa_challenge(struct req_ctx *rc, const struct user *u);
-/* An admin turning off the second factor of `u` (PATCH /users/{id}
- * {"mfa_enabled": false}): removes it, audits, and sets mfa_enabled false
- * in the user object already answered. */
-enum as_err hx_mfa_reset(struct req_ctx *rc, struct user *u);
 /* The client's request id, for handlers that log. */
 #define HX_RID(rc) ((rc)->request_id)
 

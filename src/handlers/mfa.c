@@ -351,18 +351,3 @@ out:
     json_decref(in);
     return err;
 }
-
-enum as_err hx_mfa_reset(struct req_ctx *rc, struct user *u)
-{
-    struct mfa_env e = env_of(rc);
-    bool was_on = false;
-    enum as_err err = mfa_disable(&e, u->id, NULL, &was_on);
-
-    if (err != AS_OK)
-        return err;
-    u->mfa_enabled = false;
-    if (json_is_object(rc->res.body))
-        json_object_set_new(rc->res.body, "mfa_enabled", json_false());
-    hx_audit(rc, "mfa.reset", u->id, json_pack("{s:b}", "was_on", was_on));
-    return AS_OK;
-}

@@ -331,7 +331,7 @@ enum as_err h_user_patch(struct req_ctx *rc, struct response *res)
 {
     json_t *in = NULL;
     struct user_patch p = { 0 };
-    bool mfa_on = false, mfa_present = false;
+    bool mfa_on = false, mfa_present = false, was_on = false;
     enum as_err err = req_json(rc, &in);
 
     if (err != AS_OK)
@@ -351,14 +351,18 @@ enum as_err h_user_patch(struct req_ctx *rc, struct response *res)
         err = AS_ERR_VALIDATION;
     else if (!uuid_valid(rc->param_id))
         err = res_fail(res, AS_ERR_NOT_FOUND, "No such user.");
-    else
+    else {
+        /* The reset in the patch's transaction: a failure leaves
+         * neither half done. */
+        if (mfa_present) {
+            p.set |= UF_MFA_OFF;
+            p.mfa_was_on = &was_on;
+        }
         err = save_patch(rc, ACCOUNT_ADMIN, rc->param_id, &p);
-    if (err == AS_OK && mfa_present) {
-        struct user u = { 0 };
-
-        snprintf(u.id, sizeof u.id, "%s", rc->param_id);
-        err = hx_mfa_reset(rc, &u);
     }
+    if (err == AS_OK && mfa_present)
+        hx_audit(rc, "mfa.reset", rc->param_id,
+                 json_pack("{s:b}", "was_on", was_on));
 out:
     json_decref(in);
     return err;

@@ -168,6 +168,10 @@ void db_one_factor_still(struct db_tx *t, const char *user_id);
 /* Inside flow `t`: ends every login of `user_id` that waits for its
  * second factor (mfa.c): what ends the sessions ends those too. */
 void db_mfa_tokens_end(struct db_tx *t, const char *user_id);
+/* Inside flow `t`: turns the second factor of `user_id` off (its row,
+ * recovery codes and waiting logins); *was_on (when not NULL) says
+ * whether it was on. */
+void db_mfa_end(struct db_tx *t, const char *user_id, bool *was_on);
 /* Inside flow `t`, after db_login_still(): refuses it
  * (AS_ERR_INVALID_TOKEN) when the used login token `hash` was ended since
  * (db_mfa_tokens_end), so a login finished with a code stores no session

@@ -292,6 +292,17 @@ void db_mfa_tokens_end(struct db_tx *t, const char *user_id)
     DB_SEND(t, &sql[M_TOKENS_DEL], db_text(user_id));
 }
 
+void db_mfa_end(struct db_tx *t, const char *user_id, bool *was_on)
+{
+    struct db_rows r;
+
+    if (DB_RUN(t, &sql[M_DELETE], &r, db_text(user_id)) && r.n == 1 &&
+        was_on)
+        *was_on = db_flag(db_at(&r, 0, 0));
+    DB_RUN(t, &sql[M_CODES_DEL], &r, db_text(user_id));
+    DB_RUN(t, &sql[M_TOKENS_DEL], &r, db_text(user_id));
+}
+
 enum as_err db_mfa_disable(void *impl, const char *user_id,
                            const uint8_t *proof, bool *was_on)
 {
@@ -302,10 +313,7 @@ enum as_err db_mfa_disable(void *impl, const char *user_id,
     /* the factor's row first, as a renewal takes it (none: pending) */
     DB_RUN(&t, &sql[M_LOCK_ON], &r, db_text(user_id));
     proof_still(&t, user_id, proof);
-    if (DB_RUN(&t, &sql[M_DELETE], &r, db_text(user_id)) && r.n == 1)
-        *was_on = db_flag(db_at(&r, 0, 0));
-    DB_RUN(&t, &sql[M_CODES_DEL], &r, db_text(user_id));
-    DB_RUN(&t, &sql[M_TOKENS_DEL], &r, db_text(user_id));
+    db_mfa_end(&t, user_id, was_on);
     return none_if_invalid(db_close(&t));
 }
 

@@ -276,8 +276,12 @@ enum as_err db_user_patch(void *impl, const char *id,
             db_links_end(&t, id, NULL, true, old_email, now);
             db_login_failures_carry(&t, old_email, email, p->carry_ip);
         }
+        if (p->set & UF_MFA_OFF)
+            db_mfa_end(&t, id, p->mfa_was_on);
         if (out)
             db_read_user(&t, &r, 0, out);
+        if (out && (p->set & UF_MFA_OFF))
+            out->mfa_enabled = false;       /* read before the end */
     }
     return none_if_invalid(db_close(&t), AS_ERR_VALIDATION);
 }

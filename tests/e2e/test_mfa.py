@@ -744,6 +744,57 @@ def test_admin_reset_and_cli(daemon):
     assert b"mfa-reset" in daemon.command("--help").stdout
 
 
+def _exec(d, sql):
+    if d.backend == "sqlite":
+        db = sqlite3.connect(os.path.join(d.data_dir, "auth.db"), timeout=10)
+        try:
+            db.executescript(sql)
+        finally:
+            db.close()
+        return
+    subprocess.run(["psql", d.env["AUTH_DATABASE_URL"], "-v",
+                    "ON_ERROR_STOP=1", "-qc", sql], check=True,
+                   capture_output=True)
+
+
+def test_admin_reset_fails_whole(daemon):
+    """An admin PATCH that changes a field and turns the factor off ran
+    as two transactions: with the second refused (a trigger here; a
+    database lost between the two alike), the answer was an error but the
+    name had changed. Both are one transaction now: neither half stays."""
+    from test_users import make_admin
+    _, _, admin = make_admin(daemon)
+    email, password, _, _ = mfa_user(daemon)
+    uid = daemon.request("GET", "/api/v1/users?q=" + email,
+                         token=admin).json["items"][0]["id"]
+    if daemon.backend == "sqlite":
+        _exec(daemon, "CREATE TRIGGER refuse_mfa_end BEFORE DELETE ON "
+                      "user_mfa WHEN old.user_id = '%s' BEGIN SELECT "
+                      "RAISE(ABORT, 'refused by the test'); END;" % uid)
+    else:
+        _exec(daemon, "CREATE FUNCTION refuse_mfa_end() RETURNS trigger "
+                      "LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION "
+                      "'refused by the test'; END $$; CREATE TRIGGER "
+                      "refuse_mfa_end BEFORE DELETE ON user_mfa FOR EACH "
+                      "ROW WHEN (old.user_id::text = '%s') EXECUTE "
+                      "FUNCTION refuse_mfa_end();" % uid)
+    r = daemon.request("PATCH", "/api/v1/users/" + uid,
+                       {"full_name": "Renamed", "mfa_enabled": False},
+                       token=admin)
+    assert r.status >= 500, r
+    u = daemon.request("GET", "/api/v1/users/" + uid, token=admin).json
+    assert u["full_name"] != "Renamed" and u["mfa_enabled"] is True, u
+    assert_problem(daemon.login(email, password), 403, "mfa_required")
+    _exec(daemon, "DROP TRIGGER refuse_mfa_end%s;"
+          % ("" if daemon.backend == "sqlite" else " ON user_mfa"))
+    r = daemon.request("PATCH", "/api/v1/users/" + uid,
+                       {"full_name": "Renamed", "mfa_enabled": False},
+                       token=admin)
+    assert r.status == 200, r
+    assert r.json["full_name"] == "Renamed" and not r.json["mfa_enabled"]
+    assert daemon.login(email, password).status == 200
+
+
 def test_audit_events(daemon):
     email, password, codes, recovery = mfa_user(daemon)
     pair = login_mfa(daemon, mfa_token(daemon, email, password),
