@@ -549,16 +549,24 @@ static int store_lock(const struct store *s, char *why, size_t why_len)
     return fd;
 }
 
-/* Deletes keys retired long enough ago, never `current`. */
+/* Deletes keys retired long enough ago, never `current`. The command
+ * runs with its own environment, which need not hold the daemon's
+ * AUTH_ACCESS_TOKEN_TTL (the shipped unit hands the daemon its settings
+ * as a credential): a shorter one there deleted a key whose tokens the
+ * daemon still accepted, and the next reload refused them. So a key is
+ * kept for the longest lifetime a daemon may give its tokens; the daemon
+ * itself stops listing and accepting it after its own (load_all()). */
 static void prune(const struct store *s, const char *current, int64_t now)
 {
+    struct store longest = *s;
     DIR *d = opendir(s->dir);
     struct dirent *e;
     char kid[SEC_KID_MAX], path[PATH_MAX];
 
+    longest.keep_s = (int64_t)CFG_ACCESS_TTL_MAX + SEC_RETIRE_GRACE_S;
     while (d && (e = readdir(d)) != NULL) {
         if (!name_kid(e->d_name, ".retired", kid) ||
-            strcmp(kid, current) == 0 || !is_expired(s, kid, now))
+            strcmp(kid, current) == 0 || !is_expired(&longest, kid, now))
             continue;
         if (store_path(s, kid, ".pem", path))
             unlink(path);
