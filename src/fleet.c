@@ -51,12 +51,12 @@ static PGconn *listen_connect(const struct cfg *cfg)
     static const char *const keys[] = {
         "dbname", "application_name", "connect_timeout", "keepalives",
         "keepalives_idle", "keepalives_interval", "keepalives_count",
-        "tcp_user_timeout", NULL,
+        "tcp_user_timeout", "target_session_attrs", NULL,
     };
     const char *vals[] = {
         cfg->database_url, APP_NAME, "3", "1", "10", "5", "3", "25000",
-        NULL,
-    };
+        "read-write", NULL,          /* the primary: a standby never */
+    };                               /* hears a NOTIFY */
     PGconn *c = PQconnectdbParams(keys, vals, 1);
     PGresult *r = NULL;
 

@@ -464,6 +464,14 @@ static enum as_err classify(struct conn *c, const PGresult *r)
         return AS_ERR_NOT_FOUND;
     if (strncmp(st, "53", 2) == 0 || state_is(st, "57014"))
         return AS_ERR_UNAVAILABLE;   /* resources, statement_timeout */
+    /* A write refused by a server that turned read-only (a primary
+     * demoted by a failover, default_transaction_read_only): the service
+     * is unavailable, not broken, and a new connection may reach the new
+     * primary (target_session_attrs, conninfo_build()). */
+    if (state_is(st, "25006")) {
+        c->bad = true;
+        return AS_ERR_UNAVAILABLE;
+    }
     return AS_ERR_INTERNAL;
 }
 
@@ -701,7 +709,20 @@ static enum as_err pg_ping(void *impl)
         err = pool_take(impl, &c, true);
         if (err != AS_OK)
             return err;
-        err = conn_exec(&c, "ping", "SELECT 1", NULL, false, &r);
+        /* Writable, as connecting asked: a server turned read-only
+         * under an open connection (a reload of its settings) answers
+         * reads, and a readiness of reads alone kept an instance whose
+         * every login failed behind the load balancer. */
+        err = conn_exec(&c, "ping", "SELECT current_setting("
+                        "'transaction_read_only')", NULL, false, &r);
+        if (err == AS_OK && (PQntuples(r) != 1 ||
+                             strcmp(PQgetvalue(r, 0, 0), "off") != 0)) {
+            log_simple(LOG_WARN, "db.read_only", "ping",
+                       "the database takes no writes (a standby, or "
+                       "default_transaction_read_only): not ready");
+            c.bad = true;
+            err = AS_ERR_UNAVAILABLE;
+        }
         again = err == AS_ERR_UNAVAILABLE && c.bad && !c.fresh;
         pool_put(&c);
         PQclear(r);
@@ -1333,6 +1354,10 @@ static enum as_err conninfo_build(struct pg *p, const char *url)
         !kv_default(p, "keepalives_count", "3") ||
         !kv_default(p, "tcp_user_timeout", num) ||
         !kv_default(p, "application_name", "auth-serve") ||
+        /* Every instance writes: a server that takes no writes (a
+         * standby, a demoted primary) is no database to connect to, and
+         * a URL of several hosts then finds the one that does. */
+        !kv_default(p, "target_session_attrs", "read-write") ||
         !kv_add(p, "client_encoding", "UTF8"))
         goto out;
     idle_tx = p->timeout_ms > 6000 ? p->timeout_ms * 10 : 60000;

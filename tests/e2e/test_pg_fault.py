@@ -21,7 +21,7 @@ import time
 import pytest
 
 from conftest import BACKENDS, PG_URL, ROOT, Daemon, assert_problem, \
-    wait_until
+    pg_database, wait_until
 from test_mail import WebhookSink
 
 pytestmark = pytest.mark.skipif(
@@ -464,3 +464,69 @@ def test_a_mail_sent_while_the_database_is_down_is_not_sent_again(
     finally:
         assert d.stop() == 0
         hook.close()
+
+
+def _psql(url, sql):
+    """Runs `sql` in a session that writes whatever the database's
+    default: ALTER DATABASE is refused in a read-only transaction."""
+    env = dict(os.environ, PGOPTIONS="-c default_transaction_read_only=off")
+    r = subprocess.run(["psql", url, "-X", "-q", "-tA", "-v",
+                        "ON_ERROR_STOP=1", "-c", sql], capture_output=True,
+                       text=True, timeout=60, env=env)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def _ready(d):
+    return d.request("GET", "/readyz").status
+
+
+@pytest.mark.parametrize("attrs", ["", "target_session_attrs=any"])
+def test_a_database_that_takes_no_writes_is_unavailable_not_broken(attrs):
+    """A primary that turned read-only (demoted by a failover; here
+    default_transaction_read_only set on the database and its sessions
+    ended): every write was 500 internal_error, /readyz said 200 (its
+    ping only read) and the circuit stayed closed, so a load balancer
+    kept sending logins that all failed. Now connections ask for a server
+    that writes (target_session_attrs=read-write unless the URL says
+    otherwise) and the ping checks it: not ready, 503 with Retry-After,
+    and ready again when it writes. With a URL that takes any server, a
+    refused write (SQLSTATE 25006) is a 503 too."""
+    url = pg_database(PG_URL)
+    if attrs:
+        url += ("&" if "?" in url else "?") + attrs
+    db = url.rsplit("/", 1)[1].split("?")[0]
+    d = Daemon("postgres", database_url=url,
+               env={"AUTH_KEYS_SECRET": "e2e-keys-secret-" + "k" * 32,
+                    "AUTH_CB_OPEN_SECONDS": "1"}).start()
+    try:
+        email, pw, _ = d.user()
+        _psql(url, "ALTER DATABASE %s SET default_transaction_read_only "
+                   "= on" % db)
+        _psql(url, "SELECT pg_terminate_backend(pid) FROM "
+                   "pg_stat_activity WHERE datname = current_database() "
+                   "AND pid <> pg_backend_pid()")
+        assert wait_until(lambda: _ready(d) == 503, 15)
+        seen = set()
+        for i in range(8):
+            for r in (d.login(email, pw),
+                      d.register(email="ro%d-%s@example.com"
+                                 % (i, secrets.token_hex(3)))[0]):
+                assert_problem(r, 503, "service_unavailable")
+                assert int(r.header("Retry-After")) >= 1, r
+                seen.add(r.status)
+        assert seen == {503}
+        assert _ready(d) == 503
+        if not attrs:
+            assert d.events(lambda e: e.get("event") == "db.connect_failed"
+                            and "read-only" in e.get("message", ""))
+        else:
+            assert d.events(lambda e: e.get("event") == "db.read_only")
+        _psql(url, "ALTER DATABASE %s RESET default_transaction_read_only"
+              % db)
+        assert wait_until(lambda: _ready(d) == 200, 15)
+        assert wait_until(lambda: d.login(email, pw).status == 200, 15)
+    finally:
+        _psql(url, "ALTER DATABASE %s RESET default_transaction_read_only"
+              % db)
+        assert d.stop() == 0
