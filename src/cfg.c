@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "crypto.h"
+#include "fsperm.h"
 
 #include "log.h"
 #include "netaddr.h"
@@ -669,7 +670,7 @@ static FILE *dotenv_open(const char *path, bool *absent, char *why,
 {
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     struct stat st = { 0 };
-    const char *bad = NULL;
+    const char *bad = NULL, *others;
     FILE *f = NULL;
 
     *absent = false;
@@ -694,6 +695,10 @@ static FILE *dotenv_open(const char *path, bool *absent, char *why,
         bad = "not a regular file";
     else if (st.st_size > MAX_DOTENV_BYTES)
         bad = "larger than 1 MiB";
+    /* It sets the secrets and the keys' source: whoever can write it
+     * signs as the daemon (AUTH_JWT_ALG=HS256 with their secret). */
+    else if ((others = fsperm_others_can_write(path)) != NULL)
+        bad = others;
     else if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0 ||
              !(f = fdopen(fd, "r")))
         bad = strerror(errno);

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "fsperm.h"
 #include "log.h"
 #include "repo.h"
 
@@ -196,7 +197,7 @@ static enum as_err refresh_from_pkey(EVP_PKEY *pk, struct sec_keys *k)
 static enum as_err load_key_file(const struct cfg *cfg, struct sec_keys *k,
                                  char *why, size_t why_len)
 {
-    const char *path = cfg->jwt_key_file;
+    const char *path = cfg->jwt_key_file, *others;
     char fit[200];
     EVP_PKEY *pk = NULL;
     enum as_err err = AS_ERR_INTERNAL;
@@ -206,6 +207,12 @@ static enum as_err load_key_file(const struct cfg *cfg, struct sec_keys *k,
     if (rc != 0) {
         sec_why(why, why_len, "AUTH_JWT_KEY_FILE %s: %s", path,
                 sec_file_error(rc));
+        goto out;
+    }
+    /* Whoever can write the key signs as the daemon (README "Keys and
+     * rotation"): refused, as a keys folder others can write is. */
+    if ((others = fsperm_others_can_write(path)) != NULL) {
+        sec_why(why, why_len, "AUTH_JWT_KEY_FILE %s: %s", path, others);
         goto out;
     }
     /* Which of two keys would sign is OpenSSL's choice, not the

@@ -254,3 +254,51 @@ def test_dotenv_nul_bytes_refused_long_foreign_lines_ignored():
     write(env_path, b"AUTH_JWT_ISSUER=" + b"z" * 6000 + b"\n")
     r = check(cwd)
     assert r.returncode == 2 and b"line 1" in r.stderr, r.stderr
+
+
+def test_files_others_can_write_are_refused():
+    """A key file or .env that others can write (group or world writable,
+    another user's, or in a folder they can write to) was used: the key
+    with a warning that it was readable, the .env without a word. Whoever
+    can write either signs as the daemon (their key; or AUTH_JWT_ALG=HS256
+    and their secret), as with a keys folder others can write, which was
+    already refused. Both stop `config check` and a start with exit 2."""
+    cwd = scratch("cli-")
+    key = os.path.join(cwd, "key.pem")
+    write(key, ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    env_path = os.path.join(cwd, ".env")
+    write(env_path, b"AUTH_JWT_ISSUER=perm-test\n")
+    os.chmod(key, 0o600)
+    os.chmod(env_path, 0o600)
+    os.chmod(cwd, 0o700)
+    ok = check(cwd, {"AUTH_JWT_KEY_FILE": key})
+    assert ok.returncode == 0, ok.stderr
+    cases = [(key, 0o666, None), (key, 0o620, None), (env_path, 0o602, None),
+             (env_path, 0o660, None), (cwd, 0o777, None)]
+    if os.geteuid() == 0:
+        cases += [(key, 0o600, 65534), (env_path, 0o600, 65534)]
+    for path, mode, owner in cases:
+        os.chmod(path, mode)
+        if owner is not None:
+            os.chown(path, owner, owner)
+        r = check(cwd, {"AUTH_JWT_KEY_FILE": key})
+        assert r.returncode == 2, (path, oct(mode), r)
+        assert b"others can" in r.stderr, r.stderr
+        assert r.stderr.count(b"\n") == 1, r.stderr
+        r = subprocess.run([BIN], cwd=cwd, capture_output=True, timeout=30,
+                           env={"PATH": os.environ.get("PATH", "/bin"),
+                                "AUTH_HOST": "127.0.0.1", "AUTH_PORT": "0",
+                                "AUTH_DATA_DIR": cwd,
+                                "AUTH_JWT_KEY_FILE": key})   # the start
+        assert r.returncode == 2 and b"others can" in r.stderr, r.stderr
+        os.chmod(path, 0o700 if path == cwd else 0o600)
+        if owner is not None:
+            os.chown(path, 0, 0)
+    os.chmod(cwd, 0o1777)                  # sticky, as /tmp: nobody else
+    r = check(cwd, {"AUTH_JWT_KEY_FILE": key})  # can swap another's file
+    assert r.returncode == 0, r.stderr
+    os.chmod(key, 0o644)                   # only readable: a warning
+    r = check(cwd, {"AUTH_JWT_KEY_FILE": key})
+    assert r.returncode == 0, r.stderr
