@@ -270,6 +270,22 @@ int cli_user(const struct cfg *cfg, int argc, char **argv)
         goto usage;
     if (strcmp(argv[0], "list") == 0 && a.email)
         goto usage;
+    /* A mistyped AUTH_DATA_DIR, or a command run from the wrong folder
+     * (the default is ./data), made and migrated a new, empty database
+     * and listed its no users with exit 0. Only `create` may make one
+     * (the first admin, before the first start), and says so. */
+    if (strncmp(cfg->database_url, "sqlite:", 7) == 0 &&
+        access(cfg->database_url + 7, F_OK) != 0) {
+        if (strcmp(argv[0], "create") != 0) {
+            fprintf(stderr, "auth-serve: no database at %s (check "
+                    "AUTH_DATA_DIR or AUTH_DATABASE_URL, and the working "
+                    "folder: the default is ./data)\n",
+                    cfg->database_url + 7);
+            return 2;
+        }
+        fprintf(stderr, "auth-serve: making a new database at %s\n",
+                cfg->database_url + 7);
+    }
     err = core_store_open(cfg, &r);
     core_init(&c, r, NULL, cfg, &pw, NULL);
     ar = arena_new();

@@ -246,3 +246,28 @@ def test_a_database_from_a_newer_build_is_warned_of(make_daemon, backend):
     finally:
         assert d.stop() == 0
 
+
+
+def test_user_commands_make_no_database_where_there_is_none():
+    """Run from the wrong folder (AUTH_DATA_DIR defaults to ./data) or
+    with a mistyped path, `user list` made and migrated an empty database
+    there and printed its no users with exit 0, as if the real one were
+    empty. Only `user create` may make one (the first admin, before the
+    first start), and it says so."""
+    cwd = scratch("cli-")
+    typo = os.path.join(cwd, "typo-dir")
+    env = {"AUTH_DATA_DIR": typo}
+    for args in (["user", "list"], ["user", "unlock", "--email", "a@b.c"],
+                 ["user", "set-password", "--email", "a@b.c"],
+                 ["user", "mfa-reset", "--email", "a@b.c"]):
+        r = run(args, env=env, cwd=cwd, stdin=b"a password of length\n")
+        assert r.returncode == 2, (args, r)
+        assert b"no database at " + typo.encode() in r.stderr, r.stderr
+        assert not os.path.exists(os.path.join(typo, "auth.db")), args
+    r = run(["user", "create", "--email", "first@example.com", "--admin"],
+            env=env, cwd=cwd, stdin=b"correct horse battery staple\n")
+    assert r.returncode == 0, r.stderr
+    assert b"making a new database at" in r.stderr, r.stderr
+    r = run(["user", "list"], env=env, cwd=cwd)
+    assert r.returncode == 0 and b"first@example.com" in r.stdout, r
+    assert b"making a new database" not in r.stderr, r.stderr
