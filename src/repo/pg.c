@@ -1274,6 +1274,62 @@ static bool ports_ok(const char *v)
     return true;
 }
 
+/* libpq reads the values of these options only when it connects, and
+ * refuses a wrong one as a failure to connect: a start that exits 1 and
+ * is restarted for good, past a `config check` that said ok, with libpq's
+ * message quoting the value in the log. Each value list is libpq 15's
+ * (Debian 12's). */
+static const struct {
+    const char *key, *values;   /* values: space-separated; NULL: digits */
+} checked_options[] = {
+    { "sslmode", "disable allow prefer require verify-ca verify-full" },
+    { "gssencmode", "disable prefer require" },
+    { "channel_binding", "disable prefer require" },
+    { "target_session_attrs",
+      "any read-write read-only primary standby prefer-standby" },
+    { "ssl_min_protocol_version", "TLSv1 TLSv1.1 TLSv1.2 TLSv1.3" },
+    { "ssl_max_protocol_version", "TLSv1 TLSv1.1 TLSv1.2 TLSv1.3" },
+    { "sslcompression", "0 1" },
+    { "keepalives", "0 1" },
+    { "connect_timeout", NULL },
+    { "keepalives_idle", NULL },
+    { "keepalives_interval", NULL },
+    { "keepalives_count", NULL },
+    { "tcp_user_timeout", NULL },
+};
+
+static bool word_in(const char *v, const char *list)
+{
+    size_t n = strlen(v);
+
+    while (*list) {
+        size_t w = strcspn(list, " ");
+
+        if (w == n && n > 0 && strncmp(list, v, n) == 0)
+            return true;
+        list += w + (list[w] == ' ');
+    }
+    return false;
+}
+
+/* The option of `o` whose value libpq would refuse when it connects, or
+ * NULL. */
+static const char *option_refused(const PQconninfoOption *o)
+{
+    size_t i, n;
+
+    for (i = 0; i < sizeof checked_options / sizeof *checked_options; i++) {
+        if (strcmp(o->keyword, checked_options[i].key) != 0)
+            continue;
+        if (checked_options[i].values)
+            return word_in(o->val, checked_options[i].values) ? NULL
+                                                              : o->keyword;
+        n = strspn(o->val, "0123456789");
+        return n > 0 && n <= 9 && o->val[n] == '\0' ? NULL : o->keyword;
+    }
+    return NULL;
+}
+
 /* Frees the options of a URL, wiped first (the password is one). */
 static void options_free(PQconninfoOption *all)
 {
@@ -1290,20 +1346,28 @@ static void options_free(PQconninfoOption *all)
  * it or a port is no port. Free with options_free(). */
 static PQconninfoOption *url_options(const char *url)
 {
-    char *errmsg = NULL;
+    char *errmsg = NULL, line[160];
     PQconninfoOption *all = PQconninfoParse(url, &errmsg), *o;
+    const char *refused = NULL;
 
     PQfreemem(errmsg);
-    for (o = all; o && o->keyword; o++)
-        if (o->val && strcmp(o->keyword, "port") == 0 && !ports_ok(o->val)) {
-            options_free(all);
-            all = NULL;
-            break;
-        }
+    for (o = all; o && o->keyword && !refused; o++)
+        if (o->val && strcmp(o->keyword, "port") == 0 && !ports_ok(o->val))
+            refused = "port";
+        else if (o->val)
+            refused = option_refused(o);
+    if (refused) {
+        /* its value is not quoted: a password may have ended up there */
+        snprintf(line, sizeof line, "AUTH_DATABASE_URL: the value of its "
+                 "%s is not one libpq takes%s", refused,
+                 strcmp(refused, "port") == 0 ? " (from 1 to 65535)" : "");
+        log_simple(LOG_ERROR, "db.bad_url", "open", line);
+        options_free(all);
+        return NULL;
+    }
     if (!all)
         log_simple(LOG_ERROR, "db.bad_url", "open",
-                   "AUTH_DATABASE_URL is not a valid libpq URI (or a port "
-                   "in it is not from 1 to 65535)");
+                   "AUTH_DATABASE_URL is not a valid libpq URI");
     return all;
 }
 

@@ -58,7 +58,12 @@ def test_config_check():
     "postgresql://u:SECRETPW%ZZ@localhost/db",       # not percent-encoding
     "postgresql://u:SECRETPW@localhost/db?bogus=1",  # no such option
     "postgresql://u:SECRETPW@localhost:99999/db",    # no such port
-    "postgresql://u:SECRETPW@h1:5432,h2:0/db"])      # one of two ports
+    "postgresql://u:SECRETPW@h1:5432,h2:0/db",       # one of two ports
+    # values libpq reads only when it connects (their message quoted them)
+    "postgresql://u:SECRETPW@localhost/db?sslmode=SECRETPW",
+    "postgresql://u:SECRETPW@localhost/db?connect_timeout=SECRETPW",
+    "postgresql://u:SECRETPW@localhost/db?target_session_attrs=SECRETPW",
+    "postgresql://u:SECRETPW@localhost/db?keepalives_idle=-5"])
 def test_a_database_url_libpq_cannot_read_exits_2(url):
     """`config check` passed such a URL, and a start failed with exit 1,
     which the shipped unit restarts (it stops only on exit 2) for ever.
@@ -72,6 +77,15 @@ def test_a_database_url_libpq_cannot_read_exits_2(url):
         r = run(args, env=dict(env, AUTH_PORT="0"))
         assert r.returncode == 2, r
         assert b"db.bad_url" in r.stderr and b"SECRETPW" not in r.stderr
+
+
+def test_a_database_url_with_options_libpq_takes_passes():
+    url = ("postgresql://u:pw@localhost/db?sslmode=verify-full&"
+           "connect_timeout=5&target_session_attrs=primary&keepalives=1&"
+           "ssl_min_protocol_version=TLSv1.3&tcp_user_timeout=9000")
+    r = run(["config", "check"], env={"AUTH_DATABASE_URL": url,
+                                      "AUTH_KEYS_SECRET": "k" * 40})
+    assert r.returncode == 0, r.stderr
 
 
 def test_unused_settings_are_warned_not_refused(make_daemon):
