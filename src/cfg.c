@@ -563,9 +563,14 @@ static bool apply(struct cfg *c, const char *name, size_t name_len,
     if (!v)
         return fail(why, why_len, "unknown configuration variable %s (%s)",
                     nm, origin);
-    if (!set_var(c, v, value))
-        return fail(why, why_len, "invalid value for %s (%s)", nm, origin);
-    return true;
+    if (set_var(c, v, value))
+        return true;
+    /* A number says what it may be: the bounds are in cfg.c alone. */
+    if (v->type == T_UINT)
+        return fail(why, why_len, "invalid value for %s (%s): a whole "
+                    "number from %lu to %lu, in digits", nm, origin, v->min,
+                    v->max);
+    return fail(why, why_len, "invalid value for %s (%s)", nm, origin);
 }
 
 static bool is_blank(char c)

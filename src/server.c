@@ -1901,7 +1901,9 @@ struct server *server_start(struct app *app)
     if (!s->d) {
         log_event(LOG_ERROR, "server.failed", NULL,
                   json_pack("{s:s, s:s, s:i}", "reason",
-                            "cannot listen (address in use?)", "host",
+                            "cannot listen there (the http.server line "
+                            "before says why: in use, not this host's)",
+                            "host",
                             cfg->host, "port", (int)cfg->port));
         connguard_free(s->guard);
         app->limiter = NULL;

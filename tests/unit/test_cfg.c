@@ -151,6 +151,19 @@ static void test_bad_values_named(void **state)
     }
 }
 
+/* A refused number says what it may be (it said "invalid value"). */
+static void test_a_bad_number_gives_its_range(void **state)
+{
+    struct cfg c;
+    char *env[] = { "AUTH_ACCESS_TOKEN_TTL=15m", NULL };
+
+    (void)state;
+    assert_false(load(&c, NULL, env));
+    assert_non_null(strstr(why, "AUTH_ACCESS_TOKEN_TTL"));
+    assert_non_null(strstr(why, "from 30 to 86400"));
+    cfg_cleanup(&c);
+}
+
 static void test_unknown_name(void **state)
 {
     struct cfg c;
@@ -576,6 +589,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_bad_values_named),
+        cmocka_unit_test(test_a_bad_number_gives_its_range),
         cmocka_unit_test(test_unknown_name),
         cmocka_unit_test(test_hs256_needs_secret),
         cmocka_unit_test(test_postgres_needs_keys_secret),
