@@ -59,8 +59,10 @@ enum as_err sec_keys_open(const struct cfg *cfg, struct repo *r,
                           struct sec_keys **out, char *why, size_t why_len);
 /* With keys in PostgreSQL: a new key set in *out (caller frees) when the
  * database's keys at `now_ms` differ from `cur`'s (a key added, the
- * signer switched, a key pruned), else *out is NULL. Never anything to do
- * with the folder, a key file or HS256. `*read` (may be NULL) says
+ * signer switched, a key pruned), else *out is NULL. With keys in the
+ * data folder: a new set when a key was added there (`keys rotate`),
+ * published and verifying, `cur`'s signer still signing. Nothing with a
+ * key file or HS256. `*read` (may be NULL) says
  * whether the database answered, even when the keys it holds could not
  * be made a set (a key that does not open): the instance then goes on
  * with `cur`, and the failure is the poll's, not the database's. */
@@ -77,6 +79,12 @@ void sec_keys_free(struct sec_keys *k);          /* wipes; NULL is a no-op */
  * a rotated key signs AUTH_KEY_PUBLISH_SECONDS after it was added.
  * Both print the kid to stdout. Return 0 or exit status 2. */
 int sec_keys_cli(const struct cfg *cfg, struct repo *r, const char *verb);
+/* The JWKS's Cache-Control max-age (s) for AUTH_KEY_PUBLISH_SECONDS
+ * `publish_s`: at most 300, and less than the publish delay. */
+unsigned sec_jwks_max_age(unsigned publish_s);
+/* How long (s, at `now_s`) this process has published the key that
+ * signs in `k`: from the load or poll that first listed it. */
+int64_t sec_keys_listed_for(const struct sec_keys *k, int64_t now_s);
 /* kid of the signing key (borrowed); "" under HS256 without kid. */
 const char *sec_keys_kid(const struct sec_keys *k);
 /* JWKS document {"keys":[...]} of every verification key still valid

@@ -1,5 +1,6 @@
 /* main.c: the command line. Serving is the default; the other verbs are
  * what an operator runs before or beside the daemon. */
+#include <errno.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -32,6 +33,7 @@
 #define VCACHE_SLOTS 16384
 #define DB_QUEUE 1024            /* requests waiting for the database */
 #define STOP_GRACE_MS 10000
+#define KEYS_FOLDER_POLL_S 2     /* a rotated key listed within */
 #define READY_INTERVAL_MS 1000   /* /readyz's database ping, when idle */
 #define READY_STALL_MS 1000      /* a ping this slow means "not ready" */
 
@@ -143,14 +145,30 @@ static struct repo *open_repo(const struct cfg *cfg, bool *config)
     return r;
 }
 
-/* Swaps in freshly loaded keys on SIGHUP; the old set stays allocated
- * (requests may hold it) and is freed at exit. */
+/* Makes `k` the keys in use; the old set stays allocated (requests may
+ * hold it) and is freed at exit. */
+static void swap_keys(struct app *app, struct sec_keys *k,
+                      const struct sec_keys ***old, size_t *nold)
+{
+    const struct sec_keys **grown = realloc(*old,
+                                            (*nold + 1) * sizeof **old);
+
+    if (!grown) {
+        sec_keys_free(k);
+        return;
+    }
+    *old = grown;
+    (*old)[(*nold)++] = atomic_exchange(&app->keys, k);
+}
+
+/* Loads the keys again on SIGHUP. */
 static void reload_keys(struct app *app, const struct sec_keys ***old,
                         size_t *nold)
 {
     struct sec_keys *k = NULL;
-    const struct sec_keys **grown;
     char why[256];
+    int64_t listed;
+    unsigned age;
 
     if (sec_keys_open(app->cfg, app->repo, app_keys(app), clock_ms(), &k,
                       why, sizeof why) != AS_OK) {
@@ -158,15 +176,44 @@ static void reload_keys(struct app *app, const struct sec_keys ***old,
                   json_pack("{s:s}", "message", why));
         return;
     }
-    grown = realloc(*old, (*nold + 1) * sizeof **old);
-    if (!grown) {
-        sec_keys_free(k);
-        return;
-    }
-    *old = grown;
-    (*old)[(*nold)++] = atomic_exchange(&app->keys, k);
+    /* A key resource servers may not have fetched yet: they refuse its
+     * tokens until their cached key set expires, unless they fetch the
+     * set again on a kid they do not know. */
+    listed = sec_keys_listed_for(k, clock_ms() / 1000);
+    age = sec_jwks_max_age(app->cfg->key_publish_seconds);
+    if (strcmp(sec_keys_kid(k), sec_keys_kid(app_keys(app))) != 0 &&
+        listed < (int64_t)age)
+        log_event(LOG_WARN, "keys.signs_unpublished", NULL,
+                  json_pack("{s:s, s:I, s:I, s:s}", "kid", sec_keys_kid(k),
+                            "published_seconds", (json_int_t)listed,
+                            "jwks_max_age_seconds", (json_int_t)age,
+                            "hint", "wait that long after `keys rotate` "
+                            "before the reload"));
+    swap_keys(app, k, old, nold);
     log_event(LOG_INFO, "keys.reloaded", NULL,
               json_pack("{s:s}", "kid", sec_keys_kid(k)));
+}
+
+/* On SQLite, a key `keys rotate` added to the folder is published
+ * within KEYS_FOLDER_POLL_S, the signer kept (README "Keys and
+ * rotation"). A failure is logged when it differs from the last. */
+static void poll_folder(struct app *app, const struct sec_keys ***old,
+                        size_t *nold, char last[256])
+{
+    struct sec_keys *k = NULL;
+    char why[256] = "";
+
+    if (sec_keys_poll(app->cfg, app->repo, app_keys(app), clock_ms(), &k,
+                      NULL, why, sizeof why) != AS_OK) {
+        if (strcmp(why, last) != 0)
+            log_event(LOG_ERROR, "keys.publish_failed", NULL,
+                      json_pack("{s:s}", "message", why));
+        snprintf(last, 256, "%s", why);
+        return;
+    }
+    last[0] = '\0';
+    if (k)
+        swap_keys(app, k, old, nold);
 }
 
 static enum as_err ping_repo(void *repo)
@@ -194,7 +241,8 @@ static int serve(struct cfg *cfg)
     char why[256];
     const char *sd_why;
     int sig = 0, status = 1;
-    bool bad_url = false;
+    bool bad_url = false, folder_keys;
+    char last_poll[256] = "";
 
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
@@ -303,9 +351,24 @@ static int serve(struct cfg *cfg)
     } else {
         sysd_notify("STATUS=Failed to start (see the log)");
     }
+    /* Keys in the data folder (not PostgreSQL's, a key file or HS256):
+     * this thread also lists the ones `keys rotate` adds. */
+    folder_keys = srv && cfg->jwt_alg != CFG_ALG_HS256 &&
+                  !(cfg->jwt_key_file && cfg->jwt_key_file[0]) &&
+                  strcmp(repo_backend(app.repo), "sqlite") == 0;
     while (srv) {
-        if (sigwait(&set, &sig) != 0)
+        if (folder_keys) {
+            struct timespec every = { KEYS_FOLDER_POLL_S, 0 };
+
+            sig = sigtimedwait(&set, NULL, &every);
+            if (sig < 0) {
+                if (errno == EAGAIN)
+                    poll_folder(&app, &old, &nold, last_poll);
+                continue;
+            }
+        } else if (sigwait(&set, &sig) != 0) {
             continue;
+        }
         if (sig == SIGUSR1 || sig == SIGUSR2) {
             log_event(LOG_INFO, "signal.ignored", NULL,
                       json_pack("{s:s}", "signal", strsignal(sig)));

@@ -53,23 +53,12 @@ enum as_err h_metrics(struct req_ctx *rc, struct response *res)
     return AS_OK;
 }
 
-/* How long a resource server may cache the key set: a few minutes, but
- * never past the moment a key it has not seen yet may sign, which is
- * AUTH_KEY_PUBLISH_SECONDS after the rotation, less the time an
- * instance takes to list the new key (a poll every 2 s, or a NOTIFY;
- * JWKS_LIST_SLACK_S with room to spare). */
-#define JWKS_MAX_AGE_S 300u
-#define JWKS_LIST_SLACK_S 10u
-
 enum as_err h_jwks(struct req_ctx *rc, struct response *res)
 {
-    unsigned publish = rc->app->cfg->key_publish_seconds;
-    unsigned age = publish > JWKS_LIST_SLACK_S ? publish - JWKS_LIST_SLACK_S
-                                               : 0;
     char cc[40];
 
     snprintf(cc, sizeof cc, "public, max-age=%u",
-             age < JWKS_MAX_AGE_S ? age : JWKS_MAX_AGE_S);
+             sec_jwks_max_age(rc->app->cfg->key_publish_seconds));
     res_header(rc, "Cache-Control", cc);
     return res_json(res, 200, sec_jwks(app_keys(rc->app), clock_ms() / 1000));
 }

@@ -295,12 +295,18 @@ enum as_err sec_keys_load(const struct cfg *cfg, struct sec_keys **out,
                          why, why_len);
 }
 
-enum as_err sec_keys_open(const struct cfg *cfg, struct repo *r,
-                          const struct sec_keys *prev, int64_t now_ms,
-                          struct sec_keys **out, char *why, size_t why_len)
+/* A set loaded from the configuration (`publish`: the keys folder's new
+ * keys, the signer kept), or NULL with `why` set. */
+static enum as_err open_set(const struct cfg *cfg, struct repo *r,
+                            const struct sec_keys *prev, bool publish,
+                            int64_t now_ms, struct sec_keys **out, char *why,
+                            size_t why_len)
 {
     struct sec_keys *k = calloc(1, sizeof *k);
     enum as_err err = k ? AS_OK : AS_ERR_NOMEM;
+    const struct sec_key *had;
+    bool fresh;
+    size_t i;
 
     *out = NULL;
     sec_why(why, why_len, "%s", "");
@@ -309,7 +315,9 @@ enum as_err sec_keys_open(const struct cfg *cfg, struct repo *r,
     if (err == AS_OK) {
         k->alg = cfg->jwt_alg;
         k->jwt_alg = sec_alg_jwt(cfg->jwt_alg);
-        err = load_by_mode(cfg, r, prev, now_ms, k, why, why_len);
+        err = publish ? sec_store_publish(cfg, k, sec_keys_kid(prev),
+                                          now_ms / 1000, why, why_len)
+                      : load_by_mode(cfg, r, prev, now_ms, k, why, why_len);
     }
     if (err == AS_OK && k->n_keys == 0)
         err = AS_ERR_INTERNAL;
@@ -319,12 +327,53 @@ enum as_err sec_keys_open(const struct cfg *cfg, struct repo *r,
         sec_keys_free(k);
         return err;
     }
-    log_event(LOG_INFO, "keys.loaded", NULL,
+    for (i = 0, fresh = false; i < k->n_keys; i++) {
+        had = prev ? sec_keys_find(prev, k->keys[i].kid) : NULL;
+        k->keys[i].listed_at = had ? had->listed_at : now_ms / 1000;
+        fresh = fresh || !had;
+    }
+    /* A key the folder holds but that no set takes (of another type than
+     * AUTH_JWT_ALG): nothing new to publish, nor to log every poll. */
+    if (publish && !fresh) {
+        sec_keys_free(k);
+        return AS_OK;
+    }
+    log_event(LOG_INFO, publish ? "keys.published" : "keys.loaded", NULL,
               json_pack("{s:s, s:s, s:s, s:I}", "alg", sec_alg_name(k->alg),
                         "kid", sec_keys_kid(k), "source", source_name(cfg, r),
                         "verification_keys", (json_int_t)k->n_keys));
     *out = k;
     return AS_OK;
+}
+
+enum as_err sec_keys_open(const struct cfg *cfg, struct repo *r,
+                          const struct sec_keys *prev, int64_t now_ms,
+                          struct sec_keys **out, char *why, size_t why_len)
+{
+    return open_set(cfg, r, prev, false, now_ms, out, why, why_len);
+}
+
+/* A few minutes, but never past the moment a key a resource server has
+ * not seen yet may sign: AUTH_KEY_PUBLISH_SECONDS after the rotation,
+ * less the time an instance takes to list the new key (a poll every 2 s,
+ * or a NOTIFY; JWKS_LIST_SLACK_S with room to spare). */
+#define JWKS_MAX_AGE_S 300u
+#define JWKS_LIST_SLACK_S 10u
+
+unsigned sec_jwks_max_age(unsigned publish_s)
+{
+    unsigned age = publish_s > JWKS_LIST_SLACK_S
+                       ? publish_s - JWKS_LIST_SLACK_S : 0;
+
+    return age < JWKS_MAX_AGE_S ? age : JWKS_MAX_AGE_S;
+}
+
+int64_t sec_keys_listed_for(const struct sec_keys *k, int64_t now_s)
+{
+    const struct sec_key *s = k && k->signer < k->n_keys
+                                  ? &k->keys[k->signer] : NULL;
+
+    return s ? now_s - s->listed_at : 0;
 }
 
 enum as_err sec_keys_poll(const struct cfg *cfg, struct repo *r,
@@ -342,6 +391,13 @@ enum as_err sec_keys_poll(const struct cfg *cfg, struct repo *r,
         *read = err == AS_OK;
     if (err == AS_OK && changed)
         err = sec_keys_open(cfg, r, cur, now_ms, out, why, why_len);
+    /* The keys folder: a key `keys rotate` made since is published at
+     * once, and signs from the next start or SIGHUP (README "Keys and
+     * rotation"). */
+    if (!in_db(cfg, r) && cfg->jwt_alg != CFG_ALG_HS256 &&
+        !(cfg->jwt_key_file && cfg->jwt_key_file[0]) &&
+        sec_store_unlisted(cfg, cur, now_ms / 1000))
+        err = open_set(cfg, r, cur, true, now_ms, out, why, why_len);
     return err;
 }
 

@@ -27,6 +27,8 @@ struct sec_key {                 /* one key accepted for verification */
                                     retirement + access TTL + 60 s, even
                                     before the next load drops it);
                                     INT64_MAX: no end */
+    int64_t listed_at;           /* Unix s this process first published
+                                    it (kept from set to set) */
 };
 
 struct sec_keys {
@@ -111,6 +113,18 @@ bool sec_jwk_thumbprint(const json_t *jwk, char kid[SEC_KID_MAX]);
 enum as_err sec_store_load(const struct cfg *cfg, struct sec_keys *k,
                            const char *prev, int64_t now, char *why,
                            size_t why_len);
+/* True when data_dir/keys holds a key that `held` lacks and that is not
+ * past its retirement window at `now` (Unix s): one `keys rotate` made
+ * since the set was loaded. */
+bool sec_store_unlisted(const struct cfg *cfg, const struct sec_keys *held,
+                        int64_t now);
+/* Loads data_dir/keys into `k` as sec_store_load() does, but with
+ * `signer` (the kid this process signs with) signing whatever `current`
+ * names, and nothing stamped retired: the keys made since are published
+ * and verify, the switch waits for the next start or SIGHUP. */
+enum as_err sec_store_publish(const struct cfg *cfg, struct sec_keys *k,
+                              const char *signer, int64_t now, char *why,
+                              size_t why_len);
 /* One key of a keys folder, for the import into PostgreSQL. `pem` is
  * borrowed for the call only. `retired` is the Unix time it stopped
  * signing, 0 while current or never stamped. */

@@ -395,10 +395,12 @@ static void stamp_retired(const struct store *s, const char *kid,
 }
 
 /* Loads the current key and every other key not yet past retirement,
- * first stamping the keys that stopped signing (see stamp_retired). */
+ * first stamping the keys that stopped signing (see stamp_retired) unless
+ * `publish` (the signer stays, nothing stopped signing). */
 static enum as_err load_all(const struct store *s, struct sec_keys *k,
                             const char *current, const char *prev,
-                            int64_t now, char *why, size_t why_len)
+                            bool publish, int64_t now, char *why,
+                            size_t why_len)
 {
     DIR *d = opendir(s->dir);
     struct dirent *e;
@@ -413,7 +415,8 @@ static enum as_err load_all(const struct store *s, struct sec_keys *k,
     while (err == AS_OK && (e = readdir(d)) != NULL) {
         if (!name_kid(e->d_name, ".pem", kid) || strcmp(kid, current) == 0)
             continue;
-        stamp_retired(s, kid, prev, now);
+        if (!publish)
+            stamp_retired(s, kid, prev, now);
         if (!is_expired(s, kid, now)) {
             size_t had = k->n_keys;
             int64_t when = 0;
@@ -462,7 +465,43 @@ enum as_err sec_store_load(const struct cfg *cfg, struct sec_keys *k,
     if (err == AS_OK)
         err = refresh_key(&s, !prev, k->refresh_key, why, why_len);
     if (err == AS_OK)
-        err = load_all(&s, k, kid, prev, now, why, why_len);
+        err = load_all(&s, k, kid, prev, false, now, why, why_len);
+    return err;
+}
+
+bool sec_store_unlisted(const struct cfg *cfg, const struct sec_keys *held,
+                        int64_t now)
+{
+    struct store s;
+    struct dirent *e;
+    char kid[SEC_KID_MAX];
+    bool found = false;
+    DIR *d;
+
+    s.alg = cfg->jwt_alg;
+    s.keep_s = (int64_t)cfg->access_ttl + SEC_RETIRE_GRACE_S;
+    if (!cfg->data_dir || snprintf(s.dir, sizeof s.dir, "%s/keys",
+                                   cfg->data_dir) >= (int)sizeof s.dir ||
+        !(d = opendir(s.dir)))
+        return false;
+    while (!found && (e = readdir(d)) != NULL)
+        found = name_kid(e->d_name, ".pem", kid) &&
+                !sec_keys_find(held, kid) && !is_expired(&s, kid, now);
+    closedir(d);
+    return found;
+}
+
+enum as_err sec_store_publish(const struct cfg *cfg, struct sec_keys *k,
+                              const char *signer, int64_t now, char *why,
+                              size_t why_len)
+{
+    struct store s;
+    enum as_err err = store_open(cfg, &s, why, why_len);
+
+    if (err == AS_OK)
+        err = refresh_key(&s, false, k->refresh_key, why, why_len);
+    if (err == AS_OK)
+        err = load_all(&s, k, signer, NULL, true, now, why, why_len);
     return err;
 }
 

@@ -46,6 +46,43 @@ def test_late_reload_keeps_the_last_signer(make_daemon, backend):
     assert parts(t2)[0]["kid"] == kid_new
 
 
+def test_a_rotated_key_is_published_before_it_signs(make_daemon, backend):
+    """On SQLite a new key was listed in the JWKS only from the reload that
+    also made it sign: a resource server holding a set cached for its
+    max-age refused the new tokens until it expired. The daemon now lists
+    a key `keys rotate` added within about 2 s, without a signal, and the
+    old key signs until the reload (as before); a reload sooner than the
+    JWKS max-age after the rotation says so (keys.signs_unpublished)."""
+    if backend != "sqlite":
+        pytest.skip("the keys folder is SQLite's")
+    d = make_daemon({"AUTH_KEY_PUBLISH_SECONDS": "40"}).start()   # age 30
+    email, pw, _ = d.user()
+    kid_old = parts(d.login(email, pw).json["access_token"])[0]["kid"]
+
+    def listed():
+        return {k["kid"] for k in d.request(
+            "GET", "/.well-known/jwks.json").json["keys"]}
+    r = d.command("keys", "rotate")
+    assert r.returncode == 0, r.stderr
+    kid_new = r.stdout.decode().strip()
+    assert wait_until(lambda: kid_new in listed(), 15)
+    assert kid_old in listed()
+    assert any(e.get("event") == "keys.published" for e in d.logs)
+    for _ in range(3):                    # the old key still signs
+        t = d.login(email, pw).json["access_token"]
+        assert parts(t)[0]["kid"] == kid_old
+    assert d.request("GET", "/api/v1/users/me", token=t).status == 200
+    d.proc.send_signal(signal.SIGHUP)     # 30 s not waited: said so
+    assert wait_until(lambda: any(e.get("event") == "keys.signs_unpublished"
+                                  and e.get("kid") == kid_new
+                                  for e in d.logs))
+    t2 = d.login(email, pw).json["access_token"]
+    assert parts(t2)[0]["kid"] == kid_new
+    assert {kid_old, kid_new} <= listed()
+    assert d.request("GET", "/api/v1/users/me", token=t).status == 200
+    assert d.stop() == 0
+
+
 @pytest.mark.parametrize("publish, age", [(None, 300), ("600", 300),
                                           ("130", 120), ("5", 0)])
 def test_jwks_is_cached_no_longer_than_a_new_key_waits(make_daemon,
