@@ -702,7 +702,7 @@ static FILE *dotenv_open(const char *path, bool *absent, char *why,
         bad = "larger than 1 MiB";
     /* It sets the secrets and the keys' source: whoever can write it
      * signs as the daemon (AUTH_JWT_ALG=HS256 with their secret). */
-    else if ((others = fsperm_others_can_write(path)) != NULL)
+    else if ((others = fsperm_others_can_write(fd, path)) != NULL)
         bad = others;
     else if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0 ||
              !(f = fdopen(fd, "r")))

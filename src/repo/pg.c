@@ -8,6 +8,7 @@
  * Values only ever travel as parameters (PQsendQueryParams). */
 #include "repo.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -16,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 
@@ -1277,55 +1279,92 @@ static bool ports_ok(const char *v)
 /* libpq reads the values of these options only when it connects, and
  * refuses a wrong one as a failure to connect: a start that exits 1 and
  * is restarted for good, past a `config check` that said ok, with libpq's
- * message quoting the value in the log. Each value list is libpq 15's
- * (Debian 12's). */
-static const struct {
-    const char *key, *values;   /* values: space-separated; NULL: digits */
-} checked_options[] = {
-    { "sslmode", "disable allow prefer require verify-ca verify-full" },
-    { "gssencmode", "disable prefer require" },
-    { "channel_binding", "disable prefer require" },
-    { "target_session_attrs",
-      "any read-write read-only primary standby prefer-standby" },
-    { "ssl_min_protocol_version", "TLSv1 TLSv1.1 TLSv1.2 TLSv1.3" },
-    { "ssl_max_protocol_version", "TLSv1 TLSv1.1 TLSv1.2 TLSv1.3" },
-    { "sslcompression", "0 1" },
-    { "keepalives", "0 1" },
-    { "connect_timeout", NULL },
-    { "keepalives_idle", NULL },
-    { "keepalives_interval", NULL },
-    { "keepalives_count", NULL },
-    { "tcp_user_timeout", NULL },
+ * message quoting the value in the log. Each is read here as libpq 15
+ * (Debian 12's) reads it, so that nothing it takes is refused. */
+enum opt_kind {
+    OPT_WORD,           /* one of `values`, as spelt */
+    OPT_WORD_NOCASE,    /* one of `values` in any case, or empty */
+    OPT_INT,            /* an int as libpq's parse_int_param() reads it */
+    OPT_INT_POSITIVE,   /* the same, at least 1 (a TCP keepalive setting:
+                           the kernel refuses 0, which libpq makes of a
+                           negative one) */
 };
 
-static bool word_in(const char *v, const char *list)
+static const struct {
+    const char *key;
+    enum opt_kind kind;
+    const char *values;         /* space-separated */
+} checked_options[] = {
+    { "sslmode", OPT_WORD,
+      "disable allow prefer require verify-ca verify-full" },
+    { "gssencmode", OPT_WORD, "disable prefer require" },
+    { "channel_binding", OPT_WORD, "disable prefer require" },
+    { "target_session_attrs", OPT_WORD,
+      "any read-write read-only primary standby prefer-standby" },
+    { "ssl_min_protocol_version", OPT_WORD_NOCASE,
+      "TLSv1 TLSv1.1 TLSv1.2 TLSv1.3" },
+    { "ssl_max_protocol_version", OPT_WORD_NOCASE,
+      "TLSv1 TLSv1.1 TLSv1.2 TLSv1.3" },
+    { "keepalives", OPT_INT, NULL },
+    { "connect_timeout", OPT_INT, NULL },
+    { "tcp_user_timeout", OPT_INT, NULL },
+    { "keepalives_idle", OPT_INT_POSITIVE, NULL },
+    { "keepalives_interval", OPT_INT_POSITIVE, NULL },
+    { "keepalives_count", OPT_INT_POSITIVE, NULL },
+};
+
+static bool word_in(const char *v, const char *list, bool nocase)
 {
     size_t n = strlen(v);
 
     while (*list) {
         size_t w = strcspn(list, " ");
 
-        if (w == n && n > 0 && strncmp(list, v, n) == 0)
+        if (w == n && n > 0 && (nocase ? strncasecmp(list, v, n)
+                                       : strncmp(list, v, n)) == 0)
             return true;
         list += w + (list[w] == ' ');
     }
     return false;
 }
 
+/* libpq's parse_int_param(): blanks around an int's digits and sign. */
+static bool int_as_libpq(const char *v, long *out)
+{
+    char *end = NULL;
+
+    errno = 0;
+    *out = strtol(v, &end, 10);
+    if (end == v || errno != 0 || *out < INT_MIN || *out > INT_MAX)
+        return false;
+    while (*end && isspace((unsigned char)*end))
+        end++;
+    return *end == '\0';
+}
+
 /* The option of `o` whose value libpq would refuse when it connects, or
  * NULL. */
 static const char *option_refused(const PQconninfoOption *o)
 {
-    size_t i, n;
+    size_t i;
+    long n;
 
     for (i = 0; i < sizeof checked_options / sizeof *checked_options; i++) {
         if (strcmp(o->keyword, checked_options[i].key) != 0)
             continue;
-        if (checked_options[i].values)
-            return word_in(o->val, checked_options[i].values) ? NULL
-                                                              : o->keyword;
-        n = strspn(o->val, "0123456789");
-        return n > 0 && n <= 9 && o->val[n] == '\0' ? NULL : o->keyword;
+        switch (checked_options[i].kind) {
+        case OPT_WORD:
+            return word_in(o->val, checked_options[i].values, false)
+                       ? NULL : o->keyword;
+        case OPT_WORD_NOCASE:
+            return !o->val[0] ||
+                           word_in(o->val, checked_options[i].values, true)
+                       ? NULL : o->keyword;
+        case OPT_INT:
+            return int_as_libpq(o->val, &n) ? NULL : o->keyword;
+        case OPT_INT_POSITIVE:
+            return int_as_libpq(o->val, &n) && n >= 1 ? NULL : o->keyword;
+        }
     }
     return NULL;
 }

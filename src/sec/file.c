@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fsperm.h"
+
 static int read_all(int fd, unsigned char *buf, size_t want)
 {
     size_t got = 0;
@@ -29,9 +31,10 @@ static int read_all(int fd, unsigned char *buf, size_t want)
     return 0;
 }
 
-/* sec_file_read's work; `flags` adds O_NOFOLLOW or not. */
+/* sec_file_read's work; `flags` adds O_NOFOLLOW or not; with `others`,
+ * the file opened is checked (fsperm.h). */
 static int file_read(const char *path, size_t max, unsigned char **out,
-                     size_t *len, int flags)
+                     size_t *len, int flags, const char **others)
 {
     struct stat st;
     unsigned char *buf = NULL;
@@ -51,6 +54,8 @@ static int file_read(const char *path, size_t max, unsigned char **out,
         rc = SEC_FILE_NOT_REGULAR;
     else if ((unsigned long long)st.st_size > max)
         rc = EFBIG;
+    else if (others && (*others = fsperm_others_can_write(fd, path)) != NULL)
+        rc = SEC_FILE_OTHERS;
     if (rc == 0) {
         buf = malloc((size_t)st.st_size + 1);
         rc = buf ? read_all(fd, buf, (size_t)st.st_size) : ENOMEM;
@@ -71,13 +76,14 @@ static int file_read(const char *path, size_t max, unsigned char **out,
 int sec_file_read(const char *path, size_t max, unsigned char **out,
                   size_t *len)
 {
-    return file_read(path, max, out, len, O_NOFOLLOW);
+    return file_read(path, max, out, len, O_NOFOLLOW, NULL);
 }
 
 int sec_file_read_linked(const char *path, size_t max, unsigned char **out,
-                         size_t *len)
+                         size_t *len, const char **others)
 {
-    return file_read(path, max, out, len, 0);
+    *others = NULL;
+    return file_read(path, max, out, len, 0, others);
 }
 
 const char *sec_file_error(int rc)

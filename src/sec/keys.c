@@ -12,7 +12,6 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "fsperm.h"
 #include "log.h"
 #include "repo.h"
 
@@ -197,22 +196,19 @@ static enum as_err refresh_from_pkey(EVP_PKEY *pk, struct sec_keys *k)
 static enum as_err load_key_file(const struct cfg *cfg, struct sec_keys *k,
                                  char *why, size_t why_len)
 {
-    const char *path = cfg->jwt_key_file, *others;
+    const char *path = cfg->jwt_key_file, *others = NULL;
     char fit[200];
     EVP_PKEY *pk = NULL;
     enum as_err err = AS_ERR_INTERNAL;
+    /* mounted secrets are links; whoever can write the key signs as the
+     * daemon (README "Keys and rotation"): refused, as a keys folder
+     * others can write is */
     int rc = sec_file_read_linked(path, SEC_KEY_FILE_MAX, &k->sign,
-                                  &k->sign_len);      /* mounted secrets */
+                                  &k->sign_len, &others);
 
     if (rc != 0) {
         sec_why(why, why_len, "AUTH_JWT_KEY_FILE %s: %s", path,
-                sec_file_error(rc));
-        goto out;
-    }
-    /* Whoever can write the key signs as the daemon (README "Keys and
-     * rotation"): refused, as a keys folder others can write is. */
-    if ((others = fsperm_others_can_write(path)) != NULL) {
-        sec_why(why, why_len, "AUTH_JWT_KEY_FILE %s: %s", path, others);
+                others ? others : sec_file_error(rc));
         goto out;
     }
     /* Which of two keys would sign is OpenSSL's choice, not the

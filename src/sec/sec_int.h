@@ -167,11 +167,17 @@ enum as_err sec_db_cli(const struct cfg *cfg, struct repo *r,
  * frees with free(). */
 int sec_file_read(const char *path, size_t max, unsigned char **out,
                   size_t *len);
+/* An answer of sec_file_read_linked(): others could write or replace the
+ * file (fsperm.h); *others then says how. */
+#define SEC_FILE_OTHERS 0x10001
 /* sec_file_read, except that `path` may be a symbolic link (to a regular
  * file): for AUTH_JWT_KEY_FILE, which mounted secrets present as links.
- * Files of the generated keys folder are read with sec_file_read. */
+ * The file is refused (SEC_FILE_OTHERS, the reason in *others) where
+ * others could write or replace it, checked on what was opened, which is
+ * what is read. Files of the generated keys folder are read with
+ * sec_file_read. */
 int sec_file_read_linked(const char *path, size_t max, unsigned char **out,
-                         size_t *len);
+                         size_t *len, const char **others);
 /* What an answer of sec_file_read*() other than 0 means, in words. */
 const char *sec_file_error(int rc);
 /* Writes `data` to a new temporary file beside `path` (O_EXCL, mode 0600),

@@ -63,7 +63,9 @@ def test_config_check():
     "postgresql://u:SECRETPW@localhost/db?sslmode=SECRETPW",
     "postgresql://u:SECRETPW@localhost/db?connect_timeout=SECRETPW",
     "postgresql://u:SECRETPW@localhost/db?target_session_attrs=SECRETPW",
-    "postgresql://u:SECRETPW@localhost/db?keepalives_idle=-5"])
+    "postgresql://u:SECRETPW@localhost/db?keepalives_idle=-5",
+    "postgresql://u:SECRETPW@localhost/db?connect_timeout=2147483648",
+    "postgresql://u:SECRETPW@localhost/db?keepalives=1x"])
 def test_a_database_url_libpq_cannot_read_exits_2(url):
     """`config check` passed such a URL, and a start failed with exit 1,
     which the shipped unit restarts (it stops only on exit 2) for ever.
@@ -79,10 +81,20 @@ def test_a_database_url_libpq_cannot_read_exits_2(url):
         assert b"db.bad_url" in r.stderr and b"SECRETPW" not in r.stderr
 
 
-def test_a_database_url_with_options_libpq_takes_passes():
-    url = ("postgresql://u:pw@localhost/db?sslmode=verify-full&"
-           "connect_timeout=5&target_session_attrs=primary&keepalives=1&"
-           "ssl_min_protocol_version=TLSv1.3&tcp_user_timeout=9000")
+@pytest.mark.parametrize("options", [
+    "sslmode=verify-full&connect_timeout=5&target_session_attrs=primary&"
+    "keepalives=1&ssl_min_protocol_version=TLSv1.3&tcp_user_timeout=9000",
+    # what libpq 15 also takes (psql 15 connects with each): blanks and a
+    # sign around an int, a negative timeout (none), any int for
+    # keepalives, the TLS versions in any case or empty, sslcompression's
+    # value (ignored)
+    "connect_timeout=%205", "connect_timeout=+5", "connect_timeout=-1",
+    "connect_timeout=2147483647", "tcp_user_timeout=-1", "keepalives=2",
+    "keepalives=%201", "ssl_min_protocol_version=tlsv1.2",
+    "ssl_min_protocol_version=", "ssl_max_protocol_version=TLSV1.3",
+    "sslcompression=yes"])
+def test_a_database_url_with_options_libpq_takes_passes(options):
+    url = "postgresql://u:pw@localhost/db?" + options
     r = run(["config", "check"], env={"AUTH_DATABASE_URL": url,
                                       "AUTH_KEYS_SECRET": "k" * 40})
     assert r.returncode == 0, r.stderr

@@ -1,4 +1,5 @@
-/* test_fsperm.c: a file others could write or replace is told apart. */
+/* test_fsperm.c: a file others could write or replace is told apart, on
+ * what was opened and every folder up its resolved path. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -15,49 +16,139 @@
 
 #include "fsperm.h"
 
-static void the_file_and_its_folder_count(void **state)
+static char top[] = "/tmp/fsperm-XXXXXX";
+static char path[PATH_MAX];
+
+static const char *check(const char *p)
 {
-    char dir[] = "/tmp/fsperm-XXXXXX", path[PATH_MAX];
-    int fd;
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    const char *why;
+
+    assert_true(fd >= 0);
+    why = fsperm_others_can_write(fd, p);
+    close(fd);
+    return why;
+}
+
+static void put(const char *p)
+{
+    int fd = open(p, O_CREAT | O_WRONLY | O_TRUNC, 0600);
+
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "k\n", 2), 2);
+    close(fd);
+}
+
+static int setup(void **state)
+{
+    char d[PATH_MAX / 2];
 
     (void)state;
-    assert_non_null(mkdtemp(dir));
-    snprintf(path, sizeof path, "%s/key.pem", dir);
-    fd = open(path, O_CREAT | O_WRONLY, 0600);
-    assert_true(fd >= 0);
-    close(fd);
-    assert_null(fsperm_others_can_write(path));
+    assert_non_null(mkdtemp(top));
+    snprintf(d, sizeof d, "%s/a", top);          /* top/a/key.pem */
+    assert_int_equal(mkdir(d, 0700), 0);
+    snprintf(path, sizeof path, "%s/key.pem", d);
+    put(path);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    char cmd[PATH_MAX + 16];
+
+    (void)state;
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", top);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static void the_file_itself(void **state)
+{
+    (void)state;
+    assert_null(check(path));
     assert_int_equal(chmod(path, 0644), 0);     /* readable: not this */
-    assert_null(fsperm_others_can_write(path));
+    assert_null(check(path));
     assert_int_equal(chmod(path, 0620), 0);
-    assert_non_null(strstr(fsperm_others_can_write(path), "write it"));
+    assert_non_null(strstr(check(path), "write it"));
     assert_int_equal(chmod(path, 0602), 0);
-    assert_non_null(fsperm_others_can_write(path));
+    assert_non_null(check(path));
     assert_int_equal(chmod(path, 0600), 0);
-    assert_int_equal(chmod(dir, 0777), 0);      /* they could swap it */
-    assert_non_null(strstr(fsperm_others_can_write(path), "replace"));
-    assert_int_equal(chmod(dir, 01777), 0);     /* sticky, as /tmp */
-    assert_null(fsperm_others_can_write(path));
-    assert_int_equal(chmod(dir, 0700), 0);
     if (geteuid() == 0) {                       /* another user's */
         assert_int_equal(chown(path, 65534, 65534), 0);
-        assert_non_null(fsperm_others_can_write(path));
+        assert_non_null(check(path));
         assert_int_equal(chown(path, 0, 0), 0);
-        assert_int_equal(chown(dir, 65534, 65534), 0);
-        assert_non_null(fsperm_others_can_write(path));
-        assert_int_equal(chown(dir, 0, 0), 0);
     }
-    assert_null(fsperm_others_can_write(path));
-    assert_null(fsperm_others_can_write("/nonexistent/key.pem"));
-    unlink(path);
-    rmdir(dir);
+    assert_null(check(path));
+}
+
+/* Its folder, and the folders above it: from any of them it can be
+ * swapped (a rename of the folder below, with another file in it). */
+static void every_folder_up_its_path(void **state)
+{
+    char a[PATH_MAX];
+
+    (void)state;
+    snprintf(a, sizeof a, "%s/a", top);
+    assert_int_equal(chmod(a, 0777), 0);
+    assert_non_null(strstr(check(path), "replace"));
+    assert_int_equal(chmod(a, 01777), 0);      /* sticky, as /tmp */
+    assert_null(check(path));
+    assert_int_equal(chmod(a, 0700), 0);
+    assert_int_equal(chmod(top, 0777), 0);     /* a folder above */
+    assert_non_null(strstr(check(path), "replace"));
+    assert_int_equal(chmod(top, 0700), 0);
+    if (geteuid() == 0) {
+        assert_int_equal(chown(top, 65534, 65534), 0);
+        assert_non_null(check(path));
+        assert_int_equal(chown(top, 0, 0), 0);
+    }
+    assert_null(check(path));
+}
+
+/* A link from a safe folder into one others can write: the file's own
+ * path is the one that counts (a mounted secret is a link too). */
+static void the_path_a_link_leads_to(void **state)
+{
+    char open_dir[PATH_MAX / 2], target[PATH_MAX], link[PATH_MAX];
+
+    (void)state;
+    snprintf(open_dir, sizeof open_dir, "%s/open", top);
+    assert_int_equal(mkdir(open_dir, 0700), 0);
+    snprintf(target, sizeof target, "%s/key.pem", open_dir);
+    put(target);
+    snprintf(link, sizeof link, "%s/a/link.pem", top);
+    assert_int_equal(symlink(target, link), 0);
+    assert_null(check(link));
+    assert_int_equal(chmod(open_dir, 0777), 0);
+    assert_non_null(check(link));
+    assert_int_equal(chmod(open_dir, 01777), 0);
+    assert_null(check(link));
+}
+
+/* The path names another file than the one opened (swapped between the
+ * open and the check): refused, whatever that other file is. */
+static void a_file_swapped_after_the_open(void **state)
+{
+    char other[PATH_MAX];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+    (void)state;
+    assert_true(fd >= 0);
+    snprintf(other, sizeof other, "%s/a/other.pem", top);
+    put(other);
+    assert_int_equal(rename(other, path), 0);
+    assert_non_null(strstr(fsperm_others_can_write(fd, path), "replaced"));
+    close(fd);
+    assert_null(check(path));
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(the_file_and_its_folder_count),
+        cmocka_unit_test(the_file_itself),
+        cmocka_unit_test(every_folder_up_its_path),
+        cmocka_unit_test(the_path_a_link_leads_to),
+        cmocka_unit_test(a_file_swapped_after_the_open),
     };
 
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, setup, teardown);
 }
