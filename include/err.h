@@ -57,6 +57,12 @@
      * breaker"). No caller sees this code. */                            \
     X(AS_ERR_DB_UNREACHABLE,   503, "service_unavailable",                    \
       "Service Unavailable")                                                  \
+    /* A write refused by a database that takes none (SQLSTATE 25006: a    \
+     * standby, default_transaction_read_only): nothing can change, but    \
+     * reads go on, so it does not count against the circuit breaker. The \
+     * repository answers AS_ERR_UNAVAILABLE; no caller sees this code. */ \
+    X(AS_ERR_READ_ONLY,        503, "service_unavailable",                    \
+      "Service Unavailable")                                                  \
     X(AS_ERR_OVERLOADED,       503, "overloaded", "Service Unavailable")    \
     X(AS_ERR_HTTP_VERSION,     505, "http_version_not_supported",             \
       "HTTP Version Not Supported")

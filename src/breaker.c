@@ -91,7 +91,9 @@ bool breaker_allow(struct breaker *b, uint64_t now_ms)
 
 void breaker_record(struct breaker *b, enum as_err res, uint64_t now_ms)
 {
-    bool failed = as_err_is_infra(res) != 0;
+    /* A server that refused a write because it takes none answered: the
+     * reads it serves are no reason to refuse every call. */
+    bool failed = as_err_is_infra(res) != 0 && res != AS_ERR_READ_ONLY;
 
     pthread_mutex_lock(&b->mu);
     switch (current(b, now_ms)) {

@@ -67,6 +67,7 @@ struct pg {
     struct slot *slots;
     unsigned nslots;
     unsigned timeout_ms;
+    bool read_only;                /* the last ping found it so (logged) */
     size_t nkv;
     char *keys[MAX_KV + 1];        /* NULL-terminated, for PQconnectdbParams */
     char *vals[MAX_KV + 1];        /* may hold a password: wiped on close */
@@ -466,13 +467,14 @@ static enum as_err classify(struct conn *c, const PGresult *r)
         return AS_ERR_NOT_FOUND;
     if (strncmp(st, "53", 2) == 0 || state_is(st, "57014"))
         return AS_ERR_UNAVAILABLE;   /* resources, statement_timeout */
-    /* A write refused by a server that turned read-only (a primary
-     * demoted by a failover, default_transaction_read_only): the service
-     * is unavailable, not broken, and a new connection may reach the new
-     * primary (target_session_attrs, conninfo_build()). */
+    /* A write refused by a server that takes none (a primary demoted by
+     * a failover, default_transaction_read_only): unavailable, not
+     * broken, and its reads go on (AS_ERR_READ_ONLY does not open the
+     * circuit). The connection is dropped: a new one to a URL of several
+     * hosts finds the primary (target_session_attrs, conninfo_build()). */
     if (state_is(st, "25006")) {
         c->bad = true;
-        return AS_ERR_UNAVAILABLE;
+        return AS_ERR_READ_ONLY;
     }
     return AS_ERR_INTERNAL;
 }
@@ -700,7 +702,9 @@ static enum as_err pg_migrate(void *impl)
  * ready (it did, 3 of 30 backend kills). */
 static enum as_err pg_ping(void *impl)
 {
+    struct pg *pg = impl;
     enum as_err err = AS_OK;
+    bool ro;
     int tries;
 
     for (tries = 0; tries < 2; tries++) {
@@ -717,15 +721,25 @@ static enum as_err pg_ping(void *impl)
          * every login failed behind the load balancer. */
         err = conn_exec(&c, "ping", "SELECT current_setting("
                         "'transaction_read_only')", NULL, false, &r);
-        if (err == AS_OK && (PQntuples(r) != 1 ||
-                             strcmp(PQgetvalue(r, 0, 0), "off") != 0)) {
-            log_simple(LOG_WARN, "db.read_only", "ping",
-                       "the database takes no writes (a standby, or "
-                       "default_transaction_read_only): not ready");
+        ro = err == AS_OK && (PQntuples(r) != 1 ||
+                              strcmp(PQgetvalue(r, 0, 0), "off") != 0);
+        if (ro) {
+            if (!pg->read_only)
+                log_simple(LOG_WARN, "db.read_only", "ping",
+                           "the database takes no writes (a standby, or "
+                           "default_transaction_read_only): not ready; "
+                           "reads go on");
+            pg->read_only = true;
             c.bad = true;
             err = AS_ERR_UNAVAILABLE;
+        } else if (err == AS_OK && pg->read_only) {
+            log_simple(LOG_INFO, "db.read_only", "ping",
+                       "the database takes writes again");
+            pg->read_only = false;
         }
-        again = err == AS_ERR_UNAVAILABLE && c.bad && !c.fresh;
+        /* (a read-only server: the next ping's new connection, to a
+         * URL of several hosts, may find the primary) */
+        again = err == AS_ERR_UNAVAILABLE && c.bad && !c.fresh && !ro;
         pool_put(&c);
         PQclear(r);
         if (!again)
@@ -1435,6 +1449,7 @@ static enum as_err conninfo_build(struct pg *p, const char *url)
     const char *user_opts = "";
     PQconninfoOption *all = url_options(url), *o;
     enum as_err err = AS_ERR_NOMEM;
+    bool several_hosts = false;
     unsigned idle_tx;
     size_t cap;
 
@@ -1443,6 +1458,9 @@ static enum as_err conninfo_build(struct pg *p, const char *url)
     for (o = all; o->keyword; o++) {
         if (!o->val)
             continue;
+        if ((strcmp(o->keyword, "host") == 0 ||
+             strcmp(o->keyword, "hostaddr") == 0) && strchr(o->val, ','))
+            several_hosts = true;
         if (strcmp(o->keyword, "options") == 0)
             user_opts = o->val;
         else if (strcmp(o->keyword, "client_encoding") != 0 &&
@@ -1457,10 +1475,11 @@ static enum as_err conninfo_build(struct pg *p, const char *url)
         !kv_default(p, "keepalives_count", "3") ||
         !kv_default(p, "tcp_user_timeout", num) ||
         !kv_default(p, "application_name", "auth-serve") ||
-        /* Every instance writes: a server that takes no writes (a
-         * standby, a demoted primary) is no database to connect to, and
-         * a URL of several hosts then finds the one that does. */
-        !kv_default(p, "target_session_attrs", "read-write") ||
+        /* Of several hosts, the one that takes writes (the primary, after
+         * a failover too); one host is taken as it is, so that its reads
+         * go on while it takes no writes. */
+        (several_hosts && !kv_default(p, "target_session_attrs",
+                                      "read-write")) ||
         !kv_add(p, "client_encoding", "UTF8"))
         goto out;
     idle_tx = p->timeout_ms > 6000 ? p->timeout_ms * 10 : 60000;

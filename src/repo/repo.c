@@ -237,7 +237,8 @@ static enum as_err settle(struct repo *r, enum as_err err)
                             "from", breaker_state_name(before),
                             "to", breaker_state_name(after),
                             "last_error", as_err_code(err)));
-    return err == AS_ERR_LOCK_CONFLICT || err == AS_ERR_DB_UNREACHABLE
+    return err == AS_ERR_LOCK_CONFLICT || err == AS_ERR_DB_UNREACHABLE ||
+           err == AS_ERR_READ_ONLY
                ? AS_ERR_UNAVAILABLE : err;
 }
 

@@ -481,47 +481,59 @@ def _ready(d):
     return d.request("GET", "/readyz").status
 
 
-@pytest.mark.parametrize("attrs", ["", "target_session_attrs=any"])
-def test_a_database_that_takes_no_writes_is_unavailable_not_broken(attrs):
+@pytest.mark.parametrize("shape", ["one host", "any server",
+                                   "two hosts"])
+def test_a_database_that_takes_no_writes_is_unavailable_not_broken(shape):
     """A primary that turned read-only (demoted by a failover; here
     default_transaction_read_only set on the database and its sessions
     ended): every write was 500 internal_error, /readyz said 200 (its
     ping only read) and the circuit stayed closed, so a load balancer
-    kept sending logins that all failed. Now connections ask for a server
-    that writes (target_session_attrs=read-write unless the URL says
-    otherwise) and the ping checks it: not ready, 503 with Retry-After,
-    and ready again when it writes. With a URL that takes any server, a
-    refused write (SQLSTATE 25006) is a 503 too."""
+    kept sending logins that all failed. Now a refused write (SQLSTATE
+    25006) is a 503 with Retry-After that does not open the circuit, so
+    reads (a bearer check the cache cannot answer) go on; the ping checks
+    that its session writes, so /readyz says 503; both recover when the
+    database writes again. A URL of several hosts asks for the one that
+    writes (target_session_attrs=read-write, as after a failover), so
+    with none writing nothing connects: 503 for reads too."""
     url = pg_database(PG_URL)
-    if attrs:
-        url += ("&" if "?" in url else "?") + attrs
     db = url.rsplit("/", 1)[1].split("?")[0]
+    if shape == "any server":
+        url += ("&" if "?" in url else "?") + "target_session_attrs=any"
+    elif shape == "two hosts":
+        head, rest = url.split("@", 1)
+        hostport, tail = rest.split("/", 1)
+        url = "%s@%s,%s/%s" % (head, hostport, hostport, tail)
     d = Daemon("postgres", database_url=url,
                env={"AUTH_KEYS_SECRET": "e2e-keys-secret-" + "k" * 32,
-                    "AUTH_CB_OPEN_SECONDS": "1"}).start()
+                    "AUTH_CB_OPEN_SECONDS": "1",
+                    "AUTH_SESSION_CACHE_SECONDS": "0"}).start()
     try:
-        email, pw, _ = d.user()
+        email, pw, tokens = d.user()
         _psql(url, "ALTER DATABASE %s SET default_transaction_read_only "
                    "= on" % db)
         _psql(url, "SELECT pg_terminate_backend(pid) FROM "
                    "pg_stat_activity WHERE datname = current_database() "
                    "AND pid <> pg_backend_pid()")
         assert wait_until(lambda: _ready(d) == 503, 15)
-        seen = set()
+        reads = set()
         for i in range(8):
             for r in (d.login(email, pw),
                       d.register(email="ro%d-%s@example.com"
                                  % (i, secrets.token_hex(3)))[0]):
                 assert_problem(r, 503, "service_unavailable")
                 assert int(r.header("Retry-After")) >= 1, r
-                seen.add(r.status)
-        assert seen == {503}
+            reads.add(d.request("GET", "/api/v1/auth/verify",
+                                token=tokens["access_token"]).status)
         assert _ready(d) == 503
-        if not attrs:
+        if shape == "two hosts":
+            assert reads == {503}, reads
             assert d.events(lambda e: e.get("event") == "db.connect_failed"
                             and "read-only" in e.get("message", ""))
         else:
+            assert reads == {200}, reads            # the circuit stays shut
             assert d.events(lambda e: e.get("event") == "db.read_only")
+            assert len([e for e in d.logs
+                        if e.get("event") == "db.read_only"]) == 1
         _psql(url, "ALTER DATABASE %s RESET default_transaction_read_only"
               % db)
         assert wait_until(lambda: _ready(d) == 200, 15)
