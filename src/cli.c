@@ -3,6 +3,7 @@
  * rules of src/core/ that the HTTP handlers call. */
 #include "cli.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <termios.h>
@@ -275,7 +276,7 @@ int cli_user(const struct cfg *cfg, int argc, char **argv)
      * and listed its no users with exit 0. Only `create` may make one
      * (the first admin, before the first start), and says so. */
     if (strncmp(cfg->database_url, "sqlite:", 7) == 0 &&
-        access(cfg->database_url + 7, F_OK) != 0) {
+        access(cfg->database_url + 7, F_OK) != 0 && errno == ENOENT) {
         if (strcmp(argv[0], "create") != 0) {
             fprintf(stderr, "auth-serve: no database at %s (check "
                     "AUTH_DATA_DIR or AUTH_DATABASE_URL, and the working "
