@@ -4,11 +4,11 @@
 #include <stddef.h>
 
 enum cfg_alg { CFG_ALG_ES256, CFG_ALG_RS256, CFG_ALG_HS256 };
+enum cfg_log_format { CFG_LOG_JSON, CFG_LOG_TEXT };
 
 /* The longest AUTH_ACCESS_TOKEN_TTL accepted, in seconds: what a command
  * that does not know the daemon's setting must assume. */
 #define CFG_ACCESS_TTL_MAX 86400u
-enum cfg_log_format { CFG_LOG_JSON, CFG_LOG_TEXT };
 
 /* Every AUTH_* variable the daemon knows. Strings are owned by the struct
  * (NULL when unset and without a default); free with cfg_cleanup(). */

@@ -714,10 +714,11 @@ static enum as_err pg_ping(void *impl)
         err = pool_take(impl, &c, true);
         if (err != AS_OK)
             return err;
-        /* Writable, as connecting asked: a server turned read-only
-         * under an open connection (a reload of its settings) answers
-         * reads, and a readiness of reads alone kept an instance whose
-         * every login failed behind the load balancer. */
+        /* Writable: a server that takes no writes (a standby, a
+         * demoted primary, default_transaction_read_only, also turned on
+         * under an open connection) answers reads, and a readiness of
+         * reads alone kept an instance whose every login failed behind
+         * the load balancer. */
         err = conn_exec(&c, "ping", "SELECT current_setting("
                         "'transaction_read_only')", NULL, false, &r);
         ro = err == AS_OK && (PQntuples(r) != 1 ||
@@ -1267,7 +1268,6 @@ static bool kv_default(struct pg *p, const char *key, const char *val)
 {
     return kv_has(p, key) || kv_add(p, key, val);
 }
-
 
 /* Frees the options of a URL, wiped first (the password is one). */
 static void options_free(PQconninfoOption *all)
