@@ -123,4 +123,3 @@ const char *pgurl_option_refused(const char *key, const char *val)
     }
     return NULL;
 }
-
