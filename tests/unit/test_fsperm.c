@@ -124,6 +124,43 @@ static void the_path_a_link_leads_to(void **state)
     assert_null(check(link));
 }
 
+/* A link on the way, in a folder others can write: they could point it
+ * at any file of root's (a test key some package ships), or a folder of
+ * such files. Before, only the folders of the resolved path counted. */
+static void the_folders_of_the_links_on_the_way(void **state)
+{
+    char open_dir[PATH_MAX / 2], link[PATH_MAX], chain[PATH_MAX],
+        via[PATH_MAX], a[PATH_MAX / 2];
+
+    (void)state;
+    snprintf(open_dir, sizeof open_dir, "%s/linkdir", top);
+    assert_int_equal(mkdir(open_dir, 0700), 0);
+    snprintf(link, sizeof link, "%s/key.pem", open_dir);  /* -> a/key.pem */
+    assert_int_equal(symlink(path, link), 0);
+    assert_null(check(link));
+    assert_int_equal(chmod(open_dir, 0777), 0);
+    assert_non_null(strstr(check(link), "link"));
+    /* a chain: a safe link to the link in the open folder */
+    snprintf(chain, sizeof chain, "%s/a/chain.pem", top);
+    assert_int_equal(symlink(link, chain), 0);
+    assert_non_null(check(chain));
+    /* a folder reached through a link that lies in the open folder */
+    snprintf(a, sizeof a, "%s/a", top);
+    snprintf(via, sizeof via, "%s/sub", open_dir);
+    assert_int_equal(symlink(a, via), 0);
+    snprintf(via, sizeof via, "%s/sub/key.pem", open_dir);
+    assert_non_null(check(via));
+    assert_int_equal(chmod(open_dir, 0700), 0);
+    assert_null(check(chain));
+    assert_null(check(via));
+    /* relative links and dots are looked up as the kernel does */
+    snprintf(via, sizeof via, "%s/a/./../a/key.pem", top);
+    assert_null(check(via));
+    snprintf(via, sizeof via, "%s/a/rel.pem", top);
+    assert_int_equal(symlink("./key.pem", via), 0);
+    assert_null(check(via));
+}
+
 /* The path names another file than the one opened (swapped between the
  * open and the check): refused, whatever that other file is. */
 static void a_file_swapped_after_the_open(void **state)
@@ -147,6 +184,7 @@ int main(void)
         cmocka_unit_test(the_file_itself),
         cmocka_unit_test(every_folder_up_its_path),
         cmocka_unit_test(the_path_a_link_leads_to),
+        cmocka_unit_test(the_folders_of_the_links_on_the_way),
         cmocka_unit_test(a_file_swapped_after_the_open),
     };
 
