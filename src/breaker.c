@@ -92,12 +92,17 @@ bool breaker_allow(struct breaker *b, uint64_t now_ms)
 void breaker_record(struct breaker *b, enum as_err res, uint64_t now_ms)
 {
     /* A server that refused a write because it takes none answered: the
-     * reads it serves are no reason to refuse every call. */
-    bool failed = as_err_is_infra(res) != 0 && res != AS_ERR_READ_ONLY;
+     * reads it serves are no reason to refuse every call (not a failure),
+     * nor does it clear the failures counted while closed (not a
+     * success); a probe it answers closes the circuit. */
+    bool read_only = res == AS_ERR_READ_ONLY;
+    bool failed = as_err_is_infra(res) != 0 && !read_only;
 
     pthread_mutex_lock(&b->mu);
     switch (current(b, now_ms)) {
     case BREAKER_CLOSED:
+        if (read_only)
+            break;
         if (!failed)
             b->failures = 0;
         else if (res == AS_ERR_DB_UNREACHABLE ||

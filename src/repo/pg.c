@@ -13,6 +13,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,7 +67,7 @@ struct pg {
     struct slot *slots;
     unsigned nslots;
     unsigned timeout_ms;
-    bool read_only;                /* the last ping found it so (logged) */
+    atomic_bool read_only;         /* the last ping found it so (logged) */
     size_t nkv;
     char *keys[MAX_KV + 1];        /* NULL-terminated, for PQconnectdbParams */
     char *vals[MAX_KV + 1];        /* may hold a password: wiped on close */
@@ -466,13 +467,16 @@ static enum as_err classify(struct conn *c, const PGresult *r)
         return AS_ERR_NOT_FOUND;
     if (strncmp(st, "53", 2) == 0 || state_is(st, "57014"))
         return AS_ERR_UNAVAILABLE;   /* resources, statement_timeout */
-    /* A write refused by a server that takes none (a primary demoted by
-     * a failover, default_transaction_read_only): unavailable, not
-     * broken, and its reads go on (AS_ERR_READ_ONLY does not open the
-     * circuit). The connection is dropped: a new one to a URL of several
-     * hosts finds the primary (target_session_attrs, conninfo_build()). */
+    /* A write refused by a server that takes none (turned read-only
+     * under this connection, or one a URL with target_session_attrs=any
+     * reached): unavailable, not broken, and its reads go on
+     * (AS_ERR_READ_ONLY does not count against the circuit). While the
+     * readiness ping finds the database read-only the connection is
+     * kept (a new one per refused write made a backend per request);
+     * once it finds it writable, a connection that still refuses keeps
+     * a read-only default of its start and is replaced. */
     if (state_is(st, "25006")) {
-        c->bad = true;
+        c->bad = !atomic_load(&c->pg->read_only);
         return AS_ERR_READ_ONLY;
     }
     return AS_ERR_INTERNAL;
@@ -724,18 +728,15 @@ static enum as_err pg_ping(void *impl)
         ro = err == AS_OK && (PQntuples(r) != 1 ||
                               strcmp(PQgetvalue(r, 0, 0), "off") != 0);
         if (ro) {
-            if (!pg->read_only)
+            if (!atomic_exchange(&pg->read_only, true))
                 log_simple(LOG_WARN, "db.read_only", "ping",
                            "the database takes no writes (a standby, or "
-                           "default_transaction_read_only): not ready; "
-                           "reads go on");
-            pg->read_only = true;
+                           "default_transaction_read_only): not ready");
             c.bad = true;
             err = AS_ERR_UNAVAILABLE;
-        } else if (err == AS_OK && pg->read_only) {
+        } else if (err == AS_OK && atomic_exchange(&pg->read_only, false)) {
             log_simple(LOG_INFO, "db.read_only", "ping",
                        "the database takes writes again");
-            pg->read_only = false;
         }
         /* (a read-only server: the next ping's new connection, to a
          * URL of several hosts, may find the primary) */
@@ -1333,7 +1334,6 @@ static enum as_err conninfo_build(struct pg *p, const char *url)
     const char *user_opts = "";
     PQconninfoOption *all = url_options(url), *o;
     enum as_err err = AS_ERR_NOMEM;
-    bool several_hosts = false;
     unsigned idle_tx;
     size_t cap;
 
@@ -1342,9 +1342,6 @@ static enum as_err conninfo_build(struct pg *p, const char *url)
     for (o = all; o->keyword; o++) {
         if (!o->val)
             continue;
-        if ((strcmp(o->keyword, "host") == 0 ||
-             strcmp(o->keyword, "hostaddr") == 0) && strchr(o->val, ','))
-            several_hosts = true;
         if (strcmp(o->keyword, "options") == 0)
             user_opts = o->val;
         else if (strcmp(o->keyword, "client_encoding") != 0 &&
@@ -1359,11 +1356,11 @@ static enum as_err conninfo_build(struct pg *p, const char *url)
         !kv_default(p, "keepalives_count", "3") ||
         !kv_default(p, "tcp_user_timeout", num) ||
         !kv_default(p, "application_name", "auth-serve") ||
-        /* Of several hosts, the one that takes writes (the primary, after
-         * a failover too); one host is taken as it is, so that its reads
-         * go on while it takes no writes. */
-        (several_hosts && !kv_default(p, "target_session_attrs",
-                                      "read-write")) ||
+        /* A server that takes writes: of several hosts (in the URL, in
+         * PGHOST, behind one DNS name), the primary, after a failover
+         * too. `target_session_attrs=any` in the URL keeps a single
+         * server's reads going while it takes no writes. */
+        !kv_default(p, "target_session_attrs", "read-write") ||
         !kv_add(p, "client_encoding", "UTF8"))
         goto out;
     idle_tx = p->timeout_ms > 6000 ? p->timeout_ms * 10 : 60000;

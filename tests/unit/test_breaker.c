@@ -165,6 +165,28 @@ static void probe_success_closes(void **state)
     assert_int_equal(breaker_state(b, T0 + 6003), BREAKER_CLOSED);
 }
 
+/* A write refused by a read-only database: no failure (however many,
+ * reads go on), and no success either (the failures of a server that
+ * does not answer keep counting); a probe it answers closes. */
+static void read_only_neither_fails_nor_clears(void **state)
+{
+    struct breaker *b = *state;
+    int i;
+
+    for (i = 0; i < 10; i++)
+        assert_true(call(b, T0, AS_ERR_READ_ONLY));
+    assert_int_equal(breaker_state(b, T0), BREAKER_CLOSED);
+    assert_true(call(b, T0, AS_ERR_UNAVAILABLE));
+    assert_true(call(b, T0, AS_ERR_READ_ONLY));
+    assert_true(call(b, T0, AS_ERR_UNAVAILABLE));
+    assert_true(call(b, T0, AS_ERR_READ_ONLY));
+    assert_true(call(b, T0, AS_ERR_UNAVAILABLE));
+    assert_int_equal(breaker_state(b, T0), BREAKER_OPEN);
+    assert_true(breaker_allow(b, T0 + 6000));
+    breaker_record(b, AS_ERR_READ_ONLY, T0 + 6001);
+    assert_int_equal(breaker_state(b, T0 + 6001), BREAKER_CLOSED);
+}
+
 static void probe_failure_reopens(void **state)
 {
     struct breaker *b = *state;
@@ -230,6 +252,7 @@ int main(void)
         T(retry_after_counts_down),
         T(half_open_limits_probes),
         T(probe_success_closes),
+        T(read_only_neither_fails_nor_clears),
         T(probe_failure_reopens),
         T(late_result_while_open_is_ignored),
         cmocka_unit_test(zero_settings_are_sane),
