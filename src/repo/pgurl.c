@@ -11,26 +11,6 @@
 #include <string.h>
 #include <strings.h>
 
-/* True when each port of a comma-separated list (libpq's, one per host)
- * is empty or digits from 1 to 65535: libpq takes any text here and
- * refuses it only when it connects, as a failure to connect. */
-static bool ports_ok(const char *v)
-{
-    while (*v) {
-        size_t n = strcspn(v, ",");
-        unsigned long port = 0;
-        size_t i;
-
-        for (i = 0; i < n; i++)
-            if (v[i] < '0' || v[i] > '9' ||
-                (port = port * 10 + (unsigned long)(v[i] - '0')) > 65535)
-                return false;
-        if (n > 0 && port == 0)
-            return false;
-        v += n + (v[n] == ',');
-    }
-    return true;
-}
 
 /* libpq reads the values of these options only when it connects, and
  * refuses a wrong one as a failure to connect: a start that exits 1 and
@@ -41,9 +21,6 @@ enum opt_kind {
     OPT_WORD,           /* one of `values`, as spelt */
     OPT_WORD_NOCASE,    /* one of `values` in any case, or empty */
     OPT_INT,            /* an int as libpq's parse_int_param() reads it */
-    OPT_INT_POSITIVE,   /* the same, at least 1 (a TCP keepalive setting:
-                           the kernel refuses 0, which libpq makes of a
-                           negative one) */
 };
 
 static const struct {
@@ -64,9 +41,11 @@ static const struct {
     { "keepalives", OPT_INT, NULL },
     { "connect_timeout", OPT_INT, NULL },
     { "tcp_user_timeout", OPT_INT, NULL },
-    { "keepalives_idle", OPT_INT_POSITIVE, NULL },
-    { "keepalives_interval", OPT_INT_POSITIVE, NULL },
-    { "keepalives_count", OPT_INT_POSITIVE, NULL },
+    /* (over TCP the kernel refuses 0, which libpq makes of a negative
+     * one, but over a Unix socket libpq reads none of these: an int) */
+    { "keepalives_idle", OPT_INT, NULL },
+    { "keepalives_interval", OPT_INT, NULL },
+    { "keepalives_count", OPT_INT, NULL },
 };
 
 static bool word_in(const char *v, const char *list, bool nocase)
@@ -98,6 +77,29 @@ static bool int_as_libpq(const char *v, long *out)
     return *end == '\0';
 }
 
+/* True when each port of a comma-separated list (libpq's, one per host)
+ * is empty or an int from 1 to 65535 as libpq reads it: libpq takes any
+ * text here and refuses it only when it connects. */
+static bool ports_ok(const char *v)
+{
+    char one[32];
+    long port;
+
+    while (*v) {
+        size_t n = strcspn(v, ",");
+
+        if (n >= sizeof one)
+            return false;
+        memcpy(one, v, n);
+        one[n] = '\0';
+        if (n > 0 && (!int_as_libpq(one, &port) || port < 1 ||
+                      port > 65535))
+            return false;
+        v += n + (v[n] == ',');
+    }
+    return true;
+}
+
 const char *pgurl_option_refused(const char *key, const char *val)
 {
     size_t i;
@@ -117,8 +119,6 @@ const char *pgurl_option_refused(const char *key, const char *val)
                        ? NULL : key;
         case OPT_INT:
             return int_as_libpq(val, &n) ? NULL : key;
-        case OPT_INT_POSITIVE:
-            return int_as_libpq(val, &n) && n >= 1 ? NULL : key;
         }
     }
     return NULL;

@@ -63,7 +63,7 @@ def test_config_check():
     "postgresql://u:SECRETPW@localhost/db?sslmode=SECRETPW",
     "postgresql://u:SECRETPW@localhost/db?connect_timeout=SECRETPW",
     "postgresql://u:SECRETPW@localhost/db?target_session_attrs=SECRETPW",
-    "postgresql://u:SECRETPW@localhost/db?keepalives_idle=-5",
+    "postgresql://u:SECRETPW@localhost/db?keepalives_idle=soon",
     "postgresql://u:SECRETPW@localhost/db?connect_timeout=2147483648",
     "postgresql://u:SECRETPW@localhost/db?keepalives=1x"])
 def test_a_database_url_libpq_cannot_read_exits_2(url):

@@ -24,7 +24,9 @@ static void what_libpq_takes_passes(void **state)
         { "ssl_min_protocol_version", "tlsv1.2" },
         { "ssl_max_protocol_version", "TLSV1.3" },
         { "ssl_min_protocol_version", "" }, { "sslcompression", "yes" },
-        { "port", "5432" }, { "port", "5432,,6432" },
+        { "port", "5432" }, { "port", "5432,,6432" }, { "port", "+5432" },
+        { "port", " 5432" }, { "keepalives_idle", "0" },
+        { "keepalives_count", "-1" },
         { "application_name", "anything at all" },
     };
     size_t i;
@@ -42,9 +44,9 @@ static void what_it_refuses_at_connect_is_refused(void **state)
         { "sslmode", "" }, { "target_session_attrs", "primary-ish" },
         { "connect_timeout", "abc" }, { "connect_timeout", "" },
         { "connect_timeout", "2147483648" }, { "keepalives", "1x" },
-        { "keepalives_idle", "0" }, { "keepalives_count", "-5" },
+        { "keepalives_idle", "x" }, { "keepalives_count", "1.5" },
         { "ssl_max_protocol_version", "TLSv1.4" }, { "port", "99999" },
-        { "port", "0" }, { "port", "54a" },
+        { "port", "0" }, { "port", "54a" }, { "port", "5432,70000" },
     };
     size_t i;
 
