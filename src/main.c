@@ -1,6 +1,5 @@
 /* main.c: the command line. Serving is the default; the other verbs are
  * what an operator runs before or beside the daemon. */
-#include <errno.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -243,6 +242,7 @@ static int serve(struct cfg *cfg)
     int sig = 0, status = 1;
     bool bad_url = false, folder_keys;
     char last_poll[256] = "";
+    uint64_t next_poll;
 
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
@@ -356,16 +356,23 @@ static int serve(struct cfg *cfg)
     folder_keys = srv && cfg->jwt_alg != CFG_ALG_HS256 &&
                   !(cfg->jwt_key_file && cfg->jwt_key_file[0]) &&
                   strcmp(repo_backend(app.repo), "sqlite") == 0;
+    next_poll = clock_mono_ms() + KEYS_FOLDER_POLL_S * 1000u;
     while (srv) {
         if (folder_keys) {
-            struct timespec every = { KEYS_FOLDER_POLL_S, 0 };
+            /* by the clock, not per wait: a signal every second (a
+             * monitor's) would otherwise restart the wait for good */
+            uint64_t now = clock_mono_ms(), ms = next_poll > now
+                                                     ? next_poll - now : 0;
+            struct timespec wait = { (time_t)(ms / 1000u),
+                                     (long)(ms % 1000u) * 1000000L };
 
-            sig = sigtimedwait(&set, NULL, &every);
-            if (sig < 0) {
-                if (errno == EAGAIN)
-                    poll_folder(&app, &old, &nold, last_poll);
-                continue;
+            sig = sigtimedwait(&set, NULL, &wait);
+            if (clock_mono_ms() >= next_poll) {
+                poll_folder(&app, &old, &nold, last_poll);
+                next_poll = clock_mono_ms() + KEYS_FOLDER_POLL_S * 1000u;
             }
+            if (sig < 0)
+                continue;
         } else if (sigwait(&set, &sig) != 0) {
             continue;
         }
