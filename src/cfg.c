@@ -568,8 +568,8 @@ static bool apply(struct cfg *c, const char *name, size_t name_len,
     /* A number says what it may be: the bounds are in cfg.c alone. */
     if (v->type == T_UINT)
         return fail(why, why_len, "invalid value for %s (%s): a whole "
-                    "number from %lu to %lu, in digits", nm, origin, v->min,
-                    v->max);
+                    "number from %lu to %lu, in at most 10 digits", nm,
+                    origin, v->min, v->max);
     return fail(why, why_len, "invalid value for %s (%s)", nm, origin);
 }
 
