@@ -432,6 +432,29 @@ static enum as_err load_all(const struct store *s, struct sec_keys *k,
     return err;
 }
 
+/* A start that signs with a key made by a `keys rotate` less than the
+ * JWKS max-age ago (its file's time): no instance can have listed it
+ * for longer, so a resource server's cached key set may lack it (a
+ * reload says the same in src/main.c, from when it was listed). */
+static void warn_if_unpublished(const struct cfg *cfg, const struct store *s,
+                                const char *kid, int64_t now)
+{
+    char path[PATH_MAX];
+    struct stat st;
+    unsigned age = sec_jwks_max_age(cfg->key_publish_seconds);
+
+    if (store_path(s, kid, ".pem", path) && stat(path, &st) == 0 &&
+        now - (int64_t)st.st_mtime < (int64_t)age)
+        log_event(LOG_WARN, "keys.signs_unpublished", NULL,
+                  json_pack("{s:s, s:I, s:I, s:s}", "kid", kid,
+                            "published_seconds",
+                            (json_int_t)(now - (int64_t)st.st_mtime),
+                            "jwks_max_age_seconds", (json_int_t)age,
+                            "hint", "the key was made that long ago by "
+                            "`keys rotate`: wait the max-age before the "
+                            "restart"));
+}
+
 enum as_err sec_store_load(const struct cfg *cfg, struct sec_keys *k,
                            const char *prev, int64_t now, char *why,
                            size_t why_len)
@@ -466,6 +489,8 @@ enum as_err sec_store_load(const struct cfg *cfg, struct sec_keys *k,
         err = refresh_key(&s, !prev, k->refresh_key, why, why_len);
     if (err == AS_OK)
         err = load_all(&s, k, kid, prev, false, now, why, why_len);
+    if (err == AS_OK && !prev && k->n_keys > 1)
+        warn_if_unpublished(cfg, &s, kid, now);
     return err;
 }
 

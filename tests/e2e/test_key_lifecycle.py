@@ -97,6 +97,38 @@ def test_a_rotated_key_is_published_before_it_signs(make_daemon, backend):
     assert d.stop() == 0
 
 
+def test_a_restart_right_after_a_rotation_says_so(make_daemon, backend):
+    """A restart instead of a reload signs with the new key at once, and
+    said nothing of it: no instance can have listed the key for longer
+    than it exists. keys.signs_unpublished now, as at a reload; a restart
+    with no rotation since, or long after one, says nothing."""
+    if backend != "sqlite":
+        pytest.skip("the keys folder is SQLite's")
+    d = make_daemon({"AUTH_KEY_PUBLISH_SECONDS": "40"}).start()   # age 30
+
+    def warned():
+        return [e for e in d.logs
+                if e.get("event") == "keys.signs_unpublished"]
+    assert d.stop() == 0
+    d.start()                                  # no rotation: nothing said
+    d.settled()
+    assert not warned()
+    r = d.command("keys", "rotate")
+    assert r.returncode == 0, r.stderr
+    kid_new = r.stdout.decode().strip()
+    assert d.stop() == 0
+    d.start()
+    assert wait_until(lambda: any(e.get("kid") == kid_new
+                                  for e in warned()))
+    assert d.stop() == 0
+    env = dict(d.env, AUTH_KEY_PUBLISH_SECONDS="0")   # age 0: never late
+    d.env = env
+    d.start()
+    d.settled()
+    assert not warned()
+    assert d.stop() == 0
+
+
 @pytest.mark.parametrize("publish, age", [(None, 300), ("600", 300),
                                           ("130", 120), ("5", 0)])
 def test_jwks_is_cached_no_longer_than_a_new_key_waits(make_daemon,
