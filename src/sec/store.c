@@ -61,20 +61,25 @@ static bool folder_ours(const char *dir, char *why, size_t why_len)
     return true;
 }
 
+/* Names the keys folder of `cfg` in `s`, touching nothing on disk;
+ * false without a data folder or when the path does not fit. */
+static bool store_at(const struct cfg *cfg, struct store *s)
+{
+    s->alg = cfg->jwt_alg;
+    s->keep_s = (int64_t)cfg->access_ttl + SEC_RETIRE_GRACE_S;
+    return cfg->data_dir && cfg->data_dir[0] &&
+           snprintf(s->dir, sizeof s->dir, "%s/keys", cfg->data_dir) <
+               (int)sizeof s->dir;
+}
+
 static enum as_err store_open(const struct cfg *cfg, struct store *s,
                               char *why, size_t why_len)
 {
     int rc;
 
-    if (!cfg->data_dir || !cfg->data_dir[0]) {
-        sec_why(why, why_len, "AUTH_DATA_DIR is not set");
-        return AS_ERR_INTERNAL;
-    }
-    s->alg = cfg->jwt_alg;
-    s->keep_s = (int64_t)cfg->access_ttl + SEC_RETIRE_GRACE_S;
-    if (snprintf(s->dir, sizeof s->dir, "%s/keys", cfg->data_dir) >=
-        (int)sizeof s->dir) {
-        sec_why(why, why_len, "AUTH_DATA_DIR is too long");
+    if (!store_at(cfg, s)) {
+        sec_why(why, why_len, "AUTH_DATA_DIR is %s",
+                cfg->data_dir && cfg->data_dir[0] ? "too long" : "not set");
         return AS_ERR_INTERNAL;
     }
     rc = sec_dir_ensure(cfg->data_dir);
@@ -503,11 +508,7 @@ bool sec_store_unlisted(const struct cfg *cfg, const struct sec_keys *held,
     bool found = false;
     DIR *d;
 
-    s.alg = cfg->jwt_alg;
-    s.keep_s = (int64_t)cfg->access_ttl + SEC_RETIRE_GRACE_S;
-    if (!cfg->data_dir || snprintf(s.dir, sizeof s.dir, "%s/keys",
-                                   cfg->data_dir) >= (int)sizeof s.dir ||
-        !(d = opendir(s.dir)))
+    if (!store_at(cfg, &s) || !(d = opendir(s.dir)))
         return false;
     while (!found && (e = readdir(d)) != NULL)
         found = name_kid(e->d_name, ".pem", kid) &&
@@ -568,12 +569,7 @@ enum as_err sec_store_export(const struct cfg *cfg, sec_store_each_fn fn,
     DIR *d;
     enum as_err err;
 
-    if (!cfg->data_dir || !cfg->data_dir[0])
-        return AS_ERR_NOT_FOUND;
-    s.alg = cfg->jwt_alg;
-    s.keep_s = (int64_t)cfg->access_ttl + SEC_RETIRE_GRACE_S;
-    if (snprintf(s.dir, sizeof s.dir, "%s/keys", cfg->data_dir) >=
-            (int)sizeof s.dir || current_read(&s, current) != 0)
+    if (!store_at(cfg, &s) || current_read(&s, current) != 0)
         return AS_ERR_NOT_FOUND;
     err = refresh_key(&s, true, refresh, why, why_len);
     if (err == AS_OK)
