@@ -832,6 +832,16 @@ static enum as_err framing_checks(struct req_ctx *rc, const char *mhd_method,
         *detail = "Only the chunked transfer coding is supported.";
         return AS_ERR_BAD_REQUEST;
     }
+    /* RFC 9112 6.1: HTTP/1.0 has no transfer codings, so an HTTP/1.0
+     * reader in front frames such a body otherwise: faulty framing,
+     * refused like the rest (the contract accepts chunked on HTTP/1.1
+     * alone). */
+    if (te && version && strcmp(version, MHD_HTTP_VERSION_1_0) == 0) {
+        close_after(rc);
+        *detail = "HTTP/1.0 has no transfer codings: send the body with "
+                  "Content-Length.";
+        return AS_ERR_BAD_REQUEST;
+    }
     if (cl && !parse_length(cl, &len)) {
         close_after(rc);
         *detail = "Content-Length is malformed.";
@@ -931,7 +941,7 @@ static bool begin(struct req_ctx *rc, const char *mhd_method,
     enum as_err err;
 
     /* libmicrohttpd 0.9.75 serves any HTTP/1.x; the checks here (Host
-     * on HTTP/1.1, chunked on HTTP/1.0) know two versions, and a request
+     * on HTTP/1.1, no chunked on HTTP/1.0) know two versions, and a request
      * of another would pass both. */
     if (!version || (strcmp(version, MHD_HTTP_VERSION_1_1) != 0 &&
                      strcmp(version, MHD_HTTP_VERSION_1_0) != 0)) {
@@ -940,12 +950,6 @@ static bool begin(struct req_ctx *rc, const char *mhd_method,
         rc->res.detail = "Only versions 1.0 and 1.1 of HTTP are served.";
         return false;
     }
-    /* RFC 9112 6.1: a chunked HTTP/1.0 request is framed in a way an
-     * HTTP/1.0 reader in front does not know; nothing after it on this
-     * connection is read, whatever the answer. */
-    if (version && strcmp(version, MHD_HTTP_VERSION_1_0) == 0 &&
-        req_header(rc, "Transfer-Encoding"))
-        close_after(rc);
     err = framing_checks(rc, mhd_method, version, target_whole, &detail);
     if (err != AS_OK) {                 /* before anything else answers */
         rc->err = err;
