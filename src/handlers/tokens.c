@@ -418,8 +418,7 @@ enum as_err h_introspect(struct req_ctx *rc, struct response *res)
             (json_int_t)(s.last_used_at / 1000), "token_type",
             "refresh_token"));
     }
-    res_header(rc, "Cache-Control", "no-store");
-    json_decref(in);
+    json_decref(in);            /* no-store: the route's (src/router.c) */
     return err;
 }
 

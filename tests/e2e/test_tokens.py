@@ -270,6 +270,9 @@ def test_introspection(make_daemon):
     assert "error=" not in r.header("WWW-Authenticate")     # none sent
     r = ask(t["access_token"])
     assert r.status == 200
+    # once: the route's and the handler's own were both sent
+    assert [v for k, v in r.headers if k.lower() == "cache-control"] == \
+        ["no-store"], r.headers
     j = r.json
     c = parts(t["access_token"])[1]
     assert j["active"] is True and j["sub"] == c["sub"]
