@@ -26,6 +26,9 @@ bool v_bool(struct response *res, json_t *in, const char *name, bool *out,
  * a dotted domain, RFC 5322 atoms, at most 254 bytes). NULL when invalid
  * or out of memory. */
 const char *v_email(struct arena *a, const char *raw);
+/* v_email() of an address to store (registration, an email change, `user
+ * create`): NULL also when its domain does not end in a name. */
+const char *v_new_email(struct arena *a, const char *raw);
 /* True when `name` is an acceptable full name: 1-200 code points, no
  * control characters. */
 bool v_full_name(const char *name);

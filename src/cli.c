@@ -119,7 +119,7 @@ static int user_create(const struct core *c, const struct user_args *a,
     enum as_err err = AS_OK;
     int status;
 
-    u.email = v_email(ar, a->email);
+    u.email = v_new_email(ar, a->email);
     if (!u.email || (a->name && !v_full_name(a->name))) {
         fprintf(stderr, "auth-serve: invalid %s\n",
                 u.email ? "--name" : "--email");
@@ -271,6 +271,17 @@ int cli_user(const struct cfg *cfg, int argc, char **argv)
         goto usage;
     if (strcmp(argv[0], "list") == 0 && a.email)
         goto usage;
+    ar = arena_new();
+    if (!ar)
+        return fail("out of memory", AS_ERR_NOMEM);
+    /* before any database is made for it */
+    if (strcmp(argv[0], "create") == 0 &&
+        (!v_new_email(ar, a.email) || (a.name && !v_full_name(a.name)))) {
+        fprintf(stderr, "auth-serve: invalid %s\n",
+                v_new_email(ar, a.email) ? "--name" : "--email");
+        arena_free(ar);
+        return 2;
+    }
     /* A mistyped AUTH_DATA_DIR, or a command run from the wrong folder
      * (the default is ./data), made and migrated a new, empty database
      * and listed its no users with exit 0. Only `create` may make one
@@ -282,6 +293,7 @@ int cli_user(const struct cfg *cfg, int argc, char **argv)
                     "AUTH_DATA_DIR or AUTH_DATABASE_URL, and the working "
                     "folder: the default is ./data)\n",
                     cfg->database_url + 7);
+            arena_free(ar);
             return 2;
         }
         fprintf(stderr, "auth-serve: making a new database at %s\n",
@@ -289,9 +301,8 @@ int cli_user(const struct cfg *cfg, int argc, char **argv)
     }
     err = core_store_open(cfg, &r);
     core_init(&c, r, NULL, cfg, &pw, NULL);
-    ar = arena_new();
-    if (err != AS_OK || !ar) {
-        status = fail("database unavailable", err ? err : AS_ERR_NOMEM);
+    if (err != AS_OK) {
+        status = fail("database unavailable", err);
     } else if (strcmp(argv[0], "create") == 0) {
         status = user_create(&c, &a, ar);
     } else if (strcmp(argv[0], "set-password") == 0) {

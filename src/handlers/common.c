@@ -214,7 +214,7 @@ static void new_user_fields(struct req_ctx *rc, json_t *in, bool with_role,
     v_string_or_null(res, in, "full_name", 1024, &name, &name_null);
     if (with_role)
         v_string(res, in, "role", false, 16, &role);
-    if (raw && !(u->email = v_email(rc->arena, raw)))
+    if (raw && !(u->email = v_new_email(rc->arena, raw)))
         res_field(res, "email", "is not a valid email address");
     if (name && !v_full_name(name))
         res_field(res, "full_name", "must be 1-200 printable characters");

@@ -80,7 +80,7 @@ static void read_patch(struct req_ctx *rc, json_t *in, struct user_patch *p)
     }
     if (json_object_get(in, "email") &&
         v_string_or_null(res, in, "email", 1024, &raw, &unused)) {
-        p->email = raw ? v_email(rc->arena, raw) : NULL;
+        p->email = raw ? v_new_email(rc->arena, raw) : NULL;
         if (!p->email)
             res_field(res, "email", "is not a valid email address");
         p->set |= UF_EMAIL;

@@ -133,6 +133,20 @@ const char *v_email(struct arena *a, const char *raw)
     return out;
 }
 
+/* A new address must name a host a relay looks up: its last label
+ * begins with a letter (RFC 1123 s2.1: a host name's highest label is
+ * alphabetic, so it never reads as a dotted number; every top-level
+ * domain, "xn--" ones included, does). `p@10.0.0.5`, `p@1.0x7f` or
+ * `p@999.999.999.999` would have a relay that reads numbers as an
+ * address connect where the address says. Lookups (login, forgot) keep
+ * v_email() alone, so an account made before still signs in. */
+const char *v_new_email(struct arena *a, const char *raw)
+{
+    const char *e = v_email(a, raw), *tld = e ? strrchr(e, '.') : NULL;
+
+    return tld && isalpha((unsigned char)tld[1]) ? e : NULL;
+}
+
 /* The code point of the (valid) UTF-8 at `p`; *len its bytes. */
 static uint32_t code_point(const unsigned char *p, size_t *len)
 {

@@ -290,6 +290,13 @@ def test_user_commands_make_no_database_where_there_is_none():
         assert r.returncode == 2, (args, r)
         assert b"no database at " + typo.encode() in r.stderr, r.stderr
         assert not os.path.exists(os.path.join(typo, "auth.db")), args
+    # an address or name `create` refuses makes no database either
+    for args in (["--email", "p@10.0.0.5"], ["--email", "nope"],
+                 ["--email", "ok@example.com", "--name", ""]):
+        r = run(["user", "create"] + args, env=env, cwd=cwd,
+                stdin=b"correct horse battery staple\n")
+        assert r.returncode == 2 and b"invalid --" in r.stderr, (args, r)
+        assert not os.path.exists(os.path.join(typo, "auth.db")), args
     r = run(["user", "create", "--email", "first@example.com", "--admin"],
             env=env, cwd=cwd, stdin=b"correct horse battery staple\n")
     assert r.returncode == 0, r.stderr

@@ -177,6 +177,11 @@ def test_register_without_name_has_null_full_name(daemon):
     ({"email": "x@example.com", "password": ["a"]}, "password"),
     ({"email": "not-an-email", "password": "a long passphrase"}, "email"),
     ({"email": "a@b", "password": "a long passphrase"}, "email"),
+    # a relay reading a dotted number as an address would go there
+    ({"email": "p@10.0.0.5", "password": "a long passphrase"}, "email"),
+    ({"email": "p@999.999.999.999", "password": "a long passphrase"},
+     "email"),
+    ({"email": "p@1.0x7f", "password": "a long passphrase"}, "email"),
     ({"email": "a b@example.com", "password": "a long passphrase"}, "email"),
     ({"email": "x@example.com", "password": "short"}, "password"),
     ({"email": "x@example.com", "password": "p" * 129}, "password"),

@@ -189,7 +189,10 @@ def test_me_patch(daemon):
                                   {"email": taken.upper(),
                                    "current_password": pw}, token=tok), 409,
                    "email_taken")
-    for body in ({"email": "nope"}, {"email": 5}, {"full_name": ""},
+    for body in ({"email": "nope"}, {"email": 5},
+                 {"email": "p@10.0.0.5", "current_password": pw},
+                 {"email": "p@1.0x7f", "current_password": pw},
+                 {"full_name": ""},
                  {"full_name": ["x"]}, {"full_name": "a\u0085b"},
                  {"full_name": "a\u202enimda"}, {"full_name": "a\u2066b"},
                  {"full_name": "two\u2028lines"}):

@@ -39,6 +39,34 @@ static void test_email(void **state)
     arena_free(a);
 }
 
+/* An address to store ends in a name: a relay that reads a dotted
+ * number as an address would connect where a registration says. */
+static void test_new_email_names_a_host(void **state)
+{
+    struct arena *a = arena_new();
+    static const char *const numeric[] = {
+        "p@10.0.0.5", "p@127.0.0.1", "p@169.254.169.254", "p@0.0.0.0",
+        "p@999.999.999.999", "p@0x7f.1", "p@1.0x7f", "p@example.123",
+    };
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof numeric / sizeof numeric[0]; i++) {
+        if (!v_email(a, numeric[i]))         /* a lookup still reads it */
+            fail_msg("v_email refused %s", numeric[i]);
+        if (v_new_email(a, numeric[i]))
+            fail_msg("v_new_email accepted %s", numeric[i]);
+    }
+    assert_string_equal(v_new_email(a, " Ada@Example.COM "),
+                        "ada@example.com");
+    assert_string_equal(v_new_email(a, "a@10.0.0.5.example"),
+                        "a@10.0.0.5.example");
+    assert_string_equal(v_new_email(a, "a@xn--80ak6aa92e.xn--p1ai"),
+                        "a@xn--80ak6aa92e.xn--p1ai");
+    assert_null(v_new_email(a, "no-at-sign"));
+    arena_free(a);
+}
+
 static void test_names_and_printable(void **state)
 {
     struct arena *a = arena_new();
@@ -141,6 +169,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_email),
+        cmocka_unit_test(test_new_email_names_a_host),
         cmocka_unit_test(test_names_and_printable),
         cmocka_unit_test(test_fields),
         cmocka_unit_test(test_user_json),
