@@ -225,6 +225,11 @@ static bool db_stalled(void *ready, uint64_t now_ms)
     return ready_stalled(ready, now_ms);
 }
 
+static void db_failed(void *ready)
+{
+    ready_failed(ready);
+}
+
 static int serve(struct cfg *cfg)
 {
     struct app app = { .cfg = cfg, .listen_fd = -1 };
@@ -315,7 +320,7 @@ static int serve(struct cfg *cfg)
     /* A ping that got no answer in READY_STALL_MS: refuse database calls
      * at once rather than have each wait out its own timeout. */
     if (app.ready)
-        repo_set_gate(app.repo, db_stalled, app.ready);
+        repo_set_gate(app.repo, db_stalled, db_failed, app.ready);
     if (app.repo && app.pool && app.db_pool && app.scache && app.metrics &&
         app.trusted && app.metrics_allow && app.vcache && app.ready &&
         pw_dummy_init(&app.pw) == AS_OK &&
@@ -406,7 +411,7 @@ static int serve(struct cfg *cfg)
     pw_hashers_stop();                  /* no caller is left */
     ready_free(app.ready);              /* its prober calls the repo */
     if (app.repo)                       /* the gate borrowed app.ready */
-        repo_set_gate(app.repo, NULL, NULL);
+        repo_set_gate(app.repo, NULL, NULL, NULL);
     scache_free(app.scache);
     metrics_free(app.metrics);
     netlist_free(app.trusted);

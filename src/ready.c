@@ -25,6 +25,10 @@ struct ready {
     bool stopping, kicked, running;
     bool last_ok;                       /* the last finished ping's result */
     uint64_t pings;                     /* finished pings */
+    /* ready_failed() calls since start; of them, those before the
+     * running ping started, and before the last finished one did */
+    atomic_uint_fast64_t failures;
+    uint64_t failures_at_start, failures_before_last;
     uint64_t started_ms, ended_ms;      /* of the running / last ping */
     /* When the running ping counts as stalled (0: none running), read
      * without the mutex by ready_stalled() on every database call. */
@@ -58,16 +62,21 @@ static void wait_until(struct ready *r, pthread_cond_t *cv,
     (void)pthread_cond_timedwait(cv, &r->mu, &ts);
 }
 
+/* Set on a prober's own thread. */
+static _Thread_local bool is_prober;
+
 static void *prober(void *arg)
 {
     struct ready *r = arg;
     enum as_err err;
 
+    is_prober = true;
     pthread_mutex_lock(&r->mu);
     while (!r->stopping) {
         r->running = true;
         r->kicked = false;
         r->started_ms = clock_mono_ms();
+        r->failures_at_start = atomic_load(&r->failures);
         atomic_store_explicit(&r->stall_at, r->started_ms + r->stall_ms,
                               memory_order_relaxed);
         pthread_mutex_unlock(&r->mu);
@@ -84,12 +93,17 @@ static void *prober(void *arg)
         pthread_mutex_lock(&r->mu);
         r->running = false;
         r->last_ok = err == AS_OK;
+        r->failures_before_last = r->failures_at_start;
         r->ended_ms = clock_mono_ms();
         r->pings++;
         pthread_cond_broadcast(&r->ended);
         while (!r->stopping && !r->kicked &&
                since(clock_mono_ms(), r->ended_ms) < r->interval_ms)
             wait_until(r, &r->cv, r->ended_ms + r->interval_ms);
+        /* kicked: still at most one ping per KICK_GAP_MS */
+        while (!r->stopping &&
+               since(clock_mono_ms(), r->ended_ms) < KICK_GAP_MS)
+            wait_until(r, &r->cv, r->ended_ms + KICK_GAP_MS);
     }
     pthread_mutex_unlock(&r->mu);
     return NULL;
@@ -148,6 +162,8 @@ bool ready_check(struct ready *r, uint64_t now_ms)
         ok = r->last_ok && since(now_ms, r->started_ms) < r->stall_ms;
     else
         ok = r->last_ok;
+    /* a call failed after the last finished ping began */
+    ok = ok && atomic_load(&r->failures) == r->failures_before_last;
     if (!r->running && !r->kicked &&
         since(now_ms, r->ended_ms) >= KICK_GAP_MS) {
         r->kicked = true;
@@ -155,6 +171,19 @@ bool ready_check(struct ready *r, uint64_t now_ms)
     }
     pthread_mutex_unlock(&r->mu);
     return ok;
+}
+
+void ready_failed(struct ready *r)
+{
+    /* a ping's own failure is its result, and asks for no other ping:
+     * with the database down that would be a ping every KICK_GAP_MS */
+    if (is_prober)
+        return;
+    atomic_fetch_add(&r->failures, 1);
+    pthread_mutex_lock(&r->mu);
+    r->kicked = true;           /* a running ping began too early: next */
+    pthread_cond_signal(&r->cv);
+    pthread_mutex_unlock(&r->mu);
 }
 
 bool ready_stalled(struct ready *r, uint64_t now_ms)

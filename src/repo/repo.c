@@ -28,6 +28,7 @@ struct repo {
     atomic_uint_fast64_t errors;     /* infrastructure failures, refusals */
     /* repo_set_gate()'s: set once, read by every call */
     _Atomic(repo_gate_fn *) gate;
+    _Atomic(repo_failed_fn *) failed;
     void *_Atomic gate_arg;
 };
 
@@ -187,9 +188,11 @@ uint64_t repo_error_count(struct repo *r)
     return atomic_load_explicit(&r->errors, memory_order_relaxed);
 }
 
-void repo_set_gate(struct repo *r, repo_gate_fn *gate, void *arg)
+void repo_set_gate(struct repo *r, repo_gate_fn *gate,
+                   repo_failed_fn *failed, void *arg)
 {
     atomic_store_explicit(&r->gate_arg, arg, memory_order_relaxed);
+    atomic_store_explicit(&r->failed, failed, memory_order_release);
     atomic_store_explicit(&r->gate, gate, memory_order_release);
 }
 
@@ -225,9 +228,14 @@ static enum as_err settle(struct repo *r, enum as_err err)
     uint64_t now = clock_mono_ms();
     enum breaker_state before = breaker_state(r->br, now);
     enum breaker_state after;
+    repo_failed_fn *failed;
 
-    if (as_err_is_infra(err))
+    if (as_err_is_infra(err)) {
         atomic_fetch_add_explicit(&r->errors, 1, memory_order_relaxed);
+        failed = atomic_load_explicit(&r->failed, memory_order_acquire);
+        if (failed)
+            failed(atomic_load_explicit(&r->gate_arg, memory_order_relaxed));
+    }
     breaker_record(r->br, err, now);
     after = breaker_state(r->br, now);
     if (after != before)

@@ -544,3 +544,34 @@ def test_a_database_that_takes_no_writes_is_unavailable_not_broken(shape):
         _psql(url, "ALTER DATABASE %s RESET default_transaction_read_only"
               % db)
         assert d.stop() == 0
+
+
+def test_readiness_says_no_right_after_a_call_found_the_database_gone(
+        own_cluster):
+    """/readyz answered its last ping's 200 for up to a second after
+    requests got 503 from a stopped database (a review: two 503s, then
+    200). A call that fails now makes it 503 at once, until a ping that
+    began after the failure succeeds; the failure asks for that ping
+    itself."""
+    folder, url = own_cluster
+    # the session must outlive the halts (pg-cluster.sh commits lazily)
+    url += "?options=-c%20synchronous_commit%3Don"
+    d = Daemon("postgres", database_url=url, env={
+        "AUTH_CB_FAILURE_THRESHOLD": "1000",      # the circuit stays closed
+        "AUTH_SESSION_CACHE_SECONDS": "0",        # /verify asks every time
+    }).start()
+    try:
+        _, _, t = d.user()
+        for _ in range(3):
+            # a ping now: the next one the prober makes unasked is a
+            # second away, longer than the steps below take
+            assert _ready(d) == 200
+            cluster("halt", folder)
+            assert_unavailable(verify(d, t["access_token"]))
+            assert_unavailable(d.request("GET", "/readyz"))
+            cluster("resume", folder)
+            assert wait_until(lambda: _ready(d) == 200, timeout=30,
+                              interval=0.05), "not ready after the restart"
+            assert verify(d, t["access_token"]).status == 200
+    finally:
+        d.stop()

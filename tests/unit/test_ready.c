@@ -25,6 +25,7 @@ struct fake_db {
     bool hold;
     enum as_err result;
     unsigned calls, inside;
+    struct ready *self;         /* set: the ping reports its own failure */
 };
 
 static enum as_err fake_ping(void *arg)
@@ -40,6 +41,8 @@ static enum as_err fake_ping(void *arg)
     f->inside--;
     res = f->result;
     pthread_mutex_unlock(&f->mu);
+    if (f->self && res != AS_OK)    /* as repo_ping()'s failure does */
+        ready_failed(f->self);
     return res;
 }
 
@@ -96,6 +99,96 @@ static bool wait_inside(struct fake_db *f, struct ready *r)
         nap();
     }
     return false;
+}
+
+static unsigned fake_calls(struct fake_db *f)
+{
+    unsigned n;
+
+    pthread_mutex_lock(&f->mu);
+    n = f->calls;
+    pthread_mutex_unlock(&f->mu);
+    return n;
+}
+
+/* Waits, without asking for pings, until the prober has made `n`. */
+static bool wait_calls(struct fake_db *f, unsigned n)
+{
+    uint64_t end = clock_mono_ms() + DEADLINE_MS;
+
+    while (clock_mono_ms() < end && fake_calls(f) < n)
+        nap();
+    return fake_calls(f) >= n;
+}
+
+/* A request's call failed (a stopped database refused it): not ready at
+ * once, where the last ping's success answered for up to a second; a
+ * ping is asked for by the failure itself, and its success is ready
+ * again. A failure while a ping runs is not cleared by that ping, which
+ * began before it, but by the next. */
+static void a_failed_call_is_not_ready_until_a_later_ping(void **state)
+{
+    struct fake_db f = { .result = AS_OK };
+    struct ready *r;
+    unsigned calls;
+
+    (void)state;
+    pthread_mutex_init(&f.mu, NULL);
+    pthread_cond_init(&f.cv, NULL);
+    r = ready_new(fake_ping, &f, INTERVAL_MS, STALL_MS);
+    assert_non_null(r);
+    assert_true(ready_wait_first(r, DEADLINE_MS));
+    assert_true(ready_check(r, clock_mono_ms()));
+    fake_set(&f, true, AS_OK);      /* the ping it asks for waits */
+    ready_failed(r);
+    assert_false(ready_check(r, clock_mono_ms()));    /* at once */
+    assert_true(wait_inside(&f, NULL));              /* no check asked */
+    fake_set(&f, false, AS_OK);
+    assert_true(poll_until(r, true));
+
+    fake_set(&f, true, AS_OK);                     /* a ping that hangs */
+    assert_true(wait_inside(&f, r));
+    calls = fake_calls(&f);
+    ready_failed(r);
+    assert_false(ready_check(r, clock_mono_ms()));
+    fake_set(&f, false, AS_OK);
+    assert_true(wait_calls(&f, calls + 1));          /* the next one */
+    assert_true(poll_until(r, true));
+    ready_free(r);
+    pthread_cond_destroy(&f.cv);
+    pthread_mutex_destroy(&f.mu);
+}
+
+/* The ping's own failure goes through the same report (repo_ping()):
+ * it is the ping's result and asks for no further ping, else a stopped
+ * database got one every few milliseconds. */
+static void a_pings_own_failure_asks_for_no_ping(void **state)
+{
+    struct fake_db f = { .result = AS_ERR_UNAVAILABLE };
+    struct ready *r;
+    unsigned calls;
+    uint64_t end;
+
+    (void)state;
+    pthread_mutex_init(&f.mu, NULL);
+    pthread_cond_init(&f.cv, NULL);
+    f.hold = true;                  /* until f.self is set */
+    r = ready_new(fake_ping, &f, INTERVAL_MS, STALL_MS);
+    assert_non_null(r);
+    pthread_mutex_lock(&f.mu);
+    f.self = r;
+    pthread_mutex_unlock(&f.mu);
+    fake_set(&f, false, AS_ERR_UNAVAILABLE);
+    assert_false(ready_wait_first(r, DEADLINE_MS));
+    calls = fake_calls(&f);
+    end = clock_mono_ms() + 300;
+    while (clock_mono_ms() < end)
+        nap();
+    assert_int_equal(fake_calls(&f), calls);
+    assert_false(ready_check(r, clock_mono_ms()));
+    ready_free(r);
+    pthread_cond_destroy(&f.cv);
+    pthread_mutex_destroy(&f.mu);
 }
 
 static void hung_ping_is_not_ready_and_never_waited_for(void **state)
@@ -293,6 +386,8 @@ int main(void)
         cmocka_unit_test(not_ready_before_first_ping_ends),
         cmocka_unit_test(first_ping_awaited_then_check_agrees),
         cmocka_unit_test(first_ping_wait_is_bounded),
+        cmocka_unit_test(a_failed_call_is_not_ready_until_a_later_ping),
+        cmocka_unit_test(a_pings_own_failure_asks_for_no_ping),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -2093,7 +2093,7 @@ static void a_closed_gate_refuses_calls_at_once(void **state)
 
     assert_int_equal(repo_open(&f->cfg, &r), AS_OK);
     assert_int_equal(repo_migrate(r), AS_OK);
-    repo_set_gate(r, gate_closed, &hangs);
+    repo_set_gate(r, gate_closed, NULL, &hangs);
     gate_asked = 0;
     assert_int_equal(repo_ping(r), AS_OK);
     assert_int_equal(gate_asked, 1);
@@ -2105,7 +2105,7 @@ static void a_closed_gate_refuses_calls_at_once(void **state)
     assert_true(repo_error_count(r) >= 20);
     hangs = false;
     assert_int_equal(repo_ping(r), AS_OK);
-    repo_set_gate(r, NULL, NULL);
+    repo_set_gate(r, NULL, NULL, NULL);
     assert_int_equal(repo_ping(r), AS_OK);
     assert_int_equal(gate_asked, 22);
     repo_close(r);
