@@ -63,8 +63,13 @@ static unsigned named_fields(json_t *in)
 }
 
 /* Reads the fields `in` names into `p` (only those, so that a write
- * never touches the others). Adds field errors. */
-static void read_patch(struct req_ctx *rc, json_t *in, struct user_patch *p)
+ * never touches the others). Adds field errors. *old_shape: the email
+ * is one v_email() reads but no new address may be (v_new_email()),
+ * which is refused only when it is not the account's own already: a
+ * client that sends the user it read back must not get 422 for an
+ * address stored before the rule. */
+static void read_patch(struct req_ctx *rc, json_t *in, struct user_patch *p,
+                       bool *old_shape)
 {
     struct response *res = &rc->res;
     const char *name, *raw, *role = NULL;
@@ -80,9 +85,10 @@ static void read_patch(struct req_ctx *rc, json_t *in, struct user_patch *p)
     }
     if (json_object_get(in, "email") &&
         v_string_or_null(res, in, "email", 1024, &raw, &unused)) {
-        p->email = raw ? v_new_email(rc->arena, raw) : NULL;
+        p->email = raw ? v_email(rc->arena, raw) : NULL;
         if (!p->email)
             res_field(res, "email", "is not a valid email address");
+        *old_shape = p->email && !v_new_email(rc->arena, raw);
         p->set |= UF_EMAIL;
     }
     if (v_string(res, in, "role", false, 16, &role) && role) {
@@ -144,12 +150,24 @@ static enum as_err prove_password(struct req_ctx *rc, const struct user *u,
     return hx_check_password(rc, u, pw);
 }
 
+/* 422 for a change to an address of the old shape (read_patch). */
+static enum as_err refuse_old_shape(struct req_ctx *rc,
+                                    const struct user_patch *p,
+                                    bool old_shape)
+{
+    if (!old_shape || !(p->set & UF_EMAIL))
+        return AS_OK;
+    res_field(&rc->res, "email", "is not a valid email address");
+    return AS_ERR_VALIDATION;
+}
+
 enum as_err h_me_patch(struct req_ctx *rc, struct response *res)
 {
     json_t *in = NULL;
     const char *pw = NULL;
     struct user_patch p = { 0 };
     struct user u;
+    bool old_shape = false;
     enum as_err err = req_json(rc, &in);
 
     if (err != AS_OK)
@@ -171,7 +189,7 @@ enum as_err h_me_patch(struct req_ctx *rc, struct response *res)
                        "/api/v1/auth/email/verify-request.");
         goto out;
     }
-    read_patch(rc, in, &p);
+    read_patch(rc, in, &p, &old_shape);
     v_string(res, in, "current_password", false, HX_MAX_PASSWORD_BYTES,
              &pw);
     if (res->errors) {
@@ -181,8 +199,10 @@ enum as_err h_me_patch(struct req_ctx *rc, struct response *res)
     err = hx_caller(rc, &u);
     if (err == AS_OK) {
         account_skip_same_email(u.email, &p);   /* nothing to write */
-        err = prove_password(rc, &u, &p, pw);
+        err = refuse_old_shape(rc, &p, old_shape);
     }
+    if (err == AS_OK)
+        err = prove_password(rc, &u, &p, pw);
     if (err != AS_OK)
         goto out;
     err = save_patch(rc, ACCOUNT_SELF, u.id, &p);
@@ -327,16 +347,30 @@ enum as_err h_user_get(struct req_ctx *rc, struct response *res)
     return err != AS_OK ? err : res_json(res, 200, v_user_json(&u));
 }
 
+/* An admin's PATCH naming an address of the old shape: dropped when it
+ * is the target's own (nothing to write), else 422. */
+static enum as_err skip_own_old_shape(struct req_ctx *rc,
+                                      struct user_patch *p)
+{
+    struct user u;
+    enum as_err err = target(rc, &u);
+
+    if (err == AS_OK)
+        account_skip_same_email(u.email, p);
+    return err == AS_OK ? refuse_old_shape(rc, p, true) : err;
+}
+
 enum as_err h_user_patch(struct req_ctx *rc, struct response *res)
 {
     json_t *in = NULL;
     struct user_patch p = { 0 };
     bool mfa_on = false, mfa_present = false, was_on = false;
+    bool old_shape = false;
     enum as_err err = req_json(rc, &in);
 
     if (err != AS_OK)
         goto out;
-    read_patch(rc, in, &p);
+    read_patch(rc, in, &p, &old_shape);
     /* mfa_enabled: false resets the second factor; true is refused */
     if (v_bool(res, in, "mfa_enabled", &mfa_on, &mfa_present) &&
         mfa_present && mfa_on)
@@ -351,7 +385,9 @@ enum as_err h_user_patch(struct req_ctx *rc, struct response *res)
         err = AS_ERR_VALIDATION;
     else if (!uuid_valid(rc->param_id))
         err = res_fail(res, AS_ERR_NOT_FOUND, "No such user.");
-    else {
+    else if (old_shape)             /* the target's own address, or 422 */
+        err = skip_own_old_shape(rc, &p);
+    if (err == AS_OK) {
         /* The reset in the patch's transaction: a failure leaves
          * neither half done. */
         if (mfa_present) {

@@ -408,3 +408,48 @@ def test_answers_that_show_an_account_are_not_stored(daemon, admin):
     for path in ("/.well-known/jwks.json", "/healthz"):
         assert daemon.request("GET", path).header("Cache-Control") != \
             "no-store"
+
+
+def test_an_address_stored_before_the_name_rule_still_works(daemon, admin):
+    """New addresses must end in a name (not p@10.0.0.5); one stored
+    before that rule keeps its account working, and sending it back
+    unchanged (a client PATCHing the user it read) is no change, not a
+    422. Changing to such an address is refused, by the user or an
+    admin."""
+    from test_mfa import _exec
+    email, pw, t = daemon.user()
+    old = "old-%s@10.0.0.5" % secrets.token_hex(4)
+    _exec(daemon, "UPDATE users SET email = '%s' WHERE email = '%s';"
+          % (old, email))
+    tok = daemon.login(old.upper(), pw)
+    assert tok.status == 200, tok
+    tok = tok.json["access_token"]
+    r = daemon.request("PATCH", "/api/v1/users/me",
+                       {"full_name": "Kept", "email": old}, token=tok)
+    assert r.status == 200 and r.json["email"] == old, r
+    me = daemon.request("GET", "/api/v1/users/me", token=tok).json
+    body = {k: me[k] for k in ("full_name", "email", "role", "is_active")}
+    body["email"] = old.upper()
+    body["full_name"] = "By admin"
+    r = daemon.request("PATCH", "/api/v1/users/" + me["id"], body,
+                       token=admin[2])
+    assert r.status == 200 and r.json["full_name"] == "By admin", r
+    assert r.json["email"] == old, r
+    other = "other-%s@10.0.0.6" % secrets.token_hex(4)
+    p = assert_problem(daemon.request(
+        "PATCH", "/api/v1/users/me", {"email": other,
+                                      "current_password": pw}, token=tok),
+        422, "validation_error")
+    assert [e["field"] for e in p["errors"]] == ["email"], p
+    assert_problem(daemon.request(
+        "PATCH", "/api/v1/users/" + me["id"], {"email": other},
+        token=admin[2]), 422, "validation_error")
+    assert_problem(daemon.request(
+        "PATCH", "/api/v1/users/" + "0" * 8 + "-0000-7000-8000-" + "0" * 12,
+        {"email": other}, token=admin[2]), 404)
+    r = daemon.request("PATCH", "/api/v1/users/" + me["id"],
+                       {"email": "moved-%s@example.com"
+                        % secrets.token_hex(4)}, token=admin[2])
+    assert r.status == 200, r
+    assert daemon.request("POST", "/api/v1/auth/password/forgot",
+                          {"email": old}).status == 202
