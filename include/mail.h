@@ -123,6 +123,15 @@ bool mail_give_up(int64_t attempts, int64_t created_at, int64_t now);
 bool mail_webhook_refused(long status);
 /* True for a kind of mail that carries no link (a notice). */
 bool mail_linkless(const char *kind);
+/* The longest address stored (v_email(): RFC 5321's path, 256 octets,
+ * less its angle brackets). */
+#define MAIL_ADDR_MAX 254
+/* The mailbox `recipient` (stored lower-case) delivers to, which the
+ * per-recipient cap counts: the address without a subaddress (RFC 5233:
+ * `a+tag@x` is `a@x`'s), else the per-address cap let one inbox get the
+ * cap once per tag an attacker made up. Into `out` (`cap` bytes); false
+ * when it does not fit. */
+bool mail_cap_key(const char *recipient, char *out, size_t cap);
 /* True when the host of `url` (scheme://[userinfo@]host[:port]...) is
  * loopback: localhost, 127.0.0.0/8 or ::1. */
 bool mail_url_loopback(const char *url);

@@ -191,6 +191,21 @@ bool mail_linkless(const char *kind)
                     strcmp(kind, MAIL_KIND_PASSKEY_ADDED) == 0);
 }
 
+bool mail_cap_key(const char *recipient, char *out, size_t cap)
+{
+    const char *at = strrchr(recipient, '@');
+    const char *plus = at ? memchr(recipient, '+', (size_t)(at - recipient))
+                          : NULL;
+    /* a local part that begins with '+' has no mailbox before it */
+    size_t local = plus && plus > recipient ? (size_t)(plus - recipient)
+                                            : at ? (size_t)(at - recipient)
+                                                 : strlen(recipient);
+    int n = snprintf(out, cap, "%.*s%s", (int)local, recipient,
+                     at ? at : "");
+
+    return n >= 0 && (size_t)n < cap;
+}
+
 /* The body and subject of mail `m`, or NULL for an unknown kind. Caller
  * wipes and frees the body with free(). */
 static char *mail_body(const struct mail_msg *m, const char **subject)

@@ -8,6 +8,7 @@ import http.client
 import json
 import os
 import random
+import secrets
 import sqlite3
 import statistics
 import subprocess
@@ -185,6 +186,35 @@ def test_verify_request_flood_is_capped(make_daemon):
                               "email = '%s' AND purpose = 'verify' AND "
                               "used_at IS NULL" % victim)[0][0])
         assert 1 <= live <= 5
+        assert d.stop() == 0
+    finally:
+        sink.close()
+
+
+def test_subaddresses_share_their_inbox_cap(make_daemon):
+    """Accounts registered as victim+1@, victim+2@, ... had a cap each,
+    so one client sent one inbox the cap once per tag it made up (a
+    review: 5 verification mails an hour for each). They count as the
+    mailbox now (RFC 5233)."""
+    sink = SmtpSink()
+    try:
+        d = make_daemon(smtp_env(sink.port)).start()
+        base = "inbox-%s" % secrets.token_hex(4)
+        tags = ["%s+%d@example.com" % (base, i) for i in range(8)]
+        for addr in tags:
+            r, _, pw = d.register(email=addr)
+            assert r.status == 201, r
+            tok = d.login(addr, pw).json["access_token"]
+            assert d.request("POST", "/api/v1/auth/email/verify-request",
+                             token=tok).status == 202
+        marker, _, _ = d.user()
+        assert forgot(d, marker).status == 202
+        wait_mails(sink, marker)
+        got = sum(len(sink.to(a)) for a in tags)
+        assert got == 5, got
+        dropped = [e for e in events(d, "mail.dropped")
+                   if e.get("reason") == "recipient_cap"]
+        assert len(dropped) == 3, dropped
         assert d.stop() == 0
     finally:
         sink.close()

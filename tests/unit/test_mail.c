@@ -172,6 +172,28 @@ static void envelope_takes_the_address(void **state)
 
 /* ---- the webhook event ------------------------------------------------- */
 
+/* The cap counts the mailbox: the subaddress (RFC 5233) goes. */
+static void cap_key_is_the_mailbox(void **state)
+{
+    static const char *const pairs[][2] = {
+        { "a+1@example.com", "a@example.com" },
+        { "a+@example.com", "a@example.com" },
+        { "a+b+c@example.com", "a@example.com" },
+        { "a@example.com", "a@example.com" },
+        { "+a@example.com", "+a@example.com" },   /* no mailbox before */
+        { "a.b@x+y.example", "a.b@x+y.example" },  /* only the local part */
+    };
+    char out[MAIL_ADDR_MAX + 1], small[8];
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
+        assert_true(mail_cap_key(pairs[i][0], out, sizeof out));
+        assert_string_equal(out, pairs[i][1]);
+    }
+    assert_false(mail_cap_key("longer@example.com", small, sizeof small));
+}
+
 static void event_is_the_documented_json(void **state)
 {
     char *s = mail_event_json(&reset_msg);
@@ -435,6 +457,7 @@ int main(void)
         cmocka_unit_test(verification_message),
         cmocka_unit_test(message_refuses_header_injection),
         cmocka_unit_test(envelope_takes_the_address),
+        cmocka_unit_test(cap_key_is_the_mailbox),
         cmocka_unit_test(event_is_the_documented_json),
         cmocka_unit_test(event_escapes_strings),
         cmocka_unit_test(signature_is_hmac_of_timestamp_and_body),

@@ -702,6 +702,39 @@ static void cap_per_recipient_per_hour(void **state)
     assert_int_equal(count(f, "SELECT count(*) FROM mail_counts"), 1);
 }
 
+/* One inbox, many subaddresses (RFC 5233): accounts registered as
+ * victim+1@, victim+2@, ... each had a cap of their own, so one client
+ * could send the inbox the cap once per tag it made up. They share the
+ * mailbox's count now; another mailbox, or another domain, does not. */
+static void subaddresses_share_their_mailboxs_cap(void **state)
+{
+    struct fx *f = *state;
+    struct user u;
+    char id[UUID_STR_LEN], email[64];
+    int i, ready = 0;
+
+    for (i = 0; i < 12; i++) {
+        snprintf(email, sizeof email, "victim+%d@example.com", i);
+        new_user(f, &u, email);
+        queue(f, OTT_VERIFY, u.id, T0 + i, id);
+        ready += resolve_cap(f, id, OTT_VERIFY, T0 + i, 5, NULL, NULL) ==
+                 AS_OK;
+    }
+    assert_int_equal(ready, 5);
+    new_user(f, &u, "victim@example.com");          /* the inbox itself */
+    queue(f, OTT_VERIFY, u.id, T0 + 20, id);
+    assert_int_equal(resolve_cap(f, id, OTT_VERIFY, T0 + 20, 5, NULL, NULL),
+                     AS_ERR_RATE_LIMITED);
+    new_user(f, &u, "victim2+1@example.com");       /* another mailbox */
+    queue(f, OTT_VERIFY, u.id, T0 + 21, id);
+    assert_int_equal(resolve_cap(f, id, OTT_VERIFY, T0 + 21, 5, NULL, NULL),
+                     AS_OK);
+    new_user(f, &u, "victim+1@example.org");        /* another domain */
+    queue(f, OTT_VERIFY, u.id, T0 + 22, id);
+    assert_int_equal(resolve_cap(f, id, OTT_VERIFY, T0 + 22, 5, NULL, NULL),
+                     AS_OK);
+}
+
 /* Mails let through at a steady pace: never more than the cap in any 60
  * minutes, and as many as the cap allows (one every 12 minutes at 5 an
  * hour, give or take the minute they are counted in). */
@@ -1378,6 +1411,7 @@ int main(void)
         CASE(concurrent_resets_have_one_winner),
         CASE(a_password_change_racing_a_resolution_ends_its_link),
         CASE(cap_per_recipient_per_hour),
+        CASE(subaddresses_share_their_mailboxs_cap),
         CASE(cap_is_a_sliding_hour),
         CASE(notices_have_a_cap_of_their_own),
         CASE(a_held_notice_stands_only_for_its_account),
