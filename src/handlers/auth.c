@@ -51,7 +51,6 @@ static enum as_err login_check(struct req_ctx *rc, const char *email,
 {
     struct core c = hx_core(rc);
     int64_t retry = 0;
-    char value[24];
     enum as_err err = core_login(&c, email, raw, pw, rc->ip, u, rc->arena,
                                  &retry);
 
@@ -59,13 +58,8 @@ static enum as_err login_check(struct req_ctx *rc, const char *email,
         log_event(LOG_INFO, "auth.login_failed", rc->request_id,
                   json_pack("{s:s, s:b}", "ip", rc->ip, "refused_locked",
                             err == AS_ERR_RATE_LIMITED));
-    if (err == AS_ERR_RATE_LIMITED) {
-        snprintf(value, sizeof value, "%lld", (long long)retry);
-        res_header(rc, "Retry-After", value);
-        return res_fail(&rc->res, err,
-                        "Too many failed attempts for this account from "
-                        "this address; retry later.");
-    }
+    if (err == AS_ERR_RATE_LIMITED)
+        return hx_locked(rc, retry);
     if (err == AS_ERR_BAD_CREDENTIALS)
         return hx_bad_credentials(rc);
     if (err == AS_ERR_DISABLED)

@@ -163,9 +163,11 @@ enum as_err hx_locked(struct req_ctx *rc, int64_t retry)
 
     snprintf(value, sizeof value, "%lld", (long long)retry);
     res_header(rc, "Retry-After", value);
+    /* not "from this address": past 10 x the threshold the email is
+     * locked for every address (README "Lockout") */
     return res_fail(&rc->res, AS_ERR_RATE_LIMITED,
-                    "Too many failed attempts for this account from this "
-                    "address; retry later.");
+                    "Too many failed attempts for this account; retry "
+                    "later.");
 }
 
 enum as_err hx_check_password(struct req_ctx *rc, const struct user *u,

@@ -141,6 +141,11 @@ def test_the_email_wide_lock_bounds_every_address(make_daemon):
             assert login_from(d, ip, email, "not the password 9").status \
                 == 401
     assert login_from(d, ips[10], email, "not the password 9").status == 401
+    # an address never seen is locked too, and is not told it is its own
+    # doing ("from this address", as the detail said)
+    r = login_from(d, "203.0.113.77", email, "not the password 9")
+    p = assert_problem(r, 429, "too_many_attempts")
+    assert "address" not in p["detail"], p
     # Each address paces itself to the Retry-After it is told, as a
     # patient attacker does: hammering only re-arms its own delay.
     checked, tries = 0, 0
