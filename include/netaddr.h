@@ -7,8 +7,15 @@
  * made; share it between threads freely. */
 struct netlist;
 
-/* Parses `spec` (NULL or "" gives an empty list). NULL on a malformed
- * item or no memory. Free with netlist_free(); NULL is a no-op. */
+/* The address of a peer on a Unix socket (socket activation with
+ * `ListenStream=/path`): a list holding the item "unix" contains it, so
+ * AUTH_TRUSTED_PROXIES=unix believes the X-Forwarded-For of a proxy in
+ * front that connects over the socket. */
+#define NETADDR_UNIX_PEER "unix"
+
+/* Parses `spec` (NULL or "" gives an empty list); an item is an address,
+ * a CIDR, or "unix" (any case). NULL on a malformed item or no memory.
+ * Free with netlist_free(); NULL is a no-op. */
 struct netlist *netlist_parse(const char *spec);
 void netlist_free(struct netlist *l);
 /* True when the textual address `ip` (IPv4 or IPv6; IPv4-mapped IPv6 is

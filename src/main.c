@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "crypto.h"
 
@@ -215,6 +216,27 @@ static void poll_folder(struct app *app, const struct sec_keys ***old,
         swap_keys(app, k, old, nold);
 }
 
+/* Clients on a passed Unix socket all have the address "unix": unless
+ * AUTH_TRUSTED_PROXIES believes the proxy that connects there, they
+ * share one rate limit and one lockout (README "Behind a reverse
+ * proxy"). */
+static void warn_if_one_unix_client(const struct app *app)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+
+    if (app->listen_fd < 0 || !app->trusted ||
+        getsockname(app->listen_fd, (struct sockaddr *)&ss, &len) != 0 ||
+        ss.ss_family != AF_UNIX ||
+        netlist_contains(app->trusted, NETADDR_UNIX_PEER))
+        return;
+    log_event(LOG_WARN, "listen.unix_clients_are_one", NULL,
+              json_pack("{s:s}", "hint", "every client on the Unix socket "
+                        "has the address \"unix\" and shares one rate limit "
+                        "and lockout; with a proxy in front that sets "
+                        "X-Forwarded-For, add unix to AUTH_TRUSTED_PROXIES"));
+}
+
 static enum as_err ping_repo(void *repo)
 {
     return repo_ping(repo);
@@ -312,6 +334,7 @@ static int serve(struct cfg *cfg)
     routes = router_routes(&nroutes);    /* sets nroutes, read below */
     app.metrics = metrics_new(routes, nroutes);
     app.trusted = netlist_parse(cfg->trusted_proxies);
+    warn_if_one_unix_client(&app);
     app.metrics_allow = netlist_parse(cfg->metrics_allow);
     app.vcache = vcache_new(VCACHE_SLOTS);
     if (app.repo)

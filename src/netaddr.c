@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 struct net {
     uint8_t addr[16];                /* IPv4 stored as ::ffff:a.b.c.d */
@@ -14,6 +15,7 @@ struct net {
 };
 
 struct netlist {
+    bool unix_peers;             /* "unix": peers on a Unix socket */
     size_t n;
     struct net nets[];
 };
@@ -83,7 +85,11 @@ struct netlist *netlist_parse(const char *spec)
             b++;
         while (e > b && isspace((unsigned char)e[-1]))
             e--;
-        if (e > b && !parse_net(b, (size_t)(e - b), &l->nets[l->n++])) {
+        if ((size_t)(e - b) == strlen(NETADDR_UNIX_PEER) &&
+            strncasecmp(b, NETADDR_UNIX_PEER, (size_t)(e - b)) == 0)
+            l->unix_peers = true;
+        else if (e > b &&
+                 !parse_net(b, (size_t)(e - b), &l->nets[l->n++])) {
             free(l);
             return NULL;
         }
@@ -114,6 +120,8 @@ bool netlist_contains(const struct netlist *l, const char *ip)
     bool v4;
     size_t i;
 
+    if (l && ip && strcmp(ip, NETADDR_UNIX_PEER) == 0)
+        return l->unix_peers;
     if (!l || !parse_ip(ip, a, &v4))
         return false;
     for (i = 0; i < l->n; i++)

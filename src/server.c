@@ -170,6 +170,8 @@ static void peer_ip(struct MHD_Connection *c, char out[64])
     strcpy(out, "unknown");
     if (!sa)
         return;
+    if (sa->sa_family == AF_UNIX)   /* README "Behind a reverse proxy" */
+        strcpy(out, NETADDR_UNIX_PEER);
     if (sa->sa_family == AF_INET) {     /* inet_ntop's sprintf, by hand */
         const uint8_t *b = (const uint8_t *)&(
             (const struct sockaddr_in *)(const void *)sa)->sin_addr;

@@ -7,6 +7,7 @@ reads, and WATCHDOG_USEC set. The unit files are checked with
 `systemd-analyze verify` and `systemd-analyze security --offline`.
 """
 import http.client
+import json
 import os
 import re
 import shutil
@@ -315,3 +316,91 @@ def test_service_exposure_at_most_2():
                  "ProtectClock=yes", "PrivateUsers=yes",
                  "RestrictRealtime=yes"):
         assert want in text, want
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP over a Unix socket (a proxy in front connecting there)."""
+
+    def __init__(self, path, timeout=30):
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(self.timeout)
+        s.connect(self.unix_path)
+        self.sock = s
+
+
+def unix_request(path, method, target, body=None, headers=None):
+    conn = UnixHTTPConnection(path)
+    try:
+        h = dict(headers or {})
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            h["Content-Type"] = "application/json"
+        conn.request(method, target, body=data, headers=h)
+        r = conn.getresponse()
+        raw = r.read()
+        return r.status, json.loads(raw) if raw else None
+    finally:
+        conn.close()
+
+
+@pytest.mark.skipif(not ACTIVATE, reason="systemd-socket-activate missing")
+@pytest.mark.parametrize("trusted", [False, True])
+def test_a_unix_socket_says_who_its_clients_are(backend, notify, trusted):
+    """On a passed Unix socket every client's address was "unknown", one
+    rate limit and one lockout for all, with no way to believe the proxy
+    in front. The peer is "unix" now, AUTH_TRUSTED_PROXIES=unix believes
+    its X-Forwarded-For, and without it the start says what is shared."""
+    d = Daemon(backend, env={"AUTH_TRUSTED_PROXIES": "unix"}
+               if trusted else {})
+    path = os.path.join(d.data_dir, "auth.sock")
+    full = dict(d.env)
+    full["NOTIFY_SOCKET"] = notify.path
+    args = [ACTIVATE, "-l", path]
+    for k, v in full.items():
+        args += ["-E", "%s=%s" % (k, v)]
+    proc = subprocess.Popen(args + [BIN], cwd=d.data_dir,
+                            stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    lines = []
+
+    def read():
+        for raw in proc.stderr:
+            lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        assert wait_until(lambda: any(x.startswith("Listening on")
+                                      for x in lines), ACTIVATE_DEADLINE), \
+            lines
+        # the first connection starts the daemon
+        status, _ = unix_request(path, "GET", "/healthz")
+        assert status == 200
+        assert wait_until(lambda: notify.count("READY=1"), 30), lines[-20:]
+        email = "unix-%s@example.com" % os.urandom(4).hex()
+        pw = "correct horse unix socket"
+        xff = {"X-Forwarded-For": "203.0.113.77"}
+        status, _ = unix_request(path, "POST", "/api/v1/auth/register",
+                                 {"email": email, "password": pw}, xff)
+        assert status == 201
+        status, t = unix_request(path, "POST", "/api/v1/auth/login",
+                                 {"email": email, "password": pw}, xff)
+        assert status == 200, t
+        status, s = unix_request(
+            path, "GET", "/api/v1/auth/sessions",
+            headers={"Authorization": "Bearer " + t["access_token"]})
+        assert status == 200, s
+        assert [x["ip"] for x in s["items"]] == \
+            ["203.0.113.77" if trusted else "unix"], s
+        warned = any('"listen.unix_clients_are_one"' in x for x in lines)
+        assert warned is not trusted, lines[-20:]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

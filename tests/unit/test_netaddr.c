@@ -38,6 +38,39 @@ static void test_parse_and_contains(void **state)
     netlist_free(l);
 }
 
+/* "unix" names peers on a Unix socket (socket activation): trusted
+ * only when listed, and never as a hop of X-Forwarded-For. */
+static void test_unix_peers(void **state)
+{
+    struct netlist *t = netlist_parse("unix, 10.0.0.0/8");
+    struct netlist *u = netlist_parse(" UNIX ");
+    struct netlist *none = netlist_parse("127.0.0.1");
+    char out[64];
+
+    (void)state;
+    assert_non_null(t);
+    assert_non_null(u);
+    assert_true(netlist_contains(t, NETADDR_UNIX_PEER));
+    assert_true(netlist_contains(u, NETADDR_UNIX_PEER));
+    assert_true(netlist_contains(t, "10.1.2.3"));
+    assert_false(netlist_contains(u, "127.0.0.1"));
+    assert_false(netlist_contains(none, NETADDR_UNIX_PEER));
+    assert_null(netlist_parse("unixx"));
+    assert_null(netlist_parse("unix/8"));
+    netlist_client_ip(t, "unix", "203.0.113.9", out, sizeof out);
+    assert_string_equal(out, "203.0.113.9");
+    netlist_client_ip(none, "unix", "203.0.113.9", out, sizeof out);
+    assert_string_equal(out, "unix");               /* not believed */
+    /* a client cannot pass itself off as the socket's peer */
+    netlist_client_ip(t, "unix", "203.0.113.9, unix", out, sizeof out);
+    assert_string_equal(out, "unix");
+    netlist_client_ip(t, "unix", "unix, 203.0.113.9", out, sizeof out);
+    assert_string_equal(out, "203.0.113.9");
+    netlist_free(t);
+    netlist_free(u);
+    netlist_free(none);
+}
+
 static void test_client_ip(void **state)
 {
     struct netlist *t = netlist_parse("127.0.0.1, 10.0.0.0/8");
@@ -146,6 +179,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_and_contains),
+        cmocka_unit_test(test_unix_peers),
         cmocka_unit_test(test_client_ip),
         cmocka_unit_test(test_client_ip_lines),
         cmocka_unit_test(test_client_key),
