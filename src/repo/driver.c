@@ -9,10 +9,24 @@
 
 static atomic_uint next_slot;    /* slots given so far */
 static _Thread_local uint64_t round_trips;
+static _Thread_local bool unreached;
 
 void db_round_trip(void)
 {
     round_trips++;
+}
+
+void db_unreached(void)
+{
+    unreached = true;
+}
+
+bool db_take_unreached(void)
+{
+    bool was = unreached;
+
+    unreached = false;
+    return was;
 }
 
 uint64_t db_pg_round_trips(void)

@@ -158,6 +158,17 @@ unsigned db_stmt_slot(struct db_stmt *st);
 uint64_t db_pg_round_trips(void);
 void db_round_trip(void);
 
+/* The backend could not reach the database for the calling thread's
+ * call: a connect refused or failed, a connection lost or ended by the
+ * server, no answer in time. Only these tell the readiness prober
+ * (repo.c's settle()): a statement the server refused (a permission, a
+ * statement_timeout, a full pool) says nothing of the database as a
+ * whole, and counting it let one failing route keep /readyz at 503. */
+void db_unreached(void);
+/* Whether db_unreached() was called since the last db_take_unreached()
+ * on this thread; clears it. */
+bool db_take_unreached(void);
+
 /* A backend found `version` in schema_migrations, which this build has no
  * migration of (a newer build migrated the database): logged, not
  * refused, so that instances of two builds can share one database

@@ -318,6 +318,7 @@ static enum as_err connect_one(struct pg *p, PGconn **out)
         log_simple(LOG_WARN, "db.connect_failed", "connect",
                    PQerrorMessage(c));
         PQfinish(c);
+        db_unreached();
         return mono_now() - t0 >= CONNECT_HUNG_MS ? AS_ERR_DB_UNREACHABLE
                                                   : AS_ERR_UNAVAILABLE;
     }
@@ -450,11 +451,14 @@ static enum as_err classify(struct conn *c, const PGresult *r)
 
     if (!st) {                      /* failed on the client side */
         c->bad = true;
+        if (lost)
+            db_unreached();
         return lost ? AS_ERR_UNAVAILABLE : AS_ERR_INTERNAL;
     }
     if (lost || strncmp(st, "08", 2) == 0 || state_is(st, "57P01") ||
         state_is(st, "57P02") || state_is(st, "57P03")) {
         c->bad = true;              /* lost, or the server is going away */
+        db_unreached();
         return AS_ERR_UNAVAILABLE;
     }
     if (state_is(st, "23505") && cons && strcmp(cons, "users_email_key") == 0)
@@ -495,6 +499,7 @@ static enum as_err conn_collect(struct conn *c, const char *op,
     for (;;) {
         if (!wait_ready(c->c, deadline, &timed_out)) {
             c->bad = true;
+            db_unreached();
             PQclear(keep);
             log_simple(LOG_WARN, timed_out ? "db.timeout"
                                            : "db.connection_lost", op,
@@ -545,6 +550,7 @@ static bool conn_sent(struct conn *c, const char *op, int sent)
 {
     if (!sent) {
         c->bad = true;
+        db_unreached();
         log_simple(LOG_WARN, "db.connection_lost", op, PQerrorMessage(c->c));
     }
     return sent != 0;

@@ -13,6 +13,7 @@
 #include "breaker.h"
 #include "cfg.h"
 #include "clock.h"
+#include "driver.h"
 #include "log.h"
 #include "repo_int.h"
 
@@ -211,6 +212,7 @@ static bool allowed(struct repo *r)
 {
     uint64_t now = clock_mono_ms();
 
+    (void)db_take_unreached();          /* this call's own, from here */
     return !repo_gated(r, now) && breaker_allow(r->br, now);
 }
 
@@ -233,7 +235,8 @@ static enum as_err settle(struct repo *r, enum as_err err)
     if (as_err_is_infra(err)) {
         atomic_fetch_add_explicit(&r->errors, 1, memory_order_relaxed);
         failed = atomic_load_explicit(&r->failed, memory_order_acquire);
-        if (failed)
+        /* only a database not reached (driver.h db_unreached()) */
+        if (failed && db_take_unreached())
             failed(atomic_load_explicit(&r->gate_arg, memory_order_relaxed));
     }
     breaker_record(r->br, err, now);

@@ -575,3 +575,40 @@ def test_readiness_says_no_right_after_a_call_found_the_database_gone(
             assert verify(d, t["access_token"]).status == 200
     finally:
         d.stop()
+
+
+def test_a_statement_the_database_refuses_leaves_readiness_alone():
+    """Only a database not reached (a refused connect, a lost
+    connection, no answer) makes /readyz 503 before the next ping: a
+    review revoked INSERT on the outbox, and with every /password/forgot
+    then failing, /readyz answered 503 on a third to three quarters of
+    polls while everything else worked, so any client could keep a
+    load balancer from using the instance."""
+    # forty failures in a row would open the circuit (and /readyz with
+    # it): what is measured here is the readiness alone
+    d = Daemon("postgres",
+               env={"AUTH_CB_FAILURE_THRESHOLD": "1000"}).start()
+    url = d.env["AUTH_DATABASE_URL"]
+
+    def sql(text):
+        r = subprocess.run(["psql", url, "-v", "ON_ERROR_STOP=1", "-qc",
+                            text], capture_output=True, text=True,
+                           timeout=60)
+        assert r.returncode == 0, r.stderr
+    assert wait_until(lambda: _ready(d) == 200, timeout=30, interval=0.05)
+    sql("REVOKE INSERT ON outbox FROM CURRENT_USER")
+    try:
+        statuses = []
+        for i in range(40):
+            r = d.request("POST", "/api/v1/auth/password/forgot",
+                          {"email": "nobody-%d@example.com" % i})
+            assert r.status == 500, r
+            statuses.append(_ready(d))
+        assert statuses == [200] * 40, statuses
+    finally:
+        sql("GRANT INSERT ON outbox TO CURRENT_USER")
+    try:
+        assert d.request("POST", "/api/v1/auth/password/forgot",
+                         {"email": "nobody@example.com"}).status == 202
+    finally:
+        assert d.stop() == 0

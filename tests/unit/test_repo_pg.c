@@ -24,6 +24,7 @@
 #include "clock.h"
 #include "migrations.h"
 #include "repo.h"
+#include "repo/driver.h"
 #include "repo/repo_int.h"
 #include "uuid.h"
 
@@ -933,6 +934,7 @@ struct op_arg {
     const char *id;
     int kind;                       /* 0 migrate, 1 user_count */
     enum as_err err;
+    bool unreached;                 /* db_take_unreached() after it */
 };
 
 static void *op_thread(void *p)
@@ -940,8 +942,10 @@ static void *op_thread(void *p)
     struct op_arg *o = p;
     int64_t cnt;
 
+    (void)db_take_unreached();
     o->err = o->kind == 0 ? o->in->ops->migrate(o->in->impl)
                           : o->in->ops->user_count(o->in->impl, false, &cnt);
+    o->unreached = db_take_unreached();
     return NULL;
 }
 
@@ -1068,8 +1072,12 @@ static void test_statement_timeout(void **state)
     side_ok(f, "BEGIN");
     side_ok(f, "LOCK TABLE users IN ACCESS EXCLUSIVE MODE");
     t = clock_mono_ms();
+    (void)db_take_unreached();
     assert_int_equal(in.ops->user_by_id(in.impl, u.id, &got, f->a),
                      AS_ERR_UNAVAILABLE);
+    /* a statement the server cancelled: the database was reached, and
+     * /readyz is not told (driver.h db_unreached()) */
+    assert_false(db_take_unreached());
     t = clock_mono_ms() - t;
     assert_true(t >= 250);
     assert_true(t < 2000);          /* the server's timeout, not ours */
@@ -1181,6 +1189,7 @@ static void test_reconnect_mid_query(void **state)
     terminate(f, pid);
     pthread_join(th, NULL);
     assert_int_equal(arg.err, AS_ERR_UNAVAILABLE);
+    assert_true(arg.unreached);         /* its connection was lost */
     side_ok(f, "ROLLBACK");
     assert_int_equal(in.ops->user_count(in.impl, false, &cnt), AS_OK);
     inst_close(&in);
@@ -1313,8 +1322,12 @@ static void test_unreachable_and_bad_url(void **state)
     assert_int_equal(repo_pg_open(&cfg, "postgresql://u:secret@127.0.0.1:1/"
                                   "db", &ops, &impl), AS_OK);
     t = clock_mono_ms();
+    (void)db_take_unreached();
     assert_int_equal(ops->ping(impl), AS_ERR_UNAVAILABLE);
+    assert_true(db_take_unreached());       /* a refused connect */
     assert_int_equal(ops->migrate(impl), AS_ERR_UNAVAILABLE);
+    assert_true(db_take_unreached());
+    assert_false(db_take_unreached());      /* taken: cleared */
     assert_true(clock_mono_ms() - t < 8000);
     ops->close(impl);
 }
