@@ -314,10 +314,15 @@ static bool within_cap(struct db_tx *t, const char *recipient, int64_t now,
     int64_t sent = 0;
     char box[MAIL_ADDR_MAX + 1];
 
-    /* counted per mailbox: a+1@x and a+2@x are a@x's inbox */
-    if (!mail_cap_key(recipient, box, sizeof box))
-        return false;
-    recipient = box;
+    /* Link mails are counted per mailbox: a+1@x and a+2@x are a@x's
+     * inbox, and anyone may register them. Notices stay counted per
+     * address (slot): counted per mailbox, five accounts registered as
+     * a+k@x and moved held back the notice of a@x's own account. */
+    if (slot == 0) {
+        if (!mail_cap_key(recipient, box, sizeof box))
+            return false;
+        recipient = box;
+    }
 
     DB_RUN(t, &sql[M_COUNT_LOCK], &r, db_text(recipient), db_int(slot));
     if (DB_RUN(t, &sql[M_COUNT_SUM], &r, db_text(recipient),
@@ -344,14 +349,12 @@ static bool notice_hold(struct db_tx *t, const struct outbox_row *m,
 {
     struct db_rows r;
     int64_t oldest = 0;
-    char box[MAIL_ADDR_MAX + 1];
 
-    if (!mail_cap_key(m->recipient, box, sizeof box) ||
-        !DB_RUN(t, &sql[M_NOTICE_HELD], &r, db_text(m->recipient),
+    if (!DB_RUN(t, &sql[M_NOTICE_HELD], &r, db_text(m->recipient),
                 db_text(m->kind), db_text(m->id), db_text(m->user_id)) ||
         r.n != 0)
         return false;
-    if (DB_RUN(t, &sql[M_COUNT_OLDEST], &r, db_text(box),
+    if (DB_RUN(t, &sql[M_COUNT_OLDEST], &r, db_text(m->recipient),
                db_int(now - WINDOW_MS), db_int(slot)) && r.n == 1)
         oldest = db_i64(db_at(&r, 0, 0));          /* NULL reads as 0 */
     if (t->err != AS_OK || oldest <= 0)

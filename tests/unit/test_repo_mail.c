@@ -899,6 +899,26 @@ static enum outbox_fate notice_about(struct fx *f, const char *uid,
     return fate;
 }
 
+/* Notices are counted per address, not per mailbox: five accounts
+ * registered as v+k@ and moved each sent v+k@ a notice, and counted as
+ * v@'s mailbox they held back the notice of v@'s own account (a review:
+ * an hour late, 2 of 2). */
+static void subaddresses_hold_back_no_notice(void **state)
+{
+    struct fx *f = *state;
+    struct user u;
+    char email[64];
+    int i;
+
+    for (i = 0; i < 5; i++) {
+        snprintf(email, sizeof email, "v+%d@example.com", i);
+        new_user(f, &u, email);
+        assert_int_equal(notice_cap(f, u.id, u.email, T0 + i, 5), AS_OK);
+    }
+    new_user(f, &u, "v@example.com");
+    assert_int_equal(notice_cap(f, u.id, u.email, T0 + 10, 5), AS_OK);
+}
+
 static void a_held_notice_stands_only_for_its_account(void **state)
 {
     struct fx *f = *state;
@@ -1412,6 +1432,7 @@ int main(void)
         CASE(a_password_change_racing_a_resolution_ends_its_link),
         CASE(cap_per_recipient_per_hour),
         CASE(subaddresses_share_their_mailboxs_cap),
+        CASE(subaddresses_hold_back_no_notice),
         CASE(cap_is_a_sliding_hour),
         CASE(notices_have_a_cap_of_their_own),
         CASE(a_held_notice_stands_only_for_its_account),
