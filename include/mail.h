@@ -127,7 +127,8 @@ bool mail_linkless(const char *kind);
  * less its angle brackets). */
 #define MAIL_ADDR_MAX 254
 /* The mailbox `recipient` (stored lower-case) delivers to, which the
- * per-recipient cap counts: the address without a subaddress (RFC 5233:
+ * per-recipient cap of link mails counts (notices are counted per
+ * address: src/repo/mail.c): the address without a subaddress (RFC 5233:
  * `a+tag@x` is `a@x`'s), else the per-address cap let one inbox get the
  * cap once per tag an attacker made up. Into `out` (`cap` bytes); false
  * when it does not fit. */

@@ -32,11 +32,11 @@ bool ready_check(struct ready *r, uint64_t now_ms);
  * first true of a stalled ping logs "db.stalled", its end
  * "db.stall_ended". */
 bool ready_stalled(struct ready *r, uint64_t now_ms);
-/* A database call failed with an infrastructure error (on any thread;
- * never waits): ready_check() says not ready until a ping that starts
- * after it succeeds, and a ping is asked for now. Without this, /readyz
- * answered the last ping's 200 for up to a second after requests got
- * 503 from a stopped database. */
+/* A database call did not reach the database (on any thread; never
+ * waits; src/repo/driver.h db_unreached()): ready_check() says not ready
+ * until a ping that starts after it succeeds, and a ping is asked for
+ * now. Without this, /readyz answered the last ping's 200 for up to a
+ * second after requests got 503 from a stopped database. */
 void ready_failed(struct ready *r);
 /* Waits until the first ping has ended, at most `timeout_ms`; true when
  * it ended in time and succeeded. For start-up only (it blocks): a

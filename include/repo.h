@@ -427,14 +427,15 @@ struct breaker *repo_breaker(struct repo *r);
 /* True when the database is known to hang at monotonic time `now_ms`
  * (ready.h's ready_stalled: a readiness ping got no answer in time). */
 typedef bool repo_gate_fn(void *arg, uint64_t now_ms);
-/* Told (on the calling thread) that a call failed with an infrastructure
- * error (ready.h's ready_failed: /readyz stops saying ready until a ping
- * that starts after it succeeds). Must not wait. */
+/* Told (on the calling thread) of a call that failed without reaching
+ * the database (src/repo/driver.h db_unreached(); ready.h's
+ * ready_failed: /readyz stops saying ready until a ping that starts
+ * after it succeeds). Must not wait. */
 typedef void repo_failed_fn(void *arg);
 /* Installs `gate`: while it says so, every call is refused at once with
  * AS_ERR_UNAVAILABLE, as by an open breaker, instead of waiting out its
  * timeout on a database that does not answer (README.md "Circuit
- * breaker"); and `failed` (may be NULL), told of each call that failed.
+ * breaker"); and `failed` (may be NULL), told of each such call.
  * Setting them is safe while calls run (`arg` is published before
  * them); clear them (NULL) only once no call can run. `arg` is
  * borrowed. */
