@@ -83,6 +83,10 @@ void connguard_set_parking(struct connguard *g, uint64_t idle_timeout_ms,
  * server's connguard_open() of it gets `c` back. False: nothing done. */
 bool connguard_park(struct connguard *g, struct cg_conn *c, int fd,
                     uint64_t now_ms);
+/* Whether `c` can ever be parked: a TCP connection. One on a Unix socket
+ * cannot (no peer address to give back, no TCP byte counts), so the
+ * server keeps it idle for AUTH_CONNECTION_TIMEOUT itself. */
+bool connguard_parkable(const struct cg_conn *c);
 
 /* Reads how many bytes socket `fd` has received (CG_RX_UNKNOWN when it
  * cannot tell). */

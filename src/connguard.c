@@ -211,7 +211,8 @@ void connguard_free(struct connguard *g)
 }
 
 /* The counting key of `sa`: IPv4 (also IPv4-mapped) whole, IPv6 its /64.
- * False for other families (not counted). */
+ * False for other families, which all share one key (every client on a
+ * Unix socket counts as one address) and are never parked. */
 static bool prefix_key(const struct sockaddr *sa, uint8_t key[16])
 {
     memset(key, 0, 16);
@@ -534,6 +535,11 @@ void connguard_set_parking(struct connguard *g, uint64_t idle_timeout_ms,
     g->min_idle_ms = min_idle_ms;
     g->wake = wake;
     g->wake_arg = arg;
+}
+
+bool connguard_parkable(const struct cg_conn *c)
+{
+    return c && c->peer_len != 0;   /* set for AF_INET and AF_INET6 only */
 }
 
 bool connguard_park(struct connguard *g, struct cg_conn *c, int fd,

@@ -1355,6 +1355,17 @@ static int conn_fd(struct MHD_Connection *c)
     return ci ? (int)ci->connect_fd : -1;
 }
 
+/* How long libmicrohttpd keeps `conn` idle between requests: until it
+ * is parked (PARK_AFTER_S), or, for a connection that cannot be (on a
+ * Unix socket: a keep-alive connection of a proxy there was closed after
+ * 2 s idle), AUTH_CONNECTION_TIMEOUT. */
+static unsigned idle_timeout(const struct server *srv,
+                             struct MHD_Connection *conn)
+{
+    return connguard_parkable(conn_guard(conn)) ? PARK_AFTER_S
+                                                : srv->timeout_s;
+}
+
 /* Records each new connection, refusing one past the per-address (IPv6:
  * per /64) limit, and forgets it before libmicrohttpd closes its socket. */
 static void on_connection(void *cls, struct MHD_Connection *conn,
@@ -1380,6 +1391,9 @@ static void on_connection(void *cls, struct MHD_Connection *conn,
                                      clock_mono_ms());
     if (!*socket_context && fd >= 0)
         (void)shutdown(fd, SHUT_RDWR);  /* the server sees EOF and closes */
+    else if (srv->parking && !connguard_parkable(*socket_context))
+        MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT,
+                                  srv->timeout_s);
 }
 
 /* True when the query string alone holds more argument records than
@@ -1657,7 +1671,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn,
                            connguard_tcp_rx(conn_fd(conn)), clock_mono_ms());
     if (srv->parking)                   /* idle: parked after PARK_AFTER_S */
         MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT,
-                                  PARK_AFTER_S);
+                                  idle_timeout(srv, conn));
     if (!rc || toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
         send_failed_flush();            /* not this request's */
     if (!rc)

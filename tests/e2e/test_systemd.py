@@ -397,6 +397,26 @@ def test_a_unix_socket_says_who_its_clients_are(backend, notify, trusted):
             ["203.0.113.77" if trusted else "unix"], s
         warned = any('"listen.unix_clients_are_one"' in x for x in lines)
         assert warned is not trusted, lines[-20:]
+        # A keep-alive connection idle past the 2 s after which a TCP one
+        # is parked: a Unix one cannot be, and was closed then (a proxy's
+        # next request on it got nothing). It keeps
+        # AUTH_CONNECTION_TIMEOUT (15 s) instead.
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(30)
+        s.connect(path)
+        try:
+            for i in range(2):
+                if i:
+                    time.sleep(3.0)     # idle past the 2 s, on purpose
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                got = b""
+                while not got.endswith(b"}"):
+                    chunk = s.recv(4096)
+                    assert chunk, got
+                    got += chunk
+                assert got.startswith(b"HTTP/1.1 200 "), got
+        finally:
+            s.close()
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
