@@ -157,6 +157,10 @@ struct outbox_row {
     int64_t expires_at;          /* its link's, once resolved; 0: none */
     int64_t created_at;
     int64_t attempts;            /* failed tries so far */
+    /* A notice's recipient was verified when it was queued (the cap
+     * it counts against: src/repo/mail.c, within_cap()); link mails
+     * and rows queued before migration 0019 read true. */
+    bool to_verified;
 };
 
 /* A change of some fields of one user: only those named in `set` are

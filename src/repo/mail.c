@@ -31,11 +31,19 @@
  * recipient and kind locks first. */
 #define NOTICE_SLOT_MS INT64_C(1)          /* email_changed, and others */
 #define PASSKEY_SLOT_MS INT64_C(2)         /* passkey_added */
+/* A notice to an address not verified when it was queued is counted per
+ * mailbox (as link mails are) in a slot of its kind's own plus this, so
+ * that it shares no count with the notices of verified addresses. */
+#define UNPROVEN_SLOTS_MS INT64_C(2)
 /* Unsent mails queued before the cutoff that one new mail deletes: more
  * than one, so that without a mailer (no transport) they cannot pile up
  * faster than they go, and few, so that a request stays cheap. */
 #define ADD_PRUNE_BATCH "2"
 #define FAILED_TEXT "delivery failed"    /* error text that cannot be kept */
+/* Held notices of one account and kind to unverified addresses read to
+ * find one to the same mailbox: one stands for the others, so there are
+ * as many as mailboxes past their cap (a miss holds one row more). */
+#define HELD_SCAN "64"
 
 /* Token hash $1 is unused and unexpired at $2. */
 #define OTT_LIVE "used_at IS NULL AND expires_at > $2"
@@ -55,7 +63,7 @@
 #define CLAIM(due)                                                         \
     "UPDATE outbox SET locked_until = $2 WHERE id = (" due ") "            \
     "RETURNING id, kind, recipient, user_id, seed, resolved, expires_at, " \
-    "created_at, attempts"
+    "created_at, attempts, to_verified"
 
 /* Rows the hourly sweep deletes a transaction. */
 #define PRUNE_BATCH 512
@@ -63,7 +71,8 @@
 
 enum {
     M_ADD, M_ADD_PRUNE, M_RESET_USER, M_VERIFY_USER, M_COUNT_LOCK,
-    M_COUNT_SUM, M_COUNT, M_DROP, M_NOTICE_HELD, M_COUNT_OLDEST, M_DEFER,
+    M_COUNT_SUM, M_COUNT, M_DROP, M_NOTICE_HELD, M_NOTICE_HELD_UNPROVEN,
+    M_COUNT_OLDEST, M_DEFER,
     M_TOKEN_ADD, M_RESOLVED, M_NOTICE_READY, M_RESET_FIND, M_LOCK_USER,
     M_TOKEN_USE, M_SET_PW, M_DROP_PASSKEYS, M_DROP_MFA, M_DROP_CODES,
     M_REVOKE_ALL, M_RETIRE, M_LOCK_VERIFY, M_VERIFY_USE, M_SET_VERIFIED,
@@ -117,6 +126,13 @@ static struct db_stmt sql[M_NSTMT] = {
     [M_NOTICE_HELD] = DB_SQL("SELECT 1 FROM outbox WHERE recipient = $1 "
                              "AND kind = $2 AND id <> $3 AND user_id = $4 "
                              "AND sent_at IS NULL AND NOT resolved LIMIT 1"),
+    /* The same, to addresses not verified (counted per mailbox): their
+     * recipients, whose mailbox the caller compares. */
+    [M_NOTICE_HELD_UNPROVEN] = DB_SQL("SELECT recipient FROM outbox "
+                                      "WHERE kind = $1 AND id <> $2 "
+                                      "AND user_id = $3 AND NOT to_verified "
+                                      "AND sent_at IS NULL AND NOT resolved "
+                                      "LIMIT " HELD_SCAN),
     /* The oldest minute of count $3 of $1 still within the hour. */
     [M_COUNT_OLDEST] = DB_SQL("SELECT MIN(window_start) FROM mail_counts "
                               "WHERE recipient = $1 AND window_start > $2 "
@@ -290,49 +306,81 @@ static bool resolve_user(struct db_tx *t, const struct outbox_row *m,
 }
 
 /* The count that mail `m` (with link token `k`, or a notice) is held
- * to: see NOTICE_SLOT_MS. */
-static int64_t count_slot(const struct outbox_row *m, const struct ott *k)
+ * to: its recipient's key, into `key` (MAIL_ADDR_MAX + 1 bytes), and
+ * its slot (see NOTICE_SLOT_MS); false when the recipient has no key.
+ * Link mails are counted per mailbox: a+1@x and a+2@x are a@x's inbox,
+ * and anyone may register them. So are notices to an address nobody had
+ * verified: one account moving through a+1@x, a+2@x, ... sent a@x a
+ * notice per tag. Notices to a verified address stay counted per
+ * address, in slots of their own: counted per mailbox with the others,
+ * five accounts registered as a+k@x and moved held back the notice of
+ * a@x's own account (only a@x's owner can verify a+k@x). */
+static bool count_of(const struct outbox_row *m, const struct ott *k,
+                     char *key, int64_t *slot)
 {
-    if (k)
-        return 0;
-    if (m->kind && strcmp(m->kind, MAIL_KIND_PASSKEY_ADDED) == 0)
-        return PASSKEY_SLOT_MS;
-    return NOTICE_SLOT_MS;
+    *slot = 0;
+    if (!k) {
+        *slot = m->kind && strcmp(m->kind, MAIL_KIND_PASSKEY_ADDED) == 0
+                    ? PASSKEY_SLOT_MS
+                    : NOTICE_SLOT_MS;
+        if (m->to_verified) {
+            snprintf(key, MAIL_ADDR_MAX + 1, "%s", m->recipient);
+            return strlen(m->recipient) <= MAIL_ADDR_MAX;
+        }
+        *slot += UNPROVEN_SLOTS_MS;
+    }
+    return mail_cap_key(m->recipient, key, MAIL_ADDR_MAX + 1);
 }
 
-/* Whether one more mail to `recipient` at `now` stays within `cap` in
- * the last hour, counting it when it does and `counts` (it goes out); link
- * mails and each kind of notice are counted apart (`slot`). Mails held
- * back are not counted: requests past the cap cannot keep an address
- * shut for good; nor are mails to no account (a reset asked for an
- * address before its owner registers), which would keep its owner's
- * verification mail from going out. The statements are the same. */
-static bool within_cap(struct db_tx *t, const char *recipient, int64_t now,
-                       int64_t slot, unsigned cap, bool counts)
+/* Whether one more mail counted under `key` and `slot` (count_of()) at
+ * `now` stays within `cap` in the last hour, counting it when it does
+ * and `counts` (it goes out). Mails held back are not counted: requests
+ * past the cap cannot keep an address shut for good; nor are mails to
+ * no account (a reset asked for an address before its owner registers),
+ * which would keep its owner's verification mail from going out. The
+ * statements are the same. */
+static bool within_cap(struct db_tx *t, const char *key, int64_t slot,
+                       int64_t now, unsigned cap, bool counts)
 {
     struct db_rows r;
     int64_t sent = 0;
-    char box[MAIL_ADDR_MAX + 1];
 
-    /* Link mails are counted per mailbox: a+1@x and a+2@x are a@x's
-     * inbox, and anyone may register them. Notices stay counted per
-     * address (slot): counted per mailbox, five accounts registered as
-     * a+k@x and moved held back the notice of a@x's own account. */
-    if (slot == 0) {
-        if (!mail_cap_key(recipient, box, sizeof box))
-            return false;
-        recipient = box;
-    }
-
-    DB_RUN(t, &sql[M_COUNT_LOCK], &r, db_text(recipient), db_int(slot));
-    if (DB_RUN(t, &sql[M_COUNT_SUM], &r, db_text(recipient),
+    DB_RUN(t, &sql[M_COUNT_LOCK], &r, db_text(key), db_int(slot));
+    if (DB_RUN(t, &sql[M_COUNT_SUM], &r, db_text(key),
                db_int(now - WINDOW_MS), db_int(slot)) && r.n == 1)
         sent = db_i64(db_at(&r, 0, 0));
     if (t->err != AS_OK || sent >= (int64_t)cap)
         return false;
-    DB_RUN(t, &sql[M_COUNT], &r, db_text(recipient),
+    DB_RUN(t, &sql[M_COUNT], &r, db_text(key),
            db_int(now - now % MINUTE_MS + slot), db_int(counts ? 1 : 0));
     return t->err == AS_OK;
+}
+
+/* Whether a notice of `m`'s kind about its account, to its address (or,
+ * to an address not verified, to its mailbox `key`), is held already. */
+static bool held_already(struct db_tx *t, const struct outbox_row *m,
+                         const char *key)
+{
+    char box[MAIL_ADDR_MAX + 1];
+    struct db_rows r;
+    size_t i;
+
+    if (m->to_verified)
+        return !DB_RUN(t, &sql[M_NOTICE_HELD], &r, db_text(m->recipient),
+                       db_text(m->kind), db_text(m->id),
+                       db_text(m->user_id)) ||
+               r.n != 0;
+    if (!DB_RUN(t, &sql[M_NOTICE_HELD_UNPROVEN], &r, db_text(m->kind),
+                db_text(m->id), db_text(m->user_id)))
+        return true;
+    for (i = 0; i < r.n; i++) {
+        const char *to = db_str(db_at(&r, i, 0));
+
+        if (to && mail_cap_key(to, box, sizeof box) &&
+            strcmp(box, key) == 0)
+            return true;
+    }
+    return false;
 }
 
 /* Holds notice `m`, past the cap of its kind (`slot`) at `now`, until
@@ -340,21 +388,20 @@ static bool within_cap(struct db_tx *t, const char *recipient, int64_t now,
  * it: dropped, it let whoever holds an access token add five throwaway
  * passkeys and then the one to keep, whose notice never went. Unless
  * another notice of its kind about the same account to the same address
- * is held already: that one stands for it (a notice says what happened,
- * not when nor which), so a flood holds one row per kind, account and
- * address, and the owner hears of every change, at most one mail past
- * the cap. True when held. */
+ * (to an address not verified: mailbox) is held already: that one stands
+ * for it (a notice says what happened, not when nor which), so a flood
+ * holds one row per kind, account and address (or mailbox), and the
+ * owner hears of every change, at most one mail past the cap. True when
+ * held. */
 static bool notice_hold(struct db_tx *t, const struct outbox_row *m,
-                        int64_t now, int64_t slot)
+                        const char *key, int64_t slot, int64_t now)
 {
     struct db_rows r;
     int64_t oldest = 0;
 
-    if (!DB_RUN(t, &sql[M_NOTICE_HELD], &r, db_text(m->recipient),
-                db_text(m->kind), db_text(m->id), db_text(m->user_id)) ||
-        r.n != 0)
+    if (held_already(t, m, key))
         return false;
-    if (DB_RUN(t, &sql[M_COUNT_OLDEST], &r, db_text(m->recipient),
+    if (DB_RUN(t, &sql[M_COUNT_OLDEST], &r, db_text(key),
                db_int(now - WINDOW_MS), db_int(slot)) && r.n == 1)
         oldest = db_i64(db_at(&r, 0, 0));          /* NULL reads as 0 */
     if (t->err != AS_OK || oldest <= 0)
@@ -392,9 +439,11 @@ enum as_err db_outbox_resolve(void *impl, const struct outbox_row *m,
                               int64_t now, enum outbox_fate *fate,
                               char user_id[UUID_STR_LEN])
 {
+    char key[MAIL_ADDR_MAX + 1];
     struct db_rows r;
     struct db_tx t;
-    bool found, capped;
+    bool found, capped, keyed;
+    int64_t slot;
     enum as_err err;
 
     user_id[0] = '\0';
@@ -402,6 +451,7 @@ enum as_err db_outbox_resolve(void *impl, const struct outbox_row *m,
     if (!m->recipient || (!k && !m->user_id) ||
         (m->user_id && strlen(m->user_id) >= UUID_STR_LEN))
         return AS_ERR_BAD_REQUEST;
+    keyed = count_of(m, k, key, &slot);
     db_open(&t, impl, "outbox_resolve", true, NULL);
     if (!k)
         snprintf(user_id, UUID_STR_LEN, "%s", m->user_id);
@@ -409,13 +459,12 @@ enum as_err db_outbox_resolve(void *impl, const struct outbox_row *m,
      * then the count, then the decision. A mail without a link (a
      * notice) has a count of its own, which link mails do not raise. */
     found = !k || resolve_user(&t, m, k, user_id);
-    capped = !within_cap(&t, m->recipient, now, count_slot(m, k), cap,
-                         found);
+    capped = !keyed || !within_cap(&t, key, slot, now, cap, found);
     if (t.err == AS_OK)
         *fate = !found ? OUTBOX_NO_USER
                        : capped ? OUTBOX_CAPPED : OUTBOX_READY;
-    if (*fate == OUTBOX_CAPPED && !k && cap > 0 &&
-        notice_hold(&t, m, now, count_slot(m, k)))
+    if (*fate == OUTBOX_CAPPED && !k && cap > 0 && keyed &&
+        notice_hold(&t, m, key, slot, now))
         *fate = OUTBOX_HELD;
     if (*fate == OUTBOX_READY)
         resolve_store(&t, m, k, user_id);
@@ -566,6 +615,7 @@ enum as_err db_outbox_claim(void *impl, int64_t now, int64_t lease_until,
         out->expires_at = db_i64(db_at(&r, 0, 6));
         out->created_at = db_i64(db_at(&r, 0, 7));
         out->attempts = db_i64(db_at(&r, 0, 8));
+        out->to_verified = db_flag(db_at(&r, 0, 9));
     }
     return db_close(&t);
 }

@@ -69,12 +69,15 @@ static struct db_stmt sql[P_NSTMT] = {
     [P_INSERT] = DB_SQL("INSERT INTO passkeys (" PASSKEY_COLS ") "
                         "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
                         "ON CONFLICT (cred_id) DO NOTHING"),
-    /* The notice of a new passkey, to the owner's email as it is now,
-     * queued resolved (README.md, "Mail"). */
+    /* The notice of a new passkey, to the owner's email as it is now
+     * and whether it is verified (migration 0019), queued resolved
+     * (README.md, "Mail"). */
     [P_NOTICE] = DB_SQL("INSERT INTO outbox (id, user_id, kind, recipient, "
-                        "resolved, created_at, next_attempt_at) "
+                        "resolved, created_at, next_attempt_at, "
+                        "to_verified) "
                         "SELECT $1, id, '" MAIL_KIND_PASSKEY_ADDED "', "
-                        "email, true, $3, $3 FROM users WHERE id = $2"),
+                        "email, true, $3, $3, is_verified FROM users "
+                        "WHERE id = $2"),
     [P_BY_CRED] = DB_SQL("SELECT " PASSKEY_COLS " FROM passkeys "
                          "WHERE cred_id = $1"),
     [P_LIST] = DB_SQL("SELECT " PASSKEY_COLS " FROM passkeys "

@@ -12,8 +12,8 @@
 /* Before a change: whether user $1 is an active admin, whether active,
  * and its email. */
 #define USER_FLAGS                                                         \
-    "SELECT role = 'admin' AND is_active, is_active, email FROM users "    \
-    "WHERE id = $1"
+    "SELECT role = 'admin' AND is_active, is_active, email, is_verified "  \
+    "FROM users WHERE id = $1"
 #define LIST_WHERE "WHERE ($1 IS NULL OR id > $1) AND ($2 IS NULL "
 
 /* Rows of an account an account's deletion sheds a transaction. */
@@ -70,9 +70,11 @@ static struct db_stmt sql[U_NSTMT] = {
         "verified_at = CASE WHEN $2 & 16 <> 0 AND $7 "
         "THEN coalesce(verified_at, $8) ELSE verified_at END, "
         "updated_at = $8 WHERE id = $1 RETURNING " USER_COLS USER_MFA_COL),
+    /* $6: whether the address it leaves was verified (migration 0019). */
     [U_NOTICE] = DB_SQL("INSERT INTO outbox (id, user_id, kind, recipient, "
-                        "resolved, created_at, next_attempt_at) "
-                        "VALUES ($1, $2, $3, $4, true, $5, $5)"),
+                        "resolved, created_at, next_attempt_at, "
+                        "to_verified) "
+                        "VALUES ($1, $2, $3, $4, true, $5, $5, $6)"),
     /* Another password counts password_gen up (migration 0015); a new
      * hash of the same password leaves it. */
     [U_SET_PW] = DB_SQL("UPDATE users SET password_hash = $2, "
@@ -227,7 +229,8 @@ enum as_err db_user_patch(void *impl, const char *id,
     bool demotes = ((p->set & UF_ROLE) && p->role != ROLE_ADMIN) ||
                    ((p->set & UF_ACTIVE) && !p->is_active);
     char old_email[REPO_EMAIL_MAX + 1] = "";
-    bool was_admin = false, was_active = false, is_active, is_admin;
+    bool was_admin = false, was_active = false, was_verified = false;
+    bool is_active, is_admin;
     const char *email;
     struct db_rows b, r;
     struct db_tx t;
@@ -245,6 +248,7 @@ enum as_err db_user_patch(void *impl, const char *id,
     if (t.err == AS_OK) {
         was_admin = db_flag(db_at(&b, 0, 0));
         was_active = db_flag(db_at(&b, 0, 1));
+        was_verified = db_flag(db_at(&b, 0, 3));
         snprintf(old_email, sizeof old_email, "%s",
                  db_str(db_at(&b, 0, 2)) ? db_str(db_at(&b, 0, 2)) : "");
     }
@@ -270,7 +274,8 @@ enum as_err db_user_patch(void *impl, const char *id,
                 DB_RUN(&t, &sql[U_NOTICE], &b,
                        db_text(p->email_notice->id), db_text(id),
                        db_text(p->email_notice->kind), db_text(old_email),
-                       db_int(p->email_notice->created_at));
+                       db_int(p->email_notice->created_at),
+                       db_bool(was_verified));
             /* Links checked the address only: after X -> Y -> X, X's old
              * links, and a request to X queued before, worked again. */
             db_links_end(&t, id, NULL, true, old_email, now);

@@ -220,6 +220,51 @@ def test_subaddresses_share_their_inbox_cap(make_daemon):
         sink.close()
 
 
+def test_one_account_through_many_tags_mails_the_inbox_its_cap(
+        make_daemon):
+    """An account moving its email through inbox+1@, inbox+2@, ... sent
+    the inbox an `email_changed` notice per tag (a review: 20 changes,
+    20 notices). Notices to addresses nobody verified count as the
+    mailbox; the owner's own verified address keeps a count of its own,
+    so the flood holds back none of its notices."""
+    from test_mail import verify, verify_request
+    sink = SmtpSink()
+    try:
+        d = make_daemon(dict(smtp_env(sink.port),
+                             AUTH_MAIL_PER_RECIPIENT_PER_HOUR="3")).start()
+        base = "inbox-%s" % secrets.token_hex(4)
+        owner = "%s@example.com" % base
+        _, opw, ot = d.user(email=owner)
+        assert verify_request(d, ot["access_token"]).status == 202
+        assert verify(d, token_in(parse(wait_mails(sink, owner)[0])
+                                  .get_content(), "/verify-email")
+                      ).status == 204
+        tags = ["%s+%d@example.com" % (base, i) for i in range(11)]
+        _, pw, t = d.user(email=tags[0])
+        for addr in tags[1:]:
+            r = d.request("PATCH", "/api/v1/users/me",
+                          {"email": addr, "current_password": pw},
+                          token=t["access_token"])
+            assert r.status == 200, r
+        # three sent, one held (it stands for the rest), six dropped
+        assert wait_until(lambda: len([
+            e for e in events(d, "mail.dropped")
+            if e.get("reason") == "recipient_cap"]) >= 6 and
+            events(d, "mail.held")), d.lines[-20:]
+        r = d.request("PATCH", "/api/v1/users/me",
+                      {"email": "moved-%s@example.com" % base,
+                       "current_password": opw}, token=ot["access_token"])
+        assert r.status == 200, r
+        notices = wait_mails(sink, owner, 2)        # the verification, then
+        assert parse(notices[1])["Subject"] != parse(notices[0])["Subject"]
+        got = sum(len(sink.to(a)) for a in tags)
+        assert got == 3, got
+        assert len(events(d, "mail.held")) == 1
+        assert d.stop() == 0
+    finally:
+        sink.close()
+
+
 def test_resets_asked_for_no_account_leave_its_owner_its_mail(make_daemon):
     """Resets asked for an address no account has yet send nothing, and
     count nothing against the address: five of them (from anyone, once an
