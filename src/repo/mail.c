@@ -40,10 +40,6 @@
  * faster than they go, and few, so that a request stays cheap. */
 #define ADD_PRUNE_BATCH "2"
 #define FAILED_TEXT "delivery failed"    /* error text that cannot be kept */
-/* Held notices of one account and kind to unverified addresses read to
- * find one to the same mailbox: one stands for the others, so there are
- * as many as mailboxes past their cap (a miss holds one row more). */
-#define HELD_SCAN "64"
 
 /* Token hash $1 is unused and unexpired at $2. */
 #define OTT_LIVE "used_at IS NULL AND expires_at > $2"
@@ -126,13 +122,15 @@ static struct db_stmt sql[M_NSTMT] = {
     [M_NOTICE_HELD] = DB_SQL("SELECT 1 FROM outbox WHERE recipient = $1 "
                              "AND kind = $2 AND id <> $3 AND user_id = $4 "
                              "AND sent_at IS NULL AND NOT resolved LIMIT 1"),
-    /* The same, to addresses not verified (counted per mailbox): their
-     * recipients, whose mailbox the caller compares. */
-    [M_NOTICE_HELD_UNPROVEN] = DB_SQL("SELECT recipient FROM outbox "
+    /* The same, to the subaddresses of one mailbox ($4: its local part
+     * escaped for LIKE, then "+%@" and its domain escaped) that were not
+     * verified (count_of()). */
+    [M_NOTICE_HELD_UNPROVEN] = DB_SQL("SELECT 1 FROM outbox "
                                       "WHERE kind = $1 AND id <> $2 "
                                       "AND user_id = $3 AND NOT to_verified "
+                                      "AND recipient LIKE $4 ESCAPE '!' "
                                       "AND sent_at IS NULL AND NOT resolved "
-                                      "LIMIT " HELD_SCAN),
+                                      "LIMIT 1"),
     /* The oldest minute of count $3 of $1 still within the hour. */
     [M_COUNT_OLDEST] = DB_SQL("SELECT MIN(window_start) FROM mail_counts "
                               "WHERE recipient = $1 AND window_start > $2 "
@@ -309,27 +307,78 @@ static bool resolve_user(struct db_tx *t, const struct outbox_row *m,
  * to: its recipient's key, into `key` (MAIL_ADDR_MAX + 1 bytes), and
  * its slot (see NOTICE_SLOT_MS); false when the recipient has no key.
  * Link mails are counted per mailbox: a+1@x and a+2@x are a@x's inbox,
- * and anyone may register them. So are notices to an address nobody had
- * verified: one account moving through a+1@x, a+2@x, ... sent a@x a
- * notice per tag. Notices to a verified address stay counted per
- * address, in slots of their own: counted per mailbox with the others,
- * five accounts registered as a+k@x and moved held back the notice of
- * a@x's own account (only a@x's owner can verify a+k@x). */
+ * and anyone may register them. So are notices to a subaddress nobody
+ * had verified: one account moving through a+1@x, a+2@x, ... sent a@x a
+ * notice per tag. Other notices are counted per address as written, in
+ * slots of their own: counted per mailbox with the others, five accounts
+ * registered as a+k@x and moved held back the notice of a@x's own
+ * account. Only a@x's owner can verify a+k@x, and while an account is
+ * a@x no other can be. */
 static bool count_of(const struct outbox_row *m, const struct ott *k,
                      char *key, int64_t *slot)
 {
+    bool keyed = mail_cap_key(m->recipient, key, MAIL_ADDR_MAX + 1);
+
     *slot = 0;
-    if (!k) {
-        *slot = m->kind && strcmp(m->kind, MAIL_KIND_PASSKEY_ADDED) == 0
-                    ? PASSKEY_SLOT_MS
-                    : NOTICE_SLOT_MS;
-        if (m->to_verified) {
-            snprintf(key, MAIL_ADDR_MAX + 1, "%s", m->recipient);
-            return strlen(m->recipient) <= MAIL_ADDR_MAX;
-        }
+    if (k || !keyed)
+        return keyed;
+    *slot = m->kind && strcmp(m->kind, MAIL_KIND_PASSKEY_ADDED) == 0
+                ? PASSKEY_SLOT_MS
+                : NOTICE_SLOT_MS;
+    if (!m->to_verified && strcmp(key, m->recipient) != 0)
         *slot += UNPROVEN_SLOTS_MS;
+    else
+        snprintf(key, MAIL_ADDR_MAX + 1, "%s", m->recipient);
+    return true;
+}
+
+/* Appends `n` bytes of `s` to `out` (at *len, `cap` bytes) escaped for
+ * LIKE ... ESCAPE '!' (a backslash reads as one only where PostgreSQL's
+ * standard_conforming_strings is on); false when it does not fit. */
+static bool like_escaped(char *out, size_t cap, size_t *len, const char *s,
+                         size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        if (*len + 3 > cap)
+            return false;
+        if (s[i] == '!' || s[i] == '%' || s[i] == '_')
+            out[(*len)++] = '!';
+        out[(*len)++] = s[i];
     }
-    return mail_cap_key(m->recipient, key, MAIL_ADDR_MAX + 1);
+    out[*len] = '\0';
+    return true;
+}
+
+/* Whether a notice of `m`'s kind about its account is held already to
+ * its address, or (slot past UNPROVEN_SLOTS_MS) to a subaddress of its
+ * mailbox `key` (count_of()). */
+static bool held_already(struct db_tx *t, const struct outbox_row *m,
+                         const char *key, int64_t slot)
+{
+    char like[2 * MAIL_ADDR_MAX + 8];
+    const char *at = strrchr(key, '@');
+    struct db_rows r;
+    size_t len = 0;
+
+    if (slot <= UNPROVEN_SLOTS_MS)
+        return !DB_RUN(t, &sql[M_NOTICE_HELD], &r, db_text(m->recipient),
+                       db_text(m->kind), db_text(m->id),
+                       db_text(m->user_id)) ||
+               r.n != 0;
+    if (!at || !like_escaped(like, sizeof like, &len, key,
+                             (size_t)(at - key)) ||
+        !like_escaped(like, sizeof like, &len, "+", 1) ||
+        len + 2 > sizeof like)
+        return true;
+    like[len++] = '%';
+    like[len] = '\0';
+    if (!like_escaped(like, sizeof like, &len, at, strlen(at)))
+        return true;
+    return !DB_RUN(t, &sql[M_NOTICE_HELD_UNPROVEN], &r, db_text(m->kind),
+                   db_text(m->id), db_text(m->user_id), db_text(like)) ||
+           r.n != 0;
 }
 
 /* Whether one more mail counted under `key` and `slot` (count_of()) at
@@ -356,33 +405,6 @@ static bool within_cap(struct db_tx *t, const char *key, int64_t slot,
     return t->err == AS_OK;
 }
 
-/* Whether a notice of `m`'s kind about its account, to its address (or,
- * to an address not verified, to its mailbox `key`), is held already. */
-static bool held_already(struct db_tx *t, const struct outbox_row *m,
-                         const char *key)
-{
-    char box[MAIL_ADDR_MAX + 1];
-    struct db_rows r;
-    size_t i;
-
-    if (m->to_verified)
-        return !DB_RUN(t, &sql[M_NOTICE_HELD], &r, db_text(m->recipient),
-                       db_text(m->kind), db_text(m->id),
-                       db_text(m->user_id)) ||
-               r.n != 0;
-    if (!DB_RUN(t, &sql[M_NOTICE_HELD_UNPROVEN], &r, db_text(m->kind),
-                db_text(m->id), db_text(m->user_id)))
-        return true;
-    for (i = 0; i < r.n; i++) {
-        const char *to = db_str(db_at(&r, i, 0));
-
-        if (to && mail_cap_key(to, box, sizeof box) &&
-            strcmp(box, key) == 0)
-            return true;
-    }
-    return false;
-}
-
 /* Holds notice `m`, past the cap of its kind (`slot`) at `now`, until
  * the oldest mail of that count leaves the hour, rather than dropping
  * it: dropped, it let whoever holds an access token add five throwaway
@@ -399,7 +421,7 @@ static bool notice_hold(struct db_tx *t, const struct outbox_row *m,
     struct db_rows r;
     int64_t oldest = 0;
 
-    if (held_already(t, m, key))
+    if (held_already(t, m, key, slot))
         return false;
     if (DB_RUN(t, &sql[M_COUNT_OLDEST], &r, db_text(key),
                db_int(now - WINDOW_MS), db_int(slot)) && r.n == 1)
