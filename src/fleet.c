@@ -23,6 +23,15 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 #define APP_NAME "auth-serve-listen"
+/* The listener pings its connection (an empty query) this often, and
+ * takes it for lost when a ping goes unanswered this long: a connection
+ * whose server process stood still, or whose packets a network dropped,
+ * stays open and silent, and an instance reading nothing from it went
+ * on answering revoked sessions from its cache for as long as the cache
+ * kept them (a review: 45 s) though other instances had announced the
+ * revocation. Lost, it is replaced at once. */
+#define PING_EVERY_MS 250
+#define PING_LOST_MS 1000
 
 /* Two threads: the listener reads its connection and never waits on
  * anything else, so it can vouch for the session cache every
@@ -37,6 +46,8 @@ struct fleet {
     atomic_bool stop;
     PGconn *conn;                /* the listener's only */
     uint64_t heard_at;           /* its last scache_heard() mark, or 0 */
+    bool ping_out;               /* a ping's answer is awaited */
+    uint64_t ping_at;            /* monotonic ms the last ping went, or 0 */
     const struct sec_keys **old; /* replaced key sets, freed at stop */
     size_t nold;                 /* (both the keys thread's) */
     pthread_mutex_t mu;          /* with `polled`, */
@@ -105,9 +116,19 @@ static void heard(struct fleet *f, const PGnotify *n, bool *keys_changed)
 static bool drain(struct fleet *f, bool *keys_changed)
 {
     PGnotify *n;
+    PGresult *r;
 
     if (!PQconsumeInput(f->conn))
         return false;
+    /* the ping's answer, to its end */
+    while (f->ping_out && !PQisBusy(f->conn)) {
+        r = PQgetResult(f->conn);
+        if (!r) {
+            f->ping_out = false;
+            break;
+        }
+        PQclear(r);
+    }
     while ((n = PQnotifies(f->conn)) != NULL) {
         heard(f, n, keys_changed);
         PQfreemem(n);
@@ -204,12 +225,28 @@ static bool wait_for(struct fleet *f, int ms)
     return p[1].fd >= 0 && (p[1].revents & (POLLIN | POLLERR | POLLHUP));
 }
 
-static void lost(struct fleet *f)
+/* Sends a ping when one is due and none is out (PING_EVERY_MS); false
+ * when the connection is lost, or a ping went unanswered PING_LOST_MS. */
+static bool ping(struct fleet *f, uint64_t now)
+{
+    if (f->ping_out)
+        return now - f->ping_at <= PING_LOST_MS &&
+               PQflush(f->conn) >= 0;
+    if (f->ping_at && now - f->ping_at < PING_EVERY_MS)
+        return true;
+    if (!PQsendQuery(f->conn, ""))
+        return false;
+    f->ping_out = true;
+    f->ping_at = now;
+    return PQflush(f->conn) >= 0;
+}
+
+static void lost(struct fleet *f, const char *why)
 {
     log_event(LOG_WARN, "fleet.listen_lost", NULL,
-              json_pack("{s:s}", "hint", "revocations at other instances "
-                        "are seen after AUTH_SESSION_CACHE_SECONDS until "
-                        "it is back"));
+              json_pack("{s:s, s:s}", "reason", why, "hint",
+                        "revocations at other instances are seen after "
+                        "AUTH_SESSION_CACHE_SECONDS until it is back"));
     PQfinish(f->conn);
     f->conn = NULL;
 }
@@ -238,6 +275,7 @@ static void listen_step(struct fleet *f)
     struct scache *c = f->app->scache;
     uint64_t mark = scache_mark(c);
     bool keys_changed = false, read = drain(f, &keys_changed);
+    bool answers = read && ping(f, clock_mono_ms());
 
     /* This thread stood still since its last read (the process was
      * stopped or throttled): the connection may have died meanwhile,
@@ -246,10 +284,10 @@ static void listen_step(struct fleet *f)
      * answer again (its mark is stale until then). */
     if (f->heard_at && mark > f->heard_at + SCACHE_HEARD_SLACK_MS)
         scache_forget_all(c);
-    f->heard_at = read ? mark : 0;
+    f->heard_at = answers ? mark : 0;
     scache_heard(c, f->heard_at);
-    if (!read)
-        lost(f);
+    if (!answers)
+        lost(f, read ? "no_answer" : "closed");
     if (keys_changed)
         keys_kick(f);
 }
@@ -265,6 +303,8 @@ static void *run(void *arg)
         if (!f->conn && now >= retry_at) {
             f->conn = listen_connect(f->app->cfg);
             if (f->conn) {
+                f->ping_out = false;
+                f->ping_at = 0;
                 scache_forget_all(f->app->scache);  /* may have missed */
                 log_event(LOG_INFO, "fleet.listening", NULL,
                           json_pack("{s:s}", "application_name", APP_NAME));

@@ -230,6 +230,51 @@ def test_a_stood_still_instance_whose_listener_was_lost_answers_none(
             assert wait_until(lambda: listening(d) >= rnd + 2, 30)
 
 
+def test_an_instance_whose_listener_went_silent_answers_no_revoked_session(
+        make_trio):
+    """The server process of every LISTEN connection stands still
+    (SIGSTOP: a stuck backend, or a network that drops the packets,
+    alike): the connections stay open and silent. Before, b read nothing
+    from its connection, took itself for up to date and answered the
+    session logged out at a from its cache for as long as the cache kept
+    it (a review: 45 s, the cache set to a minute). The listener pings
+    its connection now, takes one that leaves a ping unanswered a second
+    for lost (`fleet.listen_lost`, reason `no_answer`), and a new one
+    empties the cache. Three rounds."""
+    (a, b, _), url = trio_started(make_trio)
+    email, pw, _ = a.user()
+    took = []
+    for rnd in range(3):
+        t = a.login(email, pw).json
+        assert verify(b, t["access_token"]).status == 200   # cached at b
+        pids = [int(r[0]) for r in psql(
+            url, "SELECT pid FROM pg_stat_activity WHERE application_name "
+                 "= '%s' AND datname = current_database()" % LISTENER)]
+        assert len(pids) == 3, pids
+        stopped = []
+        try:
+            for pid in pids:
+                os.kill(pid, signal.SIGSTOP)
+                stopped.append(pid)
+            r = a.request("POST", "/api/v1/auth/logout",
+                          {"refresh_token": t["refresh_token"]})
+            assert r.status == 204, r
+            t0 = time.monotonic()
+            assert wait_until(lambda: verify(b, t["access_token"]).status
+                              == 401, timeout=15, interval=0.02), rnd
+            took.append(time.monotonic() - t0)
+        finally:
+            for pid in stopped:
+                os.kill(pid, signal.SIGCONT)
+        for d in (a, b):                          # listening again
+            assert wait_until(lambda: listening(d) >= rnd + 2, 30)
+    print("\nsilent listener: revocation seen after %s s"
+          % ", ".join("%.2f" % x for x in took))
+    assert max(took) < 5, took          # a second's ping, and a connect
+    assert [e for e in b.logs if e.get("event") == "fleet.listen_lost"
+            and e.get("reason") == "no_answer"]
+
+
 def test_deactivation_and_demotion_seen_everywhere(make_trio):
     (a, b, c), _ = trio_started(make_trio)
     _, _, boss = admin(a)
