@@ -50,6 +50,16 @@ static bool read_password(char *buf, size_t len)
         return false;
     if (!strchr(buf, '\n') && !feof(stdin))
         return false;                      /* longer than any password */
+    /* More than one line from a pipe or a file (a password pasted with
+     * a line break in it) is refused, not cut at the first: the password
+     * set would be a prefix of the one given. Blank lines may follow. */
+    if (!tty) {
+        int ch;
+
+        while ((ch = getchar()) != EOF)
+            if (ch != '\n' && ch != '\r')
+                return false;
+    }
     /* The line's end (LF or CRLF) goes; a CR anywhere else is refused,
      * not cut at: the password set would be a prefix of the one given. */
     buf[strcspn(buf, "\n")] = '\0';
@@ -110,28 +120,18 @@ static int new_password(const struct cfg *cfg, const char *email, char *pw)
     return 0;
 }
 
+/* Creates the user of `a` (its email and name checked by cli_user())
+ * with password `pw`. */
 static int user_create(const struct core *c, const struct user_args *a,
-                       struct arena *ar)
+                       const char *pw, struct arena *ar)
 {
     struct user u = { .role = a->admin ? ROLE_ADMIN : ROLE_USER,
                       .is_active = true };
-    char pw[PW_LINE];
-    enum as_err err = AS_OK;
-    int status;
+    enum as_err err;
 
     u.email = v_new_email(ar, a->email);
-    if (!u.email || (a->name && !v_full_name(a->name))) {
-        fprintf(stderr, "auth-serve: invalid %s\n",
-                u.email ? "--name" : "--email");
-        return 2;
-    }
     u.full_name = a->name;
-    status = new_password(c->cfg, u.email, pw);
-    if (status == 0)
-        err = core_user_create(c, &u, pw);
-    crypt_wipe(pw, sizeof pw);
-    if (status != 0)
-        return status;
+    err = u.email ? core_user_create(c, &u, pw) : AS_ERR_VALIDATION;
     if (err != AS_OK)
         return fail("cannot create the user", err);
     log_event(LOG_INFO, "audit", NULL,
@@ -159,22 +159,17 @@ static int named_user(const struct core *c, const struct user_args *a,
 }
 
 static int user_set_password(const struct core *c, const struct user_args *a,
-                             struct arena *ar)
+                             const char *pw, struct arena *ar)
 {
     const char *email;
-    char pw[PW_LINE];
     struct user u;
-    enum as_err err = AS_OK;
+    enum as_err err;
     int status = named_user(c, a, ar, &u, &email);
 
     if (status != 0)
         return status;
-    status = new_password(c->cfg, email, pw);
-    if (status == 0)                     /* every session of the user ends */
-        err = core_user_set_password(c, u.id, pw, NULL);
-    crypt_wipe(pw, sizeof pw);
-    if (status != 0)
-        return status;
+    /* every session of the user ends */
+    err = core_user_set_password(c, u.id, pw, NULL);
     if (err != AS_OK)
         return fail("cannot set the password", err);
     log_event(LOG_INFO, "audit", NULL,
@@ -251,17 +246,24 @@ static int user_list(const struct core *c, struct arena *ar)
 
 int cli_user(const struct cfg *cfg, int argc, char **argv)
 {
-    struct pw_params pw = { cfg->argon2_iterations,
-                            (size_t)cfg->argon2_memory_kib * 1024u };
+    struct pw_params params = { cfg->argon2_iterations,
+                                (size_t)cfg->argon2_memory_kib * 1024u };
     struct user_args a;
     struct repo *r = NULL;
     struct arena *ar = NULL;
     struct core c;
     enum as_err err;
     int status = 2;
+    char pw[PW_LINE] = "";
+    bool create, set_pw;
 
     if (argc < 1 || parse_args(argc, argv, &a) != 0)
         goto usage;
+    create = strcmp(argv[0], "create") == 0;
+    set_pw = strcmp(argv[0], "set-password") == 0;
+    if (!create && !set_pw && strcmp(argv[0], "list") != 0 &&
+        strcmp(argv[0], "mfa-reset") != 0 && strcmp(argv[0], "unlock") != 0)
+        goto usage;                   /* `--help`, before any database */
     if ((strcmp(argv[0], "create") == 0 ||
          strcmp(argv[0], "set-password") == 0 ||
          strcmp(argv[0], "mfa-reset") == 0 ||
@@ -296,27 +298,35 @@ int cli_user(const struct cfg *cfg, int argc, char **argv)
             arena_free(ar);
             return 2;
         }
+    }
+    /* The password read and checked before a database is made for it,
+     * or opened: a refused password made one before. */
+    if ((create || set_pw) &&
+        (status = new_password(cfg, v_email(ar, a.email), pw)) != 0) {
+        crypt_wipe(pw, sizeof pw);
+        arena_free(ar);
+        return status;
+    }
+    if (strncmp(cfg->database_url, "sqlite:", 7) == 0 &&
+        access(cfg->database_url + 7, F_OK) != 0 && errno == ENOENT)
         fprintf(stderr, "auth-serve: making a new database at %s\n",
                 cfg->database_url + 7);
-    }
     err = core_store_open(cfg, &r);
-    core_init(&c, r, NULL, cfg, &pw, NULL);
+    core_init(&c, r, NULL, cfg, &params, NULL);
     if (err != AS_OK) {
         status = fail("database unavailable", err);
-    } else if (strcmp(argv[0], "create") == 0) {
-        status = user_create(&c, &a, ar);
-    } else if (strcmp(argv[0], "set-password") == 0) {
-        status = user_set_password(&c, &a, ar);
+    } else if (create) {
+        status = user_create(&c, &a, pw, ar);
+    } else if (set_pw) {
+        status = user_set_password(&c, &a, pw, ar);
     } else if (strcmp(argv[0], "list") == 0) {
         status = user_list(&c, ar);
     } else if (strcmp(argv[0], "mfa-reset") == 0) {
         status = user_mfa_reset(&c, &a, ar);
     } else if (strcmp(argv[0], "unlock") == 0) {
         status = user_unlock(&c, &a, ar);
-    } else {
-        status = 2;
-        fputs("auth-serve: unknown user command\n", stderr);
     }
+    crypt_wipe(pw, sizeof pw);
     arena_free(ar);
     core_store_close(r);
     return status;

@@ -274,6 +274,28 @@ def test_a_database_from_a_newer_build_is_warned_of(make_daemon, backend):
 
 
 
+def test_a_password_on_stdin_is_one_line_not_the_first_of_several(
+        make_daemon):
+    """A password pasted with a line break in it was cut at the first
+    line and set (a review: the account then took the first line alone);
+    the contract's passwords are never truncated. Blank lines after the
+    one are fine."""
+    d = make_daemon().start()
+    env = dict(d.env, AUTH_DATA_DIR=d.data_dir)
+    r = run(["user", "create", "--email", "lines@example.com"], env=env,
+            cwd=d.data_dir, stdin=b"An0ther-Pass-1\nsecondline\n")
+    assert r.returncode == 2, r
+    assert d.login("lines@example.com", "An0ther-Pass-1").status == 401
+    r = run(["user", "create", "--email", "lines@example.com"], env=env,
+            cwd=d.data_dir, stdin=b"An0ther-Pass-1\r\n\n\n")
+    assert r.returncode == 0, r
+    r = run(["user", "set-password", "--email", "lines@example.com"],
+            env=env, cwd=d.data_dir, stdin=b"Third-Pass-33\nmore\n")
+    assert r.returncode == 2, r
+    assert d.login("lines@example.com", "An0ther-Pass-1").status == 200
+    assert d.login("lines@example.com", "Third-Pass-33").status == 401
+
+
 def test_user_commands_make_no_database_where_there_is_none():
     """Run from the wrong folder (AUTH_DATA_DIR defaults to ./data) or
     with a mistyped path, `user list` made and migrated an empty database
@@ -297,6 +319,17 @@ def test_user_commands_make_no_database_where_there_is_none():
                 stdin=b"correct horse battery staple\n")
         assert r.returncode == 2 and b"invalid --" in r.stderr, (args, r)
         assert not os.path.exists(os.path.join(typo, "auth.db")), args
+    # nor does a password it refuses (a review: too short, too common,
+    # none, or two lines, each made one), nor asking for help
+    for stdin in (b"short\n", b"password\n", b"",
+                  b"correct horse battery staple\nsecond line\n"):
+        r = run(["user", "create", "--email", "ok@example.com"], env=env,
+                cwd=cwd, stdin=stdin)
+        assert r.returncode == 2 and b"password" in r.stderr, (stdin, r)
+        assert not os.path.exists(os.path.join(typo, "auth.db")), stdin
+    r = run(["user", "--help"], env=env, cwd=cwd)
+    assert r.returncode == 2 and b"usage: auth-serve user" in r.stderr, r
+    assert not os.path.exists(typo)
     r = run(["user", "create", "--email", "first@example.com", "--admin"],
             env=env, cwd=cwd, stdin=b"correct horse battery staple\n")
     assert r.returncode == 0, r.stderr
