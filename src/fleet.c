@@ -23,15 +23,23 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 #define APP_NAME "auth-serve-listen"
-/* The listener pings its connection (an empty query) this often, and
- * takes it for lost when a ping goes unanswered this long: a connection
- * whose server process stood still, or whose packets a network dropped,
- * stays open and silent, and an instance reading nothing from it went
- * on answering revoked sessions from its cache for as long as the cache
- * kept them (a review: 45 s) though other instances had announced the
- * revocation. Lost, it is replaced at once. */
+/* The listener pings its connection (an empty query) this often. A
+ * connection whose server process stands still, or whose packets a
+ * network drops, stays open and silent, and an instance reading nothing
+ * from it took itself for up to date and answered a session revoked at
+ * another instance from its cache for as long as the cache kept it (a
+ * review: 45 s). A ping unanswered PING_STALE_MS ends the listener's
+ * vouching (scache_heard()) until it is answered: checks go to the
+ * database, and while the database fails too (hung: the usual cause) the
+ * cache answers within its time to live, as for a lost connection
+ * (scache_check()). Unanswered PING_LOST_MS, longer than a session cache
+ * is commonly kept (emptied by a new connection, it would turn a long
+ * hang's answers from the cache into 503s), the connection is replaced:
+ * a server process stuck for good. TCP's timeouts end a dead network
+ * path sooner. */
 #define PING_EVERY_MS 250
-#define PING_LOST_MS 1000
+#define PING_STALE_MS 1000
+#define PING_LOST_MS 30000
 
 /* Two threads: the listener reads its connection and never waits on
  * anything else, so it can vouch for the session cache every
@@ -47,7 +55,9 @@ struct fleet {
     PGconn *conn;                /* the listener's only */
     uint64_t heard_at;           /* its last scache_heard() mark, or 0 */
     bool ping_out;               /* a ping's answer is awaited */
+    bool stalled;                /* it has been for PING_STALE_MS */
     uint64_t ping_at;            /* monotonic ms the last ping went, or 0 */
+    uint64_t ping_mark;          /* scache_mark() when it went */
     const struct sec_keys **old; /* replaced key sets, freed at stop */
     size_t nold;                 /* (both the keys thread's) */
     pthread_mutex_t mu;          /* with `polled`, */
@@ -225,9 +235,10 @@ static bool wait_for(struct fleet *f, int ms)
     return p[1].fd >= 0 && (p[1].revents & (POLLIN | POLLERR | POLLHUP));
 }
 
-/* Sends a ping when one is due and none is out (PING_EVERY_MS); false
- * when the connection is lost, or a ping went unanswered PING_LOST_MS. */
-static bool ping(struct fleet *f, uint64_t now)
+/* Sends a ping when one is due and none is out (PING_EVERY_MS), at
+ * `now` (scache mark `mark`); false when the connection is lost, or a
+ * ping went unanswered PING_LOST_MS. */
+static bool ping(struct fleet *f, uint64_t now, uint64_t mark)
 {
     if (f->ping_out)
         return now - f->ping_at <= PING_LOST_MS &&
@@ -238,7 +249,25 @@ static bool ping(struct fleet *f, uint64_t now)
         return false;
     f->ping_out = true;
     f->ping_at = now;
+    f->ping_mark = mark;
     return PQflush(f->conn) >= 0;
+}
+
+/* The mark the listener vouches for at `now`, heard up to `mark`: none
+ * after its ping went while that ping is unanswered PING_STALE_MS. */
+static uint64_t vouched(struct fleet *f, uint64_t now, uint64_t mark)
+{
+    bool stalled = f->ping_out && now - f->ping_at > PING_STALE_MS;
+
+    if (stalled != f->stalled)
+        log_event(stalled ? LOG_WARN : LOG_INFO,
+                  stalled ? "fleet.listen_stalled" : "fleet.listen_answering",
+                  NULL, stalled ? json_pack(
+                      "{s:s}", "hint", "the LISTEN connection answers no "
+                      "ping: bearer checks ask the database until it does")
+                                : NULL);
+    f->stalled = stalled;
+    return stalled ? f->ping_mark : mark;
 }
 
 static void lost(struct fleet *f, const char *why)
@@ -275,7 +304,8 @@ static void listen_step(struct fleet *f)
     struct scache *c = f->app->scache;
     uint64_t mark = scache_mark(c);
     bool keys_changed = false, read = drain(f, &keys_changed);
-    bool answers = read && ping(f, clock_mono_ms());
+    uint64_t now = clock_mono_ms();
+    bool answers = read && ping(f, now, mark);
 
     /* This thread stood still since its last read (the process was
      * stopped or throttled): the connection may have died meanwhile,
@@ -285,7 +315,7 @@ static void listen_step(struct fleet *f)
     if (f->heard_at && mark > f->heard_at + SCACHE_HEARD_SLACK_MS)
         scache_forget_all(c);
     f->heard_at = answers ? mark : 0;
-    scache_heard(c, f->heard_at);
+    scache_heard(c, answers ? vouched(f, now, mark) : 0);
     if (!answers)
         lost(f, read ? "no_answer" : "closed");
     if (keys_changed)
@@ -303,7 +333,7 @@ static void *run(void *arg)
         if (!f->conn && now >= retry_at) {
             f->conn = listen_connect(f->app->cfg);
             if (f->conn) {
-                f->ping_out = false;
+                f->ping_out = f->stalled = false;
                 f->ping_at = 0;
                 scache_forget_all(f->app->scache);  /* may have missed */
                 log_event(LOG_INFO, "fleet.listening", NULL,

@@ -217,9 +217,13 @@ static bool heard_lately(struct scache *c, uint64_t now)
     return h == 0 || now <= h + SCACHE_HEARD_SLACK_MS;
 }
 
-/* Copies a fresh-enough (or, with `any_age`, any) entry for `sid`. With
- * `claim`, sets *claim when this caller claimed the entry's refresh. */
-static bool lookup(struct scache *c, const char *sid, bool any_age,
+/* How old an entry lookup() takes: fresh (within the time to live, and
+ * the listener's mark recent), within the time to live, or any age. */
+enum age { AGE_FRESH, AGE_TTL, AGE_ANY };
+
+/* Copies an entry for `sid` young enough for `age`. With `claim`, sets
+ * *claim when this caller claimed the entry's refresh. */
+static bool lookup(struct scache *c, const char *sid, enum age age,
                    bool *claim, struct session_state *out)
 {
     unsigned set = set_of(c, sid);
@@ -230,8 +234,9 @@ static bool lookup(struct scache *c, const char *sid, bool any_age,
 
     pthread_mutex_lock(mu);
     s = find(c, set, sid);
-    hit = s && (any_age || (now - s->at_ms < c->ttl_ms &&
-                            heard_lately(c, now)));
+    hit = s && (age == AGE_ANY ||
+                (now - s->at_ms < c->ttl_ms &&
+                 (age == AGE_TTL || heard_lately(c, now))));
     if (hit) {
         *out = s->st;
         if (claim && wants_refresh(c, s, now)) {
@@ -297,7 +302,7 @@ enum as_err scache_check(struct scache *c, struct repo *r, const char *sid,
 
     if (strlen(sid) >= UUID_STR_LEN)
         return AS_ERR_INVALID_TOKEN;
-    if (c->ttl_ms && lookup(c, sid, false, NULL, out))
+    if (c->ttl_ms && lookup(c, sid, AGE_FRESH, NULL, out))
         return AS_OK;
     gen = atomic_load(&c->gen);           /* before the read */
     err = repo_session_state(r, sid, clock_ms(), out);
@@ -310,10 +315,13 @@ enum as_err scache_check(struct scache *c, struct repo *r, const char *sid,
      * else could have changed the session meanwhile (a sole writer, and
      * revocations made here forget their entries). On a shared database
      * other instances go on revoking while this one is cut off, so the
-     * answer stays bounded by the time to live (which the fresh lookup
-     * above already served), and 0 asks the database every time. */
-    if (c->outage_any_age && c->ttl_ms && as_err_is_infra(err) &&
-        lookup(c, sid, true, NULL, out))
+     * answer stays bounded by the time to live, as when the listener's
+     * connection is lost: also when the listener's mark is not recent
+     * (its connection silent, most often with the database hung), which
+     * kept the fresh lookup above from answering; and 0 asks the
+     * database every time. */
+    if (c->ttl_ms && as_err_is_infra(err) &&
+        lookup(c, sid, c->outage_any_age ? AGE_ANY : AGE_TTL, NULL, out))
         return AS_OK;                         /* database down: stale */
     return err;
 }
@@ -322,7 +330,7 @@ bool scache_peek(struct scache *c, const char *sid,
                  struct session_state *out)
 {
     return strlen(sid) < UUID_STR_LEN && c->ttl_ms &&
-           lookup(c, sid, false, NULL, out);
+           lookup(c, sid, AGE_FRESH, NULL, out);
 }
 
 bool scache_peek_refresh(struct scache *c, const char *sid,
@@ -330,7 +338,7 @@ bool scache_peek_refresh(struct scache *c, const char *sid,
 {
     *refresh = false;
     return strlen(sid) < UUID_STR_LEN && c->ttl_ms &&
-           lookup(c, sid, false, refresh, out);
+           lookup(c, sid, AGE_FRESH, refresh, out);
 }
 
 void scache_refresh(struct scache *c, struct repo *r, const char *sid,
