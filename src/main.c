@@ -237,6 +237,23 @@ static void warn_if_one_unix_client(const struct app *app)
                         "X-Forwarded-For, add unix to AUTH_TRUSTED_PROXIES"));
 }
 
+/* AUTH_TRUSTED_PROXIES taking an address no proxy has (IPv4 and IPv6
+ * documentation ranges, RFC 5737 and RFC 3849): a catch-all such as
+ * 0.0.0.0/0 or ::/0, which lets every client choose its own address in
+ * X-Forwarded-For, past the per-address rate limits, the lockout and
+ * AUTH_METRICS_ALLOW. */
+static void warn_if_everyone_trusted(const struct app *app)
+{
+    if (!app->trusted || (!netlist_contains(app->trusted, "203.0.113.7") &&
+                          !netlist_contains(app->trusted, "2001:db8::7")))
+        return;
+    log_event(LOG_WARN, "config.trusts_everyone", NULL,
+              json_pack("{s:s}", "hint", "AUTH_TRUSTED_PROXIES takes "
+                        "addresses no proxy has: every client may set its "
+                        "own address in X-Forwarded-For; list the proxies' "
+                        "addresses only"));
+}
+
 static enum as_err ping_repo(void *repo)
 {
     return repo_ping(repo);
@@ -335,6 +352,7 @@ static int serve(struct cfg *cfg)
     app.metrics = metrics_new(routes, nroutes);
     app.trusted = netlist_parse(cfg->trusted_proxies);
     warn_if_one_unix_client(&app);
+    warn_if_everyone_trusted(&app);
     app.metrics_allow = netlist_parse(cfg->metrics_allow);
     app.vcache = vcache_new(VCACHE_SLOTS);
     if (app.repo)

@@ -89,3 +89,17 @@ def test_rate_limit_follows_the_proxy_line(make_daemon):
                   headers={"X-Forwarded-For": "203.0.113.51"})
     assert_problem(r, 401, "invalid_credentials")
     assert d.stop() == 0
+
+
+def test_a_catch_all_trusted_list_is_warned_of(make_daemon):
+    """AUTH_TRUSTED_PROXIES=0.0.0.0/0 (or ::/0) lets every client choose
+    its own address, past rate limits, lockout and AUTH_METRICS_ALLOW (a
+    review: silently accepted). The start warns; a list of proxies does
+    not."""
+    for spec, warned in (("0.0.0.0/0", True), ("::/0", True),
+                         ("10.0.0.0/8,127.0.0.1", False),
+                         ("0.0.0.0/1,128.0.0.0/1", True)):
+        d = make_daemon({"AUTH_TRUSTED_PROXIES": spec}).start()
+        got = [e for e in d.logs if e.get("event") == "config.trusts_everyone"]
+        assert bool(got) == warned, (spec, got)
+        assert d.stop() == 0
