@@ -684,6 +684,21 @@ static enum as_err cli_rotate(const struct store *s, char kid[SEC_KID_MAX],
     return AS_OK;
 }
 
+/* Whether the keys folder of `s` has a current key to rotate from;
+ * why not into `why`. */
+static bool rotatable(const struct store *s, char *why, size_t why_len)
+{
+    char path[PATH_MAX];
+
+    if (!store_path(s, "current", "", path) || access(path, F_OK) == 0 ||
+        errno != ENOENT)
+        return true;                    /* the rotation says what fails */
+    sec_why(why, why_len, "no key to rotate in %s (check AUTH_DATA_DIR and "
+            "the working folder: the default is ./data; `keys generate` "
+            "makes the first)", s->dir);
+    return false;
+}
+
 static enum as_err cli_run(const struct cfg *cfg, const char *verb,
                            char kid[SEC_KID_MAX], char *why, size_t why_len)
 {
@@ -701,6 +716,13 @@ static enum as_err cli_run(const struct cfg *cfg, const char *verb,
                 "only key");
         return AS_ERR_BAD_REQUEST;
     }
+    /* Run from the wrong folder, or with a mistyped AUTH_DATA_DIR,
+     * `rotate` made a new keys folder there and said it had rotated,
+     * the daemon's keys untouched (a review). A first key is
+     * `generate`'s. */
+    if (strcmp(verb, "rotate") == 0 && store_at(cfg, &s) &&
+        !rotatable(&s, why, why_len))
+        return AS_ERR_BAD_REQUEST;
     err = store_open(cfg, &s, why, why_len);
     if (err != AS_OK)
         return err;

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import BACKENDS, wait_until
+from conftest import BACKENDS, Daemon, wait_until
 from jwtutil import parts
 
 pytestmark = pytest.mark.skipif("sqlite" not in BACKENDS,
@@ -204,3 +204,19 @@ def test_a_keys_folder_others_can_write_is_refused(make_daemon, backend):
         os.chmod(keys, 0o700)
     d.start()
     assert d.request("GET", "/api/v1/users/me", token=t).status == 200
+
+
+def test_a_rotation_where_there_are_no_keys_is_refused():
+    """Run from the wrong folder, or with a mistyped AUTH_DATA_DIR, `keys
+    rotate` made a new keys folder there, printed a kid and exited 0, the
+    daemon's keys untouched (a review). It is refused now (exit 2, no
+    folder made); `keys generate` makes a first key, and a rotation
+    after it works."""
+    d = Daemon("sqlite")
+    keys = os.path.join(d.data_dir, "keys")
+    r = d.command("keys", "rotate")
+    assert r.returncode == 2 and b"no key to rotate" in r.stderr, r
+    assert not os.path.exists(keys)
+    assert d.command("keys", "generate").returncode == 0
+    r = d.command("keys", "rotate")
+    assert r.returncode == 0, r
