@@ -61,6 +61,10 @@ struct cfg {
     char *webauthn_rp_id;             /* AUTH_WEBAUTHN_RP_ID */
     char *webauthn_rp_name;           /* AUTH_WEBAUTHN_RP_NAME */
     char *webauthn_origins;           /* AUTH_WEBAUTHN_ORIGINS */
+    /* The first AUTH_* name the .env sets on two lines, whose earlier
+     * value has no effect (cfg_unused()), and where: "" when none. */
+    char dotenv_repeated[64];
+    char dotenv_repeated_why[512];
 };
 
 /* Loads defaults, then `env_file` (NULL or a missing file is fine), then

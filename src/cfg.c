@@ -715,10 +715,48 @@ static FILE *dotenv_open(const char *path, bool *absent, char *why,
     return f;
 }
 
+/* The names of the .env lines read so far and their lines, to tell an
+ * operator of a name set twice (the last line counts, as in the common
+ * dotenv tools): an AUTH_METRICS_ALLOW or AUTH_TRUSTED_PROXIES added at
+ * the end of a long file silently replaced the one above, or the other
+ * way round. */
+struct seen_names {
+    struct { char name[48]; unsigned line; } at[96];
+    size_t n;
+};
+
+static void note_name(struct cfg *c, struct seen_names *s, const char *path,
+                      const char *name, size_t nlen, unsigned line)
+{
+    size_t i;
+
+    if (nlen >= sizeof s->at[0].name)
+        return;                          /* no such name: apply() says */
+    for (i = 0; i < s->n; i++)
+        if (strlen(s->at[i].name) == nlen &&
+            memcmp(s->at[i].name, name, nlen) == 0)
+            break;
+    if (i < s->n && !c->dotenv_repeated[0]) {
+        snprintf(c->dotenv_repeated, sizeof c->dotenv_repeated, "%.*s",
+                 (int)nlen, name);
+        snprintf(c->dotenv_repeated_why, sizeof c->dotenv_repeated_why,
+                 "%s sets it on line %u and again on line %u, which counts",
+                 path, s->at[i].line, line);
+    }
+    if (i < s->n) {
+        s->at[i].line = line;
+    } else if (s->n < sizeof s->at / sizeof s->at[0]) {
+        memcpy(s->at[s->n].name, name, nlen);
+        s->at[s->n].name[nlen] = '\0';
+        s->at[s->n++].line = line;
+    }
+}
+
 static bool load_dotenv(struct cfg *c, const char *path, char *const *envp,
                         char *why, size_t why_len)
 {
     char *line = NULL, origin[PATH_MAX + 32];
+    struct seen_names seen = { .n = 0 };
     size_t cap = 0;
     ssize_t got;
     unsigned lineno = 0;
@@ -761,6 +799,7 @@ static bool load_dotenv(struct cfg *c, const char *path, char *const *envp,
             if (strncmp(envp[i], name, nlen) == 0 && envp[i][nlen] == '=')
                 overridden = true;
         snprintf(origin, sizeof origin, "%s line %u", path, lineno);
+        note_name(c, &seen, path, name, nlen, lineno);
         if (!overridden)
             ok = apply(c, name, nlen, value, origin, why, why_len);
     }
@@ -1192,6 +1231,8 @@ size_t cfg_unused(const struct cfg *c, struct cfg_unused *out, size_t max)
           "AUTH_SMTP_URL is not set" },
         { c->smtp_password && !c->smtp_url ? "AUTH_SMTP_PASSWORD" : NULL,
           "AUTH_SMTP_URL is not set" },
+        { c->dotenv_repeated[0] ? c->dotenv_repeated : NULL,
+          c->dotenv_repeated_why },
     };
     size_t i, n = 0;
 

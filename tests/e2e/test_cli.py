@@ -145,6 +145,31 @@ def test_dotenv_and_environment_precedence():
     assert r.returncode == 2 and b"AUTH_TYPO" in r.stderr
 
 
+def test_a_name_set_twice_in_dotenv_is_warned_of():
+    """The last line counts, as in the common dotenv tools; before, the
+    earlier one was dropped without a word (a review: an
+    AUTH_TRUSTED_PROXIES added at the end of a long file replaces the
+    one above). `config check` and the start say which lines."""
+    d = Daemon()
+    with open(os.path.join(d.data_dir, ".env"), "w") as f:
+        f.write("AUTH_JWT_ISSUER=one\nAUTH_JWT_AUDIENCE=aud\n"
+                "export AUTH_JWT_ISSUER=two\n")
+    r = run(["config", "check"], cwd=d.data_dir,
+            env={"AUTH_DATA_DIR": d.data_dir})
+    assert r.returncode == 0 and b"configuration ok" in r.stdout, r
+    assert b"warning: AUTH_JWT_ISSUER" in r.stderr and \
+        b"line 1 and again on line 3" in r.stderr, r.stderr
+    d.start()
+    try:
+        from jwtutil import parts
+        _, _, t = d.user()
+        assert parts(t["access_token"])[1]["iss"] == "two"
+        got = d.events(lambda e: e.get("event") == "config.unused")
+        assert [e["name"] for e in got] == ["AUTH_JWT_ISSUER"], got
+    finally:
+        assert d.stop() == 0
+
+
 def test_dotenv_values_reach_the_daemon():
     d = Daemon()
     with open(os.path.join(d.data_dir, ".env"), "w") as f:
