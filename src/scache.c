@@ -248,12 +248,16 @@ static bool lookup(struct scache *c, const char *sid, enum age age,
     return hit;
 }
 
-/* Stores `st`, read from the database while the generation was `gen`;
- * not when a forget came since (the answer may predate a revocation).
+/* Stores `st`, read from the database from `asked` on while the
+ * generation was `gen` (its age counts from the read's start: a reply
+ * that came late is as old as the question, and the time to live bounds
+ * what it may miss); not when a forget came since (the answer may
+ * predate a revocation).
  * It takes the slot `sid` had, else a free one of its set, else the one
  * fetched longest ago. */
 static void store(struct scache *c, const char *sid, const char *user_id,
-                  const struct session_state *st, uint_fast64_t gen)
+                  const struct session_state *st, uint_fast64_t gen,
+                  uint64_t asked)
 {
     unsigned set = set_of(c, sid), w;
     pthread_mutex_t *mu = set_lock(c, set);
@@ -288,7 +292,7 @@ static void store(struct scache *c, const char *sid, const char *user_id,
     s->uidx = uidx;
     s->ugen = ugen;
     s->st = *st;
-    s->at_ms = c->now();
+    s->at_ms = asked;        /* its age counts from the read's start */
     s->claim_ms = 0;
     s->epoch = atomic_load(&c->epoch);
     pthread_mutex_unlock(mu);
@@ -297,6 +301,7 @@ static void store(struct scache *c, const char *sid, const char *user_id,
 enum as_err scache_check(struct scache *c, struct repo *r, const char *sid,
                          const char *user_id, struct session_state *out)
 {
+    uint64_t asked;
     uint_fast64_t gen;
     enum as_err err;
 
@@ -305,10 +310,11 @@ enum as_err scache_check(struct scache *c, struct repo *r, const char *sid,
     if (c->ttl_ms && lookup(c, sid, AGE_FRESH, NULL, out))
         return AS_OK;
     gen = atomic_load(&c->gen);           /* before the read */
+    asked = c->now();
     err = repo_session_state(r, sid, clock_ms(), out);
     if (err == AS_OK) {
         if (c->ttl_ms)
-            store(c, sid, user_id, out, gen);
+            store(c, sid, user_id, out, gen, asked);
         return AS_OK;
     }
     /* The database down: an entry of any age answers only where nobody
@@ -345,11 +351,12 @@ void scache_refresh(struct scache *c, struct repo *r, const char *sid,
                     const char *user_id)
 {
     uint_fast64_t gen = atomic_load(&c->gen);     /* before the read */
+    uint64_t asked = c->now();
     struct session_state st;
 
     if (strlen(sid) < UUID_STR_LEN &&
         repo_session_state(r, sid, clock_ms(), &st) == AS_OK)
-        store(c, sid, user_id, &st, gen);
+        store(c, sid, user_id, &st, gen, asked);
 }
 
 void scache_forget(struct scache *c, const char *sid)
@@ -414,9 +421,10 @@ static bool row_lookup(struct scache *c, const char *id, struct user *out,
     return hit;
 }
 
-/* Stores `u`, read while the generation was `gen` (see store()). */
+/* Stores `u`, read from `asked` on while the generation was `gen` (see
+ * store()). */
 static void row_store(struct scache *c, const struct user *u,
-                      uint_fast64_t gen)
+                      uint_fast64_t gen, uint64_t asked)
 {
     unsigned i = fnv(u->id) % c->nrows;
     pthread_mutex_t *mu = &c->mu[i % STRIPES];
@@ -437,7 +445,7 @@ static void row_store(struct scache *c, const struct user *u,
         w->mfa_enabled = u->mfa_enabled;
         w->created_at = u->created_at;
         w->updated_at = u->updated_at;
-        w->at_ms = c->now();
+        w->at_ms = asked;
         w->epoch = atomic_load(&c->epoch);
     }
     pthread_mutex_unlock(mu);
@@ -447,17 +455,19 @@ enum as_err scache_user(struct scache *c, struct repo *r, const char *id,
                         struct user *out, struct arena *a)
 {
     uint_fast64_t gen;
+    uint64_t asked;
     enum as_err err;
 
     if (c->ttl_ms && row_lookup(c, id, out, a))
         return AS_OK;
     gen = atomic_load(&c->gen);           /* before the read */
+    asked = c->now();
     err = repo_user_by_id(r, id, out, a);
     if (err != AS_OK)
         return err;
     out->password_hash = NULL;
     if (c->ttl_ms)
-        row_store(c, out, gen);
+        row_store(c, out, gen, asked);
     return AS_OK;
 }
 

@@ -427,6 +427,42 @@ static void test_entries_answer_only_while_the_listener_keeps_up(
     repo_close(r);
 }
 
+static void slow_read(void)
+{
+    fake_ms += 900;                     /* the reply comes late */
+}
+
+/* An entry's age counts from the start of the read that made it: a
+ * reply that came late (a slow pool, a stalled server) was stored as if
+ * read on arrival, and answered for its delay past the time to live
+ * (a review). */
+static void test_an_entry_is_as_old_as_its_read(void **state)
+{
+    struct repo *r = fake_repo();
+    struct session_state st;
+    struct scache *c = scache_new(128, 1000);
+    int before;
+
+    (void)state;
+    scache_set_clock(c, fake_now);
+    fake_ms = 50000;
+    next_err = AS_OK;
+    next_live = true;
+    during_read = slow_read;
+    assert_int_equal(scache_check(c, r, S1, U1, &st), AS_OK);
+    during_read = NULL;
+    assert_int_equal(fake_ms, 50900);
+    fake_ms = 50999;                    /* within the ttl of the read */
+    assert_true(scache_peek(c, S1, &st));
+    fake_ms = 51000;                    /* past it, 100 ms after arrival */
+    assert_false(scache_peek(c, S1, &st));
+    before = calls;
+    assert_int_equal(scache_check(c, r, S1, U1, &st), AS_OK);
+    assert_int_equal(calls, before + 1);
+    scache_free(c);
+    repo_close(r);
+}
+
 /* One set of eight: eight sessions, however they hash, all stay cached
  * (a direct-mapped table of eight slots loses most of them to
  * collisions); a ninth replaces the one fetched longest ago. */
@@ -720,6 +756,7 @@ int main(void)
         cmocka_unit_test(test_revoke_between_read_and_store),
         cmocka_unit_test(test_workpool_bounds),
         cmocka_unit_test(test_entries_answer_only_while_the_listener_keeps_up),
+        cmocka_unit_test(test_an_entry_is_as_old_as_its_read),
         cmocka_unit_test(test_a_set_holds_eight_sessions),
         cmocka_unit_test(test_refresh_ahead_of_expiry),
         cmocka_unit_test(test_one_refresh_among_racing_readers),
