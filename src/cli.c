@@ -28,12 +28,24 @@ struct user_args {
     bool admin;
 };
 
-/* Reads one line from stdin without echo on a terminal. */
+/* Blank input read after the password's line at most (`yes ''` piped in
+ * would be read for good). */
+#define PW_TRAILER_MAX 65536
+
+/* Reads one line from stdin without echo on a terminal: at most `len` - 1
+ * bytes before its LF (or CRLF, or the end of the input). A NUL, a CR
+ * elsewhere, a longer line and, from a pipe or a file, more than blank
+ * lines after it are refused, not cut at: the password set would be a
+ * prefix of the one given (a password pasted with a line break in it
+ * was set as its first line; one with a NUL after its last line end, as
+ * what came before the NUL). */
 static bool read_password(char *buf, size_t len)
 {
     struct termios old, quiet;
     bool tty = isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &old) == 0;
-    bool ok;
+    bool ok = true, ended = false;
+    size_t n = 0, extra = 0;
+    int ch;
 
     if (tty) {
         fputs("Password: ", stderr);
@@ -41,31 +53,32 @@ static bool read_password(char *buf, size_t len)
         quiet.c_lflag &= ~(tcflag_t)ECHO;
         tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
     }
-    ok = fgets(buf, (int)len, stdin) != NULL;
+    while ((ch = getchar()) != EOF) {
+        if (ch == '\n') {
+            ended = true;
+            break;
+        }
+        if (ch == '\0' || n + 1 >= len) {
+            ok = false;
+            break;
+        }
+        buf[n++] = (char)ch;
+    }
+    buf[n] = '\0';
     if (tty) {
         tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
         fputc('\n', stderr);
     }
-    if (!ok)
+    if (!ok || (n == 0 && !ended))
+        return false;                      /* refused, or no input */
+    if (n > 0 && buf[n - 1] == '\r')
+        buf[--n] = '\0';                   /* CRLF */
+    if (memchr(buf, '\r', n))
         return false;
-    if (!strchr(buf, '\n') && !feof(stdin))
-        return false;                      /* longer than any password */
-    /* More than one line from a pipe or a file (a password pasted with
-     * a line break in it) is refused, not cut at the first: the password
-     * set would be a prefix of the one given. Blank lines may follow. */
-    if (!tty) {
-        int ch;
-
-        while ((ch = getchar()) != EOF)
-            if (ch != '\n' && ch != '\r')
-                return false;
-    }
-    /* The line's end (LF or CRLF) goes; a CR anywhere else is refused,
-     * not cut at: the password set would be a prefix of the one given. */
-    buf[strcspn(buf, "\n")] = '\0';
-    if (*buf && buf[strlen(buf) - 1] == '\r')
-        buf[strlen(buf) - 1] = '\0';
-    return strchr(buf, '\r') == NULL;
+    while (!tty && ended && (ch = getchar()) != EOF)
+        if (!strchr(" \t\r\n", ch) || ++extra > PW_TRAILER_MAX)
+            return false;
+    return true;
 }
 
 static int parse_args(int argc, char **argv, struct user_args *a)

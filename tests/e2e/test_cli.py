@@ -312,7 +312,7 @@ def test_a_password_on_stdin_is_one_line_not_the_first_of_several(
     assert r.returncode == 2, r
     assert d.login("lines@example.com", "An0ther-Pass-1").status == 401
     r = run(["user", "create", "--email", "lines@example.com"], env=env,
-            cwd=d.data_dir, stdin=b"An0ther-Pass-1\r\n\n\n")
+            cwd=d.data_dir, stdin=b"An0ther-Pass-1\r\n\n \t\r\n\n")
     assert r.returncode == 0, r
     r = run(["user", "set-password", "--email", "lines@example.com"],
             env=env, cwd=d.data_dir, stdin=b"Third-Pass-33\nmore\n")
@@ -347,7 +347,9 @@ def test_user_commands_make_no_database_where_there_is_none():
     # nor does a password it refuses (a review: too short, too common,
     # none, or two lines, each made one), nor asking for help
     for stdin in (b"short\n", b"password\n", b"",
-                  b"correct horse battery staple\nsecond line\n"):
+                  b"correct horse battery staple\nsecond line\n",
+                  b"correct horse battery staple\x00tail",
+                  b"correct horse battery staple\n" + b"\n" * 200000):
         r = run(["user", "create", "--email", "ok@example.com"], env=env,
                 cwd=cwd, stdin=stdin)
         assert r.returncode == 2 and b"password" in r.stderr, (stdin, r)
