@@ -257,9 +257,10 @@ def test_readyz_never_waits_on_a_hung_database(own_cluster):
 
 
 def test_a_hung_database_leaves_seen_sessions_answered(own_cluster):
-    """API.md "Operations": while the database is down, /verify keeps
-    answering from its cache for sessions it has seen (on PostgreSQL
-    within AUTH_SESSION_CACHE_SECONDS). A hang also silences the LISTEN
+    """README "Session cache staleness": while the database is down,
+    /verify keeps answering from its cache for sessions it has seen (on
+    PostgreSQL within AUTH_SESSION_CACHE_SECONDS). A hang also silences
+    the LISTEN
     connection: a review of its ping found the first cut replacing the
     connection after a second and emptying the cache on the new one, so
     after the hang every seen session got 503 until the circuit closed
