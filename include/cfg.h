@@ -65,6 +65,10 @@ struct cfg {
      * value has no effect (cfg_unused()), and where: "" when none. */
     char dotenv_repeated[64];
     char dotenv_repeated_why[512];
+    /* The .env that set a secret (SECRET variables: AUTH_JWT_SECRET,
+     * AUTH_KEYS_SECRET, passwords, URLs that may hold one) while anyone
+     * on the host may read it: "" when none (cfg_dotenv_exposed()). */
+    char dotenv_exposed[512];
 };
 
 /* Loads defaults, then `env_file` (NULL or a missing file is fine), then
@@ -92,6 +96,9 @@ struct cfg_unused {
 /* Fills `out` with at most `max` such settings of `c`; returns how many
  * there are. */
 size_t cfg_unused(const struct cfg *c, struct cfg_unused *out, size_t max);
+/* The path of the .env that set a secret though others may read it
+ * (world-readable), or NULL: a warning, as for a key file. */
+const char *cfg_dotenv_exposed(const struct cfg *c);
 /* Name of the i-th known variable, or NULL past the end (for docs and
  * tests). */
 const char *cfg_var_name(size_t i);

@@ -670,8 +670,8 @@ static int dotenv_line(char *p, const char **name, size_t *nlen,
  * when there is none, NULL with `why` set when it cannot be read or is
  * something else (a FIFO would block the start for good, so it is opened
  * without waiting and refused). */
-static FILE *dotenv_open(const char *path, bool *absent, char *why,
-                         size_t why_len)
+static FILE *dotenv_open(const char *path, bool *absent, bool *public,
+                         char *why, size_t why_len)
 {
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     struct stat st = { 0 };
@@ -712,6 +712,7 @@ static FILE *dotenv_open(const char *path, bool *absent, char *why,
         close(fd);
         return NULL;
     }
+    *public = (st.st_mode & S_IROTH) != 0;
     return f;
 }
 
@@ -752,6 +753,20 @@ static void note_name(struct cfg *c, struct seen_names *s, const char *path,
     }
 }
 
+/* Whether `value` of `v` holds a secret: a secret setting's, but of
+ * the URLs only one with a user part or a password in its query (a
+ * SQLite path, a relay on localhost, a webhook's address hold none). */
+static bool holds_secret(const struct cfg_var *v, const char *value)
+{
+    if (!v || !(v->flags & SECRET) || !value || !value[0])
+        return false;
+    if (strncmp(v->name, "AUTH_JWT_", 9) == 0 ||
+        strstr(v->name, "SECRET") || strstr(v->name, "PASSWORD") ||
+        strstr(v->name, "TOKEN"))
+        return true;
+    return strchr(value, '@') || strstr(value, "password");
+}
+
 static bool load_dotenv(struct cfg *c, const char *path, char *const *envp,
                         char *why, size_t why_len)
 {
@@ -760,8 +775,8 @@ static bool load_dotenv(struct cfg *c, const char *path, char *const *envp,
     size_t cap = 0;
     ssize_t got;
     unsigned lineno = 0;
-    bool ok = true, absent;
-    FILE *f = dotenv_open(path, &absent, why, why_len);
+    bool ok = true, absent, public = false, secret = false;
+    FILE *f = dotenv_open(path, &absent, &public, why, why_len);
 
     if (!f)
         return absent;                         /* optional */
@@ -800,12 +815,16 @@ static bool load_dotenv(struct cfg *c, const char *path, char *const *envp,
                 overridden = true;
         snprintf(origin, sizeof origin, "%s line %u", path, lineno);
         note_name(c, &seen, path, name, nlen, lineno);
+        if (holds_secret(find_var(name, nlen), value))
+            secret = true;
         if (!overridden)
             ok = apply(c, name, nlen, value, origin, why, why_len);
     }
     if (ok && ferror(f))
         ok = fail(why, why_len, "%s cannot be read: %s", path,
                   strerror(errno));
+    if (ok && public && secret)
+        snprintf(c->dotenv_exposed, sizeof c->dotenv_exposed, "%s", path);
     if (line) {
         crypt_wipe(line, cap);
         free(line);
@@ -1243,6 +1262,11 @@ size_t cfg_unused(const struct cfg *c, struct cfg_unused *out, size_t max)
             n++;
         }
     return n;
+}
+
+const char *cfg_dotenv_exposed(const struct cfg *c)
+{
+    return c->dotenv_exposed[0] ? c->dotenv_exposed : NULL;
 }
 
 void cfg_log(const struct cfg *c)

@@ -113,7 +113,11 @@ static void argon2_advice(const struct cfg *cfg)
                             "the Argon2id cost is below the OWASP minimum"));
 }
 
-/* A warning for each setting that is set but has no effect. */
+#define DOTENV_EXPOSED_HINT                                                 \
+    "it sets a secret and anyone on this host may read it; chmod o-r it"
+
+/* A warning for each setting that is set but has no effect, and for a
+ * .env that sets a secret where anyone may read it (as a key file). */
 static void unused_advice(const struct cfg *cfg)
 {
     struct cfg_unused unused[8];
@@ -123,6 +127,10 @@ static void unused_advice(const struct cfg *cfg)
         log_event(LOG_WARN, "config.unused", NULL,
                   json_pack("{s:s, s:s}", "name", unused[i].name,
                             "message", unused[i].why));
+    if (cfg_dotenv_exposed(cfg))
+        log_event(LOG_WARN, "config.dotenv_permissions", NULL,
+                  json_pack("{s:s, s:s}", "path", cfg_dotenv_exposed(cfg),
+                            "hint", DOTENV_EXPOSED_HINT));
 }
 
 /* The repository, migrated; NULL on failure, with *config set when it
@@ -488,6 +496,9 @@ static void unused_report(const struct cfg *cfg)
     for (i = 0; i < n && i < 8; i++)
         fprintf(stderr, "auth-serve: warning: %s is set but unused: %s\n",
                 unused[i].name, unused[i].why);
+    if (cfg_dotenv_exposed(cfg))
+        fprintf(stderr, "auth-serve: warning: %s: %s\n",
+                cfg_dotenv_exposed(cfg), DOTENV_EXPOSED_HINT);
 }
 
 /* For `config check`: the signing key a serve would load from a file or

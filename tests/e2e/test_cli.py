@@ -170,6 +170,40 @@ def test_a_name_set_twice_in_dotenv_is_warned_of():
         assert d.stop() == 0
 
 
+def test_a_dotenv_anyone_may_read_with_a_secret_is_warned_of(make_daemon):
+    """A key file others can read is warned of; a .env holding the
+    signing secret, the keys' seal or a password was not (a review: mode
+    0644 with AUTH_JWT_SECRET, not a word). Settings without a secret,
+    or a file only its owner reads, are not warned of."""
+    secret = "AUTH_JWT_ALG=HS256\nAUTH_JWT_SECRET=%s\n" % ("s" * 40)
+    plain = "AUTH_JWT_ISSUER=x\nAUTH_SMTP_URL=smtp://127.0.0.1:2525\n" \
+            "AUTH_SMTP_FROM=a@example.com\n"
+    for text, mode, warned in ((secret, 0o644, True), (secret, 0o600, False),
+                               (secret, 0o640, False), (plain, 0o644, False)):
+        cwd = scratch("cli-")
+        path = os.path.join(cwd, ".env")
+        with open(path, "w") as f:
+            f.write(text)
+        os.chmod(path, mode)
+        r = run(["config", "check"], cwd=cwd)
+        assert r.returncode == 0, r
+        assert (b"anyone on this host may read it" in r.stderr) == warned, \
+            (text, oct(mode), r.stderr)
+    d = Daemon()
+    path = os.path.join(d.data_dir, ".env")
+    with open(path, "w") as f:
+        f.write(secret)
+    os.chmod(path, 0o644)
+    d.start()
+    try:
+        got = d.events(lambda e: e.get("event") ==
+                       "config.dotenv_permissions")
+        assert len(got) == 1 and got[0]["level"] == "warn", got
+        assert "s" * 40 not in json.dumps(d.logs)
+    finally:
+        assert d.stop() == 0
+
+
 def test_dotenv_values_reach_the_daemon():
     d = Daemon()
     with open(os.path.join(d.data_dir, ".env"), "w") as f:
