@@ -814,7 +814,8 @@ static bool load_dotenv(struct cfg *c, const char *path, char *const *envp,
             if (strncmp(envp[i], name, nlen) == 0 && envp[i][nlen] == '=')
                 overridden = true;
         snprintf(origin, sizeof origin, "%s line %u", path, lineno);
-        note_name(c, &seen, path, name, nlen, lineno);
+        if (!overridden)          /* else the environment's counts */
+            note_name(c, &seen, path, name, nlen, lineno);
         if (holds_secret(find_var(name, nlen), value))
             secret = true;
         if (!overridden)

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -66,12 +67,19 @@ static bool read_password(char *buf, size_t len)
     }
     buf[n] = '\0';
     if (tty) {
+        int waiting = 0;
+
+        /* pasted with a line break: the rest waits in the terminal's
+         * queue, which restoring the echo would throw away */
+        if (ok && ioctl(STDIN_FILENO, FIONREAD, &waiting) == 0 &&
+            waiting > 0)
+            ok = false;
         tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
         fputc('\n', stderr);
     }
     if (!ok || (n == 0 && !ended))
         return false;                      /* refused, or no input */
-    if (n > 0 && buf[n - 1] == '\r')
+    if (ended && n > 0 && buf[n - 1] == '\r')
         buf[--n] = '\0';                   /* CRLF */
     if (memchr(buf, '\r', n))
         return false;
@@ -120,9 +128,10 @@ static int new_password(const struct cfg *cfg, const char *email, char *pw)
     const char *why;
 
     if (!read_password(pw, PW_LINE)) {
-        fprintf(stderr, "auth-serve: no password on stdin (one line of "
-                        "at most %d bytes, without CR or NUL)\n",
-                PW_LINE - 1);
+        fprintf(stderr, "auth-serve: no password read from stdin: one "
+                        "line of at most %d bytes, without CR or NUL, and "
+                        "nothing but blank lines after it (from a pipe, "
+                        "read to its end)\n", PW_LINE - 1);
         return 2;
     }
     why = pw_policy_check(pw, email, cfg->password_min_length);

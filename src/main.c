@@ -245,15 +245,22 @@ static void warn_if_one_unix_client(const struct app *app)
                         "X-Forwarded-For, add unix to AUTH_TRUSTED_PROXIES"));
 }
 
-/* AUTH_TRUSTED_PROXIES taking an address no proxy has (IPv4 and IPv6
- * documentation ranges, RFC 5737 and RFC 3849): a catch-all such as
- * 0.0.0.0/0 or ::/0, which lets every client choose its own address in
- * X-Forwarded-For, past the per-address rate limits, the lockout and
- * AUTH_METRICS_ALLOW. */
+/* AUTH_TRUSTED_PROXIES taking an address no proxy has (the IPv4 and
+ * IPv6 documentation ranges, RFC 5737 and RFC 3849, and 0.0.0.0/8, in
+ * the lower half of IPv4 where they are not): a catch-all such as
+ * 0.0.0.0/0, 0.0.0.0/1 or ::/0, which lets every client choose its own
+ * address in X-Forwarded-For, past the per-address rate limits, the
+ * lockout and AUTH_METRICS_ALLOW. */
 static void warn_if_everyone_trusted(const struct app *app)
 {
-    if (!app->trusted || (!netlist_contains(app->trusted, "203.0.113.7") &&
-                          !netlist_contains(app->trusted, "2001:db8::7")))
+    static const char *const nobodys[] = { "203.0.113.7", "0.0.0.7",
+                                           "2001:db8::7" };
+    size_t i;
+
+    for (i = 0; app->trusted && i < sizeof nobodys / sizeof *nobodys; i++)
+        if (netlist_contains(app->trusted, nobodys[i]))
+            break;
+    if (!app->trusted || i == sizeof nobodys / sizeof *nobodys)
         return;
     log_event(LOG_WARN, "config.trusts_everyone", NULL,
               json_pack("{s:s}", "hint", "AUTH_TRUSTED_PROXIES takes "

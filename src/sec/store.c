@@ -689,8 +689,11 @@ static enum as_err cli_rotate(const struct store *s, char kid[SEC_KID_MAX],
 static bool rotatable(const struct store *s, char *why, size_t why_len)
 {
     char path[PATH_MAX];
+    struct stat st;
 
-    if (!store_path(s, "current", "", path) || access(path, F_OK) == 0 ||
+    /* lstat: a `current` that is a link to nothing is there (and refused
+     * by the rotation, which says why) */
+    if (!store_path(s, "current", "", path) || lstat(path, &st) == 0 ||
         errno != ENOENT)
         return true;                    /* the rotation says what fails */
     sec_why(why, why_len, "no key to rotate in %s (check AUTH_DATA_DIR and "

@@ -2,6 +2,7 @@
 import json
 import os
 import subprocess
+import time
 
 import pytest
 
@@ -159,6 +160,10 @@ def test_a_name_set_twice_in_dotenv_is_warned_of():
     assert r.returncode == 0 and b"configuration ok" in r.stdout, r
     assert b"warning: AUTH_JWT_ISSUER" in r.stderr and \
         b"line 1 and again on line 3" in r.stderr, r.stderr
+    # the environment's value counts: neither line does
+    r = run(["config", "check"], cwd=d.data_dir,
+            env={"AUTH_DATA_DIR": d.data_dir, "AUTH_JWT_ISSUER": "env"})
+    assert r.returncode == 0 and b"warning" not in r.stderr, r.stderr
     d.start()
     try:
         from jwtutil import parts
@@ -353,6 +358,39 @@ def test_a_password_on_stdin_is_one_line_not_the_first_of_several(
     assert r.returncode == 2, r
     assert d.login("lines@example.com", "An0ther-Pass-1").status == 200
     assert d.login("lines@example.com", "Third-Pass-33").status == 401
+
+
+def test_a_password_pasted_on_a_terminal_with_a_line_break_is_refused():
+    """On a terminal each read is one line, and restoring the echo threw
+    the rest of a paste away: a password pasted with a line break in it
+    was set as its first line (a review). What waits after the line is
+    refused, as from a pipe."""
+    import pty
+    import select
+    cwd = scratch("cli-")
+    for typed, code in ((b"FirstLinePass1\nSecondLinePass2\n", 2),
+                        (b"FirstLinePass1\n", 0)):
+        pid, fd = pty.fork()
+        if pid == 0:
+            env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                   "AUTH_DATA_DIR": os.path.join(cwd, "d")}
+            os.chdir(cwd)
+            os.execve(BIN, [BIN, "user", "create", "--email",
+                            "tty%d@example.com" % code], env)
+        seen, deadline = b"", time.monotonic() + 30
+        while b"Password:" not in seen and time.monotonic() < deadline:
+            if select.select([fd], [], [], 1)[0]:
+                seen += os.read(fd, 1024)
+        os.write(fd, typed)
+        while time.monotonic() < deadline:
+            if select.select([fd], [], [], 1)[0]:
+                try:
+                    if not os.read(fd, 1024):
+                        break
+                except OSError:
+                    break
+        _, status = os.waitpid(pid, 0)
+        assert os.WEXITSTATUS(status) == code, (typed, seen)
 
 
 def test_user_commands_make_no_database_where_there_is_none():

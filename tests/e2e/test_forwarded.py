@@ -98,7 +98,8 @@ def test_a_catch_all_trusted_list_is_warned_of(make_daemon):
     not."""
     for spec, warned in (("0.0.0.0/0", True), ("::/0", True),
                          ("10.0.0.0/8,127.0.0.1", False),
-                         ("0.0.0.0/1,128.0.0.0/1", True)):
+                         ("0.0.0.0/1,128.0.0.0/1", True),
+                         ("0.0.0.0/1", True), ("2000::/3", True)):
         d = make_daemon({"AUTH_TRUSTED_PROXIES": spec}).start()
         got = [e for e in d.logs if e.get("event") == "config.trusts_everyone"]
         assert bool(got) == warned, (spec, got)

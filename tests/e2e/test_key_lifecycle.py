@@ -220,3 +220,9 @@ def test_a_rotation_where_there_are_no_keys_is_refused():
     assert d.command("keys", "generate").returncode == 0
     r = d.command("keys", "rotate")
     assert r.returncode == 0, r
+    # a `current` that links to nothing is there, and refused as such,
+    # not answered with advice to `keys generate`
+    os.rename(os.path.join(keys, "current"), os.path.join(keys, "was"))
+    os.symlink("nowhere", os.path.join(keys, "current"))
+    r = d.command("keys", "rotate")
+    assert r.returncode == 2 and b"no key to rotate" not in r.stderr, r
