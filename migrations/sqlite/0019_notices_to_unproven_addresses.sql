@@ -2,11 +2,11 @@
 -- goes to was verified when the notice was queued. Notices were capped
 -- per address as written, so one account moving its email through
 -- v+1@, v+2@, ... sent v@'s inbox one notice per tag it made up (20
--- changes, 20 notices). A notice to an address nobody proved is now
--- counted per mailbox (the subaddress dropped), apart from notices to
--- verified addresses, which stay per address: anyone may type v+k@,
--- nobody but v@'s owner can verify it, so throwaway v+k@ accounts still
--- cannot hold back the notice of v@'s own account. Rows queued before,
+-- changes, 20 notices). A notice to a subaddress nobody proved is now
+-- counted per mailbox (the subaddress dropped), apart from other
+-- notices, which stay per address: anyone may type v+k@, nobody but
+-- v@'s owner can verify it, so throwaway v+k@ accounts still cannot
+-- hold back the notice of v@'s own account. Rows queued before,
 -- and by instances of the previous version, count as verified: per
 -- address, as they did.
 ALTER TABLE outbox ADD COLUMN to_verified INTEGER NOT NULL DEFAULT 1;

@@ -31,9 +31,10 @@
  * recipient and kind locks first. */
 #define NOTICE_SLOT_MS INT64_C(1)          /* email_changed, and others */
 #define PASSKEY_SLOT_MS INT64_C(2)         /* passkey_added */
-/* A notice to an address not verified when it was queued is counted per
- * mailbox (as link mails are) in a slot of its kind's own plus this, so
- * that it shares no count with the notices of verified addresses. */
+/* A notice to a subaddress not verified when it was queued is counted
+ * per mailbox (as link mails are) in a slot of its kind's own plus this,
+ * so that it shares no count with the notices counted per address
+ * (count_of()). */
 #define UNPROVEN_SLOTS_MS INT64_C(2)
 /* Unsent mails queued before the cutoff that one new mail deletes: more
  * than one, so that without a mailer (no transport) they cannot pile up
