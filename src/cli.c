@@ -48,11 +48,11 @@ static bool read_password(char *buf, size_t len)
     size_t n = 0, extra = 0;
     int ch;
 
-    if (tty) {
-        fputs("Password: ", stderr);
-        quiet = old;
+    if (tty) {                /* the prompt once the echo is off: what */
+        quiet = old;          /* is typed after it is not flushed */
         quiet.c_lflag &= ~(tcflag_t)ECHO;
         tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+        fputs("Password: ", stderr);
     }
     while ((ch = getchar()) != EOF) {
         if (ch == '\n') {
