@@ -782,6 +782,26 @@ static void set_verified(struct fx *f, const char *uid)
     exec(f, q);
 }
 
+/* Resolves notice `n` under `cap` at `now` as the mailer does at its
+ * first try: AS_OK when it is to be sent, AS_ERR_RATE_LIMITED past the
+ * cap, AS_ERR_UNAVAILABLE when held. */
+static enum as_err resolve_notice(struct fx *f, const struct outbox_row *n,
+                                  unsigned cap, int64_t now)
+{
+    char back[UUID_STR_LEN];
+    enum outbox_fate fate;
+    enum as_err err = repo_outbox_resolve(f->r, n, NULL, cap, now, &fate,
+                                          back);
+
+    if (err != AS_OK)
+        return err;
+    if (fate == OUTBOX_READY)
+        assert_string_equal(back, n->user_id);
+    return fate == OUTBOX_READY ? AS_OK
+           : fate == OUTBOX_CAPPED ? AS_ERR_RATE_LIMITED
+           : fate == OUTBOX_HELD ? AS_ERR_UNAVAILABLE : AS_ERR_NOT_FOUND;
+}
+
 /* Queues notice `n` to `to` for user `uid` at `now` as an email change
  * does (resolved already), and resolves it as the mailer does at its
  * first try: AS_OK when it is to be sent, AS_ERR_RATE_LIMITED past the
@@ -793,9 +813,6 @@ static enum as_err notice_cap(struct fx *f, const char *uid, const char *to,
     struct user_patch p = { .set = UF_EMAIL, .email = "moved@example.com",
                             .email_notice = &n };
     struct user got;
-    char back[UUID_STR_LEN];
-    enum outbox_fate fate;
-    enum as_err err;
 
     memset(&n, 0, sizeof n);
     uuid_v7_new(n.id);
@@ -814,14 +831,7 @@ static enum as_err notice_cap(struct fx *f, const char *uid, const char *to,
     n.to_verified = flag(f, "to_verified", n.id);  /* as a claim reads it */
     if (n.to_verified)            /* back where it was, verified as it was */
         set_verified(f, uid);
-    err = repo_outbox_resolve(f->r, &n, NULL, cap, now, &fate, back);
-    if (err != AS_OK)
-        return err;
-    if (fate == OUTBOX_READY)
-        assert_string_equal(back, uid);
-    return fate == OUTBOX_READY ? AS_OK
-           : fate == OUTBOX_CAPPED ? AS_ERR_RATE_LIMITED
-           : fate == OUTBOX_HELD ? AS_ERR_UNAVAILABLE : AS_ERR_NOT_FOUND;
+    return resolve_notice(f, &n, cap, now);
 }
 
 static void notices_have_a_cap_of_their_own(void **state)
@@ -962,9 +972,6 @@ static enum as_err move_notice(struct fx *f, const char *uid,
     struct user_patch p = { .set = UF_EMAIL, .email = to,
                             .email_notice = &n };
     struct user got;
-    char back[UUID_STR_LEN];
-    enum outbox_fate fate;
-    enum as_err err;
 
     memset(&n, 0, sizeof n);
     uuid_v7_new(n.id);
@@ -975,17 +982,12 @@ static enum as_err move_notice(struct fx *f, const char *uid,
     n.recipient = row_text(f, "recipient", n.id);
     assert_string_equal(n.recipient, from);
     n.to_verified = flag(f, "to_verified", n.id);
-    err = repo_outbox_resolve(f->r, &n, NULL, cap, now, &fate, back);
-    if (err != AS_OK)
-        return err;
-    return fate == OUTBOX_READY ? AS_OK
-           : fate == OUTBOX_CAPPED ? AS_ERR_RATE_LIMITED
-           : fate == OUTBOX_HELD ? AS_ERR_UNAVAILABLE : AS_ERR_NOT_FOUND;
+    return resolve_notice(f, &n, cap, now);
 }
 
 /* One account moving its email through v+1@, v+2@, ... sent v@'s inbox
  * one notice per tag (a review: 20 changes, 20 notices): notices to
- * addresses nobody verified are counted per mailbox. One held stands for
+ * subaddresses nobody verified are counted per mailbox. One held stands for
  * the rest of that mailbox's; another mailbox has its own count. A
  * notice to a verified address is counted apart. */
 static void one_account_through_many_tags_is_one_mailbox(void **state)
