@@ -153,6 +153,24 @@ static struct repo *open_repo(const struct cfg *cfg, bool *config)
     return r;
 }
 
+/* README "Running": one daemon per SQLite database (repo_claim()). */
+static bool claim_database(const struct cfg *cfg)
+{
+    long holder = 0;
+    enum as_err err = repo_claim(cfg, &holder);
+
+    if (err == AS_ERR_CONFLICT) {
+        log_event(LOG_ERROR, "db.in_use", NULL,
+                  json_pack("{s:s, s:I}", "message",
+                            "another auth-serve serves this SQLite "
+                            "database; one database takes one daemon "
+                            "(several instances need PostgreSQL)",
+                            "pid", (json_int_t)holder));
+        sysd_notify("STATUS=Another auth-serve serves this database");
+    }
+    return err == AS_OK;
+}
+
 /* Makes `k` the keys in use; the old set stays allocated (requests may
  * hold it) and is freed at exit. */
 static void swap_keys(struct app *app, struct sec_keys *k,
@@ -329,6 +347,8 @@ static int serve(struct cfg *cfg)
                     "stream socket");
         return EXIT_CONFIG;
     }
+    if (!claim_database(cfg))
+        return EXIT_FAILURE;
     sysd_notify("STATUS=Applying database migrations");
     app.repo = open_repo(cfg, &bad_url); /* keys may live in the database */
     if (bad_url) {

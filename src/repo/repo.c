@@ -2,11 +2,16 @@
 #include "repo.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "crypto.h"
 
@@ -163,6 +168,55 @@ enum as_err repo_open(const struct cfg *cfg, struct repo **out)
     if (err == AS_OK)
         err = repo_wrap(cfg, ops, impl, out);
     return err;
+}
+
+/* README "Running": one daemon per SQLite database. Another daemon on
+ * the same file would answer from its own session cache what this one
+ * revoked (nothing tells it; PostgreSQL has NOTIFY for that). The lock
+ * is flock(2) on a file of its own beside the database (never on the
+ * database: closing any descriptor of it would drop SQLite's own POSIX
+ * locks), held by the open descriptor until the process ends, so a
+ * crash leaves nothing to clean. */
+enum as_err repo_claim(const struct cfg *cfg, long *holder)
+{
+    const char *url = cfg->database_url;
+    char path[4096], pid[32];
+    ssize_t n;
+    int fd, len;
+
+    *holder = 0;
+    if (!url || !has_prefix(url, "sqlite:") || url[7] == '\0')
+        return AS_OK;                   /* PostgreSQL: instances share */
+    if (make_parents(url + 7) != AS_OK)
+        return AS_ERR_INTERNAL;
+    len = snprintf(path, sizeof path, "%s-serve.lock", url + 7);
+    if (len < 0 || (size_t)len >= sizeof path)
+        return AS_ERR_INTERNAL;
+    fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        log_event(LOG_ERROR, "repo.open_failed", NULL,
+                  json_pack("{s:s, s:s, s:s}", "backend", "sqlite", "path",
+                            path, "reason", strerror(errno)));
+        return AS_ERR_INTERNAL;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        bool busy = errno == EWOULDBLOCK;
+
+        if (busy) {
+            n = pread(fd, pid, sizeof pid - 1, 0);
+            pid[n > 0 ? n : 0] = '\0';
+            *holder = strtol(pid, NULL, 10);
+        } else
+            log_event(LOG_ERROR, "repo.open_failed", NULL,
+                      json_pack("{s:s, s:s, s:s}", "backend", "sqlite",
+                                "path", path, "reason", strerror(errno)));
+        close(fd);
+        return busy ? AS_ERR_CONFLICT : AS_ERR_INTERNAL;
+    }
+    len = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)len, 0) != len)
+        (void)0;                        /* the pid is only a hint */
+    return AS_OK;                       /* fd kept open: the lock */
 }
 
 void repo_close(struct repo *r)

@@ -2,8 +2,10 @@
 the file deleted or replaced):
 503 with Retry-After, as for a PostgreSQL server that is down, never 500;
 and served again once the disk is back (README.md "Operations")."""
+import json
 import os
 import sqlite3
+import subprocess
 import threading
 import time
 
@@ -232,3 +234,38 @@ def test_short_lock_waits_do_not_open_the_circuit():
         assert not [e for e in d.logs if e.get("event") == "repo.circuit"]
     finally:
         assert d.stop() == 0
+
+
+def test_a_second_daemon_on_one_database_is_refused():
+    """One SQLite database takes one daemon (README "Running"): a second
+    one would answer from its own session cache, for up to
+    AUTH_SESSION_CACHE_SECONDS, a session the first had ended. It exits 1
+    naming the first; the lock goes with the process that held it, even
+    killed, so the next start needs no cleaning."""
+    a = Daemon("sqlite", env={"AUTH_SESSION_CACHE_SECONDS": "60"}).start()
+    _, _, t = a.user()
+    second = Daemon("sqlite", data_dir=a.data_dir)
+    full = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"):
+        if k in os.environ:
+            full[k] = os.environ[k]
+    full.update(second.env)
+    for _ in range(3):
+        r = subprocess.run([second.bin], env=full, cwd=a.data_dir,
+                           stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, timeout=60)
+        assert r.returncode == 1, r.stderr[-2000:]
+        lines = [json.loads(x) for x in r.stderr.decode().splitlines()
+                 if x.startswith("{")]
+        refused = [e for e in lines if e.get("event") == "db.in_use"]
+        assert refused and refused[0]["pid"] == a.proc.pid, lines[-5:]
+        assert not any(e.get("event") == "server.started" for e in lines)
+    r = a.request("GET", "/api/v1/auth/verify", token=t["access_token"])
+    assert r.status == 200, r               # the first serves on
+    a.proc.kill()                           # no clean exit: no cleanup
+    a.proc.wait()
+    b = Daemon("sqlite", data_dir=a.data_dir).start()
+    r = b.request("GET", "/api/v1/auth/verify", token=t["access_token"])
+    assert r.status == 200, r
+    assert b.stop() == 0
