@@ -97,20 +97,31 @@ static unsigned hasher_count(const struct cfg *cfg)
  * Password Storage Cheat Sheet gives as its minimum (46 MiB x 1, 19 x 2,
  * 12 x 3, 9 x 4, 7 x 5): allowed (tests and small machines lower it) but
  * not silently. */
-static void argon2_advice(const struct cfg *cfg)
+/* The Argon2id memory the OWASP minimum asks at cfg's iterations, when
+ * cfg's is below it; 0 when it is not. */
+static unsigned argon2_shortfall(const struct cfg *cfg)
 {
     static const unsigned need_kib[] = { 47104, 19456, 12288, 9216, 7168 };
     unsigned t = cfg->argon2_iterations;
     unsigned need = need_kib[(t < 5 ? t : 5) - 1];
 
-    if (cfg->argon2_memory_kib < need)
+    return cfg->argon2_memory_kib < need ? need : 0;
+}
+
+#define WEAK_ARGON2_MESSAGE "the Argon2id cost is below the OWASP minimum"
+
+static void argon2_advice(const struct cfg *cfg)
+{
+    unsigned need = argon2_shortfall(cfg);
+
+    if (need)
         log_event(LOG_WARN, "config.weak_argon2", NULL,
                   json_pack("{s:I, s:I, s:I, s:s}", "memory_kib",
                             (json_int_t)cfg->argon2_memory_kib,
-                            "iterations", (json_int_t)t,
+                            "iterations", (json_int_t)cfg->argon2_iterations,
                             "needed_kib_at_these_iterations",
                             (json_int_t)need, "message",
-                            "the Argon2id cost is below the OWASP minimum"));
+                            WEAK_ARGON2_MESSAGE));
 }
 
 #define DOTENV_EXPOSED_HINT                                                 \
@@ -269,22 +280,28 @@ static void warn_if_one_unix_client(const struct app *app)
  * 0.0.0.0/0, 0.0.0.0/1 or ::/0, which lets every client choose its own
  * address in X-Forwarded-For, past the per-address rate limits, the
  * lockout and AUTH_METRICS_ALLOW. */
-static void warn_if_everyone_trusted(const struct app *app)
+static bool trusts_everyone(const struct netlist *trusted)
 {
     static const char *const nobodys[] = { "203.0.113.7", "0.0.0.7",
                                            "2001:db8::7" };
     size_t i;
 
-    for (i = 0; app->trusted && i < sizeof nobodys / sizeof *nobodys; i++)
-        if (netlist_contains(app->trusted, nobodys[i]))
-            break;
-    if (!app->trusted || i == sizeof nobodys / sizeof *nobodys)
-        return;
-    log_event(LOG_WARN, "config.trusts_everyone", NULL,
-              json_pack("{s:s}", "hint", "AUTH_TRUSTED_PROXIES takes "
-                        "addresses no proxy has: every client may set its "
-                        "own address in X-Forwarded-For; list the proxies' "
-                        "addresses only"));
+    for (i = 0; trusted && i < sizeof nobodys / sizeof *nobodys; i++)
+        if (netlist_contains(trusted, nobodys[i]))
+            return true;
+    return false;
+}
+
+#define TRUSTS_EVERYONE_HINT                                                \
+    "AUTH_TRUSTED_PROXIES takes addresses no proxy has: every client may "  \
+    "set its own address in X-Forwarded-For; list the proxies' addresses "  \
+    "only"
+
+static void warn_if_everyone_trusted(const struct app *app)
+{
+    if (trusts_everyone(app->trusted))
+        log_event(LOG_WARN, "config.trusts_everyone", NULL,
+                  json_pack("{s:s}", "hint", TRUSTS_EVERYONE_HINT));
 }
 
 static enum as_err ping_repo(void *repo)
@@ -513,12 +530,24 @@ static int migrate(struct cfg *cfg)
     return 0;
 }
 
-/* For `config check`: the settings a serve would warn about as unused
- * (config.unused), one line each on stderr; they do not fail it. */
-static void unused_report(const struct cfg *cfg)
+/* For `config check`: what a serve would warn about from the settings
+ * alone (config.unused, config.dotenv_permissions, config.weak_argon2,
+ * config.trusts_everyone), one line each on stderr; they do not fail
+ * it. */
+static void warnings_report(const struct cfg *cfg)
 {
     struct cfg_unused unused[8];
     size_t i, n = cfg_unused(cfg, unused, 8);
+    struct netlist *trusted = netlist_parse(cfg->trusted_proxies);
+    unsigned need = argon2_shortfall(cfg);
+
+    if (need)
+        fprintf(stderr, "auth-serve: warning: %s (AUTH_ARGON2_MEMORY_KIB "
+                "%u at %u iterations; at least %u)\n", WEAK_ARGON2_MESSAGE,
+                cfg->argon2_memory_kib, cfg->argon2_iterations, need);
+    if (trusts_everyone(trusted))
+        fprintf(stderr, "auth-serve: warning: %s\n", TRUSTS_EVERYONE_HINT);
+    netlist_free(trusted);
 
     for (i = 0; i < n && i < 8; i++)
         fprintf(stderr, "auth-serve: warning: %s is set but unused: %s\n",
@@ -587,7 +616,7 @@ int main(int argc, char **argv)
             repo_pg_url_check(cfg.database_url) != AS_OK)
             status = EXIT_CONFIG;
         if (status == 0)
-            unused_report(&cfg);
+            warnings_report(&cfg);
         if (status == 0)
             printf("configuration ok\n");
     } else if (strcmp(cmd, "keys") == 0 && argc == 3 &&

@@ -121,6 +121,27 @@ def test_unused_settings_are_warned_not_refused(make_daemon):
                       30)
 
 
+def test_config_check_warns_of_what_a_start_would():
+    """`config check` says what a start logs from the settings alone
+    (config.weak_argon2, config.trusts_everyone), as warnings that do
+    not fail it; before, a start's log was the only place they showed."""
+    r = run(["config", "check"], env={"AUTH_ARGON2_MEMORY_KIB": "8192",
+                                      "AUTH_ARGON2_ITERATIONS": "2",
+                                      "AUTH_TRUSTED_PROXIES": "10.0.0.0/8,"
+                                                              "::/0"})
+    assert r.returncode == 0 and b"configuration ok" in r.stdout, r
+    lines = r.stderr.decode().splitlines()
+    assert len(lines) == 2 and all(x.startswith("auth-serve: warning: ")
+                                   for x in lines), lines
+    assert "Argon2id" in lines[0] and "at least 19456" in lines[0], lines
+    assert "AUTH_TRUSTED_PROXIES" in lines[1], lines
+    r = run(["config", "check"], env={"AUTH_ARGON2_MEMORY_KIB": "19456",
+                                      "AUTH_ARGON2_ITERATIONS": "2",
+                                      "AUTH_TRUSTED_PROXIES": "10.0.0.0/8,"
+                                                              "::1"})
+    assert r.returncode == 0 and r.stderr == b"", r.stderr
+
+
 def test_bad_config_stops_the_daemon_with_2():
     for env in ({"AUTH_PORT": "abc"}, {"AUTH_BOGUS": "x"},
                 {"AUTH_DATABASE_URL": "mysql://x"},
