@@ -90,6 +90,7 @@ round=0
 rec() {     # rec FIGURE VALUE
     printf '%s\t%s\t%s\t%s\n' "$label" "$round" "$1" "$2" >>"$tsv"
 }
+sum() { awk -v a="$1" -v b="$2" 'BEGIN {print a + b}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.3f", a / b; else print "nan"}'; }
 
 # wrk_run CONNS URL [wrk args...]: prints "rps p50_ms p99_ms refused all",
@@ -213,9 +214,6 @@ measure() {      # measure BIN DATADIR DBURL EMAIL PREFIX
     rss0=$($py "$tools" rss "$pid")
     rec "${p}RSS idle MiB" "$(awk -v k="$rss0" 'BEGIN {printf "%.1f", k/1024}')"
     local auth="Authorization: Bearer $(head -1 "$d/tokens" | cut -d' ' -f1)"
-    load "${p}healthz c64" 64 "$base/healthz"; hz=$last_rps
-    load "${p}verify 1 session c64" 64 "$base/api/v1/auth/verify" -H "$auth"
-    v1=$last_rps
     # One second over the 256 sessions first, not recorded: the figures
     # are the steady state, not the daemon's first read of each session
     # and user row after its start (each a database read);
@@ -223,25 +221,43 @@ measure() {      # measure BIN DATADIR DBURL EMAIL PREFIX
     BENCH_PATH2=/api/v1/users/me C wrk -t2 -c16 -d1s \
         "$base/api/v1/auth/verify" -s bench/wrk/tokens.lua -- \
         "$d/tokens" 256 >/dev/null 2>&1
-    load "${p}verify 256 sessions c64" 64 "$base/api/v1/auth/verify" \
-        -s bench/wrk/tokens.lua -- "$d/tokens" 256
-    v256=$last_rps
-    # The same requests (256 tokens, one Lua call each in wrk) to
-    # /healthz, which ignores them: the load generator's own limit when
-    # it cycles tokens, on its core as loaded as under the /verify load,
-    # so the second ratio below is the daemon's alone.
-    load "${p}healthz 256 tokens cycled c64" 64 "$base/healthz" \
-        -s bench/wrk/tokens.lua -- "$d/tokens" 256
-    hz256=$last_rps
-    load "${p}users/me 1 session c64" 64 "$base/api/v1/users/me" -H "$auth"
-    me=$last_rps
+    # The host's speed drifts over seconds (on a shared host one load's
+    # figure moves by a tenth or more from the one before it), so the
+    # loads the ratios below are taken on are interleaved as the login's
+    # are: /healthz, /verify one session, /verify 256 sessions, /healthz
+    # with the 256 tokens (the same requests, which it ignores: the load
+    # generator's own limit when it cycles tokens, on its core as loaded
+    # as under the /verify load, so that ratio is the daemon's alone) and
+    # /users/me, then again in reverse order: a linear drift cancels out
+    # of the ratios of the sums. Each req/s figure is the mean of its two.
+    hz=0 v1=0 v256=0 hz256=0 me=0
+    for x in H V W C M M C W V H; do
+        case $x in
+        H) load "${p}healthz c64" 64 "$base/healthz"
+           hz=$(sum "$hz" "$last_rps") ;;
+        V) load "${p}verify 1 session c64" 64 "$base/api/v1/auth/verify" \
+               -H "$auth"
+           v1=$(sum "$v1" "$last_rps") ;;
+        W) load "${p}verify 256 sessions c64" 64 \
+               "$base/api/v1/auth/verify" -s bench/wrk/tokens.lua -- \
+               "$d/tokens" 256
+           v256=$(sum "$v256" "$last_rps") ;;
+        C) load "${p}healthz 256 tokens cycled c64" 64 "$base/healthz" \
+               -s bench/wrk/tokens.lua -- "$d/tokens" 256
+           hz256=$(sum "$hz256" "$last_rps") ;;
+        M) load "${p}users/me 1 session c64" 64 "$base/api/v1/users/me" \
+               -H "$auth"
+           me=$(sum "$me" "$last_rps") ;;
+        esac
+    done
     # Tokens no cache holds: made-up signatures, each checked with the
     # public key (what a new token's first check costs too) and answered
     # 401, so the figure counts every answer.
     load "${p}verify forged signatures c64" 64 "$base/api/v1/auth/verify" \
         -s bench/wrk/forged.lua -- "$d/tokens"
     rec "${p}verify forged signatures c64 answers/s" "$last_all"
-    rec "${p}verify forged signatures / healthz" "$(ratio "$last_all" "$hz")"
+    rec "${p}verify forged signatures / healthz" \
+        "$(ratio "$(sum "$last_all" "$last_all")" "$hz")"   # hz: two loads
     rec "${p}verify 1 session / healthz" "$(ratio "$v1" "$hz")"
     rec "${p}verify 256 sessions / healthz" "$(ratio "$v256" "$hz")"
     rec "${p}verify 256 sessions / healthz, same tokens cycled" \
