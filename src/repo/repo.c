@@ -193,11 +193,13 @@ enum as_err repo_claim(const struct cfg *cfg, long *holder)
     if (len < 0 || (size_t)len >= sizeof path)
         return AS_ERR_INTERNAL;
     fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        log_event(LOG_ERROR, "repo.open_failed", NULL,
-                  json_pack("{s:s, s:s, s:s}", "backend", "sqlite", "path",
-                            path, "reason", strerror(errno)));
-        return AS_ERR_INTERNAL;
+    if (fd < 0) {       /* a folder only its files may be written in */
+        log_event(LOG_WARN, "repo.claim_failed", NULL,
+                  json_pack("{s:s, s:s, s:s, s:s}", "backend", "sqlite",
+                            "path", path, "reason", strerror(errno), "hint",
+                            "a second daemon on this database would not "
+                            "be refused"));
+        return AS_OK;
     }
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
         bool busy = errno == EWOULDBLOCK;

@@ -1004,6 +1004,52 @@ static enum as_err sq_new(const struct cfg *cfg, const char *path,
     return AS_OK;
 }
 
+/* After a failed first open: the file, its WAL and shared-memory files
+ * and its folder that this process may not use as SQLite needs (a
+ * database made by root where the service's user runs it, a read-only
+ * mount), one line each naming the owner and the mode, so that the
+ * operator need not read "unable to open database file" as a riddle. */
+static void explain_open_failure(const char *path)
+{
+    static const char *const suffix[] = { "", "-wal", "-shm", NULL };
+    char f[4096], octal[8], *slash;
+    struct stat st;
+    size_t i;
+    int len;
+
+    for (i = 0; i <= 3; i++) {
+        int mode = R_OK | W_OK;
+
+        if (suffix[i])
+            len = snprintf(f, sizeof f, "%s%s", path, suffix[i]);
+        else {                                  /* the folder */
+            len = snprintf(f, sizeof f, "%s", path);
+            slash = strrchr(f, '/');
+            if (!slash)
+                snprintf(f, sizeof f, ".");
+            else
+                slash[slash == f] = '\0';      /* "/x.db": "/" */
+            mode = W_OK | X_OK;
+        }
+        if (len < 0 || (size_t)len >= sizeof f || stat(f, &st) != 0 ||
+            faccessat(AT_FDCWD, f, mode, AT_EACCESS) == 0)
+            continue;
+        snprintf(octal, sizeof octal, "%04o", (unsigned)(st.st_mode & 07777));
+        log_event(LOG_ERROR, "repo.open_failed", NULL,
+                  json_pack("{s:s, s:s, s:s, s:I, s:I, s:s, s:s}", "backend",
+                            "sqlite", "path", f, "reason", strerror(errno),
+                            "owner_uid", (json_int_t)st.st_uid, "daemon_uid",
+                            (json_int_t)geteuid(), "mode", octal, "hint",
+                            suffix[i]
+                                ? "SQLite must read and write it: give it "
+                                  "to the daemon's user (chown) or run the "
+                                  "daemon as its owner"
+                                : "SQLite makes its -wal and -shm files in "
+                                  "this folder: the daemon's user must be "
+                                  "able to write to it"));
+    }
+}
+
 /* Opens the SQLite backend on the file `path` (created mode 0600 when
  * missing; ":memory:" gives a private in-memory database), with one
  * connection opened at once so a bad path or file fails here
@@ -1033,6 +1079,8 @@ enum as_err repo_sqlite_open(const struct cfg *cfg, const char *path,
         err = acquire(s, "open", &c);
     if (c)
         err = release(s, c);
+    if (err != AS_OK && s && !s->memory)
+        explain_open_failure(path);
     if (err == AS_OK && !s->memory) {
         struct stat st;
 

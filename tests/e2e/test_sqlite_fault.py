@@ -4,8 +4,10 @@ the file deleted or replaced):
 and served again once the disk is back (README.md "Operations")."""
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
+import tempfile
 import threading
 import time
 
@@ -269,3 +271,43 @@ def test_a_second_daemon_on_one_database_is_refused():
     r = b.request("GET", "/api/v1/auth/verify", token=t["access_token"])
     assert r.status == 200, r
     assert b.stop() == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run as another user")
+def test_a_database_the_daemons_user_may_not_write_is_named():
+    """A database made by root (`user create` run as root before the
+    first start) where the service's user runs the daemon: the start
+    exits 1 saying which file or folder, whose it is and whose the daemon
+    is, where it said only SQLite's "unable to open database file"."""
+    top = tempfile.mkdtemp(prefix="perm-", dir="/tmp")
+    try:
+        os.chmod(top, 0o755)
+        data = os.path.join(top, "data")
+        os.mkdir(data, 0o755)
+        d = Daemon("sqlite", data_dir=data)
+        r = d.command("migrate")
+        assert r.returncode == 0, r.stderr
+        db = os.path.join(data, "auth.db")
+        full = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        full.update(d.env)
+        for owned, named in ((data, db), (db, data)):
+            os.chown(data, 0, 0)
+            os.chown(db, 0, 0)
+            os.chown(owned, 65534, 65534)   # the other: root's
+            try:
+                r = subprocess.run([d.bin], env=full, cwd=data,
+                                   stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE, timeout=60,
+                                   user=65534, group=65534)
+            except PermissionError:
+                pytest.skip("the binary is not reachable by uid 65534")
+            assert r.returncode == 1, r.stderr[-2000:]
+            lines = [json.loads(x) for x in r.stderr.decode().splitlines()
+                     if x.startswith("{")]
+            said = [e for e in lines if e.get("event") == "repo.open_failed"
+                    and e.get("path") == named]
+            assert said and said[0]["owner_uid"] == 0 and \
+                said[0]["daemon_uid"] == 65534 and said[0]["hint"], lines
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
