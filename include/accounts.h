@@ -45,9 +45,11 @@ enum as_err account_patch(struct repo *r, struct scache *c,
                           enum account_actor who, const char *id,
                           const struct user_patch *p, const char *ip,
                           int64_t now, struct user *out, struct arena *a);
-/* Deletes user `id` (its sessions go with it) and forgets its cached
- * session states in `c`. AS_ERR_NOT_FOUND, AS_ERR_LAST_ADMIN, or the
- * repository's error. */
-enum as_err account_delete(struct repo *r, struct scache *c, const char *id);
+/* Deletes user `id` at `now` (its sessions go with it) and forgets its
+ * cached session states in `c`. AS_ERR_NOT_FOUND, AS_ERR_LAST_ADMIN, or
+ * the repository's error (after which the account may be ended, not yet
+ * deleted: repo_user_delete()). */
+enum as_err account_delete(struct repo *r, struct scache *c, const char *id,
+                           int64_t now);
 
 #endif

@@ -283,7 +283,7 @@ struct repo_ops {
                                      int64_t now);
     enum as_err (*user_rehash)(void *impl, const char *id, const char *old,
                                const char *hash);
-    enum as_err (*user_delete)(void *impl, const char *id);
+    enum as_err (*user_delete)(void *impl, const char *id, int64_t now);
     enum as_err (*user_list)(void *impl, const char *q, const char *after,
                              unsigned limit, struct user *out, size_t *n,
                              struct arena *a);
@@ -500,9 +500,14 @@ enum as_err repo_user_set_password(struct repo *r, const char *id,
  * hash is another or the user is gone. */
 enum as_err repo_user_rehash(struct repo *r, const char *id, const char *old,
                              const char *hash);
-/* Deletes the user and (by cascade) its sessions and refresh tokens.
- * AS_ERR_NOT_FOUND, or AS_ERR_LAST_ADMIN for the last active admin. */
-enum as_err repo_user_delete(struct repo *r, const char *id);
+/* Deletes the user and its sessions and refresh tokens: first ends the
+ * account at `now` (deactivated, sessions revoked, links ended), checked
+ * as any write of the caller (repo_act_as) and refused with nothing
+ * changed as AS_ERR_NOT_FOUND, or AS_ERR_LAST_ADMIN for the last active
+ * admin; then deletes what it holds in bounded batches and the row. A
+ * failure after the first step (AS_ERR_UNAVAILABLE) leaves the account
+ * ended and not deleted; a retry finishes it. */
+enum as_err repo_user_delete(struct repo *r, const char *id, int64_t now);
 /* Up to `limit` users ordered by id, ids greater than `after` (NULL: from
  * the start), whose email or full_name contains `q` literally and
  * case-insensitively (NULL: all). `out` has room for `limit`; *n gets the

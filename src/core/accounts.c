@@ -73,11 +73,15 @@ enum as_err account_patch(struct repo *r, struct scache *c,
     return err;
 }
 
-enum as_err account_delete(struct repo *r, struct scache *c, const char *id)
+enum as_err account_delete(struct repo *r, struct scache *c, const char *id,
+                           int64_t now)
 {
-    enum as_err err = repo_user_delete(r, id);
+    enum as_err err = repo_user_delete(r, id, now);
 
-    if (err == AS_OK)
+    /* Also after a failure on the way, which may come after the account
+     * was ended (repo_user_delete()); a refusal changed nothing. */
+    if (err != AS_ERR_NOT_FOUND && err != AS_ERR_LAST_ADMIN &&
+        err != AS_ERR_FORBIDDEN && err != AS_ERR_INVALID_TOKEN)
         scache_forget_user(c, id);
     return err;
 }

@@ -214,7 +214,8 @@ out:
 /* Deletes user `id` (sessions go with it). */
 static enum as_err delete_user(struct req_ctx *rc, const char *id)
 {
-    enum as_err err = account_delete(rc->app->repo, rc->app->scache, id);
+    enum as_err err = account_delete(rc->app->repo, rc->app->scache, id,
+                                     clock_ms());
 
     if (err == AS_ERR_LAST_ADMIN)
         return res_fail(&rc->res, err,

@@ -60,6 +60,11 @@ void repo_act_as(const struct repo_actor *who)
     acting = who;
 }
 
+const struct repo_actor *db_actor(void)
+{
+    return acting;
+}
+
 /* Whether the caller may still write: its session is unrevoked, its
  * account active (and an admin, for `admin`). On PostgreSQL the rows
  * are held until the commit, taken in the lock order of

@@ -217,6 +217,8 @@ struct db_tx {
     enum as_err err;
 };
 
+/* The caller the calling thread writes for (repo_act_as), or NULL. */
+const struct repo_actor *db_actor(void);
 /* Checks out a connection of backend `impl` for `op`, opening a write
  * transaction when `write`; rows go to `a` (NULL: a scratch arena). A
  * failure is kept in t->err; db_close() must follow in every case. A

@@ -132,7 +132,7 @@ enum as_err db_user_set_password(void *impl, const char *id,
                                  int64_t now);
 enum as_err db_user_rehash(void *impl, const char *id, const char *old,
                            const char *hash);
-enum as_err db_user_delete(void *impl, const char *id);
+enum as_err db_user_delete(void *impl, const char *id, int64_t now);
 enum as_err db_user_list(void *impl, const char *q, const char *after,
                          unsigned limit, struct user *out, size_t *n,
                          struct arena *a);

@@ -432,9 +432,9 @@ enum as_err repo_user_rehash(struct repo *r, const char *id, const char *old,
     return DISPATCH(r, user_rehash(r->impl, id, old, hash));
 }
 
-enum as_err repo_user_delete(struct repo *r, const char *id)
+enum as_err repo_user_delete(struct repo *r, const char *id, int64_t now)
 {
-    return DISPATCH(r, user_delete(r->impl, id));
+    return DISPATCH(r, user_delete(r->impl, id, now));
 }
 
 enum as_err repo_user_list(struct repo *r, const char *q, const char *after,

@@ -23,8 +23,8 @@
 enum {
     U_INSERT, U_BY_ID, U_BY_EMAIL, U_LOCK_ADMINS, U_BEFORE_PATCH,
     U_BEFORE_DELETE, U_PATCH, U_NOTICE, U_SET_PW,
-    U_REHASH, U_DELETE, U_LIST, U_COUNT, U_ADMIN_COUNT, U_SHED_TOKENS,
-    U_SHED_SESSIONS, U_LAST_ADMIN, U_NSTMT
+    U_REHASH, U_DELETE, U_END, U_LIST, U_COUNT, U_ADMIN_COUNT, U_SHED_TOKENS,
+    U_SHED_SESSIONS, U_NSTMT
 };
 
 _Static_assert(UF_EMAIL == 1 && UF_FULL_NAME == 2 && UF_ROLE == 4 &&
@@ -83,6 +83,9 @@ static struct db_stmt sql[U_NSTMT] = {
     [U_REHASH] = DB_SQL("UPDATE users SET password_hash = $3 "
                         "WHERE id = $1 AND password_hash = $2"),
     [U_DELETE] = DB_SQL("DELETE FROM users WHERE id = $1"),
+    /* A deletion's decision: the account can no longer sign in. */
+    [U_END] = DB_SQL("UPDATE users SET is_active = $3, updated_at = $2 "
+                     "WHERE id = $1"),
     /* What an account's deletion sheds first, SHED_ROWS rows a
      * transaction: the refresh tokens its sessions rotated out (kept
      * only to tell a replay, README "Tokens"), then its ended sessions
@@ -115,11 +118,6 @@ static struct db_stmt sql[U_NSTMT] = {
     [U_COUNT] = DB_SQL("SELECT count(*) FROM users"),
     [U_ADMIN_COUNT] = DB_SQL("SELECT count(*) FROM users "
                              "WHERE role = 'admin' AND is_active"),
-    /* User $1 is the only active admin (NULL: no such user). */
-    [U_LAST_ADMIN] = DB_SQL("SELECT (SELECT role = 'admin' AND is_active "
-                            "FROM users WHERE id = $1) AND "
-                            "(SELECT count(*) FROM users WHERE "
-                            "role = 'admin' AND is_active) <= 1"),
 };
 
 void db_read_user(struct db_tx *t, const struct db_rows *r, size_t i,
@@ -328,51 +326,64 @@ enum as_err db_user_rehash(void *impl, const char *id, const char *old,
     return none_if_invalid(db_close(&t), AS_ERR_CONFLICT);
 }
 
-enum as_err db_user_delete(void *impl, const char *id)
+enum as_err db_user_delete(void *impl, const char *id, int64_t now)
 {
+    const struct repo_actor *who;
     struct db_rows r;
     struct db_tx t;
-    bool was_admin = false, last = false;
+    bool was_admin = false;
     enum as_err err;
 
     if (!id)
         return AS_ERR_NOT_FOUND;
-    /* What the cascade would delete in one statement, however much an
-     * account gathered (a million rotated-out tokens held SQLite's write
-     * lock 7 s, and can outlast PostgreSQL's statement timeout, so the
-     * account could never be deleted), goes first in bounded batches.
-     * Only what no one can use again, and not when the deletion is sure
-     * to be refused (the last admin): a retry within the grace or a
-     * replay would find its rotated-out token gone. Only an admin
-     * demoted between this read and the deletion can still cost an
-     * account those. The refusal itself comes from the deletion's
-     * transaction, which first checks that the caller may still delete:
-     * a caller removed meanwhile was told that the other admin is the
-     * last one (409) instead of being refused (401, 403). */
-    db_open(&t, impl, "user_delete_check", false, NULL);
-    if (DB_RUN(&t, &sql[U_LAST_ADMIN], &r, db_text(id)) && r.n == 1)
-        last = db_flag(db_at(&r, 0, 0));
-    err = db_close(&t);
-    if (err == AS_OK && !last)
-        err = db_run_batches(impl, "user_delete_shed", NULL,
-                             &sql[U_SHED_TOKENS], db_text(id), SHED_BATCH);
-    if (err == AS_OK && !last)
-        err = db_run_batches(impl, "user_delete_shed", NULL,
-                             &sql[U_SHED_SESSIONS], db_text(id),
-                             SHED_BATCH);
-    if (err != AS_OK)
-        return err;
+    /* The decision first, as any write of the caller's (repo_act_as: it
+     * may still delete), with the last-admin rule: the account is ended
+     * at once (deactivated, every session revoked and every link ended,
+     * each announced to the other instances as such), so that nothing
+     * the shedding below removes can matter any more. Shedding before
+     * the decision cost a refused deletion (the caller demoted, the
+     * target become the last admin meanwhile) the account's rotated-out
+     * refresh tokens: a retry within the grace was refused and a replay
+     * after it no longer ended the session (a review: 28 of 183 refused
+     * deletions on PostgreSQL). */
     db_open(&t, impl, "user_delete", true, NULL);
     db_run(&t, &sql[U_LOCK_ADMINS], NULL, 0, &r);
     if (DB_RUN(&t, &sql[U_BEFORE_DELETE], &r, db_text(id)) && r.n == 0)
         db_refuse(&t, AS_ERR_NOT_FOUND);
     if (t.err == AS_OK)
         was_admin = db_flag(db_at(&r, 0, 0));
-    /* sessions and refresh tokens go by cascade */
-    DB_RUN(&t, &sql[U_DELETE], &r, db_text(id));
+    DB_RUN(&t, &sql[U_END], &r, db_text(id), db_int(now), db_bool(false));
     if (was_admin)
         keep_an_admin(&t);
-    return none_if_invalid(db_close(&t), AS_ERR_NOT_FOUND);
+    db_revoke_sessions(&t, id, NULL, now);
+    db_links_end(&t, id, NULL, true, NULL, now);
+    err = none_if_invalid(db_close(&t), AS_ERR_NOT_FOUND);
+    if (err != AS_OK)
+        return err;
+    /* The caller's decision, committed: what follows carries it out and
+     * is checked against no caller (one that deleted itself has no
+     * session left). What the cascade would delete in one statement,
+     * however much an account gathered (a million rotated-out tokens
+     * held SQLite's write lock 7 s, and can outlast PostgreSQL's
+     * statement timeout, so the account could never be deleted), goes
+     * first in bounded batches. A failure on the way (503) leaves the
+     * account ended, not deleted: the deletion's retry finishes it. */
+    who = db_actor();
+    repo_act_as(NULL);
+    err = db_run_batches(impl, "user_delete_shed", NULL,
+                         &sql[U_SHED_TOKENS], db_text(id), SHED_BATCH);
+    if (err == AS_OK)
+        err = db_run_batches(impl, "user_delete_shed", NULL,
+                             &sql[U_SHED_SESSIONS], db_text(id),
+                             SHED_BATCH);
+    if (err == AS_OK) {
+        /* sessions and refresh tokens left go by cascade */
+        db_open(&t, impl, "user_delete", true, NULL);
+        DB_RUN(&t, &sql[U_DELETE], &r, db_text(id));
+        err = none_if_invalid(db_close(&t), AS_ERR_NOT_FOUND);
+    }
+    repo_act_as(who);
+    return err;
 }
 
 enum as_err db_user_list(void *impl, const char *q, const char *after,

@@ -501,13 +501,14 @@ enum as_err repo_user_rehash(struct repo *r, const char *id, const char *old,
     return err;
 }
 
-enum as_err repo_user_delete(struct repo *r, const char *id)
+enum as_err repo_user_delete(struct repo *r, const char *id, int64_t now)
 {
     struct fuser *f;
     enum as_err err = AS_ERR_NOT_FOUND;
     size_t i;
 
     (void)r;
+    (void)now;
     pthread_mutex_lock(&mu);
     f = user_id(id);
     if (f)

@@ -118,7 +118,7 @@ static void last_admin_refused_and_mapped(void **state)
     warm(f);
     assert_int_equal(admin_patch(f, f->admin, &demote), AS_ERR_LAST_ADMIN);
     assert_int_equal(admin_patch(f, f->admin, &off), AS_ERR_LAST_ADMIN);
-    assert_int_equal(account_delete(f->core.repo, f->sc, f->admin),
+    assert_int_equal(account_delete(f->core.repo, f->sc, f->admin, 1000),
                      AS_ERR_LAST_ADMIN);
     assert_int_equal(as_err_http_status(AS_ERR_LAST_ADMIN), 409);
     assert_string_equal(as_err_code(AS_ERR_LAST_ADMIN), "last_admin");
@@ -142,10 +142,11 @@ static void second_admin_allows_it(void **state)
     assert_int_equal(core_user_get(&f->core, f->admin, &u, f->a), AS_OK);
     assert_int_equal(u.role, ROLE_USER);
     /* Now `other` is the last one: refused again. */
-    assert_int_equal(account_delete(f->core.repo, f->sc, f->other),
+    assert_int_equal(account_delete(f->core.repo, f->sc, f->other, 1000),
                      AS_ERR_LAST_ADMIN);
     assert_int_equal(admin_patch(f, f->admin, &promote), AS_OK);
-    assert_int_equal(account_delete(f->core.repo, f->sc, f->other), AS_OK);
+    assert_int_equal(account_delete(f->core.repo, f->sc, f->other, 1000),
+                     AS_OK);
     assert_int_equal(core_user_get(&f->core, f->other, &u, f->a),
                      AS_ERR_NOT_FOUND);
 }
@@ -223,7 +224,8 @@ static void deletion_forgets_the_user(void **state)
     struct session_state st;
 
     warm(f);
-    assert_int_equal(account_delete(f->core.repo, f->sc, f->other), AS_OK);
+    assert_int_equal(account_delete(f->core.repo, f->sc, f->other, 1000),
+                     AS_OK);
     assert_int_equal(cached(f), ALL & ~OTHERS);
     assert_int_equal(scache_check(f->sc, f->core.repo, f->o1.id, f->other,
                                   &st), AS_OK);

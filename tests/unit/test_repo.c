@@ -373,7 +373,7 @@ static void last_admin_is_kept(void **state)
     a.role = ROLE_ADMIN;
     a.is_active = false;
     assert_int_equal(repo_user_update(f->r, &a, T0 + 1), AS_ERR_LAST_ADMIN);
-    assert_int_equal(repo_user_delete(f->r, a.id), AS_ERR_LAST_ADMIN);
+    assert_int_equal(repo_user_delete(f->r, a.id, 1000), AS_ERR_LAST_ADMIN);
     /* Nothing changed, the session included. */
     assert_int_equal(repo_user_by_id(f->r, a.id, &got, f->a), AS_OK);
     assert_int_equal(got.role, ROLE_ADMIN);
@@ -388,19 +388,19 @@ static void last_admin_is_kept(void **state)
     a.full_name = "Still Admin";
     assert_int_equal(repo_user_update(f->r, &a, T0 + 2), AS_OK);
     /* Users other than admins are never held back. */
-    assert_int_equal(repo_user_delete(f->r, plain.id), AS_OK);
-    assert_int_equal(repo_user_delete(f->r, plain.id), AS_ERR_NOT_FOUND);
-    assert_int_equal(repo_user_delete(f->r, idle.id), AS_OK);
+    assert_int_equal(repo_user_delete(f->r, plain.id, 1000), AS_OK);
+    assert_int_equal(repo_user_delete(f->r, plain.id, 1000), AS_ERR_NOT_FOUND);
+    assert_int_equal(repo_user_delete(f->r, idle.id, 1000), AS_OK);
 
     new_user(f, &b, "b@example.com", ROLE_ADMIN, true);
     a.role = ROLE_USER;
     assert_int_equal(repo_user_update(f->r, &a, T0 + 3), AS_OK);
     b.is_active = false;
     assert_int_equal(repo_user_update(f->r, &b, T0 + 4), AS_ERR_LAST_ADMIN);
-    assert_int_equal(repo_user_delete(f->r, b.id), AS_ERR_LAST_ADMIN);
+    assert_int_equal(repo_user_delete(f->r, b.id, 1000), AS_ERR_LAST_ADMIN);
     a.role = ROLE_ADMIN;
     assert_int_equal(repo_user_update(f->r, &a, T0 + 5), AS_OK);
-    assert_int_equal(repo_user_delete(f->r, b.id), AS_OK);
+    assert_int_equal(repo_user_delete(f->r, b.id, 1000), AS_OK);
     assert_int_equal(repo_user_count(f->r, true, &n), AS_OK);
     assert_int_equal(n, 1);
 }
@@ -592,7 +592,7 @@ static void delete_cascades(void **state)
     new_user(f, &admin, "boss@example.com", ROLE_ADMIN, true);
     new_user(f, &u, "gone@example.com", ROLE_USER, true);
     new_session(f, &s, u.id, T0, T0 + DAY, h);
-    assert_int_equal(repo_user_delete(f->r, u.id), AS_OK);
+    assert_int_equal(repo_user_delete(f->r, u.id, 1000), AS_OK);
     assert_int_equal(repo_session_get(f->r, s.id, &got, f->a),
                      AS_ERR_NOT_FOUND);
     assert_int_equal(repo_refresh_session(f->r, h, T0, false, &got, f->a),
@@ -863,14 +863,14 @@ static void deleting_an_account_sheds_only_its_own_rows(void **state)
     assert_int_equal(scalar(f, "SELECT count(*) FROM sessions"), 1702);
     assert_int_equal(scalar(f, "SELECT count(*) FROM refresh_tokens"),
                      2002);
-    assert_int_equal(repo_user_delete(f->r, u.id), AS_OK);
+    assert_int_equal(repo_user_delete(f->r, u.id, 1000), AS_OK);
     assert_int_equal(scalar(f, "SELECT count(*) FROM sessions"), 601);
     assert_int_equal(scalar(f, "SELECT count(*) FROM refresh_tokens"), 701);
     snprintf(q, sizeof q, "SELECT count(*) FROM sessions WHERE user_id = "
              "'%s'", other.id);
     assert_int_equal(scalar(f, q), 601);
     assert_true(live(f, o.id, T0));
-    assert_int_equal(repo_user_delete(f->r, u.id), AS_ERR_NOT_FOUND);
+    assert_int_equal(repo_user_delete(f->r, u.id, 1000), AS_ERR_NOT_FOUND);
 }
 
 /* `n` counts of `email`, from addresses `tag`-1 ... `tag`-n. */

@@ -526,7 +526,7 @@ static void prune_and_cascade(void **state)
     assert_int_equal(count(f, "SELECT count(*) FROM one_time_tokens"), 2);
     assert_int_equal(count(f, "SELECT count(*) FROM outbox"), 2);
     /* a deleted user takes its tokens and pending mails along */
-    assert_int_equal(repo_user_delete(f->r, v.id), AS_OK);
+    assert_int_equal(repo_user_delete(f->r, v.id, 1000), AS_OK);
     assert_int_equal(count(f, "SELECT count(*) FROM outbox"), 1);
     assert_int_equal(count(f, "SELECT count(*) FROM one_time_tokens"), 1);
 }

@@ -198,7 +198,7 @@ static void challenge_is_used_once(void **state)
                      AS_ERR_NOT_FOUND);
 
     hash_of(4, h);                       /* for a user that is gone */
-    assert_int_equal(repo_user_delete(f->r, f->v.id), AS_OK);
+    assert_int_equal(repo_user_delete(f->r, f->v.id, 1000), AS_OK);
     assert_int_equal(repo_passkey_challenge_put(f->r, h, PK_REGISTER,
                                                 f->v.id, 0, T0, T0 + 1000),
                      AS_ERR_NOT_FOUND);
@@ -332,7 +332,7 @@ static void credential_registers_once(void **state)
                      AS_ERR_NOT_FOUND);
 
     /* the user was deleted between its login and its registration */
-    assert_int_equal(repo_user_delete(f->r, f->v.id), AS_OK);
+    assert_int_equal(repo_user_delete(f->r, f->v.id, 1000), AS_OK);
     passkey_of(&f->v, "Y3JlZC10aHJlZQ", &q);
     assert_int_equal(repo_passkey_insert(f->r, &q, MOST), AS_ERR_NOT_FOUND);
 }

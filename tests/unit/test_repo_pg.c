@@ -408,8 +408,8 @@ static void test_user_crud(void **state)
     assert_int_equal(f->ops->user_count(f->impl, true, &cnt), AS_OK);
     assert_int_equal(cnt, 1);
 
-    assert_int_equal(f->ops->user_delete(f->impl, u.id), AS_OK);
-    assert_int_equal(f->ops->user_delete(f->impl, u.id), AS_ERR_NOT_FOUND);
+    assert_int_equal(f->ops->user_delete(f->impl, u.id, 1000), AS_OK);
+    assert_int_equal(f->ops->user_delete(f->impl, u.id, 1000), AS_ERR_NOT_FOUND);
     assert_int_equal(f->ops->user_by_id(f->impl, u.id, &got, f->a),
                      AS_ERR_NOT_FOUND);
 }
@@ -514,7 +514,7 @@ static void test_last_admin_rules(void **state)
     a.is_active = false;
     assert_int_equal(full_update(f->ops, f->impl, &a, T0 + 2),
                      AS_ERR_LAST_ADMIN);
-    assert_int_equal(f->ops->user_delete(f->impl, a.id), AS_ERR_LAST_ADMIN);
+    assert_int_equal(f->ops->user_delete(f->impl, a.id, 1000), AS_ERR_LAST_ADMIN);
     assert_int_equal(f->ops->user_by_id(f->impl, a.id, &got, f->a), AS_OK);
     assert_true(got.is_active);             /* nothing changed */
     assert_int_equal(got.role, ROLE_ADMIN);
@@ -522,8 +522,8 @@ static void test_last_admin_rules(void **state)
     a.is_active = true;
     a.full_name = "Still Admin";            /* no demotion: allowed */
     assert_int_equal(full_update(f->ops, f->impl, &a, T0 + 3), AS_OK);
-    assert_int_equal(f->ops->user_delete(f->impl, b.id), AS_OK);
-    assert_int_equal(f->ops->user_delete(f->impl, u.id), AS_OK);
+    assert_int_equal(f->ops->user_delete(f->impl, b.id, 1000), AS_OK);
+    assert_int_equal(f->ops->user_delete(f->impl, u.id, 1000), AS_OK);
     assert_int_equal(f->ops->user_count(f->impl, true, &cnt), AS_OK);
     assert_int_equal(cnt, 1);
 
@@ -631,7 +631,7 @@ static void test_sessions(void **state)
                                                T0), AS_ERR_NOT_FOUND);
 
     /* deleting the user takes its sessions along */
-    assert_int_equal(f->ops->user_delete(f->impl, w.id), AS_OK);
+    assert_int_equal(f->ops->user_delete(f->impl, w.id, 1000), AS_OK);
     mk_session(&s1, 5, w.id, T0, T0 + HOUR);
     mk_hash(h, 5);
     assert_int_equal(f->ops->session_create(f->impl, &s1, h, NULL),
@@ -859,7 +859,7 @@ static void *demote_thread(void *p)
     struct demote_arg *d = p;
 
     pthread_barrier_wait(d->go);
-    d->err = d->delete ? d->f->ops->user_delete(d->f->impl, d->u.id)
+    d->err = d->delete ? d->f->ops->user_delete(d->f->impl, d->u.id, 1000)
                        : full_update(d->f->ops, d->f->impl, &d->u, T0 + 9);
     return NULL;
 }
@@ -1209,7 +1209,7 @@ static void *delete_thread(void *p)
 {
     struct del_arg *d = p;
 
-    d->err = repo_user_delete(d->r, d->id);
+    d->err = repo_user_delete(d->r, d->id, 1000);
     return NULL;
 }
 

@@ -542,7 +542,7 @@ static void *work_thread(void *p)
     SETTLED(w, repo_session_state(w->r, s.id, T0 + 40, &st));
     CHECK(w, !st.live);
     SETTLED(w, repo_user_count(w->r, false, &cnt));
-    SETTLED(w, repo_user_delete(w->r, u.id));
+    SETTLED(w, repo_user_delete(w->r, u.id, 1000));
 out:
     arena_free(a);
     return NULL;

@@ -67,10 +67,11 @@ static enum as_err fake_patch(void *impl, const char *id,
     return AS_OK;
 }
 
-static enum as_err fake_delete(void *impl, const char *id)
+static enum as_err fake_delete(void *impl, const char *id, int64_t now)
 {
     (void)impl;
     (void)id;
+    (void)now;
     return AS_OK;
 }
 
@@ -168,7 +169,7 @@ static void test_account_changes_seen_at_once(void **state)
                                    NULL, a), AS_OK);
     assert_false(scache_user_peek(cache, U1, &u, a));
     assert_string_equal(name_now(r, a), "Lovelace");
-    assert_int_equal(account_delete(r, cache, U1), AS_OK);
+    assert_int_equal(account_delete(r, cache, U1, 1000), AS_OK);
     assert_false(scache_user_peek(cache, U1, &u, a));
     arena_free(a);
     repo_close(r);
