@@ -4,24 +4,33 @@
  * facts and applies the result in one transaction. */
 #include "rotation.h"
 
-/* now - grace_ms without overflow (grace_ms > 0). */
-static int64_t grace_start(int64_t now, int64_t grace_ms)
+/* now - ms without overflow (ms > 0). */
+static int64_t ago(int64_t now, int64_t ms)
 {
-    return now < INT64_MIN + grace_ms ? INT64_MIN : now - grace_ms;
+    return now < INT64_MIN + ms ? INT64_MIN : now - ms;
 }
 
 enum rotate_result rotation_judge(const struct rotation_facts *f,
-                                  int64_t now, int64_t grace_ms)
+                                  int64_t now, int64_t grace_ms,
+                                  int64_t life_ms)
 {
     if (!f->found || f->revoked || f->expires_at <= now || !f->user_active)
         return ROTATE_INVALID;
     if (!f->used)
         return ROTATE_OK;
+    /* Past its own lifetime a rotated-out token could not be used
+     * anyway, and a rotation may have pruned it (src/repo/sessions.c,
+     * S_PRUNE_USED: created_at < now - lifetime): answered as if it had
+     * been, whether it was or not. Before, a retry or a replay of one was
+     * a grace retry or a replay until another refresh of its session
+     * pruned it, then refused with nothing ended (a review). */
+    if (life_ms > 0 && f->created_at < ago(now, life_ms))
+        return ROTATE_INVALID;
     /* No grace: any second use is a replay, even within the same
      * millisecond as the rotation (a fast client on loopback). */
     if (grace_ms <= 0)
         return ROTATE_REUSED;
-    return f->used_at >= grace_start(now, grace_ms) ? ROTATE_GRACE
+    return f->used_at >= ago(now, grace_ms) ? ROTATE_GRACE
                                                     : ROTATE_REUSED;
 }
 

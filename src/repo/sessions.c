@@ -134,7 +134,8 @@ static struct db_stmt sql[S_NSTMT] = {
     [S_LOCK_BY_TOKEN] = DB_PG_ONLY("SELECT id FROM sessions WHERE id = "
                                    "(SELECT session_id FROM refresh_tokens "
                                    "WHERE hash = $1) FOR NO KEY UPDATE"),
-    [S_FACTS] = DB_SQL("SELECT " SESSION_COLS ", t.used_at, u.is_active "
+    [S_FACTS] = DB_SQL("SELECT " SESSION_COLS ", t.used_at, u.is_active, "
+                       "t.created_at "
                        "FROM refresh_tokens t "
                        "JOIN sessions s ON s.id = t.session_id "
                        "JOIN users u ON u.id = s.user_id WHERE t.hash = $1"),
@@ -443,10 +444,11 @@ enum as_err db_refresh_rotate(void *impl,
         f.revoked = !db_at(&r, 0, 5)->null;
         f.expires_at = db_i64(db_at(&r, 0, 4));
         f.user_active = db_flag(db_at(&r, 0, SESSION_NCOLS + 1));
+        f.created_at = db_i64(db_at(&r, 0, SESSION_NCOLS + 2));
         read_session(&t, &r, 0, out);
     }
     if (t.err == AS_OK)
-        *res = rotation_judge(&f, now, grace_ms);
+        *res = rotation_judge(&f, now, grace_ms, new_expires - now);
     if (*res == ROTATE_OK) {
         /* Under the locks nobody consumed it since the read: a miss is
          * a conflict, and the whole call runs again. The writes go

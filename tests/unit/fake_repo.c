@@ -45,6 +45,7 @@ struct ftoken {
     uint8_t hash[REPO_HASH_LEN];
     char sid[UUID_STR_LEN];
     int64_t used_at;             /* 0: unused */
+    int64_t created_at;
 };
 
 struct fcount {
@@ -631,7 +632,7 @@ enum as_err repo_login_failures_clear(struct repo *r, const char *email,
 
 /* Stores refresh token hash `h` of session `sid` (mu held). */
 static enum as_err add_token(const uint8_t h[REPO_HASH_LEN],
-                             const char *sid)
+                             const char *sid, int64_t now)
 {
     size_t i;
 
@@ -641,6 +642,7 @@ static enum as_err add_token(const uint8_t h[REPO_HASH_LEN],
             memcpy(tokens[i].hash, h, REPO_HASH_LEN);
             snprintf(tokens[i].sid, sizeof tokens[i].sid, "%s", sid);
             tokens[i].used_at = 0;
+            tokens[i].created_at = now;
             return AS_OK;
         }
     return AS_ERR_INTERNAL;
@@ -711,7 +713,7 @@ enum as_err repo_session_create(struct repo *r, const struct session *s,
             f->created_at = s->created_at;
             f->last_used_at = s->last_used_at;
             f->expires_at = s->expires_at;
-            err = add_token(refresh_hash, s->id);
+            err = add_token(refresh_hash, s->id, s->created_at);
         }
     if (up)
         up->ended = 0;
@@ -819,15 +821,16 @@ enum as_err repo_refresh_rotate(struct repo *r,
         const struct fuser *u = user_id(s->user_id);
         struct rotation_facts f = {
             .found = true, .used = t->used_at != 0, .used_at = t->used_at,
+            .created_at = t->created_at,
             .revoked = s->revoked_at != 0, .expires_at = s->expires_at,
             .user_active = u && u->is_active,
         };
 
-        *res = rotation_judge(&f, now, grace_ms);
+        *res = rotation_judge(&f, now, grace_ms, new_expires - now);
     }
     if (*res == ROTATE_OK) {
         t->used_at = now;
-        err = add_token(child, s->id);
+        err = add_token(child, s->id, now);
         s->last_used_at = now;
         s->expires_at = rotation_expiry(s->created_at, new_expires,
                                         max_life_ms);

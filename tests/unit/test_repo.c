@@ -1215,6 +1215,47 @@ static void rotated_tokens_past_their_lifetime_go(void **state)
     assert_false(live(f, s.id, now + GRACE + 1));
 }
 
+/* A token rotated out just before its own lifetime ended, presented
+ * again within the grace but after that end: refused with nothing ended,
+ * whether another refresh of its session pruned it already or not
+ * (before, the unpruned one was a grace retry, and after the grace a
+ * replay that ended its session; a review). */
+static void rotated_token_past_its_life_answers_alike_pruned_or_not(
+    void **state)
+{
+    struct fx *f = *state;
+    struct user u;
+    struct session s[2], out;
+    uint8_t p[2][REPO_HASH_LEN], c[2][REPO_HASH_LEN], d[REPO_HASH_LEN];
+    enum rotate_result res = ROTATE_INVALID;
+    int64_t now = T0 + DAY - 2000;
+    int i;
+
+    new_user(f, &u, "edge@example.com", ROLE_USER, true);
+    for (i = 0; i < 2; i++) {
+        new_session(f, &s[i], u.id, T0, T0 + DAY, p[i]);
+        randombytes_buf(c[i], REPO_HASH_LEN);
+        assert_int_equal(repo_refresh_rotate(f->r, p[i], c[i], now, GRACE,
+                                             now + DAY, LIFE, &res, &out,
+                                             f->a), AS_OK);
+        assert_int_equal(res, ROTATE_OK);
+    }
+    now = T0 + DAY + 1500;                  /* prunes p[1] */
+    randombytes_buf(d, REPO_HASH_LEN);
+    assert_int_equal(repo_refresh_rotate(f->r, c[1], d, now, GRACE,
+                                         now + DAY, LIFE, &res, &out, f->a),
+                     AS_OK);
+    assert_int_equal(res, ROTATE_OK);
+    for (now = T0 + DAY + 3000; now < T0 + DAY + 3 * GRACE; now += GRACE)
+        for (i = 0; i < 2; i++) {
+            assert_int_equal(repo_refresh_rotate(f->r, p[i], c[i], now,
+                                                 GRACE, now + DAY, LIFE,
+                                                 &res, &out, f->a), AS_OK);
+            assert_int_equal(res, ROTATE_INVALID);
+            assert_true(live(f, s[i].id, now));
+        }
+}
+
 /* Sets is_active of `u` to false by hand: its sessions stay unrevoked. */
 static void switch_off_by_hand(struct fx *f, const struct user *u)
 {
@@ -2823,6 +2864,7 @@ int main(void)
         CASE(an_email_change_carries_failure_counts),
         CASE(sessions_beyond_the_cap_end),
         CASE(rotated_tokens_past_their_lifetime_go),
+        CASE(rotated_token_past_its_life_answers_alike_pruned_or_not),
         CASE(rotate_races_have_one_winner),
         CASE(lockout_delays_double_and_cap),
         CASE(lockout_one_address_never_locks_others),

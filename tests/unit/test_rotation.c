@@ -26,7 +26,7 @@ static void tick(struct fake_clock *c, int64_t ms)
 static struct rotation_facts fresh(void)
 {
     return (struct rotation_facts){ .found = true, .expires_at = T0 + DAY,
-                                    .user_active = true };
+                                    .created_at = T0, .user_active = true };
 }
 
 static void fresh_token_rotates(void **state)
@@ -34,7 +34,7 @@ static void fresh_token_rotates(void **state)
     struct rotation_facts f = fresh();
 
     (void)state;
-    assert_int_equal(rotation_judge(&f, T0, GRACE), ROTATE_OK);
+    assert_int_equal(rotation_judge(&f, T0, GRACE, DAY), ROTATE_OK);
 }
 
 /* Used at T0: a retry within the grace re-derives the child, up to and
@@ -47,20 +47,20 @@ static void grace_then_reuse(void **state)
     (void)state;
     f.used = true;
     f.used_at = clock.now;
-    assert_int_equal(rotation_judge(&f, clock.now, GRACE), ROTATE_GRACE);
+    assert_int_equal(rotation_judge(&f, clock.now, GRACE, DAY), ROTATE_GRACE);
     tick(&clock, GRACE - 1);
-    assert_int_equal(rotation_judge(&f, clock.now, GRACE), ROTATE_GRACE);
+    assert_int_equal(rotation_judge(&f, clock.now, GRACE, DAY), ROTATE_GRACE);
     tick(&clock, 1);
-    assert_int_equal(rotation_judge(&f, clock.now, GRACE), ROTATE_GRACE);
+    assert_int_equal(rotation_judge(&f, clock.now, GRACE, DAY), ROTATE_GRACE);
     tick(&clock, 1);
-    assert_int_equal(rotation_judge(&f, clock.now, GRACE), ROTATE_REUSED);
+    assert_int_equal(rotation_judge(&f, clock.now, GRACE, DAY), ROTATE_REUSED);
     tick(&clock, DAY / 2);
-    assert_int_equal(rotation_judge(&f, clock.now, GRACE), ROTATE_REUSED);
+    assert_int_equal(rotation_judge(&f, clock.now, GRACE, DAY), ROTATE_REUSED);
     /* without a grace every second use is a replay */
-    assert_int_equal(rotation_judge(&f, T0 + 1, 0), ROTATE_REUSED);
+    assert_int_equal(rotation_judge(&f, T0 + 1, 0, DAY), ROTATE_REUSED);
     /* even in the millisecond of the rotation itself */
-    assert_int_equal(rotation_judge(&f, T0, 0), ROTATE_REUSED);
-    assert_int_equal(rotation_judge(&f, T0 + 1, -5), ROTATE_REUSED);
+    assert_int_equal(rotation_judge(&f, T0, 0, DAY), ROTATE_REUSED);
+    assert_int_equal(rotation_judge(&f, T0 + 1, -5, DAY), ROTATE_REUSED);
 }
 
 static void expired_session_is_invalid(void **state)
@@ -70,12 +70,12 @@ static void expired_session_is_invalid(void **state)
 
     (void)state;
     tick(&clock, DAY - 1);
-    assert_int_equal(rotation_judge(&f, clock.now, GRACE), ROTATE_OK);
+    assert_int_equal(rotation_judge(&f, clock.now, GRACE, DAY), ROTATE_OK);
     tick(&clock, 1);                     /* expires_at is not live */
-    assert_int_equal(rotation_judge(&f, clock.now, GRACE), ROTATE_INVALID);
+    assert_int_equal(rotation_judge(&f, clock.now, GRACE, DAY), ROTATE_INVALID);
     f.used = true;                       /* nor a replay: nothing to revoke */
     f.used_at = T0;
-    assert_int_equal(rotation_judge(&f, clock.now, GRACE), ROTATE_INVALID);
+    assert_int_equal(rotation_judge(&f, clock.now, GRACE, DAY), ROTATE_INVALID);
 }
 
 static void revoked_inactive_unknown_are_invalid(void **state)
@@ -84,16 +84,16 @@ static void revoked_inactive_unknown_are_invalid(void **state)
 
     (void)state;
     f.revoked = true;
-    assert_int_equal(rotation_judge(&f, T0, GRACE), ROTATE_INVALID);
+    assert_int_equal(rotation_judge(&f, T0, GRACE, DAY), ROTATE_INVALID);
     f.used = true;                       /* a replay after a revocation */
     f.used_at = T0 - DAY / 2;
-    assert_int_equal(rotation_judge(&f, T0, GRACE), ROTATE_INVALID);
+    assert_int_equal(rotation_judge(&f, T0, GRACE, DAY), ROTATE_INVALID);
     f = fresh();
     f.user_active = false;
-    assert_int_equal(rotation_judge(&f, T0, GRACE), ROTATE_INVALID);
+    assert_int_equal(rotation_judge(&f, T0, GRACE, DAY), ROTATE_INVALID);
     f = fresh();
     f.found = false;
-    assert_int_equal(rotation_judge(&f, T0, GRACE), ROTATE_INVALID);
+    assert_int_equal(rotation_judge(&f, T0, GRACE, DAY), ROTATE_INVALID);
 }
 
 /* A session is moved forward by each rotation but never past its
@@ -114,10 +114,34 @@ static void max_lifetime_caps_the_expiry(void **state)
         struct rotation_facts f = fresh();
 
         f.expires_at = exp;
-        assert_int_equal(rotation_judge(&f, clock.now, GRACE),
+        assert_int_equal(rotation_judge(&f, clock.now, GRACE, DAY),
                          ROTATE_INVALID);
     }
     assert_int_equal(rotation_expiry(created, T0 + 1, 0), T0);
+}
+
+/* A rotated-out token past its own lifetime (created more than life_ms
+ * before) is invalid, as once a rotation has pruned it: no grace retry,
+ * no replay. Before, it was either, until another refresh of its
+ * session pruned it (a review). The newest token's life is the
+ * session's expiry. */
+static void rotated_token_past_its_lifetime_is_invalid(void **state)
+{
+    struct rotation_facts f = fresh();
+
+    (void)state;
+    f.expires_at = T0 + 2 * DAY;            /* refreshed since */
+    f.used = true;
+    f.used_at = T0 + DAY - 2000;            /* 2 s before its own end */
+    assert_int_equal(rotation_judge(&f, T0 + DAY, GRACE, DAY), ROTATE_GRACE);
+    assert_int_equal(rotation_judge(&f, T0 + DAY + 1, GRACE, DAY),
+                     ROTATE_INVALID);       /* within the grace */
+    assert_int_equal(rotation_judge(&f, T0 + DAY + GRACE + 5000, GRACE, DAY),
+                     ROTATE_INVALID);       /* not a replay either */
+    assert_int_equal(rotation_judge(&f, T0 + DAY + 1, GRACE, 0),
+                     ROTATE_GRACE);         /* no lifetime given */
+    f.used = false;                         /* the newest: the session's */
+    assert_int_equal(rotation_judge(&f, T0 + DAY + 1, GRACE, DAY), ROTATE_OK);
 }
 
 /* Extreme times and graces neither wrap nor trap (UBSan would). */
@@ -129,11 +153,16 @@ static void no_overflow(void **state)
     f.used = true;
     f.used_at = INT64_MIN;
     f.expires_at = INT64_MAX;
-    assert_int_equal(rotation_judge(&f, INT64_MIN + 5, INT64_MAX),
+    assert_int_equal(rotation_judge(&f, INT64_MIN + 5, INT64_MAX, DAY),
                      ROTATE_GRACE);
-    assert_int_equal(rotation_judge(&f, INT64_MIN + 5, 1), ROTATE_REUSED);
+    assert_int_equal(rotation_judge(&f, INT64_MIN + 5, 1, DAY), ROTATE_REUSED);
     f.used_at = 0;
-    assert_int_equal(rotation_judge(&f, INT64_MAX - 1, INT64_MAX),
+    assert_int_equal(rotation_judge(&f, INT64_MAX - 1, INT64_MAX, INT64_MAX),
+                     ROTATE_GRACE);
+    assert_int_equal(rotation_judge(&f, INT64_MAX - 1, INT64_MAX, DAY),
+                     ROTATE_INVALID);           /* created long before */
+    f.created_at = INT64_MIN;               /* not before a saturated now */
+    assert_int_equal(rotation_judge(&f, INT64_MIN + 5, 1, INT64_MAX),
                      ROTATE_GRACE);
     assert_int_equal(rotation_expiry(INT64_MAX - 5, INT64_MAX, INT64_MAX),
                      INT64_MAX);
@@ -151,6 +180,7 @@ int main(void)
         cmocka_unit_test(expired_session_is_invalid),
         cmocka_unit_test(revoked_inactive_unknown_are_invalid),
         cmocka_unit_test(max_lifetime_caps_the_expiry),
+        cmocka_unit_test(rotated_token_past_its_lifetime_is_invalid),
         cmocka_unit_test(no_overflow),
     };
 
