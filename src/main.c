@@ -93,12 +93,10 @@ static unsigned hasher_count(const struct cfg *cfg)
     return n ? n : 1;
 }
 
-/* A warning when the Argon2id cost is below every pairing OWASP's
- * Password Storage Cheat Sheet gives as its minimum (46 MiB x 1, 19 x 2,
- * 12 x 3, 9 x 4, 7 x 5): allowed (tests and small machines lower it) but
- * not silently. */
-/* The Argon2id memory the OWASP minimum asks at cfg's iterations, when
- * cfg's is below it; 0 when it is not. */
+/* The Argon2id memory OWASP's Password Storage Cheat Sheet gives as its
+ * minimum at cfg's iterations (46 MiB x 1, 19 x 2, 12 x 3, 9 x 4, 7 x 5)
+ * when cfg's is below it, else 0: a lower cost is allowed (tests and
+ * small machines lower it) but not silently. */
 static unsigned argon2_shortfall(const struct cfg *cfg)
 {
     static const unsigned need_kib[] = { 47104, 19456, 12288, 9216, 7168 };
@@ -164,7 +162,8 @@ static struct repo *open_repo(const struct cfg *cfg, bool *config)
     return r;
 }
 
-/* README "Running": one daemon per SQLite database (repo_claim()). */
+/* README "Running on PostgreSQL and several instances": one daemon per
+ * SQLite database (repo_claim()). */
 static bool claim_database(const struct cfg *cfg)
 {
     long holder = 0;

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdatomic.h>
@@ -170,26 +171,56 @@ enum as_err repo_open(const struct cfg *cfg, struct repo **out)
     return err;
 }
 
-/* README "Running": one daemon per SQLite database. Another daemon on
- * the same file would answer from its own session cache what this one
- * revoked (nothing tells it; PostgreSQL has NOTIFY for that). The lock
- * is flock(2) on a file of its own beside the database (never on the
- * database: closing any descriptor of it would drop SQLite's own POSIX
- * locks), held by the open descriptor until the process ends, so a
- * crash leaves nothing to clean. */
+/* README "Running on PostgreSQL and several instances": one daemon per
+ * SQLite database. Another daemon on the same file would answer from its
+ * own session cache what this one revoked (nothing tells it; PostgreSQL
+ * has NOTIFY for that). The lock is flock(2) on a file of its own beside
+ * the database (never on the database: closing any descriptor of it
+ * would drop SQLite's own POSIX locks), held by the open descriptor
+ * until the process ends, so a crash leaves nothing to clean. */
+/* The database file `db` by the name no link or other spelling hides (a
+ * second daemon given a symbolic link to the file, or to its folder,
+ * claims the same lock): its real path, or its folder's and its name
+ * while it does not exist yet; `db` itself when neither resolves. */
+static const char *real_name(const char *db, char out[PATH_MAX])
+{
+    char dir[PATH_MAX], real_dir[PATH_MAX], *slash;
+    const char *base = db, *folder = ".";
+    int len;
+
+    if (realpath(db, out))
+        return out;
+    len = snprintf(dir, sizeof dir, "%s", db);
+    if (len < 0 || (size_t)len >= sizeof dir)
+        return db;
+    slash = strrchr(dir, '/');
+    if (slash) {
+        *slash = '\0';
+        base = slash + 1;
+        folder = dir[0] ? dir : "/";
+    }
+    if (!realpath(folder, real_dir))
+        return db;
+    len = snprintf(out, PATH_MAX, "%s/%s",
+                   strcmp(real_dir, "/") == 0 ? "" : real_dir, base);
+    return len < 0 || len >= PATH_MAX ? db : out;
+}
+
 enum as_err repo_claim(const struct cfg *cfg, long *holder)
 {
     const char *url = cfg->database_url;
-    char path[4096], pid[32];
+    char path[PATH_MAX + 16], real[PATH_MAX], pid[32];
     ssize_t n;
     int fd, len;
 
     *holder = 0;
-    if (!url || !has_prefix(url, "sqlite:") || url[7] == '\0')
-        return AS_OK;                   /* PostgreSQL: instances share */
+    if (!url || !has_prefix(url, "sqlite:") || url[7] == '\0' ||
+        strcmp(url + 7, ":memory:") == 0)
+        return AS_OK;      /* PostgreSQL: instances share; memory: private */
     if (make_parents(url + 7) != AS_OK)
         return AS_ERR_INTERNAL;
-    len = snprintf(path, sizeof path, "%s-serve.lock", url + 7);
+    len = snprintf(path, sizeof path, "%s-serve.lock",
+                   real_name(url + 7, real));
     if (len < 0 || (size_t)len >= sizeof path)
         return AS_ERR_INTERNAL;
     fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);

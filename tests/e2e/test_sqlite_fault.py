@@ -246,14 +246,17 @@ def test_a_second_daemon_on_one_database_is_refused():
     killed, so the next start needs no cleaning."""
     a = Daemon("sqlite", env={"AUTH_SESSION_CACHE_SECONDS": "60"}).start()
     _, _, t = a.user()
-    second = Daemon("sqlite", data_dir=a.data_dir)
-    full = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-    for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"):
-        if k in os.environ:
-            full[k] = os.environ[k]
-    full.update(second.env)
-    for _ in range(3):
-        r = subprocess.run([second.bin], env=full, cwd=a.data_dir,
+    # the folder by another name too: a link to it claims the same lock
+    alias = a.data_dir.rstrip("/") + "-alias"
+    os.symlink(a.data_dir, alias)
+    for where in (a.data_dir, alias, a.data_dir):
+        second = Daemon("sqlite", data_dir=where)
+        full = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"):
+            if k in os.environ:
+                full[k] = os.environ[k]
+        full.update(second.env)
+        r = subprocess.run([second.bin], env=full, cwd=where,
                            stdin=subprocess.DEVNULL,
                            stdout=subprocess.DEVNULL,
                            stderr=subprocess.PIPE, timeout=60)
