@@ -20,15 +20,22 @@ struct rotation_facts {
 /* The fate of a rotation at `now` (see enum rotate_result in repo.h): a
  * token of a session that is revoked, expired (expires_at <= now) or
  * whose user is inactive is ROTATE_INVALID, as is an unknown one, and a
- * used one past its own lifetime (created before now - life_ms, the
- * refresh token lifetime: what a rotation prunes, so that a pruned token
- * and one not yet pruned get the same answer); an unused token is
- * ROTATE_OK; a used one used at or after now - grace_ms is ROTATE_GRACE,
- * earlier ROTATE_REUSED (grace_ms <= 0: every second use, even in the
- * same millisecond). Pure; no overflow for any input. */
+ * used one kept no longer (created before rotation_kept_from(): what a
+ * rotation prunes, so that a pruned token and one not yet pruned get the
+ * same answer); an unused token is ROTATE_OK; a used one used at or
+ * after now - grace_ms is ROTATE_GRACE, earlier ROTATE_REUSED (grace_ms
+ * <= 0: every second use, even in the same millisecond). Pure; no
+ * overflow for any input. */
 enum rotate_result rotation_judge(const struct rotation_facts *f,
                                   int64_t now, int64_t grace_ms,
                                   int64_t life_ms);
+
+/* The oldest creation time of a rotated-out refresh token that is still
+ * kept at `now`: its own lifetime `life_ms` (the refresh token lifetime)
+ * and the grace after it (a token can be rotated out in its lifetime's
+ * last millisecond, and retried for the grace after that); 0 or less
+ * for either: none. Saturates instead of overflowing. */
+int64_t rotation_kept_from(int64_t now, int64_t life_ms, int64_t grace_ms);
 
 /* The expiry a rotation gives a session created at `created_at`:
  * `new_expires`, but never past created_at + max_life_ms (the session

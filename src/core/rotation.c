@@ -4,7 +4,7 @@
  * facts and applies the result in one transaction. */
 #include "rotation.h"
 
-/* now - ms without overflow (ms > 0). */
+/* now - ms without overflow (ms >= 0). */
 static int64_t ago(int64_t now, int64_t ms)
 {
     return now < INT64_MIN + ms ? INT64_MIN : now - ms;
@@ -18,20 +18,25 @@ enum rotate_result rotation_judge(const struct rotation_facts *f,
         return ROTATE_INVALID;
     if (!f->used)
         return ROTATE_OK;
-    /* Past its own lifetime a rotated-out token could not be used
-     * anyway, and a rotation may have pruned it (src/repo/sessions.c,
-     * S_PRUNE_USED: created_at < now - lifetime): answered as if it had
-     * been, whether it was or not. Before, a retry or a replay of one was
-     * a grace retry or a replay until another refresh of its session
-     * pruned it, then refused with nothing ended (a review). */
-    if (life_ms > 0 && f->created_at < ago(now, life_ms))
+    /* Kept no longer: answered as when a rotation has pruned it
+     * (src/repo/sessions.c, S_PRUNE_USED), whether it has yet or not.
+     * Before, such a token was a grace retry or a replay until another
+     * refresh of its session pruned it, then unknown (a review). */
+    if (life_ms > 0 && f->created_at < rotation_kept_from(now, life_ms,
+                                                          grace_ms))
         return ROTATE_INVALID;
     /* No grace: any second use is a replay, even within the same
      * millisecond as the rotation (a fast client on loopback). */
     if (grace_ms <= 0)
         return ROTATE_REUSED;
-    return f->used_at >= ago(now, grace_ms) ? ROTATE_GRACE
-                                                    : ROTATE_REUSED;
+    return f->used_at >= ago(now, grace_ms) ? ROTATE_GRACE : ROTATE_REUSED;
+}
+
+int64_t rotation_kept_from(int64_t now, int64_t life_ms, int64_t grace_ms)
+{
+    int64_t from = ago(now, life_ms > 0 ? life_ms : 0);
+
+    return ago(from, grace_ms > 0 ? grace_ms : 0);
 }
 
 int64_t rotation_expiry(int64_t created_at, int64_t new_expires,

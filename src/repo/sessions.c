@@ -430,6 +430,7 @@ enum as_err db_refresh_rotate(void *impl,
 {
     struct rotation_facts f = { 0 };
     struct db_val hash = db_blob(parent, REPO_HASH_LEN);
+    int64_t kept_from;
     struct db_rows r;
     struct db_tx t;
     enum as_err err;
@@ -449,6 +450,7 @@ enum as_err db_refresh_rotate(void *impl,
     }
     if (t.err == AS_OK)
         *res = rotation_judge(&f, now, grace_ms, new_expires - now);
+    kept_from = rotation_kept_from(now, new_expires - now, grace_ms);
     if (*res == ROTATE_OK) {
         /* Under the locks nobody consumed it since the read: a miss is
          * a conflict, and the whole call runs again. The writes go
@@ -463,12 +465,13 @@ enum as_err db_refresh_rotate(void *impl,
         DB_SEND(&t, &sql[S_TOUCH], db_text(out->id), db_int(now),
                 db_int(out->expires_at));
         /* Two at a time, one new each: a session's rows stay bounded by
-         * the tokens of one lifetime (new_expires - now), however long
-         * it refreshes. A session younger than that has none to delete:
-         * the statement is left out. */
-        if (out->created_at < now - (new_expires - now))
+         * the tokens of one lifetime (new_expires - now) and the grace,
+         * however long it refreshes (rotation_kept_from(): a token
+         * pruned is judged as one kept no longer). A session younger
+         * than that has none to delete: the statement is left out. */
+        if (out->created_at < kept_from)
             DB_SEND(&t, &sql[S_PRUNE_USED], db_text(out->id),
-                    db_int(now - (new_expires - now)));
+                    db_int(kept_from));
     } else if (*res == ROTATE_REUSED) {
         DB_SEND(&t, &sql[S_KILL], db_text(out->id), db_int(now));
         out->revoked_at = now;

@@ -1215,13 +1215,14 @@ static void rotated_tokens_past_their_lifetime_go(void **state)
     assert_false(live(f, s.id, now + GRACE + 1));
 }
 
-/* A token rotated out just before its own lifetime ended, presented
- * again within the grace but after that end: refused with nothing ended,
- * whether another refresh of its session pruned it already or not
- * (before, the unpruned one was a grace retry, and after the grace a
- * replay that ended its session; a review). */
-static void rotated_token_past_its_life_answers_alike_pruned_or_not(
-    void **state)
+/* A token rotated out just before its own lifetime ended: retried
+ * within the grace it gets the child, whether its session refreshed
+ * since or not; once kept no longer (its lifetime and the grace
+ * passed) it is refused with nothing ended, whether another refresh of
+ * its session pruned it already or not (before, the pruned one was
+ * refused within the grace, and the unpruned one was a replay ending
+ * its session after it; reviews). */
+static void rotated_token_answers_alike_pruned_or_not(void **state)
 {
     struct fx *f = *state;
     struct user u;
@@ -1240,15 +1241,33 @@ static void rotated_token_past_its_life_answers_alike_pruned_or_not(
                                              f->a), AS_OK);
         assert_int_equal(res, ROTATE_OK);
     }
-    now = T0 + DAY + 1500;                  /* prunes p[1] */
-    randombytes_buf(d, REPO_HASH_LEN);
-    assert_int_equal(repo_refresh_rotate(f->r, c[1], d, now, GRACE,
-                                         now + DAY, LIFE, &res, &out, f->a),
-                     AS_OK);
-    assert_int_equal(res, ROTATE_OK);
-    for (now = T0 + DAY + 3000; now < T0 + DAY + 3 * GRACE; now += GRACE)
+    /* s[1] refreshes again past p's lifetime, then past its grace too */
+    for (now = T0 + DAY + 1500; now < T0 + DAY + 2 * GRACE; now += GRACE) {
+        randombytes_buf(d, REPO_HASH_LEN);
+        assert_int_equal(repo_refresh_rotate(f->r, c[1], d, now, GRACE,
+                                             now + DAY, LIFE, &res, &out,
+                                             f->a), AS_OK);
+        assert_int_equal(res, ROTATE_OK);
+        memcpy(c[1], d, sizeof d);
+        if (now == T0 + DAY + 1500)     /* within p's grace: the retry */
+            for (i = 0; i < 2; i++) {
+                uint8_t again[REPO_HASH_LEN];
+
+                randombytes_buf(again, REPO_HASH_LEN);
+                assert_int_equal(repo_refresh_rotate(f->r, p[i], again,
+                                                     now + 1, GRACE,
+                                                     now + 1 + DAY, LIFE,
+                                                     &res, &out, f->a),
+                                 AS_OK);
+                assert_int_equal(res, ROTATE_GRACE);
+            }
+    }
+    assert_int_equal(scalar(f, "SELECT count(*) FROM refresh_tokens "
+                               "WHERE created_at = 1700000000000"), 1);
+    for (now = T0 + DAY + GRACE + 3000; now < T0 + DAY + 4 * GRACE;
+         now += GRACE)
         for (i = 0; i < 2; i++) {
-            assert_int_equal(repo_refresh_rotate(f->r, p[i], c[i], now,
+            assert_int_equal(repo_refresh_rotate(f->r, p[i], d, now,
                                                  GRACE, now + DAY, LIFE,
                                                  &res, &out, f->a), AS_OK);
             assert_int_equal(res, ROTATE_INVALID);
@@ -2864,7 +2883,7 @@ int main(void)
         CASE(an_email_change_carries_failure_counts),
         CASE(sessions_beyond_the_cap_end),
         CASE(rotated_tokens_past_their_lifetime_go),
-        CASE(rotated_token_past_its_life_answers_alike_pruned_or_not),
+        CASE(rotated_token_answers_alike_pruned_or_not),
         CASE(rotate_races_have_one_winner),
         CASE(lockout_delays_double_and_cap),
         CASE(lockout_one_address_never_locks_others),

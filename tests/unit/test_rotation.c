@@ -120,12 +120,14 @@ static void max_lifetime_caps_the_expiry(void **state)
     assert_int_equal(rotation_expiry(created, T0 + 1, 0), T0);
 }
 
-/* A rotated-out token past its own lifetime (created more than life_ms
- * before) is invalid, as once a rotation has pruned it: no grace retry,
- * no replay. Before, it was either, until another refresh of its
- * session pruned it (a review). The newest token's life is the
- * session's expiry. */
-static void rotated_token_past_its_lifetime_is_invalid(void **state)
+/* A rotated-out token is kept for its own lifetime (life_ms from its
+ * creation) and the grace after it: rotated out in its last seconds, a
+ * retry within the grace still gets the child and a replay after the
+ * grace still ends the session; past both it is invalid, as once a
+ * rotation has pruned it (before, it was a retry or a replay until
+ * another refresh of its session pruned it; a review). The newest
+ * token's life is the session's expiry. */
+static void rotated_token_kept_its_life_and_the_grace(void **state)
 {
     struct rotation_facts f = fresh();
 
@@ -133,15 +135,29 @@ static void rotated_token_past_its_lifetime_is_invalid(void **state)
     f.expires_at = T0 + 2 * DAY;            /* refreshed since */
     f.used = true;
     f.used_at = T0 + DAY - 2000;            /* 2 s before its own end */
-    assert_int_equal(rotation_judge(&f, T0 + DAY, GRACE, DAY), ROTATE_GRACE);
     assert_int_equal(rotation_judge(&f, T0 + DAY + 1, GRACE, DAY),
-                     ROTATE_INVALID);       /* within the grace */
-    assert_int_equal(rotation_judge(&f, T0 + DAY + GRACE + 5000, GRACE, DAY),
-                     ROTATE_INVALID);       /* not a replay either */
-    assert_int_equal(rotation_judge(&f, T0 + DAY + 1, GRACE, 0),
-                     ROTATE_GRACE);         /* no lifetime given */
+                     ROTATE_GRACE);         /* past its life, in the grace */
+    assert_int_equal(rotation_judge(&f, T0 + DAY - 2000 + GRACE + 1, GRACE,
+                                    DAY), ROTATE_REUSED);
+    assert_int_equal(rotation_judge(&f, T0 + DAY + GRACE, GRACE, DAY),
+                     ROTATE_REUSED);        /* its last kept millisecond */
+    assert_int_equal(rotation_judge(&f, T0 + DAY + GRACE + 1, GRACE, DAY),
+                     ROTATE_INVALID);       /* kept no longer */
+    assert_int_equal(rotation_judge(&f, T0 + DAY + GRACE + 1, GRACE, 0),
+                     ROTATE_REUSED);        /* no lifetime given */
+    assert_int_equal(rotation_judge(&f, T0 + DAY, 0, DAY),
+                     ROTATE_REUSED);        /* no grace: its life only */
+    assert_int_equal(rotation_judge(&f, T0 + DAY + 1, 0, DAY),
+                     ROTATE_INVALID);
+    assert_int_equal(rotation_judge(&f, T0 + DAY + 1, -5, DAY),
+                     ROTATE_INVALID);
     f.used = false;                         /* the newest: the session's */
-    assert_int_equal(rotation_judge(&f, T0 + DAY + 1, GRACE, DAY), ROTATE_OK);
+    assert_int_equal(rotation_judge(&f, T0 + DAY + GRACE + 1, GRACE, DAY),
+                     ROTATE_OK);
+    assert_int_equal(rotation_kept_from(T0, DAY, GRACE), T0 - DAY - GRACE);
+    assert_int_equal(rotation_kept_from(INT64_MIN + 1, DAY, GRACE),
+                     INT64_MIN);
+    assert_int_equal(rotation_kept_from(T0, -1, -1), T0);
 }
 
 /* Extreme times and graces neither wrap nor trap (UBSan would). */
@@ -160,7 +176,9 @@ static void no_overflow(void **state)
     assert_int_equal(rotation_judge(&f, INT64_MAX - 1, INT64_MAX, INT64_MAX),
                      ROTATE_GRACE);
     assert_int_equal(rotation_judge(&f, INT64_MAX - 1, INT64_MAX, DAY),
-                     ROTATE_INVALID);           /* created long before */
+                     ROTATE_GRACE);     /* a grace longer than time: kept */
+    assert_int_equal(rotation_judge(&f, INT64_MAX - 1, GRACE, DAY),
+                     ROTATE_INVALID);   /* created long before */
     f.created_at = INT64_MIN;               /* not before a saturated now */
     assert_int_equal(rotation_judge(&f, INT64_MIN + 5, 1, INT64_MAX),
                      ROTATE_GRACE);
@@ -180,7 +198,7 @@ int main(void)
         cmocka_unit_test(expired_session_is_invalid),
         cmocka_unit_test(revoked_inactive_unknown_are_invalid),
         cmocka_unit_test(max_lifetime_caps_the_expiry),
-        cmocka_unit_test(rotated_token_past_its_lifetime_is_invalid),
+        cmocka_unit_test(rotated_token_kept_its_life_and_the_grace),
         cmocka_unit_test(no_overflow),
     };
 
