@@ -422,12 +422,11 @@ struct repo;                     /* opaque: ops, impl, breaker */
  * "postgresql://..."/"postgres://..."), creating the SQLite file's folder
  * when needed. Does not migrate. Caller frees with repo_close(). */
 enum as_err repo_open(const struct cfg *cfg, struct repo **out);
-/* For a daemon on SQLite: takes the database's serve lock (a file
- * beside it, held until the process ends). AS_ERR_CONFLICT with *holder
- * the other daemon's pid (0: unknown) when another process holds it;
- * AS_ERR_INTERNAL (logged) when its folder cannot be made; AS_OK with a
- * warning (repo.claim_failed) when the lock file cannot be: nothing is
- * guarded then. PostgreSQL: AS_OK, nothing taken. */
+/* For a daemon on SQLite, once repo_open() has opened the file: takes
+ * the database's serve lock (flock(2) on the file, held until the
+ * process ends). AS_ERR_CONFLICT with *holder the other daemon's pid (0:
+ * unknown) when another process holds it; AS_ERR_INTERNAL (logged) when
+ * it cannot be taken. PostgreSQL: AS_OK, nothing taken. */
 enum as_err repo_claim(const struct cfg *cfg, long *holder);
 /* Closes the backend; NULL is a no-op. */
 void repo_close(struct repo *r);

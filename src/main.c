@@ -144,13 +144,29 @@ static void unused_advice(const struct cfg *cfg)
 
 /* The repository, migrated; NULL on failure, with *config set when it
  * is the configuration's (a database URL libpq cannot read: exit 2, not
- * a restart that would fail the same). */
-static struct repo *open_repo(const struct cfg *cfg, bool *config)
+ * a restart that would fail the same). `serving`: claimed first, for
+ * this daemon alone where it must be (repo_claim(): a SQLite database
+ * another daemon serves is refused before anything is written). */
+static struct repo *open_repo(const struct cfg *cfg, bool *config,
+                              bool serving)
 {
     struct repo *r = NULL;
     enum as_err err = repo_open(cfg, &r);
+    long holder = 0;
 
     *config = err == AS_ERR_BAD_REQUEST;
+    if (err == AS_OK && serving &&
+        (err = repo_claim(cfg, &holder)) == AS_ERR_CONFLICT) {
+        log_event(LOG_ERROR, "db.in_use", NULL,
+                  json_pack("{s:s, s:I}", "message",
+                            "another auth-serve serves this SQLite "
+                            "database; one database takes one daemon "
+                            "(several instances need PostgreSQL)",
+                            "pid", (json_int_t)holder));
+        sysd_notify("STATUS=Another auth-serve serves this database");
+        repo_close(r);
+        return NULL;
+    }
     if (err == AS_OK)
         err = repo_migrate(r);
     if (err != AS_OK) {
@@ -160,25 +176,6 @@ static struct repo *open_repo(const struct cfg *cfg, bool *config)
         return NULL;
     }
     return r;
-}
-
-/* README "Running on PostgreSQL and several instances": one daemon per
- * SQLite database (repo_claim()). */
-static bool claim_database(const struct cfg *cfg)
-{
-    long holder = 0;
-    enum as_err err = repo_claim(cfg, &holder);
-
-    if (err == AS_ERR_CONFLICT) {
-        log_event(LOG_ERROR, "db.in_use", NULL,
-                  json_pack("{s:s, s:I}", "message",
-                            "another auth-serve serves this SQLite "
-                            "database; one database takes one daemon "
-                            "(several instances need PostgreSQL)",
-                            "pid", (json_int_t)holder));
-        sysd_notify("STATUS=Another auth-serve serves this database");
-    }
-    return err == AS_OK;
 }
 
 /* Makes `k` the keys in use; the old set stays allocated (requests may
@@ -363,10 +360,8 @@ static int serve(struct cfg *cfg)
                     "stream socket");
         return EXIT_CONFIG;
     }
-    if (!claim_database(cfg))
-        return EXIT_FAILURE;
     sysd_notify("STATUS=Applying database migrations");
-    app.repo = open_repo(cfg, &bad_url); /* keys may live in the database */
+    app.repo = open_repo(cfg, &bad_url, true); /* keys may live there */
     if (bad_url) {
         sysd_notify("STATUS=AUTH_DATABASE_URL is invalid");
         return EXIT_CONFIG;
@@ -520,7 +515,7 @@ static int serve(struct cfg *cfg)
 static int migrate(struct cfg *cfg)
 {
     bool bad_url;
-    struct repo *r = open_repo(cfg, &bad_url);
+    struct repo *r = open_repo(cfg, &bad_url, false);
 
     if (!r)
         return bad_url ? EXIT_CONFIG : 1;
@@ -627,7 +622,7 @@ int main(int argc, char **argv)
         if (!load_config(&cfg, false))
             return EXIT_CONFIG;
         if (strncmp(cfg.database_url, "sqlite:", 7) != 0)
-            r = open_repo(&cfg, &bad_url);   /* keys live in PostgreSQL */
+            r = open_repo(&cfg, &bad_url, false); /* keys: PostgreSQL */
         status = r || strncmp(cfg.database_url, "sqlite:", 7) == 0
                      ? sec_keys_cli(&cfg, r, argv[2])
                      : bad_url ? EXIT_CONFIG : 1;

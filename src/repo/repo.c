@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -171,85 +172,66 @@ enum as_err repo_open(const struct cfg *cfg, struct repo **out)
     return err;
 }
 
+/* The pid holding a flock(2) on the file `st` names, from /proc/locks
+ * (lines such as "1: FLOCK  ADVISORY  WRITE 4242 08:01:1234 0 EOF"), or
+ * 0 when it cannot be told. */
+static long flock_holder(const struct stat *st)
+{
+    FILE *f = fopen("/proc/locks", "re");
+    char line[256];
+    long pid = 0, p;
+    unsigned maj, min;
+    unsigned long ino;
+
+    while (f && pid == 0 && fgets(line, sizeof line, f))
+        if (strstr(line, "FLOCK") &&
+            sscanf(line, "%*[^F]FLOCK %*s %*s %ld %x:%x:%lu", &p, &maj, &min,
+                   &ino) == 4 &&
+            ino == (unsigned long)st->st_ino && maj == major(st->st_dev) &&
+            min == minor(st->st_dev))
+            pid = p;
+    if (f)
+        fclose(f);
+    return pid;
+}
+
 /* README "Running on PostgreSQL and several instances": one daemon per
  * SQLite database. Another daemon on the same file would answer from its
  * own session cache what this one revoked (nothing tells it; PostgreSQL
- * has NOTIFY for that). The lock is flock(2) on a file of its own beside
- * the database (never on the database: closing any descriptor of it
- * would drop SQLite's own POSIX locks), held by the open descriptor
- * until the process ends, so a crash leaves nothing to clean. */
-/* The database file `db` by the name no link or other spelling hides (a
- * second daemon given a symbolic link to the file, or to its folder,
- * claims the same lock): its real path, or its folder's and its name
- * while it does not exist yet; `db` itself when neither resolves. */
-static const char *real_name(const char *db, char out[PATH_MAX])
-{
-    char dir[PATH_MAX], real_dir[PATH_MAX], *slash;
-    const char *base = db, *folder = ".";
-    int len;
-
-    if (realpath(db, out))
-        return out;
-    len = snprintf(dir, sizeof dir, "%s", db);
-    if (len < 0 || (size_t)len >= sizeof dir)
-        return db;
-    slash = strrchr(dir, '/');
-    if (slash) {
-        *slash = '\0';
-        base = slash + 1;
-        folder = dir[0] ? dir : "/";
-    }
-    if (!realpath(folder, real_dir))
-        return db;
-    len = snprintf(out, PATH_MAX, "%s/%s",
-                   strcmp(real_dir, "/") == 0 ? "" : real_dir, base);
-    return len < 0 || len >= PATH_MAX ? db : out;
-}
-
+ * has NOTIFY for that). The lock is flock(2) on the database file itself,
+ * whatever name, link or hard link reaches it: independent of SQLite's
+ * own POSIX record locks (Linux keeps the two apart), and held by a
+ * descriptor this process never closes, since closing one would drop
+ * this process's record locks on the file (a caution SQLite's
+ * documentation gives): gone with the process, so a crash leaves
+ * nothing to clean. Called once the backend has opened (made) the file. */
 enum as_err repo_claim(const struct cfg *cfg, long *holder)
 {
     const char *url = cfg->database_url;
-    char path[PATH_MAX + 16], real[PATH_MAX], pid[32];
-    ssize_t n;
-    int fd, len;
+    struct stat st;
+    int fd;
 
     *holder = 0;
     if (!url || !has_prefix(url, "sqlite:") || url[7] == '\0' ||
         strcmp(url + 7, ":memory:") == 0)
         return AS_OK;      /* PostgreSQL: instances share; memory: private */
-    if (make_parents(url + 7) != AS_OK)
+    fd = open(url + 7, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        log_event(LOG_ERROR, "repo.open_failed", NULL,
+                  json_pack("{s:s, s:s, s:s}", "backend", "sqlite", "path",
+                            url + 7, "reason", strerror(errno)));
         return AS_ERR_INTERNAL;
-    len = snprintf(path, sizeof path, "%s-serve.lock",
-                   real_name(url + 7, real));
-    if (len < 0 || (size_t)len >= sizeof path)
-        return AS_ERR_INTERNAL;
-    fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0) {       /* a folder only its files may be written in */
-        log_event(LOG_WARN, "repo.claim_failed", NULL,
-                  json_pack("{s:s, s:s, s:s, s:s}", "backend", "sqlite",
-                            "path", path, "reason", strerror(errno), "hint",
-                            "a second daemon on this database would not "
-                            "be refused"));
-        return AS_OK;
     }
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        bool busy = errno == EWOULDBLOCK;
-
-        if (busy) {
-            n = pread(fd, pid, sizeof pid - 1, 0);
-            pid[n > 0 ? n : 0] = '\0';
-            *holder = strtol(pid, NULL, 10);
-        } else
-            log_event(LOG_ERROR, "repo.open_failed", NULL,
-                      json_pack("{s:s, s:s, s:s}", "backend", "sqlite",
-                                "path", path, "reason", strerror(errno)));
-        close(fd);
-        return busy ? AS_ERR_CONFLICT : AS_ERR_INTERNAL;
+    if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+        return AS_OK;                   /* fd kept open: the lock */
+    if (errno != EWOULDBLOCK) {
+        log_event(LOG_ERROR, "repo.open_failed", NULL,
+                  json_pack("{s:s, s:s, s:s}", "backend", "sqlite", "path",
+                            url + 7, "reason", strerror(errno)));
+        return AS_ERR_INTERNAL;         /* fd kept: this process exits */
     }
-    len = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
-    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)len, 0) != len)
-        (void)0;                        /* the pid is only a hint */
-    return AS_OK;                       /* fd kept open: the lock */
+    *holder = flock_holder(&st);
+    return AS_ERR_CONFLICT;             /* fd kept: this process exits */
 }
 
 void repo_close(struct repo *r)

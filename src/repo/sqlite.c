@@ -1015,7 +1015,7 @@ static void explain_open_failure(const char *path)
     char f[4096], octal[8], *slash;
     struct stat st;
     size_t i;
-    int len;
+    int len, why;
 
     for (i = 0; i <= 3; i++) {
         int mode = R_OK | W_OK;
@@ -1034,13 +1034,16 @@ static void explain_open_failure(const char *path)
         if (len < 0 || (size_t)len >= sizeof f || stat(f, &st) != 0 ||
             faccessat(AT_FDCWD, f, mode, AT_EACCESS) == 0)
             continue;
+        why = errno;
         snprintf(octal, sizeof octal, "%04o", (unsigned)(st.st_mode & 07777));
         log_event(LOG_ERROR, "repo.open_failed", NULL,
                   json_pack("{s:s, s:s, s:s, s:I, s:I, s:s, s:s}", "backend",
-                            "sqlite", "path", f, "reason", strerror(errno),
+                            "sqlite", "path", f, "reason", strerror(why),
                             "owner_uid", (json_int_t)st.st_uid, "daemon_uid",
                             (json_int_t)geteuid(), "mode", octal, "hint",
-                            suffix[i]
+                            why == EROFS
+                                ? "the file system is mounted read-only"
+                            : suffix[i]
                                 ? "SQLite must read and write it: give it "
                                   "to the daemon's user (chown) or run the "
                                   "daemon as its owner"

@@ -238,34 +238,46 @@ def test_short_lock_waits_do_not_open_the_circuit():
         assert d.stop() == 0
 
 
+def refused_as_second(where, env, holder):
+    """Runs a daemon in `where` with `env` and asserts it exits 1 with
+    db.in_use naming `holder`, without serving."""
+    second = Daemon("sqlite", data_dir=where, env=env)
+    full = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"):
+        if k in os.environ:
+            full[k] = os.environ[k]
+    full.update(second.env)
+    r = subprocess.run([second.bin], env=full, cwd=where,
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, timeout=60)
+    assert r.returncode == 1, r.stderr[-2000:]
+    lines = [json.loads(x) for x in r.stderr.decode().splitlines()
+             if x.startswith("{")]
+    refused = [e for e in lines if e.get("event") == "db.in_use"]
+    assert refused and refused[0]["pid"] == holder, lines[-5:]
+    assert not any(e.get("event") in ("server.started", "repo.migrated")
+                   for e in lines), lines
+
+
 def test_a_second_daemon_on_one_database_is_refused():
-    """One SQLite database takes one daemon (README "Running"): a second
-    one would answer from its own session cache, for up to
-    AUTH_SESSION_CACHE_SECONDS, a session the first had ended. It exits 1
-    naming the first; the lock goes with the process that held it, even
-    killed, so the next start needs no cleaning."""
+    """One SQLite database takes one daemon (README "Running on
+    PostgreSQL and several instances"): a second one would answer from
+    its own session cache, for up to AUTH_SESSION_CACHE_SECONDS, a
+    session the first had ended. It exits 1 naming the first, by
+    whatever name it reaches the file (a link to its folder, a hard
+    link, a link to a file the first made); the lock goes with the
+    process that held it, even killed, so the next start needs no
+    cleaning."""
     a = Daemon("sqlite", env={"AUTH_SESSION_CACHE_SECONDS": "60"}).start()
     _, _, t = a.user()
-    # the folder by another name too: a link to it claims the same lock
     alias = a.data_dir.rstrip("/") + "-alias"
     os.symlink(a.data_dir, alias)
-    for where in (a.data_dir, alias, a.data_dir):
-        second = Daemon("sqlite", data_dir=where)
-        full = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-        for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"):
-            if k in os.environ:
-                full[k] = os.environ[k]
-        full.update(second.env)
-        r = subprocess.run([second.bin], env=full, cwd=where,
-                           stdin=subprocess.DEVNULL,
-                           stdout=subprocess.DEVNULL,
-                           stderr=subprocess.PIPE, timeout=60)
-        assert r.returncode == 1, r.stderr[-2000:]
-        lines = [json.loads(x) for x in r.stderr.decode().splitlines()
-                 if x.startswith("{")]
-        refused = [e for e in lines if e.get("event") == "db.in_use"]
-        assert refused and refused[0]["pid"] == a.proc.pid, lines[-5:]
-        assert not any(e.get("event") == "server.started" for e in lines)
+    os.link(os.path.join(a.data_dir, "auth.db"),
+            os.path.join(a.data_dir, "other.db"))
+    for where, env in ((a.data_dir, None), (alias, None),
+                       (a.data_dir, {"AUTH_DATABASE_URL": "sqlite:" +
+                                     os.path.join(a.data_dir, "other.db")})):
+        refused_as_second(where, env, a.proc.pid)
     r = a.request("GET", "/api/v1/auth/verify", token=t["access_token"])
     assert r.status == 200, r               # the first serves on
     a.proc.kill()                           # no clean exit: no cleanup
@@ -274,6 +286,15 @@ def test_a_second_daemon_on_one_database_is_refused():
     r = b.request("GET", "/api/v1/auth/verify", token=t["access_token"])
     assert r.status == 200, r
     assert b.stop() == 0
+    # a link to a file that does not exist yet: the first start makes it
+    # through the link, and a second start on the same link is refused
+    c_dir = tempfile.mkdtemp(prefix="link-", dir=os.path.dirname(a.data_dir))
+    link = os.path.join(c_dir, "link.db")
+    os.symlink(os.path.join(c_dir, "real.db"), link)
+    env = {"AUTH_DATABASE_URL": "sqlite:" + link}
+    c = Daemon("sqlite", data_dir=c_dir, env=env).start()
+    refused_as_second(c_dir, env, c.proc.pid)
+    assert c.stop() == 0
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run as another user")
