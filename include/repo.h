@@ -499,13 +499,16 @@ enum as_err repo_user_set_password(struct repo *r, const char *id,
  * hash is another or the user is gone. */
 enum as_err repo_user_rehash(struct repo *r, const char *id, const char *old,
                              const char *hash);
-/* Deletes the user and its sessions and refresh tokens: first ends the
- * account at `now` (deactivated, sessions revoked, links ended), checked
- * as any write of the caller (repo_act_as) and refused with nothing
- * changed as AS_ERR_NOT_FOUND, or AS_ERR_LAST_ADMIN for the last active
- * admin; then deletes what it holds in bounded batches and the row. A
- * failure after the first step (AS_ERR_UNAVAILABLE) leaves the account
- * ended and not deleted; a retry finishes it. */
+/* Deletes the user and its sessions and refresh tokens, checked as any
+ * write of the caller (repo_act_as): AS_ERR_NOT_FOUND, or
+ * AS_ERR_LAST_ADMIN for the last active admin, with nothing that any
+ * answer tells changed. What its ended sessions hold goes first in
+ * bounded batches; the rest with the row in one transaction, or, for an
+ * account whose live sessions hold more than one transaction should
+ * delete, after a transaction that ends the account at `now`
+ * (deactivated, sessions revoked, links ended): a failure after that
+ * (AS_ERR_UNAVAILABLE) leaves it ended and not deleted, and a retry
+ * finishes it. */
 enum as_err repo_user_delete(struct repo *r, const char *id, int64_t now);
 /* Up to `limit` users ordered by id, ids greater than `after` (NULL: from
  * the start), whose email or full_name contains `q` literally and

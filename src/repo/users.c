@@ -19,12 +19,18 @@
 /* Rows of an account an account's deletion sheds a transaction. */
 #define SHED_BATCH 512
 #define SHED_ROWS "512"
+/* An account whose live sessions hold more refresh tokens than this is
+ * ended before it is shed (db_user_delete()); fewer go in one
+ * transaction with the account (SQLite: about 0.15 s of its write lock
+ * at most). */
+#define CASCADE_MAX 20000
+#define CASCADE_ROWS "20001"
 
 enum {
     U_INSERT, U_BY_ID, U_BY_EMAIL, U_LOCK_ADMINS, U_BEFORE_PATCH,
     U_BEFORE_DELETE, U_PATCH, U_NOTICE, U_SET_PW,
     U_REHASH, U_DELETE, U_END, U_LIST, U_COUNT, U_ADMIN_COUNT, U_SHED_TOKENS,
-    U_SHED_SESSIONS, U_NSTMT
+    U_SHED_SESSIONS, U_SHED_ENDED_TOKENS, U_CASCADE_ROWS, U_NSTMT
 };
 
 _Static_assert(UF_EMAIL == 1 && UF_FULL_NAME == 2 && UF_ROLE == 4 &&
@@ -100,6 +106,23 @@ static struct db_stmt sql[U_NSTMT] = {
         "sessions s JOIN refresh_tokens t ON t.session_id = s.id "
         "WHERE s.user_id = $1 AND t.used_at IS NOT NULL "
         "LIMIT " SHED_ROWS " FOR UPDATE OF t SKIP LOCKED)"),
+    /* Before the decision, only what answers alike whether it is there
+     * or not: the tokens of ended sessions (a refresh or a replay of one
+     * is refused 401 and ends nothing either way). */
+    [U_SHED_ENDED_TOKENS] = DB_SPLIT(
+        "DELETE FROM refresh_tokens WHERE hash IN (SELECT t.hash FROM "
+        "sessions s JOIN refresh_tokens t ON t.session_id = s.id "
+        "WHERE s.user_id = $1 AND s.revoked_at IS NOT NULL "
+        "LIMIT " SHED_ROWS ")",
+        "DELETE FROM refresh_tokens WHERE hash IN (SELECT t.hash FROM "
+        "sessions s JOIN refresh_tokens t ON t.session_id = s.id "
+        "WHERE s.user_id = $1 AND s.revoked_at IS NOT NULL "
+        "LIMIT " SHED_ROWS " FOR UPDATE OF t SKIP LOCKED)"),
+    /* What the deletion's cascade would still take, up to CASCADE_MAX + 1 */
+    [U_CASCADE_ROWS] = DB_SQL(
+        "SELECT count(*) FROM (SELECT 1 FROM sessions s JOIN refresh_tokens "
+        "t ON t.session_id = s.id WHERE s.user_id = $1 LIMIT " CASCADE_ROWS
+        ") x"),
     [U_SHED_SESSIONS] = DB_SPLIT(
         "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions "
         "WHERE user_id = $1 AND revoked_at IS NOT NULL "
@@ -326,26 +349,36 @@ enum as_err db_user_rehash(void *impl, const char *id, const char *old,
     return none_if_invalid(db_close(&t), AS_ERR_CONFLICT);
 }
 
-enum as_err db_user_delete(void *impl, const char *id, int64_t now)
+/* Deletes user `id` in one transaction, checked as any write of the
+ * caller: sessions and refresh tokens go by cascade. */
+static enum as_err delete_at_once(void *impl, const char *id)
 {
-    const struct repo_actor *who;
     struct db_rows r;
     struct db_tx t;
     bool was_admin = false;
-    enum as_err err;
 
-    if (!id)
-        return AS_ERR_NOT_FOUND;
-    /* The decision first, as any write of the caller's (repo_act_as: it
-     * may still delete), with the last-admin rule: the account is ended
-     * at once (deactivated, every session revoked and every link ended,
-     * each announced to the other instances as such), so that nothing
-     * the shedding below removes can matter any more. Shedding before
-     * the decision cost a refused deletion (the caller demoted, the
-     * target become the last admin meanwhile) the account's rotated-out
-     * refresh tokens: a retry within the grace was refused and a replay
-     * after it no longer ended the session (a review: 28 of 183 refused
-     * deletions on PostgreSQL). */
+    db_open(&t, impl, "user_delete", true, NULL);
+    db_run(&t, &sql[U_LOCK_ADMINS], NULL, 0, &r);
+    if (DB_RUN(&t, &sql[U_BEFORE_DELETE], &r, db_text(id)) && r.n == 0)
+        db_refuse(&t, AS_ERR_NOT_FOUND);
+    if (t.err == AS_OK)
+        was_admin = db_flag(db_at(&r, 0, 0));
+    DB_RUN(&t, &sql[U_DELETE], &r, db_text(id));
+    if (was_admin)
+        keep_an_admin(&t);
+    return none_if_invalid(db_close(&t), AS_ERR_NOT_FOUND);
+}
+
+/* Ends user `id` at `now` (deactivated, every session revoked and every
+ * link ended, each announced to the other instances as such), checked as
+ * any write of the caller, with the last-admin rule: the decision of a
+ * deletion too large for one transaction. */
+static enum as_err end_account(void *impl, const char *id, int64_t now)
+{
+    struct db_rows r;
+    struct db_tx t;
+    bool was_admin = false;
+
     db_open(&t, impl, "user_delete", true, NULL);
     db_run(&t, &sql[U_LOCK_ADMINS], NULL, 0, &r);
     if (DB_RUN(&t, &sql[U_BEFORE_DELETE], &r, db_text(id)) && r.n == 0)
@@ -357,17 +390,56 @@ enum as_err db_user_delete(void *impl, const char *id, int64_t now)
         keep_an_admin(&t);
     db_revoke_sessions(&t, id, NULL, now);
     db_links_end(&t, id, NULL, true, NULL, now);
-    err = none_if_invalid(db_close(&t), AS_ERR_NOT_FOUND);
+    return none_if_invalid(db_close(&t), AS_ERR_NOT_FOUND);
+}
+
+enum as_err db_user_delete(void *impl, const char *id, int64_t now)
+{
+    const struct repo_actor *who;
+    struct db_rows r;
+    struct db_tx t;
+    int64_t rows = 0;
+    enum as_err err;
+
+    if (!id)
+        return AS_ERR_NOT_FOUND;
+    /* What the cascade would delete in one statement, however much an
+     * account gathered (a million rotated-out tokens held SQLite's write
+     * lock 7 s, and can outlast PostgreSQL's statement timeout, so the
+     * account could never be deleted), goes in bounded batches. Before
+     * the decision only what no answer tells from gone: the tokens of
+     * its ended sessions, then those sessions. Shedding the rotated-out
+     * tokens of live sessions first cost a refused deletion (the caller
+     * demoted, the target become the last admin meanwhile) the account's
+     * grace retries and replay detection (a review: 28 of 183 refused
+     * deletions on PostgreSQL). */
+    err = db_run_batches(impl, "user_delete_shed", NULL,
+                         &sql[U_SHED_ENDED_TOKENS], db_text(id), SHED_BATCH);
+    if (err == AS_OK)
+        err = db_run_batches(impl, "user_delete_shed", NULL,
+                             &sql[U_SHED_SESSIONS], db_text(id),
+                             SHED_BATCH);
+    if (err == AS_OK) {
+        db_open(&t, impl, "user_delete_count", false, NULL);
+        if (DB_RUN(&t, &sql[U_CASCADE_ROWS], &r, db_text(id)) && r.n == 1)
+            rows = db_i64(db_at(&r, 0, 0));
+        err = db_close(&t);
+    }
     if (err != AS_OK)
         return err;
-    /* The caller's decision, committed: what follows carries it out and
-     * is checked against no caller (one that deleted itself has no
-     * session left). What the cascade would delete in one statement,
-     * however much an account gathered (a million rotated-out tokens
-     * held SQLite's write lock 7 s, and can outlast PostgreSQL's
-     * statement timeout, so the account could never be deleted), goes
-     * first in bounded batches. A failure on the way (503) leaves the
-     * account ended, not deleted: the deletion's retry finishes it. */
+    /* The usual account: decided and deleted in one transaction, nothing
+     * in between to be left by a failure. */
+    if (rows <= CASCADE_MAX)
+        return delete_at_once(impl, id);
+    /* One whose live sessions hold more: decided first, and ended, so
+     * that nothing shed below can matter any more; then shed and deleted
+     * as the caller's committed decision, checked against no caller (one
+     * that deleted itself has no session left). A failure on the way
+     * (503) leaves the account ended, not deleted: an admin's retry of
+     * the deletion finishes it. */
+    err = end_account(impl, id, now);
+    if (err != AS_OK)
+        return err;
     who = db_actor();
     repo_act_as(NULL);
     err = db_run_batches(impl, "user_delete_shed", NULL,

@@ -873,6 +873,37 @@ static void deleting_an_account_sheds_only_its_own_rows(void **state)
     assert_int_equal(repo_user_delete(f->r, u.id, 1000), AS_ERR_NOT_FOUND);
 }
 
+/* An account whose live sessions hold more refresh tokens than one
+ * transaction should delete (src/repo/users.c, CASCADE_MAX) is decided
+ * and ended first, then shed: refused as the last admin it is left as it
+ * was, tokens and all; deleted, every row of it goes. */
+static void deleting_a_large_account_decides_first(void **state)
+{
+    struct fx *f = *state;
+    struct user a, u;
+    struct session sa, su;
+    uint8_t h[REPO_HASH_LEN];
+    struct user got;
+
+    new_user(f, &a, "big-admin@example.com", ROLE_ADMIN, true);
+    new_user(f, &u, "big@example.com", ROLE_USER, true);
+    new_session(f, &sa, a.id, T0, T0 + DAY, h);
+    new_session(f, &su, u.id, T0, T0 + DAY, h);
+    bulk(f, sa.id, 20001, false);
+    bulk(f, su.id, 20001, false);
+    assert_int_equal(repo_user_delete(f->r, a.id, T0), AS_ERR_LAST_ADMIN);
+    assert_int_equal(tokens_of(f, sa.id), 20002);
+    assert_true(live(f, sa.id, T0));
+    assert_int_equal(repo_user_by_id(f->r, a.id, &got, f->a), AS_OK);
+    assert_true(got.is_active);
+    assert_int_equal(repo_user_delete(f->r, u.id, T0), AS_OK);
+    assert_int_equal(tokens_of(f, su.id), 0);
+    assert_int_equal(repo_user_by_id(f->r, u.id, &got, f->a),
+                     AS_ERR_NOT_FOUND);
+    assert_int_equal(scalar(f, "SELECT count(*) FROM refresh_tokens"),
+                     20002);
+}
+
 /* `n` counts of `email`, from addresses `tag`-1 ... `tag`-n. */
 static void failures(struct fx *f, const char *email, const char *tag, int n)
 {
@@ -2878,6 +2909,7 @@ int main(void)
         CASE(pruning_rests_after_finding_nothing),
         CASE(a_pruning_deletes_a_bounded_number_of_tokens),
         CASE(deleting_an_account_sheds_only_its_own_rows),
+        CASE(deleting_a_large_account_decides_first),
         CASE(clearing_an_emails_counts_goes_a_batch_at_a_time),
         CASE(batches_stay_bounded_on_stale_statistics),
         CASE(an_email_change_carries_failure_counts),
