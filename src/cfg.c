@@ -1076,7 +1076,9 @@ static long secret_chars(const char *s)
 
 static bool finish(struct cfg *c, char *why, size_t why_len)
 {
-    if (!c->database_url) {
+    bool derived = !c->database_url;
+
+    if (derived) {
         size_t n = strlen(c->data_dir) + sizeof "sqlite:/auth.db";
 
         c->database_url = malloc(n);
@@ -1084,6 +1086,15 @@ static bool finish(struct cfg *c, char *why, size_t why_len)
             return fail(why, why_len, "out of memory");
         snprintf(c->database_url, n, "sqlite:%s/auth.db", c->data_dir);
     }
+    /* SQLite reads a name beginning "file:" as a URI where libsqlite3
+     * takes them (Debian's does), while the folder making and the
+     * daemon's claim on the file (repo_claim()) read a path: two daemons
+     * reached one file by its URI and its path, each claiming another. */
+    if (has_prefix(c->database_url, "sqlite:file:"))
+        return fail(why, why_len, "invalid value for %s: sqlite: takes a "
+                    "file's path, not a file: URI",
+                    derived ? "AUTH_DATA_DIR (a folder named file:...)"
+                            : "AUTH_DATABASE_URL");
     if (!userinfo_unambiguous(c->database_url))
         return fail(why, why_len, "invalid value for AUTH_DATABASE_URL: "
                     "percent-encode '@', '/', '?' and '#' in its user "

@@ -222,6 +222,10 @@ static enum as_err delete_user(struct req_ctx *rc, const char *id)
                         "The last active admin cannot be deleted.");
     if (err == AS_ERR_NOT_FOUND)
         return res_fail(&rc->res, err, "No such user.");
+    if (err == AS_ERR_CONFLICT)
+        return res_fail(&rc->res, err,
+                        "The account was reactivated while it was being "
+                        "deleted; it was kept.");
     if (err != AS_OK)
         return err;
     hx_audit(rc, "user.deleted", id, NULL);

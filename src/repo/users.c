@@ -29,8 +29,9 @@
 enum {
     U_INSERT, U_BY_ID, U_BY_EMAIL, U_LOCK_ADMINS, U_BEFORE_PATCH,
     U_BEFORE_DELETE, U_PATCH, U_NOTICE, U_SET_PW,
-    U_REHASH, U_DELETE, U_END, U_LIST, U_COUNT, U_ADMIN_COUNT, U_SHED_TOKENS,
-    U_SHED_SESSIONS, U_SHED_ENDED_TOKENS, U_CASCADE_ROWS, U_NSTMT
+    U_REHASH, U_DELETE, U_DELETE_ENDED, U_END, U_LIST, U_COUNT,
+    U_ADMIN_COUNT, U_SHED_SESSIONS, U_SHED_ENDED_TOKENS, U_CASCADE_ROWS,
+    U_NSTMT
 };
 
 _Static_assert(UF_EMAIL == 1 && UF_FULL_NAME == 2 && UF_ROLE == 4 &&
@@ -89,23 +90,14 @@ static struct db_stmt sql[U_NSTMT] = {
     [U_REHASH] = DB_SQL("UPDATE users SET password_hash = $3 "
                         "WHERE id = $1 AND password_hash = $2"),
     [U_DELETE] = DB_SQL("DELETE FROM users WHERE id = $1"),
+    /* The last step of a deletion decided before (end_account()): only
+     * while the account is still ended. Reactivated meanwhile (and
+     * perhaps made an admin), it is a later decision's, and stays. */
+    [U_DELETE_ENDED] = DB_SQL("DELETE FROM users WHERE id = $1 "
+                              "AND NOT is_active"),
     /* A deletion's decision: the account can no longer sign in. */
     [U_END] = DB_SQL("UPDATE users SET is_active = $3, updated_at = $2 "
                      "WHERE id = $1"),
-    /* What an account's deletion sheds first, SHED_ROWS rows a
-     * transaction: the refresh tokens its sessions rotated out (kept
-     * only to tell a replay, README "Tokens"), then its ended sessions
-     * (a rotated-out token each at most is left). On PostgreSQL rows
-     * another transaction holds are skipped: the deletion takes them. */
-    [U_SHED_TOKENS] = DB_SPLIT(
-        "DELETE FROM refresh_tokens WHERE hash IN (SELECT t.hash FROM "
-        "sessions s JOIN refresh_tokens t ON t.session_id = s.id "
-        "WHERE s.user_id = $1 AND t.used_at IS NOT NULL "
-        "LIMIT " SHED_ROWS ")",
-        "DELETE FROM refresh_tokens WHERE hash IN (SELECT t.hash FROM "
-        "sessions s JOIN refresh_tokens t ON t.session_id = s.id "
-        "WHERE s.user_id = $1 AND t.used_at IS NOT NULL "
-        "LIMIT " SHED_ROWS " FOR UPDATE OF t SKIP LOCKED)"),
     /* Before the decision, only what answers alike whether it is there
      * or not: the tokens of ended sessions (a refresh or a replay of one
      * is refused 401 and ends nothing either way). */
@@ -123,6 +115,10 @@ static struct db_stmt sql[U_NSTMT] = {
         "SELECT count(*) FROM (SELECT 1 FROM sessions s JOIN refresh_tokens "
         "t ON t.session_id = s.id WHERE s.user_id = $1 LIMIT " CASCADE_ROWS
         ") x"),
+    /* What an account's deletion sheds, SHED_ROWS rows a transaction,
+     * after the tokens its ended sessions hold (U_SHED_ENDED_TOKENS):
+     * those sessions. On PostgreSQL rows another transaction holds are
+     * skipped: the deletion takes them. */
     [U_SHED_SESSIONS] = DB_SPLIT(
         "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions "
         "WHERE user_id = $1 AND revoked_at IS NOT NULL "
@@ -431,19 +427,24 @@ enum as_err db_user_delete(void *impl, const char *id, int64_t now)
      * in between to be left by a failure. */
     if (rows <= CASCADE_MAX)
         return delete_at_once(impl, id);
-    /* One whose live sessions hold more: decided first, and ended, so
-     * that nothing shed below can matter any more; then shed and deleted
-     * as the caller's committed decision, checked against no caller (one
-     * that deleted itself has no session left). A failure on the way
-     * (503) leaves the account ended, not deleted: an admin's retry of
-     * the deletion finishes it. */
+    /* One whose live sessions hold more: decided first, and ended (its
+     * sessions revoked), so that nothing shed below can matter any more;
+     * then shed (what its ended sessions hold: sessions made after a
+     * reactivation meanwhile are not) and deleted as the caller's
+     * committed decision, checked against no caller (one that deleted
+     * itself has no session left) but only while the account is still
+     * ended: reactivated meanwhile, and perhaps made an admin, it stays
+     * (AS_ERR_CONFLICT; a review removed the last active admin so when
+     * the delete did not look). A failure on the way (503) leaves the
+     * account ended, not deleted: an admin's retry finishes it. */
     err = end_account(impl, id, now);
     if (err != AS_OK)
         return err;
     who = db_actor();
     repo_act_as(NULL);
     err = db_run_batches(impl, "user_delete_shed", NULL,
-                         &sql[U_SHED_TOKENS], db_text(id), SHED_BATCH);
+                         &sql[U_SHED_ENDED_TOKENS], db_text(id),
+                         SHED_BATCH);
     if (err == AS_OK)
         err = db_run_batches(impl, "user_delete_shed", NULL,
                              &sql[U_SHED_SESSIONS], db_text(id),
@@ -451,7 +452,10 @@ enum as_err db_user_delete(void *impl, const char *id, int64_t now)
     if (err == AS_OK) {
         /* sessions and refresh tokens left go by cascade */
         db_open(&t, impl, "user_delete", true, NULL);
-        DB_RUN(&t, &sql[U_DELETE], &r, db_text(id));
+        if (DB_RUN(&t, &sql[U_DELETE_ENDED], &r, db_text(id)) &&
+            r.changed == 0 &&
+            DB_RUN(&t, &sql[U_BEFORE_DELETE], &r, db_text(id)))
+            db_refuse(&t, r.n ? AS_ERR_CONFLICT : AS_ERR_NOT_FOUND);
         err = none_if_invalid(db_close(&t), AS_ERR_NOT_FOUND);
     }
     repo_act_as(who);

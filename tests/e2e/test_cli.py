@@ -145,6 +145,8 @@ def test_config_check_warns_of_what_a_start_would():
 def test_bad_config_stops_the_daemon_with_2():
     for env in ({"AUTH_PORT": "abc"}, {"AUTH_BOGUS": "x"},
                 {"AUTH_DATABASE_URL": "mysql://x"},
+                # a URI SQLite would open and the claim would not read
+                {"AUTH_DATABASE_URL": "sqlite:file:/tmp/x.db"},
                 {"AUTH_ACCESS_TOKEN_TTL": "-5"}):
         r = run([], env=env)
         assert r.returncode == 2, (env, r.stderr)

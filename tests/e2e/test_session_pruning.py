@@ -178,6 +178,55 @@ def test_an_account_that_gathered_many_rows_is_deleted_in_batches(
     raise AssertionError("the deletion was never seen midway: %s" % seen)
 
 
+def test_a_large_deletion_never_removes_the_last_admin(make_daemon):
+    """An account whose live sessions hold more refresh tokens than one
+    transaction should delete is ended first, then shed, then deleted
+    (README "Tokens"). Reactivated while it is shed, made the only admin
+    (it demotes the one who deleted it), it stays: the deletion answers
+    409 `conflict`. Its last step deleted it whatever it had become, and
+    left no active admin (a review: 3 of 3, both backends)."""
+    from test_users import make_admin
+    d = make_daemon().start()
+    many = 60000 if d.backend == "sqlite" else 200000
+    caught = 0
+    for _ in range(3):
+        _, _, a_tok = make_admin(d)
+        b_email, b_pw, b_tok = make_admin(d)
+        b_id = sql(d, "SELECT id FROM users WHERE email = '%s'" % b_email)
+        a_id = sql(d, "SELECT u.id FROM users u JOIN sessions s ON "
+                   "s.user_id = u.id WHERE u.email <> '%s' ORDER BY "
+                   "s.created_at DESC LIMIT 1" % b_email)
+        sid = sql(d, "SELECT id FROM sessions WHERE user_id = '%s'" % b_id)
+        add_tokens(d, sid, many, used_at=2)
+        done = []
+        th = threading.Thread(target=lambda: done.append(d.request(
+            "DELETE", "/api/v1/users/" + b_id, token=a_tok, timeout=120)))
+        th.start()
+        active = "SELECT is_active FROM users WHERE id = '%s'" % b_id
+        while th.is_alive() and sql(d, active) in (1, "t"):
+            pass                        # (the API's answer may be cached)
+        r = d.request("PATCH", "/api/v1/users/" + b_id, {"is_active": True},
+                      token=a_tok)
+        if r.status == 200:
+            b = d.login(b_email, b_pw)
+            assert b.status == 200, b
+            r = d.request("PATCH", "/api/v1/users/" + a_id,
+                          {"role": "user"}, token=b.json["access_token"])
+            assert r.status == 200, r
+        th.join()
+        admins = int(sql(d, "SELECT count(*) FROM users WHERE role = "
+                        "'admin' AND is_active"))
+        assert admins >= 1, (done[0], admins)
+        if done[0].status == 409:
+            assert_problem(done[0], 409, "conflict")
+            caught += 1
+        else:
+            assert done[0].status == 204, done[0]
+        if caught:
+            return
+    raise AssertionError("the reactivation never came while it was shed")
+
+
 def test_recently_ended_sessions_are_kept(daemon):
     email, password, first = daemon.user()
     uid = sql(daemon, "SELECT id FROM users WHERE email = '%s'" % email)
