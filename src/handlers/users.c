@@ -222,10 +222,16 @@ static enum as_err delete_user(struct req_ctx *rc, const char *id)
                         "The last active admin cannot be deleted.");
     if (err == AS_ERR_NOT_FOUND)
         return res_fail(&rc->res, err, "No such user.");
-    if (err == AS_ERR_CONFLICT)
+    if (err == AS_ERR_CONFLICT) {
+        /* it was ended (deactivated, sessions revoked) before it was
+         * kept: a change to the user, logged as one */
+        hx_audit(rc, "user.updated", id,
+                 json_pack("{s:b, s:s}", "is_active", 0, "reason",
+                           "deletion, kept: reactivated meanwhile"));
         return res_fail(&rc->res, err,
                         "The account was reactivated while it was being "
                         "deleted; it was kept.");
+    }
     if (err != AS_OK)
         return err;
     hx_audit(rc, "user.deleted", id, NULL);

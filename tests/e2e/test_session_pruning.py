@@ -219,6 +219,11 @@ def test_a_large_deletion_never_removes_the_last_admin(make_daemon):
         assert admins >= 1, (done[0], admins)
         if done[0].status == 409:
             assert_problem(done[0], 409, "conflict")
+            # it was ended before it was kept: a change, audited
+            assert d.events(lambda e: e.get("event") == "audit" and
+                            e.get("action") == "user.updated" and
+                            e.get("user_id") == b_id and
+                            "deletion" in e.get("reason", ""))
             caught += 1
         else:
             assert done[0].status == 204, done[0]
