@@ -345,20 +345,28 @@ enum as_err db_user_rehash(void *impl, const char *id, const char *old,
     return none_if_invalid(db_close(&t), AS_ERR_CONFLICT);
 }
 
+/* Opens `t`, a deletion's checked transaction (as any write of the
+ * caller), with the active admins and user `id` locked in the lock
+ * order; true when `id` is an active admin (the last-admin rule's). */
+static bool deletion_open(struct db_tx *t, void *impl, const char *id)
+{
+    struct db_rows r;
+
+    db_open(t, impl, "user_delete", true, NULL);
+    db_run(t, &sql[U_LOCK_ADMINS], NULL, 0, &r);
+    if (DB_RUN(t, &sql[U_BEFORE_DELETE], &r, db_text(id)) && r.n == 0)
+        db_refuse(t, AS_ERR_NOT_FOUND);
+    return t->err == AS_OK && db_flag(db_at(&r, 0, 0));
+}
+
 /* Deletes user `id` in one transaction, checked as any write of the
  * caller: sessions and refresh tokens go by cascade. */
 static enum as_err delete_at_once(void *impl, const char *id)
 {
     struct db_rows r;
     struct db_tx t;
-    bool was_admin = false;
+    bool was_admin = deletion_open(&t, impl, id);
 
-    db_open(&t, impl, "user_delete", true, NULL);
-    db_run(&t, &sql[U_LOCK_ADMINS], NULL, 0, &r);
-    if (DB_RUN(&t, &sql[U_BEFORE_DELETE], &r, db_text(id)) && r.n == 0)
-        db_refuse(&t, AS_ERR_NOT_FOUND);
-    if (t.err == AS_OK)
-        was_admin = db_flag(db_at(&r, 0, 0));
     DB_RUN(&t, &sql[U_DELETE], &r, db_text(id));
     if (was_admin)
         keep_an_admin(&t);
@@ -373,14 +381,8 @@ static enum as_err end_account(void *impl, const char *id, int64_t now)
 {
     struct db_rows r;
     struct db_tx t;
-    bool was_admin = false;
+    bool was_admin = deletion_open(&t, impl, id);
 
-    db_open(&t, impl, "user_delete", true, NULL);
-    db_run(&t, &sql[U_LOCK_ADMINS], NULL, 0, &r);
-    if (DB_RUN(&t, &sql[U_BEFORE_DELETE], &r, db_text(id)) && r.n == 0)
-        db_refuse(&t, AS_ERR_NOT_FOUND);
-    if (t.err == AS_OK)
-        was_admin = db_flag(db_at(&r, 0, 0));
     DB_RUN(&t, &sql[U_END], &r, db_text(id), db_int(now), db_bool(false));
     if (was_admin)
         keep_an_admin(&t);
