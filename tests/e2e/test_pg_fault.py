@@ -564,8 +564,11 @@ def test_readiness_says_no_right_after_a_call_found_the_database_gone(
         _, _, t = d.user()
         for _ in range(3):
             # a ping now: the next one the prober makes unasked is a
-            # second away, longer than the steps below take
-            assert _ready(d) == 200
+            # second away, longer than the steps below take (polled: on a
+            # loaded host a ping may outlast the 1 s stall bound, and
+            # /readyz is 503 while it runs; CI under ASan saw one)
+            assert wait_until(lambda: _ready(d) == 200, timeout=30,
+                              interval=0.05), "not ready before the halt"
             cluster("halt", folder)
             assert_unavailable(verify(d, t["access_token"]))
             assert_unavailable(d.request("GET", "/readyz"))
