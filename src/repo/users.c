@@ -391,6 +391,21 @@ static enum as_err end_account(void *impl, const char *id, int64_t now)
     return none_if_invalid(db_close(&t), AS_ERR_NOT_FOUND);
 }
 
+/* Deletes what user `id`'s ended sessions hold, then those sessions,
+ * SHED_BATCH rows a transaction. */
+static enum as_err shed_ended(void *impl, const char *id)
+{
+    enum as_err err = db_run_batches(impl, "user_delete_shed", NULL,
+                                     &sql[U_SHED_ENDED_TOKENS], db_text(id),
+                                     SHED_BATCH);
+
+    if (err == AS_OK)
+        err = db_run_batches(impl, "user_delete_shed", NULL,
+                             &sql[U_SHED_SESSIONS], db_text(id),
+                             SHED_BATCH);
+    return err;
+}
+
 enum as_err db_user_delete(void *impl, const char *id, int64_t now)
 {
     const struct repo_actor *who;
@@ -411,12 +426,7 @@ enum as_err db_user_delete(void *impl, const char *id, int64_t now)
      * demoted, the target become the last admin meanwhile) the account's
      * grace retries and replay detection (a review: 28 of 183 refused
      * deletions on PostgreSQL). */
-    err = db_run_batches(impl, "user_delete_shed", NULL,
-                         &sql[U_SHED_ENDED_TOKENS], db_text(id), SHED_BATCH);
-    if (err == AS_OK)
-        err = db_run_batches(impl, "user_delete_shed", NULL,
-                             &sql[U_SHED_SESSIONS], db_text(id),
-                             SHED_BATCH);
+    err = shed_ended(impl, id);
     if (err == AS_OK) {
         db_open(&t, impl, "user_delete_count", false, NULL);
         if (DB_RUN(&t, &sql[U_CASCADE_ROWS], &r, db_text(id)) && r.n == 1)
@@ -444,13 +454,7 @@ enum as_err db_user_delete(void *impl, const char *id, int64_t now)
         return err;
     who = db_actor();
     repo_act_as(NULL);
-    err = db_run_batches(impl, "user_delete_shed", NULL,
-                         &sql[U_SHED_ENDED_TOKENS], db_text(id),
-                         SHED_BATCH);
-    if (err == AS_OK)
-        err = db_run_batches(impl, "user_delete_shed", NULL,
-                             &sql[U_SHED_SESSIONS], db_text(id),
-                             SHED_BATCH);
+    err = shed_ended(impl, id);
     if (err == AS_OK) {
         /* sessions and refresh tokens left go by cascade */
         db_open(&t, impl, "user_delete", true, NULL);
