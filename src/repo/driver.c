@@ -171,13 +171,28 @@ static bool unchecked_write(struct db_tx *t, const struct db_stmt *st)
     return true;
 }
 
+/* A table's entry with no text on either backend is an index its table
+ * forgot (an edit that lost a line): it would run nothing and answer no
+ * rows, as if it had found none, so the flow is refused and says so.
+ * One backend's NULL text alone is meant (DB_PG_ONLY). */
+static bool missing(struct db_tx *t, const struct db_stmt *st)
+{
+    if (st->sqlite || st->pg)
+        return false;
+    log_event(LOG_ERROR, "repo.statement_missing", NULL,
+              json_pack("{s:s}", "message", "a statement of no text on "
+                        "either backend: its table lost an entry"));
+    t->err = AS_ERR_INTERNAL;
+    return true;
+}
+
 bool db_run(struct db_tx *t, struct db_stmt *st, const struct db_val *args,
             size_t n, struct db_rows *out)
 {
     enum as_err err;
 
     memset(out, 0, sizeof *out);
-    if (t->err != AS_OK || unchecked_write(t, st))
+    if (t->err != AS_OK || missing(t, st) || unchecked_write(t, st))
         return false;
     /* Statements sent ahead are answered first: a check among them may
      * have refused already. */
@@ -210,7 +225,7 @@ void db_send(struct db_tx *t, struct db_stmt *st, const struct db_val *args,
     struct sent *s = NULL;
     struct db_rows r;
 
-    if (t->err != AS_OK || unchecked_write(t, st))
+    if (t->err != AS_OK || missing(t, st) || unchecked_write(t, st))
         return;
     if (!t->tx || !t->db->drv->send) {
         if (db_run(t, st, args, n, &r) && check)

@@ -18,7 +18,7 @@
 
 enum {
     D_CREATE, D_INSERT, D_GET, D_FLIP, D_PG_ONLY, D_PREPARED, D_COUNT,
-    D_PID, D_ABOVE, D_NSTMT
+    D_PID, D_ABOVE, D_FORGOTTEN, D_NSTMT
 };
 
 static struct db_stmt sql[D_NSTMT] = {
@@ -39,6 +39,7 @@ static struct db_stmt sql[D_NSTMT] = {
     [D_PID] = DB_PG_ONLY("SELECT pg_backend_pid()"),
     /* first used only behind a failure (a_sent_failure_is_the_flows) */
     [D_ABOVE] = DB_SQL("SELECT count(*) FROM dt WHERE id > $1"),
+    /* D_FORGOTTEN: no entry, as an edit that lost a line leaves it */
 };
 
 struct fx {
@@ -159,6 +160,33 @@ static void one_backend_statements(void **state)
     if (f->pg)
         assert_int_equal(db_i64(db_at(&r, 0, 0)), 42);
     assert_int_equal(db_close(&t), AS_OK);
+}
+
+/* An index its table forgot (no text on either backend) runs nothing
+ * and would answer "no rows", as a search that found none: the flow is
+ * refused instead, and what it wrote before is rolled back. Run alone
+ * and sent ahead alike. */
+static void a_forgotten_statement_refuses_the_flow(void **state)
+{
+    NEED(f);
+    struct db_rows r;
+    struct db_tx t;
+
+    for (int sent = 0; sent < 2; sent++) {
+        db_open(&t, f->impl, "test", true, NULL);
+        assert_true(DB_RUN(&t, &sql[D_INSERT], &r, db_int(600 + sent),
+                           db_text("x"), db_blob(NULL, 0), db_bool(true)));
+        if (sent)
+            db_send(&t, &sql[D_FORGOTTEN], NULL, 0, NULL, false, NULL);
+        else
+            assert_false(db_run(&t, &sql[D_FORGOTTEN], NULL, 0, &r));
+        assert_int_equal(db_close(&t), AS_ERR_INTERNAL);
+
+        db_open(&t, f->impl, "test", false, NULL);
+        assert_true(DB_RUN(&t, &sql[D_ABOVE], &r, db_int(599)));
+        assert_int_equal(db_i64(db_at(&r, 0, 0)), 0);
+        assert_int_equal(db_close(&t), AS_OK);
+    }
 }
 
 /* A failed step stops the flow and rolls back what it wrote. */
@@ -411,6 +439,7 @@ int main(void)
         BOTH(typed_round_trip),
         BOTH(one_backend_statements),
         BOTH(failure_rolls_back),
+        BOTH(a_forgotten_statement_refuses_the_flow),
         BOTH(text_not_utf8),
         BOTH(prepared_once),
         BOTH(sent_statements_go_with_the_commit),
