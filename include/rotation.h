@@ -19,13 +19,13 @@ struct rotation_facts {
 
 /* The fate of a rotation at `now` (see enum rotate_result in repo.h): a
  * token of a session that is revoked, expired (expires_at <= now) or
- * whose user is inactive is ROTATE_INVALID, as is an unknown one, and a
- * used one kept no longer (created before rotation_kept_from(): what a
- * rotation prunes, so that a pruned token and one not yet pruned get the
- * same answer); an unused token is ROTATE_OK; a used one used at or
- * after now - grace_ms is ROTATE_GRACE, earlier ROTATE_REUSED (grace_ms
- * <= 0: every second use, even in the same millisecond). Pure; no
- * overflow for any input. */
+ * whose user is inactive is ROTATE_INVALID, as is an unknown one; an
+ * unused token is ROTATE_OK; a used one used at or after now - grace_ms
+ * is ROTATE_GRACE (grace_ms <= 0: never); an earlier used one is
+ * ROTATE_INVALID when kept no longer (created before
+ * rotation_kept_from(): what a rotation prunes, so that a pruned token
+ * and one not yet pruned get the same answer), else ROTATE_REUSED.
+ * Pure; no overflow for any input. */
 enum rotate_result rotation_judge(const struct rotation_facts *f,
                                   int64_t now, int64_t grace_ms,
                                   int64_t life_ms);

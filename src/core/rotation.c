@@ -18,6 +18,15 @@ enum rotate_result rotation_judge(const struct rotation_facts *f,
         return ROTATE_INVALID;
     if (!f->used)
         return ROTATE_OK;
+    /* A retry within the grace of its rotation gets the child, however
+     * old the token: it was live when rotated. With a constant lifetime
+     * such a token is always kept (below); after AUTH_REFRESH_TOKEN_TTL
+     * was lowered, one issued under the longer lifetime was refused
+     * here 401 (a review). No grace: any second use is a replay, even
+     * within the same millisecond as the rotation (a fast client on
+     * loopback). */
+    if (grace_ms > 0 && f->used_at >= ago(now, grace_ms))
+        return ROTATE_GRACE;
     /* Kept no longer: answered as when a rotation has pruned it
      * (src/repo/sessions.c, S_PRUNE_USED), whether it has yet or not.
      * Before, such a token was a grace retry or a replay until another
@@ -25,11 +34,7 @@ enum rotate_result rotation_judge(const struct rotation_facts *f,
     if (life_ms > 0 && f->created_at < rotation_kept_from(now, life_ms,
                                                           grace_ms))
         return ROTATE_INVALID;
-    /* No grace: any second use is a replay, even within the same
-     * millisecond as the rotation (a fast client on loopback). */
-    if (grace_ms <= 0)
-        return ROTATE_REUSED;
-    return f->used_at >= ago(now, grace_ms) ? ROTATE_GRACE : ROTATE_REUSED;
+    return ROTATE_REUSED;
 }
 
 int64_t rotation_kept_from(int64_t now, int64_t life_ms, int64_t grace_ms)

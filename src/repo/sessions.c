@@ -97,7 +97,7 @@ static struct db_stmt sql[S_NSTMT] = {
     [S_PRUNE_USED] = DB_SQL("DELETE FROM refresh_tokens WHERE hash IN "
                             "(SELECT hash FROM refresh_tokens "
                             "WHERE session_id = $1 AND created_at < $2 "
-                            "AND used_at IS NOT NULL LIMIT 2)"),
+                            "AND used_at < $3 LIMIT 2)"),
     [S_INSERT] = DB_SQL("INSERT INTO sessions (id, user_id, created_at, "
                         "last_used_at, expires_at, revoked_at, ip, "
                         "user_agent, amr, passkey_id) VALUES ($1, $2, $3, "
@@ -467,11 +467,14 @@ enum as_err db_refresh_rotate(void *impl,
         /* Two at a time, one new each: a session's rows stay bounded by
          * the tokens of one lifetime (new_expires - now) and the grace,
          * however long it refreshes (rotation_kept_from(): a token
-         * pruned is judged as one kept no longer). A session younger
-         * than that has none to delete: the statement is left out. */
+         * pruned is judged as one kept no longer), but never one
+         * rotated out within the grace (a retry of it gets the child
+         * whatever its age: rotation_judge()). A session younger than
+         * that has none to delete: the statement is left out. */
         if (out->created_at < kept_from)
             DB_SEND(&t, &sql[S_PRUNE_USED], db_text(out->id),
-                    db_int(kept_from));
+                    db_int(kept_from),
+                    db_int(grace_ms > 0 ? now - grace_ms : now));
     } else if (*res == ROTATE_REUSED) {
         DB_SEND(&t, &sql[S_KILL], db_text(out->id), db_int(now));
         out->revoked_at = now;

@@ -1306,6 +1306,62 @@ static void rotated_token_answers_alike_pruned_or_not(void **state)
         }
 }
 
+/* AUTH_REFRESH_TOKEN_TTL lowered (30 days to one) under a session that
+ * still runs on the longer one: a token issued 2 days ago rotates, and a
+ * retry of it within the grace gets the child, whatever its age, through
+ * further refreshes of the session (their pruning keeps it); past the
+ * grace it is kept no longer: refused, nothing ended, pruned or not.
+ * Before, the retry was refused 401 (judged by the new lifetime: a
+ * review). */
+static void a_lowered_lifetime_keeps_the_grace(void **state)
+{
+    struct fx *f = *state;
+    struct user u;
+    struct session s, out;
+    uint8_t p[REPO_HASH_LEN], c[REPO_HASH_LEN], d[REPO_HASH_LEN];
+    enum rotate_result res = ROTATE_INVALID;
+    const int64_t at = T0 + 2 * DAY;
+    int64_t now;
+
+    new_user(f, &u, "lowered@example.com", ROLE_USER, true);
+    new_session(f, &s, u.id, T0, T0 + 30 * DAY, p);
+    randombytes_buf(c, REPO_HASH_LEN);
+    assert_int_equal(repo_refresh_rotate(f->r, p, c, at, GRACE, at + DAY,
+                                         LIFE, &res, &out, f->a), AS_OK);
+    assert_int_equal(res, ROTATE_OK);
+    for (now = at + 1000; now < at + GRACE; now += 3000) {
+        /* the child refreshes (and prunes), then p is retried */
+        randombytes_buf(d, REPO_HASH_LEN);
+        assert_int_equal(repo_refresh_rotate(f->r, c, d, now, GRACE,
+                                             now + DAY, LIFE, &res, &out,
+                                             f->a), AS_OK);
+        assert_int_equal(res, ROTATE_OK);
+        memcpy(c, d, sizeof d);
+        randombytes_buf(d, REPO_HASH_LEN);
+        assert_int_equal(repo_refresh_rotate(f->r, p, d, now + 1, GRACE,
+                                             now + 1 + DAY, LIFE, &res, &out,
+                                             f->a), AS_OK);
+        assert_int_equal(res, ROTATE_GRACE);
+    }
+    /* past the grace: refused before and after a pruning, nothing ended */
+    for (int i = 0; i < 2; i++) {
+        now = at + GRACE + 1 + i * 1000;
+        assert_int_equal(repo_refresh_rotate(f->r, p, d, now, GRACE,
+                                             now + DAY, LIFE, &res, &out,
+                                             f->a), AS_OK);
+        assert_int_equal(res, ROTATE_INVALID);
+        assert_true(live(f, s.id, now));
+        randombytes_buf(d, REPO_HASH_LEN);
+        assert_int_equal(repo_refresh_rotate(f->r, c, d, now + 1, GRACE,
+                                             now + 1 + DAY, LIFE, &res, &out,
+                                             f->a), AS_OK);
+        assert_int_equal(res, ROTATE_OK);
+        memcpy(c, d, sizeof d);
+    }
+    assert_int_equal(scalar(f, "SELECT count(*) FROM refresh_tokens "
+                               "WHERE created_at = 1700000000000"), 0);
+}
+
 /* Sets is_active of `u` to false by hand: its sessions stay unrevoked. */
 static void switch_off_by_hand(struct fx *f, const struct user *u)
 {
@@ -2916,6 +2972,7 @@ int main(void)
         CASE(sessions_beyond_the_cap_end),
         CASE(rotated_tokens_past_their_lifetime_go),
         CASE(rotated_token_answers_alike_pruned_or_not),
+        CASE(a_lowered_lifetime_keeps_the_grace),
         CASE(rotate_races_have_one_winner),
         CASE(lockout_delays_double_and_cap),
         CASE(lockout_one_address_never_locks_others),

@@ -151,6 +151,16 @@ static void rotated_token_kept_its_life_and_the_grace(void **state)
                      ROTATE_INVALID);
     assert_int_equal(rotation_judge(&f, T0 + DAY + 1, -5, DAY),
                      ROTATE_INVALID);
+    /* the lifetime lowered since it was issued: rotated out a moment
+     * ago, two lifetimes after it was made (its session on the old one) */
+    f.used_at = T0 + 2 * DAY;
+    f.expires_at = T0 + 30 * DAY;
+    assert_int_equal(rotation_judge(&f, T0 + 2 * DAY + GRACE, GRACE, DAY),
+                     ROTATE_GRACE);
+    assert_int_equal(rotation_judge(&f, T0 + 2 * DAY + GRACE + 1, GRACE,
+                                    DAY), ROTATE_INVALID);
+    assert_int_equal(rotation_judge(&f, T0 + 2 * DAY, 0, DAY),
+                     ROTATE_INVALID);       /* no grace: kept no longer */
     f.used = false;                         /* the newest: the session's */
     assert_int_equal(rotation_judge(&f, T0 + DAY + GRACE + 1, GRACE, DAY),
                      ROTATE_OK);
