@@ -9,7 +9,19 @@ import select
 import socket
 import time
 
-from conftest import wait_until
+import pytest
+
+from conftest import BACKENDS, wait_until
+
+
+@pytest.fixture(scope="module", params=BACKENDS[:1])
+def backend(request):
+    """One backend: what this module tests (deadlines and connection
+    limits of requests still arriving) is the HTTP layer's, done before
+    any storage is reached; on each backend it took a minute of every run
+    for nothing more."""
+    return request.param
+
 
 SLOW_ADDRS = ["127.0.0.%d" % i for i in range(2, 10)]     # 8 addresses
 
