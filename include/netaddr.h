@@ -18,6 +18,9 @@ struct netlist;
  * Free with netlist_free(); NULL is a no-op. */
 struct netlist *netlist_parse(const char *spec);
 void netlist_free(struct netlist *l);
+/* How many addresses the entries of `l` span, IPv4 (an IPv4-mapped
+ * entry too) and IPv6 apart; entries that overlap count twice. */
+void netlist_span(const struct netlist *l, double *v4, double *v6);
 /* True when the textual address `ip` (IPv4 or IPv6; IPv4-mapped IPv6 is
  * treated as IPv4) is inside one of the entries of `l`. */
 bool netlist_contains(const struct netlist *l, const char *ip);

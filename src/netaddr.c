@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -112,6 +113,23 @@ static bool in_net(const struct net *n, const uint8_t a[16])
     if (rest == 0)
         return true;
     return ((n->addr[full] ^ a[full]) & (uint8_t)(0xff << (8 - rest))) == 0;
+}
+
+void netlist_span(const struct netlist *l, double *v4, double *v6)
+{
+    static const uint8_t mapped[12] = { [10] = 0xff, [11] = 0xff };
+    size_t i;
+
+    *v4 = *v6 = 0;
+    for (i = 0; l && i < l->n; i++) {
+        const struct net *n = &l->nets[i];
+        double span = ldexp(1.0, (int)(128 - n->bits));
+
+        if (n->bits >= 96 && memcmp(n->addr, mapped, sizeof mapped) == 0)
+            *v4 += span;
+        else
+            *v6 += span;
+    }
 }
 
 bool netlist_contains(const struct netlist *l, const char *ip)

@@ -135,11 +135,20 @@ def test_config_check_warns_of_what_a_start_would():
                                    for x in lines), lines
     assert "Argon2id" in lines[0] and "at least 19456" in lines[0], lines
     assert "AUTH_TRUSTED_PROXIES" in lines[1], lines
-    r = run(["config", "check"], env={"AUTH_ARGON2_MEMORY_KIB": "19456",
-                                      "AUTH_ARGON2_ITERATIONS": "2",
-                                      "AUTH_TRUSTED_PROXIES": "10.0.0.0/8,"
-                                                              "::1"})
-    assert r.returncode == 0 and r.stderr == b"", r.stderr
+    # a catch-all split into parts (a review: the samples missed it)
+    for wide in ("64.0.0.0/2,128.0.0.0/2", "3000::/4", "32.0.0.0/5"):
+        r = run(["config", "check"], env={"AUTH_TRUSTED_PROXIES": wide})
+        assert r.returncode == 0 and b"AUTH_TRUSTED_PROXIES" in r.stderr, \
+            (wide, r.stderr)
+    # every private range, and a CDN's published ones: no warning
+    fleet = ("10.0.0.0/8,100.64.0.0/10,172.16.0.0/12,192.168.0.0/16,"
+             "127.0.0.0/8,173.245.48.0/20,104.16.0.0/13,172.64.0.0/13,"
+             "fc00::/7,fe80::/10,::1,2400:cb00::/32,2606:4700::/32")
+    for proxies in ("10.0.0.0/8,::1", fleet):
+        r = run(["config", "check"], env={"AUTH_ARGON2_MEMORY_KIB": "19456",
+                                          "AUTH_ARGON2_ITERATIONS": "2",
+                                          "AUTH_TRUSTED_PROXIES": proxies})
+        assert r.returncode == 0 and r.stderr == b"", r.stderr
 
 
 def test_bad_config_stops_the_daemon_with_2():

@@ -175,6 +175,32 @@ static void test_client_key(void **state)
     assert_string_equal(k, "");
 }
 
+/* The span of a list, each family apart (config.trusts_everyone reads
+ * it: src/main.c). */
+static void test_span(void **state)
+{
+    struct netlist *l = netlist_parse("10.0.0.0/8,192.168.1.7,"
+                                      "172.16.0.0/12,fd00::/8,::1");
+    double v4, v6;
+
+    (void)state;
+    assert_non_null(l);
+    netlist_span(l, &v4, &v6);
+    assert_true(v4 == 0x1p24 + 1 + 0x1p20);
+    assert_true(v6 == 0x1p120 + 1);
+    netlist_free(l);
+    l = netlist_parse("0.0.0.0/2,64.0.0.0/2,128.0.0.0/2");
+    netlist_span(l, &v4, &v6);
+    assert_true(v4 == 0x1p32 * 0.75 && v6 == 0);
+    netlist_free(l);
+    l = netlist_parse("::/0");
+    netlist_span(l, &v4, &v6);
+    assert_true(v4 == 0 && v6 == 0x1p128);
+    netlist_free(l);
+    netlist_span(NULL, &v4, &v6);
+    assert_true(v4 == 0 && v6 == 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -183,6 +209,7 @@ int main(void)
         cmocka_unit_test(test_client_ip),
         cmocka_unit_test(test_client_ip_lines),
         cmocka_unit_test(test_client_key),
+        cmocka_unit_test(test_span),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
