@@ -264,6 +264,14 @@ enum passkey_ceremony { PK_REGISTER = 0, PK_LOGIN = 1 };
  * changed nothing, so the dispatcher may run it again from the start. */
 struct repo_mfa_login;
 
+/* The rotated-out refresh tokens that still name their session (for a
+ * logout or a revocation): one made at or after `created_from`, or
+ * rotated out at or after `used_from` (what rotation_judge() keeps:
+ * rotation_kept_from() and the grace). */
+struct repo_kept {
+    int64_t created_from, used_from;
+};
+
 struct repo_ops {
     const char *name;                               /* "sqlite", "postgres" */
     enum as_err (*migrate)(void *impl);
@@ -319,7 +327,8 @@ struct repo_ops {
                                   struct session *out, struct arena *a);
     enum as_err (*refresh_session)(void *impl,
                                    const uint8_t hash[REPO_HASH_LEN],
-                                   int64_t now, bool used_too,
+                                   int64_t now,
+                                   const struct repo_kept *rotated,
                                    struct session *out, struct arena *a);
 
     /* mail (see the repo_ott_* and repo_outbox_* wrappers) */
@@ -606,12 +615,12 @@ enum as_err repo_refresh_rotate(struct repo *r,
                                 int64_t new_expires, int64_t max_life_ms,
                                 enum rotate_result *res,
                                 struct session *out, struct arena *a);
-/* The live session that refresh token `hash` belongs to: only while the
- * token is unused, or also once rotated when `used_too`; AS_ERR_NOT_FOUND
- * otherwise. */
+/* The live session that refresh token `hash` belongs to: while the
+ * token is unused, or (`rotated` not NULL) once rotated out while it is
+ * still kept (struct repo_kept); AS_ERR_NOT_FOUND otherwise. */
 enum as_err repo_refresh_session(struct repo *r,
                                  const uint8_t hash[REPO_HASH_LEN],
-                                 int64_t now, bool used_too,
+                                 int64_t now, const struct repo_kept *rotated,
                                  struct session *out, struct arena *a);
 
 /* Backend constructors (repo.c picks one). `url` is what follows

@@ -10,6 +10,7 @@
 
 #include "cfg.h"
 #include "netaddr.h"
+#include "rotation.h"
 #include "scache.h"
 
 /* How long a session that expired or was revoked stays stored (README
@@ -147,16 +148,33 @@ enum as_err core_refresh(const struct core *c, const char *token,
     return err;
 }
 
+/* The rotated-out refresh tokens that still name their session at
+ * `now`: those a refresh with them would still judge a grace retry or a
+ * replay (rotation_judge()), so that a logout or a revocation with a
+ * token kept no longer ends nothing either. */
+static struct repo_kept still_kept(const struct core *c, int64_t now)
+{
+    int64_t grace = (int64_t)c->cfg->refresh_reuse_grace_seconds * 1000;
+
+    return (struct repo_kept){
+        .created_from = rotation_kept_from(
+            now, (int64_t)c->cfg->refresh_ttl * 1000, grace),
+        .used_from = grace > 0 ? now - grace : INT64_MAX,
+    };
+}
+
 enum as_err core_logout(const struct core *c, const char *token,
                         struct session *s, struct arena *a)
 {
     uint8_t h[REPO_HASH_LEN];
+    int64_t now = c->now_ms();
+    struct repo_kept k = still_kept(c, now);
     enum as_err err;
 
     if (!sec_token_valid(token))
         return AS_ERR_NOT_FOUND;
     sec_token_hash(token, h);
-    err = repo_refresh_session(c->repo, h, c->now_ms(), true, s, a);
+    err = repo_refresh_session(c->repo, h, now, &k, s, a);
     if (err == AS_OK)
         err = repo_session_revoke(c->repo, s->id, NULL, c->now_ms());
     if (err == AS_OK)
@@ -206,9 +224,12 @@ enum as_err core_token_session(const struct core *c, const char *token,
 
     *is_access = false;
     if (sec_token_valid(token)) {
+        int64_t now = c->now_ms();
+        struct repo_kept k = still_kept(c, now);
+
         sec_token_hash(token, h);
-        return repo_refresh_session(c->repo, h, c->now_ms(), rotated_too, s,
-                                    a);
+        return repo_refresh_session(c->repo, h, now,
+                                    rotated_too ? &k : NULL, s, a);
     }
     if (!c->keys || sec_jwt_verify(c->keys, c->cfg, token,
                                    c->now_ms() / 1000, claims, a) != AS_OK)

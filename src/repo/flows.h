@@ -199,7 +199,7 @@ enum as_err db_refresh_rotate(void *impl,
                               enum rotate_result *res, struct session *out,
                               struct arena *a);
 enum as_err db_refresh_session(void *impl, const uint8_t hash[REPO_HASH_LEN],
-                               int64_t now, bool used_too,
+                               int64_t now, const struct repo_kept *rotated,
                                struct session *out, struct arena *a);
 
 #define DB_SESSION_OPS                                                     \

@@ -554,10 +554,10 @@ enum as_err repo_refresh_rotate(struct repo *r,
 
 enum as_err repo_refresh_session(struct repo *r,
                                  const uint8_t hash[REPO_HASH_LEN],
-                                 int64_t now, bool used_too,
+                                 int64_t now, const struct repo_kept *rotated,
                                  struct session *out, struct arena *a)
 {
-    return DISPATCH(r, refresh_session(r->impl, hash, now, used_too, out,
+    return DISPATCH(r, refresh_session(r->impl, hash, now, rotated, out,
                                        a));
 }
 

@@ -150,10 +150,14 @@ static struct db_stmt sql[S_NSTMT] = {
     [S_KILL] = DB_SQL("UPDATE sessions SET revoked_at = $2 "
                       "WHERE id = $1 AND revoked_at IS NULL"),
     [S_TOKEN_SESSION] = DB_SQL(TOKEN_SESSION "AND t.used_at IS NULL"),
-    /* Any token the session ever had, rotated or not: what a logout or
-     * an RFC 7009 revocation names (a tab that lost a refresh race still
-     * ends the session with the token it holds). */
-    [S_ANY_TOKEN_SESSION] = DB_SQL(TOKEN_SESSION),
+    /* Any token the session still keeps, rotated or not: what a logout
+     * or an RFC 7009 revocation names (a tab that lost a refresh race
+     * still ends the session with the token it holds); $3, $4: struct
+     * repo_kept. One kept no longer names nothing, as a refresh with it
+     * ends nothing (before, it ended the session until pruned). */
+    [S_ANY_TOKEN_SESSION] = DB_SQL(TOKEN_SESSION "AND (t.used_at IS NULL "
+                                   "OR t.created_at >= $3 "
+                                   "OR t.used_at >= $4)"),
     /* The live sessions of $1 beyond the $2 most recently used end; on
      * PostgreSQL the user's row first (lock order, see users.c), so two
      * logins at once cap one after the other. */
@@ -297,16 +301,22 @@ enum as_err db_session_create(void *impl, const struct session *s,
     return err;
 }
 
-/* The one session statement `st` finds (bound to `key`, `now`). */
+/* The one session statement `st` finds (bound to `key`, `now`, and with
+ * `kept` its two bounds). */
 static enum as_err session_one(void *impl, int st, const char *op,
                                struct db_val key, int64_t now,
+                               const struct repo_kept *kept,
                                struct session *out, struct arena *a)
 {
     struct db_rows r;
+    bool ran;
     struct db_tx t;
 
     db_open(&t, impl, op, false, a);
-    if (DB_RUN(&t, &sql[st], &r, key, db_int(now)) && r.n == 0)
+    ran = kept ? DB_RUN(&t, &sql[st], &r, key, db_int(now),
+                        db_int(kept->created_from), db_int(kept->used_from))
+               : DB_RUN(&t, &sql[st], &r, key, db_int(now));
+    if (ran && r.n == 0)
         db_refuse(&t, AS_ERR_NOT_FOUND);
     if (r.n > 0)
         read_session(&t, &r, 0, out);
@@ -318,7 +328,8 @@ enum as_err db_session_get(void *impl, const char *sid, struct session *out,
 {
     if (!sid)
         return AS_ERR_NOT_FOUND;
-    return session_one(impl, S_GET, "session_get", db_text(sid), 0, out, a);
+    return session_one(impl, S_GET, "session_get", db_text(sid), 0, NULL, out,
+                       a);
 }
 
 enum as_err db_session_state(void *impl, const char *sid, int64_t now,
@@ -486,10 +497,10 @@ enum as_err db_refresh_rotate(void *impl,
 }
 
 enum as_err db_refresh_session(void *impl, const uint8_t hash[REPO_HASH_LEN],
-                               int64_t now, bool used_too,
+                               int64_t now, const struct repo_kept *rotated,
                                struct session *out, struct arena *a)
 {
-    return session_one(impl, used_too ? S_ANY_TOKEN_SESSION : S_TOKEN_SESSION,
-                       "refresh_session",
-                       db_blob(hash, REPO_HASH_LEN), now, out, a);
+    return session_one(impl, rotated ? S_ANY_TOKEN_SESSION : S_TOKEN_SESSION,
+                       "refresh_session", db_blob(hash, REPO_HASH_LEN), now,
+                       rotated, out, a);
 }

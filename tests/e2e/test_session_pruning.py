@@ -12,6 +12,7 @@ import threading
 import time
 
 from conftest import assert_problem
+from jwtutil import parts
 
 DAY_MS = 24 * 3600 * 1000
 
@@ -230,6 +231,38 @@ def test_a_large_deletion_never_removes_the_last_admin(make_daemon):
         if caught:
             return
     raise AssertionError("the reactivation never came while it was shed")
+
+
+def test_a_token_kept_no_longer_names_no_session(daemon):
+    """A rotated-out refresh token past its keeping (its lifetime and the
+    grace: README "Tokens") ends nothing by a refresh, and now neither
+    by a logout nor an RFC 7009 revocation (before, both ended its
+    session while no rotation had pruned it yet: a review); one still
+    kept does."""
+    for kept in (False, True):
+        _, _, first = daemon.user()
+        r = daemon.request("POST", "/api/v1/auth/refresh",
+                           {"refresh_token": first["refresh_token"]})
+        assert r.status == 200, r
+        child = r.json
+        if not kept:    # made and rotated out 31 days ago (the TTL is 30)
+            sql(daemon, "UPDATE refresh_tokens SET created_at = created_at"
+                " - %d, used_at = used_at - %d WHERE used_at IS NOT NULL AND"
+                " session_id = '%s'" % (31 * DAY_MS, 31 * DAY_MS,
+                                        parts(child["access_token"])[1]
+                                        ["sid"]))
+        old = {"refresh_token": first["refresh_token"]}
+        r = daemon.request("POST", "/api/v1/auth/logout", old)
+        if kept:
+            assert r.status == 204, r
+        else:
+            assert_problem(r, 401, "invalid_token")
+        r = daemon.request("POST", "/api/v1/auth/revoke",
+                           {"token": first["refresh_token"]})
+        assert r.status == 200, r
+        r = daemon.request("POST", "/api/v1/auth/refresh",
+                           {"refresh_token": child["refresh_token"]})
+        assert r.status == (401 if kept else 200), r
 
 
 def test_recently_ended_sessions_are_kept(daemon):

@@ -845,17 +845,21 @@ enum as_err repo_refresh_rotate(struct repo *r,
 
 enum as_err repo_refresh_session(struct repo *r,
                                  const uint8_t hash[REPO_HASH_LEN],
-                                 int64_t now, bool used_too,
+                                 int64_t now, const struct repo_kept *rotated,
                                  struct session *out, struct arena *a)
 {
     struct ftoken *t;
     struct fsession *s;
     enum as_err err = AS_ERR_NOT_FOUND;
+    bool named;
 
     (void)r;
     pthread_mutex_lock(&mu);
     t = token_hash(hash);
-    s = t && (used_too || t->used_at == 0) ? session_id(t->sid) : NULL;
+    named = t && (t->used_at == 0 ||
+                  (rotated && (t->created_at >= rotated->created_from ||
+                               t->used_at >= rotated->used_from)));
+    s = named ? session_id(t->sid) : NULL;
     if (s && session_live(s, now)) {
         copy_session(s, out, a);
         err = AS_OK;

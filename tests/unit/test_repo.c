@@ -23,6 +23,7 @@
 #include "breaker.h"
 #include "cfg.h"
 #include "clock.h"
+#include "rotation.h"
 #include "lockout.h"
 #include "migrations.h"
 #include "repo.h"
@@ -37,6 +38,16 @@
 
 /* The backend the current group runs on: NULL url means a fresh SQLite
  * file per case. */
+/* Every rotated-out token names its session (repo_refresh_session()). */
+static const struct repo_kept EVERY_KEPT = { INT64_MIN, INT64_MIN };
+
+/* What src/core/sessions.c keeps at `now` for a lifetime of a day. */
+static struct repo_kept kept_at(int64_t now)
+{
+    return (struct repo_kept){ rotation_kept_from(now, DAY, GRACE),
+                               now - GRACE };
+}
+
 static const char *pg_url;
 static bool on_pg;
 
@@ -595,7 +606,7 @@ static void delete_cascades(void **state)
     assert_int_equal(repo_user_delete(f->r, u.id, 1000), AS_OK);
     assert_int_equal(repo_session_get(f->r, s.id, &got, f->a),
                      AS_ERR_NOT_FOUND);
-    assert_int_equal(repo_refresh_session(f->r, h, T0, false, &got, f->a),
+    assert_int_equal(repo_refresh_session(f->r, h, T0, NULL, &got, f->a),
                      AS_ERR_NOT_FOUND);
     assert_int_equal(repo_user_count(f->r, false, &n), AS_OK);
     assert_int_equal(n, 1);
@@ -1261,6 +1272,7 @@ static void rotated_token_answers_alike_pruned_or_not(void **state)
     uint8_t p[2][REPO_HASH_LEN], c[2][REPO_HASH_LEN], d[REPO_HASH_LEN];
     enum rotate_result res = ROTATE_INVALID;
     int64_t now = T0 + DAY - 2000;
+    struct repo_kept k;
     int i;
 
     new_user(f, &u, "edge@example.com", ROLE_USER, true);
@@ -1291,6 +1303,9 @@ static void rotated_token_answers_alike_pruned_or_not(void **state)
                                                      &res, &out, f->a),
                                  AS_OK);
                 assert_int_equal(res, ROTATE_GRACE);
+                k = kept_at(now + 1);         /* and names it for a logout */
+                assert_int_equal(repo_refresh_session(f->r, p[i], now + 1, &k,
+                                                      &out, f->a), AS_OK);
             }
     }
     assert_int_equal(scalar(f, "SELECT count(*) FROM refresh_tokens "
@@ -1303,6 +1318,11 @@ static void rotated_token_answers_alike_pruned_or_not(void **state)
                                                  &res, &out, f->a), AS_OK);
             assert_int_equal(res, ROTATE_INVALID);
             assert_true(live(f, s[i].id, now));
+            /* nor does it name its session for a logout (before, the
+             * unpruned one did, and the logout ended it) */
+            k = kept_at(now);
+            assert_int_equal(repo_refresh_session(f->r, p[i], now, &k, &out,
+                                                  f->a), AS_ERR_NOT_FOUND);
         }
 }
 
@@ -1418,7 +1438,7 @@ static void rotate_ok_then_grace_then_reuse(void **state)
     randombytes_buf(c1, sizeof c1);
     randombytes_buf(c2, sizeof c2);
 
-    assert_int_equal(repo_refresh_session(f->r, p, T0, false, &out, f->a),
+    assert_int_equal(repo_refresh_session(f->r, p, T0, NULL, &out, f->a),
                      AS_OK);
     assert_string_equal(out.id, s.id);
 
@@ -1431,13 +1451,13 @@ static void rotate_ok_then_grace_then_reuse(void **state)
     assert_string_equal(out.user_id, u.id);
     assert_int_equal(out.last_used_at, t1);
     assert_int_equal(out.expires_at, t1 + DAY);
-    assert_int_equal(repo_refresh_session(f->r, p, t1, false, &out, f->a),
+    assert_int_equal(repo_refresh_session(f->r, p, t1, NULL, &out, f->a),
                      AS_ERR_NOT_FOUND);                     /* used */
     /* ... yet it still names its session for a logout or a revocation. */
-    assert_int_equal(repo_refresh_session(f->r, p, t1, true, &out, f->a),
-                     AS_OK);
+    assert_int_equal(repo_refresh_session(f->r, p, t1, &EVERY_KEPT, &out,
+                                          f->a), AS_OK);
     assert_string_equal(out.id, s.id);
-    assert_int_equal(repo_refresh_session(f->r, c1, t1, false, &out, f->a),
+    assert_int_equal(repo_refresh_session(f->r, c1, t1, NULL, &out, f->a),
                      AS_OK);
     assert_string_equal(out.id, s.id);
 
@@ -1463,10 +1483,10 @@ static void rotate_ok_then_grace_then_reuse(void **state)
                                          t1 + DAY, LIFE, &res, &out, f->a),
                      AS_OK);
     assert_int_equal(res, ROTATE_INVALID);
-    assert_int_equal(repo_refresh_session(f->r, c1, t1 + GRACE + 2, false,
+    assert_int_equal(repo_refresh_session(f->r, c1, t1 + GRACE + 2, NULL,
                                           &out, f->a),
                      AS_ERR_NOT_FOUND);
-    assert_int_equal(repo_refresh_session(f->r, p, t1 + GRACE + 2, true,
+    assert_int_equal(repo_refresh_session(f->r, p, t1 + GRACE + 2, &EVERY_KEPT,
                                           &out, f->a),
                      AS_ERR_NOT_FOUND);                  /* session ended */
 }
@@ -1579,11 +1599,11 @@ static void rotate_invalid_cases(void **state)
                                              f->a),                        \
                          AS_OK);                                           \
         assert_int_equal(res, ROTATE_INVALID);                             \
-        assert_int_equal(repo_refresh_session(f->r, h, now, false, &out,  \
+        assert_int_equal(repo_refresh_session(f->r, h, now, NULL, &out,  \
                                               f->a),                       \
                          AS_ERR_NOT_FOUND);                                \
-        assert_int_equal(repo_refresh_session(f->r, h, now, true, &out,   \
-                                              f->a),                       \
+        assert_int_equal(repo_refresh_session(f->r, h, now, &EVERY_KEPT,  \
+                                              &out, f->a),                 \
                          AS_ERR_NOT_FOUND);                                \
     } while (0)
     INVALID(unknown);
@@ -1592,7 +1612,7 @@ static void rotate_invalid_cases(void **state)
     INVALID(ho);                                  /* inactive user */
 #undef INVALID
     /* None of that touched the good session. */
-    assert_int_equal(repo_refresh_session(f->r, hs, now, false, &out, f->a),
+    assert_int_equal(repo_refresh_session(f->r, hs, now, NULL, &out, f->a),
                      AS_OK);
     assert_int_equal(revoked_at(f, ex.id), 0);
 }

@@ -685,7 +685,7 @@ static void test_rotate_sequence(void **state)
     mk_hash(c2, 3);
     mk_hash(x, 4);
     assert_int_equal(f->ops->session_create(f->impl, &s, p, NULL), AS_OK);
-    assert_int_equal(f->ops->refresh_session(f->impl, p, T0 + 1, false,
+    assert_int_equal(f->ops->refresh_session(f->impl, p, T0 + 1, NULL,
                                              &got, f->a), AS_OK);
     assert_string_equal(got.id, s.id);
 
@@ -696,9 +696,9 @@ static void test_rotate_sequence(void **state)
     assert_string_equal(got.id, s.id);
     assert_int_equal(got.last_used_at, T0 + 100);
     assert_int_equal(got.expires_at, T0 + 2 * HOUR);
-    assert_int_equal(f->ops->refresh_session(f->impl, p, T0 + 101, false,
+    assert_int_equal(f->ops->refresh_session(f->impl, p, T0 + 101, NULL,
                                              &got, f->a), AS_ERR_NOT_FOUND);
-    assert_int_equal(f->ops->refresh_session(f->impl, c1, T0 + 101, false,
+    assert_int_equal(f->ops->refresh_session(f->impl, c1, T0 + 101, NULL,
                                              &got, f->a), AS_OK);
 
     /* the parent again within the grace: same child, nothing moves */
@@ -732,7 +732,7 @@ static void test_rotate_sequence(void **state)
     assert_int_equal(f->ops->session_state(f->impl, s.id, T0 + 400, &st),
                      AS_OK);
     assert_false(st.live);
-    assert_int_equal(f->ops->refresh_session(f->impl, c2, T0 + 400, false,
+    assert_int_equal(f->ops->refresh_session(f->impl, c2, T0 + 400, NULL,
                                              &got, f->a), AS_ERR_NOT_FOUND);
     /* once revoked, even the live child is invalid */
     assert_int_equal(f->ops->refresh_rotate(f->impl, c2, x, T0 + 500, grace,
@@ -768,7 +768,7 @@ static void test_rotate_inactive_or_expired(void **state)
                                             T0 + HOUR, LIFE, &res, &got, f->a),
                      AS_OK);
     assert_int_equal(res, ROTATE_INVALID);
-    assert_int_equal(f->ops->refresh_session(f->impl, p2, T0 + 10, false,
+    assert_int_equal(f->ops->refresh_session(f->impl, p2, T0 + 10, NULL,
                                              &got, f->a), AS_ERR_NOT_FOUND);
 }
 
@@ -838,7 +838,7 @@ static void test_rotate_concurrent(void **state)
         pthread_barrier_destroy(&go);
         assert_int_equal(ok, 1);
         assert_int_equal(grace, N - 1);
-        assert_int_equal(f->ops->refresh_session(f->impl, c, T0 + 600, false,
+        assert_int_equal(f->ops->refresh_session(f->impl, c, T0 + 600, NULL,
                                                  &got, f->a), AS_OK);
         assert_string_equal(got.id, s.id);
     }

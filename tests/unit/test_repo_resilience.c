@@ -57,6 +57,9 @@ struct fx {
     struct repo *r;
 };
 
+/* Every rotated-out token names its session (repo_refresh_session()). */
+static const struct repo_kept EVERY_KEPT = { INT64_MIN, INT64_MIN };
+
 static unsigned seq;
 
 static void quiet(void *arg, const char *msg)
@@ -351,7 +354,7 @@ static void test_rotation_race(void **state)
         if (errs || ok != 1 || grace != RACE_THREADS - 1 || reused)
             fail_msg("%s round %d: %d errors, %d OK, %d GRACE, %d REUSED",
                      repo_backend(f->r), round, errs, ok, grace, reused);
-        assert_int_equal(repo_refresh_session(f->r, winner, T0 + 2000, false,
+        assert_int_equal(repo_refresh_session(f->r, winner, T0 + 2000, NULL,
                                               &got, a), AS_OK);
         assert_string_equal(got.id, s.id);
         assert_int_equal(repo_session_state(f->r, s.id, T0 + 2000, &st),
@@ -455,9 +458,9 @@ static void test_rotation_against_revocation(void **state)
                          AS_OK);
         assert_false(st.live);
         assert_int_equal(repo_refresh_session(f->r, x.child, T0 + 2000,
-                                              false, &got, a), AS_ERR_NOT_FOUND);
+                                              NULL, &got, a), AS_ERR_NOT_FOUND);
         assert_int_equal(repo_refresh_session(f->r, parent, T0 + 2000,
-                                              true, &got, a), AS_ERR_NOT_FOUND);
+                                              &EVERY_KEPT, &got, a), AS_ERR_NOT_FOUND);
         arena_free(x.a);
     }
     print_message("%s: %d rotated before the end, %d found it ended\n",
@@ -532,7 +535,7 @@ static void *work_thread(void *p)
     SETTLED(w, repo_refresh_rotate(w->r, h, c, T0 + 10, GRACE_MS,
                                    T0 + 2 * HOUR, LIFE, &res, &got, a));
     CHECK(w, res == ROTATE_OK);
-    SETTLED(w, repo_refresh_session(w->r, c, T0 + 20, false, &got, a));
+    SETTLED(w, repo_refresh_session(w->r, c, T0 + 20, NULL, &got, a));
     SETTLED(w, repo_session_state(w->r, s.id, T0 + 20, &st));
     CHECK(w, st.live);
     SETTLED(w, repo_session_list(w->r, u.id, T0 + 20, &list, &k, a));
