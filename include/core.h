@@ -111,9 +111,11 @@ enum as_err core_password_check(const struct core *c, const struct user *u,
  * attempt stays counted). A right code is used up now and, when
  * `complete` (it completes what the caller does), ends the run of
  * failures; a login settles that itself once its session exists. With
- * `mfa_token` (a login's; NULL: none) the token is used with the code
- * (mfa_check_login_code()): AS_ERR_INVALID_TOKEN when it is not live any
- * more, the code then unused and its attempt taken back. */
+ * `mfa_token` (a login's; NULL: none) one of the token's tries is taken
+ * once the lockout let the attempt through (mfa_token_attempt()), and
+ * the token is used with the code (mfa_check_login_code()):
+ * AS_ERR_INVALID_TOKEN when it is not live any more or has no try left,
+ * the code then unused and its attempt taken back. */
 struct mfa_env;
 enum as_err core_code_check(const struct core *c, const struct mfa_env *e,
                             const struct user *u, const char *code,

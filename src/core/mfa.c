@@ -374,6 +374,13 @@ enum as_err core_code_check(const struct core *c, const struct mfa_env *e,
     struct lockout_ticket t = { 0 };
     enum as_err err = core_attempt_begin(c, u->email, ip, retry_s, &t);
 
+    /* A login's token gives one of its tries once the lockout let the
+     * attempt through, before the code is looked at: concurrent wrong
+     * codes never get more than its MFA_TOKEN_MAX_FAILURES, and a locked
+     * caller's refusal costs none (before, five 429s used the token up
+     * without a code checked: a review). */
+    if (err == AS_OK && mfa_token)
+        err = mfa_token_attempt(e, mfa_token);
     if (err == AS_OK)
         err = mfa_token
                   ? mfa_check_login_code(e, u->id, code, mfa_token, &ok)

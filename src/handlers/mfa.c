@@ -313,7 +313,6 @@ static enum as_err token_user(struct req_ctx *rc, const char *tok,
 
 enum as_err h_login_mfa(struct req_ctx *rc, struct response *res)
 {
-    struct mfa_env e = env_of(rc);
     json_t *in = NULL;
     const char *tok = NULL, *code = NULL;
     struct user u;
@@ -323,23 +322,16 @@ enum as_err h_login_mfa(struct req_ctx *rc, struct response *res)
         err = read_fields(rc, &in, "code", &code, "mfa_token", &tok);
     if (err == AS_OK)
         err = token_user(rc, tok, &u);
-    /* The attempt is claimed before the code is looked at, so concurrent
-     * wrong codes never get more than MFA_TOKEN_MAX_FAILURES tries. */
-    if (err == AS_OK) {
-        err = mfa_token_attempt(&e, tok);
-        if (err == AS_ERR_INVALID_TOKEN)
-            err = res_fail(res, err, "The mfa_token is invalid, expired, "
-                                     "used, or refused after too many "
-                                     "wrong codes; log in again.");
-    }
-    /* The code and the token are used together: of two right codes
-     * sent with one token at once, the one that loses keeps its code. */
+    /* One of the token's tries is taken under the lockout, before the
+     * code is looked at (core_code_check()); the code and the token are
+     * used together: of two right codes sent with one token at once, the
+     * one that loses keeps its code. */
     if (err == AS_OK) {
         err = check_code(rc, &u, code, tok, false);
         if (err == AS_ERR_INVALID_TOKEN)  /* the token's own detail kept */
-            err = res_fail(res, err, "The mfa_token was used already, "
-                                     "or its login ended meanwhile; log "
-                                     "in again.");
+            err = res_fail(res, err, "The mfa_token is used, refused after "
+                                     "too many wrong codes, or its login "
+                                     "ended meanwhile; log in again.");
     }
     if (err != AS_OK)
         goto out;

@@ -411,6 +411,30 @@ def test_wrong_codes_lock_out(make_daemon):
     assert_problem(d.login(email, password), 429, "too_many_attempts")
 
 
+def test_a_locked_callers_refusals_cost_the_token_no_try(make_daemon):
+    """A login's mfa_token has 5 tries (README "Second factor"); a
+    request refused 429 while the caller is locked checked no code and
+    takes none. Before, each such 429 took one: after five, the right
+    code with that token was 401 once the lock had passed (a review:
+    2 of 2 rounds on each backend)."""
+    d = make_daemon(env={"AUTH_LOCKOUT_THRESHOLD": "3",
+                         "AUTH_LOCKOUT_MAX_SECONDS": "3"}).start()
+    email, password, _, recovery = mfa_user(d)
+    tok, other = mfa_token(d, email, password), mfa_token(d, email, password)
+    for _ in range(3):                    # wrong codes with another token
+        assert_problem(login_mfa(d, other, "000000"), 400, "invalid_code")
+    for _ in range(5):                    # as many as the token's tries
+        assert_problem(login_mfa(d, tok, recovery[0]), 429,
+                       "too_many_attempts")
+    deadline = time.monotonic() + 30
+    while True:                           # as a client heeding Retry-After
+        r = login_mfa(d, tok, recovery[0])
+        if r.status != 429 or time.monotonic() > deadline:
+            break
+        time.sleep(int(r.header("Retry-After")) + 0.1)
+    assert r.status == 200, r
+
+
 def test_a_right_code_racing_the_factor_turned_off(make_daemon):
     """A login's right recovery code sent while an admin turns the second
     factor off: the login wins (200) or finds its mfa_token ended with
