@@ -763,8 +763,8 @@ enum as_err repo_mfa_use_recovery(struct repo *r, const char *user_id,
  * proved the factor with (used up by it): AS_ERR_INVALID_CODE, and
  * nothing changed, when that code was replaced meanwhile (by a concurrent
  * renewal: the old codes stop working at once, the one just used too).
- * `since` (> 0), when the caller began proving the factor: likewise
- * refused when codes were set at or after it (a concurrent renewal
+ * `since` (> 0), the millisecond the caller began proving the factor
+ * in: likewise refused when codes were set in a later one (a concurrent renewal
  * proved with a TOTP code or another recovery code went first), so of
  * concurrent renewals only the first happens. `now` is the new codes'
  * time. */

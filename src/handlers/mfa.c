@@ -254,11 +254,14 @@ enum as_err h_mfa_disable(struct req_ctx *rc, struct response *res)
 
 enum as_err h_mfa_recovery_codes(struct req_ctx *rc, struct response *res)
 {
-    /* When the request arrived (before it waited for a hashing thread):
-     * a renewal that arrived before another one's codes were set is a
-     * concurrent one, and comes second. */
-    int64_t since = clock_ms() -
-                    (int64_t)(clock_mono_ms() - rc->t0_us / 1000u);
+    /* The millisecond the request arrived in (before it waited for a
+     * hashing thread): a renewal that arrived before another one's codes
+     * were set, in a later millisecond, is a concurrent one, and comes
+     * second. Read to the microsecond: from two clocks in whole
+     * milliseconds it could fall a millisecond early, and a renewal sent
+     * right after another one's answer was refused as concurrent with
+     * it, its code spent (a review: up to 9 of 30 on SQLite). */
+    int64_t since = clock_ms_at(rc->t0_us);
     struct mfa_env e;
     struct mfa_codes codes;
     json_t *in = NULL;

@@ -61,9 +61,11 @@ static struct db_stmt sql[M_NSTMT] = {
     [M_CODE_STILL] = DB_SQL("SELECT 1 FROM mfa_recovery_codes "
                             "WHERE user_id = $1 AND hash = $2 "
                             "AND used_at IS NOT NULL"),
-    /* Codes set at or after $2 (a renewal's, or the factor's own). */
+    /* Codes set after the millisecond $2 (a renewal's, or the factor's
+     * own); ones of that millisecond were set before a request that
+     * arrived in it had begun, or in the same instant. */
     [M_SET_SINCE] = DB_SQL("SELECT 1 FROM mfa_recovery_codes "
-                           "WHERE user_id = $1 AND created_at >= $2 "
+                           "WHERE user_id = $1 AND created_at > $2 "
                            "LIMIT 1"),
     [M_CODES_DEL] = DB_SQL("DELETE FROM mfa_recovery_codes "
                            "WHERE user_id = $1"),

@@ -396,8 +396,9 @@ static void login_code_after_the_factor_went_off(void **state)
 }
 
 /* Of two renewals at once only the first happens, whatever each proved
- * with: one that began (`since`) before the other's codes were set is
- * refused and changes nothing; one that began after them goes on. */
+ * with: one that began (`since`, a millisecond) before the other's codes
+ * were set, in a later millisecond, is refused and changes nothing; one
+ * that began after them, in their millisecond too, goes on. */
 static void renewal_begun_before_another_comes_second(void **state)
 {
     struct fx *f = *state;
@@ -415,7 +416,15 @@ static void renewal_begun_before_another_comes_second(void **state)
     assert_int_equal(mfa_check_code(&e, f->u.id, first.code[0], &ok),
                      AS_OK);
     assert_true(ok);                      /* the first set stands */
+    /* begun in the millisecond the first set's codes were made, after
+     * its answer (a fast client): not concurrent; before, refused */
+    assert_int_equal(mfa_recovery_renew(&e, f->u.id, NULL, T0 + 2000,
+                                        &second), AS_OK);
+    e.now_ms = T0 + 3001;                 /* began at T0 + 2001: second */
     assert_int_equal(mfa_recovery_renew(&e, f->u.id, NULL, T0 + 2001,
+                                        &first), AS_ERR_INVALID_CODE);
+    first = second;
+    assert_int_equal(mfa_recovery_renew(&e, f->u.id, NULL, T0 + 3000,
                                         &second), AS_OK);
     assert_int_equal(mfa_check_code(&e, f->u.id, second.code[0], &ok),
                      AS_OK);
