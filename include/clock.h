@@ -7,11 +7,11 @@
 int64_t clock_ms(void);
 /* Monotonic milliseconds, for durations and timeouts. */
 uint64_t clock_mono_ms(void);
-/* The wall-clock millisecond (clock_ms()) in which the monotonic
- * microsecond `mono_us` (CLOCK_MONOTONIC, now or past) fell: both clocks
- * read to the microsecond, so it is exact but for their drift between
- * two reads. */
-int64_t clock_ms_at(uint64_t mono_us);
+/* Wall-clock microseconds since the Unix epoch. */
+int64_t clock_us(void);
+/* The wall-clock microsecond (clock_us()) of the monotonic microsecond
+ * `mono_us` (CLOCK_MONOTONIC, now or past): both clocks read at once. */
+int64_t clock_us_at(uint64_t mono_us);
 /* Formats `ms` as RFC 3339 UTC with second precision ("...T12:00:00Z")
  * into `out` (at least 21 bytes). */
 void clock_rfc3339(int64_t ms, char out[32]);

@@ -112,10 +112,11 @@ enum as_err core_password_check(const struct core *c, const struct user *u,
  * `complete` (it completes what the caller does), ends the run of
  * failures; a login settles that itself once its session exists. With
  * `mfa_token` (a login's; NULL: none) one of the token's tries is taken
- * once the lockout let the attempt through (mfa_token_attempt()), and
- * the token is used with the code (mfa_check_login_code()):
- * AS_ERR_INVALID_TOKEN when it is not live any more or has no try left,
- * the code then unused and its attempt taken back. */
+ * first (mfa_token_attempt(): AS_ERR_INVALID_TOKEN, nothing counted, when
+ * none is left), given back when the lockout refuses the caller, and the
+ * token is used with the code (mfa_check_login_code()):
+ * AS_ERR_INVALID_TOKEN when it is not live any more, the code then
+ * unused and its attempt taken back. */
 struct mfa_env;
 enum as_err core_code_check(const struct core *c, const struct mfa_env *e,
                             const struct user *u, const char *code,

@@ -78,12 +78,13 @@ enum as_err mfa_check_login_code(const struct mfa_env *e,
  * `code` (NULL: none) is the code the caller proved the factor with, just
  * checked by mfa_check_code(): when it is a recovery code that a
  * concurrent renewal replaced meanwhile, AS_ERR_INVALID_CODE and nothing
- * changes; likewise when codes were set at or after `since` (> 0: when
- * the caller began proving the factor; e->now_ms must be later), so of
- * concurrent renewals only the first happens. Caller wipes `out`. */
+ * changes; likewise when codes were set after `since_us` (> 0: the Unix
+ * microsecond the caller began proving the factor), so of concurrent
+ * renewals only the first happens. The new codes are made at `now_us`
+ * (later than `since_us`). Caller wipes `out`. */
 enum as_err mfa_recovery_renew(const struct mfa_env *e, const char *user_id,
-                               const char *code, int64_t since,
-                               struct mfa_codes *out);
+                               const char *code, int64_t since_us,
+                               int64_t now_us, struct mfa_codes *out);
 /* Turns the factor of `user_id` off (also a pending one) and makes
  * e->cache forget the user's cached row; *was_on tells whether it was
  * on. `code` as for mfa_recovery_renew() (NULL: an admin's reset). */
@@ -106,6 +107,9 @@ enum as_err mfa_token_user(const struct mfa_env *e, const char *token,
  * MFA_TOKEN_MAX_FAILURES are claimed; AS_ERR_INVALID_TOKEN when none is
  * left (or the token is malformed, unknown, expired or used). */
 enum as_err mfa_token_attempt(const struct mfa_env *e, const char *token);
+/* Gives back an attempt mfa_token_attempt() claimed on `token` whose code
+ * was never looked at (the caller was locked out first). */
+void mfa_token_refund(const struct mfa_env *e, const char *token);
 /* Uses up login token `token` after a right code on an attempt claimed by
  * mfa_token_attempt() (so also on the last one); AS_ERR_INVALID_TOKEN
  * when it is no longer live (a concurrent use won). */

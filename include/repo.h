@@ -373,9 +373,9 @@ struct repo_ops {
                                     int64_t now,
                                     const struct repo_mfa_login *login);
     enum as_err (*mfa_recovery_set)(void *impl, const char *user_id,
-                                    const uint8_t *proof, int64_t since,
+                                    const uint8_t *proof, int64_t since_us,
                                     const uint8_t (*codes)[REPO_HASH_LEN],
-                                    size_t n, int64_t now);
+                                    size_t n, int64_t now_us);
     enum as_err (*mfa_disable)(void *impl, const char *user_id,
                                const uint8_t *proof, bool *was_on);
     enum as_err (*mfa_token_create)(void *impl,
@@ -390,6 +390,8 @@ struct repo_ops {
     enum as_err (*mfa_token_attempt)(void *impl,
                                      const uint8_t hash[REPO_HASH_LEN],
                                      int64_t now, unsigned max_failures);
+    enum as_err (*mfa_token_refund)(void *impl,
+                                    const uint8_t hash[REPO_HASH_LEN]);
     enum as_err (*mfa_token_use)(void *impl,
                                  const uint8_t hash[REPO_HASH_LEN],
                                  int64_t now, unsigned max_failures);
@@ -763,15 +765,15 @@ enum as_err repo_mfa_use_recovery(struct repo *r, const char *user_id,
  * proved the factor with (used up by it): AS_ERR_INVALID_CODE, and
  * nothing changed, when that code was replaced meanwhile (by a concurrent
  * renewal: the old codes stop working at once, the one just used too).
- * `since` (> 0), the millisecond the caller began proving the factor
- * in: likewise refused when codes were set in a later one (a concurrent renewal
- * proved with a TOTP code or another recovery code went first), so of
- * concurrent renewals only the first happens. `now` is the new codes'
- * time. */
+ * `since_us` (> 0), the Unix microsecond the caller began proving the
+ * factor: likewise refused when codes were set after it (a concurrent
+ * renewal proved with a TOTP code or another recovery code went first),
+ * so of concurrent renewals only the first happens. `now_us` is the new
+ * codes' time (microseconds; created_at its millisecond). */
 enum as_err repo_mfa_recovery_set(struct repo *r, const char *user_id,
-                                  const uint8_t *proof, int64_t since,
+                                  const uint8_t *proof, int64_t since_us,
                                   const uint8_t (*codes)[REPO_HASH_LEN],
-                                  size_t n, int64_t now);
+                                  size_t n, int64_t now_us);
 /* Removes the factor of `user_id` (on or pending), its recovery codes and
  * its pending login tokens. *was_on tells whether it was on. `proof` as
  * for repo_mfa_recovery_set(). */
@@ -802,6 +804,11 @@ enum as_err repo_mfa_token_user(struct repo *r,
 enum as_err repo_mfa_token_attempt(struct repo *r,
                                    const uint8_t hash[REPO_HASH_LEN],
                                    int64_t now, unsigned max_failures);
+/* Gives back one attempt claimed on unused login token `hash` whose code
+ * was never looked at (its caller was refused first); AS_ERR_NOT_FOUND
+ * when none is counted or the token is used. */
+enum as_err repo_mfa_token_refund(struct repo *r,
+                                  const uint8_t hash[REPO_HASH_LEN]);
 /* Uses login token `hash` (live as for repo_mfa_token_user) in one
  * compare-and-set statement; AS_ERR_NOT_FOUND when it is not live, so of
  * concurrent uses exactly one succeeds. */

@@ -21,19 +21,23 @@ uint64_t clock_mono_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-int64_t clock_ms_at(uint64_t mono_us)
+int64_t clock_us(void)
 {
-    struct timespec wall, mono;
-    int64_t wall_us, ago_us;
+    struct timespec ts;
 
-    clock_gettime(CLOCK_REALTIME, &wall);
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t clock_us_at(uint64_t mono_us)
+{
+    struct timespec mono;
+    int64_t wall_us = clock_us(), ago_us;
+
     clock_gettime(CLOCK_MONOTONIC, &mono);
-    wall_us = (int64_t)wall.tv_sec * 1000000 + wall.tv_nsec / 1000;
     ago_us = (int64_t)mono.tv_sec * 1000000 + mono.tv_nsec / 1000 -
              (int64_t)mono_us;
-    wall_us -= ago_us > 0 ? ago_us : 0;
-    /* floor, also before 1970 */
-    return wall_us >= 0 ? wall_us / 1000 : -((999 - wall_us) / 1000);
+    return wall_us - (ago_us > 0 ? ago_us : 0);
 }
 
 /* Two digits of `v` (0-99) at `p`. */

@@ -255,16 +255,16 @@ static const uint8_t *recovery_proof(const char *code,
 }
 
 enum as_err mfa_recovery_renew(const struct mfa_env *e, const char *user_id,
-                               const char *code, int64_t since,
-                               struct mfa_codes *out)
+                               const char *code, int64_t since_us,
+                               int64_t now_us, struct mfa_codes *out)
 {
     uint8_t h[TOTP_RECOVERY_COUNT][REPO_HASH_LEN], ph[REPO_HASH_LEN];
     enum as_err err;
 
     codes_new(out, h);
     err = repo_mfa_recovery_set(e->repo, user_id, recovery_proof(code, ph),
-                                since, (const uint8_t(*)[REPO_HASH_LEN])h,
-                                TOTP_RECOVERY_COUNT, e->now_ms);
+                                since_us, (const uint8_t(*)[REPO_HASH_LEN])h,
+                                TOTP_RECOVERY_COUNT, now_us);
     if (err != AS_OK)
         crypt_wipe(out, sizeof *out);
     return err;
@@ -325,6 +325,16 @@ enum as_err mfa_token_attempt(const struct mfa_env *e, const char *token)
     return err == AS_ERR_NOT_FOUND ? AS_ERR_INVALID_TOKEN : err;
 }
 
+void mfa_token_refund(const struct mfa_env *e, const char *token)
+{
+    uint8_t h[REPO_HASH_LEN];
+
+    if (sec_token_valid(token)) {
+        sec_token_hash(token, h);
+        (void)repo_mfa_token_refund(e->repo, h);
+    }
+}
+
 enum as_err mfa_token_use(const struct mfa_env *e, const char *token)
 {
     uint8_t h[REPO_HASH_LEN];
@@ -370,22 +380,30 @@ enum as_err core_code_check(const struct core *c, const struct mfa_env *e,
                             const char *mfa_token, bool complete,
                             const char *ip, int64_t *retry_s)
 {
-    bool ok = false;
+    bool ok = false, counted = false;
     struct lockout_ticket t = { 0 };
-    enum as_err err = core_attempt_begin(c, u->email, ip, retry_s, &t);
+    enum as_err err = AS_OK;
 
-    /* A login's token gives one of its tries once the lockout let the
-     * attempt through, before the code is looked at: concurrent wrong
-     * codes never get more than its MFA_TOKEN_MAX_FAILURES, and a locked
-     * caller's refusal costs none (before, five 429s used the token up
-     * without a code checked: a review). */
-    if (err == AS_OK && mfa_token)
+    /* A login's token gives one of its tries first, before the attempt
+     * is counted or the code looked at: concurrent wrong codes never get
+     * more than its MFA_TOKEN_MAX_FAILURES, and those that find none
+     * left count nothing (counted and taken back, they could arm the
+     * lock meanwhile: a review). A caller the lockout refuses gets its
+     * try back: a 429 checks no code (before, five used the token up: a
+     * review). */
+    if (mfa_token)
         err = mfa_token_attempt(e, mfa_token);
+    if (err == AS_OK) {
+        err = core_attempt_begin(c, u->email, ip, retry_s, &t);
+        counted = err == AS_OK;
+    }
+    if (err == AS_ERR_RATE_LIMITED && mfa_token)
+        mfa_token_refund(e, mfa_token);
     if (err == AS_OK)
         err = mfa_token
                   ? mfa_check_login_code(e, u->id, code, mfa_token, &ok)
                   : mfa_check_code(e, u->id, code, &ok);
-    if (err == AS_ERR_INVALID_TOKEN)      /* the login went elsewhere */
+    if (err == AS_ERR_INVALID_TOKEN && counted) /* the login went elsewhere */
         core_attempt_settle(c, u->email, ip, false, &t);
     if (err == AS_OK && !ok)
         err = AS_ERR_INVALID_CODE;

@@ -254,14 +254,13 @@ enum as_err h_mfa_disable(struct req_ctx *rc, struct response *res)
 
 enum as_err h_mfa_recovery_codes(struct req_ctx *rc, struct response *res)
 {
-    /* The millisecond the request arrived in (before it waited for a
+    /* The microsecond the request arrived (before it waited for a
      * hashing thread): a renewal that arrived before another one's codes
-     * were set, in a later millisecond, is a concurrent one, and comes
-     * second. Read to the microsecond: from two clocks in whole
-     * milliseconds it could fall a millisecond early, and a renewal sent
-     * right after another one's answer was refused as concurrent with
-     * it, its code spent (a review: up to 9 of 30 on SQLite). */
-    int64_t since = clock_ms_at(rc->t0_us);
+     * were set is a concurrent one, and comes second. By the millisecond,
+     * one that came in the millisecond of the codes before it could not
+     * be told from one racing them (a review: refused after their answer,
+     * or let through before they were set, on a fast client). */
+    int64_t since = clock_us_at(rc->t0_us), now_us;
     struct mfa_env e;
     struct mfa_codes codes;
     json_t *in = NULL;
@@ -270,11 +269,12 @@ enum as_err h_mfa_recovery_codes(struct req_ctx *rc, struct response *res)
     enum as_err err = caller_with_code(rc, &in, &u, &code);
 
     memset(&codes, 0, sizeof codes);
-    e = env_of(rc);                      /* the new codes' time: later */
-    if (err == AS_OK && e.now_ms <= since)
-        e.now_ms = since + 1;
+    e = env_of(rc);
+    now_us = clock_us();                 /* the new codes' time: later */
+    if (now_us <= since)
+        now_us = since + 1;
     if (err == AS_OK)
-        err = mfa_recovery_renew(&e, u.id, code, since, &codes);
+        err = mfa_recovery_renew(&e, u.id, code, since, now_us, &codes);
     if (err == AS_ERR_INVALID_CODE)      /* replaced by a renewal since */
         err = code_failed(rc, err);
     if (err == AS_ERR_NOT_FOUND)

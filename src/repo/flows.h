@@ -24,9 +24,9 @@ enum as_err db_mfa_use_recovery(void *impl, const char *user_id,
                                 int64_t now,
                                 const struct repo_mfa_login *login);
 enum as_err db_mfa_recovery_set(void *impl, const char *user_id,
-                                const uint8_t *proof, int64_t since,
+                                const uint8_t *proof, int64_t since_us,
                                 const uint8_t (*codes)[REPO_HASH_LEN],
-                                size_t n, int64_t now);
+                                size_t n, int64_t now_us);
 enum as_err db_mfa_disable(void *impl, const char *user_id,
                            const uint8_t *proof, bool *was_on);
 enum as_err db_mfa_token_create(void *impl,
@@ -41,6 +41,8 @@ enum as_err db_mfa_token_attempt(void *impl,
                                  int64_t now, unsigned max_failures);
 enum as_err db_mfa_token_use(void *impl, const uint8_t hash[REPO_HASH_LEN],
                              int64_t now, unsigned max_failures);
+enum as_err db_mfa_token_refund(void *impl,
+                                const uint8_t hash[REPO_HASH_LEN]);
 
 #define DB_MFA_OPS                                                         \
     .mfa_get = db_mfa_get, .mfa_pending = db_mfa_pending,                  \
@@ -51,6 +53,7 @@ enum as_err db_mfa_token_use(void *impl, const uint8_t hash[REPO_HASH_LEN],
     .mfa_token_create = db_mfa_token_create,                               \
     .mfa_token_user = db_mfa_token_user,                                   \
     .mfa_token_attempt = db_mfa_token_attempt,                             \
+    .mfa_token_refund = db_mfa_token_refund,                               \
     .mfa_token_use = db_mfa_token_use
 
 /* ---- passkeys (passkeys.c) ---- */

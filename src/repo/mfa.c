@@ -14,6 +14,7 @@ enum {
     M_GET, M_PENDING, M_ENABLE, M_USE_STEP, M_USE_RECOVERY, M_LOCK_ON,
     M_CODES_DEL, M_CODE_ADD, M_REVOKE_ALL, M_DELETE, M_TOKENS_DEL,
     M_TOKENS_PRUNE, M_TOKEN_ADD, M_TOKEN_USER, M_TOKEN_ATTEMPT, M_TOKEN_USE,
+    M_TOKEN_REFUND,
     M_LOCK_USER, M_FACTOR_ON, M_TOKEN_STILL, M_CODE_STILL, M_SET_SINCE,
     M_NSTMT
 };
@@ -61,16 +62,17 @@ static struct db_stmt sql[M_NSTMT] = {
     [M_CODE_STILL] = DB_SQL("SELECT 1 FROM mfa_recovery_codes "
                             "WHERE user_id = $1 AND hash = $2 "
                             "AND used_at IS NOT NULL"),
-    /* Codes set after the millisecond $2 (a renewal's, or the factor's
-     * own); ones of that millisecond were set before a request that
-     * arrived in it had begun, or in the same instant. */
+    /* Codes set after the microsecond $2 (a renewal's, or the factor's
+     * own); sets older than migration 0020 at their millisecond's
+     * start. */
     [M_SET_SINCE] = DB_SQL("SELECT 1 FROM mfa_recovery_codes "
-                           "WHERE user_id = $1 AND created_at > $2 "
+                           "WHERE user_id = $1 "
+                           "AND coalesce(set_us, created_at * 1000) > $2 "
                            "LIMIT 1"),
     [M_CODES_DEL] = DB_SQL("DELETE FROM mfa_recovery_codes "
                            "WHERE user_id = $1"),
     [M_CODE_ADD] = DB_SQL("INSERT INTO mfa_recovery_codes (user_id, hash, "
-                          "created_at) VALUES ($1, $2, $3)"),
+                          "created_at, set_us) VALUES ($1, $2, $3, $4)"),
     [M_REVOKE_ALL] = DB_SQL("UPDATE sessions SET revoked_at = $3 "
                             "WHERE user_id = $1 AND revoked_at IS NULL "
                             "AND ($2 IS NULL OR id <> $2)"),
@@ -99,6 +101,10 @@ static struct db_stmt sql[M_NSTMT] = {
                                "WHERE hash = $1 AND " TOKEN_LIVE),
     [M_TOKEN_USE] = DB_SQL("UPDATE mfa_tokens SET used_at = $2 "
                            "WHERE hash = $1 AND " TOKEN_LIVE),
+    [M_TOKEN_REFUND] = DB_SQL("UPDATE mfa_tokens "
+                              "SET failures = failures - 1 "
+                              "WHERE hash = $1 AND used_at IS NULL "
+                              "AND failures > 0"),
 };
 
 /* Text PostgreSQL refuses to store (not UTF-8) was never stored: a
@@ -131,9 +137,10 @@ static enum as_err one_row(void *impl, const char *op, int st,
                 / sizeof(struct db_val))
 
 /* Replaces the recovery codes of `user_id` by the `n` hashes `codes`. */
+/* Replaces the codes of `user_id`, made at the microsecond `now_us`. */
 static void codes_put(struct db_tx *t, const char *user_id,
                       const uint8_t (*codes)[REPO_HASH_LEN], size_t n,
-                      int64_t now)
+                      int64_t now_us)
 {
     struct db_rows r;
     size_t i;
@@ -141,7 +148,8 @@ static void codes_put(struct db_tx *t, const char *user_id,
     DB_RUN(t, &sql[M_CODES_DEL], &r, db_text(user_id));
     for (i = 0; i < n && t->err == AS_OK; i++)
         DB_RUN(t, &sql[M_CODE_ADD], &r, db_text(user_id),
-               db_blob(codes[i], REPO_HASH_LEN), db_int(now));
+               db_blob(codes[i], REPO_HASH_LEN), db_int(now_us / 1000),
+               db_int(now_us));
 }
 
 enum as_err db_mfa_get(void *impl, const char *user_id,
@@ -182,7 +190,7 @@ enum as_err db_mfa_enable(void *impl, const char *user_id, int64_t step,
     if (DB_RUN(&t, &sql[M_ENABLE], &r, db_text(user_id), db_int(step),
                db_int(now), db_text(sealed)) && r.changed != 1)
         db_refuse(&t, AS_ERR_NOT_FOUND);
-    codes_put(&t, user_id, codes, n, now);
+    codes_put(&t, user_id, codes, n, now * 1000);
     DB_RUN(&t, &sql[M_REVOKE_ALL], &r, db_text(user_id), db_text(keep_sid),
            db_int(now));
     return none_if_invalid(db_close(&t));
@@ -243,9 +251,9 @@ static void proof_still(struct db_tx *t, const char *user_id,
 }
 
 enum as_err db_mfa_recovery_set(void *impl, const char *user_id,
-                                const uint8_t *proof, int64_t since,
+                                const uint8_t *proof, int64_t since_us,
                                 const uint8_t (*codes)[REPO_HASH_LEN],
-                                size_t n, int64_t now)
+                                size_t n, int64_t now_us)
 {
     struct db_rows r;
     struct db_tx t;
@@ -256,10 +264,11 @@ enum as_err db_mfa_recovery_set(void *impl, const char *user_id,
     proof_still(&t, user_id, proof);
     /* Under the row lock: a renewal that began before another one's
      * codes were set comes second, whatever it proved with. */
-    if (since > 0 && DB_RUN(&t, &sql[M_SET_SINCE], &r, db_text(user_id),
-                            db_int(since)) && r.n > 0)
+    if (since_us > 0 && DB_RUN(&t, &sql[M_SET_SINCE], &r,
+                               db_text(user_id), db_int(since_us)) &&
+        r.n > 0)
         db_refuse(&t, AS_ERR_INVALID_CODE);
-    codes_put(&t, user_id, codes, n, now);
+    codes_put(&t, user_id, codes, n, now_us);
     return none_if_invalid(db_close(&t));
 }
 
@@ -367,6 +376,13 @@ enum as_err db_mfa_token_attempt(void *impl,
 {
     return token_cas(impl, "mfa_token_attempt", M_TOKEN_ATTEMPT, hash, now,
                      max_failures);
+}
+
+enum as_err db_mfa_token_refund(void *impl,
+                                const uint8_t hash[REPO_HASH_LEN])
+{
+    return ONE_ROW(impl, "mfa_token_refund", M_TOKEN_REFUND,
+                   AS_ERR_NOT_FOUND, db_blob(hash, REPO_HASH_LEN));
 }
 
 enum as_err db_mfa_token_use(void *impl, const uint8_t hash[REPO_HASH_LEN],

@@ -674,12 +674,12 @@ enum as_err repo_mfa_use_recovery(struct repo *r, const char *user_id,
 }
 
 enum as_err repo_mfa_recovery_set(struct repo *r, const char *user_id,
-                                  const uint8_t *proof, int64_t since,
+                                  const uint8_t *proof, int64_t since_us,
                                   const uint8_t (*codes)[REPO_HASH_LEN],
-                                  size_t n, int64_t now)
+                                  size_t n, int64_t now_us)
 {
-    return DISPATCH(r, mfa_recovery_set(r->impl, user_id, proof, since,
-                                        codes, n, now));
+    return DISPATCH(r, mfa_recovery_set(r->impl, user_id, proof, since_us,
+                                        codes, n, now_us));
 }
 
 enum as_err repo_mfa_disable(struct repo *r, const char *user_id,
@@ -713,6 +713,12 @@ enum as_err repo_mfa_token_attempt(struct repo *r,
                                    int64_t now, unsigned max_failures)
 {
     return DISPATCH(r, mfa_token_attempt(r->impl, hash, now, max_failures));
+}
+
+enum as_err repo_mfa_token_refund(struct repo *r,
+                                  const uint8_t hash[REPO_HASH_LEN])
+{
+    return DISPATCH(r, mfa_token_refund(r->impl, hash));
 }
 
 enum as_err repo_mfa_token_use(struct repo *r,

@@ -1,4 +1,4 @@
-/* clock_ms_at(), and clock_rfc3339 and clock_rfc3339_ms against glibc's gmtime_r and
+/* clock_us_at(), and clock_rfc3339 and clock_rfc3339_ms against glibc's gmtime_r and
  * strftime (plus the milliseconds), which they replace on the hot paths: every day of 1900-2200 at its first and last
  * millisecond, a million random instants of years 1000-9999, and the
  * edges (before 1970, leap days, century years). */
@@ -101,23 +101,26 @@ static void test_random_instants(void **state)
     }
 }
 
-/* clock_ms_at(): the wall millisecond of a monotonic instant, now and
+/* clock_us_at(): the wall microsecond of a monotonic instant, now and
  * 1.5 s ago, between wall readings taken around it. */
-static void test_ms_at(void **state)
+static void test_us_at(void **state)
 {
     struct timespec m;
     uint64_t now_us;
     int64_t before, at, after;
 
     (void)state;
-    before = clock_ms();
+    before = clock_us();
     clock_gettime(CLOCK_MONOTONIC, &m);
     now_us = (uint64_t)m.tv_sec * 1000000u + (uint64_t)m.tv_nsec / 1000u;
-    at = clock_ms_at(now_us);
-    after = clock_ms();
-    assert_true(before <= at && at <= after);
-    at = clock_ms_at(now_us - 1500000u);
-    assert_true(before - 1500 <= at && at <= after - 1500 + 1);
+    at = clock_us_at(now_us);
+    after = clock_us();
+    /* (the two clocks are read a moment apart: a few us of slack) */
+    assert_true(before - 5 <= at && at <= after + 5);
+    at = clock_us_at(now_us - 1500000u);
+    assert_true(before - 1500005 <= at && at <= after - 1499995);
+    assert_true(clock_us() / 1000 >= after / 1000 &&
+                clock_ms() >= after / 1000);
 }
 
 int main(void)
@@ -126,7 +129,7 @@ int main(void)
         cmocka_unit_test(test_edges),
         cmocka_unit_test(test_every_day_1900_2200),
         cmocka_unit_test(test_random_instants),
-        cmocka_unit_test(test_ms_at),
+        cmocka_unit_test(test_us_at),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -225,6 +225,17 @@ static void token_dies_after_five_wrong_codes(void **state)
     /* no attempt is left to claim */
     assert_int_equal(mfa_token_attempt(&e, tok), AS_ERR_INVALID_TOKEN);
     assert_int_equal(mfa_token_attempt(&e, "short"), AS_ERR_INVALID_TOKEN);
+    /* one given back (its caller was locked out): claimable once more */
+    mfa_token_refund(&e, tok);
+    assert_int_equal(mfa_token_user(&e, tok, uid), AS_OK);
+    assert_int_equal(mfa_token_attempt(&e, tok), AS_OK);
+    assert_int_equal(mfa_token_attempt(&e, tok), AS_ERR_INVALID_TOKEN);
+    /* a used token gets none back */
+    mfa_token_refund(&e, tok);
+    assert_int_equal(mfa_token_use(&e, tok), AS_OK);
+    mfa_token_refund(&e, tok);
+    assert_int_equal(mfa_token_attempt(&e, tok), AS_ERR_INVALID_TOKEN);
+    mfa_token_refund(&e, "short");
 }
 
 /* A right code on the last attempt still uses the token, once. */
@@ -309,7 +320,8 @@ static void recovery_codes_once_each(void **state)
                          AS_OK);
         assert_false(ok);
     }
-    assert_int_equal(mfa_recovery_renew(&e, f->u.id, NULL, 0, &fresh), AS_OK);
+    assert_int_equal(mfa_recovery_renew(&e, f->u.id, NULL, 0, e.now_ms * 1000,
+                                        &fresh), AS_OK);
     assert_int_equal(mfa_check_code(&e, f->u.id, fresh.code[3], &ok),
                      AS_OK);
     assert_true(ok);
@@ -396,36 +408,36 @@ static void login_code_after_the_factor_went_off(void **state)
 }
 
 /* Of two renewals at once only the first happens, whatever each proved
- * with: one that began (`since`, a millisecond) before the other's codes
- * were set, in a later millisecond, is refused and changes nothing; one
- * that began after them, in their millisecond too, goes on. */
+ * with: one that began (`since_us`) before the other's codes were set is
+ * refused and changes nothing; one that began after them goes on, also
+ * within their millisecond. Times in microseconds. */
 static void renewal_begun_before_another_comes_second(void **state)
 {
     struct fx *f = *state;
     uint8_t secret[TOTP_SECRET_LEN];
     struct mfa_codes rc, first, second;
-    struct mfa_env e = env_at(f, T0 + 2000);
+    struct mfa_env e = env_at(f, T0 + 3000);
+    const int64_t us = 1000 * T0;
     bool ok = false;
 
     turn_on(f, secret, &rc);              /* codes set at T0 */
-    assert_int_equal(mfa_recovery_renew(&e, f->u.id, NULL, T0 + 1000,
-                                        &first), AS_OK);
-    e.now_ms = T0 + 3000;                 /* began at T0 + 1500: second */
-    assert_int_equal(mfa_recovery_renew(&e, f->u.id, NULL, T0 + 1500,
-                                        &second), AS_ERR_INVALID_CODE);
+    assert_int_equal(mfa_recovery_renew(&e, f->u.id, NULL, us + 1000000,
+                                        us + 2000500, &first), AS_OK);
+    /* began at T0 + 1.5 s, before the first set: second */
+    assert_int_equal(mfa_recovery_renew(&e, f->u.id, NULL, us + 1500000,
+                                        us + 2500000, &second),
+                     AS_ERR_INVALID_CODE);
     assert_int_equal(mfa_check_code(&e, f->u.id, first.code[0], &ok),
                      AS_OK);
     assert_true(ok);                      /* the first set stands */
-    /* begun in the millisecond the first set's codes were made, after
-     * its answer (a fast client): not concurrent; before, refused */
-    assert_int_equal(mfa_recovery_renew(&e, f->u.id, NULL, T0 + 2000,
-                                        &second), AS_OK);
-    e.now_ms = T0 + 3001;                 /* began at T0 + 2001: second */
-    assert_int_equal(mfa_recovery_renew(&e, f->u.id, NULL, T0 + 2001,
-                                        &first), AS_ERR_INVALID_CODE);
-    first = second;
-    assert_int_equal(mfa_recovery_renew(&e, f->u.id, NULL, T0 + 3000,
-                                        &second), AS_OK);
+    /* begun in the first set's millisecond, 1 us before it: second;
+     * 1 us after it (a client sending as soon as its answer came): no
+     * concurrent one. By the millisecond, both were refused. */
+    assert_int_equal(mfa_recovery_renew(&e, f->u.id, NULL, us + 2000499,
+                                        us + 2000800, &second),
+                     AS_ERR_INVALID_CODE);
+    assert_int_equal(mfa_recovery_renew(&e, f->u.id, NULL, us + 2000501,
+                                        us + 2000800, &second), AS_OK);
     assert_int_equal(mfa_check_code(&e, f->u.id, second.code[0], &ok),
                      AS_OK);
     assert_true(ok);
@@ -446,7 +458,8 @@ static void renewal_kills_unused_codes(void **state)
     bool ok = true;
 
     turn_on(f, secret, &rc);
-    assert_int_equal(mfa_recovery_renew(&e, f->u.id, NULL, 0, &fresh), AS_OK);
+    assert_int_equal(mfa_recovery_renew(&e, f->u.id, NULL, 0, e.now_ms * 1000,
+                                        &fresh), AS_OK);
     assert_int_equal(mfa_check_code(&e, f->u.id, rc.code[0], &ok), AS_OK);
     assert_false(ok);
     assert_int_equal(mfa_check_code(&e, f->u.id, fresh.code[0], &ok),
