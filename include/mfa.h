@@ -23,6 +23,9 @@ struct mfa_env {
     const struct sec_keys *keys;
     const char *issuer;          /* AUTH_JWT_ISSUER */
     int64_t now_ms;
+    /* The Unix microsecond, read when a change is stored (a set of
+     * recovery codes' time); NULL: now_ms's. */
+    int64_t (*clock_us)(void);
 };
 
 /* What setup hands the user: the secret in base32, the otpauth:// URI and

@@ -364,7 +364,8 @@ struct repo_ops {
     enum as_err (*mfa_enable)(void *impl, const char *user_id, int64_t step,
                               const char *sealed,
                               const uint8_t (*codes)[REPO_HASH_LEN],
-                              size_t n, const char *keep_sid, int64_t now);
+                              size_t n, const char *keep_sid,
+                              int64_t now_us);
     enum as_err (*mfa_use_step)(void *impl, const char *user_id,
                                 int64_t step,
                                 const struct repo_mfa_login *login);
@@ -731,11 +732,13 @@ enum as_err repo_mfa_pending(struct repo *r, const char *user_id,
  * against: compare-and-set), stores the `n` recovery code hashes `codes`
  * and revokes every session of the user but `keep_sid`.
  * AS_ERR_NOT_FOUND, and nothing changed, when there is no pending factor,
- * a new setup replaced it, or the step was used already. */
+ * a new setup replaced it, or the step was used already. `now_us`: the
+ * Unix microsecond of the change (the codes' time: see
+ * repo_mfa_recovery_set()). */
 enum as_err repo_mfa_enable(struct repo *r, const char *user_id,
                             int64_t step, const char *sealed,
                             const uint8_t (*codes)[REPO_HASH_LEN], size_t n,
-                            const char *keep_sid, int64_t now);
+                            const char *keep_sid, int64_t now_us);
 /* A login token a code is used for, used in the code's transaction as
  * repo_mfa_token_use() uses it: a code and the login it completes are
  * used together or not at all. */

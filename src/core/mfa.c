@@ -141,9 +141,16 @@ enum as_err mfa_confirm(const struct mfa_env *e, const char *user_id,
     if (err == AS_OK &&
         totp_match(secret, code, e->now_ms / 1000, st.last_step, &step)) {
         codes_new(out, h);
+        /* The codes' time when they are stored, not when the request
+         * began (its lockout step takes a transaction before): a renewal
+         * that arrived meanwhile is refused as concurrent and the codes
+         * this confirm answers stand (a review: it went through, both
+         * answered 200 and the confirm's codes were dead, 15 of 100). */
         err = repo_mfa_enable(e->repo, user_id, step, st.secret,
                               (const uint8_t(*)[REPO_HASH_LEN])h,
-                              TOTP_RECOVERY_COUNT, keep_sid, e->now_ms);
+                              TOTP_RECOVERY_COUNT, keep_sid,
+                              e->clock_us ? e->clock_us()
+                                          : e->now_ms * 1000);
         *ok = err == AS_OK;
         /* Every other session ended and the row changed (mfa_enabled):
          * forgotten here after the commit. */

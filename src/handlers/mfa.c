@@ -23,7 +23,7 @@ static struct mfa_env env_of(struct req_ctx *rc)
     struct mfa_env e = { .repo = rc->app->repo, .cache = rc->app->scache,
                          .keys = app_keys(rc->app),
                          .issuer = rc->app->cfg->jwt_issuer,
-                         .now_ms = clock_ms() };
+                         .now_ms = clock_ms(), .clock_us = clock_us };
 
     return e;
 }

@@ -16,7 +16,7 @@ enum as_err db_mfa_pending(void *impl, const char *user_id,
 enum as_err db_mfa_enable(void *impl, const char *user_id, int64_t step,
                           const char *sealed,
                           const uint8_t (*codes)[REPO_HASH_LEN], size_t n,
-                          const char *keep_sid, int64_t now);
+                          const char *keep_sid, int64_t now_us);
 enum as_err db_mfa_use_step(void *impl, const char *user_id, int64_t step,
                             const struct repo_mfa_login *login);
 enum as_err db_mfa_use_recovery(void *impl, const char *user_id,

@@ -180,17 +180,18 @@ enum as_err db_mfa_pending(void *impl, const char *user_id,
 enum as_err db_mfa_enable(void *impl, const char *user_id, int64_t step,
                           const char *sealed,
                           const uint8_t (*codes)[REPO_HASH_LEN], size_t n,
-                          const char *keep_sid, int64_t now)
+                          const char *keep_sid, int64_t now_us)
 {
     struct db_rows r;
     struct db_tx t;
+    int64_t now = now_us / 1000;
 
     db_open(&t, impl, "mfa_enable", true, NULL);
     DB_RUN(&t, &sql[M_LOCK_USER], &r, db_text(user_id));
     if (DB_RUN(&t, &sql[M_ENABLE], &r, db_text(user_id), db_int(step),
                db_int(now), db_text(sealed)) && r.changed != 1)
         db_refuse(&t, AS_ERR_NOT_FOUND);
-    codes_put(&t, user_id, codes, n, now * 1000);
+    codes_put(&t, user_id, codes, n, now_us);
     DB_RUN(&t, &sql[M_REVOKE_ALL], &r, db_text(user_id), db_text(keep_sid),
            db_int(now));
     return none_if_invalid(db_close(&t));

@@ -645,12 +645,12 @@ enum as_err repo_mfa_pending(struct repo *r, const char *user_id,
 enum as_err repo_mfa_enable(struct repo *r, const char *user_id,
                             int64_t step, const char *sealed,
                             const uint8_t (*codes)[REPO_HASH_LEN], size_t n,
-                            const char *keep_sid, int64_t now)
+                            const char *keep_sid, int64_t now_us)
 {
     if (!sealed)
         return AS_ERR_BAD_REQUEST;
     return DISPATCH(r, mfa_enable(r->impl, user_id, step, sealed, codes, n,
-                                  keep_sid, now));
+                                  keep_sid, now_us));
 }
 
 enum as_err repo_mfa_use_step(struct repo *r, const char *user_id,

@@ -449,6 +449,43 @@ static void renewal_begun_before_another_comes_second(void **state)
     sodium_memzero(&second, sizeof second);
 }
 
+/* The codes a confirm stores are timed when stored, not when the
+ * confirm began: a renewal that arrived in between (while the confirm's
+ * lockout step ran) is refused as concurrent, and the confirm's codes
+ * stand. Before, they were timed at the request's start, the renewal
+ * went through, and both answered 200 (a review: 15 of 100). */
+static int64_t stored_at_us(void)
+{
+    return 1000 * T0 + 1500;              /* 1.5 ms after the request began */
+}
+
+static void confirm_codes_are_timed_when_stored(void **state)
+{
+    struct fx *f = *state;
+    uint8_t secret[TOTP_SECRET_LEN];
+    struct mfa_env e = env_at(f, T0);
+    struct mfa_setup s;
+    struct mfa_codes rc, fresh;
+    char code[7];
+    bool ok = false;
+
+    e.clock_us = stored_at_us;
+    assert_int_equal(mfa_setup_begin(&e, &f->u, &s, f->a), AS_OK);
+    b32_decode(s.secret, secret);
+    code_of(secret, T0 / STEP_MS, code);
+    assert_int_equal(mfa_confirm(&e, f->u.id, code, NULL, &rc, &ok), AS_OK);
+    assert_true(ok);
+    /* arrived 1 ms into the confirm: before its codes were stored */
+    assert_int_equal(mfa_recovery_renew(&e, f->u.id, NULL, 1000 * T0 + 1000,
+                                        1000 * T0 + 9000, &fresh),
+                     AS_ERR_INVALID_CODE);
+    assert_int_equal(mfa_check_code(&e, f->u.id, rc.code[0], &ok), AS_OK);
+    assert_true(ok);                      /* the confirm's codes stand */
+    sodium_memzero(&rc, sizeof rc);
+    sodium_memzero(&fresh, sizeof fresh);
+    sodium_memzero(secret, sizeof secret);
+}
+
 static void renewal_kills_unused_codes(void **state)
 {
     struct fx *f = *state;
@@ -670,6 +707,7 @@ int main(void)
         CASE(login_code_and_token_used_together),
         CASE(login_code_after_the_factor_went_off),
         CASE(renewal_begun_before_another_comes_second),
+        CASE(confirm_codes_are_timed_when_stored),
         CASE(renewal_kills_unused_codes),
         CASE(setup_refused_while_on_and_reset),
         CASE(pending_secret_is_sealed),

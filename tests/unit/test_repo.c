@@ -1546,11 +1546,11 @@ static void login_stores_only_while_the_account_allows_it(void **state)
     assert_int_equal(repo_mfa_pending(f->r, u.id, "replaced", T0), AS_OK);
     assert_int_equal(repo_mfa_pending(f->r, u.id, "sealed", T0), AS_OK);
     assert_int_equal(repo_mfa_enable(f->r, u.id, 1, "replaced", codes, 1,
-                                     NULL, T0),
+                                     NULL, T0 * 1000),
                      AS_ERR_NOT_FOUND);
     assert_int_equal(repo_mfa_pending(f->r, u.id, "sealed", T0), AS_OK);
     assert_int_equal(repo_mfa_enable(f->r, u.id, 1, "sealed", codes, 1, NULL,
-                                     T0),
+                                     T0 * 1000),
                      AS_OK);
     memset(&s, 0, sizeof s);
     uuid_v7_new(s.id);
