@@ -37,6 +37,13 @@ enum rotate_result rotation_judge(const struct rotation_facts *f,
  * for either: none. Saturates instead of overflowing. */
 int64_t rotation_kept_from(int64_t now, int64_t life_ms, int64_t grace_ms);
 
+/* The rotated-out tokens still kept at `now`, as rotation_judge() keeps
+ * them: rotated out within the grace (none when grace_ms <= 0), or made
+ * since rotation_kept_from() (all when life_ms <= 0: no lifetime given).
+ * What a logout or a revocation may still name (repo_refresh_session()). */
+struct repo_kept rotation_kept(int64_t now, int64_t life_ms,
+                               int64_t grace_ms);
+
 /* The expiry a rotation gives a session created at `created_at`:
  * `new_expires`, but never past created_at + max_life_ms (the session
  * ends then); saturates instead of overflowing. */

@@ -14,6 +14,8 @@ enum rotate_result rotation_judge(const struct rotation_facts *f,
                                   int64_t now, int64_t grace_ms,
                                   int64_t life_ms)
 {
+    struct repo_kept k = rotation_kept(now, life_ms, grace_ms);
+
     if (!f->found || f->revoked || f->expires_at <= now || !f->user_active)
         return ROTATE_INVALID;
     if (!f->used)
@@ -25,16 +27,26 @@ enum rotate_result rotation_judge(const struct rotation_facts *f,
      * here 401 (a review). No grace: any second use is a replay, even
      * within the same millisecond as the rotation (a fast client on
      * loopback). */
-    if (grace_ms > 0 && f->used_at >= ago(now, grace_ms))
+    if (grace_ms > 0 && f->used_at >= k.used_from)
         return ROTATE_GRACE;
     /* Kept no longer: answered as when a rotation has pruned it
      * (src/repo/sessions.c, S_PRUNE_USED), whether it has yet or not.
      * Before, such a token was a grace retry or a replay until another
      * refresh of its session pruned it, then unknown (a review). */
-    if (life_ms > 0 && f->created_at < rotation_kept_from(now, life_ms,
-                                                          grace_ms))
+    if (f->created_at < k.created_from)
         return ROTATE_INVALID;
     return ROTATE_REUSED;
+}
+
+struct repo_kept rotation_kept(int64_t now, int64_t life_ms,
+                               int64_t grace_ms)
+{
+    return (struct repo_kept){
+        .created_from = life_ms > 0 ? rotation_kept_from(now, life_ms,
+                                                         grace_ms)
+                                    : INT64_MIN,
+        .used_from = grace_ms > 0 ? ago(now, grace_ms) : INT64_MAX,
+    };
 }
 
 int64_t rotation_kept_from(int64_t now, int64_t life_ms, int64_t grace_ms)

@@ -150,17 +150,13 @@ enum as_err core_refresh(const struct core *c, const char *token,
 
 /* The rotated-out refresh tokens that still name their session at
  * `now`: those a refresh with them would still judge a grace retry or a
- * replay (rotation_judge()), so that a logout or a revocation with a
+ * replay (rotation_kept()), so that a logout or a revocation with a
  * token kept no longer ends nothing either. */
 static struct repo_kept still_kept(const struct core *c, int64_t now)
 {
-    int64_t grace = (int64_t)c->cfg->refresh_reuse_grace_seconds * 1000;
-
-    return (struct repo_kept){
-        .created_from = rotation_kept_from(
-            now, (int64_t)c->cfg->refresh_ttl * 1000, grace),
-        .used_from = grace > 0 ? now - grace : INT64_MAX,
-    };
+    return rotation_kept(now, (int64_t)c->cfg->refresh_ttl * 1000,
+                         (int64_t)c->cfg->refresh_reuse_grace_seconds *
+                             1000);
 }
 
 enum as_err core_logout(const struct core *c, const char *token,
