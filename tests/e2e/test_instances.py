@@ -88,6 +88,34 @@ def listening(d):
     return sum(1 for e in d.logs if e.get("event") == "fleet.listening")
 
 
+def stand_still(pid, timeout=10.0):
+    """Stops process `pid` (SIGSTOP) and returns once every thread of it
+    has stopped. kill(2) returns before they do: each thread stops when
+    it next runs, and on a loaded host a thread of the daemon may first
+    serve a request that came meanwhile. A test of what happens while the
+    process stands still must not send it anything before then (a request
+    served before the stop is within the revocation's usual delay)."""
+    os.kill(pid, signal.SIGSTOP)
+
+    def stopped():
+        try:
+            tids = os.listdir("/proc/%d/task" % pid)
+        except FileNotFoundError:
+            return True                       # ended: nothing runs
+        for tid in tids:
+            try:
+                with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                    state = f.read().rpartition(")")[2].split()[0]
+            except (FileNotFoundError, ProcessLookupError, IndexError):
+                continue                      # that thread ended
+            if state not in ("T", "t"):
+                return False
+        return True
+
+    assert wait_until(stopped, timeout=timeout, interval=0.001), \
+        "process %d did not stop within %ss" % (pid, timeout)
+
+
 def verify(d, token):
     return d.request("GET", "/api/v1/auth/verify", token=token)
 
@@ -175,8 +203,8 @@ def test_an_instance_that_stood_still_answers_no_revoked_session(make_trio):
         t = a.login(email, pw).json
         assert verify(b, t["access_token"]).status == 200   # cached at b
         out = {}
-        b.proc.send_signal(signal.SIGSTOP)
         try:
+            stand_still(b.proc.pid)
             r = a.request("POST", "/api/v1/auth/logout",
                           {"refresh_token": t["refresh_token"]})
             assert r.status == 204, r
@@ -207,8 +235,8 @@ def test_a_stood_still_instance_whose_listener_was_lost_answers_none(
         for t in toks:
             assert verify(b, t).status == 200              # cached at b
         out = []
-        b.proc.send_signal(signal.SIGSTOP)
         try:
+            stand_still(b.proc.pid)
             rows = psql(url, "SELECT pg_terminate_backend(pid) FROM "
                              "pg_stat_activity WHERE application_name = "
                              "'%s' AND datname = current_database()"
@@ -255,8 +283,8 @@ def test_an_instance_whose_listener_went_silent_answers_no_revoked_session(
         stopped = []
         try:
             for pid in pids:
-                os.kill(pid, signal.SIGSTOP)
                 stopped.append(pid)
+                stand_still(pid)
             r = a.request("POST", "/api/v1/auth/logout",
                           {"refresh_token": t["refresh_token"]})
             assert r.status == 204, r
@@ -619,17 +647,17 @@ def test_an_instance_that_stood_still_signs_with_no_stale_key(make_trio,
     assert wait_until(lambda: listening(a) >= 1), a.lines[-20:]
     email, pw, t_old = a.user()
     kid_old = parts(t_old["access_token"])[0]["kid"]
-    r = a.command("keys", "rotate", env={"AUTH_KEY_PUBLISH_SECONDS": "2"})
+    r = a.command("keys", "rotate", env={"AUTH_KEY_PUBLISH_SECONDS": "4"})
     assert r.returncode == 0, r.stderr
     kid_new = r.stdout.decode().strip()
     assert wait_until(lambda: kid_new in jwks_kids(a), timeout=10,
                       interval=0.05)
     held = a.login(email, pw).json                # held, not signing yet
     assert parts(held["access_token"])[0]["kid"] == kid_old
-    a.proc.send_signal(signal.SIGSTOP)
-    stopped = time.monotonic()
     locker = None
     try:
+        stand_still(a.proc.pid)
+        stopped = time.monotonic()
         # past the new key's signs_from, and past 5 s without a poll
         assert wait_until(lambda: time.monotonic() - stopped > 6.5,
                           timeout=20, interval=0.1)
