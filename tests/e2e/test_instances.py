@@ -108,7 +108,7 @@ def stand_still(pid, timeout=10.0):
                     state = f.read().rpartition(")")[2].split()[0]
             except (FileNotFoundError, ProcessLookupError, IndexError):
                 continue                      # that thread ended
-            if state not in ("T", "t"):
+            if state not in ("T", "t", "Z", "X"):   # stopped, or gone
                 return False
         return True
 
