@@ -356,6 +356,11 @@ static EVP_PKEY *ec2_key(const cbor_item_t *k)
     return pk;
 }
 
+/* An Ed25519 key from COSE x. The encoding must be a canonical point of
+ * the prime-order subgroup, not of small order (libsodium's check):
+ * OpenSSL's verification (RFC 8032, 5.1.7) does not ask, and with a key
+ * of small order a signature made without any private key (R the
+ * identity, S zero) passes for one message in four. */
 static EVP_PKEY *okp_key(const cbor_item_t *k)
 {
     const uint8_t *x;
@@ -364,7 +369,8 @@ static EVP_PKEY *okp_key(const cbor_item_t *k)
 
     x = bytes_of(map_int(k, COSE_X), &xn);
     if (!cbor_int(map_int(k, COSE_CRV), &crv) || crv != CRV_ED25519 || !x ||
-        xn != 32)
+        xn != crypto_core_ed25519_BYTES ||
+        crypto_core_ed25519_is_valid_point(x) != 1)
         return NULL;
     return EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, x, xn);
 }

@@ -20,7 +20,7 @@ import threading
 import pytest
 
 from conftest import BACKENDS, Daemon, assert_problem, free_port
-from softauthn import Authenticator
+from softauthn import EDDSA, Authenticator, cbor
 
 REG_OPT = "/api/v1/auth/passkeys/register/options"
 REG = "/api/v1/auth/passkeys/register"
@@ -220,6 +220,23 @@ def test_top_origin_refused(d, extra):
     assert_problem(r, 401, "invalid_credential")
     r = login(d, auth.assertion(login_options(d), d.origin))
     assert r.status == 200, r
+    r = d.request("GET", LIST, token=token)
+    assert len(r.json["items"]) == 1
+
+
+@pytest.mark.parametrize("point", [bytes(32), b"\x01" + bytes(31)],
+                         ids=["order-4", "identity"])
+def test_a_small_order_ed25519_key_is_refused(d, point):
+    """An Ed25519 public key of small order proves no possession: with
+    the all-zero encoding a signature made without any private key (R the
+    identity, S zero) logged in 5 of 20 times (a review). Registration
+    refuses such a key, and nothing is stored."""
+    _, _, t = d.user()
+    token = t["access_token"]
+    auth = Authenticator(alg=EDDSA)
+    auth.cose = lambda: cbor({1: 1, 3: EDDSA, -1: 6, -2: point})
+    assert_problem(enroll(d, token, auth), 400, "invalid_credential")
+    assert enroll(d, token, Authenticator(alg=EDDSA)).status == 201
     r = d.request("GET", LIST, token=token)
     assert len(r.json["items"]) == 1
 
